@@ -1,0 +1,350 @@
+//! `walletctl`: the wallet ledger's command-line client, and a local three-node cluster
+//! launcher (`walletctl dev`) for development.
+
+// The crate root of a binary resolves `mod` paths from src/bin/, so name the files.
+#[path = "walletctl/dev.rs"]
+mod dev;
+#[path = "walletctl/output.rs"]
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use wallet_client::{ClientConfig, Transfer, Uuid, WalletClient, new_transaction_id};
+
+use crate::output::Output;
+
+/// The dev cluster's write nodes, which is also what a developer usually talks to.
+const DEFAULT_ENDPOINTS: &str = "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053";
+
+/// Exit status for a definite failure (rejected request, bad input, local error).
+const EXIT_FAILURE: u8 = 1;
+
+/// Exit status when the outcome is unknown: the same command (same `--id`) must be retried.
+const EXIT_INDEFINITE: u8 = 3;
+
+/// Upper bound on `dev --partitions`, to catch typos before three nodes are started.
+const PARTITIONS_MAX: u32 = 256;
+
+const AFTER_HELP: &str = "\
+Exit status: 0 success, 1 definite failure (request rejected, nothing applied),
+2 usage error, 3 outcome unknown (retry the same command; for transfers keep the same --id).";
+
+/// Command-line client for the wallet ledger.
+#[derive(Debug, Parser)]
+#[command(name = "walletctl", version, after_help = AFTER_HELP)]
+struct Cli {
+    /// Write nodes to talk to, comma-separated host:port or http://host:port.
+    #[arg(
+        long,
+        global = true,
+        env = "WALLET_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = DEFAULT_ENDPOINTS
+    )]
+    endpoints: Vec<String>,
+
+    /// Machine-readable output: one JSON object per result (errors as JSON on stderr).
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Open or read accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Move money between two accounts, or read a transfer with `transfer get ID`.
+    Transfer(TransferArgs),
+    /// Inspect the cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Run a local three-node write cluster until Ctrl-C.
+    Dev(DevArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum AccountCommand {
+    /// Open an account (idempotent when the parameters are the same).
+    Open {
+        /// Account id: 1 to 256 bytes of UTF-8, no whitespace.
+        id: String,
+        /// ISO 4217 currency code, e.g. USD.
+        #[arg(long)]
+        currency: String,
+        /// Let the balance go below zero (issuer and settlement accounts).
+        #[arg(long)]
+        allow_negative_balance: bool,
+    },
+    /// Read an account's balance, linearizably through the leader.
+    Get {
+        /// Account id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct TransferArgs {
+    #[command(subcommand)]
+    command: Option<TransferCommand>,
+    #[command(flatten)]
+    new: NewTransfer,
+}
+
+#[derive(Debug, Args)]
+struct NewTransfer {
+    /// Account to debit.
+    #[arg(long, required = true)]
+    from: Option<String>,
+    /// Account to credit.
+    #[arg(long, required = true)]
+    to: Option<String>,
+    /// Amount in major units, e.g. 12.34.
+    #[arg(long, required = true)]
+    amount: Option<String>,
+    /// ISO 4217 currency code of both accounts.
+    #[arg(long, required = true)]
+    currency: Option<String>,
+    /// Transaction id (UUID) for idempotent retries; a new one is generated when absent.
+    #[arg(long)]
+    id: Option<Uuid>,
+}
+
+#[derive(Debug, Subcommand)]
+enum TransferCommand {
+    /// Read a transfer's outcome by its transaction id.
+    Get {
+        /// Transaction id (UUID).
+        id: Uuid,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Every node's view of every partition: role, leader, term, indexes, state digest.
+    Status,
+}
+
+#[derive(Debug, Args)]
+struct DevArgs {
+    /// Where the nodes keep their data and logs; reusing it resumes the same ledger.
+    #[arg(long, default_value = "./.wallet-dev")]
+    data_dir: PathBuf,
+    /// Number of Raft partitions each node runs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(PARTITIONS_MAX)))]
+    partitions: u32,
+}
+
+/// Why a command failed, keeping ledger errors typed so they are reported with their code
+/// and reason, and a transfer's id so the user can retry with it.
+enum Failure {
+    Wallet {
+        error: wallet_client::Error,
+        transaction_id: Option<Uuid>,
+    },
+    Other(anyhow::Error),
+}
+
+impl From<wallet_client::Error> for Failure {
+    fn from(error: wallet_client::Error) -> Self {
+        Self::Wallet {
+            error,
+            transaction_id: None,
+        }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Self::Other(error)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let out = Output::new(cli.json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            out.other_error(&anyhow::Error::new(e).context("starting the async runtime"));
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    match runtime.block_on(run(cli, &out)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Wallet {
+            error,
+            transaction_id,
+        }) => {
+            out.wallet_error(&error, transaction_id);
+            ExitCode::from(if error.is_definite() {
+                EXIT_FAILURE
+            } else {
+                EXIT_INDEFINITE
+            })
+        }
+        Err(Failure::Other(error)) => {
+            out.other_error(&error);
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
+    let Cli {
+        endpoints, command, ..
+    } = cli;
+    match command {
+        Command::Dev(args) => {
+            let config = dev::DevConfig {
+                data_dir: args.data_dir,
+                partitions: args.partitions,
+            };
+            dev::run(config, out).await?;
+            Ok(())
+        }
+        Command::Account(command) => {
+            let client = connect(endpoints).await?;
+            match command {
+                AccountCommand::Open {
+                    id,
+                    currency,
+                    allow_negative_balance,
+                } => {
+                    let account = client
+                        .open_account(&id, &currency, allow_negative_balance)
+                        .await?;
+                    out.account_opened(&account);
+                }
+                AccountCommand::Get { id } => {
+                    let response = client.get_account(&id).await?;
+                    out.account(&response);
+                }
+            }
+            Ok(())
+        }
+        Command::Transfer(TransferArgs {
+            command: Some(TransferCommand::Get { id }),
+            ..
+        }) => {
+            let client = connect(endpoints).await?;
+            let transfer = client
+                .get_transfer(id)
+                .await
+                .map_err(|error| Failure::Wallet {
+                    error,
+                    transaction_id: Some(id),
+                })?;
+            out.transfer(&transfer);
+            Ok(())
+        }
+        Command::Transfer(TransferArgs { command: None, new }) => {
+            let client = connect(endpoints).await?;
+            let transfer = Transfer {
+                transaction_id: new.id.unwrap_or_else(new_transaction_id),
+                from: required(new.from, "--from")?,
+                to: required(new.to, "--to")?,
+                amount: required(new.amount, "--amount")?,
+                currency: required(new.currency, "--currency")?,
+            };
+            let id = transfer.transaction_id;
+            let response = client
+                .transfer(&transfer)
+                .await
+                .map_err(|error| Failure::Wallet {
+                    error,
+                    transaction_id: Some(id),
+                })?;
+            out.transfer_done(&response);
+            Ok(())
+        }
+        Command::Cluster(ClusterCommand::Status) => {
+            let client = connect(endpoints).await?;
+            let statuses = client.cluster_status().await;
+            let reachable = statuses.iter().filter(|(_, r)| r.is_ok()).count();
+            out.cluster_status(&statuses);
+            if reachable == 0 {
+                return Err(anyhow::anyhow!("no node answered").into());
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn connect(endpoints: Vec<String>) -> Result<WalletClient, Failure> {
+    let endpoints: Vec<String> = endpoints
+        .into_iter()
+        .filter(|e| !e.trim().is_empty())
+        .collect();
+    Ok(WalletClient::connect(ClientConfig::new(endpoints)).await?)
+}
+
+/// clap enforces these unless `transfer get` is used; this keeps the types honest.
+fn required(value: Option<String>, flag: &str) -> Result<String, Failure> {
+    value.ok_or_else(|| anyhow::anyhow!("{flag} is required").into())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn transfer_get_does_not_need_transfer_flags() {
+        let cli = Cli::try_parse_from([
+            "walletctl",
+            "transfer",
+            "get",
+            "3f2504e0-4f89-11d3-9a0c-0305e82c3301",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Transfer(TransferArgs {
+                command: Some(TransferCommand::Get { .. }),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn new_transfer_needs_its_flags() {
+        assert!(Cli::try_parse_from(["walletctl", "transfer", "--from", "a"]).is_err());
+        let cli = Cli::try_parse_from([
+            "walletctl",
+            "--json",
+            "transfer",
+            "--from",
+            "a",
+            "--to",
+            "b",
+            "--amount",
+            "1.00",
+            "--currency",
+            "USD",
+        ])
+        .unwrap();
+        assert!(cli.json);
+    }
+}

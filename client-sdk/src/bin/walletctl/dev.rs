@@ -1,0 +1,452 @@
+//! `walletctl dev`: a local cluster of three write nodes as child processes, for trying the
+//! ledger out and for manual testing. Data and logs live under one directory, so running
+//! it again resumes the same ledger.
+
+use std::fs::OpenOptions;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::json;
+use tokio::process::{Child, Command};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::time::Instant;
+use wallet_client::{ClientConfig, WalletClient};
+
+use crate::output::Output;
+
+/// Name of the write node binary, looked up next to `walletctl`'s own executable.
+const WRITE_NODE_BIN: &str = "wallet-write-node";
+
+/// Overrides where the write node binary is.
+const WRITE_NODE_BIN_ENV: &str = "WALLET_WRITE_NODE_BIN";
+
+/// Number of write nodes: the smallest Raft group that survives a node failure.
+const WRITE_NODES: u64 = 3;
+
+/// Node `i` listens on `127.0.0.1:(WRITE_PORT_BASE + i)`, i.e. 50051..=50053.
+const WRITE_PORT_BASE: u64 = 50050;
+
+/// How long the nodes get to elect a leader and report SERVING.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How often readiness is polled.
+const READY_POLL: Duration = Duration::from_millis(200);
+
+/// Per-probe timeout of a readiness check, so one hung node cannot stall the loop.
+const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long the nodes get to stop after SIGTERM before they are killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// How much of a failed node's log is shown, at most.
+const LOG_TAIL_BYTES: u64 = 4096;
+
+/// Settings of a dev cluster.
+#[derive(Debug, Clone)]
+pub struct DevConfig {
+    /// Root of the nodes' data directories and log files.
+    pub data_dir: PathBuf,
+    /// Raft partitions per node.
+    pub partitions: u32,
+}
+
+/// What kind of process a child is. Only write nodes exist today; a read node
+/// (127.0.0.1:50061, following the write nodes) is expected to join this list later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Write { node_id: u64 },
+}
+
+/// Everything needed to start, watch and describe one child process.
+#[derive(Debug, Clone)]
+struct ChildSpec {
+    name: String,
+    role: Role,
+    listen: String,
+    program: PathBuf,
+    args: Vec<String>,
+    log: PathBuf,
+}
+
+/// A started child and the spec it came from.
+struct Running {
+    spec: ChildSpec,
+    child: Child,
+}
+
+/// Why the cluster is being stopped.
+enum StopCause {
+    Signal(&'static str),
+    ChildExited {
+        index: usize,
+        status: std::io::Result<ExitStatus>,
+    },
+}
+
+/// Starts the cluster, waits until it is ready, then until Ctrl-C / SIGTERM or a node dies;
+/// always stops every node it started before returning.
+pub async fn run(config: DevConfig, out: &Output) -> anyhow::Result<()> {
+    let write_bin = write_node_binary()?;
+    let specs = child_specs(&config, &write_bin);
+    for spec in &specs {
+        ensure_port_free(&spec.listen)?;
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+
+    let mut running: Vec<Running> = Vec::with_capacity(specs.len());
+    for spec in specs {
+        match spawn(&spec) {
+            Ok(child) => running.push(Running { spec, child }),
+            Err(e) => {
+                stop_all(&mut running).await;
+                return Err(e);
+            }
+        }
+    }
+
+    let ready = tokio::select! {
+        result = wait_ready(&mut running) => result.map(|()| None),
+        _ = tokio::signal::ctrl_c() => Ok(Some("Ctrl-C")),
+        _ = sigterm.recv() => Ok(Some("SIGTERM")),
+    };
+    match ready {
+        Ok(None) => {}
+        Ok(Some(signal)) => {
+            eprintln!("{signal} received while starting: stopping the nodes");
+            stop_all(&mut running).await;
+            return Ok(());
+        }
+        Err(e) => {
+            stop_all(&mut running).await;
+            return Err(e);
+        }
+    }
+    announce(&config, &running, out);
+
+    let cause = {
+        let exits =
+            futures::future::select_all(running.iter_mut().map(|r| Box::pin(r.child.wait())));
+        tokio::select! {
+            (status, index, _) = exits => StopCause::ChildExited { index, status },
+            _ = tokio::signal::ctrl_c() => StopCause::Signal("Ctrl-C"),
+            _ = sigterm.recv() => StopCause::Signal("SIGTERM"),
+        }
+    };
+    match cause {
+        StopCause::Signal(signal) => {
+            if !out.is_json() {
+                eprintln!("{signal} received: stopping the nodes");
+            }
+            stop_all(&mut running).await;
+            if out.is_json() {
+                out.json_line(&json!({ "event": "stopped", "cause": signal }));
+            } else {
+                eprintln!("stopped; run `walletctl dev` again with the same --data-dir to resume");
+            }
+            Ok(())
+        }
+        StopCause::ChildExited { index, status } => {
+            let spec = running[index].spec.clone();
+            stop_all(&mut running).await;
+            let status = status.map_or_else(|e| format!("wait failed: {e}"), |s| s.to_string());
+            bail!(
+                "{} exited unexpectedly ({status}); the others were stopped. Log: {}{}",
+                spec.name,
+                spec.log.display(),
+                log_tail(&spec.log)
+            )
+        }
+    }
+}
+
+/// The processes of a dev cluster. This is the seam for more kinds of nodes: a read node
+/// on 127.0.0.1:50061 would be one more entry here with its own `Role`.
+fn child_specs(config: &DevConfig, write_bin: &Path) -> Vec<ChildSpec> {
+    let peers = (1..=WRITE_NODES)
+        .map(|i| format!("{i}={}", write_listen(i)))
+        .collect::<Vec<_>>()
+        .join(",");
+    (1..=WRITE_NODES)
+        .map(|node_id| {
+            let name = format!("node-{node_id}");
+            let listen = write_listen(node_id);
+            let data = config.data_dir.join(&name);
+            ChildSpec {
+                role: Role::Write { node_id },
+                program: write_bin.to_path_buf(),
+                args: vec![
+                    "--node-id".into(),
+                    node_id.to_string(),
+                    "--listen".into(),
+                    listen.clone(),
+                    "--peers".into(),
+                    peers.clone(),
+                    "--data-dir".into(),
+                    data.display().to_string(),
+                    "--partitions".into(),
+                    config.partitions.to_string(),
+                ],
+                log: config.data_dir.join(format!("{name}.log")),
+                listen,
+                name,
+            }
+        })
+        .collect()
+}
+
+fn write_listen(node_id: u64) -> String {
+    format!("127.0.0.1:{}", WRITE_PORT_BASE + node_id)
+}
+
+/// `$WALLET_WRITE_NODE_BIN`, else `wallet-write-node` beside this executable (where cargo
+/// puts both binaries).
+fn write_node_binary() -> anyhow::Result<PathBuf> {
+    let path = match std::env::var_os(WRITE_NODE_BIN_ENV) {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let exe = std::env::current_exe().context("locating walletctl's own executable")?;
+            let dir = exe
+                .parent()
+                .context("walletctl's executable has no parent directory")?;
+            dir.join(WRITE_NODE_BIN)
+        }
+    };
+    if !path.is_file() {
+        bail!(
+            "write node binary not found at {} (build it with `cargo build -p write-node`, \
+             or point {WRITE_NODE_BIN_ENV} at it)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Refuses to start over a running cluster (or anything else on our ports) with a clear
+/// message, instead of letting a node fail to bind and die in its log.
+fn ensure_port_free(listen: &str) -> anyhow::Result<()> {
+    match std::net::TcpListener::bind(listen) {
+        Ok(listener) => {
+            drop(listener);
+            Ok(())
+        }
+        Err(e) => bail!(
+            "{listen} is already in use ({e}); is another `walletctl dev` or write node running?"
+        ),
+    }
+}
+
+fn spawn(spec: &ChildSpec) -> anyhow::Result<Child> {
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&spec.log)
+        .with_context(|| format!("opening log file {}", spec.log.display()))?;
+    let stderr = log.try_clone().context("duplicating the log file handle")?;
+    let child = Command::new(&spec.program)
+        .args(&spec.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(stderr))
+        // Own process group: Ctrl-C reaches only walletctl, which then stops the nodes in
+        // order instead of them all dying at once mid-write.
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {} ({})", spec.name, spec.program.display()))?;
+    tracing::info!(node = %spec.name, pid = ?child.id(), role = ?spec.role, "started");
+    Ok(child)
+}
+
+/// Polls every node's health until all report SERVING, failing early if one exits and at
+/// [`READY_TIMEOUT`].
+async fn wait_ready(running: &mut [Running]) -> anyhow::Result<()> {
+    let endpoints: Vec<String> = running.iter().map(|r| r.spec.listen.clone()).collect();
+    let mut client_config = ClientConfig::new(endpoints);
+    client_config.call_timeout = HEALTH_PROBE_TIMEOUT;
+    client_config.connect_timeout = HEALTH_PROBE_TIMEOUT;
+    let client = WalletClient::connect(client_config).await?;
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let mut ready = vec![false; running.len()];
+    loop {
+        for (i, node) in running.iter_mut().enumerate() {
+            if let Some(status) = node.child.try_wait().context("checking a node process")? {
+                bail!(
+                    "{} exited during start-up ({status}). Log: {}{}",
+                    node.spec.name,
+                    node.spec.log.display(),
+                    log_tail(&node.spec.log)
+                );
+            }
+            if !ready[i] {
+                ready[i] = matches!(client.health(&node.spec.listen).await, Ok(true));
+            }
+        }
+        if ready.iter().all(|r| *r) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let waiting: Vec<String> = running
+                .iter()
+                .zip(&ready)
+                .filter(|(_, r)| !**r)
+                .map(|(n, _)| format!("{} (log {})", n.spec.name, n.spec.log.display()))
+                .collect();
+            bail!(
+                "not SERVING after {}s: {}",
+                READY_TIMEOUT.as_secs(),
+                waiting.join(", ")
+            );
+        }
+        tokio::time::sleep(READY_POLL).await;
+    }
+}
+
+fn announce(config: &DevConfig, running: &[Running], out: &Output) {
+    if out.is_json() {
+        let nodes: Vec<_> = running
+            .iter()
+            .map(|r| {
+                let Role::Write { node_id } = r.spec.role;
+                json!({
+                    "node_id": node_id,
+                    "role": "write",
+                    "endpoint": r.spec.listen,
+                    "log": r.spec.log.display().to_string(),
+                    "pid": r.child.id(),
+                })
+            })
+            .collect();
+        out.json_line(&json!({
+            "event": "ready",
+            "data_dir": config.data_dir.display().to_string(),
+            "partitions": config.partitions,
+            "nodes": nodes,
+        }));
+        return;
+    }
+    println!(
+        "wallet dev cluster ready: {} write nodes, {} partition(s), data in {}",
+        running.len(),
+        config.partitions,
+        config.data_dir.display()
+    );
+    for r in running {
+        println!(
+            "  {}  {}  log {}",
+            r.spec.name,
+            r.spec.listen,
+            r.spec.log.display()
+        );
+    }
+    println!();
+    println!("try:");
+    println!("  walletctl account open issuer --currency USD --allow-negative-balance");
+    println!("  walletctl account open alice --currency USD");
+    println!("  walletctl transfer --from issuer --to alice --amount 12.34 --currency USD");
+    println!("  walletctl account get alice");
+    println!("  walletctl cluster status");
+    println!();
+    println!("Ctrl-C stops the cluster; `walletctl dev` on the same --data-dir resumes it.");
+}
+
+/// SIGTERM to every node still running, up to [`STOP_GRACE`] for all of them to exit, then
+/// SIGKILL for the rest.
+async fn stop_all(running: &mut [Running]) {
+    for node in running.iter_mut() {
+        if let Ok(None) = node.child.try_wait()
+            && let Some(pid) = node.child.id().and_then(|id| i32::try_from(id).ok())
+            && let Err(e) = kill(Pid::from_raw(pid), Signal::SIGTERM)
+        {
+            tracing::warn!(node = %node.spec.name, error = %e, "SIGTERM failed");
+        }
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    for node in running.iter_mut() {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(remaining, node.child.wait()).await {
+            Ok(_) => {}
+            Err(_) => {
+                eprintln!(
+                    "{} did not stop within {}s: killing it",
+                    node.spec.name,
+                    STOP_GRACE.as_secs()
+                );
+                if let Err(e) = node.child.kill().await {
+                    tracing::warn!(node = %node.spec.name, error = %e, "kill failed");
+                }
+            }
+        }
+    }
+}
+
+/// The end of a log file, to show next to a failure without sending the user hunting.
+fn log_tail(path: &Path) -> String {
+    let read = || -> std::io::Result<String> {
+        let mut file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len();
+        file.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL_BYTES)))?;
+        let mut bytes = Vec::new();
+        file.take(LOG_TAIL_BYTES).read_to_end(&mut bytes)?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    };
+    match read() {
+        Ok(tail) if !tail.trim().is_empty() => {
+            let lines: Vec<&str> = tail.lines().collect();
+            let last = &lines[lines.len().saturating_sub(20)..];
+            format!(
+                "\n--- last lines of {} ---\n{}",
+                path.display(),
+                last.join("\n")
+            )
+        }
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_follow_the_documented_command_line() {
+        let config = DevConfig {
+            data_dir: PathBuf::from("/tmp/dev"),
+            partitions: 4,
+        };
+        let specs = child_specs(&config, Path::new("/bin/wallet-write-node"));
+        assert_eq!(specs.len(), 3);
+        let second = &specs[1];
+        assert_eq!(second.listen, "127.0.0.1:50052");
+        assert_eq!(second.log, PathBuf::from("/tmp/dev/node-2.log"));
+        assert_eq!(
+            second.args,
+            [
+                "--node-id",
+                "2",
+                "--listen",
+                "127.0.0.1:50052",
+                "--peers",
+                "1=127.0.0.1:50051,2=127.0.0.1:50052,3=127.0.0.1:50053",
+                "--data-dir",
+                "/tmp/dev/node-2",
+                "--partitions",
+                "4",
+            ]
+        );
+    }
+
+    #[test]
+    fn busy_port_is_refused() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let err = ensure_port_free(&address).unwrap_err();
+        assert!(err.to_string().contains("already in use"), "{err}");
+    }
+}

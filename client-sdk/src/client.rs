@@ -1,0 +1,471 @@
+//! The client proper: channels to every write node, the leader cache, and the one retry
+//! loop every call goes through.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use proto::v1::cluster_service_client::ClusterServiceClient;
+use proto::v1::wallet_service_client::WalletServiceClient;
+use proto::v1::{
+    Account, GetAccountRequest, GetAccountResponse, GetClusterStatusRequest,
+    GetClusterStatusResponse, GetTransferRequest, OpenAccountRequest, TransferRequest,
+    TransferResponse,
+};
+use tokio::time::Instant;
+use tonic::Status;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use uuid::Uuid;
+
+use crate::backoff;
+use crate::config::{ClientConfig, normalize_endpoint};
+use crate::error::{Action, Classified, Error, classify};
+
+/// The partition every call is routed to while the ledger has a single Raft group. The
+/// leader cache is keyed by partition already, so routing by account can come later.
+pub const DEFAULT_PARTITION: u32 = 0;
+
+/// The gRPC health service name the write nodes report readiness under.
+pub const WALLET_SERVICE_NAME: &str = "wallet.v1.WalletService";
+
+/// How many nodes learnt from leader hints (addresses not in the configuration) the client
+/// keeps channels to; beyond that, channels for such hints are made per use and dropped.
+pub const DISCOVERED_ENDPOINTS_MAX: usize = 16;
+
+/// A transfer to submit: the fields of a `TransferRequest`, with the idempotency key typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    /// The idempotency key. Keep it until the outcome is known: resubmitting the same
+    /// transfer with the same id returns the original outcome instead of paying twice.
+    pub transaction_id: Uuid,
+    /// The account debited.
+    pub from: String,
+    /// The account credited.
+    pub to: String,
+    /// Decimal amount in the currency's major unit, e.g. `"12.34"`.
+    pub amount: String,
+    /// ISO 4217 code, which must match both accounts' currency.
+    pub currency: String,
+}
+
+impl From<&Transfer> for TransferRequest {
+    fn from(t: &Transfer) -> Self {
+        Self {
+            transaction_id: t.transaction_id.hyphenated().to_string(),
+            from_account: t.from.clone(),
+            to_account: t.to.clone(),
+            amount: t.amount.clone(),
+            currency: t.currency.clone(),
+        }
+    }
+}
+
+/// A configured node: what the user wrote (for display) and the URI connected to.
+#[derive(Debug, Clone)]
+struct Target {
+    display: String,
+    uri: String,
+}
+
+/// A handle to the ledger's write nodes. Cheap to clone; clones share channels and the
+/// leader cache, so one client can serve many concurrent tasks.
+#[derive(Clone)]
+pub struct WalletClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ClientConfig,
+    targets: Vec<Target>,
+    /// Channels by URI: one per configured node, plus a bounded number learnt from hints.
+    channels: Mutex<HashMap<String, Channel>>,
+    /// The last known leader URI of each partition.
+    leaders: Mutex<HashMap<u32, String>>,
+}
+
+impl std::fmt::Debug for WalletClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalletClient")
+            .field("endpoints", &self.inner.config.endpoints)
+            .field("leader", &self.leader(DEFAULT_PARTITION))
+            .finish()
+    }
+}
+
+impl WalletClient {
+    /// Validates `config` and prepares a lazily connected channel per endpoint. No network
+    /// traffic happens here, so this succeeds while nodes are still starting.
+    pub async fn connect(config: ClientConfig) -> Result<Self, Error> {
+        config.validate()?;
+        let mut targets: Vec<Target> = Vec::with_capacity(config.endpoints.len());
+        let mut channels = HashMap::new();
+        for endpoint in &config.endpoints {
+            let uri = normalize_endpoint(endpoint)?;
+            if channels.contains_key(&uri) {
+                continue;
+            }
+            channels.insert(uri.clone(), make_channel(&uri, &config)?);
+            targets.push(Target {
+                display: endpoint.trim().to_owned(),
+                uri,
+            });
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                targets,
+                channels: Mutex::new(channels),
+                leaders: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The configuration this client was built with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// The configured endpoints as given (duplicates removed), in routing order.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.inner
+            .targets
+            .iter()
+            .map(|t| t.display.clone())
+            .collect()
+    }
+
+    /// The URI of the node last seen leading `partition`, if any: useful for diagnostics.
+    pub fn leader(&self, partition: u32) -> Option<String> {
+        lock(&self.inner.leaders).get(&partition).cloned()
+    }
+
+    /// Opens an account. Opening an existing account with the same parameters succeeds and
+    /// returns it unchanged; with different parameters it is rejected with ALREADY_EXISTS.
+    pub async fn open_account(
+        &self,
+        account_id: &str,
+        currency: &str,
+        allow_negative_balance: bool,
+    ) -> Result<Account, Error> {
+        let request = OpenAccountRequest {
+            account_id: account_id.to_owned(),
+            currency: currency.to_owned(),
+            allow_negative_balance,
+        };
+        let response = self
+            .call("OpenAccount", request, |channel, request| async move {
+                WalletServiceClient::new(channel)
+                    .open_account(request)
+                    .await
+            })
+            .await?;
+        response
+            .account
+            .ok_or_else(|| Error::malformed("OpenAccount answered without an account"))
+    }
+
+    /// Moves money. Answers once the transfer is final; every retry (automatic or by the
+    /// caller) reuses `transfer.transaction_id`, so the transfer is applied at most once.
+    pub async fn transfer(&self, transfer: &Transfer) -> Result<TransferResponse, Error> {
+        let request = TransferRequest::from(transfer);
+        self.call("Transfer", request, |channel, request| async move {
+            WalletServiceClient::new(channel).transfer(request).await
+        })
+        .await
+    }
+
+    /// Reads an account linearizably through the leader, with the log position it reflects.
+    pub async fn get_account(&self, account_id: &str) -> Result<GetAccountResponse, Error> {
+        let request = GetAccountRequest {
+            account_id: account_id.to_owned(),
+        };
+        let response = self
+            .call("GetAccount", request, |channel, request| async move {
+                WalletServiceClient::new(channel).get_account(request).await
+            })
+            .await?;
+        if response.account.is_none() {
+            return Err(Error::malformed("GetAccount answered without an account"));
+        }
+        Ok(response)
+    }
+
+    /// Reads a transfer's final status by its id; NOT_FOUND if the ledger never saw it.
+    pub async fn get_transfer(&self, transaction_id: Uuid) -> Result<proto::v1::Transfer, Error> {
+        let request = GetTransferRequest {
+            transaction_id: transaction_id.hyphenated().to_string(),
+        };
+        let response = self
+            .call("GetTransfer", request, |channel, request| async move {
+                WalletServiceClient::new(channel)
+                    .get_transfer(request)
+                    .await
+            })
+            .await?;
+        response
+            .transfer
+            .ok_or_else(|| Error::malformed("GetTransfer answered without a transfer"))
+    }
+
+    /// Asks every configured node, concurrently and without retries, what it knows about
+    /// the cluster. Each node answers for itself, so an unreachable one shows up as an error
+    /// next to the others' answers.
+    pub async fn cluster_status(&self) -> Vec<(String, Result<GetClusterStatusResponse, Error>)> {
+        let timeout = self.inner.config.call_timeout;
+        let calls = self.inner.targets.iter().map(|target| async move {
+            let channel = match self.channel(&target.uri) {
+                Ok(channel) => channel,
+                Err(e) => return (target.display.clone(), Err(e)),
+            };
+            let mut request = tonic::Request::new(GetClusterStatusRequest {});
+            request.set_timeout(timeout);
+            let result = ClusterServiceClient::new(channel)
+                .get_cluster_status(request)
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(|status| classify(&status).error);
+            (target.display.clone(), result)
+        });
+        futures::future::join_all(calls).await
+    }
+
+    /// Whether the node at `endpoint` reports the wallet service as SERVING (it is ready to
+    /// take calls). One attempt, bounded by `call_timeout`; an unreachable node is an error.
+    pub async fn health(&self, endpoint: &str) -> Result<bool, Error> {
+        let uri = normalize_endpoint(endpoint)?;
+        let channel = self.channel(&uri)?;
+        let mut request = tonic::Request::new(HealthCheckRequest {
+            service: WALLET_SERVICE_NAME.to_owned(),
+        });
+        request.set_timeout(self.inner.config.call_timeout);
+        let response = HealthClient::new(channel)
+            .check(request)
+            .await
+            .map_err(|status| classify(&status).error)?;
+        Ok(response.into_inner().status == ServingStatus::Serving as i32)
+    }
+
+    /// The shared routing and retry loop. Sends `message` to the cached leader (else the
+    /// endpoints in order); follows NOT_LEADER hints at once; on transport errors,
+    /// UNAVAILABLE, RESOURCE_EXHAUSTED and timeouts moves to the next node after a
+    /// full-jitter backoff; returns anything else at once. Bounded by `attempts_max` and
+    /// `total_deadline`. The same `message` (same transaction id) is sent every time, which
+    /// is what makes retrying safe.
+    async fn call<Req, Resp, F, Fut>(
+        &self,
+        operation: &'static str,
+        message: Req,
+        mut send: F,
+    ) -> Result<Resp, Error>
+    where
+        Req: Clone,
+        F: FnMut(Channel, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+    {
+        let config = &self.inner.config;
+        let deadline = Instant::now() + config.total_deadline;
+        let mut target = self
+            .leader(DEFAULT_PARTITION)
+            .unwrap_or_else(|| self.inner.targets[0].uri.clone());
+        let mut attempt: u32 = 0;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let mut request = tonic::Request::new(message.clone());
+            request.set_timeout(config.call_timeout.min(remaining).max(MIN_ATTEMPT_TIMEOUT));
+            let channel = self.channel(&target)?;
+            let status = match send(channel, request).await {
+                Ok(response) => {
+                    self.set_leader(DEFAULT_PARTITION, &target);
+                    return Ok(response.into_inner());
+                }
+                Err(status) => status,
+            };
+            attempt += 1;
+            let Classified { error, action } = classify(&status);
+            tracing::debug!(
+                operation,
+                attempt,
+                target = %target,
+                code = ?status.code(),
+                reason = error.reason(),
+                message = status.message(),
+                "attempt failed"
+            );
+            let retry_after = match action {
+                Action::Stop => return Err(error),
+                _ if attempt >= config.attempts_max => return Err(error),
+                Action::Redirect(address) => match normalize_endpoint(&address) {
+                    Ok(uri) if uri != target => {
+                        self.set_leader(DEFAULT_PARTITION, &uri);
+                        target = uri;
+                        if Instant::now() >= deadline {
+                            return Err(error);
+                        }
+                        continue;
+                    }
+                    // A stale or unusable hint: treat it like any other unavailability.
+                    _ => None,
+                },
+                Action::Rotate { retry_after } => retry_after,
+            };
+            self.forget_leader(DEFAULT_PARTITION, &target);
+            target = self.next_target(&target);
+            let jitter = backoff::full_jitter(attempt - 1, config.backoff_base, config.backoff_max);
+            let sleep = retry_after.map_or(jitter, |after| jitter.max(after));
+            if Instant::now() + sleep >= deadline {
+                return Err(error);
+            }
+            tokio::time::sleep(sleep).await;
+        }
+    }
+
+    /// The configured node after `current` in order (the first one if `current` was
+    /// learnt from a hint), so consecutive failures walk the whole cluster.
+    fn next_target(&self, current: &str) -> String {
+        let targets = &self.inner.targets;
+        let next = targets
+            .iter()
+            .position(|t| t.uri == current)
+            .map_or(0, |i| (i + 1) % targets.len());
+        targets[next].uri.clone()
+    }
+
+    fn set_leader(&self, partition: u32, uri: &str) {
+        lock(&self.inner.leaders).insert(partition, uri.to_owned());
+    }
+
+    fn forget_leader(&self, partition: u32, uri: &str) {
+        let mut leaders = lock(&self.inner.leaders);
+        if leaders.get(&partition).is_some_and(|cached| cached == uri) {
+            leaders.remove(&partition);
+        }
+    }
+
+    /// The channel to `uri`, created lazily. Channels for unconfigured nodes are cached up
+    /// to [`DISCOVERED_ENDPOINTS_MAX`]; beyond that they are built per use.
+    fn channel(&self, uri: &str) -> Result<Channel, Error> {
+        let mut channels = lock(&self.inner.channels);
+        if let Some(channel) = channels.get(uri) {
+            return Ok(channel.clone());
+        }
+        let channel = make_channel(uri, &self.inner.config)?;
+        if channels.len() < self.inner.targets.len() + DISCOVERED_ENDPOINTS_MAX {
+            channels.insert(uri.to_owned(), channel.clone());
+        }
+        Ok(channel)
+    }
+}
+
+/// Floor on a per-attempt timeout, so the last attempt before the total deadline still has
+/// a usable amount of time rather than a zero timeout that fails at once.
+const MIN_ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// A new identifier for a transfer: a random (v4) UUID. Generate it once per intended
+/// transfer and keep it for every retry.
+pub fn new_transaction_id() -> Uuid {
+    Uuid::new_v4()
+}
+
+fn make_channel(uri: &str, config: &ClientConfig) -> Result<Channel, Error> {
+    let endpoint = Endpoint::from_shared(uri.to_owned())
+        .map_err(|e| Error::config(format!("endpoint {uri:?}: {e}")))?
+        .connect_timeout(config.connect_timeout)
+        .tcp_nodelay(true);
+    Ok(endpoint.connect_lazy())
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked (plain map inserts
+/// and removes), so poisoning is ignored rather than propagated.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn config(endpoints: &[&str]) -> ClientConfig {
+        let mut config = ClientConfig::new(endpoints.iter().copied());
+        config.total_deadline = Duration::from_millis(500);
+        config.call_timeout = Duration::from_millis(200);
+        config.backoff_base = Duration::from_millis(1);
+        config.backoff_max = Duration::from_millis(5);
+        config
+    }
+
+    #[tokio::test]
+    async fn connect_is_lazy_and_dedupes() {
+        let client = WalletClient::connect(config(&[
+            "127.0.0.1:1",
+            "http://127.0.0.1:1",
+            "127.0.0.1:2",
+        ]))
+        .await
+        .unwrap();
+        assert_eq!(client.endpoints(), vec!["127.0.0.1:1", "127.0.0.1:2"]);
+        assert_eq!(
+            client.next_target("http://127.0.0.1:1"),
+            "http://127.0.0.1:2"
+        );
+        assert_eq!(
+            client.next_target("http://127.0.0.1:2"),
+            "http://127.0.0.1:1"
+        );
+        assert_eq!(
+            client.next_target("http://elsewhere:9"),
+            "http://127.0.0.1:1"
+        );
+    }
+
+    #[tokio::test]
+    async fn connect_rejects_bad_config() {
+        let err = WalletClient::connect(config(&["https://a:1"]))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Config(_)));
+        assert!(err.is_definite());
+    }
+
+    #[tokio::test]
+    async fn unreachable_cluster_is_indefinite_and_bounded() {
+        // Port 1 on localhost refuses connections: every attempt is a transport error.
+        let mut cfg = config(&["127.0.0.1:1"]);
+        cfg.attempts_max = 3;
+        let client = WalletClient::connect(cfg).await.unwrap();
+        let transfer = Transfer {
+            transaction_id: new_transaction_id(),
+            from: "a".into(),
+            to: "b".into(),
+            amount: "1.00".into(),
+            currency: "USD".into(),
+        };
+        let started = std::time::Instant::now();
+        let err = client.transfer(&transfer).await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(!err.is_definite(), "{err}");
+        assert_eq!(err.code(), tonic::Code::Unavailable);
+        assert!(client.leader(DEFAULT_PARTITION).is_none());
+    }
+
+    #[test]
+    fn transfer_request_uses_canonical_uuid() {
+        let id = Uuid::parse_str("3F2504E0-4F89-11D3-9A0C-0305E82C3301").unwrap();
+        let request = TransferRequest::from(&Transfer {
+            transaction_id: id,
+            from: "a".into(),
+            to: "b".into(),
+            amount: "1".into(),
+            currency: "USD".into(),
+        });
+        assert_eq!(
+            request.transaction_id,
+            "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
+        );
+        assert_eq!(new_transaction_id().get_version_num(), 4);
+    }
+}

@@ -1,0 +1,277 @@
+//! The ledger's vocabulary: commands in, events recorded, outcomes out.
+
+use crate::money::Currency;
+
+/// Move `amount_minor` of `currency` from one account to another, exactly once per
+/// `transaction_id`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TransferCommand {
+    /// Client-chosen idempotency key; a retry carries the same id and the same fields.
+    #[serde(with = "uuid_serde")]
+    pub transaction_id: uuid::Uuid,
+    /// Account debited.
+    pub from: String,
+    /// Account credited.
+    pub to: String,
+    /// Amount in minor units of `currency`; in `1..=AMOUNT_MINOR_MAX`.
+    pub amount_minor: i64,
+    /// Must equal the currency of both accounts.
+    pub currency: Currency,
+}
+
+/// Commands are already shape-validated at the edge (ids, amount > 0, from != to); decide re-checks cheaply with assert!/debug_assert only where a violation is a programmer error.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Command {
+    /// Open an account (idempotent for identical parameters).
+    OpenAccount {
+        /// Unique account id.
+        account_id: String,
+        /// The only currency the account holds.
+        currency: Currency,
+        /// Issuer/settlement accounts may go below zero; ordinary accounts may not.
+        allow_negative_balance: bool,
+    },
+    /// Move money between two accounts.
+    Transfer(TransferCommand),
+}
+
+/// Where a command sits in the replicated log; stamped by the leader, never read from a clock here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EntryMeta {
+    /// Raft log index of the entry.
+    pub index: u64,
+    /// Leader's wall clock when it proposed the entry, in milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+}
+
+/// Recorded (durable) rejections: a retry with the same id returns the same rejection forever.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum RejectReason {
+    /// The debited account does not exist.
+    FromAccountNotFound,
+    /// The credited account does not exist.
+    ToAccountNotFound,
+    /// The transfer's currency differs from one or both accounts' currency.
+    CurrencyMismatch,
+    /// An ordinary account's balance is below the amount.
+    InsufficientFunds,
+}
+
+impl RejectReason {
+    /// "ACCOUNT_NOT_FOUND" (both not-found variants), "CURRENCY_MISMATCH", "INSUFFICIENT_FUNDS".
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RejectReason::FromAccountNotFound | RejectReason::ToAccountNotFound => {
+                "ACCOUNT_NOT_FOUND"
+            }
+            RejectReason::CurrencyMismatch => "CURRENCY_MISMATCH",
+            RejectReason::InsufficientFunds => "INSUFFICIENT_FUNDS",
+        }
+    }
+
+    /// The request field at fault: "from_account", "to_account", "currency", "amount".
+    pub fn field(&self) -> &'static str {
+        match self {
+            RejectReason::FromAccountNotFound => "from_account",
+            RejectReason::ToAccountNotFound => "to_account",
+            RejectReason::CurrencyMismatch => "currency",
+            RejectReason::InsufficientFunds => "amount",
+        }
+    }
+
+    /// A human sentence.
+    pub fn message(&self) -> &'static str {
+        match self {
+            RejectReason::FromAccountNotFound => "The account to debit does not exist.",
+            RejectReason::ToAccountNotFound => "The account to credit does not exist.",
+            RejectReason::CurrencyMismatch => {
+                "The transfer currency does not match the currency of both accounts."
+            }
+            RejectReason::InsufficientFunds => {
+                "The account to debit has insufficient funds for this amount."
+            }
+        }
+    }
+}
+
+/// Final state of a transfer; both are permanent.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum TransferStatus {
+    /// Money moved.
+    Completed,
+    /// No money moved, for the given reason.
+    Rejected(RejectReason),
+}
+
+/// What the ledger remembers about a transaction id, forever.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TransferRecord {
+    /// The command exactly as first decided; retries must match it field for field.
+    pub transfer: TransferCommand,
+    /// Completed or rejected.
+    pub status: TransferStatus,
+    /// Log position of the first (deciding) entry, not of any retry.
+    pub meta: EntryMeta,
+}
+
+/// An account and its balance.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Account {
+    /// Unique account id.
+    pub account_id: String,
+    /// The only currency the account holds.
+    pub currency: Currency,
+    /// Issuer/settlement accounts may go below zero; ordinary accounts may not.
+    pub allow_negative_balance: bool,
+    /// Balance in minor units. `i128` so that no sequence of `i64` transfers can overflow.
+    pub balance_minor: i128,
+}
+
+/// Events, past tense. Replay = fold of evolve over events.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Event {
+    /// A new account exists with a zero balance.
+    AccountOpened {
+        /// Unique account id.
+        account_id: String,
+        /// The only currency the account holds.
+        currency: Currency,
+        /// Issuer/settlement accounts may go below zero; ordinary accounts may not.
+        allow_negative_balance: bool,
+    },
+    /// Money moved; the transaction id is now taken.
+    TransferCompleted {
+        /// The command that moved it.
+        transfer: TransferCommand,
+        /// Log position of the command.
+        meta: EntryMeta,
+    },
+    /// No money moved, but the transaction id is now taken with this rejection.
+    TransferRejected {
+        /// The rejected command.
+        transfer: TransferCommand,
+        /// Why it was rejected.
+        reason: RejectReason,
+        /// Log position of the command.
+        meta: EntryMeta,
+    },
+}
+
+/// ALREADY_EXISTS outcomes: no state change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conflict {
+    /// OpenAccount for an id that is open with another currency or overdraft flag.
+    AccountExistsWithOtherParameters,
+    /// A transfer whose id is already recorded for a different command.
+    TransactionIdReused,
+}
+
+impl Conflict {
+    /// "ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS", "TRANSACTION_ID_REUSED".
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Conflict::AccountExistsWithOtherParameters => "ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS",
+            Conflict::TransactionIdReused => "TRANSACTION_ID_REUSED",
+        }
+    }
+
+    /// A human sentence.
+    pub fn message(&self) -> &'static str {
+        match self {
+            Conflict::AccountExistsWithOtherParameters => {
+                "An account with this id already exists with a different currency or overdraft setting."
+            }
+            Conflict::TransactionIdReused => {
+                "This transaction id was already used for a transfer with different parameters."
+            }
+        }
+    }
+}
+
+/// The answer a command gets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// OpenAccount succeeded (newly opened, or already open with the same parameters).
+    Account(Account),
+    /// The transfer's (original, if this was a retry) record: Completed or Rejected.
+    Transfer(TransferRecord),
+    /// ALREADY_EXISTS: nothing changed.
+    Conflict(Conflict),
+}
+
+/// Result of decide: either an event to apply, or a reply with no state change (duplicate retry, conflict, re-open with same params).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Apply this event; the outcome follows from the state after applying it.
+    Apply(Event),
+    /// Answer with this outcome; the state does not change.
+    Reply(Outcome),
+}
+
+/// Serde for `uuid::Uuid` without enabling the uuid crate's `serde` feature, in the same
+/// shape that feature uses: the hyphenated string for human-readable formats, 16 raw
+/// bytes otherwise (postcard), so enabling the feature elsewhere changes nothing on the wire.
+pub(crate) mod uuid_serde {
+    use std::fmt;
+
+    use serde::de::{Error, Unexpected, Visitor};
+
+    pub(crate) fn serialize<S: serde::Serializer>(
+        id: &uuid::Uuid,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.serialize_str(
+                id.hyphenated()
+                    .encode_lower(&mut uuid::Uuid::encode_buffer()),
+            )
+        } else {
+            serializer.serialize_bytes(id.as_bytes())
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<uuid::Uuid, D::Error> {
+        struct UuidVisitor;
+
+        impl<'de> Visitor<'de> for UuidVisitor {
+            type Value = uuid::Uuid;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a UUID as a hyphenated string or 16 bytes")
+            }
+
+            fn visit_str<E: Error>(self, text: &str) -> Result<uuid::Uuid, E> {
+                uuid::Uuid::try_parse(text)
+                    .map_err(|_| E::invalid_value(Unexpected::Str(text), &self))
+            }
+
+            fn visit_bytes<E: Error>(self, bytes: &[u8]) -> Result<uuid::Uuid, E> {
+                uuid::Uuid::from_slice(bytes).map_err(|_| E::invalid_length(bytes.len(), &self))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<uuid::Uuid, A::Error> {
+                let mut bytes = [0_u8; 16];
+                for (position, byte) in bytes.iter_mut().enumerate() {
+                    *byte = seq
+                        .next_element()?
+                        .ok_or_else(|| A::Error::invalid_length(position, &self))?;
+                }
+                if seq.next_element::<u8>()?.is_some() {
+                    return Err(A::Error::invalid_length(17, &self));
+                }
+                Ok(uuid::Uuid::from_bytes(bytes))
+            }
+        }
+
+        if deserializer.is_human_readable() {
+            deserializer.deserialize_str(UuidVisitor)
+        } else {
+            deserializer.deserialize_bytes(UuidVisitor)
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! The pure ledger core of the distributed e-wallet.
+//!
+//! Every raft replica runs this code on the same committed commands and must reach the
+//! same state, so nothing here does IO, reads a clock, draws randomness or lets hash
+//! iteration order influence a result. Log position and time arrive as [`EntryMeta`],
+//! stamped by the leader.
+//!
+//! The core is decide/evolve: [`decide`] turns a [`Command`] into a [`Decision`] without
+//! changing state, [`evolve`] applies an [`Event`], and replaying the events with
+//! `evolve` rebuilds the state exactly. [`Ledger::execute`] does both for one command.
+//!
+//! [`money`] and [`ids`] hold the edge-side parsing and validation that commands pass
+//! through before they are proposed to the log.
+
+pub mod domain;
+pub mod ids;
+pub mod money;
+pub mod state;
+
+pub use domain::{
+    Account, Command, Conflict, Decision, EntryMeta, Event, Outcome, RejectReason, TransferCommand,
+    TransferRecord, TransferStatus,
+};
+pub use ids::{ACCOUNT_ID_BYTES_MAX, IdError, parse_transaction_id, validate_account_id};
+pub use money::{
+    AMOUNT_MINOR_MAX, AMOUNT_TEXT_BYTES_MAX, Currency, MoneyError, format_minor, parse_amount,
+};
+pub use state::{Ledger, decide, evolve};

@@ -1,0 +1,482 @@
+//! The replicated state and its two pure functions: `decide` (command → decision) and
+//! `evolve` (event → new state).
+//!
+//! State lives in `BTreeMap`s rather than `HashMap`s: every iteration (digest, totals,
+//! snapshots) is then in key order by construction, so no hash seed can ever make two
+//! replicas disagree.
+
+use std::collections::BTreeMap;
+
+use crate::domain::{
+    Account, Command, Conflict, Decision, EntryMeta, Event, Outcome, RejectReason, TransferCommand,
+    TransferRecord, TransferStatus,
+};
+use crate::money::{AMOUNT_MINOR_MAX, Currency};
+
+/// Domain separation for [`Ledger::digest`]; bump the version if the encoding changes.
+const DIGEST_CONTEXT: &str = "wallet ledger state digest v1";
+
+/// All accounts and every transfer ever decided.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ledger {
+    accounts: BTreeMap<String, Account>,
+    transfers: BTreeMap<uuid::Uuid, TransferRecord>,
+}
+
+impl Ledger {
+    /// An empty ledger: no accounts, no transfers.
+    pub fn new() -> Ledger {
+        Ledger::default()
+    }
+
+    /// The account with this id, if open.
+    pub fn account(&self, account_id: &str) -> Option<&Account> {
+        self.accounts.get(account_id)
+    }
+
+    /// The record of this transaction id, if it was ever decided (completed or rejected).
+    pub fn transfer(&self, transaction_id: &uuid::Uuid) -> Option<&TransferRecord> {
+        self.transfers.get(transaction_id)
+    }
+
+    /// Number of open accounts.
+    pub fn accounts_count(&self) -> usize {
+        self.accounts.len()
+    }
+
+    /// Number of recorded transfers, completed and rejected.
+    pub fn transfers_count(&self) -> usize {
+        self.transfers.len()
+    }
+
+    /// All accounts, sorted by account id (byte order).
+    pub fn accounts(&self) -> impl Iterator<Item = &Account> {
+        self.accounts.values()
+    }
+
+    /// All transfer records, sorted by transaction id (byte order of the UUID).
+    pub fn transfers(&self) -> impl Iterator<Item = &TransferRecord> {
+        self.transfers.values()
+    }
+
+    /// Sum of balances per currency code (must always be all zeros). Sorted by code.
+    ///
+    /// Every currency that has at least one account appears, so a caller can tell
+    /// "balanced" from "no accounts". Computed from the balances themselves (not a
+    /// separately maintained counter) so it really checks conservation of money.
+    pub fn totals_by_currency(&self) -> BTreeMap<Currency, i128> {
+        let mut totals = BTreeMap::new();
+        for account in self.accounts.values() {
+            let total: &mut i128 = totals.entry(account.currency).or_default();
+            *total = total
+                .checked_add(account.balance_minor)
+                .expect("currency total overflows i128");
+        }
+        totals
+    }
+
+    /// BLAKE3 over a canonical encoding of the whole state (accounts sorted by id, transfers sorted by id, every field incl. meta); equal states <=> equal digests. Document the encoding in a doc comment.
+    ///
+    /// Encoding (all integers little-endian, fed to BLAKE3 in `derive_key` mode with the
+    /// context `"wallet ledger state digest v1"`):
+    ///
+    /// ```text
+    /// state    = u64 accounts_count, account*, u64 transfers_count, transfer*
+    /// account  = str account_id, currency, u8 allow_negative_balance (0|1), i128 balance_minor
+    ///            -- sorted by account_id bytes
+    /// transfer = [u8; 16] transaction_id, str from, str to, i64 amount_minor, currency,
+    ///            status, u64 meta.index, u64 meta.timestamp_ms
+    ///            -- sorted by transaction_id bytes
+    /// str      = u64 byte length, UTF-8 bytes
+    /// currency = [u8; 3] ASCII code, u8 minor_units
+    /// status   = u8 0 (Completed) | u8 1, u8 reason (Rejected)
+    /// reason   = 0 FromAccountNotFound | 1 ToAccountNotFound | 2 CurrencyMismatch | 3 InsufficientFunds
+    /// ```
+    ///
+    /// Counts and length prefixes make the encoding injective, so different states cannot
+    /// collide short of a BLAKE3 collision. The tags are spelled out rather than taken
+    /// from enum discriminants so that reordering variants cannot silently change digests.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut hasher = blake3::Hasher::new_derive_key(DIGEST_CONTEXT);
+        hasher.update(&encode_len(self.accounts.len()));
+        for account in self.accounts.values() {
+            hash_str(&mut hasher, &account.account_id);
+            hash_currency(&mut hasher, account.currency);
+            hasher.update(&[u8::from(account.allow_negative_balance)]);
+            hasher.update(&account.balance_minor.to_le_bytes());
+        }
+        hasher.update(&encode_len(self.transfers.len()));
+        for record in self.transfers.values() {
+            let transfer = &record.transfer;
+            hasher.update(transfer.transaction_id.as_bytes());
+            hash_str(&mut hasher, &transfer.from);
+            hash_str(&mut hasher, &transfer.to);
+            hasher.update(&transfer.amount_minor.to_le_bytes());
+            hash_currency(&mut hasher, transfer.currency);
+            match record.status {
+                TransferStatus::Completed => hasher.update(&[0]),
+                TransferStatus::Rejected(reason) => hasher.update(&[1, reject_reason_tag(reason)]),
+            };
+            hasher.update(&record.meta.index.to_le_bytes());
+            hasher.update(&record.meta.timestamp_ms.to_le_bytes());
+        }
+        *hasher.finalize().as_bytes()
+    }
+
+    /// decide then evolve; returns the event applied (if any) and the command's outcome.
+    pub fn execute(&mut self, command: &Command, meta: EntryMeta) -> (Option<Event>, Outcome) {
+        match decide(self, command, meta) {
+            Decision::Reply(outcome) => (None, outcome),
+            Decision::Apply(event) => {
+                evolve(self, &event);
+                let outcome = self.outcome_of(&event);
+                (Some(event), outcome)
+            }
+        }
+    }
+
+    /// The outcome a just-applied event answers with: the state it created.
+    fn outcome_of(&self, event: &Event) -> Outcome {
+        match event {
+            Event::AccountOpened { account_id, .. } => Outcome::Account(
+                self.account(account_id)
+                    .expect("account exists after AccountOpened")
+                    .clone(),
+            ),
+            Event::TransferCompleted { transfer, .. }
+            | Event::TransferRejected { transfer, .. } => Outcome::Transfer(
+                self.transfer(&transfer.transaction_id)
+                    .expect("record exists after a transfer event")
+                    .clone(),
+            ),
+        }
+    }
+}
+
+fn encode_len(len: usize) -> [u8; 8] {
+    u64::try_from(len).expect("length fits u64").to_le_bytes()
+}
+
+fn hash_str(hasher: &mut blake3::Hasher, text: &str) {
+    hasher.update(&encode_len(text.len()));
+    hasher.update(text.as_bytes());
+}
+
+fn hash_currency(hasher: &mut blake3::Hasher, currency: Currency) {
+    hasher.update(currency.code().as_bytes());
+    hasher.update(&[u8::try_from(currency.minor_units()).expect("minor units fit u8")]);
+}
+
+fn reject_reason_tag(reason: RejectReason) -> u8 {
+    match reason {
+        RejectReason::FromAccountNotFound => 0,
+        RejectReason::ToAccountNotFound => 1,
+        RejectReason::CurrencyMismatch => 2,
+        RejectReason::InsufficientFunds => 3,
+    }
+}
+
+/// Why `transfer` must be rejected in `state`, checked in the documented order, or `None`
+/// if it can complete. Shared by `decide` (to choose) and `evolve` (to verify the log).
+fn transfer_rejection(state: &Ledger, transfer: &TransferCommand) -> Option<RejectReason> {
+    let Some(from) = state.accounts.get(&transfer.from) else {
+        return Some(RejectReason::FromAccountNotFound);
+    };
+    let Some(to) = state.accounts.get(&transfer.to) else {
+        return Some(RejectReason::ToAccountNotFound);
+    };
+    if transfer.currency != from.currency || transfer.currency != to.currency {
+        return Some(RejectReason::CurrencyMismatch);
+    }
+    if !from.allow_negative_balance && from.balance_minor < i128::from(transfer.amount_minor) {
+        return Some(RejectReason::InsufficientFunds);
+    }
+    None
+}
+
+/// Shape checks the edge already made. A violation here is a bug upstream, and letting it
+/// through would break the ledger's invariants (a negative amount bypasses the funds check
+/// and moves money backwards; `from == to` would be a no-op recorded as a completion), so
+/// halting beats silently corrupting replicated state.
+fn assert_transfer_shape(transfer: &TransferCommand) {
+    assert!(
+        (1..=AMOUNT_MINOR_MAX).contains(&transfer.amount_minor),
+        "transfer {} has amount_minor {} outside 1..={AMOUNT_MINOR_MAX}; the edge must reject it",
+        transfer.transaction_id,
+        transfer.amount_minor,
+    );
+    assert_ne!(
+        transfer.from, transfer.to,
+        "transfer {} has from == to; the edge must reject it",
+        transfer.transaction_id
+    );
+    debug_assert!(
+        !transfer.transaction_id.is_nil(),
+        "nil transaction id must be rejected at the edge"
+    );
+}
+
+/// Pure validation against state. Transfer order of checks: (1) id already known: same TransferCommand -> Reply(Outcome::Transfer(original record)), else Reply(Conflict(TransactionIdReused)); (2) from unknown -> Apply(TransferRejected FromAccountNotFound); (3) to unknown -> ToAccountNotFound; (4) currency != from.currency or != to.currency -> CurrencyMismatch; (5) !from.allow_negative_balance && from.balance_minor < amount -> InsufficientFunds; else Apply(TransferCompleted). OpenAccount: unknown -> Apply(AccountOpened); known with identical (currency, allow_negative_balance) -> Reply(Outcome::Account(existing)); else Reply(Conflict(AccountExistsWithOtherParameters)).
+pub fn decide(state: &Ledger, command: &Command, meta: EntryMeta) -> Decision {
+    match command {
+        Command::OpenAccount {
+            account_id,
+            currency,
+            allow_negative_balance,
+        } => {
+            debug_assert_eq!(
+                crate::ids::validate_account_id(account_id),
+                Ok(()),
+                "the edge validates account ids"
+            );
+            match state.accounts.get(account_id) {
+                None => Decision::Apply(Event::AccountOpened {
+                    account_id: account_id.clone(),
+                    currency: *currency,
+                    allow_negative_balance: *allow_negative_balance,
+                }),
+                Some(existing)
+                    if existing.currency == *currency
+                        && existing.allow_negative_balance == *allow_negative_balance =>
+                {
+                    Decision::Reply(Outcome::Account(existing.clone()))
+                }
+                Some(_) => Decision::Reply(Outcome::Conflict(
+                    Conflict::AccountExistsWithOtherParameters,
+                )),
+            }
+        }
+        Command::Transfer(transfer) => {
+            assert_transfer_shape(transfer);
+            // Idempotency comes first: a retry must get the original answer even if the
+            // accounts have changed since (e.g. funds arrived after a rejection).
+            if let Some(original) = state.transfers.get(&transfer.transaction_id) {
+                return if original.transfer == *transfer {
+                    Decision::Reply(Outcome::Transfer(original.clone()))
+                } else {
+                    Decision::Reply(Outcome::Conflict(Conflict::TransactionIdReused))
+                };
+            }
+            let transfer = transfer.clone();
+            Decision::Apply(match transfer_rejection(state, &transfer) {
+                None => Event::TransferCompleted { transfer, meta },
+                Some(reason) => Event::TransferRejected {
+                    transfer,
+                    reason,
+                    meta,
+                },
+            })
+        }
+    }
+}
+
+/// Applies an event. Panics (assert!) on events that cannot follow the state (programmer error / corrupt log): opening an existing account, completing a transfer whose id is known, unknown accounts in a completed transfer, an ordinary account going negative. Rejected transfers are recorded (TransferRecord with Rejected status) and move no money.
+///
+/// Also panics on a rejected transfer whose id is known or whose reason is not the one
+/// `decide` would give in this state: replicas replaying the same log must agree, so an
+/// event that disagrees with the state means the log or the code is wrong.
+pub fn evolve(state: &mut Ledger, event: &Event) {
+    match event {
+        Event::AccountOpened {
+            account_id,
+            currency,
+            allow_negative_balance,
+        } => {
+            assert!(
+                !state.accounts.contains_key(account_id),
+                "AccountOpened for existing account {account_id:?}"
+            );
+            let account = Account {
+                account_id: account_id.clone(),
+                currency: *currency,
+                allow_negative_balance: *allow_negative_balance,
+                balance_minor: 0,
+            };
+            state.accounts.insert(account_id.clone(), account);
+        }
+        Event::TransferCompleted { transfer, meta } => {
+            assert_transfer_shape(transfer);
+            let id = transfer.transaction_id;
+            assert!(
+                !state.transfers.contains_key(&id),
+                "TransferCompleted for known transaction id {id}"
+            );
+            let amount_minor = i128::from(transfer.amount_minor);
+            let from = state.accounts.get(&transfer.from);
+            let from = from.unwrap_or_else(|| {
+                panic!(
+                    "TransferCompleted {id} from unknown account {:?}",
+                    transfer.from
+                )
+            });
+            let to = state.accounts.get(&transfer.to);
+            let to = to.unwrap_or_else(|| {
+                panic!(
+                    "TransferCompleted {id} to unknown account {:?}",
+                    transfer.to
+                )
+            });
+            assert!(
+                from.currency == transfer.currency && to.currency == transfer.currency,
+                "TransferCompleted {id} in {} between {} and {} accounts",
+                transfer.currency,
+                from.currency,
+                to.currency,
+            );
+            let from_before = from.balance_minor;
+            let to_before = to.balance_minor;
+            let from_after = from_before
+                .checked_sub(amount_minor)
+                .expect("balance underflows i128");
+            let to_after = to_before
+                .checked_add(amount_minor)
+                .expect("balance overflows i128");
+            assert!(
+                from.allow_negative_balance || from_after >= 0,
+                "TransferCompleted {id} takes ordinary account {:?} to {from_after}",
+                transfer.from,
+            );
+            set_balance(state, &transfer.from, from_after);
+            set_balance(state, &transfer.to, to_after);
+            // Double entry: what left one account arrived in the other, nothing else moved.
+            let debit_minor = from_before - state.accounts[&transfer.from].balance_minor;
+            let credit_minor = state.accounts[&transfer.to].balance_minor - to_before;
+            assert_eq!(debit_minor, credit_minor, "transfer {id}: debit != credit");
+            assert_eq!(debit_minor, amount_minor, "transfer {id}: debit != amount");
+            let record = TransferRecord {
+                transfer: transfer.clone(),
+                status: TransferStatus::Completed,
+                meta: *meta,
+            };
+            state.transfers.insert(id, record);
+        }
+        Event::TransferRejected {
+            transfer,
+            reason,
+            meta,
+        } => {
+            assert_transfer_shape(transfer);
+            let id = transfer.transaction_id;
+            assert!(
+                !state.transfers.contains_key(&id),
+                "TransferRejected for known transaction id {id}"
+            );
+            assert_eq!(
+                transfer_rejection(state, transfer),
+                Some(*reason),
+                "TransferRejected {id} disagrees with the state it is applied to",
+            );
+            let record = TransferRecord {
+                transfer: transfer.clone(),
+                status: TransferStatus::Rejected(*reason),
+                meta: *meta,
+            };
+            state.transfers.insert(id, record);
+        }
+    }
+}
+
+fn set_balance(state: &mut Ledger, account_id: &str, balance_minor: i128) {
+    state
+        .accounts
+        .get_mut(account_id)
+        .expect("account checked before")
+        .balance_minor = balance_minor;
+}
+
+/// Owned wire form of a [`Ledger`] snapshot: accounts sorted by id, transfers sorted by id.
+#[derive(serde::Deserialize)]
+struct LedgerSnapshot {
+    accounts: Vec<Account>,
+    transfers: Vec<TransferRecord>,
+}
+
+/// Borrowed twin of [`LedgerSnapshot`] so serializing does not clone the state.
+#[derive(serde::Serialize)]
+struct LedgerSnapshotRef<'a> {
+    accounts: Vec<&'a Account>,
+    transfers: Vec<&'a TransferRecord>,
+}
+
+/// Serialized as `{ accounts: [Account], transfers: [TransferRecord] }`, both sorted by id,
+/// e.g. for raft snapshots. Deserialization re-checks the ledger's invariants (unique ids,
+/// every currency sums to zero, no ordinary account negative, completed transfers refer to
+/// open accounts of their currency) and refuses a snapshot that breaks any of them.
+impl serde::Serialize for Ledger {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let snapshot = LedgerSnapshotRef {
+            accounts: self.accounts.values().collect(),
+            transfers: self.transfers.values().collect(),
+        };
+        serde::Serialize::serialize(&snapshot, serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Ledger {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Ledger, D::Error> {
+        let snapshot = <LedgerSnapshot as serde::Deserialize>::deserialize(deserializer)?;
+        Ledger::from_snapshot(snapshot).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Ledger {
+    fn from_snapshot(snapshot: LedgerSnapshot) -> Result<Ledger, String> {
+        let mut ledger = Ledger::new();
+        for account in snapshot.accounts {
+            if !account.allow_negative_balance && account.balance_minor < 0 {
+                return Err(format!(
+                    "snapshot: ordinary account {:?} is negative",
+                    account.account_id
+                ));
+            }
+            if let Some(duplicate) = ledger.accounts.insert(account.account_id.clone(), account) {
+                return Err(format!(
+                    "snapshot: duplicate account {:?}",
+                    duplicate.account_id
+                ));
+            }
+        }
+        if let Some((currency, total)) = ledger
+            .totals_by_currency()
+            .into_iter()
+            .find(|(_, total)| *total != 0)
+        {
+            return Err(format!(
+                "snapshot: {currency} balances sum to {total}, not zero"
+            ));
+        }
+        for record in snapshot.transfers {
+            let transfer = &record.transfer;
+            if transfer.amount_minor < 1
+                || transfer.amount_minor > AMOUNT_MINOR_MAX
+                || transfer.from == transfer.to
+            {
+                return Err(format!(
+                    "snapshot: transfer {} is malformed",
+                    transfer.transaction_id
+                ));
+            }
+            if record.status == TransferStatus::Completed {
+                let in_currency = |account_id: &str| {
+                    ledger
+                        .accounts
+                        .get(account_id)
+                        .is_some_and(|account| account.currency == transfer.currency)
+                };
+                if !in_currency(&transfer.from) || !in_currency(&transfer.to) {
+                    return Err(format!(
+                        "snapshot: completed transfer {} has no matching accounts",
+                        transfer.transaction_id
+                    ));
+                }
+            }
+            if let Some(duplicate) = ledger.transfers.insert(transfer.transaction_id, record) {
+                return Err(format!(
+                    "snapshot: duplicate transfer {}",
+                    duplicate.transfer.transaction_id
+                ));
+            }
+        }
+        Ok(ledger)
+    }
+}

@@ -1,0 +1,18 @@
+//! Generates the gRPC code with protox (a pure-Rust protobuf compiler): no system `protoc`.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = [
+        "wallet/v1/wallet.proto",
+        "wallet/v1/cluster.proto",
+        "wallet/internal/v1/peer.proto",
+    ];
+    for file in files {
+        println!("cargo:rerun-if-changed={file}");
+    }
+    let descriptors = protox::compile(files, ["."])?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

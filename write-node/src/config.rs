@@ -1,0 +1,98 @@
+//! Node configuration: a TOML file, overridden by flags (and their environment variables).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail, ensure};
+use serde::Deserialize;
+
+/// Configuration of one write node. Every field is explicit; `validate` explains what is wrong.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This node's id: a key of `peers`, never 0 (raft reserves 0 for "none").
+    pub node_id: u64,
+    /// Address the gRPC server binds (client API and peer transport share it).
+    pub listen: SocketAddr,
+    /// Every write node of the cluster, this one included: id -> "host:port" that others dial.
+    #[serde(deserialize_with = "peers_table")]
+    pub peers: BTreeMap<u64, String>,
+    /// RocksDB data directory; created on first start.
+    pub data_dir: PathBuf,
+    /// Raft groups (account partitions). Fixed at cluster creation and stored; a node refuses
+    /// data created with another count.
+    pub partitions: u32,
+}
+
+/// TOML table keys are strings: `[peers]` `1 = "host:port"` arrives as "1".
+fn peers_table<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<u64, String>, D::Error> {
+    let table = BTreeMap::<String, String>::deserialize(deserializer)?;
+    table
+        .into_iter()
+        .map(|(id, address)| {
+            let id = id
+                .parse::<u64>()
+                .map_err(|_| serde::de::Error::custom(format!("peer id {id:?} is not a number")))?;
+            Ok((id, address))
+        })
+        .collect()
+}
+
+impl Config {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        ensure!(
+            self.node_id != 0,
+            "node_id must not be 0 (raft reserves 0 for 'no node')"
+        );
+        ensure!(
+            self.peers.contains_key(&self.node_id),
+            "peers must include this node (node_id {}); got ids {:?}",
+            self.node_id,
+            self.peers.keys().collect::<Vec<_>>()
+        );
+        ensure!(!self.peers.contains_key(&0), "peer id 0 is reserved");
+        ensure!(
+            self.peers.len() % 2 == 1,
+            "use an odd number of write nodes (got {}): an even count adds no fault tolerance",
+            self.peers.len()
+        );
+        for (id, address) in &self.peers {
+            ensure!(
+                address
+                    .rsplit_once(':')
+                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok()),
+                "peer {id}: address {address:?} is not host:port"
+            );
+        }
+        if self.partitions != 1 {
+            bail!(
+                "partitions = {}: this version runs exactly 1 partition (multi-partition needs \
+                 cross-partition transfers, which are not built yet)",
+                self.partitions
+            );
+        }
+        Ok(())
+    }
+
+    /// Parses `1=127.0.0.1:50051,2=...` as given on the command line.
+    pub fn parse_peers(text: &str) -> anyhow::Result<BTreeMap<u64, String>> {
+        let mut peers = BTreeMap::new();
+        for item in text.split(',').filter(|item| !item.is_empty()) {
+            let (id, address) = item
+                .split_once('=')
+                .with_context(|| format!("peer {item:?} is not ID=HOST:PORT"))?;
+            let id: u64 = id
+                .trim()
+                .parse()
+                .with_context(|| format!("peer id {id:?} is not a number"))?;
+            ensure!(
+                peers.insert(id, address.trim().to_owned()).is_none(),
+                "peer id {id} given twice"
+            );
+        }
+        Ok(peers)
+    }
+}

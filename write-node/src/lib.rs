@@ -1,0 +1,120 @@
+//! The wallet write node: raft-rs groups (one per account partition) over RocksDB, serving
+//! the `wallet.v1` write API. See ARCHITECTURE.md for the path of a transfer through here.
+
+pub mod api_error;
+pub mod codec;
+pub mod config;
+pub mod limits;
+mod logging;
+pub mod service;
+pub mod storage;
+pub mod store;
+pub mod transport;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use proto::internal::peer_service_server::PeerServiceServer;
+use proto::v1::cluster_service_server::ClusterServiceServer;
+use proto::v1::wallet_service_server::WalletServiceServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic_health::ServingStatus;
+
+pub use config::Config;
+
+/// How long in-flight calls get to finish once shutdown starts.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs a write node on `listener` until `shutdown` is cancelled (or the store fails).
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    let db = storage::Db::open(&config.data_dir, config.node_id, config.partitions)?;
+    let outbox = transport::start_senders(config.node_id, &config.peers, shutdown.clone());
+    let (store, store_thread) = store::start(&config, db, outbox, shutdown.clone())?;
+
+    // SERVING once every partition has a known leader; NOT_SERVING again when one loses it.
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let mut leaders = store.leaders();
+    let health_shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            let all_led = leaders
+                .borrow_and_update()
+                .iter()
+                .all(|&leader| leader != 0);
+            let status = if all_led {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            health_reporter.set_service_status("", status).await;
+            health_reporter
+                .set_service_status("wallet.v1.WalletService", status)
+                .await;
+            tokio::select! {
+                changed = leaders.changed() => if changed.is_err() { break },
+                _ = health_shutdown.cancelled() => break,
+            }
+        }
+        health_reporter
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        health_reporter
+            .set_service_status("wallet.v1.WalletService", ServingStatus::NotServing)
+            .await;
+    });
+
+    let api = service::Api::new(
+        config.node_id,
+        store.clone(),
+        config.partitions,
+        config.peers.clone(),
+    );
+    let peer = transport::PeerServer {
+        node_id: config.node_id,
+        partitions: config.partitions,
+        peers: config.peers.keys().copied().collect(),
+        store,
+    };
+    let address = listener.local_addr()?;
+    tracing::info!(node_id = config.node_id, %address, partitions = config.partitions, "write node serving");
+    let serve = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(health_service)
+        .add_service(
+            WalletServiceServer::new(api.clone())
+                .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX),
+        )
+        .add_service(ClusterServiceServer::new(api))
+        .add_service(
+            PeerServiceServer::new(peer)
+                .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX * 4),
+        )
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            shutdown.clone().cancelled_owned(),
+        );
+    // Long-lived peer and client streams may not end by themselves: bound the drain.
+    let grace = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        result = serve => result.context("gRPC server")?,
+        _ = grace => tracing::warn!("shutdown grace period over; closing remaining streams"),
+    }
+    shutdown.cancel();
+    tokio::task::spawn_blocking(move || store_thread.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("store thread panicked"))??;
+    tracing::info!("write node stopped");
+    Ok(())
+}

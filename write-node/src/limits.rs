@@ -1,0 +1,57 @@
+//! Every queue, batch and wait of the write node has a named maximum here.
+
+use std::time::Duration;
+
+/// Client commands waiting for the store loop. A full mailbox answers RESOURCE_EXHAUSTED.
+pub const CLIENT_MAILBOX_CAPACITY: usize = 65_536;
+/// Inbound raft batches waiting for the store loop; a full one back-pressures the peer stream.
+pub const RAFT_MAILBOX_CAPACITY: usize = 1_024;
+/// Mailbox items handled per loop round before the loop ticks, proposes and persists.
+pub const ROUND_DRAIN_MAX: usize = 16_384;
+/// Commands in one raft entry: one entry, one fsync, many transfers (group commit).
+pub const ENTRY_COMMANDS_MAX: usize = 4_096;
+/// Upper bound of one encoded command: two account ids of at most 256 bytes plus fixed fields.
+pub const COMMAND_BYTES_MAX: usize = 1_024;
+/// raft `max_size_per_msg`: entries per MsgAppend are bounded by bytes, not one per message.
+pub const RAFT_MSG_BYTES_MAX: u64 = 1024 * 1024;
+/// raft `max_inflight_msgs` per follower.
+pub const RAFT_INFLIGHT_MSGS_MAX: usize = 256;
+/// raft `max_uncommitted_size`: proposals beyond it are dropped (back-pressure to clients).
+pub const RAFT_UNCOMMITTED_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// raft `max_committed_size_per_ready`: bounds one apply batch.
+pub const RAFT_COMMITTED_BYTES_PER_READY_MAX: u64 = 16 * 1024 * 1024;
+/// Recent raft entries kept in memory per partition for building appends without RocksDB reads.
+pub const ENTRY_CACHE_ENTRIES_MAX: usize = 1_024;
+/// Raft messages queued towards one peer node; beyond it messages are dropped (raft resends).
+pub const PEER_QUEUE_CAPACITY: usize = 8_192;
+/// Raft messages in one frame of the peer stream.
+pub const PEER_FRAME_MESSAGES_MAX: usize = 256;
+/// Frames buffered in one peer stream.
+pub const PEER_FRAMES_IN_FLIGHT_MAX: usize = 16;
+/// Reconnect backoff towards a peer node.
+pub const PEER_RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(50);
+pub const PEER_RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Transfers of one SubmitTransfers stream waiting for their outcome.
+pub const SUBMIT_STREAM_IN_FLIGHT_MAX: usize = 4_096;
+/// How long a linearizable read waits for its ReadIndex round before UNAVAILABLE.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(3);
+/// Largest gRPC message a node accepts (SubmitTransfers frames are one transfer each).
+pub const GRPC_MESSAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// The raft clock: heartbeats every `HEARTBEAT_TICKS` ticks, elections after `ELECTION_TICKS`.
+pub const TICK_INTERVAL: Duration = Duration::from_millis(100);
+pub const HEARTBEAT_TICKS: usize = 2;
+pub const ELECTION_TICKS: usize = 10;
+
+const _: () = assert!(
+    ENTRY_COMMANDS_MAX <= ROUND_DRAIN_MAX,
+    "a round must be able to fill one entry"
+);
+const _: () = assert!(
+    ((ENTRY_COMMANDS_MAX * COMMAND_BYTES_MAX) as u64) < RAFT_UNCOMMITTED_BYTES_MAX,
+    "one full entry must fit in raft's uncommitted budget or it could never be proposed"
+);
+const _: () = assert!(
+    HEARTBEAT_TICKS * 2 < ELECTION_TICKS,
+    "followers must hear several heartbeats per election timeout"
+);

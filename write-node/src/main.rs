@@ -1,0 +1,127 @@
+//! `wallet-write-node`: parses configuration, installs logging, runs the node.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use write_node::Config;
+
+/// A wallet write node. Settings come from an optional TOML file (`--config`); flags and their
+/// environment variables override it.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// TOML file with the fields of the node configuration (see README).
+    #[arg(long, env = "WALLET_CONFIG")]
+    config: Option<PathBuf>,
+    /// This node's id, a key of --peers.
+    #[arg(long, env = "WALLET_NODE_ID")]
+    node_id: Option<u64>,
+    /// Address to listen on, e.g. 127.0.0.1:50051.
+    #[arg(long, env = "WALLET_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Every write node: ID=HOST:PORT,ID=HOST:PORT,...
+    #[arg(long, env = "WALLET_PEERS")]
+    peers: Option<String>,
+    /// RocksDB data directory.
+    #[arg(long, env = "WALLET_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Number of account partitions (fixed at cluster creation).
+    #[arg(long, env = "WALLET_PARTITIONS")]
+    partitions: Option<u32>,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "WALLET_LOG_JSON")]
+    log_json: bool,
+}
+
+fn load_config(args: &Args) -> anyhow::Result<Config> {
+    let mut table = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            text.parse::<toml::Table>()
+                .with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => toml::Table::new(),
+    };
+    let partitions_in_file = table.contains_key("partitions");
+    let mut set = |key: &str, value: toml::Value| {
+        table.insert(key.to_owned(), value);
+    };
+    if let Some(node_id) = args.node_id {
+        set("node_id", toml::Value::Integer(node_id as i64));
+    }
+    if let Some(listen) = args.listen {
+        set("listen", toml::Value::String(listen.to_string()));
+    }
+    if let Some(peers) = &args.peers {
+        let peers = Config::parse_peers(peers)?;
+        set(
+            "peers",
+            toml::Value::Table(
+                peers
+                    .into_iter()
+                    .map(|(id, address)| (id.to_string(), toml::Value::String(address)))
+                    .collect(),
+            ),
+        );
+    }
+    if let Some(data_dir) = &args.data_dir {
+        set(
+            "data_dir",
+            toml::Value::String(data_dir.display().to_string()),
+        );
+    }
+    let partitions = args
+        .partitions
+        .or(if partitions_in_file { None } else { Some(1) });
+    if let Some(partitions) = partitions {
+        set("partitions", toml::Value::Integer(partitions as i64));
+    }
+    let config: Config = table.try_into().context("invalid configuration")?;
+    config.validate()?;
+    Ok(config)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,raft=warn,h2=warn,tower=warn")
+    });
+    if args.log_json {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(false)
+            .init();
+    }
+    let config = load_config(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let shutdown = CancellationToken::new();
+        let signals = shutdown.clone();
+        tokio::spawn(async move {
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("installing the SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            tracing::info!("stopping");
+            signals.cancel();
+        });
+        write_node::run(config, listener, shutdown).await
+    })
+}

@@ -1,0 +1,447 @@
+//! The client-facing gRPC services of a write node: input validation at the edge (bad input
+//! never reaches the log), routing to the partition, and outcome -> response mapping.
+//!
+//! Writes: followers do not forward. A command that reaches a follower fails with UNAVAILABLE,
+//! reason NOT_LEADER, and the leader's address in the ErrorInfo metadata, so the client goes
+//! there directly (one hop fewer than forwarding, and no hidden server-side retries).
+//! Reads (`GetAccount`, `GetTransfer`) are linearizable on every node: raft's ReadIndex asks
+//! the leader for the commit index, and the node answers once it has applied that far.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::stream::FuturesUnordered;
+use ledger::{Command, Currency, Outcome, TransferCommand, TransferRecord, TransferStatus};
+use proto::v1::cluster_service_server::ClusterService;
+use proto::v1::wallet_service_server::WalletService;
+use proto::v1::{
+    self as pb, GetAccountRequest, GetAccountResponse, GetClusterStatusRequest,
+    GetClusterStatusResponse, GetTransferRequest, GetTransferResponse, OpenAccountRequest,
+    OpenAccountResponse, TransferRequest, TransferResponse, TransferResult,
+};
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt as _;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Request, Response, Status, Streaming};
+
+use crate::api_error::ApiError;
+use crate::limits;
+use crate::store::{Applied, Query, QueryAnswer, StoreHandle};
+
+/// The partition that owns an account: the first 8 bytes of BLAKE3(account id), read as a
+/// little-endian u64, modulo the partition count. Stable across versions and platforms; it
+/// must never change, or accounts would move.
+pub fn partition_of(account_id: &str, partitions: u32) -> u32 {
+    let hash = blake3::hash(account_id.as_bytes());
+    let prefix = u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"));
+    (prefix % partitions as u64) as u32
+}
+
+/// Opaque to clients; names the log position that decided a command.
+pub fn consistency_token(partition: u32, index: u64) -> String {
+    format!("v1.{partition}.{index}")
+}
+
+struct Shared {
+    store: StoreHandle,
+    partitions: u32,
+    peers: BTreeMap<u64, String>,
+}
+
+/// WalletService and ClusterService of one node.
+#[derive(Clone)]
+pub struct Api {
+    shared: Arc<Shared>,
+    node_id: u64,
+}
+
+impl Api {
+    pub fn new(
+        node_id: u64,
+        store: StoreHandle,
+        partitions: u32,
+        peers: BTreeMap<u64, String>,
+    ) -> Api {
+        Api {
+            shared: Arc::new(Shared {
+                store,
+                partitions,
+                peers,
+            }),
+            node_id,
+        }
+    }
+
+    fn store_error(&self, error: crate::store::StoreError) -> ApiError {
+        ApiError::from_store(error, &self.shared.peers)
+    }
+
+    async fn propose(&self, account_id: &str, command: Command) -> Result<Applied, ApiError> {
+        let partition = partition_of(account_id, self.shared.partitions);
+        self.shared
+            .store
+            .propose(partition, command)
+            .await
+            .map_err(|error| self.store_error(error))
+    }
+
+    async fn transfer_inner(&self, request: TransferRequest) -> Result<TransferResponse, ApiError> {
+        let command = validate_transfer(&request)?;
+        let source = command.from.clone();
+        let applied = self.propose(&source, Command::Transfer(command)).await?;
+        match applied.outcome {
+            Outcome::Transfer(record) => match record.status {
+                TransferStatus::Completed => Ok(TransferResponse {
+                    status: "success".into(),
+                    transaction_id: record.transfer.transaction_id.hyphenated().to_string(),
+                    consistency_token: consistency_token(applied.partition, record.meta.index),
+                }),
+                TransferStatus::Rejected(reason) => Err(ApiError::rejected(reason)),
+            },
+            Outcome::Conflict(conflict) => Err(ApiError::conflict(conflict)),
+            Outcome::Account(_) => unreachable!("a transfer command has a transfer outcome"),
+        }
+    }
+
+    async fn transfer_result(self, request: TransferRequest) -> TransferResult {
+        let transaction_id = request.transaction_id.clone();
+        match self.transfer_inner(request).await {
+            Ok(response) => TransferResult {
+                transaction_id,
+                status: response.status,
+                consistency_token: response.consistency_token,
+                error: None,
+            },
+            Err(error) => {
+                let status = match error.code {
+                    Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded => {
+                        "unavailable"
+                    }
+                    _ => "rejected",
+                };
+                TransferResult {
+                    transaction_id,
+                    status: status.into(),
+                    consistency_token: String::new(),
+                    error: Some(pb::TransferError {
+                        code: error.code as i32,
+                        reason: error.reason.into(),
+                        message: error.message,
+                        field: error.field.unwrap_or_default().into(),
+                    }),
+                }
+            }
+        }
+    }
+
+    async fn read(
+        &self,
+        account_id: &str,
+        query: Query,
+    ) -> Result<crate::store::ReadAnswer, ApiError> {
+        let partition = partition_of(account_id, self.shared.partitions);
+        self.shared
+            .store
+            .read(partition, query)
+            .await
+            .map_err(|error| self.store_error(error))
+    }
+}
+
+fn validate_transfer(request: &TransferRequest) -> Result<TransferCommand, ApiError> {
+    let transaction_id = ledger::parse_transaction_id(&request.transaction_id)
+        .map_err(|error| ApiError::from_id("transaction_id", &error))?;
+    ledger::validate_account_id(&request.from_account)
+        .map_err(|error| ApiError::from_id("from_account", &error))?;
+    ledger::validate_account_id(&request.to_account)
+        .map_err(|error| ApiError::from_id("to_account", &error))?;
+    if request.from_account == request.to_account {
+        return Err(ApiError::invalid(
+            "to_account",
+            "SAME_ACCOUNT",
+            "from_account and to_account must differ",
+        ));
+    }
+    let currency = Currency::parse(&request.currency)
+        .map_err(|error| ApiError::from_money("currency", &error))?;
+    let amount_minor = ledger::parse_amount(&request.amount, currency)
+        .map_err(|error| ApiError::from_money("amount", &error))?;
+    Ok(TransferCommand {
+        transaction_id,
+        from: request.from_account.clone(),
+        to: request.to_account.clone(),
+        amount_minor,
+        currency,
+    })
+}
+
+pub fn account_to_pb(account: &ledger::Account) -> pb::Account {
+    pb::Account {
+        account_id: account.account_id.clone(),
+        currency: account.currency.code().to_owned(),
+        allow_negative_balance: account.allow_negative_balance,
+        balance: ledger::format_minor(account.balance_minor, account.currency),
+        // Balances are i128 internally; the API's minor-unit field saturates (the decimal
+        // string is always exact).
+        balance_minor: account
+            .balance_minor
+            .clamp(i64::MIN as i128, i64::MAX as i128) as i64,
+    }
+}
+
+pub fn transfer_to_pb(record: &TransferRecord, partition: u32) -> pb::Transfer {
+    let (status, reject_reason) = match record.status {
+        TransferStatus::Completed => (pb::TransferStatus::Completed, String::new()),
+        TransferStatus::Rejected(reason) => {
+            (pb::TransferStatus::Rejected, reason.reason().to_owned())
+        }
+    };
+    let transfer = &record.transfer;
+    pb::Transfer {
+        transaction_id: transfer.transaction_id.hyphenated().to_string(),
+        from_account: transfer.from.clone(),
+        to_account: transfer.to.clone(),
+        amount: ledger::format_minor(transfer.amount_minor as i128, transfer.currency),
+        currency: transfer.currency.code().to_owned(),
+        status: status as i32,
+        reject_reason,
+        committed_at_unix_ms: record.meta.timestamp_ms,
+        consistency_token: consistency_token(partition, record.meta.index),
+    }
+}
+
+#[tonic::async_trait]
+impl WalletService for Api {
+    #[tracing::instrument(skip_all, fields(account_id = %request.get_ref().account_id))]
+    async fn open_account(
+        &self,
+        request: Request<OpenAccountRequest>,
+    ) -> Result<Response<OpenAccountResponse>, Status> {
+        let request = request.into_inner();
+        ledger::validate_account_id(&request.account_id)
+            .map_err(|error| ApiError::from_id("account_id", &error))?;
+        let currency = Currency::parse(&request.currency)
+            .map_err(|error| ApiError::from_money("currency", &error))?;
+        let command = Command::OpenAccount {
+            account_id: request.account_id.clone(),
+            currency,
+            allow_negative_balance: request.allow_negative_balance,
+        };
+        let applied = self.propose(&request.account_id, command).await?;
+        match applied.outcome {
+            Outcome::Account(account) => Ok(Response::new(OpenAccountResponse {
+                account: Some(account_to_pb(&account)),
+            })),
+            Outcome::Conflict(conflict) => Err(ApiError::conflict(conflict).into()),
+            Outcome::Transfer(_) => unreachable!("an open-account command has an account outcome"),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(transaction_id = %request.get_ref().transaction_id))]
+    async fn transfer(
+        &self,
+        request: Request<TransferRequest>,
+    ) -> Result<Response<TransferResponse>, Status> {
+        Ok(Response::new(
+            self.transfer_inner(request.into_inner()).await?,
+        ))
+    }
+
+    type SubmitTransfersStream = ReceiverStream<Result<TransferResult, Status>>;
+
+    async fn submit_transfers(
+        &self,
+        request: Request<Streaming<TransferRequest>>,
+    ) -> Result<Response<Self::SubmitTransfersStream>, Status> {
+        let mut input = request.into_inner();
+        let (results_tx, results_rx) = mpsc::channel(limits::SUBMIT_STREAM_IN_FLIGHT_MAX);
+        let api = self.clone();
+        tokio::spawn(async move {
+            let mut in_flight = FuturesUnordered::new();
+            let mut input_open = true;
+            loop {
+                tokio::select! {
+                    item = input.next(), if input_open && in_flight.len() < limits::SUBMIT_STREAM_IN_FLIGHT_MAX => match item {
+                        Some(Ok(request)) => in_flight.push(api.clone().transfer_result(request)),
+                        Some(Err(status)) => {
+                            tracing::debug!(code = ?status.code(), "SubmitTransfers input ended with an error");
+                            input_open = false;
+                        }
+                        None => input_open = false,
+                    },
+                    Some(result) = in_flight.next(), if !in_flight.is_empty() => {
+                        if results_tx.send(Ok(result)).await.is_err() {
+                            return; // The client went away.
+                        }
+                    }
+                    else => return,
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(results_rx)))
+    }
+
+    async fn get_account(
+        &self,
+        request: Request<GetAccountRequest>,
+    ) -> Result<Response<GetAccountResponse>, Status> {
+        let request = request.into_inner();
+        ledger::validate_account_id(&request.account_id)
+            .map_err(|error| ApiError::from_id("account_id", &error))?;
+        let answer = self
+            .read(
+                &request.account_id,
+                Query::Account(request.account_id.clone()),
+            )
+            .await?;
+        match answer.answer {
+            QueryAnswer::Account(Some(account)) => Ok(Response::new(GetAccountResponse {
+                account: Some(account_to_pb(&account)),
+                position: consistency_token(answer.partition, answer.index),
+            })),
+            QueryAnswer::Account(None) => Err(ApiError::not_found(
+                "account_id",
+                "ACCOUNT_NOT_FOUND",
+                format!("account {:?} does not exist", request.account_id),
+            )
+            .into()),
+            QueryAnswer::Transfer(_) => unreachable!("an account query has an account answer"),
+        }
+    }
+
+    async fn get_transfer(
+        &self,
+        request: Request<GetTransferRequest>,
+    ) -> Result<Response<GetTransferResponse>, Status> {
+        let request = request.into_inner();
+        let transaction_id = ledger::parse_transaction_id(&request.transaction_id)
+            .map_err(|error| ApiError::from_id("transaction_id", &error))?;
+        // A transfer lives in its source account's partition; with a single partition that is
+        // partition 0 for every id. (Multi-partition lookups by id arrive with partitions.)
+        let answer = self
+            .shared
+            .store
+            .read(0, Query::Transfer(transaction_id))
+            .await
+            .map_err(|error| self.store_error(error))?;
+        match answer.answer {
+            QueryAnswer::Transfer(Some(record)) => Ok(Response::new(GetTransferResponse {
+                transfer: Some(transfer_to_pb(&record, answer.partition)),
+            })),
+            QueryAnswer::Transfer(None) => Err(ApiError::not_found(
+                "transaction_id",
+                "TRANSFER_NOT_FOUND",
+                format!("no transfer with transaction_id {transaction_id}"),
+            )
+            .into()),
+            QueryAnswer::Account(_) => unreachable!("a transfer query has a transfer answer"),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl ClusterService for Api {
+    async fn get_cluster_status(
+        &self,
+        _request: Request<GetClusterStatusRequest>,
+    ) -> Result<Response<GetClusterStatusResponse>, Status> {
+        let partitions = self
+            .shared
+            .store
+            .status()
+            .await
+            .map_err(|error| self.store_error(error))?;
+        Ok(Response::new(GetClusterStatusResponse {
+            node_id: self.node_id,
+            nodes: self
+                .shared
+                .peers
+                .iter()
+                .map(|(&node_id, address)| pb::Node {
+                    node_id,
+                    address: address.clone(),
+                })
+                .collect(),
+            partitions: partitions
+                .into_iter()
+                .map(|status| pb::PartitionStatus {
+                    partition: status.partition,
+                    leader_id: status.leader_id,
+                    term: status.term,
+                    commit_index: status.commit_index,
+                    applied_index: status.applied_index,
+                    role: status.role.into(),
+                    state_digest: status
+                        .state_digest
+                        .iter()
+                        .map(|byte| format!("{byte:02x}"))
+                        .collect(),
+                })
+                .collect(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_hash_is_stable() {
+        // These values pin the account -> partition map: changing them moves accounts.
+        assert_eq!(partition_of("alice", 1), 0);
+        let spread: std::collections::BTreeSet<u32> = (0..64)
+            .map(|i| partition_of(&format!("account-{i}"), 8))
+            .collect();
+        assert_eq!(spread.len(), 8, "64 accounts cover all 8 partitions");
+        assert_eq!(partition_of("alice", 8), partition_of("alice", 8));
+    }
+
+    fn request(amount: &str, currency: &str) -> TransferRequest {
+        TransferRequest {
+            transaction_id: "6f1c1a3e-8a51-4c4e-9d7a-0a8c7d1f2b3c".into(),
+            from_account: "alice".into(),
+            to_account: "bob".into(),
+            amount: amount.into(),
+            currency: currency.into(),
+        }
+    }
+
+    #[test]
+    fn validation_reports_field_and_reason() {
+        let check = |request: TransferRequest, field: &str, reason: &str| {
+            let error = validate_transfer(&request).expect_err("invalid");
+            assert_eq!(
+                (error.code, error.field, error.reason),
+                (Code::InvalidArgument, Some(field), reason)
+            );
+        };
+        check(request("1.005", "USD"), "amount", "INVALID_AMOUNT");
+        check(request("1", "ZZZ"), "currency", "UNKNOWN_CURRENCY");
+        check(
+            TransferRequest {
+                to_account: "alice".into(),
+                ..request("1", "USD")
+            },
+            "to_account",
+            "SAME_ACCOUNT",
+        );
+        check(
+            TransferRequest {
+                transaction_id: "42".into(),
+                ..request("1", "USD")
+            },
+            "transaction_id",
+            "INVALID_TRANSACTION_ID",
+        );
+        check(
+            TransferRequest {
+                from_account: String::new(),
+                ..request("1", "USD")
+            },
+            "from_account",
+            "INVALID_ACCOUNT_ID",
+        );
+        assert!(validate_transfer(&request("1.00", "USD")).is_ok());
+    }
+}

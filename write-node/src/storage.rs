@@ -1,0 +1,463 @@
+//! RocksDB layout and the raft-rs `Storage` of one partition.
+//!
+//! One RocksDB instance per node, column families:
+//! - `raft_log`:   partition u32 BE | index u64 BE -> raft `Entry` (raft's protobuf encoding)
+//! - `raft_state`: partition u32 BE | tag          -> hard state (`h`), conf state (`c`),
+//!   applied index (`a`, u64 BE)
+//! - `events`:     partition u32 BE | index u64 BE -> the ledger events that entry produced
+//!   (see `codec::EventBlock`); the durable ledger, replayed on restart and streamed to readers
+//! - `meta`:       cluster identity: node id, partition count, format version
+//!
+//! Keys are big-endian so byte order is numeric order. Raft entries and hard state of every
+//! partition are written in one synced batch per store round; the apply results (events,
+//! applied index, hard state) go in one unsynced batch that the next synced write makes
+//! durable, because RocksDB's WAL is one sequential file: state is never ahead of the log.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use protobuf::Message as _;
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use raft::{GetEntriesContext, RaftState, StorageError};
+use rocksdb::{
+    ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
+};
+
+use crate::limits;
+
+pub const CF_RAFT_LOG: &str = "raft_log";
+pub const CF_RAFT_STATE: &str = "raft_state";
+pub const CF_EVENTS: &str = "events";
+pub const CF_META: &str = "meta";
+
+const FORMAT_VERSION: u32 = 1;
+const META_FORMAT_VERSION: &[u8] = b"format_version";
+const META_NODE_ID: &[u8] = b"node_id";
+const META_PARTITIONS: &[u8] = b"partitions";
+
+const STATE_HARD: u8 = b'h';
+const STATE_CONF: u8 = b'c';
+const STATE_APPLIED: u8 = b'a';
+
+/// Key of an index-addressed record (`raft_log`, `events`).
+pub fn index_key(partition: u32, index: u64) -> [u8; 12] {
+    let mut key = [0u8; 12];
+    key[..4].copy_from_slice(&partition.to_be_bytes());
+    key[4..].copy_from_slice(&index.to_be_bytes());
+    key
+}
+
+pub fn index_from_key(key: &[u8]) -> u64 {
+    assert_eq!(key.len(), 12, "index keys are 12 bytes");
+    u64::from_be_bytes(key[4..].try_into().expect("8 bytes"))
+}
+
+fn state_key(partition: u32, tag: u8) -> [u8; 5] {
+    let mut key = [0u8; 5];
+    key[..4].copy_from_slice(&partition.to_be_bytes());
+    key[4] = tag;
+    key
+}
+
+/// The node's RocksDB.
+pub struct Db {
+    db: DB,
+}
+
+impl Db {
+    /// Opens (or creates) the data directory and checks it belongs to this node and cluster
+    /// shape: a node refuses data created with another node id or partition count.
+    pub fn open(path: &Path, node_id: u64, partitions: u32) -> anyhow::Result<Arc<Db>> {
+        std::fs::create_dir_all(path)
+            .with_context(|| format!("creating data dir {}", path.display()))?;
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_max_background_jobs(2);
+        options.set_bytes_per_sync(1024 * 1024);
+        let families = [CF_RAFT_LOG, CF_RAFT_STATE, CF_EVENTS, CF_META]
+            .into_iter()
+            .map(|name| {
+                let mut cf_options = Options::default();
+                if name == CF_EVENTS {
+                    cf_options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+                }
+                ColumnFamilyDescriptor::new(name, cf_options)
+            });
+        let db = DB::open_cf_descriptors(&options, path, families)
+            .with_context(|| format!("opening RocksDB at {}", path.display()))?;
+        let db = Db { db };
+        db.check_identity(node_id, partitions)?;
+        Ok(Arc::new(db))
+    }
+
+    fn check_identity(&self, node_id: u64, partitions: u32) -> anyhow::Result<()> {
+        let meta = self.cf(CF_META);
+        let stored_version = self.db.get_cf(meta, META_FORMAT_VERSION)?;
+        let Some(stored_version) = stored_version else {
+            let mut batch = WriteBatch::default();
+            batch.put_cf(meta, META_FORMAT_VERSION, FORMAT_VERSION.to_be_bytes());
+            batch.put_cf(meta, META_NODE_ID, node_id.to_be_bytes());
+            batch.put_cf(meta, META_PARTITIONS, partitions.to_be_bytes());
+            self.write(batch, true)?;
+            return Ok(());
+        };
+        let read_u64 = |key: &[u8]| -> anyhow::Result<u64> {
+            let bytes = self
+                .db
+                .get_cf(meta, key)?
+                .with_context(|| format!("meta key {key:?} missing"))?;
+            Ok(match bytes.len() {
+                4 => u32::from_be_bytes(bytes[..].try_into()?) as u64,
+                8 => u64::from_be_bytes(bytes[..].try_into()?),
+                _ => bail!("meta key {key:?} is corrupt"),
+            })
+        };
+        let version = u32::from_be_bytes(
+            stored_version[..]
+                .try_into()
+                .context("format version is corrupt")?,
+        );
+        if version != FORMAT_VERSION {
+            bail!("data format version {version}, this binary reads version {FORMAT_VERSION}");
+        }
+        let stored_node = read_u64(META_NODE_ID)?;
+        if stored_node != node_id {
+            bail!("data directory belongs to node {stored_node}, not node {node_id}");
+        }
+        let stored_partitions = read_u64(META_PARTITIONS)?;
+        if stored_partitions != partitions as u64 {
+            bail!(
+                "data directory was created with {stored_partitions} partitions; refusing to start \
+                 with {partitions} (the partition count is fixed at cluster creation)"
+            );
+        }
+        Ok(())
+    }
+
+    pub fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("column families are created at open")
+    }
+
+    pub fn write(&self, batch: WriteBatch, sync: bool) -> anyhow::Result<()> {
+        let mut options = WriteOptions::default();
+        options.set_sync(sync);
+        self.db.write_opt(batch, &options).context("RocksDB write")
+    }
+
+    pub fn get(&self, cf: &str, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf(cf), key)?)
+    }
+
+    /// Index-keyed records of one partition in `[from, to]`, in order.
+    pub fn scan_indexed(
+        &self,
+        cf: &str,
+        partition: u32,
+        from: u64,
+        to: u64,
+    ) -> impl Iterator<Item = anyhow::Result<(u64, Box<[u8]>)>> + '_ {
+        let start = index_key(partition, from);
+        let end = index_key(partition, to);
+        self.db
+            .iterator_cf(self.cf(cf), IteratorMode::From(&start, Direction::Forward))
+            .map(|item| item.map_err(anyhow::Error::from))
+            .take_while(move |item| match item {
+                Ok((key, _)) => key[..] <= end[..],
+                Err(_) => true,
+            })
+            .map(|item| item.map(|(key, value)| (index_from_key(&key), value)))
+    }
+
+    /// Largest index stored for a partition in an index-keyed column family.
+    fn last_index(&self, cf: &str, partition: u32) -> anyhow::Result<Option<u64>> {
+        let end = index_key(partition, u64::MAX);
+        let mut iter = self
+            .db
+            .iterator_cf(self.cf(cf), IteratorMode::From(&end, Direction::Reverse));
+        match iter.next() {
+            Some(item) => {
+                let (key, _) = item?;
+                Ok((key[..4] == partition.to_be_bytes()).then(|| index_from_key(&key)))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+/// The raft log and raft state of one partition: raft-rs reads it through `raft::Storage`,
+/// the store loop writes it through `append` and `set_hard_state` into the round's batch.
+///
+/// Bookkeeping (hard state, conf state, first/last index) lives in memory; recent entries are
+/// cached so building appends for followers rarely touches RocksDB.
+pub struct PartitionStorage {
+    db: Arc<Db>,
+    partition: u32,
+    hard_state: HardState,
+    conf_state: ConfState,
+    /// No log compaction yet: the log starts at index 1.
+    first_index: u64,
+    last_index: u64,
+    /// Entries `cache[0].index ..= last_index`, contiguous.
+    cache: VecDeque<Entry>,
+    applied_index: u64,
+}
+
+impl PartitionStorage {
+    /// Loads a partition's raft state, or bootstraps it with `voters` on first start. Every
+    /// node bootstraps the same way (empty log, same voters), so no snapshot is needed to
+    /// form the group.
+    pub fn open(db: Arc<Db>, partition: u32, voters: &[u64]) -> anyhow::Result<PartitionStorage> {
+        let hard_state = match db.get(CF_RAFT_STATE, &state_key(partition, STATE_HARD))? {
+            Some(bytes) => HardState::parse_from_bytes(&bytes).context("hard state is corrupt")?,
+            None => HardState::default(),
+        };
+        let conf_state = match db.get(CF_RAFT_STATE, &state_key(partition, STATE_CONF))? {
+            Some(bytes) => ConfState::parse_from_bytes(&bytes).context("conf state is corrupt")?,
+            None => {
+                let conf_state = ConfState {
+                    voters: voters.to_vec(),
+                    ..Default::default()
+                };
+                let mut batch = WriteBatch::default();
+                batch.put_cf(
+                    db.cf(CF_RAFT_STATE),
+                    state_key(partition, STATE_CONF),
+                    conf_state.write_to_bytes()?,
+                );
+                db.write(batch, true)?;
+                conf_state
+            }
+        };
+        if conf_state.voters != voters {
+            bail!(
+                "partition {partition} was created with voters {:?}, config has {voters:?}; \
+                 membership changes are not supported",
+                conf_state.voters
+            );
+        }
+        let applied_index = match db.get(CF_RAFT_STATE, &state_key(partition, STATE_APPLIED))? {
+            Some(bytes) => {
+                u64::from_be_bytes(bytes[..].try_into().context("applied index is corrupt")?)
+            }
+            None => 0,
+        };
+        let last_index = db.last_index(CF_RAFT_LOG, partition)?.unwrap_or(0);
+        assert!(
+            applied_index <= hard_state.commit,
+            "partition {partition}: applied index {applied_index} is ahead of commit {}",
+            hard_state.commit
+        );
+        assert!(
+            hard_state.commit <= last_index,
+            "partition {partition}: commit {} is beyond the last stored entry {last_index}",
+            hard_state.commit
+        );
+        Ok(PartitionStorage {
+            db,
+            partition,
+            hard_state,
+            conf_state,
+            first_index: 1,
+            last_index,
+            cache: VecDeque::new(),
+            applied_index,
+        })
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    /// Appends entries from a Ready, replacing any conflicting suffix.
+    pub fn append(&mut self, entries: &[Entry], batch: &mut WriteBatch) -> anyhow::Result<()> {
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        let last = entries.last().expect("non-empty").index;
+        assert!(
+            first.index >= self.first_index && first.index <= self.last_index + 1,
+            "partition {}: append at {} leaves a gap after {}",
+            self.partition,
+            first.index,
+            self.last_index
+        );
+        let cf = self.db.cf(CF_RAFT_LOG);
+        if first.index <= self.last_index {
+            // A new leader overwrote our uncommitted suffix: drop it.
+            batch.delete_range_cf(
+                cf,
+                index_key(self.partition, first.index),
+                index_key(self.partition, self.last_index + 1),
+            );
+            while self
+                .cache
+                .back()
+                .is_some_and(|entry| entry.index >= first.index)
+            {
+                self.cache.pop_back();
+            }
+        }
+        for entry in entries {
+            batch.put_cf(
+                cf,
+                index_key(self.partition, entry.index),
+                entry.write_to_bytes()?,
+            );
+        }
+        if self
+            .cache
+            .back()
+            .is_some_and(|entry| entry.index + 1 != first.index)
+        {
+            self.cache.clear();
+        }
+        self.cache.extend(entries.iter().cloned());
+        while self.cache.len() > limits::ENTRY_CACHE_ENTRIES_MAX {
+            self.cache.pop_front();
+        }
+        self.last_index = last;
+        Ok(())
+    }
+
+    pub fn set_hard_state(
+        &mut self,
+        hard_state: &HardState,
+        batch: &mut WriteBatch,
+    ) -> anyhow::Result<()> {
+        self.hard_state = hard_state.clone();
+        batch.put_cf(
+            self.db.cf(CF_RAFT_STATE),
+            state_key(self.partition, STATE_HARD),
+            hard_state.write_to_bytes()?,
+        );
+        Ok(())
+    }
+
+    /// Records the applied index (and the commit index it implies) in the apply batch, so the
+    /// durable applied index never exceeds the durable commit index.
+    pub fn set_applied(
+        &mut self,
+        applied_index: u64,
+        commit: u64,
+        batch: &mut WriteBatch,
+    ) -> anyhow::Result<()> {
+        assert!(
+            applied_index <= commit,
+            "applied {applied_index} > commit {commit}"
+        );
+        assert!(
+            applied_index >= self.applied_index,
+            "applied index went backwards"
+        );
+        self.applied_index = applied_index;
+        if commit > self.hard_state.commit {
+            let mut hard_state = self.hard_state.clone();
+            hard_state.commit = commit;
+            self.set_hard_state(&hard_state, batch)?;
+        }
+        batch.put_cf(
+            self.db.cf(CF_RAFT_STATE),
+            state_key(self.partition, STATE_APPLIED),
+            applied_index.to_be_bytes(),
+        );
+        Ok(())
+    }
+
+    fn cached(&self, index: u64) -> Option<&Entry> {
+        let front = self.cache.front()?.index;
+        if index < front {
+            return None;
+        }
+        self.cache.get((index - front) as usize)
+    }
+
+    fn read_entry(&self, index: u64) -> raft::Result<Entry> {
+        if let Some(entry) = self.cached(index) {
+            return Ok(entry.clone());
+        }
+        let bytes = self
+            .db
+            .get(CF_RAFT_LOG, &index_key(self.partition, index))
+            .map_err(|error| raft::Error::Store(StorageError::Other(error.into())))?
+            .ok_or(raft::Error::Store(StorageError::Unavailable))?;
+        let entry = Entry::parse_from_bytes(&bytes).map_err(raft::Error::CodecError)?;
+        assert_eq!(
+            entry.index, index,
+            "raft log entry stored under the wrong key"
+        );
+        Ok(entry)
+    }
+}
+
+impl raft::Storage for PartitionStorage {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState {
+            hard_state: self.hard_state.clone(),
+            conf_state: self.conf_state.clone(),
+        })
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        if low < self.first_index {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        assert!(
+            high <= self.last_index + 1,
+            "entries [{low}, {high}) beyond last index {}",
+            self.last_index
+        );
+        let max_size = max_size.into().unwrap_or(u64::MAX);
+        let mut entries = Vec::new();
+        let mut size = 0u64;
+        for index in low..high {
+            let entry = self.read_entry(index)?;
+            size += protobuf::Message::compute_size(&entry) as u64;
+            // Always return at least one entry, then stop at the size budget.
+            if !entries.is_empty() && size > max_size {
+                break;
+            }
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+
+    fn term(&self, index: u64) -> raft::Result<u64> {
+        if index == 0 {
+            return Ok(0);
+        }
+        if index < self.first_index {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if index > self.last_index {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        Ok(self.read_entry(index)?.term)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.first_index)
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.last_index)
+    }
+
+    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        // The log is never compacted yet (every entry from index 1 is kept), so raft always
+        // catches followers up from the log and never asks for a snapshot.
+        Err(raft::Error::Store(
+            StorageError::SnapshotTemporarilyUnavailable,
+        ))
+    }
+}

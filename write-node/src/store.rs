@@ -1,0 +1,824 @@
+//! The store loop: one thread owns every partition's `RawNode` and ledger and runs rounds of
+//! gather -> tick -> propose -> persist (one synced RocksDB write for all partitions) ->
+//! send -> apply -> reply. No lock is shared with the gRPC side: services talk to the loop
+//! through two bounded mailboxes (client commands, inbound raft messages) and one-shot replies.
+//!
+//! Ready handling follows raft-rs's synchronous contract: leader messages go out before the
+//! fsync (replication overlaps the leader's own write), everything raft marks as "persisted
+//! messages" goes out only after the synced write, committed entries are applied after that,
+//! and nothing awaits between `ready()` and `advance()`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use ledger::{Account, Command, EntryMeta, Ledger, Outcome, TransferRecord};
+use raft::eraftpb::{Entry, EntryType, Message};
+use raft::{RawNode, ReadState, StateRole};
+use rocksdb::WriteBatch;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::codec::{self, EntryPayload, EventBlock};
+use crate::config::Config;
+use crate::limits;
+use crate::storage::{CF_EVENTS, Db, PartitionStorage, index_key};
+use crate::transport::Outbox;
+
+/// Why a command or read got no answer from the ledger. Each maps to UNAVAILABLE or
+/// RESOURCE_EXHAUSTED at the API.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("this node is not the partition leader")]
+    NotLeader { leader_id: Option<u64> },
+    #[error(
+        "leadership changed while the command was in flight; it may or may not have been applied"
+    )]
+    OutcomeUnknown,
+    #[error("the node is overloaded")]
+    Overloaded,
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    #[error("the linearizable read did not complete in time")]
+    ReadTimeout,
+}
+
+/// A command's answer: the ledger outcome and the log position that decided it.
+#[derive(Clone, Debug)]
+pub struct Applied {
+    pub outcome: Outcome,
+    pub partition: u32,
+    pub index: u64,
+}
+
+/// A linearizable read.
+#[derive(Clone, Debug)]
+pub enum Query {
+    Account(String),
+    Transfer(uuid::Uuid),
+}
+
+#[derive(Clone, Debug)]
+pub enum QueryAnswer {
+    Account(Option<Account>),
+    Transfer(Option<TransferRecord>),
+}
+
+/// A read's answer and the applied index it reflects.
+#[derive(Clone, Debug)]
+pub struct ReadAnswer {
+    pub answer: QueryAnswer,
+    pub partition: u32,
+    pub index: u64,
+}
+
+/// One partition as this node sees it.
+#[derive(Clone, Debug)]
+pub struct PartitionStatus {
+    pub partition: u32,
+    pub leader_id: u64,
+    pub term: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub role: &'static str,
+    pub state_digest: [u8; 32],
+}
+
+type ProposeReply = oneshot::Sender<Result<Applied, StoreError>>;
+type ReadReply = oneshot::Sender<Result<ReadAnswer, StoreError>>;
+
+enum ClientRequest {
+    Propose {
+        partition: u32,
+        command: Command,
+        reply: ProposeReply,
+    },
+    Read {
+        partition: u32,
+        query: Query,
+        reply: ReadReply,
+    },
+    Status {
+        reply: oneshot::Sender<Vec<PartitionStatus>>,
+    },
+}
+
+/// Raft messages received from one peer frame.
+pub struct InboundRaft {
+    pub messages: Vec<(u32, Message)>,
+}
+
+/// The services' handle on the store loop. Cheap to clone.
+#[derive(Clone)]
+pub struct StoreHandle {
+    client_tx: mpsc::Sender<ClientRequest>,
+    raft_tx: mpsc::Sender<InboundRaft>,
+    leaders: watch::Receiver<Vec<u64>>,
+}
+
+impl StoreHandle {
+    /// Proposes a command and waits until it is applied (or definitely has no answer here).
+    pub async fn propose(&self, partition: u32, command: Command) -> Result<Applied, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.client_tx
+            .try_send(ClientRequest::Propose {
+                partition,
+                command,
+                reply,
+            })
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => StoreError::ShuttingDown,
+            })?;
+        // A dropped reply means the loop stopped with the command possibly in the log.
+        answer.await.unwrap_or(Err(StoreError::OutcomeUnknown))
+    }
+
+    /// A linearizable read through raft's ReadIndex (on the leader or, forwarded, from a
+    /// follower), bounded by `READ_TIMEOUT`.
+    pub async fn read(&self, partition: u32, query: Query) -> Result<ReadAnswer, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.client_tx
+            .try_send(ClientRequest::Read {
+                partition,
+                query,
+                reply,
+            })
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => StoreError::ShuttingDown,
+            })?;
+        match tokio::time::timeout(limits::READ_TIMEOUT, answer).await {
+            Ok(answer) => answer.unwrap_or(Err(StoreError::ShuttingDown)),
+            Err(_) => Err(StoreError::ReadTimeout),
+        }
+    }
+
+    pub async fn status(&self) -> Result<Vec<PartitionStatus>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.client_tx
+            .send(ClientRequest::Status { reply })
+            .await
+            .map_err(|_| StoreError::ShuttingDown)?;
+        answer.await.map_err(|_| StoreError::ShuttingDown)
+    }
+
+    /// Inbound raft messages; waits when the loop is behind (back-pressure on the peer stream).
+    pub async fn step(&self, inbound: InboundRaft) -> Result<(), StoreError> {
+        self.raft_tx
+            .send(inbound)
+            .await
+            .map_err(|_| StoreError::ShuttingDown)
+    }
+
+    /// Leader id per partition (0 = unknown), updated by the loop as leadership changes.
+    pub fn leaders(&self) -> watch::Receiver<Vec<u64>> {
+        self.leaders.clone()
+    }
+}
+
+struct PendingEntry {
+    term: u64,
+    replies: Vec<ProposeReply>,
+}
+
+struct Partition {
+    id: u32,
+    raw: RawNode<PartitionStorage>,
+    ledger: Ledger,
+    /// Commands received this round, proposed together as one entry (group commit).
+    proposals: Vec<(Command, ProposeReply)>,
+    /// Proposed entries awaiting apply, by log index.
+    pending: BTreeMap<u64, PendingEntry>,
+    reads_waiting: Vec<(Query, ReadReply)>,
+    reads_in_flight: HashMap<u64, Vec<(Query, ReadReply)>>,
+    reads_ready: Vec<(u64, Vec<(Query, ReadReply)>)>,
+    read_ctx_next: u64,
+    applied_index: u64,
+    was_leader: bool,
+    /// Leader-stamped times never go backwards, even if the wall clock does.
+    timestamp_ms_last: u64,
+}
+
+/// Starts the store loop on its own thread. The loop stops when `shutdown` is cancelled or a
+/// storage error makes continuing unsafe; the returned join handle carries that error.
+pub fn start(
+    config: &Config,
+    db: Arc<Db>,
+    outbox: Outbox,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(StoreHandle, std::thread::JoinHandle<anyhow::Result<()>>)> {
+    let voters: Vec<u64> = config.peers.keys().copied().collect();
+    let logger = crate::logging::raft_logger();
+    let mut partitions = Vec::new();
+    for id in 0..config.partitions {
+        partitions.push(open_partition(config, &db, id, &voters, &logger)?);
+    }
+    let (client_tx, client_rx) = mpsc::channel(limits::CLIENT_MAILBOX_CAPACITY);
+    let (raft_tx, raft_rx) = mpsc::channel(limits::RAFT_MAILBOX_CAPACITY);
+    let (leaders_tx, leaders) = watch::channel(vec![0; partitions.len()]);
+    let store = Store {
+        node_id: config.node_id,
+        db,
+        outbox,
+        partitions,
+        client_rx,
+        raft_rx,
+        leaders_tx,
+        shutdown,
+    };
+    let thread = std::thread::Builder::new()
+        .name("store".into())
+        .spawn(move || store.run())
+        .context("spawning the store thread")?;
+    Ok((
+        StoreHandle {
+            client_tx,
+            raft_tx,
+            leaders,
+        },
+        thread,
+    ))
+}
+
+fn open_partition(
+    config: &Config,
+    db: &Arc<Db>,
+    id: u32,
+    voters: &[u64],
+    logger: &slog::Logger,
+) -> anyhow::Result<Partition> {
+    let storage = PartitionStorage::open(db.clone(), id, voters)?;
+    let applied_index = storage.applied_index();
+    let ledger = replay(db, id, applied_index)?;
+    let raft_config = raft::Config {
+        id: config.node_id,
+        election_tick: limits::ELECTION_TICKS,
+        heartbeat_tick: limits::HEARTBEAT_TICKS,
+        applied: applied_index,
+        max_size_per_msg: limits::RAFT_MSG_BYTES_MAX,
+        max_inflight_msgs: limits::RAFT_INFLIGHT_MSGS_MAX,
+        check_quorum: true,
+        pre_vote: true,
+        batch_append: true,
+        max_uncommitted_size: limits::RAFT_UNCOMMITTED_BYTES_MAX,
+        max_committed_size_per_ready: limits::RAFT_COMMITTED_BYTES_PER_READY_MAX,
+        ..Default::default()
+    };
+    raft_config.validate().context("raft config")?;
+    let logger = logger.new(slog::o!("partition" => id));
+    let mut raw = RawNode::new(&raft_config, storage, &logger).context("starting raft")?;
+    // Spread leaders: the preferred node of a partition asks for votes at once instead of
+    // waiting out an election timeout. Pre-vote keeps this from disturbing a live leader.
+    if voters[id as usize % voters.len()] == config.node_id {
+        raw.campaign().context("campaign")?;
+    }
+    tracing::info!(
+        partition = id,
+        applied_index,
+        accounts = ledger.accounts_count(),
+        "partition opened"
+    );
+    Ok(Partition {
+        id,
+        raw,
+        ledger,
+        proposals: Vec::new(),
+        pending: BTreeMap::new(),
+        reads_waiting: Vec::new(),
+        reads_in_flight: HashMap::new(),
+        reads_ready: Vec::new(),
+        read_ctx_next: 1,
+        applied_index,
+        was_leader: false,
+        timestamp_ms_last: 0,
+    })
+}
+
+/// Rebuilds a partition's ledger by folding its stored events up to `applied_index`: the same
+/// `evolve` the apply path uses, so the state after a restart is the state before it.
+pub fn replay(db: &Db, partition: u32, applied_index: u64) -> anyhow::Result<Ledger> {
+    let mut ledger = Ledger::new();
+    let mut index_previous = 0;
+    for item in db.scan_indexed(CF_EVENTS, partition, 1, applied_index) {
+        let (index, bytes) = item?;
+        let block = codec::decode_events(&bytes)
+            .with_context(|| format!("partition {partition} index {index}"))?;
+        assert_eq!(
+            block.meta.index, index,
+            "event block stored under the wrong index"
+        );
+        assert!(index > index_previous, "event blocks out of order");
+        index_previous = index;
+        for event in &block.events {
+            ledger::evolve(&mut ledger, event);
+        }
+    }
+    Ok(ledger)
+}
+
+struct Store {
+    node_id: u64,
+    db: Arc<Db>,
+    outbox: Outbox,
+    partitions: Vec<Partition>,
+    client_rx: mpsc::Receiver<ClientRequest>,
+    raft_rx: mpsc::Receiver<InboundRaft>,
+    leaders_tx: watch::Sender<Vec<u64>>,
+    shutdown: CancellationToken,
+}
+
+impl Store {
+    fn run(mut self) -> anyhow::Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .context("store runtime")?;
+        let result = runtime.block_on(self.rounds());
+        if let Err(error) = &result {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "store loop stopped: storage failure"
+            );
+        }
+        self.fail_everything(StoreError::ShuttingDown);
+        // A store failure stops the whole node rather than leave it half-working.
+        self.shutdown.cancel();
+        result
+    }
+
+    async fn rounds(&mut self) -> anyhow::Result<()> {
+        let mut tick_next = Instant::now() + limits::TICK_INTERVAL;
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => return Ok(()),
+                inbound = self.raft_rx.recv() => match inbound {
+                    Some(inbound) => self.on_raft(inbound),
+                    None => return Ok(()),
+                },
+                request = self.client_rx.recv() => match request {
+                    Some(request) => self.on_client(request),
+                    None => return Ok(()),
+                },
+                _ = tokio::time::sleep_until(tick_next) => {}
+            }
+            // Gather whatever else arrived, bounded so ticks and persistence keep their pace.
+            let mut drained = 0;
+            while drained < limits::ROUND_DRAIN_MAX {
+                let Ok(inbound) = self.raft_rx.try_recv() else {
+                    break;
+                };
+                self.on_raft(inbound);
+                drained += 1;
+            }
+            while drained < limits::ROUND_DRAIN_MAX {
+                let Ok(request) = self.client_rx.try_recv() else {
+                    break;
+                };
+                self.on_client(request);
+                drained += 1;
+            }
+            if Instant::now() >= tick_next {
+                for partition in &mut self.partitions {
+                    partition.raw.tick();
+                }
+                tick_next = Instant::now() + limits::TICK_INTERVAL;
+            }
+            let now_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_millis() as u64);
+            for partition in &mut self.partitions {
+                partition.propose(now_ms);
+                partition.read_index();
+            }
+            self.handle_readies()?;
+            self.check_leadership();
+        }
+    }
+
+    fn on_raft(&mut self, inbound: InboundRaft) {
+        for (partition, message) in inbound.messages {
+            let Some(partition) = self.partitions.get_mut(partition as usize) else {
+                tracing::warn!(partition, "raft message for an unknown partition dropped");
+                continue;
+            };
+            if let Err(error) = partition.raw.step(message) {
+                tracing::debug!(partition = partition.id, %error, "raft step");
+            }
+        }
+    }
+
+    fn on_client(&mut self, request: ClientRequest) {
+        match request {
+            ClientRequest::Propose {
+                partition,
+                command,
+                reply,
+            } => match self.partitions.get_mut(partition as usize) {
+                Some(partition) => partition.proposals.push((command, reply)),
+                None => unreachable!("the service routes to partitions below the configured count"),
+            },
+            ClientRequest::Read {
+                partition,
+                query,
+                reply,
+            } => match self.partitions.get_mut(partition as usize) {
+                Some(partition) => partition.reads_waiting.push((query, reply)),
+                None => unreachable!("the service routes to partitions below the configured count"),
+            },
+            ClientRequest::Status { reply } => {
+                let _ = reply.send(self.partitions.iter().map(Partition::status).collect());
+            }
+        }
+    }
+
+    /// One round of readies for every partition: one synced write for all of their entries
+    /// and hard states, then sends, applies and one unsynced write of the apply results.
+    fn handle_readies(&mut self) -> anyhow::Result<()> {
+        let mut log_batch = WriteBatch::default();
+        let mut readies = Vec::new();
+        for (slot, partition) in self.partitions.iter_mut().enumerate() {
+            if !partition.raw.has_ready() {
+                continue;
+            }
+            let mut ready = partition.raw.ready();
+            // Leaders send appends before their own fsync (raft thesis 10.2.1).
+            self.outbox.send(partition.id, ready.take_messages());
+            assert!(
+                ready.snapshot().is_empty(),
+                "raft asked to install a snapshot, but this log is never compacted"
+            );
+            partition
+                .raw
+                .mut_store()
+                .append(ready.entries(), &mut log_batch)?;
+            if let Some(hard_state) = ready.hs() {
+                partition
+                    .raw
+                    .mut_store()
+                    .set_hard_state(hard_state, &mut log_batch)?;
+            }
+            readies.push((slot, ready));
+        }
+        if readies.is_empty() {
+            return Ok(());
+        }
+        if !log_batch.is_empty() {
+            self.db
+                .write(log_batch, true)
+                .context("persisting raft entries")?;
+        }
+        let mut apply_batch = WriteBatch::default();
+        let mut replies = Vec::new();
+        for (slot, mut ready) in readies {
+            let partition = &mut self.partitions[slot];
+            self.outbox
+                .send(partition.id, ready.take_persisted_messages());
+            partition.on_read_states(ready.take_read_states());
+            partition.apply(
+                ready.take_committed_entries(),
+                &self.db,
+                &mut apply_batch,
+                &mut replies,
+            )?;
+            let mut light = partition.raw.advance(ready);
+            self.outbox.send(partition.id, light.take_messages());
+            partition.apply(
+                light.take_committed_entries(),
+                &self.db,
+                &mut apply_batch,
+                &mut replies,
+            )?;
+            partition.raw.advance_apply_to(partition.applied_index);
+            let commit = partition.raw.raft.raft_log.committed;
+            let applied_index = partition.applied_index;
+            partition
+                .raw
+                .mut_store()
+                .set_applied(applied_index, commit, &mut apply_batch)?;
+        }
+        // Unsynced: the next synced write makes it durable, and losing it only means
+        // re-applying committed entries from the durable log on restart.
+        self.db
+            .write(apply_batch, false)
+            .context("persisting apply results")?;
+        for (reply, result) in replies {
+            let _ = reply.send(result);
+        }
+        for partition in &mut self.partitions {
+            partition.serve_ready_reads();
+        }
+        Ok(())
+    }
+
+    fn check_leadership(&mut self) {
+        let leaders: Vec<u64> = self
+            .partitions
+            .iter()
+            .map(|partition| partition.raw.raft.leader_id)
+            .collect();
+        for partition in &mut self.partitions {
+            let is_leader = partition.raw.raft.state == StateRole::Leader;
+            if partition.was_leader && !is_leader {
+                tracing::info!(
+                    partition = partition.id,
+                    term = partition.raw.raft.term,
+                    "lost leadership"
+                );
+                let leader_id = Some(partition.raw.raft.leader_id).filter(|&id| id != 0);
+                partition.fail_pending(
+                    StoreError::OutcomeUnknown,
+                    StoreError::NotLeader { leader_id },
+                );
+            }
+            if !partition.was_leader && is_leader {
+                tracing::info!(
+                    partition = partition.id,
+                    term = partition.raw.raft.term,
+                    node = self.node_id,
+                    "became leader"
+                );
+            }
+            partition.was_leader = is_leader;
+        }
+        self.leaders_tx.send_if_modified(|current| {
+            let changed = *current != leaders;
+            *current = leaders;
+            changed
+        });
+    }
+
+    fn fail_everything(&mut self, error: StoreError) {
+        for partition in &mut self.partitions {
+            partition.fail_pending(StoreError::OutcomeUnknown, error.clone());
+            for (_, reply) in partition.proposals.drain(..) {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+        self.client_rx.close();
+        while let Ok(request) = self.client_rx.try_recv() {
+            match request {
+                ClientRequest::Propose { reply, .. } => drop(reply.send(Err(error.clone()))),
+                ClientRequest::Read { reply, .. } => drop(reply.send(Err(error.clone()))),
+                ClientRequest::Status { .. } => {}
+            }
+        }
+    }
+}
+
+impl Partition {
+    fn leader_hint(&self) -> Option<u64> {
+        Some(self.raw.raft.leader_id).filter(|&id| id != 0)
+    }
+
+    fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
+    /// Proposes this round's commands as as few entries as the limits allow.
+    fn propose(&mut self, now_ms: u64) {
+        if self.proposals.is_empty() {
+            return;
+        }
+        let mut proposals = std::mem::take(&mut self.proposals);
+        if !self.is_leader() {
+            let error = StoreError::NotLeader {
+                leader_id: self.leader_hint(),
+            };
+            for (_, reply) in proposals {
+                let _ = reply.send(Err(error.clone()));
+            }
+            return;
+        }
+        let timestamp_ms = now_ms.max(self.timestamp_ms_last);
+        self.timestamp_ms_last = timestamp_ms;
+        while !proposals.is_empty() {
+            let rest = proposals.split_off(proposals.len().min(limits::ENTRY_COMMANDS_MAX));
+            let (commands, replies): (Vec<Command>, Vec<ProposeReply>) =
+                std::mem::replace(&mut proposals, rest).into_iter().unzip();
+            let data = codec::encode_entry(&EntryPayload {
+                timestamp_ms,
+                commands,
+            });
+            let index_before = self.raw.raft.raft_log.last_index();
+            let proposed = self.raw.propose(vec![], data);
+            let index = self.raw.raft.raft_log.last_index();
+            if proposed.is_ok() && index == index_before + 1 {
+                let term = self.raw.raft.term;
+                self.pending.insert(index, PendingEntry { term, replies });
+            } else {
+                // Dropped (e.g. leader transfer, uncommitted budget full): never in the log.
+                let error = StoreError::NotLeader {
+                    leader_id: self.leader_hint(),
+                };
+                for reply in replies {
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+
+    /// Starts one ReadIndex round for all reads received this round.
+    fn read_index(&mut self) {
+        self.reads_in_flight
+            .retain(|_, reads| reads.iter().any(|(_, reply)| !reply.is_closed()));
+        if self.reads_waiting.is_empty() {
+            return;
+        }
+        // Followers serve linearizable reads too: raft forwards the ReadIndex request to the
+        // leader and hands back the index to wait for. Without a leader there is no one to ask.
+        if self.leader_hint().is_none() {
+            let error = StoreError::NotLeader { leader_id: None };
+            for (_, reply) in self.reads_waiting.drain(..) {
+                let _ = reply.send(Err(error.clone()));
+            }
+            return;
+        }
+        // raft-rs drops ReadIndex until the leader committed an entry of its term; keep the
+        // reads until then (the caller's timeout bounds the wait).
+        if self.is_leader() && !self.raw.raft.commit_to_current_term() {
+            return;
+        }
+        let ctx = self.read_ctx_next;
+        self.read_ctx_next += 1;
+        self.raw.read_index(ctx.to_be_bytes().to_vec());
+        self.reads_in_flight
+            .insert(ctx, std::mem::take(&mut self.reads_waiting));
+    }
+
+    fn on_read_states(&mut self, states: Vec<ReadState>) {
+        for state in states {
+            let Ok(ctx) = <[u8; 8]>::try_from(state.request_ctx.as_slice()) else {
+                continue;
+            };
+            if let Some(reads) = self.reads_in_flight.remove(&u64::from_be_bytes(ctx)) {
+                self.reads_ready.push((state.index, reads));
+            }
+        }
+    }
+
+    fn serve_ready_reads(&mut self) {
+        let applied_index = self.applied_index;
+        let mut ready = Vec::new();
+        self.reads_ready.retain_mut(|(index, reads)| {
+            if *index <= applied_index {
+                ready.append(reads);
+                false
+            } else {
+                true
+            }
+        });
+        for (query, reply) in ready {
+            let answer = match query {
+                Query::Account(account_id) => {
+                    QueryAnswer::Account(self.ledger.account(&account_id).cloned())
+                }
+                Query::Transfer(transaction_id) => {
+                    QueryAnswer::Transfer(self.ledger.transfer(&transaction_id).cloned())
+                }
+            };
+            let _ = reply.send(Ok(ReadAnswer {
+                answer,
+                partition: self.id,
+                index: applied_index,
+            }));
+        }
+    }
+
+    /// Applies committed entries in order: decide + evolve every command, one event block per
+    /// entry into the apply batch, and the callers' answers into `replies`.
+    fn apply(
+        &mut self,
+        entries: Vec<Entry>,
+        db: &Db,
+        batch: &mut WriteBatch,
+        replies: &mut Vec<(ProposeReply, Result<Applied, StoreError>)>,
+    ) -> anyhow::Result<()> {
+        for entry in entries {
+            assert_eq!(
+                entry.index,
+                self.applied_index + 1,
+                "partition {}: entries applied out of order",
+                self.id
+            );
+            self.applied_index = entry.index;
+            // Anything we proposed below this index and did not see applied was overwritten.
+            while let Some(first) = self.pending.first_entry() {
+                if *first.key() >= entry.index {
+                    break;
+                }
+                for reply in first.remove().replies {
+                    replies.push((reply, Err(StoreError::OutcomeUnknown)));
+                }
+            }
+            let pending = self.pending.remove(&entry.index);
+            assert_eq!(
+                entry.get_entry_type(),
+                EntryType::EntryNormal,
+                "membership changes are never proposed"
+            );
+            if entry.data.is_empty() {
+                // A new leader's empty entry.
+                if let Some(pending) = pending {
+                    replies.extend(
+                        pending
+                            .replies
+                            .into_iter()
+                            .map(|reply| (reply, Err(StoreError::OutcomeUnknown))),
+                    );
+                }
+                continue;
+            }
+            let payload = codec::decode_entry(&entry.data)
+                .with_context(|| format!("partition {} entry {}", self.id, entry.index))?;
+            let meta = EntryMeta {
+                index: entry.index,
+                timestamp_ms: payload.timestamp_ms,
+            };
+            let mut events = Vec::new();
+            let mut outcomes = Vec::with_capacity(payload.commands.len());
+            for command in &payload.commands {
+                let (event, outcome) = self.ledger.execute(command, meta);
+                events.extend(event);
+                outcomes.push(outcome);
+            }
+            if !events.is_empty() {
+                let block = EventBlock { meta, events };
+                batch.put_cf(
+                    db.cf(CF_EVENTS),
+                    index_key(self.id, entry.index),
+                    codec::encode_events(&block),
+                );
+            }
+            match pending {
+                Some(pending) if pending.term == entry.term => {
+                    assert_eq!(
+                        pending.replies.len(),
+                        outcomes.len(),
+                        "an entry's commands and callers diverged"
+                    );
+                    for (reply, outcome) in pending.replies.into_iter().zip(outcomes) {
+                        replies.push((
+                            reply,
+                            Ok(Applied {
+                                outcome,
+                                partition: self.id,
+                                index: entry.index,
+                            }),
+                        ));
+                    }
+                }
+                Some(pending) => {
+                    replies.extend(
+                        pending
+                            .replies
+                            .into_iter()
+                            .map(|reply| (reply, Err(StoreError::OutcomeUnknown))),
+                    );
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn fail_pending(&mut self, proposals_error: StoreError, reads_error: StoreError) {
+        for (_, pending) in std::mem::take(&mut self.pending) {
+            for reply in pending.replies {
+                let _ = reply.send(Err(proposals_error.clone()));
+            }
+        }
+        let reads = self
+            .reads_waiting
+            .drain(..)
+            .chain(self.reads_in_flight.drain().flat_map(|(_, reads)| reads))
+            .chain(self.reads_ready.drain(..).flat_map(|(_, reads)| reads));
+        for (_, reply) in reads {
+            let _ = reply.send(Err(reads_error.clone()));
+        }
+    }
+
+    fn status(&self) -> PartitionStatus {
+        let role = match self.raw.raft.state {
+            StateRole::Leader => "leader",
+            StateRole::Follower => "follower",
+            StateRole::Candidate => "candidate",
+            StateRole::PreCandidate => "pre_candidate",
+        };
+        PartitionStatus {
+            partition: self.id,
+            leader_id: self.raw.raft.leader_id,
+            term: self.raw.raft.term,
+            commit_index: self.raw.raft.raft_log.committed,
+            applied_index: self.applied_index,
+            role,
+            state_digest: self.ledger.digest(),
+        }
+    }
+}
+
+/// How long callers should wait before retrying after `Overloaded`.
+pub const OVERLOAD_RETRY_AFTER: Duration = Duration::from_millis(50);

@@ -1,0 +1,393 @@
+//! A real cluster for tests: `wallet-write-node` processes on loopback ports, each with a
+//! RocksDB in a temporary directory, killed with SIGKILL and restarted on the same data.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use proto::v1::cluster_service_client::ClusterServiceClient;
+use proto::v1::wallet_service_client::WalletServiceClient;
+use proto::v1::{
+    Account, GetAccountRequest, GetClusterStatusRequest, GetClusterStatusResponse,
+    GetTransferRequest, OpenAccountRequest, Transfer, TransferRequest, TransferResponse,
+};
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+use tonic_types::StatusExt as _;
+
+/// Bound on every wait in the tests, so a broken cluster fails a test instead of hanging it.
+pub const WAIT_MAX: Duration = Duration::from_secs(30);
+
+pub struct Node {
+    pub id: u64,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub log_path: PathBuf,
+    child: Mutex<Option<Child>>,
+}
+
+impl Node {
+    fn running(&self) -> bool {
+        self.child.lock().expect("lock").is_some()
+    }
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<Node>,
+    peers: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+impl Cluster {
+    /// Starts `size` write nodes with fresh data directories.
+    pub fn start(size: u64) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let nodes: Vec<Node> = (1..=size)
+            .map(|id| Node {
+                id,
+                port: free_port(),
+                data_dir: dir.path().join(format!("node-{id}")),
+                log_path: dir.path().join(format!("node-{id}.log")),
+                child: Mutex::new(None),
+            })
+            .collect();
+        let peers = nodes
+            .iter()
+            .map(|node| format!("{}=127.0.0.1:{}", node.id, node.port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let cluster = Cluster { dir, nodes, peers };
+        for id in 1..=size {
+            cluster.start_node(id);
+        }
+        cluster
+    }
+
+    fn node(&self, id: u64) -> &Node {
+        self.nodes
+            .iter()
+            .find(|node| node.id == id)
+            .expect("node id")
+    }
+
+    pub fn start_node(&self, id: u64) {
+        let peers = self.peers.clone();
+        let node = self.node(id);
+        let mut slot = node.child.lock().expect("lock");
+        assert!(slot.is_none(), "node {id} is already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log_path)
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_wallet-write-node"))
+            .args(["--node-id", &id.to_string()])
+            .args(["--listen", &format!("127.0.0.1:{}", node.port)])
+            .args(["--peers", &peers])
+            .arg("--data-dir")
+            .arg(&node.data_dir)
+            .env("RUST_LOG", "info,raft=info,h2=warn,tower=warn")
+            .stdout(Stdio::from(log.try_clone().expect("log file")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawning wallet-write-node");
+        *slot = Some(child);
+    }
+
+    /// SIGKILL: no shutdown code runs, like a power cut for the process.
+    pub fn kill(&self, id: u64) {
+        let mut child = self
+            .node(id)
+            .child
+            .lock()
+            .expect("lock")
+            .take()
+            .expect("node is running");
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+    }
+
+    pub fn running(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .filter(|node| node.running())
+            .map(|node| node.id)
+            .collect()
+    }
+
+    pub fn endpoint(&self, id: u64) -> String {
+        let node = self
+            .nodes
+            .iter()
+            .find(|node| node.id == id)
+            .expect("node id");
+        format!("http://127.0.0.1:{}", node.port)
+    }
+
+    pub async fn wallet(&self, id: u64) -> WalletServiceClient<Channel> {
+        WalletServiceClient::new(
+            Channel::from_shared(self.endpoint(id))
+                .expect("uri")
+                .connect_lazy(),
+        )
+    }
+
+    pub async fn status(&self, id: u64) -> Result<GetClusterStatusResponse, Status> {
+        let channel = Channel::from_shared(self.endpoint(id))
+            .expect("uri")
+            .connect_lazy();
+        let mut client = ClusterServiceClient::new(channel);
+        let mut request = tonic::Request::new(GetClusterStatusRequest {});
+        request.set_timeout(Duration::from_secs(2));
+        client
+            .get_cluster_status(request)
+            .await
+            .map(|response| response.into_inner())
+    }
+
+    /// Waits until the running nodes agree on one leader of partition 0; returns its id.
+    pub async fn wait_leader(&self) -> u64 {
+        let deadline = Instant::now() + WAIT_MAX;
+        loop {
+            let mut leaders = Vec::new();
+            for node in self.nodes.iter().filter(|node| node.running()) {
+                if let Ok(status) = self.status(node.id).await {
+                    leaders.push((
+                        status.partitions[0].leader_id,
+                        status.partitions[0].role.clone(),
+                        node.id,
+                    ));
+                }
+            }
+            let leader = leaders
+                .iter()
+                .find(|(_, role, _)| role == "leader")
+                .map(|(_, _, id)| *id);
+            if let Some(leader) = leader {
+                let running = self.running().len();
+                if leaders.len() == running
+                    && leaders.iter().all(|(leader_id, _, _)| *leader_id == leader)
+                {
+                    return leader;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no agreed leader within {WAIT_MAX:?}: {leaders:?}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until every running node has applied the same index as the others and reports the
+    /// same state digest; returns (index, digest).
+    pub async fn wait_replicas_agree(&self) -> (u64, String) {
+        let deadline = Instant::now() + WAIT_MAX;
+        loop {
+            let mut views = BTreeMap::new();
+            for node in self.nodes.iter().filter(|node| node.running()) {
+                if let Ok(status) = self.status(node.id).await {
+                    let partition = &status.partitions[0];
+                    views.insert(
+                        node.id,
+                        (
+                            partition.commit_index,
+                            partition.applied_index,
+                            partition.state_digest.clone(),
+                        ),
+                    );
+                }
+            }
+            let running = self.running().len();
+            let first = views.values().next().cloned();
+            if let Some((commit, applied, digest)) = first
+                && views.len() == running
+                && commit == applied
+                && views
+                    .values()
+                    .all(|view| view.1 == applied && view.2 == digest)
+            {
+                return (applied, digest);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replicas did not converge: {views:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|node| {
+                let text = std::fs::read_to_string(&node.log_path).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(30).collect();
+                format!(
+                    "--- node {} log tail ---\n{}",
+                    node.id,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Sends a write to whichever node leads, following NOT_LEADER hints and retrying
+    /// UNAVAILABLE with the same request (so the same transaction_id) until `WAIT_MAX`.
+    pub async fn on_leader<T, F, Fut>(&self, mut call: F) -> Result<T, Status>
+    where
+        F: FnMut(WalletServiceClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
+        let deadline = Instant::now() + WAIT_MAX;
+        let running = self.running();
+        let mut target = running[0];
+        let mut attempt = 0usize;
+        loop {
+            let result = call(self.wallet(target).await).await;
+            match result {
+                Err(status) if retryable(&status) && Instant::now() < deadline => {
+                    attempt += 1;
+                    let hint = status
+                        .get_details_error_info()
+                        .and_then(|info| {
+                            info.metadata
+                                .get("leader_id")
+                                .and_then(|id| id.parse::<u64>().ok())
+                        })
+                        .filter(|id| running.contains(id));
+                    target = hint.unwrap_or(running[attempt % running.len()]);
+                    if hint.is_none() {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    pub async fn open_account(
+        &self,
+        account_id: &str,
+        currency: &str,
+        allow_negative_balance: bool,
+    ) -> Result<Account, Status> {
+        let request = OpenAccountRequest {
+            account_id: account_id.into(),
+            currency: currency.into(),
+            allow_negative_balance,
+        };
+        self.on_leader(|mut client| {
+            let request = request.clone();
+            async move { client.open_account(request).await }
+        })
+        .await
+        .map(|response| response.into_inner().account.expect("account"))
+    }
+
+    pub async fn transfer(&self, request: &TransferRequest) -> Result<TransferResponse, Status> {
+        self.on_leader(|mut client| {
+            let request = request.clone();
+            async move { client.transfer(request).await }
+        })
+        .await
+        .map(|response| response.into_inner())
+    }
+
+    /// A linearizable read of an account from one specific node.
+    pub async fn account_on(&self, node: u64, account_id: &str) -> Result<Account, Status> {
+        let mut client = self.wallet(node).await;
+        client
+            .get_account(GetAccountRequest {
+                account_id: account_id.into(),
+            })
+            .await
+            .map(|response| response.into_inner().account.expect("account"))
+    }
+
+    pub async fn account(&self, account_id: &str) -> Result<Account, Status> {
+        self.on_leader(|mut client| {
+            let account_id = account_id.to_owned();
+            async move { client.get_account(GetAccountRequest { account_id }).await }
+        })
+        .await
+        .map(|response| response.into_inner().account.expect("account"))
+    }
+
+    pub async fn get_transfer(&self, transaction_id: &str) -> Result<Transfer, Status> {
+        self.on_leader(|mut client| {
+            let transaction_id = transaction_id.to_owned();
+            async move {
+                client
+                    .get_transfer(GetTransferRequest { transaction_id })
+                    .await
+            }
+        })
+        .await
+        .map(|response| response.into_inner().transfer.expect("transfer"))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &self.nodes {
+            if let Some(mut child) = node.child.lock().expect("lock").take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if std::thread::panicking() {
+            // Keep the evidence: data dirs and logs stay for inspection.
+            let kept = self.dir.path().to_path_buf();
+            eprintln!(
+                "test failed; cluster data and logs kept in {}\n{}",
+                kept.display(),
+                self.logs()
+            );
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+            let _ = dir.keep();
+        }
+    }
+}
+
+pub fn retryable(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded | Code::Unknown
+    )
+}
+
+pub fn reason(status: &Status) -> String {
+    status
+        .get_details_error_info()
+        .map(|info| info.reason)
+        .unwrap_or_default()
+}
+
+pub fn transfer_request(
+    transaction_id: &str,
+    from: &str,
+    to: &str,
+    amount: &str,
+    currency: &str,
+) -> TransferRequest {
+    TransferRequest {
+        transaction_id: transaction_id.into(),
+        from_account: from.into(),
+        to_account: to.into(),
+        amount: amount.into(),
+        currency: currency.into(),
+    }
+}

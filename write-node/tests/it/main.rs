@@ -1,0 +1,642 @@
+//! Integration tests: real `wallet-write-node` processes, real gRPC over loopback sockets,
+//! real RocksDB in temporary directories, SIGKILL for crashes.
+
+mod harness;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use harness::{Cluster, WAIT_MAX, reason, transfer_request};
+use proto::v1::{OpenAccountRequest, TransferRequest, TransferStatus};
+use tokio::sync::Mutex;
+use tonic::Code;
+use uuid::Uuid;
+
+fn id() -> String {
+    Uuid::new_v4().to_string()
+}
+
+/// Balances (minor units) of the given accounts, read linearizably through one node.
+async fn balances_on(cluster: &Cluster, node: u64, accounts: &[&str]) -> BTreeMap<String, i64> {
+    let mut balances = BTreeMap::new();
+    for account in accounts {
+        let account_state = cluster
+            .account_on(node, account)
+            .await
+            .unwrap_or_else(|status| panic!("{account} on node {node}: {status:?}"));
+        balances.insert(account.to_string(), account_state.balance_minor);
+    }
+    balances
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfers_replicate_and_bad_input_changes_nothing() {
+    let cluster = Cluster::start(3);
+    cluster.wait_leader().await;
+
+    for (account, currency, issuer) in [
+        ("issuer", "USD", true),
+        ("alice", "USD", false),
+        ("bob", "USD", false),
+        ("yen-user", "JPY", false),
+        ("kw", "KWD", false),
+    ] {
+        let account_state = cluster
+            .open_account(account, currency, issuer)
+            .await
+            .expect("open");
+        assert_eq!(
+            (account_state.balance.as_str(), account_state.balance_minor),
+            (
+                if currency == "JPY" {
+                    "0"
+                } else if currency == "KWD" {
+                    "0.000"
+                } else {
+                    "0.00"
+                },
+                0
+            )
+        );
+    }
+    // Opening again with the same parameters is a no-op success; with others ALREADY_EXISTS.
+    cluster
+        .open_account("alice", "USD", false)
+        .await
+        .expect("idempotent open");
+    let conflict = cluster
+        .open_account("alice", "EUR", false)
+        .await
+        .expect_err("other currency");
+    assert_eq!(
+        (conflict.code(), reason(&conflict).as_str()),
+        (Code::AlreadyExists, "ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS")
+    );
+
+    let funding = id();
+    let funded = cluster
+        .transfer(&transfer_request(
+            &funding, "issuer", "alice", "100.00", "USD",
+        ))
+        .await
+        .expect("fund");
+    assert_eq!(
+        (funded.status.as_str(), funded.transaction_id.as_str()),
+        ("success", funding.as_str())
+    );
+    let payment = id();
+    let paid = cluster
+        .transfer(&transfer_request(&payment, "alice", "bob", "30.25", "USD"))
+        .await
+        .expect("pay");
+
+    // Every node answers the linearizable read with the acknowledged state.
+    let expected: BTreeMap<String, i64> = [
+        ("alice".to_string(), 6975),
+        ("bob".to_string(), 3025),
+        ("issuer".to_string(), -10000),
+    ]
+    .into();
+    for node in 1..=3 {
+        assert_eq!(
+            balances_on(&cluster, node, &["alice", "bob", "issuer"]).await,
+            expected,
+            "node {node}"
+        );
+    }
+    let alice = cluster.account_on(2, "alice").await.expect("alice");
+    assert_eq!(alice.balance, "69.75");
+
+    // A retry returns the original success, token included; other parameters are a conflict.
+    let retried = cluster
+        .transfer(&transfer_request(&payment, "alice", "bob", "30.25", "USD"))
+        .await
+        .expect("retry");
+    assert_eq!(retried, paid);
+    let reused = cluster
+        .transfer(&transfer_request(&payment, "alice", "bob", "30.26", "USD"))
+        .await
+        .expect_err("reuse");
+    assert_eq!(
+        (reused.code(), reason(&reused).as_str()),
+        (Code::AlreadyExists, "TRANSACTION_ID_REUSED")
+    );
+
+    // State-dependent rejections are recorded: a retry returns the same rejection, forever.
+    let overdraft = id();
+    let rejected = cluster
+        .transfer(&transfer_request(
+            &overdraft, "bob", "alice", "1000.00", "USD",
+        ))
+        .await
+        .expect_err("funds");
+    assert_eq!(
+        (rejected.code(), reason(&rejected).as_str()),
+        (Code::FailedPrecondition, "INSUFFICIENT_FUNDS")
+    );
+    cluster
+        .transfer(&transfer_request(&id(), "issuer", "bob", "5000.00", "USD"))
+        .await
+        .expect("fund bob");
+    let still = cluster
+        .transfer(&transfer_request(
+            &overdraft, "bob", "alice", "1000.00", "USD",
+        ))
+        .await
+        .expect_err("same");
+    assert_eq!(
+        (still.code(), reason(&still)),
+        (rejected.code(), reason(&rejected))
+    );
+    let record = cluster
+        .get_transfer(&overdraft)
+        .await
+        .expect("get rejected");
+    assert_eq!(
+        (record.status, record.reject_reason.as_str()),
+        (TransferStatus::Rejected as i32, "INSUFFICIENT_FUNDS")
+    );
+    let record = cluster.get_transfer(&payment).await.expect("get completed");
+    assert_eq!(
+        (
+            record.status,
+            record.amount.as_str(),
+            record.consistency_token
+        ),
+        (
+            TransferStatus::Completed as i32,
+            "30.25",
+            paid.consistency_token.clone()
+        )
+    );
+
+    let mismatch = cluster
+        .transfer(&transfer_request(&id(), "alice", "yen-user", "1", "JPY"))
+        .await
+        .expect_err("currency");
+    assert_eq!(
+        (mismatch.code(), reason(&mismatch).as_str()),
+        (Code::FailedPrecondition, "CURRENCY_MISMATCH")
+    );
+    let unknown = cluster
+        .transfer(&transfer_request(&id(), "alice", "nobody", "1.00", "USD"))
+        .await
+        .expect_err("unknown");
+    assert_eq!(
+        (unknown.code(), reason(&unknown).as_str()),
+        (Code::NotFound, "ACCOUNT_NOT_FOUND")
+    );
+
+    // Bad input: each case gets its code and reason, and changes nothing.
+    let before = balances_on(&cluster, 1, &["alice", "bob", "issuer", "yen-user", "kw"]).await;
+    cluster.wait_replicas_agree().await;
+    let long_id = "a".repeat(257);
+    let valid = id();
+    let cases: Vec<(TransferRequest, Code, &str)> = vec![
+        (
+            transfer_request("", "alice", "bob", "1.00", "USD"),
+            Code::InvalidArgument,
+            "INVALID_TRANSACTION_ID",
+        ),
+        (
+            transfer_request("not-a-uuid", "alice", "bob", "1.00", "USD"),
+            Code::InvalidArgument,
+            "INVALID_TRANSACTION_ID",
+        ),
+        (
+            transfer_request(
+                "00000000-0000-0000-0000-000000000000",
+                "alice",
+                "bob",
+                "1.00",
+                "USD",
+            ),
+            Code::InvalidArgument,
+            "INVALID_TRANSACTION_ID",
+        ),
+        (
+            transfer_request(&valid, "", "bob", "1.00", "USD"),
+            Code::InvalidArgument,
+            "INVALID_ACCOUNT_ID",
+        ),
+        (
+            transfer_request(&valid, &long_id, "bob", "1.00", "USD"),
+            Code::InvalidArgument,
+            "INVALID_ACCOUNT_ID",
+        ),
+        (
+            transfer_request(&valid, "ali\u{7}ce", "bob", "1.00", "USD"),
+            Code::InvalidArgument,
+            "INVALID_ACCOUNT_ID",
+        ),
+        (
+            transfer_request(&valid, "alice", "bob\n", "1.00", "USD"),
+            Code::InvalidArgument,
+            "INVALID_ACCOUNT_ID",
+        ),
+        (
+            transfer_request(&valid, "alice", "bob", "0", "USD"),
+            Code::InvalidArgument,
+            "INVALID_AMOUNT",
+        ),
+        (
+            transfer_request(&valid, "alice", "bob", "-1", "USD"),
+            Code::InvalidArgument,
+            "INVALID_AMOUNT",
+        ),
+        (
+            transfer_request(&valid, "alice", "bob", "1e3", "USD"),
+            Code::InvalidArgument,
+            "INVALID_AMOUNT",
+        ),
+        (
+            transfer_request(&valid, "alice", "bob", "NaN", "USD"),
+            Code::InvalidArgument,
+            "INVALID_AMOUNT",
+        ),
+        (
+            transfer_request(&valid, "alice", "bob", " 1", "USD"),
+            Code::InvalidArgument,
+            "INVALID_AMOUNT",
+        ),
+        (
+            transfer_request(&valid, "alice", "bob", "1.005", "USD"),
+            Code::InvalidArgument,
+            "INVALID_AMOUNT",
+        ),
+        (
+            transfer_request(&valid, "yen-user", "issuer", "1.5", "JPY"),
+            Code::InvalidArgument,
+            "INVALID_AMOUNT",
+        ),
+        (
+            transfer_request(&valid, "kw", "issuer", "1.0005", "KWD"),
+            Code::InvalidArgument,
+            "INVALID_AMOUNT",
+        ),
+        (
+            transfer_request(&valid, "alice", "bob", "10000000000000.01", "USD"),
+            Code::InvalidArgument,
+            "INVALID_AMOUNT",
+        ),
+        (
+            transfer_request(&valid, "alice", "bob", "1.00", "ZZZ"),
+            Code::InvalidArgument,
+            "UNKNOWN_CURRENCY",
+        ),
+        (
+            transfer_request(&valid, "alice", "bob", "1.00", "usd"),
+            Code::InvalidArgument,
+            "UNKNOWN_CURRENCY",
+        ),
+        (
+            transfer_request(&valid, "alice", "alice", "1.00", "USD"),
+            Code::InvalidArgument,
+            "SAME_ACCOUNT",
+        ),
+        (
+            transfer_request(&valid, "alice", "bob", "1.00", "EUR"),
+            Code::FailedPrecondition,
+            "CURRENCY_MISMATCH",
+        ),
+        (
+            transfer_request(&valid, "ghost", "bob", "1.00", "USD"),
+            Code::NotFound,
+            "ACCOUNT_NOT_FOUND",
+        ),
+        (
+            transfer_request(&valid, "alice", "ghost", "1.00", "USD"),
+            Code::NotFound,
+            "ACCOUNT_NOT_FOUND",
+        ),
+        (
+            transfer_request(&valid, "alice", "bob", "1000000.00", "USD"),
+            Code::FailedPrecondition,
+            "INSUFFICIENT_FUNDS",
+        ),
+    ];
+    for (request, code, expected_reason) in &cases {
+        // Input errors never reach the log. State-dependent rejections are recorded under
+        // their id (their only effect), so each of those gets a fresh id.
+        let request = if *code == Code::InvalidArgument {
+            request.clone()
+        } else {
+            TransferRequest {
+                transaction_id: id(),
+                ..request.clone()
+            }
+        };
+        let status = cluster
+            .transfer(&request)
+            .await
+            .expect_err("bad input must fail");
+        assert_eq!(
+            (status.code(), reason(&status).as_str()),
+            (*code, *expected_reason),
+            "{request:?}: {status:?}"
+        );
+    }
+    let never_stored = cluster
+        .get_transfer(&valid)
+        .await
+        .expect_err("invalid requests store nothing");
+    assert_eq!(never_stored.code(), Code::NotFound);
+    let mut open_bad = Vec::new();
+    for (account_id, currency) in [
+        ("", "USD"),
+        (long_id.as_str(), "USD"),
+        ("x y", "USD"),
+        ("carol", ""),
+        ("carol", "XAU"),
+        ("carol", "US"),
+    ] {
+        let mut client = cluster.wallet(1).await;
+        let status = client
+            .open_account(OpenAccountRequest {
+                account_id: account_id.into(),
+                currency: currency.into(),
+                allow_negative_balance: false,
+            })
+            .await
+            .expect_err("bad open");
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{account_id:?} {currency:?}"
+        );
+        open_bad.push(reason(&status));
+    }
+    assert!(
+        open_bad
+            .iter()
+            .all(|reason| reason == "INVALID_ACCOUNT_ID" || reason == "UNKNOWN_CURRENCY"),
+        "{open_bad:?}"
+    );
+    assert_eq!(
+        balances_on(&cluster, 1, &["alice", "bob", "issuer", "yen-user", "kw"]).await,
+        before
+    );
+    cluster.wait_replicas_agree().await;
+    let lookup = cluster
+        .get_transfer(&Uuid::new_v4().to_string())
+        .await
+        .expect_err("unknown id");
+    assert_eq!(
+        (lookup.code(), reason(&lookup).as_str()),
+        (Code::NotFound, "TRANSFER_NOT_FOUND")
+    );
+}
+
+/// Shared record of what clients were told.
+#[derive(Default)]
+struct History {
+    /// transaction id -> (request, consistency token) of every acknowledged success.
+    acknowledged: BTreeMap<String, (TransferRequest, String)>,
+    rejected: usize,
+}
+
+fn amount_text(cents: u64) -> String {
+    format!("{}.{:02}", cents / 100, cents % 100)
+}
+
+fn parse_cents(amount: &str) -> i64 {
+    let (units, cents) = amount.split_once('.').expect("two decimals");
+    units.parse::<i64>().expect("units") * 100 + cents.parse::<i64>().expect("cents")
+}
+
+/// Runs `workers` clients doing `per_worker` transfers each between `accounts`, retrying
+/// retryable failures with the same id until each transfer has a definite outcome.
+async fn run_load(
+    cluster: Arc<Cluster>,
+    history: Arc<Mutex<History>>,
+    accounts: Arc<Vec<String>>,
+    workers: u64,
+    per_worker: u64,
+) {
+    let mut tasks = Vec::new();
+    for worker in 0..workers {
+        let (cluster, history, accounts) = (cluster.clone(), history.clone(), accounts.clone());
+        tasks.push(tokio::spawn(async move {
+            // A small deterministic generator: the workload is the same on every run.
+            let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ worker;
+            let mut next = move || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            };
+            for _ in 0..per_worker {
+                let from = &accounts[(next() % accounts.len() as u64) as usize];
+                let mut to = &accounts[(next() % accounts.len() as u64) as usize];
+                if to == from {
+                    to = &accounts[(accounts.iter().position(|account| account == from).unwrap()
+                        + 1)
+                        % accounts.len()];
+                }
+                let request =
+                    transfer_request(&id(), from, to, &amount_text(1 + next() % 500), "USD");
+                match cluster.transfer(&request).await {
+                    Ok(response) => {
+                        history.lock().await.acknowledged.insert(
+                            request.transaction_id.clone(),
+                            (request, response.consistency_token),
+                        );
+                    }
+                    Err(status) if status.code() == Code::FailedPrecondition => {
+                        history.lock().await.rejected += 1
+                    }
+                    Err(status) => {
+                        panic!("transfer without a definite outcome after {WAIT_MAX:?}: {status:?}")
+                    }
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("worker");
+    }
+}
+
+async fn open_and_fund(cluster: &Cluster, count: usize) -> Vec<String> {
+    cluster
+        .open_account("issuer", "USD", true)
+        .await
+        .expect("issuer");
+    let mut accounts = Vec::new();
+    for index in 0..count {
+        let account = format!("acct-{index:03}");
+        cluster
+            .open_account(&account, "USD", false)
+            .await
+            .expect("open");
+        cluster
+            .transfer(&transfer_request(
+                &id(),
+                "issuer",
+                &account,
+                "1000.00",
+                "USD",
+            ))
+            .await
+            .expect("fund");
+        accounts.push(account);
+    }
+    accounts
+}
+
+/// Checks the acknowledged history against the cluster: every acknowledged transfer is there
+/// exactly once (a retry returns its original token and moves nothing), balances equal the
+/// fold of acknowledged transfers, and the USD total is zero.
+async fn check_history(cluster: &Cluster, history: &History, accounts: &[String]) {
+    let mut expected: BTreeMap<String, i64> = accounts
+        .iter()
+        .map(|account| (account.clone(), 100_000))
+        .collect();
+    for (request, _) in history.acknowledged.values() {
+        let cents = parse_cents(&request.amount);
+        *expected.get_mut(&request.from_account).expect("known") -= cents;
+        *expected.get_mut(&request.to_account).expect("known") += cents;
+    }
+    for (request, token) in history.acknowledged.values() {
+        let retried = cluster
+            .transfer(request)
+            .await
+            .expect("retry of an acknowledged transfer");
+        assert_eq!(
+            &retried.consistency_token, token,
+            "a retry must return the original outcome"
+        );
+    }
+    let mut total = 0i64;
+    for account in accounts {
+        let balance = cluster
+            .account(account)
+            .await
+            .expect("account")
+            .balance_minor;
+        assert!(balance >= 0, "{account} is negative: {balance}");
+        assert_eq!(
+            balance, expected[account],
+            "{account}: balance differs from the acknowledged history"
+        );
+        total += balance;
+    }
+    let issuer = cluster
+        .account("issuer")
+        .await
+        .expect("issuer")
+        .balance_minor;
+    assert_eq!(total + issuer, 0, "USD is not conserved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_killed_mid_load_loses_nothing_and_applies_nothing_twice() {
+    let cluster = Arc::new(Cluster::start(3));
+    cluster.wait_leader().await;
+    let accounts = open_and_fund(&cluster, 12).await;
+    let history = Arc::new(Mutex::new(History::default()));
+
+    let load = tokio::spawn(run_load(
+        cluster.clone(),
+        history.clone(),
+        Arc::new(accounts.clone()),
+        4,
+        60,
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let old_leader = cluster.wait_leader().await;
+    let acknowledged_at_kill = history.lock().await.acknowledged.len();
+    cluster.kill(old_leader);
+    let killed_at = Instant::now();
+    let new_leader = cluster.wait_leader().await;
+    let failover = killed_at.elapsed();
+    assert_ne!(new_leader, old_leader);
+    assert!(
+        failover < Duration::from_secs(10),
+        "failover took {failover:?}"
+    );
+    eprintln!(
+        "leader {old_leader} killed with {acknowledged_at_kill} transfers acknowledged; node {new_leader} leads after {failover:?}"
+    );
+    load.await.expect("load");
+    let history = history.lock().await;
+    assert!(
+        history.acknowledged.len() > acknowledged_at_kill,
+        "the service continued after the kill"
+    );
+
+    // The killed node restarts and catches up; then every node is killed and restarted.
+    cluster.start_node(old_leader);
+    cluster.wait_replicas_agree().await;
+    for node in 1..=3 {
+        cluster.kill(node);
+    }
+    for node in 1..=3 {
+        cluster.start_node(node);
+    }
+    cluster.wait_leader().await;
+    check_history(&cluster, &history, &accounts).await;
+    let (applied, digest) = cluster.wait_replicas_agree().await;
+    eprintln!(
+        "{} acknowledged, {} rejected; replicas agree at index {applied} digest {digest}",
+        history.acknowledged.len(),
+        history.rejected
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_follower_catches_up() {
+    let cluster = Arc::new(Cluster::start(3));
+    let leader = cluster.wait_leader().await;
+    let accounts = open_and_fund(&cluster, 6).await;
+    let follower = (1..=3).find(|&node| node != leader).expect("a follower");
+    cluster.kill(follower);
+    let history = Arc::new(Mutex::new(History::default()));
+    run_load(
+        cluster.clone(),
+        history.clone(),
+        Arc::new(accounts.clone()),
+        2,
+        100,
+    )
+    .await;
+    cluster.start_node(follower);
+    let (applied, _) = cluster.wait_replicas_agree().await;
+    assert!(applied > 100, "the follower caught up to index {applied}");
+    // The restarted follower serves linearizable reads of the state it missed.
+    let history = history.lock().await;
+    check_history(&cluster, &history, &accounts).await;
+    for account in &accounts {
+        let on_follower = cluster
+            .account_on(follower, account)
+            .await
+            .expect("read on follower");
+        let on_leader = cluster.account(account).await.expect("read");
+        assert_eq!(on_follower, on_leader);
+    }
+}
+
+#[test]
+fn node_refuses_data_of_another_node() {
+    let cluster = Cluster::start(1);
+    let node = &cluster.nodes[0];
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.kill(1);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wallet-write-node"))
+        .args([
+            "--node-id",
+            "2",
+            "--listen",
+            "127.0.0.1:0",
+            "--peers",
+            "2=127.0.0.1:1",
+        ])
+        .arg("--data-dir")
+        .arg(&node.data_dir)
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("belongs to node 1"), "{stderr}");
+}
