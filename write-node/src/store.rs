@@ -116,6 +116,8 @@ pub struct StoreHandle {
     client_tx: mpsc::Sender<ClientRequest>,
     raft_tx: mpsc::Sender<InboundRaft>,
     leaders: watch::Receiver<Vec<u64>>,
+    applied: watch::Receiver<Vec<u64>>,
+    db: Arc<Db>,
 }
 
 impl StoreHandle {
@@ -177,6 +179,18 @@ impl StoreHandle {
     pub fn leaders(&self) -> watch::Receiver<Vec<u64>> {
         self.leaders.clone()
     }
+
+    /// Applied index per partition, updated after every apply round. Everything at or below
+    /// it is readable from the `events` column family (`Db::scan_indexed`): the event log that
+    /// subscribers follow.
+    pub fn applied(&self) -> watch::Receiver<Vec<u64>> {
+        self.applied.clone()
+    }
+
+    /// The node's RocksDB, for readers of the event log.
+    pub fn db(&self) -> &Arc<Db> {
+        &self.db
+    }
 }
 
 struct PendingEntry {
@@ -219,6 +233,19 @@ pub fn start(
     let (client_tx, client_rx) = mpsc::channel(limits::CLIENT_MAILBOX_CAPACITY);
     let (raft_tx, raft_rx) = mpsc::channel(limits::RAFT_MAILBOX_CAPACITY);
     let (leaders_tx, leaders) = watch::channel(vec![0; partitions.len()]);
+    let (applied_tx, applied) = watch::channel(
+        partitions
+            .iter()
+            .map(|partition| partition.applied_index)
+            .collect(),
+    );
+    let handle = StoreHandle {
+        client_tx,
+        raft_tx,
+        leaders,
+        applied,
+        db: db.clone(),
+    };
     let store = Store {
         node_id: config.node_id,
         db,
@@ -227,20 +254,14 @@ pub fn start(
         client_rx,
         raft_rx,
         leaders_tx,
+        applied_tx,
         shutdown,
     };
     let thread = std::thread::Builder::new()
         .name("store".into())
         .spawn(move || store.run())
         .context("spawning the store thread")?;
-    Ok((
-        StoreHandle {
-            client_tx,
-            raft_tx,
-            leaders,
-        },
-        thread,
-    ))
+    Ok((handle, thread))
 }
 
 fn open_partition(
@@ -327,6 +348,7 @@ struct Store {
     client_rx: mpsc::Receiver<ClientRequest>,
     raft_rx: mpsc::Receiver<InboundRaft>,
     leaders_tx: watch::Sender<Vec<u64>>,
+    applied_tx: watch::Sender<Vec<u64>>,
     shutdown: CancellationToken,
 }
 
@@ -511,6 +533,16 @@ impl Store {
         for partition in &mut self.partitions {
             partition.serve_ready_reads();
         }
+        let applied: Vec<u64> = self
+            .partitions
+            .iter()
+            .map(|partition| partition.applied_index)
+            .collect();
+        self.applied_tx.send_if_modified(|current| {
+            let changed = *current != applied;
+            *current = applied;
+            changed
+        });
         Ok(())
     }
 
