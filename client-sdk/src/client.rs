@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use proto::v1::cluster_service_client::ClusterServiceClient;
@@ -84,7 +85,36 @@ struct Inner {
     channels: Mutex<HashMap<String, Channel>>,
     /// The last known leader URI of each partition.
     leaders: Mutex<HashMap<u32, String>>,
+    /// The cluster's partition count, 0 until learnt.
+    partitions: AtomicU32,
 }
+
+/// Where a call goes: the partition whose leader should get it, and whether it is a write
+/// (only a successful write proves the target leads; reads are served by followers too).
+#[derive(Clone, Copy, Debug)]
+struct Route {
+    partition: u32,
+    write: bool,
+}
+
+impl Route {
+    fn write(partition: u32) -> Route {
+        Route {
+            partition,
+            write: true,
+        }
+    }
+
+    fn read(partition: u32) -> Route {
+        Route {
+            partition,
+            write: false,
+        }
+    }
+}
+
+/// Bound on one partition-count discovery attempt.
+const DISCOVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl std::fmt::Debug for WalletClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -119,6 +149,7 @@ impl WalletClient {
                 targets,
                 channels: Mutex::new(channels),
                 leaders: Mutex::new(HashMap::new()),
+                partitions: AtomicU32::new(0),
             }),
         })
     }
@@ -156,11 +187,16 @@ impl WalletClient {
             allow_negative_balance,
         };
         let response = self
-            .call("OpenAccount", request, |channel, request| async move {
-                WalletServiceClient::new(channel)
-                    .open_account(request)
-                    .await
-            })
+            .call(
+                "OpenAccount",
+                Route::write(self.partition_of(account_id).await),
+                request,
+                |channel, request| async move {
+                    WalletServiceClient::new(channel)
+                        .open_account(request)
+                        .await
+                },
+            )
             .await?;
         response
             .account
@@ -171,7 +207,8 @@ impl WalletClient {
     /// caller) reuses `transfer.transaction_id`, so the transfer is applied at most once.
     pub async fn transfer(&self, transfer: &Transfer) -> Result<TransferResponse, Error> {
         let request = TransferRequest::from(transfer);
-        self.call("Transfer", request, |channel, request| async move {
+        let route = Route::write(self.partition_of(&transfer.from).await);
+        self.call("Transfer", route, request, |channel, request| async move {
             WalletServiceClient::new(channel).transfer(request).await
         })
         .await
@@ -183,9 +220,14 @@ impl WalletClient {
             account_id: account_id.to_owned(),
         };
         let response = self
-            .call("GetAccount", request, |channel, request| async move {
-                WalletServiceClient::new(channel).get_account(request).await
-            })
+            .call(
+                "GetAccount",
+                Route::read(self.partition_of(account_id).await),
+                request,
+                |channel, request| async move {
+                    WalletServiceClient::new(channel).get_account(request).await
+                },
+            )
             .await?;
         if response.account.is_none() {
             return Err(Error::malformed("GetAccount answered without an account"));
@@ -199,11 +241,16 @@ impl WalletClient {
             transaction_id: transaction_id.hyphenated().to_string(),
         };
         let response = self
-            .call("GetTransfer", request, |channel, request| async move {
-                WalletServiceClient::new(channel)
-                    .get_transfer(request)
-                    .await
-            })
+            .call(
+                "GetTransfer",
+                Route::read(DEFAULT_PARTITION),
+                request,
+                |channel, request| async move {
+                    WalletServiceClient::new(channel)
+                        .get_transfer(request)
+                        .await
+                },
+            )
             .await?;
         response
             .transfer
@@ -257,6 +304,7 @@ impl WalletClient {
     async fn call<Req, Resp, F, Fut>(
         &self,
         operation: &'static str,
+        route: Route,
         message: Req,
         mut send: F,
     ) -> Result<Resp, Error>
@@ -267,8 +315,9 @@ impl WalletClient {
     {
         let config = &self.inner.config;
         let deadline = Instant::now() + config.total_deadline;
+        let partition = route.partition;
         let mut target = self
-            .leader(DEFAULT_PARTITION)
+            .leader(partition)
             .unwrap_or_else(|| self.inner.targets[0].uri.clone());
         let mut attempt: u32 = 0;
         loop {
@@ -278,7 +327,10 @@ impl WalletClient {
             let channel = self.channel(&target)?;
             let status = match send(channel, request).await {
                 Ok(response) => {
-                    self.set_leader(DEFAULT_PARTITION, &target);
+                    // Reads succeed on followers too: only a write proves leadership.
+                    if route.write {
+                        self.set_leader(partition, &target);
+                    }
                     return Ok(response.into_inner());
                 }
                 Err(status) => status,
@@ -299,7 +351,7 @@ impl WalletClient {
                 _ if attempt >= config.attempts_max => return Err(error),
                 Action::Redirect(address) => match normalize_endpoint(&address) {
                     Ok(uri) if uri != target => {
-                        self.set_leader(DEFAULT_PARTITION, &uri);
+                        self.set_leader(partition, &uri);
                         target = uri;
                         if Instant::now() >= deadline {
                             return Err(error);
@@ -311,7 +363,7 @@ impl WalletClient {
                 },
                 Action::Rotate { retry_after } => retry_after,
             };
-            self.forget_leader(DEFAULT_PARTITION, &target);
+            self.forget_leader(partition, &target);
             target = self.next_target(&target);
             let jitter = backoff::full_jitter(attempt - 1, config.backoff_base, config.backoff_max);
             let sleep = retry_after.map_or(jitter, |after| jitter.max(after));
@@ -320,6 +372,43 @@ impl WalletClient {
             }
             tokio::time::sleep(sleep).await;
         }
+    }
+
+    /// The partition that owns `account_id`, with the cluster's stable hash; the partition
+    /// count is learnt once from `GetClusterStatus`. Until it is known, every account maps to
+    /// [`DEFAULT_PARTITION`] (routing still works through NOT_LEADER hints, one hop longer).
+    async fn partition_of(&self, account_id: &str) -> u32 {
+        let mut partitions = self.inner.partitions.load(Ordering::Relaxed);
+        if partitions == 0 {
+            partitions = self.discover_partitions().await;
+        }
+        if partitions == 0 {
+            DEFAULT_PARTITION
+        } else {
+            ledger::partition_of(account_id, partitions)
+        }
+    }
+
+    /// Asks the configured nodes in order, one short attempt each, for the partition count.
+    async fn discover_partitions(&self) -> u32 {
+        for target in &self.inner.targets {
+            let Ok(channel) = self.channel(&target.uri) else {
+                continue;
+            };
+            let mut request = tonic::Request::new(GetClusterStatusRequest {});
+            request.set_timeout(DISCOVERY_TIMEOUT.min(self.inner.config.call_timeout));
+            if let Ok(status) = ClusterServiceClient::new(channel)
+                .get_cluster_status(request)
+                .await
+            {
+                let partitions = status.into_inner().partitions.len() as u32;
+                if partitions > 0 {
+                    self.inner.partitions.store(partitions, Ordering::Relaxed);
+                    return partitions;
+                }
+            }
+        }
+        0
     }
 
     /// The configured node after `current` in order (the first one if `current` was

@@ -31,8 +31,44 @@ pub enum Command {
         /// Issuer/settlement accounts may go below zero; ordinary accounts may not.
         allow_negative_balance: bool,
     },
-    /// Move money between two accounts.
+    /// Move money between two accounts of this partition, in one step.
     Transfer(TransferCommand),
+    /// Step 1 of a cross-partition transfer, on the source partition: validate the debit side,
+    /// take the money out of `from` and hold the transfer in flight.
+    TransferOut(TransferCommand),
+    /// Step 2, on the target partition: credit `to`, or refuse; idempotent by transaction id.
+    Credit(TransferCommand),
+    /// Step 3, on the source partition: complete the transfer, or refund `from` if the target
+    /// refused. Idempotent: settling a settled transfer answers with its record.
+    Settle {
+        /// The in-flight transfer.
+        #[serde(with = "uuid_serde")]
+        transaction_id: uuid::Uuid,
+        /// What the target partition decided.
+        credit: CreditOutcome,
+        /// The target partition's log index of that decision.
+        credit_index: u64,
+    },
+}
+
+/// The target partition's answer to a credit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum CreditOutcome {
+    /// `to` was credited.
+    Credited,
+    /// Nothing was credited, for this reason; the source refunds.
+    Refused(RejectReason),
+}
+
+/// What a target partition remembers about a credit, forever (its idempotency record).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CreditRecord {
+    /// The transfer as the source recorded it.
+    pub transfer: TransferCommand,
+    /// Credited or refused.
+    pub outcome: CreditOutcome,
+    /// Log position (in the target partition) of the decision.
+    pub meta: EntryMeta,
 }
 
 /// Where a command sits in the replicated log; stamped by the leader, never read from a clock here.
@@ -55,6 +91,8 @@ pub enum RejectReason {
     CurrencyMismatch,
     /// An ordinary account's balance is below the amount.
     InsufficientFunds,
+    /// The target partition already credited a different transfer under this id.
+    TransactionIdReused,
 }
 
 impl RejectReason {
@@ -66,6 +104,7 @@ impl RejectReason {
             }
             RejectReason::CurrencyMismatch => "CURRENCY_MISMATCH",
             RejectReason::InsufficientFunds => "INSUFFICIENT_FUNDS",
+            RejectReason::TransactionIdReused => "TRANSACTION_ID_REUSED",
         }
     }
 
@@ -76,6 +115,7 @@ impl RejectReason {
             RejectReason::ToAccountNotFound => "to_account",
             RejectReason::CurrencyMismatch => "currency",
             RejectReason::InsufficientFunds => "amount",
+            RejectReason::TransactionIdReused => "transaction_id",
         }
     }
 
@@ -90,13 +130,18 @@ impl RejectReason {
             RejectReason::InsufficientFunds => {
                 "The account to debit has insufficient funds for this amount."
             }
+            RejectReason::TransactionIdReused => {
+                "This transaction id was already used for a different transfer into the target account's partition."
+            }
         }
     }
 }
 
-/// Final state of a transfer; both are permanent.
+/// State of a transfer. `Completed` and `Rejected` are final and permanent.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TransferStatus {
+    /// Cross-partition only: debited on the source, credit on the target not yet settled.
+    InFlight,
     /// Money moved.
     Completed,
     /// No money moved, for the given reason.
@@ -112,6 +157,18 @@ pub struct TransferRecord {
     pub status: TransferStatus,
     /// Log position of the first (deciding) entry, not of any retry.
     pub meta: EntryMeta,
+    /// Cross-partition only, once final: where the source settled it and the target's log
+    /// index of the credit decision.
+    pub settlement: Option<Settlement>,
+}
+
+/// How a cross-partition transfer ended, on both sides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Settlement {
+    /// Source-partition position of the settle (or refund) entry.
+    pub meta: EntryMeta,
+    /// Target-partition log index of the credit decision.
+    pub credit_index: u64,
 }
 
 /// An account and its balance.
@@ -155,6 +212,51 @@ pub enum Event {
         /// Log position of the command.
         meta: EntryMeta,
     },
+    /// Source partition: `from` debited, the transfer is in flight to another partition.
+    TransferDebited {
+        /// The transfer.
+        transfer: TransferCommand,
+        /// Log position (source partition).
+        meta: EntryMeta,
+    },
+    /// Target partition: `to` credited.
+    TransferCredited {
+        /// The transfer.
+        transfer: TransferCommand,
+        /// Log position (target partition).
+        meta: EntryMeta,
+    },
+    /// Target partition: the credit was refused; nothing moved here.
+    CreditRefused {
+        /// The transfer.
+        transfer: TransferCommand,
+        /// Why.
+        reason: RejectReason,
+        /// Log position (target partition).
+        meta: EntryMeta,
+    },
+    /// Source partition: the target credited; the transfer is complete.
+    TransferSettled {
+        /// The transfer's id.
+        #[serde(with = "uuid_serde")]
+        transaction_id: uuid::Uuid,
+        /// Target-partition log index of the credit.
+        credit_index: u64,
+        /// Log position (source partition).
+        meta: EntryMeta,
+    },
+    /// Source partition: the target refused; `from` got the money back, the transfer is rejected.
+    TransferRefunded {
+        /// The transfer's id.
+        #[serde(with = "uuid_serde")]
+        transaction_id: uuid::Uuid,
+        /// The target's reason, which becomes the transfer's.
+        reason: RejectReason,
+        /// Target-partition log index of the refusal.
+        credit_index: u64,
+        /// Log position (source partition).
+        meta: EntryMeta,
+    },
 }
 
 /// ALREADY_EXISTS outcomes: no state change.
@@ -193,8 +295,11 @@ impl Conflict {
 pub enum Outcome {
     /// OpenAccount succeeded (newly opened, or already open with the same parameters).
     Account(Account),
-    /// The transfer's (original, if this was a retry) record: Completed or Rejected.
+    /// The transfer's (original, if this was a retry) record: Completed, Rejected, or
+    /// InFlight (cross-partition, not yet settled).
     Transfer(TransferRecord),
+    /// A target partition's credit decision (original, if this was a retry).
+    Credit(CreditRecord),
     /// ALREADY_EXISTS: nothing changed.
     Conflict(Conflict),
 }

@@ -18,11 +18,21 @@ pub mod money;
 pub mod state;
 
 pub use domain::{
-    Account, Command, Conflict, Decision, EntryMeta, Event, Outcome, RejectReason, TransferCommand,
-    TransferRecord, TransferStatus,
+    Account, Command, Conflict, CreditOutcome, CreditRecord, Decision, EntryMeta, Event, Outcome,
+    RejectReason, Settlement, TransferCommand, TransferRecord, TransferStatus,
 };
 pub use ids::{ACCOUNT_ID_BYTES_MAX, IdError, parse_transaction_id, validate_account_id};
 pub use money::{
     AMOUNT_MINOR_MAX, AMOUNT_TEXT_BYTES_MAX, Currency, MoneyError, format_minor, parse_amount,
 };
 pub use state::{Ledger, decide, evolve};
+
+/// The partition that owns an account: the first 8 bytes of BLAKE3(account id bytes), read as
+/// a little-endian u64, modulo the partition count. Stable across versions and platforms: it
+/// must never change, or accounts would move between partitions.
+pub fn partition_of(account_id: &str, partitions: u32) -> u32 {
+    assert!(partitions > 0, "a cluster has at least one partition");
+    let hash = blake3::hash(account_id.as_bytes());
+    let prefix = u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"));
+    (prefix % u64::from(partitions)) as u32
+}

@@ -5,22 +5,30 @@
 //! snapshots) is then in key order by construction, so no hash seed can ever make two
 //! replicas disagree.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::domain::{
-    Account, Command, Conflict, Decision, EntryMeta, Event, Outcome, RejectReason, TransferCommand,
-    TransferRecord, TransferStatus,
+    Account, Command, Conflict, CreditOutcome, CreditRecord, Decision, EntryMeta, Event, Outcome,
+    RejectReason, Settlement, TransferCommand, TransferRecord, TransferStatus,
 };
 use crate::money::{AMOUNT_MINOR_MAX, Currency};
 
 /// Domain separation for [`Ledger::digest`]; bump the version if the encoding changes.
-const DIGEST_CONTEXT: &str = "wallet ledger state digest v1";
+const DIGEST_CONTEXT: &str = "wallet ledger state digest v2";
 
-/// All accounts and every transfer ever decided.
+/// One partition's state: its accounts, every transfer it decided as the source, every credit
+/// it decided as the target, and the money that left it for other partitions.
+///
+/// Conservation per partition: for every currency, the sum of balances plus `outflow` is
+/// zero. Across partitions, the sum of outflows is the money in flight (debited on a source,
+/// not yet credited or refunded): zero once every cross-partition transfer has settled.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ledger {
     accounts: BTreeMap<String, Account>,
     transfers: BTreeMap<uuid::Uuid, TransferRecord>,
+    credits: BTreeMap<uuid::Uuid, CreditRecord>,
+    outflow: BTreeMap<Currency, i128>,
+    in_flight: BTreeSet<uuid::Uuid>,
 }
 
 impl Ledger {
@@ -49,6 +57,27 @@ impl Ledger {
         self.transfers.len()
     }
 
+    /// The credit this (target) partition decided for a transaction id, if any.
+    pub fn credit(&self, transaction_id: &uuid::Uuid) -> Option<&CreditRecord> {
+        self.credits.get(transaction_id)
+    }
+
+    /// Cross-partition transfers debited here and not yet settled, by transaction id.
+    pub fn in_flight(&self) -> impl Iterator<Item = &TransferRecord> {
+        self.in_flight.iter().map(|id| &self.transfers[id])
+    }
+
+    /// Number of in-flight cross-partition transfers.
+    pub fn in_flight_count(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Money that left this partition for others (debits out, minus credits in, minus
+    /// refunds), per currency. `totals_by_currency() + outflow_by_currency() == 0`.
+    pub fn outflow_by_currency(&self) -> &BTreeMap<Currency, i128> {
+        &self.outflow
+    }
+
     /// All accounts, sorted by account id (byte order).
     pub fn accounts(&self) -> impl Iterator<Item = &Account> {
         self.accounts.values()
@@ -59,7 +88,8 @@ impl Ledger {
         self.transfers.values()
     }
 
-    /// Sum of balances per currency code (must always be all zeros). Sorted by code.
+    /// Sum of balances per currency code. Sorted by code. With one partition it is always
+    /// zero; with several, it is minus this partition's outflow.
     ///
     /// Every currency that has at least one account appears, so a caller can tell
     /// "balanced" from "no accounts". Computed from the balances themselves (not a
@@ -84,13 +114,17 @@ impl Ledger {
     /// state    = u64 accounts_count, account*, u64 transfers_count, transfer*
     /// account  = str account_id, currency, u8 allow_negative_balance (0|1), i128 balance_minor
     ///            -- sorted by account_id bytes
-    /// transfer = [u8; 16] transaction_id, str from, str to, i64 amount_minor, currency,
-    ///            status, u64 meta.index, u64 meta.timestamp_ms
-    ///            -- sorted by transaction_id bytes
+    /// state   += u64 credits_count, credit*, u64 outflow_count, (currency, i128 outflow)*
+    /// transfer = command, status, meta, settlement      -- sorted by transaction_id bytes
+    /// credit   = command, u8 0 (Credited) | u8 1, reason (Refused), meta  -- sorted by id
+    /// command  = [u8; 16] transaction_id, str from, str to, i64 amount_minor, currency
+    /// meta     = u64 index, u64 timestamp_ms
+    /// settlement = u8 0 (none) | u8 1, meta, u64 credit_index
     /// str      = u64 byte length, UTF-8 bytes
     /// currency = [u8; 3] ASCII code, u8 minor_units
-    /// status   = u8 0 (Completed) | u8 1, u8 reason (Rejected)
-    /// reason   = 0 FromAccountNotFound | 1 ToAccountNotFound | 2 CurrencyMismatch | 3 InsufficientFunds
+    /// status   = u8 0 (Completed) | u8 1, u8 reason (Rejected) | u8 2 (InFlight)
+    /// reason   = 0 FromAccountNotFound | 1 ToAccountNotFound | 2 CurrencyMismatch
+    ///          | 3 InsufficientFunds | 4 TransactionIdReused
     /// ```
     ///
     /// Counts and length prefixes make the encoding injective, so different states cannot
@@ -107,18 +141,35 @@ impl Ledger {
         }
         hasher.update(&encode_len(self.transfers.len()));
         for record in self.transfers.values() {
-            let transfer = &record.transfer;
-            hasher.update(transfer.transaction_id.as_bytes());
-            hash_str(&mut hasher, &transfer.from);
-            hash_str(&mut hasher, &transfer.to);
-            hasher.update(&transfer.amount_minor.to_le_bytes());
-            hash_currency(&mut hasher, transfer.currency);
+            hash_transfer(&mut hasher, &record.transfer);
             match record.status {
                 TransferStatus::Completed => hasher.update(&[0]),
                 TransferStatus::Rejected(reason) => hasher.update(&[1, reject_reason_tag(reason)]),
+                TransferStatus::InFlight => hasher.update(&[2]),
             };
-            hasher.update(&record.meta.index.to_le_bytes());
-            hasher.update(&record.meta.timestamp_ms.to_le_bytes());
+            hash_meta(&mut hasher, record.meta);
+            match record.settlement {
+                None => hasher.update(&[0]),
+                Some(settlement) => {
+                    hasher.update(&[1]);
+                    hash_meta(&mut hasher, settlement.meta);
+                    hasher.update(&settlement.credit_index.to_le_bytes())
+                }
+            };
+        }
+        hasher.update(&encode_len(self.credits.len()));
+        for record in self.credits.values() {
+            hash_transfer(&mut hasher, &record.transfer);
+            match record.outcome {
+                CreditOutcome::Credited => hasher.update(&[0]),
+                CreditOutcome::Refused(reason) => hasher.update(&[1, reject_reason_tag(reason)]),
+            };
+            hash_meta(&mut hasher, record.meta);
+        }
+        hasher.update(&encode_len(self.outflow.len()));
+        for (currency, outflow) in &self.outflow {
+            hash_currency(&mut hasher, *currency);
+            hasher.update(&outflow.to_le_bytes());
         }
         *hasher.finalize().as_bytes()
     }
@@ -144,11 +195,25 @@ impl Ledger {
                     .clone(),
             ),
             Event::TransferCompleted { transfer, .. }
-            | Event::TransferRejected { transfer, .. } => Outcome::Transfer(
+            | Event::TransferRejected { transfer, .. }
+            | Event::TransferDebited { transfer, .. } => Outcome::Transfer(
                 self.transfer(&transfer.transaction_id)
                     .expect("record exists after a transfer event")
                     .clone(),
             ),
+            Event::TransferSettled { transaction_id, .. }
+            | Event::TransferRefunded { transaction_id, .. } => Outcome::Transfer(
+                self.transfer(transaction_id)
+                    .expect("record exists after settling")
+                    .clone(),
+            ),
+            Event::TransferCredited { transfer, .. } | Event::CreditRefused { transfer, .. } => {
+                Outcome::Credit(
+                    self.credit(&transfer.transaction_id)
+                        .expect("credit record exists after a credit event")
+                        .clone(),
+                )
+            }
         }
     }
 }
@@ -162,6 +227,19 @@ fn hash_str(hasher: &mut blake3::Hasher, text: &str) {
     hasher.update(text.as_bytes());
 }
 
+fn hash_transfer(hasher: &mut blake3::Hasher, transfer: &TransferCommand) {
+    hasher.update(transfer.transaction_id.as_bytes());
+    hash_str(hasher, &transfer.from);
+    hash_str(hasher, &transfer.to);
+    hasher.update(&transfer.amount_minor.to_le_bytes());
+    hash_currency(hasher, transfer.currency);
+}
+
+fn hash_meta(hasher: &mut blake3::Hasher, meta: EntryMeta) {
+    hasher.update(&meta.index.to_le_bytes());
+    hasher.update(&meta.timestamp_ms.to_le_bytes());
+}
+
 fn hash_currency(hasher: &mut blake3::Hasher, currency: Currency) {
     hasher.update(currency.code().as_bytes());
     hasher.update(&[u8::try_from(currency.minor_units()).expect("minor units fit u8")]);
@@ -173,6 +251,7 @@ fn reject_reason_tag(reason: RejectReason) -> u8 {
         RejectReason::ToAccountNotFound => 1,
         RejectReason::CurrencyMismatch => 2,
         RejectReason::InsufficientFunds => 3,
+        RejectReason::TransactionIdReused => 4,
     }
 }
 
@@ -192,6 +271,43 @@ fn transfer_rejection(state: &Ledger, transfer: &TransferCommand) -> Option<Reje
         return Some(RejectReason::InsufficientFunds);
     }
     None
+}
+
+/// Why the source side of a cross-partition transfer must be rejected (the target checks
+/// `to` itself), or `None` if `from` can be debited.
+fn transfer_out_rejection(state: &Ledger, transfer: &TransferCommand) -> Option<RejectReason> {
+    let Some(from) = state.accounts.get(&transfer.from) else {
+        return Some(RejectReason::FromAccountNotFound);
+    };
+    if transfer.currency != from.currency {
+        return Some(RejectReason::CurrencyMismatch);
+    }
+    if !from.allow_negative_balance && from.balance_minor < i128::from(transfer.amount_minor) {
+        return Some(RejectReason::InsufficientFunds);
+    }
+    None
+}
+
+/// Why the target partition must refuse a credit, or `None` if `to` can be credited.
+fn credit_refusal(state: &Ledger, transfer: &TransferCommand) -> Option<RejectReason> {
+    let Some(to) = state.accounts.get(&transfer.to) else {
+        return Some(RejectReason::ToAccountNotFound);
+    };
+    if transfer.currency != to.currency {
+        return Some(RejectReason::CurrencyMismatch);
+    }
+    None
+}
+
+/// The answer to a transfer whose id is already recorded here: the original record for an
+/// identical retry, a conflict otherwise.
+fn known_transfer(state: &Ledger, transfer: &TransferCommand) -> Option<Decision> {
+    let original = state.transfers.get(&transfer.transaction_id)?;
+    Some(if original.transfer == *transfer {
+        Decision::Reply(Outcome::Transfer(original.clone()))
+    } else {
+        Decision::Reply(Outcome::Conflict(Conflict::TransactionIdReused))
+    })
 }
 
 /// Shape checks the edge already made. A violation here is a bug upstream, and letting it
@@ -250,12 +366,8 @@ pub fn decide(state: &Ledger, command: &Command, meta: EntryMeta) -> Decision {
             assert_transfer_shape(transfer);
             // Idempotency comes first: a retry must get the original answer even if the
             // accounts have changed since (e.g. funds arrived after a rejection).
-            if let Some(original) = state.transfers.get(&transfer.transaction_id) {
-                return if original.transfer == *transfer {
-                    Decision::Reply(Outcome::Transfer(original.clone()))
-                } else {
-                    Decision::Reply(Outcome::Conflict(Conflict::TransactionIdReused))
-                };
+            if let Some(decision) = known_transfer(state, transfer) {
+                return decision;
             }
             let transfer = transfer.clone();
             Decision::Apply(match transfer_rejection(state, &transfer) {
@@ -263,6 +375,73 @@ pub fn decide(state: &Ledger, command: &Command, meta: EntryMeta) -> Decision {
                 Some(reason) => Event::TransferRejected {
                     transfer,
                     reason,
+                    meta,
+                },
+            })
+        }
+        Command::TransferOut(transfer) => {
+            assert_transfer_shape(transfer);
+            if let Some(decision) = known_transfer(state, transfer) {
+                return decision;
+            }
+            let transfer = transfer.clone();
+            Decision::Apply(match transfer_out_rejection(state, &transfer) {
+                None => Event::TransferDebited { transfer, meta },
+                Some(reason) => Event::TransferRejected {
+                    transfer,
+                    reason,
+                    meta,
+                },
+            })
+        }
+        Command::Credit(transfer) => {
+            assert_transfer_shape(transfer);
+            if let Some(original) = state.credits.get(&transfer.transaction_id) {
+                return if original.transfer == *transfer {
+                    Decision::Reply(Outcome::Credit(original.clone()))
+                } else {
+                    // Another source partition used this id for a different transfer into
+                    // this partition: refuse, so that source refunds. Nothing is recorded for
+                    // the refused one, so the answer cites the original's position, which
+                    // keeps it identical for every retry.
+                    Decision::Reply(Outcome::Credit(CreditRecord {
+                        transfer: transfer.clone(),
+                        outcome: CreditOutcome::Refused(RejectReason::TransactionIdReused),
+                        meta: original.meta,
+                    }))
+                };
+            }
+            let transfer = transfer.clone();
+            Decision::Apply(match credit_refusal(state, &transfer) {
+                None => Event::TransferCredited { transfer, meta },
+                Some(reason) => Event::CreditRefused {
+                    transfer,
+                    reason,
+                    meta,
+                },
+            })
+        }
+        Command::Settle {
+            transaction_id,
+            credit,
+            credit_index,
+        } => {
+            let record = state.transfers.get(transaction_id).unwrap_or_else(|| {
+                panic!("Settle for unknown transaction id {transaction_id}: only the source's own driver settles")
+            });
+            if record.status != TransferStatus::InFlight {
+                return Decision::Reply(Outcome::Transfer(record.clone()));
+            }
+            Decision::Apply(match credit {
+                CreditOutcome::Credited => Event::TransferSettled {
+                    transaction_id: *transaction_id,
+                    credit_index: *credit_index,
+                    meta,
+                },
+                CreditOutcome::Refused(reason) => Event::TransferRefunded {
+                    transaction_id: *transaction_id,
+                    reason: *reason,
+                    credit_index: *credit_index,
                     meta,
                 },
             })
@@ -347,6 +526,7 @@ pub fn evolve(state: &mut Ledger, event: &Event) {
                 transfer: transfer.clone(),
                 status: TransferStatus::Completed,
                 meta: *meta,
+                settlement: None,
             };
             state.transfers.insert(id, record);
         }
@@ -361,18 +541,149 @@ pub fn evolve(state: &mut Ledger, event: &Event) {
                 !state.transfers.contains_key(&id),
                 "TransferRejected for known transaction id {id}"
             );
-            assert_eq!(
-                transfer_rejection(state, transfer),
-                Some(*reason),
+            // Same-partition transfers are checked whole, cross-partition ones on the debit
+            // side only; the reason must be what one of those checks gives in this state.
+            assert!(
+                transfer_rejection(state, transfer) == Some(*reason)
+                    || transfer_out_rejection(state, transfer) == Some(*reason),
                 "TransferRejected {id} disagrees with the state it is applied to",
             );
             let record = TransferRecord {
                 transfer: transfer.clone(),
                 status: TransferStatus::Rejected(*reason),
                 meta: *meta,
+                settlement: None,
             };
             state.transfers.insert(id, record);
         }
+        Event::TransferDebited { transfer, meta } => {
+            assert_transfer_shape(transfer);
+            let id = transfer.transaction_id;
+            assert!(
+                !state.transfers.contains_key(&id),
+                "TransferDebited for known transaction id {id}"
+            );
+            assert_eq!(
+                transfer_out_rejection(state, transfer),
+                None,
+                "TransferDebited {id} cannot be debited in this state"
+            );
+            let amount_minor = i128::from(transfer.amount_minor);
+            let from_before = state.accounts[&transfer.from].balance_minor;
+            set_balance(state, &transfer.from, from_before - amount_minor);
+            add_outflow(state, transfer.currency, amount_minor);
+            let record = TransferRecord {
+                transfer: transfer.clone(),
+                status: TransferStatus::InFlight,
+                meta: *meta,
+                settlement: None,
+            };
+            state.transfers.insert(id, record);
+            state.in_flight.insert(id);
+        }
+        Event::TransferCredited { transfer, meta } => {
+            assert_transfer_shape(transfer);
+            let id = transfer.transaction_id;
+            assert!(
+                !state.credits.contains_key(&id),
+                "TransferCredited for known credit {id}"
+            );
+            assert_eq!(
+                credit_refusal(state, transfer),
+                None,
+                "TransferCredited {id} cannot be credited in this state"
+            );
+            let amount_minor = i128::from(transfer.amount_minor);
+            let to_before = state.accounts[&transfer.to].balance_minor;
+            let to_after = to_before
+                .checked_add(amount_minor)
+                .expect("balance overflows i128");
+            set_balance(state, &transfer.to, to_after);
+            add_outflow(state, transfer.currency, -amount_minor);
+            let record = CreditRecord {
+                transfer: transfer.clone(),
+                outcome: CreditOutcome::Credited,
+                meta: *meta,
+            };
+            state.credits.insert(id, record);
+        }
+        Event::CreditRefused {
+            transfer,
+            reason,
+            meta,
+        } => {
+            let id = transfer.transaction_id;
+            assert!(
+                !state.credits.contains_key(&id),
+                "CreditRefused for known credit {id}"
+            );
+            assert_eq!(
+                credit_refusal(state, transfer),
+                Some(*reason),
+                "CreditRefused {id} disagrees with the state it is applied to"
+            );
+            let record = CreditRecord {
+                transfer: transfer.clone(),
+                outcome: CreditOutcome::Refused(*reason),
+                meta: *meta,
+            };
+            state.credits.insert(id, record);
+        }
+        Event::TransferSettled {
+            transaction_id,
+            credit_index,
+            meta,
+        } => {
+            let record = settle(state, transaction_id);
+            record.status = TransferStatus::Completed;
+            record.settlement = Some(Settlement {
+                meta: *meta,
+                credit_index: *credit_index,
+            });
+        }
+        Event::TransferRefunded {
+            transaction_id,
+            reason,
+            credit_index,
+            meta,
+        } => {
+            let record = settle(state, transaction_id);
+            record.status = TransferStatus::Rejected(*reason);
+            record.settlement = Some(Settlement {
+                meta: *meta,
+                credit_index: *credit_index,
+            });
+            let transfer = record.transfer.clone();
+            let amount_minor = i128::from(transfer.amount_minor);
+            let from_before = state.accounts[&transfer.from].balance_minor;
+            set_balance(state, &transfer.from, from_before + amount_minor);
+            add_outflow(state, transfer.currency, -amount_minor);
+        }
+    }
+}
+
+/// Takes an in-flight transfer out of flight for settling; panics if it is not in flight.
+fn settle<'a>(state: &'a mut Ledger, transaction_id: &uuid::Uuid) -> &'a mut TransferRecord {
+    assert!(
+        state.in_flight.remove(transaction_id),
+        "settling {transaction_id}, which is not in flight"
+    );
+    let record = state
+        .transfers
+        .get_mut(transaction_id)
+        .expect("in-flight transfers are recorded");
+    assert_eq!(record.status, TransferStatus::InFlight);
+    record
+}
+
+fn add_outflow(state: &mut Ledger, currency: Currency, delta_minor: i128) {
+    let outflow = state.outflow.entry(currency).or_default();
+    *outflow = outflow
+        .checked_add(delta_minor)
+        .expect("outflow overflows i128");
+    if *outflow == 0 {
+        // Keep the map canonical (no zero entries) so equal states have equal digests.
+        state.outflow.remove(&currency);
     }
 }
 
@@ -389,6 +700,8 @@ fn set_balance(state: &mut Ledger, account_id: &str, balance_minor: i128) {
 struct LedgerSnapshot {
     accounts: Vec<Account>,
     transfers: Vec<TransferRecord>,
+    credits: Vec<CreditRecord>,
+    outflow: Vec<(Currency, i128)>,
 }
 
 /// Borrowed twin of [`LedgerSnapshot`] so serializing does not clone the state.
@@ -396,6 +709,8 @@ struct LedgerSnapshot {
 struct LedgerSnapshotRef<'a> {
     accounts: Vec<&'a Account>,
     transfers: Vec<&'a TransferRecord>,
+    credits: Vec<&'a CreditRecord>,
+    outflow: Vec<(Currency, i128)>,
 }
 
 /// Serialized as `{ accounts: [Account], transfers: [TransferRecord] }`, both sorted by id,
@@ -407,6 +722,12 @@ impl serde::Serialize for Ledger {
         let snapshot = LedgerSnapshotRef {
             accounts: self.accounts.values().collect(),
             transfers: self.transfers.values().collect(),
+            credits: self.credits.values().collect(),
+            outflow: self
+                .outflow
+                .iter()
+                .map(|(currency, outflow)| (*currency, *outflow))
+                .collect(),
         };
         serde::Serialize::serialize(&snapshot, serializer)
     }
@@ -436,14 +757,28 @@ impl Ledger {
                 ));
             }
         }
-        if let Some((currency, total)) = ledger
-            .totals_by_currency()
-            .into_iter()
-            .find(|(_, total)| *total != 0)
+        for (currency, outflow) in snapshot.outflow {
+            if outflow == 0 || ledger.outflow.insert(currency, outflow).is_some() {
+                return Err(format!("snapshot: outflow of {currency} is not canonical"));
+            }
+        }
+        if let Some((currency, total)) =
+            ledger
+                .totals_by_currency()
+                .into_iter()
+                .find(|(currency, total)| {
+                    *total + ledger.outflow.get(currency).copied().unwrap_or(0) != 0
+                })
         {
             return Err(format!(
-                "snapshot: {currency} balances sum to {total}, not zero"
+                "snapshot: {currency} balances sum to {total}, which the outflow does not balance"
             ));
+        }
+        for record in snapshot.credits {
+            let id = record.transfer.transaction_id;
+            if ledger.credits.insert(id, record).is_some() {
+                return Err(format!("snapshot: duplicate credit {id}"));
+            }
         }
         for record in snapshot.transfers {
             let transfer = &record.transfer;
@@ -469,6 +804,9 @@ impl Ledger {
                         transfer.transaction_id
                     ));
                 }
+            }
+            if record.status == TransferStatus::InFlight {
+                ledger.in_flight.insert(transfer.transaction_id);
             }
             if let Some(duplicate) = ledger.transfers.insert(transfer.transaction_id, record) {
                 return Err(format!(

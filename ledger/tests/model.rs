@@ -162,10 +162,16 @@ impl Model {
                     transfer: transfer.clone(),
                     status,
                     meta,
+                    settlement: None,
                 };
                 self.transfers
                     .insert(transfer.transaction_id, record.clone());
                 Outcome::Transfer(record)
+            }
+            Command::TransferOut(_) | Command::Credit(_) | Command::Settle { .. } => {
+                unreachable!(
+                    "this model covers one partition; tests/cross_partition.rs covers the rest"
+                )
             }
         }
     }

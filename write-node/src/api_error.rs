@@ -63,6 +63,7 @@ impl ApiError {
             RejectReason::CurrencyMismatch | RejectReason::InsufficientFunds => {
                 Code::FailedPrecondition
             }
+            RejectReason::TransactionIdReused => Code::AlreadyExists,
         };
         ApiError {
             field: Some(reason.field()),

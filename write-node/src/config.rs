@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
+
+use crate::limits;
 use serde::Deserialize;
 
 /// Configuration of one write node. Every field is explicit; `validate` explains what is wrong.
@@ -20,8 +22,8 @@ pub struct Config {
     pub peers: BTreeMap<u64, String>,
     /// RocksDB data directory; created on first start.
     pub data_dir: PathBuf,
-    /// Raft groups (account partitions). Fixed at cluster creation and stored; a node refuses
-    /// data created with another count.
+    /// Raft groups (account partitions), 8 when not given. Fixed at cluster creation and
+    /// stored; a node refuses data created with another count.
     pub partitions: u32,
 }
 
@@ -67,13 +69,12 @@ impl Config {
                 "peer {id}: address {address:?} is not host:port"
             );
         }
-        if self.partitions != 1 {
-            bail!(
-                "partitions = {}: this version runs exactly 1 partition (multi-partition needs \
-                 cross-partition transfers, which are not built yet)",
-                self.partitions
-            );
-        }
+        ensure!(
+            (1..=limits::PARTITIONS_MAX).contains(&self.partitions),
+            "partitions = {}: must be between 1 and {}",
+            self.partitions,
+            limits::PARTITIONS_MAX
+        );
         Ok(())
     }
 

@@ -6,11 +6,13 @@ pub mod codec;
 pub mod config;
 pub mod limits;
 mod logging;
+pub mod saga;
 pub mod service;
 pub mod storage;
 pub mod store;
 pub mod transport;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -70,9 +72,17 @@ pub async fn run(
             .await;
     });
 
+    let saga = Arc::new(saga::Saga::new(
+        config.node_id,
+        config.partitions,
+        &config.peers,
+        store.clone(),
+    ));
+    tokio::spawn(saga.clone().recover(shutdown.clone()));
     let api = service::Api::new(
         config.node_id,
         store.clone(),
+        saga,
         config.partitions,
         config.peers.clone(),
     );

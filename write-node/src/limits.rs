@@ -55,3 +55,20 @@ const _: () = assert!(
     HEARTBEAT_TICKS * 2 < ELECTION_TICKS,
     "followers must hear several heartbeats per election timeout"
 );
+
+/// In-flight cross-partition transfers one recovery pass picks up per partition.
+pub const RECOVERY_BATCH_MAX: usize = 1_024;
+/// How often the leader of a source partition looks for in-flight transfers to finish
+/// (after a failover or restart nobody else will).
+pub const RECOVERY_INTERVAL: Duration = Duration::from_millis(500);
+/// Cross-partition transfers this node drives at once (client calls and recovery together).
+pub const SAGAS_IN_FLIGHT_MAX: usize = 16_384;
+/// Attempts to reach the target partition's leader for one credit before giving up (the
+/// recovery pass tries again later; credits are idempotent).
+pub const CREDIT_ATTEMPTS_MAX: u32 = 40;
+pub const CREDIT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+pub const CREDIT_BACKOFF_MAX: Duration = Duration::from_millis(500);
+/// Deadline of one Credit call to another node.
+pub const CREDIT_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most partitions a cluster may have: every node hosts a replica of each, on one store thread.
+pub const PARTITIONS_MAX: u32 = 256;

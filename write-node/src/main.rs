@@ -27,13 +27,16 @@ struct Args {
     /// RocksDB data directory.
     #[arg(long, env = "WALLET_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Number of account partitions (fixed at cluster creation).
+    /// Number of account partitions (fixed at cluster creation; default 8).
     #[arg(long, env = "WALLET_PARTITIONS")]
     partitions: Option<u32>,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "WALLET_LOG_JSON")]
     log_json: bool,
 }
+
+/// Partitions of a new cluster when neither the file nor the flags say.
+const DEFAULT_PARTITIONS: u32 = 8;
 
 fn load_config(args: &Args) -> anyhow::Result<Config> {
     let mut table = match &args.config {
@@ -73,9 +76,11 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
             toml::Value::String(data_dir.display().to_string()),
         );
     }
-    let partitions = args
-        .partitions
-        .or(if partitions_in_file { None } else { Some(1) });
+    let partitions = args.partitions.or(if partitions_in_file {
+        None
+    } else {
+        Some(DEFAULT_PARTITIONS)
+    });
     if let Some(partitions) = partitions {
         set("partitions", toml::Value::Integer(partitions as i64));
     }

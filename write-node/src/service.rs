@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::stream::FuturesUnordered;
-use ledger::{Command, Currency, Outcome, TransferCommand, TransferRecord, TransferStatus};
+use ledger::{
+    Command, Currency, Outcome, TransferCommand, TransferRecord, TransferStatus, partition_of,
+};
 use proto::v1::cluster_service_server::ClusterService;
 use proto::v1::wallet_service_server::WalletService;
 use proto::v1::{
@@ -26,28 +28,41 @@ use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::api_error::ApiError;
 use crate::limits;
+use crate::saga::Saga;
 use crate::store::{Applied, Query, QueryAnswer, StoreHandle};
 
-/// The partition that owns an account: the first 8 bytes of BLAKE3(account id), read as a
-/// little-endian u64, modulo the partition count. Stable across versions and platforms; it
-/// must never change, or accounts would move.
-pub fn partition_of(account_id: &str, partitions: u32) -> u32 {
-    let hash = blake3::hash(account_id.as_bytes());
-    let prefix = u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"));
-    (prefix % partitions as u64) as u32
+/// Opaque to clients; names the log positions (partition, index) that decided a command:
+/// `v1.P.I` for a one-partition command, `v1.P.I.P2.I2` for a cross-partition transfer (the
+/// source's settle and the target's credit). A read node has caught up with it once it has
+/// applied every named position.
+pub fn consistency_token(positions: &[(u32, u64)]) -> String {
+    let mut token = String::from("v1");
+    for (partition, index) in positions {
+        token.push_str(&format!(".{partition}.{index}"));
+    }
+    token
 }
 
-/// Opaque to clients; names the log position that decided a command.
-pub fn consistency_token(partition: u32, index: u64) -> String {
-    format!("v1.{partition}.{index}")
+/// The positions a transfer's token names.
+fn transfer_positions(record: &TransferRecord, partitions: u32) -> Vec<(u32, u64)> {
+    let source = partition_of(&record.transfer.from, partitions);
+    match record.settlement {
+        None => vec![(source, record.meta.index)],
+        Some(settlement) => vec![
+            (source, settlement.meta.index),
+            (
+                partition_of(&record.transfer.to, partitions),
+                settlement.credit_index,
+            ),
+        ],
+    }
 }
-
 struct Shared {
     store: StoreHandle,
+    saga: Arc<Saga>,
     partitions: u32,
     peers: BTreeMap<u64, String>,
 }
-
 /// WalletService and ClusterService of one node.
 #[derive(Clone)]
 pub struct Api {
@@ -59,19 +74,20 @@ impl Api {
     pub fn new(
         node_id: u64,
         store: StoreHandle,
+        saga: Arc<Saga>,
         partitions: u32,
         peers: BTreeMap<u64, String>,
     ) -> Api {
         Api {
             shared: Arc::new(Shared {
                 store,
+                saga,
                 partitions,
                 peers,
             }),
             node_id,
         }
     }
-
     fn store_error(&self, error: crate::store::StoreError) -> ApiError {
         ApiError::from_store(error, &self.shared.peers)
     }
@@ -87,22 +103,53 @@ impl Api {
 
     async fn transfer_inner(&self, request: TransferRequest) -> Result<TransferResponse, ApiError> {
         let command = validate_transfer(&request)?;
-        let source = command.from.clone();
-        let applied = self.propose(&source, Command::Transfer(command)).await?;
+        let source = partition_of(&command.from, self.shared.partitions);
+        let target = partition_of(&command.to, self.shared.partitions);
+        if source == target {
+            let applied = self
+                .propose(&command.from.clone(), Command::Transfer(command))
+                .await?;
+            return self.transfer_answer(applied.outcome);
+        }
+        // Cross-partition: debit on the source, then credit and settle (see saga.rs). A retry
+        // of an in-flight transfer lands here too and pushes it to the end.
+        let applied = self
+            .propose(&command.from.clone(), Command::TransferOut(command))
+            .await?;
         match applied.outcome {
+            Outcome::Transfer(record) if record.status == TransferStatus::InFlight => {
+                let settled = self
+                    .shared
+                    .saga
+                    .drive(source, record.transfer)
+                    .await
+                    .map_err(|error| self.store_error(error))?;
+                self.transfer_answer(settled.outcome)
+            }
+            outcome => self.transfer_answer(outcome),
+        }
+    }
+
+    fn transfer_answer(&self, outcome: Outcome) -> Result<TransferResponse, ApiError> {
+        match outcome {
             Outcome::Transfer(record) => match record.status {
                 TransferStatus::Completed => Ok(TransferResponse {
                     status: "success".into(),
                     transaction_id: record.transfer.transaction_id.hyphenated().to_string(),
-                    consistency_token: consistency_token(applied.partition, record.meta.index),
+                    consistency_token: consistency_token(&transfer_positions(
+                        &record,
+                        self.shared.partitions,
+                    )),
                 }),
                 TransferStatus::Rejected(reason) => Err(ApiError::rejected(reason)),
+                TransferStatus::InFlight => {
+                    unreachable!("answers are given once a transfer is final")
+                }
             },
             Outcome::Conflict(conflict) => Err(ApiError::conflict(conflict)),
-            Outcome::Account(_) => unreachable!("a transfer command has a transfer outcome"),
+            other => unreachable!("a transfer command has a transfer outcome, not {other:?}"),
         }
     }
-
     async fn transfer_result(self, request: TransferRequest) -> TransferResult {
         let transaction_id = request.transaction_id.clone();
         match self.transfer_inner(request).await {
@@ -189,12 +236,13 @@ pub fn account_to_pb(account: &ledger::Account) -> pb::Account {
     }
 }
 
-pub fn transfer_to_pb(record: &TransferRecord, partition: u32) -> pb::Transfer {
+pub fn transfer_to_pb(record: &TransferRecord, partitions: u32) -> pb::Transfer {
     let (status, reject_reason) = match record.status {
         TransferStatus::Completed => (pb::TransferStatus::Completed, String::new()),
         TransferStatus::Rejected(reason) => {
             (pb::TransferStatus::Rejected, reason.reason().to_owned())
         }
+        TransferStatus::InFlight => (pb::TransferStatus::InFlight, String::new()),
     };
     let transfer = &record.transfer;
     pb::Transfer {
@@ -206,7 +254,7 @@ pub fn transfer_to_pb(record: &TransferRecord, partition: u32) -> pb::Transfer {
         status: status as i32,
         reject_reason,
         committed_at_unix_ms: record.meta.timestamp_ms,
-        consistency_token: consistency_token(partition, record.meta.index),
+        consistency_token: consistency_token(&transfer_positions(record, partitions)),
     }
 }
 
@@ -233,7 +281,7 @@ impl WalletService for Api {
                 account: Some(account_to_pb(&account)),
             })),
             Outcome::Conflict(conflict) => Err(ApiError::conflict(conflict).into()),
-            Outcome::Transfer(_) => unreachable!("an open-account command has an account outcome"),
+            other => unreachable!("an open-account command has an account outcome, not {other:?}"),
         }
     }
 
@@ -297,7 +345,7 @@ impl WalletService for Api {
         match answer.answer {
             QueryAnswer::Account(Some(account)) => Ok(Response::new(GetAccountResponse {
                 account: Some(account_to_pb(&account)),
-                position: consistency_token(answer.partition, answer.index),
+                position: consistency_token(&[(answer.partition, answer.index)]),
             })),
             QueryAnswer::Account(None) => Err(ApiError::not_found(
                 "account_id",
@@ -316,17 +364,28 @@ impl WalletService for Api {
         let request = request.into_inner();
         let transaction_id = ledger::parse_transaction_id(&request.transaction_id)
             .map_err(|error| ApiError::from_id("transaction_id", &error))?;
-        // A transfer lives in its source account's partition; with a single partition that is
-        // partition 0 for every id. (Multi-partition lookups by id arrive with partitions.)
-        let answer = self
-            .shared
-            .store
-            .read(0, Query::Transfer(transaction_id))
-            .await
-            .map_err(|error| self.store_error(error))?;
+        // A transfer is recorded by its source account's partition, which the id alone does
+        // not name: ask every partition (one ReadIndex round each, concurrently).
+        let reads = (0..self.shared.partitions).map(|partition| {
+            self.shared
+                .store
+                .read(partition, Query::Transfer(transaction_id))
+        });
+        let mut found = None;
+        for answer in futures::future::join_all(reads).await {
+            let answer = answer.map_err(|error| self.store_error(error))?;
+            if let QueryAnswer::Transfer(Some(record)) = answer.answer {
+                found = Some(record);
+            }
+        }
+        let answer = crate::store::ReadAnswer {
+            answer: QueryAnswer::Transfer(found),
+            partition: 0,
+            index: 0,
+        };
         match answer.answer {
             QueryAnswer::Transfer(Some(record)) => Ok(Response::new(GetTransferResponse {
-                transfer: Some(transfer_to_pb(&record, answer.partition)),
+                transfer: Some(transfer_to_pb(&record, self.shared.partitions)),
             })),
             QueryAnswer::Transfer(None) => Err(ApiError::not_found(
                 "transaction_id",
@@ -376,6 +435,7 @@ impl ClusterService for Api {
                         .iter()
                         .map(|byte| format!("{byte:02x}"))
                         .collect(),
+                    in_flight_transfers: status.in_flight_transfers,
                 })
                 .collect(),
         }))
@@ -386,17 +446,30 @@ impl ClusterService for Api {
 mod tests {
     use super::*;
 
+    /// partition_of(["alice", "bob", "issuer", "acct-000", "acct-001"], 8), computed once and
+    /// frozen: the map from accounts to partitions must never change.
+    const PINNED_PARTITIONS: [u32; 5] = [1, 4, 3, 3, 7];
+
     #[test]
     fn partition_hash_is_stable() {
-        // These values pin the account -> partition map: changing them moves accounts.
+        // Pinned values: if this changes, accounts would move between partitions.
+        let pinned: Vec<u32> = ["alice", "bob", "issuer", "acct-000", "acct-001"]
+            .iter()
+            .map(|account| partition_of(account, 8))
+            .collect();
+        assert_eq!(pinned, PINNED_PARTITIONS);
         assert_eq!(partition_of("alice", 1), 0);
         let spread: std::collections::BTreeSet<u32> = (0..64)
             .map(|i| partition_of(&format!("account-{i}"), 8))
             .collect();
         assert_eq!(spread.len(), 8, "64 accounts cover all 8 partitions");
-        assert_eq!(partition_of("alice", 8), partition_of("alice", 8));
     }
 
+    #[test]
+    fn tokens_name_every_position() {
+        assert_eq!(consistency_token(&[(0, 15)]), "v1.0.15");
+        assert_eq!(consistency_token(&[(2, 15), (7, 3)]), "v1.2.15.7.3");
+    }
     fn request(amount: &str, currency: &str) -> TransferRequest {
         TransferRequest {
             transaction_id: "6f1c1a3e-8a51-4c4e-9d7a-0a8c7d1f2b3c".into(),

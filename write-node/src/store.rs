@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use ledger::{Account, Command, EntryMeta, Ledger, Outcome, TransferRecord};
+use ledger::{Account, Command, EntryMeta, Ledger, Outcome, TransferCommand, TransferRecord};
 use raft::eraftpb::{Entry, EntryType, Message};
 use raft::{RawNode, ReadState, StateRole};
 use rocksdb::WriteBatch;
@@ -84,6 +84,7 @@ pub struct PartitionStatus {
     pub applied_index: u64,
     pub role: &'static str,
     pub state_digest: [u8; 32],
+    pub in_flight_transfers: u64,
 }
 
 type ProposeReply = oneshot::Sender<Result<Applied, StoreError>>;
@@ -102,6 +103,10 @@ enum ClientRequest {
     },
     Status {
         reply: oneshot::Sender<Vec<PartitionStatus>>,
+    },
+    InFlight {
+        partition: u32,
+        reply: oneshot::Sender<Result<Vec<TransferCommand>, StoreError>>,
     },
 }
 
@@ -165,6 +170,17 @@ impl StoreHandle {
             .await
             .map_err(|_| StoreError::ShuttingDown)?;
         answer.await.map_err(|_| StoreError::ShuttingDown)
+    }
+
+    /// Cross-partition transfers this node's leader replica holds in flight (at most
+    /// `limits::RECOVERY_BATCH_MAX`), for the saga driver to finish.
+    pub async fn in_flight(&self, partition: u32) -> Result<Vec<TransferCommand>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.client_tx
+            .send(ClientRequest::InFlight { partition, reply })
+            .await
+            .map_err(|_| StoreError::ShuttingDown)?;
+        answer.await.map_err(|_| StoreError::ShuttingDown)?
     }
 
     /// Inbound raft messages; waits when the loop is behind (back-pressure on the peer stream).
@@ -454,6 +470,22 @@ impl Store {
             ClientRequest::Status { reply } => {
                 let _ = reply.send(self.partitions.iter().map(Partition::status).collect());
             }
+            ClientRequest::InFlight { partition, reply } => {
+                let partition = &self.partitions[partition as usize];
+                let answer = if partition.is_leader() {
+                    Ok(partition
+                        .ledger
+                        .in_flight()
+                        .take(limits::RECOVERY_BATCH_MAX)
+                        .map(|record| record.transfer.clone())
+                        .collect())
+                } else {
+                    Err(StoreError::NotLeader {
+                        leader_id: partition.leader_hint(),
+                    })
+                };
+                let _ = reply.send(answer);
+            }
         }
     }
 
@@ -596,6 +628,7 @@ impl Store {
                 ClientRequest::Propose { reply, .. } => drop(reply.send(Err(error.clone()))),
                 ClientRequest::Read { reply, .. } => drop(reply.send(Err(error.clone()))),
                 ClientRequest::Status { .. } => {}
+                ClientRequest::InFlight { reply, .. } => drop(reply.send(Err(error.clone()))),
             }
         }
     }
@@ -848,6 +881,7 @@ impl Partition {
             applied_index: self.applied_index,
             role,
             state_digest: self.ledger.digest(),
+            in_flight_transfers: self.ledger.in_flight_count() as u64,
         }
     }
 }

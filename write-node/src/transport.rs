@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use proto::internal::peer_service_client::PeerServiceClient;
 use proto::internal::peer_service_server::PeerService;
-use proto::internal::{RaftAck, RaftBatch, RaftEnvelope};
+use proto::internal::{CreditRequest, CreditResponse, RaftAck, RaftBatch, RaftEnvelope};
 use protobuf::Message as _;
 use raft::eraftpb::Message;
 use tokio::sync::mpsc;
@@ -191,5 +191,36 @@ impl PeerService for PeerServer {
                 .map_err(|_| Status::unavailable("node is shutting down"))?;
         }
         Ok(Response::new(RaftAck {}))
+    }
+
+    async fn credit(
+        &self,
+        request: Request<CreditRequest>,
+    ) -> Result<Response<CreditResponse>, Status> {
+        let request = request.into_inner();
+        if request.partition >= self.partitions {
+            return Err(Status::invalid_argument(format!(
+                "unknown partition {}",
+                request.partition
+            )));
+        }
+        let transfer: ledger::TransferCommand = postcard::from_bytes(&request.transfer)
+            .map_err(|error| Status::invalid_argument(format!("undecodable transfer: {error}")))?;
+        if ledger::partition_of(&transfer.to, self.partitions) != request.partition {
+            return Err(Status::invalid_argument(
+                "the credited account is not in this partition",
+            ));
+        }
+        let applied = self
+            .store
+            .propose(request.partition, ledger::Command::Credit(transfer))
+            .await
+            .map_err(|error| Status::unavailable(error.to_string()))?;
+        match applied.outcome {
+            ledger::Outcome::Credit(record) => Ok(Response::new(CreditResponse {
+                record: postcard::to_stdvec(&record).expect("serialising to a Vec cannot fail"),
+            })),
+            other => unreachable!("a credit command answers with a credit record, not {other:?}"),
+        }
     }
 }

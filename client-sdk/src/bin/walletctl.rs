@@ -135,8 +135,9 @@ struct DevArgs {
     /// Where the nodes keep their data and logs; reusing it resumes the same ledger.
     #[arg(long, default_value = "./.wallet-dev")]
     data_dir: PathBuf,
-    /// Number of Raft partitions each node runs.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(PARTITIONS_MAX)))]
+    /// Number of account partitions (raft groups) of a new cluster; an existing data dir
+    /// keeps the count it was created with (a node refuses another).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=i64::from(PARTITIONS_MAX)))]
     partitions: u32,
 }
 

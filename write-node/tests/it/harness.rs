@@ -155,74 +155,119 @@ impl Cluster {
             .map(|response| response.into_inner())
     }
 
-    /// Waits until the running nodes agree on one leader of partition 0; returns its id.
-    pub async fn wait_leader(&self) -> u64 {
+    /// Waits until the running nodes agree on one leader for every partition; returns the
+    /// leader of each partition.
+    pub async fn wait_leaders(&self) -> Vec<u64> {
         let deadline = Instant::now() + WAIT_MAX;
         loop {
-            let mut leaders = Vec::new();
-            for node in self.nodes.iter().filter(|node| node.running()) {
-                if let Ok(status) = self.status(node.id).await {
-                    leaders.push((
-                        status.partitions[0].leader_id,
-                        status.partitions[0].role.clone(),
-                        node.id,
-                    ));
+            let running = self.running();
+            let mut views = BTreeMap::new();
+            for &node in &running {
+                if let Ok(status) = self.status(node).await {
+                    views.insert(node, status.partitions);
                 }
             }
-            let leader = leaders
-                .iter()
-                .find(|(_, role, _)| role == "leader")
-                .map(|(_, _, id)| *id);
-            if let Some(leader) = leader {
-                let running = self.running().len();
-                if leaders.len() == running
-                    && leaders.iter().all(|(leader_id, _, _)| *leader_id == leader)
-                {
-                    return leader;
+            if views.len() == running.len() {
+                let first = views.values().next().expect("a running node");
+                let leaders: Vec<u64> = first.iter().map(|partition| partition.leader_id).collect();
+                let agreed = views.values().all(|view| {
+                    view.iter()
+                        .map(|partition| partition.leader_id)
+                        .eq(leaders.iter().copied())
+                });
+                // Each named leader is running and itself holds the leader role.
+                let confirmed = leaders.iter().enumerate().all(|(partition, leader)| {
+                    views
+                        .get(leader)
+                        .is_some_and(|view| view[partition].role == "leader")
+                });
+                if agreed && confirmed {
+                    return leaders;
                 }
             }
             assert!(
                 Instant::now() < deadline,
-                "no agreed leader within {WAIT_MAX:?}: {leaders:?}\n{}",
+                "no agreed leaders within {WAIT_MAX:?}\n{}",
                 self.logs()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    /// Waits until every running node has applied the same index as the others and reports the
-    /// same state digest; returns (index, digest).
+    /// The agreed leader of partition 0.
+    pub async fn wait_leader(&self) -> u64 {
+        self.wait_leaders().await[0]
+    }
+    /// Waits until, for every partition, every running node has applied all it committed, the
+    /// same index as the others, with the same state digest; returns the total applied index
+    /// over partitions and the digests joined.
     pub async fn wait_replicas_agree(&self) -> (u64, String) {
         let deadline = Instant::now() + WAIT_MAX;
         loop {
+            let running = self.running();
             let mut views = BTreeMap::new();
-            for node in self.nodes.iter().filter(|node| node.running()) {
-                if let Ok(status) = self.status(node.id).await {
-                    let partition = &status.partitions[0];
-                    views.insert(
-                        node.id,
-                        (
-                            partition.commit_index,
-                            partition.applied_index,
-                            partition.state_digest.clone(),
-                        ),
-                    );
+            for &node in &running {
+                if let Ok(status) = self.status(node).await {
+                    let view: Vec<(u64, u64, String)> = status
+                        .partitions
+                        .iter()
+                        .map(|partition| {
+                            (
+                                partition.commit_index,
+                                partition.applied_index,
+                                partition.state_digest.clone(),
+                            )
+                        })
+                        .collect();
+                    views.insert(node, view);
                 }
             }
-            let running = self.running().len();
-            let first = views.values().next().cloned();
-            if let Some((commit, applied, digest)) = first
-                && views.len() == running
-                && commit == applied
-                && views
-                    .values()
-                    .all(|view| view.1 == applied && view.2 == digest)
-            {
-                return (applied, digest);
+            if let Some(first) = views.values().next().cloned() {
+                let settled = first.iter().all(|(commit, applied, _)| commit == applied);
+                if views.len() == running.len()
+                    && settled
+                    && views.values().all(|view| *view == first)
+                {
+                    let applied = first.iter().map(|(_, applied, _)| applied).sum();
+                    let digests = first
+                        .iter()
+                        .map(|(_, _, digest)| digest.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    return (applied, digests);
+                }
             }
             assert!(
                 Instant::now() < deadline,
                 "replicas did not converge: {views:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    /// Waits until no partition on any running node holds a cross-partition transfer in
+    /// flight (every saga settled).
+    pub async fn wait_no_in_flight(&self) {
+        let deadline = Instant::now() + WAIT_MAX;
+        loop {
+            let mut in_flight = 0;
+            let mut answered = 0;
+            for node in self.running() {
+                if let Ok(status) = self.status(node).await {
+                    answered += 1;
+                    in_flight += status
+                        .partitions
+                        .iter()
+                        .map(|partition| partition.in_flight_transfers)
+                        .sum::<u64>();
+                }
+            }
+            if answered == self.running().len() && in_flight == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{in_flight} transfers still in flight\n{}",
+                self.logs()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -252,8 +297,9 @@ impl Cluster {
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
         let deadline = Instant::now() + WAIT_MAX;
-        let running = self.running();
-        let mut target = running[0];
+        // Like a real client: it knows every node's address, not which ones are up.
+        let nodes: Vec<u64> = self.nodes.iter().map(|node| node.id).collect();
+        let mut target = nodes[0];
         let mut attempt = 0usize;
         loop {
             let result = call(self.wallet(target).await).await;
@@ -267,8 +313,8 @@ impl Cluster {
                                 .get("leader_id")
                                 .and_then(|id| id.parse::<u64>().ok())
                         })
-                        .filter(|id| running.contains(id));
-                    target = hint.unwrap_or(running[attempt % running.len()]);
+                        .filter(|id| nodes.contains(id));
+                    target = hint.unwrap_or(nodes[attempt % nodes.len()]);
                     if hint.is_none() {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }

@@ -287,6 +287,7 @@ fn transfer_status_name(status: i32) -> &'static str {
     match TransferStatus::try_from(status) {
         Ok(TransferStatus::Completed) => "completed",
         Ok(TransferStatus::Rejected) => "rejected",
+        Ok(TransferStatus::InFlight) => "in_flight",
         Ok(TransferStatus::Unspecified) | Err(_) => "unknown",
     }
 }

@@ -1,0 +1,221 @@
+//! Drives cross-partition transfers to their end. The transfer's state lives in the raft logs
+//! (the source's in-flight record, the target's credit record), never here: this module only
+//! pushes it forward, and every step is idempotent by transaction id, so any number of drivers
+//! (the caller's, the recovery pass, a new leader's after a failover) can push the same
+//! transfer without moving money twice.
+//!
+//! 1. source partition: `TransferOut` debits `from` (done by the service before calling here);
+//! 2. target partition: `Credit` credits `to` or refuses (local store if this node leads the
+//!    target, else the target leader's `PeerService/Credit`);
+//! 3. source partition: `Settle` completes, or refunds `from` if the target refused.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ledger::{Command, CreditRecord, Outcome, TransferCommand, partition_of};
+use proto::internal::CreditRequest;
+use proto::internal::peer_service_client::PeerServiceClient;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::limits;
+use crate::store::{Applied, StoreError, StoreHandle};
+
+pub struct Saga {
+    node_id: u64,
+    partitions: u32,
+    store: StoreHandle,
+    peers: HashMap<u64, PeerServiceClient<Channel>>,
+    /// Transfers being driven by this node, with how many drivers each has: the recovery pass
+    /// leaves them alone.
+    driving: Mutex<HashMap<uuid::Uuid, u32>>,
+    permits: Semaphore,
+}
+
+/// Marks a transfer as driven for as long as it lives.
+struct Driving<'a> {
+    saga: &'a Saga,
+    transaction_id: uuid::Uuid,
+}
+
+impl Drop for Driving<'_> {
+    fn drop(&mut self) {
+        let mut driving = self.saga.driving.lock().expect("driving lock");
+        if let Some(count) = driving.get_mut(&self.transaction_id) {
+            *count -= 1;
+            if *count == 0 {
+                driving.remove(&self.transaction_id);
+            }
+        }
+    }
+}
+
+impl Saga {
+    pub fn new(
+        node_id: u64,
+        partitions: u32,
+        peers: &BTreeMap<u64, String>,
+        store: StoreHandle,
+    ) -> Saga {
+        let peers = peers
+            .iter()
+            .filter(|(id, _)| **id != node_id)
+            .filter_map(|(&id, address)| {
+                let endpoint = Endpoint::from_shared(format!("http://{address}")).ok()?;
+                let channel = endpoint
+                    .tcp_nodelay(true)
+                    .connect_timeout(Duration::from_secs(1))
+                    .connect_lazy();
+                Some((id, PeerServiceClient::new(channel)))
+            })
+            .collect();
+        Saga {
+            node_id,
+            partitions,
+            store,
+            peers,
+            driving: Mutex::new(HashMap::new()),
+            permits: Semaphore::new(limits::SAGAS_IN_FLIGHT_MAX),
+        }
+    }
+
+    fn mark(&self, transaction_id: uuid::Uuid) -> Driving<'_> {
+        *self
+            .driving
+            .lock()
+            .expect("driving lock")
+            .entry(transaction_id)
+            .or_default() += 1;
+        Driving {
+            saga: self,
+            transaction_id,
+        }
+    }
+
+    /// Steps 2 and 3 for a transfer debited on `source`; answers with the settle's outcome
+    /// (the final record). Fails if this node stops leading `source` (the next leader's
+    /// recovery pass finishes the transfer; a client retry learns the outcome).
+    pub async fn drive(
+        &self,
+        source: u32,
+        transfer: TransferCommand,
+    ) -> Result<Applied, StoreError> {
+        let _driving = self.mark(transfer.transaction_id);
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::ShuttingDown)?;
+        let credit = self.credit(&transfer).await?;
+        let settle = Command::Settle {
+            transaction_id: transfer.transaction_id,
+            credit: credit.outcome,
+            credit_index: credit.meta.index,
+        };
+        self.store.propose(source, settle).await
+    }
+
+    /// Step 2, retried across leader changes until the target partition answers.
+    async fn credit(&self, transfer: &TransferCommand) -> Result<CreditRecord, StoreError> {
+        let target = partition_of(&transfer.to, self.partitions);
+        let mut backoff = limits::CREDIT_BACKOFF_MIN;
+        for _ in 0..limits::CREDIT_ATTEMPTS_MAX {
+            let leader = self.store.leaders().borrow()[target as usize];
+            let result = if leader == self.node_id {
+                self.store
+                    .propose(target, Command::Credit(transfer.clone()))
+                    .await
+                    .map(|applied| match applied.outcome {
+                        Outcome::Credit(record) => record,
+                        other => unreachable!(
+                            "a credit command answers with a credit record, not {other:?}"
+                        ),
+                    })
+            } else if leader == 0 {
+                Err(StoreError::NotLeader { leader_id: None })
+            } else {
+                self.remote_credit(leader, target, transfer).await
+            };
+            match result {
+                Ok(record) => return Ok(record),
+                Err(StoreError::ShuttingDown) => return Err(StoreError::ShuttingDown),
+                Err(error) => {
+                    tracing::debug!(%error, transaction_id = %transfer.transaction_id, "credit not answered yet")
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(limits::CREDIT_BACKOFF_MAX);
+        }
+        Err(StoreError::OutcomeUnknown)
+    }
+
+    async fn remote_credit(
+        &self,
+        leader: u64,
+        target: u32,
+        transfer: &TransferCommand,
+    ) -> Result<CreditRecord, StoreError> {
+        let Some(client) = self.peers.get(&leader) else {
+            return Err(StoreError::NotLeader { leader_id: None });
+        };
+        let mut request = tonic::Request::new(CreditRequest {
+            partition: target,
+            transfer: postcard::to_stdvec(transfer).expect("serialising to a Vec cannot fail"),
+        });
+        request.set_timeout(limits::CREDIT_CALL_TIMEOUT);
+        let response = client.clone().credit(request).await.map_err(|status| {
+            tracing::debug!(leader, code = ?status.code(), message = status.message(), "remote credit failed");
+            StoreError::OutcomeUnknown
+        })?;
+        postcard::from_bytes(&response.into_inner().record).map_err(|error| {
+            tracing::error!(leader, %error, "undecodable credit record from a peer");
+            StoreError::OutcomeUnknown
+        })
+    }
+
+    /// Finishes in-flight transfers of every partition this node leads: after a failover or a
+    /// full restart, nobody else will. Runs until `shutdown`.
+    pub async fn recover(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut interval = tokio::time::interval(limits::RECOVERY_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = interval.tick() => {}
+            }
+            let leaders = self.store.leaders().borrow().clone();
+            for (partition, leader) in leaders.into_iter().enumerate() {
+                if leader != self.node_id {
+                    continue;
+                }
+                let Ok(in_flight) = self.store.in_flight(partition as u32).await else {
+                    continue;
+                };
+                for transfer in in_flight {
+                    if self
+                        .driving
+                        .lock()
+                        .expect("driving lock")
+                        .contains_key(&transfer.transaction_id)
+                    {
+                        continue;
+                    }
+                    let saga = self.clone();
+                    tokio::spawn(async move {
+                        let transaction_id = transfer.transaction_id;
+                        match saga.drive(partition as u32, transfer).await {
+                            Ok(_) => {
+                                tracing::info!(%transaction_id, "recovered an in-flight transfer")
+                            }
+                            Err(error) => {
+                                tracing::debug!(%transaction_id, %error, "recovery will retry")
+                            }
+                        }
+                    });
+                }
+            }
+        }
+    }
+}
