@@ -12,7 +12,6 @@ pub mod storage;
 pub mod store;
 pub mod transport;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -72,12 +71,12 @@ pub async fn run(
             .await;
     });
 
-    let saga = Arc::new(saga::Saga::new(
+    let saga = saga::Saga::start(
         config.node_id,
         config.partitions,
         &config.peers,
         store.clone(),
-    ));
+    );
     tokio::spawn(saga.clone().recover(shutdown.clone()));
     let api = service::Api::new(
         config.node_id,

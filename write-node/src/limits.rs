@@ -72,3 +72,8 @@ pub const CREDIT_BACKOFF_MAX: Duration = Duration::from_millis(500);
 pub const CREDIT_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Most partitions a cluster may have: every node hosts a replica of each, on one store thread.
 pub const PARTITIONS_MAX: u32 = 256;
+
+/// Credits one Credit call (or one local batch) carries.
+pub const CREDIT_BATCH_MAX: usize = 4_096;
+/// Credits waiting for their batch, per target partition.
+pub const CREDIT_QUEUE_CAPACITY: usize = 65_536;

@@ -16,7 +16,7 @@ use std::time::Duration;
 use ledger::{Command, CreditRecord, Outcome, TransferCommand, partition_of};
 use proto::internal::CreditRequest;
 use proto::internal::peer_service_client::PeerServiceClient;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
@@ -27,12 +27,16 @@ pub struct Saga {
     node_id: u64,
     partitions: u32,
     store: StoreHandle,
-    peers: HashMap<u64, PeerServiceClient<Channel>>,
+    /// Credits bound for another node's partition leader, one queue per target partition;
+    /// each queue's task sends them in batches (`credit_batches`).
+    credit_queues: Vec<mpsc::Sender<(TransferCommand, CreditReply)>>,
     /// Transfers being driven by this node, with how many drivers each has: the recovery pass
     /// leaves them alone.
     driving: Mutex<HashMap<uuid::Uuid, u32>>,
     permits: Semaphore,
 }
+
+type CreditReply = oneshot::Sender<Result<CreditRecord, StoreError>>;
 
 /// Marks a transfer as driven for as long as it lives.
 struct Driving<'a> {
@@ -53,32 +57,50 @@ impl Drop for Driving<'_> {
 }
 
 impl Saga {
-    pub fn new(
+    /// Creates the driver and starts one credit-batching task per target partition.
+    pub fn start(
         node_id: u64,
         partitions: u32,
         peers: &BTreeMap<u64, String>,
         store: StoreHandle,
-    ) -> Saga {
-        let peers = peers
-            .iter()
-            .filter(|(id, _)| **id != node_id)
-            .filter_map(|(&id, address)| {
-                let endpoint = Endpoint::from_shared(format!("http://{address}")).ok()?;
-                let channel = endpoint
-                    .tcp_nodelay(true)
-                    .connect_timeout(Duration::from_secs(1))
-                    .connect_lazy();
-                Some((id, PeerServiceClient::new(channel)))
+    ) -> Arc<Saga> {
+        let clients: Arc<HashMap<u64, PeerServiceClient<Channel>>> = Arc::new(
+            peers
+                .iter()
+                .filter(|(id, _)| **id != node_id)
+                .filter_map(|(&id, address)| {
+                    let endpoint = Endpoint::from_shared(format!("http://{address}")).ok()?;
+                    let channel = endpoint
+                        .tcp_nodelay(true)
+                        .connect_timeout(Duration::from_secs(1))
+                        .connect_lazy();
+                    let client = PeerServiceClient::new(channel)
+                        .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX * 4)
+                        .max_encoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX * 4);
+                    Some((id, client))
+                })
+                .collect(),
+        );
+        let credit_queues = (0..partitions)
+            .map(|target| {
+                let (queue_tx, queue_rx) = mpsc::channel(limits::CREDIT_QUEUE_CAPACITY);
+                tokio::spawn(credit_batches(
+                    target,
+                    queue_rx,
+                    store.clone(),
+                    clients.clone(),
+                ));
+                queue_tx
             })
             .collect();
-        Saga {
+        Arc::new(Saga {
             node_id,
             partitions,
             store,
-            peers,
+            credit_queues,
             driving: Mutex::new(HashMap::new()),
             permits: Semaphore::new(limits::SAGAS_IN_FLIGHT_MAX),
-        }
+        })
     }
 
     fn mark(&self, transaction_id: uuid::Uuid) -> Driving<'_> {
@@ -124,6 +146,7 @@ impl Saga {
         for _ in 0..limits::CREDIT_ATTEMPTS_MAX {
             let leader = self.store.leaders().borrow()[target as usize];
             let result = if leader == self.node_id {
+                // The local store batches concurrent proposals into one entry by itself.
                 self.store
                     .propose(target, Command::Credit(transfer.clone()))
                     .await
@@ -136,7 +159,12 @@ impl Saga {
             } else if leader == 0 {
                 Err(StoreError::NotLeader { leader_id: None })
             } else {
-                self.remote_credit(leader, target, transfer).await
+                let (reply, answer) = oneshot::channel();
+                self.credit_queues[target as usize]
+                    .send((transfer.clone(), reply))
+                    .await
+                    .map_err(|_| StoreError::ShuttingDown)?;
+                answer.await.unwrap_or(Err(StoreError::OutcomeUnknown))
             };
             match result {
                 Ok(record) => return Ok(record),
@@ -149,30 +177,6 @@ impl Saga {
             backoff = (backoff * 2).min(limits::CREDIT_BACKOFF_MAX);
         }
         Err(StoreError::OutcomeUnknown)
-    }
-
-    async fn remote_credit(
-        &self,
-        leader: u64,
-        target: u32,
-        transfer: &TransferCommand,
-    ) -> Result<CreditRecord, StoreError> {
-        let Some(client) = self.peers.get(&leader) else {
-            return Err(StoreError::NotLeader { leader_id: None });
-        };
-        let mut request = tonic::Request::new(CreditRequest {
-            partition: target,
-            transfer: postcard::to_stdvec(transfer).expect("serialising to a Vec cannot fail"),
-        });
-        request.set_timeout(limits::CREDIT_CALL_TIMEOUT);
-        let response = client.clone().credit(request).await.map_err(|status| {
-            tracing::debug!(leader, code = ?status.code(), message = status.message(), "remote credit failed");
-            StoreError::OutcomeUnknown
-        })?;
-        postcard::from_bytes(&response.into_inner().record).map_err(|error| {
-            tracing::error!(leader, %error, "undecodable credit record from a peer");
-            StoreError::OutcomeUnknown
-        })
     }
 
     /// Finishes in-flight transfers of every partition this node leads: after a failover or a
@@ -218,4 +222,82 @@ impl Saga {
             }
         }
     }
+}
+
+/// Sends the credits queued for partition `target` to its leader, one batched call at a time:
+/// while a call is in flight the next batch fills up, so the batch size follows the load.
+async fn credit_batches(
+    target: u32,
+    mut queue: mpsc::Receiver<(TransferCommand, CreditReply)>,
+    store: StoreHandle,
+    clients: Arc<HashMap<u64, PeerServiceClient<Channel>>>,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < limits::CREDIT_BATCH_MAX {
+            match queue.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        let (transfers, replies): (Vec<TransferCommand>, Vec<CreditReply>) =
+            batch.into_iter().unzip();
+        let leader = store.leaders().borrow()[target as usize];
+        let results = match clients.get(&leader) {
+            // The leader moved here or is unknown: the callers retry (locally, or later).
+            None => vec![Err(StoreError::NotLeader { leader_id: None }); transfers.len()],
+            Some(client) => remote_credits(client.clone(), leader, target, &transfers).await,
+        };
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// One `PeerService/Credit` call for a batch; every credit without an answer is an error its
+/// caller retries (credits are idempotent).
+async fn remote_credits(
+    mut client: PeerServiceClient<Channel>,
+    leader: u64,
+    target: u32,
+    transfers: &[TransferCommand],
+) -> Vec<Result<CreditRecord, StoreError>> {
+    let mut request = tonic::Request::new(CreditRequest {
+        partition: target,
+        transfers: transfers
+            .iter()
+            .map(|transfer| {
+                postcard::to_stdvec(transfer).expect("serialising to a Vec cannot fail")
+            })
+            .collect(),
+    });
+    request.set_timeout(limits::CREDIT_CALL_TIMEOUT);
+    let records = match client.credit(request).await {
+        Ok(response) => response.into_inner().records,
+        Err(status) => {
+            tracing::debug!(leader, code = ?status.code(), message = status.message(), "remote credits failed");
+            return vec![Err(StoreError::OutcomeUnknown); transfers.len()];
+        }
+    };
+    if records.len() != transfers.len() {
+        tracing::error!(
+            leader,
+            "a peer answered {} credits for {}",
+            records.len(),
+            transfers.len()
+        );
+        return vec![Err(StoreError::OutcomeUnknown); transfers.len()];
+    }
+    records
+        .iter()
+        .map(|bytes| {
+            if bytes.is_empty() {
+                return Err(StoreError::OutcomeUnknown);
+            }
+            postcard::from_bytes(bytes).map_err(|error| {
+                tracing::error!(leader, %error, "undecodable credit record from a peer");
+                StoreError::OutcomeUnknown
+            })
+        })
+        .collect()
 }

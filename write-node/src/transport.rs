@@ -204,23 +204,46 @@ impl PeerService for PeerServer {
                 request.partition
             )));
         }
-        let transfer: ledger::TransferCommand = postcard::from_bytes(&request.transfer)
-            .map_err(|error| Status::invalid_argument(format!("undecodable transfer: {error}")))?;
-        if ledger::partition_of(&transfer.to, self.partitions) != request.partition {
-            return Err(Status::invalid_argument(
-                "the credited account is not in this partition",
-            ));
+        if request.transfers.len() > limits::CREDIT_BATCH_MAX {
+            return Err(Status::invalid_argument(format!(
+                "more than {} credits in one call",
+                limits::CREDIT_BATCH_MAX
+            )));
         }
-        let applied = self
-            .store
-            .propose(request.partition, ledger::Command::Credit(transfer))
+        let mut transfers = Vec::with_capacity(request.transfers.len());
+        for bytes in &request.transfers {
+            let transfer: ledger::TransferCommand =
+                postcard::from_bytes(bytes).map_err(|error| {
+                    Status::invalid_argument(format!("undecodable transfer: {error}"))
+                })?;
+            if ledger::partition_of(&transfer.to, self.partitions) != request.partition {
+                return Err(Status::invalid_argument(
+                    "a credited account is not in this partition",
+                ));
+            }
+            transfers.push(transfer);
+        }
+        // Proposed together, they land in one store round and so mostly in one raft entry.
+        let proposals = transfers.into_iter().map(|transfer| {
+            self.store
+                .propose(request.partition, ledger::Command::Credit(transfer))
+        });
+        let records = futures::future::join_all(proposals)
             .await
-            .map_err(|error| Status::unavailable(error.to_string()))?;
-        match applied.outcome {
-            ledger::Outcome::Credit(record) => Ok(Response::new(CreditResponse {
-                record: postcard::to_stdvec(&record).expect("serialising to a Vec cannot fail"),
-            })),
-            other => unreachable!("a credit command answers with a credit record, not {other:?}"),
-        }
+            .into_iter()
+            .map(|applied| match applied {
+                Ok(applied) => match applied.outcome {
+                    ledger::Outcome::Credit(record) => {
+                        postcard::to_stdvec(&record).expect("serialising to a Vec cannot fail")
+                    }
+                    other => {
+                        unreachable!("a credit command answers with a credit record, not {other:?}")
+                    }
+                },
+                // No answer here (leadership moved): the caller retries this one.
+                Err(_) => Vec::new(),
+            })
+            .collect();
+        Ok(Response::new(CreditResponse { records }))
     }
 }
