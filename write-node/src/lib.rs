@@ -4,6 +4,7 @@
 pub mod api_error;
 pub mod codec;
 pub mod config;
+pub mod event_log;
 pub mod limits;
 mod logging;
 pub mod saga;
@@ -85,6 +86,7 @@ pub async fn run(
         config.partitions,
         config.peers.clone(),
     );
+    let event_log = event_log::EventLog::new(store.clone(), config.partitions, shutdown.clone());
     let peer = transport::PeerServer {
         node_id: config.node_id,
         partitions: config.partitions,
@@ -103,6 +105,7 @@ pub async fn run(
                 .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX),
         )
         .add_service(ClusterServiceServer::new(api))
+        .add_service(proto::v1::event_log_service_server::EventLogServiceServer::new(event_log))
         .add_service(
             PeerServiceServer::new(peer)
                 .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX * 4),

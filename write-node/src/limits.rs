@@ -77,3 +77,5 @@ pub const PARTITIONS_MAX: u32 = 256;
 pub const CREDIT_BATCH_MAX: usize = 4_096;
 /// Credits waiting for their batch, per target partition.
 pub const CREDIT_QUEUE_CAPACITY: usize = 65_536;
+/// Credit calls in flight at once towards one target partition.
+pub const CREDIT_BATCHES_IN_FLIGHT_MAX: usize = 4;

@@ -224,15 +224,23 @@ impl Saga {
     }
 }
 
-/// Sends the credits queued for partition `target` to its leader, one batched call at a time:
-/// while a call is in flight the next batch fills up, so the batch size follows the load.
+/// Sends the credits queued for partition `target` to its leader in batches, at most
+/// `CREDIT_BATCHES_IN_FLIGHT_MAX` calls at a time: while they are all in flight the queue
+/// fills up, so the batch size follows the load.
 async fn credit_batches(
     target: u32,
     mut queue: mpsc::Receiver<(TransferCommand, CreditReply)>,
     store: StoreHandle,
     clients: Arc<HashMap<u64, PeerServiceClient<Channel>>>,
 ) {
-    while let Some(first) = queue.recv().await {
+    let calls = Arc::new(Semaphore::new(limits::CREDIT_BATCHES_IN_FLIGHT_MAX));
+    loop {
+        let Ok(permit) = calls.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = queue.recv().await else {
+            return;
+        };
         let mut batch = vec![first];
         while batch.len() < limits::CREDIT_BATCH_MAX {
             match queue.try_recv() {
@@ -240,17 +248,21 @@ async fn credit_batches(
                 Err(_) => break,
             }
         }
-        let (transfers, replies): (Vec<TransferCommand>, Vec<CreditReply>) =
-            batch.into_iter().unzip();
         let leader = store.leaders().borrow()[target as usize];
-        let results = match clients.get(&leader) {
-            // The leader moved here or is unknown: the callers retry (locally, or later).
-            None => vec![Err(StoreError::NotLeader { leader_id: None }); transfers.len()],
-            Some(client) => remote_credits(client.clone(), leader, target, &transfers).await,
-        };
-        for (reply, result) in replies.into_iter().zip(results) {
-            let _ = reply.send(result);
-        }
+        let client = clients.get(&leader).cloned();
+        tokio::spawn(async move {
+            let (transfers, replies): (Vec<TransferCommand>, Vec<CreditReply>) =
+                batch.into_iter().unzip();
+            let results = match client {
+                // The leader moved here or is unknown: the callers retry (locally, or later).
+                None => vec![Err(StoreError::NotLeader { leader_id: None }); transfers.len()],
+                Some(client) => remote_credits(client, leader, target, &transfers).await,
+            };
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(result);
+            }
+            drop(permit);
+        });
     }
 }
 

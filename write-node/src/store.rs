@@ -289,7 +289,9 @@ fn open_partition(
 ) -> anyhow::Result<Partition> {
     let storage = PartitionStorage::open(db.clone(), id, voters)?;
     let applied_index = storage.applied_index();
+    let replay_started = std::time::Instant::now();
     let ledger = replay(db, id, applied_index)?;
+    let replay_ms = replay_started.elapsed().as_millis() as u64;
     let raft_config = raft::Config {
         id: config.node_id,
         election_tick: limits::ELECTION_TICKS,
@@ -316,6 +318,8 @@ fn open_partition(
         partition = id,
         applied_index,
         accounts = ledger.accounts_count(),
+        transfers = ledger.transfers_count(),
+        replay_ms,
         "partition opened"
     );
     Ok(Partition {
