@@ -4,6 +4,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "wallet/v1/wallet.proto",
         "wallet/v1/cluster.proto",
+        "wallet/v1/event_log.proto",
+        "wallet/v1/query.proto",
         "wallet/internal/v1/peer.proto",
     ];
     for file in files {

@@ -37,6 +37,7 @@ mod backoff;
 mod client;
 mod config;
 mod error;
+mod query;
 
 pub use backoff::{ceiling as backoff_ceiling, full_jitter};
 pub use client::{
@@ -56,6 +57,10 @@ pub use error::{
 /// The generated `wallet.v1` messages the client's methods return, re-exported so callers
 /// need no direct dependency on the `proto` crate.
 pub use proto::v1 as pb;
+pub use query::{
+    BalanceAt, DEFAULT_READ_ENDPOINT, QUERY_CALL_TIMEOUT, QUERY_CONNECT_TIMEOUT, QueryClient,
+    WATCH_CLIENT_BUFFER, WATCH_RESUME_BACKOFF_MAX, WATCH_RESUME_BACKOFF_MIN,
+};
 /// The gRPC status code type used in [`Error`], re-exported for matching.
 pub use tonic::Code;
 /// The transaction id type, re-exported so callers can parse ids without depending on `uuid`.

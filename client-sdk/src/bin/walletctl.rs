@@ -6,12 +6,17 @@
 mod dev;
 #[path = "walletctl/output.rs"]
 mod output;
+#[path = "walletctl/read.rs"]
+mod read;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use wallet_client::{ClientConfig, Transfer, Uuid, WalletClient, new_transaction_id};
+use wallet_client::{
+    ClientConfig, DEFAULT_READ_ENDPOINT, QueryClient, Transfer, Uuid, WalletClient,
+    new_transaction_id,
+};
 
 use crate::output::Output;
 
@@ -45,6 +50,10 @@ struct Cli {
     )]
     endpoints: Vec<String>,
 
+    /// Read node for `balance`, `watch` and `history` (host:port or http://host:port).
+    #[arg(long, global = true, env = "WALLET_READ_ENDPOINT", default_value = DEFAULT_READ_ENDPOINT)]
+    read_endpoint: String,
+
     /// Machine-readable output: one JSON object per result (errors as JSON on stderr).
     #[arg(long, global = true)]
     json: bool,
@@ -63,8 +72,33 @@ enum Command {
     /// Inspect the cluster.
     #[command(subcommand)]
     Cluster(ClusterCommand),
-    /// Run a local three-node write cluster until Ctrl-C.
+    /// Run a local three-node write cluster and a read node until Ctrl-C.
     Dev(DevArgs),
+    /// An account's balance from the read node; with --token, once it reflects that write.
+    Balance {
+        /// Account id.
+        account: String,
+        /// Consistency token of a transfer (read-your-writes).
+        #[arg(long)]
+        token: Option<String>,
+    },
+    /// Print every balance change of the accounts as the read node pushes it, until Ctrl-C.
+    Watch {
+        /// Account ids.
+        #[arg(required = true)]
+        accounts: Vec<String>,
+    },
+    /// An account's balance changes, newest first, one page at a time.
+    History {
+        /// Account id.
+        account: String,
+        /// Entries per page (0 = the server's default).
+        #[arg(long, default_value_t = 20)]
+        page_size: u32,
+        /// `next_page_token` of the previous page.
+        #[arg(long)]
+        page_token: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -208,9 +242,31 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
     let Cli {
-        endpoints, command, ..
+        endpoints,
+        read_endpoint,
+        command,
+        ..
     } = cli;
     match command {
+        Command::Balance { account, token } => {
+            let query = QueryClient::connect([read_endpoint])?;
+            read::balance(&query, out, &account, token.as_deref()).await?;
+            Ok(())
+        }
+        Command::Watch { accounts } => {
+            let query = QueryClient::connect([read_endpoint])?;
+            read::watch(&query, out, accounts).await?;
+            Ok(())
+        }
+        Command::History {
+            account,
+            page_size,
+            page_token,
+        } => {
+            let query = QueryClient::connect([read_endpoint])?;
+            read::history(&query, out, &account, page_token.as_deref(), page_size).await?;
+            Ok(())
+        }
         Command::Dev(args) => {
             let config = dev::DevConfig {
                 data_dir: args.data_dir,
@@ -347,5 +403,21 @@ mod tests {
         ])
         .unwrap();
         assert!(cli.json);
+    }
+
+    #[test]
+    fn read_commands_parse() {
+        let cli =
+            Cli::try_parse_from(["walletctl", "balance", "alice", "--token", "v1.0.7"]).unwrap();
+        assert_eq!(cli.read_endpoint, DEFAULT_READ_ENDPOINT);
+        assert!(
+            matches!(cli.command, Command::Balance { token: Some(ref t), .. } if t == "v1.0.7")
+        );
+        let cli = Cli::try_parse_from(["walletctl", "--read-endpoint", "h:1", "watch", "a", "b"])
+            .unwrap();
+        assert_eq!(cli.read_endpoint, "h:1");
+        assert!(matches!(cli.command, Command::Watch { ref accounts } if accounts.len() == 2));
+        assert!(Cli::try_parse_from(["walletctl", "watch"]).is_err());
+        assert!(Cli::try_parse_from(["walletctl", "history", "alice"]).is_ok());
     }
 }

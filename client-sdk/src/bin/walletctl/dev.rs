@@ -1,5 +1,5 @@
-//! `walletctl dev`: a local cluster of three write nodes as child processes, for trying the
-//! ledger out and for manual testing. Data and logs live under one directory, so running
+//! `walletctl dev`: a local cluster of three write nodes and one read node as child
+//! processes, for trying the ledger out and for manual testing. Data and logs live under one directory, so running
 //! it again resumes the same ledger.
 
 use std::fs::OpenOptions;
@@ -24,6 +24,18 @@ const WRITE_NODE_BIN: &str = "wallet-write-node";
 
 /// Overrides where the write node binary is.
 const WRITE_NODE_BIN_ENV: &str = "WALLET_WRITE_NODE_BIN";
+
+/// Name of the read node binary, looked up next to `walletctl` like the write node's.
+const READ_NODE_BIN: &str = "wallet-read-node";
+
+/// Overrides where the read node binary is.
+const READ_NODE_BIN_ENV: &str = "WALLET_READ_NODE_BIN";
+
+/// Where the read node listens (`walletctl --read-endpoint`'s default).
+const READ_LISTEN: &str = wallet_client::DEFAULT_READ_ENDPOINT;
+
+/// The health service name the read node reports readiness under.
+const QUERY_SERVICE_NAME: &str = "wallet.v1.QueryService";
 
 /// Number of write nodes: the smallest Raft group that survives a node failure.
 const WRITE_NODES: u64 = 3;
@@ -55,11 +67,14 @@ pub struct DevConfig {
     pub partitions: u32,
 }
 
-/// What kind of process a child is. Only write nodes exist today; a read node
-/// (127.0.0.1:50061, following the write nodes) is expected to join this list later.
+/// What kind of process a child is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
-    Write { node_id: u64 },
+    Write {
+        node_id: u64,
+    },
+    /// Follows the write nodes' event log and serves the QueryService.
+    Read,
 }
 
 /// Everything needed to start, watch and describe one child process.
@@ -91,8 +106,9 @@ enum StopCause {
 /// Starts the cluster, waits until it is ready, then until Ctrl-C / SIGTERM or a node dies;
 /// always stops every node it started before returning.
 pub async fn run(config: DevConfig, out: &Output) -> anyhow::Result<()> {
-    let write_bin = write_node_binary()?;
-    let specs = child_specs(&config, &write_bin);
+    let write_bin = sibling_binary(WRITE_NODE_BIN, WRITE_NODE_BIN_ENV, "write-node")?;
+    let read_bin = sibling_binary(READ_NODE_BIN, READ_NODE_BIN_ENV, "read-node")?;
+    let specs = child_specs(&config, &write_bin, &read_bin);
     for spec in &specs {
         ensure_port_free(&spec.listen)?;
     }
@@ -166,14 +182,17 @@ pub async fn run(config: DevConfig, out: &Output) -> anyhow::Result<()> {
     }
 }
 
-/// The processes of a dev cluster. This is the seam for more kinds of nodes: a read node
-/// on 127.0.0.1:50061 would be one more entry here with its own `Role`.
-fn child_specs(config: &DevConfig, write_bin: &Path) -> Vec<ChildSpec> {
+/// The processes of a dev cluster: the write nodes, then the read node following them.
+fn child_specs(config: &DevConfig, write_bin: &Path, read_bin: &Path) -> Vec<ChildSpec> {
     let peers = (1..=WRITE_NODES)
         .map(|i| format!("{i}={}", write_listen(i)))
         .collect::<Vec<_>>()
         .join(",");
-    (1..=WRITE_NODES)
+    let write_nodes = (1..=WRITE_NODES)
+        .map(write_listen)
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut specs: Vec<ChildSpec> = (1..=WRITE_NODES)
         .map(|node_id| {
             let name = format!("node-{node_id}");
             let listen = write_listen(node_id);
@@ -198,30 +217,47 @@ fn child_specs(config: &DevConfig, write_bin: &Path) -> Vec<ChildSpec> {
                 name,
             }
         })
-        .collect()
+        .collect();
+    let name = "read-node".to_owned();
+    specs.push(ChildSpec {
+        role: Role::Read,
+        program: read_bin.to_path_buf(),
+        args: vec![
+            "--listen".into(),
+            READ_LISTEN.into(),
+            "--write-nodes".into(),
+            write_nodes,
+            "--data-dir".into(),
+            config.data_dir.join(&name).display().to_string(),
+        ],
+        log: config.data_dir.join(format!("{name}.log")),
+        listen: READ_LISTEN.into(),
+        name,
+    });
+    specs
 }
 
 fn write_listen(node_id: u64) -> String {
     format!("127.0.0.1:{}", WRITE_PORT_BASE + node_id)
 }
 
-/// `$WALLET_WRITE_NODE_BIN`, else `wallet-write-node` beside this executable (where cargo
-/// puts both binaries).
-fn write_node_binary() -> anyhow::Result<PathBuf> {
-    let path = match std::env::var_os(WRITE_NODE_BIN_ENV) {
+/// `$<env>`, else the binary `name` beside this executable (where cargo puts all of the
+/// workspace's binaries).
+fn sibling_binary(name: &str, env: &str, package: &str) -> anyhow::Result<PathBuf> {
+    let path = match std::env::var_os(env) {
         Some(path) => PathBuf::from(path),
         None => {
             let exe = std::env::current_exe().context("locating walletctl's own executable")?;
             let dir = exe
                 .parent()
                 .context("walletctl's executable has no parent directory")?;
-            dir.join(WRITE_NODE_BIN)
+            dir.join(name)
         }
     };
     if !path.is_file() {
         bail!(
-            "write node binary not found at {} (build it with `cargo build -p write-node`, \
-             or point {WRITE_NODE_BIN_ENV} at it)",
+            "{name} not found at {} (build it with `cargo build -p {package}`, or point {env} \
+             at it)",
             path.display()
         );
     }
@@ -285,7 +321,12 @@ async fn wait_ready(running: &mut [Running]) -> anyhow::Result<()> {
                 );
             }
             if !ready[i] {
-                ready[i] = matches!(client.health(&node.spec.listen).await, Ok(true));
+                ready[i] = match node.spec.role {
+                    Role::Write { .. } => {
+                        matches!(client.health(&node.spec.listen).await, Ok(true))
+                    }
+                    Role::Read => read_node_serving(&node.spec.listen).await,
+                };
             }
         }
         if ready.iter().all(|r| *r) {
@@ -308,15 +349,42 @@ async fn wait_ready(running: &mut [Running]) -> anyhow::Result<()> {
     }
 }
 
+/// Whether the read node at `listen` reports its QueryService as SERVING.
+async fn read_node_serving(listen: &str) -> bool {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{listen}")) else {
+        return false;
+    };
+    let Ok(channel) = endpoint
+        .connect_timeout(HEALTH_PROBE_TIMEOUT)
+        .connect()
+        .await
+    else {
+        return false;
+    };
+    let mut request = tonic::Request::new(HealthCheckRequest {
+        service: QUERY_SERVICE_NAME.into(),
+    });
+    request.set_timeout(HEALTH_PROBE_TIMEOUT);
+    matches!(
+        HealthClient::new(channel).check(request).await,
+        Ok(response) if response.get_ref().status == ServingStatus::Serving as i32
+    )
+}
+
 fn announce(config: &DevConfig, running: &[Running], out: &Output) {
     if out.is_json() {
         let nodes: Vec<_> = running
             .iter()
             .map(|r| {
-                let Role::Write { node_id } = r.spec.role;
+                let (role, node_id) = match r.spec.role {
+                    Role::Write { node_id } => ("write", Some(node_id)),
+                    Role::Read => ("read", None),
+                };
                 json!({
                     "node_id": node_id,
-                    "role": "write",
+                    "role": role,
                     "endpoint": r.spec.listen,
                     "log": r.spec.log.display().to_string(),
                     "pid": r.child.id(),
@@ -332,8 +400,8 @@ fn announce(config: &DevConfig, running: &[Running], out: &Output) {
         return;
     }
     println!(
-        "wallet dev cluster ready: {} write nodes, {} partition(s), data in {}",
-        running.len(),
+        "wallet dev cluster ready: {} write nodes and a read node, {} partition(s), data in {}",
+        WRITE_NODES,
         config.partitions,
         config.data_dir.display()
     );
@@ -351,6 +419,9 @@ fn announce(config: &DevConfig, running: &[Running], out: &Output) {
     println!("  walletctl account open alice --currency USD");
     println!("  walletctl transfer --from issuer --to alice --amount 12.34 --currency USD");
     println!("  walletctl account get alice");
+    println!("  walletctl balance alice          # from the read node ({READ_LISTEN})");
+    println!("  walletctl watch alice            # pushed updates until Ctrl-C");
+    println!("  walletctl history alice");
     println!("  walletctl cluster status");
     println!();
     println!("Ctrl-C stops the cluster; `walletctl dev` on the same --data-dir resumes it.");
@@ -420,8 +491,26 @@ mod tests {
             data_dir: PathBuf::from("/tmp/dev"),
             partitions: 4,
         };
-        let specs = child_specs(&config, Path::new("/bin/wallet-write-node"));
-        assert_eq!(specs.len(), 3);
+        let specs = child_specs(
+            &config,
+            Path::new("/bin/wallet-write-node"),
+            Path::new("/bin/wallet-read-node"),
+        );
+        assert_eq!(specs.len(), 4);
+        let read = &specs[3];
+        assert_eq!(read.role, Role::Read);
+        assert_eq!(read.listen, "127.0.0.1:50061");
+        assert_eq!(
+            read.args,
+            [
+                "--listen",
+                "127.0.0.1:50061",
+                "--write-nodes",
+                "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053",
+                "--data-dir",
+                "/tmp/dev/read-node",
+            ]
+        );
         let second = &specs[1];
         assert_eq!(second.listen, "127.0.0.1:50052");
         assert_eq!(second.log, PathBuf::from("/tmp/dev/node-2.log"));

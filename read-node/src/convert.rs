@@ -1,0 +1,175 @@
+//! Projection rows to `wallet.v1` messages, and the position token format.
+
+use ledger::{Currency, format_minor};
+use proto::v1 as pb;
+
+use crate::db::{BalanceRow, HistoryRow, TransferRow, TransferState};
+
+/// The write API's opaque position: `v1.<partition>.<index>`.
+pub fn token(partition: u32, index: u64) -> String {
+    format!("v1.{partition}.{index}")
+}
+
+/// The `(partition, index)` positions of a well-formed token: `v1.<p>.<i>`, or for a
+/// cross-partition transfer `v1.<p>.<i>.<p>.<i>` (every index >= 1).
+pub fn parse_token(text: &str) -> Option<Vec<(u32, u64)>> {
+    let parts: Vec<&str> = text.strip_prefix("v1.")?.split('.').collect();
+    if !parts.len().is_multiple_of(2) {
+        return None;
+    }
+    let digits = |part: &str| !part.is_empty() && part.bytes().all(|byte| byte.is_ascii_digit());
+    parts
+        .chunks(2)
+        .map(|pair| {
+            if !digits(pair[0]) || !digits(pair[1]) {
+                return None;
+            }
+            let index: u64 = pair[1].parse().ok()?;
+            (index >= 1).then_some((pair[0].parse().ok()?, index))
+        })
+        .collect()
+}
+
+/// Exact decimal text of an amount; the minor units as a fallback for a currency this build
+/// does not know (the write node validated it, so that means a newer ISO table there).
+pub fn decimal(minor: i128, currency: &str) -> String {
+    match Currency::parse(currency) {
+        Ok(currency) => format_minor(minor, currency),
+        Err(_) => minor.to_string(),
+    }
+}
+
+/// i64 for the `*_minor` wire fields; the decimal string next to it is always exact.
+pub fn saturating_i64(value: i128) -> i64 {
+    i64::try_from(value).unwrap_or(if value < 0 { i64::MIN } else { i64::MAX })
+}
+
+pub fn balance(row: &BalanceRow) -> pb::Balance {
+    pb::Balance {
+        account_id: row.account_id.clone(),
+        currency: row.currency.clone(),
+        allow_negative_balance: row.allow_negative_balance,
+        balance: decimal(row.balance_minor, &row.currency),
+        balance_minor: saturating_i64(row.balance_minor),
+        sequence: row.sequence,
+        partition: row.partition,
+        index: row.index,
+        timestamp_ms: row.timestamp_ms,
+    }
+}
+
+/// The account as it was right after `change` (a past state rebuilt from history).
+pub fn balance_after(row: &BalanceRow, change: &HistoryRow) -> pb::Balance {
+    pb::Balance {
+        balance: decimal(change.balance_after_minor, &row.currency),
+        balance_minor: saturating_i64(change.balance_after_minor),
+        sequence: change.sequence,
+        partition: change.partition,
+        index: change.index,
+        timestamp_ms: change.timestamp_ms,
+        ..balance(row)
+    }
+}
+
+/// The account as it was when opened, before any change.
+pub fn balance_opened(row: &BalanceRow) -> pb::Balance {
+    pb::Balance {
+        balance: decimal(0, &row.currency),
+        balance_minor: 0,
+        sequence: 0,
+        index: row.opened_index,
+        timestamp_ms: row.opened_timestamp_ms,
+        ..balance(row)
+    }
+}
+
+pub fn snapshot(row: &BalanceRow) -> pb::BalanceUpdate {
+    pb::BalanceUpdate {
+        snapshot: true,
+        position: token(row.partition, row.index),
+        balance: Some(balance(row)),
+        ..Default::default()
+    }
+}
+
+/// A change as pushed to watchers; `row` is only used for the account's fixed fields.
+pub fn change(row: &BalanceRow, change: &HistoryRow) -> pb::BalanceUpdate {
+    pb::BalanceUpdate {
+        snapshot: false,
+        balance: Some(balance_after(row, change)),
+        delta_minor: saturating_i64(change.delta_minor),
+        delta: decimal(change.delta_minor, &row.currency),
+        transaction_id: change.transaction_id.clone(),
+        counterparty: change.counterparty.clone(),
+        position: token(change.partition, change.index),
+    }
+}
+
+pub fn history_entry(row: &BalanceRow, change: &HistoryRow) -> pb::HistoryEntry {
+    pb::HistoryEntry {
+        sequence: change.sequence,
+        transaction_id: change.transaction_id.clone(),
+        delta_minor: saturating_i64(change.delta_minor),
+        delta: decimal(change.delta_minor, &row.currency),
+        balance_after_minor: saturating_i64(change.balance_after_minor),
+        balance_after: decimal(change.balance_after_minor, &row.currency),
+        counterparty: change.counterparty.clone(),
+        currency: row.currency.clone(),
+        position: token(change.partition, change.index),
+        timestamp_ms: change.timestamp_ms,
+    }
+}
+
+pub fn transfer_update(row: &TransferRow) -> pb::TransferUpdate {
+    let state = match row.state {
+        TransferState::InFlight => pb::TransferState::InFlight,
+        TransferState::Completed => pb::TransferState::Completed,
+        TransferState::Rejected => pb::TransferState::Rejected,
+    };
+    pb::TransferUpdate {
+        transaction_id: row.transaction_id.clone(),
+        from_account: row.from_account.clone(),
+        to_account: row.to_account.clone(),
+        amount: decimal(i128::from(row.amount_minor), &row.currency),
+        amount_minor: row.amount_minor,
+        currency: row.currency.clone(),
+        state: state as i32,
+        reject_reason: row.reject_reason.clone(),
+        version: row.version,
+        is_final: row.state.is_final(),
+        position: token(row.partition, row.index),
+        timestamp_ms: row.timestamp_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_junk_is_refused() {
+        assert_eq!(parse_token(&token(3, 42)), Some(vec![(3, 42)]));
+        assert_eq!(parse_token("v1.2.15.7.3"), Some(vec![(2, 15), (7, 3)]));
+        for junk in [
+            "v1.2.15.7",
+            "",
+            "v1.",
+            "v1.0",
+            "v1.0.0",
+            "v2.0.1",
+            "v1.-1.2",
+            "v1.0.+2",
+            "v1.0.1.2",
+            "v1.a.1",
+        ] {
+            assert_eq!(parse_token(junk), None, "{junk}");
+        }
+    }
+
+    #[test]
+    fn amounts_are_exact_decimals() {
+        assert_eq!(decimal(-1234, "USD"), "-12.34");
+        assert_eq!(decimal(5, "JPY"), "5");
+        assert_eq!(saturating_i64(i128::MAX), i64::MAX);
+    }
+}

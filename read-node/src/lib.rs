@@ -1,0 +1,104 @@
+//! The wallet read node: follows every partition's committed event log on the write nodes
+//! (`wallet.v1.EventLogService/Subscribe`), folds it into projections (balances, transfer
+//! states, per-account history) in RocksDB behind a moka cache, and serves
+//! `wallet.v1.QueryService`, including push streams. See ARCHITECTURE.md, "Read side".
+
+pub mod config;
+pub mod convert;
+pub mod db;
+pub mod error;
+pub mod fold;
+pub mod ingest;
+pub mod limits;
+pub mod projector;
+pub mod query;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use proto::v1::query_service_server::QueryServiceServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic_health::ServingStatus;
+
+pub use config::Config;
+
+/// The health service name the read node reports readiness under.
+pub const QUERY_SERVICE_NAME: &str = "wallet.v1.QueryService";
+
+/// Runs a read node on `listener` until `shutdown` is cancelled (or the fold fails).
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let uris = config.write_node_uris()?;
+    // The partition count is the cluster's; the projections are laid out for it.
+    let partitions = tokio::select! {
+        partitions = ingest::discover_partitions(&uris) => partitions,
+        () = shutdown.cancelled() => return Ok(()),
+    };
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let projection = Arc::new(projector::Projection::open(&config.data_dir, partitions)?);
+    let checkpoint = projection.positions().borrow().clone();
+    tracing::info!(
+        partitions,
+        ?checkpoint,
+        "projections open; resuming after the checkpoint"
+    );
+
+    let (blocks_tx, blocks_rx) = tokio::sync::mpsc::channel(limits::INGEST_QUEUE_BLOCKS);
+    let fold_thread = projector::start(projection.clone(), blocks_rx, shutdown.clone())?;
+    let followers = ingest::spawn(uris, checkpoint, blocks_tx, shutdown.clone());
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_service_status("", ServingStatus::Serving)
+        .await;
+    health_reporter
+        .set_service_status(QUERY_SERVICE_NAME, ServingStatus::Serving)
+        .await;
+
+    let api = query::QueryApi::new(projection, shutdown.clone());
+    let address = listener.local_addr()?;
+    tracing::info!(%address, partitions, "read node serving");
+    let serve = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(health_service)
+        .add_service(
+            QueryServiceServer::new(api).max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX),
+        )
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            shutdown.clone().cancelled_owned(),
+        );
+    // Watch streams end on shutdown by themselves; bound the drain anyway.
+    let grace = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(limits::SHUTDOWN_GRACE).await;
+    };
+    let served = tokio::select! {
+        result = serve => result.context("gRPC server"),
+        () = grace => {
+            tracing::warn!("shutdown grace period over; closing remaining streams");
+            Ok(())
+        }
+    };
+    shutdown.cancel();
+    for follower in followers {
+        let _ = follower.await;
+    }
+    // The followers held the only block senders: the fold drains what is queued and stops.
+    let folded = tokio::task::spawn_blocking(move || fold_thread.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("fold thread panicked"))?;
+    served?;
+    folded?;
+    tracing::info!("read node stopped");
+    Ok(())
+}

@@ -1,0 +1,49 @@
+//! Every queue, stream, page and wait of the read node has a named maximum here.
+
+use std::time::Duration;
+
+/// Concurrent client streams (WatchBalances + WatchTransfer) per read node. Beyond it a new
+/// watch is refused with RESOURCE_EXHAUSTED / TOO_MANY_WATCHERS.
+pub const WATCHERS_MAX: usize = 1_024;
+/// Accounts in one WatchBalances call; more is INVALID_ARGUMENT / TOO_MANY_ACCOUNTS.
+pub const WATCH_ACCOUNTS_MAX: usize = 1_000;
+/// Updates buffered per watcher between its task and its gRPC stream.
+pub const WATCH_BUFFER: usize = 256;
+/// Live updates the fold keeps for watchers (a bounded broadcast). A watcher that falls this
+/// far behind is cut off with ABORTED / WATCH_LAGGED and resumes from its last sequence.
+pub const UPDATES_BROADCAST_CAPACITY: usize = 16_384;
+/// ListTransfers page size when the request says 0.
+pub const PAGE_SIZE_DEFAULT: u32 = 50;
+/// Largest ListTransfers page; more is INVALID_ARGUMENT / PAGE_SIZE_TOO_LARGE.
+pub const PAGE_SIZE_MAX: u32 = 1_000;
+/// How long a read with a consistency token (or a past position) waits for the projection
+/// to reach it before UNAVAILABLE / CONSISTENCY_WAIT_TIMEOUT.
+pub const CONSISTENCY_WAIT_MAX: Duration = Duration::from_secs(5);
+/// How long WatchTransfer waits for an id the read node has not seen before NOT_FOUND.
+pub const WATCH_TRANSFER_UNKNOWN_WAIT: Duration = Duration::from_secs(60);
+/// History rows read per RocksDB multi-get when a watch replays missed changes.
+pub const REPLAY_CHUNK_ROWS: u64 = 256;
+/// Event blocks queued between the per-partition subscriptions and the fold thread. A full
+/// queue back-pressures the subscription streams, so the write nodes see a slow reader, not
+/// unbounded memory here.
+pub const INGEST_QUEUE_BLOCKS: usize = 256;
+/// Balances kept in the moka cache in front of RocksDB.
+pub const BALANCE_CACHE_ENTRIES: u64 = 100_000;
+/// Largest message accepted from a write node's Subscribe stream (one raft entry's events).
+pub const SUBSCRIBE_MESSAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Largest request the read node accepts.
+pub const GRPC_MESSAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Backoff between attempts to reach a write node (subscription failover, discovery).
+pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(100);
+pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Connect and unary-call timeout towards write nodes.
+pub const WRITE_NODE_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// A subscription silent for this long while another write node reports a higher applied
+/// index for the partition is abandoned for that node (e.g. its source is cut off from the
+/// leader and stopped applying, without the TCP connection breaking).
+pub const SUBSCRIPTION_STALL: Duration = Duration::from_secs(3);
+/// How long in-flight calls get to finish once shutdown starts.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+const _: () = assert!(PAGE_SIZE_DEFAULT <= PAGE_SIZE_MAX);
+const _: () = assert!(RECONNECT_BACKOFF_MIN.as_millis() <= RECONNECT_BACKOFF_MAX.as_millis());

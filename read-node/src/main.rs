@@ -1,0 +1,106 @@
+//! `wallet-read-node`: parses configuration, installs logging, runs the node.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use read_node::Config;
+use tokio_util::sync::CancellationToken;
+
+/// A wallet read node. Settings come from an optional TOML file (`--config`); flags and their
+/// environment variables override it.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// TOML file with the fields of the read node configuration (see README).
+    #[arg(long, env = "WALLET_READ_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:50061.
+    #[arg(long, env = "WALLET_READ_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Write nodes to follow: HOST:PORT,HOST:PORT,...
+    #[arg(long, env = "WALLET_WRITE_NODES")]
+    write_nodes: Option<String>,
+    /// RocksDB data directory of the projections.
+    #[arg(long, env = "WALLET_READ_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "WALLET_LOG_JSON")]
+    log_json: bool,
+}
+
+fn load_config(args: &Args) -> anyhow::Result<Config> {
+    let mut table = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            text.parse::<toml::Table>()
+                .with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => toml::Table::new(),
+    };
+    if let Some(listen) = args.listen {
+        table.insert("listen".into(), toml::Value::String(listen.to_string()));
+    }
+    if let Some(write_nodes) = &args.write_nodes {
+        table.insert(
+            "write_nodes".into(),
+            toml::Value::Array(
+                Config::parse_write_nodes(write_nodes)
+                    .into_iter()
+                    .map(toml::Value::String)
+                    .collect(),
+            ),
+        );
+    }
+    if let Some(data_dir) = &args.data_dir {
+        table.insert(
+            "data_dir".into(),
+            toml::Value::String(data_dir.display().to_string()),
+        );
+    }
+    let config: Config = table.try_into().context("invalid configuration")?;
+    config.validate()?;
+    Ok(config)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,h2=warn,tower=warn"));
+    if args.log_json {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(false)
+            .init();
+    }
+    let config = load_config(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let shutdown = CancellationToken::new();
+        let signals = shutdown.clone();
+        tokio::spawn(async move {
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("installing the SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            tracing::info!("stopping");
+            signals.cancel();
+        });
+        read_node::run(config, listener, shutdown).await
+    })
+}

@@ -1,0 +1,576 @@
+//! `wallet.v1.QueryService`: reads and watches over the projections.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use proto::v1 as pb;
+use proto::v1::query_service_server::QueryService;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Request, Response, Status};
+
+use crate::convert::{self, parse_token, token};
+use crate::db::{BalanceRow, HistoryRow};
+use crate::error::ApiError;
+use crate::limits;
+use crate::projector::{Projection, Update};
+
+/// The page token format: `h1.<sequence>`, the newest sequence the page starts at.
+const PAGE_TOKEN_PREFIX: &str = "h1.";
+
+/// The QueryService of one read node. Cheap to clone.
+#[derive(Clone)]
+pub struct QueryApi {
+    projection: Arc<Projection>,
+    watchers: Arc<Semaphore>,
+    shutdown: CancellationToken,
+}
+
+impl QueryApi {
+    pub fn new(projection: Arc<Projection>, shutdown: CancellationToken) -> QueryApi {
+        QueryApi {
+            projection,
+            watchers: Arc::new(Semaphore::new(limits::WATCHERS_MAX)),
+            shutdown,
+        }
+    }
+
+    fn watcher_permit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.watchers.clone().try_acquire_owned().map_err(|_| {
+            ApiError::new(
+                Code::ResourceExhausted,
+                "TOO_MANY_WATCHERS",
+                format!(
+                    "this read node already serves {} watch streams; retry later or use another read node",
+                    limits::WATCHERS_MAX
+                ),
+            )
+            .retry_after(std::time::Duration::from_secs(1))
+        })
+    }
+
+    fn account(&self, account_id: &str) -> Result<Arc<BalanceRow>, ApiError> {
+        self.projection
+            .balance(account_id)
+            .map_err(|error| ApiError::internal(&error))?
+            .ok_or_else(|| ApiError::account_not_found(account_id))
+    }
+
+    /// Waits (bounded) until the projection has applied `index` of `partition`.
+    async fn wait_applied(
+        &self,
+        partition: u32,
+        index: u64,
+        field: &'static str,
+    ) -> Result<(), ApiError> {
+        if partition >= self.projection.partitions() {
+            return Err(ApiError::invalid(
+                field,
+                "INVALID_CONSISTENCY_TOKEN",
+                format!(
+                    "{field} names partition {partition}, but the cluster has {}",
+                    self.projection.partitions()
+                ),
+            ));
+        }
+        let mut positions = self.projection.positions();
+        let reached = positions.wait_for(|positions| positions[partition as usize] >= index);
+        match tokio::time::timeout(limits::CONSISTENCY_WAIT_MAX, reached).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(ApiError::shutting_down()),
+            Err(_) => Err(ApiError::new(
+                Code::Unavailable,
+                "CONSISTENCY_WAIT_TIMEOUT",
+                format!(
+                    "this read node has not applied {} within {:?} (it is at {}); retry, or read from another read node",
+                    token(partition, index),
+                    limits::CONSISTENCY_WAIT_MAX,
+                    token(partition, self.projection.positions().borrow()[partition as usize]),
+                ),
+            )
+            .retry_after(std::time::Duration::from_millis(200))),
+        }
+    }
+}
+
+fn validate_account(field: &'static str, account_id: &str) -> Result<(), ApiError> {
+    ledger::validate_account_id(account_id)
+        .map_err(|error| ApiError::invalid(field, error.reason(), format!("{field}: {error}")))
+}
+
+fn parse_position(
+    field: &'static str,
+    reason: &'static str,
+    text: &str,
+) -> Result<Vec<(u32, u64)>, ApiError> {
+    parse_token(text).ok_or_else(|| {
+        ApiError::invalid(
+            field,
+            reason,
+            format!("{field} {text:?} is not a position token (v1.<partition>.<index>, as returned by the write API)"),
+        )
+    })
+}
+
+type Stream<T> = ReceiverStream<Result<T, Status>>;
+
+#[tonic::async_trait]
+impl QueryService for QueryApi {
+    type WatchBalancesStream = Stream<pb::BalanceUpdate>;
+    type WatchTransferStream = Stream<pb::TransferUpdate>;
+
+    #[tracing::instrument(skip_all, fields(account_id = %request.get_ref().account_id))]
+    async fn get_balance(
+        &self,
+        request: Request<pb::GetBalanceRequest>,
+    ) -> Result<Response<pb::GetBalanceResponse>, Status> {
+        let request = request.into_inner();
+        validate_account("account_id", &request.account_id)?;
+        if !request.consistency_token.is_empty() {
+            let positions = parse_position(
+                "consistency_token",
+                "INVALID_CONSISTENCY_TOKEN",
+                &request.consistency_token,
+            )?;
+            // A cross-partition transfer's token names both partitions' positions.
+            for (partition, index) in positions {
+                self.wait_applied(partition, index, "consistency_token")
+                    .await?;
+            }
+        }
+        let row = self.account(&request.account_id)?;
+        let applied = self.projection.positions().borrow()[row.partition as usize];
+        Ok(Response::new(pb::GetBalanceResponse {
+            balance: Some(convert::balance(&row)),
+            position: token(row.partition, applied),
+        }))
+    }
+
+    async fn watch_balances(
+        &self,
+        request: Request<pb::WatchBalancesRequest>,
+    ) -> Result<Response<Self::WatchBalancesStream>, Status> {
+        let request = request.into_inner();
+        if request.account_ids.is_empty() {
+            return Err(ApiError::invalid(
+                "account_ids",
+                "INVALID_ACCOUNT_ID",
+                "name at least one account to watch",
+            )
+            .into());
+        }
+        let mut accounts: Vec<String> = Vec::new();
+        for account_id in request.account_ids {
+            validate_account("account_ids", &account_id)?;
+            if !accounts.contains(&account_id) {
+                accounts.push(account_id);
+            }
+            if accounts.len() > limits::WATCH_ACCOUNTS_MAX {
+                return Err(ApiError::invalid(
+                    "account_ids",
+                    "TOO_MANY_ACCOUNTS",
+                    format!(
+                        "at most {} accounts per watch; split them over several watches",
+                        limits::WATCH_ACCOUNTS_MAX
+                    ),
+                )
+                .into());
+            }
+        }
+        let permit = self.watcher_permit()?;
+        // Subscribe before reading the current rows: every change after what we read arrives
+        // on this receiver, so the switch from snapshot/replay to live has no gap.
+        let live = self.projection.subscribe_updates();
+        let mut start = Vec::with_capacity(accounts.len());
+        for account_id in accounts {
+            let row = self.account(&account_id)?;
+            let resume = request.resume_after_sequence.get(&account_id).copied();
+            start.push((row, resume));
+        }
+        let (tx, rx) = mpsc::channel(limits::WATCH_BUFFER);
+        let watcher = BalanceWatcher {
+            projection: self.projection.clone(),
+            tx,
+            last: HashMap::new(),
+        };
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            watcher.run(start, live, shutdown).await;
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn watch_transfer(
+        &self,
+        request: Request<pb::WatchTransferRequest>,
+    ) -> Result<Response<Self::WatchTransferStream>, Status> {
+        let transaction_id = ledger::parse_transaction_id(&request.get_ref().transaction_id)
+            .map_err(|error| {
+                ApiError::invalid(
+                    "transaction_id",
+                    error.reason(),
+                    format!("transaction_id: {error}"),
+                )
+            })?
+            .hyphenated()
+            .to_string();
+        let permit = self.watcher_permit()?;
+        let mut live = self.projection.subscribe_updates();
+        let current = self
+            .projection
+            .db()
+            .transfer(&transaction_id)
+            .map_err(|error| ApiError::internal(&error))?;
+        let (tx, rx) = mpsc::channel(limits::WATCH_BUFFER);
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut version = 0;
+            if let Some(row) = current {
+                version = row.version;
+                let update = convert::transfer_update(&row);
+                if tx.send(Ok(update)).await.is_err() || row.state.is_final() {
+                    return;
+                }
+            }
+            let deadline = tokio::time::sleep(limits::WATCH_TRANSFER_UNKNOWN_WAIT);
+            tokio::pin!(deadline);
+            loop {
+                let received = tokio::select! {
+                    received = live.recv() => received,
+                    () = &mut deadline, if version == 0 => {
+                        let _ = tx.send(Err(ApiError::new(
+                            Code::NotFound,
+                            "TRANSFER_NOT_FOUND",
+                            format!("transfer {transaction_id} did not appear within {:?}", limits::WATCH_TRANSFER_UNKNOWN_WAIT),
+                        ).into())).await;
+                        return;
+                    }
+                    () = tx.closed() => return,
+                    () = shutdown.cancelled() => {
+                        let _ = tx.send(Err(ApiError::shutting_down().into())).await;
+                        return;
+                    }
+                };
+                match received {
+                    Ok(Update::Transfer(update))
+                        if update.transaction_id == transaction_id && update.version > version =>
+                    {
+                        version = update.version;
+                        if tx.send(Ok((*update).clone())).await.is_err() || update.is_final {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let _ = tx.send(Err(lagged())).await;
+                        return;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        let _ = tx.send(Err(ApiError::shutting_down().into())).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    #[tracing::instrument(skip_all, fields(account_id = %request.get_ref().account_id))]
+    async fn list_transfers(
+        &self,
+        request: Request<pb::ListTransfersRequest>,
+    ) -> Result<Response<pb::ListTransfersResponse>, Status> {
+        let request = request.into_inner();
+        validate_account("account_id", &request.account_id)?;
+        let page_size = match request.page_size {
+            0 => limits::PAGE_SIZE_DEFAULT,
+            size if size > limits::PAGE_SIZE_MAX => {
+                return Err(ApiError::invalid(
+                    "page_size",
+                    "PAGE_SIZE_TOO_LARGE",
+                    format!(
+                        "page_size {size} is above the maximum {}",
+                        limits::PAGE_SIZE_MAX
+                    ),
+                )
+                .into());
+            }
+            size => size,
+        };
+        let start_after_token = if request.page_token.is_empty() {
+            None
+        } else {
+            let sequence = request
+                .page_token
+                .strip_prefix(PAGE_TOKEN_PREFIX)
+                .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|digits| digits.parse::<u64>().ok())
+                .filter(|sequence| *sequence >= 1)
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "page_token",
+                        "INVALID_PAGE_TOKEN",
+                        "page_token is not one this service returned",
+                    )
+                })?;
+            Some(sequence)
+        };
+        let row = self.account(&request.account_id)?;
+        let newest = start_after_token.map_or(row.sequence, |token| token.min(row.sequence));
+        let oldest = newest.saturating_sub(u64::from(page_size) - 1).max(1);
+        let entries = if newest == 0 {
+            Vec::new()
+        } else {
+            self.projection
+                .db()
+                .history_rows(&row.account_id, (oldest..=newest).rev())
+                .map_err(|error| ApiError::internal(&error))?
+        };
+        Ok(Response::new(pb::ListTransfersResponse {
+            entries: entries
+                .iter()
+                .map(|change| convert::history_entry(&row, change))
+                .collect(),
+            next_page_token: if oldest > 1 {
+                format!("{PAGE_TOKEN_PREFIX}{}", oldest - 1)
+            } else {
+                String::new()
+            },
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(account_id = %request.get_ref().account_id))]
+    async fn get_balance_at(
+        &self,
+        request: Request<pb::GetBalanceAtRequest>,
+    ) -> Result<Response<pb::GetBalanceAtResponse>, Status> {
+        use pb::get_balance_at_request::Point;
+        let request = request.into_inner();
+        validate_account("account_id", &request.account_id)?;
+        let point = request.point.ok_or_else(|| {
+            ApiError::invalid(
+                "point",
+                "MISSING_POINT",
+                "name a position or a timestamp_ms",
+            )
+        })?;
+        let (row, position_index) = match &point {
+            Point::Position(text) => {
+                let positions = parse_position("position", "INVALID_POSITION", text)?;
+                for &(partition, index) in &positions {
+                    self.wait_applied(partition, index, "position").await?;
+                }
+                let row = self.account(&request.account_id)?;
+                // A cross-partition token names two partitions: use the account's.
+                let Some(&(_, index)) = positions
+                    .iter()
+                    .find(|(partition, _)| *partition == row.partition)
+                else {
+                    return Err(ApiError::invalid(
+                        "position",
+                        "POSITION_PARTITION_MISMATCH",
+                        format!(
+                            "position {text} names no position in partition {}, where account {:?} lives",
+                            row.partition, row.account_id
+                        ),
+                    )
+                    .into());
+                };
+                (row, index)
+            }
+            Point::TimestampMs(_) => (self.account(&request.account_id)?, 0),
+        };
+        // Positions and timestamps only grow with an account's sequence, so a binary search
+        // over the history rows finds the last change at or before the point.
+        let (opened_by_point, at_or_before): (bool, &dyn Fn(&HistoryRow) -> bool) = match &point {
+            Point::Position(_) => {
+                let index = position_index;
+                (row.opened_index <= index, &move |change: &HistoryRow| {
+                    change.index <= index
+                })
+            }
+            Point::TimestampMs(at) => {
+                let at = *at;
+                (
+                    row.opened_timestamp_ms <= at,
+                    &move |change: &HistoryRow| change.timestamp_ms <= at,
+                )
+            }
+        };
+        if !opened_by_point {
+            return Err(ApiError::new(
+                Code::NotFound,
+                "ACCOUNT_NOT_FOUND",
+                format!(
+                    "account {:?} was not open yet at that point",
+                    row.account_id
+                ),
+            )
+            .into());
+        }
+        let mut best = None;
+        let (mut low, mut high) = (1, row.sequence);
+        while low <= high {
+            let middle = low + (high - low) / 2;
+            let change = self
+                .projection
+                .db()
+                .history(&row.account_id, middle)
+                .map_err(|error| ApiError::internal(&error))?
+                .ok_or_else(|| {
+                    ApiError::internal(&anyhow::anyhow!(
+                        "history row {middle} of {:?} is missing",
+                        row.account_id
+                    ))
+                })?;
+            if at_or_before(&change) {
+                best = Some(change);
+                low = middle + 1;
+            } else {
+                high = middle - 1;
+            }
+        }
+        let balance = match best {
+            Some(change) => convert::balance_after(&row, &change),
+            None => convert::balance_opened(&row),
+        };
+        Ok(Response::new(pb::GetBalanceAtResponse {
+            balance: Some(balance),
+        }))
+    }
+}
+
+fn lagged() -> Status {
+    ApiError::new(
+        Code::Aborted,
+        "WATCH_LAGGED",
+        format!(
+            "this watch fell more than {} updates behind the live feed and was cut off; \
+             resume with resume_after_sequence set to the last sequence received per account",
+            limits::UPDATES_BROADCAST_CAPACITY
+        ),
+    )
+    .into()
+}
+
+/// One WatchBalances stream.
+struct BalanceWatcher {
+    projection: Arc<Projection>,
+    tx: mpsc::Sender<Result<pb::BalanceUpdate, Status>>,
+    /// Last sequence sent (or known to the client) per watched account.
+    last: HashMap<String, u64>,
+}
+
+impl BalanceWatcher {
+    async fn run(
+        mut self,
+        start: Vec<(Arc<BalanceRow>, Option<u64>)>,
+        mut live: broadcast::Receiver<Update>,
+        shutdown: CancellationToken,
+    ) {
+        for (row, resume) in start {
+            let sent = match resume {
+                None => {
+                    self.last.insert(row.account_id.clone(), row.sequence);
+                    self.tx.send(Ok(convert::snapshot(&row))).await.is_ok()
+                }
+                Some(after) => {
+                    // The client has everything up to `after`; a client ahead of this node
+                    // (resuming on a node that is behind) just waits for the live feed.
+                    self.last.insert(row.account_id.clone(), after);
+                    self.replay(&row, row.sequence).await
+                }
+            };
+            if !sent {
+                return;
+            }
+        }
+        loop {
+            let received = tokio::select! {
+                received = live.recv() => received,
+                () = self.tx.closed() => return,
+                () = shutdown.cancelled() => {
+                    let _ = self.tx.send(Err(ApiError::shutting_down().into())).await;
+                    return;
+                }
+            };
+            let update = match received {
+                Ok(Update::Balance(update)) => update,
+                Ok(Update::Transfer(_)) => continue,
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let _ = self.tx.send(Err(lagged())).await;
+                    return;
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    let _ = self.tx.send(Err(ApiError::shutting_down().into())).await;
+                    return;
+                }
+            };
+            let Some(balance) = &update.balance else {
+                continue;
+            };
+            let Some(&last) = self.last.get(&balance.account_id) else {
+                continue;
+            };
+            if balance.sequence <= last {
+                // Already covered by the snapshot or the replay.
+                continue;
+            }
+            if balance.sequence > last + 1 {
+                // Never expected (we subscribed before reading), but a gap is worse than a
+                // few reads: fill it from history.
+                let row = match self.projection.balance(&balance.account_id) {
+                    Ok(Some(row)) => row,
+                    _ => {
+                        let _ = self.tx.send(Err(lagged())).await;
+                        return;
+                    }
+                };
+                if !self.replay(&row, balance.sequence - 1).await {
+                    return;
+                }
+            }
+            self.last
+                .insert(balance.account_id.clone(), balance.sequence);
+            if self.tx.send(Ok((*update).clone())).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Sends the account's history rows after `self.last[account]` up to `until`, in chunks
+    /// read from RocksDB. False when the stream is gone.
+    async fn replay(&mut self, row: &BalanceRow, until: u64) -> bool {
+        let mut next = self.last[&row.account_id] + 1;
+        while next <= until {
+            let end = (next + limits::REPLAY_CHUNK_ROWS - 1).min(until);
+            let changes = match self
+                .projection
+                .db()
+                .history_rows(&row.account_id, next..=end)
+            {
+                Ok(changes) => changes,
+                Err(error) => {
+                    let _ = self.tx.send(Err(ApiError::internal(&error).into())).await;
+                    return false;
+                }
+            };
+            for change in &changes {
+                if self
+                    .tx
+                    .send(Ok(convert::change(row, change)))
+                    .await
+                    .is_err()
+                {
+                    return false;
+                }
+                self.last.insert(row.account_id.clone(), change.sequence);
+            }
+            next = end + 1;
+        }
+        true
+    }
+}
