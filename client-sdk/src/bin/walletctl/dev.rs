@@ -3,7 +3,7 @@
 //! it again resumes the same ledger.
 
 use std::fs::OpenOptions;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -115,6 +115,9 @@ pub async fn run(config: DevConfig, out: &Output) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    // A closed terminal (SIGHUP) must stop the nodes too: they run in their own process
+    // group, so nothing else would.
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
 
     let mut running: Vec<Running> = Vec::with_capacity(specs.len());
     for spec in specs {
@@ -131,11 +134,16 @@ pub async fn run(config: DevConfig, out: &Output) -> anyhow::Result<()> {
         result = wait_ready(&mut running) => result.map(|()| None),
         _ = tokio::signal::ctrl_c() => Ok(Some("Ctrl-C")),
         _ = sigterm.recv() => Ok(Some("SIGTERM")),
+        _ = sighup.recv() => Ok(Some("SIGHUP")),
     };
     match ready {
         Ok(None) => {}
         Ok(Some(signal)) => {
-            eprintln!("{signal} received while starting: stopping the nodes");
+            // The terminal may be gone (SIGHUP): a failed write must not stop the shutdown.
+            let _ = writeln!(
+                std::io::stderr(),
+                "{signal} received while starting: stopping the nodes"
+            );
             stop_all(&mut running).await;
             return Ok(());
         }
@@ -153,12 +161,13 @@ pub async fn run(config: DevConfig, out: &Output) -> anyhow::Result<()> {
             (status, index, _) = exits => StopCause::ChildExited { index, status },
             _ = tokio::signal::ctrl_c() => StopCause::Signal("Ctrl-C"),
             _ = sigterm.recv() => StopCause::Signal("SIGTERM"),
+            _ = sighup.recv() => StopCause::Signal("SIGHUP"),
         }
     };
     match cause {
         StopCause::Signal(signal) => {
             if !out.is_json() {
-                eprintln!("{signal} received: stopping the nodes");
+                let _ = writeln!(std::io::stderr(), "{signal} received: stopping the nodes");
             }
             stop_all(&mut running).await;
             if out.is_json() {
