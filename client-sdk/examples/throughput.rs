@@ -97,7 +97,7 @@ async fn main() -> anyhow::Result<()> {
         .to_vec();
     let client = WalletClient::connect(ClientConfig::new(endpoints.clone())).await?;
     let partitions = client
-        .cluster_status()
+        .cluster_status(false)
         .await
         .into_iter()
         .find_map(|(_, status)| status.ok())
@@ -146,7 +146,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Phase 2: one SubmitTransfers stream per partition, to that partition's leader, carrying
     // transfers whose source account is in that partition.
-    let statuses = client.cluster_status().await;
+    let statuses = client.cluster_status(false).await;
     let mut leader_of = vec![String::new(); partitions as usize];
     for (endpoint, status) in &statuses {
         if let Ok(status) = status {

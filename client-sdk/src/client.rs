@@ -260,14 +260,23 @@ impl WalletClient {
     /// Asks every configured node, concurrently and without retries, what it knows about
     /// the cluster. Each node answers for itself, so an unreachable one shows up as an error
     /// next to the others' answers.
-    pub async fn cluster_status(&self) -> Vec<(String, Result<GetClusterStatusResponse, Error>)> {
+    ///
+    /// `include_state_digest` also asks each node to hash every partition's state, which takes
+    /// time proportional to the state on the node's raft thread: use it to compare replicas,
+    /// not for routine polling.
+    pub async fn cluster_status(
+        &self,
+        include_state_digest: bool,
+    ) -> Vec<(String, Result<GetClusterStatusResponse, Error>)> {
         let timeout = self.inner.config.call_timeout;
         let calls = self.inner.targets.iter().map(|target| async move {
             let channel = match self.channel(&target.uri) {
                 Ok(channel) => channel,
                 Err(e) => return (target.display.clone(), Err(e)),
             };
-            let mut request = tonic::Request::new(GetClusterStatusRequest {});
+            let mut request = tonic::Request::new(GetClusterStatusRequest {
+                include_state_digest,
+            });
             request.set_timeout(timeout);
             let result = ClusterServiceClient::new(channel)
                 .get_cluster_status(request)
@@ -395,7 +404,9 @@ impl WalletClient {
             let Ok(channel) = self.channel(&target.uri) else {
                 continue;
             };
-            let mut request = tonic::Request::new(GetClusterStatusRequest {});
+            let mut request = tonic::Request::new(GetClusterStatusRequest {
+                include_state_digest: false,
+            });
             request.set_timeout(DISCOVERY_TIMEOUT.min(self.inner.config.call_timeout));
             if let Ok(status) = ClusterServiceClient::new(channel)
                 .get_cluster_status(request)

@@ -30,7 +30,9 @@ pub fn channel(uri: &str) -> anyhow::Result<Channel> {
 
 async fn cluster_status(uri: &str) -> anyhow::Result<proto::v1::GetClusterStatusResponse> {
     let mut client = ClusterServiceClient::new(channel(uri)?);
-    let mut request = tonic::Request::new(GetClusterStatusRequest {});
+    let mut request = tonic::Request::new(GetClusterStatusRequest {
+        include_state_digest: false,
+    });
     request.set_timeout(limits::WRITE_NODE_CALL_TIMEOUT);
     Ok(client.get_cluster_status(request).await?.into_inner())
 }

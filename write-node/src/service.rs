@@ -402,12 +402,12 @@ impl WalletService for Api {
 impl ClusterService for Api {
     async fn get_cluster_status(
         &self,
-        _request: Request<GetClusterStatusRequest>,
+        request: Request<GetClusterStatusRequest>,
     ) -> Result<Response<GetClusterStatusResponse>, Status> {
         let partitions = self
             .shared
             .store
-            .status()
+            .status(request.get_ref().include_state_digest)
             .await
             .map_err(|error| self.store_error(error))?;
         Ok(Response::new(GetClusterStatusResponse {
@@ -432,9 +432,8 @@ impl ClusterService for Api {
                     role: status.role.into(),
                     state_digest: status
                         .state_digest
-                        .iter()
-                        .map(|byte| format!("{byte:02x}"))
-                        .collect(),
+                        .map(|digest| digest.iter().map(|byte| format!("{byte:02x}")).collect())
+                        .unwrap_or_default(),
                     in_flight_transfers: status.in_flight_transfers,
                 })
                 .collect(),

@@ -83,7 +83,7 @@ pub struct PartitionStatus {
     pub commit_index: u64,
     pub applied_index: u64,
     pub role: &'static str,
-    pub state_digest: [u8; 32],
+    pub state_digest: Option<[u8; 32]>,
     pub in_flight_transfers: u64,
 }
 
@@ -102,6 +102,7 @@ enum ClientRequest {
         reply: ReadReply,
     },
     Status {
+        with_digest: bool,
         reply: oneshot::Sender<Vec<PartitionStatus>>,
     },
     InFlight {
@@ -163,10 +164,12 @@ impl StoreHandle {
         }
     }
 
-    pub async fn status(&self) -> Result<Vec<PartitionStatus>, StoreError> {
+    /// Every partition as this node sees it; `with_digest` also hashes each partition's state
+    /// (on the store thread, proportional to the state: only for comparing replicas).
+    pub async fn status(&self, with_digest: bool) -> Result<Vec<PartitionStatus>, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.client_tx
-            .send(ClientRequest::Status { reply })
+            .send(ClientRequest::Status { with_digest, reply })
             .await
             .map_err(|_| StoreError::ShuttingDown)?;
         answer.await.map_err(|_| StoreError::ShuttingDown)
@@ -471,8 +474,13 @@ impl Store {
                 Some(partition) => partition.reads_waiting.push((query, reply)),
                 None => unreachable!("the service routes to partitions below the configured count"),
             },
-            ClientRequest::Status { reply } => {
-                let _ = reply.send(self.partitions.iter().map(Partition::status).collect());
+            ClientRequest::Status { with_digest, reply } => {
+                let _ = reply.send(
+                    self.partitions
+                        .iter()
+                        .map(|partition| partition.status(with_digest))
+                        .collect(),
+                );
             }
             ClientRequest::InFlight { partition, reply } => {
                 let partition = &self.partitions[partition as usize];
@@ -870,7 +878,7 @@ impl Partition {
         }
     }
 
-    fn status(&self) -> PartitionStatus {
+    fn status(&self, with_digest: bool) -> PartitionStatus {
         let role = match self.raw.raft.state {
             StateRole::Leader => "leader",
             StateRole::Follower => "follower",
@@ -884,7 +892,7 @@ impl Partition {
             commit_index: self.raw.raft.raft_log.committed,
             applied_index: self.applied_index,
             role,
-            state_digest: self.ledger.digest(),
+            state_digest: with_digest.then(|| self.ledger.digest()),
             in_flight_transfers: self.ledger.in_flight_count() as u64,
         }
     }

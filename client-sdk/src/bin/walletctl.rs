@@ -332,7 +332,7 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
         }
         Command::Cluster(ClusterCommand::Status) => {
             let client = connect(endpoints).await?;
-            let statuses = client.cluster_status().await;
+            let statuses = client.cluster_status(true).await;
             let reachable = statuses.iter().filter(|(_, r)| r.is_ok()).count();
             out.cluster_status(&statuses);
             if reachable == 0 {

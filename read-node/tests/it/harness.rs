@@ -175,7 +175,9 @@ impl Cluster {
             .expect("uri")
             .connect_lazy();
         let mut client = ClusterServiceClient::new(channel);
-        let mut request = tonic::Request::new(GetClusterStatusRequest {});
+        let mut request = tonic::Request::new(GetClusterStatusRequest {
+            include_state_digest: false,
+        });
         request.set_timeout(Duration::from_secs(2));
         client
             .get_cluster_status(request)
