@@ -92,8 +92,7 @@ impl Api {
         ApiError::from_store(error, &self.shared.peers)
     }
 
-    async fn propose(&self, account_id: &str, command: Command) -> Result<Applied, ApiError> {
-        let partition = partition_of(account_id, self.shared.partitions);
+    async fn propose(&self, partition: u32, command: Command) -> Result<Applied, ApiError> {
         self.shared
             .store
             .propose(partition, command)
@@ -106,16 +105,12 @@ impl Api {
         let source = partition_of(&command.from, self.shared.partitions);
         let target = partition_of(&command.to, self.shared.partitions);
         if source == target {
-            let applied = self
-                .propose(&command.from.clone(), Command::Transfer(command))
-                .await?;
+            let applied = self.propose(source, Command::Transfer(command)).await?;
             return self.transfer_answer(applied.outcome);
         }
         // Cross-partition: debit on the source, then credit and settle (see saga.rs). A retry
         // of an in-flight transfer lands here too and pushes it to the end.
-        let applied = self
-            .propose(&command.from.clone(), Command::TransferOut(command))
-            .await?;
+        let applied = self.propose(source, Command::TransferOut(command)).await?;
         match applied.outcome {
             Outcome::Transfer(record) if record.status == TransferStatus::InFlight => {
                 let settled = self
@@ -275,7 +270,8 @@ impl WalletService for Api {
             currency,
             allow_negative_balance: request.allow_negative_balance,
         };
-        let applied = self.propose(&request.account_id, command).await?;
+        let partition = partition_of(&request.account_id, self.shared.partitions);
+        let applied = self.propose(partition, command).await?;
         match applied.outcome {
             Outcome::Account(account) => Ok(Response::new(OpenAccountResponse {
                 account: Some(account_to_pb(&account)),
@@ -378,22 +374,16 @@ impl WalletService for Api {
                 found = Some(record);
             }
         }
-        let answer = crate::store::ReadAnswer {
-            answer: QueryAnswer::Transfer(found),
-            partition: 0,
-            index: 0,
-        };
-        match answer.answer {
-            QueryAnswer::Transfer(Some(record)) => Ok(Response::new(GetTransferResponse {
+        match found {
+            Some(record) => Ok(Response::new(GetTransferResponse {
                 transfer: Some(transfer_to_pb(&record, self.shared.partitions)),
             })),
-            QueryAnswer::Transfer(None) => Err(ApiError::not_found(
+            None => Err(ApiError::not_found(
                 "transaction_id",
                 "TRANSFER_NOT_FOUND",
                 format!("no transfer with transaction_id {transaction_id}"),
             )
             .into()),
-            QueryAnswer::Account(_) => unreachable!("a transfer query has a transfer answer"),
         }
     }
 }

@@ -731,8 +731,17 @@ async fn refused_credit_refunds_the_source() {
     cluster.wait_replicas_agree().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn source_and_target_leader_failovers_mid_transfers_settle_everything() {
+/// A fresh 3-node cluster with 16 funded accounts (spread over all partitions) and a load of
+/// `workers` clients doing `per_worker` transfers each, running in the background.
+async fn start_cross_partition_load(
+    workers: u64,
+    per_worker: u64,
+) -> (
+    Arc<Cluster>,
+    Arc<Mutex<History>>,
+    Vec<String>,
+    tokio::task::JoinHandle<()>,
+) {
     let cluster = Arc::new(Cluster::start(3));
     cluster.wait_leaders().await;
     let accounts = open_and_fund(&cluster, 16).await;
@@ -741,9 +750,29 @@ async fn source_and_target_leader_failovers_mid_transfers_settle_everything() {
         cluster.clone(),
         history.clone(),
         Arc::new(accounts.clone()),
-        4,
-        80,
+        workers,
+        per_worker,
     ));
+    (cluster, history, accounts, load)
+}
+
+/// Waits for the load to end and every saga to settle, then checks the history exactly once
+/// and replica agreement.
+async fn settle_and_check(
+    cluster: &Cluster,
+    history: &Mutex<History>,
+    accounts: &[String],
+    load: tokio::task::JoinHandle<()>,
+) {
+    load.await.expect("load");
+    cluster.wait_no_in_flight().await;
+    check_history(cluster, &*history.lock().await, accounts).await;
+    cluster.wait_replicas_agree().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_and_target_leader_failovers_mid_transfers_settle_everything() {
+    let (cluster, history, accounts, load) = start_cross_partition_load(4, 80).await;
     // Kill the leader of the partition of a source, restart it, then the leader of another
     // partition (a target of other transfers), while transfers keep crossing partitions.
     for account in [&accounts[0], &accounts[1]] {
@@ -755,26 +784,12 @@ async fn source_and_target_leader_failovers_mid_transfers_settle_everything() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         cluster.start_node(victim);
     }
-    load.await.expect("load");
-    cluster.wait_no_in_flight().await;
-    let history = history.lock().await;
-    check_history(&cluster, &history, &accounts).await;
-    cluster.wait_replicas_agree().await;
+    settle_and_check(&cluster, &history, &accounts, load).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_cluster_crash_mid_transfers_is_finished_by_recovery() {
-    let cluster = Arc::new(Cluster::start(3));
-    cluster.wait_leaders().await;
-    let accounts = open_and_fund(&cluster, 16).await;
-    let history = Arc::new(Mutex::new(History::default()));
-    let load = tokio::spawn(run_load(
-        cluster.clone(),
-        history.clone(),
-        Arc::new(accounts.clone()),
-        6,
-        60,
-    ));
+    let (cluster, history, accounts, load) = start_cross_partition_load(6, 60).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     // Every node dies at once: transfers debited on a source but not yet credited or settled
     // exist only in the logs now. Whoever leads each source partition after the restart
@@ -799,9 +814,5 @@ async fn whole_cluster_crash_mid_transfers_is_finished_by_recovery() {
     eprintln!(
         "in flight right after the restart (summed over replicas): {in_flight_after_restart}"
     );
-    load.await.expect("load");
-    cluster.wait_no_in_flight().await;
-    let history = history.lock().await;
-    check_history(&cluster, &history, &accounts).await;
-    cluster.wait_replicas_agree().await;
+    settle_and_check(&cluster, &history, &accounts, load).await;
 }
