@@ -166,6 +166,17 @@ pub(crate) fn classify(status: &Status) -> Classified {
     }
 
     match code {
+        // The caller cancels by dropping the call, so a CANCELLED that comes back means the
+        // call was lost on the way (e.g. the connection closed mid-call): it may or may not
+        // have been applied, exactly like a transport error.
+        Code::Cancelled => Classified {
+            error: Error::Indefinite {
+                code,
+                reason: server_reason.unwrap_or_else(|| REASON_TRANSPORT.to_owned()),
+                message,
+            },
+            action: Action::Rotate { retry_after: None },
+        },
         Code::Unavailable => {
             let reason = server_reason.unwrap_or_else(|| {
                 // No ErrorInfo: the status was made by tonic (connection refused, reset).
@@ -344,6 +355,14 @@ mod tests {
     #[test]
     fn transport_failure_is_indefinite() {
         let c = classify(&Status::unavailable("tcp connect error"));
+        assert_eq!(c.error.reason(), REASON_TRANSPORT);
+        assert_eq!(c.action, Action::Rotate { retry_after: None });
+        assert!(!c.error.is_definite());
+    }
+
+    #[test]
+    fn connection_lost_mid_call_is_indefinite() {
+        let c = classify(&Status::cancelled("operation was canceled"));
         assert_eq!(c.error.reason(), REASON_TRANSPORT);
         assert_eq!(c.action, Action::Rotate { retry_after: None });
         assert!(!c.error.is_definite());

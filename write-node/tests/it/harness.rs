@@ -422,9 +422,14 @@ impl Drop for Cluster {
 }
 
 pub fn retryable(status: &Status) -> bool {
+    // CANCELLED: the connection closed mid-call (a killed node), so the outcome is unknown.
     matches!(
         status.code(),
-        Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded | Code::Unknown
+        Code::Unavailable
+            | Code::ResourceExhausted
+            | Code::DeadlineExceeded
+            | Code::Unknown
+            | Code::Cancelled
     )
 }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use harness::{Cluster, WAIT_MAX, reason, transfer_request};
+use harness::{Cluster, reason, transfer_request};
 use proto::v1::{OpenAccountRequest, TransferRequest, TransferStatus};
 use tokio::sync::Mutex;
 use tonic::Code;
@@ -447,7 +447,7 @@ async fn run_load(
                         history.lock().await.rejected += 1
                     }
                     Err(status) => {
-                        panic!("transfer without a definite outcome after {WAIT_MAX:?}: {status:?}")
+                        panic!("transfer without a definite outcome: {status:?}")
                     }
                 }
             }
