@@ -134,6 +134,11 @@ impl Cluster {
                     "{account:?} is negative"
                 );
             }
+            // Every reachable state survives a snapshot: same state, same digest.
+            let bytes = postcard::to_stdvec(ledger).expect("serialize");
+            let restored: Ledger = postcard::from_bytes(&bytes).expect("a snapshot loads");
+            assert_eq!(&restored, ledger);
+            assert_eq!(restored.digest(), ledger.digest());
         }
         let mut in_flight: BTreeMap<Currency, i128> = BTreeMap::new();
         for ledger in &self.partitions {

@@ -25,6 +25,22 @@ pub struct Config {
     /// Raft groups (account partitions), 8 when not given. Fixed at cluster creation and
     /// stored; a node refuses data created with another count.
     pub partitions: u32,
+    /// A partition is snapshotted every this many applied raft entries (one entry carries a
+    /// batch of commands). Bounds restart time: a restart replays at most this many entries.
+    #[serde(default = "default_snapshot_interval_entries")]
+    pub snapshot_interval_entries: u64,
+    /// Raft entries kept behind the newest snapshot, so a follower that is briefly behind
+    /// catches up from the log; one further behind is sent the snapshot.
+    #[serde(default = "default_log_retain_entries")]
+    pub log_retain_entries: u64,
+}
+
+fn default_snapshot_interval_entries() -> u64 {
+    limits::SNAPSHOT_INTERVAL_ENTRIES_DEFAULT
+}
+
+fn default_log_retain_entries() -> u64 {
+    limits::LOG_RETAIN_ENTRIES_DEFAULT
 }
 
 /// TOML table keys are strings: `[peers]` `1 = "host:port"` arrives as "1".
@@ -74,6 +90,20 @@ impl Config {
             "partitions = {}: must be between 1 and {}",
             self.partitions,
             limits::PARTITIONS_MAX
+        );
+        ensure!(
+            (limits::SNAPSHOT_INTERVAL_ENTRIES_MIN..=limits::SNAPSHOT_INTERVAL_ENTRIES_MAX)
+                .contains(&self.snapshot_interval_entries),
+            "snapshot_interval_entries = {}: must be between {} and {}",
+            self.snapshot_interval_entries,
+            limits::SNAPSHOT_INTERVAL_ENTRIES_MIN,
+            limits::SNAPSHOT_INTERVAL_ENTRIES_MAX
+        );
+        ensure!(
+            self.log_retain_entries <= limits::LOG_RETAIN_ENTRIES_MAX,
+            "log_retain_entries = {}: must be at most {}",
+            self.log_retain_entries,
+            limits::LOG_RETAIN_ENTRIES_MAX
         );
         Ok(())
     }

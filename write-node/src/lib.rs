@@ -9,6 +9,7 @@ pub mod limits;
 mod logging;
 pub mod saga;
 pub mod service;
+pub mod snapshot;
 pub mod storage;
 pub mod store;
 pub mod transport;

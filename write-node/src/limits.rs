@@ -79,3 +79,16 @@ pub const CREDIT_BATCH_MAX: usize = 4_096;
 pub const CREDIT_QUEUE_CAPACITY: usize = 65_536;
 /// Credit calls in flight at once towards one target partition.
 pub const CREDIT_BATCHES_IN_FLIGHT_MAX: usize = 4;
+
+/// Default and bounds of `snapshot_interval_entries` (see `Config`).
+pub const SNAPSHOT_INTERVAL_ENTRIES_DEFAULT: u64 = 20_000;
+pub const SNAPSHOT_INTERVAL_ENTRIES_MIN: u64 = 10;
+pub const SNAPSHOT_INTERVAL_ENTRIES_MAX: u64 = 10_000_000;
+/// Default and bound of `log_retain_entries`.
+pub const LOG_RETAIN_ENTRIES_DEFAULT: u64 = 5_000;
+pub const LOG_RETAIN_ENTRIES_MAX: u64 = 10_000_000;
+/// How long a leader waits for a follower to fetch a snapshot it was sent before telling
+/// raft the send failed (raft then retries later).
+pub const SNAPSHOT_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+/// Event blocks per FetchSnapshot message (and at most `snapshot::CHUNK_BYTES` of them).
+pub const SNAPSHOT_EVENTS_PER_MESSAGE: usize = 1_024;

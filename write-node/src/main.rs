@@ -30,6 +30,12 @@ struct Args {
     /// Number of account partitions (fixed at cluster creation; default 8).
     #[arg(long, env = "WALLET_PARTITIONS")]
     partitions: Option<u32>,
+    /// Snapshot a partition every this many applied raft entries (default 20000).
+    #[arg(long, env = "WALLET_SNAPSHOT_INTERVAL_ENTRIES")]
+    snapshot_interval_entries: Option<u64>,
+    /// Raft entries kept behind the newest snapshot (default 5000).
+    #[arg(long, env = "WALLET_LOG_RETAIN_ENTRIES")]
+    log_retain_entries: Option<u64>,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "WALLET_LOG_JSON")]
     log_json: bool,
@@ -83,6 +89,15 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
     });
     if let Some(partitions) = partitions {
         set("partitions", toml::Value::Integer(partitions as i64));
+    }
+    if let Some(entries) = args.snapshot_interval_entries {
+        set(
+            "snapshot_interval_entries",
+            toml::Value::Integer(entries as i64),
+        );
+    }
+    if let Some(entries) = args.log_retain_entries {
+        set("log_retain_entries", toml::Value::Integer(entries as i64));
     }
     let config: Config = table.try_into().context("invalid configuration")?;
     config.validate()?;

@@ -425,6 +425,8 @@ impl ClusterService for Api {
                         .map(|digest| digest.iter().map(|byte| format!("{byte:02x}")).collect())
                         .unwrap_or_default(),
                     in_flight_transfers: status.in_flight_transfers,
+                    snapshot_index: status.snapshot_index,
+                    log_first_index: status.log_first_index,
                 })
                 .collect(),
         }))

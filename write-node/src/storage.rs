@@ -3,9 +3,12 @@
 //! One RocksDB instance per node, column families:
 //! - `raft_log`:   partition u32 BE | index u64 BE -> raft `Entry` (raft's protobuf encoding)
 //! - `raft_state`: partition u32 BE | tag          -> hard state (`h`), conf state (`c`),
-//!   applied index (`a`, u64 BE)
+//!   applied index (`a`, u64 BE), compaction point (`t`: index and term of the last entry
+//!   dropped from the log, 2 x u64 BE)
 //! - `events`:     partition u32 BE | index u64 BE -> the ledger events that entry produced
 //!   (see `codec::EventBlock`); the durable ledger, replayed on restart and streamed to readers
+//! - `snapshots`:  partition u32 BE | index u64 BE | 0 -> `SnapshotMeta` (postcard), and
+//!   partition u32 BE | index u64 BE | 1 | chunk u32 BE -> the serialized ledger, in chunks
 //! - `meta`:       cluster identity: node id, partition count, format version
 //!
 //! Keys are big-endian so byte order is numeric order. Raft entries and hard state of every
@@ -26,11 +29,13 @@ use rocksdb::{
 };
 
 use crate::limits;
+use crate::snapshot::SnapshotMeta;
 
 pub const CF_RAFT_LOG: &str = "raft_log";
 pub const CF_RAFT_STATE: &str = "raft_state";
 pub const CF_EVENTS: &str = "events";
 pub const CF_META: &str = "meta";
+pub const CF_SNAPSHOTS: &str = "snapshots";
 
 const FORMAT_VERSION: u32 = 1;
 const META_FORMAT_VERSION: &[u8] = b"format_version";
@@ -40,6 +45,7 @@ const META_PARTITIONS: &[u8] = b"partitions";
 const STATE_HARD: u8 = b'h';
 const STATE_CONF: u8 = b'c';
 const STATE_APPLIED: u8 = b'a';
+const STATE_COMPACTED: u8 = b't';
 
 /// Key of an index-addressed record (`raft_log`, `events`).
 pub fn index_key(partition: u32, index: u64) -> [u8; 12] {
@@ -52,6 +58,14 @@ pub fn index_key(partition: u32, index: u64) -> [u8; 12] {
 pub fn index_from_key(key: &[u8]) -> u64 {
     assert_eq!(key.len(), 12, "index keys are 12 bytes");
     u64::from_be_bytes(key[4..].try_into().expect("8 bytes"))
+}
+
+fn decode_compacted(bytes: &[u8]) -> anyhow::Result<(u64, u64)> {
+    anyhow::ensure!(bytes.len() == 16, "{} bytes, not 16", bytes.len());
+    Ok((
+        u64::from_be_bytes(bytes[..8].try_into()?),
+        u64::from_be_bytes(bytes[8..].try_into()?),
+    ))
 }
 
 fn state_key(partition: u32, tag: u8) -> [u8; 5] {
@@ -77,7 +91,7 @@ impl Db {
         options.create_missing_column_families(true);
         options.set_max_background_jobs(2);
         options.set_bytes_per_sync(1024 * 1024);
-        let families = [CF_RAFT_LOG, CF_RAFT_STATE, CF_EVENTS, CF_META]
+        let families = [CF_RAFT_LOG, CF_RAFT_STATE, CF_EVENTS, CF_META, CF_SNAPSHOTS]
             .into_iter()
             .map(|name| {
                 let mut cf_options = Options::default();
@@ -189,6 +203,100 @@ impl Db {
     }
 }
 
+impl Db {
+    /// Stores a snapshot: its chunks, then its header (what makes it visible), in one write.
+    pub fn put_snapshot(
+        &self,
+        meta: &SnapshotMeta,
+        chunks: &[Vec<u8>],
+        sync: bool,
+    ) -> anyhow::Result<()> {
+        assert_eq!(meta.chunks as usize, chunks.len(), "snapshot chunk count");
+        let cf = self.cf(CF_SNAPSHOTS);
+        let mut batch = WriteBatch::default();
+        for (number, chunk) in chunks.iter().enumerate() {
+            batch.put_cf(
+                cf,
+                snapshot_chunk_key(meta.partition, meta.index, number as u32),
+                chunk,
+            );
+        }
+        batch.put_cf(
+            cf,
+            snapshot_header_key(meta.partition, meta.index),
+            postcard::to_stdvec(meta).expect("serialising to a Vec cannot fail"),
+        );
+        self.write(batch, sync)
+    }
+
+    /// Headers of a partition's stored snapshots, oldest first.
+    pub fn snapshot_metas(&self, partition: u32) -> anyhow::Result<Vec<SnapshotMeta>> {
+        let start = index_key(partition, 0);
+        let mut metas = Vec::new();
+        for item in self.db.iterator_cf(
+            self.cf(CF_SNAPSHOTS),
+            IteratorMode::From(&start, Direction::Forward),
+        ) {
+            let (key, value) = item?;
+            if key[..4] != partition.to_be_bytes() {
+                break;
+            }
+            if key.len() == 13 && key[12] == SNAPSHOT_HEADER {
+                let meta: SnapshotMeta = postcard::from_bytes(&value).with_context(|| {
+                    format!("partition {partition}: snapshot header is corrupt")
+                })?;
+                metas.push(meta);
+            }
+        }
+        Ok(metas)
+    }
+
+    /// One chunk of a stored snapshot.
+    pub fn snapshot_chunk(
+        &self,
+        partition: u32,
+        index: u64,
+        number: u32,
+    ) -> anyhow::Result<Vec<u8>> {
+        self.get(CF_SNAPSHOTS, &snapshot_chunk_key(partition, index, number))?
+            .with_context(|| {
+                format!("partition {partition}: chunk {number} of snapshot {index} is missing")
+            })
+    }
+
+    /// Deletes a stored snapshot, header and chunks in one write.
+    pub fn delete_snapshot(&self, partition: u32, index: u64) -> anyhow::Result<()> {
+        let cf = self.cf(CF_SNAPSHOTS);
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(cf, snapshot_header_key(partition, index));
+        batch.delete_range_cf(
+            cf,
+            snapshot_chunk_key(partition, index, 0),
+            snapshot_chunk_key(partition, index, u32::MAX),
+        );
+        batch.delete_cf(cf, snapshot_chunk_key(partition, index, u32::MAX));
+        self.write(batch, false)
+    }
+}
+
+const SNAPSHOT_HEADER: u8 = 0;
+const SNAPSHOT_CHUNK: u8 = 1;
+
+fn snapshot_header_key(partition: u32, index: u64) -> [u8; 13] {
+    let mut key = [0u8; 13];
+    key[..12].copy_from_slice(&index_key(partition, index));
+    key[12] = SNAPSHOT_HEADER;
+    key
+}
+
+fn snapshot_chunk_key(partition: u32, index: u64, number: u32) -> [u8; 17] {
+    let mut key = [0u8; 17];
+    key[..12].copy_from_slice(&index_key(partition, index));
+    key[12] = SNAPSHOT_CHUNK;
+    key[13..].copy_from_slice(&number.to_be_bytes());
+    key
+}
+
 /// The raft log and raft state of one partition: raft-rs reads it through `raft::Storage`,
 /// the store loop writes it through `append` and `set_hard_state` into the round's batch.
 ///
@@ -199,7 +307,11 @@ pub struct PartitionStorage {
     partition: u32,
     hard_state: HardState,
     conf_state: ConfState,
-    /// No log compaction yet: the log starts at index 1.
+    /// Index and term of the last entry dropped from the log by compaction or replaced by an
+    /// installed snapshot ((0, 0) while the log is whole). The log starts right after it.
+    compacted: (u64, u64),
+    /// The newest stored snapshot, what raft sends a follower behind the compaction point.
+    snapshot: Option<SnapshotMeta>,
     first_index: u64,
     last_index: u64,
     /// Entries `cache[0].index ..= last_index`, contiguous.
@@ -246,7 +358,14 @@ impl PartitionStorage {
             }
             None => 0,
         };
-        let last_index = db.last_index(CF_RAFT_LOG, partition)?.unwrap_or(0);
+        let compacted = match db.get(CF_RAFT_STATE, &state_key(partition, STATE_COMPACTED))? {
+            Some(bytes) => decode_compacted(&bytes).context("compaction point is corrupt")?,
+            None => (0, 0),
+        };
+        let last_index = db
+            .last_index(CF_RAFT_LOG, partition)?
+            .unwrap_or(0)
+            .max(compacted.0);
         assert!(
             applied_index <= hard_state.commit,
             "partition {partition}: applied index {applied_index} is ahead of commit {}",
@@ -262,7 +381,9 @@ impl PartitionStorage {
             partition,
             hard_state,
             conf_state,
-            first_index: 1,
+            compacted,
+            snapshot: None,
+            first_index: compacted.0 + 1,
             last_index,
             cache: VecDeque::new(),
             applied_index,
@@ -271,6 +392,115 @@ impl PartitionStorage {
 
     pub fn applied_index(&self) -> u64 {
         self.applied_index
+    }
+
+    /// The partition's raft voters (fixed at creation).
+    pub fn voters(&self) -> &[u64] {
+        &self.conf_state.voters
+    }
+
+    /// First index still in the log (everything before it is covered by a snapshot).
+    pub fn first_log_index(&self) -> u64 {
+        self.first_index
+    }
+
+    /// The snapshot raft sends to followers behind the compaction point.
+    pub fn snapshot_meta(&self) -> Option<&SnapshotMeta> {
+        self.snapshot.as_ref()
+    }
+
+    /// Makes a durable snapshot available to raft (it must cover an applied index).
+    pub fn set_snapshot(&mut self, meta: SnapshotMeta) {
+        assert!(
+            meta.index <= self.applied_index,
+            "partition {}: snapshot {} is beyond the applied index {}",
+            self.partition,
+            meta.index,
+            self.applied_index
+        );
+        assert_eq!(
+            meta.voters, self.conf_state.voters,
+            "snapshot of another membership"
+        );
+        if self
+            .snapshot
+            .as_ref()
+            .is_none_or(|current| current.index < meta.index)
+        {
+            self.snapshot = Some(meta);
+        }
+    }
+
+    /// Drops the log up to and including `index`, which a durable snapshot covers. The term
+    /// of `index` is kept: raft checks the entry before the first one it sends.
+    pub fn compact(&mut self, index: u64, batch: &mut WriteBatch) -> anyhow::Result<()> {
+        assert!(
+            self.snapshot
+                .as_ref()
+                .is_some_and(|snapshot| index <= snapshot.index),
+            "partition {}: compacting to {index} beyond the snapshot",
+            self.partition
+        );
+        if index < self.first_index {
+            return Ok(());
+        }
+        let term = raft::Storage::term(self, index)
+            .with_context(|| format!("partition {}: term of {index}", self.partition))?;
+        batch.delete_range_cf(
+            self.db.cf(CF_RAFT_LOG),
+            index_key(self.partition, self.first_index),
+            index_key(self.partition, index + 1),
+        );
+        self.set_compacted((index, term), batch);
+        while self.cache.front().is_some_and(|entry| entry.index <= index) {
+            self.cache.pop_front();
+        }
+        Ok(())
+    }
+
+    /// Replaces the whole log by a snapshot received from the leader: the log restarts after
+    /// the snapshot's index, which is also the new commit and applied index.
+    pub fn install_snapshot(
+        &mut self,
+        meta: SnapshotMeta,
+        batch: &mut WriteBatch,
+    ) -> anyhow::Result<()> {
+        assert_eq!(
+            meta.voters, self.conf_state.voters,
+            "snapshot of another membership"
+        );
+        batch.delete_range_cf(
+            self.db.cf(CF_RAFT_LOG),
+            index_key(self.partition, self.first_index),
+            index_key(self.partition, self.last_index + 1),
+        );
+        self.set_compacted((meta.index, meta.term), batch);
+        self.cache.clear();
+        self.last_index = meta.index;
+        let mut hard_state = self.hard_state.clone();
+        hard_state.commit = hard_state.commit.max(meta.index);
+        self.set_hard_state(&hard_state, batch)?;
+        self.applied_index = meta.index;
+        batch.put_cf(
+            self.db.cf(CF_RAFT_STATE),
+            state_key(self.partition, STATE_APPLIED),
+            meta.index.to_be_bytes(),
+        );
+        self.snapshot = Some(meta);
+        Ok(())
+    }
+
+    fn set_compacted(&mut self, compacted: (u64, u64), batch: &mut WriteBatch) {
+        self.compacted = compacted;
+        self.first_index = compacted.0 + 1;
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&compacted.0.to_be_bytes());
+        bytes[8..].copy_from_slice(&compacted.1.to_be_bytes());
+        batch.put_cf(
+            self.db.cf(CF_RAFT_STATE),
+            state_key(self.partition, STATE_COMPACTED),
+            bytes,
+        );
     }
 
     /// Appends entries from a Ready, replacing any conflicting suffix.
@@ -433,8 +663,8 @@ impl raft::Storage for PartitionStorage {
     }
 
     fn term(&self, index: u64) -> raft::Result<u64> {
-        if index == 0 {
-            return Ok(0);
+        if index == self.compacted.0 {
+            return Ok(self.compacted.1);
         }
         if index < self.first_index {
             return Err(raft::Error::Store(StorageError::Compacted));
@@ -453,11 +683,23 @@ impl raft::Storage for PartitionStorage {
         Ok(self.last_index)
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // The log is never compacted yet (every entry from index 1 is kept), so raft always
-        // catches followers up from the log and never asks for a snapshot.
-        Err(raft::Error::Store(
-            StorageError::SnapshotTemporarilyUnavailable,
-        ))
+    /// Only the snapshot's position travels in the raft message; the follower fetches the
+    /// state itself (`PeerService.FetchSnapshot`) before it lets raft install it.
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let Some(meta) = self
+            .snapshot
+            .as_ref()
+            .filter(|snapshot| snapshot.index >= request_index)
+        else {
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        };
+        let mut snapshot = Snapshot::default();
+        let metadata = snapshot.mut_metadata();
+        metadata.index = meta.index;
+        metadata.term = meta.term;
+        metadata.set_conf_state(self.conf_state.clone());
+        Ok(snapshot)
     }
 }

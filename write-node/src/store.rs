@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use ledger::{Account, Command, EntryMeta, Ledger, Outcome, TransferCommand, TransferRecord};
-use raft::eraftpb::{Entry, EntryType, Message};
-use raft::{RawNode, ReadState, StateRole};
+use raft::eraftpb::{Entry, EntryType, Message, MessageType};
+use raft::{RawNode, ReadState, SnapshotStatus, StateRole};
 use rocksdb::WriteBatch;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -24,8 +24,9 @@ use tokio_util::sync::CancellationToken;
 use crate::codec::{self, EntryPayload, EventBlock};
 use crate::config::Config;
 use crate::limits;
+use crate::snapshot::{self, SnapshotMeta};
 use crate::storage::{CF_EVENTS, Db, PartitionStorage, index_key};
-use crate::transport::Outbox;
+use crate::transport::{self, Outbox};
 
 /// Why a command or read got no answer from the ledger. Each maps to UNAVAILABLE or
 /// RESOURCE_EXHAUSTED at the API.
@@ -85,6 +86,8 @@ pub struct PartitionStatus {
     pub role: &'static str,
     pub state_digest: Option<[u8; 32]>,
     pub in_flight_transfers: u64,
+    pub snapshot_index: u64,
+    pub log_first_index: u64,
 }
 
 type ProposeReply = oneshot::Sender<Result<Applied, StoreError>>;
@@ -109,6 +112,15 @@ enum ClientRequest {
         partition: u32,
         reply: oneshot::Sender<Result<Vec<TransferCommand>, StoreError>>,
     },
+    /// This node (a leader) finished streaming a snapshot to follower `to`, or failed to.
+    SnapshotServed { partition: u32, to: u64, ok: bool },
+}
+
+/// A snapshot this node (a follower) fetched, with the raft message that announced it.
+struct Fetched {
+    partition: u32,
+    result: anyhow::Result<(SnapshotMeta, Ledger)>,
+    message: Message,
 }
 
 /// Raft messages received from one peer frame.
@@ -186,6 +198,14 @@ impl StoreHandle {
         answer.await.map_err(|_| StoreError::ShuttingDown)?
     }
 
+    /// Tells raft how sending a snapshot to follower `to` ended (it waits for this).
+    pub async fn snapshot_served(&self, partition: u32, to: u64, ok: bool) {
+        let _ = self
+            .client_tx
+            .send(ClientRequest::SnapshotServed { partition, to, ok })
+            .await;
+    }
+
     /// Inbound raft messages; waits when the loop is behind (back-pressure on the peer stream).
     pub async fn step(&self, inbound: InboundRaft) -> Result<(), StoreError> {
         self.raft_tx
@@ -233,6 +253,14 @@ struct Partition {
     was_leader: bool,
     /// Leader-stamped times never go backwards, even if the wall clock does.
     timestamp_ms_last: u64,
+    /// Index of the newest durable snapshot, and whether the worker is writing a newer one.
+    snapshot_index: u64,
+    snapshot_writing: bool,
+    /// Leader: followers sent a snapshot and when; raft waits for `report_snapshot`.
+    snapshot_sends: HashMap<u64, Instant>,
+    /// Follower: a snapshot fetch is running, or its verified result waits for raft.
+    snapshot_fetching: bool,
+    snapshot_staged: Option<(SnapshotMeta, Ledger)>,
 }
 
 /// Starts the store loop on its own thread. The loop stops when `shutdown` is cancelled or a
@@ -244,6 +272,9 @@ pub fn start(
     shutdown: CancellationToken,
 ) -> anyhow::Result<(StoreHandle, std::thread::JoinHandle<anyhow::Result<()>>)> {
     let voters: Vec<u64> = config.peers.keys().copied().collect();
+    let (snapshot_jobs, snapshot_done) =
+        snapshot::start_worker(db.clone(), config.partitions as usize)?;
+    let (fetched_tx, fetched_rx) = mpsc::channel(config.partitions as usize);
     let logger = crate::logging::raft_logger();
     let mut partitions = Vec::new();
     for id in 0..config.partitions {
@@ -275,6 +306,14 @@ pub fn start(
         leaders_tx,
         applied_tx,
         shutdown,
+        peers: config.peers.clone(),
+        snapshot_interval: config.snapshot_interval_entries,
+        log_retain: config.log_retain_entries,
+        snapshot_jobs,
+        snapshot_done,
+        fetched_tx,
+        fetched_rx,
+        runtime: tokio::runtime::Handle::current(),
     };
     let thread = std::thread::Builder::new()
         .name("store".into())
@@ -290,11 +329,15 @@ fn open_partition(
     voters: &[u64],
     logger: &slog::Logger,
 ) -> anyhow::Result<Partition> {
-    let storage = PartitionStorage::open(db.clone(), id, voters)?;
+    let mut storage = PartitionStorage::open(db.clone(), id, voters)?;
     let applied_index = storage.applied_index();
     let replay_started = std::time::Instant::now();
-    let ledger = replay(db, id, applied_index)?;
+    let (ledger, snapshot) = recover(db, id, applied_index, storage.first_log_index())?;
     let replay_ms = replay_started.elapsed().as_millis() as u64;
+    let snapshot_index = snapshot.as_ref().map_or(0, |meta| meta.index);
+    if let Some(meta) = snapshot {
+        storage.set_snapshot(meta);
+    }
     let raft_config = raft::Config {
         id: config.node_id,
         election_tick: limits::ELECTION_TICKS,
@@ -320,6 +363,7 @@ fn open_partition(
     tracing::info!(
         partition = id,
         applied_index,
+        snapshot_index,
         accounts = ledger.accounts_count(),
         transfers = ledger.transfers_count(),
         replay_ms,
@@ -338,15 +382,66 @@ fn open_partition(
         applied_index,
         was_leader: false,
         timestamp_ms_last: 0,
+        snapshot_index,
+        snapshot_writing: false,
+        snapshot_sends: HashMap::new(),
+        snapshot_fetching: false,
+        snapshot_staged: None,
     })
+}
+
+/// A partition's ledger at `applied_index`: its newest usable snapshot plus the events after
+/// it, or (with no snapshot, or none that loads) every event from genesis. The event log is
+/// complete on every replica, so genesis is always possible; `log_first_index` only tells
+/// whether a snapshot must exist.
+fn recover(
+    db: &Db,
+    partition: u32,
+    applied_index: u64,
+    log_first_index: u64,
+) -> anyhow::Result<(Ledger, Option<SnapshotMeta>)> {
+    let metas = db.snapshot_metas(partition)?;
+    for meta in metas
+        .iter()
+        .rev()
+        .filter(|meta| meta.index <= applied_index)
+    {
+        match snapshot::load(db, meta) {
+            Ok(ledger) => {
+                let ledger = replay_onto(ledger, db, partition, meta.index + 1, applied_index)?;
+                return Ok((ledger, Some(meta.clone())));
+            }
+            Err(error) => tracing::error!(
+                partition,
+                index = meta.index,
+                error = format!("{error:#}"),
+                "stored snapshot does not load; trying an older one"
+            ),
+        }
+    }
+    anyhow::ensure!(
+        log_first_index <= 1 || !metas.is_empty(),
+        "partition {partition}: the raft log was compacted but no snapshot is stored"
+    );
+    Ok((replay(db, partition, applied_index)?, None))
 }
 
 /// Rebuilds a partition's ledger by folding its stored events up to `applied_index`: the same
 /// `evolve` the apply path uses, so the state after a restart is the state before it.
 pub fn replay(db: &Db, partition: u32, applied_index: u64) -> anyhow::Result<Ledger> {
-    let mut ledger = Ledger::new();
-    let mut index_previous = 0;
-    for item in db.scan_indexed(CF_EVENTS, partition, 1, applied_index) {
+    replay_onto(Ledger::new(), db, partition, 1, applied_index)
+}
+
+/// Folds the stored events `from..=to` of a partition onto `ledger`.
+pub fn replay_onto(
+    mut ledger: Ledger,
+    db: &Db,
+    partition: u32,
+    from: u64,
+    to: u64,
+) -> anyhow::Result<Ledger> {
+    let mut index_previous = from.saturating_sub(1);
+    for item in db.scan_indexed(CF_EVENTS, partition, from, to) {
         let (index, bytes) = item?;
         let block = codec::decode_events(&bytes)
             .with_context(|| format!("partition {partition} index {index}"))?;
@@ -373,6 +468,16 @@ struct Store {
     leaders_tx: watch::Sender<Vec<u64>>,
     applied_tx: watch::Sender<Vec<u64>>,
     shutdown: CancellationToken,
+    peers: std::collections::BTreeMap<u64, String>,
+    snapshot_interval: u64,
+    log_retain: u64,
+    snapshot_jobs: std::sync::mpsc::SyncSender<snapshot::Job>,
+    snapshot_done: mpsc::Receiver<anyhow::Result<SnapshotMeta>>,
+    fetched_tx: mpsc::Sender<Fetched>,
+    fetched_rx: mpsc::Receiver<Fetched>,
+    /// The node's multi-threaded runtime, for snapshot fetches (network and decoding stay off
+    /// this thread).
+    runtime: tokio::runtime::Handle,
 }
 
 impl Store {
@@ -408,6 +513,11 @@ impl Store {
                     Some(request) => self.on_client(request),
                     None => return Ok(()),
                 },
+                written = self.snapshot_done.recv() => match written {
+                    Some(written) => self.on_snapshot_written(written?)?,
+                    None => anyhow::bail!("the snapshot worker stopped"),
+                },
+                Some(fetched) = self.fetched_rx.recv() => self.on_snapshot_fetched(fetched),
                 _ = tokio::time::sleep_until(tick_next) => {}
             }
             // Gather whatever else arrived, bounded so ticks and persistence keep their pace.
@@ -429,6 +539,7 @@ impl Store {
             if Instant::now() >= tick_next {
                 for partition in &mut self.partitions {
                     partition.raw.tick();
+                    partition.expire_snapshot_sends();
                 }
                 tick_next = Instant::now() + limits::TICK_INTERVAL;
             }
@@ -441,11 +552,144 @@ impl Store {
             }
             self.handle_readies()?;
             self.check_leadership();
+            self.start_snapshots();
         }
+    }
+
+    /// Hands a clone of every partition's ledger that is `snapshot_interval` entries past its
+    /// last snapshot to the snapshot worker.
+    fn start_snapshots(&mut self) {
+        for partition in &mut self.partitions {
+            if partition.snapshot_writing
+                || partition.applied_index < partition.snapshot_index + self.snapshot_interval
+            {
+                continue;
+            }
+            let index = partition.applied_index;
+            let term = match partition.raw.raft.raft_log.term(index) {
+                Ok(term) => term,
+                Err(error) => unreachable!("the applied entry {index} is in the log: {error}"),
+            };
+            let job = snapshot::Job {
+                partition: partition.id,
+                index,
+                term,
+                voters: partition.raw.store().voters().to_vec(),
+                ledger: partition.ledger.clone(),
+            };
+            match self.snapshot_jobs.try_send(job) {
+                Ok(()) => partition.snapshot_writing = true,
+                Err(std::sync::mpsc::TrySendError::Full(_)) => {}
+                Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                    tracing::error!("the snapshot worker stopped");
+                }
+            }
+        }
+    }
+
+    /// A snapshot is durable: raft may send it, and the log behind it (less the retained
+    /// tail) is dropped.
+    fn on_snapshot_written(&mut self, meta: SnapshotMeta) -> anyhow::Result<()> {
+        let partition = &mut self.partitions[meta.partition as usize];
+        partition.snapshot_writing = false;
+        partition.snapshot_index = partition.snapshot_index.max(meta.index);
+        let compact_to = meta.index.saturating_sub(self.log_retain);
+        let storage = partition.raw.mut_store();
+        storage.set_snapshot(meta);
+        if compact_to >= storage.first_log_index() {
+            let mut batch = WriteBatch::default();
+            storage.compact(compact_to, &mut batch)?;
+            self.db
+                .write(batch, false)
+                .context("compacting the raft log")?;
+        }
+        Ok(())
+    }
+
+    /// A follower's fetch ended: on success raft gets the message that announced the snapshot
+    /// and installs it in the next ready; on failure the leader will send it again.
+    fn on_snapshot_fetched(&mut self, fetched: Fetched) {
+        let partition = &mut self.partitions[fetched.partition as usize];
+        partition.snapshot_fetching = false;
+        match fetched.result {
+            Ok((meta, ledger)) => {
+                tracing::info!(
+                    partition = partition.id,
+                    index = meta.index,
+                    "snapshot fetched and verified; installing"
+                );
+                partition.snapshot_staged = Some((meta, ledger));
+                if let Err(error) = partition.raw.step(fetched.message) {
+                    tracing::debug!(partition = partition.id, %error, "raft step");
+                }
+            }
+            Err(error) => tracing::warn!(
+                partition = partition.id,
+                error = format!("{error:#}"),
+                "snapshot fetch failed; raft will send it again"
+            ),
+        }
+    }
+
+    /// A snapshot announced by the leader: step it if it is stale (raft answers) or already
+    /// fetched; otherwise fetch it first and hold the message until then.
+    fn on_snapshot_message(&mut self, slot: usize, message: Message) {
+        let partition = &mut self.partitions[slot];
+        let index = message.get_snapshot().get_metadata().index;
+        let staged = partition
+            .snapshot_staged
+            .as_ref()
+            .is_some_and(|(meta, _)| meta.index == index);
+        if staged || index <= partition.raw.raft.raft_log.committed {
+            if let Err(error) = partition.raw.step(message) {
+                tracing::debug!(partition = partition.id, %error, "raft step");
+            }
+            return;
+        }
+        if partition.snapshot_fetching {
+            return;
+        }
+        let Some(address) = self.peers.get(&message.from).cloned() else {
+            return;
+        };
+        partition.snapshot_fetching = true;
+        tracing::info!(
+            partition = partition.id,
+            index,
+            from = message.from,
+            applied_index = partition.applied_index,
+            "behind the leader's log: fetching its snapshot"
+        );
+        let fetch = transport::fetch_snapshot(
+            self.node_id,
+            address,
+            partition.id,
+            index,
+            partition.applied_index,
+            self.db.clone(),
+        );
+        let fetched_tx = self.fetched_tx.clone();
+        let partition = partition.id;
+        self.runtime.spawn(async move {
+            let result = fetch.await;
+            let _ = fetched_tx
+                .send(Fetched {
+                    partition,
+                    result,
+                    message,
+                })
+                .await;
+        });
     }
 
     fn on_raft(&mut self, inbound: InboundRaft) {
         for (partition, message) in inbound.messages {
+            if message.get_msg_type() == MessageType::MsgSnapshot
+                && (partition as usize) < self.partitions.len()
+            {
+                self.on_snapshot_message(partition as usize, message);
+                continue;
+            }
             let Some(partition) = self.partitions.get_mut(partition as usize) else {
                 tracing::warn!(partition, "raft message for an unknown partition dropped");
                 continue;
@@ -482,6 +726,17 @@ impl Store {
                         .collect(),
                 );
             }
+            ClientRequest::SnapshotServed { partition, to, ok } => {
+                let partition = &mut self.partitions[partition as usize];
+                if partition.snapshot_sends.remove(&to).is_some() {
+                    let status = if ok {
+                        SnapshotStatus::Finish
+                    } else {
+                        SnapshotStatus::Failure
+                    };
+                    partition.raw.report_snapshot(to, status);
+                }
+            }
             ClientRequest::InFlight { partition, reply } => {
                 let partition = &self.partitions[partition as usize];
                 let answer = if partition.is_leader() {
@@ -512,11 +767,12 @@ impl Store {
             }
             let mut ready = partition.raw.ready();
             // Leaders send appends before their own fsync (raft thesis 10.2.1).
-            self.outbox.send(partition.id, ready.take_messages());
-            assert!(
-                ready.snapshot().is_empty(),
-                "raft asked to install a snapshot, but this log is never compacted"
-            );
+            let messages = ready.take_messages();
+            partition.note_snapshot_sends(&messages);
+            self.outbox.send(partition.id, messages);
+            if !ready.snapshot().is_empty() {
+                partition.install_snapshot(ready.snapshot(), &mut log_batch)?;
+            }
             partition
                 .raw
                 .mut_store()
@@ -559,6 +815,14 @@ impl Store {
                 &mut replies,
             )?;
             partition.raw.advance_apply_to(partition.applied_index);
+            if partition
+                .snapshot_staged
+                .as_ref()
+                .is_some_and(|(meta, _)| meta.index <= partition.applied_index)
+            {
+                // Applied past it from the log: the staged state is no longer needed.
+                partition.snapshot_staged = None;
+            }
             let commit = partition.raw.raft.raft_log.committed;
             let applied_index = partition.applied_index;
             partition
@@ -641,6 +905,7 @@ impl Store {
                 ClientRequest::Read { reply, .. } => drop(reply.send(Err(error.clone()))),
                 ClientRequest::Status { .. } => {}
                 ClientRequest::InFlight { reply, .. } => drop(reply.send(Err(error.clone()))),
+                ClientRequest::SnapshotServed { .. } => {}
             }
         }
     }
@@ -894,7 +1159,65 @@ impl Partition {
             role,
             state_digest: with_digest.then(|| self.ledger.digest()),
             in_flight_transfers: self.ledger.in_flight_count() as u64,
+            snapshot_index: self.snapshot_index,
+            log_first_index: self.raw.store().first_log_index(),
         }
+    }
+
+    /// Leader: remembers followers sent a snapshot, to time out fetches that never come.
+    fn note_snapshot_sends(&mut self, messages: &[Message]) {
+        for message in messages {
+            if message.get_msg_type() == MessageType::MsgSnapshot {
+                tracing::info!(
+                    partition = self.id,
+                    to = message.to,
+                    index = message.get_snapshot().get_metadata().index,
+                    "follower is behind the log: sending a snapshot"
+                );
+                self.snapshot_sends.insert(message.to, Instant::now());
+            }
+        }
+    }
+
+    fn expire_snapshot_sends(&mut self) {
+        let expired: Vec<u64> = self
+            .snapshot_sends
+            .iter()
+            .filter(|(_, sent)| sent.elapsed() > limits::SNAPSHOT_FETCH_TIMEOUT)
+            .map(|(&to, _)| to)
+            .collect();
+        for to in expired {
+            self.snapshot_sends.remove(&to);
+            self.raw.report_snapshot(to, SnapshotStatus::Failure);
+        }
+    }
+
+    /// Follower: raft restored a snapshot; its state was fetched and verified before raft saw
+    /// the message, so install it with the log reset into this round's synced write.
+    fn install_snapshot(
+        &mut self,
+        snapshot: &raft::eraftpb::Snapshot,
+        batch: &mut WriteBatch,
+    ) -> anyhow::Result<()> {
+        let index = snapshot.get_metadata().index;
+        let Some((meta, ledger)) = self.snapshot_staged.take() else {
+            anyhow::bail!(
+                "partition {}: raft restored snapshot {index}, which was never fetched",
+                self.id
+            );
+        };
+        anyhow::ensure!(
+            meta.index == index && meta.term == snapshot.get_metadata().term,
+            "partition {}: raft restored snapshot {index}, the fetched one is {}",
+            self.id,
+            meta.index
+        );
+        self.raw.mut_store().install_snapshot(meta, batch)?;
+        self.ledger = ledger;
+        self.applied_index = index;
+        self.snapshot_index = index;
+        tracing::info!(partition = self.id, index, "snapshot installed");
+        Ok(())
     }
 }
 

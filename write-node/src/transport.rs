@@ -7,7 +7,11 @@ use std::time::{Duration, Instant};
 
 use proto::internal::peer_service_client::PeerServiceClient;
 use proto::internal::peer_service_server::PeerService;
-use proto::internal::{CreditRequest, CreditResponse, RaftAck, RaftBatch, RaftEnvelope};
+use proto::internal::snapshot_part::Part;
+use proto::internal::{
+    CreditRequest, CreditResponse, EventBlocks, FetchSnapshotRequest, RaftAck, RaftBatch,
+    RaftEnvelope, SnapshotPart,
+};
 use protobuf::Message as _;
 use raft::eraftpb::Message;
 use tokio::sync::mpsc;
@@ -17,7 +21,15 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
 use tonic::{Request, Response, Status, Streaming};
 
+use std::sync::Arc;
+
+use anyhow::{Context, ensure};
+use ledger::Ledger;
+use rocksdb::WriteBatch;
+
 use crate::limits;
+use crate::snapshot::{self, SnapshotMeta};
+use crate::storage::{CF_EVENTS, Db, index_key};
 use crate::store::{InboundRaft, StoreHandle};
 
 /// The store loop's side: hands raft messages to the per-peer queues.
@@ -152,8 +164,52 @@ pub struct PeerServer {
     pub store: StoreHandle,
 }
 
+type SnapshotPartStream = ReceiverStream<Result<SnapshotPart, Status>>;
+
 #[tonic::async_trait]
 impl PeerService for PeerServer {
+    type FetchSnapshotStream = SnapshotPartStream;
+
+    async fn fetch_snapshot(
+        &self,
+        request: Request<FetchSnapshotRequest>,
+    ) -> Result<Response<SnapshotPartStream>, Status> {
+        let request = request.into_inner();
+        if !self.peers.contains(&request.from_node) || request.from_node == self.node_id {
+            return Err(Status::permission_denied(format!(
+                "node {} is not a peer",
+                request.from_node
+            )));
+        }
+        if request.partition >= self.partitions {
+            return Err(Status::invalid_argument(format!(
+                "unknown partition {}",
+                request.partition
+            )));
+        }
+        let db = self.store.db().clone();
+        let metas = db
+            .snapshot_metas(request.partition)
+            .map_err(|error| Status::internal(format!("{error:#}")))?;
+        let Some(meta) = metas.into_iter().find(|meta| meta.index == request.index) else {
+            return Err(Status::not_found(format!(
+                "no snapshot {} of partition {} here (a newer one replaced it)",
+                request.index, request.partition
+            )));
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let (partition, to) = (meta.partition, request.from_node);
+            let produce = tokio::task::spawn_blocking(move || {
+                stream_snapshot(&db, &meta, request.events_after, &tx)
+            });
+            let ok = matches!(produce.await, Ok(Ok(())));
+            store.snapshot_served(partition, to, ok).await;
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
     async fn raft(
         &self,
         request: Request<Streaming<RaftBatch>>,
@@ -246,4 +302,132 @@ impl PeerService for PeerServer {
             .collect();
         Ok(Response::new(CreditResponse { records }))
     }
+}
+
+/// Leader side of FetchSnapshot: the header, the state chunks, then the event blocks in
+/// `(events_after, meta.index]`, each message at most about one chunk. Runs on a blocking
+/// thread; the bounded channel paces it to the follower.
+fn stream_snapshot(
+    db: &Db,
+    meta: &SnapshotMeta,
+    events_after: u64,
+    tx: &mpsc::Sender<Result<SnapshotPart, Status>>,
+) -> anyhow::Result<()> {
+    let send = |part: Part| {
+        tx.blocking_send(Ok(SnapshotPart { part: Some(part) }))
+            .map_err(|_| anyhow::anyhow!("the follower went away"))
+    };
+    send(Part::Header(
+        postcard::to_stdvec(meta).expect("serialising to a Vec cannot fail"),
+    ))?;
+    for number in 0..meta.chunks {
+        send(Part::StateChunk(db.snapshot_chunk(
+            meta.partition,
+            meta.index,
+            number,
+        )?))?;
+    }
+    let mut blocks = EventBlocks::default();
+    let mut bytes = 0;
+    for item in db.scan_indexed(CF_EVENTS, meta.partition, events_after + 1, meta.index) {
+        let (index, block) = item?;
+        bytes += block.len();
+        blocks.indexes.push(index);
+        blocks.blocks.push(block.into_vec());
+        if blocks.indexes.len() >= limits::SNAPSHOT_EVENTS_PER_MESSAGE
+            || bytes >= snapshot::CHUNK_BYTES
+        {
+            send(Part::Events(std::mem::take(&mut blocks)))?;
+            bytes = 0;
+        }
+    }
+    if !blocks.indexes.is_empty() {
+        send(Part::Events(blocks))?;
+    }
+    Ok(())
+}
+
+/// Follower side: fetches snapshot `index` of `partition` from the node at `address`, writes
+/// the event blocks after `events_after` into the local event log and the snapshot into the
+/// local snapshot store (the install's synced write makes both durable), and returns the
+/// verified state.
+pub async fn fetch_snapshot(
+    node_id: u64,
+    address: String,
+    partition: u32,
+    index: u64,
+    events_after: u64,
+    db: Arc<Db>,
+) -> anyhow::Result<(SnapshotMeta, Ledger)> {
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(limits::SNAPSHOT_FETCH_TIMEOUT);
+    let mut client = PeerServiceClient::new(endpoint.connect().await?)
+        .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX * 4);
+    let mut parts = client
+        .fetch_snapshot(FetchSnapshotRequest {
+            from_node: node_id,
+            partition,
+            index,
+            events_after,
+        })
+        .await?
+        .into_inner();
+    let mut meta: Option<SnapshotMeta> = None;
+    let mut state = Vec::new();
+    let mut events_next = events_after + 1;
+    while let Some(part) = parts.next().await {
+        match part?.part.context("empty snapshot part")? {
+            Part::Header(bytes) => {
+                ensure!(meta.is_none(), "two snapshot headers");
+                let header: SnapshotMeta =
+                    postcard::from_bytes(&bytes).context("snapshot header is corrupt")?;
+                ensure!(
+                    header.partition == partition && header.index == index,
+                    "asked for snapshot {index} of partition {partition}, got {} of {}",
+                    header.index,
+                    header.partition
+                );
+                state.reserve(header.bytes as usize);
+                meta = Some(header);
+            }
+            Part::StateChunk(chunk) => {
+                let header = meta.as_ref().context("state before the snapshot header")?;
+                ensure!(
+                    (state.len() + chunk.len()) as u64 <= header.bytes,
+                    "more state than the header says"
+                );
+                state.extend(chunk);
+            }
+            Part::Events(blocks) => {
+                ensure!(
+                    blocks.indexes.len() == blocks.blocks.len(),
+                    "event blocks and indexes differ in number"
+                );
+                let mut batch = WriteBatch::default();
+                for (&block_index, block) in blocks.indexes.iter().zip(&blocks.blocks) {
+                    ensure!(
+                        block_index >= events_next && block_index <= index,
+                        "event block {block_index} out of order"
+                    );
+                    events_next = block_index + 1;
+                    batch.put_cf(db.cf(CF_EVENTS), index_key(partition, block_index), block);
+                }
+                db.write(batch, false)?;
+            }
+        }
+    }
+    let meta = meta.context("no snapshot header")?;
+    let db_for_decode = db.clone();
+    tokio::task::spawn_blocking(move || {
+        let ledger = snapshot::decode(&meta, &state)?;
+        let chunks: Vec<Vec<u8>> = state
+            .chunks(snapshot::CHUNK_BYTES)
+            .map(<[u8]>::to_vec)
+            .collect();
+        ensure!(chunks.len() as u32 == meta.chunks, "snapshot chunk count");
+        db_for_decode.put_snapshot(&meta, &chunks, false)?;
+        Ok((meta, ledger))
+    })
+    .await?
 }

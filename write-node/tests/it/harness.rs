@@ -38,6 +38,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub nodes: Vec<Node>,
     peers: String,
+    /// Flags every node is started with, besides its identity and addresses.
+    node_args: Vec<String>,
 }
 
 /// A free port below Linux's ephemeral range (32768-60999): a port taken from port 0 is
@@ -62,6 +64,11 @@ fn free_port() -> u16 {
 impl Cluster {
     /// Starts `size` write nodes with fresh data directories.
     pub fn start(size: u64) -> Cluster {
+        Cluster::start_with(size, &[])
+    }
+
+    /// Starts `size` write nodes, each also given `node_args`.
+    pub fn start_with(size: u64, node_args: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let nodes: Vec<Node> = (1..=size)
             .map(|id| Node {
@@ -77,7 +84,12 @@ impl Cluster {
             .map(|node| format!("{}=127.0.0.1:{}", node.id, node.port))
             .collect::<Vec<_>>()
             .join(",");
-        let cluster = Cluster { dir, nodes, peers };
+        let cluster = Cluster {
+            dir,
+            nodes,
+            peers,
+            node_args: node_args.iter().map(|arg| arg.to_string()).collect(),
+        };
         for id in 1..=size {
             cluster.start_node(id);
         }
@@ -107,6 +119,7 @@ impl Cluster {
             .args(["--peers", &peers])
             .arg("--data-dir")
             .arg(&node.data_dir)
+            .args(&self.node_args)
             .env("RUST_LOG", "info,raft=info,h2=warn,tower=warn")
             .stdout(Stdio::from(log.try_clone().expect("log file")))
             .stderr(Stdio::from(log))

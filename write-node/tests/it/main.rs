@@ -617,6 +617,132 @@ async fn restarted_follower_catches_up() {
     }
 }
 
+/// Every event block of `partition` on `node` up to `applied`: (index, number of events).
+async fn event_log(
+    cluster: &Cluster,
+    node: u64,
+    partition: u32,
+    applied: u64,
+) -> Vec<(u64, usize)> {
+    use proto::v1::SubscribeRequest;
+    use proto::v1::event_log_service_client::EventLogServiceClient;
+    let mut client = EventLogServiceClient::connect(cluster.endpoint(node))
+        .await
+        .expect("connect");
+    let mut stream = client
+        .subscribe(SubscribeRequest {
+            partition,
+            from_index: 1,
+        })
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let mut blocks = Vec::new();
+    loop {
+        // A caught-up stream stays open; it marks the applied index it reached (a block or
+        // a progress marker), and a second of silence also means it is done.
+        match tokio::time::timeout(Duration::from_secs(1), stream.message()).await {
+            Ok(Ok(Some(block))) if block.index <= applied => {
+                if !block.events.is_empty() {
+                    blocks.push((block.index, block.events.len()));
+                }
+                if block.index == applied {
+                    return blocks;
+                }
+            }
+            Ok(Ok(Some(_))) | Err(_) => return blocks,
+            Ok(other) => panic!("event log of node {node} partition {partition}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_behind_compaction_is_caught_up_by_snapshot() {
+    // Snapshot every 20 entries, keep 5 behind: a follower stopped for a few hundred
+    // transfers is behind every partition's compaction point it saw traffic on.
+    let cluster = Arc::new(Cluster::start_with(
+        3,
+        &[
+            "--snapshot-interval-entries",
+            "20",
+            "--log-retain-entries",
+            "5",
+        ],
+    ));
+    let leader = cluster.wait_leader().await;
+    let accounts = open_and_fund(&cluster, 16).await;
+    let follower = (1..=3).find(|&node| node != leader).expect("a follower");
+    cluster.wait_replicas_agree().await;
+    let before = cluster.status(follower).await.expect("status");
+    cluster.kill(follower);
+    let history = Arc::new(Mutex::new(History::default()));
+    run_load(
+        cluster.clone(),
+        history.clone(),
+        Arc::new(accounts.clone()),
+        4,
+        100,
+    )
+    .await;
+    let other = cluster.running()[0];
+    let mut wait_compacted = 0;
+    let behind: Vec<u32> = loop {
+        let status = cluster.status(other).await.expect("status");
+        let behind: Vec<u32> = status
+            .partitions
+            .iter()
+            .zip(&before.partitions)
+            .filter(|(now, then)| now.log_first_index > then.applied_index + 1)
+            .map(|(now, _)| now.partition)
+            .collect();
+        // Compaction follows the snapshot worker; give it a moment.
+        if !behind.is_empty() || wait_compacted == 50 {
+            break behind;
+        }
+        wait_compacted += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        behind.len() >= 2,
+        "the load should have compacted several partitions past the stopped follower"
+    );
+
+    cluster.start_node(follower);
+    let (applied, _) = cluster.wait_replicas_agree().await;
+    assert!(applied > 400, "caught up to {applied}");
+    let logs = std::fs::read_to_string(&cluster.nodes[follower as usize - 1].log_path)
+        .expect("follower log");
+    for partition in &behind {
+        assert!(
+            logs.lines().any(|line| line.contains("snapshot installed")
+                && line.contains(&format!("partition={partition} "))),
+            "partition {partition} was caught up without a snapshot:\n{logs}"
+        );
+    }
+    // The follower's event log has no hole where the snapshot replaced its raft log.
+    let status = cluster.status(follower).await.expect("status");
+    for &partition in &behind {
+        let applied = status.partitions[partition as usize].applied_index;
+        assert_eq!(
+            event_log(&cluster, follower, partition, applied).await,
+            event_log(&cluster, other, partition, applied).await,
+            "event log of partition {partition}"
+        );
+    }
+    let history = history.lock().await;
+    check_history(&cluster, &history, &accounts).await;
+    for account in &accounts {
+        assert_eq!(
+            cluster.account_on(follower, account).await.expect("read"),
+            cluster.account(account).await.expect("read")
+        );
+    }
+    // Restarting from its own snapshots gives the same state.
+    cluster.kill(follower);
+    cluster.start_node(follower);
+    cluster.wait_replicas_agree().await;
+}
+
 #[test]
 fn node_refuses_data_of_another_node() {
     let cluster = Cluster::start(1);

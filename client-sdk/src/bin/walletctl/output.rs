@@ -134,6 +134,9 @@ impl Output {
                             "term": p.term,
                             "commit_index": p.commit_index,
                             "applied_index": p.applied_index,
+                            "snapshot_index": p.snapshot_index,
+                            "log_first_index": p.log_first_index,
+                            "in_flight_transfers": p.in_flight_transfers,
                             "state_digest": p.state_digest,
                         })).collect::<Vec<_>>(),
                     }),
@@ -155,6 +158,8 @@ impl Output {
             "TERM",
             "COMMIT",
             "APPLIED",
+            "SNAPSHOT",
+            "LOG_FROM",
             "DIGEST",
         ];
         let mut rows: Vec<Vec<String>> = Vec::new();
@@ -181,6 +186,8 @@ impl Output {
                             p.term.to_string(),
                             p.commit_index.to_string(),
                             p.applied_index.to_string(),
+                            p.snapshot_index.to_string(),
+                            p.log_first_index.to_string(),
                             p.state_digest.chars().take(DIGEST_PREFIX_CHARS).collect(),
                         ]);
                     }
