@@ -29,6 +29,9 @@ pub struct Ledger {
     credits: BTreeMap<uuid::Uuid, CreditRecord>,
     outflow: BTreeMap<Currency, i128>,
     in_flight: BTreeSet<uuid::Uuid>,
+    /// Sum of balances per currency, kept up to date by every balance change (no zero
+    /// entries), so conservation can be checked after every entry in O(currencies).
+    balance_totals: BTreeMap<Currency, i128>,
 }
 
 impl Ledger {
@@ -76,6 +79,22 @@ impl Ledger {
     /// refunds), per currency. `totals_by_currency() + outflow_by_currency() == 0`.
     pub fn outflow_by_currency(&self) -> &BTreeMap<Currency, i128> {
         &self.outflow
+    }
+
+    /// The first currency whose balances and outflow do not sum to zero (with that sum), or
+    /// `None` when the partition conserves money. O(currencies): it uses the running totals
+    /// that every balance change updates; `totals_by_currency` recomputes them from scratch.
+    pub fn imbalance(&self) -> Option<(Currency, i128)> {
+        let currencies = self.balance_totals.keys().chain(self.outflow.keys());
+        currencies
+            .map(|currency| {
+                let total = self.balance_totals.get(currency).copied().unwrap_or(0);
+                (
+                    *currency,
+                    total + self.outflow.get(currency).copied().unwrap_or(0),
+                )
+            })
+            .find(|(_, sum)| *sum != 0)
     }
 
     /// All accounts, sorted by account id (byte order).
@@ -688,11 +707,21 @@ fn add_outflow(state: &mut Ledger, currency: Currency, delta_minor: i128) {
 }
 
 fn set_balance(state: &mut Ledger, account_id: &str, balance_minor: i128) {
-    state
+    let account = state
         .accounts
         .get_mut(account_id)
-        .expect("account checked before")
-        .balance_minor = balance_minor;
+        .expect("account checked before");
+    let delta = balance_minor - account.balance_minor;
+    account.balance_minor = balance_minor;
+    add_balance_total(&mut state.balance_totals, account.currency, delta);
+}
+
+fn add_balance_total(totals: &mut BTreeMap<Currency, i128>, currency: Currency, delta: i128) {
+    let total = totals.entry(currency).or_default();
+    *total = total.checked_add(delta).expect("total overflows i128");
+    if *total == 0 {
+        totals.remove(&currency);
+    }
 }
 
 /// Owned wire form of a [`Ledger`] snapshot: accounts sorted by id, transfers sorted by id.
@@ -744,6 +773,11 @@ impl Ledger {
     fn from_snapshot(snapshot: LedgerSnapshot) -> Result<Ledger, String> {
         let mut ledger = Ledger::new();
         for account in snapshot.accounts {
+            add_balance_total(
+                &mut ledger.balance_totals,
+                account.currency,
+                account.balance_minor,
+            );
             if !account.allow_negative_balance && account.balance_minor < 0 {
                 return Err(format!(
                     "snapshot: ordinary account {:?} is negative",

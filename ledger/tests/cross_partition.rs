@@ -134,6 +134,8 @@ impl Cluster {
                     "{account:?} is negative"
                 );
             }
+            // The running totals agree with the balances.
+            assert_eq!(ledger.imbalance(), None);
             // Every reachable state survives a snapshot: same state, same digest.
             let bytes = postcard::to_stdvec(ledger).expect("serialize");
             let restored: Ledger = postcard::from_bytes(&bytes).expect("a snapshot loads");

@@ -136,6 +136,15 @@ async fn follow(
     // Held for the subscriber's lifetime: the slot frees when this task ends.
     _permit: OwnedSemaphorePermit,
 ) {
+    // Every block streamed is checked against the hash chain: a corrupted block ends the
+    // stream with DATA_LOSS instead of reaching a read node.
+    let mut chain = match previous_chain(&db, partition, next).await {
+        Ok(chain) => chain,
+        Err(error) => {
+            let _ = tx.send(Err(unreadable(next, &error))).await;
+            return;
+        }
+    };
     loop {
         let target = applied
             .borrow_and_update()
@@ -146,28 +155,43 @@ async fn follow(
             let reader = db.clone();
             let from = next;
             // RocksDB reads block: keep them off the async workers.
-            let chunk =
-                tokio::task::spawn_blocking(move || read_chunk(&reader, partition, from, target))
-                    .await
-                    .map_err(anyhow::Error::from)
-                    .and_then(|chunk| chunk);
+            let chunk = tokio::task::spawn_blocking(move || {
+                read_chunk(&reader, partition, from, target, chain)
+            })
+            .await
+            .map_err(anyhow::Error::from);
             let (blocks, complete) = match chunk {
-                Ok(chunk) => chunk,
-                Err(error) => {
-                    tracing::error!(partition, from, %error, "reading the event log failed");
+                Ok(Ok(chunk)) => chunk,
+                Ok(Err(ChunkError::Corrupt { index, source })) => {
+                    tracing::error!(partition, index, %source, "refusing to serve a corrupted event block");
                     let _ = tx
                         .send(Err(ApiError::new(
-                            Code::Internal,
-                            "EVENT_LOG_UNREADABLE",
-                            format!("reading the event log at index {from} failed: {error:#}"),
+                            Code::DataLoss,
+                            "EVENT_LOG_CORRUPT",
+                            format!(
+                                "the event block at index {index} of partition {partition} fails \
+                                 its hash chain ({source}); this node will not serve it: \
+                                 subscribe to another replica"
+                            ),
                         )
                         .into()))
                         .await;
                     return;
                 }
+                Ok(Err(ChunkError::Storage(error))) | Err(error) => {
+                    tracing::error!(
+                        partition,
+                        from,
+                        error = format!("{error:#}"),
+                        "reading the event log failed"
+                    );
+                    let _ = tx.send(Err(unreadable(from, &error))).await;
+                    return;
+                }
             };
-            for block in blocks {
+            for (block, block_chain) in blocks {
                 next = block.index + 1;
+                chain = block_chain;
                 // Awaiting here paces this subscriber only: nothing upstream waits for it.
                 if tx.send(Ok(block)).await.is_err() {
                     return;
@@ -181,6 +205,7 @@ async fn follow(
                     index: target,
                     timestamp_ms: 0,
                     events: Vec::new(),
+                    chain_hash: Vec::new(),
                 };
                 if tx.send(Ok(marker)).await.is_err() {
                     return;
@@ -196,31 +221,69 @@ async fn follow(
     }
 }
 
-/// Up to one chunk of event blocks in `[from, to]`, and whether the chunk reached `to` (false
-/// when a size bound cut it short).
+fn unreadable(from: u64, error: &anyhow::Error) -> Status {
+    ApiError::new(
+        Code::Internal,
+        "EVENT_LOG_UNREADABLE",
+        format!("reading the event log at index {from} failed: {error:#}"),
+    )
+    .into()
+}
+
+/// The chain hash a stream starting at `from` continues: that of the last block before it.
+async fn previous_chain(
+    db: &Arc<Db>,
+    partition: u32,
+    from: u64,
+) -> anyhow::Result<codec::ChainHash> {
+    let db = db.clone();
+    tokio::task::spawn_blocking(move || {
+        match db.last_indexed_before(CF_EVENTS, partition, from)? {
+            Some((_, bytes)) => Ok(codec::decode_events(&bytes)?.chain),
+            None => Ok(codec::CHAIN_GENESIS),
+        }
+    })
+    .await?
+}
+
+enum ChunkError {
+    Corrupt {
+        index: u64,
+        source: codec::ChainError,
+    },
+    Storage(anyhow::Error),
+}
+
+type Chunk = (Vec<(SubscribeResponse, codec::ChainHash)>, bool);
+
+/// Up to one chunk of event blocks in `[from, to]`, each checked to follow `chain`, and
+/// whether the chunk reached `to` (false when a size bound cut it short).
 fn read_chunk(
     db: &Db,
     partition: u32,
     from: u64,
     to: u64,
-) -> anyhow::Result<(Vec<SubscribeResponse>, bool)> {
+    mut chain: codec::ChainHash,
+) -> Result<Chunk, ChunkError> {
     let mut blocks = Vec::new();
     let mut bytes = 0;
     for row in db.scan_indexed(CF_EVENTS, partition, from, to) {
-        let (index, value) = row?;
+        let (index, value) = row.map_err(ChunkError::Storage)?;
         bytes += value.len();
-        let block = codec::decode_events(&value)?;
-        anyhow::ensure!(
-            block.meta.index == index,
-            "event block under index {index} names index {}",
-            block.meta.index
-        );
-        blocks.push(SubscribeResponse {
-            partition,
-            index,
-            timestamp_ms: block.meta.timestamp_ms,
-            events: block.events.iter().map(event_to_pb).collect(),
-        });
+        let stored = codec::decode_linked(&chain, index, &value)
+            .map_err(|source| ChunkError::Corrupt { index, source })?;
+        chain = stored.chain;
+        let block = stored.block;
+        blocks.push((
+            SubscribeResponse {
+                partition,
+                index,
+                timestamp_ms: block.meta.timestamp_ms,
+                events: block.events.iter().map(event_to_pb).collect(),
+                chain_hash: stored.chain.to_vec(),
+            },
+            stored.chain,
+        ));
         if blocks.len() >= SCAN_CHUNK_BLOCKS || bytes >= SCAN_CHUNK_BYTES_MAX {
             return Ok((blocks, false));
         }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod event_log;
 pub mod limits;
 mod logging;
+pub mod replay;
 pub mod saga;
 pub mod service;
 pub mod snapshot;

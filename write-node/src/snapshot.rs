@@ -17,6 +17,7 @@ use ledger::Ledger;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use crate::codec::ChainHash;
 use crate::storage::Db;
 
 /// Bytes per stored chunk and per FetchSnapshot message.
@@ -37,6 +38,8 @@ pub struct SnapshotMeta {
     pub voters: Vec<u64>,
     /// `Ledger::digest` of the state, checked whenever the state is loaded.
     pub digest: [u8; 32],
+    /// Head of the partition's event hash chain at `index`.
+    pub chain_head: ChainHash,
     pub chunks: u32,
     pub bytes: u64,
 }
@@ -48,6 +51,7 @@ pub fn encode(
     term: u64,
     voters: Vec<u64>,
     ledger: &Ledger,
+    chain_head: ChainHash,
 ) -> (SnapshotMeta, Vec<Vec<u8>>) {
     let mut bytes = vec![STATE_FORMAT_V1];
     bytes.extend(postcard::to_stdvec(ledger).expect("serialising to a Vec cannot fail"));
@@ -58,6 +62,7 @@ pub fn encode(
         term,
         voters,
         digest: ledger.digest(),
+        chain_head,
         chunks: chunks.len() as u32,
         bytes: bytes.len() as u64,
     };
@@ -105,6 +110,7 @@ pub struct Job {
     pub term: u64,
     pub voters: Vec<u64>,
     pub ledger: Ledger,
+    pub chain_head: ChainHash,
 }
 
 /// Starts the snapshot worker thread. Jobs go in through a bounded queue (the loop has at most
@@ -134,7 +140,14 @@ pub fn start_worker(
 
 fn write(db: &Db, job: Job) -> anyhow::Result<SnapshotMeta> {
     let started = std::time::Instant::now();
-    let (meta, chunks) = encode(job.partition, job.index, job.term, job.voters, &job.ledger);
+    let (meta, chunks) = encode(
+        job.partition,
+        job.index,
+        job.term,
+        job.voters,
+        &job.ledger,
+        job.chain_head,
+    );
     drop(job.ledger);
     db.put_snapshot(&meta, &chunks, true)?;
     let metas = db.snapshot_metas(meta.partition)?;

@@ -37,7 +37,8 @@ pub const CF_EVENTS: &str = "events";
 pub const CF_META: &str = "meta";
 pub const CF_SNAPSHOTS: &str = "snapshots";
 
-const FORMAT_VERSION: u32 = 1;
+/// 2: event blocks carry their hash-chain link.
+const FORMAT_VERSION: u32 = 2;
 const META_FORMAT_VERSION: &[u8] = b"format_version";
 const META_NODE_ID: &[u8] = b"node_id";
 const META_PARTITIONS: &[u8] = b"partitions";
@@ -105,6 +106,47 @@ impl Db {
         let db = Db { db };
         db.check_identity(node_id, partitions)?;
         Ok(Arc::new(db))
+    }
+
+    /// Opens a node's data directory read-only, for audits (`walletctl replay` and `verify`);
+    /// works while the node runs. Returns the database and the partition count it was created
+    /// with.
+    pub fn open_read_only(path: &Path) -> anyhow::Result<(Arc<Db>, u32)> {
+        anyhow::ensure!(
+            path.join("CURRENT").exists(),
+            "{} is not a write node's data directory (no RocksDB CURRENT file)",
+            path.display()
+        );
+        let families = [CF_RAFT_LOG, CF_RAFT_STATE, CF_EVENTS, CF_META, CF_SNAPSHOTS];
+        let db = DB::open_cf_for_read_only(&Options::default(), path, families, false)
+            .with_context(|| format!("opening RocksDB at {} read-only", path.display()))?;
+        let db = Db { db };
+        let meta = db.cf(CF_META);
+        let version = db
+            .db
+            .get_cf(meta, META_FORMAT_VERSION)?
+            .context("no format version: not a write node's data directory")?;
+        let version = u32::from_be_bytes(version[..].try_into().context("format version")?);
+        anyhow::ensure!(
+            version == FORMAT_VERSION,
+            "data format version {version}, this binary reads version {FORMAT_VERSION}"
+        );
+        let partitions = db
+            .db
+            .get_cf(meta, META_PARTITIONS)?
+            .context("partition count missing")?;
+        let partitions = u32::from_be_bytes(partitions[..].try_into().context("partition count")?);
+        Ok((Arc::new(db), partitions))
+    }
+
+    /// The applied index of a partition as last stored.
+    pub fn stored_applied_index(&self, partition: u32) -> anyhow::Result<u64> {
+        match self.get(CF_RAFT_STATE, &state_key(partition, STATE_APPLIED))? {
+            Some(bytes) => Ok(u64::from_be_bytes(
+                bytes[..].try_into().context("applied index is corrupt")?,
+            )),
+            None => Ok(0),
+        }
     }
 
     fn check_identity(&self, node_id: u64, partitions: u32) -> anyhow::Result<()> {
@@ -185,6 +227,29 @@ impl Db {
                 Err(_) => true,
             })
             .map(|item| item.map(|(key, value)| (index_from_key(&key), value)))
+    }
+
+    /// The last index-keyed record of a partition below `index`, if any.
+    pub fn last_indexed_before(
+        &self,
+        cf: &str,
+        partition: u32,
+        index: u64,
+    ) -> anyhow::Result<Option<(u64, Box<[u8]>)>> {
+        if index <= 1 {
+            return Ok(None);
+        }
+        let end = index_key(partition, index - 1);
+        let mut iter = self
+            .db
+            .iterator_cf(self.cf(cf), IteratorMode::From(&end, Direction::Reverse));
+        match iter.next() {
+            Some(item) => {
+                let (key, value) = item?;
+                Ok((key[..4] == partition.to_be_bytes()).then(|| (index_from_key(&key), value)))
+            }
+            None => Ok(None),
+        }
     }
 
     /// Largest index stored for a partition in an index-keyed column family.

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::codec::{self, EntryPayload, EventBlock};
 use crate::config::Config;
 use crate::limits;
+use crate::replay;
 use crate::snapshot::{self, SnapshotMeta};
 use crate::storage::{CF_EVENTS, Db, PartitionStorage, index_key};
 use crate::transport::{self, Outbox};
@@ -253,6 +254,8 @@ struct Partition {
     was_leader: bool,
     /// Leader-stamped times never go backwards, even if the wall clock does.
     timestamp_ms_last: u64,
+    /// Hash chain of the event log up to `applied_index` (see `codec::ChainHash`).
+    chain_head: codec::ChainHash,
     /// Index of the newest durable snapshot, and whether the worker is writing a newer one.
     snapshot_index: u64,
     snapshot_writing: bool,
@@ -332,7 +335,10 @@ fn open_partition(
     let mut storage = PartitionStorage::open(db.clone(), id, voters)?;
     let applied_index = storage.applied_index();
     let replay_started = std::time::Instant::now();
-    let (ledger, snapshot) = recover(db, id, applied_index, storage.first_log_index())?;
+    let (state, snapshot) = recover(db, id, applied_index, storage.first_log_index())?;
+    let replay::State {
+        ledger, chain_head, ..
+    } = state;
     let replay_ms = replay_started.elapsed().as_millis() as u64;
     let snapshot_index = snapshot.as_ref().map_or(0, |meta| meta.index);
     if let Some(meta) = snapshot {
@@ -382,6 +388,7 @@ fn open_partition(
         applied_index,
         was_leader: false,
         timestamp_ms_last: 0,
+        chain_head,
         snapshot_index,
         snapshot_writing: false,
         snapshot_sends: HashMap::new(),
@@ -390,26 +397,27 @@ fn open_partition(
     })
 }
 
-/// A partition's ledger at `applied_index`: its newest usable snapshot plus the events after
+/// A partition's state at `applied_index`: its newest usable snapshot plus the events after
 /// it, or (with no snapshot, or none that loads) every event from genesis. The event log is
 /// complete on every replica, so genesis is always possible; `log_first_index` only tells
-/// whether a snapshot must exist.
+/// whether a snapshot must exist. A block that fails its hash-chain link stops the node.
 fn recover(
     db: &Db,
     partition: u32,
     applied_index: u64,
     log_first_index: u64,
-) -> anyhow::Result<(Ledger, Option<SnapshotMeta>)> {
+) -> anyhow::Result<(replay::State, Option<SnapshotMeta>)> {
     let metas = db.snapshot_metas(partition)?;
     for meta in metas
         .iter()
         .rev()
         .filter(|meta| meta.index <= applied_index)
     {
-        match snapshot::load(db, meta) {
-            Ok(ledger) => {
-                let ledger = replay_onto(ledger, db, partition, meta.index + 1, applied_index)?;
-                return Ok((ledger, Some(meta.clone())));
+        match replay::State::from_snapshot(db, meta) {
+            Ok(mut state) => {
+                let until = replay::Until::Index(applied_index);
+                replay::fold(db, partition, &mut state, until, |_, _| {})?;
+                return Ok((state, Some(meta.clone())));
             }
             Err(error) => tracing::error!(
                 partition,
@@ -423,39 +431,10 @@ fn recover(
         log_first_index <= 1 || !metas.is_empty(),
         "partition {partition}: the raft log was compacted but no snapshot is stored"
     );
-    Ok((replay(db, partition, applied_index)?, None))
-}
-
-/// Rebuilds a partition's ledger by folding its stored events up to `applied_index`: the same
-/// `evolve` the apply path uses, so the state after a restart is the state before it.
-pub fn replay(db: &Db, partition: u32, applied_index: u64) -> anyhow::Result<Ledger> {
-    replay_onto(Ledger::new(), db, partition, 1, applied_index)
-}
-
-/// Folds the stored events `from..=to` of a partition onto `ledger`.
-pub fn replay_onto(
-    mut ledger: Ledger,
-    db: &Db,
-    partition: u32,
-    from: u64,
-    to: u64,
-) -> anyhow::Result<Ledger> {
-    let mut index_previous = from.saturating_sub(1);
-    for item in db.scan_indexed(CF_EVENTS, partition, from, to) {
-        let (index, bytes) = item?;
-        let block = codec::decode_events(&bytes)
-            .with_context(|| format!("partition {partition} index {index}"))?;
-        assert_eq!(
-            block.meta.index, index,
-            "event block stored under the wrong index"
-        );
-        assert!(index > index_previous, "event blocks out of order");
-        index_previous = index;
-        for event in &block.events {
-            ledger::evolve(&mut ledger, event);
-        }
-    }
-    Ok(ledger)
+    let mut state = replay::State::genesis();
+    let until = replay::Until::Index(applied_index);
+    replay::fold(db, partition, &mut state, until, |_, _| {})?;
+    Ok((state, None))
 }
 
 struct Store {
@@ -576,6 +555,7 @@ impl Store {
                 term,
                 voters: partition.raw.store().voters().to_vec(),
                 ledger: partition.ledger.clone(),
+                chain_head: partition.chain_head,
             };
             match self.snapshot_jobs.try_send(job) {
                 Ok(()) => partition.snapshot_writing = true,
@@ -1089,11 +1069,9 @@ impl Partition {
             }
             if !events.is_empty() {
                 let block = EventBlock { meta, events };
-                batch.put_cf(
-                    db.cf(CF_EVENTS),
-                    index_key(self.id, entry.index),
-                    codec::encode_events(&block),
-                );
+                let (bytes, chain) = codec::encode_events(&self.chain_head, &block);
+                self.chain_head = chain;
+                batch.put_cf(db.cf(CF_EVENTS), index_key(self.id, entry.index), bytes);
             }
             match pending {
                 Some(pending) if pending.term == entry.term => {
@@ -1157,7 +1135,8 @@ impl Partition {
             commit_index: self.raw.raft.raft_log.committed,
             applied_index: self.applied_index,
             role,
-            state_digest: with_digest.then(|| self.ledger.digest()),
+            state_digest: with_digest
+                .then(|| codec::partition_digest(&self.ledger.digest(), &self.chain_head)),
             in_flight_transfers: self.ledger.in_flight_count() as u64,
             snapshot_index: self.snapshot_index,
             log_first_index: self.raw.store().first_log_index(),
@@ -1212,6 +1191,7 @@ impl Partition {
             self.id,
             meta.index
         );
+        self.chain_head = meta.chain_head;
         self.raw.mut_store().install_snapshot(meta, batch)?;
         self.ledger = ledger;
         self.applied_index = index;

@@ -2,6 +2,8 @@
 //! launcher (`walletctl dev`) for development.
 
 // The crate root of a binary resolves `mod` paths from src/bin/, so name the files.
+#[path = "walletctl/audit.rs"]
+mod audit;
 #[path = "walletctl/dev.rs"]
 mod dev;
 #[path = "walletctl/output.rs"]
@@ -88,6 +90,19 @@ enum Command {
         #[arg(required = true)]
         accounts: Vec<String>,
     },
+    /// Rebuild partitions from a write node's data directory (offline, read-only) and print
+    /// their state digest, totals and optionally every balance.
+    Replay(ReplayArgs),
+    /// Check a write node's data directory: the hash chain of every partition's event log,
+    /// conservation after every entry, every stored snapshot. Exit status 1 if anything fails.
+    Verify {
+        /// The node's data directory (read-only; the node may be running).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Only these partitions (repeat the flag); all when absent.
+        #[arg(long = "partition")]
+        partitions: Vec<u32>,
+    },
     /// An account's balance changes, newest first, one page at a time.
     History {
         /// Account id.
@@ -99,6 +114,29 @@ enum Command {
         #[arg(long)]
         page_token: Option<String>,
     },
+}
+
+#[derive(Debug, Args)]
+struct ReplayArgs {
+    /// The node's data directory (read-only; the node may be running).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Only these partitions (repeat the flag); all when absent.
+    #[arg(long = "partition")]
+    partitions: Vec<u32>,
+    /// Start from `genesis`, the newest `snapshot` at or below the target, or `snapshot:INDEX`.
+    #[arg(long, default_value = "genesis")]
+    from: audit::From,
+    /// Stop after this log index (default: the last applied index).
+    #[arg(long)]
+    to_index: Option<u64>,
+    /// Stop before the first entry committed after this time: milliseconds since the Unix
+    /// epoch or RFC 3339 (e.g. 2026-11-21T09:30:00Z).
+    #[arg(long, value_parser = audit::parse_time)]
+    to_time: Option<u64>,
+    /// Also print every account's balance.
+    #[arg(long)]
+    balances: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -183,6 +221,8 @@ enum Failure {
         transaction_id: Option<Uuid>,
     },
     Other(anyhow::Error),
+    /// A failure already printed as the command's result (e.g. `verify` found a problem).
+    Reported,
 }
 
 impl From<wallet_client::Error> for Failure {
@@ -237,6 +277,7 @@ fn main() -> ExitCode {
             out.other_error(&error);
             ExitCode::from(EXIT_FAILURE)
         }
+        Err(Failure::Reported) => ExitCode::from(EXIT_FAILURE),
     }
 }
 
@@ -248,6 +289,24 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
         ..
     } = cli;
     match command {
+        Command::Replay(args) => {
+            let request = audit::ReplayRequest {
+                partitions: args.partitions,
+                from: args.from,
+                to_index: args.to_index,
+                to_time_ms: args.to_time,
+                balances: args.balances,
+            };
+            tokio::task::block_in_place(|| audit::replay(&args.data_dir, &request, out))?;
+            Ok(())
+        }
+        Command::Verify {
+            data_dir,
+            partitions,
+        } => {
+            let ok = tokio::task::block_in_place(|| audit::verify(&data_dir, &partitions, out))?;
+            if ok { Ok(()) } else { Err(Failure::Reported) }
+        }
         Command::Balance { account, token } => {
             let query = QueryClient::connect([read_endpoint])?;
             read::balance(&query, out, &account, token.as_deref()).await?;

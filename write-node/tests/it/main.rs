@@ -1,6 +1,7 @@
 //! Integration tests: real `wallet-write-node` processes, real gRPC over loopback sockets,
 //! real RocksDB in temporary directories, SIGKILL for crashes.
 
+mod audit;
 mod harness;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,422 @@
+//! `walletctl replay` and `walletctl verify`: rebuild and check partitions from a write node's
+//! data directory, offline and read-only, with the node's own code (`write_node::replay`, the
+//! same `ledger::evolve` the nodes apply with).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use ledger::{Currency, format_minor};
+use serde_json::{Value, json};
+use write_node::replay::{self, State, Until};
+use write_node::snapshot::SnapshotMeta;
+use write_node::storage::Db;
+
+use crate::output::Output;
+
+/// Where a replay starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum From {
+    Genesis,
+    /// The newest stored snapshot at or below the target.
+    Snapshot,
+    /// The stored snapshot at exactly this index.
+    SnapshotAt(u64),
+}
+
+impl std::str::FromStr for From {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "genesis" => Ok(From::Genesis),
+            "snapshot" => Ok(From::Snapshot),
+            _ => match text.strip_prefix("snapshot:").map(str::parse) {
+                Some(Ok(index)) => Ok(From::SnapshotAt(index)),
+                _ => Err(format!(
+                    "{text:?}: expected genesis, snapshot or snapshot:INDEX"
+                )),
+            },
+        }
+    }
+}
+
+/// What `replay` was asked for.
+pub struct ReplayRequest {
+    pub partitions: Vec<u32>,
+    pub from: From,
+    pub to_index: Option<u64>,
+    /// Milliseconds since the Unix epoch.
+    pub to_time_ms: Option<u64>,
+    pub balances: bool,
+}
+
+/// Parses `--to-time`: milliseconds since the Unix epoch, or an RFC 3339 time.
+pub fn parse_time(text: &str) -> Result<u64, String> {
+    if let Ok(ms) = text.parse::<u64>() {
+        return Ok(ms);
+    }
+    let time = humantime::parse_rfc3339_weak(text)
+        .map_err(|error| format!("{text:?}: not milliseconds or an RFC 3339 time ({error})"))?;
+    let since_epoch = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| format!("{text:?} is before 1970"))?;
+    Ok(since_epoch.as_millis() as u64)
+}
+
+fn open(data_dir: &Path) -> anyhow::Result<(Arc<Db>, u32)> {
+    Db::open_read_only(data_dir)
+}
+
+fn selected(partitions: &[u32], count: u32) -> anyhow::Result<Vec<u32>> {
+    if partitions.is_empty() {
+        return Ok((0..count).collect());
+    }
+    if let Some(bad) = partitions.iter().find(|&&partition| partition >= count) {
+        bail!("partition {bad} does not exist: this data has partitions 0..{count}");
+    }
+    Ok(partitions.to_vec())
+}
+
+fn progress(total: u64, json: bool) -> ProgressBar {
+    if json {
+        return ProgressBar::hidden();
+    }
+    // Draws on stderr only when it is a terminal.
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:30}] {pos}/{len} log entries, {per_sec}, eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+/// `walletctl replay`.
+pub fn replay(data_dir: &Path, request: &ReplayRequest, out: &Output) -> anyhow::Result<()> {
+    let (db, count) = open(data_dir)?;
+    let partitions = selected(&request.partitions, count)?;
+    let mut targets = BTreeMap::new();
+    for &partition in &partitions {
+        let applied = db.stored_applied_index(partition)?;
+        let index = request.to_index.map_or(applied, |to| to.min(applied));
+        targets.insert(partition, index);
+    }
+    let bar = progress(targets.values().sum(), out.is_json());
+    let mut results = Vec::new();
+    let mut sums: BTreeMap<Currency, (i128, i128)> = BTreeMap::new();
+    for &partition in &partitions {
+        let target = targets[&partition];
+        bar.set_message(format!("partition {partition}"));
+        let (mut state, from) = start(&db, partition, request.from, target)?;
+        let until = match request.to_time_ms {
+            Some(timestamp_ms) => Until::Time {
+                timestamp_ms,
+                index: target,
+            },
+            None => Until::Index(target),
+        };
+        let (mut blocks, mut events, mut shown) = (0u64, 0u64, state.index);
+        replay::fold(&db, partition, &mut state, until, |stored, state| {
+            blocks += 1;
+            events += stored.block.events.len() as u64;
+            bar.inc(state.index - shown);
+            shown = state.index;
+        })?;
+        bar.inc(target.saturating_sub(shown));
+        for (currency, total) in state.ledger.totals_by_currency() {
+            sums.entry(currency).or_default().0 += total;
+        }
+        for (currency, outflow) in state.ledger.outflow_by_currency() {
+            sums.entry(*currency).or_default().1 += outflow;
+        }
+        results.push(partition_json(
+            partition,
+            &state,
+            from,
+            blocks,
+            events,
+            request.balances,
+        ));
+    }
+    bar.finish_and_clear();
+    let totals: Vec<Value> = sums
+        .iter()
+        .map(|(currency, (balances, outflow))| {
+            json!({
+                "currency": currency.code(),
+                "balances": format_minor(*balances, *currency),
+                "in_flight": format_minor(*outflow, *currency),
+            })
+        })
+        .collect();
+    if out.is_json() {
+        out.json_line(&json!({ "ok": true, "partitions": results, "totals": totals }));
+        return Ok(());
+    }
+    for result in &results {
+        print_partition(result);
+    }
+    println!("all replayed partitions:");
+    for total in &totals {
+        println!(
+            "  {}  balances sum {}  in flight between partitions {}",
+            total["currency"].as_str().unwrap_or_default(),
+            total["balances"].as_str().unwrap_or_default(),
+            total["in_flight"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// The starting state for a replay of `partition` up to `target`.
+fn start(db: &Db, partition: u32, from: From, target: u64) -> anyhow::Result<(State, Value)> {
+    let metas = db.snapshot_metas(partition)?;
+    let meta: Option<&SnapshotMeta> = match from {
+        From::Genesis => None,
+        From::Snapshot => metas.iter().rev().find(|meta| meta.index <= target),
+        From::SnapshotAt(index) => Some(
+            metas
+                .iter()
+                .find(|meta| meta.index == index)
+                .with_context(|| {
+                    format!(
+                        "partition {partition} has no snapshot at {index}; stored: {:?}",
+                        metas.iter().map(|meta| meta.index).collect::<Vec<_>>()
+                    )
+                })?,
+        ),
+    };
+    match meta {
+        Some(meta) if meta.index > target => bail!(
+            "partition {partition}: snapshot {} is beyond the replay target {target}",
+            meta.index
+        ),
+        Some(meta) => Ok((State::from_snapshot(db, meta)?, json!(meta.index))),
+        None => Ok((State::genesis(), json!("genesis"))),
+    }
+}
+
+fn partition_json(
+    partition: u32,
+    state: &State,
+    from: Value,
+    blocks: u64,
+    events: u64,
+    balances: bool,
+) -> Value {
+    let outflow = state.ledger.outflow_by_currency();
+    let totals: Vec<Value> = state
+        .ledger
+        .totals_by_currency()
+        .iter()
+        .map(|(currency, total)| {
+            json!({
+                "currency": currency.code(),
+                "balances": format_minor(*total, *currency),
+                "outflow": format_minor(outflow.get(currency).copied().unwrap_or(0), *currency),
+            })
+        })
+        .collect();
+    let mut value = json!({
+        "partition": partition,
+        "from": from,
+        "index": state.index,
+        "blocks": blocks,
+        "events": events,
+        "accounts": state.ledger.accounts_count(),
+        "transfers": state.ledger.transfers_count(),
+        "state_digest": hex(&state.digest()),
+        "chain_head": hex(&state.chain_head),
+        "totals": totals,
+    });
+    if balances {
+        value["balances"] = state
+            .ledger
+            .accounts()
+            .map(|account| {
+                json!({
+                    "account_id": account.account_id,
+                    "currency": account.currency.code(),
+                    "balance": format_minor(account.balance_minor, account.currency),
+                })
+            })
+            .collect();
+    }
+    value
+}
+
+fn print_partition(result: &Value) {
+    println!(
+        "partition {}: from {} to index {} ({} blocks, {} events applied), {} accounts, {} transfers",
+        result["partition"],
+        result["from"]
+            .as_str()
+            .map_or_else(|| format!("snapshot {}", result["from"]), str::to_owned),
+        result["index"],
+        result["blocks"],
+        result["events"],
+        result["accounts"],
+        result["transfers"]
+    );
+    println!(
+        "  state digest {}",
+        result["state_digest"].as_str().unwrap_or_default()
+    );
+    println!(
+        "  chain head   {}",
+        result["chain_head"].as_str().unwrap_or_default()
+    );
+    for total in result["totals"].as_array().into_iter().flatten() {
+        println!(
+            "  {}  balances {}  outflow {}",
+            total["currency"].as_str().unwrap_or_default(),
+            total["balances"].as_str().unwrap_or_default(),
+            total["outflow"].as_str().unwrap_or_default()
+        );
+    }
+    for balance in result["balances"].as_array().into_iter().flatten() {
+        println!(
+            "    {} {} {}",
+            balance["account_id"].as_str().unwrap_or_default(),
+            balance["balance"].as_str().unwrap_or_default(),
+            balance["currency"].as_str().unwrap_or_default()
+        );
+    }
+}
+
+/// `walletctl verify`: every partition's hash chain from genesis, conservation after every
+/// entry, and every stored snapshot against the replayed state at its index. Returns whether
+/// everything held.
+pub fn verify(data_dir: &Path, partitions: &[u32], out: &Output) -> anyhow::Result<bool> {
+    let (db, count) = open(data_dir)?;
+    let partitions = selected(partitions, count)?;
+    let mut total = 0;
+    for &partition in &partitions {
+        total += db.stored_applied_index(partition)?;
+    }
+    let bar = progress(total, out.is_json());
+    let mut all_ok = true;
+    let mut results = Vec::new();
+    for &partition in &partitions {
+        bar.set_message(format!("partition {partition}"));
+        let result = verify_partition(&db, partition, &bar)?;
+        all_ok &= result["ok"].as_bool() == Some(true);
+        results.push(result);
+    }
+    bar.finish_and_clear();
+    if out.is_json() {
+        out.json_line(&json!({ "ok": all_ok, "partitions": results }));
+    } else {
+        for result in &results {
+            match result["problem"].as_str() {
+                None => println!(
+                    "partition {}: ok to index {} ({} blocks, {} snapshots checked), state digest {}",
+                    result["partition"],
+                    result["index"],
+                    result["blocks"],
+                    result["snapshots"].as_array().map_or(0, Vec::len),
+                    result["state_digest"].as_str().unwrap_or_default()
+                ),
+                Some(problem) => println!(
+                    "partition {}: BROKEN at index {}: {problem}",
+                    result["partition"], result["broken_index"]
+                ),
+            }
+        }
+        println!(
+            "{}",
+            if all_ok {
+                "verify: ok"
+            } else {
+                "verify: FAILED"
+            }
+        );
+    }
+    Ok(all_ok)
+}
+
+fn verify_partition(db: &Db, partition: u32, bar: &ProgressBar) -> anyhow::Result<Value> {
+    let applied = db.stored_applied_index(partition)?;
+    let metas = db.snapshot_metas(partition)?;
+    let mut state = State::genesis();
+    let mut blocks = 0u64;
+    let mut imbalance: Option<(u64, String)> = None;
+    let mut snapshots = Vec::new();
+    let broken = |index: u64, problem: String, state: &State| {
+        json!({
+            "partition": partition,
+            "ok": false,
+            "broken_index": index,
+            "problem": problem,
+            "index": state.index,
+        })
+    };
+    // Fold up to each snapshot in turn, compare, then on to the end of the stored log.
+    let stops = metas.iter().map(|meta| meta.index).chain([u64::MAX]);
+    for stop in stops {
+        let mut shown = state.index;
+        let folded = replay::fold(
+            db,
+            partition,
+            &mut state,
+            Until::Index(stop),
+            |stored, state| {
+                blocks += 1;
+                if imbalance.is_none()
+                    && let Some((currency, sum)) = state.ledger.imbalance()
+                {
+                    imbalance = Some((
+                        stored.block.meta.index,
+                        format!("{currency} balances and outflow sum to {sum} minor units, not 0"),
+                    ));
+                }
+                bar.inc(state.index.min(applied).saturating_sub(shown));
+                shown = state.index.min(applied);
+            },
+        );
+        if let Err(error) = folded {
+            let index = error.index().unwrap_or(state.index + 1);
+            return Ok(broken(index, error.to_string(), &state));
+        }
+        if let Some((index, problem)) = imbalance.take() {
+            return Ok(broken(index, problem, &state));
+        }
+        let Some(meta) = metas.iter().find(|meta| meta.index == stop) else {
+            continue;
+        };
+        let problem = match State::from_snapshot(db, meta) {
+            Err(error) => Some(format!("snapshot {} does not load: {error:#}", meta.index)),
+            Ok(loaded) if loaded.ledger != state.ledger => Some(format!(
+                "snapshot {} differs from the state replayed to its index",
+                meta.index
+            )),
+            Ok(loaded) if loaded.chain_head != state.chain_head => Some(format!(
+                "snapshot {} names another chain head than the log",
+                meta.index
+            )),
+            Ok(_) => None,
+        };
+        if let Some(problem) = problem {
+            return Ok(broken(meta.index, problem, &state));
+        }
+        snapshots.push(json!({ "index": meta.index, "state_digest": hex(&state.digest()) }));
+    }
+    Ok(json!({
+        "partition": partition,
+        "ok": true,
+        "index": state.index.min(applied),
+        "blocks": blocks,
+        "snapshots": snapshots,
+        "state_digest": hex(&state.digest()),
+        "chain_head": hex(&state.chain_head),
+    }))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
