@@ -62,6 +62,15 @@ fn free_port() -> u16 {
 impl Cluster {
     /// Starts `size` write nodes with fresh data directories.
     pub fn start(size: u64) -> Cluster {
+        let cluster = Cluster::create(size);
+        for id in 1..=size {
+            cluster.start_node(id);
+        }
+        cluster
+    }
+
+    /// Lays out `size` write nodes (ports, data directories) without starting any.
+    pub fn create(size: u64) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let nodes: Vec<Node> = (1..=size)
             .map(|id| Node {
@@ -77,11 +86,7 @@ impl Cluster {
             .map(|node| format!("{}=127.0.0.1:{}", node.id, node.port))
             .collect::<Vec<_>>()
             .join(",");
-        let cluster = Cluster { dir, nodes, peers };
-        for id in 1..=size {
-            cluster.start_node(id);
-        }
-        cluster
+        Cluster { dir, nodes, peers }
     }
 
     fn node(&self, id: u64) -> &Node {

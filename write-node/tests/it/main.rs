@@ -2,6 +2,7 @@
 //! real RocksDB in temporary directories, SIGKILL for crashes.
 
 mod harness;
+mod reflection;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
