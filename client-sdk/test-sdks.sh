@@ -15,16 +15,17 @@ languages=("$@")
 started=$(date +%s)
 
 log() { echo "test-sdks: $*" >&2; }
+for tool in python3 node npm; do
+  command -v "$tool" >/dev/null 2>&1 || { log "$tool is needed (python3 with venv; Node.js 20+ with npm)"; exit 1; }
+done
 
 # --- the node binaries, where scripts/dev finds them ----------------------------------------
 target_dir=$(cargo metadata --format-version 1 --no-deps 2>/dev/null \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])' 2>/dev/null || echo target)
 write_bin="$target_dir/debug/wallet-write-node"
 read_bin="$target_dir/debug/wallet-read-node"
-if [[ ! -x $write_bin || ! -x $read_bin ]]; then
-  log "building the node binaries"
-  cargo build --locked --bin wallet-write-node --bin wallet-read-node
-fi
+# A no-op after scripts/test's workspace build; builds them when run on its own.
+cargo build --locked --quiet --bin wallet-write-node --bin wallet-read-node
 
 # The Python SDK's virtualenv also serves the health checks below.
 . client-sdk/python/venv.sh
