@@ -133,7 +133,20 @@ async fn reflection_lists_services_and_health_waits_for_leaders() {
     ];
     assert_eq!(list_services_v1(cluster.endpoint(1)).await, expected);
     assert_eq!(list_services_v1alpha(cluster.endpoint(1)).await, expected);
-    // The descriptors come with the listing: a tool can build a call from them.
+    // Every listed service can be described, so a tool can build calls from the listing.
+    for service in expected {
+        assert!(
+            matches!(
+                reflect(
+                    cluster.endpoint(1),
+                    MessageRequest::FileContainingSymbol(service.into())
+                )
+                .await,
+                MessageResponse::FileDescriptorResponse(_)
+            ),
+            "{service} is listed but cannot be described"
+        );
+    }
     match reflect(
         cluster.endpoint(1),
         MessageRequest::FileContainingSymbol("wallet.v1.WalletService.Transfer".into()),
