@@ -1,4 +1,7 @@
 //! Generates the gRPC code with protox (a pure-Rust protobuf compiler): no system `protoc`.
+//! Also writes the encoded `FileDescriptorSet` that the nodes serve over gRPC reflection.
+
+use prost::Message as _;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
@@ -12,6 +15,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={file}");
     }
     let descriptors = protox::compile(files, ["."])?;
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out_dir.join("file_descriptor_set.bin"),
+        descriptors.encode_to_vec(),
+    )?;
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)

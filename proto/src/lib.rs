@@ -9,3 +9,10 @@ pub mod v1 {
 pub mod internal {
     tonic::include_proto!("wallet.internal.v1");
 }
+
+pub mod reflection;
+
+/// The encoded `google.protobuf.FileDescriptorSet` of every file in `proto/wallet/` (with
+/// source comments), as served by gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/file_descriptor_set.bin"));

@@ -63,6 +63,7 @@ pub async fn run(
         .await;
 
     let api = query::QueryApi::new(projection, shutdown.clone());
+    let (reflection_v1, reflection_v1alpha) = proto::reflection::services(&[QUERY_SERVICE_NAME])?;
     let address = listener.local_addr()?;
     tracing::info!(%address, partitions, "read node serving");
     let serve = tonic::transport::Server::builder()
@@ -70,6 +71,8 @@ pub async fn run(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(
             QueryServiceServer::new(api).max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX),
         )

@@ -44,6 +44,12 @@ pub async fn run(
 
     // SERVING once every partition has a known leader; NOT_SERVING again when one loses it.
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    // The reporter starts with "" SERVING: say NOT_SERVING before the server can answer.
+    for service in ["", "wallet.v1.WalletService"] {
+        health_reporter
+            .set_service_status(service, ServingStatus::NotServing)
+            .await;
+    }
     let mut leaders = store.leaders();
     let health_shutdown = shutdown.clone();
     tokio::spawn(async move {
@@ -95,6 +101,12 @@ pub async fn run(
         peers: config.peers.keys().copied().collect(),
         store,
     };
+    // Advertised over reflection: the client-facing services, not the internal PeerService.
+    let (reflection_v1, reflection_v1alpha) = proto::reflection::services(&[
+        "wallet.v1.WalletService",
+        "wallet.v1.ClusterService",
+        "wallet.v1.EventLogService",
+    ])?;
     let address = listener.local_addr()?;
     tracing::info!(node_id = config.node_id, %address, partitions = config.partitions, "write node serving");
     let serve = tonic::transport::Server::builder()
@@ -102,6 +114,8 @@ pub async fn run(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(
             WalletServiceServer::new(api.clone())
                 .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX),

@@ -69,6 +69,19 @@ impl Cluster {
 
     /// Starts `size` write nodes, each also given `node_args`.
     pub fn start_with(size: u64, node_args: &[&str]) -> Cluster {
+        let cluster = Cluster::create_with(size, node_args);
+        for id in 1..=size {
+            cluster.start_node(id);
+        }
+        cluster
+    }
+
+    /// Lays out `size` write nodes (ports, data directories) without starting any.
+    pub fn create(size: u64) -> Cluster {
+        Cluster::create_with(size, &[])
+    }
+
+    fn create_with(size: u64, node_args: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let nodes: Vec<Node> = (1..=size)
             .map(|id| Node {
@@ -84,16 +97,12 @@ impl Cluster {
             .map(|node| format!("{}=127.0.0.1:{}", node.id, node.port))
             .collect::<Vec<_>>()
             .join(",");
-        let cluster = Cluster {
+        Cluster {
             dir,
             nodes,
             peers,
             node_args: node_args.iter().map(|arg| arg.to_string()).collect(),
-        };
-        for id in 1..=size {
-            cluster.start_node(id);
         }
-        cluster
     }
 
     fn node(&self, id: u64) -> &Node {

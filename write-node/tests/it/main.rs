@@ -3,6 +3,7 @@
 
 mod audit;
 mod harness;
+mod reflection;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,0 +1,1 @@
+"""Generated from proto/wallet (package wallet). Do not edit: run generate.sh."""

@@ -1,0 +1,165 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SubscribeRequest(_message.Message):
+    __slots__ = ("partition", "from_index")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    FROM_INDEX_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    from_index: int
+    def __init__(self, partition: _Optional[int] = ..., from_index: _Optional[int] = ...) -> None: ...
+
+class SubscribeResponse(_message.Message):
+    __slots__ = ("partition", "index", "timestamp_ms", "events")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    index: int
+    timestamp_ms: int
+    events: _containers.RepeatedCompositeFieldContainer[LedgerEvent]
+    def __init__(self, partition: _Optional[int] = ..., index: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., events: _Optional[_Iterable[_Union[LedgerEvent, _Mapping]]] = ...) -> None: ...
+
+class LedgerEvent(_message.Message):
+    __slots__ = ("account_opened", "transfer_completed", "transfer_rejected", "transfer_debited", "transfer_credited", "credit_refused", "transfer_settled", "transfer_refunded")
+    ACCOUNT_OPENED_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_REJECTED_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_DEBITED_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_CREDITED_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_REFUSED_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_SETTLED_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_REFUNDED_FIELD_NUMBER: _ClassVar[int]
+    account_opened: AccountOpened
+    transfer_completed: TransferCompleted
+    transfer_rejected: TransferRejected
+    transfer_debited: TransferDebited
+    transfer_credited: TransferCredited
+    credit_refused: CreditRefused
+    transfer_settled: TransferSettled
+    transfer_refunded: TransferRefunded
+    def __init__(self, account_opened: _Optional[_Union[AccountOpened, _Mapping]] = ..., transfer_completed: _Optional[_Union[TransferCompleted, _Mapping]] = ..., transfer_rejected: _Optional[_Union[TransferRejected, _Mapping]] = ..., transfer_debited: _Optional[_Union[TransferDebited, _Mapping]] = ..., transfer_credited: _Optional[_Union[TransferCredited, _Mapping]] = ..., credit_refused: _Optional[_Union[CreditRefused, _Mapping]] = ..., transfer_settled: _Optional[_Union[TransferSettled, _Mapping]] = ..., transfer_refunded: _Optional[_Union[TransferRefunded, _Mapping]] = ...) -> None: ...
+
+class AccountOpened(_message.Message):
+    __slots__ = ("account_id", "currency", "allow_negative_balance")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_NEGATIVE_BALANCE_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    currency: str
+    allow_negative_balance: bool
+    def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., allow_negative_balance: _Optional[bool] = ...) -> None: ...
+
+class TransferCompleted(_message.Message):
+    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "amount_minor", "currency")
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    TO_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MINOR_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    from_account: str
+    to_account: str
+    amount: str
+    amount_minor: int
+    currency: str
+    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ...) -> None: ...
+
+class TransferRejected(_message.Message):
+    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "amount_minor", "currency", "reason", "field")
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    TO_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MINOR_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    from_account: str
+    to_account: str
+    amount: str
+    amount_minor: int
+    currency: str
+    reason: str
+    field: str
+    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., reason: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
+
+class TransferDebited(_message.Message):
+    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "amount_minor", "currency")
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    TO_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MINOR_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    from_account: str
+    to_account: str
+    amount: str
+    amount_minor: int
+    currency: str
+    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ...) -> None: ...
+
+class TransferCredited(_message.Message):
+    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "amount_minor", "currency")
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    TO_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MINOR_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    from_account: str
+    to_account: str
+    amount: str
+    amount_minor: int
+    currency: str
+    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ...) -> None: ...
+
+class CreditRefused(_message.Message):
+    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "amount_minor", "currency", "reason", "field")
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    TO_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MINOR_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    from_account: str
+    to_account: str
+    amount: str
+    amount_minor: int
+    currency: str
+    reason: str
+    field: str
+    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., reason: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
+
+class TransferSettled(_message.Message):
+    __slots__ = ("transaction_id", "credit_index")
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    credit_index: int
+    def __init__(self, transaction_id: _Optional[str] = ..., credit_index: _Optional[int] = ...) -> None: ...
+
+class TransferRefunded(_message.Message):
+    __slots__ = ("transaction_id", "reason", "field", "credit_index")
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    reason: str
+    field: str
+    credit_index: int
+    def __init__(self, transaction_id: _Optional[str] = ..., reason: _Optional[str] = ..., field: _Optional[str] = ..., credit_index: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,144 @@
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class TransferStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TRANSFER_STATUS_UNSPECIFIED: _ClassVar[TransferStatus]
+    TRANSFER_STATUS_COMPLETED: _ClassVar[TransferStatus]
+    TRANSFER_STATUS_REJECTED: _ClassVar[TransferStatus]
+    TRANSFER_STATUS_IN_FLIGHT: _ClassVar[TransferStatus]
+TRANSFER_STATUS_UNSPECIFIED: TransferStatus
+TRANSFER_STATUS_COMPLETED: TransferStatus
+TRANSFER_STATUS_REJECTED: TransferStatus
+TRANSFER_STATUS_IN_FLIGHT: TransferStatus
+
+class OpenAccountRequest(_message.Message):
+    __slots__ = ("account_id", "currency", "allow_negative_balance")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_NEGATIVE_BALANCE_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    currency: str
+    allow_negative_balance: bool
+    def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., allow_negative_balance: _Optional[bool] = ...) -> None: ...
+
+class OpenAccountResponse(_message.Message):
+    __slots__ = ("account",)
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    account: Account
+    def __init__(self, account: _Optional[_Union[Account, _Mapping]] = ...) -> None: ...
+
+class Account(_message.Message):
+    __slots__ = ("account_id", "currency", "allow_negative_balance", "balance", "balance_minor")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_NEGATIVE_BALANCE_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_MINOR_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    currency: str
+    allow_negative_balance: bool
+    balance: str
+    balance_minor: int
+    def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., allow_negative_balance: _Optional[bool] = ..., balance: _Optional[str] = ..., balance_minor: _Optional[int] = ...) -> None: ...
+
+class TransferRequest(_message.Message):
+    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "currency")
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    TO_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    from_account: str
+    to_account: str
+    amount: str
+    currency: str
+    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ...) -> None: ...
+
+class TransferResponse(_message.Message):
+    __slots__ = ("status", "transaction_id", "consistency_token")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    transaction_id: str
+    consistency_token: str
+    def __init__(self, status: _Optional[str] = ..., transaction_id: _Optional[str] = ..., consistency_token: _Optional[str] = ...) -> None: ...
+
+class TransferResult(_message.Message):
+    __slots__ = ("transaction_id", "status", "consistency_token", "error")
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    status: str
+    consistency_token: str
+    error: TransferError
+    def __init__(self, transaction_id: _Optional[str] = ..., status: _Optional[str] = ..., consistency_token: _Optional[str] = ..., error: _Optional[_Union[TransferError, _Mapping]] = ...) -> None: ...
+
+class TransferError(_message.Message):
+    __slots__ = ("code", "reason", "message", "field")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    reason: str
+    message: str
+    field: str
+    def __init__(self, code: _Optional[int] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
+
+class GetAccountRequest(_message.Message):
+    __slots__ = ("account_id",)
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    def __init__(self, account_id: _Optional[str] = ...) -> None: ...
+
+class GetAccountResponse(_message.Message):
+    __slots__ = ("account", "position")
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    account: Account
+    position: str
+    def __init__(self, account: _Optional[_Union[Account, _Mapping]] = ..., position: _Optional[str] = ...) -> None: ...
+
+class GetTransferRequest(_message.Message):
+    __slots__ = ("transaction_id",)
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    def __init__(self, transaction_id: _Optional[str] = ...) -> None: ...
+
+class GetTransferResponse(_message.Message):
+    __slots__ = ("transfer",)
+    TRANSFER_FIELD_NUMBER: _ClassVar[int]
+    transfer: Transfer
+    def __init__(self, transfer: _Optional[_Union[Transfer, _Mapping]] = ...) -> None: ...
+
+class Transfer(_message.Message):
+    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "currency", "status", "reject_reason", "committed_at_unix_ms", "consistency_token")
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    TO_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REJECT_REASON_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_AT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    from_account: str
+    to_account: str
+    amount: str
+    currency: str
+    status: TransferStatus
+    reject_reason: str
+    committed_at_unix_ms: int
+    consistency_token: str
+    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ..., status: _Optional[_Union[TransferStatus, str]] = ..., reject_reason: _Optional[str] = ..., committed_at_unix_ms: _Optional[int] = ..., consistency_token: _Optional[str] = ...) -> None: ...

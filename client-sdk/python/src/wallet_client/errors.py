@@ -1,0 +1,141 @@
+"""Typed errors, read from the rich gRPC status the wallet's nodes send.
+
+Every error from a node carries ``google.rpc.ErrorInfo`` (domain ``wallet.ledger``) with a
+stable ``reason``, a ``BadRequest`` field violation for invalid input, and ``RetryInfo`` where
+waiting helps. They travel in the ``grpc-status-details-bin`` trailer; ``grpcio-status``
+decodes it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+#: The ``google.rpc.ErrorInfo`` domain of every wallet error.
+ERROR_DOMAIN = "wallet.ledger"
+#: Reason of the redirect a write node that does not lead the partition answers with.
+REASON_NOT_LEADER = "NOT_LEADER"
+#: ``ErrorInfo`` metadata key with the leader's ``host:port``, when known.
+METADATA_LEADER_ADDRESS = "leader_address"
+#: Reason given to failures that never reached a node's application code.
+REASON_TRANSPORT = "TRANSPORT_ERROR"
+#: Reason given to an attempt that ran out of time.
+REASON_DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+
+#: Codes whose outcome is unknown (the request may have been applied): retried with the
+#: same request, hence the same transaction_id. The same set as the Rust SDK's.
+RETRYABLE_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        # The caller cancels by abandoning the call, so a CANCELLED that comes back means
+        # the connection was lost mid-call.
+        grpc.StatusCode.CANCELLED,
+    }
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ErrorDetails:
+    """What a failed call's ``google.rpc.Status`` says, decoded."""
+
+    code: grpc.StatusCode
+    message: str
+    reason: str = ""
+    domain: str = ""
+    metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: ``(field, description)`` of each ``BadRequest`` field violation.
+    field_violations: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    #: Seconds from ``RetryInfo.retry_delay``, if the server asked for a pause.
+    retry_delay: Optional[float] = None
+
+
+def error_details(error: grpc.RpcError) -> ErrorDetails:
+    """Decodes the rich status of a failed call (an ``RpcError`` that is also a ``Call``)."""
+    code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
+    message = (error.details() if hasattr(error, "details") else None) or ""
+    status = rpc_status.from_call(error) if hasattr(error, "trailing_metadata") else None
+    if status is None:
+        return ErrorDetails(code=code, message=message)
+    details = ErrorDetails(code=code, message=status.message or message)
+    for any_detail in status.details:
+        if any_detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            any_detail.Unpack(info)
+            details = dataclasses.replace(
+                details, reason=info.reason, domain=info.domain, metadata=dict(info.metadata)
+            )
+        elif any_detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            any_detail.Unpack(bad_request)
+            details.field_violations.extend(
+                (v.field, v.description) for v in bad_request.field_violations
+            )
+        elif any_detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            any_detail.Unpack(retry)
+            details = dataclasses.replace(
+                details, retry_delay=retry.retry_delay.ToTimedelta().total_seconds()
+            )
+    return details
+
+
+class WalletError(Exception):
+    """A failed wallet call. Match on ``reason`` (stable), not on the message."""
+
+    def __init__(self, details: ErrorDetails, reason: str):
+        self.details = details
+        self.code: grpc.StatusCode = details.code
+        self.reason: str = reason
+        self.message: str = details.message
+        #: The offending request field, from the first ``BadRequest`` field violation.
+        self.field: Optional[str] = next((f for f, _ in details.field_violations if f), None)
+        super().__init__(f"{self.code.name} {reason}: {self.message}")
+
+    @property
+    def definite(self) -> bool:
+        """True when nothing was applied and asking again gives the same answer."""
+        return isinstance(self, Rejected)
+
+
+class Rejected(WalletError):
+    """The ledger refused the request (bad argument, unknown account, insufficient funds,
+    reused transaction id, ...). Nothing was applied; never retried."""
+
+
+class Indefinite(WalletError):
+    """The outcome is unknown and the retries ran out: the request may or may not have
+    been applied. Retry with the same transaction_id to learn the outcome; the ledger
+    deduplicates by it, so a retry can never pay twice."""
+
+
+def classify(error: grpc.RpcError) -> WalletError:
+    """The typed error for a failed attempt."""
+    details = error_details(error)
+    code = details.code
+    if code in RETRYABLE_CODES:
+        if details.reason:
+            reason = details.reason
+        elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            reason = REASON_DEADLINE_EXCEEDED
+        elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            reason = code.name
+        else:
+            # No ErrorInfo: the status was made by the gRPC library (connection refused,
+            # reset, closed mid-call).
+            reason = REASON_TRANSPORT
+        return Indefinite(details, reason)
+    return Rejected(details, details.reason or code.name)
+
+
+def leader_hint(error: WalletError) -> Optional[str]:
+    """The leader's ``host:port`` from a NOT_LEADER redirect, if the node knew it."""
+    if error.code != grpc.StatusCode.UNAVAILABLE or error.reason != REASON_NOT_LEADER:
+        return None
+    address = error.details.metadata.get(METADATA_LEADER_ADDRESS, "").strip()
+    return address or None

@@ -1,0 +1,164 @@
+/**
+ * Typed errors, read from the rich gRPC status the wallet's nodes send: every error carries
+ * `google.rpc.ErrorInfo` (domain `wallet.ledger`) with a stable `reason`, a `BadRequest`
+ * field violation for invalid input, and `RetryInfo` where waiting helps, all inside a
+ * `google.rpc.Status` in the `grpc-status-details-bin` trailer.
+ */
+import { Metadata, status as Code, type ServiceError } from "@grpc/grpc-js";
+
+import { BadRequest, ErrorInfo, RetryInfo } from "./gen/google/rpc/error_details";
+import { Status } from "./gen/google/rpc/status";
+
+/** The `google.rpc.ErrorInfo` domain of every wallet error. */
+export const ERROR_DOMAIN = "wallet.ledger";
+/** Reason of the redirect a write node that does not lead the partition answers with. */
+export const REASON_NOT_LEADER = "NOT_LEADER";
+/** `ErrorInfo` metadata key with the leader's `host:port`, when known. */
+export const METADATA_LEADER_ADDRESS = "leader_address";
+/** Reason given to failures that never reached a node's application code. */
+export const REASON_TRANSPORT = "TRANSPORT_ERROR";
+/** Reason given to an attempt that ran out of time. */
+export const REASON_DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED";
+/** The trailer holding the serialized `google.rpc.Status`. */
+export const STATUS_DETAILS_KEY = "grpc-status-details-bin";
+
+/**
+ * Codes whose outcome is unknown (the request may have been applied): retried with the same
+ * request, hence the same transaction_id. The same set as the Rust SDK's. CANCELLED counts
+ * because the caller cancels by abandoning a call: one that comes back was lost mid-call.
+ */
+export const RETRYABLE_CODES: ReadonlySet<Code> = new Set([
+  Code.UNAVAILABLE,
+  Code.RESOURCE_EXHAUSTED,
+  Code.DEADLINE_EXCEEDED,
+  Code.CANCELLED,
+]);
+
+const TYPE_PREFIX = "type.googleapis.com/";
+
+/** What a failed call's `google.rpc.Status` says, decoded. */
+export interface ErrorDetails {
+  code: Code;
+  message: string;
+  reason: string;
+  domain: string;
+  metadata: Record<string, string>;
+  /** Each `BadRequest` field violation. */
+  fieldViolations: { field: string; description: string }[];
+  /** Milliseconds from `RetryInfo.retry_delay`, if the server asked for a pause. */
+  retryDelayMs?: number;
+}
+
+/** The canonical upper-case name of a code, e.g. `FAILED_PRECONDITION`. */
+export function codeName(code: Code): string {
+  return Code[code] ?? `CODE_${code}`;
+}
+
+/** Decodes the rich status of a failed call from its trailers. */
+export function errorDetails(error: Pick<ServiceError, "code" | "details" | "metadata">): ErrorDetails {
+  const details: ErrorDetails = {
+    code: error.code,
+    message: error.details ?? "",
+    reason: "",
+    domain: "",
+    metadata: {},
+    fieldViolations: [],
+  };
+  const raw = error.metadata instanceof Metadata ? error.metadata.get(STATUS_DETAILS_KEY)[0] : undefined;
+  if (raw === undefined || typeof raw === "string") {
+    return details;
+  }
+  const status = Status.decode(raw);
+  details.message = status.message || details.message;
+  for (const detail of status.details) {
+    const type = detail.typeUrl.startsWith(TYPE_PREFIX) ? detail.typeUrl.slice(TYPE_PREFIX.length) : detail.typeUrl;
+    if (type === "google.rpc.ErrorInfo") {
+      const info = ErrorInfo.decode(detail.value);
+      details.reason = info.reason;
+      details.domain = info.domain;
+      details.metadata = { ...info.metadata };
+    } else if (type === "google.rpc.BadRequest") {
+      for (const violation of BadRequest.decode(detail.value).fieldViolations) {
+        details.fieldViolations.push({ field: violation.field, description: violation.description });
+      }
+    } else if (type === "google.rpc.RetryInfo") {
+      const delay = RetryInfo.decode(detail.value).retryDelay;
+      if (delay !== undefined) {
+        details.retryDelayMs = Number(delay.seconds) * 1000 + delay.nanos / 1e6;
+      }
+    }
+  }
+  return details;
+}
+
+/** A failed wallet call. Match on `reason` (stable), not on the message. */
+export abstract class WalletError extends Error {
+  readonly code: Code;
+  readonly reason: string;
+  /** The offending request field, from the first `BadRequest` field violation. */
+  readonly field?: string;
+
+  constructor(
+    readonly details: ErrorDetails,
+    reason: string,
+  ) {
+    super(`${codeName(details.code)} ${reason}: ${details.message}`);
+    this.code = details.code;
+    this.reason = reason;
+    this.field = details.fieldViolations.find((v) => v.field !== "")?.field;
+  }
+
+  /** True when nothing was applied and asking again gives the same answer. */
+  abstract get definite(): boolean;
+}
+
+/**
+ * The ledger refused the request (bad argument, unknown account, insufficient funds, reused
+ * transaction id, ...). Nothing was applied; never retried.
+ */
+export class Rejected extends WalletError {
+  override name = "Rejected";
+  get definite(): boolean {
+    return true;
+  }
+}
+
+/**
+ * The outcome is unknown and the retries ran out: the request may or may not have been
+ * applied. Retry with the same transaction_id to learn the outcome; the ledger deduplicates
+ * by it, so a retry can never pay twice.
+ */
+export class Indefinite extends WalletError {
+  override name = "Indefinite";
+  get definite(): boolean {
+    return false;
+  }
+}
+
+/** True for the errors @grpc/grpc-js reports for a failed call. */
+export function isServiceError(error: unknown): error is ServiceError {
+  return error instanceof Error && typeof (error as ServiceError).code === "number" && "metadata" in error;
+}
+
+/** The typed error for a failed attempt. */
+export function classify(error: Pick<ServiceError, "code" | "details" | "metadata">): WalletError {
+  const details = errorDetails(error);
+  if (RETRYABLE_CODES.has(details.code)) {
+    let reason = details.reason;
+    if (reason === "") {
+      if (details.code === Code.DEADLINE_EXCEEDED) reason = REASON_DEADLINE_EXCEEDED;
+      else if (details.code === Code.RESOURCE_EXHAUSTED) reason = codeName(details.code);
+      // No ErrorInfo: the status was made by the gRPC library (refused, reset, closed).
+      else reason = REASON_TRANSPORT;
+    }
+    return new Indefinite(details, reason);
+  }
+  return new Rejected(details, details.reason || codeName(details.code));
+}
+
+/** The leader's `host:port` from a NOT_LEADER redirect, if the node knew it. */
+export function leaderHint(error: WalletError): string | undefined {
+  if (error.code !== Code.UNAVAILABLE || error.reason !== REASON_NOT_LEADER) return undefined;
+  const address = (error.details.metadata[METADATA_LEADER_ADDRESS] ?? "").trim();
+  return address === "" ? undefined : address;
+}
