@@ -278,7 +278,9 @@ impl Args {
                 bail!("--api stream is the wallet's SubmitTransfers; PostgreSQL runs --api unary");
             }
             if a.watchers > 0 {
-                bail!("--watchers needs the wallet's read node; not available with --target postgres");
+                bail!(
+                    "--watchers needs the wallet's read node; not available with --target postgres"
+                );
             }
         }
         if a.clients == 0 || a.clients > limits::CLIENTS_MAX {
@@ -293,7 +295,10 @@ impl Args {
         if let Some(rate) = a.rate
             && (rate == 0 || rate > limits::RATE_MAX)
         {
-            bail!("--rate must be between 1 and {} per second", limits::RATE_MAX);
+            bail!(
+                "--rate must be between 1 and {} per second",
+                limits::RATE_MAX
+            );
         }
         if a.duration > limits::DURATION_MAX {
             bail!("--duration is at most {}s", limits::DURATION_MAX.as_secs());
@@ -309,7 +314,10 @@ impl Args {
         if !(a.zipf.is_finite() && (0.0..=10.0).contains(&a.zipf)) {
             bail!("--zipf must be between 0 and 10");
         }
-        for (flag, share) in [("--cross-share", a.cross_share), ("--read-share", a.read_share)] {
+        for (flag, share) in [
+            ("--cross-share", a.cross_share),
+            ("--read-share", a.read_share),
+        ] {
             if !(share.is_finite() && (0.0..=1.0).contains(&share)) {
                 bail!("{flag} must be between 0 and 1, got {share}");
             }
@@ -324,7 +332,10 @@ impl Args {
             bail!("--watchers needs a --read-endpoint");
         }
         if a.watch_accounts == 0 || a.watch_accounts > limits::WATCH_ACCOUNTS_MAX {
-            bail!("--watch-accounts must be between 1 and {}", limits::WATCH_ACCOUNTS_MAX);
+            bail!(
+                "--watch-accounts must be between 1 and {}",
+                limits::WATCH_ACCOUNTS_MAX
+            );
         }
         if let Some(p) = a.partitions
             && (p == 0 || p > 4_096)
@@ -338,7 +349,10 @@ impl Args {
             );
         }
         if a.verify_accounts == 0 || a.verify_accounts > limits::VERIFY_ACCOUNTS_MAX {
-            bail!("--verify-accounts must be between 1 and {}", limits::VERIFY_ACCOUNTS_MAX);
+            bail!(
+                "--verify-accounts must be between 1 and {}",
+                limits::VERIFY_ACCOUNTS_MAX
+            );
         }
         if a.verify_transfers > limits::ACKED_SAMPLE_MAX {
             bail!("--verify-transfers is at most {}", limits::ACKED_SAMPLE_MAX);
@@ -383,7 +397,9 @@ pub fn check_loopback_postgres(url: &str) -> anyhow::Result<()> {
         if let tokio_postgres::config::Host::Tcp(name) = host
             && !is_loopback_host(name)
         {
-            bail!("--postgres host {name:?} is not a loopback address: only local targets are loaded");
+            bail!(
+                "--postgres host {name:?} is not a loopback address: only local targets are loaded"
+            );
         }
     }
     Ok(())
@@ -410,20 +426,38 @@ mod tests {
 
     #[test]
     fn non_loopback_targets_are_refused() {
-        for bad in ["10.0.0.1:50051", "example.com:50051", "http://192.168.1.2:1"] {
+        for bad in [
+            "10.0.0.1:50051",
+            "example.com:50051",
+            "http://192.168.1.2:1",
+        ] {
             let err = args(&["--endpoints", bad]).validate().unwrap_err();
             assert!(format!("{err:#}").contains("loopback"), "{bad}: {err:#}");
         }
-        let err = args(&["--read-endpoint", "8.8.8.8:50061"]).validate().unwrap_err();
-        assert!(format!("{err:#}").contains("loopback"));
-        let err = args(&["--target", "postgres", "--postgres", "host=db.internal user=x"])
+        let err = args(&["--read-endpoint", "8.8.8.8:50061"])
             .validate()
             .unwrap_err();
         assert!(format!("{err:#}").contains("loopback"));
-        args(&["--endpoints", "localhost:1,[::1]:2,127.0.0.2:3"]).validate().unwrap();
-        args(&["--target", "postgres", "--postgres", "host=/var/run/postgresql user=x"])
+        let err = args(&[
+            "--target",
+            "postgres",
+            "--postgres",
+            "host=db.internal user=x",
+        ])
+        .validate()
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("loopback"));
+        args(&["--endpoints", "localhost:1,[::1]:2,127.0.0.2:3"])
             .validate()
             .unwrap();
+        args(&[
+            "--target",
+            "postgres",
+            "--postgres",
+            "host=/var/run/postgresql user=x",
+        ])
+        .validate()
+        .unwrap();
     }
 
     #[test]
@@ -436,7 +470,10 @@ mod tests {
             (&["--amount-max", "1.005"][..], "--amount-max"),
             (&["--initial-balance=-3"][..], "--initial-balance"),
             (&["--rate", "0"][..], "--rate"),
-            (&["--watchers", "2", "--read-endpoint", "none"][..], "--read-endpoint"),
+            (
+                &["--watchers", "2", "--read-endpoint", "none"][..],
+                "--read-endpoint",
+            ),
             (&["--target", "postgres", "--api", "stream"][..], "--api"),
             (&["--run-id", "no-dashes"][..], "--run-id"),
         ] {

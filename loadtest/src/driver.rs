@@ -157,8 +157,10 @@ pub fn run_progress(duration: Duration, hidden: bool) -> ProgressBar {
         ProgressDrawTarget::stderr_with_hz(4),
     );
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg}")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg}",
+        )
+        .expect("valid template"),
     );
     bar
 }

@@ -60,18 +60,31 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
             let detail = format!(
                 "{} write nodes{}, {} partitions",
                 args.endpoints.len(),
-                config.read_endpoint.as_ref().map_or(String::new(), |r| format!(" + read node {r}")),
+                config
+                    .read_endpoint
+                    .as_ref()
+                    .map_or(String::new(), |r| format!(" + read node {r}")),
                 accounts.partitions
             );
             let g = recorder.lock();
             Ok(Outcome {
-                report: report::build(&g, config, detail, accounts.partitions, setup_s, duration_s, verification),
+                report: report::build(
+                    &g,
+                    config,
+                    detail,
+                    accounts.partitions,
+                    setup_s,
+                    duration_s,
+                    verification,
+                ),
                 transfers: g.transfers.clone(),
             })
         }
         TargetKind::Postgres => {
             let partitions = args.partitions.unwrap_or(POSTGRES_DEFAULT_PARTITIONS);
-            let accounts = postgres::prepare(config, partitions).await.context("setup")?;
+            let accounts = postgres::prepare(config, partitions)
+                .await
+                .context("setup")?;
             let detail = postgres::durability(&args.postgres).await?;
             let setup_s = setup_started.elapsed().as_secs_f64();
             let mut recorder = Recorder::new(accounts.slots(), args.verify_transfers, args.seed);
@@ -86,7 +99,15 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
             };
             let g = recorder.lock();
             Ok(Outcome {
-                report: report::build(&g, config, detail, partitions, setup_s, duration_s, verification),
+                report: report::build(
+                    &g,
+                    config,
+                    detail,
+                    partitions,
+                    setup_s,
+                    duration_s,
+                    verification,
+                ),
                 transfers: g.transfers.clone(),
             })
         }

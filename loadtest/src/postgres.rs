@@ -61,7 +61,12 @@ async fn connect(url: &str) -> anyhow::Result<Client> {
 pub async fn durability(url: &str) -> anyhow::Result<String> {
     let client = connect(url).await?;
     let mut parts = Vec::new();
-    for setting in ["server_version", "fsync", "synchronous_commit", "wal_sync_method"] {
+    for setting in [
+        "server_version",
+        "fsync",
+        "synchronous_commit",
+        "wal_sync_method",
+    ] {
         let row = client.query_one(&format!("SHOW {setting}"), &[]).await?;
         parts.push(format!("{setting}={}", row.get::<_, String>(0)));
     }
@@ -83,9 +88,20 @@ pub async fn prepare(config: &Config, partitions: u32) -> anyhow::Result<Arc<Acc
     if settings.contains("fsync=off") {
         bail!("PostgreSQL runs with fsync=off ({settings}): not comparable to the fsync'd wallet");
     }
-    client.batch_execute(SCHEMA).await.context("creating the schema")?;
-    let accounts = Arc::new(Accounts::new(&config.run_id, config.args.accounts, partitions));
-    let bar = driver::step_progress(config.args.no_progress, "loading accounts", u64::from(accounts.slots()));
+    client
+        .batch_execute(SCHEMA)
+        .await
+        .context("creating the schema")?;
+    let accounts = Arc::new(Accounts::new(
+        &config.run_id,
+        config.args.accounts,
+        partitions,
+    ));
+    let bar = driver::step_progress(
+        config.args.no_progress,
+        "loading accounts",
+        u64::from(accounts.slots()),
+    );
     let insert = client
         .prepare(
             "INSERT INTO wallet_loadtest.accounts (id, currency, allow_negative, balance)
@@ -100,12 +116,16 @@ pub async fn prepare(config: &Config, partitions: u32) -> anyhow::Result<Arc<Acc
         let balances: Vec<i64> = (start..end)
             .map(|s| initial_balance(&accounts, s, config.initial_balance_minor))
             .collect();
-        client.execute(&insert, &[&ids, &negative, &balances]).await?;
+        client
+            .execute(&insert, &[&ids, &negative, &balances])
+            .await?;
         bar.inc(u64::from(end - start));
         start = end;
     }
     bar.finish_and_clear();
-    client.batch_execute("ANALYZE wallet_loadtest.accounts").await?;
+    client
+        .batch_execute("ANALYZE wallet_loadtest.accounts")
+        .await?;
     Ok(accounts)
 }
 
@@ -157,8 +177,13 @@ impl PgExecutor {
         let c = &self.client;
         c.batch_execute("BEGIN").await.map_err(pg_failure)?;
         let body = async {
-            c.execute(&self.insert, &[&op.id, &from, &to, &op.amount_minor]).await?;
-            let steps = if from < to { [true, false] } else { [false, true] };
+            c.execute(&self.insert, &[&op.id, &from, &to, &op.amount_minor])
+                .await?;
+            let steps = if from < to {
+                [true, false]
+            } else {
+                [false, true]
+            };
             for debit in steps {
                 let rows = if debit {
                     c.execute(&self.debit, &[&from, &op.amount_minor]).await?
@@ -166,7 +191,11 @@ impl PgExecutor {
                     c.execute(&self.credit, &[&to, &op.amount_minor]).await?
                 };
                 if rows != 1 {
-                    return Ok(Some(if debit { "INSUFFICIENT_FUNDS" } else { "ACCOUNT_NOT_FOUND" }));
+                    return Ok(Some(if debit {
+                        "INSUFFICIENT_FUNDS"
+                    } else {
+                        "ACCOUNT_NOT_FOUND"
+                    }));
                 }
             }
             Ok::<_, tokio_postgres::Error>(None)
@@ -194,9 +223,13 @@ impl PgExecutor {
 /// A PostgreSQL error in the wallet's vocabulary (gRPC code + reason).
 fn pg_failure(error: tokio_postgres::Error) -> Failure {
     let (code, reason, definite) = match error.code() {
-        Some(state) if *state == SqlState::UNIQUE_VIOLATION => ("ALREADY_EXISTS", "TRANSACTION_ID_REUSED", true),
+        Some(state) if *state == SqlState::UNIQUE_VIOLATION => {
+            ("ALREADY_EXISTS", "TRANSACTION_ID_REUSED", true)
+        }
         Some(state) if *state == SqlState::T_R_DEADLOCK_DETECTED => ("ABORTED", "DEADLOCK", true),
-        Some(state) if *state == SqlState::T_R_SERIALIZATION_FAILURE => ("ABORTED", "SERIALIZATION_FAILURE", true),
+        Some(state) if *state == SqlState::T_R_SERIALIZATION_FAILURE => {
+            ("ABORTED", "SERIALIZATION_FAILURE", true)
+        }
         Some(state) => ("INTERNAL", state.code(), true),
         // No SQLSTATE: the connection failed, and a COMMIT may or may not have happened.
         None => ("UNAVAILABLE", "CONNECTION_ERROR", false),
@@ -243,7 +276,9 @@ pub async fn run_phase(
     let args = &config.args;
     let mut executors = Vec::new();
     for _ in 0..args.clients {
-        executors.push(Arc::new(PgExecutor::new(&args.postgres, accounts.clone()).await?));
+        executors.push(Arc::new(
+            PgExecutor::new(&args.postgres, accounts.clone()).await?,
+        ));
     }
     let bar = driver::run_progress(args.duration, args.no_progress);
     let budget = Arc::new(Budget::new(args.duration, args.requests));
@@ -285,7 +320,9 @@ pub async fn verify(
         (g.deltas.clone(), g.unknown.clone(), g.acked_sample.clone())
     };
     let lookup = client
-        .prepare("SELECT from_account, to_account, amount FROM wallet_loadtest.transfers WHERE id = $1")
+        .prepare(
+            "SELECT from_account, to_account, amount FROM wallet_loadtest.transfers WHERE id = $1",
+        )
         .await?;
     v.unknown_outcomes = unknown.len() as u64;
     for op in &unknown {
@@ -298,7 +335,10 @@ pub async fn verify(
         }
     }
     let rows = client
-        .query("SELECT id, balance, allow_negative FROM wallet_loadtest.accounts", &[])
+        .query(
+            "SELECT id, balance, allow_negative FROM wallet_loadtest.accounts",
+            &[],
+        )
         .await?;
     let mut balances = HashMap::with_capacity(rows.len());
     for row in &rows {
@@ -306,7 +346,10 @@ pub async fn verify(
         balances.insert(id, (row.get::<_, i64>(1), row.get::<_, bool>(2)));
     }
     let total: i64 = client
-        .query_one("SELECT COALESCE(sum(balance), 0)::int8 FROM wallet_loadtest.accounts", &[])
+        .query_one(
+            "SELECT COALESCE(sum(balance), 0)::int8 FROM wallet_loadtest.accounts",
+            &[],
+        )
         .await?
         .get(0);
     // Every row was read anyway: check them all.
@@ -317,10 +360,15 @@ pub async fn verify(
             v.violation(format!("{id}: missing"));
             continue;
         };
-        let expected = initial_balance(accounts, slot, config.initial_balance_minor) + deltas[slot as usize];
+        let expected =
+            initial_balance(accounts, slot, config.initial_balance_minor) + deltas[slot as usize];
         if balance != expected {
             v.balance_mismatches += 1;
-            v.violation(format!("{id}: balance {} but the acknowledged transfers make it {}", usd(balance), usd(expected)));
+            v.violation(format!(
+                "{id}: balance {} but the acknowledged transfers make it {}",
+                usd(balance),
+                usd(expected)
+            ));
         }
         if balance < 0 && !allow_negative {
             v.negative_accounts += 1;
@@ -328,7 +376,10 @@ pub async fn verify(
         }
     }
     v.set_conservation(i128::from(total), accounts.slots());
-    let sample: Vec<TransferOp> = acked.into_iter().take(config.args.verify_transfers).collect();
+    let sample: Vec<TransferOp> = acked
+        .into_iter()
+        .take(config.args.verify_transfers)
+        .collect();
     v.transfers_checked = sample.len() as u64;
     for op in sample {
         match client.query_opt(&lookup, &[&op.id]).await? {

@@ -212,12 +212,17 @@ pub fn build(
             overload,
         });
     }
-    errors.sort_by(|a, b| b.count.cmp(&a.count));
+    errors.sort_by_key(|e| std::cmp::Reverse(e.count));
     Report {
         target: format!("{:?}", args.target).to_lowercase(),
         target_detail,
         api: format!("{:?}", args.api).to_lowercase(),
-        mode: if args.rate.is_some() { "open" } else { "closed" }.into(),
+        mode: if args.rate.is_some() {
+            "open"
+        } else {
+            "closed"
+        }
+        .into(),
         offered_rate: args.rate,
         clients: args.clients,
         in_flight: args.in_flight,
@@ -260,10 +265,23 @@ pub fn text(r: &Report) -> String {
     let _ = writeln!(
         w,
         "  Workload:\t{} API, {mode}, {} clients (in flight {}), {} accounts, zipf {}, cross-partition {:.0}%, reads {:.0}%, {} watchers, seed {}, run {}",
-        r.api, r.clients, r.in_flight, r.accounts, r.zipf, r.cross_share * 100.0, r.read_share * 100.0, r.watchers, r.seed, r.run_id
+        r.api,
+        r.clients,
+        r.in_flight,
+        r.accounts,
+        r.zipf,
+        r.cross_share * 100.0,
+        r.read_share * 100.0,
+        r.watchers,
+        r.seed,
+        r.run_id
     );
     let _ = writeln!(w, "  Setup:\t{:.2} s", r.setup_s);
-    let _ = writeln!(w, "  Count:\t{} transfers ok, {} errors", r.transfers_ok, r.errors_total);
+    let _ = writeln!(
+        w,
+        "  Count:\t{} transfers ok, {} errors",
+        r.transfers_ok, r.errors_total
+    );
     let _ = writeln!(w, "  Total:\t{:.2} s", r.duration_s);
     if let Some(l) = &r.latency {
         let _ = writeln!(w, "  Slowest:\t{:.2} ms", l.slowest_ms);
@@ -273,7 +291,13 @@ pub fn text(r: &Report) -> String {
     let _ = writeln!(w, "  Transfers/s:\t{:.1}", r.transfers_per_second);
     if !r.histogram.is_empty() {
         let _ = writeln!(w, "\nResponse time histogram (successful transfers):");
-        let top = r.histogram.iter().map(|b| b.count).max().unwrap_or(1).max(1);
+        let top = r
+            .histogram
+            .iter()
+            .map(|b| b.count)
+            .max()
+            .unwrap_or(1)
+            .max(1);
         for b in &r.histogram {
             let bar = "∎".repeat(((b.count * 40).div_ceil(top)) as usize);
             let _ = writeln!(w, "  {:>10.3} [{}]\t|{bar}", b.le_ms, b.count);
@@ -281,7 +305,12 @@ pub fn text(r: &Report) -> String {
     }
     if let Some(l) = &r.latency {
         let _ = writeln!(w, "\nLatency distribution:");
-        for (p, v) in [("50", l.p50_ms), ("90", l.p90_ms), ("99", l.p99_ms), ("99.9", l.p999_ms)] {
+        for (p, v) in [
+            ("50", l.p50_ms),
+            ("90", l.p90_ms),
+            ("99", l.p99_ms),
+            ("99.9", l.p999_ms),
+        ] {
             let _ = writeln!(w, "  {p:>5} % in {v:.2} ms");
         }
     }
@@ -315,19 +344,36 @@ pub fn text(r: &Report) -> String {
             let _ = writeln!(w, "\nVerification: skipped (--no-verify)");
         }
         Some(v) => {
-            let _ = writeln!(w, "\nVerification: {}", if v.passed { "PASSED" } else { "FAILED" });
+            let _ = writeln!(
+                w,
+                "\nVerification: {}",
+                if v.passed { "PASSED" } else { "FAILED" }
+            );
             let _ = writeln!(
                 w,
                 "  balances: {}/{} accounts read back, {} mismatches, {} negative; sum of balances {} ({})",
-                v.accounts_checked, v.accounts_total, v.balance_mismatches, v.negative_accounts, v.balance_sum_minor, v.conservation
+                v.accounts_checked,
+                v.accounts_total,
+                v.balance_mismatches,
+                v.negative_accounts,
+                v.balance_sum_minor,
+                v.conservation
             );
             let _ = writeln!(
                 w,
                 "  transfers: {} acknowledged ids checked, {} wrong; {} unknown outcomes ({} applied, {} not)",
-                v.transfers_checked, v.transfer_mismatches, v.unknown_outcomes, v.unknown_applied, v.unknown_not_applied
+                v.transfers_checked,
+                v.transfer_mismatches,
+                v.unknown_outcomes,
+                v.unknown_applied,
+                v.unknown_not_applied
             );
             if v.read_node_checked > 0 || v.read_node_mismatches > 0 {
-                let _ = writeln!(w, "  read node: {} balances compared, {} disagree", v.read_node_checked, v.read_node_mismatches);
+                let _ = writeln!(
+                    w,
+                    "  read node: {} balances compared, {} disagree",
+                    v.read_node_checked, v.read_node_mismatches
+                );
             }
             for violation in &v.violations {
                 let _ = writeln!(w, "  VIOLATION: {violation}");
@@ -372,12 +418,18 @@ fn throughput_svg(timeline: &[Tick]) -> anyhow::Result<String> {
             .draw()
             .map_err(plot_error)?;
         chart
-            .draw_series(LineSeries::new(timeline.iter().map(|t| (t.at_s, t.transfers_per_s)), &BLUE))
+            .draw_series(LineSeries::new(
+                timeline.iter().map(|t| (t.at_s, t.transfers_per_s)),
+                &BLUE,
+            ))
             .map_err(plot_error)?
             .label("transfers ok/s")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
         chart
-            .draw_series(LineSeries::new(timeline.iter().map(|t| (t.at_s, t.errors as f64)), &RED))
+            .draw_series(LineSeries::new(
+                timeline.iter().map(|t| (t.at_s, t.errors as f64)),
+                &RED,
+            ))
             .map_err(plot_error)?
             .label("errors in the tick")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
@@ -391,6 +443,9 @@ fn throughput_svg(timeline: &[Tick]) -> anyhow::Result<String> {
     }
     Ok(svg)
 }
+
+/// A line of the percentile plot: its name, the value it takes from a tick, its colour.
+type Series = (&'static str, fn(&Tick) -> f64, RGBColor);
 
 /// p50/p90/p99/p99.9 per tick.
 fn percentiles_svg(timeline: &[Tick]) -> anyhow::Result<String> {
@@ -413,7 +468,7 @@ fn percentiles_svg(timeline: &[Tick]) -> anyhow::Result<String> {
             .y_desc("ms")
             .draw()
             .map_err(plot_error)?;
-        let series: [(&str, fn(&Tick) -> f64, RGBColor); 4] = [
+        let series: [Series; 4] = [
             ("p50", |t| t.p50_ms, GREEN),
             ("p90", |t| t.p90_ms, BLUE),
             ("p99", |t| t.p99_ms, MAGENTA),
@@ -422,7 +477,10 @@ fn percentiles_svg(timeline: &[Tick]) -> anyhow::Result<String> {
         for (name, value, color) in series {
             chart
                 .draw_series(LineSeries::new(
-                    timeline.iter().filter(|t| t.transfers_ok > 0).map(|t| (t.at_s, value(t))),
+                    timeline
+                        .iter()
+                        .filter(|t| t.transfers_ok > 0)
+                        .map(|t| (t.at_s, value(t))),
                     &color,
                 ))
                 .map_err(plot_error)?
@@ -458,7 +516,10 @@ fn histogram_svg(h: &Histogram<u64>) -> anyhow::Result<String> {
         let y_max = counts.iter().copied().max().unwrap_or(1).max(1) as f64 * 1.1;
         let x_max = (width * BUCKETS) as f64 / 1e3;
         let mut chart = ChartBuilder::on(&root)
-            .caption("Latency histogram (successful transfers)", ("sans-serif", 18))
+            .caption(
+                "Latency histogram (successful transfers)",
+                ("sans-serif", 18),
+            )
             .margin(10)
             .x_label_area_size(35)
             .y_label_area_size(70)
@@ -483,7 +544,9 @@ fn histogram_svg(h: &Histogram<u64>) -> anyhow::Result<String> {
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// A self-contained HTML page: the text summary and three SVG plots.
@@ -496,9 +559,21 @@ pub fn html(r: &Report, transfers: &Histogram<u64>) -> anyhow::Result<String> {
          </head><body>\n<h1>wallet-loadtest: {} ({} API, {} loop)</h1>\n",
         r.target, r.api, r.mode, r.target, r.api, r.mode
     );
-    let _ = writeln!(page, "<h2>Throughput</h2>\n{}", throughput_svg(&r.timeline)?);
-    let _ = writeln!(page, "<h2>Latency percentiles</h2>\n{}", percentiles_svg(&r.timeline)?);
-    let _ = writeln!(page, "<h2>Latency histogram</h2>\n{}", histogram_svg(transfers)?);
+    let _ = writeln!(
+        page,
+        "<h2>Throughput</h2>\n{}",
+        throughput_svg(&r.timeline)?
+    );
+    let _ = writeln!(
+        page,
+        "<h2>Latency percentiles</h2>\n{}",
+        percentiles_svg(&r.timeline)?
+    );
+    let _ = writeln!(
+        page,
+        "<h2>Latency histogram</h2>\n{}",
+        histogram_svg(transfers)?
+    );
     let _ = writeln!(page, "<h2>Summary</h2>\n<pre>{}</pre>", escape(&text(r)));
     page.push_str("</body></html>\n");
     Ok(page)
@@ -541,7 +616,10 @@ mod tests {
             h.record(v * 10).unwrap();
         }
         let timeline = vec![tick(1.0, 100), tick(2.0, 120), tick(3.0, 90)];
-        assert_eq!(throughput_svg(&timeline).unwrap().matches("<svg").count(), 1);
+        assert_eq!(
+            throughput_svg(&timeline).unwrap().matches("<svg").count(),
+            1
+        );
         assert!(percentiles_svg(&timeline).unwrap().contains("p99.9"));
         assert!(histogram_svg(&h).unwrap().contains("<rect"));
     }

@@ -8,9 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
+use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use rand::seq::index::sample;
-use rand::SeedableRng;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
@@ -226,7 +226,10 @@ impl Wallet {
         for &partition in &accounts.populated {
             let probe = accounts.id(accounts.count + partition);
             loop {
-                match query.balance(&probe, Some(&tokens[partition as usize])).await {
+                match query
+                    .balance(&probe, Some(&tokens[partition as usize]))
+                    .await
+                {
                     Ok(_) => break,
                     Err(e) if Instant::now() < deadline && !e.is_definite() => {
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -235,7 +238,9 @@ impl Wallet {
                     Err(e) if Instant::now() < deadline && e.code() == Code::NotFound => {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
-                    Err(e) => bail!("the read node did not catch up with partition {partition}: {e}"),
+                    Err(e) => {
+                        bail!("the read node did not catch up with partition {partition}: {e}")
+                    }
                 }
             }
         }
@@ -285,7 +290,12 @@ async fn fund_partition(
         match lane.next().await {
             LaneEvent::Result(_, _, Ok(())) => bar.inc(1),
             LaneEvent::Result(op, _, Err(f)) if f.definite => {
-                bail!("funding {} was rejected: {} {}", accounts.id(op.to), f.code, f.reason)
+                bail!(
+                    "funding {} was rejected: {} {}",
+                    accounts.id(op.to),
+                    f.code,
+                    f.reason
+                )
             }
             LaneEvent::Result(op, _, Err(_)) => retry.push(op),
             LaneEvent::Broken(_, pending) => {
@@ -399,9 +409,12 @@ fn outcome(result: &TransferResult) -> Result<(), Failure> {
     if result.status == "success" {
         return Ok(());
     }
-    let (code, reason) = result.error.as_ref().map_or((Code::Unknown, "UNKNOWN"), |e| {
-        (Code::from_i32(e.code), e.reason.as_str())
-    });
+    let (code, reason) = result
+        .error
+        .as_ref()
+        .map_or((Code::Unknown, "UNKNOWN"), |e| {
+            (Code::from_i32(e.code), e.reason.as_str())
+        });
     Err(Failure {
         code: code_name(code).to_owned(),
         reason: reason.to_owned(),
@@ -535,12 +548,7 @@ async fn stream_client(
 
 /// A watcher: one WatchBalances stream over `accounts_per_watch` accounts of its partition,
 /// recording how long after its commit each change arrives.
-async fn watcher(
-    query: QueryClient,
-    ids: Vec<String>,
-    recorder: Arc<Recorder>,
-    deadline: Instant,
-) {
+async fn watcher(query: QueryClient, ids: Vec<String>, recorder: Arc<Recorder>, deadline: Instant) {
     let mut updates = query.watch_balances(ids);
     loop {
         let update = tokio::select! {
@@ -553,7 +561,9 @@ async fn watcher(
                     let now_ms = SystemTime::now()
                         .duration_since(UNIX_EPOCH)
                         .map_or(0, |d| d.as_millis() as u64);
-                    recorder.push(Duration::from_millis(now_ms.saturating_sub(balance.timestamp_ms)));
+                    recorder.push(Duration::from_millis(
+                        now_ms.saturating_sub(balance.timestamp_ms),
+                    ));
                 }
             }
             Some(Ok(_)) => {}
@@ -594,7 +604,12 @@ pub async fn run_phase(
                 .collect();
             ids.sort();
             ids.dedup();
-            watchers.push(tokio::spawn(watcher(query.clone(), ids, recorder.clone(), deadline)));
+            watchers.push(tokio::spawn(watcher(
+                query.clone(),
+                ids,
+                recorder.clone(),
+                deadline,
+            )));
         }
     }
 
@@ -606,7 +621,11 @@ pub async fn run_phase(
         let (accounts, recorder, budget) = (accounts.clone(), recorder.clone(), budget.clone());
         clients.push(match args.api {
             Api::Unary => {
-                let in_flight = if pacer.is_open_loop() { args.in_flight } else { 1 };
+                let in_flight = if pacer.is_open_loop() {
+                    args.in_flight
+                } else {
+                    1
+                };
                 tokio::spawn(driver::unary_client(
                     unary.clone(),
                     generator,
@@ -649,7 +668,11 @@ pub async fn prepare(wallet: &Wallet, config: &Config) -> anyhow::Result<Arc<Acc
     {
         bail!("--partitions {p} given, but the cluster has {partitions} partitions");
     }
-    let accounts = Arc::new(Accounts::new(&config.run_id, config.args.accounts, partitions));
+    let accounts = Arc::new(Accounts::new(
+        &config.run_id,
+        config.args.accounts,
+        partitions,
+    ));
     wallet.setup(&accounts, config).await?;
     if config.args.watchers > 0 {
         // A watch of an account the read node has not folded yet would be NOT_FOUND.
@@ -678,16 +701,28 @@ pub fn slots_to_check(accounts: &Accounts, deltas: &[i64], limit: u32, seed: u64
     }
     let mut rng = SmallRng::seed_from_u64(seed);
     let issuers: Vec<u32> = (accounts.count..slots).collect();
-    let touched: Vec<u32> = (0..accounts.count).filter(|&s| deltas[s as usize] != 0).collect();
+    let touched: Vec<u32> = (0..accounts.count)
+        .filter(|&s| deltas[s as usize] != 0)
+        .collect();
     let budget = (limit as usize).saturating_sub(issuers.len());
     let mut chosen = issuers;
     if touched.len() >= budget {
-        chosen.extend(sample(&mut rng, touched.len(), budget).into_iter().map(|i| touched[i]));
+        chosen.extend(
+            sample(&mut rng, touched.len(), budget)
+                .into_iter()
+                .map(|i| touched[i]),
+        );
     } else {
-        let untouched: Vec<u32> = (0..accounts.count).filter(|&s| deltas[s as usize] == 0).collect();
+        let untouched: Vec<u32> = (0..accounts.count)
+            .filter(|&s| deltas[s as usize] == 0)
+            .collect();
         let extra = (budget - touched.len()).min(untouched.len());
         chosen.extend(touched);
-        chosen.extend(sample(&mut rng, untouched.len(), extra).into_iter().map(|i| untouched[i]));
+        chosen.extend(
+            sample(&mut rng, untouched.len(), extra)
+                .into_iter()
+                .map(|i| untouched[i]),
+        );
     }
     chosen.sort_unstable();
     chosen
@@ -704,7 +739,12 @@ pub async fn verify(
     let mut v = Verification::new(u64::from(accounts.slots()));
     let (mut deltas, unknown, acked, dropped) = {
         let g = recorder.lock();
-        (g.deltas.clone(), g.unknown.clone(), g.acked_sample.clone(), g.unknown_dropped)
+        (
+            g.deltas.clone(),
+            g.unknown.clone(),
+            g.acked_sample.clone(),
+            g.unknown_dropped,
+        )
     };
     if dropped > 0 {
         v.violation(format!(
@@ -721,7 +761,10 @@ pub async fn verify(
             break;
         }
         if Instant::now() >= deadline {
-            v.violation(format!("{in_flight} cross-partition transfers still in flight after {:?}", limits::SETTLE_WAIT_MAX));
+            v.violation(format!(
+                "{in_flight} cross-partition transfers still in flight after {:?}",
+                limits::SETTLE_WAIT_MAX
+            ));
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -767,7 +810,11 @@ pub async fn verify(
                     .get_account(&id)
                     .await
                     .map_err(|e| e.to_string())
-                    .and_then(|r| r.account.map(|a| a.balance_minor).ok_or_else(|| "no account".into()));
+                    .and_then(|r| {
+                        r.account
+                            .map(|a| a.balance_minor)
+                            .ok_or_else(|| "no account".into())
+                    });
                 (slot, balance)
             }
         })
@@ -782,14 +829,22 @@ pub async fn verify(
         let id = accounts.id(slot);
         match result {
             Ok(balance) => {
-                let expected = initial_balance(accounts, slot, config.initial_balance_minor) + deltas[slot as usize];
+                let expected = initial_balance(accounts, slot, config.initial_balance_minor)
+                    + deltas[slot as usize];
                 if balance != expected {
                     v.balance_mismatches += 1;
-                    v.violation(format!("{id}: balance {} but the acknowledged transfers make it {}", usd(balance), usd(expected)));
+                    v.violation(format!(
+                        "{id}: balance {} but the acknowledged transfers make it {}",
+                        usd(balance),
+                        usd(expected)
+                    ));
                 }
                 if balance < 0 && !accounts.is_issuer(slot) {
                     v.negative_accounts += 1;
-                    v.violation(format!("{id}: ordinary account is negative ({})", usd(balance)));
+                    v.violation(format!(
+                        "{id}: ordinary account is negative ({})",
+                        usd(balance)
+                    ));
                 }
                 sum += i128::from(balance);
                 balances.insert(slot, balance);
@@ -816,10 +871,14 @@ pub async fn verify(
             Ok(Some(true)) => {}
             Ok(other) => {
                 v.transfer_mismatches += 1;
-                v.violation(format!("acknowledged transfer {} is {}", op.id, match other {
-                    Some(_) => "not COMPLETED",
-                    None => "unknown to the ledger",
-                }));
+                v.violation(format!(
+                    "acknowledged transfer {} is {}",
+                    op.id,
+                    match other {
+                        Some(_) => "not COMPLETED",
+                        None => "unknown to the ledger",
+                    }
+                ));
             }
             Err(problem) => {
                 v.transfer_mismatches += 1;
@@ -891,10 +950,18 @@ async fn transfer_applied(
         match client.get_transfer(op.id).await {
             Ok(t) if t.status == TransferStatus::Completed as i32 => {
                 let expected = sdk_transfer(op, accounts);
-                if t.amount != expected.amount || t.from_account != expected.from || t.to_account != expected.to {
+                if t.amount != expected.amount
+                    || t.from_account != expected.from
+                    || t.to_account != expected.to
+                {
                     return Err(format!(
                         "COMPLETED as {} {} -> {}, sent as {} {} -> {}",
-                        t.amount, t.from_account, t.to_account, expected.amount, expected.from, expected.to
+                        t.amount,
+                        t.from_account,
+                        t.to_account,
+                        expected.amount,
+                        expected.from,
+                        expected.to
                     ));
                 }
                 return Ok(Some(true));
@@ -934,7 +1001,10 @@ mod tests {
             ..ok.clone()
         };
         let f = outcome(&rejected).unwrap_err();
-        assert_eq!((f.code.as_str(), f.reason.as_str(), f.definite), ("FAILED_PRECONDITION", "INSUFFICIENT_FUNDS", true));
+        assert_eq!(
+            (f.code.as_str(), f.reason.as_str(), f.definite),
+            ("FAILED_PRECONDITION", "INSUFFICIENT_FUNDS", true)
+        );
         let unavailable = TransferResult {
             status: "unavailable".into(),
             error: Some(wallet_client::pb::TransferError {
@@ -952,7 +1022,9 @@ mod tests {
     #[test]
     fn initial_balances_sum_to_zero() {
         let accounts = Accounts::new("init", 300, 4);
-        let sum: i64 = (0..accounts.slots()).map(|s| initial_balance(&accounts, s, 1_000)).sum();
+        let sum: i64 = (0..accounts.slots())
+            .map(|s| initial_balance(&accounts, s, 1_000))
+            .sum();
         assert_eq!(sum, 0);
     }
 

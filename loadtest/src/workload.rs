@@ -113,7 +113,9 @@ fn ordinary_id(run_id: &str, slot: u32) -> String {
 pub enum Op {
     Transfer(TransferOp),
     /// A balance read of one account.
-    Read { slot: u32 },
+    Read {
+        slot: u32,
+    },
 }
 
 /// A transfer between two slots, in USD cents.
@@ -202,7 +204,9 @@ impl Generator {
 
     fn pick_in(&mut self, accounts: &Accounts, partition: u32) -> u32 {
         let group = &accounts.by_partition[partition as usize];
-        let zipf = self.zipfs[partition as usize].as_ref().expect("populated partition");
+        let zipf = self.zipfs[partition as usize]
+            .as_ref()
+            .expect("populated partition");
         let rank = zipf.sample(&mut self.ops) as usize;
         group[rank.clamp(1, group.len()) - 1]
     }

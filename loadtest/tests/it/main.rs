@@ -95,7 +95,12 @@ impl Cluster {
         let read_endpoint = format!("127.0.0.1:{}", free_port());
         children.push(spawn(
             Command::new(sibling_binary("wallet-read-node"))
-                .args(["--listen", &read_endpoint, "--write-nodes", &write_endpoints])
+                .args([
+                    "--listen",
+                    &read_endpoint,
+                    "--write-nodes",
+                    &write_endpoints,
+                ])
                 .arg("--data-dir")
                 .arg(dir.path().join("read-node")),
             &dir.path().join("read-node.log"),
@@ -155,8 +160,14 @@ fn check_report(output: &Output) -> Value {
     assert!(report["latency"]["p99_ms"].as_f64().unwrap() > 0.0);
     assert!(!report["timeline"].as_array().unwrap().is_empty());
     for error in report["errors"].as_array().unwrap() {
-        let pair = (error["code"].as_str().unwrap(), error["reason"].as_str().unwrap());
-        assert!(OVERLOAD.contains(&pair), "unexpected error {pair:?} in {report:#}");
+        let pair = (
+            error["code"].as_str().unwrap(),
+            error["reason"].as_str().unwrap(),
+        );
+        assert!(
+            OVERLOAD.contains(&pair),
+            "unexpected error {pair:?} in {report:#}"
+        );
     }
     assert_eq!(report["unexpected_errors"], 0);
     let v = &report["verification"];
@@ -164,7 +175,12 @@ fn check_report(output: &Output) -> Value {
     assert_eq!(v["conservation"], "checked");
     assert_eq!(v["balance_sum_minor"], 0);
     assert_eq!(v["accounts_checked"], v["accounts_total"]);
-    for zero in ["balance_mismatches", "negative_accounts", "transfer_mismatches", "read_node_mismatches"] {
+    for zero in [
+        "balance_mismatches",
+        "negative_accounts",
+        "transfer_mismatches",
+        "read_node_mismatches",
+    ] {
         assert_eq!(v[zero], 0, "{zero}: {v:#}");
     }
     assert!(v["transfers_checked"].as_u64().unwrap() > 0);
@@ -179,9 +195,29 @@ fn load_runs_end_to_end_and_verifies() {
 
     // Closed loop, unary, with reads on the read node and watchers.
     let unary = check_report(&cluster.loadtest(&[
-        "--accounts", "300", "--clients", "6", "--duration", "3s", "--cross-share", "0.5",
-        "--read-share", "0.2", "--watchers", "2", "--watch-accounts", "20", "--zipf", "1.0",
-        "--seed", "7", "--run-id", "itunary", "--format", "json", "--html",
+        "--accounts",
+        "300",
+        "--clients",
+        "6",
+        "--duration",
+        "3s",
+        "--cross-share",
+        "0.5",
+        "--read-share",
+        "0.2",
+        "--watchers",
+        "2",
+        "--watch-accounts",
+        "20",
+        "--zipf",
+        "1.0",
+        "--seed",
+        "7",
+        "--run-id",
+        "itunary",
+        "--format",
+        "json",
+        "--html",
         html.to_str().unwrap(),
     ]));
     assert_eq!(unary["api"], "unary");
@@ -195,22 +231,57 @@ fn load_runs_end_to_end_and_verifies() {
 
     // Open loop, pipelined streams, every transfer crossing partitions.
     let stream = check_report(&cluster.loadtest(&[
-        "--accounts", "200", "--clients", "4", "--duration", "3s", "--api", "stream",
-        "--rate", "400", "--in-flight", "64", "--cross-share", "1", "--run-id", "itstream",
-        "--format", "json",
+        "--accounts",
+        "200",
+        "--clients",
+        "4",
+        "--duration",
+        "3s",
+        "--api",
+        "stream",
+        "--rate",
+        "400",
+        "--in-flight",
+        "64",
+        "--cross-share",
+        "1",
+        "--run-id",
+        "itstream",
+        "--format",
+        "json",
     ]));
     assert_eq!(stream["api"], "stream");
     assert_eq!(stream["mode"], "open");
     assert_eq!(stream["offered_rate"], 400);
     // Bounded by count as well as time.
     let counted = check_report(&cluster.loadtest(&[
-        "--accounts", "50", "--clients", "2", "--requests", "40", "--duration", "30s",
-        "--run-id", "itcount", "--format", "json",
+        "--accounts",
+        "50",
+        "--clients",
+        "2",
+        "--requests",
+        "40",
+        "--duration",
+        "30s",
+        "--run-id",
+        "itcount",
+        "--format",
+        "json",
     ]));
-    assert_eq!(counted["transfers_ok"].as_u64().unwrap() + counted["errors_total"].as_u64().unwrap(), 40);
+    assert_eq!(
+        counted["transfers_ok"].as_u64().unwrap() + counted["errors_total"].as_u64().unwrap(),
+        40
+    );
 
     // A run id already used on this cluster is refused: its accounts do not start at zero.
-    let reused = cluster.loadtest(&["--accounts", "50", "--duration", "1s", "--run-id", "itcount"]);
+    let reused = cluster.loadtest(&[
+        "--accounts",
+        "50",
+        "--duration",
+        "1s",
+        "--run-id",
+        "itcount",
+    ]);
     assert_eq!(reused.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&reused.stderr).contains("was used before"));
 }
@@ -233,7 +304,14 @@ fn bad_input_is_refused_before_anything_is_sent() {
     }
     // Nothing listens on port 1: the tool says so within --wait-ready.
     let output = Command::new(env!("CARGO_BIN_EXE_wallet-loadtest"))
-        .args(["--endpoints", "127.0.0.1:1", "--read-endpoint", "none", "--wait-ready", "1s"])
+        .args([
+            "--endpoints",
+            "127.0.0.1:1",
+            "--read-endpoint",
+            "none",
+            "--wait-ready",
+            "1s",
+        ])
         .output()
         .expect("running wallet-loadtest");
     assert_eq!(output.status.code(), Some(3));
