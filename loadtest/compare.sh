@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Side by side on this machine: the wallet (a fresh `walletctl dev` cluster: 3 write nodes
+# with fsync'd RocksDB + a read node) and PostgreSQL (fsync=on, synchronous_commit=on) doing
+# the same seeded transfers with the same number of clients for the same time. Installs and
+# starts a local PostgreSQL if there is none (apt-get), with its data under $WORK.
+#
+# Ends with one line `ratio: X` = wallet transfers/s / PostgreSQL transfers/s.
+#
+#   loadtest/compare.sh                          # 32 clients, 10 s, 100k accounts, unary API
+#   API=stream CLIENTS=8 loadtest/compare.sh     # the wallet through SubmitTransfers streams
+#   loadtest/compare.sh --zipf 1.0               # extra flags go to both runs
+#
+# Settings (environment): SEED, DURATION, CLIENTS, ACCOUNTS, CROSS (cross-partition share),
+# API (unary|stream, wallet side only), WORK (scratch directory), PG_PORT.
+set -euo pipefail
+
+SEED=${SEED:-1}
+DURATION=${DURATION:-10s}
+CLIENTS=${CLIENTS:-32}
+ACCOUNTS=${ACCOUNTS:-100000}
+CROSS=${CROSS:-0.5}
+API=${API:-unary}
+WORK=${WORK:-/var/tmp/wallet-compare}
+PG_PORT=${PG_PORT:-54329}
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug
+mkdir -p "$WORK"
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+echo "== building the binaries" >&2
+(cd "$ROOT" && cargo build -q --bins)
+
+# --- PostgreSQL -------------------------------------------------------------------------
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
+if [ -z "$PG_BIN" ] || [ ! -x "$PG_BIN/initdb" ]; then
+    echo "== installing PostgreSQL (apt-get)" >&2
+    as_root apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql
+    PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+fi
+PG_DATA=$WORK/pg
+# PostgreSQL refuses to run as root: as root, run it as the `postgres` user.
+if [ "$(id -u)" -eq 0 ]; then
+    id postgres >/dev/null 2>&1 || useradd --system --home-dir "$WORK" postgres
+    chown postgres "$WORK"
+    pg() { runuser -u postgres -- "$@"; }
+else
+    pg() { "$@"; }
+fi
+if [ ! -f "$PG_DATA/PG_VERSION" ]; then
+    echo "== initdb $PG_DATA" >&2
+    pg "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --auth=trust >/dev/null
+fi
+PG_STARTED=0
+if ! pg "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; then
+    echo "== starting PostgreSQL on 127.0.0.1:$PG_PORT (fsync=on, synchronous_commit=on)" >&2
+    pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$WORK/pg.log" -w start -o \
+        "-p $PG_PORT -k $WORK -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on -c full_page_writes=on -c max_connections=300 -c shared_buffers=512MB" >/dev/null
+    PG_STARTED=1
+fi
+
+# --- wallet dev cluster -----------------------------------------------------------------
+for port in 50051 50052 50053 50061; do
+    if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+        echo "port $port is in use: stop the other wallet cluster first" >&2
+        exit 1
+    fi
+done
+WALLET_DATA=$WORK/wallet-$(date +%s)
+echo "== starting a fresh dev cluster in $WALLET_DATA" >&2
+"$BIN/walletctl" dev --data-dir "$WALLET_DATA" >"$WORK/dev.log" 2>&1 &
+DEV_PID=$!
+
+cleanup() {
+    kill -TERM "$DEV_PID" 2>/dev/null && wait "$DEV_PID" 2>/dev/null || true
+    rm -rf "$WALLET_DATA"
+    if [ "$PG_STARTED" -eq 1 ]; then
+        pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast stop >/dev/null || true
+    fi
+}
+trap cleanup EXIT
+
+COMMON=(--seed "$SEED" --duration "$DURATION" --clients "$CLIENTS" --accounts "$ACCOUNTS"
+    --cross-share "$CROSS" --run-id "cmp$SEED" --format json --no-progress)
+
+echo "== wallet: $API API, $CLIENTS clients, $DURATION" >&2
+set +e
+"$BIN/wallet-loadtest" --target wallet --api "$API" "${COMMON[@]}" \
+    --html "$WORK/wallet.html" "$@" >"$WORK/wallet.json"
+WALLET_STATUS=$?
+echo "== PostgreSQL: $CLIENTS connections, $DURATION" >&2
+"$BIN/wallet-loadtest" --target postgres --read-endpoint none \
+    --postgres "host=127.0.0.1 port=$PG_PORT user=postgres dbname=postgres" \
+    "${COMMON[@]}" --html "$WORK/postgres.html" "$@" >"$WORK/postgres.json"
+PG_STATUS=$?
+set -e
+
+rate() { sed -n 's/^  "transfers_per_second": \([0-9.eE+-]*\),$/\1/p' "$1"; }
+p99() { grep -m1 '"p99_ms"' "$1" | sed 's/.*: \([0-9.]*\).*/\1/'; }
+passed() { grep -q '"passed": true' "$1" && echo passed || echo FAILED; }
+W=$(rate "$WORK/wallet.json")
+P=$(rate "$WORK/postgres.json")
+echo "wallet:     ${W:-?} transfers/s, p99 $(p99 "$WORK/wallet.json") ms, verification $(passed "$WORK/wallet.json") (report $WORK/wallet.json, $WORK/wallet.html)"
+echo "postgresql: ${P:-?} transfers/s, p99 $(p99 "$WORK/postgres.json") ms, verification $(passed "$WORK/postgres.json") (report $WORK/postgres.json, $WORK/postgres.html)"
+if [ "$WALLET_STATUS" -ne 0 ] || [ "$PG_STATUS" -ne 0 ] || [ -z "$W" ] || [ -z "$P" ]; then
+    echo "a run failed (wallet exit $WALLET_STATUS, postgres exit $PG_STATUS)" >&2
+    exit 1
+fi
+awk -v w="$W" -v p="$P" 'BEGIN { printf "ratio: %.2f\n", w / p }'
