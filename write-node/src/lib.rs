@@ -27,6 +27,12 @@ use tonic_health::ServingStatus;
 
 pub use config::Config;
 
+/// The health service name that is SERVING while the gRPC server runs, whatever the state of
+/// the raft groups: for liveness probes, which must not fail (and restart nodes) when a
+/// partition has no quorum. Readiness is `""` or `wallet.v1.WalletService`: every partition
+/// has a leader.
+pub const LIVENESS_SERVICE_NAME: &str = "liveness";
+
 /// How long in-flight calls get to finish once shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -43,6 +49,9 @@ pub async fn run(
 
     // SERVING once every partition has a known leader; NOT_SERVING again when one loses it.
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_service_status(LIVENESS_SERVICE_NAME, ServingStatus::Serving)
+        .await;
     let mut leaders = store.leaders();
     let health_shutdown = shutdown.clone();
     tokio::spawn(async move {
@@ -70,6 +79,9 @@ pub async fn run(
             .await;
         health_reporter
             .set_service_status("wallet.v1.WalletService", ServingStatus::NotServing)
+            .await;
+        health_reporter
+            .set_service_status(LIVENESS_SERVICE_NAME, ServingStatus::NotServing)
             .await;
     });
 
