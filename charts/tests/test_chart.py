@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import helm_python as helm
 import kubernetes_validate
 import pytest
 
-from conftest import CHART, KUBE_VERSIONS, NAMESPACE, VALUE_SETS, container, render
+from conftest import CHART, KUBE_VERSIONS, NAMESPACE, REPO, VALUE_SETS, container, render
 
 LINT_WARNING = 2
 
@@ -76,6 +78,30 @@ def test_peers_are_the_stable_names_of_the_headless_service(rendered):
 
     env = {e["name"]: e for e in container(sts)["env"]}
     assert env["WALLET_NODE_ID_FROM_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+
+
+def config_fields(crate: str) -> set[str]:
+    """The fields of `pub struct Config` in <crate>/src/config.rs: the keys its TOML accepts."""
+    source = (REPO / crate / "src" / "config.rs").read_text()
+    body = re.search(r"pub struct Config \{(.*?)\n\}", source, re.S).group(1)
+    return set(re.findall(r"^\s*pub (\w+):", body, re.M))
+
+
+@pytest.mark.parametrize(
+    ("crate", "key", "per_pod"),
+    [("write-node", "write-node.toml", {"node_id"}), ("read-node", "read-node.toml", set())],
+)
+def test_config_files_set_every_field_of_the_node_config(rendered, crate, key, per_pod):
+    """Every limit explicit: the ConfigMap sets every field the node's Config has (node_id
+    comes from the pod name), so a new field fails here until the chart renders it."""
+    fields = config_fields(crate)
+    assert len(fields) >= 3
+    assert set(rendered.config(key)) == fields - per_pod
+    if crate == "write-node":
+        values = rendered.values["writeNode"]["config"]
+        config = rendered.config(key)
+        for name in fields & set(values):
+            assert config[name] == values[name], name
 
 
 def test_write_nodes_start_in_parallel_on_their_own_volumes(rendered):
@@ -215,6 +241,8 @@ ODD_REPLICAS = "value must be one of 3, 5, 7, 9"
         ("readNode.port", 70000, "maximum: got 70,000, want 65,535"),
         ("writeNode.config.partitions", 257, "maximum: got 257, want 256"),
         ("writeNode.config.data_dir", "/tmp/data", "does not match pattern"),
+        ("writeNode.config.snapshot_interval_entries", 5, "minimum: got 5, want 10"),
+        ("writeNode.config.log_retain_entries", -1, "minimum: got -1, want 0"),
         ("writeNode.antiAffinity", "sometimes", "value must be one of 'soft', 'hard'"),
         ("writeNode.replica", 3, "additional properties 'replica' not allowed"),
     ],
