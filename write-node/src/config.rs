@@ -108,6 +108,25 @@ impl Config {
         Ok(())
     }
 
+    /// The node id of a Kubernetes StatefulSet pod: its ordinal (the number after the last
+    /// `-` of its name) + 1, because raft reserves id 0. `wallet-write-2` is node 3. This lets
+    /// every pod share one configuration file and one pod template.
+    pub fn node_id_from_pod_name(name: &str) -> anyhow::Result<u64> {
+        let ordinal = name
+            .rsplit_once('-')
+            .map(|(_, ordinal)| ordinal)
+            .filter(|ordinal| !ordinal.is_empty() && ordinal.bytes().all(|b| b.is_ascii_digit()))
+            .with_context(|| {
+                format!("pod name {name:?} does not end in -ORDINAL (e.g. wallet-write-0)")
+            })?;
+        let ordinal: u64 = ordinal
+            .parse()
+            .with_context(|| format!("pod name {name:?}: ordinal out of range"))?;
+        ordinal
+            .checked_add(1)
+            .with_context(|| format!("pod name {name:?}: ordinal out of range"))
+    }
+
     /// Parses `1=127.0.0.1:50051,2=...` as given on the command line.
     pub fn parse_peers(text: &str) -> anyhow::Result<BTreeMap<u64, String>> {
         let mut peers = BTreeMap::new();
@@ -125,5 +144,25 @@ impl Config {
             );
         }
         Ok(peers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_id_is_the_pod_ordinal_plus_one() {
+        assert_eq!(Config::node_id_from_pod_name("wallet-write-0").unwrap(), 1);
+        assert_eq!(
+            Config::node_id_from_pod_name("my-release-wallet-write-4").unwrap(),
+            5
+        );
+        for bad in ["wallet", "wallet-", "wallet-x1", "wallet-+1", "-"] {
+            let error = Config::node_id_from_pod_name(bad).unwrap_err().to_string();
+            assert!(error.contains("ORDINAL"), "{bad}: {error}");
+        }
+        let too_big = format!("w-{}", u64::MAX);
+        assert!(Config::node_id_from_pod_name(&too_big).is_err());
     }
 }

@@ -28,6 +28,12 @@ use tonic_health::ServingStatus;
 
 pub use config::Config;
 
+/// The health service name that is SERVING while the gRPC server runs, whatever the state of
+/// the raft groups: for liveness probes, which must not fail (and restart nodes) when a
+/// partition has no quorum. Readiness is `""` or `wallet.v1.WalletService`: every partition
+/// has a leader.
+pub const LIVENESS_SERVICE_NAME: &str = "liveness";
+
 /// How long in-flight calls get to finish once shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -50,6 +56,9 @@ pub async fn run(
             .set_service_status(service, ServingStatus::NotServing)
             .await;
     }
+    health_reporter
+        .set_service_status(LIVENESS_SERVICE_NAME, ServingStatus::Serving)
+        .await;
     let mut leaders = store.leaders();
     let health_shutdown = shutdown.clone();
     tokio::spawn(async move {
@@ -77,6 +86,9 @@ pub async fn run(
             .await;
         health_reporter
             .set_service_status("wallet.v1.WalletService", ServingStatus::NotServing)
+            .await;
+        health_reporter
+            .set_service_status(LIVENESS_SERVICE_NAME, ServingStatus::NotServing)
             .await;
     });
 

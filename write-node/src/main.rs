@@ -18,6 +18,10 @@ struct Args {
     /// This node's id, a key of --peers.
     #[arg(long, env = "WALLET_NODE_ID")]
     node_id: Option<u64>,
+    /// Take the node id from a StatefulSet pod name instead: its ordinal + 1
+    /// (`wallet-write-0` is node 1). For Kubernetes, where every pod shares one spec.
+    #[arg(long, env = "WALLET_NODE_ID_FROM_POD_NAME", conflicts_with = "node_id")]
+    node_id_from_pod_name: Option<String>,
     /// Address to listen on, e.g. 127.0.0.1:50051.
     #[arg(long, env = "WALLET_LISTEN")]
     listen: Option<std::net::SocketAddr>,
@@ -58,7 +62,11 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
     let mut set = |key: &str, value: toml::Value| {
         table.insert(key.to_owned(), value);
     };
-    if let Some(node_id) = args.node_id {
+    let node_id = match &args.node_id_from_pod_name {
+        Some(name) => Some(Config::node_id_from_pod_name(name)?),
+        None => args.node_id,
+    };
+    if let Some(node_id) = node_id {
         set("node_id", toml::Value::Integer(node_id as i64));
     }
     if let Some(listen) = args.listen {

@@ -6,6 +6,8 @@
 mod audit;
 #[path = "walletctl/dev.rs"]
 mod dev;
+#[path = "walletctl/health.rs"]
+mod health;
 #[path = "walletctl/output.rs"]
 mod output;
 #[path = "walletctl/read.rs"]
@@ -16,14 +18,17 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use wallet_client::{
-    ClientConfig, DEFAULT_READ_ENDPOINT, QueryClient, Transfer, Uuid, WalletClient,
-    new_transaction_id,
+    ClientConfig, DEFAULT_READ_ENDPOINT, QueryClient, Transfer, Uuid, WALLET_SERVICE_NAME,
+    WalletClient, new_transaction_id,
 };
 
 use crate::output::Output;
 
 /// The dev cluster's write nodes, which is also what a developer usually talks to.
 const DEFAULT_ENDPOINTS: &str = "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053";
+
+/// The health service name the read nodes report readiness under.
+const READ_SERVICE_NAME: &str = "wallet.v1.QueryService";
 
 /// Exit status for a definite failure (rejected request, bad input, local error).
 const EXIT_FAILURE: u8 = 1;
@@ -76,6 +81,16 @@ enum Command {
     Cluster(ClusterCommand),
     /// Run a local three-node write cluster and a read node until Ctrl-C.
     Dev(DevArgs),
+    /// Ask every write node (or with --read the read node) whether it is SERVING, as a
+    /// Kubernetes gRPC probe does. Exit status 0 only if all are.
+    Health {
+        /// Check the read node (--read-endpoint) instead of the write nodes (--endpoints).
+        #[arg(long)]
+        read: bool,
+        /// Health service name; default: the node's API service (its readiness).
+        #[arg(long)]
+        service: Option<String>,
+    },
     /// An account's balance from the read node; with --token, once it reflects that write.
     Balance {
         /// Account id.
@@ -326,6 +341,19 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
             read::history(&query, out, &account, page_token.as_deref(), page_size).await?;
             Ok(())
         }
+        Command::Health { read, service } => {
+            let (endpoints, default_service) = if read {
+                (vec![read_endpoint], READ_SERVICE_NAME)
+            } else {
+                (endpoints, WALLET_SERVICE_NAME)
+            };
+            let service = service.as_deref().unwrap_or(default_service);
+            if health::check_all(&endpoints, service, out).await {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("not every node is SERVING {service:?}").into())
+            }
+        }
         Command::Dev(args) => {
             let config = dev::DevConfig {
                 data_dir: args.data_dir,
@@ -478,5 +506,21 @@ mod tests {
         assert!(matches!(cli.command, Command::Watch { ref accounts } if accounts.len() == 2));
         assert!(Cli::try_parse_from(["walletctl", "watch"]).is_err());
         assert!(Cli::try_parse_from(["walletctl", "history", "alice"]).is_ok());
+    }
+
+    #[test]
+    fn health_parses() {
+        let cli = Cli::try_parse_from(["walletctl", "health", "--read"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Health {
+                read: true,
+                service: None
+            }
+        ));
+        let cli = Cli::try_parse_from(["walletctl", "health", "--service", "liveness"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Health { read: false, service: Some(ref s) } if s == "liveness")
+        );
     }
 }

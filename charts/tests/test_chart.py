@@ -1,0 +1,273 @@
+"""charts/wallet: strict lint, Kubernetes API validation for two versions, structure, schema."""
+
+from __future__ import annotations
+
+import re
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+
+from conftest import CHART, KUBE_VERSIONS, NAMESPACE, REPO, VALUE_SETS, container, render
+
+LINT_WARNING = 2
+
+
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_lint_strict_is_clean(value_set, kube_version):
+    report = helm.lint(
+        CHART,
+        VALUE_SETS[value_set],
+        strict=True,
+        namespace=NAMESPACE,
+        kube_version=f"v{kube_version}.0",
+    )
+    assert report["total_charts_linted"] == 1
+    assert report["errors"] == []
+    problems = [m for m in report["messages"] if m["severity"] >= LINT_WARNING]
+    assert problems == []
+
+
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
+def test_every_manifest_is_valid_for_kubernetes(rendered, kube_version):
+    kinds = {doc["kind"] for doc in rendered.docs}
+    assert {"StatefulSet", "Deployment", "Service", "PodDisruptionBudget", "ConfigMap", "Pod"} <= kinds
+    for doc in rendered.docs:
+        # strict: unknown fields (a misspelt key) are errors too.
+        kubernetes_validate.validate(doc, kube_version, strict=True)
+
+
+@pytest.mark.parametrize(("replicas", "max_unavailable"), [(3, 1), (5, 2), (7, 3), (9, 4)])
+def test_disruption_budget_keeps_a_quorum(replicas, max_unavailable):
+    rendered = render({"writeNode": {"replicas": replicas}})
+    pdb = rendered.one("PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == max_unavailable
+    quorum = replicas // 2 + 1
+    assert replicas - pdb["spec"]["maxUnavailable"] == quorum
+    sts = rendered.one("StatefulSet")
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= sts["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_peers_are_the_stable_names_of_the_headless_service(rendered):
+    sts = rendered.one("StatefulSet")
+    replicas = rendered.values["writeNode"]["replicas"]
+    port = rendered.values["writeNode"]["port"]
+    assert sts["spec"]["replicas"] == replicas
+    headless = [s for s in rendered.all("Service") if s["spec"].get("clusterIP") == "None"]
+    assert len(headless) == 1
+    peers_service = headless[0]
+    assert peers_service["spec"]["publishNotReadyAddresses"] is True
+    assert sts["spec"]["serviceName"] == peers_service["metadata"]["name"]
+    selector = peers_service["spec"]["selector"]
+    assert selector.items() <= sts["spec"]["template"]["metadata"]["labels"].items()
+
+    # Pod <sts>-<i> is node i+1, reachable at <sts>-<i>.<headless>.<namespace>.svc.<domain>.
+    domain = rendered.values["clusterDomain"]
+    expected = {
+        str(i + 1): f"{sts['metadata']['name']}-{i}.{peers_service['metadata']['name']}"
+        f".{NAMESPACE}.svc.{domain}:{port}"
+        for i in range(replicas)
+    }
+    write_config = rendered.config("write-node.toml")
+    assert write_config["peers"] == expected
+    assert write_config["listen"].endswith(f":{port}")
+    assert write_config["partitions"] == rendered.values["writeNode"]["config"]["partitions"]
+    # The read nodes follow every write node at the same addresses.
+    assert rendered.config("read-node.toml")["write_nodes"] == list(expected.values())
+
+    env = {e["name"]: e for e in container(sts)["env"]}
+    assert env["WALLET_NODE_ID_FROM_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+
+
+def config_fields(crate: str) -> set[str]:
+    """The fields of `pub struct Config` in <crate>/src/config.rs: the keys its TOML accepts."""
+    source = (REPO / crate / "src" / "config.rs").read_text()
+    body = re.search(r"pub struct Config \{(.*?)\n\}", source, re.S).group(1)
+    return set(re.findall(r"^\s*pub (\w+):", body, re.M))
+
+
+@pytest.mark.parametrize(
+    ("crate", "key", "per_pod"),
+    [("write-node", "write-node.toml", {"node_id"}), ("read-node", "read-node.toml", set())],
+)
+def test_config_files_set_every_field_of_the_node_config(rendered, crate, key, per_pod):
+    """Every limit explicit: the ConfigMap sets every field the node's Config has (node_id
+    comes from the pod name), so a new field fails here until the chart renders it."""
+    fields = config_fields(crate)
+    assert len(fields) >= 3
+    assert set(rendered.config(key)) == fields - per_pod
+    if crate == "write-node":
+        values = rendered.values["writeNode"]["config"]
+        config = rendered.config(key)
+        for name in fields & set(values):
+            assert config[name] == values[name], name
+
+
+def test_write_nodes_start_in_parallel_on_their_own_volumes(rendered):
+    sts = rendered.one("StatefulSet")
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
+    (claim,) = sts["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == rendered.values["writeNode"]["persistence"]["size"]
+    mounts = {m["name"]: m["mountPath"] for m in container(sts)["volumeMounts"]}
+    data_dir = rendered.config("write-node.toml")["data_dir"]
+    assert data_dir.startswith(mounts[claim["metadata"]["name"]] + "/")
+    pod = sts["spec"]["template"]["spec"]
+    anti = pod["affinity"]["podAntiAffinity"]
+    hard = rendered.values["writeNode"]["antiAffinity"] == "hard"
+    assert ("requiredDuringSchedulingIgnoredDuringExecution" in anti) == hard
+    assert ("preferredDuringSchedulingIgnoredDuringExecution" in anti) == (not hard)
+    # The node drains for 5 s (write-node SHUTDOWN_GRACE) and then fsyncs.
+    assert pod["terminationGracePeriodSeconds"] >= 10
+
+
+def grpc_probes(workload):
+    c = container(workload)
+    return {kind: c[kind]["grpc"] for kind in ("startupProbe", "livenessProbe", "readinessProbe")}
+
+
+def test_probes_use_grpc_health_on_the_serving_port(rendered):
+    for workload, config_key, readiness, liveness in [
+        (rendered.one("StatefulSet"), "write-node.toml", "wallet.v1.WalletService", "liveness"),
+        (rendered.one("Deployment"), "read-node.toml", "wallet.v1.QueryService", ""),
+    ]:
+        listen_port = int(rendered.config(config_key)["listen"].rsplit(":", 1)[1])
+        (grpc_port,) = [p["containerPort"] for p in container(workload)["ports"] if p["name"] == "grpc"]
+        assert grpc_port == listen_port
+        probes = grpc_probes(workload)
+        assert {p["port"] for p in probes.values()} == {listen_port}
+        assert probes["readinessProbe"]["service"] == readiness
+        assert probes["livenessProbe"]["service"] == liveness
+    # Write liveness must not depend on a quorum (readiness does).
+    write = grpc_probes(rendered.one("StatefulSet"))
+    assert write["livenessProbe"]["service"] != write["readinessProbe"]["service"]
+
+
+def test_services_reach_the_pods(rendered):
+    port_of = {"write": rendered.values["writeNode"]["port"], "read": rendered.values["readNode"]["port"]}
+    pods = {
+        "write": rendered.one("StatefulSet")["spec"]["template"]["metadata"]["labels"],
+        "read": rendered.one("Deployment")["spec"]["template"]["metadata"]["labels"],
+    }
+    by_component = {}
+    for service in rendered.all("Service"):
+        component = service["spec"]["selector"]["app.kubernetes.io/component"]
+        assert service["spec"]["selector"].items() <= pods[component].items()
+        (port,) = service["spec"]["ports"]
+        assert port["port"] == port_of[component] and port["targetPort"] == "grpc"
+        by_component.setdefault(component, []).append(service)
+    assert len(by_component["write"]) == 2  # peers (headless) + clients
+    assert len(by_component["read"]) == 1
+
+
+def test_every_pod_runs_as_non_root(rendered):
+    pod_specs = [
+        rendered.one("StatefulSet")["spec"]["template"]["spec"],
+        rendered.one("Deployment")["spec"]["template"]["spec"],
+        rendered.test_pod()["spec"],
+    ]
+    for spec in pod_specs:
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["runAsUser"] != 0
+        assert spec["automountServiceAccountToken"] is False
+        for c in spec["containers"] + spec.get("initContainers", []):
+            assert c["securityContext"]["allowPrivilegeEscalation"] is False
+            assert c["securityContext"]["readOnlyRootFilesystem"] is True
+            assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+
+
+def test_read_nodes_scale_by_hand_or_by_the_autoscaler():
+    manual = render()
+    assert manual.all("HorizontalPodAutoscaler") == []
+    assert manual.one("Deployment")["spec"]["replicas"] == manual.values["readNode"]["replicas"]
+    auto = render({"readNode": {"autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 7}}})
+    hpa = auto.one("HorizontalPodAutoscaler")
+    assert "replicas" not in auto.one("Deployment")["spec"]
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 7)
+    assert hpa["spec"]["scaleTargetRef"]["name"] == auto.one("Deployment")["metadata"]["name"]
+
+
+def test_helm_test_hook_checks_health_then_transfers(rendered):
+    pod = rendered.test_pod()
+    assert pod["spec"]["restartPolicy"] == "Never"
+    steps = pod["spec"]["initContainers"] + pod["spec"]["containers"]
+    assert [s["args"][0] for s in steps] == ["health", "health", "account", "account", "transfer"]
+    assert all(s["command"] == ["/usr/local/bin/walletctl"] for s in steps)
+    client = rendered.one("Service", "-write")
+    read = rendered.one("Service", "-read")
+    for step in steps:
+        env = {e["name"]: e["value"] for e in step["env"]}
+        assert env["WALLET_ENDPOINTS"].startswith(f"{client['metadata']['name']}.{NAMESPACE}.svc.")
+        assert env["WALLET_READ_ENDPOINT"].startswith(f"{read['metadata']['name']}.{NAMESPACE}.svc.")
+
+
+def test_config_changes_roll_the_pods():
+    before = render()
+    after = render({"writeNode": {"config": {"partitions": 16}}})
+    for kind in ("StatefulSet", "Deployment"):
+        old = before.one(kind)["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+        new = after.one(kind)["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+        assert old != new
+
+
+def with_value(path: str, value):
+    """User values setting one key (dotted path); None removes the chart's default for it, as
+    `--set key=null` does."""
+    values = {}
+    *parents, leaf = path.split(".")
+    node = values
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+    return values
+
+
+ODD_REPLICAS = "value must be one of 3, 5, 7, 9"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "complaint"),
+    [
+        ("writeNode.replicas", 1, ODD_REPLICAS),
+        ("writeNode.replicas", 2, ODD_REPLICAS),
+        ("writeNode.replicas", 4, ODD_REPLICAS),
+        ("writeNode.replicas", 6, ODD_REPLICAS),
+        ("writeNode.replicas", 11, ODD_REPLICAS),
+        ("writeNode.replicas", "3", "got string, want integer"),
+        ("image.repository", None, "missing property 'repository'"),
+        ("image.repository", "", "minLength"),
+        ("writeNode.port", 70000, "maximum: got 70,000, want 65,535"),
+        ("writeNode.port", 0, "minimum: got 0, want 1"),
+        ("readNode.port", 70000, "maximum: got 70,000, want 65,535"),
+        ("writeNode.config.partitions", 257, "maximum: got 257, want 256"),
+        ("writeNode.config.data_dir", "/tmp/data", "does not match pattern"),
+        ("writeNode.config.snapshot_interval_entries", 5, "minimum: got 5, want 10"),
+        ("writeNode.config.log_retain_entries", -1, "minimum: got -1, want 0"),
+        ("writeNode.antiAffinity", "sometimes", "value must be one of 'soft', 'hard'"),
+        ("writeNode.replica", 3, "additional properties 'replica' not allowed"),
+    ],
+)
+def test_schema_rejects_bad_values(path, value, complaint):
+    values = with_value(path, value)
+    with helm.Chart.load(CHART) as chart:
+        with pytest.raises(helm.HelmValuesError) as error:
+            chart.render(values, name="demo", namespace=NAMESPACE)
+    message = str(error.value)
+    # The message names the key (its parent for a missing or unknown key) and the rule.
+    key = "/" + "/".join(path.split(".")[: -1 if complaint.startswith(("missing", "additional")) else None])
+    assert f"at '{key}'" in message and complaint in message, message
+    # `helm lint` reports the same values as an error.
+    report = helm.lint(CHART, values, strict=True, namespace=NAMESPACE)
+    assert any(m["severity"] > LINT_WARNING for m in report["messages"]) or report["errors"]
+
+
+@pytest.mark.parametrize("replicas", [3, 5, 7, 9])
+def test_schema_accepts_odd_replica_counts(replicas):
+    assert render({"writeNode": {"replicas": replicas}}).one("StatefulSet")["spec"]["replicas"] == replicas
+
+
+@pytest.mark.parametrize("feature", ["tls", "auth"])
+def test_unimplemented_tls_and_auth_fail_loudly(feature):
+    with helm.Chart.load(CHART) as chart:
+        with pytest.raises(helm.HelmRenderError, match="not implemented"):
+            chart.render({feature: {"enabled": True}}, name="demo", namespace=NAMESPACE)

@@ -1,0 +1,202 @@
+"""The rendered chart run for real, on loopback: write and read nodes started with the exact
+command, arguments, environment and configuration file of the rendered pod specs (only the
+addresses and data directories are overridden by flags), their probes' health service names
+asked of the running nodes, then the `helm test` pod's commands run in order against them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import container, render
+
+STARTUP_TIMEOUT_S = 60
+STEP_TIMEOUT_S = 60
+
+
+def bin_dir() -> Path:
+    directory = os.environ.get("WALLET_BIN_DIR")
+    assert directory, "set WALLET_BIN_DIR to the directory of the built binaries (validate.sh does)"
+    directory = Path(directory)
+    for binary in ("wallet-write-node", "wallet-read-node", "walletctl"):
+        assert (directory / binary).is_file(), f"{directory / binary} missing: run `cargo build --bins`"
+    return directory
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def local_command(spec: dict, mounts: dict[str, Path], binaries: Path) -> list[str]:
+    """The container's command + args with the image's paths mapped to local ones."""
+    command = [str(binaries / Path(spec["command"][0]).name), *spec["command"][1:]]
+    for arg in spec.get("args", []):
+        for mount_path, local in mounts.items():
+            arg = arg.replace(mount_path + "/", f"{local}/")
+        command.append(arg)
+    return command
+
+
+def local_env(spec: dict, pod_name: str, overrides: dict[str, str] | None = None) -> dict[str, str]:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    for item in spec.get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        else:
+            field = item["valueFrom"]["fieldRef"]["fieldPath"]
+            assert field == "metadata.name", f"no local stand-in for {field}"
+            env[item["name"]] = pod_name
+    env.update(overrides or {})
+    return env
+
+
+class LocalCluster:
+    def __init__(self, tmp: Path, binaries: Path):
+        self.rendered = render()
+        self.binaries = binaries
+        self.tmp = tmp
+        self.processes: list[tuple[str, subprocess.Popen]] = []
+        config_dir = tmp / "etc-wallet"
+        config_dir.mkdir()
+        for key, text in self.rendered.one("ConfigMap")["data"].items():
+            (config_dir / key).write_text(text)
+        self.sts = self.rendered.one("StatefulSet")
+        self.deployment = self.rendered.one("Deployment")
+        for workload in (self.sts, self.deployment):
+            mounts = {m["name"]: m["mountPath"] for m in container(workload)["volumeMounts"]}
+            assert mounts["config"] == "/etc/wallet"
+        self.mounts = {"/etc/wallet": config_dir}
+        replicas = self.sts["spec"]["replicas"]
+        self.write_ports = [free_port() for _ in range(replicas)]
+        self.read_port = free_port()
+        self.write_endpoints = [f"127.0.0.1:{p}" for p in self.write_ports]
+        self.read_endpoint = f"127.0.0.1:{self.read_port}"
+
+    def spawn(self, name: str, command: list[str], env: dict[str, str]):
+        log = open(self.tmp / f"{name}.log", "wb")
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.processes.append((name, process))
+
+    def start(self):
+        spec = container(self.sts)
+        peers = ",".join(f"{i + 1}={e}" for i, e in enumerate(self.write_endpoints))
+        for i, endpoint in enumerate(self.write_endpoints):
+            pod = f"{self.sts['metadata']['name']}-{i}"
+            command = local_command(spec, self.mounts, self.binaries) + [
+                f"--listen={endpoint}",
+                f"--peers={peers}",
+                f"--data-dir={self.tmp / pod}",
+            ]
+            self.spawn(pod, command, local_env(spec, pod))
+        spec = container(self.deployment)
+        command = local_command(spec, self.mounts, self.binaries) + [
+            f"--listen={self.read_endpoint}",
+            f"--write-nodes={','.join(self.write_endpoints)}",
+            f"--data-dir={self.tmp / 'read'}",
+        ]
+        self.spawn("read", command, local_env(spec, "read-0"))
+
+    def stop(self):
+        for _, process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for name, process in self.processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {name} (exit {p.poll()})\n" + (self.tmp / f"{name}.log").read_text(errors="replace")[-3000:]
+            for name, p in self.processes
+        )
+
+    def walletctl(self, *args: str, env: dict[str, str] | None = None, timeout=STEP_TIMEOUT_S):
+        return subprocess.run(
+            [str(self.binaries / "walletctl"), *args],
+            env=env or {
+                "WALLET_ENDPOINTS": ",".join(self.write_endpoints),
+                "WALLET_READ_ENDPOINT": self.read_endpoint,
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            },
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def wait_serving(self, service: str, read: bool):
+        """Polls `walletctl health` until every node answers SERVING for `service`."""
+        args = ["health", "--service", service] + (["--read"] if read else [])
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            exited = [name for name, p in self.processes if p.poll() is not None]
+            assert not exited, f"{exited} exited\n{self.logs()}"
+            result = self.walletctl(*args)
+            if result.returncode == 0:
+                return result.stdout
+            assert time.monotonic() < deadline, f"{service!r} not SERVING:\n{result.stdout}{result.stderr}\n{self.logs()}"
+            time.sleep(0.3)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    binaries = bin_dir()
+    local = LocalCluster(tmp_path_factory.mktemp("loopback"), binaries)
+    local.start()
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+def probe_services(workload) -> list[str]:
+    c = container(workload)
+    return [c[kind]["grpc"]["service"] for kind in ("startupProbe", "livenessProbe", "readinessProbe")]
+
+
+def test_probes_ask_for_health_names_the_nodes_serve(cluster):
+    # In the order Kubernetes asks: start-up, liveness, readiness.
+    for service in probe_services(cluster.sts):
+        out = cluster.wait_serving(service, read=False)
+        assert out.count("SERVING") == len(cluster.write_endpoints), out
+    for service in probe_services(cluster.deployment):
+        cluster.wait_serving(service, read=True)
+    # The check is not vacuous: a name the nodes do not report fails.
+    unknown = cluster.walletctl("health", "--service", "wallet.v1.NoSuchService")
+    assert unknown.returncode == 1 and "SERVICE_UNKNOWN" in unknown.stdout, unknown
+
+
+def test_helm_test_pod_commands_pass(cluster):
+    for service in probe_services(cluster.sts)[-1:]:
+        cluster.wait_serving(service, read=False)
+    pod = cluster.rendered.test_pod()
+    steps = pod["spec"]["initContainers"] + pod["spec"]["containers"]
+    loopback = {
+        "WALLET_ENDPOINTS": ",".join(cluster.write_endpoints),
+        "WALLET_READ_ENDPOINT": cluster.read_endpoint,
+    }
+    for step in steps:
+        env = local_env(step, pod["metadata"]["name"], loopback)
+        assert set(loopback) <= {e["name"] for e in step["env"]}
+        command = local_command(step, {}, cluster.binaries)
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=STEP_TIMEOUT_S)
+        assert result.returncode == 0, f"{step['name']}: {command}\n{result.stdout}{result.stderr}\n{cluster.logs()}"
+
+    # The transfer really moved the money: the test account holds exactly one test amount.
+    test_values = cluster.rendered.values["test"]
+    account = f"{test_values['accountPrefix']}-account"
+    result = cluster.walletctl("--json", "account", "get", account)
+    assert result.returncode == 0, result.stderr
+    balance = json.loads(result.stdout)["account"]
+    assert (balance["balance"], balance["currency"]) == (test_values["amount"], test_values["currency"])

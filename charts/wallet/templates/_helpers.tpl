@@ -1,0 +1,82 @@
+{{/* Release-scoped base name, at most 63 - len("-write-peers") characters. */}}
+{{- define "wallet.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "wallet.write.name" -}}{{ include "wallet.fullname" . }}-write{{- end -}}
+{{- define "wallet.write.peersService" -}}{{ include "wallet.fullname" . }}-write-peers{{- end -}}
+{{- define "wallet.read.name" -}}{{ include "wallet.fullname" . }}-read{{- end -}}
+
+{{- define "wallet.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* Selector labels of one component: call with (dict "ctx" $ "component" "write"). */}}
+{{- define "wallet.selectorLabels" -}}
+app.kubernetes.io/name: {{ .ctx.Chart.Name }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "wallet.image" -}}
+{{- $tag := .Values.image.tag | default .Chart.AppVersion -}}
+{{- printf "%s:%s" (required "image.repository is required" .Values.image.repository) $tag -}}
+{{- end -}}
+
+{{/* Write pod i's stable address: <sts>-<i>.<headless svc>.<ns>.svc.<domain>:<port>. */}}
+{{- define "wallet.write.peerAddress" -}}
+{{- $ := .ctx -}}
+{{- printf "%s-%d.%s.%s.svc.%s:%d" (include "wallet.write.name" $) (int .ordinal) (include "wallet.write.peersService" $) $.Release.Namespace $.Values.clusterDomain (int $.Values.writeNode.port) -}}
+{{- end -}}
+
+{{/* The client Service of the write nodes, as host:port. */}}
+{{- define "wallet.write.clientEndpoint" -}}
+{{- printf "%s.%s.svc.%s:%d" (include "wallet.write.name" .) .Release.Namespace .Values.clusterDomain (int .Values.writeNode.port) -}}
+{{- end -}}
+
+{{- define "wallet.read.clientEndpoint" -}}
+{{- printf "%s.%s.svc.%s:%d" (include "wallet.read.name" .) .Release.Namespace .Values.clusterDomain (int .Values.readNode.port) -}}
+{{- end -}}
+
+{{/* Pod and container security: non-root (the image's distroless "nonroot" user), no
+     privilege escalation, read-only root filesystem, no capabilities. */}}
+{{- define "wallet.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+fsGroupChangePolicy: OnRootMismatch
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "wallet.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: [ALL]
+{{- end -}}
+
+{{/* TLS and auth are values only until the nodes implement them. */}}
+{{- define "wallet.unimplemented" -}}
+{{- if .Values.tls.enabled -}}
+{{- fail "tls.enabled: TLS is not implemented in the wallet nodes yet; leave it false" -}}
+{{- end -}}
+{{- if .Values.auth.enabled -}}
+{{- fail "auth.enabled: token auth is not implemented in the wallet nodes yet; leave it false" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The checksum of the rendered configuration, so pods roll when it changes. */}}
+{{- define "wallet.configChecksum" -}}
+{{- include (print .Template.BasePath "/configmap.yaml") . | sha256sum -}}
+{{- end -}}
