@@ -1,0 +1,160 @@
+//! Certificates made with rcgen (ECDSA P-256): for `walletctl dev-certs` and for tests. For
+//! production, use your own PKI; the nodes only read PEM files.
+
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+
+/// A certificate authority held in memory; its key is never written anywhere.
+pub struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+/// A PEM certificate and its PEM private key.
+pub struct Issued {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl Ca {
+    pub fn new(common_name: &str) -> anyhow::Result<Ca> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
+        Ok(Ca { issuer })
+    }
+
+    pub fn cert_pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// A leaf certificate valid for TLS server and client authentication, with `sans` as
+    /// its subject alternative names (IP addresses become IP SANs, the rest DNS names).
+    pub fn issue(&self, common_name: &str, sans: &[String]) -> anyhow::Result<Issued> {
+        let mut params = CertificateParams::new(sans.to_vec())
+            .with_context(|| format!("subject alternative names {sans:?}"))?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+impl Issued {
+    /// Writes `NAME.crt` and `NAME.key` (mode 0600) into `dir`; returns their paths.
+    pub fn write(&self, dir: &Path, name: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
+        let cert = dir.join(format!("{name}.crt"));
+        let key = dir.join(format!("{name}.key"));
+        write_file(&cert, self.cert_pem.as_bytes(), 0o644)?;
+        write_file(&key, self.key_pem.as_bytes(), 0o600)?;
+        Ok((cert, key))
+    }
+}
+
+pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// What `walletctl dev-certs` writes into `dir`: `ca.crt` (trust it in clients and as the
+/// peer CA), `node.crt`/`node.key` (every node's server and peer certificate, valid for
+/// `hosts`), `client.crt`/`client.key` (a client certificate, for nodes that require them).
+pub fn write_dev_certs(dir: &Path, hosts: &[String]) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let ca = Ca::new("wallet dev CA")?;
+    let ca_path = dir.join("ca.crt");
+    write_file(&ca_path, ca.cert_pem().as_bytes(), 0o644)?;
+    let (node_cert, node_key) = ca.issue("wallet node", hosts)?.write(dir, "node")?;
+    let (client_cert, client_key) = ca
+        .issue("wallet client", &["wallet-client".to_owned()])?
+        .write(dir, "client")?;
+    Ok(vec![ca_path, node_cert, node_key, client_cert, client_key])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::PeerVerifier;
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject as _;
+
+    fn der(pem: &str) -> Vec<CertificateDer<'static>> {
+        CertificateDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn peers_need_the_peer_ca_and_a_peer_name() {
+        let ca = Ca::new("peers").unwrap();
+        let other_ca = Ca::new("someone else").unwrap();
+        let verifier = PeerVerifier::new(
+            ca.cert_pem().as_bytes(),
+            ["127.0.0.1:1", "wallet-write-1.wallet:50051"],
+        )
+        .unwrap();
+        let peer = ca.issue("n1", &["127.0.0.1".into()]).unwrap();
+        verifier.verify(Some(&der(&peer.cert_pem))).unwrap();
+        let by_name = ca.issue("n2", &["wallet-write-1.wallet".into()]).unwrap();
+        verifier.verify(Some(&der(&by_name.cert_pem))).unwrap();
+
+        let stranger = other_ca.issue("x", &["127.0.0.1".into()]).unwrap();
+        let error = verifier.verify(Some(&der(&stranger.cert_pem))).unwrap_err();
+        assert!(error.contains("not from the peer CA"), "{error}");
+        let unnamed = ca.issue("client", &["wallet-client".into()]).unwrap();
+        let error = verifier.verify(Some(&der(&unnamed.cert_pem))).unwrap_err();
+        assert!(error.contains("none of the configured peers"), "{error}");
+        let error = verifier.verify(None).unwrap_err();
+        assert!(error.contains("no client certificate"), "{error}");
+    }
+
+    #[test]
+    fn dev_certs_are_written_with_private_keys_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = write_dev_certs(dir.path(), &["localhost".into(), "127.0.0.1".into()]).unwrap();
+        assert_eq!(files.len(), 5);
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.path().join("node.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let server = crate::ServerTls {
+            cert: dir.path().join("node.crt"),
+            key: dir.path().join("node.key"),
+            client_ca: None,
+        };
+        server.server_config(Some(&dir.path().join("ca.crt"))).unwrap();
+    }
+}
