@@ -25,3 +25,5 @@ pub use tokens::{Scope, TokenTable};
 
 /// The `google.rpc.ErrorInfo` domain of the auth errors; the same as the ledger's.
 pub const ERROR_DOMAIN: &str = "wallet.ledger";
+
+pub mod args;

@@ -33,6 +33,18 @@ pub struct Config {
     /// catches up from the log; one further behind is sent the snapshot.
     #[serde(default = "default_log_retain_entries")]
     pub log_retain_entries: u64,
+    /// TLS for every connection (clients and peers); `[tls]` cert, key, client_ca.
+    #[serde(default)]
+    pub tls: Option<security::ServerTls>,
+    /// The cluster's peer CA and this node's peer certificate; required with `tls`.
+    #[serde(default)]
+    pub peer_tls: Option<security::PeerTls>,
+    /// Bearer tokens (hashes and scopes) that client calls must carry; open if unset.
+    #[serde(default)]
+    pub tokens_file: Option<PathBuf>,
+    /// Listen beyond loopback without TLS and tokens (see `security::check_exposure`).
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 fn default_snapshot_interval_entries() -> u64 {
@@ -105,6 +117,7 @@ impl Config {
             self.log_retain_entries,
             limits::LOG_RETAIN_ENTRIES_MAX
         );
+        crate::security::validate(self)?;
         Ok(())
     }
 

@@ -9,6 +9,7 @@ pub mod limits;
 mod logging;
 pub mod replay;
 pub mod saga;
+pub mod security;
 pub mod service;
 pub mod snapshot;
 pub mod storage;
@@ -44,6 +45,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     config.validate()?;
+    let server = security::prepare(&config)?;
     let db = storage::Db::open(&config.data_dir, config.node_id, config.partitions)?;
     let outbox = transport::start_senders(config.node_id, &config.peers, shutdown.clone());
     let (store, store_thread) = store::start(&config, db, outbox, shutdown.clone())?;
@@ -121,7 +123,7 @@ pub async fn run(
     ])?;
     let address = listener.local_addr()?;
     tracing::info!(node_id = config.node_id, %address, partitions = config.partitions, "write node serving");
-    let serve = tonic::transport::Server::builder()
+    let serve = server
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))

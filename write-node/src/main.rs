@@ -43,6 +43,10 @@ struct Args {
     /// Log as JSON lines instead of text.
     #[arg(long, env = "WALLET_LOG_JSON")]
     log_json: bool,
+    #[command(flatten)]
+    server_security: security::args::ServerArgs,
+    #[command(flatten)]
+    peer_security: write_node::security::PeerArgs,
 }
 
 /// Partitions of a new cluster when neither the file nor the flags say.
@@ -107,6 +111,8 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
     if let Some(entries) = args.log_retain_entries {
         set("log_retain_entries", toml::Value::Integer(entries as i64));
     }
+    args.server_security.apply(&mut table);
+    args.peer_security.apply(&mut table);
     let config: Config = table.try_into().context("invalid configuration")?;
     config.validate()?;
     Ok(config)

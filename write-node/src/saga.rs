@@ -18,7 +18,7 @@ use proto::internal::CreditRequest;
 use proto::internal::peer_service_client::PeerServiceClient;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::limits;
 use crate::store::{Applied, StoreError, StoreHandle};
@@ -69,7 +69,7 @@ impl Saga {
                 .iter()
                 .filter(|(id, _)| **id != node_id)
                 .filter_map(|(&id, address)| {
-                    let endpoint = Endpoint::from_shared(format!("http://{address}")).ok()?;
+                    let endpoint = crate::transport::peer_endpoint(address).ok()?;
                     let channel = endpoint
                         .tcp_nodelay(true)
                         .connect_timeout(Duration::from_secs(1))

@@ -32,6 +32,23 @@ use crate::snapshot::{self, SnapshotMeta};
 use crate::storage::{CF_EVENTS, Db, index_key};
 use crate::store::{InboundRaft, StoreHandle};
 
+/// The TLS config peers are dialled with (`None`: plain text). Process-wide because the
+/// snapshot fetch is started from the store loop with only an address; `run` sets it once
+/// at start, before any peer connection, from `security::prepare`.
+static PEER_TLS: std::sync::RwLock<Option<tonic::transport::ClientTlsConfig>> =
+    std::sync::RwLock::new(None);
+
+pub fn set_peer_tls(tls: Option<tonic::transport::ClientTlsConfig>) {
+    *PEER_TLS.write().expect("peer TLS lock") = tls;
+}
+
+/// The one place peer endpoints are made (raft streams, credits, snapshot fetches): `https`
+/// with this node's peer certificate when TLS is on, else `http`.
+pub fn peer_endpoint(address: &str) -> anyhow::Result<Endpoint> {
+    let tls = PEER_TLS.read().expect("peer TLS lock").clone();
+    security::tls::endpoint(address, tls.as_ref())
+}
+
 /// The store loop's side: hands raft messages to the per-peer queues.
 pub struct Outbox {
     node_id: u64,
@@ -97,7 +114,7 @@ async fn peer_sender(
     mut queue: mpsc::Receiver<RaftEnvelope>,
     shutdown: CancellationToken,
 ) {
-    let endpoint = match Endpoint::from_shared(format!("http://{address}")) {
+    let endpoint = match peer_endpoint(&address) {
         Ok(endpoint) => endpoint
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(1))
@@ -106,7 +123,7 @@ async fn peer_sender(
             .initial_stream_window_size(Some(2 * 1024 * 1024))
             .initial_connection_window_size(Some(8 * 1024 * 1024)),
         Err(error) => {
-            tracing::error!(peer_id, address, %error, "invalid peer address; no raft traffic to it");
+            tracing::error!(peer_id, address, error = format!("{error:#}"), "invalid peer address; no raft traffic to it");
             return;
         }
     };
@@ -359,7 +376,7 @@ pub async fn fetch_snapshot(
     events_after: u64,
     db: Arc<Db>,
 ) -> anyhow::Result<(SnapshotMeta, Ledger)> {
-    let endpoint = Endpoint::from_shared(format!("http://{address}"))?
+    let endpoint = peer_endpoint(&address)?
         .connect_timeout(Duration::from_secs(2))
         .timeout(limits::SNAPSHOT_FETCH_TIMEOUT);
     let mut client = PeerServiceClient::new(endpoint.connect().await?)

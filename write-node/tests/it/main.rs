@@ -4,6 +4,7 @@
 mod audit;
 mod harness;
 mod reflection;
+mod security;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

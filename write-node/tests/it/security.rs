@@ -1,0 +1,495 @@
+//! TLS, mTLS between peers, token scopes, secrets kept out of logs, and the exposure rule,
+//! against real `wallet-write-node` processes. Certificates are made here with rcgen.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use proto::internal::CreditRequest;
+use proto::internal::peer_service_client::PeerServiceClient;
+use proto::v1::cluster_service_client::ClusterServiceClient;
+use proto::v1::wallet_service_client::WalletServiceClient;
+use proto::v1::{GetClusterStatusRequest, OpenAccountRequest, TransferRequest};
+use security::certs::Ca;
+use security::tokens::{Scope, file_entry, generate};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::{Code, Request, Status};
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+use tonic_types::StatusExt as _;
+
+use crate::harness::{Cluster, WAIT_MAX, reason, transfer_request};
+
+/// Adds `authorization: Bearer <token>` to every call (or nothing).
+#[derive(Clone)]
+struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Bearer {
+    fn new(token: Option<&str>) -> Bearer {
+        Bearer(token.map(|token| format!("Bearer {token}").parse().expect("ascii token")))
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+type Authed = InterceptedService<Channel, Bearer>;
+
+/// Where a test's certificates and tokens live; the tokens themselves stay in memory.
+struct Secrets {
+    _dir: tempfile::TempDir,
+    ca: PathBuf,
+    node_cert: PathBuf,
+    node_key: PathBuf,
+    tokens_file: PathBuf,
+    /// A CA the cluster does not trust, and a certificate from it naming 127.0.0.1.
+    stranger: (PathBuf, PathBuf),
+    /// From the cluster's CA, but naming no peer host.
+    client: (PathBuf, PathBuf),
+    admin: String,
+    app: String,
+    reader: String,
+}
+
+fn secrets() -> Secrets {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = Ca::new("test cluster CA").expect("CA");
+    let ca_path = dir.path().join("ca.crt");
+    std::fs::write(&ca_path, ca.cert_pem()).expect("write CA");
+    let (node_cert, node_key) = ca
+        .issue("node", &["127.0.0.1".into(), "localhost".into()])
+        .expect("node cert")
+        .write(dir.path(), "node")
+        .expect("write node cert");
+    let client = ca
+        .issue("client", &["wallet-client".into()])
+        .expect("client cert")
+        .write(dir.path(), "client")
+        .expect("write client cert");
+    let stranger = Ca::new("another CA")
+        .expect("CA")
+        .issue("impostor", &["127.0.0.1".into()])
+        .expect("impostor cert")
+        .write(dir.path(), "impostor")
+        .expect("write impostor cert");
+    let admin = generate().expect("token");
+    let app = generate().expect("token");
+    let reader = generate().expect("token");
+    let tokens_file = dir.path().join("tokens.toml");
+    std::fs::write(
+        &tokens_file,
+        [
+            file_entry("ops", &admin, &[Scope::Admin]),
+            file_entry("payments", &app, &[Scope::Transfer, Scope::Read]),
+            file_entry("dashboard", &reader, &[Scope::Read]),
+        ]
+        .join("\n"),
+    )
+    .expect("tokens file");
+    Secrets {
+        _dir: dir,
+        ca: ca_path,
+        node_cert,
+        node_key,
+        tokens_file,
+        stranger,
+        client,
+        admin,
+        app,
+        reader,
+    }
+}
+
+fn tls(ca: &Path, identity: Option<&(PathBuf, PathBuf)>) -> ClientTlsConfig {
+    let mut config = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(std::fs::read(ca).expect("CA")));
+    if let Some((cert, key)) = identity {
+        config = config.identity(Identity::from_pem(
+            std::fs::read(cert).expect("cert"),
+            std::fs::read(key).expect("key"),
+        ));
+    }
+    config
+}
+
+fn channel(port: u16, tls: Option<ClientTlsConfig>) -> Channel {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://127.0.0.1:{port}"))
+        .expect("uri")
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(5));
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls).expect("tls config");
+    }
+    endpoint.connect_lazy()
+}
+
+fn wallet(channel: Channel, token: Option<&str>) -> WalletServiceClient<Authed> {
+    WalletServiceClient::with_interceptor(channel, Bearer::new(token))
+}
+
+fn cluster_client(channel: Channel, token: Option<&str>) -> ClusterServiceClient<Authed> {
+    ClusterServiceClient::with_interceptor(channel, Bearer::new(token))
+}
+
+/// Waits until every node names a leader for every partition (asked with the admin token).
+async fn wait_led(channels: &[Channel], admin: &str) {
+    let deadline = Instant::now() + WAIT_MAX;
+    loop {
+        let mut led = 0;
+        let mut last_error = None;
+        for channel in channels {
+            match cluster_client(channel.clone(), Some(admin))
+                .get_cluster_status(GetClusterStatusRequest::default())
+                .await
+            {
+                Ok(status) => {
+                    if status
+                        .into_inner()
+                        .partitions
+                        .iter()
+                        .all(|partition| partition.leader_id != 0)
+                    {
+                        led += 1;
+                    }
+                }
+                Err(status) => last_error = Some(status),
+            }
+        }
+        if led == channels.len() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no leaders within {WAIT_MAX:?}; last error {last_error:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sends a write to each node in turn until one (the partition's leader) takes it.
+async fn on_any<T, F, Fut>(channels: &[Channel], mut call: F) -> Result<T, Status>
+where
+    F: FnMut(Channel) -> Fut,
+    Fut: std::future::Future<Output = Result<T, Status>>,
+{
+    let deadline = Instant::now() + WAIT_MAX;
+    for attempt in 0.. {
+        match call(channels[attempt % channels.len()].clone()).await {
+            Err(status)
+                if status.code() == Code::Unavailable && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => return other,
+        }
+    }
+    unreachable!()
+}
+
+async fn open(channels: &[Channel], token: &str, account: &str, issuer: bool) {
+    on_any(channels, |channel| async move {
+        wallet(channel, Some(token))
+            .open_account(OpenAccountRequest {
+                account_id: account.into(),
+                currency: "USD".into(),
+                allow_negative_balance: issuer,
+            })
+            .await
+    })
+    .await
+    .unwrap_or_else(|status| panic!("open {account}: {status:?}"));
+}
+
+async fn transfer(
+    channels: &[Channel],
+    token: Option<&str>,
+    request: &TransferRequest,
+) -> Result<String, Status> {
+    on_any(channels, |channel| async move {
+        wallet(channel, token).transfer(request.clone()).await
+    })
+    .await
+    .map(|response| response.into_inner().status)
+}
+
+/// No secret appears in any node log: not the tokens, not a private key.
+fn assert_logs_hold_no_secret(cluster: &Cluster, secrets: &Secrets) {
+    let key = std::fs::read_to_string(&secrets.node_key).expect("key");
+    let key_body = key.lines().nth(1).expect("a PEM body line");
+    for node in &cluster.nodes {
+        let log = std::fs::read_to_string(&node.log_path).expect("node log");
+        assert!(log.contains("write node serving"), "the log is the node's:\n{log}");
+        for (name, secret) in [
+            ("admin token", secrets.admin.as_str()),
+            ("app token", secrets.app.as_str()),
+            ("reader token", secrets.reader.as_str()),
+            ("private key", key_body),
+        ] {
+            assert!(
+                !log.contains(secret),
+                "node {} logged the {name}",
+                node.id
+            );
+        }
+    }
+}
+
+fn id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_cluster_serves_transfers_and_refuses_callers_without_a_peer_certificate() {
+    let secrets = secrets();
+    let args = [
+        "--tls-cert",
+        secrets.node_cert.to_str().unwrap(),
+        "--tls-key",
+        secrets.node_key.to_str().unwrap(),
+        "--peer-ca",
+        secrets.ca.to_str().unwrap(),
+        "--tokens-file",
+        secrets.tokens_file.to_str().unwrap(),
+    ];
+    let cluster = Cluster::start_with(3, &args);
+    let ports: Vec<u16> = cluster.nodes.iter().map(|node| node.port).collect();
+    let channels: Vec<Channel> = ports
+        .iter()
+        .map(|&port| channel(port, Some(tls(&secrets.ca, None))))
+        .collect();
+    // Leaders exist only if the nodes' raft streams (mTLS, peer certificates) work.
+    wait_led(&channels, &secrets.admin).await;
+
+    open(&channels, &secrets.admin, "issuer", true).await;
+    open(&channels, &secrets.admin, "alice", false).await;
+    let request = transfer_request(&id(), "issuer", "alice", "10.00", "USD");
+    assert_eq!(
+        transfer(&channels, Some(&secrets.app), &request).await.unwrap(),
+        "success"
+    );
+    let reader = secrets.reader.as_str();
+    let balance = on_any(&channels, |channel| async move {
+        wallet(channel, Some(reader))
+            .get_account(proto::v1::GetAccountRequest {
+                account_id: "alice".into(),
+            })
+            .await
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .account
+    .unwrap()
+    .balance;
+    assert_eq!(balance, "10.00");
+
+    let port = ports[0];
+    let credit = || CreditRequest {
+        partition: 0,
+        transfers: Vec::new(),
+    };
+    // Plain text to a TLS port: no gRPC at all.
+    let error = PeerServiceClient::new(channel(port, None))
+        .credit(credit())
+        .await
+        .unwrap_err();
+    assert_ne!(error.code(), Code::Ok);
+    // TLS without a client certificate: the connection is fine (clients need none), the
+    // PeerService call is not.
+    let error = PeerServiceClient::new(channel(port, Some(tls(&secrets.ca, None))))
+        .credit(credit())
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::Unauthenticated, "{error:?}");
+    assert_eq!(reason(&error), "PEER_CERT_REQUIRED");
+    // Even with the admin token: tokens never open PeerService.
+    let error = PeerServiceClient::with_interceptor(
+        channel(port, Some(tls(&secrets.ca, None))),
+        Bearer::new(Some(&secrets.admin)),
+    )
+    .credit(credit())
+    .await
+    .unwrap_err();
+    assert_eq!(error.code(), Code::Unauthenticated, "{error:?}");
+    // A certificate from another CA: the server ends the handshake, so the call fails at
+    // the transport (UNAVAILABLE, or CANCELLED when TLS 1.3 let the client send first).
+    let error = PeerServiceClient::new(channel(
+        port,
+        Some(tls(&secrets.ca, Some(&secrets.stranger))),
+    ))
+    .credit(credit())
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(error.code(), Code::Unavailable | Code::Cancelled),
+        "{error:?}"
+    );
+    // The cluster's CA, but a certificate that names no peer.
+    let error = PeerServiceClient::new(channel(port, Some(tls(&secrets.ca, Some(&secrets.client)))))
+        .credit(credit())
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::Unauthenticated, "{error:?}");
+    assert!(error.message().contains("none of the configured peers"), "{error:?}");
+    // Control: a peer's certificate gets through (an empty credit batch changes nothing).
+    let peer = (secrets.node_cert.clone(), secrets.node_key.clone());
+    PeerServiceClient::new(channel(port, Some(tls(&secrets.ca, Some(&peer)))))
+        .credit(credit())
+        .await
+        .expect("a peer's certificate is accepted");
+
+    assert_logs_hold_no_secret(&cluster, &secrets);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_scopes_decide_each_call_and_never_reach_the_log() {
+    let secrets = secrets();
+    let cluster = Cluster::start_with(1, &["--tokens-file", secrets.tokens_file.to_str().unwrap()]);
+    let channels = vec![channel(cluster.nodes[0].port, None)];
+
+    // Health needs no token (probes), before and after the node is ready.
+    let deadline = Instant::now() + WAIT_MAX;
+    loop {
+        let answer = HealthClient::new(channels[0].clone())
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await;
+        if answer.is_ok_and(|answer| answer.into_inner().status == ServingStatus::Serving as i32)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node never became healthy");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_led(&channels, &secrets.admin).await;
+    open(&channels, &secrets.admin, "issuer", true).await;
+    open(&channels, &secrets.admin, "bob", false).await;
+
+    let request = transfer_request(&id(), "issuer", "bob", "1.00", "USD");
+    let check = |status: Status, code: Code, expected_reason: &str, scope: &str| {
+        assert_eq!(status.code(), code, "{status:?}");
+        let info = status.get_details_error_info().expect("ErrorInfo");
+        assert_eq!(info.reason, expected_reason);
+        assert_eq!(info.domain, "wallet.ledger");
+        assert_eq!(info.metadata.get("scope").map(String::as_str), Some(scope));
+        assert!(!status.message().contains("wlt_"), "{status:?}");
+    };
+    check(
+        transfer(&channels, None, &request).await.unwrap_err(),
+        Code::Unauthenticated,
+        "MISSING_TOKEN",
+        "transfer",
+    );
+    let unknown = generate().unwrap();
+    check(
+        transfer(&channels, Some(&unknown), &request).await.unwrap_err(),
+        Code::Unauthenticated,
+        "INVALID_TOKEN",
+        "transfer",
+    );
+    check(
+        transfer(&channels, Some(&secrets.reader), &request).await.unwrap_err(),
+        Code::PermissionDenied,
+        "SCOPE_DENIED",
+        "transfer",
+    );
+    // The admin scope is not a superuser: it opens accounts, it does not move money.
+    check(
+        transfer(&channels, Some(&secrets.admin), &request).await.unwrap_err(),
+        Code::PermissionDenied,
+        "SCOPE_DENIED",
+        "transfer",
+    );
+    assert_eq!(
+        transfer(&channels, Some(&secrets.app), &request).await.unwrap(),
+        "success"
+    );
+    // Opening accounts (issuers can go negative) is for admin tokens only.
+    let error = wallet(channels[0].clone(), Some(&secrets.app))
+        .open_account(OpenAccountRequest {
+            account_id: "mint".into(),
+            currency: "USD".into(),
+            allow_negative_balance: true,
+        })
+        .await
+        .unwrap_err();
+    check(error, Code::PermissionDenied, "SCOPE_DENIED", "admin");
+    // ClusterService: admin only (and read nodes' replicate).
+    for token in [&secrets.app, &secrets.reader] {
+        let error = cluster_client(channels[0].clone(), Some(token))
+            .get_cluster_status(GetClusterStatusRequest::default())
+            .await
+            .unwrap_err();
+        check(error, Code::PermissionDenied, "SCOPE_DENIED", "admin");
+    }
+    cluster_client(channels[0].clone(), Some(&secrets.admin))
+        .get_cluster_status(GetClusterStatusRequest::default())
+        .await
+        .expect("admin reads the cluster status");
+
+    assert_logs_hold_no_secret(&cluster, &secrets);
+}
+
+/// Runs a single write node on `listen` with `extra` flags; returns the child.
+fn spawn_node(dir: &Path, listen: &str, port: u16, extra: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_wallet-write-node"))
+        .args(["--node-id", "1", "--listen", listen])
+        .args(["--peers", &format!("1=127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning wallet-write-node")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_on_all_interfaces_needs_tls_and_tokens_or_insecure() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = Cluster::create(1).nodes[0].port;
+    let listen = format!("0.0.0.0:{port}");
+
+    let refused = spawn_node(dir.path(), &listen, port, &[])
+        .wait_with_output()
+        .expect("node exits");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("refusing to listen on 0.0.0.0") && stderr.contains("--insecure"),
+        "{stderr}"
+    );
+
+    let mut child = spawn_node(dir.path(), &listen, port, &["--insecure"]);
+    let channel = channel(port, None);
+    let deadline = Instant::now() + WAIT_MAX;
+    loop {
+        let answer = HealthClient::new(channel.clone())
+            .check(HealthCheckRequest {
+                service: "liveness".into(),
+            })
+            .await;
+        if answer.is_ok() {
+            break;
+        }
+        if let Some(status) = child.try_wait().expect("child status") {
+            panic!("node with --insecure exited: {status}");
+        }
+        assert!(Instant::now() < deadline, "node with --insecure never answered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+}
