@@ -16,6 +16,21 @@ pub struct Config {
     pub write_nodes: Vec<String>,
     /// RocksDB directory of the projections and their checkpoint.
     pub data_dir: PathBuf,
+    /// TLS for QueryService clients; `[tls]` cert, key, client_ca.
+    #[serde(default)]
+    pub tls: Option<security::ServerTls>,
+    /// Bearer tokens (hashes and scopes) that QueryService calls must carry; open if unset.
+    #[serde(default)]
+    pub tokens_file: Option<PathBuf>,
+    /// Listen beyond loopback without TLS and tokens (see `security::check_exposure`).
+    #[serde(default)]
+    pub insecure: bool,
+    /// TLS for dialing the write nodes (`[write_node_tls]` ca, cert, key, domain).
+    #[serde(default)]
+    pub write_node_tls: Option<security::ClientTls>,
+    /// File with the token sent to the write nodes (it needs the `replicate` scope).
+    #[serde(default)]
+    pub write_node_token_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -79,6 +94,11 @@ mod tests {
             listen: "127.0.0.1:0".parse().unwrap(),
             write_nodes: Config::parse_write_nodes(" 127.0.0.1:1 ,, localhost:2"),
             data_dir: "/tmp/x".into(),
+            tls: None,
+            tokens_file: None,
+            insecure: false,
+            write_node_tls: None,
+            write_node_token_file: None,
         };
         assert_eq!(config.write_nodes, ["127.0.0.1:1", "localhost:2"]);
         config.validate().unwrap();

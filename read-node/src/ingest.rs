@@ -11,26 +11,87 @@ use proto::v1::{GetClusterStatusRequest, SubscribeRequest};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use anyhow::Context as _;
+use security::ClientTls;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::{Channel, ClientTlsConfig};
 
+use crate::config::Config;
 use crate::limits;
 use crate::projector::Block;
 
-/// A lazily connecting channel to a write node, with keepalive so a dead peer is noticed even
-/// on an idle stream.
-pub fn channel(uri: &str) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(uri.to_owned())?
+/// The write nodes and how to reach them: their URIs, TLS and the bearer token (if any).
+#[derive(Clone)]
+pub struct Upstream {
+    pub uris: Vec<String>,
+    tls: Option<ClientTlsConfig>,
+    token: Option<MetadataValue<Ascii>>,
+}
+
+impl Upstream {
+    pub fn new(config: &Config) -> anyhow::Result<Upstream> {
+        let tls = config
+            .write_node_tls
+            .as_ref()
+            .map(ClientTls::client_config)
+            .transpose()
+            .context("write node TLS")?;
+        let token = match &config.write_node_token_file {
+            Some(path) => {
+                let mut value: MetadataValue<Ascii> =
+                    format!("Bearer {}", crate::security::read_token(path)?)
+                        .parse()
+                        .with_context(|| format!("the token in {} is not ASCII", path.display()))?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
+        let uris = config
+            .write_node_uris()?
+            .into_iter()
+            .map(|uri| {
+                let authority = uri.strip_prefix("http://").unwrap_or(&uri);
+                if tls.is_some() {
+                    format!("https://{authority}")
+                } else {
+                    format!("http://{authority}")
+                }
+            })
+            .collect();
+        Ok(Upstream { uris, tls, token })
+    }
+
+    /// A request carrying the token.
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(token) = &self.token {
+            request
+                .metadata_mut()
+                .insert("authorization", token.clone());
+        }
+        request
+    }
+
+    /// A lazily connecting channel to a write node, with keepalive so a dead peer is noticed
+    /// even on an idle stream.
+    pub fn channel(&self, uri: &str) -> anyhow::Result<Channel> {
+        Ok(security::tls::endpoint(uri, self.tls.as_ref())?
         .connect_timeout(limits::WRITE_NODE_CALL_TIMEOUT)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true)
         .connect_lazy())
+    }
 }
 
-async fn cluster_status(uri: &str) -> anyhow::Result<proto::v1::GetClusterStatusResponse> {
-    let mut client = ClusterServiceClient::new(channel(uri)?);
-    let mut request = tonic::Request::new(GetClusterStatusRequest {
+async fn cluster_status(
+    upstream: &Upstream,
+    uri: &str,
+) -> anyhow::Result<proto::v1::GetClusterStatusResponse> {
+    let mut client = ClusterServiceClient::new(upstream.channel(uri)?);
+    let mut request = upstream.request(GetClusterStatusRequest {
         include_state_digest: false,
     });
     request.set_timeout(limits::WRITE_NODE_CALL_TIMEOUT);
@@ -39,16 +100,16 @@ async fn cluster_status(uri: &str) -> anyhow::Result<proto::v1::GetClusterStatus
 
 /// The cluster's partition count, from the first write node that answers. Retries until one
 /// does (the write nodes may be starting too).
-pub async fn discover_partitions(uris: &[String]) -> u32 {
+pub async fn discover_partitions(upstream: &Upstream) -> u32 {
     let mut backoff = limits::RECONNECT_BACKOFF_MIN;
     loop {
-        for uri in uris {
-            match cluster_status(uri).await {
+        for uri in &upstream.uris {
+            match cluster_status(upstream, uri).await {
                 Ok(status) if !status.partitions.is_empty() => {
                     return status.partitions.len() as u32;
                 }
                 Ok(_) => tracing::warn!(%uri, "write node reported no partitions"),
-                Err(error) => tracing::info!(%uri, %error, "write node not reachable yet"),
+                Err(error) => tracing::info!(%uri, error = format!("{error:#}"), "write node not reachable yet"),
             }
         }
         tokio::time::sleep(backoff).await;
@@ -59,12 +120,13 @@ pub async fn discover_partitions(uris: &[String]) -> u32 {
 /// One task per partition, each resuming after `positions[partition]`. The tasks end on
 /// shutdown (dropping their senders, which ends the fold thread once it has drained).
 pub fn spawn(
-    uris: Vec<String>,
+    upstream: Upstream,
     positions: Vec<u64>,
     blocks: mpsc::Sender<Block>,
     shutdown: CancellationToken,
 ) -> Vec<JoinHandle<()>> {
-    let uris = Arc::new(uris);
+    let uris = Arc::new(upstream.uris.clone());
+    let upstream = Arc::new(upstream);
     positions
         .into_iter()
         .enumerate()
@@ -72,6 +134,7 @@ pub fn spawn(
             let follower = Follower {
                 partition: partition as u32,
                 uris: uris.clone(),
+                upstream: upstream.clone(),
                 // Spread partitions over the write nodes.
                 source: partition % uris.len(),
                 last: applied,
@@ -91,6 +154,7 @@ pub fn spawn(
 struct Follower {
     partition: u32,
     uris: Arc<Vec<String>>,
+    upstream: Arc<Upstream>,
     source: usize,
     /// The last index handed to the fold: the next subscription starts at `last + 1`.
     last: u64,
@@ -134,16 +198,16 @@ impl Follower {
     }
 
     async fn follow(&mut self, uri: &str) -> End {
-        let channel = match channel(uri) {
+        let channel = match self.upstream.channel(uri) {
             Ok(channel) => channel,
             Err(error) => return End::Failover(format!("bad endpoint: {error}")),
         };
         let mut client = EventLogServiceClient::new(channel)
             .max_decoding_message_size(limits::SUBSCRIBE_MESSAGE_BYTES_MAX);
-        let request = SubscribeRequest {
+        let request = self.upstream.request(SubscribeRequest {
             partition: self.partition,
             from_index: self.last + 1,
-        };
+        });
         let mut stream = match client.subscribe(request).await {
             Ok(response) => response.into_inner(),
             Err(status) => return End::Failover(format!("subscribe refused: {status:?}")),
@@ -190,7 +254,7 @@ impl Follower {
     /// Another write node that has applied this partition beyond our position, if any.
     async fn other_node_ahead(&self, current: &str) -> Option<String> {
         for uri in self.uris.iter().filter(|uri| uri.as_str() != current) {
-            if let Ok(status) = cluster_status(uri).await
+            if let Ok(status) = cluster_status(&self.upstream, uri).await
                 && status
                     .partitions
                     .iter()

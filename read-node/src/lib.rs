@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod limits;
 pub mod projector;
 pub mod query;
+pub mod security;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,10 +35,11 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let uris = config.write_node_uris()?;
+    let server = security::prepare(&config)?;
+    let upstream = ingest::Upstream::new(&config)?;
     // The partition count is the cluster's; the projections are laid out for it.
     let partitions = tokio::select! {
-        partitions = ingest::discover_partitions(&uris) => partitions,
+        partitions = ingest::discover_partitions(&upstream) => partitions,
         () = shutdown.cancelled() => return Ok(()),
     };
     std::fs::create_dir_all(&config.data_dir)
@@ -52,7 +54,7 @@ pub async fn run(
 
     let (blocks_tx, blocks_rx) = tokio::sync::mpsc::channel(limits::INGEST_QUEUE_BLOCKS);
     let fold_thread = projector::start(projection.clone(), blocks_rx, shutdown.clone())?;
-    let followers = ingest::spawn(uris, checkpoint, blocks_tx, shutdown.clone());
+    let followers = ingest::spawn(upstream, checkpoint, blocks_tx, shutdown.clone());
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -66,7 +68,7 @@ pub async fn run(
     let (reflection_v1, reflection_v1alpha) = proto::reflection::services(&[QUERY_SERVICE_NAME])?;
     let address = listener.local_addr()?;
     tracing::info!(%address, partitions, "read node serving");
-    let serve = tonic::transport::Server::builder()
+    let serve = server
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))

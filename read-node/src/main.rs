@@ -27,6 +27,10 @@ struct Args {
     /// Log as JSON lines instead of text.
     #[arg(long, env = "WALLET_LOG_JSON")]
     log_json: bool,
+    #[command(flatten)]
+    server_security: security::args::ServerArgs,
+    #[command(flatten)]
+    write_node_security: read_node::security::WriteNodeArgs,
 }
 
 fn load_config(args: &Args) -> anyhow::Result<Config> {
@@ -59,6 +63,8 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
             toml::Value::String(data_dir.display().to_string()),
         );
     }
+    args.server_security.apply(&mut table);
+    args.write_node_security.apply(&mut table);
     let config: Config = table.try_into().context("invalid configuration")?;
     config.validate()?;
     Ok(config)
