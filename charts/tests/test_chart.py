@@ -271,3 +271,11 @@ def test_unimplemented_tls_and_auth_fail_loudly(feature):
     with helm.Chart.load(CHART) as chart:
         with pytest.raises(helm.HelmRenderError, match="not implemented"):
             chart.render({feature: {"enabled": True}}, name="demo", namespace=NAMESPACE)
+
+
+def test_nodes_listen_on_all_interfaces_only_with_insecure():
+    # Without TLS and tokens a node refuses a non-loopback address unless told --insecure.
+    rendered = render({})
+    for kind in ("StatefulSet", "Deployment"):
+        container = rendered.one(kind)["spec"]["template"]["spec"]["containers"][0]
+        assert "--insecure" in container["args"], container["args"]

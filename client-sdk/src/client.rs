@@ -15,14 +15,15 @@ use proto::v1::{
 };
 use tokio::time::Instant;
 use tonic::Status;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use uuid::Uuid;
 
+use crate::auth::{Conn, Credentials};
 use crate::backoff;
-use crate::config::{ClientConfig, normalize_endpoint};
+use crate::config::{ClientConfig, normalize_endpoint_for};
 use crate::error::{Action, Classified, Error, classify};
 
 /// The partition every call is routed to while the ledger has a single Raft group. The
@@ -82,7 +83,12 @@ struct Inner {
     config: ClientConfig,
     targets: Vec<Target>,
     /// Channels by URI: one per configured node, plus a bounded number learnt from hints.
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Mutex<HashMap<String, Conn>>,
+    /// The token, attached to every call.
+    credentials: Credentials,
+    /// Set once `GetClusterStatus` is refused for lack of a scope: then routing relies on
+    /// leader hints alone, instead of asking again on every call.
+    discovery_refused: std::sync::atomic::AtomicBool,
     /// The last known leader URI of each partition.
     leaders: Mutex<HashMap<u32, String>>,
     /// The cluster's partition count, 0 until learnt.
@@ -130,14 +136,15 @@ impl WalletClient {
     /// traffic happens here, so this succeeds while nodes are still starting.
     pub async fn connect(config: ClientConfig) -> Result<Self, Error> {
         config.validate()?;
+        let credentials = Credentials::new(config.token.as_deref())?;
         let mut targets: Vec<Target> = Vec::with_capacity(config.endpoints.len());
         let mut channels = HashMap::new();
         for endpoint in &config.endpoints {
-            let uri = normalize_endpoint(endpoint)?;
+            let uri = normalize_endpoint_for(endpoint, config.tls.is_some())?;
             if channels.contains_key(&uri) {
                 continue;
             }
-            channels.insert(uri.clone(), make_channel(&uri, &config)?);
+            channels.insert(uri.clone(), make_channel(&uri, &config, &credentials)?);
             targets.push(Target {
                 display: endpoint.trim().to_owned(),
                 uri,
@@ -148,6 +155,8 @@ impl WalletClient {
                 config,
                 targets,
                 channels: Mutex::new(channels),
+                credentials,
+                discovery_refused: std::sync::atomic::AtomicBool::new(false),
                 leaders: Mutex::new(HashMap::new()),
                 partitions: AtomicU32::new(0),
             }),
@@ -291,7 +300,7 @@ impl WalletClient {
     /// Whether the node at `endpoint` reports the wallet service as SERVING (it is ready to
     /// take calls). One attempt, bounded by `call_timeout`; an unreachable node is an error.
     pub async fn health(&self, endpoint: &str) -> Result<bool, Error> {
-        let uri = normalize_endpoint(endpoint)?;
+        let uri = normalize_endpoint_for(endpoint, self.inner.config.tls.is_some())?;
         let channel = self.channel(&uri)?;
         let mut request = tonic::Request::new(HealthCheckRequest {
             service: WALLET_SERVICE_NAME.to_owned(),
@@ -319,7 +328,7 @@ impl WalletClient {
     ) -> Result<Resp, Error>
     where
         Req: Clone,
-        F: FnMut(Channel, tonic::Request<Req>) -> Fut,
+        F: FnMut(Conn, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
     {
         let config = &self.inner.config;
@@ -358,7 +367,10 @@ impl WalletClient {
             let retry_after = match action {
                 Action::Stop => return Err(error),
                 _ if attempt >= config.attempts_max => return Err(error),
-                Action::Redirect(address) => match normalize_endpoint(&address) {
+                Action::Redirect(address) => match normalize_endpoint_for(
+                    &address,
+                    config.tls.is_some(),
+                ) {
                     Ok(uri) if uri != target => {
                         self.set_leader(partition, &uri);
                         target = uri;
@@ -400,6 +412,9 @@ impl WalletClient {
 
     /// Asks the configured nodes in order, one short attempt each, for the partition count.
     async fn discover_partitions(&self) -> u32 {
+        if self.inner.discovery_refused.load(Ordering::Relaxed) {
+            return 0;
+        }
         for target in &self.inner.targets {
             let Ok(channel) = self.channel(&target.uri) else {
                 continue;
@@ -408,15 +423,31 @@ impl WalletClient {
                 include_state_digest: false,
             });
             request.set_timeout(DISCOVERY_TIMEOUT.min(self.inner.config.call_timeout));
-            if let Ok(status) = ClusterServiceClient::new(channel)
+            match ClusterServiceClient::new(channel)
                 .get_cluster_status(request)
                 .await
             {
-                let partitions = status.into_inner().partitions.len() as u32;
-                if partitions > 0 {
-                    self.inner.partitions.store(partitions, Ordering::Relaxed);
-                    return partitions;
+                Ok(status) => {
+                    let partitions = status.into_inner().partitions.len() as u32;
+                    if partitions > 0 {
+                        self.inner.partitions.store(partitions, Ordering::Relaxed);
+                        return partitions;
+                    }
                 }
+                Err(status)
+                    if matches!(
+                        status.code(),
+                        tonic::Code::PermissionDenied | tonic::Code::Unauthenticated
+                    ) =>
+                {
+                    tracing::debug!(
+                        code = ?status.code(),
+                        "cluster status refused (the token lacks the admin scope); routing by leader hints"
+                    );
+                    self.inner.discovery_refused.store(true, Ordering::Relaxed);
+                    return 0;
+                }
+                Err(_) => {}
             }
         }
         0
@@ -446,12 +477,12 @@ impl WalletClient {
 
     /// The channel to `uri`, created lazily. Channels for unconfigured nodes are cached up
     /// to [`DISCOVERED_ENDPOINTS_MAX`]; beyond that they are built per use.
-    fn channel(&self, uri: &str) -> Result<Channel, Error> {
+    fn channel(&self, uri: &str) -> Result<Conn, Error> {
         let mut channels = lock(&self.inner.channels);
         if let Some(channel) = channels.get(uri) {
             return Ok(channel.clone());
         }
-        let channel = make_channel(uri, &self.inner.config)?;
+        let channel = make_channel(uri, &self.inner.config, &self.inner.credentials)?;
         if channels.len() < self.inner.targets.len() + DISCOVERED_ENDPOINTS_MAX {
             channels.insert(uri.to_owned(), channel.clone());
         }
@@ -469,12 +500,12 @@ pub fn new_transaction_id() -> Uuid {
     Uuid::new_v4()
 }
 
-fn make_channel(uri: &str, config: &ClientConfig) -> Result<Channel, Error> {
+fn make_channel(uri: &str, config: &ClientConfig, credentials: &Credentials) -> Result<Conn, Error> {
     let endpoint = Endpoint::from_shared(uri.to_owned())
         .map_err(|e| Error::config(format!("endpoint {uri:?}: {e}")))?
         .connect_timeout(config.connect_timeout)
         .tcp_nodelay(true);
-    Ok(endpoint.connect_lazy())
+    crate::auth::connect_lazy(endpoint, config.tls.as_ref(), credentials)
 }
 
 /// Locks a mutex whose data stays consistent even if a holder panicked (plain map inserts

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::auth::TlsConfig;
 use crate::error::Error;
 
 /// Per-attempt deadline used by [`ClientConfig::new`]: long enough for a transfer to commit
@@ -34,11 +35,11 @@ pub const ATTEMPTS_MAX_LIMIT: u32 = 100;
 pub const ENDPOINTS_MAX: usize = 64;
 
 /// Settings of a [`crate::WalletClient`]. Built with [`ClientConfig::new`], which fills in the
-/// defaults, then adjusted field by field where needed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// defaults, then adjusted field by field where needed. `Debug` never shows the token.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ClientConfig {
-    /// Write nodes, as `host:port` or `http://host:port`. Tried in this order when no
-    /// leader is known.
+    /// Write nodes, as `host:port`, `http://host:port` or `https://host:port`. Tried in this
+    /// order when no leader is known. With `tls`, `host:port` means `https://host:port`.
     pub endpoints: Vec<String>,
     /// Deadline of one attempt (sent to the server as `grpc-timeout` and enforced locally).
     pub call_timeout: Duration,
@@ -52,6 +53,27 @@ pub struct ClientConfig {
     pub backoff_max: Duration,
     /// TCP connect timeout for each node.
     pub connect_timeout: Duration,
+    /// TLS to the nodes (their CA, optionally a client certificate); plain text if `None`.
+    pub tls: Option<TlsConfig>,
+    /// Bearer token sent as `authorization: Bearer <token>` on every call, for nodes that
+    /// run with a tokens file. Its scopes decide which calls succeed.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("endpoints", &self.endpoints)
+            .field("call_timeout", &self.call_timeout)
+            .field("total_deadline", &self.total_deadline)
+            .field("attempts_max", &self.attempts_max)
+            .field("backoff_base", &self.backoff_base)
+            .field("backoff_max", &self.backoff_max)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("tls", &self.tls)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl ClientConfig {
@@ -69,6 +91,8 @@ impl ClientConfig {
             backoff_base: DEFAULT_BACKOFF_BASE,
             backoff_max: DEFAULT_BACKOFF_MAX,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            tls: None,
+            token: None,
         }
     }
 
@@ -106,23 +130,29 @@ impl ClientConfig {
 }
 
 /// Turns a user-supplied endpoint into the URI tonic connects to: `host:port` gains an
-/// `http://` scheme, a trailing `/` is dropped, and anything that is not plain-text HTTP/2
-/// is refused (this build has no TLS).
+/// `http://` scheme, a trailing `/` is dropped, and schemes other than `http://` and
+/// `https://` are refused. [`normalize_endpoint_for`] with `tls` makes `host:port` https.
 pub fn normalize_endpoint(endpoint: &str) -> Result<String, Error> {
+    normalize_endpoint_for(endpoint, false)
+}
+
+/// [`normalize_endpoint`], where `host:port` becomes `https://host:port` if `tls`.
+pub fn normalize_endpoint_for(endpoint: &str, tls: bool) -> Result<String, Error> {
     let trimmed = endpoint.trim().trim_end_matches('/');
     if trimmed.is_empty() {
         return Err(Error::config("empty endpoint"));
     }
-    let uri = if let Some(rest) = trimmed.strip_prefix("http://") {
-        format!("http://{rest}")
-    } else if trimmed.contains("://") {
-        return Err(Error::config(format!(
-            "endpoint {endpoint:?}: only http:// (plain-text gRPC) is supported"
-        )));
-    } else {
-        format!("http://{trimmed}")
+    let (scheme, rest) = match trimmed.split_once("://") {
+        Some((scheme @ ("http" | "https"), rest)) => (scheme, rest),
+        Some(_) => {
+            return Err(Error::config(format!(
+                "endpoint {endpoint:?}: only http:// and https:// are supported"
+            )));
+        }
+        None => (if tls { "https" } else { "http" }, trimmed),
     };
-    let authority = &uri["http://".len()..];
+    let uri = format!("{scheme}://{rest}");
+    let authority = rest;
     if authority.is_empty() || authority.contains('/') || authority.chars().any(char::is_whitespace)
     {
         return Err(Error::config(format!(
@@ -168,6 +198,22 @@ mod tests {
             normalize_endpoint("http://[::1]:50051").unwrap(),
             "http://[::1]:50051"
         );
+        assert_eq!(
+            normalize_endpoint("https://node-1.internal:50051").unwrap(),
+            "https://node-1.internal:50051"
+        );
+        assert_eq!(
+            normalize_endpoint_for("node-1:50051", true).unwrap(),
+            "https://node-1:50051"
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let mut config = ClientConfig::new(["a:1"]);
+        config.token = Some("wlt_secret".into());
+        let text = format!("{config:?}");
+        assert!(!text.contains("wlt_secret") && text.contains("redacted"), "{text}");
     }
 
     #[test]
@@ -175,7 +221,6 @@ mod tests {
         for bad in [
             "",
             "  ",
-            "https://a:1",
             "grpc://a:1",
             "a",
             "a:",

@@ -33,12 +33,14 @@
 //! # }
 //! ```
 
+mod auth;
 mod backoff;
 mod client;
 mod config;
 mod error;
 mod query;
 
+pub use auth::{Conn, Credentials, TlsConfig};
 pub use backoff::{ceiling as backoff_ceiling, full_jitter};
 pub use client::{
     DEFAULT_PARTITION, DISCOVERED_ENDPOINTS_MAX, Transfer, WALLET_SERVICE_NAME, WalletClient,
@@ -47,7 +49,7 @@ pub use client::{
 pub use config::{
     ATTEMPTS_MAX_LIMIT, ClientConfig, DEFAULT_ATTEMPTS_MAX, DEFAULT_BACKOFF_BASE,
     DEFAULT_BACKOFF_MAX, DEFAULT_CALL_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TOTAL_DEADLINE,
-    ENDPOINTS_MAX, normalize_endpoint,
+    ENDPOINTS_MAX, normalize_endpoint, normalize_endpoint_for,
 };
 pub use error::{
     ERROR_DOMAIN, Error, METADATA_LEADER_ADDRESS, METADATA_LEADER_ID, REASON_DEADLINE_EXCEEDED,

@@ -31,11 +31,12 @@ use proto::v1::{
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 use tonic::{Code, Status};
 use uuid::Uuid;
 
-use crate::config::normalize_endpoint;
+use crate::auth::{Conn, Credentials, TlsConfig};
+use crate::config::normalize_endpoint_for;
 use crate::error::{Error, classify};
 
 /// Where `walletctl dev` runs its read node.
@@ -71,7 +72,7 @@ pub enum BalanceAt {
 /// read node, because each folds the same log).
 #[derive(Clone)]
 pub struct QueryClient {
-    channels: Arc<Vec<(String, Channel)>>,
+    channels: Arc<Vec<(String, Conn)>>,
     next: Arc<AtomicUsize>,
 }
 
@@ -83,17 +84,32 @@ impl QueryClient {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
+        Self::connect_with(endpoints, None, None)
+    }
+
+    /// [`QueryClient::connect`] with TLS (`host:port` then means `https://`) and a bearer
+    /// token (it needs the `read` scope).
+    pub fn connect_with<I, S>(
+        endpoints: I,
+        tls: Option<&TlsConfig>,
+        token: Option<&str>,
+    ) -> Result<Self, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let credentials = Credentials::new(token)?;
         let mut channels = Vec::new();
         for endpoint in endpoints {
-            let uri = normalize_endpoint(endpoint.as_ref())?;
-            let channel = Endpoint::from_shared(uri.clone())
+            let uri = normalize_endpoint_for(endpoint.as_ref(), tls.is_some())?;
+            let endpoint_config = Endpoint::from_shared(uri.clone())
                 .map_err(|e| Error::Config(format!("endpoint {uri}: {e}")))?
                 .connect_timeout(QUERY_CONNECT_TIMEOUT)
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(Duration::from_secs(10))
                 .keep_alive_timeout(Duration::from_secs(5))
-                .keep_alive_while_idle(true)
-                .connect_lazy();
+                .keep_alive_while_idle(true);
+            let channel = crate::auth::connect_lazy(endpoint_config, tls, &credentials)?;
             channels.push((endpoint.as_ref().to_owned(), channel));
         }
         if channels.is_empty() {
@@ -105,7 +121,7 @@ impl QueryClient {
         })
     }
 
-    fn client(&self, attempt: usize) -> QueryServiceClient<Channel> {
+    fn client(&self, attempt: usize) -> QueryServiceClient<Conn> {
         let start = self.next.load(Ordering::Relaxed);
         let (_, channel) = &self.channels[(start + attempt) % self.channels.len()];
         QueryServiceClient::new(channel.clone())
@@ -115,7 +131,7 @@ impl QueryClient {
     /// or UNAVAILABLE; the node that answers becomes the first choice for later calls.
     async fn unary<T, F, Fut>(&self, mut call: F) -> Result<T, Error>
     where
-        F: FnMut(QueryServiceClient<Channel>) -> Fut,
+        F: FnMut(QueryServiceClient<Conn>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let attempts = self.channels.len();

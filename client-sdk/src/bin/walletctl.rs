@@ -18,8 +18,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use wallet_client::{
-    ClientConfig, DEFAULT_READ_ENDPOINT, QueryClient, Transfer, Uuid, WALLET_SERVICE_NAME,
-    WalletClient, new_transaction_id,
+    ClientConfig, DEFAULT_READ_ENDPOINT, QueryClient, TlsConfig, Transfer, Uuid,
+    WALLET_SERVICE_NAME, WalletClient, new_transaction_id,
 };
 
 use crate::output::Output;
@@ -65,8 +65,46 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
 
+    #[command(flatten)]
+    access: AccessArgs,
+
     #[command(subcommand)]
     command: Command,
+}
+
+/// How to reach secured nodes: TLS and a bearer token.
+#[derive(Debug, Args)]
+struct AccessArgs {
+    /// PEM CA of the nodes' certificates: connect over TLS (host:port then means https://).
+    #[arg(long, global = true, env = "WALLET_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// PEM client certificate, for nodes that require one (mTLS).
+    #[arg(long, global = true, env = "WALLET_CLIENT_CERT", requires_all = ["tls_key", "tls_ca"])]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, global = true, env = "WALLET_CLIENT_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Bearer token for nodes that run with a tokens file. Prefer the environment variable:
+    /// a flag shows up in the process list.
+    #[arg(long, global = true, env = "WALLET_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl AccessArgs {
+    fn tls(&self) -> Result<Option<TlsConfig>, wallet_client::Error> {
+        let Some(ca) = &self.tls_ca else {
+            return Ok(None);
+        };
+        let mut tls = TlsConfig::from_ca_file(ca)?;
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            tls = tls.with_client_cert_files(cert, key)?;
+        }
+        Ok(Some(tls))
+    }
+
+    fn query(&self, endpoint: String) -> Result<QueryClient, wallet_client::Error> {
+        QueryClient::connect_with([endpoint], self.tls()?.as_ref(), self.token.as_deref())
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,8 +117,29 @@ enum Command {
     /// Inspect the cluster.
     #[command(subcommand)]
     Cluster(ClusterCommand),
-    /// Run a local three-node write cluster and a read node until Ctrl-C.
+    /// Run a local three-node write cluster and a read node until Ctrl-C (plain text, no
+    /// tokens, loopback only).
     Dev(DevArgs),
+    /// Write a development CA and certificates (rcgen, ECDSA P-256) for TLS and peer mTLS:
+    /// ca.crt, node.crt/node.key (every node's server and peer certificate), client.crt/key.
+    DevCerts {
+        /// Directory to write into (created if missing; existing files are replaced).
+        #[arg(long, default_value = "./wallet-certs")]
+        out: PathBuf,
+        /// Names the nodes are dialled by (DNS names or IP addresses); repeat the flag.
+        #[arg(long = "host", default_values = ["localhost", "127.0.0.1"])]
+        hosts: Vec<String>,
+    },
+    /// Make a random bearer token and print it with its tokens-file entry (the node keeps
+    /// only the SHA-256 hash). The token is shown once: store it in your secret manager.
+    Token {
+        /// A name for logs and errors (not secret).
+        #[arg(long)]
+        name: String,
+        /// Scopes: transfer, read, admin, replicate (comma-separated or repeated).
+        #[arg(long = "scopes", value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+    },
     /// Ask every write node (or with --read the read node) whether it is SERVING, as a
     /// Kubernetes gRPC probe does. Exit status 0 only if all are.
     Health {
@@ -91,13 +150,14 @@ enum Command {
         #[arg(long)]
         service: Option<String>,
     },
-    /// An account's balance from the read node; with --token, once it reflects that write.
+    /// An account's balance from the read node; with --consistency-token, once it reflects
+    /// that write.
     Balance {
         /// Account id.
         account: String,
         /// Consistency token of a transfer (read-your-writes).
-        #[arg(long)]
-        token: Option<String>,
+        #[arg(long, visible_alias = "after")]
+        consistency_token: Option<String>,
     },
     /// Print every balance change of the accounts as the read node pushes it, until Ctrl-C.
     Watch {
@@ -300,6 +360,7 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
     let Cli {
         endpoints,
         read_endpoint,
+        access,
         command,
         ..
     } = cli;
@@ -322,13 +383,16 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
             let ok = tokio::task::block_in_place(|| audit::verify(&data_dir, &partitions, out))?;
             if ok { Ok(()) } else { Err(Failure::Reported) }
         }
-        Command::Balance { account, token } => {
-            let query = QueryClient::connect([read_endpoint])?;
-            read::balance(&query, out, &account, token.as_deref()).await?;
+        Command::Balance {
+            account,
+            consistency_token,
+        } => {
+            let query = access.query(read_endpoint)?;
+            read::balance(&query, out, &account, consistency_token.as_deref()).await?;
             Ok(())
         }
         Command::Watch { accounts } => {
-            let query = QueryClient::connect([read_endpoint])?;
+            let query = access.query(read_endpoint)?;
             read::watch(&query, out, accounts).await?;
             Ok(())
         }
@@ -337,7 +401,7 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
             page_size,
             page_token,
         } => {
-            let query = QueryClient::connect([read_endpoint])?;
+            let query = access.query(read_endpoint)?;
             read::history(&query, out, &account, page_token.as_deref(), page_size).await?;
             Ok(())
         }
@@ -348,7 +412,8 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
                 (endpoints, WALLET_SERVICE_NAME)
             };
             let service = service.as_deref().unwrap_or(default_service);
-            if health::check_all(&endpoints, service, out).await {
+            let tls = access.tls()?;
+            if health::check_all(&endpoints, service, tls.as_ref(), out).await {
                 Ok(())
             } else {
                 Err(anyhow::anyhow!("not every node is SERVING {service:?}").into())
@@ -362,8 +427,42 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
             dev::run(config, out).await?;
             Ok(())
         }
+        Command::DevCerts { out: dir, hosts } => {
+            let files = security::certs::write_dev_certs(&dir, &hosts)?;
+            for file in files {
+                println!("{}", file.display());
+            }
+            println!(
+                "node certificate valid for {}; for development only (the CA key was not kept)",
+                hosts.join(", ")
+            );
+            Ok(())
+        }
+        Command::Token { name, scopes } => {
+            let scopes = scopes
+                .iter()
+                .map(|scope| security::Scope::parse(scope))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let token = security::tokens::generate()?;
+            let entry = security::tokens::file_entry(&name, &token, &scopes);
+            if out.is_json() {
+                out.json_line(&serde_json::json!({
+                    "name": name,
+                    "token": token,
+                    "sha256": security::tokens::sha256_hex(&token),
+                    "scopes": scopes.iter().map(|scope| scope.as_str()).collect::<Vec<_>>(),
+                }));
+            } else {
+                println!("token (shown once; give it to the client, e.g. WALLET_TOKEN):");
+                println!("{token}");
+                println!();
+                println!("append to the nodes' tokens file:");
+                print!("{entry}");
+            }
+            Ok(())
+        }
         Command::Account(command) => {
-            let client = connect(endpoints).await?;
+            let client = connect(endpoints, &access).await?;
             match command {
                 AccountCommand::Open {
                     id,
@@ -386,7 +485,7 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
             command: Some(TransferCommand::Get { id }),
             ..
         }) => {
-            let client = connect(endpoints).await?;
+            let client = connect(endpoints, &access).await?;
             let transfer = client
                 .get_transfer(id)
                 .await
@@ -398,7 +497,7 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
             Ok(())
         }
         Command::Transfer(TransferArgs { command: None, new }) => {
-            let client = connect(endpoints).await?;
+            let client = connect(endpoints, &access).await?;
             let transfer = Transfer {
                 transaction_id: new.id.unwrap_or_else(new_transaction_id),
                 from: required(new.from, "--from")?,
@@ -418,7 +517,7 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
             Ok(())
         }
         Command::Cluster(ClusterCommand::Status) => {
-            let client = connect(endpoints).await?;
+            let client = connect(endpoints, &access).await?;
             let statuses = client.cluster_status(true).await;
             let reachable = statuses.iter().filter(|(_, r)| r.is_ok()).count();
             out.cluster_status(&statuses);
@@ -430,12 +529,15 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
     }
 }
 
-async fn connect(endpoints: Vec<String>) -> Result<WalletClient, Failure> {
+async fn connect(endpoints: Vec<String>, access: &AccessArgs) -> Result<WalletClient, Failure> {
     let endpoints: Vec<String> = endpoints
         .into_iter()
         .filter(|e| !e.trim().is_empty())
         .collect();
-    Ok(WalletClient::connect(ClientConfig::new(endpoints)).await?)
+    let mut config = ClientConfig::new(endpoints);
+    config.tls = access.tls()?;
+    config.token = access.token.clone();
+    Ok(WalletClient::connect(config).await?)
 }
 
 /// clap enforces these unless `transfer get` is used; this keeps the types honest.
@@ -494,12 +596,29 @@ mod tests {
 
     #[test]
     fn read_commands_parse() {
-        let cli =
-            Cli::try_parse_from(["walletctl", "balance", "alice", "--token", "v1.0.7"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "walletctl",
+            "balance",
+            "alice",
+            "--consistency-token",
+            "v1.0.7",
+        ])
+        .unwrap();
         assert_eq!(cli.read_endpoint, DEFAULT_READ_ENDPOINT);
         assert!(
-            matches!(cli.command, Command::Balance { token: Some(ref t), .. } if t == "v1.0.7")
+            matches!(cli.command, Command::Balance { consistency_token: Some(ref t), .. } if t == "v1.0.7")
         );
+        // --token is the bearer token, for every command.
+        let cli = Cli::try_parse_from(["walletctl", "balance", "alice", "--token", "wlt_x"])
+            .unwrap();
+        assert_eq!(cli.access.token.as_deref(), Some("wlt_x"));
+        assert!(matches!(
+            cli.command,
+            Command::Balance {
+                consistency_token: None,
+                ..
+            }
+        ));
         let cli = Cli::try_parse_from(["walletctl", "--read-endpoint", "h:1", "watch", "a", "b"])
             .unwrap();
         assert_eq!(cli.read_endpoint, "h:1");

@@ -103,6 +103,22 @@ enum StopCause {
     },
 }
 
+/// Security settings of the nodes that `walletctl dev` removes from their environment.
+const DEV_CLEARED_ENV: [&str; 12] = [
+    "WALLET_TLS_CERT",
+    "WALLET_TLS_KEY",
+    "WALLET_TLS_CLIENT_CA",
+    "WALLET_TOKENS_FILE",
+    "WALLET_INSECURE",
+    "WALLET_PEER_CA",
+    "WALLET_PEER_CERT",
+    "WALLET_PEER_KEY",
+    "WALLET_WRITE_NODE_CA",
+    "WALLET_WRITE_NODE_CERT",
+    "WALLET_WRITE_NODE_KEY",
+    "WALLET_WRITE_NODE_TOKEN_FILE",
+];
+
 /// Starts the cluster, waits until it is ready, then until Ctrl-C / SIGTERM or a node dies;
 /// always stops every node it started before returning.
 pub async fn run(config: DevConfig, out: &Output) -> anyhow::Result<()> {
@@ -119,6 +135,11 @@ pub async fn run(config: DevConfig, out: &Output) -> anyhow::Result<()> {
     // group, so nothing else would.
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
 
+    if !out.is_json() {
+        println!(
+            "walletctl dev: plain text, no tokens, loopback only (127.0.0.1); for TLS and tokens see README \"Security\""
+        );
+    }
     let mut running: Vec<Running> = Vec::with_capacity(specs.len());
     for spec in specs {
         match spawn(&spec) {
@@ -294,7 +315,12 @@ fn spawn(spec: &ChildSpec) -> anyhow::Result<Child> {
         .open(&spec.log)
         .with_context(|| format!("opening log file {}", spec.log.display()))?;
     let stderr = log.try_clone().context("duplicating the log file handle")?;
-    let child = Command::new(&spec.program)
+    let mut command = Command::new(&spec.program);
+    // The dev cluster is plain text and open on loopback, whatever this shell exports.
+    for variable in DEV_CLEARED_ENV {
+        command.env_remove(variable);
+    }
+    let child = command
         .args(&spec.args)
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))

@@ -14,8 +14,13 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Checks `service` on every endpoint, prints one line (or JSON object) per endpoint and
 /// returns whether all of them answered SERVING.
-pub async fn check_all(endpoints: &[String], service: &str, out: &Output) -> bool {
-    let checks = endpoints.iter().map(|endpoint| check(endpoint, service));
+pub async fn check_all(
+    endpoints: &[String],
+    service: &str,
+    tls: Option<&wallet_client::TlsConfig>,
+    out: &Output,
+) -> bool {
+    let checks = endpoints.iter().map(|endpoint| check(endpoint, service, tls));
     let results = futures::future::join_all(checks).await;
     let mut all_serving = true;
     for (endpoint, result) in endpoints.iter().zip(results) {
@@ -42,16 +47,22 @@ pub async fn check_all(endpoints: &[String], service: &str, out: &Output) -> boo
 
 /// One node's answer for `service`; NOT_FOUND (an unknown name) is SERVICE_UNKNOWN, as the
 /// health protocol's Watch reports it.
-async fn check(endpoint: &str, service: &str) -> Result<ServingStatus, String> {
-    let endpoint = endpoint.trim();
-    let uri = if endpoint.contains("://") {
-        endpoint.to_owned()
-    } else {
-        format!("http://{endpoint}")
-    };
-    let channel = tonic::transport::Endpoint::from_shared(uri)
+async fn check(
+    endpoint: &str,
+    service: &str,
+    tls: Option<&wallet_client::TlsConfig>,
+) -> Result<ServingStatus, String> {
+    let uri = wallet_client::normalize_endpoint_for(endpoint, tls.is_some())
+        .map_err(|e| e.to_string())?;
+    let mut endpoint = tonic::transport::Endpoint::from_shared(uri)
         .map_err(|e| e.to_string())?
-        .connect_timeout(CHECK_TIMEOUT)
+        .connect_timeout(CHECK_TIMEOUT);
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(tls.client_tls_config())
+            .map_err(|e| format!("TLS settings: {e}"))?;
+    }
+    let channel = endpoint
         .connect()
         .await
         .map_err(|e| format!("connecting: {e}"))?;
