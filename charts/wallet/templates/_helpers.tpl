@@ -69,7 +69,7 @@ capabilities:
 {{/* The nodes support TLS, peer mTLS and tokens (README "Security: TLS and tokens"), but
      this chart does not mount their certificates and tokens yet (the gRPC probes would also
      need exec probes through walletctl, as Kubernetes' gRPC probes speak no TLS). Until then
-     the values stay false and the nodes run with --insecure. */}}
+     the values stay false and the nodes run with insecure = true. */}}
 {{- define "wallet.unimplemented" -}}
 {{- if .Values.tls.enabled -}}
 {{- fail "tls.enabled: not implemented in this chart yet (the nodes support TLS: see the README, \"Security: TLS and tokens\"); leave it false" -}}
