@@ -61,8 +61,7 @@ impl TlsConfig {
 
     /// The tonic client TLS config these settings make.
     pub fn client_tls_config(&self) -> ClientTlsConfig {
-        let mut config =
-            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&self.ca_pem));
+        let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&self.ca_pem));
         if let Some((cert, key)) = &self.client_identity {
             config = config.identity(Identity::from_pem(cert, key));
         }
@@ -98,9 +97,14 @@ impl Credentials {
 }
 
 impl Interceptor for Credentials {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
         }
         Ok(request)
     }
@@ -135,5 +139,8 @@ pub(crate) fn connect_lazy(
             )));
         }
     };
-    Ok(InterceptedService::new(endpoint.connect_lazy(), credentials.clone()))
+    Ok(InterceptedService::new(
+        endpoint.connect_lazy(),
+        credentials.clone(),
+    ))
 }

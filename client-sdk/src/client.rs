@@ -332,6 +332,7 @@ impl WalletClient {
         Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
     {
         let config = &self.inner.config;
+        let tls = config.tls.is_some();
         let deadline = Instant::now() + config.total_deadline;
         let partition = route.partition;
         let mut target = self
@@ -367,10 +368,7 @@ impl WalletClient {
             let retry_after = match action {
                 Action::Stop => return Err(error),
                 _ if attempt >= config.attempts_max => return Err(error),
-                Action::Redirect(address) => match normalize_endpoint_for(
-                    &address,
-                    config.tls.is_some(),
-                ) {
+                Action::Redirect(address) => match normalize_endpoint_for(&address, tls) {
                     Ok(uri) if uri != target => {
                         self.set_leader(partition, &uri);
                         target = uri;
@@ -500,7 +498,11 @@ pub fn new_transaction_id() -> Uuid {
     Uuid::new_v4()
 }
 
-fn make_channel(uri: &str, config: &ClientConfig, credentials: &Credentials) -> Result<Conn, Error> {
+fn make_channel(
+    uri: &str,
+    config: &ClientConfig,
+    credentials: &Credentials,
+) -> Result<Conn, Error> {
     let endpoint = Endpoint::from_shared(uri.to_owned())
         .map_err(|e| Error::config(format!("endpoint {uri:?}: {e}")))?
         .connect_timeout(config.connect_timeout)

@@ -213,7 +213,10 @@ mod tests {
         let mut config = ClientConfig::new(["a:1"]);
         config.token = Some("wlt_secret".into());
         let text = format!("{config:?}");
-        assert!(!text.contains("wlt_secret") && text.contains("redacted"), "{text}");
+        assert!(
+            !text.contains("wlt_secret") && text.contains("redacted"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -5,14 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use proto::v1::cluster_service_client::ClusterServiceClient;
 use proto::v1::event_log_service_client::EventLogServiceClient;
 use proto::v1::{GetClusterStatusRequest, SubscribeRequest};
+use security::ClientTls;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use anyhow::Context as _;
-use security::ClientTls;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, ClientTlsConfig};
 
@@ -77,12 +77,12 @@ impl Upstream {
     /// even on an idle stream.
     pub fn channel(&self, uri: &str) -> anyhow::Result<Channel> {
         Ok(security::tls::endpoint(uri, self.tls.as_ref())?
-        .connect_timeout(limits::WRITE_NODE_CALL_TIMEOUT)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .keep_alive_while_idle(true)
-        .connect_lazy())
+            .connect_timeout(limits::WRITE_NODE_CALL_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .keep_alive_while_idle(true)
+            .connect_lazy())
     }
 }
 
@@ -109,7 +109,9 @@ pub async fn discover_partitions(upstream: &Upstream) -> u32 {
                     return status.partitions.len() as u32;
                 }
                 Ok(_) => tracing::warn!(%uri, "write node reported no partitions"),
-                Err(error) => tracing::info!(%uri, error = format!("{error:#}"), "write node not reachable yet"),
+                Err(error) => {
+                    tracing::info!(%uri, error = format!("{error:#}"), "write node not reachable yet")
+                }
             }
         }
         tokio::time::sleep(backoff).await;

@@ -108,7 +108,12 @@ pub struct Auth<S> {
     policy: Arc<Policy>,
 }
 
-fn error(code: Code, reason: &str, message: String, metadata: HashMap<String, String>) -> tonic::Status {
+fn error(
+    code: Code,
+    reason: &str,
+    message: String,
+    metadata: HashMap<String, String>,
+) -> tonic::Status {
     tonic::Status::with_error_details(
         code,
         message,
@@ -130,15 +135,17 @@ impl Policy {
                     .extensions()
                     .get::<TlsConnectInfo<TcpConnectInfo>>()
                     .and_then(TlsConnectInfo::peer_certs);
-                peers.verify(chain.as_deref().map(Vec::as_slice)).map_err(|why| {
-                    tracing::warn!(path, why, "peer call refused");
-                    error(
-                        Code::Unauthenticated,
-                        REASON_PEER_CERT_REQUIRED,
-                        format!("PeerService is for write nodes: {why}"),
-                        HashMap::new(),
-                    )
-                })?;
+                peers
+                    .verify(chain.as_deref().map(Vec::as_slice))
+                    .map_err(|why| {
+                        tracing::warn!(path, why, "peer call refused");
+                        error(
+                            Code::Unauthenticated,
+                            REASON_PEER_CERT_REQUIRED,
+                            format!("PeerService is for write nodes: {why}"),
+                            HashMap::new(),
+                        )
+                    })?;
                 Ok(None)
             }
             Access::Token(scopes) => {
@@ -189,7 +196,10 @@ impl Policy {
                     return Err(error(
                         Code::PermissionDenied,
                         REASON_SCOPE_DENIED,
-                        format!("token {:?} lacks the scope {needed} this call needs", entry.name),
+                        format!(
+                            "token {:?} lacks the scope {needed} this call needs",
+                            entry.name
+                        ),
                         scope_metadata(),
                     ));
                 }
@@ -244,18 +254,48 @@ mod tests {
         for (path, access) in [
             ("/grpc.health.v1.Health/Check", Access::Open),
             ("/grpc.health.v1.Health/Watch", Access::Open),
-            ("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", Access::Open),
+            (
+                "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                Access::Open,
+            ),
             ("/wallet.internal.v1.PeerService/Raft", Access::Peer),
             ("/wallet.internal.v1.PeerService/Credit", Access::Peer),
-            ("/wallet.v1.WalletService/Transfer", Access::Token(&[Transfer])),
-            ("/wallet.v1.WalletService/SubmitTransfers", Access::Token(&[Transfer])),
-            ("/wallet.v1.WalletService/OpenAccount", Access::Token(&[Admin])),
-            ("/wallet.v1.WalletService/GetAccount", Access::Token(&[Read])),
-            ("/wallet.v1.WalletService/GetTransfer", Access::Token(&[Read])),
-            ("/wallet.v1.QueryService/WatchBalances", Access::Token(&[Read])),
-            ("/wallet.v1.QueryService/GetBalanceAt", Access::Token(&[Read])),
-            ("/wallet.v1.EventLogService/Subscribe", Access::Token(&[Replicate])),
-            ("/wallet.v1.ClusterService/GetClusterStatus", Access::Token(&[Admin, Replicate])),
+            (
+                "/wallet.v1.WalletService/Transfer",
+                Access::Token(&[Transfer]),
+            ),
+            (
+                "/wallet.v1.WalletService/SubmitTransfers",
+                Access::Token(&[Transfer]),
+            ),
+            (
+                "/wallet.v1.WalletService/OpenAccount",
+                Access::Token(&[Admin]),
+            ),
+            (
+                "/wallet.v1.WalletService/GetAccount",
+                Access::Token(&[Read]),
+            ),
+            (
+                "/wallet.v1.WalletService/GetTransfer",
+                Access::Token(&[Read]),
+            ),
+            (
+                "/wallet.v1.QueryService/WatchBalances",
+                Access::Token(&[Read]),
+            ),
+            (
+                "/wallet.v1.QueryService/GetBalanceAt",
+                Access::Token(&[Read]),
+            ),
+            (
+                "/wallet.v1.EventLogService/Subscribe",
+                Access::Token(&[Replicate]),
+            ),
+            (
+                "/wallet.v1.ClusterService/GetClusterStatus",
+                Access::Token(&[Admin, Replicate]),
+            ),
             ("/wallet.v1.WalletService/Unknown", Access::Token(&[Admin])),
             ("/x", Access::Token(&[Admin])),
         ] {

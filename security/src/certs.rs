@@ -155,6 +155,8 @@ mod tests {
             key: dir.path().join("node.key"),
             client_ca: None,
         };
-        server.server_config(Some(&dir.path().join("ca.crt"))).unwrap();
+        server
+            .server_config(Some(&dir.path().join("ca.crt")))
+            .unwrap();
     }
 }

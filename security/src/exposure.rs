@@ -63,7 +63,15 @@ mod tests {
         assert!(check("0.0.0.0:1", false, false, true).is_ok());
         let error = check("0.0.0.0:1", false, false, false).unwrap_err();
         assert!(error.contains("without TLS and tokens") && error.contains("--insecure"));
-        assert!(check("10.0.0.5:1", true, false, false).unwrap_err().contains("without tokens"));
-        assert!(check("[::]:1", false, true, false).unwrap_err().contains("without TLS"));
+        assert!(
+            check("10.0.0.5:1", true, false, false)
+                .unwrap_err()
+                .contains("without tokens")
+        );
+        assert!(
+            check("[::]:1", false, true, false)
+                .unwrap_err()
+                .contains("without TLS")
+        );
     }
 }

@@ -204,9 +204,7 @@ impl std::fmt::Debug for PeerVerifier {
 
 /// The host of `host:port` (`[v6]:port` too), without a scheme.
 pub fn host_of(address: &str) -> &str {
-    let address = address
-        .split_once("://")
-        .map_or(address, |(_, rest)| rest);
+    let address = address.split_once("://").map_or(address, |(_, rest)| rest);
     let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
     host.trim_start_matches('[').trim_end_matches(']')
 }
@@ -246,7 +244,9 @@ impl PeerVerifier {
     /// says why not, for the PERMISSION_DENIED message.
     pub fn verify(&self, chain: Option<&[CertificateDer<'static>]>) -> Result<(), String> {
         let Some((leaf, intermediates)) = chain.and_then(<[_]>::split_first) else {
-            return Err("no client certificate: PeerService needs the peer's TLS client certificate".into());
+            return Err(
+                "no client certificate: PeerService needs the peer's TLS client certificate".into(),
+            );
         };
         self.verifier
             .verify_client_cert(leaf, intermediates, UnixTime::now())

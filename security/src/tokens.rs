@@ -253,10 +253,7 @@ mod tests {
         let table = TokenTable::parse(&text).unwrap();
         let entry = table.authenticate(&token).unwrap();
         assert_eq!(entry.name, "app");
-        assert_eq!(
-            entry.scopes,
-            BTreeSet::from([Scope::Transfer, Scope::Read])
-        );
+        assert_eq!(entry.scopes, BTreeSet::from([Scope::Transfer, Scope::Read]));
         assert_eq!(table.authenticate(&other).unwrap().name, "ops");
         assert!(table.authenticate("wlt_guess").is_none());
         assert!(table.authenticate("").is_none());

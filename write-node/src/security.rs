@@ -82,12 +82,8 @@ pub fn prepare(config: &Config) -> anyhow::Result<SecuredServer> {
             let server_config = tls
                 .server_config(Some(&peer_tls.ca))
                 .context("server TLS")?;
-            builder = builder
-                .tls_config(server_config)
-                .context("server TLS")?;
-            crate::transport::set_peer_tls(Some(
-                peer_tls.client_config(tls).context("peer TLS")?,
-            ));
+            builder = builder.tls_config(server_config).context("server TLS")?;
+            crate::transport::set_peer_tls(Some(peer_tls.client_config(tls).context("peer TLS")?));
             peers = Some(
                 peer_tls
                     .verifier(config.peers.values().map(String::as_str))

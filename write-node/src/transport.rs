@@ -123,7 +123,12 @@ async fn peer_sender(
             .initial_stream_window_size(Some(2 * 1024 * 1024))
             .initial_connection_window_size(Some(8 * 1024 * 1024)),
         Err(error) => {
-            tracing::error!(peer_id, address, error = format!("{error:#}"), "invalid peer address; no raft traffic to it");
+            tracing::error!(
+                peer_id,
+                address,
+                error = format!("{error:#}"),
+                "invalid peer address; no raft traffic to it"
+            );
             return;
         }
     };

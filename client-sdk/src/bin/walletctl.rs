@@ -609,8 +609,8 @@ mod tests {
             matches!(cli.command, Command::Balance { consistency_token: Some(ref t), .. } if t == "v1.0.7")
         );
         // --token is the bearer token, for every command.
-        let cli = Cli::try_parse_from(["walletctl", "balance", "alice", "--token", "wlt_x"])
-            .unwrap();
+        let cli =
+            Cli::try_parse_from(["walletctl", "balance", "alice", "--token", "wlt_x"]).unwrap();
         assert_eq!(cli.access.token.as_deref(), Some("wlt_x"));
         assert!(matches!(
             cli.command,

@@ -159,8 +159,9 @@ async fn read_node_follows_write_nodes_over_tls_with_a_token_and_serves_tls_clie
         .expect("transfer over TLS with the app token");
 
     // The read node got the events over TLS with its replicate token, and serves TLS.
-    let query = QueryClient::connect_with([format!("127.0.0.1:{read_port}")], Some(&tls), Some(&app))
-        .expect("query client");
+    let query =
+        QueryClient::connect_with([format!("127.0.0.1:{read_port}")], Some(&tls), Some(&app))
+            .expect("query client");
     let balance = loop {
         match query.balance("carol", Some(&done.consistency_token)).await {
             Ok(balance) => break balance.balance.expect("balance").balance,
@@ -187,6 +188,9 @@ async fn read_node_follows_write_nodes_over_tls_with_a_token_and_serves_tls_clie
     let log = std::fs::read_to_string(path("read.log")).expect("read node log");
     assert!(log.contains("read node serving"), "{log}");
     for secret in [&admin, &app, &replica] {
-        assert!(!log.contains(secret.as_str()), "the read node logged a token");
+        assert!(
+            !log.contains(secret.as_str()),
+            "the read node logged a token"
+        );
     }
 }

@@ -36,7 +36,9 @@ impl Bearer {
 impl Interceptor for Bearer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
         }
         Ok(request)
     }
@@ -185,9 +187,7 @@ where
     let deadline = Instant::now() + WAIT_MAX;
     for attempt in 0.. {
         match call(channels[attempt % channels.len()].clone()).await {
-            Err(status)
-                if status.code() == Code::Unavailable && Instant::now() < deadline =>
-            {
+            Err(status) if status.code() == Code::Unavailable && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             other => return other,
@@ -228,18 +228,17 @@ fn assert_logs_hold_no_secret(cluster: &Cluster, secrets: &Secrets) {
     let key_body = key.lines().nth(1).expect("a PEM body line");
     for node in &cluster.nodes {
         let log = std::fs::read_to_string(&node.log_path).expect("node log");
-        assert!(log.contains("write node serving"), "the log is the node's:\n{log}");
+        assert!(
+            log.contains("write node serving"),
+            "the log is the node's:\n{log}"
+        );
         for (name, secret) in [
             ("admin token", secrets.admin.as_str()),
             ("app token", secrets.app.as_str()),
             ("reader token", secrets.reader.as_str()),
             ("private key", key_body),
         ] {
-            assert!(
-                !log.contains(secret),
-                "node {} logged the {name}",
-                node.id
-            );
+            assert!(!log.contains(secret), "node {} logged the {name}", node.id);
         }
     }
 }
@@ -274,7 +273,9 @@ async fn mtls_cluster_serves_transfers_and_refuses_callers_without_a_peer_certif
     open(&channels, &secrets.admin, "alice", false).await;
     let request = transfer_request(&id(), "issuer", "alice", "10.00", "USD");
     assert_eq!(
-        transfer(&channels, Some(&secrets.app), &request).await.unwrap(),
+        transfer(&channels, Some(&secrets.app), &request)
+            .await
+            .unwrap(),
         "success"
     );
     let reader = secrets.reader.as_str();
@@ -335,12 +336,16 @@ async fn mtls_cluster_serves_transfers_and_refuses_callers_without_a_peer_certif
         "{error:?}"
     );
     // The cluster's CA, but a certificate that names no peer.
-    let error = PeerServiceClient::new(channel(port, Some(tls(&secrets.ca, Some(&secrets.client)))))
-        .credit(credit())
-        .await
-        .unwrap_err();
+    let error =
+        PeerServiceClient::new(channel(port, Some(tls(&secrets.ca, Some(&secrets.client)))))
+            .credit(credit())
+            .await
+            .unwrap_err();
     assert_eq!(error.code(), Code::Unauthenticated, "{error:?}");
-    assert!(error.message().contains("none of the configured peers"), "{error:?}");
+    assert!(
+        error.message().contains("none of the configured peers"),
+        "{error:?}"
+    );
     // Control: a peer's certificate gets through (an empty credit batch changes nothing).
     let peer = (secrets.node_cert.clone(), secrets.node_key.clone());
     PeerServiceClient::new(channel(port, Some(tls(&secrets.ca, Some(&peer)))))
@@ -365,8 +370,7 @@ async fn token_scopes_decide_each_call_and_never_reach_the_log() {
                 service: String::new(),
             })
             .await;
-        if answer.is_ok_and(|answer| answer.into_inner().status == ServingStatus::Serving as i32)
-        {
+        if answer.is_ok_and(|answer| answer.into_inner().status == ServingStatus::Serving as i32) {
             break;
         }
         assert!(Instant::now() < deadline, "node never became healthy");
@@ -393,26 +397,34 @@ async fn token_scopes_decide_each_call_and_never_reach_the_log() {
     );
     let unknown = generate().unwrap();
     check(
-        transfer(&channels, Some(&unknown), &request).await.unwrap_err(),
+        transfer(&channels, Some(&unknown), &request)
+            .await
+            .unwrap_err(),
         Code::Unauthenticated,
         "INVALID_TOKEN",
         "transfer",
     );
     check(
-        transfer(&channels, Some(&secrets.reader), &request).await.unwrap_err(),
+        transfer(&channels, Some(&secrets.reader), &request)
+            .await
+            .unwrap_err(),
         Code::PermissionDenied,
         "SCOPE_DENIED",
         "transfer",
     );
     // The admin scope is not a superuser: it opens accounts, it does not move money.
     check(
-        transfer(&channels, Some(&secrets.admin), &request).await.unwrap_err(),
+        transfer(&channels, Some(&secrets.admin), &request)
+            .await
+            .unwrap_err(),
         Code::PermissionDenied,
         "SCOPE_DENIED",
         "transfer",
     );
     assert_eq!(
-        transfer(&channels, Some(&secrets.app), &request).await.unwrap(),
+        transfer(&channels, Some(&secrets.app), &request)
+            .await
+            .unwrap(),
         "success"
     );
     // Opening accounts (issuers can go negative) is for admin tokens only.
@@ -487,7 +499,10 @@ async fn a_node_on_all_interfaces_needs_tls_and_tokens_or_insecure() {
         if let Some(status) = child.try_wait().expect("child status") {
             panic!("node with --insecure exited: {status}");
         }
-        assert!(Instant::now() < deadline, "node with --insecure never answered");
+        assert!(
+            Instant::now() < deadline,
+            "node with --insecure never answered"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     child.kill().expect("kill");

@@ -20,7 +20,9 @@ pub async fn check_all(
     tls: Option<&wallet_client::TlsConfig>,
     out: &Output,
 ) -> bool {
-    let checks = endpoints.iter().map(|endpoint| check(endpoint, service, tls));
+    let checks = endpoints
+        .iter()
+        .map(|endpoint| check(endpoint, service, tls));
     let results = futures::future::join_all(checks).await;
     let mut all_serving = true;
     for (endpoint, result) in endpoints.iter().zip(results) {
