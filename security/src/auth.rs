@@ -33,6 +33,12 @@ pub struct Caller {
     pub token_name: String,
 }
 
+/// Who a request was verified as.
+enum Verified {
+    Caller(Caller),
+    Peer(crate::tls::PeerIdentity),
+}
+
 /// Who may call a method.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -123,7 +129,7 @@ fn error(
 
 impl Policy {
     /// `Ok(caller)` or the status to answer with. Never puts the token in a message or log.
-    fn check<B>(&self, request: &http::Request<B>) -> Result<Option<Caller>, tonic::Status> {
+    fn check<B>(&self, request: &http::Request<B>) -> Result<Option<Verified>, tonic::Status> {
         let path = request.uri().path();
         match required_access(path) {
             Access::Open => Ok(None),
@@ -135,18 +141,19 @@ impl Policy {
                     .extensions()
                     .get::<TlsConnectInfo<TcpConnectInfo>>()
                     .and_then(TlsConnectInfo::peer_certs);
-                peers
-                    .verify(chain.as_deref().map(Vec::as_slice))
-                    .map_err(|why| {
-                        tracing::warn!(path, why, "peer call refused");
-                        error(
-                            Code::Unauthenticated,
-                            REASON_PEER_CERT_REQUIRED,
-                            format!("PeerService is for write nodes: {why}"),
-                            HashMap::new(),
-                        )
-                    })?;
-                Ok(None)
+                let identity =
+                    peers
+                        .verify(chain.as_deref().map(Vec::as_slice))
+                        .map_err(|why| {
+                            tracing::warn!(path, why, "peer call refused");
+                            error(
+                                Code::Unauthenticated,
+                                REASON_PEER_CERT_REQUIRED,
+                                format!("PeerService is for write nodes: {why}"),
+                                HashMap::new(),
+                            )
+                        })?;
+                Ok(Some(Verified::Peer(identity)))
             }
             Access::Token(scopes) => {
                 let Some(tokens) = &self.tokens else {
@@ -203,9 +210,9 @@ impl Policy {
                         scope_metadata(),
                     ));
                 }
-                Ok(Some(Caller {
+                Ok(Some(Verified::Caller(Caller {
                     token_name: entry.name.clone(),
-                }))
+                })))
             }
         }
     }
@@ -230,9 +237,15 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         match self.policy.check(&request) {
-            Ok(caller) => {
-                if let Some(caller) = caller {
-                    request.extensions_mut().insert(caller);
+            Ok(verified) => {
+                match verified {
+                    Some(Verified::Caller(caller)) => {
+                        request.extensions_mut().insert(caller);
+                    }
+                    Some(Verified::Peer(identity)) => {
+                        request.extensions_mut().insert(identity);
+                    }
+                    None => {}
                 }
                 Box::pin(self.inner.call(request))
             }

@@ -121,13 +121,25 @@ mod tests {
         let other_ca = Ca::new("someone else").unwrap();
         let verifier = PeerVerifier::new(
             ca.cert_pem().as_bytes(),
-            ["127.0.0.1:1", "wallet-write-1.wallet:50051"],
+            [(1, "127.0.0.1:1"), (2, "wallet-write-1.wallet:50051")],
         )
         .unwrap();
         let peer = ca.issue("n1", &["127.0.0.1".into()]).unwrap();
-        verifier.verify(Some(&der(&peer.cert_pem))).unwrap();
+        assert_eq!(
+            verifier
+                .verify(Some(&der(&peer.cert_pem)))
+                .unwrap()
+                .node_ids,
+            [1]
+        );
         let by_name = ca.issue("n2", &["wallet-write-1.wallet".into()]).unwrap();
-        verifier.verify(Some(&der(&by_name.cert_pem))).unwrap();
+        assert_eq!(
+            verifier
+                .verify(Some(&der(&by_name.cert_pem)))
+                .unwrap()
+                .node_ids,
+            [2]
+        );
 
         let stranger = other_ca.issue("x", &["127.0.0.1".into()]).unwrap();
         let error = verifier.verify(Some(&der(&stranger.cert_pem))).unwrap_err();

@@ -20,7 +20,7 @@ pub mod tokens;
 
 pub use auth::{AuthLayer, REASON_INVALID_TOKEN, REASON_MISSING_TOKEN, REASON_SCOPE_DENIED};
 pub use exposure::{Protection, check_exposure};
-pub use tls::{ClientTls, PeerTls, PeerVerifier, ServerTls};
+pub use tls::{ClientTls, PeerIdentity, PeerTls, PeerVerifier, ServerTls};
 pub use tokens::{Scope, TokenTable};
 
 /// The `google.rpc.ErrorInfo` domain of the auth errors; the same as the ledger's.

@@ -139,12 +139,12 @@ impl PeerTls {
             .timeout(HANDSHAKE_TIMEOUT))
     }
 
-    /// The check PeerService applies to its callers.
+    /// The check PeerService applies to its callers; `peers` are (node id, host:port).
     pub fn verifier<'a>(
         &self,
-        peer_addresses: impl IntoIterator<Item = &'a str>,
+        peers: impl IntoIterator<Item = (u64, &'a str)>,
     ) -> anyhow::Result<PeerVerifier> {
-        PeerVerifier::new(&read_certs(&self.ca, "peer CA")?, peer_addresses)
+        PeerVerifier::new(&read_certs(&self.ca, "peer CA")?, peers)
     }
 }
 
@@ -191,7 +191,15 @@ pub fn endpoint(address: &str, tls: Option<&ClientTlsConfig>) -> anyhow::Result<
 /// has a DNS or IP SAN equal to the host of one of the configured peers.
 pub struct PeerVerifier {
     verifier: Arc<dyn ClientCertVerifier>,
-    peer_hosts: Vec<ServerName<'static>>,
+    peer_hosts: Vec<(u64, ServerName<'static>)>,
+}
+
+/// Which peers a verified certificate may speak for: the node ids whose host it names. Put
+/// into the request's extensions by the auth layer, so PeerService can check that the node
+/// id a message claims is one of them (with one certificate per node, exactly its own).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerIdentity {
+    pub node_ids: Vec<u64>,
 }
 
 impl std::fmt::Debug for PeerVerifier {
@@ -212,7 +220,7 @@ pub fn host_of(address: &str) -> &str {
 impl PeerVerifier {
     pub fn new<'a>(
         ca_pem: &[u8],
-        peer_addresses: impl IntoIterator<Item = &'a str>,
+        peers: impl IntoIterator<Item = (u64, &'a str)>,
     ) -> anyhow::Result<PeerVerifier> {
         let mut roots = RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(ca_pem) {
@@ -227,11 +235,12 @@ impl PeerVerifier {
         )
         .build()
         .context("building the peer certificate verifier")?;
-        let peer_hosts = peer_addresses
+        let peer_hosts = peers
             .into_iter()
-            .map(|address| {
+            .map(|(id, address)| {
                 ServerName::try_from(host_of(address).to_owned())
-                    .with_context(|| format!("peer address {address:?} has no valid host"))
+                    .map(|host| (id, host))
+                    .with_context(|| format!("peer {id}: address {address:?} has no valid host"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(PeerVerifier {
@@ -240,9 +249,12 @@ impl PeerVerifier {
         })
     }
 
-    /// `Ok` if `chain` (leaf first, as the TLS handshake presented it) is a peer's; the error
-    /// says why not, for the PERMISSION_DENIED message.
-    pub fn verify(&self, chain: Option<&[CertificateDer<'static>]>) -> Result<(), String> {
+    /// The peers `chain` (leaf first, as the TLS handshake presented it) may speak for; the
+    /// error says why it is no peer's, for the UNAUTHENTICATED message.
+    pub fn verify(
+        &self,
+        chain: Option<&[CertificateDer<'static>]>,
+    ) -> Result<PeerIdentity, String> {
         let Some((leaf, intermediates)) = chain.and_then(<[_]>::split_first) else {
             return Err(
                 "no client certificate: PeerService needs the peer's TLS client certificate".into(),
@@ -253,14 +265,16 @@ impl PeerVerifier {
             .map_err(|error| format!("client certificate is not from the peer CA: {error}"))?;
         let leaf = webpki::EndEntityCert::try_from(leaf)
             .map_err(|error| format!("unreadable client certificate: {error}"))?;
-        if self
+        let node_ids: Vec<u64> = self
             .peer_hosts
             .iter()
-            .any(|host| leaf.verify_is_valid_for_subject_name(host).is_ok())
-        {
-            Ok(())
-        } else {
+            .filter(|(_, host)| leaf.verify_is_valid_for_subject_name(host).is_ok())
+            .map(|(id, _)| *id)
+            .collect();
+        if node_ids.is_empty() {
             Err("client certificate names none of the configured peers".into())
+        } else {
+            Ok(PeerIdentity { node_ids })
         }
     }
 }

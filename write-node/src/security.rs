@@ -86,7 +86,12 @@ pub fn prepare(config: &Config) -> anyhow::Result<SecuredServer> {
             crate::transport::set_peer_tls(Some(peer_tls.client_config(tls).context("peer TLS")?));
             peers = Some(
                 peer_tls
-                    .verifier(config.peers.values().map(String::as_str))
+                    .verifier(
+                        config
+                            .peers
+                            .iter()
+                            .map(|(&id, address)| (id, address.as_str())),
+                    )
                     .context("peer TLS")?,
             );
         }

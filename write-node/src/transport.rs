@@ -188,6 +188,21 @@ pub struct PeerServer {
 
 type SnapshotPartStream = ReceiverStream<Result<SnapshotPart, Status>>;
 
+/// With TLS, the auth layer attached the node ids the caller's certificate names: a message
+/// may only claim one of them. Without TLS there is no identity to check (loopback or
+/// `--insecure`).
+fn certified(identity: Option<&security::PeerIdentity>, from_node: u64) -> Result<(), Status> {
+    match identity {
+        Some(identity) if !identity.node_ids.contains(&from_node) => {
+            Err(Status::permission_denied(format!(
+                "the TLS certificate is not node {from_node}'s (it names nodes {:?})",
+                identity.node_ids
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 #[tonic::async_trait]
 impl PeerService for PeerServer {
     type FetchSnapshotStream = SnapshotPartStream;
@@ -196,7 +211,12 @@ impl PeerService for PeerServer {
         &self,
         request: Request<FetchSnapshotRequest>,
     ) -> Result<Response<SnapshotPartStream>, Status> {
+        let identity = request
+            .extensions()
+            .get::<security::PeerIdentity>()
+            .cloned();
         let request = request.into_inner();
+        certified(identity.as_ref(), request.from_node)?;
         if !self.peers.contains(&request.from_node) || request.from_node == self.node_id {
             return Err(Status::permission_denied(format!(
                 "node {} is not a peer",
@@ -236,9 +256,14 @@ impl PeerService for PeerServer {
         &self,
         request: Request<Streaming<RaftBatch>>,
     ) -> Result<Response<RaftAck>, Status> {
+        let identity = request
+            .extensions()
+            .get::<security::PeerIdentity>()
+            .cloned();
         let mut frames = request.into_inner();
         while let Some(frame) = frames.next().await {
             let frame = frame?;
+            certified(identity.as_ref(), frame.from_node)?;
             if !self.peers.contains(&frame.from_node) || frame.from_node == self.node_id {
                 return Err(Status::permission_denied(format!(
                     "node {} is not a peer",
@@ -452,4 +477,19 @@ pub async fn fetch_snapshot(
         Ok((meta, ledger))
     })
     .await?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_certificate_speaks_only_for_the_nodes_it_names() {
+        let node_2 = security::PeerIdentity { node_ids: vec![2] };
+        assert!(certified(Some(&node_2), 2).is_ok());
+        let status = certified(Some(&node_2), 3).unwrap_err();
+        assert_eq!(status.code(), tonic::Code::PermissionDenied);
+        // No TLS: nothing to check.
+        assert!(certified(None, 3).is_ok());
+    }
 }
