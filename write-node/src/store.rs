@@ -259,6 +259,9 @@ struct Partition {
     /// Index of the newest durable snapshot, and whether the worker is writing a newer one.
     snapshot_index: u64,
     snapshot_writing: bool,
+    /// Events applied since the last snapshot was started: with `snapshot_interval_events`
+    /// it bounds what a restart replays, whatever the number of commands per entry.
+    events_since_snapshot: u64,
     /// Leader: followers sent a snapshot and when; raft waits for `report_snapshot`.
     snapshot_sends: HashMap<u64, Instant>,
     /// Follower: a snapshot fetch is running, or its verified result waits for raft.
@@ -310,7 +313,8 @@ pub fn start(
         applied_tx,
         shutdown,
         peers: config.peers.clone(),
-        snapshot_interval: config.snapshot_interval_entries,
+        snapshot_interval_entries: config.snapshot_interval_entries,
+        snapshot_interval_events: config.snapshot_interval_events,
         log_retain: config.log_retain_entries,
         snapshot_jobs,
         snapshot_done,
@@ -391,6 +395,7 @@ fn open_partition(
         chain_head,
         snapshot_index,
         snapshot_writing: false,
+        events_since_snapshot: 0,
         snapshot_sends: HashMap::new(),
         snapshot_fetching: false,
         snapshot_staged: None,
@@ -448,7 +453,8 @@ struct Store {
     applied_tx: watch::Sender<Vec<u64>>,
     shutdown: CancellationToken,
     peers: std::collections::BTreeMap<u64, String>,
-    snapshot_interval: u64,
+    snapshot_interval_entries: u64,
+    snapshot_interval_events: u64,
     log_retain: u64,
     snapshot_jobs: std::sync::mpsc::SyncSender<snapshot::Job>,
     snapshot_done: mpsc::Receiver<anyhow::Result<SnapshotMeta>>,
@@ -535,13 +541,15 @@ impl Store {
         }
     }
 
-    /// Hands a clone of every partition's ledger that is `snapshot_interval` entries past its
+    /// Hands a clone of every partition's ledger that is `snapshot_interval_entries` entries or
+    /// `snapshot_interval_events` events past its
     /// last snapshot to the snapshot worker.
     fn start_snapshots(&mut self) {
         for partition in &mut self.partitions {
-            if partition.snapshot_writing
-                || partition.applied_index < partition.snapshot_index + self.snapshot_interval
-            {
+            let due = partition.applied_index
+                >= partition.snapshot_index + self.snapshot_interval_entries
+                || partition.events_since_snapshot >= self.snapshot_interval_events;
+            if partition.snapshot_writing || !due {
                 continue;
             }
             let index = partition.applied_index;
@@ -558,7 +566,10 @@ impl Store {
                 chain_head: partition.chain_head,
             };
             match self.snapshot_jobs.try_send(job) {
-                Ok(()) => partition.snapshot_writing = true,
+                Ok(()) => {
+                    partition.snapshot_writing = true;
+                    partition.events_since_snapshot = 0;
+                }
                 Err(std::sync::mpsc::TrySendError::Full(_)) => {}
                 Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
                     tracing::error!("the snapshot worker stopped");
@@ -1064,6 +1075,7 @@ impl Partition {
             let mut outcomes = Vec::with_capacity(payload.commands.len());
             for command in &payload.commands {
                 let (event, outcome) = self.ledger.execute(command, meta);
+                self.events_since_snapshot += u64::from(event.is_some());
                 events.extend(event);
                 outcomes.push(outcome);
             }
