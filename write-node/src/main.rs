@@ -108,7 +108,10 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
         );
     }
     if let Some(events) = args.snapshot_interval_events {
-        set("snapshot_interval_events", toml::Value::Integer(events as i64));
+        set(
+            "snapshot_interval_events",
+            toml::Value::Integer(events as i64),
+        );
     }
     if let Some(entries) = args.log_retain_entries {
         set("log_retain_entries", toml::Value::Integer(entries as i64));

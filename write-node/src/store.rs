@@ -282,10 +282,7 @@ pub fn start(
         snapshot::start_worker(db.clone(), config.partitions as usize)?;
     let (fetched_tx, fetched_rx) = mpsc::channel(config.partitions as usize);
     let logger = crate::logging::raft_logger();
-    let mut partitions = Vec::new();
-    for id in 0..config.partitions {
-        partitions.push(open_partition(config, &db, id, &voters, &logger)?);
-    }
+    let partitions = open_partitions(config, &db, &voters, &logger)?;
     let (client_tx, client_rx) = mpsc::channel(limits::CLIENT_MAILBOX_CAPACITY);
     let (raft_tx, raft_rx) = mpsc::channel(limits::RAFT_MAILBOX_CAPACITY);
     let (leaders_tx, leaders) = watch::channel(vec![0; partitions.len()]);
@@ -327,6 +324,43 @@ pub fn start(
         .spawn(move || store.run())
         .context("spawning the store thread")?;
     Ok((handle, thread))
+}
+
+/// Opens every partition, replaying them on as many threads as there are cores (each
+/// partition's replay is sequential, partitions are independent): restart time divides by
+/// the core count.
+fn open_partitions(
+    config: &Config,
+    db: &Arc<Db>,
+    voters: &[u64],
+    logger: &slog::Logger,
+) -> anyhow::Result<Vec<Partition>> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let next = AtomicU32::new(0);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |cores| cores.get())
+        .min(config.partitions as usize);
+    let opened = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let id = next.fetch_add(1, Ordering::Relaxed);
+                    if id >= config.partitions {
+                        return;
+                    }
+                    let partition = open_partition(config, db, id, voters, logger);
+                    opened
+                        .lock()
+                        .expect("no panics while held")
+                        .push((id, partition));
+                }
+            });
+        }
+    });
+    let mut opened = opened.into_inner().expect("no panics while held");
+    opened.sort_by_key(|(id, _)| *id);
+    opened.into_iter().map(|(_, partition)| partition).collect()
 }
 
 fn open_partition(
