@@ -113,10 +113,16 @@ fn attempted(history: &[Entry], report: &mut Report) -> BTreeMap<String, Attempt
                 currency: currency.clone(),
                 outcomes: Vec::new(),
             });
-        if (&record.from, &record.to, record.amount_minor, &record.currency)
-            != (from, to, *amount_minor, currency)
+        if (
+            &record.from,
+            &record.to,
+            record.amount_minor,
+            &record.currency,
+        ) != (from, to, *amount_minor, currency)
         {
-            report.anomaly(format!("harness bug: id {transaction_id} sent with two parameter sets"));
+            report.anomaly(format!(
+                "harness bug: id {transaction_id} sent with two parameter sets"
+            ));
         }
         if entry.phase != Phase::Invoke {
             record.outcomes.push(entry.phase);
@@ -160,7 +166,10 @@ fn check_transfers(
             report.transfers_unknown += 1;
         }
         if acknowledged && rejected {
-            report.anomaly(format!("{id}: both acknowledged and rejected: {:?}", sent.outcomes));
+            report.anomaly(format!(
+                "{id}: both acknowledged and rejected: {:?}",
+                sent.outcomes
+            ));
         }
         let Some(found) = finals.get(id) else {
             report.anomaly(format!("harness bug: no final GetTransfer for {id}"));
@@ -179,7 +188,10 @@ fn check_transfers(
                     report.transfers_unknown_applied += 1;
                 }
                 report.transfers_completed += 1;
-                completed.insert(id.clone(), (state.from.clone(), state.to.clone(), state.amount_minor));
+                completed.insert(
+                    id.clone(),
+                    (state.from.clone(), state.to.clone(), state.amount_minor),
+                );
             }
             Some(state) if state.status == TransferStatus::InFlight => {
                 report.anomaly(format!("{id}: still IN_FLIGHT after quiescence"));
@@ -254,7 +266,10 @@ fn check_reads(history: &[Entry], report: &mut Report) {
             } else {
                 sum.1 += balance;
                 if balance < 0 {
-                    report.anomaly(format!("t={}ms: {account} negative: {balance}", entry.time_ms));
+                    report.anomaly(format!(
+                        "t={}ms: {account} negative: {balance}",
+                        entry.time_ms
+                    ));
                 }
                 if balance > currency_total {
                     report.anomaly(format!(
@@ -316,7 +331,11 @@ fn check_pushes(
             report.anomaly(format!("{at}: a second snapshot (after #{})", stream.0));
         }
         if *sequence != stream.0 + 1 {
-            let what = if *sequence <= stream.0 { "duplicate or out of order" } else { "gap" };
+            let what = if *sequence <= stream.0 {
+                "duplicate or out of order"
+            } else {
+                "gap"
+            };
             report.anomaly(format!("{at}: {what}, previous #{}", stream.0));
         }
         if *balance_minor != stream.1 + delta_minor {
@@ -335,10 +354,14 @@ fn check_pushes(
                     0
                 };
                 if *delta_minor != want {
-                    report.anomaly(format!("{at}: delta {delta_minor} for {transaction_id}, want {want}"));
+                    report.anomaly(format!(
+                        "{at}: delta {delta_minor} for {transaction_id}, want {want}"
+                    ));
                 }
             }
-            None => report.anomaly(format!("{at}: pushed {transaction_id}, which is not COMPLETED")),
+            None => report.anomaly(format!(
+                "{at}: pushed {transaction_id}, which is not COMPLETED"
+            )),
         }
         if !stream.3.insert(transaction_id.clone()) {
             report.anomaly(format!("{at}: {transaction_id} pushed twice"));
@@ -456,7 +479,11 @@ mod tests {
         (history, finals)
     }
 
-    fn run(history: &[Entry], finals: &HashMap<String, Option<FinalTransfer>>, end: &BTreeMap<String, i64>) -> Report {
+    fn run(
+        history: &[Entry],
+        finals: &HashMap<String, Option<FinalTransfer>>,
+        end: &BTreeMap<String, i64>,
+    ) -> Report {
         let mut report = Report::default();
         check(history, finals, end, &mut report);
         report
@@ -491,7 +518,14 @@ mod tests {
         history.push(entry(6, Phase::Ok, op));
         finals.insert("t1".into(), None);
         let report = run(&history, &finals, &balances(0));
-        assert!(report.anomalies.iter().any(|a| a.contains("acknowledged but lost")), "{:?}", report.anomalies);
+        assert!(
+            report
+                .anomalies
+                .iter()
+                .any(|a| a.contains("acknowledged but lost")),
+            "{:?}",
+            report.anomalies
+        );
     }
 
     #[test]
@@ -502,7 +536,14 @@ mod tests {
         history.push(entry(6, Phase::Ok, op));
         finals.insert("t1".into(), completed("nem-usd-0", "nem-usd-1", 500));
         let report = run(&history, &finals, &balances(1000));
-        assert!(report.anomalies.iter().any(|a| a.contains("fold of completed")), "{:?}", report.anomalies);
+        assert!(
+            report
+                .anomalies
+                .iter()
+                .any(|a| a.contains("fold of completed")),
+            "{:?}",
+            report.anomalies
+        );
     }
 
     #[test]
@@ -537,9 +578,21 @@ mod tests {
         };
         finals.insert("t1".into(), completed("nem-usd-0", "nem-usd-1", 5));
         history.push(entry(1, Phase::Ok, push(0, true, 0, 0, "")));
-        history.push(entry(2, Phase::Ok, push(1, false, FUNDING_MINOR, FUNDING_MINOR, "f-nem-usd-1")));
-        history.push(entry(3, Phase::Ok, push(1, false, FUNDING_MINOR, FUNDING_MINOR, "f-nem-usd-1")));
-        history.push(entry(4, Phase::Ok, push(3, false, FUNDING_MINOR + 5, 5, "t1")));
+        history.push(entry(
+            2,
+            Phase::Ok,
+            push(1, false, FUNDING_MINOR, FUNDING_MINOR, "f-nem-usd-1"),
+        ));
+        history.push(entry(
+            3,
+            Phase::Ok,
+            push(1, false, FUNDING_MINOR, FUNDING_MINOR, "f-nem-usd-1"),
+        ));
+        history.push(entry(
+            4,
+            Phase::Ok,
+            push(3, false, FUNDING_MINOR + 5, 5, "t1"),
+        ));
         let report = run(&history, &finals, &balances(0));
         let text = report.anomalies.join("\n");
         assert!(text.contains("duplicate"), "{text}");

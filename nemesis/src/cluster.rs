@@ -31,7 +31,11 @@ pub fn find_binaries(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
         None => {
             // target/<profile>/wallet-nemesis, or target/<profile>/deps/<test executable>.
             let exe = std::env::current_exe()?;
-            exe.ancestors().skip(1).take(2).map(Path::to_path_buf).collect()
+            exe.ancestors()
+                .skip(1)
+                .take(2)
+                .map(Path::to_path_buf)
+                .collect()
         }
     };
     for dir in &candidates {
@@ -138,7 +142,11 @@ pub struct Cluster {
 
 impl Cluster {
     /// Lays out the cluster in `dir`, starts the proxies and every process.
-    pub async fn start(dir: &Path, bin_dir: &Path, node_args: Vec<String>) -> anyhow::Result<Cluster> {
+    pub async fn start(
+        dir: &Path,
+        bin_dir: &Path,
+        node_args: Vec<String>,
+    ) -> anyhow::Result<Cluster> {
         let ports: BTreeMap<u64, u16> = (1..=WRITE_NODES).map(|id| (id, free_port())).collect();
         let addresses: Vec<(u64, SocketAddr)> = ports
             .iter()
@@ -148,7 +156,10 @@ impl Cluster {
         let write = ports
             .keys()
             .map(|&id| {
-                let process = Process::new(format!("write node {id}"), dir.join(format!("node-{id}.log")));
+                let process = Process::new(
+                    format!("write node {id}"),
+                    dir.join(format!("node-{id}.log")),
+                );
                 (id, process)
             })
             .collect();
@@ -207,7 +218,10 @@ impl Cluster {
             .arg("--data-dir")
             .arg(self.dir.join(format!("node-{id}")))
             .args(&self.node_args);
-        self.write.get_mut(&id).expect("node id").spawn(&mut command)
+        self.write
+            .get_mut(&id)
+            .expect("node id")
+            .spawn(&mut command)
     }
 
     pub fn kill_node(&mut self, id: u64) {
@@ -215,11 +229,17 @@ impl Cluster {
     }
 
     pub fn pause_node(&mut self, id: u64) -> anyhow::Result<()> {
-        self.write.get_mut(&id).expect("node id").signal(Signal::SIGSTOP)
+        self.write
+            .get_mut(&id)
+            .expect("node id")
+            .signal(Signal::SIGSTOP)
     }
 
     pub fn resume_node(&mut self, id: u64) -> anyhow::Result<()> {
-        self.write.get_mut(&id).expect("node id").signal(Signal::SIGCONT)
+        self.write
+            .get_mut(&id)
+            .expect("node id")
+            .signal(Signal::SIGCONT)
     }
 
     pub fn start_read_node(&mut self) -> anyhow::Result<()> {
@@ -323,7 +343,11 @@ impl Cluster {
         for process in self.write.values().chain(std::iter::once(&self.read)) {
             let text = std::fs::read_to_string(&process.log_path).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(lines).collect();
-            out.push_str(&format!("--- {} ({}) ---\n", process.name, process.log_path.display()));
+            out.push_str(&format!(
+                "--- {} ({}) ---\n",
+                process.name,
+                process.log_path.display()
+            ));
             for line in tail.into_iter().rev() {
                 out.push_str(line);
                 out.push('\n');

@@ -43,7 +43,11 @@ pub enum Op {
         quiescent: bool,
     },
     /// A fault injected or healed.
-    Nemesis { fault: String, node: String, detail: String },
+    Nemesis {
+        fault: String,
+        node: String,
+        detail: String,
+    },
     /// A balance update pushed to a watcher.
     Push {
         watcher: String,

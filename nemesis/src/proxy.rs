@@ -276,12 +276,18 @@ mod tests {
     #[tokio::test]
     async fn modes_pass_delay_drop_blackhole_and_heal() {
         let proxy = Proxy::start(echo_server().await).await.unwrap();
-        assert_eq!(round_trip(proxy.listen).await.as_deref(), Some(&b"ping"[..]));
+        assert_eq!(
+            round_trip(proxy.listen).await.as_deref(),
+            Some(&b"ping"[..])
+        );
 
         proxy.set(LinkMode::Delay { ms: 100 });
         let started = std::time::Instant::now();
         assert!(round_trip(proxy.listen).await.is_some());
-        assert!(started.elapsed() >= Duration::from_millis(200), "both directions delayed");
+        assert!(
+            started.elapsed() >= Duration::from_millis(200),
+            "both directions delayed"
+        );
 
         proxy.set(LinkMode::Drop);
         assert_eq!(round_trip(proxy.listen).await, None);
@@ -299,7 +305,10 @@ mod tests {
         // The held connection is closed on heal; new ones work again.
         let closed = tokio::time::timeout(Duration::from_secs(1), held.read(&mut buffer)).await;
         assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
-        assert_eq!(round_trip(proxy.listen).await.as_deref(), Some(&b"ping"[..]));
+        assert_eq!(
+            round_trip(proxy.listen).await.as_deref(),
+            Some(&b"ping"[..])
+        );
     }
 
     #[tokio::test]

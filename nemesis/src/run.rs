@@ -187,16 +187,19 @@ impl Run {
         }
     }
 
-    /// Time until the cluster serves again: agreed leaders, a full linearizable sweep, and a
-    /// definite answer to a transfer (a probe too large to succeed: it is rejected for
-    /// insufficient funds, which still needs the source partition's leader to commit the
-    /// rejection). `None` if it did not within `PROGRESS_BOUND`.
+    /// Time until the cluster serves again: agreed leaders, a full linearizable sweep, the
+    /// read node answering, and a definite answer to a transfer (a probe too large to
+    /// succeed: it is rejected for insufficient funds, which still needs the source
+    /// partition's leader to commit the rejection). `None` if not within `PROGRESS_BOUND`.
     async fn recovery(&self) -> Option<Duration> {
         let started = Instant::now();
         let deadline = started + PROGRESS_BOUND;
+        let query = QueryClient::connect([self.cluster.read_endpoint()]).ok()?;
+        let account = workload::ordinary("USD", 0);
         while Instant::now() < deadline {
             if self.cluster.agreed_leaders().await.is_some()
                 && workload::sweep(&self.wallet).await.is_some()
+                && query.balance(&account, None).await.is_ok()
             {
                 let probe = Transfer {
                     transaction_id: wallet_client::new_transaction_id(),
@@ -248,8 +251,9 @@ impl Run {
         let gate = Arc::clone(&self.gate);
         let _exclusive = gate.write().await;
         if !self.wait_no_in_flight().await {
-            self.report
-                .anomaly(format!("{label}: transfers still in flight after {SETTLE_MAX:?}"));
+            self.report.anomaly(format!(
+                "{label}: transfers still in flight after {SETTLE_MAX:?}"
+            ));
             return None;
         }
         for _ in 0..5 {
@@ -294,7 +298,9 @@ impl Run {
                 }
             }
             if views.len() == WRITE_NODES as usize
-                && views[0].iter().all(|(commit, applied, _)| commit == applied)
+                && views[0]
+                    .iter()
+                    .all(|(commit, applied, _)| commit == applied)
                 && views.iter().all(|view| *view == views[0])
             {
                 return Some(views[0].iter().map(|(_, _, d)| d.clone()).collect());
@@ -302,8 +308,9 @@ impl Run {
             last = format!("{views:?}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        self.report
-            .anomaly(format!("{label}: replicas did not agree within {SETTLE_MAX:?}: {last}"));
+        self.report.anomaly(format!(
+            "{label}: replicas did not agree within {SETTLE_MAX:?}: {last}"
+        ));
         None
     }
 
@@ -346,7 +353,9 @@ impl Run {
                 Some(answer) => {
                     finals.insert(id, answer);
                 }
-                None => self.report.anomaly(format!("{id}: GetTransfer kept failing")),
+                None => self
+                    .report
+                    .anomaly(format!("{id}: GetTransfer kept failing")),
             }
         }
         finals
@@ -467,6 +476,7 @@ async fn scenario(run: &mut Run, steps: &[Step]) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let clients = Arc::new(Clients {
         wallet: run.wallet.clone(),
+        impatient: workload::impatient_client(run.cluster.endpoints()).await?,
         history: Arc::clone(&run.history),
         gate: Arc::clone(&run.gate),
         stop: Arc::clone(&stop),
@@ -497,7 +507,10 @@ async fn scenario(run: &mut Run, steps: &[Step]) -> anyhow::Result<()> {
         let name = step.fault.name();
         let detail = serde_json::to_string(&step.fault)?;
         run.nemesis(Phase::Invoke, name, node.to_string(), detail.clone());
-        run.log(format!("inject {name} on node {node} for {}ms: {detail}", step.hold_ms));
+        run.log(format!(
+            "inject {name} on node {node} for {}ms: {detail}",
+            step.hold_ms
+        ));
         run.report.faults_injected += 1;
         *run.report.fault_kinds.entry(name.to_owned()).or_default() += 1;
         tokio::time::sleep(Duration::from_millis(step.hold_ms)).await;
@@ -512,7 +525,8 @@ async fn scenario(run: &mut Run, steps: &[Step]) -> anyhow::Result<()> {
                 "step {index} ({name} on node {node}): not serving {PROGRESS_BOUND:?} after the heal"
             )),
         }
-        run.quiescent_sweep(&format!("after step {index} ({name})")).await;
+        run.quiescent_sweep(&format!("after step {index} ({name})"))
+            .await;
     }
 
     run.log("schedule done; stopping clients");
@@ -524,7 +538,8 @@ async fn scenario(run: &mut Run, steps: &[Step]) -> anyhow::Result<()> {
         }
     }
     if !run.wait_no_in_flight().await {
-        run.report.anomaly("transfers still in flight after the clients stopped");
+        run.report
+            .anomaly("transfers still in flight after the clients stopped");
     }
     let before = run.replicas_agree("after healing").await;
 
@@ -538,9 +553,13 @@ async fn scenario(run: &mut Run, steps: &[Step]) -> anyhow::Result<()> {
     }
     let restarted = Instant::now();
     if run.leaders(START_MAX).await.is_none() {
-        run.report.anomaly("no leaders after the whole-cluster restart");
+        run.report
+            .anomaly("no leaders after the whole-cluster restart");
     }
-    run.log(format!("restarted; leaders after {:?}", restarted.elapsed()));
+    run.log(format!(
+        "restarted; leaders after {:?}",
+        restarted.elapsed()
+    ));
     if !run.wait_no_in_flight().await {
         run.report.anomaly("transfers in flight after the restart");
     }

@@ -79,9 +79,14 @@ pub enum Fault {
 impl Fault {
     pub fn name(&self) -> &'static str {
         match self {
-            Fault::Kill { target: Target::Leader { .. } } => "kill_leader",
+            Fault::Kill {
+                target: Target::Leader { .. },
+            } => "kill_leader",
             Fault::Kill { .. } => "kill_follower",
-            Fault::Isolate { target: Target::Leader { .. }, .. } => "isolate_leader",
+            Fault::Isolate {
+                target: Target::Leader { .. },
+                ..
+            } => "isolate_leader",
             Fault::Isolate { .. } => "isolate_follower",
             Fault::Slow { .. } => "slow_node",
             Fault::Pause { .. } => "pause",

@@ -73,9 +73,25 @@ pub async fn wallet_client(endpoints: Vec<String>) -> anyhow::Result<WalletClien
     Ok(WalletClient::connect(config).await?)
 }
 
+/// An impatient client: one short attempt per node and a whole-call deadline shorter than
+/// an election, so under faults its calls often end with an unknown outcome. The worker then
+/// resubmits with the same id, and the checker sees unknown outcomes resolved later: the
+/// path where a client cannot tell whether its money moved.
+pub async fn impatient_client(endpoints: Vec<String>) -> anyhow::Result<WalletClient> {
+    let mut config = ClientConfig::new(endpoints);
+    config.call_timeout = Duration::from_millis(400);
+    config.total_deadline = Duration::from_millis(900);
+    config.attempts_max = 3;
+    config.backoff_max = Duration::from_millis(200);
+    config.connect_timeout = Duration::from_millis(200);
+    Ok(WalletClient::connect(config).await?)
+}
+
 /// Shared state of the clients.
 pub struct Clients {
     pub wallet: WalletClient,
+    /// Used by worker 0 (see [`impatient_client`]).
+    pub impatient: WalletClient,
     pub history: Arc<History>,
     /// Workers hold it shared for each operation; a quiescent check holds it exclusively, so
     /// while it runs no client operation is in progress.
@@ -140,7 +156,12 @@ pub async fn worker(clients: Arc<Clients>, seed: u64, index: usize) {
                 amount: format_minor(amount_minor),
                 currency: currency.to_owned(),
             };
-            transfer(&clients.wallet, &clients.history, &process, &request, amount_minor).await;
+            let wallet = if index == 0 {
+                &clients.impatient
+            } else {
+                &clients.wallet
+            };
+            transfer(wallet, &clients.history, &process, &request, amount_minor).await;
         }
         tokio::time::sleep(WORKER_PAUSE).await;
     }
@@ -168,7 +189,9 @@ pub async fn reader(clients: Arc<Clients>) {
                 balances: Vec::new(),
                 quiescent: false,
             };
-            clients.history.record("reader", Phase::Invoke, invoke.clone());
+            clients
+                .history
+                .record("reader", Phase::Invoke, invoke.clone());
             match sweep(&clients.wallet).await {
                 Some(balances) => clients.history.record(
                     "reader",

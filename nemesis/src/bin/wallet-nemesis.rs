@@ -46,8 +46,13 @@ struct Args {
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let value: u64 = number.parse().map_err(|_| format!("bad duration {text:?}"))?;
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("bad duration {text:?}"))?;
     match unit {
         "" | "s" => Ok(Duration::from_secs(value)),
         "ms" => Ok(Duration::from_millis(value)),
@@ -59,7 +64,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    anyhow::ensure!(args.quiet_ms[0] <= args.quiet_ms[1] && args.hold_ms[0] <= args.hold_ms[1], "min above max");
+    anyhow::ensure!(
+        args.quiet_ms[0] <= args.quiet_ms[1] && args.hold_ms[0] <= args.hold_ms[1],
+        "min above max"
+    );
     anyhow::ensure!((1..=64).contains(&args.workers), "--workers must be 1..=64");
     let mut config = nemesis::Config::new(args.seed, args.duration);
     config.workers = args.workers;
@@ -84,7 +92,10 @@ fn main() -> anyhow::Result<()> {
     if outcome.report.ok() {
         Ok(())
     } else {
-        eprintln!("seed {}: {} anomalies", args.seed, outcome.report.anomalies_total);
+        eprintln!(
+            "seed {}: {} anomalies",
+            args.seed, outcome.report.anomalies_total
+        );
         std::process::exit(1);
     }
 }

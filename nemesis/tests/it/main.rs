@@ -11,7 +11,9 @@ const DURATION: Duration = Duration::from_secs(40);
 async fn check_seed(seed: u64) {
     let mut config = nemesis::Config::new(seed, DURATION);
     config.workers = 3;
-    let outcome = nemesis::run(config).await.expect("the harness itself failed");
+    let outcome = nemesis::run(config)
+        .await
+        .expect("the harness itself failed");
     let report = &outcome.report;
     assert!(
         report.ok(),
@@ -22,14 +24,34 @@ async fn check_seed(seed: u64) {
     );
     // The run must have exercised what it claims to: every required fault, real traffic,
     // reads and pushes checked, and a measured recovery after every heal.
-    for kind in ["kill_leader", "kill_follower", "isolate_leader", "isolate_follower", "kill_read_node", "pause"] {
-        assert!(report.fault_kinds.contains_key(kind), "seed {seed}: {kind} not injected: {:?}", report.fault_kinds);
+    for kind in [
+        "kill_leader",
+        "kill_follower",
+        "isolate_leader",
+        "isolate_follower",
+        "kill_read_node",
+        "pause",
+    ] {
+        assert!(
+            report.fault_kinds.contains_key(kind),
+            "seed {seed}: {kind} not injected: {:?}",
+            report.fault_kinds
+        );
     }
-    assert!(report.transfers_acknowledged > 50, "seed {seed}: too few transfers: {report:?}");
-    assert!(report.quiescent_reads_checked >= 7, "seed {seed}: {report:?}");
+    assert!(
+        report.transfers_acknowledged > 50,
+        "seed {seed}: too few transfers: {report:?}"
+    );
+    assert!(
+        report.quiescent_reads_checked >= 7,
+        "seed {seed}: {report:?}"
+    );
     assert!(report.pushes_checked > 100, "seed {seed}: {report:?}");
     assert_eq!(report.recovery_ms.len(), report.faults_injected);
-    eprintln!("seed {seed}: {}", serde_json::to_string(report).expect("json"));
+    eprintln!(
+        "seed {seed}: {}",
+        serde_json::to_string(report).expect("json")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
