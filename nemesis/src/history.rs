@@ -108,6 +108,11 @@ impl History {
         self.entries.lock().expect("history lock").len() >= HISTORY_ENTRIES_MAX
     }
 
+    /// Runs `f` on the entries recorded so far, without copying them.
+    pub fn with_entries<T>(&self, f: impl FnOnce(&[Entry]) -> T) -> T {
+        f(&self.entries.lock().expect("history lock"))
+    }
+
     pub fn snapshot(&self) -> Vec<Entry> {
         self.entries.lock().expect("history lock").clone()
     }

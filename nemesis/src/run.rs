@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt as _;
 use proto::v1::TransferStatus;
 use tokio::sync::RwLock;
 use wallet_client::{Code, QueryClient, Transfer, WalletClient};
@@ -325,30 +326,18 @@ impl Run {
                 _ => None,
             })
             .collect();
+        // Sixteen lookups at a time: a long run has tens of thousands of ids.
+        let wallet = &self.wallet;
+        let answers: Vec<(String, Option<Option<FinalTransfer>>)> = futures::stream::iter(ids)
+            .map(|id| async move {
+                let answer = final_transfer(wallet, &id).await;
+                (id, answer)
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
         let mut finals = HashMap::new();
-        for id in ids {
-            let uuid = wallet_client::Uuid::parse_str(&id).expect("the harness's own uuid");
-            let mut answer = None;
-            for _ in 0..5 {
-                match self.wallet.get_transfer(uuid).await {
-                    Ok(transfer) => {
-                        answer = Some(Some(FinalTransfer {
-                            status: TransferStatus::try_from(transfer.status)
-                                .unwrap_or(TransferStatus::Unspecified),
-                            from: transfer.from_account,
-                            to: transfer.to_account,
-                            amount_minor: parse_minor(&transfer.amount),
-                            currency: transfer.currency,
-                        }));
-                        break;
-                    }
-                    Err(e) if e.code() == Code::NotFound => {
-                        answer = Some(None);
-                        break;
-                    }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-                }
-            }
+        for (id, answer) in answers {
             match answer {
                 Some(answer) => {
                     finals.insert(id, answer);
@@ -366,18 +355,21 @@ impl Run {
         let deadline = Instant::now() + SETTLE_MAX;
         let mut behind = Vec::new();
         while Instant::now() < deadline {
-            let mut last: BTreeMap<(String, String), i64> = BTreeMap::new();
-            for entry in self.history.snapshot() {
-                if let Op::Push {
-                    watcher,
-                    account_id,
-                    balance_minor,
-                    ..
-                } = entry.op
-                {
-                    last.insert((watcher, account_id), balance_minor);
+            let last: BTreeMap<(String, String), i64> = self.history.with_entries(|entries| {
+                let mut last = BTreeMap::new();
+                for entry in entries {
+                    if let Op::Push {
+                        watcher,
+                        account_id,
+                        balance_minor,
+                        ..
+                    } = &entry.op
+                    {
+                        last.insert((watcher.clone(), account_id.clone()), *balance_minor);
+                    }
                 }
-            }
+                last
+            });
             behind = ["watcher-sdk", "watcher-raw"]
                 .iter()
                 .flat_map(|watcher| {
@@ -398,6 +390,28 @@ impl Run {
             "watchers not caught up with the final balances within {SETTLE_MAX:?}: {behind:?}"
         ));
     }
+}
+
+/// `GetTransfer` for one id: `Some(None)` when NOT_FOUND, `None` when it kept failing.
+async fn final_transfer(wallet: &WalletClient, id: &str) -> Option<Option<FinalTransfer>> {
+    let uuid = wallet_client::Uuid::parse_str(id).expect("the harness's own uuid");
+    for _ in 0..5 {
+        match wallet.get_transfer(uuid).await {
+            Ok(transfer) => {
+                return Some(Some(FinalTransfer {
+                    status: TransferStatus::try_from(transfer.status)
+                        .unwrap_or(TransferStatus::Unspecified),
+                    from: transfer.from_account,
+                    to: transfer.to_account,
+                    amount_minor: parse_minor(&transfer.amount),
+                    currency: transfer.currency,
+                }));
+            }
+            Err(e) if e.code() == Code::NotFound => return Some(None),
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+    None
 }
 
 /// `"123.45"` → 12345 (two minor digits, as both currencies of the bank have).

@@ -14,7 +14,7 @@ use std::time::Duration;
 use proto::v1::WatchBalancesRequest;
 use proto::v1::query_service_client::QueryServiceClient;
 use tokio::sync::RwLock;
-use wallet_client::{ClientConfig, QueryClient, Transfer, WalletClient, new_transaction_id};
+use wallet_client::{ClientConfig, QueryClient, Transfer, Uuid, WalletClient};
 
 use crate::history::{History, Op, Phase};
 use crate::schedule::Prng;
@@ -136,6 +136,15 @@ pub async fn transfer(
     phase
 }
 
+/// A v4 UUID from the seeded generator, so a rerun of a seed uses the same ids (histories of
+/// two runs line up id by id).
+pub fn seeded_transaction_id(rng: &mut Prng) -> Uuid {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
+    bytes[8..].copy_from_slice(&rng.next_u64().to_le_bytes());
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
+}
+
 /// A transfer worker: random same-currency transfers between ordinary accounts until
 /// stopped or the history is full.
 pub async fn worker(clients: Arc<Clients>, seed: u64, index: usize) {
@@ -150,7 +159,7 @@ pub async fn worker(clients: Arc<Clients>, seed: u64, index: usize) {
                 % ACCOUNTS_PER_CURRENCY;
             let amount_minor = 1 + rng.below(TRANSFER_MINOR_MAX as u64) as i64;
             let request = Transfer {
-                transaction_id: new_transaction_id(),
+                transaction_id: seeded_transaction_id(&mut rng),
                 from: ordinary(currency, from),
                 to: ordinary(currency, to),
                 amount: format_minor(amount_minor),
