@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// Workload time under faults per seed. With setup, recovery waits, quiescent checks and the
 /// final crash-restart, a seed takes about twice this on a 2-core machine.
-const DURATION: Duration = Duration::from_secs(40);
+const DURATION: Duration = Duration::from_secs(50);
 
 async fn check_seed(seed: u64) {
     let mut config = nemesis::Config::new(seed, DURATION);
