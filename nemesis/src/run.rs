@@ -146,44 +146,65 @@ impl Run {
         }
     }
 
-    /// Injects `fault`; returns the node it hit (0 for the read node).
-    fn inject(&mut self, fault: Fault, leaders: &[u64]) -> anyhow::Result<u64> {
+    /// Injects `fault`; returns the nodes it hit (0 stands for the read node).
+    fn inject(&mut self, fault: Fault, leaders: &[u64]) -> anyhow::Result<Vec<u64>> {
         Ok(match fault {
             Fault::Kill { target } => {
                 let node = self.resolve(target, leaders);
                 self.cluster.kill_node(node);
-                node
+                vec![node]
             }
             Fault::Isolate { target, mode } => {
                 let node = self.resolve(target, leaders);
                 self.cluster.isolate(node, mode);
-                node
+                vec![node]
             }
             Fault::Slow { target, delay_ms } => {
                 let node = self.resolve(target, leaders);
                 self.cluster.isolate(node, LinkMode::Delay { ms: delay_ms });
-                node
+                vec![node]
             }
             Fault::Pause { target } => {
                 let node = self.resolve(target, leaders);
                 self.cluster.pause_node(node)?;
-                node
+                vec![node]
             }
             Fault::KillReadNode => {
                 self.cluster.kill_read_node();
-                0
+                vec![0]
+            }
+            Fault::KillMajority { partition, pick } => {
+                let nodes = vec![
+                    self.resolve(Target::Leader { partition }, leaders),
+                    self.resolve(Target::Follower { partition, pick }, leaders),
+                ];
+                for &node in &nodes {
+                    self.cluster.kill_node(node);
+                }
+                nodes
+            }
+            Fault::IsolateAll { mode } => {
+                for node in 1..=WRITE_NODES {
+                    self.cluster.isolate(node, mode);
+                }
+                (1..=WRITE_NODES).collect()
             }
         })
     }
 
-    fn heal(&mut self, fault: Fault, node: u64) -> anyhow::Result<()> {
+    fn heal(&mut self, fault: Fault, nodes: &[u64]) -> anyhow::Result<()> {
         match fault {
-            Fault::Kill { .. } => self.cluster.start_node(node),
-            Fault::Isolate { .. } | Fault::Slow { .. } => {
+            Fault::Kill { .. } | Fault::KillMajority { .. } => {
+                for &node in nodes {
+                    self.cluster.start_node(node)?;
+                }
+                Ok(())
+            }
+            Fault::Isolate { .. } | Fault::Slow { .. } | Fault::IsolateAll { .. } => {
                 self.cluster.network.heal();
                 Ok(())
             }
-            Fault::Pause { .. } => self.cluster.resume_node(node),
+            Fault::Pause { .. } => self.cluster.resume_node(nodes[0]),
             Fault::KillReadNode => self.cluster.start_read_node(),
         }
     }
@@ -517,10 +538,15 @@ async fn scenario(run: &mut Run, steps: &[Step]) -> anyhow::Result<()> {
                 .anomaly(format!("step {index}: no agreed leaders before the fault"));
             continue;
         };
-        let node = run.inject(step.fault, &leaders)?;
+        let nodes = run.inject(step.fault, &leaders)?;
+        let node = nodes
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join("+");
         let name = step.fault.name();
         let detail = serde_json::to_string(&step.fault)?;
-        run.nemesis(Phase::Invoke, name, node.to_string(), detail.clone());
+        run.nemesis(Phase::Invoke, name, node.clone(), detail.clone());
         run.log(format!(
             "inject {name} on node {node} for {}ms: {detail}",
             step.hold_ms
@@ -528,8 +554,8 @@ async fn scenario(run: &mut Run, steps: &[Step]) -> anyhow::Result<()> {
         run.report.faults_injected += 1;
         *run.report.fault_kinds.entry(name.to_owned()).or_default() += 1;
         tokio::time::sleep(Duration::from_millis(step.hold_ms)).await;
-        run.heal(step.fault, node)?;
-        run.nemesis(Phase::Ok, name, node.to_string(), "healed".into());
+        run.heal(step.fault, &nodes)?;
+        run.nemesis(Phase::Ok, name, node.clone(), "healed".into());
         match run.recovery().await {
             Some(took) => {
                 run.log(format!("healed {name}; serving again after {took:?}"));

@@ -74,6 +74,12 @@ pub enum Fault {
     Pause { target: Target },
     /// SIGKILL the read node, restart it on the same data at heal time.
     KillReadNode,
+    /// SIGKILL the leader of `partition` and one of its followers: the cluster loses its
+    /// quorum (nothing can commit) until both restart at heal time.
+    KillMajority { partition: u32, pick: u32 },
+    /// Cut every link between write nodes: every leader steps down (check-quorum) and no
+    /// election can succeed until the heal.
+    IsolateAll { mode: LinkMode },
 }
 
 impl Fault {
@@ -91,6 +97,8 @@ impl Fault {
             Fault::Slow { .. } => "slow_node",
             Fault::Pause { .. } => "pause",
             Fault::KillReadNode => "kill_read_node",
+            Fault::KillMajority { .. } => "kill_majority",
+            Fault::IsolateAll { .. } => "isolate_all",
         }
     }
 }
@@ -158,12 +166,18 @@ fn fault_of(kind: &str, rng: &mut Prng, partitions: u32) -> Fault {
             target: any,
             delay_ms: 20 + rng.below(180),
         },
+        "kill_majority" => Fault::KillMajority {
+            partition,
+            pick: rng.below(2) as u32,
+        },
+        "isolate_all" => Fault::IsolateAll { mode: cut },
         other => unreachable!("unknown fault kind {other}"),
     }
 }
 
 /// The schedule for `seed`: enough steps to fill `duration` (by their nominal timings), the
-/// six required kinds first in a seeded order, then seeded picks among all kinds.
+/// six required kinds first in a seeded order, then seeded picks among all kinds (which add
+/// slow links and two quorum losses: a majority killed, every link cut).
 pub fn schedule(seed: u64, duration: Duration, partitions: u32, timing: Timing) -> Vec<Step> {
     let mut rng = Prng::new(seed);
     let mut kinds: Vec<&str> = REQUIRED.to_vec();
@@ -176,6 +190,8 @@ pub fn schedule(seed: u64, duration: Duration, partitions: u32, timing: Timing) 
         "kill_read_node",
         "pause",
         "slow_node",
+        "kill_majority",
+        "isolate_all",
     ];
     let mut steps = Vec::new();
     let mut planned = Duration::ZERO;
