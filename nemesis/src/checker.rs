@@ -22,6 +22,9 @@
 //!   previous balance plus its delta, no transfer id is pushed twice for an account, every
 //!   pushed transfer is a `COMPLETED` one with the right signed amount, and (watches start
 //!   before any money moves) the pushed ids are exactly the account's completed transfers.
+//! - **Read-node history** (`ListTransfers` after the run, across the read node's restarts):
+//!   per account, sequences 1..=n, consistent running balances ending at the final balance,
+//!   exactly the completed transfers, each once.
 //!
 //! Durability, replica agreement and progress are observed by the runner against the live
 //! cluster and reported into the same anomaly list.
@@ -59,6 +62,7 @@ pub struct Report {
     pub reads_checked: usize,
     pub quiescent_reads_checked: usize,
     pub pushes_checked: usize,
+    pub history_rows_checked: usize,
     pub faults_injected: usize,
     pub fault_kinds: BTreeMap<String, usize>,
     /// Per healed fault: milliseconds from the heal until the cluster served again.
@@ -134,10 +138,14 @@ fn attempted(history: &[Entry], report: &mut Report) -> BTreeMap<String, Attempt
 /// Checks the history against the final state: `finals` holds `GetTransfer` for every id
 /// in the history (`None`: NOT_FOUND), `final_balances` a quiescent sweep after the last
 /// restart.
+///
+/// `read_history` is the read node's `ListTransfers` of every account after the run, oldest
+/// first; it must hold exactly the account's completed transfers, sequenced 1, 2, 3, ...
 pub fn check(
     history: &[Entry],
     finals: &HashMap<String, Option<FinalTransfer>>,
     final_balances: &BTreeMap<String, i64>,
+    read_history: &BTreeMap<String, Vec<HistoryRow>>,
     report: &mut Report,
 ) {
     let transfers = attempted(history, report);
@@ -145,6 +153,72 @@ pub fn check(
     check_fold(&completed, final_balances, report);
     check_reads(history, report);
     check_pushes(history, &completed, final_balances, report);
+    check_read_history(read_history, &completed, final_balances, report);
+}
+
+/// One row of an account's history on the read node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryRow {
+    pub sequence: u64,
+    pub transaction_id: String,
+    pub delta_minor: i64,
+    pub balance_after_minor: i64,
+}
+
+/// The read node's per-account history (after its restarts): sequences 1..=n without gaps
+/// or repeats, each balance the previous plus the delta, ending at the final balance, and
+/// exactly the account's completed transfers, each once.
+fn check_read_history(
+    read_history: &BTreeMap<String, Vec<HistoryRow>>,
+    completed: &BTreeMap<String, (String, String, i64)>,
+    final_balances: &BTreeMap<String, i64>,
+    report: &mut Report,
+) {
+    for (account, _, _) in accounts() {
+        let Some(rows) = read_history.get(&account) else {
+            report.anomaly(format!("read-node history of {account} missing"));
+            continue;
+        };
+        report.history_rows_checked += rows.len();
+        let mut balance = 0;
+        let mut ids = BTreeSet::new();
+        for (position, row) in rows.iter().enumerate() {
+            let at = format!("read-node history {account} #{}", row.sequence);
+            if row.sequence != position as u64 + 1 {
+                report.anomaly(format!("{at}: expected sequence {}", position + 1));
+            }
+            balance += row.delta_minor;
+            if row.balance_after_minor != balance {
+                report.anomaly(format!(
+                    "{at}: balance after {} but the deltas sum to {balance}",
+                    row.balance_after_minor
+                ));
+            }
+            if !ids.insert(row.transaction_id.clone()) {
+                report.anomaly(format!("{at}: {} recorded twice", row.transaction_id));
+            }
+        }
+        if final_balances.get(&account) != Some(&balance) {
+            report.anomaly(format!(
+                "read-node history of {account} sums to {balance}, final balance {:?}",
+                final_balances.get(&account)
+            ));
+        }
+        let want: BTreeSet<String> = completed
+            .iter()
+            .filter(|(_, (from, to, _))| *from == account || *to == account)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if ids != want {
+            report.anomaly(format!(
+                "read-node history of {account}: {} transfers, {} completed ({} missing, {} extra)",
+                ids.len(),
+                want.len(),
+                want.difference(&ids).count(),
+                ids.difference(&want).count()
+            ));
+        }
+    }
 }
 
 /// Exactly once, per id. Returns the completed transfers: id → (from, to, amount).
@@ -485,7 +559,7 @@ mod tests {
         end: &BTreeMap<String, i64>,
     ) -> Report {
         let mut report = Report::default();
-        check(history, finals, end, &mut report);
+        check(history, finals, end, &BTreeMap::new(), &mut report);
         report
     }
 
@@ -504,9 +578,63 @@ mod tests {
                 quiescent: true,
             },
         ));
-        let report = run(&history, &finals, &balances(500));
+        // The read node's history: funding, then t1, as the checker wants it.
+        let mut order: Vec<(String, String, String, i64)> = finals
+            .iter()
+            .filter(|(id, _)| id.starts_with("f-"))
+            .map(|(id, t)| {
+                let t = t.as_ref().unwrap();
+                (id.clone(), t.from.clone(), t.to.clone(), t.amount_minor)
+            })
+            .collect();
+        order.sort();
+        order.push(("t1".into(), "nem-usd-0".into(), "nem-usd-1".into(), 500));
+        let mut read_history: BTreeMap<String, Vec<HistoryRow>> = BTreeMap::new();
+        for (id, from, to, amount) in order {
+            for (account, delta) in [(from, -amount), (to, amount)] {
+                let rows = read_history.entry(account).or_default();
+                let before = rows
+                    .last()
+                    .map_or(0, |r: &HistoryRow| r.balance_after_minor);
+                rows.push(HistoryRow {
+                    sequence: rows.len() as u64 + 1,
+                    transaction_id: id.clone(),
+                    delta_minor: delta,
+                    balance_after_minor: before + delta,
+                });
+            }
+        }
+        let mut report = Report::default();
+        check(
+            &history,
+            &finals,
+            &balances(500),
+            &read_history,
+            &mut report,
+        );
         assert!(report.ok(), "{:?}", report.anomalies);
         assert_eq!(report.transfers_unknown_applied, 1);
+
+        // The same read history with one row repeated is caught.
+        let rows = read_history.get_mut("nem-usd-1").unwrap();
+        let repeated = rows[0].clone();
+        rows.insert(1, repeated);
+        let mut report = Report::default();
+        check(
+            &history,
+            &finals,
+            &balances(500),
+            &read_history,
+            &mut report,
+        );
+        assert!(
+            report
+                .anomalies
+                .iter()
+                .any(|a| a.contains("recorded twice")),
+            "{:?}",
+            report.anomalies
+        );
         assert_eq!(report.quiescent_reads_checked, 1);
     }
 

@@ -12,7 +12,7 @@ use proto::v1::TransferStatus;
 use tokio::sync::RwLock;
 use wallet_client::{Code, QueryClient, Transfer, WalletClient};
 
-use crate::checker::{self, FinalTransfer, Report};
+use crate::checker::{self, FinalTransfer, HistoryRow, Report};
 use crate::cluster::{Cluster, WRITE_NODES, find_binaries};
 use crate::history::{History, Op, Phase};
 use crate::proxy::LinkMode;
@@ -29,6 +29,8 @@ pub const PROGRESS_BOUND: Duration = Duration::from_secs(20);
 pub const SETTLE_MAX: Duration = Duration::from_secs(30);
 /// Bound on the first start and on the restart after the final whole-cluster crash.
 pub const START_MAX: Duration = Duration::from_secs(60);
+/// Pages of 1000 rows read per account from the read node's history (bounds a huge run).
+const READ_HISTORY_PAGES_MAX: usize = 1000;
 /// Bound on waiting for clients to finish their current operation when stopping.
 const CLIENT_STOP_MAX: Duration = Duration::from_secs(60);
 
@@ -371,6 +373,37 @@ impl Run {
         finals
     }
 
+    /// Every account's history on the read node (`ListTransfers`, all pages), oldest first.
+    /// An account whose history cannot be read is left out (the checker reports it).
+    async fn read_history(&self) -> BTreeMap<String, Vec<HistoryRow>> {
+        let Ok(query) = QueryClient::connect([self.cluster.read_endpoint()]) else {
+            return BTreeMap::new();
+        };
+        let mut all = BTreeMap::new();
+        'accounts: for (account, _, _) in accounts() {
+            let mut rows = Vec::new();
+            let mut token = String::new();
+            for _ in 0..READ_HISTORY_PAGES_MAX {
+                let Ok(page) = query.history(&account, Some(&token), 1000).await else {
+                    continue 'accounts;
+                };
+                rows.extend(page.entries.into_iter().map(|entry| HistoryRow {
+                    sequence: entry.sequence,
+                    transaction_id: entry.transaction_id,
+                    delta_minor: entry.delta_minor,
+                    balance_after_minor: entry.balance_after_minor,
+                }));
+                if page.next_page_token.is_empty() {
+                    rows.reverse(); // Pages come newest first.
+                    all.insert(account, rows);
+                    continue 'accounts;
+                }
+                token = page.next_page_token;
+            }
+        }
+        all
+    }
+
     /// Waits until both watchers' last pushed balances equal `balances`.
     async fn watchers_caught_up(&mut self, balances: &BTreeMap<String, i64>) {
         let deadline = Instant::now() + SETTLE_MAX;
@@ -573,8 +606,12 @@ async fn scenario(run: &mut Run, steps: &[Step]) -> anyhow::Result<()> {
     run.cluster.heal_all()?;
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
-        if tokio::time::timeout(CLIENT_STOP_MAX, task).await.is_err() {
-            run.report.anomaly("a client did not stop within its bound");
+        match tokio::time::timeout(CLIENT_STOP_MAX, task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => run
+                .report
+                .anomaly(format!("harness bug: a client task failed: {e}")),
+            Err(_) => run.report.anomaly("a client did not stop within its bound"),
         }
     }
     if !run.wait_no_in_flight().await {
@@ -619,11 +656,13 @@ async fn scenario(run: &mut Run, steps: &[Step]) -> anyhow::Result<()> {
     run.log("waiting for the watchers to catch up");
     run.watchers_caught_up(&balances).await;
     run.watchers_stop.store(true, Ordering::Relaxed);
+    let read_history = run.read_history().await;
     let history = run.history.snapshot();
-    checker::check(&history, &finals, &balances, &mut run.report);
+    checker::check(&history, &finals, &balances, &read_history, &mut run.report);
     run.log(format!(
         "checked: {} transfers ({} acknowledged, {} rejected, {} unknown of which {} applied), \
-         {} reads ({} quiescent), {} pushes; {} faults; anomalies: {}",
+         {} reads ({} quiescent), {} pushes, {} read-node history rows; {} faults; \
+         anomalies: {}",
         run.report.transfers_attempted,
         run.report.transfers_acknowledged,
         run.report.transfers_rejected,
@@ -632,6 +671,7 @@ async fn scenario(run: &mut Run, steps: &[Step]) -> anyhow::Result<()> {
         run.report.reads_checked,
         run.report.quiescent_reads_checked,
         run.report.pushes_checked,
+        run.report.history_rows_checked,
         run.report.faults_injected,
         run.report.anomalies_total
     ));
