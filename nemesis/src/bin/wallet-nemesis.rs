@@ -78,8 +78,13 @@ fn main() -> anyhow::Result<()> {
     config.bin_dir = args.bin_dir;
     config.keep = args.keep;
     if args.print_schedule {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
         for step in nemesis::schedule::schedule(config.seed, config.duration, 8, config.timing) {
-            println!("{}", serde_json::to_string(&step)?);
+            // A closed pipe (`| head`) just ends the listing.
+            if writeln!(out, "{}", serde_json::to_string(&step)?).is_err() {
+                break;
+            }
         }
         return Ok(());
     }
