@@ -64,6 +64,9 @@ pub struct Report {
     pub pushes_checked: usize,
     pub history_rows_checked: usize,
     pub faults_injected: usize,
+    /// Faults on a leader (kill, isolate, pause) after which the other nodes had elected
+    /// another leader before the heal: evidence the fault took effect.
+    pub leader_moves: usize,
     pub fault_kinds: BTreeMap<String, usize>,
     /// Per healed fault: milliseconds from the heal until the cluster served again.
     pub recovery_ms: Vec<u64>,

@@ -148,6 +148,20 @@ impl Run {
         }
     }
 
+    /// The leader of `partition` according to the write nodes other than `node` that answer
+    /// (the first that names one); `None` if none does.
+    async fn leader_seen_by_others(&self, node: u64, partition: u32) -> Option<u64> {
+        for other in (1..=WRITE_NODES).filter(|&other| other != node) {
+            if let Ok(status) = self.cluster.status(other, false).await
+                && let Some(view) = status.partitions.get(partition as usize)
+                && view.leader_id != 0
+            {
+                return Some(view.leader_id);
+            }
+        }
+        None
+    }
+
     /// Injects `fault`; returns the nodes it hit (0 stands for the read node).
     fn inject(&mut self, fault: Fault, leaders: &[u64]) -> anyhow::Result<Vec<u64>> {
         Ok(match fault {
@@ -587,8 +601,29 @@ async fn scenario(run: &mut Run, steps: &[Step]) -> anyhow::Result<()> {
         run.report.faults_injected += 1;
         *run.report.fault_kinds.entry(name.to_owned()).or_default() += 1;
         tokio::time::sleep(Duration::from_millis(step.hold_ms)).await;
+        // Evidence that the fault bit: did the rest of the cluster move the leadership away
+        // from a leader that was killed, cut off or paused?
+        let effect = match step.fault {
+            Fault::Kill {
+                target: Target::Leader { partition },
+            }
+            | Fault::Isolate {
+                target: Target::Leader { partition },
+                ..
+            }
+            | Fault::Pause {
+                target: Target::Leader { partition },
+            } => {
+                let moved_to = run.leader_seen_by_others(nodes[0], partition).await;
+                if moved_to.is_some_and(|leader| leader != nodes[0] && leader != 0) {
+                    run.report.leader_moves += 1;
+                }
+                format!("healed; partition {partition} leader seen by the others: {moved_to:?}")
+            }
+            _ => "healed".to_owned(),
+        };
         run.heal(step.fault, &nodes)?;
-        run.nemesis(Phase::Ok, name, node.clone(), "healed".into());
+        run.nemesis(Phase::Ok, name, node.clone(), effect);
         match run.recovery().await {
             Some(took) => {
                 run.log(format!("healed {name}; serving again after {took:?}"));

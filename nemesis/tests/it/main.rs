@@ -48,6 +48,8 @@ async fn check_seed(seed: u64) {
     );
     assert!(report.pushes_checked > 100, "seed {seed}: {report:?}");
     assert_eq!(report.recovery_ms.len(), report.faults_injected);
+    // Faults on leaders took effect: the others elected another leader before the heal.
+    assert!(report.leader_moves >= 1, "seed {seed}: {report:?}");
     eprintln!(
         "seed {seed}: {}",
         serde_json::to_string(report).expect("json")
