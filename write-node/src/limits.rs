@@ -81,9 +81,12 @@ pub const CREDIT_QUEUE_CAPACITY: usize = 65_536;
 pub const CREDIT_BATCHES_IN_FLIGHT_MAX: usize = 4;
 
 /// Default and bounds of `snapshot_interval_entries` (see `Config`).
-pub const SNAPSHOT_INTERVAL_ENTRIES_DEFAULT: u64 = 20_000;
+pub const SNAPSHOT_INTERVAL_ENTRIES_DEFAULT: u64 = 100_000;
 pub const SNAPSHOT_INTERVAL_ENTRIES_MIN: u64 = 10;
 pub const SNAPSHOT_INTERVAL_ENTRIES_MAX: u64 = 10_000_000;
+/// Default and upper bound of `snapshot_interval_events` (the lower bound is the entries').
+pub const SNAPSHOT_INTERVAL_EVENTS_DEFAULT: u64 = 500_000;
+pub const SNAPSHOT_INTERVAL_EVENTS_MAX: u64 = 100_000_000;
 /// Default and bound of `log_retain_entries`.
 pub const LOG_RETAIN_ENTRIES_DEFAULT: u64 = 5_000;
 pub const LOG_RETAIN_ENTRIES_MAX: u64 = 10_000_000;

@@ -4,6 +4,7 @@
 
 mod harness;
 mod reflection;
+mod sdk;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
