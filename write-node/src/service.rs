@@ -303,12 +303,16 @@ impl WalletService for Api {
         tokio::spawn(async move {
             let mut in_flight = FuturesUnordered::new();
             let mut input_open = true;
+            // A frame that is not a TransferRequest (or is too large) ends the input; the
+            // transfers already read still get their results, then the stream ends with it.
+            let mut input_error = None;
             loop {
                 tokio::select! {
                     item = input.next(), if input_open && in_flight.len() < limits::SUBMIT_STREAM_IN_FLIGHT_MAX => match item {
                         Some(Ok(request)) => in_flight.push(api.clone().transfer_result(request)),
                         Some(Err(status)) => {
                             tracing::debug!(code = ?status.code(), "SubmitTransfers input ended with an error");
+                            input_error = proto::guard::normalize_decode_error(&status);
                             input_open = false;
                         }
                         None => input_open = false,
@@ -318,7 +322,12 @@ impl WalletService for Api {
                             return; // The client went away.
                         }
                     }
-                    else => return,
+                    else => {
+                        if let Some(status) = input_error {
+                            let _ = results_tx.send(Err(status)).await;
+                        }
+                        return;
+                    }
                 }
             }
         });
