@@ -14,7 +14,10 @@
 //! are not the protobuf message (prost's DecodeError, e.g. a string field holding invalid
 //! UTF-8 or a wrong wire type) and `OUT_OF_RANGE` for a message above the decoding limit, both
 //! without details. That is the client's fault, and retrying cannot help, so the guard rewrites
-//! them to `INVALID_ARGUMENT` with reason `MALFORMED_MESSAGE` or `MESSAGE_TOO_LARGE`.
+//! them to `INVALID_ARGUMENT` with reason `MALFORMED_MESSAGE` or `MESSAGE_TOO_LARGE`. It also
+//! gives tonic's other bare answers a reason: `UNIMPLEMENTED` / `UNKNOWN_METHOD` for a path no
+//! service serves, `UNIMPLEMENTED` / `UNSUPPORTED_COMPRESSION` for a `grpc-encoding` the
+//! server does not accept.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -114,14 +117,15 @@ where
                 }
             }
         };
+        let path = request.uri().path().to_owned();
         // The ready service answers this call; the clone serves the next poll_ready.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
             let response = inner.call(request).await?;
-            let response = match Status::from_header_map(response.headers())
-                .and_then(|status| normalize_decode_error(&status))
-            {
+            let response = match Status::from_header_map(response.headers()).and_then(|status| {
+                normalize_decode_error(&status).or_else(|| unknown_method(&status, &path))
+            }) {
                 // A trailers-only answer from tonic's decoder: replace it whole.
                 Some(status) => status.into_http::<Body>(),
                 None => response,
@@ -179,12 +183,48 @@ pub fn normalize_decode_error(status: &Status) -> Option<Status> {
                 ),
             )
         }
+        Code::Unimplemented if status.message().starts_with("Content is compressed with") => {
+            // gRPC says UNIMPLEMENTED here, and the client needs the accepted encodings.
+            let details = ErrorDetails::with_error_info(
+                "UNSUPPORTED_COMPRESSION",
+                ERROR_DOMAIN,
+                HashMap::new(),
+            );
+            let mut normalized = Status::with_error_details(
+                Code::Unimplemented,
+                format!(
+                    "{}; send uncompressed (identity) messages",
+                    status.message()
+                ),
+                details,
+            );
+            if let Some(accepted) = status.metadata().get("grpc-accept-encoding") {
+                normalized
+                    .metadata_mut()
+                    .insert("grpc-accept-encoding", accepted.clone());
+            }
+            return Some(normalized);
+        }
         _ => return None,
     };
     let details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::new());
     Some(Status::with_error_details(
         Code::InvalidArgument,
         message,
+        details,
+    ))
+}
+
+/// tonic answers a path no service serves with a bare, empty UNIMPLEMENTED.
+fn unknown_method(status: &Status, path: &str) -> Option<Status> {
+    if status.code() != Code::Unimplemented || !status.message().is_empty() {
+        return None;
+    }
+    let details = ErrorDetails::with_error_info("UNKNOWN_METHOD", ERROR_DOMAIN, HashMap::new());
+    let shown: String = path.chars().take(256).collect();
+    Some(Status::with_error_details(
+        Code::Unimplemented,
+        format!("this node serves no method {shown:?} (server reflection lists the services)"),
         details,
     ))
 }

@@ -183,6 +183,8 @@ fn case(name: &'static str, call: Call, expect: Answer) -> Case {
 
 fn request<T>(message: T, metadata: &[(&'static str, Vec<u8>)]) -> Request<T> {
     let mut request = Request::new(message);
+    // Before the metadata, so a row can replace grpc-timeout.
+    request.set_timeout(Duration::from_secs(10));
     for (key, value) in metadata {
         if key.ends_with("-bin") {
             request
@@ -194,7 +196,6 @@ fn request<T>(message: T, metadata: &[(&'static str, Vec<u8>)]) -> Request<T> {
             request.metadata_mut().insert(*key, value);
         }
     }
-    request.set_timeout(Duration::from_secs(10));
     request
 }
 
@@ -1027,6 +1028,37 @@ fn cases(alice_partition: u32) -> Vec<Case> {
             metadata: vec![("x-trace-bin", vec![0xff, 0x00, 0xc3, 0x28])],
             expect: Answer::Served,
         },
+        Case {
+            name: "metadata: grpc-timeout that is not a timeout (ignored)",
+            call: GetAccount("alice".into()),
+            metadata: vec![("grpc-timeout", b"soon".to_vec())],
+            expect: Answer::Served,
+        },
+        Case {
+            name: "metadata: grpc-encoding the server does not accept",
+            call: GetAccount("alice".into()),
+            metadata: vec![("grpc-encoding", b"br".to_vec())],
+            expect: rejected(Code::Unimplemented, "UNSUPPORTED_COMPRESSION"),
+        },
+        Case {
+            name: "metadata: grpc-encoding with non-ASCII bytes",
+            call: GetBalance(GetBalanceRequest {
+                account_id: "alice".into(),
+                consistency_token: String::new(),
+            }),
+            metadata: vec![("grpc-encoding", vec![0xc3, 0x28])],
+            expect: rejected(Code::Unimplemented, "UNSUPPORTED_COMPRESSION"),
+        },
+        case(
+            "unknown method of a known service",
+            raw(Write, "/wallet.v1.WalletService/Nope", Unary, vec![]),
+            rejected(Code::Unimplemented, "UNKNOWN_METHOD"),
+        ),
+        case(
+            "unknown service",
+            raw(Read, "/wallet.v1.NoSuchService/Get", Unary, vec![]),
+            rejected(Code::Unimplemented, "UNKNOWN_METHOD"),
+        ),
         Case {
             name: "metadata: junk metadata on an invalid transfer",
             call: Transfer(transfer(BAD_TX[2], "alice", "bob", "NaN", "USD")),
