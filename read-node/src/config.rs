@@ -16,6 +16,14 @@ pub struct Config {
     pub write_nodes: Vec<String>,
     /// RocksDB directory of the projections and their checkpoint.
     pub data_dir: PathBuf,
+    /// Calls served at once (a watch counts until it ends); more are shed with
+    /// RESOURCE_EXHAUSTED / OVERLOADED. Default `limits::CALLS_IN_FLIGHT_MAX_DEFAULT`.
+    #[serde(default = "default_calls_in_flight_max")]
+    pub calls_in_flight_max: usize,
+}
+
+fn default_calls_in_flight_max() -> usize {
+    crate::limits::CALLS_IN_FLIGHT_MAX_DEFAULT
 }
 
 impl Config {
@@ -49,6 +57,14 @@ impl Config {
             !self.data_dir.as_os_str().is_empty(),
             "data_dir must not be empty"
         );
+        ensure!(
+            (crate::limits::CALLS_IN_FLIGHT_MAX_MIN..=crate::limits::CALLS_IN_FLIGHT_MAX_MAX)
+                .contains(&self.calls_in_flight_max),
+            "calls_in_flight_max = {}: must be between {} and {}",
+            self.calls_in_flight_max,
+            crate::limits::CALLS_IN_FLIGHT_MAX_MIN,
+            crate::limits::CALLS_IN_FLIGHT_MAX_MAX
+        );
         Ok(())
     }
 
@@ -79,6 +95,7 @@ mod tests {
             listen: "127.0.0.1:0".parse().unwrap(),
             write_nodes: Config::parse_write_nodes(" 127.0.0.1:1 ,, localhost:2"),
             data_dir: "/tmp/x".into(),
+            calls_in_flight_max: crate::limits::CALLS_IN_FLIGHT_MAX_DEFAULT,
         };
         assert_eq!(config.write_nodes, ["127.0.0.1:1", "localhost:2"]);
         config.validate().unwrap();

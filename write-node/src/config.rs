@@ -38,6 +38,14 @@ pub struct Config {
     /// catches up from the log; one further behind is sent the snapshot.
     #[serde(default = "default_log_retain_entries")]
     pub log_retain_entries: u64,
+    /// Client calls served at once (a stream counts until it ends); more are shed with
+    /// RESOURCE_EXHAUSTED / OVERLOADED. Default `limits::CALLS_IN_FLIGHT_MAX_DEFAULT`.
+    #[serde(default = "default_calls_in_flight_max")]
+    pub calls_in_flight_max: usize,
+}
+
+fn default_calls_in_flight_max() -> usize {
+    limits::CALLS_IN_FLIGHT_MAX_DEFAULT
 }
 
 fn default_snapshot_interval_entries() -> u64 {
@@ -121,6 +129,14 @@ impl Config {
             "log_retain_entries = {}: must be at most {}",
             self.log_retain_entries,
             limits::LOG_RETAIN_ENTRIES_MAX
+        );
+        ensure!(
+            (limits::CALLS_IN_FLIGHT_MAX_MIN..=limits::CALLS_IN_FLIGHT_MAX_MAX)
+                .contains(&self.calls_in_flight_max),
+            "calls_in_flight_max = {}: must be between {} and {}",
+            self.calls_in_flight_max,
+            limits::CALLS_IN_FLIGHT_MAX_MIN,
+            limits::CALLS_IN_FLIGHT_MAX_MAX
         );
         Ok(())
     }

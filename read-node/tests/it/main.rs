@@ -2,7 +2,9 @@
 //! processes on loopback sockets, RocksDB in temporary directories, SIGKILL for crashes.
 //! Build the binaries first (`cargo build --bins`; see harness.rs).
 
+mod bad_input;
 mod harness;
+mod overload;
 mod reflection;
 mod sdk;
 
