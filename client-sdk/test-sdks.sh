@@ -56,7 +56,7 @@ for language in "${languages[@]}"; do
       (cd client-sdk/python && PYTHONPATH=src "$python_venv/bin/python" -m unittest discover -s tests -q)
       ;;
     typescript)
-      (cd client-sdk/typescript && { [[ -d node_modules ]] && npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund --loglevel=error; } \
+      (cd client-sdk/typescript && { [[ -d node_modules ]] && npm ls --silent >/dev/null 2>&1 || npm install --no-audit --no-fund --no-save --loglevel=error; } \
         && npm run --silent build && npm run --silent test:unit)
       ;;
   esac

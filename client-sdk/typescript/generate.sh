@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Regenerates the TypeScript code of the wallet.v1 contract (and the vendored google.rpc
 # error details) from ../../proto into src/gen/ with buf and ts-proto, both pinned in
-# package-lock.json, so the output is reproducible. Installs them (npm ci) if missing.
+# package-lock.json, so the output is reproducible. Installs them (npm install, from the lock) if missing.
 set -euo pipefail
 cd "$(dirname "$0")"
 if [[ ! -x node_modules/.bin/protoc-gen-ts_proto ]] || [[ ! -x node_modules/.bin/buf ]]; then
-  npm ci --no-audit --no-fund --loglevel=error
+  # `npm install` from the lock: npm 11's `npm ci` rejects this lock file because it omits
+  # @bufbuild/buf's binaries for other platforms (optional dependencies).
+  npm install --no-audit --no-fund --no-save --loglevel=error
 fi
 rm -rf src/gen
 node_modules/.bin/buf generate ../../proto --template buf.gen.yaml \

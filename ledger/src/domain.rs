@@ -119,6 +119,19 @@ impl RejectReason {
         }
     }
 
+    /// The inverse of (`reason`, `field`), as the event stream carries them.
+    pub fn from_reason_and_field(reason: &str, field: &str) -> Option<RejectReason> {
+        [
+            RejectReason::FromAccountNotFound,
+            RejectReason::ToAccountNotFound,
+            RejectReason::CurrencyMismatch,
+            RejectReason::InsufficientFunds,
+            RejectReason::TransactionIdReused,
+        ]
+        .into_iter()
+        .find(|candidate| candidate.reason() == reason && candidate.field() == field)
+    }
+
     /// A human sentence.
     pub fn message(&self) -> &'static str {
         match self {

@@ -474,6 +474,12 @@ pub fn decide(state: &Ledger, command: &Command, meta: EntryMeta) -> Decision {
 /// `decide` would give in this state: replicas replaying the same log must agree, so an
 /// event that disagrees with the state means the log or the code is wrong.
 pub fn evolve(state: &mut Ledger, event: &Event) {
+    evolve_owned(state, event.clone());
+}
+
+/// [`evolve`] taking the event by value, so its account ids and transfer move into the state
+/// instead of being copied: what replays use.
+pub fn evolve_owned(state: &mut Ledger, event: Event) {
     match event {
         Event::AccountOpened {
             account_id,
@@ -481,19 +487,19 @@ pub fn evolve(state: &mut Ledger, event: &Event) {
             allow_negative_balance,
         } => {
             assert!(
-                !state.accounts.contains_key(account_id),
+                !state.accounts.contains_key(&account_id),
                 "AccountOpened for existing account {account_id:?}"
             );
             let account = Account {
                 account_id: account_id.clone(),
-                currency: *currency,
-                allow_negative_balance: *allow_negative_balance,
+                currency,
+                allow_negative_balance,
                 balance_minor: 0,
             };
-            state.accounts.insert(account_id.clone(), account);
+            state.accounts.insert(account_id, account);
         }
         Event::TransferCompleted { transfer, meta } => {
-            assert_transfer_shape(transfer);
+            assert_transfer_shape(&transfer);
             let id = transfer.transaction_id;
             assert!(
                 !state.transfers.contains_key(&id),
@@ -542,9 +548,9 @@ pub fn evolve(state: &mut Ledger, event: &Event) {
             assert_eq!(debit_minor, credit_minor, "transfer {id}: debit != credit");
             assert_eq!(debit_minor, amount_minor, "transfer {id}: debit != amount");
             let record = TransferRecord {
-                transfer: transfer.clone(),
+                transfer,
                 status: TransferStatus::Completed,
-                meta: *meta,
+                meta,
                 settlement: None,
             };
             state.transfers.insert(id, record);
@@ -554,7 +560,7 @@ pub fn evolve(state: &mut Ledger, event: &Event) {
             reason,
             meta,
         } => {
-            assert_transfer_shape(transfer);
+            assert_transfer_shape(&transfer);
             let id = transfer.transaction_id;
             assert!(
                 !state.transfers.contains_key(&id),
@@ -563,27 +569,27 @@ pub fn evolve(state: &mut Ledger, event: &Event) {
             // Same-partition transfers are checked whole, cross-partition ones on the debit
             // side only; the reason must be what one of those checks gives in this state.
             assert!(
-                transfer_rejection(state, transfer) == Some(*reason)
-                    || transfer_out_rejection(state, transfer) == Some(*reason),
+                transfer_rejection(state, &transfer) == Some(reason)
+                    || transfer_out_rejection(state, &transfer) == Some(reason),
                 "TransferRejected {id} disagrees with the state it is applied to",
             );
             let record = TransferRecord {
-                transfer: transfer.clone(),
-                status: TransferStatus::Rejected(*reason),
-                meta: *meta,
+                transfer,
+                status: TransferStatus::Rejected(reason),
+                meta,
                 settlement: None,
             };
             state.transfers.insert(id, record);
         }
         Event::TransferDebited { transfer, meta } => {
-            assert_transfer_shape(transfer);
+            assert_transfer_shape(&transfer);
             let id = transfer.transaction_id;
             assert!(
                 !state.transfers.contains_key(&id),
                 "TransferDebited for known transaction id {id}"
             );
             assert_eq!(
-                transfer_out_rejection(state, transfer),
+                transfer_out_rejection(state, &transfer),
                 None,
                 "TransferDebited {id} cannot be debited in this state"
             );
@@ -592,23 +598,23 @@ pub fn evolve(state: &mut Ledger, event: &Event) {
             set_balance(state, &transfer.from, from_before - amount_minor);
             add_outflow(state, transfer.currency, amount_minor);
             let record = TransferRecord {
-                transfer: transfer.clone(),
+                transfer,
                 status: TransferStatus::InFlight,
-                meta: *meta,
+                meta,
                 settlement: None,
             };
             state.transfers.insert(id, record);
             state.in_flight.insert(id);
         }
         Event::TransferCredited { transfer, meta } => {
-            assert_transfer_shape(transfer);
+            assert_transfer_shape(&transfer);
             let id = transfer.transaction_id;
             assert!(
                 !state.credits.contains_key(&id),
                 "TransferCredited for known credit {id}"
             );
             assert_eq!(
-                credit_refusal(state, transfer),
+                credit_refusal(state, &transfer),
                 None,
                 "TransferCredited {id} cannot be credited in this state"
             );
@@ -620,9 +626,9 @@ pub fn evolve(state: &mut Ledger, event: &Event) {
             set_balance(state, &transfer.to, to_after);
             add_outflow(state, transfer.currency, -amount_minor);
             let record = CreditRecord {
-                transfer: transfer.clone(),
+                transfer,
                 outcome: CreditOutcome::Credited,
-                meta: *meta,
+                meta,
             };
             state.credits.insert(id, record);
         }
@@ -637,14 +643,14 @@ pub fn evolve(state: &mut Ledger, event: &Event) {
                 "CreditRefused for known credit {id}"
             );
             assert_eq!(
-                credit_refusal(state, transfer),
-                Some(*reason),
+                credit_refusal(state, &transfer),
+                Some(reason),
                 "CreditRefused {id} disagrees with the state it is applied to"
             );
             let record = CreditRecord {
-                transfer: transfer.clone(),
-                outcome: CreditOutcome::Refused(*reason),
-                meta: *meta,
+                transfer,
+                outcome: CreditOutcome::Refused(reason),
+                meta,
             };
             state.credits.insert(id, record);
         }
@@ -653,12 +659,9 @@ pub fn evolve(state: &mut Ledger, event: &Event) {
             credit_index,
             meta,
         } => {
-            let record = settle(state, transaction_id);
+            let record = settle(state, &transaction_id);
             record.status = TransferStatus::Completed;
-            record.settlement = Some(Settlement {
-                meta: *meta,
-                credit_index: *credit_index,
-            });
+            record.settlement = Some(Settlement { meta, credit_index });
         }
         Event::TransferRefunded {
             transaction_id,
@@ -666,12 +669,9 @@ pub fn evolve(state: &mut Ledger, event: &Event) {
             credit_index,
             meta,
         } => {
-            let record = settle(state, transaction_id);
-            record.status = TransferStatus::Rejected(*reason);
-            record.settlement = Some(Settlement {
-                meta: *meta,
-                credit_index: *credit_index,
-            });
+            let record = settle(state, &transaction_id);
+            record.status = TransferStatus::Rejected(reason);
+            record.settlement = Some(Settlement { meta, credit_index });
             let transfer = record.transfer.clone();
             let amount_minor = i128::from(transfer.amount_minor);
             let from_before = state.accounts[&transfer.from].balance_minor;

@@ -10,6 +10,7 @@ pub mod internal {
     tonic::include_proto!("wallet.internal.v1");
 }
 
+pub mod guard;
 pub mod reflection;
 
 /// The encoded `google.protobuf.FileDescriptorSet` of every file in `proto/wallet/` (with

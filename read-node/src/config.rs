@@ -31,6 +31,14 @@ pub struct Config {
     /// File with the token sent to the write nodes (it needs the `replicate` scope).
     #[serde(default)]
     pub write_node_token_file: Option<PathBuf>,
+    /// Calls served at once (a watch counts until it ends); more are shed with
+    /// RESOURCE_EXHAUSTED / OVERLOADED. Default `limits::CALLS_IN_FLIGHT_MAX_DEFAULT`.
+    #[serde(default = "default_calls_in_flight_max")]
+    pub calls_in_flight_max: usize,
+}
+
+fn default_calls_in_flight_max() -> usize {
+    crate::limits::CALLS_IN_FLIGHT_MAX_DEFAULT
 }
 
 impl Config {
@@ -63,6 +71,14 @@ impl Config {
         ensure!(
             !self.data_dir.as_os_str().is_empty(),
             "data_dir must not be empty"
+        );
+        ensure!(
+            (crate::limits::CALLS_IN_FLIGHT_MAX_MIN..=crate::limits::CALLS_IN_FLIGHT_MAX_MAX)
+                .contains(&self.calls_in_flight_max),
+            "calls_in_flight_max = {}: must be between {} and {}",
+            self.calls_in_flight_max,
+            crate::limits::CALLS_IN_FLIGHT_MAX_MIN,
+            crate::limits::CALLS_IN_FLIGHT_MAX_MAX
         );
         Ok(())
     }
@@ -99,6 +115,7 @@ mod tests {
             insecure: false,
             write_node_tls: None,
             write_node_token_file: None,
+            calls_in_flight_max: crate::limits::CALLS_IN_FLIGHT_MAX_DEFAULT,
         };
         assert_eq!(config.write_nodes, ["127.0.0.1:1", "localhost:2"]);
         config.validate().unwrap();

@@ -35,7 +35,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let server = security::prepare(&config)?;
+    let secured = security::prepare(&config)?;
     let upstream = ingest::Upstream::new(&config)?;
     // The partition count is the cluster's; the projections are laid out for it.
     let partitions = tokio::select! {
@@ -68,10 +68,20 @@ pub async fn run(
     let (reflection_v1, reflection_v1alpha) = proto::reflection::services(&[QUERY_SERVICE_NAME])?;
     let address = listener.local_addr()?;
     tracing::info!(%address, partitions, "read node serving");
-    let serve = server
+    let guard = proto::guard::GuardLayer::new(proto::guard::GuardConfig {
+        calls_in_flight_max: config.calls_in_flight_max,
+        overload_retry_after: limits::OVERLOAD_RETRY_AFTER,
+        // Probes must not fail because clients flood the node.
+        exempt_path_prefixes: &["/grpc.health.v1.Health/"],
+    });
+    let serve = secured
+        .server
         .tcp_nodelay(true)
+        .max_concurrent_streams(limits::STREAMS_PER_CONNECTION_MAX)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .layer(guard)
+        .layer(secured.auth)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

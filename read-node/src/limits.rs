@@ -12,6 +12,9 @@ pub const WATCH_BUFFER: usize = 256;
 /// Live updates the fold keeps for watchers (a bounded broadcast). A watcher that falls this
 /// far behind is cut off with ABORTED / WATCH_LAGGED and resumes from its last sequence.
 pub const UPDATES_BROADCAST_CAPACITY: usize = 16_384;
+/// Longest consistency token or position accepted (`v1.P.I.P2.I2` with u32/u64 numbers is
+/// at most 67 bytes); longer is INVALID_CONSISTENCY_TOKEN / INVALID_POSITION.
+pub const POSITION_TOKEN_BYTES_MAX: usize = 128;
 /// ListTransfers page size when the request says 0.
 pub const PAGE_SIZE_DEFAULT: u32 = 50;
 /// Largest ListTransfers page; more is INVALID_ARGUMENT / PAGE_SIZE_TOO_LARGE.
@@ -31,8 +34,19 @@ pub const INGEST_QUEUE_BLOCKS: usize = 256;
 pub const BALANCE_CACHE_ENTRIES: u64 = 100_000;
 /// Largest message accepted from a write node's Subscribe stream (one raft entry's events).
 pub const SUBSCRIBE_MESSAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
-/// Largest request the read node accepts.
+/// Largest request the read node accepts; larger is INVALID_ARGUMENT / MESSAGE_TOO_LARGE.
 pub const GRPC_MESSAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Default of `calls_in_flight_max` (see `Config`): calls served at once, a watch counting
+/// until it ends. Beyond it a call is shed at once with RESOURCE_EXHAUSTED / OVERLOADED and
+/// RetryInfo (health checks are never shed).
+pub const CALLS_IN_FLIGHT_MAX_DEFAULT: usize = 4_096;
+/// Bounds of `calls_in_flight_max`.
+pub const CALLS_IN_FLIGHT_MAX_MIN: usize = 1;
+pub const CALLS_IN_FLIGHT_MAX_MAX: usize = 65_536;
+/// The RetryInfo delay of an OVERLOADED answer.
+pub const OVERLOAD_RETRY_AFTER: Duration = Duration::from_millis(100);
+/// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: calls one client connection may have open at once.
+pub const STREAMS_PER_CONNECTION_MAX: u32 = 1_024;
 /// Backoff between attempts to reach a write node (subscription failover, discovery).
 pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(100);
 pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -46,4 +60,16 @@ pub const SUBSCRIPTION_STALL: Duration = Duration::from_secs(3);
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 const _: () = assert!(PAGE_SIZE_DEFAULT <= PAGE_SIZE_MAX);
+const _: () = assert!(
+    WATCHERS_MAX < CALLS_IN_FLIGHT_MAX_DEFAULT,
+    "a node full of watchers must still serve unary reads"
+);
+const _: () = assert!(
+    (STREAMS_PER_CONNECTION_MAX as usize) < CALLS_IN_FLIGHT_MAX_DEFAULT,
+    "one connection alone must not be able to fill every call slot"
+);
+const _: () = assert!(
+    CALLS_IN_FLIGHT_MAX_MIN <= CALLS_IN_FLIGHT_MAX_DEFAULT
+        && CALLS_IN_FLIGHT_MAX_DEFAULT <= CALLS_IN_FLIGHT_MAX_MAX
+);
 const _: () = assert!(RECONNECT_BACKOFF_MIN.as_millis() <= RECONNECT_BACKOFF_MAX.as_millis());

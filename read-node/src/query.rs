@@ -104,11 +104,18 @@ fn parse_position(
     reason: &'static str,
     text: &str,
 ) -> Result<Vec<(u32, u64)>, ApiError> {
-    parse_token(text).ok_or_else(|| {
+    // The write API's tokens name one or two positions; a longer text is not one of them,
+    // and is not echoed back whole.
+    let positions = (text.len() <= limits::POSITION_TOKEN_BYTES_MAX)
+        .then(|| parse_token(text))
+        .flatten()
+        .filter(|positions| positions.len() <= 2);
+    positions.ok_or_else(|| {
+        let shown: String = text.chars().take(limits::POSITION_TOKEN_BYTES_MAX).collect();
         ApiError::invalid(
             field,
             reason,
-            format!("{field} {text:?} is not a position token (v1.<partition>.<index>, as returned by the write API)"),
+            format!("{field} {shown:?} is not a position token (v1.<partition>.<index>, as returned by the write API)"),
         )
     })
 }
@@ -177,6 +184,21 @@ impl QueryService for QueryApi {
                 )
                 .into());
             }
+        }
+        if let Some(stranger) = request
+            .resume_after_sequence
+            .keys()
+            .find(|account_id| !accounts.contains(account_id))
+        {
+            return Err(ApiError::invalid(
+                "resume_after_sequence",
+                "INVALID_RESUME_SEQUENCE",
+                format!(
+                    "resume_after_sequence names account {:?}, which account_ids does not",
+                    stranger.chars().take(64).collect::<String>()
+                ),
+            )
+            .into());
         }
         let permit = self.watcher_permit()?;
         // Subscribe before reading the current rows: every change after what we read arrives
@@ -544,7 +566,8 @@ impl BalanceWatcher {
     /// Sends the account's history rows after `self.last[account]` up to `until`, in chunks
     /// read from RocksDB. False when the stream is gone.
     async fn replay(&mut self, row: &BalanceRow, until: u64) -> bool {
-        let mut next = self.last[&row.account_id] + 1;
+        // Saturating: a client may claim any sequence (u64::MAX means "send nothing old").
+        let mut next = self.last[&row.account_id].saturating_add(1);
         while next <= until {
             let end = (next + limits::REPLAY_CHUNK_ROWS - 1).min(until);
             let changes = match self

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use anyhow::Context;
 use security::{AuthLayer, Protection, TokenTable};
 use tonic::transport::Server;
-use tower::layer::util::{Identity, Stack};
 
 use crate::config::Config;
 
@@ -46,11 +45,15 @@ impl WriteNodeArgs {
     }
 }
 
-/// The gRPC server builder of this node: TLS if configured, and the auth layer.
-pub type SecuredServer = Server<Stack<AuthLayer, Identity>>;
+/// What `run` builds its server from: the builder (TLS if configured) and the auth layer,
+/// which goes innermost (after the overload guard) so it sees tonic's own response bodies.
+pub struct Secured {
+    pub server: Server,
+    pub auth: AuthLayer,
+}
 
-/// Reads certificates and tokens, applies the exposure rule, returns the server builder.
-pub fn prepare(config: &Config) -> anyhow::Result<SecuredServer> {
+/// Reads certificates and tokens, applies the exposure rule, returns the server builder and the auth layer.
+pub fn prepare(config: &Config) -> anyhow::Result<Secured> {
     security::check_exposure(
         config.listen,
         Protection {
@@ -77,7 +80,10 @@ pub fn prepare(config: &Config) -> anyhow::Result<SecuredServer> {
         write_node_token = config.write_node_token_file.is_some(),
         "security"
     );
-    Ok(builder.layer(AuthLayer::new(tokens, None)))
+    Ok(Secured {
+        server: builder,
+        auth: AuthLayer::new(tokens, None),
+    })
 }
 
 /// Reads the token file for the write nodes: one line, surrounding whitespace ignored.

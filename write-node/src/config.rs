@@ -25,10 +25,15 @@ pub struct Config {
     /// Raft groups (account partitions), 8 when not given. Fixed at cluster creation and
     /// stored; a node refuses data created with another count.
     pub partitions: u32,
-    /// A partition is snapshotted every this many applied raft entries (one entry carries a
-    /// batch of commands). Bounds restart time: a restart replays at most this many entries.
+    /// A partition is snapshotted every this many applied raft entries, or every
+    /// `snapshot_interval_events` applied events, whichever comes first (an entry carries a
+    /// batch of commands). Bounds restart time and the raft log's length.
     #[serde(default = "default_snapshot_interval_entries")]
     pub snapshot_interval_entries: u64,
+    /// See `snapshot_interval_entries`: a restart replays at most about this many events per
+    /// partition on top of its snapshot.
+    #[serde(default = "default_snapshot_interval_events")]
+    pub snapshot_interval_events: u64,
     /// Raft entries kept behind the newest snapshot, so a follower that is briefly behind
     /// catches up from the log; one further behind is sent the snapshot.
     #[serde(default = "default_log_retain_entries")]
@@ -45,10 +50,22 @@ pub struct Config {
     /// Listen beyond loopback without TLS and tokens (see `security::check_exposure`).
     #[serde(default)]
     pub insecure: bool,
+    /// Client calls served at once (a stream counts until it ends); more are shed with
+    /// RESOURCE_EXHAUSTED / OVERLOADED. Default `limits::CALLS_IN_FLIGHT_MAX_DEFAULT`.
+    #[serde(default = "default_calls_in_flight_max")]
+    pub calls_in_flight_max: usize,
+}
+
+fn default_calls_in_flight_max() -> usize {
+    limits::CALLS_IN_FLIGHT_MAX_DEFAULT
 }
 
 fn default_snapshot_interval_entries() -> u64 {
     limits::SNAPSHOT_INTERVAL_ENTRIES_DEFAULT
+}
+
+fn default_snapshot_interval_events() -> u64 {
+    limits::SNAPSHOT_INTERVAL_EVENTS_DEFAULT
 }
 
 fn default_log_retain_entries() -> u64 {
@@ -112,10 +129,26 @@ impl Config {
             limits::SNAPSHOT_INTERVAL_ENTRIES_MAX
         );
         ensure!(
+            (limits::SNAPSHOT_INTERVAL_ENTRIES_MIN..=limits::SNAPSHOT_INTERVAL_EVENTS_MAX)
+                .contains(&self.snapshot_interval_events),
+            "snapshot_interval_events = {}: must be between {} and {}",
+            self.snapshot_interval_events,
+            limits::SNAPSHOT_INTERVAL_ENTRIES_MIN,
+            limits::SNAPSHOT_INTERVAL_EVENTS_MAX
+        );
+        ensure!(
             self.log_retain_entries <= limits::LOG_RETAIN_ENTRIES_MAX,
             "log_retain_entries = {}: must be at most {}",
             self.log_retain_entries,
             limits::LOG_RETAIN_ENTRIES_MAX
+        );
+        ensure!(
+            (limits::CALLS_IN_FLIGHT_MAX_MIN..=limits::CALLS_IN_FLIGHT_MAX_MAX)
+                .contains(&self.calls_in_flight_max),
+            "calls_in_flight_max = {}: must be between {} and {}",
+            self.calls_in_flight_max,
+            limits::CALLS_IN_FLIGHT_MAX_MIN,
+            limits::CALLS_IN_FLIGHT_MAX_MAX
         );
         crate::security::validate(self)?;
         Ok(())

@@ -397,3 +397,99 @@ fn transfer_fields(transfer: &TransferCommand) -> (String, String, String) {
         transfer.currency.code().to_owned(),
     )
 }
+
+/// The inverse of [`event_to_pb`] for one event of the block at `meta`: what an auditor
+/// replaying a live event stream (`walletctl replay --endpoint`) feeds to `ledger::evolve`,
+/// and re-encodes to check the block's chain hash.
+pub fn event_from_pb(meta: ledger::EntryMeta, event: &LedgerEvent) -> anyhow::Result<Event> {
+    use anyhow::Context as _;
+    let currency = |code: &str| {
+        ledger::Currency::parse(code).with_context(|| format!("unknown currency {code:?}"))
+    };
+    let id = |text: &str| {
+        uuid::Uuid::parse_str(text).with_context(|| format!("bad transaction id {text:?}"))
+    };
+    let reason = |reason: &str, field: &str| {
+        ledger::RejectReason::from_reason_and_field(reason, field)
+            .with_context(|| format!("unknown reject reason {reason:?} / {field:?}"))
+    };
+    let transfer = |transaction_id: &str, from: &str, to: &str, amount_minor: i64, code: &str| {
+        anyhow::Ok(TransferCommand {
+            transaction_id: id(transaction_id)?,
+            from: from.to_owned(),
+            to: to.to_owned(),
+            amount_minor,
+            currency: currency(code)?,
+        })
+    };
+    Ok(match event.event.as_ref().context("empty event")? {
+        PbEvent::AccountOpened(e) => Event::AccountOpened {
+            account_id: e.account_id.clone(),
+            currency: currency(&e.currency)?,
+            allow_negative_balance: e.allow_negative_balance,
+        },
+        PbEvent::TransferCompleted(e) => Event::TransferCompleted {
+            transfer: transfer(
+                &e.transaction_id,
+                &e.from_account,
+                &e.to_account,
+                e.amount_minor,
+                &e.currency,
+            )?,
+            meta,
+        },
+        PbEvent::TransferRejected(e) => Event::TransferRejected {
+            transfer: transfer(
+                &e.transaction_id,
+                &e.from_account,
+                &e.to_account,
+                e.amount_minor,
+                &e.currency,
+            )?,
+            reason: reason(&e.reason, &e.field)?,
+            meta,
+        },
+        PbEvent::TransferDebited(e) => Event::TransferDebited {
+            transfer: transfer(
+                &e.transaction_id,
+                &e.from_account,
+                &e.to_account,
+                e.amount_minor,
+                &e.currency,
+            )?,
+            meta,
+        },
+        PbEvent::TransferCredited(e) => Event::TransferCredited {
+            transfer: transfer(
+                &e.transaction_id,
+                &e.from_account,
+                &e.to_account,
+                e.amount_minor,
+                &e.currency,
+            )?,
+            meta,
+        },
+        PbEvent::CreditRefused(e) => Event::CreditRefused {
+            transfer: transfer(
+                &e.transaction_id,
+                &e.from_account,
+                &e.to_account,
+                e.amount_minor,
+                &e.currency,
+            )?,
+            reason: reason(&e.reason, &e.field)?,
+            meta,
+        },
+        PbEvent::TransferSettled(e) => Event::TransferSettled {
+            transaction_id: id(&e.transaction_id)?,
+            credit_index: e.credit_index,
+            meta,
+        },
+        PbEvent::TransferRefunded(e) => Event::TransferRefunded {
+            transaction_id: id(&e.transaction_id)?,
+            reason: reason(&e.reason, &e.field)?,
+            credit_index: e.credit_index,
+            meta,
+        },
+    })
+}

@@ -45,7 +45,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     config.validate()?;
-    let server = security::prepare(&config)?;
+    let secured = security::prepare(&config)?;
     let db = storage::Db::open(&config.data_dir, config.node_id, config.partitions)?;
     let outbox = transport::start_senders(config.node_id, &config.peers, shutdown.clone());
     let (store, store_thread) = store::start(&config, db, outbox, shutdown.clone())?;
@@ -123,10 +123,23 @@ pub async fn run(
     ])?;
     let address = listener.local_addr()?;
     tracing::info!(node_id = config.node_id, %address, partitions = config.partitions, "write node serving");
-    let serve = server
+    let guard = proto::guard::GuardLayer::new(proto::guard::GuardConfig {
+        calls_in_flight_max: config.calls_in_flight_max,
+        overload_retry_after: limits::OVERLOAD_RETRY_AFTER,
+        // Probes must not fail and replication must not stop because clients flood the node.
+        exempt_path_prefixes: &[
+            "/grpc.health.v1.Health/",
+            "/wallet.internal.v1.PeerService/",
+        ],
+    });
+    let serve = secured
+        .server
         .tcp_nodelay(true)
+        .max_concurrent_streams(limits::STREAMS_PER_CONNECTION_MAX)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .layer(guard)
+        .layer(secured.auth)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -134,8 +147,14 @@ pub async fn run(
             WalletServiceServer::new(api.clone())
                 .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX),
         )
-        .add_service(ClusterServiceServer::new(api))
-        .add_service(proto::v1::event_log_service_server::EventLogServiceServer::new(event_log))
+        .add_service(
+            ClusterServiceServer::new(api)
+                .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX),
+        )
+        .add_service(
+            proto::v1::event_log_service_server::EventLogServiceServer::new(event_log)
+                .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX),
+        )
         .add_service(
             PeerServiceServer::new(peer)
                 .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX * 4),

@@ -35,8 +35,35 @@ pub const PEER_RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(2);
 pub const SUBMIT_STREAM_IN_FLIGHT_MAX: usize = 4_096;
 /// How long a linearizable read waits for its ReadIndex round before UNAVAILABLE.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(3);
-/// Largest gRPC message a node accepts (SubmitTransfers frames are one transfer each).
+/// Largest gRPC message a node accepts (SubmitTransfers frames are one transfer each). A
+/// larger one is INVALID_ARGUMENT / MESSAGE_TOO_LARGE (see `proto::guard`).
 pub const GRPC_MESSAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Default of `calls_in_flight_max` (see `Config`): client calls served at once, a stream
+/// counting until it ends. Beyond it a call is shed at once with RESOURCE_EXHAUSTED /
+/// OVERLOADED and RetryInfo (health checks and raft traffic are never shed). Each call in
+/// flight costs a task and a few KiB of buffers, so this bounds the memory a flood can take.
+pub const CALLS_IN_FLIGHT_MAX_DEFAULT: usize = 4_096;
+/// Bounds of `calls_in_flight_max`.
+pub const CALLS_IN_FLIGHT_MAX_MIN: usize = 1;
+pub const CALLS_IN_FLIGHT_MAX_MAX: usize = 65_536;
+/// The RetryInfo delay of an OVERLOADED answer from the gRPC front door.
+pub const OVERLOAD_RETRY_AFTER: Duration = Duration::from_millis(100);
+/// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: calls one client connection may have open at once
+/// (clients queue beyond it on their side), so one connection cannot take every call slot.
+pub const STREAMS_PER_CONNECTION_MAX: u32 = 1_024;
+
+const _: () = assert!(
+    crate::event_log::SUBSCRIBERS_MAX < CALLS_IN_FLIGHT_MAX_DEFAULT,
+    "read nodes' event log subscriptions must leave room for client calls"
+);
+const _: () = assert!(
+    (STREAMS_PER_CONNECTION_MAX as usize) < CALLS_IN_FLIGHT_MAX_DEFAULT,
+    "one connection alone must not be able to fill every call slot"
+);
+const _: () = assert!(
+    CALLS_IN_FLIGHT_MAX_MIN <= CALLS_IN_FLIGHT_MAX_DEFAULT
+        && CALLS_IN_FLIGHT_MAX_DEFAULT <= CALLS_IN_FLIGHT_MAX_MAX
+);
 
 /// The raft clock: heartbeats every `HEARTBEAT_TICKS` ticks, elections after `ELECTION_TICKS`.
 pub const TICK_INTERVAL: Duration = Duration::from_millis(100);
@@ -81,9 +108,12 @@ pub const CREDIT_QUEUE_CAPACITY: usize = 65_536;
 pub const CREDIT_BATCHES_IN_FLIGHT_MAX: usize = 4;
 
 /// Default and bounds of `snapshot_interval_entries` (see `Config`).
-pub const SNAPSHOT_INTERVAL_ENTRIES_DEFAULT: u64 = 20_000;
+pub const SNAPSHOT_INTERVAL_ENTRIES_DEFAULT: u64 = 100_000;
 pub const SNAPSHOT_INTERVAL_ENTRIES_MIN: u64 = 10;
 pub const SNAPSHOT_INTERVAL_ENTRIES_MAX: u64 = 10_000_000;
+/// Default and upper bound of `snapshot_interval_events` (the lower bound is the entries').
+pub const SNAPSHOT_INTERVAL_EVENTS_DEFAULT: u64 = 500_000;
+pub const SNAPSHOT_INTERVAL_EVENTS_MAX: u64 = 100_000_000;
 /// Default and bound of `log_retain_entries`.
 pub const LOG_RETAIN_ENTRIES_DEFAULT: u64 = 5_000;
 pub const LOG_RETAIN_ENTRIES_MAX: u64 = 10_000_000;

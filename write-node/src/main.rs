@@ -34,9 +34,12 @@ struct Args {
     /// Number of account partitions (fixed at cluster creation; default 8).
     #[arg(long, env = "WALLET_PARTITIONS")]
     partitions: Option<u32>,
-    /// Snapshot a partition every this many applied raft entries (default 20000).
+    /// Snapshot a partition every this many applied raft entries (default 100000)...
     #[arg(long, env = "WALLET_SNAPSHOT_INTERVAL_ENTRIES")]
     snapshot_interval_entries: Option<u64>,
+    /// ...or every this many applied events, whichever comes first (default 500000).
+    #[arg(long, env = "WALLET_SNAPSHOT_INTERVAL_EVENTS")]
+    snapshot_interval_events: Option<u64>,
     /// Raft entries kept behind the newest snapshot (default 5000).
     #[arg(long, env = "WALLET_LOG_RETAIN_ENTRIES")]
     log_retain_entries: Option<u64>,
@@ -106,6 +109,12 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
         set(
             "snapshot_interval_entries",
             toml::Value::Integer(entries as i64),
+        );
+    }
+    if let Some(events) = args.snapshot_interval_events {
+        set(
+            "snapshot_interval_events",
+            toml::Value::Integer(events as i64),
         );
     }
     if let Some(entries) = args.log_retain_entries {

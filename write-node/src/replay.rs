@@ -89,6 +89,14 @@ impl Until {
     }
 }
 
+/// What `fold` tells its caller about each block it applied.
+#[derive(Clone, Copy, Debug)]
+pub struct Folded {
+    pub index: u64,
+    pub timestamp_ms: u64,
+    pub events: usize,
+}
+
 /// Folds the stored blocks after `state.index` onto `state` until `until`, checking each
 /// link. `each` sees every block after it is applied (for checks and progress).
 pub fn fold(
@@ -96,7 +104,7 @@ pub fn fold(
     partition: u32,
     state: &mut State,
     until: Until,
-    mut each: impl FnMut(&StoredBlock, &State),
+    mut each: impl FnMut(Folded, &State),
 ) -> Result<(), ReplayError> {
     let (from, to) = (state.index + 1, until.index());
     if from > to {
@@ -116,12 +124,18 @@ pub fn fold(
         {
             return Ok(());
         }
-        for event in &stored.block.events {
-            ledger::evolve(&mut state.ledger, event);
+        let StoredBlock { block, chain } = stored;
+        let folded = Folded {
+            index,
+            timestamp_ms: block.meta.timestamp_ms,
+            events: block.events.len(),
+        };
+        for event in block.events {
+            ledger::evolve_owned(&mut state.ledger, event);
         }
-        state.chain_head = stored.chain;
+        state.chain_head = chain;
         state.index = index;
-        each(&stored, state);
+        each(folded, state);
     }
     if matches!(until, Until::Index(_)) {
         state.index = state.index.max(to);

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use anyhow::Context;
 use security::{AuthLayer, Protection, TokenTable};
 use tonic::transport::Server;
-use tower::layer::util::{Identity, Stack};
 
 use crate::config::Config;
 
@@ -55,12 +54,16 @@ pub fn validate(config: &Config) -> anyhow::Result<()> {
     }
 }
 
-/// The gRPC server builder of this node: TLS if configured, and the auth layer.
-pub type SecuredServer = Server<Stack<AuthLayer, Identity>>;
+/// What `run` builds its server from: the builder (TLS if configured) and the auth layer,
+/// which goes innermost (after the overload guard) so it sees tonic's own response bodies.
+pub struct Secured {
+    pub server: Server,
+    pub auth: AuthLayer,
+}
 
 /// Reads the certificates and tokens, applies the exposure rule, points the peer transport
-/// at the peer TLS config, and returns the server builder to add services to.
-pub fn prepare(config: &Config) -> anyhow::Result<SecuredServer> {
+/// at the peer TLS config, and returns the server builder and the auth layer.
+pub fn prepare(config: &Config) -> anyhow::Result<Secured> {
     validate(config)?;
     security::check_exposure(
         config.listen,
@@ -106,5 +109,8 @@ pub fn prepare(config: &Config) -> anyhow::Result<SecuredServer> {
         tokens = tokens.as_ref().map_or(0, TokenTable::len),
         "security"
     );
-    Ok(builder.layer(AuthLayer::new(tokens, peers)))
+    Ok(Secured {
+        server: builder,
+        auth: AuthLayer::new(tokens, peers),
+    })
 }

@@ -190,7 +190,22 @@ impl Api {
     }
 }
 
-fn validate_transfer(request: &TransferRequest) -> Result<TransferCommand, ApiError> {
+/// Checks an OpenAccount request at the edge; the command to propose, or INVALID_ARGUMENT.
+pub fn validate_open_account(request: &OpenAccountRequest) -> Result<Command, ApiError> {
+    ledger::validate_account_id(&request.account_id)
+        .map_err(|error| ApiError::from_id("account_id", &error))?;
+    let currency = Currency::parse(&request.currency)
+        .map_err(|error| ApiError::from_money("currency", &error))?;
+    Ok(Command::OpenAccount {
+        account_id: request.account_id.clone(),
+        currency,
+        allow_negative_balance: request.allow_negative_balance,
+    })
+}
+
+/// Checks a transfer request at the edge (the same for Transfer and SubmitTransfers); the
+/// command to propose, or INVALID_ARGUMENT naming the field and the reason.
+pub fn validate_transfer(request: &TransferRequest) -> Result<TransferCommand, ApiError> {
     let transaction_id = ledger::parse_transaction_id(&request.transaction_id)
         .map_err(|error| ApiError::from_id("transaction_id", &error))?;
     ledger::validate_account_id(&request.from_account)
@@ -261,15 +276,7 @@ impl WalletService for Api {
         request: Request<OpenAccountRequest>,
     ) -> Result<Response<OpenAccountResponse>, Status> {
         let request = request.into_inner();
-        ledger::validate_account_id(&request.account_id)
-            .map_err(|error| ApiError::from_id("account_id", &error))?;
-        let currency = Currency::parse(&request.currency)
-            .map_err(|error| ApiError::from_money("currency", &error))?;
-        let command = Command::OpenAccount {
-            account_id: request.account_id.clone(),
-            currency,
-            allow_negative_balance: request.allow_negative_balance,
-        };
+        let command = validate_open_account(&request)?;
         let partition = partition_of(&request.account_id, self.shared.partitions);
         let applied = self.propose(partition, command).await?;
         match applied.outcome {
@@ -303,12 +310,16 @@ impl WalletService for Api {
         tokio::spawn(async move {
             let mut in_flight = FuturesUnordered::new();
             let mut input_open = true;
+            // A frame that is not a TransferRequest (or is too large) ends the input; the
+            // transfers already read still get their results, then the stream ends with it.
+            let mut input_error = None;
             loop {
                 tokio::select! {
                     item = input.next(), if input_open && in_flight.len() < limits::SUBMIT_STREAM_IN_FLIGHT_MAX => match item {
                         Some(Ok(request)) => in_flight.push(api.clone().transfer_result(request)),
                         Some(Err(status)) => {
                             tracing::debug!(code = ?status.code(), "SubmitTransfers input ended with an error");
+                            input_error = proto::guard::normalize_decode_error(&status);
                             input_open = false;
                         }
                         None => input_open = false,
@@ -318,7 +329,12 @@ impl WalletService for Api {
                             return; // The client went away.
                         }
                     }
-                    else => return,
+                    else => {
+                        if let Some(status) = input_error {
+                            let _ = results_tx.send(Err(status)).await;
+                        }
+                        return;
+                    }
                 }
             }
         });

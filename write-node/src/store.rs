@@ -259,6 +259,9 @@ struct Partition {
     /// Index of the newest durable snapshot, and whether the worker is writing a newer one.
     snapshot_index: u64,
     snapshot_writing: bool,
+    /// Events applied since the last snapshot was started: with `snapshot_interval_events`
+    /// it bounds what a restart replays, whatever the number of commands per entry.
+    events_since_snapshot: u64,
     /// Leader: followers sent a snapshot and when; raft waits for `report_snapshot`.
     snapshot_sends: HashMap<u64, Instant>,
     /// Follower: a snapshot fetch is running, or its verified result waits for raft.
@@ -279,10 +282,7 @@ pub fn start(
         snapshot::start_worker(db.clone(), config.partitions as usize)?;
     let (fetched_tx, fetched_rx) = mpsc::channel(config.partitions as usize);
     let logger = crate::logging::raft_logger();
-    let mut partitions = Vec::new();
-    for id in 0..config.partitions {
-        partitions.push(open_partition(config, &db, id, &voters, &logger)?);
-    }
+    let partitions = open_partitions(config, &db, &voters, &logger)?;
     let (client_tx, client_rx) = mpsc::channel(limits::CLIENT_MAILBOX_CAPACITY);
     let (raft_tx, raft_rx) = mpsc::channel(limits::RAFT_MAILBOX_CAPACITY);
     let (leaders_tx, leaders) = watch::channel(vec![0; partitions.len()]);
@@ -310,7 +310,8 @@ pub fn start(
         applied_tx,
         shutdown,
         peers: config.peers.clone(),
-        snapshot_interval: config.snapshot_interval_entries,
+        snapshot_interval_entries: config.snapshot_interval_entries,
+        snapshot_interval_events: config.snapshot_interval_events,
         log_retain: config.log_retain_entries,
         snapshot_jobs,
         snapshot_done,
@@ -323,6 +324,43 @@ pub fn start(
         .spawn(move || store.run())
         .context("spawning the store thread")?;
     Ok((handle, thread))
+}
+
+/// Opens every partition, replaying them on as many threads as there are cores (each
+/// partition's replay is sequential, partitions are independent): restart time divides by
+/// the core count.
+fn open_partitions(
+    config: &Config,
+    db: &Arc<Db>,
+    voters: &[u64],
+    logger: &slog::Logger,
+) -> anyhow::Result<Vec<Partition>> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let next = AtomicU32::new(0);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |cores| cores.get())
+        .min(config.partitions as usize);
+    let opened = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let id = next.fetch_add(1, Ordering::Relaxed);
+                    if id >= config.partitions {
+                        return;
+                    }
+                    let partition = open_partition(config, db, id, voters, logger);
+                    opened
+                        .lock()
+                        .expect("no panics while held")
+                        .push((id, partition));
+                }
+            });
+        }
+    });
+    let mut opened = opened.into_inner().expect("no panics while held");
+    opened.sort_by_key(|(id, _)| *id);
+    opened.into_iter().map(|(_, partition)| partition).collect()
 }
 
 fn open_partition(
@@ -391,6 +429,7 @@ fn open_partition(
         chain_head,
         snapshot_index,
         snapshot_writing: false,
+        events_since_snapshot: 0,
         snapshot_sends: HashMap::new(),
         snapshot_fetching: false,
         snapshot_staged: None,
@@ -448,7 +487,8 @@ struct Store {
     applied_tx: watch::Sender<Vec<u64>>,
     shutdown: CancellationToken,
     peers: std::collections::BTreeMap<u64, String>,
-    snapshot_interval: u64,
+    snapshot_interval_entries: u64,
+    snapshot_interval_events: u64,
     log_retain: u64,
     snapshot_jobs: std::sync::mpsc::SyncSender<snapshot::Job>,
     snapshot_done: mpsc::Receiver<anyhow::Result<SnapshotMeta>>,
@@ -535,13 +575,15 @@ impl Store {
         }
     }
 
-    /// Hands a clone of every partition's ledger that is `snapshot_interval` entries past its
+    /// Hands a clone of every partition's ledger that is `snapshot_interval_entries` entries or
+    /// `snapshot_interval_events` events past its
     /// last snapshot to the snapshot worker.
     fn start_snapshots(&mut self) {
         for partition in &mut self.partitions {
-            if partition.snapshot_writing
-                || partition.applied_index < partition.snapshot_index + self.snapshot_interval
-            {
+            let due = partition.applied_index
+                >= partition.snapshot_index + self.snapshot_interval_entries
+                || partition.events_since_snapshot >= self.snapshot_interval_events;
+            if partition.snapshot_writing || !due {
                 continue;
             }
             let index = partition.applied_index;
@@ -558,7 +600,10 @@ impl Store {
                 chain_head: partition.chain_head,
             };
             match self.snapshot_jobs.try_send(job) {
-                Ok(()) => partition.snapshot_writing = true,
+                Ok(()) => {
+                    partition.snapshot_writing = true;
+                    partition.events_since_snapshot = 0;
+                }
                 Err(std::sync::mpsc::TrySendError::Full(_)) => {}
                 Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
                     tracing::error!("the snapshot worker stopped");
@@ -1064,6 +1109,7 @@ impl Partition {
             let mut outcomes = Vec::with_capacity(payload.commands.len());
             for command in &payload.commands {
                 let (event, outcome) = self.ledger.execute(command, meta);
+                self.events_since_snapshot += u64::from(event.is_some());
                 events.extend(event);
                 outcomes.push(outcome);
             }

@@ -27,6 +27,7 @@ use anyhow::{Context, ensure};
 use ledger::Ledger;
 use rocksdb::WriteBatch;
 
+use crate::api_error::ApiError;
 use crate::limits;
 use crate::snapshot::{self, SnapshotMeta};
 use crate::storage::{CF_EVENTS, Db, index_key};
@@ -186,6 +187,24 @@ pub struct PeerServer {
     pub store: StoreHandle,
 }
 
+fn not_a_peer(node_id: u64) -> Status {
+    ApiError::new(
+        tonic::Code::PermissionDenied,
+        "NOT_A_PEER",
+        format!("node {node_id} is not a peer"),
+    )
+    .into()
+}
+
+fn unknown_partition(partition: u32) -> Status {
+    ApiError::invalid(
+        "partition",
+        "INVALID_PARTITION",
+        format!("unknown partition {partition}"),
+    )
+    .into()
+}
+
 type SnapshotPartStream = ReceiverStream<Result<SnapshotPart, Status>>;
 
 /// With TLS, the auth layer attached the node ids the caller's certificate names: a message
@@ -218,26 +237,25 @@ impl PeerService for PeerServer {
         let request = request.into_inner();
         certified(identity.as_ref(), request.from_node)?;
         if !self.peers.contains(&request.from_node) || request.from_node == self.node_id {
-            return Err(Status::permission_denied(format!(
-                "node {} is not a peer",
-                request.from_node
-            )));
+            return Err(not_a_peer(request.from_node));
         }
         if request.partition >= self.partitions {
-            return Err(Status::invalid_argument(format!(
-                "unknown partition {}",
-                request.partition
-            )));
+            return Err(unknown_partition(request.partition));
         }
         let db = self.store.db().clone();
         let metas = db
             .snapshot_metas(request.partition)
             .map_err(|error| Status::internal(format!("{error:#}")))?;
         let Some(meta) = metas.into_iter().find(|meta| meta.index == request.index) else {
-            return Err(Status::not_found(format!(
-                "no snapshot {} of partition {} here (a newer one replaced it)",
-                request.index, request.partition
-            )));
+            return Err(ApiError::not_found(
+                "index",
+                "SNAPSHOT_NOT_FOUND",
+                format!(
+                    "no snapshot {} of partition {} here (a newer one replaced it)",
+                    request.index, request.partition
+                ),
+            )
+            .into());
         };
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let store = self.store.clone();
@@ -265,33 +283,40 @@ impl PeerService for PeerServer {
             let frame = frame?;
             certified(identity.as_ref(), frame.from_node)?;
             if !self.peers.contains(&frame.from_node) || frame.from_node == self.node_id {
-                return Err(Status::permission_denied(format!(
-                    "node {} is not a peer",
-                    frame.from_node
-                )));
+                return Err(not_a_peer(frame.from_node));
             }
             let mut messages = Vec::with_capacity(frame.messages.len());
             for envelope in frame.messages {
                 if envelope.partition >= self.partitions {
-                    return Err(Status::invalid_argument(format!(
-                        "unknown partition {}",
-                        envelope.partition
-                    )));
+                    return Err(unknown_partition(envelope.partition));
                 }
                 let message = Message::parse_from_bytes(&envelope.message).map_err(|error| {
-                    Status::invalid_argument(format!("undecodable raft message: {error}"))
+                    Status::from(ApiError::invalid(
+                        "messages",
+                        "MALFORMED_MESSAGE",
+                        format!("undecodable raft message: {error}"),
+                    ))
                 })?;
                 if message.to != self.node_id || message.from != frame.from_node {
-                    return Err(Status::invalid_argument(
+                    return Err(ApiError::invalid(
+                        "messages",
+                        "MISADDRESSED_MESSAGE",
                         "raft message addressed to another node",
-                    ));
+                    )
+                    .into());
                 }
                 messages.push((envelope.partition, message));
             }
             self.store
                 .step(InboundRaft { messages })
                 .await
-                .map_err(|_| Status::unavailable("node is shutting down"))?;
+                .map_err(|_| {
+                    Status::from(ApiError::new(
+                        tonic::Code::Unavailable,
+                        "SHUTTING_DOWN",
+                        "node is shutting down",
+                    ))
+                })?;
         }
         Ok(Response::new(RaftAck {}))
     }
@@ -302,27 +327,33 @@ impl PeerService for PeerServer {
     ) -> Result<Response<CreditResponse>, Status> {
         let request = request.into_inner();
         if request.partition >= self.partitions {
-            return Err(Status::invalid_argument(format!(
-                "unknown partition {}",
-                request.partition
-            )));
+            return Err(unknown_partition(request.partition));
         }
         if request.transfers.len() > limits::CREDIT_BATCH_MAX {
-            return Err(Status::invalid_argument(format!(
-                "more than {} credits in one call",
-                limits::CREDIT_BATCH_MAX
-            )));
+            return Err(ApiError::invalid(
+                "transfers",
+                "TOO_MANY_CREDITS",
+                format!("more than {} credits in one call", limits::CREDIT_BATCH_MAX),
+            )
+            .into());
         }
         let mut transfers = Vec::with_capacity(request.transfers.len());
         for bytes in &request.transfers {
             let transfer: ledger::TransferCommand =
                 postcard::from_bytes(bytes).map_err(|error| {
-                    Status::invalid_argument(format!("undecodable transfer: {error}"))
+                    Status::from(ApiError::invalid(
+                        "transfers",
+                        "MALFORMED_MESSAGE",
+                        format!("undecodable transfer: {error}"),
+                    ))
                 })?;
             if ledger::partition_of(&transfer.to, self.partitions) != request.partition {
-                return Err(Status::invalid_argument(
+                return Err(ApiError::invalid(
+                    "transfers",
+                    "WRONG_PARTITION",
                     "a credited account is not in this partition",
-                ));
+                )
+                .into());
             }
             transfers.push(transfer);
         }

@@ -172,8 +172,15 @@ enum Command {
     /// conservation after every entry, every stored snapshot. Exit status 1 if anything fails.
     Verify {
         /// The node's data directory (read-only; the node may be running).
+        #[arg(
+            long,
+            required_unless_present = "endpoint",
+            conflicts_with = "endpoint"
+        )]
+        data_dir: Option<PathBuf>,
+        /// Or a live write node (host:port), whose event stream is checked instead.
         #[arg(long)]
-        data_dir: PathBuf,
+        endpoint: Option<String>,
         /// Only these partitions (repeat the flag); all when absent.
         #[arg(long = "partition")]
         partitions: Vec<u32>,
@@ -194,8 +201,15 @@ enum Command {
 #[derive(Debug, Args)]
 struct ReplayArgs {
     /// The node's data directory (read-only; the node may be running).
+    #[arg(
+        long,
+        required_unless_present = "endpoint",
+        conflicts_with = "endpoint"
+    )]
+    data_dir: Option<PathBuf>,
+    /// Or a live write node (host:port): replay its event stream (from genesis).
     #[arg(long)]
-    data_dir: PathBuf,
+    endpoint: Option<String>,
     /// Only these partitions (repeat the flag); all when absent.
     #[arg(long = "partition")]
     partitions: Vec<u32>,
@@ -373,14 +387,27 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
                 to_time_ms: args.to_time,
                 balances: args.balances,
             };
-            tokio::task::block_in_place(|| audit::replay(&args.data_dir, &request, out))?;
+            match (&args.data_dir, &args.endpoint) {
+                (Some(data_dir), _) => {
+                    tokio::task::block_in_place(|| audit::replay(data_dir, &request, out))?
+                }
+                (None, Some(endpoint)) => audit::replay_live(endpoint, &request, out).await?,
+                (None, None) => unreachable!("clap requires one of --data-dir, --endpoint"),
+            }
             Ok(())
         }
         Command::Verify {
             data_dir,
+            endpoint,
             partitions,
         } => {
-            let ok = tokio::task::block_in_place(|| audit::verify(&data_dir, &partitions, out))?;
+            let ok = match (data_dir, endpoint) {
+                (Some(data_dir), _) => {
+                    tokio::task::block_in_place(|| audit::verify(&data_dir, &partitions, out))?
+                }
+                (None, Some(endpoint)) => audit::verify_live(&endpoint, &partitions, out).await?,
+                (None, None) => unreachable!("clap requires one of --data-dir, --endpoint"),
+            };
             if ok { Ok(()) } else { Err(Failure::Reported) }
         }
         Command::Balance {

@@ -44,6 +44,8 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     peers: String,
     partitions: u32,
+    /// Passed to every write node after the harness's own flags (e.g. `--config FILE`).
+    extra_args: Vec<String>,
 }
 
 /// `target/<profile>/wallet-write-node`, next to this test's `deps/` directory.
@@ -73,6 +75,11 @@ pub fn free_port() -> u16 {
 impl Cluster {
     /// Starts `size` write nodes with `partitions` partitions and fresh data directories.
     pub fn start(size: u64, partitions: u32) -> Cluster {
+        Cluster::start_with(size, partitions, Vec::new())
+    }
+
+    /// `start`, with `extra_args` given to every write node.
+    pub fn start_with(size: u64, partitions: u32, extra_args: Vec<String>) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let nodes: Vec<Node> = (1..=size)
             .map(|id| Node {
@@ -93,6 +100,7 @@ impl Cluster {
             nodes,
             peers,
             partitions,
+            extra_args,
         };
         for id in 1..=size {
             cluster.start_node(id);
@@ -124,6 +132,7 @@ impl Cluster {
             .args(["--partitions", &self.partitions.to_string()])
             .arg("--data-dir")
             .arg(&node.data_dir)
+            .args(&self.extra_args)
             .env("RUST_LOG", "info,raft=info,h2=warn,tower=warn")
             .stdout(Stdio::from(log.try_clone().expect("log file")))
             .stderr(Stdio::from(log))
@@ -143,6 +152,16 @@ impl Cluster {
             .expect("node is running");
         child.kill().expect("kill");
         child.wait().expect("wait");
+    }
+
+    /// The process id of a running node.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.node(id)
+            .child
+            .lock()
+            .expect("lock")
+            .as_ref()
+            .map(Child::id)
     }
 
     pub fn running(&self) -> Vec<u64> {
@@ -385,16 +404,23 @@ pub struct ReadNode {
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
     write_nodes: String,
+    extra_args: Vec<String>,
     child: Mutex<Option<Child>>,
 }
 
 impl ReadNode {
     pub fn start(cluster: &Cluster) -> ReadNode {
+        ReadNode::start_with(cluster, Vec::new())
+    }
+
+    /// `start`, with `extra_args` given to the read node.
+    pub fn start_with(cluster: &Cluster, extra_args: Vec<String>) -> ReadNode {
         let node = ReadNode {
             port: free_port(),
             data_dir: cluster.dir.path().join("read-node"),
             log_path: cluster.dir.path().join("read-node.log"),
             write_nodes: cluster.write_nodes(),
+            extra_args,
             child: Mutex::new(None),
         };
         node.restart();
@@ -415,6 +441,7 @@ impl ReadNode {
             .args(["--write-nodes", &self.write_nodes])
             .arg("--data-dir")
             .arg(&self.data_dir)
+            .args(&self.extra_args)
             .env("RUST_LOG", "info,h2=warn,tower=warn")
             .stdout(Stdio::from(log.try_clone().expect("log file")))
             .stderr(Stdio::from(log))
@@ -424,6 +451,11 @@ impl ReadNode {
     }
 
     /// SIGKILL.
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.lock().expect("lock").as_ref().map(Child::id)
+    }
+
     pub fn kill(&self) {
         let mut child = self
             .child

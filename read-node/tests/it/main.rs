@@ -2,8 +2,11 @@
 //! processes on loopback sockets, RocksDB in temporary directories, SIGKILL for crashes.
 //! Build the binaries first (`cargo build --bins`; see harness.rs).
 
+mod bad_input;
 mod harness;
+mod overload;
 mod reflection;
+mod sdk;
 mod security;
 
 use std::collections::{BTreeMap, HashMap};

@@ -31,15 +31,22 @@ fn walletctl() -> PathBuf {
     binary
 }
 
-/// Runs walletctl with `--json`; returns its exit code and its one JSON line.
+/// Runs walletctl with `--json` on a data directory; returns its exit code and JSON line.
 fn walletctl_json(args: &[&str], data_dir: &Path) -> (i32, Value) {
-    let output = Command::new(walletctl())
-        .arg("--json")
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .expect("run walletctl");
+    let mut command = Command::new(walletctl());
+    command.arg("--json").args(args).arg("--data-dir").arg(data_dir);
+    walletctl_output(command, args)
+}
+
+/// The same against a live node's event stream.
+fn walletctl_live(args: &[&str], endpoint: &str) -> (i32, Value) {
+    let mut command = Command::new(walletctl());
+    command.arg("--json").args(args).args(["--endpoint", endpoint]);
+    walletctl_output(command, args)
+}
+
+fn walletctl_output(mut command: Command, args: &[&str]) -> (i32, Value) {
+    let output = command.output().expect("run walletctl");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let value = serde_json::from_str(stdout.trim()).unwrap_or_else(|error| {
         panic!(
@@ -162,6 +169,15 @@ async fn replay_and_verify_reproduce_the_live_state_and_find_a_flipped_byte() {
     cluster.wait_no_in_flight().await;
     cluster.wait_replicas_agree().await;
     let live = live_digests(&cluster, 1).await;
+    // From each live node's event stream: the same digests, and the chain checks out.
+    for node in [1, 2, 3] {
+        let endpoint = cluster.endpoint(node);
+        let (code, streamed) = walletctl_live(&["replay"], &endpoint);
+        assert_eq!(code, 0, "{streamed}");
+        assert_eq!(replayed(&streamed), live, "replay of node {node}'s stream");
+        let (code, verified) = walletctl_live(&["verify"], &endpoint);
+        assert_eq!((code, &verified["ok"]), (0, &Value::Bool(true)), "{verified}");
+    }
     for node in [1, 2, 3] {
         cluster.kill(node);
     }

@@ -2,6 +2,7 @@
 //! real RocksDB in temporary directories, SIGKILL for crashes.
 
 mod audit;
+mod fuzz;
 mod harness;
 mod reflection;
 mod security;

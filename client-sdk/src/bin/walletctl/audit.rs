@@ -121,9 +121,9 @@ pub fn replay(data_dir: &Path, request: &ReplayRequest, out: &Output) -> anyhow:
             None => Until::Index(target),
         };
         let (mut blocks, mut events, mut shown) = (0u64, 0u64, state.index);
-        replay::fold(&db, partition, &mut state, until, |stored, state| {
+        replay::fold(&db, partition, &mut state, until, |folded, state| {
             blocks += 1;
-            events += stored.block.events.len() as u64;
+            events += folded.events as u64;
             bar.inc(state.index - shown);
             shown = state.index;
         })?;
@@ -309,34 +309,7 @@ pub fn verify(data_dir: &Path, partitions: &[u32], out: &Output) -> anyhow::Resu
         results.push(result);
     }
     bar.finish_and_clear();
-    if out.is_json() {
-        out.json_line(&json!({ "ok": all_ok, "partitions": results }));
-    } else {
-        for result in &results {
-            match result["problem"].as_str() {
-                None => println!(
-                    "partition {}: ok to index {} ({} blocks, {} snapshots checked), state digest {}",
-                    result["partition"],
-                    result["index"],
-                    result["blocks"],
-                    result["snapshots"].as_array().map_or(0, Vec::len),
-                    result["state_digest"].as_str().unwrap_or_default()
-                ),
-                Some(problem) => println!(
-                    "partition {}: BROKEN at index {}: {problem}",
-                    result["partition"], result["broken_index"]
-                ),
-            }
-        }
-        println!(
-            "{}",
-            if all_ok {
-                "verify: ok"
-            } else {
-                "verify: FAILED"
-            }
-        );
-    }
+    print_verified(&results, all_ok, out);
     Ok(all_ok)
 }
 
@@ -365,13 +338,13 @@ fn verify_partition(db: &Db, partition: u32, bar: &ProgressBar) -> anyhow::Resul
             partition,
             &mut state,
             Until::Index(stop),
-            |stored, state| {
+            |block, state| {
                 blocks += 1;
                 if imbalance.is_none()
                     && let Some((currency, sum)) = state.ledger.imbalance()
                 {
                     imbalance = Some((
-                        stored.block.meta.index,
+                        block.index,
                         format!("{currency} balances and outflow sum to {sum} minor units, not 0"),
                     ));
                 }
@@ -419,4 +392,268 @@ fn verify_partition(db: &Db, partition: u32, bar: &ProgressBar) -> anyhow::Resul
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The stream of one partition from a live node, folded like `replay::fold` does a data
+/// directory: each block's events are converted back, re-encoded, and must give the chain
+/// hash the node sent (so a stream that disagrees with its own events is caught), then applied
+/// with the same `ledger::evolve`.
+async fn fold_live(
+    endpoint: &str,
+    partition: u32,
+    until: Until,
+    mut each: impl FnMut(replay::Folded, &State),
+) -> anyhow::Result<Result<State, (u64, String, State)>> {
+    use proto::v1::SubscribeRequest;
+    use proto::v1::event_log_service_client::EventLogServiceClient;
+    use write_node::codec::{self, EventBlock};
+    let (target, time_limit) = match until {
+        Until::Index(index) => (index, None),
+        Until::Time {
+            timestamp_ms,
+            index,
+        } => (index, Some(timestamp_ms)),
+    };
+    let mut state = State::genesis();
+    if target == 0 {
+        return Ok(Ok(state));
+    }
+    let mut client = EventLogServiceClient::connect(http(endpoint))
+        .await
+        .with_context(|| format!("connecting to {endpoint}"))?
+        .max_decoding_message_size(64 * 1024 * 1024);
+    let mut stream = client
+        .subscribe(SubscribeRequest {
+            partition,
+            from_index: 1,
+        })
+        .await
+        .with_context(|| format!("subscribing to partition {partition}"))?
+        .into_inner();
+    while let Some(response) = stream.message().await.transpose() {
+        let response = match response {
+            Ok(response) => response,
+            Err(status) => {
+                return Ok(Err((
+                    state.index + 1,
+                    format!(
+                        "the node ended the stream: {:?} {}",
+                        status.code(),
+                        status.message()
+                    ),
+                    state,
+                )));
+            }
+        };
+        if response.index > target {
+            break;
+        }
+        if !response.events.is_empty() {
+            if time_limit.is_some_and(|limit| response.timestamp_ms > limit) {
+                break;
+            }
+            let meta = ledger::EntryMeta {
+                index: response.index,
+                timestamp_ms: response.timestamp_ms,
+            };
+            let mut events = Vec::with_capacity(response.events.len());
+            for event in &response.events {
+                match write_node::event_log::event_from_pb(meta, event) {
+                    Ok(event) => events.push(event),
+                    Err(error) => return Ok(Err((response.index, format!("{error:#}"), state))),
+                }
+            }
+            let block = EventBlock { meta, events };
+            let (_, chain) = codec::encode_events(&state.chain_head, &block);
+            if chain[..] != response.chain_hash[..] {
+                return Ok(Err((
+                    response.index,
+                    "the block's chain hash does not follow from the previous block and its \
+                     events"
+                        .into(),
+                    state,
+                )));
+            }
+            let folded = replay::Folded {
+                index: response.index,
+                timestamp_ms: response.timestamp_ms,
+                events: block.events.len(),
+            };
+            for event in block.events {
+                ledger::evolve_owned(&mut state.ledger, event);
+            }
+            state.chain_head = chain;
+            state.index = response.index;
+            each(folded, &state);
+        }
+        if response.index >= target {
+            state.index = target;
+            break;
+        }
+    }
+    Ok(Ok(state))
+}
+
+fn http(endpoint: &str) -> String {
+    if endpoint.starts_with("http://") || endpoint.starts_with("https://") {
+        endpoint.to_owned()
+    } else {
+        format!("http://{endpoint}")
+    }
+}
+
+/// Applied index per partition as the live node reports it.
+async fn live_applied(endpoint: &str) -> anyhow::Result<Vec<u64>> {
+    use proto::v1::GetClusterStatusRequest;
+    use proto::v1::cluster_service_client::ClusterServiceClient;
+    let mut client = ClusterServiceClient::connect(http(endpoint))
+        .await
+        .with_context(|| format!("connecting to {endpoint}"))?;
+    let status = client
+        .get_cluster_status(GetClusterStatusRequest {
+            include_state_digest: false,
+        })
+        .await
+        .context("cluster status")?
+        .into_inner();
+    Ok(status
+        .partitions
+        .iter()
+        .map(|partition| partition.applied_index)
+        .collect())
+}
+
+/// `walletctl replay --endpoint`: the same replay from a live node's event stream.
+pub async fn replay_live(
+    endpoint: &str,
+    request: &ReplayRequest,
+    out: &Output,
+) -> anyhow::Result<()> {
+    if request.from != From::Genesis {
+        bail!(
+            "a live event stream replays from genesis only (snapshots are read from data directories)"
+        );
+    }
+    let applied = live_applied(endpoint).await?;
+    let partitions = selected(&request.partitions, applied.len() as u32)?;
+    let bar = progress(
+        partitions.iter().map(|&p| applied[p as usize]).sum(),
+        out.is_json(),
+    );
+    let mut results = Vec::new();
+    for &partition in &partitions {
+        bar.set_message(format!("partition {partition}"));
+        let applied = applied[partition as usize];
+        let target = request.to_index.map_or(applied, |to| to.min(applied));
+        let until = match request.to_time_ms {
+            Some(timestamp_ms) => Until::Time {
+                timestamp_ms,
+                index: target,
+            },
+            None => Until::Index(target),
+        };
+        let (mut blocks, mut events, mut shown) = (0u64, 0u64, 0u64);
+        let state = fold_live(endpoint, partition, until, |folded, state| {
+            blocks += 1;
+            events += folded.events as u64;
+            bar.inc(state.index - shown);
+            shown = state.index;
+        })
+        .await?
+        .map_err(|(index, problem, _)| {
+            anyhow::anyhow!("partition {partition}, index {index}: {problem}")
+        })?;
+        results.push(partition_json(
+            partition,
+            &state,
+            json!("genesis"),
+            blocks,
+            events,
+            request.balances,
+        ));
+    }
+    bar.finish_and_clear();
+    if out.is_json() {
+        out.json_line(&json!({ "ok": true, "partitions": results }));
+    } else {
+        for result in &results {
+            print_partition(result);
+        }
+    }
+    Ok(())
+}
+
+/// `walletctl verify --endpoint`: chain and conservation over a live node's event stream.
+pub async fn verify_live(endpoint: &str, partitions: &[u32], out: &Output) -> anyhow::Result<bool> {
+    let applied = live_applied(endpoint).await?;
+    let partitions = selected(partitions, applied.len() as u32)?;
+    let mut results = Vec::new();
+    let mut all_ok = true;
+    for &partition in &partitions {
+        let mut imbalance: Option<(u64, String)> = None;
+        let mut blocks = 0u64;
+        let folded = fold_live(
+            endpoint,
+            partition,
+            Until::Index(applied[partition as usize]),
+            |block, state| {
+                blocks += 1;
+                if imbalance.is_none()
+                    && let Some((currency, sum)) = state.ledger.imbalance()
+                {
+                    imbalance = Some((
+                        block.index,
+                        format!("{currency} balances and outflow sum to {sum} minor units, not 0"),
+                    ));
+                }
+            },
+        )
+        .await?;
+        let result = match (folded, imbalance) {
+            (Err((index, problem, state)), _) | (Ok(state), Some((index, problem))) => json!({
+                "partition": partition, "ok": false, "broken_index": index,
+                "problem": problem, "index": state.index,
+            }),
+            (Ok(state), None) => json!({
+                "partition": partition, "ok": true, "index": state.index, "blocks": blocks,
+                "snapshots": [], "state_digest": hex(&state.digest()),
+                "chain_head": hex(&state.chain_head),
+            }),
+        };
+        all_ok &= result["ok"] == true;
+        results.push(result);
+    }
+    print_verified(&results, all_ok, out);
+    Ok(all_ok)
+}
+
+fn print_verified(results: &[Value], all_ok: bool, out: &Output) {
+    if out.is_json() {
+        out.json_line(&json!({ "ok": all_ok, "partitions": results }));
+        return;
+    }
+    for result in results {
+        match result["problem"].as_str() {
+            None => println!(
+                "partition {}: ok to index {} ({} blocks, {} snapshots checked), state digest {}",
+                result["partition"],
+                result["index"],
+                result["blocks"],
+                result["snapshots"].as_array().map_or(0, Vec::len),
+                result["state_digest"].as_str().unwrap_or_default()
+            ),
+            Some(problem) => println!(
+                "partition {}: BROKEN at index {}: {problem}",
+                result["partition"], result["broken_index"]
+            ),
+        }
+    }
+    println!(
+        "{}",
+        if all_ok {
+            "verify: ok"
+        } else {
+            "verify: FAILED"
+        }
+    );
 }

@@ -31,7 +31,7 @@ class Node(_message.Message):
     def __init__(self, node_id: _Optional[int] = ..., address: _Optional[str] = ...) -> None: ...
 
 class PartitionStatus(_message.Message):
-    __slots__ = ("partition", "leader_id", "term", "commit_index", "applied_index", "role", "state_digest", "in_flight_transfers")
+    __slots__ = ("partition", "leader_id", "term", "commit_index", "applied_index", "role", "state_digest", "in_flight_transfers", "snapshot_index", "log_first_index")
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     LEADER_ID_FIELD_NUMBER: _ClassVar[int]
     TERM_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +40,8 @@ class PartitionStatus(_message.Message):
     ROLE_FIELD_NUMBER: _ClassVar[int]
     STATE_DIGEST_FIELD_NUMBER: _ClassVar[int]
     IN_FLIGHT_TRANSFERS_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    LOG_FIRST_INDEX_FIELD_NUMBER: _ClassVar[int]
     partition: int
     leader_id: int
     term: int
@@ -48,4 +50,6 @@ class PartitionStatus(_message.Message):
     role: str
     state_digest: str
     in_flight_transfers: int
-    def __init__(self, partition: _Optional[int] = ..., leader_id: _Optional[int] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., role: _Optional[str] = ..., state_digest: _Optional[str] = ..., in_flight_transfers: _Optional[int] = ...) -> None: ...
+    snapshot_index: int
+    log_first_index: int
+    def __init__(self, partition: _Optional[int] = ..., leader_id: _Optional[int] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., role: _Optional[str] = ..., state_digest: _Optional[str] = ..., in_flight_transfers: _Optional[int] = ..., snapshot_index: _Optional[int] = ..., log_first_index: _Optional[int] = ...) -> None: ...

@@ -15,16 +15,18 @@ class SubscribeRequest(_message.Message):
     def __init__(self, partition: _Optional[int] = ..., from_index: _Optional[int] = ...) -> None: ...
 
 class SubscribeResponse(_message.Message):
-    __slots__ = ("partition", "index", "timestamp_ms", "events")
+    __slots__ = ("partition", "index", "timestamp_ms", "events", "chain_hash")
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
+    CHAIN_HASH_FIELD_NUMBER: _ClassVar[int]
     partition: int
     index: int
     timestamp_ms: int
     events: _containers.RepeatedCompositeFieldContainer[LedgerEvent]
-    def __init__(self, partition: _Optional[int] = ..., index: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., events: _Optional[_Iterable[_Union[LedgerEvent, _Mapping]]] = ...) -> None: ...
+    chain_hash: bytes
+    def __init__(self, partition: _Optional[int] = ..., index: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., events: _Optional[_Iterable[_Union[LedgerEvent, _Mapping]]] = ..., chain_hash: _Optional[bytes] = ...) -> None: ...
 
 class LedgerEvent(_message.Message):
     __slots__ = ("account_opened", "transfer_completed", "transfer_rejected", "transfer_debited", "transfer_credited", "credit_refused", "transfer_settled", "transfer_refunded")

@@ -58,6 +58,13 @@ export interface PartitionStatus {
   stateDigest: string;
   /** Cross-partition transfers debited here and not yet settled (this replica's view). */
   inFlightTransfers: string;
+  /** Index of this replica's newest snapshot of the partition (0: none yet). */
+  snapshotIndex: string;
+  /**
+   * First index still in this replica's raft log: entries before it were compacted behind a
+   * snapshot (the event log is never compacted).
+   */
+  logFirstIndex: string;
 }
 
 function createBaseGetClusterStatusRequest(): GetClusterStatusRequest {
@@ -339,6 +346,8 @@ function createBasePartitionStatus(): PartitionStatus {
     role: "",
     stateDigest: "",
     inFlightTransfers: "0",
+    snapshotIndex: "0",
+    logFirstIndex: "0",
   };
 }
 
@@ -367,6 +376,12 @@ export const PartitionStatus: MessageFns<PartitionStatus> = {
     }
     if (message.inFlightTransfers !== "0") {
       writer.uint32(64).uint64(message.inFlightTransfers);
+    }
+    if (message.snapshotIndex !== "0") {
+      writer.uint32(72).uint64(message.snapshotIndex);
+    }
+    if (message.logFirstIndex !== "0") {
+      writer.uint32(80).uint64(message.logFirstIndex);
     }
     return writer;
   },
@@ -448,6 +463,22 @@ export const PartitionStatus: MessageFns<PartitionStatus> = {
             message.inFlightTransfers = reader.uint64().toString();
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.snapshotIndex = reader.uint64().toString();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.logFirstIndex = reader.uint64().toString();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -490,6 +521,16 @@ export const PartitionStatus: MessageFns<PartitionStatus> = {
         : isSet(object.in_flight_transfers)
         ? globalThis.String(object.in_flight_transfers)
         : "0",
+      snapshotIndex: isSet(object.snapshotIndex)
+        ? globalThis.String(object.snapshotIndex)
+        : isSet(object.snapshot_index)
+        ? globalThis.String(object.snapshot_index)
+        : "0",
+      logFirstIndex: isSet(object.logFirstIndex)
+        ? globalThis.String(object.logFirstIndex)
+        : isSet(object.log_first_index)
+        ? globalThis.String(object.log_first_index)
+        : "0",
     };
   },
 
@@ -519,6 +560,12 @@ export const PartitionStatus: MessageFns<PartitionStatus> = {
     if (message.inFlightTransfers !== "0") {
       obj.inFlightTransfers = message.inFlightTransfers;
     }
+    if (message.snapshotIndex !== "0") {
+      obj.snapshotIndex = message.snapshotIndex;
+    }
+    if (message.logFirstIndex !== "0") {
+      obj.logFirstIndex = message.logFirstIndex;
+    }
     return obj;
   },
 
@@ -535,6 +582,8 @@ export const PartitionStatus: MessageFns<PartitionStatus> = {
     message.role = object.role ?? "";
     message.stateDigest = object.stateDigest ?? "";
     message.inFlightTransfers = object.inFlightTransfers ?? "0";
+    message.snapshotIndex = object.snapshotIndex ?? "0";
+    message.logFirstIndex = object.logFirstIndex ?? "0";
     return message;
   },
 };

@@ -39,6 +39,13 @@ export interface SubscribeResponse {
    */
   timestampMs: string;
   events: LedgerEvent[];
+  /**
+   * BLAKE3 hash chaining this entry's events to the previous entry's of the partition (32
+   * bytes; empty on progress markers). Equal on every replica; the node checks it before
+   * sending and ends the stream with DATA_LOSS / EVENT_LOG_CORRUPT rather than send a block
+   * that fails it.
+   */
+  chainHash: Buffer;
 }
 
 /** Mirrors the ledger's events (`ledger::Event`), past tense. */
@@ -229,7 +236,7 @@ export const SubscribeRequest: MessageFns<SubscribeRequest> = {
 };
 
 function createBaseSubscribeResponse(): SubscribeResponse {
-  return { partition: 0, index: "0", timestampMs: "0", events: [] };
+  return { partition: 0, index: "0", timestampMs: "0", events: [], chainHash: Buffer.alloc(0) };
 }
 
 export const SubscribeResponse: MessageFns<SubscribeResponse> = {
@@ -245,6 +252,9 @@ export const SubscribeResponse: MessageFns<SubscribeResponse> = {
     }
     for (const v of message.events) {
       LedgerEvent.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.chainHash.length !== 0) {
+      writer.uint32(42).bytes(message.chainHash);
     }
     return writer;
   },
@@ -294,6 +304,14 @@ export const SubscribeResponse: MessageFns<SubscribeResponse> = {
             message.events.push(LedgerEvent.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.chainHash = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -316,6 +334,11 @@ export const SubscribeResponse: MessageFns<SubscribeResponse> = {
         ? globalThis.String(object.timestamp_ms)
         : "0",
       events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => LedgerEvent.fromJSON(e)) : [],
+      chainHash: isSet(object.chainHash)
+        ? Buffer.from(bytesFromBase64(object.chainHash))
+        : isSet(object.chain_hash)
+        ? Buffer.from(bytesFromBase64(object.chain_hash))
+        : Buffer.alloc(0),
     };
   },
 
@@ -333,6 +356,9 @@ export const SubscribeResponse: MessageFns<SubscribeResponse> = {
     if (message.events?.length) {
       obj.events = message.events.map((e) => LedgerEvent.toJSON(e));
     }
+    if (message.chainHash.length !== 0) {
+      obj.chainHash = base64FromBytes(message.chainHash);
+    }
     return obj;
   },
 
@@ -345,6 +371,7 @@ export const SubscribeResponse: MessageFns<SubscribeResponse> = {
     message.index = object.index ?? "0";
     message.timestampMs = object.timestampMs ?? "0";
     message.events = object.events?.map((e) => LedgerEvent.fromPartial(e)) || [];
+    message.chainHash = object.chainHash ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -1898,6 +1925,14 @@ export const EventLogServiceClient = makeGenericClientConstructor(
   service: typeof EventLogServiceService;
   serviceName: string;
 };
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 

@@ -1,0 +1,109 @@
+//! Fuzzing the ledger's input parsers on stable with proptest: amounts, currencies, account
+//! ids and transaction ids. None may panic; each either accepts a well-formed input (and
+//! then means exactly what the text says) or returns its documented error.
+//!
+//! 256 cases per property by default (well under a second). Longer runs:
+//! `PROPTEST_CASES=1000000 cargo test -p ledger --test fuzz`.
+
+use ledger::{
+    ACCOUNT_ID_BYTES_MAX, AMOUNT_MINOR_MAX, Currency, IdError, MoneyError, format_minor,
+    parse_amount, parse_transaction_id, validate_account_id,
+};
+use proptest::prelude::*;
+
+fn config() -> ProptestConfig {
+    // ProptestConfig::default() reads PROPTEST_CASES; 256 when unset.
+    ProptestConfig {
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+fn currencies() -> Vec<Currency> {
+    ["USD", "JPY", "KWD", "EUR", "CLF", "BHD"]
+        .iter()
+        .map(|code| Currency::parse(code).expect("known currency"))
+        .collect()
+}
+
+fn amount_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[0-9]{0,20}(\\.[0-9]{0,6})?",
+        "[-+ 0-9.eE_,]{0,24}",
+        "[0-9]{1,3}\\.[0-9]{1,4}[\\x00-\\x20]?",
+        any::<String>(),
+        prop::collection::vec(prop::sample::select(vec!['0', '9', '.']), 0..200)
+            .prop_map(|chars| chars.into_iter().collect()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn fuzz_parse_amount(text in amount_text(), which in 0usize..6) {
+        let currency = currencies()[which];
+        match parse_amount(&text, currency) {
+            Ok(minor) => {
+                prop_assert!((1..=AMOUNT_MINOR_MAX).contains(&minor));
+                prop_assert!(text.bytes().all(|b| b.is_ascii_digit() || b == b'.'), "{text:?}");
+                // The value is exactly the text: formatting and parsing again gives it back.
+                let formatted = format_minor(minor.into(), currency);
+                prop_assert_eq!(parse_amount(&formatted, currency), Ok(minor));
+            }
+            Err(error) => {
+                prop_assert_eq!(error.reason(), "INVALID_AMOUNT");
+                prop_assert_ne!(error, MoneyError::UnknownCurrency);
+            }
+        }
+    }
+
+    #[test]
+    fn fuzz_currency_parse(code in prop_oneof!["[A-Z]{3}", "[A-Za-z]{0,5}", any::<String>()]) {
+        match Currency::parse(&code) {
+            Ok(currency) => {
+                prop_assert_eq!(currency.code(), code.as_str());
+                prop_assert!(currency.minor_units() <= 4);
+            }
+            Err(error) => prop_assert_eq!(error.reason(), "UNKNOWN_CURRENCY"),
+        }
+    }
+
+    #[test]
+    fn fuzz_account_id(account_id in prop_oneof![any::<String>(), "[ -~]{0,300}", "\\PC{250,260}"]) {
+        match validate_account_id(&account_id) {
+            Ok(()) => {
+                prop_assert!((1..=ACCOUNT_ID_BYTES_MAX).contains(&account_id.len()));
+                prop_assert!(!account_id.chars().any(|c| c.is_whitespace() || c.is_control()));
+            }
+            Err(error) => {
+                prop_assert_eq!(error.reason(), "INVALID_ACCOUNT_ID");
+                prop_assert!(matches!(error, IdError::Empty | IdError::TooLong | IdError::InvalidCharacter));
+            }
+        }
+    }
+
+    #[test]
+    fn fuzz_transaction_id(
+        id in any::<u128>(),
+        edits in prop::collection::vec((0usize..40, any::<char>()), 0..3),
+        other in any::<String>(),
+    ) {
+        // A canonical UUID with a few characters replaced, and arbitrary text.
+        let mut chars: Vec<char> = uuid::Uuid::from_u128(id).hyphenated().to_string().chars().collect();
+        for (at, c) in &edits {
+            let at = at % chars.len();
+            chars[at] = *c;
+        }
+        let edited: String = chars.into_iter().collect();
+        for text in [edited, other] {
+            match parse_transaction_id(&text) {
+                Ok(parsed) => {
+                    prop_assert!(!parsed.is_nil());
+                    prop_assert_eq!(parsed.hyphenated().to_string(), text.to_ascii_lowercase());
+                }
+                Err(error) => prop_assert_eq!(error.reason(), "INVALID_TRANSACTION_ID"),
+            }
+        }
+    }
+}

@@ -1,0 +1,733 @@
+//! The checker: reads a finished history plus the final, quiescent state of the cluster and
+//! lists every anomaly.
+//!
+//! What is checked, and why each check is sound:
+//!
+//! - **Conservation** is checked only on *quiescent* sweeps: the harness stops every client
+//!   (an exclusive gate), waits until no replica reports a cross-partition transfer in flight,
+//!   then reads every account twice and keeps the sweep only if both agree. No transfer can
+//!   then be between its debit and its credit, so per currency the balances must sum to zero
+//!   exactly (issuers hold the negative side) and the ordinary accounts to what was funded.
+//!   Sweeps taken while transfers run are not snapshots (accounts are read one after
+//!   another), so for them only per-account facts that hold at every instant are checked: no
+//!   ordinary account is negative, none holds more than all money of its currency, and the
+//!   issuers never move after funding.
+//! - **Exactly once**: every acknowledged transfer is `COMPLETED` with the parameters sent; a
+//!   rejected one is never `COMPLETED`; no transfer is left `IN_FLIGHT`; an id never gets
+//!   both a success and a rejection. Then the final balances must equal the fold of exactly
+//!   the `COMPLETED` transfers (acknowledged ones plus the unknown ones that were applied),
+//!   each once: a transfer applied twice, or money moved without a record, breaks equality.
+//! - **Push streams**: per watcher and account, updates come in sequence order with no gap
+//!   and no duplicate (each is the previous sequence + 1), each change's balance is the
+//!   previous balance plus its delta, no transfer id is pushed twice for an account, every
+//!   pushed transfer is a `COMPLETED` one with the right signed amount, and (watches start
+//!   before any money moves) the pushed ids are exactly the account's completed transfers.
+//! - **Read-node history** (`ListTransfers` after the run, across the read node's restarts):
+//!   per account, sequences 1..=n, consistent running balances ending at the final balance,
+//!   exactly the completed transfers, each once.
+//!
+//! Durability, replica agreement and progress are observed by the runner against the live
+//! cluster and reported into the same anomaly list.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use proto::v1::TransferStatus;
+use serde::Serialize;
+
+use crate::history::{Entry, Op, Phase};
+use crate::workload::{ACCOUNTS_PER_CURRENCY, FUNDING_MINOR, accounts};
+
+/// Anomalies listed in full; beyond that only counted (a broken run can produce thousands).
+pub const ANOMALIES_LISTED_MAX: usize = 200;
+
+/// The final state of one transfer, as `GetTransfer` reported it after quiescence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FinalTransfer {
+    pub status: TransferStatus,
+    pub from: String,
+    pub to: String,
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+/// Numbers of a run and the anomalies found.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    pub transfers_attempted: usize,
+    pub transfers_acknowledged: usize,
+    pub transfers_rejected: usize,
+    pub transfers_unknown: usize,
+    pub transfers_unknown_applied: usize,
+    pub transfers_completed: usize,
+    pub reads_checked: usize,
+    pub quiescent_reads_checked: usize,
+    pub pushes_checked: usize,
+    pub history_rows_checked: usize,
+    pub faults_injected: usize,
+    /// Faults on a leader (kill, isolate, pause) after which the other nodes had elected
+    /// another leader before the heal: evidence the fault took effect.
+    pub leader_moves: usize,
+    pub fault_kinds: BTreeMap<String, usize>,
+    /// Per healed fault: milliseconds from the heal until the cluster served again.
+    pub recovery_ms: Vec<u64>,
+    pub anomalies: Vec<String>,
+    pub anomalies_total: usize,
+}
+
+impl Report {
+    pub fn anomaly(&mut self, text: impl Into<String>) {
+        self.anomalies_total += 1;
+        if self.anomalies.len() < ANOMALIES_LISTED_MAX {
+            self.anomalies.push(text.into());
+        }
+    }
+
+    pub fn ok(&self) -> bool {
+        self.anomalies_total == 0
+    }
+}
+
+/// What the client sent under one id, and every outcome it saw.
+struct Attempted {
+    from: String,
+    to: String,
+    amount_minor: i64,
+    currency: String,
+    outcomes: Vec<Phase>,
+}
+
+/// Transfers by id from the history (the funding transfers of setup included).
+fn attempted(history: &[Entry], report: &mut Report) -> BTreeMap<String, Attempted> {
+    let mut by_id: BTreeMap<String, Attempted> = BTreeMap::new();
+    for entry in history {
+        let Op::Transfer {
+            transaction_id,
+            from,
+            to,
+            amount_minor,
+            currency,
+            ..
+        } = &entry.op
+        else {
+            continue;
+        };
+        let record = by_id
+            .entry(transaction_id.clone())
+            .or_insert_with(|| Attempted {
+                from: from.clone(),
+                to: to.clone(),
+                amount_minor: *amount_minor,
+                currency: currency.clone(),
+                outcomes: Vec::new(),
+            });
+        if (
+            &record.from,
+            &record.to,
+            record.amount_minor,
+            &record.currency,
+        ) != (from, to, *amount_minor, currency)
+        {
+            report.anomaly(format!(
+                "harness bug: id {transaction_id} sent with two parameter sets"
+            ));
+        }
+        if entry.phase != Phase::Invoke {
+            record.outcomes.push(entry.phase);
+        }
+    }
+    by_id
+}
+
+/// Checks the history against the final state: `finals` holds `GetTransfer` for every id
+/// in the history (`None`: NOT_FOUND), `final_balances` a quiescent sweep after the last
+/// restart.
+///
+/// `read_history` is the read node's `ListTransfers` of every account after the run, oldest
+/// first; it must hold exactly the account's completed transfers, sequenced 1, 2, 3, ...
+pub fn check(
+    history: &[Entry],
+    finals: &HashMap<String, Option<FinalTransfer>>,
+    final_balances: &BTreeMap<String, i64>,
+    read_history: &BTreeMap<String, Vec<HistoryRow>>,
+    report: &mut Report,
+) {
+    let transfers = attempted(history, report);
+    let completed = check_transfers(&transfers, finals, report);
+    check_fold(&completed, final_balances, report);
+    check_reads(history, report);
+    check_pushes(history, &completed, final_balances, report);
+    check_read_history(read_history, &completed, final_balances, report);
+}
+
+/// One row of an account's history on the read node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryRow {
+    pub sequence: u64,
+    pub transaction_id: String,
+    pub delta_minor: i64,
+    pub balance_after_minor: i64,
+}
+
+/// The read node's per-account history (after its restarts): sequences 1..=n without gaps
+/// or repeats, each balance the previous plus the delta, ending at the final balance, and
+/// exactly the account's completed transfers, each once.
+fn check_read_history(
+    read_history: &BTreeMap<String, Vec<HistoryRow>>,
+    completed: &BTreeMap<String, (String, String, i64)>,
+    final_balances: &BTreeMap<String, i64>,
+    report: &mut Report,
+) {
+    for (account, _, _) in accounts() {
+        let Some(rows) = read_history.get(&account) else {
+            report.anomaly(format!("read-node history of {account} missing"));
+            continue;
+        };
+        report.history_rows_checked += rows.len();
+        let mut balance = 0;
+        let mut ids = BTreeSet::new();
+        for (position, row) in rows.iter().enumerate() {
+            let at = format!("read-node history {account} #{}", row.sequence);
+            if row.sequence != position as u64 + 1 {
+                report.anomaly(format!("{at}: expected sequence {}", position + 1));
+            }
+            balance += row.delta_minor;
+            if row.balance_after_minor != balance {
+                report.anomaly(format!(
+                    "{at}: balance after {} but the deltas sum to {balance}",
+                    row.balance_after_minor
+                ));
+            }
+            if !ids.insert(row.transaction_id.clone()) {
+                report.anomaly(format!("{at}: {} recorded twice", row.transaction_id));
+            }
+        }
+        if final_balances.get(&account) != Some(&balance) {
+            report.anomaly(format!(
+                "read-node history of {account} sums to {balance}, final balance {:?}",
+                final_balances.get(&account)
+            ));
+        }
+        let want: BTreeSet<String> = completed
+            .iter()
+            .filter(|(_, (from, to, _))| *from == account || *to == account)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if ids != want {
+            report.anomaly(format!(
+                "read-node history of {account}: {} transfers, {} completed ({} missing, {} extra)",
+                ids.len(),
+                want.len(),
+                want.difference(&ids).count(),
+                ids.difference(&want).count()
+            ));
+        }
+    }
+}
+
+/// Exactly once, per id. Returns the completed transfers: id → (from, to, amount).
+fn check_transfers(
+    transfers: &BTreeMap<String, Attempted>,
+    finals: &HashMap<String, Option<FinalTransfer>>,
+    report: &mut Report,
+) -> BTreeMap<String, (String, String, i64)> {
+    let mut completed = BTreeMap::new();
+    for (id, sent) in transfers {
+        report.transfers_attempted += 1;
+        let acknowledged = sent.outcomes.contains(&Phase::Ok);
+        let rejected = sent.outcomes.contains(&Phase::Fail);
+        if acknowledged {
+            report.transfers_acknowledged += 1;
+        } else if rejected {
+            report.transfers_rejected += 1;
+        } else {
+            report.transfers_unknown += 1;
+        }
+        if acknowledged && rejected {
+            report.anomaly(format!(
+                "{id}: both acknowledged and rejected: {:?}",
+                sent.outcomes
+            ));
+        }
+        let Some(found) = finals.get(id) else {
+            report.anomaly(format!("harness bug: no final GetTransfer for {id}"));
+            continue;
+        };
+        match found {
+            Some(state) if state.status == TransferStatus::Completed => {
+                let params = (&state.from, &state.to, state.amount_minor, &state.currency);
+                if params != (&sent.from, &sent.to, sent.amount_minor, &sent.currency) {
+                    report.anomaly(format!("{id}: completed with other parameters: {state:?}"));
+                }
+                if rejected {
+                    report.anomaly(format!("{id}: rejected to the client but COMPLETED"));
+                }
+                if !acknowledged && !rejected {
+                    report.transfers_unknown_applied += 1;
+                }
+                report.transfers_completed += 1;
+                completed.insert(
+                    id.clone(),
+                    (state.from.clone(), state.to.clone(), state.amount_minor),
+                );
+            }
+            Some(state) if state.status == TransferStatus::InFlight => {
+                report.anomaly(format!("{id}: still IN_FLIGHT after quiescence"));
+            }
+            other => {
+                if acknowledged {
+                    report.anomaly(format!(
+                        "{id}: acknowledged but lost (final state {:?})",
+                        other.as_ref().map(|s| s.status)
+                    ));
+                }
+            }
+        }
+    }
+    completed
+}
+
+/// The final balances are the fold of the completed transfers, each applied once.
+fn check_fold(
+    completed: &BTreeMap<String, (String, String, i64)>,
+    final_balances: &BTreeMap<String, i64>,
+    report: &mut Report,
+) {
+    let mut expected: BTreeMap<String, i64> =
+        accounts().into_iter().map(|(id, _, _)| (id, 0)).collect();
+    for (from, to, amount) in completed.values() {
+        *expected.entry(from.clone()).or_default() -= amount;
+        *expected.entry(to.clone()).or_default() += amount;
+    }
+    for (account, want) in &expected {
+        match final_balances.get(account) {
+            Some(got) if got == want => {}
+            got => report.anomaly(format!(
+                "{account}: final balance {got:?}, fold of completed transfers {want}"
+            )),
+        }
+    }
+}
+
+/// Conservation on quiescent sweeps, per-account bounds on every sweep.
+fn check_reads(history: &[Entry], report: &mut Report) {
+    let all = accounts();
+    let currency_total = ACCOUNTS_PER_CURRENCY as i64 * FUNDING_MINOR;
+    for entry in history {
+        let Op::Read {
+            balances,
+            quiescent,
+        } = &entry.op
+        else {
+            continue;
+        };
+        if entry.phase != Phase::Ok {
+            continue;
+        }
+        report.reads_checked += 1;
+        let values: HashMap<&str, i64> = balances.iter().map(|(a, b)| (a.as_str(), *b)).collect();
+        let mut sums: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+        for (account, currency, issuer) in &all {
+            let Some(&balance) = values.get(account.as_str()) else {
+                report.anomaly(format!("t={}ms: sweep without {account}", entry.time_ms));
+                continue;
+            };
+            let sum = sums.entry(currency).or_default();
+            sum.0 += balance;
+            if *issuer {
+                if balance != -currency_total {
+                    report.anomaly(format!(
+                        "t={}ms: issuer {account} at {balance}, funded {}",
+                        entry.time_ms, -currency_total
+                    ));
+                }
+            } else {
+                sum.1 += balance;
+                if balance < 0 {
+                    report.anomaly(format!(
+                        "t={}ms: {account} negative: {balance}",
+                        entry.time_ms
+                    ));
+                }
+                if balance > currency_total {
+                    report.anomaly(format!(
+                        "t={}ms: {account} holds {balance}, more than all {currency} ({currency_total})",
+                        entry.time_ms
+                    ));
+                }
+            }
+        }
+        if *quiescent {
+            report.quiescent_reads_checked += 1;
+            for (currency, (all_sum, ordinary_sum)) in sums {
+                if all_sum != 0 || ordinary_sum != currency_total {
+                    report.anomaly(format!(
+                        "t={}ms: {currency} not conserved at quiescence: sum {all_sum}, ordinary \
+                         {ordinary_sum} (want 0 and {currency_total})",
+                        entry.time_ms
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Per watcher and account: ordered, gap-free, duplicate-free, consistent, complete.
+fn check_pushes(
+    history: &[Entry],
+    completed: &BTreeMap<String, (String, String, i64)>,
+    final_balances: &BTreeMap<String, i64>,
+    report: &mut Report,
+) {
+    // (watcher, account) → (last sequence, last balance, first sequence, transfer ids seen).
+    type Stream = (u64, i64, u64, BTreeSet<String>);
+    let mut streams: BTreeMap<(String, String), Stream> = BTreeMap::new();
+    for entry in history {
+        let Op::Push {
+            watcher,
+            account_id,
+            sequence,
+            snapshot,
+            balance_minor,
+            delta_minor,
+            transaction_id,
+        } = &entry.op
+        else {
+            continue;
+        };
+        report.pushes_checked += 1;
+        let at = format!("t={}ms {watcher} {account_id} #{sequence}", entry.time_ms);
+        let key = (watcher.clone(), account_id.clone());
+        let Some(stream) = streams.get_mut(&key) else {
+            if !snapshot {
+                report.anomaly(format!("{at}: first update is not a snapshot"));
+            }
+            streams.insert(key, (*sequence, *balance_minor, *sequence, BTreeSet::new()));
+            continue;
+        };
+        if *snapshot {
+            report.anomaly(format!("{at}: a second snapshot (after #{})", stream.0));
+        }
+        if *sequence != stream.0 + 1 {
+            let what = if *sequence <= stream.0 {
+                "duplicate or out of order"
+            } else {
+                "gap"
+            };
+            report.anomaly(format!("{at}: {what}, previous #{}", stream.0));
+        }
+        if *balance_minor != stream.1 + delta_minor {
+            report.anomaly(format!(
+                "{at}: balance {balance_minor} != previous {} + delta {delta_minor}",
+                stream.1
+            ));
+        }
+        match completed.get(transaction_id) {
+            Some((from, to, amount)) => {
+                let want = if from == account_id {
+                    -amount
+                } else if to == account_id {
+                    *amount
+                } else {
+                    0
+                };
+                if *delta_minor != want {
+                    report.anomaly(format!(
+                        "{at}: delta {delta_minor} for {transaction_id}, want {want}"
+                    ));
+                }
+            }
+            None => report.anomaly(format!(
+                "{at}: pushed {transaction_id}, which is not COMPLETED"
+            )),
+        }
+        if !stream.3.insert(transaction_id.clone()) {
+            report.anomaly(format!("{at}: {transaction_id} pushed twice"));
+        }
+        stream.0 = stream.0.max(*sequence);
+        stream.1 = *balance_minor;
+    }
+    let watchers: BTreeSet<String> = streams.keys().map(|(w, _)| w.clone()).collect();
+    for watcher in watchers {
+        for (account, _, _) in accounts() {
+            let Some((_, balance, first, ids)) = streams.get(&(watcher.clone(), account.clone()))
+            else {
+                report.anomaly(format!("{watcher}: nothing pushed for {account}"));
+                continue;
+            };
+            if final_balances.get(&account) != Some(balance) {
+                report.anomaly(format!(
+                    "{watcher} {account}: last pushed balance {balance}, final {:?}",
+                    final_balances.get(&account)
+                ));
+            }
+            if *first == 0 {
+                let want: BTreeSet<String> = completed
+                    .iter()
+                    .filter(|(_, (from, to, _))| *from == account || *to == account)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                if *ids != want {
+                    report.anomaly(format!(
+                        "{watcher} {account}: pushed {} transfers, {} completed ({} missing, {} extra)",
+                        ids.len(),
+                        want.len(),
+                        want.difference(ids).count(),
+                        ids.difference(&want).count()
+                    ));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The checker must catch what it claims to catch: each case below breaks one property.
+
+    use super::*;
+
+    fn entry(time_ms: u64, phase: Phase, op: Op) -> Entry {
+        Entry {
+            time_ms,
+            process: "test".into(),
+            phase,
+            op,
+        }
+    }
+
+    fn transfer(id: &str, from: &str, to: &str, amount: i64) -> Op {
+        Op::Transfer {
+            transaction_id: id.into(),
+            from: from.into(),
+            to: to.into(),
+            amount_minor: amount,
+            currency: "USD".into(),
+            detail: String::new(),
+        }
+    }
+
+    fn completed(from: &str, to: &str, amount: i64) -> Option<FinalTransfer> {
+        Some(FinalTransfer {
+            status: TransferStatus::Completed,
+            from: from.into(),
+            to: to.into(),
+            amount_minor: amount,
+            currency: "USD".into(),
+        })
+    }
+
+    /// Balances after funding every ordinary account and moving `moved` from usd-0 to usd-1.
+    fn balances(moved: i64) -> BTreeMap<String, i64> {
+        let mut all: BTreeMap<String, i64> = accounts()
+            .into_iter()
+            .map(|(id, _, issuer)| {
+                let value = if issuer {
+                    -(ACCOUNTS_PER_CURRENCY as i64) * FUNDING_MINOR
+                } else {
+                    FUNDING_MINOR
+                };
+                (id, value)
+            })
+            .collect();
+        *all.get_mut("nem-usd-0").unwrap() -= moved;
+        *all.get_mut("nem-usd-1").unwrap() += moved;
+        all
+    }
+
+    /// Funding of every account as completed transfers f-<account>.
+    fn funding() -> (Vec<Entry>, HashMap<String, Option<FinalTransfer>>) {
+        let mut history = Vec::new();
+        let mut finals = HashMap::new();
+        for (id, currency, issuer) in accounts() {
+            if issuer {
+                continue;
+            }
+            let from = crate::workload::issuer(currency);
+            let mut op = transfer(&format!("f-{id}"), &from, &id, FUNDING_MINOR);
+            if let Op::Transfer { currency: c, .. } = &mut op {
+                *c = currency.into();
+            }
+            history.push(entry(0, Phase::Invoke, op.clone()));
+            history.push(entry(1, Phase::Ok, op));
+            let mut done = completed(&from, &id, FUNDING_MINOR);
+            done.as_mut().unwrap().currency = currency.into();
+            finals.insert(format!("f-{id}"), done);
+        }
+        (history, finals)
+    }
+
+    fn run(
+        history: &[Entry],
+        finals: &HashMap<String, Option<FinalTransfer>>,
+        end: &BTreeMap<String, i64>,
+    ) -> Report {
+        let mut report = Report::default();
+        check(history, finals, end, &BTreeMap::new(), &mut report);
+        report
+    }
+
+    #[test]
+    fn a_clean_history_passes() {
+        let (mut history, mut finals) = funding();
+        let op = transfer("t1", "nem-usd-0", "nem-usd-1", 500);
+        history.push(entry(5, Phase::Invoke, op.clone()));
+        history.push(entry(6, Phase::Unknown, op.clone()));
+        finals.insert("t1".into(), completed("nem-usd-0", "nem-usd-1", 500));
+        history.push(entry(
+            7,
+            Phase::Ok,
+            Op::Read {
+                balances: balances(500).into_iter().collect(),
+                quiescent: true,
+            },
+        ));
+        // The read node's history: funding, then t1, as the checker wants it.
+        let mut order: Vec<(String, String, String, i64)> = finals
+            .iter()
+            .filter(|(id, _)| id.starts_with("f-"))
+            .map(|(id, t)| {
+                let t = t.as_ref().unwrap();
+                (id.clone(), t.from.clone(), t.to.clone(), t.amount_minor)
+            })
+            .collect();
+        order.sort();
+        order.push(("t1".into(), "nem-usd-0".into(), "nem-usd-1".into(), 500));
+        let mut read_history: BTreeMap<String, Vec<HistoryRow>> = BTreeMap::new();
+        for (id, from, to, amount) in order {
+            for (account, delta) in [(from, -amount), (to, amount)] {
+                let rows = read_history.entry(account).or_default();
+                let before = rows
+                    .last()
+                    .map_or(0, |r: &HistoryRow| r.balance_after_minor);
+                rows.push(HistoryRow {
+                    sequence: rows.len() as u64 + 1,
+                    transaction_id: id.clone(),
+                    delta_minor: delta,
+                    balance_after_minor: before + delta,
+                });
+            }
+        }
+        let mut report = Report::default();
+        check(
+            &history,
+            &finals,
+            &balances(500),
+            &read_history,
+            &mut report,
+        );
+        assert!(report.ok(), "{:?}", report.anomalies);
+        assert_eq!(report.transfers_unknown_applied, 1);
+
+        // The same read history with one row repeated is caught.
+        let rows = read_history.get_mut("nem-usd-1").unwrap();
+        let repeated = rows[0].clone();
+        rows.insert(1, repeated);
+        let mut report = Report::default();
+        check(
+            &history,
+            &finals,
+            &balances(500),
+            &read_history,
+            &mut report,
+        );
+        assert!(
+            report
+                .anomalies
+                .iter()
+                .any(|a| a.contains("recorded twice")),
+            "{:?}",
+            report.anomalies
+        );
+        assert_eq!(report.quiescent_reads_checked, 1);
+    }
+
+    #[test]
+    fn a_lost_acknowledged_transfer_is_caught() {
+        let (mut history, mut finals) = funding();
+        let op = transfer("t1", "nem-usd-0", "nem-usd-1", 500);
+        history.push(entry(5, Phase::Invoke, op.clone()));
+        history.push(entry(6, Phase::Ok, op));
+        finals.insert("t1".into(), None);
+        let report = run(&history, &finals, &balances(0));
+        assert!(
+            report
+                .anomalies
+                .iter()
+                .any(|a| a.contains("acknowledged but lost")),
+            "{:?}",
+            report.anomalies
+        );
+    }
+
+    #[test]
+    fn a_double_application_is_caught() {
+        let (mut history, mut finals) = funding();
+        let op = transfer("t1", "nem-usd-0", "nem-usd-1", 500);
+        history.push(entry(5, Phase::Invoke, op.clone()));
+        history.push(entry(6, Phase::Ok, op));
+        finals.insert("t1".into(), completed("nem-usd-0", "nem-usd-1", 500));
+        let report = run(&history, &finals, &balances(1000));
+        assert!(
+            report
+                .anomalies
+                .iter()
+                .any(|a| a.contains("fold of completed")),
+            "{:?}",
+            report.anomalies
+        );
+    }
+
+    #[test]
+    fn non_conservation_and_negative_reads_are_caught() {
+        let (mut history, finals) = funding();
+        let mut broken = balances(0);
+        *broken.get_mut("nem-usd-2").unwrap() = -1;
+        history.push(entry(
+            7,
+            Phase::Ok,
+            Op::Read {
+                balances: broken.into_iter().collect(),
+                quiescent: true,
+            },
+        ));
+        let report = run(&history, &finals, &balances(0));
+        assert!(report.anomalies.iter().any(|a| a.contains("negative")));
+        assert!(report.anomalies.iter().any(|a| a.contains("not conserved")));
+    }
+
+    #[test]
+    fn gaps_and_duplicates_in_pushes_are_caught() {
+        let (mut history, mut finals) = funding();
+        let push = |sequence, snapshot, balance, delta, id: &str| Op::Push {
+            watcher: "w".into(),
+            account_id: "nem-usd-1".into(),
+            sequence,
+            snapshot,
+            balance_minor: balance,
+            delta_minor: delta,
+            transaction_id: id.into(),
+        };
+        finals.insert("t1".into(), completed("nem-usd-0", "nem-usd-1", 5));
+        history.push(entry(1, Phase::Ok, push(0, true, 0, 0, "")));
+        history.push(entry(
+            2,
+            Phase::Ok,
+            push(1, false, FUNDING_MINOR, FUNDING_MINOR, "f-nem-usd-1"),
+        ));
+        history.push(entry(
+            3,
+            Phase::Ok,
+            push(1, false, FUNDING_MINOR, FUNDING_MINOR, "f-nem-usd-1"),
+        ));
+        history.push(entry(
+            4,
+            Phase::Ok,
+            push(3, false, FUNDING_MINOR + 5, 5, "t1"),
+        ));
+        let report = run(&history, &finals, &balances(0));
+        let text = report.anomalies.join("\n");
+        assert!(text.contains("duplicate"), "{text}");
+        assert!(text.contains("pushed twice"), "{text}");
+        assert!(text.contains("gap"), "{text}");
+    }
+}

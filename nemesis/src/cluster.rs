@@ -1,0 +1,367 @@
+//! The system under test as real processes: three `wallet-write-node`s whose peer traffic
+//! goes through the harness's proxies, and one `wallet-read-node`, on loopback ports with
+//! RocksDB in one run directory. Nodes are killed with SIGKILL, paused with SIGSTOP and
+//! resumed with SIGCONT, and restarted on the same data.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use proto::v1::GetClusterStatusRequest;
+use proto::v1::GetClusterStatusResponse;
+use proto::v1::cluster_service_client::ClusterServiceClient;
+use tonic::transport::Channel;
+
+use crate::proxy::{LinkMode, Network};
+
+/// Write nodes in the cluster.
+pub const WRITE_NODES: u64 = 3;
+
+/// Timeout of one `GetClusterStatus` call of the harness.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where the node binaries are: `dir` must hold `wallet-write-node` and `wallet-read-node`.
+pub fn find_binaries(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let candidates: Vec<PathBuf> = match explicit {
+        Some(dir) => vec![dir.to_path_buf()],
+        None => {
+            // target/<profile>/wallet-nemesis, or target/<profile>/deps/<test executable>.
+            let exe = std::env::current_exe()?;
+            exe.ancestors()
+                .skip(1)
+                .take(2)
+                .map(Path::to_path_buf)
+                .collect()
+        }
+    };
+    for dir in &candidates {
+        if dir.join("wallet-write-node").is_file() && dir.join("wallet-read-node").is_file() {
+            return Ok(dir.clone());
+        }
+    }
+    anyhow::bail!(
+        "wallet-write-node and wallet-read-node not found in {candidates:?}: build them first \
+         (`cargo build --bins`), or pass --bin-dir"
+    )
+}
+
+/// A free port below Linux's ephemeral range (32768-60999): a port taken from port 0 is
+/// released before the node binds it, and in between an outgoing connection (the proxies
+/// make many) may grab it. Spread over the range by process id, as in the write node's tests.
+fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    if NEXT.load(Ordering::Relaxed) == 0 {
+        let start = 20_000 + (std::process::id() % 600) as u16 * 20;
+        let _ = NEXT.compare_exchange(0, start, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(port < 32_768, "ran out of ports");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// One process the harness runs, started and stopped many times.
+struct Process {
+    name: String,
+    log_path: PathBuf,
+    child: Option<Child>,
+    paused: bool,
+}
+
+impl Process {
+    fn new(name: String, log_path: PathBuf) -> Process {
+        Process {
+            name,
+            log_path,
+            child: None,
+            paused: false,
+        }
+    }
+
+    fn spawn(&mut self, command: &mut Command) -> anyhow::Result<()> {
+        anyhow::ensure!(self.child.is_none(), "{} is already running", self.name);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)?;
+        let child = command
+            .env("RUST_LOG", "info,raft=info,h2=warn,tower=warn")
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()?;
+        self.child = Some(child);
+        self.paused = false;
+        Ok(())
+    }
+
+    /// SIGKILL and reap: no shutdown code runs, like a power cut for the process. A stopped
+    /// process dies from SIGKILL too.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.paused = false;
+    }
+
+    fn signal(&mut self, signal: Signal) -> anyhow::Result<()> {
+        let child = self
+            .child
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("{} is not running", self.name))?;
+        kill(Pid::from_raw(child.id() as i32), signal)?;
+        self.paused = signal == Signal::SIGSTOP;
+        Ok(())
+    }
+
+    fn running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+/// The cluster. Dropping it kills every process (the run directory is the caller's).
+pub struct Cluster {
+    pub dir: PathBuf,
+    bin_dir: PathBuf,
+    /// Node id → real client/peer port.
+    pub ports: BTreeMap<u64, u16>,
+    pub read_port: u16,
+    pub network: Network,
+    write: BTreeMap<u64, Process>,
+    read: Process,
+    node_args: Vec<String>,
+}
+
+impl Cluster {
+    /// Lays out the cluster in `dir`, starts the proxies and every process.
+    pub async fn start(
+        dir: &Path,
+        bin_dir: &Path,
+        node_args: Vec<String>,
+    ) -> anyhow::Result<Cluster> {
+        let ports: BTreeMap<u64, u16> = (1..=WRITE_NODES).map(|id| (id, free_port())).collect();
+        let addresses: Vec<(u64, SocketAddr)> = ports
+            .iter()
+            .map(|(&id, &port)| (id, SocketAddr::from(([127, 0, 0, 1], port))))
+            .collect();
+        let network = Network::start(&addresses).await?;
+        let write = ports
+            .keys()
+            .map(|&id| {
+                let process = Process::new(
+                    format!("write node {id}"),
+                    dir.join(format!("node-{id}.log")),
+                );
+                (id, process)
+            })
+            .collect();
+        let mut cluster = Cluster {
+            dir: dir.to_path_buf(),
+            bin_dir: bin_dir.to_path_buf(),
+            ports,
+            read_port: free_port(),
+            network,
+            write,
+            read: Process::new("read node".into(), dir.join("read-node.log")),
+            node_args,
+        };
+        for id in 1..=WRITE_NODES {
+            cluster.start_node(id)?;
+        }
+        cluster.start_read_node()?;
+        Ok(cluster)
+    }
+
+    pub fn endpoint(&self, id: u64) -> String {
+        format!("127.0.0.1:{}", self.ports[&id])
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.ports.keys().map(|&id| self.endpoint(id)).collect()
+    }
+
+    pub fn read_endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.read_port)
+    }
+
+    /// Node `id`'s peer list: itself at its real address, every other node at the proxy
+    /// of the link from `id` to it.
+    fn peers_of(&self, id: u64) -> String {
+        self.ports
+            .iter()
+            .map(|(&peer, &port)| {
+                let address = if peer == id {
+                    SocketAddr::from(([127, 0, 0, 1], port))
+                } else {
+                    self.network.address(id, peer)
+                };
+                format!("{peer}={address}")
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn start_node(&mut self, id: u64) -> anyhow::Result<()> {
+        let mut command = Command::new(self.bin_dir.join("wallet-write-node"));
+        command
+            .args(["--node-id", &id.to_string()])
+            .args(["--listen", &self.endpoint(id)])
+            .args(["--peers", &self.peers_of(id)])
+            .arg("--data-dir")
+            .arg(self.dir.join(format!("node-{id}")))
+            .args(&self.node_args);
+        self.write
+            .get_mut(&id)
+            .expect("node id")
+            .spawn(&mut command)
+    }
+
+    pub fn kill_node(&mut self, id: u64) {
+        self.write.get_mut(&id).expect("node id").kill();
+    }
+
+    pub fn pause_node(&mut self, id: u64) -> anyhow::Result<()> {
+        self.write
+            .get_mut(&id)
+            .expect("node id")
+            .signal(Signal::SIGSTOP)
+    }
+
+    pub fn resume_node(&mut self, id: u64) -> anyhow::Result<()> {
+        self.write
+            .get_mut(&id)
+            .expect("node id")
+            .signal(Signal::SIGCONT)
+    }
+
+    pub fn start_read_node(&mut self) -> anyhow::Result<()> {
+        let mut command = Command::new(self.bin_dir.join("wallet-read-node"));
+        command
+            .args(["--listen", &self.read_endpoint()])
+            .args(["--write-nodes", &self.endpoints().join(",")])
+            .arg("--data-dir")
+            .arg(self.dir.join("read-node"));
+        self.read.spawn(&mut command)
+    }
+
+    pub fn kill_read_node(&mut self) {
+        self.read.kill();
+    }
+
+    /// Write nodes with a live process (paused ones included).
+    pub fn running(&self) -> Vec<u64> {
+        self.write
+            .iter()
+            .filter(|(_, process)| process.running())
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    /// Whether everything runs, unpaused, with every link passing.
+    pub fn whole(&self) -> bool {
+        self.write.values().all(|p| p.running() && !p.paused)
+            && self.read.running()
+            && self.network.healed()
+    }
+
+    /// Heals everything: resumes paused nodes, restarts dead ones, heals every link.
+    pub fn heal_all(&mut self) -> anyhow::Result<()> {
+        self.network.heal();
+        for id in 1..=WRITE_NODES {
+            let process = self.write.get_mut(&id).expect("node id");
+            if process.paused {
+                process.signal(Signal::SIGCONT)?;
+            }
+            if !process.running() {
+                self.start_node(id)?;
+            }
+        }
+        if !self.read.running() {
+            self.start_read_node()?;
+        }
+        Ok(())
+    }
+
+    pub fn isolate(&self, id: u64, mode: LinkMode) {
+        self.network.set_node(id, mode);
+    }
+
+    /// One node's view of the cluster (`include_state_digest` hashes every partition).
+    pub async fn status(
+        &self,
+        id: u64,
+        include_state_digest: bool,
+    ) -> Result<GetClusterStatusResponse, tonic::Status> {
+        let channel = Channel::from_shared(format!("http://{}", self.endpoint(id)))
+            .expect("uri")
+            .connect_timeout(STATUS_TIMEOUT)
+            .connect_lazy();
+        let mut request = tonic::Request::new(GetClusterStatusRequest {
+            include_state_digest,
+        });
+        request.set_timeout(STATUS_TIMEOUT);
+        ClusterServiceClient::new(channel)
+            .get_cluster_status(request)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// The leader of each partition if every running, unpaused node answers and all agree
+    /// (and each named leader itself holds the role); `None` otherwise.
+    pub async fn agreed_leaders(&self) -> Option<Vec<u64>> {
+        let mut views = BTreeMap::new();
+        for (&id, process) in &self.write {
+            if !process.running() || process.paused {
+                continue;
+            }
+            views.insert(id, self.status(id, false).await.ok()?.partitions);
+        }
+        let first = views.values().next()?;
+        let leaders: Vec<u64> = first.iter().map(|p| p.leader_id).collect();
+        let agreed = views
+            .values()
+            .all(|view| view.iter().map(|p| p.leader_id).eq(leaders.iter().copied()));
+        let confirmed = leaders.iter().enumerate().all(|(partition, leader)| {
+            views
+                .get(leader)
+                .is_some_and(|view| view[partition].role == "leader")
+        });
+        (agreed && confirmed).then_some(leaders)
+    }
+
+    /// The last lines of every log, for failure reports.
+    pub fn log_tails(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for process in self.write.values().chain(std::iter::once(&self.read)) {
+            let text = std::fs::read_to_string(&process.log_path).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(lines).collect();
+            out.push_str(&format!(
+                "--- {} ({}) ---\n",
+                process.name,
+                process.log_path.display()
+            ));
+            for line in tail.into_iter().rev() {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for process in self.write.values_mut() {
+            process.kill();
+        }
+        self.read.kill();
+    }
+}

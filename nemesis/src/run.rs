@@ -1,0 +1,781 @@
+//! One nemesis run: start the cluster, set up the bank, run clients while the nemesis
+//! follows the seed's schedule, heal, crash and restart the whole cluster, and check.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use proto::v1::TransferStatus;
+use tokio::sync::RwLock;
+use wallet_client::{Code, QueryClient, Transfer, WalletClient};
+
+use crate::checker::{self, FinalTransfer, HistoryRow, Report};
+use crate::cluster::{Cluster, WRITE_NODES, find_binaries};
+use crate::history::{History, Op, Phase};
+use crate::proxy::LinkMode;
+use crate::schedule::{self, Fault, Step, Target, Timing};
+use crate::workload::{self, Clients, FUNDING_MINOR, accounts, issuer};
+
+/// Bound on "the cluster serves again" after a fault heals: every partition has an agreed
+/// leader, a linearizable read of every account succeeds and a transfer gets a definite
+/// answer. A run that takes longer records an anomaly. Measured: see README (typically well
+/// under 3 s: raft elections take 1-2 s with 100 ms ticks and 10-tick election timeouts).
+pub const PROGRESS_BOUND: Duration = Duration::from_secs(20);
+/// Bound on waits for the cluster to settle (no transfer in flight, replicas agreeing,
+/// read node caught up) once nothing is faulty.
+pub const SETTLE_MAX: Duration = Duration::from_secs(30);
+/// Bound on the first start and on the restart after the final whole-cluster crash.
+pub const START_MAX: Duration = Duration::from_secs(60);
+/// Pages of 1000 rows read per account from the read node's history (bounds a huge run).
+const READ_HISTORY_PAGES_MAX: usize = 1000;
+/// Bound on waiting for clients to finish their current operation when stopping.
+const CLIENT_STOP_MAX: Duration = Duration::from_secs(60);
+
+/// Settings of one run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub seed: u64,
+    /// How long the workload runs under faults (at least the six required faults run).
+    pub duration: Duration,
+    /// Concurrent transfer workers.
+    pub workers: usize,
+    pub timing: Timing,
+    /// Where `wallet-write-node` and `wallet-read-node` are; next to this executable if
+    /// `None`.
+    pub bin_dir: Option<PathBuf>,
+    /// Keep the run directory even when the run passes.
+    pub keep: bool,
+    /// Extra flags for every write node (e.g. a small snapshot interval).
+    pub node_args: Vec<String>,
+    /// Print progress to stderr.
+    pub verbose: bool,
+}
+
+impl Config {
+    pub fn new(seed: u64, duration: Duration) -> Config {
+        Config {
+            seed,
+            duration,
+            workers: 4,
+            timing: Timing {
+                quiet_ms: (1000, 3000),
+                hold_ms: (2000, 5000),
+            },
+            bin_dir: None,
+            keep: false,
+            // Snapshots every 200 entries and a short log, so a node that was down or cut
+            // off catches up by installing a snapshot, not only by log replication.
+            node_args: vec![
+                "--snapshot-interval-entries".into(),
+                "200".into(),
+                "--log-retain-entries".into(),
+                "100".into(),
+            ],
+            verbose: true,
+        }
+    }
+}
+
+/// What a run produced.
+pub struct Outcome {
+    pub report: Report,
+    /// The run directory (data dirs, logs, `history.json`, `report.json`), if kept.
+    pub kept_dir: Option<PathBuf>,
+    pub schedule: Vec<Step>,
+}
+
+struct Run {
+    config: Config,
+    cluster: Cluster,
+    wallet: WalletClient,
+    history: Arc<History>,
+    gate: Arc<RwLock<()>>,
+    /// Stops the two watchers once the run is checked.
+    watchers_stop: Arc<AtomicBool>,
+    report: Report,
+}
+
+impl Run {
+    fn log(&self, message: impl AsRef<str>) {
+        if self.config.verbose {
+            eprintln!(
+                "[nemesis seed={} t={:.1}s] {}",
+                self.config.seed,
+                self.history.elapsed_ms() as f64 / 1000.0,
+                message.as_ref()
+            );
+        }
+    }
+
+    fn nemesis(&self, phase: Phase, fault: &str, node: String, detail: String) {
+        self.history.record(
+            "nemesis",
+            phase,
+            Op::Nemesis {
+                fault: fault.to_owned(),
+                node,
+                detail,
+            },
+        );
+    }
+
+    /// Waits for agreed leaders, at most `bound`.
+    async fn leaders(&self, bound: Duration) -> Option<Vec<u64>> {
+        let deadline = Instant::now() + bound;
+        loop {
+            if let Some(leaders) = self.cluster.agreed_leaders().await {
+                return Some(leaders);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn resolve(&self, target: Target, leaders: &[u64]) -> u64 {
+        match target {
+            Target::Leader { partition } => leaders[partition as usize],
+            Target::Follower { partition, pick } => {
+                let followers: Vec<u64> = (1..=WRITE_NODES)
+                    .filter(|&id| id != leaders[partition as usize])
+                    .collect();
+                followers[pick as usize % followers.len()]
+            }
+        }
+    }
+
+    /// The leader of `partition` according to the write nodes other than `node` that answer
+    /// (the first that names one); `None` if none does.
+    async fn leader_seen_by_others(&self, node: u64, partition: u32) -> Option<u64> {
+        for other in (1..=WRITE_NODES).filter(|&other| other != node) {
+            if let Ok(status) = self.cluster.status(other, false).await
+                && let Some(view) = status.partitions.get(partition as usize)
+                && view.leader_id != 0
+            {
+                return Some(view.leader_id);
+            }
+        }
+        None
+    }
+
+    /// Injects `fault`; returns the nodes it hit (0 stands for the read node).
+    fn inject(&mut self, fault: Fault, leaders: &[u64]) -> anyhow::Result<Vec<u64>> {
+        Ok(match fault {
+            Fault::Kill { target } => {
+                let node = self.resolve(target, leaders);
+                self.cluster.kill_node(node);
+                vec![node]
+            }
+            Fault::Isolate { target, mode } => {
+                let node = self.resolve(target, leaders);
+                self.cluster.isolate(node, mode);
+                vec![node]
+            }
+            Fault::Slow { target, delay_ms } => {
+                let node = self.resolve(target, leaders);
+                self.cluster.isolate(node, LinkMode::Delay { ms: delay_ms });
+                vec![node]
+            }
+            Fault::Pause { target } => {
+                let node = self.resolve(target, leaders);
+                self.cluster.pause_node(node)?;
+                vec![node]
+            }
+            Fault::KillReadNode => {
+                self.cluster.kill_read_node();
+                vec![0]
+            }
+            Fault::KillMajority { partition, pick } => {
+                let nodes = vec![
+                    self.resolve(Target::Leader { partition }, leaders),
+                    self.resolve(Target::Follower { partition, pick }, leaders),
+                ];
+                for &node in &nodes {
+                    self.cluster.kill_node(node);
+                }
+                nodes
+            }
+            Fault::IsolateAll { mode } => {
+                for node in 1..=WRITE_NODES {
+                    self.cluster.isolate(node, mode);
+                }
+                (1..=WRITE_NODES).collect()
+            }
+        })
+    }
+
+    fn heal(&mut self, fault: Fault, nodes: &[u64]) -> anyhow::Result<()> {
+        match fault {
+            Fault::Kill { .. } | Fault::KillMajority { .. } => {
+                for &node in nodes {
+                    self.cluster.start_node(node)?;
+                }
+                Ok(())
+            }
+            Fault::Isolate { .. } | Fault::Slow { .. } | Fault::IsolateAll { .. } => {
+                self.cluster.network.heal();
+                Ok(())
+            }
+            Fault::Pause { .. } => self.cluster.resume_node(nodes[0]),
+            Fault::KillReadNode => self.cluster.start_read_node(),
+        }
+    }
+
+    /// Time until the cluster serves again: agreed leaders, a full linearizable sweep, the
+    /// read node answering, and a definite answer to a transfer (a probe too large to
+    /// succeed: it is rejected for insufficient funds, which still needs the source
+    /// partition's leader to commit the rejection). `None` if not within `PROGRESS_BOUND`.
+    async fn recovery(&self) -> Option<Duration> {
+        let started = Instant::now();
+        let deadline = started + PROGRESS_BOUND;
+        let query = QueryClient::connect([self.cluster.read_endpoint()]).ok()?;
+        let account = workload::ordinary("USD", 0);
+        while Instant::now() < deadline {
+            if self.cluster.agreed_leaders().await.is_some()
+                && workload::sweep(&self.wallet).await.is_some()
+                && query.balance(&account, None).await.is_ok()
+            {
+                let probe = Transfer {
+                    transaction_id: wallet_client::new_transaction_id(),
+                    from: workload::ordinary("USD", 0),
+                    to: workload::ordinary("USD", 1),
+                    amount: workload::format_minor(1_000_000_000),
+                    currency: "USD".into(),
+                };
+                let phase =
+                    workload::transfer(&self.wallet, &self.history, "probe", &probe, 1_000_000_000)
+                        .await;
+                if phase != Phase::Unknown {
+                    return Some(started.elapsed()).filter(|took| *took <= PROGRESS_BOUND);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+
+    /// Sum of in-flight cross-partition transfers over every running node, if all answer.
+    async fn in_flight(&self) -> Option<u64> {
+        let mut total = 0;
+        for node in self.cluster.running() {
+            let status = self.cluster.status(node, false).await.ok()?;
+            total += status
+                .partitions
+                .iter()
+                .map(|p| p.in_flight_transfers)
+                .sum::<u64>();
+        }
+        Some(total)
+    }
+
+    async fn wait_no_in_flight(&self) -> bool {
+        let deadline = Instant::now() + SETTLE_MAX;
+        while Instant::now() < deadline {
+            if self.in_flight().await == Some(0) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
+    /// A conservation check: stops every client, waits until nothing is in flight, and
+    /// records a sweep that two consecutive reads agree on.
+    async fn quiescent_sweep(&mut self, label: &str) -> Option<BTreeMap<String, i64>> {
+        let gate = Arc::clone(&self.gate);
+        let _exclusive = gate.write().await;
+        if !self.wait_no_in_flight().await {
+            self.report.anomaly(format!(
+                "{label}: transfers still in flight after {SETTLE_MAX:?}"
+            ));
+            return None;
+        }
+        for _ in 0..5 {
+            let (Some(first), Some(second)) = (
+                workload::sweep(&self.wallet).await,
+                workload::sweep(&self.wallet).await,
+            ) else {
+                continue;
+            };
+            if first == second && self.in_flight().await == Some(0) {
+                self.history.record(
+                    "checker",
+                    Phase::Ok,
+                    Op::Read {
+                        balances: second.clone(),
+                        quiescent: true,
+                    },
+                );
+                return Some(second.into_iter().collect());
+            }
+        }
+        self.report
+            .anomaly(format!("{label}: no stable quiescent sweep in 5 tries"));
+        None
+    }
+
+    /// Waits until every node has applied all it committed, with equal indexes and state
+    /// digests per partition; returns the digests.
+    async fn replicas_agree(&mut self, label: &str) -> Option<Vec<String>> {
+        let deadline = Instant::now() + SETTLE_MAX;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            let mut views = Vec::new();
+            for node in 1..=WRITE_NODES {
+                if let Ok(status) = self.cluster.status(node, true).await {
+                    let view: Vec<(u64, u64, String)> = status
+                        .partitions
+                        .iter()
+                        .map(|p| (p.commit_index, p.applied_index, p.state_digest.clone()))
+                        .collect();
+                    views.push(view);
+                }
+            }
+            if views.len() == WRITE_NODES as usize
+                && views[0]
+                    .iter()
+                    .all(|(commit, applied, _)| commit == applied)
+                && views.iter().all(|view| *view == views[0])
+            {
+                return Some(views[0].iter().map(|(_, _, d)| d.clone()).collect());
+            }
+            last = format!("{views:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.report.anomaly(format!(
+            "{label}: replicas did not agree within {SETTLE_MAX:?}: {last}"
+        ));
+        None
+    }
+
+    /// `GetTransfer` for every id in the history, retrying unknown outcomes.
+    async fn finals(&mut self) -> HashMap<String, Option<FinalTransfer>> {
+        let ids: std::collections::BTreeSet<String> = self
+            .history
+            .snapshot()
+            .into_iter()
+            .filter_map(|entry| match entry.op {
+                Op::Transfer { transaction_id, .. } => Some(transaction_id),
+                _ => None,
+            })
+            .collect();
+        // Sixteen lookups at a time: a long run has tens of thousands of ids.
+        let wallet = &self.wallet;
+        let answers: Vec<(String, Option<Option<FinalTransfer>>)> = futures::stream::iter(ids)
+            .map(|id| async move {
+                let answer = final_transfer(wallet, &id).await;
+                (id, answer)
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        let mut finals = HashMap::new();
+        for (id, answer) in answers {
+            match answer {
+                Some(answer) => {
+                    finals.insert(id, answer);
+                }
+                None => self
+                    .report
+                    .anomaly(format!("{id}: GetTransfer kept failing")),
+            }
+        }
+        finals
+    }
+
+    /// Every account's history on the read node (`ListTransfers`, all pages), oldest first.
+    /// An account whose history cannot be read is left out (the checker reports it).
+    async fn read_history(&self) -> BTreeMap<String, Vec<HistoryRow>> {
+        let Ok(query) = QueryClient::connect([self.cluster.read_endpoint()]) else {
+            return BTreeMap::new();
+        };
+        let mut all = BTreeMap::new();
+        'accounts: for (account, _, _) in accounts() {
+            let mut rows = Vec::new();
+            let mut token = String::new();
+            for _ in 0..READ_HISTORY_PAGES_MAX {
+                let Ok(page) = query.history(&account, Some(&token), 1000).await else {
+                    continue 'accounts;
+                };
+                rows.extend(page.entries.into_iter().map(|entry| HistoryRow {
+                    sequence: entry.sequence,
+                    transaction_id: entry.transaction_id,
+                    delta_minor: entry.delta_minor,
+                    balance_after_minor: entry.balance_after_minor,
+                }));
+                if page.next_page_token.is_empty() {
+                    rows.reverse(); // Pages come newest first.
+                    all.insert(account, rows);
+                    continue 'accounts;
+                }
+                token = page.next_page_token;
+            }
+        }
+        all
+    }
+
+    /// Waits until both watchers' last pushed balances equal `balances`.
+    async fn watchers_caught_up(&mut self, balances: &BTreeMap<String, i64>) {
+        let deadline = Instant::now() + SETTLE_MAX;
+        let mut behind = Vec::new();
+        while Instant::now() < deadline {
+            let last: BTreeMap<(String, String), i64> = self.history.with_entries(|entries| {
+                let mut last = BTreeMap::new();
+                for entry in entries {
+                    if let Op::Push {
+                        watcher,
+                        account_id,
+                        balance_minor,
+                        ..
+                    } = &entry.op
+                    {
+                        last.insert((watcher.clone(), account_id.clone()), *balance_minor);
+                    }
+                }
+                last
+            });
+            behind = ["watcher-sdk", "watcher-raw"]
+                .iter()
+                .flat_map(|watcher| {
+                    balances
+                        .iter()
+                        .filter(|(account, balance)| {
+                            last.get(&(watcher.to_string(), account.to_string())) != Some(balance)
+                        })
+                        .map(move |(account, _)| format!("{watcher}/{account}"))
+                })
+                .collect();
+            if behind.is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.report.anomaly(format!(
+            "watchers not caught up with the final balances within {SETTLE_MAX:?}: {behind:?}"
+        ));
+    }
+}
+
+/// `GetTransfer` for one id: `Some(None)` when NOT_FOUND, `None` when it kept failing.
+async fn final_transfer(wallet: &WalletClient, id: &str) -> Option<Option<FinalTransfer>> {
+    let uuid = wallet_client::Uuid::parse_str(id).expect("the harness's own uuid");
+    for _ in 0..5 {
+        match wallet.get_transfer(uuid).await {
+            Ok(transfer) => {
+                return Some(Some(FinalTransfer {
+                    status: TransferStatus::try_from(transfer.status)
+                        .unwrap_or(TransferStatus::Unspecified),
+                    from: transfer.from_account,
+                    to: transfer.to_account,
+                    amount_minor: parse_minor(&transfer.amount),
+                    currency: transfer.currency,
+                }));
+            }
+            Err(e) if e.code() == Code::NotFound => return Some(None),
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+    None
+}
+
+/// `"123.45"` → 12345 (two minor digits, as both currencies of the bank have).
+fn parse_minor(amount: &str) -> i64 {
+    let (units, fraction) = amount.split_once('.').unwrap_or((amount, ""));
+    let fraction = format!("{fraction:0<2}");
+    units.parse::<i64>().unwrap_or(i64::MIN) * 100 + fraction[..2].parse::<i64>().unwrap_or(0)
+}
+
+/// Runs the whole scenario for `config.seed`. Errors are harness failures (a binary missing,
+/// a setup step impossible); what the system under test does wrong ends up in the report.
+pub async fn run(config: Config) -> anyhow::Result<Outcome> {
+    let bin_dir = find_binaries(config.bin_dir.as_deref())?;
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("nemesis-seed-{}-", config.seed))
+        .tempdir()?;
+    let cluster = Cluster::start(dir.path(), &bin_dir, config.node_args.clone()).await?;
+    let wallet = workload::wallet_client(cluster.endpoints()).await?;
+    let mut run = Run {
+        config: config.clone(),
+        cluster,
+        wallet,
+        history: Arc::new(History::new()),
+        gate: Arc::new(RwLock::new(())),
+        watchers_stop: Arc::new(AtomicBool::new(false)),
+        report: Report::default(),
+    };
+    let partitions = 8;
+    let steps = schedule::schedule(config.seed, config.duration, partitions, config.timing);
+    let result = scenario(&mut run, &steps).await;
+    // Whatever happened, keep the evidence: the history and the report next to the data.
+    let history_path = dir.path().join("history.json");
+    run.history.write_json(&history_path)?;
+    if let Err(e) = &result {
+        run.report.anomaly(format!("run aborted: {e:#}"));
+    }
+    std::fs::write(
+        dir.path().join("report.json"),
+        serde_json::to_vec_pretty(&run.report)?,
+    )?;
+    let failed = !run.report.ok();
+    if failed {
+        eprintln!("{}", run.cluster.log_tails(20));
+    }
+    drop(run.cluster);
+    let kept_dir = if failed || config.keep {
+        let kept = dir.keep();
+        eprintln!(
+            "nemesis seed {}: {}; history, report, logs and data kept in {}\n\
+             replay: cargo run -p nemesis --bin wallet-nemesis -- --seed {} --duration {}s",
+            config.seed,
+            if failed { "FAILED" } else { "passed" },
+            kept.display(),
+            config.seed,
+            config.duration.as_secs()
+        );
+        Some(kept)
+    } else {
+        None
+    };
+    Ok(Outcome {
+        report: run.report,
+        kept_dir,
+        schedule: steps,
+    })
+}
+
+async fn scenario(run: &mut Run, steps: &[Step]) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        run.leaders(START_MAX).await.is_some(),
+        "no agreed leaders within {START_MAX:?} of the start"
+    );
+    run.log("cluster up; opening and funding accounts");
+    setup(run).await?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = Arc::new(Clients {
+        wallet: run.wallet.clone(),
+        impatient: workload::impatient_client(run.cluster.endpoints()).await?,
+        history: Arc::clone(&run.history),
+        gate: Arc::clone(&run.gate),
+        stop: Arc::clone(&stop),
+    });
+    let mut tasks = Vec::new();
+    for index in 0..run.config.workers {
+        tasks.push(tokio::spawn(workload::worker(
+            Arc::clone(&clients),
+            run.config.seed,
+            index,
+        )));
+    }
+    tasks.push(tokio::spawn(workload::reader(Arc::clone(&clients))));
+
+    // The nemesis: one fault at a time, each on a healthy cluster.
+    let started = Instant::now();
+    for (index, step) in steps.iter().enumerate() {
+        if started.elapsed() >= run.config.duration && index >= 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(step.quiet_before_ms)).await;
+        let Some(leaders) = run.leaders(PROGRESS_BOUND).await else {
+            run.report
+                .anomaly(format!("step {index}: no agreed leaders before the fault"));
+            continue;
+        };
+        let nodes = run.inject(step.fault, &leaders)?;
+        let node = nodes
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join("+");
+        let name = step.fault.name();
+        let detail = serde_json::to_string(&step.fault)?;
+        run.nemesis(Phase::Invoke, name, node.clone(), detail.clone());
+        run.log(format!(
+            "inject {name} on node {node} for {}ms: {detail}",
+            step.hold_ms
+        ));
+        run.report.faults_injected += 1;
+        *run.report.fault_kinds.entry(name.to_owned()).or_default() += 1;
+        tokio::time::sleep(Duration::from_millis(step.hold_ms)).await;
+        // Evidence that the fault bit: did the rest of the cluster move the leadership away
+        // from a leader that was killed, cut off or paused?
+        let effect = match step.fault {
+            Fault::Kill {
+                target: Target::Leader { partition },
+            }
+            | Fault::Isolate {
+                target: Target::Leader { partition },
+                ..
+            }
+            | Fault::Pause {
+                target: Target::Leader { partition },
+            } => {
+                let moved_to = run.leader_seen_by_others(nodes[0], partition).await;
+                if moved_to.is_some_and(|leader| leader != nodes[0] && leader != 0) {
+                    run.report.leader_moves += 1;
+                }
+                format!("healed; partition {partition} leader seen by the others: {moved_to:?}")
+            }
+            _ => "healed".to_owned(),
+        };
+        run.heal(step.fault, &nodes)?;
+        run.nemesis(Phase::Ok, name, node.clone(), effect);
+        match run.recovery().await {
+            Some(took) => {
+                run.log(format!("healed {name}; serving again after {took:?}"));
+                run.report.recovery_ms.push(took.as_millis() as u64);
+            }
+            None => run.report.anomaly(format!(
+                "step {index} ({name} on node {node}): not serving {PROGRESS_BOUND:?} after the heal"
+            )),
+        }
+        run.quiescent_sweep(&format!("after step {index} ({name})"))
+            .await;
+    }
+
+    run.log("schedule done; stopping clients");
+    run.cluster.heal_all()?;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        match tokio::time::timeout(CLIENT_STOP_MAX, task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => run
+                .report
+                .anomaly(format!("harness bug: a client task failed: {e}")),
+            Err(_) => run.report.anomaly("a client did not stop within its bound"),
+        }
+    }
+    if !run.wait_no_in_flight().await {
+        run.report
+            .anomaly("transfers still in flight after the clients stopped");
+    }
+    let before = run.replicas_agree("after healing").await;
+
+    // Durability: a power cut of the whole write cluster, then a restart on the same data.
+    run.log("killing every write node (SIGKILL) and restarting");
+    for node in 1..=WRITE_NODES {
+        run.cluster.kill_node(node);
+    }
+    for node in 1..=WRITE_NODES {
+        run.cluster.start_node(node)?;
+    }
+    let restarted = Instant::now();
+    if run.leaders(START_MAX).await.is_none() {
+        run.report
+            .anomaly("no leaders after the whole-cluster restart");
+    }
+    run.log(format!(
+        "restarted; leaders after {:?}",
+        restarted.elapsed()
+    ));
+    if !run.wait_no_in_flight().await {
+        run.report.anomaly("transfers in flight after the restart");
+    }
+    let after = run.replicas_agree("after the final restart").await;
+    if let (Some(before), Some(after)) = (&before, &after)
+        && before != after
+    {
+        run.report.anomaly(format!(
+            "state digests changed across the final restart: {before:?} -> {after:?}"
+        ));
+    }
+
+    let Some(balances) = run.quiescent_sweep("final").await else {
+        anyhow::bail!("no final quiescent sweep");
+    };
+    let finals = run.finals().await;
+    run.log("waiting for the watchers to catch up");
+    run.watchers_caught_up(&balances).await;
+    run.watchers_stop.store(true, Ordering::Relaxed);
+    let read_history = run.read_history().await;
+    let history = run.history.snapshot();
+    checker::check(&history, &finals, &balances, &read_history, &mut run.report);
+    run.log(format!(
+        "checked: {} transfers ({} acknowledged, {} rejected, {} unknown of which {} applied), \
+         {} reads ({} quiescent), {} pushes, {} read-node history rows; {} faults; \
+         anomalies: {}",
+        run.report.transfers_attempted,
+        run.report.transfers_acknowledged,
+        run.report.transfers_rejected,
+        run.report.transfers_unknown,
+        run.report.transfers_unknown_applied,
+        run.report.reads_checked,
+        run.report.quiescent_reads_checked,
+        run.report.pushes_checked,
+        run.report.history_rows_checked,
+        run.report.faults_injected,
+        run.report.anomalies_total
+    ));
+    Ok(())
+}
+
+/// Opens every account, waits until the read node knows them, starts the watchers (so they
+/// see every change from sequence 0), then funds every ordinary account from its issuer.
+async fn setup(run: &mut Run) -> anyhow::Result<()> {
+    for (account, currency, is_issuer) in accounts() {
+        let mut opened = false;
+        for _ in 0..10 {
+            match run.wallet.open_account(&account, currency, is_issuer).await {
+                Ok(_) => {
+                    opened = true;
+                    break;
+                }
+                Err(e) if e.is_definite() => anyhow::bail!("opening {account}: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+            }
+        }
+        anyhow::ensure!(opened, "could not open {account}");
+    }
+    let query = QueryClient::connect([run.cluster.read_endpoint()])?;
+    let deadline = Instant::now() + START_MAX;
+    for (account, _, _) in accounts() {
+        while query.balance(&account, None).await.is_err() {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the read node does not know {account}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    tokio::spawn(workload::sdk_watcher(
+        run.cluster.read_endpoint(),
+        Arc::clone(&run.history),
+        Arc::clone(&run.watchers_stop),
+    ));
+    tokio::spawn(workload::raw_watcher(
+        run.cluster.read_endpoint(),
+        Arc::clone(&run.history),
+        Arc::clone(&run.watchers_stop),
+    ));
+    for (account, currency, is_issuer) in accounts() {
+        if is_issuer {
+            continue;
+        }
+        let funding = Transfer {
+            transaction_id: wallet_client::new_transaction_id(),
+            from: issuer(currency),
+            to: account.clone(),
+            amount: workload::format_minor(FUNDING_MINOR),
+            currency: currency.to_owned(),
+        };
+        let phase =
+            workload::transfer(&run.wallet, &run.history, "setup", &funding, FUNDING_MINOR).await;
+        anyhow::ensure!(phase == Phase::Ok, "funding {account}: {phase:?}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parse_minor_reads_two_digit_amounts() {
+        assert_eq!(super::parse_minor("123.45"), 12345);
+        assert_eq!(super::parse_minor("0.05"), 5);
+        assert_eq!(super::parse_minor("7"), 700);
+        assert_eq!(super::parse_minor("7.5"), 750);
+    }
+}

@@ -1,0 +1,312 @@
+//! The clients: transfer workers, a reader of all balances, and two balance watchers, each
+//! recording what it did in the history.
+//!
+//! The workload is a bank (Jepsen's): a fixed set of accounts per currency, funded once from
+//! an issuer account, then random transfers between the ordinary accounts of one currency,
+//! many of them across partitions (saga), some of them too large (rejected: insufficient
+//! funds). Only the issuer may go negative; the sum of all balances of a currency is zero.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use proto::v1::WatchBalancesRequest;
+use proto::v1::query_service_client::QueryServiceClient;
+use tokio::sync::RwLock;
+use wallet_client::{ClientConfig, QueryClient, Transfer, Uuid, WalletClient};
+
+use crate::history::{History, Op, Phase};
+use crate::schedule::Prng;
+
+/// Currencies of the bank; both have two minor digits.
+pub const CURRENCIES: [&str; 2] = ["USD", "EUR"];
+/// Ordinary accounts per currency.
+pub const ACCOUNTS_PER_CURRENCY: usize = 6;
+/// What the issuer gives each ordinary account at the start, in minor units (1000.00).
+pub const FUNDING_MINOR: i64 = 100_000;
+/// Largest workload transfer, minor units (300.00): large enough that some are rejected.
+pub const TRANSFER_MINOR_MAX: i64 = 30_000;
+/// How often a worker resubmits a transfer (same id) whose outcome stayed unknown after the
+/// SDK's own retries, before leaving it unknown for the final check to resolve.
+pub const CLIENT_RESUBMITS_MAX: usize = 3;
+/// Pause between a worker's transfers, so the history stays small and the cluster is not
+/// saturated (faults, not overload, are under test here).
+pub const WORKER_PAUSE: Duration = Duration::from_millis(15);
+/// Pause between the reader's sweeps.
+pub const READER_PAUSE: Duration = Duration::from_millis(200);
+
+pub fn issuer(currency: &str) -> String {
+    format!("nem-{}-issuer", currency.to_lowercase())
+}
+
+pub fn ordinary(currency: &str, index: usize) -> String {
+    format!("nem-{}-{index}", currency.to_lowercase())
+}
+
+/// Every account: `(id, currency, is_issuer)`.
+pub fn accounts() -> Vec<(String, &'static str, bool)> {
+    let mut all = Vec::new();
+    for currency in CURRENCIES {
+        all.push((issuer(currency), currency, true));
+        for index in 0..ACCOUNTS_PER_CURRENCY {
+            all.push((ordinary(currency, index), currency, false));
+        }
+    }
+    all
+}
+
+/// `12345` minor units as `"123.45"` (two minor digits).
+pub fn format_minor(minor: i64) -> String {
+    assert!(minor > 0);
+    format!("{}.{:02}", minor / 100, minor % 100)
+}
+
+/// The SDK client every worker shares: short attempts, so a hung (blackholed, paused) node
+/// is left quickly; a bounded whole-call deadline.
+pub async fn wallet_client(endpoints: Vec<String>) -> anyhow::Result<WalletClient> {
+    let mut config = ClientConfig::new(endpoints);
+    config.call_timeout = Duration::from_secs(2);
+    config.total_deadline = Duration::from_secs(8);
+    config.attempts_max = 12;
+    config.connect_timeout = Duration::from_millis(500);
+    Ok(WalletClient::connect(config).await?)
+}
+
+/// An impatient client: one short attempt per node and a whole-call deadline shorter than
+/// an election, so under faults its calls often end with an unknown outcome. The worker then
+/// resubmits with the same id, and the checker sees unknown outcomes resolved later: the
+/// path where a client cannot tell whether its money moved.
+pub async fn impatient_client(endpoints: Vec<String>) -> anyhow::Result<WalletClient> {
+    let mut config = ClientConfig::new(endpoints);
+    config.call_timeout = Duration::from_millis(400);
+    config.total_deadline = Duration::from_millis(900);
+    config.attempts_max = 3;
+    config.backoff_max = Duration::from_millis(200);
+    config.connect_timeout = Duration::from_millis(200);
+    Ok(WalletClient::connect(config).await?)
+}
+
+/// Shared state of the clients.
+pub struct Clients {
+    pub wallet: WalletClient,
+    /// Used by worker 0 (see [`impatient_client`]).
+    pub impatient: WalletClient,
+    pub history: Arc<History>,
+    /// Workers hold it shared for each operation; a quiescent check holds it exclusively, so
+    /// while it runs no client operation is in progress.
+    pub gate: Arc<RwLock<()>>,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Submits one transfer, resubmitting with the same id while its outcome is unknown, and
+/// records every attempt. Returns the last phase.
+pub async fn transfer(
+    wallet: &WalletClient,
+    history: &History,
+    process: &str,
+    transfer: &Transfer,
+    amount_minor: i64,
+) -> Phase {
+    let op = |detail: String| Op::Transfer {
+        transaction_id: transfer.transaction_id.to_string(),
+        from: transfer.from.clone(),
+        to: transfer.to.clone(),
+        amount_minor,
+        currency: transfer.currency.clone(),
+        detail,
+    };
+    let mut phase = Phase::Unknown;
+    for resubmit in 0..CLIENT_RESUBMITS_MAX {
+        if !history.record(process, Phase::Invoke, op(String::new())) {
+            return phase;
+        }
+        let (next, detail) = match wallet.transfer(transfer).await {
+            Ok(done) => (Phase::Ok, done.consistency_token),
+            Err(e) if e.is_definite() => (Phase::Fail, e.reason().to_owned()),
+            Err(e) => (Phase::Unknown, format!("{}: {}", e.reason(), e.message())),
+        };
+        phase = next;
+        history.record(process, phase, op(detail));
+        if phase != Phase::Unknown || resubmit + 1 == CLIENT_RESUBMITS_MAX {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    phase
+}
+
+/// A v4 UUID from the seeded generator, so a rerun of a seed uses the same ids (histories of
+/// two runs line up id by id).
+pub fn seeded_transaction_id(rng: &mut Prng) -> Uuid {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
+    bytes[8..].copy_from_slice(&rng.next_u64().to_le_bytes());
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
+}
+
+/// A transfer worker: random same-currency transfers between ordinary accounts until
+/// stopped or the history is full.
+pub async fn worker(clients: Arc<Clients>, seed: u64, index: usize) {
+    let process = format!("worker-{index}");
+    let mut rng = Prng::new(seed ^ (0xC0FFEE + index as u64));
+    while !clients.stop.load(Ordering::Relaxed) && !clients.history.full() {
+        {
+            let _shared = clients.gate.read().await;
+            let currency = CURRENCIES[rng.below(CURRENCIES.len() as u64) as usize];
+            let from = rng.below(ACCOUNTS_PER_CURRENCY as u64) as usize;
+            let to = (from + 1 + rng.below(ACCOUNTS_PER_CURRENCY as u64 - 1) as usize)
+                % ACCOUNTS_PER_CURRENCY;
+            let amount_minor = 1 + rng.below(TRANSFER_MINOR_MAX as u64) as i64;
+            let request = Transfer {
+                transaction_id: seeded_transaction_id(&mut rng),
+                from: ordinary(currency, from),
+                to: ordinary(currency, to),
+                amount: format_minor(amount_minor),
+                currency: currency.to_owned(),
+            };
+            let wallet = if index == 0 {
+                &clients.impatient
+            } else {
+                &clients.wallet
+            };
+            transfer(wallet, &clients.history, &process, &request, amount_minor).await;
+        }
+        tokio::time::sleep(WORKER_PAUSE).await;
+    }
+}
+
+/// Reads every account once (`GetAccount`, linearizable, one account at a time); `None` if
+/// any read failed.
+pub async fn sweep(wallet: &WalletClient) -> Option<Vec<(String, i64)>> {
+    let mut balances = Vec::new();
+    for (account, _, _) in accounts() {
+        let response = wallet.get_account(&account).await.ok()?;
+        balances.push((account, response.account?.balance_minor));
+    }
+    Some(balances)
+}
+
+/// The reader: sweeps of all balances while the workload runs. They are not snapshots (the
+/// accounts are read one after another while transfers move money), so the checker uses
+/// them for "never negative" and bounds, not for conservation.
+pub async fn reader(clients: Arc<Clients>) {
+    while !clients.stop.load(Ordering::Relaxed) && !clients.history.full() {
+        {
+            let _shared = clients.gate.read().await;
+            let invoke = Op::Read {
+                balances: Vec::new(),
+                quiescent: false,
+            };
+            clients
+                .history
+                .record("reader", Phase::Invoke, invoke.clone());
+            match sweep(&clients.wallet).await {
+                Some(balances) => clients.history.record(
+                    "reader",
+                    Phase::Ok,
+                    Op::Read {
+                        balances,
+                        quiescent: false,
+                    },
+                ),
+                None => clients.history.record("reader", Phase::Fail, invoke),
+            };
+        }
+        tokio::time::sleep(READER_PAUSE).await;
+    }
+}
+
+/// The SDK's watch (`QueryClient::watch_balances`), which resumes by itself across read-node
+/// restarts. It drops updates whose sequence it already delivered (defensive), so it shows
+/// what an SDK user sees; gaps and disorder still show.
+pub async fn sdk_watcher(read_endpoint: String, history: Arc<History>, stop: Arc<AtomicBool>) {
+    use futures::StreamExt as _;
+    let process = "watcher-sdk";
+    let Ok(query) = QueryClient::connect([read_endpoint]) else {
+        return;
+    };
+    let ids = accounts().into_iter().map(|(id, _, _)| id).collect();
+    let mut updates = query.watch_balances(ids);
+    while !stop.load(Ordering::Relaxed) {
+        let next = tokio::time::timeout(Duration::from_millis(200), updates.next()).await;
+        match next {
+            Err(_) => continue,
+            Ok(None) => break,
+            Ok(Some(Ok(update))) => record_push(&history, process, &update),
+            Ok(Some(Err(e))) => {
+                history.record(
+                    process,
+                    Phase::Fail,
+                    Op::Nemesis {
+                        fault: "watch_ended".into(),
+                        node: "read".into(),
+                        detail: e.to_string(),
+                    },
+                );
+                break;
+            }
+        }
+    }
+}
+
+/// A watch on the raw gRPC API that resumes by itself (with `resume_after_sequence`) and
+/// records every message exactly as the read node sent it: duplicates the SDK would hide
+/// are visible here.
+pub async fn raw_watcher(read_endpoint: String, history: Arc<History>, stop: Arc<AtomicBool>) {
+    let process = "watcher-raw";
+    let ids: Vec<String> = accounts().into_iter().map(|(id, _, _)| id).collect();
+    let mut last: HashMap<String, u64> = HashMap::new();
+    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{read_endpoint}"))
+    else {
+        return;
+    };
+    let channel = endpoint
+        .connect_timeout(Duration::from_millis(500))
+        .connect_lazy();
+    while !stop.load(Ordering::Relaxed) {
+        let request = WatchBalancesRequest {
+            account_ids: ids.clone(),
+            resume_after_sequence: last.clone(),
+        };
+        let mut client = QueryServiceClient::new(channel.clone());
+        if let Ok(response) = client.watch_balances(request).await {
+            let mut stream = response.into_inner();
+            while !stop.load(Ordering::Relaxed) {
+                match tokio::time::timeout(Duration::from_millis(200), stream.message()).await {
+                    Err(_) => continue,
+                    Ok(Ok(Some(update))) => {
+                        if let Some(balance) = &update.balance {
+                            // Resume after the highest sequence seen, so a duplicate does not
+                            // make the next resume ask for history again.
+                            let seen = last.entry(balance.account_id.clone()).or_insert(0);
+                            *seen = (*seen).max(balance.sequence);
+                        }
+                        record_push(&history, process, &update);
+                    }
+                    Ok(Ok(None)) | Ok(Err(_)) => break,
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn record_push(history: &History, process: &str, update: &proto::v1::BalanceUpdate) {
+    let Some(balance) = &update.balance else {
+        return;
+    };
+    history.record(
+        process,
+        Phase::Ok,
+        Op::Push {
+            watcher: process.to_owned(),
+            account_id: balance.account_id.clone(),
+            sequence: balance.sequence,
+            snapshot: update.snapshot,
+            balance_minor: balance.balance_minor,
+            delta_minor: update.delta_minor,
+            transaction_id: update.transaction_id.clone(),
+        },
+    );
+}

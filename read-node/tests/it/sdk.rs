@@ -1,0 +1,196 @@
+//! The Rust SDK against a live cluster: retries through a killed leader reuse the
+//! transaction id and never pay twice; rejections are not retried; deadlines hold.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
+use wallet_client::{ClientConfig, Transfer, WalletClient, new_transaction_id};
+
+use super::harness::Cluster;
+
+const ACCOUNTS: [&str; 3] = ["sdk-a", "sdk-b", "sdk-c"];
+
+fn cents(amount: &str) -> i64 {
+    let (units, fraction) = amount.split_once('.').expect("two decimals");
+    units.parse::<i64>().expect("units") * 100 + fraction.parse::<i64>().expect("cents")
+}
+
+async fn client(cluster: &Cluster) -> WalletClient {
+    let endpoints: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|node| format!("127.0.0.1:{}", node.port))
+        .collect();
+    WalletClient::connect(ClientConfig::new(endpoints))
+        .await
+        .expect("connect")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_retries_through_a_killed_leader_reuse_the_id_and_never_pay_twice() {
+    let cluster = Arc::new(Cluster::start(3, 1));
+    cluster.wait_leader().await;
+    let sdk = Arc::new(client(&cluster).await);
+    sdk.open_account("sdk-issuer", "USD", true)
+        .await
+        .expect("open");
+    for account in ACCOUNTS {
+        sdk.open_account(account, "USD", false).await.expect("open");
+    }
+
+    let acknowledged = Arc::new(Mutex::new(Vec::<Transfer>::new()));
+    let retried_after_unknown = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for worker in 0..3u64 {
+        let (sdk, acknowledged, retried) = (
+            sdk.clone(),
+            acknowledged.clone(),
+            retried_after_unknown.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            for n in 0..40u64 {
+                let transfer = Transfer {
+                    transaction_id: new_transaction_id(),
+                    from: "sdk-issuer".into(),
+                    to: ACCOUNTS[((worker + n) % 3) as usize].into(),
+                    amount: format!("0.{:02}", 1 + (worker * 40 + n) % 99),
+                    currency: "USD".into(),
+                };
+                // The SDK retries inside; an indefinite outcome is resolved the documented
+                // way: the same transfer, same id, again.
+                loop {
+                    match sdk.transfer(&transfer).await {
+                        Ok(_) => break,
+                        Err(error) if !error.is_definite() => {
+                            retried.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(error) => panic!("definite failure {error:?}"),
+                    }
+                }
+                acknowledged.lock().await.push(transfer);
+            }
+        }));
+    }
+    // Kill the leader while the workers run, then bring it back.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acknowledged.lock().await.len() < 30 {
+        assert!(Instant::now() < deadline, "no progress before the kill");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let leader = cluster.wait_leader().await;
+    cluster.kill(leader);
+    while acknowledged.lock().await.len() < 70 {
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(30),
+            "no progress after the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.start_node(leader);
+    for worker in workers {
+        worker.await.expect("worker");
+    }
+
+    let acknowledged = acknowledged.lock().await;
+    assert_eq!(acknowledged.len(), 120);
+    // Exactly once: every balance is the sum of its acknowledged credits, and each id is a
+    // committed transfer of its own amount.
+    let mut expected: BTreeMap<&str, i64> = ACCOUNTS.iter().map(|account| (*account, 0)).collect();
+    for transfer in acknowledged.iter() {
+        *expected.get_mut(transfer.to.as_str()).expect("known") += cents(&transfer.amount);
+        let stored = sdk
+            .get_transfer(transfer.transaction_id)
+            .await
+            .expect("get transfer");
+        assert_eq!(stored.amount, transfer.amount);
+        // A retry now returns the recorded outcome and moves nothing.
+        sdk.transfer(transfer).await.expect("idempotent");
+    }
+    for (account, cents) in &expected {
+        let balance = sdk
+            .get_account(account)
+            .await
+            .expect("account")
+            .account
+            .expect("account");
+        assert_eq!(balance.balance_minor, *cents, "{account}");
+    }
+    let issuer = sdk
+        .get_account("sdk-issuer")
+        .await
+        .expect("issuer")
+        .account
+        .expect("account");
+    assert_eq!(issuer.balance_minor, -expected.values().sum::<i64>());
+    eprintln!(
+        "sdk: 120 transfers through a leader kill, {} resolved by resubmitting after an \
+         indefinite outcome",
+        retried_after_unknown.load(Ordering::Relaxed)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_does_not_retry_rejections_and_honours_its_deadline() {
+    let cluster = Cluster::start(3, 1);
+    cluster.wait_leader().await;
+    let sdk = client(&cluster).await;
+    sdk.open_account("poor", "USD", false).await.expect("open");
+    sdk.open_account("rich", "USD", false).await.expect("open");
+    let overdraft = Transfer {
+        transaction_id: new_transaction_id(),
+        from: "poor".into(),
+        to: "rich".into(),
+        amount: "5.00".into(),
+        currency: "USD".into(),
+    };
+    let started = Instant::now();
+    let error = sdk
+        .transfer(&overdraft)
+        .await
+        .expect_err("insufficient funds");
+    assert!(error.is_definite(), "{error:?}");
+    assert_eq!(error.reason(), "INSUFFICIENT_FUNDS");
+    // One round trip, no backoff: a rejection is an answer, not a failure to retry.
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Nobody answers (every node is down): the call gives up at its total deadline, with an
+    // indefinite error that says to retry with the same id.
+    let mut config = ClientConfig::new(
+        cluster
+            .nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect::<Vec<_>>(),
+    );
+    config.total_deadline = Duration::from_millis(1_500);
+    config.call_timeout = Duration::from_millis(500);
+    let impatient = WalletClient::connect(config).await.expect("connect");
+    for node in [1, 2, 3] {
+        cluster.kill(node);
+    }
+    let transfer = Transfer {
+        transaction_id: new_transaction_id(),
+        from: "rich".into(),
+        to: "poor".into(),
+        amount: "1.00".into(),
+        currency: "USD".into(),
+    };
+    let started = Instant::now();
+    let error = impatient
+        .transfer(&transfer)
+        .await
+        .expect_err("nobody answers");
+    let elapsed = started.elapsed();
+    assert!(!error.is_definite(), "{error:?}");
+    assert!(
+        elapsed >= Duration::from_millis(1_000) && elapsed < Duration::from_millis(2_500),
+        "gave up after {elapsed:?}, the deadline is 1.5 s"
+    );
+}
