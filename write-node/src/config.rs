@@ -33,6 +33,14 @@ pub struct Config {
     /// catches up from the log; one further behind is sent the snapshot.
     #[serde(default = "default_log_retain_entries")]
     pub log_retain_entries: u64,
+    /// Where Prometheus scrapes `/metrics`: "host:port", or "off". Unset: the `listen`
+    /// address with the port + 1000 (`telemetry::METRICS_PORT_OFFSET`).
+    #[serde(default)]
+    pub metrics_listen: Option<telemetry::MetricsListen>,
+    /// OpenTelemetry collector (OTLP/gRPC, e.g. "http://otel-collector:4317") that spans are
+    /// exported to. Unset: no export. Needs a binary built with `--features otel`.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
 }
 
 fn default_snapshot_interval_entries() -> u64 {
@@ -105,7 +113,15 @@ impl Config {
             self.log_retain_entries,
             limits::LOG_RETAIN_ENTRIES_MAX
         );
+        self.metrics_address()?;
+        telemetry::logs::check_otlp_endpoint(self.otlp_endpoint.as_deref())?;
         Ok(())
+    }
+
+    /// The address `/metrics` binds, or `None` when `metrics_listen = "off"`.
+    pub fn metrics_address(&self) -> anyhow::Result<Option<SocketAddr>> {
+        telemetry::MetricsListen::resolve(self.metrics_listen, self.listen)
+            .map_err(anyhow::Error::msg)
     }
 
     /// The node id of a Kubernetes StatefulSet pod: its ordinal (the number after the last

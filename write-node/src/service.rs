@@ -145,6 +145,8 @@ impl Api {
             other => unreachable!("a transfer command has a transfer outcome, not {other:?}"),
         }
     }
+    /// One transfer of a SubmitTransfers stream, in its own span (child of the stream's).
+    #[tracing::instrument(name = "submit_transfer", skip_all, fields(transaction_id = %request.transaction_id))]
     async fn transfer_result(self, request: TransferRequest) -> TransferResult {
         let transaction_id = request.transaction_id.clone();
         match self.transfer_inner(request).await {
@@ -293,6 +295,7 @@ impl WalletService for Api {
 
     type SubmitTransfersStream = ReceiverStream<Result<TransferResult, Status>>;
 
+    #[tracing::instrument(skip_all)]
     async fn submit_transfers(
         &self,
         request: Request<Streaming<TransferRequest>>,
@@ -300,7 +303,8 @@ impl WalletService for Api {
         let mut input = request.into_inner();
         let (results_tx, results_rx) = mpsc::channel(limits::SUBMIT_STREAM_IN_FLIGHT_MAX);
         let api = self.clone();
-        tokio::spawn(async move {
+        let stream_span = tracing::Span::current();
+        tokio::spawn(tracing::Instrument::instrument(async move {
             let mut in_flight = FuturesUnordered::new();
             let mut input_open = true;
             loop {
@@ -321,7 +325,7 @@ impl WalletService for Api {
                     else => return,
                 }
             }
-        });
+        }, stream_span));
         Ok(Response::new(ReceiverStream::new(results_rx)))
     }
 
@@ -353,6 +357,7 @@ impl WalletService for Api {
         }
     }
 
+    #[tracing::instrument(skip_all, fields(transaction_id = %request.get_ref().transaction_id))]
     async fn get_transfer(
         &self,
         request: Request<GetTransferRequest>,

@@ -264,6 +264,7 @@ struct Partition {
     /// Follower: a snapshot fetch is running, or its verified result waits for raft.
     snapshot_fetching: bool,
     snapshot_staged: Option<(SnapshotMeta, Ledger)>,
+    metrics: crate::metrics::PartitionMetrics,
 }
 
 /// Starts the store loop on its own thread. The loop stops when `shutdown` is cancelled or a
@@ -272,6 +273,7 @@ pub fn start(
     config: &Config,
     db: Arc<Db>,
     outbox: Outbox,
+    metrics: crate::metrics::StoreMetrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(StoreHandle, std::thread::JoinHandle<anyhow::Result<()>>)> {
     let voters: Vec<u64> = config.peers.keys().copied().collect();
@@ -281,7 +283,8 @@ pub fn start(
     let logger = crate::logging::raft_logger();
     let mut partitions = Vec::new();
     for id in 0..config.partitions {
-        partitions.push(open_partition(config, &db, id, &voters, &logger)?);
+        let partition_metrics = metrics.partitions[id as usize].clone();
+        partitions.push(open_partition(config, &db, id, &voters, &logger, partition_metrics)?);
     }
     let (client_tx, client_rx) = mpsc::channel(limits::CLIENT_MAILBOX_CAPACITY);
     let (raft_tx, raft_rx) = mpsc::channel(limits::RAFT_MAILBOX_CAPACITY);
@@ -317,6 +320,7 @@ pub fn start(
         fetched_tx,
         fetched_rx,
         runtime: tokio::runtime::Handle::current(),
+        metrics,
     };
     let thread = std::thread::Builder::new()
         .name("store".into())
@@ -331,6 +335,7 @@ fn open_partition(
     id: u32,
     voters: &[u64],
     logger: &slog::Logger,
+    metrics: crate::metrics::PartitionMetrics,
 ) -> anyhow::Result<Partition> {
     let mut storage = PartitionStorage::open(db.clone(), id, voters)?;
     let applied_index = storage.applied_index();
@@ -394,6 +399,7 @@ fn open_partition(
         snapshot_sends: HashMap::new(),
         snapshot_fetching: false,
         snapshot_staged: None,
+        metrics,
     })
 }
 
@@ -457,6 +463,7 @@ struct Store {
     /// The node's multi-threaded runtime, for snapshot fetches (network and decoding stay off
     /// this thread).
     runtime: tokio::runtime::Handle,
+    metrics: crate::metrics::StoreMetrics,
 }
 
 impl Store {
@@ -480,6 +487,7 @@ impl Store {
 
     async fn rounds(&mut self) -> anyhow::Result<()> {
         let mut tick_next = Instant::now() + limits::TICK_INTERVAL;
+        let mut sample_next = Instant::now();
         loop {
             tokio::select! {
                 biased;
@@ -499,6 +507,8 @@ impl Store {
                 Some(fetched) = self.fetched_rx.recv() => self.on_snapshot_fetched(fetched),
                 _ = tokio::time::sleep_until(tick_next) => {}
             }
+            self.metrics
+                .queues(self.client_rx.len(), self.raft_rx.len());
             // Gather whatever else arrived, bounded so ticks and persistence keep their pace.
             let mut drained = 0;
             while drained < limits::ROUND_DRAIN_MAX {
@@ -532,6 +542,16 @@ impl Store {
             self.handle_readies()?;
             self.check_leadership();
             self.start_snapshots();
+            if Instant::now() >= sample_next {
+                for partition in &mut self.partitions {
+                    partition.metrics.sample(
+                        &partition.raw.raft,
+                        partition.applied_index,
+                        &partition.ledger,
+                    );
+                }
+                sample_next = Instant::now() + crate::metrics::SAMPLE_INTERVAL;
+            }
         }
     }
 
@@ -741,6 +761,7 @@ impl Store {
     fn handle_readies(&mut self) -> anyhow::Result<()> {
         let mut log_batch = WriteBatch::default();
         let mut readies = Vec::new();
+        let mut entries_count = 0;
         for (slot, partition) in self.partitions.iter_mut().enumerate() {
             if !partition.raw.has_ready() {
                 continue;
@@ -753,6 +774,7 @@ impl Store {
             if !ready.snapshot().is_empty() {
                 partition.install_snapshot(ready.snapshot(), &mut log_batch)?;
             }
+            entries_count += ready.entries().len();
             partition
                 .raw
                 .mut_store()
@@ -769,9 +791,11 @@ impl Store {
             return Ok(());
         }
         if !log_batch.is_empty() {
+            let started = std::time::Instant::now();
             self.db
                 .write(log_batch, true)
                 .context("persisting raft entries")?;
+            self.metrics.synced_write(entries_count, started.elapsed());
         }
         let mut apply_batch = WriteBatch::default();
         let mut replies = Vec::new();
@@ -1062,8 +1086,12 @@ impl Partition {
             };
             let mut events = Vec::new();
             let mut outcomes = Vec::with_capacity(payload.commands.len());
+            self.metrics.entry_applied(payload.commands.len());
             for command in &payload.commands {
                 let (event, outcome) = self.ledger.execute(command, meta);
+                if let Some(event) = &event {
+                    self.metrics.event_applied(event);
+                }
                 events.extend(event);
                 outcomes.push(outcome);
             }

@@ -3,6 +3,7 @@
 
 mod audit;
 mod harness;
+mod metrics;
 mod reflection;
 
 use std::collections::BTreeMap;
