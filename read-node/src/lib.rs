@@ -10,6 +10,7 @@ pub mod error;
 pub mod fold;
 pub mod ingest;
 pub mod limits;
+pub mod metrics;
 pub mod projector;
 pub mod query;
 
@@ -52,7 +53,7 @@ pub async fn run(
 
     let (blocks_tx, blocks_rx) = tokio::sync::mpsc::channel(limits::INGEST_QUEUE_BLOCKS);
     let fold_thread = projector::start(projection.clone(), blocks_rx, shutdown.clone())?;
-    let followers = ingest::spawn(uris, checkpoint, blocks_tx, shutdown.clone());
+    let followers = ingest::spawn(uris.clone(), checkpoint, blocks_tx, shutdown.clone());
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -62,11 +63,21 @@ pub async fn run(
         .set_service_status(QUERY_SERVICE_NAME, ServingStatus::Serving)
         .await;
 
-    let api = query::QueryApi::new(projection, shutdown.clone());
+    let metrics = metrics::Metrics::new(partitions)?;
+    let api = query::QueryApi::new(projection.clone(), shutdown.clone());
+    let grpc_metrics = metrics.grpc.clone();
+    if let Some(address) = config.metrics_address()? {
+        let watchers = api.clone();
+        let refresh = metrics.refresh(projection.positions(), move || watchers.watchers());
+        metrics.poll_sources(uris.clone(), shutdown.clone());
+        telemetry::http::start(address, Arc::new(metrics.registry), refresh, shutdown.clone())
+            .await?;
+    }
     let (reflection_v1, reflection_v1alpha) = proto::reflection::services(&[QUERY_SERVICE_NAME])?;
     let address = listener.local_addr()?;
     tracing::info!(%address, partitions, "read node serving");
     let serve = tonic::transport::Server::builder()
+        .layer(grpc_metrics)
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))

@@ -141,7 +141,7 @@ fn main() -> anyhow::Result<()> {
         telemetry::logs::init(
             args.log_json,
             "info,raft=warn,h2=warn,tower=warn",
-            config.otlp_endpoint.as_deref(),
+            config.otlp_endpoint(),
             "wallet-write-node",
         )?
     };

@@ -3,6 +3,7 @@
 //! Build the binaries first (`cargo build --bins`; see harness.rs).
 
 mod harness;
+mod metrics;
 mod reflection;
 
 use std::collections::{BTreeMap, HashMap};
