@@ -106,7 +106,13 @@ mod tests {
         keys.sort_unstable();
         assert_eq!(
             keys,
-            ["data_dir", "listen", "metrics_listen", "otlp_endpoint", "write_nodes"]
+            [
+                "data_dir",
+                "listen",
+                "metrics_listen",
+                "otlp_endpoint",
+                "write_nodes"
+            ]
         );
         assert_eq!(
             config.metrics_address().unwrap(),

@@ -70,8 +70,13 @@ pub async fn run(
         let watchers = api.clone();
         let refresh = metrics.refresh(projection.positions(), move || watchers.watchers());
         metrics.poll_sources(uris.clone(), shutdown.clone());
-        telemetry::http::start(address, Arc::new(metrics.registry), refresh, shutdown.clone())
-            .await?;
+        telemetry::http::start(
+            address,
+            Arc::new(metrics.registry),
+            refresh,
+            shutdown.clone(),
+        )
+        .await?;
     }
     let (reflection_v1, reflection_v1alpha) = proto::reflection::services(&[QUERY_SERVICE_NAME])?;
     let address = listener.local_addr()?;

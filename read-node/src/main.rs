@@ -74,7 +74,10 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
         );
     }
     if let Some(endpoint) = &args.otlp_endpoint {
-        table.insert("otlp_endpoint".into(), toml::Value::String(endpoint.clone()));
+        table.insert(
+            "otlp_endpoint".into(),
+            toml::Value::String(endpoint.clone()),
+        );
     }
     let config: Config = table.try_into().context("invalid configuration")?;
     config.validate()?;

@@ -80,7 +80,11 @@ impl Metrics {
         positions: watch::Receiver<Vec<u64>>,
         watchers: impl Fn() -> usize + Send + Sync + 'static,
     ) -> telemetry::http::Refresh {
-        let (projected, source, lag) = (self.projected.clone(), self.source.clone(), self.lag.clone());
+        let (projected, source, lag) = (
+            self.projected.clone(),
+            self.source.clone(),
+            self.lag.clone(),
+        );
         let watchers_gauge = self.watchers.clone();
         let source_applied = self.source_applied.clone();
         Arc::new(move || {

@@ -71,14 +71,21 @@ pub async fn serve(
     }
 }
 
-fn answer<B>(request: &Request<B>, registry: &Registry, refresh: &Refresh) -> Response<Full<Bytes>> {
+fn answer<B>(
+    request: &Request<B>,
+    registry: &Registry,
+    refresh: &Refresh,
+) -> Response<Full<Bytes>> {
     let plain = |status: StatusCode, text: &'static str| {
         let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
         *response.status_mut() = status;
         response
     };
     if request.uri().path() != "/metrics" {
-        return plain(StatusCode::NOT_FOUND, "not found: metrics are at /metrics\n");
+        return plain(
+            StatusCode::NOT_FOUND,
+            "not found: metrics are at /metrics\n",
+        );
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return plain(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
@@ -86,7 +93,10 @@ fn answer<B>(request: &Request<B>, registry: &Registry, refresh: &Refresh) -> Re
     refresh();
     let mut text = String::with_capacity(16 * 1024);
     if prometheus_client::encoding::text::encode(&mut text, registry).is_err() {
-        return plain(StatusCode::INTERNAL_SERVER_ERROR, "encoding the metrics failed\n");
+        return plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "encoding the metrics failed\n",
+        );
     }
     let mut response = Response::new(Full::new(Bytes::from(text)));
     response.headers_mut().insert(

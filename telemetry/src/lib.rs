@@ -115,9 +115,21 @@ mod tests {
         check(Some("0.0.0.0:9100"), Ok(Some("0.0.0.0:9100")));
         check(Some("127.0.0.1:50051"), Err("its own port"));
         let high: SocketAddr = "127.0.0.1:65000".parse().unwrap();
-        assert!(MetricsListen::resolve(None, high).unwrap_err().contains("65535"));
+        assert!(
+            MetricsListen::resolve(None, high)
+                .unwrap_err()
+                .contains("65535")
+        );
         let ephemeral: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        assert_eq!(MetricsListen::resolve(None, ephemeral).unwrap(), Some(ephemeral));
-        assert!("nonsense".parse::<MetricsListen>().unwrap_err().contains("off"));
+        assert_eq!(
+            MetricsListen::resolve(None, ephemeral).unwrap(),
+            Some(ephemeral)
+        );
+        assert!(
+            "nonsense"
+                .parse::<MetricsListen>()
+                .unwrap_err()
+                .contains("off")
+        );
     }
 }

@@ -113,9 +113,6 @@ mod otel {
             .with_resource(resource)
             .build();
         let tracer = provider.tracer(service_name);
-        Ok((
-            tracing_opentelemetry::layer().with_tracer(tracer),
-            provider,
-        ))
+        Ok((tracing_opentelemetry::layer().with_tracer(tracer), provider))
     }
 }

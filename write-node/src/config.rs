@@ -184,14 +184,33 @@ mod tests {
     fn example_config_parses_validates_and_sets_every_field() {
         let config = example();
         config.validate().expect("config.example.toml validates");
-        let keys: Vec<String> = EXAMPLE.parse::<toml::Table>().unwrap().keys().cloned().collect();
+        let keys: Vec<String> = EXAMPLE
+            .parse::<toml::Table>()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
         for field in [
-            "node_id", "listen", "peers", "data_dir", "partitions", "snapshot_interval_entries",
-            "log_retain_entries", "metrics_listen", "otlp_endpoint",
+            "node_id",
+            "listen",
+            "peers",
+            "data_dir",
+            "partitions",
+            "snapshot_interval_entries",
+            "log_retain_entries",
+            "metrics_listen",
+            "otlp_endpoint",
         ] {
-            assert!(keys.iter().any(|key| key == field), "{field} missing from the example");
+            assert!(
+                keys.iter().any(|key| key == field),
+                "{field} missing from the example"
+            );
         }
-        assert_eq!(keys.len(), 9, "a field of the example is not in this list: {keys:?}");
+        assert_eq!(
+            keys.len(),
+            9,
+            "a field of the example is not in this list: {keys:?}"
+        );
         assert_eq!(
             config.metrics_address().unwrap(),
             Some("127.0.0.1:51051".parse().unwrap())
@@ -211,18 +230,29 @@ mod tests {
         check(&|c| c.node_id = 0, "node_id must not be 0");
         check(&|c| c.node_id = 9, "peers must include this node");
         check(&|c| c.partitions = 0, "partitions = 0");
-        check(&|c| c.snapshot_interval_entries = 1, "snapshot_interval_entries = 1");
+        check(
+            &|c| c.snapshot_interval_entries = 1,
+            "snapshot_interval_entries = 1",
+        );
         check(&|c| c.log_retain_entries = u64::MAX, "log_retain_entries");
         check(
             &|c| c.metrics_listen = Some(telemetry::MetricsListen::At(c.listen)),
             "metrics_listen",
         );
-        check(&|c| c.otlp_endpoint = "collector:4317".into(), "otlp_endpoint");
+        check(
+            &|c| c.otlp_endpoint = "collector:4317".into(),
+            "otlp_endpoint",
+        );
         let unknown = format!("{EXAMPLE}\nmetrics_port = 1\n");
         let error = toml::from_str::<Config>(&unknown).unwrap_err().to_string();
         assert!(error.contains("metrics_port"), "{error}");
-        let bad_listen = EXAMPLE.replace("metrics_listen = \"127.0.0.1:51051\"", "metrics_listen = \"nowhere\"");
-        let error = toml::from_str::<Config>(&bad_listen).unwrap_err().to_string();
+        let bad_listen = EXAMPLE.replace(
+            "metrics_listen = \"127.0.0.1:51051\"",
+            "metrics_listen = \"nowhere\"",
+        );
+        let error = toml::from_str::<Config>(&bad_listen)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("neither \"off\" nor an address"), "{error}");
     }
 

@@ -120,8 +120,13 @@ pub async fn run(
     if let Some(address) = config.metrics_address()? {
         let subscribers = event_log.clone();
         let refresh = metrics.refresh(db, move || subscribers.subscribers());
-        telemetry::http::start(address, Arc::new(metrics.registry), refresh, shutdown.clone())
-            .await?;
+        telemetry::http::start(
+            address,
+            Arc::new(metrics.registry),
+            refresh,
+            shutdown.clone(),
+        )
+        .await?;
     }
     let peer = transport::PeerServer {
         node_id: config.node_id,

@@ -93,7 +93,8 @@ impl PartitionMetrics {
         self.term.set(gauge(raft.term));
         self.commit_index.set(gauge(raft.raft_log.committed));
         self.applied_index.set(gauge(applied_index));
-        self.leader.set(i64::from(raft.state == raft::StateRole::Leader));
+        self.leader
+            .set(i64::from(raft.state == raft::StateRole::Leader));
         self.in_flight.set(gauge(ledger.in_flight_count() as u64));
         let mut sums: Vec<(ledger::Currency, i128)> = self
             .currencies_seen

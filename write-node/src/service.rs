@@ -304,28 +304,31 @@ impl WalletService for Api {
         let (results_tx, results_rx) = mpsc::channel(limits::SUBMIT_STREAM_IN_FLIGHT_MAX);
         let api = self.clone();
         let stream_span = tracing::Span::current();
-        tokio::spawn(tracing::Instrument::instrument(async move {
-            let mut in_flight = FuturesUnordered::new();
-            let mut input_open = true;
-            loop {
-                tokio::select! {
-                    item = input.next(), if input_open && in_flight.len() < limits::SUBMIT_STREAM_IN_FLIGHT_MAX => match item {
-                        Some(Ok(request)) => in_flight.push(api.clone().transfer_result(request)),
-                        Some(Err(status)) => {
-                            tracing::debug!(code = ?status.code(), "SubmitTransfers input ended with an error");
-                            input_open = false;
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let mut in_flight = FuturesUnordered::new();
+                let mut input_open = true;
+                loop {
+                    tokio::select! {
+                        item = input.next(), if input_open && in_flight.len() < limits::SUBMIT_STREAM_IN_FLIGHT_MAX => match item {
+                            Some(Ok(request)) => in_flight.push(api.clone().transfer_result(request)),
+                            Some(Err(status)) => {
+                                tracing::debug!(code = ?status.code(), "SubmitTransfers input ended with an error");
+                                input_open = false;
+                            }
+                            None => input_open = false,
+                        },
+                        Some(result) = in_flight.next(), if !in_flight.is_empty() => {
+                            if results_tx.send(Ok(result)).await.is_err() {
+                                return; // The client went away.
+                            }
                         }
-                        None => input_open = false,
-                    },
-                    Some(result) = in_flight.next(), if !in_flight.is_empty() => {
-                        if results_tx.send(Ok(result)).await.is_err() {
-                            return; // The client went away.
-                        }
+                        else => return,
                     }
-                    else => return,
                 }
-            }
-        }, stream_span));
+            },
+            stream_span,
+        ));
         Ok(Response::new(ReceiverStream::new(results_rx)))
     }
 

@@ -284,7 +284,14 @@ pub fn start(
     let mut partitions = Vec::new();
     for id in 0..config.partitions {
         let partition_metrics = metrics.partitions[id as usize].clone();
-        partitions.push(open_partition(config, &db, id, &voters, &logger, partition_metrics)?);
+        partitions.push(open_partition(
+            config,
+            &db,
+            id,
+            &voters,
+            &logger,
+            partition_metrics,
+        )?);
     }
     let (client_tx, client_rx) = mpsc::channel(limits::CLIENT_MAILBOX_CAPACITY);
     let (raft_tx, raft_rx) = mpsc::channel(limits::RAFT_MAILBOX_CAPACITY);

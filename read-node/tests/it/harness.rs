@@ -125,7 +125,10 @@ impl Cluster {
             .args(["--listen", &format!("127.0.0.1:{}", node.port)])
             .args(["--peers", &peers])
             .args(["--partitions", &self.partitions.to_string()])
-            .args(["--metrics-listen", &format!("127.0.0.1:{}", node.metrics_port)])
+            .args([
+                "--metrics-listen",
+                &format!("127.0.0.1:{}", node.metrics_port),
+            ])
             .arg("--data-dir")
             .arg(&node.data_dir)
             .env("RUST_LOG", "info,raft=info,h2=warn,tower=warn")
@@ -420,7 +423,10 @@ impl ReadNode {
         let child = Command::new(env!("CARGO_BIN_EXE_wallet-read-node"))
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .args(["--write-nodes", &self.write_nodes])
-            .args(["--metrics-listen", &format!("127.0.0.1:{}", self.metrics_port)])
+            .args([
+                "--metrics-listen",
+                &format!("127.0.0.1:{}", self.metrics_port),
+            ])
             .arg("--data-dir")
             .arg(&self.data_dir)
             .env("RUST_LOG", "info,h2=warn,tower=warn")

@@ -57,16 +57,28 @@ async fn read_node_metrics_report_lag_watchers_and_subscribers() {
     let (cluster, read, query) = crate::start_all(PARTITIONS).await;
     crate::open_accounts(
         &cluster,
-        &[("issuer", "USD", true), ("alice", "USD", false), ("bob", "USD", false)],
+        &[
+            ("issuer", "USD", true),
+            ("alice", "USD", false),
+            ("bob", "USD", false),
+        ],
     )
     .await;
     crate::wait_known(&query, &["issuer", "alice", "bob"]).await;
     let mut watch = query.watch_balances(vec!["alice".into()]);
-    watch.next().await.expect("first update").expect("alice's balance");
+    watch
+        .next()
+        .await
+        .expect("first update")
+        .expect("alice's balance");
     let mut token = String::new();
     for (from, to) in [("issuer", "alice"), ("alice", "bob"), ("issuer", "bob")] {
         let request = transfer_request(&crate::id(), from, to, "2.50", "USD");
-        token = cluster.transfer(&request).await.expect("transfer").consistency_token;
+        token = cluster
+            .transfer(&request)
+            .await
+            .expect("transfer")
+            .consistency_token;
     }
     // Read-your-writes: the projection has applied the last transfer.
     crate::read_balance(&query, "bob", Some(&token)).await;
@@ -79,13 +91,18 @@ async fn read_node_metrics_report_lag_watchers_and_subscribers() {
             let labels = [("partition", partition.as_str())];
             let projected = sum(&scrape, "wallet_projection_applied_index", &labels);
             let source = sum(&scrape, "wallet_projection_source_applied_index", &labels);
-            projected > 0.0 && source >= projected
+            projected > 0.0
+                && source >= projected
                 && sum(&scrape, "wallet_projection_lag_entries", &labels) == 0.0
         });
         if caught_up {
             break scrape;
         }
-        assert!(Instant::now() < deadline, "lag never reached 0: {:#?}", scrape.samples);
+        assert!(
+            Instant::now() < deadline,
+            "lag never reached 0: {:#?}",
+            scrape.samples
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     for metric in [
@@ -93,22 +110,34 @@ async fn read_node_metrics_report_lag_watchers_and_subscribers() {
         "wallet_projection_source_applied_index",
         "wallet_projection_lag_entries",
     ] {
-        assert_eq!(series(&read_scrape, metric, &[]).len(), PARTITIONS as usize, "{metric}");
+        assert_eq!(
+            series(&read_scrape, metric, &[]).len(),
+            PARTITIONS as usize,
+            "{metric}"
+        );
     }
     assert_eq!(sum(&read_scrape, "wallet_watchers", &[]), 1.0);
     let query_calls = |method: &str, code: &str| {
-        sum(&read_scrape, "wallet_grpc_requests_total", &[
-            ("service", "wallet.v1.QueryService"),
-            ("method", method),
-            ("code", code),
-        ])
+        sum(
+            &read_scrape,
+            "wallet_grpc_requests_total",
+            &[
+                ("service", "wallet.v1.QueryService"),
+                ("method", method),
+                ("code", code),
+            ],
+        )
     };
     assert!(query_calls("GetBalance", "OK") >= 1.0);
     assert!(
-        sum(&read_scrape, "wallet_grpc_request_duration_seconds_count", &[
-            ("service", "wallet.v1.QueryService"),
-            ("method", "GetBalance"),
-        ]) >= 1.0
+        sum(
+            &read_scrape,
+            "wallet_grpc_request_duration_seconds_count",
+            &[
+                ("service", "wallet.v1.QueryService"),
+                ("method", "GetBalance"),
+            ]
+        ) >= 1.0
     );
 
     // The write nodes serve one Subscribe stream per partition to this read node, and count
@@ -116,7 +145,13 @@ async fn read_node_metrics_report_lag_watchers_and_subscribers() {
     let subscribers: f64 = cluster
         .nodes
         .iter()
-        .map(|node| sum(&scrape(node.metrics_port), "wallet_event_log_subscribers", &[]))
+        .map(|node| {
+            sum(
+                &scrape(node.metrics_port),
+                "wallet_event_log_subscribers",
+                &[],
+            )
+        })
         .sum();
     assert_eq!(subscribers, f64::from(PARTITIONS));
 
@@ -124,15 +159,22 @@ async fn read_node_metrics_report_lag_watchers_and_subscribers() {
     drop(watch);
     let deadline = Instant::now() + WAIT_MAX;
     while sum(&scrape(read.metrics_port), "wallet_watchers", &[]) != 0.0 {
-        assert!(Instant::now() < deadline, "watcher still counted after the client left");
+        assert!(
+            Instant::now() < deadline,
+            "watcher still counted after the client left"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let read_scrape = scrape(read.metrics_port);
     assert!(
-        sum(&read_scrape, "wallet_grpc_requests_total", &[
-            ("service", "wallet.v1.QueryService"),
-            ("method", "WatchBalances"),
-        ]) >= 1.0,
+        sum(
+            &read_scrape,
+            "wallet_grpc_requests_total",
+            &[
+                ("service", "wallet.v1.QueryService"),
+                ("method", "WatchBalances"),
+            ]
+        ) >= 1.0,
         "the ended watch is counted with its code"
     );
 }

@@ -129,7 +129,10 @@ impl Cluster {
             .args(["--node-id", &id.to_string()])
             .args(["--listen", &format!("127.0.0.1:{}", node.port)])
             .args(["--peers", &peers])
-            .args(["--metrics-listen", &format!("127.0.0.1:{}", node.metrics_port)])
+            .args([
+                "--metrics-listen",
+                &format!("127.0.0.1:{}", node.metrics_port),
+            ])
             .arg("--data-dir")
             .arg(&node.data_dir)
             .args(&self.node_args)

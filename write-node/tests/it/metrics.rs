@@ -41,7 +41,10 @@ pub fn scrape(port: u16) -> Scrape {
         content_type.starts_with("application/openmetrics-text"),
         "{content_type}"
     );
-    assert!(body.ends_with("# EOF\n"), "OpenMetrics text ends with # EOF");
+    assert!(
+        body.ends_with("# EOF\n"),
+        "OpenMetrics text ends with # EOF"
+    );
     Scrape::parse(body.lines().map(|line| Ok(line.to_owned()))).expect("exposition parses")
 }
 
@@ -58,16 +61,16 @@ pub fn label<'a>(sample: &'a Sample, name: &str) -> &'a str {
 }
 
 /// Samples named `metric` whose labels include every `(name, value)` of `labels`.
-pub fn series<'a>(
-    scrape: &'a Scrape,
-    metric: &str,
-    labels: &[(&str, &str)],
-) -> Vec<&'a Sample> {
+pub fn series<'a>(scrape: &'a Scrape, metric: &str, labels: &[(&str, &str)]) -> Vec<&'a Sample> {
     scrape
         .samples
         .iter()
         .filter(|sample| sample.metric == metric)
-        .filter(|sample| labels.iter().all(|(name, value)| label(sample, name) == *value))
+        .filter(|sample| {
+            labels
+                .iter()
+                .all(|(name, value)| label(sample, name) == *value)
+        })
         .collect()
 }
 
@@ -79,9 +82,18 @@ pub fn sum(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
 async fn metrics_endpoint_reports_requests_raft_fsync_and_conservation() {
     let cluster = Cluster::start(3);
     cluster.wait_leader().await;
-    cluster.open_account("issuer", "USD", true).await.expect("open");
-    cluster.open_account("alice", "USD", false).await.expect("open");
-    cluster.open_account("bob", "USD", false).await.expect("open");
+    cluster
+        .open_account("issuer", "USD", true)
+        .await
+        .expect("open");
+    cluster
+        .open_account("alice", "USD", false)
+        .await
+        .expect("open");
+    cluster
+        .open_account("bob", "USD", false)
+        .await
+        .expect("open");
     const TRANSFERS: usize = 6;
     // The issuer ends below zero, so its partition has a USD total to report.
     let moves = [("issuer", "alice"), ("alice", "bob"), ("issuer", "bob")];
@@ -91,7 +103,13 @@ async fn metrics_endpoint_reports_requests_raft_fsync_and_conservation() {
         // issuer -> alice comes first, so every transfer is covered.
         cluster.transfer(&request).await.expect("transfer");
     }
-    let overdraft = transfer_request(&uuid::Uuid::new_v4().to_string(), "alice", "bob", "1000.00", "USD");
+    let overdraft = transfer_request(
+        &uuid::Uuid::new_v4().to_string(),
+        "alice",
+        "bob",
+        "1000.00",
+        "USD",
+    );
     let rejected = cluster.transfer(&overdraft).await.unwrap_err();
     assert_eq!(rejected.code(), tonic::Code::FailedPrecondition);
     let malformed = transfer_request("not-a-uuid", "alice", "bob", "1.00", "USD");
@@ -112,8 +130,12 @@ async fn metrics_endpoint_reports_requests_raft_fsync_and_conservation() {
                 && series(scrape, "wallet_raft_applied_index", &[])
                     .iter()
                     .all(|sample| number(sample) > 0.0)
-                && !series(scrape, "wallet_ledger_conservation_minor", &[("currency", "USD")])
-                    .is_empty()
+                && !series(
+                    scrape,
+                    "wallet_ledger_conservation_minor",
+                    &[("currency", "USD")],
+                )
+                .is_empty()
         });
         if settled {
             break scrapes;
@@ -132,15 +154,27 @@ async fn metrics_endpoint_reports_requests_raft_fsync_and_conservation() {
         let node = node + 1;
         // Raft positions: one series per partition, every partition applied its leader's
         // first entry, commit >= applied.
-        for metric in ["wallet_raft_term", "wallet_raft_commit_index", "wallet_raft_applied_index", "wallet_raft_leader"] {
-            assert_eq!(series(scrape, metric, &[]).len(), partitions, "node {node}: {metric}");
+        for metric in [
+            "wallet_raft_term",
+            "wallet_raft_commit_index",
+            "wallet_raft_applied_index",
+            "wallet_raft_leader",
+        ] {
+            assert_eq!(
+                series(scrape, metric, &[]).len(),
+                partitions,
+                "node {node}: {metric}"
+            );
         }
         for partition in 0..partitions {
             let partition = partition.to_string();
             let labels = [("partition", partition.as_str())];
             let applied = sum(scrape, "wallet_raft_applied_index", &labels);
             let commit = sum(scrape, "wallet_raft_commit_index", &labels);
-            assert!(applied > 0.0 && commit >= applied, "node {node} p{partition}: {applied} {commit}");
+            assert!(
+                applied > 0.0 && commit >= applied,
+                "node {node} p{partition}: {applied} {commit}"
+            );
             assert!(sum(scrape, "wallet_raft_term", &labels) >= 1.0);
         }
         // Conservation: every (partition, currency) sums to zero.
@@ -150,7 +184,11 @@ async fn metrics_endpoint_reports_requests_raft_fsync_and_conservation() {
             assert_eq!(number(sample), 0.0, "node {node}: {sample:?}");
         }
         // The synced write of every round with entries: the fsync histogram and batch sizes.
-        for histogram in ["wallet_fsync_duration_seconds", "wallet_synced_write_entries", "wallet_raft_entry_commands"] {
+        for histogram in [
+            "wallet_fsync_duration_seconds",
+            "wallet_synced_write_entries",
+            "wallet_raft_entry_commands",
+        ] {
             let count = sum(scrape, &format!("{histogram}_count"), &[]);
             assert!(count > 0.0, "node {node}: {histogram}_count = {count}");
             let buckets = series(scrape, histogram, &[]);
@@ -158,14 +196,26 @@ async fn metrics_endpoint_reports_requests_raft_fsync_and_conservation() {
             let Value::Histogram(buckets) = &buckets[0].value else {
                 panic!("{histogram} is not a histogram");
             };
-            assert_eq!(buckets.last().map(|b| b.count), Some(count), "+Inf bucket == count");
+            assert_eq!(
+                buckets.last().map(|b| b.count),
+                Some(count),
+                "+Inf bucket == count"
+            );
         }
         // Scrape-time gauges exist.
         assert_eq!(sum(scrape, "wallet_event_log_subscribers", &[]), 0.0);
         assert!(series(scrape, "wallet_proposal_queue_depth", &[]).len() == 1);
         for cf in ["raft_log", "events", "snapshots"] {
-            assert_eq!(series(scrape, "wallet_rocksdb_sst_files_bytes", &[("cf", cf)]).len(), 1, "{cf}");
-            assert_eq!(series(scrape, "wallet_rocksdb_live_data_bytes", &[("cf", cf)]).len(), 1, "{cf}");
+            assert_eq!(
+                series(scrape, "wallet_rocksdb_sst_files_bytes", &[("cf", cf)]).len(),
+                1,
+                "{cf}"
+            );
+            assert_eq!(
+                series(scrape, "wallet_rocksdb_live_data_bytes", &[("cf", cf)]).len(),
+                1,
+                "{cf}"
+            );
         }
     }
     // Exactly one leader per partition among the replicas.
@@ -173,7 +223,13 @@ async fn metrics_endpoint_reports_requests_raft_fsync_and_conservation() {
         let partition = partition.to_string();
         let leaders: f64 = scrapes
             .iter()
-            .map(|scrape| sum(scrape, "wallet_raft_leader", &[("partition", partition.as_str())]))
+            .map(|scrape| {
+                sum(
+                    scrape,
+                    "wallet_raft_leader",
+                    &[("partition", partition.as_str())],
+                )
+            })
             .sum();
         assert!(leaders <= 1.0, "partition {partition}: {leaders} leaders");
     }
@@ -182,11 +238,15 @@ async fn metrics_endpoint_reports_requests_raft_fsync_and_conservation() {
         scrapes
             .iter()
             .map(|scrape| {
-                sum(scrape, "wallet_grpc_requests_total", &[
-                    ("service", "wallet.v1.WalletService"),
-                    ("method", method),
-                    ("code", code),
-                ])
+                sum(
+                    scrape,
+                    "wallet_grpc_requests_total",
+                    &[
+                        ("service", "wallet.v1.WalletService"),
+                        ("method", method),
+                        ("code", code),
+                    ],
+                )
             })
             .sum()
     };
@@ -197,10 +257,14 @@ async fn metrics_endpoint_reports_requests_raft_fsync_and_conservation() {
     let latency_count: f64 = scrapes
         .iter()
         .map(|scrape| {
-            sum(scrape, "wallet_grpc_request_duration_seconds_count", &[
-                ("service", "wallet.v1.WalletService"),
-                ("method", "Transfer"),
-            ])
+            sum(
+                scrape,
+                "wallet_grpc_request_duration_seconds_count",
+                &[
+                    ("service", "wallet.v1.WalletService"),
+                    ("method", "Transfer"),
+                ],
+            )
         })
         .sum();
     assert!(latency_count >= TRANSFERS as f64 + 2.0, "{latency_count}");
