@@ -36,6 +36,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let uris = config.write_node_uris()?;
+    let metrics_listener = telemetry::http::bind(config.metrics_address()?).await?;
     // The partition count is the cluster's; the projections are laid out for it.
     let partitions = tokio::select! {
         partitions = ingest::discover_partitions(&uris) => partitions,
@@ -66,17 +67,17 @@ pub async fn run(
     let metrics = metrics::Metrics::new(partitions)?;
     let api = query::QueryApi::new(projection.clone(), shutdown.clone());
     let grpc_metrics = metrics.grpc.clone();
-    if let Some(address) = config.metrics_address()? {
+    if let Some(listener) = metrics_listener {
         let watchers = api.clone();
         let refresh = metrics.refresh(projection.positions(), move || watchers.watchers());
         metrics.poll_sources(uris.clone(), shutdown.clone());
-        telemetry::http::start(
-            address,
-            Arc::new(metrics.registry),
+        let registry = Arc::new(metrics.registry);
+        tokio::spawn(telemetry::http::serve(
+            listener,
+            registry,
             refresh,
             shutdown.clone(),
-        )
-        .await?;
+        ));
     }
     let (reflection_v1, reflection_v1alpha) = proto::reflection::services(&[QUERY_SERVICE_NAME])?;
     let address = listener.local_addr()?;

@@ -106,18 +106,16 @@ fn answer<B>(
     response
 }
 
-/// Binds `address` and serves `/metrics` there in a task; returns the bound address.
-pub async fn start(
-    address: std::net::SocketAddr,
-    registry: Arc<Registry>,
-    refresh: Refresh,
-    shutdown: CancellationToken,
-) -> anyhow::Result<std::net::SocketAddr> {
+/// Binds `metrics_listen` (nodes do it before anything else starts, so a taken port stops the
+/// node at once with a clear message). `None`: metrics are off.
+pub async fn bind(address: Option<std::net::SocketAddr>) -> anyhow::Result<Option<TcpListener>> {
+    let Some(address) = address else {
+        tracing::info!("metrics_listen = \"off\": no /metrics endpoint");
+        return Ok(None);
+    };
     let listener = TcpListener::bind(address)
         .await
         .map_err(|error| anyhow::anyhow!("binding metrics_listen {address}: {error}"))?;
-    let bound = listener.local_addr()?;
-    tracing::info!(address = %bound, "metrics serving at /metrics");
-    tokio::spawn(serve(listener, registry, refresh, shutdown));
-    Ok(bound)
+    tracing::info!(address = %listener.local_addr()?, "metrics serving at /metrics");
+    Ok(Some(listener))
 }

@@ -46,6 +46,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     config.validate()?;
+    let metrics_listener = telemetry::http::bind(config.metrics_address()?).await?;
     let db = storage::Db::open(&config.data_dir, config.node_id, config.partitions)?;
     let outbox = transport::start_senders(config.node_id, &config.peers, shutdown.clone());
     let metrics = metrics::Metrics::new(config.partitions)?;
@@ -117,16 +118,16 @@ pub async fn run(
     );
     let event_log = event_log::EventLog::new(store.clone(), config.partitions, shutdown.clone());
     let grpc_metrics = metrics.grpc.clone();
-    if let Some(address) = config.metrics_address()? {
+    if let Some(listener) = metrics_listener {
         let subscribers = event_log.clone();
         let refresh = metrics.refresh(db, move || subscribers.subscribers());
-        telemetry::http::start(
-            address,
-            Arc::new(metrics.registry),
+        let registry = Arc::new(metrics.registry);
+        tokio::spawn(telemetry::http::serve(
+            listener,
+            registry,
             refresh,
             shutdown.clone(),
-        )
-        .await?;
+        ));
     }
     let peer = transport::PeerServer {
         node_id: config.node_id,
