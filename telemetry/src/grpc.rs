@@ -263,10 +263,10 @@ impl<B: Body> Body for MeteredBody<B> {
         let polled = this.inner.poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(trailers) = frame.trailers_ref() {
-                    if let Some(mut call) = this.call.take() {
-                        call.code = code_name(trailers).unwrap_or("UNKNOWN");
-                    }
+                if let Some(trailers) = frame.trailers_ref()
+                    && let Some(mut call) = this.call.take()
+                {
+                    call.code = code_name(trailers).unwrap_or("UNKNOWN");
                 }
             }
             Poll::Ready(Some(Err(_))) => {

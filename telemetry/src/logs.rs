@@ -37,10 +37,10 @@ pub struct LogGuard {
 impl Drop for LogGuard {
     fn drop(&mut self) {
         #[cfg(feature = "otel")]
-        if let Some(provider) = self.provider.take() {
-            if let Err(error) = provider.shutdown() {
-                eprintln!("flushing OpenTelemetry spans: {error}");
-            }
+        if let Some(provider) = self.provider.take()
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("flushing OpenTelemetry spans: {error}");
         }
     }
 }
