@@ -145,7 +145,7 @@ impl Api {
             other => unreachable!("a transfer command has a transfer outcome, not {other:?}"),
         }
     }
-    /// One transfer of a SubmitTransfers stream, in its own span (child of the stream's).
+    /// One transfer of a SubmitTransfers stream, in its own span.
     #[tracing::instrument(name = "submit_transfer", skip_all, fields(transaction_id = %request.transaction_id))]
     async fn transfer_result(self, request: TransferRequest) -> TransferResult {
         let transaction_id = request.transaction_id.clone();
@@ -295,7 +295,6 @@ impl WalletService for Api {
 
     type SubmitTransfersStream = ReceiverStream<Result<TransferResult, Status>>;
 
-    #[tracing::instrument(skip_all)]
     async fn submit_transfers(
         &self,
         request: Request<Streaming<TransferRequest>>,
@@ -303,32 +302,28 @@ impl WalletService for Api {
         let mut input = request.into_inner();
         let (results_tx, results_rx) = mpsc::channel(limits::SUBMIT_STREAM_IN_FLIGHT_MAX);
         let api = self.clone();
-        let stream_span = tracing::Span::current();
-        tokio::spawn(tracing::Instrument::instrument(
-            async move {
-                let mut in_flight = FuturesUnordered::new();
-                let mut input_open = true;
-                loop {
-                    tokio::select! {
-                        item = input.next(), if input_open && in_flight.len() < limits::SUBMIT_STREAM_IN_FLIGHT_MAX => match item {
-                            Some(Ok(request)) => in_flight.push(api.clone().transfer_result(request)),
-                            Some(Err(status)) => {
-                                tracing::debug!(code = ?status.code(), "SubmitTransfers input ended with an error");
-                                input_open = false;
-                            }
-                            None => input_open = false,
-                        },
-                        Some(result) = in_flight.next(), if !in_flight.is_empty() => {
-                            if results_tx.send(Ok(result)).await.is_err() {
-                                return; // The client went away.
-                            }
+        tokio::spawn(async move {
+            let mut in_flight = FuturesUnordered::new();
+            let mut input_open = true;
+            loop {
+                tokio::select! {
+                    item = input.next(), if input_open && in_flight.len() < limits::SUBMIT_STREAM_IN_FLIGHT_MAX => match item {
+                        Some(Ok(request)) => in_flight.push(api.clone().transfer_result(request)),
+                        Some(Err(status)) => {
+                            tracing::debug!(code = ?status.code(), "SubmitTransfers input ended with an error");
+                            input_open = false;
                         }
-                        else => return,
+                        None => input_open = false,
+                    },
+                    Some(result) = in_flight.next(), if !in_flight.is_empty() => {
+                        if results_tx.send(Ok(result)).await.is_err() {
+                            return; // The client went away.
+                        }
                     }
+                    else => return,
                 }
-            },
-            stream_span,
-        ));
+            }
+        });
         Ok(Response::new(ReceiverStream::new(results_rx)))
     }
 
