@@ -28,7 +28,9 @@ pub fn channel(uri: &str) -> anyhow::Result<Channel> {
         .connect_lazy())
 }
 
-async fn cluster_status(uri: &str) -> anyhow::Result<proto::v1::GetClusterStatusResponse> {
+pub(crate) async fn cluster_status(
+    uri: &str,
+) -> anyhow::Result<proto::v1::GetClusterStatusResponse> {
     let mut client = ClusterServiceClient::new(channel(uri)?);
     let mut request = tonic::Request::new(GetClusterStatusRequest {
         include_state_digest: false,

@@ -10,6 +10,7 @@ pub mod error;
 pub mod fold;
 pub mod ingest;
 pub mod limits;
+pub mod metrics;
 pub mod projector;
 pub mod query;
 
@@ -35,6 +36,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let uris = config.write_node_uris()?;
+    let metrics_listener = telemetry::http::bind(config.metrics_address()?).await?;
     // The partition count is the cluster's; the projections are laid out for it.
     let partitions = tokio::select! {
         partitions = ingest::discover_partitions(&uris) => partitions,
@@ -52,7 +54,7 @@ pub async fn run(
 
     let (blocks_tx, blocks_rx) = tokio::sync::mpsc::channel(limits::INGEST_QUEUE_BLOCKS);
     let fold_thread = projector::start(projection.clone(), blocks_rx, shutdown.clone())?;
-    let followers = ingest::spawn(uris, checkpoint, blocks_tx, shutdown.clone());
+    let followers = ingest::spawn(uris.clone(), checkpoint, blocks_tx, shutdown.clone());
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -62,7 +64,21 @@ pub async fn run(
         .set_service_status(QUERY_SERVICE_NAME, ServingStatus::Serving)
         .await;
 
-    let api = query::QueryApi::new(projection, shutdown.clone());
+    let metrics = metrics::Metrics::new(partitions)?;
+    let api = query::QueryApi::new(projection.clone(), shutdown.clone());
+    let grpc_metrics = metrics.grpc.clone();
+    if let Some(listener) = metrics_listener {
+        let watchers = api.clone();
+        let refresh = metrics.refresh(projection.positions(), move || watchers.watchers());
+        metrics.poll_sources(uris.clone(), shutdown.clone());
+        let registry = Arc::new(metrics.registry);
+        tokio::spawn(telemetry::http::serve(
+            listener,
+            registry,
+            refresh,
+            shutdown.clone(),
+        ));
+    }
     let (reflection_v1, reflection_v1alpha) = proto::reflection::services(&[QUERY_SERVICE_NAME])?;
     let address = listener.local_addr()?;
     tracing::info!(%address, partitions, "read node serving");
@@ -73,6 +89,7 @@ pub async fn run(
         exempt_path_prefixes: &["/grpc.health.v1.Health/"],
     });
     let serve = tonic::transport::Server::builder()
+        .layer(grpc_metrics)
         .tcp_nodelay(true)
         .max_concurrent_streams(limits::STREAMS_PER_CONNECTION_MAX)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))

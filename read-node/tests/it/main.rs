@@ -5,6 +5,7 @@
 mod bad_input;
 mod harness;
 mod overload;
+mod metrics;
 mod reflection;
 mod sdk;
 
