@@ -123,6 +123,7 @@ mod tests {
         assert_eq!(
             keys,
             [
+                "calls_in_flight_max",
                 "data_dir",
                 "listen",
                 "metrics_listen",

@@ -230,7 +230,9 @@ mod tests {
             "data_dir",
             "partitions",
             "snapshot_interval_entries",
+            "snapshot_interval_events",
             "log_retain_entries",
+            "calls_in_flight_max",
             "metrics_listen",
             "otlp_endpoint",
         ] {
@@ -241,7 +243,7 @@ mod tests {
         }
         assert_eq!(
             keys.len(),
-            9,
+            11,
             "a field of the example is not in this list: {keys:?}"
         );
         assert_eq!(
