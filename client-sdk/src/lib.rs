@@ -41,8 +41,8 @@ mod query;
 
 pub use backoff::{ceiling as backoff_ceiling, full_jitter};
 pub use client::{
-    DEFAULT_PARTITION, DISCOVERED_ENDPOINTS_MAX, Transfer, WALLET_SERVICE_NAME, WalletClient,
-    new_transaction_id,
+    DEFAULT_PARTITION, DISCOVERED_ENDPOINTS_MAX, SUBMIT_BATCH_MAX, Transfer, WALLET_SERVICE_NAME,
+    WalletClient, new_transaction_id,
 };
 pub use config::{
     ATTEMPTS_MAX_LIMIT, ClientConfig, DEFAULT_ATTEMPTS_MAX, DEFAULT_BACKOFF_BASE,

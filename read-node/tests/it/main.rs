@@ -4,8 +4,8 @@
 
 mod bad_input;
 mod harness;
-mod overload;
 mod metrics;
+mod overload;
 mod reflection;
 mod sdk;
 
