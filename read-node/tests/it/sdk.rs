@@ -262,3 +262,60 @@ async fn sdk_submit_transfers_pipelines_across_partitions_and_answers_each() {
         assert_eq!(balance.balance_minor, *cents, "{account}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_transfer_watch_survives_a_read_node_restart() {
+    use futures::StreamExt as _;
+    use wallet_client::QueryClient;
+
+    use super::harness::ReadNode;
+
+    let cluster = Cluster::start(3, 2);
+    cluster.wait_leader().await;
+    let sdk = client(&cluster).await;
+    sdk.open_account("watch-issuer", "USD", true)
+        .await
+        .expect("open");
+    sdk.open_account("watch-target", "USD", false)
+        .await
+        .expect("open");
+    let read = ReadNode::start(&cluster);
+    read.wait_serving().await;
+    let query = QueryClient::connect([read.endpoint()]).expect("query client");
+    // Watched before it exists; the read node restarts before the transfer happens.
+    let transfer = Transfer {
+        transaction_id: new_transaction_id(),
+        from: "watch-issuer".into(),
+        to: "watch-target".into(),
+        amount: "3.00".into(),
+        currency: "USD".into(),
+    };
+    let mut watch = query
+        .watch_transfer(transfer.transaction_id)
+        .await
+        .expect("watch");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    read.kill();
+    read.restart();
+    sdk.transfer(&transfer).await.expect("transfer");
+    let mut versions = Vec::new();
+    loop {
+        let update = tokio::time::timeout(Duration::from_secs(30), watch.next())
+            .await
+            .expect("pushed in time")
+            .expect("an update")
+            .expect("the watch resumes instead of failing");
+        versions.push(update.version);
+        if update.is_final {
+            assert_eq!(update.amount, "3.00");
+            break;
+        }
+    }
+    // Versions 1, 2, ... with no gap and no repeat, however the reconnect fell.
+    let expected: Vec<u32> = (1..=versions.len() as u32).collect();
+    assert_eq!(versions, expected);
+    assert!(
+        watch.next().await.is_none(),
+        "the watch ends after the final state"
+    );
+}
