@@ -33,6 +33,9 @@
 //! # }
 //! ```
 
+// Every public item is documented; the build says so when one is not.
+#![warn(missing_docs)]
+
 mod backoff;
 mod client;
 mod config;
