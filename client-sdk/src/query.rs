@@ -202,7 +202,9 @@ impl QueryClient {
     /// after the final one. An id the read node has not seen yet is waited for. Like
     /// [`QueryClient::watch_balances`] it survives read-node restarts and failovers: it
     /// reconnects and delivers only updates newer than the last `version` it delivered, so
-    /// none is repeated or skipped. It ends early only on a definite error.
+    /// none is repeated and the order holds. A state that came and went while disconnected
+    /// is skipped (the read node answers with the current state); the final state always
+    /// arrives. It ends early only on a definite error.
     pub async fn watch_transfer(
         &self,
         transaction_id: Uuid,

@@ -38,10 +38,12 @@ pub async fn run(
     let uris = config.write_node_uris()?;
     let metrics_listener = telemetry::http::bind(config.metrics_address()?).await?;
     // The partition count is the cluster's; the projections are laid out for it.
-    let partitions = tokio::select! {
-        partitions = ingest::discover_partitions(&uris) => partitions,
+    // What the cluster had applied when this node started: it is ready once caught up to it.
+    let cluster_applied = tokio::select! {
+        applied = ingest::discover_applied(&uris) => applied,
         () = shutdown.cancelled() => return Ok(()),
     };
+    let partitions = cluster_applied.len() as u32;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let projection = Arc::new(projector::Projection::open(&config.data_dir, partitions)?);
@@ -56,13 +58,50 @@ pub async fn run(
     let fold_thread = projector::start(projection.clone(), blocks_rx, shutdown.clone())?;
     let followers = ingest::spawn(uris.clone(), checkpoint, blocks_tx, shutdown.clone());
 
+    // NOT_SERVING until the projections reach what the cluster had applied at start (a
+    // restarted or new read node would otherwise serve stale balances), and again on shutdown.
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_service_status("", ServingStatus::Serving)
-        .await;
-    health_reporter
-        .set_service_status(QUERY_SERVICE_NAME, ServingStatus::Serving)
-        .await;
+    for service in ["", QUERY_SERVICE_NAME] {
+        health_reporter
+            .set_service_status(service, ServingStatus::NotServing)
+            .await;
+    }
+    {
+        let mut positions = projection.positions();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let caught_up = async {
+                loop {
+                    let reached = positions
+                        .borrow_and_update()
+                        .iter()
+                        .zip(&cluster_applied)
+                        .all(|(position, target)| position >= target);
+                    if reached || positions.changed().await.is_err() {
+                        return reached;
+                    }
+                }
+            };
+            let reached = tokio::select! {
+                reached = caught_up => reached,
+                () = shutdown.cancelled() => false,
+            };
+            if reached {
+                tracing::info!("projections caught up with the cluster: serving");
+                for service in ["", QUERY_SERVICE_NAME] {
+                    health_reporter
+                        .set_service_status(service, ServingStatus::Serving)
+                        .await;
+                }
+                shutdown.cancelled().await;
+            }
+            for service in ["", QUERY_SERVICE_NAME] {
+                health_reporter
+                    .set_service_status(service, ServingStatus::NotServing)
+                    .await;
+            }
+        });
+    }
 
     let metrics = metrics::Metrics::new(partitions)?;
     let api = query::QueryApi::new(projection.clone(), shutdown.clone());
