@@ -340,14 +340,7 @@ fn verify_partition(db: &Db, partition: u32, bar: &ProgressBar) -> anyhow::Resul
             Until::Index(stop),
             |block, state| {
                 blocks += 1;
-                if imbalance.is_none()
-                    && let Some((currency, sum)) = state.ledger.imbalance()
-                {
-                    imbalance = Some((
-                        block.index,
-                        format!("{currency} balances and outflow sum to {sum} minor units, not 0"),
-                    ));
-                }
+                note_imbalance(&mut imbalance, block.index, state);
                 bar.inc(state.index.min(applied).saturating_sub(shown));
                 shown = state.index.min(applied);
             },
@@ -388,6 +381,18 @@ fn verify_partition(db: &Db, partition: u32, bar: &ProgressBar) -> anyhow::Resul
         "state_digest": hex(&state.digest()),
         "chain_head": hex(&state.chain_head),
     }))
+}
+
+/// Records the first entry after which a currency's balances and outflow do not sum to zero.
+fn note_imbalance(first: &mut Option<(u64, String)>, index: u64, state: &State) {
+    if first.is_none()
+        && let Some((currency, sum)) = state.ledger.imbalance()
+    {
+        *first = Some((
+            index,
+            format!("{currency} balances and outflow sum to {sum} minor units, not 0"),
+        ));
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -598,14 +603,7 @@ pub async fn verify_live(endpoint: &str, partitions: &[u32], out: &Output) -> an
             Until::Index(applied[partition as usize]),
             |block, state| {
                 blocks += 1;
-                if imbalance.is_none()
-                    && let Some((currency, sum)) = state.ledger.imbalance()
-                {
-                    imbalance = Some((
-                        block.index,
-                        format!("{currency} balances and outflow sum to {sum} minor units, not 0"),
-                    ));
-                }
+                note_imbalance(&mut imbalance, block.index, state);
             },
         )
         .await?;
