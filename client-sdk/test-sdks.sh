@@ -104,11 +104,11 @@ read_endpoint="127.0.0.1:${ports[3]}"
 export RUST_LOG=${RUST_LOG:-info,h2=warn,tower=warn}
 for id in 1 2 3; do
   "$write_bin" --node-id "$id" --listen "127.0.0.1:${ports[id - 1]}" --peers "$peers" \
-    --data-dir "$data_dir/node-$id" --partitions 4 >"$data_dir/node-$id.log" 2>&1 &
+    --data-dir "$data_dir/node-$id" --partitions 4 --metrics-listen off >"$data_dir/node-$id.log" 2>&1 &
   pids+=($!)
 done
 "$read_bin" --listen "$read_endpoint" --write-nodes "$write_endpoints" \
-  --data-dir "$data_dir/read-node" >"$data_dir/read-node.log" 2>&1 &
+  --data-dir "$data_dir/read-node" --metrics-listen off >"$data_dir/read-node.log" 2>&1 &
 pids+=($!)
 
 # Ready = every write node SERVING wallet.v1.WalletService (every partition has a leader)

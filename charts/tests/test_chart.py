@@ -285,3 +285,24 @@ def test_nodes_listen_on_all_interfaces_only_with_insecure():
         config = rendered.config(key)
         assert not config["listen"].startswith("127."), config["listen"]
         assert config["insecure"] is True, key
+def test_metrics_port_is_on_the_pods_and_annotated():
+    """metrics_listen, the container port named "metrics" and the prometheus.io annotations
+    agree; disabling metrics renders metrics_listen = "off" and drops port and annotations."""
+    for values, enabled in [({}, True), ({"writeNode": {"metrics": {"enabled": False}}, "readNode": {"metrics": {"enabled": False}}}, False)]:
+        rendered = render(values)
+        for workload, config_key, node in [
+            (rendered.one("StatefulSet"), "write-node.toml", "writeNode"),
+            (rendered.one("Deployment"), "read-node.toml", "readNode"),
+        ]:
+            metrics_listen = rendered.config(config_key)["metrics_listen"]
+            ports = {p["name"]: p["containerPort"] for p in container(workload)["ports"]}
+            annotations = workload["spec"]["template"]["metadata"]["annotations"]
+            if enabled:
+                port = rendered.values[node]["metrics"]["port"]
+                assert metrics_listen.endswith(f":{port}") and ports["metrics"] == port
+                assert annotations["prometheus.io/scrape"] == "true"
+                assert annotations["prometheus.io/port"] == str(port)
+                assert annotations["prometheus.io/path"] == "/metrics"
+            else:
+                assert metrics_listen == "off"
+                assert "metrics" not in ports and "prometheus.io/scrape" not in annotations

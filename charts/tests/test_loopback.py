@@ -6,6 +6,7 @@ asked of the running nodes, then the `helm test` pod's commands run in order aga
 from __future__ import annotations
 
 import json
+import urllib.request
 import os
 import signal
 import socket
@@ -78,6 +79,9 @@ class LocalCluster:
         replicas = self.sts["spec"]["replicas"]
         self.write_ports = [free_port() for _ in range(replicas)]
         self.read_port = free_port()
+        # The rendered metrics_listen is one port for every pod: give each process its own.
+        self.write_metrics_ports = [free_port() for _ in range(replicas)]
+        self.read_metrics_port = free_port()
         self.write_endpoints = [f"127.0.0.1:{p}" for p in self.write_ports]
         self.read_endpoint = f"127.0.0.1:{self.read_port}"
 
@@ -95,6 +99,7 @@ class LocalCluster:
                 f"--listen={endpoint}",
                 f"--peers={peers}",
                 f"--data-dir={self.tmp / pod}",
+                f"--metrics-listen=127.0.0.1:{self.write_metrics_ports[i]}",
             ]
             self.spawn(pod, command, local_env(spec, pod))
         spec = container(self.deployment)
@@ -102,6 +107,7 @@ class LocalCluster:
             f"--listen={self.read_endpoint}",
             f"--write-nodes={','.join(self.write_endpoints)}",
             f"--data-dir={self.tmp / 'read'}",
+            f"--metrics-listen=127.0.0.1:{self.read_metrics_port}",
         ]
         self.spawn("read", command, local_env(spec, "read-0"))
 
@@ -200,3 +206,19 @@ def test_helm_test_pod_commands_pass(cluster):
     assert result.returncode == 0, result.stderr
     balance = json.loads(result.stdout)["account"]
     assert (balance["balance"], balance["currency"]) == (test_values["amount"], test_values["currency"])
+
+
+def test_metrics_endpoints_answer(cluster):
+    """Every process serves Prometheus text on /metrics (the port the pod annotations name)."""
+    for service in probe_services(cluster.sts)[-1:]:
+        cluster.wait_serving(service, read=False)
+    ports = [*cluster.write_metrics_ports, cluster.read_metrics_port]
+    for port in ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+            text = response.read().decode()
+        assert text.endswith("# EOF\n"), text[-200:]
+        assert "# TYPE wallet_grpc_requests counter" in text, text[:2000]
+    with urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/metrics", timeout=5) as response:
+        assert "wallet_raft_applied_index{" in response.read().decode()

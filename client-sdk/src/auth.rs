@@ -113,6 +113,21 @@ impl Interceptor for Credentials {
 /// A channel to one node with the credentials attached.
 pub type Conn = InterceptedService<Channel, Credentials>;
 
+/// A lazily connecting channel to one node (`host:port`, `http://` or `https://`), with `tls`
+/// and the bearer `token` applied as [`crate::WalletClient`] applies them: for tools that
+/// call a node's other services directly (walletctl's `replay` and `verify --endpoint`).
+pub fn node_channel(
+    endpoint: &str,
+    tls: Option<&TlsConfig>,
+    token: Option<&str>,
+) -> Result<Conn, Error> {
+    let uri = crate::config::normalize_endpoint_for(endpoint, tls.is_some())?;
+    let endpoint = Endpoint::from_shared(uri.clone())
+        .map_err(|e| Error::config(format!("endpoint {uri:?}: {e}")))?
+        .tcp_nodelay(true);
+    connect_lazy(endpoint, tls, &Credentials::new(token)?)
+}
+
 /// Applies `tls` to `endpoint` (an `https://` URI needs it; an `http://` one refuses it, so
 /// TLS is never silently skipped) and connects lazily.
 pub(crate) fn connect_lazy(

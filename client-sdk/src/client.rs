@@ -14,8 +14,8 @@ use proto::v1::{
     TransferResponse,
 };
 use tokio::time::Instant;
-use tonic::Status;
 use tonic::transport::Endpoint;
+use tonic::{Code, Status};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -119,6 +119,10 @@ impl Route {
     }
 }
 
+/// Most transfers one [`WalletClient::submit_transfers`] call takes (the server keeps at most
+/// this many of one stream in flight, too).
+pub const SUBMIT_BATCH_MAX: usize = 4_096;
+
 /// Bound on one partition-count discovery attempt.
 const DISCOVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -210,6 +214,115 @@ impl WalletClient {
         response
             .account
             .ok_or_else(|| Error::malformed("OpenAccount answered without an account"))
+    }
+
+    /// Moves many transfers at once over pipelined `SubmitTransfers` streams, one per source
+    /// partition, to the partition's leader. Answers in the order of `transfers`, each
+    /// exactly as [`WalletClient::transfer`] would (rejections are definite errors). A
+    /// transfer the stream leaves without a definite outcome (the leader moved, the stream
+    /// broke) is retried through `transfer` with the same `transaction_id`, so none is
+    /// applied twice. At most [`SUBMIT_BATCH_MAX`] transfers per call.
+    pub async fn submit_transfers(
+        &self,
+        transfers: &[Transfer],
+    ) -> Result<Vec<Result<TransferResponse, Error>>, Error> {
+        if transfers.len() > SUBMIT_BATCH_MAX {
+            return Err(Error::config(format!(
+                "submit_transfers takes at most {SUBMIT_BATCH_MAX} transfers, got {}",
+                transfers.len()
+            )));
+        }
+        let mut by_partition: HashMap<u32, Vec<usize>> = HashMap::new();
+        for (position, transfer) in transfers.iter().enumerate() {
+            let partition = self.partition_of(&transfer.from).await;
+            by_partition.entry(partition).or_default().push(position);
+        }
+        let streams = by_partition
+            .into_iter()
+            .map(|(partition, positions)| async move {
+                let outcomes = self.submit_stream(partition, transfers, &positions).await;
+                positions.into_iter().zip(outcomes).collect::<Vec<_>>()
+            });
+        let mut results: Vec<Option<Result<TransferResponse, Error>>> =
+            (0..transfers.len()).map(|_| None).collect();
+        for (position, outcome) in futures::future::join_all(streams)
+            .await
+            .into_iter()
+            .flatten()
+        {
+            results[position] = Some(match outcome {
+                Some(outcome) => outcome,
+                None => self.transfer(&transfers[position]).await,
+            });
+        }
+        Ok(results
+            .into_iter()
+            .map(|result| result.expect("every position answered"))
+            .collect())
+    }
+
+    /// One stream to the leader of `partition`: the definite outcome of each transfer at
+    /// `positions`, or `None` where the stream gave none (the caller retries those).
+    async fn submit_stream(
+        &self,
+        partition: u32,
+        transfers: &[Transfer],
+        positions: &[usize],
+    ) -> Vec<Option<Result<TransferResponse, Error>>> {
+        let mut outcomes: Vec<Option<Result<TransferResponse, Error>>> =
+            positions.iter().map(|_| None).collect();
+        let target = self
+            .leader(partition)
+            .unwrap_or_else(|| self.inner.targets[0].uri.clone());
+        let Ok(channel) = self.channel(&target) else {
+            return outcomes;
+        };
+        let index_of: HashMap<String, usize> = positions
+            .iter()
+            .enumerate()
+            .map(|(slot, &position)| (transfers[position].transaction_id.to_string(), slot))
+            .collect();
+        let requests: Vec<TransferRequest> = positions
+            .iter()
+            .map(|&position| TransferRequest::from(&transfers[position]))
+            .collect();
+        let mut request = tonic::Request::new(tokio_stream::iter(requests));
+        request.set_timeout(self.inner.config.total_deadline);
+        let Ok(response) = WalletServiceClient::new(channel)
+            .submit_transfers(request)
+            .await
+        else {
+            return outcomes;
+        };
+        let mut results = response.into_inner();
+        let mut committed_here = false;
+        while let Ok(Some(result)) = results.message().await {
+            let Some(&slot) = index_of.get(&result.transaction_id) else {
+                continue;
+            };
+            outcomes[slot] = match (result.status.as_str(), result.error) {
+                ("success", _) => {
+                    committed_here = true;
+                    Some(Ok(TransferResponse {
+                        status: result.status,
+                        transaction_id: result.transaction_id,
+                        consistency_token: result.consistency_token,
+                    }))
+                }
+                ("rejected", Some(error)) => Some(Err(Error::Rejected {
+                    code: Code::from_i32(error.code),
+                    reason: error.reason,
+                    message: error.message,
+                    field: Some(error.field).filter(|field| !field.is_empty()),
+                })),
+                // Unavailable, or a malformed result: no definite outcome here.
+                _ => None,
+            };
+        }
+        if committed_here {
+            self.set_leader(partition, &target);
+        }
+        outcomes
     }
 
     /// Moves money. Answers once the transfer is final; every retry (automatic or by the

@@ -33,6 +33,9 @@
 //! # }
 //! ```
 
+// Every public item is documented; the build says so when one is not.
+#![warn(missing_docs)]
+
 mod auth;
 mod backoff;
 mod client;
@@ -40,11 +43,11 @@ mod config;
 mod error;
 mod query;
 
-pub use auth::{Conn, Credentials, TlsConfig};
+pub use auth::{Conn, Credentials, TlsConfig, node_channel};
 pub use backoff::{ceiling as backoff_ceiling, full_jitter};
 pub use client::{
-    DEFAULT_PARTITION, DISCOVERED_ENDPOINTS_MAX, Transfer, WALLET_SERVICE_NAME, WalletClient,
-    new_transaction_id,
+    DEFAULT_PARTITION, DISCOVERED_ENDPOINTS_MAX, SUBMIT_BATCH_MAX, Transfer, WALLET_SERVICE_NAME,
+    WalletClient, new_transaction_id,
 };
 pub use config::{
     ATTEMPTS_MAX_LIMIT, ClientConfig, DEFAULT_ATTEMPTS_MAX, DEFAULT_BACKOFF_BASE,

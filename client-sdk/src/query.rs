@@ -215,23 +215,77 @@ impl QueryClient {
     }
 
     /// The transfer's state now, then every change until a final state; the stream ends
-    /// after the final one. An id the read node has not seen yet is waited for.
+    /// after the final one. An id the read node has not seen yet is waited for. Like
+    /// [`QueryClient::watch_balances`] it survives read-node restarts and failovers: it
+    /// reconnects and delivers only updates newer than the last `version` it delivered, so
+    /// none is repeated and the order holds. A state that came and went while disconnected
+    /// is skipped (the read node answers with the current state); the final state always
+    /// arrives. It ends early only on a definite error.
     pub async fn watch_transfer(
         &self,
         transaction_id: Uuid,
     ) -> Result<impl Stream<Item = Result<TransferUpdate, Error>> + Send + Unpin + 'static, Error>
     {
-        use futures::StreamExt as _;
-        let request = WatchTransferRequest {
-            transaction_id: transaction_id.hyphenated().to_string(),
-        };
-        let stream = self
-            .unary(|mut client| {
-                let request = request.clone();
-                async move { client.watch_transfer(request).await }
-            })
-            .await?;
-        Ok(stream.map(|item| item.map_err(|status| classify(&status).error)))
+        let (tx, rx) = mpsc::channel(WATCH_CLIENT_BUFFER);
+        let client = self.clone();
+        let transaction_id = transaction_id.hyphenated().to_string();
+        tokio::spawn(async move { client.run_watch_transfer(transaction_id, tx).await });
+        Ok(ReceiverStream::new(rx))
+    }
+
+    async fn run_watch_transfer(
+        self,
+        transaction_id: String,
+        tx: mpsc::Sender<Result<TransferUpdate, Error>>,
+    ) {
+        let mut backoff = WATCH_RESUME_BACKOFF_MIN;
+        let mut attempt = 0;
+        let mut last_version = 0;
+        loop {
+            let request = WatchTransferRequest {
+                transaction_id: transaction_id.clone(),
+            };
+            let failure = match self.client(attempt).watch_transfer(request).await {
+                Err(status) => status,
+                Ok(response) => {
+                    let mut stream = response.into_inner();
+                    loop {
+                        let message = tokio::select! {
+                            message = stream.message() => message,
+                            () = tx.closed() => return,
+                        };
+                        match message {
+                            Ok(Some(update)) => {
+                                backoff = WATCH_RESUME_BACKOFF_MIN;
+                                if update.version <= last_version {
+                                    continue; // already delivered before a reconnect
+                                }
+                                last_version = update.version;
+                                let is_final = update.is_final;
+                                if tx.send(Ok(update)).await.is_err() || is_final {
+                                    return;
+                                }
+                            }
+                            Ok(None) => {
+                                break Status::unavailable("the read node ended the watch");
+                            }
+                            Err(status) => break status,
+                        }
+                    }
+                }
+            };
+            if !resumable(&failure) {
+                let _ = tx.send(Err(classify(&failure).error)).await;
+                return;
+            }
+            tracing::debug!(code = ?failure.code(), message = failure.message(), "transfer watch interrupted; resuming");
+            attempt += 1;
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = tx.closed() => return,
+            }
+            backoff = (backoff * 2).min(WATCH_RESUME_BACKOFF_MAX);
+        }
     }
 
     /// Every account's current balance, then every change, per account in sequence order with

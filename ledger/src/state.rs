@@ -85,16 +85,21 @@ impl Ledger {
     /// `None` when the partition conserves money. O(currencies): it uses the running totals
     /// that every balance change updates; `totals_by_currency` recomputes them from scratch.
     pub fn imbalance(&self) -> Option<(Currency, i128)> {
+        self.conservation_by_currency().find(|(_, sum)| *sum != 0)
+    }
+
+    /// Per currency with any balance or outflow: the sum of balances plus outflow, which
+    /// conservation says is zero. O(currencies), from the running totals (for a gauge).
+    /// A currency present in both maps appears twice, with the same sum.
+    pub fn conservation_by_currency(&self) -> impl Iterator<Item = (Currency, i128)> + '_ {
         let currencies = self.balance_totals.keys().chain(self.outflow.keys());
-        currencies
-            .map(|currency| {
-                let total = self.balance_totals.get(currency).copied().unwrap_or(0);
-                (
-                    *currency,
-                    total + self.outflow.get(currency).copied().unwrap_or(0),
-                )
-            })
-            .find(|(_, sum)| *sum != 0)
+        currencies.map(|currency| {
+            let total = self.balance_totals.get(currency).copied().unwrap_or(0);
+            (
+                *currency,
+                total + self.outflow.get(currency).copied().unwrap_or(0),
+            )
+        })
     }
 
     /// All accounts, sorted by account id (byte order).

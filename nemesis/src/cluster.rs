@@ -217,6 +217,8 @@ impl Cluster {
             .args(["--peers", &self.peers_of(id)])
             .arg("--data-dir")
             .arg(self.dir.join(format!("node-{id}")))
+            // The default metrics port (listen port + 1000) could be another test's port.
+            .args(["--metrics-listen", "off"])
             .args(&self.node_args);
         self.write
             .get_mut(&id)
@@ -248,7 +250,8 @@ impl Cluster {
             .args(["--listen", &self.read_endpoint()])
             .args(["--write-nodes", &self.endpoints().join(",")])
             .arg("--data-dir")
-            .arg(self.dir.join("read-node"));
+            .arg(self.dir.join("read-node"))
+            .args(["--metrics-listen", "off"]);
         self.read.spawn(&mut command)
     }
 

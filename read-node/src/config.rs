@@ -35,6 +35,14 @@ pub struct Config {
     /// RESOURCE_EXHAUSTED / OVERLOADED. Default `limits::CALLS_IN_FLIGHT_MAX_DEFAULT`.
     #[serde(default = "default_calls_in_flight_max")]
     pub calls_in_flight_max: usize,
+    /// Where Prometheus scrapes `/metrics`: "host:port", or "off". Unset: the `listen`
+    /// address with the port + 1000 (`telemetry::METRICS_PORT_OFFSET`).
+    #[serde(default)]
+    pub metrics_listen: Option<telemetry::MetricsListen>,
+    /// OpenTelemetry collector (OTLP/gRPC, e.g. "http://otel-collector:4317") that spans are
+    /// exported to. "" (the default): no export. Needs a binary built with `--features otel`.
+    #[serde(default)]
+    pub otlp_endpoint: String,
 }
 
 fn default_calls_in_flight_max() -> usize {
@@ -80,7 +88,20 @@ impl Config {
             crate::limits::CALLS_IN_FLIGHT_MAX_MIN,
             crate::limits::CALLS_IN_FLIGHT_MAX_MAX
         );
+        self.metrics_address()?;
+        telemetry::logs::check_otlp_endpoint(self.otlp_endpoint())?;
         Ok(())
+    }
+
+    /// Where spans are exported, if anywhere.
+    pub fn otlp_endpoint(&self) -> Option<&str> {
+        Some(self.otlp_endpoint.as_str()).filter(|endpoint| !endpoint.is_empty())
+    }
+
+    /// The address `/metrics` binds, or `None` when `metrics_listen = "off"`.
+    pub fn metrics_address(&self) -> anyhow::Result<Option<SocketAddr>> {
+        telemetry::MetricsListen::resolve(self.metrics_listen, self.listen)
+            .map_err(anyhow::Error::msg)
     }
 
     /// The write nodes as URIs tonic connects to.
@@ -104,6 +125,40 @@ impl Config {
 mod tests {
     use super::*;
 
+    const EXAMPLE: &str = include_str!("../config.example.toml");
+
+    /// The documented example sets every field, parses and validates.
+    #[test]
+    fn example_config_parses_validates_and_sets_every_field() {
+        let config: Config = toml::from_str(EXAMPLE).expect("config.example.toml parses");
+        config.validate().expect("config.example.toml validates");
+        let keys = EXAMPLE.parse::<toml::Table>().unwrap();
+        let mut keys: Vec<&str> = keys.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "calls_in_flight_max",
+                "data_dir",
+                "listen",
+                "metrics_listen",
+                "otlp_endpoint",
+                "write_nodes"
+            ]
+        );
+        assert_eq!(
+            config.metrics_address().unwrap(),
+            Some("127.0.0.1:51061".parse().unwrap())
+        );
+        let mut off = config.clone();
+        off.metrics_listen = Some(telemetry::MetricsListen::Off);
+        assert_eq!(off.metrics_address().unwrap(), None);
+        let mut bad = config;
+        bad.otlp_endpoint = "not a url".into();
+        let error = bad.validate().unwrap_err().to_string();
+        assert!(error.contains("otlp_endpoint"), "{error}");
+    }
+
     #[test]
     fn write_nodes_are_validated() {
         let mut config = Config {
@@ -116,6 +171,8 @@ mod tests {
             write_node_tls: None,
             write_node_token_file: None,
             calls_in_flight_max: crate::limits::CALLS_IN_FLIGHT_MAX_DEFAULT,
+            metrics_listen: None,
+            otlp_endpoint: String::new(),
         };
         assert_eq!(config.write_nodes, ["127.0.0.1:1", "localhost:2"]);
         config.validate().unwrap();

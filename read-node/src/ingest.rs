@@ -86,7 +86,7 @@ impl Upstream {
     }
 }
 
-async fn cluster_status(
+pub(crate) async fn cluster_status(
     upstream: &Upstream,
     uri: &str,
 ) -> anyhow::Result<proto::v1::GetClusterStatusResponse> {
@@ -98,15 +98,19 @@ async fn cluster_status(
     Ok(client.get_cluster_status(request).await?.into_inner())
 }
 
-/// The cluster's partition count, from the first write node that answers. Retries until one
-/// does (the write nodes may be starting too).
-pub async fn discover_partitions(upstream: &Upstream) -> u32 {
+/// The cluster's applied index per partition (so also its partition count), from the first
+/// write node that answers. Retries until one does (the write nodes may be starting too).
+pub async fn discover_applied(upstream: &Upstream) -> Vec<u64> {
     let mut backoff = limits::RECONNECT_BACKOFF_MIN;
     loop {
         for uri in &upstream.uris {
             match cluster_status(upstream, uri).await {
                 Ok(status) if !status.partitions.is_empty() => {
-                    return status.partitions.len() as u32;
+                    return status
+                        .partitions
+                        .iter()
+                        .map(|partition| partition.applied_index)
+                        .collect();
                 }
                 Ok(_) => tracing::warn!(%uri, "write node reported no partitions"),
                 Err(error) => {

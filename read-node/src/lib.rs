@@ -10,6 +10,7 @@ pub mod error;
 pub mod fold;
 pub mod ingest;
 pub mod limits;
+pub mod metrics;
 pub mod projector;
 pub mod query;
 pub mod security;
@@ -37,11 +38,14 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let secured = security::prepare(&config)?;
     let upstream = ingest::Upstream::new(&config)?;
+    let metrics_listener = telemetry::http::bind(config.metrics_address()?).await?;
     // The partition count is the cluster's; the projections are laid out for it.
-    let partitions = tokio::select! {
-        partitions = ingest::discover_partitions(&upstream) => partitions,
+    // What the cluster had applied when this node started: it is ready once caught up to it.
+    let cluster_applied = tokio::select! {
+        applied = ingest::discover_applied(&upstream) => applied,
         () = shutdown.cancelled() => return Ok(()),
     };
+    let partitions = cluster_applied.len() as u32;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let projection = Arc::new(projector::Projection::open(&config.data_dir, partitions)?);
@@ -54,17 +58,68 @@ pub async fn run(
 
     let (blocks_tx, blocks_rx) = tokio::sync::mpsc::channel(limits::INGEST_QUEUE_BLOCKS);
     let fold_thread = projector::start(projection.clone(), blocks_rx, shutdown.clone())?;
-    let followers = ingest::spawn(upstream, checkpoint, blocks_tx, shutdown.clone());
+    let followers = ingest::spawn(upstream.clone(), checkpoint, blocks_tx, shutdown.clone());
 
+    // NOT_SERVING until the projections reach what the cluster had applied at start (a
+    // restarted or new read node would otherwise serve stale balances), and again on shutdown.
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_service_status("", ServingStatus::Serving)
-        .await;
-    health_reporter
-        .set_service_status(QUERY_SERVICE_NAME, ServingStatus::Serving)
-        .await;
+    for service in ["", QUERY_SERVICE_NAME] {
+        health_reporter
+            .set_service_status(service, ServingStatus::NotServing)
+            .await;
+    }
+    {
+        let mut positions = projection.positions();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let caught_up = async {
+                loop {
+                    let reached = positions
+                        .borrow_and_update()
+                        .iter()
+                        .zip(&cluster_applied)
+                        .all(|(position, target)| position >= target);
+                    if reached || positions.changed().await.is_err() {
+                        return reached;
+                    }
+                }
+            };
+            let reached = tokio::select! {
+                reached = caught_up => reached,
+                () = shutdown.cancelled() => false,
+            };
+            if reached {
+                tracing::info!("projections caught up with the cluster: serving");
+                for service in ["", QUERY_SERVICE_NAME] {
+                    health_reporter
+                        .set_service_status(service, ServingStatus::Serving)
+                        .await;
+                }
+                shutdown.cancelled().await;
+            }
+            for service in ["", QUERY_SERVICE_NAME] {
+                health_reporter
+                    .set_service_status(service, ServingStatus::NotServing)
+                    .await;
+            }
+        });
+    }
 
-    let api = query::QueryApi::new(projection, shutdown.clone());
+    let metrics = metrics::Metrics::new(partitions)?;
+    let api = query::QueryApi::new(projection.clone(), shutdown.clone());
+    let grpc_metrics = metrics.grpc.clone();
+    if let Some(listener) = metrics_listener {
+        let watchers = api.clone();
+        let refresh = metrics.refresh(projection.positions(), move || watchers.watchers());
+        metrics.poll_sources(upstream, shutdown.clone());
+        let registry = Arc::new(metrics.registry);
+        tokio::spawn(telemetry::http::serve(
+            listener,
+            registry,
+            refresh,
+            shutdown.clone(),
+        ));
+    }
     let (reflection_v1, reflection_v1alpha) = proto::reflection::services(&[QUERY_SERVICE_NAME])?;
     let address = listener.local_addr()?;
     tracing::info!(%address, partitions, "read node serving");
@@ -76,6 +131,7 @@ pub async fn run(
     });
     let serve = secured
         .server
+        .layer(grpc_metrics)
         .tcp_nodelay(true)
         .max_concurrent_streams(limits::STREAMS_PER_CONNECTION_MAX)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))

@@ -24,6 +24,13 @@ struct Args {
     /// RocksDB data directory of the projections.
     #[arg(long, env = "WALLET_READ_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Prometheus /metrics address, or "off" (default: the listen port + 1000).
+    #[arg(long, env = "WALLET_READ_METRICS_LISTEN")]
+    metrics_listen: Option<telemetry::MetricsListen>,
+    /// OTLP/gRPC collector for trace export, e.g. http://otel-collector:4317 (needs the
+    /// `otel` build feature; default: no export).
+    #[arg(long, env = "WALLET_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "WALLET_LOG_JSON")]
     log_json: bool,
@@ -65,6 +72,18 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
     }
     args.server_security.apply(&mut table);
     args.write_node_security.apply(&mut table);
+    if let Some(metrics_listen) = args.metrics_listen {
+        table.insert(
+            "metrics_listen".into(),
+            toml::Value::String(metrics_listen.to_string()),
+        );
+    }
+    if let Some(endpoint) = &args.otlp_endpoint {
+        table.insert(
+            "otlp_endpoint".into(),
+            toml::Value::String(endpoint.clone()),
+        );
+    }
     let config: Config = table.try_into().context("invalid configuration")?;
     config.validate()?;
     Ok(config)
@@ -72,24 +91,21 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,h2=warn,tower=warn"));
-    if args.log_json {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
-    } else {
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_ansi(false)
-            .init();
-    }
     let config = load_config(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
+    // Inside the runtime: the OTLP exporter (when configured) opens a gRPC channel.
+    let _logs = {
+        let _runtime = runtime.enter();
+        telemetry::logs::init(
+            args.log_json,
+            "info,h2=warn,tower=warn",
+            config.otlp_endpoint(),
+            "wallet-read-node",
+        )?
+    };
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await

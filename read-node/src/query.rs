@@ -36,6 +36,11 @@ impl QueryApi {
         }
     }
 
+    /// Watch streams being served now.
+    pub fn watchers(&self) -> usize {
+        limits::WATCHERS_MAX - self.watchers.available_permits()
+    }
+
     fn watcher_permit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
         self.watchers.clone().try_acquire_owned().map_err(|_| {
             ApiError::new(

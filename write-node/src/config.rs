@@ -54,6 +54,14 @@ pub struct Config {
     /// RESOURCE_EXHAUSTED / OVERLOADED. Default `limits::CALLS_IN_FLIGHT_MAX_DEFAULT`.
     #[serde(default = "default_calls_in_flight_max")]
     pub calls_in_flight_max: usize,
+    /// Where Prometheus scrapes `/metrics`: "host:port", or "off". Unset: the `listen`
+    /// address with the port + 1000 (`telemetry::METRICS_PORT_OFFSET`).
+    #[serde(default)]
+    pub metrics_listen: Option<telemetry::MetricsListen>,
+    /// OpenTelemetry collector (OTLP/gRPC, e.g. "http://otel-collector:4317") that spans are
+    /// exported to. "" (the default): no export. Needs a binary built with `--features otel`.
+    #[serde(default)]
+    pub otlp_endpoint: String,
 }
 
 fn default_calls_in_flight_max() -> usize {
@@ -151,7 +159,20 @@ impl Config {
             limits::CALLS_IN_FLIGHT_MAX_MAX
         );
         crate::security::validate(self)?;
+        self.metrics_address()?;
+        telemetry::logs::check_otlp_endpoint(self.otlp_endpoint())?;
         Ok(())
+    }
+
+    /// Where spans are exported, if anywhere.
+    pub fn otlp_endpoint(&self) -> Option<&str> {
+        Some(self.otlp_endpoint.as_str()).filter(|endpoint| !endpoint.is_empty())
+    }
+
+    /// The address `/metrics` binds, or `None` when `metrics_listen = "off"`.
+    pub fn metrics_address(&self) -> anyhow::Result<Option<SocketAddr>> {
+        telemetry::MetricsListen::resolve(self.metrics_listen, self.listen)
+            .map_err(anyhow::Error::msg)
     }
 
     /// The node id of a Kubernetes StatefulSet pod: its ordinal (the number after the last
@@ -196,6 +217,92 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const EXAMPLE: &str = include_str!("../config.example.toml");
+
+    fn example() -> Config {
+        toml::from_str(EXAMPLE).expect("config.example.toml parses")
+    }
+
+    /// The documented example sets every field, parses and validates; a field added to
+    /// `Config` without an entry there fails here.
+    #[test]
+    fn example_config_parses_validates_and_sets_every_field() {
+        let config = example();
+        config.validate().expect("config.example.toml validates");
+        let keys: Vec<String> = EXAMPLE
+            .parse::<toml::Table>()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        for field in [
+            "node_id",
+            "listen",
+            "peers",
+            "data_dir",
+            "partitions",
+            "snapshot_interval_entries",
+            "snapshot_interval_events",
+            "log_retain_entries",
+            "calls_in_flight_max",
+            "metrics_listen",
+            "otlp_endpoint",
+        ] {
+            assert!(
+                keys.iter().any(|key| key == field),
+                "{field} missing from the example"
+            );
+        }
+        assert_eq!(
+            keys.len(),
+            11,
+            "a field of the example is not in this list: {keys:?}"
+        );
+        assert_eq!(
+            config.metrics_address().unwrap(),
+            Some("127.0.0.1:51051".parse().unwrap())
+        );
+        assert_eq!(config.otlp_endpoint(), None);
+    }
+
+    /// Bad values are refused with a message naming the field.
+    #[test]
+    fn invalid_values_are_refused_with_the_field_named() {
+        let check = |edit: &dyn Fn(&mut Config), expected: &str| {
+            let mut config = example();
+            edit(&mut config);
+            let error = format!("{:#}", config.validate().unwrap_err());
+            assert!(error.contains(expected), "{expected:?} not in {error:?}");
+        };
+        check(&|c| c.node_id = 0, "node_id must not be 0");
+        check(&|c| c.node_id = 9, "peers must include this node");
+        check(&|c| c.partitions = 0, "partitions = 0");
+        check(
+            &|c| c.snapshot_interval_entries = 1,
+            "snapshot_interval_entries = 1",
+        );
+        check(&|c| c.log_retain_entries = u64::MAX, "log_retain_entries");
+        check(
+            &|c| c.metrics_listen = Some(telemetry::MetricsListen::At(c.listen)),
+            "metrics_listen",
+        );
+        check(
+            &|c| c.otlp_endpoint = "collector:4317".into(),
+            "otlp_endpoint",
+        );
+        let unknown = format!("{EXAMPLE}\nmetrics_port = 1\n");
+        let error = toml::from_str::<Config>(&unknown).unwrap_err().to_string();
+        assert!(error.contains("metrics_port"), "{error}");
+        let bad_listen = EXAMPLE.replace(
+            "metrics_listen = \"127.0.0.1:51051\"",
+            "metrics_listen = \"nowhere\"",
+        );
+        let error = toml::from_str::<Config>(&bad_listen)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("neither \"off\" nor an address"), "{error}");
+    }
 
     #[test]
     fn node_id_is_the_pod_ordinal_plus_one() {

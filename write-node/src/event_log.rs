@@ -63,6 +63,13 @@ impl EventLog {
     }
 }
 
+impl EventLog {
+    /// Subscribe streams being served now.
+    pub fn subscribers(&self) -> usize {
+        SUBSCRIBERS_MAX - self.permits.available_permits()
+    }
+}
+
 type SubscribeItem = Result<SubscribeResponse, Status>;
 
 #[tonic::async_trait]

@@ -7,6 +7,7 @@ pub mod config;
 pub mod event_log;
 pub mod limits;
 mod logging;
+pub mod metrics;
 pub mod replay;
 pub mod saga;
 pub mod security;
@@ -16,6 +17,7 @@ pub mod storage;
 pub mod store;
 pub mod transport;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -46,9 +48,17 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     config.validate()?;
     let secured = security::prepare(&config)?;
+    let metrics_listener = telemetry::http::bind(config.metrics_address()?).await?;
     let db = storage::Db::open(&config.data_dir, config.node_id, config.partitions)?;
     let outbox = transport::start_senders(config.node_id, &config.peers, shutdown.clone());
-    let (store, store_thread) = store::start(&config, db, outbox, shutdown.clone())?;
+    let metrics = metrics::Metrics::new(config.partitions)?;
+    let (store, store_thread) = store::start(
+        &config,
+        db.clone(),
+        outbox,
+        metrics.store.clone(),
+        shutdown.clone(),
+    )?;
 
     // SERVING once every partition has a known leader; NOT_SERVING again when one loses it.
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -109,6 +119,18 @@ pub async fn run(
         config.peers.clone(),
     );
     let event_log = event_log::EventLog::new(store.clone(), config.partitions, shutdown.clone());
+    let grpc_metrics = metrics.grpc.clone();
+    if let Some(listener) = metrics_listener {
+        let subscribers = event_log.clone();
+        let refresh = metrics.refresh(db, move || subscribers.subscribers());
+        let registry = Arc::new(metrics.registry);
+        tokio::spawn(telemetry::http::serve(
+            listener,
+            registry,
+            refresh,
+            shutdown.clone(),
+        ));
+    }
     let peer = transport::PeerServer {
         node_id: config.node_id,
         partitions: config.partitions,
@@ -134,6 +156,7 @@ pub async fn run(
     });
     let serve = secured
         .server
+        .layer(grpc_metrics)
         .tcp_nodelay(true)
         .max_concurrent_streams(limits::STREAMS_PER_CONNECTION_MAX)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))

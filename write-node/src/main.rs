@@ -43,6 +43,13 @@ struct Args {
     /// Raft entries kept behind the newest snapshot (default 5000).
     #[arg(long, env = "WALLET_LOG_RETAIN_ENTRIES")]
     log_retain_entries: Option<u64>,
+    /// Prometheus /metrics address, or "off" (default: the listen port + 1000).
+    #[arg(long, env = "WALLET_METRICS_LISTEN")]
+    metrics_listen: Option<telemetry::MetricsListen>,
+    /// OTLP/gRPC collector for trace export, e.g. http://otel-collector:4317 (needs the
+    /// `otel` build feature; default: no export).
+    #[arg(long, env = "WALLET_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "WALLET_LOG_JSON")]
     log_json: bool,
@@ -120,6 +127,15 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
     if let Some(entries) = args.log_retain_entries {
         set("log_retain_entries", toml::Value::Integer(entries as i64));
     }
+    if let Some(metrics_listen) = args.metrics_listen {
+        set(
+            "metrics_listen",
+            toml::Value::String(metrics_listen.to_string()),
+        );
+    }
+    if let Some(endpoint) = &args.otlp_endpoint {
+        set("otlp_endpoint", toml::Value::String(endpoint.clone()));
+    }
     args.server_security.apply(&mut table);
     args.peer_security.apply(&mut table);
     let config: Config = table.try_into().context("invalid configuration")?;
@@ -129,25 +145,21 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,raft=warn,h2=warn,tower=warn")
-    });
-    if args.log_json {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
-    } else {
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_ansi(false)
-            .init();
-    }
     let config = load_config(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
+    // Inside the runtime: the OTLP exporter (when configured) opens a gRPC channel.
+    let _logs = {
+        let _runtime = runtime.enter();
+        telemetry::logs::init(
+            args.log_json,
+            "info,raft=warn,h2=warn,tower=warn",
+            config.otlp_endpoint(),
+            "wallet-write-node",
+        )?
+    };
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await

@@ -145,6 +145,8 @@ impl Api {
             other => unreachable!("a transfer command has a transfer outcome, not {other:?}"),
         }
     }
+    /// One transfer of a SubmitTransfers stream, in its own span.
+    #[tracing::instrument(name = "submit_transfer", skip_all, fields(transaction_id = %request.transaction_id))]
     async fn transfer_result(self, request: TransferRequest) -> TransferResult {
         let transaction_id = request.transaction_id.clone();
         match self.transfer_inner(request).await {
@@ -369,6 +371,7 @@ impl WalletService for Api {
         }
     }
 
+    #[tracing::instrument(skip_all, fields(transaction_id = %request.get_ref().transaction_id))]
     async fn get_transfer(
         &self,
         request: Request<GetTransferRequest>,

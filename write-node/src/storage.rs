@@ -199,6 +199,15 @@ impl Db {
             .expect("column families are created at open")
     }
 
+    /// An integer RocksDB property of one column family (e.g. `rocksdb.total-sst-files-size`),
+    /// for metrics. Reads in-memory counters; never touches the disk.
+    pub fn property_int(&self, cf: &str, property: &str) -> Option<u64> {
+        self.db
+            .property_int_value_cf(self.cf(cf), property)
+            .ok()
+            .flatten()
+    }
+
     pub fn write(&self, batch: WriteBatch, sync: bool) -> anyhow::Result<()> {
         let mut options = WriteOptions::default();
         options.set_sync(sync);

@@ -267,6 +267,7 @@ struct Partition {
     /// Follower: a snapshot fetch is running, or its verified result waits for raft.
     snapshot_fetching: bool,
     snapshot_staged: Option<(SnapshotMeta, Ledger)>,
+    metrics: crate::metrics::PartitionMetrics,
 }
 
 /// Starts the store loop on its own thread. The loop stops when `shutdown` is cancelled or a
@@ -275,6 +276,7 @@ pub fn start(
     config: &Config,
     db: Arc<Db>,
     outbox: Outbox,
+    metrics: crate::metrics::StoreMetrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(StoreHandle, std::thread::JoinHandle<anyhow::Result<()>>)> {
     let voters: Vec<u64> = config.peers.keys().copied().collect();
@@ -282,7 +284,7 @@ pub fn start(
         snapshot::start_worker(db.clone(), config.partitions as usize)?;
     let (fetched_tx, fetched_rx) = mpsc::channel(config.partitions as usize);
     let logger = crate::logging::raft_logger();
-    let partitions = open_partitions(config, &db, &voters, &logger)?;
+    let partitions = open_partitions(config, &db, &voters, &logger, &metrics.partitions)?;
     let (client_tx, client_rx) = mpsc::channel(limits::CLIENT_MAILBOX_CAPACITY);
     let (raft_tx, raft_rx) = mpsc::channel(limits::RAFT_MAILBOX_CAPACITY);
     let (leaders_tx, leaders) = watch::channel(vec![0; partitions.len()]);
@@ -318,6 +320,7 @@ pub fn start(
         fetched_tx,
         fetched_rx,
         runtime: tokio::runtime::Handle::current(),
+        metrics,
     };
     let thread = std::thread::Builder::new()
         .name("store".into())
@@ -334,6 +337,7 @@ fn open_partitions(
     db: &Arc<Db>,
     voters: &[u64],
     logger: &slog::Logger,
+    metrics: &[crate::metrics::PartitionMetrics],
 ) -> anyhow::Result<Vec<Partition>> {
     use std::sync::atomic::{AtomicU32, Ordering};
     let next = AtomicU32::new(0);
@@ -349,7 +353,9 @@ fn open_partitions(
                     if id >= config.partitions {
                         return;
                     }
-                    let partition = open_partition(config, db, id, voters, logger);
+                    let partition_metrics = metrics[id as usize].clone();
+                    let partition =
+                        open_partition(config, db, id, voters, logger, partition_metrics);
                     opened
                         .lock()
                         .expect("no panics while held")
@@ -369,6 +375,7 @@ fn open_partition(
     id: u32,
     voters: &[u64],
     logger: &slog::Logger,
+    metrics: crate::metrics::PartitionMetrics,
 ) -> anyhow::Result<Partition> {
     let mut storage = PartitionStorage::open(db.clone(), id, voters)?;
     let applied_index = storage.applied_index();
@@ -433,6 +440,7 @@ fn open_partition(
         snapshot_sends: HashMap::new(),
         snapshot_fetching: false,
         snapshot_staged: None,
+        metrics,
     })
 }
 
@@ -497,6 +505,7 @@ struct Store {
     /// The node's multi-threaded runtime, for snapshot fetches (network and decoding stay off
     /// this thread).
     runtime: tokio::runtime::Handle,
+    metrics: crate::metrics::StoreMetrics,
 }
 
 impl Store {
@@ -520,6 +529,7 @@ impl Store {
 
     async fn rounds(&mut self) -> anyhow::Result<()> {
         let mut tick_next = Instant::now() + limits::TICK_INTERVAL;
+        let mut sample_next = Instant::now();
         loop {
             tokio::select! {
                 biased;
@@ -539,6 +549,8 @@ impl Store {
                 Some(fetched) = self.fetched_rx.recv() => self.on_snapshot_fetched(fetched),
                 _ = tokio::time::sleep_until(tick_next) => {}
             }
+            self.metrics
+                .queues(self.client_rx.len(), self.raft_rx.len());
             // Gather whatever else arrived, bounded so ticks and persistence keep their pace.
             let mut drained = 0;
             while drained < limits::ROUND_DRAIN_MAX {
@@ -572,6 +584,16 @@ impl Store {
             self.handle_readies()?;
             self.check_leadership();
             self.start_snapshots();
+            if Instant::now() >= sample_next {
+                for partition in &mut self.partitions {
+                    partition.metrics.sample(
+                        &partition.raw.raft,
+                        partition.applied_index,
+                        &partition.ledger,
+                    );
+                }
+                sample_next = Instant::now() + crate::metrics::SAMPLE_INTERVAL;
+            }
         }
     }
 
@@ -786,6 +808,7 @@ impl Store {
     fn handle_readies(&mut self) -> anyhow::Result<()> {
         let mut log_batch = WriteBatch::default();
         let mut readies = Vec::new();
+        let mut entries_count = 0;
         for (slot, partition) in self.partitions.iter_mut().enumerate() {
             if !partition.raw.has_ready() {
                 continue;
@@ -798,6 +821,7 @@ impl Store {
             if !ready.snapshot().is_empty() {
                 partition.install_snapshot(ready.snapshot(), &mut log_batch)?;
             }
+            entries_count += ready.entries().len();
             partition
                 .raw
                 .mut_store()
@@ -814,9 +838,11 @@ impl Store {
             return Ok(());
         }
         if !log_batch.is_empty() {
+            let started = std::time::Instant::now();
             self.db
                 .write(log_batch, true)
                 .context("persisting raft entries")?;
+            self.metrics.synced_write(entries_count, started.elapsed());
         }
         let mut apply_batch = WriteBatch::default();
         let mut replies = Vec::new();
@@ -1107,9 +1133,13 @@ impl Partition {
             };
             let mut events = Vec::new();
             let mut outcomes = Vec::with_capacity(payload.commands.len());
+            self.metrics.entry_applied(payload.commands.len());
             for command in &payload.commands {
                 let (event, outcome) = self.ledger.execute(command, meta);
                 self.events_since_snapshot += u64::from(event.is_some());
+                if let Some(event) = &event {
+                    self.metrics.event_applied(event);
+                }
                 events.extend(event);
                 outcomes.push(outcome);
             }

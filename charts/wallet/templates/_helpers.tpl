@@ -83,3 +83,25 @@ capabilities:
 {{- define "wallet.configChecksum" -}}
 {{- include (print .Template.BasePath "/configmap.yaml") . | sha256sum -}}
 {{- end -}}
+
+{{/*
+A node's metrics_listen: listenAddress:metrics.port, or "off" when metrics are disabled.
+*/}}
+{{- define "wallet.metricsListen" -}}
+{{- if .metrics.enabled -}}
+{{- printf "%s:%d" .config.listenAddress (int .metrics.port) -}}
+{{- else -}}
+off
+{{- end -}}
+{{- end }}
+
+{{/*
+Prometheus pod annotations (the kubernetes_sd "kubernetes-pods" convention).
+*/}}
+{{- define "wallet.scrapeAnnotations" -}}
+{{- if and .enabled .scrapeAnnotations }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ int .port | quote }}
+prometheus.io/path: /metrics
+{{- end }}
+{{- end }}

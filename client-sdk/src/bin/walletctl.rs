@@ -102,6 +102,13 @@ impl AccessArgs {
         Ok(Some(tls))
     }
 
+    /// A node for `replay`/`verify --endpoint`, reached with these settings.
+    fn live_node(&self, endpoint: String) -> Result<audit::LiveNode, wallet_client::Error> {
+        let conn =
+            wallet_client::node_channel(&endpoint, self.tls()?.as_ref(), self.token.as_deref())?;
+        Ok(audit::LiveNode { endpoint, conn })
+    }
+
     fn query(&self, endpoint: String) -> Result<QueryClient, wallet_client::Error> {
         QueryClient::connect_with([endpoint], self.tls()?.as_ref(), self.token.as_deref())
     }
@@ -391,7 +398,10 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
                 (Some(data_dir), _) => {
                     tokio::task::block_in_place(|| audit::replay(data_dir, &request, out))?
                 }
-                (None, Some(endpoint)) => audit::replay_live(endpoint, &request, out).await?,
+                (None, Some(endpoint)) => {
+                    let node = access.live_node(endpoint.clone())?;
+                    audit::replay_live(&node, &request, out).await?
+                }
                 (None, None) => unreachable!("clap requires one of --data-dir, --endpoint"),
             }
             Ok(())
@@ -405,7 +415,10 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
                 (Some(data_dir), _) => {
                     tokio::task::block_in_place(|| audit::verify(&data_dir, &partitions, out))?
                 }
-                (None, Some(endpoint)) => audit::verify_live(&endpoint, &partitions, out).await?,
+                (None, Some(endpoint)) => {
+                    let node = access.live_node(endpoint)?;
+                    audit::verify_live(&node, &partitions, out).await?
+                }
                 (None, None) => unreachable!("clap requires one of --data-dir, --endpoint"),
             };
             if ok { Ok(()) } else { Err(Failure::Reported) }

@@ -87,6 +87,8 @@ impl Cluster {
                     .args(["--node-id", &id, "--peers", &peers])
                     .args(["--listen", &format!("127.0.0.1:{port}")])
                     .args(["--partitions", &partitions.to_string()])
+                    // Not scraped here; the default (listen port + 1000) could collide.
+                    .args(["--metrics-listen", "off"])
                     .arg("--data-dir")
                     .arg(dir.path().join(format!("node-{id}"))),
                 &dir.path().join(format!("node-{id}.log")),
@@ -100,6 +102,8 @@ impl Cluster {
                     &read_endpoint,
                     "--write-nodes",
                     &write_endpoints,
+                    "--metrics-listen",
+                    "off",
                 ])
                 .arg("--data-dir")
                 .arg(dir.path().join("read-node")),

@@ -28,6 +28,8 @@ pub const WAIT_MAX: Duration = Duration::from_secs(30);
 pub struct Node {
     pub id: u64,
     pub port: u16,
+    /// Where the node serves Prometheus `/metrics`.
+    pub metrics_port: u16,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
     child: Mutex<Option<Child>>,
@@ -85,6 +87,7 @@ impl Cluster {
             .map(|id| Node {
                 id,
                 port: free_port(),
+                metrics_port: free_port(),
                 data_dir: dir.path().join(format!("node-{id}")),
                 log_path: dir.path().join(format!("node-{id}.log")),
                 child: Mutex::new(None),
@@ -130,6 +133,10 @@ impl Cluster {
             .args(["--listen", &format!("127.0.0.1:{}", node.port)])
             .args(["--peers", &peers])
             .args(["--partitions", &self.partitions.to_string()])
+            .args([
+                "--metrics-listen",
+                &format!("127.0.0.1:{}", node.metrics_port),
+            ])
             .arg("--data-dir")
             .arg(&node.data_dir)
             .args(&self.extra_args)
@@ -401,6 +408,8 @@ impl Cluster {
 /// A `wallet-read-node` process following a [`Cluster`].
 pub struct ReadNode {
     pub port: u16,
+    /// Where the read node serves Prometheus `/metrics`.
+    pub metrics_port: u16,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
     write_nodes: String,
@@ -417,6 +426,7 @@ impl ReadNode {
     pub fn start_with(cluster: &Cluster, extra_args: Vec<String>) -> ReadNode {
         let node = ReadNode {
             port: free_port(),
+            metrics_port: free_port(),
             data_dir: cluster.dir.path().join("read-node"),
             log_path: cluster.dir.path().join("read-node.log"),
             write_nodes: cluster.write_nodes(),
@@ -439,6 +449,10 @@ impl ReadNode {
         let child = Command::new(env!("CARGO_BIN_EXE_wallet-read-node"))
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .args(["--write-nodes", &self.write_nodes])
+            .args([
+                "--metrics-listen",
+                &format!("127.0.0.1:{}", self.metrics_port),
+            ])
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(&self.extra_args)

@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod harness;
+mod metrics;
 mod overload;
 mod reflection;
 mod sdk;

@@ -188,13 +188,22 @@ async fn floods_are_shed_with_overloaded_and_nodes_recover() {
         }));
     }
     let mut shed = 0;
+    let mut refused_streams = 0;
     while let Some(result) = flood.next().await {
         let status = result
             .expect("task")
             .expect_err("a full node admits nothing");
-        assert_overloaded(&status);
+        // Beyond the per-connection stream cap HTTP/2 itself may refuse the stream
+        // (REFUSED_STREAM, which the client sees as UNAVAILABLE and may retry): also shed,
+        // just one layer lower. Which layer answers depends on timing.
+        if status.code() == Code::Unavailable && format!("{status:?}").contains("REFUSED_STREAM") {
+            refused_streams += 1;
+        } else {
+            assert_overloaded(&status);
+        }
         shed += 1;
     }
+    eprintln!("flood: {shed} shed, {refused_streams} of them refused by HTTP/2");
     stop.send(()).expect("sampler");
     let peak = sampler.await.expect("sampler");
     assert_eq!(shed, FLOOD_UNARY + FLOOD_STREAMS + FLOOD_LARGE);

@@ -34,14 +34,21 @@ fn walletctl() -> PathBuf {
 /// Runs walletctl with `--json` on a data directory; returns its exit code and JSON line.
 fn walletctl_json(args: &[&str], data_dir: &Path) -> (i32, Value) {
     let mut command = Command::new(walletctl());
-    command.arg("--json").args(args).arg("--data-dir").arg(data_dir);
+    command
+        .arg("--json")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir);
     walletctl_output(command, args)
 }
 
 /// The same against a live node's event stream.
 fn walletctl_live(args: &[&str], endpoint: &str) -> (i32, Value) {
     let mut command = Command::new(walletctl());
-    command.arg("--json").args(args).args(["--endpoint", endpoint]);
+    command
+        .arg("--json")
+        .args(args)
+        .args(["--endpoint", endpoint]);
     walletctl_output(command, args)
 }
 
@@ -176,7 +183,11 @@ async fn replay_and_verify_reproduce_the_live_state_and_find_a_flipped_byte() {
         assert_eq!(code, 0, "{streamed}");
         assert_eq!(replayed(&streamed), live, "replay of node {node}'s stream");
         let (code, verified) = walletctl_live(&["verify"], &endpoint);
-        assert_eq!((code, &verified["ok"]), (0, &Value::Bool(true)), "{verified}");
+        assert_eq!(
+            (code, &verified["ok"]),
+            (0, &Value::Bool(true)),
+            "{verified}"
+        );
     }
     for node in [1, 2, 3] {
         cluster.kill(node);

@@ -23,6 +23,8 @@ pub const WAIT_MAX: Duration = Duration::from_secs(30);
 pub struct Node {
     pub id: u64,
     pub port: u16,
+    /// Where the node serves Prometheus `/metrics`.
+    pub metrics_port: u16,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
     child: Mutex<Option<Child>>,
@@ -87,6 +89,7 @@ impl Cluster {
             .map(|id| Node {
                 id,
                 port: free_port(),
+                metrics_port: free_port(),
                 data_dir: dir.path().join(format!("node-{id}")),
                 log_path: dir.path().join(format!("node-{id}.log")),
                 child: Mutex::new(None),
@@ -126,6 +129,10 @@ impl Cluster {
             .args(["--node-id", &id.to_string()])
             .args(["--listen", &format!("127.0.0.1:{}", node.port)])
             .args(["--peers", &peers])
+            .args([
+                "--metrics-listen",
+                &format!("127.0.0.1:{}", node.metrics_port),
+            ])
             .arg("--data-dir")
             .arg(&node.data_dir)
             .args(&self.node_args)

@@ -4,6 +4,7 @@
 mod audit;
 mod fuzz;
 mod harness;
+mod metrics;
 mod reflection;
 mod security;
 

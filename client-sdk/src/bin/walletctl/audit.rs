@@ -340,14 +340,7 @@ fn verify_partition(db: &Db, partition: u32, bar: &ProgressBar) -> anyhow::Resul
             Until::Index(stop),
             |block, state| {
                 blocks += 1;
-                if imbalance.is_none()
-                    && let Some((currency, sum)) = state.ledger.imbalance()
-                {
-                    imbalance = Some((
-                        block.index,
-                        format!("{currency} balances and outflow sum to {sum} minor units, not 0"),
-                    ));
-                }
+                note_imbalance(&mut imbalance, block.index, state);
                 bar.inc(state.index.min(applied).saturating_sub(shown));
                 shown = state.index.min(applied);
             },
@@ -390,6 +383,18 @@ fn verify_partition(db: &Db, partition: u32, bar: &ProgressBar) -> anyhow::Resul
     }))
 }
 
+/// Records the first entry after which a currency's balances and outflow do not sum to zero.
+fn note_imbalance(first: &mut Option<(u64, String)>, index: u64, state: &State) {
+    if first.is_none()
+        && let Some((currency, sum)) = state.ledger.imbalance()
+    {
+        *first = Some((
+            index,
+            format!("{currency} balances and outflow sum to {sum} minor units, not 0"),
+        ));
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
@@ -399,7 +404,7 @@ fn hex(bytes: &[u8]) -> String {
 /// hash the node sent (so a stream that disagrees with its own events is caught), then applied
 /// with the same `ledger::evolve`.
 async fn fold_live(
-    endpoint: &str,
+    node: &LiveNode,
     partition: u32,
     until: Until,
     mut each: impl FnMut(replay::Folded, &State),
@@ -418,17 +423,15 @@ async fn fold_live(
     if target == 0 {
         return Ok(Ok(state));
     }
-    let mut client = EventLogServiceClient::connect(http(endpoint))
-        .await
-        .with_context(|| format!("connecting to {endpoint}"))?
-        .max_decoding_message_size(64 * 1024 * 1024);
+    let mut client =
+        EventLogServiceClient::new(node.conn.clone()).max_decoding_message_size(64 * 1024 * 1024);
     let mut stream = client
         .subscribe(SubscribeRequest {
             partition,
             from_index: 1,
         })
         .await
-        .with_context(|| format!("subscribing to partition {partition}"))?
+        .with_context(|| format!("subscribing to partition {partition} of {}", node.endpoint))?
         .into_inner();
     while let Some(response) = stream.message().await.transpose() {
         let response = match response {
@@ -494,27 +497,23 @@ async fn fold_live(
     Ok(Ok(state))
 }
 
-fn http(endpoint: &str) -> String {
-    if endpoint.starts_with("http://") || endpoint.starts_with("https://") {
-        endpoint.to_owned()
-    } else {
-        format!("http://{endpoint}")
-    }
+/// A live node to replay or verify: its address as given (for messages) and a channel to it
+/// carrying the TLS settings and token of the command line.
+pub struct LiveNode {
+    pub endpoint: String,
+    pub conn: wallet_client::Conn,
 }
 
 /// Applied index per partition as the live node reports it.
-async fn live_applied(endpoint: &str) -> anyhow::Result<Vec<u64>> {
+async fn live_applied(node: &LiveNode) -> anyhow::Result<Vec<u64>> {
     use proto::v1::GetClusterStatusRequest;
     use proto::v1::cluster_service_client::ClusterServiceClient;
-    let mut client = ClusterServiceClient::connect(http(endpoint))
-        .await
-        .with_context(|| format!("connecting to {endpoint}"))?;
-    let status = client
+    let status = ClusterServiceClient::new(node.conn.clone())
         .get_cluster_status(GetClusterStatusRequest {
             include_state_digest: false,
         })
         .await
-        .context("cluster status")?
+        .with_context(|| format!("cluster status from {}", node.endpoint))?
         .into_inner();
     Ok(status
         .partitions
@@ -525,7 +524,7 @@ async fn live_applied(endpoint: &str) -> anyhow::Result<Vec<u64>> {
 
 /// `walletctl replay --endpoint`: the same replay from a live node's event stream.
 pub async fn replay_live(
-    endpoint: &str,
+    node: &LiveNode,
     request: &ReplayRequest,
     out: &Output,
 ) -> anyhow::Result<()> {
@@ -534,7 +533,7 @@ pub async fn replay_live(
             "a live event stream replays from genesis only (snapshots are read from data directories)"
         );
     }
-    let applied = live_applied(endpoint).await?;
+    let applied = live_applied(node).await?;
     let partitions = selected(&request.partitions, applied.len() as u32)?;
     let bar = progress(
         partitions.iter().map(|&p| applied[p as usize]).sum(),
@@ -553,7 +552,7 @@ pub async fn replay_live(
             None => Until::Index(target),
         };
         let (mut blocks, mut events, mut shown) = (0u64, 0u64, 0u64);
-        let state = fold_live(endpoint, partition, until, |folded, state| {
+        let state = fold_live(node, partition, until, |folded, state| {
             blocks += 1;
             events += folded.events as u64;
             bar.inc(state.index - shown);
@@ -584,8 +583,12 @@ pub async fn replay_live(
 }
 
 /// `walletctl verify --endpoint`: chain and conservation over a live node's event stream.
-pub async fn verify_live(endpoint: &str, partitions: &[u32], out: &Output) -> anyhow::Result<bool> {
-    let applied = live_applied(endpoint).await?;
+pub async fn verify_live(
+    node: &LiveNode,
+    partitions: &[u32],
+    out: &Output,
+) -> anyhow::Result<bool> {
+    let applied = live_applied(node).await?;
     let partitions = selected(partitions, applied.len() as u32)?;
     let mut results = Vec::new();
     let mut all_ok = true;
@@ -593,19 +596,12 @@ pub async fn verify_live(endpoint: &str, partitions: &[u32], out: &Output) -> an
         let mut imbalance: Option<(u64, String)> = None;
         let mut blocks = 0u64;
         let folded = fold_live(
-            endpoint,
+            node,
             partition,
             Until::Index(applied[partition as usize]),
             |block, state| {
                 blocks += 1;
-                if imbalance.is_none()
-                    && let Some((currency, sum)) = state.ledger.imbalance()
-                {
-                    imbalance = Some((
-                        block.index,
-                        format!("{currency} balances and outflow sum to {sum} minor units, not 0"),
-                    ));
-                }
+                note_imbalance(&mut imbalance, block.index, state);
             },
         )
         .await?;

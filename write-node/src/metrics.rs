@@ -1,0 +1,316 @@
+//! The write node's Prometheus series (served on `metrics_listen`, see README "Operations").
+//!
+//! Three kinds, by where they are updated:
+//! - on the store thread, per round or per applied entry: pre-registered handles (atomics and
+//!   a histogram's lock-free-in-practice uncontended mutex), no allocation per transfer;
+//! - on the store thread once per `SAMPLE_INTERVAL`: raft positions and the conservation sum
+//!   per currency, from running totals (O(partitions x currencies), never O(accounts));
+//! - at scrape time (`refresh`): subscribers and RocksDB sizes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ledger::{Event, Ledger};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use telemetry::grpc::GrpcMetrics;
+
+use crate::storage::{CF_EVENTS, CF_META, CF_RAFT_LOG, CF_RAFT_STATE, CF_SNAPSHOTS, Db};
+
+/// How often the store thread samples raft positions and conservation.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+
+const COLUMN_FAMILIES: [&str; 5] = [CF_RAFT_LOG, CF_RAFT_STATE, CF_EVENTS, CF_META, CF_SNAPSHOTS];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabels {
+    partition: u32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CurrencyLabels {
+    partition: u32,
+    currency: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CfLabels {
+    cf: &'static str,
+}
+
+/// One partition's handles, owned by its `Partition` on the store thread.
+#[derive(Clone)]
+pub struct PartitionMetrics {
+    partition: u32,
+    transfers_committed: Counter,
+    transfers_rejected: Counter,
+    entry_commands: Histogram,
+    term: Gauge,
+    commit_index: Gauge,
+    applied_index: Gauge,
+    leader: Gauge,
+    in_flight: Gauge,
+    conservation: Family<CurrencyLabels, Gauge>,
+    /// Currencies this partition ever reported: a currency whose balances and outflow all
+    /// return to zero drops out of the ledger's running totals, and its gauge must then say 0
+    /// rather than keep its last value. Bounded by the currency table.
+    currencies_seen: Vec<ledger::Currency>,
+}
+
+impl PartitionMetrics {
+    /// An applied entry's commands (on every replica, leader or not).
+    pub fn entry_applied(&self, commands: usize) {
+        self.entry_commands.observe(commands as f64);
+    }
+
+    /// An applied event: counts the transfers that became final here.
+    pub fn event_applied(&self, event: &Event) {
+        match event {
+            // Same-partition transfers complete at once; cross-partition ones settle on the
+            // source partition once the target credited.
+            Event::TransferCompleted { .. } | Event::TransferSettled { .. } => {
+                self.transfers_committed.inc();
+            }
+            Event::TransferRejected { .. } | Event::TransferRefunded { .. } => {
+                self.transfers_rejected.inc();
+            }
+            _ => {}
+        }
+    }
+
+    /// Raft positions and the conservation sum: once per `SAMPLE_INTERVAL`.
+    pub fn sample(
+        &mut self,
+        raft: &raft::Raft<impl raft::Storage>,
+        applied_index: u64,
+        ledger: &Ledger,
+    ) {
+        let gauge = |value: u64| value.min(i64::MAX as u64) as i64;
+        self.term.set(gauge(raft.term));
+        self.commit_index.set(gauge(raft.raft_log.committed));
+        self.applied_index.set(gauge(applied_index));
+        self.leader
+            .set(i64::from(raft.state == raft::StateRole::Leader));
+        self.in_flight.set(gauge(ledger.in_flight_count() as u64));
+        let mut sums: Vec<(ledger::Currency, i128)> = self
+            .currencies_seen
+            .iter()
+            .map(|&currency| (currency, 0))
+            .collect();
+        for (currency, sum) in ledger.conservation_by_currency() {
+            match sums.iter_mut().find(|(seen, _)| *seen == currency) {
+                Some(slot) => slot.1 = sum,
+                None => {
+                    self.currencies_seen.push(currency);
+                    sums.push((currency, sum));
+                }
+            }
+        }
+        for (currency, sum) in sums {
+            let labels = CurrencyLabels {
+                partition: self.partition,
+                currency: currency.code().to_owned(),
+            };
+            self.conservation
+                .get_or_create(&labels)
+                .set(sum.clamp(i64::MIN as i128, i64::MAX as i128) as i64);
+        }
+    }
+}
+
+/// The store loop's node-wide handles.
+#[derive(Clone)]
+pub struct StoreMetrics {
+    pub partitions: Vec<PartitionMetrics>,
+    synced_write_entries: Histogram,
+    synced_write_seconds: Histogram,
+    proposal_queue_depth: Gauge,
+    raft_queue_depth: Gauge,
+}
+
+impl StoreMetrics {
+    /// One synced write (the fsync) of `entries` raft entries, all partitions together.
+    pub fn synced_write(&self, entries: usize, duration: Duration) {
+        self.synced_write_entries.observe(entries as f64);
+        self.synced_write_seconds.observe(duration.as_secs_f64());
+    }
+
+    /// The mailboxes' depth at the start of a round.
+    pub fn queues(&self, proposals: usize, raft: usize) {
+        self.proposal_queue_depth.set(proposals as i64);
+        self.raft_queue_depth.set(raft as i64);
+    }
+}
+
+/// Every series of a write node.
+pub struct Metrics {
+    pub registry: Registry,
+    pub grpc: GrpcMetrics,
+    pub store: StoreMetrics,
+    subscribers: Gauge,
+    sst_bytes: Family<CfLabels, Gauge>,
+    live_bytes: Family<CfLabels, Gauge>,
+}
+
+impl Metrics {
+    pub fn new(partitions: u32) -> anyhow::Result<Metrics> {
+        let mut registry = Registry::default();
+        let grpc = GrpcMetrics::register(&mut registry, proto::FILE_DESCRIPTOR_SET)?;
+
+        let transfers_committed = Family::<PartitionLabels, Counter>::default();
+        registry.register(
+            "wallet_transfers_committed",
+            "Transfers that became final with money moved, applied on this replica, by source partition",
+            transfers_committed.clone(),
+        );
+        let transfers_rejected = Family::<PartitionLabels, Counter>::default();
+        registry.register(
+            "wallet_transfers_rejected",
+            "Transfers that became final without moving money (rejected or refunded), applied on this replica",
+            transfers_rejected.clone(),
+        );
+        // Commands per entry: 1 .. 4096 (limits::ENTRY_COMMANDS_MAX).
+        let entry_commands = Histogram::new(exponential_buckets(1.0, 2.0, 13));
+        registry.register(
+            "wallet_raft_entry_commands",
+            "Client commands per applied raft entry (group commit)",
+            entry_commands.clone(),
+        );
+        let synced_write_entries = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        registry.register(
+            "wallet_synced_write_entries",
+            "Raft entries persisted per synced RocksDB write (one fsync for all partitions)",
+            synced_write_entries.clone(),
+        );
+        // 50 µs .. ~1.6 s.
+        let synced_write_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+        registry.register(
+            "wallet_fsync_duration_seconds",
+            "Duration of the synced RocksDB write of each store round (the fsync)",
+            synced_write_seconds.clone(),
+        );
+        let proposal_queue_depth = Gauge::default();
+        registry.register(
+            "wallet_proposal_queue_depth",
+            "Client commands and reads waiting in the store loop's mailbox at the start of a round",
+            proposal_queue_depth.clone(),
+        );
+        let raft_queue_depth = Gauge::default();
+        registry.register(
+            "wallet_raft_queue_depth",
+            "Inbound raft message batches waiting in the store loop's mailbox at the start of a round",
+            raft_queue_depth.clone(),
+        );
+        let gauges = |registry: &mut Registry, name: &str, help: &str| {
+            let family = Family::<PartitionLabels, Gauge>::default();
+            registry.register(name, help, family.clone());
+            family
+        };
+        let term = gauges(&mut registry, "wallet_raft_term", "Raft term, by partition");
+        let commit_index = gauges(
+            &mut registry,
+            "wallet_raft_commit_index",
+            "Raft commit index known to this replica, by partition",
+        );
+        let applied_index = gauges(
+            &mut registry,
+            "wallet_raft_applied_index",
+            "Raft index applied to this replica's ledger, by partition",
+        );
+        let leader = gauges(
+            &mut registry,
+            "wallet_raft_leader",
+            "1 if this replica leads the partition, else 0",
+        );
+        let in_flight = gauges(
+            &mut registry,
+            "wallet_in_flight_transfers",
+            "Cross-partition transfers debited on this (source) partition and not yet settled",
+        );
+        let conservation = Family::<CurrencyLabels, Gauge>::default();
+        registry.register(
+            "wallet_ledger_conservation_minor",
+            "Sum of balances plus outflow per currency and partition, in minor units: must be 0",
+            conservation.clone(),
+        );
+        let partitions = (0..partitions)
+            .map(|partition| {
+                let labels = PartitionLabels { partition };
+                PartitionMetrics {
+                    partition,
+                    transfers_committed: transfers_committed.get_or_create(&labels).clone(),
+                    transfers_rejected: transfers_rejected.get_or_create(&labels).clone(),
+                    entry_commands: entry_commands.clone(),
+                    term: term.get_or_create(&labels).clone(),
+                    commit_index: commit_index.get_or_create(&labels).clone(),
+                    applied_index: applied_index.get_or_create(&labels).clone(),
+                    leader: leader.get_or_create(&labels).clone(),
+                    in_flight: in_flight.get_or_create(&labels).clone(),
+                    conservation: conservation.clone(),
+                    currencies_seen: Vec::new(),
+                }
+            })
+            .collect();
+
+        let subscribers = Gauge::default();
+        registry.register(
+            "wallet_event_log_subscribers",
+            "EventLog.Subscribe streams this node serves",
+            subscribers.clone(),
+        );
+        let sst_bytes = Family::<CfLabels, Gauge>::default();
+        registry.register(
+            "wallet_rocksdb_sst_files_bytes",
+            "RocksDB rocksdb.total-sst-files-size, by column family",
+            sst_bytes.clone(),
+        );
+        let live_bytes = Family::<CfLabels, Gauge>::default();
+        registry.register(
+            "wallet_rocksdb_live_data_bytes",
+            "RocksDB rocksdb.estimate-live-data-size, by column family",
+            live_bytes.clone(),
+        );
+        Ok(Metrics {
+            registry,
+            grpc,
+            store: StoreMetrics {
+                partitions,
+                synced_write_entries,
+                synced_write_seconds,
+                proposal_queue_depth,
+                raft_queue_depth,
+            },
+            subscribers,
+            sst_bytes,
+            live_bytes,
+        })
+    }
+
+    /// The scrape-time update: subscriber count and RocksDB sizes (in-memory properties).
+    pub fn refresh(
+        &self,
+        db: Arc<Db>,
+        subscribers: impl Fn() -> usize + Send + Sync + 'static,
+    ) -> telemetry::http::Refresh {
+        let gauge = self.subscribers.clone();
+        let sst_bytes = self.sst_bytes.clone();
+        let live_bytes = self.live_bytes.clone();
+        Arc::new(move || {
+            gauge.set(subscribers() as i64);
+            for cf in COLUMN_FAMILIES {
+                let labels = CfLabels { cf };
+                let int = |value: Option<u64>| value.unwrap_or(0).min(i64::MAX as u64) as i64;
+                sst_bytes
+                    .get_or_create(&labels)
+                    .set(int(db.property_int(cf, "rocksdb.total-sst-files-size")));
+                live_bytes
+                    .get_or_create(&labels)
+                    .set(int(db.property_int(cf, "rocksdb.estimate-live-data-size")));
+            }
+        })
+    }
+}
