@@ -140,12 +140,25 @@ mod tests {
             [
                 "calls_in_flight_max",
                 "data_dir",
+                "insecure",
                 "listen",
                 "metrics_listen",
                 "otlp_endpoint",
                 "write_nodes"
             ]
         );
+        // Optional files the example can only show commented out (they must exist).
+        for shown in [
+            "# tokens_file = ",
+            "# [tls]",
+            "# write_node_token_file = ",
+            "# [write_node_tls]",
+        ] {
+            assert!(
+                EXAMPLE.contains(shown),
+                "{shown:?} missing from the example"
+            );
+        }
         assert_eq!(
             config.metrics_address().unwrap(),
             Some("127.0.0.1:51061".parse().unwrap())

@@ -248,15 +248,28 @@ mod tests {
             "calls_in_flight_max",
             "metrics_listen",
             "otlp_endpoint",
+            "insecure",
         ] {
             assert!(
                 keys.iter().any(|key| key == field),
                 "{field} missing from the example"
             );
         }
+        // Optional files the example can only show commented out (they must exist).
+        for shown in [
+            "# tokens_file = ",
+            "# [tls]",
+            "# [peer_tls]",
+            "# client_ca = ",
+        ] {
+            assert!(
+                EXAMPLE.contains(shown),
+                "{shown:?} missing from the example"
+            );
+        }
         assert_eq!(
             keys.len(),
-            11,
+            12,
             "a field of the example is not in this list: {keys:?}"
         );
         assert_eq!(
