@@ -6,6 +6,8 @@ mod fuzz;
 mod harness;
 mod metrics;
 mod reflection;
+#[cfg(feature = "failpoints")]
+mod storage_faults;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
