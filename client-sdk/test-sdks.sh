@@ -24,8 +24,10 @@ target_dir=$(cargo metadata --format-version 1 --no-deps 2>/dev/null \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])' 2>/dev/null || echo target)
 write_bin="$target_dir/debug/wallet-write-node"
 read_bin="$target_dir/debug/wallet-read-node"
-# A no-op after scripts/test's workspace build; builds them when run on its own.
-cargo build --locked --quiet --bin wallet-write-node --bin wallet-read-node
+# A no-op after scripts/test's workspace build (same features: WALLET_CARGO_FEATURES, which
+# scripts/test sets); builds them when run on its own.
+cargo build --locked --quiet ${WALLET_CARGO_FEATURES:+--features "$WALLET_CARGO_FEATURES"} \
+  --bin wallet-write-node --bin wallet-read-node
 
 # The Python SDK's virtualenv also serves the health checks below.
 . client-sdk/python/venv.sh

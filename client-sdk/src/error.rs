@@ -339,7 +339,12 @@ mod tests {
 
     #[test]
     fn other_unavailable_reasons_rotate_and_are_indefinite() {
-        for reason in ["NO_LEADER", "OUTCOME_UNKNOWN", "SHUTTING_DOWN"] {
+        for reason in [
+            "NO_LEADER",
+            "OUTCOME_UNKNOWN",
+            "SHUTTING_DOWN",
+            "STORAGE_FAILURE",
+        ] {
             let c = classify(&status(
                 Code::Unavailable,
                 reason,

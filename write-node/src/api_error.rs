@@ -133,6 +133,13 @@ impl ApiError {
                 "SHUTTING_DOWN",
                 "the node is shutting down",
             ),
+            StoreError::StorageFailed => ApiError::new(
+                Code::Unavailable,
+                "STORAGE_FAILURE",
+                "the node's storage failed; it stopped accepting writes and must be restarted. \
+                 A write in flight may or may not have been applied (the other replicas may \
+                 still commit it): retry with the same transaction_id on another node",
+            ),
             StoreError::ReadTimeout => ApiError {
                 retry_after: Some(Duration::from_millis(200)),
                 ..ApiError::new(

@@ -5,6 +5,8 @@ pub mod api_error;
 pub mod codec;
 pub mod config;
 pub mod event_log;
+#[cfg(feature = "failpoints")]
+pub mod failpoints;
 pub mod limits;
 mod logging;
 pub mod metrics;

@@ -160,6 +160,9 @@ fn main() -> anyhow::Result<()> {
             "wallet-write-node",
         )?
     };
+    // After logging starts, so that the warning and the active failpoints are in the log.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = write_node::failpoints::setup();
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await

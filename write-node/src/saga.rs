@@ -168,7 +168,9 @@ impl Saga {
             };
             match result {
                 Ok(record) => return Ok(record),
-                Err(StoreError::ShuttingDown) => return Err(StoreError::ShuttingDown),
+                Err(error @ (StoreError::ShuttingDown | StoreError::StorageFailed)) => {
+                    return Err(error);
+                }
                 Err(error) => {
                     tracing::debug!(%error, transaction_id = %transfer.transaction_id, "credit not answered yet")
                 }

@@ -149,6 +149,8 @@ fn write(db: &Db, job: Job) -> anyhow::Result<SnapshotMeta> {
         job.chain_head,
     );
     drop(job.ledger);
+    #[cfg(feature = "failpoints")]
+    crate::failpoints::before_snapshot_write()?;
     db.put_snapshot(&meta, &chunks, true)?;
     let metas = db.snapshot_metas(meta.partition)?;
     for old in metas.iter().rev().skip(SNAPSHOTS_RETAINED) {

@@ -208,10 +208,22 @@ impl Db {
             .flatten()
     }
 
+    /// Writes a batch atomically; `sync` waits for the WAL to reach the disk. An error leaves
+    /// the batch's durability unknown (a failed fsync may have written it or not), so callers
+    /// never retry: the store loop stops and the node restarts from what is on disk.
     pub fn write(&self, batch: WriteBatch, sync: bool) -> anyhow::Result<()> {
+        #[cfg(feature = "failpoints")]
+        crate::failpoints::before_write(sync).context("RocksDB write")?;
         let mut options = WriteOptions::default();
         options.set_sync(sync);
-        self.db.write_opt(batch, &options).context("RocksDB write")
+        self.db
+            .write_opt(batch, &options)
+            .context("RocksDB write")?;
+        #[cfg(feature = "failpoints")]
+        if sync {
+            crate::failpoints::after_synced_write().context("RocksDB write")?;
+        }
+        Ok(())
     }
 
     pub fn get(&self, cf: &str, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
@@ -775,5 +787,85 @@ impl raft::Storage for PartitionStorage {
         metadata.term = meta.term;
         metadata.set_conf_state(self.conf_state.clone());
         Ok(snapshot)
+    }
+}
+
+/// A failed write is all or nothing: `storage::write` leaves no key of the batch, a failed
+/// fsync (`storage::fsync`) every key, before and after reopening the database.
+#[cfg(all(test, feature = "failpoints"))]
+mod failpoint_tests {
+    use super::*;
+    use crate::failpoints::{STORAGE_FSYNC, STORAGE_WRITE};
+
+    /// A batch like a store round's: raft entries and hard state, events, applied index.
+    fn round_batch(db: &Db) -> (WriteBatch, Vec<(&'static str, Vec<u8>)>) {
+        let keys = vec![
+            (CF_RAFT_LOG, index_key(0, 7).to_vec()),
+            (CF_RAFT_LOG, index_key(0, 8).to_vec()),
+            (CF_RAFT_STATE, state_key(0, STATE_HARD).to_vec()),
+            (CF_EVENTS, index_key(0, 7).to_vec()),
+            (CF_RAFT_STATE, state_key(0, STATE_APPLIED).to_vec()),
+        ];
+        let mut batch = WriteBatch::default();
+        for (cf, key) in &keys {
+            batch.put_cf(db.cf(cf), key, b"value");
+        }
+        (batch, keys)
+    }
+
+    fn present(db: &Db, keys: &[(&str, Vec<u8>)]) -> usize {
+        keys.iter()
+            .filter(|(cf, key)| db.get(cf, key).expect("read").is_some())
+            .count()
+    }
+
+    fn fail_one_write(failpoint: &str, action: &str, sync: bool) -> usize {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let scenario = fail::FailScenario::setup();
+        let db = Db::open(dir.path(), 1, 1).expect("open");
+        let (batch, keys) = round_batch(&db);
+        fail::cfg(failpoint, action).expect("failpoint");
+        let error = db.write(batch, sync).expect_err("the injected failure");
+        assert!(format!("{error:#}").contains(failpoint), "{error:#}");
+        scenario.teardown();
+        let visible = present(&db, &keys);
+        drop(db);
+        let reopened = Db::open(dir.path(), 1, 1).expect("reopen");
+        assert_eq!(
+            present(&reopened, &keys),
+            visible,
+            "the same after reopening"
+        );
+        assert!(
+            visible == 0 || visible == keys.len(),
+            "{visible} of {} keys",
+            keys.len()
+        );
+        visible
+    }
+
+    #[test]
+    fn failed_write_writes_nothing() {
+        assert_eq!(fail_one_write(STORAGE_WRITE, "return", true), 0);
+        assert_eq!(fail_one_write(STORAGE_WRITE, "return(unsynced)", false), 0);
+    }
+
+    #[test]
+    fn failed_fsync_leaves_the_whole_batch_written() {
+        assert_eq!(fail_one_write(STORAGE_FSYNC, "return", true), 5);
+    }
+
+    #[test]
+    fn kind_argument_spares_the_other_kind() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let scenario = fail::FailScenario::setup();
+        let db = Db::open(dir.path(), 1, 1).expect("open");
+        fail::cfg(STORAGE_WRITE, "return(synced)").expect("failpoint");
+        let (batch, keys) = round_batch(&db);
+        db.write(batch, false).expect("unsynced writes pass");
+        assert_eq!(present(&db, &keys), keys.len());
+        let (batch, _) = round_batch(&db);
+        db.write(batch, true).expect_err("synced writes fail");
+        scenario.teardown();
     }
 }

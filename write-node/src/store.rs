@@ -9,7 +9,7 @@
 //! and nothing awaits between `ready()` and `advance()`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -43,6 +43,14 @@ pub enum StoreError {
     Overloaded,
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// The store loop stopped on a failed RocksDB write (or another storage error): the node
+    /// accepts nothing more and exits. A command answered with this may or may not commit
+    /// through the other replicas.
+    #[error(
+        "the node's storage failed; it stopped accepting writes and must be restarted \
+         (a command in flight may or may not have been applied)"
+    )]
+    StorageFailed,
     #[error("the linearizable read did not complete in time")]
     ReadTimeout,
 }
@@ -137,9 +145,19 @@ pub struct StoreHandle {
     leaders: watch::Receiver<Vec<u64>>,
     applied: watch::Receiver<Vec<u64>>,
     db: Arc<Db>,
+    /// Why the loop stopped, set before its mailbox closes: what later callers are told.
+    stopped: Arc<OnceLock<StoreError>>,
 }
 
 impl StoreHandle {
+    /// The error for a request the loop will never see: its mailbox is closed.
+    fn stopped(&self) -> StoreError {
+        self.stopped
+            .get()
+            .cloned()
+            .unwrap_or(StoreError::ShuttingDown)
+    }
+
     /// Proposes a command and waits until it is applied (or definitely has no answer here).
     pub async fn propose(&self, partition: u32, command: Command) -> Result<Applied, StoreError> {
         let (reply, answer) = oneshot::channel();
@@ -151,7 +169,7 @@ impl StoreHandle {
             })
             .map_err(|error| match error {
                 mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
-                mpsc::error::TrySendError::Closed(_) => StoreError::ShuttingDown,
+                mpsc::error::TrySendError::Closed(_) => self.stopped(),
             })?;
         // A dropped reply means the loop stopped with the command possibly in the log.
         answer.await.unwrap_or(Err(StoreError::OutcomeUnknown))
@@ -169,10 +187,10 @@ impl StoreHandle {
             })
             .map_err(|error| match error {
                 mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
-                mpsc::error::TrySendError::Closed(_) => StoreError::ShuttingDown,
+                mpsc::error::TrySendError::Closed(_) => self.stopped(),
             })?;
         match tokio::time::timeout(limits::READ_TIMEOUT, answer).await {
-            Ok(answer) => answer.unwrap_or(Err(StoreError::ShuttingDown)),
+            Ok(answer) => answer.unwrap_or_else(|_| Err(self.stopped())),
             Err(_) => Err(StoreError::ReadTimeout),
         }
     }
@@ -184,8 +202,8 @@ impl StoreHandle {
         self.client_tx
             .send(ClientRequest::Status { with_digest, reply })
             .await
-            .map_err(|_| StoreError::ShuttingDown)?;
-        answer.await.map_err(|_| StoreError::ShuttingDown)
+            .map_err(|_| self.stopped())?;
+        answer.await.map_err(|_| self.stopped())
     }
 
     /// Cross-partition transfers this node's leader replica holds in flight (at most
@@ -195,8 +213,8 @@ impl StoreHandle {
         self.client_tx
             .send(ClientRequest::InFlight { partition, reply })
             .await
-            .map_err(|_| StoreError::ShuttingDown)?;
-        answer.await.map_err(|_| StoreError::ShuttingDown)?
+            .map_err(|_| self.stopped())?;
+        answer.await.map_err(|_| self.stopped())?
     }
 
     /// Tells raft how sending a snapshot to follower `to` ended (it waits for this).
@@ -209,10 +227,7 @@ impl StoreHandle {
 
     /// Inbound raft messages; waits when the loop is behind (back-pressure on the peer stream).
     pub async fn step(&self, inbound: InboundRaft) -> Result<(), StoreError> {
-        self.raft_tx
-            .send(inbound)
-            .await
-            .map_err(|_| StoreError::ShuttingDown)
+        self.raft_tx.send(inbound).await.map_err(|_| self.stopped())
     }
 
     /// Leader id per partition (0 = unknown), updated by the loop as leadership changes.
@@ -294,12 +309,14 @@ pub fn start(
             .map(|partition| partition.applied_index)
             .collect(),
     );
+    let stopped = Arc::new(OnceLock::new());
     let handle = StoreHandle {
         client_tx,
         raft_tx,
         leaders,
         applied,
         db: db.clone(),
+        stopped: stopped.clone(),
     };
     let store = Store {
         node_id: config.node_id,
@@ -321,6 +338,7 @@ pub fn start(
         fetched_rx,
         runtime: tokio::runtime::Handle::current(),
         metrics,
+        stopped,
     };
     let thread = std::thread::Builder::new()
         .name("store".into())
@@ -506,6 +524,7 @@ struct Store {
     /// this thread).
     runtime: tokio::runtime::Handle,
     metrics: crate::metrics::StoreMetrics,
+    stopped: Arc<OnceLock<StoreError>>,
 }
 
 impl Store {
@@ -515,14 +534,25 @@ impl Store {
             .build()
             .context("store runtime")?;
         let result = runtime.block_on(self.rounds());
-        if let Err(error) = &result {
-            tracing::error!(
-                error = format!("{error:#}"),
-                "store loop stopped: storage failure"
-            );
-        }
-        self.fail_everything(StoreError::ShuttingDown);
-        // A store failure stops the whole node rather than leave it half-working.
+        // Callers whose command is in the log learn that its outcome is unknown; on a storage
+        // failure everyone learns why the node stopped.
+        let (in_log, error) = match &result {
+            Ok(()) => (StoreError::OutcomeUnknown, StoreError::ShuttingDown),
+            Err(error) => {
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "store loop stopped: storage failure; the node stops and must be restarted"
+                );
+                (StoreError::StorageFailed, StoreError::StorageFailed)
+            }
+        };
+        self.stopped
+            .set(error.clone())
+            .expect("the loop stops once");
+        self.fail_everything(in_log, error);
+        // A store failure stops the whole node rather than leave it half-working: after a
+        // failed write (a failed fsync above all) nothing tells what reached the disk, so no
+        // write is retried and the restart recovers from what is there.
         self.shutdown.cancel();
         result
     }
@@ -844,48 +874,26 @@ impl Store {
                 .context("persisting raft entries")?;
             self.metrics.synced_write(entries_count, started.elapsed());
         }
-        let mut apply_batch = WriteBatch::default();
         let mut replies = Vec::new();
-        for (slot, mut ready) in readies {
-            let partition = &mut self.partitions[slot];
-            self.outbox
-                .send(partition.id, ready.take_persisted_messages());
-            partition.on_read_states(ready.take_read_states());
-            partition.apply(
-                ready.take_committed_entries(),
-                &self.db,
-                &mut apply_batch,
-                &mut replies,
-            )?;
-            let mut light = partition.raw.advance(ready);
-            self.outbox.send(partition.id, light.take_messages());
-            partition.apply(
-                light.take_committed_entries(),
-                &self.db,
-                &mut apply_batch,
-                &mut replies,
-            )?;
-            partition.raw.advance_apply_to(partition.applied_index);
-            if partition
-                .snapshot_staged
-                .as_ref()
-                .is_some_and(|(meta, _)| meta.index <= partition.applied_index)
-            {
-                // Applied past it from the log: the staged state is no longer needed.
-                partition.snapshot_staged = None;
+        let applied = self
+            .apply_readies(readies, &mut replies)
+            .and_then(|apply_batch| {
+                // Unsynced: the next synced write makes it durable, and losing it only means
+                // re-applying committed entries from the durable log on restart.
+                self.db
+                    .write(apply_batch, false)
+                    .context("persisting apply results")
+            });
+        if let Err(error) = applied {
+            // The in-memory ledgers are now ahead of the disk: nothing decided this round is
+            // answered, served or streamed. The entries are committed, so they apply on the
+            // other replicas and here after the restart; the callers learn only that the
+            // outcome is unknown to this node.
+            for (reply, _) in replies {
+                let _ = reply.send(Err(StoreError::StorageFailed));
             }
-            let commit = partition.raw.raft.raft_log.committed;
-            let applied_index = partition.applied_index;
-            partition
-                .raw
-                .mut_store()
-                .set_applied(applied_index, commit, &mut apply_batch)?;
+            return Err(error);
         }
-        // Unsynced: the next synced write makes it durable, and losing it only means
-        // re-applying committed entries from the durable log on restart.
-        self.db
-            .write(apply_batch, false)
-            .context("persisting apply results")?;
         for (reply, result) in replies {
             let _ = reply.send(result);
         }
@@ -903,6 +911,53 @@ impl Store {
             changed
         });
         Ok(())
+    }
+
+    /// After the synced write: sends what raft held back until then, applies the committed
+    /// entries to the in-memory ledgers and returns the batch of their results, with the
+    /// callers' answers in `replies` (sent only once that batch is written).
+    fn apply_readies(
+        &mut self,
+        readies: Vec<(usize, raft::Ready)>,
+        replies: &mut Vec<(ProposeReply, Result<Applied, StoreError>)>,
+    ) -> anyhow::Result<WriteBatch> {
+        let mut apply_batch = WriteBatch::default();
+        for (slot, mut ready) in readies {
+            let partition = &mut self.partitions[slot];
+            self.outbox
+                .send(partition.id, ready.take_persisted_messages());
+            partition.on_read_states(ready.take_read_states());
+            partition.apply(
+                ready.take_committed_entries(),
+                &self.db,
+                &mut apply_batch,
+                replies,
+            )?;
+            let mut light = partition.raw.advance(ready);
+            self.outbox.send(partition.id, light.take_messages());
+            partition.apply(
+                light.take_committed_entries(),
+                &self.db,
+                &mut apply_batch,
+                replies,
+            )?;
+            partition.raw.advance_apply_to(partition.applied_index);
+            if partition
+                .snapshot_staged
+                .as_ref()
+                .is_some_and(|(meta, _)| meta.index <= partition.applied_index)
+            {
+                // Applied past it from the log: the staged state is no longer needed.
+                partition.snapshot_staged = None;
+            }
+            let commit = partition.raw.raft.raft_log.committed;
+            let applied_index = partition.applied_index;
+            partition
+                .raw
+                .mut_store()
+                .set_applied(applied_index, commit, &mut apply_batch)?;
+        }
+        Ok(apply_batch)
     }
 
     fn check_leadership(&mut self) {
@@ -942,9 +997,11 @@ impl Store {
         });
     }
 
-    fn fail_everything(&mut self, error: StoreError) {
+    /// Answers every caller once the loop has stopped: `in_log` for commands proposed (they
+    /// may still commit), `error` for everything else.
+    fn fail_everything(&mut self, in_log: StoreError, error: StoreError) {
         for partition in &mut self.partitions {
-            partition.fail_pending(StoreError::OutcomeUnknown, error.clone());
+            partition.fail_pending(in_log.clone(), error.clone());
             for (_, reply) in partition.proposals.drain(..) {
                 let _ = reply.send(Err(error.clone()));
             }

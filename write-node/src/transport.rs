@@ -2,7 +2,7 @@
 //! bounded queue that the store loop fills without ever waiting. A full queue or a broken
 //! stream drops messages; raft's own retries (heartbeats, append probes) recover them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use proto::internal::peer_service_client::PeerServiceClient;
@@ -310,13 +310,7 @@ impl PeerService for PeerServer {
             self.store
                 .step(InboundRaft { messages })
                 .await
-                .map_err(|_| {
-                    Status::from(ApiError::new(
-                        tonic::Code::Unavailable,
-                        "SHUTTING_DOWN",
-                        "node is shutting down",
-                    ))
-                })?;
+                .map_err(|error| Status::from(ApiError::from_store(error, &BTreeMap::new())))?;
         }
         Ok(Response::new(RaftAck {}))
     }

@@ -32,7 +32,7 @@ fn walletctl() -> PathBuf {
 }
 
 /// Runs walletctl with `--json` on a data directory; returns its exit code and JSON line.
-fn walletctl_json(args: &[&str], data_dir: &Path) -> (i32, Value) {
+pub(crate) fn walletctl_json(args: &[&str], data_dir: &Path) -> (i32, Value) {
     let mut command = Command::new(walletctl());
     command
         .arg("--json")
@@ -74,7 +74,7 @@ async fn live_digests(cluster: &Cluster, node: u64) -> Vec<(u64, String)> {
         .collect()
 }
 
-fn replayed(value: &Value) -> Vec<(u64, String)> {
+pub(crate) fn replayed(value: &Value) -> Vec<(u64, String)> {
     value["partitions"]
         .as_array()
         .expect("partitions")

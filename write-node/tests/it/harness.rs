@@ -83,7 +83,7 @@ impl Cluster {
         Cluster::create_with(size, &[])
     }
 
-    fn create_with(size: u64, node_args: &[&str]) -> Cluster {
+    pub fn create_with(size: u64, node_args: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let nodes: Vec<Node> = (1..=size)
             .map(|id| Node {
@@ -116,6 +116,11 @@ impl Cluster {
     }
 
     pub fn start_node(&self, id: u64) {
+        self.start_node_with_env(id, &[]);
+    }
+
+    /// Starts a node with extra environment variables, e.g. `FAILPOINTS`.
+    pub fn start_node_with_env(&self, id: u64, env: &[(&str, &str)]) {
         let peers = self.peers.clone();
         let node = self.node(id);
         let mut slot = node.child.lock().expect("lock");
@@ -137,6 +142,7 @@ impl Cluster {
             .arg(&node.data_dir)
             .args(&self.node_args)
             .env("RUST_LOG", "info,raft=info,h2=warn,tower=warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::from(log.try_clone().expect("log file")))
             .stderr(Stdio::from(log))
             .spawn()
@@ -155,6 +161,32 @@ impl Cluster {
             .expect("node is running");
         child.kill().expect("kill");
         child.wait().expect("wait");
+    }
+
+    /// Waits (up to `WAIT_MAX`) for a node to exit by itself; returns how it exited.
+    pub async fn wait_exit(&self, id: u64) -> std::process::ExitStatus {
+        let deadline = Instant::now() + WAIT_MAX;
+        loop {
+            {
+                let mut slot = self.node(id).child.lock().expect("lock");
+                let child = slot.as_mut().expect("node is running");
+                if let Some(status) = child.try_wait().expect("try_wait") {
+                    *slot = None;
+                    return status;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {id} still runs after {WAIT_MAX:?}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A node's whole log.
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(&self.node(id).log_path).unwrap_or_default()
     }
 
     pub fn running(&self) -> Vec<u64> {

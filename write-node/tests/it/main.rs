@@ -7,6 +7,8 @@ mod harness;
 mod metrics;
 mod reflection;
 mod security;
+#[cfg(feature = "failpoints")]
+mod storage_faults;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1529,7 +1529,10 @@ export const Transfer: MessageFns<Transfer> = {
 /**
  * The write API, served by every write node. Calls that need the partition leader and reach
  * a follower fail with UNAVAILABLE, reason NOT_LEADER, and the leader's address in the
- * google.rpc.ErrorInfo metadata (`leader_address`) when it is known.
+ * google.rpc.ErrorInfo metadata (`leader_address`) when it is known. A node whose storage
+ * failed (a RocksDB write or fsync) stops and answers what it still can with UNAVAILABLE,
+ * reason STORAGE_FAILURE: the outcome of a write in flight is unknown (the other replicas may
+ * still commit it), so retry with the same transaction_id on another node.
  *
  * Amounts are decimal strings in the currency's major unit ("12.34" USD), parsed exactly:
  * no exponent, sign, whitespace or more fraction digits than the ISO 4217 minor units.
