@@ -84,6 +84,15 @@ struct AccessArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, global = true, env = "WALLET_CLIENT_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Name to verify in the nodes' certificates instead of the host dialled (for example a
+    /// probe dialling 127.0.0.1 inside a pod whose certificate names the service).
+    #[arg(
+        long,
+        global = true,
+        env = "WALLET_TLS_SERVER_NAME",
+        requires = "tls_ca"
+    )]
+    tls_server_name: Option<String>,
     /// Bearer token for nodes that run with a tokens file. Prefer the environment variable:
     /// a flag shows up in the process list.
     #[arg(long, global = true, env = "WALLET_TOKEN", hide_env_values = true)]
@@ -99,6 +108,7 @@ impl AccessArgs {
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
             tls = tls.with_client_cert_files(cert, key)?;
         }
+        tls.domain.clone_from(&self.tls_server_name);
         Ok(Some(tls))
     }
 
