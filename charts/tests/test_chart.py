@@ -87,9 +87,17 @@ def config_fields(crate: str) -> set[str]:
     return set(re.findall(r"^\s*pub (\w+):", body, re.M))
 
 
-# Certificate and token files: set only when TLS and auth are on, which this chart does not
-# wire yet (it renders `insecure = true` instead).
-SECURITY_FILE_FIELDS = {"tls", "peer_tls", "tokens_file", "write_node_tls", "write_node_token_file"}
+def security_fields(values, crate: str) -> set[str]:
+    """The certificate and token settings the chart renders for these values."""
+    fields = set()
+    if values["tls"]["enabled"]:
+        fields |= {"tls", "peer_tls"} if crate == "write-node" else {"tls", "write_node_tls"}
+    if values["auth"]["enabled"]:
+        fields |= {"tokens_file"} if crate == "write-node" else {"tokens_file", "write_node_token_file"}
+    return fields
+
+
+ALL_SECURITY_FIELDS = {"tls", "peer_tls", "tokens_file", "write_node_tls", "write_node_token_file"}
 
 
 @pytest.mark.parametrize(
@@ -98,10 +106,15 @@ SECURITY_FILE_FIELDS = {"tls", "peer_tls", "tokens_file", "write_node_tls", "wri
 )
 def test_config_files_set_every_field_of_the_node_config(rendered, crate, key, per_pod):
     """Every limit explicit: the ConfigMap sets every field the node's Config has (node_id
-    comes from the pod name), so a new field fails here until the chart renders it."""
+    comes from the pod name; certificate and token files only when tls/auth are on), so a new
+    field fails here until the chart renders it."""
     fields = config_fields(crate)
     assert len(fields) >= 3
-    assert set(rendered.config(key)) == fields - per_pod - SECURITY_FILE_FIELDS
+    assert ALL_SECURITY_FIELDS & fields == security_fields(
+        {"tls": {"enabled": True}, "auth": {"enabled": True}}, crate
+    ), "the node's security settings changed: render them"
+    expected = fields - per_pod - ALL_SECURITY_FIELDS | security_fields(rendered.values, crate)
+    assert set(rendered.config(key)) == expected
     if crate == "write-node":
         values = rendered.values["writeNode"]["config"]
         config = rendered.config(key)
@@ -126,9 +139,25 @@ def test_write_nodes_start_in_parallel_on_their_own_volumes(rendered):
     assert pod["terminationGracePeriodSeconds"] >= 10
 
 
-def grpc_probes(workload):
+PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
+
+
+def probe_targets(workload) -> dict[str, tuple[int, str]]:
+    """Each probe's (port, health service name): a gRPC probe's, or what the `walletctl
+    health` of an exec probe dials (loopback) and asks."""
     c = container(workload)
-    return {kind: c[kind]["grpc"] for kind in ("startupProbe", "livenessProbe", "readinessProbe")}
+    targets = {}
+    for kind in PROBES:
+        probe = c[kind]
+        if "grpc" in probe:
+            targets[kind] = (probe["grpc"]["port"], probe["grpc"]["service"])
+        else:
+            command = probe["exec"]["command"]
+            endpoint_flag = "--read-endpoint" if "--read" in command else "--endpoints"
+            endpoint = command[command.index(endpoint_flag) + 1]
+            assert endpoint.rsplit(":", 1)[0] in ("127.0.0.1", "[::1]"), endpoint
+            targets[kind] = (int(endpoint.rsplit(":", 1)[1]), command[command.index("--service") + 1])
+    return targets
 
 
 def test_probes_use_grpc_health_on_the_serving_port(rendered):
@@ -139,13 +168,16 @@ def test_probes_use_grpc_health_on_the_serving_port(rendered):
         listen_port = int(rendered.config(config_key)["listen"].rsplit(":", 1)[1])
         (grpc_port,) = [p["containerPort"] for p in container(workload)["ports"] if p["name"] == "grpc"]
         assert grpc_port == listen_port
-        probes = grpc_probes(workload)
-        assert {p["port"] for p in probes.values()} == {listen_port}
-        assert probes["readinessProbe"]["service"] == readiness
-        assert probes["livenessProbe"]["service"] == liveness
+        probes = probe_targets(workload)
+        assert {port for port, _ in probes.values()} == {listen_port}
+        assert probes["readinessProbe"][1] == readiness
+        assert probes["livenessProbe"][1] == liveness
+        # Kubernetes' gRPC probes speak no TLS: with TLS every probe is walletctl over TLS.
+        handlers = {h for kind in PROBES for h in container(workload)[kind] if h in ("grpc", "exec")}
+        assert handlers == ({"exec"} if rendered.values["tls"]["enabled"] else {"grpc"})
     # Write liveness must not depend on a quorum (readiness does).
-    write = grpc_probes(rendered.one("StatefulSet"))
-    assert write["livenessProbe"]["service"] != write["readinessProbe"]["service"]
+    write = probe_targets(rendered.one("StatefulSet"))
+    assert write["livenessProbe"][1] != write["readinessProbe"][1]
 
 
 def test_services_reach_the_pods(rendered):
@@ -201,7 +233,7 @@ def test_helm_test_hook_checks_health_then_transfers(rendered):
     client = rendered.one("Service", "-write")
     read = rendered.one("Service", "-read")
     for step in steps:
-        env = {e["name"]: e["value"] for e in step["env"]}
+        env = {e["name"]: e["value"] for e in step["env"] if "value" in e}
         assert env["WALLET_ENDPOINTS"].startswith(f"{client['metadata']['name']}.{NAMESPACE}.svc.")
         assert env["WALLET_READ_ENDPOINT"].startswith(f"{read['metadata']['name']}.{NAMESPACE}.svc.")
 
@@ -272,19 +304,146 @@ def test_schema_accepts_odd_replica_counts(replicas):
 
 
 @pytest.mark.parametrize("feature", ["tls", "auth"])
-def test_unimplemented_tls_and_auth_fail_loudly(feature):
+@pytest.mark.parametrize("secret_name", [None, "", "Not_A_Name"])
+def test_schema_requires_a_secret_name_when_enabled(feature, secret_name):
+    """enabled without a (valid) secretName is refused by the schema, naming the key; the
+    chart's default secretName "" is fine while disabled."""
+    values = {feature: {"enabled": True, "secretName": secret_name}}
     with helm.Chart.load(CHART) as chart:
-        with pytest.raises(helm.HelmRenderError, match="not implemented"):
-            chart.render({feature: {"enabled": True}}, name="demo", namespace=NAMESPACE)
+        with pytest.raises(helm.HelmValuesError) as error:
+            chart.render(values, name="demo", namespace=NAMESPACE)
+    message = str(error.value)
+    key = f"/{feature}" if secret_name is None else f"/{feature}/secretName"
+    rule = "missing property 'secretName'" if secret_name is None else ("minLength" if secret_name == "" else "does not match pattern")
+    assert f"at '{key}'" in message and rule in message, message
+    render({feature: {"enabled": False, "secretName": ""}})
 
 
-def test_nodes_listen_on_all_interfaces_only_with_insecure():
-    # Without TLS and tokens a node refuses a non-loopback address unless told insecure.
-    rendered = render({})
+SECURED = {
+    "tls": {"enabled": True, "secretName": "wallet-tls", "requireClientCert": True},
+    "auth": {"enabled": True, "secretName": "wallet-auth"},
+}
+
+
+@pytest.mark.parametrize(
+    ("tls", "auth"), [(False, False), (True, False), (False, True), (True, True)]
+)
+def test_nodes_listen_on_all_interfaces_only_with_insecure_or_tls_and_tokens(tls, auth):
+    # Without TLS and tokens a node refuses a non-loopback address unless told insecure:
+    # TLS alone (or tokens alone) keeps insecure = true.
+    values = {
+        "tls": {"enabled": tls, "secretName": "wallet-tls"},
+        "auth": {"enabled": auth, "secretName": "wallet-auth"},
+    }
+    rendered = render(values)
     for key in ("write-node.toml", "read-node.toml"):
         config = rendered.config(key)
         assert not config["listen"].startswith("127."), config["listen"]
-        assert config["insecure"] is True, key
+        assert config["insecure"] is not (tls and auth), key
+        assert ("tls" in config) == tls and ("tokens_file" in config) == auth, key
+
+
+def secret_files(pod_spec: dict, c: dict) -> dict[str, tuple[str, str]]:
+    """The files a container sees from Secret volumes: path -> (Secret name, key)."""
+    volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
+    files = {}
+    for mount in c.get("volumeMounts", []):
+        secret = volumes.get(mount["name"], {}).get("secret")  # "data" is a claim template
+        if secret is None:
+            continue
+        assert mount["readOnly"] is True, mount
+        assert "items" in secret, f"{mount['name']}: mount only the keys the pod needs"
+        for item in secret["items"]:
+            files[f"{mount['mountPath']}/{item['path']}"] = (secret["secretName"], item["key"])
+    return files
+
+
+def toml_paths(config: dict) -> dict[str, str]:
+    """Every certificate, key and token file a node config names: setting -> path."""
+    paths = {}
+    for name, value in config.items():
+        if isinstance(value, dict) and name in ALL_SECURITY_FIELDS:
+            paths |= {f"{name}.{k}": v for k, v in value.items()}
+        elif name in ALL_SECURITY_FIELDS:
+            paths[name] = value
+    return paths
+
+
+def test_secured_config_paths_are_files_the_pods_mount():
+    rendered = render(SECURED)
+    tls, auth = "wallet-tls", "wallet-auth"
+    expected = {
+        "write-node.toml": {
+            "tls.cert": (tls, "tls.crt"), "tls.key": (tls, "tls.key"), "tls.client_ca": (tls, "ca.crt"),
+            "peer_tls.ca": (tls, "ca.crt"), "tokens_file": (auth, "tokens.toml"),
+        },
+        "read-node.toml": {
+            "tls.cert": (tls, "tls.crt"), "tls.key": (tls, "tls.key"), "tls.client_ca": (tls, "ca.crt"),
+            "write_node_tls.ca": (tls, "ca.crt"), "write_node_tls.cert": (tls, "tls.crt"),
+            "write_node_tls.key": (tls, "tls.key"), "tokens_file": (auth, "tokens.toml"),
+            "write_node_token_file": (auth, "read-node.token"),
+        },
+    }
+    for workload, key in [(rendered.one("StatefulSet"), "write-node.toml"), (rendered.one("Deployment"), "read-node.toml")]:
+        config = rendered.config(key)
+        assert config["insecure"] is False
+        files = secret_files(workload["spec"]["template"]["spec"], container(workload))
+        paths = toml_paths(config)
+        # Each path in the TOML is a file a Secret volume of this pod really provides.
+        assert {name: files.get(path) for name, path in paths.items()} == expected[key]
+        # ... and the pod gets no Secret file its config does not use.
+        assert set(files) == set(paths.values()), key
+        # The probes' certificate flags name mounted files too.
+        for kind in PROBES:
+            command = container(workload)[kind]["exec"]["command"]
+            for flag in ("--tls-ca", "--tls-cert", "--tls-key"):
+                assert command[command.index(flag) + 1] in files, (kind, flag)
+    # Only the read pods hold a token (scope replicate) for the write nodes.
+    write_keys = {k for _, k in secret_files(rendered.one("StatefulSet")["spec"]["template"]["spec"], container(rendered.one("StatefulSet"))).values()}
+    read_keys = {k for _, k in secret_files(rendered.one("Deployment")["spec"]["template"]["spec"], container(rendered.one("Deployment"))).values()}
+    assert "read-node.token" in read_keys and "read-node.token" not in write_keys
+    assert "test.token" not in read_keys | write_keys
+
+
+def test_secured_probes_ask_what_the_grpc_probes_asked():
+    plain, secured = render(), render(SECURED)
+    names = {"StatefulSet": "demo-wallet-write.ledger.svc.cluster.local", "Deployment": "demo-wallet-read.ledger.svc.cluster.local"}
+    for kind, host in names.items():
+        assert probe_targets(secured.one(kind)) == probe_targets(plain.one(kind))
+        for probe in PROBES:
+            command = container(secured.one(kind))[probe]["exec"]["command"]
+            assert command[0] == "/usr/local/bin/walletctl"
+            # The name verified is a client Service's, which the certificate must carry.
+            assert command[command.index("--tls-server-name") + 1] == host
+            assert "--token" not in command  # health is open
+    # Without client certificates the probes present none.
+    tls_only = render({"tls": {"enabled": True, "secretName": "wallet-tls"}})
+    command = container(tls_only.one("StatefulSet"))["readinessProbe"]["exec"]["command"]
+    assert "--tls-ca" in command and "--tls-cert" not in command
+    assert "client_ca" not in tls_only.config("write-node.toml")["tls"]
+    assert "cert" not in tls_only.config("read-node.toml")["write_node_tls"]
+
+
+def test_secured_helm_test_pod_gets_the_ca_and_its_token_from_the_secrets():
+    rendered = render(SECURED)
+    pod = rendered.test_pod()
+    steps = pod["spec"]["initContainers"] + pod["spec"]["containers"]
+    for step in steps:
+        env = {e["name"]: e for e in step["env"]}
+        assert env["WALLET_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "wallet-auth", "key": "test.token"}
+        files = secret_files(pod["spec"], step)
+        assert files[env["WALLET_TLS_CA"]["value"]] == ("wallet-tls", "ca.crt")
+        assert files[env["WALLET_CLIENT_CERT"]["value"]] == ("wallet-tls", "tls.crt")
+        assert files[env["WALLET_CLIENT_KEY"]["value"]] == ("wallet-tls", "tls.key")
+        # The token comes from the environment only: no token file in the test pod.
+        assert {key for _, key in files.values()} == {"ca.crt", "tls.crt", "tls.key"}
+    plain = render().test_pod()
+    for step in plain["spec"]["initContainers"] + plain["spec"]["containers"]:
+        assert {e["name"] for e in step["env"]} == {"WALLET_ENDPOINTS", "WALLET_READ_ENDPOINT"}
+        assert "volumeMounts" not in step
+    assert "volumes" not in plain["spec"]
+
+
 def test_metrics_port_is_on_the_pods_and_annotated():
     """metrics_listen, the container port named "metrics" and the prometheus.io annotations
     agree; disabling metrics renders metrics_listen = "off" and drops port and annotations."""

@@ -66,17 +66,127 @@ capabilities:
   drop: [ALL]
 {{- end -}}
 
-{{/* The nodes support TLS, peer mTLS and tokens (README "Security: TLS and tokens"), but
-     this chart does not mount their certificates and tokens yet (the gRPC probes would also
-     need exec probes through walletctl, as Kubernetes' gRPC probes speak no TLS). Until then
-     the values stay false and the nodes run with insecure = true. */}}
-{{- define "wallet.unimplemented" -}}
-{{- if .Values.tls.enabled -}}
-{{- fail "tls.enabled: not implemented in this chart yet (the nodes support TLS: see the README, \"Security: TLS and tokens\"); leave it false" -}}
+{{/* Where the Secrets are mounted (read-only, only the keys a pod needs). Beside /etc/wallet,
+     not inside it: a mount point inside the read-only ConfigMap volume could not be created. */}}
+{{- define "wallet.tls.dir" -}}/etc/wallet-tls{{- end -}}
+{{- define "wallet.auth.dir" -}}/etc/wallet-auth{{- end -}}
+
+{{/* "true" when the nodes may listen on all interfaces without `insecure`: TLS and tokens. */}}
+{{- define "wallet.secured" -}}
+{{- if and .Values.tls.enabled .Values.auth.enabled -}}true{{- end -}}
 {{- end -}}
-{{- if .Values.auth.enabled -}}
-{{- fail "auth.enabled: not implemented in this chart yet (the nodes support tokens: see the README, \"Security: TLS and tokens\"); leave it false" -}}
+
+{{/* The nodes' `insecure` line: false only with TLS and tokens both on. */}}
+{{- define "wallet.insecureSetting" -}}
+{{- if include "wallet.secured" . -}}
+# TLS and tokens are on: the node may listen on all interfaces.
+insecure = false
+{{- else -}}
+# Listening on all interfaces without both TLS and tokens (tls.enabled and auth.enabled): a
+# node refuses that unless told so. Keep the Services internal.
+insecure = true
 {{- end -}}
+{{- end -}}
+
+{{/* The name the nodes' certificate must carry for a client Service: <svc>.<ns>.svc.<domain>. */}}
+{{- define "wallet.write.clientHost" -}}
+{{- printf "%s.%s.svc.%s" (include "wallet.write.name" .) .Release.Namespace .Values.clusterDomain -}}
+{{- end -}}
+{{- define "wallet.read.clientHost" -}}
+{{- printf "%s.%s.svc.%s" (include "wallet.read.name" .) .Release.Namespace .Values.clusterDomain -}}
+{{- end -}}
+
+{{/* The node's loopback address for its own probes: [::1] when it listens on IPv6. */}}
+{{- define "wallet.loopback" -}}
+{{- if contains ":" . -}}[::1]{{- else -}}127.0.0.1{{- end -}}
+{{- end -}}
+
+{{/*
+A probe's handler and timings. Without TLS: Kubernetes' gRPC probe. With TLS (which
+Kubernetes' gRPC probes do not speak): `walletctl health` run in the container, dialling the
+node on loopback over TLS and verifying the client Service's name in its certificate (health
+needs no token). Call with (dict "ctx" $ "node" $write "read" false "service" "liveness"
+"settings" $write.probes.startup).
+*/}}
+{{- define "wallet.probe" -}}
+{{- $ := .ctx -}}
+{{- if $.Values.tls.enabled }}
+{{- $tls := include "wallet.tls.dir" $ }}
+exec:
+  command:
+    - /usr/local/bin/walletctl
+    - --tls-ca
+    - {{ $tls }}/ca.crt
+    {{- if $.Values.tls.requireClientCert }}
+    - --tls-cert
+    - {{ $tls }}/tls.crt
+    - --tls-key
+    - {{ $tls }}/tls.key
+    {{- end }}
+    - --tls-server-name
+    - {{ ternary (include "wallet.read.clientHost" $) (include "wallet.write.clientHost" $) .read }}
+    - {{ ternary "--read-endpoint" "--endpoints" .read }}
+    - {{ printf "%s:%d" (include "wallet.loopback" .node.config.listenAddress) (int .node.port) }}
+    - health
+    {{- if .read }}
+    - --read
+    {{- end }}
+    - --service
+    - {{ .service | quote }}
+{{- else }}
+grpc:
+  port: {{ int .node.port }}
+  service: {{ .service | quote }}
+{{- end }}
+{{ toYaml .settings }}
+{{- end -}}
+
+{{/* The Secret volumes of a pod: call with (dict "ctx" $ "tls" (list keys...) "auth" (list
+     keys...)); an empty list (or a disabled feature) mounts nothing. */}}
+{{- define "wallet.secretVolumes" -}}
+{{- $ := .ctx -}}
+{{- if and $.Values.tls.enabled .tls }}
+- name: tls
+  secret:
+    secretName: {{ $.Values.tls.secretName }}
+    defaultMode: 0440
+    items:
+      {{- range .tls }}
+      - key: {{ . }}
+        path: {{ . }}
+      {{- end }}
+{{- end }}
+{{- if and $.Values.auth.enabled .auth }}
+- name: auth
+  secret:
+    secretName: {{ $.Values.auth.secretName }}
+    defaultMode: 0440
+    items:
+      {{- range .auth }}
+      - key: {{ . }}
+        path: {{ . }}
+      {{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "wallet.secretMounts" -}}
+{{- $ := .ctx -}}
+{{- if and $.Values.tls.enabled .tls }}
+- name: tls
+  mountPath: {{ include "wallet.tls.dir" $ }}
+  readOnly: true
+{{- end }}
+{{- if and $.Values.auth.enabled .auth }}
+- name: auth
+  mountPath: {{ include "wallet.auth.dir" $ }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* The TLS files a client (the helm test pod) needs: the CA, and its certificate when the
+     nodes require one (the nodes' own: it has the clientAuth usage). */}}
+{{- define "wallet.tls.clientKeys" -}}
+{{- if .Values.tls.requireClientCert -}}ca.crt,tls.crt,tls.key{{- else -}}ca.crt{{- end -}}
 {{- end -}}
 
 {{/* The checksum of the rendered configuration, so pods roll when it changes. */}}
