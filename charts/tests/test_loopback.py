@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import urllib.request
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -31,27 +32,54 @@ def bin_dir() -> Path:
     return directory
 
 
+_ports_given: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now, below the kernel's ephemeral range (so no outgoing connection of an
+    earlier process, e.g. a peer dialling before the read node binds, takes it) and never
+    handed out twice in this session."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    while True:
+        port = random.randrange(max(1024, low - 12000), low)
+        if port in _ports_given:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _ports_given.add(port)
+        return port
+
+
+def map_paths(text: str, mounts: dict[str, Path]) -> str:
+    """The image's paths under each mount replaced by the local directory standing in for it."""
+    for mount_path, local in mounts.items():
+        text = text.replace(mount_path + "/", f"{local}/")
+    return text
 
 
 def local_command(spec: dict, mounts: dict[str, Path], binaries: Path) -> list[str]:
     """The container's command + args with the image's paths mapped to local ones."""
     command = [str(binaries / Path(spec["command"][0]).name), *spec["command"][1:]]
-    for arg in spec.get("args", []):
-        for mount_path, local in mounts.items():
-            arg = arg.replace(mount_path + "/", f"{local}/")
-        command.append(arg)
-    return command
+    return command + [map_paths(arg, mounts) for arg in spec.get("args", [])]
 
 
-def local_env(spec: dict, pod_name: str, overrides: dict[str, str] | None = None) -> dict[str, str]:
+def local_env(
+    spec: dict,
+    pod_name: str,
+    overrides: dict[str, str] | None = None,
+    mounts: dict[str, Path] | None = None,
+    secrets: dict[str, dict[str, str]] | None = None,
+) -> dict[str, str]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     for item in spec.get("env", []):
         if "value" in item:
-            env[item["name"]] = item["value"]
+            env[item["name"]] = map_paths(item["value"], mounts or {})
+        elif "secretKeyRef" in item["valueFrom"]:
+            ref = item["valueFrom"]["secretKeyRef"]
+            env[item["name"]] = (secrets or {})[ref["name"]][ref["key"]]
         else:
             field = item["valueFrom"]["fieldRef"]["fieldPath"]
             assert field == "metadata.name", f"no local stand-in for {field}"
@@ -60,22 +88,48 @@ def local_env(spec: dict, pod_name: str, overrides: dict[str, str] | None = None
     return env
 
 
+def local_mounts(
+    pod_spec: dict, c: dict, root: Path, config_map: dict, secrets: dict[str, dict[str, str]]
+) -> dict[str, Path]:
+    """A local directory for each ConfigMap and Secret volume the container mounts, holding
+    exactly the items the volume projects (paths inside config files mapped like the args).
+    The data volumes are left out: flags point the nodes at temporary directories."""
+    volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
+    mounts, files = {}, {}
+    for mount in c.get("volumeMounts", []):
+        volume = volumes.get(mount["name"], {})
+        if "configMap" in volume:
+            source, items = config_map["data"], volume["configMap"]["items"]
+        elif "secret" in volume:
+            source, items = secrets[volume["secret"]["secretName"]], volume["secret"]["items"]
+        else:
+            continue
+        local = root / mount["mountPath"].strip("/").replace("/", "_")
+        local.mkdir(parents=True)
+        mounts[mount["mountPath"]] = local
+        files |= {local / item["path"]: source[item["key"]] for item in items}
+    for path, text in files.items():
+        path.write_text(map_paths(text, mounts))
+    return mounts
+
+
 class LocalCluster:
-    def __init__(self, tmp: Path, binaries: Path):
-        self.rendered = render()
+    def __init__(self, tmp: Path, binaries: Path, values: dict | None = None, secrets: dict | None = None):
+        self.rendered = render(values)
         self.binaries = binaries
         self.tmp = tmp
+        self.secrets = secrets or {}
         self.processes: list[tuple[str, subprocess.Popen]] = []
-        config_dir = tmp / "etc-wallet"
-        config_dir.mkdir()
-        for key, text in self.rendered.one("ConfigMap")["data"].items():
-            (config_dir / key).write_text(text)
+        config_map = self.rendered.one("ConfigMap")
         self.sts = self.rendered.one("StatefulSet")
         self.deployment = self.rendered.one("Deployment")
-        for workload in (self.sts, self.deployment):
+        self.mounts = {}
+        for name, workload in [("write", self.sts), ("read", self.deployment)]:
             mounts = {m["name"]: m["mountPath"] for m in container(workload)["volumeMounts"]}
             assert mounts["config"] == "/etc/wallet"
-        self.mounts = {"/etc/wallet": config_dir}
+            self.mounts[name] = local_mounts(
+                workload["spec"]["template"]["spec"], container(workload), tmp / f"{name}-pod", config_map, self.secrets
+            )
         replicas = self.sts["spec"]["replicas"]
         self.write_ports = [free_port() for _ in range(replicas)]
         self.read_port = free_port()
@@ -95,7 +149,7 @@ class LocalCluster:
         peers = ",".join(f"{i + 1}={e}" for i, e in enumerate(self.write_endpoints))
         for i, endpoint in enumerate(self.write_endpoints):
             pod = f"{self.sts['metadata']['name']}-{i}"
-            command = local_command(spec, self.mounts, self.binaries) + [
+            command = local_command(spec, self.mounts["write"], self.binaries) + [
                 f"--listen={endpoint}",
                 f"--peers={peers}",
                 f"--data-dir={self.tmp / pod}",
@@ -103,7 +157,7 @@ class LocalCluster:
             ]
             self.spawn(pod, command, local_env(spec, pod))
         spec = container(self.deployment)
-        command = local_command(spec, self.mounts, self.binaries) + [
+        command = local_command(spec, self.mounts["read"], self.binaries) + [
             f"--listen={self.read_endpoint}",
             f"--write-nodes={','.join(self.write_endpoints)}",
             f"--data-dir={self.tmp / 'read'}",
