@@ -151,6 +151,38 @@ mod tests {
         assert!(error.contains("no client certificate"), "{error}");
     }
 
+    /// The Helm chart's one shared certificate may name the write pods with a wildcard of
+    /// the headless Service (`*.<release>-write-peers.<ns>.svc.<domain>`): it then speaks for
+    /// every peer, and for nothing one label deeper or in another Service.
+    #[test]
+    fn a_wildcard_certificate_names_every_peer_of_its_service() {
+        let ca = Ca::new("peers").unwrap();
+        let verifier = PeerVerifier::new(
+            ca.cert_pem().as_bytes(),
+            [
+                (1, "w-0.w-peers.ns.svc.cluster.local:50051"),
+                (2, "w-1.w-peers.ns.svc.cluster.local:50051"),
+                (3, "w-2.w-peers.ns.svc.cluster.local:50051"),
+            ],
+        )
+        .unwrap();
+        let shared = ca
+            .issue("wallet node", &["*.w-peers.ns.svc.cluster.local".into()])
+            .unwrap();
+        assert_eq!(
+            verifier
+                .verify(Some(&der(&shared.cert_pem)))
+                .unwrap()
+                .node_ids,
+            [1, 2, 3]
+        );
+        for elsewhere in ["*.other.ns.svc.cluster.local", "*.ns.svc.cluster.local"] {
+            let cert = ca.issue("x", &[elsewhere.into()]).unwrap();
+            let error = verifier.verify(Some(&der(&cert.cert_pem))).unwrap_err();
+            assert!(error.contains("none of the configured peers"), "{elsewhere}: {error}");
+        }
+    }
+
     #[test]
     fn dev_certs_are_written_with_private_keys_private() {
         let dir = tempfile::tempdir().unwrap();
