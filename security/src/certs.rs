@@ -179,7 +179,10 @@ mod tests {
         for elsewhere in ["*.other.ns.svc.cluster.local", "*.ns.svc.cluster.local"] {
             let cert = ca.issue("x", &[elsewhere.into()]).unwrap();
             let error = verifier.verify(Some(&der(&cert.cert_pem))).unwrap_err();
-            assert!(error.contains("none of the configured peers"), "{elsewhere}: {error}");
+            assert!(
+                error.contains("none of the configured peers"),
+                "{elsewhere}: {error}"
+            );
         }
     }
 
