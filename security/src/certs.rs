@@ -89,8 +89,14 @@ pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
 
 /// What `walletctl dev-certs` writes into `dir`: `ca.crt` (trust it in clients and as the
 /// peer CA), `node.crt`/`node.key` (every node's server and peer certificate, valid for
-/// `hosts`), `client.crt`/`client.key` (a client certificate, for nodes that require them).
-pub fn write_dev_certs(dir: &Path, hosts: &[String]) -> anyhow::Result<Vec<PathBuf>> {
+/// `hosts`), `client.crt`/`client.key` (a client certificate, for nodes that require them)
+/// and, when `read_hosts` is not empty, `read.crt`/`read.key`: a certificate of the same CA
+/// valid for `read_hosts` only, for read nodes that must not hold a peer's certificate.
+pub fn write_dev_certs(
+    dir: &Path,
+    hosts: &[String],
+    read_hosts: &[String],
+) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let ca = Ca::new("wallet dev CA")?;
     let ca_path = dir.join("ca.crt");
@@ -99,7 +105,14 @@ pub fn write_dev_certs(dir: &Path, hosts: &[String]) -> anyhow::Result<Vec<PathB
     let (client_cert, client_key) = ca
         .issue("wallet client", &["wallet-client".to_owned()])?
         .write(dir, "client")?;
-    Ok(vec![ca_path, node_cert, node_key, client_cert, client_key])
+    let mut files = vec![ca_path, node_cert, node_key, client_cert, client_key];
+    if !read_hosts.is_empty() {
+        let (read_cert, read_key) = ca
+            .issue("wallet read node", read_hosts)?
+            .write(dir, "read")?;
+        files.extend([read_cert, read_key]);
+    }
+    Ok(files)
 }
 
 #[cfg(test)]
@@ -189,7 +202,8 @@ mod tests {
     #[test]
     fn dev_certs_are_written_with_private_keys_private() {
         let dir = tempfile::tempdir().unwrap();
-        let files = write_dev_certs(dir.path(), &["localhost".into(), "127.0.0.1".into()]).unwrap();
+        let files =
+            write_dev_certs(dir.path(), &["localhost".into(), "127.0.0.1".into()], &[]).unwrap();
         assert_eq!(files.len(), 5);
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(dir.path().join("node.key"))
@@ -205,5 +219,48 @@ mod tests {
         server
             .server_config(Some(&dir.path().join("ca.crt")))
             .unwrap();
+    }
+
+    /// The read nodes' certificate is of the same CA (the write nodes accept it as a client
+    /// and the read nodes verify the write nodes with that CA) but names no peer.
+    #[test]
+    fn dev_read_certificate_is_of_the_ca_and_names_no_peer() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = write_dev_certs(
+            dir.path(),
+            &["127.0.0.1".into(), "wallet-write.ns".into()],
+            &["localhost".into(), "wallet-read.ns".into()],
+        )
+        .unwrap();
+        assert_eq!(files.len(), 7);
+        let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+        let ca = read("ca.crt");
+        let verifier =
+            PeerVerifier::new(ca.as_bytes(), [(1, "127.0.0.1:1"), (2, "127.0.0.1:2")]).unwrap();
+        assert_eq!(
+            verifier
+                .verify(Some(&der(&read("node.crt"))))
+                .unwrap()
+                .node_ids,
+            [1, 2]
+        );
+        let error = verifier.verify(Some(&der(&read("read.crt")))).unwrap_err();
+        assert!(error.contains("none of the configured peers"), "{error}");
+        let server = crate::ServerTls {
+            cert: dir.path().join("read.crt"),
+            key: dir.path().join("read.key"),
+            client_ca: Some(dir.path().join("ca.crt")),
+        };
+        server
+            .server_config(Some(&dir.path().join("ca.crt")))
+            .unwrap();
+        let without = tempfile::tempdir().unwrap();
+        assert_eq!(
+            write_dev_certs(without.path(), &["localhost".into()], &[])
+                .unwrap()
+                .len(),
+            5
+        );
+        assert!(!without.path().join("read.crt").exists());
     }
 }

@@ -138,7 +138,8 @@ enum Command {
     /// tokens, loopback only).
     Dev(DevArgs),
     /// Write a development CA and certificates (rcgen, ECDSA P-256) for TLS and peer mTLS:
-    /// ca.crt, node.crt/node.key (every node's server and peer certificate), client.crt/key.
+    /// ca.crt, node.crt/node.key (every node's server and peer certificate), client.crt/key,
+    /// and with --read-host read.crt/read.key (the read nodes' own, naming no peer).
     DevCerts {
         /// Directory to write into (created if missing; existing files are replaced).
         #[arg(long, default_value = "./wallet-certs")]
@@ -146,6 +147,11 @@ enum Command {
         /// Names the nodes are dialled by (DNS names or IP addresses); repeat the flag.
         #[arg(long = "host", default_values = ["localhost", "127.0.0.1"])]
         hosts: Vec<String>,
+        /// Also write read.crt/read.key, of the same CA, valid for these names only (the read
+        /// nodes' Service): read nodes then hold no certificate the write nodes accept as a
+        /// peer's. Repeat the flag.
+        #[arg(long = "read-host")]
+        read_hosts: Vec<String>,
     },
     /// Make a random bearer token and print it with its tokens-file entry (the node keeps
     /// only the SHA-256 hash). The token is shown once: store it in your secret manager.
@@ -477,15 +483,20 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
             dev::run(config, out).await?;
             Ok(())
         }
-        Command::DevCerts { out: dir, hosts } => {
-            let files = security::certs::write_dev_certs(&dir, &hosts)?;
+        Command::DevCerts {
+            out: dir,
+            hosts,
+            read_hosts,
+        } => {
+            let files = security::certs::write_dev_certs(&dir, &hosts, &read_hosts)?;
             for file in files {
                 println!("{}", file.display());
             }
-            println!(
-                "node certificate valid for {}; for development only (the CA key was not kept)",
-                hosts.join(", ")
-            );
+            println!("node certificate valid for {}", hosts.join(", "));
+            if !read_hosts.is_empty() {
+                println!("read certificate valid for {}", read_hosts.join(", "));
+            }
+            println!("for development only (the CA key was not kept)");
             Ok(())
         }
         Command::Token { name, scopes } => {
