@@ -298,6 +298,18 @@ def test_schema_rejects_bad_values(path, value, complaint):
     assert any(m["severity"] > LINT_WARNING for m in report["messages"]) or report["errors"]
 
 
+def test_schema_checks_the_read_secret_name():
+    """tls.readSecretName is "" (the default) or a valid Secret name."""
+    tls = {"enabled": True, "secretName": "wallet-tls"}
+    for name in ("", "wallet-read-tls"):
+        render({"tls": tls | {"readSecretName": name}})
+    with helm.Chart.load(CHART) as chart:
+        for name, rule in [("Not_A_Name", "does not match pattern"), ("-read", "does not match pattern"), (3, "got number, want string")]:
+            with pytest.raises(helm.HelmValuesError) as error:
+                chart.render({"tls": tls | {"readSecretName": name}}, name="demo", namespace=NAMESPACE)
+            assert "at '/tls/readSecretName'" in str(error.value) and rule in str(error.value), str(error.value)
+
+
 @pytest.mark.parametrize("replicas", [3, 5, 7, 9])
 def test_schema_accepts_odd_replica_counts(replicas):
     assert render({"writeNode": {"replicas": replicas}}).one("StatefulSet")["spec"]["replicas"] == replicas
@@ -320,9 +332,11 @@ def test_schema_requires_a_secret_name_when_enabled(feature, secret_name):
 
 
 SECURED = {
-    "tls": {"enabled": True, "secretName": "wallet-tls", "requireClientCert": True},
+    "tls": {"enabled": True, "secretName": "wallet-tls", "readSecretName": "wallet-read-tls", "requireClientCert": True},
     "auth": {"enabled": True, "secretName": "wallet-auth"},
 }
+# SECURED with tls.readSecretName unset: everyone gets the write nodes' Secret (development).
+SHARED_CERT = SECURED | {"tls": SECURED["tls"] | {"readSecretName": ""}}
 
 
 @pytest.mark.parametrize(
@@ -369,8 +383,11 @@ def toml_paths(config: dict) -> dict[str, str]:
     return paths
 
 
-def test_secured_config_paths_are_files_the_pods_mount():
-    rendered = render(SECURED)
+@pytest.mark.parametrize(("values", "read_tls"), [(SECURED, "wallet-read-tls"), (SHARED_CERT, "wallet-tls")])
+def test_secured_config_paths_are_files_the_pods_mount(values, read_tls):
+    """With tls.readSecretName every TLS file of the read pods comes from that Secret and
+    every one of the write pods from tls.secretName; without it, both from tls.secretName."""
+    rendered = render(values)
     tls, auth = "wallet-tls", "wallet-auth"
     expected = {
         "write-node.toml": {
@@ -378,9 +395,9 @@ def test_secured_config_paths_are_files_the_pods_mount():
             "peer_tls.ca": (tls, "ca.crt"), "tokens_file": (auth, "tokens.toml"),
         },
         "read-node.toml": {
-            "tls.cert": (tls, "tls.crt"), "tls.key": (tls, "tls.key"), "tls.client_ca": (tls, "ca.crt"),
-            "write_node_tls.ca": (tls, "ca.crt"), "write_node_tls.cert": (tls, "tls.crt"),
-            "write_node_tls.key": (tls, "tls.key"), "tokens_file": (auth, "tokens.toml"),
+            "tls.cert": (read_tls, "tls.crt"), "tls.key": (read_tls, "tls.key"), "tls.client_ca": (read_tls, "ca.crt"),
+            "write_node_tls.ca": (read_tls, "ca.crt"), "write_node_tls.cert": (read_tls, "tls.crt"),
+            "write_node_tls.key": (read_tls, "tls.key"), "tokens_file": (auth, "tokens.toml"),
             "write_node_token_file": (auth, "read-node.token"),
         },
     }
@@ -405,6 +422,45 @@ def test_secured_config_paths_are_files_the_pods_mount():
     assert "test.token" not in read_keys | write_keys
 
 
+def secret_names(pod_spec: dict) -> set[str]:
+    """Every Secret a pod spec refers to: its volumes' and its containers' secretKeyRefs."""
+    names = {v["secret"]["secretName"] for v in pod_spec.get("volumes", []) if "secret" in v}
+    for c in pod_spec["containers"] + pod_spec.get("initContainers", []):
+        names |= {e["valueFrom"]["secretKeyRef"]["name"] for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})}
+    return names
+
+
+@pytest.mark.parametrize("require_client_cert", [True, False])
+def test_read_pods_never_hold_the_write_nodes_certificate(require_client_cert):
+    """With tls.readSecretName, the write Secret (whose certificate names every peer) is in
+    the write pods only and the read Secret never in them; the read pods and the helm test
+    pod refer to the read Secret and never to the write one."""
+    values = SECURED | {"tls": SECURED["tls"] | {"requireClientCert": require_client_cert}}
+    rendered = render(values)
+    write_pod = rendered.one("StatefulSet")["spec"]["template"]["spec"]
+    read_pod = rendered.one("Deployment")["spec"]["template"]["spec"]
+    assert secret_names(write_pod) == {"wallet-tls", "wallet-auth"}
+    assert secret_names(read_pod) == {"wallet-read-tls", "wallet-auth"}
+    assert secret_names(rendered.test_pod()["spec"]) == {"wallet-read-tls", "wallet-auth"}
+    # The TLS volume is the same mount either way: the paths in the TOML files are the same.
+    for workload in (rendered.one("StatefulSet"), rendered.one("Deployment")):
+        assert {m["name"]: m["mountPath"] for m in container(workload)["volumeMounts"]}["tls"] == "/etc/wallet-tls"
+    # The read probes verify the read Service's name with the read Secret's files.
+    files = secret_files(read_pod, container(rendered.one("Deployment")))
+    for kind in PROBES:
+        command = container(rendered.one("Deployment"))[kind]["exec"]["command"]
+        assert command[command.index("--tls-server-name") + 1] == "demo-wallet-read.ledger.svc.cluster.local"
+        flags = ("--tls-ca", "--tls-cert", "--tls-key") if require_client_cert else ("--tls-ca",)
+        assert {files[command[command.index(flag) + 1]][0] for flag in flags} == {"wallet-read-tls"}
+        assert ("--tls-cert" in command) == require_client_cert
+    # Unset (development): everyone uses the write Secret, and the rendered config says so.
+    shared = render(SHARED_CERT)
+    for spec in (shared.one("Deployment")["spec"]["template"]["spec"], shared.test_pod()["spec"]):
+        assert secret_names(spec) == {"wallet-tls", "wallet-auth"}
+    assert "development only" in shared.one("ConfigMap")["data"]["read-node.toml"]
+    assert "development only" not in rendered.one("ConfigMap")["data"]["read-node.toml"]
+
+
 def test_secured_probes_ask_what_the_grpc_probes_asked():
     plain, secured = render(), render(SECURED)
     names = {"StatefulSet": "demo-wallet-write.ledger.svc.cluster.local", "Deployment": "demo-wallet-read.ledger.svc.cluster.local"}
@@ -424,17 +480,20 @@ def test_secured_probes_ask_what_the_grpc_probes_asked():
     assert "cert" not in tls_only.config("read-node.toml")["write_node_tls"]
 
 
-def test_secured_helm_test_pod_gets_the_ca_and_its_token_from_the_secrets():
-    rendered = render(SECURED)
+@pytest.mark.parametrize(("values", "client_tls"), [(SECURED, "wallet-read-tls"), (SHARED_CERT, "wallet-tls")])
+def test_secured_helm_test_pod_gets_the_ca_and_its_token_from_the_secrets(values, client_tls):
+    """The test pod's CA and client certificate are the read pods' (tls.readSecretName), or
+    the write nodes' when that is unset."""
+    rendered = render(values)
     pod = rendered.test_pod()
     steps = pod["spec"]["initContainers"] + pod["spec"]["containers"]
     for step in steps:
         env = {e["name"]: e for e in step["env"]}
         assert env["WALLET_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "wallet-auth", "key": "test.token"}
         files = secret_files(pod["spec"], step)
-        assert files[env["WALLET_TLS_CA"]["value"]] == ("wallet-tls", "ca.crt")
-        assert files[env["WALLET_CLIENT_CERT"]["value"]] == ("wallet-tls", "tls.crt")
-        assert files[env["WALLET_CLIENT_KEY"]["value"]] == ("wallet-tls", "tls.key")
+        assert files[env["WALLET_TLS_CA"]["value"]] == (client_tls, "ca.crt")
+        assert files[env["WALLET_CLIENT_CERT"]["value"]] == (client_tls, "tls.crt")
+        assert files[env["WALLET_CLIENT_KEY"]["value"]] == (client_tls, "tls.key")
         # The token comes from the environment only: no token file in the test pod.
         assert {key for _, key in files.values()} == {"ca.crt", "tls.crt", "tls.key"}
     plain = render().test_pod()

@@ -5,8 +5,9 @@ ConfigMap volume a container mounts becomes a local directory holding exactly it
 the mount paths in args, env and config files are mapped to those directories. The nodes
 then start from the rendered secured configuration, each rendered exec probe is run, the
 `helm test` steps run with the Secret's token, and calls without a token, TLS or client
-certificate are refused. A module of its own, so this cluster and test_loopback's never run
-at once."""
+certificate are refused. The write nodes and the read nodes get certificates of their own
+(tls.secretName, tls.readSecretName): a peer call presenting the read one is refused. A
+module of its own, so this cluster and test_loopback's never run at once."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import grpc
 import pytest
 
 from conftest import NAMESPACE, VALUE_SETS, container
@@ -33,12 +35,13 @@ VALUES = VALUE_SETS["secured"]
 PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
 
 
-def make_secrets(binaries: Path, out: Path, hosts: list[str]) -> tuple[dict, dict[str, str]]:
-    """The two Secrets' data, as charts/README.md tells operators to make them, and the
+def make_secrets(binaries: Path, out: Path, hosts: list[str], read_hosts: list[str]) -> tuple[dict, dict[str, str]]:
+    """The three Secrets' data, as charts/README.md tells operators to make them, and the
     tokens by name (a `read` one for this test's own checks)."""
     walletctl = str(binaries / "walletctl")
     subprocess.run(
-        [walletctl, "dev-certs", "--out", str(out), *(a for h in hosts for a in ("--host", h))],
+        [walletctl, "dev-certs", "--out", str(out), *(a for h in hosts for a in ("--host", h)),
+         *(a for h in read_hosts for a in ("--read-host", h))],
         check=True, capture_output=True, timeout=STEP_TIMEOUT_S,
     )
     tokens, entries = {}, []
@@ -57,6 +60,11 @@ def make_secrets(binaries: Path, out: Path, hosts: list[str]) -> tuple[dict, dic
             "tls.key": (out / "node.key").read_text(),
             "ca.crt": (out / "ca.crt").read_text(),
         },
+        VALUES["tls"]["readSecretName"]: {
+            "tls.crt": (out / "read.crt").read_text(),
+            "tls.key": (out / "read.key").read_text(),
+            "ca.crt": (out / "ca.crt").read_text(),
+        },
         VALUES["auth"]["secretName"]: {
             "tokens.toml": "\n".join(entries),
             "read-node.token": tokens["read-nodes"] + "\n",
@@ -68,16 +76,27 @@ def make_secrets(binaries: Path, out: Path, hosts: list[str]) -> tuple[dict, dic
 
 class SecuredCluster(LocalCluster):
     def __init__(self, tmp: Path, binaries: Path):
-        # The names the certificate must carry for the probes and the helm test pod (the
-        # client Services'), and the loopback address the local peers and clients dial.
+        # The names each certificate must carry for the probes and the helm test pod (its
+        # client Service's), and the loopback names the local nodes are dialled by. Every
+        # local peer is 127.0.0.1:port, so the write certificate names 127.0.0.1 (as the
+        # chart's names the peers) and the read one must not: it names `localhost`, which
+        # clients dial the read node by, and the read Service only.
         release = "demo-wallet"
-        hosts = ["127.0.0.1", "localhost"] + [
+        self.write_host, self.read_host = (
             f"{release}-{component}.{NAMESPACE}.svc.cluster.local" for component in ("write", "read")
-        ]
-        secrets, self.tokens = make_secrets(binaries, tmp / "certs", hosts)
+        )
+        certs = tmp / "certs"
+        secrets, self.tokens = make_secrets(
+            binaries, certs, ["127.0.0.1", "localhost", self.write_host], ["localhost", self.read_host]
+        )
         super().__init__(tmp, binaries, VALUES, secrets)
-        self.ca = tmp / "certs" / "ca.crt"
-        self.client = (tmp / "certs" / "client.crt", tmp / "certs" / "client.key")
+        self.ca = certs / "ca.crt"
+        self.client = (certs / "client.crt", certs / "client.key")
+        self.write_cert = (certs / "node.crt", certs / "node.key")
+        self.read_cert = (certs / "read.crt", certs / "read.key")
+        # The read node listens on 127.0.0.1 (read_endpoint); clients dial it by a name its
+        # certificate carries.
+        self.read_client_endpoint = f"localhost:{self.read_port}"
 
     def wait_serving(self, service: str, read: bool):
         raise NotImplementedError("secured nodes are polled through their rendered exec probes")
@@ -116,7 +135,7 @@ class SecuredCluster(LocalCluster):
             self.wait_probe(self.deployment, kind, self.mounts["read"], read_port, self.read_port)
 
     def secured_walletctl(self, *args: str, token: str | None, client_cert: bool = True):
-        env = {"WALLET_ENDPOINTS": ",".join(self.write_endpoints), "WALLET_READ_ENDPOINT": self.read_endpoint,
+        env = {"WALLET_ENDPOINTS": ",".join(self.write_endpoints), "WALLET_READ_ENDPOINT": self.read_client_endpoint,
                "WALLET_TLS_CA": str(self.ca)}
         if client_cert:
             env |= {"WALLET_CLIENT_CERT": str(self.client[0]), "WALLET_CLIENT_KEY": str(self.client[1])}
@@ -171,12 +190,14 @@ def test_secured_helm_test_pod_commands_pass(secured):
     steps = pod["spec"]["initContainers"] + pod["spec"]["containers"]
     loopback = {
         "WALLET_ENDPOINTS": ",".join(secured.write_endpoints),
-        "WALLET_READ_ENDPOINT": secured.read_endpoint,
+        "WALLET_READ_ENDPOINT": secured.read_client_endpoint,
     }
     for step in steps:
         env = local_env(step, pod["metadata"]["name"], loopback, mounts, secured.secrets)
         assert env["WALLET_TOKEN"] == secured.tokens["helm-test"]
         assert Path(env["WALLET_TLS_CA"]).is_file() and Path(env["WALLET_CLIENT_KEY"]).is_file()
+        # The test pod presents the read pods' certificate, not the write nodes'.
+        assert Path(env["WALLET_CLIENT_CERT"]).read_text() == secured.read_cert[0].read_text()
         command = local_command(step, mounts, secured.binaries)
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=STEP_TIMEOUT_S)
         assert result.returncode == 0, f"{step['name']}: {command}\n{result.stdout}{result.stderr}\n{secured.logs()}"
@@ -208,3 +229,47 @@ def test_secured_nodes_refuse_calls_without_token_tls_or_client_certificate(secu
         assert result.returncode != 0, (args, result)
     # With everything, the same health check passes.
     assert secured.secured_walletctl("health", token=None).returncode == 0
+
+
+def peer_credit(secured, cert: tuple[Path, Path]) -> grpc.RpcError | bytes:
+    """A raw PeerService.Credit call (no generated stubs) to write node 1 over TLS, presenting
+    `cert`: the answer's bytes or the error. The request names partition 2^32-1, which no
+    node has: a caller the auth layer lets through is refused INVALID_ARGUMENT and nothing is
+    credited."""
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=secured.ca.read_bytes(),
+        private_key=cert[1].read_bytes(),
+        certificate_chain=cert[0].read_bytes(),
+    )
+    # The write certificate names the write Service; verify that name on 127.0.0.1.
+    options = [("grpc.ssl_target_name_override", secured.write_host)]
+    with grpc.secure_channel(secured.write_endpoints[0], credentials, options=options) as channel:
+        credit = channel.unary_unary("/wallet.internal.v1.PeerService/Credit")
+        request = b"\x08\xff\xff\xff\xff\x0f"  # CreditRequest{partition: 4294967295}
+        try:
+            return credit(request, timeout=STEP_TIMEOUT_S)
+        except grpc.RpcError as error:
+            return error
+
+
+def test_read_certificate_is_not_a_peer_certificate(secured):
+    """The read pods' certificate (tls.readSecretName) chains to the CA the write nodes trust
+    for peers but names no configured peer: PeerService refuses it UNAUTHENTICATED, while the
+    cluster (whose read node presents that certificate to the write nodes) works."""
+    secured.wait_ready()
+    refused = peer_credit(secured, secured.read_cert)
+    assert isinstance(refused, grpc.RpcError), refused
+    assert refused.code() == grpc.StatusCode.UNAUTHENTICATED, (refused.code(), refused.details())
+    assert "PeerService is for write nodes" in refused.details(), refused.details()
+    assert "none of the configured peers" in refused.details(), refused.details()
+    # Not vacuous: the write nodes' certificate gets past authentication to the handler,
+    # which refuses the unknown partition.
+    passed = peer_credit(secured, secured.write_cert)
+    assert isinstance(passed, grpc.RpcError), passed
+    assert passed.code() == grpc.StatusCode.INVALID_ARGUMENT, (passed.code(), passed.details())
+    assert "unknown partition" in passed.details(), passed.details()
+    # The read node, which presents that certificate to the write nodes (it learnt the
+    # partition count from them before serving), still serves.
+    assert secured.secured_walletctl("health", "--read", token=None).returncode == 0
+    log = (secured.tmp / f"{secured.sts['metadata']['name']}-0.log").read_text()
+    assert "peer call refused" in log, "the refusal is logged"

@@ -141,14 +141,22 @@ grpc:
 {{ toYaml .settings }}
 {{- end -}}
 
+{{/* The TLS Secret of the read pods and the helm test pod: tls.readSecretName, or (for
+     development only) the write nodes' tls.secretName when it is "". */}}
+{{- define "wallet.tls.readSecretName" -}}
+{{- .Values.tls.readSecretName | default .Values.tls.secretName -}}
+{{- end -}}
+
 {{/* The Secret volumes of a pod: call with (dict "ctx" $ "tls" (list keys...) "auth" (list
-     keys...)); an empty list (or a disabled feature) mounts nothing. */}}
+     keys...) "read" bool); an empty list (or a disabled feature) mounts nothing. The TLS
+     files come from the read Secret when "read" is true, else from the write nodes'. Either
+     way they are mounted at wallet.tls.dir, so the configuration paths are the same. */}}
 {{- define "wallet.secretVolumes" -}}
 {{- $ := .ctx -}}
 {{- if and $.Values.tls.enabled .tls }}
 - name: tls
   secret:
-    secretName: {{ $.Values.tls.secretName }}
+    secretName: {{ ternary (include "wallet.tls.readSecretName" $) $.Values.tls.secretName (default false .read) }}
     defaultMode: 0440
     items:
       {{- range .tls }}
@@ -184,7 +192,7 @@ grpc:
 {{- end -}}
 
 {{/* The TLS files a client (the helm test pod) needs: the CA, and its certificate when the
-     nodes require one (the nodes' own: it has the clientAuth usage). */}}
+     nodes require one (the read pods' certificate: it has the clientAuth usage). */}}
 {{- define "wallet.tls.clientKeys" -}}
 {{- if .Values.tls.requireClientCert -}}ca.crt,tls.crt,tls.key{{- else -}}ca.crt{{- end -}}
 {{- end -}}
