@@ -308,6 +308,9 @@ def test_schema_checks_the_read_secret_name():
             with pytest.raises(helm.HelmValuesError) as error:
                 chart.render({"tls": tls | {"readSecretName": name}}, name="demo", namespace=NAMESPACE)
             assert "at '/tls/readSecretName'" in str(error.value) and rule in str(error.value), str(error.value)
+        # The write nodes' own Secret under the read name would hand read pods a peer certificate.
+        with pytest.raises(helm.HelmRenderError, match="other than tls.secretName"):
+            chart.render({"tls": tls | {"readSecretName": "wallet-tls"}}, name="demo", namespace=NAMESPACE)
 
 
 @pytest.mark.parametrize("replicas", [3, 5, 7, 9])

@@ -144,6 +144,9 @@ grpc:
 {{/* The TLS Secret of the read pods and the helm test pod: tls.readSecretName, or (for
      development only) the write nodes' tls.secretName when it is "". */}}
 {{- define "wallet.tls.readSecretName" -}}
+{{- if and .Values.tls.readSecretName (eq .Values.tls.readSecretName .Values.tls.secretName) -}}
+{{- fail "tls.readSecretName must name a Secret other than tls.secretName (the read pods' own certificate, naming no write peer); leave it \"\" to share the write nodes' Secret in development" -}}
+{{- end -}}
 {{- .Values.tls.readSecretName | default .Values.tls.secretName -}}
 {{- end -}}
 
