@@ -12,16 +12,18 @@
 //! | `storage::write` | every RocksDB write | fails it before anything is written, as a failed `write_opt` would. `return(synced)` or `return(unsynced)` fails only writes of that kind: the raft log and hard state (synced, once per store round, and snapshots) or the apply results (unsynced) |
 //! | `storage::fsync` | synced writes | writes the batch, then reports the sync failed: the data may or may not be durable ("fsyncgate") |
 //! | `snapshot::write` | the snapshot worker | fails writing a snapshot before anything is written |
+//! | `snapshot::fetched` | a follower's snapshot fetch | `return(MS)`: waits MS milliseconds between receiving the snapshot and installing it, the window in which the leader may announce the next one |
 //!
-//! Whichever fails, the store loop stops, callers get `STORAGE_FAILURE`, and the node exits
-//! (see ARCHITECTURE.md, "Storage failures"). Counted actions count evaluations: every write
-//! evaluates `storage::write`, every synced write `storage::fsync`.
+//! Whichever storage failpoint fails, the store loop stops, callers get `STORAGE_FAILURE`, and
+//! the node exits (see ARCHITECTURE.md, "Storage failures"). Counted actions count
+//! evaluations: every write evaluates `storage::write`, every synced write `storage::fsync`.
 
 use anyhow::bail;
 
 pub const STORAGE_WRITE: &str = "storage::write";
 pub const STORAGE_FSYNC: &str = "storage::fsync";
 pub const SNAPSHOT_WRITE: &str = "snapshot::write";
+pub const SNAPSHOT_FETCHED: &str = "snapshot::fetched";
 
 /// Reads `FAILPOINTS` and says, loudly, that this binary can inject faults. Keep the returned
 /// scenario alive for the life of the process.
@@ -68,4 +70,15 @@ pub fn before_snapshot_write() -> anyhow::Result<()> {
         bail!("injected failure (failpoint {SNAPSHOT_WRITE})");
     }
     Ok(())
+}
+
+/// `snapshot::fetched`, after a follower received a snapshot and before it installs it.
+pub fn snapshot_fetched_delay() -> Option<std::time::Duration> {
+    fail::eval(SNAPSHOT_FETCHED, |ms| {
+        let ms = ms.unwrap_or_else(|| panic!("failpoint {SNAPSHOT_FETCHED}: use return(MS)"));
+        let ms: u64 = ms
+            .parse()
+            .unwrap_or_else(|_| panic!("failpoint {SNAPSHOT_FETCHED}: {ms:?} is not milliseconds"));
+        std::time::Duration::from_millis(ms)
+    })
 }

@@ -281,6 +281,11 @@ struct Partition {
     snapshot_sends: HashMap<u64, Instant>,
     /// Follower: a snapshot fetch is running, or its verified result waits for raft.
     snapshot_fetching: bool,
+    /// Follower: the newest snapshot announced while a fetch was running, handled when that
+    /// fetch ends. The leader waits for a fetch of every snapshot it announces; dropping one
+    /// would stall replication to this follower until `SNAPSHOT_FETCH_TIMEOUT` (found by the
+    /// nemesis: a leader compacting again during a fetch announced a second snapshot).
+    snapshot_deferred: Option<Message>,
     snapshot_staged: Option<(SnapshotMeta, Ledger)>,
     metrics: crate::metrics::PartitionMetrics,
 }
@@ -457,6 +462,7 @@ fn open_partition(
         events_since_snapshot: 0,
         snapshot_sends: HashMap::new(),
         snapshot_fetching: false,
+        snapshot_deferred: None,
         snapshot_staged: None,
         metrics,
     })
@@ -686,7 +692,8 @@ impl Store {
     /// A follower's fetch ended: on success raft gets the message that announced the snapshot
     /// and installs it in the next ready; on failure the leader will send it again.
     fn on_snapshot_fetched(&mut self, fetched: Fetched) {
-        let partition = &mut self.partitions[fetched.partition as usize];
+        let slot = fetched.partition as usize;
+        let partition = &mut self.partitions[slot];
         partition.snapshot_fetching = false;
         match fetched.result {
             Ok((meta, ledger)) => {
@@ -706,6 +713,11 @@ impl Store {
                 "snapshot fetch failed; raft will send it again"
             ),
         }
+        // Stepped now that the fetched one is installed: raft answers it if it is no longer
+        // ahead, otherwise it is fetched in turn.
+        if let Some(message) = partition.snapshot_deferred.take() {
+            self.on_snapshot_message(slot, message);
+        }
     }
 
     /// A snapshot announced by the leader: step it if it is stale (raft answers) or already
@@ -724,6 +736,18 @@ impl Store {
             return;
         }
         if partition.snapshot_fetching {
+            let newer = partition
+                .snapshot_deferred
+                .as_ref()
+                .is_none_or(|deferred| deferred.get_snapshot().get_metadata().index < index);
+            if newer {
+                tracing::info!(
+                    partition = partition.id,
+                    index,
+                    "a newer snapshot was announced during the fetch: fetching it next"
+                );
+                partition.snapshot_deferred = Some(message);
+            }
             return;
         }
         let Some(address) = self.peers.get(&message.from).cloned() else {

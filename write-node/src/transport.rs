@@ -247,6 +247,11 @@ impl PeerService for PeerServer {
             .snapshot_metas(request.partition)
             .map_err(|error| Status::internal(format!("{error:#}")))?;
         let Some(meta) = metas.into_iter().find(|meta| meta.index == request.index) else {
+            // Raft waits to hear how its send to this follower ended: tell it now, so it sends
+            // the newer snapshot at once instead of after SNAPSHOT_FETCH_TIMEOUT.
+            self.store
+                .snapshot_served(request.partition, request.from_node, false)
+                .await;
             return Err(ApiError::not_found(
                 "index",
                 "SNAPSHOT_NOT_FOUND",
@@ -490,6 +495,12 @@ pub async fn fetch_snapshot(
         }
     }
     let meta = meta.context("no snapshot header")?;
+    // Tests widen the window between the leader seeing this fetch end and this node installing
+    // the snapshot, in which the leader may announce the next one.
+    #[cfg(feature = "failpoints")]
+    if let Some(delay) = crate::failpoints::snapshot_fetched_delay() {
+        tokio::time::sleep(delay).await;
+    }
     let db_for_decode = db.clone();
     tokio::task::spawn_blocking(move || {
         let ledger = snapshot::decode(&meta, &state)?;

@@ -750,6 +750,84 @@ async fn follower_behind_compaction_is_caught_up_by_snapshot() {
     cluster.wait_replicas_agree().await;
 }
 
+/// A follower restarted while the leader keeps snapshotting and compacting is announced a new
+/// snapshot between receiving the previous one and installing it. Dropping that announcement
+/// left the leader waiting for a fetch that never came, and replication to the follower
+/// stalled for `SNAPSHOT_FETCH_TIMEOUT` (60 s; found by the nemesis, seed 12). The
+/// `snapshot::fetched` failpoint widens that window to 300 ms so every run hits it; catching
+/// up must take a fraction of the timeout.
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_catches_up_while_the_leader_keeps_compacting() {
+    const CATCH_UP_MAX: Duration = Duration::from_secs(20);
+    let cluster = Arc::new(Cluster::start_with(
+        3,
+        &[
+            "--snapshot-interval-entries",
+            "10",
+            "--log-retain-entries",
+            "0",
+        ],
+    ));
+    let leader = cluster.wait_leader().await;
+    let accounts = Arc::new(open_and_fund(&cluster, 16).await);
+    let follower = (1..=3).find(|&node| node != leader).expect("a follower");
+    cluster.wait_replicas_agree().await;
+    cluster.kill(follower);
+    let history = Arc::new(Mutex::new(History::default()));
+    run_load(cluster.clone(), history.clone(), accounts.clone(), 4, 50).await;
+
+    // Restart it under load: every partition keeps moving its compaction point while the
+    // follower fetches.
+    let load = tokio::spawn(run_load(
+        cluster.clone(),
+        history.clone(),
+        accounts.clone(),
+        4,
+        150,
+    ));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    cluster.start_node_with_env(follower, &[("FAILPOINTS", "snapshot::fetched=return(300)")]);
+    load.await.expect("load");
+
+    let other = cluster
+        .running()
+        .into_iter()
+        .find(|&node| node != follower)
+        .expect("a peer");
+    let started = Instant::now();
+    loop {
+        let applied = |status: proto::v1::GetClusterStatusResponse| -> Vec<u64> {
+            status.partitions.iter().map(|p| p.applied_index).collect()
+        };
+        if let (Ok(mine), Ok(theirs)) =
+            (cluster.status(follower).await, cluster.status(other).await)
+            && applied(mine) == applied(theirs)
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < CATCH_UP_MAX,
+            "the follower did not catch up within {CATCH_UP_MAX:?} of the load ending:\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let logs = std::fs::read_to_string(&cluster.nodes[follower as usize - 1].log_path)
+        .expect("follower log");
+    assert!(
+        logs.contains("snapshot installed"),
+        "the follower caught up without a snapshot: the test did not exercise compaction"
+    );
+    assert!(
+        logs.contains("a newer snapshot was announced during the fetch: fetching it next"),
+        "no snapshot was announced during a fetch: the test did not exercise the race"
+    );
+    cluster.wait_replicas_agree().await;
+    let history = history.lock().await;
+    check_history(&cluster, &history, &accounts).await;
+}
+
 #[test]
 fn node_refuses_data_of_another_node() {
     let cluster = Cluster::start(1);
