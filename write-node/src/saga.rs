@@ -73,6 +73,12 @@ impl Saga {
                     let channel = endpoint
                         .tcp_nodelay(true)
                         .connect_timeout(Duration::from_secs(1))
+                        // Bounded here too, not only by the server's grpc-timeout: a peer
+                        // that stopped answering on an open connection must not hold a
+                        // credit batch (and its callers) until the connection breaks.
+                        .timeout(limits::CREDIT_CALL_TIMEOUT)
+                        .http2_keep_alive_interval(Duration::from_secs(10))
+                        .keep_alive_timeout(Duration::from_secs(5))
                         .connect_lazy();
                     let client = PeerServiceClient::new(channel)
                         .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX * 4)
