@@ -66,12 +66,25 @@ pub fn write_node_binary() -> PathBuf {
     binary
 }
 
+/// A port that is free now, handed out once per process and below the kernel's ephemeral
+/// range: asking the kernel for port 0 twice can give the same port twice (a node's gRPC and
+/// metrics ports then collide), or one an outgoing connection takes before the node binds it.
+/// The same allocator as write-node/tests/it/harness.rs.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    if NEXT.load(Ordering::Relaxed) == 0 {
+        // Spread concurrent test processes over the range by process id.
+        let start = 20_000 + (std::process::id() % 600) as u16 * 20;
+        let _ = NEXT.compare_exchange(0, start, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(port < 32_768, "ran out of test ports");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl Cluster {
