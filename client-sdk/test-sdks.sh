@@ -163,12 +163,12 @@ for language in "${languages[@]}"; do
   case $language in
     python)
       (cd client-sdk/python && export PYTHONPATH=src \
-        && "$python_venv/bin/python" examples/transfer_and_watch.py --write "$write_endpoints" --read "$read_endpoint" | tee /dev/stderr | assert_summary python \
+        && "$python_venv/bin/python" examples/transfer_and_watch.py --write "$write_endpoints" --read "$read_endpoint" | tee -a /dev/stderr | assert_summary python \
         && "$python_venv/bin/python" tests/live_check.py --write "$write_endpoints" --read "$read_endpoint")
       ;;
     typescript)
       (cd client-sdk/typescript \
-        && node dist/examples/transfer-and-watch.js --write "$write_endpoints" --read "$read_endpoint" | tee /dev/stderr | assert_summary typescript \
+        && node dist/examples/transfer-and-watch.js --write "$write_endpoints" --read "$read_endpoint" | tee -a /dev/stderr | assert_summary typescript \
         && node dist/test/live-check.js --write "$write_endpoints" --read "$read_endpoint")
       ;;
   esac
