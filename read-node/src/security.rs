@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use security::{AuthLayer, Protection, TokenTable};
+use security::{AuthLayer, TokenTable};
 use tonic::transport::Server;
 
 use crate::config::Config;
@@ -54,19 +54,12 @@ pub struct Secured {
 
 /// Reads certificates and tokens, applies the exposure rule, returns the server builder and the auth layer.
 pub fn prepare(config: &Config) -> anyhow::Result<Secured> {
-    security::check_exposure(
+    let tokens = security::tokens_for(
         config.listen,
-        Protection {
-            tls: config.tls.is_some(),
-            tokens: config.tokens_file.is_some(),
-            insecure: config.insecure,
-        },
+        config.tls.is_some(),
+        config.tokens_file.as_deref(),
+        config.insecure,
     )?;
-    let tokens = config
-        .tokens_file
-        .as_deref()
-        .map(TokenTable::load)
-        .transpose()?;
     let mut builder = Server::builder();
     if let Some(tls) = &config.tls {
         builder = builder

@@ -11,6 +11,25 @@ pub struct Protection {
     pub insecure: bool,
 }
 
+/// What a node does first with its security settings: refuses an unprotected non-loopback
+/// `listen` ([`check_exposure`]), then loads the token table, if it has one.
+pub fn tokens_for(
+    listen: SocketAddr,
+    tls: bool,
+    tokens_file: Option<&std::path::Path>,
+    insecure: bool,
+) -> anyhow::Result<Option<crate::TokenTable>> {
+    check_exposure(
+        listen,
+        Protection {
+            tls,
+            tokens: tokens_file.is_some(),
+            insecure,
+        },
+    )?;
+    tokens_file.map(crate::TokenTable::load).transpose()
+}
+
 /// `Ok` on a loopback address, or with both TLS and tokens, or with `insecure`; otherwise
 /// the error explains the three ways out.
 pub fn check_exposure(listen: SocketAddr, protection: Protection) -> anyhow::Result<()> {

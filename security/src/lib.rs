@@ -19,7 +19,7 @@ pub mod tls;
 pub mod tokens;
 
 pub use auth::{AuthLayer, REASON_INVALID_TOKEN, REASON_MISSING_TOKEN, REASON_SCOPE_DENIED};
-pub use exposure::{Protection, check_exposure};
+pub use exposure::{Protection, check_exposure, tokens_for};
 pub use tls::{ClientTls, PeerIdentity, PeerTls, PeerVerifier, ServerTls};
 pub use tokens::{Scope, TokenTable};
 

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use security::{AuthLayer, Protection, TokenTable};
+use security::{AuthLayer, TokenTable};
 use tonic::transport::Server;
 
 use crate::config::Config;
@@ -65,19 +65,12 @@ pub struct Secured {
 /// at the peer TLS config, and returns the server builder and the auth layer.
 pub fn prepare(config: &Config) -> anyhow::Result<Secured> {
     validate(config)?;
-    security::check_exposure(
+    let tokens = security::tokens_for(
         config.listen,
-        Protection {
-            tls: config.tls.is_some(),
-            tokens: config.tokens_file.is_some(),
-            insecure: config.insecure,
-        },
+        config.tls.is_some(),
+        config.tokens_file.as_deref(),
+        config.insecure,
     )?;
-    let tokens = config
-        .tokens_file
-        .as_deref()
-        .map(TokenTable::load)
-        .transpose()?;
     let mut builder = Server::builder();
     let mut peers = None;
     match (&config.tls, &config.peer_tls) {
