@@ -19,7 +19,33 @@ pub struct TransferCommand {
     pub currency: Currency,
 }
 
-/// Commands are already shape-validated at the edge (ids, amount > 0, from != to); decide re-checks cheaply with assert!/debug_assert only where a violation is a programmer error.
+impl TransferCommand {
+    /// The shape checks the edge makes (amount in range, a non-nil id, valid account ids,
+    /// `from != to`), in one place: the edge, the peer handler of credits and `decide` all
+    /// call it. A violation is refused (see [`Malformed`]) instead of breaking the ledger's
+    /// invariants (a negative amount would bypass the funds check and move money backwards;
+    /// `from == to` would be a no-op recorded as a completion).
+    pub fn shape(&self) -> Result<(), Malformed> {
+        if !(1..=crate::money::AMOUNT_MINOR_MAX).contains(&self.amount_minor) {
+            return Err(Malformed::AmountOutOfRange);
+        }
+        if self.transaction_id.is_nil() {
+            return Err(Malformed::NilTransactionId);
+        }
+        let valid = |account_id: &str| crate::ids::validate_account_id(account_id).is_ok();
+        if !valid(&self.from) || !valid(&self.to) {
+            return Err(Malformed::InvalidAccountId);
+        }
+        if self.from == self.to {
+            return Err(Malformed::SameAccount);
+        }
+        Ok(())
+    }
+}
+
+/// Commands are shape-validated at the edge (ids, amount > 0, from != to); `decide` checks
+/// the shape again and answers [`Outcome::Malformed`] (changing nothing) rather than trusting
+/// whoever proposed it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Command {
     /// Open an account (idempotent for identical parameters).
@@ -91,7 +117,8 @@ pub enum RejectReason {
     CurrencyMismatch,
     /// An ordinary account's balance is below the amount.
     InsufficientFunds,
-    /// The target partition already credited a different transfer under this id.
+    /// The target partition already recorded this id for a different transfer (as the
+    /// source of one, or as the target of a credit).
     TransactionIdReused,
 }
 
@@ -144,7 +171,7 @@ impl RejectReason {
                 "The account to debit has insufficient funds for this amount."
             }
             RejectReason::TransactionIdReused => {
-                "This transaction id was already used for a different transfer into the target account's partition."
+                "This transaction id was already used for a different transfer in the target account's partition."
             }
         }
     }
@@ -277,7 +304,8 @@ pub enum Event {
 pub enum Conflict {
     /// OpenAccount for an id that is open with another currency or overdraft flag.
     AccountExistsWithOtherParameters,
-    /// A transfer whose id is already recorded for a different command.
+    /// A transfer whose id this partition already recorded for a different command, as the
+    /// source of a transfer or as the target of a credit.
     TransactionIdReused,
 }
 
@@ -303,6 +331,67 @@ impl Conflict {
     }
 }
 
+/// Why a command that reached the log fails the shape checks the edge makes. The edge
+/// refuses such input before proposing it, so one in the log is a bug upstream or a forged
+/// peer message; `decide` answers it as a refusal that changes nothing, so no committed entry
+/// can ever stop a replica. The answer is `INVALID_ARGUMENT` with this reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Malformed {
+    /// `amount_minor` outside `1..=AMOUNT_MINOR_MAX`.
+    AmountOutOfRange,
+    /// `from == to`.
+    SameAccount,
+    /// The nil UUID as transaction id.
+    NilTransactionId,
+    /// An account id that `validate_account_id` refuses.
+    InvalidAccountId,
+    /// A credit whose `from` account is open in the partition asked to credit it: a credit
+    /// only ever comes from another partition, so it cannot be genuine.
+    CreditFromLocalAccount,
+    /// A settle for a transaction id this partition never debited.
+    SettleOfUnknownTransfer,
+}
+
+impl Malformed {
+    /// The stable machine-readable reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Malformed::AmountOutOfRange => "AMOUNT_OUT_OF_RANGE",
+            Malformed::SameAccount => "SAME_ACCOUNT",
+            Malformed::NilTransactionId => "NIL_TRANSACTION_ID",
+            Malformed::InvalidAccountId => "INVALID_ACCOUNT_ID",
+            Malformed::CreditFromLocalAccount => "CREDIT_FROM_LOCAL_ACCOUNT",
+            Malformed::SettleOfUnknownTransfer => "SETTLE_OF_UNKNOWN_TRANSFER",
+        }
+    }
+
+    /// The request field at fault.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Malformed::AmountOutOfRange => "amount",
+            Malformed::SameAccount => "to_account",
+            Malformed::NilTransactionId | Malformed::SettleOfUnknownTransfer => "transaction_id",
+            Malformed::InvalidAccountId | Malformed::CreditFromLocalAccount => "from_account",
+        }
+    }
+
+    /// A human sentence.
+    pub fn message(&self) -> &'static str {
+        match self {
+            Malformed::AmountOutOfRange => "The amount is outside the accepted range.",
+            Malformed::SameAccount => "from_account and to_account must differ.",
+            Malformed::NilTransactionId => "The nil UUID is not a transaction id.",
+            Malformed::InvalidAccountId => "An account id is malformed.",
+            Malformed::CreditFromLocalAccount => {
+                "A credit must come from an account of another partition."
+            }
+            Malformed::SettleOfUnknownTransfer => {
+                "There is no transfer in flight under this transaction id to settle."
+            }
+        }
+    }
+}
+
 /// The answer a command gets.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -315,6 +404,8 @@ pub enum Outcome {
     Credit(CreditRecord),
     /// ALREADY_EXISTS: nothing changed.
     Conflict(Conflict),
+    /// INVALID_ARGUMENT: the command fails a shape check; nothing changed.
+    Malformed(Malformed),
 }
 
 /// Result of decide: either an event to apply, or a reply with no state change (duplicate retry, conflict, re-open with same params).

@@ -18,8 +18,8 @@ pub mod money;
 pub mod state;
 
 pub use domain::{
-    Account, Command, Conflict, CreditOutcome, CreditRecord, Decision, EntryMeta, Event, Outcome,
-    RejectReason, Settlement, TransferCommand, TransferRecord, TransferStatus,
+    Account, Command, Conflict, CreditOutcome, CreditRecord, Decision, EntryMeta, Event, Malformed,
+    Outcome, RejectReason, Settlement, TransferCommand, TransferRecord, TransferStatus,
 };
 pub use ids::{ACCOUNT_ID_BYTES_MAX, IdError, parse_transaction_id, validate_account_id};
 pub use money::{
@@ -35,4 +35,28 @@ pub fn partition_of(account_id: &str, partitions: u32) -> u32 {
     let hash = blake3::hash(account_id.as_bytes());
     let prefix = u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"));
     (prefix % u64::from(partitions)) as u32
+}
+
+/// Which of several partitions' records for one transaction id is *the* answer for the id:
+/// the smallest key wins. Two source partitions can hold a record for one id: a transfer
+/// refused with `TransactionIdReused` by a target that recorded the id first, or the one
+/// reuse that is not detected (two transfers whose partitions are all different; see the
+/// README, "Idempotency"). The record that is not such a refusal wins, then the lowest
+/// source partition, so every node (write and read) gives the same answer.
+pub fn transfer_answer_rank(source_partition: u32, rejected_as_reused: bool) -> (bool, u32) {
+    (rejected_as_reused, source_partition)
+}
+
+/// The record answered for a transaction id, of `(source partition, record)` pairs: see
+/// [`transfer_answer_rank`].
+pub fn first_transfer_record(
+    records: impl IntoIterator<Item = (u32, TransferRecord)>,
+) -> Option<TransferRecord> {
+    records
+        .into_iter()
+        .min_by_key(|(partition, record)| {
+            let reused = record.status == TransferStatus::Rejected(RejectReason::TransactionIdReused);
+            transfer_answer_rank(*partition, reused)
+        })
+        .map(|(_, record)| record)
 }

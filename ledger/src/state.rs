@@ -8,9 +8,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::domain::{
-    Account, Command, Conflict, CreditOutcome, CreditRecord, Decision, EntryMeta, Event, Outcome,
-    RejectReason, Settlement, TransferCommand, TransferRecord, TransferStatus,
+    Account, Command, Conflict, CreditOutcome, CreditRecord, Decision, EntryMeta, Event,
+    Malformed, Outcome, RejectReason, Settlement, TransferCommand, TransferRecord, TransferStatus,
 };
+use crate::ids::validate_account_id;
 use crate::money::{AMOUNT_MINOR_MAX, Currency};
 
 /// Domain separation for [`Ledger::digest`]; bump the version if the encoding changes.
@@ -323,40 +324,84 @@ fn credit_refusal(state: &Ledger, transfer: &TransferCommand) -> Option<RejectRe
     None
 }
 
-/// The answer to a transfer whose id is already recorded here: the original record for an
-/// identical retry, a conflict otherwise.
+/// The answer to a transfer whose id is already recorded here, as the source of a transfer
+/// (the original record for an identical retry, a conflict otherwise) or as the target of a
+/// credit (always a conflict: a transfer decided here has its source here, a credit's source
+/// is elsewhere, so the two cannot be the same transfer).
 fn known_transfer(state: &Ledger, transfer: &TransferCommand) -> Option<Decision> {
-    let original = state.transfers.get(&transfer.transaction_id)?;
-    Some(if original.transfer == *transfer {
-        Decision::Reply(Outcome::Transfer(original.clone()))
-    } else {
-        Decision::Reply(Outcome::Conflict(Conflict::TransactionIdReused))
-    })
+    if let Some(original) = state.transfers.get(&transfer.transaction_id) {
+        return Some(if original.transfer == *transfer {
+            Decision::Reply(Outcome::Transfer(original.clone()))
+        } else {
+            Decision::Reply(Outcome::Conflict(Conflict::TransactionIdReused))
+        });
+    }
+    state
+        .credits
+        .contains_key(&transfer.transaction_id)
+        .then_some(Decision::Reply(Outcome::Conflict(
+            Conflict::TransactionIdReused,
+        )))
 }
 
-/// Shape checks the edge already made. A violation here is a bug upstream, and letting it
-/// through would break the ledger's invariants (a negative amount bypasses the funds check
-/// and moves money backwards; `from == to` would be a no-op recorded as a completion), so
-/// halting beats silently corrupting replicated state.
+/// The refusal a credit gets when this partition already recorded its id for another
+/// transfer, or `None`. Nothing is recorded for the refused credit, so the answer cites the
+/// original's position, which keeps it identical for every retry; the source refunds.
+fn reused_credit(state: &Ledger, transfer: &TransferCommand) -> Option<Decision> {
+    let id = transfer.transaction_id;
+    let original_meta = match (state.credits.get(&id), state.transfers.get(&id)) {
+        (Some(original), _) if original.transfer == *transfer => {
+            return Some(Decision::Reply(Outcome::Credit(original.clone())));
+        }
+        // Another source partition used this id for a different transfer into this one.
+        (Some(original), _) => original.meta,
+        // This partition was the source of a transfer under this id.
+        (None, Some(original)) => original.meta,
+        (None, None) => return None,
+    };
+    Some(Decision::Reply(Outcome::Credit(CreditRecord {
+        transfer: transfer.clone(),
+        outcome: CreditOutcome::Refused(RejectReason::TransactionIdReused),
+        meta: original_meta,
+    })))
+}
+
+/// For `evolve`: an event's transfer passed [`TransferCommand::shape`] in `decide`, so a violation
+/// here means the log or the code is corrupt, and a replica must stop rather than spread it.
 fn assert_transfer_shape(transfer: &TransferCommand) {
-    assert!(
-        (1..=AMOUNT_MINOR_MAX).contains(&transfer.amount_minor),
-        "transfer {} has amount_minor {} outside 1..={AMOUNT_MINOR_MAX}; the edge must reject it",
-        transfer.transaction_id,
-        transfer.amount_minor,
-    );
-    assert_ne!(
-        transfer.from, transfer.to,
-        "transfer {} has from == to; the edge must reject it",
-        transfer.transaction_id
-    );
-    debug_assert!(
-        !transfer.transaction_id.is_nil(),
-        "nil transaction id must be rejected at the edge"
-    );
+    if let Err(malformed) = transfer.shape() {
+        panic!(
+            "transfer {} in an event is malformed ({}); decide refuses such commands",
+            transfer.transaction_id,
+            malformed.reason()
+        );
+    }
 }
 
-/// Pure validation against state. Transfer order of checks: (1) id already known: same TransferCommand -> Reply(Outcome::Transfer(original record)), else Reply(Conflict(TransactionIdReused)); (2) from unknown -> Apply(TransferRejected FromAccountNotFound); (3) to unknown -> ToAccountNotFound; (4) currency != from.currency or != to.currency -> CurrencyMismatch; (5) !from.allow_negative_balance && from.balance_minor < amount -> InsufficientFunds; else Apply(TransferCompleted). OpenAccount: unknown -> Apply(AccountOpened); known with identical (currency, allow_negative_balance) -> Reply(Outcome::Account(existing)); else Reply(Conflict(AccountExistsWithOtherParameters)).
+fn malformed(malformed: Malformed) -> Decision {
+    Decision::Reply(Outcome::Malformed(malformed))
+}
+
+/// Pure validation against state; never panics, whatever the command (a committed entry must
+/// not be able to stop a replica).
+///
+/// Transfer and TransferOut, in order: (0) shape ([`TransferCommand::shape`]) -> `Malformed`; (1) id
+/// already recorded here as a source: same command -> the original record, else
+/// `Conflict(TransactionIdReused)`; as a target of a credit -> `Conflict(TransactionIdReused)`;
+/// (2) from unknown -> Apply(TransferRejected FromAccountNotFound); (3) to unknown (Transfer
+/// only) -> ToAccountNotFound; (4) currency differs from an account's -> CurrencyMismatch; (5)
+/// an ordinary `from` below the amount -> InsufficientFunds; else Apply(TransferCompleted or
+/// TransferDebited).
+///
+/// Credit: (0) shape, and `from` must not be an account of this partition; (1) id recorded
+/// here: the same credit -> the original record; another credit, or a transfer this partition
+/// was the source of -> a refusal with TransactionIdReused (not recorded); (2) `to` unknown or
+/// of another currency -> Apply(CreditRefused); else Apply(TransferCredited).
+///
+/// OpenAccount: malformed id -> `Malformed`; unknown -> Apply(AccountOpened); known with
+/// identical (currency, allow_negative_balance) -> the account; else
+/// Conflict(AccountExistsWithOtherParameters). Settle: unknown id -> `Malformed`; already
+/// settled -> the record; else Apply(TransferSettled or TransferRefunded).
 pub fn decide(state: &Ledger, command: &Command, meta: EntryMeta) -> Decision {
     match command {
         Command::OpenAccount {
@@ -364,11 +409,9 @@ pub fn decide(state: &Ledger, command: &Command, meta: EntryMeta) -> Decision {
             currency,
             allow_negative_balance,
         } => {
-            debug_assert_eq!(
-                crate::ids::validate_account_id(account_id),
-                Ok(()),
-                "the edge validates account ids"
-            );
+            if validate_account_id(account_id).is_err() {
+                return malformed(Malformed::InvalidAccountId);
+            }
             match state.accounts.get(account_id) {
                 None => Decision::Apply(Event::AccountOpened {
                     account_id: account_id.clone(),
@@ -387,7 +430,9 @@ pub fn decide(state: &Ledger, command: &Command, meta: EntryMeta) -> Decision {
             }
         }
         Command::Transfer(transfer) => {
-            assert_transfer_shape(transfer);
+            if let Err(error) = transfer.shape() {
+                return malformed(error);
+            }
             // Idempotency comes first: a retry must get the original answer even if the
             // accounts have changed since (e.g. funds arrived after a rejection).
             if let Some(decision) = known_transfer(state, transfer) {
@@ -404,7 +449,9 @@ pub fn decide(state: &Ledger, command: &Command, meta: EntryMeta) -> Decision {
             })
         }
         Command::TransferOut(transfer) => {
-            assert_transfer_shape(transfer);
+            if let Err(error) = transfer.shape() {
+                return malformed(error);
+            }
             if let Some(decision) = known_transfer(state, transfer) {
                 return decision;
             }
@@ -419,21 +466,14 @@ pub fn decide(state: &Ledger, command: &Command, meta: EntryMeta) -> Decision {
             })
         }
         Command::Credit(transfer) => {
-            assert_transfer_shape(transfer);
-            if let Some(original) = state.credits.get(&transfer.transaction_id) {
-                return if original.transfer == *transfer {
-                    Decision::Reply(Outcome::Credit(original.clone()))
-                } else {
-                    // Another source partition used this id for a different transfer into
-                    // this partition: refuse, so that source refunds. Nothing is recorded for
-                    // the refused one, so the answer cites the original's position, which
-                    // keeps it identical for every retry.
-                    Decision::Reply(Outcome::Credit(CreditRecord {
-                        transfer: transfer.clone(),
-                        outcome: CreditOutcome::Refused(RejectReason::TransactionIdReused),
-                        meta: original.meta,
-                    }))
-                };
+            if let Err(error) = transfer.shape() {
+                return malformed(error);
+            }
+            if state.accounts.contains_key(&transfer.from) {
+                return malformed(Malformed::CreditFromLocalAccount);
+            }
+            if let Some(decision) = reused_credit(state, transfer) {
+                return decision;
             }
             let transfer = transfer.clone();
             Decision::Apply(match credit_refusal(state, &transfer) {
@@ -450,9 +490,9 @@ pub fn decide(state: &Ledger, command: &Command, meta: EntryMeta) -> Decision {
             credit,
             credit_index,
         } => {
-            let record = state.transfers.get(transaction_id).unwrap_or_else(|| {
-                panic!("Settle for unknown transaction id {transaction_id}: only the source's own driver settles")
-            });
+            let Some(record) = state.transfers.get(transaction_id) else {
+                return malformed(Malformed::SettleOfUnknownTransfer);
+            };
             if record.status != TransferStatus::InFlight {
                 return Decision::Reply(Outcome::Transfer(record.clone()));
             }
@@ -642,6 +682,7 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
             reason,
             meta,
         } => {
+            assert_transfer_shape(&transfer);
             let id = transfer.transaction_id;
             assert!(
                 !state.credits.contains_key(&id),

@@ -222,8 +222,6 @@ proptest! {
         cluster.open("e1", eur(), false);
         // Transaction ids come from a small pool, so retries and reuse happen.
         let ids: Vec<uuid::Uuid> = (0..40u128).map(|n| uuid::Uuid::from_u128(n + 1)).collect();
-        // The first transfer each source partition recorded under an id.
-        let mut first_answers: BTreeMap<(u32, uuid::Uuid), TransferCommand> = BTreeMap::new();
         for op in ops {
             match op {
                 Op::Transfer { from, to, amount_minor, euro, id } => {
@@ -237,16 +235,21 @@ proptest! {
                         amount_minor,
                         currency: if euro { eur() } else { usd() },
                     };
+                    // The source refuses an id it recorded for another transfer, in either
+                    // role: as the source of one, or as the target of a credit.
+                    let source = &cluster.partitions[partition_of(&transfer.from, PARTITIONS) as usize];
+                    let id = transfer.transaction_id;
+                    let reused_on_source = source.transfer(&id).is_some_and(|first| first.transfer != transfer)
+                        || source.credit(&id).is_some();
                     let outcome = cluster.submit(transfer.clone());
-                    let source = partition_of(&transfer.from, PARTITIONS);
-                    let key = (source, transfer.transaction_id);
-                    let reused_on_source = first_answers.get(&key).is_some_and(|first| *first != transfer);
                     match outcome {
-                        Outcome::Transfer(record) => prop_assert_eq!(&record.transfer, &transfer),
+                        Outcome::Transfer(record) => {
+                            prop_assert!(!reused_on_source);
+                            prop_assert_eq!(&record.transfer, &transfer);
+                        }
                         Outcome::Conflict(_) => prop_assert!(reused_on_source),
                         other => prop_assert!(false, "unexpected {:?}", other),
                     }
-                    first_answers.entry(key).or_insert(transfer);
                 }
                 Op::Advance { pick, repeat } => cluster.advance(pick, repeat),
             }
@@ -269,6 +272,29 @@ proptest! {
                 }
                 if let TransferStatus::Rejected(RejectReason::ToAccountNotFound) = record.status {
                     prop_assert_eq!(record.transfer.to.as_str(), "ghost");
+                }
+            }
+        }
+        // Exactly once across partitions: two different transfers that moved money under one
+        // id touched disjoint partitions (a partition that recorded the id refuses the other).
+        let mut completed: BTreeMap<uuid::Uuid, Vec<TransferCommand>> = BTreeMap::new();
+        for ledger in &cluster.partitions {
+            for record in ledger.transfers() {
+                if record.status == TransferStatus::Completed {
+                    completed.entry(record.transfer.transaction_id).or_default().push(record.transfer.clone());
+                }
+            }
+        }
+        let touched = |transfer: &TransferCommand| {
+            [partition_of(&transfer.from, PARTITIONS), partition_of(&transfer.to, PARTITIONS)]
+        };
+        for transfers in completed.values() {
+            for (position, first) in transfers.iter().enumerate() {
+                for second in &transfers[position + 1..] {
+                    prop_assert!(
+                        touched(first).iter().all(|partition| !touched(second).contains(partition)),
+                        "{:?} and {:?} both moved money through one partition", first, second
+                    );
                 }
             }
         }
@@ -331,4 +357,171 @@ fn refused_credit_refunds_the_source_with_the_target_reason() {
     };
     assert_eq!(again, record);
     cluster.check_conservation();
+}
+
+/// Two accounts on one partition and two on each of two others: (partition, [ids]).
+fn accounts_on_three_partitions() -> [(u32, [String; 2]); 3] {
+    let mut found: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for n in 0.. {
+        let id = format!("acct-{n}");
+        let ids = found.entry(partition_of(&id, PARTITIONS)).or_default();
+        if ids.len() < 2 {
+            ids.push(id);
+        }
+        if found.len() == 3 && found.values().all(|ids| ids.len() == 2) {
+            break;
+        }
+    }
+    let mut partitions = found.into_iter().map(|(partition, ids)| {
+        let [first, second]: [String; 2] = ids.try_into().unwrap();
+        (partition, [first, second])
+    });
+    [(); 3].map(|()| partitions.next().unwrap())
+}
+
+/// A cluster with every account of `accounts_on_three_partitions` open in USD and funded with
+/// 1000 from an issuer on each partition (ids from 1_000_000 on, never reused below).
+fn funded_cluster() -> (Cluster, [(u32, [String; 2]); 3]) {
+    let layout = accounts_on_three_partitions();
+    let mut cluster = Cluster::new();
+    let mut id = 1_000_000;
+    for (partition, accounts) in &layout {
+        let issuer = format!("issuer-{partition}");
+        let issuer = (0..)
+            .map(|n| format!("{issuer}-{n}"))
+            .find(|candidate| partition_of(candidate, PARTITIONS) == *partition)
+            .unwrap();
+        cluster.open(&issuer, usd(), true);
+        for account in accounts {
+            cluster.open(account, usd(), false);
+            id += 1;
+            let funding = transfer_of(id, &issuer, account, 1000);
+            assert!(matches!(cluster.submit(funding), Outcome::Transfer(record) if record.status == TransferStatus::Completed));
+        }
+    }
+    (cluster, layout)
+}
+
+fn transfer_of(id: u128, from: &str, to: &str, amount_minor: i64) -> TransferCommand {
+    TransferCommand {
+        transaction_id: uuid::Uuid::from_u128(id),
+        from: from.into(),
+        to: to.into(),
+        amount_minor,
+        currency: usd(),
+    }
+}
+
+impl Cluster {
+    fn balance(&self, account_id: &str) -> i128 {
+        let partition = partition_of(account_id, PARTITIONS) as usize;
+        self.partitions[partition].account(account_id).unwrap().balance_minor
+    }
+
+    fn balances(&self) -> BTreeMap<String, i128> {
+        let accounts = self.partitions.iter().flat_map(|ledger| ledger.accounts());
+        accounts.map(|account| (account.account_id.clone(), account.balance_minor)).collect()
+    }
+
+    /// Submits and drives every saga to the end; the transfer's final answer.
+    fn submit_to_end(&mut self, transfer: TransferCommand) -> Outcome {
+        let outcome = self.submit(transfer.clone());
+        while !self.sagas.is_empty() {
+            self.advance(0, true);
+        }
+        self.check_conservation();
+        match outcome {
+            Outcome::Transfer(record) if record.status == TransferStatus::InFlight => {
+                let source = partition_of(&transfer.from, PARTITIONS) as usize;
+                let record = self.partitions[source].transfer(&transfer.transaction_id).unwrap();
+                Outcome::Transfer(record.clone())
+            }
+            outcome => outcome,
+        }
+    }
+}
+
+fn is_completed(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Transfer(record) if record.status == TransferStatus::Completed)
+}
+
+/// The answer to a second transfer under a used id: refused, and no balance moved.
+#[track_caller]
+fn assert_refused_as_reused(cluster: &mut Cluster, second: TransferCommand) {
+    let before = cluster.balances();
+    let outcome = cluster.submit_to_end(second.clone());
+    let refused = match &outcome {
+        Outcome::Conflict(ledger::Conflict::TransactionIdReused) => true,
+        Outcome::Transfer(record) => {
+            record.status == TransferStatus::Rejected(RejectReason::TransactionIdReused)
+        }
+        _ => false,
+    };
+    assert!(refused, "{second:?} answered {outcome:?}");
+    assert_eq!(cluster.balances(), before, "{second:?} moved money");
+    // A retry gets the same answer and still moves nothing.
+    assert_eq!(cluster.submit_to_end(second), outcome);
+    assert_eq!(cluster.balances(), before);
+}
+
+/// Issue "money safety first", item 2: an id used inside one partition, then across
+/// partitions into it, and the reverse order, whether the first completed or was rejected.
+#[test]
+fn an_id_moves_money_once_through_any_partition_in_either_order() {
+    let id = 7;
+    // Same-partition first (P0: a -> b), then cross-partition into P0 (P1: c -> a).
+    let (mut cluster, [(_, [a, b]), (_, [c, d]), (_, [e, _])]) = funded_cluster();
+    assert!(is_completed(&cluster.submit_to_end(transfer_of(id, &a, &b, 10))));
+    assert_refused_as_reused(&mut cluster, transfer_of(id, &c, &a, 10));
+    assert_refused_as_reused(&mut cluster, transfer_of(id, &c, &b, 99));
+    // ... and out of P0 into another partition (P0: b -> c): P0 recorded the id as a source.
+    assert_refused_as_reused(&mut cluster, transfer_of(id, &b, &c, 10));
+    // The first transfer's retry still gets its original success.
+    assert!(is_completed(&cluster.submit_to_end(transfer_of(id, &a, &b, 10))));
+
+    // Cross-partition first (P1: c -> a into P0), then inside either partition it touched.
+    let id = 8;
+    assert!(is_completed(&cluster.submit_to_end(transfer_of(id, &c, &a, 10))));
+    assert_refused_as_reused(&mut cluster, transfer_of(id, &a, &b, 10)); // inside the target
+    assert_refused_as_reused(&mut cluster, transfer_of(id, &d, &c, 10)); // inside the source
+    assert_refused_as_reused(&mut cluster, transfer_of(id, &b, &d, 10)); // target -> source
+    assert_refused_as_reused(&mut cluster, transfer_of(id, &e, &a, 10)); // into the target
+    assert_refused_as_reused(&mut cluster, transfer_of(id, &e, &c, 10)); // into the source
+
+    // A rejected first transfer takes the id too (insufficient funds, P0: a -> b).
+    let id = 9;
+    let rejected = cluster.submit_to_end(transfer_of(id, &a, &b, 1_000_000));
+    assert!(matches!(&rejected, Outcome::Transfer(record)
+        if record.status == TransferStatus::Rejected(RejectReason::InsufficientFunds)));
+    assert_refused_as_reused(&mut cluster, transfer_of(id, &c, &a, 10));
+    assert_refused_as_reused(&mut cluster, transfer_of(id, &b, &a, 10));
+    assert_eq!(cluster.submit_to_end(transfer_of(id, &a, &b, 1_000_000)), rejected);
+
+    // A cross-partition transfer refused by its target (unknown account) takes the id on both.
+    let id = 10;
+    let ghost = (0..)
+        .map(|n| format!("ghost-{n}"))
+        .find(|ghost| partition_of(ghost, PARTITIONS) == partition_of(&a, PARTITIONS))
+        .unwrap();
+    let refused = cluster.submit_to_end(transfer_of(id, &c, &ghost, 10));
+    assert!(matches!(&refused, Outcome::Transfer(record)
+        if record.status == TransferStatus::Rejected(RejectReason::ToAccountNotFound)));
+    assert_refused_as_reused(&mut cluster, transfer_of(id, &a, &b, 10));
+    assert_refused_as_reused(&mut cluster, transfer_of(id, &d, &c, 10));
+    assert_eq!(cluster.balance(&c), 990, "c paid 10 once (id 8), nothing for any refused reuse");
+    assert_eq!(cluster.balance(&a), 1000, "a paid 10 (id 7) and got 10 (id 8)");
+    assert_eq!(cluster.balance(&b), 1010, "b got 10 once (id 7)");
+}
+
+/// The scope of the guarantee: two transfers under one id whose partitions are all different
+/// are not compared (that would cost a round trip to a global id index on every transfer;
+/// see README, "Idempotency"). Each moves money once.
+#[test]
+fn an_id_reused_on_disjoint_partitions_is_not_detected() {
+    let (mut cluster, [(_, [a, b]), (_, [c, _]), (_, [e, _])]) = funded_cluster();
+    assert!(is_completed(&cluster.submit_to_end(transfer_of(11, &a, &b, 10))));
+    // c -> e touches P1 and P2 only, neither of which recorded id 11.
+    assert!(is_completed(&cluster.submit_to_end(transfer_of(11, &c, &e, 10))));
+    assert_eq!(cluster.balance(&c), 990);
+    assert_eq!(cluster.balance(&e), 1010);
 }
