@@ -59,6 +59,11 @@ pub struct Report {
     pub transfers_unknown: usize,
     pub transfers_unknown_applied: usize,
     pub transfers_completed: usize,
+    /// Transfers that reused a finished transfer's id (see `workload::reuse`): each must be
+    /// refused with TRANSACTION_ID_REUSED, or stay unknown; never acknowledged.
+    pub reuses_attempted: usize,
+    pub reuses_refused: usize,
+    pub reuses_unknown: usize,
     pub reads_checked: usize,
     pub quiescent_reads_checked: usize,
     pub pushes_checked: usize,
@@ -153,6 +158,7 @@ pub fn check(
 ) {
     let transfers = attempted(history, report);
     let completed = check_transfers(&transfers, finals, report);
+    check_reuses(history, report);
     check_fold(&completed, final_balances, report);
     check_reads(history, report);
     check_pushes(history, &completed, final_balances, report);
@@ -284,6 +290,30 @@ fn check_transfers(
         }
     }
     completed
+}
+
+/// A reused id is refused, never acknowledged. Whether it moved money is checked by the
+/// fold, the pushes and the read history, which count only the first transfer of each id.
+fn check_reuses(history: &[Entry], report: &mut Report) {
+    for entry in history {
+        let Op::Reuse {
+            transaction_id,
+            detail,
+            ..
+        } = &entry.op
+        else {
+            continue;
+        };
+        match entry.phase {
+            Phase::Invoke => report.reuses_attempted += 1,
+            Phase::Fail if detail == "TRANSACTION_ID_REUSED" => report.reuses_refused += 1,
+            Phase::Unknown => report.reuses_unknown += 1,
+            Phase::Ok | Phase::Fail => report.anomaly(format!(
+                "t={}ms: {transaction_id} reused for other parameters answered {:?} ({detail})",
+                entry.time_ms, entry.phase
+            )),
+        }
+    }
 }
 
 /// The final balances are the fold of the completed transfers, each applied once.
@@ -564,6 +594,47 @@ mod tests {
         let mut report = Report::default();
         check(history, finals, end, &BTreeMap::new(), &mut report);
         report
+    }
+
+    fn reuse(id: &str, from: &str, to: &str, detail: &str) -> Op {
+        Op::Reuse {
+            transaction_id: id.into(),
+            from: from.into(),
+            to: to.into(),
+            amount_minor: 7,
+            currency: "USD".into(),
+            detail: detail.into(),
+        }
+    }
+
+    #[test]
+    fn a_reused_id_must_be_refused() {
+        let (mut history, mut finals) = funding();
+        let op = transfer("t1", "nem-usd-0", "nem-usd-1", 500);
+        history.push(entry(5, Phase::Invoke, op.clone()));
+        history.push(entry(6, Phase::Ok, op));
+        finals.insert("t1".into(), completed("nem-usd-0", "nem-usd-1", 500));
+        let refused = reuse("t1", "nem-usd-1", "nem-usd-2", "TRANSACTION_ID_REUSED");
+        history.push(entry(7, Phase::Invoke, refused.clone()));
+        history.push(entry(8, Phase::Fail, refused));
+        // (`run` passes no read-node history, so those checks report it missing; only the
+        // anomalies about the reuse matter here.)
+        let about_reuse = |report: &Report| -> Vec<String> {
+            let anomalies = report.anomalies.iter();
+            anomalies.filter(|text| !text.contains("read-node history")).cloned().collect()
+        };
+        let clean = run(&history, &finals, &balances(500));
+        assert_eq!(about_reuse(&clean), Vec::<String>::new());
+        assert_eq!((clean.reuses_attempted, clean.reuses_refused), (1, 1));
+
+        // Acknowledged, or refused for another reason: both are anomalies.
+        for (phase, detail) in [(Phase::Ok, "v1.0.9"), (Phase::Fail, "INSUFFICIENT_FUNDS")] {
+            let mut broken = history.clone();
+            broken.push(entry(9, phase, reuse("t1", "nem-usd-0", "nem-usd-3", detail)));
+            let anomalies = about_reuse(&run(&broken, &finals, &balances(500)));
+            assert_eq!(anomalies.len(), 1, "{anomalies:?}");
+            assert!(anomalies[0].contains("reused"), "{anomalies:?}");
+        }
     }
 
     #[test]

@@ -36,6 +36,18 @@ pub enum Op {
         /// Completion only: the error reason, or the consistency token on success.
         detail: String,
     },
+    /// A transfer under an id the worker already used for another transfer that reached a
+    /// final outcome, sent from an account whose partition recorded that id: it must be
+    /// refused (`TRANSACTION_ID_REUSED`) and move nothing.
+    Reuse {
+        transaction_id: String,
+        from: String,
+        to: String,
+        amount_minor: i64,
+        currency: String,
+        /// Completion only: the error reason, or the consistency token on success.
+        detail: String,
+    },
     /// A `GetAccount` sweep over every account (completion: balances in minor units).
     Read {
         balances: Vec<(String, i64)>,

@@ -696,6 +696,7 @@ async fn scenario(run: &mut Run, steps: &[Step]) -> anyhow::Result<()> {
     checker::check(&history, &finals, &balances, &read_history, &mut run.report);
     run.log(format!(
         "checked: {} transfers ({} acknowledged, {} rejected, {} unknown of which {} applied), \
+         {} reused ids ({} refused, {} unknown), \
          {} reads ({} quiescent), {} pushes, {} read-node history rows; {} faults; \
          anomalies: {}",
         run.report.transfers_attempted,
@@ -703,6 +704,9 @@ async fn scenario(run: &mut Run, steps: &[Step]) -> anyhow::Result<()> {
         run.report.transfers_rejected,
         run.report.transfers_unknown,
         run.report.transfers_unknown_applied,
+        run.report.reuses_attempted,
+        run.report.reuses_refused,
+        run.report.reuses_unknown,
         run.report.reads_checked,
         run.report.quiescent_reads_checked,
         run.report.pushes_checked,

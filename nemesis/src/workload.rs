@@ -33,6 +33,10 @@ pub const CLIENT_RESUBMITS_MAX: usize = 3;
 /// Pause between a worker's transfers, so the history stays small and the cluster is not
 /// saturated (faults, not overload, are under test here).
 pub const WORKER_PAUSE: Duration = Duration::from_millis(15);
+/// One transfer in this many reuses an id the worker used before (see [`reuse`]).
+pub const REUSE_ONE_IN: u64 = 12;
+/// Finished transfers a worker remembers as candidates for reuse.
+pub const REUSE_CANDIDATES_MAX: usize = 16;
 /// Pause between the reader's sweeps.
 pub const READER_PAUSE: Duration = Duration::from_millis(200);
 
@@ -145,34 +149,127 @@ pub fn seeded_transaction_id(rng: &mut Prng) -> Uuid {
     uuid::Builder::from_random_bytes(bytes).into_uuid()
 }
 
+/// A finished transfer a worker may reuse the id of.
+struct Finished {
+    transfer: Transfer,
+    completed: bool,
+}
+
+/// A transfer that reuses `first`'s id for other parameters, sent from an account whose
+/// partition recorded the id once `first` was final: `first`'s source (which records every
+/// transfer it decides, completed or rejected), or, if `first` completed, its target (which
+/// recorded the credit, or the whole transfer inside one partition). Either way the source
+/// refuses it with `TRANSACTION_ID_REUSED` before any money moves, whichever order the two
+/// partitions recorded the id in; a completed first transfer keeps its record.
+fn reuse(first: &Finished, rng: &mut Prng) -> (Transfer, i64) {
+    let currency = first.transfer.currency.as_str();
+    let from = if first.completed && rng.below(2) == 0 {
+        first.transfer.to.clone()
+    } else {
+        first.transfer.from.clone()
+    };
+    let to = loop {
+        let candidate = ordinary(currency, rng.below(ACCOUNTS_PER_CURRENCY as u64) as usize);
+        if candidate != from {
+            break candidate;
+        }
+    };
+    let amount_minor = 1 + rng.below(TRANSFER_MINOR_MAX as u64) as i64;
+    let transfer = Transfer {
+        transaction_id: first.transfer.transaction_id,
+        from,
+        to,
+        amount: format_minor(amount_minor),
+        currency: currency.to_owned(),
+    };
+    (transfer, amount_minor)
+}
+
+/// Submits a reuse of an id once (no resubmits: an unknown outcome stays unknown, and the
+/// checker's balance fold catches any money it moved) and records it.
+async fn reuse_transfer(
+    wallet: &WalletClient,
+    history: &History,
+    process: &str,
+    transfer: &Transfer,
+    amount_minor: i64,
+) {
+    let op = |detail: String| Op::Reuse {
+        transaction_id: transfer.transaction_id.to_string(),
+        from: transfer.from.clone(),
+        to: transfer.to.clone(),
+        amount_minor,
+        currency: transfer.currency.clone(),
+        detail,
+    };
+    if !history.record(process, Phase::Invoke, op(String::new())) {
+        return;
+    }
+    let (phase, detail) = match wallet.transfer(transfer).await {
+        Ok(done) => (Phase::Ok, done.consistency_token),
+        Err(e) if e.is_definite() => (Phase::Fail, e.reason().to_owned()),
+        Err(e) => (Phase::Unknown, format!("{}: {}", e.reason(), e.message())),
+    };
+    history.record(process, phase, op(detail));
+}
+
 /// A transfer worker: random same-currency transfers between ordinary accounts until
-/// stopped or the history is full.
+/// stopped or the history is full; one in [`REUSE_ONE_IN`] reuses the id of one of its
+/// finished transfers for other parameters (a client bug the ledger must refuse).
 pub async fn worker(clients: Arc<Clients>, seed: u64, index: usize) {
     let process = format!("worker-{index}");
     let mut rng = Prng::new(seed ^ (0xC0FFEE + index as u64));
+    let mut finished: Vec<Finished> = Vec::new();
     while !clients.stop.load(Ordering::Relaxed) && !clients.history.full() {
         {
             let _shared = clients.gate.read().await;
-            let currency = CURRENCIES[rng.below(CURRENCIES.len() as u64) as usize];
-            let from = rng.below(ACCOUNTS_PER_CURRENCY as u64) as usize;
-            let to = (from + 1 + rng.below(ACCOUNTS_PER_CURRENCY as u64 - 1) as usize)
-                % ACCOUNTS_PER_CURRENCY;
-            let amount_minor = 1 + rng.below(TRANSFER_MINOR_MAX as u64) as i64;
-            let request = Transfer {
-                transaction_id: seeded_transaction_id(&mut rng),
-                from: ordinary(currency, from),
-                to: ordinary(currency, to),
-                amount: format_minor(amount_minor),
-                currency: currency.to_owned(),
-            };
             let wallet = if index == 0 {
                 &clients.impatient
             } else {
                 &clients.wallet
             };
-            transfer(wallet, &clients.history, &process, &request, amount_minor).await;
+            if !finished.is_empty() && rng.below(REUSE_ONE_IN) == 0 {
+                let first = &finished[rng.below(finished.len() as u64) as usize];
+                let (request, amount_minor) = reuse(first, &mut rng);
+                reuse_transfer(wallet, &clients.history, &process, &request, amount_minor).await;
+            } else {
+                new_transfer(wallet, &clients.history, &process, &mut rng, &mut finished).await;
+            }
         }
         tokio::time::sleep(WORKER_PAUSE).await;
+    }
+}
+
+/// A random same-currency transfer between two ordinary accounts, remembered for reuse once
+/// its outcome is known.
+async fn new_transfer(
+    wallet: &WalletClient,
+    history: &History,
+    process: &str,
+    rng: &mut Prng,
+    finished: &mut Vec<Finished>,
+) {
+    let currency = CURRENCIES[rng.below(CURRENCIES.len() as u64) as usize];
+    let from = rng.below(ACCOUNTS_PER_CURRENCY as u64) as usize;
+    let to =
+        (from + 1 + rng.below(ACCOUNTS_PER_CURRENCY as u64 - 1) as usize) % ACCOUNTS_PER_CURRENCY;
+    let amount_minor = 1 + rng.below(TRANSFER_MINOR_MAX as u64) as i64;
+    let request = Transfer {
+        transaction_id: seeded_transaction_id(rng),
+        from: ordinary(currency, from),
+        to: ordinary(currency, to),
+        amount: format_minor(amount_minor),
+        currency: currency.to_owned(),
+    };
+    let phase = transfer(wallet, history, process, &request, amount_minor).await;
+    if phase != Phase::Unknown {
+        if finished.len() == REUSE_CANDIDATES_MAX {
+            finished.remove(0);
+        }
+        finished.push(Finished {
+            transfer: request,
+            completed: phase == Phase::Ok,
+        });
     }
 }
 
