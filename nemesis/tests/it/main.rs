@@ -47,6 +47,11 @@ async fn check_seed(seed: u64) {
         "seed {seed}: {report:?}"
     );
     assert!(report.pushes_checked > 100, "seed {seed}: {report:?}");
+    // Ids were reused for other transfers, and refused (never acknowledged: see the checker).
+    assert!(
+        report.reuses_refused >= 1,
+        "seed {seed}: no reused id was refused: {report:?}"
+    );
     assert_eq!(report.recovery_ms.len(), report.faults_injected);
     // Faults on leaders took effect: the others elected another leader before the heal.
     assert!(report.leader_moves >= 1, "seed {seed}: {report:?}");
