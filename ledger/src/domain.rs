@@ -124,7 +124,7 @@ pub enum RejectReason {
 
 impl RejectReason {
     /// "ACCOUNT_NOT_FOUND" (both not-found variants), "CURRENCY_MISMATCH", "INSUFFICIENT_FUNDS".
-    pub fn reason(&self) -> &'static str {
+    pub const fn reason(&self) -> &'static str {
         match self {
             RejectReason::FromAccountNotFound | RejectReason::ToAccountNotFound => {
                 "ACCOUNT_NOT_FOUND"

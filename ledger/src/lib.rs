@@ -55,7 +55,8 @@ pub fn first_transfer_record(
     records
         .into_iter()
         .min_by_key(|(partition, record)| {
-            let reused = record.status == TransferStatus::Rejected(RejectReason::TransactionIdReused);
+            let reused =
+                record.status == TransferStatus::Rejected(RejectReason::TransactionIdReused);
             transfer_answer_rank(*partition, reused)
         })
         .map(|(_, record)| record)

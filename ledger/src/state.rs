@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::domain::{
-    Account, Command, Conflict, CreditOutcome, CreditRecord, Decision, EntryMeta, Event,
-    Malformed, Outcome, RejectReason, Settlement, TransferCommand, TransferRecord, TransferStatus,
+    Account, Command, Conflict, CreditOutcome, CreditRecord, Decision, EntryMeta, Event, Malformed,
+    Outcome, RejectReason, Settlement, TransferCommand, TransferRecord, TransferStatus,
 };
 use crate::ids::validate_account_id;
 use crate::money::{AMOUNT_MINOR_MAX, Currency};

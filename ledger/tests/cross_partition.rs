@@ -396,7 +396,9 @@ fn funded_cluster() -> (Cluster, [(u32, [String; 2]); 3]) {
             cluster.open(account, usd(), false);
             id += 1;
             let funding = transfer_of(id, &issuer, account, 1000);
-            assert!(matches!(cluster.submit(funding), Outcome::Transfer(record) if record.status == TransferStatus::Completed));
+            assert!(
+                matches!(cluster.submit(funding), Outcome::Transfer(record) if record.status == TransferStatus::Completed)
+            );
         }
     }
     (cluster, layout)
@@ -415,12 +417,17 @@ fn transfer_of(id: u128, from: &str, to: &str, amount_minor: i64) -> TransferCom
 impl Cluster {
     fn balance(&self, account_id: &str) -> i128 {
         let partition = partition_of(account_id, PARTITIONS) as usize;
-        self.partitions[partition].account(account_id).unwrap().balance_minor
+        self.partitions[partition]
+            .account(account_id)
+            .unwrap()
+            .balance_minor
     }
 
     fn balances(&self) -> BTreeMap<String, i128> {
         let accounts = self.partitions.iter().flat_map(|ledger| ledger.accounts());
-        accounts.map(|account| (account.account_id.clone(), account.balance_minor)).collect()
+        accounts
+            .map(|account| (account.account_id.clone(), account.balance_minor))
+            .collect()
     }
 
     /// Submits and drives every saga to the end; the transfer's final answer.
@@ -433,7 +440,9 @@ impl Cluster {
         match outcome {
             Outcome::Transfer(record) if record.status == TransferStatus::InFlight => {
                 let source = partition_of(&transfer.from, PARTITIONS) as usize;
-                let record = self.partitions[source].transfer(&transfer.transaction_id).unwrap();
+                let record = self.partitions[source]
+                    .transfer(&transfer.transaction_id)
+                    .unwrap();
                 Outcome::Transfer(record.clone())
             }
             outcome => outcome,
@@ -471,17 +480,23 @@ fn an_id_moves_money_once_through_any_partition_in_either_order() {
     let id = 7;
     // Same-partition first (P0: a -> b), then cross-partition into P0 (P1: c -> a).
     let (mut cluster, [(_, [a, b]), (_, [c, d]), (_, [e, _])]) = funded_cluster();
-    assert!(is_completed(&cluster.submit_to_end(transfer_of(id, &a, &b, 10))));
+    assert!(is_completed(
+        &cluster.submit_to_end(transfer_of(id, &a, &b, 10))
+    ));
     assert_refused_as_reused(&mut cluster, transfer_of(id, &c, &a, 10));
     assert_refused_as_reused(&mut cluster, transfer_of(id, &c, &b, 99));
     // ... and out of P0 into another partition (P0: b -> c): P0 recorded the id as a source.
     assert_refused_as_reused(&mut cluster, transfer_of(id, &b, &c, 10));
     // The first transfer's retry still gets its original success.
-    assert!(is_completed(&cluster.submit_to_end(transfer_of(id, &a, &b, 10))));
+    assert!(is_completed(
+        &cluster.submit_to_end(transfer_of(id, &a, &b, 10))
+    ));
 
     // Cross-partition first (P1: c -> a into P0), then inside either partition it touched.
     let id = 8;
-    assert!(is_completed(&cluster.submit_to_end(transfer_of(id, &c, &a, 10))));
+    assert!(is_completed(
+        &cluster.submit_to_end(transfer_of(id, &c, &a, 10))
+    ));
     assert_refused_as_reused(&mut cluster, transfer_of(id, &a, &b, 10)); // inside the target
     assert_refused_as_reused(&mut cluster, transfer_of(id, &d, &c, 10)); // inside the source
     assert_refused_as_reused(&mut cluster, transfer_of(id, &b, &d, 10)); // target -> source
@@ -495,7 +510,10 @@ fn an_id_moves_money_once_through_any_partition_in_either_order() {
         if record.status == TransferStatus::Rejected(RejectReason::InsufficientFunds)));
     assert_refused_as_reused(&mut cluster, transfer_of(id, &c, &a, 10));
     assert_refused_as_reused(&mut cluster, transfer_of(id, &b, &a, 10));
-    assert_eq!(cluster.submit_to_end(transfer_of(id, &a, &b, 1_000_000)), rejected);
+    assert_eq!(
+        cluster.submit_to_end(transfer_of(id, &a, &b, 1_000_000)),
+        rejected
+    );
 
     // A cross-partition transfer refused by its target (unknown account) takes the id on both.
     let id = 10;
@@ -508,8 +526,16 @@ fn an_id_moves_money_once_through_any_partition_in_either_order() {
         if record.status == TransferStatus::Rejected(RejectReason::ToAccountNotFound)));
     assert_refused_as_reused(&mut cluster, transfer_of(id, &a, &b, 10));
     assert_refused_as_reused(&mut cluster, transfer_of(id, &d, &c, 10));
-    assert_eq!(cluster.balance(&c), 990, "c paid 10 once (id 8), nothing for any refused reuse");
-    assert_eq!(cluster.balance(&a), 1000, "a paid 10 (id 7) and got 10 (id 8)");
+    assert_eq!(
+        cluster.balance(&c),
+        990,
+        "c paid 10 once (id 8), nothing for any refused reuse"
+    );
+    assert_eq!(
+        cluster.balance(&a),
+        1000,
+        "a paid 10 (id 7) and got 10 (id 8)"
+    );
     assert_eq!(cluster.balance(&b), 1010, "b got 10 once (id 7)");
 }
 
@@ -519,9 +545,13 @@ fn an_id_moves_money_once_through_any_partition_in_either_order() {
 #[test]
 fn an_id_reused_on_disjoint_partitions_is_not_detected() {
     let (mut cluster, [(_, [a, b]), (_, [c, _]), (_, [e, _])]) = funded_cluster();
-    assert!(is_completed(&cluster.submit_to_end(transfer_of(11, &a, &b, 10))));
+    assert!(is_completed(
+        &cluster.submit_to_end(transfer_of(11, &a, &b, 10))
+    ));
     // c -> e touches P1 and P2 only, neither of which recorded id 11.
-    assert!(is_completed(&cluster.submit_to_end(transfer_of(11, &c, &e, 10))));
+    assert!(is_completed(
+        &cluster.submit_to_end(transfer_of(11, &c, &e, 10))
+    ));
     assert_eq!(cluster.balance(&c), 990);
     assert_eq!(cluster.balance(&e), 1010);
 }

@@ -726,20 +726,41 @@ fn decide_refuses_malformed_commands_without_panicking() {
         ..tc(1, "alice", "bob", 5, "USD")
     };
     let cases = [
-        (transfer(1, "alice", "alice", 5, "USD"), Malformed::SameAccount),
-        (transfer(1, "alice", "bob", -5, "USD"), Malformed::AmountOutOfRange),
-        (transfer(1, "alice", "bob", 0, "USD"), Malformed::AmountOutOfRange),
+        (
+            transfer(1, "alice", "alice", 5, "USD"),
+            Malformed::SameAccount,
+        ),
+        (
+            transfer(1, "alice", "bob", -5, "USD"),
+            Malformed::AmountOutOfRange,
+        ),
+        (
+            transfer(1, "alice", "bob", 0, "USD"),
+            Malformed::AmountOutOfRange,
+        ),
         (
             transfer(1, "alice", "bob", AMOUNT_MINOR_MAX + 1, "USD"),
             Malformed::AmountOutOfRange,
         ),
-        (transfer(1, "alice", "bad id", 5, "USD"), Malformed::InvalidAccountId),
+        (
+            transfer(1, "alice", "bad id", 5, "USD"),
+            Malformed::InvalidAccountId,
+        ),
         (Command::Transfer(nil.clone()), Malformed::NilTransactionId),
-        (Command::TransferOut(tc(1, "alice", "alice", 5, "USD")), Malformed::SameAccount),
-        (Command::Credit(tc(1, "x", "bob", 0, "USD")), Malformed::AmountOutOfRange),
+        (
+            Command::TransferOut(tc(1, "alice", "alice", 5, "USD")),
+            Malformed::SameAccount,
+        ),
+        (
+            Command::Credit(tc(1, "x", "bob", 0, "USD")),
+            Malformed::AmountOutOfRange,
+        ),
         (Command::Credit(nil), Malformed::NilTransactionId),
         // A credit only comes from another partition: `from` open here means it is forged.
-        (Command::Credit(tc(1, "alice", "bob", 5, "USD")), Malformed::CreditFromLocalAccount),
+        (
+            Command::Credit(tc(1, "alice", "bob", 5, "USD")),
+            Malformed::CreditFromLocalAccount,
+        ),
         (open("", "USD", false), Malformed::InvalidAccountId),
         (
             Command::Settle {
@@ -752,6 +773,10 @@ fn decide_refuses_malformed_commands_without_panicking() {
     ];
     let given = [open("alice", "USD", true), open("bob", "USD", false)];
     for (command, expected) in cases {
-        check(&given, command, Decision::Reply(Outcome::Malformed(expected)));
+        check(
+            &given,
+            command,
+            Decision::Reply(Outcome::Malformed(expected)),
+        );
     }
 }

@@ -621,7 +621,10 @@ mod tests {
         // anomalies about the reuse matter here.)
         let about_reuse = |report: &Report| -> Vec<String> {
             let anomalies = report.anomalies.iter();
-            anomalies.filter(|text| !text.contains("read-node history")).cloned().collect()
+            anomalies
+                .filter(|text| !text.contains("read-node history"))
+                .cloned()
+                .collect()
         };
         let clean = run(&history, &finals, &balances(500));
         assert_eq!(about_reuse(&clean), Vec::<String>::new());
@@ -630,7 +633,11 @@ mod tests {
         // Acknowledged, or refused for another reason: both are anomalies.
         for (phase, detail) in [(Phase::Ok, "v1.0.9"), (Phase::Fail, "INSUFFICIENT_FUNDS")] {
             let mut broken = history.clone();
-            broken.push(entry(9, phase, reuse("t1", "nem-usd-0", "nem-usd-3", detail)));
+            broken.push(entry(
+                9,
+                phase,
+                reuse("t1", "nem-usd-0", "nem-usd-3", detail),
+            ));
             let anomalies = about_reuse(&run(&broken, &finals, &balances(500)));
             assert_eq!(anomalies.len(), 1, "{anomalies:?}");
             assert!(anomalies[0].contains("reused"), "{anomalies:?}");
