@@ -31,8 +31,7 @@ use tonic::body::Body;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt as _};
 
-/// The ErrorInfo domain of every wallet error.
-pub const ERROR_DOMAIN: &str = "wallet.ledger";
+pub use crate::ERROR_DOMAIN;
 
 /// What the guard enforces.
 #[derive(Clone, Debug)]

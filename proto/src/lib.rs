@@ -13,6 +13,10 @@ pub mod internal {
 pub mod guard;
 pub mod reflection;
 
+/// The `google.rpc.ErrorInfo` domain of every wallet error, from every node and layer: the
+/// one definition (the SDKs match on it).
+pub const ERROR_DOMAIN: &str = "wallet.ledger";
+
 /// The encoded `google.protobuf.FileDescriptorSet` of every file in `proto/wallet/` (with
 /// source comments), as served by gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -5,13 +5,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use ledger::{Conflict, IdError, MoneyError, RejectReason};
+use ledger::{Conflict, IdError, Malformed, MoneyError, RejectReason};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt as _};
 
 use crate::store::StoreError;
 
-pub const ERROR_DOMAIN: &str = "wallet.ledger";
+pub use proto::ERROR_DOMAIN;
 
 /// An API error before it becomes a `tonic::Status`; SubmitTransfers reports the same fields
 /// per transfer inside its result stream.
@@ -55,6 +55,12 @@ impl ApiError {
 
     pub fn from_money(field: &'static str, error: &MoneyError) -> ApiError {
         ApiError::invalid(field, error.reason(), format!("{field}: {error}"))
+    }
+
+    /// A command the ledger refused as malformed (see `ledger::Malformed`): only a forged
+    /// peer message or a bug gets here, since the edge refuses such input first.
+    pub fn malformed(malformed: Malformed) -> ApiError {
+        ApiError::invalid(malformed.field(), malformed.reason(), malformed.message())
     }
 
     pub fn rejected(reason: RejectReason) -> ApiError {

@@ -37,6 +37,18 @@ pub fn decode_entry(bytes: &[u8]) -> anyhow::Result<EntryPayload> {
     postcard::from_bytes(body).context("entry payload is corrupt")
 }
 
+/// The leader's timestamp of an encoded entry, without decoding its commands (it is the
+/// payload's first field). `None` for an empty entry (a new leader's) or a corrupt one.
+pub fn entry_timestamp_ms(bytes: &[u8]) -> Option<u64> {
+    let (&version, body) = bytes.split_first()?;
+    if version != ENTRY_FORMAT_V1 {
+        return None;
+    }
+    postcard::take_from_bytes::<u64>(body)
+        .ok()
+        .map(|(timestamp_ms, _)| timestamp_ms)
+}
+
 /// A hash of the event log of one partition up to some block: `chain(i) = BLAKE3(chain of
 /// the previous block, i, encoded block i)`. Every replica computes the same chain, the chain
 /// head is part of the state digest, and changing, dropping or reordering any stored block
@@ -162,6 +174,22 @@ mod tests {
                 allow_negative_balance: false,
             }],
         }
+    }
+
+    #[test]
+    fn an_entry_timestamp_is_read_without_decoding_the_commands() {
+        let payload = EntryPayload {
+            timestamp_ms: 1_700_000_123_456,
+            commands: Vec::new(),
+        };
+        let bytes = encode_entry(&payload);
+        assert_eq!(entry_timestamp_ms(&bytes), Some(payload.timestamp_ms));
+        assert_eq!(
+            entry_timestamp_ms(&bytes),
+            Some(decode_entry(&bytes).expect("entry").timestamp_ms)
+        );
+        assert_eq!(entry_timestamp_ms(&[]), None);
+        assert_eq!(entry_timestamp_ms(&[9, 1]), None);
     }
 
     #[test]

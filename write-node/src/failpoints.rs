@@ -4,8 +4,8 @@
 //! syntax, e.g. `return`, `20*off->return` (pass 20 times, then fail every time), `1*return`
 //! (fail once), `sleep(100)` or `panic`.
 //!
-//! The failpoints, all in `Db::write` (the one place RocksDB batches are written) or the
-//! snapshot worker:
+//! The failpoints, in `Db::write` (the one place RocksDB batches are written), the snapshot
+//! worker, or the store loop's clock:
 //!
 //! | name | where | `return` does |
 //! |---|---|---|
@@ -13,6 +13,7 @@
 //! | `storage::fsync` | synced writes | writes the batch, then reports the sync failed: the data may or may not be durable ("fsyncgate") |
 //! | `snapshot::write` | the snapshot worker | fails writing a snapshot before anything is written |
 //! | `snapshot::fetched` | a follower's snapshot fetch | `return(MS)`: waits MS milliseconds between receiving the snapshot and installing it, the window in which the leader may announce the next one |
+//! | `clock::offset_ms` | the wall clock a leader stamps entries with | `return(MS)`: adds MS milliseconds (negative: a clock behind the others) |
 //!
 //! Whichever storage failpoint fails, the store loop stops, callers get `STORAGE_FAILURE`, and
 //! the node exits (see ARCHITECTURE.md, "Storage failures"). Counted actions count
@@ -24,6 +25,7 @@ pub const STORAGE_WRITE: &str = "storage::write";
 pub const STORAGE_FSYNC: &str = "storage::fsync";
 pub const SNAPSHOT_WRITE: &str = "snapshot::write";
 pub const SNAPSHOT_FETCHED: &str = "snapshot::fetched";
+pub const CLOCK_OFFSET_MS: &str = "clock::offset_ms";
 
 /// Reads `FAILPOINTS` and says, loudly, that this binary can inject faults. Keep the returned
 /// scenario alive for the life of the process.
@@ -80,5 +82,14 @@ pub fn snapshot_fetched_delay() -> Option<std::time::Duration> {
             .parse()
             .unwrap_or_else(|_| panic!("failpoint {SNAPSHOT_FETCHED}: {ms:?} is not milliseconds"));
         std::time::Duration::from_millis(ms)
+    })
+}
+
+/// `clock::offset_ms`: the skew to add to this node's wall clock, if any.
+pub fn clock_offset_ms() -> Option<i64> {
+    fail::eval(CLOCK_OFFSET_MS, |ms| {
+        let ms = ms.unwrap_or_else(|| panic!("failpoint {CLOCK_OFFSET_MS}: use return(MS)"));
+        ms.parse()
+            .unwrap_or_else(|_| panic!("failpoint {CLOCK_OFFSET_MS}: {ms:?} is not milliseconds"))
     })
 }

@@ -182,7 +182,7 @@ pub async fn run(
         )
         .add_service(
             PeerServiceServer::new(peer)
-                .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX * 4),
+                .max_decoding_message_size(limits::PEER_GRPC_MESSAGE_BYTES_MAX),
         )
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(listener),

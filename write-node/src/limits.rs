@@ -13,6 +13,11 @@ pub const ENTRY_COMMANDS_MAX: usize = 4_096;
 /// Upper bound of one encoded command: two account ids of at most 256 bytes plus fixed fields.
 pub const COMMAND_BYTES_MAX: usize = 1_024;
 /// raft `max_size_per_msg`: entries per MsgAppend are bounded by bytes, not one per message.
+/// raft always puts at least one entry in an append, so one MsgAppend carries at most this
+/// plus one entry (`ENTRY_BYTES_MAX`): see `RAFT_MESSAGE_BYTES_MAX`. raft's `batch_append`,
+/// which merges a round's appends to one follower into one message without any size bound,
+/// stays off (`store::raft_config`): a follower far behind would get one message of up to
+/// `RAFT_INFLIGHT_MSGS_MAX` times this, beyond any gRPC message limit.
 pub const RAFT_MSG_BYTES_MAX: u64 = 1024 * 1024;
 /// raft `max_inflight_msgs` per follower.
 pub const RAFT_INFLIGHT_MSGS_MAX: usize = 256;
@@ -26,6 +31,19 @@ pub const ENTRY_CACHE_ENTRIES_MAX: usize = 1_024;
 pub const PEER_QUEUE_CAPACITY: usize = 8_192;
 /// Raft messages in one frame of the peer stream.
 pub const PEER_FRAME_MESSAGES_MAX: usize = 256;
+/// Largest gRPC message of the peer service (raft frames, credit batches, snapshot parts),
+/// sent and accepted: a larger one fails the call with OUT_OF_RANGE, and a raft stream that
+/// fails on a frame would fail again on the same catch-up traffic forever.
+pub const PEER_GRPC_MESSAGE_BYTES_MAX: usize = GRPC_MESSAGE_BYTES_MAX * 4;
+/// Bytes of raft messages in one frame of the peer stream: a frame holds messages while they
+/// fit, so a follower catching up gets many frames, never one above the gRPC limit.
+pub const PEER_FRAME_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Encoded bytes of one raft entry's payload: a full group-commit entry (`codec::EntryPayload`).
+pub const ENTRY_BYTES_MAX: usize = ENTRY_COMMANDS_MAX * COMMAND_BYTES_MAX + 64;
+/// Encoded bytes of one raft message: an append of `RAFT_MSG_BYTES_MAX` plus the one entry
+/// raft may add beyond it, with raft's per-message and per-entry fields. A larger message
+/// is a bug; the outbox drops it rather than break the stream for every partition.
+pub const RAFT_MESSAGE_BYTES_MAX: usize = RAFT_MSG_BYTES_MAX as usize + ENTRY_BYTES_MAX + 64 * 1024;
 /// Frames buffered in one peer stream.
 pub const PEER_FRAMES_IN_FLIGHT_MAX: usize = 16;
 /// Reconnect backoff towards a peer node.
@@ -70,6 +88,16 @@ pub const TICK_INTERVAL: Duration = Duration::from_millis(100);
 pub const HEARTBEAT_TICKS: usize = 2;
 pub const ELECTION_TICKS: usize = 10;
 
+const _: () = assert!(
+    RAFT_MESSAGE_BYTES_MAX <= PEER_FRAME_BYTES_MAX,
+    "every raft message must fit in a frame of the peer stream on its own"
+);
+const _: () = assert!(
+    // Per message a frame adds its envelope (partition, length prefixes: < 32 bytes), plus
+    // the frame's own fields.
+    PEER_FRAME_BYTES_MAX + PEER_FRAME_MESSAGES_MAX * 32 + 64 <= PEER_GRPC_MESSAGE_BYTES_MAX,
+    "a full frame of the peer stream must be below the gRPC message limit"
+);
 const _: () = assert!(
     ENTRY_COMMANDS_MAX <= ROUND_DRAIN_MAX,
     "a round must be able to fill one entry"
@@ -122,3 +150,7 @@ pub const LOG_RETAIN_ENTRIES_MAX: u64 = 10_000_000;
 pub const SNAPSHOT_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Event blocks per FetchSnapshot message (and at most `snapshot::CHUNK_BYTES` of them).
 pub const SNAPSHOT_EVENTS_PER_MESSAGE: usize = 1_024;
+
+/// Accounts whose `allow_negative_balance` flag the API caches for the `issue` scope check
+/// (a moka cache; about 100 bytes an entry, so at most about 26 MiB).
+pub const ACCOUNT_FLAGS_CACHED_MAX: u64 = 1 << 18;

@@ -94,6 +94,81 @@ pub fn decode(meta: &SnapshotMeta, bytes: &[u8]) -> anyhow::Result<Ledger> {
     Ok(ledger)
 }
 
+/// Follower side of a fetch: the event blocks the sender streams after the follower's applied
+/// index must continue the follower's own hash chain, block by block, and end at the
+/// snapshot's chain head. Checked before anything is written: a corrupt, dropped, reordered
+/// or foreign block fails the fetch (raft sends the snapshot again, possibly from another
+/// leader) instead of entering the local event log.
+#[derive(Clone, Debug)]
+pub struct FetchedEvents {
+    partition: u32,
+    /// Chain hash of the last block checked (the follower's head before the first).
+    chain: ChainHash,
+    /// Blocks must come in increasing index order, after this index.
+    after: u64,
+    /// The snapshot's index: no block beyond it.
+    until: u64,
+    /// Highest leader timestamp of the blocks checked (0 before any).
+    timestamp_ms_max: u64,
+}
+
+impl FetchedEvents {
+    /// `chain_after` is the follower's chain head at its applied index `events_after` (what
+    /// it asked the blocks after), `until` the snapshot's index.
+    pub fn new(partition: u32, chain_after: ChainHash, events_after: u64, until: u64) -> Self {
+        FetchedEvents {
+            partition,
+            chain: chain_after,
+            after: events_after,
+            until,
+            timestamp_ms_max: 0,
+        }
+    }
+
+    /// Checks one message's blocks; all of them or none are accepted (the checker moves on
+    /// only when every block links).
+    pub fn check(&mut self, indexes: &[u64], blocks: &[Vec<u8>]) -> anyhow::Result<()> {
+        ensure!(
+            indexes.len() == blocks.len(),
+            "event blocks and indexes differ in number"
+        );
+        let mut next = self.clone();
+        for (&index, bytes) in indexes.iter().zip(blocks) {
+            ensure!(
+                index > next.after && index <= next.until,
+                "event block {index} out of order (after {}, snapshot {})",
+                next.after,
+                next.until
+            );
+            let stored =
+                crate::codec::decode_linked(&next.chain, index, bytes).map_err(|error| {
+                    anyhow::anyhow!(
+                        "partition {}: fetched event block {index} fails the hash chain: {error}",
+                        next.partition
+                    )
+                })?;
+            next.chain = stored.chain;
+            next.after = index;
+            next.timestamp_ms_max = next.timestamp_ms_max.max(stored.block.meta.timestamp_ms);
+        }
+        *self = next;
+        Ok(())
+    }
+
+    /// After the last block: the chain must have reached the snapshot's head (no block left
+    /// out at the end). Returns the highest block timestamp seen (0 if none).
+    pub fn finish(&self, meta: &SnapshotMeta) -> anyhow::Result<u64> {
+        ensure!(
+            self.chain == meta.chain_head,
+            "partition {}: the fetched event blocks do not end at snapshot {}'s chain head \
+             (blocks missing, or the snapshot is not of this history)",
+            self.partition,
+            meta.index
+        );
+        Ok(self.timestamp_ms_max)
+    }
+}
+
 /// Reads and checks a stored snapshot.
 pub fn load(db: &Db, meta: &SnapshotMeta) -> anyhow::Result<Ledger> {
     let mut bytes = Vec::with_capacity(meta.bytes as usize);
@@ -164,4 +239,115 @@ fn write(db: &Db, job: Job) -> anyhow::Result<SnapshotMeta> {
         "snapshot written"
     );
     Ok(meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{self, CHAIN_GENESIS, EventBlock};
+    use ledger::{Currency, EntryMeta, Event};
+
+    /// Stored blocks at `indexes`, chained from `previous`: (bytes, chain head after each).
+    fn chain_of(previous: ChainHash, indexes: &[u64]) -> (Vec<Vec<u8>>, Vec<ChainHash>) {
+        let mut chain = previous;
+        let mut blocks = Vec::new();
+        let mut heads = Vec::new();
+        for &index in indexes {
+            let block = EventBlock {
+                meta: EntryMeta {
+                    index,
+                    timestamp_ms: 1_700_000_000_000 + index,
+                },
+                events: vec![Event::AccountOpened {
+                    account_id: format!("acct-{index}"),
+                    currency: Currency::parse("USD").expect("USD"),
+                    allow_negative_balance: false,
+                }],
+            };
+            let (bytes, head) = codec::encode_events(&chain, &block);
+            chain = head;
+            blocks.push(bytes);
+            heads.push(head);
+        }
+        (blocks, heads)
+    }
+
+    fn meta(index: u64, chain_head: ChainHash) -> SnapshotMeta {
+        SnapshotMeta {
+            partition: 0,
+            index,
+            term: 1,
+            voters: vec![1],
+            digest: [0; 32],
+            chain_head,
+            chunks: 0,
+            bytes: 0,
+        }
+    }
+
+    #[test]
+    fn fetched_blocks_that_continue_the_chain_are_accepted() {
+        // The follower applied up to 2 (blocks 1, 2); the snapshot is at 9.
+        let (_, local) = chain_of(CHAIN_GENESIS, &[1, 2]);
+        let (blocks, heads) = chain_of(local[1], &[3, 5, 6, 9]);
+        let mut fetched = FetchedEvents::new(0, local[1], 2, 9);
+        fetched.check(&[3, 5], &blocks[..2]).expect("first message");
+        fetched
+            .check(&[6, 9], &blocks[2..])
+            .expect("second message");
+        assert_eq!(
+            fetched
+                .finish(&meta(9, heads[3]))
+                .expect("ends at the head"),
+            1_700_000_000_009
+        );
+        // Nothing fetched: the follower's head must be the snapshot's.
+        let empty = FetchedEvents::new(0, heads[3], 9, 9);
+        assert_eq!(empty.finish(&meta(9, heads[3])).expect("same head"), 0);
+    }
+
+    #[test]
+    fn a_corrupt_missing_or_foreign_block_fails_the_fetch() {
+        let (blocks, heads) = chain_of(CHAIN_GENESIS, &[1, 2, 3]);
+        // A flipped byte in the body of a block: the message is refused as a whole, and the
+        // checker stays where it was (nothing of the message counts as verified).
+        let mut corrupt = blocks.clone();
+        let last = corrupt[1].len() - 1;
+        corrupt[1][last] ^= 0x01;
+        let mut fetched = FetchedEvents::new(0, CHAIN_GENESIS, 0, 3);
+        let error = fetched
+            .check(&[1, 2, 3], &corrupt)
+            .expect_err("corrupt block");
+        assert!(format!("{error:#}").contains("block 2"), "{error:#}");
+        fetched
+            .check(&[1, 2, 3], &blocks)
+            .expect("the intact blocks from the same position");
+        fetched.finish(&meta(3, heads[2])).expect("complete");
+
+        // A block left out in the middle breaks the next link.
+        let mut fetched = FetchedEvents::new(0, CHAIN_GENESIS, 0, 3);
+        assert!(
+            fetched
+                .check(&[1, 3], &[blocks[0].clone(), blocks[2].clone()])
+                .is_err()
+        );
+        // A block left out at the end: every link holds, the head does not.
+        let mut fetched = FetchedEvents::new(0, CHAIN_GENESIS, 0, 3);
+        fetched.check(&[1, 2], &blocks[..2]).expect("links hold");
+        assert!(fetched.finish(&meta(3, heads[2])).is_err());
+        // Blocks of another history (not continuing the follower's chain).
+        let (_, other) = chain_of(CHAIN_GENESIS, &[7]);
+        let mut fetched = FetchedEvents::new(0, other[0], 0, 3);
+        assert!(fetched.check(&[1], &blocks[..1]).is_err());
+        // Out of range or out of order.
+        let mut fetched = FetchedEvents::new(0, CHAIN_GENESIS, 0, 2);
+        assert!(fetched.check(&[1, 2, 3], &blocks).is_err());
+        let mut fetched = FetchedEvents::new(0, CHAIN_GENESIS, 0, 3);
+        assert!(
+            fetched
+                .check(&[2, 1], &[blocks[1].clone(), blocks[0].clone()])
+                .is_err()
+        );
+        assert!(fetched.check(&[1], &[]).is_err());
+    }
 }

@@ -119,6 +119,7 @@ enum ClientRequest {
     },
     InFlight {
         partition: u32,
+        after: Option<uuid::Uuid>,
         reply: oneshot::Sender<Result<Vec<TransferCommand>, StoreError>>,
     },
     /// This node (a leader) finished streaming a snapshot to follower `to`, or failed to.
@@ -128,7 +129,7 @@ enum ClientRequest {
 /// A snapshot this node (a follower) fetched, with the raft message that announced it.
 struct Fetched {
     partition: u32,
-    result: anyhow::Result<(SnapshotMeta, Ledger)>,
+    result: anyhow::Result<transport::FetchedSnapshot>,
     message: Message,
 }
 
@@ -206,12 +207,21 @@ impl StoreHandle {
         answer.await.map_err(|_| self.stopped())
     }
 
-    /// Cross-partition transfers this node's leader replica holds in flight (at most
-    /// `limits::RECOVERY_BATCH_MAX`), for the saga driver to finish.
-    pub async fn in_flight(&self, partition: u32) -> Result<Vec<TransferCommand>, StoreError> {
+    /// Cross-partition transfers this node's leader replica holds in flight, for the saga
+    /// driver to finish: at most `limits::RECOVERY_BATCH_MAX`, the first ones after `after`
+    /// in transaction id order, wrapping around (`saga::recovery_batch`).
+    pub async fn in_flight(
+        &self,
+        partition: u32,
+        after: Option<uuid::Uuid>,
+    ) -> Result<Vec<TransferCommand>, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.client_tx
-            .send(ClientRequest::InFlight { partition, reply })
+            .send(ClientRequest::InFlight {
+                partition,
+                after,
+                reply,
+            })
             .await
             .map_err(|_| self.stopped())?;
         answer.await.map_err(|_| self.stopped())?
@@ -267,7 +277,11 @@ struct Partition {
     read_ctx_next: u64,
     applied_index: u64,
     was_leader: bool,
-    /// Leader-stamped times never go backwards, even if the wall clock does.
+    /// The highest leader timestamp of any entry this replica has had in its log (appended,
+    /// applied, fetched with a snapshot, or found in storage at start). A leader stamps no
+    /// entry below it, so entry times never go backwards in the log: not when the wall
+    /// clock does, and not across leaders whose clocks disagree (a new leader's log holds
+    /// every committed entry, so its bound covers them all).
     timestamp_ms_last: u64,
     /// Hash chain of the event log up to `applied_index` (see `codec::ChainHash`).
     chain_head: codec::ChainHash,
@@ -412,23 +426,11 @@ fn open_partition(
     if let Some(meta) = snapshot {
         storage.set_snapshot(meta);
     }
-    let raft_config = raft::Config {
-        id: config.node_id,
-        election_tick: limits::ELECTION_TICKS,
-        heartbeat_tick: limits::HEARTBEAT_TICKS,
-        applied: applied_index,
-        max_size_per_msg: limits::RAFT_MSG_BYTES_MAX,
-        max_inflight_msgs: limits::RAFT_INFLIGHT_MSGS_MAX,
-        check_quorum: true,
-        pre_vote: true,
-        batch_append: true,
-        max_uncommitted_size: limits::RAFT_UNCOMMITTED_BYTES_MAX,
-        max_committed_size_per_ready: limits::RAFT_COMMITTED_BYTES_PER_READY_MAX,
-        ..Default::default()
-    };
+    let raft_config = raft_config(config.node_id, applied_index);
     raft_config.validate().context("raft config")?;
     let logger = logger.new(slog::o!("partition" => id));
     let mut raw = RawNode::new(&raft_config, storage, &logger).context("starting raft")?;
+    let timestamp_ms_last = stored_timestamp_ms(db, id, &raw)?;
     // Spread leaders: the preferred node of a partition asks for votes at once instead of
     // waiting out an election timeout. Pre-vote keeps this from disturbing a live leader.
     if voters[id as usize % voters.len()] == config.node_id {
@@ -455,7 +457,7 @@ fn open_partition(
         read_ctx_next: 1,
         applied_index,
         was_leader: false,
-        timestamp_ms_last: 0,
+        timestamp_ms_last,
         chain_head,
         snapshot_index,
         snapshot_writing: false,
@@ -466,6 +468,82 @@ fn open_partition(
         snapshot_staged: None,
         metrics,
     })
+}
+
+/// The highest entry timestamp stored for a partition: that of the last entry with a payload
+/// in the raft log (entry times never decrease along the log), or, if the log holds none (all
+/// compacted into a snapshot, or only a new leader's empty entries), that of the last event
+/// block. A restarted leader stamps no entry below it.
+fn stored_timestamp_ms(
+    db: &Db,
+    partition: u32,
+    raw: &RawNode<PartitionStorage>,
+) -> anyhow::Result<u64> {
+    let log = &raw.raft.raft_log;
+    let mut index = log.last_index();
+    let mut in_log = 0;
+    while index >= log.first_index() && index > 0 {
+        let entries = log
+            .entries(index, Some(1), raft::GetEntriesContext::empty(false))
+            .with_context(|| format!("partition {partition}: reading log entry {index}"))?;
+        if let Some(timestamp_ms) = entries
+            .first()
+            .and_then(|entry| codec::entry_timestamp_ms(&entry.data))
+        {
+            in_log = timestamp_ms;
+            break;
+        }
+        index -= 1;
+    }
+    let in_events = match db.last_indexed_before(CF_EVENTS, partition, u64::MAX)? {
+        Some((index, bytes)) => {
+            codec::decode_events(&bytes)
+                .with_context(|| format!("partition {partition}: event block {index}"))?
+                .block
+                .meta
+                .timestamp_ms
+        }
+        None => 0,
+    };
+    Ok(in_log.max(in_events))
+}
+
+/// The wall clock, in ms since the Unix epoch, as the leader stamps entries. Tests skew it
+/// with the `clock::offset_ms` failpoint.
+fn now_ms() -> u64 {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64);
+    #[cfg(feature = "failpoints")]
+    if let Some(offset_ms) = crate::failpoints::clock_offset_ms() {
+        return now_ms.saturating_add_signed(offset_ms);
+    }
+    now_ms
+}
+
+/// The raft configuration of every partition.
+fn raft_config(node_id: u64, applied_index: u64) -> raft::Config {
+    raft::Config {
+        id: node_id,
+        election_tick: limits::ELECTION_TICKS,
+        heartbeat_tick: limits::HEARTBEAT_TICKS,
+        applied: applied_index,
+        // Bounds every append: no raft message exceeds `limits::RAFT_MESSAGE_BYTES_MAX`, so
+        // every one fits a frame of the peer stream.
+        max_size_per_msg: limits::RAFT_MSG_BYTES_MAX,
+        max_inflight_msgs: limits::RAFT_INFLIGHT_MSGS_MAX,
+        check_quorum: true,
+        pre_vote: true,
+        // Off: it merges a round's appends to one follower into one message without a size
+        // bound, so a follower coming back far behind got one message of up to
+        // `max_inflight_msgs` x `max_size_per_msg` (256 MiB), above the gRPC message limit:
+        // the peer stream failed with OUT_OF_RANGE on every attempt. The store loop already
+        // makes one entry per partition and round (group commit), so little is lost.
+        batch_append: false,
+        max_uncommitted_size: limits::RAFT_UNCOMMITTED_BYTES_MAX,
+        max_committed_size_per_ready: limits::RAFT_COMMITTED_BYTES_PER_READY_MAX,
+        ..Default::default()
+    }
 }
 
 /// A partition's state at `applied_index`: its newest usable snapshot plus the events after
@@ -610,9 +688,7 @@ impl Store {
                 }
                 tick_next = Instant::now() + limits::TICK_INTERVAL;
             }
-            let now_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |elapsed| elapsed.as_millis() as u64);
+            let now_ms = now_ms();
             for partition in &mut self.partitions {
                 partition.propose(now_ms);
                 partition.read_index();
@@ -696,12 +772,13 @@ impl Store {
         let partition = &mut self.partitions[slot];
         partition.snapshot_fetching = false;
         match fetched.result {
-            Ok((meta, ledger)) => {
+            Ok((meta, ledger, timestamp_ms_max)) => {
                 tracing::info!(
                     partition = partition.id,
                     index = meta.index,
                     "snapshot fetched and verified; installing"
                 );
+                partition.saw_timestamp(timestamp_ms_max);
                 partition.snapshot_staged = Some((meta, ledger));
                 if let Err(error) = partition.raw.step(fetched.message) {
                     tracing::debug!(partition = partition.id, %error, "raft step");
@@ -767,6 +844,7 @@ impl Store {
             partition.id,
             index,
             partition.applied_index,
+            partition.chain_head,
             self.db.clone(),
         );
         let fetched_tx = self.fetched_tx.clone();
@@ -838,15 +916,22 @@ impl Store {
                     partition.raw.report_snapshot(to, status);
                 }
             }
-            ClientRequest::InFlight { partition, reply } => {
+            ClientRequest::InFlight {
+                partition,
+                after,
+                reply,
+            } => {
                 let partition = &self.partitions[partition as usize];
                 let answer = if partition.is_leader() {
-                    Ok(partition
-                        .ledger
-                        .in_flight()
-                        .take(limits::RECOVERY_BATCH_MAX)
-                        .map(|record| record.transfer.clone())
-                        .collect())
+                    Ok(crate::saga::recovery_batch(
+                        || partition.ledger.in_flight(),
+                        |record| record.transfer.transaction_id,
+                        after,
+                        limits::RECOVERY_BATCH_MAX,
+                    )
+                    .into_iter()
+                    .map(|record| record.transfer.clone())
+                    .collect())
                 } else {
                     Err(StoreError::NotLeader {
                         leader_id: partition.leader_hint(),
@@ -876,6 +961,9 @@ impl Store {
                 partition.install_snapshot(ready.snapshot(), &mut log_batch)?;
             }
             entries_count += ready.entries().len();
+            for entry in ready.entries() {
+                partition.saw_timestamp(codec::entry_timestamp_ms(&entry.data).unwrap_or(0));
+            }
             partition
                 .raw
                 .mut_store()
@@ -1052,6 +1140,11 @@ impl Partition {
         self.raw.raft.state == StateRole::Leader
     }
 
+    /// Notes the leader timestamp of an entry in this replica's log.
+    fn saw_timestamp(&mut self, timestamp_ms: u64) {
+        self.timestamp_ms_last = self.timestamp_ms_last.max(timestamp_ms);
+    }
+
     /// Proposes this round's commands as as few entries as the limits allow.
     fn propose(&mut self, now_ms: u64) {
         if self.proposals.is_empty() {
@@ -1212,6 +1305,7 @@ impl Partition {
                 index: entry.index,
                 timestamp_ms: payload.timestamp_ms,
             };
+            self.saw_timestamp(payload.timestamp_ms);
             let mut events = Vec::new();
             let mut outcomes = Vec::with_capacity(payload.commands.len());
             self.metrics.entry_applied(payload.commands.len());
@@ -1360,3 +1454,91 @@ impl Partition {
 
 /// How long callers should wait before retrying after `Overloaded`.
 pub const OVERLOAD_RETRY_AFTER: Duration = Duration::from_millis(50);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::eraftpb::HardState;
+    use raft::storage::MemStorage;
+
+    /// raft-rs with `batch_append` merged a round's appends to a follower into one message
+    /// without any bound: a leader whose follower came back 30 MiB behind sent it a 30 MiB
+    /// message, above the peer stream's gRPC limit. With the partitions' configuration every
+    /// message stays within `RAFT_MESSAGE_BYTES_MAX` (and so fits a frame).
+    #[test]
+    fn appends_to_a_follower_far_behind_are_bounded_by_bytes() {
+        const ENTRIES: u64 = 300;
+        let storage = MemStorage::new_with_conf_state((vec![1, 2], vec![]));
+        let entries: Vec<Entry> = (1..=ENTRIES)
+            .map(|index| {
+                let mut entry = Entry::default();
+                entry.index = index;
+                entry.term = 1;
+                entry.data = vec![7u8; 100 * 1024].into();
+                entry
+            })
+            .collect();
+        storage.wl().append(&entries).expect("append");
+        let mut hard_state = HardState::default();
+        hard_state.term = 1;
+        hard_state.commit = ENTRIES;
+        storage.wl().set_hardstate(hard_state);
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let config = raft_config(1, ENTRIES);
+        config.validate().expect("config");
+        let mut raw = RawNode::new(&config, storage, &logger).expect("raft");
+        raw.raft.become_candidate();
+        raw.raft.become_leader();
+        let mut sent = Vec::new();
+        let round = |raw: &mut RawNode<MemStorage>, sent: &mut Vec<Message>| {
+            let mut ready = raw.ready();
+            raw.mut_store()
+                .wl()
+                .append(ready.entries())
+                .expect("append");
+            sent.extend(ready.take_messages());
+            sent.extend(ready.take_persisted_messages());
+            let mut light = raw.advance(ready);
+            sent.extend(light.take_messages());
+            raw.advance_apply();
+        };
+        round(&mut raw, &mut sent);
+        let term = raw.raft.term;
+        let probed = raw.raft.prs().get(2).expect("follower").next_idx - 1;
+        // The follower has nothing: it rejects the leader's probe.
+        let mut reject = Message::default();
+        reject.set_msg_type(MessageType::MsgAppendResponse);
+        (reject.from, reject.to, reject.term) = (2, 1, term);
+        (reject.index, reject.reject, reject.reject_hint) = (probed, true, 0);
+        raw.step(reject).expect("step");
+        sent.clear();
+        round(&mut raw, &mut sent);
+        let probe_last = sent
+            .iter()
+            .filter(|message| message.get_msg_type() == MessageType::MsgAppend)
+            .filter_map(|message| message.entries.last().map(|entry| entry.index))
+            .max()
+            .expect("the leader probes from the start");
+        // It accepts: the leader sends everything it may at once (up to its in-flight window).
+        let mut accept = Message::default();
+        accept.set_msg_type(MessageType::MsgAppendResponse);
+        (accept.from, accept.to, accept.term, accept.index) = (2, 1, term, probe_last);
+        raw.step(accept).expect("step");
+        sent.clear();
+        round(&mut raw, &mut sent);
+        let appended: usize = sent.iter().map(|message| message.entries.len()).sum();
+        assert!(
+            appended as u64 >= ENTRIES - probe_last,
+            "sent {appended} entries"
+        );
+        for message in &sent {
+            let bytes = protobuf::Message::compute_size(message) as usize;
+            assert!(
+                bytes <= limits::RAFT_MESSAGE_BYTES_MAX,
+                "a {:?} of {bytes} bytes ({} entries) is above the frame budget",
+                message.get_msg_type(),
+                message.entries.len()
+            );
+        }
+    }
+}

@@ -28,6 +28,7 @@ use ledger::Ledger;
 use rocksdb::WriteBatch;
 
 use crate::api_error::ApiError;
+use crate::codec::ChainHash;
 use crate::limits;
 use crate::snapshot::{self, SnapshotMeta};
 use crate::storage::{CF_EVENTS, Db, index_key};
@@ -68,6 +69,19 @@ impl Outbox {
                 Ok(bytes) => bytes,
                 Err(error) => unreachable!("encoding a raft message cannot fail: {error}"),
             };
+            if bytes.len() > limits::RAFT_MESSAGE_BYTES_MAX {
+                // Cannot happen with the limits' asserts and raft's `max_size_per_msg`; sent,
+                // it would fail the stream that every partition shares.
+                tracing::error!(
+                    to = message.to,
+                    partition,
+                    msg_type = ?message.get_msg_type(),
+                    bytes = bytes.len(),
+                    limit = limits::RAFT_MESSAGE_BYTES_MAX,
+                    "raft message above the frame budget dropped"
+                );
+                continue;
+            }
             if queue
                 .try_send(RaftEnvelope {
                     partition,
@@ -138,32 +152,50 @@ async fn peer_sender(
         let started = Instant::now();
         let mut client = PeerServiceClient::new(endpoint.connect_lazy())
             .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX)
-            .max_encoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX * 4);
+            .max_encoding_message_size(limits::PEER_GRPC_MESSAGE_BYTES_MAX);
         let (frames_tx, frames_rx) = mpsc::channel(limits::PEER_FRAMES_IN_FLIGHT_MAX);
         let call = client.raft(ReceiverStream::new(frames_rx));
         tokio::pin!(call);
+        // The message that did not fit in the previous frame: the next one starts with it.
+        let mut carried: Option<RaftEnvelope> = None;
         loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                result = &mut call => {
-                    if let Err(status) = result {
-                        tracing::debug!(peer_id, code = ?status.code(), message = status.message(), "peer stream ended");
-                    }
-                    break;
-                }
-                first = queue.recv() => {
-                    let Some(first) = first else { return };
-                    let mut messages = vec![first];
-                    while messages.len() < limits::PEER_FRAME_MESSAGES_MAX {
-                        match queue.try_recv() {
-                            Ok(message) => messages.push(message),
-                            Err(_) => break,
+            let first = match carried.take() {
+                Some(first) => first,
+                None => tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    result = &mut call => {
+                        match result {
+                            // The peer is unreachable (down, restarting): expected, and
+                            // retried with backoff.
+                            Err(status) if status.code() == tonic::Code::Unavailable => {
+                                tracing::debug!(peer_id, message = status.message(), "peer unreachable");
+                            }
+                            // Anything else drops raft traffic for a reason worth seeing (an
+                            // oversized frame used to fail it silently, on every retry).
+                            Err(status) => {
+                                tracing::warn!(peer_id, code = ?status.code(), message = status.message(), "peer stream failed: outbound raft frames broke off");
+                            }
+                            Ok(_) => {}
                         }
-                    }
-                    if frames_tx.send(RaftBatch { from_node: node_id, messages }).await.is_err() {
                         break;
                     }
-                }
+                    first = queue.recv() => match first {
+                        Some(first) => first,
+                        None => return,
+                    },
+                },
+            };
+            let (messages, rest) = fill_frame(first, || queue.try_recv().ok());
+            carried = rest;
+            if frames_tx
+                .send(RaftBatch {
+                    from_node: node_id,
+                    messages,
+                })
+                .await
+                .is_err()
+            {
+                break;
             }
         }
         if started.elapsed() > limits::PEER_RECONNECT_BACKOFF_MAX {
@@ -177,6 +209,34 @@ async fn peer_sender(
         }
         backoff = (backoff * 2).min(limits::PEER_RECONNECT_BACKOFF_MAX);
     }
+}
+
+/// The bytes a message takes in a frame, bounded by `PEER_FRAME_BYTES_MAX` (the envelope's
+/// few bytes of framing are in the limits' assert).
+fn frame_bytes(envelope: &RaftEnvelope) -> usize {
+    envelope.message.len()
+}
+
+/// One frame of the peer stream: `first`, then messages from `next` while the frame stays
+/// within `PEER_FRAME_MESSAGES_MAX` messages and `PEER_FRAME_BYTES_MAX` bytes. Returns the
+/// frame and the message taken from `next` that did not fit (the next frame's first). A
+/// message is never split, and every one fits a frame alone (`RAFT_MESSAGE_BYTES_MAX`).
+fn fill_frame(
+    first: RaftEnvelope,
+    mut next: impl FnMut() -> Option<RaftEnvelope>,
+) -> (Vec<RaftEnvelope>, Option<RaftEnvelope>) {
+    let mut bytes = frame_bytes(&first);
+    let mut messages = vec![first];
+    while messages.len() < limits::PEER_FRAME_MESSAGES_MAX {
+        let Some(envelope) = next() else { break };
+        let size = frame_bytes(&envelope);
+        if bytes + size > limits::PEER_FRAME_BYTES_MAX {
+            return (messages, Some(envelope));
+        }
+        bytes += size;
+        messages.push(envelope);
+    }
+    (messages, None)
 }
 
 /// The receiving side: decodes frames and hands them to the store loop.
@@ -285,7 +345,13 @@ impl PeerService for PeerServer {
             .cloned();
         let mut frames = request.into_inner();
         while let Some(frame) = frames.next().await {
-            let frame = frame?;
+            let frame = frame.inspect_err(|status| {
+                tracing::warn!(
+                    code = ?status.code(),
+                    message = status.message(),
+                    "peer stream failed: inbound raft frames broke off"
+                );
+            })?;
             certified(identity.as_ref(), frame.from_node)?;
             if !self.peers.contains(&frame.from_node) || frame.from_node == self.node_id {
                 return Err(not_a_peer(frame.from_node));
@@ -346,11 +412,25 @@ impl PeerService for PeerServer {
                         format!("undecodable transfer: {error}"),
                     ))
                 })?;
+            // A peer is checked like a client: the shape the edge checks, and partitions
+            // that make it a credit at all (the credited account here, the debited one in
+            // another partition). Nothing invalid is proposed.
+            transfer
+                .shape()
+                .map_err(|malformed| Status::from(ApiError::malformed(malformed)))?;
             if ledger::partition_of(&transfer.to, self.partitions) != request.partition {
                 return Err(ApiError::invalid(
                     "transfers",
                     "WRONG_PARTITION",
                     "a credited account is not in this partition",
+                )
+                .into());
+            }
+            if ledger::partition_of(&transfer.from, self.partitions) == request.partition {
+                return Err(ApiError::invalid(
+                    "transfers",
+                    "WRONG_PARTITION",
+                    "a credit's debited account must be in another partition",
                 )
                 .into());
             }
@@ -361,13 +441,17 @@ impl PeerService for PeerServer {
             self.store
                 .propose(request.partition, ledger::Command::Credit(transfer))
         });
-        let records = futures::future::join_all(proposals)
-            .await
-            .into_iter()
-            .map(|applied| match applied {
+        let mut records = Vec::with_capacity(request.transfers.len());
+        for applied in futures::future::join_all(proposals).await {
+            records.push(match applied {
                 Ok(applied) => match applied.outcome {
                     ledger::Outcome::Credit(record) => {
                         postcard::to_stdvec(&record).expect("serialising to a Vec cannot fail")
+                    }
+                    // The ledger refused it (checked here first, so only a race with an
+                    // account opened meanwhile gets this far): nothing was recorded.
+                    ledger::Outcome::Malformed(malformed) => {
+                        return Err(ApiError::malformed(malformed).into());
                     }
                     other => {
                         unreachable!("a credit command answers with a credit record, not {other:?}")
@@ -375,8 +459,8 @@ impl PeerService for PeerServer {
                 },
                 // No answer here (leadership moved): the caller retries this one.
                 Err(_) => Vec::new(),
-            })
-            .collect();
+            });
+        }
         Ok(Response::new(CreditResponse { records }))
     }
 }
@@ -424,23 +508,30 @@ fn stream_snapshot(
     Ok(())
 }
 
+/// A snapshot a follower fetched and verified: its header, its state, and the highest leader
+/// timestamp of the event blocks fetched with it (0 if none).
+pub type FetchedSnapshot = (SnapshotMeta, Ledger, u64);
+
 /// Follower side: fetches snapshot `index` of `partition` from the node at `address`, writes
 /// the event blocks after `events_after` into the local event log and the snapshot into the
 /// local snapshot store (the install's synced write makes both durable), and returns the
-/// verified state.
+/// verified state. Every event block is checked against the hash chain, continuing from
+/// `chain_after` (the local chain head at `events_after`), before its message is written,
+/// and the blocks must end at the snapshot's chain head: a block that fails fails the fetch.
 pub async fn fetch_snapshot(
     node_id: u64,
     address: String,
     partition: u32,
     index: u64,
     events_after: u64,
+    chain_after: ChainHash,
     db: Arc<Db>,
-) -> anyhow::Result<(SnapshotMeta, Ledger)> {
+) -> anyhow::Result<FetchedSnapshot> {
     let endpoint = peer_endpoint(&address)?
         .connect_timeout(Duration::from_secs(2))
         .timeout(limits::SNAPSHOT_FETCH_TIMEOUT);
     let mut client = PeerServiceClient::new(endpoint.connect().await?)
-        .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX * 4);
+        .max_decoding_message_size(limits::PEER_GRPC_MESSAGE_BYTES_MAX);
     let mut parts = client
         .fetch_snapshot(FetchSnapshotRequest {
             from_node: node_id,
@@ -452,7 +543,7 @@ pub async fn fetch_snapshot(
         .into_inner();
     let mut meta: Option<SnapshotMeta> = None;
     let mut state = Vec::new();
-    let mut events_next = events_after + 1;
+    let mut events = snapshot::FetchedEvents::new(partition, chain_after, events_after, index);
     while let Some(part) = parts.next().await {
         match part?.part.context("empty snapshot part")? {
             Part::Header(bytes) => {
@@ -477,17 +568,12 @@ pub async fn fetch_snapshot(
                 state.extend(chunk);
             }
             Part::Events(blocks) => {
-                ensure!(
-                    blocks.indexes.len() == blocks.blocks.len(),
-                    "event blocks and indexes differ in number"
-                );
+                // Verified before written: nothing of a message with a bad block is stored.
+                // (Earlier messages' blocks, each verified, may stay if a later one fails: they
+                // are the leader's own blocks, and the next fetch writes them again.)
+                events.check(&blocks.indexes, &blocks.blocks)?;
                 let mut batch = WriteBatch::default();
                 for (&block_index, block) in blocks.indexes.iter().zip(&blocks.blocks) {
-                    ensure!(
-                        block_index >= events_next && block_index <= index,
-                        "event block {block_index} out of order"
-                    );
-                    events_next = block_index + 1;
                     batch.put_cf(db.cf(CF_EVENTS), index_key(partition, block_index), block);
                 }
                 db.write(batch, false)?;
@@ -495,6 +581,7 @@ pub async fn fetch_snapshot(
         }
     }
     let meta = meta.context("no snapshot header")?;
+    let timestamp_ms_max = events.finish(&meta)?;
     // Tests widen the window between the leader seeing this fetch end and this node installing
     // the snapshot, in which the leader may announce the next one.
     #[cfg(feature = "failpoints")]
@@ -510,7 +597,7 @@ pub async fn fetch_snapshot(
             .collect();
         ensure!(chunks.len() as u32 == meta.chunks, "snapshot chunk count");
         db_for_decode.put_snapshot(&meta, &chunks, false)?;
-        Ok((meta, ledger))
+        Ok((meta, ledger, timestamp_ms_max))
     })
     .await?
 }
@@ -518,6 +605,194 @@ pub async fn fetch_snapshot(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::{self, CHAIN_GENESIS, EventBlock};
+    use proto::internal::peer_service_server::PeerServiceServer;
+
+    fn envelope(bytes: usize) -> RaftEnvelope {
+        RaftEnvelope {
+            partition: 0,
+            message: vec![0; bytes],
+        }
+    }
+
+    #[test]
+    fn frames_are_bounded_by_bytes_and_by_messages() {
+        // A follower catching up: a queue of 1 MiB appends (raft's `max_size_per_msg`).
+        let mut queue: std::collections::VecDeque<RaftEnvelope> = (0..40)
+            .map(|_| envelope(limits::RAFT_MSG_BYTES_MAX as usize))
+            .collect();
+        let mut frames = Vec::new();
+        let mut carried = None;
+        while let Some(first) = carried.take().or_else(|| queue.pop_front()) {
+            let (frame, rest) = fill_frame(first, || queue.pop_front());
+            carried = rest;
+            frames.push(frame);
+        }
+        assert_eq!(
+            frames.iter().map(Vec::len).sum::<usize>(),
+            40,
+            "nothing lost"
+        );
+        assert!(frames.len() > 1);
+        for frame in &frames {
+            let batch = RaftBatch {
+                from_node: 1,
+                messages: frame.clone(),
+            };
+            assert!(
+                prost::Message::encoded_len(&batch) <= limits::PEER_GRPC_MESSAGE_BYTES_MAX,
+                "a frame above the gRPC limit"
+            );
+            assert!(frame.iter().map(frame_bytes).sum::<usize>() <= limits::PEER_FRAME_BYTES_MAX);
+        }
+        // The largest message there can be fits a frame alone, and the frame the limit.
+        let largest = || envelope(limits::RAFT_MESSAGE_BYTES_MAX);
+        let (frame, rest) = fill_frame(largest(), || Some(largest()));
+        assert_eq!(
+            (frame.len(), rest.map(|rest| rest.message.len())),
+            (1, Some(limits::RAFT_MESSAGE_BYTES_MAX))
+        );
+        let batch = RaftBatch {
+            from_node: 1,
+            messages: frame,
+        };
+        assert!(prost::Message::encoded_len(&batch) <= limits::PEER_GRPC_MESSAGE_BYTES_MAX);
+        // Small messages: bounded by count.
+        let (frame, rest) = fill_frame(envelope(10), || Some(envelope(10)));
+        assert_eq!(frame.len(), limits::PEER_FRAME_MESSAGES_MAX);
+        assert!(rest.is_none());
+    }
+
+    /// A leader that serves one canned FetchSnapshot stream.
+    struct CannedLeader {
+        parts: Vec<SnapshotPart>,
+    }
+
+    #[tonic::async_trait]
+    impl PeerService for CannedLeader {
+        type FetchSnapshotStream = SnapshotPartStream;
+
+        async fn fetch_snapshot(
+            &self,
+            _request: Request<FetchSnapshotRequest>,
+        ) -> Result<Response<SnapshotPartStream>, Status> {
+            let (tx, rx) = mpsc::channel(self.parts.len().max(1));
+            for part in &self.parts {
+                tx.send(Ok(part.clone())).await.expect("buffered");
+            }
+            Ok(Response::new(ReceiverStream::new(rx)))
+        }
+
+        async fn raft(
+            &self,
+            _request: Request<Streaming<RaftBatch>>,
+        ) -> Result<Response<RaftAck>, Status> {
+            Err(Status::unimplemented("raft"))
+        }
+
+        async fn credit(
+            &self,
+            _request: Request<CreditRequest>,
+        ) -> Result<Response<CreditResponse>, Status> {
+            Err(Status::unimplemented("credit"))
+        }
+    }
+
+    /// Snapshot 3 of partition 0 (an empty ledger) and the stored event blocks 1..=3 that
+    /// lead to it.
+    fn snapshot_and_blocks() -> (SnapshotMeta, Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        let mut chain = CHAIN_GENESIS;
+        let mut blocks = Vec::new();
+        for index in 1..=3 {
+            let block = EventBlock {
+                meta: ledger::EntryMeta {
+                    index,
+                    timestamp_ms: 1_700_000_000_000 + index,
+                },
+                events: vec![ledger::Event::AccountOpened {
+                    account_id: format!("acct-{index}"),
+                    currency: ledger::Currency::parse("USD").expect("USD"),
+                    allow_negative_balance: false,
+                }],
+            };
+            let (bytes, head) = codec::encode_events(&chain, &block);
+            chain = head;
+            blocks.push(bytes);
+        }
+        let (meta, chunks) = snapshot::encode(0, 3, 1, vec![1, 2], &Ledger::new(), chain);
+        (meta, chunks, blocks)
+    }
+
+    /// Serves `parts` from a canned leader and fetches snapshot 3 into a fresh data dir.
+    async fn fetch_from(
+        parts: Vec<SnapshotPart>,
+    ) -> (anyhow::Result<FetchedSnapshot>, Arc<Db>, tempfile::TempDir) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(PeerServiceServer::new(CannedLeader { parts }))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Db::open(dir.path(), 2, 1).expect("db");
+        let result = fetch_snapshot(2, address, 0, 3, 0, CHAIN_GENESIS, db.clone()).await;
+        server.abort();
+        (result, db, dir)
+    }
+
+    fn parts(meta: &SnapshotMeta, chunks: &[Vec<u8>], blocks: &[Vec<u8>]) -> Vec<SnapshotPart> {
+        let mut parts = vec![Part::Header(postcard::to_stdvec(meta).expect("header"))];
+        parts.extend(chunks.iter().cloned().map(Part::StateChunk));
+        parts.push(Part::Events(EventBlocks {
+            indexes: (1..=blocks.len() as u64).collect(),
+            blocks: blocks.to_vec(),
+        }));
+        parts
+            .into_iter()
+            .map(|part| SnapshotPart { part: Some(part) })
+            .collect()
+    }
+
+    fn stored_blocks(db: &Db) -> Vec<u64> {
+        db.scan_indexed(CF_EVENTS, 0, 1, u64::MAX)
+            .map(|item| item.expect("read").0)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_fetched_snapshot_with_intact_blocks_is_written() {
+        let (meta, chunks, blocks) = snapshot_and_blocks();
+        let (result, db, _dir) = fetch_from(parts(&meta, &chunks, &blocks)).await;
+        let (fetched, _, timestamp_ms_max) = result.expect("fetch");
+        assert_eq!(fetched, meta);
+        assert_eq!(timestamp_ms_max, 1_700_000_000_003);
+        assert_eq!(stored_blocks(&db), [1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_fetched_block_that_fails_the_chain_fails_the_fetch_and_is_never_written() {
+        let (meta, chunks, mut blocks) = snapshot_and_blocks();
+        let last = blocks[1].len() - 1;
+        blocks[1][last] ^= 0x01;
+        let (result, db, _dir) = fetch_from(parts(&meta, &chunks, &blocks)).await;
+        let error = result.expect_err("a corrupt block must fail the fetch");
+        assert!(
+            format!("{error:#}").contains("fails the hash chain"),
+            "{error:#}"
+        );
+        assert!(stored_blocks(&db).is_empty(), "corrupt blocks were written");
+        assert!(db.snapshot_metas(0).expect("metas").is_empty());
+
+        // A block left out at the end: every link holds, but the chain misses the
+        // snapshot's head.
+        let (meta, chunks, blocks) = snapshot_and_blocks();
+        let (result, db, _dir) = fetch_from(parts(&meta, &chunks, &blocks[..2])).await;
+        assert!(result.is_err(), "a fetch missing its last block must fail");
+        assert!(db.snapshot_metas(0).expect("metas").is_empty());
+    }
 
     #[test]
     fn a_peer_certificate_speaks_only_for_the_nodes_it_names() {

@@ -5,6 +5,8 @@ mod audit;
 mod fuzz;
 mod harness;
 mod metrics;
+mod money_safety;
+mod peer_credits;
 mod reflection;
 mod security;
 #[cfg(feature = "failpoints")]
