@@ -8,7 +8,7 @@ import helm_python as helm
 import kubernetes_validate
 import pytest
 
-from conftest import CHART, KUBE_VERSIONS, NAMESPACE, REPO, VALUE_SETS, container, render
+from conftest import CHART, KUBE_VERSIONS, NAMESPACE, RELEASE, REPO, VALUE_SETS, container, render
 
 LINT_WARNING = 2
 
@@ -527,3 +527,101 @@ def test_metrics_port_is_on_the_pods_and_annotated():
             else:
                 assert metrics_listen == "off"
                 assert "metrics" not in ports and "prometheus.io/scrape" not in annotations
+
+
+def policy_rules(rendered, component: str) -> dict[int, list]:
+    """The NetworkPolicy of one component's pods: port -> the peers its rule admits."""
+    (policy,) = [
+        p for p in rendered.all("NetworkPolicy")
+        if p["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/component") == component
+    ]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    rules = {}
+    for rule in policy["spec"]["ingress"]:
+        # No rule without ports or without sources: either would admit everyone.
+        assert rule.get("ports") and rule.get("from"), rule
+        for port in rule["ports"]:
+            assert port["protocol"] == "TCP" and port["port"] not in rules
+            rules[port["port"]] = rule["from"]
+    return policy, rules
+
+
+def test_default_render_is_not_open():
+    """By default every port of every pod sits behind a NetworkPolicy: the write nodes' one
+    gRPC port (client API, event log and raft's PeerService: OpenAccount and credits
+    included) admits only the write pods, the read pods and the helm test pod of this release;
+    the read nodes' only the helm test pod; the metrics ports only metricsFrom. The nodes then
+    run with insecure = true because of these policies, and only then."""
+    rendered = render()
+    values = rendered.values
+    assert values["networkPolicy"]["enabled"] is True and values["insecure"] is False
+    assert not values["tls"]["enabled"] and not values["auth"]["enabled"]
+    pods = {
+        "write": rendered.one("StatefulSet")["spec"]["template"]["metadata"]["labels"],
+        "read": rendered.one("Deployment")["spec"]["template"]["metadata"]["labels"],
+        "test": rendered.test_pod()["metadata"]["labels"],
+    }
+    assert len(rendered.all("NetworkPolicy")) == 2
+
+    def admitted(peers) -> list[str]:
+        """The components a rule's peers select: only pod selectors of this release, in
+        the release namespace (no namespaceSelector, no ipBlock)."""
+        components = []
+        for peer in peers:
+            assert set(peer) == {"podSelector"}, peer
+            labels = peer["podSelector"]["matchLabels"]
+            assert labels["app.kubernetes.io/instance"] == RELEASE
+            component = labels["app.kubernetes.io/component"]
+            assert labels.items() <= pods[component].items(), (labels, component)
+            components.append(component)
+        return sorted(components)
+
+    write_policy, write = policy_rules(rendered, "write")
+    read_policy, read = policy_rules(rendered, "read")
+    assert write_policy["spec"]["podSelector"]["matchLabels"].items() <= pods["write"].items()
+    assert read_policy["spec"]["podSelector"]["matchLabels"].items() <= pods["read"].items()
+    write_port, read_port = values["writeNode"]["port"], values["readNode"]["port"]
+    metrics = {values["writeNode"]["metrics"]["port"], values["readNode"]["metrics"]["port"]}
+    assert set(write) == {write_port} | {values["writeNode"]["metrics"]["port"]}
+    assert set(read) == {read_port} | {values["readNode"]["metrics"]["port"]}
+    assert admitted(write[write_port]) == ["read", "test", "write"]
+    assert admitted(read[read_port]) == ["test"]
+    for port in metrics:
+        for rules in (write, read):
+            if port in rules and port not in (write_port, read_port):
+                assert rules[port] == values["networkPolicy"]["metricsFrom"]
+    # The read pods are not selected by the write policy and vice versa.
+    assert not write_policy["spec"]["podSelector"]["matchLabels"].items() <= pods["read"].items()
+    assert not read_policy["spec"]["podSelector"]["matchLabels"].items() <= pods["write"].items()
+    for key in ("write-node.toml", "read-node.toml"):
+        assert rendered.config(key)["insecure"] is True
+
+
+def test_insecure_is_an_explicit_opt_in_and_clients_are_listed():
+    # No TLS and tokens, no NetworkPolicy, no explicit insecure: the chart refuses to render.
+    with pytest.raises(helm.HelmRenderError, match="insecure=true explicitly"):
+        render({"networkPolicy": {"enabled": False}})
+    opened = render({"networkPolicy": {"enabled": False}, "insecure": True})
+    assert opened.all("NetworkPolicy") == []
+    assert opened.config("write-node.toml")["insecure"] is True
+    (notes,) = [text for path, text in opened.files.items() if path.endswith("NOTES.txt")]
+    assert "NO NetworkPolicy" in notes
+    # TLS and tokens need neither.
+    secured = render(SECURED | {"networkPolicy": {"enabled": False}})
+    assert secured.config("write-node.toml")["insecure"] is False
+    # Listed clients are admitted next to the chart's own pods, each on its own port.
+    payments = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "payments"}}}
+    dashboard = {"podSelector": {"matchLabels": {"app": "dashboard"}}}
+    listed = render({"networkPolicy": {"writeClients": [payments], "readClients": [dashboard], "metricsFrom": []}})
+    _, write = policy_rules(listed, "write")
+    _, read = policy_rules(listed, "read")
+    assert payments in write[listed.values["writeNode"]["port"]]
+    assert dashboard not in write[listed.values["writeNode"]["port"]]
+    assert dashboard in read[listed.values["readNode"]["port"]]
+    assert payments not in read[listed.values["readNode"]["port"]]
+    # metricsFrom: [] admits nobody to the metrics ports (no rule at all).
+    assert set(write) == {listed.values["writeNode"]["port"]}
+    assert set(read) == {listed.values["readNode"]["port"]}
+    with helm.Chart.load(CHART) as chart:
+        with pytest.raises(helm.HelmValuesError):
+            chart.render({"networkPolicy": {"writeClients": [{}]}}, name="demo", namespace=NAMESPACE)

@@ -45,7 +45,7 @@ def make_secrets(binaries: Path, out: Path, hosts: list[str], read_hosts: list[s
         check=True, capture_output=True, timeout=STEP_TIMEOUT_S,
     )
     tokens, entries = {}, []
-    for name, scopes in [("read-nodes", "replicate"), ("helm-test", "admin,transfer"), ("checker", "read")]:
+    for name, scopes in [("read-nodes", "replicate"), ("helm-test", "admin,transfer,issue"), ("checker", "read")]:
         result = subprocess.run(
             [walletctl, "--json", "token", "--name", name, "--scopes", scopes],
             check=True, capture_output=True, text=True, timeout=STEP_TIMEOUT_S,

@@ -5,8 +5,8 @@ use std::time::Duration;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
-/// The `google.rpc.ErrorInfo` domain the write nodes put on every error.
-pub const ERROR_DOMAIN: &str = "wallet.ledger";
+/// The `google.rpc.ErrorInfo` domain the nodes put on every error.
+pub use proto::ERROR_DOMAIN;
 
 /// Reason of the redirect a follower answers with.
 pub const REASON_NOT_LEADER: &str = "NOT_LEADER";

@@ -4,13 +4,26 @@
 //! |---|---|---|
 //! | `balances` | account id | [`BalanceRow`] |
 //! | `history` | account id, 0x00, sequence u64 BE | [`HistoryRow`] (one per balance change) |
-//! | `transfers` | transaction id (16 bytes) | [`TransferRow`] |
-//! | `positions` | partition u32 BE | applied index u64 BE: the checkpoint |
+//! | `transfers` | transaction id (16 bytes), source partition u32 BE | [`TransferRow`] |
+//! | `positions` | partition u32 BE | applied index u64 BE, chain hash (32 bytes): the checkpoint |
 //! | `meta` | name | format version, partition count |
 //!
 //! Account ids never contain control characters (ledger rule), so the 0x00 separator keeps
 //! one account's history keys apart from another's. Sequences are dense (1, 2, 3, ...), so
 //! history is read with point lookups by sequence, newest first or by binary search.
+//!
+//! A transaction id is unique per *source partition* only (the write side deduplicates ids in
+//! the partition of `from`): two partitions may each hold a transfer under one id, so a
+//! transfer row is keyed by (id, source partition). All rows of one id are adjacent, in
+//! source partition order; [`ProjectionDb::transfers`] reads them with one prefix scan.
+//!
+//! The checkpoint holds, per partition, the last applied index and the chain hash of the last
+//! event block folded (progress markers carry none and leave it as it was), written in the
+//! same batch as the rows: ingest checks the next block's `chain_hash` against it.
+//!
+//! Format history (`meta/format`): `read-node-v1` keyed transfers by id alone and kept no
+//! chain hash; it is refused (the projections are derived data: delete the directory and the
+//! node rebuilds them from the write nodes' event logs).
 
 use std::path::Path;
 
@@ -29,6 +42,27 @@ const ROW_FORMAT_V1: u8 = 1;
 const META_FORMAT: &[u8] = b"format";
 const META_PARTITIONS: &[u8] = b"partitions";
 const DB_FORMAT_V1: &[u8] = b"read-node-v1";
+const DB_FORMAT_V2: &[u8] = b"read-node-v2";
+
+/// A chain hash of the write nodes' event log (`write_node::codec::ChainHash`).
+pub type ChainHash = [u8; 32];
+/// The chain value before a partition's first block (`write_node::codec::CHAIN_GENESIS`).
+pub const CHAIN_GENESIS: ChainHash = [0; 32];
+
+/// Where the fold stands in one partition: everything up to `index` is in the rows, and
+/// `chain` is the chain hash of the last event block at or below it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub index: u64,
+    pub chain: ChainHash,
+}
+
+impl Checkpoint {
+    pub const GENESIS: Checkpoint = Checkpoint {
+        index: 0,
+        chain: CHAIN_GENESIS,
+    };
+}
 
 /// An account as projected: its balance and where its last change sits in the log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +112,9 @@ impl TransferState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransferRow {
     pub transaction_id: String,
+    /// `ledger::partition_of(from_account)`: the partition whose log drives this transfer.
+    /// With the id, the row's key.
+    pub source_partition: u32,
     pub from_account: String,
     pub to_account: String,
     pub amount_minor: i64,
@@ -111,10 +148,39 @@ pub fn history_key(account_id: &str, sequence: u64) -> Vec<u8> {
     key
 }
 
-pub fn transfer_key(transaction_id: &str) -> anyhow::Result<[u8; 16]> {
+fn transfer_id_key(transaction_id: &str) -> anyhow::Result<[u8; 16]> {
     Ok(*uuid::Uuid::try_parse(transaction_id)
         .with_context(|| format!("transaction id {transaction_id:?} is not a UUID"))?
         .as_bytes())
+}
+
+/// The transfer row key: the id's 16 bytes, then the source partition (u32 BE), so the rows
+/// of one id sort together, by source partition.
+pub fn transfer_key(transaction_id: &str, source_partition: u32) -> anyhow::Result<[u8; 20]> {
+    let mut key = [0; 20];
+    key[..16].copy_from_slice(&transfer_id_key(transaction_id)?);
+    key[16..].copy_from_slice(&source_partition.to_be_bytes());
+    Ok(key)
+}
+
+fn encode_checkpoint(checkpoint: &Checkpoint) -> [u8; 40] {
+    let mut value = [0; 40];
+    value[..8].copy_from_slice(&checkpoint.index.to_be_bytes());
+    value[8..].copy_from_slice(&checkpoint.chain);
+    value
+}
+
+fn decode_checkpoint(bytes: &[u8]) -> anyhow::Result<Checkpoint> {
+    ensure!(
+        bytes.len() == 40,
+        "corrupt checkpoint ({} bytes)",
+        bytes.len()
+    );
+    let (index, chain) = bytes.split_at(8);
+    Ok(Checkpoint {
+        index: u64::from_be_bytes(index.try_into().expect("8 bytes")),
+        chain: chain.try_into().expect("32 bytes"),
+    })
 }
 
 /// The projection database.
@@ -136,15 +202,34 @@ impl ProjectionDb {
             .with_context(|| format!("opening the read node database in {}", path.display()))?;
         let this = ProjectionDb { db };
         match this.get(CF_META, META_FORMAT)? {
-            Some(format) => ensure!(
-                format == DB_FORMAT_V1,
-                "{} holds data of another format ({:?})",
+            Some(format) if format == DB_FORMAT_V2 => {}
+            Some(format) if format == DB_FORMAT_V1 => anyhow::bail!(
+                "{} holds projections of an older read node (format read-node-v1: transfers \
+                 keyed by transaction id alone, no event chain hash in the checkpoint); this \
+                 read node needs format read-node-v2. The projections are derived data: \
+                 delete the directory and this node rebuilds them from the write nodes' \
+                 event logs",
+                path.display()
+            ),
+            Some(format) => anyhow::bail!(
+                "{} holds data of another format ({:?}); this read node reads read-node-v2",
                 path.display(),
                 String::from_utf8_lossy(&format)
             ),
-            None => this
-                .db
-                .put_cf(this.cf(CF_META), META_FORMAT, DB_FORMAT_V1)?,
+            None => {
+                // A new database: nothing else may be in it yet (a directory of some other
+                // RocksDB with our column family names, say).
+                ensure!(
+                    this.db
+                        .iterator_cf(this.cf(CF_POSITIONS), rocksdb::IteratorMode::Start)
+                        .next()
+                        .is_none(),
+                    "{} has checkpoints but no format marker; use an empty data directory",
+                    path.display()
+                );
+                this.db
+                    .put_cf(this.cf(CF_META), META_FORMAT, DB_FORMAT_V2)?
+            }
         }
         match this.get(CF_META, META_PARTITIONS)? {
             Some(stored) => {
@@ -189,25 +274,24 @@ impl ProjectionDb {
             .context("writing projections")
     }
 
-    /// The checkpoint: applied index per partition (0 = nothing applied).
-    pub fn positions(&self, partitions: u32) -> anyhow::Result<Vec<u64>> {
+    /// The checkpoint per partition (index 0 and the genesis chain = nothing applied).
+    pub fn checkpoints(&self, partitions: u32) -> anyhow::Result<Vec<Checkpoint>> {
         (0..partitions)
             .map(|partition| {
                 Ok(match self.get(CF_POSITIONS, &partition.to_be_bytes())? {
-                    Some(bytes) => u64::from_be_bytes(
-                        bytes.as_slice().try_into().context("corrupt checkpoint")?,
-                    ),
-                    None => 0,
+                    Some(bytes) => decode_checkpoint(&bytes)
+                        .with_context(|| format!("checkpoint of partition {partition}"))?,
+                    None => Checkpoint::GENESIS,
                 })
             })
             .collect()
     }
 
-    pub fn put_position(&self, batch: &mut WriteBatch, partition: u32, index: u64) {
+    pub fn put_checkpoint(&self, batch: &mut WriteBatch, partition: u32, checkpoint: &Checkpoint) {
         batch.put_cf(
             self.cf(CF_POSITIONS),
             partition.to_be_bytes(),
-            index.to_be_bytes(),
+            encode_checkpoint(checkpoint),
         );
     }
 
@@ -260,18 +344,142 @@ impl ProjectionDb {
         );
     }
 
-    pub fn transfer(&self, transaction_id: &str) -> anyhow::Result<Option<TransferRow>> {
-        self.get(CF_TRANSFERS, &transfer_key(transaction_id)?)?
-            .map(|bytes| decode(&bytes))
-            .transpose()
+    /// The transfer `transaction_id` from `source_partition`.
+    pub fn transfer(
+        &self,
+        transaction_id: &str,
+        source_partition: u32,
+    ) -> anyhow::Result<Option<TransferRow>> {
+        self.get(
+            CF_TRANSFERS,
+            &transfer_key(transaction_id, source_partition)?,
+        )?
+        .map(|bytes| decode(&bytes))
+        .transpose()
+    }
+
+    /// Every transfer under `transaction_id` (one per source partition that holds one), in
+    /// source partition order. See [`crate::fold::preferred_transfer`] for the one to show.
+    pub fn transfers(&self, transaction_id: &str) -> anyhow::Result<Vec<TransferRow>> {
+        let prefix = transfer_id_key(transaction_id)?;
+        let mut rows = Vec::new();
+        let iterator = self.db.iterator_cf(
+            self.cf(CF_TRANSFERS),
+            rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward),
+        );
+        for item in iterator {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            rows.push(decode(&value)?);
+        }
+        Ok(rows)
     }
 
     pub fn put_transfer(&self, batch: &mut WriteBatch, row: &TransferRow) -> anyhow::Result<()> {
         batch.put_cf(
             self.cf(CF_TRANSFERS),
-            transfer_key(&row.transaction_id)?,
+            transfer_key(&row.transaction_id, row.source_partition)?,
             encode(row),
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(transaction_id: &str, source_partition: u32) -> TransferRow {
+        TransferRow {
+            transaction_id: transaction_id.into(),
+            source_partition,
+            from_account: format!("from-{source_partition}"),
+            to_account: "to".into(),
+            amount_minor: 1,
+            currency: "USD".into(),
+            state: TransferState::Completed,
+            reject_reason: String::new(),
+            version: 1,
+            partition: source_partition,
+            index: 1,
+            timestamp_ms: 1,
+        }
+    }
+
+    #[test]
+    fn transfer_rows_of_one_id_are_kept_apart_and_read_together() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = ProjectionDb::open(dir.path(), 300).expect("open");
+        let x = "00000000-0000-0000-0000-0000000000aa";
+        // Neighbours on both sides of x's key range.
+        let before = "00000000-0000-0000-0000-0000000000a9";
+        let after = "00000000-0000-0000-0000-0000000000ab";
+        let mut batch = WriteBatch::default();
+        for row in [
+            row(after, 0),
+            row(x, 258),
+            row(x, 3),
+            row(before, 299),
+            row(x, 1),
+        ] {
+            db.put_transfer(&mut batch, &row).expect("uuid");
+        }
+        db.write(batch).expect("write");
+        let found: Vec<u32> = db
+            .transfers(x)
+            .expect("read")
+            .iter()
+            .map(|row| row.source_partition)
+            .collect();
+        // Source partitions in numeric order (u32 BE keys), 258 after 3.
+        assert_eq!(found, [1, 3, 258]);
+        assert_eq!(db.transfer(x, 3).unwrap(), Some(row(x, 3)));
+        assert_eq!(db.transfer(x, 2).unwrap(), None);
+        assert!(
+            db.transfers("00000000-0000-0000-0000-0000000000ff")
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_data_directory_of_the_previous_format_is_refused_with_a_clear_message() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let db = ProjectionDb::open(dir.path(), 2).expect("open");
+            // What a read-node-v1 node left: its marker and an 8-byte checkpoint.
+            db.db
+                .put_cf(db.cf(CF_META), META_FORMAT, DB_FORMAT_V1)
+                .unwrap();
+            db.db
+                .put_cf(db.cf(CF_POSITIONS), 0u32.to_be_bytes(), 7u64.to_be_bytes())
+                .unwrap();
+        }
+        let error = ProjectionDb::open(dir.path(), 2).err().expect("refused");
+        let message = format!("{error:#}");
+        assert!(message.contains("read-node-v1"), "{message}");
+        assert!(message.contains("delete the directory"), "{message}");
+    }
+
+    #[test]
+    fn checkpoints_keep_index_and_chain() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = ProjectionDb::open(dir.path(), 2).expect("open");
+        assert_eq!(db.checkpoints(2).unwrap(), vec![Checkpoint::GENESIS; 2]);
+        let mut batch = WriteBatch::default();
+        let checkpoint = Checkpoint {
+            index: 41,
+            chain: [9; 32],
+        };
+        db.put_checkpoint(&mut batch, 1, &checkpoint);
+        db.write(batch).unwrap();
+        drop(db);
+        let db = ProjectionDb::open(dir.path(), 2).expect("reopen");
+        assert_eq!(
+            db.checkpoints(2).unwrap(),
+            vec![Checkpoint::GENESIS, checkpoint]
+        );
     }
 }

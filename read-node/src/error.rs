@@ -8,7 +8,7 @@ use std::time::Duration;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt as _};
 
-pub const ERROR_DOMAIN: &str = "wallet.ledger";
+pub use proto::ERROR_DOMAIN;
 
 /// An API error before it becomes a `tonic::Status`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,6 +5,20 @@
 //! arm of [`Folder::event`], built from three steps that every variant, present or future,
 //! composes: open an account, move an account's balance (one history row), set a transfer's
 //! state.
+//!
+//! Transfers are keyed by (transaction id, source partition), the source partition being
+//! `ledger::partition_of(from_account)`. The write side deduplicates an id only within the
+//! source account's partition, so one id may legitimately head two transfers from two
+//! partitions (a rejected one and a later one refunded with TRANSACTION_ID_REUSED, or two
+//! fully disjoint ones); with this key they never meet. Every event that sets a transfer's
+//! state is in its source partition's log (checked: a source-side event in another
+//! partition's log is a fold error), and every balance an event moves belongs to the block's
+//! own partition, so partitions fold independently of each other. Reads of a transfer by id
+//! show [`preferred_transfer`] of its rows.
+//!
+//! A block the fold cannot apply (an error from [`fold_block`]) is never written and never
+//! skipped: the projector stops that one partition just before it and keeps folding the
+//! others (see `projector.rs`).
 
 use std::collections::BTreeMap;
 
@@ -25,7 +39,28 @@ pub struct BlockPosition {
 /// Current rows, as the projector sees them before the block.
 pub trait Rows {
     fn balance(&self, account_id: &str) -> anyhow::Result<Option<BalanceRow>>;
-    fn transfer(&self, transaction_id: &str) -> anyhow::Result<Option<TransferRow>>;
+    fn transfer(
+        &self,
+        transaction_id: &str,
+        source_partition: u32,
+    ) -> anyhow::Result<Option<TransferRow>>;
+}
+
+/// A transfer row's key: (transaction id, source partition).
+pub type TransferKey = (String, u32);
+
+/// The rejection reason of a transfer refused because another partition already used its id.
+pub const TRANSACTION_ID_REUSED: &str = ledger::RejectReason::TransactionIdReused.reason();
+
+/// The one row a read of `transaction_id` shows when several source partitions hold one:
+/// `ledger::transfer_answer_rank`, the rule of the write node's GetTransfer too (a row not
+/// rejected with TRANSACTION_ID_REUSED over one that is, then the lowest source partition).
+pub fn preferred_transfer(rows: impl IntoIterator<Item = TransferRow>) -> Option<TransferRow> {
+    rows.into_iter().min_by_key(|row| {
+        let reused =
+            row.state == TransferState::Rejected && row.reject_reason == TRANSACTION_ID_REUSED;
+        ledger::transfer_answer_rank(row.source_partition, reused)
+    })
 }
 
 /// What one block changes.
@@ -35,8 +70,8 @@ pub struct FoldOutput {
     pub balances: BTreeMap<String, BalanceRow>,
     /// Balance changes in order: the account's row right after the change, and the change.
     pub changes: Vec<(BalanceRow, HistoryRow)>,
-    /// Transfers after the block.
-    pub transfers: BTreeMap<String, TransferRow>,
+    /// Transfers after the block, by (transaction id, source partition).
+    pub transfers: BTreeMap<TransferKey, TransferRow>,
     /// Transfer state changes in order (each a full row at that version).
     pub transfer_changes: Vec<TransferRow>,
 }
@@ -62,15 +97,22 @@ impl TransferRow {
     }
 }
 
-/// Folds one block's events.
+/// Folds one block's events; `partitions` is the cluster's partition count.
 pub fn fold_block(
     rows: &impl Rows,
     at: BlockPosition,
+    partitions: u32,
     events: &[LedgerEvent],
 ) -> anyhow::Result<FoldOutput> {
+    ensure!(
+        at.partition < partitions,
+        "block of partition {} in a cluster of {partitions} partitions",
+        at.partition
+    );
     let mut folder = Folder {
         rows,
         at,
+        partitions,
         out: FoldOutput::default(),
     };
     for (position, event) in events.iter().enumerate() {
@@ -87,6 +129,7 @@ pub fn fold_block(
 struct Folder<'a, R> {
     rows: &'a R,
     at: BlockPosition,
+    partitions: u32,
     out: FoldOutput,
 }
 
@@ -168,18 +211,47 @@ impl<R: Rows> Folder<'_, R> {
         }
     }
 
-    fn transfer(&self, transaction_id: &str) -> anyhow::Result<Option<TransferRow>> {
-        match self.out.transfers.get(transaction_id) {
+    fn transfer(
+        &self,
+        transaction_id: &str,
+        source_partition: u32,
+    ) -> anyhow::Result<Option<TransferRow>> {
+        match self
+            .out
+            .transfers
+            .get(&(transaction_id.to_owned(), source_partition))
+        {
             Some(row) => Ok(Some(row.clone())),
-            None => self.rows.transfer(transaction_id),
+            None => self.rows.transfer(transaction_id, source_partition),
         }
     }
 
-    /// A transfer the source partition already debited (same log, so already folded).
+    /// A transfer this (its source) partition already debited: same log, so already folded.
     fn known_transfer(&self, transaction_id: &str) -> anyhow::Result<TransferRow> {
-        self.transfer(transaction_id)?.with_context(|| {
-            format!("transfer {transaction_id} settles or refunds without a debit")
-        })
+        self.transfer(transaction_id, self.at.partition)?
+            .with_context(|| {
+                format!(
+                    "transfer {transaction_id} settles or refunds in partition {} without a \
+                     debit there",
+                    self.at.partition
+                )
+            })
+    }
+
+    /// The source partition of a transfer, which must be this block's: only the source's log
+    /// sets a transfer's state.
+    fn source_partition(&self, transfer: &TransferFacts<'_>) -> anyhow::Result<u32> {
+        let source = ledger::partition_of(transfer.from_account, self.partitions);
+        ensure!(
+            source == self.at.partition,
+            "transfer {} from {:?} (partition {source} of {}) changes state in the log of \
+             partition {}",
+            transfer.transaction_id,
+            transfer.from_account,
+            self.partitions,
+            self.at.partition
+        );
+        Ok(source)
     }
 
     fn balance(&self, account_id: &str) -> anyhow::Result<Option<BalanceRow>> {
@@ -267,11 +339,13 @@ impl<R: Rows> Folder<'_, R> {
         state: TransferState,
         reject_reason: &str,
     ) -> anyhow::Result<()> {
-        let previous = self.transfer(transfer.transaction_id)?;
+        let source_partition = self.source_partition(transfer)?;
+        let previous = self.transfer(transfer.transaction_id, source_partition)?;
         if let Some(previous) = &previous {
             ensure!(
                 !previous.state.is_final(),
-                "transfer {} changes state after its final state {:?}",
+                "transfer {} of source partition {source_partition} changes state after its \
+                 final state {:?}",
                 transfer.transaction_id,
                 previous.state
             );
@@ -279,6 +353,7 @@ impl<R: Rows> Folder<'_, R> {
         let at = self.at;
         let row = TransferRow {
             transaction_id: transfer.transaction_id.to_owned(),
+            source_partition,
             from_account: transfer.from_account.to_owned(),
             to_account: transfer.to_account.to_owned(),
             amount_minor: transfer.amount_minor,
@@ -293,7 +368,7 @@ impl<R: Rows> Folder<'_, R> {
         self.out.transfer_changes.push(row.clone());
         self.out
             .transfers
-            .insert(transfer.transaction_id.to_owned(), row);
+            .insert((transfer.transaction_id.to_owned(), source_partition), row);
         Ok(())
     }
 }
@@ -309,15 +384,22 @@ mod tests {
     #[derive(Default)]
     struct MemRows {
         balances: HashMap<String, BalanceRow>,
-        transfers: HashMap<String, TransferRow>,
+        transfers: HashMap<TransferKey, TransferRow>,
     }
 
     impl Rows for MemRows {
         fn balance(&self, account_id: &str) -> anyhow::Result<Option<BalanceRow>> {
             Ok(self.balances.get(account_id).cloned())
         }
-        fn transfer(&self, transaction_id: &str) -> anyhow::Result<Option<TransferRow>> {
-            Ok(self.transfers.get(transaction_id).cloned())
+        fn transfer(
+            &self,
+            transaction_id: &str,
+            source_partition: u32,
+        ) -> anyhow::Result<Option<TransferRow>> {
+            Ok(self
+                .transfers
+                .get(&(transaction_id.to_owned(), source_partition))
+                .cloned())
         }
     }
 
@@ -351,6 +433,11 @@ mod tests {
         }
     }
 
+    /// A transfer's key in a one-partition cluster.
+    fn key(tx: &str) -> TransferKey {
+        (tx.to_owned(), 0)
+    }
+
     fn at(index: u64) -> BlockPosition {
         BlockPosition {
             partition: 0,
@@ -362,12 +449,19 @@ mod tests {
     #[test]
     fn a_block_chains_changes_of_one_account() {
         let mut rows = MemRows::default();
-        let out = fold_block(&rows, at(1), &[open("issuer", true), open("alice", false)]).unwrap();
+        let out = fold_block(
+            &rows,
+            at(1),
+            1,
+            &[open("issuer", true), open("alice", false)],
+        )
+        .unwrap();
         assert!(out.changes.is_empty());
         rows.apply(out);
         let out = fold_block(
             &rows,
             at(2),
+            1,
             &[
                 completed("t1", "issuer", "alice", 500),
                 completed("t2", "alice", "issuer", 200),
@@ -383,15 +477,15 @@ mod tests {
         assert_eq!(alice, [(1, 500, 500), (2, -200, 300)]);
         assert_eq!(out.balances["issuer"].balance_minor, -300);
         assert_eq!(out.balances["issuer"].sequence, 2);
-        assert_eq!(out.transfers["t2"].state, TransferState::Completed);
-        assert_eq!(out.transfers["t2"].version, 1);
+        assert_eq!(out.transfers[&key("t2")].state, TransferState::Completed);
+        assert_eq!(out.transfers[&key("t2")].version, 1);
     }
 
     #[test]
     fn cross_partition_transfers_fold_from_both_logs() {
         use proto::v1::{TransferCredited, TransferDebited, TransferRefunded, TransferSettled};
         let mut rows = MemRows::default();
-        rows.apply(fold_block(&rows, at(1), &[open("src", true), open("dst", false)]).unwrap());
+        rows.apply(fold_block(&rows, at(1), 1, &[open("src", true), open("dst", false)]).unwrap());
         let fields = |tx: &str| (tx.to_owned(), "src".to_owned(), "dst".to_owned());
         let debit = |tx: &str| {
             let (transaction_id, from_account, to_account) = fields(tx);
@@ -418,23 +512,23 @@ mod tests {
                 currency: "USD".into(),
             })),
         };
-        rows.apply(fold_block(&rows, at(2), &[credit]).unwrap());
+        rows.apply(fold_block(&rows, at(2), 1, &[credit]).unwrap());
         assert_eq!(rows.balances["dst"].balance_minor, 200);
-        assert!(!rows.transfers.contains_key("x"));
-        rows.apply(fold_block(&rows, at(3), &[debit("x")]).unwrap());
-        assert_eq!(rows.transfers["x"].state, TransferState::InFlight);
+        assert!(!rows.transfers.contains_key(&key("x")));
+        rows.apply(fold_block(&rows, at(3), 1, &[debit("x")]).unwrap());
+        assert_eq!(rows.transfers[&key("x")].state, TransferState::InFlight);
         let settled = LedgerEvent {
             event: Some(PbEvent::TransferSettled(TransferSettled {
                 transaction_id: "x".into(),
                 credit_index: 2,
             })),
         };
-        rows.apply(fold_block(&rows, at(4), &[settled]).unwrap());
-        assert_eq!(rows.transfers["x"].state, TransferState::Completed);
-        assert_eq!(rows.transfers["x"].version, 2);
+        rows.apply(fold_block(&rows, at(4), 1, &[settled]).unwrap());
+        assert_eq!(rows.transfers[&key("x")].state, TransferState::Completed);
+        assert_eq!(rows.transfers[&key("x")].version, 2);
         assert_eq!(rows.balances["src"].balance_minor, -200);
         // A refused credit: the source refunds, the transfer ends rejected.
-        rows.apply(fold_block(&rows, at(5), &[debit("y")]).unwrap());
+        rows.apply(fold_block(&rows, at(5), 1, &[debit("y")]).unwrap());
         let refunded = LedgerEvent {
             event: Some(PbEvent::TransferRefunded(TransferRefunded {
                 transaction_id: "y".into(),
@@ -443,18 +537,18 @@ mod tests {
                 credit_index: 9,
             })),
         };
-        let out = fold_block(&rows, at(6), &[refunded]).unwrap();
+        let out = fold_block(&rows, at(6), 1, &[refunded]).unwrap();
         assert_eq!(out.changes[0].1.delta_minor, 200);
         rows.apply(out);
         assert_eq!(rows.balances["src"].balance_minor, -200);
         assert_eq!(rows.balances["src"].sequence, 3);
-        assert_eq!(rows.transfers["y"].state, TransferState::Rejected);
+        assert_eq!(rows.transfers[&key("y")].state, TransferState::Rejected);
     }
 
     #[test]
     fn rejections_move_nothing_and_inconsistencies_stop_the_fold() {
         let mut rows = MemRows::default();
-        rows.apply(fold_block(&rows, at(1), &[open("a", false), open("b", false)]).unwrap());
+        rows.apply(fold_block(&rows, at(1), 1, &[open("a", false), open("b", false)]).unwrap());
         let rejected = LedgerEvent {
             event: Some(PbEvent::TransferRejected(TransferRejected {
                 transaction_id: "t".into(),
@@ -467,12 +561,324 @@ mod tests {
                 field: "amount".into(),
             })),
         };
-        let out = fold_block(&rows, at(2), &[rejected]).unwrap();
+        let out = fold_block(&rows, at(2), 1, &[rejected]).unwrap();
         assert!(out.changes.is_empty());
-        assert_eq!(out.transfers["t"].reject_reason, "INSUFFICIENT_FUNDS");
+        assert_eq!(out.transfers[&key("t")].reject_reason, "INSUFFICIENT_FUNDS");
         // An ordinary account going negative means the log and the fold disagree.
-        assert!(fold_block(&rows, at(3), &[completed("t3", "a", "b", 1)]).is_err());
-        assert!(fold_block(&rows, at(3), &[open("a", false)]).is_err());
-        assert!(fold_block(&rows, at(3), &[LedgerEvent { event: None }]).is_err());
+        assert!(fold_block(&rows, at(3), 1, &[completed("t3", "a", "b", 1)]).is_err());
+        assert!(fold_block(&rows, at(3), 1, &[open("a", false)]).is_err());
+        assert!(fold_block(&rows, at(3), 1, &[LedgerEvent { event: None }]).is_err());
+    }
+
+    // ---- One transaction id as the source of transfers in two partitions. ----
+
+    const X: &str = "7b6c3f2e-1d4a-4c8b-9e0f-a1b2c3d4e5f6";
+
+    /// An account name that lives in `partition` of `partitions`.
+    fn account_in(name: &str, partition: u32, partitions: u32) -> String {
+        (0..)
+            .map(|n| format!("{name}-{n}"))
+            .find(|account| ledger::partition_of(account, partitions) == partition)
+            .expect("some name hashes to every partition")
+    }
+
+    fn at_in(partition: u32, index: u64) -> BlockPosition {
+        BlockPosition {
+            partition,
+            index,
+            timestamp_ms: 5_000 + index,
+        }
+    }
+
+    fn opened(id: &str, negative: bool) -> LedgerEvent {
+        open(id, negative)
+    }
+
+    struct Facts<'a>(&'a str, &'a str, i64);
+
+    fn rejected(tx: &str, Facts(from, to, minor): Facts<'_>, reason: &str) -> LedgerEvent {
+        LedgerEvent {
+            event: Some(PbEvent::TransferRejected(TransferRejected {
+                transaction_id: tx.into(),
+                from_account: from.into(),
+                to_account: to.into(),
+                amount: String::new(),
+                amount_minor: minor,
+                currency: "USD".into(),
+                reason: reason.into(),
+                field: String::new(),
+            })),
+        }
+    }
+
+    fn debited(tx: &str, Facts(from, to, minor): Facts<'_>) -> LedgerEvent {
+        LedgerEvent {
+            event: Some(PbEvent::TransferDebited(proto::v1::TransferDebited {
+                transaction_id: tx.into(),
+                from_account: from.into(),
+                to_account: to.into(),
+                amount: String::new(),
+                amount_minor: minor,
+                currency: "USD".into(),
+            })),
+        }
+    }
+
+    fn credited(tx: &str, Facts(from, to, minor): Facts<'_>) -> LedgerEvent {
+        LedgerEvent {
+            event: Some(PbEvent::TransferCredited(proto::v1::TransferCredited {
+                transaction_id: tx.into(),
+                from_account: from.into(),
+                to_account: to.into(),
+                amount: String::new(),
+                amount_minor: minor,
+                currency: "USD".into(),
+            })),
+        }
+    }
+
+    fn settled(tx: &str, credit_index: u64) -> LedgerEvent {
+        LedgerEvent {
+            event: Some(PbEvent::TransferSettled(proto::v1::TransferSettled {
+                transaction_id: tx.into(),
+                credit_index,
+            })),
+        }
+    }
+
+    fn refunded(tx: &str, reason: &str) -> LedgerEvent {
+        LedgerEvent {
+            event: Some(PbEvent::TransferRefunded(proto::v1::TransferRefunded {
+                transaction_id: tx.into(),
+                reason: reason.into(),
+                field: "transaction_id".into(),
+                credit_index: 0,
+            })),
+        }
+    }
+
+    /// Folds `events` as block `index` of `partition` into `rows`; panics on a fold error.
+    fn fold_into(
+        rows: &mut MemRows,
+        partitions: u32,
+        partition: u32,
+        index: u64,
+        events: &[LedgerEvent],
+    ) -> FoldOutput {
+        let out = fold_block(rows, at_in(partition, index), partitions, events)
+            .unwrap_or_else(|error| panic!("partition {partition} index {index}: {error:#}"));
+        rows.balances.extend(out.balances.clone());
+        rows.transfers.extend(out.transfers.clone());
+        out
+    }
+
+    fn rows_of(rows: &MemRows, tx: &str) -> Vec<TransferRow> {
+        let mut found: Vec<TransferRow> = rows
+            .transfers
+            .values()
+            .filter(|row| row.transaction_id == tx)
+            .cloned()
+            .collect();
+        found.sort_by_key(|row| row.source_partition);
+        found
+    }
+
+    /// Case (a): X is rejected in P1 (insufficient funds), then sent again from P2 to an
+    /// account of P1. P2 debits, P1 refuses the credit without logging anything, P2 refunds
+    /// with TRANSACTION_ID_REUSED. Both folds succeed, both rows exist, and a read by id shows
+    /// the P1 rejection (the record that is not "id reused").
+    #[test]
+    fn case_a_rejected_then_reused_from_another_partition_folds() {
+        const N: u32 = 4;
+        let (a, c) = (account_in("a", 1, N), account_in("c", 1, N));
+        let b = account_in("b", 2, N);
+        let mut rows = MemRows::default();
+        fold_into(&mut rows, N, 1, 1, &[opened(&a, false), opened(&c, false)]);
+        fold_into(&mut rows, N, 2, 1, &[opened(&b, true)]);
+        fold_into(
+            &mut rows,
+            N,
+            1,
+            2,
+            &[rejected(X, Facts(&a, &c, 100), "INSUFFICIENT_FUNDS")],
+        );
+        fold_into(&mut rows, N, 2, 2, &[debited(X, Facts(&b, &c, 50))]);
+        assert_eq!(
+            rows.transfers[&(X.to_owned(), 2)].state,
+            TransferState::InFlight
+        );
+        let out = fold_into(&mut rows, N, 2, 3, &[refunded(X, TRANSACTION_ID_REUSED)]);
+        // The refund gave b its money back: one more history row, balance 0.
+        assert_eq!(out.changes.len(), 1);
+        assert_eq!(out.changes[0].1.delta_minor, 50);
+        assert_eq!(rows.balances[&b].balance_minor, 0);
+        assert_eq!(rows.balances[&b].sequence, 2);
+        assert_eq!(rows.balances[&c].balance_minor, 0);
+        assert_eq!(rows.balances[&c].sequence, 0);
+
+        let both = rows_of(&rows, X);
+        let summary: Vec<(u32, TransferState, &str, u32)> = both
+            .iter()
+            .map(|row| {
+                (
+                    row.source_partition,
+                    row.state,
+                    row.reject_reason.as_str(),
+                    row.version,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (1, TransferState::Rejected, "INSUFFICIENT_FUNDS", 1),
+                (2, TransferState::Rejected, TRANSACTION_ID_REUSED, 2),
+            ]
+        );
+        // One answer whatever the order the rows are found in.
+        for candidates in [both.clone(), both.iter().rev().cloned().collect()] {
+            let shown = preferred_transfer(candidates).expect("a row");
+            assert_eq!(
+                (shown.source_partition, shown.reject_reason.as_str()),
+                (1, "INSUFFICIENT_FUNDS")
+            );
+        }
+    }
+
+    /// Case (b): X completes inside P1, and X again goes from P3 to P4 (debit in P3, credit in
+    /// P4 folded before it, settle in P3). Both transfers are complete with their own rows and
+    /// versions, every balance moved once, and a read by id shows the lowest source partition.
+    #[test]
+    fn case_b_disjoint_transfers_under_one_id_fold() {
+        const N: u32 = 8;
+        let (a, b) = (account_in("a", 1, N), account_in("b", 1, N));
+        let c = account_in("c", 3, N);
+        let d = account_in("d", 4, N);
+        let mut rows = MemRows::default();
+        fold_into(&mut rows, N, 1, 1, &[opened(&a, true), opened(&b, false)]);
+        fold_into(&mut rows, N, 3, 1, &[opened(&c, true)]);
+        fold_into(&mut rows, N, 4, 1, &[opened(&d, false)]);
+        fold_into(&mut rows, N, 1, 2, &[completed(X, &a, &b, 700)]);
+        // The target's stream may be folded ahead of the source's.
+        fold_into(&mut rows, N, 4, 2, &[credited(X, Facts(&c, &d, 300))]);
+        fold_into(&mut rows, N, 3, 2, &[debited(X, Facts(&c, &d, 300))]);
+        // Before: this was "transfer X changes state after its final state Completed".
+        fold_into(&mut rows, N, 3, 3, &[settled(X, 2)]);
+
+        let balances: Vec<i128> = [&a, &b, &c, &d]
+            .iter()
+            .map(|account| rows.balances[*account].balance_minor)
+            .collect();
+        assert_eq!(balances, [-700, 700, -300, 300]);
+        let both = rows_of(&rows, X);
+        let summary: Vec<(u32, &str, &str, TransferState, u32, i64)> = both
+            .iter()
+            .map(|row| {
+                (
+                    row.source_partition,
+                    row.from_account.as_str(),
+                    row.to_account.as_str(),
+                    row.state,
+                    row.version,
+                    row.amount_minor,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (1, a.as_str(), b.as_str(), TransferState::Completed, 1, 700),
+                (3, c.as_str(), d.as_str(), TransferState::Completed, 2, 300),
+            ]
+        );
+        for candidates in [both.clone(), both.iter().rev().cloned().collect()] {
+            let shown = preferred_transfer(candidates).expect("a row");
+            assert_eq!((shown.source_partition, shown.amount_minor), (1, 700));
+        }
+    }
+
+    #[test]
+    fn reads_by_id_prefer_a_record_not_rejected_as_reused_then_the_lowest_partition() {
+        let row = |source_partition: u32, state: TransferState, reason: &str| TransferRow {
+            transaction_id: X.into(),
+            source_partition,
+            from_account: "f".into(),
+            to_account: "t".into(),
+            amount_minor: 1,
+            currency: "USD".into(),
+            state,
+            reject_reason: reason.into(),
+            version: 1,
+            partition: source_partition,
+            index: 1,
+            timestamp_ms: 1,
+        };
+        let pick = |rows: Vec<TransferRow>| {
+            let forward = preferred_transfer(rows.clone()).map(|row| row.source_partition);
+            let backward =
+                preferred_transfer(rows.into_iter().rev()).map(|row| row.source_partition);
+            assert_eq!(
+                forward, backward,
+                "the order rows are read in does not matter"
+            );
+            forward
+        };
+        assert_eq!(
+            TRANSACTION_ID_REUSED,
+            ledger::RejectReason::TransactionIdReused.reason()
+        );
+        assert_eq!(pick(vec![]), None);
+        // "Id reused" loses to anything, even an in-flight transfer of a higher partition.
+        assert_eq!(
+            pick(vec![
+                row(0, TransferState::Rejected, TRANSACTION_ID_REUSED),
+                row(5, TransferState::InFlight, ""),
+            ]),
+            Some(5)
+        );
+        assert_eq!(
+            pick(vec![
+                row(2, TransferState::Rejected, "INSUFFICIENT_FUNDS"),
+                row(6, TransferState::Completed, ""),
+                row(1, TransferState::Rejected, TRANSACTION_ID_REUSED),
+            ]),
+            Some(2)
+        );
+        // Only "id reused" records: the lowest partition.
+        assert_eq!(
+            pick(vec![
+                row(4, TransferState::Rejected, TRANSACTION_ID_REUSED),
+                row(3, TransferState::Rejected, TRANSACTION_ID_REUSED),
+            ]),
+            Some(3)
+        );
+    }
+
+    /// A transfer's state only changes in its source partition's log, and a settle or refund
+    /// looks for the debit in its own partition only.
+    #[test]
+    fn source_side_events_must_be_in_the_source_partitions_log() {
+        const N: u32 = 4;
+        let (a, b) = (account_in("a", 1, N), account_in("b", 1, N));
+        let c = account_in("c", 2, N);
+        let mut rows = MemRows::default();
+        fold_into(&mut rows, N, 1, 1, &[opened(&a, true), opened(&b, false)]);
+        fold_into(&mut rows, N, 2, 1, &[opened(&c, false)]);
+        fold_into(&mut rows, N, 1, 2, &[debited(X, Facts(&a, &c, 10))]);
+        // A debit of a P1 account in P2's log: the log is not what this node thinks.
+        let error = fold_block(&rows, at_in(2, 2), N, &[debited(X, Facts(&a, &c, 10))])
+            .expect_err("wrong partition");
+        assert!(
+            format!("{error:#}").contains("partition 1 of 4"),
+            "{error:#}"
+        );
+        // X is in flight from P1; a settle in P2's log finds no debit there.
+        let error = fold_block(&rows, at_in(2, 2), N, &[settled(X, 1)]).expect_err("no debit");
+        assert!(
+            format!("{error:#}").contains("without a debit"),
+            "{error:#}"
+        );
+        // A block of a partition the cluster does not have.
+        assert!(fold_block(&rows, at_in(N, 1), N, &[]).is_err());
     }
 }

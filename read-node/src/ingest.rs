@@ -1,6 +1,12 @@
 //! Following the write nodes: one subscription per partition, from any write node, failing
 //! over to the next one when the stream breaks or stalls, always resuming right after the last
 //! block handed to the fold (so no block is skipped or delivered twice).
+//!
+//! Every block's `chain_hash` is checked against the chain hash of the partition's previous
+//! event block (from the checkpoint at start, then from the blocks handed on; see `chain.rs`).
+//! A block that fails is not handed on: it is reported (`Faults::chain_mismatch`) and the
+//! subscription fails over to the next write node, from the same position. A partition the
+//! fold has stopped (`Faults::stuck_at`) is no longer followed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,9 +22,12 @@ use tokio_util::sync::CancellationToken;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, ClientTlsConfig};
 
+use crate::chain::{self, Link};
 use crate::config::Config;
+use crate::db::{ChainHash, Checkpoint};
+use crate::faults::FaultKind;
 use crate::limits;
-use crate::projector::Block;
+use crate::projector::{Block, Projection};
 
 /// The write nodes and how to reach them: their URIs, TLS and the bearer token (if any).
 #[derive(Clone)]
@@ -123,34 +132,53 @@ pub async fn discover_applied(upstream: &Upstream) -> Vec<u64> {
     }
 }
 
-/// One task per partition, each resuming after `positions[partition]`. The tasks end on
-/// shutdown (dropping their senders, which ends the fold thread once it has drained).
+/// One task per partition, each resuming after its checkpoint. The tasks end on shutdown
+/// (dropping their senders, which ends the fold thread once it has drained), and a
+/// partition's task ends when the fold stops that partition.
 pub fn spawn(
     upstream: Upstream,
-    positions: Vec<u64>,
+    checkpoints: Vec<Checkpoint>,
+    projection: Arc<Projection>,
     blocks: mpsc::Sender<Block>,
     shutdown: CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     let uris = Arc::new(upstream.uris.clone());
     let upstream = Arc::new(upstream);
-    positions
+    checkpoints
         .into_iter()
         .enumerate()
-        .map(|(partition, applied)| {
+        .map(|(partition, checkpoint)| {
             let follower = Follower {
                 partition: partition as u32,
                 uris: uris.clone(),
                 upstream: upstream.clone(),
                 // Spread partitions over the write nodes.
                 source: partition % uris.len(),
-                last: applied,
+                last: checkpoint.index,
+                chain: checkpoint.chain,
+                projection: projection.clone(),
                 blocks: blocks.clone(),
             };
             let shutdown = shutdown.clone();
+            let mut faults = projection.faults().subscribe();
             tokio::spawn(async move {
+                let stopped = async {
+                    let stuck = faults.wait_for(|faults| {
+                        matches!(
+                            faults.get(partition),
+                            Some(Some(fault)) if fault.kind == FaultKind::FoldFailed
+                        )
+                    });
+                    if stuck.await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                };
                 tokio::select! {
                     () = follower.run() => {}
                     () = shutdown.cancelled() => {}
+                    () = stopped => {
+                        tracing::warn!(partition, "the fold stopped this partition: no longer following it");
+                    }
                 }
             })
         })
@@ -164,6 +192,9 @@ struct Follower {
     source: usize,
     /// The last index handed to the fold: the next subscription starts at `last + 1`.
     last: u64,
+    /// The chain hash of the last event block handed to the fold (or of the checkpoint).
+    chain: ChainHash,
+    projection: Arc<Projection>,
     blocks: mpsc::Sender<Block>,
 }
 
@@ -243,17 +274,44 @@ impl Follower {
                     message.partition, message.index, self.last
                 ));
             }
+            let link = match chain::check(
+                &self.chain,
+                message.index,
+                message.timestamp_ms,
+                &message.events,
+                &message.chain_hash,
+            ) {
+                Ok(link) => link,
+                Err(error) => {
+                    self.projection.faults().chain_mismatch(
+                        self.partition,
+                        message.index,
+                        uri,
+                        &error,
+                    );
+                    return End::Failover(format!("block {} fails the event chain", message.index));
+                }
+            };
+            let chain = match link {
+                Link::Event(chain) => Some(chain),
+                Link::Marker => None,
+            };
             let block = Block {
                 partition: message.partition,
                 index: message.index,
                 timestamp_ms: message.timestamp_ms,
                 events: message.events,
+                chain,
             };
             // Bounded: when the fold is behind, this waits and the stream back-pressures.
             if self.blocks.send(block).await.is_err() {
                 return End::Stop;
             }
             self.last = message.index;
+            if let Some(chain) = chain {
+                self.chain = chain;
+                self.projection.faults().chain_ok(self.partition);
+            }
         }
     }
 
@@ -270,5 +328,137 @@ impl Follower {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+
+    use futures::Stream;
+    use proto::v1::SubscribeResponse;
+    use proto::v1::event_log_service_server::{EventLogService, EventLogServiceServer};
+    use tonic::{Request, Response, Status};
+    use write_node::codec::{self, EventBlock};
+
+    use super::*;
+    use crate::metrics::PartitionLabels;
+
+    /// A write node's event log that serves one block, with the chain hash given, then stays
+    /// silent.
+    struct FakeLog {
+        block: SubscribeResponse,
+    }
+
+    #[tonic::async_trait]
+    impl EventLogService for FakeLog {
+        type SubscribeStream =
+            Pin<Box<dyn Stream<Item = Result<SubscribeResponse, Status>> + Send + 'static>>;
+
+        async fn subscribe(
+            &self,
+            request: Request<SubscribeRequest>,
+        ) -> Result<Response<Self::SubscribeStream>, Status> {
+            assert_eq!(request.get_ref().from_index, self.block.index);
+            let block = self.block.clone();
+            Ok(Response::new(Box::pin(
+                futures::stream::iter([Ok(block)]).chain(futures::stream::pending()),
+            )))
+        }
+    }
+
+    async fn serve(log: FakeLog) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let uri = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(EventLogServiceServer::new(log))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        uri
+    }
+
+    use futures::StreamExt as _;
+
+    /// A block whose chain hash does not follow from the checkpoint's is not handed to the
+    /// fold: it is counted and reported, and ingest fails over to the next write node, whose
+    /// genuine block goes through and clears the report.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_chain_mismatch_is_reported_and_ingest_fails_over() {
+        let meta = ledger::EntryMeta {
+            index: 1,
+            timestamp_ms: 1_700_000_000_001,
+        };
+        let events = vec![ledger::Event::AccountOpened {
+            account_id: "alice".into(),
+            currency: ledger::Currency::parse("USD").unwrap(),
+            allow_negative_balance: false,
+        }];
+        let pb_events: Vec<_> = events
+            .iter()
+            .map(write_node::event_log::event_to_pb)
+            .collect();
+        let (_, genuine) =
+            codec::encode_events(&codec::CHAIN_GENESIS, &EventBlock { meta, events });
+        let response = |chain_hash: Vec<u8>| SubscribeResponse {
+            partition: 0,
+            index: 1,
+            timestamp_ms: meta.timestamp_ms,
+            events: pb_events.clone(),
+            chain_hash,
+        };
+        let mut forged = genuine;
+        forged[0] ^= 1;
+        let bad = serve(FakeLog {
+            block: response(forged.to_vec()),
+        })
+        .await;
+        let good = serve(FakeLog {
+            block: response(genuine.to_vec()),
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let projection = Arc::new(Projection::open(dir.path(), 1).unwrap());
+        let upstream = Upstream {
+            // Partition 0 starts with the first node: the one with the forged hash.
+            uris: vec![bad, good],
+            tls: None,
+            token: None,
+        };
+        let (tx, mut rx) = mpsc::channel(4);
+        let shutdown = CancellationToken::new();
+        let tasks = spawn(
+            upstream,
+            projection.checkpoints(),
+            projection.clone(),
+            tx,
+            shutdown.clone(),
+        );
+        let block = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await
+            .expect("a block within 20 s")
+            .expect("a block");
+        assert_eq!((block.index, block.chain), (1, Some(genuine)));
+        let mismatches = projection
+            .faults()
+            .chain_mismatches()
+            .get_or_create(&PartitionLabels { partition: 0 })
+            .get();
+        assert_eq!(mismatches, 1, "the forged block was counted once");
+        // Cleared once the genuine block is handed on.
+        let mut faults = projection.faults().subscribe();
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            faults.wait_for(|faults| faults[0].is_none()),
+        )
+        .await
+        .expect("the mismatch report clears")
+        .unwrap();
+        // Nothing else arrived: the forged block never reached the fold.
+        assert!(rx.try_recv().is_err());
+        shutdown.cancel();
+        for task in tasks {
+            task.await.unwrap();
+        }
     }
 }

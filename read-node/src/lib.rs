@@ -3,10 +3,12 @@
 //! states, per-account history) in RocksDB behind a moka cache, and serves
 //! `wallet.v1.QueryService`, including push streams. See ARCHITECTURE.md, "Read side".
 
+pub mod chain;
 pub mod config;
 pub mod convert;
 pub mod db;
 pub mod error;
+pub mod faults;
 pub mod fold;
 pub mod ingest;
 pub mod limits;
@@ -49,19 +51,27 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let projection = Arc::new(projector::Projection::open(&config.data_dir, partitions)?);
-    let checkpoint = projection.positions().borrow().clone();
+    let checkpoints = projection.checkpoints();
     tracing::info!(
         partitions,
-        ?checkpoint,
+        checkpoint = ?checkpoints.iter().map(|c| c.index).collect::<Vec<_>>(),
         "projections open; resuming after the checkpoint"
     );
 
     let (blocks_tx, blocks_rx) = tokio::sync::mpsc::channel(limits::INGEST_QUEUE_BLOCKS);
     let fold_thread = projector::start(projection.clone(), blocks_rx, shutdown.clone())?;
-    let followers = ingest::spawn(upstream.clone(), checkpoint, blocks_tx, shutdown.clone());
+    let followers = ingest::spawn(
+        upstream.clone(),
+        checkpoints,
+        projection.clone(),
+        blocks_tx,
+        shutdown.clone(),
+    );
 
     // NOT_SERVING until the projections reach what the cluster had applied at start (a
     // restarted or new read node would otherwise serve stale balances), and again on shutdown.
+    // A partition the fold stopped counts as caught up: it will not move, and the others must
+    // still be served.
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     for service in ["", QUERY_SERVICE_NAME] {
         health_reporter
@@ -69,18 +79,74 @@ pub async fn run(
             .await;
     }
     {
+        // `partition-<p>`: SERVING while the partition is followed normally, NOT_SERVING while
+        // it has a fault (`faults.rs`; the error log says which block and why).
+        let health_reporter = health_reporter.clone();
+        let mut faults = projection.faults().subscribe();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut shown: Vec<Option<ServingStatus>> = vec![None; partitions as usize];
+            loop {
+                let current = faults.borrow_and_update().clone();
+                for (partition, fault) in current.iter().enumerate() {
+                    let status = if fault.is_some() {
+                        ServingStatus::NotServing
+                    } else {
+                        ServingStatus::Serving
+                    };
+                    if shown[partition] != Some(status) {
+                        shown[partition] = Some(status);
+                        health_reporter
+                            .set_service_status(
+                                &faults::partition_health_service(partition as u32),
+                                status,
+                            )
+                            .await;
+                    }
+                }
+                tokio::select! {
+                    changed = faults.changed() => if changed.is_err() { break },
+                    () = shutdown.cancelled() => break,
+                }
+            }
+            for partition in 0..partitions {
+                health_reporter
+                    .set_service_status(
+                        &faults::partition_health_service(partition),
+                        ServingStatus::NotServing,
+                    )
+                    .await;
+            }
+        });
+    }
+    {
         let mut positions = projection.positions();
+        let mut faults = projection.faults().subscribe();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let caught_up = async {
                 loop {
-                    let reached = positions
-                        .borrow_and_update()
-                        .iter()
-                        .zip(&cluster_applied)
-                        .all(|(position, target)| position >= target);
-                    if reached || positions.changed().await.is_err() {
-                        return reached;
+                    let reached = {
+                        let faults = faults.borrow_and_update();
+                        positions
+                            .borrow_and_update()
+                            .iter()
+                            .zip(&cluster_applied)
+                            .zip(faults.iter())
+                            .all(|((position, target), fault)| {
+                                position >= target
+                                    || matches!(
+                                        fault,
+                                        Some(fault) if fault.kind == faults::FaultKind::FoldFailed
+                                    )
+                            })
+                    };
+                    if reached {
+                        return true;
+                    }
+                    tokio::select! {
+                        changed = positions.changed() => if changed.is_err() { return false },
+                        changed = faults.changed() => if changed.is_err() { return false },
                     }
                 }
             };
@@ -105,12 +171,16 @@ pub async fn run(
         });
     }
 
-    let metrics = metrics::Metrics::new(partitions)?;
+    let metrics = metrics::Metrics::new(partitions, projection.faults())?;
     let api = query::QueryApi::new(projection.clone(), shutdown.clone());
     let grpc_metrics = metrics.grpc.clone();
     if let Some(listener) = metrics_listener {
         let watchers = api.clone();
-        let refresh = metrics.refresh(projection.positions(), move || watchers.watchers());
+        let refresh = metrics.refresh(
+            projection.positions(),
+            projection.faults().subscribe(),
+            move || watchers.watchers(),
+        );
         metrics.poll_sources(upstream, shutdown.clone());
         let registry = Arc::new(metrics.registry);
         tokio::spawn(telemetry::http::serve(

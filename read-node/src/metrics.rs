@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -20,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 pub const SOURCE_POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PartitionLabels {
-    partition: u32,
+pub struct PartitionLabels {
+    pub partition: u32,
 }
 
 /// Every series of a read node.
@@ -31,13 +32,16 @@ pub struct Metrics {
     projected: Family<PartitionLabels, Gauge>,
     source: Family<PartitionLabels, Gauge>,
     lag: Family<PartitionLabels, Gauge>,
+    stuck: Family<PartitionLabels, Gauge>,
+    fold_errors: Family<PartitionLabels, Counter>,
+    chain_mismatches: Family<PartitionLabels, Counter>,
     watchers: Gauge,
     /// Highest applied index any write node reported, per partition.
     source_applied: Arc<Vec<AtomicU64>>,
 }
 
 impl Metrics {
-    pub fn new(partitions: u32) -> anyhow::Result<Metrics> {
+    pub fn new(partitions: u32, faults: &crate::faults::Faults) -> anyhow::Result<Metrics> {
         let mut registry = Registry::default();
         let grpc = GrpcMetrics::register(&mut registry, proto::FILE_DESCRIPTOR_SET)?;
         let mut family = |name: &str, help: &str| {
@@ -57,6 +61,23 @@ impl Metrics {
             "wallet_projection_lag_entries",
             "Source applied index minus projected index: raft entries not yet projected",
         );
+        let stuck = family(
+            "wallet_read_partition_stuck",
+            "1 while the fold has stopped the partition at a block it cannot apply (its \
+             projections stay before that block; see the error log), else 0",
+        );
+        // prometheus-client appends `_total` to counters.
+        registry.register(
+            "wallet_read_fold_errors",
+            "Event blocks the fold refused (each stops its partition until a restart)",
+            faults.fold_errors().clone(),
+        );
+        registry.register(
+            "wallet_read_chain_mismatches",
+            "Event blocks received with a chain hash that does not follow from the previous \
+             block (not folded; ingest fails over to another write node)",
+            faults.chain_mismatches().clone(),
+        );
         let watchers = Gauge::default();
         registry.register(
             "wallet_watchers",
@@ -69,6 +90,9 @@ impl Metrics {
             projected,
             source,
             lag,
+            stuck,
+            fold_errors: faults.fold_errors().clone(),
+            chain_mismatches: faults.chain_mismatches().clone(),
             watchers,
             source_applied: Arc::new((0..partitions).map(|_| AtomicU64::new(0)).collect()),
         })
@@ -78,18 +102,23 @@ impl Metrics {
     pub fn refresh(
         &self,
         positions: watch::Receiver<Vec<u64>>,
+        faults: watch::Receiver<Vec<Option<crate::faults::Fault>>>,
         watchers: impl Fn() -> usize + Send + Sync + 'static,
     ) -> telemetry::http::Refresh {
-        let (projected, source, lag) = (
+        let (projected, source, lag, stuck) = (
             self.projected.clone(),
             self.source.clone(),
             self.lag.clone(),
+            self.stuck.clone(),
         );
+        let (fold_errors, chain_mismatches) =
+            (self.fold_errors.clone(), self.chain_mismatches.clone());
         let watchers_gauge = self.watchers.clone();
         let source_applied = self.source_applied.clone();
         Arc::new(move || {
             watchers_gauge.set(watchers() as i64);
             let positions = positions.borrow().clone();
+            let faults = faults.borrow().clone();
             for (partition, &projected_index) in positions.iter().enumerate() {
                 let labels = PartitionLabels {
                     partition: partition as u32,
@@ -102,6 +131,14 @@ impl Metrics {
                 source.get_or_create(&labels).set(gauge(source_index));
                 lag.get_or_create(&labels)
                     .set(gauge(source_index.saturating_sub(projected_index)));
+                let stopped = matches!(
+                    faults.get(partition),
+                    Some(Some(fault)) if fault.kind == crate::faults::FaultKind::FoldFailed
+                );
+                stuck.get_or_create(&labels).set(i64::from(stopped));
+                // Present (at 0) from the start, so alerts can rate() them.
+                let _ = fold_errors.get_or_create(&labels);
+                let _ = chain_mismatches.get_or_create(&labels);
             }
         })
     }

@@ -1,9 +1,21 @@
 //! The projection: RocksDB rows fronted by a moka cache, the fold thread that is their only
 //! writer, and what it publishes after each block (applied positions, live updates).
 //!
-//! One thread folds every partition's blocks, so rows touched by several partitions (a
-//! cross-partition transfer's state) have a single writer and the cache can never be
-//! overwritten with an older row by a concurrent writer.
+//! One thread folds every partition's blocks, so the projections have a single writer and the
+//! cache can never be overwritten with an older row by a concurrent writer.
+//!
+//! A block the fold cannot apply does not stop the read node. Everything the write side
+//! accepted must fold, so such a block means a bug here or a write node newer than this read
+//! node; retrying it gives the same answer, and skipping it would silently lose money moves
+//! (and break exactly-once for everything after it). So the fold stops *that partition* at the
+//! block: nothing of it is written, the partition's checkpoint stays just before it, the
+//! partition's queued and later blocks are dropped and its subscription ends; every other
+//! partition is folded and served as usual (partitions fold independently: see `fold.rs`).
+//! The stop is reported (`Faults`: error log naming partition and index,
+//! `wallet_read_fold_errors_total` and `wallet_read_partition_stuck`, health `partition-<p>`
+//! NOT_SERVING); reads waiting for a position beyond it in that partition fail fast with
+//! UNAVAILABLE / PARTITION_STUCK. A restart tries the block again (a fixed read node goes on
+//! from there). Only a RocksDB failure stops the whole node.
 
 use std::sync::Arc;
 
@@ -16,11 +28,13 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::convert;
-use crate::db::{BalanceRow, ProjectionDb, TransferRow};
+use crate::db::{BalanceRow, ChainHash, Checkpoint, ProjectionDb, TransferRow};
+use crate::faults::Faults;
 use crate::fold::{self, BlockPosition, Rows};
 use crate::limits;
 
-/// One block of a partition's event log, as received from a write node.
+/// One block of a partition's event log, as received from a write node (its chain link
+/// already checked by ingest).
 #[derive(Clone, Debug)]
 pub struct Block {
     pub partition: u32,
@@ -28,13 +42,25 @@ pub struct Block {
     pub timestamp_ms: u64,
     /// Empty for a progress marker: entries up to `index` produced no events.
     pub events: Vec<LedgerEvent>,
+    /// The block's chain hash; None for a progress marker (not part of the chain).
+    pub chain: Option<ChainHash>,
 }
 
 /// A live update for watchers, shared by all of them.
 #[derive(Clone, Debug)]
 pub enum Update {
     Balance(Arc<pb::BalanceUpdate>),
-    Transfer(Arc<pb::TransferUpdate>),
+    /// A transfer row at its new version (watchers of its id convert it).
+    Transfer(Arc<TransferRow>),
+}
+
+/// Why a block was not applied.
+#[derive(Debug)]
+pub enum ApplyError {
+    /// The fold refused the block: that partition stops here, the others go on.
+    Fold(anyhow::Error),
+    /// RocksDB failed: the node stops.
+    Storage(anyhow::Error),
 }
 
 /// The projections and their live feeds.
@@ -43,24 +69,52 @@ pub struct Projection {
     cache: moka::sync::Cache<String, Arc<BalanceRow>>,
     partitions: u32,
     positions: watch::Sender<Vec<u64>>,
+    /// The chain hash half of each partition's checkpoint (the index half is `positions`).
+    /// Only the fold thread takes it.
+    chains: std::sync::Mutex<Vec<ChainHash>>,
     updates: broadcast::Sender<Update>,
+    faults: Faults,
 }
 
 impl Projection {
     pub fn open(path: &std::path::Path, partitions: u32) -> anyhow::Result<Projection> {
         let db = ProjectionDb::open(path, partitions)?;
-        let positions = db.positions(partitions)?;
+        let checkpoints = db.checkpoints(partitions)?;
         Ok(Projection {
             db,
             cache: moka::sync::Cache::new(limits::BALANCE_CACHE_ENTRIES),
             partitions,
-            positions: watch::Sender::new(positions),
+            positions: watch::Sender::new(checkpoints.iter().map(|c| c.index).collect()),
+            chains: std::sync::Mutex::new(checkpoints.iter().map(|c| c.chain).collect()),
             updates: broadcast::Sender::new(limits::UPDATES_BROADCAST_CAPACITY),
+            faults: Faults::new(partitions),
         })
     }
 
     pub fn partitions(&self) -> u32 {
         self.partitions
+    }
+
+    /// Partitions this node cannot follow (see `faults.rs`).
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// Each partition's checkpoint: where ingest resumes, and the chain it continues.
+    pub fn checkpoints(&self) -> Vec<Checkpoint> {
+        let chains = self.chains.lock().expect("chains lock");
+        self.positions
+            .borrow()
+            .iter()
+            .zip(chains.iter())
+            .map(|(&index, &chain)| Checkpoint { index, chain })
+            .collect()
+    }
+
+    /// The transfer a read of `transaction_id` shows: `fold::preferred_transfer` of the rows
+    /// of every source partition that holds one.
+    pub fn transfer_by_id(&self, transaction_id: &str) -> anyhow::Result<Option<TransferRow>> {
+        Ok(fold::preferred_transfer(self.db.transfers(transaction_id)?))
     }
 
     pub fn db(&self) -> &ProjectionDb {
@@ -105,13 +159,14 @@ impl Projection {
     /// Folds one block: rows and the partition's position in one batch, then the cache, the
     /// position watch and the live updates, in that order (a watcher woken by an update, or a
     /// reader woken by the position, finds the rows already readable).
-    fn apply(&self, block: Block) -> anyhow::Result<()> {
+    pub fn apply(&self, block: Block) -> Result<(), ApplyError> {
         let slot = block.partition as usize;
         let checkpoint = *self
             .positions
             .borrow()
             .get(slot)
-            .with_context(|| format!("block of unknown partition {}", block.partition))?;
+            .with_context(|| format!("block of unknown partition {}", block.partition))
+            .map_err(ApplyError::Fold)?;
         // Exactly once: the subscriptions resume after the checkpoint, so a block at or below
         // it would be applied twice. That is a bug, not a condition to survive.
         assert!(
@@ -125,7 +180,13 @@ impl Projection {
             index: block.index,
             timestamp_ms: block.timestamp_ms,
         };
-        let out = fold::fold_block(self, at, &block.events)?;
+        let out =
+            fold::fold_block(self, at, self.partitions, &block.events).map_err(ApplyError::Fold)?;
+        let mut chains = self.chains.lock().expect("chains lock");
+        let checkpoint = Checkpoint {
+            index: block.index,
+            chain: block.chain.unwrap_or(chains[slot]),
+        };
         let mut batch = WriteBatch::default();
         for row in out.balances.values() {
             self.db.put_balance(&mut batch, row);
@@ -134,11 +195,16 @@ impl Projection {
             self.db.put_history(&mut batch, &row.account_id, change);
         }
         for row in out.transfers.values() {
-            self.db.put_transfer(&mut batch, row)?;
+            // Ids were parsed by the fold's source: a non-UUID id is the block's fault.
+            self.db
+                .put_transfer(&mut batch, row)
+                .map_err(ApplyError::Fold)?;
         }
         self.db
-            .put_position(&mut batch, block.partition, block.index);
-        self.db.write(batch)?;
+            .put_checkpoint(&mut batch, block.partition, &checkpoint);
+        self.db.write(batch).map_err(ApplyError::Storage)?;
+        chains[slot] = checkpoint.chain;
+        drop(chains);
         for row in out.balances.into_values() {
             self.cache_put(Arc::new(row));
         }
@@ -150,10 +216,8 @@ impl Projection {
                 .updates
                 .send(Update::Balance(Arc::new(convert::change(row, change))));
         }
-        for row in &out.transfer_changes {
-            let _ = self
-                .updates
-                .send(Update::Transfer(Arc::new(convert::transfer_update(row))));
+        for row in out.transfer_changes {
+            let _ = self.updates.send(Update::Transfer(Arc::new(row)));
         }
         Ok(())
     }
@@ -164,13 +228,44 @@ impl Rows for Projection {
         Ok(Projection::balance(self, account_id)?.map(|row| (*row).clone()))
     }
 
-    fn transfer(&self, transaction_id: &str) -> anyhow::Result<Option<TransferRow>> {
-        self.db.transfer(transaction_id)
+    fn transfer(
+        &self,
+        transaction_id: &str,
+        source_partition: u32,
+    ) -> anyhow::Result<Option<TransferRow>> {
+        self.db.transfer(transaction_id, source_partition)
     }
 }
 
-/// Starts the fold thread. It ends when every block sender is gone; on an error (the log and
-/// the projections disagree, or RocksDB fails) it cancels `shutdown` and returns the error.
+/// Folds one block as the fold thread does: a block of a stopped partition is dropped (it
+/// comes after the one the fold refused), a refused block stops its partition (reported in
+/// `faults`), and only a storage failure is an error.
+pub fn fold_one(projection: &Projection, block: Block) -> anyhow::Result<()> {
+    let (partition, index) = (block.partition, block.index);
+    if let Some(stuck) = projection.faults.stuck_at(partition) {
+        tracing::debug!(
+            partition,
+            index,
+            stuck,
+            "dropping a block of a stopped partition"
+        );
+        return Ok(());
+    }
+    match projection.apply(block) {
+        Ok(()) => Ok(()),
+        Err(ApplyError::Fold(error)) => {
+            projection.faults.fold_failed(partition, index, &error);
+            Ok(())
+        }
+        Err(ApplyError::Storage(error)) => Err(error.context(format!(
+            "writing the projections of partition {partition} index {index}"
+        ))),
+    }
+}
+
+/// Starts the fold thread. It ends when every block sender is gone; when RocksDB fails it
+/// cancels `shutdown` and returns the error. A block the fold refuses stops only its
+/// partition (see the top of this file).
 pub fn start(
     projection: Arc<Projection>,
     mut blocks: mpsc::Receiver<Block>,
@@ -180,12 +275,9 @@ pub fn start(
         .name("fold".into())
         .spawn(move || {
             while let Some(block) = blocks.blocking_recv() {
-                let (partition, index) = (block.partition, block.index);
-                if let Err(error) = projection.apply(block) {
-                    let error = error.context(format!(
-                        "folding partition {partition} index {index}; stopping the read node"
-                    ));
-                    tracing::error!(error = format!("{error:#}"), "fold failed");
+                if let Err(error) = fold_one(&projection, block) {
+                    let error = error.context("stopping the read node");
+                    tracing::error!(error = format!("{error:#}"), "projection write failed");
                     shutdown.cancel();
                     return Err(error);
                 }
@@ -193,4 +285,132 @@ pub fn start(
             Ok(())
         })
         .context("starting the fold thread")
+}
+
+#[cfg(test)]
+mod tests {
+    use proto::v1::ledger_event::Event as PbEvent;
+    use proto::v1::{AccountOpened, TransferCompleted, TransferSettled};
+
+    use super::*;
+    use crate::faults::FaultKind;
+
+    const PARTITIONS: u32 = 2;
+
+    fn account_in(name: &str, partition: u32) -> String {
+        (0..)
+            .map(|n| format!("{name}-{n}"))
+            .find(|account| ledger::partition_of(account, PARTITIONS) == partition)
+            .expect("some name hashes to every partition")
+    }
+
+    fn event(event: PbEvent) -> LedgerEvent {
+        LedgerEvent { event: Some(event) }
+    }
+
+    fn opened(account_id: &str) -> LedgerEvent {
+        event(PbEvent::AccountOpened(AccountOpened {
+            account_id: account_id.into(),
+            currency: "USD".into(),
+            allow_negative_balance: true,
+        }))
+    }
+
+    fn completed(tx: u128, from: &str, to: &str) -> LedgerEvent {
+        event(PbEvent::TransferCompleted(TransferCompleted {
+            transaction_id: uuid::Uuid::from_u128(tx).hyphenated().to_string(),
+            from_account: from.into(),
+            to_account: to.into(),
+            amount: "1.00".into(),
+            amount_minor: 100,
+            currency: "USD".into(),
+        }))
+    }
+
+    fn block(partition: u32, index: u64, events: Vec<LedgerEvent>, chain: Option<u8>) -> Block {
+        Block {
+            partition,
+            index,
+            timestamp_ms: 1_000 + index,
+            events,
+            chain: chain.map(|byte| [byte; 32]),
+        }
+    }
+
+    /// A block the fold refuses (a settle of a transfer never debited) stops its partition
+    /// just before it, is reported, and leaves every other partition folding; the checkpoint
+    /// (index and chain hash) on disk is the last good block's, so a restart retries it.
+    #[test]
+    fn a_bad_block_stops_only_its_partition_and_is_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a0, b0) = (account_in("a", 0), account_in("b", 0));
+        let (a1, b1) = (account_in("a", 1), account_in("b", 1));
+        let projection = Projection::open(dir.path(), PARTITIONS).expect("open");
+        let fold = |block| fold_one(&projection, block).expect("no storage failure");
+        fold(block(0, 1, vec![opened(&a0), opened(&b0)], Some(1)));
+        fold(block(1, 1, vec![opened(&a1), opened(&b1)], Some(11)));
+        // A progress marker moves the position, not the chain.
+        fold(block(0, 2, vec![], None));
+        let bad = event(PbEvent::TransferSettled(TransferSettled {
+            transaction_id: uuid::Uuid::from_u128(99).hyphenated().to_string(),
+            credit_index: 4,
+        }));
+        // The bad block carries a good transfer first: nothing of it may be written.
+        fold(block(0, 3, vec![completed(1, &a0, &b0), bad], Some(2)));
+        assert_eq!(projection.faults().stuck_at(0), Some(3));
+        let fault = projection.faults().get(0).expect("fault");
+        assert_eq!(fault.kind, FaultKind::FoldFailed);
+        assert!(fault.detail.contains("without a debit"), "{}", fault.detail);
+        assert_eq!(
+            projection
+                .faults()
+                .fold_errors()
+                .get_or_create(&crate::metrics::PartitionLabels { partition: 0 })
+                .get(),
+            1
+        );
+        assert_eq!(projection.balance(&a0).unwrap().unwrap().balance_minor, 0);
+        // A later, valid block of the stopped partition is not folded either.
+        fold(block(0, 4, vec![completed(2, &a0, &b0)], Some(3)));
+        assert_eq!(projection.balance(&a0).unwrap().unwrap().sequence, 0);
+        // The other partition goes on.
+        fold(block(1, 2, vec![completed(3, &a1, &b1)], Some(12)));
+        assert_eq!(projection.balance(&b1).unwrap().unwrap().balance_minor, 100);
+        assert_eq!(*projection.positions().borrow(), vec![2, 2]);
+        assert_eq!(projection.faults().get(1), None);
+        let tx3 = uuid::Uuid::from_u128(3).hyphenated().to_string();
+        assert_eq!(
+            projection
+                .transfer_by_id(&tx3)
+                .unwrap()
+                .map(|row| row.source_partition),
+            Some(1)
+        );
+        drop(projection);
+
+        // On disk: partition 0 before the bad block with its last event block's chain,
+        // partition 1 after its last block.
+        let reopened = Projection::open(dir.path(), PARTITIONS).expect("reopen");
+        assert_eq!(
+            reopened.checkpoints(),
+            vec![
+                Checkpoint {
+                    index: 2,
+                    chain: [1; 32]
+                },
+                Checkpoint {
+                    index: 2,
+                    chain: [12; 32]
+                },
+            ]
+        );
+        // A restart retries the block at the checkpoint: one that folds now goes on from there.
+        fold_one(
+            &reopened,
+            block(0, 3, vec![completed(1, &a0, &b0)], Some(2)),
+        )
+        .unwrap();
+        assert_eq!(reopened.faults().get(0), None);
+        assert_eq!(reopened.balance(&b0).unwrap().unwrap().balance_minor, 100);
+    }
 }

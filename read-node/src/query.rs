@@ -1,6 +1,11 @@
 //! `wallet.v1.QueryService`: reads and watches over the projections.
+//!
+//! Authorization: the auth layer checked the method's scope; a token bound to account
+//! prefixes reaches only the handlers that check every account they are asked about
+//! (`security::check_account`, first thing): GetBalance, WatchBalances, ListTransfers,
+//! GetBalanceAt. WatchTransfer (by transaction id) is refused to bound tokens by the layer.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use proto::v1 as pb;
@@ -11,8 +16,10 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Code, Request, Response, Status};
 
 use crate::convert::{self, parse_token, token};
-use crate::db::{BalanceRow, HistoryRow};
+use crate::db::{BalanceRow, HistoryRow, TransferRow};
 use crate::error::ApiError;
+use crate::faults::FaultKind;
+use crate::fold::preferred_transfer;
 use crate::limits;
 use crate::projector::{Projection, Update};
 
@@ -80,9 +87,41 @@ impl QueryApi {
             ));
         }
         let mut positions = self.projection.positions();
-        let reached = positions.wait_for(|positions| positions[partition as usize] >= index);
+        let mut faults = self.projection.faults().subscribe();
+        let stuck = |faults: &Vec<Option<crate::faults::Fault>>| {
+            faults[partition as usize]
+                .as_ref()
+                .filter(|fault| fault.kind == FaultKind::FoldFailed && fault.index <= index)
+                .cloned()
+        };
+        // Reached, or the partition stopped before it (then it never will be, here).
+        let reached = async {
+            tokio::select! {
+                reached = positions.wait_for(|positions| positions[partition as usize] >= index) => {
+                    reached.map(|_| None)
+                }
+                stopped = faults.wait_for(|faults| stuck(faults).is_some()) => {
+                    stopped.map(|faults| stuck(&faults))
+                }
+            }
+        };
         match tokio::time::timeout(limits::CONSISTENCY_WAIT_MAX, reached).await {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(None)) => Ok(()),
+            Ok(Ok(Some(fault))) if self.projection.positions().borrow()[partition as usize] < index => {
+                Err(ApiError::new(
+                    Code::Unavailable,
+                    "PARTITION_STUCK",
+                    format!(
+                        "this read node stopped projecting partition {partition} at {} (it cannot \
+                         fold the event block at index {}); read {} from another read node",
+                        token(partition, self.projection.positions().borrow()[partition as usize]),
+                        fault.index,
+                        token(partition, index),
+                    ),
+                )
+                .retry_after(std::time::Duration::from_secs(1)))
+            }
+            Ok(Ok(Some(_))) => Ok(()),
             Ok(Err(_)) => Err(ApiError::shutting_down()),
             Err(_) => Err(ApiError::new(
                 Code::Unavailable,
@@ -97,6 +136,11 @@ impl QueryApi {
             .retry_after(std::time::Duration::from_millis(200))),
         }
     }
+}
+
+/// The caller the auth layer verified (none without a tokens file).
+fn caller_of<T>(request: &Request<T>) -> Option<security::Caller> {
+    request.extensions().get::<security::Caller>().cloned()
 }
 
 fn validate_account(field: &'static str, account_id: &str) -> Result<(), ApiError> {
@@ -137,8 +181,10 @@ impl QueryService for QueryApi {
         &self,
         request: Request<pb::GetBalanceRequest>,
     ) -> Result<Response<pb::GetBalanceResponse>, Status> {
+        let caller = caller_of(&request);
         let request = request.into_inner();
         validate_account("account_id", &request.account_id)?;
+        security::check_account(caller.as_ref(), "account_id", &request.account_id)?;
         if !request.consistency_token.is_empty() {
             let positions = parse_position(
                 "consistency_token",
@@ -163,7 +209,13 @@ impl QueryService for QueryApi {
         &self,
         request: Request<pb::WatchBalancesRequest>,
     ) -> Result<Response<Self::WatchBalancesStream>, Status> {
+        let caller = caller_of(&request);
         let request = request.into_inner();
+        // Every watched account within the token's prefixes (resume_after_sequence may name
+        // only these, checked below).
+        for account_id in &request.account_ids {
+            security::check_account(caller.as_ref(), "account_ids", account_id)?;
+        }
         if request.account_ids.is_empty() {
             return Err(ApiError::invalid(
                 "account_ids",
@@ -245,60 +297,71 @@ impl QueryService for QueryApi {
             .to_string();
         let permit = self.watcher_permit()?;
         let mut live = self.projection.subscribe_updates();
-        let current = self
+        // Every source partition's row under this id (usually one): the stream shows the
+        // preferred one (`fold::preferred_transfer`), as a read by id does.
+        let mut rows: BTreeMap<u32, TransferRow> = self
             .projection
             .db()
-            .transfer(&transaction_id)
-            .map_err(|error| ApiError::internal(&error))?;
+            .transfers(&transaction_id)
+            .map_err(|error| ApiError::internal(&error))?
+            .into_iter()
+            .map(|row| (row.source_partition, row))
+            .collect();
         let (tx, rx) = mpsc::channel(limits::WATCH_BUFFER);
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let mut version = 0;
-            if let Some(row) = current {
-                version = row.version;
-                let update = convert::transfer_update(&row);
-                if tx.send(Ok(update)).await.is_err() || row.state.is_final() {
-                    return;
-                }
-            }
-            let deadline = tokio::time::sleep(limits::WATCH_TRANSFER_UNKNOWN_WAIT);
-            tokio::pin!(deadline);
+            // (source partition, version) of the row last sent.
+            let mut sent: Option<(u32, u32)> = None;
             loop {
-                let received = tokio::select! {
-                    received = live.recv() => received,
-                    () = &mut deadline, if version == 0 => {
-                        let _ = tx.send(Err(ApiError::new(
-                            Code::NotFound,
-                            "TRANSFER_NOT_FOUND",
-                            format!("transfer {transaction_id} did not appear within {:?}", limits::WATCH_TRANSFER_UNKNOWN_WAIT),
-                        ).into())).await;
+                if let Some(row) = preferred_transfer(rows.values().cloned())
+                    && sent != Some((row.source_partition, row.version))
+                {
+                    sent = Some((row.source_partition, row.version));
+                    let update = convert::transfer_update(&row);
+                    if tx.send(Ok(update)).await.is_err() || row.state.is_final() {
                         return;
                     }
-                    () = tx.closed() => return,
-                    () = shutdown.cancelled() => {
-                        let _ = tx.send(Err(ApiError::shutting_down().into())).await;
-                        return;
-                    }
-                };
-                match received {
-                    Ok(Update::Transfer(update))
-                        if update.transaction_id == transaction_id && update.version > version =>
-                    {
-                        version = update.version;
-                        if tx.send(Ok((*update).clone())).await.is_err() || update.is_final {
+                }
+                let deadline = tokio::time::sleep(limits::WATCH_TRANSFER_UNKNOWN_WAIT);
+                tokio::pin!(deadline);
+                let received = loop {
+                    let received = tokio::select! {
+                        received = live.recv() => received,
+                        () = &mut deadline, if sent.is_none() => {
+                            let _ = tx.send(Err(ApiError::new(
+                                Code::NotFound,
+                                "TRANSFER_NOT_FOUND",
+                                format!("transfer {transaction_id} did not appear within {:?}", limits::WATCH_TRANSFER_UNKNOWN_WAIT),
+                            ).into())).await;
+                            return;
+                        }
+                        () = tx.closed() => return,
+                        () = shutdown.cancelled() => {
+                            let _ = tx.send(Err(ApiError::shutting_down().into())).await;
+                            return;
+                        }
+                    };
+                    match received {
+                        Ok(Update::Transfer(row)) if row.transaction_id == transaction_id => {
+                            break row;
+                        }
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            let _ = tx.send(Err(lagged())).await;
+                            return;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => {
+                            let _ = tx.send(Err(ApiError::shutting_down().into())).await;
                             return;
                         }
                     }
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        let _ = tx.send(Err(lagged())).await;
-                        return;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => {
-                        let _ = tx.send(Err(ApiError::shutting_down().into())).await;
-                        return;
-                    }
+                };
+                let newer = rows
+                    .get(&received.source_partition)
+                    .is_none_or(|known| received.version > known.version);
+                if newer {
+                    rows.insert(received.source_partition, (*received).clone());
                 }
             }
         });
@@ -310,8 +373,10 @@ impl QueryService for QueryApi {
         &self,
         request: Request<pb::ListTransfersRequest>,
     ) -> Result<Response<pb::ListTransfersResponse>, Status> {
+        let caller = caller_of(&request);
         let request = request.into_inner();
         validate_account("account_id", &request.account_id)?;
+        security::check_account(caller.as_ref(), "account_id", &request.account_id)?;
         let page_size = match request.page_size {
             0 => limits::PAGE_SIZE_DEFAULT,
             size if size > limits::PAGE_SIZE_MAX => {
@@ -375,8 +440,10 @@ impl QueryService for QueryApi {
         request: Request<pb::GetBalanceAtRequest>,
     ) -> Result<Response<pb::GetBalanceAtResponse>, Status> {
         use pb::get_balance_at_request::Point;
+        let caller = caller_of(&request);
         let request = request.into_inner();
         validate_account("account_id", &request.account_id)?;
+        security::check_account(caller.as_ref(), "account_id", &request.account_id)?;
         let point = request.point.ok_or_else(|| {
             ApiError::invalid(
                 "point",

@@ -5,8 +5,20 @@
 //!   runs TLS; without TLS the node is on loopback or was started with `--insecure`);
 //! - everything else: a bearer token with a scope the method needs (when the node has a
 //!   tokens file). Unknown methods need `admin`, so a new RPC is closed until mapped here.
+//!
+//! The verified [`Caller`] (token name, scopes, account prefixes) goes to the handler as a
+//! request extension, for the checks that need the request's content:
+//! - a token bound to account prefixes is refused here on every method but those whose
+//!   handlers check its accounts ([`checks_accounts`]), so a new RPC is closed to it too;
+//! - handlers call [`check_account`] on each account the request names (the debited one for
+//!   transfers), [`require_scope`] for a scope that depends on the request (the state digest
+//!   of `GetClusterStatus` needs `admin`), and the write node's edge asks for `issue` before
+//!   debiting an account that may go negative ([`issue_required`]).
+//!
+//! Without a tokens file no `Caller` is attached and these checks allow everything, as the
+//! layer does (the node is on loopback, or `--insecure` said something else protects it).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -24,13 +36,122 @@ pub const REASON_MISSING_TOKEN: &str = "MISSING_TOKEN";
 pub const REASON_INVALID_TOKEN: &str = "INVALID_TOKEN";
 pub const REASON_SCOPE_DENIED: &str = "SCOPE_DENIED";
 pub const REASON_PEER_CERT_REQUIRED: &str = "PEER_CERT_REQUIRED";
+/// Debiting an account opened with `allow_negative_balance` needs the `issue` scope.
+pub const REASON_ISSUE_SCOPE_REQUIRED: &str = "ISSUE_SCOPE_REQUIRED";
+/// The token is bound to account prefixes and the request names an account outside them, or
+/// calls a method that is not about one account (which a bound token cannot use).
+pub const REASON_ACCOUNT_PREFIX_DENIED: &str = "ACCOUNT_PREFIX_DENIED";
 /// ErrorInfo metadata key naming the scope a call needs.
 pub const METADATA_SCOPE: &str = "scope";
 
-/// The name a request was authenticated as, for handlers that want it (request extension).
+/// Who a request was authenticated as, for handlers (request extension; absent when the node
+/// has no tokens file).
 #[derive(Clone, Debug)]
 pub struct Caller {
     pub token_name: String,
+    pub scopes: BTreeSet<Scope>,
+    /// `None`: every account; `Some`: only ids starting with one of these.
+    pub account_prefixes: Option<Arc<[String]>>,
+}
+
+impl Caller {
+    pub fn has(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+
+    pub fn allows_account(&self, account_id: &str) -> bool {
+        crate::tokens::allows_account(self.account_prefixes.as_deref(), account_id)
+    }
+}
+
+/// A refusal by a handler's check: PERMISSION_DENIED with ErrorInfo (domain
+/// [`crate::ERROR_DOMAIN`]) `reason` and `metadata`. The write node copies the fields into its
+/// own error type (SubmitTransfers reports them per transfer); `tonic::Status::from` gives
+/// the unary answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Denied {
+    pub reason: &'static str,
+    pub message: String,
+    /// The request field naming the refused account, if any.
+    pub field: Option<&'static str>,
+    pub metadata: Vec<(&'static str, String)>,
+}
+
+impl From<Denied> for tonic::Status {
+    fn from(denied: Denied) -> tonic::Status {
+        error(
+            Code::PermissionDenied,
+            denied.reason,
+            denied.message,
+            denied
+                .metadata
+                .into_iter()
+                .map(|(key, value)| (key.to_owned(), value))
+                .collect(),
+        )
+    }
+}
+
+/// `Ok` when `caller` may touch `account_id` (named by request field `field`): no tokens, an
+/// unbound token, or one of the token's prefixes. The account id is not echoed (it may be
+/// another tenant's, and long).
+pub fn check_account(
+    caller: Option<&Caller>,
+    field: &'static str,
+    account_id: &str,
+) -> Result<(), Denied> {
+    match caller {
+        Some(caller) if !caller.allows_account(account_id) => Err(Denied {
+            reason: REASON_ACCOUNT_PREFIX_DENIED,
+            message: format!(
+                "token {:?} is bound to account prefixes, and {field} has none of them",
+                caller.token_name
+            ),
+            field: Some(field),
+            metadata: vec![("field", field.to_owned())],
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// `Ok` when `caller` holds `scope` (or there are no tokens); else SCOPE_DENIED naming it, as
+/// the layer answers. `what` says what needs it ("include_state_digest").
+pub fn require_scope(caller: Option<&Caller>, scope: Scope, what: &str) -> Result<(), Denied> {
+    match caller {
+        Some(caller) if !caller.has(scope) => Err(scope_denied(caller, scope, what)),
+        _ => Ok(()),
+    }
+}
+
+/// SCOPE_DENIED: `caller` lacks `scope`, which `what` needs.
+pub fn scope_denied(caller: &Caller, scope: Scope, what: &str) -> Denied {
+    Denied {
+        reason: REASON_SCOPE_DENIED,
+        message: format!(
+            "token {:?} lacks the scope {scope} that {what} needs",
+            caller.token_name
+        ),
+        field: None,
+        metadata: vec![(METADATA_SCOPE, scope.as_str().to_owned())],
+    }
+}
+
+/// ISSUE_SCOPE_REQUIRED: `caller` asked to debit an account opened with
+/// `allow_negative_balance` (debiting it creates money) without the `issue` scope.
+pub fn issue_required(caller: &Caller) -> Denied {
+    Denied {
+        reason: REASON_ISSUE_SCOPE_REQUIRED,
+        message: format!(
+            "from_account may go negative (an issuer account: debiting it creates money); \
+             token {:?} lacks the scope issue this needs",
+            caller.token_name
+        ),
+        field: Some("from_account"),
+        metadata: vec![
+            (METADATA_SCOPE, Scope::Issue.as_str().to_owned()),
+            ("field", "from_account".to_owned()),
+        ],
+    }
 }
 
 /// Who a request was verified as.
@@ -61,8 +182,10 @@ pub fn required_access(path: &str) -> Access {
         | ("grpc.reflection.v1.ServerReflection", _)
         | ("grpc.reflection.v1alpha.ServerReflection", _) => Access::Open,
         ("wallet.internal.v1.PeerService", _) => Access::Peer,
+        // `transfer` debits ordinary accounts, `issue` accounts that may go negative: the
+        // edge checks which one `from_account` is (write-node service.rs).
         ("wallet.v1.WalletService", "Transfer" | "SubmitTransfers") => {
-            Access::Token(&[Scope::Transfer])
+            Access::Token(&[Scope::Transfer, Scope::Issue])
         }
         // An account opened with allow_negative_balance can mint money: operators only.
         ("wallet.v1.WalletService", "OpenAccount") => Access::Token(&[Scope::Admin]),
@@ -75,6 +198,26 @@ pub fn required_access(path: &str) -> Access {
         }
         _ => Access::Token(&[Scope::Admin]),
     }
+}
+
+/// Methods whose handlers call [`check_account`] on every account the request names: the only
+/// ones a token bound to account prefixes may call. Not here, so refused to bound tokens:
+/// `GetTransfer` and `WatchTransfer` (looked up by transaction id, not by account: a bound
+/// token follows its transfers through the `Transfer` answer, a retry with the same
+/// transaction id, `ListTransfers` or `WatchBalances`), `ClusterService`,
+/// `EventLogService` (every account), and any method added later.
+pub fn checks_accounts(path: &str) -> bool {
+    matches!(
+        path,
+        "/wallet.v1.WalletService/Transfer"
+            | "/wallet.v1.WalletService/SubmitTransfers"
+            | "/wallet.v1.WalletService/OpenAccount"
+            | "/wallet.v1.WalletService/GetAccount"
+            | "/wallet.v1.QueryService/GetBalance"
+            | "/wallet.v1.QueryService/WatchBalances"
+            | "/wallet.v1.QueryService/ListTransfers"
+            | "/wallet.v1.QueryService/GetBalanceAt"
+    )
 }
 
 struct Policy {
@@ -210,8 +353,23 @@ impl Policy {
                         scope_metadata(),
                     ));
                 }
+                if entry.account_prefixes.is_some() && !checks_accounts(path) {
+                    tracing::debug!(path, token_name = entry.name, "bound token refused");
+                    return Err(error(
+                        Code::PermissionDenied,
+                        REASON_ACCOUNT_PREFIX_DENIED,
+                        format!(
+                            "token {:?} is bound to account prefixes; this method is not about \
+                             one account, so only unbound tokens may call it",
+                            entry.name
+                        ),
+                        HashMap::new(),
+                    ));
+                }
                 Ok(Some(Verified::Caller(Caller {
                     token_name: entry.name.clone(),
+                    scopes: entry.scopes.clone(),
+                    account_prefixes: entry.account_prefixes.clone(),
                 })))
             }
         }
@@ -275,11 +433,11 @@ mod tests {
             ("/wallet.internal.v1.PeerService/Credit", Access::Peer),
             (
                 "/wallet.v1.WalletService/Transfer",
-                Access::Token(&[Transfer]),
+                Access::Token(&[Transfer, Issue]),
             ),
             (
                 "/wallet.v1.WalletService/SubmitTransfers",
-                Access::Token(&[Transfer]),
+                Access::Token(&[Transfer, Issue]),
             ),
             (
                 "/wallet.v1.WalletService/OpenAccount",
@@ -314,5 +472,70 @@ mod tests {
         ] {
             assert_eq!(required_access(path), access, "{path}");
         }
+    }
+
+    #[test]
+    fn bound_tokens_reach_only_methods_that_check_accounts() {
+        for path in [
+            "/wallet.v1.WalletService/Transfer",
+            "/wallet.v1.WalletService/SubmitTransfers",
+            "/wallet.v1.WalletService/OpenAccount",
+            "/wallet.v1.WalletService/GetAccount",
+            "/wallet.v1.QueryService/GetBalance",
+            "/wallet.v1.QueryService/WatchBalances",
+            "/wallet.v1.QueryService/ListTransfers",
+            "/wallet.v1.QueryService/GetBalanceAt",
+        ] {
+            assert!(checks_accounts(path), "{path}");
+        }
+        for path in [
+            "/wallet.v1.WalletService/GetTransfer",
+            "/wallet.v1.QueryService/WatchTransfer",
+            "/wallet.v1.ClusterService/GetClusterStatus",
+            "/wallet.v1.EventLogService/Subscribe",
+            "/wallet.v1.WalletService/Unknown",
+        ] {
+            assert!(!checks_accounts(path), "{path}");
+        }
+    }
+
+    fn caller(scopes: &[Scope], prefixes: Option<&[&str]>) -> Caller {
+        Caller {
+            token_name: "t".into(),
+            scopes: scopes.iter().copied().collect(),
+            account_prefixes: prefixes
+                .map(|prefixes| prefixes.iter().map(|p| (*p).to_owned()).collect()),
+        }
+    }
+
+    #[test]
+    fn handler_checks_allow_without_tokens_and_name_what_is_missing() {
+        assert!(check_account(None, "account_id", "x").is_ok());
+        assert!(require_scope(None, Scope::Admin, "it").is_ok());
+        let free = caller(&[Scope::Read], None);
+        assert!(check_account(Some(&free), "account_id", "anything").is_ok());
+        let bound = caller(&[Scope::Read], Some(&["a/"]));
+        assert!(check_account(Some(&bound), "account_id", "a/x").is_ok());
+        let denied = check_account(Some(&bound), "from_account", "b/x").unwrap_err();
+        assert_eq!(denied.reason, REASON_ACCOUNT_PREFIX_DENIED);
+        assert_eq!(denied.field, Some("from_account"));
+        assert!(!denied.message.contains("b/x"));
+        let status = tonic::Status::from(denied);
+        assert_eq!(status.code(), Code::PermissionDenied);
+        let info = status.get_details_error_info().unwrap();
+        assert_eq!(
+            (info.reason.as_str(), info.domain.as_str()),
+            (REASON_ACCOUNT_PREFIX_DENIED, crate::ERROR_DOMAIN)
+        );
+        let denied = require_scope(Some(&free), Scope::Admin, "include_state_digest").unwrap_err();
+        assert_eq!(denied.reason, REASON_SCOPE_DENIED);
+        assert_eq!(denied.metadata, vec![(METADATA_SCOPE, "admin".to_owned())]);
+        let denied = issue_required(&free);
+        assert_eq!(denied.reason, REASON_ISSUE_SCOPE_REQUIRED);
+        assert!(
+            denied
+                .metadata
+                .contains(&(METADATA_SCOPE, "issue".to_owned()))
+        );
     }
 }

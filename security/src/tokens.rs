@@ -6,14 +6,24 @@
 //! name = "payments-backend"
 //! sha256 = "<64 hex digits: sha256 of the token>"
 //! scopes = ["transfer", "read"]
+//!
+//! [[token]]
+//! name = "tenant-a"
+//! sha256 = "<64 hex digits>"
+//! scopes = ["transfer", "read"]
+//! # Optional: this token debits, opens and reads only accounts whose id starts with one of
+//! # these prefixes (byte for byte), and cannot call methods that are not about one account.
+//! account_prefixes = ["tenant-a/"]
 //! ```
 //!
-//! `walletctl token new --name NAME --scopes transfer,read` makes a random token and prints
-//! the entry; `printf %s "$TOKEN" | sha256sum` gives the same hash.
+//! `walletctl token --name NAME --scopes transfer,read [--account-prefix tenant-a/]` makes a
+//! random token and prints the entry; `printf %s "$TOKEN" | sha256sum` gives the same hash.
+//! Files written before `account_prefixes` existed mean the same as before (unbound tokens).
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, ensure};
 use serde::Deserialize;
@@ -35,7 +45,8 @@ pub const TOKEN_RANDOM_BYTES: usize = 32;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
-    /// Move money: `Transfer`, `SubmitTransfers`.
+    /// Move money out of ordinary accounts (those that cannot go negative): `Transfer`,
+    /// `SubmitTransfers`.
     Transfer,
     /// Read balances and transfers: `GetAccount`, `GetTransfer`, every `QueryService` call.
     Read,
@@ -45,10 +56,20 @@ pub enum Scope {
     /// Follow the committed event log: `EventLogService.Subscribe` (and the cluster status a
     /// read node needs to find the partitions). For read nodes.
     Replicate,
+    /// Debit accounts opened with `allow_negative_balance` (issuer accounts: debiting one
+    /// mints money) in `Transfer` and `SubmitTransfers`. Independent of `transfer`: a token
+    /// with only `issue` can debit issuer accounts and nothing else.
+    Issue,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 4] = [Scope::Transfer, Scope::Read, Scope::Admin, Scope::Replicate];
+    pub const ALL: [Scope; 5] = [
+        Scope::Transfer,
+        Scope::Read,
+        Scope::Admin,
+        Scope::Replicate,
+        Scope::Issue,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -56,6 +77,7 @@ impl Scope {
             Scope::Read => "read",
             Scope::Admin => "admin",
             Scope::Replicate => "replicate",
+            Scope::Issue => "issue",
         }
     }
 
@@ -64,7 +86,9 @@ impl Scope {
             .into_iter()
             .find(|scope| scope.as_str() == text.trim())
             .with_context(|| {
-                format!("unknown scope {text:?}; scopes are transfer, read, admin, replicate")
+                format!(
+                    "unknown scope {text:?}; scopes are transfer, issue, read, admin, replicate"
+                )
             })
     }
 }
@@ -75,12 +99,38 @@ impl fmt::Display for Scope {
     }
 }
 
-/// One known token. `Debug` shows the name and scopes, never the hash.
+/// Bytes of an account prefix: an account id is at most 256 bytes (ledger's
+/// `ACCOUNT_ID_BYTES_MAX`), so a longer prefix could match nothing.
+pub const ACCOUNT_PREFIX_BYTES_MAX: usize = 256;
+
+/// Prefixes per token.
+pub const ACCOUNT_PREFIXES_MAX: usize = 64;
+
+/// One known token. `Debug` shows the name, scopes and prefixes, never the hash.
 #[derive(Clone)]
 pub struct TokenEntry {
     pub name: String,
     pub scopes: BTreeSet<Scope>,
+    /// `None`: every account. `Some`: only accounts whose id starts with one of these.
+    pub account_prefixes: Option<Arc<[String]>>,
     sha256: [u8; 32],
+}
+
+impl TokenEntry {
+    /// Whether this token may touch `account_id` (always, for an unbound token).
+    pub fn allows_account(&self, account_id: &str) -> bool {
+        allows_account(self.account_prefixes.as_deref(), account_id)
+    }
+}
+
+/// Whether `account_id` starts with one of `prefixes` (`None`: no binding, every account).
+/// Byte-for-byte, as the ledger compares ids.
+pub fn allows_account(prefixes: Option<&[String]>, account_id: &str) -> bool {
+    prefixes.is_none_or(|prefixes| {
+        prefixes
+            .iter()
+            .any(|prefix| account_id.starts_with(prefix.as_str()))
+    })
 }
 
 impl fmt::Debug for TokenEntry {
@@ -88,6 +138,7 @@ impl fmt::Debug for TokenEntry {
         f.debug_struct("TokenEntry")
             .field("name", &self.name)
             .field("scopes", &self.scopes)
+            .field("account_prefixes", &self.account_prefixes)
             .finish_non_exhaustive()
     }
 }
@@ -105,6 +156,9 @@ struct TokenLine {
     name: String,
     sha256: String,
     scopes: Vec<Scope>,
+    /// Optional (absent in files written before it existed): binds the token to accounts.
+    #[serde(default)]
+    account_prefixes: Option<Vec<String>>,
 }
 
 /// The tokens a node accepts.
@@ -152,9 +206,19 @@ impl TokenTable {
                 "token {:?}: the same token is listed twice",
                 line.name
             );
+            let scopes: BTreeSet<Scope> = line.scopes.into_iter().collect();
+            let account_prefixes = match line.account_prefixes {
+                None => None,
+                Some(prefixes) => {
+                    check_prefixes(&prefixes, &scopes)
+                        .with_context(|| format!("token {:?}: account_prefixes", line.name))?;
+                    Some(Arc::from(prefixes))
+                }
+            };
             entries.push(TokenEntry {
                 name: line.name,
-                scopes: line.scopes.into_iter().collect(),
+                scopes,
+                account_prefixes,
                 sha256,
             });
         }
@@ -186,6 +250,41 @@ impl TokenTable {
     }
 }
 
+/// An `account_prefixes` list: 1 to [`ACCOUNT_PREFIXES_MAX`] prefixes, each a possible start
+/// of an account id (1 to 256 bytes, no whitespace or control character, as account ids);
+/// never on a `replicate` token (the event log carries every account).
+fn check_prefixes(prefixes: &[String], scopes: &BTreeSet<Scope>) -> anyhow::Result<()> {
+    ensure!(
+        !prefixes.is_empty(),
+        "an empty list would allow no account; leave account_prefixes out for every account"
+    );
+    ensure!(
+        prefixes.len() <= ACCOUNT_PREFIXES_MAX,
+        "{} prefixes; at most {ACCOUNT_PREFIXES_MAX}",
+        prefixes.len()
+    );
+    for prefix in prefixes {
+        ensure!(
+            !prefix.is_empty(),
+            "an empty prefix would allow every account; leave account_prefixes out instead"
+        );
+        ensure!(
+            prefix.len() <= ACCOUNT_PREFIX_BYTES_MAX,
+            "a prefix is longer than {ACCOUNT_PREFIX_BYTES_MAX} bytes (no account id is)"
+        );
+        ensure!(
+            !prefix.chars().any(|c| c.is_whitespace() || c.is_control()),
+            "prefix {prefix:?} holds whitespace or a control character, which no account id does"
+        );
+    }
+    ensure!(
+        !scopes.contains(&Scope::Replicate),
+        "a token with scope replicate follows the whole event log (every account): it cannot \
+         be bound to account prefixes"
+    );
+    Ok(())
+}
+
 /// The hex SHA-256 of a token, as a tokens file lists it.
 pub fn sha256_hex(token: &str) -> String {
     let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
@@ -211,15 +310,40 @@ pub fn generate() -> anyhow::Result<String> {
 
 /// One tokens-file entry for `token`, ready to append to the file.
 pub fn file_entry(name: &str, token: &str, scopes: &[Scope]) -> String {
+    file_entry_bound(name, token, scopes, &[])
+}
+
+/// [`file_entry`] with `account_prefixes` (none: an unbound token, no such line).
+pub fn file_entry_bound(
+    name: &str,
+    token: &str,
+    scopes: &[Scope],
+    account_prefixes: &[String],
+) -> String {
     let scopes = scopes
         .iter()
-        .map(|scope| format!("{:?}", scope.as_str()))
+        .map(|scope| toml_string(scope.as_str()))
         .collect::<Vec<_>>()
         .join(", ");
-    format!(
-        "[[token]]\nname = {name:?}\nsha256 = \"{}\"\nscopes = [{scopes}]\n",
+    let mut entry = format!(
+        "[[token]]\nname = {}\nsha256 = \"{}\"\nscopes = [{scopes}]\n",
+        toml_string(name),
         sha256_hex(token)
-    )
+    );
+    if !account_prefixes.is_empty() {
+        let prefixes = account_prefixes
+            .iter()
+            .map(|prefix| toml_string(prefix))
+            .collect::<Vec<_>>()
+            .join(", ");
+        entry.push_str(&format!("account_prefixes = [{prefixes}]\n"));
+    }
+    entry
+}
+
+/// A TOML basic string holding exactly `text` (TOML's escapes, not Rust's `{:?}`).
+fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_owned()).to_string()
 }
 
 fn parse_hex32(text: &str) -> Option<[u8; 32]> {
@@ -261,6 +385,65 @@ mod tests {
     }
 
     #[test]
+    fn account_prefixes_are_optional_and_bind_a_token() {
+        let (bound, free, minter) = (
+            generate().unwrap(),
+            generate().unwrap(),
+            generate().unwrap(),
+        );
+        let text = [
+            file_entry_bound(
+                "tenant-a",
+                &bound,
+                &[Scope::Transfer, Scope::Read],
+                &["tenant-a/".into(), r#"shared-"q"\"#.into()],
+            ),
+            // The format of files written before prefixes existed: still unbound.
+            file_entry("ops", &free, &[Scope::Admin]),
+            file_entry("mint", &minter, &[Scope::Issue]),
+        ]
+        .join("\n");
+        assert!(text.contains("account_prefixes = ["), "{text}");
+        let table = TokenTable::parse(&text).unwrap();
+        let entry = table.authenticate(&bound).unwrap();
+        assert_eq!(
+            entry.account_prefixes.as_deref(),
+            Some(&["tenant-a/".to_owned(), r#"shared-"q"\"#.to_owned()][..])
+        );
+        assert!(entry.allows_account("tenant-a/alice"));
+        assert!(entry.allows_account(r#"shared-"q"\x"#));
+        assert!(!entry.allows_account("tenant-b/alice"));
+        assert!(
+            !entry.allows_account("tenant-a"),
+            "a prefix matches byte for byte"
+        );
+        assert!(!entry.allows_account("TENANT-A/alice"));
+        let ops = table.authenticate(&free).unwrap();
+        assert!(ops.account_prefixes.is_none() && ops.allows_account("anything"));
+        assert_eq!(
+            table.authenticate(&minter).unwrap().scopes,
+            BTreeSet::from([Scope::Issue])
+        );
+        // Hand-written, as an operator would.
+        let table = TokenTable::parse(
+            "[[token]]\nname='t'\nsha256='9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'\nscopes=['transfer','issue']\naccount_prefixes=['t/']",
+        )
+        .unwrap();
+        let entry = table.authenticate("test").unwrap();
+        assert!(entry.allows_account("t/x") && !entry.allows_account("u/x"));
+        assert!(format!("{entry:?}").contains("t/"));
+    }
+
+    #[test]
+    fn scopes_parse_by_name() {
+        for scope in Scope::ALL {
+            assert_eq!(Scope::parse(scope.as_str()).unwrap(), scope);
+        }
+        assert_eq!(Scope::parse(" issue ").unwrap(), Scope::Issue);
+        assert!(format!("{:#}", Scope::parse("mint").unwrap_err()).contains("issue"));
+    }
+
+    #[test]
     fn the_hash_is_plain_sha256() {
         // printf %s test | sha256sum
         assert_eq!(
@@ -283,6 +466,30 @@ mod tests {
             ),
             (
                 "[[token]]\nname='a'\nsha256='9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'\nscopes=['root']",
+                "not a tokens file",
+            ),
+            (
+                "[[token]]\nname='a'\nsha256='9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'\nscopes=['read']\naccount_prefixes=[]",
+                "an empty list would allow no account",
+            ),
+            (
+                "[[token]]\nname='a'\nsha256='9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'\nscopes=['read']\naccount_prefixes=['']",
+                "an empty prefix would allow every account",
+            ),
+            (
+                "[[token]]\nname='a'\nsha256='9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'\nscopes=['read']\naccount_prefixes=['a b']",
+                "whitespace",
+            ),
+            (
+                "[[token]]\nname='a'\nsha256='9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'\nscopes=['replicate']\naccount_prefixes=['a/']",
+                "cannot be bound",
+            ),
+            (
+                "[[token]]\nname='a'\nsha256='9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'\nscopes=['read']\naccount_prefixes='a/'",
+                "not a tokens file",
+            ),
+            (
+                "[[token]]\nname='a'\nsha256='9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'\nscopes=['read']\naccount_prefix=['a/']",
                 "not a tokens file",
             ),
         ] {

@@ -6,13 +6,23 @@
 //! there directly (one hop fewer than forwarding, and no hidden server-side retries).
 //! Reads (`GetAccount`, `GetTransfer`) are linearizable on every node: raft's ReadIndex asks
 //! the leader for the commit index, and the node answers once it has applied that far.
+//!
+//! Authorization at the edge (with a tokens file; the auth layer already checked the method's
+//! scope and put the [`Caller`] in the request's extensions): before anything is proposed,
+//! `Transfer` and every transfer of a `SubmitTransfers` stream go through
+//! [`Api::authorize_transfer`] (the debited account within the token's prefixes; `issue` to
+//! debit an account that may go negative, `transfer` for any other), a cross-partition
+//! transfer included (its saga starts here, on the source's partition). `OpenAccount` and
+//! `GetAccount` check the account against the prefixes; the state digest of
+//! `GetClusterStatus` needs `admin`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::stream::FuturesUnordered;
 use ledger::{
-    Command, Currency, Outcome, TransferCommand, TransferRecord, TransferStatus, partition_of,
+    Command, Currency, Outcome, RejectReason, TransferCommand, TransferRecord, TransferStatus,
+    partition_of,
 };
 use proto::v1::cluster_service_server::ClusterService;
 use proto::v1::wallet_service_server::WalletService;
@@ -21,6 +31,8 @@ use proto::v1::{
     GetClusterStatusResponse, GetTransferRequest, GetTransferResponse, OpenAccountRequest,
     OpenAccountResponse, TransferRequest, TransferResponse, TransferResult,
 };
+use security::auth::{Caller, Denied};
+use security::tokens::Scope;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
@@ -57,11 +69,31 @@ fn transfer_positions(record: &TransferRecord, partitions: u32) -> Vec<(u32, u64
         ],
     }
 }
+
 struct Shared {
     store: StoreHandle,
     saga: Arc<Saga>,
     partitions: u32,
     peers: BTreeMap<u64, String>,
+    /// account id -> allow_negative_balance, for [`Api::authorize_transfer`]: a flag never
+    /// changes once the account is open, so an entry never goes stale, and an evicted one
+    /// costs one linearizable read.
+    account_flags: moka::sync::Cache<String, bool>,
+}
+
+/// A handler check's refusal as an API error (PERMISSION_DENIED; SubmitTransfers reports it
+/// per transfer).
+fn denied(denied: Denied) -> ApiError {
+    ApiError {
+        field: denied.field,
+        metadata: denied.metadata,
+        ..ApiError::new(Code::PermissionDenied, denied.reason, denied.message)
+    }
+}
+
+/// The caller the auth layer verified (none without a tokens file).
+fn caller_of<T>(request: &Request<T>) -> Option<Caller> {
+    request.extensions().get::<Caller>().cloned()
 }
 /// WalletService and ClusterService of one node.
 #[derive(Clone)]
@@ -84,9 +116,71 @@ impl Api {
                 saga,
                 partitions,
                 peers,
+                account_flags: moka::sync::Cache::new(limits::ACCOUNT_FLAGS_CACHED_MAX),
             }),
             node_id,
         }
+    }
+
+    /// The edge's authorization of one transfer, before anything is proposed (Transfer, each
+    /// transfer of SubmitTransfers, and so every cross-partition saga, which starts here).
+    /// With a caller (tokens on): the debited account must be within the token's prefixes,
+    /// and debiting needs `issue` when the account may go negative (debiting it creates
+    /// money) and `transfer` otherwise. Invalid input is answered as `transfer_inner` would.
+    ///
+    /// The flag comes from this node's cache, filled by a linearizable read the first time
+    /// an account is debited here: it never changes after the account is opened, so a cached
+    /// flag is exact, and the hot path makes no extra round trip. An account the read does not
+    /// find is answered ACCOUNT_NOT_FOUND here, without proposing: proposing would race with
+    /// an OpenAccount of the same id (with `allow_negative_balance`) ordered before the
+    /// transfer, which would then debit it without `issue`. Such an answer is not recorded in
+    /// the ledger (nothing was proposed): a retry after the account is opened is decided then.
+    /// A caller holding both scopes needs no flag and keeps the ledger's recorded rejections.
+    async fn authorize_transfer(
+        &self,
+        caller: Option<&Caller>,
+        request: &TransferRequest,
+    ) -> Result<(), ApiError> {
+        let Some(caller) = caller else {
+            return Ok(());
+        };
+        let command = validate_transfer(request)?;
+        security::check_account(Some(caller), "from_account", &command.from).map_err(denied)?;
+        let (transfer, issue) = (caller.has(Scope::Transfer), caller.has(Scope::Issue));
+        if transfer && issue {
+            return Ok(());
+        }
+        match self.allows_negative(&command.from).await? {
+            None => Err(ApiError::rejected(RejectReason::FromAccountNotFound)),
+            Some(true) if !issue => Err(denied(security::auth::issue_required(caller))),
+            Some(false) if !transfer => Err(denied(security::auth::scope_denied(
+                caller,
+                Scope::Transfer,
+                "debiting an account that cannot go negative",
+            ))),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Whether `account_id` was opened with `allow_negative_balance`; `None` if it does not
+    /// exist at a linearizable read. Cached once known (see `authorize_transfer`).
+    async fn allows_negative(&self, account_id: &str) -> Result<Option<bool>, ApiError> {
+        if let Some(cached) = self.shared.account_flags.get(account_id) {
+            return Ok(Some(cached));
+        }
+        let answer = self
+            .read(account_id, Query::Account(account_id.to_owned()))
+            .await?;
+        let QueryAnswer::Account(account) = answer.answer else {
+            unreachable!("an account query has an account answer")
+        };
+        let Some(account) = account else {
+            return Ok(None);
+        };
+        self.shared
+            .account_flags
+            .insert(account.account_id, account.allow_negative_balance);
+        Ok(Some(account.allow_negative_balance))
     }
     fn store_error(&self, error: crate::store::StoreError) -> ApiError {
         ApiError::from_store(error, &self.shared.peers)
@@ -142,14 +236,23 @@ impl Api {
                 }
             },
             Outcome::Conflict(conflict) => Err(ApiError::conflict(conflict)),
+            Outcome::Malformed(malformed) => Err(ApiError::malformed(malformed)),
             other => unreachable!("a transfer command has a transfer outcome, not {other:?}"),
         }
     }
     /// One transfer of a SubmitTransfers stream, in its own span.
     #[tracing::instrument(name = "submit_transfer", skip_all, fields(transaction_id = %request.transaction_id))]
-    async fn transfer_result(self, request: TransferRequest) -> TransferResult {
+    async fn transfer_result(
+        self,
+        caller: Option<Arc<Caller>>,
+        request: TransferRequest,
+    ) -> TransferResult {
         let transaction_id = request.transaction_id.clone();
-        match self.transfer_inner(request).await {
+        let outcome = match self.authorize_transfer(caller.as_deref(), &request).await {
+            Ok(()) => self.transfer_inner(request).await,
+            Err(error) => Err(error),
+        };
+        match outcome {
             Ok(response) => TransferResult {
                 transaction_id,
                 status: response.status,
@@ -277,8 +380,10 @@ impl WalletService for Api {
         &self,
         request: Request<OpenAccountRequest>,
     ) -> Result<Response<OpenAccountResponse>, Status> {
+        let caller = caller_of(&request);
         let request = request.into_inner();
         let command = validate_open_account(&request)?;
+        security::check_account(caller.as_ref(), "account_id", &request.account_id)?;
         let partition = partition_of(&request.account_id, self.shared.partitions);
         let applied = self.propose(partition, command).await?;
         match applied.outcome {
@@ -286,6 +391,7 @@ impl WalletService for Api {
                 account: Some(account_to_pb(&account)),
             })),
             Outcome::Conflict(conflict) => Err(ApiError::conflict(conflict).into()),
+            Outcome::Malformed(malformed) => Err(ApiError::malformed(malformed).into()),
             other => unreachable!("an open-account command has an account outcome, not {other:?}"),
         }
     }
@@ -295,9 +401,10 @@ impl WalletService for Api {
         &self,
         request: Request<TransferRequest>,
     ) -> Result<Response<TransferResponse>, Status> {
-        Ok(Response::new(
-            self.transfer_inner(request.into_inner()).await?,
-        ))
+        let caller = caller_of(&request);
+        let request = request.into_inner();
+        self.authorize_transfer(caller.as_ref(), &request).await?;
+        Ok(Response::new(self.transfer_inner(request).await?))
     }
 
     type SubmitTransfersStream = ReceiverStream<Result<TransferResult, Status>>;
@@ -306,6 +413,8 @@ impl WalletService for Api {
         &self,
         request: Request<Streaming<TransferRequest>>,
     ) -> Result<Response<Self::SubmitTransfersStream>, Status> {
+        // Every transfer of the stream is authorized on its own (authorize_transfer).
+        let caller = caller_of(&request).map(Arc::new);
         let mut input = request.into_inner();
         let (results_tx, results_rx) = mpsc::channel(limits::SUBMIT_STREAM_IN_FLIGHT_MAX);
         let api = self.clone();
@@ -318,7 +427,7 @@ impl WalletService for Api {
             loop {
                 tokio::select! {
                     item = input.next(), if input_open && in_flight.len() < limits::SUBMIT_STREAM_IN_FLIGHT_MAX => match item {
-                        Some(Ok(request)) => in_flight.push(api.clone().transfer_result(request)),
+                        Some(Ok(request)) => in_flight.push(api.clone().transfer_result(caller.clone(), request)),
                         Some(Err(status)) => {
                             tracing::debug!(code = ?status.code(), "SubmitTransfers input ended with an error");
                             input_error = proto::guard::normalize_decode_error(&status);
@@ -347,9 +456,11 @@ impl WalletService for Api {
         &self,
         request: Request<GetAccountRequest>,
     ) -> Result<Response<GetAccountResponse>, Status> {
+        let caller = caller_of(&request);
         let request = request.into_inner();
         ledger::validate_account_id(&request.account_id)
             .map_err(|error| ApiError::from_id("account_id", &error))?;
+        security::check_account(caller.as_ref(), "account_id", &request.account_id)?;
         let answer = self
             .read(
                 &request.account_id,
@@ -381,19 +492,22 @@ impl WalletService for Api {
             .map_err(|error| ApiError::from_id("transaction_id", &error))?;
         // A transfer is recorded by its source account's partition, which the id alone does
         // not name: ask every partition (one ReadIndex round each, concurrently).
-        let reads = (0..self.shared.partitions).map(|partition| {
-            self.shared
+        let reads = (0..self.shared.partitions).map(|partition| async move {
+            let answer = self
+                .shared
                 .store
                 .read(partition, Query::Transfer(transaction_id))
+                .await;
+            (partition, answer)
         });
-        let mut found = None;
-        for answer in futures::future::join_all(reads).await {
+        let mut records = Vec::new();
+        for (partition, answer) in futures::future::join_all(reads).await {
             let answer = answer.map_err(|error| self.store_error(error))?;
             if let QueryAnswer::Transfer(Some(record)) = answer.answer {
-                found = Some(record);
+                records.push((partition, record));
             }
         }
-        match found {
+        match ledger::first_transfer_record(records) {
             Some(record) => Ok(Response::new(GetTransferResponse {
                 transfer: Some(transfer_to_pb(&record, self.shared.partitions)),
             })),
@@ -413,6 +527,15 @@ impl ClusterService for Api {
         &self,
         request: Request<GetClusterStatusRequest>,
     ) -> Result<Response<GetClusterStatusResponse>, Status> {
+        // The digest hashes every partition's whole state on the store thread: operators only
+        // (a read node's replicate token gets the status without it).
+        if request.get_ref().include_state_digest {
+            security::require_scope(
+                caller_of(&request).as_ref(),
+                Scope::Admin,
+                "include_state_digest",
+            )?;
+        }
         let partitions = self
             .shared
             .store

@@ -76,15 +76,24 @@ capabilities:
 {{- if and .Values.tls.enabled .Values.auth.enabled -}}true{{- end -}}
 {{- end -}}
 
-{{/* The nodes' `insecure` line: false only with TLS and tokens both on. */}}
+{{/* The nodes' `insecure` line: false with TLS and tokens both on. Without them a node
+     listens on all interfaces only with `insecure = true`, which the chart renders only when
+     something else protects it: the NetworkPolicies (networkPolicy.enabled, the default), or
+     the operator's explicit `insecure: true`. Neither: the render fails, naming the ways out. */}}
 {{- define "wallet.insecureSetting" -}}
 {{- if include "wallet.secured" . -}}
 # TLS and tokens are on: the node may listen on all interfaces.
 insecure = false
-{{- else -}}
-# Listening on all interfaces without both TLS and tokens (tls.enabled and auth.enabled): a
-# node refuses that unless told so. Keep the Services internal.
+{{- else if .Values.networkPolicy.enabled -}}
+# No TLS and tokens (tls.enabled and auth.enabled): the NetworkPolicies of this release
+# (networkPolicy.enabled) are what protects the node; it refuses all interfaces otherwise.
 insecure = true
+{{- else if .Values.insecure -}}
+# insecure: true (explicit): no TLS, no tokens, no NetworkPolicy. Anyone who reaches the
+# port can move money, open issuer accounts and speak raft.
+insecure = true
+{{- else -}}
+{{- fail "the nodes would listen on all interfaces without TLS and tokens and without the chart's NetworkPolicies: enable tls and auth (charts/README.md \"Security\"), keep networkPolicy.enabled, or set insecure=true explicitly" -}}
 {{- end -}}
 {{- end -}}
 

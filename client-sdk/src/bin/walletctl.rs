@@ -159,9 +159,14 @@ enum Command {
         /// A name for logs and errors (not secret).
         #[arg(long)]
         name: String,
-        /// Scopes: transfer, read, admin, replicate (comma-separated or repeated).
+        /// Scopes: transfer, issue, read, admin, replicate (comma-separated or repeated).
+        /// `issue` debits accounts opened with allow_negative_balance (mints money).
         #[arg(long = "scopes", value_delimiter = ',', required = true)]
         scopes: Vec<String>,
+        /// Bind the token to accounts whose id starts with this prefix (repeat the flag for
+        /// several): it then debits, opens and reads only those accounts. Unbound by default.
+        #[arg(long = "account-prefix")]
+        account_prefixes: Vec<String>,
     },
     /// Ask every write node (or with --read the read node) whether it is SERVING, as a
     /// Kubernetes gRPC probe does. Exit status 0 only if all are.
@@ -499,19 +504,28 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
             println!("for development only (the CA key was not kept)");
             Ok(())
         }
-        Command::Token { name, scopes } => {
+        Command::Token {
+            name,
+            scopes,
+            account_prefixes,
+        } => {
             let scopes = scopes
                 .iter()
                 .map(|scope| security::Scope::parse(scope))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let token = security::tokens::generate()?;
-            let entry = security::tokens::file_entry(&name, &token, &scopes);
+            let entry =
+                security::tokens::file_entry_bound(&name, &token, &scopes, &account_prefixes);
+            // The nodes would refuse an entry they cannot load: check it the same way now.
+            security::TokenTable::parse(&entry)
+                .map_err(|error| error.context("the token entry"))?;
             if out.is_json() {
                 out.json_line(&serde_json::json!({
                     "name": name,
                     "token": token,
                     "sha256": security::tokens::sha256_hex(&token),
                     "scopes": scopes.iter().map(|scope| scope.as_str()).collect::<Vec<_>>(),
+                    "account_prefixes": account_prefixes,
                 }));
             } else {
                 println!("token (shown once; give it to the client, e.g. WALLET_TOKEN):");

@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod harness;
+mod id_reuse;
 mod metrics;
 mod overload;
 mod reflection;

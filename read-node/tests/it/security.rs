@@ -6,9 +6,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt as _;
 use security::certs::Ca;
-use security::tokens::{Scope, file_entry, generate};
-use wallet_client::{ClientConfig, Code, QueryClient, TlsConfig, Transfer, WalletClient};
+use security::tokens::{Scope, file_entry, file_entry_bound, generate};
+use wallet_client::{
+    BalanceAt, ClientConfig, Code, QueryClient, TlsConfig, Transfer, WalletClient,
+};
 
 use crate::harness::{WAIT_MAX, free_port, write_node_binary};
 
@@ -45,7 +48,8 @@ async fn read_node_follows_write_nodes_over_tls_with_a_token_and_serves_tls_clie
         .expect("node cert")
         .write(dir.path(), "node")
         .expect("write cert");
-    let (admin, app, replica) = (
+    let (admin, app, replica, tenant) = (
+        generate().unwrap(),
         generate().unwrap(),
         generate().unwrap(),
         generate().unwrap(),
@@ -54,8 +58,15 @@ async fn read_node_follows_write_nodes_over_tls_with_a_token_and_serves_tls_clie
         path("tokens.toml"),
         [
             file_entry("ops", &admin, &[Scope::Admin]),
-            file_entry("app", &app, &[Scope::Transfer, Scope::Read]),
+            // issue: the app's transfers debit the issuer account.
+            file_entry("app", &app, &[Scope::Transfer, Scope::Issue, Scope::Read]),
             file_entry("read-node", &replica, &[Scope::Replicate]),
+            file_entry_bound(
+                "tenant-a",
+                &tenant,
+                &[Scope::Transfer, Scope::Read],
+                &["tenant-a/".to_owned()],
+            ),
         ]
         .join("\n"),
     )
@@ -135,7 +146,7 @@ async fn read_node_follows_write_nodes_over_tls_with_a_token_and_serves_tls_clie
     };
     let ops = WalletClient::connect(client(&admin)).await.expect("client");
     let deadline = Instant::now() + WAIT_MAX;
-    for (account, issuer) in [("issuer", true), ("carol", false)] {
+    for (account, issuer) in [("issuer", true), ("carol", false), ("tenant-a/dan", false)] {
         loop {
             match ops.open_account(account, "USD", issuer).await {
                 Ok(_) => break,
@@ -147,16 +158,27 @@ async fn read_node_follows_write_nodes_over_tls_with_a_token_and_serves_tls_clie
         }
     }
     let payments = WalletClient::connect(client(&app)).await.expect("client");
+    let paid = Transfer {
+        transaction_id: wallet_client::new_transaction_id(),
+        from: "issuer".into(),
+        to: "carol".into(),
+        amount: "2.50".into(),
+        currency: "USD".into(),
+    };
     let done = payments
+        .transfer(&paid)
+        .await
+        .expect("transfer over TLS with the app token");
+    let tenant_paid = payments
         .transfer(&Transfer {
             transaction_id: wallet_client::new_transaction_id(),
             from: "issuer".into(),
-            to: "carol".into(),
-            amount: "2.50".into(),
+            to: "tenant-a/dan".into(),
+            amount: "1.25".into(),
             currency: "USD".into(),
         })
         .await
-        .expect("transfer over TLS with the app token");
+        .expect("transfer to the tenant");
 
     // The read node got the events over TLS with its replicate token, and serves TLS.
     let query =
@@ -181,13 +203,92 @@ async fn read_node_follows_write_nodes_over_tls_with_a_token_and_serves_tls_clie
     let error = anonymous.balance("carol", None).await.unwrap_err();
     assert_eq!(error.code(), Code::Unauthenticated, "{error}");
     assert_eq!(error.reason(), "MISSING_TOKEN");
+
+    // A token bound to "tenant-a/" reads and watches only those accounts, and cannot watch a
+    // transfer by id (not about one account), on every path.
+    let bound = QueryClient::connect_with(
+        [format!("127.0.0.1:{read_port}")],
+        Some(&tls),
+        Some(&tenant),
+    )
+    .expect("query client");
+    let own = bound
+        .balance("tenant-a/dan", Some(&tenant_paid.consistency_token))
+        .await
+        .expect("a bound token reads its own account");
+    assert_eq!(own.balance.expect("balance").balance, "1.25");
+    assert!(
+        !bound
+            .history("tenant-a/dan", None, 10)
+            .await
+            .expect("its own history")
+            .entries
+            .is_empty()
+    );
+    let denied = |error: wallet_client::Error| {
+        assert_eq!(error.code(), Code::PermissionDenied, "{error}");
+        assert_eq!(error.reason(), "ACCOUNT_PREFIX_DENIED", "{error}");
+        assert!(!error.to_string().contains("wlt_"), "{error}");
+    };
+    denied(bound.balance("carol", None).await.unwrap_err());
+    denied(bound.history("carol", None, 10).await.unwrap_err());
+    denied(
+        bound
+            .balance_at("carol", BalanceAt::TimestampMs(u64::MAX / 2))
+            .await
+            .unwrap_err(),
+    );
+    for accounts in [vec!["carol"], vec!["tenant-a/dan", "carol"]] {
+        let accounts = accounts.into_iter().map(String::from).collect();
+        let first = tokio::time::timeout(WAIT_MAX, bound.watch_balances(accounts).next())
+            .await
+            .expect("the watch answers")
+            .expect("one item");
+        denied(first.unwrap_err());
+    }
+    let snapshot = tokio::time::timeout(
+        WAIT_MAX,
+        bound.watch_balances(vec!["tenant-a/dan".into()]).next(),
+    )
+    .await
+    .expect("the watch answers")
+    .expect("one item")
+    .expect("a bound token watches its own account");
+    assert_eq!(
+        snapshot.balance.expect("balance").account_id,
+        "tenant-a/dan"
+    );
+    let first = tokio::time::timeout(
+        WAIT_MAX,
+        bound
+            .watch_transfer(paid.transaction_id)
+            .await
+            .expect("watch")
+            .next(),
+    )
+    .await
+    .expect("the watch answers")
+    .expect("one item");
+    denied(first.unwrap_err());
+    // The unbound app token still reads every account.
+    assert_eq!(
+        query
+            .balance("tenant-a/dan", None)
+            .await
+            .expect("unbound")
+            .balance
+            .expect("balance")
+            .balance,
+        "1.25"
+    );
+
     // A plain-text client cannot talk to a TLS read node at all.
     let plain = QueryClient::connect([format!("127.0.0.1:{read_port}")]).expect("query client");
     assert!(plain.balance("carol", None).await.is_err());
 
     let log = std::fs::read_to_string(path("read.log")).expect("read node log");
     assert!(log.contains("read node serving"), "{log}");
-    for secret in [&admin, &app, &replica] {
+    for secret in [&admin, &app, &replica, &tenant] {
         assert!(
             !log.contains(secret.as_str()),
             "the read node logged a token"

@@ -9,9 +9,12 @@ use proto::internal::CreditRequest;
 use proto::internal::peer_service_client::PeerServiceClient;
 use proto::v1::cluster_service_client::ClusterServiceClient;
 use proto::v1::wallet_service_client::WalletServiceClient;
-use proto::v1::{GetClusterStatusRequest, OpenAccountRequest, TransferRequest};
+use proto::v1::{
+    GetAccountRequest, GetClusterStatusRequest, GetTransferRequest, OpenAccountRequest,
+    TransferRequest,
+};
 use security::certs::Ca;
-use security::tokens::{Scope, file_entry, generate};
+use security::tokens::{Scope, file_entry, file_entry_bound, generate};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -58,8 +61,15 @@ struct Secrets {
     /// From the cluster's CA, but naming no peer host.
     client: (PathBuf, PathBuf),
     admin: String,
+    /// transfer, read: moves money out of ordinary accounts only.
     app: String,
     reader: String,
+    /// issue only: debits issuer accounts (mints), nothing else.
+    minter: String,
+    /// transfer, read, admin, bound to accounts "tenant-a/...".
+    tenant: String,
+    /// replicate: what a read node holds.
+    replica: String,
 }
 
 fn secrets() -> Secrets {
@@ -86,6 +96,9 @@ fn secrets() -> Secrets {
     let admin = generate().expect("token");
     let app = generate().expect("token");
     let reader = generate().expect("token");
+    let minter = generate().expect("token");
+    let tenant = generate().expect("token");
+    let replica = generate().expect("token");
     let tokens_file = dir.path().join("tokens.toml");
     std::fs::write(
         &tokens_file,
@@ -93,6 +106,14 @@ fn secrets() -> Secrets {
             file_entry("ops", &admin, &[Scope::Admin]),
             file_entry("payments", &app, &[Scope::Transfer, Scope::Read]),
             file_entry("dashboard", &reader, &[Scope::Read]),
+            file_entry("mint", &minter, &[Scope::Issue]),
+            file_entry_bound(
+                "tenant-a",
+                &tenant,
+                &[Scope::Transfer, Scope::Read, Scope::Admin],
+                &["tenant-a/".to_owned()],
+            ),
+            file_entry("read-nodes", &replica, &[Scope::Replicate]),
         ]
         .join("\n"),
     )
@@ -108,6 +129,9 @@ fn secrets() -> Secrets {
         admin,
         app,
         reader,
+        minter,
+        tenant,
+        replica,
     }
 }
 
@@ -236,6 +260,9 @@ fn assert_logs_hold_no_secret(cluster: &Cluster, secrets: &Secrets) {
             ("admin token", secrets.admin.as_str()),
             ("app token", secrets.app.as_str()),
             ("reader token", secrets.reader.as_str()),
+            ("minter token", secrets.minter.as_str()),
+            ("tenant token", secrets.tenant.as_str()),
+            ("replica token", secrets.replica.as_str()),
             ("private key", key_body),
         ] {
             assert!(!log.contains(secret), "node {} logged the {name}", node.id);
@@ -273,7 +300,7 @@ async fn mtls_cluster_serves_transfers_and_refuses_callers_without_a_peer_certif
     open(&channels, &secrets.admin, "alice", false).await;
     let request = transfer_request(&id(), "issuer", "alice", "10.00", "USD");
     assert_eq!(
-        transfer(&channels, Some(&secrets.app), &request)
+        transfer(&channels, Some(&secrets.minter), &request)
             .await
             .unwrap(),
         "success"
@@ -423,8 +450,17 @@ async fn token_scopes_decide_each_call_and_never_reach_the_log() {
         "SCOPE_DENIED",
         "transfer",
     );
-    assert_eq!(
+    // Debiting the issuer (it may go negative: minting) needs the issue scope.
+    check(
         transfer(&channels, Some(&secrets.app), &request)
+            .await
+            .unwrap_err(),
+        Code::PermissionDenied,
+        "ISSUE_SCOPE_REQUIRED",
+        "issue",
+    );
+    assert_eq!(
+        transfer(&channels, Some(&secrets.minter), &request)
             .await
             .unwrap(),
         "success"
@@ -451,6 +487,272 @@ async fn token_scopes_decide_each_call_and_never_reach_the_log() {
         .get_cluster_status(GetClusterStatusRequest::default())
         .await
         .expect("admin reads the cluster status");
+
+    assert_logs_hold_no_secret(&cluster, &secrets);
+}
+
+/// The ErrorInfo reason and metadata of a refusal, checked: domain, no token in the message.
+fn refusal(status: &Status, code: Code) -> (String, std::collections::HashMap<String, String>) {
+    assert_eq!(status.code(), code, "{status:?}");
+    let info = status.get_details_error_info().expect("ErrorInfo");
+    assert_eq!(info.domain, "wallet.ledger");
+    assert!(!status.message().contains("wlt_"), "{status:?}");
+    (info.reason, info.metadata)
+}
+
+async fn balance(channels: &[Channel], token: &str, account: &str) -> String {
+    on_any(channels, |channel| async move {
+        wallet(channel, Some(token))
+            .get_account(GetAccountRequest {
+                account_id: account.into(),
+            })
+            .await
+    })
+    .await
+    .unwrap_or_else(|status| panic!("balance of {account}: {status:?}"))
+    .into_inner()
+    .account
+    .expect("account")
+    .balance
+}
+
+/// One SubmitTransfers stream: (status, reason) per transaction id.
+async fn submit(
+    channels: &[Channel],
+    token: &str,
+    requests: Vec<TransferRequest>,
+) -> std::collections::HashMap<String, (String, String)> {
+    let mut results = wallet(channels[0].clone(), Some(token))
+        .submit_transfers(tokio_stream::iter(requests))
+        .await
+        .expect("stream accepted")
+        .into_inner();
+    let mut outcomes = std::collections::HashMap::new();
+    while let Some(result) = results.message().await.expect("result") {
+        let reason = result.error.map(|error| {
+            assert!(!error.message.contains("wlt_"));
+            format!("{:?}:{}", Code::from(error.code), error.reason)
+        });
+        outcomes.insert(
+            result.transaction_id,
+            (result.status, reason.unwrap_or_default()),
+        );
+    }
+    outcomes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issuing_needs_its_scope_and_bound_tokens_stay_within_their_prefixes() {
+    let secrets = secrets();
+    let cluster = Cluster::start_with(1, &["--tokens-file", secrets.tokens_file.to_str().unwrap()]);
+    let channels = vec![channel(cluster.nodes[0].port, None)];
+    wait_led(&channels, &secrets.admin).await;
+    let (app, minter, tenant) = (
+        secrets.app.as_str(),
+        secrets.minter.as_str(),
+        secrets.tenant.as_str(),
+    );
+    for (account, issuer) in [
+        ("issuer", true),
+        ("alice", false),
+        ("bob", false),
+        ("tenant-b/one", false),
+    ] {
+        open(&channels, &secrets.admin, account, issuer).await;
+    }
+    // The issuer and alice live on different partitions (of the default 8): the issue check
+    // covers the cross-partition path (the saga starts at the same edge).
+    assert_ne!(
+        ledger::partition_of("issuer", 8),
+        ledger::partition_of("alice", 8)
+    );
+
+    // A bound token opens accounts within its prefixes only.
+    open(&channels, tenant, "tenant-a/one", false).await;
+    let error = wallet(channels[0].clone(), Some(tenant))
+        .open_account(OpenAccountRequest {
+            account_id: "tenant-b/two".into(),
+            currency: "USD".into(),
+            allow_negative_balance: true,
+        })
+        .await
+        .unwrap_err();
+    let (why, metadata) = refusal(&error, Code::PermissionDenied);
+    assert_eq!(why, "ACCOUNT_PREFIX_DENIED");
+    assert_eq!(
+        metadata.get("field").map(String::as_str),
+        Some("account_id")
+    );
+    let error = wallet(channels[0].clone(), Some(app))
+        .get_account(GetAccountRequest {
+            account_id: "tenant-b/two".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&error), "ACCOUNT_NOT_FOUND", "nothing was opened");
+
+    // The issue scope mints; the transfer scope cannot, on either path.
+    let funding = [
+        ("alice", "100.00"),
+        ("tenant-a/one", "10.00"),
+        ("tenant-b/one", "10.00"),
+    ];
+    for (account, amount) in funding {
+        let request = transfer_request(&id(), "issuer", account, amount, "USD");
+        assert_eq!(
+            transfer(&channels, Some(minter), &request).await.unwrap(),
+            "success"
+        );
+    }
+    let minted = transfer_request(&id(), "issuer", "bob", "5.00", "USD");
+    for _ in 0..2 {
+        // Twice: the second time the issuer's flag comes from the node's cache.
+        let error = transfer(&channels, Some(app), &minted).await.unwrap_err();
+        let (why, metadata) = refusal(&error, Code::PermissionDenied);
+        assert_eq!(why, "ISSUE_SCOPE_REQUIRED");
+        assert_eq!(metadata.get("scope").map(String::as_str), Some("issue"));
+    }
+    let paid = transfer_request(&id(), "alice", "bob", "1.00", "USD");
+    let streamed_mint = transfer_request(&id(), "issuer", "bob", "7.00", "USD");
+    let outcomes = submit(&channels, app, vec![streamed_mint.clone(), paid.clone()]).await;
+    assert_eq!(
+        outcomes[&streamed_mint.transaction_id],
+        (
+            "rejected".into(),
+            "PermissionDenied:ISSUE_SCOPE_REQUIRED".into()
+        )
+    );
+    assert_eq!(outcomes[&paid.transaction_id].0, "success");
+    // Nothing was proposed for the refused ones: no record, balances as funded.
+    for refused in [&minted, &streamed_mint] {
+        let error = wallet(channels[0].clone(), Some(app))
+            .get_transfer(GetTransferRequest {
+                transaction_id: refused.transaction_id.clone(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(reason(&error), "TRANSFER_NOT_FOUND", "{error:?}");
+    }
+    assert_eq!(balance(&channels, app, "issuer").await, "-120.00");
+    assert_eq!(balance(&channels, app, "bob").await, "1.00");
+    assert_eq!(balance(&channels, app, "alice").await, "99.00");
+    // An issue-only token moves no ordinary account's money.
+    let error = transfer(
+        &channels,
+        Some(minter),
+        &transfer_request(&id(), "alice", "bob", "1.00", "USD"),
+    )
+    .await
+    .unwrap_err();
+    let (why, metadata) = refusal(&error, Code::PermissionDenied);
+    assert_eq!(why, "SCOPE_DENIED");
+    assert_eq!(metadata.get("scope").map(String::as_str), Some("transfer"));
+    // An account that does not exist is not found (and nothing is proposed).
+    let error = transfer(
+        &channels,
+        Some(app),
+        &transfer_request(&id(), "ghost", "bob", "1.00", "USD"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (error.code(), reason(&error)),
+        (Code::NotFound, "ACCOUNT_NOT_FOUND".into())
+    );
+
+    // A bound token debits only its own accounts (pays anyone), on both paths.
+    let foreign = transfer_request(&id(), "tenant-b/one", "tenant-a/one", "2.00", "USD");
+    let error = transfer(&channels, Some(tenant), &foreign)
+        .await
+        .unwrap_err();
+    let (why, metadata) = refusal(&error, Code::PermissionDenied);
+    assert_eq!(why, "ACCOUNT_PREFIX_DENIED");
+    assert_eq!(
+        metadata.get("field").map(String::as_str),
+        Some("from_account")
+    );
+    let own = transfer_request(&id(), "tenant-a/one", "tenant-b/one", "1.00", "USD");
+    assert_eq!(
+        transfer(&channels, Some(tenant), &own).await.unwrap(),
+        "success"
+    );
+    let foreign_streamed = transfer_request(&id(), "tenant-b/one", "alice", "3.00", "USD");
+    let own_streamed = transfer_request(&id(), "tenant-a/one", "alice", "2.00", "USD");
+    let outcomes = submit(
+        &channels,
+        tenant,
+        vec![foreign_streamed.clone(), own_streamed.clone()],
+    )
+    .await;
+    assert_eq!(
+        outcomes[&foreign_streamed.transaction_id],
+        (
+            "rejected".into(),
+            "PermissionDenied:ACCOUNT_PREFIX_DENIED".into()
+        )
+    );
+    assert_eq!(outcomes[&own_streamed.transaction_id].0, "success");
+    assert_eq!(balance(&channels, app, "tenant-b/one").await, "11.00");
+    assert_eq!(balance(&channels, app, "tenant-a/one").await, "7.00");
+    assert_eq!(balance(&channels, app, "alice").await, "101.00");
+    // It reads only its own accounts; lookups by transaction id and the cluster status are
+    // not about one account, so a bound token gets none of them.
+    assert_eq!(balance(&channels, tenant, "tenant-a/one").await, "7.00");
+    let error = wallet(channels[0].clone(), Some(tenant))
+        .get_account(GetAccountRequest {
+            account_id: "tenant-b/one".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refusal(&error, Code::PermissionDenied).0,
+        "ACCOUNT_PREFIX_DENIED"
+    );
+    let error = wallet(channels[0].clone(), Some(tenant))
+        .get_transfer(GetTransferRequest {
+            transaction_id: own.transaction_id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refusal(&error, Code::PermissionDenied).0,
+        "ACCOUNT_PREFIX_DENIED"
+    );
+    let error = cluster_client(channels[0].clone(), Some(tenant))
+        .get_cluster_status(GetClusterStatusRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refusal(&error, Code::PermissionDenied).0,
+        "ACCOUNT_PREFIX_DENIED"
+    );
+
+    // The state digest (a hash of the whole state on the store thread) is admin-only.
+    let digest = || GetClusterStatusRequest {
+        include_state_digest: true,
+    };
+    let error = cluster_client(channels[0].clone(), Some(&secrets.replica))
+        .get_cluster_status(digest())
+        .await
+        .unwrap_err();
+    let (why, metadata) = refusal(&error, Code::PermissionDenied);
+    assert_eq!(why, "SCOPE_DENIED");
+    assert_eq!(metadata.get("scope").map(String::as_str), Some("admin"));
+    let status = cluster_client(channels[0].clone(), Some(&secrets.replica))
+        .get_cluster_status(GetClusterStatusRequest::default())
+        .await
+        .expect("a read node's token gets the status")
+        .into_inner();
+    assert!(status.partitions.iter().all(|p| p.state_digest.is_empty()));
+    let status = cluster_client(channels[0].clone(), Some(&secrets.admin))
+        .get_cluster_status(digest())
+        .await
+        .expect("admin gets the digest")
+        .into_inner();
+    assert!(
+        status.partitions.iter().all(|p| p.state_digest.len() == 64),
+        "{status:?}"
+    );
 
     assert_logs_hold_no_secret(&cluster, &secrets);
 }

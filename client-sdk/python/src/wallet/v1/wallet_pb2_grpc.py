@@ -93,7 +93,14 @@ class WalletServiceServicer:
     def Transfer(self, request, context):
         """Moves `amount` from `from_account` to `to_account`; answers once the transfer is final.
         `transaction_id` is the idempotency key, kept forever: a retry returns the original
-        outcome (success or rejection); the same id with other parameters is ALREADY_EXISTS.
+        outcome (success or rejection); the same id with other parameters is ALREADY_EXISTS /
+        TRANSACTION_ID_REUSED whenever the new transfer touches (as source or target) a partition
+        that recorded the id, in either order, whether the first transfer completed or was
+        rejected, and it moves no money. Scope: two transfers under one id whose four accounts lie
+        in partitions that are all different are not compared (that would cost a round trip to a
+        global id index on every transfer); each then moves money once. Use a fresh UUID per
+        transfer. If the target of a cross-partition transfer refuses it as reused, the source's
+        reservation is refunded and the answer is ALREADY_EXISTS / TRANSACTION_ID_REUSED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -79,6 +79,10 @@ export interface Balance {
   allowNegativeBalance: boolean;
   /** Decimal string in major units with exactly the currency's minor digits. */
   balance: string;
+  /**
+   * The same in minor units: exact within the int64 range, saturated at its ends beyond it
+   * (balances are 128-bit in the ledger); `balance` is always exact.
+   */
   balanceMinor: string;
   /** Per-account change sequence: 0 when opened, +1 per balance change. */
   sequence: string;
@@ -172,6 +176,7 @@ export interface HistoryEntry {
   transactionId: string;
   deltaMinor: string;
   delta: string;
+  /** Exact within the int64 range, saturated at its ends beyond it; `balance_after` is exact. */
   balanceAfterMinor: string;
   balanceAfter: string;
   counterparty: string;

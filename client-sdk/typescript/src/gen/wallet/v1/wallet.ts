@@ -95,7 +95,11 @@ export interface Account {
   allowNegativeBalance: boolean;
   /** Decimal string in major units, with exactly the currency's minor digits ("-12.30"). */
   balance: string;
-  /** The same balance in minor units. */
+  /**
+   * The same balance in minor units. Balances are 128-bit inside the ledger; this field is
+   * exact within the int64 range and saturates at its ends beyond it (an issuer past about
+   * 9.2e18 minor units), while `balance` is always exact: treat `balance` as authoritative.
+   */
   balanceMinor: string;
 }
 
@@ -1555,7 +1559,14 @@ export const WalletServiceService = {
   /**
    * Moves `amount` from `from_account` to `to_account`; answers once the transfer is final.
    * `transaction_id` is the idempotency key, kept forever: a retry returns the original
-   * outcome (success or rejection); the same id with other parameters is ALREADY_EXISTS.
+   * outcome (success or rejection); the same id with other parameters is ALREADY_EXISTS /
+   * TRANSACTION_ID_REUSED whenever the new transfer touches (as source or target) a partition
+   * that recorded the id, in either order, whether the first transfer completed or was
+   * rejected, and it moves no money. Scope: two transfers under one id whose four accounts lie
+   * in partitions that are all different are not compared (that would cost a round trip to a
+   * global id index on every transfer); each then moves money once. Use a fresh UUID per
+   * transfer. If the target of a cross-partition transfer refuses it as reused, the source's
+   * reservation is refunded and the answer is ALREADY_EXISTS / TRANSACTION_ID_REUSED.
    */
   transfer: {
     path: "/wallet.v1.WalletService/Transfer" as const,
@@ -1610,7 +1621,14 @@ export interface WalletServiceServer extends UntypedServiceImplementation {
   /**
    * Moves `amount` from `from_account` to `to_account`; answers once the transfer is final.
    * `transaction_id` is the idempotency key, kept forever: a retry returns the original
-   * outcome (success or rejection); the same id with other parameters is ALREADY_EXISTS.
+   * outcome (success or rejection); the same id with other parameters is ALREADY_EXISTS /
+   * TRANSACTION_ID_REUSED whenever the new transfer touches (as source or target) a partition
+   * that recorded the id, in either order, whether the first transfer completed or was
+   * rejected, and it moves no money. Scope: two transfers under one id whose four accounts lie
+   * in partitions that are all different are not compared (that would cost a round trip to a
+   * global id index on every transfer); each then moves money once. Use a fresh UUID per
+   * transfer. If the target of a cross-partition transfer refuses it as reused, the source's
+   * reservation is refunded and the answer is ALREADY_EXISTS / TRANSACTION_ID_REUSED.
    */
   transfer: handleUnaryCall<TransferRequest, TransferResponse>;
   /**
@@ -1647,7 +1665,14 @@ export interface WalletServiceClient extends Client {
   /**
    * Moves `amount` from `from_account` to `to_account`; answers once the transfer is final.
    * `transaction_id` is the idempotency key, kept forever: a retry returns the original
-   * outcome (success or rejection); the same id with other parameters is ALREADY_EXISTS.
+   * outcome (success or rejection); the same id with other parameters is ALREADY_EXISTS /
+   * TRANSACTION_ID_REUSED whenever the new transfer touches (as source or target) a partition
+   * that recorded the id, in either order, whether the first transfer completed or was
+   * rejected, and it moves no money. Scope: two transfers under one id whose four accounts lie
+   * in partitions that are all different are not compared (that would cost a round trip to a
+   * global id index on every transfer); each then moves money once. Use a fresh UUID per
+   * transfer. If the target of a cross-partition transfer refuses it as reused, the source's
+   * reservation is refunded and the answer is ALREADY_EXISTS / TRANSACTION_ID_REUSED.
    */
   transfer(
     request: TransferRequest,
