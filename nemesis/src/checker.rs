@@ -111,6 +111,7 @@ fn attempted(history: &[Entry], report: &mut Report) -> BTreeMap<String, Attempt
             to,
             amount_minor,
             currency,
+            reuse: false,
             ..
         } = &entry.op
         else {
@@ -296,9 +297,10 @@ fn check_transfers(
 /// fold, the pushes and the read history, which count only the first transfer of each id.
 fn check_reuses(history: &[Entry], report: &mut Report) {
     for entry in history {
-        let Op::Reuse {
+        let Op::Transfer {
             transaction_id,
             detail,
+            reuse: true,
             ..
         } = &entry.op
         else {
@@ -533,6 +535,7 @@ mod tests {
             amount_minor: amount,
             currency: "USD".into(),
             detail: String::new(),
+            reuse: false,
         }
     }
 
@@ -597,14 +600,15 @@ mod tests {
     }
 
     fn reuse(id: &str, from: &str, to: &str, detail: &str) -> Op {
-        Op::Reuse {
-            transaction_id: id.into(),
-            from: from.into(),
-            to: to.into(),
-            amount_minor: 7,
-            currency: "USD".into(),
-            detail: detail.into(),
+        let mut op = transfer(id, from, to, 7);
+        if let Op::Transfer {
+            detail: d, reuse, ..
+        } = &mut op
+        {
+            *d = detail.into();
+            *reuse = true;
         }
+        op
     }
 
     #[test]

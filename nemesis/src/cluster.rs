@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
@@ -16,6 +16,8 @@ use proto::v1::GetClusterStatusResponse;
 use proto::v1::cluster_service_client::ClusterServiceClient;
 use tonic::transport::Channel;
 
+use testkit::free_port;
+
 use crate::proxy::{LinkMode, Network};
 
 /// Write nodes in the cluster.
@@ -24,48 +26,11 @@ pub const WRITE_NODES: u64 = 3;
 /// Timeout of one `GetClusterStatus` call of the harness.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Where the node binaries are: `dir` must hold `wallet-write-node` and `wallet-read-node`.
+/// Where the node binaries are: `dir` must hold `wallet-write-node` and `wallet-read-node`;
+/// without `explicit`, the target directory of `wallet-nemesis` or of the test executable.
 pub fn find_binaries(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
-    let candidates: Vec<PathBuf> = match explicit {
-        Some(dir) => vec![dir.to_path_buf()],
-        None => {
-            // target/<profile>/wallet-nemesis, or target/<profile>/deps/<test executable>.
-            let exe = std::env::current_exe()?;
-            exe.ancestors()
-                .skip(1)
-                .take(2)
-                .map(Path::to_path_buf)
-                .collect()
-        }
-    };
-    for dir in &candidates {
-        if dir.join("wallet-write-node").is_file() && dir.join("wallet-read-node").is_file() {
-            return Ok(dir.clone());
-        }
-    }
-    anyhow::bail!(
-        "wallet-write-node and wallet-read-node not found in {candidates:?}: build them first \
-         (`cargo build --bins`), or pass --bin-dir"
-    )
-}
-
-/// A free port below Linux's ephemeral range (32768-60999): a port taken from port 0 is
-/// released before the node binds it, and in between an outgoing connection (the proxies
-/// make many) may grab it. Spread over the range by process id, as in the write node's tests.
-fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    if NEXT.load(Ordering::Relaxed) == 0 {
-        let start = 20_000 + (std::process::id() % 600) as u16 * 20;
-        let _ = NEXT.compare_exchange(0, start, Ordering::Relaxed, Ordering::Relaxed);
-    }
-    loop {
-        let port = NEXT.fetch_add(1, Ordering::Relaxed);
-        assert!(port < 32_768, "ran out of ports");
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
+    testkit::find_binaries(explicit, &["wallet-write-node", "wallet-read-node"])
+        .map_err(|message| anyhow::anyhow!("{message}, or pass --bin-dir"))
 }
 
 /// One process the harness runs, started and stopped many times.
@@ -88,15 +53,10 @@ impl Process {
 
     fn spawn(&mut self, command: &mut Command) -> anyhow::Result<()> {
         anyhow::ensure!(self.child.is_none(), "{} is already running", self.name);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)?;
-        let child = command
-            .env("RUST_LOG", "info,raft=info,h2=warn,tower=warn")
-            .stdout(Stdio::from(log.try_clone()?))
-            .stderr(Stdio::from(log))
-            .spawn()?;
+        let child = testkit::spawn_logged(
+            command.env("RUST_LOG", "info,raft=info,h2=warn,tower=warn"),
+            &self.log_path,
+        )?;
         self.child = Some(child);
         self.paused = false;
         Ok(())
@@ -327,32 +287,21 @@ impl Cluster {
             }
             views.insert(id, self.status(id, false).await.ok()?.partitions);
         }
-        let first = views.values().next()?;
-        let leaders: Vec<u64> = first.iter().map(|p| p.leader_id).collect();
-        let agreed = views
-            .values()
-            .all(|view| view.iter().map(|p| p.leader_id).eq(leaders.iter().copied()));
-        let confirmed = leaders.iter().enumerate().all(|(partition, leader)| {
-            views
-                .get(leader)
-                .is_some_and(|view| view[partition].role == "leader")
-        });
-        (agreed && confirmed).then_some(leaders)
+        testkit::agreed_leaders(&views)
     }
 
     /// The last lines of every log, for failure reports.
     pub fn log_tails(&self, lines: usize) -> String {
         let mut out = String::new();
         for process in self.write.values().chain(std::iter::once(&self.read)) {
-            let text = std::fs::read_to_string(&process.log_path).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(lines).collect();
+            let tail = testkit::log_tail(&process.log_path, lines);
             out.push_str(&format!(
                 "--- {} ({}) ---\n",
                 process.name,
                 process.log_path.display()
             ));
-            for line in tail.into_iter().rev() {
-                out.push_str(line);
+            out.push_str(&tail);
+            if !tail.is_empty() {
                 out.push('\n');
             }
         }

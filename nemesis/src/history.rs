@@ -35,18 +35,10 @@ pub enum Op {
         currency: String,
         /// Completion only: the error reason, or the consistency token on success.
         detail: String,
-    },
-    /// A transfer under an id the worker already used for another transfer that reached a
-    /// final outcome, sent from an account whose partition recorded that id: it must be
-    /// refused (`TRANSACTION_ID_REUSED`) and move nothing.
-    Reuse {
-        transaction_id: String,
-        from: String,
-        to: String,
-        amount_minor: i64,
-        currency: String,
-        /// Completion only: the error reason, or the consistency token on success.
-        detail: String,
+        /// The id was already used by this worker for another transfer that reached a final
+        /// outcome, and this one is sent from an account whose partition recorded it: it must
+        /// be refused (`TRANSACTION_ID_REUSED`) and move nothing.
+        reuse: bool,
     },
     /// A `GetAccount` sweep over every account (completion: balances in minor units).
     Read {

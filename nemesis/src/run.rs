@@ -17,7 +17,7 @@ use crate::cluster::{Cluster, WRITE_NODES, find_binaries};
 use crate::history::{History, Op, Phase};
 use crate::proxy::LinkMode;
 use crate::schedule::{self, Fault, Step, Target, Timing};
-use crate::workload::{self, Clients, FUNDING_MINOR, accounts, issuer};
+use crate::workload::{self, Clients, FUNDING_MINOR, Submission, accounts, issuer};
 
 /// Bound on "the cluster serves again" after a fault heals: every partition has an agreed
 /// leader, a linearizable read of every account succeeds and a transfer gets a definite
@@ -246,9 +246,15 @@ impl Run {
                     amount: workload::format_minor(1_000_000_000),
                     currency: "USD".into(),
                 };
-                let phase =
-                    workload::transfer(&self.wallet, &self.history, "probe", &probe, 1_000_000_000)
-                        .await;
+                let phase = workload::transfer(
+                    &self.wallet,
+                    &self.history,
+                    "probe",
+                    &probe,
+                    1_000_000_000,
+                    Submission::New,
+                )
+                .await;
                 if phase != Phase::Unknown {
                     return Some(started.elapsed()).filter(|took| *took <= PROGRESS_BOUND);
                 }
@@ -766,8 +772,15 @@ async fn setup(run: &mut Run) -> anyhow::Result<()> {
             amount: workload::format_minor(FUNDING_MINOR),
             currency: currency.to_owned(),
         };
-        let phase =
-            workload::transfer(&run.wallet, &run.history, "setup", &funding, FUNDING_MINOR).await;
+        let phase = workload::transfer(
+            &run.wallet,
+            &run.history,
+            "setup",
+            &funding,
+            FUNDING_MINOR,
+            Submission::New,
+        )
+        .await;
         anyhow::ensure!(phase == Phase::Ok, "funding {account}: {phase:?}");
     }
     Ok(())

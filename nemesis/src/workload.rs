@@ -103,14 +103,25 @@ pub struct Clients {
     pub stop: Arc<AtomicBool>,
 }
 
-/// Submits one transfer, resubmitting with the same id while its outcome is unknown, and
-/// records every attempt. Returns the last phase.
+/// What a submitted transfer is to the checker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Submission {
+    /// A transfer under a fresh id; resubmitted with the same id while its outcome is unknown.
+    New,
+    /// Another transfer under an id already used (see [`reuse`]): submitted once, since an
+    /// unknown outcome may stay unknown (the checker's fold catches any money it moved).
+    Reuse,
+}
+
+/// Submits one transfer, resubmitting a new one with the same id while its outcome is
+/// unknown, and records every attempt. Returns the last phase.
 pub async fn transfer(
     wallet: &WalletClient,
     history: &History,
     process: &str,
     transfer: &Transfer,
     amount_minor: i64,
+    submission: Submission,
 ) -> Phase {
     let op = |detail: String| Op::Transfer {
         transaction_id: transfer.transaction_id.to_string(),
@@ -119,9 +130,14 @@ pub async fn transfer(
         amount_minor,
         currency: transfer.currency.clone(),
         detail,
+        reuse: submission == Submission::Reuse,
+    };
+    let resubmits_max = match submission {
+        Submission::New => CLIENT_RESUBMITS_MAX,
+        Submission::Reuse => 1,
     };
     let mut phase = Phase::Unknown;
-    for resubmit in 0..CLIENT_RESUBMITS_MAX {
+    for resubmit in 0..resubmits_max {
         if !history.record(process, Phase::Invoke, op(String::new())) {
             return phase;
         }
@@ -132,7 +148,7 @@ pub async fn transfer(
         };
         phase = next;
         history.record(process, phase, op(detail));
-        if phase != Phase::Unknown || resubmit + 1 == CLIENT_RESUBMITS_MAX {
+        if phase != Phase::Unknown || resubmit + 1 == resubmits_max {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -185,34 +201,6 @@ fn reuse(first: &Finished, rng: &mut Prng) -> (Transfer, i64) {
     (transfer, amount_minor)
 }
 
-/// Submits a reuse of an id once (no resubmits: an unknown outcome stays unknown, and the
-/// checker's balance fold catches any money it moved) and records it.
-async fn reuse_transfer(
-    wallet: &WalletClient,
-    history: &History,
-    process: &str,
-    transfer: &Transfer,
-    amount_minor: i64,
-) {
-    let op = |detail: String| Op::Reuse {
-        transaction_id: transfer.transaction_id.to_string(),
-        from: transfer.from.clone(),
-        to: transfer.to.clone(),
-        amount_minor,
-        currency: transfer.currency.clone(),
-        detail,
-    };
-    if !history.record(process, Phase::Invoke, op(String::new())) {
-        return;
-    }
-    let (phase, detail) = match wallet.transfer(transfer).await {
-        Ok(done) => (Phase::Ok, done.consistency_token),
-        Err(e) if e.is_definite() => (Phase::Fail, e.reason().to_owned()),
-        Err(e) => (Phase::Unknown, format!("{}: {}", e.reason(), e.message())),
-    };
-    history.record(process, phase, op(detail));
-}
-
 /// A transfer worker: random same-currency transfers between ordinary accounts until
 /// stopped or the history is full; one in [`REUSE_ONE_IN`] reuses the id of one of its
 /// finished transfers for other parameters (a client bug the ledger must refuse).
@@ -231,7 +219,16 @@ pub async fn worker(clients: Arc<Clients>, seed: u64, index: usize) {
             if !finished.is_empty() && rng.below(REUSE_ONE_IN) == 0 {
                 let first = &finished[rng.below(finished.len() as u64) as usize];
                 let (request, amount_minor) = reuse(first, &mut rng);
-                reuse_transfer(wallet, &clients.history, &process, &request, amount_minor).await;
+                let history = &clients.history;
+                transfer(
+                    wallet,
+                    history,
+                    &process,
+                    &request,
+                    amount_minor,
+                    Submission::Reuse,
+                )
+                .await;
             } else {
                 new_transfer(wallet, &clients.history, &process, &mut rng, &mut finished).await;
             }
@@ -261,7 +258,15 @@ async fn new_transfer(
         amount: format_minor(amount_minor),
         currency: currency.to_owned(),
     };
-    let phase = transfer(wallet, history, process, &request, amount_minor).await;
+    let phase = transfer(
+        wallet,
+        history,
+        process,
+        &request,
+        amount_minor,
+        Submission::New,
+    )
+    .await;
     if phase != Phase::Unknown {
         if finished.len() == REUSE_CANDIDATES_MAX {
             finished.remove(0);

@@ -12,6 +12,7 @@ pub mod internal {
 
 pub mod guard;
 pub mod reflection;
+pub mod token;
 
 /// The `google.rpc.ErrorInfo` domain of every wallet error, from every node and layer: the
 /// one definition (the SDKs match on it).

@@ -1,33 +1,13 @@
-//! Projection rows to `wallet.v1` messages, and the position token format.
+//! Projection rows to `wallet.v1` messages.
 
 use ledger::{Currency, format_minor};
 use proto::v1 as pb;
 
 use crate::db::{BalanceRow, HistoryRow, TransferRow, TransferState};
 
-/// The write API's opaque position: `v1.<partition>.<index>`.
+/// The position of a row, as a consistency token (`proto::token`).
 pub fn token(partition: u32, index: u64) -> String {
-    format!("v1.{partition}.{index}")
-}
-
-/// The `(partition, index)` positions of a well-formed token: `v1.<p>.<i>`, or for a
-/// cross-partition transfer `v1.<p>.<i>.<p>.<i>` (every index >= 1).
-pub fn parse_token(text: &str) -> Option<Vec<(u32, u64)>> {
-    let parts: Vec<&str> = text.strip_prefix("v1.")?.split('.').collect();
-    if !parts.len().is_multiple_of(2) {
-        return None;
-    }
-    let digits = |part: &str| !part.is_empty() && part.bytes().all(|byte| byte.is_ascii_digit());
-    parts
-        .chunks(2)
-        .map(|pair| {
-            if !digits(pair[0]) || !digits(pair[1]) {
-                return None;
-            }
-            let index: u64 = pair[1].parse().ok()?;
-            (index >= 1).then_some((pair[0].parse().ok()?, index))
-        })
-        .collect()
+    proto::token::position(partition, index)
 }
 
 /// Exact decimal text of an amount; the minor units as a fallback for a currency this build
@@ -145,26 +125,6 @@ pub fn transfer_update(row: &TransferRow) -> pb::TransferUpdate {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_round_trip_and_junk_is_refused() {
-        assert_eq!(parse_token(&token(3, 42)), Some(vec![(3, 42)]));
-        assert_eq!(parse_token("v1.2.15.7.3"), Some(vec![(2, 15), (7, 3)]));
-        for junk in [
-            "v1.2.15.7",
-            "",
-            "v1.",
-            "v1.0",
-            "v1.0.0",
-            "v2.0.1",
-            "v1.-1.2",
-            "v1.0.+2",
-            "v1.0.1.2",
-            "v1.a.1",
-        ] {
-            assert_eq!(parse_token(junk), None, "{junk}");
-        }
-    }
 
     #[test]
     fn amounts_are_exact_decimals() {

@@ -18,7 +18,6 @@ pub mod query;
 pub mod security;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use proto::v1::query_service_server::QueryServiceServer;
@@ -200,14 +199,7 @@ pub async fn run(
         exempt_path_prefixes: &["/grpc.health.v1.Health/"],
     });
     let serve = secured
-        .server
-        .layer(grpc_metrics)
-        .tcp_nodelay(true)
-        .max_concurrent_streams(limits::STREAMS_PER_CONNECTION_MAX)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .layer(guard)
-        .layer(secured.auth)
+        .layered(grpc_metrics, guard, limits::STREAMS_PER_CONNECTION_MAX)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

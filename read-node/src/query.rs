@@ -15,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Request, Response, Status};
 
-use crate::convert::{self, parse_token, token};
+use crate::convert::{self, token};
 use crate::db::{BalanceRow, HistoryRow, TransferRow};
 use crate::error::ApiError;
 use crate::faults::FaultKind;
@@ -156,7 +156,7 @@ fn parse_position(
     // The write API's tokens name one or two positions; a longer text is not one of them,
     // and is not echoed back whole.
     let positions = (text.len() <= limits::POSITION_TOKEN_BYTES_MAX)
-        .then(|| parse_token(text))
+        .then(|| proto::token::parse(text))
         .flatten()
         .filter(|positions| positions.len() <= 2);
     positions.ok_or_else(|| {

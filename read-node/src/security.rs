@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use security::{AuthLayer, TokenTable};
+use security::{AuthLayer, Secured, TokenTable};
 use tonic::transport::Server;
 
 use crate::config::Config;
@@ -43,13 +43,6 @@ impl WriteNodeArgs {
             security::args::set_path(table, "", "write_node_token_file", path);
         }
     }
-}
-
-/// What `run` builds its server from: the builder (TLS if configured) and the auth layer,
-/// which goes innermost (after the overload guard) so it sees tonic's own response bodies.
-pub struct Secured {
-    pub server: Server,
-    pub auth: AuthLayer,
 }
 
 /// Reads certificates and tokens, applies the exposure rule, returns the server builder and the auth layer.

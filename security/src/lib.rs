@@ -18,6 +18,7 @@
 pub mod auth;
 pub mod certs;
 pub mod exposure;
+pub mod server;
 pub mod tls;
 pub mod tokens;
 
@@ -27,6 +28,7 @@ pub use auth::{
     require_scope,
 };
 pub use exposure::{Protection, check_exposure, tokens_for};
+pub use server::Secured;
 pub use tls::{ClientTls, PeerIdentity, PeerTls, PeerVerifier, ServerTls};
 pub use tokens::{Scope, TokenTable};
 

@@ -127,7 +127,7 @@ impl ApiError {
                  applied; retry with the same transaction_id to learn the outcome",
             ),
             StoreError::Overloaded => ApiError {
-                retry_after: Some(crate::store::OVERLOAD_RETRY_AFTER),
+                retry_after: Some(crate::limits::OVERLOAD_RETRY_AFTER),
                 ..ApiError::new(
                     Code::ResourceExhausted,
                     "OVERLOADED",

@@ -2,6 +2,7 @@
 //! the `wallet.v1` write API. See ARCHITECTURE.md for the path of a transfer through here.
 
 pub mod api_error;
+pub mod audit;
 pub mod codec;
 pub mod config;
 pub mod event_log;
@@ -157,14 +158,7 @@ pub async fn run(
         ],
     });
     let serve = secured
-        .server
-        .layer(grpc_metrics)
-        .tcp_nodelay(true)
-        .max_concurrent_streams(limits::STREAMS_PER_CONNECTION_MAX)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .layer(guard)
-        .layer(secured.auth)
+        .layered(grpc_metrics, guard, limits::STREAMS_PER_CONNECTION_MAX)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -64,7 +64,8 @@ pub const CALLS_IN_FLIGHT_MAX_DEFAULT: usize = 4_096;
 /// Bounds of `calls_in_flight_max`.
 pub const CALLS_IN_FLIGHT_MAX_MIN: usize = 1;
 pub const CALLS_IN_FLIGHT_MAX_MAX: usize = 65_536;
-/// The RetryInfo delay of an OVERLOADED answer from the gRPC front door.
+/// The RetryInfo delay of every OVERLOADED answer: from the gRPC front door (too many calls)
+/// and from the store's full command queue.
 pub const OVERLOAD_RETRY_AFTER: Duration = Duration::from_millis(100);
 /// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: calls one client connection may have open at once
 /// (clients queue beyond it on their side), so one connection cannot take every call slot.
@@ -154,3 +155,46 @@ pub const SNAPSHOT_EVENTS_PER_MESSAGE: usize = 1_024;
 /// Accounts whose `allow_negative_balance` flag the API caches for the `issue` scope check
 /// (a moka cache; about 100 bytes an entry, so at most about 26 MiB).
 pub const ACCOUNT_FLAGS_CACHED_MAX: u64 = 1 << 18;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `1_000` as ARCHITECTURE.md writes it: `1,000`.
+    fn thousands(value: u64) -> String {
+        let digits = value.to_string();
+        let mut text = String::new();
+        for (position, digit) in digits.chars().enumerate() {
+            if position > 0 && (digits.len() - position) % 3 == 0 {
+                text.push(',');
+            }
+            text.push(digit);
+        }
+        text
+    }
+
+    /// The figures ARCHITECTURE.md quotes from this file: a change here must change the map
+    /// too (it once said 20,000 entries for a 100,000-entry snapshot interval).
+    #[test]
+    fn architecture_quotes_these_limits() {
+        let words: Vec<&str> = include_str!("../../ARCHITECTURE.md")
+            .split_whitespace()
+            .collect();
+        let architecture = words.join(" ");
+        for quoted in [
+            format!(
+                "(default {}, `limits::SNAPSHOT_INTERVAL_ENTRIES_DEFAULT`",
+                thousands(SNAPSHOT_INTERVAL_ENTRIES_DEFAULT)
+            ),
+            format!("(default {})", thousands(LOG_RETAIN_ENTRIES_DEFAULT)),
+            format!("`RECOVERY_INTERVAL` ({} ms)", RECOVERY_INTERVAL.as_millis()),
+        ] {
+            assert!(
+                architecture.contains(&quoted),
+                "ARCHITECTURE.md does not say {quoted}"
+            );
+        }
+        assert_eq!(thousands(100_000), "100,000");
+        assert_eq!(thousands(999), "999");
+    }
+}

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use security::{AuthLayer, TokenTable};
+use security::{AuthLayer, Secured, TokenTable};
 use tonic::transport::Server;
 
 use crate::config::Config;
@@ -52,13 +52,6 @@ pub fn validate(config: &Config) -> anyhow::Result<()> {
         ),
         _ => Ok(()),
     }
-}
-
-/// What `run` builds its server from: the builder (TLS if configured) and the auth layer,
-/// which goes innermost (after the overload guard) so it sees tonic's own response bodies.
-pub struct Secured {
-    pub server: Server,
-    pub auth: AuthLayer,
 }
 
 /// Reads the certificates and tokens, applies the exposure rule, points the peer transport

@@ -43,18 +43,6 @@ use crate::limits;
 use crate::saga::Saga;
 use crate::store::{Applied, Query, QueryAnswer, StoreHandle};
 
-/// Opaque to clients; names the log positions (partition, index) that decided a command:
-/// `v1.P.I` for a one-partition command, `v1.P.I.P2.I2` for a cross-partition transfer (the
-/// source's settle and the target's credit). A read node has caught up with it once it has
-/// applied every named position.
-pub fn consistency_token(positions: &[(u32, u64)]) -> String {
-    let mut token = String::from("v1");
-    for (partition, index) in positions {
-        token.push_str(&format!(".{partition}.{index}"));
-    }
-    token
-}
-
 /// The positions a transfer's token names.
 fn transfer_positions(record: &TransferRecord, partitions: u32) -> Vec<(u32, u64)> {
     let source = partition_of(&record.transfer.from, partitions);
@@ -225,7 +213,7 @@ impl Api {
                 TransferStatus::Completed => Ok(TransferResponse {
                     status: "success".into(),
                     transaction_id: record.transfer.transaction_id.hyphenated().to_string(),
-                    consistency_token: consistency_token(&transfer_positions(
+                    consistency_token: proto::token::format(&transfer_positions(
                         &record,
                         self.shared.partitions,
                     )),
@@ -369,7 +357,7 @@ pub fn transfer_to_pb(record: &TransferRecord, partitions: u32) -> pb::Transfer 
         status: status as i32,
         reject_reason,
         committed_at_unix_ms: record.meta.timestamp_ms,
-        consistency_token: consistency_token(&transfer_positions(record, partitions)),
+        consistency_token: proto::token::format(&transfer_positions(record, partitions)),
     }
 }
 
@@ -470,7 +458,7 @@ impl WalletService for Api {
         match answer.answer {
             QueryAnswer::Account(Some(account)) => Ok(Response::new(GetAccountResponse {
                 account: Some(account_to_pb(&account)),
-                position: consistency_token(&[(answer.partition, answer.index)]),
+                position: proto::token::position(answer.partition, answer.index),
             })),
             QueryAnswer::Account(None) => Err(ApiError::not_found(
                 "account_id",
@@ -598,11 +586,6 @@ mod tests {
         assert_eq!(spread.len(), 8, "64 accounts cover all 8 partitions");
     }
 
-    #[test]
-    fn tokens_name_every_position() {
-        assert_eq!(consistency_token(&[(0, 15)]), "v1.0.15");
-        assert_eq!(consistency_token(&[(2, 15), (7, 3)]), "v1.2.15.7.3");
-    }
     fn request(amount: &str, currency: &str) -> TransferRequest {
         TransferRequest {
             transaction_id: "6f1c1a3e-8a51-4c4e-9d7a-0a8c7d1f2b3c".into(),

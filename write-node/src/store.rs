@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use ledger::{Account, Command, EntryMeta, Ledger, Outcome, TransferCommand, TransferRecord};
@@ -1451,9 +1451,6 @@ impl Partition {
         Ok(())
     }
 }
-
-/// How long callers should wait before retrying after `Overloaded`.
-pub const OVERLOAD_RETRY_AFTER: Duration = Duration::from_millis(50);
 
 #[cfg(test)]
 mod tests {

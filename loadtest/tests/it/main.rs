@@ -7,8 +7,8 @@
 //! they are taken from the target directory this test runs from (`cargo build --bins`, or
 //! `cargo nextest run --workspace`, which builds them for the nodes' own tests).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Output};
 
 use serde_json::Value;
 
@@ -21,82 +21,22 @@ const OVERLOAD: &[(&str, &str)] = &[
     ("DEADLINE_EXCEEDED", "DEADLINE_EXCEEDED"),
 ];
 
-/// `target/<profile>/<name>`, next to this test's `deps/` directory.
-fn sibling_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>");
-    let binary = dir.join(name);
-    assert!(
-        binary.is_file(),
-        "{} not found: run `cargo build --bins` (or scripts/test) before this test",
-        binary.display()
-    );
-    binary
-}
-
-/// A free port below Linux's ephemeral range (32768-60999), so an outgoing connection
-/// cannot take it between this check and the node's bind.
-fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    if NEXT.load(Ordering::Relaxed) == 0 {
-        let start = 12_000 + (std::process::id() % 400) as u16 * 20;
-        let _ = NEXT.compare_exchange(0, start, Ordering::Relaxed, Ordering::Relaxed);
-    }
-    loop {
-        let port = NEXT.fetch_add(1, Ordering::Relaxed);
-        assert!(port < 20_000, "ran out of test ports");
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// The cluster's processes; killed (SIGKILL) and reaped on drop.
+/// The cluster: three write nodes from the test kit (killed with SIGKILL and reaped on drop,
+/// their directory kept when the test fails) and a read node following them.
 struct Cluster {
-    dir: tempfile::TempDir,
-    children: Vec<Child>,
+    write: testkit::Cluster,
+    read: Child,
     write_endpoints: String,
     read_endpoint: String,
 }
 
 impl Cluster {
     fn start(partitions: u32) -> Cluster {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let peers = ports
-            .iter()
-            .enumerate()
-            .map(|(i, port)| format!("{}=127.0.0.1:{port}", i + 1))
-            .collect::<Vec<_>>()
-            .join(",");
-        let write_endpoints = ports
-            .iter()
-            .map(|port| format!("127.0.0.1:{port}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut children = Vec::new();
-        let write_node = sibling_binary("wallet-write-node");
-        for (i, port) in ports.iter().enumerate() {
-            let id = (i + 1).to_string();
-            children.push(spawn(
-                Command::new(&write_node)
-                    .args(["--node-id", &id, "--peers", &peers])
-                    .args(["--listen", &format!("127.0.0.1:{port}")])
-                    .args(["--partitions", &partitions.to_string()])
-                    // Not scraped here; the default (listen port + 1000) could collide.
-                    .args(["--metrics-listen", "off"])
-                    .arg("--data-dir")
-                    .arg(dir.path().join(format!("node-{id}"))),
-                &dir.path().join(format!("node-{id}.log")),
-            ));
-        }
-        let read_endpoint = format!("127.0.0.1:{}", free_port());
-        children.push(spawn(
-            Command::new(sibling_binary("wallet-read-node"))
+        let write = testkit::Cluster::start_partitioned(3, partitions, &[]);
+        let write_endpoints = write.write_nodes();
+        let read_endpoint = format!("127.0.0.1:{}", testkit::free_port());
+        let read = spawn(
+            Command::new(testkit::binary("wallet-read-node"))
                 .args([
                     "--listen",
                     &read_endpoint,
@@ -106,12 +46,12 @@ impl Cluster {
                     "off",
                 ])
                 .arg("--data-dir")
-                .arg(dir.path().join("read-node")),
-            &dir.path().join("read-node.log"),
-        ));
+                .arg(write.dir.path().join("read-node")),
+            &write.dir.path().join("read-node.log"),
+        );
         Cluster {
-            dir,
-            children,
+            write,
+            read,
             write_endpoints,
             read_endpoint,
         }
@@ -131,22 +71,17 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let _ = self.read.kill();
+        let _ = self.read.wait();
     }
 }
 
 fn spawn(command: &mut Command, log: &Path) -> Child {
-    let log = std::fs::File::create(log).expect("log file");
-    command
-        .env("RUST_LOG", "info,raft=warn,h2=warn,tower=warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log.try_clone().expect("log file")))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("spawning a node")
+    testkit::spawn_logged(
+        command.env("RUST_LOG", "info,raft=warn,h2=warn,tower=warn"),
+        log,
+    )
+    .expect("spawning a node")
 }
 
 /// The JSON report of a run that must have succeeded, checked for what every healthy run
@@ -195,7 +130,7 @@ fn check_report(output: &Output) -> Value {
 #[test]
 fn load_runs_end_to_end_and_verifies() {
     let cluster = Cluster::start(4);
-    let html = cluster.dir.path().join("report.html");
+    let html = cluster.write.dir.path().join("report.html");
 
     // Closed loop, unary, with reads on the read node and watchers.
     let unary = check_report(&cluster.loadtest(&[

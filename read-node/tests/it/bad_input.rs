@@ -34,7 +34,8 @@ use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt as _;
 
-use crate::harness::{Cluster, ReadNode, WAIT_MAX, transfer_request};
+use crate::harness::ReadNode;
+use testkit::{Cluster, WAIT_MAX, transfer_request};
 
 const PARTITIONS: u32 = 4;
 const MIB: usize = 1024 * 1024;
@@ -1155,7 +1156,7 @@ async fn logs(cluster: &Cluster) -> BTreeMap<u32, (u64, u64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_matrix_gets_documented_errors_and_changes_nothing() {
-    let cluster = Cluster::start(3, PARTITIONS);
+    let cluster = Cluster::start_partitioned(3, PARTITIONS, &[]);
     cluster.wait_leader().await;
     let read = ReadNode::start(&cluster);
     read.wait_serving().await;

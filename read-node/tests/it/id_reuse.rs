@@ -13,7 +13,8 @@ use tonic::Code;
 use uuid::Uuid;
 use wallet_client::QueryClient;
 
-use crate::harness::{Cluster, ReadNode, WAIT_MAX, reason, transfer_request};
+use crate::harness::ReadNode;
+use testkit::{Cluster, WAIT_MAX, reason, transfer_request};
 
 const PARTITIONS: u32 = 4;
 
@@ -137,7 +138,7 @@ impl Scene {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reused_id_moves_money_once_and_the_read_node_keeps_serving() {
-    let cluster = Cluster::start(3, PARTITIONS);
+    let cluster = Cluster::start_partitioned(3, PARTITIONS, &[]);
     cluster.wait_leader().await;
     let read = ReadNode::start(&cluster);
     read.wait_serving().await;

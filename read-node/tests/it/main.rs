@@ -17,10 +17,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use harness::{Cluster, ReadNode, WAIT_MAX, reason, transfer_request};
+use harness::ReadNode;
 use proto::v1::event_log_service_client::EventLogServiceClient;
 use proto::v1::ledger_event::Event as PbEvent;
 use proto::v1::{BalanceUpdate, SubscribeRequest, TransferState};
+use testkit::{Cluster, WAIT_MAX, reason, transfer_request};
 use tonic::Code;
 use tonic::transport::Channel;
 use uuid::Uuid;
@@ -46,7 +47,7 @@ impl Rng {
 }
 
 async fn start_all(partitions: u32) -> (Cluster, ReadNode, QueryClient) {
-    let cluster = Cluster::start(3, partitions);
+    let cluster = Cluster::start_partitioned(3, partitions, &[]);
     cluster.wait_leader().await;
     let read = ReadNode::start(&cluster);
     read.wait_serving().await;
@@ -592,7 +593,7 @@ async fn throughput(cluster: &Arc<Cluster>, leader: u64, window: Duration, worke
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_subscriber_does_not_slow_writes_and_catches_up_later() {
     // One partition, so "the leader" and "the log" are one each.
-    let cluster = Arc::new(Cluster::start(3, 1));
+    let cluster = Arc::new(Cluster::start_partitioned(3, 1, &[]));
     let leader = cluster.wait_leader().await;
     cluster
         .open_account("issuer", "USD", true)

@@ -1,55 +1,12 @@
 //! `/metrics` of a read node and of the write nodes it follows: projection lag, watchers,
 //! event log subscribers, per-RPC counts; scraped over HTTP, read with a Prometheus parser.
 
-use std::io::{Read as _, Write as _};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use prometheus_parse::{Sample, Scrape, Value};
 
-use crate::harness::{WAIT_MAX, transfer_request};
-
-/// `GET /metrics` over plain HTTP/1.1, parsed.
-fn scrape(port: u16) -> Scrape {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP head");
-    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
-    Scrape::parse(body.lines().map(|line| Ok(line.to_owned()))).expect("exposition parses")
-}
-
-fn number(sample: &Sample) -> f64 {
-    match sample.value {
-        Value::Counter(value) | Value::Gauge(value) | Value::Untyped(value) => value,
-        ref other => panic!("{}: not a number: {other:?}", sample.metric),
-    }
-}
-
-fn series<'a>(scrape: &'a Scrape, metric: &str, labels: &[(&str, &str)]) -> Vec<&'a Sample> {
-    scrape
-        .samples
-        .iter()
-        .filter(|sample| sample.metric == metric)
-        .filter(|sample| {
-            labels
-                .iter()
-                .all(|(name, value)| sample.labels.get(name) == Some(*value))
-        })
-        .collect()
-}
-
-fn sum(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
-    series(scrape, metric, labels).into_iter().map(number).sum()
-}
+use testkit::metrics::{scrape, series, sum};
+use testkit::{WAIT_MAX, transfer_request};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_node_metrics_report_lag_watchers_and_subscribers() {

@@ -16,7 +16,8 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tonic_types::StatusExt as _;
 
-use crate::harness::{Cluster, ReadNode, transfer_request};
+use crate::harness::ReadNode;
+use testkit::{Cluster, transfer_request};
 
 /// The limit both node types run with in this test.
 const CALLS_IN_FLIGHT_MAX: usize = 64;
@@ -113,11 +114,8 @@ async fn floods_are_shed_with_overloaded_and_nodes_recover() {
         format!("calls_in_flight_max = {CALLS_IN_FLIGHT_MAX}\n"),
     )
     .expect("config");
-    let cluster = Cluster::start_with(
-        3,
-        2,
-        vec!["--config".into(), write_config.display().to_string()],
-    );
+    let write_config = write_config.display().to_string();
+    let cluster = Cluster::start_partitioned(3, 2, &["--config", &write_config]);
     cluster.wait_leader().await;
     let read = ReadNode::start_with(&cluster, config_file(&cluster, "read.toml"));
     read.wait_serving().await;

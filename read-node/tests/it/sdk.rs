@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use wallet_client::{ClientConfig, Transfer, WalletClient, new_transaction_id};
 
-use super::harness::Cluster;
+use testkit::Cluster;
 
 const ACCOUNTS: [&str; 3] = ["sdk-a", "sdk-b", "sdk-c"];
 
@@ -31,7 +31,7 @@ async fn client(cluster: &Cluster) -> WalletClient {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_retries_through_a_killed_leader_reuse_the_id_and_never_pay_twice() {
-    let cluster = Arc::new(Cluster::start(3, 1));
+    let cluster = Arc::new(Cluster::start_partitioned(3, 1, &[]));
     cluster.wait_leader().await;
     let sdk = Arc::new(client(&cluster).await);
     sdk.open_account("sdk-issuer", "USD", true)
@@ -134,7 +134,7 @@ async fn sdk_retries_through_a_killed_leader_reuse_the_id_and_never_pay_twice() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_does_not_retry_rejections_and_honours_its_deadline() {
-    let cluster = Cluster::start(3, 1);
+    let cluster = Cluster::start_partitioned(3, 1, &[]);
     cluster.wait_leader().await;
     let sdk = client(&cluster).await;
     sdk.open_account("poor", "USD", false).await.expect("open");
@@ -199,7 +199,7 @@ async fn sdk_does_not_retry_rejections_and_honours_its_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_submit_transfers_pipelines_across_partitions_and_answers_each() {
-    let cluster = Cluster::start(3, 4);
+    let cluster = Cluster::start_partitioned(3, 4, &[]);
     cluster.wait_leader().await;
     let sdk = client(&cluster).await;
     let accounts: Vec<String> = (0..8).map(|n| format!("bulk-{n}")).collect();
@@ -272,7 +272,7 @@ async fn sdk_transfer_watch_survives_a_read_node_restart() {
 
     use super::harness::ReadNode;
 
-    let cluster = Cluster::start(3, 2);
+    let cluster = Cluster::start_partitioned(3, 2, &[]);
     cluster.wait_leader().await;
     let sdk = client(&cluster).await;
     sdk.open_account("watch-issuer", "USD", true)

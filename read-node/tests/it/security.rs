@@ -13,7 +13,7 @@ use wallet_client::{
     BalanceAt, ClientConfig, Code, QueryClient, TlsConfig, Transfer, WalletClient,
 };
 
-use crate::harness::{WAIT_MAX, free_port, write_node_binary};
+use testkit::{WAIT_MAX, free_port};
 
 /// Kills the processes it holds when the test ends, passed or failed.
 struct Processes(Vec<Child>);
@@ -107,7 +107,7 @@ async fn read_node_follows_write_nodes_over_tls_with_a_token_and_serves_tls_clie
         ];
         args.extend(tls_args.iter().cloned());
         processes.0.push(spawn(
-            &write_node_binary(),
+            &testkit::binary("wallet-write-node"),
             &args,
             &path(&format!("write-{i}.log")),
         ));

@@ -11,24 +11,12 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 use tonic::Code;
 
-use super::harness::Cluster;
 use super::{History, id, open_and_fund, run_load};
-use crate::harness::transfer_request;
+use testkit::{Cluster, transfer_request};
 
 /// `target/<profile>/walletctl`, built with the workspace (scripts/test builds it first).
 fn walletctl() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let binary = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps/<test>")
-        .join("walletctl");
-    assert!(
-        binary.is_file(),
-        "{} not found: run `cargo build --workspace` before these tests",
-        binary.display()
-    );
-    binary
+    testkit::binary("walletctl")
 }
 
 /// Runs walletctl with `--json` on a data directory; returns its exit code and JSON line.

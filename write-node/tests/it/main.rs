@@ -3,7 +3,6 @@
 
 mod audit;
 mod fuzz;
-mod harness;
 mod metrics;
 mod money_safety;
 mod peer_credits;
@@ -16,8 +15,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use harness::{Cluster, reason, transfer_request};
 use proto::v1::{OpenAccountRequest, TransferRequest, TransferStatus};
+use testkit::{Cluster, reason, transfer_request};
 use tokio::sync::Mutex;
 use tonic::Code;
 use uuid::Uuid;

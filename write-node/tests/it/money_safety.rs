@@ -8,7 +8,7 @@ use proto::v1::event_log_service_client::EventLogServiceClient;
 use proto::v1::{SubscribeRequest, TransferResult};
 use tokio_stream::StreamExt as _;
 
-use crate::harness::{Cluster, transfer_request};
+use testkit::{Cluster, transfer_request};
 
 /// An account id of `len` bytes in partition `partition` (of the default 8).
 fn account_in(partition: u32, prefix: &str, len: usize) -> String {

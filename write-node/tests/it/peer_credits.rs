@@ -14,7 +14,7 @@ use tonic::Code;
 use tonic::transport::Endpoint;
 use uuid::Uuid;
 
-use crate::harness::{Cluster, reason, transfer_request};
+use testkit::{Cluster, reason, transfer_request};
 
 /// `count` account ids of `partition` (of the default 8).
 fn accounts_in(partition: u32, count: usize) -> Vec<String> {

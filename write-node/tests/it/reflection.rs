@@ -15,7 +15,7 @@ use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 use tonic_reflection::pb::v1::{ServerReflectionRequest, ServerReflectionResponse};
 use tonic_reflection::pb::v1alpha;
 
-use crate::harness::{Cluster, WAIT_MAX};
+use testkit::{Cluster, WAIT_MAX};
 
 fn channel(endpoint: String) -> Channel {
     Channel::from_shared(endpoint).expect("uri").connect_lazy()

@@ -24,7 +24,7 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 use tonic_types::StatusExt as _;
 
-use crate::harness::{Cluster, WAIT_MAX, reason, transfer_request};
+use testkit::{Cluster, WAIT_MAX, reason, transfer_request};
 
 /// Adds `authorization: Bearer <token>` to every call (or nothing).
 #[derive(Clone)]

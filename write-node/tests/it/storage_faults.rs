@@ -13,8 +13,8 @@ use tokio::sync::Mutex;
 use tonic::Code;
 
 use super::audit::{replayed, walletctl_json};
-use super::harness::{Cluster, WAIT_MAX, reason, transfer_request};
 use super::{History, amount_text, check_history, id, open_and_fund, parse_cents, run_load};
+use testkit::{Cluster, WAIT_MAX, reason, transfer_request};
 
 /// One partition: one raft group, so "the leader" and "a follower" mean one node each.
 const ONE_PARTITION: &[&str] = &["--partitions", "1"];

@@ -1,18 +1,15 @@
 //! `walletctl replay` and `walletctl verify`: rebuild and check partitions from a write node's
-//! data directory, offline and read-only, with the node's own code (`write_node::replay`, the
-//! same `ledger::evolve` the nodes apply with).
+//! data directory, offline and read-only, with the node's own code (`write_node::audit`: the
+//! same chain checks and `ledger::evolve` the nodes apply with).
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use ledger::{Currency, format_minor};
 use serde_json::{Value, json};
-use write_node::replay::{self, State, Until};
-use write_node::snapshot::SnapshotMeta;
-use write_node::storage::Db;
+use write_node::audit::{self, AuditedNode, Folded, Start, State, Until};
 
 use crate::output::Output;
 
@@ -66,8 +63,10 @@ pub fn parse_time(text: &str) -> Result<u64, String> {
     Ok(since_epoch.as_millis() as u64)
 }
 
-fn open(data_dir: &Path) -> anyhow::Result<(Arc<Db>, u32)> {
-    Db::open_read_only(data_dir)
+fn open(data_dir: &Path) -> anyhow::Result<(AuditedNode, u32)> {
+    let node = audit::open_read_only(data_dir)?;
+    let count = node.partitions();
+    Ok((node, count))
 }
 
 fn selected(partitions: &[u32], count: u32) -> anyhow::Result<Vec<u32>> {
@@ -102,7 +101,7 @@ pub fn replay(data_dir: &Path, request: &ReplayRequest, out: &Output) -> anyhow:
     let partitions = selected(&request.partitions, count)?;
     let mut targets = BTreeMap::new();
     for &partition in &partitions {
-        let applied = db.stored_applied_index(partition)?;
+        let applied = db.applied_index(partition)?;
         let index = request.to_index.map_or(applied, |to| to.min(applied));
         targets.insert(partition, index);
     }
@@ -121,7 +120,7 @@ pub fn replay(data_dir: &Path, request: &ReplayRequest, out: &Output) -> anyhow:
             None => Until::Index(target),
         };
         let (mut blocks, mut events, mut shown) = (0u64, 0u64, state.index);
-        replay::fold(&db, partition, &mut state, until, |folded, state| {
+        db.replay(partition, &mut state, until, |folded, state| {
             blocks += 1;
             events += folded.events as u64;
             bar.inc(state.index - shown);
@@ -174,31 +173,22 @@ pub fn replay(data_dir: &Path, request: &ReplayRequest, out: &Output) -> anyhow:
 }
 
 /// The starting state for a replay of `partition` up to `target`.
-fn start(db: &Db, partition: u32, from: From, target: u64) -> anyhow::Result<(State, Value)> {
-    let metas = db.snapshot_metas(partition)?;
-    let meta: Option<&SnapshotMeta> = match from {
-        From::Genesis => None,
-        From::Snapshot => metas.iter().rev().find(|meta| meta.index <= target),
-        From::SnapshotAt(index) => Some(
-            metas
-                .iter()
-                .find(|meta| meta.index == index)
-                .with_context(|| {
-                    format!(
-                        "partition {partition} has no snapshot at {index}; stored: {:?}",
-                        metas.iter().map(|meta| meta.index).collect::<Vec<_>>()
-                    )
-                })?,
-        ),
+fn start(
+    db: &AuditedNode,
+    partition: u32,
+    from: From,
+    target: u64,
+) -> anyhow::Result<(State, Value)> {
+    let start = match from {
+        From::Genesis => Start::Genesis,
+        From::Snapshot => Start::Snapshot,
+        From::SnapshotAt(index) => Start::SnapshotAt(index),
     };
-    match meta {
-        Some(meta) if meta.index > target => bail!(
-            "partition {partition}: snapshot {} is beyond the replay target {target}",
-            meta.index
-        ),
-        Some(meta) => Ok((State::from_snapshot(db, meta)?, json!(meta.index))),
-        None => Ok((State::genesis(), json!("genesis"))),
-    }
+    let (state, snapshot) = db.start(partition, start, target)?;
+    Ok((
+        state,
+        snapshot.map_or_else(|| json!("genesis"), |index| json!(index)),
+    ))
 }
 
 fn partition_json(
@@ -297,7 +287,7 @@ pub fn verify(data_dir: &Path, partitions: &[u32], out: &Output) -> anyhow::Resu
     let partitions = selected(partitions, count)?;
     let mut total = 0;
     for &partition in &partitions {
-        total += db.stored_applied_index(partition)?;
+        total += db.applied_index(partition)?;
     }
     let bar = progress(total, out.is_json());
     let mut all_ok = true;
@@ -313,85 +303,46 @@ pub fn verify(data_dir: &Path, partitions: &[u32], out: &Output) -> anyhow::Resu
     Ok(all_ok)
 }
 
-fn verify_partition(db: &Db, partition: u32, bar: &ProgressBar) -> anyhow::Result<Value> {
-    let applied = db.stored_applied_index(partition)?;
-    let metas = db.snapshot_metas(partition)?;
-    let mut state = State::genesis();
-    let mut blocks = 0u64;
-    let mut imbalance: Option<(u64, String)> = None;
-    let mut snapshots = Vec::new();
-    let broken = |index: u64, problem: String, state: &State| {
-        json!({
+fn verify_partition(db: &AuditedNode, partition: u32, bar: &ProgressBar) -> anyhow::Result<Value> {
+    let applied = db.applied_index(partition)?;
+    let mut shown = 0;
+    let verdict = db.verify(partition, |_, state| {
+        bar.inc(state.index.min(applied).saturating_sub(shown));
+        shown = state.index.min(applied);
+    })?;
+    Ok(match verdict {
+        Err(broken) => json!({
             "partition": partition,
             "ok": false,
-            "broken_index": index,
-            "problem": problem,
-            "index": state.index,
-        })
-    };
-    // Fold up to each snapshot in turn, compare, then on to the end of the stored log.
-    let stops = metas.iter().map(|meta| meta.index).chain([u64::MAX]);
-    for stop in stops {
-        let mut shown = state.index;
-        let folded = replay::fold(
-            db,
-            partition,
-            &mut state,
-            Until::Index(stop),
-            |block, state| {
-                blocks += 1;
-                note_imbalance(&mut imbalance, block.index, state);
-                bar.inc(state.index.min(applied).saturating_sub(shown));
-                shown = state.index.min(applied);
-            },
-        );
-        if let Err(error) = folded {
-            let index = error.index().unwrap_or(state.index + 1);
-            return Ok(broken(index, error.to_string(), &state));
+            "broken_index": broken.index,
+            "problem": broken.problem,
+            "index": broken.state_index,
+        }),
+        Ok(verified) => {
+            let snapshots: Vec<Value> = verified
+                .snapshots
+                .iter()
+                .map(|(index, digest)| json!({ "index": index, "state_digest": hex(digest) }))
+                .collect();
+            json!({
+                "partition": partition,
+                "ok": true,
+                "index": verified.state.index.min(applied),
+                "blocks": verified.blocks,
+                "snapshots": snapshots,
+                "state_digest": hex(&verified.state.digest()),
+                "chain_head": hex(&verified.state.chain_head),
+            })
         }
-        if let Some((index, problem)) = imbalance.take() {
-            return Ok(broken(index, problem, &state));
-        }
-        let Some(meta) = metas.iter().find(|meta| meta.index == stop) else {
-            continue;
-        };
-        let problem = match State::from_snapshot(db, meta) {
-            Err(error) => Some(format!("snapshot {} does not load: {error:#}", meta.index)),
-            Ok(loaded) if loaded.ledger != state.ledger => Some(format!(
-                "snapshot {} differs from the state replayed to its index",
-                meta.index
-            )),
-            Ok(loaded) if loaded.chain_head != state.chain_head => Some(format!(
-                "snapshot {} names another chain head than the log",
-                meta.index
-            )),
-            Ok(_) => None,
-        };
-        if let Some(problem) = problem {
-            return Ok(broken(meta.index, problem, &state));
-        }
-        snapshots.push(json!({ "index": meta.index, "state_digest": hex(&state.digest()) }));
-    }
-    Ok(json!({
-        "partition": partition,
-        "ok": true,
-        "index": state.index.min(applied),
-        "blocks": blocks,
-        "snapshots": snapshots,
-        "state_digest": hex(&state.digest()),
-        "chain_head": hex(&state.chain_head),
-    }))
+    })
 }
 
 /// Records the first entry after which a currency's balances and outflow do not sum to zero.
 fn note_imbalance(first: &mut Option<(u64, String)>, index: u64, state: &State) {
     if first.is_none()
-        && let Some((currency, sum)) = state.ledger.imbalance()
+        && let Some(problem) = audit::conservation_problem(state)
     {
-        *first = Some((
-            index,
-            format!("{currency} balances and outflow sum to {sum} minor units, not 0"),
-        ));
+        *first = Some((index, problem));
     }
 }
 
@@ -399,19 +350,17 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-/// The stream of one partition from a live node, folded like `replay::fold` does a data
-/// directory: each block's events are converted back, re-encoded, and must give the chain
-/// hash the node sent (so a stream that disagrees with its own events is caught), then applied
-/// with the same `ledger::evolve`.
+/// The stream of one partition from a live node, folded like `AuditedNode::replay` does a data
+/// directory (`audit::apply_streamed`: each block's events must give the chain hash the node
+/// sent, then are applied with the same `ledger::evolve`).
 async fn fold_live(
     node: &LiveNode,
     partition: u32,
     until: Until,
-    mut each: impl FnMut(replay::Folded, &State),
+    mut each: impl FnMut(Folded, &State),
 ) -> anyhow::Result<Result<State, (u64, String, State)>> {
     use proto::v1::SubscribeRequest;
     use proto::v1::event_log_service_client::EventLogServiceClient;
-    use write_node::codec::{self, EventBlock};
     let (target, time_limit) = match until {
         Until::Index(index) => (index, None),
         Until::Time {
@@ -455,39 +404,10 @@ async fn fold_live(
             if time_limit.is_some_and(|limit| response.timestamp_ms > limit) {
                 break;
             }
-            let meta = ledger::EntryMeta {
-                index: response.index,
-                timestamp_ms: response.timestamp_ms,
-            };
-            let mut events = Vec::with_capacity(response.events.len());
-            for event in &response.events {
-                match write_node::event_log::event_from_pb(meta, event) {
-                    Ok(event) => events.push(event),
-                    Err(error) => return Ok(Err((response.index, format!("{error:#}"), state))),
-                }
+            match audit::apply_streamed(&mut state, &response) {
+                Ok(folded) => each(folded, &state),
+                Err(broken) => return Ok(Err((broken.index, broken.problem, state))),
             }
-            let block = EventBlock { meta, events };
-            let (_, chain) = codec::encode_events(&state.chain_head, &block);
-            if chain[..] != response.chain_hash[..] {
-                return Ok(Err((
-                    response.index,
-                    "the block's chain hash does not follow from the previous block and its \
-                     events"
-                        .into(),
-                    state,
-                )));
-            }
-            let folded = replay::Folded {
-                index: response.index,
-                timestamp_ms: response.timestamp_ms,
-                events: block.events.len(),
-            };
-            for event in block.events {
-                ledger::evolve_owned(&mut state.ledger, event);
-            }
-            state.chain_head = chain;
-            state.index = response.index;
-            each(folded, &state);
         }
         if response.index >= target {
             state.index = target;

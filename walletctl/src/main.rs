@@ -1,16 +1,10 @@
 //! `walletctl`: the wallet ledger's command-line client, and a local three-node cluster
 //! launcher (`walletctl dev`) for development.
 
-// The crate root of a binary resolves `mod` paths from src/bin/, so name the files.
-#[path = "walletctl/audit.rs"]
 mod audit;
-#[path = "walletctl/dev.rs"]
 mod dev;
-#[path = "walletctl/health.rs"]
 mod health;
-#[path = "walletctl/output.rs"]
 mod output;
-#[path = "walletctl/read.rs"]
 mod read;
 
 use std::path::PathBuf;

@@ -1,9 +1,10 @@
-//! A real cluster for tests: `wallet-write-node` processes on loopback ports, each with a
-//! RocksDB in a temporary directory, killed with SIGKILL and restarted on the same data.
+//! A real write cluster for tests: `wallet-write-node` processes on loopback ports, each with
+//! a RocksDB in a temporary directory, killed with SIGKILL and restarted on the same data.
+//! Serves the write node's, the read node's and the load test's integration tests.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -11,11 +12,14 @@ use proto::v1::cluster_service_client::ClusterServiceClient;
 use proto::v1::wallet_service_client::WalletServiceClient;
 use proto::v1::{
     Account, GetAccountRequest, GetClusterStatusRequest, GetClusterStatusResponse,
-    GetTransferRequest, OpenAccountRequest, Transfer, TransferRequest, TransferResponse,
+    GetTransferRequest, OpenAccountRequest, PartitionStatus, Transfer, TransferRequest,
+    TransferResponse,
 };
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tonic_types::StatusExt as _;
+
+use crate::free_port;
 
 /// Bound on every wait in the tests, so a broken cluster fails a test instead of hanging it.
 pub const WAIT_MAX: Duration = Duration::from_secs(30);
@@ -44,29 +48,19 @@ pub struct Cluster {
     node_args: Vec<String>,
 }
 
-/// A free port below Linux's ephemeral range (32768-60999): a port taken from port 0 is
-/// released before the node binds it, and in between an outgoing connection may grab it.
-fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    if NEXT.load(Ordering::Relaxed) == 0 {
-        // Spread concurrent test processes over the range by process id.
-        let start = 20_000 + (std::process::id() % 600) as u16 * 20;
-        let _ = NEXT.compare_exchange(0, start, Ordering::Relaxed, Ordering::Relaxed);
-    }
-    loop {
-        let port = NEXT.fetch_add(1, Ordering::Relaxed);
-        assert!(port < 32_768, "ran out of test ports");
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 impl Cluster {
     /// Starts `size` write nodes with fresh data directories.
     pub fn start(size: u64) -> Cluster {
         Cluster::start_with(size, &[])
+    }
+
+    /// Starts `size` write nodes with `partitions` partitions (the nodes' default otherwise),
+    /// each also given `node_args`.
+    pub fn start_partitioned(size: u64, partitions: u32, node_args: &[&str]) -> Cluster {
+        let partitions = partitions.to_string();
+        let mut args = vec!["--partitions", partitions.as_str()];
+        args.extend_from_slice(node_args);
+        Cluster::start_with(size, &args)
     }
 
     /// Starts `size` write nodes, each also given `node_args`.
@@ -83,6 +77,7 @@ impl Cluster {
         Cluster::create_with(size, &[])
     }
 
+    /// `create`, each node to be given `node_args`.
     pub fn create_with(size: u64, node_args: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let nodes: Vec<Node> = (1..=size)
@@ -121,16 +116,13 @@ impl Cluster {
 
     /// Starts a node with extra environment variables, e.g. `FAILPOINTS`.
     pub fn start_node_with_env(&self, id: u64, env: &[(&str, &str)]) {
+        // Looked up first: a missing binary panics before the node's lock is taken.
+        let mut command = Command::new(crate::binary("wallet-write-node"));
         let peers = self.peers.clone();
         let node = self.node(id);
         let mut slot = node.child.lock().expect("lock");
         assert!(slot.is_none(), "node {id} is already running");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&node.log_path)
-            .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_wallet-write-node"))
+        command
             .args(["--node-id", &id.to_string()])
             .args(["--listen", &format!("127.0.0.1:{}", node.port)])
             .args(["--peers", &peers])
@@ -142,11 +134,9 @@ impl Cluster {
             .arg(&node.data_dir)
             .args(&self.node_args)
             .env("RUST_LOG", "info,raft=info,h2=warn,tower=warn")
-            .envs(env.iter().copied())
-            .stdout(Stdio::from(log.try_clone().expect("log file")))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawning wallet-write-node");
+            .envs(env.iter().copied());
+        let child =
+            crate::spawn_logged(&mut command, &node.log_path).expect("spawning wallet-write-node");
         *slot = Some(child);
     }
 
@@ -161,6 +151,16 @@ impl Cluster {
             .expect("node is running");
         child.kill().expect("kill");
         child.wait().expect("wait");
+    }
+
+    /// The process id of a running node.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.node(id)
+            .child
+            .lock()
+            .expect("lock")
+            .as_ref()
+            .map(Child::id)
     }
 
     /// Waits (up to `WAIT_MAX`) for a node to exit by itself; returns how it exited.
@@ -198,12 +198,25 @@ impl Cluster {
     }
 
     pub fn endpoint(&self, id: u64) -> String {
-        let node = self
-            .nodes
+        format!("http://127.0.0.1:{}", self.node(id).port)
+    }
+
+    /// The write nodes as `host:port`, in node order (the read node's `--write-nodes`, the
+    /// load test's `--endpoints`).
+    pub fn write_nodes(&self) -> String {
+        self.nodes
             .iter()
-            .find(|node| node.id == id)
-            .expect("node id");
-        format!("http://127.0.0.1:{}", node.port)
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The node id listening on `port`.
+    pub fn node_with_port(&self, port: u16) -> Option<u64> {
+        self.nodes
+            .iter()
+            .find(|node| node.port == port)
+            .map(|node| node.id)
     }
 
     pub async fn wallet(&self, id: u64) -> WalletServiceClient<Channel> {
@@ -241,23 +254,10 @@ impl Cluster {
                     views.insert(node, status.partitions);
                 }
             }
-            if views.len() == running.len() {
-                let first = views.values().next().expect("a running node");
-                let leaders: Vec<u64> = first.iter().map(|partition| partition.leader_id).collect();
-                let agreed = views.values().all(|view| {
-                    view.iter()
-                        .map(|partition| partition.leader_id)
-                        .eq(leaders.iter().copied())
-                });
-                // Each named leader is running and itself holds the leader role.
-                let confirmed = leaders.iter().enumerate().all(|(partition, leader)| {
-                    views
-                        .get(leader)
-                        .is_some_and(|view| view[partition].role == "leader")
-                });
-                if agreed && confirmed {
-                    return leaders;
-                }
+            if views.len() == running.len()
+                && let Some(leaders) = agreed_leaders(&views)
+            {
+                return leaders;
             }
             assert!(
                 Instant::now() < deadline,
@@ -347,16 +347,15 @@ impl Cluster {
         }
     }
 
+    /// The last lines of every node's log, for failure messages.
     pub fn logs(&self) -> String {
         self.nodes
             .iter()
             .map(|node| {
-                let text = std::fs::read_to_string(&node.log_path).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(30).collect();
                 format!(
                     "--- node {} log tail ---\n{}",
                     node.id,
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    log_tail(&node.log_path, 30)
                 )
             })
             .collect::<Vec<_>>()
@@ -482,6 +481,34 @@ impl Drop for Cluster {
     }
 }
 
+/// The leader of each partition if the nodes' views (node id → its partitions) all name the
+/// same leaders and each named leader is among them and itself holds the leader role; `None`
+/// otherwise (no views included).
+pub fn agreed_leaders(views: &BTreeMap<u64, Vec<PartitionStatus>>) -> Option<Vec<u64>> {
+    let first = views.values().next()?;
+    let leaders: Vec<u64> = first.iter().map(|partition| partition.leader_id).collect();
+    let agreed = views.values().all(|view| {
+        view.iter()
+            .map(|partition| partition.leader_id)
+            .eq(leaders.iter().copied())
+    });
+    let confirmed = leaders.iter().enumerate().all(|(partition, leader)| {
+        views
+            .get(leader)
+            .is_some_and(|view| view[partition].role == "leader")
+    });
+    (agreed && confirmed).then_some(leaders)
+}
+
+/// The last `lines` lines of a log file (empty if it cannot be read).
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(lines).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+}
+
+/// Whether a failed call may be retried with the same request (its outcome is unknown or it
+/// was not executed).
 pub fn retryable(status: &Status) -> bool {
     // CANCELLED: the connection closed mid-call (a killed node), so the outcome is unknown.
     matches!(
@@ -494,6 +521,7 @@ pub fn retryable(status: &Status) -> bool {
     )
 }
 
+/// The `ErrorInfo` reason of a status (empty if none).
 pub fn reason(status: &Status) -> String {
     status
         .get_details_error_info()
