@@ -71,6 +71,31 @@ impl Ledger {
         self.in_flight.iter().map(|id| &self.transfers[id])
     }
 
+    /// The in-flight transfers after `cursor` in id order, then, wrapping around, those up to
+    /// and including it: where a recovery pass resumes (`cursor` is the last id the previous
+    /// pass drove; it may have settled meanwhile). Passes that each take the first `n` and
+    /// resume after the last one reach every in-flight transfer within `ceil(count / n)`
+    /// passes, however many never finish. O(log n) to start, whatever the cursor.
+    pub fn in_flight_from(
+        &self,
+        cursor: Option<uuid::Uuid>,
+    ) -> impl Iterator<Item = &TransferRecord> {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let (after, up_to) = match cursor {
+            Some(cursor) => (
+                self.in_flight.range((Excluded(cursor), Unbounded)),
+                self.in_flight.range((Unbounded, Included(cursor))),
+            ),
+            // Everything, then nothing (an empty range: start == end, end excluded).
+            None => (
+                self.in_flight.range((Unbounded::<uuid::Uuid>, Unbounded)),
+                self.in_flight
+                    .range((Included(uuid::Uuid::nil()), Excluded(uuid::Uuid::nil()))),
+            ),
+        };
+        after.chain(up_to).map(|id| &self.transfers[id])
+    }
+
     /// Number of in-flight cross-partition transfers.
     pub fn in_flight_count(&self) -> usize {
         self.in_flight.len()

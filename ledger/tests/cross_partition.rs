@@ -555,3 +555,70 @@ fn an_id_reused_on_disjoint_partitions_is_not_detected() {
     assert_eq!(cluster.balance(&c), 990);
     assert_eq!(cluster.balance(&e), 1010);
 }
+
+/// A source partition with `count` transfers in flight to another partition (ids 1..=count),
+/// never credited.
+fn in_flight_ledger(count: u128) -> Ledger {
+    let mut cluster = Cluster::new();
+    let issuer = "issuer";
+    cluster.open(issuer, usd(), true);
+    let source = partition_of(issuer, PARTITIONS);
+    let target = (0..)
+        .map(|n| format!("payee-{n}"))
+        .find(|id| partition_of(id, PARTITIONS) != source)
+        .unwrap();
+    cluster.open(&target, usd(), false);
+    for id in 1..=count {
+        let outcome = cluster.submit(transfer_of(id, issuer, &target, 1));
+        assert!(
+            matches!(outcome, Outcome::Transfer(record) if record.status == TransferStatus::InFlight)
+        );
+    }
+    cluster.partitions.swap_remove(source as usize)
+}
+
+/// The ids of the first `max` in-flight transfers from `cursor` on.
+fn batch(ledger: &Ledger, cursor: Option<u128>, max: usize) -> Vec<u128> {
+    let records = ledger.in_flight_from(cursor.map(uuid::Uuid::from_u128));
+    let ids = records.map(|record| record.transfer.transaction_id.as_u128());
+    ids.take(max).collect()
+}
+
+#[test]
+fn recovery_resumes_after_the_cursor_and_wraps_around() {
+    let ledger = in_flight_ledger(10);
+    assert_eq!(batch(&ledger, None, 4), [1, 2, 3, 4]);
+    assert_eq!(batch(&ledger, Some(4), 4), [5, 6, 7, 8]);
+    assert_eq!(batch(&ledger, Some(8), 4), [9, 10, 1, 2]);
+    // The cursor's transfer settled meanwhile (or never existed): resume after where it was.
+    assert_eq!(batch(&ledger, Some(1_000), 3), [1, 2, 3]);
+    // Fewer than a batch: each once, starting after the cursor.
+    assert_eq!(
+        batch(&ledger, Some(7), 100),
+        [8, 9, 10, 1, 2, 3, 4, 5, 6, 7]
+    );
+    assert!(batch(&Ledger::new(), Some(7), 4).is_empty());
+}
+
+/// Recovery as the write node runs it: transfers stuck forever (their target partition has
+/// no leader) sort first and fill a whole batch. Taking the first batch every pass never
+/// reached the others; resuming after the last one driven reaches every transfer within
+/// `ceil(count / max)` passes.
+#[test]
+fn stuck_transfers_cannot_starve_the_others() {
+    const MAX: usize = 8;
+    let ledger = in_flight_ledger(3 * MAX as u128 + 5);
+    let mut driven = std::collections::BTreeSet::new();
+    let mut cursor = None;
+    for _ in 0..(3 * MAX + 5).div_ceil(MAX) {
+        let pass = batch(&ledger, cursor, MAX);
+        assert_eq!(pass.len(), MAX.min(3 * MAX + 5));
+        cursor = pass.last().copied();
+        driven.extend(pass);
+    }
+    assert_eq!(
+        driven.len(),
+        3 * MAX + 5,
+        "every in-flight transfer was driven"
+    );
+}

@@ -242,32 +242,6 @@ impl Saga {
     }
 }
 
-/// The in-flight transfers one recovery pass drives: at most `max`, the first ones after
-/// `cursor` in id order, continuing from the start (up to and including `cursor`) when fewer
-/// follow it, so each is taken once. `sorted` yields the transfers in increasing id order
-/// (`Ledger::in_flight`), each time it is called. Passes that resume after the last id of the
-/// previous batch reach every in-flight transfer within `ceil(count / max)` passes, however
-/// many never finish.
-pub fn recovery_batch<T, I: Iterator<Item = T>>(
-    sorted: impl Fn() -> I,
-    id: impl Fn(&T) -> uuid::Uuid,
-    cursor: Option<uuid::Uuid>,
-    max: usize,
-) -> Vec<T> {
-    let Some(cursor) = cursor else {
-        return sorted().take(max).collect();
-    };
-    // Linear in the transfers before the cursor: `Ledger` offers no range over its in-flight
-    // set (a `BTreeSet` walk, a few ns per transfer, every RECOVERY_INTERVAL).
-    let mut batch: Vec<T> = sorted()
-        .skip_while(|item| id(item) <= cursor)
-        .take(max)
-        .collect();
-    let wrapped = max - batch.len();
-    batch.extend(sorted().take_while(|item| id(item) <= cursor).take(wrapped));
-    batch
-}
-
 /// Sends the credits queued for partition `target` to its leader in batches, at most
 /// `CREDIT_BATCHES_IN_FLIGHT_MAX` calls at a time: while they are all in flight the queue
 /// fills up, so the batch size follows the load.
@@ -356,84 +330,4 @@ async fn remote_credits(
             })
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ids(count: u128) -> Vec<uuid::Uuid> {
-        (1..=count).map(uuid::Uuid::from_u128).collect()
-    }
-
-    fn batch(in_flight: &[uuid::Uuid], cursor: Option<uuid::Uuid>, max: usize) -> Vec<u128> {
-        recovery_batch(|| in_flight.iter(), |id| **id, cursor, max)
-            .into_iter()
-            .map(|id| id.as_u128())
-            .collect()
-    }
-
-    #[test]
-    fn recovery_batches_resume_after_the_cursor_and_wrap_around() {
-        let in_flight = ids(10);
-        assert_eq!(batch(&in_flight, None, 4), [1, 2, 3, 4]);
-        assert_eq!(
-            batch(&in_flight, Some(uuid::Uuid::from_u128(4)), 4),
-            [5, 6, 7, 8]
-        );
-        assert_eq!(
-            batch(&in_flight, Some(uuid::Uuid::from_u128(8)), 4),
-            [9, 10, 1, 2]
-        );
-        // The cursor's transfer settled meanwhile: resume after where it was.
-        let without_5: Vec<_> = in_flight
-            .iter()
-            .copied()
-            .filter(|id| id.as_u128() != 5)
-            .collect();
-        assert_eq!(
-            batch(&without_5, Some(uuid::Uuid::from_u128(5)), 3),
-            [6, 7, 8]
-        );
-        // Fewer than a batch: each once, starting after the cursor.
-        assert_eq!(
-            batch(&in_flight, Some(uuid::Uuid::from_u128(7)), 100),
-            [8, 9, 10, 1, 2, 3, 4, 5, 6, 7]
-        );
-        assert!(batch(&[], Some(uuid::Uuid::from_u128(7)), 4).is_empty());
-    }
-
-    /// The recovery pass as it runs: transfers stuck forever (their target partition has no
-    /// leader) sort first and fill a whole batch. Taking the first batch every pass never
-    /// reached the others; with the cursor every transfer is driven within a few passes.
-    #[test]
-    fn stuck_transfers_cannot_starve_the_others() {
-        const MAX: usize = 8;
-        let stuck = ids(3 * MAX as u128);
-        let healthy: Vec<uuid::Uuid> = (1_000..1_005).map(uuid::Uuid::from_u128).collect();
-        let mut in_flight: std::collections::BTreeSet<uuid::Uuid> =
-            stuck.iter().chain(&healthy).copied().collect();
-        let mut cursor = None;
-        let passes = (in_flight.len()).div_ceil(MAX);
-        for _ in 0..passes {
-            let driven = recovery_batch(|| in_flight.iter().copied(), |id| *id, cursor, MAX);
-            assert!(driven.len() <= MAX);
-            cursor = driven.last().copied().or(cursor);
-            // Driving finishes the healthy ones; the stuck ones stay in flight.
-            for id in driven {
-                if healthy.contains(&id) {
-                    in_flight.remove(&id);
-                }
-            }
-        }
-        assert_eq!(
-            in_flight.len(),
-            stuck.len(),
-            "healthy transfers never driven: {:?}",
-            in_flight
-                .iter()
-                .filter(|id| healthy.contains(id))
-                .collect::<Vec<_>>()
-        );
-    }
 }

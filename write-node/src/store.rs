@@ -209,7 +209,7 @@ impl StoreHandle {
 
     /// Cross-partition transfers this node's leader replica holds in flight, for the saga
     /// driver to finish: at most `limits::RECOVERY_BATCH_MAX`, the first ones after `after`
-    /// in transaction id order, wrapping around (`saga::recovery_batch`).
+    /// in transaction id order, wrapping around (`Ledger::in_flight_from`).
     pub async fn in_flight(
         &self,
         partition: u32,
@@ -923,15 +923,9 @@ impl Store {
             } => {
                 let partition = &self.partitions[partition as usize];
                 let answer = if partition.is_leader() {
-                    Ok(crate::saga::recovery_batch(
-                        || partition.ledger.in_flight(),
-                        |record| record.transfer.transaction_id,
-                        after,
-                        limits::RECOVERY_BATCH_MAX,
-                    )
-                    .into_iter()
-                    .map(|record| record.transfer.clone())
-                    .collect())
+                    let batch = partition.ledger.in_flight_from(after);
+                    let batch = batch.take(limits::RECOVERY_BATCH_MAX);
+                    Ok(batch.map(|record| record.transfer.clone()).collect())
                 } else {
                     Err(StoreError::NotLeader {
                         leader_id: partition.leader_hint(),
