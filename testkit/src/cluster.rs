@@ -9,11 +9,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use proto::v1::cluster_service_client::ClusterServiceClient;
+use proto::v1::event_log_service_client::EventLogServiceClient;
 use proto::v1::wallet_service_client::WalletServiceClient;
 use proto::v1::{
     Account, GetAccountRequest, GetClusterStatusRequest, GetClusterStatusResponse,
-    GetTransferRequest, OpenAccountRequest, PartitionStatus, Transfer, TransferRequest,
-    TransferResponse,
+    GetTransferRequest, OpenAccountRequest, PartitionStatus, SubscribeRequest, SubscribeResponse,
+    Transfer, TransferRequest, TransferResponse,
 };
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -219,6 +220,22 @@ impl Cluster {
             .map(|node| node.id)
     }
 
+    /// `partition`'s committed event blocks from node `id`, from the first one on.
+    pub async fn subscribe(&self, id: u64, partition: u32) -> tonic::Streaming<SubscribeResponse> {
+        let mut client = EventLogServiceClient::connect(self.endpoint(id))
+            .await
+            .expect("connect");
+        let request = SubscribeRequest {
+            partition,
+            from_index: 1,
+        };
+        client
+            .subscribe(request)
+            .await
+            .expect("subscribe")
+            .into_inner()
+    }
+
     pub async fn wallet(&self, id: u64) -> WalletServiceClient<Channel> {
         WalletServiceClient::new(
             Channel::from_shared(self.endpoint(id))
@@ -414,6 +431,22 @@ impl Cluster {
         })
         .await
         .map(|response| response.into_inner().account.expect("account"))
+    }
+
+    /// Opens the USD issuer `issuer` (may go negative) and the ordinary USD `accounts`, and
+    /// funds each with `amount` from the issuer.
+    pub async fn open_funded_usd(&self, accounts: &[&str], amount: &str) {
+        self.open_account("issuer", "USD", true)
+            .await
+            .expect("issuer");
+        for account in accounts {
+            self.open_account(account, "USD", false)
+                .await
+                .expect("open");
+            let id = uuid::Uuid::new_v4().to_string();
+            let funding = transfer_request(&id, "issuer", account, amount, "USD");
+            self.transfer(&funding).await.expect("fund");
+        }
     }
 
     pub async fn transfer(&self, request: &TransferRequest) -> Result<TransferResponse, Status> {

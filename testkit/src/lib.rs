@@ -18,6 +18,16 @@ pub use cluster::{
     Cluster, Node, WAIT_MAX, agreed_leaders, log_tail, reason, retryable, transfer_request,
 };
 
+/// The first `count` account ids `<prefix>-<n>` that `ledger::partition_of` puts in
+/// `partition` (of `partitions`): accounts placed where a test needs them.
+pub fn accounts_in(partition: u32, partitions: u32, prefix: &str, count: usize) -> Vec<String> {
+    (0..)
+        .map(|n| format!("{prefix}-{n}"))
+        .filter(|id| ledger::partition_of(id, partitions) == partition)
+        .take(count)
+        .collect()
+}
+
 /// A port that is free now, handed out once per process and below Linux's ephemeral range
 /// (32768-60999).
 ///

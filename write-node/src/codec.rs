@@ -157,12 +157,14 @@ fn split_stored(bytes: &[u8]) -> Result<(ChainHash, &[u8]), String> {
     Ok((chain.try_into().expect("32 bytes"), body))
 }
 
+/// Event blocks for the tests of this crate (codec, snapshot fetch, transport).
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_blocks {
     use super::*;
     use ledger::{Currency, Event};
 
-    fn block(index: u64) -> EventBlock {
+    /// A block at `index` that opens account `acct-<index>`.
+    pub(crate) fn block(index: u64) -> EventBlock {
         EventBlock {
             meta: EntryMeta {
                 index,
@@ -175,6 +177,26 @@ mod tests {
             }],
         }
     }
+
+    /// Stored blocks at `indexes`, chained from `previous`: (bytes, chain head after each).
+    pub(crate) fn chain_of(previous: ChainHash, indexes: &[u64]) -> (Vec<Vec<u8>>, Vec<ChainHash>) {
+        let mut chain = previous;
+        let mut blocks = Vec::new();
+        let mut heads = Vec::new();
+        for &index in indexes {
+            let (bytes, head) = encode_events(&chain, &block(index));
+            chain = head;
+            blocks.push(bytes);
+            heads.push(head);
+        }
+        (blocks, heads)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_blocks::block;
+    use super::*;
 
     #[test]
     fn an_entry_timestamp_is_read_without_decoding_the_commands() {

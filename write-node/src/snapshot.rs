@@ -244,33 +244,8 @@ fn write(db: &Db, job: Job) -> anyhow::Result<SnapshotMeta> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{self, CHAIN_GENESIS, EventBlock};
-    use ledger::{Currency, EntryMeta, Event};
-
-    /// Stored blocks at `indexes`, chained from `previous`: (bytes, chain head after each).
-    fn chain_of(previous: ChainHash, indexes: &[u64]) -> (Vec<Vec<u8>>, Vec<ChainHash>) {
-        let mut chain = previous;
-        let mut blocks = Vec::new();
-        let mut heads = Vec::new();
-        for &index in indexes {
-            let block = EventBlock {
-                meta: EntryMeta {
-                    index,
-                    timestamp_ms: 1_700_000_000_000 + index,
-                },
-                events: vec![Event::AccountOpened {
-                    account_id: format!("acct-{index}"),
-                    currency: Currency::parse("USD").expect("USD"),
-                    allow_negative_balance: false,
-                }],
-            };
-            let (bytes, head) = codec::encode_events(&chain, &block);
-            chain = head;
-            blocks.push(bytes);
-            heads.push(head);
-        }
-        (blocks, heads)
-    }
+    use crate::codec::CHAIN_GENESIS;
+    use crate::codec::test_blocks::chain_of;
 
     fn meta(index: u64, chain_head: ChainHash) -> SnapshotMeta {
         SnapshotMeta {

@@ -605,7 +605,7 @@ pub async fn fetch_snapshot(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{self, CHAIN_GENESIS, EventBlock};
+    use crate::codec::{self, CHAIN_GENESIS};
     use proto::internal::peer_service_server::PeerServiceServer;
 
     fn envelope(bytes: usize) -> RaftEnvelope {
@@ -701,25 +701,8 @@ mod tests {
     /// Snapshot 3 of partition 0 (an empty ledger) and the stored event blocks 1..=3 that
     /// lead to it.
     fn snapshot_and_blocks() -> (SnapshotMeta, Vec<Vec<u8>>, Vec<Vec<u8>>) {
-        let mut chain = CHAIN_GENESIS;
-        let mut blocks = Vec::new();
-        for index in 1..=3 {
-            let block = EventBlock {
-                meta: ledger::EntryMeta {
-                    index,
-                    timestamp_ms: 1_700_000_000_000 + index,
-                },
-                events: vec![ledger::Event::AccountOpened {
-                    account_id: format!("acct-{index}"),
-                    currency: ledger::Currency::parse("USD").expect("USD"),
-                    allow_negative_balance: false,
-                }],
-            };
-            let (bytes, head) = codec::encode_events(&chain, &block);
-            chain = head;
-            blocks.push(bytes);
-        }
-        let (meta, chunks) = snapshot::encode(0, 3, 1, vec![1, 2], &Ledger::new(), chain);
+        let (blocks, heads) = codec::test_blocks::chain_of(CHAIN_GENESIS, &[1, 2, 3]);
+        let (meta, chunks) = snapshot::encode(0, 3, 1, vec![1, 2], &Ledger::new(), heads[2]);
         (meta, chunks, blocks)
     }
 

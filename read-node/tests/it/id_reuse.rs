@@ -18,15 +18,6 @@ use testkit::{Cluster, WAIT_MAX, reason, transfer_request};
 
 const PARTITIONS: u32 = 4;
 
-/// `count` account ids of `partition`, named after `prefix`.
-fn accounts_in(partition: u32, prefix: &str, count: usize) -> Vec<String> {
-    (0..)
-        .map(|n| format!("{prefix}-{n}"))
-        .filter(|id| ledger::partition_of(id, PARTITIONS) == partition)
-        .take(count)
-        .collect()
-}
-
 struct Scene {
     cluster: Cluster,
     read: ReadNode,
@@ -145,29 +136,12 @@ async fn a_reused_id_moves_money_once_and_the_read_node_keeps_serving() {
     let query = QueryClient::connect([read.endpoint()]).expect("query client");
 
     // a and b share partition 0; c lives in 1, d in 2.
-    let [a, b]: [String; 2] = accounts_in(0, "acct", 2).try_into().unwrap();
-    let c = accounts_in(1, "acct", 1).remove(0);
-    let d = accounts_in(2, "acct", 1).remove(0);
-    cluster
-        .open_account("issuer", "USD", true)
-        .await
-        .expect("issuer");
-    for account in [&a, &b, &c, &d] {
-        cluster
-            .open_account(account, "USD", false)
-            .await
-            .expect("open");
-        cluster
-            .transfer(&transfer_request(
-                &Uuid::new_v4().to_string(),
-                "issuer",
-                account,
-                "10.00",
-                "USD",
-            ))
-            .await
-            .expect("fund");
-    }
+    let [a, b]: [String; 2] = testkit::accounts_in(0, PARTITIONS, "acct", 2)
+        .try_into()
+        .unwrap();
+    let c = testkit::accounts_in(1, PARTITIONS, "acct", 1).remove(0);
+    let d = testkit::accounts_in(2, PARTITIONS, "acct", 1).remove(0);
+    cluster.open_funded_usd(&[&a, &b, &c, &d], "10.00").await;
     let scene = Scene {
         cluster,
         read,

@@ -632,19 +632,7 @@ async fn event_log(
     partition: u32,
     applied: u64,
 ) -> Vec<(u64, usize)> {
-    use proto::v1::SubscribeRequest;
-    use proto::v1::event_log_service_client::EventLogServiceClient;
-    let mut client = EventLogServiceClient::connect(cluster.endpoint(node))
-        .await
-        .expect("connect");
-    let mut stream = client
-        .subscribe(SubscribeRequest {
-            partition,
-            from_index: 1,
-        })
-        .await
-        .expect("subscribe")
-        .into_inner();
+    let mut stream = cluster.subscribe(node, partition).await;
     let mut blocks = Vec::new();
     loop {
         // A caught-up stream stays open; it marks the applied index it reached (a block or

@@ -4,8 +4,7 @@
 use std::time::{Duration, Instant};
 
 use proto::v1::TransferRequest;
-use proto::v1::event_log_service_client::EventLogServiceClient;
-use proto::v1::{SubscribeRequest, TransferResult};
+use proto::v1::TransferResult;
 use tokio_stream::StreamExt as _;
 
 use testkit::{Cluster, transfer_request};
@@ -206,17 +205,7 @@ async fn follower_more_than_a_grpc_message_behind_catches_up_through_the_log() {
 /// (index, leader timestamp) of every event block of `partition` on `node`, up to where the
 /// stream goes quiet.
 async fn entry_times(cluster: &Cluster, node: u64, partition: u32) -> Vec<(u64, u64)> {
-    let mut client = EventLogServiceClient::connect(cluster.endpoint(node))
-        .await
-        .expect("connect");
-    let mut stream = client
-        .subscribe(SubscribeRequest {
-            partition,
-            from_index: 1,
-        })
-        .await
-        .expect("subscribe")
-        .into_inner();
+    let mut stream = cluster.subscribe(node, partition).await;
     let mut times = Vec::new();
     while let Ok(Some(block)) = tokio::time::timeout(Duration::from_secs(1), stream.next())
         .await

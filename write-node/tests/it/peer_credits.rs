@@ -7,50 +7,24 @@
 
 use std::time::Duration;
 
-use ledger::{Currency, TransferCommand, partition_of};
+use ledger::{Currency, TransferCommand};
 use proto::internal::CreditRequest;
 use proto::internal::peer_service_client::PeerServiceClient;
 use tonic::Code;
 use tonic::transport::Endpoint;
 use uuid::Uuid;
 
-use testkit::{Cluster, reason, transfer_request};
-
-/// `count` account ids of `partition` (of the default 8).
-fn accounts_in(partition: u32, count: usize) -> Vec<String> {
-    (0..)
-        .map(|n| format!("peer-{n}"))
-        .filter(|id| partition_of(id, 8) == partition)
-        .take(count)
-        .collect()
-}
+use testkit::{Cluster, reason};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_peer_credits_are_refused_and_change_nothing() {
     let cluster = Cluster::start(3);
     cluster.wait_leaders().await;
-    let [to, local]: [String; 2] = accounts_in(3, 2).try_into().unwrap();
-    let remote = accounts_in(5, 1).remove(0);
+    let [to, local]: [String; 2] = testkit::accounts_in(3, 8, "peer", 2).try_into().unwrap();
+    let remote = testkit::accounts_in(5, 8, "peer", 1).remove(0);
     cluster
-        .open_account("issuer", "USD", true)
-        .await
-        .expect("issuer");
-    for account in [&to, &local, &remote] {
-        cluster
-            .open_account(account, "USD", false)
-            .await
-            .expect("open");
-        cluster
-            .transfer(&transfer_request(
-                &Uuid::new_v4().to_string(),
-                "issuer",
-                account,
-                "1.00",
-                "USD",
-            ))
-            .await
-            .expect("fund");
-    }
+        .open_funded_usd(&[&to, &local, &remote], "1.00")
+        .await;
     cluster.wait_no_in_flight().await;
     let before = cluster.wait_replicas_agree().await;
 
