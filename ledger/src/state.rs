@@ -1,11 +1,30 @@
 //! The replicated state and its two pure functions: `decide` (command → decision) and
 //! `evolve` (event → new state).
 //!
-//! State lives in `BTreeMap`s rather than `HashMap`s: every iteration (digest, totals,
-//! snapshots) is then in key order by construction, so no hash seed can ever make two
-//! replicas disagree.
+//! State lives in ordered maps rather than hash maps: every iteration (snapshots, totals,
+//! listings) is then in key order by construction, so no hash seed can ever make two
+//! replicas disagree. The maps are persistent (`imbl`, structurally shared B-trees): cloning
+//! a ledger for a snapshot shares every node and costs O(1) on the store thread; a node is
+//! copied only when the live ledger writes to it while the snapshot still holds it.
+//!
+//! The state digest is maintained as the state changes (see [`Ledger::digest`]), so asking
+//! for it costs O(currencies), not a walk of every account and transfer.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+
+use std::hash::{BuildHasherDefault, DefaultHasher};
+
+use imbl::OrdSet;
+
+/// A persistent hash map (HAMT): O(1) clone, lookups by hash instead of by comparing keys.
+/// Its hasher is fixed (no per-process seed), though nothing may depend on its iteration
+/// order anyway: the digest is a sum over records, and listings sort.
+type Index<K, V> = imbl::GenericHashMap<
+    K,
+    V,
+    BuildHasherDefault<DefaultHasher>,
+    imbl::shared_ptr::DefaultSharedPtr,
+>;
 
 use crate::domain::{
     Account, Command, Conflict, CreditOutcome, CreditRecord, Decision, EntryMeta, Event, Malformed,
@@ -15,7 +34,7 @@ use crate::ids::validate_account_id;
 use crate::money::{AMOUNT_MINOR_MAX, Currency};
 
 /// Domain separation for [`Ledger::digest`]; bump the version if the encoding changes.
-const DIGEST_CONTEXT: &str = "wallet ledger state digest v2";
+const DIGEST_CONTEXT: &str = "wallet ledger state digest v3";
 
 /// One partition's state: its accounts, every transfer it decided as the source, every credit
 /// it decided as the target, and the money that left it for other partitions.
@@ -25,14 +44,17 @@ const DIGEST_CONTEXT: &str = "wallet ledger state digest v2";
 /// not yet credited or refunded): zero once every cross-partition transfer has settled.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ledger {
-    accounts: BTreeMap<String, Account>,
-    transfers: BTreeMap<uuid::Uuid, TransferRecord>,
-    credits: BTreeMap<uuid::Uuid, CreditRecord>,
+    accounts: Index<String, Account>,
+    transfers: Index<uuid::Uuid, TransferRecord>,
+    credits: Index<uuid::Uuid, CreditRecord>,
     outflow: BTreeMap<Currency, i128>,
-    in_flight: BTreeSet<uuid::Uuid>,
+    in_flight: OrdSet<uuid::Uuid>,
     /// Sum of balances per currency, kept up to date by every balance change (no zero
     /// entries), so conservation can be checked after every entry in O(currencies).
     balance_totals: BTreeMap<Currency, i128>,
+    /// The sum of every account's, transfer's and credit's record hash, kept up to date by
+    /// every change to a record: what makes [`Ledger::digest`] O(currencies).
+    records: RecordSum,
 }
 
 impl Ledger {
@@ -86,11 +108,11 @@ impl Ledger {
                 self.in_flight.range((Excluded(cursor), Unbounded)),
                 self.in_flight.range((Unbounded, Included(cursor))),
             ),
-            // Everything, then nothing (an empty range: start == end, end excluded).
+            // Everything, then nothing (no id sorts after the largest one).
             None => (
                 self.in_flight.range((Unbounded::<uuid::Uuid>, Unbounded)),
                 self.in_flight
-                    .range((Included(uuid::Uuid::nil()), Excluded(uuid::Uuid::nil()))),
+                    .range((Excluded(uuid::Uuid::max()), Unbounded)),
             ),
         };
         after.chain(up_to).map(|id| &self.transfers[id])
@@ -128,14 +150,21 @@ impl Ledger {
         })
     }
 
-    /// All accounts, sorted by account id (byte order).
+    /// All accounts, sorted by account id (byte order). O(n log n): for audits and snapshot
+    /// writers, never the store thread.
     pub fn accounts(&self) -> impl Iterator<Item = &Account> {
-        self.accounts.values()
+        sorted_by_key(self.accounts.iter())
     }
 
-    /// All transfer records, sorted by transaction id (byte order of the UUID).
+    /// All transfer records, sorted by transaction id (byte order of the UUID). O(n log n),
+    /// like [`Ledger::accounts`].
     pub fn transfers(&self) -> impl Iterator<Item = &TransferRecord> {
-        self.transfers.values()
+        sorted_by_key(self.transfers.iter())
+    }
+
+    /// All credit records, sorted by transaction id.
+    fn credits_sorted(&self) -> impl Iterator<Item = &CreditRecord> {
+        sorted_by_key(self.credits.iter())
     }
 
     /// Sum of balances per currency code. Sorted by code. With one partition it is always
@@ -155,18 +184,22 @@ impl Ledger {
         totals
     }
 
-    /// BLAKE3 over a canonical encoding of the whole state (accounts sorted by id, transfers sorted by id, every field incl. meta); equal states <=> equal digests. Document the encoding in a doc comment.
+    /// A BLAKE3 digest of the whole state; equal states have equal digests, and any change to
+    /// an account, transfer record, credit record or outflow changes it. O(currencies): the
+    /// records enter through a running sum that every change keeps up to date.
     ///
-    /// Encoding (all integers little-endian, fed to BLAKE3 in `derive_key` mode with the
-    /// context `"wallet ledger state digest v1"`):
+    /// Encoding (all integers little-endian):
     ///
     /// ```text
-    /// state    = u64 accounts_count, account*, u64 transfers_count, transfer*
+    /// digest   = BLAKE3 derive_key("wallet ledger state digest v3",
+    ///              u64 accounts_count, u64 transfers_count, u64 credits_count,
+    ///              [u8; 32] record_sum, u64 outflow_count, (currency, i128 outflow)*)
+    ///                                              -- outflow sorted by currency code
+    /// record_sum = sum mod 2^256 (little-endian) of BLAKE3(record) over every record
+    /// record   = u8 0, account | u8 1, transfer | u8 2, credit
     /// account  = str account_id, currency, u8 allow_negative_balance (0|1), i128 balance_minor
-    ///            -- sorted by account_id bytes
-    /// state   += u64 credits_count, credit*, u64 outflow_count, (currency, i128 outflow)*
-    /// transfer = command, status, meta, settlement      -- sorted by transaction_id bytes
-    /// credit   = command, u8 0 (Credited) | u8 1, reason (Refused), meta  -- sorted by id
+    /// transfer = command, status, meta, settlement
+    /// credit   = command, u8 0 (Credited) | u8 1, reason (Refused), meta
     /// command  = [u8; 16] transaction_id, str from, str to, i64 amount_minor, currency
     /// meta     = u64 index, u64 timestamp_ms
     /// settlement = u8 0 (none) | u8 1, meta, u64 credit_index
@@ -177,51 +210,72 @@ impl Ledger {
     ///          | 3 InsufficientFunds | 4 TransactionIdReused
     /// ```
     ///
-    /// Counts and length prefixes make the encoding injective, so different states cannot
-    /// collide short of a BLAKE3 collision. The tags are spelled out rather than taken
-    /// from enum discriminants so that reordering variants cannot silently change digests.
+    /// Each record's encoding is injective (length prefixes, spelled-out tags rather than enum
+    /// discriminants, a kind byte first), and a state holds each record once, so the record
+    /// sum is a multiset hash of the state: independent of the order records were created in.
+    /// What it guards against is replicas or a replay that disagree by accident (a bug, a
+    /// corrupt disk), for which a 256-bit sum of BLAKE3 hashes is as good as one hash over
+    /// everything. An additive multiset hash is not collision-resistant against someone who
+    /// chooses very many records (a generalized-birthday attack); such a person would first
+    /// need two replicas to hold different states, which applying one log cannot produce.
     pub fn digest(&self) -> [u8; 32] {
         let mut hasher = blake3::Hasher::new_derive_key(DIGEST_CONTEXT);
         hasher.update(&encode_len(self.accounts.len()));
-        for account in self.accounts.values() {
-            hash_str(&mut hasher, &account.account_id);
-            hash_currency(&mut hasher, account.currency);
-            hasher.update(&[u8::from(account.allow_negative_balance)]);
-            hasher.update(&account.balance_minor.to_le_bytes());
-        }
         hasher.update(&encode_len(self.transfers.len()));
-        for record in self.transfers.values() {
-            hash_transfer(&mut hasher, &record.transfer);
-            match record.status {
-                TransferStatus::Completed => hasher.update(&[0]),
-                TransferStatus::Rejected(reason) => hasher.update(&[1, reject_reason_tag(reason)]),
-                TransferStatus::InFlight => hasher.update(&[2]),
-            };
-            hash_meta(&mut hasher, record.meta);
-            match record.settlement {
-                None => hasher.update(&[0]),
-                Some(settlement) => {
-                    hasher.update(&[1]);
-                    hash_meta(&mut hasher, settlement.meta);
-                    hasher.update(&settlement.credit_index.to_le_bytes())
-                }
-            };
-        }
         hasher.update(&encode_len(self.credits.len()));
-        for record in self.credits.values() {
-            hash_transfer(&mut hasher, &record.transfer);
-            match record.outcome {
-                CreditOutcome::Credited => hasher.update(&[0]),
-                CreditOutcome::Refused(reason) => hasher.update(&[1, reject_reason_tag(reason)]),
-            };
-            hash_meta(&mut hasher, record.meta);
-        }
+        hasher.update(&self.records.to_le_bytes());
         hasher.update(&encode_len(self.outflow.len()));
         for (currency, outflow) in &self.outflow {
             hash_currency(&mut hasher, *currency);
             hasher.update(&outflow.to_le_bytes());
         }
         *hasher.finalize().as_bytes()
+    }
+
+    /// The digest computed the slow way, from every record (for tests of the running sum).
+    #[doc(hidden)]
+    pub fn digest_from_scratch(&self) -> [u8; 32] {
+        let mut recomputed = self.clone();
+        recomputed.records = RecordSum::default();
+        for account in self.accounts.values() {
+            recomputed.records.add(&account_hash(account));
+        }
+        for record in self.transfers.values() {
+            recomputed.records.add(&transfer_hash(record));
+        }
+        for record in self.credits.values() {
+            recomputed.records.add(&credit_hash(record));
+        }
+        recomputed.digest()
+    }
+
+    fn insert_account(&mut self, account: Account) -> Option<Account> {
+        self.records.add(&account_hash(&account));
+        let previous = self.accounts.insert(account.account_id.clone(), account);
+        if let Some(previous) = &previous {
+            self.records.sub(&account_hash(previous));
+        }
+        previous
+    }
+
+    fn insert_transfer(&mut self, record: TransferRecord) -> Option<TransferRecord> {
+        self.records.add(&transfer_hash(&record));
+        let previous = self
+            .transfers
+            .insert(record.transfer.transaction_id, record);
+        if let Some(previous) = &previous {
+            self.records.sub(&transfer_hash(previous));
+        }
+        previous
+    }
+
+    fn insert_credit(&mut self, record: CreditRecord) -> Option<CreditRecord> {
+        self.records.add(&credit_hash(&record));
+        let previous = self.credits.insert(record.transfer.transaction_id, record);
+        if let Some(previous) = &previous {
+            self.records.sub(&credit_hash(previous));
+        }
+        previous
     }
 
     /// decide then evolve; returns the event applied (if any) and the command's outcome.
@@ -266,6 +320,105 @@ impl Ledger {
             }
         }
     }
+}
+
+/// A 256-bit sum of record hashes modulo 2^256, as four little-endian 64-bit limbs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct RecordSum([u64; 4]);
+
+impl RecordSum {
+    fn add(&mut self, hash: &[u8; 32]) {
+        let mut carry = false;
+        for (limb, word) in self.0.iter_mut().zip(limbs(hash)) {
+            let (sum, overflow_a) = limb.overflowing_add(word);
+            let (sum, overflow_b) = sum.overflowing_add(u64::from(carry));
+            *limb = sum;
+            carry = overflow_a || overflow_b;
+        }
+    }
+
+    fn sub(&mut self, hash: &[u8; 32]) {
+        let mut borrow = false;
+        for (limb, word) in self.0.iter_mut().zip(limbs(hash)) {
+            let (difference, underflow_a) = limb.overflowing_sub(word);
+            let (difference, underflow_b) = difference.overflowing_sub(u64::from(borrow));
+            *limb = difference;
+            borrow = underflow_a || underflow_b;
+        }
+    }
+
+    fn to_le_bytes(self) -> [u8; 32] {
+        let mut bytes = [0; 32];
+        for (chunk, limb) in bytes.chunks_exact_mut(8).zip(self.0) {
+            chunk.copy_from_slice(&limb.to_le_bytes());
+        }
+        bytes
+    }
+}
+
+fn limbs(hash: &[u8; 32]) -> impl Iterator<Item = u64> + '_ {
+    hash.chunks_exact(8)
+        .map(|chunk| u64::from_le_bytes(chunk.try_into().expect("8-byte chunk")))
+}
+
+const RECORD_ACCOUNT: u8 = 0;
+const RECORD_TRANSFER: u8 = 1;
+const RECORD_CREDIT: u8 = 2;
+
+fn account_hash(account: &Account) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&[RECORD_ACCOUNT]);
+    hash_str(&mut hasher, &account.account_id);
+    hash_currency(&mut hasher, account.currency);
+    hasher.update(&[u8::from(account.allow_negative_balance)]);
+    hasher.update(&account.balance_minor.to_le_bytes());
+    *hasher.finalize().as_bytes()
+}
+
+fn transfer_hash(record: &TransferRecord) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&[RECORD_TRANSFER]);
+    hash_transfer(&mut hasher, &record.transfer);
+    match record.status {
+        TransferStatus::Completed => hasher.update(&[0]),
+        TransferStatus::Rejected(reason) => hasher.update(&[1, reject_reason_tag(reason)]),
+        TransferStatus::InFlight => hasher.update(&[2]),
+    };
+    hash_meta(&mut hasher, record.meta);
+    match record.settlement {
+        None => hasher.update(&[0]),
+        Some(settlement) => {
+            hasher.update(&[1]);
+            hash_meta(&mut hasher, settlement.meta);
+            hasher.update(&settlement.credit_index.to_le_bytes())
+        }
+    };
+    *hasher.finalize().as_bytes()
+}
+
+fn credit_hash(record: &CreditRecord) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&[RECORD_CREDIT]);
+    hash_transfer(&mut hasher, &record.transfer);
+    match record.outcome {
+        CreditOutcome::Credited => hasher.update(&[0]),
+        CreditOutcome::Refused(reason) => hasher.update(&[1, reject_reason_tag(reason)]),
+    };
+    hash_meta(&mut hasher, record.meta);
+    *hasher.finalize().as_bytes()
+}
+
+/// The values of a hash index in key order.
+fn sorted_by_key<'a, K: Ord + 'a, V: 'a>(
+    entries: impl Iterator<Item = (&'a K, &'a V)>,
+) -> std::vec::IntoIter<&'a V> {
+    let mut entries: Vec<(&K, &V)> = entries.collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    entries
+        .into_iter()
+        .map(|(_, value)| value)
+        .collect::<Vec<_>>()
+        .into_iter()
 }
 
 fn encode_len(len: usize) -> [u8; 8] {
@@ -560,13 +713,12 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
                 !state.accounts.contains_key(&account_id),
                 "AccountOpened for existing account {account_id:?}"
             );
-            let account = Account {
-                account_id: account_id.clone(),
+            state.insert_account(Account {
+                account_id,
                 currency,
                 allow_negative_balance,
                 balance_minor: 0,
-            };
-            state.accounts.insert(account_id, account);
+            });
         }
         Event::TransferCompleted { transfer, meta } => {
             assert_transfer_shape(&transfer);
@@ -623,7 +775,7 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
                 meta,
                 settlement: None,
             };
-            state.transfers.insert(id, record);
+            state.insert_transfer(record);
         }
         Event::TransferRejected {
             transfer,
@@ -649,7 +801,7 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
                 meta,
                 settlement: None,
             };
-            state.transfers.insert(id, record);
+            state.insert_transfer(record);
         }
         Event::TransferDebited { transfer, meta } => {
             assert_transfer_shape(&transfer);
@@ -673,7 +825,7 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
                 meta,
                 settlement: None,
             };
-            state.transfers.insert(id, record);
+            state.insert_transfer(record);
             state.in_flight.insert(id);
         }
         Event::TransferCredited { transfer, meta } => {
@@ -700,7 +852,7 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
                 outcome: CreditOutcome::Credited,
                 meta,
             };
-            state.credits.insert(id, record);
+            state.insert_credit(record);
         }
         Event::CreditRefused {
             transfer,
@@ -723,16 +875,17 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
                 outcome: CreditOutcome::Refused(reason),
                 meta,
             };
-            state.credits.insert(id, record);
+            state.insert_credit(record);
         }
         Event::TransferSettled {
             transaction_id,
             credit_index,
             meta,
         } => {
-            let record = settle(state, &transaction_id);
+            let mut record = settle(state, &transaction_id);
             record.status = TransferStatus::Completed;
             record.settlement = Some(Settlement { meta, credit_index });
+            state.insert_transfer(record);
         }
         Event::TransferRefunded {
             transaction_id,
@@ -740,30 +893,32 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
             credit_index,
             meta,
         } => {
-            let record = settle(state, &transaction_id);
+            let mut record = settle(state, &transaction_id);
             record.status = TransferStatus::Rejected(reason);
             record.settlement = Some(Settlement { meta, credit_index });
-            let transfer = record.transfer.clone();
-            let amount_minor = i128::from(transfer.amount_minor);
-            let from_before = state.accounts[&transfer.from].balance_minor;
-            set_balance(state, &transfer.from, from_before + amount_minor);
-            add_outflow(state, transfer.currency, -amount_minor);
+            let (from, currency) = (record.transfer.from.clone(), record.transfer.currency);
+            let amount_minor = i128::from(record.transfer.amount_minor);
+            state.insert_transfer(record);
+            let from_before = state.accounts[&from].balance_minor;
+            set_balance(state, &from, from_before + amount_minor);
+            add_outflow(state, currency, -amount_minor);
         }
     }
 }
 
-/// Takes an in-flight transfer out of flight for settling; panics if it is not in flight.
-fn settle<'a>(state: &'a mut Ledger, transaction_id: &uuid::Uuid) -> &'a mut TransferRecord {
+/// Takes an in-flight transfer out of flight for settling and returns a copy of its record
+/// to finish and put back; panics if it is not in flight.
+fn settle(state: &mut Ledger, transaction_id: &uuid::Uuid) -> TransferRecord {
     assert!(
-        state.in_flight.remove(transaction_id),
+        state.in_flight.remove(transaction_id).is_some(),
         "settling {transaction_id}, which is not in flight"
     );
     let record = state
         .transfers
-        .get_mut(transaction_id)
+        .get(transaction_id)
         .expect("in-flight transfers are recorded");
     assert_eq!(record.status, TransferStatus::InFlight);
-    record
+    record.clone()
 }
 
 fn add_outflow(state: &mut Ledger, currency: Currency, delta_minor: i128) {
@@ -782,8 +937,10 @@ fn set_balance(state: &mut Ledger, account_id: &str, balance_minor: i128) {
         .accounts
         .get_mut(account_id)
         .expect("account checked before");
+    state.records.sub(&account_hash(account));
     let delta = balance_minor - account.balance_minor;
     account.balance_minor = balance_minor;
+    state.records.add(&account_hash(account));
     add_balance_total(&mut state.balance_totals, account.currency, delta);
 }
 
@@ -820,9 +977,9 @@ struct LedgerSnapshotRef<'a> {
 impl serde::Serialize for Ledger {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let snapshot = LedgerSnapshotRef {
-            accounts: self.accounts.values().collect(),
-            transfers: self.transfers.values().collect(),
-            credits: self.credits.values().collect(),
+            accounts: self.accounts().collect(),
+            transfers: self.transfers().collect(),
+            credits: self.credits_sorted().collect(),
             outflow: self
                 .outflow
                 .iter()
@@ -855,7 +1012,7 @@ impl Ledger {
                     account.account_id
                 ));
             }
-            if let Some(duplicate) = ledger.accounts.insert(account.account_id.clone(), account) {
+            if let Some(duplicate) = ledger.insert_account(account) {
                 return Err(format!(
                     "snapshot: duplicate account {:?}",
                     duplicate.account_id
@@ -881,7 +1038,7 @@ impl Ledger {
         }
         for record in snapshot.credits {
             let id = record.transfer.transaction_id;
-            if ledger.credits.insert(id, record).is_some() {
+            if ledger.insert_credit(record).is_some() {
                 return Err(format!("snapshot: duplicate credit {id}"));
             }
         }
@@ -916,7 +1073,7 @@ impl Ledger {
             if record.status == TransferStatus::InFlight {
                 ledger.in_flight.insert(transfer.transaction_id);
             }
-            if let Some(duplicate) = ledger.transfers.insert(transfer.transaction_id, record) {
+            if let Some(duplicate) = ledger.insert_transfer(record) {
                 return Err(format!(
                     "snapshot: duplicate transfer {}",
                     duplicate.transfer.transaction_id

@@ -1,0 +1,110 @@
+//! A single-thread measurement of the pure core: how fast `execute` decides and applies
+//! transfers, and what a snapshot's clone and a status digest cost, at a given ledger size.
+//! Not a test: it asserts nothing about speed; BENCHMARKS.md quotes its output.
+//!
+//!   cargo run --release -p ledger --example apply -- [accounts] [transfers]
+//!
+//! Deterministic: account ids, amounts and transaction ids come from a fixed-seed xorshift.
+
+use std::time::Instant;
+
+use ledger::{Command, Currency, EntryMeta, Ledger, TransferCommand};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let accounts: u64 = args
+        .next()
+        .map_or(100_000, |a| a.parse().expect("accounts"));
+    let transfers: u64 = args
+        .next()
+        .map_or(1_000_000, |a| a.parse().expect("transfers"));
+    let usd = Currency::parse("USD").expect("USD");
+    let mut ledger = Ledger::new();
+    let mut index = 0;
+    let mut meta = || {
+        index += 1;
+        EntryMeta {
+            index,
+            timestamp_ms: 1_700_000_000_000 + index,
+        }
+    };
+    let id = |n: u64| format!("acct-{n:09}");
+
+    let started = Instant::now();
+    let issuer = "issuer".to_string();
+    ledger.execute(
+        &Command::OpenAccount {
+            account_id: issuer.clone(),
+            currency: usd,
+            allow_negative_balance: true,
+        },
+        meta(),
+    );
+    for n in 0..accounts {
+        ledger.execute(
+            &Command::OpenAccount {
+                account_id: id(n),
+                currency: usd,
+                allow_negative_balance: false,
+            },
+            meta(),
+        );
+        ledger.execute(
+            &Command::Transfer(TransferCommand {
+                transaction_id: uuid::Uuid::from_u64_pair(1, n),
+                from: issuer.clone(),
+                to: id(n),
+                amount_minor: 1_000_000,
+                currency: usd,
+            }),
+            meta(),
+        );
+    }
+    let setup = started.elapsed();
+
+    let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let commands: Vec<Command> = (0..transfers)
+        .map(|n| {
+            let from = next() % accounts;
+            let to = (from + 1 + next() % (accounts - 1)) % accounts;
+            Command::Transfer(TransferCommand {
+                transaction_id: uuid::Uuid::from_u64_pair(2, n),
+                from: id(from),
+                to: id(to),
+                amount_minor: i64::try_from(1 + next() % 100).expect("small"),
+                currency: usd,
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    for command in &commands {
+        ledger.execute(command, meta());
+    }
+    let applied = started.elapsed();
+
+    let started = Instant::now();
+    let copy = ledger.clone();
+    let cloned = started.elapsed();
+    let started = Instant::now();
+    let digest = ledger.digest();
+    let digested = started.elapsed();
+    drop(copy);
+
+    println!(
+        "accounts {accounts}, transfers {transfers}: setup {:.2} s; execute {:.0} transfers/s \
+         ({:.2} µs each); clone {:.1} ms; digest {:.1} ms ({:02x}{:02x}..)",
+        setup.as_secs_f64(),
+        transfers as f64 / applied.as_secs_f64(),
+        applied.as_secs_f64() * 1e6 / transfers as f64,
+        cloned.as_secs_f64() * 1e3,
+        digested.as_secs_f64() * 1e3,
+        digest[0],
+        digest[1],
+    );
+}
