@@ -11,7 +11,9 @@
 #   loadtest/compare.sh --zipf 1.0               # extra flags go to both runs
 #
 # Settings (environment): SEED, DURATION, CLIENTS, ACCOUNTS, CROSS (cross-partition share),
-# API (unary|stream, wallet side only), WORK (scratch directory), PG_PORT.
+# API (unary|stream, wallet side only), WORK (scratch directory), PG_PORT, BIN (a folder
+# holding walletctl, wallet-loadtest and the node binaries, e.g. an earlier build kept for a
+# before/after comparison; unset: build this checkout's).
 set -euo pipefail
 
 SEED=${SEED:-1}
@@ -24,15 +26,17 @@ WORK=${WORK:-/var/tmp/wallet-compare}
 PG_PORT=${PG_PORT:-54329}
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug
 mkdir -p "$WORK"
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-echo "== building the binaries" >&2
-(cd "$ROOT" && cargo build -q --bins)
+if [ -z "${BIN:-}" ]; then
+    echo "== building the binaries" >&2
+    (cd "$ROOT" && cargo build -q --bins)
+    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug
+fi
 
 # --- PostgreSQL -------------------------------------------------------------------------
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)

@@ -176,7 +176,7 @@ impl QueryService for QueryApi {
     type WatchBalancesStream = Stream<pb::BalanceUpdate>;
     type WatchTransferStream = Stream<pb::TransferUpdate>;
 
-    #[tracing::instrument(skip_all, fields(account_id = %request.get_ref().account_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %request.get_ref().account_id))]
     async fn get_balance(
         &self,
         request: Request<pb::GetBalanceRequest>,
@@ -368,7 +368,7 @@ impl QueryService for QueryApi {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
-    #[tracing::instrument(skip_all, fields(account_id = %request.get_ref().account_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %request.get_ref().account_id))]
     async fn list_transfers(
         &self,
         request: Request<pb::ListTransfersRequest>,
@@ -434,7 +434,7 @@ impl QueryService for QueryApi {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(account_id = %request.get_ref().account_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %request.get_ref().account_id))]
     async fn get_balance_at(
         &self,
         request: Request<pb::GetBalanceAtRequest>,

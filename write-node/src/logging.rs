@@ -1,4 +1,8 @@
 //! raft-rs logs through slog; this drain forwards its records to `tracing` (target "raft").
+//!
+//! raft-rs logs every message it sends and receives at debug level. A record's key-values are
+//! formatted only when the subscriber would keep the event: formatting them all and letting
+//! tracing drop the text cost several microseconds per raft message on the hot path.
 
 use std::fmt::Write as _;
 
@@ -20,6 +24,9 @@ impl Drain for TracingDrain {
     type Err = slog::Never;
 
     fn log(&self, record: &Record, values: &OwnedKVList) -> Result<(), slog::Never> {
+        if !enabled(record.level()) {
+            return Ok(());
+        }
         let mut kv = KvText(String::new());
         let _ = record.kv().serialize(record, &mut kv);
         let _ = values.serialize(record, &mut kv);
@@ -33,6 +40,18 @@ impl Drain for TracingDrain {
             Level::Trace => tracing::trace!(target: "raft", "{message}{kv}"),
         }
         Ok(())
+    }
+}
+
+/// Whether the tracing subscriber keeps raft events of this level (a cached per-callsite
+/// check: no formatting happens before it says yes).
+fn enabled(level: Level) -> bool {
+    match level {
+        Level::Critical | Level::Error => tracing::enabled!(target: "raft", tracing::Level::ERROR),
+        Level::Warning => tracing::enabled!(target: "raft", tracing::Level::WARN),
+        Level::Info => tracing::enabled!(target: "raft", tracing::Level::INFO),
+        Level::Debug => tracing::enabled!(target: "raft", tracing::Level::DEBUG),
+        Level::Trace => tracing::enabled!(target: "raft", tracing::Level::TRACE),
     }
 }
 

@@ -229,7 +229,7 @@ impl Api {
         }
     }
     /// One transfer of a SubmitTransfers stream, in its own span.
-    #[tracing::instrument(name = "submit_transfer", skip_all, fields(transaction_id = %request.transaction_id))]
+    #[tracing::instrument(level = "debug", name = "submit_transfer", skip_all, fields(transaction_id = %request.transaction_id))]
     async fn transfer_result(
         self,
         caller: Option<Arc<Caller>>,
@@ -363,7 +363,7 @@ pub fn transfer_to_pb(record: &TransferRecord, partitions: u32) -> pb::Transfer 
 
 #[tonic::async_trait]
 impl WalletService for Api {
-    #[tracing::instrument(skip_all, fields(account_id = %request.get_ref().account_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %request.get_ref().account_id))]
     async fn open_account(
         &self,
         request: Request<OpenAccountRequest>,
@@ -384,7 +384,7 @@ impl WalletService for Api {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(transaction_id = %request.get_ref().transaction_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(transaction_id = %request.get_ref().transaction_id))]
     async fn transfer(
         &self,
         request: Request<TransferRequest>,
@@ -470,7 +470,7 @@ impl WalletService for Api {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(transaction_id = %request.get_ref().transaction_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(transaction_id = %request.get_ref().transaction_id))]
     async fn get_transfer(
         &self,
         request: Request<GetTransferRequest>,
