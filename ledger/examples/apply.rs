@@ -61,6 +61,7 @@ fn main() {
         );
     }
     let setup = started.elapsed();
+    let rss_accounts = rss_bytes();
 
     let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
     let mut next = move || {
@@ -87,6 +88,8 @@ fn main() {
         ledger.execute(command, meta());
     }
     let applied = started.elapsed();
+    drop(commands);
+    let rss_transfers = rss_bytes();
 
     let started = Instant::now();
     let copy = ledger.clone();
@@ -98,7 +101,8 @@ fn main() {
 
     println!(
         "accounts {accounts}, transfers {transfers}: setup {:.2} s; execute {:.0} transfers/s \
-         ({:.2} µs each); clone {:.1} ms; digest {:.1} ms ({:02x}{:02x}..)",
+         ({:.2} µs each); clone {:.1} ms; digest {:.1} ms ({:02x}{:02x}..); RSS {} MiB with \
+         the accounts ({:.0} B per account incl. its funding record), +{:.0} B per transfer",
         setup.as_secs_f64(),
         transfers as f64 / applied.as_secs_f64(),
         applied.as_secs_f64() * 1e6 / transfers as f64,
@@ -106,5 +110,18 @@ fn main() {
         digested.as_secs_f64() * 1e3,
         digest[0],
         digest[1],
+        rss_accounts >> 20,
+        rss_accounts as f64 / accounts as f64,
+        rss_transfers.saturating_sub(rss_accounts) as f64 / transfers as f64,
     );
+}
+
+/// This process's resident set size (Linux), 0 where /proc is unavailable.
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }

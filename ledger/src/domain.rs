@@ -408,6 +408,60 @@ pub enum Outcome {
     Malformed(Malformed),
 }
 
+impl Outcome {
+    /// The outcome an event that creates a record answers with, built from the event alone
+    /// (no lookup after applying it); `None` for settling events, whose record existed.
+    pub(crate) fn of_new(event: &Event) -> Option<Outcome> {
+        let transfer = |transfer: &TransferCommand, status, meta| {
+            Outcome::Transfer(TransferRecord {
+                transfer: transfer.clone(),
+                status,
+                meta,
+                settlement: None,
+            })
+        };
+        let credit = |transfer: &TransferCommand, outcome, meta| {
+            Outcome::Credit(CreditRecord {
+                transfer: transfer.clone(),
+                outcome,
+                meta,
+            })
+        };
+        Some(match event {
+            Event::AccountOpened {
+                account_id,
+                currency,
+                allow_negative_balance,
+            } => Outcome::Account(Account {
+                account_id: account_id.clone(),
+                currency: *currency,
+                allow_negative_balance: *allow_negative_balance,
+                balance_minor: 0,
+            }),
+            Event::TransferCompleted { transfer: t, meta } => {
+                transfer(t, TransferStatus::Completed, *meta)
+            }
+            Event::TransferRejected {
+                transfer: t,
+                reason,
+                meta,
+            } => transfer(t, TransferStatus::Rejected(*reason), *meta),
+            Event::TransferDebited { transfer: t, meta } => {
+                transfer(t, TransferStatus::InFlight, *meta)
+            }
+            Event::TransferCredited { transfer: t, meta } => {
+                credit(t, CreditOutcome::Credited, *meta)
+            }
+            Event::CreditRefused {
+                transfer: t,
+                reason,
+                meta,
+            } => credit(t, CreditOutcome::Refused(*reason), *meta),
+            Event::TransferSettled { .. } | Event::TransferRefunded { .. } => return None,
+        })
+    }
+}
+
 /// Result of decide: either an event to apply, or a reply with no state change (duplicate retry, conflict, re-open with same params).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {

@@ -1,30 +1,20 @@
 //! The replicated state and its two pure functions: `decide` (command → decision) and
 //! `evolve` (event → new state).
 //!
-//! State lives in ordered maps rather than hash maps: every iteration (snapshots, totals,
-//! listings) is then in key order by construction, so no hash seed can ever make two
-//! replicas disagree. The maps are persistent (`imbl`, structurally shared B-trees): cloning
-//! a ledger for a snapshot shares every node and costs O(1) on the store thread; a node is
-//! copied only when the live ledger writes to it while the snapshot still holds it.
+//! State lives in ordered maps rather than hash maps, so no hash seed can ever make two
+//! replicas disagree. Keys are integers: transaction ids as `u128`, accounts by
+//! [`AccountKey`] (128 bits of the BLAKE3 hash of the id), so a lookup compares integers, not
+//! strings. The maps are persistent (`imbl`, structurally shared B-trees): cloning a ledger
+//! for a snapshot shares every node and costs O(1) on the store thread; a node is copied only
+//! when the live ledger writes to it while the snapshot still holds it. Listings and
+//! snapshots sort by id where order is visible.
 //!
 //! The state digest is maintained as the state changes (see [`Ledger::digest`]), so asking
 //! for it costs O(currencies), not a walk of every account and transfer.
 
 use std::collections::BTreeMap;
 
-use std::hash::{BuildHasherDefault, DefaultHasher};
-
-use imbl::OrdSet;
-
-/// A persistent hash map (HAMT): O(1) clone, lookups by hash instead of by comparing keys.
-/// Its hasher is fixed (no per-process seed), though nothing may depend on its iteration
-/// order anyway: the digest is a sum over records, and listings sort.
-type Index<K, V> = imbl::GenericHashMap<
-    K,
-    V,
-    BuildHasherDefault<DefaultHasher>,
-    imbl::shared_ptr::DefaultSharedPtr,
->;
+use imbl::{OrdMap, OrdSet};
 
 use crate::domain::{
     Account, Command, Conflict, CreditOutcome, CreditRecord, Decision, EntryMeta, Event, Malformed,
@@ -44,11 +34,15 @@ const DIGEST_CONTEXT: &str = "wallet ledger state digest v3";
 /// not yet credited or refunded): zero once every cross-partition transfer has settled.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ledger {
-    accounts: Index<String, Account>,
-    transfers: Index<uuid::Uuid, TransferRecord>,
-    credits: Index<uuid::Uuid, CreditRecord>,
+    /// Open accounts by [`AccountKey`].
+    accounts: OrdMap<AccountKey, Account>,
+    /// Transfers decided here as the source, by transaction id ([`uuid::Uuid::as_u128`]:
+    /// the UUID's byte order, compared in one instruction).
+    transfers: OrdMap<u128, TransferRecord>,
+    /// Credits decided here as the target, by transaction id.
+    credits: OrdMap<u128, CreditRecord>,
     outflow: BTreeMap<Currency, i128>,
-    in_flight: OrdSet<uuid::Uuid>,
+    in_flight: OrdSet<u128>,
     /// Sum of balances per currency, kept up to date by every balance change (no zero
     /// entries), so conservation can be checked after every entry in O(currencies).
     balance_totals: BTreeMap<Currency, i128>,
@@ -65,12 +59,14 @@ impl Ledger {
 
     /// The account with this id, if open.
     pub fn account(&self, account_id: &str) -> Option<&Account> {
-        self.accounts.get(account_id)
+        self.accounts
+            .get(&AccountKey::of(account_id))
+            .filter(|account| account.account_id == account_id)
     }
 
     /// The record of this transaction id, if it was ever decided (completed or rejected).
     pub fn transfer(&self, transaction_id: &uuid::Uuid) -> Option<&TransferRecord> {
-        self.transfers.get(transaction_id)
+        self.transfers.get(&transaction_id.as_u128())
     }
 
     /// Number of open accounts.
@@ -85,7 +81,7 @@ impl Ledger {
 
     /// The credit this (target) partition decided for a transaction id, if any.
     pub fn credit(&self, transaction_id: &uuid::Uuid) -> Option<&CreditRecord> {
-        self.credits.get(transaction_id)
+        self.credits.get(&transaction_id.as_u128())
     }
 
     /// Cross-partition transfers debited here and not yet settled, by transaction id.
@@ -105,14 +101,15 @@ impl Ledger {
         use std::ops::Bound::{Excluded, Included, Unbounded};
         let (after, up_to) = match cursor {
             Some(cursor) => (
-                self.in_flight.range((Excluded(cursor), Unbounded)),
-                self.in_flight.range((Unbounded, Included(cursor))),
+                self.in_flight
+                    .range((Excluded(cursor.as_u128()), Unbounded)),
+                self.in_flight
+                    .range((Unbounded, Included(cursor.as_u128()))),
             ),
             // Everything, then nothing (no id sorts after the largest one).
             None => (
-                self.in_flight.range((Unbounded::<uuid::Uuid>, Unbounded)),
-                self.in_flight
-                    .range((Excluded(uuid::Uuid::max()), Unbounded)),
+                self.in_flight.range((Unbounded::<u128>, Unbounded)),
+                self.in_flight.range((Excluded(u128::MAX), Unbounded)),
             ),
         };
         after.chain(up_to).map(|id| &self.transfers[id])
@@ -153,18 +150,14 @@ impl Ledger {
     /// All accounts, sorted by account id (byte order). O(n log n): for audits and snapshot
     /// writers, never the store thread.
     pub fn accounts(&self) -> impl Iterator<Item = &Account> {
-        sorted_by_key(self.accounts.iter())
+        let mut accounts: Vec<&Account> = self.accounts.values().collect();
+        accounts.sort_unstable_by(|a, b| a.account_id.cmp(&b.account_id));
+        accounts.into_iter()
     }
 
-    /// All transfer records, sorted by transaction id (byte order of the UUID). O(n log n),
-    /// like [`Ledger::accounts`].
+    /// All transfer records, sorted by transaction id (byte order of the UUID).
     pub fn transfers(&self) -> impl Iterator<Item = &TransferRecord> {
-        sorted_by_key(self.transfers.iter())
-    }
-
-    /// All credit records, sorted by transaction id.
-    fn credits_sorted(&self) -> impl Iterator<Item = &CreditRecord> {
-        sorted_by_key(self.credits.iter())
+        self.transfers.values()
     }
 
     /// Sum of balances per currency code. Sorted by code. With one partition it is always
@@ -251,7 +244,9 @@ impl Ledger {
 
     fn insert_account(&mut self, account: Account) -> Option<Account> {
         self.records.add(&account_hash(&account));
-        let previous = self.accounts.insert(account.account_id.clone(), account);
+        let previous = self
+            .accounts
+            .insert(AccountKey::of(&account.account_id), account);
         if let Some(previous) = &previous {
             self.records.sub(&account_hash(previous));
         }
@@ -262,7 +257,7 @@ impl Ledger {
         self.records.add(&transfer_hash(&record));
         let previous = self
             .transfers
-            .insert(record.transfer.transaction_id, record);
+            .insert(record.transfer.transaction_id.as_u128(), record);
         if let Some(previous) = &previous {
             self.records.sub(&transfer_hash(previous));
         }
@@ -271,7 +266,9 @@ impl Ledger {
 
     fn insert_credit(&mut self, record: CreditRecord) -> Option<CreditRecord> {
         self.records.add(&credit_hash(&record));
-        let previous = self.credits.insert(record.transfer.transaction_id, record);
+        let previous = self
+            .credits
+            .insert(record.transfer.transaction_id.as_u128(), record);
         if let Some(previous) = &previous {
             self.records.sub(&credit_hash(previous));
         }
@@ -283,42 +280,41 @@ impl Ledger {
         match decide(self, command, meta) {
             Decision::Reply(outcome) => (None, outcome),
             Decision::Apply(event) => {
+                let outcome = Outcome::of_new(&event);
                 evolve(self, &event);
-                let outcome = self.outcome_of(&event);
+                let outcome = outcome.unwrap_or_else(|| self.outcome_of(&event));
                 (Some(event), outcome)
             }
         }
     }
 
-    /// The outcome a just-applied event answers with: the state it created.
+    /// The outcome a just-applied settling event answers with: the record it finished.
     fn outcome_of(&self, event: &Event) -> Outcome {
-        match event {
-            Event::AccountOpened { account_id, .. } => Outcome::Account(
-                self.account(account_id)
-                    .expect("account exists after AccountOpened")
-                    .clone(),
-            ),
-            Event::TransferCompleted { transfer, .. }
-            | Event::TransferRejected { transfer, .. }
-            | Event::TransferDebited { transfer, .. } => Outcome::Transfer(
-                self.transfer(&transfer.transaction_id)
-                    .expect("record exists after a transfer event")
-                    .clone(),
-            ),
-            Event::TransferSettled { transaction_id, .. }
-            | Event::TransferRefunded { transaction_id, .. } => Outcome::Transfer(
-                self.transfer(transaction_id)
-                    .expect("record exists after settling")
-                    .clone(),
-            ),
-            Event::TransferCredited { transfer, .. } | Event::CreditRefused { transfer, .. } => {
-                Outcome::Credit(
-                    self.credit(&transfer.transaction_id)
-                        .expect("credit record exists after a credit event")
-                        .clone(),
-                )
-            }
-        }
+        let (Event::TransferSettled { transaction_id, .. }
+        | Event::TransferRefunded { transaction_id, .. }) = event
+        else {
+            unreachable!("Outcome::of_new answers every event that creates a record")
+        };
+        Outcome::Transfer(
+            self.transfer(transaction_id)
+                .expect("record exists after settling")
+                .clone(),
+        )
+    }
+}
+
+/// Where an account sits in the index: the first 128 bits of the BLAKE3 hash of its id, so
+/// that a lookup compares integers rather than strings. Two ids with one key (a BLAKE3
+/// collision, not expected before 2^64 accounts) cannot both be open: [`Ledger::account`]
+/// checks the id, and opening the second is refused like a re-open with other parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct AccountKey(u128);
+
+impl AccountKey {
+    fn of(account_id: &str) -> AccountKey {
+        let hash = blake3::hash(account_id.as_bytes());
+        let bytes: [u8; 16] = hash.as_bytes()[..16].try_into().expect("16 bytes");
+        AccountKey(u128::from_le_bytes(bytes))
     }
 }
 
@@ -408,19 +404,6 @@ fn credit_hash(record: &CreditRecord) -> [u8; 32] {
     *hasher.finalize().as_bytes()
 }
 
-/// The values of a hash index in key order.
-fn sorted_by_key<'a, K: Ord + 'a, V: 'a>(
-    entries: impl Iterator<Item = (&'a K, &'a V)>,
-) -> std::vec::IntoIter<&'a V> {
-    let mut entries: Vec<(&K, &V)> = entries.collect();
-    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    entries
-        .into_iter()
-        .map(|(_, value)| value)
-        .collect::<Vec<_>>()
-        .into_iter()
-}
-
 fn encode_len(len: usize) -> [u8; 8] {
     u64::try_from(len).expect("length fits u64").to_le_bytes()
 }
@@ -461,10 +444,10 @@ fn reject_reason_tag(reason: RejectReason) -> u8 {
 /// Why `transfer` must be rejected in `state`, checked in the documented order, or `None`
 /// if it can complete. Shared by `decide` (to choose) and `evolve` (to verify the log).
 fn transfer_rejection(state: &Ledger, transfer: &TransferCommand) -> Option<RejectReason> {
-    let Some(from) = state.accounts.get(&transfer.from) else {
+    let Some(from) = state.account(&transfer.from) else {
         return Some(RejectReason::FromAccountNotFound);
     };
-    let Some(to) = state.accounts.get(&transfer.to) else {
+    let Some(to) = state.account(&transfer.to) else {
         return Some(RejectReason::ToAccountNotFound);
     };
     if transfer.currency != from.currency || transfer.currency != to.currency {
@@ -479,7 +462,7 @@ fn transfer_rejection(state: &Ledger, transfer: &TransferCommand) -> Option<Reje
 /// Why the source side of a cross-partition transfer must be rejected (the target checks
 /// `to` itself), or `None` if `from` can be debited.
 fn transfer_out_rejection(state: &Ledger, transfer: &TransferCommand) -> Option<RejectReason> {
-    let Some(from) = state.accounts.get(&transfer.from) else {
+    let Some(from) = state.account(&transfer.from) else {
         return Some(RejectReason::FromAccountNotFound);
     };
     if transfer.currency != from.currency {
@@ -493,7 +476,7 @@ fn transfer_out_rejection(state: &Ledger, transfer: &TransferCommand) -> Option<
 
 /// Why the target partition must refuse a credit, or `None` if `to` can be credited.
 fn credit_refusal(state: &Ledger, transfer: &TransferCommand) -> Option<RejectReason> {
-    let Some(to) = state.accounts.get(&transfer.to) else {
+    let Some(to) = state.account(&transfer.to) else {
         return Some(RejectReason::ToAccountNotFound);
     };
     if transfer.currency != to.currency {
@@ -507,7 +490,7 @@ fn credit_refusal(state: &Ledger, transfer: &TransferCommand) -> Option<RejectRe
 /// credit (always a conflict: a transfer decided here has its source here, a credit's source
 /// is elsewhere, so the two cannot be the same transfer).
 fn known_transfer(state: &Ledger, transfer: &TransferCommand) -> Option<Decision> {
-    if let Some(original) = state.transfers.get(&transfer.transaction_id) {
+    if let Some(original) = state.transfers.get(&transfer.transaction_id.as_u128()) {
         return Some(if original.transfer == *transfer {
             Decision::Reply(Outcome::Transfer(original.clone()))
         } else {
@@ -516,7 +499,7 @@ fn known_transfer(state: &Ledger, transfer: &TransferCommand) -> Option<Decision
     }
     state
         .credits
-        .contains_key(&transfer.transaction_id)
+        .contains_key(&transfer.transaction_id.as_u128())
         .then_some(Decision::Reply(Outcome::Conflict(
             Conflict::TransactionIdReused,
         )))
@@ -527,7 +510,10 @@ fn known_transfer(state: &Ledger, transfer: &TransferCommand) -> Option<Decision
 /// original's position, which keeps it identical for every retry; the source refunds.
 fn reused_credit(state: &Ledger, transfer: &TransferCommand) -> Option<Decision> {
     let id = transfer.transaction_id;
-    let original_meta = match (state.credits.get(&id), state.transfers.get(&id)) {
+    let original_meta = match (
+        state.credits.get(&id.as_u128()),
+        state.transfers.get(&id.as_u128()),
+    ) {
         (Some(original), _) if original.transfer == *transfer => {
             return Some(Decision::Reply(Outcome::Credit(original.clone())));
         }
@@ -590,14 +576,17 @@ pub fn decide(state: &Ledger, command: &Command, meta: EntryMeta) -> Decision {
             if validate_account_id(account_id).is_err() {
                 return malformed(Malformed::InvalidAccountId);
             }
-            match state.accounts.get(account_id) {
+            // By key, not by id: an id whose key another account holds (a hash collision)
+            // is refused below rather than opened over it.
+            match state.accounts.get(&AccountKey::of(account_id)) {
                 None => Decision::Apply(Event::AccountOpened {
                     account_id: account_id.clone(),
                     currency: *currency,
                     allow_negative_balance: *allow_negative_balance,
                 }),
                 Some(existing)
-                    if existing.currency == *currency
+                    if existing.account_id == *account_id
+                        && existing.currency == *currency
                         && existing.allow_negative_balance == *allow_negative_balance =>
                 {
                     Decision::Reply(Outcome::Account(existing.clone()))
@@ -647,7 +636,7 @@ pub fn decide(state: &Ledger, command: &Command, meta: EntryMeta) -> Decision {
             if let Err(error) = transfer.shape() {
                 return malformed(error);
             }
-            if state.accounts.contains_key(&transfer.from) {
+            if state.account(&transfer.from).is_some() {
                 return malformed(Malformed::CreditFromLocalAccount);
             }
             if let Some(decision) = reused_credit(state, transfer) {
@@ -668,7 +657,7 @@ pub fn decide(state: &Ledger, command: &Command, meta: EntryMeta) -> Decision {
             credit,
             credit_index,
         } => {
-            let Some(record) = state.transfers.get(transaction_id) else {
+            let Some(record) = state.transfers.get(&transaction_id.as_u128()) else {
                 return malformed(Malformed::SettleOfUnknownTransfer);
             };
             if record.status != TransferStatus::InFlight {
@@ -710,8 +699,8 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
             allow_negative_balance,
         } => {
             assert!(
-                !state.accounts.contains_key(&account_id),
-                "AccountOpened for existing account {account_id:?}"
+                !state.accounts.contains_key(&AccountKey::of(&account_id)),
+                "AccountOpened for existing account (or key) {account_id:?}"
             );
             state.insert_account(Account {
                 account_id,
@@ -724,18 +713,18 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
             assert_transfer_shape(&transfer);
             let id = transfer.transaction_id;
             assert!(
-                !state.transfers.contains_key(&id),
+                !state.transfers.contains_key(&id.as_u128()),
                 "TransferCompleted for known transaction id {id}"
             );
             let amount_minor = i128::from(transfer.amount_minor);
-            let from = state.accounts.get(&transfer.from);
+            let from = state.account(&transfer.from);
             let from = from.unwrap_or_else(|| {
                 panic!(
                     "TransferCompleted {id} from unknown account {:?}",
                     transfer.from
                 )
             });
-            let to = state.accounts.get(&transfer.to);
+            let to = state.account(&transfer.to);
             let to = to.unwrap_or_else(|| {
                 panic!(
                     "TransferCompleted {id} to unknown account {:?}",
@@ -762,11 +751,9 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
                 "TransferCompleted {id} takes ordinary account {:?} to {from_after}",
                 transfer.from,
             );
-            set_balance(state, &transfer.from, from_after);
-            set_balance(state, &transfer.to, to_after);
             // Double entry: what left one account arrived in the other, nothing else moved.
-            let debit_minor = from_before - state.accounts[&transfer.from].balance_minor;
-            let credit_minor = state.accounts[&transfer.to].balance_minor - to_before;
+            let debit_minor = from_before - set_balance(state, &transfer.from, from_after);
+            let credit_minor = set_balance(state, &transfer.to, to_after) - to_before;
             assert_eq!(debit_minor, credit_minor, "transfer {id}: debit != credit");
             assert_eq!(debit_minor, amount_minor, "transfer {id}: debit != amount");
             let record = TransferRecord {
@@ -785,7 +772,7 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
             assert_transfer_shape(&transfer);
             let id = transfer.transaction_id;
             assert!(
-                !state.transfers.contains_key(&id),
+                !state.transfers.contains_key(&id.as_u128()),
                 "TransferRejected for known transaction id {id}"
             );
             // Same-partition transfers are checked whole, cross-partition ones on the debit
@@ -807,7 +794,7 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
             assert_transfer_shape(&transfer);
             let id = transfer.transaction_id;
             assert!(
-                !state.transfers.contains_key(&id),
+                !state.transfers.contains_key(&id.as_u128()),
                 "TransferDebited for known transaction id {id}"
             );
             assert_eq!(
@@ -816,7 +803,10 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
                 "TransferDebited {id} cannot be debited in this state"
             );
             let amount_minor = i128::from(transfer.amount_minor);
-            let from_before = state.accounts[&transfer.from].balance_minor;
+            let from_before = state
+                .account(&transfer.from)
+                .expect("account checked before")
+                .balance_minor;
             set_balance(state, &transfer.from, from_before - amount_minor);
             add_outflow(state, transfer.currency, amount_minor);
             let record = TransferRecord {
@@ -826,13 +816,13 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
                 settlement: None,
             };
             state.insert_transfer(record);
-            state.in_flight.insert(id);
+            state.in_flight.insert(id.as_u128());
         }
         Event::TransferCredited { transfer, meta } => {
             assert_transfer_shape(&transfer);
             let id = transfer.transaction_id;
             assert!(
-                !state.credits.contains_key(&id),
+                !state.credits.contains_key(&id.as_u128()),
                 "TransferCredited for known credit {id}"
             );
             assert_eq!(
@@ -841,7 +831,10 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
                 "TransferCredited {id} cannot be credited in this state"
             );
             let amount_minor = i128::from(transfer.amount_minor);
-            let to_before = state.accounts[&transfer.to].balance_minor;
+            let to_before = state
+                .account(&transfer.to)
+                .expect("account checked before")
+                .balance_minor;
             let to_after = to_before
                 .checked_add(amount_minor)
                 .expect("balance overflows i128");
@@ -862,7 +855,7 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
             assert_transfer_shape(&transfer);
             let id = transfer.transaction_id;
             assert!(
-                !state.credits.contains_key(&id),
+                !state.credits.contains_key(&id.as_u128()),
                 "CreditRefused for known credit {id}"
             );
             assert_eq!(
@@ -899,7 +892,10 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
             let (from, currency) = (record.transfer.from.clone(), record.transfer.currency);
             let amount_minor = i128::from(record.transfer.amount_minor);
             state.insert_transfer(record);
-            let from_before = state.accounts[&from].balance_minor;
+            let from_before = state
+                .account(&from)
+                .expect("account checked before")
+                .balance_minor;
             set_balance(state, &from, from_before + amount_minor);
             add_outflow(state, currency, -amount_minor);
         }
@@ -910,12 +906,12 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
 /// to finish and put back; panics if it is not in flight.
 fn settle(state: &mut Ledger, transaction_id: &uuid::Uuid) -> TransferRecord {
     assert!(
-        state.in_flight.remove(transaction_id).is_some(),
+        state.in_flight.remove(&transaction_id.as_u128()).is_some(),
         "settling {transaction_id}, which is not in flight"
     );
     let record = state
         .transfers
-        .get(transaction_id)
+        .get(&transaction_id.as_u128())
         .expect("in-flight transfers are recorded");
     assert_eq!(record.status, TransferStatus::InFlight);
     record.clone()
@@ -932,16 +928,20 @@ fn add_outflow(state: &mut Ledger, currency: Currency, delta_minor: i128) {
     }
 }
 
-fn set_balance(state: &mut Ledger, account_id: &str, balance_minor: i128) {
+/// Sets an account's balance (keeping the totals and the record sum); returns the balance
+/// as stored.
+fn set_balance(state: &mut Ledger, account_id: &str, balance_minor: i128) -> i128 {
     let account = state
         .accounts
-        .get_mut(account_id)
+        .get_mut(&AccountKey::of(account_id))
+        .filter(|account| account.account_id == account_id)
         .expect("account checked before");
     state.records.sub(&account_hash(account));
     let delta = balance_minor - account.balance_minor;
     account.balance_minor = balance_minor;
     state.records.add(&account_hash(account));
     add_balance_total(&mut state.balance_totals, account.currency, delta);
+    account.balance_minor
 }
 
 fn add_balance_total(totals: &mut BTreeMap<Currency, i128>, currency: Currency, delta: i128) {
@@ -978,8 +978,8 @@ impl serde::Serialize for Ledger {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let snapshot = LedgerSnapshotRef {
             accounts: self.accounts().collect(),
-            transfers: self.transfers().collect(),
-            credits: self.credits_sorted().collect(),
+            transfers: self.transfers.values().collect(),
+            credits: self.credits.values().collect(),
             outflow: self
                 .outflow
                 .iter()
@@ -1056,8 +1056,7 @@ impl Ledger {
             if record.status == TransferStatus::Completed {
                 let in_currency = |account_id: &str| {
                     ledger
-                        .accounts
-                        .get(account_id)
+                        .account(account_id)
                         .is_some_and(|account| account.currency == transfer.currency)
                 };
                 // A cross-partition transfer (settled by a credit elsewhere) has its target
@@ -1071,7 +1070,7 @@ impl Ledger {
                 }
             }
             if record.status == TransferStatus::InFlight {
-                ledger.in_flight.insert(transfer.transaction_id);
+                ledger.in_flight.insert(transfer.transaction_id.as_u128());
             }
             if let Some(duplicate) = ledger.insert_transfer(record) {
                 return Err(format!(
