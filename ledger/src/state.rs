@@ -25,6 +25,8 @@ use crate::money::{AMOUNT_MINOR_MAX, Currency};
 
 /// Domain separation for [`Ledger::digest`]; bump the version if the encoding changes.
 const DIGEST_CONTEXT: &str = "wallet ledger state digest v3";
+/// The context of [`Ledger::digest_v2`], which state format 1 snapshots carry.
+const DIGEST_V2_CONTEXT: &str = "wallet ledger state digest v2";
 
 /// One partition's state: its accounts, every transfer it decided as the source, every credit
 /// it decided as the target, and the money that left it for other partitions.
@@ -217,11 +219,29 @@ impl Ledger {
         hasher.update(&encode_len(self.transfers.len()));
         hasher.update(&encode_len(self.credits.len()));
         hasher.update(&self.records.to_le_bytes());
-        hasher.update(&encode_len(self.outflow.len()));
-        for (currency, outflow) in &self.outflow {
-            hash_currency(&mut hasher, *currency);
-            hasher.update(&outflow.to_le_bytes());
+        hash_outflow(&mut hasher, &self.outflow);
+        *hasher.finalize().as_bytes()
+    }
+
+    /// The digest state format 1 snapshots carry (encoding v2: one BLAKE3 over every record
+    /// in id order, in the encoding [`Ledger::digest`] documents, without the kind byte, the
+    /// counts before each list). O(state): only for checking such a snapshot when it is
+    /// read, once, never on the store thread's hot path.
+    pub fn digest_v2(&self) -> [u8; 32] {
+        let mut hasher = blake3::Hasher::new_derive_key(DIGEST_V2_CONTEXT);
+        hasher.update(&encode_len(self.accounts.len()));
+        for account in self.accounts() {
+            hash_account(&mut hasher, account);
         }
+        hasher.update(&encode_len(self.transfers.len()));
+        for record in self.transfers.values() {
+            hash_transfer_record(&mut hasher, record);
+        }
+        hasher.update(&encode_len(self.credits.len()));
+        for record in self.credits.values() {
+            hash_credit_record(&mut hasher, record);
+        }
+        hash_outflow(&mut hasher, &self.outflow);
         *hasher.finalize().as_bytes()
     }
 
@@ -364,44 +384,64 @@ const RECORD_CREDIT: u8 = 2;
 fn account_hash(account: &Account) -> [u8; 32] {
     let mut hasher = blake3::Hasher::new();
     hasher.update(&[RECORD_ACCOUNT]);
-    hash_str(&mut hasher, &account.account_id);
-    hash_currency(&mut hasher, account.currency);
-    hasher.update(&[u8::from(account.allow_negative_balance)]);
-    hasher.update(&account.balance_minor.to_le_bytes());
+    hash_account(&mut hasher, account);
     *hasher.finalize().as_bytes()
 }
 
 fn transfer_hash(record: &TransferRecord) -> [u8; 32] {
     let mut hasher = blake3::Hasher::new();
     hasher.update(&[RECORD_TRANSFER]);
-    hash_transfer(&mut hasher, &record.transfer);
-    match record.status {
-        TransferStatus::Completed => hasher.update(&[0]),
-        TransferStatus::Rejected(reason) => hasher.update(&[1, reject_reason_tag(reason)]),
-        TransferStatus::InFlight => hasher.update(&[2]),
-    };
-    hash_meta(&mut hasher, record.meta);
-    match record.settlement {
-        None => hasher.update(&[0]),
-        Some(settlement) => {
-            hasher.update(&[1]);
-            hash_meta(&mut hasher, settlement.meta);
-            hasher.update(&settlement.credit_index.to_le_bytes())
-        }
-    };
+    hash_transfer_record(&mut hasher, record);
     *hasher.finalize().as_bytes()
 }
 
 fn credit_hash(record: &CreditRecord) -> [u8; 32] {
     let mut hasher = blake3::Hasher::new();
     hasher.update(&[RECORD_CREDIT]);
-    hash_transfer(&mut hasher, &record.transfer);
+    hash_credit_record(&mut hasher, record);
+    *hasher.finalize().as_bytes()
+}
+
+fn hash_account(hasher: &mut blake3::Hasher, account: &Account) {
+    hash_str(hasher, &account.account_id);
+    hash_currency(hasher, account.currency);
+    hasher.update(&[u8::from(account.allow_negative_balance)]);
+    hasher.update(&account.balance_minor.to_le_bytes());
+}
+
+fn hash_transfer_record(hasher: &mut blake3::Hasher, record: &TransferRecord) {
+    hash_transfer(hasher, &record.transfer);
+    match record.status {
+        TransferStatus::Completed => hasher.update(&[0]),
+        TransferStatus::Rejected(reason) => hasher.update(&[1, reject_reason_tag(reason)]),
+        TransferStatus::InFlight => hasher.update(&[2]),
+    };
+    hash_meta(hasher, record.meta);
+    match record.settlement {
+        None => hasher.update(&[0]),
+        Some(settlement) => {
+            hasher.update(&[1]);
+            hash_meta(hasher, settlement.meta);
+            hasher.update(&settlement.credit_index.to_le_bytes())
+        }
+    };
+}
+
+fn hash_credit_record(hasher: &mut blake3::Hasher, record: &CreditRecord) {
+    hash_transfer(hasher, &record.transfer);
     match record.outcome {
         CreditOutcome::Credited => hasher.update(&[0]),
         CreditOutcome::Refused(reason) => hasher.update(&[1, reject_reason_tag(reason)]),
     };
-    hash_meta(&mut hasher, record.meta);
-    *hasher.finalize().as_bytes()
+    hash_meta(hasher, record.meta);
+}
+
+fn hash_outflow(hasher: &mut blake3::Hasher, outflow: &BTreeMap<Currency, i128>) {
+    hasher.update(&encode_len(outflow.len()));
+    for (currency, outflow) in outflow {
+        hash_currency(hasher, *currency);
+        hasher.update(&outflow.to_le_bytes());
+    }
 }
 
 fn encode_len(len: usize) -> [u8; 8] {

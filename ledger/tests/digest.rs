@@ -200,3 +200,94 @@ fn a_snapshot_clone_is_independent_of_the_ledger_it_came_from() {
     assert_eq!(snapshot.account("acct-1").map(|a| a.balance_minor), Some(0));
     assert_eq!(ledger.account("acct-1").map(|a| a.balance_minor), Some(5));
 }
+
+/// A fixed history touching every kind of record: local transfers (completed and rejected),
+/// debits out (settled and refunded), credits (credited and refused).
+fn fixed_history() -> Ledger {
+    let mut ledger = Ledger::new();
+    for n in 0..ACCOUNTS {
+        ledger.execute(
+            &open(n),
+            EntryMeta {
+                index: n as u64 + 1,
+                timestamp_ms: 1,
+            },
+        );
+    }
+    let steps = [
+        Step::Transfer {
+            id: 1,
+            from: 0,
+            to: 1,
+            amount: 500,
+        },
+        Step::Transfer {
+            id: 2,
+            from: 1,
+            to: 2,
+            amount: 900,
+        },
+        Step::Transfer {
+            id: 3,
+            from: 4,
+            to: 5,
+            amount: 70,
+        },
+        Step::TransferOut {
+            id: 4,
+            from: 1,
+            amount: 100,
+        },
+        Step::TransferOut {
+            id: 5,
+            from: 5,
+            amount: 20,
+        },
+        Step::Credit {
+            id: 6,
+            to: 2,
+            amount: 33,
+        },
+        Step::Credit {
+            id: 7,
+            to: ACCOUNTS,
+            amount: 33,
+        },
+        Step::Settle {
+            id: 4,
+            credited: true,
+        },
+        Step::Settle {
+            id: 5,
+            credited: false,
+        },
+    ];
+    for (offset, step) in steps.iter().enumerate() {
+        let meta = EntryMeta {
+            index: 100 + offset as u64,
+            timestamp_ms: 5_000 + offset as u64,
+        };
+        ledger.execute(&command(step), meta);
+    }
+    ledger
+}
+
+#[test]
+fn digest_v2_is_what_format_1_snapshots_carry() {
+    let ledger = fixed_history();
+    assert_eq!(ledger.transfers_count(), 5);
+    assert_eq!(ledger.in_flight_count(), 0);
+    assert!(ledger.credit(&uuid::Uuid::from_u128(7)).is_some());
+    let hex = |digest: [u8; 32]| {
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    // Computed by the previous release's `Ledger::digest` (encoding v2) for this history.
+    assert_eq!(
+        hex(ledger.digest_v2()),
+        "7b1e8602f319e0ff2230a6a854dcdd788ff9dcc25f447af237963466a3b5be41"
+    );
+    assert_ne!(ledger.digest_v2(), ledger.digest());
+}
