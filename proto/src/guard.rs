@@ -33,6 +33,11 @@ use tonic_types::{ErrorDetails, StatusExt as _};
 
 pub use crate::ERROR_DOMAIN;
 
+/// The RetryInfo delay of every OVERLOADED answer, from every node: calls the guard sheds
+/// (`GuardConfig::overload_retry_after`) and the write node's full command queue. The one
+/// definition; the nodes' `limits` re-export it.
+pub const OVERLOAD_RETRY_AFTER: Duration = Duration::from_millis(100);
+
 /// What the guard enforces.
 #[derive(Clone, Debug)]
 pub struct GuardConfig {

@@ -10,6 +10,7 @@ pub mod internal {
     tonic::include_proto!("wallet.internal.v1");
 }
 
+pub mod error;
 pub mod guard;
 pub mod reflection;
 pub mod token;

@@ -1,7 +1,7 @@
 //! The event chain check on ingest: every event block a write node streams carries
 //! `chain_hash` = BLAKE3-derive-key("wallet ledger event chain v1"; previous block's chain hash,
-//! index, postcard(EventBlock)) (`write_node::codec`). The read node rebuilds the stored block
-//! from the streamed events (`write_node::event_log::event_from_pb`, as `walletctl replay
+//! index, postcard(EventBlock)) (`event_codec::codec`). The read node rebuilds the stored block
+//! from the streamed events (`event_codec::pb::event_from_pb`, as `walletctl replay
 //! --endpoint` does), hashes it with the write node's own `codec::encode_events` and compares.
 //! A block that fails is never folded: ingest reports it and fails over to another write node.
 //!
@@ -10,7 +10,7 @@
 //! must carry no events, and it leaves the chain where it was.
 
 use anyhow::Context as _;
-use write_node::codec::{self, EventBlock};
+use event_codec::codec::{self, EventBlock};
 
 use crate::db::ChainHash;
 
@@ -65,7 +65,7 @@ pub fn check(
         .iter()
         .enumerate()
         .map(|(position, event)| {
-            write_node::event_log::event_from_pb(meta, event)
+            event_codec::pb::event_from_pb(meta, event)
                 .with_context(|| format!("block {index} event {position} cannot be rebuilt"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -97,10 +97,7 @@ mod tests {
         index: u64,
         events: Vec<Event>,
     ) -> (ChainHash, Vec<proto::v1::LedgerEvent>) {
-        let pb = events
-            .iter()
-            .map(write_node::event_log::event_to_pb)
-            .collect();
+        let pb = events.iter().map(event_codec::pb::event_to_pb).collect();
         let (_, chain) = codec::encode_events(
             previous,
             &EventBlock {

@@ -44,9 +44,9 @@ const META_PARTITIONS: &[u8] = b"partitions";
 const DB_FORMAT_V1: &[u8] = b"read-node-v1";
 const DB_FORMAT_V2: &[u8] = b"read-node-v2";
 
-/// A chain hash of the write nodes' event log (`write_node::codec::ChainHash`).
+/// A chain hash of the write nodes' event log (`event_codec::codec::ChainHash`).
 pub type ChainHash = [u8; 32];
-/// The chain value before a partition's first block (`write_node::codec::CHAIN_GENESIS`).
+/// The chain value before a partition's first block (`event_codec::codec::CHAIN_GENESIS`).
 pub const CHAIN_GENESIS: ChainHash = [0; 32];
 
 /// Where the fold stands in one partition: everything up to `index` is in the rows, and

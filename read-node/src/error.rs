@@ -1,54 +1,22 @@
-//! Statuses of the QueryService, in the write node's style: every error carries
-//! `google.rpc.ErrorInfo` with a stable `reason` (domain `wallet.ledger`), plus a `BadRequest`
-//! field violation for invalid input and `RetryInfo` where waiting and retrying makes sense.
+//! The read node's own error answers. The type, and its `tonic::Status` form with
+//! `google.rpc.ErrorInfo` (domain `wallet.ledger`), `BadRequest` and `RetryInfo`, is the one
+//! every node uses: `proto::error::ApiError`.
 
-use std::collections::HashMap;
-use std::time::Duration;
-
-use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt as _};
+use tonic::Code;
 
 pub use proto::ERROR_DOMAIN;
+pub use proto::error::ApiError;
 
-/// An API error before it becomes a `tonic::Status`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ApiError {
-    pub code: Code,
-    pub reason: &'static str,
-    pub message: String,
-    /// The request field at fault (INVALID_ARGUMENT).
-    pub field: Option<&'static str>,
-    pub retry_after: Option<Duration>,
+/// The read node's own constructors of [`ApiError`] (`ApiError::internal(..)` and the rest
+/// with this trait in scope).
+pub trait ReadApiError {
+    fn account_not_found(account_id: &str) -> ApiError;
+    fn internal(error: &anyhow::Error) -> ApiError;
+    fn shutting_down() -> ApiError;
 }
 
-impl ApiError {
-    pub fn new(code: Code, reason: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            code,
-            reason,
-            message: message.into(),
-            field: None,
-            retry_after: None,
-        }
-    }
-
-    pub fn invalid(
-        field: &'static str,
-        reason: &'static str,
-        message: impl Into<String>,
-    ) -> ApiError {
-        ApiError {
-            field: Some(field),
-            ..ApiError::new(Code::InvalidArgument, reason, message)
-        }
-    }
-
-    pub fn retry_after(mut self, after: Duration) -> ApiError {
-        self.retry_after = Some(after);
-        self
-    }
-
-    pub fn account_not_found(account_id: &str) -> ApiError {
+impl ReadApiError for ApiError {
+    fn account_not_found(account_id: &str) -> ApiError {
         ApiError::new(
             Code::NotFound,
             "ACCOUNT_NOT_FOUND",
@@ -58,30 +26,15 @@ impl ApiError {
         )
     }
 
-    pub fn internal(error: &anyhow::Error) -> ApiError {
+    fn internal(error: &anyhow::Error) -> ApiError {
         ApiError::new(Code::Internal, "INTERNAL", format!("{error:#}"))
     }
 
-    pub fn shutting_down() -> ApiError {
+    fn shutting_down() -> ApiError {
         ApiError::new(
             Code::Unavailable,
             "SHUTTING_DOWN",
             "the read node is shutting down; resume on another read node",
         )
-    }
-}
-
-impl From<ApiError> for Status {
-    fn from(error: ApiError) -> Status {
-        let mut details = ErrorDetails::with_error_info(error.reason, ERROR_DOMAIN, HashMap::new());
-        if let Some(field) = error.field
-            && error.code == Code::InvalidArgument
-        {
-            details.add_bad_request_violation(field, error.message.clone());
-        }
-        if let Some(retry_after) = error.retry_after {
-            details.set_retry_info(Some(retry_after));
-        }
-        Status::with_error_details(error.code, error.message, details)
     }
 }

@@ -335,11 +335,11 @@ impl Follower {
 mod tests {
     use std::pin::Pin;
 
+    use event_codec::codec::{self, EventBlock};
     use futures::Stream;
     use proto::v1::SubscribeResponse;
     use proto::v1::event_log_service_server::{EventLogService, EventLogServiceServer};
     use tonic::{Request, Response, Status};
-    use write_node::codec::{self, EventBlock};
 
     use super::*;
     use crate::metrics::PartitionLabels;
@@ -394,10 +394,7 @@ mod tests {
             currency: ledger::Currency::parse("USD").unwrap(),
             allow_negative_balance: false,
         }];
-        let pb_events: Vec<_> = events
-            .iter()
-            .map(write_node::event_log::event_to_pb)
-            .collect();
+        let pb_events: Vec<_> = events.iter().map(event_codec::pb::event_to_pb).collect();
         let (_, genuine) =
             codec::encode_events(&codec::CHAIN_GENESIS, &EventBlock { meta, events });
         let response = |chain_hash: Vec<u8>| SubscribeResponse {

@@ -22,6 +22,11 @@ pub const PAGE_SIZE_MAX: u32 = 1_000;
 /// How long a read with a consistency token (or a past position) waits for the projection
 /// to reach it before UNAVAILABLE / CONSISTENCY_WAIT_TIMEOUT.
 pub const CONSISTENCY_WAIT_MAX: Duration = Duration::from_secs(5);
+/// The RetryInfo delays of TOO_MANY_WATCHERS, PARTITION_STUCK (read elsewhere, or here once
+/// the partition moves again) and CONSISTENCY_WAIT_TIMEOUT.
+pub const WATCHERS_RETRY_AFTER: Duration = Duration::from_secs(1);
+pub const PARTITION_STUCK_RETRY_AFTER: Duration = Duration::from_secs(1);
+pub const CONSISTENCY_WAIT_RETRY_AFTER: Duration = Duration::from_millis(200);
 /// How long WatchTransfer waits for an id the read node has not seen before NOT_FOUND.
 pub const WATCH_TRANSFER_UNKNOWN_WAIT: Duration = Duration::from_secs(60);
 /// History rows read per RocksDB multi-get when a watch replays missed changes.
@@ -43,8 +48,8 @@ pub const CALLS_IN_FLIGHT_MAX_DEFAULT: usize = 4_096;
 /// Bounds of `calls_in_flight_max`.
 pub const CALLS_IN_FLIGHT_MAX_MIN: usize = 1;
 pub const CALLS_IN_FLIGHT_MAX_MAX: usize = 65_536;
-/// The RetryInfo delay of an OVERLOADED answer.
-pub const OVERLOAD_RETRY_AFTER: Duration = Duration::from_millis(100);
+/// The RetryInfo delay of an OVERLOADED answer (defined once, in `proto::guard`).
+pub use proto::guard::OVERLOAD_RETRY_AFTER;
 /// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: calls one client connection may have open at once.
 pub const STREAMS_PER_CONNECTION_MAX: u32 = 1_024;
 /// Backoff between attempts to reach a write node (subscription failover, discovery).

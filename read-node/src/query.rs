@@ -17,7 +17,7 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::convert::{self, token};
 use crate::db::{BalanceRow, HistoryRow, TransferRow};
-use crate::error::ApiError;
+use crate::error::{ApiError, ReadApiError as _};
 use crate::faults::FaultKind;
 use crate::fold::preferred_transfer;
 use crate::limits;
@@ -58,7 +58,7 @@ impl QueryApi {
                     limits::WATCHERS_MAX
                 ),
             )
-            .retry_after(std::time::Duration::from_secs(1))
+            .retry_after(limits::WATCHERS_RETRY_AFTER)
         })
     }
 
@@ -119,7 +119,7 @@ impl QueryApi {
                         token(partition, index),
                     ),
                 )
-                .retry_after(std::time::Duration::from_secs(1)))
+                .retry_after(limits::PARTITION_STUCK_RETRY_AFTER))
             }
             Ok(Ok(Some(_))) => Ok(()),
             Ok(Err(_)) => Err(ApiError::shutting_down()),
@@ -133,7 +133,7 @@ impl QueryApi {
                     token(partition, self.projection.positions().borrow()[partition as usize]),
                 ),
             )
-            .retry_after(std::time::Duration::from_millis(200))),
+            .retry_after(limits::CONSISTENCY_WAIT_RETRY_AFTER)),
         }
     }
 }

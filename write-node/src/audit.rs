@@ -210,7 +210,7 @@ pub fn apply_streamed(
     };
     let mut events = Vec::with_capacity(block.events.len());
     for event in &block.events {
-        match crate::event_log::event_from_pb(meta, event) {
+        match event_codec::pb::event_from_pb(meta, event) {
             Ok(event) => events.push(event),
             Err(error) => return Err(broken(format!("{error:#}"), state)),
         }

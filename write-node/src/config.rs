@@ -158,10 +158,24 @@ impl Config {
             limits::CALLS_IN_FLIGHT_MAX_MIN,
             limits::CALLS_IN_FLIGHT_MAX_MAX
         );
-        crate::security::validate(self)?;
+        self.validate_tls()?;
         self.metrics_address()?;
         telemetry::logs::check_otlp_endpoint(self.otlp_endpoint())?;
         Ok(())
+    }
+
+    /// Checks the TLS settings' shape (the files are read by `security::prepare`).
+    pub fn validate_tls(&self) -> anyhow::Result<()> {
+        match (&self.tls, &self.peer_tls) {
+            (Some(_), None) => anyhow::bail!(
+                "TLS is on but [peer_tls] ca (--peer-ca) is not set: raft traffic between write \
+                 nodes must be authenticated by the cluster's peer CA"
+            ),
+            (None, Some(_)) => anyhow::bail!(
+                "[peer_tls] (--peer-ca) needs TLS on: set [tls] cert and key (--tls-cert, --tls-key)"
+            ),
+            _ => Ok(()),
+        }
     }
 
     /// Where spans are exported, if anywhere.

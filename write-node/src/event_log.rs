@@ -9,16 +9,10 @@
 //! disk, and its bounded buffer is the only memory it pins.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use ledger::{Event, TransferCommand, format_minor};
+use event_codec::pb::event_to_pb;
 use proto::v1::event_log_service_server::EventLogService;
-use proto::v1::ledger_event::Event as PbEvent;
-use proto::v1::{
-    AccountOpened, CreditRefused, LedgerEvent, SubscribeRequest, SubscribeResponse,
-    TransferCompleted, TransferCredited, TransferDebited, TransferRefunded, TransferRejected,
-    TransferSettled,
-};
+use proto::v1::{SubscribeRequest, SubscribeResponse};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -26,22 +20,12 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::api_error::ApiError;
 use crate::codec;
+use crate::limits::{
+    SCAN_CHUNK_BLOCKS, SCAN_CHUNK_BYTES_MAX, SUBSCRIBE_RETRY_AFTER, SUBSCRIBER_BUFFER_BLOCKS,
+    SUBSCRIBERS_MAX,
+};
 use crate::storage::{CF_EVENTS, Db};
 use crate::store::StoreHandle;
-
-/// Concurrent Subscribe streams per node. Each costs a task, a buffer and disk reads; read
-/// nodes need one per partition, so this leaves room for many read nodes.
-pub const SUBSCRIBERS_MAX: usize = 64;
-/// Event blocks buffered per subscriber between the disk reader and the gRPC stream. One block
-/// is one raft entry (up to `ENTRY_COMMANDS_MAX` events), so this bounds memory per subscriber.
-pub const SUBSCRIBER_BUFFER_BLOCKS: usize = 32;
-/// Blocks read from RocksDB per disk read: the iterator is dropped between reads so a slow
-/// subscriber never pins memtables or SST files for long.
-pub const SCAN_CHUNK_BLOCKS: usize = 256;
-/// Encoded bytes read per disk read, whichever of the two bounds comes first.
-pub const SCAN_CHUNK_BYTES_MAX: usize = 4 * 1024 * 1024;
-/// What a refused subscriber is told to wait before retrying.
-pub const SUBSCRIBE_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// The EventLogService of one node.
 #[derive(Clone)]
@@ -105,9 +89,8 @@ impl EventLogService for EventLog {
             .into());
         }
         let permit = self.permits.clone().try_acquire_owned().map_err(|_| {
-            Status::from(ApiError {
-                retry_after: Some(SUBSCRIBE_RETRY_AFTER),
-                ..ApiError::new(
+            Status::from(
+                ApiError::new(
                     Code::ResourceExhausted,
                     "TOO_MANY_SUBSCRIBERS",
                     format!(
@@ -115,7 +98,8 @@ impl EventLogService for EventLog {
                          retry later or subscribe to another node"
                     ),
                 )
-            })
+                .retry_after(SUBSCRIBE_RETRY_AFTER),
+            )
         })?;
         let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER_BLOCKS);
         tokio::spawn(follow(
@@ -296,207 +280,4 @@ fn read_chunk(
         }
     }
     Ok((blocks, true))
-}
-
-/// The wire form of a ledger event. Every `ledger::Event` variant needs one arm here, one
-/// message in `event_log.proto` and one arm in the read node's fold.
-pub fn event_to_pb(event: &Event) -> LedgerEvent {
-    let event = match event {
-        Event::AccountOpened {
-            account_id,
-            currency,
-            allow_negative_balance,
-        } => PbEvent::AccountOpened(AccountOpened {
-            account_id: account_id.clone(),
-            currency: currency.code().to_owned(),
-            allow_negative_balance: *allow_negative_balance,
-        }),
-        Event::TransferCompleted { transfer, .. } => {
-            let (transaction_id, amount, currency) = transfer_fields(transfer);
-            PbEvent::TransferCompleted(TransferCompleted {
-                transaction_id,
-                from_account: transfer.from.clone(),
-                to_account: transfer.to.clone(),
-                amount,
-                amount_minor: transfer.amount_minor,
-                currency,
-            })
-        }
-        Event::TransferRejected {
-            transfer, reason, ..
-        } => {
-            let (transaction_id, amount, currency) = transfer_fields(transfer);
-            PbEvent::TransferRejected(TransferRejected {
-                transaction_id,
-                from_account: transfer.from.clone(),
-                to_account: transfer.to.clone(),
-                amount,
-                amount_minor: transfer.amount_minor,
-                currency,
-                reason: reason.reason().to_owned(),
-                field: reason.field().to_owned(),
-            })
-        }
-        Event::TransferDebited { transfer, .. } => {
-            let (transaction_id, amount, currency) = transfer_fields(transfer);
-            PbEvent::TransferDebited(TransferDebited {
-                transaction_id,
-                from_account: transfer.from.clone(),
-                to_account: transfer.to.clone(),
-                amount,
-                amount_minor: transfer.amount_minor,
-                currency,
-            })
-        }
-        Event::TransferCredited { transfer, .. } => {
-            let (transaction_id, amount, currency) = transfer_fields(transfer);
-            PbEvent::TransferCredited(TransferCredited {
-                transaction_id,
-                from_account: transfer.from.clone(),
-                to_account: transfer.to.clone(),
-                amount,
-                amount_minor: transfer.amount_minor,
-                currency,
-            })
-        }
-        Event::CreditRefused {
-            transfer, reason, ..
-        } => {
-            let (transaction_id, amount, currency) = transfer_fields(transfer);
-            PbEvent::CreditRefused(CreditRefused {
-                transaction_id,
-                from_account: transfer.from.clone(),
-                to_account: transfer.to.clone(),
-                amount,
-                amount_minor: transfer.amount_minor,
-                currency,
-                reason: reason.reason().to_owned(),
-                field: reason.field().to_owned(),
-            })
-        }
-        Event::TransferSettled {
-            transaction_id,
-            credit_index,
-            ..
-        } => PbEvent::TransferSettled(TransferSettled {
-            transaction_id: transaction_id.hyphenated().to_string(),
-            credit_index: *credit_index,
-        }),
-        Event::TransferRefunded {
-            transaction_id,
-            reason,
-            credit_index,
-            ..
-        } => PbEvent::TransferRefunded(TransferRefunded {
-            transaction_id: transaction_id.hyphenated().to_string(),
-            reason: reason.reason().to_owned(),
-            field: reason.field().to_owned(),
-            credit_index: *credit_index,
-        }),
-    };
-    LedgerEvent { event: Some(event) }
-}
-
-fn transfer_fields(transfer: &TransferCommand) -> (String, String, String) {
-    (
-        transfer.transaction_id.hyphenated().to_string(),
-        format_minor(i128::from(transfer.amount_minor), transfer.currency),
-        transfer.currency.code().to_owned(),
-    )
-}
-
-/// The inverse of [`event_to_pb`] for one event of the block at `meta`: what an auditor
-/// replaying a live event stream (`walletctl replay --endpoint`) feeds to `ledger::evolve`,
-/// and re-encodes to check the block's chain hash.
-pub fn event_from_pb(meta: ledger::EntryMeta, event: &LedgerEvent) -> anyhow::Result<Event> {
-    use anyhow::Context as _;
-    let currency = |code: &str| {
-        ledger::Currency::parse(code).with_context(|| format!("unknown currency {code:?}"))
-    };
-    let id = |text: &str| {
-        uuid::Uuid::parse_str(text).with_context(|| format!("bad transaction id {text:?}"))
-    };
-    let reason = |reason: &str, field: &str| {
-        ledger::RejectReason::from_reason_and_field(reason, field)
-            .with_context(|| format!("unknown reject reason {reason:?} / {field:?}"))
-    };
-    let transfer = |transaction_id: &str, from: &str, to: &str, amount_minor: i64, code: &str| {
-        anyhow::Ok(TransferCommand {
-            transaction_id: id(transaction_id)?,
-            from: from.to_owned(),
-            to: to.to_owned(),
-            amount_minor,
-            currency: currency(code)?,
-        })
-    };
-    Ok(match event.event.as_ref().context("empty event")? {
-        PbEvent::AccountOpened(e) => Event::AccountOpened {
-            account_id: e.account_id.clone(),
-            currency: currency(&e.currency)?,
-            allow_negative_balance: e.allow_negative_balance,
-        },
-        PbEvent::TransferCompleted(e) => Event::TransferCompleted {
-            transfer: transfer(
-                &e.transaction_id,
-                &e.from_account,
-                &e.to_account,
-                e.amount_minor,
-                &e.currency,
-            )?,
-            meta,
-        },
-        PbEvent::TransferRejected(e) => Event::TransferRejected {
-            transfer: transfer(
-                &e.transaction_id,
-                &e.from_account,
-                &e.to_account,
-                e.amount_minor,
-                &e.currency,
-            )?,
-            reason: reason(&e.reason, &e.field)?,
-            meta,
-        },
-        PbEvent::TransferDebited(e) => Event::TransferDebited {
-            transfer: transfer(
-                &e.transaction_id,
-                &e.from_account,
-                &e.to_account,
-                e.amount_minor,
-                &e.currency,
-            )?,
-            meta,
-        },
-        PbEvent::TransferCredited(e) => Event::TransferCredited {
-            transfer: transfer(
-                &e.transaction_id,
-                &e.from_account,
-                &e.to_account,
-                e.amount_minor,
-                &e.currency,
-            )?,
-            meta,
-        },
-        PbEvent::CreditRefused(e) => Event::CreditRefused {
-            transfer: transfer(
-                &e.transaction_id,
-                &e.from_account,
-                &e.to_account,
-                e.amount_minor,
-                &e.currency,
-            )?,
-            reason: reason(&e.reason, &e.field)?,
-            meta,
-        },
-        PbEvent::TransferSettled(e) => Event::TransferSettled {
-            transaction_id: id(&e.transaction_id)?,
-            credit_index: e.credit_index,
-            meta,
-        },
-        PbEvent::TransferRefunded(e) => Event::TransferRefunded {
-            transaction_id: id(&e.transaction_id)?,
-            reason: reason(&e.reason, &e.field)?,
-            credit_index: e.credit_index,
-            meta,
-        },
-    })
 }

@@ -3,7 +3,6 @@
 
 pub mod api_error;
 pub mod audit;
-pub mod codec;
 pub mod config;
 pub mod event_log;
 #[cfg(feature = "failpoints")]
@@ -20,8 +19,11 @@ pub mod storage;
 pub mod store;
 pub mod transport;
 
+/// The event log's encoding (entries, event blocks, the hash chain) lives in `event_codec`,
+/// shared with the read node; `crate::codec` keeps naming it here.
+pub use event_codec::codec;
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use proto::internal::peer_service_server::PeerServiceServer;
@@ -40,9 +42,6 @@ pub use config::Config;
 /// has a leader.
 pub const LIVENESS_SERVICE_NAME: &str = "liveness";
 
-/// How long in-flight calls get to finish once shutdown starts.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
 /// Runs a write node on `listener` until `shutdown` is cancelled (or the store fails).
 pub async fn run(
     config: Config,
@@ -50,10 +49,17 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     config.validate()?;
-    let secured = security::prepare(&config)?;
+    let security::Prepared { secured, peer_tls } = security::prepare(&config)?;
+    // The store loop's snapshot fetches (until the store is handed the TLS itself).
+    transport::set_snapshot_fetch_tls(peer_tls.clone());
     let metrics_listener = telemetry::http::bind(config.metrics_address()?).await?;
     let db = storage::Db::open(&config.data_dir, config.node_id, config.partitions)?;
-    let outbox = transport::start_senders(config.node_id, &config.peers, shutdown.clone());
+    let outbox = transport::start_senders(
+        config.node_id,
+        &config.peers,
+        peer_tls.as_ref(),
+        shutdown.clone(),
+    );
     let metrics = metrics::Metrics::new(config.partitions)?;
     let (store, store_thread) = store::start(
         &config,
@@ -111,6 +117,7 @@ pub async fn run(
         config.node_id,
         config.partitions,
         &config.peers,
+        peer_tls.as_ref(),
         store.clone(),
     );
     tokio::spawn(saga.clone().recover(shutdown.clone()));
@@ -185,7 +192,7 @@ pub async fn run(
     // Long-lived peer and client streams may not end by themselves: bound the drain.
     let grace = async {
         shutdown.cancelled().await;
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
+        tokio::time::sleep(limits::SHUTDOWN_GRACE).await;
     };
     tokio::select! {
         result = serve => result.context("gRPC server")?,

@@ -65,14 +65,14 @@ pub const CALLS_IN_FLIGHT_MAX_DEFAULT: usize = 4_096;
 pub const CALLS_IN_FLIGHT_MAX_MIN: usize = 1;
 pub const CALLS_IN_FLIGHT_MAX_MAX: usize = 65_536;
 /// The RetryInfo delay of every OVERLOADED answer: from the gRPC front door (too many calls)
-/// and from the store's full command queue.
-pub const OVERLOAD_RETRY_AFTER: Duration = Duration::from_millis(100);
+/// and from the store's full command queue. Defined once for both node types in `proto::guard`.
+pub use proto::guard::OVERLOAD_RETRY_AFTER;
 /// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: calls one client connection may have open at once
 /// (clients queue beyond it on their side), so one connection cannot take every call slot.
 pub const STREAMS_PER_CONNECTION_MAX: u32 = 1_024;
 
 const _: () = assert!(
-    crate::event_log::SUBSCRIBERS_MAX < CALLS_IN_FLIGHT_MAX_DEFAULT,
+    SUBSCRIBERS_MAX < CALLS_IN_FLIGHT_MAX_DEFAULT,
     "read nodes' event log subscriptions must leave room for client calls"
 );
 const _: () = assert!(
@@ -149,8 +149,49 @@ pub const LOG_RETAIN_ENTRIES_MAX: u64 = 10_000_000;
 /// How long a leader waits for a follower to fetch a snapshot it was sent before telling
 /// raft the send failed (raft then retries later).
 pub const SNAPSHOT_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
-/// Event blocks per FetchSnapshot message (and at most `snapshot::CHUNK_BYTES` of them).
+/// Event blocks per FetchSnapshot message (and at most `SNAPSHOT_CHUNK_BYTES` of them).
 pub const SNAPSHOT_EVENTS_PER_MESSAGE: usize = 1_024;
+
+/// Concurrent event log Subscribe streams per node. Each costs a task, a buffer and disk
+/// reads; read nodes need one per partition, so this leaves room for many read nodes.
+pub const SUBSCRIBERS_MAX: usize = 64;
+/// Event blocks buffered per subscriber between the disk reader and the gRPC stream. One block
+/// is one raft entry (up to `ENTRY_COMMANDS_MAX` events), so this bounds memory per subscriber.
+pub const SUBSCRIBER_BUFFER_BLOCKS: usize = 32;
+/// Blocks read from RocksDB per disk read of a subscriber: the iterator is dropped between
+/// reads so a slow subscriber never pins memtables or SST files for long.
+pub const SCAN_CHUNK_BLOCKS: usize = 256;
+/// Encoded bytes read per disk read, whichever of the two bounds comes first.
+pub const SCAN_CHUNK_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// What a refused subscriber (TOO_MANY_SUBSCRIBERS) is told to wait before retrying.
+pub const SUBSCRIBE_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The RetryInfo delay of NO_LEADER (an election is in progress).
+pub const NO_LEADER_RETRY_AFTER: Duration = Duration::from_millis(200);
+/// The RetryInfo delay of READ_TIMEOUT (a linearizable read ran out of `READ_TIMEOUT`).
+pub const READ_TIMEOUT_RETRY_AFTER: Duration = Duration::from_millis(200);
+
+/// Bytes per stored snapshot chunk and per FetchSnapshot state message.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+/// Snapshots kept per partition: the newest one serves restarts and followers; older ones
+/// are kept for audits (replay from a snapshot) until newer ones replace them.
+pub const SNAPSHOTS_RETAINED: usize = 2;
+
+/// Connections to peer nodes (raft streams, credits): connect timeout, HTTP/2 keep-alive
+/// pings and how long an unanswered ping keeps the connection.
+pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub const PEER_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+pub const PEER_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// HTTP/2 flow-control windows of the raft stream's connection.
+pub const PEER_STREAM_WINDOW_BYTES: u32 = 2 * 1024 * 1024;
+pub const PEER_CONNECTION_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
+/// Connect timeout of a snapshot fetch (the fetch itself: `SNAPSHOT_FETCH_TIMEOUT`).
+pub const SNAPSHOT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often the store thread samples raft positions and the conservation sum for metrics.
+pub const METRICS_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long in-flight calls get to finish once shutdown starts.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Accounts whose `allow_negative_balance` flag the API caches for the `issue` scope check
 /// (a moka cache; about 100 bytes an entry, so at most about 26 MiB).
@@ -165,7 +206,7 @@ mod tests {
         let digits = value.to_string();
         let mut text = String::new();
         for (position, digit) in digits.chars().enumerate() {
-            if position > 0 && (digits.len() - position) % 3 == 0 {
+            if position > 0 && (digits.len() - position).is_multiple_of(3) {
                 text.push(',');
             }
             text.push(digit);

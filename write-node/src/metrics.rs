@@ -21,8 +21,9 @@ use telemetry::grpc::GrpcMetrics;
 
 use crate::storage::{CF_EVENTS, CF_META, CF_RAFT_LOG, CF_RAFT_STATE, CF_SNAPSHOTS, Db};
 
-/// How often the store thread samples raft positions and conservation.
-pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the store thread samples raft positions and conservation
+/// (`limits::METRICS_SAMPLE_INTERVAL`).
+pub use crate::limits::METRICS_SAMPLE_INTERVAL as SAMPLE_INTERVAL;
 
 const COLUMN_FAMILIES: [&str; 5] = [CF_RAFT_LOG, CF_RAFT_STATE, CF_EVENTS, CF_META, CF_SNAPSHOTS];
 

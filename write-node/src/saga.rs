@@ -11,14 +11,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use ledger::{Command, CreditRecord, Outcome, TransferCommand, partition_of};
 use proto::internal::CreditRequest;
 use proto::internal::peer_service_client::PeerServiceClient;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 
 use crate::limits;
 use crate::store::{Applied, StoreError, StoreHandle};
@@ -62,6 +61,7 @@ impl Saga {
         node_id: u64,
         partitions: u32,
         peers: &BTreeMap<u64, String>,
+        peer_tls: Option<&ClientTlsConfig>,
         store: StoreHandle,
     ) -> Arc<Saga> {
         let clients: Arc<HashMap<u64, PeerServiceClient<Channel>>> = Arc::new(
@@ -69,16 +69,16 @@ impl Saga {
                 .iter()
                 .filter(|(id, _)| **id != node_id)
                 .filter_map(|(&id, address)| {
-                    let endpoint = crate::transport::peer_endpoint(address).ok()?;
+                    let endpoint = crate::transport::peer_endpoint(address, peer_tls).ok()?;
                     let channel = endpoint
                         .tcp_nodelay(true)
-                        .connect_timeout(Duration::from_secs(1))
+                        .connect_timeout(limits::PEER_CONNECT_TIMEOUT)
                         // Bounded here too, not only by the server's grpc-timeout: a peer
                         // that stopped answering on an open connection must not hold a
                         // credit batch (and its callers) until the connection breaks.
                         .timeout(limits::CREDIT_CALL_TIMEOUT)
-                        .http2_keep_alive_interval(Duration::from_secs(10))
-                        .keep_alive_timeout(Duration::from_secs(5))
+                        .http2_keep_alive_interval(limits::PEER_KEEP_ALIVE_INTERVAL)
+                        .keep_alive_timeout(limits::PEER_KEEP_ALIVE_TIMEOUT)
                         .connect_lazy();
                     let client = PeerServiceClient::new(channel)
                         .max_decoding_message_size(limits::PEER_GRPC_MESSAGE_BYTES_MAX)

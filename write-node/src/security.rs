@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use security::{AuthLayer, Secured, TokenTable};
-use tonic::transport::Server;
+use tonic::transport::{ClientTlsConfig, Server};
 
 use crate::config::Config;
 
@@ -40,24 +40,18 @@ impl PeerArgs {
     }
 }
 
-/// Checks the TLS settings' shape (files are read by [`prepare`]).
-pub fn validate(config: &Config) -> anyhow::Result<()> {
-    match (&config.tls, &config.peer_tls) {
-        (Some(_), None) => anyhow::bail!(
-            "TLS is on but [peer_tls] ca (--peer-ca) is not set: raft traffic between write \
-             nodes must be authenticated by the cluster's peer CA"
-        ),
-        (None, Some(_)) => anyhow::bail!(
-            "[peer_tls] (--peer-ca) needs TLS on: set [tls] cert and key (--tls-cert, --tls-key)"
-        ),
-        _ => Ok(()),
-    }
+/// What `run` starts the node with: the server builder and auth layer, and the TLS config
+/// peers are dialled with (`None`: plain text), built once here and handed to whoever dials a
+/// peer (the raft senders, the saga's credit clients, snapshot fetches).
+pub struct Prepared {
+    pub secured: Secured,
+    pub peer_tls: Option<ClientTlsConfig>,
 }
 
-/// Reads the certificates and tokens, applies the exposure rule, points the peer transport
-/// at the peer TLS config, and returns the server builder and the auth layer.
-pub fn prepare(config: &Config) -> anyhow::Result<Secured> {
-    validate(config)?;
+/// Reads the certificates and tokens, applies the exposure rule, and returns the server
+/// builder, the auth layer and the peer client TLS config.
+pub fn prepare(config: &Config) -> anyhow::Result<Prepared> {
+    config.validate_tls()?;
     let tokens = security::tokens_for(
         config.listen,
         config.tls.is_some(),
@@ -66,25 +60,23 @@ pub fn prepare(config: &Config) -> anyhow::Result<Secured> {
     )?;
     let mut builder = Server::builder();
     let mut peers = None;
-    match (&config.tls, &config.peer_tls) {
-        (Some(tls), Some(peer_tls)) => {
-            let server_config = tls
-                .server_config(Some(&peer_tls.ca))
-                .context("server TLS")?;
-            builder = builder.tls_config(server_config).context("server TLS")?;
-            crate::transport::set_peer_tls(Some(peer_tls.client_config(tls).context("peer TLS")?));
-            peers = Some(
-                peer_tls
-                    .verifier(
-                        config
-                            .peers
-                            .iter()
-                            .map(|(&id, address)| (id, address.as_str())),
-                    )
-                    .context("peer TLS")?,
-            );
-        }
-        _ => crate::transport::set_peer_tls(None),
+    let mut peer_tls_client = None;
+    if let (Some(tls), Some(peer_tls)) = (&config.tls, &config.peer_tls) {
+        let server_config = tls
+            .server_config(Some(&peer_tls.ca))
+            .context("server TLS")?;
+        builder = builder.tls_config(server_config).context("server TLS")?;
+        peer_tls_client = Some(peer_tls.client_config(tls).context("peer TLS")?);
+        peers = Some(
+            peer_tls
+                .verifier(
+                    config
+                        .peers
+                        .iter()
+                        .map(|(&id, address)| (id, address.as_str())),
+                )
+                .context("peer TLS")?,
+        );
     }
     tracing::info!(
         tls = config.tls.is_some(),
@@ -95,8 +87,11 @@ pub fn prepare(config: &Config) -> anyhow::Result<Secured> {
         tokens = tokens.as_ref().map_or(0, TokenTable::len),
         "security"
     );
-    Ok(Secured {
-        server: builder,
-        auth: AuthLayer::new(tokens, peers),
+    Ok(Prepared {
+        secured: Secured {
+            server: builder,
+            auth: AuthLayer::new(tokens, peers),
+        },
+        peer_tls: peer_tls_client,
     })
 }

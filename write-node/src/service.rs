@@ -38,7 +38,7 @@ use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
-use crate::api_error::ApiError;
+use crate::api_error::{ApiError, WriteApiError as _};
 use crate::limits;
 use crate::saga::Saga;
 use crate::store::{Applied, Query, QueryAnswer, StoreHandle};

@@ -14,35 +14,19 @@ use std::sync::Arc;
 
 use anyhow::{Context, ensure};
 use ledger::Ledger;
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::codec::ChainHash;
 use crate::storage::Db;
 
-/// Bytes per stored chunk and per FetchSnapshot message.
-pub const CHUNK_BYTES: usize = 1024 * 1024;
-/// Snapshots kept per partition: the newest one serves restarts and followers; older ones
-/// are kept for audits (replay from a snapshot) until newer ones replace them.
-pub const SNAPSHOTS_RETAINED: usize = 2;
+/// The header of a stored snapshot: defined with the storage layout that keeps it.
+pub use crate::storage::SnapshotMeta;
+
+/// Bytes per stored chunk and per FetchSnapshot message (`limits::SNAPSHOT_CHUNK_BYTES`).
+pub use crate::limits::SNAPSHOT_CHUNK_BYTES as CHUNK_BYTES;
+use crate::limits::SNAPSHOTS_RETAINED;
 
 const STATE_FORMAT_V1: u8 = 1;
-
-/// The header of a stored snapshot.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SnapshotMeta {
-    pub partition: u32,
-    /// The last applied index the state includes, and its term.
-    pub index: u64,
-    pub term: u64,
-    pub voters: Vec<u64>,
-    /// `Ledger::digest` of the state, checked whenever the state is loaded.
-    pub digest: [u8; 32],
-    /// Head of the partition's event hash chain at `index`.
-    pub chain_head: ChainHash,
-    pub chunks: u32,
-    pub bytes: u64,
-}
 
 /// Serializes a ledger into stored chunks; returns the header and the chunks.
 pub fn encode(

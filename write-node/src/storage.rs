@@ -28,8 +28,10 @@ use rocksdb::{
     ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
 };
 
+use serde::{Deserialize, Serialize};
+
+use crate::codec::ChainHash;
 use crate::limits;
-use crate::snapshot::SnapshotMeta;
 
 pub const CF_RAFT_LOG: &str = "raft_log";
 pub const CF_RAFT_STATE: &str = "raft_state";
@@ -47,6 +49,23 @@ const STATE_HARD: u8 = b'h';
 const STATE_CONF: u8 = b'c';
 const STATE_APPLIED: u8 = b'a';
 const STATE_COMPACTED: u8 = b't';
+
+/// The header of a stored snapshot (`snapshots` column family; made and checked by
+/// `snapshot`, which re-exports it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    pub partition: u32,
+    /// The last applied index the state includes, and its term.
+    pub index: u64,
+    pub term: u64,
+    pub voters: Vec<u64>,
+    /// `Ledger::digest` of the state, checked whenever the state is loaded.
+    pub digest: [u8; 32],
+    /// Head of the partition's event hash chain at `index`.
+    pub chain_head: ChainHash,
+    pub chunks: u32,
+    pub bytes: u64,
+}
 
 /// Key of an index-addressed record (`raft_log`, `events`).
 pub fn index_key(partition: u32, index: u64) -> [u8; 12] {

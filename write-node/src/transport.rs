@@ -3,7 +3,7 @@
 //! stream drops messages; raft's own retries (heartbeats, append probes) recover them.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use proto::internal::peer_service_client::PeerServiceClient;
 use proto::internal::peer_service_server::PeerService;
@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Endpoint;
+use tonic::transport::{ClientTlsConfig, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
 use std::sync::Arc;
@@ -27,28 +27,29 @@ use anyhow::{Context, ensure};
 use ledger::Ledger;
 use rocksdb::WriteBatch;
 
-use crate::api_error::ApiError;
+use crate::api_error::{ApiError, WriteApiError as _};
 use crate::codec::ChainHash;
 use crate::limits;
 use crate::snapshot::{self, SnapshotMeta};
 use crate::storage::{CF_EVENTS, Db, index_key};
 use crate::store::{InboundRaft, StoreHandle};
 
-/// The TLS config peers are dialled with (`None`: plain text). Process-wide because the
-/// snapshot fetch is started from the store loop with only an address; `run` sets it once
-/// at start, before any peer connection, from `security::prepare`.
-static PEER_TLS: std::sync::RwLock<Option<tonic::transport::ClientTlsConfig>> =
-    std::sync::RwLock::new(None);
-
-pub fn set_peer_tls(tls: Option<tonic::transport::ClientTlsConfig>) {
-    *PEER_TLS.write().expect("peer TLS lock") = tls;
+/// The one place peer endpoints are made (raft streams, credits, snapshot fetches): `https`
+/// with this node's peer certificate when `tls` is set (built once at start by
+/// `security::prepare` and handed to every dialler), else `http`.
+pub fn peer_endpoint(address: &str, tls: Option<&ClientTlsConfig>) -> anyhow::Result<Endpoint> {
+    security::tls::endpoint(address, tls)
 }
 
-/// The one place peer endpoints are made (raft streams, credits, snapshot fetches): `https`
-/// with this node's peer certificate when TLS is on, else `http`.
-pub fn peer_endpoint(address: &str) -> anyhow::Result<Endpoint> {
-    let tls = PEER_TLS.read().expect("peer TLS lock").clone();
-    security::tls::endpoint(address, tls.as_ref())
+/// The peer TLS config of [`fetch_snapshot`] only: the store loop starts snapshot fetches
+/// with only an address, and `store.rs` is not changed here. `run` sets it once at start.
+/// Transitional: once the store passes the TLS it is given to [`fetch_snapshot_with`], this
+/// static, [`set_snapshot_fetch_tls`] and [`fetch_snapshot`] go.
+static SNAPSHOT_FETCH_TLS: std::sync::RwLock<Option<ClientTlsConfig>> =
+    std::sync::RwLock::new(None);
+
+pub fn set_snapshot_fetch_tls(tls: Option<ClientTlsConfig>) {
+    *SNAPSHOT_FETCH_TLS.write().expect("snapshot fetch TLS lock") = tls;
 }
 
 /// The store loop's side: hands raft messages to the per-peer queues.
@@ -102,6 +103,7 @@ impl Outbox {
 pub fn start_senders(
     node_id: u64,
     peers: &std::collections::BTreeMap<u64, String>,
+    tls: Option<&ClientTlsConfig>,
     shutdown: CancellationToken,
 ) -> Outbox {
     let mut queues = HashMap::new();
@@ -115,6 +117,7 @@ pub fn start_senders(
             node_id,
             peer_id,
             address.clone(),
+            tls.cloned(),
             queue_rx,
             shutdown.clone(),
         ));
@@ -126,17 +129,18 @@ async fn peer_sender(
     node_id: u64,
     peer_id: u64,
     address: String,
+    tls: Option<ClientTlsConfig>,
     mut queue: mpsc::Receiver<RaftEnvelope>,
     shutdown: CancellationToken,
 ) {
-    let endpoint = match peer_endpoint(&address) {
+    let endpoint = match peer_endpoint(&address, tls.as_ref()) {
         Ok(endpoint) => endpoint
             .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(1))
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .initial_stream_window_size(Some(2 * 1024 * 1024))
-            .initial_connection_window_size(Some(8 * 1024 * 1024)),
+            .connect_timeout(limits::PEER_CONNECT_TIMEOUT)
+            .http2_keep_alive_interval(limits::PEER_KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(limits::PEER_KEEP_ALIVE_TIMEOUT)
+            .initial_stream_window_size(Some(limits::PEER_STREAM_WINDOW_BYTES))
+            .initial_connection_window_size(Some(limits::PEER_CONNECTION_WINDOW_BYTES)),
         Err(error) => {
             tracing::error!(
                 peer_id,
@@ -512,12 +516,8 @@ fn stream_snapshot(
 /// timestamp of the event blocks fetched with it (0 if none).
 pub type FetchedSnapshot = (SnapshotMeta, Ledger, u64);
 
-/// Follower side: fetches snapshot `index` of `partition` from the node at `address`, writes
-/// the event blocks after `events_after` into the local event log and the snapshot into the
-/// local snapshot store (the install's synced write makes both durable), and returns the
-/// verified state. Every event block is checked against the hash chain, continuing from
-/// `chain_after` (the local chain head at `events_after`), before its message is written,
-/// and the blocks must end at the snapshot's chain head: a block that fails fails the fetch.
+/// [`fetch_snapshot_with`] the TLS `run` set with [`set_snapshot_fetch_tls`]: what the store
+/// loop calls (transitional, see [`SNAPSHOT_FETCH_TLS`]).
 pub async fn fetch_snapshot(
     node_id: u64,
     address: String,
@@ -527,8 +527,43 @@ pub async fn fetch_snapshot(
     chain_after: ChainHash,
     db: Arc<Db>,
 ) -> anyhow::Result<FetchedSnapshot> {
-    let endpoint = peer_endpoint(&address)?
-        .connect_timeout(Duration::from_secs(2))
+    let tls = SNAPSHOT_FETCH_TLS
+        .read()
+        .expect("snapshot fetch TLS lock")
+        .clone();
+    fetch_snapshot_with(
+        tls.as_ref(),
+        node_id,
+        address,
+        partition,
+        index,
+        events_after,
+        chain_after,
+        db,
+    )
+    .await
+}
+
+/// Follower side: fetches snapshot `index` of `partition` from the node at `address`, writes
+/// the event blocks after `events_after` into the local event log and the snapshot into the
+/// local snapshot store (the install's synced write makes both durable), and returns the
+/// verified state. Every event block is checked against the hash chain, continuing from
+/// `chain_after` (the local chain head at `events_after`), before its message is written,
+/// and the blocks must end at the snapshot's chain head: a block that fails fails the fetch.
+/// `tls` is the peer TLS config (`None`: plain text).
+#[allow(clippy::too_many_arguments)]
+pub async fn fetch_snapshot_with(
+    tls: Option<&ClientTlsConfig>,
+    node_id: u64,
+    address: String,
+    partition: u32,
+    index: u64,
+    events_after: u64,
+    chain_after: ChainHash,
+    db: Arc<Db>,
+) -> anyhow::Result<FetchedSnapshot> {
+    let endpoint = peer_endpoint(&address, tls)?
+        .connect_timeout(limits::SNAPSHOT_CONNECT_TIMEOUT)
         .timeout(limits::SNAPSHOT_FETCH_TIMEOUT);
     let mut client = PeerServiceClient::new(endpoint.connect().await?)
         .max_decoding_message_size(limits::PEER_GRPC_MESSAGE_BYTES_MAX);
@@ -721,7 +756,8 @@ mod tests {
         );
         let dir = tempfile::tempdir().expect("temp dir");
         let db = Db::open(dir.path(), 2, 1).expect("db");
-        let result = fetch_snapshot(2, address, 0, 3, 0, CHAIN_GENESIS, db.clone()).await;
+        let result =
+            fetch_snapshot_with(None, 2, address, 0, 3, 0, CHAIN_GENESIS, db.clone()).await;
         server.abort();
         (result, db, dir)
     }

@@ -713,7 +713,7 @@ async fn stalled_subscriber_does_not_slow_writes_and_catches_up_later() {
             Err(status) => break status,
         }
         assert!(
-            extra.len() <= write_node::event_log::SUBSCRIBERS_MAX,
+            extra.len() <= write_node::limits::SUBSCRIBERS_MAX,
             "limit not enforced"
         );
     };

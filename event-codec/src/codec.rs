@@ -157,14 +157,16 @@ fn split_stored(bytes: &[u8]) -> Result<(ChainHash, &[u8]), String> {
     Ok((chain.try_into().expect("32 bytes"), body))
 }
 
-/// Event blocks for the tests of this crate (codec, snapshot fetch, transport).
-#[cfg(test)]
-pub(crate) mod test_blocks {
+/// Event blocks for tests: this module's and the write node's snapshot fetch and transport
+/// tests. Always compiled (two small functions): a test-only feature would make test and
+/// non-test builds of every crate above this one differ, and build twice.
+#[doc(hidden)]
+pub mod test_blocks {
     use super::*;
     use ledger::{Currency, Event};
 
     /// A block at `index` that opens account `acct-<index>`.
-    pub(crate) fn block(index: u64) -> EventBlock {
+    pub fn block(index: u64) -> EventBlock {
         EventBlock {
             meta: EntryMeta {
                 index,
@@ -179,7 +181,7 @@ pub(crate) mod test_blocks {
     }
 
     /// Stored blocks at `indexes`, chained from `previous`: (bytes, chain head after each).
-    pub(crate) fn chain_of(previous: ChainHash, indexes: &[u64]) -> (Vec<Vec<u8>>, Vec<ChainHash>) {
+    pub fn chain_of(previous: ChainHash, indexes: &[u64]) -> (Vec<Vec<u8>>, Vec<ChainHash>) {
         let mut chain = previous;
         let mut blocks = Vec::new();
         let mut heads = Vec::new();

@@ -1,0 +1,212 @@
+//! Ledger events in their wire form (`wallet.v1.LedgerEvent`): what the write node streams
+//! from its event log and what the read node and auditors rebuild event blocks from.
+
+use ledger::{Event, TransferCommand, format_minor};
+use proto::v1::ledger_event::Event as PbEvent;
+use proto::v1::{
+    AccountOpened, CreditRefused, LedgerEvent, TransferCompleted, TransferCredited,
+    TransferDebited, TransferRefunded, TransferRejected, TransferSettled,
+};
+
+/// The wire form of a ledger event. Every `ledger::Event` variant needs one arm here, one
+/// message in `event_log.proto` and one arm in the read node's fold.
+pub fn event_to_pb(event: &Event) -> LedgerEvent {
+    let event = match event {
+        Event::AccountOpened {
+            account_id,
+            currency,
+            allow_negative_balance,
+        } => PbEvent::AccountOpened(AccountOpened {
+            account_id: account_id.clone(),
+            currency: currency.code().to_owned(),
+            allow_negative_balance: *allow_negative_balance,
+        }),
+        Event::TransferCompleted { transfer, .. } => {
+            let (transaction_id, amount, currency) = transfer_fields(transfer);
+            PbEvent::TransferCompleted(TransferCompleted {
+                transaction_id,
+                from_account: transfer.from.clone(),
+                to_account: transfer.to.clone(),
+                amount,
+                amount_minor: transfer.amount_minor,
+                currency,
+            })
+        }
+        Event::TransferRejected {
+            transfer, reason, ..
+        } => {
+            let (transaction_id, amount, currency) = transfer_fields(transfer);
+            PbEvent::TransferRejected(TransferRejected {
+                transaction_id,
+                from_account: transfer.from.clone(),
+                to_account: transfer.to.clone(),
+                amount,
+                amount_minor: transfer.amount_minor,
+                currency,
+                reason: reason.reason().to_owned(),
+                field: reason.field().to_owned(),
+            })
+        }
+        Event::TransferDebited { transfer, .. } => {
+            let (transaction_id, amount, currency) = transfer_fields(transfer);
+            PbEvent::TransferDebited(TransferDebited {
+                transaction_id,
+                from_account: transfer.from.clone(),
+                to_account: transfer.to.clone(),
+                amount,
+                amount_minor: transfer.amount_minor,
+                currency,
+            })
+        }
+        Event::TransferCredited { transfer, .. } => {
+            let (transaction_id, amount, currency) = transfer_fields(transfer);
+            PbEvent::TransferCredited(TransferCredited {
+                transaction_id,
+                from_account: transfer.from.clone(),
+                to_account: transfer.to.clone(),
+                amount,
+                amount_minor: transfer.amount_minor,
+                currency,
+            })
+        }
+        Event::CreditRefused {
+            transfer, reason, ..
+        } => {
+            let (transaction_id, amount, currency) = transfer_fields(transfer);
+            PbEvent::CreditRefused(CreditRefused {
+                transaction_id,
+                from_account: transfer.from.clone(),
+                to_account: transfer.to.clone(),
+                amount,
+                amount_minor: transfer.amount_minor,
+                currency,
+                reason: reason.reason().to_owned(),
+                field: reason.field().to_owned(),
+            })
+        }
+        Event::TransferSettled {
+            transaction_id,
+            credit_index,
+            ..
+        } => PbEvent::TransferSettled(TransferSettled {
+            transaction_id: transaction_id.hyphenated().to_string(),
+            credit_index: *credit_index,
+        }),
+        Event::TransferRefunded {
+            transaction_id,
+            reason,
+            credit_index,
+            ..
+        } => PbEvent::TransferRefunded(TransferRefunded {
+            transaction_id: transaction_id.hyphenated().to_string(),
+            reason: reason.reason().to_owned(),
+            field: reason.field().to_owned(),
+            credit_index: *credit_index,
+        }),
+    };
+    LedgerEvent { event: Some(event) }
+}
+
+fn transfer_fields(transfer: &TransferCommand) -> (String, String, String) {
+    (
+        transfer.transaction_id.hyphenated().to_string(),
+        format_minor(i128::from(transfer.amount_minor), transfer.currency),
+        transfer.currency.code().to_owned(),
+    )
+}
+
+/// The inverse of [`event_to_pb`] for one event of the block at `meta`: what an auditor
+/// replaying a live event stream (`walletctl replay --endpoint`) feeds to `ledger::evolve`,
+/// and re-encodes to check the block's chain hash.
+pub fn event_from_pb(meta: ledger::EntryMeta, event: &LedgerEvent) -> anyhow::Result<Event> {
+    use anyhow::Context as _;
+    let currency = |code: &str| {
+        ledger::Currency::parse(code).with_context(|| format!("unknown currency {code:?}"))
+    };
+    let id = |text: &str| {
+        uuid::Uuid::parse_str(text).with_context(|| format!("bad transaction id {text:?}"))
+    };
+    let reason = |reason: &str, field: &str| {
+        ledger::RejectReason::from_reason_and_field(reason, field)
+            .with_context(|| format!("unknown reject reason {reason:?} / {field:?}"))
+    };
+    let transfer = |transaction_id: &str, from: &str, to: &str, amount_minor: i64, code: &str| {
+        anyhow::Ok(TransferCommand {
+            transaction_id: id(transaction_id)?,
+            from: from.to_owned(),
+            to: to.to_owned(),
+            amount_minor,
+            currency: currency(code)?,
+        })
+    };
+    Ok(match event.event.as_ref().context("empty event")? {
+        PbEvent::AccountOpened(e) => Event::AccountOpened {
+            account_id: e.account_id.clone(),
+            currency: currency(&e.currency)?,
+            allow_negative_balance: e.allow_negative_balance,
+        },
+        PbEvent::TransferCompleted(e) => Event::TransferCompleted {
+            transfer: transfer(
+                &e.transaction_id,
+                &e.from_account,
+                &e.to_account,
+                e.amount_minor,
+                &e.currency,
+            )?,
+            meta,
+        },
+        PbEvent::TransferRejected(e) => Event::TransferRejected {
+            transfer: transfer(
+                &e.transaction_id,
+                &e.from_account,
+                &e.to_account,
+                e.amount_minor,
+                &e.currency,
+            )?,
+            reason: reason(&e.reason, &e.field)?,
+            meta,
+        },
+        PbEvent::TransferDebited(e) => Event::TransferDebited {
+            transfer: transfer(
+                &e.transaction_id,
+                &e.from_account,
+                &e.to_account,
+                e.amount_minor,
+                &e.currency,
+            )?,
+            meta,
+        },
+        PbEvent::TransferCredited(e) => Event::TransferCredited {
+            transfer: transfer(
+                &e.transaction_id,
+                &e.from_account,
+                &e.to_account,
+                e.amount_minor,
+                &e.currency,
+            )?,
+            meta,
+        },
+        PbEvent::CreditRefused(e) => Event::CreditRefused {
+            transfer: transfer(
+                &e.transaction_id,
+                &e.from_account,
+                &e.to_account,
+                e.amount_minor,
+                &e.currency,
+            )?,
+            reason: reason(&e.reason, &e.field)?,
+            meta,
+        },
+        PbEvent::TransferSettled(e) => Event::TransferSettled {
+            transaction_id: id(&e.transaction_id)?,
+            credit_index: e.credit_index,
+            meta,
+        },
+        PbEvent::TransferRefunded(e) => Event::TransferRefunded {
+            transaction_id: id(&e.transaction_id)?,
+            reason: reason(&e.reason, &e.field)?,
+            credit_index: e.credit_index,
+            meta,
+        },
+    })
+}
