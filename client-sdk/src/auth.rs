@@ -121,7 +121,7 @@ pub fn node_channel(
     tls: Option<&TlsConfig>,
     token: Option<&str>,
 ) -> Result<Conn, Error> {
-    let uri = crate::config::normalize_endpoint_for(endpoint, tls.is_some())?;
+    let uri = crate::endpoint::normalize_endpoint_for(endpoint, tls.is_some())?;
     let endpoint = Endpoint::from_shared(uri.clone())
         .map_err(|e| Error::config(format!("endpoint {uri:?}: {e}")))?
         .tcp_nodelay(true);

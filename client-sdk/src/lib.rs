@@ -40,6 +40,7 @@ mod auth;
 mod backoff;
 mod client;
 mod config;
+mod endpoint;
 mod error;
 mod query;
 

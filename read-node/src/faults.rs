@@ -10,8 +10,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use tokio::sync::watch;
 
-use crate::metrics::PartitionLabels;
-
 /// Why a partition is not followed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FaultKind {
@@ -29,6 +27,13 @@ pub struct Fault {
     pub kind: FaultKind,
     pub index: u64,
     pub detail: String,
+}
+
+/// The label of every per-partition series (the fault counters here, the gauges in
+/// `metrics.rs`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub partition: u32,
 }
 
 /// The faults of every partition, shared by ingest, the fold thread, queries and metrics.

@@ -342,7 +342,7 @@ mod tests {
     use tonic::{Request, Response, Status};
 
     use super::*;
-    use crate::metrics::PartitionLabels;
+    use crate::faults::PartitionLabels;
 
     /// A write node's event log that serves one block, with the chain hash given, then stays
     /// silent.

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -20,10 +19,7 @@ use tokio_util::sync::CancellationToken;
 /// How often the write nodes are asked for their applied indexes (one GetClusterStatus each).
 pub const SOURCE_POLL_INTERVAL: Duration = Duration::from_secs(2);
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PartitionLabels {
-    pub partition: u32,
-}
+pub use crate::faults::PartitionLabels;
 
 /// Every series of a read node.
 pub struct Metrics {

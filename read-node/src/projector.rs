@@ -365,7 +365,7 @@ mod tests {
             projection
                 .faults()
                 .fold_errors()
-                .get_or_create(&crate::metrics::PartitionLabels { partition: 0 })
+                .get_or_create(&crate::faults::PartitionLabels { partition: 0 })
                 .get(),
             1
         );
