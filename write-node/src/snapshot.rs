@@ -26,7 +26,12 @@ pub use crate::storage::SnapshotMeta;
 pub use crate::limits::SNAPSHOT_CHUNK_BYTES as CHUNK_BYTES;
 use crate::limits::SNAPSHOTS_RETAINED;
 
+/// State formats: the body is the same postcard `Ledger` in both; the header's digest is
+/// `Ledger::digest_v2` (one walk over the state) in format 1 and the running `Ledger::digest`
+/// in format 2. Format 1 snapshots are still read (checked once, at load, by the walk), so a
+/// node upgraded over its old data keeps its snapshots; new ones are written in format 2.
 const STATE_FORMAT_V1: u8 = 1;
+const STATE_FORMAT_V2: u8 = 2;
 
 /// Serializes a ledger into stored chunks; returns the header and the chunks.
 pub fn encode(
@@ -37,7 +42,7 @@ pub fn encode(
     ledger: &Ledger,
     chain_head: ChainHash,
 ) -> (SnapshotMeta, Vec<Vec<u8>>) {
-    let mut bytes = vec![STATE_FORMAT_V1];
+    let mut bytes = vec![STATE_FORMAT_V2];
     bytes.extend(postcard::to_stdvec(ledger).expect("serialising to a Vec cannot fail"));
     let chunks: Vec<Vec<u8>> = bytes.chunks(CHUNK_BYTES).map(<[u8]>::to_vec).collect();
     let meta = SnapshotMeta {
@@ -65,12 +70,20 @@ pub fn decode(meta: &SnapshotMeta, bytes: &[u8]) -> anyhow::Result<Ledger> {
     );
     let (&version, body) = bytes.split_first().context("empty snapshot")?;
     ensure!(
-        version == STATE_FORMAT_V1,
-        "unknown snapshot format {version}"
+        version == STATE_FORMAT_V1 || version == STATE_FORMAT_V2,
+        "snapshot {} of partition {}: state format {version} is newer than this node reads \
+         (formats {STATE_FORMAT_V1} and {STATE_FORMAT_V2}); run a release that reads it",
+        meta.index,
+        meta.partition
     );
     let ledger: Ledger = postcard::from_bytes(body).context("snapshot state is corrupt")?;
+    let digest = if version == STATE_FORMAT_V1 {
+        ledger.digest_v2()
+    } else {
+        ledger.digest()
+    };
     ensure!(
-        ledger.digest() == meta.digest,
+        digest == meta.digest,
         "snapshot {} of partition {}: the state does not match its digest",
         meta.index,
         meta.partition
@@ -242,6 +255,70 @@ mod tests {
             chunks: 0,
             bytes: 0,
         }
+    }
+
+    fn small_ledger() -> Ledger {
+        let usd = ledger::Currency::parse("USD").expect("USD");
+        let mut ledger = Ledger::new();
+        for (index, (id, negative)) in [("issuer", true), ("alice", false)].iter().enumerate() {
+            let command = ledger::Command::OpenAccount {
+                account_id: (*id).into(),
+                currency: usd,
+                allow_negative_balance: *negative,
+            };
+            let meta = ledger::EntryMeta {
+                index: index as u64 + 1,
+                timestamp_ms: 1,
+            };
+            ledger.execute(&command, meta);
+        }
+        let transfer = ledger::TransferCommand {
+            transaction_id: uuid::Uuid::from_u128(1),
+            from: "issuer".into(),
+            to: "alice".into(),
+            amount_minor: 250,
+            currency: usd,
+        };
+        let meta = ledger::EntryMeta {
+            index: 3,
+            timestamp_ms: 2,
+        };
+        ledger.execute(&ledger::Command::Transfer(transfer), meta);
+        ledger
+    }
+
+    #[test]
+    fn format_1_snapshots_of_the_previous_release_are_read_and_new_ones_are_format_2() {
+        let ledger = small_ledger();
+        let (meta, chunks) = encode(0, 3, 1, vec![1], &ledger, CHAIN_GENESIS);
+        assert_eq!(chunks[0][0], STATE_FORMAT_V2);
+        assert_eq!(meta.digest, ledger.digest());
+        assert_eq!(decode(&meta, &chunks.concat()).expect("format 2"), ledger);
+
+        // What the previous release wrote: the same body behind format byte 1, with the
+        // digest of the full walk in the header.
+        let mut old_bytes = chunks.concat();
+        old_bytes[0] = STATE_FORMAT_V1;
+        let old_meta = SnapshotMeta {
+            digest: ledger.digest_v2(),
+            ..meta.clone()
+        };
+        let migrated = decode(&old_meta, &old_bytes).expect("format 1 is read");
+        assert_eq!(migrated.digest(), ledger.digest());
+        // A format-1 header with the new digest does not pass: each format is checked by its own.
+        let error = decode(&meta, &old_bytes).expect_err("digest of the other format");
+        assert!(
+            format!("{error:#}").contains("does not match its digest"),
+            "{error:#}"
+        );
+
+        let mut future = chunks.concat();
+        future[0] = 3;
+        let error = decode(&meta, &future).expect_err("a format from a later release");
+        assert!(
+            format!("{error:#}").contains("state format 3 is newer than this node reads"),
+            "{error:#}"
+        );
     }
 
     #[test]

@@ -59,7 +59,8 @@ pub struct SnapshotMeta {
     pub index: u64,
     pub term: u64,
     pub voters: Vec<u64>,
-    /// `Ledger::digest` of the state, checked whenever the state is loaded.
+    /// The state's digest in its format's encoding (`Ledger::digest`, or `Ledger::digest_v2` for
+    /// format 1: see `snapshot.rs`), checked whenever the state is loaded.
     pub digest: [u8; 32],
     /// Head of the partition's event hash chain at `index`.
     pub chain_head: ChainHash,
