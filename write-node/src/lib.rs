@@ -54,11 +54,12 @@ pub async fn run(
     let metrics_listener = telemetry::http::bind(config.metrics_address()?).await?;
     let db = storage::Db::open(&config.data_dir, config.node_id, config.partitions)?;
     let outbox = transport::start_senders(config.node_id, &config.peers, shutdown.clone());
+    let network = transport::PeerNetwork::new(outbox, config.peers.clone(), db.clone());
     let metrics = metrics::Metrics::new(config.partitions)?;
     let (store, store_thread) = store::start(
         &config,
         db.clone(),
-        outbox,
+        network,
         metrics.store.clone(),
         shutdown.clone(),
     )?;

@@ -24,7 +24,6 @@ use tonic::{Request, Response, Status, Streaming};
 use std::sync::Arc;
 
 use anyhow::{Context, ensure};
-use ledger::Ledger;
 use rocksdb::WriteBatch;
 
 use crate::api_error::ApiError;
@@ -32,7 +31,7 @@ use crate::codec::ChainHash;
 use crate::limits;
 use crate::snapshot::{self, SnapshotMeta};
 use crate::storage::{CF_EVENTS, Db, index_key};
-use crate::store::{InboundRaft, StoreHandle};
+use crate::store::{self, FetchedSnapshot, InboundRaft, SnapshotRequest, StoreHandle};
 
 /// The TLS config peers are dialled with (`None`: plain text). Process-wide because the
 /// snapshot fetch is started from the store loop with only an address; `run` sets it once
@@ -120,6 +119,46 @@ pub fn start_senders(
         ));
     }
     Outbox { node_id, queues }
+}
+
+/// The store loop's network (`store::Network`): raft messages through the outbox, snapshot
+/// fetches from the peers' addresses.
+pub struct PeerNetwork {
+    outbox: Outbox,
+    peers: BTreeMap<u64, String>,
+    db: Arc<Db>,
+}
+
+impl PeerNetwork {
+    pub fn new(outbox: Outbox, peers: BTreeMap<u64, String>, db: Arc<Db>) -> Self {
+        Self { outbox, peers, db }
+    }
+}
+
+impl store::Network for PeerNetwork {
+    fn send(&self, partition: u32, messages: Vec<Message>) {
+        self.outbox.send(partition, messages);
+    }
+
+    fn fetch_snapshot(
+        &self,
+        from: u64,
+        request: SnapshotRequest,
+    ) -> futures::future::BoxFuture<'static, anyhow::Result<FetchedSnapshot>> {
+        // The peer service admits raft messages only from configured peers.
+        let Some(address) = self.peers.get(&from).cloned() else {
+            return Box::pin(async move { anyhow::bail!("node {from} is not a peer") });
+        };
+        Box::pin(fetch_snapshot(
+            self.outbox.node_id,
+            address,
+            request.partition,
+            request.index,
+            request.events_after,
+            request.chain_after,
+            self.db.clone(),
+        ))
+    }
 }
 
 async fn peer_sender(
@@ -508,10 +547,6 @@ fn stream_snapshot(
     Ok(())
 }
 
-/// A snapshot a follower fetched and verified: its header, its state, and the highest leader
-/// timestamp of the event blocks fetched with it (0 if none).
-pub type FetchedSnapshot = (SnapshotMeta, Ledger, u64);
-
 /// Follower side: fetches snapshot `index` of `partition` from the node at `address`, writes
 /// the event blocks after `events_after` into the local event log and the snapshot into the
 /// local snapshot store (the install's synced write makes both durable), and returns the
@@ -606,6 +641,7 @@ pub async fn fetch_snapshot(
 mod tests {
     use super::*;
     use crate::codec::{self, CHAIN_GENESIS};
+    use ledger::Ledger;
     use proto::internal::peer_service_server::PeerServiceServer;
 
     fn envelope(bytes: usize) -> RaftEnvelope {
