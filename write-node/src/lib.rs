@@ -50,8 +50,6 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     config.validate()?;
     let security::Prepared { secured, peer_tls } = security::prepare(&config)?;
-    // The store loop's snapshot fetches (until the store is handed the TLS itself).
-    transport::set_snapshot_fetch_tls(peer_tls.clone());
     let metrics_listener = telemetry::http::bind(config.metrics_address()?).await?;
     let db = storage::Db::open(&config.data_dir, config.node_id, config.partitions)?;
     let outbox = transport::start_senders(
@@ -60,11 +58,13 @@ pub async fn run(
         peer_tls.as_ref(),
         shutdown.clone(),
     );
+    let network =
+        transport::PeerNetwork::new(outbox, config.peers.clone(), db.clone(), peer_tls.clone());
     let metrics = metrics::Metrics::new(config.partitions)?;
     let (store, store_thread) = store::start(
         &config,
         db.clone(),
-        outbox,
+        network,
         metrics.store.clone(),
         shutdown.clone(),
     )?;

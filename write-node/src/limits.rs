@@ -16,8 +16,8 @@ pub const COMMAND_BYTES_MAX: usize = 1_024;
 /// raft always puts at least one entry in an append, so one MsgAppend carries at most this
 /// plus one entry (`ENTRY_BYTES_MAX`): see `RAFT_MESSAGE_BYTES_MAX`. raft's `batch_append`,
 /// which merges a round's appends to one follower into one message without any size bound,
-/// stays off (`store::raft_config`): a follower far behind would get one message of up to
-/// `RAFT_INFLIGHT_MSGS_MAX` times this, beyond any gRPC message limit.
+/// stays off (`store::startup::raft_config`): a follower far behind would get one message of
+/// up to `RAFT_INFLIGHT_MSGS_MAX` times this, beyond any gRPC message limit.
 pub const RAFT_MSG_BYTES_MAX: u64 = 1024 * 1024;
 /// raft `max_inflight_msgs` per follower.
 pub const RAFT_INFLIGHT_MSGS_MAX: usize = 256;

@@ -24,7 +24,6 @@ use tonic::{Request, Response, Status, Streaming};
 use std::sync::Arc;
 
 use anyhow::{Context, ensure};
-use ledger::Ledger;
 use rocksdb::WriteBatch;
 
 use crate::api_error::{ApiError, WriteApiError as _};
@@ -32,24 +31,13 @@ use crate::codec::ChainHash;
 use crate::limits;
 use crate::snapshot::{self, SnapshotMeta};
 use crate::storage::{CF_EVENTS, Db, index_key};
-use crate::store::{InboundRaft, StoreHandle};
+use crate::store::{self, FetchedSnapshot, InboundRaft, SnapshotRequest, StoreHandle};
 
 /// The one place peer endpoints are made (raft streams, credits, snapshot fetches): `https`
 /// with this node's peer certificate when `tls` is set (built once at start by
 /// `security::prepare` and handed to every dialler), else `http`.
 pub fn peer_endpoint(address: &str, tls: Option<&ClientTlsConfig>) -> anyhow::Result<Endpoint> {
     security::tls::endpoint(address, tls)
-}
-
-/// The peer TLS config of [`fetch_snapshot`] only: the store loop starts snapshot fetches
-/// with only an address, and `store.rs` is not changed here. `run` sets it once at start.
-/// Transitional: once the store passes the TLS it is given to [`fetch_snapshot_with`], this
-/// static, [`set_snapshot_fetch_tls`] and [`fetch_snapshot`] go.
-static SNAPSHOT_FETCH_TLS: std::sync::RwLock<Option<ClientTlsConfig>> =
-    std::sync::RwLock::new(None);
-
-pub fn set_snapshot_fetch_tls(tls: Option<ClientTlsConfig>) {
-    *SNAPSHOT_FETCH_TLS.write().expect("snapshot fetch TLS lock") = tls;
 }
 
 /// The store loop's side: hands raft messages to the per-peer queues.
@@ -123,6 +111,63 @@ pub fn start_senders(
         ));
     }
     Outbox { node_id, queues }
+}
+
+/// The store loop's network (`store::Network`): raft messages through the outbox, snapshot
+/// fetches from the peers' addresses (over TLS when `tls` is set).
+pub struct PeerNetwork {
+    outbox: Outbox,
+    peers: BTreeMap<u64, String>,
+    db: Arc<Db>,
+    tls: Option<ClientTlsConfig>,
+}
+
+impl PeerNetwork {
+    pub fn new(
+        outbox: Outbox,
+        peers: BTreeMap<u64, String>,
+        db: Arc<Db>,
+        tls: Option<ClientTlsConfig>,
+    ) -> Self {
+        Self {
+            outbox,
+            peers,
+            db,
+            tls,
+        }
+    }
+}
+
+impl store::Network for PeerNetwork {
+    fn send(&self, partition: u32, messages: Vec<Message>) {
+        self.outbox.send(partition, messages);
+    }
+
+    fn fetch_snapshot(
+        &self,
+        from: u64,
+        request: SnapshotRequest,
+    ) -> futures::future::BoxFuture<'static, anyhow::Result<FetchedSnapshot>> {
+        // The peer service admits raft messages only from configured peers.
+        let Some(address) = self.peers.get(&from).cloned() else {
+            return Box::pin(async move { anyhow::bail!("node {from} is not a peer") });
+        };
+        let tls = self.tls.clone();
+        let (node_id, db) = (self.outbox.node_id, self.db.clone());
+        Box::pin(async move {
+            fetch_snapshot(
+                tls.as_ref(),
+                node_id,
+                address,
+                request.partition,
+                request.index,
+                request.events_after,
+                request.chain_after,
+                db,
+            )
+            .await
+        })
+    }
 }
 
 async fn peer_sender(
@@ -512,38 +557,6 @@ fn stream_snapshot(
     Ok(())
 }
 
-/// A snapshot a follower fetched and verified: its header, its state, and the highest leader
-/// timestamp of the event blocks fetched with it (0 if none).
-pub type FetchedSnapshot = (SnapshotMeta, Ledger, u64);
-
-/// [`fetch_snapshot_with`] the TLS `run` set with [`set_snapshot_fetch_tls`]: what the store
-/// loop calls (transitional, see [`SNAPSHOT_FETCH_TLS`]).
-pub async fn fetch_snapshot(
-    node_id: u64,
-    address: String,
-    partition: u32,
-    index: u64,
-    events_after: u64,
-    chain_after: ChainHash,
-    db: Arc<Db>,
-) -> anyhow::Result<FetchedSnapshot> {
-    let tls = SNAPSHOT_FETCH_TLS
-        .read()
-        .expect("snapshot fetch TLS lock")
-        .clone();
-    fetch_snapshot_with(
-        tls.as_ref(),
-        node_id,
-        address,
-        partition,
-        index,
-        events_after,
-        chain_after,
-        db,
-    )
-    .await
-}
-
 /// Follower side: fetches snapshot `index` of `partition` from the node at `address`, writes
 /// the event blocks after `events_after` into the local event log and the snapshot into the
 /// local snapshot store (the install's synced write makes both durable), and returns the
@@ -552,7 +565,7 @@ pub async fn fetch_snapshot(
 /// and the blocks must end at the snapshot's chain head: a block that fails fails the fetch.
 /// `tls` is the peer TLS config (`None`: plain text).
 #[allow(clippy::too_many_arguments)]
-pub async fn fetch_snapshot_with(
+pub async fn fetch_snapshot(
     tls: Option<&ClientTlsConfig>,
     node_id: u64,
     address: String,
@@ -641,6 +654,7 @@ pub async fn fetch_snapshot_with(
 mod tests {
     use super::*;
     use crate::codec::{self, CHAIN_GENESIS};
+    use ledger::Ledger;
     use proto::internal::peer_service_server::PeerServiceServer;
 
     fn envelope(bytes: usize) -> RaftEnvelope {
@@ -756,8 +770,7 @@ mod tests {
         );
         let dir = tempfile::tempdir().expect("temp dir");
         let db = Db::open(dir.path(), 2, 1).expect("db");
-        let result =
-            fetch_snapshot_with(None, 2, address, 0, 3, 0, CHAIN_GENESIS, db.clone()).await;
+        let result = fetch_snapshot(None, 2, address, 0, 3, 0, CHAIN_GENESIS, db.clone()).await;
         server.abort();
         (result, db, dir)
     }

@@ -1,0 +1,287 @@
+//! The store loop: one thread owns every partition's `RawNode` and ledger and runs rounds of
+//! gather -> tick -> propose -> persist (one synced RocksDB write for all partitions) ->
+//! send -> apply -> reply. No lock is shared with the gRPC side: services talk to the loop
+//! through two bounded mailboxes (client commands, inbound raft messages) and one-shot replies.
+//!
+//! Ready handling follows raft-rs's synchronous contract: leader messages go out before the
+//! fsync (replication overlaps the leader's own write), everything raft marks as "persisted
+//! messages" goes out only after the synced write, committed entries are applied after that,
+//! and nothing awaits between `ready()` and `advance()`.
+//!
+//! The module, by concern: this file holds the services' handle and the types they share with
+//! the loop; `startup.rs` opens and recovers the partitions and starts the loop; `round.rs`
+//! is the loop itself; `partition.rs` one partition's raft node, ledger and waiting callers;
+//! `catch_up.rs` snapshot catch-up as a pure state machine the loop drives. The loop is given
+//! its network as a value (`Network`, implemented in `transport.rs`): nothing here dials or
+//! serves peers.
+
+mod catch_up;
+mod partition;
+mod round;
+mod startup;
+
+use std::sync::{Arc, OnceLock};
+
+use futures::future::BoxFuture;
+use ledger::{Account, Command, Ledger, Outcome, TransferCommand, TransferRecord};
+use raft::eraftpb::Message;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::codec::ChainHash;
+use crate::limits;
+use crate::snapshot::SnapshotMeta;
+use crate::storage::Db;
+
+pub use startup::start;
+
+/// The store loop's network, given to `start` (`transport::PeerNetwork` is the node's).
+pub trait Network: Send + 'static {
+    /// Hands a partition's raft messages to the peers they are addressed to. Never waits: what
+    /// cannot be queued is dropped, and raft's own retries recover it.
+    fn send(&self, partition: u32, messages: Vec<Message>);
+
+    /// Fetches a snapshot from node `from`, writing its event blocks and the snapshot to the
+    /// local stores, and returns the verified state (see `transport::fetch_snapshot`). The
+    /// loop runs it on the node's multi-threaded runtime, off the store thread.
+    fn fetch_snapshot(
+        &self,
+        from: u64,
+        request: SnapshotRequest,
+    ) -> BoxFuture<'static, anyhow::Result<FetchedSnapshot>>;
+}
+
+/// A follower's request for snapshot `index` of `partition`, with the event blocks after its
+/// applied index `events_after` (whose chain head is `chain_after`).
+#[derive(Clone, Debug)]
+pub struct SnapshotRequest {
+    pub partition: u32,
+    pub index: u64,
+    pub events_after: u64,
+    pub chain_after: ChainHash,
+}
+
+/// A snapshot a follower fetched and verified: its header, its state, and the highest leader
+/// timestamp of the event blocks fetched with it (0 if none).
+pub type FetchedSnapshot = (SnapshotMeta, Ledger, u64);
+
+/// Why a command or read got no answer from the ledger. Each maps to UNAVAILABLE or
+/// RESOURCE_EXHAUSTED at the API.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("this node is not the partition leader")]
+    NotLeader { leader_id: Option<u64> },
+    #[error(
+        "leadership changed while the command was in flight; it may or may not have been applied"
+    )]
+    OutcomeUnknown,
+    #[error("the node is overloaded")]
+    Overloaded,
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    /// The store loop stopped on a failed RocksDB write (or another storage error): the node
+    /// accepts nothing more and exits. A command answered with this may or may not commit
+    /// through the other replicas.
+    #[error(
+        "the node's storage failed; it stopped accepting writes and must be restarted \
+         (a command in flight may or may not have been applied)"
+    )]
+    StorageFailed,
+    #[error("the linearizable read did not complete in time")]
+    ReadTimeout,
+}
+
+/// A command's answer: the ledger outcome and the log position that decided it.
+#[derive(Clone, Debug)]
+pub struct Applied {
+    pub outcome: Outcome,
+    pub partition: u32,
+    pub index: u64,
+}
+
+/// A linearizable read.
+#[derive(Clone, Debug)]
+pub enum Query {
+    Account(String),
+    Transfer(uuid::Uuid),
+}
+
+#[derive(Clone, Debug)]
+pub enum QueryAnswer {
+    Account(Option<Account>),
+    Transfer(Option<TransferRecord>),
+}
+
+/// A read's answer and the applied index it reflects.
+#[derive(Clone, Debug)]
+pub struct ReadAnswer {
+    pub answer: QueryAnswer,
+    pub partition: u32,
+    pub index: u64,
+}
+
+/// One partition as this node sees it.
+#[derive(Clone, Debug)]
+pub struct PartitionStatus {
+    pub partition: u32,
+    pub leader_id: u64,
+    pub term: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub role: &'static str,
+    pub state_digest: Option<[u8; 32]>,
+    pub in_flight_transfers: u64,
+    pub snapshot_index: u64,
+    pub log_first_index: u64,
+}
+
+type ProposeReply = oneshot::Sender<Result<Applied, StoreError>>;
+type ReadReply = oneshot::Sender<Result<ReadAnswer, StoreError>>;
+
+enum ClientRequest {
+    Propose {
+        partition: u32,
+        command: Command,
+        reply: ProposeReply,
+    },
+    Read {
+        partition: u32,
+        query: Query,
+        reply: ReadReply,
+    },
+    Status {
+        with_digest: bool,
+        reply: oneshot::Sender<Vec<PartitionStatus>>,
+    },
+    InFlight {
+        partition: u32,
+        after: Option<uuid::Uuid>,
+        reply: oneshot::Sender<Result<Vec<TransferCommand>, StoreError>>,
+    },
+    /// This node (a leader) finished streaming a snapshot to follower `to`, or failed to.
+    SnapshotServed { partition: u32, to: u64, ok: bool },
+}
+
+/// Raft messages received from one peer frame.
+pub struct InboundRaft {
+    pub messages: Vec<(u32, Message)>,
+}
+
+/// The services' handle on the store loop. Cheap to clone.
+#[derive(Clone)]
+pub struct StoreHandle {
+    client_tx: mpsc::Sender<ClientRequest>,
+    raft_tx: mpsc::Sender<InboundRaft>,
+    leaders: watch::Receiver<Vec<u64>>,
+    applied: watch::Receiver<Vec<u64>>,
+    db: Arc<Db>,
+    /// Why the loop stopped, set before its mailbox closes: what later callers are told.
+    stopped: Arc<OnceLock<StoreError>>,
+}
+
+impl StoreHandle {
+    /// The error for a request the loop will never see: its mailbox is closed.
+    fn stopped(&self) -> StoreError {
+        self.stopped
+            .get()
+            .cloned()
+            .unwrap_or(StoreError::ShuttingDown)
+    }
+
+    /// Proposes a command and waits until it is applied (or definitely has no answer here).
+    pub async fn propose(&self, partition: u32, command: Command) -> Result<Applied, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.client_tx
+            .try_send(ClientRequest::Propose {
+                partition,
+                command,
+                reply,
+            })
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => self.stopped(),
+            })?;
+        // A dropped reply means the loop stopped with the command possibly in the log.
+        answer.await.unwrap_or(Err(StoreError::OutcomeUnknown))
+    }
+
+    /// A linearizable read through raft's ReadIndex (on the leader or, forwarded, from a
+    /// follower), bounded by `READ_TIMEOUT`.
+    pub async fn read(&self, partition: u32, query: Query) -> Result<ReadAnswer, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.client_tx
+            .try_send(ClientRequest::Read {
+                partition,
+                query,
+                reply,
+            })
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => self.stopped(),
+            })?;
+        match tokio::time::timeout(limits::READ_TIMEOUT, answer).await {
+            Ok(answer) => answer.unwrap_or_else(|_| Err(self.stopped())),
+            Err(_) => Err(StoreError::ReadTimeout),
+        }
+    }
+
+    /// Every partition as this node sees it; `with_digest` also hashes each partition's state
+    /// (on the store thread, proportional to the state: only for comparing replicas).
+    pub async fn status(&self, with_digest: bool) -> Result<Vec<PartitionStatus>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.client_tx
+            .send(ClientRequest::Status { with_digest, reply })
+            .await
+            .map_err(|_| self.stopped())?;
+        answer.await.map_err(|_| self.stopped())
+    }
+
+    /// Cross-partition transfers this node's leader replica holds in flight, for the saga
+    /// driver to finish: at most `limits::RECOVERY_BATCH_MAX`, the first ones after `after`
+    /// in transaction id order, wrapping around (`Ledger::in_flight_from`).
+    pub async fn in_flight(
+        &self,
+        partition: u32,
+        after: Option<uuid::Uuid>,
+    ) -> Result<Vec<TransferCommand>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.client_tx
+            .send(ClientRequest::InFlight {
+                partition,
+                after,
+                reply,
+            })
+            .await
+            .map_err(|_| self.stopped())?;
+        answer.await.map_err(|_| self.stopped())?
+    }
+
+    /// Tells raft how sending a snapshot to follower `to` ended (it waits for this).
+    pub async fn snapshot_served(&self, partition: u32, to: u64, ok: bool) {
+        let _ = self
+            .client_tx
+            .send(ClientRequest::SnapshotServed { partition, to, ok })
+            .await;
+    }
+
+    /// Inbound raft messages; waits when the loop is behind (back-pressure on the peer stream).
+    pub async fn step(&self, inbound: InboundRaft) -> Result<(), StoreError> {
+        self.raft_tx.send(inbound).await.map_err(|_| self.stopped())
+    }
+
+    /// Leader id per partition (0 = unknown), updated by the loop as leadership changes.
+    pub fn leaders(&self) -> watch::Receiver<Vec<u64>> {
+        self.leaders.clone()
+    }
+
+    /// Applied index per partition, updated after every apply round. Everything at or below
+    /// it is readable from the `events` column family (`Db::scan_indexed`): the event log that
+    /// subscribers follow.
+    pub fn applied(&self) -> watch::Receiver<Vec<u64>> {
+        self.applied.clone()
+    }
+
+    /// The node's RocksDB, for readers of the event log.
+    pub fn db(&self) -> &Arc<Db> {
+        &self.db
+    }
+}

@@ -1,0 +1,410 @@
+//! One partition on this node: its raft node and ledger, the callers waiting on it (commands
+//! to propose and proposed, linearizable reads), its local snapshots, and its snapshot
+//! catch-up state. The store loop (`round.rs`) owns every partition.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::Context;
+use ledger::{Command, EntryMeta, Ledger};
+use raft::eraftpb::{Entry, EntryType, Message, MessageType};
+use raft::{RawNode, ReadState, StateRole};
+use rocksdb::WriteBatch;
+
+use super::catch_up::{CatchUp, Event};
+use super::{
+    Applied, PartitionStatus, ProposeReply, Query, QueryAnswer, ReadAnswer, ReadReply, StoreError,
+};
+use crate::codec::{self, EntryPayload, EventBlock};
+use crate::limits;
+use crate::snapshot::SnapshotMeta;
+use crate::storage::{CF_EVENTS, Db, PartitionStorage, index_key};
+
+/// A fetched snapshot's state, staged until raft restores it.
+pub(super) type StagedState = (SnapshotMeta, Ledger);
+
+pub(super) struct PendingEntry {
+    term: u64,
+    replies: Vec<ProposeReply>,
+}
+
+/// Commands from callers.
+#[derive(Default)]
+pub(super) struct Commands {
+    /// Received this round, proposed together as one entry (group commit).
+    pub(super) received: Vec<(Command, ProposeReply)>,
+    /// Proposed entries awaiting apply, by log index.
+    pub(super) pending: BTreeMap<u64, PendingEntry>,
+}
+
+/// Linearizable reads, through raft's ReadIndex.
+pub(super) struct Reads {
+    /// Received this round, one ReadIndex request for all.
+    pub(super) waiting: Vec<(Query, ReadReply)>,
+    /// By ReadIndex context, until raft answers with the index to wait for.
+    in_flight: HashMap<u64, Vec<(Query, ReadReply)>>,
+    /// Served once that index is applied.
+    ready: Vec<(u64, Vec<(Query, ReadReply)>)>,
+    ctx_next: u64,
+}
+
+impl Default for Reads {
+    fn default() -> Self {
+        Self {
+            waiting: Vec::new(),
+            in_flight: HashMap::new(),
+            ready: Vec::new(),
+            ctx_next: 1,
+        }
+    }
+}
+
+/// This node's own snapshots of the partition.
+pub(super) struct Snapshots {
+    /// Index of the newest durable snapshot.
+    pub(super) index: u64,
+    /// The snapshot worker is writing a newer one.
+    pub(super) writing: bool,
+    /// Events applied since the last snapshot was started: with `snapshot_interval_events`
+    /// it bounds what a restart replays, whatever the number of commands per entry.
+    pub(super) events_since: u64,
+}
+
+pub(super) struct Partition {
+    pub(super) id: u32,
+    pub(super) raw: RawNode<PartitionStorage>,
+    pub(super) ledger: Ledger,
+    pub(super) applied_index: u64,
+    pub(super) was_leader: bool,
+    /// The highest leader timestamp of any entry this replica has had in its log (appended,
+    /// applied, fetched with a snapshot, or found in storage at start). A leader stamps no
+    /// entry below it, so entry times never go backwards in the log: not when the wall
+    /// clock does, and not across leaders whose clocks disagree (a new leader's log holds
+    /// every committed entry, so its bound covers them all).
+    pub(super) timestamp_ms_last: u64,
+    /// Hash chain of the event log up to `applied_index` (see `codec::ChainHash`).
+    pub(super) chain_head: codec::ChainHash,
+    pub(super) commands: Commands,
+    pub(super) reads: Reads,
+    pub(super) snapshots: Snapshots,
+    /// Snapshot catch-up: a follower fetching snapshots, a leader waiting for fetches.
+    pub(super) catch_up: CatchUp<StagedState>,
+    pub(super) metrics: crate::metrics::PartitionMetrics,
+}
+
+impl Partition {
+    pub(super) fn leader_hint(&self) -> Option<u64> {
+        Some(self.raw.raft.leader_id).filter(|&id| id != 0)
+    }
+
+    pub(super) fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
+    /// Notes the leader timestamp of an entry in this replica's log.
+    pub(super) fn saw_timestamp(&mut self, timestamp_ms: u64) {
+        self.timestamp_ms_last = self.timestamp_ms_last.max(timestamp_ms);
+    }
+
+    /// Proposes this round's commands as as few entries as the limits allow.
+    pub(super) fn propose(&mut self, now_ms: u64) {
+        if self.commands.received.is_empty() {
+            return;
+        }
+        let mut proposals = std::mem::take(&mut self.commands.received);
+        if !self.is_leader() {
+            let error = StoreError::NotLeader {
+                leader_id: self.leader_hint(),
+            };
+            for (_, reply) in proposals {
+                let _ = reply.send(Err(error.clone()));
+            }
+            return;
+        }
+        let timestamp_ms = now_ms.max(self.timestamp_ms_last);
+        self.timestamp_ms_last = timestamp_ms;
+        while !proposals.is_empty() {
+            let rest = proposals.split_off(proposals.len().min(limits::ENTRY_COMMANDS_MAX));
+            let (commands, replies): (Vec<Command>, Vec<ProposeReply>) =
+                std::mem::replace(&mut proposals, rest).into_iter().unzip();
+            let data = codec::encode_entry(&EntryPayload {
+                timestamp_ms,
+                commands,
+            });
+            let index_before = self.raw.raft.raft_log.last_index();
+            let proposed = self.raw.propose(vec![], data);
+            let index = self.raw.raft.raft_log.last_index();
+            if proposed.is_ok() && index == index_before + 1 {
+                let term = self.raw.raft.term;
+                self.commands
+                    .pending
+                    .insert(index, PendingEntry { term, replies });
+            } else {
+                // Dropped (e.g. leader transfer, uncommitted budget full): never in the log.
+                let error = StoreError::NotLeader {
+                    leader_id: self.leader_hint(),
+                };
+                for reply in replies {
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+
+    /// Starts one ReadIndex round for all reads received this round.
+    pub(super) fn read_index(&mut self) {
+        self.reads
+            .in_flight
+            .retain(|_, reads| reads.iter().any(|(_, reply)| !reply.is_closed()));
+        if self.reads.waiting.is_empty() {
+            return;
+        }
+        // Followers serve linearizable reads too: raft forwards the ReadIndex request to the
+        // leader and hands back the index to wait for. Without a leader there is no one to ask.
+        if self.leader_hint().is_none() {
+            let error = StoreError::NotLeader { leader_id: None };
+            for (_, reply) in self.reads.waiting.drain(..) {
+                let _ = reply.send(Err(error.clone()));
+            }
+            return;
+        }
+        // raft-rs drops ReadIndex until the leader committed an entry of its term; keep the
+        // reads until then (the caller's timeout bounds the wait).
+        if self.is_leader() && !self.raw.raft.commit_to_current_term() {
+            return;
+        }
+        let ctx = self.reads.ctx_next;
+        self.reads.ctx_next += 1;
+        self.raw.read_index(ctx.to_be_bytes().to_vec());
+        self.reads
+            .in_flight
+            .insert(ctx, std::mem::take(&mut self.reads.waiting));
+    }
+
+    pub(super) fn on_read_states(&mut self, states: Vec<ReadState>) {
+        for state in states {
+            let Ok(ctx) = <[u8; 8]>::try_from(state.request_ctx.as_slice()) else {
+                continue;
+            };
+            if let Some(reads) = self.reads.in_flight.remove(&u64::from_be_bytes(ctx)) {
+                self.reads.ready.push((state.index, reads));
+            }
+        }
+    }
+
+    pub(super) fn serve_ready_reads(&mut self) {
+        let applied_index = self.applied_index;
+        let mut ready = Vec::new();
+        self.reads.ready.retain_mut(|(index, reads)| {
+            if *index <= applied_index {
+                ready.append(reads);
+                false
+            } else {
+                true
+            }
+        });
+        for (query, reply) in ready {
+            let answer = match query {
+                Query::Account(account_id) => {
+                    QueryAnswer::Account(self.ledger.account(&account_id).cloned())
+                }
+                Query::Transfer(transaction_id) => {
+                    QueryAnswer::Transfer(self.ledger.transfer(&transaction_id).cloned())
+                }
+            };
+            let _ = reply.send(Ok(ReadAnswer {
+                answer,
+                partition: self.id,
+                index: applied_index,
+            }));
+        }
+    }
+
+    /// Applies committed entries in order: decide + evolve every command, one event block per
+    /// entry into the apply batch, and the callers' answers into `replies`.
+    pub(super) fn apply(
+        &mut self,
+        entries: Vec<Entry>,
+        db: &Db,
+        batch: &mut WriteBatch,
+        replies: &mut Vec<(ProposeReply, Result<Applied, StoreError>)>,
+    ) -> anyhow::Result<()> {
+        for entry in entries {
+            assert_eq!(
+                entry.index,
+                self.applied_index + 1,
+                "partition {}: entries applied out of order",
+                self.id
+            );
+            self.applied_index = entry.index;
+            // Anything we proposed below this index and did not see applied was overwritten.
+            while let Some(first) = self.commands.pending.first_entry() {
+                if *first.key() >= entry.index {
+                    break;
+                }
+                for reply in first.remove().replies {
+                    replies.push((reply, Err(StoreError::OutcomeUnknown)));
+                }
+            }
+            let pending = self.commands.pending.remove(&entry.index);
+            assert_eq!(
+                entry.get_entry_type(),
+                EntryType::EntryNormal,
+                "membership changes are never proposed"
+            );
+            if entry.data.is_empty() {
+                // A new leader's empty entry.
+                if let Some(pending) = pending {
+                    replies.extend(
+                        pending
+                            .replies
+                            .into_iter()
+                            .map(|reply| (reply, Err(StoreError::OutcomeUnknown))),
+                    );
+                }
+                continue;
+            }
+            let payload = codec::decode_entry(&entry.data)
+                .with_context(|| format!("partition {} entry {}", self.id, entry.index))?;
+            let meta = EntryMeta {
+                index: entry.index,
+                timestamp_ms: payload.timestamp_ms,
+            };
+            self.saw_timestamp(payload.timestamp_ms);
+            let mut events = Vec::new();
+            let mut outcomes = Vec::with_capacity(payload.commands.len());
+            self.metrics.entry_applied(payload.commands.len());
+            for command in &payload.commands {
+                let (event, outcome) = self.ledger.execute(command, meta);
+                self.snapshots.events_since += u64::from(event.is_some());
+                if let Some(event) = &event {
+                    self.metrics.event_applied(event);
+                }
+                events.extend(event);
+                outcomes.push(outcome);
+            }
+            if !events.is_empty() {
+                let block = EventBlock { meta, events };
+                let (bytes, chain) = codec::encode_events(&self.chain_head, &block);
+                self.chain_head = chain;
+                batch.put_cf(db.cf(CF_EVENTS), index_key(self.id, entry.index), bytes);
+            }
+            match pending {
+                Some(pending) if pending.term == entry.term => {
+                    assert_eq!(
+                        pending.replies.len(),
+                        outcomes.len(),
+                        "an entry's commands and callers diverged"
+                    );
+                    for (reply, outcome) in pending.replies.into_iter().zip(outcomes) {
+                        replies.push((
+                            reply,
+                            Ok(Applied {
+                                outcome,
+                                partition: self.id,
+                                index: entry.index,
+                            }),
+                        ));
+                    }
+                }
+                Some(pending) => {
+                    replies.extend(
+                        pending
+                            .replies
+                            .into_iter()
+                            .map(|reply| (reply, Err(StoreError::OutcomeUnknown))),
+                    );
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn fail_pending(&mut self, proposals_error: StoreError, reads_error: StoreError) {
+        for (_, pending) in std::mem::take(&mut self.commands.pending) {
+            for reply in pending.replies {
+                let _ = reply.send(Err(proposals_error.clone()));
+            }
+        }
+        let reads = self
+            .reads
+            .waiting
+            .drain(..)
+            .chain(self.reads.in_flight.drain().flat_map(|(_, reads)| reads))
+            .chain(self.reads.ready.drain(..).flat_map(|(_, reads)| reads));
+        for (_, reply) in reads {
+            let _ = reply.send(Err(reads_error.clone()));
+        }
+    }
+
+    pub(super) fn status(&self, with_digest: bool) -> PartitionStatus {
+        let role = match self.raw.raft.state {
+            StateRole::Leader => "leader",
+            StateRole::Follower => "follower",
+            StateRole::Candidate => "candidate",
+            StateRole::PreCandidate => "pre_candidate",
+        };
+        PartitionStatus {
+            partition: self.id,
+            leader_id: self.raw.raft.leader_id,
+            term: self.raw.raft.term,
+            commit_index: self.raw.raft.raft_log.committed,
+            applied_index: self.applied_index,
+            role,
+            state_digest: with_digest
+                .then(|| codec::partition_digest(&self.ledger.digest(), &self.chain_head)),
+            in_flight_transfers: self.ledger.in_flight_count() as u64,
+            snapshot_index: self.snapshots.index,
+            log_first_index: self.raw.store().first_log_index(),
+        }
+    }
+
+    /// Leader: notes the followers sent a snapshot, to time out fetches that never come.
+    pub(super) fn note_snapshot_sends(&mut self, messages: &[Message]) {
+        for message in messages {
+            if message.get_msg_type() == MessageType::MsgSnapshot {
+                tracing::info!(
+                    partition = self.id,
+                    to = message.to,
+                    index = message.get_snapshot().get_metadata().index,
+                    "follower is behind the log: sending a snapshot"
+                );
+                let now = std::time::Instant::now();
+                let actions = self.catch_up.handle(Event::Sent {
+                    to: message.to,
+                    now,
+                });
+                debug_assert!(actions.is_empty(), "noting a send asks for nothing");
+            }
+        }
+    }
+
+    /// Follower: applied from the log past a staged snapshot, which is then dropped.
+    pub(super) fn applied_past_staged(&mut self) {
+        let applied_index = self.applied_index;
+        let actions = self.catch_up.handle(Event::Applied { applied_index });
+        debug_assert!(actions.is_empty(), "applying asks for nothing");
+    }
+
+    /// Follower: raft restored a snapshot; its state was fetched and verified before raft saw
+    /// the message, so install it with the log reset into this round's synced write.
+    pub(super) fn install_snapshot(
+        &mut self,
+        snapshot: &raft::eraftpb::Snapshot,
+        batch: &mut WriteBatch,
+    ) -> anyhow::Result<()> {
+        let index = snapshot.get_metadata().index;
+        let term = snapshot.get_metadata().term;
+        let (meta, ledger) = match self.catch_up.install(index, term) {
+            Ok(staged) => staged.state,
+            Err(error) => anyhow::bail!("partition {}: {error}", self.id),
+        };
+        self.chain_head = meta.chain_head;
+        self.raw.mut_store().install_snapshot(meta, batch)?;
+        self.ledger = ledger;
+        self.applied_index = index;
+        self.snapshots.index = index;
+        tracing::info!(partition = self.id, index, "snapshot installed");
+        Ok(())
+    }
+}

@@ -1,0 +1,559 @@
+//! The store loop (see the module's documentation): rounds of gather -> tick -> propose ->
+//! persist -> send -> apply -> reply, the mailboxes' requests, leadership changes, local
+//! snapshots, and the snapshot catch-up state machine's actions (`catch_up.rs`).
+
+use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use raft::StateRole;
+use raft::eraftpb::{Message, MessageType};
+use rocksdb::WriteBatch;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::catch_up::{Action, Event, Staged};
+use super::partition::{Partition, StagedState};
+use super::{
+    Applied, ClientRequest, FetchedSnapshot, InboundRaft, Network, ProposeReply, SnapshotRequest,
+    StoreError,
+};
+use crate::codec;
+use crate::limits;
+use crate::snapshot::{self, SnapshotMeta};
+use crate::storage::Db;
+
+/// The wall clock, in ms since the Unix epoch, as the leader stamps entries. Tests skew it
+/// with the `clock::offset_ms` failpoint.
+fn now_ms() -> u64 {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64);
+    #[cfg(feature = "failpoints")]
+    if let Some(offset_ms) = crate::failpoints::clock_offset_ms() {
+        return now_ms.saturating_add_signed(offset_ms);
+    }
+    now_ms
+}
+
+/// A follower's snapshot fetch ended.
+pub(super) struct Fetched {
+    partition: u32,
+    result: anyhow::Result<FetchedSnapshot>,
+}
+
+/// The loop's state; made by `startup::start`, run on its own thread.
+pub(super) struct Store {
+    pub(super) node_id: u64,
+    pub(super) db: Arc<Db>,
+    pub(super) network: Box<dyn Network>,
+    pub(super) partitions: Vec<Partition>,
+    pub(super) client_rx: mpsc::Receiver<ClientRequest>,
+    pub(super) raft_rx: mpsc::Receiver<InboundRaft>,
+    pub(super) leaders_tx: watch::Sender<Vec<u64>>,
+    pub(super) applied_tx: watch::Sender<Vec<u64>>,
+    pub(super) shutdown: CancellationToken,
+    pub(super) snapshot_interval_entries: u64,
+    pub(super) snapshot_interval_events: u64,
+    pub(super) log_retain: u64,
+    pub(super) snapshot_jobs: std::sync::mpsc::SyncSender<snapshot::Job>,
+    pub(super) snapshot_done: mpsc::Receiver<anyhow::Result<SnapshotMeta>>,
+    pub(super) fetched_tx: mpsc::Sender<Fetched>,
+    pub(super) fetched_rx: mpsc::Receiver<Fetched>,
+    /// The node's multi-threaded runtime, for snapshot fetches (network and decoding stay off
+    /// this thread).
+    pub(super) runtime: tokio::runtime::Handle,
+    pub(super) metrics: crate::metrics::StoreMetrics,
+    pub(super) stopped: Arc<OnceLock<StoreError>>,
+}
+
+impl Store {
+    pub(super) fn run(mut self) -> anyhow::Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .context("store runtime")?;
+        let result = runtime.block_on(self.rounds());
+        // Callers whose command is in the log learn that its outcome is unknown; on a storage
+        // failure everyone learns why the node stopped.
+        let (in_log, error) = match &result {
+            Ok(()) => (StoreError::OutcomeUnknown, StoreError::ShuttingDown),
+            Err(error) => {
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "store loop stopped: storage failure; the node stops and must be restarted"
+                );
+                (StoreError::StorageFailed, StoreError::StorageFailed)
+            }
+        };
+        self.stopped
+            .set(error.clone())
+            .expect("the loop stops once");
+        self.fail_everything(in_log, error);
+        // A store failure stops the whole node rather than leave it half-working: after a
+        // failed write (a failed fsync above all) nothing tells what reached the disk, so no
+        // write is retried and the restart recovers from what is there.
+        self.shutdown.cancel();
+        result
+    }
+
+    async fn rounds(&mut self) -> anyhow::Result<()> {
+        let mut tick_next = Instant::now() + limits::TICK_INTERVAL;
+        let mut sample_next = Instant::now();
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => return Ok(()),
+                inbound = self.raft_rx.recv() => match inbound {
+                    Some(inbound) => self.on_raft(inbound),
+                    None => return Ok(()),
+                },
+                request = self.client_rx.recv() => match request {
+                    Some(request) => self.on_client(request),
+                    None => return Ok(()),
+                },
+                written = self.snapshot_done.recv() => match written {
+                    Some(written) => self.on_snapshot_written(written?)?,
+                    None => anyhow::bail!("the snapshot worker stopped"),
+                },
+                Some(fetched) = self.fetched_rx.recv() => self.on_snapshot_fetched(fetched),
+                _ = tokio::time::sleep_until(tick_next) => {}
+            }
+            self.metrics
+                .queues(self.client_rx.len(), self.raft_rx.len());
+            // Gather whatever else arrived, bounded so ticks and persistence keep their pace.
+            let mut drained = 0;
+            while drained < limits::ROUND_DRAIN_MAX {
+                let Ok(inbound) = self.raft_rx.try_recv() else {
+                    break;
+                };
+                self.on_raft(inbound);
+                drained += 1;
+            }
+            while drained < limits::ROUND_DRAIN_MAX {
+                let Ok(request) = self.client_rx.try_recv() else {
+                    break;
+                };
+                self.on_client(request);
+                drained += 1;
+            }
+            if Instant::now() >= tick_next {
+                let now = std::time::Instant::now();
+                for slot in 0..self.partitions.len() {
+                    self.partitions[slot].raw.tick();
+                    self.catch_up(slot, Event::Tick { now });
+                }
+                tick_next = Instant::now() + limits::TICK_INTERVAL;
+            }
+            let now_ms = now_ms();
+            for partition in &mut self.partitions {
+                partition.propose(now_ms);
+                partition.read_index();
+            }
+            self.handle_readies()?;
+            self.check_leadership();
+            self.start_snapshots();
+            if Instant::now() >= sample_next {
+                for partition in &mut self.partitions {
+                    partition.metrics.sample(
+                        &partition.raw.raft,
+                        partition.applied_index,
+                        &partition.ledger,
+                    );
+                }
+                sample_next = Instant::now() + crate::metrics::SAMPLE_INTERVAL;
+            }
+        }
+    }
+
+    /// Hands a clone of every partition's ledger that is `snapshot_interval_entries` entries or
+    /// `snapshot_interval_events` events past its
+    /// last snapshot to the snapshot worker.
+    fn start_snapshots(&mut self) {
+        for partition in &mut self.partitions {
+            let due = partition.applied_index
+                >= partition.snapshots.index + self.snapshot_interval_entries
+                || partition.snapshots.events_since >= self.snapshot_interval_events;
+            if partition.snapshots.writing || !due {
+                continue;
+            }
+            let index = partition.applied_index;
+            let term = match partition.raw.raft.raft_log.term(index) {
+                Ok(term) => term,
+                Err(error) => unreachable!("the applied entry {index} is in the log: {error}"),
+            };
+            let job = snapshot::Job {
+                partition: partition.id,
+                index,
+                term,
+                voters: partition.raw.store().voters().to_vec(),
+                ledger: partition.ledger.clone(),
+                chain_head: partition.chain_head,
+            };
+            match self.snapshot_jobs.try_send(job) {
+                Ok(()) => {
+                    partition.snapshots.writing = true;
+                    partition.snapshots.events_since = 0;
+                }
+                Err(std::sync::mpsc::TrySendError::Full(_)) => {}
+                Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                    tracing::error!("the snapshot worker stopped");
+                }
+            }
+        }
+    }
+
+    /// A snapshot is durable: raft may send it, and the log behind it (less the retained
+    /// tail) is dropped.
+    fn on_snapshot_written(&mut self, meta: SnapshotMeta) -> anyhow::Result<()> {
+        let partition = &mut self.partitions[meta.partition as usize];
+        partition.snapshots.writing = false;
+        partition.snapshots.index = partition.snapshots.index.max(meta.index);
+        let compact_to = meta.index.saturating_sub(self.log_retain);
+        let storage = partition.raw.mut_store();
+        storage.set_snapshot(meta);
+        if compact_to >= storage.first_log_index() {
+            let mut batch = WriteBatch::default();
+            storage.compact(compact_to, &mut batch)?;
+            self.db
+                .write(batch, false)
+                .context("compacting the raft log")?;
+        }
+        Ok(())
+    }
+
+    /// A follower's fetch ended: on success raft gets the message that announced the snapshot
+    /// and installs it in the next ready; on failure the leader will send it again.
+    fn on_snapshot_fetched(&mut self, fetched: Fetched) {
+        let slot = fetched.partition as usize;
+        let partition = &mut self.partitions[slot];
+        let event = match fetched.result {
+            Ok((meta, ledger, timestamp_ms_max)) => {
+                tracing::info!(
+                    partition = partition.id,
+                    index = meta.index,
+                    "snapshot fetched and verified; installing"
+                );
+                partition.saw_timestamp(timestamp_ms_max);
+                Event::Fetched(Staged {
+                    index: meta.index,
+                    term: meta.term,
+                    state: (meta, ledger),
+                })
+            }
+            Err(error) => {
+                tracing::warn!(
+                    partition = partition.id,
+                    error = format!("{error:#}"),
+                    "snapshot fetch failed; raft will send it again"
+                );
+                Event::FetchFailed
+            }
+        };
+        self.catch_up(slot, event);
+    }
+
+    /// A snapshot announced by the leader (`MsgSnapshot`), for the catch-up state machine.
+    fn on_snapshot_message(&mut self, slot: usize, message: Message) {
+        let committed = self.partitions[slot].raw.raft.raft_log.committed;
+        self.catch_up(slot, Event::Announced { message, committed });
+    }
+
+    /// Feeds an event to a partition's snapshot catch-up state machine and performs the
+    /// actions it asks for, in order.
+    fn catch_up(&mut self, slot: usize, event: Event<StagedState>) {
+        let actions = self.partitions[slot].catch_up.handle(event);
+        for action in actions {
+            let partition = &mut self.partitions[slot];
+            match action {
+                Action::Step(message) => {
+                    if let Err(error) = partition.raw.step(message) {
+                        tracing::debug!(partition = partition.id, %error, "raft step");
+                    }
+                }
+                Action::Fetch { from, index } => {
+                    tracing::info!(
+                        partition = partition.id,
+                        index,
+                        from,
+                        applied_index = partition.applied_index,
+                        "behind the leader's log: fetching its snapshot"
+                    );
+                    let fetch = self.network.fetch_snapshot(
+                        from,
+                        SnapshotRequest {
+                            partition: partition.id,
+                            index,
+                            events_after: partition.applied_index,
+                            chain_after: partition.chain_head,
+                        },
+                    );
+                    let fetched_tx = self.fetched_tx.clone();
+                    let partition = partition.id;
+                    self.runtime.spawn(async move {
+                        let result = fetch.await;
+                        let _ = fetched_tx.send(Fetched { partition, result }).await;
+                    });
+                }
+                Action::Deferred { index } => tracing::info!(
+                    partition = partition.id,
+                    index,
+                    "a newer snapshot was announced during the fetch: fetching it next"
+                ),
+                // Stepped now that the fetched one is installed: raft answers it if it is no
+                // longer ahead, otherwise it is fetched in turn.
+                Action::Reconsider(message) => self.on_snapshot_message(slot, message),
+                Action::Report { to, status } => partition.raw.report_snapshot(to, status),
+            }
+        }
+    }
+
+    fn on_raft(&mut self, inbound: InboundRaft) {
+        for (partition, message) in inbound.messages {
+            if message.get_msg_type() == MessageType::MsgSnapshot
+                && (partition as usize) < self.partitions.len()
+            {
+                self.on_snapshot_message(partition as usize, message);
+                continue;
+            }
+            let Some(partition) = self.partitions.get_mut(partition as usize) else {
+                tracing::warn!(partition, "raft message for an unknown partition dropped");
+                continue;
+            };
+            if let Err(error) = partition.raw.step(message) {
+                tracing::debug!(partition = partition.id, %error, "raft step");
+            }
+        }
+    }
+
+    fn on_client(&mut self, request: ClientRequest) {
+        match request {
+            ClientRequest::Propose {
+                partition,
+                command,
+                reply,
+            } => match self.partitions.get_mut(partition as usize) {
+                Some(partition) => partition.commands.received.push((command, reply)),
+                None => unreachable!("the service routes to partitions below the configured count"),
+            },
+            ClientRequest::Read {
+                partition,
+                query,
+                reply,
+            } => match self.partitions.get_mut(partition as usize) {
+                Some(partition) => partition.reads.waiting.push((query, reply)),
+                None => unreachable!("the service routes to partitions below the configured count"),
+            },
+            ClientRequest::Status { with_digest, reply } => {
+                let _ = reply.send(
+                    self.partitions
+                        .iter()
+                        .map(|partition| partition.status(with_digest))
+                        .collect(),
+                );
+            }
+            ClientRequest::SnapshotServed { partition, to, ok } => {
+                self.catch_up(partition as usize, Event::Served { to, ok });
+            }
+            ClientRequest::InFlight {
+                partition,
+                after,
+                reply,
+            } => {
+                let partition = &self.partitions[partition as usize];
+                let answer = if partition.is_leader() {
+                    let batch = partition.ledger.in_flight_from(after);
+                    let batch = batch.take(limits::RECOVERY_BATCH_MAX);
+                    Ok(batch.map(|record| record.transfer.clone()).collect())
+                } else {
+                    Err(StoreError::NotLeader {
+                        leader_id: partition.leader_hint(),
+                    })
+                };
+                let _ = reply.send(answer);
+            }
+        }
+    }
+
+    /// One round of readies for every partition: one synced write for all of their entries
+    /// and hard states, then sends, applies and one unsynced write of the apply results.
+    fn handle_readies(&mut self) -> anyhow::Result<()> {
+        let mut log_batch = WriteBatch::default();
+        let mut readies = Vec::new();
+        let mut entries_count = 0;
+        for (slot, partition) in self.partitions.iter_mut().enumerate() {
+            if !partition.raw.has_ready() {
+                continue;
+            }
+            let mut ready = partition.raw.ready();
+            // Leaders send appends before their own fsync (raft thesis 10.2.1).
+            let messages = ready.take_messages();
+            partition.note_snapshot_sends(&messages);
+            self.network.send(partition.id, messages);
+            if !ready.snapshot().is_empty() {
+                partition.install_snapshot(ready.snapshot(), &mut log_batch)?;
+            }
+            entries_count += ready.entries().len();
+            for entry in ready.entries() {
+                partition.saw_timestamp(codec::entry_timestamp_ms(&entry.data).unwrap_or(0));
+            }
+            partition
+                .raw
+                .mut_store()
+                .append(ready.entries(), &mut log_batch)?;
+            if let Some(hard_state) = ready.hs() {
+                partition
+                    .raw
+                    .mut_store()
+                    .set_hard_state(hard_state, &mut log_batch)?;
+            }
+            readies.push((slot, ready));
+        }
+        if readies.is_empty() {
+            return Ok(());
+        }
+        if !log_batch.is_empty() {
+            let started = std::time::Instant::now();
+            self.db
+                .write(log_batch, true)
+                .context("persisting raft entries")?;
+            self.metrics.synced_write(entries_count, started.elapsed());
+        }
+        let mut replies = Vec::new();
+        let applied = self
+            .apply_readies(readies, &mut replies)
+            .and_then(|apply_batch| {
+                // Unsynced: the next synced write makes it durable, and losing it only means
+                // re-applying committed entries from the durable log on restart.
+                self.db
+                    .write(apply_batch, false)
+                    .context("persisting apply results")
+            });
+        if let Err(error) = applied {
+            // The in-memory ledgers are now ahead of the disk: nothing decided this round is
+            // answered, served or streamed. The entries are committed, so they apply on the
+            // other replicas and here after the restart; the callers learn only that the
+            // outcome is unknown to this node.
+            for (reply, _) in replies {
+                let _ = reply.send(Err(StoreError::StorageFailed));
+            }
+            return Err(error);
+        }
+        for (reply, result) in replies {
+            let _ = reply.send(result);
+        }
+        for partition in &mut self.partitions {
+            partition.serve_ready_reads();
+        }
+        let applied: Vec<u64> = self
+            .partitions
+            .iter()
+            .map(|partition| partition.applied_index)
+            .collect();
+        self.applied_tx.send_if_modified(|current| {
+            let changed = *current != applied;
+            *current = applied;
+            changed
+        });
+        Ok(())
+    }
+
+    /// After the synced write: sends what raft held back until then, applies the committed
+    /// entries to the in-memory ledgers and returns the batch of their results, with the
+    /// callers' answers in `replies` (sent only once that batch is written).
+    fn apply_readies(
+        &mut self,
+        readies: Vec<(usize, raft::Ready)>,
+        replies: &mut Vec<(ProposeReply, Result<Applied, StoreError>)>,
+    ) -> anyhow::Result<WriteBatch> {
+        let mut apply_batch = WriteBatch::default();
+        for (slot, mut ready) in readies {
+            let partition = &mut self.partitions[slot];
+            self.network
+                .send(partition.id, ready.take_persisted_messages());
+            partition.on_read_states(ready.take_read_states());
+            partition.apply(
+                ready.take_committed_entries(),
+                &self.db,
+                &mut apply_batch,
+                replies,
+            )?;
+            let mut light = partition.raw.advance(ready);
+            self.network.send(partition.id, light.take_messages());
+            partition.apply(
+                light.take_committed_entries(),
+                &self.db,
+                &mut apply_batch,
+                replies,
+            )?;
+            partition.raw.advance_apply_to(partition.applied_index);
+            partition.applied_past_staged();
+            let commit = partition.raw.raft.raft_log.committed;
+            let applied_index = partition.applied_index;
+            partition
+                .raw
+                .mut_store()
+                .set_applied(applied_index, commit, &mut apply_batch)?;
+        }
+        Ok(apply_batch)
+    }
+
+    fn check_leadership(&mut self) {
+        let leaders: Vec<u64> = self
+            .partitions
+            .iter()
+            .map(|partition| partition.raw.raft.leader_id)
+            .collect();
+        for partition in &mut self.partitions {
+            let is_leader = partition.raw.raft.state == StateRole::Leader;
+            if partition.was_leader && !is_leader {
+                tracing::info!(
+                    partition = partition.id,
+                    term = partition.raw.raft.term,
+                    "lost leadership"
+                );
+                let leader_id = Some(partition.raw.raft.leader_id).filter(|&id| id != 0);
+                partition.fail_pending(
+                    StoreError::OutcomeUnknown,
+                    StoreError::NotLeader { leader_id },
+                );
+            }
+            if !partition.was_leader && is_leader {
+                tracing::info!(
+                    partition = partition.id,
+                    term = partition.raw.raft.term,
+                    node = self.node_id,
+                    "became leader"
+                );
+            }
+            partition.was_leader = is_leader;
+        }
+        self.leaders_tx.send_if_modified(|current| {
+            let changed = *current != leaders;
+            *current = leaders;
+            changed
+        });
+    }
+
+    /// Answers every caller once the loop has stopped: `in_log` for commands proposed (they
+    /// may still commit), `error` for everything else.
+    fn fail_everything(&mut self, in_log: StoreError, error: StoreError) {
+        for partition in &mut self.partitions {
+            partition.fail_pending(in_log.clone(), error.clone());
+            for (_, reply) in partition.commands.received.drain(..) {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+        self.client_rx.close();
+        while let Ok(request) = self.client_rx.try_recv() {
+            match request {
+                ClientRequest::Propose { reply, .. } => drop(reply.send(Err(error.clone()))),
+                ClientRequest::Read { reply, .. } => drop(reply.send(Err(error.clone()))),
+                ClientRequest::Status { .. } => {}
+                ClientRequest::InFlight { reply, .. } => drop(reply.send(Err(error.clone()))),
+                ClientRequest::SnapshotServed { .. } => {}
+            }
+        }
+    }
+}
