@@ -9,7 +9,7 @@
 //!
 //! | name | where | `return` does |
 //! |---|---|---|
-//! | `storage::write` | every RocksDB write | fails it before anything is written, as a failed `write_opt` would. `return(synced)` or `return(unsynced)` fails only writes of that kind: the raft log and hard state (synced, once per store round, and snapshots) or the apply results (unsynced) |
+//! | `storage::write` | every RocksDB write | fails it before anything is written, as a failed `write_opt` would. `return(synced)` or `return(unsynced)` fails only writes of that kind: the raft log and hard state (once per store round, fsynced when raft needs it; `Db::write_log`) and snapshots or the apply results (unsynced) |
 //! | `storage::fsync` | synced writes | writes the batch, then reports the sync failed: the data may or may not be durable ("fsyncgate") |
 //! | `snapshot::write` | the snapshot worker | fails writing a snapshot before anything is written |
 //! | `snapshot::fetched` | a follower's snapshot fetch | `return(MS)`: waits MS milliseconds between receiving the snapshot and installing it, the window in which the leader may announce the next one |

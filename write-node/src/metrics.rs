@@ -129,11 +129,34 @@ pub struct StoreMetrics {
     pub partitions: Vec<PartitionMetrics>,
     synced_write_entries: Histogram,
     synced_write_seconds: Histogram,
+    unsynced_log_writes: Counter,
     proposal_queue_depth: Gauge,
     raft_queue_depth: Gauge,
+    round_seconds: Histogram,
+    round_longest_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// The longest round since the last sample (store thread only).
+    round_longest: Duration,
 }
 
 impl StoreMetrics {
+    /// A log write that needed no fsync (only commit indexes moved: raft's `must_sync` false).
+    pub fn unsynced_log_write(&self) {
+        self.unsynced_log_writes.inc();
+    }
+
+    /// One store round's duration.
+    pub fn round(&mut self, duration: Duration) {
+        self.round_seconds.observe(duration.as_secs_f64());
+        self.round_longest = self.round_longest.max(duration);
+    }
+
+    /// Publishes the longest round since the previous sample, and starts over.
+    pub fn sample_rounds(&mut self) {
+        self.round_longest_seconds
+            .set(self.round_longest.as_secs_f64());
+        self.round_longest = Duration::ZERO;
+    }
+
     /// One synced write (the fsync) of `entries` raft entries, all partitions together.
     pub fn synced_write(&self, entries: usize, duration: Duration) {
         self.synced_write_entries.observe(entries as f64);
@@ -193,6 +216,25 @@ impl Metrics {
             "wallet_fsync_duration_seconds",
             "Duration of the synced RocksDB write of each store round (the fsync)",
             synced_write_seconds.clone(),
+        );
+        let unsynced_log_writes = Counter::default();
+        registry.register(
+            "wallet_unsynced_log_writes",
+            "Store rounds whose raft log write needed no fsync (only commit indexes moved)",
+            unsynced_log_writes.clone(),
+        );
+        // 50 µs .. ~3.3 s.
+        let round_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 17));
+        registry.register(
+            "wallet_store_round_duration_seconds",
+            "Duration of each store-loop round: proposals, raft messages, the log write, apply, replies",
+            round_seconds.clone(),
+        );
+        let round_longest_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "wallet_store_round_longest_seconds",
+            "The longest store-loop round in the last sample interval (1 s): what stalls raft ticks",
+            round_longest_seconds.clone(),
         );
         let proposal_queue_depth = Gauge::default();
         registry.register(
@@ -282,8 +324,12 @@ impl Metrics {
                 partitions,
                 synced_write_entries,
                 synced_write_seconds,
+                unsynced_log_writes,
                 proposal_queue_depth,
                 raft_queue_depth,
+                round_seconds,
+                round_longest_seconds,
+                round_longest: Duration::ZERO,
             },
             subscribers,
             sst_bytes,

@@ -232,8 +232,21 @@ impl Db {
     /// the batch's durability unknown (a failed fsync may have written it or not), so callers
     /// never retry: the store loop stops and the node restarts from what is on disk.
     pub fn write(&self, batch: WriteBatch, sync: bool) -> anyhow::Result<()> {
+        self.write_as(batch, sync, sync)
+    }
+
+    /// [`Db::write`] for the store round's raft log and hard states, fsynced only when raft
+    /// needs it (`Ready::must_sync`). The `storage::write` failpoint counts it with the synced
+    /// writes either way: it is the log round, not the apply results.
+    pub fn write_log(&self, batch: WriteBatch, sync: bool) -> anyhow::Result<()> {
+        self.write_as(batch, sync, true)
+    }
+
+    fn write_as(&self, batch: WriteBatch, sync: bool, log_round: bool) -> anyhow::Result<()> {
         #[cfg(feature = "failpoints")]
-        crate::failpoints::before_write(sync).context("RocksDB write")?;
+        crate::failpoints::before_write(log_round).context("RocksDB write")?;
+        #[cfg(not(feature = "failpoints"))]
+        let _ = log_round;
         let mut options = WriteOptions::default();
         options.set_sync(sync);
         self.db

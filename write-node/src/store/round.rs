@@ -120,6 +120,9 @@ impl Store {
                 Some(fetched) = self.fetched_rx.recv() => self.on_snapshot_fetched(fetched),
                 _ = tokio::time::sleep_until(tick_next) => {}
             }
+            // A round: from the wake-up to the end of its writes and replies (waiting for
+            // work is not part of it). The longest per sample interval is exported.
+            let round_started = std::time::Instant::now();
             self.metrics
                 .queues(self.client_rx.len(), self.raft_rx.len());
             // Gather whatever else arrived, bounded so ticks and persistence keep their pace.
@@ -154,6 +157,7 @@ impl Store {
             self.handle_readies()?;
             self.check_leadership();
             self.start_snapshots();
+            self.metrics.round(round_started.elapsed());
             if Instant::now() >= sample_next {
                 for partition in &mut self.partitions {
                     partition.metrics.sample(
@@ -162,6 +166,7 @@ impl Store {
                         &partition.ledger,
                     );
                 }
+                self.metrics.sample_rounds();
                 sample_next = Instant::now() + crate::metrics::SAMPLE_INTERVAL;
             }
         }
@@ -382,11 +387,16 @@ impl Store {
         let mut log_batch = WriteBatch::default();
         let mut readies = Vec::new();
         let mut entries_count = 0;
+        let mut must_sync = false;
         for (slot, partition) in self.partitions.iter_mut().enumerate() {
             if !partition.raw.has_ready() {
                 continue;
             }
             let mut ready = partition.raw.ready();
+            // Entries, a snapshot, or a new term or vote must be durable before raft acts on
+            // them; a hard state whose commit index alone moved need not be (raft-rs
+            // `Ready::must_sync`): the commit index is recovered from the quorum.
+            must_sync |= ready.must_sync();
             // Leaders send appends before their own fsync (raft thesis 10.2.1).
             let messages = ready.take_messages();
             partition.note_snapshot_sends(&messages);
@@ -415,10 +425,16 @@ impl Store {
         }
         if !log_batch.is_empty() {
             let started = std::time::Instant::now();
+            // Unsynced, it still precedes this round's apply write in RocksDB's write-ahead
+            // log, so a durable applied index never passes a durable commit index.
             self.db
-                .write(log_batch, true)
+                .write_log(log_batch, must_sync)
                 .context("persisting raft entries")?;
-            self.metrics.synced_write(entries_count, started.elapsed());
+            if must_sync {
+                self.metrics.synced_write(entries_count, started.elapsed());
+            } else {
+                self.metrics.unsynced_log_write();
+            }
         }
         let mut replies = Vec::new();
         let applied = self
