@@ -7,6 +7,11 @@ use clap::Parser;
 use read_node::Config;
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc rather than the system allocator: the profile put about 15% of write-node CPU in
+/// glibc malloc/free (BENCHMARKS.md, "Profile").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A wallet read node. Settings come from an optional TOML file (`--config`); flags and their
 /// environment variables override it.
 #[derive(Parser, Debug)]
