@@ -1,0 +1,137 @@
+//! A ledger's snapshot form (serde): accounts sorted by id, records by transaction id, and
+//! the checks a deserialized snapshot must pass before it becomes a ledger.
+
+use super::{Ledger, add_balance_total};
+use crate::domain::{Account, CreditRecord, TransferRecord, TransferStatus};
+use crate::money::{AMOUNT_MINOR_MAX, Currency};
+
+/// Owned wire form of a [`Ledger`] snapshot: accounts sorted by id, transfers sorted by id.
+#[derive(serde::Deserialize)]
+struct LedgerSnapshot {
+    accounts: Vec<Account>,
+    transfers: Vec<TransferRecord>,
+    credits: Vec<CreditRecord>,
+    outflow: Vec<(Currency, i128)>,
+}
+
+/// Borrowed twin of [`LedgerSnapshot`] so serializing does not clone the state.
+#[derive(serde::Serialize)]
+struct LedgerSnapshotRef<'a> {
+    accounts: Vec<&'a Account>,
+    transfers: Vec<&'a TransferRecord>,
+    credits: Vec<&'a CreditRecord>,
+    outflow: Vec<(Currency, i128)>,
+}
+
+/// Serialized as `{ accounts: [Account], transfers: [TransferRecord] }`, both sorted by id,
+/// e.g. for raft snapshots. Deserialization re-checks the ledger's invariants (unique ids,
+/// every currency sums to zero, no ordinary account negative, completed transfers refer to
+/// open accounts of their currency) and refuses a snapshot that breaks any of them.
+impl serde::Serialize for Ledger {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let snapshot = LedgerSnapshotRef {
+            accounts: self.accounts().collect(),
+            transfers: self.transfers.values().collect(),
+            credits: self.credits.values().collect(),
+            outflow: self
+                .outflow
+                .iter()
+                .map(|(currency, outflow)| (*currency, *outflow))
+                .collect(),
+        };
+        serde::Serialize::serialize(&snapshot, serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Ledger {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Ledger, D::Error> {
+        let snapshot = <LedgerSnapshot as serde::Deserialize>::deserialize(deserializer)?;
+        Ledger::from_snapshot(snapshot).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Ledger {
+    fn from_snapshot(snapshot: LedgerSnapshot) -> Result<Ledger, String> {
+        let mut ledger = Ledger::new();
+        for account in snapshot.accounts {
+            add_balance_total(
+                &mut ledger.balance_totals,
+                account.currency,
+                account.balance_minor,
+            );
+            if !account.allow_negative_balance && account.balance_minor < 0 {
+                return Err(format!(
+                    "snapshot: ordinary account {:?} is negative",
+                    account.account_id
+                ));
+            }
+            if let Some(duplicate) = ledger.insert_account(account) {
+                return Err(format!(
+                    "snapshot: duplicate account {:?}",
+                    duplicate.account_id
+                ));
+            }
+        }
+        for (currency, outflow) in snapshot.outflow {
+            if outflow == 0 || ledger.outflow.insert(currency, outflow).is_some() {
+                return Err(format!("snapshot: outflow of {currency} is not canonical"));
+            }
+        }
+        if let Some((currency, total)) =
+            ledger
+                .totals_by_currency()
+                .into_iter()
+                .find(|(currency, total)| {
+                    *total + ledger.outflow.get(currency).copied().unwrap_or(0) != 0
+                })
+        {
+            return Err(format!(
+                "snapshot: {currency} balances sum to {total}, which the outflow does not balance"
+            ));
+        }
+        for record in snapshot.credits {
+            let id = record.transfer.transaction_id;
+            if ledger.insert_credit(record).is_some() {
+                return Err(format!("snapshot: duplicate credit {id}"));
+            }
+        }
+        for record in snapshot.transfers {
+            let transfer = &record.transfer;
+            if transfer.amount_minor < 1
+                || transfer.amount_minor > AMOUNT_MINOR_MAX
+                || transfer.from == transfer.to
+            {
+                return Err(format!(
+                    "snapshot: transfer {} is malformed",
+                    transfer.transaction_id
+                ));
+            }
+            if record.status == TransferStatus::Completed {
+                let in_currency = |account_id: &str| {
+                    ledger
+                        .account(account_id)
+                        .is_some_and(|account| account.currency == transfer.currency)
+                };
+                // A cross-partition transfer (settled by a credit elsewhere) has its target
+                // account in another partition.
+                let target_here = record.settlement.is_none();
+                if !in_currency(&transfer.from) || (target_here && !in_currency(&transfer.to)) {
+                    return Err(format!(
+                        "snapshot: completed transfer {} has no matching accounts",
+                        transfer.transaction_id
+                    ));
+                }
+            }
+            if record.status == TransferStatus::InFlight {
+                ledger.in_flight.insert(transfer.transaction_id.as_u128());
+            }
+            if let Some(duplicate) = ledger.insert_transfer(record) {
+                return Err(format!(
+                    "snapshot: duplicate transfer {}",
+                    duplicate.transfer.transaction_id
+                ));
+            }
+        }
+        Ok(ledger)
+    }
+}
