@@ -1,5 +1,8 @@
 //! The client proper: channels to every write node, the leader cache, and the one retry
 //! loop every call goes through.
+//!
+//! Why one file of this length: every call goes through the one retry loop and leader cache
+//! here; splitting the calls from the loop would spread one piece of state over two files.
 
 use std::collections::HashMap;
 use std::future::Future;

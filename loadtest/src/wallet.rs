@@ -1,5 +1,8 @@
 //! The wallet target: readiness, setup (open and fund the accounts through the API), the
 //! unary and `SubmitTransfers` clients, watchers on the read node, and verification.
+//!
+//! Why one file of this length: the phases of a wallet run, in the order they happen, share
+//! one set of arguments, clients and recorder; each phase is a function of its own.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,5 +1,8 @@
 //! One nemesis run: start the cluster, set up the bank, run clients while the nemesis
 //! follows the seed's schedule, heal, crash and restart the whole cluster, and check.
+//!
+//! Why one file of this length: the phases of a run, in the order they happen, share the
+//! cluster, the clients' history and the schedule; each phase is a function of its own.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

@@ -4,6 +4,9 @@
 //! prefixes reaches only the handlers that check every account they are asked about
 //! (`security::check_account`, first thing): GetBalance, WatchBalances, ListTransfers,
 //! GetBalanceAt. WatchTransfer (by transaction id) is refused to bound tokens by the layer.
+//!
+//! Why one file of this length: one handler per `QueryService` method, each short, sharing
+//! the authorization check and the projection reads above them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -1,5 +1,8 @@
 //! `walletctl`: the wallet ledger's command-line client, and a local three-node cluster
 //! launcher (`walletctl dev`) for development.
+//!
+//! Why one file of this length: the clap command tree and its dispatch, one short arm per
+//! command; the commands' bodies live in the other modules.
 
 mod audit;
 mod dev;

@@ -15,6 +15,10 @@
 //! partition are written in one synced batch per store round; the apply results (events,
 //! applied index, hard state) go in one unsynced batch that the next synced write makes
 //! durable, because RocksDB's WAL is one sequential file: state is never ahead of the log.
+//!
+//! Why one file of this length: it is the only code that knows the key layouts, and both
+//! halves use them (`Db`: column families, writes, scans; `PartitionStorage`: raft-rs
+//! `Storage` over them). The `Storage` implementation is what moves out first if it grows.
 
 use std::collections::VecDeque;
 use std::path::Path;

@@ -1,6 +1,10 @@
 //! Raft messages between write nodes: one long-lived client stream per peer node, fed by a
 //! bounded queue that the store loop fills without ever waiting. A full queue or a broken
 //! stream drops messages; raft's own retries (heartbeats, append probes) recover them.
+//!
+//! Why one file of this length: every peer conversation (raft streams both ways, credits,
+//! snapshot fetches on both sides) shares the endpoint, TLS and frame limits made here; the
+//! `PeerService` server half is what moves out first if it grows.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
