@@ -210,8 +210,14 @@ impl Projection {
         }
         self.positions
             .send_modify(|positions| positions[slot] = block.index);
+        // Push updates are built only while someone watches. A watcher subscribes before it
+        // reads the projection, and this block is already in the projection: one that
+        // subscribes after this check reads the block's changes instead of receiving them.
+        if self.updates.receiver_count() == 0 {
+            return Ok(());
+        }
         for (row, change) in &out.changes {
-            // No receivers is fine: nobody watches.
+            // A watcher may have left meanwhile: no receivers is fine.
             let _ = self
                 .updates
                 .send(Update::Balance(Arc::new(convert::change(row, change))));
