@@ -61,8 +61,13 @@ impl Ledger {
 
     /// The account with this id, if open.
     pub fn account(&self, account_id: &str) -> Option<&Account> {
+        self.account_at(AccountKey::of(account_id), account_id)
+    }
+
+    /// [`Ledger::account`] with the key already computed (it costs a BLAKE3 hash).
+    fn account_at(&self, key: AccountKey, account_id: &str) -> Option<&Account> {
         self.accounts
-            .get(&AccountKey::of(account_id))
+            .get(&key)
             .filter(|account| account.account_id == account_id)
     }
 
@@ -531,14 +536,15 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
                 "TransferCompleted for known transaction id {id}"
             );
             let amount_minor = i128::from(transfer.amount_minor);
-            let from = state.account(&transfer.from);
+            let (from_key, to_key) = (AccountKey::of(&transfer.from), AccountKey::of(&transfer.to));
+            let from = state.account_at(from_key, &transfer.from);
             let from = from.unwrap_or_else(|| {
                 panic!(
                     "TransferCompleted {id} from unknown account {:?}",
                     transfer.from
                 )
             });
-            let to = state.account(&transfer.to);
+            let to = state.account_at(to_key, &transfer.to);
             let to = to.unwrap_or_else(|| {
                 panic!(
                     "TransferCompleted {id} to unknown account {:?}",
@@ -557,17 +563,15 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
             let from_after = from_before
                 .checked_sub(amount_minor)
                 .expect("balance underflows i128");
-            let to_after = to_before
-                .checked_add(amount_minor)
-                .expect("balance overflows i128");
             assert!(
                 from.allow_negative_balance || from_after >= 0,
                 "TransferCompleted {id} takes ordinary account {:?} to {from_after}",
                 transfer.from,
             );
             // Double entry: what left one account arrived in the other, nothing else moved.
-            let debit_minor = from_before - set_balance(state, &transfer.from, from_after);
-            let credit_minor = set_balance(state, &transfer.to, to_after) - to_before;
+            let debit_minor =
+                from_before - move_balance(state, from_key, &transfer.from, -amount_minor);
+            let credit_minor = move_balance(state, to_key, &transfer.to, amount_minor) - to_before;
             assert_eq!(debit_minor, credit_minor, "transfer {id}: debit != credit");
             assert_eq!(debit_minor, amount_minor, "transfer {id}: debit != amount");
             let record = TransferRecord {
@@ -617,11 +621,12 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
                 "TransferDebited {id} cannot be debited in this state"
             );
             let amount_minor = i128::from(transfer.amount_minor);
-            let from_before = state
-                .account(&transfer.from)
-                .expect("account checked before")
-                .balance_minor;
-            set_balance(state, &transfer.from, from_before - amount_minor);
+            move_balance(
+                state,
+                AccountKey::of(&transfer.from),
+                &transfer.from,
+                -amount_minor,
+            );
             add_outflow(state, transfer.currency, amount_minor);
             let record = TransferRecord {
                 transfer,
@@ -645,14 +650,12 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
                 "TransferCredited {id} cannot be credited in this state"
             );
             let amount_minor = i128::from(transfer.amount_minor);
-            let to_before = state
-                .account(&transfer.to)
-                .expect("account checked before")
-                .balance_minor;
-            let to_after = to_before
-                .checked_add(amount_minor)
-                .expect("balance overflows i128");
-            set_balance(state, &transfer.to, to_after);
+            move_balance(
+                state,
+                AccountKey::of(&transfer.to),
+                &transfer.to,
+                amount_minor,
+            );
             add_outflow(state, transfer.currency, -amount_minor);
             let record = CreditRecord {
                 transfer,
@@ -706,11 +709,7 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
             let (from, currency) = (record.transfer.from.clone(), record.transfer.currency);
             let amount_minor = i128::from(record.transfer.amount_minor);
             state.insert_transfer(record);
-            let from_before = state
-                .account(&from)
-                .expect("account checked before")
-                .balance_minor;
-            set_balance(state, &from, from_before + amount_minor);
+            move_balance(state, AccountKey::of(&from), &from, amount_minor);
             add_outflow(state, currency, -amount_minor);
         }
     }
@@ -742,19 +741,21 @@ fn add_outflow(state: &mut Ledger, currency: Currency, delta_minor: i128) {
     }
 }
 
-/// Sets an account's balance (keeping the totals and the record sum); returns the balance
-/// as stored.
-fn set_balance(state: &mut Ledger, account_id: &str, balance_minor: i128) -> i128 {
+/// Adds `delta_minor` to the balance of the account under `key` (keeping the totals and the
+/// record sum); returns the balance as stored.
+fn move_balance(state: &mut Ledger, key: AccountKey, account_id: &str, delta_minor: i128) -> i128 {
     let account = state
         .accounts
-        .get_mut(&AccountKey::of(account_id))
+        .get_mut(&key)
         .filter(|account| account.account_id == account_id)
         .expect("account checked before");
     state.records.sub(&account_hash(account));
-    let delta = balance_minor - account.balance_minor;
-    account.balance_minor = balance_minor;
+    account.balance_minor = account
+        .balance_minor
+        .checked_add(delta_minor)
+        .expect("balance overflows i128");
     state.records.add(&account_hash(account));
-    add_balance_total(&mut state.balance_totals, account.currency, delta);
+    add_balance_total(&mut state.balance_totals, account.currency, delta_minor);
     account.balance_minor
 }
 

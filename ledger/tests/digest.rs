@@ -167,18 +167,22 @@ proptest! {
     }
 }
 
-#[test]
-fn a_snapshot_clone_is_independent_of_the_ledger_it_came_from() {
+/// Every account opened, in order, at indexes 1..=ACCOUNTS.
+fn opened() -> Ledger {
     let mut ledger = Ledger::new();
     for n in 0..ACCOUNTS {
-        ledger.execute(
-            &open(n),
-            EntryMeta {
-                index: n as u64 + 1,
-                timestamp_ms: 1,
-            },
-        );
+        let meta = EntryMeta {
+            index: n as u64 + 1,
+            timestamp_ms: 1,
+        };
+        ledger.execute(&open(n), meta);
     }
+    ledger
+}
+
+#[test]
+fn a_snapshot_clone_is_independent_of_the_ledger_it_came_from() {
+    let mut ledger = opened();
     let snapshot = ledger.clone();
     let digest = snapshot.digest();
     let step = Step::Transfer {
@@ -204,16 +208,7 @@ fn a_snapshot_clone_is_independent_of_the_ledger_it_came_from() {
 /// A fixed history touching every kind of record: local transfers (completed and rejected),
 /// debits out (settled and refunded), credits (credited and refused).
 fn fixed_history() -> Ledger {
-    let mut ledger = Ledger::new();
-    for n in 0..ACCOUNTS {
-        ledger.execute(
-            &open(n),
-            EntryMeta {
-                index: n as u64 + 1,
-                timestamp_ms: 1,
-            },
-        );
-    }
+    let mut ledger = opened();
     let steps = [
         Step::Transfer {
             id: 1,
