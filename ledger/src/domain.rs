@@ -77,6 +77,20 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The transaction id whose record deciding the command reads (`None` for opening an
+    /// account): what the edge looks up before deciding.
+    pub fn transaction_id(&self) -> Option<uuid::Uuid> {
+        match self {
+            Command::OpenAccount { .. } => None,
+            Command::Transfer(transfer)
+            | Command::TransferOut(transfer)
+            | Command::Credit(transfer) => Some(transfer.transaction_id),
+            Command::Settle { transaction_id, .. } => Some(*transaction_id),
+        }
+    }
+}
+
 /// The target partition's answer to a credit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CreditOutcome {
@@ -406,6 +420,23 @@ pub enum Outcome {
     Conflict(Conflict),
     /// INVALID_ARGUMENT: the command fails a shape check; nothing changed.
     Malformed(Malformed),
+}
+
+impl Event {
+    /// The transaction id whose record the event creates or finishes (`None` for opening
+    /// an account).
+    pub fn transaction_id(&self) -> Option<uuid::Uuid> {
+        match self {
+            Event::AccountOpened { .. } => None,
+            Event::TransferSettled { transaction_id, .. }
+            | Event::TransferRefunded { transaction_id, .. } => Some(*transaction_id),
+            Event::TransferCompleted { transfer, .. }
+            | Event::TransferRejected { transfer, .. }
+            | Event::TransferDebited { transfer, .. }
+            | Event::TransferCredited { transfer, .. }
+            | Event::CreditRefused { transfer, .. } => Some(transfer.transaction_id),
+        }
+    }
 }
 
 impl Outcome {

@@ -11,6 +11,10 @@
 //!
 //! The state digest is maintained as the state changes (see [`Ledger::digest`]), so asking
 //! for it costs O(currencies), not a walk of every account and transfer.
+//!
+//! Records of finished transfers and credits need not stay in memory: the edge keeps every
+//! record on disk, evicts finished ones from the ledger ([`Ledger::evict`]) and hands the
+//! records of the ids it is about to decide to [`decide_with`] (see [`crate::stored`]).
 
 use std::collections::BTreeMap;
 
@@ -18,6 +22,8 @@ use imbl::{OrdMap, OrdSet};
 
 mod digest;
 mod snapshot;
+
+pub use snapshot::Format2;
 
 use digest::{RecordSum, account_hash, credit_hash, transfer_hash};
 
@@ -27,6 +33,7 @@ use crate::domain::{
 };
 use crate::ids::validate_account_id;
 use crate::money::Currency;
+use crate::stored::{NothingStored, Record, Stored};
 
 /// One partition's state: its accounts, every transfer it decided as the source, every credit
 /// it decided as the target, and the money that left it for other partitions.
@@ -38,11 +45,15 @@ use crate::money::Currency;
 pub struct Ledger {
     /// Open accounts by [`AccountKey`].
     accounts: OrdMap<AccountKey, Account>,
-    /// Transfers decided here as the source, by transaction id ([`uuid::Uuid::as_u128`]:
-    /// the UUID's byte order, compared in one instruction).
+    /// Transfers decided here as the source and held in memory (every in-flight one, and
+    /// finished ones until evicted), by transaction id ([`uuid::Uuid::as_u128`]: the UUID's
+    /// byte order, compared in one instruction).
     transfers: OrdMap<u128, TransferRecord>,
-    /// Credits decided here as the target, by transaction id.
+    /// Credits decided here as the target and not evicted, by transaction id.
     credits: OrdMap<u128, CreditRecord>,
+    /// Transfers and credits ever decided here, evicted or not.
+    transfers_count: u64,
+    credits_count: u64,
     outflow: BTreeMap<Currency, i128>,
     in_flight: OrdSet<u128>,
     /// Sum of balances per currency, kept up to date by every balance change (no zero
@@ -71,7 +82,8 @@ impl Ledger {
             .filter(|account| account.account_id == account_id)
     }
 
-    /// The record of this transaction id, if it was ever decided (completed or rejected).
+    /// The record of this transaction id, if it was decided here as the source and is held
+    /// in memory (in flight, or finished and not evicted).
     pub fn transfer(&self, transaction_id: &uuid::Uuid) -> Option<&TransferRecord> {
         self.transfers.get(&transaction_id.as_u128())
     }
@@ -81,12 +93,52 @@ impl Ledger {
         self.accounts.len()
     }
 
-    /// Number of recorded transfers, completed and rejected.
-    pub fn transfers_count(&self) -> usize {
-        self.transfers.len()
+    /// Number of transfers ever decided here as the source (completed, rejected, in flight),
+    /// evicted from memory or not.
+    pub fn transfers_count(&self) -> u64 {
+        self.transfers_count
     }
 
-    /// The credit this (target) partition decided for a transaction id, if any.
+    /// Number of credits ever decided here as the target, evicted from memory or not.
+    pub fn credits_count(&self) -> u64 {
+        self.credits_count
+    }
+
+    /// Whether a record of this transaction id is held in memory (a lookup elsewhere is then
+    /// not needed to decide a command of the id).
+    pub fn holds_record(&self, transaction_id: u128) -> bool {
+        self.transfers.contains_key(&transaction_id) || self.credits.contains_key(&transaction_id)
+    }
+
+    /// Number of transfer and credit records held in memory.
+    pub fn records_in_memory(&self) -> usize {
+        self.transfers.len() + self.credits.len()
+    }
+
+    /// Drops a finished record from memory (the edge has it on disk and hands it back to
+    /// [`decide_with`] when its id comes again); counts, sums and the digest do not change.
+    /// Returns whether a record went: an in-flight transfer stays, a settle needs it.
+    pub fn evict(&mut self, transaction_id: u128) -> bool {
+        if self.in_flight.contains(&transaction_id) {
+            return false;
+        }
+        self.transfers.remove(&transaction_id).is_some()
+            || self.credits.remove(&transaction_id).is_some()
+    }
+
+    /// Drops every finished record from memory, keeping in-flight transfers: what a node does
+    /// after loading a snapshot or replaying, since its records are on disk. O(records in
+    /// memory).
+    pub fn evict_all_finished(&mut self) {
+        self.transfers = self
+            .in_flight
+            .iter()
+            .map(|id| (*id, self.transfers[id].clone()))
+            .collect();
+        self.credits.clear();
+    }
+
+    /// The credit this (target) partition decided for a transaction id, if held in memory.
     pub fn credit(&self, transaction_id: &uuid::Uuid) -> Option<&CreditRecord> {
         self.credits.get(&transaction_id.as_u128())
     }
@@ -162,9 +214,14 @@ impl Ledger {
         accounts.into_iter()
     }
 
-    /// All transfer records, sorted by transaction id (byte order of the UUID).
+    /// The transfer records held in memory, sorted by transaction id (byte order of the UUID).
     pub fn transfers(&self) -> impl Iterator<Item = &TransferRecord> {
         self.transfers.values()
+    }
+
+    /// The credit records held in memory, sorted by transaction id.
+    pub fn credits(&self) -> impl Iterator<Item = &CreditRecord> {
+        self.credits.values()
     }
 
     /// Sum of balances per currency code. Sorted by code. With one partition it is always
@@ -200,8 +257,9 @@ impl Ledger {
         let previous = self
             .transfers
             .insert(record.transfer.transaction_id.as_u128(), record);
-        if let Some(previous) = &previous {
-            self.records.sub(&transfer_hash(previous));
+        match &previous {
+            Some(previous) => self.records.sub(&transfer_hash(previous)),
+            None => self.transfers_count += 1,
         }
         previous
     }
@@ -211,15 +269,27 @@ impl Ledger {
         let previous = self
             .credits
             .insert(record.transfer.transaction_id.as_u128(), record);
-        if let Some(previous) = &previous {
-            self.records.sub(&credit_hash(previous));
+        match &previous {
+            Some(previous) => self.records.sub(&credit_hash(previous)),
+            None => self.credits_count += 1,
         }
         previous
     }
 
-    /// decide then evolve; returns the event applied (if any) and the command's outcome.
+    /// decide then evolve; returns the event applied (if any) and the command's outcome. For
+    /// a ledger that holds every record in memory (nothing evicted).
     pub fn execute(&mut self, command: &Command, meta: EntryMeta) -> (Option<Event>, Outcome) {
-        match decide(self, command, meta) {
+        self.execute_with(&NothingStored, command, meta)
+    }
+
+    /// [`Ledger::execute`] for a ledger whose evicted records are looked up in `stored`.
+    pub fn execute_with(
+        &mut self,
+        stored: &impl Stored,
+        command: &Command,
+        meta: EntryMeta,
+    ) -> (Option<Event>, Outcome) {
+        match decide_with(self, stored, command, meta) {
             Decision::Reply(outcome) => (None, outcome),
             Decision::Apply(event) => {
                 let outcome = Outcome::of_new(&event);
@@ -304,43 +374,64 @@ fn credit_refusal(state: &Ledger, transfer: &TransferCommand) -> Option<RejectRe
     None
 }
 
+/// A record found for a transaction id, in memory or stored.
+enum Found<'a> {
+    Transfer(&'a TransferRecord),
+    Credit(&'a CreditRecord),
+}
+
+/// The record this partition holds for `transaction_id`: in memory, else stored. A stored
+/// record created at or after `before_index` is not yet history for the entry being decided
+/// (a follower catching up from a snapshot may store records ahead of what it applied), so
+/// it is not seen: what `decide` sees is a function of the log up to the entry alone.
+fn find<'a>(
+    state: &'a Ledger,
+    stored: &'a impl Stored,
+    transaction_id: u128,
+    before_index: u64,
+) -> Option<Found<'a>> {
+    if let Some(record) = state.transfers.get(&transaction_id) {
+        return Some(Found::Transfer(record));
+    }
+    if let Some(record) = state.credits.get(&transaction_id) {
+        return Some(Found::Credit(record));
+    }
+    match stored
+        .record(transaction_id)
+        .filter(|record| record.created_at() < before_index)?
+    {
+        Record::Transfer(record) => Some(Found::Transfer(record)),
+        Record::Credit(record) => Some(Found::Credit(record)),
+    }
+}
+
 /// The answer to a transfer whose id is already recorded here, as the source of a transfer
 /// (the original record for an identical retry, a conflict otherwise) or as the target of a
 /// credit (always a conflict: a transfer decided here has its source here, a credit's source
 /// is elsewhere, so the two cannot be the same transfer).
-fn known_transfer(state: &Ledger, transfer: &TransferCommand) -> Option<Decision> {
-    if let Some(original) = state.transfers.get(&transfer.transaction_id.as_u128()) {
-        return Some(if original.transfer == *transfer {
+fn known_transfer(found: Option<Found>, transfer: &TransferCommand) -> Option<Decision> {
+    Some(match found? {
+        Found::Transfer(original) if original.transfer == *transfer => {
             Decision::Reply(Outcome::Transfer(original.clone()))
-        } else {
+        }
+        Found::Transfer(_) | Found::Credit(_) => {
             Decision::Reply(Outcome::Conflict(Conflict::TransactionIdReused))
-        });
-    }
-    state
-        .credits
-        .contains_key(&transfer.transaction_id.as_u128())
-        .then_some(Decision::Reply(Outcome::Conflict(
-            Conflict::TransactionIdReused,
-        )))
+        }
+    })
 }
 
 /// The refusal a credit gets when this partition already recorded its id for another
 /// transfer, or `None`. Nothing is recorded for the refused credit, so the answer cites the
 /// original's position, which keeps it identical for every retry; the source refunds.
-fn reused_credit(state: &Ledger, transfer: &TransferCommand) -> Option<Decision> {
-    let id = transfer.transaction_id;
-    let original_meta = match (
-        state.credits.get(&id.as_u128()),
-        state.transfers.get(&id.as_u128()),
-    ) {
-        (Some(original), _) if original.transfer == *transfer => {
+fn reused_credit(found: Option<Found>, transfer: &TransferCommand) -> Option<Decision> {
+    let original_meta = match found? {
+        Found::Credit(original) if original.transfer == *transfer => {
             return Some(Decision::Reply(Outcome::Credit(original.clone())));
         }
         // Another source partition used this id for a different transfer into this one.
-        (Some(original), _) => original.meta,
+        Found::Credit(original) => original.meta,
         // This partition was the source of a transfer under this id.
-        (None, Some(original)) => original.meta,
-        (None, None) => return None,
+        Found::Transfer(original) => original.meta,
     };
     Some(Decision::Reply(Outcome::Credit(CreditRecord {
         transfer: transfer.clone(),
@@ -385,7 +476,24 @@ fn malformed(malformed: Malformed) -> Decision {
 /// identical (currency, allow_negative_balance) -> the account; else
 /// Conflict(AccountExistsWithOtherParameters). Settle: unknown id -> `Malformed`; already
 /// settled -> the record; else Apply(TransferSettled or TransferRefunded).
+///
+/// For a ledger that holds every record in memory; see [`decide_with`].
 pub fn decide(state: &Ledger, command: &Command, meta: EntryMeta) -> Decision {
+    decide_with(state, &NothingStored, command, meta)
+}
+
+/// [`decide`] for a ledger whose evicted records are in `stored`: the edge looks up the
+/// command's transaction id before deciding. The same decision as [`decide`] on the ledger
+/// that never evicted, whatever was evicted, as long as `stored` holds every evicted record
+/// of the id (records created at or after `meta.index` are ignored).
+pub fn decide_with(
+    state: &Ledger,
+    stored: &impl Stored,
+    command: &Command,
+    meta: EntryMeta,
+) -> Decision {
+    let found =
+        |transaction_id: &uuid::Uuid| find(state, stored, transaction_id.as_u128(), meta.index);
     match command {
         Command::OpenAccount {
             account_id,
@@ -421,7 +529,7 @@ pub fn decide(state: &Ledger, command: &Command, meta: EntryMeta) -> Decision {
             }
             // Idempotency comes first: a retry must get the original answer even if the
             // accounts have changed since (e.g. funds arrived after a rejection).
-            if let Some(decision) = known_transfer(state, transfer) {
+            if let Some(decision) = known_transfer(found(&transfer.transaction_id), transfer) {
                 return decision;
             }
             let transfer = transfer.clone();
@@ -438,7 +546,7 @@ pub fn decide(state: &Ledger, command: &Command, meta: EntryMeta) -> Decision {
             if let Err(error) = transfer.shape() {
                 return malformed(error);
             }
-            if let Some(decision) = known_transfer(state, transfer) {
+            if let Some(decision) = known_transfer(found(&transfer.transaction_id), transfer) {
                 return decision;
             }
             let transfer = transfer.clone();
@@ -458,7 +566,7 @@ pub fn decide(state: &Ledger, command: &Command, meta: EntryMeta) -> Decision {
             if state.account(&transfer.from).is_some() {
                 return malformed(Malformed::CreditFromLocalAccount);
             }
-            if let Some(decision) = reused_credit(state, transfer) {
+            if let Some(decision) = reused_credit(found(&transfer.transaction_id), transfer) {
                 return decision;
             }
             let transfer = transfer.clone();
@@ -476,11 +584,13 @@ pub fn decide(state: &Ledger, command: &Command, meta: EntryMeta) -> Decision {
             credit,
             credit_index,
         } => {
-            let Some(record) = state.transfers.get(&transaction_id.as_u128()) else {
-                return malformed(Malformed::SettleOfUnknownTransfer);
-            };
-            if record.status != TransferStatus::InFlight {
-                return Decision::Reply(Outcome::Transfer(record.clone()));
+            if !state.in_flight.contains(&transaction_id.as_u128()) {
+                return match found(transaction_id) {
+                    Some(Found::Transfer(record)) => {
+                        Decision::Reply(Outcome::Transfer(record.clone()))
+                    }
+                    _ => malformed(Malformed::SettleOfUnknownTransfer),
+                };
             }
             Decision::Apply(match credit {
                 CreditOutcome::Credited => Event::TransferSettled {
@@ -499,7 +609,7 @@ pub fn decide(state: &Ledger, command: &Command, meta: EntryMeta) -> Decision {
     }
 }
 
-/// Applies an event. Panics (assert!) on events that cannot follow the state (programmer error / corrupt log): opening an existing account, completing a transfer whose id is known, unknown accounts in a completed transfer, an ordinary account going negative. Rejected transfers are recorded (TransferRecord with Rejected status) and move no money.
+/// Applies an event. Panics (assert!) on events that cannot follow the state (programmer error / corrupt log): opening an existing account, completing a transfer whose id is known (in memory: evicted records are not consulted), unknown accounts in a completed transfer, an ordinary account going negative. Rejected transfers are recorded (TransferRecord with Rejected status) and move no money.
 ///
 /// Also panics on a rejected transfer whose id is known or whose reason is not the one
 /// `decide` would give in this state: replicas replaying the same log must agree, so an

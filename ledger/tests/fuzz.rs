@@ -8,10 +8,11 @@
 
 use ledger::{
     ACCOUNT_ID_BYTES_MAX, AMOUNT_MINOR_MAX, Command, CreditOutcome, Currency, EntryMeta, IdError,
-    Ledger, MoneyError, RejectReason, TransferCommand, format_minor, parse_amount,
+    Ledger, MoneyError, Record, RejectReason, TransferCommand, format_minor, parse_amount,
     parse_transaction_id, validate_account_id,
 };
 use proptest::prelude::*;
+use std::collections::HashMap;
 
 fn config() -> ProptestConfig {
     // ProptestConfig::default() reads PROPTEST_CASES; 256 when unset.
@@ -204,5 +205,77 @@ proptest! {
             ledger::evolve(&mut replayed, event);
         }
         prop_assert_eq!(replayed.digest(), ledger.digest());
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Records held outside memory change nothing: a ledger that evicts every finished
+    /// record right after deciding (keeping it in a store the way the edge keeps them on
+    /// disk) gives every command the same event and outcome as one that holds everything,
+    /// ends with the same digest, survives a snapshot round trip, and the store equals the
+    /// records rebuilt from the events alone (what a follower does after a snapshot
+    /// install). Stored records created at or after the entry being decided are ignored,
+    /// so a store that runs ahead (here: holding the whole run's records) decides the same.
+    #[test]
+    fn evicting_records_to_a_store_decides_the_same(
+        commands in prop::collection::vec(any_command(), 0..80)
+    ) {
+        let mut holding = Ledger::new();
+        let mut evicting = Ledger::new();
+        let mut stored: HashMap<u128, Record> = HashMap::new();
+        let mut events = Vec::new();
+        let mut decided = Vec::new();
+        for (position, command) in commands.iter().enumerate() {
+            let meta = EntryMeta { index: position as u64 + 1, timestamp_ms: 1_000 };
+            let (event, outcome) = holding.execute(command, meta);
+            let (evicting_event, evicting_outcome) = evicting.execute_with(&stored, command, meta);
+            prop_assert_eq!(&evicting_event, &event, "after {:?}", command);
+            prop_assert_eq!(&evicting_outcome, &outcome);
+            decided.push((event.clone(), outcome.clone()));
+            if event.is_some()
+                && let Some(record) = Record::of_outcome(&outcome)
+            {
+                let id = record.transaction_id().as_u128();
+                stored.insert(id, record);
+                evicting.evict(id);
+            }
+            events.extend(event);
+            prop_assert_eq!(evicting.digest(), holding.digest());
+        }
+        prop_assert!(evicting.records_in_memory() == evicting.in_flight_count());
+
+        // A snapshot of the evicting ledger: counts and sum carried, records not needed.
+        let bytes = postcard::to_stdvec(&evicting).expect("serialize");
+        let restored: Ledger = postcard::from_bytes(&bytes).expect("deserialize");
+        prop_assert_eq!(restored.digest(), holding.digest());
+        prop_assert_eq!(restored.transfers_count(), holding.transfers_count());
+
+        // The store, rebuilt from the events in log order.
+        let mut rebuilt: HashMap<u128, Record> = HashMap::new();
+        for event in &events {
+            let Some(id) = event.transaction_id() else {
+                continue;
+            };
+            let record = Record::after_event(event, rebuilt.get(&id.as_u128()))
+                .expect("the events of a ledger rebuild its records")
+                .expect("every transfer event leaves a record");
+            rebuilt.insert(id.as_u128(), record);
+        }
+        prop_assert_eq!(&rebuilt, &stored);
+
+        // Deciding every command again at its own position against the complete store (which
+        // runs ahead of each position), evicting everything finished, repeats the run.
+        let mut again = Ledger::new();
+        for (position, command) in commands.iter().enumerate() {
+            let meta = EntryMeta { index: position as u64 + 1, timestamp_ms: 1_000 };
+            let (event, outcome) = again.execute_with(&stored, command, meta);
+            prop_assert_eq!(&(event, outcome.clone()), &decided[position]);
+            if let Some(record) = Record::of_outcome(&outcome) {
+                again.evict(record.transaction_id().as_u128());
+            }
+        }
+        prop_assert_eq!(again.digest(), holding.digest());
     }
 }

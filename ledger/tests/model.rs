@@ -291,7 +291,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             );
         }
         prop_assert_eq!(ledger.accounts_count(), model.accounts.len());
-        prop_assert_eq!(ledger.transfers_count(), model.transfers.len());
+        prop_assert_eq!(ledger.transfers_count(), model.transfers.len() as u64);
     }
 
     for (transaction_id, record) in &model.transfers {

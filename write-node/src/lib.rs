@@ -10,6 +10,7 @@ pub mod failpoints;
 pub mod limits;
 mod logging;
 pub mod metrics;
+pub mod records;
 pub mod replay;
 pub mod saga;
 pub mod security;

@@ -5,8 +5,15 @@
 //! Every block's hash-chain link is checked before its events are applied: a changed,
 //! dropped or reordered block stops the replay with the index and the reason, and a node
 //! refuses to start on such data rather than serve a wrong state.
+//!
+//! Also the rebuild of the `records` column family from the event log: after a follower
+//! fetched the events a snapshot covers, and when migrating data of format 2.
 
-use ledger::Ledger;
+use std::collections::HashMap;
+
+use anyhow::Context;
+use ledger::{Ledger, Record};
+use rocksdb::WriteBatch;
 
 use crate::codec::{self, CHAIN_GENESIS, ChainError, ChainHash, StoredBlock};
 use crate::snapshot::{self, SnapshotMeta};
@@ -131,7 +138,13 @@ pub fn fold(
             events: block.events.len(),
         };
         for event in block.events {
+            let transaction_id = event.transaction_id();
             ledger::evolve_owned(&mut state.ledger, event);
+            // Finished records are on disk (`records`): memory holds accounts and transfers
+            // in flight, however long the log.
+            if let Some(id) = transaction_id {
+                state.ledger.evict(id.as_u128());
+            }
         }
         state.chain_head = chain;
         state.index = index;
@@ -141,4 +154,64 @@ pub fn fold(
         state.index = state.index.max(to);
     }
     Ok(())
+}
+
+/// Records written per batch while rebuilding.
+const REBUILD_BATCH_RECORDS: usize = 16_384;
+
+/// Writes the record every event of a partition's blocks in `(after, until]` leaves into the
+/// `records` column family (unsynced: the caller's next synced write makes them durable),
+/// checking the chain from `chain_after` (the head at `after`). A settle finds its in-flight
+/// record among the ones rebuilt here or on disk (a transfer debited at or before `after`).
+/// Returns the number of records written. Memory: the transfers in flight in the range.
+pub fn rebuild_records(
+    db: &Db,
+    partition: u32,
+    after: u64,
+    chain_after: ChainHash,
+    until: u64,
+) -> anyhow::Result<u64> {
+    let mut chain = chain_after;
+    let mut in_flight: HashMap<u128, Record> = HashMap::new();
+    let mut batch = WriteBatch::default();
+    let mut written = 0u64;
+    if after >= until {
+        return Ok(0);
+    }
+    for item in db.scan_indexed(CF_EVENTS, partition, after + 1, until) {
+        let (index, bytes) = item?;
+        let StoredBlock { block, chain: next } = codec::decode_linked(&chain, index, &bytes)
+            .with_context(|| format!("partition {partition}, event block {index}"))?;
+        chain = next;
+        for event in &block.events {
+            let Some(id) = event.transaction_id().map(|id| id.as_u128()) else {
+                continue;
+            };
+            let previous = match in_flight.remove(&id) {
+                Some(record) => Some(record),
+                None if matches!(
+                    event,
+                    ledger::Event::TransferSettled { .. } | ledger::Event::TransferRefunded { .. }
+                ) =>
+                {
+                    db.record(partition, id)?
+                }
+                None => None,
+            };
+            let record = Record::after_event(event, previous.as_ref())
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("partition {partition}, event block {index}"))?
+                .context("a transfer event leaves a record")?;
+            db.put_record(&mut batch, partition, &record);
+            if record.is_in_flight() {
+                in_flight.insert(id, record);
+            }
+            written += 1;
+            if batch.len() >= REBUILD_BATCH_RECORDS {
+                db.write(std::mem::take(&mut batch), false)?;
+            }
+        }
+    }
+    db.write(batch, false)?;
+    Ok(written)
 }

@@ -26,12 +26,16 @@ pub use crate::storage::SnapshotMeta;
 pub use crate::limits::SNAPSHOT_CHUNK_BYTES as CHUNK_BYTES;
 use crate::limits::SNAPSHOTS_RETAINED;
 
-/// State formats: the body is the same postcard `Ledger` in both; the header's digest is
-/// `Ledger::digest_v2` (one walk over the state) in format 1 and the running `Ledger::digest`
-/// in format 2. Format 1 snapshots are still read (checked once, at load, by the walk), so a
-/// node upgraded over its old data keeps its snapshots; new ones are written in format 2.
+/// State formats. 3: accounts, in-flight transfers, outflow, and the counts and running sum
+/// of every record (finished records live in the `records` column family); digest
+/// `Ledger::digest`. 2: every record in the body; digest `Ledger::digest`. 1: as 2, digest
+/// `Ledger::digest_v2` (one walk over the state). Formats 1 and 2 are still read (their
+/// finished records are dropped from memory once the digest is checked: the data migration
+/// put them on disk), so a node upgraded over its old data keeps its snapshots; new ones are
+/// written in format 3.
 const STATE_FORMAT_V1: u8 = 1;
 const STATE_FORMAT_V2: u8 = 2;
+const STATE_FORMAT_V3: u8 = 3;
 
 /// Serializes a ledger into stored chunks; returns the header and the chunks.
 pub fn encode(
@@ -42,7 +46,7 @@ pub fn encode(
     ledger: &Ledger,
     chain_head: ChainHash,
 ) -> (SnapshotMeta, Vec<Vec<u8>>) {
-    let mut bytes = vec![STATE_FORMAT_V2];
+    let mut bytes = vec![STATE_FORMAT_V3];
     bytes.extend(postcard::to_stdvec(ledger).expect("serialising to a Vec cannot fail"));
     let chunks: Vec<Vec<u8>> = bytes.chunks(CHUNK_BYTES).map(<[u8]>::to_vec).collect();
     let meta = SnapshotMeta {
@@ -69,18 +73,28 @@ pub fn decode(meta: &SnapshotMeta, bytes: &[u8]) -> anyhow::Result<Ledger> {
         meta.bytes
     );
     let (&version, body) = bytes.split_first().context("empty snapshot")?;
-    ensure!(
-        version == STATE_FORMAT_V1 || version == STATE_FORMAT_V2,
-        "snapshot {} of partition {}: state format {version} is newer than this node reads \
-         (formats {STATE_FORMAT_V1} and {STATE_FORMAT_V2}); run a release that reads it",
-        meta.index,
-        meta.partition
-    );
-    let ledger: Ledger = postcard::from_bytes(body).context("snapshot state is corrupt")?;
-    let digest = if version == STATE_FORMAT_V1 {
-        ledger.digest_v2()
-    } else {
-        ledger.digest()
+    let corrupt = "snapshot state is corrupt";
+    let (mut ledger, digest) = match version {
+        STATE_FORMAT_V1 | STATE_FORMAT_V2 => {
+            let ledger::state::Format2(ledger) = postcard::from_bytes(body).context(corrupt)?;
+            let digest = if version == STATE_FORMAT_V1 {
+                ledger.digest_v2()
+            } else {
+                ledger.digest()
+            };
+            (ledger, digest)
+        }
+        STATE_FORMAT_V3 => {
+            let ledger: Ledger = postcard::from_bytes(body).context(corrupt)?;
+            let digest = ledger.digest();
+            (ledger, digest)
+        }
+        _ => anyhow::bail!(
+            "snapshot {} of partition {}: state format {version} is newer than this node reads \
+             (formats {STATE_FORMAT_V1} to {STATE_FORMAT_V3}); run a release that reads it",
+            meta.index,
+            meta.partition
+        ),
     };
     ensure!(
         digest == meta.digest,
@@ -88,6 +102,7 @@ pub fn decode(meta: &SnapshotMeta, bytes: &[u8]) -> anyhow::Result<Ledger> {
         meta.index,
         meta.partition
     );
+    ledger.evict_all_finished();
     Ok(ledger)
 }
 
@@ -287,36 +302,75 @@ mod tests {
         ledger
     }
 
-    #[test]
-    fn format_1_snapshots_of_the_previous_release_are_read_and_new_ones_are_format_2() {
-        let ledger = small_ledger();
-        let (meta, chunks) = encode(0, 3, 1, vec![1], &ledger, CHAIN_GENESIS);
-        assert_eq!(chunks[0][0], STATE_FORMAT_V2);
-        assert_eq!(meta.digest, ledger.digest());
-        assert_eq!(decode(&meta, &chunks.concat()).expect("format 2"), ledger);
+    /// The body earlier releases wrote (state formats 1 and 2): every record, no counts.
+    fn format_2_body(version: u8, ledger: &Ledger) -> Vec<u8> {
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            accounts: Vec<&'a ledger::Account>,
+            transfers: Vec<&'a ledger::TransferRecord>,
+            credits: Vec<&'a ledger::CreditRecord>,
+            outflow: Vec<(ledger::Currency, i128)>,
+        }
+        let body = Body {
+            accounts: ledger.accounts().collect(),
+            transfers: ledger.transfers().collect(),
+            credits: ledger.credits().collect(),
+            outflow: ledger
+                .outflow_by_currency()
+                .iter()
+                .map(|(currency, outflow)| (*currency, *outflow))
+                .collect(),
+        };
+        let mut bytes = vec![version];
+        bytes.extend(postcard::to_stdvec(&body).expect("serialize"));
+        bytes
+    }
 
-        // What the previous release wrote: the same body behind format byte 1, with the
-        // digest of the full walk in the header.
-        let mut old_bytes = chunks.concat();
-        old_bytes[0] = STATE_FORMAT_V1;
-        let old_meta = SnapshotMeta {
-            digest: ledger.digest_v2(),
+    #[test]
+    fn snapshots_of_earlier_formats_are_read_and_new_ones_are_format_3() {
+        let ledger = small_ledger();
+        let mut evicted = ledger.clone();
+        evicted.evict_all_finished();
+        let (meta, chunks) = encode(0, 3, 1, vec![1], &ledger, CHAIN_GENESIS);
+        assert_eq!(chunks[0][0], STATE_FORMAT_V3);
+        assert_eq!(meta.digest, ledger.digest());
+        let read = decode(&meta, &chunks.concat()).expect("format 3");
+        assert_eq!(
+            read, evicted,
+            "finished records stay on disk, not in snapshots"
+        );
+        assert_eq!(read.transfers_count(), 1);
+
+        // Format 2 (the previous release): every record in the body, the running digest.
+        let format_2 = format_2_body(STATE_FORMAT_V2, &ledger);
+        let meta_2 = SnapshotMeta {
+            bytes: format_2.len() as u64,
             ..meta.clone()
         };
-        let migrated = decode(&old_meta, &old_bytes).expect("format 1 is read");
-        assert_eq!(migrated.digest(), ledger.digest());
+        let read = decode(&meta_2, &format_2).expect("format 2 is read");
+        assert_eq!(read, evicted);
+        assert_eq!(read.digest(), ledger.digest());
+
+        // Format 1: the same body, with the digest of the full walk in the header.
+        let format_1 = format_2_body(STATE_FORMAT_V1, &ledger);
+        let meta_1 = SnapshotMeta {
+            digest: ledger.digest_v2(),
+            ..meta_2.clone()
+        };
+        let read = decode(&meta_1, &format_1).expect("format 1 is read");
+        assert_eq!(read.digest(), ledger.digest());
         // A format-1 header with the new digest does not pass: each format is checked by its own.
-        let error = decode(&meta, &old_bytes).expect_err("digest of the other format");
+        let error = decode(&meta_2, &format_1).expect_err("digest of the other format");
         assert!(
             format!("{error:#}").contains("does not match its digest"),
             "{error:#}"
         );
 
         let mut future = chunks.concat();
-        future[0] = 3;
+        future[0] = 4;
         let error = decode(&meta, &future).expect_err("a format from a later release");
         assert!(
-            format!("{error:#}").contains("state format 3 is newer than this node reads"),
+            format!("{error:#}").contains("state format 4 is newer than this node reads"),
             "{error:#}"
         );
     }

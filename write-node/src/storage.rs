@@ -9,6 +9,8 @@
 //!   (see `codec::EventBlock`); the durable ledger, replayed on restart and streamed to readers
 //! - `snapshots`:  partition u32 BE | index u64 BE | 0 -> `SnapshotMeta` (postcard), and
 //!   partition u32 BE | index u64 BE | 1 | chunk u32 BE -> the serialized ledger, in chunks
+//! - `records`:    partition u32 BE | transaction id u128 BE -> the id's transfer or credit
+//!   record, newest version kept by a merge operator (see `records`)
 //! - `meta`:       cluster identity: node id, partition count, format version
 //!
 //! Keys are big-endian so byte order is numeric order. Raft entries and hard state of every
@@ -42,9 +44,22 @@ pub const CF_RAFT_STATE: &str = "raft_state";
 pub const CF_EVENTS: &str = "events";
 pub const CF_META: &str = "meta";
 pub const CF_SNAPSHOTS: &str = "snapshots";
+pub const CF_RECORDS: &str = "records";
+const FAMILIES: [&str; 6] = [
+    CF_RAFT_LOG,
+    CF_RAFT_STATE,
+    CF_EVENTS,
+    CF_META,
+    CF_SNAPSHOTS,
+    CF_RECORDS,
+];
 
-/// 2: event blocks carry their hash-chain link.
-const FORMAT_VERSION: u32 = 2;
+/// 2: event blocks carry their hash-chain link. 3: transfer and credit records live in the
+/// `records` column family rather than in snapshots (data of version 2 is migrated at open:
+/// see [`Db::open`]).
+const FORMAT_VERSION: u32 = 3;
+/// The oldest format this binary migrates from.
+const FORMAT_VERSION_MIGRATED: u32 = 2;
 const META_FORMAT_VERSION: &[u8] = b"format_version";
 const META_NODE_ID: &[u8] = b"node_id";
 const META_PARTITIONS: &[u8] = b"partitions";
@@ -103,6 +118,32 @@ fn state_key(partition: u32, tag: u8) -> [u8; 5] {
 /// The node's RocksDB.
 pub struct Db {
     db: DB,
+    /// Opened on data of an older format that the caller must migrate (see [`Db::open`]).
+    migrate_from: Option<u32>,
+}
+
+/// Options of a column family.
+fn family_options(name: &str) -> Options {
+    let mut options = Options::default();
+    match name {
+        CF_EVENTS => options.set_compression_type(rocksdb::DBCompressionType::Lz4),
+        CF_RECORDS => {
+            // Most lookups are of new ids, which a whole-key bloom filter answers without
+            // reading a block.
+            let mut table = rocksdb::BlockBasedOptions::default();
+            table.set_bloom_filter(10.0, false);
+            table.set_cache_index_and_filter_blocks(true);
+            table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+            options.set_block_based_table_factory(&table);
+            options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            options.set_merge_operator_associative(
+                crate::records::MERGE_OPERATOR,
+                crate::records::newest_version,
+            );
+        }
+        _ => {}
+    }
+    options
 }
 
 impl Db {
@@ -116,19 +157,16 @@ impl Db {
         options.create_missing_column_families(true);
         options.set_max_background_jobs(2);
         options.set_bytes_per_sync(1024 * 1024);
-        let families = [CF_RAFT_LOG, CF_RAFT_STATE, CF_EVENTS, CF_META, CF_SNAPSHOTS]
+        let families = FAMILIES
             .into_iter()
-            .map(|name| {
-                let mut cf_options = Options::default();
-                if name == CF_EVENTS {
-                    cf_options.set_compression_type(rocksdb::DBCompressionType::Lz4);
-                }
-                ColumnFamilyDescriptor::new(name, cf_options)
-            });
+            .map(|name| ColumnFamilyDescriptor::new(name, family_options(name)));
         let db = DB::open_cf_descriptors(&options, path, families)
             .with_context(|| format!("opening RocksDB at {}", path.display()))?;
-        let db = Db { db };
-        db.check_identity(node_id, partitions)?;
+        let mut db = Db {
+            db,
+            migrate_from: None,
+        };
+        db.migrate_from = db.check_identity(node_id, partitions)?;
         Ok(Arc::new(db))
     }
 
@@ -141,10 +179,15 @@ impl Db {
             "{} is not a write node's data directory (no RocksDB CURRENT file)",
             path.display()
         );
-        let families = [CF_RAFT_LOG, CF_RAFT_STATE, CF_EVENTS, CF_META, CF_SNAPSHOTS];
-        let db = DB::open_cf_for_read_only(&Options::default(), path, families, false)
+        let families = FAMILIES
+            .into_iter()
+            .map(|name| ColumnFamilyDescriptor::new(name, family_options(name)));
+        let db = DB::open_cf_descriptors_read_only(&Options::default(), path, families, false)
             .with_context(|| format!("opening RocksDB at {} read-only", path.display()))?;
-        let db = Db { db };
+        let db = Db {
+            db,
+            migrate_from: None,
+        };
         let meta = db.cf(CF_META);
         let version = db
             .db
@@ -173,7 +216,27 @@ impl Db {
         }
     }
 
-    fn check_identity(&self, node_id: u64, partitions: u32) -> anyhow::Result<()> {
+    /// The format version of data opened for migration, if it was older than this binary's
+    /// (the caller rebuilds the `records` column family from the event log, then calls
+    /// [`Db::finish_migration`]).
+    pub fn migrate_from(&self) -> Option<u32> {
+        self.migrate_from
+    }
+
+    /// Marks the data as this binary's format, once a migration is complete.
+    pub fn finish_migration(&self) -> anyhow::Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.cf(CF_META),
+            META_FORMAT_VERSION,
+            FORMAT_VERSION.to_be_bytes(),
+        );
+        self.write(batch, true)
+    }
+
+    /// Checks the stored identity (or stores it on a new directory); returns the stored
+    /// format version if the data needs migrating.
+    fn check_identity(&self, node_id: u64, partitions: u32) -> anyhow::Result<Option<u32>> {
         let meta = self.cf(CF_META);
         let stored_version = self.db.get_cf(meta, META_FORMAT_VERSION)?;
         let Some(stored_version) = stored_version else {
@@ -182,7 +245,7 @@ impl Db {
             batch.put_cf(meta, META_NODE_ID, node_id.to_be_bytes());
             batch.put_cf(meta, META_PARTITIONS, partitions.to_be_bytes());
             self.write(batch, true)?;
-            return Ok(());
+            return Ok(None);
         };
         let read_u64 = |key: &[u8]| -> anyhow::Result<u64> {
             let bytes = self
@@ -200,9 +263,13 @@ impl Db {
                 .try_into()
                 .context("format version is corrupt")?,
         );
-        if version != FORMAT_VERSION {
-            bail!("data format version {version}, this binary reads version {FORMAT_VERSION}");
+        if !(FORMAT_VERSION_MIGRATED..=FORMAT_VERSION).contains(&version) {
+            bail!(
+                "data format version {version}: this binary reads version {FORMAT_VERSION} and \
+                 migrates version {FORMAT_VERSION_MIGRATED}; run a release that reads it"
+            );
         }
+        let migrate_from = (version < FORMAT_VERSION).then_some(version);
         let stored_node = read_u64(META_NODE_ID)?;
         if stored_node != node_id {
             bail!("data directory belongs to node {stored_node}, not node {node_id}");
@@ -214,7 +281,7 @@ impl Db {
                  with {partitions} (the partition count is fixed at cluster creation)"
             );
         }
-        Ok(())
+        Ok(migrate_from)
     }
 
     pub fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -265,6 +332,52 @@ impl Db {
 
     pub fn get(&self, cf: &str, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
         Ok(self.db.get_cf(self.cf(cf), key)?)
+    }
+
+    /// Adds a version of a transfer or credit record to a batch (a merge: the newest version
+    /// stays, whatever the order of writes).
+    pub fn put_record(&self, batch: &mut WriteBatch, partition: u32, record: &ledger::Record) {
+        let key = crate::records::key(partition, record.transaction_id().as_u128());
+        batch.merge_cf(self.cf(CF_RECORDS), key, crate::records::encode(record));
+    }
+
+    /// The stored record of a transaction id in a partition, if any.
+    pub fn record(
+        &self,
+        partition: u32,
+        transaction_id: u128,
+    ) -> anyhow::Result<Option<ledger::Record>> {
+        let key = crate::records::key(partition, transaction_id);
+        self.db
+            .get_pinned_cf(self.cf(CF_RECORDS), key)?
+            .map(|value| crate::records::decode(&value))
+            .transpose()
+    }
+
+    /// The stored records of several transaction ids of a partition (one batched lookup);
+    /// ids without a record are absent from the answer.
+    pub fn records(
+        &self,
+        partition: u32,
+        transaction_ids: &[u128],
+    ) -> anyhow::Result<std::collections::HashMap<u128, ledger::Record>> {
+        let mut found = std::collections::HashMap::new();
+        if transaction_ids.is_empty() {
+            return Ok(found);
+        }
+        let keys: Vec<[u8; 20]> = transaction_ids
+            .iter()
+            .map(|id| crate::records::key(partition, *id))
+            .collect();
+        let values = self
+            .db
+            .batched_multi_get_cf(self.cf(CF_RECORDS), &keys, false);
+        for (id, value) in transaction_ids.iter().zip(values) {
+            if let Some(value) = value? {
+                found.insert(*id, crate::records::decode(&value)?);
+            }
+        }
+        Ok(found)
     }
 
     /// Index-keyed records of one partition in `[from, to]`, in order.

@@ -643,6 +643,21 @@ pub async fn fetch_snapshot(
     let db_for_decode = db.clone();
     tokio::task::spawn_blocking(move || {
         let ledger = snapshot::decode(&meta, &state)?;
+        // The snapshot carries no finished record: the ones it covers follow from the fetched
+        // events. Written before the install (whose synced write makes them durable); records
+        // ahead of what this node applied are ignored by `decide` until it gets there.
+        let records = crate::replay::rebuild_records(
+            &db_for_decode,
+            partition,
+            events_after,
+            chain_after,
+            meta.index,
+        )?;
+        tracing::debug!(
+            partition,
+            records,
+            "records rebuilt from the fetched events"
+        );
         let chunks: Vec<Vec<u8>> = state
             .chunks(snapshot::CHUNK_BYTES)
             .map(<[u8]>::to_vec)

@@ -1,17 +1,28 @@
-//! A ledger's snapshot form (serde): accounts sorted by id, records by transaction id, and
+//! A ledger's snapshot form (serde): accounts sorted by id, the records held in memory by
+//! transaction id, the counts and running sum of every record (evicted ones included), and
 //! the checks a deserialized snapshot must pass before it becomes a ledger.
 
+use super::digest::RecordSum;
 use super::{Ledger, add_balance_total};
 use crate::domain::{Account, CreditRecord, TransferRecord, TransferStatus};
 use crate::money::{AMOUNT_MINOR_MAX, Currency};
 
-/// Owned wire form of a [`Ledger`] snapshot: accounts sorted by id, transfers sorted by id.
+/// Owned wire form of a [`Ledger`] snapshot (state format 3).
 #[derive(serde::Deserialize)]
 struct LedgerSnapshot {
     accounts: Vec<Account>,
     transfers: Vec<TransferRecord>,
     credits: Vec<CreditRecord>,
     outflow: Vec<(Currency, i128)>,
+    totals: RecordTotals,
+}
+
+/// What a snapshot says of every record, held in memory or not.
+#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct RecordTotals {
+    transfers_count: u64,
+    credits_count: u64,
+    sum: RecordSum,
 }
 
 /// Borrowed twin of [`LedgerSnapshot`] so serializing does not clone the state.
@@ -21,23 +32,31 @@ struct LedgerSnapshotRef<'a> {
     transfers: Vec<&'a TransferRecord>,
     credits: Vec<&'a CreditRecord>,
     outflow: Vec<(Currency, i128)>,
+    totals: RecordTotals,
 }
 
-/// Serialized as `{ accounts: [Account], transfers: [TransferRecord] }`, both sorted by id,
-/// e.g. for raft snapshots. Deserialization re-checks the ledger's invariants (unique ids,
-/// every currency sums to zero, no ordinary account negative, completed transfers refer to
-/// open accounts of their currency) and refuses a snapshot that breaks any of them.
+/// Serialized as accounts and in-flight transfers (sorted by id), outflow, and the counts and
+/// record sum of every record (finished records are kept on disk, not in snapshots). Deserialization re-checks the ledger's
+/// invariants (unique ids, every currency sums to zero, no ordinary account negative,
+/// completed transfers refer to open accounts of their currency) and refuses a snapshot that
+/// breaks any of them.
 impl serde::Serialize for Ledger {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let snapshot = LedgerSnapshotRef {
             accounts: self.accounts().collect(),
-            transfers: self.transfers.values().collect(),
-            credits: self.credits.values().collect(),
+            // Finished records are on every replica's disk: only in-flight ones travel.
+            transfers: self.in_flight().collect(),
+            credits: Vec::new(),
             outflow: self
                 .outflow
                 .iter()
                 .map(|(currency, outflow)| (*currency, *outflow))
                 .collect(),
+            totals: RecordTotals {
+                transfers_count: self.transfers_count,
+                credits_count: self.credits_count,
+                sum: self.records,
+            },
         };
         serde::Serialize::serialize(&snapshot, serializer)
     }
@@ -50,8 +69,66 @@ impl<'de> serde::Deserialize<'de> for Ledger {
     }
 }
 
+/// The snapshot form of state formats 1 and 2, which held every record in memory (no counts,
+/// no sum: both follow from the records). Deserializes into the ledger it describes.
+pub struct Format2(pub Ledger);
+
+#[derive(serde::Deserialize)]
+struct Format2Snapshot {
+    accounts: Vec<Account>,
+    transfers: Vec<TransferRecord>,
+    credits: Vec<CreditRecord>,
+    outflow: Vec<(Currency, i128)>,
+}
+
+impl<'de> serde::Deserialize<'de> for Format2 {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Format2, D::Error> {
+        let Format2Snapshot {
+            accounts,
+            transfers,
+            credits,
+            outflow,
+        } = serde::Deserialize::deserialize(deserializer)?;
+        let snapshot = LedgerSnapshot {
+            accounts,
+            transfers,
+            credits,
+            outflow,
+            totals: RecordTotals {
+                transfers_count: 0,
+                credits_count: 0,
+                sum: RecordSum::default(),
+            },
+        };
+        let mut ledger =
+            Ledger::from_snapshot_records(snapshot).map_err(serde::de::Error::custom)?;
+        ledger.transfers_count = ledger.transfers.len() as u64;
+        ledger.credits_count = ledger.credits.len() as u64;
+        Ok(Format2(ledger))
+    }
+}
+
 impl Ledger {
+    /// A format-3 snapshot: the records it holds, with the counts and sum it states for all.
     fn from_snapshot(snapshot: LedgerSnapshot) -> Result<Ledger, String> {
+        let totals = snapshot.totals;
+        let mut ledger = Ledger::from_snapshot_records(snapshot)?;
+        if ledger.transfers.len() as u64 > totals.transfers_count
+            || ledger.credits.len() as u64 > totals.credits_count
+        {
+            return Err("snapshot: more records than it counts".to_string());
+        }
+        // The sum of the accounts' hashes is part of the stated sum; the records' hashes,
+        // added while inserting, are replaced by the sum over every record.
+        ledger.transfers_count = totals.transfers_count;
+        ledger.credits_count = totals.credits_count;
+        ledger.records = totals.sum;
+        Ok(ledger)
+    }
+
+    /// The ledger of a snapshot's accounts, outflow and records (counts and sum over the
+    /// records given); checks every invariant the snapshot alone can show.
+    fn from_snapshot_records(snapshot: LedgerSnapshot) -> Result<Ledger, String> {
         let mut ledger = Ledger::new();
         for account in snapshot.accounts {
             add_balance_total(

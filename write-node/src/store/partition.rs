@@ -2,10 +2,10 @@
 //! to propose and proposed, linearizable reads), its local snapshots, and its snapshot
 //! catch-up state. The store loop (`round.rs`) owns every partition.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use anyhow::Context;
-use ledger::{Command, EntryMeta, Ledger};
+use ledger::{Command, EntryMeta, Ledger, Record};
 use raft::eraftpb::{Entry, EntryType, Message, MessageType};
 use raft::{RawNode, ReadState, StateRole};
 use rocksdb::WriteBatch;
@@ -88,6 +88,9 @@ pub(super) struct Partition {
     pub(super) snapshots: Snapshots,
     /// Snapshot catch-up: a follower fetching snapshots, a leader waiting for fetches.
     pub(super) catch_up: CatchUp<StagedState>,
+    /// Finished records held in the ledger's memory, oldest first: evicted past the node's
+    /// `records_in_memory` share once on disk (see [`Partition::evict_records`]).
+    pub(super) recent: VecDeque<u128>,
     pub(super) metrics: crate::metrics::PartitionMetrics,
 }
 
@@ -191,7 +194,52 @@ impl Partition {
         }
     }
 
-    pub(super) fn serve_ready_reads(&mut self) {
+    /// Drops the oldest finished records from memory until at most `keep` remain. Called
+    /// once the apply batch that wrote them to the `records` column family is written, so a
+    /// record is always in memory or readable there.
+    pub(super) fn evict_records(&mut self, keep: usize) {
+        while self.recent.len() > keep {
+            if let Some(id) = self.recent.pop_front() {
+                self.ledger.evict(id);
+            }
+        }
+    }
+
+    /// The stored records of the commands' transaction ids that the ledger does not hold in
+    /// memory: looked up before deciding, so `decide` stays pure.
+    fn stored_records(
+        &self,
+        db: &Db,
+        commands: &[Command],
+    ) -> anyhow::Result<HashMap<u128, Record>> {
+        let ids: Vec<u128> = commands
+            .iter()
+            .filter_map(Command::transaction_id)
+            .map(|id| id.as_u128())
+            .filter(|id| !self.ledger.holds_record(*id))
+            .collect();
+        db.records(self.id, &ids)
+            .with_context(|| format!("partition {}: reading transfer records", self.id))
+    }
+
+    /// A transfer record as of the applied index: in memory, else on disk.
+    fn transfer_record(
+        &self,
+        db: &Db,
+        transaction_id: &uuid::Uuid,
+    ) -> anyhow::Result<Option<ledger::TransferRecord>> {
+        if let Some(record) = self.ledger.transfer(transaction_id) {
+            return Ok(Some(record.clone()));
+        }
+        Ok(match db.record(self.id, transaction_id.as_u128())? {
+            Some(Record::Transfer(record)) if record.meta.index <= self.applied_index => {
+                Some(record)
+            }
+            _ => None,
+        })
+    }
+
+    pub(super) fn serve_ready_reads(&mut self, db: &Db) {
         let applied_index = self.applied_index;
         let mut ready = Vec::new();
         self.reads.ready.retain_mut(|(index, reads)| {
@@ -208,7 +256,18 @@ impl Partition {
                     QueryAnswer::Account(self.ledger.account(&account_id).cloned())
                 }
                 Query::Transfer(transaction_id) => {
-                    QueryAnswer::Transfer(self.ledger.transfer(&transaction_id).cloned())
+                    match self.transfer_record(db, &transaction_id) {
+                        Ok(record) => QueryAnswer::Transfer(record),
+                        Err(error) => {
+                            tracing::error!(
+                                partition = self.id,
+                                error = format!("{error:#}"),
+                                "reading a transfer record failed"
+                            );
+                            let _ = reply.send(Err(StoreError::StorageFailed));
+                            continue;
+                        }
+                    }
                 }
             };
             let _ = reply.send(Ok(ReadAnswer {
@@ -273,11 +332,19 @@ impl Partition {
             let mut events = Vec::new();
             let mut outcomes = Vec::with_capacity(payload.commands.len());
             self.metrics.entry_applied(payload.commands.len());
+            let stored = self.stored_records(db, &payload.commands)?;
             for command in &payload.commands {
-                let (event, outcome) = self.ledger.execute(command, meta);
+                let (event, outcome) = self.ledger.execute_with(&stored, command, meta);
                 self.snapshots.events_since += u64::from(event.is_some());
                 if let Some(event) = &event {
                     self.metrics.event_applied(event);
+                    // The record the event created or finished, on disk in this batch.
+                    if let Some(record) = Record::of_outcome(&outcome) {
+                        db.put_record(batch, self.id, &record);
+                        if !record.is_in_flight() {
+                            self.recent.push_back(record.transaction_id().as_u128());
+                        }
+                    }
                 }
                 events.extend(event);
                 outcomes.push(outcome);
@@ -401,7 +468,9 @@ impl Partition {
         };
         self.chain_head = meta.chain_head;
         self.raw.mut_store().install_snapshot(meta, batch)?;
+        // The snapshot holds no finished record: the fetch rebuilt those it covers on disk.
         self.ledger = ledger;
+        self.recent.clear();
         self.applied_index = index;
         self.snapshots.index = index;
         tracing::info!(partition = self.id, index, "snapshot installed");

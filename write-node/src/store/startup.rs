@@ -33,6 +33,7 @@ pub fn start(
         snapshot::start_worker(db.clone(), config.partitions as usize)?;
     let (fetched_tx, fetched_rx) = mpsc::channel(config.partitions as usize);
     let logger = crate::logging::raft_logger();
+    migrate(&db, config.partitions)?;
     let partitions = open_partitions(config, &db, &voters, &logger, &metrics.partitions)?;
     let (client_tx, client_rx) = mpsc::channel(limits::CLIENT_MAILBOX_CAPACITY);
     let (raft_tx, raft_rx) = mpsc::channel(limits::RAFT_MAILBOX_CAPACITY);
@@ -65,6 +66,7 @@ pub fn start(
         snapshot_interval_entries: config.snapshot_interval_entries,
         snapshot_interval_events: config.snapshot_interval_events,
         log_retain: config.log_retain_entries,
+        records_per_partition: config.records_per_partition(),
         snapshot_jobs,
         snapshot_done,
         fetched_tx,
@@ -78,6 +80,30 @@ pub fn start(
         .spawn(move || store.run())
         .context("spawning the store thread")?;
     Ok((handle, thread))
+}
+
+/// Brings data of an earlier format to this binary's (see `storage::FORMAT_VERSION`): from
+/// format 2, the `records` column family is rebuilt from each partition's event log, which
+/// every replica keeps complete. Idempotent (a crash midway rebuilds again), once per data
+/// directory, O(history).
+fn migrate(db: &Db, partitions: u32) -> anyhow::Result<()> {
+    let Some(version) = db.migrate_from() else {
+        return Ok(());
+    };
+    let started = std::time::Instant::now();
+    let mut records = 0;
+    for partition in 0..partitions {
+        records += replay::rebuild_records(db, partition, 0, crate::codec::CHAIN_GENESIS, u64::MAX)
+            .with_context(|| format!("migrating partition {partition}"))?;
+    }
+    db.finish_migration()?;
+    tracing::info!(
+        from = version,
+        records,
+        ms = started.elapsed().as_millis() as u64,
+        "data migrated: transfer records moved to the records column family"
+    );
+    Ok(())
 }
 
 /// Opens every partition, replaying them on as many threads as there are cores (each
@@ -133,8 +159,12 @@ fn open_partition(
     let replay_started = std::time::Instant::now();
     let (state, snapshot) = recover(db, id, applied_index, storage.first_log_index())?;
     let replay::State {
-        ledger, chain_head, ..
+        mut ledger,
+        chain_head,
+        ..
     } = state;
+    // A snapshot of an earlier format holds every record; they are on disk.
+    ledger.evict_all_finished();
     let replay_ms = replay_started.elapsed().as_millis() as u64;
     let snapshot_index = snapshot.as_ref().map_or(0, |meta| meta.index);
     if let Some(meta) = snapshot {
@@ -175,6 +205,7 @@ fn open_partition(
             events_since: 0,
         },
         catch_up: CatchUp::new(limits::SNAPSHOT_FETCH_TIMEOUT),
+        recent: std::collections::VecDeque::new(),
         metrics,
     })
 }

@@ -6,6 +6,7 @@ mod fuzz;
 mod metrics;
 mod money_safety;
 mod peer_credits;
+mod records;
 mod reflection;
 mod security;
 #[cfg(feature = "failpoints")]
@@ -656,6 +657,8 @@ async fn event_log(
 async fn follower_behind_compaction_is_caught_up_by_snapshot() {
     // Snapshot every 20 entries, keep 5 behind: a follower stopped for a few hundred
     // transfers is behind every partition's compaction point it saw traffic on.
+    // No finished record in memory: the snapshot carries none, and the follower must rebuild
+    // the ones it covers from the fetched events.
     let cluster = Arc::new(Cluster::start_with(
         3,
         &[
@@ -663,6 +666,8 @@ async fn follower_behind_compaction_is_caught_up_by_snapshot() {
             "20",
             "--log-retain-entries",
             "5",
+            "--records-in-memory",
+            "0",
         ],
     ));
     let leader = cluster.wait_leader().await;
@@ -732,6 +737,20 @@ async fn follower_behind_compaction_is_caught_up_by_snapshot() {
             cluster.account_on(follower, account).await.expect("read"),
             cluster.account(account).await.expect("read")
         );
+    }
+    // The follower reads every transfer decided while it was away from its own disk.
+    let mut on_follower = cluster.wallet(follower).await;
+    for (transaction_id, (_, token)) in &history.acknowledged {
+        let transfer = on_follower
+            .get_transfer(proto::v1::GetTransferRequest {
+                transaction_id: transaction_id.clone(),
+            })
+            .await
+            .expect("the follower reads the record")
+            .into_inner()
+            .transfer
+            .expect("transfer");
+        assert_eq!(&transfer.consistency_token, token);
     }
     // Restarting from its own snapshots gives the same state.
     cluster.kill(follower);

@@ -1,0 +1,189 @@
+//! Transfer records on disk (issue 15): with no finished record kept in memory
+//! (`--records-in-memory 0`), retries are answered from the `records` column family with the
+//! original outcome, before and after a restart of the whole cluster, and after migrating
+//! data of format 2 (no `records` column family) to format 3.
+
+use std::path::Path;
+use std::time::Duration;
+
+use proto::v1::TransferRequest;
+use testkit::metrics::{scrape, sum};
+use testkit::{Cluster, reason, transfer_request};
+use tonic::Code;
+
+fn id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Accounts of one partition (of the default 8) as `a`, another account there, and one of
+/// another partition.
+fn accounts() -> (String, String, String) {
+    let of = |account: &str| ledger::partition_of(account, 8);
+    let alice = "alice".to_string();
+    let carol = (0..)
+        .map(|n| format!("carol-{n}"))
+        .find(|id| of(id) == of(&alice))
+        .expect("an id in alice's partition");
+    let bob = (0..)
+        .map(|n| format!("bob-{n}"))
+        .find(|id| of(id) != of(&alice))
+        .expect("an id in another partition");
+    (alice, carol, bob)
+}
+
+/// What each request was answered: a consistency token, or a definite error's code and
+/// reason.
+type Answer = Result<String, (Code, String)>;
+
+async fn answer(cluster: &Cluster, request: &TransferRequest) -> Answer {
+    cluster
+        .transfer(request)
+        .await
+        .map(|response| response.consistency_token)
+        .map_err(|status| (status.code(), reason(&status)))
+}
+
+/// A same-partition transfer, a cross-partition one and a rejected one, after funding.
+async fn history(cluster: &Cluster) -> Vec<(TransferRequest, Answer)> {
+    let (alice, carol, bob) = accounts();
+    cluster
+        .open_account("issuer", "USD", true)
+        .await
+        .expect("issuer");
+    for account in [&alice, &carol, &bob] {
+        cluster
+            .open_account(account, "USD", false)
+            .await
+            .expect("open");
+    }
+    let requests = [
+        transfer_request(&id(), "issuer", &alice, "100.00", "USD"),
+        transfer_request(&id(), &alice, &carol, "1.00", "USD"),
+        transfer_request(&id(), &alice, &bob, "2.00", "USD"),
+        transfer_request(&id(), &alice, &carol, "1000.00", "USD"),
+        transfer_request(&id(), &alice, &bob, "1000.00", "USD"),
+    ];
+    let mut answered = Vec::new();
+    for request in requests {
+        let answer = answer(cluster, &request).await;
+        answered.push((request, answer));
+    }
+    let rejected: Vec<&Answer> = answered[3..].iter().map(|(_, answer)| answer).collect();
+    assert_eq!(
+        rejected,
+        vec![&Err((Code::FailedPrecondition, "INSUFFICIENT_FUNDS".to_string())); 2]
+    );
+    assert!(answered[..3].iter().all(|(_, answer)| answer.is_ok()));
+    cluster.wait_no_in_flight().await;
+    answered
+}
+
+/// Every retry gets the original answer, every record reads back, a reused id is refused,
+/// and the money moved once.
+async fn check(cluster: &Cluster, answered: &[(TransferRequest, Answer)]) {
+    for (request, original) in answered {
+        assert_eq!(
+            &answer(cluster, request).await,
+            original,
+            "retry of {}",
+            request.transaction_id
+        );
+        let record = cluster
+            .get_transfer(&request.transaction_id)
+            .await
+            .expect("the record of a decided transfer");
+        assert_eq!(record.amount, request.amount);
+    }
+    let mut reused = answered[1].0.clone();
+    reused.amount = "5.00".into();
+    assert_eq!(
+        answer(cluster, &reused).await,
+        Err((Code::AlreadyExists, "TRANSACTION_ID_REUSED".to_string()))
+    );
+    let (alice, carol, bob) = accounts();
+    let balance = |account: String| async move {
+        cluster
+            .account(&account)
+            .await
+            .expect("account")
+            .balance_minor
+    };
+    assert_eq!(
+        (
+            balance(alice).await,
+            balance(carol).await,
+            balance(bob).await
+        ),
+        (9_700, 100, 200)
+    );
+}
+
+/// The records held in memory across a node's partitions (sampled every second).
+async fn records_in_memory(cluster: &Cluster, node: u64) -> f64 {
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let port = cluster.nodes[node as usize - 1].metrics_port;
+    sum(&scrape(port), "wallet_records_in_memory", &[])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_are_answered_from_disk_before_and_after_a_restart() {
+    let cluster = Cluster::start_with(3, &["--records-in-memory", "0"]);
+    cluster.wait_leaders().await;
+    let answered = history(&cluster).await;
+    check(&cluster, &answered).await;
+    for node in 1..=3 {
+        assert_eq!(records_in_memory(&cluster, node).await, 0.0, "node {node}");
+    }
+    for node in 1..=3 {
+        cluster.kill(node);
+    }
+    for node in 1..=3 {
+        cluster.start_node(node);
+    }
+    cluster.wait_leaders().await;
+    check(&cluster, &answered).await;
+    cluster.wait_replicas_agree().await;
+}
+
+/// Makes a stopped node's data look like the previous release's (format 2): no `records`
+/// column family content, format version 2.
+fn downgrade_to_format_2(data_dir: &Path) {
+    let mut records = rocksdb::Options::default();
+    records.set_merge_operator_associative(
+        write_node::records::MERGE_OPERATOR,
+        write_node::records::newest_version,
+    );
+    let families = ["raft_log", "raft_state", "events", "meta", "snapshots"]
+        .into_iter()
+        .map(|name| rocksdb::ColumnFamilyDescriptor::new(name, rocksdb::Options::default()))
+        .chain([rocksdb::ColumnFamilyDescriptor::new("records", records)]);
+    let db = rocksdb::DB::open_cf_descriptors(&rocksdb::Options::default(), data_dir, families)
+        .expect("open the stopped node's data");
+    let cf = db.cf_handle("records").expect("records");
+    let stored = db.iterator_cf(cf, rocksdb::IteratorMode::Start).count();
+    assert!(stored >= 5, "the node stored its records ({stored})");
+    db.delete_range_cf(cf, [0u8; 20], [0xffu8; 20])
+        .expect("drop the records");
+    let meta = db.cf_handle("meta").expect("meta");
+    db.put_cf(meta, b"format_version", 2u32.to_be_bytes())
+        .expect("format 2");
+    db.flush_cf(cf).expect("flush");
+    assert_eq!(db.iterator_cf(cf, rocksdb::IteratorMode::Start).count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_of_format_2_is_migrated_and_keeps_every_answer() {
+    let cluster = Cluster::start_with(1, &["--records-in-memory", "0"]);
+    cluster.wait_leaders().await;
+    let answered = history(&cluster).await;
+    cluster.kill(1);
+    downgrade_to_format_2(&cluster.nodes[0].data_dir);
+    cluster.start_node(1);
+    cluster.wait_leaders().await;
+    check(&cluster, &answered).await;
+    let log = cluster.log(1);
+    assert!(
+        log.contains("data migrated: transfer records moved to the records column family"),
+        "{log}"
+    );
+}
