@@ -8,12 +8,8 @@ set -euo pipefail
 B=$1
 N=${2:-400000}
 D=/var/tmp/status-stall-$(basename "$B")
-rm -rf "$D"
-mkdir -p "$D"
-"$B/walletctl" dev --data-dir "$D/data" >"$D/dev.log" 2>&1 &
-DEV=$!
-trap 'kill -TERM $DEV 2>/dev/null; wait $DEV 2>/dev/null || true' EXIT
-for _ in $(seq 1 120); do "$B/walletctl" cluster status >/dev/null 2>&1 && break; sleep 0.5; done
+# shellcheck source=loadtest/dev-cluster.sh
+source "$(dirname "$0")/dev-cluster.sh"
 "$B/wallet-loadtest" --target wallet --api stream --clients 8 --accounts "$N" --duration 5s \
     --no-progress --format json --run-id "stall$RANDOM" >"$D/load.json" 2>"$D/load.err"
 grep -o '"transfers_per_second": [0-9.]*' "$D/load.json" | head -1
