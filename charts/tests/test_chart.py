@@ -280,7 +280,6 @@ ODD_REPLICAS = "value must be one of 3, 5, 7, 9"
         ("writeNode.config.data_dir", "/tmp/data", "does not match pattern"),
         ("writeNode.config.snapshot_interval_entries", 5, "minimum: got 5, want 10"),
         ("writeNode.config.log_retain_entries", -1, "minimum: got -1, want 0"),
-        ("writeNode.config.records_in_memory", -1, "minimum: got -1, want 0"),
         ("writeNode.antiAffinity", "sometimes", "value must be one of 'soft', 'hard'"),
         ("writeNode.replica", 3, "additional properties 'replica' not allowed"),
     ],

@@ -2,11 +2,11 @@
 //! transfers, and what a snapshot's clone and a status digest cost, at a given ledger size.
 //! Not a test: it asserts nothing about speed; BENCHMARKS.md quotes its output.
 //!
-//!   cargo run --release -p ledger --example apply -- [accounts] [transfers] [evict]
+//!   cargo run --release -p ledger --example apply -- [accounts] [transfers] [in-flight-only]
 //!
-//! With `evict`, every finished record is evicted right after it is decided, as a write node
-//! with `records_in_memory = 0` does (its records are on disk): what memory holds then is
-//! the accounts alone. The ids are all new, so no decision needs an evicted record.
+//! With `in-flight-only`, the ledger keeps only in-flight records in memory, as a write node
+//! does (its records are on disk): what memory holds then is the accounts alone. The ids
+//! are all new, so no decision needs a record from disk.
 //!
 //! Deterministic: account ids, amounts and transaction ids come from a fixed-seed xorshift.
 
@@ -22,9 +22,12 @@ fn main() {
     let transfers: u64 = args
         .next()
         .map_or(1_000_000, |a| a.parse().expect("transfers"));
-    let evict = args.next().is_some_and(|arg| arg == "evict");
+    let in_flight_only = args.next().is_some_and(|arg| arg == "in-flight-only");
     let usd = Currency::parse("USD").expect("USD");
     let mut ledger = Ledger::new();
+    if in_flight_only {
+        ledger.keep_only_in_flight();
+    }
     let mut index = 0;
     let mut meta = || {
         index += 1;
@@ -54,10 +57,9 @@ fn main() {
             },
             meta(),
         );
-        let funding = uuid::Uuid::from_u64_pair(1, n);
         ledger.execute(
             &Command::Transfer(TransferCommand {
-                transaction_id: funding,
+                transaction_id: uuid::Uuid::from_u64_pair(1, n),
                 from: issuer.clone(),
                 to: id(n),
                 amount_minor: 1_000_000,
@@ -65,9 +67,6 @@ fn main() {
             }),
             meta(),
         );
-        if evict {
-            ledger.evict(funding.as_u128());
-        }
     }
     let setup = started.elapsed();
     let rss_accounts = rss_bytes();
@@ -95,9 +94,6 @@ fn main() {
     let started = Instant::now();
     for command in &commands {
         ledger.execute(command, meta());
-        if evict && let Some(id) = command.transaction_id() {
-            ledger.evict(id.as_u128());
-        }
     }
     let applied = started.elapsed();
     drop(commands);
@@ -115,7 +111,11 @@ fn main() {
         "accounts {accounts}, transfers {transfers}{}: setup {:.2} s; execute {:.0} transfers/s \
          ({:.2} µs each); clone {:.1} ms; digest {:.1} ms ({:02x}{:02x}..); RSS {} MiB with \
          the accounts ({:.0} B per account incl. its funding record), +{:.0} B per transfer",
-        if evict { ", records evicted" } else { "" },
+        if in_flight_only {
+            ", in-flight records only"
+        } else {
+            ""
+        },
         setup.as_secs_f64(),
         transfers as f64 / applied.as_secs_f64(),
         applied.as_secs_f64() * 1e6 / transfers as f64,

@@ -12,9 +12,10 @@
 //! The state digest is maintained as the state changes (see [`Ledger::digest`]), so asking
 //! for it costs O(currencies), not a walk of every account and transfer.
 //!
-//! Records of finished transfers and credits need not stay in memory: the edge keeps every
-//! record on disk, evicts finished ones from the ledger ([`Ledger::evict`]) and hands the
+//! Records of finished transfers and credits need not stay in memory: a write node keeps
+//! every record on disk, runs its ledgers with [`Ledger::keep_only_in_flight`], and hands the
 //! records of the ids it is about to decide to [`decide_with`] (see [`crate::stored`]).
+//! Tests and tools keep everything in memory (the default).
 
 use std::collections::BTreeMap;
 
@@ -33,7 +34,7 @@ use crate::domain::{
 };
 use crate::ids::validate_account_id;
 use crate::money::Currency;
-use crate::stored::{NothingStored, Record, Stored};
+use crate::stored::{NothingStored, Record, Stored, settled};
 
 /// One partition's state: its accounts, every transfer it decided as the source, every credit
 /// it decided as the target, and the money that left it for other partitions.
@@ -46,14 +47,16 @@ pub struct Ledger {
     /// Open accounts by [`AccountKey`].
     accounts: OrdMap<AccountKey, Account>,
     /// Transfers decided here as the source and held in memory (every in-flight one, and
-    /// finished ones until evicted), by transaction id ([`uuid::Uuid::as_u128`]: the UUID's
-    /// byte order, compared in one instruction).
+    /// finished ones unless only in-flight ones are kept), by transaction id
+    /// ([`uuid::Uuid::as_u128`]: the UUID's byte order, compared in one instruction).
     transfers: OrdMap<u128, TransferRecord>,
-    /// Credits decided here as the target and not evicted, by transaction id.
+    /// Credits decided here as the target and held in memory, by transaction id.
     credits: OrdMap<u128, CreditRecord>,
-    /// Transfers and credits ever decided here, evicted or not.
+    /// Transfers and credits ever decided here, held in memory or not.
     transfers_count: u64,
     credits_count: u64,
+    /// Whether finished records are held in memory (see [`Ledger::keep_only_in_flight`]).
+    keep: KeepFinished,
     outflow: BTreeMap<Currency, i128>,
     in_flight: OrdSet<u128>,
     /// Sum of balances per currency, kept up to date by every balance change (no zero
@@ -83,7 +86,7 @@ impl Ledger {
     }
 
     /// The record of this transaction id, if it was decided here as the source and is held
-    /// in memory (in flight, or finished and not evicted).
+    /// in memory (in flight, or finished on a ledger that keeps finished records).
     pub fn transfer(&self, transaction_id: &uuid::Uuid) -> Option<&TransferRecord> {
         self.transfers.get(&transaction_id.as_u128())
     }
@@ -94,12 +97,12 @@ impl Ledger {
     }
 
     /// Number of transfers ever decided here as the source (completed, rejected, in flight),
-    /// evicted from memory or not.
+    /// held in memory or not.
     pub fn transfers_count(&self) -> u64 {
         self.transfers_count
     }
 
-    /// Number of credits ever decided here as the target, evicted from memory or not.
+    /// Number of credits ever decided here as the target, held in memory or not.
     pub fn credits_count(&self) -> u64 {
         self.credits_count
     }
@@ -115,20 +118,23 @@ impl Ledger {
         self.transfers.len() + self.credits.len()
     }
 
-    /// Drops a finished record from memory (the edge has it on disk and hands it back to
-    /// [`decide_with`] when its id comes again); counts, sums and the digest do not change.
-    /// Returns whether a record went: an in-flight transfer stays, a settle needs it.
-    pub fn evict(&mut self, transaction_id: u128) -> bool {
-        if self.in_flight.contains(&transaction_id) {
-            return false;
-        }
-        self.transfers.remove(&transaction_id).is_some()
-            || self.credits.remove(&transaction_id).is_some()
+    /// From now on, holds in memory only the records of transfers in flight (a settle needs
+    /// them) and drops the finished ones it holds: the edge keeps every record on disk and
+    /// hands them back to [`decide_with`]. Counts, sums and the digest do not change, and
+    /// neither does equality (a ledger is the same state whatever it holds in memory).
+    /// O(records in memory), once; then each finished record costs its hash and its count.
+    pub fn keep_only_in_flight(&mut self) {
+        self.keep = KeepFinished(false);
+        self.evict_all_finished();
     }
 
-    /// Drops every finished record from memory, keeping in-flight transfers: what a node does
-    /// after loading a snapshot or replaying, since its records are on disk. O(records in
-    /// memory).
+    /// Whether finished records are held in memory (the default) or only in-flight ones.
+    pub fn keeps_finished(&self) -> bool {
+        self.keep.0
+    }
+
+    /// Drops every finished record from memory, keeping in-flight transfers (and the mode).
+    /// O(records in memory).
     pub fn evict_all_finished(&mut self) {
         self.transfers = self
             .in_flight
@@ -254,9 +260,14 @@ impl Ledger {
 
     fn insert_transfer(&mut self, record: TransferRecord) -> Option<TransferRecord> {
         self.records.add(&transfer_hash(&record));
-        let previous = self
-            .transfers
-            .insert(record.transfer.transaction_id.as_u128(), record);
+        let id = record.transfer.transaction_id.as_u128();
+        let previous = if self.keep.0 || record.status == TransferStatus::InFlight {
+            self.transfers.insert(id, record)
+        } else {
+            // Finished, held on disk only: what leaves memory is the in-flight version, if
+            // this finishes one.
+            self.transfers.remove(&id)
+        };
         match &previous {
             Some(previous) => self.records.sub(&transfer_hash(previous)),
             None => self.transfers_count += 1,
@@ -266,9 +277,12 @@ impl Ledger {
 
     fn insert_credit(&mut self, record: CreditRecord) -> Option<CreditRecord> {
         self.records.add(&credit_hash(&record));
-        let previous = self
-            .credits
-            .insert(record.transfer.transaction_id.as_u128(), record);
+        let previous = if self.keep.0 {
+            self.credits
+                .insert(record.transfer.transaction_id.as_u128(), record)
+        } else {
+            None
+        };
         match &previous {
             Some(previous) => self.records.sub(&credit_hash(previous)),
             None => self.credits_count += 1,
@@ -277,12 +291,12 @@ impl Ledger {
     }
 
     /// decide then evolve; returns the event applied (if any) and the command's outcome. For
-    /// a ledger that holds every record in memory (nothing evicted).
+    /// a ledger that holds every record in memory (the default).
     pub fn execute(&mut self, command: &Command, meta: EntryMeta) -> (Option<Event>, Outcome) {
         self.execute_with(&NothingStored, command, meta)
     }
 
-    /// [`Ledger::execute`] for a ledger whose evicted records are looked up in `stored`.
+    /// [`Ledger::execute`] for a ledger whose finished records are looked up in `stored`.
     pub fn execute_with(
         &mut self,
         stored: &impl Stored,
@@ -292,28 +306,48 @@ impl Ledger {
         match decide_with(self, stored, command, meta) {
             Decision::Reply(outcome) => (None, outcome),
             Decision::Apply(event) => {
-                let outcome = Outcome::of_new(&event);
+                let outcome = Outcome::of_new(&event).unwrap_or_else(|| self.outcome_of(&event));
                 evolve(self, &event);
-                let outcome = outcome.unwrap_or_else(|| self.outcome_of(&event));
                 (Some(event), outcome)
             }
         }
     }
 
-    /// The outcome a just-applied settling event answers with: the record it finished.
+    /// The outcome a settling event about to be applied answers with: the record it
+    /// finishes (computed before applying it: a ledger that keeps only in-flight records in
+    /// memory no longer holds it after).
     fn outcome_of(&self, event: &Event) -> Outcome {
         let (Event::TransferSettled { transaction_id, .. }
         | Event::TransferRefunded { transaction_id, .. }) = event
         else {
             unreachable!("Outcome::of_new answers every event that creates a record")
         };
-        Outcome::Transfer(
-            self.transfer(transaction_id)
-                .expect("record exists after settling")
-                .clone(),
-        )
+        let in_flight = self
+            .transfer(transaction_id)
+            .expect("decide settles only in-flight transfers, which are in memory");
+        Outcome::Transfer(settled(in_flight, event).expect("a settling event"))
     }
 }
+
+/// Whether a ledger holds finished records in memory. Not part of the state: two ledgers
+/// that differ only in it are equal (same accounts, records, sums), so it compares equal
+/// always.
+#[derive(Clone, Copy, Debug)]
+struct KeepFinished(bool);
+
+impl Default for KeepFinished {
+    fn default() -> Self {
+        KeepFinished(true)
+    }
+}
+
+impl PartialEq for KeepFinished {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for KeepFinished {}
 
 /// Where an account sits in the index: the first 128 bits of the BLAKE3 hash of its id, so
 /// that a lookup compares integers rather than strings. Two ids with one key (a BLAKE3
@@ -380,26 +414,15 @@ enum Found<'a> {
     Credit(&'a CreditRecord),
 }
 
-/// The record this partition holds for `transaction_id`: in memory, else stored. A stored
-/// record created at or after `before_index` is not yet history for the entry being decided
-/// (a follower catching up from a snapshot may store records ahead of what it applied), so
-/// it is not seen: what `decide` sees is a function of the log up to the entry alone.
-fn find<'a>(
-    state: &'a Ledger,
-    stored: &'a impl Stored,
-    transaction_id: u128,
-    before_index: u64,
-) -> Option<Found<'a>> {
+/// The record this partition holds for `transaction_id`: in memory, else stored.
+fn find<'a>(state: &'a Ledger, stored: &'a impl Stored, transaction_id: u128) -> Option<Found<'a>> {
     if let Some(record) = state.transfers.get(&transaction_id) {
         return Some(Found::Transfer(record));
     }
     if let Some(record) = state.credits.get(&transaction_id) {
         return Some(Found::Credit(record));
     }
-    match stored
-        .record(transaction_id)
-        .filter(|record| record.created_at() < before_index)?
-    {
+    match stored.record(transaction_id)? {
         Record::Transfer(record) => Some(Found::Transfer(record)),
         Record::Credit(record) => Some(Found::Credit(record)),
     }
@@ -482,18 +505,20 @@ pub fn decide(state: &Ledger, command: &Command, meta: EntryMeta) -> Decision {
     decide_with(state, &NothingStored, command, meta)
 }
 
-/// [`decide`] for a ledger whose evicted records are in `stored`: the edge looks up the
-/// command's transaction id before deciding. The same decision as [`decide`] on the ledger
-/// that never evicted, whatever was evicted, as long as `stored` holds every evicted record
-/// of the id (records created at or after `meta.index` are ignored).
+/// [`decide`] for a ledger whose finished records are in `stored`: the edge looks up the
+/// command's transaction id before deciding. The same decision as [`decide`] on a ledger
+/// that holds everything, as long as `stored` holds exactly the records decided before this
+/// command that memory does not: those of earlier entries, and those of the earlier
+/// commands of this entry (the edge adds each as it is decided), never one decided later
+/// (a follower catching up from a snapshot may store records ahead of what it applied: the
+/// edge leaves out stored records created at or after the entry's index).
 pub fn decide_with(
     state: &Ledger,
     stored: &impl Stored,
     command: &Command,
     meta: EntryMeta,
 ) -> Decision {
-    let found =
-        |transaction_id: &uuid::Uuid| find(state, stored, transaction_id.as_u128(), meta.index);
+    let found = |transaction_id: &uuid::Uuid| find(state, stored, transaction_id.as_u128());
     match command {
         Command::OpenAccount {
             account_id,
@@ -609,7 +634,7 @@ pub fn decide_with(
     }
 }
 
-/// Applies an event. Panics (assert!) on events that cannot follow the state (programmer error / corrupt log): opening an existing account, completing a transfer whose id is known (in memory: evicted records are not consulted), unknown accounts in a completed transfer, an ordinary account going negative. Rejected transfers are recorded (TransferRecord with Rejected status) and move no money.
+/// Applies an event. Panics (assert!) on events that cannot follow the state (programmer error / corrupt log): opening an existing account, completing a transfer whose id is known (in memory: records held only on disk are not consulted), unknown accounts in a completed transfer, an ordinary account going negative. Rejected transfers are recorded (TransferRecord with Rejected status) and move no money.
 ///
 /// Also panics on a rejected transfer whose id is known or whose reason is not the one
 /// `decide` would give in this state: replicas replaying the same log must agree, so an

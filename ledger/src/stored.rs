@@ -1,17 +1,15 @@
 //! Records the ledger keeps outside memory.
 //!
 //! The contract keeps every transaction id forever, so the records of decided transfers and
-//! credits grow with history. A [`crate::Ledger`] holds in memory only its accounts, its
-//! in-flight transfers and the records the edge has not yet evicted ([`crate::Ledger::evict`]);
-//! every record is also kept on disk by the edge, which looks up the ids of the commands it
-//! is about to decide and hands them to [`crate::decide_with`] as a [`Stored`]. Deciding stays
+//! credits grow with history. A [`crate::Ledger`] on a write node holds in memory only its
+//! accounts and its in-flight transfers ([`crate::Ledger::keep_only_in_flight`]); every
+//! record is kept on disk by the edge, which looks up the ids of the commands it is about to
+//! decide and hands them to [`crate::decide_with`] as a [`Stored`]. Deciding stays
 //! a pure function of (state, stored records, command).
 
 use std::collections::HashMap;
 
-use crate::domain::{
-    CreditRecord, EntryMeta, Event, Outcome, Settlement, TransferRecord, TransferStatus,
-};
+use crate::domain::{CreditRecord, Event, Outcome, Settlement, TransferRecord, TransferStatus};
 
 /// The record a partition keeps for a transaction id: one per id per partition (a transfer
 /// it was the source of, or a credit it was the target of, never both).
@@ -67,51 +65,48 @@ impl Record {
     /// settle or refund finds one: the in-flight transfer it finishes). For rebuilding the
     /// stored records from an event log; `None` for events that create no record.
     pub fn after_event(event: &Event, previous: Option<&Record>) -> Result<Option<Record>, String> {
-        let settle = |transaction_id: &uuid::Uuid, status, meta: &EntryMeta, credit_index| {
-            let Some(Record::Transfer(previous)) = previous else {
-                return Err(format!(
-                    "settle of {transaction_id}, which has no transfer record"
-                ));
-            };
-            if previous.status != TransferStatus::InFlight {
-                return Err(format!(
-                    "settle of {transaction_id}, which is not in flight"
-                ));
-            }
-            Ok(Some(Record::Transfer(TransferRecord {
-                status,
-                settlement: Some(Settlement {
-                    meta: *meta,
-                    credit_index,
-                }),
-                ..previous.clone()
-            })))
+        let (Event::TransferSettled { transaction_id, .. }
+        | Event::TransferRefunded { transaction_id, .. }) = event
+        else {
+            return Ok(Outcome::of_new(event).as_ref().and_then(Record::of_outcome));
         };
-        match event {
-            Event::TransferSettled {
-                transaction_id,
-                credit_index,
-                meta,
-            } => settle(
-                transaction_id,
-                TransferStatus::Completed,
-                meta,
-                *credit_index,
-            ),
-            Event::TransferRefunded {
-                transaction_id,
-                reason,
-                credit_index,
-                meta,
-            } => settle(
-                transaction_id,
-                TransferStatus::Rejected(*reason),
-                meta,
-                *credit_index,
-            ),
-            _ => Ok(Outcome::of_new(event).as_ref().and_then(Record::of_outcome)),
+        let Some(Record::Transfer(previous)) = previous else {
+            return Err(format!(
+                "settle of {transaction_id}, which has no transfer record"
+            ));
+        };
+        if previous.status != TransferStatus::InFlight {
+            return Err(format!(
+                "settle of {transaction_id}, which is not in flight"
+            ));
         }
+        Ok(settled(previous, event).map(Record::Transfer))
     }
+}
+
+/// The record a settle or refund leaves of the in-flight transfer it finishes; `None` for
+/// any other event.
+pub(crate) fn settled(in_flight: &TransferRecord, event: &Event) -> Option<TransferRecord> {
+    let (status, meta, credit_index) = match event {
+        Event::TransferSettled {
+            credit_index, meta, ..
+        } => (TransferStatus::Completed, meta, credit_index),
+        Event::TransferRefunded {
+            reason,
+            credit_index,
+            meta,
+            ..
+        } => (TransferStatus::Rejected(*reason), meta, credit_index),
+        _ => return None,
+    };
+    Some(TransferRecord {
+        status,
+        settlement: Some(Settlement {
+            meta: *meta,
+            credit_index: *credit_index,
+        }),
+        ..in_flight.clone()
+    })
 }
 
 /// Records looked up outside the ledger's memory, by transaction id
@@ -120,7 +115,7 @@ pub trait Stored {
     fn record(&self, transaction_id: u128) -> Option<&Record>;
 }
 
-/// Nothing outside memory: a ledger that never evicts (tests, tools, the read side's audits).
+/// Nothing outside memory: a ledger that holds every record (tests, tools).
 pub struct NothingStored;
 
 impl Stored for NothingStored {

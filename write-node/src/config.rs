@@ -38,11 +38,6 @@ pub struct Config {
     /// catches up from the log; one further behind is sent the snapshot.
     #[serde(default = "default_log_retain_entries")]
     pub log_retain_entries: u64,
-    /// Finished transfer and credit records this node keeps in memory across its partitions,
-    /// newest first, for answering retries without a disk read; every record is on disk
-    /// (the `records` column family) whatever this says. 0 keeps none.
-    #[serde(default = "default_records_in_memory")]
-    pub records_in_memory: u64,
     /// TLS for every connection (clients and peers); `[tls]` cert, key, client_ca.
     #[serde(default)]
     pub tls: Option<security::ServerTls>,
@@ -83,10 +78,6 @@ fn default_snapshot_interval_events() -> u64 {
 
 fn default_log_retain_entries() -> u64 {
     limits::LOG_RETAIN_ENTRIES_DEFAULT
-}
-
-fn default_records_in_memory() -> u64 {
-    limits::RECORDS_IN_MEMORY_DEFAULT
 }
 
 /// TOML table keys are strings: `[peers]` `1 = "host:port"` arrives as "1".
@@ -160,12 +151,6 @@ impl Config {
             limits::LOG_RETAIN_ENTRIES_MAX
         );
         ensure!(
-            self.records_in_memory <= limits::RECORDS_IN_MEMORY_MAX,
-            "records_in_memory = {}: must be at most {}",
-            self.records_in_memory,
-            limits::RECORDS_IN_MEMORY_MAX
-        );
-        ensure!(
             (limits::CALLS_IN_FLIGHT_MAX_MIN..=limits::CALLS_IN_FLIGHT_MAX_MAX)
                 .contains(&self.calls_in_flight_max),
             "calls_in_flight_max = {}: must be between {} and {}",
@@ -177,11 +162,6 @@ impl Config {
         self.metrics_address()?;
         telemetry::logs::check_otlp_endpoint(self.otlp_endpoint())?;
         Ok(())
-    }
-
-    /// Each partition's share of `records_in_memory`.
-    pub fn records_per_partition(&self) -> usize {
-        (self.records_in_memory / u64::from(self.partitions.max(1))) as usize
     }
 
     /// Checks the TLS settings' shape (the files are read by `security::prepare`).

@@ -143,10 +143,11 @@ pub const SNAPSHOT_INTERVAL_ENTRIES_MAX: u64 = 10_000_000;
 /// Default and upper bound of `snapshot_interval_events` (the lower bound is the entries').
 pub const SNAPSHOT_INTERVAL_EVENTS_DEFAULT: u64 = 500_000;
 pub const SNAPSHOT_INTERVAL_EVENTS_MAX: u64 = 100_000_000;
-/// Default and bound of `records_in_memory`: finished records kept in memory per node. A
-/// record costs about 460 bytes there (BENCHMARKS.md, RSS per transfer), so the default is about 90 MiB.
-pub const RECORDS_IN_MEMORY_DEFAULT: u64 = 200_000;
-pub const RECORDS_IN_MEMORY_MAX: u64 = 100_000_000;
+/// Memtables of all column families together (RocksDB's `db_write_buffer_size`).
+pub const ROCKSDB_MEMTABLES_BYTES_MAX: usize = 256 * 1024 * 1024;
+/// Block cache of the `records` column family: with the memtables, the in-memory cache of
+/// recent transfer records (a retry of a recent id is answered without a disk read).
+pub const RECORDS_BLOCK_CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// Default and bound of `log_retain_entries`.
 pub const LOG_RETAIN_ENTRIES_DEFAULT: u64 = 5_000;
 pub const LOG_RETAIN_ENTRIES_MAX: u64 = 10_000_000;

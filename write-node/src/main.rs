@@ -48,10 +48,6 @@ struct Args {
     /// Raft entries kept behind the newest snapshot (default 5000).
     #[arg(long, env = "WALLET_LOG_RETAIN_ENTRIES")]
     log_retain_entries: Option<u64>,
-    /// Finished transfer records kept in memory across partitions; all are on disk
-    /// (default 200000).
-    #[arg(long, env = "WALLET_RECORDS_IN_MEMORY")]
-    records_in_memory: Option<u64>,
     /// Prometheus /metrics address, or "off" (default: the listen port + 1000).
     #[arg(long, env = "WALLET_METRICS_LISTEN")]
     metrics_listen: Option<telemetry::MetricsListen>,
@@ -135,9 +131,6 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
     }
     if let Some(entries) = args.log_retain_entries {
         set("log_retain_entries", toml::Value::Integer(entries as i64));
-    }
-    if let Some(records) = args.records_in_memory {
-        set("records_in_memory", toml::Value::Integer(records as i64));
     }
     if let Some(metrics_listen) = args.metrics_listen {
         set(

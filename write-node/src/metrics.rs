@@ -55,7 +55,6 @@ pub struct PartitionMetrics {
     applied_index: Gauge,
     leader: Gauge,
     in_flight: Gauge,
-    records_in_memory: Gauge,
     conservation: Family<CurrencyLabels, Gauge>,
     /// Currencies this partition ever reported: a currency whose balances and outflow all
     /// return to zero drops out of the ledger's running totals, and its gauge must then say 0
@@ -98,8 +97,6 @@ impl PartitionMetrics {
         self.leader
             .set(i64::from(raft.state == raft::StateRole::Leader));
         self.in_flight.set(gauge(ledger.in_flight_count() as u64));
-        self.records_in_memory
-            .set(gauge(ledger.records_in_memory() as u64));
         let mut sums: Vec<(ledger::Currency, i128)> = self
             .currencies_seen
             .iter()
@@ -277,12 +274,6 @@ impl Metrics {
             "wallet_in_flight_transfers",
             "Cross-partition transfers debited on this (source) partition and not yet settled",
         );
-        let records_in_memory = gauges(
-            &mut registry,
-            "wallet_records_in_memory",
-            "Transfer and credit records held in memory (in flight, and the newest finished ones \
-             up to records_in_memory); every record is on disk",
-        );
         let conservation = Family::<CurrencyLabels, Gauge>::default();
         registry.register(
             "wallet_ledger_conservation_minor",
@@ -302,7 +293,6 @@ impl Metrics {
                     applied_index: applied_index.get_or_create(&labels).clone(),
                     leader: leader.get_or_create(&labels).clone(),
                     in_flight: in_flight.get_or_create(&labels).clone(),
-                    records_in_memory: records_in_memory.get_or_create(&labels).clone(),
                     conservation: conservation.clone(),
                     currencies_seen: Vec::new(),
                 }

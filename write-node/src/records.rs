@@ -1,6 +1,6 @@
 //! The `records` column family: every transfer and credit record a partition decided, by
 //! transaction id, kept forever (the idempotency contract), so that the ledger in memory
-//! holds only accounts, in-flight transfers and a bounded number of recent records.
+//! holds only accounts and in-flight transfers (`ledger::Ledger::keep_only_in_flight`).
 //!
 //! - Key: partition u32 BE | transaction id u128 BE (20 bytes): a partition's records are one
 //!   key range, and a point lookup of a new id is answered by the bloom filters.
@@ -17,9 +17,12 @@
 use anyhow::Context;
 use ledger::Record;
 
+/// Length of a record's key.
+pub const KEY_BYTES: usize = 20;
+
 /// Key of a record.
-pub fn key(partition: u32, transaction_id: u128) -> [u8; 20] {
-    let mut key = [0u8; 20];
+pub fn key(partition: u32, transaction_id: u128) -> [u8; KEY_BYTES] {
+    let mut key = [0u8; KEY_BYTES];
     key[..4].copy_from_slice(&partition.to_be_bytes());
     key[4..].copy_from_slice(&transaction_id.to_be_bytes());
     key

@@ -113,6 +113,9 @@ pub fn fold(
     until: Until,
     mut each: impl FnMut(Folded, &State),
 ) -> Result<(), ReplayError> {
+    // Finished records are on disk (`records`): memory holds accounts and transfers in
+    // flight, however long the log.
+    state.ledger.keep_only_in_flight();
     let (from, to) = (state.index + 1, until.index());
     if from > to {
         return Ok(());
@@ -138,13 +141,7 @@ pub fn fold(
             events: block.events.len(),
         };
         for event in block.events {
-            let transaction_id = event.transaction_id();
             ledger::evolve_owned(&mut state.ledger, event);
-            // Finished records are on disk (`records`): memory holds accounts and transfers
-            // in flight, however long the log.
-            if let Some(id) = transaction_id {
-                state.ledger.evict(id.as_u128());
-            }
         }
         state.chain_head = chain;
         state.index = index;

@@ -102,7 +102,7 @@ pub fn decode(meta: &SnapshotMeta, bytes: &[u8]) -> anyhow::Result<Ledger> {
         meta.index,
         meta.partition
     );
-    ledger.evict_all_finished();
+    ledger.keep_only_in_flight();
     Ok(ledger)
 }
 

@@ -128,14 +128,21 @@ fn family_options(name: &str) -> Options {
     match name {
         CF_EVENTS => options.set_compression_type(rocksdb::DBCompressionType::Lz4),
         CF_RECORDS => {
-            // Most lookups are of new ids, which a whole-key bloom filter answers without
-            // reading a block.
+            // Point lookups only, most of them of new ids: a bloom filter over whole keys in
+            // the memtable and in every file answers those without searching the memtable's
+            // skip list or reading a block (BENCHMARKS.md, "Records on disk").
+            options.set_memtable_whole_key_filtering(true);
+            options.set_memtable_prefix_bloom_ratio(0.05);
             let mut table = rocksdb::BlockBasedOptions::default();
             table.set_bloom_filter(10.0, false);
+            table.set_block_cache(&rocksdb::Cache::new_lru_cache(
+                limits::RECORDS_BLOCK_CACHE_BYTES,
+            ));
             table.set_cache_index_and_filter_blocks(true);
             table.set_pin_l0_filter_and_index_blocks_in_cache(true);
             options.set_block_based_table_factory(&table);
-            options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            // Small values of ids and amounts: not worth the flush thread's time compressing.
+            options.set_compression_type(rocksdb::DBCompressionType::None);
             options.set_merge_operator_associative(
                 crate::records::MERGE_OPERATOR,
                 crate::records::newest_version,
@@ -157,6 +164,9 @@ impl Db {
         options.create_missing_column_families(true);
         options.set_max_background_jobs(2);
         options.set_bytes_per_sync(1024 * 1024);
+        // Memtables of every column family together: bounded by configuration, not by the
+        // traffic (RocksDB flushes the largest when the sum reaches it).
+        options.set_db_write_buffer_size(limits::ROCKSDB_MEMTABLES_BYTES_MAX);
         let families = FAMILIES
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, family_options(name)));
@@ -365,7 +375,7 @@ impl Db {
         if transaction_ids.is_empty() {
             return Ok(found);
         }
-        let keys: Vec<[u8; 20]> = transaction_ids
+        let keys: Vec<[u8; crate::records::KEY_BYTES]> = transaction_ids
             .iter()
             .map(|id| crate::records::key(partition, *id))
             .collect();

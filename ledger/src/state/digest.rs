@@ -83,7 +83,7 @@ impl Ledger {
     }
 
     /// The digest computed the slow way, from every record (for tests of the running sum;
-    /// meaningful only for a ledger that evicted nothing).
+    /// meaningful only for a ledger that holds every record).
     #[doc(hidden)]
     pub fn digest_from_scratch(&self) -> [u8; 32] {
         let mut recomputed = self.clone();

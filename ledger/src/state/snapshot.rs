@@ -1,5 +1,5 @@
 //! A ledger's snapshot form (serde): accounts sorted by id, the records held in memory by
-//! transaction id, the counts and running sum of every record (evicted ones included), and
+//! transaction id, the counts and running sum of every record (those held only on disk included), and
 //! the checks a deserialized snapshot must pass before it becomes a ledger.
 
 use super::digest::RecordSum;

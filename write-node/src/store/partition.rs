@@ -2,7 +2,7 @@
 //! to propose and proposed, linearizable reads), its local snapshots, and its snapshot
 //! catch-up state. The store loop (`round.rs`) owns every partition.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context;
 use ledger::{Command, EntryMeta, Ledger, Record};
@@ -88,9 +88,9 @@ pub(super) struct Partition {
     pub(super) snapshots: Snapshots,
     /// Snapshot catch-up: a follower fetching snapshots, a leader waiting for fetches.
     pub(super) catch_up: CatchUp<StagedState>,
-    /// Finished records held in the ledger's memory, oldest first: evicted past the node's
-    /// `records_in_memory` share once on disk (see [`Partition::evict_records`]).
-    pub(super) recent: VecDeque<u128>,
+    /// Records put into the round's apply batch, by transaction id, until it is written (see
+    /// `stored_records`). Bounded by the round's commands.
+    pub(super) unwritten: HashMap<u128, Record>,
     pub(super) metrics: crate::metrics::PartitionMetrics,
 }
 
@@ -194,32 +194,48 @@ impl Partition {
         }
     }
 
-    /// Drops the oldest finished records from memory until at most `keep` remain. Called
-    /// once the apply batch that wrote them to the `records` column family is written, so a
-    /// record is always in memory or readable there.
-    pub(super) fn evict_records(&mut self, keep: usize) {
-        while self.recent.len() > keep {
-            if let Some(id) = self.recent.pop_front() {
-                self.ledger.evict(id);
-            }
-        }
-    }
-
     /// The stored records of the commands' transaction ids that the ledger does not hold in
-    /// memory: looked up before deciding, so `decide` stays pure.
+    /// memory (it holds in-flight transfers only): looked up before deciding, so `decide`
+    /// stays pure. Records of this round's earlier entries are not in RocksDB yet (the apply
+    /// batch is written at the end of the round): they come from `unwritten`.
+    ///
+    /// A record on disk created at or after `index` is left out: it is not history yet (a
+    /// follower that fetched a snapshot stores the records of the fetched events, which may
+    /// run ahead of what it applied).
     fn stored_records(
         &self,
         db: &Db,
+        index: u64,
         commands: &[Command],
     ) -> anyhow::Result<HashMap<u128, Record>> {
-        let ids: Vec<u128> = commands
-            .iter()
-            .filter_map(Command::transaction_id)
-            .map(|id| id.as_u128())
-            .filter(|id| !self.ledger.holds_record(*id))
-            .collect();
-        db.records(self.id, &ids)
-            .with_context(|| format!("partition {}: reading transfer records", self.id))
+        let mut found = HashMap::new();
+        let mut ids = Vec::new();
+        for id in commands.iter().filter_map(Command::transaction_id) {
+            let id = id.as_u128();
+            if self.ledger.holds_record(id) {
+                continue;
+            }
+            match self.unwritten.get(&id) {
+                Some(record) => {
+                    found.insert(id, record.clone());
+                }
+                None => ids.push(id),
+            }
+        }
+        let on_disk = db
+            .records(self.id, &ids)
+            .with_context(|| format!("partition {}: reading transfer records", self.id))?;
+        found.extend(
+            on_disk
+                .into_iter()
+                .filter(|(_, record)| record.created_at() < index),
+        );
+        Ok(found)
+    }
+
+    /// The round's apply batch is written: its records are readable in RocksDB.
+    pub(super) fn apply_written(&mut self) {
+        self.unwritten.clear();
     }
 
     /// A transfer record as of the applied index: in memory, else on disk.
@@ -332,18 +348,20 @@ impl Partition {
             let mut events = Vec::new();
             let mut outcomes = Vec::with_capacity(payload.commands.len());
             self.metrics.entry_applied(payload.commands.len());
-            let stored = self.stored_records(db, &payload.commands)?;
+            let mut stored = self.stored_records(db, entry.index, &payload.commands)?;
             for command in &payload.commands {
                 let (event, outcome) = self.ledger.execute_with(&stored, command, meta);
                 self.snapshots.events_since += u64::from(event.is_some());
                 if let Some(event) = &event {
                     self.metrics.event_applied(event);
-                    // The record the event created or finished, on disk in this batch.
+                    // The record the event created or finished goes to disk in this batch;
+                    // until the batch is written, the entry's later commands find it in
+                    // `stored` and the round's later entries in `unwritten`.
                     if let Some(record) = Record::of_outcome(&outcome) {
                         db.put_record(batch, self.id, &record);
-                        if !record.is_in_flight() {
-                            self.recent.push_back(record.transaction_id().as_u128());
-                        }
+                        let id = record.transaction_id().as_u128();
+                        stored.insert(id, record.clone());
+                        self.unwritten.insert(id, record);
                     }
                 }
                 events.extend(event);
@@ -470,7 +488,7 @@ impl Partition {
         self.raw.mut_store().install_snapshot(meta, batch)?;
         // The snapshot holds no finished record: the fetch rebuilt those it covers on disk.
         self.ledger = ledger;
-        self.recent.clear();
+        self.ledger.keep_only_in_flight();
         self.applied_index = index;
         self.snapshots.index = index;
         tracing::info!(partition = self.id, index, "snapshot installed");

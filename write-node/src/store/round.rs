@@ -57,9 +57,6 @@ pub(super) struct Store {
     pub(super) snapshot_interval_entries: u64,
     pub(super) snapshot_interval_events: u64,
     pub(super) log_retain: u64,
-    /// Finished records each partition keeps in memory (the node's `records_in_memory`
-    /// divided among its partitions).
-    pub(super) records_per_partition: usize,
     pub(super) snapshot_jobs: std::sync::mpsc::SyncSender<snapshot::Job>,
     pub(super) snapshot_done: mpsc::Receiver<anyhow::Result<SnapshotMeta>>,
     pub(super) fetched_tx: mpsc::Sender<Fetched>,
@@ -463,8 +460,7 @@ impl Store {
             let _ = reply.send(result);
         }
         for partition in &mut self.partitions {
-            // The records this round decided are in RocksDB now: memory keeps the newest.
-            partition.evict_records(self.records_per_partition);
+            partition.apply_written();
             partition.serve_ready_reads(&self.db);
         }
         let applied: Vec<u64> = self

@@ -66,7 +66,6 @@ pub fn start(
         snapshot_interval_entries: config.snapshot_interval_entries,
         snapshot_interval_events: config.snapshot_interval_events,
         log_retain: config.log_retain_entries,
-        records_per_partition: config.records_per_partition(),
         snapshot_jobs,
         snapshot_done,
         fetched_tx,
@@ -163,8 +162,9 @@ fn open_partition(
         chain_head,
         ..
     } = state;
-    // A snapshot of an earlier format holds every record; they are on disk.
-    ledger.evict_all_finished();
+    // Every finished record is on disk (`records`): memory holds accounts and transfers in
+    // flight.
+    ledger.keep_only_in_flight();
     let replay_ms = replay_started.elapsed().as_millis() as u64;
     let snapshot_index = snapshot.as_ref().map_or(0, |meta| meta.index);
     if let Some(meta) = snapshot {
@@ -205,7 +205,7 @@ fn open_partition(
             events_since: 0,
         },
         catch_up: CatchUp::new(limits::SNAPSHOT_FETCH_TIMEOUT),
-        recent: std::collections::VecDeque::new(),
+        unwritten: std::collections::HashMap::new(),
         metrics,
     })
 }

@@ -657,8 +657,8 @@ async fn event_log(
 async fn follower_behind_compaction_is_caught_up_by_snapshot() {
     // Snapshot every 20 entries, keep 5 behind: a follower stopped for a few hundred
     // transfers is behind every partition's compaction point it saw traffic on.
-    // No finished record in memory: the snapshot carries none, and the follower must rebuild
-    // the ones it covers from the fetched events.
+    // Snapshots carry no finished record: the follower must rebuild the ones a snapshot
+    // covers from the fetched events.
     let cluster = Arc::new(Cluster::start_with(
         3,
         &[
@@ -666,8 +666,6 @@ async fn follower_behind_compaction_is_caught_up_by_snapshot() {
             "20",
             "--log-retain-entries",
             "5",
-            "--records-in-memory",
-            "0",
         ],
     ));
     let leader = cluster.wait_leader().await;
