@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Whether write-node memory stays flat while a warm cluster applies 300k further transfers
+# Whether write-node memory stays flat while a warm cluster applies further transfers
 # (BENCHMARKS.md, "Records on disk"; the engine issue's RSS target). Not a test: it prints
-# each write node's VmRSS after the warm-up and after the further transfers.
+# each write node's VmRSS after the warm-up and after each of two rounds of further
+# transfers.
 #
 #   loadtest/memory-flat.sh BIN_DIR [ACCOUNTS] [FURTHER]   # BIN_DIR: walletctl,
 #       # wallet-loadtest and the node binaries; ACCOUNTS: 100000; FURTHER: 300000
@@ -34,7 +35,11 @@ echo "warm-up: $N accounts, $FURTHER transfers"
 load warm "$N" "$FURTHER"
 sleep 3
 echo "write-node RSS after the warm-up: $(rss)"
-echo "further: $FURTHER transfers between 1000 new accounts"
-load further 1000 "$FURTHER"
-sleep 3
-echo "write-node RSS after the further transfers: $(rss)"
+# Twice: memtables and caches fill up to their bounds in the first round, so the second
+# shows whether anything still grows with the number of transfers.
+for round in 1 2; do
+    echo "further $round: $FURTHER transfers between 1000 new accounts"
+    load "further$round" 1000 "$FURTHER"
+    sleep 3
+    echo "write-node RSS after further round $round: $(rss)"
+done

@@ -35,18 +35,6 @@ impl Record {
         }
     }
 
-    /// The log index of the record's last change (its settlement, else its creation): of two
-    /// versions of one record, the one with the higher version is the newer.
-    pub fn version(&self) -> u64 {
-        match self {
-            Record::Transfer(TransferRecord {
-                settlement: Some(Settlement { meta, .. }),
-                ..
-            }) => meta.index,
-            _ => self.created_at(),
-        }
-    }
-
     /// Whether the record can still change (an in-flight transfer, which a settle finishes).
     pub fn is_in_flight(&self) -> bool {
         matches!(self, Record::Transfer(record) if record.status == TransferStatus::InFlight)

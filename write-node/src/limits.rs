@@ -234,6 +234,14 @@ mod tests {
             ),
             format!("(default {})", thousands(LOG_RETAIN_ENTRIES_DEFAULT)),
             format!("`RECOVERY_INTERVAL` ({} ms)", RECOVERY_INTERVAL.as_millis()),
+            format!(
+                "`limits::ROCKSDB_MEMTABLES_BYTES_MAX`, {} MiB)",
+                ROCKSDB_MEMTABLES_BYTES_MAX >> 20
+            ),
+            format!(
+                "(`limits::RECORDS_BLOCK_CACHE_BYTES`, {} MiB)",
+                RECORDS_BLOCK_CACHE_BYTES >> 20
+            ),
         ] {
             assert!(
                 architecture.contains(&quoted),

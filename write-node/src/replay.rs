@@ -156,19 +156,20 @@ pub fn fold(
 /// Records written per batch while rebuilding.
 const REBUILD_BATCH_RECORDS: usize = 16_384;
 
-/// Writes the record every event of a partition's blocks in `(after, until]` leaves into the
-/// `records` column family (unsynced: the caller's next synced write makes them durable),
-/// checking the chain from `chain_after` (the head at `after`). A settle finds its in-flight
-/// record among the ones rebuilt here or on disk (a transfer debited at or before `after`).
-/// Returns the number of records written. Memory: the transfers in flight in the range.
+/// Writes the record of every transfer the events of a partition's blocks in `(after,
+/// until]` finish into the `records` column family (unsynced: the caller's next synced write
+/// makes them durable), checking the chain from the head at `after`. `from` is `(after,
+/// chain head at after, the ledger at after)`: a settle finds the in-flight transfer it
+/// finishes among the range's debits or in that ledger (in-flight records are never on
+/// disk). Returns the number of records written. Memory: the transfers in flight in the
+/// range.
 pub fn rebuild_records(
     db: &Db,
     partition: u32,
-    after: u64,
-    chain_after: ChainHash,
+    from: (u64, ChainHash, &Ledger),
     until: u64,
 ) -> anyhow::Result<u64> {
-    let mut chain = chain_after;
+    let (after, mut chain, ledger_after) = from;
     let mut in_flight: HashMap<u128, Record> = HashMap::new();
     let mut batch = WriteBatch::default();
     let mut written = 0u64;
@@ -181,28 +182,25 @@ pub fn rebuild_records(
             .with_context(|| format!("partition {partition}, event block {index}"))?;
         chain = next;
         for event in &block.events {
-            let Some(id) = event.transaction_id().map(|id| id.as_u128()) else {
+            let Some(id) = event.transaction_id() else {
                 continue;
             };
-            let previous = match in_flight.remove(&id) {
-                Some(record) => Some(record),
-                None if matches!(
-                    event,
-                    ledger::Event::TransferSettled { .. } | ledger::Event::TransferRefunded { .. }
-                ) =>
-                {
-                    db.record(partition, id)?
-                }
-                None => None,
-            };
+            let previous = in_flight.remove(&id.as_u128()).or_else(|| {
+                ledger_after
+                    .transfer(&id)
+                    .filter(|record| record.status == ledger::TransferStatus::InFlight)
+                    .cloned()
+                    .map(Record::Transfer)
+            });
             let record = Record::after_event(event, previous.as_ref())
                 .map_err(anyhow::Error::msg)
                 .with_context(|| format!("partition {partition}, event block {index}"))?
                 .context("a transfer event leaves a record")?;
-            db.put_record(&mut batch, partition, &record);
             if record.is_in_flight() {
-                in_flight.insert(id, record);
+                in_flight.insert(id.as_u128(), record);
+                continue;
             }
+            db.put_record(&mut batch, partition, &record);
             written += 1;
             if batch.len() >= REBUILD_BATCH_RECORDS {
                 db.write(std::mem::take(&mut batch), false)?;

@@ -9,8 +9,8 @@
 //!   (see `codec::EventBlock`); the durable ledger, replayed on restart and streamed to readers
 //! - `snapshots`:  partition u32 BE | index u64 BE | 0 -> `SnapshotMeta` (postcard), and
 //!   partition u32 BE | index u64 BE | 1 | chunk u32 BE -> the serialized ledger, in chunks
-//! - `records`:    partition u32 BE | transaction id u128 BE -> the id's transfer or credit
-//!   record, newest version kept by a merge operator (see `records`)
+//! - `records`:    partition u32 BE | transaction id u128 BE -> the id's finished transfer or
+//!   credit record (see `records`)
 //! - `meta`:       cluster identity: node id, partition count, format version
 //!
 //! Keys are big-endian so byte order is numeric order. Raft entries and hard state of every
@@ -143,10 +143,6 @@ fn family_options(name: &str) -> Options {
             options.set_block_based_table_factory(&table);
             // Small values of ids and amounts: not worth the flush thread's time compressing.
             options.set_compression_type(rocksdb::DBCompressionType::None);
-            options.set_merge_operator_associative(
-                crate::records::MERGE_OPERATOR,
-                crate::records::newest_version,
-            );
         }
         _ => {}
     }
@@ -344,11 +340,11 @@ impl Db {
         Ok(self.db.get_cf(self.cf(cf), key)?)
     }
 
-    /// Adds a version of a transfer or credit record to a batch (a merge: the newest version
-    /// stays, whatever the order of writes).
+    /// Adds a finished transfer or credit record to a batch.
     pub fn put_record(&self, batch: &mut WriteBatch, partition: u32, record: &ledger::Record) {
+        debug_assert!(!record.is_in_flight(), "in-flight records stay in memory");
         let key = crate::records::key(partition, record.transaction_id().as_u128());
-        batch.merge_cf(self.cf(CF_RECORDS), key, crate::records::encode(record));
+        batch.put_cf(self.cf(CF_RECORDS), key, crate::records::encode(record));
     }
 
     /// The stored record of a transaction id in a partition, if any.

@@ -167,6 +167,7 @@ impl store::Network for PeerNetwork {
                 request.index,
                 request.events_after,
                 request.chain_after,
+                request.ledger_after,
                 db,
             )
             .await
@@ -577,6 +578,7 @@ pub async fn fetch_snapshot(
     index: u64,
     events_after: u64,
     chain_after: ChainHash,
+    ledger_after: ledger::Ledger,
     db: Arc<Db>,
 ) -> anyhow::Result<FetchedSnapshot> {
     let endpoint = peer_endpoint(&address, tls)?
@@ -649,8 +651,7 @@ pub async fn fetch_snapshot(
         let records = crate::replay::rebuild_records(
             &db_for_decode,
             partition,
-            events_after,
-            chain_after,
+            (events_after, chain_after, &ledger_after),
             meta.index,
         )?;
         tracing::debug!(
@@ -789,7 +790,18 @@ mod tests {
         );
         let dir = tempfile::tempdir().expect("temp dir");
         let db = Db::open(dir.path(), 2, 1).expect("db");
-        let result = fetch_snapshot(None, 2, address, 0, 3, 0, CHAIN_GENESIS, db.clone()).await;
+        let result = fetch_snapshot(
+            None,
+            2,
+            address,
+            0,
+            3,
+            0,
+            CHAIN_GENESIS,
+            Ledger::new(),
+            db.clone(),
+        )
+        .await;
         server.abort();
         (result, db, dir)
     }

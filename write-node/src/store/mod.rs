@@ -58,6 +58,10 @@ pub struct SnapshotRequest {
     pub index: u64,
     pub events_after: u64,
     pub chain_after: ChainHash,
+    /// The follower's ledger at `events_after` (an O(1) clone): the transfers in flight
+    /// there, which settles among the fetched events finish (their records are not on disk
+    /// while in flight).
+    pub ledger_after: Ledger,
 }
 
 /// A snapshot a follower fetched and verified: its header, its state, and the highest leader

@@ -357,7 +357,10 @@ impl Partition {
                     // The record the event created or finished goes to disk in this batch;
                     // until the batch is written, the entry's later commands find it in
                     // `stored` and the round's later entries in `unwritten`.
-                    if let Some(record) = Record::of_outcome(&outcome) {
+                    // (A transfer in flight stays in the ledger until settled.)
+                    if let Some(record) =
+                        Record::of_outcome(&outcome).filter(|record| !record.is_in_flight())
+                    {
                         db.put_record(batch, self.id, &record);
                         let id = record.transaction_id().as_u128();
                         stored.insert(id, record.clone());

@@ -292,6 +292,7 @@ impl Store {
                             index,
                             events_after: partition.applied_index,
                             chain_after: partition.chain_head,
+                            ledger_after: partition.ledger.clone(),
                         },
                     );
                     let fetched_tx = self.fetched_tx.clone();

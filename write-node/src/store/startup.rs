@@ -92,7 +92,8 @@ fn migrate(db: &Db, partitions: u32) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let mut records = 0;
     for partition in 0..partitions {
-        records += replay::rebuild_records(db, partition, 0, crate::codec::CHAIN_GENESIS, u64::MAX)
+        let genesis = (0, crate::codec::CHAIN_GENESIS, &ledger::Ledger::new());
+        records += replay::rebuild_records(db, partition, genesis, u64::MAX)
             .with_context(|| format!("migrating partition {partition}"))?;
     }
     db.finish_migration()?;

@@ -159,15 +159,16 @@ async fn retries_are_answered_from_disk_before_and_after_a_restart() {
 /// Makes a stopped node's data look like the previous release's (format 2): no `records`
 /// column family content, format version 2.
 fn downgrade_to_format_2(data_dir: &Path) {
-    let mut records = rocksdb::Options::default();
-    records.set_merge_operator_associative(
-        write_node::records::MERGE_OPERATOR,
-        write_node::records::newest_version,
-    );
-    let families = ["raft_log", "raft_state", "events", "meta", "snapshots"]
-        .into_iter()
-        .map(|name| rocksdb::ColumnFamilyDescriptor::new(name, rocksdb::Options::default()))
-        .chain([rocksdb::ColumnFamilyDescriptor::new("records", records)]);
+    let families = [
+        "raft_log",
+        "raft_state",
+        "events",
+        "meta",
+        "snapshots",
+        "records",
+    ]
+    .into_iter()
+    .map(|name| rocksdb::ColumnFamilyDescriptor::new(name, rocksdb::Options::default()));
     let db = rocksdb::DB::open_cf_descriptors(&rocksdb::Options::default(), data_dir, families)
         .expect("open the stopped node's data");
     let cf = db.cf_handle("records").expect("records");
