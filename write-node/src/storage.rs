@@ -55,8 +55,8 @@ const FAMILIES: [&str; 6] = [
 ];
 
 /// 2: event blocks carry their hash-chain link. 3: transfer and credit records live in the
-/// `records` column family rather than in snapshots (data of version 2 is migrated at open:
-/// see [`Db::open`]).
+/// `records` column family rather than in snapshots (data of version 2 is migrated when the
+/// store starts: `store::startup::migrate`, see [`Db::migrate_from`]).
 const FORMAT_VERSION: u32 = 3;
 /// The oldest format this binary migrates from.
 const FORMAT_VERSION_MIGRATED: u32 = 2;

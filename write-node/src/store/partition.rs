@@ -69,6 +69,22 @@ pub(super) struct Snapshots {
     pub(super) events_since: u64,
 }
 
+/// What `decide_with` sees of the records the ledger does not hold: those put into this
+/// round's apply batch (earlier entries, and earlier commands of this entry), then the
+/// entry's lookups on disk.
+struct Recorded<'a> {
+    unwritten: &'a HashMap<u128, Record>,
+    on_disk: &'a HashMap<u128, Record>,
+}
+
+impl ledger::Stored for Recorded<'_> {
+    fn record(&self, transaction_id: u128) -> Option<&Record> {
+        self.unwritten
+            .get(&transaction_id)
+            .or_else(|| self.on_disk.get(&transaction_id))
+    }
+}
+
 pub(super) struct Partition {
     pub(super) id: u32,
     pub(super) raw: RawNode<PartitionStorage>,
@@ -89,7 +105,7 @@ pub(super) struct Partition {
     /// Snapshot catch-up: a follower fetching snapshots, a leader waiting for fetches.
     pub(super) catch_up: CatchUp<StagedState>,
     /// Records put into the round's apply batch, by transaction id, until it is written (see
-    /// `stored_records`). Bounded by the round's commands.
+    /// `Recorded`). Bounded by the round's commands.
     pub(super) unwritten: HashMap<u128, Record>,
     pub(super) metrics: crate::metrics::PartitionMetrics,
 }
@@ -194,43 +210,30 @@ impl Partition {
         }
     }
 
-    /// The stored records of the commands' transaction ids that the ledger does not hold in
-    /// memory (it holds in-flight transfers only): looked up before deciding, so `decide`
-    /// stays pure. Records of this round's earlier entries are not in RocksDB yet (the apply
-    /// batch is written at the end of the round): they come from `unwritten`.
+    /// The records on disk of the commands' transaction ids that neither the ledger (it holds
+    /// in-flight transfers only) nor this round's `unwritten` records hold: looked up before
+    /// deciding, so `decide` stays pure.
     ///
     /// A record on disk created at or after `index` is left out: it is not history yet (a
     /// follower that fetched a snapshot stores the records of the fetched events, which may
     /// run ahead of what it applied).
-    fn stored_records(
+    fn records_on_disk(
         &self,
         db: &Db,
         index: u64,
         commands: &[Command],
     ) -> anyhow::Result<HashMap<u128, Record>> {
-        let mut found = HashMap::new();
-        let mut ids = Vec::new();
-        for id in commands.iter().filter_map(Command::transaction_id) {
-            let id = id.as_u128();
-            if self.ledger.holds_record(id) {
-                continue;
-            }
-            match self.unwritten.get(&id) {
-                Some(record) => {
-                    found.insert(id, record.clone());
-                }
-                None => ids.push(id),
-            }
-        }
-        let on_disk = db
+        let ids: Vec<u128> = commands
+            .iter()
+            .filter_map(Command::transaction_id)
+            .map(|id| id.as_u128())
+            .filter(|id| !self.ledger.holds_record(*id) && !self.unwritten.contains_key(id))
+            .collect();
+        let mut on_disk = db
             .records(self.id, &ids)
             .with_context(|| format!("partition {}: reading transfer records", self.id))?;
-        found.extend(
-            on_disk
-                .into_iter()
-                .filter(|(_, record)| record.created_at() < index),
-        );
-        Ok(found)
+        on_disk.retain(|_, record| record.created_at() < index);
+        Ok(on_disk)
     }
 
     /// The round's apply batch is written: its records are readable in RocksDB.
@@ -348,23 +351,26 @@ impl Partition {
             let mut events = Vec::new();
             let mut outcomes = Vec::with_capacity(payload.commands.len());
             self.metrics.entry_applied(payload.commands.len());
-            let mut stored = self.stored_records(db, entry.index, &payload.commands)?;
+            let on_disk = self.records_on_disk(db, entry.index, &payload.commands)?;
             for command in &payload.commands {
+                let stored = Recorded {
+                    unwritten: &self.unwritten,
+                    on_disk: &on_disk,
+                };
                 let (event, outcome) = self.ledger.execute_with(&stored, command, meta);
                 self.snapshots.events_since += u64::from(event.is_some());
                 if let Some(event) = &event {
                     self.metrics.event_applied(event);
-                    // The record the event created or finished goes to disk in this batch;
-                    // until the batch is written, the entry's later commands find it in
-                    // `stored` and the round's later entries in `unwritten`.
-                    // (A transfer in flight stays in the ledger until settled.)
+                    // The record the event finished goes to disk in this batch; until the
+                    // batch is written, the entry's later commands and the round's later
+                    // entries find it in `unwritten`. (A transfer in flight stays in the
+                    // ledger until settled.)
                     if let Some(record) =
                         Record::of_outcome(&outcome).filter(|record| !record.is_in_flight())
                     {
                         db.put_record(batch, self.id, &record);
-                        let id = record.transaction_id().as_u128();
-                        stored.insert(id, record.clone());
-                        self.unwritten.insert(id, record);
+                        self.unwritten
+                            .insert(record.transaction_id().as_u128(), record);
                     }
                 }
                 events.extend(event);
