@@ -11,7 +11,8 @@ use std::time::Duration;
 use proto::v1::wallet_service_server::{WalletService, WalletServiceServer};
 use proto::v1::{
     Account, GetAccountRequest, GetAccountResponse, GetTransferRequest, GetTransferResponse,
-    OpenAccountRequest, OpenAccountResponse, TransferRequest, TransferResponse, TransferResult,
+    OpenAccountRequest, OpenAccountResponse, OpenAccountResult, TransferRequest, TransferResponse,
+    TransferResult,
 };
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Code, Request, Response, Status};
@@ -112,6 +113,15 @@ impl WalletService for FakeNode {
         &self,
         _request: Request<tonic::Streaming<TransferRequest>>,
     ) -> Result<Response<Self::SubmitTransfersStream>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    type OpenAccountsStream = tokio_stream::Empty<Result<OpenAccountResult, Status>>;
+
+    async fn open_accounts(
+        &self,
+        _request: Request<tonic::Streaming<OpenAccountRequest>>,
+    ) -> Result<Response<Self::OpenAccountsStream>, Status> {
         Err(Status::unimplemented("not in the fake"))
     }
 

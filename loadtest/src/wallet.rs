@@ -4,7 +4,7 @@
 //! Why one file of this length: the phases of a wallet run, in the order they happen, share
 //! one set of arguments, clients and recorder; each phase is a function of its own.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 use wallet_client::pb::wallet_service_client::WalletServiceClient;
-use wallet_client::pb::{TransferRequest, TransferResult, TransferStatus};
+use wallet_client::pb::{OpenAccountRequest, TransferRequest, TransferResult, TransferStatus};
 use wallet_client::{ClientConfig, Code, QueryClient, Transfer, Uuid, WalletClient, code_name};
 
 use crate::cli::{Api, Config};
@@ -142,13 +142,32 @@ impl Wallet {
         (applied, in_flight)
     }
 
-    /// Opens every account (issuers allowed negative) with bounded concurrency, then funds
-    /// each ordinary account from its partition's issuer through one `SubmitTransfers`
-    /// stream per partition. A reused run id is refused: its accounts would not start at 0.
+    /// Opens every account (issuers allowed negative) through one `OpenAccounts` stream per
+    /// partition, then funds each ordinary account from its partition's issuer through one
+    /// `SubmitTransfers` stream per partition. What a stream leaves without a definite answer
+    /// goes through the SDK's unary calls, which follow leaders and retry. A reused run id is
+    /// refused: its accounts would not start at 0.
     pub async fn setup(&self, accounts: &Arc<Accounts>, config: &Config) -> anyhow::Result<()> {
         let hidden = config.args.no_progress;
         let bar = driver::step_progress(hidden, "opening accounts", u64::from(accounts.slots()));
-        let mut opened = futures::stream::iter(0..accounts.slots())
+        let mut tasks = Vec::new();
+        for partition in 0..accounts.partitions {
+            let endpoint = self
+                .leader_of(partition)
+                .await
+                .with_context(|| format!("partition {partition} has no leader"))?;
+            let mut slots = accounts.by_partition[partition as usize].clone();
+            slots.push(accounts.count + partition);
+            let (accounts, bar) = (accounts.clone(), bar.clone());
+            tasks.push(tokio::spawn(async move {
+                open_partition(&endpoint, slots, &accounts, &bar).await
+            }));
+        }
+        let mut retry = Vec::new();
+        for task in tasks {
+            retry.extend(task.await.context("opening task")??);
+        }
+        let mut opened = futures::stream::iter(retry)
             .map(|slot| {
                 let client = self.client.clone();
                 let accounts = accounts.clone();
@@ -158,14 +177,7 @@ impl Wallet {
                         .open_account(&id, CURRENCY, accounts.is_issuer(slot))
                         .await
                         .with_context(|| format!("opening {id}"))?;
-                    if account.balance_minor != 0 {
-                        bail!(
-                            "account {id} already exists with a balance: run id {:?} was used \
-                             before on this cluster; pick another --run-id",
-                            accounts.run_id
-                        );
-                    }
-                    anyhow::Ok(())
+                    fresh(&accounts, &id, account.balance_minor)
                 }
             })
             .buffer_unordered(config.args.setup_concurrency);
@@ -263,6 +275,66 @@ fn sdk_transfer(op: &TransferOp, accounts: &Accounts) -> Transfer {
 
 fn request(op: &TransferOp, accounts: &Accounts) -> TransferRequest {
     TransferRequest::from(&sdk_transfer(op, accounts))
+}
+
+/// An account this run opened must start at zero: otherwise its run id was used before.
+fn fresh(accounts: &Accounts, id: &str, balance_minor: i64) -> anyhow::Result<()> {
+    if balance_minor != 0 {
+        bail!(
+            "account {id} already exists with a balance: run id {:?} was used before on this \
+             cluster; pick another --run-id",
+            accounts.run_id
+        );
+    }
+    Ok(())
+}
+
+/// Opens one partition's accounts through one `OpenAccounts` stream; returns the slots left
+/// without a definite answer (the stream broke, the leader moved), for the caller to retry.
+async fn open_partition(
+    endpoint: &str,
+    slots: Vec<u32>,
+    accounts: &Arc<Accounts>,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<Vec<u32>> {
+    let mut pending: HashSet<u32> = slots.iter().copied().collect();
+    let requests = {
+        let accounts = accounts.clone();
+        tokio_stream::iter(slots.into_iter().map(move |slot| OpenAccountRequest {
+            account_id: accounts.id(slot),
+            currency: CURRENCY.to_owned(),
+            allow_negative_balance: accounts.is_issuer(slot),
+        }))
+    };
+    let mut client = WalletServiceClient::new(channel(endpoint)?);
+    let Ok(Ok(response)) =
+        tokio::time::timeout(Duration::from_secs(5), client.open_accounts(requests)).await
+    else {
+        return Ok(pending.into_iter().collect());
+    };
+    let mut results = response.into_inner();
+    while let Ok(Some(result)) = results.message().await {
+        let Some(slot) = accounts.slot_of(&result.account_id) else {
+            continue;
+        };
+        match (result.status.as_str(), &result.account, &result.error) {
+            ("success", Some(account), _) => {
+                fresh(accounts, &result.account_id, account.balance_minor)?
+            }
+            ("unavailable", _, _) => continue,
+            (_, _, error) => bail!(
+                "opening {} was rejected: {}",
+                result.account_id,
+                error
+                    .as_ref()
+                    .map_or("no error given", |e| e.message.as_str())
+            ),
+        }
+        if pending.remove(&slot) {
+            bar.inc(1);
+        }
+    }
+    Ok(pending.into_iter().collect())
 }
 
 /// Funds one partition's accounts through one stream; returns what must be retried.

@@ -188,7 +188,9 @@ pub fn required_access(path: &str) -> Access {
             Access::Token(&[Scope::Transfer, Scope::Issue])
         }
         // An account opened with allow_negative_balance can mint money: operators only.
-        ("wallet.v1.WalletService", "OpenAccount") => Access::Token(&[Scope::Admin]),
+        ("wallet.v1.WalletService", "OpenAccount" | "OpenAccounts") => {
+            Access::Token(&[Scope::Admin])
+        }
         ("wallet.v1.WalletService", "GetAccount" | "GetTransfer") => Access::Token(&[Scope::Read]),
         ("wallet.v1.QueryService", _) => Access::Token(&[Scope::Read]),
         ("wallet.v1.EventLogService", "Subscribe") => Access::Token(&[Scope::Replicate]),
@@ -212,6 +214,7 @@ pub fn checks_accounts(path: &str) -> bool {
         "/wallet.v1.WalletService/Transfer"
             | "/wallet.v1.WalletService/SubmitTransfers"
             | "/wallet.v1.WalletService/OpenAccount"
+            | "/wallet.v1.WalletService/OpenAccounts"
             | "/wallet.v1.WalletService/GetAccount"
             | "/wallet.v1.QueryService/GetBalance"
             | "/wallet.v1.QueryService/WatchBalances"
@@ -444,6 +447,10 @@ mod tests {
                 Access::Token(&[Admin]),
             ),
             (
+                "/wallet.v1.WalletService/OpenAccounts",
+                Access::Token(&[Admin]),
+            ),
+            (
                 "/wallet.v1.WalletService/GetAccount",
                 Access::Token(&[Read]),
             ),
@@ -480,6 +487,7 @@ mod tests {
             "/wallet.v1.WalletService/Transfer",
             "/wallet.v1.WalletService/SubmitTransfers",
             "/wallet.v1.WalletService/OpenAccount",
+            "/wallet.v1.WalletService/OpenAccounts",
             "/wallet.v1.WalletService/GetAccount",
             "/wallet.v1.QueryService/GetBalance",
             "/wallet.v1.QueryService/WatchBalances",

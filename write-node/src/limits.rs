@@ -49,7 +49,7 @@ pub const PEER_FRAMES_IN_FLIGHT_MAX: usize = 16;
 /// Reconnect backoff towards a peer node.
 pub const PEER_RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(50);
 pub const PEER_RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(2);
-/// Transfers of one SubmitTransfers stream waiting for their outcome.
+/// Items of one SubmitTransfers or OpenAccounts stream waiting for their outcome.
 pub const SUBMIT_STREAM_IN_FLIGHT_MAX: usize = 4_096;
 /// How long a linearizable read waits for its ReadIndex round before UNAVAILABLE.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(3);

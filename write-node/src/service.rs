@@ -13,7 +13,7 @@
 //! [`Api::authorize_transfer`] (the debited account within the token's prefixes; `issue` to
 //! debit an account that may go negative, `transfer` for any other), a cross-partition
 //! transfer included (its saga starts here, on the source's partition). `OpenAccount` and
-//! `GetAccount` check the account against the prefixes; the state digest of
+//! `GetAccount` (and each item of `OpenAccounts`) check the account against the prefixes; the state digest of
 //! `GetClusterStatus` needs `admin`.
 
 use std::collections::BTreeMap;
@@ -248,24 +248,32 @@ impl Api {
                 error: None,
             },
             Err(error) => {
-                let status = match error.code {
-                    Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded => {
-                        "unavailable"
-                    }
-                    _ => "rejected",
-                };
+                let (status, error) = item_error(error);
                 TransferResult {
                     transaction_id,
                     status: status.into(),
                     consistency_token: String::new(),
-                    error: Some(pb::TransferError {
-                        code: error.code as i32,
-                        reason: error.reason.into(),
-                        message: error.message,
-                        field: error.field.unwrap_or_default().into(),
-                    }),
+                    error: Some(error),
                 }
             }
+        }
+    }
+
+    /// One account opening (OpenAccount, and each item of OpenAccounts).
+    async fn open_account_inner(
+        &self,
+        caller: Option<&Caller>,
+        request: OpenAccountRequest,
+    ) -> Result<pb::Account, ApiError> {
+        let command = validate_open_account(&request)?;
+        security::check_account(caller, "account_id", &request.account_id).map_err(denied)?;
+        let partition = partition_of(&request.account_id, self.shared.partitions);
+        let applied = self.propose(partition, command).await?;
+        match applied.outcome {
+            Outcome::Account(account) => Ok(account_to_pb(&account)),
+            Outcome::Conflict(conflict) => Err(ApiError::conflict(conflict)),
+            Outcome::Malformed(malformed) => Err(ApiError::malformed(malformed)),
+            other => unreachable!("an open-account command has an account outcome, not {other:?}"),
         }
     }
 
@@ -325,6 +333,69 @@ pub fn validate_transfer(request: &TransferRequest) -> Result<TransferCommand, A
     })
 }
 
+/// The status word and error of a failed stream item (SubmitTransfers, OpenAccounts):
+/// "unavailable" where the outcome is unknown and a retry is the answer, "rejected" otherwise.
+fn item_error(error: ApiError) -> (&'static str, pb::TransferError) {
+    let status = match error.code {
+        Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded => "unavailable",
+        _ => "rejected",
+    };
+    let error = pb::TransferError {
+        code: error.code as i32,
+        reason: error.reason.into(),
+        message: error.message,
+        field: error.field.unwrap_or_default().into(),
+    };
+    (status, error)
+}
+
+/// Serves a request stream whose items are independent (SubmitTransfers, OpenAccounts): up
+/// to `SUBMIT_STREAM_IN_FLIGHT_MAX` items handled at once, each result sent as it is ready.
+/// A frame that is not a request (or is too large) ends the input; the items already read
+/// still get their results, then the stream ends with that error.
+fn serve_items<Req, Res, F, Fut>(
+    mut input: Streaming<Req>,
+    handle: F,
+) -> ReceiverStream<Result<Res, Status>>
+where
+    Req: Send + 'static,
+    Res: Send + 'static,
+    F: Fn(Req) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Res> + Send + 'static,
+{
+    let (results_tx, results_rx) = mpsc::channel(limits::SUBMIT_STREAM_IN_FLIGHT_MAX);
+    tokio::spawn(async move {
+        let mut in_flight = FuturesUnordered::new();
+        let mut input_open = true;
+        let mut input_error = None;
+        loop {
+            tokio::select! {
+                item = input.next(), if input_open && in_flight.len() < limits::SUBMIT_STREAM_IN_FLIGHT_MAX => match item {
+                    Some(Ok(request)) => in_flight.push(handle(request)),
+                    Some(Err(status)) => {
+                        tracing::debug!(code = ?status.code(), "request stream ended with an error");
+                        input_error = proto::guard::normalize_decode_error(&status);
+                        input_open = false;
+                    }
+                    None => input_open = false,
+                },
+                Some(result) = in_flight.next(), if !in_flight.is_empty() => {
+                    if results_tx.send(Ok(result)).await.is_err() {
+                        return; // The client went away.
+                    }
+                }
+                else => {
+                    if let Some(status) = input_error {
+                        let _ = results_tx.send(Err(status)).await;
+                    }
+                    return;
+                }
+            }
+        }
+    });
+    ReceiverStream::new(results_rx)
+}
+
 pub fn account_to_pb(account: &ledger::Account) -> pb::Account {
     pb::Account {
         account_id: account.account_id.clone(),
@@ -369,19 +440,12 @@ impl WalletService for Api {
         request: Request<OpenAccountRequest>,
     ) -> Result<Response<OpenAccountResponse>, Status> {
         let caller = caller_of(&request);
-        let request = request.into_inner();
-        let command = validate_open_account(&request)?;
-        security::check_account(caller.as_ref(), "account_id", &request.account_id)?;
-        let partition = partition_of(&request.account_id, self.shared.partitions);
-        let applied = self.propose(partition, command).await?;
-        match applied.outcome {
-            Outcome::Account(account) => Ok(Response::new(OpenAccountResponse {
-                account: Some(account_to_pb(&account)),
-            })),
-            Outcome::Conflict(conflict) => Err(ApiError::conflict(conflict).into()),
-            Outcome::Malformed(malformed) => Err(ApiError::malformed(malformed).into()),
-            other => unreachable!("an open-account command has an account outcome, not {other:?}"),
-        }
+        let account = self
+            .open_account_inner(caller.as_ref(), request.into_inner())
+            .await?;
+        Ok(Response::new(OpenAccountResponse {
+            account: Some(account),
+        }))
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(transaction_id = %request.get_ref().transaction_id))]
@@ -403,41 +467,48 @@ impl WalletService for Api {
     ) -> Result<Response<Self::SubmitTransfersStream>, Status> {
         // Every transfer of the stream is authorized on its own (authorize_transfer).
         let caller = caller_of(&request).map(Arc::new);
-        let mut input = request.into_inner();
-        let (results_tx, results_rx) = mpsc::channel(limits::SUBMIT_STREAM_IN_FLIGHT_MAX);
         let api = self.clone();
-        tokio::spawn(async move {
-            let mut in_flight = FuturesUnordered::new();
-            let mut input_open = true;
-            // A frame that is not a TransferRequest (or is too large) ends the input; the
-            // transfers already read still get their results, then the stream ends with it.
-            let mut input_error = None;
-            loop {
-                tokio::select! {
-                    item = input.next(), if input_open && in_flight.len() < limits::SUBMIT_STREAM_IN_FLIGHT_MAX => match item {
-                        Some(Ok(request)) => in_flight.push(api.clone().transfer_result(caller.clone(), request)),
-                        Some(Err(status)) => {
-                            tracing::debug!(code = ?status.code(), "SubmitTransfers input ended with an error");
-                            input_error = proto::guard::normalize_decode_error(&status);
-                            input_open = false;
+        Ok(Response::new(serve_items(
+            request.into_inner(),
+            move |request| api.clone().transfer_result(caller.clone(), request),
+        )))
+    }
+
+    type OpenAccountsStream = ReceiverStream<Result<pb::OpenAccountResult, Status>>;
+
+    async fn open_accounts(
+        &self,
+        request: Request<Streaming<OpenAccountRequest>>,
+    ) -> Result<Response<Self::OpenAccountsStream>, Status> {
+        // Every account of the stream is checked against the caller's prefixes on its own.
+        let caller = caller_of(&request).map(Arc::new);
+        let api = self.clone();
+        Ok(Response::new(serve_items(
+            request.into_inner(),
+            move |request| {
+                let (api, caller) = (api.clone(), caller.clone());
+                async move {
+                    let account_id = request.account_id.clone();
+                    match api.open_account_inner(caller.as_deref(), request).await {
+                        Ok(account) => pb::OpenAccountResult {
+                            account_id,
+                            status: "success".into(),
+                            account: Some(account),
+                            error: None,
+                        },
+                        Err(error) => {
+                            let (status, error) = item_error(error);
+                            pb::OpenAccountResult {
+                                account_id,
+                                status: status.into(),
+                                account: None,
+                                error: Some(error),
+                            }
                         }
-                        None => input_open = false,
-                    },
-                    Some(result) = in_flight.next(), if !in_flight.is_empty() => {
-                        if results_tx.send(Ok(result)).await.is_err() {
-                            return; // The client went away.
-                        }
-                    }
-                    else => {
-                        if let Some(status) = input_error {
-                            let _ = results_tx.send(Err(status)).await;
-                        }
-                        return;
                     }
                 }
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(results_rx)))
+            },
+        )))
     }
 
     async fn get_account(

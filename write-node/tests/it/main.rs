@@ -2,6 +2,7 @@
 //! real RocksDB in temporary directories, SIGKILL for crashes.
 
 mod audit;
+mod bulk_open;
 mod fuzz;
 mod metrics;
 mod money_safety;

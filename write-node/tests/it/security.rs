@@ -591,6 +591,44 @@ async fn issuing_needs_its_scope_and_bound_tokens_stay_within_their_prefixes() {
         .await
         .unwrap_err();
     assert_eq!(reason(&error), "ACCOUNT_NOT_FOUND", "nothing was opened");
+    // ... and in bulk, item by item: the one outside its prefixes is refused, the other opened.
+    let mut results = wallet(channels[0].clone(), Some(tenant))
+        .open_accounts(tokio_stream::iter(["tenant-b/three", "tenant-a/two"].map(
+            |account_id| OpenAccountRequest {
+                account_id: account_id.into(),
+                currency: "USD".into(),
+                allow_negative_balance: false,
+            },
+        )))
+        .await
+        .expect("OpenAccounts")
+        .into_inner();
+    let mut verdicts = std::collections::BTreeMap::new();
+    while let Some(result) = results.message().await.expect("result") {
+        let reason = result.error.map(|e| e.reason).unwrap_or_default();
+        verdicts.insert(result.account_id, (result.status, reason));
+    }
+    assert_eq!(
+        verdicts,
+        [
+            (
+                "tenant-a/two".to_owned(),
+                ("success".to_owned(), String::new())
+            ),
+            (
+                "tenant-b/three".to_owned(),
+                ("rejected".to_owned(), "ACCOUNT_PREFIX_DENIED".to_owned())
+            ),
+        ]
+        .into()
+    );
+    let error = wallet(channels[0].clone(), Some(app))
+        .get_account(GetAccountRequest {
+            account_id: "tenant-b/three".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&error), "ACCOUNT_NOT_FOUND", "nothing was opened");
 
     // The issue scope mints; the transfer scope cannot, on either path.
     let funding = [

@@ -33,6 +33,18 @@ class OpenAccountResponse(_message.Message):
     account: Account
     def __init__(self, account: _Optional[_Union[Account, _Mapping]] = ...) -> None: ...
 
+class OpenAccountResult(_message.Message):
+    __slots__ = ("account_id", "status", "account", "error")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    status: str
+    account: Account
+    error: TransferError
+    def __init__(self, account_id: _Optional[str] = ..., status: _Optional[str] = ..., account: _Optional[_Union[Account, _Mapping]] = ..., error: _Optional[_Union[TransferError, _Mapping]] = ...) -> None: ...
+
 class Account(_message.Message):
     __slots__ = ("account_id", "currency", "allow_negative_balance", "balance", "balance_minor")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]

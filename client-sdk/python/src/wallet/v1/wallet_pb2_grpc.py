@@ -48,6 +48,11 @@ class WalletServiceStub:
                 request_serializer=wallet_dot_v1_dot_wallet__pb2.OpenAccountRequest.SerializeToString,
                 response_deserializer=wallet_dot_v1_dot_wallet__pb2.OpenAccountResponse.FromString,
                 _registered_method=True)
+        self.OpenAccounts = channel.stream_stream(
+                '/wallet.v1.WalletService/OpenAccounts',
+                request_serializer=wallet_dot_v1_dot_wallet__pb2.OpenAccountRequest.SerializeToString,
+                response_deserializer=wallet_dot_v1_dot_wallet__pb2.OpenAccountResult.FromString,
+                _registered_method=True)
         self.Transfer = channel.unary_unary(
                 '/wallet.v1.WalletService/Transfer',
                 request_serializer=wallet_dot_v1_dot_wallet__pb2.TransferRequest.SerializeToString,
@@ -85,6 +90,17 @@ class WalletServiceServicer:
     def OpenAccount(self, request, context):
         """Opens a single-currency account. Opening an existing account with the same parameters
         succeeds and changes nothing; with different parameters it is ALREADY_EXISTS.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def OpenAccounts(self, request_iterator, context):
+        """Bulk opening: each request is one OpenAccount, with the same rules and errors, answered
+        by one result naming its account_id as it is decided; results may come in another order.
+        Send each account's opening to its partition's leader (a request another node leads is
+        answered "unavailable", NOT_LEADER, like the unary call). Retrying an item is always safe:
+        opening an open account with the same parameters succeeds and changes nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -135,6 +151,11 @@ def add_WalletServiceServicer_to_server(servicer, server):
                     servicer.OpenAccount,
                     request_deserializer=wallet_dot_v1_dot_wallet__pb2.OpenAccountRequest.FromString,
                     response_serializer=wallet_dot_v1_dot_wallet__pb2.OpenAccountResponse.SerializeToString,
+            ),
+            'OpenAccounts': grpc.stream_stream_rpc_method_handler(
+                    servicer.OpenAccounts,
+                    request_deserializer=wallet_dot_v1_dot_wallet__pb2.OpenAccountRequest.FromString,
+                    response_serializer=wallet_dot_v1_dot_wallet__pb2.OpenAccountResult.SerializeToString,
             ),
             'Transfer': grpc.unary_unary_rpc_method_handler(
                     servicer.Transfer,
@@ -193,6 +214,33 @@ class WalletService:
             '/wallet.v1.WalletService/OpenAccount',
             wallet_dot_v1_dot_wallet__pb2.OpenAccountRequest.SerializeToString,
             wallet_dot_v1_dot_wallet__pb2.OpenAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenAccounts(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/wallet.v1.WalletService/OpenAccounts',
+            wallet_dot_v1_dot_wallet__pb2.OpenAccountRequest.SerializeToString,
+            wallet_dot_v1_dot_wallet__pb2.OpenAccountResult.FromString,
             options,
             channel_credentials,
             insecure,

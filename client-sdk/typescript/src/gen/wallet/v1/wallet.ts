@@ -89,6 +89,21 @@ export interface OpenAccountResponse {
   account: Account | undefined;
 }
 
+/** One result of OpenAccounts. Exactly one of `account` (success) or `error`. */
+export interface OpenAccountResult {
+  accountId: string;
+  /** "success" or "rejected" (definite outcomes) or "unavailable" (indefinite: retry it). */
+  status: string;
+  account:
+    | Account
+    | undefined;
+  /**
+   * The code and reason the unary OpenAccount would fail with (the same shape as for
+   * transfers).
+   */
+  error: TransferError | undefined;
+}
+
 export interface Account {
   accountId: string;
   currency: string;
@@ -130,7 +145,10 @@ export interface TransferResult {
   error: TransferError | undefined;
 }
 
-/** The same code and reason a unary Transfer would fail with. */
+/**
+ * The same code and reason the unary call would fail with (Transfer, or OpenAccount for
+ * OpenAccountResult).
+ */
 export interface TransferError {
   /** gRPC status code number (e.g. 9 = FAILED_PRECONDITION). */
   code: number;
@@ -349,6 +367,131 @@ export const OpenAccountResponse: MessageFns<OpenAccountResponse> = {
     const message = createBaseOpenAccountResponse();
     message.account = (object.account !== undefined && object.account !== null)
       ? Account.fromPartial(object.account)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseOpenAccountResult(): OpenAccountResult {
+  return { accountId: "", status: "", account: undefined, error: undefined };
+}
+
+export const OpenAccountResult: MessageFns<OpenAccountResult> = {
+  encode(message: OpenAccountResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.status !== "") {
+      writer.uint32(18).string(message.status);
+    }
+    if (message.account !== undefined) {
+      Account.encode(message.account, writer.uint32(26).fork()).join();
+    }
+    if (message.error !== undefined) {
+      TransferError.encode(message.error, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OpenAccountResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOpenAccountResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.status = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.account = Account.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.error = TransferError.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OpenAccountResult {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      status: isSet(object.status) ? globalThis.String(object.status) : "",
+      account: isSet(object.account) ? Account.fromJSON(object.account) : undefined,
+      error: isSet(object.error) ? TransferError.fromJSON(object.error) : undefined,
+    };
+  },
+
+  toJSON(message: OpenAccountResult): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.status !== "") {
+      obj.status = message.status;
+    }
+    if (message.account !== undefined) {
+      obj.account = Account.toJSON(message.account);
+    }
+    if (message.error !== undefined) {
+      obj.error = TransferError.toJSON(message.error);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OpenAccountResult>, I>>(base?: I): OpenAccountResult {
+    return OpenAccountResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OpenAccountResult>, I>>(object: I): OpenAccountResult {
+    const message = createBaseOpenAccountResult();
+    message.accountId = object.accountId ?? "";
+    message.status = object.status ?? "";
+    message.account = (object.account !== undefined && object.account !== null)
+      ? Account.fromPartial(object.account)
+      : undefined;
+    message.error = (object.error !== undefined && object.error !== null)
+      ? TransferError.fromPartial(object.error)
       : undefined;
     return message;
   },
@@ -1557,6 +1700,22 @@ export const WalletServiceService = {
     responseDeserialize: (value: Buffer): OpenAccountResponse => OpenAccountResponse.decode(value),
   },
   /**
+   * Bulk opening: each request is one OpenAccount, with the same rules and errors, answered
+   * by one result naming its account_id as it is decided; results may come in another order.
+   * Send each account's opening to its partition's leader (a request another node leads is
+   * answered "unavailable", NOT_LEADER, like the unary call). Retrying an item is always safe:
+   * opening an open account with the same parameters succeeds and changes nothing.
+   */
+  openAccounts: {
+    path: "/wallet.v1.WalletService/OpenAccounts" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: OpenAccountRequest): Buffer => Buffer.from(OpenAccountRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): OpenAccountRequest => OpenAccountRequest.decode(value),
+    responseSerialize: (value: OpenAccountResult): Buffer => Buffer.from(OpenAccountResult.encode(value).finish()),
+    responseDeserialize: (value: Buffer): OpenAccountResult => OpenAccountResult.decode(value),
+  },
+  /**
    * Moves `amount` from `from_account` to `to_account`; answers once the transfer is final.
    * `transaction_id` is the idempotency key, kept forever: a retry returns the original
    * outcome (success or rejection); the same id with other parameters is ALREADY_EXISTS /
@@ -1619,6 +1778,14 @@ export interface WalletServiceServer extends UntypedServiceImplementation {
    */
   openAccount: handleUnaryCall<OpenAccountRequest, OpenAccountResponse>;
   /**
+   * Bulk opening: each request is one OpenAccount, with the same rules and errors, answered
+   * by one result naming its account_id as it is decided; results may come in another order.
+   * Send each account's opening to its partition's leader (a request another node leads is
+   * answered "unavailable", NOT_LEADER, like the unary call). Retrying an item is always safe:
+   * opening an open account with the same parameters succeeds and changes nothing.
+   */
+  openAccounts: handleBidiStreamingCall<OpenAccountRequest, OpenAccountResult>;
+  /**
    * Moves `amount` from `from_account` to `to_account`; answers once the transfer is final.
    * `transaction_id` is the idempotency key, kept forever: a retry returns the original
    * outcome (success or rejection); the same id with other parameters is ALREADY_EXISTS /
@@ -1662,6 +1829,19 @@ export interface WalletServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: OpenAccountResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Bulk opening: each request is one OpenAccount, with the same rules and errors, answered
+   * by one result naming its account_id as it is decided; results may come in another order.
+   * Send each account's opening to its partition's leader (a request another node leads is
+   * answered "unavailable", NOT_LEADER, like the unary call). Retrying an item is always safe:
+   * opening an open account with the same parameters succeeds and changes nothing.
+   */
+  openAccounts(): ClientDuplexStream<OpenAccountRequest, OpenAccountResult>;
+  openAccounts(options: Partial<CallOptions>): ClientDuplexStream<OpenAccountRequest, OpenAccountResult>;
+  openAccounts(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<OpenAccountRequest, OpenAccountResult>;
   /**
    * Moves `amount` from `from_account` to `to_account`; answers once the transfer is final.
    * `transaction_id` is the idempotency key, kept forever: a retry returns the original
