@@ -27,6 +27,7 @@
 
 use std::path::Path;
 
+use crate::limits;
 use anyhow::{Context, ensure};
 use rocksdb::{ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
 use serde::de::DeserializeOwned;
@@ -183,6 +184,28 @@ fn decode_checkpoint(bytes: &[u8]) -> anyhow::Result<Checkpoint> {
     })
 }
 
+/// Options of a column family; `cache` is the block cache all of them share.
+fn family_options(name: &str, cache: &rocksdb::Cache) -> Options {
+    let mut options = Options::default();
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    if name == CF_BALANCES || name == CF_TRANSFERS {
+        // The fold looks up every account and transfer an event names, and an opening or a
+        // transfer's first event names one that does not exist yet: a bloom filter over whole
+        // keys, in every file and in the memtable, answers those without reading a block or
+        // searching the skip list. Small rows, rewritten often: not worth compressing.
+        table.set_bloom_filter(10.0, false);
+        options.set_memtable_whole_key_filtering(true);
+        options.set_memtable_prefix_bloom_ratio(0.05);
+        options.set_compression_type(rocksdb::DBCompressionType::None);
+    } else if name == CF_HISTORY {
+        // Append-only, read in ranges: compressed.
+        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    }
+    options.set_block_based_table_factory(&table);
+    options
+}
+
 /// The projection database.
 pub struct ProjectionDb {
     db: DB,
@@ -195,9 +218,14 @@ impl ProjectionDb {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
+        options.set_max_background_jobs(2);
+        // Memtables of every column family together: bounded by configuration, not by the
+        // traffic (RocksDB flushes the largest when the sum reaches it).
+        options.set_db_write_buffer_size(limits::ROCKSDB_MEMTABLES_BYTES_MAX);
+        let cache = rocksdb::Cache::new_lru_cache(limits::ROCKSDB_BLOCK_CACHE_BYTES);
         let families = [CF_BALANCES, CF_HISTORY, CF_TRANSFERS, CF_POSITIONS, CF_META]
             .into_iter()
-            .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+            .map(|name| ColumnFamilyDescriptor::new(name, family_options(name, &cache)));
         let db = DB::open_cf_descriptors(&options, path, families)
             .with_context(|| format!("opening the read node database in {}", path.display()))?;
         let this = ProjectionDb { db };

@@ -35,6 +35,10 @@ pub const REPLAY_CHUNK_ROWS: u64 = 256;
 /// queue back-pressures the subscription streams, so the write nodes see a slow reader, not
 /// unbounded memory here.
 pub const INGEST_QUEUE_BLOCKS: usize = 256;
+/// Memtables of all RocksDB column families together (`db_write_buffer_size`).
+pub const ROCKSDB_MEMTABLES_BYTES_MAX: usize = 256 * 1024 * 1024;
+/// RocksDB's block cache, shared by every column family (data, index and filter blocks).
+pub const ROCKSDB_BLOCK_CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// Balances kept in the moka cache in front of RocksDB.
 pub const BALANCE_CACHE_ENTRIES: u64 = 100_000;
 /// Largest message accepted from a write node's Subscribe stream (one raft entry's events).
