@@ -131,6 +131,12 @@ pub struct Args {
     #[arg(long)]
     pub no_verify: bool,
 
+    /// After setup, wait at most this long until the read node has folded everything setup
+    /// wrote, so the timed run does not share the machine with its catch-up (big setups:
+    /// millions of accounts). Without it the run starts at once.
+    #[arg(long, value_parser = parse_duration)]
+    pub settle_after_setup: Option<Duration>,
+
     /// How long to wait for the targets to be ready before setup.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub wait_ready: Duration,

@@ -226,8 +226,13 @@ impl Wallet {
         Ok(())
     }
 
-    /// Waits until the read node has applied everything the write nodes have applied now.
-    async fn read_node_caught_up(&self, accounts: &Accounts) -> anyhow::Result<Vec<String>> {
+    /// Waits (at most `wait_max`) until the read node has applied everything the write nodes
+    /// have applied now.
+    async fn read_node_caught_up(
+        &self,
+        accounts: &Accounts,
+        wait_max: Duration,
+    ) -> anyhow::Result<Vec<String>> {
         let Some(query) = &self.query else {
             return Ok(Vec::new());
         };
@@ -237,7 +242,7 @@ impl Wallet {
             .enumerate()
             .map(|(p, index)| format!("v1.{p}.{index}"))
             .collect();
-        let deadline = Instant::now() + limits::SETTLE_WAIT_MAX;
+        let deadline = Instant::now() + wait_max;
         for &partition in &accounts.populated {
             let probe = accounts.id(accounts.count + partition);
             loop {
@@ -749,9 +754,18 @@ pub async fn prepare(wallet: &Wallet, config: &Config) -> anyhow::Result<Arc<Acc
         partitions,
     ));
     wallet.setup(&accounts, config).await?;
-    if config.args.watchers > 0 {
+    if let Some(wait_max) = config.args.settle_after_setup {
+        let started = Instant::now();
+        wallet.read_node_caught_up(&accounts, wait_max).await?;
+        tracing::info!(
+            seconds = started.elapsed().as_secs_f64(),
+            "the read node caught up with setup"
+        );
+    } else if config.args.watchers > 0 {
         // A watch of an account the read node has not folded yet would be NOT_FOUND.
-        wallet.read_node_caught_up(&accounts).await?;
+        wallet
+            .read_node_caught_up(&accounts, limits::SETTLE_WAIT_MAX)
+            .await?;
     }
     Ok(accounts)
 }
@@ -964,7 +978,10 @@ pub async fn verify(
 
     // 5. The read node, once it has applied what the write nodes have: same balances.
     if let Some(query) = &wallet.query {
-        match wallet.read_node_caught_up(accounts).await {
+        match wallet
+            .read_node_caught_up(accounts, limits::SETTLE_WAIT_MAX)
+            .await
+        {
             Err(e) => v.violation(format!("{e:#}")),
             Ok(tokens) => {
                 let mut slots: Vec<u32> = balances.keys().copied().collect();
