@@ -23,8 +23,12 @@ pub const RAFT_MSG_BYTES_MAX: u64 = 1024 * 1024;
 pub const RAFT_INFLIGHT_MSGS_MAX: usize = 256;
 /// raft `max_uncommitted_size`: proposals beyond it are dropped (back-pressure to clients).
 pub const RAFT_UNCOMMITTED_BYTES_MAX: u64 = 64 * 1024 * 1024;
-/// raft `max_committed_size_per_ready`: bounds one apply batch.
-pub const RAFT_COMMITTED_BYTES_PER_READY_MAX: u64 = 16 * 1024 * 1024;
+/// raft `max_committed_size_per_ready`: bounds one partition's apply batch in a round (the
+/// rest is applied in the rounds that follow at once), so a node catching up on many
+/// committed entries does not hold its store thread, and every partition's ticks, for long.
+pub const RAFT_COMMITTED_BYTES_PER_READY_MAX: u64 = 1024 * 1024;
+/// A store round at least this long is logged with where its time went.
+pub const ROUND_SLOW: Duration = Duration::from_millis(250);
 /// Recent raft entries kept in memory per partition for building appends without RocksDB reads.
 pub const ENTRY_CACHE_ENTRIES_MAX: usize = 1_024;
 /// Raft messages queued towards one peer node; beyond it messages are dropped (raft resends).

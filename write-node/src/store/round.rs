@@ -101,6 +101,9 @@ impl Store {
     async fn rounds(&mut self) -> anyhow::Result<()> {
         let mut tick_next = Instant::now() + limits::TICK_INTERVAL;
         let mut sample_next = Instant::now();
+        // A partition still holds a ready (committed entries past one apply batch,
+        // `RAFT_COMMITTED_BYTES_PER_READY_MAX`): the next round starts without waiting.
+        let mut pending_ready = false;
         loop {
             tokio::select! {
                 biased;
@@ -118,6 +121,7 @@ impl Store {
                     None => anyhow::bail!("the snapshot worker stopped"),
                 },
                 Some(fetched) = self.fetched_rx.recv() => self.on_snapshot_fetched(fetched),
+                _ = std::future::ready(()), if pending_ready => {}
                 _ = tokio::time::sleep_until(tick_next) => {}
             }
             // A round: from the wake-up to the end of its writes and replies (waiting for
@@ -149,15 +153,30 @@ impl Store {
                 }
                 tick_next = Instant::now() + limits::TICK_INTERVAL;
             }
+            let drained_at = std::time::Instant::now();
             let now_ms = now_ms();
             for partition in &mut self.partitions {
                 partition.propose(now_ms);
                 partition.read_index();
             }
+            let proposed_at = std::time::Instant::now();
             self.handle_readies()?;
+            let persisted_at = std::time::Instant::now();
             self.check_leadership();
             self.start_snapshots();
-            self.metrics.round(round_started.elapsed());
+            pending_ready = self.partitions.iter_mut().any(|p| p.raw.has_ready());
+            let round = round_started.elapsed();
+            self.metrics.round(round);
+            if round >= limits::ROUND_SLOW {
+                // What a slow round spent its time on (it delays every partition's ticks).
+                tracing::warn!(
+                    round_ms = round.as_millis() as u64,
+                    drain_and_tick_ms = (drained_at - round_started).as_millis() as u64,
+                    propose_ms = (proposed_at - drained_at).as_millis() as u64,
+                    persist_and_apply_ms = (persisted_at - proposed_at).as_millis() as u64,
+                    "slow store round"
+                );
+            }
             if Instant::now() >= sample_next {
                 for partition in &mut self.partitions {
                     partition.metrics.sample(
