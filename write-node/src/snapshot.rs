@@ -200,18 +200,21 @@ pub struct Job {
     pub chain_head: ChainHash,
 }
 
-/// Starts the snapshot worker thread. Jobs go in through a bounded queue (the loop has at most
-/// one job per partition in flight); headers of durable snapshots come back.
-pub fn start_worker(
-    db: Arc<Db>,
-    capacity: usize,
-) -> anyhow::Result<(
+/// The snapshot worker's job queue, its results, and its thread.
+pub type Worker = (
     std::sync::mpsc::SyncSender<Job>,
     mpsc::Receiver<anyhow::Result<SnapshotMeta>>,
-)> {
+    std::thread::JoinHandle<()>,
+);
+
+/// Starts the snapshot worker thread. Jobs go in through a bounded queue (the loop has at most
+/// one job per partition in flight); headers of durable snapshots come back. The thread ends
+/// once the job sender is dropped and the queued jobs are written: join it before the process
+/// exits, or RocksDB is torn down under a snapshot being written.
+pub fn start_worker(db: Arc<Db>, capacity: usize) -> anyhow::Result<Worker> {
     let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<Job>(capacity);
     let (done_tx, done_rx) = mpsc::channel(capacity);
-    std::thread::Builder::new()
+    let worker = std::thread::Builder::new()
         .name("snapshots".into())
         .spawn(move || {
             for job in job_rx {
@@ -222,7 +225,7 @@ pub fn start_worker(
             }
         })
         .context("spawning the snapshot thread")?;
-    Ok((job_tx, done_rx))
+    Ok((job_tx, done_rx, worker))
 }
 
 fn write(db: &Db, job: Job) -> anyhow::Result<SnapshotMeta> {

@@ -59,6 +59,8 @@ pub(super) struct Store {
     pub(super) log_retain: u64,
     pub(super) snapshot_jobs: std::sync::mpsc::SyncSender<snapshot::Job>,
     pub(super) snapshot_done: mpsc::Receiver<anyhow::Result<SnapshotMeta>>,
+    /// Joined when the loop ends (see `snapshot::start_worker`).
+    pub(super) snapshot_worker: std::thread::JoinHandle<()>,
     pub(super) fetched_tx: mpsc::Sender<Fetched>,
     pub(super) fetched_rx: mpsc::Receiver<Fetched>,
     /// The node's multi-threaded runtime, for snapshot fetches (network and decoding stay off
@@ -95,6 +97,17 @@ impl Store {
         // failed write (a failed fsync above all) nothing tells what reached the disk, so no
         // write is retried and the restart recovers from what is there.
         self.shutdown.cancel();
+        // The snapshot being written finishes (the queue ends with its sender), so the
+        // process never exits with RocksDB in the middle of a write.
+        let Store {
+            snapshot_jobs,
+            snapshot_worker,
+            ..
+        } = self;
+        drop(snapshot_jobs);
+        if snapshot_worker.join().is_err() {
+            tracing::error!("the snapshot thread panicked");
+        }
         result
     }
 

@@ -29,7 +29,7 @@ pub fn start(
     shutdown: CancellationToken,
 ) -> anyhow::Result<(StoreHandle, std::thread::JoinHandle<anyhow::Result<()>>)> {
     let voters: Vec<u64> = config.peers.keys().copied().collect();
-    let (snapshot_jobs, snapshot_done) =
+    let (snapshot_jobs, snapshot_done, snapshot_worker) =
         snapshot::start_worker(db.clone(), config.partitions as usize)?;
     let (fetched_tx, fetched_rx) = mpsc::channel(config.partitions as usize);
     let logger = crate::logging::raft_logger();
@@ -68,6 +68,7 @@ pub fn start(
         log_retain: config.log_retain_entries,
         snapshot_jobs,
         snapshot_done,
+        snapshot_worker,
         fetched_tx,
         fetched_rx,
         runtime: tokio::runtime::Handle::current(),
