@@ -82,3 +82,32 @@ const _: () = assert!(
         && CALLS_IN_FLIGHT_MAX_DEFAULT <= CALLS_IN_FLIGHT_MAX_MAX
 );
 const _: () = assert!(RECONNECT_BACKOFF_MIN.as_millis() <= RECONNECT_BACKOFF_MAX.as_millis());
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The figures ARCHITECTURE.md quotes from this file: a change here must change the map too.
+    #[test]
+    fn architecture_quotes_these_limits() {
+        let words: Vec<&str> = include_str!("../../ARCHITECTURE.md")
+            .split_whitespace()
+            .collect();
+        let architecture = words.join(" ");
+        for quoted in [
+            format!(
+                "`ROCKSDB_MEMTABLES_BYTES_MAX` ({} MiB)",
+                ROCKSDB_MEMTABLES_BYTES_MAX >> 20
+            ),
+            format!(
+                "`ROCKSDB_BLOCK_CACHE_BYTES` ({} MiB)",
+                ROCKSDB_BLOCK_CACHE_BYTES >> 20
+            ),
+        ] {
+            assert!(
+                architecture.contains(&quoted),
+                "ARCHITECTURE.md does not say {quoted}"
+            );
+        }
+    }
+}

@@ -26,7 +26,8 @@ pub const RAFT_UNCOMMITTED_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// raft `max_committed_size_per_ready`: bounds one partition's apply batch in a round (the
 /// rest is applied in the rounds that follow at once), so a node catching up on many
 /// committed entries does not hold its store thread, and every partition's ticks, for long.
-pub const RAFT_COMMITTED_BYTES_PER_READY_MAX: u64 = 1024 * 1024;
+/// raft still hands over one entry above it (an entry holds at most `ENTRY_BYTES_MAX`).
+pub const RAFT_COMMITTED_BYTES_PER_READY_MAX: u64 = 128 * 1024;
 /// A store round at least this long is logged with where its time went.
 pub const ROUND_SLOW: Duration = Duration::from_millis(250);
 /// Recent raft entries kept in memory per partition for building appends without RocksDB reads.
@@ -246,6 +247,11 @@ mod tests {
                 "(`limits::RECORDS_BLOCK_CACHE_BYTES`, {} MiB)",
                 RECORDS_BLOCK_CACHE_BYTES >> 20
             ),
+            format!(
+                "`RAFT_COMMITTED_BYTES_PER_READY_MAX` ({} KiB)",
+                RAFT_COMMITTED_BYTES_PER_READY_MAX >> 10
+            ),
+            format!("a round of {} ms or more", ROUND_SLOW.as_millis()),
         ] {
             assert!(
                 architecture.contains(&quoted),
