@@ -2,8 +2,9 @@
 # The engine at scale (the engine issue's 10M-account targets; BENCHMARKS.md "10M accounts").
 # Not a test: it prints. On a fresh dev cluster it
 #   1. opens and funds ACCOUNTS accounts through the bulk streams (OpenAccounts, then
-#      SubmitTransfers) and runs 10 s of streamed transfers among all of them (setup time,
-#      throughput, verification);
+#      SubmitTransfers), waits (30 minutes at most) until the read node has folded all of it,
+#      and runs 10 s of streamed transfers among all of them (setup time, throughput,
+#      verification);
 #   2. reports each node's RSS, three status calls with state digests, and the data size;
 #   3. stops the cluster (SIGTERM), starts it again on the same data and times the write nodes
 #      to SERVING (`walletctl health`) and the whole cluster to ready;
@@ -48,10 +49,11 @@ longest_round() {
 
 STARTED=$(date +%s)
 echo "1. $N accounts: open, fund, 10 s of streamed transfers among all of them"
-"$B/wallet-loadtest" --target wallet --api stream --clients 8 --in-flight 512 --accounts "$N" \
-    --duration 10s --no-progress --format json --run-id "scale$RANDOM" \
+RUST_LOG=loadtest=info "$B/wallet-loadtest" --target wallet --api stream --clients 8 --in-flight 512 --accounts "$N" \
+    --duration 10s --settle-after-setup 30m --no-progress --format json --run-id "scale$RANDOM" \
     >"$D/load.json" 2>"$D/load.err" || echo "load generator failed: $(tail -3 "$D/load.err")"
 grep -o '"setup_s": [0-9.]*\|"transfers_per_second": [0-9.]*\|"passed": [a-z]*' "$D/load.json" | head -3
+grep -o 'read node caught up with setup.*' "$D/load.err" || true
 echo "   took $(($(date +%s) - STARTED)) s; longest store round so far: $(longest_round)"
 
 echo "2. RSS: $(rss)"
