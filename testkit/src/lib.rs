@@ -7,6 +7,7 @@
 //! - [`Cluster`]: N `wallet-write-node` processes on free ports in a temporary directory,
 //!   killed and restarted, with waits for leaders and agreement and client helpers.
 //! - [`metrics`]: a node's `/metrics`, scraped and parsed.
+//! - [`assert_architecture_says`]: the figures ARCHITECTURE.md quotes from a `limits.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,6 +18,22 @@ pub mod metrics;
 pub use cluster::{
     Cluster, Node, WAIT_MAX, agreed_leaders, log_tail, reason, retryable, transfer_request,
 };
+
+/// Fails unless ARCHITECTURE.md says each of `quoted` (runs of whitespace count as one space,
+/// so line breaks do not matter): a `limits.rs` test lists the figures the map quotes from it,
+/// so that a change there must change the map too.
+pub fn assert_architecture_says(quoted: &[String]) {
+    let words: Vec<&str> = include_str!("../../ARCHITECTURE.md")
+        .split_whitespace()
+        .collect();
+    let architecture = words.join(" ");
+    for quoted in quoted {
+        assert!(
+            architecture.contains(quoted.as_str()),
+            "ARCHITECTURE.md does not say {quoted}"
+        );
+    }
+}
 
 /// The first `count` account ids `<prefix>-<n>` that `ledger::partition_of` puts in
 /// `partition` (of `partitions`): accounts placed where a test needs them.

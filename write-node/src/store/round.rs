@@ -177,7 +177,7 @@ impl Store {
             let persisted_at = std::time::Instant::now();
             self.check_leadership();
             self.start_snapshots();
-            pending_ready = self.partitions.iter_mut().any(|p| p.raw.has_ready());
+            pending_ready = self.partitions.iter().any(|p| p.raw.has_ready());
             let round = round_started.elapsed();
             self.metrics.round(round);
             if round >= limits::ROUND_SLOW {

@@ -7,7 +7,7 @@ use proto::v1::{OpenAccountRequest, OpenAccountResult};
 use tokio_stream::StreamExt as _;
 use tonic::Code;
 
-use testkit::Cluster;
+use testkit::{Cluster, accounts_in};
 
 fn open(account_id: &str, currency: &str, allow_negative_balance: bool) -> OpenAccountRequest {
     OpenAccountRequest {
@@ -56,21 +56,9 @@ async fn open_accounts_opens_each_partitions_accounts_on_its_leader() {
     let partitions = leaders.len() as u32;
 
     // Accounts grouped by partition: each partition's go to its leader in one stream.
-    let mut by_partition: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    for n in 0.. {
-        let id = format!("bulk-{n}");
-        let ids = by_partition
-            .entry(ledger::partition_of(&id, partitions))
-            .or_default();
-        if ids.len() < PER_PARTITION {
-            ids.push(id);
-        }
-        if by_partition.len() == partitions as usize
-            && by_partition.values().all(|ids| ids.len() == PER_PARTITION)
-        {
-            break;
-        }
-    }
+    let by_partition: BTreeMap<u32, Vec<String>> = (0..partitions)
+        .map(|p| (p, accounts_in(p, partitions, "bulk", PER_PARTITION)))
+        .collect();
     let streams = by_partition.iter().map(|(&partition, ids)| {
         let requests = ids
             .iter()
@@ -99,10 +87,7 @@ async fn open_accounts_opens_each_partitions_accounts_on_its_leader() {
     // parameters conflict, bad input is refused per item; the stream goes on after each.
     let (&partition, ids) = by_partition.iter().next().expect("a partition");
     let leader = leaders[partition as usize];
-    let fresh = (0..)
-        .map(|n| format!("bulk-late-{n}"))
-        .find(|id| ledger::partition_of(id, partitions) == partition)
-        .expect("an id in the partition");
+    let fresh = accounts_in(partition, partitions, "bulk-late", 1).remove(0);
     let mixed = vec![
         open(&ids[1], "USD", false),
         open(&ids[1], "EUR", false),
@@ -169,10 +154,7 @@ async fn open_accounts_opens_each_partitions_accounts_on_its_leader() {
 
     // A follower answers each item NOT_LEADER (indefinite) and opens nothing.
     let follower = (1..=3).find(|&node| node != leader).expect("a follower");
-    let elsewhere = (0..)
-        .map(|n| format!("bulk-follower-{n}"))
-        .find(|id| ledger::partition_of(id, partitions) == partition)
-        .expect("an id in the partition");
+    let elsewhere = accounts_in(partition, partitions, "bulk-follower", 1).remove(0);
     let on_follower = open_all(&cluster, follower, vec![open(&elsewhere, "USD", false)]).await;
     assert_eq!(
         verdict(&on_follower[0]),
