@@ -11,8 +11,8 @@ use std::time::Duration;
 use proto::v1::wallet_service_server::{WalletService, WalletServiceServer};
 use proto::v1::{
     Account, GetAccountRequest, GetAccountResponse, GetTransferRequest, GetTransferResponse,
-    OpenAccountRequest, OpenAccountResponse, OpenAccountResult, TransferRequest, TransferResponse,
-    TransferResult,
+    OpenAccountRequest, OpenAccountResponse, OpenAccountResult, TransferBatchRequest,
+    TransferBatchResponse, TransferRequest, TransferResponse, TransferResult,
 };
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Code, Request, Response, Status};
@@ -113,6 +113,13 @@ impl WalletService for FakeNode {
         &self,
         _request: Request<tonic::Streaming<TransferRequest>>,
     ) -> Result<Response<Self::SubmitTransfersStream>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn transfer_batch(
+        &self,
+        _request: Request<TransferBatchRequest>,
+    ) -> Result<Response<TransferBatchResponse>, Status> {
         Err(Status::unimplemented("not in the fake"))
     }
 

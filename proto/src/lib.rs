@@ -19,6 +19,10 @@ pub mod token;
 /// one definition (the SDKs match on it).
 pub const ERROR_DOMAIN: &str = "wallet.ledger";
 
+/// Most transfers one `TransferBatch` call carries (the contract in `wallet.proto` says it
+/// too): the one definition, for the write node's check and the SDKs' batching.
+pub const TRANSFER_BATCH_MAX: usize = 1_024;
+
 /// The encoded `google.protobuf.FileDescriptorSet` of every file in `proto/wallet/` (with
 /// source comments), as served by gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

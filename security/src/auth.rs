@@ -184,7 +184,7 @@ pub fn required_access(path: &str) -> Access {
         ("wallet.internal.v1.PeerService", _) => Access::Peer,
         // `transfer` debits ordinary accounts, `issue` accounts that may go negative: the
         // edge checks which one `from_account` is (write-node service.rs).
-        ("wallet.v1.WalletService", "Transfer" | "SubmitTransfers") => {
+        ("wallet.v1.WalletService", "Transfer" | "SubmitTransfers" | "TransferBatch") => {
             Access::Token(&[Scope::Transfer, Scope::Issue])
         }
         // An account opened with allow_negative_balance can mint money: operators only.
@@ -213,6 +213,7 @@ pub fn checks_accounts(path: &str) -> bool {
         path,
         "/wallet.v1.WalletService/Transfer"
             | "/wallet.v1.WalletService/SubmitTransfers"
+            | "/wallet.v1.WalletService/TransferBatch"
             | "/wallet.v1.WalletService/OpenAccount"
             | "/wallet.v1.WalletService/OpenAccounts"
             | "/wallet.v1.WalletService/GetAccount"
@@ -443,6 +444,10 @@ mod tests {
                 Access::Token(&[Transfer, Issue]),
             ),
             (
+                "/wallet.v1.WalletService/TransferBatch",
+                Access::Token(&[Transfer, Issue]),
+            ),
+            (
                 "/wallet.v1.WalletService/OpenAccount",
                 Access::Token(&[Admin]),
             ),
@@ -486,6 +491,7 @@ mod tests {
         for path in [
             "/wallet.v1.WalletService/Transfer",
             "/wallet.v1.WalletService/SubmitTransfers",
+            "/wallet.v1.WalletService/TransferBatch",
             "/wallet.v1.WalletService/OpenAccount",
             "/wallet.v1.WalletService/OpenAccounts",
             "/wallet.v1.WalletService/GetAccount",

@@ -228,7 +228,7 @@ impl Api {
             other => unreachable!("a transfer command has a transfer outcome, not {other:?}"),
         }
     }
-    /// One transfer of a SubmitTransfers stream, in its own span.
+    /// One transfer of a SubmitTransfers stream or a TransferBatch, in its own span.
     #[tracing::instrument(level = "debug", name = "submit_transfer", skip_all, fields(transaction_id = %request.transaction_id))]
     async fn transfer_result(
         self,
@@ -333,7 +333,7 @@ pub fn validate_transfer(request: &TransferRequest) -> Result<TransferCommand, A
     })
 }
 
-/// The status word and error of a failed stream item (SubmitTransfers, OpenAccounts):
+/// The status word and error of a failed item (SubmitTransfers, TransferBatch, OpenAccounts):
 /// "unavailable" where the outcome is unknown and a retry is the answer, "rejected" otherwise.
 fn item_error(error: ApiError) -> (&'static str, pb::TransferError) {
     let status = match error.code {
@@ -472,6 +472,35 @@ impl WalletService for Api {
             request.into_inner(),
             move |request| api.clone().transfer_result(caller.clone(), request),
         )))
+    }
+
+    async fn transfer_batch(
+        &self,
+        request: Request<pb::TransferBatchRequest>,
+    ) -> Result<Response<pb::TransferBatchResponse>, Status> {
+        // Every transfer of the batch is authorized on its own (authorize_transfer), and
+        // decided on its own: the items go to the store together, so they share its rounds.
+        let caller = caller_of(&request).map(Arc::new);
+        let transfers = request.into_inner().transfers;
+        if transfers.is_empty() || transfers.len() > proto::TRANSFER_BATCH_MAX {
+            return Err(ApiError::invalid(
+                "transfers",
+                "INVALID_BATCH_SIZE",
+                format!(
+                    "a batch carries 1 to {} transfers, this one {}",
+                    proto::TRANSFER_BATCH_MAX,
+                    transfers.len()
+                ),
+            )
+            .into());
+        }
+        let results = futures::future::join_all(
+            transfers
+                .into_iter()
+                .map(|request| self.clone().transfer_result(caller.clone(), request)),
+        )
+        .await;
+        Ok(Response::new(pb::TransferBatchResponse { results }))
     }
 
     type OpenAccountsStream = ReceiverStream<Result<pb::OpenAccountResult, Status>>;

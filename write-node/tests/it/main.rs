@@ -2,6 +2,7 @@
 //! real RocksDB in temporary directories, SIGKILL for crashes.
 
 mod audit;
+mod batch;
 mod bulk_open;
 mod fuzz;
 mod metrics;

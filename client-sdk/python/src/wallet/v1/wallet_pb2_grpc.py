@@ -63,6 +63,11 @@ class WalletServiceStub:
                 request_serializer=wallet_dot_v1_dot_wallet__pb2.TransferRequest.SerializeToString,
                 response_deserializer=wallet_dot_v1_dot_wallet__pb2.TransferResult.FromString,
                 _registered_method=True)
+        self.TransferBatch = channel.unary_unary(
+                '/wallet.v1.WalletService/TransferBatch',
+                request_serializer=wallet_dot_v1_dot_wallet__pb2.TransferBatchRequest.SerializeToString,
+                response_deserializer=wallet_dot_v1_dot_wallet__pb2.TransferBatchResponse.FromString,
+                _registered_method=True)
         self.GetAccount = channel.unary_unary(
                 '/wallet.v1.WalletService/GetAccount',
                 request_serializer=wallet_dot_v1_dot_wallet__pb2.GetAccountRequest.SerializeToString,
@@ -130,6 +135,21 @@ class WalletServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TransferBatch(self, request, context):
+        """The batch form of Transfer, for clients that gather concurrent calls (the SDKs'
+        `transfer()` does, transparently): 1 to 1,024 transfers, each decided on its own exactly
+        as Transfer would decide it (a batch is not atomic: one item's rejection changes nothing
+        for the others), answered together once every item is final, one result per request in
+        request order. Send a batch to the leader of its items' source partition: an item whose
+        source partition this node does not lead is answered "unavailable", reason NOT_LEADER
+        (retry that item, with the same transaction_id, where the unary call's hint points).
+        Retrying a whole batch with the same ids moves no money twice. An empty or oversized
+        batch is INVALID_ARGUMENT, field `transfers`, and nothing in it is decided.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetAccount(self, request, context):
         """The authoritative account, read linearizably through the partition leader (ReadIndex).
         """
@@ -166,6 +186,11 @@ def add_WalletServiceServicer_to_server(servicer, server):
                     servicer.SubmitTransfers,
                     request_deserializer=wallet_dot_v1_dot_wallet__pb2.TransferRequest.FromString,
                     response_serializer=wallet_dot_v1_dot_wallet__pb2.TransferResult.SerializeToString,
+            ),
+            'TransferBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.TransferBatch,
+                    request_deserializer=wallet_dot_v1_dot_wallet__pb2.TransferBatchRequest.FromString,
+                    response_serializer=wallet_dot_v1_dot_wallet__pb2.TransferBatchResponse.SerializeToString,
             ),
             'GetAccount': grpc.unary_unary_rpc_method_handler(
                     servicer.GetAccount,
@@ -295,6 +320,33 @@ class WalletService:
             '/wallet.v1.WalletService/SubmitTransfers',
             wallet_dot_v1_dot_wallet__pb2.TransferRequest.SerializeToString,
             wallet_dot_v1_dot_wallet__pb2.TransferResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TransferBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.WalletService/TransferBatch',
+            wallet_dot_v1_dot_wallet__pb2.TransferBatchRequest.SerializeToString,
+            wallet_dot_v1_dot_wallet__pb2.TransferBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

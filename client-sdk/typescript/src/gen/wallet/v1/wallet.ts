@@ -136,7 +136,16 @@ export interface TransferResponse {
   consistencyToken: string;
 }
 
-/** One result of SubmitTransfers. Exactly one of `consistency_token` (success) or `error`. */
+export interface TransferBatchRequest {
+  transfers: TransferRequest[];
+}
+
+export interface TransferBatchResponse {
+  /** One per request, in request order. */
+  results: TransferResult[];
+}
+
+/** One result of SubmitTransfers or of TransferBatch. Exactly one of `consistency_token` (success) or `error`. */
 export interface TransferResult {
   transactionId: string;
   /** "success" or "rejected" (definite outcomes) or "unavailable" (indefinite: retry the same id). */
@@ -892,6 +901,148 @@ export const TransferResponse: MessageFns<TransferResponse> = {
     message.status = object.status ?? "";
     message.transactionId = object.transactionId ?? "";
     message.consistencyToken = object.consistencyToken ?? "";
+    return message;
+  },
+};
+
+function createBaseTransferBatchRequest(): TransferBatchRequest {
+  return { transfers: [] };
+}
+
+export const TransferBatchRequest: MessageFns<TransferBatchRequest> = {
+  encode(message: TransferBatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.transfers) {
+      TransferRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransferBatchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransferBatchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transfers.push(TransferRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransferBatchRequest {
+    return {
+      transfers: globalThis.Array.isArray(object?.transfers)
+        ? object.transfers.map((e: any) => TransferRequest.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: TransferBatchRequest): unknown {
+    const obj: any = {};
+    if (message.transfers?.length) {
+      obj.transfers = message.transfers.map((e) => TransferRequest.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TransferBatchRequest>, I>>(base?: I): TransferBatchRequest {
+    return TransferBatchRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferBatchRequest>, I>>(object: I): TransferBatchRequest {
+    const message = createBaseTransferBatchRequest();
+    message.transfers = object.transfers?.map((e) => TransferRequest.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseTransferBatchResponse(): TransferBatchResponse {
+  return { results: [] };
+}
+
+export const TransferBatchResponse: MessageFns<TransferBatchResponse> = {
+  encode(message: TransferBatchResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      TransferResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransferBatchResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransferBatchResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(TransferResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransferBatchResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => TransferResult.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: TransferBatchResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => TransferResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TransferBatchResponse>, I>>(base?: I): TransferBatchResponse {
+    return TransferBatchResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferBatchResponse>, I>>(object: I): TransferBatchResponse {
+    const message = createBaseTransferBatchResponse();
+    message.results = object.results?.map((e) => TransferResult.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1749,6 +1900,27 @@ export const WalletServiceService = {
     responseSerialize: (value: TransferResult): Buffer => Buffer.from(TransferResult.encode(value).finish()),
     responseDeserialize: (value: Buffer): TransferResult => TransferResult.decode(value),
   },
+  /**
+   * The batch form of Transfer, for clients that gather concurrent calls (the SDKs'
+   * `transfer()` does, transparently): 1 to 1,024 transfers, each decided on its own exactly
+   * as Transfer would decide it (a batch is not atomic: one item's rejection changes nothing
+   * for the others), answered together once every item is final, one result per request in
+   * request order. Send a batch to the leader of its items' source partition: an item whose
+   * source partition this node does not lead is answered "unavailable", reason NOT_LEADER
+   * (retry that item, with the same transaction_id, where the unary call's hint points).
+   * Retrying a whole batch with the same ids moves no money twice. An empty or oversized
+   * batch is INVALID_ARGUMENT, field `transfers`, and nothing in it is decided.
+   */
+  transferBatch: {
+    path: "/wallet.v1.WalletService/TransferBatch" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: TransferBatchRequest): Buffer => Buffer.from(TransferBatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): TransferBatchRequest => TransferBatchRequest.decode(value),
+    responseSerialize: (value: TransferBatchResponse): Buffer =>
+      Buffer.from(TransferBatchResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): TransferBatchResponse => TransferBatchResponse.decode(value),
+  },
   /** The authoritative account, read linearizably through the partition leader (ReadIndex). */
   getAccount: {
     path: "/wallet.v1.WalletService/GetAccount" as const,
@@ -1803,6 +1975,18 @@ export interface WalletServiceServer extends UntypedServiceImplementation {
    * transaction_id; their order may differ from the requests'.
    */
   submitTransfers: handleBidiStreamingCall<TransferRequest, TransferResult>;
+  /**
+   * The batch form of Transfer, for clients that gather concurrent calls (the SDKs'
+   * `transfer()` does, transparently): 1 to 1,024 transfers, each decided on its own exactly
+   * as Transfer would decide it (a batch is not atomic: one item's rejection changes nothing
+   * for the others), answered together once every item is final, one result per request in
+   * request order. Send a batch to the leader of its items' source partition: an item whose
+   * source partition this node does not lead is answered "unavailable", reason NOT_LEADER
+   * (retry that item, with the same transaction_id, where the unary call's hint points).
+   * Retrying a whole batch with the same ids moves no money twice. An empty or oversized
+   * batch is INVALID_ARGUMENT, field `transfers`, and nothing in it is decided.
+   */
+  transferBatch: handleUnaryCall<TransferBatchRequest, TransferBatchResponse>;
   /** The authoritative account, read linearizably through the partition leader (ReadIndex). */
   getAccount: handleUnaryCall<GetAccountRequest, GetAccountResponse>;
   /** A transfer's status and outcome, read linearizably; NOT_FOUND if the id is unknown. */
@@ -1879,6 +2063,32 @@ export interface WalletServiceClient extends Client {
     metadata: Metadata,
     options?: Partial<CallOptions>,
   ): ClientDuplexStream<TransferRequest, TransferResult>;
+  /**
+   * The batch form of Transfer, for clients that gather concurrent calls (the SDKs'
+   * `transfer()` does, transparently): 1 to 1,024 transfers, each decided on its own exactly
+   * as Transfer would decide it (a batch is not atomic: one item's rejection changes nothing
+   * for the others), answered together once every item is final, one result per request in
+   * request order. Send a batch to the leader of its items' source partition: an item whose
+   * source partition this node does not lead is answered "unavailable", reason NOT_LEADER
+   * (retry that item, with the same transaction_id, where the unary call's hint points).
+   * Retrying a whole batch with the same ids moves no money twice. An empty or oversized
+   * batch is INVALID_ARGUMENT, field `transfers`, and nothing in it is decided.
+   */
+  transferBatch(
+    request: TransferBatchRequest,
+    callback: (error: ServiceError | null, response: TransferBatchResponse) => void,
+  ): ClientUnaryCall;
+  transferBatch(
+    request: TransferBatchRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: TransferBatchResponse) => void,
+  ): ClientUnaryCall;
+  transferBatch(
+    request: TransferBatchRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: TransferBatchResponse) => void,
+  ): ClientUnaryCall;
   /** The authoritative account, read linearizably through the partition leader (ReadIndex). */
   getAccount(
     request: GetAccountRequest,

@@ -1,0 +1,144 @@
+//! TransferBatch: one result per item, in request order, each decided as the unary Transfer
+//! would decide it; a retried batch moves no money twice; a batch of the wrong size changes
+//! nothing.
+
+use proto::v1::{TransferBatchRequest, TransferRequest, TransferResult};
+use tonic::Code;
+
+use testkit::{Cluster, accounts_in, reason, transfer_request};
+
+use crate::id;
+
+async fn batch(
+    cluster: &Cluster,
+    node: u64,
+    transfers: Vec<TransferRequest>,
+) -> Vec<TransferResult> {
+    let count = transfers.len();
+    let results = cluster
+        .wallet(node)
+        .await
+        .transfer_batch(TransferBatchRequest { transfers })
+        .await
+        .expect("TransferBatch")
+        .into_inner()
+        .results;
+    assert_eq!(results.len(), count, "a result per request");
+    results
+}
+
+/// (status, reason) of a result.
+fn verdict(result: &TransferResult) -> (&str, &str) {
+    let reason = result.error.as_ref().map_or("", |e| e.reason.as_str());
+    (result.status.as_str(), reason)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_answers_every_item_as_transfer_would_and_a_retry_moves_nothing_twice() {
+    let cluster = Cluster::start(3);
+    let leaders = cluster.wait_leaders().await;
+    let partitions = leaders.len() as u32;
+    // `a` and `b` in partition p; `c` in a partition another node leads (the cross-partition
+    // leg, and the item this node cannot decide).
+    let p = 0;
+    let q = (1..partitions)
+        .find(|&q| leaders[q as usize] != leaders[p as usize])
+        .expect("a partition another node leads");
+    let mut in_p = accounts_in(p, partitions, "batch", 2);
+    let (a, b) = (in_p.remove(0), in_p.remove(0));
+    let c = accounts_in(q, partitions, "batch", 1).remove(0);
+    cluster.open_funded_usd(&[&a, &b, &c], "100.00").await;
+    let leader = leaders[p as usize];
+
+    let first = id();
+    let cross = id();
+    let elsewhere = id();
+    let items = vec![
+        transfer_request(&first, &a, &b, "1.00", "USD"),
+        // The same transfer again in the same batch: the same outcome, applied once.
+        transfer_request(&first, &a, &b, "1.00", "USD"),
+        transfer_request(&id(), &a, &b, "1.001", "USD"),
+        transfer_request(&id(), &a, &b, "1000.00", "USD"),
+        transfer_request(&cross, &a, &c, "2.00", "USD"),
+        // The first id with other parameters.
+        transfer_request(&first, &a, &b, "3.00", "USD"),
+        // Debits an account of a partition this node does not lead.
+        transfer_request(&elsewhere, &c, &a, "0.50", "USD"),
+        transfer_request(&id(), &a, &b, "1.00", "EUR"),
+    ];
+    let expected = [
+        ("success", ""),
+        ("success", ""),
+        ("rejected", "INVALID_AMOUNT"),
+        ("rejected", "INSUFFICIENT_FUNDS"),
+        ("success", ""),
+        ("rejected", "TRANSACTION_ID_REUSED"),
+        ("unavailable", "NOT_LEADER"),
+        ("rejected", "CURRENCY_MISMATCH"),
+    ];
+    let balances = async || {
+        let mut out = Vec::new();
+        for account in [&a, &b, &c] {
+            out.push(cluster.account(account).await.expect("account").balance);
+        }
+        out
+    };
+    for round in ["first", "retry"] {
+        let results = batch(&cluster, leader, items.clone()).await;
+        for ((result, request), want) in results.iter().zip(&items).zip(expected) {
+            assert_eq!(result.transaction_id, request.transaction_id, "{round}");
+            assert_eq!(verdict(result), want, "{round}: {request:?} -> {result:?}");
+            assert_eq!(
+                result.consistency_token.is_empty(),
+                result.status != "success",
+                "{round}: {result:?}"
+            );
+        }
+        // a: 100 - 1 - 2; b: 100 + 1; c: 100 + 2, whatever the number of batches.
+        assert_eq!(balances().await, ["97.00", "101.00", "102.00"], "{round}");
+        assert_eq!(
+            results[0].consistency_token, results[1].consistency_token,
+            "one transfer, one position"
+        );
+    }
+    let not_led = cluster
+        .get_transfer(&elsewhere)
+        .await
+        .expect_err("never proposed");
+    assert_eq!(not_led.code(), Code::NotFound);
+
+    // Empty and oversized batches are refused whole, and decide nothing.
+    let mut wallet = cluster.wallet(leader).await;
+    let empty = wallet
+        .transfer_batch(TransferBatchRequest { transfers: vec![] })
+        .await
+        .expect_err("empty");
+    assert_eq!(
+        (empty.code(), reason(&empty).as_str()),
+        (Code::InvalidArgument, "INVALID_BATCH_SIZE")
+    );
+    let oversized: Vec<TransferRequest> = (0..=proto::TRANSFER_BATCH_MAX)
+        .map(|_| transfer_request(&id(), &a, &b, "0.01", "USD"))
+        .collect();
+    let probe = oversized[0].transaction_id.clone();
+    let refused = wallet
+        .transfer_batch(TransferBatchRequest {
+            transfers: oversized,
+        })
+        .await
+        .expect_err("oversized");
+    assert_eq!(
+        (refused.code(), reason(&refused).as_str()),
+        (Code::InvalidArgument, "INVALID_BATCH_SIZE")
+    );
+    assert_eq!(
+        cluster
+            .get_transfer(&probe)
+            .await
+            .expect_err("not decided")
+            .code(),
+        Code::NotFound
+    );
+    assert_eq!(balances().await, ["97.00", "101.00", "102.00"]);
+    cluster.wait_replicas_agree().await;
+}
