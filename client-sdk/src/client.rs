@@ -13,8 +13,8 @@ use proto::v1::cluster_service_client::ClusterServiceClient;
 use proto::v1::wallet_service_client::WalletServiceClient;
 use proto::v1::{
     Account, GetAccountRequest, GetAccountResponse, GetClusterStatusRequest,
-    GetClusterStatusResponse, GetTransferRequest, OpenAccountRequest, TransferRequest,
-    TransferResponse,
+    GetClusterStatusResponse, GetTransferRequest, OpenAccountRequest, TransferBatchRequest,
+    TransferRequest, TransferResponse, TransferResult,
 };
 use tokio::time::Instant;
 use tonic::transport::Endpoint;
@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use crate::auth::{Conn, Credentials};
 use crate::backoff;
+use crate::batch::{BatchStats, Lanes, Waiting};
 use crate::config::{ClientConfig, normalize_endpoint_for};
 use crate::error::{Action, Classified, Error, classify};
 
@@ -96,6 +97,8 @@ struct Inner {
     leaders: Mutex<HashMap<u32, String>>,
     /// The cluster's partition count, 0 until learnt.
     partitions: AtomicU32,
+    /// Transfers gathered per node into `TransferBatch` calls.
+    lanes: Lanes,
 }
 
 /// Where a call goes: the partition whose leader should get it, and whether it is a write
@@ -157,6 +160,7 @@ impl WalletClient {
                 uri,
             });
         }
+        let lanes = Lanes::new(config.batch_in_flight_max);
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -166,6 +170,7 @@ impl WalletClient {
                 discovery_refused: std::sync::atomic::AtomicBool::new(false),
                 leaders: Mutex::new(HashMap::new()),
                 partitions: AtomicU32::new(0),
+                lanes,
             }),
         })
     }
@@ -303,24 +308,9 @@ impl WalletClient {
             let Some(&slot) = index_of.get(&result.transaction_id) else {
                 continue;
             };
-            outcomes[slot] = match (result.status.as_str(), result.error) {
-                ("success", _) => {
-                    committed_here = true;
-                    Some(Ok(TransferResponse {
-                        status: result.status,
-                        transaction_id: result.transaction_id,
-                        consistency_token: result.consistency_token,
-                    }))
-                }
-                ("rejected", Some(error)) => Some(Err(Error::Rejected {
-                    code: Code::from_i32(error.code),
-                    reason: error.reason,
-                    message: error.message,
-                    field: Some(error.field).filter(|field| !field.is_empty()),
-                })),
-                // Unavailable, or a malformed result: no definite outcome here.
-                _ => None,
-            };
+            let outcome = definite(result);
+            committed_here |= matches!(outcome, Some(Ok(_)));
+            outcomes[slot] = outcome;
         }
         if committed_here {
             self.set_leader(partition, &target);
@@ -330,13 +320,116 @@ impl WalletClient {
 
     /// Moves money. Answers once the transfer is final; every retry (automatic or by the
     /// caller) reuses `transfer.transaction_id`, so the transfer is applied at most once.
+    ///
+    /// # Batching
+    ///
+    /// Concurrent calls on one client (and its clones) bound for the same node travel
+    /// together in `TransferBatch` calls, each keeping its own outcome and error: per node,
+    /// at most [`ClientConfig::batch_in_flight_max`] batches are in flight; a call that finds
+    /// a slot free goes at once with whatever is queued, otherwise it waits for the next batch
+    /// (at most [`proto::TRANSFER_BATCH_MAX`] transfers). No timer: an idle client sends each
+    /// call at once. A call the batch leaves without a definite outcome (the node does not
+    /// lead its partition, the batch call failed) goes on alone through the unary `Transfer`
+    /// path, with the same id, within what is left of its `total_deadline`.
     pub async fn transfer(&self, transfer: &Transfer) -> Result<TransferResponse, Error> {
+        let deadline = Instant::now() + self.inner.config.total_deadline;
         let request = TransferRequest::from(transfer);
         let route = Route::write(self.partition_of(&transfer.from).await);
-        self.call("Transfer", route, request, |channel, request| async move {
-            WalletServiceClient::new(channel).transfer(request).await
-        })
+        if self.inner.config.batch_in_flight_max > 0
+            && let Some(outcome) = self
+                .transfer_batched(route.partition, request.clone(), deadline)
+                .await
+        {
+            return outcome;
+        }
+        self.call_until(
+            "Transfer",
+            route,
+            request,
+            deadline,
+            |channel, request| async move {
+                WalletServiceClient::new(channel).transfer(request).await
+            },
+        )
         .await
+    }
+
+    /// How many `TransferBatch` calls [`WalletClient::transfer`] made, carrying how many
+    /// transfers (shared by clones).
+    pub fn batch_stats(&self) -> BatchStats {
+        self.inner.lanes.stats()
+    }
+
+    /// `transfer` through the lane of the node it would go to: the definite outcome, or
+    /// `None` if the batch gave none (or the deadline passed) and the unary path must go on.
+    async fn transfer_batched(
+        &self,
+        partition: u32,
+        request: TransferRequest,
+        deadline: Instant,
+    ) -> Option<Result<TransferResponse, Error>> {
+        let node = self
+            .leader(partition)
+            .unwrap_or_else(|| self.inner.targets[0].uri.clone());
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let waiting = Waiting {
+            partition,
+            request,
+            reply,
+        };
+        if self.inner.lanes.enqueue(&node, waiting) {
+            tokio::spawn(self.clone().send_batches(node));
+        }
+        tokio::time::timeout_at(deadline, answer).await.ok()?.ok()?
+    }
+
+    /// A lane's sender: sends what is queued for `node`, batch after batch, until nothing is.
+    async fn send_batches(self, node: String) {
+        loop {
+            let batch = self.inner.lanes.next_batch(&node);
+            if batch.is_empty() {
+                return;
+            }
+            self.send_batch(&node, batch).await;
+        }
+    }
+
+    /// One `TransferBatch` call; each caller gets its item's definite outcome. If the call
+    /// fails or answers oddly, the replies are dropped: every caller goes on alone.
+    async fn send_batch(&self, node: &str, batch: Vec<Waiting>) {
+        let (replies, transfers): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .map(|waiting| ((waiting.partition, waiting.reply), waiting.request))
+            .unzip();
+        let Ok(channel) = self.channel(node) else {
+            return;
+        };
+        let mut request = tonic::Request::new(TransferBatchRequest { transfers });
+        request.set_timeout(self.inner.config.call_timeout);
+        let results = match WalletServiceClient::new(channel)
+            .transfer_batch(request)
+            .await
+        {
+            Ok(response) => response.into_inner().results,
+            Err(status) => {
+                tracing::debug!(node, code = ?status.code(), message = status.message(), "transfer batch failed");
+                return;
+            }
+        };
+        if results.len() != replies.len() {
+            tracing::debug!(
+                node,
+                "transfer batch answered with the wrong number of results"
+            );
+            return;
+        }
+        for ((partition, reply), result) in replies.into_iter().zip(results) {
+            let outcome = definite(result);
+            if matches!(outcome, Some(Ok(_))) {
+                self.set_leader(partition, node);
+            }
+            let _ = reply.send(outcome);
+        }
     }
 
     /// Reads an account linearizably through the leader, with the log position it reflects.
@@ -440,6 +533,25 @@ impl WalletClient {
         operation: &'static str,
         route: Route,
         message: Req,
+        send: F,
+    ) -> Result<Resp, Error>
+    where
+        Req: Clone,
+        F: FnMut(Conn, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+    {
+        let deadline = Instant::now() + self.inner.config.total_deadline;
+        self.call_until(operation, route, message, deadline, send)
+            .await
+    }
+
+    /// [`WalletClient::call`] bounded by `deadline` instead of a fresh `total_deadline`.
+    async fn call_until<Req, Resp, F, Fut>(
+        &self,
+        operation: &'static str,
+        route: Route,
+        message: Req,
+        deadline: Instant,
         mut send: F,
     ) -> Result<Resp, Error>
     where
@@ -449,7 +561,6 @@ impl WalletClient {
     {
         let config = &self.inner.config;
         let tls = config.tls.is_some();
-        let deadline = Instant::now() + config.total_deadline;
         let partition = route.partition;
         let mut target = self
             .leader(partition)
@@ -626,9 +737,28 @@ fn make_channel(
     crate::auth::connect_lazy(endpoint, config.tls.as_ref(), credentials)
 }
 
+/// The definite outcome a `SubmitTransfers` or `TransferBatch` result carries, as the unary
+/// `Transfer` would give it; `None` for "unavailable" or a malformed result (retry the id).
+fn definite(result: TransferResult) -> Option<Result<TransferResponse, Error>> {
+    match (result.status.as_str(), result.error) {
+        ("success", _) => Some(Ok(TransferResponse {
+            status: result.status,
+            transaction_id: result.transaction_id,
+            consistency_token: result.consistency_token,
+        })),
+        ("rejected", Some(error)) => Some(Err(Error::Rejected {
+            code: Code::from_i32(error.code),
+            reason: error.reason,
+            message: error.message,
+            field: Some(error.field).filter(|field| !field.is_empty()),
+        })),
+        _ => None,
+    }
+}
+
 /// Locks a mutex whose data stays consistent even if a holder panicked (plain map inserts
 /// and removes), so poisoning is ignored rather than propagated.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

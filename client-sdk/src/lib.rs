@@ -38,6 +38,7 @@
 
 mod auth;
 mod backoff;
+mod batch;
 mod client;
 mod config;
 mod endpoint;
@@ -46,14 +47,16 @@ mod query;
 
 pub use auth::{Conn, Credentials, TlsConfig, node_channel};
 pub use backoff::{ceiling as backoff_ceiling, full_jitter};
+pub use batch::BatchStats;
 pub use client::{
     DEFAULT_PARTITION, DISCOVERED_ENDPOINTS_MAX, SUBMIT_BATCH_MAX, Transfer, WALLET_SERVICE_NAME,
     WalletClient, new_transaction_id,
 };
 pub use config::{
-    ATTEMPTS_MAX_LIMIT, ClientConfig, DEFAULT_ATTEMPTS_MAX, DEFAULT_BACKOFF_BASE,
-    DEFAULT_BACKOFF_MAX, DEFAULT_CALL_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TOTAL_DEADLINE,
-    ENDPOINTS_MAX, normalize_endpoint, normalize_endpoint_for,
+    ATTEMPTS_MAX_LIMIT, BATCH_IN_FLIGHT_MAX_LIMIT, ClientConfig, DEFAULT_ATTEMPTS_MAX,
+    DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, DEFAULT_BATCH_IN_FLIGHT_MAX, DEFAULT_CALL_TIMEOUT,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_TOTAL_DEADLINE, ENDPOINTS_MAX, normalize_endpoint,
+    normalize_endpoint_for,
 };
 pub use error::{
     ERROR_DOMAIN, Error, METADATA_LEADER_ADDRESS, METADATA_LEADER_ID, REASON_DEADLINE_EXCEEDED,

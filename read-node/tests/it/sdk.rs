@@ -198,6 +198,125 @@ async fn sdk_does_not_retry_rejections_and_honours_its_deadline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_transfer_batches_concurrent_calls_and_answers_each_as_its_own() {
+    let cluster = Cluster::start_partitioned(3, 4, &[]);
+    cluster.wait_leader().await;
+    let sdk = client(&cluster).await;
+    let accounts: Vec<String> = (0..8).map(|n| format!("lane-{n}")).collect();
+    sdk.open_account("lane-issuer", "USD", true)
+        .await
+        .expect("open");
+    for account in &accounts {
+        sdk.open_account(account, "USD", false).await.expect("open");
+        let funding = Transfer {
+            transaction_id: new_transaction_id(),
+            from: "lane-issuer".into(),
+            to: account.clone(),
+            amount: "10.00".into(),
+            currency: "USD".into(),
+        };
+        sdk.transfer(&funding).await.expect("fund");
+    }
+    let before = sdk.batch_stats();
+
+    // 300 concurrent calls: within and across partitions, plus per 30 one that overdraws,
+    // one with a bad amount and one sent twice at once (a retry racing the original).
+    let mut calls: Vec<(Transfer, &str)> = Vec::new();
+    for n in 0..240 {
+        calls.push((
+            Transfer {
+                transaction_id: new_transaction_id(),
+                from: accounts[n % 8].clone(),
+                to: accounts[(n * 3 + 1) % 8].clone(),
+                amount: "0.01".into(),
+                currency: "USD".into(),
+            },
+            "",
+        ));
+        if n % 4 == 0 {
+            let (twin, _) = calls[calls.len() - 1].clone();
+            calls.push((twin, ""));
+        }
+    }
+    for n in 0..10 {
+        calls.push((
+            Transfer {
+                transaction_id: new_transaction_id(),
+                from: accounts[n % 8].clone(),
+                to: accounts[(n + 1) % 8].clone(),
+                amount: "500.00".into(),
+                currency: "USD".into(),
+            },
+            "INSUFFICIENT_FUNDS",
+        ));
+        calls.push((
+            Transfer {
+                transaction_id: new_transaction_id(),
+                from: accounts[n % 8].clone(),
+                to: accounts[(n + 1) % 8].clone(),
+                amount: "0.001".into(),
+                currency: "USD".into(),
+            },
+            "INVALID_AMOUNT",
+        ));
+    }
+    let expected_balances = || {
+        let mut cents: BTreeMap<String, i64> =
+            accounts.iter().map(|a| (a.clone(), 1_000)).collect();
+        for n in 0..240 {
+            *cents.get_mut(&accounts[n % 8]).expect("known") -= 1;
+            *cents.get_mut(&accounts[(n * 3 + 1) % 8]).expect("known") += 1;
+        }
+        cents
+    };
+    for round in ["concurrent", "retried"] {
+        let outcomes =
+            futures::future::join_all(calls.iter().map(|(transfer, _)| sdk.transfer(transfer)))
+                .await;
+        let mut tokens: BTreeMap<String, String> = BTreeMap::new();
+        for ((transfer, rejection), outcome) in calls.iter().zip(outcomes) {
+            match (outcome, *rejection) {
+                (Ok(done), "") => {
+                    assert_eq!(done.transaction_id, transfer.transaction_id.to_string());
+                    let token = tokens
+                        .entry(done.transaction_id.clone())
+                        .or_insert(done.consistency_token.clone());
+                    assert_eq!(*token, done.consistency_token, "one transfer, one position");
+                }
+                (Err(error), reason) if !reason.is_empty() => {
+                    assert!(error.is_definite(), "{round}: {error:?}");
+                    assert_eq!(error.reason(), reason, "{round}: {transfer:?}");
+                }
+                (outcome, reason) => {
+                    panic!("{round}: {transfer:?} wanted {reason:?}, got {outcome:?}")
+                }
+            }
+        }
+        for (account, cents) in expected_balances() {
+            let balance = sdk.get_account(&account).await.expect("account");
+            assert_eq!(
+                balance.account.expect("account").balance_minor,
+                cents,
+                "{round}: {account}"
+            );
+        }
+    }
+    let stats = sdk.batch_stats();
+    let (batches, carried) = (
+        stats.batches - before.batches,
+        stats.transfers - before.transfers,
+    );
+    assert!(
+        carried >= calls.len() as u64,
+        "every call went through a batch: {stats:?}"
+    );
+    assert!(
+        batches * 4 <= carried,
+        "concurrent calls share batches: {batches} batches for {carried} transfers"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_submit_transfers_pipelines_across_partitions_and_answers_each() {
     let cluster = Cluster::start_partitioned(3, 4, &[]);
     cluster.wait_leader().await;
