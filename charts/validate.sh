@@ -2,8 +2,10 @@
 # Offline validation of charts/wallet and the Dockerfile: no helm binary, no cluster, no
 # Docker engine. Lints the chart (strict), renders it, validates every manifest against the
 # Kubernetes API schemas, checks its structure and its values.schema.json, checks the
-# Dockerfile, and runs the `helm test` pod's commands against a local cluster started from
-# the rendered configuration (needs the binaries: `cargo build --bins` first).
+# Dockerfile, validates the monitoring objects against the Prometheus Operator CRD schemas and
+# the alert rules with promtool, and runs the `helm test` pod's commands against a local
+# cluster started from the rendered configuration (needs the binaries: `cargo build --bins`
+# first).
 # Arguments go to pytest (e.g. -k schema).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +23,8 @@ apt_install() {
 
 command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
+# promtool (Debian's prometheus package) checks and unit-tests the chart's PrometheusRule.
+command -v promtool >/dev/null 2>&1 || apt_install --no-install-recommends prometheus
 
 # One venv per set of pinned requirements, kept across runs (helm-python-sdk is ~85 MB).
 requirements=charts/tests/requirements.txt

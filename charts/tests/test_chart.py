@@ -8,7 +8,7 @@ import helm_python as helm
 import kubernetes_validate
 import pytest
 
-from conftest import CHART, KUBE_VERSIONS, NAMESPACE, RELEASE, REPO, VALUE_SETS, container, render
+from conftest import CHART, CRD_KINDS, KUBE_VERSIONS, NAMESPACE, RELEASE, REPO, VALUE_SETS, container, render, validate_crd_object
 
 LINT_WARNING = 2
 
@@ -34,6 +34,10 @@ def test_every_manifest_is_valid_for_kubernetes(rendered, kube_version):
     kinds = {doc["kind"] for doc in rendered.docs}
     assert {"StatefulSet", "Deployment", "Service", "PodDisruptionBudget", "ConfigMap", "Pod"} <= kinds
     for doc in rendered.docs:
+        if (doc["apiVersion"], doc["kind"]) in CRD_KINDS:
+            # Prometheus Operator kinds: their CRDs' schemas, strictly (test_monitoring.py).
+            validate_crd_object(doc)
+            continue
         # strict: unknown fields (a misspelt key) are errors too.
         kubernetes_validate.validate(doc, kube_version, strict=True)
 
