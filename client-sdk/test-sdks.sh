@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Tests the generated SDKs (client-sdk/python, client-sdk/typescript) against a live
 # cluster: checks the committed generated code is what generate.sh makes, runs each SDK's
-# unit tests, starts 3 write nodes and a read node (the binaries of the cargo build, on free
-# loopback ports, data in a temporary directory), then runs each SDK's example (asserting the
-# balances it reports) and its live checks (documented error details, retries). The cluster
+# unit tests (Python: also mypy --strict, and `pip install` into fresh venvs with protobuf 5,
+# 6 and 7: client-sdk/python/check-install.sh), starts 3 write nodes and a read node (the
+# binaries of the cargo build, on free loopback ports, data in a temporary directory), then
+# runs each SDK's example (asserting the balances it reports) and its live checks (documented
+# error details, retries; Python: 200 concurrent, transparently batched transfers). The cluster
 # is stopped on exit, whatever happens. Called by scripts/test after the cargo tests.
 #
 #   client-sdk/test-sdks.sh [python] [typescript]     (default: both)
@@ -36,7 +38,7 @@ python_venv=$(python_sdk_venv)
 # --- generated code is up to date -----------------------------------------------------------
 for language in "${languages[@]}"; do
   case $language in
-    python) generated=client-sdk/python/src/wallet ;;
+    python) generated=client-sdk/python/src/wallet_ledger/_proto ;;
     typescript) generated=client-sdk/typescript/src/gen ;;
     *) log "unknown language $language"; exit 2 ;;
   esac
@@ -55,7 +57,10 @@ done
 for language in "${languages[@]}"; do
   case $language in
     python)
-      (cd client-sdk/python && PYTHONPATH=src "$python_venv/bin/python" -m unittest discover -s tests -q)
+      (cd client-sdk/python && PYTHONPATH=src GRPC_VERBOSITY=ERROR "$python_venv/bin/python" -m unittest discover -s tests -q \
+        && "$python_venv/bin/mypy" >&2 \
+        && "$python_venv/bin/mypy" --strict examples/transfer_and_watch.py >&2 \
+        && ./check-install.sh)
       ;;
     typescript)
       (cd client-sdk/typescript && { [[ -d node_modules ]] && npm ls --silent >/dev/null 2>&1 || npm install --no-audit --no-fund --no-save --loglevel=error; } \
@@ -159,17 +164,150 @@ print(f"test-sdks: {language}: example balances and watched updates as expected"
 ' "$1"
 }
 
+# The TypeScript package as a user gets it: `npm pack` (its prepack builds dist/), the tarball
+# installed into an empty project (with typescript and @types/node, from the npm cache when
+# they are there), a consumer compiled with `tsc --strict` against the installed types only,
+# then run against the cluster (one transfer and its retry).
+typescript_consumer() {
+  local sdk=client-sdk/typescript consumer="$data_dir/ts-consumer" tarball typescript types_node
+  mkdir -p "$consumer"
+  cp "$sdk"/consumer/{package.json,index.ts,tsconfig.json} "$consumer"/
+  (cd "$sdk" && npm pack --silent --pack-destination "$consumer" >/dev/null)
+  tarball=$(ls "$consumer"/wallet-ledger-client-*.tgz)
+  typescript=$(node -p 'require("./client-sdk/typescript/package.json").devDependencies.typescript')
+  types_node=$(node -p 'require("./client-sdk/typescript/package.json").devDependencies["@types/node"]')
+  (cd "$consumer" \
+    && npm install --prefer-offline --no-audit --no-fund --loglevel=error \
+      "$tarball" "typescript@$typescript" "@types/node@$types_node" >&2 \
+    && node_modules/.bin/tsc --strict -p . \
+    && node index.js "$write_endpoints") | tee -a /dev/stderr | python3 -c '
+import json, sys
+result = json.loads(sys.stdin.read().strip().splitlines()[-1])
+assert result == {"status": "success", "balance": "12.34", "transfers": 2}, result
+print("test-sdks: typescript: npm pack tarball installs, compiles with tsc --strict and moves money", file=sys.stderr)
+'
+}
+
+# The TypeScript SDK against a secured write node of its own (one node, on the next free
+# port): TLS with a throwaway CA and certificates (openssl, ECDSA P-256) naming only
+# wallet.test (dialled as 127.0.0.1, so the server name override is needed), client
+# certificates required (mTLS), and a tokens file with a full token and a read-only one
+# (random, hashed as security/src/tokens.rs expects).
+typescript_secured() {
+  local dir="$data_dir/secured" port token read_token name
+  if ! command -v openssl >/dev/null 2>&1; then
+    log "typescript: SKIPPED the TLS and token checks: openssl is needed to make certificates"
+    return 0
+  fi
+  port=$(python3 - "${ports[3]}" <<'PY'
+import socket, sys
+port = int(sys.argv[1]) + 1
+while port < 32768:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            print(port)
+            break
+        except OSError:
+            port += 1
+PY
+)
+  mkdir -p "$dir/certs"
+  (cd "$dir/certs" \
+    && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=typescript check CA" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+      -keyout ca.key -out ca.crt 2>/dev/null \
+    && printf '%s\n' subjectAltName=DNS:wallet.test basicConstraints=critical,CA:FALSE \
+      keyUsage=critical,digitalSignature extendedKeyUsage=serverAuth,clientAuth >leaf.ext \
+    && for name in node client; do
+      openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=wallet.test" \
+        -keyout "$name.key" -out "$name.csr" 2>/dev/null \
+        && openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+          -extfile leaf.ext -out "$name.crt" 2>/dev/null || exit 1
+    done)
+  token=$(python3 -c 'import secrets; print("tscheck_" + secrets.token_hex(32))')
+  read_token=$(python3 -c 'import secrets; print("tscheck_" + secrets.token_hex(32))')
+  cat >"$dir/tokens.toml" <<EOF
+[[token]]
+name = "typescript-check"
+sha256 = "$(printf %s "$token" | sha256sum | cut -d' ' -f1)"
+scopes = ["admin", "issue", "transfer", "read"]
+
+[[token]]
+name = "typescript-check-reader"
+sha256 = "$(printf %s "$read_token" | sha256sum | cut -d' ' -f1)"
+scopes = ["read"]
+EOF
+  "$write_bin" --node-id 1 --listen "127.0.0.1:$port" --peers "1=127.0.0.1:$port" \
+    --data-dir "$dir/node" --partitions 2 --metrics-listen off \
+    --tls-cert "$dir/certs/node.crt" --tls-key "$dir/certs/node.key" --peer-ca "$dir/certs/ca.crt" \
+    --tls-client-ca "$dir/certs/ca.crt" --tokens-file "$dir/tokens.toml" >"$data_dir/secured-node.log" 2>&1 &
+  pids+=($!)
+  (cd client-sdk/typescript && WALLET_TOKEN=$token WALLET_READ_TOKEN=$read_token NODE_NO_WARNINGS=1 \
+    node dist/test/secured-check.js --write "127.0.0.1:$port" --certs "$dir/certs" --server-name wallet.test)
+}
+
+# The Python SDK against a secured write node of its own, set up like typescript_secured's
+# (one node on a free port above the cluster's, `walletctl dev-certs` naming only wallet.test,
+# client certificates required, a full token and a read-only one).
+python_secured() {
+  local dir="$data_dir/py-secured" walletctl port token read_token
+  walletctl="$(dirname "$write_bin")/walletctl"
+  if [[ ! -x $walletctl ]]; then
+    log "python: SKIPPED the TLS and token checks: $walletctl is not built (cargo build --bin walletctl)"
+    return 0
+  fi
+  port=$(python3 - "${ports[3]}" <<'PY'
+import socket, sys
+port = int(sys.argv[1]) + 10
+while port < 32768:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            print(port)
+            break
+        except OSError:
+            port += 1
+PY
+)
+  mkdir -p "$dir"
+  "$walletctl" dev-certs --out "$dir/certs" --host wallet.test >/dev/null
+  token=$(python3 -c 'import secrets; print("pycheck_" + secrets.token_hex(32))')
+  read_token=$(python3 -c 'import secrets; print("pycheck_" + secrets.token_hex(32))')
+  cat >"$dir/tokens.toml" <<EOF
+[[token]]
+name = "python-check"
+sha256 = "$(printf %s "$token" | sha256sum | cut -d' ' -f1)"
+scopes = ["admin", "issue", "transfer", "read"]
+
+[[token]]
+name = "python-check-reader"
+sha256 = "$(printf %s "$read_token" | sha256sum | cut -d' ' -f1)"
+scopes = ["read"]
+EOF
+  "$write_bin" --node-id 1 --listen "127.0.0.1:$port" --peers "1=127.0.0.1:$port" \
+    --data-dir "$dir/node" --partitions 2 --metrics-listen off \
+    --tls-cert "$dir/certs/node.crt" --tls-key "$dir/certs/node.key" --peer-ca "$dir/certs/ca.crt" \
+    --tls-client-ca "$dir/certs/ca.crt" --tokens-file "$dir/tokens.toml" >"$data_dir/py-secured-node.log" 2>&1 &
+  pids+=($!)
+  (cd client-sdk/python && export WALLET_TOKEN=$token WALLET_READ_TOKEN=$read_token PYTHONPATH=src GRPC_VERBOSITY=ERROR \
+    && "$python_venv/bin/python" tests/secured_check.py --write "127.0.0.1:$port" --certs "$dir/certs" --server-name wallet.test)
+}
+
 for language in "${languages[@]}"; do
   case $language in
     python)
       (cd client-sdk/python && export PYTHONPATH=src \
         && "$python_venv/bin/python" examples/transfer_and_watch.py --write "$write_endpoints" --read "$read_endpoint" | tee -a /dev/stderr | assert_summary python \
         && "$python_venv/bin/python" tests/live_check.py --write "$write_endpoints" --read "$read_endpoint")
+      python_secured
       ;;
     typescript)
       (cd client-sdk/typescript \
         && node dist/examples/transfer-and-watch.js --write "$write_endpoints" --read "$read_endpoint" | tee -a /dev/stderr | assert_summary typescript \
         && node dist/test/live-check.js --write "$write_endpoints" --read "$read_endpoint")
+      typescript_consumer
+      typescript_secured
       ;;
   esac
 done

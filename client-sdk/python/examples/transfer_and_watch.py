@@ -1,10 +1,11 @@
 """Opens three accounts, funds one, pays another, retries that payment with the same
 transaction_id (it is not paid twice), and watches both balances change on a read node.
 
-    PYTHONPATH=src python examples/transfer_and_watch.py \
+    python examples/transfer_and_watch.py \
         --write 127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053 --read 127.0.0.1:50061
 
-The last line printed is a JSON summary (the SDK tests check it).
+(after ``pip install client-sdk/python``; from a checkout, ``PYTHONPATH=src`` does too). The
+last line printed is a JSON summary (the SDK tests check it).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import uuid
 
 import grpc
 
-from wallet_client import QueryClient, Rejected, WalletClient, new_transaction_id
+from wallet_ledger import QueryClient, Rejected, WalletClient, new_transaction_id, query_pb2
 
 WATCH_WAIT_SECONDS = 20.0
 
@@ -53,7 +54,7 @@ def main() -> None:
 
         # Watch first: the current balances arrive, then every change as it is applied.
         watch = query.watch_balances([alice, bob], timeout=WATCH_WAIT_SECONDS * 2)
-        updates: "queue.Queue[object]" = queue.Queue()
+        updates: "queue.Queue[query_pb2.BalanceUpdate | grpc.RpcError]" = queue.Queue()
 
         def pump() -> None:
             try:
@@ -65,11 +66,24 @@ def main() -> None:
 
         threading.Thread(target=pump, daemon=True).start()
 
-        wallet.transfer(new_transaction_id(), issuer, alice, "100.00", "USD")
-        payment_id = new_transaction_id()
-        paid = wallet.transfer(payment_id, alice, bob, "30.25", "USD")
+        wallet.transfer(
+            transaction_id=new_transaction_id(),
+            from_account=issuer,
+            to_account=alice,
+            amount="100.00",
+            currency="USD",
+        )
+        payment = dict(
+            transaction_id=new_transaction_id(),
+            from_account=alice,
+            to_account=bob,
+            amount="30.25",
+            currency="USD",
+        )
+        paid = wallet.transfer(**payment)
         # A retry (say, after a timeout) reuses the id and gets the original outcome back.
-        again = wallet.transfer(payment_id, alice, bob, "30.25", "USD")
+        again = wallet.transfer(**payment)
+        payment_id = payment["transaction_id"]
         assert again.transaction_id == paid.transaction_id == payment_id
 
         watched: list[str] = []
@@ -77,7 +91,7 @@ def main() -> None:
         deadline = time.monotonic() + WATCH_WAIT_SECONDS
         while latest.get(alice) != "69.75" or latest.get(bob) != "30.25":
             update = updates.get(timeout=max(deadline - time.monotonic(), 0.01))
-            if isinstance(update, Exception):
+            if isinstance(update, grpc.RpcError):
                 raise update
             balance = update.balance
             latest[balance.account_id] = balance.balance

@@ -1,6 +1,9 @@
 """Checks against a live cluster (run by client-sdk/test-sdks.sh): bad input gets the
 documented code, reason and field violation, decodable with grpcio-status, and changes
-nothing; the retry loop gets past a dead node and gives up, bounded, when all are dead.
+nothing; the retry loop gets past a dead node and gives up, bounded, when all are dead;
+200 concurrent transfer() calls on one client (batched transparently) each get exactly their
+own outcome, the balances are exact, and a retry of the same ids moves no money twice; the
+asyncio client does the same with 100 concurrent calls.
 
     PYTHONPATH=src python tests/live_check.py --write HOST:PORT,... --read HOST:PORT
 """
@@ -8,16 +11,21 @@ nothing; the retry loop gets past a dead node and gives up, bounded, when all ar
 from __future__ import annotations
 
 import argparse
+import asyncio
 import time
 import uuid
+from concurrent import futures
+from decimal import Decimal
+from typing import Any, Callable, Optional, Union
 
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from wallet.v1 import wallet_pb2, wallet_pb2_grpc
-from wallet_client import (
+from wallet_ledger import (
     ERROR_DOMAIN,
+    AsyncQueryClient,
+    AsyncWalletClient,
     Indefinite,
     QueryClient,
     Rejected,
@@ -25,10 +33,12 @@ from wallet_client import (
     WalletClient,
     classify,
     new_transaction_id,
+    wallet_pb2,
+    wallet_pb2_grpc,
 )
 
 
-def expect_rejected(call, code: grpc.StatusCode, reason: str, field: str | None) -> Rejected:
+def expect_rejected(call: Callable[[], object], code: grpc.StatusCode, reason: str, field: Optional[str]) -> Rejected:
     try:
         call()
     except Rejected as error:
@@ -42,7 +52,7 @@ def expect_rejected(call, code: grpc.StatusCode, reason: str, field: str | None)
     raise AssertionError(f"expected {code.name} {reason}, the call succeeded")
 
 
-def expect_rejected_raw(call, code: grpc.StatusCode, reason: str, field: str | None) -> None:
+def expect_rejected_raw(call: Callable[[], object], code: grpc.StatusCode, reason: str, field: Optional[str]) -> None:
     """For calls that raise grpcio's own RpcError (streams): decoded with `classify`."""
     try:
         call()
@@ -87,6 +97,163 @@ def raw_status_decodes(write: str, issuer: str, alice: str) -> None:
     raise AssertionError("amount 'abc' was accepted")
 
 
+Outcome = Union[wallet_pb2.TransferResponse, Exception]
+
+
+def _outcome(call: Callable[[], wallet_pb2.TransferResponse]) -> Outcome:
+    try:
+        return call()
+    except Exception as error:  # noqa: BLE001 - compared below
+        return error
+
+
+def concurrent_transfers(writes: list[str], prefix: str) -> int:
+    """200 concurrent transfer() calls on one client from a thread pool: valid ones, invalid
+    amounts, insufficient funds, replays of earlier ids (same parameters: the original
+    outcome) and reuses of them (other parameters: TRANSACTION_ID_REUSED). Each call gets
+    exactly its own outcome, the balances are exact, fewer TransferBatch calls than
+    transfers were made, and sending all 200 again moves no money twice."""
+    issuer = prefix + "batch-issuer"
+    payers = [f"{prefix}batch-payer-{j}" for j in range(4)]
+    payees = [f"{prefix}batch-payee-{j}" for j in range(4)]
+    expected: dict[str, Decimal] = {account: Decimal("0.00") for account in payers + payees}
+    with WalletClient(writes) as wallet:
+        wallet.open_account(issuer, "USD", allow_negative_balance=True)
+        for account in payers + payees:
+            wallet.open_account(account, "USD")
+        for payer in payers:
+            wallet.transfer(
+                transaction_id=new_transaction_id(), from_account=issuer, to_account=payer, amount="50.00", currency="USD"
+            )
+            expected[payer] += Decimal("50.00")
+        earlier: list[tuple[str, str]] = []  # (transaction_id, consistency_token), to payees[0]
+        for _ in range(10):
+            tx = new_transaction_id()
+            done = wallet.transfer(
+                transaction_id=tx, from_account=issuer, to_account=payees[0], amount="2.00", currency="USD"
+            )
+            earlier.append((tx, done.consistency_token))
+            expected[payees[0]] += Decimal("2.00")
+
+        # (request fields, expected: "success", a reason, or ("replay", token))
+        cases: list[tuple[dict[str, str], Any]] = []
+        for i in range(200):
+            j, kind = i % 4, i % 5
+            if kind == 0:
+                request = dict(from_account=issuer, to_account=payees[j], amount="1.00")
+                expected[payees[j]] += Decimal("1.00")
+                cases.append((request, "success"))
+            elif kind == 1:
+                cases.append((dict(from_account=issuer, to_account=payees[j], amount="1.005"), "INVALID_AMOUNT"))
+            elif kind == 2:
+                request = dict(from_account=payers[j], to_account=payees[j], amount="100.00")
+                cases.append((request, "INSUFFICIENT_FUNDS"))
+            elif kind == 3:
+                request = dict(from_account=payers[j], to_account=payees[j], amount="0.50")
+                expected[payers[j]] -= Decimal("0.50")
+                expected[payees[j]] += Decimal("0.50")
+                cases.append((request, "success"))
+            else:
+                tx, token = earlier[(i // 5) % 10]
+                same = (i // 5) % 2 == 0
+                request = dict(
+                    transaction_id=tx, from_account=issuer, to_account=payees[0], amount="2.00" if same else "3.00"
+                )
+                cases.append((request, ("replay", token) if same else "TRANSACTION_ID_REUSED"))
+        requests = [
+            {"transaction_id": new_transaction_id(), "currency": "USD", **request} for request, _ in cases
+        ]
+
+        def run_all() -> list[Outcome]:
+            with futures.ThreadPoolExecutor(max_workers=32) as pool:
+                calls = [pool.submit(_outcome, lambda r=r: wallet.transfer(**r)) for r in requests]
+                return [call.result() for call in calls]
+
+        before = wallet.stats()
+        first = run_all()
+        stats = wallet.stats()
+        tokens: dict[str, str] = {}
+        for request, (_, want), got in zip(requests, cases, first):
+            where = f"{request} expected {want}, got {got!r}"
+            if want == "success" or isinstance(want, tuple):
+                assert isinstance(got, wallet_pb2.TransferResponse), where
+                assert got.status == "success" and got.transaction_id == request["transaction_id"], where
+                if isinstance(want, tuple):
+                    assert got.consistency_token == want[1], where  # the original outcome
+                tokens[request["transaction_id"]] = got.consistency_token
+            else:
+                assert isinstance(got, Rejected), where
+                assert got.reason == want, where
+                assert got.field == ("amount" if want == "INVALID_AMOUNT" else None), where
+        batches = stats.batches - before.batches
+        batched = stats.batched_transfers - before.batched_transfers
+        assert stats.transfers - before.transfers == 200, stats
+        assert batches < 200 and batched > batches, f"no batching happened: {stats}"
+        print(
+            f"python live checks: 200 concurrent transfers: {batched} in {batches} TransferBatch "
+            f"calls (largest {stats.largest_batch}), {stats.unary_transfers - before.unary_transfers} unary"
+        )
+
+        def check_balances() -> None:
+            for account, want in expected.items():
+                got = wallet.get_account(account).account.balance
+                assert Decimal(got) == want, f"{account}: {got} != {want}"
+
+        check_balances()
+        # Everything again, with the same ids: the same outcomes, and no money moves twice.
+        again = run_all()
+        for request, got, earlier_outcome in zip(requests, again, first):
+            if isinstance(earlier_outcome, wallet_pb2.TransferResponse):
+                assert isinstance(got, wallet_pb2.TransferResponse), (request, got)
+                assert got.consistency_token == tokens[request["transaction_id"]], (request, got)
+            else:
+                assert isinstance(got, Rejected) and isinstance(earlier_outcome, Rejected), (request, got)
+                assert got.reason == earlier_outcome.reason, (request, got, earlier_outcome)
+        check_balances()
+    return 3
+
+
+async def async_transfers(writes: list[str], read: str, prefix: str) -> int:
+    """The asyncio client: 100 concurrent transfers (valid and insufficient funds) share
+    batches, each gets its own outcome, the balance is exact, and a retry moves nothing."""
+    issuer, payer, payee = prefix + "aio-issuer", prefix + "aio-payer", prefix + "aio-payee"
+    async with AsyncWalletClient(writes) as wallet, AsyncQueryClient([read]) as query:
+        await wallet.open_account(issuer, "USD", allow_negative_balance=True)
+        await wallet.open_account(payer, "USD")
+        await wallet.open_account(payee, "USD")
+        funded = await wallet.transfer(
+            transaction_id=new_transaction_id(), from_account=issuer, to_account=payer, amount="10.00", currency="USD"
+        )
+        requests = [
+            dict(
+                transaction_id=new_transaction_id(),
+                from_account=payer,
+                to_account=payee,
+                amount="0.10" if i % 2 == 0 else "20.00",
+                currency="USD",
+            )
+            for i in range(100)
+        ]
+        for attempt in range(2):  # the second time: the same ids, the same outcomes
+            outcomes = await asyncio.gather(*(wallet.transfer(**r) for r in requests), return_exceptions=True)
+            for i, outcome in enumerate(outcomes):
+                if i % 2 == 0:
+                    assert isinstance(outcome, wallet_pb2.TransferResponse), (attempt, i, outcome)
+                else:
+                    assert isinstance(outcome, Rejected) and outcome.reason == "INSUFFICIENT_FUNDS", (attempt, i, outcome)
+            balance = (await wallet.get_account(payee)).account.balance
+            assert balance == "5.00", balance
+        stats = wallet.stats()
+        assert stats.transfers == 201 and stats.batches < stats.transfers, stats
+        print(
+            f"python live checks: asyncio: {stats.transfers} transfers in {stats.batches} TransferBatch calls "
+            f"(largest {stats.largest_batch}), {stats.unary_transfers} unary"
+        )
+        projected = (await query.get_balance(payer, funded.consistency_token)).balance.balance
+        assert projected in ("10.00", "5.00"), projected  # the token is the funding's
+    return 2
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--write", required=True)
@@ -100,11 +267,17 @@ def main() -> None:
     with WalletClient(writes) as wallet, QueryClient([args.read]) as query:
         wallet.open_account(issuer, "USD", allow_negative_balance=True)
         wallet.open_account(alice, "USD")
-        funded = wallet.transfer(new_transaction_id(), issuer, alice, "10.00", "USD")
+        funded = wallet.transfer(
+            transaction_id=new_transaction_id(), from_account=issuer, to_account=alice, amount="10.00", currency="USD"
+        )
 
-        def pay(amount: str, transaction_id: str | None = None, to: str = alice, currency="USD"):
+        def pay(
+            amount: str, transaction_id: Optional[str] = None, to: str = alice, currency: str = "USD"
+        ) -> Callable[[], wallet_pb2.TransferResponse]:
             tx = transaction_id or new_transaction_id()
-            return lambda: wallet.transfer(tx, issuer, to, amount, currency)
+            return lambda: wallet.transfer(
+                transaction_id=tx, from_account=issuer, to_account=to, amount=amount, currency=currency
+            )
 
         invalid = grpc.StatusCode.INVALID_ARGUMENT
         for amount in ("abc", "-1", "0", "1.005", "1e3", " 1.00", "NaN"):
@@ -118,8 +291,25 @@ def main() -> None:
         )
         # NOT_FOUND and FAILED_PRECONDITION carry ErrorInfo; BadRequest is for invalid input.
         expect_rejected(pay("1.00", to=prefix + "nobody"), grpc.StatusCode.NOT_FOUND, "ACCOUNT_NOT_FOUND", None)
+        # The same error through the unary path (batching off) as through a batch.
+        with WalletClient(writes, batch_in_flight_max=0) as unary:
+            expect_rejected(
+                lambda: unary.transfer(
+                    transaction_id=new_transaction_id(),
+                    from_account=issuer,
+                    to_account=prefix + "nobody",
+                    amount="1.00",
+                    currency="USD",
+                ),
+                grpc.StatusCode.NOT_FOUND,
+                "ACCOUNT_NOT_FOUND",
+                None,
+            )
+            assert unary.stats().batches == 0 and unary.stats().unary_transfers == 1, unary.stats()
         expect_rejected(
-            lambda: wallet.transfer(new_transaction_id(), alice, issuer, "10.01", "USD"),
+            lambda: wallet.transfer(
+                transaction_id=new_transaction_id(), from_account=alice, to_account=issuer, amount="10.01", currency="USD"
+            ),
             grpc.StatusCode.FAILED_PRECONDITION,
             "INSUFFICIENT_FUNDS",
             None,
@@ -168,7 +358,9 @@ def main() -> None:
     started = time.monotonic()
     with WalletClient([dead], policy) as wallet:
         try:
-            wallet.transfer(new_transaction_id(), issuer, alice, "1.00", "USD")
+            wallet.transfer(
+                transaction_id=new_transaction_id(), from_account=issuer, to_account=alice, amount="1.00", currency="USD"
+            )
             raise AssertionError("a transfer through a dead node succeeded")
         except Indefinite as error:
             assert error.code == grpc.StatusCode.UNAVAILABLE, error
@@ -176,6 +368,8 @@ def main() -> None:
             assert not error.definite
     assert time.monotonic() - started < policy.total_deadline + 1.0
     checks += 2
+    checks += concurrent_transfers(writes, prefix)
+    checks += asyncio.run(async_transfers(writes, args.read, prefix))
     print(f"python live checks: {checks} passed")
 
 

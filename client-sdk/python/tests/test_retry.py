@@ -9,7 +9,7 @@ import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from wallet_client import (
+from wallet_ledger import (
     Indefinite,
     Rejected,
     RetryPolicy,

@@ -73,11 +73,12 @@ async function main(): Promise<void> {
       });
     });
 
-    await wallet.transfer(newTransactionId(), issuer, alice, "100.00", "USD");
+    await wallet.transfer({ transactionId: newTransactionId(), fromAccount: issuer, toAccount: alice, amount: "100.00", currency: "USD" });
     const paymentId = newTransactionId();
-    const paid = await wallet.transfer(paymentId, alice, bob, "30.25", "USD");
+    const payment = { transactionId: paymentId, fromAccount: alice, toAccount: bob, amount: "30.25", currency: "USD" };
+    const paid = await wallet.transfer(payment);
     // A retry (say, after a timeout) reuses the id and gets the original outcome back.
-    const again = await wallet.transfer(paymentId, alice, bob, "30.25", "USD");
+    const again = await wallet.transfer(payment);
     if (again.transactionId !== paymentId || paid.transactionId !== paymentId) throw new Error("ids differ");
 
     await seen;

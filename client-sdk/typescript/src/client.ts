@@ -1,8 +1,10 @@
 /** Clients of the write nodes (`WalletService`) and of a read node (`QueryService`). */
 import { randomUUID } from "node:crypto";
 
-import { ChannelCredentials, Metadata, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
+import { type ClientReadableStream, type Metadata, type ServiceError } from "@grpc/grpc-js";
 
+import { DEFAULT_BATCH_IN_FLIGHT_MAX, TransferBatcher, type TransferStats } from "./batch";
+import { Connection, type ConnectionOptions } from "./connection";
 import {
   BalanceUpdate,
   GetBalanceResponse,
@@ -12,10 +14,11 @@ import {
   Account,
   GetAccountResponse,
   Transfer,
+  TransferRequest,
   TransferResponse,
   WalletServiceClient,
 } from "./gen/wallet/v1/wallet";
-import { DEFAULT_RETRY_POLICY, callWithRetry, validatePolicy, type RetryPolicy } from "./retry";
+import { callWithRetry, type RetryPolicy } from "./retry";
 
 /** Clients kept for nodes learnt from leader hints rather than configured. */
 export const DISCOVERED_ENDPOINTS_MAX = 16;
@@ -30,22 +33,41 @@ export function newTransactionId(): string {
   return randomUUID();
 }
 
-function normalize(endpoint: string): string {
-  let e = endpoint.trim().replace(/\/+$/, "");
-  if (e.startsWith("http://")) e = e.slice("http://".length);
-  if (e === "" || e.includes("://")) {
-    throw new RangeError(`endpoint ${JSON.stringify(endpoint)}: expected host:port (plain-text gRPC)`);
-  }
-  return e;
+/** Options of a `WalletClient`: the connection's, the retry policy's, and batching. */
+export interface WalletClientOptions extends ConnectionOptions {
+  /**
+   * `TransferBatch` calls in flight per node before further `transfer()` calls queue for the
+   * next batch (default 2). 0 turns batching off: every transfer is a unary `Transfer`.
+   */
+  batchInFlightMax?: number;
+}
+
+/** Options of a `QueryClient`. */
+export type QueryClientOptions = ConnectionOptions;
+
+/** One transfer: the fields of a `TransferRequest`. */
+export interface TransferParams {
+  /** The idempotency key (`newTransactionId()`): keep it until the outcome is known. */
+  transactionId: string;
+  /** The account debited (also the routing key: its partition's leader gets the call). */
+  fromAccount: string;
+  /** The account credited. */
+  toAccount: string;
+  /** Decimal string in the currency's major unit, e.g. "12.34". */
+  amount: string;
+  /** ISO 4217 code, the currency of both accounts. */
+  currency: string;
 }
 
 /** One generated client per node, made on first use; closed together. */
 class Clients<C extends { close(): void }> {
   readonly endpoints: string[];
   private readonly clients = new Map<string, C>();
+  private closed = false;
 
   constructor(
     endpoints: readonly string[],
+    normalize: (endpoint: string) => string,
     private readonly make: (address: string) => C,
   ) {
     this.endpoints = [...new Set(endpoints.map(normalize))];
@@ -53,6 +75,7 @@ class Clients<C extends { close(): void }> {
   }
 
   get(endpoint: string): C {
+    if (this.closed) throw new Error("the client is closed");
     let client = this.clients.get(endpoint);
     if (client === undefined) {
       client = this.make(endpoint);
@@ -63,7 +86,9 @@ class Clients<C extends { close(): void }> {
     return client;
   }
 
+  /** Closes every connection; calls made (or retried) afterwards fail at once. */
   close(): void {
+    this.closed = true;
     for (const client of this.clients.values()) client.close();
     this.clients.clear();
   }
@@ -77,53 +102,96 @@ type Unary<Req, Resp> = (
 ) => unknown;
 
 /** One attempt of a unary call, as a promise. */
-function unary<Req, Resp>(method: Unary<Req, Resp>, request: Req, deadline: Date): Promise<Resp> {
+function unary<Req, Resp>(method: Unary<Req, Resp>, request: Req, metadata: Metadata, deadline: Date): Promise<Resp> {
   return new Promise((resolve, reject) => {
-    method(request, new Metadata(), { deadline }, (error, response) => (error ? reject(error) : resolve(response)));
+    method(request, metadata, { deadline }, (error, response) => (error ? reject(error) : resolve(response)));
   });
+}
+
+/** The options argument, or a full `RetryPolicy` as earlier versions took. */
+function optionsOf<O extends ConnectionOptions>(options: O | RetryPolicy | undefined): O {
+  return (options ?? {}) as O;
 }
 
 /**
  * The write API with routing and retries. Writes go to the account's partition leader, learnt
  * from NOT_LEADER hints; calls whose outcome is unknown are retried with the same request
- * (same transaction_id) under `policy`.
+ * (same transaction_id) under `policy`. Concurrent `transfer()` calls are batched
+ * transparently (`TransferBatch`; see README.md, "Batching").
  */
 export class WalletClient {
+  readonly policy: RetryPolicy;
+  private readonly connection: Connection;
   private readonly clients: Clients<WalletServiceClient>;
   private readonly leaders = new Map<string, string>();
+  private readonly batcher: TransferBatcher;
 
-  constructor(
-    endpoints: readonly string[],
-    readonly policy: RetryPolicy = DEFAULT_RETRY_POLICY,
-  ) {
-    validatePolicy(policy);
-    this.clients = new Clients(endpoints, (a) => new WalletServiceClient(a, ChannelCredentials.createInsecure()));
+  constructor(endpoints: readonly string[], options?: WalletClientOptions | RetryPolicy) {
+    const opts = optionsOf<WalletClientOptions>(options);
+    this.connection = new Connection(opts);
+    this.policy = this.connection.policy;
+    const { credentials, channelOptions } = this.connection;
+    this.clients = new Clients(
+      endpoints,
+      (e) => this.connection.normalize(e),
+      (a) => new WalletServiceClient(a, credentials, channelOptions),
+    );
+    this.batcher = new TransferBatcher(
+      {
+        route: (key) => this.leaders.get(key) ?? this.clients.endpoints[0],
+        sendBatch: (endpoint, transfers, deadline) => {
+          const client = this.clients.get(endpoint);
+          return unary(client.transferBatch.bind(client), { transfers }, this.connection.metadata(), deadline);
+        },
+        unary: (request, deadline) => this.call((c) => c.transfer, request, request.fromAccount, deadline),
+        setLeader: (key, endpoint) => this.setLeader(key, endpoint),
+        callTimeoutMs: this.policy.callTimeoutMs,
+      },
+      opts.batchInFlightMax ?? DEFAULT_BATCH_IN_FLIGHT_MAX,
+    );
   }
 
+  /**
+   * Closes the connections. Transfers still waiting for a batch are rejected; calls in
+   * flight end as the connection does, and none is retried.
+   */
   close(): void {
+    this.batcher.abandon(new Error("WalletClient closed before the transfer was sent"));
     this.clients.close();
+  }
+
+  /** Counters of `transfer()` calls and the batches that carried them. */
+  stats(): TransferStats {
+    return this.batcher.stats();
+  }
+
+  /** The node last seen leading `routingKey`'s partition (an account id), if known. */
+  leader(routingKey: string): string | undefined {
+    return this.leaders.get(routingKey);
+  }
+
+  private setLeader(routingKey: string, endpoint: string): void {
+    if (this.leaders.size >= LEADER_CACHE_MAX && !this.leaders.has(routingKey)) this.leaders.clear();
+    this.leaders.set(routingKey, endpoint);
   }
 
   private call<Req, Resp>(
     pick: (client: WalletServiceClient) => Unary<Req, Resp>,
     request: Req,
     routingKey = "",
+    deadline?: number,
   ): Promise<Resp> {
     return callWithRetry(
-      (endpoint, deadline) => {
+      (endpoint, attemptDeadline) => {
         const client = this.clients.get(endpoint);
-        return unary(pick(client).bind(client), request, deadline);
+        return unary(pick(client).bind(client), request, this.connection.metadata(), attemptDeadline);
       },
       this.clients.endpoints,
       this.policy,
       {
         first: routingKey ? this.leaders.get(routingKey) : undefined,
-        onSuccess: routingKey
-          ? (endpoint) => {
-              if (this.leaders.size >= LEADER_CACHE_MAX) this.leaders.clear();
-              this.leaders.set(routingKey, endpoint);
-            }
-          : undefined,
+        deadline,
+        onSuccess: routingKey ? (endpoint) => this.setLeader(routingKey, endpoint) : undefined,
       },
     );
   }
@@ -143,16 +211,37 @@ export class WalletClient {
    * `transactionId` (from `newTransactionId()`) is the idempotency key: keep it until the
    * outcome is known. Every automatic retry sends it again, and so should yours after an
    * `Indefinite` error: a retry returns the original outcome and never pays twice.
+   * Concurrent calls share `TransferBatch` calls; each still gets its own outcome and error,
+   * within its own deadline (`totalDeadlineMs`).
    */
+  transfer(transfer: TransferParams): Promise<TransferResponse>;
+  /** @deprecated Pass one object: `transfer({ transactionId, fromAccount, toAccount, amount, currency })`. */
   transfer(
     transactionId: string,
     fromAccount: string,
     toAccount: string,
     amount: string,
     currency: string,
+  ): Promise<TransferResponse>;
+  transfer(
+    first: TransferParams | string,
+    fromAccount?: string,
+    toAccount?: string,
+    amount?: string,
+    currency?: string,
   ): Promise<TransferResponse> {
-    const request = { transactionId, fromAccount, toAccount, amount, currency };
-    return this.call((c) => c.transfer, request, fromAccount);
+    const t: TransferParams =
+      typeof first === "string"
+        ? { transactionId: first, fromAccount: fromAccount!, toAccount: toAccount!, amount: amount!, currency: currency! }
+        : first;
+    const request: TransferRequest = {
+      transactionId: t.transactionId,
+      fromAccount: t.fromAccount,
+      toAccount: t.toAccount,
+      amount: t.amount,
+      currency: t.currency,
+    };
+    return this.batcher.transfer(request, Date.now() + this.policy.totalDeadlineMs);
   }
 
   /** The authoritative account, read linearizably, with the position it reflects. */
@@ -170,14 +259,19 @@ export class WalletClient {
 
 /** The read API of one or more read nodes (all fold the same log, so any will do). */
 export class QueryClient {
+  readonly policy: RetryPolicy;
+  private readonly connection: Connection;
   private readonly clients: Clients<QueryServiceClient>;
 
-  constructor(
-    endpoints: readonly string[],
-    readonly policy: RetryPolicy = DEFAULT_RETRY_POLICY,
-  ) {
-    validatePolicy(policy);
-    this.clients = new Clients(endpoints, (a) => new QueryServiceClient(a, ChannelCredentials.createInsecure()));
+  constructor(endpoints: readonly string[], options?: QueryClientOptions | RetryPolicy) {
+    this.connection = new Connection(optionsOf<QueryClientOptions>(options));
+    this.policy = this.connection.policy;
+    const { credentials, channelOptions } = this.connection;
+    this.clients = new Clients(
+      endpoints,
+      (e) => this.connection.normalize(e),
+      (a) => new QueryServiceClient(a, credentials, channelOptions),
+    );
   }
 
   close(): void {
@@ -189,7 +283,12 @@ export class QueryClient {
     return callWithRetry(
       (endpoint, deadline) => {
         const client = this.clients.get(endpoint);
-        return unary(client.getBalance.bind(client), { accountId, consistencyToken }, deadline);
+        return unary(
+          client.getBalance.bind(client),
+          { accountId, consistencyToken },
+          this.connection.metadata(),
+          deadline,
+        );
       },
       this.clients.endpoints,
       this.policy,
@@ -207,6 +306,6 @@ export class QueryClient {
   ): ClientReadableStream<BalanceUpdate> {
     return this.clients
       .get(this.clients.endpoints[0])
-      .watchBalances({ accountIds: [...accountIds], resumeAfterSequence });
+      .watchBalances({ accountIds: [...accountIds], resumeAfterSequence }, this.connection.metadata());
   }
 }

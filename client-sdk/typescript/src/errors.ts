@@ -162,3 +162,36 @@ export function leaderHint(error: WalletError): string | undefined {
   const address = (error.details.metadata[METADATA_LEADER_ADDRESS] ?? "").trim();
   return address === "" ? undefined : address;
 }
+
+/**
+ * The typed error for one item of a batch (`TransferResult.error`: the code, reason, message
+ * and field the unary call would have failed with): `Rejected` for a "rejected" item,
+ * `Indefinite` otherwise. `details` is what the unary call's trailer would decode to: the
+ * wallet's domain and the reason, and the field as a `BadRequest` violation only for
+ * INVALID_ARGUMENT (the nodes send `BadRequest` for nothing else, though an item also names
+ * the field of a NOT_FOUND), so a batched call fails exactly as the unary one would.
+ */
+export function itemError(
+  error: { code: number; reason: string; message: string; field: string },
+  definite: boolean,
+): WalletError {
+  const details: ErrorDetails = {
+    code: error.code as Code,
+    message: error.message,
+    reason: error.reason,
+    domain: ERROR_DOMAIN,
+    metadata: {},
+    fieldViolations:
+      error.field !== "" && error.code === Code.INVALID_ARGUMENT ? [{ field: error.field, description: error.message }] : [],
+  };
+  const reason = error.reason || codeName(error.code as Code);
+  return definite ? new Rejected(details, reason) : new Indefinite(details, reason);
+}
+
+/** An `Indefinite` DEADLINE_EXCEEDED made by the client itself (no attempt answered in time). */
+export function deadlineExceeded(message: string): Indefinite {
+  return new Indefinite(
+    { code: Code.DEADLINE_EXCEEDED, message, reason: "", domain: "", metadata: {}, fieldViolations: [] },
+    REASON_DEADLINE_EXCEEDED,
+  );
+}

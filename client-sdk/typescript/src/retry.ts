@@ -60,7 +60,14 @@ export function fullJitter(attempt: number, baseMs: number, maxMs: number): numb
 
 /** Hooks for tests: the clock and the sleep. */
 export interface RetryHooks {
+  /** The endpoint of the first attempt (the cached leader), instead of `endpoints[0]`. */
   first?: string;
+  /**
+   * The call's deadline (in `now()`'s milliseconds), instead of `now() + totalDeadlineMs`:
+   * for a call that already spent part of its time elsewhere (a transfer retried after a
+   * batch).
+   */
+  deadline?: number;
   onSuccess?: (endpoint: string) => void;
   now?: () => number;
   sleep?: (ms: number) => Promise<void>;
@@ -84,7 +91,7 @@ export async function callWithRetry<T>(
   if (endpoints.length === 0) throw new RangeError("at least one endpoint is required");
   const now = hooks.now ?? Date.now;
   const sleep = hooks.sleep ?? realSleep;
-  const deadline = now() + policy.totalDeadlineMs;
+  const deadline = hooks.deadline ?? now() + policy.totalDeadlineMs;
   let target = hooks.first ?? endpoints[0];
   let attempt = 0;
   for (;;) {

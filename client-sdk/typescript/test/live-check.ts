@@ -2,7 +2,8 @@
  * Checks against a live cluster (run by client-sdk/test-sdks.sh): bad input gets the
  * documented code, reason and field violation, decoded from the grpc-status-details-bin
  * trailer, and changes nothing; the retry loop gets past a dead node and gives up, bounded,
- * when all are dead.
+ * when all are dead; 200 concurrent transfers, batched transparently, each get their own
+ * outcome and move exactly the right money, once.
  *
  *   node dist/test/live-check.js --write HOST:PORT,... --read HOST:PORT
  */
@@ -21,10 +22,11 @@ import {
   classify,
   codeName,
   newTransactionId,
+  type TransferParams,
 } from "../src";
 import { BadRequest, ErrorInfo } from "../src/gen/google/rpc/error_details";
 import { Status } from "../src/gen/google/rpc/status";
-import { WalletServiceClient } from "../src/gen/wallet/v1/wallet";
+import { WalletServiceClient, type TransferResponse } from "../src/gen/wallet/v1/wallet";
 
 let checks = 0;
 
@@ -65,6 +67,159 @@ async function rawStatusDecodes(write: string, issuer: string, alice: string): P
   checks += 1;
 }
 
+/** Cents of a decimal amount with two fraction digits ("12.34" -> 1234). */
+const cents = (amount: string) => Math.round(Number(amount) * 100);
+const decimal = (c: number) => `${c < 0 ? "-" : ""}${Math.floor(Math.abs(c) / 100)}.${String(Math.abs(c) % 100).padStart(2, "0")}`;
+
+type Kind = "valid" | "duplicate" | "conflict" | "invalid" | "insufficient";
+interface Op {
+  kind: Kind;
+  request: TransferParams;
+}
+type Outcome = { ok: TransferResponse } | { error: unknown };
+
+/**
+ * 200 concurrent transfer() calls on one client (Promise.all), batched transparently: valid
+ * ones, invalid amounts, insufficient funds, exact duplicates of an id and conflicting reuses
+ * of one. Each call must get exactly its own outcome, the balances must be exact, fewer batch
+ * calls than transfers must have been made, and sending all 200 again must move no money.
+ */
+async function concurrentTransfers(writes: string[], base: string): Promise<number> {
+  const prefix = `${base}burst-`;
+  let wallet = new WalletClient(writes);
+  const payers = Array.from({ length: 10 }, (_, i) => `${prefix}payer${i}`);
+  const payees = Array.from({ length: 10 }, (_, i) => `${prefix}payee${i}`);
+  const poor = Array.from({ length: 5 }, (_, i) => `${prefix}poor${i}`);
+  const issuer = `${prefix}issuer`;
+  const usd = (fromAccount: string, toAccount: string, amount: string, transactionId = newTransactionId()): TransferParams => ({
+    transactionId,
+    fromAccount,
+    toAccount,
+    amount,
+    currency: "USD",
+  });
+  try {
+    await wallet.openAccount(issuer, "USD", true);
+    await Promise.all([...payers, ...payees, ...poor].map((a) => wallet.openAccount(a, "USD")));
+    await Promise.all([
+      ...payers.map((a) => wallet.transfer(usd(issuer, a, "100.00"))),
+      ...poor.map((a) => wallet.transfer(usd(issuer, a, "0.50"))),
+    ]);
+    const start = wallet.stats();
+
+    const ops: Op[] = [];
+    for (let i = 0; i < 120; i++) {
+      ops.push({ kind: "valid", request: usd(payers[i % 10], payees[(i * 7 + 3) % 10], `${(i % 5) + 1}.00`) });
+    }
+    for (let i = 0; i < 20; i++) ops.push({ kind: "duplicate", request: { ...ops[i].request } });
+    for (let i = 20; i < 30; i++) {
+      ops[i].kind = "conflict";
+      ops.push({ kind: "conflict", request: { ...ops[i].request, amount: `${(i % 5) + 1}.01` } });
+    }
+    const invalidAmounts = ["abc", "-1", "0", "1.005", "1e3", " 1.00", "NaN", "", "1,00", "0x10"];
+    for (let i = 0; i < 30; i++) {
+      ops.push({ kind: "invalid", request: usd(payers[i % 10], payees[i % 10], invalidAmounts[i % invalidAmounts.length]) });
+    }
+    for (let i = 0; i < 20; i++) ops.push({ kind: "insufficient", request: usd(poor[i % 5], payees[i % 10], "5.00") });
+    assert.equal(ops.length, 200);
+    for (let i = ops.length - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1));
+      [ops[i], ops[j]] = [ops[j], ops[i]];
+    }
+    const run = (): Promise<Outcome[]> =>
+      Promise.all(ops.map((op) => wallet.transfer(op.request).then((ok) => ({ ok }), (error: unknown) => ({ error }))));
+
+    const first = await run();
+    const balances = new Map<string, number>([...payers.map((a) => [a, 10_000] as const), ...poor.map((a) => [a, 50] as const)]);
+    const move = (r: TransferParams) => {
+      balances.set(r.fromAccount, (balances.get(r.fromAccount) ?? 0) - cents(r.amount));
+      balances.set(r.toAccount, (balances.get(r.toAccount) ?? 0) + cents(r.amount));
+    };
+    const rejectedWith = (outcome: Outcome, code: Code, reason: string, field?: string) => {
+      assert.ok("error" in outcome && outcome.error instanceof Rejected, `expected ${reason}, got ${JSON.stringify(outcome)}`);
+      assert.deepEqual([outcome.error.code, outcome.error.reason, outcome.error.field], [code, reason, field]);
+    };
+    const winners = new Map<string, Op>(); // transaction id -> the request that moved money
+    ops.forEach((op, n) => {
+      const outcome = first[n];
+      switch (op.kind) {
+        case "valid":
+        case "duplicate":
+          assert.ok("ok" in outcome, `${op.kind} ${JSON.stringify(op.request)}: ${"error" in outcome ? outcome.error : ""}`);
+          assert.equal(outcome.ok.transactionId, op.request.transactionId);
+          assert.equal(outcome.ok.status, "success");
+          if (!winners.has(op.request.transactionId)) {
+            winners.set(op.request.transactionId, op);
+            move(op.request);
+          }
+          break;
+        case "conflict":
+          if ("ok" in outcome) {
+            assert.ok(!winners.has(op.request.transactionId), `both requests under ${op.request.transactionId} succeeded`);
+            winners.set(op.request.transactionId, op);
+            move(op.request);
+          } else {
+            rejectedWith(outcome, Code.ALREADY_EXISTS, "TRANSACTION_ID_REUSED");
+          }
+          break;
+        case "invalid":
+          rejectedWith(outcome, Code.INVALID_ARGUMENT, "INVALID_AMOUNT", "amount");
+          break;
+        case "insufficient":
+          rejectedWith(outcome, Code.FAILED_PRECONDITION, "INSUFFICIENT_FUNDS");
+          break;
+      }
+    });
+    // Exact duplicates got the same answer; of each conflicting pair exactly one won.
+    ops.forEach((op, n) => {
+      if (op.kind === "duplicate") {
+        const original = ops.findIndex((o) => o.kind === "valid" && o.request.transactionId === op.request.transactionId);
+        assert.deepEqual(first[n], first[original]);
+      }
+    });
+    assert.equal(ops.filter((op) => op.kind === "conflict" && winners.get(op.request.transactionId) === op).length, 10);
+
+    const stats = wallet.stats();
+    const transfers = stats.transfers - start.transfers;
+    const batches = stats.batchCalls - start.batchCalls;
+    assert.equal(transfers, 200);
+    assert.ok(batches < transfers, `${batches} batch calls for ${transfers} transfers`);
+    console.log(
+      `typescript live checks: 200 concurrent transfers in ${batches} batch calls ` +
+        `(largest ${stats.largestBatch}, ${stats.fallbacks - start.fallbacks} retried unary)`,
+    );
+
+    const checkBalances = async () => {
+      for (const [account, expected] of balances) {
+        assert.equal((await wallet.getAccount(account)).account!.balance, decimal(expected), account);
+      }
+    };
+    await checkBalances();
+
+    // Everything again, same ids, from a new client (no leader known yet, so the first
+    // batches go to the first node and what it does not lead is retried unary): the same
+    // outcome per call, and no money moves.
+    wallet.close();
+    wallet = new WalletClient(writes);
+    const again = await run();
+    console.log(`typescript live checks: the 200 again from a new client, ${wallet.stats().batchCalls} batch calls, ${wallet.stats().fallbacks} retried unary`);
+    ops.forEach((op, n) => {
+      const [was, is] = [first[n], again[n]];
+      if ("ok" in was) {
+        assert.ok("ok" in is, `retry of ${op.request.transactionId}: ${"error" in is ? is.error : ""}`);
+        assert.deepEqual(is.ok, was.ok);
+      } else {
+        assert.ok("error" in is && is.error instanceof Rejected && was.error instanceof Rejected);
+        assert.deepEqual([is.error.code, is.error.reason], [was.error.code, was.error.reason]);
+      }
+    });
+    await checkBalances();
+    return 3;
+  } finally {
+    wallet.close();
+  }
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { write: { type: "string" }, read: { type: "string" } } });
   assert.ok(values.write && values.read, "--write and --read are required");
@@ -76,9 +231,21 @@ async function main(): Promise<void> {
   try {
     await wallet.openAccount(issuer, "USD", true);
     await wallet.openAccount(alice, "USD");
-    const funded = await wallet.transfer(newTransactionId(), issuer, alice, "10.00", "USD");
+    const funded = await wallet.transfer({
+      transactionId: newTransactionId(),
+      fromAccount: issuer,
+      toAccount: alice,
+      amount: "10.00",
+      currency: "USD",
+    });
     const pay = (amount: string, opts: { id?: string; to?: string; currency?: string } = {}) => () =>
-      wallet.transfer(opts.id ?? newTransactionId(), issuer, opts.to ?? alice, amount, opts.currency ?? "USD");
+      wallet.transfer({
+        transactionId: opts.id ?? newTransactionId(),
+        fromAccount: issuer,
+        toAccount: opts.to ?? alice,
+        amount,
+        currency: opts.currency ?? "USD",
+      });
 
     const invalid = Code.INVALID_ARGUMENT;
     for (const amount of ["abc", "-1", "0", "1.005", "1e3", " 1.00", "NaN"]) {
@@ -91,7 +258,8 @@ async function main(): Promise<void> {
     // NOT_FOUND and FAILED_PRECONDITION carry ErrorInfo; BadRequest is for invalid input.
     await expectRejected(pay("1.00", { to: prefix + "nobody" }), Code.NOT_FOUND, "ACCOUNT_NOT_FOUND");
     await expectRejected(
-      () => wallet.transfer(newTransactionId(), alice, issuer, "10.01", "USD"),
+      () =>
+        wallet.transfer({ transactionId: newTransactionId(), fromAccount: alice, toAccount: issuer, amount: "10.01", currency: "USD" }),
       Code.FAILED_PRECONDITION,
       "INSUFFICIENT_FUNDS",
     );
@@ -131,7 +299,8 @@ async function main(): Promise<void> {
   const policy = { callTimeoutMs: 1000, totalDeadlineMs: 2000, attemptsMax: 4, backoffBaseMs: 10, backoffMaxMs: 50 };
   const down = new WalletClient([dead], policy);
   const started = Date.now();
-  await assert.rejects(down.transfer(newTransactionId(), issuer, alice, "1.00", "USD"), (error: unknown) => {
+  const lost = { transactionId: newTransactionId(), fromAccount: issuer, toAccount: alice, amount: "1.00", currency: "USD" };
+  await assert.rejects(down.transfer(lost), (error: unknown) => {
     assert.ok(error instanceof Indefinite, `${error}`);
     assert.equal(error.code, Code.UNAVAILABLE);
     assert.equal(error.reason, "TRANSPORT_ERROR");
@@ -141,6 +310,8 @@ async function main(): Promise<void> {
   assert.ok(Date.now() - started < policy.totalDeadlineMs + 1000);
   down.close();
   checks += 2;
+
+  checks += await concurrentTransfers(writes, prefix);
   console.log(`typescript live checks: ${checks} passed`);
 }
 

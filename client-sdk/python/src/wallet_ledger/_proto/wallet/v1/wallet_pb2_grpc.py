@@ -3,9 +3,9 @@
 import grpc
 import warnings
 
-from wallet.v1 import wallet_pb2 as wallet_dot_v1_dot_wallet__pb2
+from wallet_ledger._proto.wallet.v1 import wallet_pb2 as wallet_dot_v1_dot_wallet__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.66.2'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in wallet/v1/wallet_pb2_grpc.py depends on'
+        + f' but the generated code in wallet/v1/wallet_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class WalletServiceStub:
+class WalletServiceStub(object):
     """The write API, served by every write node. Calls that need the partition leader and reach
     a follower fail with UNAVAILABLE, reason NOT_LEADER, and the leader's address in the
     google.rpc.ErrorInfo metadata (`leader_address`) when it is known. A node whose storage
@@ -80,7 +80,7 @@ class WalletServiceStub:
                 _registered_method=True)
 
 
-class WalletServiceServicer:
+class WalletServiceServicer(object):
     """The write API, served by every write node. Calls that need the partition leader and reach
     a follower fail with UNAVAILABLE, reason NOT_LEADER, and the leader's address in the
     google.rpc.ErrorInfo metadata (`leader_address`) when it is known. A node whose storage
@@ -210,7 +210,7 @@ def add_WalletServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class WalletService:
+class WalletService(object):
     """The write API, served by every write node. Calls that need the partition leader and reach
     a follower fail with UNAVAILABLE, reason NOT_LEADER, and the leader's address in the
     google.rpc.ErrorInfo metadata (`leader_address`) when it is known. A node whose storage

@@ -2,18 +2,18 @@
 
 Every error from a node carries ``google.rpc.ErrorInfo`` (domain ``wallet.ledger``) with a
 stable ``reason``, a ``BadRequest`` field violation for invalid input, and ``RetryInfo`` where
-waiting helps. They travel in the ``grpc-status-details-bin`` trailer; ``grpcio-status``
-decodes it.
+waiting helps. They travel in the ``grpc-status-details-bin`` trailer (a serialized
+``google.rpc.Status``), decoded here with googleapis-common-protos (``grpcio-status`` reads
+it the same way).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Any, Optional
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
+from google.rpc import error_details_pb2, status_pb2
 
 #: The ``google.rpc.ErrorInfo`` domain of every wallet error.
 ERROR_DOMAIN = "wallet.ledger"
@@ -21,6 +21,8 @@ ERROR_DOMAIN = "wallet.ledger"
 REASON_NOT_LEADER = "NOT_LEADER"
 #: ``ErrorInfo`` metadata key with the leader's ``host:port``, when known.
 METADATA_LEADER_ADDRESS = "leader_address"
+#: The trailer that carries the serialized ``google.rpc.Status``.
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
 #: Reason given to failures that never reached a node's application code.
 REASON_TRANSPORT = "TRANSPORT_ERROR"
 #: Reason given to an attempt that ran out of time.
@@ -55,11 +57,25 @@ class ErrorDetails:
     retry_delay: Optional[float] = None
 
 
+def rich_status(error: grpc.RpcError) -> Optional[status_pb2.Status]:
+    """The ``google.rpc.Status`` in a failed call's trailers, if it carries one."""
+    trailers: Any = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
+    for key, value in trailers or ():
+        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
+            status = status_pb2.Status()
+            try:
+                status.MergeFromString(value)
+            except Exception:  # a garbled trailer: treat as absent
+                return None
+            return status
+    return None
+
+
 def error_details(error: grpc.RpcError) -> ErrorDetails:
     """Decodes the rich status of a failed call (an ``RpcError`` that is also a ``Call``)."""
-    code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
-    message = (error.details() if hasattr(error, "details") else None) or ""
-    status = rpc_status.from_call(error) if hasattr(error, "trailing_metadata") else None
+    code: grpc.StatusCode = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
+    message: str = (error.details() if hasattr(error, "details") else None) or ""
+    status = rich_status(error)
     if status is None:
         return ErrorDetails(code=code, message=message)
     details = ErrorDetails(code=code, message=status.message or message)
@@ -133,9 +149,18 @@ def classify(error: grpc.RpcError) -> WalletError:
     return Rejected(details, details.reason or code.name)
 
 
+def deadline_exceeded(message: str) -> Indefinite:
+    """The ``Indefinite`` error of a call whose own deadline ran out inside the SDK."""
+    details = ErrorDetails(code=grpc.StatusCode.DEADLINE_EXCEEDED, message=message)
+    return Indefinite(details, REASON_DEADLINE_EXCEEDED)
+
+
 def leader_hint(error: WalletError) -> Optional[str]:
     """The leader's ``host:port`` from a NOT_LEADER redirect, if the node knew it."""
     if error.code != grpc.StatusCode.UNAVAILABLE or error.reason != REASON_NOT_LEADER:
         return None
-    address = error.details.metadata.get(METADATA_LEADER_ADDRESS, "").strip()
+    address = error.details.metadata.get(METADATA_LEADER_ADDRESS, "").strip().rstrip("/")
+    for scheme in ("http://", "https://"):
+        if address.startswith(scheme):
+            address = address[len(scheme) :]
     return address or None

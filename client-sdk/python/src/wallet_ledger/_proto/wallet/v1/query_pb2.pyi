@@ -2,8 +2,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable, Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -38,7 +37,7 @@ class Balance(_message.Message):
     partition: int
     index: int
     timestamp_ms: int
-    def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., allow_negative_balance: _Optional[bool] = ..., balance: _Optional[str] = ..., balance_minor: _Optional[int] = ..., sequence: _Optional[int] = ..., partition: _Optional[int] = ..., index: _Optional[int] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...
+    def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., allow_negative_balance: bool = ..., balance: _Optional[str] = ..., balance_minor: _Optional[int] = ..., sequence: _Optional[int] = ..., partition: _Optional[int] = ..., index: _Optional[int] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...
 
 class GetBalanceRequest(_message.Message):
     __slots__ = ("account_id", "consistency_token")
@@ -87,7 +86,7 @@ class BalanceUpdate(_message.Message):
     transaction_id: str
     counterparty: str
     position: str
-    def __init__(self, snapshot: _Optional[bool] = ..., balance: _Optional[_Union[Balance, _Mapping]] = ..., delta_minor: _Optional[int] = ..., delta: _Optional[str] = ..., transaction_id: _Optional[str] = ..., counterparty: _Optional[str] = ..., position: _Optional[str] = ...) -> None: ...
+    def __init__(self, snapshot: bool = ..., balance: _Optional[_Union[Balance, _Mapping]] = ..., delta_minor: _Optional[int] = ..., delta: _Optional[str] = ..., transaction_id: _Optional[str] = ..., counterparty: _Optional[str] = ..., position: _Optional[str] = ...) -> None: ...
 
 class WatchTransferRequest(_message.Message):
     __slots__ = ("transaction_id",)
@@ -121,7 +120,7 @@ class TransferUpdate(_message.Message):
     is_final: bool
     position: str
     timestamp_ms: int
-    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., state: _Optional[_Union[TransferState, str]] = ..., reject_reason: _Optional[str] = ..., version: _Optional[int] = ..., is_final: _Optional[bool] = ..., position: _Optional[str] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...
+    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., state: _Optional[_Union[TransferState, str]] = ..., reject_reason: _Optional[str] = ..., version: _Optional[int] = ..., is_final: bool = ..., position: _Optional[str] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...
 
 class ListTransfersRequest(_message.Message):
     __slots__ = ("account_id", "page_token", "page_size")

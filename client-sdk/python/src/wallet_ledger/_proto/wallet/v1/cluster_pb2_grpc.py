@@ -3,9 +3,9 @@
 import grpc
 import warnings
 
-from wallet.v1 import cluster_pb2 as wallet_dot_v1_dot_cluster__pb2
+from wallet_ledger._proto.wallet.v1 import cluster_pb2 as wallet_dot_v1_dot_cluster__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.66.2'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in wallet/v1/cluster_pb2_grpc.py depends on'
+        + f' but the generated code in wallet/v1/cluster_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class ClusterServiceStub:
+class ClusterServiceStub(object):
     """Served by every node: what this node knows about the cluster.
     """
 
@@ -42,7 +42,7 @@ class ClusterServiceStub:
                 _registered_method=True)
 
 
-class ClusterServiceServicer:
+class ClusterServiceServicer(object):
     """Served by every node: what this node knows about the cluster.
     """
 
@@ -68,7 +68,7 @@ def add_ClusterServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class ClusterService:
+class ClusterService(object):
     """Served by every node: what this node knows about the cluster.
     """
 

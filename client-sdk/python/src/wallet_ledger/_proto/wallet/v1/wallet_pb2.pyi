@@ -2,8 +2,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable, Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -26,7 +25,7 @@ class OpenAccountRequest(_message.Message):
     account_id: str
     currency: str
     allow_negative_balance: bool
-    def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., allow_negative_balance: _Optional[bool] = ...) -> None: ...
+    def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., allow_negative_balance: bool = ...) -> None: ...
 
 class OpenAccountResponse(_message.Message):
     __slots__ = ("account",)
@@ -58,7 +57,7 @@ class Account(_message.Message):
     allow_negative_balance: bool
     balance: str
     balance_minor: int
-    def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., allow_negative_balance: _Optional[bool] = ..., balance: _Optional[str] = ..., balance_minor: _Optional[int] = ...) -> None: ...
+    def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., allow_negative_balance: bool = ..., balance: _Optional[str] = ..., balance_minor: _Optional[int] = ...) -> None: ...
 
 class TransferRequest(_message.Message):
     __slots__ = ("transaction_id", "from_account", "to_account", "amount", "currency")

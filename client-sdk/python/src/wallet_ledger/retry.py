@@ -15,7 +15,7 @@ from typing import Callable, Optional, Sequence, TypeVar
 
 import grpc
 
-from .errors import Indefinite, WalletError, classify, leader_hint
+from .errors import Indefinite, WalletError, classify, deadline_exceeded, leader_hint
 
 T = TypeVar("T")
 
@@ -51,7 +51,7 @@ class RetryPolicy:
 
 def backoff_ceiling(attempt: int, base: float, maximum: float) -> float:
     """``min(maximum, base * 2**attempt)`` for failed attempt number ``attempt`` (0-based)."""
-    return min(maximum, base * (2 ** min(attempt, _EXPONENT_MAX)))
+    return min(maximum, base * float(2 ** min(attempt, _EXPONENT_MAX)))
 
 
 def full_jitter(attempt: int, base: float, maximum: float) -> float:
@@ -67,43 +67,79 @@ def call_with_retry(
     on_success: Optional[Callable[[str], None]] = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    deadline: Optional[float] = None,
 ) -> T:
     """Calls ``send(endpoint, timeout_seconds)`` until it returns, following NOT_LEADER
     hints at once and moving to the next endpoint after a backoff on other unknown
     outcomes. Raises ``Rejected`` at once for a definite answer, ``Indefinite`` when the
-    attempts or the deadline run out. ``send`` must send the same request every time."""
-    if not endpoints:
-        raise ValueError("at least one endpoint is required")
-    deadline = clock() + policy.total_deadline
-    target = first or endpoints[0]
-    attempt = 0
+    attempts or the deadline run out. ``send`` must send the same request every time.
+    ``deadline`` (a ``clock()`` instant) replaces ``policy.total_deadline`` from now, for a
+    call that already spent part of its time (a transfer whose batch failed)."""
+    attempts = Attempts(endpoints, policy, first=first, clock=clock, deadline=deadline)
     while True:
-        remaining = deadline - clock()
-        timeout = max(min(policy.call_timeout, remaining), _ATTEMPT_TIMEOUT_MIN)
         try:
-            result = send(target, timeout)
+            result = send(attempts.target, attempts.timeout())
         except grpc.RpcError as rpc_error:
-            error: WalletError = classify(rpc_error)
-        else:
-            if on_success is not None:
-                on_success(target)
-            return result
-        attempt += 1
-        if not isinstance(error, Indefinite) or attempt >= policy.attempts_max:
+            pause = attempts.failed(rpc_error)
+            if pause > 0:
+                sleep(pause)
+            continue
+        if on_success is not None:
+            on_success(attempts.target)
+        return result
+
+
+class Attempts:
+    """The state of one call's retry loop, shared by ``call_with_retry`` and the asyncio
+    client's twin: where the next attempt goes, its timeout, and what a failure means."""
+
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        policy: RetryPolicy,
+        *,
+        first: Optional[str] = None,
+        clock: Callable[[], float] = time.monotonic,
+        deadline: Optional[float] = None,
+    ):
+        if not endpoints:
+            raise ValueError("at least one endpoint is required")
+        self.endpoints = endpoints
+        self.policy = policy
+        self.clock = clock
+        if deadline is None:
+            deadline = clock() + policy.total_deadline
+        elif clock() >= deadline:
+            raise deadline_exceeded("the call's deadline passed before it could be sent")
+        self.deadline = deadline
+        self.target = first or endpoints[0]
+        self.attempt = 0
+
+    def timeout(self) -> float:
+        """The next attempt's timeout: the call timeout, cut to what is left."""
+        remaining = self.deadline - self.clock()
+        return max(min(self.policy.call_timeout, remaining), _ATTEMPT_TIMEOUT_MIN)
+
+    def failed(self, rpc_error: grpc.RpcError) -> float:
+        """Raises the typed error when the call must stop; otherwise moves ``target`` and
+        answers how long to sleep first (0 to follow a leader hint at once)."""
+        error: WalletError = classify(rpc_error)
+        self.attempt += 1
+        if not isinstance(error, Indefinite) or self.attempt >= self.policy.attempts_max:
             raise error
         hint = leader_hint(error)
-        if hint is not None and hint != target:
-            target = hint
-            if clock() >= deadline:
+        if hint is not None and hint != self.target:
+            self.target = hint
+            if self.clock() >= self.deadline:
                 raise error
-            continue
-        target = _next(endpoints, target)
-        pause = full_jitter(attempt - 1, policy.backoff_base, policy.backoff_max)
+            return 0.0
+        self.target = _next(self.endpoints, self.target)
+        pause = full_jitter(self.attempt - 1, self.policy.backoff_base, self.policy.backoff_max)
         if error.details.retry_delay is not None:
             pause = max(pause, error.details.retry_delay)
-        if clock() + pause >= deadline:
+        if self.clock() + pause >= self.deadline:
             raise error
-        sleep(pause)
+        return pause
 
 
 def _next(endpoints: Sequence[str], current: str) -> str:

@@ -1,8 +1,7 @@
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable, Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -10,7 +9,7 @@ class GetClusterStatusRequest(_message.Message):
     __slots__ = ("include_state_digest",)
     INCLUDE_STATE_DIGEST_FIELD_NUMBER: _ClassVar[int]
     include_state_digest: bool
-    def __init__(self, include_state_digest: _Optional[bool] = ...) -> None: ...
+    def __init__(self, include_state_digest: bool = ...) -> None: ...
 
 class GetClusterStatusResponse(_message.Message):
     __slots__ = ("node_id", "nodes", "partitions")

@@ -3,9 +3,9 @@
 import grpc
 import warnings
 
-from wallet.v1 import query_pb2 as wallet_dot_v1_dot_query__pb2
+from wallet_ledger._proto.wallet.v1 import query_pb2 as wallet_dot_v1_dot_query__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.66.2'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in wallet/v1/query_pb2_grpc.py depends on'
+        + f' but the generated code in wallet/v1/query_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class QueryServiceStub:
+class QueryServiceStub(object):
     """The read API, served by read nodes from projections of the write nodes' event log.
 
     Positions and consistency tokens are the write API's opaque "v1.<partition>.<index>"
@@ -77,7 +77,7 @@ class QueryServiceStub:
                 _registered_method=True)
 
 
-class QueryServiceServicer:
+class QueryServiceServicer(object):
     """The read API, served by read nodes from projections of the write nodes' event log.
 
     Positions and consistency tokens are the write API's opaque "v1.<partition>.<index>"
@@ -171,7 +171,7 @@ def add_QueryServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class QueryService:
+class QueryService(object):
     """The read API, served by read nodes from projections of the write nodes' event log.
 
     Positions and consistency tokens are the write API's opaque "v1.<partition>.<index>"

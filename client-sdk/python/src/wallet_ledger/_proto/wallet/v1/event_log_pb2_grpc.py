@@ -3,9 +3,9 @@
 import grpc
 import warnings
 
-from wallet.v1 import event_log_pb2 as wallet_dot_v1_dot_event__log__pb2
+from wallet_ledger._proto.wallet.v1 import event_log_pb2 as wallet_dot_v1_dot_event__log__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.66.2'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in wallet/v1/event_log_pb2_grpc.py depends on'
+        + f' but the generated code in wallet/v1/event_log_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class EventLogServiceStub:
+class EventLogServiceStub(object):
     """The committed event log of every partition, served by every write node (leader or
     follower). Only applied entries are streamed: what a subscriber sees is committed and final.
     """
@@ -43,7 +43,7 @@ class EventLogServiceStub:
                 _registered_method=True)
 
 
-class EventLogServiceServicer:
+class EventLogServiceServicer(object):
     """The committed event log of every partition, served by every write node (leader or
     follower). Only applied entries are streamed: what a subscriber sees is committed and final.
     """
@@ -81,7 +81,7 @@ def add_EventLogServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class EventLogService:
+class EventLogService(object):
     """The committed event log of every partition, served by every write node (leader or
     follower). Only applied entries are streamed: what a subscriber sees is committed and final.
     """

@@ -1,0 +1,67 @@
+"""Python client of the wallet ledger (distribution ``wallet-ledger-client``).
+
+``WalletClient`` (write nodes: routing, retries, transparent batching of ``transfer()``),
+``QueryClient`` (read nodes), their asyncio twins ``AsyncWalletClient`` and
+``AsyncQueryClient`` (``grpc.aio``), typed errors (``Rejected``, ``Indefinite``), TLS and tokens
+(``TlsConfig``, ``token=``). The generated messages are re-exported as ``wallet_pb2``,
+``query_pb2``, ``cluster_pb2`` and ``event_log_pb2`` (package ``wallet.v1`` of ``proto/``).
+See ``client-sdk/python/README.md``."""
+
+from ._proto.wallet.v1 import (
+    cluster_pb2,
+    event_log_pb2,
+    query_pb2,
+    query_pb2_grpc,
+    wallet_pb2,
+    wallet_pb2_grpc,
+)
+from .aio import AsyncBalanceWatch, AsyncQueryClient, AsyncWalletClient
+from .auth import TlsConfig, authorization_metadata
+from .batching import BATCH_IN_FLIGHT_MAX_DEFAULT, TRANSFER_BATCH_MAX, BatchStats
+from .client import BalanceWatch, QueryClient, WalletClient, new_transaction_id
+from .errors import (
+    ERROR_DOMAIN,
+    RETRYABLE_CODES,
+    ErrorDetails,
+    Indefinite,
+    Rejected,
+    WalletError,
+    classify,
+    error_details,
+)
+from .retry import RetryPolicy, backoff_ceiling, call_with_retry, full_jitter
+
+__version__ = "0.2.0"
+
+__all__ = [
+    "AsyncBalanceWatch",
+    "AsyncQueryClient",
+    "AsyncWalletClient",
+    "BATCH_IN_FLIGHT_MAX_DEFAULT",
+    "ERROR_DOMAIN",
+    "RETRYABLE_CODES",
+    "TRANSFER_BATCH_MAX",
+    "BalanceWatch",
+    "BatchStats",
+    "ErrorDetails",
+    "Indefinite",
+    "QueryClient",
+    "Rejected",
+    "RetryPolicy",
+    "TlsConfig",
+    "WalletClient",
+    "WalletError",
+    "authorization_metadata",
+    "backoff_ceiling",
+    "call_with_retry",
+    "classify",
+    "cluster_pb2",
+    "error_details",
+    "event_log_pb2",
+    "full_jitter",
+    "new_transaction_id",
+    "query_pb2",
+    "query_pb2_grpc",
+    "wallet_pb2",
+    "wallet_pb2_grpc",
+]
