@@ -13,12 +13,12 @@ use proto::v1::cluster_service_client::ClusterServiceClient;
 use proto::v1::wallet_service_client::WalletServiceClient;
 use proto::v1::{
     Account, GetAccountRequest, GetAccountResponse, GetClusterStatusRequest,
-    GetClusterStatusResponse, GetTransferRequest, OpenAccountRequest, TransferBatchRequest,
-    TransferRequest, TransferResponse, TransferResult,
+    GetClusterStatusResponse, GetTransferRequest, OpenAccountRequest, TransferRequest,
+    TransferResponse,
 };
 use tokio::time::Instant;
+use tonic::Status;
 use tonic::transport::Endpoint;
-use tonic::{Code, Status};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -26,9 +26,9 @@ use uuid::Uuid;
 
 use crate::auth::{Conn, Credentials};
 use crate::backoff;
-use crate::batch::{BatchStats, Lanes, Waiting};
 use crate::config::{ClientConfig, normalize_endpoint_for};
 use crate::error::{Action, Classified, Error, classify};
+use crate::pipeline::{Counters, Pipe, PipelineStats, definite};
 
 /// The partition every call is routed to while the ledger has a single Raft group. The
 /// leader cache is keyed by partition already, so routing by account can come later.
@@ -97,8 +97,9 @@ struct Inner {
     leaders: Mutex<HashMap<u32, String>>,
     /// The cluster's partition count, 0 until learnt.
     partitions: AtomicU32,
-    /// Transfers gathered per node into `TransferBatch` calls.
-    lanes: Lanes,
+    /// Per node, the `SubmitTransfers` stream `transfer()` calls share.
+    pipes: Mutex<HashMap<String, Arc<Pipe>>>,
+    pipelined: Counters,
 }
 
 /// Where a call goes: the partition whose leader should get it, and whether it is a write
@@ -160,7 +161,6 @@ impl WalletClient {
                 uri,
             });
         }
-        let lanes = Lanes::new(config.batch_in_flight_max);
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -170,7 +170,8 @@ impl WalletClient {
                 discovery_refused: std::sync::atomic::AtomicBool::new(false),
                 leaders: Mutex::new(HashMap::new()),
                 partitions: AtomicU32::new(0),
-                lanes,
+                pipes: Mutex::new(HashMap::new()),
+                pipelined: Counters::default(),
             }),
         })
     }
@@ -321,23 +322,26 @@ impl WalletClient {
     /// Moves money. Answers once the transfer is final; every retry (automatic or by the
     /// caller) reuses `transfer.transaction_id`, so the transfer is applied at most once.
     ///
-    /// # Batching
+    /// # Pipelining
     ///
-    /// Concurrent calls on one client (and its clones) bound for the same node travel
-    /// together in `TransferBatch` calls, each keeping its own outcome and error: per node,
-    /// at most [`ClientConfig::batch_in_flight_max`] batches are in flight; a call that finds
-    /// a slot free goes at once with whatever is queued, otherwise it waits for the next batch
-    /// (at most [`proto::TRANSFER_BATCH_MAX`] transfers). No timer: an idle client sends each
-    /// call at once. A call the batch leaves without a definite outcome (the node does not
-    /// lead its partition, the batch call failed) goes on alone through the unary `Transfer`
-    /// path, with the same id, within what is left of its `total_deadline`.
+    /// Calls go down one long-lived `SubmitTransfers` stream per node, shared by every
+    /// concurrent call on this client and its clones (unless
+    /// [`ClientConfig::pipeline_transfers`] is off): a node then takes many calls' transfers
+    /// in one raft entry, for the cost of one stream. Each call still has its own outcome,
+    /// error and deadline, and waits for nobody else's answer; nothing waits to be gathered.
+    /// A call the stream leaves without a definite outcome within `call_timeout` (the node
+    /// does not lead the partition, the stream broke, its queue of [`PIPE_QUEUE_MAX`] is
+    /// full) goes on alone through the unary `Transfer` path, with the same id, within what
+    /// is left of its `total_deadline`.
+    ///
+    /// [`PIPE_QUEUE_MAX`]: crate::PIPE_QUEUE_MAX
     pub async fn transfer(&self, transfer: &Transfer) -> Result<TransferResponse, Error> {
         let deadline = Instant::now() + self.inner.config.total_deadline;
         let request = TransferRequest::from(transfer);
         let route = Route::write(self.partition_of(&transfer.from).await);
-        if self.inner.config.batch_in_flight_max > 0
+        if self.inner.config.pipeline_transfers
             && let Some(outcome) = self
-                .transfer_batched(route.partition, request.clone(), deadline)
+                .transfer_pipelined(route.partition, request.clone(), deadline)
                 .await
         {
             return outcome;
@@ -354,15 +358,15 @@ impl WalletClient {
         .await
     }
 
-    /// How many `TransferBatch` calls [`WalletClient::transfer`] made, carrying how many
-    /// transfers (shared by clones).
-    pub fn batch_stats(&self) -> BatchStats {
-        self.inner.lanes.stats()
+    /// How many streams [`WalletClient::transfer`] opened and how many transfers went down
+    /// them (shared by clones).
+    pub fn pipeline_stats(&self) -> PipelineStats {
+        self.inner.pipelined.stats()
     }
 
-    /// `transfer` through the lane of the node it would go to: the definite outcome, or
-    /// `None` if the batch gave none (or the deadline passed) and the unary path must go on.
-    async fn transfer_batched(
+    /// `transfer` down the stream to the node it would go to: the definite outcome, or
+    /// `None` if the stream gave none in time and the unary path must go on.
+    async fn transfer_pipelined(
         &self,
         partition: u32,
         request: TransferRequest,
@@ -371,65 +375,37 @@ impl WalletClient {
         let node = self
             .leader(partition)
             .unwrap_or_else(|| self.inner.targets[0].uri.clone());
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let waiting = Waiting {
-            partition,
-            request,
-            reply,
-        };
-        if self.inner.lanes.enqueue(&node, waiting) {
-            tokio::spawn(self.clone().send_batches(node));
+        let pipe = self.pipe(&node)?;
+        let id = request.transaction_id.clone();
+        let answer = pipe.send(partition, request)?;
+        self.inner.pipelined.transfer_sent();
+        let wait_until = deadline.min(Instant::now() + self.inner.config.call_timeout);
+        let outcome = tokio::time::timeout_at(wait_until, answer).await;
+        if !matches!(outcome, Ok(Ok(Some(_)))) {
+            pipe.forget(&id);
         }
-        tokio::time::timeout_at(deadline, answer).await.ok()?.ok()?
+        outcome.ok()?.ok()?
     }
 
-    /// A lane's sender: sends what is queued for `node`, batch after batch, until nothing is.
-    async fn send_batches(self, node: String) {
-        loop {
-            let batch = self.inner.lanes.next_batch(&node);
-            if batch.is_empty() {
-                return;
-            }
-            self.send_batch(&node, batch).await;
+    /// The open stream to `node`, or a new one (its reader task runs until the stream ends).
+    fn pipe(&self, node: &str) -> Option<Arc<Pipe>> {
+        let mut pipes = lock(&self.inner.pipes);
+        if let Some(pipe) = pipes.get(node).filter(|pipe| !pipe.is_closed()) {
+            return Some(pipe.clone());
         }
-    }
-
-    /// One `TransferBatch` call; each caller gets its item's definite outcome. If the call
-    /// fails or answers oddly, the replies are dropped: every caller goes on alone.
-    async fn send_batch(&self, node: &str, batch: Vec<Waiting>) {
-        let (replies, transfers): (Vec<_>, Vec<_>) = batch
-            .into_iter()
-            .map(|waiting| ((waiting.partition, waiting.reply), waiting.request))
-            .unzip();
-        let Ok(channel) = self.channel(node) else {
-            return;
-        };
-        let mut request = tonic::Request::new(TransferBatchRequest { transfers });
-        request.set_timeout(self.inner.config.call_timeout);
-        let results = match WalletServiceClient::new(channel)
-            .transfer_batch(request)
-            .await
-        {
-            Ok(response) => response.into_inner().results,
-            Err(status) => {
-                tracing::debug!(node, code = ?status.code(), message = status.message(), "transfer batch failed");
-                return;
-            }
-        };
-        if results.len() != replies.len() {
-            tracing::debug!(
-                node,
-                "transfer batch answered with the wrong number of results"
-            );
-            return;
-        }
-        for ((partition, reply), result) in replies.into_iter().zip(results) {
-            let outcome = definite(result);
-            if matches!(outcome, Some(Ok(_))) {
-                self.set_leader(partition, node);
-            }
-            let _ = reply.send(outcome);
-        }
+        let channel = self.channel(node).ok()?;
+        let (pipe, requests) = Pipe::new();
+        let pipe = Arc::new(pipe);
+        pipes.insert(node.to_owned(), pipe.clone());
+        self.inner.pipelined.stream_opened();
+        tokio::spawn(read_pipe(
+            Arc::downgrade(&self.inner),
+            node.to_owned(),
+            pipe.clone(),
+            channel,
+            requests,
+        ));
+        Some(pipe)
     }
 
     /// Reads an account linearizably through the leader, with the log position it reflects.
@@ -715,6 +691,57 @@ impl WalletClient {
     }
 }
 
+/// Reads the results of the `SubmitTransfers` stream to `node` until it ends, handing each
+/// to its caller; then forgets the pipe (the next call opens a new stream) and lets the
+/// callers still waiting go on alone. Holds the client weakly: once the client is dropped,
+/// its pipes' request queues close, the streams end and so does this task.
+async fn read_pipe(
+    inner: std::sync::Weak<Inner>,
+    node: String,
+    pipe: Arc<Pipe>,
+    channel: Conn,
+    requests: tokio::sync::mpsc::Receiver<TransferRequest>,
+) {
+    let stream = tokio_stream::wrappers::ReceiverStream::new(requests);
+    match WalletServiceClient::new(channel)
+        .submit_transfers(stream)
+        .await
+    {
+        Ok(response) => {
+            let mut results = response.into_inner();
+            loop {
+                match results.message().await {
+                    Ok(Some(result)) => {
+                        if let Some(partition) = pipe.resolve(result)
+                            && let Some(inner) = inner.upgrade()
+                        {
+                            WalletClient { inner }.set_leader(partition, &node);
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::debug!(node, code = ?status.code(), message = status.message(), "transfer stream ended");
+                        break;
+                    }
+                }
+            }
+        }
+        Err(status) => {
+            tracing::debug!(node, code = ?status.code(), message = status.message(), "transfer stream refused");
+        }
+    }
+    pipe.close();
+    if let Some(inner) = inner.upgrade() {
+        let mut pipes = lock(&inner.pipes);
+        if pipes
+            .get(&node)
+            .is_some_and(|open| Arc::ptr_eq(open, &pipe))
+        {
+            pipes.remove(&node);
+        }
+    }
+}
+
 /// Floor on a per-attempt timeout, so the last attempt before the total deadline still has
 /// a usable amount of time rather than a zero timeout that fails at once.
 const MIN_ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(50);
@@ -735,25 +762,6 @@ fn make_channel(
         .connect_timeout(config.connect_timeout)
         .tcp_nodelay(true);
     crate::auth::connect_lazy(endpoint, config.tls.as_ref(), credentials)
-}
-
-/// The definite outcome a `SubmitTransfers` or `TransferBatch` result carries, as the unary
-/// `Transfer` would give it; `None` for "unavailable" or a malformed result (retry the id).
-fn definite(result: TransferResult) -> Option<Result<TransferResponse, Error>> {
-    match (result.status.as_str(), result.error) {
-        ("success", _) => Some(Ok(TransferResponse {
-            status: result.status,
-            transaction_id: result.transaction_id,
-            consistency_token: result.consistency_token,
-        })),
-        ("rejected", Some(error)) => Some(Err(Error::Rejected {
-            code: Code::from_i32(error.code),
-            reason: error.reason,
-            message: error.message,
-            field: Some(error.field).filter(|field| !field.is_empty()),
-        })),
-        _ => None,
-    }
 }
 
 /// Locks a mutex whose data stays consistent even if a holder panicked (plain map inserts

@@ -28,13 +28,6 @@ pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// connection within this time is treated as down and the next one is tried.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// `batch_in_flight_max` used by [`ClientConfig::new`]: two batches per node, so one is
-/// being answered while the next gathers calls.
-pub const DEFAULT_BATCH_IN_FLIGHT_MAX: usize = 2;
-
-/// Upper bound on `batch_in_flight_max`.
-pub const BATCH_IN_FLIGHT_MAX_LIMIT: usize = 64;
-
 /// Upper bound on `attempts_max`, so a misconfiguration cannot make a call loop for ages.
 pub const ATTEMPTS_MAX_LIMIT: u32 = 100;
 
@@ -65,11 +58,10 @@ pub struct ClientConfig {
     /// Bearer token sent as `authorization: Bearer <token>` on every call, for nodes that
     /// run with a tokens file. Its scopes decide which calls succeed.
     pub token: Option<String>,
-    /// How many `TransferBatch` calls [`crate::WalletClient::transfer`] keeps in flight per
-    /// node; concurrent calls beyond that wait and go together in the next batch (see
-    /// "Batching" on [`crate::WalletClient::transfer`]). 0 sends every transfer as a unary
-    /// `Transfer` call.
-    pub batch_in_flight_max: usize,
+    /// Whether [`crate::WalletClient::transfer`] sends transfers down one shared
+    /// `SubmitTransfers` stream per node (see "Pipelining" there; the default) or each as its
+    /// own unary `Transfer` call.
+    pub pipeline_transfers: bool,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -84,7 +76,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("tls", &self.tls)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("batch_in_flight_max", &self.batch_in_flight_max)
+            .field("pipeline_transfers", &self.pipeline_transfers)
             .finish()
     }
 }
@@ -106,7 +98,7 @@ impl ClientConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             tls: None,
             token: None,
-            batch_in_flight_max: DEFAULT_BATCH_IN_FLIGHT_MAX,
+            pipeline_transfers: true,
         }
     }
 
@@ -134,12 +126,6 @@ impl ClientConfig {
             return Err(Error::config(format!(
                 "attempts_max must be between 1 and {ATTEMPTS_MAX_LIMIT}, got {}",
                 self.attempts_max
-            )));
-        }
-        if self.batch_in_flight_max > BATCH_IN_FLIGHT_MAX_LIMIT {
-            return Err(Error::config(format!(
-                "batch_in_flight_max must be at most {BATCH_IN_FLIGHT_MAX_LIMIT}, got {}",
-                self.batch_in_flight_max
             )));
         }
         if self.backoff_base > self.backoff_max {
@@ -174,7 +160,7 @@ mod tests {
         assert_eq!(config.attempts_max, 10);
         assert_eq!(config.backoff_base, Duration::from_millis(20));
         assert_eq!(config.backoff_max, Duration::from_secs(1));
-        assert_eq!(config.batch_in_flight_max, 2);
+        assert!(config.pipeline_transfers);
         config.validate().unwrap();
     }
 
@@ -188,10 +174,5 @@ mod tests {
         let mut config = ClientConfig::new(["a:1"]);
         config.backoff_base = Duration::from_secs(2);
         assert!(config.validate().is_err());
-        let mut config = ClientConfig::new(["a:1"]);
-        config.batch_in_flight_max = BATCH_IN_FLIGHT_MAX_LIMIT + 1;
-        assert!(config.validate().is_err());
-        config.batch_in_flight_max = 0;
-        config.validate().unwrap();
     }
 }

@@ -38,31 +38,30 @@
 
 mod auth;
 mod backoff;
-mod batch;
 mod client;
 mod config;
 mod endpoint;
 mod error;
+mod pipeline;
 mod query;
 
 pub use auth::{Conn, Credentials, TlsConfig, node_channel};
 pub use backoff::{ceiling as backoff_ceiling, full_jitter};
-pub use batch::BatchStats;
 pub use client::{
     DEFAULT_PARTITION, DISCOVERED_ENDPOINTS_MAX, SUBMIT_BATCH_MAX, Transfer, WALLET_SERVICE_NAME,
     WalletClient, new_transaction_id,
 };
 pub use config::{
-    ATTEMPTS_MAX_LIMIT, BATCH_IN_FLIGHT_MAX_LIMIT, ClientConfig, DEFAULT_ATTEMPTS_MAX,
-    DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, DEFAULT_BATCH_IN_FLIGHT_MAX, DEFAULT_CALL_TIMEOUT,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_TOTAL_DEADLINE, ENDPOINTS_MAX, normalize_endpoint,
-    normalize_endpoint_for,
+    ATTEMPTS_MAX_LIMIT, ClientConfig, DEFAULT_ATTEMPTS_MAX, DEFAULT_BACKOFF_BASE,
+    DEFAULT_BACKOFF_MAX, DEFAULT_CALL_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TOTAL_DEADLINE,
+    ENDPOINTS_MAX, normalize_endpoint, normalize_endpoint_for,
 };
 pub use error::{
     ERROR_DOMAIN, Error, METADATA_LEADER_ADDRESS, METADATA_LEADER_ID, REASON_DEADLINE_EXCEEDED,
     REASON_INVALID_CONFIG, REASON_MALFORMED_RESPONSE, REASON_NOT_LEADER, REASON_TRANSPORT,
     code_name,
 };
+pub use pipeline::{PIPE_QUEUE_MAX, PipelineStats};
 /// The generated `wallet.v1` messages the client's methods return, re-exported so callers
 /// need no direct dependency on the `proto` crate.
 pub use proto::v1 as pb;

@@ -1,207 +1,264 @@
-//! Transparent batching of [`crate::WalletClient::transfer`]: the bookkeeping of the lanes,
-//! one per node, that gather concurrent calls into `TransferBatch` calls.
+//! Transparent pipelining of [`crate::WalletClient::transfer`]: concurrent calls bound for the
+//! same node share one long-lived `SubmitTransfers` stream, so they cost the node one stream
+//! instead of one call each, and reach its store together (one raft entry carries them all).
+//! Nothing waits to be gathered (no timer, no linger), and no call waits for another's answer:
+//! each result goes back to its caller as soon as the node sends it.
 //!
-//! Per node, at most `batch_in_flight_max` batches are in flight. A call that finds fewer in
-//! flight starts a sender at once, which takes it with whatever is queued for that node;
-//! otherwise the call waits in the node's queue, and when a batch to the node returns, its
-//! sender takes everything queued (at most [`proto::TRANSFER_BATCH_MAX`], in arrival order)
-//! as the next batch. Nothing waits while the client is idle (no timer, no linger), and under
-//! load batches grow by themselves. The sending itself is in `client.rs`.
+//! This module keeps a stream's callers (who waits for which transaction id); opening the
+//! stream and reading its results are in `client.rs`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use proto::v1::{TransferRequest, TransferResponse};
-use tokio::sync::oneshot;
+use proto::v1::{TransferRequest, TransferResponse, TransferResult};
+use tokio::sync::{mpsc, oneshot};
 
+use crate::client::lock;
 use crate::error::Error;
 
-/// Where a batched call's outcome goes: `Some` definite outcome, or `None` (also: the sender
-/// dropped) when the batch gave none and the caller retries through the unary path.
-pub(crate) type Reply = oneshot::Sender<Option<Result<TransferResponse, Error>>>;
+/// Requests a pipe holds before they are written to its stream. Beyond that (the node reads
+/// slowly, or a client has this many calls waiting) a call goes its own way as a unary call.
+pub const PIPE_QUEUE_MAX: usize = 1_024;
 
-/// A call waiting in a lane.
-pub(crate) struct Waiting {
+/// What a pipelined caller is told: `Some` definite outcome, or `None` (also: the sender was
+/// dropped) when the stream gave none and the caller goes on through the unary path.
+pub(crate) type Answer = oneshot::Receiver<Option<Result<TransferResponse, Error>>>;
+type Reply = oneshot::Sender<Option<Result<TransferResponse, Error>>>;
+
+/// A caller waiting for a result.
+struct Waiter {
     /// The source partition (a success proves the node leads it).
-    pub partition: u32,
-    pub request: TransferRequest,
-    pub reply: Reply,
+    partition: u32,
+    reply: Reply,
 }
 
 #[derive(Default)]
-struct Lane {
-    queue: VecDeque<Waiting>,
-    /// Senders running for this node.
-    senders: usize,
+struct Waiters {
+    /// By transaction id; several when the same id is in flight more than once.
+    by_id: HashMap<String, VecDeque<Waiter>>,
+    /// The stream ended: nobody may wait on it any more.
+    closed: bool,
 }
 
-/// How much batching a client did: `transfers / batches` is the mean batch size.
+/// One node's stream, as its callers see it.
+pub(crate) struct Pipe {
+    requests: mpsc::Sender<TransferRequest>,
+    waiters: Mutex<Waiters>,
+}
+
+impl Pipe {
+    /// A pipe whose requests the stream reads from the returned receiver.
+    pub fn new() -> (Pipe, mpsc::Receiver<TransferRequest>) {
+        let (requests, receiver) = mpsc::channel(PIPE_QUEUE_MAX);
+        let pipe = Pipe {
+            requests,
+            waiters: Mutex::new(Waiters::default()),
+        };
+        (pipe, receiver)
+    }
+
+    /// Sends `request` down the stream; the answer to wait on, or `None` if the pipe is full
+    /// or closed (the caller goes its own way).
+    pub fn send(&self, partition: u32, request: TransferRequest) -> Option<Answer> {
+        let (reply, answer) = oneshot::channel();
+        let id = request.transaction_id.clone();
+        {
+            let mut waiters = lock(&self.waiters);
+            if waiters.closed {
+                return None;
+            }
+            waiters
+                .by_id
+                .entry(id.clone())
+                .or_default()
+                .push_back(Waiter { partition, reply });
+        }
+        if self.requests.try_send(request).is_err() {
+            drop(answer);
+            self.forget(&id);
+            return None;
+        }
+        Some(answer)
+    }
+
+    /// Forgets the waiters of `id` that stopped waiting (a caller timed out, or its call was
+    /// dropped); a result for them is then ignored.
+    pub fn forget(&self, id: &str) {
+        let mut waiters = lock(&self.waiters);
+        if let Some(queue) = waiters.by_id.get_mut(id) {
+            queue.retain(|waiter| !waiter.reply.is_closed());
+            if queue.is_empty() {
+                waiters.by_id.remove(id);
+            }
+        }
+    }
+
+    /// Hands a result to the first caller waiting for its id; the partition it proved led by
+    /// this node, if it is a success.
+    pub fn resolve(&self, result: TransferResult) -> Option<u32> {
+        let waiter = {
+            let mut waiters = lock(&self.waiters);
+            let queue = waiters.by_id.get_mut(&result.transaction_id)?;
+            let waiter = queue.pop_front();
+            if queue.is_empty() {
+                waiters.by_id.remove(&result.transaction_id);
+            }
+            waiter?
+        };
+        let outcome = definite(result);
+        let led = matches!(outcome, Some(Ok(_))).then_some(waiter.partition);
+        let _ = waiter.reply.send(outcome);
+        led
+    }
+
+    /// The stream ended: every caller still waiting goes on alone, and no new one waits here.
+    pub fn close(&self) {
+        let orphans = {
+            let mut waiters = lock(&self.waiters);
+            waiters.closed = true;
+            std::mem::take(&mut waiters.by_id)
+        };
+        drop(orphans);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        lock(&self.waiters).closed
+    }
+}
+
+/// The definite outcome a `SubmitTransfers` or `TransferBatch` result carries, as the unary
+/// `Transfer` would give it; `None` for "unavailable" or a malformed result (retry the id).
+pub(crate) fn definite(result: TransferResult) -> Option<Result<TransferResponse, Error>> {
+    match (result.status.as_str(), result.error) {
+        ("success", _) => Some(Ok(TransferResponse {
+            status: result.status,
+            transaction_id: result.transaction_id,
+            consistency_token: result.consistency_token,
+        })),
+        ("rejected", Some(error)) => Some(Err(Error::Rejected {
+            code: tonic::Code::from_i32(error.code),
+            reason: error.reason,
+            message: error.message,
+            field: Some(error.field).filter(|field| !field.is_empty()),
+        })),
+        _ => None,
+    }
+}
+
+/// How much a client pipelined.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BatchStats {
-    /// `TransferBatch` calls sent.
-    pub batches: u64,
-    /// Transfers those calls carried.
+pub struct PipelineStats {
+    /// `SubmitTransfers` streams opened by `transfer()`.
+    pub streams: u64,
+    /// Transfers sent down them.
     pub transfers: u64,
 }
 
-/// Every node's lane.
-pub(crate) struct Lanes {
-    senders_max: usize,
-    lanes: Mutex<HashMap<String, Lane>>,
-    batches: AtomicU64,
+#[derive(Default)]
+pub(crate) struct Counters {
+    streams: AtomicU64,
     transfers: AtomicU64,
 }
 
-impl Lanes {
-    pub fn new(senders_max: usize) -> Lanes {
-        Lanes {
-            senders_max,
-            lanes: Mutex::new(HashMap::new()),
-            batches: AtomicU64::new(0),
-            transfers: AtomicU64::new(0),
-        }
+impl Counters {
+    pub fn stream_opened(&self) {
+        self.streams.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Queues `waiting` for `node`. True if a sender slot was free and is now taken: the
-    /// caller must start a sender for the node (it loops on [`Lanes::next_batch`]).
-    pub fn enqueue(&self, node: &str, waiting: Waiting) -> bool {
-        let mut lanes = crate::client::lock(&self.lanes);
-        let lane = lanes.entry(node.to_owned()).or_default();
-        lane.queue.push_back(waiting);
-        if lane.senders < self.senders_max {
-            lane.senders += 1;
-            true
-        } else {
-            false
-        }
+    pub fn transfer_sent(&self) {
+        self.transfers.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The next batch a sender of `node` sends: what is queued, up to the batch limit, less
-    /// the calls whose callers went away (nobody waits for their outcome). Empty when nothing
-    /// is queued: the sender then stops, and its slot is free again (an idle lane is
-    /// forgotten, so lanes never outnumber the nodes with calls waiting).
-    pub fn next_batch(&self, node: &str) -> Vec<Waiting> {
-        let mut lanes = crate::client::lock(&self.lanes);
-        let Some(lane) = lanes.get_mut(node) else {
-            return Vec::new();
-        };
-        let mut batch = Vec::new();
-        while batch.len() < proto::TRANSFER_BATCH_MAX {
-            let Some(waiting) = lane.queue.pop_front() else {
-                break;
-            };
-            if !waiting.reply.is_closed() {
-                batch.push(waiting);
-            }
-        }
-        if batch.is_empty() {
-            lane.senders -= 1;
-            if lane.senders == 0 && lane.queue.is_empty() {
-                lanes.remove(node);
-            }
-        } else {
-            self.batches.fetch_add(1, Ordering::Relaxed);
-            self.transfers
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        }
-        batch
-    }
-
-    pub fn stats(&self) -> BatchStats {
-        BatchStats {
-            batches: self.batches.load(Ordering::Relaxed),
+    pub fn stats(&self) -> PipelineStats {
+        PipelineStats {
+            streams: self.streams.load(Ordering::Relaxed),
             transfers: self.transfers.load(Ordering::Relaxed),
         }
-    }
-
-    #[cfg(test)]
-    fn lanes(&self) -> usize {
-        crate::client::lock(&self.lanes).len()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use proto::v1::TransferError;
+
     use super::*;
 
-    type Answer = oneshot::Receiver<Option<Result<TransferResponse, Error>>>;
-
-    fn waiting(n: usize) -> (Waiting, Answer) {
-        let (reply, answer) = oneshot::channel();
-        let request = TransferRequest {
-            transaction_id: n.to_string(),
+    fn request(id: &str) -> TransferRequest {
+        TransferRequest {
+            transaction_id: id.into(),
             ..TransferRequest::default()
-        };
-        (
-            Waiting {
-                partition: 0,
-                request,
-                reply,
-            },
-            answer,
-        )
-    }
-
-    fn ids(batch: &[Waiting]) -> Vec<String> {
-        batch
-            .iter()
-            .map(|w| w.request.transaction_id.clone())
-            .collect()
-    }
-
-    #[test]
-    fn calls_go_at_once_until_the_senders_are_busy_then_queue_in_order() {
-        let lanes = Lanes::new(2);
-        let mut answers = Vec::new();
-        let mut started = Vec::new();
-        for n in 0..5 {
-            let (w, answer) = waiting(n);
-            answers.push(answer);
-            started.push(lanes.enqueue("a", w));
         }
-        assert_eq!(started, [true, true, false, false, false]);
-        // Another node has its own lane and slots.
-        let (w, _other) = waiting(9);
-        assert!(lanes.enqueue("b", w));
+    }
 
-        // The two senders split what is queued; the first takes everything, in order.
-        assert_eq!(ids(&lanes.next_batch("a")), ["0", "1", "2", "3", "4"]);
-        assert!(lanes.next_batch("a").is_empty(), "the second sender stops");
-        // One sender is still busy with its batch: a slot is free, so a call goes at once.
-        let (w, _late) = waiting(5);
-        assert!(lanes.enqueue("a", w));
-        assert_eq!(ids(&lanes.next_batch("a")), ["5"]);
-        assert!(lanes.next_batch("a").is_empty());
-        assert!(lanes.next_batch("a").is_empty());
-        assert_eq!(lanes.lanes(), 1, "an idle lane is forgotten");
-        assert_eq!(
-            lanes.stats(),
-            BatchStats {
-                batches: 2,
-                transfers: 6
-            }
+    fn result(id: &str, status: &str) -> TransferResult {
+        TransferResult {
+            transaction_id: id.into(),
+            status: status.into(),
+            consistency_token: if status == "success" {
+                "0:1".into()
+            } else {
+                String::new()
+            },
+            error: (status != "success").then(|| TransferError {
+                code: tonic::Code::FailedPrecondition as i32,
+                reason: "INSUFFICIENT_FUNDS".into(),
+                message: "m".into(),
+                field: String::new(),
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn each_result_goes_to_its_caller_in_order_of_sending_per_id() {
+        let (pipe, mut stream) = Pipe::new();
+        let a = pipe.send(3, request("a")).expect("sent");
+        let b1 = pipe.send(5, request("b")).expect("sent");
+        let b2 = pipe.send(5, request("b")).expect("sent");
+        let sent: Vec<String> = (0..3)
+            .map(|_| stream.try_recv().expect("on the stream").transaction_id)
+            .collect();
+        assert_eq!(sent, ["a", "b", "b"]);
+
+        // Results come in any order; an unknown id is ignored.
+        assert_eq!(pipe.resolve(result("zzz", "success")), None);
+        assert_eq!(pipe.resolve(result("b", "rejected")), None);
+        assert_eq!(pipe.resolve(result("a", "success")), Some(3));
+        assert_eq!(pipe.resolve(result("b", "unavailable")), None);
+
+        let a = a.await.expect("answered").expect("definite");
+        assert_eq!(a.expect("success").consistency_token, "0:1");
+        let b1 = b1.await.expect("answered").expect("definite");
+        assert_eq!(b1.expect_err("rejected").reason(), "INSUFFICIENT_FUNDS");
+        assert!(
+            b2.await.expect("answered").is_none(),
+            "unavailable: retry alone"
         );
     }
 
-    #[test]
-    fn a_batch_is_at_most_the_limit_and_skips_callers_that_went_away() {
-        let lanes = Lanes::new(1);
-        let mut answers = Vec::new();
-        for n in 0..proto::TRANSFER_BATCH_MAX + 10 {
-            let (w, answer) = waiting(n);
-            lanes.enqueue("a", w);
-            answers.push(answer);
-        }
-        // Callers 1 and 2 gave up: their transfers are not sent.
-        answers.remove(2);
-        answers.remove(1);
-        let first = lanes.next_batch("a");
-        assert_eq!(first.len(), proto::TRANSFER_BATCH_MAX);
-        assert_eq!(ids(&first[..3]), ["0", "3", "4"]);
-        let second = lanes.next_batch("a");
-        assert_eq!(second.len(), 8, "what the first batch left, less the two");
-        assert!(lanes.next_batch("a").is_empty());
-        assert_eq!(lanes.lanes(), 0);
+    #[tokio::test]
+    async fn a_closed_or_full_pipe_sends_nothing_and_its_waiters_go_on_alone() {
+        let (pipe, stream) = Pipe::new();
+        let waiting = pipe.send(0, request("w")).expect("sent");
+        pipe.close();
+        assert!(
+            waiting.await.is_err(),
+            "the reply is dropped: the caller goes on"
+        );
+        assert!(pipe.send(0, request("x")).is_none());
+        assert!(pipe.is_closed());
+        drop(stream);
+
+        let (pipe, _stream) = Pipe::new();
+        let answers: Vec<Answer> = (0..PIPE_QUEUE_MAX)
+            .map(|n| pipe.send(0, request(&n.to_string())).expect("room"))
+            .collect();
+        assert!(pipe.send(0, request("one-too-many")).is_none());
+        assert!(!lock(&pipe.waiters).by_id.contains_key("one-too-many"));
+        // A caller that gives up is forgotten; its result is then ignored.
+        drop(answers);
+        pipe.forget("0");
+        assert!(!lock(&pipe.waiters).by_id.contains_key("0"));
+        assert_eq!(pipe.resolve(result("0", "success")), None);
     }
 }

@@ -59,6 +59,11 @@ pub struct Args {
     #[arg(long, default_value_t = 256)]
     pub in_flight: u32,
 
+    /// Unary API: the SDK's `transfer()` sends each transfer as its own `Transfer` call
+    /// instead of down its shared stream per node (its default pipelining).
+    #[arg(long)]
+    pub sdk_unary: bool,
+
     /// How long the measured phase lasts (e.g. 10s, 2m, 500ms).
     #[arg(long, short = 'd', default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,

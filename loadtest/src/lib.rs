@@ -50,21 +50,28 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
             let mut recorder = Recorder::new(accounts.slots(), args.verify_transfers, args.seed);
             recorder.start();
             let recorder = Arc::new(recorder);
+            let pipelined_before = wallet.client.pipeline_stats();
             wallet::run_phase(&wallet, &accounts, &recorder, config, mix).await?;
             let duration_s = recorder.started.elapsed().as_secs_f64();
+            let pipelined = wallet.client.pipeline_stats().transfers - pipelined_before.transfers;
             let verification = if args.no_verify {
                 None
             } else {
                 Some(wallet::verify(&wallet, &accounts, &recorder, config).await?)
             };
             let detail = format!(
-                "{} write nodes{}, {} partitions",
+                "{} write nodes{}, {} partitions{}",
                 args.endpoints.len(),
                 config
                     .read_endpoint
                     .as_ref()
                     .map_or(String::new(), |r| format!(" + read node {r}")),
-                accounts.partitions
+                accounts.partitions,
+                if pipelined == 0 {
+                    String::new()
+                } else {
+                    format!(", the SDK's transfer() pipelined {pipelined} transfers")
+                }
             );
             let g = recorder.lock();
             Ok(Outcome {

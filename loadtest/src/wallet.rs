@@ -49,7 +49,8 @@ fn failure(error: &wallet_client::Error) -> Failure {
 
 impl Wallet {
     pub async fn connect(config: &Config) -> anyhow::Result<Wallet> {
-        let client_config = ClientConfig::new(config.args.endpoints.clone());
+        let mut client_config = ClientConfig::new(config.args.endpoints.clone());
+        client_config.pipeline_transfers = !config.args.sdk_unary;
         let client = WalletClient::connect(client_config)
             .await
             .context("connecting to the write nodes")?;
