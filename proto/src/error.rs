@@ -76,8 +76,10 @@ impl From<ApiError> for Status {
             .map(|(key, value)| ((*key).to_owned(), value.clone()))
             .collect();
         let mut details = ErrorDetails::with_error_info(error.reason, ERROR_DOMAIN, metadata);
+        // The field a request got wrong (INVALID_ARGUMENT) or names something that does not
+        // exist (NOT_FOUND): the same field a stream item's `TransferError.field` carries.
         if let Some(field) = error.field
-            && error.code == Code::InvalidArgument
+            && matches!(error.code, Code::InvalidArgument | Code::NotFound)
         {
             details.add_bad_request_violation(field, error.message.clone());
         }

@@ -17,8 +17,8 @@ pub trait ReadApiError {
 
 impl ReadApiError for ApiError {
     fn account_not_found(account_id: &str) -> ApiError {
-        ApiError::new(
-            Code::NotFound,
+        ApiError::not_found(
+            "account_id",
             "ACCOUNT_NOT_FOUND",
             format!(
                 "account {account_id:?} is not known to this read node (not opened, or not yet applied here: pass a consistency token to wait for it)"

@@ -498,8 +498,8 @@ impl QueryService for QueryApi {
             }
         };
         if !opened_by_point {
-            return Err(ApiError::new(
-                Code::NotFound,
+            return Err(ApiError::not_found(
+                "account_id",
                 "ACCOUNT_NOT_FOUND",
                 format!(
                     "account {:?} was not open yet at that point",

@@ -165,6 +165,16 @@ fn rejected(code: Code, reason: &str) -> Answer {
     }
 }
 
+/// NOT_FOUND naming the field that names what does not exist (`BadRequest`, as for
+/// INVALID_ARGUMENT).
+fn not_found(reason: &str, field: &str) -> Answer {
+    Answer::Rejected {
+        code: Code::NotFound,
+        reason: reason.into(),
+        field: field.into(),
+    }
+}
+
 struct Case {
     name: &'static str,
     call: Call,
@@ -622,7 +632,7 @@ fn cases(alice_partition: u32) -> Vec<Case> {
         case(
             "get account: unknown account",
             GetAccount(NEVER_OPENED[0].into()),
-            rejected(Code::NotFound, "ACCOUNT_NOT_FOUND"),
+            not_found("ACCOUNT_NOT_FOUND", "account_id"),
         ),
         case(
             "get account: raw, truncated message",
@@ -653,7 +663,7 @@ fn cases(alice_partition: u32) -> Vec<Case> {
         case(
             "get transfer: unknown id",
             GetTransfer(UNKNOWN_TX.into()),
-            rejected(Code::NotFound, "TRANSFER_NOT_FOUND"),
+            not_found("TRANSFER_NOT_FOUND", "transaction_id"),
         ),
         // --- ClusterService
         case(
@@ -740,7 +750,7 @@ fn cases(alice_partition: u32) -> Vec<Case> {
                 index: u64::MAX,
                 events_after: 0,
             }),
-            rejected(Code::NotFound, "SNAPSHOT_NOT_FOUND"),
+            not_found("SNAPSHOT_NOT_FOUND", "index"),
         ),
         case(
             "peer credit: partition out of range",
@@ -848,7 +858,7 @@ fn cases(alice_partition: u32) -> Vec<Case> {
                 account_id: NEVER_OPENED[0].into(),
                 consistency_token: String::new(),
             }),
-            rejected(Code::NotFound, "ACCOUNT_NOT_FOUND"),
+            not_found("ACCOUNT_NOT_FOUND", "account_id"),
         ),
         case(
             "balance: raw, invalid UTF-8 in account_id",
@@ -1010,7 +1020,7 @@ fn cases(alice_partition: u32) -> Vec<Case> {
                 account_id: "alice".into(),
                 point: Some(Point::TimestampMs(0)),
             }),
-            rejected(Code::NotFound, "ACCOUNT_NOT_FOUND"),
+            not_found("ACCOUNT_NOT_FOUND", "account_id"),
         ),
         // --- Metadata the services do not use is ignored, whatever its bytes: these calls
         // are served (and the bad ones among them still get their own error).
