@@ -8,11 +8,15 @@
 //! 2. target partition: `Credit` credits `to` or refuses (local store if this node leads the
 //!    target, else the target leader's `PeerService/Credit`);
 //! 3. source partition: `Settle` completes, or refunds `from` if the target refused.
+//!
+//! A caller is answered once the outcome is decided: a credit the target accepted can only
+//! settle as COMPLETED, so the caller hears "success" then, and the settle step follows on its
+//! own ([`Saga::drive_to_decision`]); a refused credit is answered once the refund is settled.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use ledger::{Command, CreditRecord, Outcome, TransferCommand, partition_of};
+use ledger::{Command, CreditOutcome, CreditRecord, Outcome, TransferCommand, partition_of};
 use proto::internal::CreditRequest;
 use proto::internal::peer_service_client::PeerServiceClient;
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -32,7 +36,16 @@ pub struct Saga {
     /// Transfers being driven by this node, with how many drivers each has: the recovery pass
     /// leaves them alone.
     driving: Mutex<HashMap<uuid::Uuid, u32>>,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
+}
+
+/// Where [`Saga::drive_to_decision`] left a transfer.
+pub enum Decided {
+    /// The target credited `to` at `credit_index`: the transfer completes (the settle entry on
+    /// the source follows, driven by this node or, after a failover, by the next leader).
+    Credited { credit_index: u64 },
+    /// The target refused the credit, and the source settled the refund: the final record.
+    Settled(Applied),
 }
 
 type CreditReply = oneshot::Sender<Result<CreditRecord, StoreError>>;
@@ -105,21 +118,26 @@ impl Saga {
             store,
             credit_queues,
             driving: Mutex::new(HashMap::new()),
-            permits: Semaphore::new(limits::SAGAS_IN_FLIGHT_MAX),
+            permits: Arc::new(Semaphore::new(limits::SAGAS_IN_FLIGHT_MAX)),
         })
     }
 
     fn mark(&self, transaction_id: uuid::Uuid) -> Driving<'_> {
+        self.count_driver(transaction_id);
+        Driving {
+            saga: self,
+            transaction_id,
+        }
+    }
+
+    /// One more driver of `transaction_id`; a [`Driving`] guard counts it off.
+    fn count_driver(&self, transaction_id: uuid::Uuid) {
         *self
             .driving
             .lock()
             .expect("driving lock")
             .entry(transaction_id)
             .or_default() += 1;
-        Driving {
-            saga: self,
-            transaction_id,
-        }
     }
 
     /// Steps 2 and 3 for a transfer debited on `source`; answers with the settle's outcome
@@ -143,6 +161,56 @@ impl Saga {
             credit_index: credit.meta.index,
         };
         self.store.propose(source, settle).await
+    }
+
+    /// Steps 2 and 3 for a transfer debited on `source`, answering as soon as the outcome is
+    /// decided: once the target credited `to` (then the settle runs on in the background,
+    /// and a failure there is the recovery pass's to finish), or once a refused credit's
+    /// refund is settled. Fails as [`Saga::drive`] does.
+    pub async fn drive_to_decision(
+        self: &Arc<Self>,
+        source: u32,
+        transfer: TransferCommand,
+    ) -> Result<Decided, StoreError> {
+        let driving = self.mark(transfer.transaction_id);
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::ShuttingDown)?;
+        let credit = self.credit(&transfer).await?;
+        let settle = Command::Settle {
+            transaction_id: transfer.transaction_id,
+            credit: credit.outcome,
+            credit_index: credit.meta.index,
+        };
+        if credit.outcome != CreditOutcome::Credited {
+            return self
+                .store
+                .propose(source, settle)
+                .await
+                .map(Decided::Settled);
+        }
+        // Marked as driven until the settle ends, so the recovery pass leaves it alone: the
+        // task's own mark is counted before this one is dropped.
+        let saga = self.clone();
+        let transaction_id = transfer.transaction_id;
+        self.count_driver(transaction_id);
+        drop(driving);
+        tokio::spawn(async move {
+            let _driving = Driving {
+                saga: &saga,
+                transaction_id,
+            };
+            let _permit = permit;
+            if let Err(error) = saga.store.propose(source, settle).await {
+                tracing::debug!(%transaction_id, %error, "settle not applied here; recovery will finish it");
+            }
+        });
+        Ok(Decided::Credited {
+            credit_index: credit.meta.index,
+        })
     }
 
     /// Step 2, retried across leader changes until the target partition answers.

@@ -40,22 +40,33 @@ use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::api_error::{ApiError, WriteApiError as _};
 use crate::limits;
-use crate::saga::Saga;
+use crate::saga::{Decided, Saga};
 use crate::store::{Applied, Query, QueryAnswer, StoreHandle};
 
-/// The positions a transfer's token names.
+/// The positions a transfer's token names: where it moved money. Within a partition, its
+/// entry; across partitions, the debit on the source and the credit on the target (not the
+/// settle, which moves no money), so the token is the same whether it was given with the
+/// early answer (`Decided::Credited`) or read back after the settle.
 fn transfer_positions(record: &TransferRecord, partitions: u32) -> Vec<(u32, u64)> {
     let source = partition_of(&record.transfer.from, partitions);
     match record.settlement {
         None => vec![(source, record.meta.index)],
-        Some(settlement) => vec![
-            (source, settlement.meta.index),
-            (
-                partition_of(&record.transfer.to, partitions),
-                settlement.credit_index,
-            ),
-        ],
+        Some(settlement) => cross_partition_positions(
+            source,
+            record.meta.index,
+            partition_of(&record.transfer.to, partitions),
+            settlement.credit_index,
+        ),
     }
+}
+
+fn cross_partition_positions(
+    source: u32,
+    debit_index: u64,
+    target: u32,
+    credit_index: u64,
+) -> Vec<(u32, u64)> {
+    vec![(source, debit_index), (target, credit_index)]
 }
 
 struct Shared {
@@ -190,18 +201,31 @@ impl Api {
             let applied = self.propose(source, Command::Transfer(command)).await?;
             return self.transfer_answer(applied.outcome);
         }
-        // Cross-partition: debit on the source, then credit and settle (see saga.rs). A retry
-        // of an in-flight transfer lands here too and pushes it to the end.
+        // Cross-partition: debit on the source, then credit and settle (see saga.rs),
+        // answered once the target credited (the settle follows) or the refund is settled. A
+        // retry of an in-flight transfer lands here too and pushes it on.
         let applied = self.propose(source, Command::TransferOut(command)).await?;
         match applied.outcome {
             Outcome::Transfer(record) if record.status == TransferStatus::InFlight => {
-                let settled = self
+                let decided = self
                     .shared
                     .saga
-                    .drive(source, record.transfer)
+                    .drive_to_decision(source, record.transfer.clone())
                     .await
                     .map_err(|error| self.store_error(error))?;
-                self.transfer_answer(settled.outcome)
+                match decided {
+                    Decided::Credited { credit_index } => Ok(TransferResponse {
+                        status: "success".into(),
+                        transaction_id: record.transfer.transaction_id.hyphenated().to_string(),
+                        consistency_token: proto::token::format(&cross_partition_positions(
+                            source,
+                            record.meta.index,
+                            target,
+                            credit_index,
+                        )),
+                    }),
+                    Decided::Settled(settled) => self.transfer_answer(settled.outcome),
+                }
             }
             outcome => self.transfer_answer(outcome),
         }
@@ -340,11 +364,17 @@ fn item_error(error: ApiError) -> (&'static str, pb::TransferError) {
         Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded => "unavailable",
         _ => "rejected",
     };
+    // The field the unary call's status would name (`ApiError` into `Status`): only where the
+    // request got a field wrong or names something that does not exist.
+    let field = match error.code {
+        Code::InvalidArgument | Code::NotFound => error.field.unwrap_or_default(),
+        _ => "",
+    };
     let error = pb::TransferError {
         code: error.code as i32,
         reason: error.reason.into(),
         message: error.message,
-        field: error.field.unwrap_or_default().into(),
+        field: field.into(),
     };
     (status, error)
 }

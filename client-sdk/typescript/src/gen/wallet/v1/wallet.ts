@@ -32,8 +32,9 @@ export enum TransferStatus {
   /** TRANSFER_STATUS_REJECTED - Final: no money moved; `reject_reason` says why. */
   TRANSFER_STATUS_REJECTED = 2,
   /**
-   * TRANSFER_STATUS_IN_FLIGHT - Cross-partition transfers only: debited on the source account's partition, the credit on
-   * the target's partition not yet settled. Becomes COMPLETED or REJECTED (refunded).
+   * TRANSFER_STATUS_IN_FLIGHT - Cross-partition transfers only: debited on the source account's partition, not yet
+   * settled there. Becomes COMPLETED or REJECTED (refunded); a transfer already answered
+   * "success" becomes COMPLETED.
    */
   TRANSFER_STATUS_IN_FLIGHT = 3,
   UNRECOGNIZED = -1,
@@ -129,10 +130,16 @@ export interface TransferRequest {
 }
 
 export interface TransferResponse {
-  /** "success": the transfer is final (committed and applied). Rejections are gRPC errors. */
+  /**
+   * "success": the money moved (see Transfer for what a cross-partition success means).
+   * Rejections are gRPC errors.
+   */
   status: string;
   transactionId: string;
-  /** Opaque; names the log positions that hold the transfer (read-your-writes on read nodes). */
+  /**
+   * Opaque; names the log positions where the money moved (the entry, or the debit and the
+   * credit across partitions): a read node given it shows both balances with this transfer.
+   */
   consistencyToken: string;
 }
 
@@ -164,7 +171,10 @@ export interface TransferError {
   /** Stable machine-readable reason, e.g. "INSUFFICIENT_FUNDS". */
   reason: string;
   message: string;
-  /** The offending request field, for INVALID_ARGUMENT and NOT_FOUND. */
+  /**
+   * The offending request field, for INVALID_ARGUMENT and NOT_FOUND (the field the unary
+   * call's BadRequest detail names); empty for other codes.
+   */
   field: string;
 }
 
@@ -1867,7 +1877,13 @@ export const WalletServiceService = {
     responseDeserialize: (value: Buffer): OpenAccountResult => OpenAccountResult.decode(value),
   },
   /**
-   * Moves `amount` from `from_account` to `to_account`; answers once the transfer is final.
+   * Moves `amount` from `from_account` to `to_account`; answers once the outcome is decided
+   * and durable. Within one partition that is when the transfer is applied. Across
+   * partitions, "success" comes once the debit on the source and the credit on the target are
+   * both committed: the money has moved and the transfer can only end COMPLETED, but the
+   * source's settle step (which marks it COMPLETED) follows after the answer, so a GetTransfer
+   * right after it may still say IN_FLIGHT. A cross-partition rejection is answered once the
+   * refund is settled.
    * `transaction_id` is the idempotency key, kept forever: a retry returns the original
    * outcome (success or rejection); the same id with other parameters is ALREADY_EXISTS /
    * TRANSACTION_ID_REUSED whenever the new transfer touches (as source or target) a partition
@@ -1958,7 +1974,13 @@ export interface WalletServiceServer extends UntypedServiceImplementation {
    */
   openAccounts: handleBidiStreamingCall<OpenAccountRequest, OpenAccountResult>;
   /**
-   * Moves `amount` from `from_account` to `to_account`; answers once the transfer is final.
+   * Moves `amount` from `from_account` to `to_account`; answers once the outcome is decided
+   * and durable. Within one partition that is when the transfer is applied. Across
+   * partitions, "success" comes once the debit on the source and the credit on the target are
+   * both committed: the money has moved and the transfer can only end COMPLETED, but the
+   * source's settle step (which marks it COMPLETED) follows after the answer, so a GetTransfer
+   * right after it may still say IN_FLIGHT. A cross-partition rejection is answered once the
+   * refund is settled.
    * `transaction_id` is the idempotency key, kept forever: a retry returns the original
    * outcome (success or rejection); the same id with other parameters is ALREADY_EXISTS /
    * TRANSACTION_ID_REUSED whenever the new transfer touches (as source or target) a partition
@@ -2027,7 +2049,13 @@ export interface WalletServiceClient extends Client {
     options?: Partial<CallOptions>,
   ): ClientDuplexStream<OpenAccountRequest, OpenAccountResult>;
   /**
-   * Moves `amount` from `from_account` to `to_account`; answers once the transfer is final.
+   * Moves `amount` from `from_account` to `to_account`; answers once the outcome is decided
+   * and durable. Within one partition that is when the transfer is applied. Across
+   * partitions, "success" comes once the debit on the source and the credit on the target are
+   * both committed: the money has moved and the transfer can only end COMPLETED, but the
+   * source's settle step (which marks it COMPLETED) follows after the answer, so a GetTransfer
+   * right after it may still say IN_FLIGHT. A cross-partition rejection is answered once the
+   * refund is settled.
    * `transaction_id` is the idempotency key, kept forever: a retry returns the original
    * outcome (success or rejection); the same id with other parameters is ALREADY_EXISTS /
    * TRANSACTION_ID_REUSED whenever the new transfer touches (as source or target) a partition

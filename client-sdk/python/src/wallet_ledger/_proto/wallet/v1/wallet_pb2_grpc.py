@@ -112,7 +112,13 @@ class WalletServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def Transfer(self, request, context):
-        """Moves `amount` from `from_account` to `to_account`; answers once the transfer is final.
+        """Moves `amount` from `from_account` to `to_account`; answers once the outcome is decided
+        and durable. Within one partition that is when the transfer is applied. Across
+        partitions, "success" comes once the debit on the source and the credit on the target are
+        both committed: the money has moved and the transfer can only end COMPLETED, but the
+        source's settle step (which marks it COMPLETED) follows after the answer, so a GetTransfer
+        right after it may still say IN_FLIGHT. A cross-partition rejection is answered once the
+        refund is settled.
         `transaction_id` is the idempotency key, kept forever: a retry returns the original
         outcome (success or rejection); the same id with other parameters is ALREADY_EXISTS /
         TRANSACTION_ID_REUSED whenever the new transfer touches (as source or target) a partition
