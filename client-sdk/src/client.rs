@@ -319,7 +319,9 @@ impl WalletClient {
         outcomes
     }
 
-    /// Moves money. Answers once the transfer is final; every retry (automatic or by the
+    /// Moves money. Answers once the outcome is decided and durable (across partitions: once
+    /// the debit and the credit are committed; the proto's `Transfer` says what a success
+    /// then guarantees); every retry (automatic or by the
     /// caller) reuses `transfer.transaction_id`, so the transfer is applied at most once.
     ///
     /// # Pipelining
@@ -332,7 +334,8 @@ impl WalletClient {
     /// A call the stream leaves without a definite outcome within `call_timeout` (the node
     /// does not lead the partition, the stream broke, its queue of [`PIPE_QUEUE_MAX`] is
     /// full) goes on alone through the unary `Transfer` path, with the same id, within what
-    /// is left of its `total_deadline`.
+    /// is left of its `total_deadline`; so does a call whose id another, different transfer
+    /// has in flight on the stream (results name the id alone).
     ///
     /// [`PIPE_QUEUE_MAX`]: crate::PIPE_QUEUE_MAX
     pub async fn transfer(&self, transfer: &Transfer) -> Result<TransferResponse, Error> {

@@ -33,10 +33,17 @@ struct Waiter {
     reply: Reply,
 }
 
+/// The callers waiting for one transaction id: several when the same transfer is in flight
+/// more than once. Only the same transfer may share an id here: results name the id alone, so
+/// the answers of two different transfers under one id could not be told apart.
+struct SameId {
+    request: TransferRequest,
+    waiters: VecDeque<Waiter>,
+}
+
 #[derive(Default)]
 struct Waiters {
-    /// By transaction id; several when the same id is in flight more than once.
-    by_id: HashMap<String, VecDeque<Waiter>>,
+    by_id: HashMap<String, SameId>,
     /// The stream ended: nobody may wait on it any more.
     closed: bool,
 }
@@ -59,7 +66,8 @@ impl Pipe {
     }
 
     /// Sends `request` down the stream; the answer to wait on, or `None` if the pipe is full
-    /// or closed (the caller goes its own way).
+    /// or closed, or another transfer under the same id is in flight here (the caller goes its
+    /// own way).
     pub fn send(&self, partition: u32, request: TransferRequest) -> Option<Answer> {
         let (reply, answer) = oneshot::channel();
         let id = request.transaction_id.clone();
@@ -68,11 +76,14 @@ impl Pipe {
             if waiters.closed {
                 return None;
             }
-            waiters
-                .by_id
-                .entry(id.clone())
-                .or_default()
-                .push_back(Waiter { partition, reply });
+            let same = waiters.by_id.entry(id.clone()).or_insert_with(|| SameId {
+                request: request.clone(),
+                waiters: VecDeque::new(),
+            });
+            if same.request != request {
+                return None;
+            }
+            same.waiters.push_back(Waiter { partition, reply });
         }
         if self.requests.try_send(request).is_err() {
             drop(answer);
@@ -86,9 +97,9 @@ impl Pipe {
     /// dropped); a result for them is then ignored.
     pub fn forget(&self, id: &str) {
         let mut waiters = lock(&self.waiters);
-        if let Some(queue) = waiters.by_id.get_mut(id) {
-            queue.retain(|waiter| !waiter.reply.is_closed());
-            if queue.is_empty() {
+        if let Some(same) = waiters.by_id.get_mut(id) {
+            same.waiters.retain(|waiter| !waiter.reply.is_closed());
+            if same.waiters.is_empty() {
                 waiters.by_id.remove(id);
             }
         }
@@ -99,9 +110,9 @@ impl Pipe {
     pub fn resolve(&self, result: TransferResult) -> Option<u32> {
         let waiter = {
             let mut waiters = lock(&self.waiters);
-            let queue = waiters.by_id.get_mut(&result.transaction_id)?;
-            let waiter = queue.pop_front();
-            if queue.is_empty() {
+            let same = waiters.by_id.get_mut(&result.transaction_id)?;
+            let waiter = same.waiters.pop_front();
+            if same.waiters.is_empty() {
                 waiters.by_id.remove(&result.transaction_id);
             }
             waiter?
@@ -233,6 +244,19 @@ mod tests {
         assert!(
             b2.await.expect("answered").is_none(),
             "unavailable: retry alone"
+        );
+
+        // Another transfer under an id in flight does not share the stream: the two answers
+        // could not be told apart.
+        let _first = pipe.send(0, request("c")).expect("sent");
+        let other = TransferRequest {
+            amount: "2.00".into(),
+            ..request("c")
+        };
+        assert!(pipe.send(0, other).is_none(), "goes its own way");
+        assert!(
+            pipe.send(0, request("c")).is_some(),
+            "the same transfer again shares it"
         );
     }
 

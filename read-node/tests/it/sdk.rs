@@ -260,19 +260,57 @@ async fn sdk_transfer_pipelines_concurrent_calls_and_answers_each_as_its_own() {
             "INVALID_AMOUNT",
         ));
     }
-    let expected_balances = || {
+    // Two different transfers under one id, at once: one of them is the transfer, the other
+    // is refused as a reuse, and each caller hears its own answer.
+    let conflicts: Vec<[Transfer; 2]> = (0..8)
+        .map(|n| {
+            let first = Transfer {
+                transaction_id: new_transaction_id(),
+                from: accounts[n].clone(),
+                to: accounts[(n + 5) % 8].clone(),
+                amount: "0.02".into(),
+                currency: "USD".into(),
+            };
+            let second = Transfer {
+                amount: "0.03".into(),
+                ..first.clone()
+            };
+            [first, second]
+        })
+        .collect();
+    let mut winners: Option<Vec<usize>> = None;
+    let expected_balances = |winners: &[usize]| {
         let mut cents: BTreeMap<String, i64> =
             accounts.iter().map(|a| (a.clone(), 1_000)).collect();
         for n in 0..240 {
             *cents.get_mut(&accounts[n % 8]).expect("known") -= 1;
             *cents.get_mut(&accounts[(n * 3 + 1) % 8]).expect("known") += 1;
         }
+        for (pair, &winner) in conflicts.iter().zip(winners) {
+            let moved = if winner == 0 { 2 } else { 3 };
+            *cents.get_mut(&pair[winner].from).expect("known") -= moved;
+            *cents.get_mut(&pair[winner].to).expect("known") += moved;
+        }
         cents
     };
     for round in ["concurrent", "retried"] {
-        let outcomes =
-            futures::future::join_all(calls.iter().map(|(transfer, _)| sdk.transfer(transfer)))
-                .await;
+        let (outcomes, conflicted) = futures::future::join(
+            futures::future::join_all(calls.iter().map(|(transfer, _)| sdk.transfer(transfer))),
+            futures::future::join_all(conflicts.iter().flatten().map(|t| sdk.transfer(t))),
+        )
+        .await;
+        let this_round: Vec<usize> = conflicted
+            .chunks(2)
+            .map(|pair| match pair {
+                [Ok(_), Err(error)] | [Err(error), Ok(_)] => {
+                    assert_eq!(error.reason(), "TRANSACTION_ID_REUSED", "{round}");
+                    usize::from(pair[1].is_ok())
+                }
+                other => panic!("{round}: one of two transfers under one id, got {other:?}"),
+            })
+            .collect();
+        let won = winners.get_or_insert_with(|| this_round.clone());
+        assert_eq!(*won, this_round, "{round}: the same transfer holds the id");
         let mut tokens: BTreeMap<String, String> = BTreeMap::new();
         for ((transfer, rejection), outcome) in calls.iter().zip(outcomes) {
             match (outcome, *rejection) {
@@ -292,7 +330,7 @@ async fn sdk_transfer_pipelines_concurrent_calls_and_answers_each_as_its_own() {
                 }
             }
         }
-        for (account, cents) in expected_balances() {
+        for (account, cents) in expected_balances(won) {
             let balance = sdk.get_account(&account).await.expect("account");
             assert_eq!(
                 balance.account.expect("account").balance_minor,
