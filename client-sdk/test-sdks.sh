@@ -5,7 +5,8 @@
 # 6 and 7: client-sdk/python/check-install.sh), starts 3 write nodes and a read node (the
 # binaries of the cargo build, on free loopback ports, data in a temporary directory), then
 # runs each SDK's example (asserting the balances it reports) and its live checks (documented
-# error details, retries; Python: 200 concurrent, transparently batched transfers). The cluster
+# error details, retries; Python: 200 concurrent transfers, transparently pipelined down one
+# SubmitTransfers stream per node). The cluster
 # is stopped on exit, whatever happens. Called by scripts/test after the cargo tests.
 #
 #   client-sdk/test-sdks.sh [python] [typescript]     (default: both)
@@ -59,7 +60,7 @@ for language in "${languages[@]}"; do
     python)
       (cd client-sdk/python && PYTHONPATH=src GRPC_VERBOSITY=ERROR "$python_venv/bin/python" -m unittest discover -s tests -q \
         && "$python_venv/bin/mypy" >&2 \
-        && "$python_venv/bin/mypy" --strict examples/transfer_and_watch.py >&2 \
+        && "$python_venv/bin/mypy" --strict examples/transfer_and_watch.py examples/throughput.py >&2 \
         && ./check-install.sh)
       ;;
     typescript)

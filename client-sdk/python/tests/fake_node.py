@@ -1,11 +1,12 @@
 """An in-process write node for unit tests: a real ``grpc.server`` on a loopback port whose
-``Transfer`` and ``TransferBatch`` do what the test says, and record what they saw."""
+``Transfer`` and ``SubmitTransfers`` do what the test says, and record what they saw."""
 
 from __future__ import annotations
 
+import queue
 import threading
 from concurrent import futures
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional, Union
 
 import grpc
 from google.protobuf import any_pb2
@@ -57,23 +58,75 @@ class _Status(grpc.Status):
         self.trailing_metadata = (("grpc-status-details-bin", rich),)
 
 
-BatchHandler = Callable[[wallet_pb2.TransferBatchRequest, grpc.ServicerContext], wallet_pb2.TransferBatchResponse]
+StreamHandler = Callable[[Iterator[wallet_pb2.TransferRequest], grpc.ServicerContext], Iterator[wallet_pb2.TransferResult]]
 UnaryHandler = Callable[[wallet_pb2.TransferRequest, grpc.ServicerContext], wallet_pb2.TransferResponse]
 
 
-class FakeNode(wallet_pb2_grpc.WalletServiceServicer):
-    """``batch`` answers TransferBatch (None: UNIMPLEMENTED, like an old server); ``unary``
-    answers Transfer (default: success). Every request is recorded with the metadata."""
+def answering(
+    answer: Callable[[wallet_pb2.TransferRequest], Optional[wallet_pb2.TransferResult]] = ok,
+) -> StreamHandler:
+    """A SubmitTransfers handler answering each request as it arrives (None: never)."""
 
-    def __init__(self, batch: Optional[BatchHandler] = None, unary: Optional[UnaryHandler] = None):
-        self.batch_handler = batch
+    def handle(requests: Iterator[wallet_pb2.TransferRequest], context: grpc.ServicerContext) -> Iterator[wallet_pb2.TransferResult]:
+        for request in requests:
+            result = answer(request)
+            if result is not None:
+                yield result
+
+    return handle
+
+
+#: What a ``Remote`` stream sends: a result, ``END`` (the stream ends with OK) or a status
+#: code (it ends with that error).
+END = "end"
+Sent = Union[wallet_pb2.TransferResult, str, grpc.StatusCode]
+
+
+class Remote:
+    """A SubmitTransfers handler the test drives: each stream's requests land in
+    ``received`` as they are read, and the stream sends what the test puts in ``send``."""
+
+    def __init__(self) -> None:
+        self.received: "queue.Queue[wallet_pb2.TransferRequest]" = queue.Queue()
+        self.send: "queue.Queue[Sent]" = queue.Queue()
+
+    def take(self, count: int, timeout: float = 5.0) -> list[wallet_pb2.TransferRequest]:
+        return [self.received.get(timeout=timeout) for _ in range(count)]
+
+    def __call__(self, requests: Iterator[wallet_pb2.TransferRequest], context: grpc.ServicerContext) -> Iterator[wallet_pb2.TransferResult]:
+        def read() -> None:
+            try:
+                for request in requests:
+                    self.received.put(request)
+            except Exception:  # noqa: BLE001 - the call ended
+                pass
+
+        threading.Thread(target=read, daemon=True).start()
+        while context.is_active():
+            try:
+                item = self.send.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if isinstance(item, grpc.StatusCode):
+                abort(context, item, "STREAM_BROKEN")
+            if isinstance(item, str):
+                return
+            yield item
+
+
+class FakeNode(wallet_pb2_grpc.WalletServiceServicer):
+    """``stream`` answers SubmitTransfers (default: success for each request, as it comes;
+    None: UNIMPLEMENTED, like an old server); ``unary`` answers Transfer (default: success).
+    Every call is recorded with its metadata, and every request of a stream."""
+
+    def __init__(self, stream: Optional[StreamHandler] = answering(), unary: Optional[UnaryHandler] = None):
+        self.stream_handler = stream
         self.unary_handler = unary
         self.lock = threading.Lock()
-        self.batches: list[list[str]] = []  # transaction ids of each TransferBatch call
+        self.streams: list[list[str]] = []  # transaction ids read from each SubmitTransfers call
         self.unary: list[str] = []  # transaction ids of each Transfer call
         self.metadata: list[dict[str, str]] = []
-        self.in_flight = 0
-        self.in_flight_peak = 0
+        self.open_streams = 0
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
         wallet_pb2_grpc.add_WalletServiceServicer_to_server(self, self.server)
         self.port = self.server.add_insecure_port("127.0.0.1:0")
@@ -89,19 +142,26 @@ class FakeNode(wallet_pb2_grpc.WalletServiceServicer):
     def _record(self, context: grpc.ServicerContext) -> None:
         self.metadata.append({k: v for k, v in context.invocation_metadata() if isinstance(v, str)})
 
-    def TransferBatch(self, request, context):  # type: ignore[no-untyped-def]
+    def SubmitTransfers(self, request_iterator, context):  # type: ignore[no-untyped-def]
         with self.lock:
             self._record(context)
-            self.batches.append([t.transaction_id for t in request.transfers])
-            self.in_flight += 1
-            self.in_flight_peak = max(self.in_flight_peak, self.in_flight)
+            seen: list[str] = []
+            self.streams.append(seen)
+            self.open_streams += 1
         try:
-            if self.batch_handler is None:
+            if self.stream_handler is None:
                 context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
-            return self.batch_handler(request, context)
+
+            def recorded() -> Iterator[wallet_pb2.TransferRequest]:
+                for request in request_iterator:
+                    with self.lock:
+                        seen.append(request.transaction_id)
+                    yield request
+
+            yield from self.stream_handler(recorded(), context)
         finally:
             with self.lock:
-                self.in_flight -= 1
+                self.open_streams -= 1
 
     def Transfer(self, request, context):  # type: ignore[no-untyped-def]
         with self.lock:

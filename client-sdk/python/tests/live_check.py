@@ -1,9 +1,10 @@
 """Checks against a live cluster (run by client-sdk/test-sdks.sh): bad input gets the
 documented code, reason and field violation, decodable with grpcio-status, and changes
 nothing; the retry loop gets past a dead node and gives up, bounded, when all are dead;
-200 concurrent transfer() calls on one client (batched transparently) each get exactly their
-own outcome, the balances are exact, and a retry of the same ids moves no money twice; the
-asyncio client does the same with 100 concurrent calls.
+200 concurrent transfer() calls on one client (pipelined transparently, down at most one
+SubmitTransfers stream per node) each get exactly their own outcome, the balances are exact,
+and a retry of the same ids moves no money twice; the asyncio client does the same with 100
+concurrent calls.
 
     PYTHONPATH=src python tests/live_check.py --write HOST:PORT,... --read HOST:PORT
 """
@@ -38,11 +39,14 @@ from wallet_ledger import (
 )
 
 
-def expect_rejected(call: Callable[[], object], code: grpc.StatusCode, reason: str, field: Optional[str]) -> Rejected:
+def expect_rejected(
+    call: Callable[[], object], code: grpc.StatusCode, reason: str, field: Optional[str], *fields: Optional[str]
+) -> Rejected:
+    """``call`` fails with ``code`` and ``reason``, naming ``field`` (or one of ``fields``)."""
     try:
         call()
     except Rejected as error:
-        assert (error.code, error.reason, error.field) == (code, reason, field), (
+        assert (error.code, error.reason) == (code, reason) and error.field in (field, *fields), (
             f"expected {code.name} {reason} field={field}, got {error.code.name} "
             f"{error.reason} field={error.field}: {error.message}"
         )
@@ -107,15 +111,32 @@ def _outcome(call: Callable[[], wallet_pb2.TransferResponse]) -> Outcome:
         return error
 
 
+#: The field a rejection names, the same down a stream (``TransferError.field``) and through
+#: the unary path (a ``BadRequest`` violation): for INVALID_ARGUMENT and NOT_FOUND only.
+FIELD = {"INVALID_AMOUNT": "amount", "INSUFFICIENT_FUNDS": None, "TRANSACTION_ID_REUSED": None}
+
+
+def expect_transfer_rejected(
+    wallet: WalletClient, call: Callable[[], object], code: grpc.StatusCode, reason: str
+) -> None:
+    """A rejected transfer names its field (the same whichever path the call took)."""
+    try:
+        call()
+    except Rejected as error:
+        expect_rejected(lambda: _raise(error), code, reason, FIELD[reason])
+        return
+    raise AssertionError(f"expected {code.name} {reason}, the call succeeded")
+
+
 def concurrent_transfers(writes: list[str], prefix: str) -> int:
     """200 concurrent transfer() calls on one client from a thread pool: valid ones, invalid
     amounts, insufficient funds, replays of earlier ids (same parameters: the original
     outcome) and reuses of them (other parameters: TRANSACTION_ID_REUSED). Each call gets
-    exactly its own outcome, the balances are exact, fewer TransferBatch calls than
-    transfers were made, and sending all 200 again moves no money twice."""
-    issuer = prefix + "batch-issuer"
-    payers = [f"{prefix}batch-payer-{j}" for j in range(4)]
-    payees = [f"{prefix}batch-payee-{j}" for j in range(4)]
+    exactly its own outcome, the balances are exact, the calls went down at most one
+    SubmitTransfers stream per node, and sending all 200 again moves no money twice."""
+    issuer = prefix + "pipe-issuer"
+    payers = [f"{prefix}pipe-payer-{j}" for j in range(4)]
+    payees = [f"{prefix}pipe-payee-{j}" for j in range(4)]
     expected: dict[str, Decimal] = {account: Decimal("0.00") for account in payers + payees}
     with WalletClient(writes) as wallet:
         wallet.open_account(issuer, "USD", allow_negative_balance=True)
@@ -169,9 +190,10 @@ def concurrent_transfers(writes: list[str], prefix: str) -> int:
                 calls = [pool.submit(_outcome, lambda r=r: wallet.transfer(**r)) for r in requests]
                 return [call.result() for call in calls]
 
-        before = wallet.stats()
+        before = wallet.pipeline_stats()
         first = run_all()
-        stats = wallet.stats()
+        stats = wallet.pipeline_stats()
+        fallbacks = stats.unary_transfers - before.unary_transfers
         tokens: dict[str, str] = {}
         for request, (_, want), got in zip(requests, cases, first):
             where = f"{request} expected {want}, got {got!r}"
@@ -183,15 +205,16 @@ def concurrent_transfers(writes: list[str], prefix: str) -> int:
                 tokens[request["transaction_id"]] = got.consistency_token
             else:
                 assert isinstance(got, Rejected), where
-                assert got.reason == want, where
-                assert got.field == ("amount" if want == "INVALID_AMOUNT" else None), where
-        batches = stats.batches - before.batches
-        batched = stats.batched_transfers - before.batched_transfers
-        assert stats.transfers - before.transfers == 200, stats
-        assert batches < 200 and batched > batches, f"no batching happened: {stats}"
+                assert got.reason == want and got.definite, where
+                assert got.field == FIELD[want], f"{where}: field {got.field!r}, not {FIELD[want]!r}"
+        sent = stats.transfers - before.transfers
+        # Every call went down a stream (a fallback comes on top of that), and at most one
+        # stream per node was ever opened: the leaders were known, so none ended.
+        assert sent == 200, f"not every call went down a stream: {stats}"
+        assert 1 <= stats.streams <= len(writes), f"more than one stream per node: {stats}"
         print(
-            f"python live checks: 200 concurrent transfers: {batched} in {batches} TransferBatch "
-            f"calls (largest {stats.largest_batch}), {stats.unary_transfers - before.unary_transfers} unary"
+            f"python live checks: 200 concurrent transfers: all down {stats.streams} SubmitTransfers "
+            f"stream(s) ({len(writes)} nodes), {fallbacks} went on unary"
         )
 
         def check_balances() -> None:
@@ -210,12 +233,14 @@ def concurrent_transfers(writes: list[str], prefix: str) -> int:
                 assert isinstance(got, Rejected) and isinstance(earlier_outcome, Rejected), (request, got)
                 assert got.reason == earlier_outcome.reason, (request, got, earlier_outcome)
         check_balances()
+        stats = wallet.pipeline_stats()
+        assert stats.transfers - before.transfers == 400 and stats.streams <= len(writes), stats
     return 3
 
 
 async def async_transfers(writes: list[str], read: str, prefix: str) -> int:
-    """The asyncio client: 100 concurrent transfers (valid and insufficient funds) share
-    batches, each gets its own outcome, the balance is exact, and a retry moves nothing."""
+    """The asyncio client: 100 concurrent transfers (valid and insufficient funds) share one
+    stream, each gets its own outcome, the balance is exact, and a retry moves nothing."""
     issuer, payer, payee = prefix + "aio-issuer", prefix + "aio-payer", prefix + "aio-payee"
     async with AsyncWalletClient(writes) as wallet, AsyncQueryClient([read]) as query:
         await wallet.open_account(issuer, "USD", allow_negative_balance=True)
@@ -243,11 +268,11 @@ async def async_transfers(writes: list[str], read: str, prefix: str) -> int:
                     assert isinstance(outcome, Rejected) and outcome.reason == "INSUFFICIENT_FUNDS", (attempt, i, outcome)
             balance = (await wallet.get_account(payee)).account.balance
             assert balance == "5.00", balance
-        stats = wallet.stats()
-        assert stats.transfers == 201 and stats.batches < stats.transfers, stats
+        stats = wallet.pipeline_stats()
+        assert stats.transfers == 201 and 1 <= stats.streams <= len(writes), stats
         print(
-            f"python live checks: asyncio: {stats.transfers} transfers in {stats.batches} TransferBatch calls "
-            f"(largest {stats.largest_batch}), {stats.unary_transfers} unary"
+            f"python live checks: asyncio: {stats.transfers} transfers down {stats.streams} SubmitTransfers "
+            f"stream(s), {stats.unary_transfers} went on unary"
         )
         projected = (await query.get_balance(payer, funded.consistency_token)).balance.balance
         assert projected in ("10.00", "5.00"), projected  # the token is the funding's
@@ -289,10 +314,28 @@ def main() -> None:
         expect_rejected(
             lambda: wallet.open_account("has space", "USD"), invalid, "INVALID_ACCOUNT_ID", "account_id"
         )
-        # NOT_FOUND and FAILED_PRECONDITION carry ErrorInfo; BadRequest is for invalid input.
-        expect_rejected(pay("1.00", to=prefix + "nobody"), grpc.StatusCode.NOT_FOUND, "ACCOUNT_NOT_FOUND", None)
-        # The same error through the unary path (batching off) as through a batch.
-        with WalletClient(writes, batch_in_flight_max=0) as unary:
+        # NOT_FOUND names the field too (a BadRequest violation on the unary status, the
+        # TransferError's field down a stream): the same error both ways.
+        expect_rejected(pay("1.00", to=prefix + "nobody"), grpc.StatusCode.NOT_FOUND, "ACCOUNT_NOT_FOUND", "to_account")
+        expect_rejected(
+            lambda: wallet.transfer(
+                transaction_id=new_transaction_id(),
+                from_account=prefix + "nobody",
+                to_account=alice,
+                amount="1.00",
+                currency="USD",
+            ),
+            grpc.StatusCode.NOT_FOUND,
+            "ACCOUNT_NOT_FOUND",
+            "from_account",
+        )
+        expect_rejected(
+            lambda: wallet.get_account(prefix + "nobody"), grpc.StatusCode.NOT_FOUND, "ACCOUNT_NOT_FOUND", "account_id"
+        )
+        expect_rejected(
+            lambda: wallet.get_transfer(new_transaction_id()), grpc.StatusCode.NOT_FOUND, "TRANSFER_NOT_FOUND", "transaction_id"
+        )
+        with WalletClient(writes, pipeline_transfers=False) as unary:
             expect_rejected(
                 lambda: unary.transfer(
                     transaction_id=new_transaction_id(),
@@ -303,22 +346,20 @@ def main() -> None:
                 ),
                 grpc.StatusCode.NOT_FOUND,
                 "ACCOUNT_NOT_FOUND",
-                None,
+                "to_account",
             )
-            assert unary.stats().batches == 0 and unary.stats().unary_transfers == 1, unary.stats()
-        expect_rejected(
+            stats = unary.pipeline_stats()
+            assert (stats.streams, stats.transfers, stats.unary_transfers) == (0, 0, 1), stats
+        expect_transfer_rejected(
+            wallet,
             lambda: wallet.transfer(
                 transaction_id=new_transaction_id(), from_account=alice, to_account=issuer, amount="10.01", currency="USD"
             ),
             grpc.StatusCode.FAILED_PRECONDITION,
             "INSUFFICIENT_FUNDS",
-            None,
         )
-        expect_rejected(
-            pay("9.99", transaction_id=funded.transaction_id),
-            grpc.StatusCode.ALREADY_EXISTS,
-            "TRANSACTION_ID_REUSED",
-            None,
+        expect_transfer_rejected(
+            wallet, pay("9.99", transaction_id=funded.transaction_id), grpc.StatusCode.ALREADY_EXISTS, "TRANSACTION_ID_REUSED"
         )
         expect_rejected(
             lambda: wallet.open_account(alice, "EUR"),
@@ -326,7 +367,7 @@ def main() -> None:
             "ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS",
             None,
         )
-        checks += 8
+        checks += 11
         raw_status_decodes(writes[0], issuer, alice)
         checks += 1
 

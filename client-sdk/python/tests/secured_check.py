@@ -1,7 +1,7 @@
 """Checks against a secured write node (run by client-sdk/test-sdks.sh): TLS with the
 cluster's CA, a client certificate (the node requires one: mTLS), a server name override (the
 certificate names only ``--server-name``; the node is dialled by IP address), and bearer
-tokens: with the right token transfers work, batched and unary; without one, or with a wrong
+tokens: with the right token transfers work, pipelined and unary; without one, or with a wrong
 one, calls are UNAUTHENTICATED; a token without the scope is PERMISSION_DENIED; without the
 client certificate or the server name override no connection is made.
 
@@ -77,13 +77,15 @@ def main() -> None:
         with futures.ThreadPoolExecutor(max_workers=8) as pool:
             statuses = list(pool.map(lambda _: pay(wallet), range(20)))
         assert statuses == ["success"] * 20, statuses
-        assert wallet.stats().batches >= 1, wallet.stats()
+        stats = wallet.pipeline_stats()
+        assert stats.streams == 1 and stats.transfers == 20, stats  # down one stream, over TLS
         balance = wallet.get_account(alice).account.balance
         assert balance == "20.00", balance
         checks += 1
-    with WalletClient([args.write], QUICK, tls=tls, token=token, batch_in_flight_max=0) as wallet:
+    with WalletClient([args.write], QUICK, tls=tls, token=token, pipeline_transfers=False) as wallet:
         assert pay(wallet) == "success"
-        assert wallet.stats().unary_transfers == 1
+        stats = wallet.pipeline_stats()
+        assert (stats.streams, stats.unary_transfers) == (0, 1), stats
         checks += 1
 
     with WalletClient([args.write], QUICK, tls=tls) as wallet:

@@ -34,17 +34,18 @@ class TokenTest(unittest.TestCase):
             WalletClient(["127.0.0.1:1"], token="a b")
 
     def test_the_token_goes_with_every_call(self) -> None:
-        with FakeNode(batch=None) as node, WalletClient([node.endpoint], FAST, token="s3cr3t") as wallet:
+        with FakeNode() as node, WalletClient([node.endpoint], FAST, token="s3cr3t") as wallet:
             wallet.transfer(
                 transaction_id=new_transaction_id(), from_account="a", to_account="b", amount="1.00", currency="USD"
             )
             wallet.get_account("a")
-        self.assertGreaterEqual(len(node.metadata), 3)  # TransferBatch, Transfer, GetAccount
+        self.assertEqual(len(node.metadata), 2)  # SubmitTransfers, GetAccount
+        self.assertEqual(len(node.streams), 1)
         for metadata in node.metadata:
             self.assertEqual(metadata.get("authorization"), "Bearer s3cr3t")
 
     def test_without_a_token_none_is_sent(self) -> None:
-        with FakeNode(batch=None) as node, WalletClient([node.endpoint], FAST) as wallet:
+        with FakeNode(stream=None) as node, WalletClient([node.endpoint], FAST) as wallet:
             wallet.get_account("a")
         self.assertNotIn("authorization", node.metadata[0])
 
@@ -95,7 +96,7 @@ class TlsTest(unittest.TestCase):
         shutil.rmtree(cls.dir, ignore_errors=True)
 
     def _node(self, require_client_cert: bool) -> FakeNode:
-        node = FakeNode(batch=None)
+        node = FakeNode()
         d = self.dir
         credentials = grpc.ssl_server_credentials(
             [((d / "server.key").read_bytes(), (d / "server.pem").read_bytes())],
@@ -116,6 +117,7 @@ class TlsTest(unittest.TestCase):
             wallet.transfer(
                 transaction_id=new_transaction_id(), from_account="a", to_account="b", amount="1.00", currency="USD"
             )
+        self.assertEqual(len(node.streams), 1)  # the transfer went down a stream, over TLS
         self.assertTrue(all(m.get("authorization") == "Bearer t0k" for m in node.metadata))
 
     def test_asyncio_client_with_tls_and_token(self) -> None:
@@ -130,7 +132,7 @@ class TlsTest(unittest.TestCase):
 
         with self._node(False) as node:
             self.assertEqual(asyncio.run(run(node.endpoint)), "1.00")
-        self.assertGreaterEqual(len(node.metadata), 3)
+        self.assertEqual((len(node.metadata), len(node.streams)), (2, 1))  # SubmitTransfers, GetAccount
         self.assertTrue(all(m.get("authorization") == "Bearer t0k" for m in node.metadata))
 
     def test_mutual_tls(self) -> None:

@@ -19,7 +19,7 @@ import {
 } from "@wallet-ledger/client";
 
 async function main(endpoints: string[]): Promise<void> {
-  const options: WalletClientOptions = { totalDeadlineMs: 10_000, batchInFlightMax: 2 };
+  const options: WalletClientOptions = { totalDeadlineMs: 10_000, pipelineTransfers: true };
   const client = new WalletClient(endpoints, options);
   const prefix = `consumer-${randomBytes(4).toString("hex")}-`;
   try {

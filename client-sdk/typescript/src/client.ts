@@ -3,7 +3,6 @@ import { randomUUID } from "node:crypto";
 
 import { type ClientReadableStream, type Metadata, type ServiceError } from "@grpc/grpc-js";
 
-import { DEFAULT_BATCH_IN_FLIGHT_MAX, TransferBatcher, type TransferStats } from "./batch";
 import { Connection, type ConnectionOptions } from "./connection";
 import {
   BalanceUpdate,
@@ -18,6 +17,7 @@ import {
   TransferResponse,
   WalletServiceClient,
 } from "./gen/wallet/v1/wallet";
+import { TransferPipeline, type TransferStats } from "./pipeline";
 import { callWithRetry, type RetryPolicy } from "./retry";
 
 /** Clients kept for nodes learnt from leader hints rather than configured. */
@@ -33,13 +33,13 @@ export function newTransactionId(): string {
   return randomUUID();
 }
 
-/** Options of a `WalletClient`: the connection's, the retry policy's, and batching. */
+/** Options of a `WalletClient`: the connection's, the retry policy's, and pipelining. */
 export interface WalletClientOptions extends ConnectionOptions {
   /**
-   * `TransferBatch` calls in flight per node before further `transfer()` calls queue for the
-   * next batch (default 2). 0 turns batching off: every transfer is a unary `Transfer`.
+   * Send concurrent `transfer()` calls down one shared `SubmitTransfers` stream per node
+   * (default true). false: every transfer is a unary `Transfer` call.
    */
-  batchInFlightMax?: number;
+  pipelineTransfers?: boolean;
 }
 
 /** Options of a `QueryClient`. */
@@ -116,15 +116,15 @@ function optionsOf<O extends ConnectionOptions>(options: O | RetryPolicy | undef
 /**
  * The write API with routing and retries. Writes go to the account's partition leader, learnt
  * from NOT_LEADER hints; calls whose outcome is unknown are retried with the same request
- * (same transaction_id) under `policy`. Concurrent `transfer()` calls are batched
- * transparently (`TransferBatch`; see README.md, "Batching").
+ * (same transaction_id) under `policy`. Concurrent `transfer()` calls are pipelined
+ * transparently (one `SubmitTransfers` stream per node; see README.md, "Pipelining").
  */
 export class WalletClient {
   readonly policy: RetryPolicy;
   private readonly connection: Connection;
   private readonly clients: Clients<WalletServiceClient>;
   private readonly leaders = new Map<string, string>();
-  private readonly batcher: TransferBatcher;
+  private readonly pipeline: TransferPipeline;
 
   constructor(endpoints: readonly string[], options?: WalletClientOptions | RetryPolicy) {
     const opts = optionsOf<WalletClientOptions>(options);
@@ -136,33 +136,34 @@ export class WalletClient {
       (e) => this.connection.normalize(e),
       (a) => new WalletServiceClient(a, credentials, channelOptions),
     );
-    this.batcher = new TransferBatcher(
+    if (opts.pipelineTransfers !== undefined && typeof opts.pipelineTransfers !== "boolean") {
+      throw new RangeError("pipelineTransfers must be a boolean");
+    }
+    this.pipeline = new TransferPipeline(
       {
         route: (key) => this.leaders.get(key) ?? this.clients.endpoints[0],
-        sendBatch: (endpoint, transfers, deadline) => {
-          const client = this.clients.get(endpoint);
-          return unary(client.transferBatch.bind(client), { transfers }, this.connection.metadata(), deadline);
-        },
+        open: (endpoint) => this.clients.get(endpoint).submitTransfers(this.connection.metadata()),
         unary: (request, deadline) => this.call((c) => c.transfer, request, request.fromAccount, deadline),
         setLeader: (key, endpoint) => this.setLeader(key, endpoint),
         callTimeoutMs: this.policy.callTimeoutMs,
       },
-      opts.batchInFlightMax ?? DEFAULT_BATCH_IN_FLIGHT_MAX,
+      opts.pipelineTransfers ?? true,
     );
   }
 
   /**
-   * Closes the connections. Transfers still waiting for a batch are rejected; calls in
-   * flight end as the connection does, and none is retried.
+   * Closes the connections and ends the transfer streams, so Node can exit. Transfers not
+   * yet written to a stream are rejected; those written get the node's answer if it comes
+   * before the connection closes, and none is retried.
    */
   close(): void {
-    this.batcher.abandon(new Error("WalletClient closed before the transfer was sent"));
+    this.pipeline.close(new Error("WalletClient closed before the transfer was sent"));
     this.clients.close();
   }
 
-  /** Counters of `transfer()` calls and the batches that carried them. */
+  /** Counters of `transfer()` calls, the streams that carried them and the unary fallbacks. */
   stats(): TransferStats {
-    return this.batcher.stats();
+    return this.pipeline.stats();
   }
 
   /** The node last seen leading `routingKey`'s partition (an account id), if known. */
@@ -211,8 +212,9 @@ export class WalletClient {
    * `transactionId` (from `newTransactionId()`) is the idempotency key: keep it until the
    * outcome is known. Every automatic retry sends it again, and so should yours after an
    * `Indefinite` error: a retry returns the original outcome and never pays twice.
-   * Concurrent calls share `TransferBatch` calls; each still gets its own outcome and error,
-   * within its own deadline (`totalDeadlineMs`).
+   * Concurrent calls share one `SubmitTransfers` stream per node; each still gets its own
+   * outcome and error, as soon as its transfer is final, within its own deadline
+   * (`totalDeadlineMs`); without a definite outcome from the stream it goes on unary.
    */
   transfer(transfer: TransferParams): Promise<TransferResponse>;
   /** @deprecated Pass one object: `transfer({ transactionId, fromAccount, toAccount, amount, currency })`. */
@@ -241,7 +243,7 @@ export class WalletClient {
       amount: t.amount,
       currency: t.currency,
     };
-    return this.batcher.transfer(request, Date.now() + this.policy.totalDeadlineMs);
+    return this.pipeline.transfer(request, Date.now() + this.policy.totalDeadlineMs);
   }
 
   /** The authoritative account, read linearizably, with the position it reflects. */

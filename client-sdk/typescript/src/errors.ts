@@ -1,8 +1,9 @@
 /**
  * Typed errors, read from the rich gRPC status the wallet's nodes send: every error carries
  * `google.rpc.ErrorInfo` (domain `wallet.ledger`) with a stable `reason`, a `BadRequest`
- * field violation for invalid input, and `RetryInfo` where waiting helps, all inside a
- * `google.rpc.Status` in the `grpc-status-details-bin` trailer.
+ * field violation naming the offending field (invalid input, an unknown account or
+ * transfer), and `RetryInfo` where waiting helps, all inside a `google.rpc.Status` in the
+ * `grpc-status-details-bin` trailer.
  */
 import { Metadata, status as Code, type ServiceError } from "@grpc/grpc-js";
 
@@ -164,12 +165,13 @@ export function leaderHint(error: WalletError): string | undefined {
 }
 
 /**
- * The typed error for one item of a batch (`TransferResult.error`: the code, reason, message
- * and field the unary call would have failed with): `Rejected` for a "rejected" item,
- * `Indefinite` otherwise. `details` is what the unary call's trailer would decode to: the
- * wallet's domain and the reason, and the field as a `BadRequest` violation only for
- * INVALID_ARGUMENT (the nodes send `BadRequest` for nothing else, though an item also names
- * the field of a NOT_FOUND), so a batched call fails exactly as the unary one would.
+ * The typed error for one result of a `SubmitTransfers` stream or a `TransferBatch`
+ * (`TransferResult.error`: the code, reason, message and field the unary call would have
+ * failed with): `Rejected` for a "rejected" item, `Indefinite` otherwise. `details` is what
+ * the unary call's trailer would decode to: the wallet's domain, the reason, and the field as
+ * given, whatever the code, as a field violation (the nodes name one for INVALID_ARGUMENT and
+ * NOT_FOUND, as the unary call's `BadRequest` does), so a pipelined call fails exactly as the
+ * unary one would.
  */
 export function itemError(
   error: { code: number; reason: string; message: string; field: string },
@@ -181,8 +183,7 @@ export function itemError(
     reason: error.reason,
     domain: ERROR_DOMAIN,
     metadata: {},
-    fieldViolations:
-      error.field !== "" && error.code === Code.INVALID_ARGUMENT ? [{ field: error.field, description: error.message }] : [],
+    fieldViolations: error.field !== "" ? [{ field: error.field, description: error.message }] : [],
   };
   const reason = error.reason || codeName(error.code as Code);
   return definite ? new Rejected(details, reason) : new Indefinite(details, reason);

@@ -1,9 +1,9 @@
 /**
  * TypeScript client of the wallet ledger: the generated `wallet.v1` types and @grpc/grpc-js
- * clients (`./gen`), typed errors, the Rust SDK's retry loop, transparent batching of
+ * clients (`./gen`), typed errors, the Rust SDK's retry loop, transparent pipelining of
  * `transfer()`, TLS and bearer tokens. See README.md.
  */
-export { DEFAULT_BATCH_IN_FLIGHT_MAX, TRANSFER_BATCH_MAX, type TransferStats } from "./batch";
+export { PIPE_IDLE_MS, PIPE_QUEUE_MAX, type TransferStats } from "./pipeline";
 export * from "./client";
 export { AUTHORIZATION_HEADER, bearer, type ConnectionOptions, type TlsOptions } from "./connection";
 export * from "./errors";

@@ -64,8 +64,8 @@ export interface RetryHooks {
   first?: string;
   /**
    * The call's deadline (in `now()`'s milliseconds), instead of `now() + totalDeadlineMs`:
-   * for a call that already spent part of its time elsewhere (a transfer retried after a
-   * batch).
+   * for a call that already spent part of its time elsewhere (a transfer that went on unary
+   * after its stream gave no definite outcome).
    */
   deadline?: number;
   onSuccess?: (endpoint: string) => void;

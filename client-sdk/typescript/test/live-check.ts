@@ -2,8 +2,9 @@
  * Checks against a live cluster (run by client-sdk/test-sdks.sh): bad input gets the
  * documented code, reason and field violation, decoded from the grpc-status-details-bin
  * trailer, and changes nothing; the retry loop gets past a dead node and gives up, bounded,
- * when all are dead; 200 concurrent transfers, batched transparently, each get their own
- * outcome and move exactly the right money, once.
+ * when all are dead; 200 concurrent transfers, pipelined transparently (at most one
+ * SubmitTransfers stream per node), each get their own outcome and move exactly the right
+ * money, once.
  *
  *   node dist/test/live-check.js --write HOST:PORT,... --read HOST:PORT
  */
@@ -23,6 +24,7 @@ import {
   codeName,
   newTransactionId,
   type TransferParams,
+  type TransferStats,
 } from "../src";
 import { BadRequest, ErrorInfo } from "../src/gen/google/rpc/error_details";
 import { Status } from "../src/gen/google/rpc/status";
@@ -67,6 +69,19 @@ async function rawStatusDecodes(write: string, issuer: string, alice: string): P
   checks += 1;
 }
 
+/**
+ * The transfers went down at most `streamsMax` streams, none of which failed: every one was
+ * pipelined, except (sent unary at once) the second of a conflicting pair under one id, which
+ * cannot share a stream with the first while it waits (results name only the id).
+ */
+function assertPipelined(stats: TransferStats, pipelined: number, unaryAtOnce: number, streamsMax: number): void {
+  const context = JSON.stringify(stats);
+  assert.ok(stats.streamsOpened >= 1 && stats.streamsOpened <= streamsMax, `streams: ${context}`);
+  assert.equal(stats.streamsFailed, 0, context);
+  assert.equal(pipelined + unaryAtOnce, 200, context);
+  assert.ok(unaryAtOnce <= 10, `more than the 10 conflicting requests went unary at once: ${context}`);
+}
+
 /** Cents of a decimal amount with two fraction digits ("12.34" -> 1234). */
 const cents = (amount: string) => Math.round(Number(amount) * 100);
 const decimal = (c: number) => `${c < 0 ? "-" : ""}${Math.floor(Math.abs(c) / 100)}.${String(Math.abs(c) % 100).padStart(2, "0")}`;
@@ -79,10 +94,11 @@ interface Op {
 type Outcome = { ok: TransferResponse } | { error: unknown };
 
 /**
- * 200 concurrent transfer() calls on one client (Promise.all), batched transparently: valid
+ * 200 concurrent transfer() calls on one client (Promise.all), pipelined transparently: valid
  * ones, invalid amounts, insufficient funds, exact duplicates of an id and conflicting reuses
- * of one. Each call must get exactly its own outcome, the balances must be exact, fewer batch
- * calls than transfers must have been made, and sending all 200 again must move no money.
+ * of one. Each call must get exactly its own outcome, the balances must be exact, the
+ * transfers must have gone down at most one stream per node (those no stream could take, or
+ * that it left without a definite outcome, unary), and sending all 200 again must move no money.
  */
 async function concurrentTransfers(writes: string[], base: string): Promise<number> {
   const prefix = `${base}burst-`;
@@ -135,6 +151,7 @@ async function concurrentTransfers(writes: string[], base: string): Promise<numb
       balances.set(r.fromAccount, (balances.get(r.fromAccount) ?? 0) - cents(r.amount));
       balances.set(r.toAccount, (balances.get(r.toAccount) ?? 0) + cents(r.amount));
     };
+    // The same code, reason and field whether the call got its answer down the stream or unary.
     const rejectedWith = (outcome: Outcome, code: Code, reason: string, field?: string) => {
       assert.ok("error" in outcome && outcome.error instanceof Rejected, `expected ${reason}, got ${JSON.stringify(outcome)}`);
       assert.deepEqual([outcome.error.code, outcome.error.reason, outcome.error.field], [code, reason, field]);
@@ -180,13 +197,13 @@ async function concurrentTransfers(writes: string[], base: string): Promise<numb
     assert.equal(ops.filter((op) => op.kind === "conflict" && winners.get(op.request.transactionId) === op).length, 10);
 
     const stats = wallet.stats();
-    const transfers = stats.transfers - start.transfers;
-    const batches = stats.batchCalls - start.batchCalls;
-    assert.equal(transfers, 200);
-    assert.ok(batches < transfers, `${batches} batch calls for ${transfers} transfers`);
+    const delta = (key: keyof TransferStats) => stats[key] - start[key];
+    assert.equal(delta("transfers"), 200);
+    assertPipelined(stats, delta("pipelinedTransfers"), delta("unaryTransfers") - delta("unaryFallbacks"), writes.length);
     console.log(
-      `typescript live checks: 200 concurrent transfers in ${batches} batch calls ` +
-        `(largest ${stats.largestBatch}, ${stats.fallbacks - start.fallbacks} retried unary)`,
+      `typescript live checks: 200 concurrent transfers, ${delta("pipelinedTransfers")} pipelined down ` +
+        `${stats.streamsOpened} stream(s) (this client's life), ${delta("unaryFallbacks")} retried unary, ` +
+        `${delta("unaryTransfers") - delta("unaryFallbacks")} sent unary at once`,
     );
 
     const checkBalances = async () => {
@@ -196,13 +213,19 @@ async function concurrentTransfers(writes: string[], base: string): Promise<numb
     };
     await checkBalances();
 
-    // Everything again, same ids, from a new client (no leader known yet, so the first
-    // batches go to the first node and what it does not lead is retried unary): the same
+    // Everything again, same ids, from a new client (no leader known yet, so everything goes
+    // down the first node's stream and what it does not lead is retried unary): the same
     // outcome per call, and no money moves.
     wallet.close();
     wallet = new WalletClient(writes);
     const again = await run();
-    console.log(`typescript live checks: the 200 again from a new client, ${wallet.stats().batchCalls} batch calls, ${wallet.stats().fallbacks} retried unary`);
+    const retried = wallet.stats();
+    assert.equal(retried.transfers, 200);
+    assertPipelined(retried, retried.pipelinedTransfers, retried.unaryTransfers - retried.unaryFallbacks, 1);
+    console.log(
+      `typescript live checks: the 200 again from a new client, ${retried.pipelinedTransfers} pipelined down ` +
+        `${retried.streamsOpened} stream(s), ${retried.unaryFallbacks} retried unary`,
+    );
     ops.forEach((op, n) => {
       const [was, is] = [first[n], again[n]];
       if ("ok" in was) {
@@ -227,6 +250,7 @@ async function main(): Promise<void> {
   const prefix = `tscheck-${randomBytes(4).toString("hex")}-`;
   const [issuer, alice] = [prefix + "issuer", prefix + "alice"];
   const wallet = new WalletClient(writes);
+  const unaryWallet = new WalletClient(writes, { pipelineTransfers: false });
   const query = new QueryClient([values.read]);
   try {
     await wallet.openAccount(issuer, "USD", true);
@@ -255,15 +279,25 @@ async function main(): Promise<void> {
     await expectRejected(pay("1.00", { id: "not-a-uuid" }), invalid, "INVALID_TRANSACTION_ID", "transaction_id");
     await expectRejected(pay("1.00", { to: issuer }), invalid, "SAME_ACCOUNT", "to_account");
     await expectRejected(() => wallet.openAccount("has space", "USD"), invalid, "INVALID_ACCOUNT_ID", "account_id");
-    // NOT_FOUND and FAILED_PRECONDITION carry ErrorInfo; BadRequest is for invalid input.
-    await expectRejected(pay("1.00", { to: prefix + "nobody" }), Code.NOT_FOUND, "ACCOUNT_NOT_FOUND");
-    await expectRejected(
-      () =>
-        wallet.transfer({ transactionId: newTransactionId(), fromAccount: alice, toAccount: issuer, amount: "10.01", currency: "USD" }),
-      Code.FAILED_PRECONDITION,
-      "INSUFFICIENT_FUNDS",
-    );
+    // NOT_FOUND names the field too (BadRequest); FAILED_PRECONDITION and ALREADY_EXISTS
+    // carry ErrorInfo only: down a stream (`wallet`) and unary (`unaryWallet`) alike.
+    await expectRejected(pay("1.00", { to: prefix + "nobody" }), Code.NOT_FOUND, "ACCOUNT_NOT_FOUND", "to_account");
+    {
+      const nobody = { transactionId: newTransactionId(), fromAccount: issuer, toAccount: prefix + "nobody", amount: "1.00", currency: "USD" };
+      await expectRejected(() => unaryWallet.transfer(nobody), Code.NOT_FOUND, "ACCOUNT_NOT_FOUND", "to_account");
+      const stranger = { ...nobody, transactionId: newTransactionId(), fromAccount: prefix + "stranger", toAccount: alice };
+      await expectRejected(() => unaryWallet.transfer(stranger), Code.NOT_FOUND, "ACCOUNT_NOT_FOUND", "from_account");
+      const strangerAgain = { ...stranger, transactionId: newTransactionId() };
+      await expectRejected(() => wallet.transfer(strangerAgain), Code.NOT_FOUND, "ACCOUNT_NOT_FOUND", "from_account");
+    }
+    await expectRejected(() => wallet.getAccount(prefix + "nobody"), Code.NOT_FOUND, "ACCOUNT_NOT_FOUND", "account_id");
+    await expectRejected(() => wallet.getTransfer(newTransactionId()), Code.NOT_FOUND, "TRANSFER_NOT_FOUND", "transaction_id");
+    const overdraft = { transactionId: newTransactionId(), fromAccount: alice, toAccount: issuer, amount: "10.01", currency: "USD" };
+    await expectRejected(() => wallet.transfer(overdraft), Code.FAILED_PRECONDITION, "INSUFFICIENT_FUNDS");
+    await expectRejected(() => unaryWallet.transfer({ ...overdraft }), Code.FAILED_PRECONDITION, "INSUFFICIENT_FUNDS");
     await expectRejected(pay("9.99", { id: funded.transactionId }), Code.ALREADY_EXISTS, "TRANSACTION_ID_REUSED");
+    const reuse = { transactionId: funded.transactionId, fromAccount: issuer, toAccount: alice, amount: "9.98", currency: "USD" };
+    await expectRejected(() => unaryWallet.transfer(reuse), Code.ALREADY_EXISTS, "TRANSACTION_ID_REUSED");
     await expectRejected(() => wallet.openAccount(alice, "EUR"), Code.ALREADY_EXISTS, "ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS");
     await rawStatusDecodes(writes[0], issuer, alice);
 
@@ -285,8 +319,10 @@ async function main(): Promise<void> {
     // Bad input changed nothing.
     assert.equal((await wallet.getAccount(alice)).account!.balance, "10.00");
     assert.equal((await query.getBalance(alice, funded.consistencyToken)).balance!.balance, "10.00");
+    assert.equal(unaryWallet.stats().streamsOpened, 0);
   } finally {
     wallet.close();
+    unaryWallet.close();
     query.close();
   }
 

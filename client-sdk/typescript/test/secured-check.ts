@@ -2,7 +2,7 @@
  * Checks against a secured write node (run by client-sdk/test-sdks.sh): TLS with the
  * cluster's CA, a client certificate (the node requires one: mTLS), a server name override
  * (the certificate names only `--server-name`, the node is dialled by IP address), and bearer
- * tokens: with the right token transfers work, batched and unary; without one, or with a
+ * tokens: with the right token transfers work, pipelined and unary; without one, or with a
  * wrong one, calls are UNAUTHENTICATED; a token without the scope is PERMISSION_DENIED; and
  * without the client certificate or the server name override no connection is made.
  *
@@ -65,7 +65,7 @@ async function main(): Promise<void> {
     await wallet.openAccount(alice, "USD");
     await wallet.openAccount(bob, "USD");
     await wallet.transfer({ transactionId: newTransactionId(), fromAccount: issuer, toAccount: alice, amount: "50.00", currency: "USD" });
-    // Concurrent calls over TLS with a token go in TransferBatch calls, each with its outcome.
+    // Concurrent calls over TLS with a token go down one SubmitTransfers stream, each with its outcome.
     const payments = Array.from({ length: 20 }, () => ({
       transactionId: newTransactionId(),
       fromAccount: alice,
@@ -76,22 +76,24 @@ async function main(): Promise<void> {
     const before = wallet.stats();
     const answers = await Promise.all(payments.map((p) => wallet.transfer(p)));
     assert.deepEqual(answers.map((a) => a.transactionId), payments.map((p) => p.transactionId));
-    assert.ok(wallet.stats().batchCalls - before.batchCalls < payments.length, JSON.stringify(wallet.stats()));
+    const after = wallet.stats();
+    assert.equal(after.pipelinedTransfers - before.pipelinedTransfers, payments.length, JSON.stringify(after));
+    assert.deepEqual([after.streamsOpened, after.streamsFailed, after.unaryTransfers], [1, 0, 0], JSON.stringify(after));
     assert.equal((await wallet.getAccount(bob)).account!.balance, "30.00");
     assert.equal((await wallet.getAccount(alice)).account!.balance, "20.00");
     checks += 2;
     // The same over the unary path.
-    const unary = client({ tls, token, batchInFlightMax: 0 });
+    const unary = client({ tls, token, pipelineTransfers: false });
     await unary.transfer({ ...payments[0] }); // a retry: the original outcome, no second payment
     assert.equal((await unary.getAccount(bob)).account!.balance, "30.00");
     checks += 1;
 
-    // Tokens: none, a wrong one, one without the scope (batched and unary alike).
+    // Tokens: none, a wrong one, one without the scope (pipelined and unary alike).
     const pay = () => ({ transactionId: newTransactionId(), fromAccount: alice, toAccount: bob, amount: "1.00", currency: "USD" });
-    for (const batchInFlightMax of [2, 0]) {
-      await refused(client({ tls, ...quick, batchInFlightMax }).transfer(pay()), Code.UNAUTHENTICATED);
-      await refused(client({ tls, token: `${token}x`, ...quick, batchInFlightMax }).transfer(pay()), Code.UNAUTHENTICATED);
-      await refused(client({ tls, token: readToken, ...quick, batchInFlightMax }).transfer(pay()), Code.PERMISSION_DENIED);
+    for (const pipelineTransfers of [true, false]) {
+      await refused(client({ tls, ...quick, pipelineTransfers }).transfer(pay()), Code.UNAUTHENTICATED);
+      await refused(client({ tls, token: `${token}x`, ...quick, pipelineTransfers }).transfer(pay()), Code.UNAUTHENTICATED);
+      await refused(client({ tls, token: readToken, ...quick, pipelineTransfers }).transfer(pay()), Code.PERMISSION_DENIED);
     }
     const reader = client({ tls, token: readToken, ...quick });
     assert.equal((await reader.getAccount(alice)).account!.balance, "20.00");

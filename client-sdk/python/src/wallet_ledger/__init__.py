@@ -1,6 +1,6 @@
 """Python client of the wallet ledger (distribution ``wallet-ledger-client``).
 
-``WalletClient`` (write nodes: routing, retries, transparent batching of ``transfer()``),
+``WalletClient`` (write nodes: routing, retries, transparent pipelining of ``transfer()``),
 ``QueryClient`` (read nodes), their asyncio twins ``AsyncWalletClient`` and
 ``AsyncQueryClient`` (``grpc.aio``), typed errors (``Rejected``, ``Indefinite``), TLS and tokens
 (``TlsConfig``, ``token=``). The generated messages are re-exported as ``wallet_pb2``,
@@ -17,7 +17,6 @@ from ._proto.wallet.v1 import (
 )
 from .aio import AsyncBalanceWatch, AsyncQueryClient, AsyncWalletClient
 from .auth import TlsConfig, authorization_metadata
-from .batching import BATCH_IN_FLIGHT_MAX_DEFAULT, TRANSFER_BATCH_MAX, BatchStats
 from .client import BalanceWatch, QueryClient, WalletClient, new_transaction_id
 from .errors import (
     ERROR_DOMAIN,
@@ -29,6 +28,7 @@ from .errors import (
     classify,
     error_details,
 )
+from .pipeline import PIPE_QUEUE_MAX, PipelineStats
 from .retry import RetryPolicy, backoff_ceiling, call_with_retry, full_jitter
 
 __version__ = "0.2.0"
@@ -37,14 +37,13 @@ __all__ = [
     "AsyncBalanceWatch",
     "AsyncQueryClient",
     "AsyncWalletClient",
-    "BATCH_IN_FLIGHT_MAX_DEFAULT",
     "ERROR_DOMAIN",
+    "PIPE_QUEUE_MAX",
     "RETRYABLE_CODES",
-    "TRANSFER_BATCH_MAX",
     "BalanceWatch",
-    "BatchStats",
     "ErrorDetails",
     "Indefinite",
+    "PipelineStats",
     "QueryClient",
     "Rejected",
     "RetryPolicy",

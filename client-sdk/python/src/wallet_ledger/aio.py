@@ -1,14 +1,13 @@
 """The asyncio clients (``grpc.aio``): ``AsyncWalletClient`` and ``AsyncQueryClient``, the
 twins of ``WalletClient`` and ``QueryClient`` with the same routing, retry loop
-(``retry.Attempts``), errors, TLS and tokens, and the same transparent batching of
-``transfer()`` (see ``wallet_ledger.batching`` for the algorithm).
+(``retry.Attempts``), errors, TLS and tokens, and the same transparent pipelining of
+``transfer()`` (see ``wallet_ledger.pipeline`` for the algorithm).
 
-Batching in asyncio needs no hand-off between callers: each batch is sent by a task of the
-client's. A call that finds its node's lane below ``batch_in_flight_max`` starts a task with
-itself and whatever is queued; otherwise it queues. When a batch's task ends, it starts the
-next task with everything queued (the slot passes on) or frees the slot. Each caller awaits
-its own result with its own deadline; a cancelled or timed-out caller that is still queued
-leaves the queue unsent.
+Pipelining in asyncio: each open ``SubmitTransfers`` stream is a ``grpc.aio`` stream-stream call
+whose requests come from an async iterator over the pipe's bounded ``asyncio.Queue``, and whose
+results a task of the client's hands out as they come; each caller awaits its own result with
+its own timeout (see ``wallet_ledger.pipeline`` for the rules and the fallbacks). ``close()``
+ends the streams and awaits their tasks.
 
     async with AsyncWalletClient(["127.0.0.1:50051"]) as wallet:
         done = await wallet.transfer(transaction_id=new_transaction_id(), from_account="a",
@@ -18,27 +17,17 @@ leaves the queue unsent.
 from __future__ import annotations
 
 import asyncio
-import collections
-import dataclasses
 import time
-from typing import Any, AsyncIterator, Awaitable, Callable, Deque, Iterable, Mapping, Optional, Protocol, Sequence, cast
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Optional, Protocol, Sequence, cast
 
 import grpc
 import grpc.aio
 
 from ._proto.wallet.v1 import query_pb2, query_pb2_grpc, wallet_pb2, wallet_pb2_grpc
 from .auth import TlsConfig, authorization_metadata, normalize_endpoint
-from .batching import (
-    _BATCH_TIMEOUT_MIN,
-    BATCH_IN_FLIGHT_MAX_DEFAULT,
-    FALLBACK,
-    TRANSFER_BATCH_MAX,
-    BatchStats,
-    Outcome,
-    result_outcome,
-)
 from .client import DISCOVERED_ENDPOINTS_MAX, LEADER_CACHE_MAX
 from .errors import deadline_exceeded
+from .pipeline import FALLBACK, PIPE_QUEUE_MAX, AsyncPipe, Counters, Outcome, PipelineStats
 from .retry import Attempts, RetryPolicy
 
 Metadata = tuple[tuple[str, str], ...]
@@ -102,130 +91,9 @@ async def call_with_retry_async(
         return result
 
 
-@dataclasses.dataclass(eq=False)
-class _Call:
-    request: wallet_pb2.TransferRequest
-    deadline: float
-    result: "asyncio.Future[Outcome]"
-
-
-@dataclasses.dataclass
-class _Lane:
-    in_flight: int = 0
-    queue: Deque[_Call] = dataclasses.field(default_factory=collections.deque)
-
-
-class AsyncBatcher:
-    """The per-node lanes of one asyncio client (see the module docstring)."""
-
-    def __init__(
-        self,
-        send_batch: Callable[[str, wallet_pb2.TransferBatchRequest, float], Awaitable[wallet_pb2.TransferBatchResponse]],
-        on_success: Callable[[str, Sequence[wallet_pb2.TransferRequest]], None],
-        in_flight_max: int,
-        call_timeout: float,
-    ):
-        if in_flight_max < 1:
-            raise ValueError("in_flight_max must be at least 1 (0 means: no batcher)")
-        self._send_batch = send_batch
-        self._on_success = on_success
-        self._in_flight_max = in_flight_max
-        self._call_timeout = call_timeout
-        self._lanes: dict[str, _Lane] = {}
-        self._tasks: set["asyncio.Task[None]"] = set()
-        self._unsupported: set[str] = set()
-        self.stats = BatchStats()
-
-    def supports(self, node: str) -> bool:
-        return node not in self._unsupported
-
-    async def submit(self, node: str, request: wallet_pb2.TransferRequest, deadline: float) -> Outcome:
-        call = _Call(request, deadline, asyncio.get_running_loop().create_future())
-        lane = self._lanes.setdefault(node, _Lane())
-        if lane.in_flight < self._in_flight_max:
-            lane.in_flight += 1
-            self._start(node, [call, *self._take(lane, TRANSFER_BATCH_MAX - 1)])
-        else:
-            lane.queue.append(call)
-        try:
-            return await asyncio.wait_for(asyncio.shield(call.result), max(deadline - time.monotonic(), 0.0))
-        except asyncio.TimeoutError:
-            if call in lane.queue:
-                lane.queue.remove(call)
-                raise deadline_exceeded("the call's deadline passed while it waited for a batch") from None
-            raise deadline_exceeded("the call's deadline passed while its batch was in flight") from None
-        except asyncio.CancelledError:
-            if call in lane.queue:
-                lane.queue.remove(call)
-            raise
-
-    @staticmethod
-    def _take(lane: _Lane, limit: int) -> list[_Call]:
-        taken: list[_Call] = []
-        while lane.queue and len(taken) < limit:
-            taken.append(lane.queue.popleft())
-        return taken
-
-    def _start(self, node: str, batch: list[_Call]) -> None:
-        task = asyncio.get_running_loop().create_task(self._run(node, batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _run(self, node: str, batch: list[_Call]) -> None:
-        outcomes: list[Outcome] = [FALLBACK for _ in batch]
-        try:
-            outcomes = await self._send(node, batch)
-        finally:  # whatever happens, the slot passes on and every caller gets an answer
-            lane = self._lanes[node]
-            following = self._take(lane, TRANSFER_BATCH_MAX)
-            if following:
-                self._start(node, following)
-            else:
-                lane.in_flight -= 1
-                if lane.in_flight == 0 and not lane.queue:
-                    del self._lanes[node]
-            for call, outcome in zip(batch, outcomes):
-                if not call.result.done():
-                    call.result.set_result(outcome)
-
-    async def _send(self, node: str, batch: list[_Call]) -> list[Outcome]:
-        remaining = max(call.deadline for call in batch) - time.monotonic()
-        timeout = max(min(self._call_timeout, remaining), _BATCH_TIMEOUT_MIN)
-        self.stats = dataclasses.replace(
-            self.stats,
-            batches=self.stats.batches + 1,
-            batched_transfers=self.stats.batched_transfers + len(batch),
-            largest_batch=max(self.stats.largest_batch, len(batch)),
-        )
-        requests = [call.request for call in batch]
-        try:
-            response = await self._send_batch(node, wallet_pb2.TransferBatchRequest(transfers=requests), timeout)
-        except Exception as error:  # any failure: each call retries on its own
-            self.stats = dataclasses.replace(self.stats, failed_batches=self.stats.failed_batches + 1)
-            if isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.UNIMPLEMENTED:
-                self._unsupported.add(node)
-            return [FALLBACK for _ in batch]
-        results = list(response.results)
-        if len(results) != len(batch):
-            results = []
-        outcomes = [
-            result_outcome(call.request, results[i] if i < len(results) else None) for i, call in enumerate(batch)
-        ]
-        succeeded = [
-            call.request for call, outcome in zip(batch, outcomes) if isinstance(outcome, wallet_pb2.TransferResponse)
-        ]
-        if succeeded:
-            self._on_success(node, succeeded)
-        return outcomes
-
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            await asyncio.gather(task, return_exceptions=True)
-
-
 class AsyncWalletClient:
     """``WalletClient`` for asyncio: the same options, calls (as coroutines), errors and
-    batching. Use it from one event loop."""
+    pipelining. Use it from one event loop, and close it (``async with``) to end its streams."""
 
     def __init__(
         self,
@@ -234,20 +102,18 @@ class AsyncWalletClient:
         *,
         tls: Optional[TlsConfig] = None,
         token: Optional[str] = None,
-        batch_in_flight_max: int = BATCH_IN_FLIGHT_MAX_DEFAULT,
+        pipeline_transfers: bool = True,
     ):
-        if batch_in_flight_max < 0:
-            raise ValueError("batch_in_flight_max must be 0 (no batching) or more")
         self._channels = _AioChannels(endpoints, tls, token)
         self.policy = policy
+        self.pipeline_transfers = pipeline_transfers
         self._leaders: dict[str, str] = {}
-        self._transfers = 0
-        self._unary_transfers = 0
-        self._batcher: Optional[AsyncBatcher] = None
-        if batch_in_flight_max > 0:
-            self._batcher = AsyncBatcher(
-                self._send_batch, self._remember_batch, batch_in_flight_max, policy.call_timeout
-            )
+        self._pipes: dict[str, AsyncPipe] = {}
+        self._readers: set["asyncio.Task[None]"] = set()
+        self._closed = False
+        self._counters = Counters()
+        #: Requests a pipe holds before they are written (tests lower it).
+        self._pipe_queue_max = PIPE_QUEUE_MAX
 
     async def __aenter__(self) -> "AsyncWalletClient":
         return self
@@ -256,8 +122,16 @@ class AsyncWalletClient:
         await self.close()
 
     async def close(self) -> None:
-        if self._batcher is not None:
-            await self._batcher.close()
+        """Ends the streams (callers still waiting go on through the unary path), awaits
+        their tasks, and closes the channels."""
+        self._closed = True
+        pipes = list(self._pipes.values())
+        self._pipes.clear()
+        for pipe in pipes:
+            pipe.close()
+        readers = list(self._readers)
+        if readers:
+            await asyncio.gather(*readers, return_exceptions=True)
         await self._channels.close()
 
     @property
@@ -267,27 +141,17 @@ class AsyncWalletClient:
     def leader(self, routing_key: str) -> Optional[str]:
         return self._leaders.get(routing_key)
 
-    def stats(self) -> BatchStats:
-        batched = self._batcher.stats if self._batcher is not None else BatchStats()
-        return dataclasses.replace(batched, transfers=self._transfers, unary_transfers=self._unary_transfers)
+    def pipeline_stats(self) -> PipelineStats:
+        """See ``WalletClient.pipeline_stats``."""
+        return self._counters.stats()
 
     def _remember(self, routing_key: str, endpoint: str) -> None:
         if len(self._leaders) >= LEADER_CACHE_MAX:
             self._leaders.clear()
         self._leaders[routing_key] = endpoint
 
-    def _remember_batch(self, endpoint: str, requests: Sequence[wallet_pb2.TransferRequest]) -> None:
-        for request in requests:
-            self._remember(request.from_account, endpoint)
-
     def _stub(self, endpoint: str) -> wallet_pb2_grpc.WalletServiceStub:
         return wallet_pb2_grpc.WalletServiceStub(self._channels.get(endpoint))  # type: ignore[no-untyped-call]
-
-    async def _send_batch(
-        self, endpoint: str, request: wallet_pb2.TransferBatchRequest, timeout: float
-    ) -> wallet_pb2.TransferBatchResponse:
-        call = self._stub(endpoint).TransferBatch(request, timeout=timeout, metadata=self._channels.metadata)
-        return cast(wallet_pb2.TransferBatchResponse, await call)
 
     async def _call(self, method: str, request: Any, routing_key: str = "", deadline: Optional[float] = None) -> Any:
         async def send(endpoint: str, timeout: float) -> Any:
@@ -326,7 +190,8 @@ class AsyncWalletClient:
         currency: str,
     ) -> wallet_pb2.TransferResponse:
         """See ``WalletClient.transfer``: concurrent calls (``asyncio.gather``, tasks) share
-        ``TransferBatch`` calls, each with its own outcome, error and deadline."""
+        one ``SubmitTransfers`` stream per node, each with its own outcome, error and
+        deadline."""
         request = wallet_pb2.TransferRequest(
             transaction_id=transaction_id,
             from_account=from_account,
@@ -335,17 +200,64 @@ class AsyncWalletClient:
             currency=currency,
         )
         deadline = time.monotonic() + self.policy.total_deadline
-        self._transfers += 1
-        node = self.leader(from_account) or self._channels.endpoints[0]
-        if self._batcher is not None and self._batcher.supports(node):
-            outcome = await self._batcher.submit(node, request, deadline)
+        if self.pipeline_transfers:
+            outcome = await self._transfer_pipelined(request, deadline)
             if isinstance(outcome, wallet_pb2.TransferResponse):
                 return outcome
             if outcome is not FALLBACK:
                 raise cast(Exception, outcome)
-        self._unary_transfers += 1
+            if time.monotonic() >= deadline:
+                raise deadline_exceeded(
+                    "the call's deadline passed while its transfer was on the stream "
+                    "(it may still be applied: retry with the same transaction_id)"
+                )
+        self._counters.went_unary()
         response = await self._call("Transfer", request, from_account, deadline=deadline)
         return cast(wallet_pb2.TransferResponse, response)
+
+    async def _transfer_pipelined(self, request: wallet_pb2.TransferRequest, deadline: float) -> Outcome:
+        node = self.leader(request.from_account) or self._channels.endpoints[0]
+        pipe = self._pipe(node)
+        if pipe is None:
+            return FALLBACK
+        waiter = pipe.send(request)
+        if waiter is None:
+            return FALLBACK
+        self._counters.transfer_sent()
+        return await pipe.wait(waiter, min(self.policy.call_timeout, deadline - time.monotonic()))
+
+    def _pipe(self, node: str) -> Optional[AsyncPipe]:
+        """The open stream to ``node``, or a new one with its reader task."""
+        if self._closed:
+            return None
+        pipe = self._pipes.get(node)
+        if pipe is not None and not pipe.closed:
+            return pipe
+        pipe = AsyncPipe(node, self._pipe_queue_max)
+        self._pipes[node] = pipe
+        self._counters.stream_opened()
+        task = asyncio.get_running_loop().create_task(self._read_pipe(pipe))
+        pipe.task = task
+        self._readers.add(task)
+        task.add_done_callback(self._readers.discard)
+        return pipe
+
+    async def _read_pipe(self, pipe: AsyncPipe) -> None:
+        """As ``client._read_pipe``: hands out the stream's results until it ends, then
+        closes the pipe (its waiters go on alone) and forgets it."""
+        try:
+            call = self._stub(pipe.node).SubmitTransfers(pipe.requests(), metadata=self._channels.metadata)
+            pipe.opened(call)
+            async for result in call:
+                succeeded = pipe.resolve(result)
+                if succeeded is not None:
+                    self._remember(succeeded.from_account, pipe.node)
+        except (grpc.RpcError, asyncio.CancelledError):
+            pass  # refused, broken, or cancelled by close()
+        finally:
+            pipe.close()
+            if self._pipes.get(pipe.node) is pipe:
+                del self._pipes[pipe.node]
 
     async def get_account(self, account_id: str) -> wallet_pb2.GetAccountResponse:
         """See ``WalletClient.get_account``."""

@@ -5,13 +5,15 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+import weakref
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Protocol, Sequence, TypeVar, cast
 
 import grpc
 
 from ._proto.wallet.v1 import query_pb2, query_pb2_grpc, wallet_pb2, wallet_pb2_grpc
 from .auth import Channels, TlsConfig
-from .batching import BATCH_IN_FLIGHT_MAX_DEFAULT, FALLBACK, Batcher, BatchStats
+from .errors import deadline_exceeded
+from .pipeline import FALLBACK, PIPE_QUEUE_MAX, Counters, Outcome, Pipe, PipelineStats
 from .retry import RetryPolicy, call_with_retry
 
 T = TypeVar("T")
@@ -43,13 +45,14 @@ class WalletClient:
     """The write API with routing and retries. Writes go to the account's partition
     leader, learnt from NOT_LEADER hints; calls whose outcome is unknown are retried with
     the same request (same transaction_id) under ``policy``. Thread-safe: share one client
-    between threads, which also lets concurrent ``transfer()`` calls share ``TransferBatch``
-    calls (see ``wallet_ledger.batching``).
+    between threads, which also lets concurrent ``transfer()`` calls share one
+    ``SubmitTransfers`` stream per node (see ``wallet_ledger.pipeline``).
 
     ``tls`` (a ``TlsConfig``: CA, optional client certificate, server name) switches every
     channel to TLS; ``token`` is sent as ``authorization: Bearer <token>`` on every call.
-    ``batch_in_flight_max`` bounds the batches in flight per node (0: no batching, every
-    ``transfer()`` is a unary ``Transfer`` call)."""
+    ``pipeline_transfers=False`` turns pipelining off: every ``transfer()`` is then a unary
+    ``Transfer`` call. Close the client (``close()`` or ``with``) to end its streams and
+    their reader threads."""
 
     def __init__(
         self,
@@ -58,26 +61,24 @@ class WalletClient:
         *,
         tls: Optional[TlsConfig] = None,
         token: Optional[str] = None,
-        batch_in_flight_max: int = BATCH_IN_FLIGHT_MAX_DEFAULT,
+        pipeline_transfers: bool = True,
     ):
-        if batch_in_flight_max < 0:
-            raise ValueError("batch_in_flight_max must be 0 (no batching) or more")
         self._channels = Channels(
             endpoints, tls=tls, token=token, discovered_max=DISCOVERED_ENDPOINTS_MAX
         )
         self.policy = policy
+        self.pipeline_transfers = pipeline_transfers
         self._leaders: dict[str, str] = {}
         self._lock = threading.Lock()
-        self._batcher: Optional[Batcher] = None
-        self._unary_transfers = 0
-        self._transfers = 0
-        if batch_in_flight_max > 0:
-            self._batcher = Batcher(
-                self._send_batch,
-                self._remember_batch,
-                batch_in_flight_max,
-                policy.call_timeout,
-            )
+        #: Per node, the open stream ``transfer()`` calls share.
+        self._pipes: dict[str, Pipe] = {}
+        self._readers: list[threading.Thread] = []
+        self._closed = False
+        self._counters = Counters()
+        #: Requests a pipe holds before they are written (tests lower it).
+        self._pipe_queue_max = PIPE_QUEUE_MAX
+        # A client dropped without close() still ends its streams (and so their threads).
+        self._finalizer = weakref.finalize(self, _close_pipes, self._pipes, self._lock)
 
     def __enter__(self) -> "WalletClient":
         return self
@@ -86,6 +87,16 @@ class WalletClient:
         self.close()
 
     def close(self) -> None:
+        """Ends the ``SubmitTransfers`` streams (callers still waiting on them go on through
+        the unary path, which then fails: the channels close too), waits for their reader
+        threads, and closes the channels."""
+        with self._lock:
+            self._closed = True
+            readers, self._readers = self._readers, []
+        _close_pipes(self._pipes, self._lock)
+        for reader in readers:
+            if reader is not threading.current_thread():
+                reader.join(timeout=5)
         self._channels.close()
 
     @property
@@ -98,19 +109,10 @@ class WalletClient:
         with self._lock:
             return self._leaders.get(routing_key)
 
-    def stats(self) -> BatchStats:
-        """Counters of ``transfer()`` calls: how many, how many ``TransferBatch`` calls
-        carried them, how many went unary."""
-        batched = self._batcher.stats() if self._batcher is not None else BatchStats()
-        with self._lock:
-            return BatchStats(
-                transfers=self._transfers,
-                batches=batched.batches,
-                batched_transfers=batched.batched_transfers,
-                largest_batch=batched.largest_batch,
-                unary_transfers=self._unary_transfers,
-                failed_batches=batched.failed_batches,
-            )
+    def pipeline_stats(self) -> PipelineStats:
+        """How many ``SubmitTransfers`` streams ``transfer()`` opened, how many transfers went
+        down them, and how many calls went through the unary path."""
+        return self._counters.stats()
 
     def _remember(self, routing_key: str, endpoint: str) -> None:
         with self._lock:
@@ -118,21 +120,8 @@ class WalletClient:
                 self._leaders.clear()
             self._leaders[routing_key] = endpoint
 
-    def _remember_batch(self, endpoint: str, requests: Sequence[wallet_pb2.TransferRequest]) -> None:
-        with self._lock:
-            for request in requests:
-                if len(self._leaders) >= LEADER_CACHE_MAX:
-                    self._leaders.clear()
-                self._leaders[request.from_account] = endpoint
-
     def _stub(self, endpoint: str) -> wallet_pb2_grpc.WalletServiceStub:
         return wallet_pb2_grpc.WalletServiceStub(self._channels.get(endpoint))  # type: ignore[no-untyped-call]
-
-    def _send_batch(
-        self, endpoint: str, request: wallet_pb2.TransferBatchRequest, timeout: float
-    ) -> wallet_pb2.TransferBatchResponse:
-        response = self._stub(endpoint).TransferBatch(request, timeout=timeout)
-        return cast(wallet_pb2.TransferBatchResponse, response)
 
     def _call(
         self,
@@ -184,9 +173,13 @@ class WalletClient:
         again, and so should yours after an ``Indefinite`` error: a retry returns the
         original outcome and never pays twice.
 
-        Concurrent calls on one client travel together in ``TransferBatch`` calls; each
-        still gets exactly its own answer or error, within its own deadline
-        (``policy.total_deadline``)."""
+        Concurrent calls on one client go down one ``SubmitTransfers`` stream per node
+        (unless ``pipeline_transfers`` is off); each still gets exactly its own answer or
+        error, within its own deadline (``policy.total_deadline``), and waits for nobody
+        else's answer. A call the stream leaves without a definite outcome within
+        ``policy.call_timeout`` (the node does not lead the account's partition, the stream
+        broke or was refused, its queue is full) goes on alone through the unary
+        ``Transfer`` retry loop, with the same id, within what is left of its deadline."""
         request = wallet_pb2.TransferRequest(
             transaction_id=transaction_id,
             from_account=from_account,
@@ -195,19 +188,55 @@ class WalletClient:
             currency=currency,
         )
         deadline = time.monotonic() + self.policy.total_deadline
-        with self._lock:
-            self._transfers += 1
-        node = self.leader(from_account) or self._channels.endpoints[0]
-        if self._batcher is not None and self._batcher.supports(node):
-            outcome = self._batcher.submit(node, request, deadline)
+        if self.pipeline_transfers:
+            outcome = self._transfer_pipelined(request, deadline)
             if isinstance(outcome, wallet_pb2.TransferResponse):
                 return outcome
             if outcome is not FALLBACK:
                 raise cast(Exception, outcome)
-        with self._lock:
-            self._unary_transfers += 1
+            if time.monotonic() >= deadline:
+                raise deadline_exceeded(
+                    "the call's deadline passed while its transfer was on the stream "
+                    "(it may still be applied: retry with the same transaction_id)"
+                )
+        self._counters.went_unary()
         response = self._call("Transfer", request, from_account, deadline=deadline)
         return cast(wallet_pb2.TransferResponse, response)
+
+    def _transfer_pipelined(self, request: wallet_pb2.TransferRequest, deadline: float) -> Outcome:
+        """``request`` down the stream to the node it would go to: its definite outcome, or
+        ``FALLBACK`` if the stream gave none in time and the unary path must go on."""
+        node = self.leader(request.from_account) or self._channels.endpoints[0]
+        pipe = self._pipe(node)
+        if pipe is None:
+            return FALLBACK
+        waiter = pipe.send(request)
+        if waiter is None:
+            return FALLBACK
+        self._counters.transfer_sent()
+        return pipe.wait(waiter, min(self.policy.call_timeout, deadline - time.monotonic()))
+
+    def _pipe(self, node: str) -> Optional[Pipe]:
+        """The open stream to ``node``, or a new one with its reader thread."""
+        with self._lock:
+            if self._closed:
+                return None
+            pipe = self._pipes.get(node)
+            if pipe is not None and not pipe.closed:
+                return pipe
+            pipe = Pipe(node, self._pipe_queue_max)
+            self._pipes[node] = pipe
+            reader = threading.Thread(
+                target=_read_pipe,
+                args=(weakref.ref(self), self._stub(node), pipe),
+                name=f"wallet-ledger-pipe {node}",
+                daemon=True,
+            )
+            self._readers = [r for r in self._readers if r.is_alive()]
+            self._readers.append(reader)
+        self._counters.stream_opened()
+        reader.start()
+        return pipe
 
     def get_account(self, account_id: str) -> wallet_pb2.GetAccountResponse:
         """The authoritative account, read linearizably, with the position it reflects."""
@@ -219,6 +248,44 @@ class WalletClient:
         request = wallet_pb2.GetTransferRequest(transaction_id=transaction_id)
         response = cast(wallet_pb2.GetTransferResponse, self._call("GetTransfer", request))
         return response.transfer
+
+
+def _read_pipe(
+    client: "weakref.ReferenceType[WalletClient]",
+    stub: wallet_pb2_grpc.WalletServiceStub,
+    pipe: Pipe,
+) -> None:
+    """A pipe's reader thread: opens its stream, hands each result to its caller (a success
+    records the node as the leader of the caller's routing key) until the stream ends, then
+    closes the pipe (its callers still waiting go on alone) and forgets it, so that the next
+    call opens a new stream. Holds the client weakly."""
+    try:
+        call = stub.SubmitTransfers(pipe.requests())
+        pipe.opened(call)
+        for result in call:
+            succeeded = pipe.resolve(result)
+            if succeeded is not None:
+                owner = client()
+                if owner is not None:
+                    owner._remember(succeeded.from_account, pipe.node)
+                del owner
+    except grpc.RpcError:
+        pass  # refused (UNIMPLEMENTED, UNAUTHENTICATED, unreachable, ...) or broken
+    finally:
+        pipe.close()
+        owner = client()
+        if owner is not None:
+            with owner._lock:
+                if owner._pipes.get(pipe.node) is pipe:
+                    del owner._pipes[pipe.node]
+
+
+def _close_pipes(pipes: dict[str, Pipe], lock: threading.Lock) -> None:
+    with lock:
+        closing = list(pipes.values())
+        pipes.clear()
+    for pipe in closing:
+        pipe.close()
 
 
 class QueryClient:

@@ -74,7 +74,7 @@ def call_with_retry(
     outcomes. Raises ``Rejected`` at once for a definite answer, ``Indefinite`` when the
     attempts or the deadline run out. ``send`` must send the same request every time.
     ``deadline`` (a ``clock()`` instant) replaces ``policy.total_deadline`` from now, for a
-    call that already spent part of its time (a transfer whose batch failed)."""
+    call that already spent part of its time (a transfer whose stream gave no outcome in time)."""
     attempts = Attempts(endpoints, policy, first=first, clock=clock, deadline=deadline)
     while True:
         try:
