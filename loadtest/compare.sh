@@ -8,10 +8,13 @@
 #
 #   loadtest/compare.sh                          # 32 clients, 10 s, 100k accounts, unary API
 #   API=stream CLIENTS=8 loadtest/compare.sh     # the wallet through SubmitTransfers streams
+#   API=both loadtest/compare.sh                 # unary, then streams (STREAM_CLIENTS, default
+#                                                # 8), against one PostgreSQL run: prints
+#                                                # `ratio stream: Y`, then `ratio: X` (unary)
 #   loadtest/compare.sh --zipf 1.0               # extra flags go to both runs
 #
 # Settings (environment): SEED, DURATION, CLIENTS, ACCOUNTS, CROSS (cross-partition share),
-# API (unary|stream, wallet side only), WORK (scratch directory), PG_PORT, BIN (a folder
+# API (unary|stream|both, wallet side only), STREAM_CLIENTS (streams when API=both), WORK (scratch directory), PG_PORT, BIN (a folder
 # holding walletctl, wallet-loadtest and the node binaries, e.g. an earlier build kept for a
 # before/after comparison; unset: build this checkout's).
 set -euo pipefail
@@ -88,30 +91,50 @@ cleanup() {
 }
 trap cleanup EXIT
 
-COMMON=(--seed "$SEED" --duration "$DURATION" --clients "$CLIENTS" --accounts "$ACCOUNTS"
-    --cross-share "$CROSS" --run-id "cmp$SEED" --format json --no-progress)
+COMMON=(--seed "$SEED" --duration "$DURATION" --accounts "$ACCOUNTS" --cross-share "$CROSS"
+    --format json --no-progress)
 
-echo "== wallet: $API API, $CLIENTS clients, $DURATION" >&2
+# The wallet runs: "unary" or "stream", or both, each with its own report.
+case $API in
+    both) APIS=(stream unary) ;;
+    unary | stream) APIS=("$API") ;;
+    *) echo "API must be unary, stream or both, not $API" >&2; exit 2 ;;
+esac
+STREAM_CLIENTS=${STREAM_CLIENTS:-8}
 set +e
-"$BIN/wallet-loadtest" --target wallet --api "$API" "${COMMON[@]}" \
-    --html "$WORK/wallet.html" "$@" >"$WORK/wallet.json"
-WALLET_STATUS=$?
+WALLET_STATUS=0
+for api in "${APIS[@]}"; do
+    clients=$CLIENTS
+    [ "$API" = both ] && [ "$api" = stream ] && clients=$STREAM_CLIENTS
+    echo "== wallet: $api API, $clients clients, $DURATION" >&2
+    "$BIN/wallet-loadtest" --target wallet --api "$api" "${COMMON[@]}" --clients "$clients" \
+        --run-id "cmp$SEED-$api" --html "$WORK/wallet-$api.html" "$@" >"$WORK/wallet-$api.json" \
+        || WALLET_STATUS=$?
+done
 echo "== PostgreSQL: $CLIENTS connections, $DURATION" >&2
 "$BIN/wallet-loadtest" --target postgres --read-endpoint none \
     --postgres "host=127.0.0.1 port=$PG_PORT user=postgres dbname=postgres" \
-    "${COMMON[@]}" --html "$WORK/postgres.html" "$@" >"$WORK/postgres.json"
+    "${COMMON[@]}" --clients "$CLIENTS" --run-id "cmp$SEED" --html "$WORK/postgres.html" "$@" \
+    >"$WORK/postgres.json"
 PG_STATUS=$?
 set -e
 
 rate() { sed -n 's/^  "transfers_per_second": \([0-9.eE+-]*\),$/\1/p' "$1"; }
 p99() { grep -m1 '"p99_ms"' "$1" | sed 's/.*: \([0-9.]*\).*/\1/'; }
 passed() { grep -q '"passed": true' "$1" && echo passed || echo FAILED; }
-W=$(rate "$WORK/wallet.json")
 P=$(rate "$WORK/postgres.json")
-echo "wallet:     ${W:-?} transfers/s, p99 $(p99 "$WORK/wallet.json") ms, verification $(passed "$WORK/wallet.json") (report $WORK/wallet.json, $WORK/wallet.html)"
+for api in "${APIS[@]}"; do
+    report=$WORK/wallet-$api.json
+    echo "wallet ($api): $(rate "$report") transfers/s, p99 $(p99 "$report") ms, verification $(passed "$report") (report $report, $WORK/wallet-$api.html)"
+done
 echo "postgresql: ${P:-?} transfers/s, p99 $(p99 "$WORK/postgres.json") ms, verification $(passed "$WORK/postgres.json") (report $WORK/postgres.json, $WORK/postgres.html)"
-if [ "$WALLET_STATUS" -ne 0 ] || [ "$PG_STATUS" -ne 0 ] || [ -z "$W" ] || [ -z "$P" ]; then
-    echo "a run failed (wallet exit $WALLET_STATUS, postgres exit $PG_STATUS)" >&2
-    exit 1
-fi
-awk -v w="$W" -v p="$P" 'BEGIN { printf "ratio: %.2f\n", w / p }'
+for api in "${APIS[@]}"; do
+    W=$(rate "$WORK/wallet-$api.json")
+    if [ "$WALLET_STATUS" -ne 0 ] || [ "$PG_STATUS" -ne 0 ] || [ -z "$W" ] || [ -z "$P" ]; then
+        echo "a run failed (wallet exit $WALLET_STATUS, postgres exit $PG_STATUS)" >&2
+        exit 1
+    fi
+    label="ratio"
+    [ "$API" = both ] && [ "$api" = stream ] && label="ratio stream"
+    awk -v w="$W" -v p="$P" -v label="$label" 'BEGIN { printf "%s: %.2f\n", label, w / p }'
+done
