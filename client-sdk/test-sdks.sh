@@ -189,78 +189,22 @@ print("test-sdks: typescript: npm pack tarball installs, compiles with tsc --str
 '
 }
 
-# The TypeScript SDK against a secured write node of its own (one node, on the next free
-# port): TLS with a throwaway CA and certificates (openssl, ECDSA P-256) naming only
-# wallet.test (dialled as 127.0.0.1, so the server name override is needed), client
-# certificates required (mTLS), and a tokens file with a full token and a read-only one
-# (random, hashed as security/src/tokens.rs expects).
-typescript_secured() {
-  local dir="$data_dir/secured" port token read_token name
-  if ! command -v openssl >/dev/null 2>&1; then
-    log "typescript: SKIPPED the TLS and token checks: openssl is needed to make certificates"
-    return 0
-  fi
-  port=$(python3 - "${ports[3]}" <<'PY'
-import socket, sys
-port = int(sys.argv[1]) + 1
-while port < 32768:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            print(port)
-            break
-        except OSError:
-            port += 1
-PY
-)
-  mkdir -p "$dir/certs"
-  (cd "$dir/certs" \
-    && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=typescript check CA" \
-      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
-      -keyout ca.key -out ca.crt 2>/dev/null \
-    && printf '%s\n' subjectAltName=DNS:wallet.test basicConstraints=critical,CA:FALSE \
-      keyUsage=critical,digitalSignature extendedKeyUsage=serverAuth,clientAuth >leaf.ext \
-    && for name in node client; do
-      openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=wallet.test" \
-        -keyout "$name.key" -out "$name.csr" 2>/dev/null \
-        && openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
-          -extfile leaf.ext -out "$name.crt" 2>/dev/null || exit 1
-    done)
-  token=$(python3 -c 'import secrets; print("tscheck_" + secrets.token_hex(32))')
-  read_token=$(python3 -c 'import secrets; print("tscheck_" + secrets.token_hex(32))')
-  cat >"$dir/tokens.toml" <<EOF
-[[token]]
-name = "typescript-check"
-sha256 = "$(printf %s "$token" | sha256sum | cut -d' ' -f1)"
-scopes = ["admin", "issue", "transfer", "read"]
-
-[[token]]
-name = "typescript-check-reader"
-sha256 = "$(printf %s "$read_token" | sha256sum | cut -d' ' -f1)"
-scopes = ["read"]
-EOF
-  "$write_bin" --node-id 1 --listen "127.0.0.1:$port" --peers "1=127.0.0.1:$port" \
-    --data-dir "$dir/node" --partitions 2 --metrics-listen off \
-    --tls-cert "$dir/certs/node.crt" --tls-key "$dir/certs/node.key" --peer-ca "$dir/certs/ca.crt" \
-    --tls-client-ca "$dir/certs/ca.crt" --tokens-file "$dir/tokens.toml" >"$data_dir/secured-node.log" 2>&1 &
-  pids+=($!)
-  (cd client-sdk/typescript && WALLET_TOKEN=$token WALLET_READ_TOKEN=$read_token NODE_NO_WARNINGS=1 \
-    node dist/test/secured-check.js --write "127.0.0.1:$port" --certs "$dir/certs" --server-name wallet.test)
-}
-
-# The Python SDK against a secured write node of its own, set up like typescript_secured's
-# (one node on a free port above the cluster's, `walletctl dev-certs` naming only wallet.test,
-# client certificates required, a full token and a read-only one).
-python_secured() {
-  local dir="$data_dir/py-secured" walletctl port token read_token
+# A secured write node of its own for an SDK's TLS and token checks (one node, on a free port
+# `offset` above the cluster's): `walletctl dev-certs` certificates naming only wallet.test
+# (dialled as 127.0.0.1, so the server name override is needed), client certificates
+# required (mTLS), and a tokens file with a full token and a read-only one (random, hashed as
+# security/src/tokens.rs expects). Sets secured_port, secured_certs, secured_token and
+# secured_read_token; returns 1 (after saying so) if walletctl is not built.
+secured_node() {
+  local name=$1 offset=$2 dir="$data_dir/$1-secured" walletctl
   walletctl="$(dirname "$write_bin")/walletctl"
   if [[ ! -x $walletctl ]]; then
-    log "python: SKIPPED the TLS and token checks: $walletctl is not built (cargo build --bin walletctl)"
-    return 0
+    log "$name: SKIPPED the TLS and token checks: $walletctl is not built (cargo build --bin walletctl)"
+    return 1
   fi
-  port=$(python3 - "${ports[3]}" <<'PY'
+  secured_port=$(python3 - "${ports[3]}" "$offset" <<'PY'
 import socket, sys
-port = int(sys.argv[1]) + 10
+port = int(sys.argv[1]) + int(sys.argv[2])
 while port < 32768:
     with socket.socket() as s:
         try:
@@ -272,27 +216,38 @@ while port < 32768:
 PY
 )
   mkdir -p "$dir"
-  "$walletctl" dev-certs --out "$dir/certs" --host wallet.test >/dev/null
-  token=$(python3 -c 'import secrets; print("pycheck_" + secrets.token_hex(32))')
-  read_token=$(python3 -c 'import secrets; print("pycheck_" + secrets.token_hex(32))')
+  secured_certs=$dir/certs
+  "$walletctl" dev-certs --out "$secured_certs" --host wallet.test >/dev/null
+  secured_token=$(python3 -c 'import secrets; print("check_" + secrets.token_hex(32))')
+  secured_read_token=$(python3 -c 'import secrets; print("check_" + secrets.token_hex(32))')
   cat >"$dir/tokens.toml" <<EOF
 [[token]]
-name = "python-check"
-sha256 = "$(printf %s "$token" | sha256sum | cut -d' ' -f1)"
+name = "$name-check"
+sha256 = "$(printf %s "$secured_token" | sha256sum | cut -d' ' -f1)"
 scopes = ["admin", "issue", "transfer", "read"]
 
 [[token]]
-name = "python-check-reader"
-sha256 = "$(printf %s "$read_token" | sha256sum | cut -d' ' -f1)"
+name = "$name-check-reader"
+sha256 = "$(printf %s "$secured_read_token" | sha256sum | cut -d' ' -f1)"
 scopes = ["read"]
 EOF
-  "$write_bin" --node-id 1 --listen "127.0.0.1:$port" --peers "1=127.0.0.1:$port" \
+  "$write_bin" --node-id 1 --listen "127.0.0.1:$secured_port" --peers "1=127.0.0.1:$secured_port" \
     --data-dir "$dir/node" --partitions 2 --metrics-listen off \
-    --tls-cert "$dir/certs/node.crt" --tls-key "$dir/certs/node.key" --peer-ca "$dir/certs/ca.crt" \
-    --tls-client-ca "$dir/certs/ca.crt" --tokens-file "$dir/tokens.toml" >"$data_dir/py-secured-node.log" 2>&1 &
+    --tls-cert "$secured_certs/node.crt" --tls-key "$secured_certs/node.key" --peer-ca "$secured_certs/ca.crt" \
+    --tls-client-ca "$secured_certs/ca.crt" --tokens-file "$dir/tokens.toml" >"$data_dir/$name-secured-node.log" 2>&1 &
   pids+=($!)
-  (cd client-sdk/python && export WALLET_TOKEN=$token WALLET_READ_TOKEN=$read_token PYTHONPATH=src GRPC_VERBOSITY=ERROR \
-    && "$python_venv/bin/python" tests/secured_check.py --write "127.0.0.1:$port" --certs "$dir/certs" --server-name wallet.test)
+}
+
+typescript_secured() {
+  secured_node typescript 1 || return 0
+  (cd client-sdk/typescript && WALLET_TOKEN=$secured_token WALLET_READ_TOKEN=$secured_read_token NODE_NO_WARNINGS=1 \
+    node dist/test/secured-check.js --write "127.0.0.1:$secured_port" --certs "$secured_certs" --server-name wallet.test)
+}
+
+python_secured() {
+  secured_node python 10 || return 0
+  (cd client-sdk/python && export WALLET_TOKEN=$secured_token WALLET_READ_TOKEN=$secured_read_token PYTHONPATH=src GRPC_VERBOSITY=ERROR \
+    && "$python_venv/bin/python" tests/secured_check.py --write "127.0.0.1:$secured_port" --certs "$secured_certs" --server-name wallet.test)
 }
 
 for language in "${languages[@]}"; do

@@ -108,7 +108,7 @@ for api in "${APIS[@]}"; do
     [ "$API" = both ] && [ "$api" = stream ] && clients=$STREAM_CLIENTS
     echo "== wallet: $api API, $clients clients, $DURATION" >&2
     "$BIN/wallet-loadtest" --target wallet --api "$api" "${COMMON[@]}" --clients "$clients" \
-        --run-id "cmp$SEED-$api" --html "$WORK/wallet-$api.html" "$@" >"$WORK/wallet-$api.json" \
+        --run-id "cmp${SEED}${api}" --html "$WORK/wallet-$api.html" "$@" >"$WORK/wallet-$api.json" \
         || WALLET_STATUS=$?
 done
 echo "== PostgreSQL: $CLIENTS connections, $DURATION" >&2

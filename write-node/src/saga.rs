@@ -149,18 +149,32 @@ impl Saga {
         transfer: TransferCommand,
     ) -> Result<Applied, StoreError> {
         let _driving = self.mark(transfer.transaction_id);
-        let _permit = self
-            .permits
-            .acquire()
+        let _permit = self.permit().await?;
+        let (_, settle) = self.credit_then_settle(&transfer).await?;
+        self.store.propose(source, settle).await
+    }
+
+    /// A slot among the `SAGAS_IN_FLIGHT_MAX` transfers driven at once.
+    async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, StoreError> {
+        self.permits
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|_| StoreError::ShuttingDown)?;
-        let credit = self.credit(&transfer).await?;
+            .map_err(|_| StoreError::ShuttingDown)
+    }
+
+    /// Step 2, and the step-3 command its answer calls for.
+    async fn credit_then_settle(
+        &self,
+        transfer: &TransferCommand,
+    ) -> Result<(CreditRecord, Command), StoreError> {
+        let credit = self.credit(transfer).await?;
         let settle = Command::Settle {
             transaction_id: transfer.transaction_id,
             credit: credit.outcome,
             credit_index: credit.meta.index,
         };
-        self.store.propose(source, settle).await
+        Ok((credit, settle))
     }
 
     /// Steps 2 and 3 for a transfer debited on `source`, answering as soon as the outcome is
@@ -173,18 +187,8 @@ impl Saga {
         transfer: TransferCommand,
     ) -> Result<Decided, StoreError> {
         let driving = self.mark(transfer.transaction_id);
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::ShuttingDown)?;
-        let credit = self.credit(&transfer).await?;
-        let settle = Command::Settle {
-            transaction_id: transfer.transaction_id,
-            credit: credit.outcome,
-            credit_index: credit.meta.index,
-        };
+        let permit = self.permit().await?;
+        let (credit, settle) = self.credit_then_settle(&transfer).await?;
         if credit.outcome != CreditOutcome::Credited {
             return self
                 .store

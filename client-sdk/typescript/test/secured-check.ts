@@ -9,8 +9,8 @@
  *   WALLET_TOKEN=... WALLET_READ_TOKEN=... node dist/test/secured-check.js \
  *     --write 127.0.0.1:PORT --certs DIR --server-name NAME
  *
- * DIR holds ca.crt, client.crt and client.key (test-sdks.sh makes them with openssl;
- * `walletctl dev-certs --out DIR --host NAME` makes them too);
+ * DIR holds ca.crt, client.crt and client.key (`walletctl dev-certs --out DIR --host NAME`, as
+ * test-sdks.sh makes them);
  * WALLET_TOKEN has the admin, issue, transfer and read scopes, WALLET_READ_TOKEN only read.
  */
 import assert from "node:assert/strict";
