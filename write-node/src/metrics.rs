@@ -136,12 +136,24 @@ pub struct StoreMetrics {
     round_longest_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// The longest round since the last sample (store thread only).
     round_longest: Duration,
+    snapshots_written: Counter,
+    snapshot_fetch_failures: Counter,
 }
 
 impl StoreMetrics {
     /// A log write that needed no fsync (only commit indexes moved: raft's `must_sync` false).
     pub fn unsynced_log_write(&self) {
         self.unsynced_log_writes.inc();
+    }
+
+    /// A snapshot of a partition became durable here.
+    pub fn snapshot_written(&self) {
+        self.snapshots_written.inc();
+    }
+
+    /// A follower's fetch of a leader's snapshot failed (raft sends it again).
+    pub fn snapshot_fetch_failed(&self) {
+        self.snapshot_fetch_failures.inc();
     }
 
     /// One store round's duration.
@@ -248,6 +260,18 @@ impl Metrics {
             "Inbound raft message batches waiting in the store loop's mailbox at the start of a round",
             raft_queue_depth.clone(),
         );
+        let snapshots_written = Counter::default();
+        registry.register(
+            "wallet_snapshots_written",
+            "Partition snapshots written durably on this node (a failed write stops the node)",
+            snapshots_written.clone(),
+        );
+        let snapshot_fetch_failures = Counter::default();
+        registry.register(
+            "wallet_snapshot_fetch_failures",
+            "Snapshots this node (a follower catching up) failed to fetch or verify from a leader; raft sends them again",
+            snapshot_fetch_failures.clone(),
+        );
         let gauges = |registry: &mut Registry, name: &str, help: &str| {
             let family = Family::<PartitionLabels, Gauge>::default();
             registry.register(name, help, family.clone());
@@ -330,6 +354,8 @@ impl Metrics {
                 round_seconds,
                 round_longest_seconds,
                 round_longest: Duration::ZERO,
+                snapshots_written,
+                snapshot_fetch_failures,
             },
             subscribers,
             sst_bytes,

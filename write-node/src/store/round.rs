@@ -244,6 +244,7 @@ impl Store {
     /// A snapshot is durable: raft may send it, and the log behind it (less the retained
     /// tail) is dropped.
     fn on_snapshot_written(&mut self, meta: SnapshotMeta) -> anyhow::Result<()> {
+        self.metrics.snapshot_written();
         let partition = &mut self.partitions[meta.partition as usize];
         partition.snapshots.writing = false;
         partition.snapshots.index = partition.snapshots.index.max(meta.index);
@@ -280,6 +281,7 @@ impl Store {
                 })
             }
             Err(error) => {
+                self.metrics.snapshot_fetch_failed();
                 tracing::warn!(
                     partition = partition.id,
                     error = format!("{error:#}"),

@@ -720,6 +720,24 @@ async fn follower_behind_compaction_is_caught_up_by_snapshot() {
             "partition {partition} was caught up without a snapshot:\n{logs}"
         );
     }
+    // The metrics say so: snapshots written on the nodes that stayed up; the follower
+    // exports its fetch failures (whatever their count: a fetch may race a newer snapshot).
+    let other_scrape = testkit::metrics::scrape(cluster.nodes[other as usize - 1].metrics_port);
+    assert!(
+        testkit::metrics::sum(&other_scrape, "wallet_snapshots_written_total", &[])
+            >= behind.len() as f64
+    );
+    let follower_scrape =
+        testkit::metrics::scrape(cluster.nodes[follower as usize - 1].metrics_port);
+    assert_eq!(
+        testkit::metrics::series(
+            &follower_scrape,
+            "wallet_snapshot_fetch_failures_total",
+            &[]
+        )
+        .len(),
+        1
+    );
     // The follower's event log has no hole where the snapshot replaced its raft log.
     let status = cluster.status(follower).await.expect("status");
     for &partition in &behind {
