@@ -69,6 +69,21 @@ def rendered(request) -> Rendered:
     return render(VALUE_SETS[request.param])
 
 
+def write_workload(rendered: Rendered) -> dict[str, Any]:
+    """The write nodes' StatefulSet."""
+    return rendered.one("StatefulSet", "-write")
+
+
+def read_workload(rendered: Rendered) -> dict[str, Any]:
+    """The read nodes' workload: a Deployment on an emptyDir, or with
+    readNode.persistence.enabled a StatefulSet with a volume per pod."""
+    persistent = rendered.values["readNode"]["persistence"]["enabled"]
+    kind, other = ("StatefulSet", "Deployment") if persistent else ("Deployment", "StatefulSet")
+    # Never both.
+    assert not [d for d in rendered.all(other) if d["metadata"]["name"].endswith("-read")]
+    return rendered.one(kind, "-read")
+
+
 def container(workload: dict[str, Any]) -> dict[str, Any]:
     (only,) = workload["spec"]["template"]["spec"]["containers"]
     return only

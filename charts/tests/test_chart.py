@@ -8,7 +8,20 @@ import helm_python as helm
 import kubernetes_validate
 import pytest
 
-from conftest import CHART, CRD_KINDS, KUBE_VERSIONS, NAMESPACE, RELEASE, REPO, VALUE_SETS, container, render, validate_crd_object
+from conftest import (
+    CHART,
+    CRD_KINDS,
+    KUBE_VERSIONS,
+    NAMESPACE,
+    RELEASE,
+    REPO,
+    VALUE_SETS,
+    container,
+    read_workload,
+    render,
+    validate_crd_object,
+    write_workload,
+)
 
 LINT_WARNING = 2
 
@@ -32,7 +45,8 @@ def test_lint_strict_is_clean(value_set, kube_version):
 @pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
 def test_every_manifest_is_valid_for_kubernetes(rendered, kube_version):
     kinds = {doc["kind"] for doc in rendered.docs}
-    assert {"StatefulSet", "Deployment", "Service", "PodDisruptionBudget", "ConfigMap", "Pod"} <= kinds
+    assert {"StatefulSet", "Service", "PodDisruptionBudget", "ConfigMap", "Pod"} <= kinds
+    assert read_workload(rendered)["kind"] in kinds
     for doc in rendered.docs:
         if (doc["apiVersion"], doc["kind"]) in CRD_KINDS:
             # Prometheus Operator kinds: their CRDs' schemas, strictly (test_monitoring.py).
@@ -49,16 +63,19 @@ def test_disruption_budget_keeps_a_quorum(replicas, max_unavailable):
     assert pdb["spec"]["maxUnavailable"] == max_unavailable
     quorum = replicas // 2 + 1
     assert replicas - pdb["spec"]["maxUnavailable"] == quorum
-    sts = rendered.one("StatefulSet")
+    sts = write_workload(rendered)
     assert pdb["spec"]["selector"]["matchLabels"].items() <= sts["spec"]["template"]["metadata"]["labels"].items()
 
 
 def test_peers_are_the_stable_names_of_the_headless_service(rendered):
-    sts = rendered.one("StatefulSet")
+    sts = write_workload(rendered)
     replicas = rendered.values["writeNode"]["replicas"]
     port = rendered.values["writeNode"]["port"]
     assert sts["spec"]["replicas"] == replicas
-    headless = [s for s in rendered.all("Service") if s["spec"].get("clusterIP") == "None"]
+    headless = [
+        s for s in rendered.all("Service")
+        if s["spec"].get("clusterIP") == "None" and s["spec"]["selector"]["app.kubernetes.io/component"] == "write"
+    ]
     assert len(headless) == 1
     peers_service = headless[0]
     assert peers_service["spec"]["publishNotReadyAddresses"] is True
@@ -127,7 +144,7 @@ def test_config_files_set_every_field_of_the_node_config(rendered, crate, key, p
 
 
 def test_write_nodes_start_in_parallel_on_their_own_volumes(rendered):
-    sts = rendered.one("StatefulSet")
+    sts = write_workload(rendered)
     assert sts["spec"]["podManagementPolicy"] == "Parallel"
     (claim,) = sts["spec"]["volumeClaimTemplates"]
     assert claim["spec"]["resources"]["requests"]["storage"] == rendered.values["writeNode"]["persistence"]["size"]
@@ -166,8 +183,8 @@ def probe_targets(workload) -> dict[str, tuple[int, str]]:
 
 def test_probes_use_grpc_health_on_the_serving_port(rendered):
     for workload, config_key, readiness, liveness in [
-        (rendered.one("StatefulSet"), "write-node.toml", "wallet.v1.WalletService", "liveness"),
-        (rendered.one("Deployment"), "read-node.toml", "wallet.v1.QueryService", ""),
+        (write_workload(rendered), "write-node.toml", "wallet.v1.WalletService", "liveness"),
+        (read_workload(rendered), "read-node.toml", "wallet.v1.QueryService", ""),
     ]:
         listen_port = int(rendered.config(config_key)["listen"].rsplit(":", 1)[1])
         (grpc_port,) = [p["containerPort"] for p in container(workload)["ports"] if p["name"] == "grpc"]
@@ -180,15 +197,15 @@ def test_probes_use_grpc_health_on_the_serving_port(rendered):
         handlers = {h for kind in PROBES for h in container(workload)[kind] if h in ("grpc", "exec")}
         assert handlers == ({"exec"} if rendered.values["tls"]["enabled"] else {"grpc"})
     # Write liveness must not depend on a quorum (readiness does).
-    write = probe_targets(rendered.one("StatefulSet"))
+    write = probe_targets(write_workload(rendered))
     assert write["livenessProbe"][1] != write["readinessProbe"][1]
 
 
 def test_services_reach_the_pods(rendered):
     port_of = {"write": rendered.values["writeNode"]["port"], "read": rendered.values["readNode"]["port"]}
     pods = {
-        "write": rendered.one("StatefulSet")["spec"]["template"]["metadata"]["labels"],
-        "read": rendered.one("Deployment")["spec"]["template"]["metadata"]["labels"],
+        "write": write_workload(rendered)["spec"]["template"]["metadata"]["labels"],
+        "read": read_workload(rendered)["spec"]["template"]["metadata"]["labels"],
     }
     by_component = {}
     for service in rendered.all("Service"):
@@ -198,13 +215,19 @@ def test_services_reach_the_pods(rendered):
         assert port["port"] == port_of[component] and port["targetPort"] == "grpc"
         by_component.setdefault(component, []).append(service)
     assert len(by_component["write"]) == 2  # peers (headless) + clients
-    assert len(by_component["read"]) == 1
+    # With persistence the read StatefulSet has its headless Service (serviceName) too.
+    persistent = rendered.values["readNode"]["persistence"]["enabled"]
+    assert len(by_component["read"]) == (2 if persistent else 1)
+    for workload, component in [(write_workload(rendered), "write"), (read_workload(rendered), "read")]:
+        if workload["kind"] == "StatefulSet":
+            (governing,) = [s for s in by_component[component] if s["metadata"]["name"] == workload["spec"]["serviceName"]]
+            assert governing["spec"]["clusterIP"] == "None"
 
 
 def test_every_pod_runs_as_non_root(rendered):
     pod_specs = [
-        rendered.one("StatefulSet")["spec"]["template"]["spec"],
-        rendered.one("Deployment")["spec"]["template"]["spec"],
+        write_workload(rendered)["spec"]["template"]["spec"],
+        read_workload(rendered)["spec"]["template"]["spec"],
         rendered.test_pod()["spec"],
     ]
     for spec in pod_specs:
@@ -220,12 +243,94 @@ def test_every_pod_runs_as_non_root(rendered):
 def test_read_nodes_scale_by_hand_or_by_the_autoscaler():
     manual = render()
     assert manual.all("HorizontalPodAutoscaler") == []
-    assert manual.one("Deployment")["spec"]["replicas"] == manual.values["readNode"]["replicas"]
+    assert read_workload(manual)["spec"]["replicas"] == manual.values["readNode"]["replicas"]
     auto = render({"readNode": {"autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 7}}})
     hpa = auto.one("HorizontalPodAutoscaler")
-    assert "replicas" not in auto.one("Deployment")["spec"]
+    assert "replicas" not in read_workload(auto)["spec"]
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 7)
-    assert hpa["spec"]["scaleTargetRef"]["name"] == auto.one("Deployment")["metadata"]["name"]
+    assert hpa["spec"]["scaleTargetRef"]["name"] == read_workload(auto)["metadata"]["name"]
+
+
+READ_PERSISTENCE = {"readNode": {"persistence": {"enabled": True}}}
+
+
+def test_read_nodes_are_a_deployment_on_an_emptydir_by_default():
+    for values in ({}, {"readNode": {"autoscaling": {"enabled": True}}}):
+        rendered = render(values)
+        read = read_workload(rendered)
+        assert read["kind"] == "Deployment"
+        assert [s["metadata"]["name"] for s in rendered.all("StatefulSet")] == [write_workload(rendered)["metadata"]["name"]]
+        assert "volumeClaimTemplates" not in read["spec"] and "serviceName" not in read["spec"]
+        volumes = {v["name"]: v for v in read["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["data"]["emptyDir"] == {"sizeLimit": rendered.values["readNode"]["dataVolume"]["sizeLimit"]}
+        assert not [s for s in rendered.all("Service") if s["metadata"]["name"].endswith("-read-pods")]
+        for hpa in rendered.all("HorizontalPodAutoscaler"):
+            assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": read["metadata"]["name"]}
+
+
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
+@pytest.mark.parametrize("autoscaling", [False, True])
+def test_read_nodes_keep_their_projections_on_their_own_volumes(autoscaling, kube_version):
+    """readNode.persistence.enabled: a StatefulSet (pods in parallel, volumes kept like the write
+    nodes') with a claim template mounted where the emptyDir was, so the read node's data_dir is
+    on it; the same pod template, labels and selector otherwise; the HPA scales it."""
+    persistence = {"enabled": True, "size": "25Gi", "storageClassName": "fast-ssd", "accessModes": ["ReadWriteOncePod"]}
+    plain = render({"readNode": {"autoscaling": {"enabled": autoscaling}}})
+    rendered = render({"readNode": {"persistence": persistence, "autoscaling": {"enabled": autoscaling}}})
+    deployment, sts = read_workload(plain), read_workload(rendered)
+    assert sts["kind"] == "StatefulSet" and rendered.all("Deployment") == []
+    assert sts["metadata"] == deployment["metadata"]
+    spec = sts["spec"]
+    assert spec["podManagementPolicy"] == "Parallel"
+    assert spec["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+    assert ("replicas" in spec) == (not autoscaling)
+    # The claim template and its mount hold the data_dir of read-node.toml.
+    (claim,) = spec["volumeClaimTemplates"]
+    assert claim["spec"] == {
+        "accessModes": ["ReadWriteOncePod"],
+        "storageClassName": "fast-ssd",
+        "resources": {"requests": {"storage": "25Gi"}},
+    }
+    mounts = {m["name"]: m["mountPath"] for m in container(sts)["volumeMounts"]}
+    data_dir = rendered.config("read-node.toml")["data_dir"]
+    assert data_dir.startswith(mounts[claim["metadata"]["name"]] + "/")
+    assert mounts == {m["name"]: m["mountPath"] for m in container(deployment)["volumeMounts"]}
+    # No pod volume shadows the claim; everything else in the pod template is the Deployment's.
+    pod_volumes = [v["name"] for v in spec["template"]["spec"]["volumes"]]
+    assert claim["metadata"]["name"] not in pod_volumes
+    expected = deployment["spec"]["template"]
+    expected["spec"]["volumes"] = [v for v in expected["spec"]["volumes"] if v["name"] != claim["metadata"]["name"]]
+    assert spec["template"] == expected
+    # Same selector and labels: the Services, NetworkPolicy and PodMonitor select the pods as before.
+    assert spec["selector"] == deployment["spec"]["selector"]
+    assert claim["metadata"]["labels"] == spec["selector"]["matchLabels"]
+    for kind in ("NetworkPolicy", "Service"):
+        assert [d for d in plain.all(kind)] == [d for d in rendered.all(kind) if d["metadata"]["name"] != spec["serviceName"]]
+    # The governing Service: headless, the read pods' selector and port.
+    governing = rendered.one("Service", "-read-pods")
+    assert spec["serviceName"] == governing["metadata"]["name"]
+    assert governing["spec"]["clusterIP"] == "None"
+    assert governing["spec"]["selector"] == spec["selector"]["matchLabels"]
+    assert [p["port"] for p in governing["spec"]["ports"]] == [rendered.values["readNode"]["port"]]
+    hpas = rendered.all("HorizontalPodAutoscaler")
+    if autoscaling:
+        (hpa,) = hpas
+        assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": sts["metadata"]["name"]}
+    else:
+        assert hpas == []
+    for doc in rendered.docs:
+        kubernetes_validate.validate(doc, kube_version, strict=True)
+
+
+def test_read_persistence_storage_class_is_optional():
+    rendered = render(READ_PERSISTENCE)
+    (claim,) = read_workload(rendered)["spec"]["volumeClaimTemplates"]
+    assert "storageClassName" not in claim["spec"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == rendered.values["readNode"]["persistence"]["size"]
+    deleted = render({"readNode": {"persistence": {"enabled": True, "retentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Retain"}}}})
+    policy = read_workload(deleted)["spec"]["persistentVolumeClaimRetentionPolicy"]
+    assert policy == {"whenDeleted": "Delete", "whenScaled": "Retain"}
 
 
 def test_helm_test_hook_checks_health_then_transfers(rendered):
@@ -286,6 +391,14 @@ ODD_REPLICAS = "value must be one of 3, 5, 7, 9"
         ("writeNode.config.log_retain_entries", -1, "minimum: got -1, want 0"),
         ("writeNode.antiAffinity", "sometimes", "value must be one of 'soft', 'hard'"),
         ("writeNode.replica", 3, "additional properties 'replica' not allowed"),
+        ("readNode.persistence.enabled", "yes", "got string, want boolean"),
+        ("readNode.persistence.size", "lots", "does not match pattern"),
+        ("readNode.persistence.size", "10GB", "does not match pattern"),
+        ("readNode.persistence.size", 10, "got number, want string"),
+        ("readNode.persistence.accessModes", [], "minItems"),
+        ("readNode.persistence.storageClassName", 3, "got number, want string"),
+        ("readNode.persistence.retentionPolicy.whenScaled", "Keep", "value must be one of 'Retain', 'Delete'"),
+        ("readNode.persistence.sizeLimit", "10Gi", "additional properties 'sizeLimit' not allowed"),
     ],
 )
 def test_schema_rejects_bad_values(path, value, complaint):
@@ -408,7 +521,7 @@ def test_secured_config_paths_are_files_the_pods_mount(values, read_tls):
             "write_node_token_file": (auth, "read-node.token"),
         },
     }
-    for workload, key in [(rendered.one("StatefulSet"), "write-node.toml"), (rendered.one("Deployment"), "read-node.toml")]:
+    for workload, key in [(write_workload(rendered), "write-node.toml"), (read_workload(rendered), "read-node.toml")]:
         config = rendered.config(key)
         assert config["insecure"] is False
         files = secret_files(workload["spec"]["template"]["spec"], container(workload))
@@ -423,8 +536,8 @@ def test_secured_config_paths_are_files_the_pods_mount(values, read_tls):
             for flag in ("--tls-ca", "--tls-cert", "--tls-key"):
                 assert command[command.index(flag) + 1] in files, (kind, flag)
     # Only the read pods hold a token (scope replicate) for the write nodes.
-    write_keys = {k for _, k in secret_files(rendered.one("StatefulSet")["spec"]["template"]["spec"], container(rendered.one("StatefulSet"))).values()}
-    read_keys = {k for _, k in secret_files(rendered.one("Deployment")["spec"]["template"]["spec"], container(rendered.one("Deployment"))).values()}
+    write_keys = {k for _, k in secret_files(write_workload(rendered)["spec"]["template"]["spec"], container(write_workload(rendered))).values()}
+    read_keys = {k for _, k in secret_files(read_workload(rendered)["spec"]["template"]["spec"], container(read_workload(rendered))).values()}
     assert "read-node.token" in read_keys and "read-node.token" not in write_keys
     assert "test.token" not in read_keys | write_keys
 
@@ -444,25 +557,25 @@ def test_read_pods_never_hold_the_write_nodes_certificate(require_client_cert):
     pod refer to the read Secret and never to the write one."""
     values = SECURED | {"tls": SECURED["tls"] | {"requireClientCert": require_client_cert}}
     rendered = render(values)
-    write_pod = rendered.one("StatefulSet")["spec"]["template"]["spec"]
-    read_pod = rendered.one("Deployment")["spec"]["template"]["spec"]
+    write_pod = write_workload(rendered)["spec"]["template"]["spec"]
+    read_pod = read_workload(rendered)["spec"]["template"]["spec"]
     assert secret_names(write_pod) == {"wallet-tls", "wallet-auth"}
     assert secret_names(read_pod) == {"wallet-read-tls", "wallet-auth"}
     assert secret_names(rendered.test_pod()["spec"]) == {"wallet-read-tls", "wallet-auth"}
     # The TLS volume is the same mount either way: the paths in the TOML files are the same.
-    for workload in (rendered.one("StatefulSet"), rendered.one("Deployment")):
+    for workload in (write_workload(rendered), read_workload(rendered)):
         assert {m["name"]: m["mountPath"] for m in container(workload)["volumeMounts"]}["tls"] == "/etc/wallet-tls"
     # The read probes verify the read Service's name with the read Secret's files.
-    files = secret_files(read_pod, container(rendered.one("Deployment")))
+    files = secret_files(read_pod, container(read_workload(rendered)))
     for kind in PROBES:
-        command = container(rendered.one("Deployment"))[kind]["exec"]["command"]
+        command = container(read_workload(rendered))[kind]["exec"]["command"]
         assert command[command.index("--tls-server-name") + 1] == "demo-wallet-read.ledger.svc.cluster.local"
         flags = ("--tls-ca", "--tls-cert", "--tls-key") if require_client_cert else ("--tls-ca",)
         assert {files[command[command.index(flag) + 1]][0] for flag in flags} == {"wallet-read-tls"}
         assert ("--tls-cert" in command) == require_client_cert
     # Unset (development): everyone uses the write Secret, and the rendered config says so.
     shared = render(SHARED_CERT)
-    for spec in (shared.one("Deployment")["spec"]["template"]["spec"], shared.test_pod()["spec"]):
+    for spec in (read_workload(shared)["spec"]["template"]["spec"], shared.test_pod()["spec"]):
         assert secret_names(spec) == {"wallet-tls", "wallet-auth"}
     assert "development only" in shared.one("ConfigMap")["data"]["read-node.toml"]
     assert "development only" not in rendered.one("ConfigMap")["data"]["read-node.toml"]
@@ -481,7 +594,7 @@ def test_secured_probes_ask_what_the_grpc_probes_asked():
             assert "--token" not in command  # health is open
     # Without client certificates the probes present none.
     tls_only = render({"tls": {"enabled": True, "secretName": "wallet-tls"}})
-    command = container(tls_only.one("StatefulSet"))["readinessProbe"]["exec"]["command"]
+    command = container(write_workload(tls_only))["readinessProbe"]["exec"]["command"]
     assert "--tls-ca" in command and "--tls-cert" not in command
     assert "client_ca" not in tls_only.config("write-node.toml")["tls"]
     assert "cert" not in tls_only.config("read-node.toml")["write_node_tls"]
@@ -516,8 +629,8 @@ def test_metrics_port_is_on_the_pods_and_annotated():
     for values, enabled in [({}, True), ({"writeNode": {"metrics": {"enabled": False}}, "readNode": {"metrics": {"enabled": False}}}, False)]:
         rendered = render(values)
         for workload, config_key, node in [
-            (rendered.one("StatefulSet"), "write-node.toml", "writeNode"),
-            (rendered.one("Deployment"), "read-node.toml", "readNode"),
+            (write_workload(rendered), "write-node.toml", "writeNode"),
+            (read_workload(rendered), "read-node.toml", "readNode"),
         ]:
             metrics_listen = rendered.config(config_key)["metrics_listen"]
             ports = {p["name"]: p["containerPort"] for p in container(workload)["ports"]}
@@ -561,8 +674,8 @@ def test_default_render_is_not_open():
     assert values["networkPolicy"]["enabled"] is True and values["insecure"] is False
     assert not values["tls"]["enabled"] and not values["auth"]["enabled"]
     pods = {
-        "write": rendered.one("StatefulSet")["spec"]["template"]["metadata"]["labels"],
-        "read": rendered.one("Deployment")["spec"]["template"]["metadata"]["labels"],
+        "write": write_workload(rendered)["spec"]["template"]["metadata"]["labels"],
+        "read": read_workload(rendered)["spec"]["template"]["metadata"]["labels"],
         "test": rendered.test_pod()["metadata"]["labels"],
     }
     assert len(rendered.all("NetworkPolicy")) == 2

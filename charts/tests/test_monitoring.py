@@ -39,7 +39,7 @@ ALERTS = {
     "WalletNodeDown", "WalletPartitionLeaderless", "WalletConservationNonZero",
     "WalletTransfersStuckInFlight", "WalletFsyncSlow", "WalletStoreRoundSlow",
     "WalletWriteVolumeFillingUp", "WalletWriteVolumeFull", "WalletReadNodeLagging",
-    "WalletReadPartitionStuck", "WalletReadChainMismatch",
+    "WalletReadPartitionStuck", "WalletReadChainMismatch", "WalletSnapshotFetchFailing",
 }
 
 

@@ -10,6 +10,8 @@
 {{- define "wallet.write.name" -}}{{ include "wallet.fullname" . }}-write{{- end -}}
 {{- define "wallet.write.peersService" -}}{{ include "wallet.fullname" . }}-write-peers{{- end -}}
 {{- define "wallet.read.name" -}}{{ include "wallet.fullname" . }}-read{{- end -}}
+{{- /* The headless Service of the read StatefulSet (readNode.persistence.enabled). */ -}}
+{{- define "wallet.read.podsService" -}}{{ include "wallet.fullname" . }}-read-pods{{- end -}}
 
 {{- define "wallet.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
