@@ -291,6 +291,19 @@ impl ProjectionDb {
         Ok(self.db.get_cf(self.cf(cf), key)?)
     }
 
+    /// Writes every column family's memtables to SST files, so the next open has no
+    /// write-ahead log to replay (a clean restart opens in a fraction of a second instead of
+    /// seconds of WAL recovery). Called once the fold has stopped.
+    pub fn flush(&self) -> anyhow::Result<()> {
+        for name in [CF_BALANCES, CF_HISTORY, CF_TRANSFERS, CF_POSITIONS, CF_META] {
+            let cf = self.cf(name);
+            self.db
+                .flush_cf(cf)
+                .with_context(|| format!("flushing column family {name}"))?;
+        }
+        Ok(())
+    }
+
     /// Unsynced: RocksDB's WAL survives a process crash, and anything lost to a machine crash
     /// is fetched again from the write nodes, because the checkpoint is lost with it (they
     /// share one batch).

@@ -232,6 +232,13 @@ pub async fn run(
         .map_err(|_| anyhow::anyhow!("fold thread panicked"))?;
     served?;
     folded?;
+    // Nothing writes any more: leave no write-ahead log for the next start to replay.
+    if let Err(error) = projection.db().flush() {
+        tracing::warn!(
+            error = format!("{error:#}"),
+            "flushing the projections on shutdown"
+        );
+    }
     tracing::info!("read node stopped");
     Ok(())
 }

@@ -87,6 +87,29 @@ impl ReadNode {
         child.wait().expect("wait");
     }
 
+    /// SIGTERM (a clean stop), then waits for the process to exit; its exit status.
+    pub fn stop(&self) -> std::process::ExitStatus {
+        let mut child = self
+            .child
+            .lock()
+            .expect("lock")
+            .take()
+            .expect("read node is running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + WAIT_MAX;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the read node did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn endpoint(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }

@@ -92,6 +92,43 @@ async fn read_balance(query: &QueryClient, account: &str, token: Option<&str>) -
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_leaves_no_write_ahead_log_to_replay() {
+    let (cluster, read, query) = start_all(2).await;
+    open_accounts(
+        &cluster,
+        &[("wal-issuer", "USD", true), ("wal-a", "USD", false)],
+    )
+    .await;
+    let mut token = String::new();
+    for _ in 0..20 {
+        let request = transfer_request(&id(), "wal-issuer", "wal-a", "1.00", "USD");
+        token = cluster
+            .transfer(&request)
+            .await
+            .expect("transfer")
+            .consistency_token;
+    }
+    assert_eq!(read_balance(&query, "wal-a", Some(&token)).await, 2_000);
+    assert!(read.stop().success(), "a clean stop exits 0");
+    // The projections were flushed on the way out: every write-ahead log is empty, so the
+    // next start opens without replaying one.
+    let logs: Vec<(String, u64)> = std::fs::read_dir(&read.data_dir)
+        .expect("data dir")
+        .map(|entry| entry.expect("entry"))
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".log"))
+        .map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            (name, entry.metadata().expect("metadata").len())
+        })
+        .collect();
+    assert!(!logs.is_empty(), "RocksDB keeps a write-ahead log file");
+    assert!(logs.iter().all(|(_, bytes)| *bytes == 0), "{logs:?}");
+    read.restart();
+    read.wait_serving().await;
+    assert_eq!(read_balance(&query, "wal-a", Some(&token)).await, 2_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn projection_equals_fold_and_reads_are_read_your_writes() {
     // Several partitions: most transfers cross partitions (debit, credit, settle).
     let (cluster, _read, query) = start_all(4).await;
