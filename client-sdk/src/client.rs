@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use proto::v1::cluster_service_client::ClusterServiceClient;
 use proto::v1::wallet_service_client::WalletServiceClient;
@@ -29,6 +29,7 @@ use crate::backoff;
 use crate::config::{ClientConfig, normalize_endpoint_for};
 use crate::error::{Action, Classified, Error, classify};
 use crate::pipeline::{Counters, Pipe, PipelineStats, definite};
+use crate::sync::lock;
 
 /// The partition every call is routed to while the ledger has a single Raft group. The
 /// leader cache is keyed by partition already, so routing by account can come later.
@@ -765,12 +766,6 @@ fn make_channel(
         .connect_timeout(config.connect_timeout)
         .tcp_nodelay(true);
     crate::auth::connect_lazy(endpoint, config.tls.as_ref(), credentials)
-}
-
-/// Locks a mutex whose data stays consistent even if a holder panicked (plain map inserts
-/// and removes), so poisoning is ignored rather than propagated.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

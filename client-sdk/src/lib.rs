@@ -44,6 +44,7 @@ mod endpoint;
 mod error;
 mod pipeline;
 mod query;
+mod sync;
 
 pub use auth::{Conn, Credentials, TlsConfig, node_channel};
 pub use backoff::{ceiling as backoff_ceiling, full_jitter};

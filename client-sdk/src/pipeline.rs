@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use proto::v1::{TransferRequest, TransferResponse, TransferResult};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::client::lock;
 use crate::error::Error;
+use crate::sync::lock;
 
 /// Requests a pipe holds before they are written to its stream. Beyond that (the node reads
 /// slowly, or a client has this many calls waiting) a call goes its own way as a unary call.
