@@ -26,8 +26,7 @@ import grpc.aio
 from ._proto.wallet.v1 import query_pb2, query_pb2_grpc, wallet_pb2, wallet_pb2_grpc
 from .auth import TlsConfig, authorization_metadata, normalize_endpoint
 from .client import DISCOVERED_ENDPOINTS_MAX, LEADER_CACHE_MAX
-from .errors import deadline_exceeded
-from .pipeline import FALLBACK, PIPE_QUEUE_MAX, AsyncPipe, Counters, Outcome, PipelineStats
+from .pipeline import FALLBACK, PIPE_QUEUE_MAX, AsyncPipe, Counters, Outcome, PipelineStats, final_answer
 from .retry import Attempts, RetryPolicy
 
 Metadata = tuple[tuple[str, str], ...]
@@ -201,16 +200,9 @@ class AsyncWalletClient:
         )
         deadline = time.monotonic() + self.policy.total_deadline
         if self.pipeline_transfers:
-            outcome = await self._transfer_pipelined(request, deadline)
-            if isinstance(outcome, wallet_pb2.TransferResponse):
-                return outcome
-            if outcome is not FALLBACK:
-                raise cast(Exception, outcome)
-            if time.monotonic() >= deadline:
-                raise deadline_exceeded(
-                    "the call's deadline passed while its transfer was on the stream "
-                    "(it may still be applied: retry with the same transaction_id)"
-                )
+            answer = final_answer(await self._transfer_pipelined(request, deadline), deadline)
+            if answer is not None:
+                return answer
         self._counters.went_unary()
         response = await self._call("Transfer", request, from_account, deadline=deadline)
         return cast(wallet_pb2.TransferResponse, response)

@@ -12,8 +12,7 @@ import grpc
 
 from ._proto.wallet.v1 import query_pb2, query_pb2_grpc, wallet_pb2, wallet_pb2_grpc
 from .auth import Channels, TlsConfig
-from .errors import deadline_exceeded
-from .pipeline import FALLBACK, PIPE_QUEUE_MAX, Counters, Outcome, Pipe, PipelineStats
+from .pipeline import FALLBACK, PIPE_QUEUE_MAX, Counters, Outcome, Pipe, PipelineStats, final_answer
 from .retry import RetryPolicy, call_with_retry
 
 T = TypeVar("T")
@@ -189,16 +188,9 @@ class WalletClient:
         )
         deadline = time.monotonic() + self.policy.total_deadline
         if self.pipeline_transfers:
-            outcome = self._transfer_pipelined(request, deadline)
-            if isinstance(outcome, wallet_pb2.TransferResponse):
-                return outcome
-            if outcome is not FALLBACK:
-                raise cast(Exception, outcome)
-            if time.monotonic() >= deadline:
-                raise deadline_exceeded(
-                    "the call's deadline passed while its transfer was on the stream "
-                    "(it may still be applied: retry with the same transaction_id)"
-                )
+            answer = final_answer(self._transfer_pipelined(request, deadline), deadline)
+            if answer is not None:
+                return answer
         self._counters.went_unary()
         response = self._call("Transfer", request, from_account, deadline=deadline)
         return cast(wallet_pb2.TransferResponse, response)

@@ -34,13 +34,14 @@ import collections
 import dataclasses
 import queue
 import threading
+import time
 from typing import AsyncIterator, Deque, Dict, Iterator, Optional, Union
 
 import grpc
 import grpc.aio
 
 from ._proto.wallet.v1 import wallet_pb2
-from .errors import ERROR_DOMAIN, RETRYABLE_CODES, ErrorDetails, Rejected, WalletError
+from .errors import ERROR_DOMAIN, RETRYABLE_CODES, ErrorDetails, Rejected, WalletError, deadline_exceeded
 
 #: Requests a pipe holds before they are written to its stream. Beyond that (the node reads
 #: slowly, or a client has this many calls waiting) a call goes its own way as a unary call.
@@ -59,6 +60,21 @@ class _Fallback:
 FALLBACK = _Fallback()
 
 Outcome = Union[wallet_pb2.TransferResponse, WalletError, _Fallback]
+
+
+def final_answer(outcome: Outcome, deadline: float) -> Optional[wallet_pb2.TransferResponse]:
+    """Ends a pipelined call: its response, or raises its error (or, when the call's
+    ``deadline`` passed on the stream, DEADLINE_EXCEEDED); ``None`` to go on unary."""
+    if isinstance(outcome, wallet_pb2.TransferResponse):
+        return outcome
+    if not isinstance(outcome, _Fallback):
+        raise outcome
+    if time.monotonic() >= deadline:
+        raise deadline_exceeded(
+            "the call's deadline passed while its transfer was on the stream "
+            "(it may still be applied: retry with the same transaction_id)"
+        )
+    return None
 
 
 def result_outcome(
