@@ -3,6 +3,7 @@ per node, shared by concurrent calls) against an in-process node, and of ``Pipe`
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import unittest
@@ -13,7 +14,7 @@ import grpc
 
 from fake_node import END, FakeNode, Remote, abort, answering, ok, rejected, unavailable
 from wallet_ledger import PIPE_QUEUE_MAX, Indefinite, Rejected, RetryPolicy, WalletClient, new_transaction_id, wallet_pb2
-from wallet_ledger.pipeline import FALLBACK, Pipe, result_outcome
+from wallet_ledger.pipeline import FALLBACK, AsyncPipe, Pipe, result_outcome
 
 FAST = RetryPolicy(call_timeout=2.0, total_deadline=4.0, attempts_max=3, backoff_base=0.001, backoff_max=0.004)
 
@@ -293,6 +294,25 @@ class PipeTest(unittest.TestCase):
         self.assertIsInstance(pipe.wait(b1, 0), Rejected)
         self.assertIs(pipe.wait(b2, 0), FALLBACK)
         self.assertEqual(pipe.waiting(), 0)
+
+    def test_a_different_transfer_under_an_id_in_flight_goes_its_own_way(self) -> None:
+        request = wallet_pb2.TransferRequest
+        pipe = Pipe("n:1")
+        self.assertIsNotNone(pipe.send(request(transaction_id="c", amount="1.00")))
+        self.assertIsNone(pipe.send(request(transaction_id="c", amount="2.00")))
+        self.assertIsNotNone(pipe.send(request(transaction_id="c", amount="1.00")))
+        self.assertEqual(pipe.waiting(), 2)
+
+    def test_the_asyncio_pipe_keeps_the_same_rule(self) -> None:
+        async def run() -> None:
+            pipe = AsyncPipe("n:1")
+            request = wallet_pb2.TransferRequest
+            self.assertIsNotNone(pipe.send(request(transaction_id="c", amount="1.00")))
+            self.assertIsNone(pipe.send(request(transaction_id="c", amount="2.00")))
+            self.assertIsNotNone(pipe.send(request(transaction_id="c", amount="1.00")))
+            self.assertEqual(pipe.waiting(), 2)
+
+        asyncio.run(run())
 
     def test_a_closed_or_full_pipe_takes_nothing_and_its_waiters_go_on_alone(self) -> None:
         pipe = Pipe("n:1")

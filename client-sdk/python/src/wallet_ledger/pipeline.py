@@ -35,7 +35,7 @@ import dataclasses
 import queue
 import threading
 import time
-from typing import AsyncIterator, Deque, Dict, Iterator, Optional, Union
+from typing import Any, AsyncIterator, Deque, Dict, Iterator, Optional, Union
 
 import grpc
 import grpc.aio
@@ -147,6 +147,12 @@ class Counters:
         return PipelineStats(streams=streams, transfers=transfers, unary_transfers=unary)
 
 
+def _conflicts(waiting: Optional[Deque[Any]], request: wallet_pb2.TransferRequest) -> bool:
+    """Whether a different transfer under ``request``'s id waits on the stream: results name
+    the id alone, so the two answers could not be told apart (the second goes unary)."""
+    return waiting is not None and len(waiting) > 0 and waiting[0].request != request
+
+
 @dataclasses.dataclass(eq=False)
 class Waiter:
     """A thread waiting for a result."""
@@ -184,10 +190,13 @@ class Pipe:
 
     def send(self, request: wallet_pb2.TransferRequest) -> Optional[Waiter]:
         """Queues ``request`` for the stream; the waiter to ``wait`` on, or None if the pipe
-        is closed or full (the caller goes its own way)."""
+        is closed or full, or a different transfer under the same id waits on it (the caller
+        goes its own way)."""
         waiter = Waiter(request)
         with self._lock:
             if self._closed or self._requests.qsize() >= self._queue_max:
+                return None
+            if _conflicts(self._waiting.get(request.transaction_id), request):
                 return None
             # Under the lock, so close() finds every request it must drop, and the result
             # cannot come before its waiter is registered.
@@ -299,8 +308,11 @@ class AsyncPipe:
         return sum(len(waiters) for waiters in self._waiting.values())
 
     def send(self, request: wallet_pb2.TransferRequest) -> Optional[AsyncWaiter]:
-        """Queues ``request``; the waiter to ``wait`` on, or None if closed or full."""
+        """Queues ``request``; the waiter to ``wait`` on, or None if closed or full, or a
+        different transfer under the same id waits here."""
         if self._closed or self._requests.qsize() >= self._queue_max:
+            return None
+        if _conflicts(self._waiting.get(request.transaction_id), request):
             return None
         self._requests.put_nowait(request)
         waiter = AsyncWaiter(request, asyncio.get_running_loop().create_future())
