@@ -26,7 +26,7 @@ pub use ids::{ACCOUNT_ID_BYTES_MAX, IdError, parse_transaction_id, validate_acco
 pub use money::{
     AMOUNT_MINOR_MAX, AMOUNT_TEXT_BYTES_MAX, Currency, MoneyError, format_minor, parse_amount,
 };
-pub use state::{Ledger, decide, decide_with, evolve, evolve_owned};
+pub use state::{AccountRef, Ledger, decide, decide_with, evolve, evolve_owned};
 pub use stored::{NothingStored, Record, Stored};
 
 /// The partition that owns an account: the first 8 bytes of BLAKE3(account id bytes), read as

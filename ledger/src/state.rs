@@ -1,13 +1,13 @@
 //! The replicated state and its two pure functions: `decide` (command → decision) and
 //! `evolve` (event → new state).
 //!
-//! State lives in ordered maps rather than hash maps, so no hash seed can ever make two
-//! replicas disagree. Keys are integers: transaction ids as `u128`, accounts by
-//! [`AccountKey`] (128 bits of the BLAKE3 hash of the id), so a lookup compares integers, not
-//! strings. The maps are persistent (`imbl`, structurally shared B-trees): cloning a ledger
-//! for a snapshot shares every node and costs O(1) on the store thread; a node is copied only
-//! when the live ledger writes to it while the snapshot still holds it. Listings and
-//! snapshots sort by id where order is visible.
+//! Accounts live in a flat table of fixed-size records (`accounts.rs`: pages of 32-byte
+//! slots found by the BLAKE3 hash of the id, ids inline in the page, no hash seed, so every
+//! replica lays them out alike). Transfer records are keyed by transaction id as `u128` in
+//! ordered maps. Both are persistent: cloning a ledger for a snapshot costs O(1) on the store
+//! thread (pages and B-tree nodes are shared), and a page or node is copied only when the live
+//! ledger writes to it while the snapshot still holds it. Listings and snapshots sort by id
+//! where order is visible.
 //!
 //! The state digest is maintained as the state changes (see [`Ledger::digest`]), so asking
 //! for it costs O(currencies), not a walk of every account and transfer.
@@ -21,16 +21,20 @@ use std::collections::BTreeMap;
 
 use imbl::{OrdMap, OrdSet};
 
+mod accounts;
 mod digest;
 mod snapshot;
 
+pub use accounts::AccountRef;
 pub use snapshot::Format2;
+
+use accounts::{AccountTable, IdHash};
 
 use digest::{RecordSum, account_hash, credit_hash, transfer_hash};
 
 use crate::domain::{
-    Account, Command, Conflict, CreditOutcome, CreditRecord, Decision, EntryMeta, Event, Malformed,
-    Outcome, RejectReason, Settlement, TransferCommand, TransferRecord, TransferStatus,
+    Command, Conflict, CreditOutcome, CreditRecord, Decision, EntryMeta, Event, Malformed, Outcome,
+    RejectReason, Settlement, TransferCommand, TransferRecord, TransferStatus,
 };
 use crate::ids::validate_account_id;
 use crate::money::Currency;
@@ -44,8 +48,8 @@ use crate::stored::{NothingStored, Record, Stored, settled};
 /// not yet credited or refunded): zero once every cross-partition transfer has settled.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ledger {
-    /// Open accounts by [`AccountKey`].
-    accounts: OrdMap<AccountKey, Account>,
+    /// Open accounts, by id.
+    accounts: AccountTable,
     /// Transfers decided here as the source and held in memory (every in-flight one, and
     /// finished ones unless only in-flight ones are kept), by transaction id
     /// ([`uuid::Uuid::as_u128`]: the UUID's byte order, compared in one instruction).
@@ -74,15 +78,8 @@ impl Ledger {
     }
 
     /// The account with this id, if open.
-    pub fn account(&self, account_id: &str) -> Option<&Account> {
-        self.account_at(AccountKey::of(account_id), account_id)
-    }
-
-    /// [`Ledger::account`] with the key already computed (it costs a BLAKE3 hash).
-    fn account_at(&self, key: AccountKey, account_id: &str) -> Option<&Account> {
-        self.accounts
-            .get(&key)
-            .filter(|account| account.account_id == account_id)
+    pub fn account(&self, account_id: &str) -> Option<AccountRef<'_>> {
+        self.accounts.get(IdHash::of(account_id), account_id)
     }
 
     /// The record of this transaction id, if it was decided here as the source and is held
@@ -214,9 +211,9 @@ impl Ledger {
 
     /// All accounts, sorted by account id (byte order). O(n log n): for audits and snapshot
     /// writers, never the store thread.
-    pub fn accounts(&self) -> impl Iterator<Item = &Account> {
-        let mut accounts: Vec<&Account> = self.accounts.values().collect();
-        accounts.sort_unstable_by(|a, b| a.account_id.cmp(&b.account_id));
+    pub fn accounts(&self) -> impl Iterator<Item = AccountRef<'_>> {
+        let mut accounts: Vec<AccountRef> = self.accounts.iter().collect();
+        accounts.sort_unstable_by(|a, b| a.account_id.cmp(b.account_id));
         accounts.into_iter()
     }
 
@@ -238,7 +235,7 @@ impl Ledger {
     /// separately maintained counter) so it really checks conservation of money.
     pub fn totals_by_currency(&self) -> BTreeMap<Currency, i128> {
         let mut totals = BTreeMap::new();
-        for account in self.accounts.values() {
+        for account in self.accounts.iter() {
             let total: &mut i128 = totals.entry(account.currency).or_default();
             *total = total
                 .checked_add(account.balance_minor)
@@ -247,15 +244,15 @@ impl Ledger {
         totals
     }
 
-    fn insert_account(&mut self, account: Account) -> Option<Account> {
-        self.records.add(&account_hash(&account));
-        let previous = self
+    /// Opens an account; `false` (changing nothing) if one with its id is open.
+    fn insert_account(&mut self, account: AccountRef) -> bool {
+        let opened = self
             .accounts
-            .insert(AccountKey::of(&account.account_id), account);
-        if let Some(previous) = &previous {
-            self.records.sub(&account_hash(previous));
+            .insert(IdHash::of(account.account_id), account);
+        if opened {
+            self.records.add(&account_hash(account));
         }
-        previous
+        opened
     }
 
     fn insert_transfer(&mut self, record: TransferRecord) -> Option<TransferRecord> {
@@ -348,21 +345,6 @@ impl PartialEq for KeepFinished {
 }
 
 impl Eq for KeepFinished {}
-
-/// Where an account sits in the index: the first 128 bits of the BLAKE3 hash of its id, so
-/// that a lookup compares integers rather than strings. Two ids with one key (a BLAKE3
-/// collision, not expected before 2^64 accounts) cannot both be open: [`Ledger::account`]
-/// checks the id, and opening the second is refused like a re-open with other parameters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct AccountKey(u128);
-
-impl AccountKey {
-    fn of(account_id: &str) -> AccountKey {
-        let hash = blake3::hash(account_id.as_bytes());
-        let bytes: [u8; 16] = hash.as_bytes()[..16].try_into().expect("16 bytes");
-        AccountKey(u128::from_le_bytes(bytes))
-    }
-}
 
 /// Why `transfer` must be rejected in `state`, checked in the documented order, or `None`
 /// if it can complete. Shared by `decide` (to choose) and `evolve` (to verify the log).
@@ -528,20 +510,17 @@ pub fn decide_with(
             if validate_account_id(account_id).is_err() {
                 return malformed(Malformed::InvalidAccountId);
             }
-            // By key, not by id: an id whose key another account holds (a hash collision)
-            // is refused below rather than opened over it.
-            match state.accounts.get(&AccountKey::of(account_id)) {
+            match state.account(account_id) {
                 None => Decision::Apply(Event::AccountOpened {
                     account_id: account_id.clone(),
                     currency: *currency,
                     allow_negative_balance: *allow_negative_balance,
                 }),
                 Some(existing)
-                    if existing.account_id == *account_id
-                        && existing.currency == *currency
+                    if existing.currency == *currency
                         && existing.allow_negative_balance == *allow_negative_balance =>
                 {
-                    Decision::Reply(Outcome::Account(existing.clone()))
+                    Decision::Reply(Outcome::Account(existing.to_account()))
                 }
                 Some(_) => Decision::Reply(Outcome::Conflict(
                     Conflict::AccountExistsWithOtherParameters,
@@ -652,16 +631,13 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
             currency,
             allow_negative_balance,
         } => {
-            assert!(
-                !state.accounts.contains_key(&AccountKey::of(&account_id)),
-                "AccountOpened for existing account (or key) {account_id:?}"
-            );
-            state.insert_account(Account {
-                account_id,
+            let opened = state.insert_account(AccountRef {
+                account_id: &account_id,
                 currency,
                 allow_negative_balance,
                 balance_minor: 0,
             });
+            assert!(opened, "AccountOpened for existing account {account_id:?}");
         }
         Event::TransferCompleted { transfer, meta } => {
             assert_transfer_shape(&transfer);
@@ -671,15 +647,15 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
                 "TransferCompleted for known transaction id {id}"
             );
             let amount_minor = i128::from(transfer.amount_minor);
-            let (from_key, to_key) = (AccountKey::of(&transfer.from), AccountKey::of(&transfer.to));
-            let from = state.account_at(from_key, &transfer.from);
+            let (from_hash, to_hash) = (IdHash::of(&transfer.from), IdHash::of(&transfer.to));
+            let from = state.accounts.get(from_hash, &transfer.from);
             let from = from.unwrap_or_else(|| {
                 panic!(
                     "TransferCompleted {id} from unknown account {:?}",
                     transfer.from
                 )
             });
-            let to = state.account_at(to_key, &transfer.to);
+            let to = state.accounts.get(to_hash, &transfer.to);
             let to = to.unwrap_or_else(|| {
                 panic!(
                     "TransferCompleted {id} to unknown account {:?}",
@@ -705,8 +681,8 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
             );
             // Double entry: what left one account arrived in the other, nothing else moved.
             let debit_minor =
-                from_before - move_balance(state, from_key, &transfer.from, -amount_minor);
-            let credit_minor = move_balance(state, to_key, &transfer.to, amount_minor) - to_before;
+                from_before - move_balance(state, from_hash, &transfer.from, -amount_minor);
+            let credit_minor = move_balance(state, to_hash, &transfer.to, amount_minor) - to_before;
             assert_eq!(debit_minor, credit_minor, "transfer {id}: debit != credit");
             assert_eq!(debit_minor, amount_minor, "transfer {id}: debit != amount");
             let record = TransferRecord {
@@ -758,7 +734,7 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
             let amount_minor = i128::from(transfer.amount_minor);
             move_balance(
                 state,
-                AccountKey::of(&transfer.from),
+                IdHash::of(&transfer.from),
                 &transfer.from,
                 -amount_minor,
             );
@@ -785,12 +761,7 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
                 "TransferCredited {id} cannot be credited in this state"
             );
             let amount_minor = i128::from(transfer.amount_minor);
-            move_balance(
-                state,
-                AccountKey::of(&transfer.to),
-                &transfer.to,
-                amount_minor,
-            );
+            move_balance(state, IdHash::of(&transfer.to), &transfer.to, amount_minor);
             add_outflow(state, transfer.currency, -amount_minor);
             let record = CreditRecord {
                 transfer,
@@ -844,7 +815,7 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
             let (from, currency) = (record.transfer.from.clone(), record.transfer.currency);
             let amount_minor = i128::from(record.transfer.amount_minor);
             state.insert_transfer(record);
-            move_balance(state, AccountKey::of(&from), &from, amount_minor);
+            move_balance(state, IdHash::of(&from), &from, amount_minor);
             add_outflow(state, currency, -amount_minor);
         }
     }
@@ -876,22 +847,17 @@ fn add_outflow(state: &mut Ledger, currency: Currency, delta_minor: i128) {
     }
 }
 
-/// Adds `delta_minor` to the balance of the account under `key` (keeping the totals and the
-/// record sum); returns the balance as stored.
-fn move_balance(state: &mut Ledger, key: AccountKey, account_id: &str, delta_minor: i128) -> i128 {
-    let account = state
+/// Adds `delta_minor` to the balance of the account with this id (whose hash is given),
+/// keeping the totals and the record sum; returns the balance as stored.
+fn move_balance(state: &mut Ledger, hash: IdHash, account_id: &str, delta_minor: i128) -> i128 {
+    let (before, after) = state
         .accounts
-        .get_mut(&key)
-        .filter(|account| account.account_id == account_id)
+        .add_to_balance(hash, account_id, delta_minor)
         .expect("account checked before");
-    state.records.sub(&account_hash(account));
-    account.balance_minor = account
-        .balance_minor
-        .checked_add(delta_minor)
-        .expect("balance overflows i128");
-    state.records.add(&account_hash(account));
-    add_balance_total(&mut state.balance_totals, account.currency, delta_minor);
-    account.balance_minor
+    state.records.sub(&account_hash(before));
+    state.records.add(&account_hash(after));
+    add_balance_total(&mut state.balance_totals, after.currency, delta_minor);
+    after.balance_minor
 }
 
 fn add_balance_total(totals: &mut BTreeMap<Currency, i128>, currency: Currency, delta: i128) {

@@ -303,7 +303,7 @@ proptest! {
         }
         for ledger in &cluster.partitions {
             for account in ledger.accounts() {
-                let want = expected.get(&account.account_id).copied().unwrap_or(0);
+                let want = expected.get(account.account_id).copied().unwrap_or(0);
                 prop_assert_eq!(account.balance_minor, want, "{}", account.account_id);
             }
         }
@@ -429,7 +429,7 @@ impl Cluster {
     fn balances(&self) -> BTreeMap<String, i128> {
         let accounts = self.partitions.iter().flat_map(|ledger| ledger.accounts());
         accounts
-            .map(|account| (account.account_id.clone(), account.balance_minor))
+            .map(|account| (account.account_id.to_string(), account.balance_minor))
             .collect()
     }
 

@@ -124,7 +124,7 @@ fn check(given: &[Command], when: Command, then: Decision) {
             assert_eq!(event.as_ref(), Some(&applied));
             let expected = match &applied {
                 Event::AccountOpened { account_id, .. } => {
-                    Outcome::Account(ledger.account(account_id).unwrap().clone())
+                    Outcome::Account(ledger.account(account_id).unwrap().to_account())
                 }
                 Event::TransferCompleted { transfer, .. }
                 | Event::TransferRejected { transfer, .. }
@@ -601,7 +601,10 @@ fn serde_round_trips_through_postcard() {
 #[test]
 fn snapshot_with_broken_invariants_is_refused() {
     let (ledger, _) = busy_ledger();
-    let mut accounts: Vec<Account> = ledger.accounts().cloned().collect();
+    let mut accounts: Vec<Account> = ledger
+        .accounts()
+        .map(ledger::AccountRef::to_account)
+        .collect();
     let transfers: Vec<TransferRecord> = ledger.transfers().cloned().collect();
     // The snapshot form of state format 2 (every record, no counts); format 3 adds counts
     // and the record sum, and is checked the same way.

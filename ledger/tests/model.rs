@@ -180,7 +180,7 @@ impl Model {
 fn balances(ledger: &Ledger) -> Vec<(String, i128)> {
     ledger
         .accounts()
-        .map(|account| (account.account_id.clone(), account.balance_minor))
+        .map(|account| (account.account_id.to_string(), account.balance_minor))
         .collect()
 }
 
@@ -280,7 +280,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 account
             );
             let (currency, allow_negative_balance, balance_minor) =
-                model.accounts[&account.account_id];
+                model.accounts[account.account_id];
             prop_assert_eq!(
                 (
                     account.currency,

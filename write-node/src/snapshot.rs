@@ -309,7 +309,7 @@ mod tests {
     fn format_2_body(version: u8, ledger: &Ledger) -> Vec<u8> {
         #[derive(serde::Serialize)]
         struct Body<'a> {
-            accounts: Vec<&'a ledger::Account>,
+            accounts: Vec<ledger::AccountRef<'a>>,
             transfers: Vec<&'a ledger::TransferRecord>,
             credits: Vec<&'a ledger::CreditRecord>,
             outflow: Vec<(ledger::Currency, i128)>,

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use super::Ledger;
+use super::{AccountRef, Ledger};
 use crate::domain::{
-    Account, CreditOutcome, CreditRecord, EntryMeta, RejectReason, TransferCommand, TransferRecord,
+    CreditOutcome, CreditRecord, EntryMeta, RejectReason, TransferCommand, TransferRecord,
     TransferStatus,
 };
 use crate::money::Currency;
@@ -88,7 +88,7 @@ impl Ledger {
     pub fn digest_from_scratch(&self) -> [u8; 32] {
         let mut recomputed = self.clone();
         recomputed.records = RecordSum::default();
-        for account in self.accounts.values() {
+        for account in self.accounts.iter() {
             recomputed.records.add(&account_hash(account));
         }
         for record in self.transfers.values() {
@@ -144,35 +144,88 @@ const RECORD_ACCOUNT: u8 = 0;
 const RECORD_TRANSFER: u8 = 1;
 const RECORD_CREDIT: u8 = 2;
 
-pub(super) fn account_hash(account: &Account) -> [u8; 32] {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(&[RECORD_ACCOUNT]);
-    hash_account(&mut hasher, account);
-    *hasher.finalize().as_bytes()
+pub(super) fn account_hash(account: AccountRef) -> [u8; 32] {
+    let mut encoder = Encoder::new();
+    encoder.update(&[RECORD_ACCOUNT]);
+    hash_account(&mut encoder, account);
+    encoder.finalize()
 }
 
 pub(super) fn transfer_hash(record: &TransferRecord) -> [u8; 32] {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(&[RECORD_TRANSFER]);
-    hash_transfer_record(&mut hasher, record);
-    *hasher.finalize().as_bytes()
+    let mut encoder = Encoder::new();
+    encoder.update(&[RECORD_TRANSFER]);
+    hash_transfer_record(&mut encoder, record);
+    encoder.finalize()
 }
 
 pub(super) fn credit_hash(record: &CreditRecord) -> [u8; 32] {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(&[RECORD_CREDIT]);
-    hash_credit_record(&mut hasher, record);
-    *hasher.finalize().as_bytes()
+    let mut encoder = Encoder::new();
+    encoder.update(&[RECORD_CREDIT]);
+    hash_credit_record(&mut encoder, record);
+    encoder.finalize()
 }
 
-fn hash_account(hasher: &mut blake3::Hasher, account: &Account) {
-    hash_str(hasher, &account.account_id);
+/// Where a record's encoding goes: a BLAKE3 hasher directly, or through an [`Encoder`].
+trait Sink {
+    fn update(&mut self, bytes: &[u8]);
+}
+
+impl Sink for blake3::Hasher {
+    fn update(&mut self, bytes: &[u8]) {
+        blake3::Hasher::update(self, bytes);
+    }
+}
+
+/// Hashes a record's encoding, many small fields, in few calls to BLAKE3 (each call has a
+/// fixed cost that small fields pay over and over): fields collect in a buffer that goes to
+/// the hasher when full and at the end. The same hash as feeding each field directly.
+struct Encoder {
+    hasher: blake3::Hasher,
+    buffer: [u8; ENCODER_BUFFER_BYTES],
+    len: usize,
+}
+
+/// Holds a whole account record and most transfer records.
+const ENCODER_BUFFER_BYTES: usize = 256;
+
+impl Encoder {
+    fn new() -> Encoder {
+        Encoder {
+            hasher: blake3::Hasher::new(),
+            buffer: [0; ENCODER_BUFFER_BYTES],
+            len: 0,
+        }
+    }
+
+    fn finalize(mut self) -> [u8; 32] {
+        self.hasher.update(&self.buffer[..self.len]);
+        *self.hasher.finalize().as_bytes()
+    }
+}
+
+impl Sink for Encoder {
+    fn update(&mut self, bytes: &[u8]) {
+        if self.len + bytes.len() > ENCODER_BUFFER_BYTES {
+            self.hasher.update(&self.buffer[..self.len]);
+            self.len = 0;
+            if bytes.len() > ENCODER_BUFFER_BYTES {
+                self.hasher.update(bytes);
+                return;
+            }
+        }
+        self.buffer[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+}
+
+fn hash_account(hasher: &mut impl Sink, account: AccountRef) {
+    hash_str(hasher, account.account_id);
     hash_currency(hasher, account.currency);
     hasher.update(&[u8::from(account.allow_negative_balance)]);
     hasher.update(&account.balance_minor.to_le_bytes());
 }
 
-fn hash_transfer_record(hasher: &mut blake3::Hasher, record: &TransferRecord) {
+fn hash_transfer_record(hasher: &mut impl Sink, record: &TransferRecord) {
     hash_transfer(hasher, &record.transfer);
     match record.status {
         TransferStatus::Completed => hasher.update(&[0]),
@@ -190,7 +243,7 @@ fn hash_transfer_record(hasher: &mut blake3::Hasher, record: &TransferRecord) {
     };
 }
 
-fn hash_credit_record(hasher: &mut blake3::Hasher, record: &CreditRecord) {
+fn hash_credit_record(hasher: &mut impl Sink, record: &CreditRecord) {
     hash_transfer(hasher, &record.transfer);
     match record.outcome {
         CreditOutcome::Credited => hasher.update(&[0]),
@@ -199,7 +252,7 @@ fn hash_credit_record(hasher: &mut blake3::Hasher, record: &CreditRecord) {
     hash_meta(hasher, record.meta);
 }
 
-fn hash_outflow(hasher: &mut blake3::Hasher, outflow: &BTreeMap<Currency, i128>) {
+fn hash_outflow(hasher: &mut impl Sink, outflow: &BTreeMap<Currency, i128>) {
     hasher.update(&encode_len(outflow.len()));
     for (currency, outflow) in outflow {
         hash_currency(hasher, *currency);
@@ -211,12 +264,12 @@ fn encode_len(len: usize) -> [u8; 8] {
     u64::try_from(len).expect("length fits u64").to_le_bytes()
 }
 
-fn hash_str(hasher: &mut blake3::Hasher, text: &str) {
+fn hash_str(hasher: &mut impl Sink, text: &str) {
     hasher.update(&encode_len(text.len()));
     hasher.update(text.as_bytes());
 }
 
-fn hash_transfer(hasher: &mut blake3::Hasher, transfer: &TransferCommand) {
+fn hash_transfer(hasher: &mut impl Sink, transfer: &TransferCommand) {
     hasher.update(transfer.transaction_id.as_bytes());
     hash_str(hasher, &transfer.from);
     hash_str(hasher, &transfer.to);
@@ -224,12 +277,12 @@ fn hash_transfer(hasher: &mut blake3::Hasher, transfer: &TransferCommand) {
     hash_currency(hasher, transfer.currency);
 }
 
-fn hash_meta(hasher: &mut blake3::Hasher, meta: EntryMeta) {
+fn hash_meta(hasher: &mut impl Sink, meta: EntryMeta) {
     hasher.update(&meta.index.to_le_bytes());
     hasher.update(&meta.timestamp_ms.to_le_bytes());
 }
 
-fn hash_currency(hasher: &mut blake3::Hasher, currency: Currency) {
+fn hash_currency(hasher: &mut impl Sink, currency: Currency) {
     hasher.update(currency.code().as_bytes());
     hasher.update(&[u8::try_from(currency.minor_units()).expect("minor units fit u8")]);
 }

@@ -3,7 +3,7 @@
 //! the checks a deserialized snapshot must pass before it becomes a ledger.
 
 use super::digest::RecordSum;
-use super::{Ledger, add_balance_total};
+use super::{AccountRef, Ledger, add_balance_total};
 use crate::domain::{Account, CreditRecord, TransferRecord, TransferStatus};
 use crate::money::{AMOUNT_MINOR_MAX, Currency};
 
@@ -28,7 +28,7 @@ struct RecordTotals {
 /// Borrowed twin of [`LedgerSnapshot`] so serializing does not clone the state.
 #[derive(serde::Serialize)]
 struct LedgerSnapshotRef<'a> {
-    accounts: Vec<&'a Account>,
+    accounts: Vec<AccountRef<'a>>,
     transfers: Vec<&'a TransferRecord>,
     credits: Vec<&'a CreditRecord>,
     outflow: Vec<(Currency, i128)>,
@@ -142,10 +142,10 @@ impl Ledger {
                     account.account_id
                 ));
             }
-            if let Some(duplicate) = ledger.insert_account(account) {
+            if !ledger.insert_account(AccountRef::from(&account)) {
                 return Err(format!(
                     "snapshot: duplicate account {:?}",
-                    duplicate.account_id
+                    account.account_id
                 ));
             }
         }

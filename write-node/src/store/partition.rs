@@ -271,9 +271,11 @@ impl Partition {
         });
         for (query, reply) in ready {
             let answer = match query {
-                Query::Account(account_id) => {
-                    QueryAnswer::Account(self.ledger.account(&account_id).cloned())
-                }
+                Query::Account(account_id) => QueryAnswer::Account(
+                    self.ledger
+                        .account(&account_id)
+                        .map(ledger::AccountRef::to_account),
+                ),
                 Query::Transfer(transaction_id) => {
                     match self.transfer_record(db, &transaction_id) {
                         Ok(record) => QueryAnswer::Transfer(record),
