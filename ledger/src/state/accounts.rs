@@ -76,10 +76,13 @@ impl IdHash {
     }
 }
 
-/// An open account as stored: a view of its slot and of its id in the page.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+/// An open account as stored: a view of its slot and of its id in the page. Serialized as
+/// [`Account`] is; deserialized borrowing the id from the input (a snapshot's accounts load
+/// without an allocation each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AccountRef<'a> {
     /// Unique account id.
+    #[serde(borrow)]
     pub account_id: &'a str,
     /// The only currency the account holds.
     pub currency: Currency,

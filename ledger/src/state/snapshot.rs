@@ -7,10 +7,12 @@ use super::{AccountRef, Ledger, add_balance_total};
 use crate::domain::{Account, CreditRecord, TransferRecord, TransferStatus};
 use crate::money::{AMOUNT_MINOR_MAX, Currency};
 
-/// Owned wire form of a [`Ledger`] snapshot (state format 3).
+/// Wire form of a [`Ledger`] snapshot (state format 3), the account ids borrowed from the
+/// bytes it is read from.
 #[derive(serde::Deserialize)]
-struct LedgerSnapshot {
-    accounts: Vec<Account>,
+struct LedgerSnapshot<'a> {
+    #[serde(borrow)]
+    accounts: Vec<AccountRef<'a>>,
     transfers: Vec<TransferRecord>,
     credits: Vec<CreditRecord>,
     outflow: Vec<(Currency, i128)>,
@@ -64,7 +66,7 @@ impl serde::Serialize for Ledger {
 
 impl<'de> serde::Deserialize<'de> for Ledger {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Ledger, D::Error> {
-        let snapshot = <LedgerSnapshot as serde::Deserialize>::deserialize(deserializer)?;
+        let snapshot = <LedgerSnapshot<'de> as serde::Deserialize>::deserialize(deserializer)?;
         Ledger::from_snapshot(snapshot).map_err(serde::de::Error::custom)
     }
 }
@@ -90,7 +92,7 @@ impl<'de> serde::Deserialize<'de> for Format2 {
             outflow,
         } = serde::Deserialize::deserialize(deserializer)?;
         let snapshot = LedgerSnapshot {
-            accounts,
+            accounts: accounts.iter().map(AccountRef::from).collect(),
             transfers,
             credits,
             outflow,
@@ -142,7 +144,7 @@ impl Ledger {
                     account.account_id
                 ));
             }
-            if !ledger.insert_account(AccountRef::from(&account)) {
+            if !ledger.insert_account(account) {
                 return Err(format!(
                     "snapshot: duplicate account {:?}",
                     account.account_id
