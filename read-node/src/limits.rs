@@ -35,6 +35,10 @@ pub const REPLAY_CHUNK_ROWS: u64 = 256;
 /// queue back-pressures the subscription streams, so the write nodes see a slow reader, not
 /// unbounded memory here.
 pub const INGEST_QUEUE_BLOCKS: usize = 256;
+/// Queued blocks the fold thread folds into one RocksDB write (a batch of blocks is still one
+/// write when a single block would be: it takes only what is already queued).
+pub const FOLD_BATCH_BLOCKS_MAX: usize = 64;
+const _: () = assert!(FOLD_BATCH_BLOCKS_MAX <= INGEST_QUEUE_BLOCKS);
 /// Memtables of all RocksDB column families together (`db_write_buffer_size`).
 pub const ROCKSDB_MEMTABLES_BYTES_MAX: usize = 256 * 1024 * 1024;
 /// RocksDB's block cache, shared by every column family (data, index and filter blocks).

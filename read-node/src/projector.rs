@@ -17,6 +17,7 @@
 //! UNAVAILABLE / PARTITION_STUCK. A restart tries the block again (a fixed read node goes on
 //! from there). Only a RocksDB failure stops the whole node.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -28,9 +29,9 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::convert;
-use crate::db::{BalanceRow, ChainHash, Checkpoint, ProjectionDb, TransferRow};
+use crate::db::{BalanceRow, ChainHash, Checkpoint, HistoryRow, ProjectionDb, TransferRow};
 use crate::faults::Faults;
-use crate::fold::{self, BlockPosition, Rows};
+use crate::fold::{self, BlockPosition, Rows, TransferKey};
 use crate::limits;
 
 /// One block of a partition's event log, as received from a write node (its chain link
@@ -52,15 +53,6 @@ pub enum Update {
     Balance(Arc<pb::BalanceUpdate>),
     /// A transfer row at its new version (watchers of its id convert it).
     Transfer(Arc<TransferRow>),
-}
-
-/// Why a block was not applied.
-#[derive(Debug)]
-pub enum ApplyError {
-    /// The fold refused the block: that partition stops here, the others go on.
-    Fold(anyhow::Error),
-    /// RocksDB failed: the node stops.
-    Storage(anyhow::Error),
 }
 
 /// The projections and their live feeds.
@@ -156,76 +148,152 @@ impl Projection {
             });
     }
 
-    /// Folds one block: rows and the partition's position in one batch, then the cache, the
-    /// position watch and the live updates, in that order (a watcher woken by an update, or a
-    /// reader woken by the position, finds the rows already readable).
-    pub fn apply(&self, block: Block) -> Result<(), ApplyError> {
+    /// Folds `block` on top of what `pending` already holds (earlier blocks of the same
+    /// write), adding its rows, changes and checkpoint to `pending`; nothing is written. An
+    /// error is the fold's refusal of the block (that partition stops there, the others go
+    /// on); `pending` is then left as it was.
+    fn fold_into(&self, pending: &mut Pending, block: Block) -> anyhow::Result<()> {
         let slot = block.partition as usize;
-        let checkpoint = *self
-            .positions
-            .borrow()
-            .get(slot)
-            .with_context(|| format!("block of unknown partition {}", block.partition))
-            .map_err(ApplyError::Fold)?;
+        let checkpoint = match pending.checkpoints.get(&block.partition) {
+            Some(checkpoint) => *checkpoint,
+            None => {
+                let index =
+                    *self.positions.borrow().get(slot).with_context(|| {
+                        format!("block of unknown partition {}", block.partition)
+                    })?;
+                let chain = self.chains.lock().expect("chains lock")[slot];
+                Checkpoint { index, chain }
+            }
+        };
         // Exactly once: the subscriptions resume after the checkpoint, so a block at or below
         // it would be applied twice. That is a bug, not a condition to survive.
         assert!(
-            block.index > checkpoint,
-            "partition {} block {} is at or below the checkpoint {checkpoint}",
+            block.index > checkpoint.index,
+            "partition {} block {} is at or below the checkpoint {}",
             block.partition,
-            block.index
+            block.index,
+            checkpoint.index
         );
         let at = BlockPosition {
             partition: block.partition,
             index: block.index,
             timestamp_ms: block.timestamp_ms,
         };
-        let out =
-            fold::fold_block(self, at, self.partitions, &block.events).map_err(ApplyError::Fold)?;
-        let mut chains = self.chains.lock().expect("chains lock");
-        let checkpoint = Checkpoint {
-            index: block.index,
-            chain: block.chain.unwrap_or(chains[slot]),
+        let rows = Overlay {
+            projection: self,
+            pending,
         };
+        let out = fold::fold_block(&rows, at, self.partitions, &block.events)?;
+        for row in out.transfers.values() {
+            // What the write needs of an id (a UUID): a block with another is refused here.
+            crate::db::transfer_key(&row.transaction_id, row.source_partition)?;
+        }
+        pending.checkpoints.insert(
+            block.partition,
+            Checkpoint {
+                index: block.index,
+                chain: block.chain.unwrap_or(checkpoint.chain),
+            },
+        );
+        pending.balances.extend(out.balances);
+        pending.transfers.extend(out.transfers);
+        pending.changes.extend(out.changes);
+        pending.transfer_changes.extend(out.transfer_changes);
+        Ok(())
+    }
+
+    /// Writes what `pending` holds in one batch (rows and each partition's checkpoint), then
+    /// updates the cache, the position watch and the live updates, in that order (a watcher
+    /// woken by an update, or a reader woken by the position, finds the rows already
+    /// readable).
+    fn commit(&self, pending: Pending) -> anyhow::Result<()> {
+        if pending.checkpoints.is_empty() {
+            return Ok(());
+        }
         let mut batch = WriteBatch::default();
-        for row in out.balances.values() {
+        for row in pending.balances.values() {
             self.db.put_balance(&mut batch, row);
         }
-        for (row, change) in &out.changes {
+        for (row, change) in &pending.changes {
             self.db.put_history(&mut batch, &row.account_id, change);
         }
-        for row in out.transfers.values() {
-            // Ids were parsed by the fold's source: a non-UUID id is the block's fault.
+        for row in pending.transfers.values() {
             self.db
                 .put_transfer(&mut batch, row)
-                .map_err(ApplyError::Fold)?;
+                .context("fold_into checked the id")?;
         }
-        self.db
-            .put_checkpoint(&mut batch, block.partition, &checkpoint);
-        self.db.write(batch).map_err(ApplyError::Storage)?;
-        chains[slot] = checkpoint.chain;
+        for (partition, checkpoint) in &pending.checkpoints {
+            self.db.put_checkpoint(&mut batch, *partition, checkpoint);
+        }
+        let mut chains = self.chains.lock().expect("chains lock");
+        self.db.write(batch)?;
+        for (partition, checkpoint) in &pending.checkpoints {
+            chains[*partition as usize] = checkpoint.chain;
+        }
         drop(chains);
-        for row in out.balances.into_values() {
+        for row in pending.balances.into_values() {
             self.cache_put(Arc::new(row));
         }
-        self.positions
-            .send_modify(|positions| positions[slot] = block.index);
+        self.positions.send_modify(|positions| {
+            for (partition, checkpoint) in &pending.checkpoints {
+                positions[*partition as usize] = checkpoint.index;
+            }
+        });
         // Push updates are built only while someone watches. A watcher subscribes before it
-        // reads the projection, and this block is already in the projection: one that
-        // subscribes after this check reads the block's changes instead of receiving them.
+        // reads the projection, and these blocks are already in the projection: one that
+        // subscribes after this check reads their changes instead of receiving them.
         if self.updates.receiver_count() == 0 {
             return Ok(());
         }
-        for (row, change) in &out.changes {
+        for (row, change) in &pending.changes {
             // A watcher may have left meanwhile: no receivers is fine.
             let _ = self
                 .updates
                 .send(Update::Balance(Arc::new(convert::change(row, change))));
         }
-        for row in out.transfer_changes {
+        for row in pending.transfer_changes {
             let _ = self.updates.send(Update::Transfer(Arc::new(row)));
         }
         Ok(())
+    }
+}
+
+/// What blocks folded for one write hold until it: each account's and transfer's latest row,
+/// every change in order, and each partition's latest checkpoint.
+#[derive(Default)]
+struct Pending {
+    balances: HashMap<String, BalanceRow>,
+    transfers: HashMap<TransferKey, TransferRow>,
+    changes: Vec<(BalanceRow, HistoryRow)>,
+    transfer_changes: Vec<TransferRow>,
+    checkpoints: BTreeMap<u32, Checkpoint>,
+}
+
+/// The rows a block folds against: those of earlier blocks of the same write, else the
+/// projection's.
+struct Overlay<'a> {
+    projection: &'a Projection,
+    pending: &'a Pending,
+}
+
+impl Rows for Overlay<'_> {
+    fn balance(&self, account_id: &str) -> anyhow::Result<Option<BalanceRow>> {
+        match self.pending.balances.get(account_id) {
+            Some(row) => Ok(Some(row.clone())),
+            None => Rows::balance(self.projection, account_id),
+        }
+    }
+
+    fn transfer(
+        &self,
+        transaction_id: &str,
+        source_partition: u32,
+    ) -> anyhow::Result<Option<TransferRow>> {
+        let key = (transaction_id.to_string(), source_partition);
+        match self.pending.transfers.get(&key) {
+            Some(row) => Ok(Some(row.clone())),
+            None => self.projection.transfer(transaction_id, source_partition),
+        }
     }
 }
 
@@ -243,30 +311,39 @@ impl Rows for Projection {
     }
 }
 
-/// Folds one block as the fold thread does: a block of a stopped partition is dropped (it
-/// comes after the one the fold refused), a refused block stops its partition (reported in
-/// `faults`), and only a storage failure is an error.
+/// Folds one block as the fold thread does (see [`fold_blocks`]).
 pub fn fold_one(projection: &Projection, block: Block) -> anyhow::Result<()> {
-    let (partition, index) = (block.partition, block.index);
-    if let Some(stuck) = projection.faults.stuck_at(partition) {
-        tracing::debug!(
-            partition,
-            index,
-            stuck,
-            "dropping a block of a stopped partition"
-        );
-        return Ok(());
-    }
-    match projection.apply(block) {
-        Ok(()) => Ok(()),
-        Err(ApplyError::Fold(error)) => {
-            projection.faults.fold_failed(partition, index, &error);
-            Ok(())
+    fold_blocks(projection, vec![block])
+}
+
+/// Folds blocks, in order, into as few RocksDB writes as it can: one, unless the fold
+/// refuses a block. A block of a stopped partition is dropped (it comes after the one the
+/// fold refused); a refused block stops its partition (reported in `faults`) after the blocks
+/// before it are written; only a storage failure is an error. The projection ends as it
+/// would folding the blocks one at a time.
+pub fn fold_blocks(projection: &Projection, blocks: Vec<Block>) -> anyhow::Result<()> {
+    let mut pending = Pending::default();
+    for block in blocks {
+        let (partition, index) = (block.partition, block.index);
+        if let Some(stuck) = projection.faults.stuck_at(partition) {
+            tracing::debug!(
+                partition,
+                index,
+                stuck,
+                "dropping a block of a stopped partition"
+            );
+            continue;
         }
-        Err(ApplyError::Storage(error)) => Err(error.context(format!(
-            "writing the projections of partition {partition} index {index}"
-        ))),
+        if let Err(error) = projection.fold_into(&mut pending, block) {
+            projection
+                .commit(std::mem::take(&mut pending))
+                .context("writing the projections")?;
+            projection.faults.fold_failed(partition, index, &error);
+        }
     }
+    projection
+        .commit(pending)
+        .context("writing the projections")
 }
 
 /// Starts the fold thread. It ends when every block sender is gone; when RocksDB fails it
@@ -281,7 +358,15 @@ pub fn start(
         .name("fold".into())
         .spawn(move || {
             while let Some(block) = blocks.blocking_recv() {
-                if let Err(error) = fold_one(&projection, block) {
+                // What else is queued folds with it, into one write.
+                let mut batch = vec![block];
+                while batch.len() < limits::FOLD_BATCH_BLOCKS_MAX {
+                    match blocks.try_recv() {
+                        Ok(block) => batch.push(block),
+                        Err(_) => break,
+                    }
+                }
+                if let Err(error) = fold_blocks(&projection, batch) {
                     let error = error.context("stopping the read node");
                     tracing::error!(error = format!("{error:#}"), "projection write failed");
                     shutdown.cancel();
@@ -418,5 +503,87 @@ mod tests {
         .unwrap();
         assert_eq!(reopened.faults().get(0), None);
         assert_eq!(reopened.balance(&b0).unwrap().unwrap().balance_minor, 100);
+    }
+
+    /// Blocks folded into one write end exactly as folded one write each: every row, every
+    /// history entry, the checkpoints, positions and faults, with a refused block in the
+    /// middle (what came before it is written, its partition stops, the other goes on).
+    #[test]
+    fn blocks_folded_together_end_as_blocks_folded_one_at_a_time() {
+        let (a0, b0) = (account_in("a", 0), account_in("b", 0));
+        let (a1, b1) = (account_in("a", 1), account_in("b", 1));
+        let bad = event(PbEvent::TransferSettled(TransferSettled {
+            transaction_id: uuid::Uuid::from_u128(99).hyphenated().to_string(),
+            credit_index: 4,
+        }));
+        let blocks = vec![
+            block(0, 1, vec![opened(&a0), opened(&b0)], Some(1)),
+            block(1, 1, vec![opened(&a1), opened(&b1)], Some(11)),
+            block(
+                0,
+                2,
+                vec![completed(1, &a0, &b0), completed(2, &b0, &a0)],
+                Some(2),
+            ),
+            block(1, 2, vec![completed(3, &a1, &b1)], Some(12)),
+            block(0, 3, vec![], None),
+            block(0, 4, vec![completed(4, &a0, &b0)], Some(3)),
+            block(
+                1,
+                3,
+                vec![completed(5, &b1, &a1), completed(6, &a1, &b1)],
+                Some(13),
+            ),
+            block(0, 5, vec![completed(7, &a0, &b0), bad], Some(4)),
+            block(0, 6, vec![completed(8, &a0, &b0)], Some(5)),
+            block(1, 4, vec![completed(9, &a1, &b1)], Some(14)),
+        ];
+        let one_dir = tempfile::tempdir().expect("tempdir");
+        let one = Projection::open(one_dir.path(), PARTITIONS).expect("open");
+        for block in blocks.clone() {
+            fold_one(&one, block).expect("no storage failure");
+        }
+        let together_dir = tempfile::tempdir().expect("tempdir");
+        let together = Projection::open(together_dir.path(), PARTITIONS).expect("open");
+        // In two writes of several blocks each, the refused block inside the second.
+        let (first, second) = blocks.split_at(4);
+        fold_blocks(&together, first.to_vec()).expect("no storage failure");
+        fold_blocks(&together, second.to_vec()).expect("no storage failure");
+
+        for account in [&a0, &b0, &a1, &b1] {
+            let row = |projection: &Projection| projection.db().balance(account).unwrap();
+            assert_eq!(row(&one), row(&together), "{account}");
+            let history = |projection: &Projection| {
+                (0..=8)
+                    .map(|sequence| projection.db().history(account, sequence).unwrap())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(history(&one), history(&together), "{account}");
+        }
+        assert_eq!(one.db().balance(&a1).unwrap().unwrap().sequence, 4);
+        for tx in 1..=9 {
+            let id = uuid::Uuid::from_u128(tx).hyphenated().to_string();
+            let rows = |projection: &Projection| projection.db().transfers(&id).unwrap();
+            assert_eq!(rows(&one), rows(&together), "transfer {tx}");
+        }
+        assert_eq!(one.checkpoints(), together.checkpoints());
+        assert_eq!(*together.positions().borrow(), vec![4, 4]);
+        assert_eq!(together.faults().stuck_at(0), Some(5));
+        assert_eq!(one.faults().stuck_at(0), Some(5));
+        drop((one, together));
+        let reopened = Projection::open(together_dir.path(), PARTITIONS).expect("reopen");
+        assert_eq!(
+            reopened.checkpoints(),
+            vec![
+                Checkpoint {
+                    index: 4,
+                    chain: [3; 32]
+                },
+                Checkpoint {
+                    index: 4,
+                    chain: [14; 32]
+                },
+            ]
+        );
     }
 }

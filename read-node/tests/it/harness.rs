@@ -95,19 +95,7 @@ impl ReadNode {
             .expect("lock")
             .take()
             .expect("read node is running");
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill -TERM");
-        assert!(status.success(), "kill -TERM failed");
-        let deadline = Instant::now() + WAIT_MAX;
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "the read node did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        testkit::terminate(&mut child)
     }
 
     pub fn endpoint(&self) -> String {

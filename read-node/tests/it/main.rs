@@ -112,15 +112,7 @@ async fn a_clean_stop_leaves_no_write_ahead_log_to_replay() {
     assert!(read.stop().success(), "a clean stop exits 0");
     // The projections were flushed on the way out: every write-ahead log is empty, so the
     // next start opens without replaying one.
-    let logs: Vec<(String, u64)> = std::fs::read_dir(&read.data_dir)
-        .expect("data dir")
-        .map(|entry| entry.expect("entry"))
-        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".log"))
-        .map(|entry| {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            (name, entry.metadata().expect("metadata").len())
-        })
-        .collect();
+    let logs = testkit::write_ahead_logs(&read.data_dir);
     assert!(!logs.is_empty(), "RocksDB keeps a write-ahead log file");
     assert!(logs.iter().all(|(_, bytes)| *bytes == 0), "{logs:?}");
     read.restart();
