@@ -154,6 +154,18 @@ impl Cluster {
         child.wait().expect("wait");
     }
 
+    /// SIGTERM: a clean stop. Waits for the node to exit; how it exited.
+    pub fn stop(&self, id: u64) -> std::process::ExitStatus {
+        let mut child = self
+            .node(id)
+            .child
+            .lock()
+            .expect("lock")
+            .take()
+            .expect("node is running");
+        crate::terminate(&mut child)
+    }
+
     /// The process id of a running node.
     pub fn pid(&self, id: u64) -> Option<u32> {
         self.node(id)

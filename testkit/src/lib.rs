@@ -73,6 +73,42 @@ pub fn free_port() -> u16 {
 
 /// Spawns `command` with stdout and stderr appended to the file `log` (created if missing,
 /// kept across restarts of the same process) and no stdin.
+/// RocksDB's write-ahead log files in a data directory, with their sizes: all empty after a
+/// clean stop that flushed, so the next open replays none.
+pub fn write_ahead_logs(data_dir: &Path) -> Vec<(String, u64)> {
+    std::fs::read_dir(data_dir)
+        .expect("data dir")
+        .map(|entry| entry.expect("entry"))
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".log"))
+        .map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            (name, entry.metadata().expect("metadata").len())
+        })
+        .collect()
+}
+
+/// SIGTERM (a clean stop), then waits (up to [`WAIT_MAX`]) for the process to exit; its exit
+/// status.
+pub fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success(), "kill -TERM failed");
+    let deadline = std::time::Instant::now() + WAIT_MAX;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process {} did not stop within {WAIT_MAX:?}",
+            child.id()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 pub fn spawn_logged(command: &mut Command, log: &Path) -> std::io::Result<Child> {
     let log = std::fs::OpenOptions::new()
         .create(true)

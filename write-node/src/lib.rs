@@ -133,7 +133,7 @@ pub async fn run(
     let grpc_metrics = metrics.grpc.clone();
     if let Some(listener) = metrics_listener {
         let subscribers = event_log.clone();
-        let refresh = metrics.refresh(db, move || subscribers.subscribers());
+        let refresh = metrics.refresh(db.clone(), move || subscribers.subscribers());
         let registry = Arc::new(metrics.registry);
         tokio::spawn(telemetry::http::serve(
             listener,
@@ -203,6 +203,7 @@ pub async fn run(
     tokio::task::spawn_blocking(move || store_thread.join())
         .await?
         .map_err(|_| anyhow::anyhow!("store thread panicked"))??;
+    tokio::task::spawn_blocking(move || db.flush()).await??;
     tracing::info!("write node stopped");
     Ok(())
 }

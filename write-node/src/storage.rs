@@ -336,6 +336,18 @@ impl Db {
         Ok(())
     }
 
+    /// Writes every column family's memtables to SST files, so the next open has no
+    /// write-ahead log to replay (up to `ROCKSDB_MEMTABLES_BYTES_MAX` of it: seconds per node
+    /// at 10M accounts). Called on a clean stop, once the store thread has stopped writing.
+    pub fn flush(&self) -> anyhow::Result<()> {
+        for name in FAMILIES {
+            self.db
+                .flush_cf(self.cf(name))
+                .with_context(|| format!("flushing column family {name}"))?;
+        }
+        Ok(())
+    }
+
     pub fn get(&self, cf: &str, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
         Ok(self.db.get_cf(self.cf(cf), key)?)
     }

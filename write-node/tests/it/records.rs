@@ -156,6 +156,39 @@ async fn retries_are_answered_from_disk_before_and_after_a_restart() {
     cluster.wait_replicas_agree().await;
 }
 
+/// A clean stop (SIGTERM) flushes every column family after the store thread has stopped:
+/// the write-ahead logs are empty, so a restart opens without replaying one (seconds per
+/// node at 10M accounts), and every answer is still there after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_leaves_no_write_ahead_log_to_replay() {
+    let cluster = Cluster::start(3);
+    cluster.wait_leaders().await;
+    let answered = history(&cluster).await;
+    check(&cluster, &answered).await;
+    for node in 1..=3 {
+        let exit = cluster.stop(node);
+        assert!(
+            exit.success(),
+            "a clean stop exits 0: {exit}\n{}",
+            cluster.log(node)
+        );
+    }
+    for node in &cluster.nodes {
+        let logs = testkit::write_ahead_logs(&node.data_dir);
+        assert!(!logs.is_empty(), "RocksDB keeps a write-ahead log file");
+        assert!(
+            logs.iter().all(|(_, bytes)| *bytes == 0),
+            "node {}: {logs:?}",
+            node.id
+        );
+    }
+    for node in 1..=3 {
+        cluster.start_node(node);
+    }
+    cluster.wait_leaders().await;
+    check(&cluster, &answered).await;
+}
+
 /// Makes a stopped node's data look like the previous release's (format 2): no `records`
 /// column family content, format version 2.
 fn downgrade_to_format_2(data_dir: &Path) {
