@@ -143,27 +143,20 @@ impl Cluster {
 
     /// SIGKILL: no shutdown code runs, like a power cut for the process.
     pub fn kill(&self, id: u64) {
-        let mut child = self
-            .node(id)
-            .child
-            .lock()
-            .expect("lock")
-            .take()
-            .expect("node is running");
+        let mut child = self.take_child(id);
         child.kill().expect("kill");
         child.wait().expect("wait");
     }
 
     /// SIGTERM: a clean stop. Waits for the node to exit; how it exited.
     pub fn stop(&self, id: u64) -> std::process::ExitStatus {
-        let mut child = self
-            .node(id)
-            .child
-            .lock()
-            .expect("lock")
-            .take()
-            .expect("node is running");
-        crate::terminate(&mut child)
+        crate::terminate(&mut self.take_child(id))
+    }
+
+    /// The running node's process, which the caller then ends.
+    fn take_child(&self, id: u64) -> Child {
+        let child = self.node(id).child.lock().expect("lock").take();
+        child.expect("node is running")
     }
 
     /// The process id of a running node.
