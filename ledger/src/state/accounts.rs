@@ -227,14 +227,16 @@ impl Page {
         self.slots.iter().flatten().map(|slot| self.account(slot))
     }
 
-    /// The page's accounts in a new page of the given depth, keeping those `keep` accepts,
-    /// with room for them below the split threshold.
-    fn rebuilt(&self, depth: u8, keep: impl Fn(IdHash) -> bool) -> Page {
-        let accounts: Vec<(IdHash, AccountRef)> = self
-            .accounts()
+    /// The page's accounts with their hashes (each hashed once, for a split or a growth).
+    fn hashed_accounts(&self) -> Vec<(IdHash, AccountRef<'_>)> {
+        self.accounts()
             .map(|account| (IdHash::of(account.account_id), account))
-            .filter(|(hash, _)| keep(*hash))
-            .collect();
+            .collect()
+    }
+
+    /// A new page of the given depth holding these accounts, with room for them below the
+    /// split threshold.
+    fn of_accounts(depth: u8, accounts: Vec<(IdHash, AccountRef)>) -> Page {
         let mut capacity = PAGE_SLOTS;
         while (accounts.len() + 1) * 8 > capacity * 7 {
             capacity *= 2;
@@ -344,7 +346,7 @@ impl AccountTable {
             if self.directory.len() >= DIRECTORY_PER_PAGE_MAX * pages_needed || self.depth == 63 {
                 // Rebuilt with room for one more: twice the capacity of a full page.
                 let page = &mut Arc::make_mut(&mut self.pages)[number];
-                *page = Arc::new(page.rebuilt(page_depth, |_| true));
+                *page = Arc::new(Page::of_accounts(page_depth, page.hashed_accounts()));
                 return;
             }
             let directory: Vec<u32> = self.directory.iter().flat_map(|n| [*n, *n]).collect();
@@ -353,21 +355,19 @@ impl AccountTable {
         }
         // The page fills 2^(depth - page_depth) consecutive entries; the first half keeps
         // it (rebuilt with the accounts whose next bit is 0), the second half gets a new one.
-        let bit = 63 - u32::from(page_depth);
         let old = Arc::clone(&self.pages[number]);
-        let zero = old.rebuilt(page_depth + 1, |hash| hash.high >> bit & 1 == 0);
-        let one = old.rebuilt(page_depth + 1, |hash| hash.high >> bit & 1 == 1);
-        let pages = Arc::make_mut(&mut self.pages);
-        pages[number] = Arc::new(zero);
-        let new_number = u32::try_from(pages.len()).expect("fewer than 2^32 pages");
-        pages.push(Arc::new(one));
+        let accounts = old.hashed_accounts();
         let span = 1usize << (self.depth - page_depth);
-        let some_hash = old
-            .accounts()
-            .next()
-            .map(|account| IdHash::of(account.account_id))
-            .expect("a full page holds accounts");
+        let (some_hash, _) = accounts.first().expect("a full page holds accounts");
         let first = some_hash.directory_index(self.depth) & !(span - 1);
+        let bit = 63 - u32::from(page_depth);
+        let (zero, one): (Vec<_>, Vec<_>) = accounts
+            .into_iter()
+            .partition(|(hash, _)| hash.high >> bit & 1 == 0);
+        let pages = Arc::make_mut(&mut self.pages);
+        pages[number] = Arc::new(Page::of_accounts(page_depth + 1, zero));
+        let new_number = u32::try_from(pages.len()).expect("fewer than 2^32 pages");
+        pages.push(Arc::new(Page::of_accounts(page_depth + 1, one)));
         let directory = Arc::make_mut(&mut self.directory);
         for entry in &mut directory[first + span / 2..first + span] {
             *entry = new_number;

@@ -77,25 +77,20 @@ impl ReadNode {
 
     /// SIGKILL.
     pub fn kill(&self) {
-        let mut child = self
-            .child
-            .lock()
-            .expect("lock")
-            .take()
-            .expect("read node is running");
+        let mut child = self.take_child();
         child.kill().expect("kill");
         child.wait().expect("wait");
     }
 
     /// SIGTERM (a clean stop), then waits for the process to exit; its exit status.
     pub fn stop(&self) -> std::process::ExitStatus {
-        let mut child = self
-            .child
-            .lock()
-            .expect("lock")
-            .take()
-            .expect("read node is running");
-        testkit::terminate(&mut child)
+        testkit::terminate(&mut self.take_child())
+    }
+
+    /// The running process, which the caller then ends.
+    fn take_child(&self) -> Child {
+        let child = self.child.lock().expect("lock").take();
+        child.expect("read node is running")
     }
 
     pub fn endpoint(&self) -> String {
