@@ -22,7 +22,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use proto::v1::query_service_server::QueryServiceServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 
@@ -207,7 +206,7 @@ pub async fn run(
             QueryServiceServer::new(api).max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX),
         )
         .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
+            ::security::server::incoming(listener),
             shutdown.clone().cancelled_owned(),
         );
     // Watch streams end on shutdown by themselves; bound the drain anyway.

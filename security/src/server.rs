@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tower::layer::util::{Identity, Stack};
 
 use crate::AuthLayer;
@@ -11,6 +12,14 @@ use crate::AuthLayer;
 /// HTTP/2 keepalive pings on idle connections, and how long a ping may go unanswered.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The connections a node serves, from the listener it bound: every accepted socket without
+/// Nagle's delay. (`Server::tcp_nodelay` configures only listeners tonic binds itself; a
+/// server fed its own listener's sockets would hold small responses for the peer's delayed
+/// ACK, up to 40 ms on Linux.)
+pub fn incoming(listener: tokio::net::TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
+}
 
 /// What a node builds its server from: the builder (TLS if configured) and the auth layer.
 pub struct Secured {
@@ -25,8 +34,8 @@ impl Secured {
     /// The server with its layers, outermost first: the per-RPC metrics (so every answer is
     /// counted, refusals included), the overload guard (sheds a call beyond the node's limit
     /// before its body is read, authenticated or not), then auth, innermost, so it sees
-    /// tonic's own response bodies. Also the HTTP/2 settings both node types share: no Nagle
-    /// delay, at most `streams_per_connection_max` calls per connection, keepalive.
+    /// tonic's own response bodies. Also the HTTP/2 settings both node types share: at most
+    /// `streams_per_connection_max` calls per connection, keepalive. (Sockets: [`incoming`].)
     pub fn layered<Metrics, Guard>(
         self,
         metrics: Metrics,
@@ -35,11 +44,32 @@ impl Secured {
     ) -> Layered<Metrics, Guard> {
         self.server
             .layer(metrics)
-            .tcp_nodelay(true)
             .max_concurrent_streams(streams_per_connection_max)
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
             .layer(guard)
             .layer(self.auth)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::codegen::tokio_stream::StreamExt;
+
+    /// The regression this guards: sockets of a listener the node bound itself kept Nagle's
+    /// algorithm, and about 1% of transfers waited 40 ms for a delayed ACK (BENCHMARKS.md,
+    /// "Nagle on the nodes' own listeners").
+    #[tokio::test]
+    async fn accepted_sockets_send_without_nagle_delay() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let mut incoming = super::incoming(listener);
+        let client = tokio::net::TcpStream::connect(address);
+        let (client, accepted) = tokio::join!(client, incoming.next());
+        let _client = client.expect("connect");
+        let accepted = accepted.expect("a connection").expect("accepted");
+        assert!(accepted.nodelay().expect("TCP_NODELAY readable"));
     }
 }

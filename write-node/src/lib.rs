@@ -31,7 +31,6 @@ use proto::internal::peer_service_server::PeerServiceServer;
 use proto::v1::cluster_service_server::ClusterServiceServer;
 use proto::v1::wallet_service_server::WalletServiceServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 
@@ -187,7 +186,7 @@ pub async fn run(
                 .max_decoding_message_size(limits::PEER_GRPC_MESSAGE_BYTES_MAX),
         )
         .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
+            ::security::server::incoming(listener),
             shutdown.clone().cancelled_owned(),
         );
     // Long-lived peer and client streams may not end by themselves: bound the drain.
