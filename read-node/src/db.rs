@@ -189,6 +189,9 @@ fn family_options(name: &str, cache: &rocksdb::Cache) -> Options {
     let mut options = Options::default();
     let mut table = rocksdb::BlockBasedOptions::default();
     table.set_block_cache(cache);
+    if name != CF_META && name != CF_POSITIONS {
+        options.set_write_buffer_size(limits::RANDOM_KEYS_MEMTABLE_BYTES);
+    }
     if name == CF_BALANCES || name == CF_TRANSFERS {
         // The fold looks up every account and transfer an event names, and an opening or a
         // transfer's first event names one that does not exist yet: a bloom filter over whole

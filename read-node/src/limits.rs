@@ -41,6 +41,11 @@ pub const FOLD_BATCH_BLOCKS_MAX: usize = 64;
 const _: () = assert!(FOLD_BATCH_BLOCKS_MAX <= INGEST_QUEUE_BLOCKS);
 /// Memtables of all RocksDB column families together (`db_write_buffer_size`).
 pub const ROCKSDB_MEMTABLES_BYTES_MAX: usize = 256 * 1024 * 1024;
+/// One memtable of a column family keyed by account or transaction id (balances, history,
+/// transfers; RocksDB's `write_buffer_size`, 64 MiB by default). Every insert of a random key
+/// searches the skip list from the top: a smaller memtable keeps that search in the CPU
+/// caches (BENCHMARKS.md, "Memtables sized for random keys").
+pub const RANDOM_KEYS_MEMTABLE_BYTES: usize = 8 * 1024 * 1024;
 /// RocksDB's block cache, shared by every column family (data, index and filter blocks).
 pub const ROCKSDB_BLOCK_CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// Balances kept in the moka cache in front of RocksDB.

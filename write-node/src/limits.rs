@@ -150,6 +150,11 @@ pub const SNAPSHOT_INTERVAL_EVENTS_DEFAULT: u64 = 500_000;
 pub const SNAPSHOT_INTERVAL_EVENTS_MAX: u64 = 100_000_000;
 /// Memtables of all column families together (RocksDB's `db_write_buffer_size`).
 pub const ROCKSDB_MEMTABLES_BYTES_MAX: usize = 256 * 1024 * 1024;
+/// One memtable of the `records` column family (RocksDB's `write_buffer_size`; its default
+/// is 64 MiB). Records are keyed by random ids, so every insert searches the memtable's skip
+/// list from the top: a smaller one keeps that search in the CPU caches (BENCHMARKS.md,
+/// "Memtables sized for random keys").
+pub const RECORDS_MEMTABLE_BYTES: usize = 8 * 1024 * 1024;
 /// Block cache of the `records` column family: with the memtables, the in-memory cache of
 /// recent transfer records (a retry of a recent id is answered without a disk read).
 pub const RECORDS_BLOCK_CACHE_BYTES: usize = 64 * 1024 * 1024;

@@ -133,6 +133,7 @@ fn family_options(name: &str) -> Options {
             // skip list or reading a block (BENCHMARKS.md, "Records on disk").
             options.set_memtable_whole_key_filtering(true);
             options.set_memtable_prefix_bloom_ratio(0.05);
+            options.set_write_buffer_size(limits::RECORDS_MEMTABLE_BYTES);
             let mut table = rocksdb::BlockBasedOptions::default();
             table.set_bloom_filter(10.0, false);
             table.set_block_cache(&rocksdb::Cache::new_lru_cache(
