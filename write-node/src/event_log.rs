@@ -1,19 +1,22 @@
 //! `wallet.v1.EventLogService/Subscribe`: the committed event log of one partition, streamed
 //! to read nodes from any replica, leader or follower.
 //!
-//! Each subscriber is a task that reads the `events` column family at its own pace: a catch-up
-//! scan from its `from_index` to the applied index, then, whenever the store loop publishes a
-//! new applied index (`StoreHandle::applied`), the same scan again from where it stopped. The
-//! store loop never waits for a subscriber and never holds data for one: a watch channel only
-//! keeps the latest applied index, so a subscriber that stops reading just falls behind on
-//! disk, and its bounded buffer is the only memory it pins.
+//! Each subscriber is a task that reads at its own pace: a catch-up scan of the `events`
+//! column family from its `from_index` to the applied index, then the rounds the store loop
+//! applies from memory (`StoreHandle::tail`: the blocks it just wrote, without a disk read or a
+//! chain check of bytes that never left memory), and the disk again whenever it is not at the
+//! tail (it lagged more than `EVENT_TAIL_ROUNDS` rounds, or a snapshot install skipped
+//! entries): a new applied index (`StoreHandle::applied`) sends it to the disk for what the
+//! tail did not give it. The store loop never waits for a subscriber: the tail is a bounded
+//! ring that overwrites the oldest round, so a subscriber that stops reading just falls behind
+//! on disk, and its bounded buffer is the only memory it pins.
 
 use std::sync::Arc;
 
 use event_codec::pb::event_to_pb;
 use proto::v1::event_log_service_server::EventLogService;
 use proto::v1::{SubscribeRequest, SubscribeResponse};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Request, Response, Status};
@@ -24,8 +27,9 @@ use crate::limits::{
     SCAN_CHUNK_BLOCKS, SCAN_CHUNK_BYTES_MAX, SUBSCRIBE_RETRY_AFTER, SUBSCRIBER_BUFFER_BLOCKS,
     SUBSCRIBERS_MAX,
 };
+use crate::metrics::EventLogMetrics;
 use crate::storage::{CF_EVENTS, Db};
-use crate::store::StoreHandle;
+use crate::store::{AppliedRound, StoreHandle};
 
 /// The EventLogService of one node.
 #[derive(Clone)]
@@ -33,15 +37,22 @@ pub struct EventLog {
     store: StoreHandle,
     partitions: u32,
     permits: Arc<Semaphore>,
+    metrics: EventLogMetrics,
     shutdown: CancellationToken,
 }
 
 impl EventLog {
-    pub fn new(store: StoreHandle, partitions: u32, shutdown: CancellationToken) -> EventLog {
+    pub fn new(
+        store: StoreHandle,
+        partitions: u32,
+        metrics: EventLogMetrics,
+        shutdown: CancellationToken,
+    ) -> EventLog {
         EventLog {
             store,
             partitions,
             permits: Arc::new(Semaphore::new(SUBSCRIBERS_MAX)),
+            metrics,
             shutdown,
         }
     }
@@ -102,12 +113,20 @@ impl EventLogService for EventLog {
             )
         })?;
         let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER_BLOCKS);
+        // Subscribed before the catch-up scan, so no round falls between the two.
+        let Some(tail) = self.store.tail(partition) else {
+            unreachable!("partition {partition} was checked against the partition count");
+        };
         tokio::spawn(follow(
             self.store.db().clone(),
             self.store.applied(),
-            partition,
+            tail,
+            Subscriber {
+                partition,
+                tx,
+                metrics: self.metrics.clone(),
+            },
             from_index,
-            tx,
             self.shutdown.clone(),
             permit,
         ));
@@ -115,20 +134,26 @@ impl EventLogService for EventLog {
     }
 }
 
-/// One subscriber: scan to the applied index, wait for it to move, repeat. Ends when the
-/// subscriber goes away, the node shuts down or the log cannot be read.
+/// One subscriber: serve the tail while it continues where the subscriber is, else scan the
+/// disk to the applied index; wait for either to move; repeat. Ends when the subscriber goes
+/// away, the node shuts down or the log cannot be read.
 async fn follow(
     db: Arc<Db>,
     mut applied: watch::Receiver<Vec<u64>>,
-    partition: u32,
+    mut tail: broadcast::Receiver<Arc<AppliedRound>>,
+    subscriber: Subscriber,
     mut next: u64,
-    tx: mpsc::Sender<SubscribeItem>,
     shutdown: CancellationToken,
     // Held for the subscriber's lifetime: the slot frees when this task ends.
     _permit: OwnedSemaphorePermit,
 ) {
-    // Every block streamed is checked against the hash chain: a corrupted block ends the
-    // stream with DATA_LOSS instead of reaching a read node.
+    let Subscriber {
+        partition,
+        tx,
+        metrics,
+    } = subscriber;
+    // Every block streamed from disk is checked against the hash chain: a corrupted block
+    // ends the stream with DATA_LOSS instead of reaching a read node.
     let mut chain = match previous_chain(&db, partition, next).await {
         Ok(chain) => chain,
         Err(error) => {
@@ -136,7 +161,50 @@ async fn follow(
             return;
         }
     };
+    let mut received: Option<Arc<AppliedRound>> = None;
     loop {
+        // From memory: every round held that continues where the subscriber is.
+        loop {
+            let round = match received.take() {
+                Some(round) => round,
+                None => match tail.try_recv() {
+                    Ok(round) => round,
+                    // Rounds were overwritten: the disk scan below serves them.
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::TryRecvError::Empty) => break,
+                    Err(broadcast::error::TryRecvError::Closed) => return,
+                },
+            };
+            if round.last < next {
+                continue;
+            }
+            if round.first > next {
+                // A gap (rounds overwritten, or a snapshot install): the disk scan fills it.
+                break;
+            }
+            for (block, block_chain) in &round.blocks {
+                if block.meta.index < next {
+                    continue;
+                }
+                next = block.meta.index + 1;
+                chain = *block_chain;
+                metrics.from_memory.inc();
+                if tx
+                    .send(Ok(response(partition, block, block_chain)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            if next <= round.last {
+                if tx.send(Ok(marker(partition, round.last))).await.is_err() {
+                    return;
+                }
+                next = round.last + 1;
+            }
+        }
+        // From disk: whatever the tail did not give, up to the applied index.
         let target = applied
             .borrow_and_update()
             .get(partition as usize)
@@ -180,6 +248,7 @@ async fn follow(
                     return;
                 }
             };
+            metrics.from_disk.inc_by(blocks.len() as u64);
             for (block, block_chain) in blocks {
                 next = block.index + 1;
                 chain = block_chain;
@@ -191,24 +260,57 @@ async fn follow(
             if complete && next <= target {
                 // The entries up to `target` produced no events: say how far the log goes, so
                 // the subscriber's position (and read-your-writes on it) can move past them.
-                let marker = SubscribeResponse {
-                    partition,
-                    index: target,
-                    timestamp_ms: 0,
-                    events: Vec::new(),
-                    chain_hash: Vec::new(),
-                };
-                if tx.send(Ok(marker)).await.is_err() {
+                if tx.send(Ok(marker(partition, target))).await.is_err() {
                     return;
                 }
                 next = target + 1;
             }
         }
+        // The tail first: a round is published before the applied index that covers it.
         tokio::select! {
+            biased;
+            round = tail.recv() => match round {
+                Ok(round) => received = Some(round),
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
             changed = applied.changed() => if changed.is_err() { return },
             _ = tx.closed() => return,
             _ = shutdown.cancelled() => return,
         }
+    }
+}
+
+/// Who a `follow` task streams to.
+struct Subscriber {
+    partition: u32,
+    tx: mpsc::Sender<SubscribeItem>,
+    metrics: EventLogMetrics,
+}
+
+/// A block as the stream carries it.
+fn response(
+    partition: u32,
+    block: &codec::EventBlock,
+    chain: &codec::ChainHash,
+) -> SubscribeResponse {
+    SubscribeResponse {
+        partition,
+        index: block.meta.index,
+        timestamp_ms: block.meta.timestamp_ms,
+        events: block.events.iter().map(event_to_pb).collect(),
+        chain_hash: chain.to_vec(),
+    }
+}
+
+/// Says the log goes up to `index` with no further events: no block, no chain hash.
+fn marker(partition: u32, index: u64) -> SubscribeResponse {
+    SubscribeResponse {
+        partition,
+        index,
+        timestamp_ms: 0,
+        events: Vec::new(),
+        chain_hash: Vec::new(),
     }
 }
 
@@ -264,15 +366,8 @@ fn read_chunk(
         let stored = codec::decode_linked(&chain, index, &value)
             .map_err(|source| ChunkError::Corrupt { index, source })?;
         chain = stored.chain;
-        let block = stored.block;
         blocks.push((
-            SubscribeResponse {
-                partition,
-                index,
-                timestamp_ms: block.meta.timestamp_ms,
-                events: block.events.iter().map(event_to_pb).collect(),
-                chain_hash: stored.chain.to_vec(),
-            },
+            response(partition, &stored.block, &stored.chain),
             stored.chain,
         ));
         if blocks.len() >= SCAN_CHUNK_BLOCKS || bytes >= SCAN_CHUNK_BYTES_MAX {

@@ -128,7 +128,12 @@ pub async fn run(
         config.partitions,
         config.peers.clone(),
     );
-    let event_log = event_log::EventLog::new(store.clone(), config.partitions, shutdown.clone());
+    let event_log = event_log::EventLog::new(
+        store.clone(),
+        config.partitions,
+        metrics.event_log.clone(),
+        shutdown.clone(),
+    );
     let grpc_metrics = metrics.grpc.clone();
     if let Some(listener) = metrics_listener {
         let subscribers = event_log.clone();

@@ -173,6 +173,11 @@ pub const SUBSCRIBERS_MAX: usize = 64;
 /// Event blocks buffered per subscriber between the disk reader and the gRPC stream. One block
 /// is one raft entry (up to `ENTRY_COMMANDS_MAX` events), so this bounds memory per subscriber.
 pub const SUBSCRIBER_BUFFER_BLOCKS: usize = 32;
+/// Store rounds per partition held in memory for subscribers that are caught up (one round's
+/// event blocks come from at most `RAFT_COMMITTED_BYTES_PER_READY_MAX` of entries, plus one
+/// entry): they get new blocks from memory, and one further behind reads the disk. Held only
+/// while a partition has subscribers.
+pub const EVENT_TAIL_ROUNDS: usize = 32;
 /// Blocks read from RocksDB per disk read of a subscriber: the iterator is dropped between
 /// reads so a slow subscriber never pins memtables or SST files for long.
 pub const SCAN_CHUNK_BLOCKS: usize = 256;

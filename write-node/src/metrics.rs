@@ -43,6 +43,19 @@ struct CfLabels {
     cf: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: &'static str,
+}
+
+/// Event blocks streamed to subscribers, by where they came from: the in-memory tail of
+/// recent rounds, or a disk scan (catch-up, or a subscriber that fell behind the tail).
+#[derive(Clone)]
+pub struct EventLogMetrics {
+    pub from_memory: Counter,
+    pub from_disk: Counter,
+}
+
 /// One partition's handles, owned by its `Partition` on the store thread.
 #[derive(Clone)]
 pub struct PartitionMetrics {
@@ -187,6 +200,7 @@ pub struct Metrics {
     pub registry: Registry,
     pub grpc: GrpcMetrics,
     pub store: StoreMetrics,
+    pub event_log: EventLogMetrics,
     subscribers: Gauge,
     sst_bytes: Family<CfLabels, Gauge>,
     live_bytes: Family<CfLabels, Gauge>,
@@ -329,6 +343,25 @@ impl Metrics {
             "EventLog.Subscribe streams this node serves",
             subscribers.clone(),
         );
+        let event_log_blocks = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "wallet_event_log_blocks",
+            "Event blocks streamed to EventLog.Subscribe streams, by source: memory (the tail of \
+             recent rounds) or disk",
+            event_log_blocks.clone(),
+        );
+        // One statement each: `get_or_create` returns a guard on the family, and a second
+        // call while the first guard lives (a temporary of the same statement) deadlocks.
+        let from_memory = event_log_blocks
+            .get_or_create(&SourceLabels { source: "memory" })
+            .clone();
+        let from_disk = event_log_blocks
+            .get_or_create(&SourceLabels { source: "disk" })
+            .clone();
+        let event_log = EventLogMetrics {
+            from_memory,
+            from_disk,
+        };
         let sst_bytes = Family::<CfLabels, Gauge>::default();
         registry.register(
             "wallet_rocksdb_sst_files_bytes",
@@ -357,6 +390,7 @@ impl Metrics {
                 snapshots_written,
                 snapshot_fetch_failures,
             },
+            event_log,
             subscribers,
             sst_bytes,
             live_bytes,

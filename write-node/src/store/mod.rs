@@ -25,9 +25,9 @@ use std::sync::{Arc, OnceLock};
 use futures::future::BoxFuture;
 use ledger::{Account, Command, Ledger, Outcome, TransferCommand, TransferRecord};
 use raft::eraftpb::Message;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::codec::ChainHash;
+use crate::codec::{ChainHash, EventBlock};
 use crate::limits;
 use crate::snapshot::SnapshotMeta;
 use crate::storage::Db;
@@ -123,6 +123,17 @@ pub struct ReadAnswer {
     pub index: u64,
 }
 
+/// What one store round applied to one partition, as caught-up subscribers get it
+/// (`event_log`): entries `first..=last`, and the event blocks among them (entries without
+/// events have none), each with the chain hash after it. Published once the round's apply
+/// batch is written, so everything in it is also on disk.
+#[derive(Debug)]
+pub struct AppliedRound {
+    pub first: u64,
+    pub last: u64,
+    pub blocks: Vec<(EventBlock, ChainHash)>,
+}
+
 /// One partition as this node sees it.
 #[derive(Clone, Debug)]
 pub struct PartitionStatus {
@@ -177,6 +188,8 @@ pub struct StoreHandle {
     raft_tx: mpsc::Sender<InboundRaft>,
     leaders: watch::Receiver<Vec<u64>>,
     applied: watch::Receiver<Vec<u64>>,
+    /// Per partition, the rounds it applied, kept for `limits::EVENT_TAIL_ROUNDS` rounds.
+    tails: Arc<Vec<broadcast::Sender<Arc<AppliedRound>>>>,
     db: Arc<Db>,
     /// Why the loop stopped, set before its mailbox closes: what later callers are told.
     stopped: Arc<OnceLock<StoreError>>,
@@ -282,6 +295,15 @@ impl StoreHandle {
     /// subscribers follow.
     pub fn applied(&self) -> watch::Receiver<Vec<u64>> {
         self.applied.clone()
+    }
+
+    /// The rounds `partition` applies from now on (the last `limits::EVENT_TAIL_ROUNDS` of
+    /// them are held for a receiver that is behind; one further behind learns it has lagged
+    /// and reads the disk). `None` for a partition the node does not have.
+    pub fn tail(&self, partition: u32) -> Option<broadcast::Receiver<Arc<AppliedRound>>> {
+        self.tails
+            .get(partition as usize)
+            .map(broadcast::Sender::subscribe)
     }
 
     /// The node's RocksDB, for readers of the event log.

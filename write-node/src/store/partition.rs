@@ -3,16 +3,19 @@
 //! catch-up state. The store loop (`round.rs`) owns every partition.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use anyhow::Context;
 use ledger::{Command, EntryMeta, Ledger, Record};
 use raft::eraftpb::{Entry, EntryType, Message, MessageType};
 use raft::{RawNode, ReadState, StateRole};
 use rocksdb::WriteBatch;
+use tokio::sync::broadcast;
 
 use super::catch_up::{CatchUp, Event};
 use super::{
-    Applied, PartitionStatus, ProposeReply, Query, QueryAnswer, ReadAnswer, ReadReply, StoreError,
+    Applied, AppliedRound, PartitionStatus, ProposeReply, Query, QueryAnswer, ReadAnswer,
+    ReadReply, StoreError,
 };
 use crate::codec::{self, EntryPayload, EventBlock};
 use crate::limits;
@@ -107,7 +110,20 @@ pub(super) struct Partition {
     /// Records put into the round's apply batch, by transaction id, until it is written (see
     /// `Recorded`). Bounded by the round's commands.
     pub(super) unwritten: HashMap<u128, Record>,
+    /// This round's applied entries and event blocks, published to subscribers once written.
+    pub(super) tail: Tail,
     pub(super) metrics: crate::metrics::PartitionMetrics,
+}
+
+/// The round being applied, for `AppliedRound`; the blocks are those of the apply batch
+/// (bounded by the round's entries, `RAFT_COMMITTED_BYTES_PER_READY_MAX`).
+#[derive(Default)]
+pub(super) struct Tail {
+    /// Set at start (`startup::start`); `None` only between opening and starting.
+    pub(super) sender: Option<broadcast::Sender<Arc<AppliedRound>>>,
+    /// The first entry applied this round, if any.
+    first: Option<u64>,
+    blocks: Vec<(EventBlock, codec::ChainHash)>,
 }
 
 impl Partition {
@@ -239,6 +255,19 @@ impl Partition {
     /// The round's apply batch is written: its records are readable in RocksDB.
     pub(super) fn apply_written(&mut self) {
         self.unwritten.clear();
+        if let Some(first) = self.tail.first.take() {
+            let round = AppliedRound {
+                first,
+                last: self.applied_index,
+                blocks: std::mem::take(&mut self.tail.blocks),
+            };
+            if let Some(sender) = &self.tail.sender
+                && sender.receiver_count() > 0
+            {
+                // Fails only without receivers; a receiver too slow for the ring reads disk.
+                let _ = sender.send(Arc::new(round));
+            }
+        }
     }
 
     /// A transfer record as of the applied index: in memory, else on disk.
@@ -316,6 +345,7 @@ impl Partition {
                 self.id
             );
             self.applied_index = entry.index;
+            self.tail.first.get_or_insert(entry.index);
             // Anything we proposed below this index and did not see applied was overwritten.
             while let Some(first) = self.commands.pending.first_entry() {
                 if *first.key() >= entry.index {
@@ -383,6 +413,7 @@ impl Partition {
                 let (bytes, chain) = codec::encode_events(&self.chain_head, &block);
                 self.chain_head = chain;
                 batch.put_cf(db.cf(CF_EVENTS), index_key(self.id, entry.index), bytes);
+                self.tail.blocks.push((block, chain));
             }
             match pending {
                 Some(pending) if pending.term == entry.term => {

@@ -5,11 +5,11 @@ use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use raft::RawNode;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::catch_up::CatchUp;
-use super::partition::{Commands, Partition, Reads, Snapshots};
+use super::partition::{Commands, Partition, Reads, Snapshots, Tail};
 use super::round::Store;
 use super::{Network, StoreHandle};
 use crate::codec;
@@ -34,7 +34,15 @@ pub fn start(
     let (fetched_tx, fetched_rx) = mpsc::channel(config.partitions as usize);
     let logger = crate::logging::raft_logger();
     migrate(&db, config.partitions)?;
-    let partitions = open_partitions(config, &db, &voters, &logger, &metrics.partitions)?;
+    let mut partitions = open_partitions(config, &db, &voters, &logger, &metrics.partitions)?;
+    let tails = partitions
+        .iter_mut()
+        .map(|partition| {
+            let (tail, _) = broadcast::channel(limits::EVENT_TAIL_ROUNDS);
+            partition.tail.sender = Some(tail.clone());
+            tail
+        })
+        .collect();
     let (client_tx, client_rx) = mpsc::channel(limits::CLIENT_MAILBOX_CAPACITY);
     let (raft_tx, raft_rx) = mpsc::channel(limits::RAFT_MAILBOX_CAPACITY);
     let (leaders_tx, leaders) = watch::channel(vec![0; partitions.len()]);
@@ -50,6 +58,7 @@ pub fn start(
         raft_tx,
         leaders,
         applied,
+        tails: Arc::new(tails),
         db: db.clone(),
         stopped: stopped.clone(),
     };
@@ -208,6 +217,7 @@ fn open_partition(
         },
         catch_up: CatchUp::new(limits::SNAPSHOT_FETCH_TIMEOUT),
         unwritten: std::collections::HashMap::new(),
+        tail: Tail::default(),
         metrics,
     })
 }
