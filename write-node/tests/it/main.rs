@@ -553,9 +553,15 @@ async fn leader_killed_mid_load_loses_nothing_and_applies_nothing_twice() {
         history.clone(),
         Arc::new(accounts.clone()),
         4,
-        60,
+        200,
     ));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Killed mid-load: once some transfers are acknowledged, long before all are (a fixed
+    // sleep stopped being "mid-load" once transfers got faster).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while history.lock().await.acknowledged.len() < 40 {
+        assert!(Instant::now() < deadline, "the load never got going");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let old_leader = cluster.wait_leader().await;
     let acknowledged_at_kill = history.lock().await.acknowledged.len();
     cluster.kill(old_leader);
