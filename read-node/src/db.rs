@@ -189,7 +189,7 @@ fn family_options(name: &str, cache: &rocksdb::Cache) -> Options {
     let mut options = Options::default();
     let mut table = rocksdb::BlockBasedOptions::default();
     table.set_block_cache(cache);
-    if name != CF_META && name != CF_POSITIONS {
+    if matches!(name, CF_BALANCES | CF_HISTORY | CF_TRANSFERS) {
         options.set_write_buffer_size(limits::RANDOM_KEYS_MEMTABLE_BYTES);
     }
     if name == CF_BALANCES || name == CF_TRANSFERS {

@@ -117,13 +117,23 @@ pub(super) struct Partition {
 
 /// The round being applied, for `AppliedRound`; the blocks are those of the apply batch
 /// (bounded by the round's entries, `RAFT_COMMITTED_BYTES_PER_READY_MAX`).
-#[derive(Default)]
 pub(super) struct Tail {
-    /// Set at start (`startup::start`); `None` only between opening and starting.
-    pub(super) sender: Option<broadcast::Sender<Arc<AppliedRound>>>,
+    /// `StoreHandle::tail` subscribes to it.
+    pub(super) sender: broadcast::Sender<Arc<AppliedRound>>,
     /// The first entry applied this round, if any.
     first: Option<u64>,
     blocks: Vec<(EventBlock, codec::ChainHash)>,
+}
+
+impl Tail {
+    pub(super) fn new() -> Tail {
+        let (sender, _) = broadcast::channel(limits::EVENT_TAIL_ROUNDS);
+        Tail {
+            sender,
+            first: None,
+            blocks: Vec::new(),
+        }
+    }
 }
 
 impl Partition {
@@ -261,11 +271,9 @@ impl Partition {
                 last: self.applied_index,
                 blocks: std::mem::take(&mut self.tail.blocks),
             };
-            if let Some(sender) = &self.tail.sender
-                && sender.receiver_count() > 0
-            {
+            if self.tail.sender.receiver_count() > 0 {
                 // Fails only without receivers; a receiver too slow for the ring reads disk.
-                let _ = sender.send(Arc::new(round));
+                let _ = self.tail.sender.send(Arc::new(round));
             }
         }
     }

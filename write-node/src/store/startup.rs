@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use raft::RawNode;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::catch_up::CatchUp;
@@ -34,14 +34,10 @@ pub fn start(
     let (fetched_tx, fetched_rx) = mpsc::channel(config.partitions as usize);
     let logger = crate::logging::raft_logger();
     migrate(&db, config.partitions)?;
-    let mut partitions = open_partitions(config, &db, &voters, &logger, &metrics.partitions)?;
+    let partitions = open_partitions(config, &db, &voters, &logger, &metrics.partitions)?;
     let tails = partitions
-        .iter_mut()
-        .map(|partition| {
-            let (tail, _) = broadcast::channel(limits::EVENT_TAIL_ROUNDS);
-            partition.tail.sender = Some(tail.clone());
-            tail
-        })
+        .iter()
+        .map(|partition| partition.tail.sender.clone())
         .collect();
     let (client_tx, client_rx) = mpsc::channel(limits::CLIENT_MAILBOX_CAPACITY);
     let (raft_tx, raft_rx) = mpsc::channel(limits::RAFT_MAILBOX_CAPACITY);
@@ -217,7 +213,7 @@ fn open_partition(
         },
         catch_up: CatchUp::new(limits::SNAPSHOT_FETCH_TIMEOUT),
         unwritten: std::collections::HashMap::new(),
-        tail: Tail::default(),
+        tail: Tail::new(),
         metrics,
     })
 }
