@@ -73,9 +73,13 @@ impl TlsConfig {
 }
 
 /// Attaches `authorization: Bearer <token>` to every call, marked sensitive so tonic and
-/// hyper never print it.
+/// hyper never print it; and, for a client that routes writes by itself, the metadata that
+/// asks write nodes for NOT_LEADER hints instead of forwarding (`proto::NO_FORWARD_METADATA`).
 #[derive(Clone, Default)]
-pub struct Credentials(Option<MetadataValue<Ascii>>);
+pub struct Credentials {
+    token: Option<MetadataValue<Ascii>>,
+    routes_itself: bool,
+}
 
 impl Credentials {
     pub(crate) fn new(token: Option<&str>) -> Result<Self, Error> {
@@ -92,7 +96,19 @@ impl Credentials {
                 Ok(value)
             })
             .transpose()
-            .map(Credentials)
+            .map(|token| Credentials {
+                token,
+                routes_itself: false,
+            })
+    }
+
+    /// Writes carry [`proto::NO_FORWARD_METADATA`]: the client follows leader hints itself
+    /// (given several write endpoints, it can reach the leaders directly, a hop fewer).
+    pub(crate) fn routing_itself(self, routes_itself: bool) -> Self {
+        Credentials {
+            routes_itself,
+            ..self
+        }
     }
 }
 
@@ -101,10 +117,16 @@ impl Interceptor for Credentials {
         &mut self,
         mut request: tonic::Request<()>,
     ) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(value) = &self.0 {
+        if let Some(value) = &self.token {
             request
                 .metadata_mut()
                 .insert("authorization", value.clone());
+        }
+        if self.routes_itself {
+            request.metadata_mut().insert(
+                proto::NO_FORWARD_METADATA,
+                MetadataValue::from_static("sdk"),
+            );
         }
         Ok(request)
     }

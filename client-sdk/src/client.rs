@@ -148,19 +148,26 @@ impl WalletClient {
     /// traffic happens here, so this succeeds while nodes are still starting.
     pub async fn connect(config: ClientConfig) -> Result<Self, Error> {
         config.validate()?;
-        let credentials = Credentials::new(config.token.as_deref())?;
         let mut targets: Vec<Target> = Vec::with_capacity(config.endpoints.len());
-        let mut channels = HashMap::new();
         for endpoint in &config.endpoints {
             let uri = normalize_endpoint_for(endpoint, config.tls.is_some())?;
-            if channels.contains_key(&uri) {
-                continue;
+            if !targets.iter().any(|target| target.uri == uri) {
+                targets.push(Target {
+                    display: endpoint.trim().to_owned(),
+                    uri,
+                });
             }
-            channels.insert(uri.clone(), make_channel(&uri, &config, &credentials)?);
-            targets.push(Target {
-                display: endpoint.trim().to_owned(),
-                uri,
-            });
+        }
+        // Given every write node, the client routes by leader hints (a hop fewer); given one
+        // address (a Service, a port-forward, a load balancer), the nodes forward.
+        let credentials =
+            Credentials::new(config.token.as_deref())?.routing_itself(targets.len() > 1);
+        let mut channels = HashMap::new();
+        for target in &targets {
+            channels.insert(
+                target.uri.clone(),
+                make_channel(&target.uri, &config, &credentials)?,
+            );
         }
         Ok(Self {
             inner: Arc::new(Inner {

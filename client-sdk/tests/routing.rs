@@ -41,6 +41,8 @@ struct FakeNode {
     mode: Mode,
     calls: Arc<AtomicUsize>,
     ids: Arc<Mutex<Vec<String>>>,
+    /// Per Transfer call: whether it asked not to be forwarded (`wallet-no-forward`).
+    no_forward: Arc<Mutex<Vec<bool>>>,
 }
 
 fn error(code: Code, reason: &str, metadata: HashMap<String, String>) -> Status {
@@ -97,6 +99,8 @@ impl WalletService for FakeNode {
         &self,
         request: Request<TransferRequest>,
     ) -> Result<Response<TransferResponse>, Status> {
+        let asked = request.metadata().contains_key(proto::NO_FORWARD_METADATA);
+        self.no_forward.lock().unwrap().push(asked);
         let r = request.into_inner();
         self.ids.lock().unwrap().push(r.transaction_id.clone());
         self.answer()?;
@@ -165,6 +169,7 @@ fn serve(listener: tokio::net::TcpListener, mode: Mode) -> FakeNode {
         mode,
         calls: Arc::default(),
         ids: Arc::default(),
+        no_forward: Arc::default(),
     };
     let service = WalletServiceServer::new(node.clone());
     tokio::spawn(async move {
@@ -242,6 +247,45 @@ async fn follower_redirects_to_leader_which_is_then_cached() {
         .cloned()
         .collect();
     assert_eq!(seen, vec![transfer.transaction_id.to_string(); 2]);
+}
+
+/// Given several write endpoints the client routes by hints, so it asks every node not to
+/// forward; given one address, it lets that node forward.
+#[tokio::test]
+async fn writes_ask_not_to_be_forwarded_only_given_several_endpoints() {
+    let (leader_listener, leader_address) = bind().await;
+    let (follower_listener, follower_address) = bind().await;
+    let leader = serve(
+        leader_listener,
+        Mode::FlakyLeader {
+            code: Code::Ok,
+            reason: "",
+            failures: 0,
+        },
+    );
+    let follower = serve(
+        follower_listener,
+        Mode::Follower(leader_address.to_string()),
+    );
+    let several = WalletClient::connect(fast_config(vec![
+        follower_address.to_string(),
+        leader_address.to_string(),
+    ]))
+    .await
+    .unwrap();
+    several.transfer(&sample_transfer()).await.unwrap();
+    assert_eq!(*follower.no_forward.lock().unwrap(), [true]);
+    assert_eq!(*leader.no_forward.lock().unwrap(), [true]);
+
+    // The same address twice is one endpoint.
+    let one = WalletClient::connect(fast_config(vec![
+        leader_address.to_string(),
+        format!("http://{leader_address}"),
+    ]))
+    .await
+    .unwrap();
+    one.transfer(&sample_transfer()).await.unwrap();
+    assert_eq!(*leader.no_forward.lock().unwrap(), [true, false]);
 }
 
 #[tokio::test]

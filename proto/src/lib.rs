@@ -19,6 +19,13 @@ pub mod token;
 /// one definition (the SDKs match on it).
 pub const ERROR_DOMAIN: &str = "wallet.ledger";
 
+/// Request metadata (any value) asking a write node not to forward a write it does not lead
+/// to the leader, but to answer NOT_LEADER with the leader's address: sent by clients that
+/// route by themselves (the SDKs, given more than one write endpoint) and on every forwarded
+/// call, so a write is forwarded at most once. The one definition (`wallet.proto` documents
+/// it for every SDK).
+pub const NO_FORWARD_METADATA: &str = "wallet-no-forward";
+
 /// Most transfers one `TransferBatch` call carries (the contract in `wallet.proto` says it
 /// too): the one definition, for the write node's check and the SDKs' batching.
 pub const TRANSFER_BATCH_MAX: usize = 1_024;

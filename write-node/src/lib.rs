@@ -7,6 +7,7 @@ pub mod config;
 pub mod event_log;
 #[cfg(feature = "failpoints")]
 pub mod failpoints;
+pub mod forward;
 pub mod limits;
 mod logging;
 pub mod metrics;
@@ -127,6 +128,7 @@ pub async fn run(
         saga,
         config.partitions,
         config.peers.clone(),
+        peer_tls.as_ref(),
     );
     let event_log = event_log::EventLog::new(
         store.clone(),

@@ -134,6 +134,10 @@ pub const CREDIT_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Most partitions a cluster may have: every node hosts a replica of each, on one store thread.
 pub const PARTITIONS_MAX: u32 = 256;
 
+/// Longest wait for the leader's answer to a write this node forwarded (`forward.rs`); the
+/// caller's own deadline, when shorter, ends it first.
+pub const FORWARD_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Credits one Credit call (or one local batch) carries.
 pub const CREDIT_BATCH_MAX: usize = 4_096;
 /// Credits waiting for their batch, per target partition.

@@ -78,25 +78,12 @@ impl Saga {
         store: StoreHandle,
     ) -> Arc<Saga> {
         let clients: Arc<HashMap<u64, PeerServiceClient<Channel>>> = Arc::new(
-            peers
-                .iter()
-                .filter(|(id, _)| **id != node_id)
-                .filter_map(|(&id, address)| {
-                    let endpoint = crate::transport::peer_endpoint(address, peer_tls).ok()?;
-                    let channel = endpoint
-                        .tcp_nodelay(true)
-                        .connect_timeout(limits::PEER_CONNECT_TIMEOUT)
-                        // Bounded here too, not only by the server's grpc-timeout: a peer
-                        // that stopped answering on an open connection must not hold a
-                        // credit batch (and its callers) until the connection breaks.
-                        .timeout(limits::CREDIT_CALL_TIMEOUT)
-                        .http2_keep_alive_interval(limits::PEER_KEEP_ALIVE_INTERVAL)
-                        .keep_alive_timeout(limits::PEER_KEEP_ALIVE_TIMEOUT)
-                        .connect_lazy();
+            crate::transport::peer_channels(node_id, peers, peer_tls, limits::CREDIT_CALL_TIMEOUT)
+                .map(|(id, channel)| {
                     let client = PeerServiceClient::new(channel)
                         .max_decoding_message_size(limits::PEER_GRPC_MESSAGE_BYTES_MAX)
                         .max_encoding_message_size(limits::PEER_GRPC_MESSAGE_BYTES_MAX);
-                    Some((id, client))
+                    (id, client)
                 })
                 .collect(),
         );

@@ -1,9 +1,11 @@
 //! The client-facing gRPC services of a write node: input validation at the edge (bad input
 //! never reaches the log), routing to the partition, and outcome -> response mapping.
 //!
-//! Writes: followers do not forward. A command that reaches a follower fails with UNAVAILABLE,
-//! reason NOT_LEADER, and the leader's address in the ErrorInfo metadata, so the client goes
-//! there directly (one hop fewer than forwarding, and no hidden server-side retries).
+//! Writes go to their partition's leader: a node that does not lead it forwards the call
+//! there, once (`forward.rs`), so one address serves every client; a forwarded call that
+//! finds its node no longer leading fails with UNAVAILABLE, reason NOT_LEADER, and the
+//! leader's address in the ErrorInfo metadata, so the client goes there directly (smart
+//! clients always do, a hop fewer). Invalid input is refused where it arrives.
 //! Reads (`GetAccount`, `GetTransfer`) are linearizable on every node: raft's ReadIndex asks
 //! the leader for the commit index, and the node answers once it has applied that far.
 //!
@@ -33,12 +35,13 @@ use proto::v1::{
 };
 use security::auth::{Caller, Denied};
 use security::tokens::Scope;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::api_error::{ApiError, WriteApiError as _};
+use crate::forward::{Forwarder, Hop};
 use crate::limits;
 use crate::saga::{Decided, Saga};
 use crate::store::{Applied, Query, QueryAnswer, StoreHandle};
@@ -74,6 +77,10 @@ struct Shared {
     saga: Arc<Saga>,
     partitions: u32,
     peers: BTreeMap<u64, String>,
+    /// Leader per partition (0: unknown), as this node's raft groups know it: where a write
+    /// this node does not lead goes.
+    leaders: watch::Receiver<Vec<u64>>,
+    forwarder: Forwarder,
     /// account id -> allow_negative_balance, for [`Api::authorize_transfer`]: a flag never
     /// changes once the account is open, so an entry never goes stale, and an evicted one
     /// costs one linearizable read.
@@ -87,6 +94,28 @@ fn denied(denied: Denied) -> ApiError {
         field: denied.field,
         metadata: denied.metadata,
         ..ApiError::new(Code::PermissionDenied, denied.reason, denied.message)
+    }
+}
+
+/// A write's failure: decided on this node, or the answer of the leader it was forwarded to,
+/// passed on as that node gave it.
+enum WriteError {
+    Here(ApiError),
+    Leader(Status),
+}
+
+impl From<ApiError> for WriteError {
+    fn from(error: ApiError) -> WriteError {
+        WriteError::Here(error)
+    }
+}
+
+impl From<WriteError> for Status {
+    fn from(error: WriteError) -> Status {
+        match error {
+            WriteError::Here(error) => error.into(),
+            WriteError::Leader(status) => status,
+        }
     }
 }
 
@@ -108,9 +137,12 @@ impl Api {
         saga: Arc<Saga>,
         partitions: u32,
         peers: BTreeMap<u64, String>,
+        peer_tls: Option<&tonic::transport::ClientTlsConfig>,
     ) -> Api {
         Api {
             shared: Arc::new(Shared {
+                leaders: store.leaders(),
+                forwarder: Forwarder::new(node_id, &peers, peer_tls),
                 store,
                 saga,
                 partitions,
@@ -125,7 +157,7 @@ impl Api {
     /// transfer of SubmitTransfers, and so every cross-partition saga, which starts here).
     /// With a caller (tokens on): the debited account must be within the token's prefixes,
     /// and debiting needs `issue` when the account may go negative (debiting it creates
-    /// money) and `transfer` otherwise. Invalid input is answered as `transfer_inner` would.
+    /// money) and `transfer` otherwise.
     ///
     /// The flag comes from this node's cache, filled by a linearizable read the first time
     /// an account is debited here: it never changes after the account is opened, so a cached
@@ -138,12 +170,11 @@ impl Api {
     async fn authorize_transfer(
         &self,
         caller: Option<&Caller>,
-        request: &TransferRequest,
+        command: &TransferCommand,
     ) -> Result<(), ApiError> {
         let Some(caller) = caller else {
             return Ok(());
         };
-        let command = validate_transfer(request)?;
         security::check_account(Some(caller), "from_account", &command.from).map_err(denied)?;
         let (transfer, issue) = (caller.has(Scope::Transfer), caller.has(Scope::Issue));
         if transfer && issue {
@@ -193,8 +224,35 @@ impl Api {
             .map_err(|error| self.store_error(error))
     }
 
-    async fn transfer_inner(&self, request: TransferRequest) -> Result<TransferResponse, ApiError> {
+    /// The leader a write for `partition` is forwarded to, or `None` to decide it here.
+    fn forward_to(&self, hop: &Hop, partition: u32) -> Option<u64> {
+        let leader = self.shared.leaders.borrow()[partition as usize];
+        self.shared.forwarder.route(hop, leader)
+    }
+
+    /// One transfer as it arrives (Transfer, and each item of SubmitTransfers and
+    /// TransferBatch): checked, then forwarded to its source partition's leader, or
+    /// authorized and decided here.
+    async fn transfer_edge(
+        &self,
+        hop: &Hop,
+        caller: Option<&Caller>,
+        request: TransferRequest,
+    ) -> Result<TransferResponse, WriteError> {
         let command = validate_transfer(&request)?;
+        let source = partition_of(&command.from, self.shared.partitions);
+        if let Some(leader) = self.forward_to(hop, source) {
+            let forwarded = self.shared.forwarder.transfer(leader, hop, request);
+            return forwarded.await.map_err(WriteError::Leader);
+        }
+        self.authorize_transfer(caller, &command).await?;
+        Ok(self.decide_transfer(command).await?)
+    }
+
+    async fn decide_transfer(
+        &self,
+        command: TransferCommand,
+    ) -> Result<TransferResponse, ApiError> {
         let source = partition_of(&command.from, self.shared.partitions);
         let target = partition_of(&command.to, self.shared.partitions);
         if source == target {
@@ -256,14 +314,12 @@ impl Api {
     #[tracing::instrument(level = "debug", name = "submit_transfer", skip_all, fields(transaction_id = %request.transaction_id))]
     async fn transfer_result(
         self,
+        hop: Arc<Hop>,
         caller: Option<Arc<Caller>>,
         request: TransferRequest,
     ) -> TransferResult {
         let transaction_id = request.transaction_id.clone();
-        let outcome = match self.authorize_transfer(caller.as_deref(), &request).await {
-            Ok(()) => self.transfer_inner(request).await,
-            Err(error) => Err(error),
-        };
+        let outcome = self.transfer_edge(&hop, caller.as_deref(), request).await;
         match outcome {
             Ok(response) => TransferResult {
                 transaction_id,
@@ -283,15 +339,29 @@ impl Api {
         }
     }
 
-    /// One account opening (OpenAccount, and each item of OpenAccounts).
-    async fn open_account_inner(
+    /// One account opening (OpenAccount, and each item of OpenAccounts): checked, then
+    /// forwarded to the account's partition leader, or decided here.
+    async fn open_account_edge(
         &self,
+        hop: &Hop,
         caller: Option<&Caller>,
         request: OpenAccountRequest,
-    ) -> Result<pb::Account, ApiError> {
+    ) -> Result<pb::Account, WriteError> {
         let command = validate_open_account(&request)?;
-        security::check_account(caller, "account_id", &request.account_id).map_err(denied)?;
         let partition = partition_of(&request.account_id, self.shared.partitions);
+        if let Some(leader) = self.forward_to(hop, partition) {
+            let forwarded = self.shared.forwarder.open_account(leader, hop, request);
+            return forwarded.await.map_err(WriteError::Leader);
+        }
+        security::check_account(caller, "account_id", &request.account_id).map_err(denied)?;
+        Ok(self.open_account_here(partition, command).await?)
+    }
+
+    async fn open_account_here(
+        &self,
+        partition: u32,
+        command: Command,
+    ) -> Result<pb::Account, ApiError> {
         let applied = self.propose(partition, command).await?;
         match applied.outcome {
             Outcome::Account(account) => Ok(account_to_pb(&account)),
@@ -359,22 +429,49 @@ pub fn validate_transfer(request: &TransferRequest) -> Result<TransferCommand, A
 
 /// The status word and error of a failed item (SubmitTransfers, TransferBatch, OpenAccounts):
 /// "unavailable" where the outcome is unknown and a retry is the answer, "rejected" otherwise.
-fn item_error(error: ApiError) -> (&'static str, pb::TransferError) {
-    let status = match error.code {
+/// An item forwarded to its leader reports what the leader's status says.
+fn item_error(error: WriteError) -> (&'static str, pb::TransferError) {
+    let (code, reason, message, field) = match error {
+        WriteError::Here(error) => {
+            // The field the unary call's status would name (`ApiError` into `Status`): only
+            // where the request got a field wrong or names something that does not exist.
+            let field = match error.code {
+                Code::InvalidArgument | Code::NotFound => error.field.unwrap_or_default(),
+                _ => "",
+            };
+            (
+                error.code,
+                error.reason.to_owned(),
+                error.message,
+                field.to_owned(),
+            )
+        }
+        WriteError::Leader(status) => {
+            use tonic_types::StatusExt as _;
+            let details = status.get_error_details();
+            let reason = details.error_info().map(|info| info.reason.clone());
+            let field = details
+                .bad_request()
+                .and_then(|bad_request| bad_request.field_violations.first())
+                .map(|violation| violation.field.clone());
+            let message = status.message().to_owned();
+            (
+                status.code(),
+                reason.unwrap_or_default(),
+                message,
+                field.unwrap_or_default(),
+            )
+        }
+    };
+    let status = match code {
         Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded => "unavailable",
         _ => "rejected",
     };
-    // The field the unary call's status would name (`ApiError` into `Status`): only where the
-    // request got a field wrong or names something that does not exist.
-    let field = match error.code {
-        Code::InvalidArgument | Code::NotFound => error.field.unwrap_or_default(),
-        _ => "",
-    };
     let error = pb::TransferError {
-        code: error.code as i32,
-        reason: error.reason.into(),
-        message: error.message,
-        field: field.into(),
+        code: code as i32,
+        reason,
+        message,
+        field,
     };
     (status, error)
 }
@@ -469,9 +566,9 @@ impl WalletService for Api {
         &self,
         request: Request<OpenAccountRequest>,
     ) -> Result<Response<OpenAccountResponse>, Status> {
-        let caller = caller_of(&request);
+        let (hop, caller) = (Hop::of(request.metadata()), caller_of(&request));
         let account = self
-            .open_account_inner(caller.as_ref(), request.into_inner())
+            .open_account_edge(&hop, caller.as_ref(), request.into_inner())
             .await?;
         Ok(Response::new(OpenAccountResponse {
             account: Some(account),
@@ -483,10 +580,11 @@ impl WalletService for Api {
         &self,
         request: Request<TransferRequest>,
     ) -> Result<Response<TransferResponse>, Status> {
-        let caller = caller_of(&request);
-        let request = request.into_inner();
-        self.authorize_transfer(caller.as_ref(), &request).await?;
-        Ok(Response::new(self.transfer_inner(request).await?))
+        let (hop, caller) = (Hop::of(request.metadata()), caller_of(&request));
+        let response = self
+            .transfer_edge(&hop, caller.as_ref(), request.into_inner())
+            .await?;
+        Ok(Response::new(response))
     }
 
     type SubmitTransfersStream = ReceiverStream<Result<TransferResult, Status>>;
@@ -495,12 +593,16 @@ impl WalletService for Api {
         &self,
         request: Request<Streaming<TransferRequest>>,
     ) -> Result<Response<Self::SubmitTransfersStream>, Status> {
-        // Every transfer of the stream is authorized on its own (authorize_transfer).
+        // Every transfer of the stream is authorized (or forwarded) on its own.
+        let hop = Arc::new(Hop::of(request.metadata()));
         let caller = caller_of(&request).map(Arc::new);
         let api = self.clone();
         Ok(Response::new(serve_items(
             request.into_inner(),
-            move |request| api.clone().transfer_result(caller.clone(), request),
+            move |request| {
+                api.clone()
+                    .transfer_result(hop.clone(), caller.clone(), request)
+            },
         )))
     }
 
@@ -508,8 +610,9 @@ impl WalletService for Api {
         &self,
         request: Request<pb::TransferBatchRequest>,
     ) -> Result<Response<pb::TransferBatchResponse>, Status> {
-        // Every transfer of the batch is authorized on its own (authorize_transfer), and
-        // decided on its own: the items go to the store together, so they share its rounds.
+        // Every transfer of the batch is authorized (or forwarded) on its own, and decided on
+        // its own: the items go to the store together, so they share its rounds.
+        let hop = Arc::new(Hop::of(request.metadata()));
         let caller = caller_of(&request).map(Arc::new);
         let transfers = request.into_inner().transfers;
         if transfers.is_empty() || transfers.len() > proto::TRANSFER_BATCH_MAX {
@@ -524,11 +627,10 @@ impl WalletService for Api {
             )
             .into());
         }
-        let results = futures::future::join_all(
-            transfers
-                .into_iter()
-                .map(|request| self.clone().transfer_result(caller.clone(), request)),
-        )
+        let results = futures::future::join_all(transfers.into_iter().map(|request| {
+            self.clone()
+                .transfer_result(hop.clone(), caller.clone(), request)
+        }))
         .await;
         Ok(Response::new(pb::TransferBatchResponse { results }))
     }
@@ -539,16 +641,20 @@ impl WalletService for Api {
         &self,
         request: Request<Streaming<OpenAccountRequest>>,
     ) -> Result<Response<Self::OpenAccountsStream>, Status> {
-        // Every account of the stream is checked against the caller's prefixes on its own.
+        // Every account of the stream is checked (or forwarded) on its own.
+        let hop = Arc::new(Hop::of(request.metadata()));
         let caller = caller_of(&request).map(Arc::new);
         let api = self.clone();
         Ok(Response::new(serve_items(
             request.into_inner(),
             move |request| {
-                let (api, caller) = (api.clone(), caller.clone());
+                let (api, hop, caller) = (api.clone(), hop.clone(), caller.clone());
                 async move {
                     let account_id = request.account_id.clone();
-                    match api.open_account_inner(caller.as_deref(), request).await {
+                    match api
+                        .open_account_edge(&hop, caller.as_deref(), request)
+                        .await
+                    {
                         Ok(account) => pb::OpenAccountResult {
                             account_id,
                             status: "success".into(),

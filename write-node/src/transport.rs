@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{ClientTlsConfig, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
 use std::sync::Arc;
@@ -42,6 +42,32 @@ use crate::store::{self, FetchedSnapshot, InboundRaft, SnapshotRequest, StoreHan
 /// `security::prepare` and handed to every dialler), else `http`.
 pub fn peer_endpoint(address: &str, tls: Option<&ClientTlsConfig>) -> anyhow::Result<Endpoint> {
     security::tls::endpoint(address, tls)
+}
+
+/// Lazily connected channels to every other node of `peers`, for calls whose answers wait at
+/// most `call_timeout` (the saga's credits, forwarded writes): bounded here too, not only by
+/// the server's grpc-timeout, so a peer that stopped answering on an open connection holds
+/// nobody until the connection breaks. Keep-alive pings find a dead connection.
+pub fn peer_channels(
+    node_id: u64,
+    peers: &BTreeMap<u64, String>,
+    tls: Option<&ClientTlsConfig>,
+    call_timeout: std::time::Duration,
+) -> impl Iterator<Item = (u64, Channel)> {
+    peers
+        .iter()
+        .filter(move |(id, _)| **id != node_id)
+        .filter_map(move |(&id, address)| {
+            let channel = peer_endpoint(address, tls)
+                .ok()?
+                .tcp_nodelay(true)
+                .connect_timeout(limits::PEER_CONNECT_TIMEOUT)
+                .timeout(call_timeout)
+                .http2_keep_alive_interval(limits::PEER_KEEP_ALIVE_INTERVAL)
+                .keep_alive_timeout(limits::PEER_KEEP_ALIVE_TIMEOUT)
+                .connect_lazy();
+            Some((id, channel))
+        })
 }
 
 /// The store loop's side: hands raft messages to the per-peer queues.

@@ -1,5 +1,6 @@
 //! OpenAccounts: bulk opening over one stream per partition leader, each item answered like
-//! the unary OpenAccount (success, the same definite errors, NOT_LEADER on a follower).
+//! the unary OpenAccount (success, the same definite errors; a follower forwards the item to
+//! its leader).
 
 use std::collections::BTreeMap;
 
@@ -152,20 +153,31 @@ async fn open_accounts_opens_each_partitions_accounts_on_its_leader() {
     );
     assert!(fresh_verdicts.contains(&success()), "{fresh_verdicts:?}");
 
-    // A follower answers each item NOT_LEADER (indefinite) and opens nothing.
+    // A follower forwards each item to its partition's leader: the account is opened, and
+    // the item's answer is the leader's, the account included; a forwarded duplicate with
+    // other parameters is refused with the leader's definite error.
     let follower = (1..=3).find(|&node| node != leader).expect("a follower");
     let elsewhere = accounts_in(partition, partitions, "bulk-follower", 1).remove(0);
-    let on_follower = open_all(&cluster, follower, vec![open(&elsewhere, "USD", false)]).await;
-    assert_eq!(
-        verdict(&on_follower[0]),
-        (
-            "unavailable".to_owned(),
-            Code::Unavailable as i32,
-            "NOT_LEADER".into()
-        )
-    );
-    let missing = cluster.account(&elsewhere).await.expect_err("not opened");
-    assert_eq!(missing.code(), Code::NotFound);
+    let on_follower = open_all(
+        &cluster,
+        follower,
+        vec![
+            open(&elsewhere, "USD", false),
+            open(&elsewhere, "EUR", false),
+        ],
+    )
+    .await;
+    let mut verdicts: Vec<_> = on_follower.iter().map(verdict).collect();
+    verdicts.sort();
+    assert_eq!(verdicts, [conflict.clone(), success()], "{on_follower:?}");
+    // Whichever of the two the leader decided first is the account.
+    let opened = on_follower
+        .iter()
+        .find_map(|result| result.account.as_ref())
+        .expect("the opened account");
+    assert_eq!(opened.account_id, elsewhere);
+    let stored = cluster.account(&elsewhere).await.expect("opened");
+    assert_eq!(stored.currency, opened.currency);
 
     // Every replica holds every account the streams opened, as opened.
     cluster.wait_replicas_agree().await;

@@ -4,6 +4,7 @@
 mod audit;
 mod batch;
 mod bulk_open;
+mod forward;
 mod fuzz;
 mod metrics;
 mod money_safety;

@@ -306,20 +306,43 @@ async fn mtls_cluster_serves_transfers_and_refuses_callers_without_a_peer_certif
         "success"
     );
     let reader = secrets.reader.as_str();
-    let balance = on_any(&channels, |channel| async move {
-        wallet(channel, Some(reader))
-            .get_account(proto::v1::GetAccountRequest {
-                account_id: "alice".into(),
-            })
-            .await
-    })
-    .await
-    .unwrap()
-    .into_inner()
-    .account
-    .unwrap()
-    .balance;
+    let alice = || async {
+        on_any(&channels, |channel| async move {
+            wallet(channel, Some(reader))
+                .get_account(proto::v1::GetAccountRequest {
+                    account_id: "alice".into(),
+                })
+                .await
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .account
+        .unwrap()
+        .balance
+    };
+    let balance = alice().await;
     assert_eq!(balance, "10.00");
+
+    // One endpoint is enough, over mTLS with tokens: every node serves a write whichever node
+    // leads its partition, forwarding it with the caller's token (the leader authorizes it:
+    // a token bound to other accounts is refused there, and nothing moves).
+    for channel in &channels {
+        let request = transfer_request(&id(), "issuer", "alice", "1.00", "USD");
+        let answer = wallet(channel.clone(), Some(&secrets.minter))
+            .transfer(request)
+            .await
+            .expect("served through this node");
+        assert_eq!(answer.into_inner().status, "success");
+        let request = transfer_request(&id(), "alice", "issuer", "1.00", "USD");
+        let refused = wallet(channel.clone(), Some(&secrets.tenant))
+            .transfer(request)
+            .await
+            .expect_err("outside the token's prefixes");
+        assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    }
+    let balance = alice().await;
+    assert_eq!(balance, "13.00");
 
     let port = ports[0];
     let credit = || CreditRequest {
