@@ -1,0 +1,494 @@
+// Command livecheck checks the Go SDK against a live cluster (run by test.sh live, from
+// client-sdk/test-sdks.sh), like client-sdk/python/tests/live_check.py: bad input gets the
+// documented code, reason and field and changes nothing; a retry with the same transaction
+// id gets the same outcome; the retry loop gets past a dead node and gives up, bounded,
+// when all are dead; 200 concurrent transfers each get exactly their own outcome, the
+// balances are exact, and sending them all again moves no money twice; every other
+// wrapper (batches, streams, history, watches, cluster status) answers.
+//
+//	livecheck --write HOST:PORT,... --read HOST:PORT
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/big"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"wallet.ledger/client-sdk/go/wallet"
+	"wallet.ledger/client-sdk/go/walletv1"
+)
+
+var checks int
+
+func fail(format string, args ...interface{}) {
+	fmt.Fprintf(os.Stderr, "go live checks: FAILED: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+func must(err error, what string) {
+	if err != nil {
+		fail("%s: %v", what, err)
+	}
+}
+
+// expectRejected: err is a *Rejected with code and reason, naming field ("" for none), in
+// the wallet.ledger domain.
+func expectRejected(err error, code codes.Code, reason, field, what string) *wallet.Rejected {
+	var rejected *wallet.Rejected
+	if err == nil {
+		fail("%s: expected %s %s, the call succeeded", what, wallet.CodeName(code), reason)
+	}
+	if !errors.As(err, &rejected) {
+		fail("%s: expected a *wallet.Rejected %s, got %T: %v", what, reason, err, err)
+	}
+	if rejected.Code != code || rejected.Reason != reason || rejected.Field != field {
+		fail("%s: expected %s %s field=%q, got %s %s field=%q: %s", what, wallet.CodeName(code), reason, field,
+			wallet.CodeName(rejected.Code), rejected.Reason, rejected.Field, rejected.Message)
+	}
+	if rejected.Details.Domain != wallet.ErrorDomain {
+		fail("%s: domain %q", what, rejected.Details.Domain)
+	}
+	if !wallet.IsDefinite(err) {
+		fail("%s: a rejection is not definite", what)
+	}
+	checks++
+	return rejected
+}
+
+func decimal(s string) *big.Rat {
+	r, ok := new(big.Rat).SetString(s)
+	if !ok {
+		fail("not a decimal: %q", s)
+	}
+	return r
+}
+
+func main() {
+	write := flag.String("write", "", "write nodes, comma-separated")
+	read := flag.String("read", "", "read nodes, comma-separated")
+	flag.Parse()
+	if *write == "" || *read == "" {
+		fail("--write and --read are required")
+	}
+	writes := strings.Split(*write, ",")
+	prefix := "gocheck-" + wallet.NewTransactionID()[:8] + "-"
+	issuer, alice := prefix+"issuer", prefix+"alice"
+	ctx := context.Background()
+
+	w, err := wallet.NewWalletClient(writes)
+	must(err, "wallet client")
+	defer w.Close()
+	q, err := wallet.NewQueryClient([]string{*read})
+	must(err, "query client")
+	defer q.Close()
+
+	_, err = w.OpenAccount(ctx, wallet.OpenAccountParams{AccountID: issuer, Currency: "USD", AllowNegativeBalance: true})
+	must(err, "open issuer")
+	_, err = w.OpenAccount(ctx, wallet.OpenAccountParams{AccountID: alice, Currency: "USD"})
+	must(err, "open alice")
+	funding := wallet.TransferParams{TransactionID: wallet.NewTransactionID(), From: issuer, To: alice, Amount: "10.00", Currency: "USD"}
+	funded, err := w.Transfer(ctx, funding)
+	must(err, "fund alice")
+
+	// A retry with the same transaction id gets the original outcome, and moves nothing.
+	again, err := w.Transfer(ctx, funding)
+	must(err, "retry the funding")
+	if again.ConsistencyToken != funded.ConsistencyToken || again.TransactionId != funded.TransactionId {
+		fail("a retry got another outcome: %v vs %v", again, funded)
+	}
+	checks++
+
+	pay := func(p wallet.TransferParams) error {
+		if p.TransactionID == "" {
+			p.TransactionID = wallet.NewTransactionID()
+		}
+		if p.From == "" {
+			p.From = issuer
+		}
+		if p.To == "" {
+			p.To = alice
+		}
+		if p.Currency == "" {
+			p.Currency = "USD"
+		}
+		_, err := w.Transfer(ctx, p)
+		return err
+	}
+
+	// Every documented rejection of a transfer, decoded with its reason and field.
+	for _, amount := range []string{"abc", "-1", "0", "1.005", "1e3", " 1.00", "NaN"} {
+		expectRejected(pay(wallet.TransferParams{Amount: amount}), codes.InvalidArgument, wallet.ReasonInvalidAmount, "amount", "amount "+amount)
+	}
+	expectRejected(pay(wallet.TransferParams{Amount: "1.00", Currency: "XYZ"}), codes.InvalidArgument, wallet.ReasonUnknownCurrency, "currency", "unknown currency")
+	expectRejected(pay(wallet.TransferParams{Amount: "1.00", TransactionID: "not-a-uuid"}), codes.InvalidArgument, wallet.ReasonInvalidTransactionID, "transaction_id", "bad transaction id")
+	expectRejected(pay(wallet.TransferParams{Amount: "1.00", To: issuer}), codes.InvalidArgument, wallet.ReasonSameAccount, "to_account", "same account")
+	_, err = w.OpenAccount(ctx, wallet.OpenAccountParams{AccountID: "has space", Currency: "USD"})
+	expectRejected(err, codes.InvalidArgument, wallet.ReasonInvalidAccountID, "account_id", "bad account id")
+	expectRejected(pay(wallet.TransferParams{Amount: "1.00", To: prefix + "nobody"}), codes.NotFound, wallet.ReasonAccountNotFound, "to_account", "unknown target")
+	expectRejected(pay(wallet.TransferParams{Amount: "1.00", From: prefix + "nobody"}), codes.NotFound, wallet.ReasonAccountNotFound, "from_account", "unknown source")
+	_, err = w.GetAccount(ctx, prefix+"nobody")
+	expectRejected(err, codes.NotFound, wallet.ReasonAccountNotFound, "account_id", "get unknown account")
+	_, err = w.GetTransfer(ctx, wallet.NewTransactionID())
+	expectRejected(err, codes.NotFound, wallet.ReasonTransferNotFound, "transaction_id", "get unknown transfer")
+	expectRejected(pay(wallet.TransferParams{From: alice, To: issuer, Amount: "10.01"}), codes.FailedPrecondition, wallet.ReasonInsufficientFunds, "", "insufficient funds")
+	euro := prefix + "euro"
+	_, err = w.OpenAccount(ctx, wallet.OpenAccountParams{AccountID: euro, Currency: "EUR"})
+	must(err, "open a EUR account")
+	expectRejected(pay(wallet.TransferParams{To: euro, Amount: "1.00"}), codes.FailedPrecondition, wallet.ReasonCurrencyMismatch, "", "currency mismatch")
+	expectRejected(pay(wallet.TransferParams{TransactionID: funding.TransactionID, Amount: "9.99"}), codes.AlreadyExists, wallet.ReasonTransactionIDReused, "", "reused id, other parameters")
+	_, err = w.OpenAccount(ctx, wallet.OpenAccountParams{AccountID: alice, Currency: "EUR"})
+	expectRejected(err, codes.AlreadyExists, wallet.ReasonAccountExistsWithOtherParameters, "", "reopen with other parameters")
+	_, err = w.OpenAccount(ctx, wallet.OpenAccountParams{AccountID: alice, Currency: "USD"})
+	must(err, "reopening with the same parameters is a no-op success")
+	checks++
+
+	rawStatusDecodes(writes[0], issuer, alice)
+
+	// The read node's errors decode the same way, streams included.
+	watchCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, err = q.WatchBalances(watchCtx, nil, nil).Recv()
+	cancel()
+	expectRejected(err, codes.InvalidArgument, wallet.ReasonInvalidAccountID, "account_ids", "empty watch")
+	_, err = q.GetBalance(ctx, alice, "garbage")
+	expectRejected(err, codes.InvalidArgument, wallet.ReasonInvalidConsistencyToken, "consistency_token", "bad consistency token")
+
+	// Bad input changed nothing.
+	account, err := w.GetAccount(ctx, alice)
+	must(err, "get alice")
+	if account.GetAccount().GetBalance() != "10.00" {
+		fail("alice has %s, not 10.00", account.GetAccount().GetBalance())
+	}
+	projected, err := q.GetBalance(ctx, alice, funded.ConsistencyToken)
+	must(err, "projected alice")
+	if projected.GetBalance().GetBalance() != "10.00" {
+		fail("alice is projected at %s, not 10.00", projected.GetBalance().GetBalance())
+	}
+	checks++
+
+	// A dead node first in the list: the retry loop moves on with the same request.
+	dead := "127.0.0.1:1"
+	withDead, err := wallet.NewWalletClient(append([]string{dead}, writes...))
+	must(err, "client with a dead node")
+	account, err = withDead.GetAccount(ctx, alice)
+	must(err, "get through a dead node")
+	if account.GetAccount().GetBalance() != "10.00" {
+		fail("alice has %s through the dead node's client", account.GetAccount().GetBalance())
+	}
+	withDead.Close()
+	checks++
+	// Only dead nodes: an indefinite error, within the total deadline.
+	policy := wallet.RetryPolicy{CallTimeout: time.Second, TotalDeadline: 2 * time.Second, AttemptsMax: 4,
+		BackoffBase: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond}
+	onlyDead, err := wallet.NewWalletClient([]string{dead}, wallet.WithRetryPolicy(policy))
+	must(err, "client of a dead node")
+	started := time.Now()
+	_, err = onlyDead.Transfer(ctx, wallet.TransferParams{TransactionID: wallet.NewTransactionID(), From: issuer, To: alice, Amount: "1.00", Currency: "USD"})
+	var indefinite *wallet.Indefinite
+	if !errors.As(err, &indefinite) || indefinite.Code != codes.Unavailable || indefinite.Reason != wallet.ReasonTransport || wallet.IsDefinite(err) {
+		fail("a transfer through a dead node: expected an indefinite UNAVAILABLE TRANSPORT_ERROR, got %v", err)
+	}
+	if elapsed := time.Since(started); elapsed > policy.TotalDeadline+time.Second {
+		fail("giving up took %s", elapsed)
+	}
+	onlyDead.Close()
+	checks++
+
+	concurrentTransfers(ctx, w, prefix)
+	otherWrappers(ctx, w, q, prefix, issuer, alice)
+	fmt.Printf("go live checks: %d passed\n", checks)
+}
+
+// rawStatusDecodes: straight from the generated stub, grpc-go's status and genproto's
+// errdetails, without the SDK's helpers.
+func rawStatusDecodes(endpoint, issuer, alice string) {
+	conn, err := grpc.Dial(endpoint, grpc.WithInsecure())
+	must(err, "dial")
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = walletv1.NewWalletServiceClient(conn).Transfer(ctx, &walletv1.TransferRequest{
+		TransactionId: wallet.NewTransactionID(), FromAccount: issuer, ToAccount: alice, Amount: "abc", Currency: "USD",
+	})
+	st, ok := status.FromError(err)
+	if err == nil || !ok || st.Code() != codes.InvalidArgument {
+		fail("raw: amount 'abc': %v", err)
+	}
+	var info *errdetails.ErrorInfo
+	var bad *errdetails.BadRequest
+	for _, d := range st.Details() {
+		switch m := d.(type) {
+		case *errdetails.ErrorInfo:
+			info = m
+		case *errdetails.BadRequest:
+			bad = m
+		}
+	}
+	if info == nil || info.Reason != wallet.ReasonInvalidAmount || info.Domain != wallet.ErrorDomain {
+		fail("raw: ErrorInfo %v", info)
+	}
+	if bad == nil || len(bad.FieldViolations) != 1 || bad.FieldViolations[0].Field != "amount" {
+		fail("raw: BadRequest %v", bad)
+	}
+	checks++
+}
+
+// concurrentTransfers: 200 concurrent Transfer calls on one client: valid ones, invalid
+// amounts, insufficient funds, replays of earlier ids (same parameters: the original
+// outcome) and reuses of them (other parameters: TRANSACTION_ID_REUSED). Each gets exactly
+// its own outcome, the balances are exact, and sending all 200 again moves nothing twice.
+func concurrentTransfers(ctx context.Context, w *wallet.WalletClient, prefix string) {
+	issuer := prefix + "pipe-issuer"
+	var payers, payees []string
+	for j := 0; j < 4; j++ {
+		payers = append(payers, fmt.Sprintf("%spipe-payer-%d", prefix, j))
+		payees = append(payees, fmt.Sprintf("%spipe-payee-%d", prefix, j))
+	}
+	expected := map[string]*big.Rat{}
+	add := func(account, amount string) { expected[account].Add(expected[account], decimal(amount)) }
+	_, err := w.OpenAccount(ctx, wallet.OpenAccountParams{AccountID: issuer, Currency: "USD", AllowNegativeBalance: true})
+	must(err, "open the issuer")
+	for _, account := range append(append([]string{}, payers...), payees...) {
+		_, err := w.OpenAccount(ctx, wallet.OpenAccountParams{AccountID: account, Currency: "USD"})
+		must(err, "open "+account)
+		expected[account] = new(big.Rat)
+	}
+	for _, payer := range payers {
+		_, err := w.Transfer(ctx, wallet.TransferParams{TransactionID: wallet.NewTransactionID(), From: issuer, To: payer, Amount: "50.00", Currency: "USD"})
+		must(err, "fund "+payer)
+		add(payer, "50.00")
+	}
+	type earlierTransfer struct{ id, token string }
+	var earlier []earlierTransfer
+	for i := 0; i < 10; i++ {
+		id := wallet.NewTransactionID()
+		done, err := w.Transfer(ctx, wallet.TransferParams{TransactionID: id, From: issuer, To: payees[0], Amount: "2.00", Currency: "USD"})
+		must(err, "an earlier transfer")
+		earlier = append(earlier, earlierTransfer{id, done.ConsistencyToken})
+		add(payees[0], "2.00")
+	}
+
+	type testCase struct {
+		params wallet.TransferParams
+		want   string // "success", "replay" or a reason
+		token  string // for "replay": the original outcome's token
+	}
+	var cases []testCase
+	for i := 0; i < 200; i++ {
+		j := i % 4
+		p := wallet.TransferParams{TransactionID: wallet.NewTransactionID(), Currency: "USD"}
+		switch i % 5 {
+		case 0:
+			p.From, p.To, p.Amount = issuer, payees[j], "1.00"
+			add(payees[j], "1.00")
+			cases = append(cases, testCase{p, "success", ""})
+		case 1:
+			p.From, p.To, p.Amount = issuer, payees[j], "1.005"
+			cases = append(cases, testCase{p, wallet.ReasonInvalidAmount, ""})
+		case 2:
+			p.From, p.To, p.Amount = payers[j], payees[j], "100.00"
+			cases = append(cases, testCase{p, wallet.ReasonInsufficientFunds, ""})
+		case 3:
+			p.From, p.To, p.Amount = payers[j], payees[j], "0.50"
+			add(payers[j], "-0.50")
+			add(payees[j], "0.50")
+			cases = append(cases, testCase{p, "success", ""})
+		default:
+			e := earlier[(i/5)%10]
+			p.TransactionID, p.From, p.To = e.id, issuer, payees[0]
+			if (i/5)%2 == 0 {
+				p.Amount = "2.00"
+				cases = append(cases, testCase{p, "replay", e.token})
+			} else {
+				p.Amount = "3.00"
+				cases = append(cases, testCase{p, wallet.ReasonTransactionIDReused, ""})
+			}
+		}
+	}
+	type outcome struct {
+		response *walletv1.TransferResponse
+		err      error
+	}
+	runAll := func() []outcome {
+		out := make([]outcome, len(cases))
+		var wg sync.WaitGroup
+		for i := range cases {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				out[i].response, out[i].err = w.Transfer(ctx, cases[i].params)
+			}(i)
+		}
+		wg.Wait()
+		return out
+	}
+	checkBalances := func() {
+		for account, want := range expected {
+			got, err := w.GetAccount(ctx, account)
+			must(err, "get "+account)
+			if decimal(got.GetAccount().GetBalance()).Cmp(want) != 0 {
+				fail("%s: %s != %s", account, got.GetAccount().GetBalance(), want.FloatString(2))
+			}
+		}
+	}
+	first := runAll()
+	tokens := map[string]string{}
+	for i, c := range cases {
+		got := first[i]
+		where := fmt.Sprintf("%+v expected %s", c.params, c.want)
+		switch c.want {
+		case "success", "replay":
+			if got.err != nil || got.response.GetStatus() != "success" || got.response.GetTransactionId() != c.params.TransactionID {
+				fail("%s, got %v %v", where, got.response, got.err)
+			}
+			if c.want == "replay" && got.response.GetConsistencyToken() != c.token {
+				fail("%s: a replay got another outcome", where)
+			}
+			tokens[c.params.TransactionID] = got.response.GetConsistencyToken()
+		default:
+			var rejected *wallet.Rejected
+			if !errors.As(got.err, &rejected) || rejected.Reason != c.want {
+				fail("%s, got %v", where, got.err)
+			}
+			field := ""
+			if c.want == wallet.ReasonInvalidAmount {
+				field = "amount"
+			}
+			if rejected.Field != field {
+				fail("%s: field %q, not %q", where, rejected.Field, field)
+			}
+		}
+	}
+	checkBalances()
+	// Everything again, with the same ids: the same outcomes, and no money moves twice.
+	second := runAll()
+	for i, c := range cases {
+		if first[i].err == nil {
+			if second[i].err != nil || second[i].response.GetConsistencyToken() != tokens[c.params.TransactionID] {
+				fail("%+v: again: %v %v", c.params, second[i].response, second[i].err)
+			}
+		} else if wallet.ReasonOf(second[i].err) != wallet.ReasonOf(first[i].err) {
+			fail("%+v: again: %v, first %v", c.params, second[i].err, first[i].err)
+		}
+	}
+	checkBalances()
+	fmt.Println("go live checks: 200 concurrent transfers, twice: own outcomes, exact balances")
+	checks += 3
+}
+
+// otherWrappers: TransferBatch, SubmitTransfers, OpenAccounts, GetTransfer, ListTransfers,
+// GetBalanceAt, WatchTransfer and GetClusterStatus each answer as documented.
+func otherWrappers(ctx context.Context, w *wallet.WalletClient, q *wallet.QueryClient, prefix, issuer, alice string) {
+	bob, carol := prefix+"bob", prefix+"carol"
+	opened, errs := w.OpenAccounts(ctx, []wallet.OpenAccountParams{
+		{AccountID: bob, Currency: "USD"}, {AccountID: carol, Currency: "USD"}, {AccountID: "bad id", Currency: "USD"},
+	})
+	if errs[0] != nil || errs[1] != nil || opened[0].GetAccountId() != bob || opened[1].GetAccountId() != carol {
+		fail("OpenAccounts: %v %v", opened, errs)
+	}
+	expectRejected(errs[2], codes.InvalidArgument, wallet.ReasonInvalidAccountID, "account_id", "OpenAccounts with a bad id")
+
+	batch := []wallet.TransferParams{
+		{TransactionID: wallet.NewTransactionID(), From: issuer, To: bob, Amount: "5.00", Currency: "USD"},
+		{TransactionID: wallet.NewTransactionID(), From: issuer, To: carol, Amount: "7.00", Currency: "USD"},
+		{TransactionID: wallet.NewTransactionID(), From: bob, To: carol, Amount: "50.00", Currency: "USD"},
+	}
+	for round := 0; round < 2; round++ { // the second time: the same ids, the same outcomes
+		outcomes, err := w.TransferBatch(ctx, batch)
+		must(err, "TransferBatch")
+		if outcomes[0].Err != nil || outcomes[1].Err != nil {
+			fail("TransferBatch: %v %v", outcomes[0].Err, outcomes[1].Err)
+		}
+		expectRejected(outcomes[2].Err, codes.FailedPrecondition, wallet.ReasonInsufficientFunds, "", "TransferBatch item")
+	}
+	_, err := w.TransferBatch(ctx, nil)
+	expectRejected(err, codes.InvalidArgument, wallet.ReasonInvalidBatchSize, "transfers", "empty TransferBatch")
+
+	// SubmitTransfers, sent to the leader of bob's partition (known from the calls above).
+	stream, err := w.SubmitTransfers(ctx, w.Leader(bob))
+	must(err, "SubmitTransfers")
+	sent := map[string]wallet.TransferParams{}
+	for i := 0; i < 5; i++ {
+		p := wallet.TransferParams{TransactionID: wallet.NewTransactionID(), From: bob, To: alice, Amount: "0.10", Currency: "USD"}
+		sent[p.TransactionID] = p
+		must(stream.Send(p), "SubmitTransfers send")
+	}
+	must(stream.CloseSend(), "SubmitTransfers close")
+	moved := 0
+	for {
+		result, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		must(err, "SubmitTransfers recv")
+		p, ok := sent[result.GetTransactionId()]
+		if !ok {
+			fail("SubmitTransfers: an unknown id %s", result.GetTransactionId())
+		}
+		if err := wallet.ResultError(result.GetStatus(), result.GetError()); err != nil {
+			var indefinite *wallet.Indefinite
+			if !errors.As(err, &indefinite) {
+				fail("SubmitTransfers: %v", err)
+			}
+			_, err = w.Transfer(ctx, p) // another node leads it: the unary path, same id
+			must(err, "SubmitTransfers fallback")
+		}
+		delete(sent, result.GetTransactionId())
+		moved++
+	}
+	if moved != 5 {
+		fail("SubmitTransfers: %d results for 5 transfers", moved)
+	}
+	checks += 2
+
+	last := batch[1]
+	transfer, err := w.GetTransfer(ctx, last.TransactionID)
+	must(err, "GetTransfer")
+	if transfer.GetAmount() != "7.00" || transfer.GetToAccount() != carol {
+		fail("GetTransfer: %v", transfer)
+	}
+	tw := q.WatchTransfer(ctx, last.TransactionID)
+	var final *walletv1.TransferUpdate
+	for {
+		update, err := tw.Recv()
+		if err == io.EOF {
+			break
+		}
+		must(err, "WatchTransfer")
+		final = update
+	}
+	if final == nil || !final.GetIsFinal() || final.GetState() != walletv1.TransferState_TRANSFER_STATE_COMPLETED {
+		fail("WatchTransfer ended with %v", final)
+	}
+	balance, err := q.GetBalance(ctx, carol, "")
+	must(err, "GetBalance")
+	history, err := q.ListTransfers(ctx, wallet.ListTransfersParams{AccountID: carol})
+	must(err, "ListTransfers")
+	if len(history.GetEntries()) != 1 || history.GetEntries()[0].GetTransactionId() != last.TransactionID {
+		fail("ListTransfers: %v", history.GetEntries())
+	}
+	at, err := q.GetBalanceAt(ctx, carol, wallet.BalanceAt{Position: history.GetEntries()[0].GetPosition()})
+	must(err, "GetBalanceAt")
+	if at.GetBalance() != "7.00" || balance.GetBalance().GetBalance() != "7.00" {
+		fail("GetBalanceAt %s, GetBalance %s", at.GetBalance(), balance.GetBalance().GetBalance())
+	}
+	_, err = q.ListTransfers(ctx, wallet.ListTransfersParams{AccountID: carol, PageSize: 1 << 30})
+	expectRejected(err, codes.InvalidArgument, wallet.ReasonPageSizeTooLarge, "page_size", "huge page")
+	cluster, err := w.GetClusterStatus(ctx, "", false)
+	must(err, "GetClusterStatus")
+	if len(cluster.GetPartitions()) == 0 || len(cluster.GetNodes()) == 0 {
+		fail("GetClusterStatus: %v", cluster)
+	}
+	checks += 3
+}

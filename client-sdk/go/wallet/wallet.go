@@ -1,0 +1,393 @@
+// Package wallet is the Go client of the wallet ledger: a WalletClient for the write nodes
+// (wallet.v1.WalletService, routed to each account's partition leader) and a QueryClient
+// for the read nodes (wallet.v1.QueryService), with retries that keep the transaction id,
+// typed errors (*Rejected: definite; *Indefinite: outcome unknown), TLS and bearer tokens,
+// and balance watches that resume by themselves. The generated messages and stubs are in
+// package walletv1.
+package wallet
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"sync"
+
+	"google.golang.org/grpc/codes"
+
+	"wallet.ledger/client-sdk/go/walletv1"
+)
+
+// leaderCacheMax: routing keys (accounts) whose last known leader is remembered.
+const leaderCacheMax = 4096
+
+// NewTransactionID is a fresh idempotency key: a random (version 4) UUID in canonical form.
+// Make one per intended transfer and keep it for every retry.
+func NewTransactionID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("wallet: crypto/rand failed: %v", err))
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// TransferParams is one transfer. TransactionID (from NewTransactionID) is the idempotency
+// key; Amount is a decimal string in the currency's major unit ("12.34").
+type TransferParams struct {
+	TransactionID string
+	From          string
+	To            string
+	Amount        string
+	Currency      string
+}
+
+func (p TransferParams) request() *walletv1.TransferRequest {
+	return &walletv1.TransferRequest{
+		TransactionId: p.TransactionID,
+		FromAccount:   p.From,
+		ToAccount:     p.To,
+		Amount:        p.Amount,
+		Currency:      p.Currency,
+	}
+}
+
+// OpenAccountParams is one account to open. AllowNegativeBalance is for issuer/settlement
+// accounts that fund the others.
+type OpenAccountParams struct {
+	AccountID            string
+	Currency             string
+	AllowNegativeBalance bool
+}
+
+func (p OpenAccountParams) request() *walletv1.OpenAccountRequest {
+	return &walletv1.OpenAccountRequest{
+		AccountId:            p.AccountID,
+		Currency:             p.Currency,
+		AllowNegativeBalance: p.AllowNegativeBalance,
+	}
+}
+
+// WalletClient is the write API with routing and retries. Writes go to the account's
+// partition leader, learnt from NOT_LEADER hints; calls whose outcome is unknown are retried
+// with the same request (the same transaction id) under the RetryPolicy. Safe for
+// concurrent use; Close it when done.
+type WalletClient struct {
+	channels *channels
+	policy   RetryPolicy
+	mu       sync.Mutex
+	leaders  map[string]string
+}
+
+// NewWalletClient makes a client of the given write nodes (host:port, http://host:port, or
+// with WithTLS https://host:port; a comma-separated list works too). Connections are made
+// lazily, so this fails only on an unusable configuration (a *ConfigError).
+func NewWalletClient(endpoints []string, opts ...Option) (*WalletClient, error) {
+	ch, policy, err := newChannels(endpoints, opts, true)
+	if err != nil {
+		return nil, err
+	}
+	return &WalletClient{channels: ch, policy: policy, leaders: map[string]string{}}, nil
+}
+
+// Close closes every connection; calls in flight fail.
+func (c *WalletClient) Close() error { return c.channels.close() }
+
+// Endpoints are the configured endpoints (host:port, duplicates removed), in routing order.
+func (c *WalletClient) Endpoints() []string { return append([]string(nil), c.channels.endpoints...) }
+
+// RetryPolicy is the client's policy.
+func (c *WalletClient) RetryPolicy() RetryPolicy { return c.policy }
+
+// Leader is the node last seen leading routingKey's (an account's) partition, or "".
+func (c *WalletClient) Leader(routingKey string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.leaders[routingKey]
+}
+
+func (c *WalletClient) remember(routingKey, endpoint string) {
+	if routingKey == "" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.leaders) >= leaderCacheMax {
+		c.leaders = map[string]string{}
+	}
+	c.leaders[routingKey] = endpoint
+}
+
+func (c *WalletClient) stub(endpoint string) (walletv1.WalletServiceClient, error) {
+	conn, err := c.channels.get(endpoint)
+	if err != nil {
+		return nil, err
+	}
+	return walletv1.NewWalletServiceClient(conn), nil
+}
+
+// call runs one unary call under the retry loop, first at routingKey's known leader.
+func call[T any](ctx context.Context, c *WalletClient, routingKey string,
+	send func(ctx context.Context, stub walletv1.WalletServiceClient) (T, error)) (T, error) {
+	first := ""
+	if routingKey != "" {
+		first = c.Leader(routingKey)
+	}
+	result, endpoint, err := callWithRetry(ctx, c.channels.endpoints, c.policy, first,
+		func(ctx context.Context, endpoint string) (T, error) {
+			stub, err := c.stub(endpoint)
+			if err != nil {
+				var zero T
+				return zero, err
+			}
+			return send(ctx, stub)
+		})
+	if err == nil {
+		c.remember(routingKey, endpoint)
+	}
+	return result, err
+}
+
+// OpenAccount opens a single-currency account; the same call again is a no-op success,
+// with other parameters it is a *Rejected ALREADY_EXISTS.
+func (c *WalletClient) OpenAccount(ctx context.Context, p OpenAccountParams) (*walletv1.Account, error) {
+	request := p.request()
+	response, err := call(ctx, c, p.AccountID, func(ctx context.Context, s walletv1.WalletServiceClient) (*walletv1.OpenAccountResponse, error) {
+		return s.OpenAccount(ctx, request)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return response.GetAccount(), nil
+}
+
+// Transfer moves p.Amount and answers once the transfer is final. Every automatic retry
+// sends the same TransactionID, and so should yours after an *Indefinite error: a retry
+// returns the original outcome and never pays twice. Rejections are *Rejected errors.
+func (c *WalletClient) Transfer(ctx context.Context, p TransferParams) (*walletv1.TransferResponse, error) {
+	request := p.request()
+	return call(ctx, c, p.From, func(ctx context.Context, s walletv1.WalletServiceClient) (*walletv1.TransferResponse, error) {
+		return s.Transfer(ctx, request)
+	})
+}
+
+// GetAccount is the authoritative account, read linearizably, with the position it reflects.
+func (c *WalletClient) GetAccount(ctx context.Context, accountID string) (*walletv1.GetAccountResponse, error) {
+	request := &walletv1.GetAccountRequest{AccountId: accountID}
+	return call(ctx, c, accountID, func(ctx context.Context, s walletv1.WalletServiceClient) (*walletv1.GetAccountResponse, error) {
+		return s.GetAccount(ctx, request)
+	})
+}
+
+// GetTransfer is a transfer's status and outcome; a *Rejected NOT_FOUND (TRANSFER_NOT_FOUND)
+// if the id is unknown.
+func (c *WalletClient) GetTransfer(ctx context.Context, transactionID string) (*walletv1.Transfer, error) {
+	request := &walletv1.GetTransferRequest{TransactionId: transactionID}
+	response, err := call(ctx, c, "", func(ctx context.Context, s walletv1.WalletServiceClient) (*walletv1.GetTransferResponse, error) {
+		return s.GetTransfer(ctx, request)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return response.GetTransfer(), nil
+}
+
+// TransferOutcome is the outcome of one transfer of a batch: Response on success, Err (a
+// *Rejected, or an *Indefinite if even the retries left it unknown) otherwise.
+type TransferOutcome struct {
+	Params   TransferParams
+	Response *walletv1.TransferResponse
+	Err      error
+}
+
+// TransferBatch decides 1 to 1,024 transfers in one TransferBatch call (each on its own, as
+// Transfer would: a batch is not atomic) and answers one outcome per transfer, in order.
+// The batch goes to the known leader of its first item's source (the whole call is retried
+// with the same ids when its outcome is unknown); items answered "unavailable" (their
+// source partition is led elsewhere) then go through Transfer's retry loop, same id.
+// The error is non-nil only when the batch as a whole failed (e.g. INVALID_BATCH_SIZE).
+func (c *WalletClient) TransferBatch(ctx context.Context, transfers []TransferParams) ([]TransferOutcome, error) {
+	request := &walletv1.TransferBatchRequest{}
+	for _, p := range transfers {
+		request.Transfers = append(request.Transfers, p.request())
+	}
+	key := ""
+	if len(transfers) > 0 {
+		key = transfers[0].From
+	}
+	response, err := call(ctx, c, key, func(ctx context.Context, s walletv1.WalletServiceClient) (*walletv1.TransferBatchResponse, error) {
+		return s.TransferBatch(ctx, request)
+	})
+	if err != nil {
+		return nil, err
+	}
+	results := response.GetResults()
+	if len(results) != len(transfers) {
+		return nil, &Indefinite{Code: codes.Internal, Reason: "MALFORMED_RESPONSE",
+			Message: fmt.Sprintf("%d results for %d transfers", len(results), len(transfers))}
+	}
+	outcomes := make([]TransferOutcome, len(transfers))
+	var wg sync.WaitGroup
+	for i, result := range results {
+		outcomes[i].Params = transfers[i]
+		switch result.GetStatus() {
+		case "success":
+			outcomes[i].Response = &walletv1.TransferResponse{Status: "success",
+				TransactionId: result.GetTransactionId(), ConsistencyToken: result.GetConsistencyToken()}
+		case "unavailable":
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				outcomes[i].Response, outcomes[i].Err = c.Transfer(ctx, transfers[i])
+			}(i)
+		default:
+			outcomes[i].Err = ResultError(result.GetStatus(), result.GetError())
+		}
+	}
+	wg.Wait()
+	return outcomes, nil
+}
+
+// SubmitTransfers opens a SubmitTransfers stream (the high-throughput path) to endpoint, or
+// to the first endpoint when it is "". Results arrive as transfers become final, in any
+// order; items another node leads come back "unavailable" (NOT_LEADER): send those through
+// Transfer. Cancel ctx or call CloseSend and drain Recv to end it. The stream is not
+// retried: ResultError decodes each result's error.
+func (c *WalletClient) SubmitTransfers(ctx context.Context, endpoint string) (*TransferStream, error) {
+	if endpoint == "" {
+		endpoint = c.channels.endpoints[0]
+	}
+	stub, err := c.stub(endpoint)
+	if err != nil {
+		return nil, err
+	}
+	stream, err := stub.SubmitTransfers(ctx)
+	if err != nil {
+		return nil, Classify(err)
+	}
+	return &TransferStream{stream: stream}, nil
+}
+
+// TransferStream is an open SubmitTransfers stream.
+type TransferStream struct {
+	stream walletv1.WalletService_SubmitTransfersClient
+}
+
+// Send queues one transfer. io.EOF means the node ended the stream: Recv has its status.
+func (s *TransferStream) Send(p TransferParams) error {
+	if err := s.stream.Send(p.request()); err != nil {
+		if err == io.EOF {
+			return io.EOF
+		}
+		return Classify(err)
+	}
+	return nil
+}
+
+// CloseSend says no more transfers follow; the results still come.
+func (s *TransferStream) CloseSend() error { return s.stream.CloseSend() }
+
+// Recv is the next result; io.EOF once the node ended the stream normally.
+func (s *TransferStream) Recv() (*walletv1.TransferResult, error) {
+	result, err := s.stream.Recv()
+	if err == io.EOF {
+		return nil, io.EOF
+	}
+	if err != nil {
+		return nil, Classify(err)
+	}
+	return result, nil
+}
+
+// OpenAccounts opens many accounts through one OpenAccounts stream and answers one result
+// per account, in order: nil for an open account, else its error. Items the stream answers
+// "unavailable" (another node leads their partition, or the stream broke) go through
+// OpenAccount's retry loop; reopening an open account with the same parameters is safe.
+func (c *WalletClient) OpenAccounts(ctx context.Context, accounts []OpenAccountParams) ([]*walletv1.Account, []error) {
+	opened := make([]*walletv1.Account, len(accounts))
+	errs := make([]error, len(accounts))
+	pending := map[string][]int{}
+	for i, p := range accounts {
+		pending[p.AccountID] = append(pending[p.AccountID], i)
+	}
+	endpoint := c.channels.endpoints[0]
+	if len(accounts) > 0 {
+		if leader := c.Leader(accounts[0].AccountID); leader != "" {
+			endpoint = leader
+		}
+	}
+	if stub, err := c.stub(endpoint); err == nil {
+		streamCtx, cancel := context.WithTimeout(ctx, c.policy.TotalDeadline)
+		stream, err := stub.OpenAccounts(streamCtx)
+		if err == nil {
+			go func() {
+				for _, p := range accounts {
+					if stream.Send(p.request()) != nil {
+						return
+					}
+				}
+				_ = stream.CloseSend()
+			}()
+			for {
+				result, err := stream.Recv()
+				if err != nil {
+					break
+				}
+				indexes := pending[result.GetAccountId()]
+				if len(indexes) == 0 || result.GetStatus() == "unavailable" {
+					continue
+				}
+				i := indexes[0]
+				pending[result.GetAccountId()] = indexes[1:]
+				if result.GetStatus() == "success" {
+					opened[i] = result.GetAccount()
+					c.remember(result.GetAccountId(), endpoint)
+				} else {
+					errs[i] = ResultError(result.GetStatus(), result.GetError())
+				}
+			}
+		}
+		cancel()
+	}
+	var wg sync.WaitGroup
+	for _, indexes := range pending {
+		for _, i := range indexes {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				opened[i], errs[i] = c.OpenAccount(ctx, accounts[i])
+			}(i)
+		}
+	}
+	wg.Wait()
+	return opened, errs
+}
+
+// GetClusterStatus asks a write node what it knows about the cluster (ClusterService); the
+// first configured node that answers when endpoint is "". includeStateDigest hashes every
+// partition's state (costly; needs the admin scope on a secured node).
+func (c *WalletClient) GetClusterStatus(ctx context.Context, endpoint string, includeStateDigest bool) (*walletv1.GetClusterStatusResponse, error) {
+	return clusterStatus(ctx, c.channels, c.policy, endpoint, includeStateDigest)
+}
+
+func clusterStatus(ctx context.Context, ch *channels, policy RetryPolicy, endpoint string, digest bool) (*walletv1.GetClusterStatusResponse, error) {
+	endpoints := ch.endpoints
+	if endpoint != "" {
+		normalized, err := NormalizeEndpoint(endpoint, ch.useTLS)
+		if err != nil {
+			return nil, err
+		}
+		endpoints = []string{normalized}
+	}
+	request := &walletv1.GetClusterStatusRequest{IncludeStateDigest: digest}
+	response, _, err := callWithRetry(ctx, endpoints, policy, "",
+		func(ctx context.Context, endpoint string) (*walletv1.GetClusterStatusResponse, error) {
+			conn, err := ch.get(endpoint)
+			if err != nil {
+				return nil, err
+			}
+			return walletv1.NewClusterServiceClient(conn).GetClusterStatus(ctx, request)
+		})
+	return response, err
+}
