@@ -1,0 +1,64 @@
+package io.walletledger.client;
+
+import io.grpc.Status;
+import java.time.Duration;
+import java.util.Optional;
+
+/**
+ * A failed wallet call: either {@link RejectedException} (definite: nothing was applied,
+ * asking again gives the same answer) or {@link UnavailableException} (the outcome is unknown
+ * and the retries ran out: retry with the same transaction id). Match on {@link #reason()}
+ * (stable, see {@link Reasons}), not on the message.
+ */
+public abstract class WalletException extends RuntimeException {
+  private static final long serialVersionUID = 1L;
+
+  private final transient ErrorDetails details;
+  private final String reason;
+
+  WalletException(ErrorDetails details, String reason, Throwable cause) {
+    super(details.code() + " " + reason + ": " + details.message(), cause);
+    this.details = details;
+    this.reason = reason;
+  }
+
+  /** The gRPC status code. */
+  public Status.Code code() {
+    return details.code();
+  }
+
+  /**
+   * The stable reason: {@code ErrorInfo.reason}, or for a status without one the code's name
+   * ({@link Reasons#TRANSPORT_ERROR} for a transport failure, {@link Reasons#DEADLINE_EXCEEDED}
+   * for a timeout).
+   */
+  public String reason() {
+    return reason;
+  }
+
+  /** The status message (for people; never match on it). */
+  public String statusMessage() {
+    return details.message();
+  }
+
+  /** The offending request field (the first {@code BadRequest} field violation), if any. */
+  public Optional<String> field() {
+    return details.fieldViolations().stream()
+        .map(v -> v.field)
+        .filter(f -> f != null && !f.isEmpty())
+        .findFirst();
+  }
+
+  /** {@code RetryInfo}'s delay, if the node sent one. */
+  public Optional<Duration> retryDelay() {
+    return details.retryDelay();
+  }
+
+  /** Everything decoded from the status. */
+  public ErrorDetails details() {
+    return details;
+  }
+
+  /** True when nothing was applied and asking again gives the same answer. */
+  public abstract boolean isDefinite();
+}

@@ -1,0 +1,416 @@
+package io.walletledger.checks;
+
+import static io.walletledger.checks.Check.equal;
+import static io.walletledger.checks.Check.expect;
+import static io.walletledger.checks.Check.expectRejected;
+import static io.walletledger.checks.Check.require;
+
+import com.google.protobuf.Any;
+import com.google.rpc.BadRequest;
+import com.google.rpc.ErrorInfo;
+import io.grpc.ManagedChannel;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.netty.NettyChannelBuilder;
+import io.grpc.protobuf.StatusProto;
+import io.walletledger.client.BalanceWatch;
+import io.walletledger.client.QueryClient;
+import io.walletledger.client.Reasons;
+import io.walletledger.client.RejectedException;
+import io.walletledger.client.RetryPolicy;
+import io.walletledger.client.Transfer;
+import io.walletledger.client.TransferWatch;
+import io.walletledger.client.UnavailableException;
+import io.walletledger.client.WalletClient;
+import io.walletledger.client.WalletException;
+import io.walletledger.v1.GetClusterStatusResponse;
+import io.walletledger.v1.ListTransfersResponse;
+import io.walletledger.v1.OpenAccountRequest;
+import io.walletledger.v1.OpenAccountResult;
+import io.walletledger.v1.TransferResponse;
+import io.walletledger.v1.TransferResult;
+import io.walletledger.v1.TransferUpdate;
+import io.walletledger.v1.WalletServiceGrpc;
+import java.math.BigDecimal;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.UUID;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * Checks against a live cluster (client-sdk/python/tests/live_check.py in Java): a transfer and
+ * its retry with the same id (the same outcome, no money moved twice); every documented
+ * rejection decoded with its code, reason and field (invalid amounts, unknown currency, bad
+ * transaction id, same account, unknown accounts and transfers, insufficient funds, currency
+ * mismatch, a reused id with other parameters, an account reopened with other parameters),
+ * also straight from the generated stub with {@code StatusProto}; the read node's errors,
+ * streams included; the retry loop gets past a dead node and gives up, bounded, when all are
+ * dead; 200 concurrent transfers on one client each get exactly their own outcome and the
+ * balances are exact, also after all 200 are sent again; the other RPC wrappers.
+ *
+ * <pre>client-sdk/java/test.sh live --write HOST:PORT,... --read HOST:PORT</pre>
+ */
+public final class LiveCheck {
+  static final Status.Code INVALID = Status.Code.INVALID_ARGUMENT;
+  static int checks;
+
+  public static void main(String[] argv) throws Exception {
+    Map<String, String> args = Check.args(argv, "--write", "--read");
+    List<String> writes = Arrays.asList(args.get("--write").split(","));
+    String read = args.get("--read");
+    String prefix = "javacheck-" + UUID.randomUUID().toString().substring(0, 8) + "-";
+    String issuer = prefix + "issuer";
+    String alice = prefix + "alice";
+
+    try (WalletClient wallet = WalletClient.builder().endpoints(writes).build();
+        QueryClient query = QueryClient.builder().endpoints(read).build()) {
+      wallet.openAccount(issuer, "USD", true);
+      wallet.openAccount(alice, "USD", false);
+      TransferResponse funded = wallet.transfer(Transfer.builder()
+          .from(issuer).to(alice).amount("10.00").currency("USD").build());
+      equal("success", funded.getStatus(), "funding status");
+
+      // A retry with the same id gets the original outcome and moves no money twice.
+      Transfer once = Transfer.builder().from(issuer).to(alice).amount("0.50").currency("USD").build();
+      TransferResponse first = wallet.transfer(once);
+      TransferResponse again = wallet.transfer(once);
+      equal(first.getConsistencyToken(), again.getConsistencyToken(), "a retry's consistency token");
+      equal(once.transactionId(), again.getTransactionId(), "a retry's transaction id");
+      equal("10.50", wallet.getAccount(alice).getAccount().getBalance(), "balance after a transfer and its retry");
+      checks++;
+
+      for (String amount : new String[] {"abc", "-1", "0", "1.005", "1e3", " 1.00", "NaN"}) {
+        expectRejected(() -> wallet.transfer(pay(issuer, alice, amount)), INVALID, Reasons.INVALID_AMOUNT, "amount");
+        checks++;
+      }
+      expectRejected(() -> wallet.transfer(pay(issuer, alice, "1.00").toBuilder().currency("XYZ").build()),
+          INVALID, Reasons.UNKNOWN_CURRENCY, "currency");
+      expectRejected(() -> wallet.transfer(pay(issuer, alice, "1.00").toBuilder().transactionId("not-a-uuid").build()),
+          INVALID, Reasons.INVALID_TRANSACTION_ID, "transaction_id");
+      expectRejected(() -> wallet.transfer(pay(issuer, issuer, "1.00")), INVALID, Reasons.SAME_ACCOUNT, "to_account");
+      expectRejected(() -> wallet.openAccount("has space", "USD", false), INVALID, Reasons.INVALID_ACCOUNT_ID, "account_id");
+      // Unknown accounts and transfers name the field too.
+      expectRejected(() -> wallet.transfer(pay(issuer, prefix + "nobody", "1.00")),
+          Status.Code.NOT_FOUND, Reasons.ACCOUNT_NOT_FOUND, "to_account");
+      expectRejected(() -> wallet.transfer(pay(prefix + "nobody", alice, "1.00")),
+          Status.Code.NOT_FOUND, Reasons.ACCOUNT_NOT_FOUND, "from_account");
+      expectRejected(() -> wallet.getAccount(prefix + "nobody"), Status.Code.NOT_FOUND, Reasons.ACCOUNT_NOT_FOUND, "account_id");
+      expectRejected(() -> wallet.getTransfer(WalletClient.newTransactionId()),
+          Status.Code.NOT_FOUND, Reasons.TRANSFER_NOT_FOUND, "transaction_id");
+      expectRejected(() -> wallet.transfer(pay(alice, issuer, "10.51")),
+          Status.Code.FAILED_PRECONDITION, Reasons.INSUFFICIENT_FUNDS, null);
+      String euros = prefix + "euros";
+      wallet.openAccount(euros, "EUR", false);
+      expectRejected(() -> wallet.transfer(pay(issuer, euros, "1.00")),
+          Status.Code.FAILED_PRECONDITION, Reasons.CURRENCY_MISMATCH, null);
+      expectRejected(() -> wallet.transfer(pay(issuer, alice, "9.99").toBuilder().transactionId(funded.getTransactionId()).build()),
+          Status.Code.ALREADY_EXISTS, Reasons.TRANSACTION_ID_REUSED, null);
+      expectRejected(() -> wallet.openAccount(alice, "EUR", false),
+          Status.Code.ALREADY_EXISTS, Reasons.ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS, null);
+      checks += 13;
+      rawStatusDecodes(writes, issuer, alice);
+      checks++;
+
+      // The read node's errors decode the same way, streams included.
+      expectRejected(() -> {
+        try (BalanceWatch watch = query.watchBalances(List.of())) {
+          return watch.hasNext() ? watch.next() : "an empty watch ended quietly";
+        }
+      }, INVALID, Reasons.INVALID_ACCOUNT_ID, "account_ids");
+      expectRejected(() -> query.getBalance(alice, "garbage"), INVALID, Reasons.INVALID_CONSISTENCY_TOKEN, "consistency_token");
+      checks += 2;
+
+      // Bad input changed nothing.
+      equal("10.50", wallet.getAccount(alice).getAccount().getBalance(), "alice after the rejections");
+      equal("10.50", query.getBalance(alice, again.getConsistencyToken()).getBalance().getBalance(), "alice projected");
+      checks++;
+
+      otherWrappers(wallet, query, prefix, issuer, alice, funded);
+    }
+
+    // A dead node first in the list: the retry loop moves on with the same request.
+    String dead = "127.0.0.1:1";
+    List<String> withDead = new ArrayList<>();
+    withDead.add(dead);
+    withDead.addAll(writes);
+    try (WalletClient wallet = WalletClient.builder().endpoints(withDead).build()) {
+      equal("10.50", wallet.getAccount(alice).getAccount().getBalance(), "read past a dead node");
+    }
+    // Only dead nodes: an indefinite error, within the total deadline.
+    RetryPolicy policy = RetryPolicy.builder().totalDeadline(Duration.ofSeconds(2)).attemptsMax(4)
+        .backoffBase(Duration.ofMillis(10)).backoffMax(Duration.ofMillis(50)).build();
+    long started = System.nanoTime();
+    try (WalletClient wallet = WalletClient.builder().endpoints(dead).retryPolicy(policy).build()) {
+      UnavailableException e = expect(() -> wallet.transfer(pay(issuer, alice, "1.00")),
+          UnavailableException.class, Status.Code.UNAVAILABLE, Reasons.TRANSPORT_ERROR);
+      require(!e.isDefinite(), "a transport error is indefinite");
+    }
+    require(System.nanoTime() - started < TimeUnit.MILLISECONDS.toNanos(3000), "the retries stopped in time");
+    checks += 2;
+
+    concurrentTransfers(writes, prefix);
+    System.out.println("java live checks: " + checks + " passed");
+  }
+
+  static Transfer pay(String from, String to, String amount) {
+    return Transfer.builder().from(from).to(to).amount(amount).currency("USD").build();
+  }
+
+  /** Straight from the generated stub and {@code StatusProto}, without the SDK's helpers. */
+  static void rawStatusDecodes(List<String> writes, String issuer, String alice) throws Exception {
+    // Any write node validates the amount before routing, so the first one will do.
+    ManagedChannel channel = NettyChannelBuilder.forTarget(writes.get(0)).usePlaintext().build();
+    try {
+      WalletServiceGrpc.newBlockingStub(channel).withDeadlineAfter(5, TimeUnit.SECONDS)
+          .transfer(pay(issuer, alice, "abc").toRequest());
+      throw new AssertionError("amount 'abc' was accepted");
+    } catch (StatusRuntimeException e) {
+      com.google.rpc.Status status = StatusProto.fromThrowable(e);
+      require(status != null, "no grpc-status-details-bin trailer");
+      equal(Status.Code.INVALID_ARGUMENT.value(), status.getCode(), "raw status code");
+      ErrorInfo info = null;
+      BadRequest badRequest = null;
+      for (Any detail : status.getDetailsList()) {
+        if (detail.is(ErrorInfo.class)) {
+          info = detail.unpack(ErrorInfo.class);
+        } else if (detail.is(BadRequest.class)) {
+          badRequest = detail.unpack(BadRequest.class);
+        }
+      }
+      require(info != null && badRequest != null, "ErrorInfo and BadRequest in " + status);
+      equal(Reasons.INVALID_AMOUNT, info.getReason(), "raw reason");
+      equal(Reasons.DOMAIN, info.getDomain(), "raw domain");
+      equal("amount", badRequest.getFieldViolations(0).getField(), "raw field");
+      equal(1, badRequest.getFieldViolationsCount(), "raw field violations");
+    } finally {
+      channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+    }
+  }
+
+  /** OpenAccounts, TransferBatch, SubmitTransfers, GetTransfer, WatchTransfer, ListTransfers, GetBalanceAt, GetClusterStatus. */
+  static void otherWrappers(WalletClient wallet, QueryClient query, String prefix, String issuer,
+      String alice, TransferResponse funded) throws Exception {
+    List<OpenAccountRequest> opens = new ArrayList<>();
+    for (int i = 0; i < 6; i++) {
+      opens.add(OpenAccountRequest.newBuilder().setAccountId(prefix + "bulk-" + i).setCurrency("USD").build());
+    }
+    opens.add(OpenAccountRequest.newBuilder().setAccountId(alice).setCurrency("EUR").build());
+    List<OpenAccountResult> opened = wallet.openAccounts(opens);
+    equal(7, opened.size(), "OpenAccounts results");
+    for (int i = 0; i < 6; i++) {
+      equal("success", opened.get(i).getStatus(), "OpenAccounts " + opened.get(i));
+      equal(prefix + "bulk-" + i, opened.get(i).getAccountId(), "OpenAccounts order");
+    }
+    equal("rejected", opened.get(6).getStatus(), "reopening alice in EUR");
+    equal(Reasons.ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS, opened.get(6).getError().getReason(), "its reason");
+
+    // Batches and streams: items whose partition another node leads come back "unavailable"
+    // (SubmitTransfers) or are retried by the SDK (TransferBatch).
+    List<Transfer> batch = new ArrayList<>();
+    for (int i = 0; i < 6; i++) {
+      batch.add(pay(issuer, prefix + "bulk-" + i, "1.00"));
+    }
+    batch.add(pay(issuer, prefix + "bulk-0", "0.001"));
+    List<TransferResult> results = wallet.transferBatch(batch);
+    equal(7, results.size(), "TransferBatch results");
+    for (int i = 0; i < 6; i++) {
+      equal("success", results.get(i).getStatus(), "TransferBatch " + results.get(i));
+      equal(batch.get(i).transactionId(), results.get(i).getTransactionId(), "TransferBatch order");
+    }
+    equal(Reasons.INVALID_AMOUNT, results.get(6).getError().getReason(), "TransferBatch rejection");
+    equal("amount", results.get(6).getError().getField(), "TransferBatch rejection field");
+    List<TransferResult> again = wallet.transferBatch(batch.subList(0, 6));
+    for (int i = 0; i < 6; i++) {
+      equal(results.get(i).getConsistencyToken(), again.get(i).getConsistencyToken(), "TransferBatch retry");
+    }
+    List<Transfer> submitted = new ArrayList<>();
+    for (int i = 0; i < 4; i++) {
+      submitted.add(pay(issuer, prefix + "bulk-" + i, "2.00"));
+    }
+    Map<String, String> outcome = new LinkedHashMap<>();
+    for (TransferResult r : wallet.submitTransfers(submitted)) {
+      outcome.put(r.getTransactionId(), r.getStatus());
+    }
+    equal(4, outcome.size(), "SubmitTransfers results " + outcome);
+    for (Transfer t : submitted) {
+      if (!"success".equals(outcome.get(t.transactionId()))) {
+        equal("unavailable", outcome.get(t.transactionId()), "SubmitTransfers outcome");
+        wallet.transfer(t); // the same id, routed to the leader
+      }
+    }
+    for (int i = 0; i < 4; i++) {
+      equal("3.00", wallet.getAccount(prefix + "bulk-" + i).getAccount().getBalance(), "bulk-" + i);
+    }
+    checks += 3;
+
+    io.walletledger.v1.Transfer status = wallet.getTransfer(funded.getTransactionId());
+    equal("10.00", status.getAmount(), "GetTransfer amount");
+    List<String> states = new ArrayList<>();
+    try (TransferWatch watch = query.watchTransfer(funded.getTransactionId())) {
+      while (watch.hasNext()) {
+        TransferUpdate u = watch.next();
+        states.add(u.getState().name());
+      }
+    }
+    require(!states.isEmpty() && states.get(states.size() - 1).equals("TRANSFER_STATE_COMPLETED"),
+        "WatchTransfer states " + states);
+    ListTransfersResponse history = query.listTransfers(alice, "", 10);
+    require(history.getEntriesCount() >= 2, "ListTransfers " + history);
+    equal("0.50", history.getEntries(0).getDelta(), "the newest entry");
+    String fundingPosition = history.getEntries(history.getEntriesCount() - 1).getPosition();
+    equal("10.00", query.getBalanceAtPosition(alice, fundingPosition).getBalance().getBalance(),
+        "GetBalanceAt the funding");
+    equal("10.50", query.getBalanceAtTime(alice, System.currentTimeMillis() + 1000).getBalance().getBalance(),
+        "GetBalanceAt now");
+    GetClusterStatusResponse cluster = wallet.getClusterStatus(false);
+    require(cluster.getPartitionsCount() > 0 && cluster.getNodesCount() == 3, "GetClusterStatus " + cluster);
+    checks += 4;
+  }
+
+  /**
+   * 200 concurrent transfer() calls on one client from a thread pool: valid ones, invalid
+   * amounts, insufficient funds, replays of earlier ids (same parameters: the original outcome)
+   * and reuses of them (other parameters: TRANSACTION_ID_REUSED). Each call gets exactly its
+   * own outcome, the balances are exact, and sending all 200 again moves no money twice.
+   */
+  static void concurrentTransfers(List<String> writes, String prefix) throws Exception {
+    String issuer = prefix + "pipe-issuer";
+    List<String> payers = new ArrayList<>();
+    List<String> payees = new ArrayList<>();
+    Map<String, BigDecimal> expected = new LinkedHashMap<>();
+    for (int j = 0; j < 4; j++) {
+      payers.add(prefix + "pipe-payer-" + j);
+      payees.add(prefix + "pipe-payee-" + j);
+    }
+    for (String a : payers) {
+      expected.put(a, new BigDecimal("0.00"));
+    }
+    for (String a : payees) {
+      expected.put(a, new BigDecimal("0.00"));
+    }
+    try (WalletClient wallet = WalletClient.builder().endpoints(writes).build()) {
+      wallet.openAccount(issuer, "USD", true);
+      for (String a : expected.keySet()) {
+        wallet.openAccount(a, "USD", false);
+      }
+      for (String payer : payers) {
+        wallet.transfer(pay(issuer, payer, "50.00"));
+        expected.merge(payer, new BigDecimal("50.00"), BigDecimal::add);
+      }
+      List<Transfer> earlier = new ArrayList<>();
+      List<String> earlierTokens = new ArrayList<>();
+      for (int i = 0; i < 10; i++) {
+        Transfer t = pay(issuer, payees.get(0), "2.00");
+        earlierTokens.add(wallet.transfer(t).getConsistencyToken());
+        earlier.add(t);
+        expected.merge(payees.get(0), new BigDecimal("2.00"), BigDecimal::add);
+      }
+      List<Transfer> requests = new ArrayList<>();
+      List<String> want = new ArrayList<>(); // "success", "replay <token>" or a reason
+      for (int i = 0; i < 200; i++) {
+        int j = i % 4;
+        switch (i % 5) {
+          case 0:
+            requests.add(pay(issuer, payees.get(j), "1.00"));
+            expected.merge(payees.get(j), new BigDecimal("1.00"), BigDecimal::add);
+            want.add("success");
+            break;
+          case 1:
+            requests.add(pay(issuer, payees.get(j), "1.005"));
+            want.add(Reasons.INVALID_AMOUNT);
+            break;
+          case 2:
+            requests.add(pay(payers.get(j), payees.get(j), "100.00"));
+            want.add(Reasons.INSUFFICIENT_FUNDS);
+            break;
+          case 3:
+            requests.add(pay(payers.get(j), payees.get(j), "0.50"));
+            expected.merge(payers.get(j), new BigDecimal("-0.50"), BigDecimal::add);
+            expected.merge(payees.get(j), new BigDecimal("0.50"), BigDecimal::add);
+            want.add("success");
+            break;
+          default:
+            int k = (i / 5) % 10;
+            boolean same = (i / 5) % 2 == 0;
+            requests.add(earlier.get(k).toBuilder().amount(same ? "2.00" : "3.00").build());
+            want.add(same ? "replay " + earlierTokens.get(k) : Reasons.TRANSACTION_ID_REUSED);
+        }
+      }
+      ExecutorService pool = Executors.newFixedThreadPool(32);
+      try {
+        List<Object> first = runAll(wallet, pool, requests);
+        Map<String, String> tokens = new LinkedHashMap<>();
+        for (int i = 0; i < requests.size(); i++) {
+          Object got = first.get(i);
+          String where = requests.get(i) + " expected " + want.get(i) + ", got " + got;
+          if (want.get(i).equals("success") || want.get(i).startsWith("replay ")) {
+            require(got instanceof TransferResponse, where);
+            TransferResponse r = (TransferResponse) got;
+            require(r.getStatus().equals("success") && r.getTransactionId().equals(requests.get(i).transactionId()), where);
+            if (want.get(i).startsWith("replay ")) {
+              equal(want.get(i).substring(7), r.getConsistencyToken(), where);
+            }
+            tokens.put(requests.get(i).transactionId(), r.getConsistencyToken());
+          } else {
+            require(got instanceof RejectedException, where);
+            RejectedException e = (RejectedException) got;
+            equal(want.get(i), e.reason(), where);
+            equal(want.get(i).equals(Reasons.INVALID_AMOUNT) ? "amount" : null, e.field().orElse(null), where + " field");
+          }
+        }
+        checkBalances(wallet, expected);
+        // Everything again, with the same ids: the same outcomes, and no money moves twice.
+        List<Object> second = runAll(wallet, pool, requests);
+        for (int i = 0; i < requests.size(); i++) {
+          Object got = second.get(i);
+          Object was = first.get(i);
+          String where = requests.get(i) + ": first " + was + ", again " + got;
+          if (was instanceof TransferResponse) {
+            require(got instanceof TransferResponse, where);
+            equal(tokens.get(requests.get(i).transactionId()), ((TransferResponse) got).getConsistencyToken(), where);
+          } else {
+            require(got instanceof RejectedException, where);
+            equal(((WalletException) was).reason(), ((WalletException) got).reason(), where);
+          }
+        }
+        checkBalances(wallet, expected);
+      } finally {
+        pool.shutdownNow();
+      }
+    }
+    System.out.println("java live checks: 200 concurrent transfers (and again with the same ids): exact balances");
+    checks += 2;
+  }
+
+  static List<Object> runAll(WalletClient wallet, ExecutorService pool, List<Transfer> requests) throws Exception {
+    List<Future<Object>> futures = new ArrayList<>();
+    for (Transfer t : requests) {
+      futures.add(pool.submit(() -> {
+        try {
+          return (Object) wallet.transfer(t);
+        } catch (WalletException e) {
+          return e;
+        }
+      }));
+    }
+    List<Object> out = new ArrayList<>();
+    for (Future<Object> f : futures) {
+      out.add(f.get(60, TimeUnit.SECONDS));
+    }
+    return out;
+  }
+
+  static void checkBalances(WalletClient wallet, Map<String, BigDecimal> expected) {
+    for (Map.Entry<String, BigDecimal> e : expected.entrySet()) {
+      String got = wallet.getAccount(e.getKey()).getAccount().getBalance();
+      require(new BigDecimal(got).compareTo(e.getValue()) == 0, e.getKey() + ": " + got + " != " + e.getValue());
+    }
+  }
+}
