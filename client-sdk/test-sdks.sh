@@ -1,20 +1,30 @@
 #!/usr/bin/env bash
-# Tests the generated SDKs (client-sdk/python, client-sdk/typescript) against a live
-# cluster: checks the committed generated code is what generate.sh makes, runs each SDK's
-# unit tests (Python: also mypy --strict, and `pip install` into fresh venvs with protobuf 5,
-# 6 and 7: client-sdk/python/check-install.sh), starts 3 write nodes and a read node (the
-# binaries of the cargo build, on free loopback ports, data in a temporary directory), then
-# runs each SDK's example (asserting the balances it reports) and its live checks (documented
-# error details, retries; Python: 200 concurrent transfers, transparently pipelined down one
-# SubmitTransfers stream per node). The cluster
-# is stopped on exit, whatever happens. Called by scripts/test after the cargo tests.
+# Tests the generated SDKs (client-sdk/python, client-sdk/typescript, client-sdk/go,
+# client-sdk/java) against a live cluster: checks the committed generated code is what
+# generate.sh makes, runs each SDK's unit tests (Python: also mypy --strict, and `pip install`
+# into fresh venvs with protobuf 5, 6 and 7: client-sdk/python/check-install.sh), starts 3
+# write nodes and a read node (the binaries of the cargo build, on free loopback ports, data in
+# a temporary directory), then runs each SDK's example (asserting the balances it reports)
+# twice, given every write node (the client routes by leader hints and asks the nodes not to
+# forward) and given one write node only (a follower for most partitions: the nodes forward
+# each write to its leader), and its live checks (documented error details, retries; Python:
+# 200 concurrent transfers, transparently pipelined down one SubmitTransfers stream per node).
+# The cluster is stopped on exit, whatever happens. Called by scripts/test after the cargo
+# tests.
 #
-#   client-sdk/test-sdks.sh [python] [typescript]     (default: both)
+# Go and Java each bring one script, client-sdk/<language>/test.sh, with four commands: `check`
+# (toolchain, generated code up to date, build, unit tests), `example --write E,E,E --read R`
+# (runs the example, whose last line is the summary checked below), `live --write E,E,E
+# --read R` (the live checks) and `secured --write E --certs DIR --server-name N` (TLS and
+# tokens, the tokens in WALLET_TOKEN and WALLET_READ_TOKEN).
+# WALLET_BIN_DIR=dir runs the node binaries found there instead of building them with cargo.
+#
+#   client-sdk/test-sdks.sh [python] [typescript] [go] [java]     (default: all four)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 languages=("$@")
-((${#languages[@]})) || languages=(python typescript)
+((${#languages[@]})) || languages=(python typescript go java)
 started=$(date +%s)
 
 log() { echo "test-sdks: $*" >&2; }
@@ -23,14 +33,19 @@ for tool in python3 node npm; do
 done
 
 # --- the node binaries, where scripts/dev finds them ----------------------------------------
-target_dir=$(cargo metadata --format-version 1 --no-deps 2>/dev/null \
-  | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])' 2>/dev/null || echo target)
-write_bin="$target_dir/debug/wallet-write-node"
-read_bin="$target_dir/debug/wallet-read-node"
-# A no-op after scripts/test's workspace build (same features: WALLET_CARGO_FEATURES, which
-# scripts/test sets); builds them when run on its own.
-cargo build --locked --quiet ${WALLET_CARGO_FEATURES:+--features "$WALLET_CARGO_FEATURES"} \
-  --bin wallet-write-node --bin wallet-read-node
+if [[ -n ${WALLET_BIN_DIR:-} ]]; then
+  write_bin="$WALLET_BIN_DIR/wallet-write-node"
+  read_bin="$WALLET_BIN_DIR/wallet-read-node"
+else
+  target_dir=$(cargo metadata --format-version 1 --no-deps 2>/dev/null \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])' 2>/dev/null || echo target)
+  write_bin="$target_dir/debug/wallet-write-node"
+  read_bin="$target_dir/debug/wallet-read-node"
+  # A no-op after scripts/test's workspace build (same features: WALLET_CARGO_FEATURES, which
+  # scripts/test sets); builds them when run on its own.
+  cargo build --locked --quiet ${WALLET_CARGO_FEATURES:+--features "$WALLET_CARGO_FEATURES"} \
+    --bin wallet-write-node --bin wallet-read-node
+fi
 
 # The Python SDK's virtualenv also serves the health checks below.
 . client-sdk/python/venv.sh
@@ -41,6 +56,7 @@ for language in "${languages[@]}"; do
   case $language in
     python) generated=client-sdk/python/src/wallet_ledger/_proto ;;
     typescript) generated=client-sdk/typescript/src/gen ;;
+    go | java) continue ;; # checked by its own test.sh check
     *) log "unknown language $language"; exit 2 ;;
   esac
   "client-sdk/$language/generate.sh" >/dev/null
@@ -66,6 +82,9 @@ for language in "${languages[@]}"; do
     typescript)
       (cd client-sdk/typescript && { [[ -d node_modules ]] && npm ls --silent >/dev/null 2>&1 || npm install --no-audit --no-fund --no-save --loglevel=error; } \
         && npm run --silent build && npm run --silent test:unit)
+      ;;
+    go | java)
+      "client-sdk/$language/test.sh" check
       ;;
   esac
   log "$language: unit tests passed"
@@ -145,6 +164,10 @@ while time.monotonic() < deadline:
 sys.exit(1)
 PY
 log "cluster healthy: write $write_endpoints, read $read_endpoint"
+# One write endpoint only, as through a Kubernetes Service or a port-forward: node 2, a follower
+# for most partitions, so the nodes forward each write to its leader (the SDK, given one
+# endpoint, does not ask them not to).
+one_write_endpoint="127.0.0.1:${ports[1]}"
 
 # --- each SDK against the cluster ----------------------------------------------------------------
 assert_summary() {  # $1: language, stdin: the example's output
@@ -244,6 +267,15 @@ typescript_secured() {
     node dist/test/secured-check.js --write "127.0.0.1:$secured_port" --certs "$secured_certs" --server-name wallet.test)
 }
 
+# Go and Java: their test.sh's `secured` command against a secured node of their own.
+sdk_secured() {
+  local language=$1 offset
+  case $language in go) offset=20 ;; java) offset=30 ;; esac
+  secured_node "$language" "$offset" || return 0
+  WALLET_TOKEN=$secured_token WALLET_READ_TOKEN=$secured_read_token \
+    "client-sdk/$language/test.sh" secured --write "127.0.0.1:$secured_port" --certs "$secured_certs" --server-name wallet.test
+}
+
 python_secured() {
   secured_node python 10 || return 0
   (cd client-sdk/python && export WALLET_TOKEN=$secured_token WALLET_READ_TOKEN=$secured_read_token PYTHONPATH=src GRPC_VERBOSITY=ERROR \
@@ -255,15 +287,28 @@ for language in "${languages[@]}"; do
     python)
       (cd client-sdk/python && export PYTHONPATH=src \
         && "$python_venv/bin/python" examples/transfer_and_watch.py --write "$write_endpoints" --read "$read_endpoint" | tee -a /dev/stderr | assert_summary python \
+        && log "python: the example through one endpoint (the nodes forward)" \
+        && "$python_venv/bin/python" examples/transfer_and_watch.py --write "$one_write_endpoint" --read "$read_endpoint" | tee -a /dev/stderr | assert_summary python \
         && "$python_venv/bin/python" tests/live_check.py --write "$write_endpoints" --read "$read_endpoint")
       python_secured
       ;;
     typescript)
       (cd client-sdk/typescript \
         && node dist/examples/transfer-and-watch.js --write "$write_endpoints" --read "$read_endpoint" | tee -a /dev/stderr | assert_summary typescript \
+        && log "typescript: the example through one endpoint (the nodes forward)" \
+        && node dist/examples/transfer-and-watch.js --write "$one_write_endpoint" --read "$read_endpoint" | tee -a /dev/stderr | assert_summary typescript \
         && node dist/test/live-check.js --write "$write_endpoints" --read "$read_endpoint")
       typescript_consumer
       typescript_secured
+      ;;
+    go | java)
+      "client-sdk/$language/test.sh" example --write "$write_endpoints" --read "$read_endpoint" \
+        | tee -a /dev/stderr | assert_summary "$language"
+      log "$language: the example through one endpoint (the nodes forward)"
+      "client-sdk/$language/test.sh" example --write "$one_write_endpoint" --read "$read_endpoint" \
+        | tee -a /dev/stderr | assert_summary "$language"
+      "client-sdk/$language/test.sh" live --write "$write_endpoints" --read "$read_endpoint"
+      sdk_secured "$language"
       ;;
   esac
 done

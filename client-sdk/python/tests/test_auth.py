@@ -17,7 +17,7 @@ import grpc
 from fake_node import FakeNode
 from wallet_ledger import AsyncWalletClient, RetryPolicy, TlsConfig, WalletClient, authorization_metadata, new_transaction_id
 from wallet_ledger._proto.wallet.v1 import wallet_pb2_grpc
-from wallet_ledger.auth import normalize_endpoint
+from wallet_ledger.auth import NO_FORWARD_METADATA_KEY, normalize_endpoint
 
 FAST = RetryPolicy(call_timeout=2.0, total_deadline=4.0, attempts_max=2, backoff_base=0.001, backoff_max=0.004)
 SERVER_NAME = "write-0.wallet.test"
@@ -48,6 +48,53 @@ class TokenTest(unittest.TestCase):
         with FakeNode(stream=None) as node, WalletClient([node.endpoint], FAST) as wallet:
             wallet.get_account("a")
         self.assertNotIn("authorization", node.metadata[0])
+
+
+def _transfer_and_read(wallet: WalletClient) -> None:
+    wallet.transfer(transaction_id=new_transaction_id(), from_account="a", to_account="b", amount="1.00", currency="USD")
+    wallet.get_account("a")
+
+
+class NoForwardTest(unittest.TestCase):
+    """Given more than one distinct write endpoint the client routes by itself and asks the
+    nodes not to forward (``wallet-no-forward``); given one, it sends nothing and they forward."""
+
+    def test_several_endpoints_send_no_forward_on_every_call(self) -> None:
+        with FakeNode() as node, FakeNode() as other, WalletClient([node.endpoint, other.endpoint], FAST) as wallet:
+            _transfer_and_read(wallet)
+        self.assertEqual(len(node.metadata), 2)  # SubmitTransfers, GetAccount (the first endpoint)
+        for metadata in node.metadata:
+            self.assertEqual(metadata.get(NO_FORWARD_METADATA_KEY), "sdk")
+
+    def test_one_endpoint_sends_nothing(self) -> None:
+        with FakeNode() as node:
+            # The same node twice (spelt two ways) is still one endpoint.
+            with WalletClient([node.endpoint, f"http://{node.endpoint}/"], FAST, token="t0k") as wallet:
+                _transfer_and_read(wallet)
+        self.assertEqual(len(node.metadata), 2)
+        for metadata in node.metadata:
+            self.assertNotIn(NO_FORWARD_METADATA_KEY, metadata)
+            self.assertEqual(metadata.get("authorization"), "Bearer t0k")
+
+    def test_asyncio_client_follows_the_same_rule(self) -> None:
+        async def run(endpoints: list[str]) -> None:
+            async with AsyncWalletClient(endpoints, FAST, token="t0k") as wallet:
+                await wallet.transfer(
+                    transaction_id=new_transaction_id(), from_account="a", to_account="b", amount="1.00", currency="USD"
+                )
+                await wallet.get_account("a")
+
+        with FakeNode() as node, FakeNode() as other:
+            asyncio.run(run([node.endpoint, other.endpoint]))
+            self.assertEqual(len(node.metadata), 2)
+            for metadata in node.metadata:
+                self.assertEqual(metadata.get(NO_FORWARD_METADATA_KEY), "sdk")
+                self.assertEqual(metadata.get("authorization"), "Bearer t0k")
+        with FakeNode() as node:
+            asyncio.run(run([node.endpoint]))
+            self.assertEqual(len(node.metadata), 2)
+            for metadata in node.metadata:
+                self.assertNotIn(NO_FORWARD_METADATA_KEY, metadata)
 
 
 class EndpointTest(unittest.TestCase):

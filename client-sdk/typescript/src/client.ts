@@ -136,6 +136,9 @@ export class WalletClient {
       (e) => this.connection.normalize(e),
       (a) => new WalletServiceClient(a, credentials, channelOptions),
     );
+    // Given every write node, the client routes by leader hints (a hop fewer); given one
+    // address (a Service, a port-forward, a load balancer), the nodes forward.
+    this.connection.routesItself = this.clients.endpoints.length > 1;
     if (opts.pipelineTransfers !== undefined && typeof opts.pipelineTransfers !== "boolean") {
       throw new RangeError("pipelineTransfers must be a boolean");
     }

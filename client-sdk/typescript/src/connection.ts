@@ -32,6 +32,15 @@ export interface ConnectionOptions extends Partial<RetryPolicy> {
 
 /** The header a token travels in. */
 export const AUTHORIZATION_HEADER = "authorization";
+/**
+ * The request metadata (any value) asking a write node not to forward a write it does not
+ * lead to the leader but to answer NOT_LEADER with the leader's address: sent by a write
+ * client given more than one write endpoint, which follows leader hints itself. The one
+ * definition is `proto::NO_FORWARD_METADATA` in `proto/src/lib.rs`.
+ */
+export const NO_FORWARD_HEADER = "wallet-no-forward";
+/** Its value (any is accepted; the Rust SDK sends the same). */
+export const NO_FORWARD_VALUE = "sdk";
 /** Bytes of a token the nodes accept (security::tokens::TOKEN_BYTES_MAX). */
 export const TOKEN_BYTES_MAX = 512;
 
@@ -42,6 +51,12 @@ export class Connection {
   readonly channelOptions: ChannelOptions;
   readonly tls: boolean;
   private readonly authorization?: string;
+  /**
+   * Whether every call asks the nodes not to forward (`NO_FORWARD_HEADER`): set by the write
+   * client when given more than one distinct endpoint (it routes by itself, a hop fewer);
+   * with one (a Service, a port-forward, a load balancer) the nodes forward each write.
+   */
+  routesItself = false;
 
   constructor(options: ConnectionOptions) {
     const { tls, token, ...policy } = options;
@@ -56,10 +71,11 @@ export class Connection {
     this.authorization = token === undefined ? undefined : bearer(token);
   }
 
-  /** Fresh metadata for one call: the token, if any. */
+  /** Fresh metadata for one call: the token, if any, and the no-forward header if `routesItself`. */
   metadata(): Metadata {
     const metadata = new Metadata();
     if (this.authorization !== undefined) metadata.set(AUTHORIZATION_HEADER, this.authorization);
+    if (this.routesItself) metadata.set(NO_FORWARD_HEADER, NO_FORWARD_VALUE);
     return metadata;
   }
 

@@ -5,7 +5,7 @@
  */
 export { PIPE_IDLE_MS, PIPE_QUEUE_MAX, type TransferStats } from "./pipeline";
 export * from "./client";
-export { AUTHORIZATION_HEADER, bearer, type ConnectionOptions, type TlsOptions } from "./connection";
+export { AUTHORIZATION_HEADER, NO_FORWARD_HEADER, bearer, type ConnectionOptions, type TlsOptions } from "./connection";
 export * from "./errors";
 export * from "./retry";
 export * as wallet from "./gen/wallet/v1/wallet";

@@ -16,7 +16,7 @@ import {
   type ServiceError,
 } from "@grpc/grpc-js";
 
-import { Indefinite, PIPE_IDLE_MS, PIPE_QUEUE_MAX, Rejected, WalletClient, bearer, type TransferParams } from "../src";
+import { Indefinite, PIPE_IDLE_MS, PIPE_QUEUE_MAX, Rejected, NO_FORWARD_HEADER, WalletClient, bearer, type TransferParams } from "../src";
 import { Connection } from "../src/connection";
 import {
   WalletServiceService,
@@ -518,6 +518,22 @@ describe("transparent pipelining", () => {
     await anonymous.transfer(params());
     assert.deepEqual(fake.streams[1].metadata.get("authorization"), []);
   });
+
+  it("asks the nodes not to forward when given several endpoints, and not when given one", async () => {
+    // Several: the client follows leader hints itself (the second endpoint is never dialled).
+    const routing = new WalletClient([fake.address, "127.0.0.1:1"], FAST);
+    clients.push(routing);
+    fake.onRequest = (stream, request) => stream.answer(failed(request, "unavailable", { code: Code.UNAVAILABLE, reason: "NO_LEADER" }));
+    await routing.transfer(params());
+    assert.deepEqual(fake.streams[0].metadata.get(NO_FORWARD_HEADER), ["sdk"]);
+    assert.deepEqual(fake.unaries[0].metadata.get(NO_FORWARD_HEADER), ["sdk"]);
+    // One (here spelt twice): the nodes forward, so nothing is sent.
+    const single = new WalletClient([fake.address, ` ${fake.address}/`], FAST);
+    clients.push(single);
+    await single.transfer(params());
+    assert.deepEqual(fake.streams[1].metadata.get(NO_FORWARD_HEADER), []);
+    assert.deepEqual(fake.unaries[1].metadata.get(NO_FORWARD_HEADER), []);
+  });
 });
 
 describe("connection settings", () => {
@@ -530,6 +546,7 @@ describe("connection settings", () => {
     const metadata = new Connection({ token: "t0k" }).metadata();
     assert.deepEqual(metadata.get("authorization"), ["Bearer t0k"]);
     assert.deepEqual(new Connection({}).metadata().get("authorization"), []);
+    assert.deepEqual(new Connection({}).metadata().get(NO_FORWARD_HEADER), []);
   });
 
   it("builds TLS credentials with the server name override, and checks endpoints against the mode", () => {

@@ -24,7 +24,7 @@ import grpc
 import grpc.aio
 
 from ._proto.wallet.v1 import query_pb2, query_pb2_grpc, wallet_pb2, wallet_pb2_grpc
-from .auth import TlsConfig, authorization_metadata, normalize_endpoint
+from .auth import TlsConfig, call_metadata, normalize_endpoint
 from .client import DISCOVERED_ENDPOINTS_MAX, LEADER_CACHE_MAX
 from .pipeline import FALLBACK, PIPE_QUEUE_MAX, AsyncPipe, Counters, Outcome, PipelineStats, final_answer
 from .retry import Attempts, RetryPolicy
@@ -33,14 +33,20 @@ Metadata = tuple[tuple[str, str], ...]
 
 
 class _AioChannels:
-    """One ``grpc.aio`` channel per node, made on first use (inside the event loop)."""
+    """One ``grpc.aio`` channel per node, made on first use (inside the event loop), and the
+    metadata of every call: the token, and for a write client (``write``) given more than one
+    distinct endpoint, the no-forward metadata (it follows leader hints itself; given one
+    endpoint, the nodes forward)."""
 
-    def __init__(self, endpoints: Sequence[str], tls: Optional[TlsConfig], token: Optional[str]):
+    def __init__(
+        self, endpoints: Sequence[str], tls: Optional[TlsConfig], token: Optional[str], write: bool = False
+    ):
         self.tls = tls
         self.endpoints = list(dict.fromkeys(normalize_endpoint(e, tls is not None) for e in endpoints))
         if not self.endpoints:
             raise ValueError("at least one endpoint is required")
-        self.metadata: Metadata = authorization_metadata(token)
+        self.routes_itself = write and len(self.endpoints) > 1
+        self.metadata: Metadata = call_metadata(token, self.routes_itself)
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._extra: list[grpc.aio.Channel] = []
 
@@ -103,7 +109,7 @@ class AsyncWalletClient:
         token: Optional[str] = None,
         pipeline_transfers: bool = True,
     ):
-        self._channels = _AioChannels(endpoints, tls, token)
+        self._channels = _AioChannels(endpoints, tls, token, write=True)
         self.policy = policy
         self.pipeline_transfers = pipeline_transfers
         self._leaders: dict[str, str] = {}

@@ -18,6 +18,12 @@ import grpc
 
 #: The metadata key the nodes read the token from (lower case, as gRPC requires).
 AUTHORIZATION_METADATA_KEY = "authorization"
+#: Request metadata (any value) asking a write node not to forward a write it does not lead to
+#: the leader but to answer NOT_LEADER with the leader's address, for a client that routes by
+#: itself. The one definition is ``proto::NO_FORWARD_METADATA`` in ``proto/src/lib.rs``.
+NO_FORWARD_METADATA_KEY = "wallet-no-forward"
+#: Its value (any is accepted; the Rust SDK sends the same).
+NO_FORWARD_METADATA_VALUE = "sdk"
 
 PathLike = Union[str, Path]
 
@@ -81,6 +87,16 @@ def authorization_metadata(token: Optional[str]) -> tuple[tuple[str, str], ...]:
     if not all(0x21 <= ord(c) <= 0x7E for c in token):
         raise ValueError("the token must be printable ASCII")
     return ((AUTHORIZATION_METADATA_KEY, f"Bearer {token}"),)
+
+
+def call_metadata(token: Optional[str], routes_itself: bool = False) -> tuple[tuple[str, str], ...]:
+    """The metadata of every call: the token's ``authorization``, and, for a write client that
+    routes by itself (given more than one write endpoint), ``wallet-no-forward: sdk``, so the
+    nodes answer NOT_LEADER with the leader's address instead of forwarding the write."""
+    metadata = authorization_metadata(token)
+    if routes_itself:
+        metadata += ((NO_FORWARD_METADATA_KEY, NO_FORWARD_METADATA_VALUE),)
+    return metadata
 
 
 def normalize_endpoint(endpoint: str, tls: bool) -> str:
@@ -147,14 +163,17 @@ class _MetadataInterceptor(
         return continuation(self._details(details), requests)
 
 
-def make_channel(endpoint: str, tls: Optional[TlsConfig], token: Optional[str]) -> grpc.Channel:
+def make_channel(
+    endpoint: str, tls: Optional[TlsConfig], token: Optional[str], routes_itself: bool = False
+) -> grpc.Channel:
     """A lazily connecting channel to ``endpoint`` (``host:port``): TLS with ``tls``, plain
-    text without; the token's ``authorization`` metadata on every call."""
+    text without; the token's ``authorization`` metadata on every call, and with
+    ``routes_itself`` the no-forward metadata (``call_metadata``)."""
     if tls is not None:
         channel = grpc.secure_channel(endpoint, tls.channel_credentials(), options=tls.channel_options())
     else:
         channel = grpc.insecure_channel(endpoint)
-    metadata = authorization_metadata(token)
+    metadata = call_metadata(token, routes_itself)
     if metadata:
         channel = grpc.intercept_channel(channel, _MetadataInterceptor(metadata))
     return channel
@@ -162,7 +181,10 @@ def make_channel(endpoint: str, tls: Optional[TlsConfig], token: Optional[str]) 
 
 class Channels:
     """One channel per node, made on first use and closed together. Nodes learnt from leader
-    hints (not configured) get at most ``discovered_max`` kept channels."""
+    hints (not configured) get at most ``discovered_max`` kept channels. ``write``: the
+    channels of a write client, which, given more than one distinct endpoint, routes by itself
+    (every call carries the no-forward metadata); given one (a Service, a port-forward, a load
+    balancer), the nodes forward each write to its leader."""
 
     def __init__(
         self,
@@ -171,6 +193,7 @@ class Channels:
         tls: Optional[TlsConfig] = None,
         token: Optional[str] = None,
         discovered_max: int = 16,
+        write: bool = False,
     ):
         self.tls = tls
         self.endpoints = list(dict.fromkeys(normalize_endpoint(e, tls is not None) for e in endpoints))
@@ -178,6 +201,8 @@ class Channels:
             raise ValueError("at least one endpoint is required")
         authorization_metadata(token)  # validates it now, not on the first call
         self._token = token
+        #: Whether calls ask the nodes not to forward (the client follows leader hints).
+        self.routes_itself = write and len(self.endpoints) > 1
         self._discovered_max = discovered_max
         self._channels: dict[str, grpc.Channel] = {}
         self._lock = threading.Lock()
@@ -186,7 +211,7 @@ class Channels:
         with self._lock:
             channel = self._channels.get(endpoint)
             if channel is None:
-                channel = make_channel(endpoint, self.tls, self._token)
+                channel = make_channel(endpoint, self.tls, self._token, self.routes_itself)
                 if len(self._channels) < len(self.endpoints) + self._discovered_max:
                     self._channels[endpoint] = channel
             return channel

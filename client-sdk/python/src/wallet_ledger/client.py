@@ -63,7 +63,7 @@ class WalletClient:
         pipeline_transfers: bool = True,
     ):
         self._channels = Channels(
-            endpoints, tls=tls, token=token, discovered_max=DISCOVERED_ENDPOINTS_MAX
+            endpoints, tls=tls, token=token, discovered_max=DISCOVERED_ENDPOINTS_MAX, write=True
         )
         self.policy = policy
         self.pipeline_transfers = pipeline_transfers
