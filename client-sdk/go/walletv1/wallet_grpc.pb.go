@@ -22,8 +22,8 @@ type WalletServiceClient interface {
 	OpenAccount(ctx context.Context, in *OpenAccountRequest, opts ...grpc.CallOption) (*OpenAccountResponse, error)
 	// Bulk opening: each request is one OpenAccount, with the same rules and errors, answered
 	// by one result naming its account_id as it is decided; results may come in another order.
-	// Send each account's opening to its partition's leader (a request another node leads is
-	// answered "unavailable", NOT_LEADER, like the unary call). Retrying an item is always safe:
+	// Each item goes to its partition's leader like the unary call (forwarded, or with
+	// `wallet-no-forward` answered "unavailable", NOT_LEADER). Retrying an item is always safe:
 	// opening an open account with the same parameters succeeds and changes nothing.
 	OpenAccounts(ctx context.Context, opts ...grpc.CallOption) (WalletService_OpenAccountsClient, error)
 	// Moves `amount` from `from_account` to `to_account`; answers once the outcome is decided
@@ -50,9 +50,10 @@ type WalletServiceClient interface {
 	// `transfer()` does, transparently): 1 to 1,024 transfers, each decided on its own exactly
 	// as Transfer would decide it (a batch is not atomic: one item's rejection changes nothing
 	// for the others), answered together once every item is final, one result per request in
-	// request order. Send a batch to the leader of its items' source partition: an item whose
-	// source partition this node does not lead is answered "unavailable", reason NOT_LEADER
-	// (retry that item, with the same transaction_id, where the unary call's hint points).
+	// request order. Each item goes to its source partition's leader like the unary call
+	// (forwarded one by one, or with `wallet-no-forward` answered "unavailable", reason
+	// NOT_LEADER: retry that item, with the same transaction_id, where the hint points); a
+	// batch sent to the leader of its items' partition is decided there together.
 	// Retrying a whole batch with the same ids moves no money twice. An empty or oversized
 	// batch is INVALID_ARGUMENT, field `transfers`, and nothing in it is decided.
 	TransferBatch(ctx context.Context, in *TransferBatchRequest, opts ...grpc.CallOption) (*TransferBatchResponse, error)
@@ -186,8 +187,8 @@ type WalletServiceServer interface {
 	OpenAccount(context.Context, *OpenAccountRequest) (*OpenAccountResponse, error)
 	// Bulk opening: each request is one OpenAccount, with the same rules and errors, answered
 	// by one result naming its account_id as it is decided; results may come in another order.
-	// Send each account's opening to its partition's leader (a request another node leads is
-	// answered "unavailable", NOT_LEADER, like the unary call). Retrying an item is always safe:
+	// Each item goes to its partition's leader like the unary call (forwarded, or with
+	// `wallet-no-forward` answered "unavailable", NOT_LEADER). Retrying an item is always safe:
 	// opening an open account with the same parameters succeeds and changes nothing.
 	OpenAccounts(WalletService_OpenAccountsServer) error
 	// Moves `amount` from `from_account` to `to_account`; answers once the outcome is decided
@@ -214,9 +215,10 @@ type WalletServiceServer interface {
 	// `transfer()` does, transparently): 1 to 1,024 transfers, each decided on its own exactly
 	// as Transfer would decide it (a batch is not atomic: one item's rejection changes nothing
 	// for the others), answered together once every item is final, one result per request in
-	// request order. Send a batch to the leader of its items' source partition: an item whose
-	// source partition this node does not lead is answered "unavailable", reason NOT_LEADER
-	// (retry that item, with the same transaction_id, where the unary call's hint points).
+	// request order. Each item goes to its source partition's leader like the unary call
+	// (forwarded one by one, or with `wallet-no-forward` answered "unavailable", reason
+	// NOT_LEADER: retry that item, with the same transaction_id, where the hint points); a
+	// batch sent to the leader of its items' partition is decided there together.
 	// Retrying a whole batch with the same ids moves no money twice. An empty or oversized
 	// batch is INVALID_ARGUMENT, field `transfers`, and nothing in it is decided.
 	TransferBatch(context.Context, *TransferBatchRequest) (*TransferBatchResponse, error)

@@ -26,9 +26,17 @@ if _version_not_supported:
 
 
 class WalletServiceStub(object):
-    """The write API, served by every write node. Calls that need the partition leader and reach
-    a follower fail with UNAVAILABLE, reason NOT_LEADER, and the leader's address in the
-    google.rpc.ErrorInfo metadata (`leader_address`) when it is known. A node whose storage
+    """The write API, served by every write node. A write (OpenAccount, Transfer, and each item of
+    OpenAccounts, SubmitTransfers and TransferBatch) that reaches a node which does not lead its
+    partition is forwarded to the leader, once, and the leader's answer comes back as it gave
+    it: one address (a Kubernetes Service, a port-forward, a load balancer) serves every
+    client. A forward that gets no answer from the leader is UNAVAILABLE, reason FORWARD_FAILED:
+    the outcome is unknown, so retry with the same transaction_id. Clients that route by
+    themselves send the request metadata `wallet-no-forward` (any value; the SDKs do when given
+    more than one write endpoint): a node that does not lead then answers UNAVAILABLE, reason
+    NOT_LEADER, with the leader's address in the google.rpc.ErrorInfo metadata
+    (`leader_address`) when it is known, and the client goes there, a hop fewer. A forwarded
+    call carries `wallet-no-forward` too, so a write is forwarded at most once. A node whose storage
     failed (a RocksDB write or fsync) stops and answers what it still can with UNAVAILABLE,
     reason STORAGE_FAILURE: the outcome of a write in flight is unknown (the other replicas may
     still commit it), so retry with the same transaction_id on another node.
@@ -81,9 +89,17 @@ class WalletServiceStub(object):
 
 
 class WalletServiceServicer(object):
-    """The write API, served by every write node. Calls that need the partition leader and reach
-    a follower fail with UNAVAILABLE, reason NOT_LEADER, and the leader's address in the
-    google.rpc.ErrorInfo metadata (`leader_address`) when it is known. A node whose storage
+    """The write API, served by every write node. A write (OpenAccount, Transfer, and each item of
+    OpenAccounts, SubmitTransfers and TransferBatch) that reaches a node which does not lead its
+    partition is forwarded to the leader, once, and the leader's answer comes back as it gave
+    it: one address (a Kubernetes Service, a port-forward, a load balancer) serves every
+    client. A forward that gets no answer from the leader is UNAVAILABLE, reason FORWARD_FAILED:
+    the outcome is unknown, so retry with the same transaction_id. Clients that route by
+    themselves send the request metadata `wallet-no-forward` (any value; the SDKs do when given
+    more than one write endpoint): a node that does not lead then answers UNAVAILABLE, reason
+    NOT_LEADER, with the leader's address in the google.rpc.ErrorInfo metadata
+    (`leader_address`) when it is known, and the client goes there, a hop fewer. A forwarded
+    call carries `wallet-no-forward` too, so a write is forwarded at most once. A node whose storage
     failed (a RocksDB write or fsync) stops and answers what it still can with UNAVAILABLE,
     reason STORAGE_FAILURE: the outcome of a write in flight is unknown (the other replicas may
     still commit it), so retry with the same transaction_id on another node.
@@ -103,8 +119,8 @@ class WalletServiceServicer(object):
     def OpenAccounts(self, request_iterator, context):
         """Bulk opening: each request is one OpenAccount, with the same rules and errors, answered
         by one result naming its account_id as it is decided; results may come in another order.
-        Send each account's opening to its partition's leader (a request another node leads is
-        answered "unavailable", NOT_LEADER, like the unary call). Retrying an item is always safe:
+        Each item goes to its partition's leader like the unary call (forwarded, or with
+        `wallet-no-forward` answered "unavailable", NOT_LEADER). Retrying an item is always safe:
         opening an open account with the same parameters succeeds and changes nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -146,9 +162,10 @@ class WalletServiceServicer(object):
         `transfer()` does, transparently): 1 to 1,024 transfers, each decided on its own exactly
         as Transfer would decide it (a batch is not atomic: one item's rejection changes nothing
         for the others), answered together once every item is final, one result per request in
-        request order. Send a batch to the leader of its items' source partition: an item whose
-        source partition this node does not lead is answered "unavailable", reason NOT_LEADER
-        (retry that item, with the same transaction_id, where the unary call's hint points).
+        request order. Each item goes to its source partition's leader like the unary call
+        (forwarded one by one, or with `wallet-no-forward` answered "unavailable", reason
+        NOT_LEADER: retry that item, with the same transaction_id, where the hint points); a
+        batch sent to the leader of its items' partition is decided there together.
         Retrying a whole batch with the same ids moves no money twice. An empty or oversized
         batch is INVALID_ARGUMENT, field `transfers`, and nothing in it is decided.
         """
@@ -217,9 +234,17 @@ def add_WalletServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class WalletService(object):
-    """The write API, served by every write node. Calls that need the partition leader and reach
-    a follower fail with UNAVAILABLE, reason NOT_LEADER, and the leader's address in the
-    google.rpc.ErrorInfo metadata (`leader_address`) when it is known. A node whose storage
+    """The write API, served by every write node. A write (OpenAccount, Transfer, and each item of
+    OpenAccounts, SubmitTransfers and TransferBatch) that reaches a node which does not lead its
+    partition is forwarded to the leader, once, and the leader's answer comes back as it gave
+    it: one address (a Kubernetes Service, a port-forward, a load balancer) serves every
+    client. A forward that gets no answer from the leader is UNAVAILABLE, reason FORWARD_FAILED:
+    the outcome is unknown, so retry with the same transaction_id. Clients that route by
+    themselves send the request metadata `wallet-no-forward` (any value; the SDKs do when given
+    more than one write endpoint): a node that does not lead then answers UNAVAILABLE, reason
+    NOT_LEADER, with the leader's address in the google.rpc.ErrorInfo metadata
+    (`leader_address`) when it is known, and the client goes there, a hop fewer. A forwarded
+    call carries `wallet-no-forward` too, so a write is forwarded at most once. A node whose storage
     failed (a RocksDB write or fsync) stops and answers what it still can with UNAVAILABLE,
     reason STORAGE_FAILURE: the outcome of a write in flight is unknown (the other replicas may
     still commit it), so retry with the same transaction_id on another node.
