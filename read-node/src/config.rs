@@ -25,6 +25,10 @@ pub struct Config {
     /// Listen beyond loopback without TLS and tokens (see `security::check_exposure`).
     #[serde(default)]
     pub insecure: bool,
+    /// Origins whose pages may call this node with gRPC-web (CORS); `"*"` for any
+    /// (`security::web`).
+    #[serde(default)]
+    pub grpc_web_origins: Vec<String>,
     /// TLS for dialing the write nodes (`[write_node_tls]` ca, cert, key, domain).
     #[serde(default)]
     pub write_node_tls: Option<security::ClientTls>,
@@ -60,6 +64,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        security::web::validate_origins(&self.grpc_web_origins)?;
         ensure!(
             !self.write_nodes.is_empty(),
             "write_nodes is empty: name at least one write node (host:port)"
@@ -140,6 +145,7 @@ mod tests {
             [
                 "calls_in_flight_max",
                 "data_dir",
+                "grpc_web_origins",
                 "insecure",
                 "listen",
                 "metrics_listen",
@@ -181,6 +187,7 @@ mod tests {
             tls: None,
             tokens_file: None,
             insecure: false,
+            grpc_web_origins: Vec::new(),
             write_node_tls: None,
             write_node_token_file: None,
             calls_in_flight_max: crate::limits::CALLS_IN_FLIGHT_MAX_DEFAULT,

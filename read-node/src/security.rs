@@ -69,6 +69,7 @@ pub fn prepare(config: &Config) -> anyhow::Result<Secured> {
     Ok(Secured {
         server: builder,
         auth: AuthLayer::new(tokens, None),
+        web_origins: config.grpc_web_origins.clone(),
     })
 }
 

@@ -26,6 +26,14 @@ pub struct ServerArgs {
     /// Only behind a private network or a service mesh that provides both.
     #[arg(long, env = "WALLET_INSECURE")]
     pub insecure: bool,
+    /// An origin (scheme://host[:port], or "*") whose pages may call this node with gRPC-web;
+    /// repeatable (config: grpc_web_origins; the environment variable: comma-separated).
+    #[arg(
+        long = "grpc-web-origin",
+        env = "WALLET_GRPC_WEB_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub grpc_web_origins: Vec<String>,
 }
 
 /// Sets `section.key` (or top-level `key` when `section` is empty) to a path.
@@ -63,6 +71,17 @@ impl ServerArgs {
         }
         if self.insecure {
             table.insert("insecure".into(), toml::Value::Boolean(true));
+        }
+        if !self.grpc_web_origins.is_empty() {
+            let origins = self
+                .grpc_web_origins
+                .iter()
+                .cloned()
+                .map(toml::Value::String);
+            table.insert(
+                "grpc_web_origins".into(),
+                toml::Value::Array(origins.collect()),
+            );
         }
     }
 }

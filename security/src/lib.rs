@@ -21,6 +21,7 @@ pub mod exposure;
 pub mod server;
 pub mod tls;
 pub mod tokens;
+pub mod web;
 
 pub use auth::{
     AuthLayer, Caller, Denied, REASON_ACCOUNT_PREFIX_DENIED, REASON_INVALID_TOKEN,

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic_web::GrpcWebLayer;
 use tower::layer::util::{Identity, Stack};
+use tower_http::cors::CorsLayer;
 
 use crate::AuthLayer;
 
@@ -21,17 +23,23 @@ pub fn incoming(listener: tokio::net::TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
-/// What a node builds its server from: the builder (TLS if configured) and the auth layer.
+/// What a node builds its server from: the builder (TLS if configured), the auth layer, and
+/// the origins whose pages may call it with gRPC-web (`crate::web`).
 pub struct Secured {
     pub server: Server,
     pub auth: AuthLayer,
+    pub web_origins: Vec<String>,
 }
 
-/// The layers of a node's server, outermost first.
-pub type Layered<Metrics, Guard> = Server<Stack<AuthLayer, Stack<Guard, Stack<Metrics, Identity>>>>;
+/// The layers of a node's server, innermost first (`Stack<Inner, Outer>`).
+pub type Layered<Metrics, Guard> = Server<
+    Stack<AuthLayer, Stack<Guard, Stack<Metrics, Stack<GrpcWebLayer, Stack<CorsLayer, Identity>>>>>,
+>;
 
 impl Secured {
-    /// The server with its layers, outermost first: the per-RPC metrics (so every answer is
+    /// The server with its layers, outermost first: CORS (a browser's preflight is answered
+    /// before anything else), gRPC-web (a browser's call becomes the gRPC call every layer
+    /// below sees; HTTP/1.1 is accepted for it), the per-RPC metrics (so every answer is
     /// counted, refusals included), the overload guard (sheds a call beyond the node's limit
     /// before its body is read, authenticated or not), then auth, innermost, so it sees
     /// tonic's own response bodies. Also the HTTP/2 settings both node types share: at most
@@ -43,6 +51,9 @@ impl Secured {
         streams_per_connection_max: u32,
     ) -> Layered<Metrics, Guard> {
         self.server
+            .accept_http1(true)
+            .layer(crate::web::cors(&self.web_origins))
+            .layer(GrpcWebLayer::new())
             .layer(metrics)
             .max_concurrent_streams(streams_per_connection_max)
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))

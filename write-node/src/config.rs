@@ -50,6 +50,10 @@ pub struct Config {
     /// Listen beyond loopback without TLS and tokens (see `security::check_exposure`).
     #[serde(default)]
     pub insecure: bool,
+    /// Origins whose pages may call this node with gRPC-web (CORS); `"*"` for any
+    /// (`security::web`).
+    #[serde(default)]
+    pub grpc_web_origins: Vec<String>,
     /// Client calls served at once (a stream counts until it ends); more are shed with
     /// RESOURCE_EXHAUSTED / OVERLOADED. Default `limits::CALLS_IN_FLIGHT_MAX_DEFAULT`.
     #[serde(default = "default_calls_in_flight_max")]
@@ -98,6 +102,7 @@ fn peers_table<'de, D: serde::Deserializer<'de>>(
 
 impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
+        security::web::validate_origins(&self.grpc_web_origins)?;
         ensure!(
             self.node_id != 0,
             "node_id must not be 0 (raft reserves 0 for 'no node')"
@@ -263,6 +268,7 @@ mod tests {
             "metrics_listen",
             "otlp_endpoint",
             "insecure",
+            "grpc_web_origins",
         ] {
             assert!(
                 keys.iter().any(|key| key == field),
@@ -283,7 +289,7 @@ mod tests {
         }
         assert_eq!(
             keys.len(),
-            12,
+            13,
             "a field of the example is not in this list: {keys:?}"
         );
         assert_eq!(

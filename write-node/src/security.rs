@@ -91,6 +91,7 @@ pub fn prepare(config: &Config) -> anyhow::Result<Prepared> {
         secured: Secured {
             server: builder,
             auth: AuthLayer::new(tokens, peers),
+            web_origins: config.grpc_web_origins.clone(),
         },
         peer_tls: peer_tls_client,
     })
