@@ -9,14 +9,24 @@
 # forward) and given one write node only (a follower for most partitions: the nodes forward
 # each write to its leader), and its live checks (documented error details, retries; Python:
 # 200 concurrent transfers, transparently pipelined down one SubmitTransfers stream per node).
+# Last, for each language, a watch that survives a read node's kill -9 (watch_survives_kill):
+# the language's watch program watches a fresh account and prints `ready` once the snapshot
+# arrived, then each update's sequence; 3 transfers go into the account (through the Python
+# SDK: client-sdk/python/tests/watch_feed.py), the read node is killed with SIGKILL and
+# restarted with the same command line on the same port and data directory, 3 more transfers
+# go in, and the program must exit 0 having seen sequences 1..6 exactly once, in order (the
+# SDK's watch resumed by itself from the last sequence it delivered). The programs:
+# client-sdk/python/tests/watch_check.py, client-sdk/typescript/test/watch-check.ts,
+# client-sdk/go/cmd/watchcheck and client-sdk/java/.../checks/WatchCheck.java.
 # The cluster is stopped on exit, whatever happens. Called by scripts/test after the cargo
 # tests.
 #
-# Go and Java each bring one script, client-sdk/<language>/test.sh, with four commands: `check`
+# Go and Java each bring one script, client-sdk/<language>/test.sh, with five commands: `check`
 # (toolchain, generated code up to date, build, unit tests), `example --write E,E,E --read R`
 # (runs the example, whose last line is the summary checked below), `live --write E,E,E
-# --read R` (the live checks) and `secured --write E --certs DIR --server-name N` (TLS and
-# tokens, the tokens in WALLET_TOKEN and WALLET_READ_TOKEN).
+# --read R` (the live checks), `watch --read R --account ID --updates N --deadline D` (the
+# watch program of the kill -9 check) and `secured --write E --certs DIR --server-name N` (TLS
+# and tokens, the tokens in WALLET_TOKEN and WALLET_READ_TOKEN).
 # WALLET_BIN_DIR=dir runs the node binaries found there instead of building them with cargo.
 #
 #   client-sdk/test-sdks.sh [python] [typescript] [go] [java]     (default: all four)
@@ -76,7 +86,8 @@ for language in "${languages[@]}"; do
     python)
       (cd client-sdk/python && PYTHONPATH=src GRPC_VERBOSITY=ERROR "$python_venv/bin/python" -m unittest discover -s tests -q \
         && "$python_venv/bin/mypy" >&2 \
-        && "$python_venv/bin/mypy" --strict examples/transfer_and_watch.py examples/throughput.py >&2 \
+        && "$python_venv/bin/mypy" --strict examples/transfer_and_watch.py examples/throughput.py \
+          tests/watch_check.py tests/watch_feed.py >&2 \
         && ./check-install.sh)
       ;;
     typescript)
@@ -134,9 +145,15 @@ for id in 1 2 3; do
     --data-dir "$data_dir/node-$id" --partitions 4 --metrics-listen off >"$data_dir/node-$id.log" 2>&1 &
   pids+=($!)
 done
-"$read_bin" --listen "$read_endpoint" --write-nodes "$write_endpoints" \
-  --data-dir "$data_dir/read-node" --metrics-listen off >"$data_dir/read-node.log" 2>&1 &
-pids+=($!)
+# The read node; start_read_node again restarts it on the same port and data directory (the
+# kill -9 watch check below), its pid kept in `pids` too so that cleanup stops it.
+start_read_node() {
+  "$read_bin" --listen "$read_endpoint" --write-nodes "$write_endpoints" \
+    --data-dir "$data_dir/read-node" --metrics-listen off >>"$data_dir/read-node.log" 2>&1 &
+  read_pid=$!
+  pids+=("$read_pid")
+}
+start_read_node
 
 # Ready = every write node SERVING wallet.v1.WalletService (every partition has a leader)
 # and the read node SERVING wallet.v1.QueryService, over the standard health protocol.
@@ -282,6 +299,68 @@ python_secured() {
     && "$python_venv/bin/python" tests/secured_check.py --write "127.0.0.1:$secured_port" --certs "$secured_certs" --server-name wallet.test)
 }
 
+# A watch that survives a read node's kill -9: the language's watch program (Python and
+# TypeScript: tests/watch_check.*; Go and Java: `test.sh watch`) watches a fresh account and
+# prints `ready` once the snapshot arrived, then each update's sequence. Meanwhile 3 transfers
+# go into the account, the read node is killed with SIGKILL and restarted on the same port and
+# data directory (start_read_node), 3 more transfers go in, and the program must exit 0: it
+# saw all 6 updates exactly once, sequences 1..6 in order, having resumed by itself.
+watch_updates=6
+watch_survives_kill() {
+  local language=$1 account out err pid waited=0 status=0 feed
+  account="watch-$language-$(python3 -c 'import uuid; print(uuid.uuid4().hex[:12])')"
+  out="$data_dir/watch-$language.out"
+  err="$data_dir/watch-$language.err"
+  feed=("$python_venv/bin/python" client-sdk/python/tests/watch_feed.py)
+  PYTHONPATH=client-sdk/python/src GRPC_VERBOSITY=ERROR "${feed[@]}" open --write "$write_endpoints" --read "$read_endpoint" --account "$account"
+  case $language in
+    python)
+      PYTHONPATH=client-sdk/python/src GRPC_VERBOSITY=ERROR "$python_venv/bin/python" client-sdk/python/tests/watch_check.py \
+        --read "$read_endpoint" --account "$account" --updates "$watch_updates" --deadline 120 >"$out" 2>"$err" &
+      ;;
+    typescript)
+      node client-sdk/typescript/dist/test/watch-check.js \
+        --read "$read_endpoint" --account "$account" --updates "$watch_updates" --deadline 120 >"$out" 2>"$err" &
+      ;;
+    go)
+      client-sdk/go/test.sh watch --read "$read_endpoint" --account "$account" --updates "$watch_updates" --deadline 120s >"$out" 2>"$err" &
+      ;;
+    java)
+      client-sdk/java/test.sh watch --read "$read_endpoint" --account "$account" --updates "$watch_updates" --deadline 120 >"$out" 2>"$err" &
+      ;;
+  esac
+  pid=$!
+  pids+=("$pid")
+  until grep -qx ready "$out" 2>/dev/null; do
+    if ! kill -0 "$pid" 2>/dev/null || ((waited >= 1200)); then
+      cat "$err" >&2
+      log "$language: the watch program did not get its snapshot"
+      return 1
+    fi
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  PYTHONPATH=client-sdk/python/src GRPC_VERBOSITY=ERROR "${feed[@]}" pay --write "$write_endpoints" --account "$account" --count 3
+  kill -9 "$read_pid"
+  wait "$read_pid" 2>/dev/null || true
+  log "$language: read node killed (SIGKILL) after 3 transfers; restarting it on $read_endpoint"
+  start_read_node
+  PYTHONPATH=client-sdk/python/src GRPC_VERBOSITY=ERROR "${feed[@]}" pay --write "$write_endpoints" --account "$account" --count 3
+  wait "$pid" || status=$?
+  cat "$err" >&2
+  if ((status != 0)); then
+    log "$language: the watch program failed (exit $status); it printed: $(tr '\n' ' ' <"$out")"
+    return 1
+  fi
+  python3 - "$out" "$watch_updates" <<'PY' || { log "$language: the watch did not see every update exactly once"; return 1; }
+import sys
+lines = open(sys.argv[1]).read().split()
+expected = ["ready"] + [str(n) for n in range(1, int(sys.argv[2]) + 1)]
+assert lines == expected, (lines, expected)
+PY
+  log "$language: the watch saw every update exactly once across the read node's kill -9 and restart"
+}
+
 for language in "${languages[@]}"; do
   case $language in
     python)
@@ -291,6 +370,7 @@ for language in "${languages[@]}"; do
         && "$python_venv/bin/python" examples/transfer_and_watch.py --write "$one_write_endpoint" --read "$read_endpoint" | tee -a /dev/stderr | assert_summary python \
         && "$python_venv/bin/python" tests/live_check.py --write "$write_endpoints" --read "$read_endpoint")
       python_secured
+      watch_survives_kill python
       ;;
     typescript)
       (cd client-sdk/typescript \
@@ -300,6 +380,7 @@ for language in "${languages[@]}"; do
         && node dist/test/live-check.js --write "$write_endpoints" --read "$read_endpoint")
       typescript_consumer
       typescript_secured
+      watch_survives_kill typescript
       ;;
     go | java)
       "client-sdk/$language/test.sh" example --write "$write_endpoints" --read "$read_endpoint" \
@@ -309,6 +390,7 @@ for language in "${languages[@]}"; do
         | tee -a /dev/stderr | assert_summary "$language"
       "client-sdk/$language/test.sh" live --write "$write_endpoints" --read "$read_endpoint"
       sdk_secured "$language"
+      watch_survives_kill "$language"
       ;;
   esac
 done

@@ -5,6 +5,9 @@
 #                                                                to date, gofmt, vet, build, unit tests
 #   client-sdk/go/test.sh example --write E1,E2,E3 --read R      the example (last line: JSON summary)
 #   client-sdk/go/test.sh live --write E1,E2,E3 --read R         the live checks
+#   client-sdk/go/test.sh watch --read R --account ID [--updates N] [--deadline D]
+#                                                                the watch that survives a read
+#                                                                node's kill -9 (cmd/watchcheck)
 #   client-sdk/go/test.sh secured --write HOST:PORT --certs DIR --server-name NAME
 #                                                                TLS and tokens (WALLET_TOKEN,
 #                                                                WALLET_READ_TOKEN)
@@ -59,7 +62,7 @@ build() { # $1: package under client-sdk/go, $2: binary name
 }
 
 command=${1:-}
-[[ -n $command ]] || { sed -n '2,10p' "$0" >&2; exit 2; }
+[[ -n $command ]] || { sed -n '2,13p' "$0" >&2; exit 2; }
 shift
 ensure_toolchain
 setup_gopath
@@ -93,12 +96,16 @@ case $command in
     build cmd/livecheck livecheck
     exec "$work/bin/livecheck" "$@"
     ;;
+  watch)
+    build cmd/watchcheck watchcheck
+    exec "$work/bin/watchcheck" "$@"
+    ;;
   secured)
     build cmd/securedcheck securedcheck
     exec "$work/bin/securedcheck" "$@"
     ;;
   *)
-    log "unknown command $command (check, example, live, secured)"
+    log "unknown command $command (check, example, live, watch, secured)"
     exit 2
     ;;
 esac

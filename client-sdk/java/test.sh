@@ -6,6 +6,9 @@
 #   client-sdk/java/test.sh classpath                              the runtime classpath (jars), after build
 #   client-sdk/java/test.sh example --write E1,E2,E3 --read R      examples/TransferAndWatch.java
 #   client-sdk/java/test.sh live --write E1,E2,E3 --read R         live checks against a cluster
+#   client-sdk/java/test.sh watch --read R --account ID [--updates N] [--deadline S]
+#                                                                  the watch that survives a read
+#                                                                  node's kill -9 (checks/WatchCheck)
 #   client-sdk/java/test.sh secured --write HOST:PORT --certs DIR --server-name NAME
 #                                                                  TLS + tokens (WALLET_TOKEN, WALLET_READ_TOKEN)
 #
@@ -160,6 +163,12 @@ case $command in
     build >&2
     run_java io.walletledger.checks.LiveCheck "$@"
     ;;
+  watch)
+    build >&2
+    # exec: the caller's pid is the JVM's, so that it can stop it.
+    exec java -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xshare:auto \
+      -cp "$jar_file:$tcnative_jar:$test_classes:$RUNTIME_CP" io.walletledger.checks.WatchCheck "$@"
+    ;;
   secured)
     build >&2
     # Netty reads PKCS#8 PEM keys only: walletctl dev-certs writes PKCS#8 already; convert a
@@ -181,7 +190,7 @@ case $command in
     run_java io.walletledger.checks.SecuredCheck "${args[@]}"
     ;;
   *)
-    log "unknown command $command (check, build, classpath, example, live, secured)"
+    log "unknown command $command (check, build, classpath, example, live, watch, secured)"
     exit 2
     ;;
 esac

@@ -17,9 +17,8 @@ import threading
 import time
 import uuid
 
-import grpc
 
-from wallet_ledger import QueryClient, Rejected, WalletClient, new_transaction_id, query_pb2
+from wallet_ledger import QueryClient, Rejected, WalletClient, WalletError, new_transaction_id, query_pb2
 
 WATCH_WAIT_SECONDS = 20.0
 
@@ -54,15 +53,16 @@ def main() -> None:
 
         # Watch first: the current balances arrive, then every change as it is applied.
         watch = query.watch_balances([alice, bob], timeout=WATCH_WAIT_SECONDS * 2)
-        updates: "queue.Queue[query_pb2.BalanceUpdate | grpc.RpcError]" = queue.Queue()
+        # It resumes by itself after a disconnect (the next read node given, each account
+        # after the last sequence delivered); cancel() ends the iteration quietly.
+        updates: "queue.Queue[query_pb2.BalanceUpdate | WalletError]" = queue.Queue()
 
         def pump() -> None:
             try:
                 for update in watch:
                     updates.put(update)
-            except grpc.RpcError as error:
-                if error.code() != grpc.StatusCode.CANCELLED:
-                    updates.put(error)
+            except WalletError as error:
+                updates.put(error)
 
         threading.Thread(target=pump, daemon=True).start()
 
@@ -91,7 +91,7 @@ def main() -> None:
         deadline = time.monotonic() + WATCH_WAIT_SECONDS
         while latest.get(alice) != "69.75" or latest.get(bob) != "30.25":
             update = updates.get(timeout=max(deadline - time.monotonic(), 0.01))
-            if isinstance(update, grpc.RpcError):
+            if isinstance(update, WalletError):
                 raise update
             balance = update.balance
             latest[balance.account_id] = balance.balance

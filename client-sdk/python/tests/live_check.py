@@ -377,7 +377,7 @@ def main() -> None:
                 raise AssertionError("an empty watch streamed an update")
             raise AssertionError("an empty watch was accepted")
 
-        expect_rejected_raw(empty_watch, invalid, "INVALID_ACCOUNT_ID", "account_ids")
+        expect_rejected(empty_watch, invalid, "INVALID_ACCOUNT_ID", "account_ids")
         expect_rejected(
             lambda: query.get_balance(alice, "garbage"), invalid, "INVALID_CONSISTENCY_TOKEN", "consistency_token"
         )

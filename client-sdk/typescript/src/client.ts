@@ -1,24 +1,32 @@
 /** Clients of the write nodes (`WalletService`) and of a read node (`QueryService`). */
 import { randomUUID } from "node:crypto";
 
-import { type ClientReadableStream, type Metadata, type ServiceError } from "@grpc/grpc-js";
+import { type ClientDuplexStream, type Metadata, type ServiceError } from "@grpc/grpc-js";
 
 import { Connection, type ConnectionOptions } from "./connection";
+import { Indefinite, Rejected, type WalletError, itemError } from "./errors";
+import { ClusterServiceClient, type GetClusterStatusResponse } from "./gen/wallet/v1/cluster";
 import {
-  BalanceUpdate,
-  GetBalanceResponse,
+  type Balance,
+  type GetBalanceResponse,
+  type HistoryEntry,
+  type ListTransfersResponse,
   QueryServiceClient,
 } from "./gen/wallet/v1/query";
 import {
-  Account,
-  GetAccountResponse,
-  Transfer,
-  TransferRequest,
-  TransferResponse,
+  type Account,
+  type GetAccountResponse,
+  type OpenAccountRequest,
+  type OpenAccountResult,
+  type Transfer,
+  type TransferRequest,
+  type TransferResponse,
+  type TransferResult,
   WalletServiceClient,
 } from "./gen/wallet/v1/wallet";
 import { TransferPipeline, type TransferStats } from "./pipeline";
 import { callWithRetry, type RetryPolicy } from "./retry";
+import { BalanceWatch, TransferWatch, type WatchOptions } from "./watch";
 
 /** Clients kept for nodes learnt from leader hints rather than configured. */
 export const DISCOVERED_ENDPOINTS_MAX = 16;
@@ -57,6 +65,55 @@ export interface TransferParams {
   amount: string;
   /** ISO 4217 code, the currency of both accounts. */
   currency: string;
+}
+
+/** One account of `openAccounts`: the fields of an `OpenAccountRequest`. */
+export interface OpenAccountParams {
+  accountId: string;
+  currency: string;
+  allowNegativeBalance?: boolean;
+}
+
+/** One page of `listTransfers`. */
+export interface ListTransfersParams {
+  accountId: string;
+  /** A previous page's `nextPageToken`; "" (default) for the newest entries. */
+  pageToken?: string;
+  /** 0 (default) is the read node's default; above its maximum is INVALID_ARGUMENT. */
+  pageSize?: number;
+}
+
+/** A point in an account's past: a position token of its partition, or a time. */
+export type BalanceAtPoint = { position: string } | { timestampMs: number | string };
+
+/** Which node `getClusterStatus` asks, and whether to hash each partition's state. */
+export interface ClusterStatusParams {
+  /** A node; default: the first configured one that answers. */
+  endpoint?: string;
+  /** Costly (hashes the whole state); needs the admin scope on a secured node. */
+  includeStateDigest?: boolean;
+}
+
+function clusterStatus(
+  endpoints: readonly string[],
+  client: (endpoint: string) => ClusterServiceClient,
+  connection: Connection,
+  params: ClusterStatusParams,
+): Promise<GetClusterStatusResponse> {
+  const targets = params.endpoint ? [connection.normalize(params.endpoint)] : endpoints;
+  return callWithRetry(
+    (endpoint, deadline) => {
+      const c = client(endpoint);
+      return unary(
+        c.getClusterStatus.bind(c),
+        { includeStateDigest: params.includeStateDigest ?? false },
+        connection.metadata(),
+        deadline,
+      );
+    },
+    targets,
+    connection.policy,
+  );
 }
 
 /** One generated client per node, made on first use; closed together. */
@@ -125,6 +182,7 @@ export class WalletClient {
   private readonly clients: Clients<WalletServiceClient>;
   private readonly leaders = new Map<string, string>();
   private readonly pipeline: TransferPipeline;
+  private readonly clusterClients: Clients<ClusterServiceClient>;
 
   constructor(endpoints: readonly string[], options?: WalletClientOptions | RetryPolicy) {
     const opts = optionsOf<WalletClientOptions>(options);
@@ -135,6 +193,11 @@ export class WalletClient {
       endpoints,
       (e) => this.connection.normalize(e),
       (a) => new WalletServiceClient(a, credentials, channelOptions),
+    );
+    this.clusterClients = new Clients(
+      endpoints,
+      (e) => this.connection.normalize(e),
+      (a) => new ClusterServiceClient(a, credentials, channelOptions),
     );
     // Given every write node, the client routes by leader hints (a hop fewer); given one
     // address (a Service, a port-forward, a load balancer), the nodes forward.
@@ -162,6 +225,7 @@ export class WalletClient {
   close(): void {
     this.pipeline.close(new Error("WalletClient closed before the transfer was sent"));
     this.clients.close();
+    this.clusterClients.close();
   }
 
   /** Counters of `transfer()` calls, the streams that carried them and the unary fallbacks. */
@@ -260,6 +324,128 @@ export class WalletClient {
     if (response.transfer === undefined) throw new Error("GetTransfer answered without a transfer");
     return response.transfer;
   }
+
+  /**
+   * Decides 1 to 1,024 transfers in one `TransferBatch` call (each on its own, as `transfer()`
+   * would: a batch is not atomic) and resolves to one outcome per transfer, in order: its
+   * `TransferResponse`, or its typed error (`Rejected`; `Indefinite` if even the retries left
+   * it unknown). The batch goes to the known leader of its first item's source and is retried
+   * whole, same ids, when its outcome is unknown; items answered "unavailable" (another node
+   * leads their source partition) then go through the unary `Transfer` retry loop with the
+   * same id. Rejects only when the batch as a whole failed (e.g. an empty or oversized batch).
+   */
+  async transferBatch(transfers: readonly TransferParams[]): Promise<(TransferResponse | WalletError)[]> {
+    const requests: TransferRequest[] = transfers.map((t) => ({
+      transactionId: t.transactionId,
+      fromAccount: t.fromAccount,
+      toAccount: t.toAccount,
+      amount: t.amount,
+      currency: t.currency,
+    }));
+    const response = await this.call((c) => c.transferBatch, { transfers: requests }, requests[0]?.fromAccount ?? "");
+    if (response.results.length !== requests.length) {
+      throw new Indefinite(
+        {
+          code: 13,
+          message: `${response.results.length} results for ${requests.length} transfers`,
+          reason: "MALFORMED_RESPONSE",
+          domain: "",
+          metadata: {},
+          fieldViolations: [],
+        },
+        "MALFORMED_RESPONSE",
+      );
+    }
+    return Promise.all(
+      response.results.map(async (result, i): Promise<TransferResponse | WalletError> => {
+        const request = requests[i];
+        if (result.status === "success") {
+          return { status: "success", transactionId: result.transactionId || request.transactionId, consistencyToken: result.consistencyToken };
+        }
+        if (result.status === "rejected" && result.error !== undefined) return itemError(result.error, true);
+        try {
+          return await this.call((c) => c.transfer, request, request.fromAccount);
+        } catch (error) {
+          if (error instanceof Rejected || error instanceof Indefinite) return error;
+          throw error;
+        }
+      }),
+    );
+  }
+
+  /**
+   * Opens many accounts through one `OpenAccounts` stream and resolves to one outcome per
+   * account, in order: the `Account`, or its typed error. Items the stream answers
+   * "unavailable" (another node leads their partition, or the stream broke) go through
+   * `openAccount()`'s retry loop: reopening an open account with the same parameters is safe.
+   */
+  async openAccounts(accounts: readonly OpenAccountParams[]): Promise<(Account | WalletError)[]> {
+    const requests: OpenAccountRequest[] = accounts.map((a) => ({
+      accountId: a.accountId,
+      currency: a.currency,
+      allowNegativeBalance: a.allowNegativeBalance ?? false,
+    }));
+    const outcomes: (Account | WalletError | undefined)[] = requests.map(() => undefined);
+    const pending = new Map<string, number[]>();
+    requests.forEach((r, i) => pending.set(r.accountId, [...(pending.get(r.accountId) ?? []), i]));
+    const endpoint = (requests.length > 0 ? this.leaders.get(requests[0].accountId) : undefined) ?? this.clients.endpoints[0];
+    await new Promise<void>((resolve) => {
+      let stream: ClientDuplexStream<OpenAccountRequest, OpenAccountResult>;
+      try {
+        stream = this.clients
+          .get(endpoint)
+          .openAccounts(this.connection.metadata(), { deadline: new Date(Date.now() + this.policy.totalDeadlineMs) });
+      } catch {
+        resolve();
+        return;
+      }
+      stream.on("data", (result: OpenAccountResult) => {
+        const indexes = pending.get(result.accountId);
+        if (indexes === undefined || indexes.length === 0 || result.status === "unavailable") return;
+        const i = indexes.shift()!;
+        if (result.status === "success" && result.account !== undefined) {
+          outcomes[i] = result.account;
+          this.setLeader(result.accountId, endpoint);
+        } else if (result.error !== undefined) {
+          outcomes[i] = itemError(result.error, result.status === "rejected");
+        }
+      });
+      stream.on("error", () => resolve()); // the rest goes unary
+      stream.on("end", () => resolve());
+      for (const request of requests) stream.write(request);
+      stream.end();
+    });
+    return Promise.all(
+      outcomes.map(async (outcome, i) => {
+        if (outcome !== undefined) return outcome;
+        const r = requests[i];
+        try {
+          return await this.openAccount(r.accountId, r.currency, r.allowNegativeBalance);
+        } catch (error) {
+          if (error instanceof Rejected || error instanceof Indefinite) return error;
+          throw error;
+        }
+      }),
+    );
+  }
+
+  /**
+   * Opens a raw `SubmitTransfers` stream (the high-throughput path) to `endpoint` (default: the
+   * first configured): write `TransferRequest`s, end() when done, read `TransferResult`s as
+   * transfers become final, in any order. Nothing is retried: items another node leads come
+   * back "unavailable" (send those through `transfer()`); `itemError` decodes a result's
+   * error, `classify` the stream's. `transfer()` already pipelines concurrent calls down such
+   * streams; this is for callers that manage their own.
+   */
+  submitTransfers(endpoint?: string): ClientDuplexStream<TransferRequest, TransferResult> {
+    const target = endpoint ? this.connection.normalize(endpoint) : this.clients.endpoints[0];
+    return this.clients.get(target).submitTransfers(this.connection.metadata());
+  }
+
+  /** What a write node knows about the cluster (`ClusterService`). */
+  getClusterStatus(params: ClusterStatusParams = {}): Promise<GetClusterStatusResponse> {
+    return clusterStatus(this.clients.endpoints, (e) => this.clusterClients.get(e), this.connection, params);
+  }
 }
 
 /** The read API of one or more read nodes (all fold the same log, so any will do). */
@@ -267,6 +453,7 @@ export class QueryClient {
   readonly policy: RetryPolicy;
   private readonly connection: Connection;
   private readonly clients: Clients<QueryServiceClient>;
+  private readonly clusterClients: Clients<ClusterServiceClient>;
 
   constructor(endpoints: readonly string[], options?: QueryClientOptions | RetryPolicy) {
     this.connection = new Connection(optionsOf<QueryClientOptions>(options));
@@ -277,10 +464,74 @@ export class QueryClient {
       (e) => this.connection.normalize(e),
       (a) => new QueryServiceClient(a, credentials, channelOptions),
     );
+    this.clusterClients = new Clients(
+      endpoints,
+      (e) => this.connection.normalize(e),
+      (a) => new ClusterServiceClient(a, credentials, channelOptions),
+    );
   }
 
+  /** Closes the connections (running watches fail with an `Indefinite` error or end). */
   close(): void {
     this.clients.close();
+    this.clusterClients.close();
+  }
+
+  private call<Req, Resp>(pick: (client: QueryServiceClient) => Unary<Req, Resp>, request: Req): Promise<Resp> {
+    return callWithRetry(
+      (endpoint, deadline) => {
+        const client = this.clients.get(endpoint);
+        return unary(pick(client).bind(client), request, this.connection.metadata(), deadline);
+      },
+      this.clients.endpoints,
+      this.policy,
+    );
+  }
+
+  /**
+   * One page of the account's balance changes (one per transfer that moved its money), newest
+   * first; `nextPageToken` ("" on the last page) asks for the next.
+   */
+  listTransfers(params: ListTransfersParams): Promise<ListTransfersResponse> {
+    return this.call((c) => c.listTransfers, {
+      accountId: params.accountId,
+      pageToken: params.pageToken ?? "",
+      pageSize: params.pageSize ?? 0,
+    });
+  }
+
+  /**
+   * Every balance change of the account, newest first, fetching page after page as the
+   * iteration goes (`for await`); history is append-only, so the pages are stable.
+   */
+  async *iterateTransfers(accountId: string, pageSize = 0): AsyncGenerator<HistoryEntry, void, undefined> {
+    let pageToken = "";
+    for (;;) {
+      const page = await this.listTransfers({ accountId, pageToken, pageSize });
+      yield* page.entries;
+      if (page.nextPageToken === "") return;
+      pageToken = page.nextPageToken;
+    }
+  }
+
+  /**
+   * The account as of a past point: `{ position }` (a position token of its partition: the
+   * balance right after that entry) or `{ timestampMs }` (milliseconds since the Unix epoch:
+   * the balance after the last change at or before it).
+   */
+  async getBalanceAt(accountId: string, at: BalanceAtPoint): Promise<Balance> {
+    const request =
+      "position" in at
+        ? { accountId, position: at.position }
+        : { accountId, timestampMs: String(at.timestampMs) };
+    const response = await this.call((c) => c.getBalanceAt, request);
+    if (response.balance === undefined) throw new Error("GetBalanceAt answered without a balance");
+    return response.balance;
+  }
+
+  /** What a read node knows about the cluster (`ClusterService`). */
+  getClusterStatus(params: ClusterStatusParams = {}): Promise<GetClusterStatusResponse> {
+    return clusterStatus(this.clients.endpoints, (e) => this.clusterClients.get(e), this.connection, params);
   }
 
   /** The projected balance; with a token from the write API, at least that fresh. */
@@ -301,16 +552,43 @@ export class QueryClient {
   }
 
   /**
-   * The current balance of each account, then every change, in order. `.cancel()` ends the
-   * watch; errors arrive as the stream's "error" event (decode them with `classify`). To
-   * resume, watch again with the last `balance.sequence` seen per account.
+   * The current balance of each account (or, for the accounts in `resumeAfterSequence`, every
+   * change after that sequence), then every change, per account in sequence order. The watch
+   * resumes by itself: after a disconnect, a read node's restart or a WATCH_LAGGED cut-off it
+   * reconnects (on the next read node given, after a backoff) and resumes every account after
+   * the last sequence it delivered, never skipping or repeating an update (see `BalanceWatch`).
+   * Consume it with `for await` or "data" events; "error" gets a typed error (`Rejected`,
+   * e.g. ACCOUNT_NOT_FOUND; `Indefinite` past `timeoutMs` or `maxResumes`); `.cancel()` ends it
+   * quietly ("end").
    */
   watchBalances(
     accountIds: readonly string[],
-    resumeAfterSequence: Record<string, string> = {},
-  ): ClientReadableStream<BalanceUpdate> {
-    return this.clients
-      .get(this.clients.endpoints[0])
-      .watchBalances({ accountIds: [...accountIds], resumeAfterSequence }, this.connection.metadata());
+    resumeAfterSequence: Record<string, string | number | bigint> = {},
+    options: WatchOptions = {},
+  ): BalanceWatch {
+    const ids = [...accountIds];
+    return new BalanceWatch(
+      (endpoint, resume, deadline) =>
+        this.clients
+          .get(endpoint)
+          .watchBalances({ accountIds: ids, resumeAfterSequence: resume }, this.connection.metadata(), deadline ? { deadline } : {}),
+      this.clients.endpoints,
+      resumeAfterSequence,
+      options,
+    );
+  }
+
+  /**
+   * The transfer's state, then every newer state until the final one (then "end"). Resumes
+   * by itself like `watchBalances`, delivering only versions newer than the last delivered. An
+   * id the read node does not know yet is waited for (bounded by the node).
+   */
+  watchTransfer(transactionId: string, options: WatchOptions = {}): TransferWatch {
+    return new TransferWatch(
+      (endpoint, deadline) =>
+        this.clients.get(endpoint).watchTransfer({ transactionId }, this.connection.metadata(), deadline ? { deadline } : {}),
+      this.clients.endpoints,
+      options,
+    );
   }
 }

@@ -8,6 +8,7 @@ export * from "./client";
 export { AUTHORIZATION_HEADER, NO_FORWARD_HEADER, bearer, type ConnectionOptions, type TlsOptions } from "./connection";
 export * from "./errors";
 export * from "./retry";
+export * from "./watch";
 export * as wallet from "./gen/wallet/v1/wallet";
 export * as query from "./gen/wallet/v1/query";
 export * as cluster from "./gen/wallet/v1/cluster";

@@ -15,9 +15,17 @@ from ._proto.wallet.v1 import (
     wallet_pb2,
     wallet_pb2_grpc,
 )
-from .aio import AsyncBalanceWatch, AsyncQueryClient, AsyncWalletClient
+from .aio import AsyncQueryClient, AsyncWalletClient
 from .auth import TlsConfig, authorization_metadata
-from .client import BalanceWatch, QueryClient, WalletClient, new_transaction_id
+from .client import (
+    AccountOutcome,
+    QueryClient,
+    TransferOutcome,
+    TransferResults,
+    WalletClient,
+    item_error,
+    new_transaction_id,
+)
 from .errors import (
     ERROR_DOMAIN,
     RETRYABLE_CODES,
@@ -30,11 +38,27 @@ from .errors import (
 )
 from .pipeline import PIPE_QUEUE_MAX, PipelineStats
 from .retry import RetryPolicy, backoff_ceiling, call_with_retry, full_jitter
+from .watch import (
+    WATCH_RESUME_BACKOFF_MAX,
+    WATCH_RESUME_BACKOFF_MIN,
+    AsyncBalanceWatch,
+    AsyncTransferWatch,
+    BalanceWatch,
+    TransferWatch,
+)
 
 __version__ = "0.2.0"
 
 __all__ = [
+    "AccountOutcome",
     "AsyncBalanceWatch",
+    "AsyncTransferWatch",
+    "TransferOutcome",
+    "TransferResults",
+    "TransferWatch",
+    "WATCH_RESUME_BACKOFF_MAX",
+    "WATCH_RESUME_BACKOFF_MIN",
+    "item_error",
     "AsyncQueryClient",
     "AsyncWalletClient",
     "ERROR_DOMAIN",

@@ -18,16 +18,30 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Optional, Protocol, Sequence, cast
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Optional, Sequence, cast
 
 import grpc
 import grpc.aio
 
-from ._proto.wallet.v1 import query_pb2, query_pb2_grpc, wallet_pb2, wallet_pb2_grpc
+from ._proto.wallet.v1 import cluster_pb2, cluster_pb2_grpc, query_pb2, query_pb2_grpc, wallet_pb2, wallet_pb2_grpc
 from .auth import TlsConfig, call_metadata, normalize_endpoint
-from .client import DISCOVERED_ENDPOINTS_MAX, LEADER_CACHE_MAX
+from .client import (
+    DISCOVERED_ENDPOINTS_MAX,
+    LEADER_CACHE_MAX,
+    AccountLike,
+    AccountOutcome,
+    TransferLike,
+    TransferOutcome,
+    balance_at_request,
+    batch_outcomes,
+    item_error,
+    open_request,
+    transfer_request,
+)
+from .errors import WalletError, classify
 from .pipeline import FALLBACK, PIPE_QUEUE_MAX, AsyncPipe, Counters, Outcome, PipelineStats, final_answer
 from .retry import Attempts, RetryPolicy
+from .watch import AsyncBalanceWatch, AsyncTransferWatch
 
 Metadata = tuple[tuple[str, str], ...]
 
@@ -269,13 +283,110 @@ class AsyncWalletClient:
         return response.transfer
 
 
-class AsyncBalanceWatch(Protocol):
-    """What ``AsyncQueryClient.watch_balances`` returns: an async iterator of updates that is
-    also a ``grpc.aio.Call`` (``cancel()`` ends the watch)."""
+    async def transfer_batch(self, transfers: Sequence[TransferLike]) -> list[TransferOutcome]:
+        """See ``WalletClient.transfer_batch``; the items retried alone go concurrently."""
+        requests = [transfer_request(t) for t in transfers]
+        key = requests[0].from_account if requests else ""
+        response = await self._call("TransferBatch", wallet_pb2.TransferBatchRequest(transfers=requests), key)
+        outcomes = batch_outcomes(requests, cast(wallet_pb2.TransferBatchResponse, response))
 
-    def __aiter__(self) -> AsyncIterator[query_pb2.BalanceUpdate]: ...
+        async def alone(request: wallet_pb2.TransferRequest) -> TransferOutcome:
+            try:
+                return cast(wallet_pb2.TransferResponse, await self._call("Transfer", request, request.from_account))
+            except WalletError as error:
+                return error
 
-    def cancel(self) -> bool: ...
+        retried = await asyncio.gather(*(alone(r) for r, o in zip(requests, outcomes) if o is None))
+        it = iter(retried)
+        return [o if o is not None else next(it) for o in outcomes]
+
+    async def open_accounts(self, accounts: Sequence[AccountLike]) -> list[AccountOutcome]:
+        """See ``WalletClient.open_accounts``."""
+        requests = [open_request(a) for a in accounts]
+        outcomes: list[Optional[AccountOutcome]] = [None] * len(requests)
+        pending: dict[str, list[int]] = {}
+        for i, request in enumerate(requests):
+            pending.setdefault(request.account_id, []).append(i)
+        endpoint = (self.leader(requests[0].account_id) if requests else None) or self._channels.endpoints[0]
+        try:
+            call = self._stub(endpoint).OpenAccounts(
+                iter(requests), timeout=self.policy.total_deadline, metadata=self._channels.metadata
+            )
+            async for result in call:
+                indexes = pending.get(result.account_id)
+                if not indexes or result.status == "unavailable":
+                    continue
+                i = indexes.pop(0)
+                if result.status == "success":
+                    outcomes[i] = result.account
+                    self._remember(result.account_id, endpoint)
+                else:
+                    outcomes[i] = item_error(result.status, result.error)
+        except grpc.RpcError:
+            pass  # the rest goes unary
+
+        async def alone(request: wallet_pb2.OpenAccountRequest) -> AccountOutcome:
+            try:
+                return await self.open_account(
+                    request.account_id, request.currency, allow_negative_balance=request.allow_negative_balance
+                )
+            except WalletError as error:
+                return error
+
+        retried = iter(await asyncio.gather(*(alone(r) for r, o in zip(requests, outcomes) if o is None)))
+        return [o if o is not None else next(retried) for o in outcomes]
+
+    def submit_transfers(
+        self,
+        transfers: Any,
+        *,
+        endpoint: Optional[str] = None,
+        timeout: Optional[float] = None,
+    ) -> AsyncIterator[wallet_pb2.TransferResult]:
+        """See ``WalletClient.submit_transfers``: ``transfers`` is an iterable or an async
+        iterable of transfers; iterate the results with ``async for`` (a failure of the whole
+        stream raises a typed error)."""
+        target = endpoint or self._channels.endpoints[0]
+
+        async def requests() -> AsyncIterator[wallet_pb2.TransferRequest]:
+            if hasattr(transfers, "__aiter__"):
+                async for t in transfers:
+                    yield transfer_request(t)
+            else:
+                for t in transfers:
+                    yield transfer_request(t)
+
+        call = self._stub(target).SubmitTransfers(requests(), timeout=timeout, metadata=self._channels.metadata)
+
+        async def results() -> AsyncIterator[wallet_pb2.TransferResult]:
+            try:
+                async for result in call:
+                    yield result
+            except grpc.RpcError as error:
+                raise classify(error) from error
+            finally:
+                call.cancel()
+
+        return results()
+
+    async def get_cluster_status(
+        self, *, endpoint: Optional[str] = None, include_state_digest: bool = False
+    ) -> cluster_pb2.GetClusterStatusResponse:
+        """See ``WalletClient.get_cluster_status``."""
+        return await _cluster_status(self._channels, self.policy, endpoint, include_state_digest)
+
+
+async def _cluster_status(
+    channels: _AioChannels, policy: RetryPolicy, endpoint: Optional[str], digest: bool
+) -> cluster_pb2.GetClusterStatusResponse:
+    request = cluster_pb2.GetClusterStatusRequest(include_state_digest=digest)
+
+    async def send(target: str, timeout: float) -> Any:
+        stub = cluster_pb2_grpc.ClusterServiceStub(channels.get(target))  # type: ignore[no-untyped-call]
+        return await stub.GetClusterStatus(request, timeout=timeout, metadata=channels.metadata)
+
+    targets = [endpoint] if endpoint else channels.endpoints
+    return cast(cluster_pb2.GetClusterStatusResponse, await call_with_retry_async(send, targets, policy))
 
 
 class AsyncQueryClient:
@@ -313,17 +424,77 @@ class AsyncQueryClient:
 
         return cast(query_pb2.GetBalanceResponse, await call_with_retry_async(send, self._channels.endpoints, self.policy))
 
+    async def _unary(self, method: str, request: Any) -> Any:
+        async def send(endpoint: str, timeout: float) -> Any:
+            stub_method = getattr(self._stub(endpoint), method)
+            return await stub_method(request, timeout=timeout, metadata=self._channels.metadata)
+
+        return await call_with_retry_async(send, self._channels.endpoints, self.policy)
+
+    async def list_transfers(
+        self, account_id: str, *, page_token: str = "", page_size: int = 0
+    ) -> query_pb2.ListTransfersResponse:
+        """See ``QueryClient.list_transfers``."""
+        request = query_pb2.ListTransfersRequest(account_id=account_id, page_token=page_token, page_size=page_size)
+        return cast(query_pb2.ListTransfersResponse, await self._unary("ListTransfers", request))
+
+    async def iter_transfers(self, account_id: str, *, page_size: int = 0) -> AsyncIterator[query_pb2.HistoryEntry]:
+        """See ``QueryClient.iter_transfers``; iterate with ``async for``."""
+        page_token = ""
+        while True:
+            page = await self.list_transfers(account_id, page_token=page_token, page_size=page_size)
+            for entry in page.entries:
+                yield entry
+            if not page.next_page_token:
+                return
+            page_token = page.next_page_token
+
+    async def get_balance_at(
+        self, account_id: str, *, position: Optional[str] = None, timestamp_ms: Optional[int] = None
+    ) -> query_pb2.Balance:
+        """See ``QueryClient.get_balance_at``."""
+        request = balance_at_request(account_id, position, timestamp_ms)
+        return cast(query_pb2.GetBalanceAtResponse, await self._unary("GetBalanceAt", request)).balance
+
+    async def get_cluster_status(
+        self, *, endpoint: Optional[str] = None, include_state_digest: bool = False
+    ) -> cluster_pb2.GetClusterStatusResponse:
+        """See ``QueryClient.get_cluster_status``."""
+        return await _cluster_status(self._channels, self.policy, endpoint, include_state_digest)
+
+    def _open_stream(self, method: str) -> Callable[[str, Any, Optional[float]], Any]:
+        def open_stream(endpoint: str, request: Any, timeout: Optional[float]) -> Any:
+            return getattr(self._stub(endpoint), method)(request, timeout=timeout, metadata=self._channels.metadata)
+
+        return open_stream
+
     def watch_balances(
         self,
         account_ids: Iterable[str],
         resume_after_sequence: Optional[Mapping[str, int]] = None,
         timeout: Optional[float] = None,
+        *,
+        max_resumes: Optional[int] = None,
     ) -> AsyncBalanceWatch:
-        """See ``QueryClient.watch_balances``; iterate with ``async for``."""
-        request = query_pb2.WatchBalancesRequest(
-            account_ids=list(account_ids), resume_after_sequence=dict(resume_after_sequence or {})
+        """See ``QueryClient.watch_balances`` (it resumes by itself); iterate with
+        ``async for``."""
+        return AsyncBalanceWatch(
+            self._open_stream("WatchBalances"),
+            self._channels.endpoints,
+            list(account_ids),
+            resume_after_sequence,
+            timeout=timeout,
+            max_resumes=max_resumes,
         )
-        stream = self._stub(self._channels.endpoints[0]).WatchBalances(
-            request, timeout=timeout, metadata=self._channels.metadata
+
+    def watch_transfer(
+        self, transaction_id: str, *, timeout: Optional[float] = None, max_resumes: Optional[int] = None
+    ) -> AsyncTransferWatch:
+        """See ``QueryClient.watch_transfer``; iterate with ``async for``."""
+        return AsyncTransferWatch(
+            self._open_stream("WatchTransfer"),
+            self._channels.endpoints,
+            transaction_id,
+            timeout=timeout,
+            max_resumes=max_resumes,
         )
-        return cast(AsyncBalanceWatch, stream)

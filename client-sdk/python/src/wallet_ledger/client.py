@@ -6,14 +6,16 @@ import threading
 import time
 import uuid
 import weakref
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Protocol, Sequence, TypeVar, cast
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, TypeVar, Union, cast
 
 import grpc
 
-from ._proto.wallet.v1 import query_pb2, query_pb2_grpc, wallet_pb2, wallet_pb2_grpc
+from ._proto.wallet.v1 import cluster_pb2, cluster_pb2_grpc, query_pb2, query_pb2_grpc, wallet_pb2, wallet_pb2_grpc
 from .auth import Channels, TlsConfig
-from .pipeline import FALLBACK, PIPE_QUEUE_MAX, Counters, Outcome, Pipe, PipelineStats, final_answer
+from .errors import ErrorDetails, Indefinite, Rejected, WalletError, classify
+from .pipeline import FALLBACK, PIPE_QUEUE_MAX, Counters, Outcome, Pipe, PipelineStats, final_answer, result_outcome
 from .retry import RetryPolicy, call_with_retry
+from .watch import BalanceWatch, TransferWatch
 
 T = TypeVar("T")
 
@@ -23,15 +25,104 @@ DISCOVERED_ENDPOINTS_MAX = 16
 LEADER_CACHE_MAX = 4096
 
 
-class BalanceWatch(Protocol):
-    """What ``QueryClient.watch_balances`` returns: an iterator of updates that is also a
-    ``grpc.Call`` (``cancel()`` ends the watch; a failure raises ``grpc.RpcError``)."""
+#: A transfer of ``transfer_batch`` or ``submit_transfers``: a ``TransferRequest`` or a mapping
+#: of its fields (``transaction_id``, ``from_account``, ``to_account``, ``amount``, ``currency``).
+TransferLike = Union[wallet_pb2.TransferRequest, Mapping[str, Any]]
+#: An account of ``open_accounts``: an ``OpenAccountRequest`` or a mapping of its fields
+#: (``account_id``, ``currency``, optional ``allow_negative_balance``).
+AccountLike = Union[wallet_pb2.OpenAccountRequest, Mapping[str, Any]]
+#: One outcome of ``transfer_batch``: the response, or the item's typed error.
+TransferOutcome = Union[wallet_pb2.TransferResponse, WalletError]
+#: One outcome of ``open_accounts``: the account, or the item's typed error.
+AccountOutcome = Union[wallet_pb2.Account, WalletError]
 
-    def __iter__(self) -> Iterator[query_pb2.BalanceUpdate]: ...
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
-    def __next__(self) -> query_pb2.BalanceUpdate: ...
 
-    def cancel(self) -> bool: ...
+def transfer_request(transfer: TransferLike) -> wallet_pb2.TransferRequest:
+    if isinstance(transfer, wallet_pb2.TransferRequest):
+        return transfer
+    return wallet_pb2.TransferRequest(**dict(transfer))
+
+
+def open_request(account: AccountLike) -> wallet_pb2.OpenAccountRequest:
+    if isinstance(account, wallet_pb2.OpenAccountRequest):
+        return account
+    return wallet_pb2.OpenAccountRequest(**dict(account))
+
+
+def item_error(status: str, error: wallet_pb2.TransferError) -> WalletError:
+    """The typed error of one item of a streamed or batched call (``rejected``: ``Rejected``;
+    else ``Indefinite``), with the code, reason, message and field the node gave."""
+    code = _CODES.get(error.code, grpc.StatusCode.UNKNOWN)
+    details = ErrorDetails(
+        code=code,
+        message=error.message,
+        reason=error.reason,
+        domain="wallet.ledger",
+        field_violations=[(error.field, error.message)] if error.field else [],
+    )
+    reason = error.reason or code.name
+    return Rejected(details, reason) if status == "rejected" else Indefinite(details, reason)
+
+
+def malformed(message: str) -> Indefinite:
+    return Indefinite(ErrorDetails(code=grpc.StatusCode.INTERNAL, message=message), "MALFORMED_RESPONSE")
+
+
+def batch_outcomes(
+    requests: Sequence[wallet_pb2.TransferRequest], response: wallet_pb2.TransferBatchResponse
+) -> list[Optional[TransferOutcome]]:
+    """Each item's outcome from a ``TransferBatch`` answer; ``None`` where it must be retried
+    alone (``unavailable``: another node leads its source partition)."""
+    if len(response.results) != len(requests):
+        raise malformed(f"{len(response.results)} results for {len(requests)} transfers")
+    outcomes: list[Optional[TransferOutcome]] = []
+    for request, result in zip(requests, response.results):
+        outcome = result_outcome(request, result)
+        if outcome is FALLBACK:
+            outcomes.append(None)
+        else:
+            outcomes.append(cast(TransferOutcome, outcome))
+    return outcomes
+
+
+def balance_at_request(
+    account_id: str, position: Optional[str], timestamp_ms: Optional[int]
+) -> query_pb2.GetBalanceAtRequest:
+    if (position is None) == (timestamp_ms is None):
+        raise ValueError("give exactly one of position and timestamp_ms")
+    if position is not None:
+        return query_pb2.GetBalanceAtRequest(account_id=account_id, position=position)
+    return query_pb2.GetBalanceAtRequest(account_id=account_id, timestamp_ms=timestamp_ms)
+
+
+class TransferResults:
+    """An open ``SubmitTransfers`` stream (``WalletClient.submit_transfers``): an iterator of
+    ``TransferResult`` as transfers become final, in any order. It is not retried; a failure of
+    the whole stream raises a typed error (``Rejected`` or ``Indefinite``). ``cancel()`` ends
+    it."""
+
+    def __init__(self, call: Any):
+        self._call = call
+
+    def __iter__(self) -> Iterator[wallet_pb2.TransferResult]:
+        return self
+
+    def __next__(self) -> wallet_pb2.TransferResult:
+        try:
+            return cast(wallet_pb2.TransferResult, next(self._call))
+        except grpc.RpcError as error:
+            if _code_of(error) == grpc.StatusCode.CANCELLED and self._call.cancelled():
+                raise StopIteration from None
+            raise classify(error) from error
+
+    def cancel(self) -> bool:
+        return bool(self._call.cancel())
+
+
+def _code_of(error: grpc.RpcError) -> Any:
+    return error.code() if hasattr(error, "code") else None
 
 
 def new_transaction_id() -> str:
@@ -242,6 +333,106 @@ class WalletClient:
         return response.transfer
 
 
+    def transfer_batch(self, transfers: Sequence[TransferLike]) -> list[TransferOutcome]:
+        """Decides 1 to 1,024 transfers in one ``TransferBatch`` call (each on its own, as
+        ``transfer()`` would: a batch is not atomic) and answers one outcome per transfer, in
+        order: its ``TransferResponse`` or its typed error (``Rejected``; ``Indefinite`` if even
+        the retries left it unknown). The batch goes to the known leader of its first item's
+        source and is retried whole, same ids, when its outcome is unknown; items answered
+        ``unavailable`` (another node leads their source partition) then go through
+        ``transfer()``'s unary retry loop with the same id. Raises only when the batch as a
+        whole failed (e.g. ``Rejected`` INVALID_ARGUMENT for an empty or oversized batch)."""
+        requests = [transfer_request(t) for t in transfers]
+        key = requests[0].from_account if requests else ""
+        response = self._call("TransferBatch", wallet_pb2.TransferBatchRequest(transfers=requests), key)
+        outcomes = batch_outcomes(requests, cast(wallet_pb2.TransferBatchResponse, response))
+        done: list[TransferOutcome] = []
+        for request, outcome in zip(requests, outcomes):
+            if outcome is None:
+                try:
+                    outcome = cast(wallet_pb2.TransferResponse, self._call("Transfer", request, request.from_account))
+                except WalletError as error:
+                    outcome = error
+            done.append(outcome)
+        return done
+
+    def open_accounts(self, accounts: Sequence[AccountLike]) -> list[AccountOutcome]:
+        """Opens many accounts through one ``OpenAccounts`` stream and answers one outcome per
+        account, in order: the ``Account``, or its typed error. Items the stream answers
+        ``unavailable`` (another node leads their partition, or the stream broke) go through
+        ``open_account()``'s retry loop: reopening an open account with the same parameters
+        is safe."""
+        requests = [open_request(a) for a in accounts]
+        outcomes: list[Optional[AccountOutcome]] = [None] * len(requests)
+        pending: dict[str, list[int]] = {}
+        for i, request in enumerate(requests):
+            pending.setdefault(request.account_id, []).append(i)
+        endpoint = (self.leader(requests[0].account_id) if requests else None) or self._channels.endpoints[0]
+        try:
+            call = self._stub(endpoint).OpenAccounts(iter(requests), timeout=self.policy.total_deadline)
+            for result in call:
+                indexes = pending.get(result.account_id)
+                if not indexes or result.status == "unavailable":
+                    continue
+                i = indexes.pop(0)
+                if result.status == "success":
+                    outcomes[i] = result.account
+                    self._remember(result.account_id, endpoint)
+                else:
+                    outcomes[i] = item_error(result.status, result.error)
+        except grpc.RpcError:
+            pass  # the rest goes unary
+        for i, outcome in enumerate(outcomes):
+            if outcome is None:
+                request = requests[i]
+                try:
+                    outcomes[i] = self.open_account(
+                        request.account_id, request.currency, allow_negative_balance=request.allow_negative_balance
+                    )
+                except WalletError as error:
+                    outcomes[i] = error
+        return [cast(AccountOutcome, o) for o in outcomes]
+
+    def submit_transfers(
+        self,
+        transfers: Iterable[TransferLike],
+        *,
+        endpoint: Optional[str] = None,
+        timeout: Optional[float] = None,
+    ) -> TransferResults:
+        """Opens a raw ``SubmitTransfers`` stream (the high-throughput path) to ``endpoint``
+        (default: the first configured), sending ``transfers`` (any iterable, consumed as the
+        stream goes): results arrive as transfers become final, in any order. Nothing is
+        retried: items another node leads come back ``unavailable`` (send those through
+        ``transfer()``); ``item_error`` decodes a result's error. ``transfer()`` already
+        pipelines concurrent calls down such streams; this is for callers that manage their
+        own."""
+        target = endpoint or self._channels.endpoints[0]
+        requests = (transfer_request(t) for t in transfers)
+        return TransferResults(self._stub(target).SubmitTransfers(requests, timeout=timeout))
+
+    def get_cluster_status(
+        self, *, endpoint: Optional[str] = None, include_state_digest: bool = False
+    ) -> cluster_pb2.GetClusterStatusResponse:
+        """What a write node knows about the cluster (``ClusterService``): ``endpoint``, or the
+        first configured node that answers. ``include_state_digest`` hashes every partition's
+        state (costly; needs the admin scope on a secured node)."""
+        return _cluster_status(self._channels, self.policy, endpoint, include_state_digest)
+
+
+def _cluster_status(
+    channels: Channels, policy: RetryPolicy, endpoint: Optional[str], digest: bool
+) -> cluster_pb2.GetClusterStatusResponse:
+    request = cluster_pb2.GetClusterStatusRequest(include_state_digest=digest)
+
+    def send(target: str, timeout: float) -> cluster_pb2.GetClusterStatusResponse:
+        stub = cluster_pb2_grpc.ClusterServiceStub(channels.get(target))  # type: ignore[no-untyped-call]
+        return cast(cluster_pb2.GetClusterStatusResponse, stub.GetClusterStatus(request, timeout=timeout))
+
+    targets = [endpoint] if endpoint else channels.endpoints
+    return call_with_retry(send, targets, policy)
+
+
 def _read_pipe(
     client: "weakref.ReferenceType[WalletClient]",
     stub: wallet_pb2_grpc.WalletServiceStub,
@@ -320,18 +511,91 @@ class QueryClient:
 
         return call_with_retry(send, self._channels.endpoints, self.policy)
 
+    def _unary(self, method: str, request: Any) -> Any:
+        def send(endpoint: str, timeout: float) -> Any:
+            return getattr(self._stub(endpoint), method)(request, timeout=timeout)
+
+        return call_with_retry(send, self._channels.endpoints, self.policy)
+
+    def list_transfers(
+        self, account_id: str, *, page_token: str = "", page_size: int = 0
+    ) -> query_pb2.ListTransfersResponse:
+        """One page of the account's balance changes (one per transfer that moved its money),
+        newest first; ``next_page_token`` (empty on the last page) asks for the next.
+        ``page_size`` 0 is the read node's default."""
+        request = query_pb2.ListTransfersRequest(account_id=account_id, page_token=page_token, page_size=page_size)
+        return cast(query_pb2.ListTransfersResponse, self._unary("ListTransfers", request))
+
+    def iter_transfers(self, account_id: str, *, page_size: int = 0) -> Iterator[query_pb2.HistoryEntry]:
+        """Every balance change of the account, newest first, fetching page after page as
+        the iteration goes (history is append-only, so the pages are stable)."""
+        page_token = ""
+        while True:
+            page = self.list_transfers(account_id, page_token=page_token, page_size=page_size)
+            yield from page.entries
+            if not page.next_page_token:
+                return
+            page_token = page.next_page_token
+
+    def get_balance_at(
+        self, account_id: str, *, position: Optional[str] = None, timestamp_ms: Optional[int] = None
+    ) -> query_pb2.Balance:
+        """The account as of a past point: exactly one of ``position`` (a position token of
+        its partition: the balance right after that entry) or ``timestamp_ms`` (milliseconds
+        since the Unix epoch: the balance after the last change at or before it)."""
+        request = balance_at_request(account_id, position, timestamp_ms)
+        return cast(query_pb2.GetBalanceAtResponse, self._unary("GetBalanceAt", request)).balance
+
+    def get_cluster_status(
+        self, *, endpoint: Optional[str] = None, include_state_digest: bool = False
+    ) -> cluster_pb2.GetClusterStatusResponse:
+        """What a read node knows about the cluster: ``endpoint``, or the first configured
+        one that answers."""
+        return _cluster_status(self._channels, self.policy, endpoint, include_state_digest)
+
+    def _open_stream(self, method: str) -> Callable[[str, Any, Optional[float]], Any]:
+        def open_stream(endpoint: str, request: Any, timeout: Optional[float]) -> Any:
+            return getattr(self._stub(endpoint), method)(request, timeout=timeout)
+
+        return open_stream
+
     def watch_balances(
         self,
         account_ids: Iterable[str],
         resume_after_sequence: Optional[Mapping[str, int]] = None,
         timeout: Optional[float] = None,
+        *,
+        max_resumes: Optional[int] = None,
     ) -> BalanceWatch:
-        """The current balance of each account, then every change, in order. The returned
-        iterator is also a ``grpc.Call``: ``.cancel()`` ends the watch. To resume after an
-        error, watch again with the last ``balance.sequence`` seen per account."""
-        request = query_pb2.WatchBalancesRequest(
-            account_ids=list(account_ids),
-            resume_after_sequence=dict(resume_after_sequence or {}),
+        """The current balance of each account (or, for the accounts in
+        ``resume_after_sequence``, every change after that sequence), then every change, per
+        account in sequence order. The watch resumes by itself: after a disconnect, a read
+        node's restart or a ``WATCH_LAGGED`` cut-off it reconnects (on the next read node
+        given, after a backoff) and resumes every account after the last sequence it
+        delivered, never skipping or repeating an update. ``timeout`` (seconds) bounds the
+        whole watch and ``max_resumes`` the reconnections: past either it raises
+        ``Indefinite``; a definite error (e.g. ``ACCOUNT_NOT_FOUND``) raises ``Rejected``.
+        ``.cancel()``, from any thread, ends the iteration quietly."""
+        return BalanceWatch(
+            self._open_stream("WatchBalances"),
+            self._channels.endpoints,
+            list(account_ids),
+            resume_after_sequence,
+            timeout=timeout,
+            max_resumes=max_resumes,
         )
-        stream = self._stub(self._channels.endpoints[0]).WatchBalances(request, timeout=timeout)
-        return cast(BalanceWatch, stream)
+
+    def watch_transfer(
+        self, transaction_id: str, *, timeout: Optional[float] = None, max_resumes: Optional[int] = None
+    ) -> TransferWatch:
+        """The transfer's state, then every newer state until the final one (then the
+        iteration stops). Resumes by itself like ``watch_balances``, delivering only versions
+        newer than the last delivered. An id the read node does not know yet is waited for
+        (bounded by the node)."""
+        return TransferWatch(
+            self._open_stream("WatchTransfer"),
+            self._channels.endpoints,
+            transaction_id,
+            timeout=timeout,
+            max_resumes=max_resumes,
+        )
