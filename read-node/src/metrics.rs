@@ -32,6 +32,7 @@ pub struct Metrics {
     fold_errors: Family<PartitionLabels, Counter>,
     chain_mismatches: Family<PartitionLabels, Counter>,
     watchers: Gauge,
+    process: Arc<telemetry::process::ProcessMetrics>,
     /// Highest applied index any write node reported, per partition.
     source_applied: Arc<Vec<AtomicU64>>,
 }
@@ -40,6 +41,11 @@ impl Metrics {
     pub fn new(partitions: u32, faults: &crate::faults::Faults) -> anyhow::Result<Metrics> {
         let mut registry = Registry::default();
         let grpc = GrpcMetrics::register(&mut registry, proto::FILE_DESCRIPTOR_SET)?;
+        let process = Arc::new(telemetry::process::ProcessMetrics::register(
+            &mut registry,
+            "read-node",
+            env!("CARGO_PKG_VERSION"),
+        ));
         let mut family = |name: &str, help: &str| {
             let family = Family::<PartitionLabels, Gauge>::default();
             registry.register(name, help, family.clone());
@@ -83,6 +89,7 @@ impl Metrics {
         Ok(Metrics {
             registry,
             grpc,
+            process,
             projected,
             source,
             lag,
@@ -111,7 +118,9 @@ impl Metrics {
             (self.fold_errors.clone(), self.chain_mismatches.clone());
         let watchers_gauge = self.watchers.clone();
         let source_applied = self.source_applied.clone();
+        let process = self.process.clone();
         Arc::new(move || {
+            process.refresh();
             watchers_gauge.set(watchers() as i64);
             let positions = positions.borrow().clone();
             let faults = faults.borrow().clone();

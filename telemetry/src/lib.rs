@@ -4,13 +4,15 @@
 //!   port + `METRICS_PORT_OFFSET`);
 //! - `http::serve`: the Prometheus `/metrics` endpoint, on its own port;
 //! - `grpc::GrpcMetrics`: a tower layer counting and timing every RPC by method and status code;
-//! - `logs::init`: the tracing subscriber (text or JSON lines, optional OTLP trace export).
+//! - `logs::init`: the tracing subscriber (text or JSON lines, optional OTLP trace export);
+//! - `process::ProcessMetrics`: `wallet_build_info` and the standard `process_*` series.
 //!
 //! Node-specific series live in each node crate's `metrics` module.
 
 pub mod grpc;
 pub mod http;
 pub mod logs;
+pub mod process;
 
 use std::net::SocketAddr;
 

@@ -77,3 +77,19 @@ pub fn series<'a>(scrape: &'a Scrape, metric: &str, labels: &[(&str, &str)]) -> 
 pub fn sum(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
     series(scrape, metric, labels).into_iter().map(number).sum()
 }
+
+/// `wallet_build_info` names the node's component and version, and the standard process
+/// series describe a live process (`telemetry::process`).
+pub fn assert_process_series(scrape: &Scrape, component: &str, version: &str) {
+    let build = series(scrape, "wallet_build_info", &[("component", component)]);
+    assert_eq!(
+        build.len(),
+        1,
+        "wallet_build_info{{component={component:?}}}"
+    );
+    assert_eq!(label(build[0], "version"), version);
+    assert!(sum(scrape, "process_resident_memory_bytes", &[]) > 1e6);
+    assert!(sum(scrape, "process_cpu_seconds_total", &[]) > 0.0);
+    assert!(sum(scrape, "process_open_fds", &[]) >= 3.0);
+    assert!(sum(scrape, "process_start_time_seconds", &[]) > 1.6e9);
+}

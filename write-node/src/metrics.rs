@@ -68,6 +68,7 @@ pub struct PartitionMetrics {
     applied_index: Gauge,
     leader: Gauge,
     in_flight: Gauge,
+    leader_changes: Counter,
     conservation: Family<CurrencyLabels, Gauge>,
     /// Currencies this partition ever reported: a currency whose balances and outflow all
     /// return to zero drops out of the ledger's running totals, and its gauge must then say 0
@@ -76,6 +77,11 @@ pub struct PartitionMetrics {
 }
 
 impl PartitionMetrics {
+    /// This replica learnt of a new leader of the partition (itself or another node).
+    pub fn leader_changed(&self) {
+        self.leader_changes.inc();
+    }
+
     /// An applied entry's commands (on every replica, leader or not).
     pub fn entry_applied(&self, commands: usize) {
         self.entry_commands.observe(commands as f64);
@@ -201,6 +207,7 @@ pub struct Metrics {
     pub grpc: GrpcMetrics,
     pub store: StoreMetrics,
     pub event_log: EventLogMetrics,
+    process: Arc<telemetry::process::ProcessMetrics>,
     subscribers: Gauge,
     sst_bytes: Family<CfLabels, Gauge>,
     live_bytes: Family<CfLabels, Gauge>,
@@ -210,6 +217,11 @@ impl Metrics {
     pub fn new(partitions: u32) -> anyhow::Result<Metrics> {
         let mut registry = Registry::default();
         let grpc = GrpcMetrics::register(&mut registry, proto::FILE_DESCRIPTOR_SET)?;
+        let process = Arc::new(telemetry::process::ProcessMetrics::register(
+            &mut registry,
+            "write-node",
+            env!("CARGO_PKG_VERSION"),
+        ));
 
         let transfers_committed = Family::<PartitionLabels, Counter>::default();
         registry.register(
@@ -312,6 +324,12 @@ impl Metrics {
             "wallet_in_flight_transfers",
             "Cross-partition transfers debited on this (source) partition and not yet settled",
         );
+        let leader_changes = Family::<PartitionLabels, Counter>::default();
+        registry.register(
+            "wallet_raft_leader_changes",
+            "Times this replica learnt of a new leader of the partition (elections, transfers of leadership), by partition",
+            leader_changes.clone(),
+        );
         let conservation = Family::<CurrencyLabels, Gauge>::default();
         registry.register(
             "wallet_ledger_conservation_minor",
@@ -331,6 +349,7 @@ impl Metrics {
                     applied_index: applied_index.get_or_create(&labels).clone(),
                     leader: leader.get_or_create(&labels).clone(),
                     in_flight: in_flight.get_or_create(&labels).clone(),
+                    leader_changes: leader_changes.get_or_create(&labels).clone(),
                     conservation: conservation.clone(),
                     currencies_seen: Vec::new(),
                 }
@@ -377,6 +396,7 @@ impl Metrics {
         Ok(Metrics {
             registry,
             grpc,
+            process,
             store: StoreMetrics {
                 partitions,
                 synced_write_entries,
@@ -406,7 +426,9 @@ impl Metrics {
         let gauge = self.subscribers.clone();
         let sst_bytes = self.sst_bytes.clone();
         let live_bytes = self.live_bytes.clone();
+        let process = self.process.clone();
         Arc::new(move || {
+            process.refresh();
             gauge.set(subscribers() as i64);
             for cf in COLUMN_FAMILIES {
                 let labels = CfLabels { cf };

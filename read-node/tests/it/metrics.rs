@@ -123,6 +123,7 @@ async fn read_node_metrics_report_lag_watchers_and_subscribers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let read_scrape = scrape(read.metrics_port);
+    testkit::metrics::assert_process_series(&read_scrape, "read-node", env!("CARGO_PKG_VERSION"));
     assert!(
         sum(
             &read_scrape,

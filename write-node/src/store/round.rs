@@ -557,6 +557,15 @@ impl Store {
             .iter()
             .map(|partition| partition.raw.raft.leader_id)
             .collect();
+        for (partition, (&now, &before)) in leaders
+            .iter()
+            .zip(self.leaders_tx.borrow().iter())
+            .enumerate()
+        {
+            if now != before && now != 0 {
+                self.metrics.partitions[partition].leader_changed();
+            }
+        }
         for partition in &mut self.partitions {
             let is_leader = partition.raw.raft.state == StateRole::Leader;
             if partition.was_leader && !is_leader {

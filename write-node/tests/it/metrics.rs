@@ -133,6 +133,7 @@ async fn metrics_endpoint_reports_requests_raft_fsync_and_conservation() {
         }
         // Scrape-time gauges exist.
         assert_eq!(sum(scrape, "wallet_event_log_subscribers", &[]), 0.0);
+        testkit::metrics::assert_process_series(scrape, "write-node", env!("CARGO_PKG_VERSION"));
         assert!(series(scrape, "wallet_proposal_queue_depth", &[]).len() == 1);
         for cf in ["raft_log", "events", "snapshots"] {
             assert_eq!(
@@ -161,6 +162,18 @@ async fn metrics_endpoint_reports_requests_raft_fsync_and_conservation() {
             })
             .sum();
         assert!(leaders <= 1.0, "partition {partition}: {leaders} leaders");
+        // Every replica learnt of this term's leader at least once.
+        for scrape in &scrapes {
+            let changes = sum(
+                scrape,
+                "wallet_raft_leader_changes_total",
+                &[("partition", partition.as_str())],
+            );
+            assert!(
+                changes >= 1.0,
+                "partition {partition}: {changes} leader changes"
+            );
+        }
     }
     // Requests by method and code, over the three nodes (the client finds each leader).
     let requests = |method: &str, code: &str| -> f64 {
