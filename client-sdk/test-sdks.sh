@@ -18,6 +18,11 @@
 # SDK's watch resumed by itself from the last sequence it delivered). The programs:
 # client-sdk/python/tests/watch_check.py, client-sdk/typescript/test/watch-check.ts,
 # client-sdk/go/cmd/watchcheck and client-sdk/java/.../checks/WatchCheck.java.
+# TypeScript also runs its browser check (client-sdk/typescript/test/browser-check.ts): the
+# live-balance page (client-sdk/typescript/web/, gRPC-web through the SDK's browser entry
+# point) served on a fifth free port, whose origin every node is started with
+# (--grpc-web-origin), opened in headless Chromium (Debian's chromium, installed when missing;
+# puppeteer-core from npm drives it), must show each of two transfers' new balance within 1 s.
 # The cluster is stopped on exit, whatever happens. Called by scripts/test after the cargo
 # tests.
 #
@@ -93,6 +98,8 @@ for language in "${languages[@]}"; do
     typescript)
       (cd client-sdk/typescript && { [[ -d node_modules ]] && npm ls --silent >/dev/null 2>&1 || npm install --no-audit --no-fund --no-save --loglevel=error; } \
         && npm run --silent build && npm run --silent test:unit)
+      # The browser check's Chromium (Debian's; puppeteer-core downloads no browser).
+      command -v chromium >/dev/null 2>&1 || scripts/apt-install "test-sdks" chromium
       ;;
     go | java)
       "client-sdk/$language/test.sh" check
@@ -119,12 +126,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Four free ports below Linux's ephemeral range (so no outgoing connection takes one between
-# the check and the bind), spread by process id like the Rust test harness.
+# Five free ports below Linux's ephemeral range (so no outgoing connection takes one between
+# the check and the bind), spread by process id like the Rust test harness: 3 write nodes, the
+# read node, and the page of the TypeScript browser check (its origin may call every node
+# with gRPC-web: --grpc-web-origin).
 read -r -a ports <<<"$(python3 - "$$" <<'PY'
 import socket, sys
 port, found = 20000 + (int(sys.argv[1]) % 600) * 20, []
-while len(found) < 4 and port < 32768:
+while len(found) < 5 and port < 32768:
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", port))
@@ -135,21 +144,25 @@ while len(found) < 4 and port < 32768:
 print(*found)
 PY
 )"
-((${#ports[@]} == 4)) || { log "no free ports"; exit 1; }
+((${#ports[@]} == 5)) || { log "no free ports"; exit 1; }
 peers="1=127.0.0.1:${ports[0]},2=127.0.0.1:${ports[1]},3=127.0.0.1:${ports[2]}"
 write_endpoints="127.0.0.1:${ports[0]},127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}"
 read_endpoint="127.0.0.1:${ports[3]}"
+web_port=${ports[4]}
+web_origin="http://127.0.0.1:$web_port"
 export RUST_LOG=${RUST_LOG:-info,h2=warn,tower=warn}
 for id in 1 2 3; do
   "$write_bin" --node-id "$id" --listen "127.0.0.1:${ports[id - 1]}" --peers "$peers" \
-    --data-dir "$data_dir/node-$id" --partitions 4 --metrics-listen off >"$data_dir/node-$id.log" 2>&1 &
+    --data-dir "$data_dir/node-$id" --partitions 4 --metrics-listen off --grpc-web-origin "$web_origin" \
+    >"$data_dir/node-$id.log" 2>&1 &
   pids+=($!)
 done
 # The read node; start_read_node again restarts it on the same port and data directory (the
 # kill -9 watch check below), its pid kept in `pids` too so that cleanup stops it.
 start_read_node() {
   "$read_bin" --listen "$read_endpoint" --write-nodes "$write_endpoints" \
-    --data-dir "$data_dir/read-node" --metrics-listen off >>"$data_dir/read-node.log" 2>&1 &
+    --data-dir "$data_dir/read-node" --metrics-listen off --grpc-web-origin "$web_origin" \
+    >>"$data_dir/read-node.log" 2>&1 &
   read_pid=$!
   pids+=("$read_pid")
 }
@@ -230,7 +243,7 @@ print("test-sdks: typescript: npm pack tarball installs, compiles with tsc --str
 }
 
 # A secured write node of its own for an SDK's TLS and token checks (one node, on a free port
-# `offset` above the cluster's): `walletctl dev-certs` certificates naming only wallet.test
+# `offset` above the cluster's five): `walletctl dev-certs` certificates naming only wallet.test
 # (dialled as 127.0.0.1, so the server name override is needed), client certificates
 # required (mTLS), and a tokens file with a full token and a read-only one (random, hashed as
 # security/src/tokens.rs expects). Sets secured_port, secured_certs, secured_token and
@@ -242,7 +255,7 @@ secured_node() {
     log "$name: SKIPPED the TLS and token checks: $walletctl is not built (cargo build --bin walletctl)"
     return 1
   fi
-  secured_port=$(python3 - "${ports[3]}" "$offset" <<'PY'
+  secured_port=$(python3 - "${ports[4]}" "$offset" <<'PY'
 import socket, sys
 port = int(sys.argv[1]) + int(sys.argv[2])
 while port < 32768:
@@ -276,6 +289,20 @@ EOF
     --tls-cert "$secured_certs/node.crt" --tls-key "$secured_certs/node.key" --peer-ca "$secured_certs/ca.crt" \
     --tls-client-ca "$secured_certs/ca.crt" --tokens-file "$dir/tokens.toml" >"$data_dir/$name-secured-node.log" 2>&1 &
   pids+=($!)
+}
+
+# The live-balance page in headless Chromium (client-sdk/typescript/test/browser-check.ts):
+# served on web_port (the origin the nodes allow), two transfers, each shown within 1 s.
+typescript_browser() {
+  (cd client-sdk/typescript && NODE_NO_WARNINGS=1 node dist/test/browser-check.js \
+    --write "$write_endpoints" --read "$read_endpoint" --port "$web_port" --chromium "$(command -v chromium)") \
+    | tee -a /dev/stderr | python3 -c '
+import json, sys
+result = json.loads(sys.stdin.read().strip().splitlines()[-1])
+assert result["status"] == "success" and result["balance"] == "13.25", result
+assert all(ms <= 1000 for ms in result["latency_ms"]), result
+print("test-sdks: typescript: the browser page (gRPC-web) showed each new balance within 1 s: %s ms" % result["latency_ms"], file=sys.stderr)
+'
 }
 
 typescript_secured() {
@@ -378,6 +405,7 @@ for language in "${languages[@]}"; do
         && log "typescript: the example through one endpoint (the nodes forward)" \
         && node dist/examples/transfer-and-watch.js --write "$one_write_endpoint" --read "$read_endpoint" | tee -a /dev/stderr | assert_summary typescript \
         && node dist/test/live-check.js --write "$write_endpoints" --read "$read_endpoint")
+      typescript_browser
       typescript_consumer
       typescript_secured
       watch_survives_kill typescript

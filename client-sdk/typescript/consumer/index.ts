@@ -17,8 +17,12 @@ import {
   type WalletClientOptions,
   type wallet,
 } from "@wallet-ledger/client";
+// The browser entry point (package.json exports "./web") resolves and type-checks too.
+import { WebQueryClient } from "@wallet-ledger/client/web";
 
 async function main(endpoints: string[]): Promise<void> {
+  const web = new WebQueryClient("http://127.0.0.1:1", { fetch: (() => Promise.reject(new Error("unused"))) as typeof fetch });
+  web.close();
   const options: WalletClientOptions = { totalDeadlineMs: 10_000, pipelineTransfers: true };
   const client = new WalletClient(endpoints, options);
   const prefix = `consumer-${randomBytes(4).toString("hex")}-`;

@@ -5,7 +5,7 @@
  * transfer), and `RetryInfo` where waiting helps, all inside a `google.rpc.Status` in the
  * `grpc-status-details-bin` trailer.
  */
-import { Metadata, status as Code, type ServiceError } from "@grpc/grpc-js";
+import { status as Code, type ServiceError } from "@grpc/grpc-js";
 
 import { BadRequest, ErrorInfo, RetryInfo } from "./gen/google/rpc/error_details";
 import { Status } from "./gen/google/rpc/status";
@@ -55,8 +55,24 @@ export function codeName(code: Code): string {
   return Code[code] ?? `CODE_${code}`;
 }
 
+/**
+ * What the error decoding needs of a call's metadata (trailers): `@grpc/grpc-js`'s `Metadata`,
+ * or the browser transport's `WebMetadata` (`./web`). Checked by shape, not by class, so that
+ * the browser build needs no @grpc/grpc-js at run time.
+ */
+export interface MetadataLike {
+  get(key: string): (string | Uint8Array)[];
+}
+
+/** A failed call as the error decoding sees it: a gRPC code, its message and its trailers. */
+export interface FailedCall {
+  code: ServiceError["code"];
+  details?: string;
+  metadata?: MetadataLike;
+}
+
 /** Decodes the rich status of a failed call from its trailers. */
-export function errorDetails(error: Pick<ServiceError, "code" | "details" | "metadata">): ErrorDetails {
+export function errorDetails(error: FailedCall): ErrorDetails {
   const details: ErrorDetails = {
     code: error.code,
     message: error.details ?? "",
@@ -65,7 +81,7 @@ export function errorDetails(error: Pick<ServiceError, "code" | "details" | "met
     metadata: {},
     fieldViolations: [],
   };
-  const raw = error.metadata instanceof Metadata ? error.metadata.get(STATUS_DETAILS_KEY)[0] : undefined;
+  const raw = typeof error.metadata?.get === "function" ? error.metadata.get(STATUS_DETAILS_KEY)[0] : undefined;
   if (raw === undefined || typeof raw === "string") {
     return details;
   }
@@ -142,7 +158,7 @@ export function isServiceError(error: unknown): error is ServiceError {
 }
 
 /** The typed error for a failed attempt. */
-export function classify(error: Pick<ServiceError, "code" | "details" | "metadata">): WalletError {
+export function classify(error: FailedCall): WalletError {
   const details = errorDetails(error);
   if (RETRYABLE_CODES.has(details.code)) {
     let reason = details.reason;
