@@ -235,7 +235,8 @@ def test_dashboard_is_a_grafana_dashboard_for_the_sidecar():
         "histogram_quantile(0.99, sum by (service, method, le) (rate(wallet_grpc_request_duration_seconds_bucket",
         'code!="OK"',  # errors by code
         "sum by (partition) (wallet_raft_leader", "== 0",  # leaders, leaderless partitions
-        "changes(wallet_raft_term",  # elections
+        "increase(wallet_raft_leader_changes_total",  # elections, leadership transfers
+        "process_resident_memory_bytes", "wallet_build_info",  # memory, versions running
         "wallet_projection_lag_entries", "wallet_fsync_duration_seconds_bucket",
         "wallet_store_round_duration_seconds_bucket", "kubelet_volume_stats_available_bytes",
     ]:
@@ -283,8 +284,13 @@ def registered_series() -> set[str]:
     """The names the nodes' sources register (write-node, read-node, telemetry), with the
     suffixes Prometheus text gives them; test_loopback.py checks the live /metrics."""
     names = set()
-    for path in ("write-node/src/metrics.rs", "read-node/src/metrics.rs", "telemetry/src/grpc.rs"):
-        names |= set(re.findall(r'"(wallet_[a-z0-9_]+)"', (REPO / path).read_text()))
+    for path in (
+        "write-node/src/metrics.rs",
+        "read-node/src/metrics.rs",
+        "telemetry/src/grpc.rs",
+        "telemetry/src/process.rs",
+    ):
+        names |= set(re.findall(r'"((?:wallet|process)_[a-z0-9_]+)"', (REPO / path).read_text()))
     return {n + suffix for n in names for suffix in ("", "_total", "_bucket", "_sum", "_count")}
 
 
