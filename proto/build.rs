@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "wallet/v1/cluster.proto",
         "wallet/v1/event_log.proto",
         "wallet/v1/query.proto",
+        "wallet/v1/errors.proto",
         "wallet/internal/v1/peer.proto",
     ];
     for file in files {

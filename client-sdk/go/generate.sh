@@ -12,7 +12,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 proto="$here/../../proto"
 out="${1:-$here}"
 module=wallet.ledger/client-sdk/go
-files=(wallet/v1/wallet.proto wallet/v1/query.proto wallet/v1/cluster.proto wallet/v1/event_log.proto)
+files=(wallet/v1/wallet.proto wallet/v1/query.proto wallet/v1/cluster.proto wallet/v1/event_log.proto wallet/v1/errors.proto)
 maps=()
 for file in "${files[@]}"; do maps+=("M$file=$module/walletv1;walletv1"); done
 go_opts=$(IFS=,; echo "module=$module,${maps[*]}")

@@ -15,7 +15,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 (cd "$proto" && "$venv/bin/python" -m grpc_tools.protoc -I . \
   --python_out="$work" --grpc_python_out="$work" --pyi_out="$work" \
-  wallet/v1/wallet.proto wallet/v1/cluster.proto wallet/v1/event_log.proto wallet/v1/query.proto)
+  wallet/v1/wallet.proto wallet/v1/cluster.proto wallet/v1/event_log.proto wallet/v1/query.proto \
+  wallet/v1/errors.proto)
 # protoc writes absolute imports of the proto package (`from wallet.v1 import ...`); nested
 # inside wallet_ledger they must name the full path.
 sed -i 's/^from wallet\.v1 import /from wallet_ledger._proto.wallet.v1 import /' "$work"/wallet/v1/*.py "$work"/wallet/v1/*.pyi

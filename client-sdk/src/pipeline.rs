@@ -146,6 +146,7 @@ pub(crate) fn definite(result: TransferResult) -> Option<Result<TransferResponse
             status: result.status,
             transaction_id: result.transaction_id,
             consistency_token: result.consistency_token,
+            replayed: result.replayed,
         })),
         ("rejected", Some(error)) => Some(Err(Error::Rejected {
             code: tonic::Code::from_i32(error.code),
@@ -217,6 +218,7 @@ mod tests {
                 message: "m".into(),
                 field: String::new(),
             }),
+            replayed: false,
         }
     }
 

@@ -108,6 +108,7 @@ impl WalletService for FakeNode {
             status: "success".into(),
             transaction_id: r.transaction_id,
             consistency_token: "0:1:7".into(),
+            replayed: false,
         }))
     }
 

@@ -1081,6 +1081,7 @@ mod tests {
             status: "success".into(),
             consistency_token: "v1.0.1".into(),
             error: None,
+            replayed: false,
         };
         assert_eq!(outcome(&ok), Ok(()));
         let rejected = TransferResult {

@@ -97,11 +97,41 @@ fn denied(denied: Denied) -> ApiError {
     }
 }
 
+/// The ErrorInfo metadata key that marks a rejection an earlier entry decided (`"true"`), as
+/// `TransferResponse.replayed` marks a success.
+const REPLAYED_METADATA: &str = "replayed";
+
+/// Whether an earlier log entry decided the transfer this entry found: a final record whose
+/// deciding index is not this entry's. A transfer found in flight is not a replay (this call
+/// drives it to its end); two copies decided in one entry both count as the first.
+fn replayed(applied: &Applied) -> bool {
+    matches!(&applied.outcome, Outcome::Transfer(record)
+        if record.meta.index != applied.index && record.status != TransferStatus::InFlight)
+}
+
 /// A write's failure: decided on this node, or the answer of the leader it was forwarded to,
 /// passed on as that node gave it.
 enum WriteError {
     Here(ApiError),
     Leader(Status),
+}
+
+impl WriteError {
+    /// A rejection an earlier entry decided (`REPLAYED_METADATA`), here or on the leader.
+    fn replayed(&self) -> bool {
+        match self {
+            WriteError::Here(error) => error
+                .metadata
+                .iter()
+                .any(|(key, value)| *key == REPLAYED_METADATA && value == "true"),
+            WriteError::Leader(status) => {
+                use tonic_types::StatusExt as _;
+                status.get_details_error_info().is_some_and(|info| {
+                    info.metadata.get(REPLAYED_METADATA).map(String::as_str) == Some("true")
+                })
+            }
+        }
+    }
 }
 
 impl From<ApiError> for WriteError {
@@ -257,12 +287,14 @@ impl Api {
         let target = partition_of(&command.to, self.shared.partitions);
         if source == target {
             let applied = self.propose(source, Command::Transfer(command)).await?;
-            return self.transfer_answer(applied.outcome);
+            let replayed = replayed(&applied);
+            return self.transfer_answer(applied.outcome, replayed);
         }
         // Cross-partition: debit on the source, then credit and settle (see saga.rs),
         // answered once the target credited (the settle follows) or the refund is settled. A
         // retry of an in-flight transfer lands here too and pushes it on.
         let applied = self.propose(source, Command::TransferOut(command)).await?;
+        let replayed = replayed(&applied);
         match applied.outcome {
             Outcome::Transfer(record) if record.status == TransferStatus::InFlight => {
                 let decided = self
@@ -281,15 +313,22 @@ impl Api {
                             target,
                             credit_index,
                         )),
+                        replayed,
                     }),
-                    Decided::Settled(settled) => self.transfer_answer(settled.outcome),
+                    Decided::Settled(settled) => self.transfer_answer(settled.outcome, replayed),
                 }
             }
-            outcome => self.transfer_answer(outcome),
+            outcome => self.transfer_answer(outcome, replayed),
         }
     }
 
-    fn transfer_answer(&self, outcome: Outcome) -> Result<TransferResponse, ApiError> {
+    /// A final transfer outcome as the API answers it; `replayed` when an earlier entry
+    /// decided it (see [`replayed`]).
+    fn transfer_answer(
+        &self,
+        outcome: Outcome,
+        replayed: bool,
+    ) -> Result<TransferResponse, ApiError> {
         match outcome {
             Outcome::Transfer(record) => match record.status {
                 TransferStatus::Completed => Ok(TransferResponse {
@@ -299,8 +338,15 @@ impl Api {
                         &record,
                         self.shared.partitions,
                     )),
+                    replayed,
                 }),
-                TransferStatus::Rejected(reason) => Err(ApiError::rejected(reason)),
+                TransferStatus::Rejected(reason) => {
+                    let mut error = ApiError::rejected(reason);
+                    if replayed {
+                        error.metadata.push((REPLAYED_METADATA, "true".into()));
+                    }
+                    Err(error)
+                }
                 TransferStatus::InFlight => {
                     unreachable!("answers are given once a transfer is final")
                 }
@@ -326,14 +372,17 @@ impl Api {
                 status: response.status,
                 consistency_token: response.consistency_token,
                 error: None,
+                replayed: response.replayed,
             },
             Err(error) => {
+                let replayed = error.replayed();
                 let (status, error) = item_error(error);
                 TransferResult {
                     transaction_id,
                     status: status.into(),
                     consistency_token: String::new(),
                     error: Some(error),
+                    replayed,
                 }
             }
         }

@@ -83,8 +83,32 @@ async fn a_batch_answers_every_item_as_transfer_would_and_a_retry_moves_nothing_
         }
         out
     };
+    // Which results an earlier entry decided: on the retry, everything recorded (success and
+    // rejection, the forwarded item too), not what the edge refused or the conflict; the
+    // second copy of `first` and the cross-partition item (its settle may still be in flight)
+    // are left out.
+    let replayed_on_retry = [
+        Some(true),
+        None,
+        Some(false),
+        Some(true),
+        None,
+        Some(false),
+        Some(true),
+        Some(true),
+    ];
     for round in ["first", "retry"] {
         let results = batch(&cluster, leader, items.clone()).await;
+        for (i, (result, want)) in results.iter().zip(replayed_on_retry).enumerate() {
+            let want = if round == "first" {
+                want.map(|_| false)
+            } else {
+                want
+            };
+            if let Some(want) = want {
+                assert_eq!(result.replayed, want, "{round} item {i}: {result:?}");
+            }
+        }
         for ((result, request), want) in results.iter().zip(&items).zip(expected) {
             assert_eq!(result.transaction_id, request.transaction_id, "{round}");
             assert_eq!(verdict(result), want, "{round}: {request:?} -> {result:?}");

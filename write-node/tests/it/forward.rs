@@ -64,8 +64,19 @@ async fn one_node_serves_every_write_by_forwarding_to_the_leaders() {
         funding.push((request, answer.into_inner()));
     }
     for (request, first) in &funding {
-        let again = wallet.transfer(request.clone()).await.expect("retry");
-        assert_eq!(again.into_inner(), *first);
+        let again = wallet
+            .transfer(request.clone())
+            .await
+            .expect("retry")
+            .into_inner();
+        // The same answer; `replayed` once the first is settled (a cross-partition one may
+        // still be settling, then this call drives it and it is not a replay).
+        assert!(!first.replayed);
+        let same = proto::v1::TransferResponse {
+            replayed: false,
+            ..again
+        };
+        assert_eq!(same, *first);
     }
 
     // A batch and a stream, each moving 1.00 from every account to the next one.
@@ -203,20 +214,39 @@ async fn a_forwarded_write_goes_no_further_and_bad_input_stays_where_it_arrived(
     let field = invalid.get_details_bad_request().expect("bad request");
     assert_eq!(field.field_violations[0].field, "amount");
 
-    // A definite refusal by the leader comes back as the leader gave it.
-    let broke = cluster
-        .wallet(follower)
+    // A definite refusal by the leader comes back as the leader gave it, and its retry says
+    // the refusal was decided before (ErrorInfo metadata `replayed`).
+    let overdraft = transfer_request(&id(), &a, &b, "1000.00", "USD");
+    let mut replays = Vec::new();
+    for _ in 0..2 {
+        let broke = cluster
+            .wallet(follower)
+            .await
+            .transfer(overdraft.clone())
+            .await
+            .expect_err("insufficient funds");
+        assert_eq!(
+            (broke.code(), reason(&broke).as_str()),
+            (Code::FailedPrecondition, "INSUFFICIENT_FUNDS")
+        );
+        let info = broke.get_details_error_info().expect("error info");
+        replays.push(info.metadata.get("replayed").cloned());
+    }
+    assert_eq!(replays, [None, Some("true".to_owned())]);
+    // A success's retry says so in the response.
+    let paid = transfer_request(&id(), &a, &b, "1.00", "USD");
+    let mut wallet = cluster.wallet(follower).await;
+    let first = wallet
+        .transfer(paid.clone())
         .await
-        .transfer(transfer_request(&id(), &a, &b, "1000.00", "USD"))
-        .await
-        .expect_err("insufficient funds");
-    assert_eq!(
-        (broke.code(), reason(&broke).as_str()),
-        (Code::FailedPrecondition, "INSUFFICIENT_FUNDS")
-    );
+        .expect("paid")
+        .into_inner();
+    let again = wallet.transfer(paid).await.expect("replayed").into_inner();
+    assert_eq!((first.replayed, again.replayed), (false, true));
+    assert_eq!(first.consistency_token, again.consistency_token);
     assert_eq!(
         cluster.account_on(follower, &a).await.unwrap().balance,
-        "10.00"
+        "9.00"
     );
 }
 

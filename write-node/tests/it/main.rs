@@ -120,12 +120,20 @@ async fn transfers_replicate_and_bad_input_changes_nothing() {
     let alice = cluster.account_on(2, "alice").await.expect("alice");
     assert_eq!(alice.balance, "69.75");
 
-    // A retry returns the original success, token included; other parameters are a conflict.
+    // A retry returns the original success, token included, marked as replayed; other
+    // parameters are a conflict.
     let retried = cluster
         .transfer(&transfer_request(&payment, "alice", "bob", "30.25", "USD"))
         .await
         .expect("retry");
-    assert_eq!(retried, paid);
+    assert!(!paid.replayed && retried.replayed);
+    assert_eq!(
+        proto::v1::TransferResponse {
+            replayed: false,
+            ..retried
+        },
+        paid
+    );
     let reused = cluster
         .transfer(&transfer_request(&payment, "alice", "bob", "30.26", "USD"))
         .await

@@ -141,6 +141,13 @@ export interface TransferResponse {
    * credit across partitions): a read node given it shows both balances with this transfer.
    */
   consistencyToken: string;
+  /**
+   * True when an earlier log entry decided this outcome and this call found it recorded (a
+   * retry, or the same transfer sent again): nothing moved this time. Two copies of one
+   * transfer decided in the same raft entry both say false. Rejections say the same in the
+   * ErrorInfo metadata `replayed` = "true".
+   */
+  replayed: boolean;
 }
 
 export interface TransferBatchRequest {
@@ -158,7 +165,11 @@ export interface TransferResult {
   /** "success" or "rejected" (definite outcomes) or "unavailable" (indefinite: retry the same id). */
   status: string;
   consistencyToken: string;
-  error: TransferError | undefined;
+  error:
+    | TransferError
+    | undefined;
+  /** As TransferResponse.replayed, for "success" and "rejected". */
+  replayed: boolean;
 }
 
 /**
@@ -807,7 +818,7 @@ export const TransferRequest: MessageFns<TransferRequest> = {
 };
 
 function createBaseTransferResponse(): TransferResponse {
-  return { status: "", transactionId: "", consistencyToken: "" };
+  return { status: "", transactionId: "", consistencyToken: "", replayed: false };
 }
 
 export const TransferResponse: MessageFns<TransferResponse> = {
@@ -820,6 +831,9 @@ export const TransferResponse: MessageFns<TransferResponse> = {
     }
     if (message.consistencyToken !== "") {
       writer.uint32(26).string(message.consistencyToken);
+    }
+    if (message.replayed !== false) {
+      writer.uint32(32).bool(message.replayed);
     }
     return writer;
   },
@@ -861,6 +875,14 @@ export const TransferResponse: MessageFns<TransferResponse> = {
             message.consistencyToken = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.replayed = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -886,6 +908,7 @@ export const TransferResponse: MessageFns<TransferResponse> = {
         : isSet(object.consistency_token)
         ? globalThis.String(object.consistency_token)
         : "",
+      replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
     };
   },
 
@@ -900,6 +923,9 @@ export const TransferResponse: MessageFns<TransferResponse> = {
     if (message.consistencyToken !== "") {
       obj.consistencyToken = message.consistencyToken;
     }
+    if (message.replayed !== false) {
+      obj.replayed = message.replayed;
+    }
     return obj;
   },
 
@@ -911,6 +937,7 @@ export const TransferResponse: MessageFns<TransferResponse> = {
     message.status = object.status ?? "";
     message.transactionId = object.transactionId ?? "";
     message.consistencyToken = object.consistencyToken ?? "";
+    message.replayed = object.replayed ?? false;
     return message;
   },
 };
@@ -1058,7 +1085,7 @@ export const TransferBatchResponse: MessageFns<TransferBatchResponse> = {
 };
 
 function createBaseTransferResult(): TransferResult {
-  return { transactionId: "", status: "", consistencyToken: "", error: undefined };
+  return { transactionId: "", status: "", consistencyToken: "", error: undefined, replayed: false };
 }
 
 export const TransferResult: MessageFns<TransferResult> = {
@@ -1074,6 +1101,9 @@ export const TransferResult: MessageFns<TransferResult> = {
     }
     if (message.error !== undefined) {
       TransferError.encode(message.error, writer.uint32(34).fork()).join();
+    }
+    if (message.replayed !== false) {
+      writer.uint32(40).bool(message.replayed);
     }
     return writer;
   },
@@ -1123,6 +1153,14 @@ export const TransferResult: MessageFns<TransferResult> = {
             message.error = TransferError.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.replayed = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1149,6 +1187,7 @@ export const TransferResult: MessageFns<TransferResult> = {
         ? globalThis.String(object.consistency_token)
         : "",
       error: isSet(object.error) ? TransferError.fromJSON(object.error) : undefined,
+      replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
     };
   },
 
@@ -1166,6 +1205,9 @@ export const TransferResult: MessageFns<TransferResult> = {
     if (message.error !== undefined) {
       obj.error = TransferError.toJSON(message.error);
     }
+    if (message.replayed !== false) {
+      obj.replayed = message.replayed;
+    }
     return obj;
   },
 
@@ -1180,6 +1222,7 @@ export const TransferResult: MessageFns<TransferResult> = {
     message.error = (object.error !== undefined && object.error !== null)
       ? TransferError.fromPartial(object.error)
       : undefined;
+    message.replayed = object.replayed ?? false;
     return message;
   },
 };

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16wallet/v1/wallet.proto\x12\twallet.v1\"Z\n\x12OpenAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x1e\n\x16\x61llow_negative_balance\x18\x03 \x01(\x08\":\n\x13OpenAccountResponse\x12#\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x12.wallet.v1.Account\"\x85\x01\n\x11OpenAccountResult\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12#\n\x07\x61\x63\x63ount\x18\x03 \x01(\x0b\x32\x12.wallet.v1.Account\x12\'\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x18.wallet.v1.TransferError\"w\n\x07\x41\x63\x63ount\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x1e\n\x16\x61llow_negative_balance\x18\x03 \x01(\x08\x12\x0f\n\x07\x62\x61lance\x18\x04 \x01(\t\x12\x15\n\rbalance_minor\x18\x05 \x01(\x03\"u\n\x0fTransferRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\"U\n\x10TransferResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x16\n\x0etransaction_id\x18\x02 \x01(\t\x12\x19\n\x11\x63onsistency_token\x18\x03 \x01(\t\"E\n\x14TransferBatchRequest\x12-\n\ttransfers\x18\x01 \x03(\x0b\x32\x1a.wallet.v1.TransferRequest\"C\n\x15TransferBatchResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.wallet.v1.TransferResult\"|\n\x0eTransferResult\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x19\n\x11\x63onsistency_token\x18\x03 \x01(\t\x12\'\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x18.wallet.v1.TransferError\"M\n\rTransferError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\r\n\x05\x66ield\x18\x04 \x01(\t\"\'\n\x11GetAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"K\n\x12GetAccountResponse\x12#\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x12.wallet.v1.Account\x12\x10\n\x08position\x18\x02 \x01(\t\",\n\x12GetTransferRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\"<\n\x13GetTransferResponse\x12%\n\x08transfer\x18\x01 \x01(\x0b\x32\x13.wallet.v1.Transfer\"\xe9\x01\n\x08Transfer\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12)\n\x06status\x18\x06 \x01(\x0e\x32\x19.wallet.v1.TransferStatus\x12\x15\n\rreject_reason\x18\x07 \x01(\t\x12\x1c\n\x14\x63ommitted_at_unix_ms\x18\x08 \x01(\x04\x12\x19\n\x11\x63onsistency_token\x18\t \x01(\t*\x8d\x01\n\x0eTransferStatus\x12\x1f\n\x1bTRANSFER_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19TRANSFER_STATUS_COMPLETED\x10\x01\x12\x1c\n\x18TRANSFER_STATUS_REJECTED\x10\x02\x12\x1d\n\x19TRANSFER_STATUS_IN_FLIGHT\x10\x03\x32\xae\x04\n\rWalletService\x12L\n\x0bOpenAccount\x12\x1d.wallet.v1.OpenAccountRequest\x1a\x1e.wallet.v1.OpenAccountResponse\x12O\n\x0cOpenAccounts\x12\x1d.wallet.v1.OpenAccountRequest\x1a\x1c.wallet.v1.OpenAccountResult(\x01\x30\x01\x12\x43\n\x08Transfer\x12\x1a.wallet.v1.TransferRequest\x1a\x1b.wallet.v1.TransferResponse\x12L\n\x0fSubmitTransfers\x12\x1a.wallet.v1.TransferRequest\x1a\x19.wallet.v1.TransferResult(\x01\x30\x01\x12R\n\rTransferBatch\x12\x1f.wallet.v1.TransferBatchRequest\x1a .wallet.v1.TransferBatchResponse\x12I\n\nGetAccount\x12\x1c.wallet.v1.GetAccountRequest\x1a\x1d.wallet.v1.GetAccountResponse\x12L\n\x0bGetTransfer\x12\x1d.wallet.v1.GetTransferRequest\x1a\x1e.wallet.v1.GetTransferResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16wallet/v1/wallet.proto\x12\twallet.v1\"Z\n\x12OpenAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x1e\n\x16\x61llow_negative_balance\x18\x03 \x01(\x08\":\n\x13OpenAccountResponse\x12#\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x12.wallet.v1.Account\"\x85\x01\n\x11OpenAccountResult\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12#\n\x07\x61\x63\x63ount\x18\x03 \x01(\x0b\x32\x12.wallet.v1.Account\x12\'\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x18.wallet.v1.TransferError\"w\n\x07\x41\x63\x63ount\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x1e\n\x16\x61llow_negative_balance\x18\x03 \x01(\x08\x12\x0f\n\x07\x62\x61lance\x18\x04 \x01(\t\x12\x15\n\rbalance_minor\x18\x05 \x01(\x03\"u\n\x0fTransferRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\"g\n\x10TransferResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x16\n\x0etransaction_id\x18\x02 \x01(\t\x12\x19\n\x11\x63onsistency_token\x18\x03 \x01(\t\x12\x10\n\x08replayed\x18\x04 \x01(\x08\"E\n\x14TransferBatchRequest\x12-\n\ttransfers\x18\x01 \x03(\x0b\x32\x1a.wallet.v1.TransferRequest\"C\n\x15TransferBatchResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.wallet.v1.TransferResult\"\x8e\x01\n\x0eTransferResult\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x19\n\x11\x63onsistency_token\x18\x03 \x01(\t\x12\'\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x18.wallet.v1.TransferError\x12\x10\n\x08replayed\x18\x05 \x01(\x08\"M\n\rTransferError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\r\n\x05\x66ield\x18\x04 \x01(\t\"\'\n\x11GetAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"K\n\x12GetAccountResponse\x12#\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x12.wallet.v1.Account\x12\x10\n\x08position\x18\x02 \x01(\t\",\n\x12GetTransferRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\"<\n\x13GetTransferResponse\x12%\n\x08transfer\x18\x01 \x01(\x0b\x32\x13.wallet.v1.Transfer\"\xe9\x01\n\x08Transfer\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12)\n\x06status\x18\x06 \x01(\x0e\x32\x19.wallet.v1.TransferStatus\x12\x15\n\rreject_reason\x18\x07 \x01(\t\x12\x1c\n\x14\x63ommitted_at_unix_ms\x18\x08 \x01(\x04\x12\x19\n\x11\x63onsistency_token\x18\t \x01(\t*\x8d\x01\n\x0eTransferStatus\x12\x1f\n\x1bTRANSFER_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19TRANSFER_STATUS_COMPLETED\x10\x01\x12\x1c\n\x18TRANSFER_STATUS_REJECTED\x10\x02\x12\x1d\n\x19TRANSFER_STATUS_IN_FLIGHT\x10\x03\x32\xae\x04\n\rWalletService\x12L\n\x0bOpenAccount\x12\x1d.wallet.v1.OpenAccountRequest\x1a\x1e.wallet.v1.OpenAccountResponse\x12O\n\x0cOpenAccounts\x12\x1d.wallet.v1.OpenAccountRequest\x1a\x1c.wallet.v1.OpenAccountResult(\x01\x30\x01\x12\x43\n\x08Transfer\x12\x1a.wallet.v1.TransferRequest\x1a\x1b.wallet.v1.TransferResponse\x12L\n\x0fSubmitTransfers\x12\x1a.wallet.v1.TransferRequest\x1a\x19.wallet.v1.TransferResult(\x01\x30\x01\x12R\n\rTransferBatch\x12\x1f.wallet.v1.TransferBatchRequest\x1a .wallet.v1.TransferBatchResponse\x12I\n\nGetAccount\x12\x1c.wallet.v1.GetAccountRequest\x1a\x1d.wallet.v1.GetAccountResponse\x12L\n\x0bGetTransfer\x12\x1d.wallet.v1.GetTransferRequest\x1a\x1e.wallet.v1.GetTransferResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'wallet.v1.wallet_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRANSFERSTATUS']._serialized_start=1460
-  _globals['_TRANSFERSTATUS']._serialized_end=1601
+  _globals['_TRANSFERSTATUS']._serialized_start=1497
+  _globals['_TRANSFERSTATUS']._serialized_end=1638
   _globals['_OPENACCOUNTREQUEST']._serialized_start=37
   _globals['_OPENACCOUNTREQUEST']._serialized_end=127
   _globals['_OPENACCOUNTRESPONSE']._serialized_start=129
@@ -44,25 +44,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRANSFERREQUEST']._serialized_start=446
   _globals['_TRANSFERREQUEST']._serialized_end=563
   _globals['_TRANSFERRESPONSE']._serialized_start=565
-  _globals['_TRANSFERRESPONSE']._serialized_end=650
-  _globals['_TRANSFERBATCHREQUEST']._serialized_start=652
-  _globals['_TRANSFERBATCHREQUEST']._serialized_end=721
-  _globals['_TRANSFERBATCHRESPONSE']._serialized_start=723
-  _globals['_TRANSFERBATCHRESPONSE']._serialized_end=790
-  _globals['_TRANSFERRESULT']._serialized_start=792
-  _globals['_TRANSFERRESULT']._serialized_end=916
-  _globals['_TRANSFERERROR']._serialized_start=918
-  _globals['_TRANSFERERROR']._serialized_end=995
-  _globals['_GETACCOUNTREQUEST']._serialized_start=997
-  _globals['_GETACCOUNTREQUEST']._serialized_end=1036
-  _globals['_GETACCOUNTRESPONSE']._serialized_start=1038
-  _globals['_GETACCOUNTRESPONSE']._serialized_end=1113
-  _globals['_GETTRANSFERREQUEST']._serialized_start=1115
-  _globals['_GETTRANSFERREQUEST']._serialized_end=1159
-  _globals['_GETTRANSFERRESPONSE']._serialized_start=1161
-  _globals['_GETTRANSFERRESPONSE']._serialized_end=1221
-  _globals['_TRANSFER']._serialized_start=1224
-  _globals['_TRANSFER']._serialized_end=1457
-  _globals['_WALLETSERVICE']._serialized_start=1604
-  _globals['_WALLETSERVICE']._serialized_end=2162
+  _globals['_TRANSFERRESPONSE']._serialized_end=668
+  _globals['_TRANSFERBATCHREQUEST']._serialized_start=670
+  _globals['_TRANSFERBATCHREQUEST']._serialized_end=739
+  _globals['_TRANSFERBATCHRESPONSE']._serialized_start=741
+  _globals['_TRANSFERBATCHRESPONSE']._serialized_end=808
+  _globals['_TRANSFERRESULT']._serialized_start=811
+  _globals['_TRANSFERRESULT']._serialized_end=953
+  _globals['_TRANSFERERROR']._serialized_start=955
+  _globals['_TRANSFERERROR']._serialized_end=1032
+  _globals['_GETACCOUNTREQUEST']._serialized_start=1034
+  _globals['_GETACCOUNTREQUEST']._serialized_end=1073
+  _globals['_GETACCOUNTRESPONSE']._serialized_start=1075
+  _globals['_GETACCOUNTRESPONSE']._serialized_end=1150
+  _globals['_GETTRANSFERREQUEST']._serialized_start=1152
+  _globals['_GETTRANSFERREQUEST']._serialized_end=1196
+  _globals['_GETTRANSFERRESPONSE']._serialized_start=1198
+  _globals['_GETTRANSFERRESPONSE']._serialized_end=1258
+  _globals['_TRANSFER']._serialized_start=1261
+  _globals['_TRANSFER']._serialized_end=1494
+  _globals['_WALLETSERVICE']._serialized_start=1641
+  _globals['_WALLETSERVICE']._serialized_end=2199
 # @@protoc_insertion_point(module_scope)

@@ -74,14 +74,16 @@ class TransferRequest(_message.Message):
     def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ...) -> None: ...
 
 class TransferResponse(_message.Message):
-    __slots__ = ("status", "transaction_id", "consistency_token")
+    __slots__ = ("status", "transaction_id", "consistency_token", "replayed")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     CONSISTENCY_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
     status: str
     transaction_id: str
     consistency_token: str
-    def __init__(self, status: _Optional[str] = ..., transaction_id: _Optional[str] = ..., consistency_token: _Optional[str] = ...) -> None: ...
+    replayed: bool
+    def __init__(self, status: _Optional[str] = ..., transaction_id: _Optional[str] = ..., consistency_token: _Optional[str] = ..., replayed: bool = ...) -> None: ...
 
 class TransferBatchRequest(_message.Message):
     __slots__ = ("transfers",)
@@ -96,16 +98,18 @@ class TransferBatchResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[TransferResult, _Mapping]]] = ...) -> None: ...
 
 class TransferResult(_message.Message):
-    __slots__ = ("transaction_id", "status", "consistency_token", "error")
+    __slots__ = ("transaction_id", "status", "consistency_token", "error", "replayed")
     TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     CONSISTENCY_TOKEN_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
     transaction_id: str
     status: str
     consistency_token: str
     error: TransferError
-    def __init__(self, transaction_id: _Optional[str] = ..., status: _Optional[str] = ..., consistency_token: _Optional[str] = ..., error: _Optional[_Union[TransferError, _Mapping]] = ...) -> None: ...
+    replayed: bool
+    def __init__(self, transaction_id: _Optional[str] = ..., status: _Optional[str] = ..., consistency_token: _Optional[str] = ..., error: _Optional[_Union[TransferError, _Mapping]] = ..., replayed: bool = ...) -> None: ...
 
 class TransferError(_message.Message):
     __slots__ = ("code", "reason", "message", "field")
