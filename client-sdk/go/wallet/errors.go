@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"wallet.ledger/client-sdk/go/walletv1"
 )
 
 // ErrorDomain is the google.rpc.ErrorInfo domain of every wallet error.
@@ -25,75 +28,129 @@ const MetadataLeaderID = "leader_id"
 // ISSUE_SCOPE_REQUIRED).
 const MetadataScope = "scope"
 
-// Stable reasons (google.rpc.ErrorInfo.reason) the nodes send, as documented in
-// proto/wallet/v1/*.proto and the repository README. Match on these, never on messages.
+// Stable reasons (google.rpc.ErrorInfo.reason, TransferError.reason) the nodes send,
+// initialised from the generated walletv1.ErrorReason enum (proto/wallet/v1/errors.proto):
+// each is the value's name without ERROR_REASON_. Match on these, never on messages. A reason
+// outside the enum (from a newer node) is passed on as it comes: decide by the gRPC code then.
+var (
+	// ReasonInvalidTransactionID: transaction_id is not a canonical UUID (INVALID_ARGUMENT).
+	ReasonInvalidTransactionID = ReasonName(walletv1.ErrorReason_ERROR_REASON_INVALID_TRANSACTION_ID)
+	// ReasonInvalidAccountID: An account id is empty, too long or has characters outside the allowed set (INVALID_ARGUMENT).
+	ReasonInvalidAccountID = ReasonName(walletv1.ErrorReason_ERROR_REASON_INVALID_ACCOUNT_ID)
+	// ReasonInvalidAmount: amount is not an exact positive decimal within the currency's minor units (INVALID_ARGUMENT).
+	ReasonInvalidAmount = ReasonName(walletv1.ErrorReason_ERROR_REASON_INVALID_AMOUNT)
+	// ReasonUnknownCurrency: currency is not an ISO 4217 code (INVALID_ARGUMENT).
+	ReasonUnknownCurrency = ReasonName(walletv1.ErrorReason_ERROR_REASON_UNKNOWN_CURRENCY)
+	// ReasonSameAccount: from_account and to_account are the same account (INVALID_ARGUMENT).
+	ReasonSameAccount = ReasonName(walletv1.ErrorReason_ERROR_REASON_SAME_ACCOUNT)
+	// ReasonInvalidBatchSize: TransferBatch with no transfer or more than 1,024 (INVALID_ARGUMENT); nothing in it is decided.
+	ReasonInvalidBatchSize = ReasonName(walletv1.ErrorReason_ERROR_REASON_INVALID_BATCH_SIZE)
+	// ReasonAmountOutOfRange: A command's amount outside 1..=AMOUNT_MINOR_MAX minor units (INVALID_ARGUMENT; peer credits, or the ledger's own check).
+	ReasonAmountOutOfRange = ReasonName(walletv1.ErrorReason_ERROR_REASON_AMOUNT_OUT_OF_RANGE)
+	// ReasonNilTransactionID: A command with the nil UUID as its id (INVALID_ARGUMENT; peer credits, or the ledger's own check).
+	ReasonNilTransactionID = ReasonName(walletv1.ErrorReason_ERROR_REASON_NIL_TRANSACTION_ID)
+	// ReasonWrongPartition: A command for an account of another partition (INVALID_ARGUMENT; peer credits).
+	ReasonWrongPartition = ReasonName(walletv1.ErrorReason_ERROR_REASON_WRONG_PARTITION)
+	// ReasonCreditFromLocalAccount: A peer credit whose source account lives in the target partition (INVALID_ARGUMENT).
+	ReasonCreditFromLocalAccount = ReasonName(walletv1.ErrorReason_ERROR_REASON_CREDIT_FROM_LOCAL_ACCOUNT)
+	// ReasonSettleOfUnknownTransfer: A settle of a transfer the source partition never debited (INVALID_ARGUMENT).
+	ReasonSettleOfUnknownTransfer = ReasonName(walletv1.ErrorReason_ERROR_REASON_SETTLE_OF_UNKNOWN_TRANSFER)
+	// ReasonTooManyCredits: A peer credit batch above its limit (INVALID_ARGUMENT).
+	ReasonTooManyCredits = ReasonName(walletv1.ErrorReason_ERROR_REASON_TOO_MANY_CREDITS)
+	// ReasonInvalidConsistencyToken: Read node: consistency_token is not a token a write node gave (INVALID_ARGUMENT).
+	ReasonInvalidConsistencyToken = ReasonName(walletv1.ErrorReason_ERROR_REASON_INVALID_CONSISTENCY_TOKEN)
+	// ReasonInvalidPosition: Read node: a position that is not partition:index (INVALID_ARGUMENT).
+	ReasonInvalidPosition = ReasonName(walletv1.ErrorReason_ERROR_REASON_INVALID_POSITION)
+	// ReasonPositionPartitionMismatch: Read node: a position of another partition than the account's (INVALID_ARGUMENT).
+	ReasonPositionPartitionMismatch = ReasonName(walletv1.ErrorReason_ERROR_REASON_POSITION_PARTITION_MISMATCH)
+	// ReasonMissingPoint: Read node: GetBalanceAt without a position or a time (INVALID_ARGUMENT).
+	ReasonMissingPoint = ReasonName(walletv1.ErrorReason_ERROR_REASON_MISSING_POINT)
+	// ReasonInvalidPageToken: Read node: page_token is not one this node gave (INVALID_ARGUMENT).
+	ReasonInvalidPageToken = ReasonName(walletv1.ErrorReason_ERROR_REASON_INVALID_PAGE_TOKEN)
+	// ReasonPageSizeTooLarge: Read node: page_size above its limit (INVALID_ARGUMENT).
+	ReasonPageSizeTooLarge = ReasonName(walletv1.ErrorReason_ERROR_REASON_PAGE_SIZE_TOO_LARGE)
+	// ReasonTooManyAccounts: Read node: a watch of more accounts than its limit (INVALID_ARGUMENT).
+	ReasonTooManyAccounts = ReasonName(walletv1.ErrorReason_ERROR_REASON_TOO_MANY_ACCOUNTS)
+	// ReasonInvalidResumeSequence: Read node: a resume sequence ahead of the account's (INVALID_ARGUMENT).
+	ReasonInvalidResumeSequence = ReasonName(walletv1.ErrorReason_ERROR_REASON_INVALID_RESUME_SEQUENCE)
+	// ReasonInvalidPartition: Event log or peer call: a partition this cluster does not have (INVALID_ARGUMENT).
+	ReasonInvalidPartition = ReasonName(walletv1.ErrorReason_ERROR_REASON_INVALID_PARTITION)
+	// ReasonInvalidFromIndex: Event log: from_index 0 (INVALID_ARGUMENT).
+	ReasonInvalidFromIndex = ReasonName(walletv1.ErrorReason_ERROR_REASON_INVALID_FROM_INDEX)
+	// ReasonMalformedMessage: Not a protobuf message of the method's type (INVALID_ARGUMENT).
+	ReasonMalformedMessage = ReasonName(walletv1.ErrorReason_ERROR_REASON_MALFORMED_MESSAGE)
+	// ReasonMessageTooLarge: A message above the 4 MiB decoding limit (INVALID_ARGUMENT).
+	ReasonMessageTooLarge = ReasonName(walletv1.ErrorReason_ERROR_REASON_MESSAGE_TOO_LARGE)
+	// ReasonMisaddressedMessage: Peer call: a raft message for another node (INVALID_ARGUMENT).
+	ReasonMisaddressedMessage = ReasonName(walletv1.ErrorReason_ERROR_REASON_MISADDRESSED_MESSAGE)
+	// ReasonAccountNotFound: The account does not exist (NOT_FOUND; field from_account, to_account or account_id).
+	ReasonAccountNotFound = ReasonName(walletv1.ErrorReason_ERROR_REASON_ACCOUNT_NOT_FOUND)
+	// ReasonTransferNotFound: No transfer with this transaction_id (NOT_FOUND).
+	ReasonTransferNotFound = ReasonName(walletv1.ErrorReason_ERROR_REASON_TRANSFER_NOT_FOUND)
+	// ReasonSnapshotNotFound: Peer call: no snapshot at the index asked for (NOT_FOUND).
+	ReasonSnapshotNotFound = ReasonName(walletv1.ErrorReason_ERROR_REASON_SNAPSHOT_NOT_FOUND)
+	// ReasonInsufficientFunds: The debited account's balance is below the amount (FAILED_PRECONDITION).
+	ReasonInsufficientFunds = ReasonName(walletv1.ErrorReason_ERROR_REASON_INSUFFICIENT_FUNDS)
+	// ReasonCurrencyMismatch: The transfer's currency differs from an account's (FAILED_PRECONDITION).
+	ReasonCurrencyMismatch = ReasonName(walletv1.ErrorReason_ERROR_REASON_CURRENCY_MISMATCH)
+	// ReasonTransactionIDReused: The id was used for a different transfer (ALREADY_EXISTS); nothing moved.
+	ReasonTransactionIDReused = ReasonName(walletv1.ErrorReason_ERROR_REASON_TRANSACTION_ID_REUSED)
+	// ReasonAccountExistsWithOtherParameters: OpenAccount of an open account with other parameters (ALREADY_EXISTS).
+	ReasonAccountExistsWithOtherParameters = ReasonName(walletv1.ErrorReason_ERROR_REASON_ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS)
+	// ReasonNotLeader: This node does not lead the partition (UNAVAILABLE; metadata leader_id, leader_address); only to a write sent with wallet-no-forward.
+	ReasonNotLeader = ReasonName(walletv1.ErrorReason_ERROR_REASON_NOT_LEADER)
+	// ReasonForwardFailed: The node forwarded the write to the leader and got no answer (UNAVAILABLE): outcome unknown, retry with the same id.
+	ReasonForwardFailed = ReasonName(walletv1.ErrorReason_ERROR_REASON_FORWARD_FAILED)
+	// ReasonNoLeader: The partition has no leader right now (UNAVAILABLE, RetryInfo).
+	ReasonNoLeader = ReasonName(walletv1.ErrorReason_ERROR_REASON_NO_LEADER)
+	// ReasonOutcomeUnknown: Leadership changed while the command was in flight (UNAVAILABLE): retry with the same id.
+	ReasonOutcomeUnknown = ReasonName(walletv1.ErrorReason_ERROR_REASON_OUTCOME_UNKNOWN)
+	// ReasonReadTimeout: A linearizable read did not complete in time (UNAVAILABLE, RetryInfo).
+	ReasonReadTimeout = ReasonName(walletv1.ErrorReason_ERROR_REASON_READ_TIMEOUT)
+	// ReasonShuttingDown: The node is shutting down (UNAVAILABLE).
+	ReasonShuttingDown = ReasonName(walletv1.ErrorReason_ERROR_REASON_SHUTTING_DOWN)
+	// ReasonStorageFailure: The node's RocksDB write or fsync failed; it stops (UNAVAILABLE): retry the same id on another node.
+	ReasonStorageFailure = ReasonName(walletv1.ErrorReason_ERROR_REASON_STORAGE_FAILURE)
+	// ReasonConsistencyWaitTimeout: Read node: the position a consistency token names was not projected in time (UNAVAILABLE).
+	ReasonConsistencyWaitTimeout = ReasonName(walletv1.ErrorReason_ERROR_REASON_CONSISTENCY_WAIT_TIMEOUT)
+	// ReasonPartitionStuck: Read node: the fold stopped this partition at a block it cannot apply (UNAVAILABLE).
+	ReasonPartitionStuck = ReasonName(walletv1.ErrorReason_ERROR_REASON_PARTITION_STUCK)
+	// ReasonEventLogUnreadable: Event log: the node could not read its own log (INTERNAL).
+	ReasonEventLogUnreadable = ReasonName(walletv1.ErrorReason_ERROR_REASON_EVENT_LOG_UNREADABLE)
+	// ReasonOverloaded: The node's call limit or command queue is full (RESOURCE_EXHAUSTED, RetryInfo).
+	ReasonOverloaded = ReasonName(walletv1.ErrorReason_ERROR_REASON_OVERLOADED)
+	// ReasonTooManyWatchers: Read node: watches at their limit (RESOURCE_EXHAUSTED).
+	ReasonTooManyWatchers = ReasonName(walletv1.ErrorReason_ERROR_REASON_TOO_MANY_WATCHERS)
+	// ReasonTooManySubscribers: Event log: subscribers at their limit (RESOURCE_EXHAUSTED).
+	ReasonTooManySubscribers = ReasonName(walletv1.ErrorReason_ERROR_REASON_TOO_MANY_SUBSCRIBERS)
+	// ReasonWatchLagged: The watcher fell too far behind (ABORTED): resume from the last sequence.
+	ReasonWatchLagged = ReasonName(walletv1.ErrorReason_ERROR_REASON_WATCH_LAGGED)
+	// ReasonEventLogCorrupt: Event log: a block fails its hash chain (DATA_LOSS).
+	ReasonEventLogCorrupt = ReasonName(walletv1.ErrorReason_ERROR_REASON_EVENT_LOG_CORRUPT)
+	// ReasonMissingToken: The call needs authorization: Bearer <token> (UNAUTHENTICATED).
+	ReasonMissingToken = ReasonName(walletv1.ErrorReason_ERROR_REASON_MISSING_TOKEN)
+	// ReasonInvalidToken: The token is malformed or unknown (UNAUTHENTICATED).
+	ReasonInvalidToken = ReasonName(walletv1.ErrorReason_ERROR_REASON_INVALID_TOKEN)
+	// ReasonPeerCertRequired: PeerService needs a write node's client certificate (UNAUTHENTICATED).
+	ReasonPeerCertRequired = ReasonName(walletv1.ErrorReason_ERROR_REASON_PEER_CERT_REQUIRED)
+	// ReasonScopeDenied: The token lacks the scope the call needs (PERMISSION_DENIED; metadata scope).
+	ReasonScopeDenied = ReasonName(walletv1.ErrorReason_ERROR_REASON_SCOPE_DENIED)
+	// ReasonIssueScopeRequired: Debiting an account that may go negative needs the issue scope (PERMISSION_DENIED).
+	ReasonIssueScopeRequired = ReasonName(walletv1.ErrorReason_ERROR_REASON_ISSUE_SCOPE_REQUIRED)
+	// ReasonAccountPrefixDenied: The account is outside the token's account prefixes (PERMISSION_DENIED).
+	ReasonAccountPrefixDenied = ReasonName(walletv1.ErrorReason_ERROR_REASON_ACCOUNT_PREFIX_DENIED)
+	// ReasonNotAPeer: Peer call naming a node id that is not a peer, or not the certificate's (PERMISSION_DENIED).
+	ReasonNotAPeer = ReasonName(walletv1.ErrorReason_ERROR_REASON_NOT_A_PEER)
+	// ReasonUnknownMethod: No such service or method (UNIMPLEMENTED).
+	ReasonUnknownMethod = ReasonName(walletv1.ErrorReason_ERROR_REASON_UNKNOWN_METHOD)
+	// ReasonUnsupportedCompression: A grpc-encoding other than identity (UNIMPLEMENTED).
+	ReasonUnsupportedCompression = ReasonName(walletv1.ErrorReason_ERROR_REASON_UNSUPPORTED_COMPRESSION)
+	// ReasonInternal: Read node: an unexpected failure inside the node (INTERNAL).
+	ReasonInternal = ReasonName(walletv1.ErrorReason_ERROR_REASON_INTERNAL)
+)
+
+// Reasons the SDK gives to failures no node answered: not in the ErrorReason enum.
 const (
-	// INVALID_ARGUMENT, with a BadRequest field.
-	ReasonInvalidTransactionID    = "INVALID_TRANSACTION_ID"
-	ReasonInvalidAccountID        = "INVALID_ACCOUNT_ID"
-	ReasonInvalidAmount           = "INVALID_AMOUNT"
-	ReasonUnknownCurrency         = "UNKNOWN_CURRENCY"
-	ReasonSameAccount             = "SAME_ACCOUNT"
-	ReasonInvalidBatchSize        = "INVALID_BATCH_SIZE"
-	ReasonAmountOutOfRange        = "AMOUNT_OUT_OF_RANGE"
-	ReasonNilTransactionID        = "NIL_TRANSACTION_ID"
-	ReasonWrongPartition          = "WRONG_PARTITION"
-	ReasonCreditFromLocalAccount  = "CREDIT_FROM_LOCAL_ACCOUNT"
-	ReasonSettleOfUnknownTransfer = "SETTLE_OF_UNKNOWN_TRANSFER"
-	ReasonTooManyCredits          = "TOO_MANY_CREDITS"
-	// INVALID_ARGUMENT from a read node.
-	ReasonInvalidConsistencyToken   = "INVALID_CONSISTENCY_TOKEN"
-	ReasonInvalidPosition           = "INVALID_POSITION"
-	ReasonPositionPartitionMismatch = "POSITION_PARTITION_MISMATCH"
-	ReasonMissingPoint              = "MISSING_POINT"
-	ReasonInvalidPageToken          = "INVALID_PAGE_TOKEN"
-	ReasonPageSizeTooLarge          = "PAGE_SIZE_TOO_LARGE"
-	ReasonTooManyAccounts           = "TOO_MANY_ACCOUNTS"
-	ReasonInvalidResumeSequence     = "INVALID_RESUME_SEQUENCE"
-	// INVALID_ARGUMENT from the event log service.
-	ReasonInvalidPartition = "INVALID_PARTITION"
-	ReasonInvalidFromIndex = "INVALID_FROM_INDEX"
-	// INVALID_ARGUMENT without a field: the whole message.
-	ReasonMalformedMessage = "MALFORMED_MESSAGE"
-	ReasonMessageTooLarge  = "MESSAGE_TOO_LARGE"
-	// NOT_FOUND, with a BadRequest field.
-	ReasonAccountNotFound  = "ACCOUNT_NOT_FOUND"
-	ReasonTransferNotFound = "TRANSFER_NOT_FOUND"
-	// FAILED_PRECONDITION.
-	ReasonInsufficientFunds = "INSUFFICIENT_FUNDS"
-	ReasonCurrencyMismatch  = "CURRENCY_MISMATCH"
-	// ALREADY_EXISTS.
-	ReasonTransactionIDReused              = "TRANSACTION_ID_REUSED"
-	ReasonAccountExistsWithOtherParameters = "ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS"
-	// UNAVAILABLE (indefinite: retried).
-	ReasonNotLeader              = "NOT_LEADER"
-	ReasonNoLeader               = "NO_LEADER"
-	ReasonOutcomeUnknown         = "OUTCOME_UNKNOWN"
-	ReasonReadTimeout            = "READ_TIMEOUT"
-	ReasonShuttingDown           = "SHUTTING_DOWN"
-	ReasonStorageFailure         = "STORAGE_FAILURE"
-	ReasonConsistencyWaitTimeout = "CONSISTENCY_WAIT_TIMEOUT"
-	ReasonPartitionStuck         = "PARTITION_STUCK"
-	// RESOURCE_EXHAUSTED, with RetryInfo (indefinite: retried).
-	ReasonOverloaded         = "OVERLOADED"
-	ReasonTooManyWatchers    = "TOO_MANY_WATCHERS"
-	ReasonTooManySubscribers = "TOO_MANY_SUBSCRIBERS"
-	// ABORTED: a watch cut off for lagging (WatchBalances resumes by itself).
-	ReasonWatchLagged = "WATCH_LAGGED"
-	// DATA_LOSS.
-	ReasonEventLogCorrupt = "EVENT_LOG_CORRUPT"
-	// UNAUTHENTICATED and PERMISSION_DENIED (tokens and peers).
-	ReasonMissingToken       = "MISSING_TOKEN"
-	ReasonInvalidToken       = "INVALID_TOKEN"
-	ReasonScopeDenied        = "SCOPE_DENIED"
-	ReasonIssueScopeRequired = "ISSUE_SCOPE_REQUIRED"
-	ReasonNotAPeer           = "NOT_A_PEER"
-	// UNIMPLEMENTED.
-	ReasonUnknownMethod          = "UNKNOWN_METHOD"
-	ReasonUnsupportedCompression = "UNSUPPORTED_COMPRESSION"
-
-	// Given by the SDK, not a node.
-
 	// ReasonTransport: the failure never reached a node's application code (connection
 	// refused or reset, TLS handshake failed, stream broken).
 	ReasonTransport = "TRANSPORT_ERROR"
@@ -104,6 +161,45 @@ const (
 	// ReasonInvalidConfig: the client configuration is unusable (see ConfigError).
 	ReasonInvalidConfig = "INVALID_CONFIG"
 )
+
+// MetadataReplayed is the ErrorInfo metadata key set to "true" when an earlier log entry
+// decided this rejection and this call found it recorded (a retry): see Rejected.Replayed.
+const MetadataReplayed = "replayed"
+
+const reasonPrefix = "ERROR_REASON_"
+
+// ReasonName is the reason string of a walletv1.ErrorReason value, its name without
+// ERROR_REASON_ (ErrorReason_ERROR_REASON_INSUFFICIENT_FUNDS is "INSUFFICIENT_FUNDS"); "" for
+// ERROR_REASON_UNSPECIFIED or a value the enum does not have.
+func ReasonName(r walletv1.ErrorReason) string {
+	name, ok := walletv1.ErrorReason_name[int32(r)]
+	if !ok || r == walletv1.ErrorReason_ERROR_REASON_UNSPECIFIED {
+		return ""
+	}
+	return strings.TrimPrefix(name, reasonPrefix)
+}
+
+// Reasons lists every reason of the walletv1.ErrorReason enum, in the enum's order.
+func Reasons() []string {
+	values := make([]int32, 0, len(walletv1.ErrorReason_name))
+	for value := range walletv1.ErrorReason_name {
+		if value != int32(walletv1.ErrorReason_ERROR_REASON_UNSPECIFIED) {
+			values = append(values, value)
+		}
+	}
+	sort.Slice(values, func(i, j int) bool { return values[i] < values[j] })
+	reasons := make([]string, len(values))
+	for i, value := range values {
+		reasons[i] = ReasonName(walletv1.ErrorReason(value))
+	}
+	return reasons
+}
+
+// IsKnownReason reports whether reason is one of the walletv1.ErrorReason enum's.
+func IsKnownReason(reason string) bool {
+	_, ok := walletv1.ErrorReason_value[reasonPrefix+reason]
+	return ok && reason != "" && reason != "UNSPECIFIED"
+}
 
 // FieldViolation is one google.rpc.BadRequest field violation.
 type FieldViolation struct {
@@ -171,6 +267,10 @@ type Rejected struct {
 	// Field is the offending request field (BadRequest; TransferError.field in streams).
 	Field   string
 	Details ErrorDetails
+	// Replayed is true when an earlier log entry decided this rejection and this call found it
+	// recorded (a retry): ErrorInfo metadata replayed = "true", or TransferResult.replayed for
+	// a streamed or batched transfer. Older nodes never set it.
+	Replayed bool
 }
 
 func (e *Rejected) Error() string {
@@ -300,7 +400,8 @@ func classifyDetails(d ErrorDetails, cause error) error {
 	if reason == "" {
 		reason = codeName(d.Code)
 	}
-	return &Rejected{Code: d.Code, Reason: reason, Message: d.Message, Field: d.Field(), Details: d}
+	return &Rejected{Code: d.Code, Reason: reason, Message: d.Message, Field: d.Field(), Details: d,
+		Replayed: d.Metadata[MetadataReplayed] == "true"}
 }
 
 // ResultError is the error of a stream or batch result (OpenAccountResult, TransferResult):
@@ -334,6 +435,22 @@ func ResultError(resultStatus string, e interface {
 		return &Indefinite{Code: d.Code, Reason: reason, Message: d.Message, Details: d}
 	}
 	return classifyDetails(d, nil)
+}
+
+// TransferResultError is ResultError for a TransferResult, with its replayed flag: nil for
+// "success", a *Rejected (Replayed from TransferResult.replayed) for "rejected", an
+// *Indefinite for "unavailable".
+func TransferResultError(result *walletv1.TransferResult) error {
+	err := ResultError(result.GetStatus(), result.GetError())
+	var rejected *Rejected
+	if result.GetReplayed() && errors.As(err, &rejected) {
+		rejected.Replayed = true
+		if rejected.Details.Metadata == nil {
+			rejected.Details.Metadata = map[string]string{}
+		}
+		rejected.Details.Metadata[MetadataReplayed] = "true"
+	}
+	return err
 }
 
 // leaderHint is the leader's host:port from a NOT_LEADER redirect, or "".

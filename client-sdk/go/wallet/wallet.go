@@ -234,7 +234,8 @@ func (c *WalletClient) TransferBatch(ctx context.Context, transfers []TransferPa
 		switch result.GetStatus() {
 		case "success":
 			outcomes[i].Response = &walletv1.TransferResponse{Status: "success",
-				TransactionId: result.GetTransactionId(), ConsistencyToken: result.GetConsistencyToken()}
+				TransactionId: result.GetTransactionId(), ConsistencyToken: result.GetConsistencyToken(),
+				Replayed: result.GetReplayed()}
 		case "unavailable":
 			wg.Add(1)
 			go func(i int) {
@@ -242,7 +243,7 @@ func (c *WalletClient) TransferBatch(ctx context.Context, transfers []TransferPa
 				outcomes[i].Response, outcomes[i].Err = c.Transfer(ctx, transfers[i])
 			}(i)
 		default:
-			outcomes[i].Err = ResultError(result.GetStatus(), result.GetError())
+			outcomes[i].Err = TransferResultError(result)
 		}
 	}
 	wg.Wait()

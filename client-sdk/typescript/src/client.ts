@@ -360,9 +360,14 @@ export class WalletClient {
       response.results.map(async (result, i): Promise<TransferResponse | WalletError> => {
         const request = requests[i];
         if (result.status === "success") {
-          return { status: "success", transactionId: result.transactionId || request.transactionId, consistencyToken: result.consistencyToken };
+          return {
+            status: "success",
+            transactionId: result.transactionId || request.transactionId,
+            consistencyToken: result.consistencyToken,
+            replayed: result.replayed,
+          };
         }
-        if (result.status === "rejected" && result.error !== undefined) return itemError(result.error, true);
+        if (result.status === "rejected" && result.error !== undefined) return itemError(result.error, true, result.replayed);
         try {
           return await this.call((c) => c.transfer, request, request.fromAccount);
         } catch (error) {

@@ -9,13 +9,47 @@ import { status as Code, type ServiceError } from "@grpc/grpc-js";
 
 import { BadRequest, ErrorInfo, RetryInfo } from "./gen/google/rpc/error_details";
 import { Status } from "./gen/google/rpc/status";
+import { ErrorReason } from "./gen/wallet/v1/errors";
+
+export { ErrorReason };
+
+const REASON_PREFIX = "ERROR_REASON_";
+
+/**
+ * The reason string of a generated `ErrorReason` value, its name without `ERROR_REASON_`
+ * (`ErrorReason.ERROR_REASON_INSUFFICIENT_FUNDS` is "INSUFFICIENT_FUNDS"); "" for
+ * `ERROR_REASON_UNSPECIFIED`, `UNRECOGNIZED` or an unknown value.
+ */
+export function reasonOf(value: ErrorReason): string {
+  const name = (ErrorReason as unknown as Record<number, string | undefined>)[value];
+  if (value <= 0 || name === undefined || !name.startsWith(REASON_PREFIX)) return "";
+  return name.slice(REASON_PREFIX.length);
+}
+
+/**
+ * Every reason the nodes give (`ErrorInfo.reason`, `TransferError.reason`), generated from the
+ * `wallet.v1.ErrorReason` enum (proto/wallet/v1/errors.proto). A reason outside it (from a
+ * newer node) is passed on as it comes: decide by the gRPC code then.
+ */
+export const REASONS: ReadonlySet<string> = new Set(
+  Object.values(ErrorReason)
+    .filter((value): value is ErrorReason => typeof value === "number")
+    .map(reasonOf)
+    .filter((reason) => reason !== ""),
+);
 
 /** The `google.rpc.ErrorInfo` domain of every wallet error. */
 export const ERROR_DOMAIN = "wallet.ledger";
 /** Reason of the redirect a write node that does not lead the partition answers with. */
-export const REASON_NOT_LEADER = "NOT_LEADER";
+export const REASON_NOT_LEADER = reasonOf(ErrorReason.ERROR_REASON_NOT_LEADER);
+/**
+ * `ErrorInfo` metadata key set to "true" when an earlier log entry decided this rejection and
+ * this call found it recorded (a retry).
+ */
+export const METADATA_REPLAYED = "replayed";
 /** `ErrorInfo` metadata key with the leader's `host:port`, when known. */
 export const METADATA_LEADER_ADDRESS = "leader_address";
+// The two reasons below are this SDK's own, for failures no node answered: not in REASONS.
 /** Reason given to failures that never reached a node's application code. */
 export const REASON_TRANSPORT = "TRANSPORT_ERROR";
 /** Reason given to an attempt that ran out of time. */
@@ -127,6 +161,15 @@ export abstract class WalletError extends Error {
 
   /** True when nothing was applied and asking again gives the same answer. */
   abstract get definite(): boolean;
+
+  /**
+   * True when an earlier log entry decided this outcome and this call found it recorded (a
+   * retry): `ErrorInfo` metadata `replayed` = "true", or `TransferResult.replayed` for a
+   * pipelined, streamed or batched transfer. Older nodes never set it.
+   */
+  get replayed(): boolean {
+    return this.details.metadata[METADATA_REPLAYED] === "true";
+  }
 }
 
 /**
@@ -187,18 +230,19 @@ export function leaderHint(error: WalletError): string | undefined {
  * the unary call's trailer would decode to: the wallet's domain, the reason, and the field as
  * given, whatever the code, as a field violation (the nodes name one for INVALID_ARGUMENT and
  * NOT_FOUND, as the unary call's `BadRequest` does), so a pipelined call fails exactly as the
- * unary one would.
+ * unary one would. `replayed` is the result's `TransferResult.replayed` (the error's `replayed`).
  */
 export function itemError(
   error: { code: number; reason: string; message: string; field: string },
   definite: boolean,
+  replayed = false,
 ): WalletError {
   const details: ErrorDetails = {
     code: error.code as Code,
     message: error.message,
     reason: error.reason,
     domain: ERROR_DOMAIN,
-    metadata: {},
+    metadata: replayed ? { [METADATA_REPLAYED]: "true" } : {},
     fieldViolations: error.field !== "" ? [{ field: error.field, description: error.message }] : [],
   };
   const reason = error.reason || codeName(error.code as Code);

@@ -86,11 +86,16 @@ function definite(result: TransferResult): Answer | undefined {
   if (result.status === "success") {
     return {
       kind: "response",
-      response: { status: result.status, transactionId: result.transactionId, consistencyToken: result.consistencyToken },
+      response: {
+        status: result.status,
+        transactionId: result.transactionId,
+        consistencyToken: result.consistencyToken,
+        replayed: result.replayed,
+      },
     };
   }
   if (result.status === "rejected" && result.error !== undefined && result.error.code !== 0) {
-    return { kind: "error", error: itemError(result.error, true) };
+    return { kind: "error", error: itemError(result.error, true, result.replayed) };
   }
   return undefined;
 }

@@ -25,6 +25,21 @@ import {
   type TransferResponse,
   type TransferResult,
 } from "../src/gen/wallet/v1/wallet";
+import { ErrorInfo } from "../src/gen/google/rpc/error_details";
+import { Status } from "../src/gen/google/rpc/status";
+
+/** A unary rejection as a node sends it: ErrorInfo in the status trailer, with metadata. */
+function richError(code: Code, reason: string, metadata: Record<string, string>): Partial<ServiceError> {
+  const info = ErrorInfo.encode({ reason, domain: "wallet.ledger", metadata }).finish();
+  const status = Status.encode({
+    code,
+    message: reason,
+    details: [{ typeUrl: "type.googleapis.com/google.rpc.ErrorInfo", value: Buffer.from(info) }],
+  }).finish();
+  const trailers = new Metadata();
+  trailers.set("grpc-status-details-bin", Buffer.from(status));
+  return { code, details: reason, metadata: trailers };
+}
 
 type UnaryReply = (error: Partial<ServiceError> | null, response?: TransferResponse) => void;
 
@@ -98,7 +113,7 @@ class FakeWallet {
   /** Called on each streamed request; by default it succeeds at once. */
   onRequest: (stream: FakeStream, request: TransferRequest) => void = (stream, request) => stream.answer(success(request));
   onUnary: (request: TransferRequest, reply: UnaryReply) => void = (request, reply) =>
-    reply(null, { status: "success", transactionId: request.transactionId, consistencyToken: `unary:${request.transactionId}` });
+    reply(null, { status: "success", transactionId: request.transactionId, consistencyToken: `unary:${request.transactionId}`, replayed: false });
 
   async start(): Promise<void> {
     const unimplemented = (_: unknown, callback: sendUnaryData<unknown>) =>
@@ -135,20 +150,21 @@ class FakeWallet {
     this.onStream = () => {};
     this.onRequest = (stream, request) => stream.answer(success(request));
     this.onUnary = (request, reply) =>
-      reply(null, { status: "success", transactionId: request.transactionId, consistencyToken: `unary:${request.transactionId}` });
+      reply(null, { status: "success", transactionId: request.transactionId, consistencyToken: `unary:${request.transactionId}`, replayed: false });
   }
 }
 
-function success(t: TransferRequest, token = `stream:${t.transactionId}`): TransferResult {
-  return { transactionId: t.transactionId, status: "success", consistencyToken: token, error: undefined };
+function success(t: TransferRequest, token = `stream:${t.transactionId}`, replayed = false): TransferResult {
+  return { transactionId: t.transactionId, status: "success", consistencyToken: token, error: undefined, replayed };
 }
 
-function failed(t: TransferRequest, status: string, error?: Partial<TransferError>): TransferResult {
+function failed(t: TransferRequest, status: string, error?: Partial<TransferError>, replayed = false): TransferResult {
   return {
     transactionId: t.transactionId,
     status,
     consistencyToken: "",
     error: error === undefined ? undefined : { code: 0, reason: "", message: "", field: "", ...error },
+    replayed,
   };
 }
 
@@ -200,7 +216,7 @@ describe("transparent pipelining", () => {
     const wallet = client();
     const [p, q] = [params(), params()];
     const response = await wallet.transfer(p);
-    assert.deepEqual(response, { status: "success", transactionId: p.transactionId, consistencyToken: `stream:${p.transactionId}` });
+    assert.deepEqual(response, { status: "success", transactionId: p.transactionId, consistencyToken: `stream:${p.transactionId}`, replayed: false });
     assert.equal((await wallet.transfer(q)).consistencyToken, `stream:${q.transactionId}`);
     const concurrent = Array.from({ length: 50 }, () => params());
     const responses = await Promise.all(concurrent.map((c) => wallet.transfer(c)));
@@ -265,6 +281,46 @@ describe("transparent pipelining", () => {
       [wallet.stats().pipelinedTransfers, wallet.stats().unaryFallbacks, wallet.stats().unaryTransfers],
       [6, 1, 1],
     );
+  });
+
+  it("carries replayed on pipelined results and rejections, and on unary rejections from ErrorInfo", async () => {
+    const wallet = client();
+    const [again, fresh, poorAgain, poorFresh] = [params(), params(), params({ amount: "1000.00" }), params({ amount: "1000.00" })];
+    fake.onRequest = (stream, request) => {
+      const replayed = request.transactionId === again.transactionId || request.transactionId === poorAgain.transactionId;
+      if (request.amount === "1000.00") {
+        stream.answer(failed(request, "rejected", { code: Code.FAILED_PRECONDITION, reason: "INSUFFICIENT_FUNDS", message: "low" }, replayed));
+      } else {
+        stream.answer(success(request, undefined, replayed));
+      }
+    };
+    assert.equal((await wallet.transfer(again)).replayed, true);
+    assert.equal((await wallet.transfer(fresh)).replayed, false);
+    const rejectedAgain = await settle(wallet.transfer(poorAgain));
+    assert.ok("error" in rejectedAgain && rejectedAgain.error instanceof Rejected);
+    assert.equal(rejectedAgain.error.replayed, true);
+    const rejectedFresh = await settle(wallet.transfer(poorFresh));
+    assert.ok("error" in rejectedFresh && rejectedFresh.error instanceof Rejected);
+    assert.equal(rejectedFresh.error.replayed, false);
+    assert.deepEqual(fake.unaries, []);
+
+    const unary = client({ pipelineTransfers: false });
+    fake.onUnary = (request, reply) => {
+      if (request.amount === "1000.00") {
+        const metadata: Record<string, string> = request.transactionId === poorAgain.transactionId ? { replayed: "true" } : {};
+        reply(richError(Code.FAILED_PRECONDITION, "INSUFFICIENT_FUNDS", metadata));
+      } else {
+        reply(null, { status: "success", transactionId: request.transactionId, consistencyToken: "u", replayed: request.transactionId === again.transactionId });
+      }
+    };
+    assert.equal((await unary.transfer(again)).replayed, true);
+    assert.equal((await unary.transfer(fresh)).replayed, false);
+    const unaryAgain = await settle(unary.transfer(poorAgain));
+    assert.ok("error" in unaryAgain && unaryAgain.error instanceof Rejected);
+    assert.deepEqual([unaryAgain.error.reason, unaryAgain.error.replayed], ["INSUFFICIENT_FUNDS", true]);
+    const unaryFresh = await settle(unary.transfer(poorFresh));
+    assert.ok("error" in unaryFresh && unaryFresh.error instanceof Rejected);
+    assert.equal(unaryFresh.error.replayed, false);
   });
 
   it("hands results for the same id to its callers in turn, and sends a conflicting request under that id unary", async () => {

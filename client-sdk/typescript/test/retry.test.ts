@@ -4,9 +4,18 @@ import { describe, it } from "node:test";
 
 import { Metadata, status as Code, type ServiceError } from "@grpc/grpc-js";
 
+import * as sdk from "../src";
 import {
+  ErrorReason,
   Indefinite,
+  REASONS,
+  REASON_DEADLINE_EXCEEDED,
+  REASON_NOT_LEADER,
+  REASON_TRANSPORT,
   Rejected,
+  classify,
+  itemError,
+  reasonOf,
   backoffCeiling,
   callWithRetry,
   errorDetails,
@@ -155,5 +164,47 @@ describe("errorDetails", () => {
     assert.equal(details.reason, "INVALID_AMOUNT");
     assert.equal(details.domain, "wallet.ledger");
     assert.deepEqual(details.fieldViolations, [{ field: "amount", description: "x" }]);
+  });
+});
+
+describe("reason constants", () => {
+  const enumReasons = Object.keys(ErrorReason)
+    .filter((name) => name.startsWith("ERROR_REASON_") && name !== "ERROR_REASON_UNSPECIFIED")
+    .map((name) => name.slice("ERROR_REASON_".length));
+
+  it("are the ErrorReason enum's names without the prefix, every one of them", () => {
+    assert.ok(enumReasons.length > 50);
+    assert.deepEqual([...REASONS].sort(), [...enumReasons].sort());
+    assert.ok(!REASONS.has("UNSPECIFIED") && !REASONS.has("UNRECOGNIZED"));
+    assert.equal(reasonOf(ErrorReason.ERROR_REASON_INSUFFICIENT_FUNDS), "INSUFFICIENT_FUNDS");
+    assert.equal(reasonOf(ErrorReason.ERROR_REASON_UNSPECIFIED), "");
+    assert.equal(reasonOf(ErrorReason.UNRECOGNIZED), "");
+  });
+
+  it("every exported REASON_ constant is an enum reason, save the SDK's own two", () => {
+    const own = new Set([REASON_TRANSPORT, REASON_DEADLINE_EXCEEDED]);
+    const constants = Object.entries(sdk)
+      .filter(([name, value]) => name.startsWith("REASON_") && typeof value === "string")
+      .map(([, value]) => value as string)
+      .filter((value) => !own.has(value));
+    assert.ok(constants.includes(REASON_NOT_LEADER));
+    for (const value of constants) assert.ok(REASONS.has(value), value);
+    for (const value of own) assert.ok(!REASONS.has(value), value);
+  });
+});
+
+describe("replayed", () => {
+  it("is read from ErrorInfo metadata replayed = \"true\"", () => {
+    const replayed = classify(serviceError(Code.FAILED_PRECONDITION, "low", [info("INSUFFICIENT_FUNDS", { replayed: "true" })]));
+    assert.ok(replayed instanceof Rejected);
+    assert.equal(replayed.replayed, true);
+    assert.equal(classify(serviceError(Code.FAILED_PRECONDITION, "low", [info("INSUFFICIENT_FUNDS")])).replayed, false);
+    assert.equal(classify(serviceError(Code.FAILED_PRECONDITION, "low", [info("INSUFFICIENT_FUNDS", { replayed: "yes" })])).replayed, false);
+  });
+
+  it("is read from TransferResult.replayed for an item", () => {
+    const error = { code: Code.ALREADY_EXISTS, reason: "TRANSACTION_ID_REUSED", message: "m", field: "" };
+    assert.equal(itemError(error, true, true).replayed, true);
+    assert.equal(itemError(error, true).replayed, false);
   });
 });

@@ -354,9 +354,9 @@ describe("write wrappers", () => {
       transferBatch: (call: ServerUnaryCall<TransferBatchRequest, unknown>, callback: sendUnaryData<unknown>) => {
         callback(null, {
           results: call.request.transfers.map((r): TransferResult => {
-            if (r.transactionId === "t2") return { transactionId: r.transactionId, status: "unavailable", consistencyToken: "", error: { code: 14, reason: "NOT_LEADER", message: "", field: "" } };
-            if (r.transactionId === "bad") return { transactionId: r.transactionId, status: "rejected", consistencyToken: "", error: { code: 9, reason: "INSUFFICIENT_FUNDS", message: "no", field: "" } };
-            return { transactionId: r.transactionId, status: "success", consistencyToken: "b", error: undefined };
+            if (r.transactionId === "t2") return { transactionId: r.transactionId, status: "unavailable", consistencyToken: "", error: { code: 14, reason: "NOT_LEADER", message: "", field: "" }, replayed: false };
+            if (r.transactionId === "bad") return { transactionId: r.transactionId, status: "rejected", consistencyToken: "", error: { code: 9, reason: "INSUFFICIENT_FUNDS", message: "no", field: "" }, replayed: true };
+            return { transactionId: r.transactionId, status: "success", consistencyToken: "b", error: undefined, replayed: true };
           }),
         });
       },
@@ -365,7 +365,7 @@ describe("write wrappers", () => {
         callback(null, { status: "success", transactionId: call.request.transactionId, consistencyToken: "unary" });
       },
       submitTransfers: (call: ServerDuplexStream<TransferRequest, TransferResult>) => {
-        call.on("data", (r: TransferRequest) => call.write({ transactionId: r.transactionId, status: "success", consistencyToken: "s", error: undefined }));
+        call.on("data", (r: TransferRequest) => call.write({ transactionId: r.transactionId, status: "success", consistencyToken: "s", error: undefined, replayed: false }));
         call.on("end", () => call.end());
       },
       getAccount: unimplemented,
@@ -386,6 +386,10 @@ describe("write wrappers", () => {
     assert.equal((outcomes[0] as { consistencyToken: string }).consistencyToken, "b");
     assert.equal((outcomes[1] as { consistencyToken: string }).consistencyToken, "unary");
     assert.ok(outcomes[2] instanceof Rejected && outcomes[2].reason === "INSUFFICIENT_FUNDS");
+    // TransferResult.replayed reaches the outcome and the typed error; the unary answer says false.
+    assert.equal((outcomes[0] as { replayed: boolean }).replayed, true);
+    assert.equal((outcomes[1] as { replayed?: boolean }).replayed ?? false, false);
+    assert.equal((outcomes[2] as Rejected).replayed, true);
     assert.deepEqual(unary, ["t2"]);
   });
 

@@ -9,6 +9,7 @@ See ``client-sdk/python/README.md``."""
 
 from ._proto.wallet.v1 import (
     cluster_pb2,
+    errors_pb2,
     event_log_pb2,
     query_pb2,
     query_pb2_grpc,
@@ -28,13 +29,18 @@ from .client import (
 )
 from .errors import (
     ERROR_DOMAIN,
+    METADATA_REPLAYED,
+    REASON_NOT_LEADER,
+    REASONS,
     RETRYABLE_CODES,
     ErrorDetails,
+    ErrorReason,
     Indefinite,
     Rejected,
     WalletError,
     classify,
     error_details,
+    reason_of,
 )
 from .pipeline import PIPE_QUEUE_MAX, PipelineStats
 from .retry import RetryPolicy, backoff_ceiling, call_with_retry, full_jitter
@@ -62,6 +68,11 @@ __all__ = [
     "AsyncQueryClient",
     "AsyncWalletClient",
     "ERROR_DOMAIN",
+    "ErrorReason",
+    "METADATA_REPLAYED",
+    "REASONS",
+    "REASON_NOT_LEADER",
+    "reason_of",
     "PIPE_QUEUE_MAX",
     "RETRYABLE_CODES",
     "BalanceWatch",
@@ -79,6 +90,7 @@ __all__ = [
     "call_with_retry",
     "classify",
     "cluster_pb2",
+    "errors_pb2",
     "error_details",
     "event_log_pb2",
     "full_jitter",

@@ -12,7 +12,7 @@ import grpc
 
 from ._proto.wallet.v1 import cluster_pb2, cluster_pb2_grpc, query_pb2, query_pb2_grpc, wallet_pb2, wallet_pb2_grpc
 from .auth import Channels, TlsConfig
-from .errors import ErrorDetails, Indefinite, Rejected, WalletError, classify
+from .errors import METADATA_REPLAYED, ErrorDetails, Indefinite, Rejected, WalletError, classify
 from .pipeline import FALLBACK, PIPE_QUEUE_MAX, Counters, Outcome, Pipe, PipelineStats, final_answer, result_outcome
 from .retry import RetryPolicy, call_with_retry
 from .watch import BalanceWatch, TransferWatch
@@ -51,15 +51,17 @@ def open_request(account: AccountLike) -> wallet_pb2.OpenAccountRequest:
     return wallet_pb2.OpenAccountRequest(**dict(account))
 
 
-def item_error(status: str, error: wallet_pb2.TransferError) -> WalletError:
+def item_error(status: str, error: wallet_pb2.TransferError, replayed: bool = False) -> WalletError:
     """The typed error of one item of a streamed or batched call (``rejected``: ``Rejected``;
-    else ``Indefinite``), with the code, reason, message and field the node gave."""
+    else ``Indefinite``), with the code, reason, message and field the node gave; ``replayed``
+    is a ``TransferResult``'s ``replayed`` (the error's ``replayed`` property)."""
     code = _CODES.get(error.code, grpc.StatusCode.UNKNOWN)
     details = ErrorDetails(
         code=code,
         message=error.message,
         reason=error.reason,
         domain="wallet.ledger",
+        metadata={METADATA_REPLAYED: "true"} if replayed else {},
         field_violations=[(error.field, error.message)] if error.field else [],
     )
     reason = error.reason or code.name

@@ -15,14 +15,45 @@ from typing import Any, Optional
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
+from ._proto.wallet.v1 import errors_pb2
+
+#: The generated ``wallet.v1.ErrorReason`` enum (``proto/wallet/v1/errors.proto``): every
+#: reason a wallet error carries, as the value's name without ``ERROR_REASON_``.
+ErrorReason = errors_pb2.ErrorReason
+_REASON_PREFIX = "ERROR_REASON_"
+
+
+def reason_of(value: int) -> str:
+    """The reason string of an ``ErrorReason`` value (``ERROR_REASON_INSUFFICIENT_FUNDS`` is
+    ``"INSUFFICIENT_FUNDS"``); ``""`` for ``ERROR_REASON_UNSPECIFIED`` or an unknown value."""
+    try:
+        name = errors_pb2.ErrorReason.Name(value)
+    except ValueError:
+        return ""
+    if value == errors_pb2.ERROR_REASON_UNSPECIFIED:
+        return ""
+    return name[len(_REASON_PREFIX) :]
+
+
+#: Every reason the nodes give (``ErrorInfo.reason``, ``TransferError.reason``), generated from
+#: the ``ErrorReason`` enum. A reason outside it (from a newer node) is passed on as it comes:
+#: decide by the gRPC code then.
+REASONS: frozenset[str] = frozenset(
+    reason_of(value) for value in errors_pb2.ErrorReason.values() if value != errors_pb2.ERROR_REASON_UNSPECIFIED
+)
+
 #: The ``google.rpc.ErrorInfo`` domain of every wallet error.
 ERROR_DOMAIN = "wallet.ledger"
 #: Reason of the redirect a write node that does not lead the partition answers with.
-REASON_NOT_LEADER = "NOT_LEADER"
+REASON_NOT_LEADER = reason_of(errors_pb2.ERROR_REASON_NOT_LEADER)
+#: ``ErrorInfo`` metadata key set to ``"true"`` when an earlier log entry decided this
+#: rejection and this call found it recorded (a retry).
+METADATA_REPLAYED = "replayed"
 #: ``ErrorInfo`` metadata key with the leader's ``host:port``, when known.
 METADATA_LEADER_ADDRESS = "leader_address"
 #: The trailer that carries the serialized ``google.rpc.Status``.
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+# The two reasons below are this SDK's own, for failures no node answered: not in REASONS.
 #: Reason given to failures that never reached a node's application code.
 REASON_TRANSPORT = "TRANSPORT_ERROR"
 #: Reason given to an attempt that ran out of time.
@@ -112,6 +143,13 @@ class WalletError(Exception):
         #: The offending request field, from the first ``BadRequest`` field violation.
         self.field: Optional[str] = next((f for f, _ in details.field_violations if f), None)
         super().__init__(f"{self.code.name} {reason}: {self.message}")
+
+    @property
+    def replayed(self) -> bool:
+        """True when an earlier log entry decided this outcome and this call found it recorded
+        (a retry): ``ErrorInfo`` metadata ``replayed`` = ``"true"``, or
+        ``TransferResult.replayed`` for a streamed or batched item. Older nodes never set it."""
+        return self.details.metadata.get(METADATA_REPLAYED) == "true"
 
     @property
     def definite(self) -> bool:

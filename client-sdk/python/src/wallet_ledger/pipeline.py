@@ -41,7 +41,7 @@ import grpc
 import grpc.aio
 
 from ._proto.wallet.v1 import wallet_pb2
-from .errors import ERROR_DOMAIN, RETRYABLE_CODES, ErrorDetails, Rejected, WalletError, deadline_exceeded
+from .errors import ERROR_DOMAIN, METADATA_REPLAYED, RETRYABLE_CODES, ErrorDetails, Rejected, WalletError, deadline_exceeded
 
 #: Requests a pipe holds before they are written to its stream. Beyond that (the node reads
 #: slowly, or a client has this many calls waiting) a call goes its own way as a unary call.
@@ -89,6 +89,7 @@ def result_outcome(
             status=result.status,
             transaction_id=result.transaction_id or request.transaction_id,
             consistency_token=result.consistency_token,
+            replayed=result.replayed,
         )
     if result.status == "rejected" and result.HasField("error"):
         error = result.error
@@ -100,6 +101,7 @@ def result_outcome(
             message=error.message,
             reason=error.reason,
             domain=ERROR_DOMAIN,
+            metadata={METADATA_REPLAYED: "true"} if result.replayed else {},
             # The field as the node gives it, whatever the code (the unary status carries the
             # same one as a BadRequest violation for INVALID_ARGUMENT and NOT_FOUND).
             field_violations=[(error.field, error.message)] if error.field else [],

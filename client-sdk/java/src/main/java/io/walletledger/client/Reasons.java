@@ -1,13 +1,68 @@
 package io.walletledger.client;
 
+import io.walletledger.v1.ErrorReason;
+import java.util.Collections;
+import java.util.LinkedHashSet;
+import java.util.Set;
+
 /**
- * The stable {@code google.rpc.ErrorInfo} reasons the nodes send (domain {@link #DOMAIN}), as
- * documented in {@code proto/wallet/v1/*.proto} and the top-level README, plus the ones the SDK
- * gives to failures that never reached a node ({@link #TRANSPORT_ERROR},
- * {@link #DEADLINE_EXCEEDED}). Match on these, never on the message.
+ * The stable {@code google.rpc.ErrorInfo} reasons the nodes send (domain {@link #DOMAIN}),
+ * initialised at class load from the generated {@link ErrorReason} enum
+ * ({@code proto/wallet/v1/errors.proto}): each is the value's name without
+ * {@code ERROR_REASON_}. Plus the ones the SDK gives to failures that never reached a node
+ * ({@link #TRANSPORT_ERROR}, {@link #DEADLINE_EXCEEDED}). Match on these, never on the message;
+ * a reason outside {@link #ALL} (from a newer node) comes as it is: decide by the gRPC code then.
+ * Being read from the enum, the reason fields are not compile-time constants: compare with
+ * {@code equals} (a {@code switch} needs {@code ErrorReason}, e.g. via {@link #toEnum}).
  */
 public final class Reasons {
   private Reasons() {}
+
+  private static final String PREFIX = "ERROR_REASON_";
+
+  /**
+   * The reason string of an {@link ErrorReason} value ({@code ERROR_REASON_INSUFFICIENT_FUNDS}
+   * is "INSUFFICIENT_FUNDS"); "" for {@code ERROR_REASON_UNSPECIFIED} and {@code UNRECOGNIZED}.
+   */
+  public static String of(ErrorReason reason) {
+    if (reason == ErrorReason.ERROR_REASON_UNSPECIFIED || reason == ErrorReason.UNRECOGNIZED
+        || !reason.name().startsWith(PREFIX)) {
+      return "";
+    }
+    return reason.name().substring(PREFIX.length());
+  }
+
+  /** The {@link ErrorReason} value of a reason string, or {@code UNRECOGNIZED}. */
+  public static ErrorReason toEnum(String reason) {
+    if (reason == null || reason.isEmpty()) {
+      return ErrorReason.UNRECOGNIZED;
+    }
+    for (ErrorReason value : ErrorReason.values()) {
+      if (!of(value).isEmpty() && of(value).equals(reason)) {
+        return value;
+      }
+    }
+    return ErrorReason.UNRECOGNIZED;
+  }
+
+  /** Every reason of the {@link ErrorReason} enum, in its order. */
+  public static final Set<String> ALL;
+
+  static {
+    Set<String> all = new LinkedHashSet<>();
+    for (ErrorReason value : ErrorReason.values()) {
+      String reason = of(value);
+      if (!reason.isEmpty()) {
+        all.add(reason);
+      }
+    }
+    ALL = Collections.unmodifiableSet(all);
+  }
+
+  /** Whether {@code reason} is one of the {@link ErrorReason} enum's. */
+  public static boolean isKnown(String reason) {
+    return ALL.contains(reason);
+  }
 
   /** The {@code ErrorInfo.domain} of every wallet error. */
   public static final String DOMAIN = "wallet.ledger";
@@ -17,97 +72,101 @@ public final class Reasons {
   public static final String METADATA_LEADER_ID = "leader_id";
   /** {@code ErrorInfo} metadata key of SCOPE_DENIED / ISSUE_SCOPE_REQUIRED: the scope needed. */
   public static final String METADATA_SCOPE = "scope";
+  /**
+   * {@code ErrorInfo} metadata key set to "true" when an earlier log entry decided this
+   * rejection and this call found it recorded (a retry): {@link WalletException#replayed()}.
+   */
+  public static final String METADATA_REPLAYED = "replayed";
 
   // --- INVALID_ARGUMENT (+ BadRequest field) -------------------------------------------------
-  public static final String INVALID_TRANSACTION_ID = "INVALID_TRANSACTION_ID";
-  public static final String INVALID_ACCOUNT_ID = "INVALID_ACCOUNT_ID";
-  public static final String INVALID_AMOUNT = "INVALID_AMOUNT";
-  public static final String UNKNOWN_CURRENCY = "UNKNOWN_CURRENCY";
-  public static final String SAME_ACCOUNT = "SAME_ACCOUNT";
+  public static final String INVALID_TRANSACTION_ID = of(ErrorReason.ERROR_REASON_INVALID_TRANSACTION_ID);
+  public static final String INVALID_ACCOUNT_ID = of(ErrorReason.ERROR_REASON_INVALID_ACCOUNT_ID);
+  public static final String INVALID_AMOUNT = of(ErrorReason.ERROR_REASON_INVALID_AMOUNT);
+  public static final String UNKNOWN_CURRENCY = of(ErrorReason.ERROR_REASON_UNKNOWN_CURRENCY);
+  public static final String SAME_ACCOUNT = of(ErrorReason.ERROR_REASON_SAME_ACCOUNT);
   /** {@code TransferBatch} with no transfer or more than 1,024 (field {@code transfers}). */
-  public static final String INVALID_BATCH_SIZE = "INVALID_BATCH_SIZE";
-  public static final String AMOUNT_OUT_OF_RANGE = "AMOUNT_OUT_OF_RANGE";
-  public static final String NIL_TRANSACTION_ID = "NIL_TRANSACTION_ID";
-  public static final String WRONG_PARTITION = "WRONG_PARTITION";
-  public static final String CREDIT_FROM_LOCAL_ACCOUNT = "CREDIT_FROM_LOCAL_ACCOUNT";
-  public static final String SETTLE_OF_UNKNOWN_TRANSFER = "SETTLE_OF_UNKNOWN_TRANSFER";
-  public static final String TOO_MANY_CREDITS = "TOO_MANY_CREDITS";
+  public static final String INVALID_BATCH_SIZE = of(ErrorReason.ERROR_REASON_INVALID_BATCH_SIZE);
+  public static final String AMOUNT_OUT_OF_RANGE = of(ErrorReason.ERROR_REASON_AMOUNT_OUT_OF_RANGE);
+  public static final String NIL_TRANSACTION_ID = of(ErrorReason.ERROR_REASON_NIL_TRANSACTION_ID);
+  public static final String WRONG_PARTITION = of(ErrorReason.ERROR_REASON_WRONG_PARTITION);
+  public static final String CREDIT_FROM_LOCAL_ACCOUNT = of(ErrorReason.ERROR_REASON_CREDIT_FROM_LOCAL_ACCOUNT);
+  public static final String SETTLE_OF_UNKNOWN_TRANSFER = of(ErrorReason.ERROR_REASON_SETTLE_OF_UNKNOWN_TRANSFER);
+  public static final String TOO_MANY_CREDITS = of(ErrorReason.ERROR_REASON_TOO_MANY_CREDITS);
   // read node
-  public static final String INVALID_CONSISTENCY_TOKEN = "INVALID_CONSISTENCY_TOKEN";
-  public static final String INVALID_POSITION = "INVALID_POSITION";
-  public static final String POSITION_PARTITION_MISMATCH = "POSITION_PARTITION_MISMATCH";
-  public static final String MISSING_POINT = "MISSING_POINT";
-  public static final String INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN";
-  public static final String PAGE_SIZE_TOO_LARGE = "PAGE_SIZE_TOO_LARGE";
-  public static final String TOO_MANY_ACCOUNTS = "TOO_MANY_ACCOUNTS";
-  public static final String INVALID_RESUME_SEQUENCE = "INVALID_RESUME_SEQUENCE";
+  public static final String INVALID_CONSISTENCY_TOKEN = of(ErrorReason.ERROR_REASON_INVALID_CONSISTENCY_TOKEN);
+  public static final String INVALID_POSITION = of(ErrorReason.ERROR_REASON_INVALID_POSITION);
+  public static final String POSITION_PARTITION_MISMATCH = of(ErrorReason.ERROR_REASON_POSITION_PARTITION_MISMATCH);
+  public static final String MISSING_POINT = of(ErrorReason.ERROR_REASON_MISSING_POINT);
+  public static final String INVALID_PAGE_TOKEN = of(ErrorReason.ERROR_REASON_INVALID_PAGE_TOKEN);
+  public static final String PAGE_SIZE_TOO_LARGE = of(ErrorReason.ERROR_REASON_PAGE_SIZE_TOO_LARGE);
+  public static final String TOO_MANY_ACCOUNTS = of(ErrorReason.ERROR_REASON_TOO_MANY_ACCOUNTS);
+  public static final String INVALID_RESUME_SEQUENCE = of(ErrorReason.ERROR_REASON_INVALID_RESUME_SEQUENCE);
   // event log
-  public static final String INVALID_PARTITION = "INVALID_PARTITION";
-  public static final String INVALID_FROM_INDEX = "INVALID_FROM_INDEX";
+  public static final String INVALID_PARTITION = of(ErrorReason.ERROR_REASON_INVALID_PARTITION);
+  public static final String INVALID_FROM_INDEX = of(ErrorReason.ERROR_REASON_INVALID_FROM_INDEX);
   // INVALID_ARGUMENT without a field: the whole message
-  public static final String MALFORMED_MESSAGE = "MALFORMED_MESSAGE";
-  public static final String MESSAGE_TOO_LARGE = "MESSAGE_TOO_LARGE";
+  public static final String MALFORMED_MESSAGE = of(ErrorReason.ERROR_REASON_MALFORMED_MESSAGE);
+  public static final String MESSAGE_TOO_LARGE = of(ErrorReason.ERROR_REASON_MESSAGE_TOO_LARGE);
 
   // --- NOT_FOUND (+ BadRequest field) --------------------------------------------------------
-  public static final String ACCOUNT_NOT_FOUND = "ACCOUNT_NOT_FOUND";
-  public static final String TRANSFER_NOT_FOUND = "TRANSFER_NOT_FOUND";
+  public static final String ACCOUNT_NOT_FOUND = of(ErrorReason.ERROR_REASON_ACCOUNT_NOT_FOUND);
+  public static final String TRANSFER_NOT_FOUND = of(ErrorReason.ERROR_REASON_TRANSFER_NOT_FOUND);
 
   // --- FAILED_PRECONDITION ---------------------------------------------------------------------
-  public static final String INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS";
-  public static final String CURRENCY_MISMATCH = "CURRENCY_MISMATCH";
+  public static final String INSUFFICIENT_FUNDS = of(ErrorReason.ERROR_REASON_INSUFFICIENT_FUNDS);
+  public static final String CURRENCY_MISMATCH = of(ErrorReason.ERROR_REASON_CURRENCY_MISMATCH);
 
   // --- ALREADY_EXISTS --------------------------------------------------------------------------
-  public static final String TRANSACTION_ID_REUSED = "TRANSACTION_ID_REUSED";
-  public static final String ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS =
-      "ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS";
+  public static final String TRANSACTION_ID_REUSED = of(ErrorReason.ERROR_REASON_TRANSACTION_ID_REUSED);
+  public static final String ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS = of(ErrorReason.ERROR_REASON_ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS);
 
   // --- UNAVAILABLE (indefinite: retried) -------------------------------------------------------
   /** Metadata {@link #METADATA_LEADER_ID}, {@link #METADATA_LEADER_ADDRESS}. */
-  public static final String NOT_LEADER = "NOT_LEADER";
-  public static final String NO_LEADER = "NO_LEADER";
-  public static final String OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN";
-  public static final String READ_TIMEOUT = "READ_TIMEOUT";
-  public static final String SHUTTING_DOWN = "SHUTTING_DOWN";
-  public static final String STORAGE_FAILURE = "STORAGE_FAILURE";
-  public static final String CONSISTENCY_WAIT_TIMEOUT = "CONSISTENCY_WAIT_TIMEOUT";
-  public static final String PARTITION_STUCK = "PARTITION_STUCK";
+  public static final String NOT_LEADER = of(ErrorReason.ERROR_REASON_NOT_LEADER);
+  public static final String NO_LEADER = of(ErrorReason.ERROR_REASON_NO_LEADER);
+  public static final String OUTCOME_UNKNOWN = of(ErrorReason.ERROR_REASON_OUTCOME_UNKNOWN);
+  public static final String READ_TIMEOUT = of(ErrorReason.ERROR_REASON_READ_TIMEOUT);
+  public static final String SHUTTING_DOWN = of(ErrorReason.ERROR_REASON_SHUTTING_DOWN);
+  public static final String STORAGE_FAILURE = of(ErrorReason.ERROR_REASON_STORAGE_FAILURE);
+  public static final String CONSISTENCY_WAIT_TIMEOUT = of(ErrorReason.ERROR_REASON_CONSISTENCY_WAIT_TIMEOUT);
+  public static final String PARTITION_STUCK = of(ErrorReason.ERROR_REASON_PARTITION_STUCK);
 
   // --- RESOURCE_EXHAUSTED (+ RetryInfo; indefinite: retried) -----------------------------------
-  public static final String OVERLOADED = "OVERLOADED";
-  public static final String TOO_MANY_WATCHERS = "TOO_MANY_WATCHERS";
-  public static final String TOO_MANY_SUBSCRIBERS = "TOO_MANY_SUBSCRIBERS";
+  public static final String OVERLOADED = of(ErrorReason.ERROR_REASON_OVERLOADED);
+  public static final String TOO_MANY_WATCHERS = of(ErrorReason.ERROR_REASON_TOO_MANY_WATCHERS);
+  public static final String TOO_MANY_SUBSCRIBERS = of(ErrorReason.ERROR_REASON_TOO_MANY_SUBSCRIBERS);
 
   // --- ABORTED ---------------------------------------------------------------------------------
   /** A watcher fell behind and was cut off: resume from the last sequence (the SDK does). */
-  public static final String WATCH_LAGGED = "WATCH_LAGGED";
+  public static final String WATCH_LAGGED = of(ErrorReason.ERROR_REASON_WATCH_LAGGED);
 
   // --- DATA_LOSS -------------------------------------------------------------------------------
-  public static final String EVENT_LOG_CORRUPT = "EVENT_LOG_CORRUPT";
+  public static final String EVENT_LOG_CORRUPT = of(ErrorReason.ERROR_REASON_EVENT_LOG_CORRUPT);
 
   // --- UNAUTHENTICATED / PERMISSION_DENIED (tokens, TLS) ---------------------------------------
-  public static final String MISSING_TOKEN = "MISSING_TOKEN";
-  public static final String INVALID_TOKEN = "INVALID_TOKEN";
-  public static final String SCOPE_DENIED = "SCOPE_DENIED";
-  public static final String ISSUE_SCOPE_REQUIRED = "ISSUE_SCOPE_REQUIRED";
-  public static final String ACCOUNT_PREFIX_DENIED = "ACCOUNT_PREFIX_DENIED";
-  public static final String PEER_CERT_REQUIRED = "PEER_CERT_REQUIRED";
-  public static final String NOT_A_PEER = "NOT_A_PEER";
+  public static final String MISSING_TOKEN = of(ErrorReason.ERROR_REASON_MISSING_TOKEN);
+  public static final String INVALID_TOKEN = of(ErrorReason.ERROR_REASON_INVALID_TOKEN);
+  public static final String SCOPE_DENIED = of(ErrorReason.ERROR_REASON_SCOPE_DENIED);
+  public static final String ISSUE_SCOPE_REQUIRED = of(ErrorReason.ERROR_REASON_ISSUE_SCOPE_REQUIRED);
+  public static final String ACCOUNT_PREFIX_DENIED = of(ErrorReason.ERROR_REASON_ACCOUNT_PREFIX_DENIED);
+  public static final String PEER_CERT_REQUIRED = of(ErrorReason.ERROR_REASON_PEER_CERT_REQUIRED);
+  public static final String NOT_A_PEER = of(ErrorReason.ERROR_REASON_NOT_A_PEER);
 
   // --- UNIMPLEMENTED ---------------------------------------------------------------------------
-  public static final String UNKNOWN_METHOD = "UNKNOWN_METHOD";
-  public static final String UNSUPPORTED_COMPRESSION = "UNSUPPORTED_COMPRESSION";
+  public static final String UNKNOWN_METHOD = of(ErrorReason.ERROR_REASON_UNKNOWN_METHOD);
+  public static final String UNSUPPORTED_COMPRESSION = of(ErrorReason.ERROR_REASON_UNSUPPORTED_COMPRESSION);
 
   // --- internal PeerService --------------------------------------------------------------------
-  public static final String MISADDRESSED_MESSAGE = "MISADDRESSED_MESSAGE";
-  public static final String SNAPSHOT_NOT_FOUND = "SNAPSHOT_NOT_FOUND";
+  public static final String MISADDRESSED_MESSAGE = of(ErrorReason.ERROR_REASON_MISADDRESSED_MESSAGE);
+  public static final String SNAPSHOT_NOT_FOUND = of(ErrorReason.ERROR_REASON_SNAPSHOT_NOT_FOUND);
 
   // --- sent by the nodes, outside the README's table ----------------------------------------
-  /** UNAVAILABLE (or DEADLINE_EXCEEDED): a node forwarded the write and got no answer. */
-  public static final String FORWARD_FAILED = "FORWARD_FAILED";
-  /** INTERNAL: a bug or an unexpected failure on the node. */
-  public static final String INTERNAL = "INTERNAL";
+  /** UNAVAILABLE: a node forwarded the write and got no answer. */
+  public static final String FORWARD_FAILED = of(ErrorReason.ERROR_REASON_FORWARD_FAILED);
+  /** INTERNAL: a read node's unexpected failure (the message says what). */
+  public static final String INTERNAL = of(ErrorReason.ERROR_REASON_INTERNAL);
   /** INTERNAL: the event log could not be read. */
-  public static final String EVENT_LOG_UNREADABLE = "EVENT_LOG_UNREADABLE";
+  public static final String EVENT_LOG_UNREADABLE = of(ErrorReason.ERROR_REASON_EVENT_LOG_UNREADABLE);
 
   // --- given by the SDK ------------------------------------------------------------------------
   /** A failure made by the gRPC library (connection refused, reset, closed mid-call). */

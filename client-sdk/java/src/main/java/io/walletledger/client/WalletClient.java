@@ -271,10 +271,12 @@ public final class WalletClient implements AutoCloseable {
   private TransferResult transferResult(Transfer transfer) {
     TransferResult.Builder r = TransferResult.newBuilder().setTransactionId(transfer.transactionId());
     try {
-      return r.setStatus("success")
-          .setConsistencyToken(transfer(transfer).getConsistencyToken()).build();
+      TransferResponse response = transfer(transfer);
+      return r.setStatus("success").setConsistencyToken(response.getConsistencyToken())
+          .setReplayed(response.getReplayed()).build();
     } catch (WalletException e) {
-      return r.setStatus(e.isDefinite() ? "rejected" : "unavailable").setError(toError(e)).build();
+      return r.setStatus(e.isDefinite() ? "rejected" : "unavailable").setError(toError(e))
+          .setReplayed(e.isDefinite() && e.replayed()).build();
     }
   }
 

@@ -59,6 +59,15 @@ public abstract class WalletException extends RuntimeException {
     return details;
   }
 
+  /**
+   * True when an earlier log entry decided this outcome and this call found it recorded (a
+   * retry): {@code ErrorInfo} metadata {@link Reasons#METADATA_REPLAYED} = "true" (or, for a
+   * {@code TransferResult}, its {@code replayed}). Older nodes never set it.
+   */
+  public boolean replayed() {
+    return "true".equals(details.metadata().get(Reasons.METADATA_REPLAYED));
+  }
+
   /** True when nothing was applied and asking again gives the same answer. */
   public abstract boolean isDefinite();
 }
