@@ -11,6 +11,24 @@ pub use proto::ERROR_DOMAIN;
 /// Reason of the redirect a follower answers with.
 pub const REASON_NOT_LEADER: &str = "NOT_LEADER";
 
+/// The prefix of `wallet.v1.ErrorReason` value names: a reason is the name without it.
+const ERROR_REASON_PREFIX: &str = "ERROR_REASON_";
+
+/// The reason string of a `wallet.v1.ErrorReason` value (the enum is the one list of the
+/// reasons nodes answer with): `reason_of(ErrorReason::InsufficientFunds)` is
+/// `"INSUFFICIENT_FUNDS"`.
+pub fn reason_of(reason: proto::v1::ErrorReason) -> &'static str {
+    let name = reason.as_str_name();
+    name.strip_prefix(ERROR_REASON_PREFIX).unwrap_or(name)
+}
+
+/// The `wallet.v1.ErrorReason` a node's reason string names, if it is one (the SDK's own
+/// reasons, [`REASON_TRANSPORT`] and the rest, are not).
+pub fn node_reason(reason: &str) -> Option<proto::v1::ErrorReason> {
+    proto::v1::ErrorReason::from_str_name(&format!("{ERROR_REASON_PREFIX}{reason}"))
+        .filter(|&value| value != proto::v1::ErrorReason::Unspecified)
+}
+
 /// `ErrorInfo` metadata key holding the leader's `host:port`, when known.
 pub const METADATA_LEADER_ADDRESS: &str = "leader_address";
 
@@ -301,6 +319,33 @@ mod tests {
     use tonic_types::{ErrorDetails, FieldViolation};
 
     use super::*;
+
+    #[test]
+    fn reasons_come_from_the_error_reason_enum() {
+        use proto::v1::ErrorReason;
+        assert_eq!(
+            reason_of(ErrorReason::InsufficientFunds),
+            "INSUFFICIENT_FUNDS"
+        );
+        assert_eq!(reason_of(ErrorReason::NotLeader), REASON_NOT_LEADER);
+        assert_eq!(
+            node_reason("FORWARD_FAILED"),
+            Some(ErrorReason::ForwardFailed)
+        );
+        for own in [
+            REASON_TRANSPORT,
+            REASON_DEADLINE_EXCEEDED,
+            REASON_INVALID_CONFIG,
+            REASON_MALFORMED_RESPONSE,
+            "UNSPECIFIED",
+        ] {
+            assert_eq!(node_reason(own), None, "{own}");
+        }
+        // Every value round-trips.
+        for value in (1..).map_while(|v| ErrorReason::try_from(v).ok()) {
+            assert_eq!(node_reason(reason_of(value)), Some(value));
+        }
+    }
 
     fn status(code: Code, reason: &str, metadata: &[(&str, &str)]) -> Status {
         let metadata: HashMap<String, String> = metadata

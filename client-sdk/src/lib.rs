@@ -60,7 +60,7 @@ pub use config::{
 pub use error::{
     ERROR_DOMAIN, Error, METADATA_LEADER_ADDRESS, METADATA_LEADER_ID, REASON_DEADLINE_EXCEEDED,
     REASON_INVALID_CONFIG, REASON_MALFORMED_RESPONSE, REASON_NOT_LEADER, REASON_TRANSPORT,
-    code_name,
+    code_name, node_reason, reason_of,
 };
 pub use pipeline::{PIPE_QUEUE_MAX, PipelineStats};
 /// The generated `wallet.v1` messages the client's methods return, re-exported so callers
