@@ -369,6 +369,136 @@ impl WalletClient {
         .await
     }
 
+    /// One `TransferBatch` call of 1 to [`proto::TRANSFER_BATCH_MAX`] transfers, sent where
+    /// the first transfer's source partition is led: one outcome per transfer, in order, each
+    /// as [`WalletClient::transfer`] would give it (a batch is not atomic). An item the batch
+    /// leaves without a definite outcome (another partition's, when this client routes by
+    /// itself; the leader moved) goes on alone through `transfer` with the same id, so none
+    /// is applied twice. Fails as a whole only for a batch of the wrong size or a call no node
+    /// answered definitely.
+    pub async fn transfer_batch(
+        &self,
+        transfers: &[Transfer],
+    ) -> Result<Vec<Result<TransferResponse, Error>>, Error> {
+        let Some(first) = transfers.first() else {
+            return Err(Error::config("transfer_batch needs at least one transfer"));
+        };
+        if transfers.len() > proto::TRANSFER_BATCH_MAX {
+            return Err(Error::config(format!(
+                "transfer_batch takes at most {} transfers, got {}",
+                proto::TRANSFER_BATCH_MAX,
+                transfers.len()
+            )));
+        }
+        let request = proto::v1::TransferBatchRequest {
+            transfers: transfers.iter().map(TransferRequest::from).collect(),
+        };
+        let route = Route::write(self.partition_of(&first.from).await);
+        let response = self
+            .call(
+                "TransferBatch",
+                route,
+                request,
+                |channel, request| async move {
+                    WalletServiceClient::new(channel)
+                        .transfer_batch(request)
+                        .await
+                },
+            )
+            .await?;
+        if response.results.len() != transfers.len() {
+            return Err(Error::malformed(format!(
+                "TransferBatch answered {} results for {} transfers",
+                response.results.len(),
+                transfers.len()
+            )));
+        }
+        let mut outcomes = Vec::with_capacity(transfers.len());
+        for (transfer, result) in transfers.iter().zip(response.results) {
+            outcomes.push(match definite(result) {
+                Some(outcome) => outcome,
+                None => self.transfer(transfer).await,
+            });
+        }
+        Ok(outcomes)
+    }
+
+    /// Opens many accounts over one `OpenAccounts` stream: one outcome per request, in order,
+    /// each as [`WalletClient::open_account`] would give it. An account the stream leaves
+    /// without a definite outcome goes on alone through `open_account` (opening is
+    /// idempotent for identical parameters). At most [`SUBMIT_BATCH_MAX`] per call.
+    pub async fn open_accounts(
+        &self,
+        accounts: &[OpenAccountRequest],
+    ) -> Result<Vec<Result<Account, Error>>, Error> {
+        if accounts.len() > SUBMIT_BATCH_MAX {
+            return Err(Error::config(format!(
+                "open_accounts takes at most {SUBMIT_BATCH_MAX} accounts, got {}",
+                accounts.len()
+            )));
+        }
+        let Some(first) = accounts.first() else {
+            return Ok(Vec::new());
+        };
+        let route = Route::write(self.partition_of(&first.account_id).await);
+        let results = self
+            .call(
+                "OpenAccounts",
+                route,
+                accounts.to_vec(),
+                |channel, request| async move {
+                    let response = WalletServiceClient::new(channel)
+                        .open_accounts(request.map(tokio_stream::iter))
+                        .await?;
+                    let (metadata, mut stream, extensions) = response.into_parts();
+                    let mut results = Vec::new();
+                    while let Some(result) = stream.message().await? {
+                        results.push(result);
+                    }
+                    Ok(tonic::Response::from_parts(metadata, results, extensions))
+                },
+            )
+            .await?;
+        // Results name their account and may come in any order: each request takes the first
+        // unclaimed result for its id.
+        let mut by_id: HashMap<String, Vec<proto::v1::OpenAccountResult>> = HashMap::new();
+        for result in results.into_iter().rev() {
+            by_id
+                .entry(result.account_id.clone())
+                .or_default()
+                .push(result);
+        }
+        let mut outcomes = Vec::with_capacity(accounts.len());
+        for request in accounts {
+            let result = by_id.get_mut(&request.account_id).and_then(Vec::pop);
+            let outcome = match result {
+                Some(result) if result.status == "success" => result
+                    .account
+                    .ok_or_else(|| Error::malformed("OpenAccounts answered without an account")),
+                Some(result) if result.status == "rejected" => {
+                    let error = result.error.unwrap_or_default();
+                    Err(Error::Rejected {
+                        code: tonic::Code::from_i32(error.code),
+                        reason: error.reason,
+                        message: error.message,
+                        field: Some(error.field).filter(|field| !field.is_empty()),
+                        replayed: false,
+                    })
+                }
+                _ => {
+                    self.open_account(
+                        &request.account_id,
+                        &request.currency,
+                        request.allow_negative_balance,
+                    )
+                    .await
+                }
+            };
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
     /// How many streams [`WalletClient::transfer`] opened and how many transfers went down
     /// them (shared by clones).
     pub fn pipeline_stats(&self) -> PipelineStats {

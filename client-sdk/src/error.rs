@@ -32,6 +32,9 @@ pub fn node_reason(reason: &str) -> Option<proto::v1::ErrorReason> {
 /// `ErrorInfo` metadata key holding the leader's `host:port`, when known.
 pub const METADATA_LEADER_ADDRESS: &str = "leader_address";
 
+/// `ErrorInfo` metadata key that marks a rejection an earlier entry decided (`"true"`).
+pub const METADATA_REPLAYED: &str = "replayed";
+
 /// `ErrorInfo` metadata key holding the leader's node id, when known.
 pub const METADATA_LEADER_ID: &str = "leader_id";
 
@@ -66,6 +69,9 @@ pub enum Error {
         message: String,
         /// The offending request field, from the `BadRequest` field violation if present.
         field: Option<String>,
+        /// An earlier log entry decided this rejection (a retry found it recorded): ErrorInfo
+        /// metadata `replayed`, or `TransferResult.replayed`.
+        replayed: bool,
     },
     /// The outcome is unknown: the request may or may not have been applied (the node was
     /// unreachable, lost leadership mid-flight, was overloaded, or the deadline passed) and
@@ -132,6 +138,11 @@ impl Error {
             Self::Rejected { field, .. } => field.as_deref(),
             _ => None,
         }
+    }
+
+    /// A rejection an earlier log entry decided (this call found it recorded).
+    pub fn replayed(&self) -> bool {
+        matches!(self, Self::Rejected { replayed: true, .. })
     }
 
     /// True when the outcome is known: the request was not applied and asking again would
@@ -258,12 +269,17 @@ pub(crate) fn classify(status: &Status) -> Classified {
                     .map(|v| v.field)
                     .find(|f| !f.is_empty())
             });
+            let replayed = info
+                .as_ref()
+                .and_then(|i| i.metadata.get(METADATA_REPLAYED))
+                .is_some_and(|value| value == "true");
             Classified {
                 error: Error::Rejected {
                     code,
                     reason: server_reason.unwrap_or_else(|| code_name(code).to_owned()),
                     message,
                     field,
+                    replayed,
                 },
                 action: Action::Stop,
             }

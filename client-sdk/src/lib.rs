@@ -58,9 +58,9 @@ pub use config::{
     ENDPOINTS_MAX, normalize_endpoint, normalize_endpoint_for,
 };
 pub use error::{
-    ERROR_DOMAIN, Error, METADATA_LEADER_ADDRESS, METADATA_LEADER_ID, REASON_DEADLINE_EXCEEDED,
-    REASON_INVALID_CONFIG, REASON_MALFORMED_RESPONSE, REASON_NOT_LEADER, REASON_TRANSPORT,
-    code_name, node_reason, reason_of,
+    ERROR_DOMAIN, Error, METADATA_LEADER_ADDRESS, METADATA_LEADER_ID, METADATA_REPLAYED,
+    REASON_DEADLINE_EXCEEDED, REASON_INVALID_CONFIG, REASON_MALFORMED_RESPONSE, REASON_NOT_LEADER,
+    REASON_TRANSPORT, code_name, node_reason, reason_of,
 };
 pub use pipeline::{PIPE_QUEUE_MAX, PipelineStats};
 /// The generated `wallet.v1` messages the client's methods return, re-exported so callers

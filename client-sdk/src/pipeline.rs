@@ -153,6 +153,7 @@ pub(crate) fn definite(result: TransferResult) -> Option<Result<TransferResponse
             reason: error.reason,
             message: error.message,
             field: Some(error.field).filter(|field| !field.is_empty()),
+            replayed: result.replayed,
         })),
         _ => None,
     }

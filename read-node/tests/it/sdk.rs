@@ -479,3 +479,104 @@ async fn sdk_transfer_watch_survives_a_read_node_restart() {
         "the watch ends after the final state"
     );
 }
+
+/// One endpoint is enough: a client given only node 1 (a follower of most partitions) opens,
+/// funds and pays across every partition through it, with the batch and bulk calls too; its
+/// retries say they were replayed, rejections included. The same calls from a client given
+/// every node route by leader hints and agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_through_one_endpoint_reaches_every_partition() {
+    let cluster = Cluster::start(3);
+    let leaders = cluster.wait_leaders().await;
+    let partitions = leaders.len() as u32;
+    assert!(leaders.iter().any(|&leader| leader != 1), "{leaders:?}");
+    let one = WalletClient::connect(ClientConfig::new([format!(
+        "127.0.0.1:{}",
+        cluster.nodes[0].port
+    )]))
+    .await
+    .expect("connect");
+    let every = client(&cluster).await;
+
+    let accounts: Vec<String> = (0..partitions)
+        .map(|p| testkit::accounts_in(p, partitions, "sdk-one", 1).remove(0))
+        .collect();
+    let mut openings = vec![wallet_client::pb::OpenAccountRequest {
+        account_id: "sdk-one-issuer".into(),
+        currency: "USD".into(),
+        allow_negative_balance: true,
+    }];
+    openings.extend(
+        accounts
+            .iter()
+            .map(|account| wallet_client::pb::OpenAccountRequest {
+                account_id: account.clone(),
+                currency: "USD".into(),
+                allow_negative_balance: false,
+            }),
+    );
+    for opened in one.open_accounts(&openings).await.expect("OpenAccounts") {
+        opened.expect("opened through one endpoint");
+    }
+    // The batch call: each account funded with 10.00 (mostly across partitions).
+    let funding: Vec<Transfer> = accounts
+        .iter()
+        .map(|account| Transfer {
+            transaction_id: new_transaction_id(),
+            from: "sdk-one-issuer".into(),
+            to: account.clone(),
+            amount: "10.00".into(),
+            currency: "USD".into(),
+        })
+        .collect();
+    for outcome in one.transfer_batch(&funding).await.expect("TransferBatch") {
+        assert!(!outcome.expect("funded").replayed);
+    }
+    // The same batch from the client that routes by hints: every item replayed (the
+    // cross-partition ones once settled), nothing moves twice.
+    for transfer in &funding {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while every
+            .get_transfer(transfer.transaction_id)
+            .await
+            .expect("transfer")
+            .status
+            != wallet_client::pb::TransferStatus::Completed as i32
+        {
+            assert!(Instant::now() < deadline, "not settled");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    for outcome in every.transfer_batch(&funding).await.expect("TransferBatch") {
+        assert!(outcome.expect("replayed").replayed);
+    }
+    // A rejection's retry says it was replayed too.
+    let overdraft = Transfer {
+        transaction_id: new_transaction_id(),
+        from: accounts[0].clone(),
+        to: accounts[1].clone(),
+        amount: "1000.00".into(),
+        currency: "USD".into(),
+    };
+    let refused = one
+        .transfer(&overdraft)
+        .await
+        .expect_err("insufficient funds");
+    let again = one
+        .transfer(&overdraft)
+        .await
+        .expect_err("insufficient funds");
+    assert_eq!(
+        (
+            refused.reason(),
+            refused.replayed(),
+            again.reason(),
+            again.replayed()
+        ),
+        ("INSUFFICIENT_FUNDS", false, "INSUFFICIENT_FUNDS", true)
+    );
+    for account in &accounts {
+        let balance = one.get_account(account).await.expect("account");
+        assert_eq!(balance.account.expect("account").balance, "10.00");
+    }
+}
