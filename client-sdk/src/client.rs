@@ -476,14 +476,7 @@ impl WalletClient {
                     .account
                     .ok_or_else(|| Error::malformed("OpenAccounts answered without an account")),
                 Some(result) if result.status == "rejected" => {
-                    let error = result.error.unwrap_or_default();
-                    Err(Error::Rejected {
-                        code: tonic::Code::from_i32(error.code),
-                        reason: error.reason,
-                        message: error.message,
-                        field: Some(error.field).filter(|field| !field.is_empty()),
-                        replayed: false,
-                    })
+                    Err(Error::from_item(result.error.unwrap_or_default(), false))
                 }
                 _ => {
                     self.open_account(

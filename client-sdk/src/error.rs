@@ -140,6 +140,18 @@ impl Error {
         }
     }
 
+    /// The rejection a stream or batch item reports (`TransferResult`, `OpenAccountResult`):
+    /// the error the unary call would have failed with.
+    pub(crate) fn from_item(error: proto::v1::TransferError, replayed: bool) -> Error {
+        Error::Rejected {
+            code: Code::from_i32(error.code),
+            reason: error.reason,
+            message: error.message,
+            field: Some(error.field).filter(|field| !field.is_empty()),
+            replayed,
+        }
+    }
+
     /// A rejection an earlier log entry decided (this call found it recorded).
     pub fn replayed(&self) -> bool {
         matches!(self, Self::Rejected { replayed: true, .. })

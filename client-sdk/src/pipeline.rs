@@ -148,13 +148,7 @@ pub(crate) fn definite(result: TransferResult) -> Option<Result<TransferResponse
             consistency_token: result.consistency_token,
             replayed: result.replayed,
         })),
-        ("rejected", Some(error)) => Some(Err(Error::Rejected {
-            code: tonic::Code::from_i32(error.code),
-            reason: error.reason,
-            message: error.message,
-            field: Some(error.field).filter(|field| !field.is_empty()),
-            replayed: result.replayed,
-        })),
+        ("rejected", Some(error)) => Some(Err(Error::from_item(error, result.replayed))),
         _ => None,
     }
 }
