@@ -40,6 +40,20 @@ def cargo_build_args(command: str) -> list[str]:
     return args
 
 
+def split_features(args: list[str]) -> tuple[list[str], set[str]]:
+    """The arguments without their `--features`, and the features those list."""
+    rest, features = [], set()
+    words = iter(args)
+    for word in words:
+        if word == "--features":
+            features |= set(next(words).split(","))
+        elif word.startswith("--features="):
+            features |= set(word.removeprefix("--features=").split(","))
+        else:
+            rest.append(word)
+    return rest, features
+
+
 def test_multi_stage_build_into_a_runtime_without_shell():
     (build_image, build_alias, build), (runtime_image, _, runtime) = stages()
     assert build_image.split("/")[-1].startswith("rust:")
@@ -68,16 +82,16 @@ def test_runtime_user_is_numeric_and_not_root():
 
 
 def test_the_image_builds_what_ci_builds():
-    """Same workspace, same lock file, same features as CI's build in scripts/test; only the
-    profile (release) and the targets (binaries, not tests) differ."""
+    """Same workspace and lock file as CI's build in scripts/test; the profile (release), the
+    targets (binaries, not tests) and the features differ: the image has trace export, the
+    features CI checks the whole workspace with and runs the trace test under, and never the
+    test build's storage failpoints."""
     (_, _, build), *_ = stages()
     image_builds = [i.value[0] for i in build if i.cmd == "RUN" and "cargo build" in i.value[0]]
     assert len(image_builds) == 1
-    image_args = cargo_build_args(image_builds[0])
-    ci_lines = [
-        line for line in (REPO / "scripts" / "test").read_text().splitlines()
-        if re.match(r"\s*cargo build\b", line)
-    ]
+    image_args, image_features = split_features(cargo_build_args(image_builds[0]))
+    ci_script = (REPO / "scripts" / "test").read_text()
+    ci_lines = [line for line in ci_script.splitlines() if re.match(r"\s*cargo build\b", line)]
     assert len(ci_lines) == 1, ci_lines
     ci_args = cargo_build_args(ci_lines[0])
     assert "--all-targets" in ci_args and "--locked" in ci_args
@@ -87,6 +101,10 @@ def test_the_image_builds_what_ci_builds():
     ci_args = [a for a in ci_args if a != "${features[@]}"]
     expected = sorted([a for a in ci_args if a != "--all-targets"] + ["--bins", "--release"])
     assert sorted(image_args) == expected
+    # Trace export (off until otlp_endpoint is set) is what CI compiles the workspace with.
+    (otel_check,) = re.findall(r"^\s*cargo check (.*)$", ci_script, re.MULTILINE)
+    _, checked_features = split_features(shlex.split(otel_check))
+    assert image_features == checked_features == {"write-node/otel", "read-node/otel"}
     # The binaries copied out are the ones that build produced.
     (run,) = image_builds
     for binary in BINARIES:

@@ -7,7 +7,7 @@ use anyhow::{Context, ensure};
 use serde::Deserialize;
 
 /// Settings of one read node.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Address the QueryService listens on.
@@ -47,6 +47,15 @@ pub struct Config {
     /// exported to. "" (the default): no export. Needs a binary built with `--features otel`.
     #[serde(default)]
     pub otlp_endpoint: String,
+    /// The share (0.0 to 1.0) of the traces starting at this node whose spans are exported; a
+    /// call carrying a caller's W3C `traceparent` follows the caller's sampling decision.
+    /// Default 1.0 (`telemetry::logs::TRACE_SAMPLE_RATIO_DEFAULT`).
+    #[serde(default = "default_trace_sample_ratio")]
+    pub trace_sample_ratio: f64,
+}
+
+fn default_trace_sample_ratio() -> f64 {
+    telemetry::logs::TRACE_SAMPLE_RATIO_DEFAULT
 }
 
 fn default_calls_in_flight_max() -> usize {
@@ -95,6 +104,7 @@ impl Config {
         );
         self.metrics_address()?;
         telemetry::logs::check_otlp_endpoint(self.otlp_endpoint())?;
+        telemetry::logs::check_trace_sample_ratio(self.trace_sample_ratio)?;
         Ok(())
     }
 
@@ -150,6 +160,7 @@ mod tests {
                 "listen",
                 "metrics_listen",
                 "otlp_endpoint",
+                "trace_sample_ratio",
                 "write_nodes"
             ]
         );
@@ -172,10 +183,23 @@ mod tests {
         let mut off = config.clone();
         off.metrics_listen = Some(telemetry::MetricsListen::Off);
         assert_eq!(off.metrics_address().unwrap(), None);
-        let mut bad = config;
+        assert_eq!(
+            config.trace_sample_ratio,
+            telemetry::logs::TRACE_SAMPLE_RATIO_DEFAULT
+        );
+        let mut bad = config.clone();
         bad.otlp_endpoint = "not a url".into();
         let error = bad.validate().unwrap_err().to_string();
         assert!(error.contains("otlp_endpoint"), "{error}");
+        for ratio in [1.5, -0.5, f64::NAN] {
+            let mut bad = config.clone();
+            bad.trace_sample_ratio = ratio;
+            let error = bad.validate().unwrap_err().to_string();
+            assert!(
+                error.contains("trace_sample_ratio") && error.contains("between 0.0 and 1.0"),
+                "{error}"
+            );
+        }
     }
 
     #[test]
@@ -193,6 +217,7 @@ mod tests {
             calls_in_flight_max: crate::limits::CALLS_IN_FLIGHT_MAX_DEFAULT,
             metrics_listen: None,
             otlp_endpoint: String::new(),
+            trace_sample_ratio: telemetry::logs::TRACE_SAMPLE_RATIO_DEFAULT,
         };
         assert_eq!(config.write_nodes, ["127.0.0.1:1", "localhost:2"]);
         config.validate().unwrap();

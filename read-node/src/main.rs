@@ -36,6 +36,10 @@ struct Args {
     /// `otel` build feature; default: no export).
     #[arg(long, env = "WALLET_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
+    /// Share (0.0 to 1.0) of the traces starting at this node that are exported; a call with a
+    /// caller's traceparent follows the caller's sampling decision (default 1.0).
+    #[arg(long, env = "WALLET_TRACE_SAMPLE_RATIO")]
+    trace_sample_ratio: Option<f64>,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "WALLET_LOG_JSON")]
     log_json: bool,
@@ -89,6 +93,9 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
             toml::Value::String(endpoint.clone()),
         );
     }
+    if let Some(ratio) = args.trace_sample_ratio {
+        table.insert("trace_sample_ratio".into(), toml::Value::Float(ratio));
+    }
     let config: Config = table.try_into().context("invalid configuration")?;
     config.validate()?;
     Ok(config)
@@ -108,6 +115,7 @@ fn main() -> anyhow::Result<()> {
             args.log_json,
             "info,h2=warn,tower=warn",
             config.otlp_endpoint(),
+            config.trace_sample_ratio,
             "wallet-read-node",
         )?
     };

@@ -1,5 +1,7 @@
 //! Per-RPC metrics for a tonic server: a tower layer that counts every call by method and gRPC
 //! status code and times it until its last frame (so a stream is timed over its whole life).
+//! With the `otel` feature the same layer opens each call's server span (`crate::trace`),
+//! which ends with the call and carries its status code.
 //!
 //! The status code is read where gRPC puts it: the response headers of a trailers-only answer
 //! (tonic's errors), else the trailers at the end of the body. A body dropped before its
@@ -24,6 +26,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use prost::Message as _;
+
+use crate::trace::CallSpan;
 
 /// Labels of the request counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -65,6 +69,14 @@ fn code_name(headers: &HeaderMap) -> Option<&'static str> {
     let value = headers.get("grpc-status")?;
     let code: usize = value.to_str().ok()?.parse().ok()?;
     Some(CODE_NAMES.get(code).copied().unwrap_or("UNKNOWN"))
+}
+
+/// The number of a code named in `CODE_NAMES` (2, UNKNOWN, for any other name).
+fn code_number(name: &str) -> i64 {
+    CODE_NAMES
+        .iter()
+        .position(|&known| known == name)
+        .unwrap_or(2) as i64
 }
 
 /// Services every node serves besides those in the proto crate's descriptor set.
@@ -199,12 +211,14 @@ where
         let metrics = self.metrics.clone();
         let labels = metrics.labels(request.uri().path());
         let started = Instant::now();
-        Box::pin(async move {
+        let span = CallSpan::open(request.headers(), labels.service, labels.method);
+        Box::pin(span.clone().instrument(async move {
             let mut call = Call {
                 metrics,
                 labels,
                 started,
                 code: "CANCELLED",
+                span,
             };
             let response = match inner.call(request).await {
                 Ok(response) => response,
@@ -222,9 +236,10 @@ where
             }
             Ok(response.map(|inner| MeteredBody {
                 inner,
+                span: call.span.clone(),
                 call: Some(call),
             }))
-        })
+        }))
     }
 }
 
@@ -234,11 +249,13 @@ struct Call {
     labels: MethodLabels,
     started: Instant,
     code: &'static str,
+    span: CallSpan,
 }
 
 impl Drop for Call {
     fn drop(&mut self) {
         self.metrics.finish(&self.labels, self.code, self.started);
+        self.span.finish(self.code, code_number(self.code));
     }
 }
 
@@ -248,6 +265,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: B,
         call: Option<Call>,
+        span: CallSpan,
     }
 }
 
@@ -260,6 +278,7 @@ impl<B: Body> Body for MeteredBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         let this = self.project();
+        let _entered = this.span.enter();
         let polled = this.inner.poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {

@@ -4,7 +4,9 @@
 //!   port + `METRICS_PORT_OFFSET`);
 //! - `http::serve`: the Prometheus `/metrics` endpoint, on its own port;
 //! - `grpc::GrpcMetrics`: a tower layer counting and timing every RPC by method and status code;
-//! - `logs::init`: the tracing subscriber (text or JSON lines, optional OTLP trace export);
+//! - `logs::init`: the tracing subscriber (text or JSON lines, optional OTLP trace export,
+//!   sampled by `trace_sample_ratio`); with the `otel` feature `grpc::GrpcMetrics` also opens
+//!   each call's server span, a child of the caller's W3C trace context (`trace`);
 //! - `process::ProcessMetrics`: `wallet_build_info` and the standard `process_*` series.
 //!
 //! Node-specific series live in each node crate's `metrics` module.
@@ -13,6 +15,7 @@ pub mod grpc;
 pub mod http;
 pub mod logs;
 pub mod process;
+mod trace;
 
 use std::net::SocketAddr;
 

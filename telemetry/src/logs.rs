@@ -1,6 +1,8 @@
 //! The process's tracing subscriber: text or JSON lines on stdout, filtered by `RUST_LOG`
-//! (else `default_filter`), and, with the `otel` feature and an `otlp_endpoint`, every span
-//! exported over OTLP/gRPC. Only binaries call this; libraries just emit.
+//! (else `default_filter`), and, with the `otel` feature and an `otlp_endpoint`, spans
+//! exported over OTLP/gRPC: every trace a caller sampled (its W3C `traceparent` says so), and
+//! `trace_sample_ratio` of the traces that start at the node. Only binaries call this;
+//! libraries just emit.
 
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -28,6 +30,24 @@ pub fn check_otlp_endpoint(endpoint: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Default of the `trace_sample_ratio` setting: every trace that starts at a node is exported.
+/// Export is off unless `otlp_endpoint` is set, and whoever sets it wants to see traces at once
+/// (it is also OpenTelemetry's default, parent-based always-on); a busy cluster lowers it. The
+/// batch exporter's queue is bounded (2,048 spans, OpenTelemetry's default) and drops spans
+/// rather than slowing calls when the collector falls behind.
+pub const TRACE_SAMPLE_RATIO_DEFAULT: f64 = 1.0;
+
+/// Validates the `trace_sample_ratio` setting: a share from 0.0 to 1.0.
+pub fn check_trace_sample_ratio(ratio: f64) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&ratio),
+        "trace_sample_ratio {ratio} must be between 0.0 and 1.0: the share of calls without a \
+         caller's trace context (traceparent) whose traces are exported, e.g. 0.01 for 1%; \
+         calls with one follow their caller's sampling decision"
+    );
+    Ok(())
+}
+
 /// Flushes exported spans when dropped: keep it alive until the process ends.
 pub struct LogGuard {
     #[cfg(feature = "otel")]
@@ -46,13 +66,17 @@ impl Drop for LogGuard {
 }
 
 /// Installs the global subscriber. With `otlp_endpoint` (e.g. `http://otel-collector:4317`),
-/// call it inside the tokio runtime: the exporter's gRPC channel needs it.
+/// call it inside the tokio runtime: the exporter's gRPC channel needs it. `trace_sample_ratio`
+/// (checked by `check_trace_sample_ratio`) is the share of the traces starting here that are
+/// exported.
 pub fn init(
     json: bool,
     default_filter: &str,
     otlp_endpoint: Option<&str>,
+    trace_sample_ratio: f64,
     service_name: &'static str,
 ) -> anyhow::Result<LogGuard> {
+    check_trace_sample_ratio(trace_sample_ratio)?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let output = if json {
@@ -68,7 +92,7 @@ pub fn init(
     {
         let (layer, provider) = match otlp_endpoint {
             Some(endpoint) => {
-                let (layer, provider) = otel::layer(endpoint, service_name)?;
+                let (layer, provider) = otel::layer(endpoint, trace_sample_ratio, service_name)?;
                 (Some(layer), Some(provider))
             }
             None => (None, None),
@@ -89,10 +113,11 @@ pub fn init(
 mod otel {
     use opentelemetry::trace::TracerProvider as _;
     use opentelemetry_otlp::WithExportConfig as _;
-    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 
     pub fn layer<S>(
         endpoint: &str,
+        sample_ratio: f64,
         service_name: &'static str,
     ) -> anyhow::Result<(
         tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>,
@@ -108,11 +133,46 @@ mod otel {
         let resource = opentelemetry_sdk::Resource::builder()
             .with_service_name(service_name)
             .build();
+        // Parent-based: a call whose caller sampled its trace is always exported, a call whose
+        // caller did not sample it never is, and only traces starting here are sampled by the
+        // ratio (by trace id, so every node keeps or drops the same trace). Set here, it
+        // overrides OTEL_TRACES_SAMPLER.
+        let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(sample_ratio)));
         let provider = SdkTracerProvider::builder()
+            .with_sampler(sampler)
             .with_batch_exporter(exporter)
             .with_resource(resource)
             .build();
         let tracer = provider.tracer(service_name);
         Ok((tracing_opentelemetry::layer().with_tracer(tracer), provider))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn trace_sample_ratio_is_a_share() {
+        let check = |ratio: f64, valid: bool| {
+            let checked = super::check_trace_sample_ratio(ratio);
+            assert_eq!(checked.is_ok(), valid, "{ratio}: {checked:?}");
+            if let Err(error) = checked {
+                let error = error.to_string();
+                assert!(error.contains("trace_sample_ratio"), "{error}");
+                assert!(error.contains("between 0.0 and 1.0"), "{error}");
+            }
+        };
+        for valid in [0.0, 0.01, 0.5, 1.0, super::TRACE_SAMPLE_RATIO_DEFAULT] {
+            check(valid, true);
+        }
+        for invalid in [
+            -0.1,
+            1.01,
+            100.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ] {
+            check(invalid, false);
+        }
     }
 }

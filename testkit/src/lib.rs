@@ -7,6 +7,7 @@
 //! - [`Cluster`]: N `wallet-write-node` processes on free ports in a temporary directory,
 //!   killed and restarted, with waits for leaders and agreement and client helpers.
 //! - [`metrics`]: a node's `/metrics`, scraped and parsed.
+//! - `traces` (feature `otel`): an OTLP/gRPC trace collector that keeps what nodes export.
 //! - [`assert_architecture_says`]: the figures ARCHITECTURE.md quotes from a `limits.rs`.
 
 use std::path::{Path, PathBuf};
@@ -14,6 +15,8 @@ use std::process::{Child, Command, Stdio};
 
 pub mod cluster;
 pub mod metrics;
+#[cfg(feature = "otel")]
+pub mod traces;
 
 pub use cluster::{
     Cluster, Node, WAIT_MAX, agreed_leaders, log_tail, reason, retryable, transfer_request,

@@ -66,6 +66,15 @@ pub struct Config {
     /// exported to. "" (the default): no export. Needs a binary built with `--features otel`.
     #[serde(default)]
     pub otlp_endpoint: String,
+    /// The share (0.0 to 1.0) of the traces starting at this node whose spans are exported; a
+    /// call carrying a caller's W3C `traceparent` follows the caller's sampling decision.
+    /// Default 1.0 (`telemetry::logs::TRACE_SAMPLE_RATIO_DEFAULT`).
+    #[serde(default = "default_trace_sample_ratio")]
+    pub trace_sample_ratio: f64,
+}
+
+fn default_trace_sample_ratio() -> f64 {
+    telemetry::logs::TRACE_SAMPLE_RATIO_DEFAULT
 }
 
 fn default_calls_in_flight_max() -> usize {
@@ -166,6 +175,7 @@ impl Config {
         self.validate_tls()?;
         self.metrics_address()?;
         telemetry::logs::check_otlp_endpoint(self.otlp_endpoint())?;
+        telemetry::logs::check_trace_sample_ratio(self.trace_sample_ratio)?;
         Ok(())
     }
 
@@ -267,6 +277,7 @@ mod tests {
             "calls_in_flight_max",
             "metrics_listen",
             "otlp_endpoint",
+            "trace_sample_ratio",
             "insecure",
             "grpc_web_origins",
         ] {
@@ -289,7 +300,7 @@ mod tests {
         }
         assert_eq!(
             keys.len(),
-            13,
+            14,
             "a field of the example is not in this list: {keys:?}"
         );
         assert_eq!(
@@ -297,6 +308,10 @@ mod tests {
             Some("127.0.0.1:51051".parse().unwrap())
         );
         assert_eq!(config.otlp_endpoint(), None);
+        assert_eq!(
+            config.trace_sample_ratio,
+            telemetry::logs::TRACE_SAMPLE_RATIO_DEFAULT
+        );
     }
 
     /// Bad values are refused with a message naming the field.
@@ -324,6 +339,12 @@ mod tests {
             &|c| c.otlp_endpoint = "collector:4317".into(),
             "otlp_endpoint",
         );
+        check(
+            &|c| c.trace_sample_ratio = 1.5,
+            "trace_sample_ratio 1.5 must be between 0.0 and 1.0",
+        );
+        check(&|c| c.trace_sample_ratio = -0.5, "trace_sample_ratio");
+        check(&|c| c.trace_sample_ratio = f64::NAN, "trace_sample_ratio");
         let unknown = format!("{EXAMPLE}\nmetrics_port = 1\n");
         let error = toml::from_str::<Config>(&unknown).unwrap_err().to_string();
         assert!(error.contains("metrics_port"), "{error}");

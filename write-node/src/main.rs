@@ -55,6 +55,10 @@ struct Args {
     /// `otel` build feature; default: no export).
     #[arg(long, env = "WALLET_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
+    /// Share (0.0 to 1.0) of the traces starting at this node that are exported; a call with a
+    /// caller's traceparent follows the caller's sampling decision (default 1.0).
+    #[arg(long, env = "WALLET_TRACE_SAMPLE_RATIO")]
+    trace_sample_ratio: Option<f64>,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "WALLET_LOG_JSON")]
     log_json: bool,
@@ -141,6 +145,9 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
     if let Some(endpoint) = &args.otlp_endpoint {
         set("otlp_endpoint", toml::Value::String(endpoint.clone()));
     }
+    if let Some(ratio) = args.trace_sample_ratio {
+        set("trace_sample_ratio", toml::Value::Float(ratio));
+    }
     args.server_security.apply(&mut table);
     args.peer_security.apply(&mut table);
     let config: Config = table.try_into().context("invalid configuration")?;
@@ -162,6 +169,7 @@ fn main() -> anyhow::Result<()> {
             args.log_json,
             "info,raft=warn,h2=warn,tower=warn",
             config.otlp_endpoint(),
+            config.trace_sample_ratio,
             "wallet-write-node",
         )?
     };

@@ -14,6 +14,8 @@ mod reflection;
 mod security;
 #[cfg(feature = "failpoints")]
 mod storage_faults;
+#[cfg(feature = "otel")]
+mod traces;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
