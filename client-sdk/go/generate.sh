@@ -4,7 +4,10 @@
 # protoc-gen-go and protoc-gen-go-grpc. The .proto files carry no go_package option (buf
 # breaking refuses a changed file option): the import path is given here with M flags.
 # The google.rpc error details come from google.golang.org/genproto (Debian's
-# golang-google-genproto-dev), so nothing under proto/vendor is generated.
+# golang-google-genproto-dev), so nothing under proto/vendor is generated. The well-known
+# types wallet.proto imports (google/protobuf/duration.proto, timestamp.proto) are read from
+# /usr/include (Debian's libprotobuf-dev); their go_package options name
+# google.golang.org/protobuf/types/known/{durationpb,timestamppb} (golang-google-protobuf-dev).
 #
 #   ./generate.sh [OUT_DIR]     (default: this directory; test.sh check passes a temp dir)
 set -euo pipefail
@@ -18,7 +21,9 @@ for file in "${files[@]}"; do maps+=("M$file=$module/walletv1;walletv1"); done
 go_opts=$(IFS=,; echo "module=$module,${maps[*]}")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-(cd "$proto" && protoc -I . \
+wkt=/usr/include
+[[ -f $wkt/google/protobuf/duration.proto ]] || { echo "go sdk: $wkt/google/protobuf/duration.proto missing: install libprotobuf-dev" >&2; exit 1; }
+(cd "$proto" && protoc -I . -I "$wkt" \
   --go_out="$work" --go_opt="$go_opts" \
   --go-grpc_out="$work" --go-grpc_opt="$go_opts" \
   "${files[@]}")

@@ -28,7 +28,9 @@ log() { echo "go sdk: $*" >&2; }
 # --- toolchain ------------------------------------------------------------------------------
 # golang-github-golang-protobuf-1-5-dev is named explicitly: golang-google-grpc-dev accepts
 # the 1.3 API too, which cannot marshal protoc-gen-go 1.28 messages.
-packages=(golang-go protobuf-compiler protoc-gen-go protoc-gen-go-grpc golang-google-grpc-dev
+# libprotobuf-dev brings the well-known types' .proto files (google/protobuf/duration.proto,
+# timestamp.proto, imported by wallet.proto) into /usr/include, where generate.sh points protoc.
+packages=(golang-go protobuf-compiler libprotobuf-dev protoc-gen-go protoc-gen-go-grpc golang-google-grpc-dev
   golang-google-protobuf-dev golang-google-genproto-dev golang-github-golang-protobuf-1-5-dev)
 
 apt_install() { "$here/../../scripts/apt-install" "go sdk" "$@"; }

@@ -29,8 +29,10 @@ J=/usr/share/java
 # The Debian packages it needs. The runtime: grpc-java 1.41 (netty transport), protobuf 3.21,
 # netty 4.1, guava, perfmark, and netty-tcnative (OpenSSL) for TLS: Debian's netty has no JDK
 # ALPN support, and gRPC needs ALPN. Build: a JDK, protoc, the grpc-java plugin,
-# javax.annotation (the generated stubs' @Generated). Tests: junit4 (+ hamcrest), openssl.
-PACKAGES=(openjdk-17-jdk-headless protobuf-compiler protobuf-compiler-grpc-java-plugin libprotobuf-java
+# javax.annotation (the generated stubs' @Generated), libprotobuf-dev (the well-known types'
+# .proto files, google/protobuf/duration.proto and timestamp.proto, in /usr/include; their Java
+# classes are in protobuf-java). Tests: junit4 (+ hamcrest), openssl.
+PACKAGES=(openjdk-17-jdk-headless protobuf-compiler libprotobuf-dev protobuf-compiler-grpc-java-plugin libprotobuf-java
   libgrpc-java libnetty-java libnetty-tcnative-java libnetty-tcnative-jni libperfmark-java libguava-java
   libgeronimo-annotation-1.3-spec-java junit4 libhamcrest-java openssl python3)
 RUNTIME_JARS=(grpc-api grpc-context grpc-core grpc-netty grpc-protobuf grpc-protobuf-lite grpc-stub
@@ -96,7 +98,7 @@ build() {
       || { log "$file: no 'package wallet.v1;' line to add the Java options after"; exit 1; }
   done
   cp "$root"/proto/vendor/google/rpc/*.proto "$tmp/proto/google/rpc/"  # java_package com.google.rpc already
-  protoc -I "$tmp/proto" --java_out="$tmp/gen" \
+  protoc -I "$tmp/proto" -I /usr/include --java_out="$tmp/gen" \
     --plugin=protoc-gen-grpc-java=/usr/bin/grpc_java_plugin --grpc-java_out="$tmp/gen" \
     "$tmp"/proto/wallet/v1/*.proto "$tmp"/proto/google/rpc/*.proto
   log "generated $(find "$tmp/gen" -name '*.java' | wc -l) Java files from proto/; compiling"

@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use proto::v1::cluster_service_client::ClusterServiceClient;
 use proto::v1::wallet_service_client::WalletServiceClient;
 use proto::v1::{
-    Account, GetAccountRequest, GetAccountResponse, GetClusterStatusRequest,
-    GetClusterStatusResponse, GetTransferRequest, OpenAccountRequest, TransferRequest,
-    TransferResponse,
+    Account, AuthorizeTransferRequest, CaptureTransferRequest, GetAccountRequest,
+    GetAccountResponse, GetClusterStatusRequest, GetClusterStatusResponse, GetTransferRequest,
+    HoldResponse, OpenAccountRequest, TransferRequest, TransferResponse, VoidTransferRequest,
 };
 use tokio::time::Instant;
 use tonic::Status;
@@ -67,6 +67,44 @@ impl From<&Transfer> for TransferRequest {
             amount: t.amount.clone(),
             currency: t.currency.clone(),
         }
+    }
+}
+
+/// A hold to authorize ([`WalletClient::authorize_transfer`]): a transfer's fields plus how
+/// long the hold lasts. `transaction_id` names the hold in the capture and the void.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// The hold's idempotency key, as a transfer's.
+    pub transaction_id: Uuid,
+    /// The account the amount is reserved on (and later debited).
+    pub from: String,
+    /// The account a capture credits.
+    pub to: String,
+    /// Decimal amount in the currency's major unit, e.g. `"12.34"`.
+    pub amount: String,
+    /// ISO 4217 code, which must match both accounts' currency.
+    pub currency: String,
+    /// How long the hold lasts from its authorization: whole milliseconds, 1 ms to 30 days
+    /// (otherwise the node refuses it, `HOLD_TIMEOUT_OUT_OF_RANGE`).
+    pub timeout: std::time::Duration,
+}
+
+impl TryFrom<&Hold> for AuthorizeTransferRequest {
+    type Error = Error;
+
+    fn try_from(h: &Hold) -> Result<Self, Error> {
+        let timeout = h
+            .timeout
+            .try_into()
+            .map_err(|e| Error::config(format!("hold timeout {:?}: {e}", h.timeout)))?;
+        Ok(Self {
+            transaction_id: h.transaction_id.hyphenated().to_string(),
+            from_account: h.from.clone(),
+            to_account: h.to.clone(),
+            amount: h.amount.clone(),
+            currency: h.currency.clone(),
+            timeout: Some(timeout),
+        })
     }
 }
 
@@ -364,6 +402,81 @@ impl WalletClient {
             deadline,
             |channel, request| async move {
                 WalletServiceClient::new(channel).transfer(request).await
+            },
+        )
+        .await
+    }
+
+    /// Reserves `hold.amount` on `hold.from` for `hold.timeout` (`AuthorizeTransfer`): the
+    /// account's available amount drops, its balance does not, until the hold is captured
+    /// ([`WalletClient::capture_transfer`]), voided ([`WalletClient::void_transfer`]) or
+    /// expires. Answers the hold (`transfer`, status PENDING, `hold.expires_at`) and
+    /// `replayed`. Routed to the leader of `hold.from`'s partition and retried like
+    /// [`WalletClient::transfer`]'s unary path, always with the same `transaction_id` (the
+    /// same hold again answers the original).
+    pub async fn authorize_transfer(&self, hold: &Hold) -> Result<HoldResponse, Error> {
+        let request = AuthorizeTransferRequest::try_from(hold)?;
+        let route = Route::write(self.partition_of(&hold.from).await);
+        self.call(
+            "AuthorizeTransfer",
+            route,
+            request,
+            |channel, request| async move {
+                WalletServiceClient::new(channel)
+                    .authorize_transfer(request)
+                    .await
+            },
+        )
+        .await
+    }
+
+    /// Moves `amount` (at most the held amount; `None`: all of it) of the hold
+    /// `transaction_id` of account `from` to its target and releases the rest
+    /// (`CaptureTransfer`), exactly once: a retry with the same amount answers the capture
+    /// (`replayed`). Refusals are definite errors with the reason (`HOLD_NOT_FOUND`,
+    /// `CAPTURE_EXCEEDS_HOLD`, `HOLD_ALREADY_CAPTURED`, `HOLD_ALREADY_VOIDED`, `HOLD_EXPIRED`, ...).
+    pub async fn capture_transfer(
+        &self,
+        transaction_id: Uuid,
+        from: &str,
+        amount: Option<&str>,
+    ) -> Result<HoldResponse, Error> {
+        let request = capture_request(transaction_id, from, amount);
+        let route = Route::write(self.partition_of(from).await);
+        self.call(
+            "CaptureTransfer",
+            route,
+            request,
+            |channel, request| async move {
+                WalletServiceClient::new(channel)
+                    .capture_transfer(request)
+                    .await
+            },
+        )
+        .await
+    }
+
+    /// Releases the pending hold `transaction_id` of account `from` (`VoidTransfer`; status
+    /// VOIDED); a retry answers the void (`replayed`). `HOLD_ALREADY_CAPTURED` after a
+    /// capture, `HOLD_EXPIRED` after the expiry, ...
+    pub async fn void_transfer(
+        &self,
+        transaction_id: Uuid,
+        from: &str,
+    ) -> Result<HoldResponse, Error> {
+        let request = VoidTransferRequest {
+            transaction_id: transaction_id.hyphenated().to_string(),
+            from_account: from.to_owned(),
+        };
+        let route = Route::write(self.partition_of(from).await);
+        self.call(
+            "VoidTransfer",
+            route,
+            request,
+            |channel, request| async move {
+                WalletServiceClient::new(channel)
+                    .void_transfer(request)
+                    .await
             },
         )
         .await
@@ -880,6 +993,19 @@ async fn read_pipe(
 /// a usable amount of time rather than a zero timeout that fails at once.
 const MIN_ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// The `CaptureTransferRequest` of [`WalletClient::capture_transfer`] (`None`: the whole hold).
+fn capture_request(
+    transaction_id: Uuid,
+    from: &str,
+    amount: Option<&str>,
+) -> CaptureTransferRequest {
+    CaptureTransferRequest {
+        transaction_id: transaction_id.hyphenated().to_string(),
+        from_account: from.to_owned(),
+        amount: amount.unwrap_or_default().to_owned(),
+    }
+}
+
 /// A new identifier for a transfer: a random (v4) UUID. Generate it once per intended
 /// transfer and keep it for every retry.
 pub fn new_transaction_id() -> Uuid {
@@ -965,6 +1091,74 @@ mod tests {
         assert!(!err.is_definite(), "{err}");
         assert_eq!(err.code(), tonic::Code::Unavailable);
         assert!(client.leader(DEFAULT_PARTITION).is_none());
+    }
+
+    fn hold(timeout: Duration) -> Hold {
+        Hold {
+            transaction_id: Uuid::parse_str("3F2504E0-4F89-11D3-9A0C-0305E82C3301").unwrap(),
+            from: "alice".into(),
+            to: "bob".into(),
+            amount: "10.00".into(),
+            currency: "USD".into(),
+            timeout,
+        }
+    }
+
+    #[test]
+    fn hold_requests_carry_the_fields() {
+        let request =
+            AuthorizeTransferRequest::try_from(&hold(Duration::from_millis(90_500))).unwrap();
+        assert_eq!(
+            request.transaction_id,
+            "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
+        );
+        assert_eq!(
+            (
+                request.from_account.as_str(),
+                request.to_account.as_str(),
+                request.amount.as_str(),
+                request.currency.as_str()
+            ),
+            ("alice", "bob", "10.00", "USD")
+        );
+        let timeout = request.timeout.unwrap();
+        assert_eq!((timeout.seconds, timeout.nanos), (90, 500_000_000));
+        let id = hold(Duration::ZERO).transaction_id;
+        let part = capture_request(id, "alice", Some("4.00"));
+        assert_eq!(
+            (
+                part.transaction_id.as_str(),
+                part.from_account.as_str(),
+                part.amount.as_str()
+            ),
+            ("3f2504e0-4f89-11d3-9a0c-0305e82c3301", "alice", "4.00")
+        );
+        assert_eq!(capture_request(id, "alice", None).amount, "");
+    }
+
+    #[tokio::test]
+    async fn hold_calls_go_through_the_retry_loop() {
+        // Port 1 on localhost refuses connections: every attempt is a transport error, and
+        // each call is retried (same request) until attempts_max, then indefinite.
+        let mut cfg = config(&["127.0.0.1:1"]);
+        cfg.attempts_max = 2;
+        let client = WalletClient::connect(cfg).await.unwrap();
+        let h = hold(Duration::from_secs(60));
+        let errors = [
+            client.authorize_transfer(&h).await.unwrap_err(),
+            client
+                .capture_transfer(h.transaction_id, &h.from, Some("1.00"))
+                .await
+                .unwrap_err(),
+            client
+                .void_transfer(h.transaction_id, &h.from)
+                .await
+                .unwrap_err(),
+        ];
+        for err in errors {
+            assert!(!err.is_definite(), "{err}");
+            assert_eq!(err.code(), tonic::Code::Unavailable);
+        }
     }
 
     #[test]

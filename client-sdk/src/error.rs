@@ -388,6 +388,19 @@ mod tests {
     }
 
     #[test]
+    fn hold_expired_is_a_definite_rejection_with_its_reason() {
+        use proto::v1::ErrorReason;
+        let s = status(Code::FailedPrecondition, "HOLD_EXPIRED", &[]);
+        let c = classify(&s);
+        assert_eq!(c.action, Action::Stop);
+        assert_eq!(c.error.reason(), reason_of(ErrorReason::HoldExpired));
+        assert_eq!(c.error.reason(), "HOLD_EXPIRED");
+        assert_eq!(node_reason("HOLD_EXPIRED"), Some(ErrorReason::HoldExpired));
+        assert!(c.error.is_definite());
+        assert_eq!(c.error.code(), Code::FailedPrecondition);
+    }
+
+    #[test]
     fn not_leader_with_address_redirects() {
         let s = status(
             Code::Unavailable,

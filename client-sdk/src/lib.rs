@@ -49,8 +49,8 @@ mod sync;
 pub use auth::{Conn, Credentials, TlsConfig, node_channel};
 pub use backoff::{ceiling as backoff_ceiling, full_jitter};
 pub use client::{
-    DEFAULT_PARTITION, DISCOVERED_ENDPOINTS_MAX, SUBMIT_BATCH_MAX, Transfer, WALLET_SERVICE_NAME,
-    WalletClient, new_transaction_id,
+    DEFAULT_PARTITION, DISCOVERED_ENDPOINTS_MAX, Hold, SUBMIT_BATCH_MAX, Transfer,
+    WALLET_SERVICE_NAME, WalletClient, new_transaction_id,
 };
 pub use config::{
     ATTEMPTS_MAX_LIMIT, ClientConfig, DEFAULT_ATTEMPTS_MAX, DEFAULT_BACKOFF_BASE,

@@ -91,6 +91,7 @@ impl WalletService for FakeNode {
                 allow_negative_balance: r.allow_negative_balance,
                 balance: "0.00".into(),
                 balance_minor: 0,
+                ..Account::default()
             }),
         }))
     }
@@ -134,6 +135,27 @@ impl WalletService for FakeNode {
         &self,
         _request: Request<tonic::Streaming<OpenAccountRequest>>,
     ) -> Result<Response<Self::OpenAccountsStream>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn authorize_transfer(
+        &self,
+        _request: Request<proto::v1::AuthorizeTransferRequest>,
+    ) -> Result<Response<proto::v1::HoldResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn capture_transfer(
+        &self,
+        _request: Request<proto::v1::CaptureTransferRequest>,
+    ) -> Result<Response<proto::v1::HoldResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn void_transfer(
+        &self,
+        _request: Request<proto::v1::VoidTransferRequest>,
+    ) -> Result<Response<proto::v1::HoldResponse>, Status> {
         Err(Status::unimplemented("not in the fake"))
     }
 

@@ -4,8 +4,9 @@
 use ledger::{Event, TransferCommand, format_minor};
 use proto::v1::ledger_event::Event as PbEvent;
 use proto::v1::{
-    AccountOpened, CreditRefused, LedgerEvent, TransferCompleted, TransferCredited,
-    TransferDebited, TransferRefunded, TransferRejected, TransferSettled,
+    AccountOpened, CreditRefused, HoldAuthorized, HoldCaptureDebited, HoldCaptured, HoldExpired,
+    HoldRefused, HoldVoided, LedgerEvent, TransferCompleted, TransferCredited, TransferDebited,
+    TransferRefunded, TransferRejected, TransferSettled,
 };
 
 /// The wire form of a ledger event. Every `ledger::Event` variant needs one arm here, one
@@ -102,6 +103,67 @@ pub fn event_to_pb(event: &Event) -> LedgerEvent {
             reason: reason.reason().to_owned(),
             field: reason.field().to_owned(),
             credit_index: *credit_index,
+        }),
+        Event::HoldAuthorized {
+            transfer,
+            expires_at_ms,
+            cross_partition,
+            ..
+        } => {
+            let (transaction_id, amount, currency) = transfer_fields(transfer);
+            PbEvent::HoldAuthorized(HoldAuthorized {
+                transaction_id,
+                from_account: transfer.from.clone(),
+                to_account: transfer.to.clone(),
+                amount,
+                amount_minor: transfer.amount_minor,
+                currency,
+                expires_at_ms: *expires_at_ms,
+                cross_partition: *cross_partition,
+            })
+        }
+        Event::HoldRefused {
+            transfer,
+            reason,
+            expires_at_ms,
+            cross_partition,
+            ..
+        } => {
+            let (transaction_id, amount, currency) = transfer_fields(transfer);
+            PbEvent::HoldRefused(HoldRefused {
+                transaction_id,
+                from_account: transfer.from.clone(),
+                to_account: transfer.to.clone(),
+                amount,
+                amount_minor: transfer.amount_minor,
+                currency,
+                reason: reason.reason().to_owned(),
+                field: reason.field().to_owned(),
+                expires_at_ms: *expires_at_ms,
+                cross_partition: *cross_partition,
+            })
+        }
+        Event::HoldCaptured {
+            transaction_id,
+            amount_minor,
+            ..
+        } => PbEvent::HoldCaptured(HoldCaptured {
+            transaction_id: transaction_id.hyphenated().to_string(),
+            amount_minor: *amount_minor,
+        }),
+        Event::HoldCaptureDebited {
+            transaction_id,
+            amount_minor,
+            ..
+        } => PbEvent::HoldCaptureDebited(HoldCaptureDebited {
+            transaction_id: transaction_id.hyphenated().to_string(),
+            amount_minor: *amount_minor,
+        }),
+        Event::HoldVoided { transaction_id, .. } => PbEvent::HoldVoided(HoldVoided {
+            transaction_id: transaction_id.hyphenated().to_string(),
+        }),
+        Event::HoldExpired { transaction_id, .. } => PbEvent::HoldExpired(HoldExpired {
+            transaction_id: transaction_id.hyphenated().to_string(),
         }),
     };
     LedgerEvent { event: Some(event) }
@@ -206,6 +268,49 @@ pub fn event_from_pb(meta: ledger::EntryMeta, event: &LedgerEvent) -> anyhow::Re
             transaction_id: id(&e.transaction_id)?,
             reason: reason(&e.reason, &e.field)?,
             credit_index: e.credit_index,
+            meta,
+        },
+        PbEvent::HoldAuthorized(e) => Event::HoldAuthorized {
+            transfer: transfer(
+                &e.transaction_id,
+                &e.from_account,
+                &e.to_account,
+                e.amount_minor,
+                &e.currency,
+            )?,
+            expires_at_ms: e.expires_at_ms,
+            cross_partition: e.cross_partition,
+            meta,
+        },
+        PbEvent::HoldRefused(e) => Event::HoldRefused {
+            transfer: transfer(
+                &e.transaction_id,
+                &e.from_account,
+                &e.to_account,
+                e.amount_minor,
+                &e.currency,
+            )?,
+            reason: reason(&e.reason, &e.field)?,
+            expires_at_ms: e.expires_at_ms,
+            cross_partition: e.cross_partition,
+            meta,
+        },
+        PbEvent::HoldCaptured(e) => Event::HoldCaptured {
+            transaction_id: id(&e.transaction_id)?,
+            amount_minor: e.amount_minor,
+            meta,
+        },
+        PbEvent::HoldCaptureDebited(e) => Event::HoldCaptureDebited {
+            transaction_id: id(&e.transaction_id)?,
+            amount_minor: e.amount_minor,
+            meta,
+        },
+        PbEvent::HoldVoided(e) => Event::HoldVoided {
+            transaction_id: id(&e.transaction_id)?,
+            meta,
+        },
+        PbEvent::HoldExpired(e) => Event::HoldExpired {
+            transaction_id: id(&e.transaction_id)?,
             meta,
         },
     })

@@ -75,6 +75,47 @@ pub enum Command {
         /// The target partition's log index of that decision.
         credit_index: u64,
     },
+    /// Reserve `amount_minor` of `from` for a later capture to `to` (a hold): the available
+    /// balance of `from` drops by the amount, its balance does not. Decided on the source
+    /// partition; `to` is checked here only when it is in the same partition
+    /// (`cross_partition == false`), else on capture by its own partition.
+    Authorize {
+        /// The hold; its transaction id names the hold in every later step.
+        transfer: TransferCommand,
+        /// How long the hold lasts, from the leader-stamped time of the deciding entry, in
+        /// `1..=HOLD_TIMEOUT_MS_MAX`.
+        timeout_ms: u64,
+        /// Whether `to` lives in another partition (the edge knows the partitioning; the
+        /// ledger does not).
+        cross_partition: bool,
+    },
+    /// Capture a pending hold: move `amount_minor` (at most the held amount; `None`: all of
+    /// it) from `from` to `to` and release the rest. Idempotent by the hold's id.
+    Capture {
+        /// The hold.
+        #[serde(with = "uuid_serde")]
+        transaction_id: uuid::Uuid,
+        /// The hold's `from` as the caller names it (it routes the call to the partition):
+        /// a hold of another account is not found.
+        from: String,
+        /// The amount to move; `None` for the whole hold.
+        amount_minor: Option<i64>,
+    },
+    /// Release a pending hold. Idempotent by the hold's id.
+    Void {
+        /// The hold.
+        #[serde(with = "uuid_serde")]
+        transaction_id: uuid::Uuid,
+        /// As for [`Command::Capture`].
+        from: String,
+    },
+    /// Release a pending hold whose expiry the deciding entry's time has reached (the leader
+    /// proposes these for due holds; on any other hold it changes nothing).
+    Expire {
+        /// The hold.
+        #[serde(with = "uuid_serde")]
+        transaction_id: uuid::Uuid,
+    },
 }
 
 impl Command {
@@ -86,7 +127,157 @@ impl Command {
             Command::Transfer(transfer)
             | Command::TransferOut(transfer)
             | Command::Credit(transfer) => Some(transfer.transaction_id),
-            Command::Settle { transaction_id, .. } => Some(*transaction_id),
+            Command::Authorize { transfer, .. } => Some(transfer.transaction_id),
+            Command::Settle { transaction_id, .. }
+            | Command::Capture { transaction_id, .. }
+            | Command::Void { transaction_id, .. }
+            | Command::Expire { transaction_id } => Some(*transaction_id),
+        }
+    }
+}
+
+/// The longest a hold may last: 30 days.
+pub const HOLD_TIMEOUT_MS_MAX: u64 = 30 * 24 * 60 * 60 * 1000;
+
+/// The most holds a partition keeps pending at once (each costs memory until it is
+/// captured, voided or expired); an authorization beyond it is refused with
+/// [`HoldRefusal::LimitReached`], recording nothing.
+pub const HOLDS_PENDING_MAX: usize = 100_000;
+
+/// What a hold is and where it stands: the status of a [`TransferRecord`] that is a hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Hold {
+    /// Leader-stamped time from which the hold can no longer be captured: the deciding
+    /// entry's time plus the timeout, in milliseconds since the Unix epoch.
+    pub expires_at_ms: u64,
+    /// Whether `to` lives in another partition (captured through the cross-partition saga).
+    pub cross_partition: bool,
+    /// Where it stands.
+    pub state: HoldState,
+}
+
+/// The life of a hold: `Pending`, then exactly one of the others (`Capturing` only on the
+/// way to `Captured` or `CaptureRefused`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum HoldState {
+    /// The amount of `from` is reserved.
+    Pending,
+    /// Final: nothing was reserved, for this reason (checked as for a transfer, against the
+    /// available balance).
+    Refused(RejectReason),
+    /// Cross-partition capture under way: `amount_minor` left `from` at `meta`, the credit
+    /// of `to` is not settled yet. Becomes `Captured` or `CaptureRefused`.
+    Capturing {
+        /// The amount captured.
+        amount_minor: i64,
+        /// Log position of the capture (source partition).
+        meta: EntryMeta,
+    },
+    /// Final: `amount_minor` moved from `from` to `to` (across partitions: settled, see the
+    /// record's settlement); the rest of the hold was released.
+    Captured {
+        /// The amount captured.
+        amount_minor: i64,
+        /// Log position of the capture (source partition).
+        meta: EntryMeta,
+    },
+    /// Final: the target partition refused the credit of a cross-partition capture; `from`
+    /// got the amount back and nothing stays reserved.
+    CaptureRefused {
+        /// The amount the capture asked for.
+        amount_minor: i64,
+        /// The target's reason.
+        reason: RejectReason,
+    },
+    /// Final: released by a void at `meta`.
+    Voided {
+        /// Log position of the void.
+        meta: EntryMeta,
+    },
+    /// Final: released at `meta`, an entry stamped at or after the expiry.
+    Expired {
+        /// Log position of the release.
+        meta: EntryMeta,
+    },
+}
+
+impl Hold {
+    /// Whether the hold still reserves money.
+    pub fn is_pending(&self) -> bool {
+        self.state == HoldState::Pending
+    }
+}
+
+/// Why a hold step changes nothing, answered without recording anything (the hold's own
+/// state, or a limit, decides it: a retry gets the same answer while that state lasts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HoldRefusal {
+    /// No hold with this id was authorized in this partition (NOT_FOUND).
+    NotFound,
+    /// The id names an ordinary transfer, not a hold (FAILED_PRECONDITION).
+    NotAHold,
+    /// The capture asks for more than the hold reserves (FAILED_PRECONDITION).
+    AmountExceedsHold,
+    /// The hold was captured (or is being captured) with another amount, or a void came
+    /// after its capture (FAILED_PRECONDITION).
+    AlreadyCaptured,
+    /// The hold was voided (FAILED_PRECONDITION).
+    AlreadyVoided,
+    /// The hold expired (FAILED_PRECONDITION).
+    Expired,
+    /// The authorization was refused; there is nothing to capture or void
+    /// (FAILED_PRECONDITION).
+    NotAuthorized,
+    /// A cross-partition capture of the hold was refused by the target partition; the hold
+    /// is released (FAILED_PRECONDITION).
+    CaptureRefused,
+    /// The partition already keeps [`HOLDS_PENDING_MAX`] holds pending (RESOURCE_EXHAUSTED;
+    /// retry once some are captured, voided or expired).
+    LimitReached,
+}
+
+impl HoldRefusal {
+    /// The stable machine-readable reason.
+    pub const fn reason(&self) -> &'static str {
+        match self {
+            HoldRefusal::NotFound => "HOLD_NOT_FOUND",
+            HoldRefusal::NotAHold => "NOT_A_HOLD",
+            HoldRefusal::AmountExceedsHold => "CAPTURE_EXCEEDS_HOLD",
+            HoldRefusal::AlreadyCaptured => "HOLD_ALREADY_CAPTURED",
+            HoldRefusal::AlreadyVoided => "HOLD_ALREADY_VOIDED",
+            HoldRefusal::Expired => "HOLD_EXPIRED",
+            HoldRefusal::NotAuthorized => "HOLD_NOT_AUTHORIZED",
+            HoldRefusal::CaptureRefused => "HOLD_CAPTURE_REFUSED",
+            HoldRefusal::LimitReached => "HOLDS_LIMIT_REACHED",
+        }
+    }
+
+    /// The request field at fault.
+    pub const fn field(&self) -> &'static str {
+        match self {
+            HoldRefusal::AmountExceedsHold => "amount",
+            _ => "transaction_id",
+        }
+    }
+
+    /// A human sentence.
+    pub const fn message(&self) -> &'static str {
+        match self {
+            HoldRefusal::NotFound => "No hold with this transaction id was authorized.",
+            HoldRefusal::NotAHold => "This transaction id names a transfer, not a hold.",
+            HoldRefusal::AmountExceedsHold => "The capture amount exceeds the amount held.",
+            HoldRefusal::AlreadyCaptured => {
+                "The hold was already captured (with this request's amount, a retry is answered with that capture)."
+            }
+            HoldRefusal::AlreadyVoided => "The hold was voided.",
+            HoldRefusal::Expired => "The hold expired before it was captured or voided.",
+            HoldRefusal::NotAuthorized => "The hold's authorization was refused; nothing is held.",
+            HoldRefusal::CaptureRefused => {
+                "The hold's capture was refused by the receiving account's partition; nothing is held."
+            }
+            HoldRefusal::LimitReached => {
+                "The partition keeps the maximum number of pending holds; capture, void or let some expire first."
+            }
         }
     }
 }
@@ -192,7 +383,7 @@ impl RejectReason {
 }
 
 /// State of a transfer. `Completed` and `Rejected` are final and permanent.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TransferStatus {
     /// Cross-partition only: debited on the source, credit on the target not yet settled.
     InFlight,
@@ -200,6 +391,43 @@ pub enum TransferStatus {
     Completed,
     /// No money moved, for the given reason.
     Rejected(RejectReason),
+    /// A hold (authorized by [`Command::Authorize`]), in its state.
+    Hold(Hold),
+}
+
+impl TransferStatus {
+    /// Whether the record can still change, so the ledger keeps it in memory: a transfer in
+    /// flight (a settle finishes it), a pending hold, a hold being captured.
+    pub fn is_live(&self) -> bool {
+        matches!(
+            self,
+            TransferStatus::InFlight
+                | TransferStatus::Hold(Hold {
+                    state: HoldState::Pending | HoldState::Capturing { .. },
+                    ..
+                })
+        )
+    }
+
+    /// Whether a settle finishes it (a transfer in flight, a hold being captured).
+    pub fn awaits_settle(&self) -> bool {
+        matches!(
+            self,
+            TransferStatus::InFlight
+                | TransferStatus::Hold(Hold {
+                    state: HoldState::Capturing { .. },
+                    ..
+                })
+        )
+    }
+
+    /// The hold, if the record is one.
+    pub fn hold(&self) -> Option<&Hold> {
+        match self {
+            TransferStatus::Hold(hold) => Some(hold),
+            _ => None,
+        }
+    }
 }
 
 /// What the ledger remembers about a transaction id, forever.
@@ -214,6 +442,23 @@ pub struct TransferRecord {
     /// Cross-partition only, once final: where the source settled it and the target's log
     /// index of the credit decision.
     pub settlement: Option<Settlement>,
+}
+
+impl TransferRecord {
+    /// What the target partition is asked to credit while the record awaits a settle: the
+    /// transfer, or for a hold being captured, the transfer with the captured amount.
+    pub fn credit_command(&self) -> TransferCommand {
+        match self.status {
+            TransferStatus::Hold(Hold {
+                state: HoldState::Capturing { amount_minor, .. },
+                ..
+            }) => TransferCommand {
+                amount_minor,
+                ..self.transfer.clone()
+            },
+            _ => self.transfer.clone(),
+        }
+    }
 }
 
 /// How a cross-partition transfer ended, on both sides.
@@ -311,6 +556,67 @@ pub enum Event {
         /// Log position (source partition).
         meta: EntryMeta,
     },
+    /// The amount of `from` is reserved until the expiry.
+    HoldAuthorized {
+        /// The hold.
+        transfer: TransferCommand,
+        /// Leader-stamped time from which it can no longer be captured.
+        expires_at_ms: u64,
+        /// Whether `to` lives in another partition.
+        cross_partition: bool,
+        /// Log position of the authorization.
+        meta: EntryMeta,
+    },
+    /// The authorization was refused; nothing is reserved, the id is taken.
+    HoldRefused {
+        /// The hold asked for.
+        transfer: TransferCommand,
+        /// Why.
+        reason: RejectReason,
+        /// As it would have been.
+        expires_at_ms: u64,
+        /// Whether `to` lives in another partition.
+        cross_partition: bool,
+        /// Log position.
+        meta: EntryMeta,
+    },
+    /// Within a partition: `amount_minor` moved from `from` to `to`; the hold is released.
+    HoldCaptured {
+        /// The hold.
+        #[serde(with = "uuid_serde")]
+        transaction_id: uuid::Uuid,
+        /// The amount moved.
+        amount_minor: i64,
+        /// Log position.
+        meta: EntryMeta,
+    },
+    /// Across partitions: the hold is released and `amount_minor` left `from`, on its way to
+    /// `to` (a credit and a settle follow, as for a cross-partition transfer).
+    HoldCaptureDebited {
+        /// The hold.
+        #[serde(with = "uuid_serde")]
+        transaction_id: uuid::Uuid,
+        /// The amount debited.
+        amount_minor: i64,
+        /// Log position.
+        meta: EntryMeta,
+    },
+    /// The hold is released by a void.
+    HoldVoided {
+        /// The hold.
+        #[serde(with = "uuid_serde")]
+        transaction_id: uuid::Uuid,
+        /// Log position.
+        meta: EntryMeta,
+    },
+    /// The hold is released at its expiry.
+    HoldExpired {
+        /// The hold.
+        #[serde(with = "uuid_serde")]
+        transaction_id: uuid::Uuid,
+        /// Log position.
+        meta: EntryMeta,
+    },
 }
 
 /// ALREADY_EXISTS outcomes: no state change.
@@ -364,6 +670,8 @@ pub enum Malformed {
     CreditFromLocalAccount,
     /// A settle for a transaction id this partition never debited.
     SettleOfUnknownTransfer,
+    /// A hold's timeout outside `1..=HOLD_TIMEOUT_MS_MAX`.
+    HoldTimeoutOutOfRange,
 }
 
 impl Malformed {
@@ -376,6 +684,7 @@ impl Malformed {
             Malformed::InvalidAccountId => "INVALID_ACCOUNT_ID",
             Malformed::CreditFromLocalAccount => "CREDIT_FROM_LOCAL_ACCOUNT",
             Malformed::SettleOfUnknownTransfer => "SETTLE_OF_UNKNOWN_TRANSFER",
+            Malformed::HoldTimeoutOutOfRange => "HOLD_TIMEOUT_OUT_OF_RANGE",
         }
     }
 
@@ -386,6 +695,7 @@ impl Malformed {
             Malformed::SameAccount => "to_account",
             Malformed::NilTransactionId | Malformed::SettleOfUnknownTransfer => "transaction_id",
             Malformed::InvalidAccountId | Malformed::CreditFromLocalAccount => "from_account",
+            Malformed::HoldTimeoutOutOfRange => "timeout",
         }
     }
 
@@ -401,6 +711,9 @@ impl Malformed {
             }
             Malformed::SettleOfUnknownTransfer => {
                 "There is no transfer in flight under this transaction id to settle."
+            }
+            Malformed::HoldTimeoutOutOfRange => {
+                "A hold's timeout must be at least 1 ms and at most 30 days."
             }
         }
     }
@@ -420,6 +733,8 @@ pub enum Outcome {
     Conflict(Conflict),
     /// INVALID_ARGUMENT: the command fails a shape check; nothing changed.
     Malformed(Malformed),
+    /// A hold step that changes nothing (see [`HoldRefusal`]).
+    Hold(HoldRefusal),
 }
 
 impl Event {
@@ -429,7 +744,14 @@ impl Event {
         match self {
             Event::AccountOpened { .. } => None,
             Event::TransferSettled { transaction_id, .. }
-            | Event::TransferRefunded { transaction_id, .. } => Some(*transaction_id),
+            | Event::TransferRefunded { transaction_id, .. }
+            | Event::HoldCaptured { transaction_id, .. }
+            | Event::HoldCaptureDebited { transaction_id, .. }
+            | Event::HoldVoided { transaction_id, .. }
+            | Event::HoldExpired { transaction_id, .. } => Some(*transaction_id),
+            Event::HoldAuthorized { transfer, .. } | Event::HoldRefused { transfer, .. } => {
+                Some(transfer.transaction_id)
+            }
             Event::TransferCompleted { transfer, .. }
             | Event::TransferRejected { transfer, .. }
             | Event::TransferDebited { transfer, .. }
@@ -441,7 +763,8 @@ impl Event {
 
 impl Outcome {
     /// The outcome an event that creates a record answers with, built from the event alone
-    /// (no lookup after applying it); `None` for settling events, whose record existed.
+    /// (no lookup after applying it); `None` for events that change a record that existed
+    /// (settles, hold steps after the authorization).
     pub(crate) fn of_new(event: &Event) -> Option<Outcome> {
         let transfer = |transfer: &TransferCommand, status, meta| {
             Outcome::Transfer(TransferRecord {
@@ -488,7 +811,36 @@ impl Outcome {
                 reason,
                 meta,
             } => credit(t, CreditOutcome::Refused(*reason), *meta),
-            Event::TransferSettled { .. } | Event::TransferRefunded { .. } => return None,
+            Event::HoldAuthorized {
+                transfer: t,
+                expires_at_ms,
+                cross_partition,
+                meta,
+            }
+            | Event::HoldRefused {
+                transfer: t,
+                expires_at_ms,
+                cross_partition,
+                meta,
+                ..
+            } => {
+                let state = match event {
+                    Event::HoldRefused { reason, .. } => HoldState::Refused(*reason),
+                    _ => HoldState::Pending,
+                };
+                let hold = Hold {
+                    expires_at_ms: *expires_at_ms,
+                    cross_partition: *cross_partition,
+                    state,
+                };
+                transfer(t, TransferStatus::Hold(hold), *meta)
+            }
+            Event::TransferSettled { .. }
+            | Event::TransferRefunded { .. }
+            | Event::HoldCaptured { .. }
+            | Event::HoldCaptureDebited { .. }
+            | Event::HoldVoided { .. }
+            | Event::HoldExpired { .. } => return None,
         })
     }
 }

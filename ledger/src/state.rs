@@ -33,12 +33,13 @@ use accounts::{AccountTable, IdHash};
 use digest::{RecordSum, account_hash, credit_hash, transfer_hash};
 
 use crate::domain::{
-    Command, Conflict, CreditOutcome, CreditRecord, Decision, EntryMeta, Event, Malformed, Outcome,
-    RejectReason, Settlement, TransferCommand, TransferRecord, TransferStatus,
+    Command, Conflict, CreditOutcome, CreditRecord, Decision, EntryMeta, Event,
+    HOLD_TIMEOUT_MS_MAX, HOLDS_PENDING_MAX, Hold, HoldRefusal, HoldState, Malformed, Outcome,
+    RejectReason, TransferCommand, TransferRecord, TransferStatus,
 };
 use crate::ids::validate_account_id;
 use crate::money::Currency;
-use crate::stored::{NothingStored, Record, Stored, settled};
+use crate::stored::{NothingStored, Record, Stored, record_after};
 
 /// One partition's state: its accounts, every transfer it decided as the source, every credit
 /// it decided as the target, and the money that left it for other partitions.
@@ -69,6 +70,13 @@ pub struct Ledger {
     /// The sum of every account's, transfer's and credit's record hash, kept up to date by
     /// every change to a record: what makes [`Ledger::digest`] O(currencies).
     records: RecordSum,
+    /// Money reserved by pending holds, per account (accounts without any are absent): an
+    /// account's available balance is its balance minus this. Follows from the pending
+    /// holds' records, so it is not hashed separately.
+    held: OrdMap<String, i128>,
+    /// Pending holds by (expiry, transaction id): the ones due first come first. Its length
+    /// is the number of pending holds.
+    expiries: OrdSet<(u64, u128)>,
 }
 
 impl Ledger {
@@ -86,6 +94,44 @@ impl Ledger {
     /// in memory (in flight, or finished on a ledger that keeps finished records).
     pub fn transfer(&self, transaction_id: &uuid::Uuid) -> Option<&TransferRecord> {
         self.transfers.get(&transaction_id.as_u128())
+    }
+
+    /// The amount pending holds reserve on this account (0 if none).
+    pub fn held_minor(&self, account_id: &str) -> i128 {
+        self.held.get(account_id).copied().unwrap_or(0)
+    }
+
+    /// What the account can spend: its balance minus what pending holds reserve.
+    pub fn available_minor(&self, account: AccountRef) -> i128 {
+        account.balance_minor - self.held_minor(account.account_id)
+    }
+
+    /// Number of pending holds.
+    pub fn pending_holds_count(&self) -> usize {
+        self.expiries.len()
+    }
+
+    /// The earliest expiry of a pending hold, if any (leader-stamped milliseconds).
+    pub fn next_hold_expiry(&self) -> Option<u64> {
+        self.expiries
+            .get_min()
+            .map(|(expires_at_ms, _)| *expires_at_ms)
+    }
+
+    /// Pending holds whose expiry is at or before `now_ms`, the earliest first, at most
+    /// `max`: what the leader proposes to expire. O(log n + max).
+    pub fn due_holds(&self, now_ms: u64, max: usize) -> impl Iterator<Item = uuid::Uuid> + '_ {
+        self.expiries
+            .range(..=(now_ms, u128::MAX))
+            .take(max)
+            .map(|(_, id)| uuid::Uuid::from_u128(*id))
+    }
+
+    /// Pending holds, by transaction id.
+    pub fn pending_holds(&self) -> impl Iterator<Item = &TransferRecord> {
+        let mut ids: Vec<u128> = self.expiries.iter().map(|(_, id)| *id).collect();
+        ids.sort_unstable();
+        ids.into_iter().map(|id| &self.transfers[&id])
     }
 
     /// Number of open accounts.
@@ -130,14 +176,14 @@ impl Ledger {
         self.keep.0
     }
 
-    /// Drops every finished record from memory, keeping in-flight transfers (and the mode).
-    /// O(records in memory).
+    /// Drops every finished record from memory, keeping live ones (in-flight transfers,
+    /// pending holds, holds being captured) and the mode. O(records in memory).
     pub fn evict_all_finished(&mut self) {
-        self.transfers = self
+        let live = self
             .in_flight
             .iter()
-            .map(|id| (*id, self.transfers[id].clone()))
-            .collect();
+            .chain(self.expiries.iter().map(|(_, id)| id));
+        self.transfers = live.map(|id| (*id, self.transfers[id].clone())).collect();
         self.credits.clear();
     }
 
@@ -146,7 +192,8 @@ impl Ledger {
         self.credits.get(&transaction_id.as_u128())
     }
 
-    /// Cross-partition transfers debited here and not yet settled, by transaction id.
+    /// Cross-partition transfers debited here and not yet settled (holds being captured
+    /// included: see [`TransferRecord::credit_command`]), by transaction id.
     pub fn in_flight(&self) -> impl Iterator<Item = &TransferRecord> {
         self.in_flight.iter().map(|id| &self.transfers[id])
     }
@@ -258,7 +305,7 @@ impl Ledger {
     fn insert_transfer(&mut self, record: TransferRecord) -> Option<TransferRecord> {
         self.records.add(&transfer_hash(&record));
         let id = record.transfer.transaction_id.as_u128();
-        let previous = if self.keep.0 || record.status == TransferStatus::InFlight {
+        let previous = if self.keep.0 || record.status.is_live() {
             self.transfers.insert(id, record)
         } else {
             // Finished, held on disk only: what leaves memory is the in-flight version, if
@@ -310,19 +357,15 @@ impl Ledger {
         }
     }
 
-    /// The outcome a settling event about to be applied answers with: the record it
-    /// finishes (computed before applying it: a ledger that keeps only in-flight records in
-    /// memory no longer holds it after).
+    /// The outcome an event about to be applied that changes a record answers with: the
+    /// record as it leaves it (computed before applying it: a ledger that keeps only live
+    /// records in memory no longer holds a finished one after).
     fn outcome_of(&self, event: &Event) -> Outcome {
-        let (Event::TransferSettled { transaction_id, .. }
-        | Event::TransferRefunded { transaction_id, .. }) = event
-        else {
-            unreachable!("Outcome::of_new answers every event that creates a record")
-        };
-        let in_flight = self
-            .transfer(transaction_id)
-            .expect("decide settles only in-flight transfers, which are in memory");
-        Outcome::Transfer(settled(in_flight, event).expect("a settling event"))
+        let live = event
+            .transaction_id()
+            .and_then(|transaction_id| self.transfer(&transaction_id))
+            .expect("decide changes only live records, which are in memory");
+        Outcome::Transfer(record_after(live, event).expect("an event that changes a record"))
     }
 }
 
@@ -358,7 +401,9 @@ fn transfer_rejection(state: &Ledger, transfer: &TransferCommand) -> Option<Reje
     if transfer.currency != from.currency || transfer.currency != to.currency {
         return Some(RejectReason::CurrencyMismatch);
     }
-    if !from.allow_negative_balance && from.balance_minor < i128::from(transfer.amount_minor) {
+    if !from.allow_negative_balance
+        && state.available_minor(from) < i128::from(transfer.amount_minor)
+    {
         return Some(RejectReason::InsufficientFunds);
     }
     None
@@ -373,10 +418,41 @@ fn transfer_out_rejection(state: &Ledger, transfer: &TransferCommand) -> Option<
     if transfer.currency != from.currency {
         return Some(RejectReason::CurrencyMismatch);
     }
-    if !from.allow_negative_balance && from.balance_minor < i128::from(transfer.amount_minor) {
+    if !from.allow_negative_balance
+        && state.available_minor(from) < i128::from(transfer.amount_minor)
+    {
         return Some(RejectReason::InsufficientFunds);
     }
     None
+}
+
+/// Why a hold must be refused: checked as a transfer within the partition is, or as the
+/// debit side of a cross-partition one (the target checks `to` on capture).
+fn authorize_rejection(
+    state: &Ledger,
+    transfer: &TransferCommand,
+    cross_partition: bool,
+) -> Option<RejectReason> {
+    if cross_partition {
+        transfer_out_rejection(state, transfer)
+    } else {
+        transfer_rejection(state, transfer)
+    }
+}
+
+/// The answer to a hold step for a hold that is not pending: its record when the step was
+/// already taken with these parameters (`retry`), else the refusal its state calls for.
+fn settled_hold_answer(record: &TransferRecord, hold: &Hold, retry: bool) -> Decision {
+    let refusal = match hold.state {
+        _ if retry => return Decision::Reply(Outcome::Transfer(record.clone())),
+        HoldState::Pending => unreachable!("callers answer pending holds themselves"),
+        HoldState::Capturing { .. } | HoldState::Captured { .. } => HoldRefusal::AlreadyCaptured,
+        HoldState::CaptureRefused { .. } => HoldRefusal::CaptureRefused,
+        HoldState::Voided { .. } => HoldRefusal::AlreadyVoided,
+        HoldState::Expired { .. } => HoldRefusal::Expired,
+        HoldState::Refused(_) => HoldRefusal::NotAuthorized,
+    };
+    Decision::Reply(Outcome::Hold(refusal))
 }
 
 /// Why the target partition must refuse a credit, or `None` if `to` can be credited.
@@ -416,7 +492,10 @@ fn find<'a>(state: &'a Ledger, stored: &'a impl Stored, transaction_id: u128) ->
 /// is elsewhere, so the two cannot be the same transfer).
 fn known_transfer(found: Option<Found>, transfer: &TransferCommand) -> Option<Decision> {
     Some(match found? {
-        Found::Transfer(original) if original.transfer == *transfer => {
+        // A hold under the id is another kind of transfer: a conflict, however alike.
+        Found::Transfer(original)
+            if original.transfer == *transfer && original.status.hold().is_none() =>
+        {
             Decision::Reply(Outcome::Transfer(original.clone()))
         }
         Found::Transfer(_) | Found::Credit(_) => {
@@ -610,6 +689,165 @@ pub fn decide_with(
                 },
             })
         }
+        Command::Authorize {
+            transfer,
+            timeout_ms,
+            cross_partition,
+        } => {
+            if let Err(error) = transfer.shape() {
+                return malformed(error);
+            }
+            if !(1..=HOLD_TIMEOUT_MS_MAX).contains(timeout_ms) {
+                return malformed(Malformed::HoldTimeoutOutOfRange);
+            }
+            if let Some(found) = found(&transfer.transaction_id) {
+                let same = |original: &TransferRecord| {
+                    original.transfer == *transfer
+                        && original.status.hold().is_some_and(|hold| {
+                            hold.cross_partition == *cross_partition
+                                && hold.expires_at_ms
+                                    == original.meta.timestamp_ms.saturating_add(*timeout_ms)
+                        })
+                };
+                return Decision::Reply(match found {
+                    Found::Transfer(original) if same(original) => {
+                        Outcome::Transfer(original.clone())
+                    }
+                    Found::Transfer(_) | Found::Credit(_) => {
+                        Outcome::Conflict(Conflict::TransactionIdReused)
+                    }
+                });
+            }
+            let (transfer, cross_partition) = (transfer.clone(), *cross_partition);
+            let expires_at_ms = meta.timestamp_ms.saturating_add(*timeout_ms);
+            match authorize_rejection(state, &transfer, cross_partition) {
+                None if state.pending_holds_count() >= HOLDS_PENDING_MAX => {
+                    Decision::Reply(Outcome::Hold(HoldRefusal::LimitReached))
+                }
+                None => Decision::Apply(Event::HoldAuthorized {
+                    transfer,
+                    expires_at_ms,
+                    cross_partition,
+                    meta,
+                }),
+                Some(reason) => Decision::Apply(Event::HoldRefused {
+                    transfer,
+                    reason,
+                    expires_at_ms,
+                    cross_partition,
+                    meta,
+                }),
+            }
+        }
+        Command::Capture {
+            transaction_id,
+            from,
+            amount_minor,
+        } => {
+            if transaction_id.is_nil() {
+                return malformed(Malformed::NilTransactionId);
+            }
+            if amount_minor
+                .is_some_and(|amount| !(1..=crate::money::AMOUNT_MINOR_MAX).contains(&amount))
+            {
+                return malformed(Malformed::AmountOutOfRange);
+            }
+            let (record, hold) = match hold_of(found(transaction_id), Some(from)) {
+                Ok(found) => found,
+                Err(refusal) => return Decision::Reply(Outcome::Hold(refusal)),
+            };
+            let requested = amount_minor.unwrap_or(record.transfer.amount_minor);
+            let (transaction_id, amount_minor) = (*transaction_id, requested);
+            match hold.state {
+                HoldState::Pending if meta.timestamp_ms >= hold.expires_at_ms => {
+                    Decision::Apply(Event::HoldExpired {
+                        transaction_id,
+                        meta,
+                    })
+                }
+                HoldState::Pending if requested > record.transfer.amount_minor => {
+                    Decision::Reply(Outcome::Hold(HoldRefusal::AmountExceedsHold))
+                }
+                HoldState::Pending if hold.cross_partition => {
+                    Decision::Apply(Event::HoldCaptureDebited {
+                        transaction_id,
+                        amount_minor,
+                        meta,
+                    })
+                }
+                HoldState::Pending => Decision::Apply(Event::HoldCaptured {
+                    transaction_id,
+                    amount_minor,
+                    meta,
+                }),
+                HoldState::Capturing { amount_minor, .. }
+                | HoldState::Captured { amount_minor, .. }
+                | HoldState::CaptureRefused { amount_minor, .. } => {
+                    settled_hold_answer(record, &hold, amount_minor == requested)
+                }
+                _ => settled_hold_answer(record, &hold, false),
+            }
+        }
+        Command::Void {
+            transaction_id,
+            from,
+        } => {
+            if transaction_id.is_nil() {
+                return malformed(Malformed::NilTransactionId);
+            }
+            let (record, hold) = match hold_of(found(transaction_id), Some(from)) {
+                Ok(found) => found,
+                Err(refusal) => return Decision::Reply(Outcome::Hold(refusal)),
+            };
+            let transaction_id = *transaction_id;
+            match hold.state {
+                HoldState::Pending if meta.timestamp_ms >= hold.expires_at_ms => {
+                    Decision::Apply(Event::HoldExpired {
+                        transaction_id,
+                        meta,
+                    })
+                }
+                HoldState::Pending => Decision::Apply(Event::HoldVoided {
+                    transaction_id,
+                    meta,
+                }),
+                HoldState::Voided { .. } => settled_hold_answer(record, &hold, true),
+                _ => settled_hold_answer(record, &hold, false),
+            }
+        }
+        Command::Expire { transaction_id } => {
+            let (record, hold) = match hold_of(found(transaction_id), None) {
+                Ok(found) => found,
+                Err(refusal) => return Decision::Reply(Outcome::Hold(refusal)),
+            };
+            if hold.is_pending() && meta.timestamp_ms >= hold.expires_at_ms {
+                Decision::Apply(Event::HoldExpired {
+                    transaction_id: *transaction_id,
+                    meta,
+                })
+            } else {
+                Decision::Reply(Outcome::Transfer(record.clone()))
+            }
+        }
+    }
+}
+
+/// The hold a hold step names (with the `from` account the caller names, if it names one),
+/// or why there is none.
+fn hold_of<'a>(
+    found: Option<Found<'a>>,
+    from: Option<&str>,
+) -> Result<(&'a TransferRecord, Hold), HoldRefusal> {
+    match found {
+        Some(Found::Transfer(record)) if from.is_some_and(|from| from != record.transfer.from) => {
+            Err(HoldRefusal::NotFound)
+        }
+        Some(Found::Transfer(record)) => match record.status.hold() {
+            Some(hold) => Ok((record, *hold)),
+            None => Err(HoldRefusal::NotAHold),
+        },
+        // A credit here is the target side of a transfer from another partition: no hold.
+        Some(Found::Credit(_)) | None => Err(HoldRefusal::NotFound),
     }
 }
 
@@ -793,36 +1031,121 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
             };
             state.insert_credit(record);
         }
-        Event::TransferSettled {
-            transaction_id,
-            credit_index,
-            meta,
-        } => {
-            let mut record = settle(state, &transaction_id);
-            record.status = TransferStatus::Completed;
-            record.settlement = Some(Settlement { meta, credit_index });
+        Event::TransferSettled { transaction_id, .. } => {
+            let previous = settle(state, &transaction_id);
+            let record = record_after(&previous, &event).expect("a settle finishes its record");
             state.insert_transfer(record);
         }
-        Event::TransferRefunded {
+        Event::TransferRefunded { transaction_id, .. } => {
+            let previous = settle(state, &transaction_id);
+            let refund = previous.credit_command();
+            let record = record_after(&previous, &event).expect("a refund finishes its record");
+            state.insert_transfer(record);
+            let amount_minor = i128::from(refund.amount_minor);
+            move_balance(state, IdHash::of(&refund.from), &refund.from, amount_minor);
+            add_outflow(state, refund.currency, -amount_minor);
+        }
+        Event::HoldAuthorized {
+            ref transfer,
+            expires_at_ms,
+            cross_partition,
+            ..
+        }
+        | Event::HoldRefused {
+            ref transfer,
+            expires_at_ms,
+            cross_partition,
+            ..
+        } => {
+            assert_transfer_shape(transfer);
+            let id = transfer.transaction_id;
+            assert!(
+                !state.transfers.contains_key(&id.as_u128()),
+                "hold {id} authorized or refused under a known transaction id"
+            );
+            let refusal = match event {
+                Event::HoldRefused { reason, .. } => Some(reason),
+                _ => None,
+            };
+            assert_eq!(
+                authorize_rejection(state, transfer, cross_partition),
+                refusal,
+                "hold {id}: the event disagrees with the state it is applied to"
+            );
+            if refusal.is_none() {
+                hold_amount(state, &transfer.from, i128::from(transfer.amount_minor));
+                state.expiries.insert((expires_at_ms, id.as_u128()));
+            }
+            let Some(Outcome::Transfer(record)) = Outcome::of_new(&event) else {
+                unreachable!("an authorization, granted or refused, creates a transfer record")
+            };
+            state.insert_transfer(record);
+        }
+        Event::HoldCaptured {
             transaction_id,
-            reason,
-            credit_index,
+            amount_minor,
+            ..
+        } => {
+            let (previous, hold) = release_hold(state, &transaction_id, &event);
+            let transfer = &previous.transfer;
+            assert!(
+                !hold.cross_partition && (1..=transfer.amount_minor).contains(&amount_minor),
+                "HoldCaptured {transaction_id} of {amount_minor} cannot follow its hold"
+            );
+            let amount = i128::from(amount_minor);
+            let to_hash = IdHash::of(&transfer.to);
+            assert!(
+                state
+                    .accounts
+                    .get(to_hash, &transfer.to)
+                    .is_some_and(|to| to.currency == transfer.currency),
+                "HoldCaptured {transaction_id} into a missing account or currency"
+            );
+            move_balance(state, IdHash::of(&transfer.from), &transfer.from, -amount);
+            move_balance(state, to_hash, &transfer.to, amount);
+            let record = record_after(&previous, &event).expect("a capture changes its hold");
+            state.insert_transfer(record);
+        }
+        Event::HoldCaptureDebited {
+            transaction_id,
+            amount_minor,
+            ..
+        } => {
+            let (previous, hold) = release_hold(state, &transaction_id, &event);
+            let transfer = &previous.transfer;
+            assert!(
+                hold.cross_partition && (1..=transfer.amount_minor).contains(&amount_minor),
+                "HoldCaptureDebited {transaction_id} of {amount_minor} cannot follow its hold"
+            );
+            let amount = i128::from(amount_minor);
+            move_balance(state, IdHash::of(&transfer.from), &transfer.from, -amount);
+            add_outflow(state, transfer.currency, amount);
+            let record = record_after(&previous, &event).expect("a capture changes its hold");
+            state.insert_transfer(record);
+            state.in_flight.insert(transaction_id.as_u128());
+        }
+        Event::HoldVoided { transaction_id, .. } => {
+            let (previous, _) = release_hold(state, &transaction_id, &event);
+            let record = record_after(&previous, &event).expect("a void changes its hold");
+            state.insert_transfer(record);
+        }
+        Event::HoldExpired {
+            transaction_id,
             meta,
         } => {
-            let mut record = settle(state, &transaction_id);
-            record.status = TransferStatus::Rejected(reason);
-            record.settlement = Some(Settlement { meta, credit_index });
-            let (from, currency) = (record.transfer.from.clone(), record.transfer.currency);
-            let amount_minor = i128::from(record.transfer.amount_minor);
+            let (previous, hold) = release_hold(state, &transaction_id, &event);
+            assert!(
+                meta.timestamp_ms >= hold.expires_at_ms,
+                "HoldExpired {transaction_id} before its expiry"
+            );
+            let record = record_after(&previous, &event).expect("an expiry changes its hold");
             state.insert_transfer(record);
-            move_balance(state, IdHash::of(&from), &from, amount_minor);
-            add_outflow(state, currency, -amount_minor);
         }
     }
 }
 
-/// Takes an in-flight transfer out of flight for settling and returns a copy of its record
-/// to finish and put back; panics if it is not in flight.
+/// Takes a record awaiting a settle out of flight and returns a copy of it to finish and
+/// put back; panics if it is not in flight.
 fn settle(state: &mut Ledger, transaction_id: &uuid::Uuid) -> TransferRecord {
     assert!(
         state.in_flight.remove(&transaction_id.as_u128()).is_some(),
@@ -832,8 +1155,54 @@ fn settle(state: &mut Ledger, transaction_id: &uuid::Uuid) -> TransferRecord {
         .transfers
         .get(&transaction_id.as_u128())
         .expect("in-flight transfers are recorded");
-    assert_eq!(record.status, TransferStatus::InFlight);
+    assert!(
+        record.status.awaits_settle(),
+        "settling {transaction_id}: {:?}",
+        record.status
+    );
     record.clone()
+}
+
+/// Releases what a pending hold reserves, for the event that ends its pending state, and
+/// returns a copy of its record and the hold; panics if it is not a pending hold.
+fn release_hold(
+    state: &mut Ledger,
+    transaction_id: &uuid::Uuid,
+    event: &Event,
+) -> (TransferRecord, Hold) {
+    let record = state
+        .transfers
+        .get(&transaction_id.as_u128())
+        .unwrap_or_else(|| panic!("{event:?} of an unknown hold"))
+        .clone();
+    let hold = match record.status {
+        TransferStatus::Hold(hold) if hold.is_pending() => hold,
+        _ => panic!("{event:?} of a hold that is not pending"),
+    };
+    assert!(
+        state
+            .expiries
+            .remove(&(hold.expires_at_ms, transaction_id.as_u128()))
+            .is_some(),
+        "pending hold {transaction_id} has no expiry"
+    );
+    hold_amount(
+        state,
+        &record.transfer.from,
+        -i128::from(record.transfer.amount_minor),
+    );
+    (record, hold)
+}
+
+/// Adds `delta_minor` to what pending holds reserve on an account (no zero entries).
+fn hold_amount(state: &mut Ledger, account_id: &str, delta_minor: i128) {
+    let held = state.held.get(account_id).copied().unwrap_or(0) + delta_minor;
+    assert!(held >= 0, "account {account_id:?} holds {held}");
+    if held == 0 {
+        state.held.remove(account_id);
+    } else {
+        state.held.insert(account_id.to_owned(), held);
+    }
 }
 
 fn add_outflow(state: &mut Ledger, currency: Currency, delta_minor: i128) {

@@ -9,7 +9,9 @@
 
 use std::collections::HashMap;
 
-use crate::domain::{CreditRecord, Event, Outcome, Settlement, TransferRecord, TransferStatus};
+use crate::domain::{
+    CreditRecord, Event, Hold, HoldState, Outcome, Settlement, TransferRecord, TransferStatus,
+};
 
 /// The record a partition keeps for a transaction id: one per id per partition (a transfer
 /// it was the source of, or a credit it was the target of, never both).
@@ -35,9 +37,11 @@ impl Record {
         }
     }
 
-    /// Whether the record can still change (an in-flight transfer, which a settle finishes).
-    pub fn is_in_flight(&self) -> bool {
-        matches!(self, Record::Transfer(record) if record.status == TransferStatus::InFlight)
+    /// Whether the record can still change (an in-flight transfer, which a settle finishes;
+    /// a pending hold; a hold being captured): such records live in the ledger's memory and
+    /// snapshots, and only their final form is stored.
+    pub fn is_live(&self) -> bool {
+        matches!(self, Record::Transfer(record) if record.status.is_live())
     }
 
     /// The record an outcome reports, if it reports one (a transfer's or a credit's).
@@ -49,51 +53,128 @@ impl Record {
         }
     }
 
-    /// The record an event leaves for its transaction id, given the record it finds (only a
-    /// settle or refund finds one: the in-flight transfer it finishes). For rebuilding the
-    /// stored records from an event log; `None` for events that create no record.
+    /// The record an event leaves for its transaction id, given the record it finds (only
+    /// an event that changes a record finds one: a settle or refund, a hold's capture, void
+    /// or expiry). For rebuilding the stored records from an event log; `None` for events
+    /// that create no record.
     pub fn after_event(event: &Event, previous: Option<&Record>) -> Result<Option<Record>, String> {
-        let (Event::TransferSettled { transaction_id, .. }
-        | Event::TransferRefunded { transaction_id, .. }) = event
-        else {
-            return Ok(Outcome::of_new(event).as_ref().and_then(Record::of_outcome));
+        if let Some(new) = Outcome::of_new(event) {
+            return Ok(Record::of_outcome(&new));
+        }
+        let Some(transaction_id) = event.transaction_id() else {
+            return Ok(None);
         };
         let Some(Record::Transfer(previous)) = previous else {
             return Err(format!(
-                "settle of {transaction_id}, which has no transfer record"
+                "an event changes {transaction_id}, which has no transfer record"
             ));
         };
-        if previous.status != TransferStatus::InFlight {
-            return Err(format!(
-                "settle of {transaction_id}, which is not in flight"
-            ));
-        }
-        Ok(settled(previous, event).map(Record::Transfer))
+        record_after(previous, event)
+            .map(|record| Some(Record::Transfer(record)))
+            .ok_or_else(|| format!("an event cannot follow the record of {transaction_id}"))
     }
 }
 
-/// The record a settle or refund leaves of the in-flight transfer it finishes; `None` for
-/// any other event.
-pub(crate) fn settled(in_flight: &TransferRecord, event: &Event) -> Option<TransferRecord> {
-    let (status, meta, credit_index) = match event {
-        Event::TransferSettled {
-            credit_index, meta, ..
-        } => (TransferStatus::Completed, meta, credit_index),
-        Event::TransferRefunded {
-            reason,
-            credit_index,
-            meta,
-            ..
-        } => (TransferStatus::Rejected(*reason), meta, credit_index),
+/// The record an event that changes a live record leaves of it: a settle or refund of an
+/// in-flight transfer or of a hold being captured; a capture, void or expiry of a pending
+/// hold. `None` if the event does not change a record or cannot follow this one.
+pub(crate) fn record_after(previous: &TransferRecord, event: &Event) -> Option<TransferRecord> {
+    let settlement = |meta, credit_index| Some(Settlement { meta, credit_index });
+    let hold = previous.status.hold().copied();
+    let with_state = |state| hold.map(|hold| TransferStatus::Hold(Hold { state, ..hold }));
+    let pending = hold.is_some_and(|hold| hold.is_pending());
+    let (status, settlement) = match (event, previous.status) {
+        (
+            Event::TransferSettled {
+                credit_index, meta, ..
+            },
+            TransferStatus::InFlight,
+        ) => (TransferStatus::Completed, settlement(*meta, *credit_index)),
+        (
+            Event::TransferRefunded {
+                reason,
+                credit_index,
+                meta,
+                ..
+            },
+            TransferStatus::InFlight,
+        ) => (
+            TransferStatus::Rejected(*reason),
+            settlement(*meta, *credit_index),
+        ),
+        (
+            Event::TransferSettled {
+                credit_index, meta, ..
+            },
+            TransferStatus::Hold(Hold {
+                state:
+                    HoldState::Capturing {
+                        amount_minor,
+                        meta: capture,
+                    },
+                ..
+            }),
+        ) => (
+            with_state(HoldState::Captured {
+                amount_minor,
+                meta: capture,
+            })?,
+            settlement(*meta, *credit_index),
+        ),
+        (
+            Event::TransferRefunded {
+                reason,
+                credit_index,
+                meta,
+                ..
+            },
+            TransferStatus::Hold(Hold {
+                state: HoldState::Capturing { amount_minor, .. },
+                ..
+            }),
+        ) => (
+            with_state(HoldState::CaptureRefused {
+                amount_minor,
+                reason: *reason,
+            })?,
+            settlement(*meta, *credit_index),
+        ),
+        (
+            Event::HoldCaptured {
+                amount_minor, meta, ..
+            },
+            _,
+        ) if pending => (
+            with_state(HoldState::Captured {
+                amount_minor: *amount_minor,
+                meta: *meta,
+            })?,
+            None,
+        ),
+        (
+            Event::HoldCaptureDebited {
+                amount_minor, meta, ..
+            },
+            _,
+        ) if pending => (
+            with_state(HoldState::Capturing {
+                amount_minor: *amount_minor,
+                meta: *meta,
+            })?,
+            None,
+        ),
+        (Event::HoldVoided { meta, .. }, _) if pending => {
+            (with_state(HoldState::Voided { meta: *meta })?, None)
+        }
+        (Event::HoldExpired { meta, .. }, _) if pending => {
+            (with_state(HoldState::Expired { meta: *meta })?, None)
+        }
         _ => return None,
     };
     Some(TransferRecord {
         status,
-        settlement: Some(Settlement {
-            meta: *meta,
-            credit_index: *credit_index,
-        }),
-        ..in_flight.clone()
+        settlement,
+        ..previous.clone()
     })
 }
 

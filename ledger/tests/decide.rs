@@ -132,8 +132,15 @@ fn check(given: &[Command], when: Command, then: Decision) {
                     Outcome::Transfer(ledger.transfer(&transfer.transaction_id).unwrap().clone())
                 }
                 Event::TransferSettled { transaction_id, .. }
-                | Event::TransferRefunded { transaction_id, .. } => {
+                | Event::TransferRefunded { transaction_id, .. }
+                | Event::HoldCaptured { transaction_id, .. }
+                | Event::HoldCaptureDebited { transaction_id, .. }
+                | Event::HoldVoided { transaction_id, .. }
+                | Event::HoldExpired { transaction_id, .. } => {
                     Outcome::Transfer(ledger.transfer(transaction_id).unwrap().clone())
+                }
+                Event::HoldAuthorized { transfer, .. } | Event::HoldRefused { transfer, .. } => {
+                    Outcome::Transfer(ledger.transfer(&transfer.transaction_id).unwrap().clone())
                 }
                 Event::TransferCredited { transfer, .. }
                 | Event::CreditRefused { transfer, .. } => {
@@ -148,11 +155,13 @@ fn check(given: &[Command], when: Command, then: Decision) {
             );
             match &outcome {
                 Outcome::Account(account) => assert_eq!(account.balance_minor, 0),
-                Outcome::Transfer(record) => {
-                    assert!(record.meta == WHEN || record.settlement.is_some())
-                }
+                Outcome::Transfer(record) => assert!(
+                    record.meta == WHEN
+                        || record.settlement.is_some()
+                        || record.status.hold().is_some()
+                ),
                 Outcome::Credit(record) => assert_eq!(record.meta, WHEN),
-                Outcome::Conflict(_) | Outcome::Malformed(_) => {
+                Outcome::Conflict(_) | Outcome::Malformed(_) | Outcome::Hold(_) => {
                     panic!("an applied event never answers with a conflict or a refusal")
                 }
             }
@@ -379,7 +388,7 @@ fn transfer_retries_and_reuse() {
     check(
         &refused,
         transfer(7, "alice", "bob", 300, "USD"),
-        original(tc(7, "alice", "bob", 300, "USD"), refusal.clone(), meta(4)),
+        original(tc(7, "alice", "bob", 300, "USD"), refusal, meta(4)),
     );
     // ...forever, even after the state changed so that a fresh decision would differ.
     let refused_then_funded =

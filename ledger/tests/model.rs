@@ -173,6 +173,10 @@ impl Model {
                     "this model covers one partition; tests/cross_partition.rs covers the rest"
                 )
             }
+            Command::Authorize { .. }
+            | Command::Capture { .. }
+            | Command::Void { .. }
+            | Command::Expire { .. } => unreachable!("tests/holds.rs covers holds"),
         }
     }
 }

@@ -35,6 +35,8 @@ pub fn balance(row: &BalanceRow) -> pb::Balance {
         partition: row.partition,
         index: row.index,
         timestamp_ms: row.timestamp_ms,
+        held: decimal(row.held_minor, &row.currency),
+        available: decimal(row.balance_minor - row.held_minor, &row.currency),
     }
 }
 
@@ -47,6 +49,9 @@ pub fn balance_after(row: &BalanceRow, change: &HistoryRow) -> pb::Balance {
         partition: change.partition,
         index: change.index,
         timestamp_ms: change.timestamp_ms,
+        // History keeps balances only: what was held then is not known.
+        held: String::new(),
+        available: String::new(),
         ..balance(row)
     }
 }
@@ -59,6 +64,8 @@ pub fn balance_opened(row: &BalanceRow) -> pb::Balance {
         sequence: 0,
         index: row.opened_index,
         timestamp_ms: row.opened_timestamp_ms,
+        held: decimal(0, &row.currency),
+        available: decimal(0, &row.currency),
         ..balance(row)
     }
 }
@@ -105,6 +112,9 @@ pub fn transfer_update(row: &TransferRow) -> pb::TransferUpdate {
         TransferState::InFlight => pb::TransferState::InFlight,
         TransferState::Completed => pb::TransferState::Completed,
         TransferState::Rejected => pb::TransferState::Rejected,
+        TransferState::Pending => pb::TransferState::Pending,
+        TransferState::Voided => pb::TransferState::Voided,
+        TransferState::Expired => pb::TransferState::Expired,
     };
     pb::TransferUpdate {
         transaction_id: row.transaction_id.clone(),

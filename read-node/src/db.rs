@@ -22,8 +22,9 @@
 //! same batch as the rows: ingest checks the next block's `chain_hash` against it.
 //!
 //! Format history (`meta/format`): `read-node-v1` keyed transfers by id alone and kept no
-//! chain hash; it is refused (the projections are derived data: delete the directory and the
-//! node rebuilds them from the write nodes' event logs).
+//! chain hash; `read-node-v2` had no held amount in balance rows. Both are refused (the
+//! projections are derived data: delete the directory and the node rebuilds them from the
+//! write nodes' event logs).
 
 use std::path::Path;
 
@@ -44,6 +45,7 @@ const META_FORMAT: &[u8] = b"format";
 const META_PARTITIONS: &[u8] = b"partitions";
 const DB_FORMAT_V1: &[u8] = b"read-node-v1";
 const DB_FORMAT_V2: &[u8] = b"read-node-v2";
+const DB_FORMAT_V3: &[u8] = b"read-node-v3";
 
 /// A chain hash of the write nodes' event log (`event_codec::codec::ChainHash`).
 pub type ChainHash = [u8; 32];
@@ -72,6 +74,12 @@ pub struct BalanceRow {
     pub currency: String,
     pub allow_negative_balance: bool,
     pub balance_minor: i128,
+    /// What the account's pending holds reserve (the available amount is the balance minus
+    /// this). A hold changes it without a balance change: no sequence, no history row.
+    pub held_minor: i128,
+    /// Log index of the last block that changed the row (balance or held): orders two
+    /// versions of a row (the sequence alone does not see a hold).
+    pub touched_index: u64,
     /// 0 when opened, +1 per balance change; equals the newest history row's sequence.
     pub sequence: u64,
     pub partition: u32,
@@ -101,11 +109,23 @@ pub enum TransferState {
     InFlight,
     Completed,
     Rejected,
+    /// A hold, authorized: its amount is reserved.
+    Pending,
+    /// A hold released by a void.
+    Voided,
+    /// A hold released at its expiry.
+    Expired,
 }
 
 impl TransferState {
     pub fn is_final(self) -> bool {
-        matches!(self, TransferState::Completed | TransferState::Rejected)
+        matches!(
+            self,
+            TransferState::Completed
+                | TransferState::Rejected
+                | TransferState::Voided
+                | TransferState::Expired
+        )
     }
 }
 
@@ -233,17 +253,21 @@ impl ProjectionDb {
             .with_context(|| format!("opening the read node database in {}", path.display()))?;
         let this = ProjectionDb { db };
         match this.get(CF_META, META_FORMAT)? {
-            Some(format) if format == DB_FORMAT_V2 => {}
-            Some(format) if format == DB_FORMAT_V1 => anyhow::bail!(
-                "{} holds projections of an older read node (format read-node-v1: transfers \
-                 keyed by transaction id alone, no event chain hash in the checkpoint); this \
-                 read node needs format read-node-v2. The projections are derived data: \
-                 delete the directory and this node rebuilds them from the write nodes' \
-                 event logs",
-                path.display()
+            Some(format) if format == DB_FORMAT_V3 => {}
+            Some(format) if format == DB_FORMAT_V1 || format == DB_FORMAT_V2 => anyhow::bail!(
+                "{} holds projections of an older read node (format {}: {}); this read node \
+                 needs format read-node-v3. The projections are derived data: delete the \
+                 directory and this node rebuilds them from the write nodes' event logs",
+                path.display(),
+                String::from_utf8_lossy(&format),
+                if format == DB_FORMAT_V1 {
+                    "transfers keyed by transaction id alone, no event chain hash in the checkpoint"
+                } else {
+                    "balance rows without the amount held by pending holds"
+                },
             ),
             Some(format) => anyhow::bail!(
-                "{} holds data of another format ({:?}); this read node reads read-node-v2",
+                "{} holds data of another format ({:?}); this read node reads read-node-v3",
                 path.display(),
                 String::from_utf8_lossy(&format)
             ),
@@ -259,7 +283,7 @@ impl ProjectionDb {
                     path.display()
                 );
                 this.db
-                    .put_cf(this.cf(CF_META), META_FORMAT, DB_FORMAT_V2)?
+                    .put_cf(this.cf(CF_META), META_FORMAT, DB_FORMAT_V3)?
             }
         }
         match this.get(CF_META, META_PARTITIONS)? {
@@ -489,22 +513,25 @@ mod tests {
     }
 
     #[test]
-    fn a_data_directory_of_the_previous_format_is_refused_with_a_clear_message() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        {
-            let db = ProjectionDb::open(dir.path(), 2).expect("open");
-            // What a read-node-v1 node left: its marker and an 8-byte checkpoint.
-            db.db
-                .put_cf(db.cf(CF_META), META_FORMAT, DB_FORMAT_V1)
-                .unwrap();
-            db.db
-                .put_cf(db.cf(CF_POSITIONS), 0u32.to_be_bytes(), 7u64.to_be_bytes())
-                .unwrap();
+    fn a_data_directory_of_a_previous_format_is_refused_with_a_clear_message() {
+        for (format, name) in [
+            (DB_FORMAT_V1, "read-node-v1"),
+            (DB_FORMAT_V2, "read-node-v2"),
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            {
+                let db = ProjectionDb::open(dir.path(), 2).expect("open");
+                // What an older node left: its marker and a checkpoint.
+                db.db.put_cf(db.cf(CF_META), META_FORMAT, format).unwrap();
+                db.db
+                    .put_cf(db.cf(CF_POSITIONS), 0u32.to_be_bytes(), 7u64.to_be_bytes())
+                    .unwrap();
+            }
+            let error = ProjectionDb::open(dir.path(), 2).err().expect("refused");
+            let message = format!("{error:#}");
+            assert!(message.contains(name), "{message}");
+            assert!(message.contains("delete the directory"), "{message}");
         }
-        let error = ProjectionDb::open(dir.path(), 2).err().expect("refused");
-        let message = format!("{error:#}");
-        assert!(message.contains("read-node-v1"), "{message}");
-        assert!(message.contains("delete the directory"), "{message}");
     }
 
     #[test]

@@ -208,6 +208,63 @@ impl<R: Rows> Folder<'_, R> {
                 self.move_balance(&facts, facts.from_account, amount, facts.to_account)?;
                 self.set_transfer_state(&facts, TransferState::Rejected, &refunded.reason)
             }
+            // Holds: a transfer row from the authorization on; balances move on capture only.
+            PbEvent::HoldAuthorized(held) => {
+                let facts = TransferFacts {
+                    transaction_id: &held.transaction_id,
+                    from_account: &held.from_account,
+                    to_account: &held.to_account,
+                    amount_minor: held.amount_minor,
+                    currency: &held.currency,
+                };
+                self.hold_amount(&facts, i128::from(held.amount_minor))?;
+                self.set_transfer_state(&facts, TransferState::Pending, "")
+            }
+            PbEvent::HoldRefused(refused) => {
+                let facts = TransferFacts {
+                    transaction_id: &refused.transaction_id,
+                    from_account: &refused.from_account,
+                    to_account: &refused.to_account,
+                    amount_minor: refused.amount_minor,
+                    currency: &refused.currency,
+                };
+                self.set_transfer_state(&facts, TransferState::Rejected, &refused.reason)
+            }
+            // A capture's row carries the captured amount from here on (what moved, and what a
+            // cross-partition refund gives back).
+            PbEvent::HoldCaptured(captured) => {
+                let row = self.known_transfer(&captured.transaction_id)?;
+                self.hold_amount(&row.facts(), -i128::from(row.amount_minor))?;
+                let facts = TransferFacts {
+                    amount_minor: captured.amount_minor,
+                    ..row.facts()
+                };
+                let amount = i128::from(captured.amount_minor);
+                self.move_balance(&facts, facts.from_account, -amount, facts.to_account)?;
+                self.move_balance(&facts, facts.to_account, amount, facts.from_account)?;
+                self.set_transfer_state(&facts, TransferState::Completed, "")
+            }
+            PbEvent::HoldCaptureDebited(debited) => {
+                let row = self.known_transfer(&debited.transaction_id)?;
+                self.hold_amount(&row.facts(), -i128::from(row.amount_minor))?;
+                let facts = TransferFacts {
+                    amount_minor: debited.amount_minor,
+                    ..row.facts()
+                };
+                let amount = i128::from(debited.amount_minor);
+                self.move_balance(&facts, facts.from_account, -amount, facts.to_account)?;
+                self.set_transfer_state(&facts, TransferState::InFlight, "")
+            }
+            PbEvent::HoldVoided(voided) => {
+                let row = self.known_transfer(&voided.transaction_id)?;
+                self.hold_amount(&row.facts(), -i128::from(row.amount_minor))?;
+                self.set_transfer_state(&row.facts(), TransferState::Voided, "")
+            }
+            PbEvent::HoldExpired(expired) => {
+                let row = self.known_transfer(&expired.transaction_id)?;
+                self.hold_amount(&row.facts(), -i128::from(row.amount_minor))?;
+                self.set_transfer_state(&row.facts(), TransferState::Expired, "")
+            }
         }
     }
 
@@ -231,8 +288,8 @@ impl<R: Rows> Folder<'_, R> {
         self.transfer(transaction_id, self.at.partition)?
             .with_context(|| {
                 format!(
-                    "transfer {transaction_id} settles or refunds in partition {} without a \
-                     debit there",
+                    "transfer {transaction_id} settles, refunds or resolves a hold in partition \
+                     {} without a debit or hold there",
                     self.at.partition
                 )
             })
@@ -279,6 +336,8 @@ impl<R: Rows> Folder<'_, R> {
             currency: currency.to_owned(),
             allow_negative_balance,
             balance_minor: 0,
+            held_minor: 0,
+            touched_index: at.index,
             sequence: 0,
             partition: at.partition,
             index: at.index,
@@ -314,6 +373,7 @@ impl<R: Rows> Folder<'_, R> {
             "account {account_id:?} would go negative: the event log and the fold disagree"
         );
         row.sequence += 1;
+        row.touched_index = at.index;
         row.partition = at.partition;
         row.index = at.index;
         row.timestamp_ms = at.timestamp_ms;
@@ -328,6 +388,30 @@ impl<R: Rows> Folder<'_, R> {
             timestamp_ms: at.timestamp_ms,
         };
         self.out.changes.push((row.clone(), change));
+        self.out.balances.insert(account_id.to_owned(), row);
+        Ok(())
+    }
+
+    /// What a hold reserves on its `from` account, added (`delta_minor` > 0) or released:
+    /// the row changes, its balance and sequence do not (no history row, no push).
+    fn hold_amount(&mut self, hold: &TransferFacts<'_>, delta_minor: i128) -> anyhow::Result<()> {
+        let account_id = hold.from_account;
+        let mut row = self
+            .balance(account_id)?
+            .with_context(|| format!("hold on unknown account {account_id:?}"))?;
+        ensure!(
+            row.currency == hold.currency,
+            "hold in {} on {account_id:?}, an account in {}",
+            hold.currency,
+            row.currency
+        );
+        row.held_minor += delta_minor;
+        row.touched_index = self.at.index;
+        ensure!(
+            row.held_minor >= 0,
+            "account {account_id:?} would hold {}: the event log and the fold disagree",
+            row.held_minor
+        );
         self.out.balances.insert(account_id.to_owned(), row);
         Ok(())
     }

@@ -137,13 +137,14 @@ impl Projection {
         Ok(Some(row))
     }
 
-    /// Inserts unless the cache already holds the same or a newer row: a reader that read
-    /// RocksDB just before the fold wrote must not put its older row over the fold's.
+    /// Inserts unless the cache already holds the same or a newer row (by the log index that
+    /// last changed it): a reader that read RocksDB just before the fold wrote must not put
+    /// its older row over the fold's.
     fn cache_put(&self, row: Arc<BalanceRow>) {
         self.cache
             .entry(row.account_id.clone())
             .and_compute_with(|existing| match existing {
-                Some(entry) if entry.value().sequence >= row.sequence => Op::Nop,
+                Some(entry) if entry.value().touched_index >= row.touched_index => Op::Nop,
                 _ => Op::Put(row),
             });
     }

@@ -295,6 +295,9 @@ fn transfer_status_name(status: i32) -> &'static str {
         Ok(TransferStatus::Completed) => "completed",
         Ok(TransferStatus::Rejected) => "rejected",
         Ok(TransferStatus::InFlight) => "in_flight",
+        Ok(TransferStatus::Pending) => "pending",
+        Ok(TransferStatus::Voided) => "voided",
+        Ok(TransferStatus::Expired) => "expired",
         Ok(TransferStatus::Unspecified) | Err(_) => "unknown",
     }
 }

@@ -4,7 +4,7 @@
 //! `BadRequest` field violations for invalid input and `RetryInfo` where waiting and retrying
 //! makes sense).
 
-use ledger::{Conflict, IdError, Malformed, MoneyError, RejectReason};
+use ledger::{Conflict, HoldRefusal, IdError, Malformed, MoneyError, RejectReason};
 use tonic::Code;
 
 use crate::limits;
@@ -23,6 +23,8 @@ pub trait WriteApiError {
     fn malformed(malformed: Malformed) -> ApiError;
     fn rejected(reason: RejectReason) -> ApiError;
     fn conflict(conflict: Conflict) -> ApiError;
+    /// A hold step the ledger answered without a change (see `ledger::HoldRefusal`).
+    fn hold_refused(refusal: HoldRefusal) -> ApiError;
     /// Store errors: leader hints for NOT_LEADER, retry hints for transient ones.
     fn from_store(error: StoreError, peers: &std::collections::BTreeMap<u64, String>) -> ApiError;
 }
@@ -56,6 +58,18 @@ impl WriteApiError for ApiError {
 
     fn conflict(conflict: Conflict) -> ApiError {
         ApiError::new(Code::AlreadyExists, conflict.reason(), conflict.message())
+    }
+
+    fn hold_refused(refusal: HoldRefusal) -> ApiError {
+        let code = match refusal {
+            HoldRefusal::NotFound => Code::NotFound,
+            HoldRefusal::LimitReached => Code::ResourceExhausted,
+            _ => Code::FailedPrecondition,
+        };
+        ApiError {
+            field: Some(refusal.field()),
+            ..ApiError::new(code, refusal.reason(), refusal.message())
+        }
     }
 
     fn from_store(error: StoreError, peers: &std::collections::BTreeMap<u64, String>) -> ApiError {

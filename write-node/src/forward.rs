@@ -64,6 +64,13 @@ impl Hop {
     }
 }
 
+/// A hold step as a client sent it.
+pub enum HoldStep {
+    Authorize(pb::AuthorizeTransferRequest),
+    Capture(pb::CaptureTransferRequest),
+    Void(pb::VoidTransferRequest),
+}
+
 /// WalletService clients of the other write nodes, for forwarding.
 pub struct Forwarder {
     node_id: AsciiMetadataValue,
@@ -129,6 +136,26 @@ impl Forwarder {
             }),
             Err(status) => Err(forward_failed(leader, status)),
         }
+    }
+
+    /// A hold step (AuthorizeTransfer, CaptureTransfer, VoidTransfer), forwarded as it came.
+    pub async fn hold(
+        &self,
+        leader: u64,
+        hop: &Hop,
+        step: HoldStep,
+    ) -> Result<pb::HoldResponse, Status> {
+        let mut client = self.client(leader);
+        let answer = match step {
+            HoldStep::Authorize(request) => {
+                client.authorize_transfer(self.request(hop, request)).await
+            }
+            HoldStep::Capture(request) => client.capture_transfer(self.request(hop, request)).await,
+            HoldStep::Void(request) => client.void_transfer(self.request(hop, request)).await,
+        };
+        answer
+            .map(tonic::Response::into_inner)
+            .map_err(|status| forward_failed(leader, status))
     }
 
     fn client(&self, leader: u64) -> WalletServiceClient<Channel> {

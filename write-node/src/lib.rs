@@ -8,6 +8,7 @@ pub mod event_log;
 #[cfg(feature = "failpoints")]
 pub mod failpoints;
 pub mod forward;
+mod holds;
 pub mod limits;
 mod logging;
 pub mod metrics;
@@ -122,6 +123,11 @@ pub async fn run(
         store.clone(),
     );
     tokio::spawn(saga.clone().recover(shutdown.clone()));
+    tokio::spawn(holds::expire(
+        store.clone(),
+        config.node_id,
+        shutdown.clone(),
+    ));
     let api = service::Api::new(
         config.node_id,
         store.clone(),

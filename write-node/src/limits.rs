@@ -122,6 +122,12 @@ pub const RECOVERY_BATCH_MAX: usize = 1_024;
 /// How often the leader of a source partition looks for in-flight transfers to finish
 /// (after a failover or restart nobody else will).
 pub const RECOVERY_INTERVAL: Duration = Duration::from_millis(500);
+/// How often the leader of a partition proposes to release its holds past their expiry. A
+/// hold is never captured after its expiry whatever this is (the deciding entry's time stamp
+/// decides); this bounds how long an expired hold still reserves its amount.
+pub const HOLD_EXPIRY_INTERVAL: Duration = Duration::from_millis(250);
+/// Expired holds one expiry pass releases per partition (one raft entry, mostly).
+pub const HOLD_EXPIRY_BATCH_MAX: usize = 1_024;
 /// Cross-partition transfers this node drives at once (client calls and recovery together).
 pub const SAGAS_IN_FLIGHT_MAX: usize = 16_384;
 /// Attempts to reach the target partition's leader for one credit before giving up (the

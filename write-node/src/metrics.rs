@@ -92,7 +92,9 @@ impl PartitionMetrics {
         match event {
             // Same-partition transfers complete at once; cross-partition ones settle on the
             // source partition once the target credited.
-            Event::TransferCompleted { .. } | Event::TransferSettled { .. } => {
+            Event::TransferCompleted { .. }
+            | Event::TransferSettled { .. }
+            | Event::HoldCaptured { .. } => {
                 self.transfers_committed.inc();
             }
             Event::TransferRejected { .. } | Event::TransferRefunded { .. } => {

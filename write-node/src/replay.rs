@@ -160,8 +160,8 @@ const REBUILD_BATCH_RECORDS: usize = 16_384;
 /// until]` finish into the `records` column family (unsynced: the caller's next synced write
 /// makes them durable), checking the chain from the head at `after`. `from` is `(after,
 /// chain head at after, the ledger at after)`: a settle finds the in-flight transfer it
-/// finishes among the range's debits or in that ledger (in-flight records are never on
-/// disk). Returns the number of records written. Memory: the transfers in flight in the
+/// finishes among the range's debits or in that ledger (live records: in flight, pending
+/// holds, are never on disk). Returns the number of records written. Memory: the transfers in flight in the
 /// range.
 pub fn rebuild_records(
     db: &Db,
@@ -188,7 +188,7 @@ pub fn rebuild_records(
             let previous = in_flight.remove(&id.as_u128()).or_else(|| {
                 ledger_after
                     .transfer(&id)
-                    .filter(|record| record.status == ledger::TransferStatus::InFlight)
+                    .filter(|record| record.status.is_live())
                     .cloned()
                     .map(Record::Transfer)
             });
@@ -196,7 +196,7 @@ pub fn rebuild_records(
                 .map_err(anyhow::Error::msg)
                 .with_context(|| format!("partition {partition}, event block {index}"))?
                 .context("a transfer event leaves a record")?;
-            if record.is_in_flight() {
+            if record.is_live() {
                 in_flight.insert(id.as_u128(), record);
                 continue;
             }

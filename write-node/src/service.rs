@@ -23,8 +23,8 @@ use std::sync::Arc;
 
 use futures::stream::FuturesUnordered;
 use ledger::{
-    Command, Currency, Outcome, RejectReason, TransferCommand, TransferRecord, TransferStatus,
-    partition_of,
+    Command, Currency, EntryMeta, Hold, HoldRefusal, HoldState, Malformed, Outcome, RejectReason,
+    TransferCommand, TransferRecord, TransferStatus, partition_of,
 };
 use proto::v1::cluster_service_server::ClusterService;
 use proto::v1::wallet_service_server::WalletService;
@@ -41,7 +41,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::api_error::{ApiError, WriteApiError as _};
-use crate::forward::{Forwarder, Hop};
+use crate::forward::{Forwarder, HoldStep, Hop};
 use crate::limits;
 use crate::saga::{Decided, Saga};
 use crate::store::{Applied, Query, QueryAnswer, StoreHandle};
@@ -50,16 +50,39 @@ use crate::store::{Applied, Query, QueryAnswer, StoreHandle};
 /// entry; across partitions, the debit on the source and the credit on the target (not the
 /// settle, which moves no money), so the token is the same whether it was given with the
 /// early answer (`Decided::Credited`) or read back after the settle.
+///
+/// A hold names where its last step was decided: the capture (with the credit across
+/// partitions), the void or the expiry; while pending, its authorization.
 fn transfer_positions(record: &TransferRecord, partitions: u32) -> Vec<(u32, u64)> {
     let source = partition_of(&record.transfer.from, partitions);
+    let debit_index = hold_step_meta(record).map_or(record.meta.index, |meta| meta.index);
     match record.settlement {
-        None => vec![(source, record.meta.index)],
+        None => vec![(source, debit_index)],
+        Some(settlement) if record.status.hold().is_some() => cross_partition_positions(
+            source,
+            debit_index,
+            partition_of(&record.transfer.to, partitions),
+            settlement.credit_index,
+        ),
         Some(settlement) => cross_partition_positions(
             source,
             record.meta.index,
             partition_of(&record.transfer.to, partitions),
             settlement.credit_index,
         ),
+    }
+}
+
+/// Where a hold's last step (capture, void, expiry) was decided on its partition; `None`
+/// for a pending or refused hold, and for a transfer.
+fn hold_step_meta(record: &TransferRecord) -> Option<EntryMeta> {
+    match record.status.hold()?.state {
+        HoldState::Capturing { meta, .. }
+        | HoldState::Captured { meta, .. }
+        | HoldState::Voided { meta }
+        | HoldState::Expired { meta } => Some(meta),
+        HoldState::CaptureRefused { .. } => record.settlement.map(|settlement| settlement.meta),
+        HoldState::Pending | HoldState::Refused(_) => None,
     }
 }
 
@@ -107,6 +130,13 @@ const REPLAYED_METADATA: &str = "replayed";
 fn replayed(applied: &Applied) -> bool {
     matches!(&applied.outcome, Outcome::Transfer(record)
         if record.meta.index != applied.index && record.status != TransferStatus::InFlight)
+}
+
+/// Whether an earlier entry decided the hold step this entry found: the step's own position
+/// (the authorization's for a pending or refused hold) is not this entry's.
+fn hold_step_replayed(applied: &Applied, record: &TransferRecord) -> bool {
+    let decided_at = hold_step_meta(record).unwrap_or(record.meta);
+    decided_at.index != applied.index
 }
 
 /// A write's failure: decided on this node, or the answer of the leader it was forwarded to,
@@ -202,15 +232,21 @@ impl Api {
         caller: Option<&Caller>,
         command: &TransferCommand,
     ) -> Result<(), ApiError> {
+        self.authorize_debit(caller, &command.from).await
+    }
+
+    /// [`Api::authorize_transfer`] for any step that debits `from` (a transfer, a hold's
+    /// authorization, capture or void).
+    async fn authorize_debit(&self, caller: Option<&Caller>, from: &str) -> Result<(), ApiError> {
         let Some(caller) = caller else {
             return Ok(());
         };
-        security::check_account(Some(caller), "from_account", &command.from).map_err(denied)?;
+        security::check_account(Some(caller), "from_account", from).map_err(denied)?;
         let (transfer, issue) = (caller.has(Scope::Transfer), caller.has(Scope::Issue));
         if transfer && issue {
             return Ok(());
         }
-        match self.allows_negative(&command.from).await? {
+        match self.allows_negative(from).await? {
             None => Err(ApiError::rejected(RejectReason::FromAccountNotFound)),
             Some(true) if !issue => Err(denied(security::auth::issue_required(caller))),
             Some(false) if !transfer => Err(denied(security::auth::scope_denied(
@@ -234,7 +270,7 @@ impl Api {
         let QueryAnswer::Account(account) = answer.answer else {
             unreachable!("an account query has an account answer")
         };
-        let Some(account) = account else {
+        let Some((account, _)) = account else {
             return Ok(None);
         };
         self.shared
@@ -350,6 +386,10 @@ impl Api {
                 TransferStatus::InFlight => {
                     unreachable!("answers are given once a transfer is final")
                 }
+                // The ledger answers a transfer under a hold's id as a conflict.
+                TransferStatus::Hold(_) => {
+                    Err(ApiError::conflict(ledger::Conflict::TransactionIdReused))
+                }
             },
             Outcome::Conflict(conflict) => Err(ApiError::conflict(conflict)),
             Outcome::Malformed(malformed) => Err(ApiError::malformed(malformed)),
@@ -383,6 +423,163 @@ impl Api {
                     consistency_token: String::new(),
                     error: Some(error),
                     replayed,
+                }
+            }
+        }
+    }
+
+    /// A hold step as it arrives (AuthorizeTransfer, CaptureTransfer, VoidTransfer):
+    /// checked, then forwarded to the leader of its `from_account`'s partition, or
+    /// authorized (like a debit of that account) and decided here.
+    async fn hold_edge(
+        &self,
+        hop: &Hop,
+        caller: Option<&Caller>,
+        step: HoldStep,
+    ) -> Result<pb::HoldResponse, WriteError> {
+        let command = validate_hold_step(&step)?;
+        let from = match &command {
+            HoldCommand::Authorize { transfer, .. } => &transfer.from,
+            HoldCommand::Capture { from, .. } | HoldCommand::Void { from, .. } => from,
+        };
+        let source = partition_of(from, self.shared.partitions);
+        if let Some(leader) = self.forward_to(hop, source) {
+            let forwarded = self.shared.forwarder.hold(leader, hop, step);
+            return forwarded.await.map_err(WriteError::Leader);
+        }
+        self.authorize_debit(caller, from).await?;
+        Ok(self.decide_hold_step(source, command).await?)
+    }
+
+    async fn decide_hold_step(
+        &self,
+        source: u32,
+        command: HoldCommand,
+    ) -> Result<pb::HoldResponse, ApiError> {
+        let command = match command {
+            HoldCommand::Authorize {
+                transfer,
+                timeout_ms,
+            } => Command::Authorize {
+                cross_partition: partition_of(&transfer.to, self.shared.partitions) != source,
+                transfer,
+                timeout_ms,
+            },
+            HoldCommand::Capture {
+                transaction_id,
+                from,
+                amount,
+            } => {
+                // The amount is in the hold's currency, which only its record names: read it
+                // (linearizably; a currency never changes), and answer an unknown hold here.
+                let answer = self
+                    .shared
+                    .store
+                    .read(source, Query::Transfer(transaction_id))
+                    .await
+                    .map_err(|error| self.store_error(error))?;
+                let QueryAnswer::Transfer(record) = answer.answer else {
+                    unreachable!("a transfer query has a transfer answer")
+                };
+                let record = record
+                    .filter(|record| record.transfer.from == from)
+                    .ok_or_else(|| ApiError::hold_refused(HoldRefusal::NotFound))?;
+                let amount_minor = match amount.as_str() {
+                    "" => None,
+                    text => Some(
+                        ledger::parse_amount(text, record.transfer.currency)
+                            .map_err(|error| ApiError::from_money("amount", &error))?,
+                    ),
+                };
+                Command::Capture {
+                    transaction_id,
+                    from,
+                    amount_minor,
+                }
+            }
+            HoldCommand::Void {
+                transaction_id,
+                from,
+            } => Command::Void {
+                transaction_id,
+                from,
+            },
+        };
+        // An authorization (or its retry) answers the hold as it stands, whatever came after.
+        let authorizing = matches!(command, Command::Authorize { .. });
+        let applied = self.propose(source, command).await?;
+        let record = match &applied.outcome {
+            Outcome::Transfer(record) => record.clone(),
+            Outcome::Hold(refusal) => return Err(ApiError::hold_refused(*refusal)),
+            Outcome::Conflict(conflict) => return Err(ApiError::conflict(*conflict)),
+            Outcome::Malformed(malformed) => return Err(ApiError::malformed(*malformed)),
+            other => unreachable!("a hold step has a transfer outcome, not {other:?}"),
+        };
+        let replayed = hold_step_replayed(&applied, &record);
+        let refused = |reason: RejectReason| {
+            let mut error = ApiError::rejected(reason);
+            if replayed {
+                error.metadata.push((REPLAYED_METADATA, "true".into()));
+            }
+            error
+        };
+        let Some(hold) = record.status.hold().copied() else {
+            // The ledger answers a hold step on a transfer with a refusal.
+            return Err(ApiError::hold_refused(HoldRefusal::NotAHold));
+        };
+        let partitions = self.shared.partitions;
+        let answer = |record: &TransferRecord, consistency_token| pb::HoldResponse {
+            transfer: Some(transfer_to_pb(record, partitions)),
+            replayed,
+            consistency_token,
+        };
+        match hold.state {
+            HoldState::Refused(reason) => Err(refused(reason)),
+            _ if authorizing => {
+                let token = proto::token::format(&transfer_positions(&record, partitions));
+                Ok(answer(&record, token))
+            }
+            HoldState::Pending | HoldState::Captured { .. } | HoldState::Voided { .. } => {
+                let token = proto::token::format(&transfer_positions(&record, partitions));
+                Ok(answer(&record, token))
+            }
+            HoldState::CaptureRefused { reason, .. } => Err(refused(reason)),
+            HoldState::Expired { .. } => Err(ApiError::hold_refused(HoldRefusal::Expired)),
+            HoldState::Capturing { meta, .. } => {
+                // Across partitions: credit and settle as a transfer's saga does.
+                let decided = self
+                    .shared
+                    .saga
+                    .drive_to_decision(source, record.credit_command())
+                    .await
+                    .map_err(|error| self.store_error(error))?;
+                match decided {
+                    Decided::Credited { credit_index } => {
+                        let target = partition_of(&record.transfer.to, partitions);
+                        let token = proto::token::format(&cross_partition_positions(
+                            source,
+                            meta.index,
+                            target,
+                            credit_index,
+                        ));
+                        Ok(answer(&record, token))
+                    }
+                    Decided::Settled(settled) => match settled.outcome {
+                        Outcome::Transfer(TransferRecord {
+                            status:
+                                TransferStatus::Hold(Hold {
+                                    state: HoldState::CaptureRefused { reason, .. },
+                                    ..
+                                }),
+                            ..
+                        }) => Err(refused(reason)),
+                        Outcome::Transfer(settled) => {
+                            let token =
+                                proto::token::format(&transfer_positions(&settled, partitions));
+                            Ok(answer(&settled, token))
+                        }
+                        other => unreachable!("a settle has a transfer outcome, not {other:?}"),
+                    },
                 }
             }
         }
@@ -473,6 +670,72 @@ pub fn validate_transfer(request: &TransferRequest) -> Result<TransferCommand, A
         to: request.to_account.clone(),
         amount_minor,
         currency,
+    })
+}
+
+/// A hold step checked at the edge, before the partition is known to be led here.
+enum HoldCommand {
+    Authorize {
+        transfer: TransferCommand,
+        timeout_ms: u64,
+    },
+    Capture {
+        transaction_id: uuid::Uuid,
+        from: String,
+        /// As the client wrote it ("" for the whole hold): parsed in the hold's currency.
+        amount: String,
+    },
+    Void {
+        transaction_id: uuid::Uuid,
+        from: String,
+    },
+}
+
+/// Checks a hold step at the edge: ids, accounts, amount and currency as for a transfer,
+/// the timeout in whole milliseconds within `1..=HOLD_TIMEOUT_MS_MAX`.
+fn validate_hold_step(step: &HoldStep) -> Result<HoldCommand, ApiError> {
+    let transaction_id = |text: &str| {
+        ledger::parse_transaction_id(text)
+            .map_err(|error| ApiError::from_id("transaction_id", &error))
+    };
+    let account = |text: &str| {
+        ledger::validate_account_id(text)
+            .map(|()| text.to_owned())
+            .map_err(|error| ApiError::from_id("from_account", &error))
+    };
+    Ok(match step {
+        HoldStep::Authorize(request) => {
+            let transfer = validate_transfer(&TransferRequest {
+                transaction_id: request.transaction_id.clone(),
+                from_account: request.from_account.clone(),
+                to_account: request.to_account.clone(),
+                amount: request.amount.clone(),
+                currency: request.currency.clone(),
+            })?;
+            let timeout_ms = request
+                .timeout
+                .and_then(|timeout| {
+                    let seconds = u64::try_from(timeout.seconds).ok()?;
+                    let nanos = u64::try_from(timeout.nanos).ok()?;
+                    (nanos % 1_000_000 == 0).then_some(())?;
+                    seconds.checked_mul(1_000)?.checked_add(nanos / 1_000_000)
+                })
+                .filter(|timeout_ms| (1..=ledger::HOLD_TIMEOUT_MS_MAX).contains(timeout_ms))
+                .ok_or_else(|| ApiError::malformed(Malformed::HoldTimeoutOutOfRange))?;
+            HoldCommand::Authorize {
+                transfer,
+                timeout_ms,
+            }
+        }
+        HoldStep::Capture(request) => HoldCommand::Capture {
+            transaction_id: transaction_id(&request.transaction_id)?,
+            from: account(&request.from_account)?,
+            amount: request.amount.clone(),
+        },
+        HoldStep::Void(request) => HoldCommand::Void {
+            transaction_id: transaction_id(&request.transaction_id)?,
+            from: account(&request.from_account)?,
+        },
     })
 }
 
@@ -572,6 +835,16 @@ where
     ReceiverStream::new(results_rx)
 }
 
+/// An account as GetAccount answers it, with what its pending holds reserve.
+pub fn account_with_holds_to_pb(account: &ledger::Account, held_minor: i128) -> pb::Account {
+    pb::Account {
+        held: ledger::format_minor(held_minor, account.currency),
+        available: ledger::format_minor(account.balance_minor - held_minor, account.currency),
+        ..account_to_pb(account)
+    }
+}
+
+/// An account as OpenAccount answers it (`held` and `available` left empty).
 pub fn account_to_pb(account: &ledger::Account) -> pb::Account {
     pb::Account {
         account_id: account.account_id.clone(),
@@ -583,17 +856,46 @@ pub fn account_to_pb(account: &ledger::Account) -> pb::Account {
         balance_minor: account
             .balance_minor
             .clamp(i64::MIN as i128, i64::MAX as i128) as i64,
+        held: String::new(),
+        available: String::new(),
     }
 }
 
 pub fn transfer_to_pb(record: &TransferRecord, partitions: u32) -> pb::Transfer {
+    use pb::TransferStatus as Status;
+    let none = String::new;
     let (status, reject_reason) = match record.status {
-        TransferStatus::Completed => (pb::TransferStatus::Completed, String::new()),
-        TransferStatus::Rejected(reason) => {
-            (pb::TransferStatus::Rejected, reason.reason().to_owned())
-        }
-        TransferStatus::InFlight => (pb::TransferStatus::InFlight, String::new()),
+        TransferStatus::Completed => (Status::Completed, none()),
+        TransferStatus::Rejected(reason) => (Status::Rejected, reason.reason().to_owned()),
+        TransferStatus::InFlight => (Status::InFlight, none()),
+        TransferStatus::Hold(hold) => match hold.state {
+            HoldState::Pending => (Status::Pending, none()),
+            HoldState::Refused(reason) | HoldState::CaptureRefused { reason, .. } => {
+                (Status::Rejected, reason.reason().to_owned())
+            }
+            HoldState::Capturing { .. } => (Status::InFlight, none()),
+            HoldState::Captured { .. } => (Status::Completed, none()),
+            HoldState::Voided { .. } => (Status::Voided, none()),
+            HoldState::Expired { .. } => (Status::Expired, none()),
+        },
     };
+    let hold = record.status.hold().map(|hold| {
+        let captured_minor = match hold.state {
+            HoldState::Capturing { amount_minor, .. }
+            | HoldState::Captured { amount_minor, .. } => Some(amount_minor),
+            _ => None,
+        };
+        let source = partition_of(&record.transfer.from, partitions);
+        pb::HoldInfo {
+            expires_at: Some(timestamp_of_ms(hold.expires_at_ms)),
+            captured_amount: captured_minor.map_or_else(String::new, |amount_minor| {
+                ledger::format_minor(i128::from(amount_minor), record.transfer.currency)
+            }),
+            resolved_at: hold_step_meta(record).map_or_else(String::new, |meta| {
+                proto::token::format(&[(source, meta.index)])
+            }),
+        }
+    });
     let transfer = &record.transfer;
     pb::Transfer {
         transaction_id: transfer.transaction_id.hyphenated().to_string(),
@@ -605,6 +907,15 @@ pub fn transfer_to_pb(record: &TransferRecord, partitions: u32) -> pb::Transfer 
         reject_reason,
         committed_at_unix_ms: record.meta.timestamp_ms,
         consistency_token: proto::token::format(&transfer_positions(record, partitions)),
+        hold,
+    }
+}
+
+/// Milliseconds since the Unix epoch as a `google.protobuf.Timestamp`.
+fn timestamp_of_ms(ms: u64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: i64::try_from(ms / 1_000).unwrap_or(i64::MAX),
+        nanos: ((ms % 1_000) * 1_000_000) as i32,
     }
 }
 
@@ -725,6 +1036,42 @@ impl WalletService for Api {
         )))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(transaction_id = %request.get_ref().transaction_id))]
+    async fn authorize_transfer(
+        &self,
+        request: Request<pb::AuthorizeTransferRequest>,
+    ) -> Result<Response<pb::HoldResponse>, Status> {
+        let (hop, caller) = (Hop::of(request.metadata()), caller_of(&request));
+        let step = HoldStep::Authorize(request.into_inner());
+        Ok(Response::new(
+            self.hold_edge(&hop, caller.as_ref(), step).await?,
+        ))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(transaction_id = %request.get_ref().transaction_id))]
+    async fn capture_transfer(
+        &self,
+        request: Request<pb::CaptureTransferRequest>,
+    ) -> Result<Response<pb::HoldResponse>, Status> {
+        let (hop, caller) = (Hop::of(request.metadata()), caller_of(&request));
+        let step = HoldStep::Capture(request.into_inner());
+        Ok(Response::new(
+            self.hold_edge(&hop, caller.as_ref(), step).await?,
+        ))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(transaction_id = %request.get_ref().transaction_id))]
+    async fn void_transfer(
+        &self,
+        request: Request<pb::VoidTransferRequest>,
+    ) -> Result<Response<pb::HoldResponse>, Status> {
+        let (hop, caller) = (Hop::of(request.metadata()), caller_of(&request));
+        let step = HoldStep::Void(request.into_inner());
+        Ok(Response::new(
+            self.hold_edge(&hop, caller.as_ref(), step).await?,
+        ))
+    }
+
     async fn get_account(
         &self,
         request: Request<GetAccountRequest>,
@@ -741,10 +1088,12 @@ impl WalletService for Api {
             )
             .await?;
         match answer.answer {
-            QueryAnswer::Account(Some(account)) => Ok(Response::new(GetAccountResponse {
-                account: Some(account_to_pb(&account)),
-                position: proto::token::position(answer.partition, answer.index),
-            })),
+            QueryAnswer::Account(Some((account, held_minor))) => {
+                Ok(Response::new(GetAccountResponse {
+                    account: Some(account_with_holds_to_pb(&account, held_minor)),
+                    position: proto::token::position(answer.partition, answer.index),
+                }))
+            }
             QueryAnswer::Account(None) => Err(ApiError::not_found(
                 "account_id",
                 "ACCOUNT_NOT_FOUND",

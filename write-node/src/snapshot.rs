@@ -26,16 +26,19 @@ pub use crate::storage::SnapshotMeta;
 pub use crate::limits::SNAPSHOT_CHUNK_BYTES as CHUNK_BYTES;
 use crate::limits::SNAPSHOTS_RETAINED;
 
-/// State formats. 3: accounts, in-flight transfers, outflow, and the counts and running sum
+/// State formats. 4: as 3, and the live records may be holds (pending, or being captured),
+/// which a release that reads 3 at most cannot decode. 3: accounts, in-flight transfers,
+/// outflow, and the counts and running sum
 /// of every record (finished records live in the `records` column family); digest
 /// `Ledger::digest`. 2: every record in the body; digest `Ledger::digest`. 1: as 2, digest
 /// `Ledger::digest_v2` (one walk over the state). Formats 1 and 2 are still read (their
 /// finished records are dropped from memory once the digest is checked: the data migration
 /// put them on disk), so a node upgraded over its old data keeps its snapshots; new ones are
-/// written in format 3.
+/// written in format 4 (format 3 bodies decode as format 4 ones).
 const STATE_FORMAT_V1: u8 = 1;
 const STATE_FORMAT_V2: u8 = 2;
 const STATE_FORMAT_V3: u8 = 3;
+const STATE_FORMAT_V4: u8 = 4;
 
 /// Serializes a ledger into stored chunks; returns the header and the chunks.
 pub fn encode(
@@ -46,7 +49,7 @@ pub fn encode(
     ledger: &Ledger,
     chain_head: ChainHash,
 ) -> (SnapshotMeta, Vec<Vec<u8>>) {
-    let mut bytes = vec![STATE_FORMAT_V3];
+    let mut bytes = vec![STATE_FORMAT_V4];
     bytes.extend(postcard::to_stdvec(ledger).expect("serialising to a Vec cannot fail"));
     let chunks: Vec<Vec<u8>> = bytes.chunks(CHUNK_BYTES).map(<[u8]>::to_vec).collect();
     let meta = SnapshotMeta {
@@ -84,14 +87,14 @@ pub fn decode(meta: &SnapshotMeta, bytes: &[u8]) -> anyhow::Result<Ledger> {
             };
             (ledger, digest)
         }
-        STATE_FORMAT_V3 => {
+        STATE_FORMAT_V3 | STATE_FORMAT_V4 => {
             let ledger: Ledger = postcard::from_bytes(body).context(corrupt)?;
             let digest = ledger.digest();
             (ledger, digest)
         }
         _ => anyhow::bail!(
             "snapshot {} of partition {}: state format {version} is newer than this node reads \
-             (formats {STATE_FORMAT_V1} to {STATE_FORMAT_V3}); run a release that reads it",
+             (formats {STATE_FORMAT_V1} to {STATE_FORMAT_V4}); run a release that reads it",
             meta.index,
             meta.partition
         ),
@@ -330,19 +333,50 @@ mod tests {
     }
 
     #[test]
-    fn snapshots_of_earlier_formats_are_read_and_new_ones_are_format_3() {
+    fn snapshots_of_earlier_formats_are_read_and_new_ones_are_format_4() {
         let ledger = small_ledger();
         let mut evicted = ledger.clone();
         evicted.evict_all_finished();
         let (meta, chunks) = encode(0, 3, 1, vec![1], &ledger, CHAIN_GENESIS);
-        assert_eq!(chunks[0][0], STATE_FORMAT_V3);
+        assert_eq!(chunks[0][0], STATE_FORMAT_V4);
         assert_eq!(meta.digest, ledger.digest());
-        let read = decode(&meta, &chunks.concat()).expect("format 3");
+        let read = decode(&meta, &chunks.concat()).expect("format 4");
         assert_eq!(
             read, evicted,
             "finished records stay on disk, not in snapshots"
         );
         assert_eq!(read.transfers_count(), 1);
+
+        // Format 3 (the previous release): the same body without holds.
+        let mut format_3 = chunks.concat();
+        format_3[0] = STATE_FORMAT_V3;
+        assert_eq!(decode(&meta, &format_3).expect("format 3 is read"), evicted);
+
+        // A pending hold travels in the snapshot and reserves its amount after the install.
+        let mut holding = ledger.clone();
+        let hold = ledger::Command::Authorize {
+            transfer: ledger::TransferCommand {
+                transaction_id: uuid::Uuid::from_u128(2),
+                from: "alice".into(),
+                to: "issuer".into(),
+                amount_minor: 100,
+                currency: ledger::Currency::parse("USD").expect("USD"),
+            },
+            timeout_ms: 1_000,
+            cross_partition: false,
+        };
+        holding.execute(
+            &hold,
+            ledger::EntryMeta {
+                index: 4,
+                timestamp_ms: 3,
+            },
+        );
+        let (meta_held, chunks_held) = encode(0, 4, 1, vec![1], &holding, CHAIN_GENESIS);
+        let read = decode(&meta_held, &chunks_held.concat()).expect("format 4 with a hold");
+        assert_eq!(read.held_minor("alice"), 100);
+        assert_eq!(read.next_hold_expiry(), Some(1_003));
+        assert_eq!(read.digest(), holding.digest());
 
         // Format 2 (the previous release): every record in the body, the running digest.
         let format_2 = format_2_body(STATE_FORMAT_V2, &ledger);
@@ -370,10 +404,10 @@ mod tests {
         );
 
         let mut future = chunks.concat();
-        future[0] = 4;
+        future[0] = 5;
         let error = decode(&meta, &future).expect_err("a format from a later release");
         assert!(
-            format!("{error:#}").contains("state format 4 is newer than this node reads"),
+            format!("{error:#}").contains("state format 5 is newer than this node reads"),
             "{error:#}"
         );
     }

@@ -56,8 +56,11 @@ const FAMILIES: [&str; 6] = [
 
 /// 2: event blocks carry their hash-chain link. 3: transfer and credit records live in the
 /// `records` column family rather than in snapshots (data of version 2 is migrated when the
-/// store starts: `store::startup::migrate`, see [`Db::migrate_from`]).
-const FORMAT_VERSION: u32 = 3;
+/// store starts: `store::startup::migrate`, see [`Db::migrate_from`]). 4: records, events,
+/// raft entries and snapshots may hold holds (`ledger::TransferStatus::Hold`, the hold
+/// commands and events), which a release of format 3 cannot read; format-3 data is valid
+/// format-4 data, so its migration only marks it.
+const FORMAT_VERSION: u32 = 4;
 /// The oldest format this binary migrates from.
 const FORMAT_VERSION_MIGRATED: u32 = 2;
 const META_FORMAT_VERSION: &[u8] = b"format_version";
@@ -355,7 +358,7 @@ impl Db {
 
     /// Adds a finished transfer or credit record to a batch.
     pub fn put_record(&self, batch: &mut WriteBatch, partition: u32, record: &ledger::Record) {
-        debug_assert!(!record.is_in_flight(), "in-flight records stay in memory");
+        debug_assert!(!record.is_live(), "live records stay in memory");
         let key = crate::records::key(partition, record.transaction_id().as_u128());
         batch.put_cf(self.cf(CF_RECORDS), key, crate::records::encode(record));
     }

@@ -147,6 +147,26 @@ var (
 	ReasonUnsupportedCompression = ReasonName(walletv1.ErrorReason_ERROR_REASON_UNSUPPORTED_COMPRESSION)
 	// ReasonInternal: Read node: an unexpected failure inside the node (INTERNAL).
 	ReasonInternal = ReasonName(walletv1.ErrorReason_ERROR_REASON_INTERNAL)
+	// ReasonHoldNotFound: CaptureTransfer, VoidTransfer: no hold with this transaction_id (NOT_FOUND).
+	ReasonHoldNotFound = ReasonName(walletv1.ErrorReason_ERROR_REASON_HOLD_NOT_FOUND)
+	// ReasonNotAHold: CaptureTransfer, VoidTransfer: the transaction_id names an ordinary transfer (FAILED_PRECONDITION).
+	ReasonNotAHold = ReasonName(walletv1.ErrorReason_ERROR_REASON_NOT_A_HOLD)
+	// ReasonCaptureExceedsHold: CaptureTransfer: the amount exceeds the held amount (FAILED_PRECONDITION).
+	ReasonCaptureExceedsHold = ReasonName(walletv1.ErrorReason_ERROR_REASON_CAPTURE_EXCEEDS_HOLD)
+	// ReasonHoldAlreadyCaptured: The hold was captured with another amount, or a void came after its capture (FAILED_PRECONDITION).
+	ReasonHoldAlreadyCaptured = ReasonName(walletv1.ErrorReason_ERROR_REASON_HOLD_ALREADY_CAPTURED)
+	// ReasonHoldAlreadyVoided: The hold was voided (FAILED_PRECONDITION).
+	ReasonHoldAlreadyVoided = ReasonName(walletv1.ErrorReason_ERROR_REASON_HOLD_ALREADY_VOIDED)
+	// ReasonHoldExpired: The hold expired before it was captured or voided (FAILED_PRECONDITION).
+	ReasonHoldExpired = ReasonName(walletv1.ErrorReason_ERROR_REASON_HOLD_EXPIRED)
+	// ReasonHoldNotAuthorized: The hold's authorization was refused: nothing is held (FAILED_PRECONDITION).
+	ReasonHoldNotAuthorized = ReasonName(walletv1.ErrorReason_ERROR_REASON_HOLD_NOT_AUTHORIZED)
+	// ReasonHoldCaptureRefused: A cross-partition capture of the hold was refused by the target: nothing is held (FAILED_PRECONDITION).
+	ReasonHoldCaptureRefused = ReasonName(walletv1.ErrorReason_ERROR_REASON_HOLD_CAPTURE_REFUSED)
+	// ReasonHoldsLimitReached: The partition keeps its maximum of pending holds (RESOURCE_EXHAUSTED); retry later.
+	ReasonHoldsLimitReached = ReasonName(walletv1.ErrorReason_ERROR_REASON_HOLDS_LIMIT_REACHED)
+	// ReasonHoldTimeoutOutOfRange: AuthorizeTransfer: timeout missing, under 1 ms or over 30 days (INVALID_ARGUMENT).
+	ReasonHoldTimeoutOutOfRange = ReasonName(walletv1.ErrorReason_ERROR_REASON_HOLD_TIMEOUT_OUT_OF_RANGE)
 )
 
 // Reasons the SDK gives to failures no node answered: not in the ErrorReason enum.

@@ -76,6 +76,16 @@ func exposedReasons() map[string]string {
 		"ReasonUnknownMethod":                    ReasonUnknownMethod,
 		"ReasonUnsupportedCompression":           ReasonUnsupportedCompression,
 		"ReasonInternal":                         ReasonInternal,
+		"ReasonHoldNotFound":                     ReasonHoldNotFound,
+		"ReasonNotAHold":                         ReasonNotAHold,
+		"ReasonCaptureExceedsHold":               ReasonCaptureExceedsHold,
+		"ReasonHoldAlreadyCaptured":              ReasonHoldAlreadyCaptured,
+		"ReasonHoldAlreadyVoided":                ReasonHoldAlreadyVoided,
+		"ReasonHoldExpired":                      ReasonHoldExpired,
+		"ReasonHoldNotAuthorized":                ReasonHoldNotAuthorized,
+		"ReasonHoldCaptureRefused":               ReasonHoldCaptureRefused,
+		"ReasonHoldsLimitReached":                ReasonHoldsLimitReached,
+		"ReasonHoldTimeoutOutOfRange":            ReasonHoldTimeoutOutOfRange,
 	}
 }
 

@@ -57,6 +57,37 @@ type WalletServiceClient interface {
 	// Retrying a whole batch with the same ids moves no money twice. An empty or oversized
 	// batch is INVALID_ARGUMENT, field `transfers`, and nothing in it is decided.
 	TransferBatch(ctx context.Context, in *TransferBatchRequest, opts ...grpc.CallOption) (*TransferBatchResponse, error)
+	// Holds: reserve money now, move it (or part of it) later. Authorizing reserves `amount`
+	// on `from_account` until `timeout` after the leader's time stamp of the authorization: the
+	// account's available amount drops, its balance does not, and no other transfer or hold
+	// can spend what is reserved. The checks are a transfer's (accounts, currency, available
+	// funds): a refused authorization is recorded like a rejected transfer (FAILED_PRECONDITION
+	// / NOT_FOUND with its reason, forever, for that transaction_id). `transaction_id` names
+	// the hold in every later step and is idempotent like a transfer's (the same hold again
+	// answers the original, `replayed`; other parameters are ALREADY_EXISTS /
+	// TRANSACTION_ID_REUSED; so is a transfer under a hold's id and the reverse). Across
+	// partitions the source partition holds, and `to_account` is checked when the hold is
+	// captured. Answered with the hold (status PENDING) once it is durable; a retry answers
+	// the hold as it stands then (PENDING, COMPLETED, VOIDED, EXPIRED...), `replayed`.
+	AuthorizeTransfer(ctx context.Context, in *AuthorizeTransferRequest, opts ...grpc.CallOption) (*HoldResponse, error)
+	// Moves `amount` (at most the held amount; empty: all of it) from the hold's
+	// `from_account` to its `to_account` and releases the rest, exactly once: a retry with the
+	// same amount answers the capture (`replayed`). Answered like Transfer: within a partition
+	// once applied (status COMPLETED, `captured_amount` set); across partitions once the
+	// target credited (the settle follows, as for Transfer) or, if the target refuses, with its
+	// reason once the refund is settled (the hold then ends REJECTED and nothing stays held).
+	// Refused without any change (google.rpc.ErrorInfo reason): HOLD_NOT_FOUND (NOT_FOUND),
+	// NOT_A_HOLD, CAPTURE_EXCEEDS_HOLD, HOLD_ALREADY_CAPTURED (captured with another amount;
+	// a void after a capture), HOLD_ALREADY_VOIDED, HOLD_EXPIRED (a capture at or after the
+	// expiry also ends the hold as EXPIRED), HOLD_NOT_AUTHORIZED, HOLD_CAPTURE_REFUSED
+	// (FAILED_PRECONDITION); a capture and a void of one hold never both succeed.
+	CaptureTransfer(ctx context.Context, in *CaptureTransferRequest, opts ...grpc.CallOption) (*HoldResponse, error)
+	// Releases a pending hold (status VOIDED); a retry answers the void (`replayed`). Refused as
+	// CaptureTransfer is (HOLD_ALREADY_CAPTURED after a capture, HOLD_EXPIRED after the expiry,
+	// ...). A hold neither captured nor voided by its expiry is released by the cluster in log
+	// order (status EXPIRED): the expiry is decided from the leader-stamped entry times, never
+	// from a replica's clock.
+	VoidTransfer(ctx context.Context, in *VoidTransferRequest, opts ...grpc.CallOption) (*HoldResponse, error)
 	// The authoritative account, read linearizably through the partition leader (ReadIndex).
 	GetAccount(ctx context.Context, in *GetAccountRequest, opts ...grpc.CallOption) (*GetAccountResponse, error)
 	// A transfer's status and outcome, read linearizably; NOT_FOUND if the id is unknown.
@@ -160,6 +191,33 @@ func (c *walletServiceClient) TransferBatch(ctx context.Context, in *TransferBat
 	return out, nil
 }
 
+func (c *walletServiceClient) AuthorizeTransfer(ctx context.Context, in *AuthorizeTransferRequest, opts ...grpc.CallOption) (*HoldResponse, error) {
+	out := new(HoldResponse)
+	err := c.cc.Invoke(ctx, "/wallet.v1.WalletService/AuthorizeTransfer", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *walletServiceClient) CaptureTransfer(ctx context.Context, in *CaptureTransferRequest, opts ...grpc.CallOption) (*HoldResponse, error) {
+	out := new(HoldResponse)
+	err := c.cc.Invoke(ctx, "/wallet.v1.WalletService/CaptureTransfer", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *walletServiceClient) VoidTransfer(ctx context.Context, in *VoidTransferRequest, opts ...grpc.CallOption) (*HoldResponse, error) {
+	out := new(HoldResponse)
+	err := c.cc.Invoke(ctx, "/wallet.v1.WalletService/VoidTransfer", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *walletServiceClient) GetAccount(ctx context.Context, in *GetAccountRequest, opts ...grpc.CallOption) (*GetAccountResponse, error) {
 	out := new(GetAccountResponse)
 	err := c.cc.Invoke(ctx, "/wallet.v1.WalletService/GetAccount", in, out, opts...)
@@ -222,6 +280,37 @@ type WalletServiceServer interface {
 	// Retrying a whole batch with the same ids moves no money twice. An empty or oversized
 	// batch is INVALID_ARGUMENT, field `transfers`, and nothing in it is decided.
 	TransferBatch(context.Context, *TransferBatchRequest) (*TransferBatchResponse, error)
+	// Holds: reserve money now, move it (or part of it) later. Authorizing reserves `amount`
+	// on `from_account` until `timeout` after the leader's time stamp of the authorization: the
+	// account's available amount drops, its balance does not, and no other transfer or hold
+	// can spend what is reserved. The checks are a transfer's (accounts, currency, available
+	// funds): a refused authorization is recorded like a rejected transfer (FAILED_PRECONDITION
+	// / NOT_FOUND with its reason, forever, for that transaction_id). `transaction_id` names
+	// the hold in every later step and is idempotent like a transfer's (the same hold again
+	// answers the original, `replayed`; other parameters are ALREADY_EXISTS /
+	// TRANSACTION_ID_REUSED; so is a transfer under a hold's id and the reverse). Across
+	// partitions the source partition holds, and `to_account` is checked when the hold is
+	// captured. Answered with the hold (status PENDING) once it is durable; a retry answers
+	// the hold as it stands then (PENDING, COMPLETED, VOIDED, EXPIRED...), `replayed`.
+	AuthorizeTransfer(context.Context, *AuthorizeTransferRequest) (*HoldResponse, error)
+	// Moves `amount` (at most the held amount; empty: all of it) from the hold's
+	// `from_account` to its `to_account` and releases the rest, exactly once: a retry with the
+	// same amount answers the capture (`replayed`). Answered like Transfer: within a partition
+	// once applied (status COMPLETED, `captured_amount` set); across partitions once the
+	// target credited (the settle follows, as for Transfer) or, if the target refuses, with its
+	// reason once the refund is settled (the hold then ends REJECTED and nothing stays held).
+	// Refused without any change (google.rpc.ErrorInfo reason): HOLD_NOT_FOUND (NOT_FOUND),
+	// NOT_A_HOLD, CAPTURE_EXCEEDS_HOLD, HOLD_ALREADY_CAPTURED (captured with another amount;
+	// a void after a capture), HOLD_ALREADY_VOIDED, HOLD_EXPIRED (a capture at or after the
+	// expiry also ends the hold as EXPIRED), HOLD_NOT_AUTHORIZED, HOLD_CAPTURE_REFUSED
+	// (FAILED_PRECONDITION); a capture and a void of one hold never both succeed.
+	CaptureTransfer(context.Context, *CaptureTransferRequest) (*HoldResponse, error)
+	// Releases a pending hold (status VOIDED); a retry answers the void (`replayed`). Refused as
+	// CaptureTransfer is (HOLD_ALREADY_CAPTURED after a capture, HOLD_EXPIRED after the expiry,
+	// ...). A hold neither captured nor voided by its expiry is released by the cluster in log
+	// order (status EXPIRED): the expiry is decided from the leader-stamped entry times, never
+	// from a replica's clock.
+	VoidTransfer(context.Context, *VoidTransferRequest) (*HoldResponse, error)
 	// The authoritative account, read linearizably through the partition leader (ReadIndex).
 	GetAccount(context.Context, *GetAccountRequest) (*GetAccountResponse, error)
 	// A transfer's status and outcome, read linearizably; NOT_FOUND if the id is unknown.
@@ -247,6 +336,15 @@ func (UnimplementedWalletServiceServer) SubmitTransfers(WalletService_SubmitTran
 }
 func (UnimplementedWalletServiceServer) TransferBatch(context.Context, *TransferBatchRequest) (*TransferBatchResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method TransferBatch not implemented")
+}
+func (UnimplementedWalletServiceServer) AuthorizeTransfer(context.Context, *AuthorizeTransferRequest) (*HoldResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method AuthorizeTransfer not implemented")
+}
+func (UnimplementedWalletServiceServer) CaptureTransfer(context.Context, *CaptureTransferRequest) (*HoldResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CaptureTransfer not implemented")
+}
+func (UnimplementedWalletServiceServer) VoidTransfer(context.Context, *VoidTransferRequest) (*HoldResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method VoidTransfer not implemented")
 }
 func (UnimplementedWalletServiceServer) GetAccount(context.Context, *GetAccountRequest) (*GetAccountResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetAccount not implemented")
@@ -373,6 +471,60 @@ func _WalletService_TransferBatch_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _WalletService_AuthorizeTransfer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AuthorizeTransferRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WalletServiceServer).AuthorizeTransfer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/wallet.v1.WalletService/AuthorizeTransfer",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WalletServiceServer).AuthorizeTransfer(ctx, req.(*AuthorizeTransferRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WalletService_CaptureTransfer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CaptureTransferRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WalletServiceServer).CaptureTransfer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/wallet.v1.WalletService/CaptureTransfer",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WalletServiceServer).CaptureTransfer(ctx, req.(*CaptureTransferRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WalletService_VoidTransfer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VoidTransferRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WalletServiceServer).VoidTransfer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/wallet.v1.WalletService/VoidTransfer",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WalletServiceServer).VoidTransfer(ctx, req.(*VoidTransferRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _WalletService_GetAccount_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetAccountRequest)
 	if err := dec(in); err != nil {
@@ -424,6 +576,18 @@ var _WalletService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TransferBatch",
 			Handler:    _WalletService_TransferBatch_Handler,
+		},
+		{
+			MethodName: "AuthorizeTransfer",
+			Handler:    _WalletService_AuthorizeTransfer_Handler,
+		},
+		{
+			MethodName: "CaptureTransfer",
+			Handler:    _WalletService_CaptureTransfer_Handler,
+		},
+		{
+			MethodName: "VoidTransfer",
+			Handler:    _WalletService_VoidTransfer_Handler,
 		},
 		{
 			MethodName: "GetAccount",

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use super::{AccountRef, Ledger};
 use crate::domain::{
-    CreditOutcome, CreditRecord, EntryMeta, RejectReason, TransferCommand, TransferRecord,
-    TransferStatus,
+    CreditOutcome, CreditRecord, EntryMeta, Hold, HoldState, RejectReason, TransferCommand,
+    TransferRecord, TransferStatus,
 };
 use crate::money::Currency;
 
@@ -38,6 +38,11 @@ impl Ledger {
     /// str      = u64 byte length, UTF-8 bytes
     /// currency = [u8; 3] ASCII code, u8 minor_units
     /// status   = u8 0 (Completed) | u8 1, u8 reason (Rejected) | u8 2 (InFlight)
+    ///          | u8 3, u64 expires_at_ms, u8 cross_partition, hold_state (Hold)
+    /// hold_state = u8 0 (Pending) | u8 1, reason (Refused)
+    ///          | u8 2, i64 amount_minor, meta (Capturing) | u8 3, i64 amount_minor, meta (Captured)
+    ///          | u8 4, i64 amount_minor, reason (CaptureRefused)
+    ///          | u8 5, meta (Voided) | u8 6, meta (Expired)
     /// reason   = 0 FromAccountNotFound | 1 ToAccountNotFound | 2 CurrencyMismatch
     ///          | 3 InsufficientFunds | 4 TransactionIdReused
     /// ```
@@ -231,6 +236,7 @@ fn hash_transfer_record(hasher: &mut impl Sink, record: &TransferRecord) {
         TransferStatus::Completed => hasher.update(&[0]),
         TransferStatus::Rejected(reason) => hasher.update(&[1, reject_reason_tag(reason)]),
         TransferStatus::InFlight => hasher.update(&[2]),
+        TransferStatus::Hold(hold) => hash_hold(hasher, hold),
     };
     hash_meta(hasher, record.meta);
     match record.settlement {
@@ -241,6 +247,42 @@ fn hash_transfer_record(hasher: &mut impl Sink, record: &TransferRecord) {
             hasher.update(&settlement.credit_index.to_le_bytes())
         }
     };
+}
+
+fn hash_hold(hasher: &mut impl Sink, hold: Hold) {
+    hasher.update(&[3]);
+    hasher.update(&hold.expires_at_ms.to_le_bytes());
+    hasher.update(&[u8::from(hold.cross_partition)]);
+    match hold.state {
+        HoldState::Pending => hasher.update(&[0]),
+        HoldState::Refused(reason) => hasher.update(&[1, reject_reason_tag(reason)]),
+        HoldState::Capturing { amount_minor, meta } => {
+            hasher.update(&[2]);
+            hasher.update(&amount_minor.to_le_bytes());
+            hash_meta(hasher, meta);
+        }
+        HoldState::Captured { amount_minor, meta } => {
+            hasher.update(&[3]);
+            hasher.update(&amount_minor.to_le_bytes());
+            hash_meta(hasher, meta);
+        }
+        HoldState::CaptureRefused {
+            amount_minor,
+            reason,
+        } => {
+            hasher.update(&[4]);
+            hasher.update(&amount_minor.to_le_bytes());
+            hasher.update(&[reject_reason_tag(reason)]);
+        }
+        HoldState::Voided { meta } => {
+            hasher.update(&[5]);
+            hash_meta(hasher, meta);
+        }
+        HoldState::Expired { meta } => {
+            hasher.update(&[6]);
+            hash_meta(hasher, meta);
+        }
+    }
 }
 
 fn hash_credit_record(hasher: &mut impl Sink, record: &CreditRecord) {

@@ -48,8 +48,8 @@ impl serde::Serialize for Ledger {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let snapshot = LedgerSnapshotRef {
             accounts: self.accounts().collect(),
-            // Finished records are on every replica's disk: only in-flight ones travel.
-            transfers: self.in_flight().collect(),
+            // Finished records are on every replica's disk: only live ones travel.
+            transfers: self.live_records(),
             credits: Vec::new(),
             outflow: self
                 .outflow
@@ -117,6 +117,14 @@ impl<'de> serde::Deserialize<'de> for Format2 {
 }
 
 impl Ledger {
+    /// The records that can still change (in flight, pending holds, holds being captured),
+    /// sorted by transaction id: what a snapshot carries besides the accounts.
+    fn live_records(&self) -> Vec<&TransferRecord> {
+        let mut live: Vec<&TransferRecord> = self.in_flight().chain(self.pending_holds()).collect();
+        live.sort_unstable_by_key(|record| record.transfer.transaction_id);
+        live
+    }
+
     /// A format-3 snapshot: the records it holds, with the counts and sum it states for all.
     fn from_snapshot(snapshot: LedgerSnapshot) -> Result<Ledger, String> {
         let totals = snapshot.totals;
@@ -212,8 +220,34 @@ impl Ledger {
                     ));
                 }
             }
-            if record.status == TransferStatus::InFlight {
+            if record.status.awaits_settle() {
                 ledger.in_flight.insert(transfer.transaction_id.as_u128());
+            }
+            if let TransferStatus::Hold(hold) = record.status
+                && hold.is_pending()
+            {
+                let available = ledger
+                    .account(&transfer.from)
+                    .filter(|from| from.currency == transfer.currency)
+                    .map(|from| (from.allow_negative_balance, ledger.available_minor(from)));
+                match available {
+                    Some((allow_negative, available))
+                        if allow_negative || available >= i128::from(transfer.amount_minor) => {}
+                    _ => {
+                        return Err(format!(
+                            "snapshot: pending hold {} is not covered by its account",
+                            transfer.transaction_id
+                        ));
+                    }
+                }
+                super::hold_amount(
+                    &mut ledger,
+                    &transfer.from,
+                    i128::from(transfer.amount_minor),
+                );
+                ledger
+                    .expiries
+                    .insert((hold.expires_at_ms, transfer.transaction_id.as_u128()));
             }
             if let Some(duplicate) = ledger.insert_transfer(record) {
                 return Err(format!(

@@ -5,6 +5,7 @@
 mod bad_input;
 mod grpc_web;
 mod harness;
+mod holds;
 mod id_reuse;
 mod metrics;
 mod overload;

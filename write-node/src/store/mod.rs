@@ -32,6 +32,7 @@ use crate::limits;
 use crate::snapshot::SnapshotMeta;
 use crate::storage::Db;
 
+pub(crate) use round::now_ms;
 pub use startup::start;
 
 /// The store loop's network, given to `start` (`transport::PeerNetwork` is the node's).
@@ -111,7 +112,8 @@ pub enum Query {
 
 #[derive(Clone, Debug)]
 pub enum QueryAnswer {
-    Account(Option<Account>),
+    /// The account and what pending holds reserve on it.
+    Account(Option<(Account, i128)>),
     Transfer(Option<TransferRecord>),
 }
 
@@ -171,6 +173,12 @@ enum ClientRequest {
         partition: u32,
         after: Option<uuid::Uuid>,
         reply: oneshot::Sender<Result<Vec<TransferCommand>, StoreError>>,
+    },
+    /// Pending holds due at `now_ms`, earliest first (leader only).
+    DueHolds {
+        partition: u32,
+        now_ms: u64,
+        reply: oneshot::Sender<Result<Vec<uuid::Uuid>, StoreError>>,
     },
     /// This node (a leader) finished streaming a snapshot to follower `to`, or failed to.
     SnapshotServed { partition: u32, to: u64, ok: bool },
@@ -265,6 +273,25 @@ impl StoreHandle {
             .send(ClientRequest::InFlight {
                 partition,
                 after,
+                reply,
+            })
+            .await
+            .map_err(|_| self.stopped())?;
+        answer.await.map_err(|_| self.stopped())?
+    }
+
+    /// Pending holds of `partition` whose expiry is at or before `now_ms` (leader only): at
+    /// most `limits::HOLD_EXPIRY_BATCH_MAX`, the earliest first (`Ledger::due_holds`).
+    pub async fn due_holds(
+        &self,
+        partition: u32,
+        now_ms: u64,
+    ) -> Result<Vec<uuid::Uuid>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.client_tx
+            .send(ClientRequest::DueHolds {
+                partition,
+                now_ms,
                 reply,
             })
             .await

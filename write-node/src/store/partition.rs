@@ -311,7 +311,7 @@ impl Partition {
                 Query::Account(account_id) => QueryAnswer::Account(
                     self.ledger
                         .account(&account_id)
-                        .map(ledger::AccountRef::to_account),
+                        .map(|account| (account.to_account(), self.ledger.held_minor(&account_id))),
                 ),
                 Query::Transfer(transaction_id) => {
                     match self.transfer_record(db, &transaction_id) {
@@ -406,7 +406,7 @@ impl Partition {
                     // entries find it in `unwritten`. (A transfer in flight stays in the
                     // ledger until settled.)
                     if let Some(record) =
-                        Record::of_outcome(&outcome).filter(|record| !record.is_in_flight())
+                        Record::of_outcome(&outcome).filter(|record| !record.is_live())
                     {
                         db.put_record(batch, self.id, &record);
                         self.unwritten

@@ -26,7 +26,7 @@ use crate::storage::Db;
 
 /// The wall clock, in ms since the Unix epoch, as the leader stamps entries. Tests skew it
 /// with the `clock::offset_ms` failpoint.
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis() as u64);
@@ -405,7 +405,25 @@ impl Store {
                 let answer = if partition.is_leader() {
                     let batch = partition.ledger.in_flight_from(after);
                     let batch = batch.take(limits::RECOVERY_BATCH_MAX);
-                    Ok(batch.map(|record| record.transfer.clone()).collect())
+                    Ok(batch.map(ledger::TransferRecord::credit_command).collect())
+                } else {
+                    Err(StoreError::NotLeader {
+                        leader_id: partition.leader_hint(),
+                    })
+                };
+                let _ = reply.send(answer);
+            }
+            ClientRequest::DueHolds {
+                partition,
+                now_ms,
+                reply,
+            } => {
+                let partition = &self.partitions[partition as usize];
+                let answer = if partition.is_leader() {
+                    let due = partition
+                        .ledger
+                        .due_holds(now_ms, limits::HOLD_EXPIRY_BATCH_MAX);
+                    Ok(due.collect())
                 } else {
                     Err(StoreError::NotLeader {
                         leader_id: partition.leader_hint(),
@@ -613,6 +631,7 @@ impl Store {
                 ClientRequest::Read { reply, .. } => drop(reply.send(Err(error.clone()))),
                 ClientRequest::Status { .. } => {}
                 ClientRequest::InFlight { reply, .. } => drop(reply.send(Err(error.clone()))),
+                ClientRequest::DueHolds { reply, .. } => drop(reply.send(Err(error.clone()))),
                 ClientRequest::SnapshotServed { .. } => {}
             }
         }

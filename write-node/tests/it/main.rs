@@ -6,6 +6,7 @@ mod batch;
 mod bulk_open;
 mod forward;
 mod fuzz;
+mod holds;
 mod metrics;
 mod money_safety;
 mod peer_credits;

@@ -189,9 +189,8 @@ async fn a_clean_stop_leaves_no_write_ahead_log_to_replay() {
     check(&cluster, &answered).await;
 }
 
-/// Makes a stopped node's data look like the previous release's (format 2): no `records`
-/// column family content, format version 2.
-fn downgrade_to_format_2(data_dir: &Path) {
+/// A stopped node's RocksDB, opened directly.
+fn open_stopped(data_dir: &Path) -> rocksdb::DB {
     let families = [
         "raft_log",
         "raft_state",
@@ -202,16 +201,27 @@ fn downgrade_to_format_2(data_dir: &Path) {
     ]
     .into_iter()
     .map(|name| rocksdb::ColumnFamilyDescriptor::new(name, rocksdb::Options::default()));
-    let db = rocksdb::DB::open_cf_descriptors(&rocksdb::Options::default(), data_dir, families)
-        .expect("open the stopped node's data");
+    rocksdb::DB::open_cf_descriptors(&rocksdb::Options::default(), data_dir, families)
+        .expect("open the stopped node's data")
+}
+
+/// Marks a stopped node's data as `version` (what a release of that format left).
+fn mark_format(db: &rocksdb::DB, version: u32) {
+    let meta = db.cf_handle("meta").expect("meta");
+    db.put_cf(meta, b"format_version", version.to_be_bytes())
+        .expect("format");
+}
+
+/// Makes a stopped node's data look like an earlier release's (format 2): no `records`
+/// column family content, format version 2.
+fn downgrade_to_format_2(data_dir: &Path) {
+    let db = open_stopped(data_dir);
     let cf = db.cf_handle("records").expect("records");
     let stored = db.iterator_cf(cf, rocksdb::IteratorMode::Start).count();
     assert!(stored >= 5, "the node stored its records ({stored})");
     db.delete_range_cf(cf, [0u8; 20], [0xffu8; 20])
         .expect("drop the records");
-    let meta = db.cf_handle("meta").expect("meta");
-    db.put_cf(meta, b"format_version", 2u32.to_be_bytes())
-        .expect("format 2");
+    mark_format(&db, 2);
     db.flush_cf(cf).expect("flush");
     assert_eq!(db.iterator_cf(cf, rocksdb::IteratorMode::Start).count(), 0);
 }
@@ -229,6 +239,37 @@ async fn data_of_format_2_is_migrated_and_keeps_every_answer() {
     let log = cluster.log(1);
     assert!(
         log.contains("data migrated: transfer records moved to the records column family"),
+        "{log}"
+    );
+}
+
+/// Format 3 (before holds) is marked as format 4 without rebuilding anything, keeps every
+/// answer, and a format newer than the binary reads is refused with a clear message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_of_format_3_is_marked_and_a_newer_format_is_refused() {
+    let cluster = Cluster::start(1);
+    cluster.wait_leaders().await;
+    let answered = history(&cluster).await;
+    cluster.kill(1);
+    mark_format(&open_stopped(&cluster.nodes[0].data_dir), 3);
+    cluster.start_node(1);
+    cluster.wait_leaders().await;
+    check(&cluster, &answered).await;
+    let log = cluster.log(1);
+    assert!(
+        log.contains("data format marked as the current one"),
+        "{log}"
+    );
+    assert!(!log.contains("transfer records moved"), "{log}");
+
+    cluster.kill(1);
+    mark_format(&open_stopped(&cluster.nodes[0].data_dir), 5);
+    cluster.start_node(1);
+    let status = cluster.wait_exit(1).await;
+    assert!(!status.success());
+    let log = cluster.log(1);
+    assert!(
+        log.contains("data format version 5: this binary reads version 4"),
         "{log}"
     );
 }

@@ -135,6 +135,26 @@ export enum ErrorReason {
   ERROR_REASON_UNSUPPORTED_COMPRESSION = 56,
   /** ERROR_REASON_INTERNAL - Read node: an unexpected failure inside the node (INTERNAL); the message says what. */
   ERROR_REASON_INTERNAL = 57,
+  /** ERROR_REASON_HOLD_NOT_FOUND - CaptureTransfer, VoidTransfer: no hold with this transaction_id (NOT_FOUND). */
+  ERROR_REASON_HOLD_NOT_FOUND = 58,
+  /** ERROR_REASON_NOT_A_HOLD - CaptureTransfer, VoidTransfer: the transaction_id names an ordinary transfer (FAILED_PRECONDITION). */
+  ERROR_REASON_NOT_A_HOLD = 59,
+  /** ERROR_REASON_CAPTURE_EXCEEDS_HOLD - CaptureTransfer: the amount exceeds the held amount (FAILED_PRECONDITION). */
+  ERROR_REASON_CAPTURE_EXCEEDS_HOLD = 60,
+  /** ERROR_REASON_HOLD_ALREADY_CAPTURED - The hold was captured with another amount, or a void came after its capture (FAILED_PRECONDITION). */
+  ERROR_REASON_HOLD_ALREADY_CAPTURED = 61,
+  /** ERROR_REASON_HOLD_ALREADY_VOIDED - The hold was voided (FAILED_PRECONDITION). */
+  ERROR_REASON_HOLD_ALREADY_VOIDED = 62,
+  /** ERROR_REASON_HOLD_EXPIRED - The hold expired before it was captured or voided (FAILED_PRECONDITION). */
+  ERROR_REASON_HOLD_EXPIRED = 63,
+  /** ERROR_REASON_HOLD_NOT_AUTHORIZED - The hold's authorization was refused: nothing is held (FAILED_PRECONDITION). */
+  ERROR_REASON_HOLD_NOT_AUTHORIZED = 64,
+  /** ERROR_REASON_HOLD_CAPTURE_REFUSED - A cross-partition capture of the hold was refused by the target: nothing is held (FAILED_PRECONDITION). */
+  ERROR_REASON_HOLD_CAPTURE_REFUSED = 65,
+  /** ERROR_REASON_HOLDS_LIMIT_REACHED - The partition keeps its maximum of pending holds (RESOURCE_EXHAUSTED); retry later. */
+  ERROR_REASON_HOLDS_LIMIT_REACHED = 66,
+  /** ERROR_REASON_HOLD_TIMEOUT_OUT_OF_RANGE - AuthorizeTransfer: timeout missing, under 1 ms or over 30 days (INVALID_ARGUMENT). */
+  ERROR_REASON_HOLD_TIMEOUT_OUT_OF_RANGE = 67,
   UNRECOGNIZED = -1,
 }
 
@@ -314,6 +334,36 @@ export function errorReasonFromJSON(object: any): ErrorReason {
     case 57:
     case "ERROR_REASON_INTERNAL":
       return ErrorReason.ERROR_REASON_INTERNAL;
+    case 58:
+    case "ERROR_REASON_HOLD_NOT_FOUND":
+      return ErrorReason.ERROR_REASON_HOLD_NOT_FOUND;
+    case 59:
+    case "ERROR_REASON_NOT_A_HOLD":
+      return ErrorReason.ERROR_REASON_NOT_A_HOLD;
+    case 60:
+    case "ERROR_REASON_CAPTURE_EXCEEDS_HOLD":
+      return ErrorReason.ERROR_REASON_CAPTURE_EXCEEDS_HOLD;
+    case 61:
+    case "ERROR_REASON_HOLD_ALREADY_CAPTURED":
+      return ErrorReason.ERROR_REASON_HOLD_ALREADY_CAPTURED;
+    case 62:
+    case "ERROR_REASON_HOLD_ALREADY_VOIDED":
+      return ErrorReason.ERROR_REASON_HOLD_ALREADY_VOIDED;
+    case 63:
+    case "ERROR_REASON_HOLD_EXPIRED":
+      return ErrorReason.ERROR_REASON_HOLD_EXPIRED;
+    case 64:
+    case "ERROR_REASON_HOLD_NOT_AUTHORIZED":
+      return ErrorReason.ERROR_REASON_HOLD_NOT_AUTHORIZED;
+    case 65:
+    case "ERROR_REASON_HOLD_CAPTURE_REFUSED":
+      return ErrorReason.ERROR_REASON_HOLD_CAPTURE_REFUSED;
+    case 66:
+    case "ERROR_REASON_HOLDS_LIMIT_REACHED":
+      return ErrorReason.ERROR_REASON_HOLDS_LIMIT_REACHED;
+    case 67:
+    case "ERROR_REASON_HOLD_TIMEOUT_OUT_OF_RANGE":
+      return ErrorReason.ERROR_REASON_HOLD_TIMEOUT_OUT_OF_RANGE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -439,6 +489,26 @@ export function errorReasonToJSON(object: ErrorReason): string {
       return "ERROR_REASON_UNSUPPORTED_COMPRESSION";
     case ErrorReason.ERROR_REASON_INTERNAL:
       return "ERROR_REASON_INTERNAL";
+    case ErrorReason.ERROR_REASON_HOLD_NOT_FOUND:
+      return "ERROR_REASON_HOLD_NOT_FOUND";
+    case ErrorReason.ERROR_REASON_NOT_A_HOLD:
+      return "ERROR_REASON_NOT_A_HOLD";
+    case ErrorReason.ERROR_REASON_CAPTURE_EXCEEDS_HOLD:
+      return "ERROR_REASON_CAPTURE_EXCEEDS_HOLD";
+    case ErrorReason.ERROR_REASON_HOLD_ALREADY_CAPTURED:
+      return "ERROR_REASON_HOLD_ALREADY_CAPTURED";
+    case ErrorReason.ERROR_REASON_HOLD_ALREADY_VOIDED:
+      return "ERROR_REASON_HOLD_ALREADY_VOIDED";
+    case ErrorReason.ERROR_REASON_HOLD_EXPIRED:
+      return "ERROR_REASON_HOLD_EXPIRED";
+    case ErrorReason.ERROR_REASON_HOLD_NOT_AUTHORIZED:
+      return "ERROR_REASON_HOLD_NOT_AUTHORIZED";
+    case ErrorReason.ERROR_REASON_HOLD_CAPTURE_REFUSED:
+      return "ERROR_REASON_HOLD_CAPTURE_REFUSED";
+    case ErrorReason.ERROR_REASON_HOLDS_LIMIT_REACHED:
+      return "ERROR_REASON_HOLDS_LIMIT_REACHED";
+    case ErrorReason.ERROR_REASON_HOLD_TIMEOUT_OUT_OF_RANGE:
+      return "ERROR_REASON_HOLD_TIMEOUT_OUT_OF_RANGE";
     case ErrorReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

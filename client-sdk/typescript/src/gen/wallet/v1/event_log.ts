@@ -58,6 +58,74 @@ export interface LedgerEvent {
   creditRefused?: CreditRefused | undefined;
   transferSettled?: TransferSettled | undefined;
   transferRefunded?: TransferRefunded | undefined;
+  holdAuthorized?: HoldAuthorized | undefined;
+  holdRefused?: HoldRefused | undefined;
+  holdCaptured?: HoldCaptured | undefined;
+  holdCaptureDebited?: HoldCaptureDebited | undefined;
+  holdVoided?: HoldVoided | undefined;
+  holdExpired?: HoldExpired | undefined;
+}
+
+/**
+ * Holds. `from_account`'s available amount drops by `amount` until the hold is captured,
+ * voided or expired; its balance does not change.
+ */
+export interface HoldAuthorized {
+  transactionId: string;
+  fromAccount: string;
+  toAccount: string;
+  amount: string;
+  amountMinor: string;
+  currency: string;
+  /** Leader-stamped expiry, milliseconds since the Unix epoch. */
+  expiresAtMs: string;
+  /** Whether `to_account` is in another partition. */
+  crossPartition: boolean;
+}
+
+/** The authorization was refused; nothing is held, the id is taken. */
+export interface HoldRefused {
+  transactionId: string;
+  fromAccount: string;
+  toAccount: string;
+  amount: string;
+  amountMinor: string;
+  currency: string;
+  reason: string;
+  field: string;
+  expiresAtMs: string;
+  crossPartition: boolean;
+}
+
+/**
+ * Within a partition: the hold is released and `amount` moved from its `from_account` to its
+ * `to_account`.
+ */
+export interface HoldCaptured {
+  transactionId: string;
+  /** In minor units of the hold's currency (the HoldAuthorized event names it). */
+  amountMinor: string;
+}
+
+/**
+ * Across partitions: the hold is released and `amount` left its `from_account`; a
+ * TransferCredited on the target partition and a TransferSettled (or TransferRefunded, which
+ * gives `amount` back) on this one follow, as for a cross-partition transfer.
+ */
+export interface HoldCaptureDebited {
+  transactionId: string;
+  /** In minor units of the hold's currency (the HoldAuthorized event names it). */
+  amountMinor: string;
+}
+
+/** The hold is released by a void. */
+export interface HoldVoided {
+  transactionId: string;
+}
+
+/** The hold is released at its expiry. */
+export interface HoldExpired {
+  transactionId: string;
 }
 
 /** A new account exists with a zero balance. */
@@ -386,6 +454,12 @@ function createBaseLedgerEvent(): LedgerEvent {
     creditRefused: undefined,
     transferSettled: undefined,
     transferRefunded: undefined,
+    holdAuthorized: undefined,
+    holdRefused: undefined,
+    holdCaptured: undefined,
+    holdCaptureDebited: undefined,
+    holdVoided: undefined,
+    holdExpired: undefined,
   };
 }
 
@@ -414,6 +488,24 @@ export const LedgerEvent: MessageFns<LedgerEvent> = {
     }
     if (message.transferRefunded !== undefined) {
       TransferRefunded.encode(message.transferRefunded, writer.uint32(66).fork()).join();
+    }
+    if (message.holdAuthorized !== undefined) {
+      HoldAuthorized.encode(message.holdAuthorized, writer.uint32(74).fork()).join();
+    }
+    if (message.holdRefused !== undefined) {
+      HoldRefused.encode(message.holdRefused, writer.uint32(82).fork()).join();
+    }
+    if (message.holdCaptured !== undefined) {
+      HoldCaptured.encode(message.holdCaptured, writer.uint32(90).fork()).join();
+    }
+    if (message.holdCaptureDebited !== undefined) {
+      HoldCaptureDebited.encode(message.holdCaptureDebited, writer.uint32(98).fork()).join();
+    }
+    if (message.holdVoided !== undefined) {
+      HoldVoided.encode(message.holdVoided, writer.uint32(106).fork()).join();
+    }
+    if (message.holdExpired !== undefined) {
+      HoldExpired.encode(message.holdExpired, writer.uint32(114).fork()).join();
     }
     return writer;
   },
@@ -495,6 +587,54 @@ export const LedgerEvent: MessageFns<LedgerEvent> = {
             message.transferRefunded = TransferRefunded.decode(reader, reader.uint32());
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.holdAuthorized = HoldAuthorized.decode(reader, reader.uint32());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.holdRefused = HoldRefused.decode(reader, reader.uint32());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.holdCaptured = HoldCaptured.decode(reader, reader.uint32());
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.holdCaptureDebited = HoldCaptureDebited.decode(reader, reader.uint32());
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.holdVoided = HoldVoided.decode(reader, reader.uint32());
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.holdExpired = HoldExpired.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -549,6 +689,36 @@ export const LedgerEvent: MessageFns<LedgerEvent> = {
         : isSet(object.transfer_refunded)
         ? TransferRefunded.fromJSON(object.transfer_refunded)
         : undefined,
+      holdAuthorized: isSet(object.holdAuthorized)
+        ? HoldAuthorized.fromJSON(object.holdAuthorized)
+        : isSet(object.hold_authorized)
+        ? HoldAuthorized.fromJSON(object.hold_authorized)
+        : undefined,
+      holdRefused: isSet(object.holdRefused)
+        ? HoldRefused.fromJSON(object.holdRefused)
+        : isSet(object.hold_refused)
+        ? HoldRefused.fromJSON(object.hold_refused)
+        : undefined,
+      holdCaptured: isSet(object.holdCaptured)
+        ? HoldCaptured.fromJSON(object.holdCaptured)
+        : isSet(object.hold_captured)
+        ? HoldCaptured.fromJSON(object.hold_captured)
+        : undefined,
+      holdCaptureDebited: isSet(object.holdCaptureDebited)
+        ? HoldCaptureDebited.fromJSON(object.holdCaptureDebited)
+        : isSet(object.hold_capture_debited)
+        ? HoldCaptureDebited.fromJSON(object.hold_capture_debited)
+        : undefined,
+      holdVoided: isSet(object.holdVoided)
+        ? HoldVoided.fromJSON(object.holdVoided)
+        : isSet(object.hold_voided)
+        ? HoldVoided.fromJSON(object.hold_voided)
+        : undefined,
+      holdExpired: isSet(object.holdExpired)
+        ? HoldExpired.fromJSON(object.holdExpired)
+        : isSet(object.hold_expired)
+        ? HoldExpired.fromJSON(object.hold_expired)
+        : undefined,
     };
   },
 
@@ -577,6 +747,24 @@ export const LedgerEvent: MessageFns<LedgerEvent> = {
     }
     if (message.transferRefunded !== undefined) {
       obj.transferRefunded = TransferRefunded.toJSON(message.transferRefunded);
+    }
+    if (message.holdAuthorized !== undefined) {
+      obj.holdAuthorized = HoldAuthorized.toJSON(message.holdAuthorized);
+    }
+    if (message.holdRefused !== undefined) {
+      obj.holdRefused = HoldRefused.toJSON(message.holdRefused);
+    }
+    if (message.holdCaptured !== undefined) {
+      obj.holdCaptured = HoldCaptured.toJSON(message.holdCaptured);
+    }
+    if (message.holdCaptureDebited !== undefined) {
+      obj.holdCaptureDebited = HoldCaptureDebited.toJSON(message.holdCaptureDebited);
+    }
+    if (message.holdVoided !== undefined) {
+      obj.holdVoided = HoldVoided.toJSON(message.holdVoided);
+    }
+    if (message.holdExpired !== undefined) {
+      obj.holdExpired = HoldExpired.toJSON(message.holdExpired);
     }
     return obj;
   },
@@ -610,6 +798,818 @@ export const LedgerEvent: MessageFns<LedgerEvent> = {
     message.transferRefunded = (object.transferRefunded !== undefined && object.transferRefunded !== null)
       ? TransferRefunded.fromPartial(object.transferRefunded)
       : undefined;
+    message.holdAuthorized = (object.holdAuthorized !== undefined && object.holdAuthorized !== null)
+      ? HoldAuthorized.fromPartial(object.holdAuthorized)
+      : undefined;
+    message.holdRefused = (object.holdRefused !== undefined && object.holdRefused !== null)
+      ? HoldRefused.fromPartial(object.holdRefused)
+      : undefined;
+    message.holdCaptured = (object.holdCaptured !== undefined && object.holdCaptured !== null)
+      ? HoldCaptured.fromPartial(object.holdCaptured)
+      : undefined;
+    message.holdCaptureDebited = (object.holdCaptureDebited !== undefined && object.holdCaptureDebited !== null)
+      ? HoldCaptureDebited.fromPartial(object.holdCaptureDebited)
+      : undefined;
+    message.holdVoided = (object.holdVoided !== undefined && object.holdVoided !== null)
+      ? HoldVoided.fromPartial(object.holdVoided)
+      : undefined;
+    message.holdExpired = (object.holdExpired !== undefined && object.holdExpired !== null)
+      ? HoldExpired.fromPartial(object.holdExpired)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseHoldAuthorized(): HoldAuthorized {
+  return {
+    transactionId: "",
+    fromAccount: "",
+    toAccount: "",
+    amount: "",
+    amountMinor: "0",
+    currency: "",
+    expiresAtMs: "0",
+    crossPartition: false,
+  };
+}
+
+export const HoldAuthorized: MessageFns<HoldAuthorized> = {
+  encode(message: HoldAuthorized, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transactionId !== "") {
+      writer.uint32(10).string(message.transactionId);
+    }
+    if (message.fromAccount !== "") {
+      writer.uint32(18).string(message.fromAccount);
+    }
+    if (message.toAccount !== "") {
+      writer.uint32(26).string(message.toAccount);
+    }
+    if (message.amount !== "") {
+      writer.uint32(34).string(message.amount);
+    }
+    if (message.amountMinor !== "0") {
+      writer.uint32(40).int64(message.amountMinor);
+    }
+    if (message.currency !== "") {
+      writer.uint32(50).string(message.currency);
+    }
+    if (message.expiresAtMs !== "0") {
+      writer.uint32(56).uint64(message.expiresAtMs);
+    }
+    if (message.crossPartition !== false) {
+      writer.uint32(64).bool(message.crossPartition);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HoldAuthorized {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHoldAuthorized();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transactionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.fromAccount = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.toAccount = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.amount = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.amountMinor = reader.int64().toString();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.currency = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.expiresAtMs = reader.uint64().toString();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.crossPartition = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HoldAuthorized {
+    return {
+      transactionId: isSet(object.transactionId)
+        ? globalThis.String(object.transactionId)
+        : isSet(object.transaction_id)
+        ? globalThis.String(object.transaction_id)
+        : "",
+      fromAccount: isSet(object.fromAccount)
+        ? globalThis.String(object.fromAccount)
+        : isSet(object.from_account)
+        ? globalThis.String(object.from_account)
+        : "",
+      toAccount: isSet(object.toAccount)
+        ? globalThis.String(object.toAccount)
+        : isSet(object.to_account)
+        ? globalThis.String(object.to_account)
+        : "",
+      amount: isSet(object.amount) ? globalThis.String(object.amount) : "",
+      amountMinor: isSet(object.amountMinor)
+        ? globalThis.String(object.amountMinor)
+        : isSet(object.amount_minor)
+        ? globalThis.String(object.amount_minor)
+        : "0",
+      currency: isSet(object.currency) ? globalThis.String(object.currency) : "",
+      expiresAtMs: isSet(object.expiresAtMs)
+        ? globalThis.String(object.expiresAtMs)
+        : isSet(object.expires_at_ms)
+        ? globalThis.String(object.expires_at_ms)
+        : "0",
+      crossPartition: isSet(object.crossPartition)
+        ? globalThis.Boolean(object.crossPartition)
+        : isSet(object.cross_partition)
+        ? globalThis.Boolean(object.cross_partition)
+        : false,
+    };
+  },
+
+  toJSON(message: HoldAuthorized): unknown {
+    const obj: any = {};
+    if (message.transactionId !== "") {
+      obj.transactionId = message.transactionId;
+    }
+    if (message.fromAccount !== "") {
+      obj.fromAccount = message.fromAccount;
+    }
+    if (message.toAccount !== "") {
+      obj.toAccount = message.toAccount;
+    }
+    if (message.amount !== "") {
+      obj.amount = message.amount;
+    }
+    if (message.amountMinor !== "0") {
+      obj.amountMinor = message.amountMinor;
+    }
+    if (message.currency !== "") {
+      obj.currency = message.currency;
+    }
+    if (message.expiresAtMs !== "0") {
+      obj.expiresAtMs = message.expiresAtMs;
+    }
+    if (message.crossPartition !== false) {
+      obj.crossPartition = message.crossPartition;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HoldAuthorized>, I>>(base?: I): HoldAuthorized {
+    return HoldAuthorized.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HoldAuthorized>, I>>(object: I): HoldAuthorized {
+    const message = createBaseHoldAuthorized();
+    message.transactionId = object.transactionId ?? "";
+    message.fromAccount = object.fromAccount ?? "";
+    message.toAccount = object.toAccount ?? "";
+    message.amount = object.amount ?? "";
+    message.amountMinor = object.amountMinor ?? "0";
+    message.currency = object.currency ?? "";
+    message.expiresAtMs = object.expiresAtMs ?? "0";
+    message.crossPartition = object.crossPartition ?? false;
+    return message;
+  },
+};
+
+function createBaseHoldRefused(): HoldRefused {
+  return {
+    transactionId: "",
+    fromAccount: "",
+    toAccount: "",
+    amount: "",
+    amountMinor: "0",
+    currency: "",
+    reason: "",
+    field: "",
+    expiresAtMs: "0",
+    crossPartition: false,
+  };
+}
+
+export const HoldRefused: MessageFns<HoldRefused> = {
+  encode(message: HoldRefused, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transactionId !== "") {
+      writer.uint32(10).string(message.transactionId);
+    }
+    if (message.fromAccount !== "") {
+      writer.uint32(18).string(message.fromAccount);
+    }
+    if (message.toAccount !== "") {
+      writer.uint32(26).string(message.toAccount);
+    }
+    if (message.amount !== "") {
+      writer.uint32(34).string(message.amount);
+    }
+    if (message.amountMinor !== "0") {
+      writer.uint32(40).int64(message.amountMinor);
+    }
+    if (message.currency !== "") {
+      writer.uint32(50).string(message.currency);
+    }
+    if (message.reason !== "") {
+      writer.uint32(58).string(message.reason);
+    }
+    if (message.field !== "") {
+      writer.uint32(66).string(message.field);
+    }
+    if (message.expiresAtMs !== "0") {
+      writer.uint32(72).uint64(message.expiresAtMs);
+    }
+    if (message.crossPartition !== false) {
+      writer.uint32(80).bool(message.crossPartition);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HoldRefused {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHoldRefused();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transactionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.fromAccount = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.toAccount = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.amount = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.amountMinor = reader.int64().toString();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.currency = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.field = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.expiresAtMs = reader.uint64().toString();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.crossPartition = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HoldRefused {
+    return {
+      transactionId: isSet(object.transactionId)
+        ? globalThis.String(object.transactionId)
+        : isSet(object.transaction_id)
+        ? globalThis.String(object.transaction_id)
+        : "",
+      fromAccount: isSet(object.fromAccount)
+        ? globalThis.String(object.fromAccount)
+        : isSet(object.from_account)
+        ? globalThis.String(object.from_account)
+        : "",
+      toAccount: isSet(object.toAccount)
+        ? globalThis.String(object.toAccount)
+        : isSet(object.to_account)
+        ? globalThis.String(object.to_account)
+        : "",
+      amount: isSet(object.amount) ? globalThis.String(object.amount) : "",
+      amountMinor: isSet(object.amountMinor)
+        ? globalThis.String(object.amountMinor)
+        : isSet(object.amount_minor)
+        ? globalThis.String(object.amount_minor)
+        : "0",
+      currency: isSet(object.currency) ? globalThis.String(object.currency) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      field: isSet(object.field) ? globalThis.String(object.field) : "",
+      expiresAtMs: isSet(object.expiresAtMs)
+        ? globalThis.String(object.expiresAtMs)
+        : isSet(object.expires_at_ms)
+        ? globalThis.String(object.expires_at_ms)
+        : "0",
+      crossPartition: isSet(object.crossPartition)
+        ? globalThis.Boolean(object.crossPartition)
+        : isSet(object.cross_partition)
+        ? globalThis.Boolean(object.cross_partition)
+        : false,
+    };
+  },
+
+  toJSON(message: HoldRefused): unknown {
+    const obj: any = {};
+    if (message.transactionId !== "") {
+      obj.transactionId = message.transactionId;
+    }
+    if (message.fromAccount !== "") {
+      obj.fromAccount = message.fromAccount;
+    }
+    if (message.toAccount !== "") {
+      obj.toAccount = message.toAccount;
+    }
+    if (message.amount !== "") {
+      obj.amount = message.amount;
+    }
+    if (message.amountMinor !== "0") {
+      obj.amountMinor = message.amountMinor;
+    }
+    if (message.currency !== "") {
+      obj.currency = message.currency;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.field !== "") {
+      obj.field = message.field;
+    }
+    if (message.expiresAtMs !== "0") {
+      obj.expiresAtMs = message.expiresAtMs;
+    }
+    if (message.crossPartition !== false) {
+      obj.crossPartition = message.crossPartition;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HoldRefused>, I>>(base?: I): HoldRefused {
+    return HoldRefused.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HoldRefused>, I>>(object: I): HoldRefused {
+    const message = createBaseHoldRefused();
+    message.transactionId = object.transactionId ?? "";
+    message.fromAccount = object.fromAccount ?? "";
+    message.toAccount = object.toAccount ?? "";
+    message.amount = object.amount ?? "";
+    message.amountMinor = object.amountMinor ?? "0";
+    message.currency = object.currency ?? "";
+    message.reason = object.reason ?? "";
+    message.field = object.field ?? "";
+    message.expiresAtMs = object.expiresAtMs ?? "0";
+    message.crossPartition = object.crossPartition ?? false;
+    return message;
+  },
+};
+
+function createBaseHoldCaptured(): HoldCaptured {
+  return { transactionId: "", amountMinor: "0" };
+}
+
+export const HoldCaptured: MessageFns<HoldCaptured> = {
+  encode(message: HoldCaptured, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transactionId !== "") {
+      writer.uint32(10).string(message.transactionId);
+    }
+    if (message.amountMinor !== "0") {
+      writer.uint32(16).int64(message.amountMinor);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HoldCaptured {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHoldCaptured();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transactionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.amountMinor = reader.int64().toString();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HoldCaptured {
+    return {
+      transactionId: isSet(object.transactionId)
+        ? globalThis.String(object.transactionId)
+        : isSet(object.transaction_id)
+        ? globalThis.String(object.transaction_id)
+        : "",
+      amountMinor: isSet(object.amountMinor)
+        ? globalThis.String(object.amountMinor)
+        : isSet(object.amount_minor)
+        ? globalThis.String(object.amount_minor)
+        : "0",
+    };
+  },
+
+  toJSON(message: HoldCaptured): unknown {
+    const obj: any = {};
+    if (message.transactionId !== "") {
+      obj.transactionId = message.transactionId;
+    }
+    if (message.amountMinor !== "0") {
+      obj.amountMinor = message.amountMinor;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HoldCaptured>, I>>(base?: I): HoldCaptured {
+    return HoldCaptured.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HoldCaptured>, I>>(object: I): HoldCaptured {
+    const message = createBaseHoldCaptured();
+    message.transactionId = object.transactionId ?? "";
+    message.amountMinor = object.amountMinor ?? "0";
+    return message;
+  },
+};
+
+function createBaseHoldCaptureDebited(): HoldCaptureDebited {
+  return { transactionId: "", amountMinor: "0" };
+}
+
+export const HoldCaptureDebited: MessageFns<HoldCaptureDebited> = {
+  encode(message: HoldCaptureDebited, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transactionId !== "") {
+      writer.uint32(10).string(message.transactionId);
+    }
+    if (message.amountMinor !== "0") {
+      writer.uint32(16).int64(message.amountMinor);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HoldCaptureDebited {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHoldCaptureDebited();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transactionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.amountMinor = reader.int64().toString();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HoldCaptureDebited {
+    return {
+      transactionId: isSet(object.transactionId)
+        ? globalThis.String(object.transactionId)
+        : isSet(object.transaction_id)
+        ? globalThis.String(object.transaction_id)
+        : "",
+      amountMinor: isSet(object.amountMinor)
+        ? globalThis.String(object.amountMinor)
+        : isSet(object.amount_minor)
+        ? globalThis.String(object.amount_minor)
+        : "0",
+    };
+  },
+
+  toJSON(message: HoldCaptureDebited): unknown {
+    const obj: any = {};
+    if (message.transactionId !== "") {
+      obj.transactionId = message.transactionId;
+    }
+    if (message.amountMinor !== "0") {
+      obj.amountMinor = message.amountMinor;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HoldCaptureDebited>, I>>(base?: I): HoldCaptureDebited {
+    return HoldCaptureDebited.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HoldCaptureDebited>, I>>(object: I): HoldCaptureDebited {
+    const message = createBaseHoldCaptureDebited();
+    message.transactionId = object.transactionId ?? "";
+    message.amountMinor = object.amountMinor ?? "0";
+    return message;
+  },
+};
+
+function createBaseHoldVoided(): HoldVoided {
+  return { transactionId: "" };
+}
+
+export const HoldVoided: MessageFns<HoldVoided> = {
+  encode(message: HoldVoided, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transactionId !== "") {
+      writer.uint32(10).string(message.transactionId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HoldVoided {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHoldVoided();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transactionId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HoldVoided {
+    return {
+      transactionId: isSet(object.transactionId)
+        ? globalThis.String(object.transactionId)
+        : isSet(object.transaction_id)
+        ? globalThis.String(object.transaction_id)
+        : "",
+    };
+  },
+
+  toJSON(message: HoldVoided): unknown {
+    const obj: any = {};
+    if (message.transactionId !== "") {
+      obj.transactionId = message.transactionId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HoldVoided>, I>>(base?: I): HoldVoided {
+    return HoldVoided.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HoldVoided>, I>>(object: I): HoldVoided {
+    const message = createBaseHoldVoided();
+    message.transactionId = object.transactionId ?? "";
+    return message;
+  },
+};
+
+function createBaseHoldExpired(): HoldExpired {
+  return { transactionId: "" };
+}
+
+export const HoldExpired: MessageFns<HoldExpired> = {
+  encode(message: HoldExpired, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transactionId !== "") {
+      writer.uint32(10).string(message.transactionId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HoldExpired {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHoldExpired();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transactionId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HoldExpired {
+    return {
+      transactionId: isSet(object.transactionId)
+        ? globalThis.String(object.transactionId)
+        : isSet(object.transaction_id)
+        ? globalThis.String(object.transaction_id)
+        : "",
+    };
+  },
+
+  toJSON(message: HoldExpired): unknown {
+    const obj: any = {};
+    if (message.transactionId !== "") {
+      obj.transactionId = message.transactionId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HoldExpired>, I>>(base?: I): HoldExpired {
+    return HoldExpired.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HoldExpired>, I>>(object: I): HoldExpired {
+    const message = createBaseHoldExpired();
+    message.transactionId = object.transactionId ?? "";
     return message;
   },
 };

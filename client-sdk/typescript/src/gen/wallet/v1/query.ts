@@ -33,6 +33,16 @@ export enum TransferState {
   TRANSFER_STATE_COMPLETED = 2,
   /** TRANSFER_STATE_REJECTED - Final: no money moved (reject_reason says why). */
   TRANSFER_STATE_REJECTED = 3,
+  /**
+   * TRANSFER_STATE_PENDING - Holds: authorized, the amount reserved. Then COMPLETED (captured: `amount` is the
+   * captured amount; IN_FLIGHT first across partitions), VOIDED, EXPIRED, or REJECTED (the
+   * authorization, or a cross-partition capture, refused).
+   */
+  TRANSFER_STATE_PENDING = 4,
+  /** TRANSFER_STATE_VOIDED - Holds, final: released by a void; nothing moved. */
+  TRANSFER_STATE_VOIDED = 5,
+  /** TRANSFER_STATE_EXPIRED - Holds, final: released at the expiry; nothing moved. */
+  TRANSFER_STATE_EXPIRED = 6,
   UNRECOGNIZED = -1,
 }
 
@@ -50,6 +60,15 @@ export function transferStateFromJSON(object: any): TransferState {
     case 3:
     case "TRANSFER_STATE_REJECTED":
       return TransferState.TRANSFER_STATE_REJECTED;
+    case 4:
+    case "TRANSFER_STATE_PENDING":
+      return TransferState.TRANSFER_STATE_PENDING;
+    case 5:
+    case "TRANSFER_STATE_VOIDED":
+      return TransferState.TRANSFER_STATE_VOIDED;
+    case 6:
+    case "TRANSFER_STATE_EXPIRED":
+      return TransferState.TRANSFER_STATE_EXPIRED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -67,6 +86,12 @@ export function transferStateToJSON(object: TransferState): string {
       return "TRANSFER_STATE_COMPLETED";
     case TransferState.TRANSFER_STATE_REJECTED:
       return "TRANSFER_STATE_REJECTED";
+    case TransferState.TRANSFER_STATE_PENDING:
+      return "TRANSFER_STATE_PENDING";
+    case TransferState.TRANSFER_STATE_VOIDED:
+      return "TRANSFER_STATE_VOIDED";
+    case TransferState.TRANSFER_STATE_EXPIRED:
+      return "TRANSFER_STATE_EXPIRED";
     case TransferState.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -93,6 +118,14 @@ export interface Balance {
   partition: number;
   index: string;
   timestampMs: string;
+  /**
+   * What the account's pending holds reserve, and what it can spend (`balance` - `held`),
+   * decimal strings like `balance`, as of this balance (a change pushed by WatchBalances
+   * carries them as of that change; a hold alone changes them without a push or a sequence).
+   * GetBalanceAt leaves them empty except at the account's opening: history keeps balances.
+   */
+  held: string;
+  available: string;
 }
 
 export interface GetBalanceRequest {
@@ -220,6 +253,8 @@ function createBaseBalance(): Balance {
     partition: 0,
     index: "0",
     timestampMs: "0",
+    held: "",
+    available: "",
   };
 }
 
@@ -251,6 +286,12 @@ export const Balance: MessageFns<Balance> = {
     }
     if (message.timestampMs !== "0") {
       writer.uint32(72).uint64(message.timestampMs);
+    }
+    if (message.held !== "") {
+      writer.uint32(82).string(message.held);
+    }
+    if (message.available !== "") {
+      writer.uint32(90).string(message.available);
     }
     return writer;
   },
@@ -340,6 +381,22 @@ export const Balance: MessageFns<Balance> = {
             message.timestampMs = reader.uint64().toString();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.held = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.available = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -379,6 +436,8 @@ export const Balance: MessageFns<Balance> = {
         : isSet(object.timestamp_ms)
         ? globalThis.String(object.timestamp_ms)
         : "0",
+      held: isSet(object.held) ? globalThis.String(object.held) : "",
+      available: isSet(object.available) ? globalThis.String(object.available) : "",
     };
   },
 
@@ -411,6 +470,12 @@ export const Balance: MessageFns<Balance> = {
     if (message.timestampMs !== "0") {
       obj.timestampMs = message.timestampMs;
     }
+    if (message.held !== "") {
+      obj.held = message.held;
+    }
+    if (message.available !== "") {
+      obj.available = message.available;
+    }
     return obj;
   },
 
@@ -428,6 +493,8 @@ export const Balance: MessageFns<Balance> = {
     message.partition = object.partition ?? 0;
     message.index = object.index ?? "0";
     message.timestampMs = object.timestampMs ?? "0";
+    message.held = object.held ?? "";
+    message.available = object.available ?? "";
     return message;
   },
 };

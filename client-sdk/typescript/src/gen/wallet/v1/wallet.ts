@@ -20,6 +20,8 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { Duration } from "../../google/protobuf/duration";
+import { Timestamp } from "../../google/protobuf/timestamp";
 
 export const protobufPackage = "wallet.v1";
 
@@ -34,9 +36,15 @@ export enum TransferStatus {
   /**
    * TRANSFER_STATUS_IN_FLIGHT - Cross-partition transfers only: debited on the source account's partition, not yet
    * settled there. Becomes COMPLETED or REJECTED (refunded); a transfer already answered
-   * "success" becomes COMPLETED.
+   * "success" becomes COMPLETED. A hold being captured across partitions is IN_FLIGHT too.
    */
   TRANSFER_STATUS_IN_FLIGHT = 3,
+  /** TRANSFER_STATUS_PENDING - Holds: authorized, the amount reserved; becomes COMPLETED (captured), VOIDED or EXPIRED. */
+  TRANSFER_STATUS_PENDING = 4,
+  /** TRANSFER_STATUS_VOIDED - Holds, final: released by VoidTransfer; nothing moved. */
+  TRANSFER_STATUS_VOIDED = 5,
+  /** TRANSFER_STATUS_EXPIRED - Holds, final: released at the expiry; nothing moved. */
+  TRANSFER_STATUS_EXPIRED = 6,
   UNRECOGNIZED = -1,
 }
 
@@ -54,6 +62,15 @@ export function transferStatusFromJSON(object: any): TransferStatus {
     case 3:
     case "TRANSFER_STATUS_IN_FLIGHT":
       return TransferStatus.TRANSFER_STATUS_IN_FLIGHT;
+    case 4:
+    case "TRANSFER_STATUS_PENDING":
+      return TransferStatus.TRANSFER_STATUS_PENDING;
+    case 5:
+    case "TRANSFER_STATUS_VOIDED":
+      return TransferStatus.TRANSFER_STATUS_VOIDED;
+    case 6:
+    case "TRANSFER_STATUS_EXPIRED":
+      return TransferStatus.TRANSFER_STATUS_EXPIRED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -71,6 +88,12 @@ export function transferStatusToJSON(object: TransferStatus): string {
       return "TRANSFER_STATUS_REJECTED";
     case TransferStatus.TRANSFER_STATUS_IN_FLIGHT:
       return "TRANSFER_STATUS_IN_FLIGHT";
+    case TransferStatus.TRANSFER_STATUS_PENDING:
+      return "TRANSFER_STATUS_PENDING";
+    case TransferStatus.TRANSFER_STATUS_VOIDED:
+      return "TRANSFER_STATUS_VOIDED";
+    case TransferStatus.TRANSFER_STATUS_EXPIRED:
+      return "TRANSFER_STATUS_EXPIRED";
     case TransferStatus.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -117,6 +140,12 @@ export interface Account {
    * 9.2e18 minor units), while `balance` is always exact: treat `balance` as authoritative.
    */
   balanceMinor: string;
+  /**
+   * GetAccount: what pending holds reserve on the account (decimal string, like `balance`),
+   * and what it can spend, `balance` minus `held`. Empty in OpenAccount answers.
+   */
+  held: string;
+  available: string;
 }
 
 export interface TransferRequest {
@@ -189,6 +218,56 @@ export interface TransferError {
   field: string;
 }
 
+export interface AuthorizeTransferRequest {
+  /** As in TransferRequest: the hold's idempotency key and its accounts, amount, currency. */
+  transactionId: string;
+  fromAccount: string;
+  toAccount: string;
+  amount: string;
+  currency: string;
+  /**
+   * How long the hold lasts, from the authorization: at least 1 ms, at most 30 days, whole
+   * milliseconds (INVALID_ARGUMENT, reason HOLD_TIMEOUT_OUT_OF_RANGE, field `timeout`).
+   */
+  timeout: Duration | undefined;
+}
+
+export interface CaptureTransferRequest {
+  /** The hold's transaction_id. */
+  transactionId: string;
+  /**
+   * The hold's from_account: it routes the call to the hold's partition. A hold of another
+   * account is HOLD_NOT_FOUND.
+   */
+  fromAccount: string;
+  /**
+   * Decimal string in the hold's currency, > 0, at most the held amount; empty for the
+   * whole hold.
+   */
+  amount: string;
+}
+
+export interface VoidTransferRequest {
+  /** The hold's transaction_id. */
+  transactionId: string;
+  /** The hold's from_account, as in CaptureTransferRequest. */
+  fromAccount: string;
+}
+
+export interface HoldResponse {
+  /** The hold after the step (`hold` set). */
+  transfer:
+    | Transfer
+    | undefined;
+  /** As TransferResponse.replayed: an earlier entry decided this step. */
+  replayed: boolean;
+  /**
+   * Where money moved, for a capture (as TransferResponse.consistency_token); otherwise the
+   * step's log position.
+   */
+  consistencyToken: string;
+}
+
 export interface GetAccountRequest {
   accountId: string;
 }
@@ -209,6 +288,18 @@ export interface GetTransferResponse {
   transfer: Transfer | undefined;
 }
 
+/** What a transfer that is a hold adds. */
+export interface HoldInfo {
+  /** When the hold stops being capturable (leader-stamped authorization time + timeout). */
+  expiresAt:
+    | Date
+    | undefined;
+  /** For a captured hold (or one being captured): the amount captured (decimal string). */
+  capturedAmount: string;
+  /** Where the capture, void or expiry was decided (opaque token); empty while pending. */
+  resolvedAt: string;
+}
+
 export interface Transfer {
   transactionId: string;
   fromAccount: string;
@@ -222,6 +313,8 @@ export interface Transfer {
   committedAtUnixMs: string;
   /** The log position that decided the transfer (opaque token). */
   consistencyToken: string;
+  /** Set when the transfer is a hold (AuthorizeTransfer); `amount` is the amount authorized. */
+  hold: HoldInfo | undefined;
 }
 
 function createBaseOpenAccountRequest(): OpenAccountRequest {
@@ -528,7 +621,15 @@ export const OpenAccountResult: MessageFns<OpenAccountResult> = {
 };
 
 function createBaseAccount(): Account {
-  return { accountId: "", currency: "", allowNegativeBalance: false, balance: "", balanceMinor: "0" };
+  return {
+    accountId: "",
+    currency: "",
+    allowNegativeBalance: false,
+    balance: "",
+    balanceMinor: "0",
+    held: "",
+    available: "",
+  };
 }
 
 export const Account: MessageFns<Account> = {
@@ -547,6 +648,12 @@ export const Account: MessageFns<Account> = {
     }
     if (message.balanceMinor !== "0") {
       writer.uint32(40).int64(message.balanceMinor);
+    }
+    if (message.held !== "") {
+      writer.uint32(50).string(message.held);
+    }
+    if (message.available !== "") {
+      writer.uint32(58).string(message.available);
     }
     return writer;
   },
@@ -604,6 +711,22 @@ export const Account: MessageFns<Account> = {
             message.balanceMinor = reader.int64().toString();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.held = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.available = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -635,6 +758,8 @@ export const Account: MessageFns<Account> = {
         : isSet(object.balance_minor)
         ? globalThis.String(object.balance_minor)
         : "0",
+      held: isSet(object.held) ? globalThis.String(object.held) : "",
+      available: isSet(object.available) ? globalThis.String(object.available) : "",
     };
   },
 
@@ -655,6 +780,12 @@ export const Account: MessageFns<Account> = {
     if (message.balanceMinor !== "0") {
       obj.balanceMinor = message.balanceMinor;
     }
+    if (message.held !== "") {
+      obj.held = message.held;
+    }
+    if (message.available !== "") {
+      obj.available = message.available;
+    }
     return obj;
   },
 
@@ -668,6 +799,8 @@ export const Account: MessageFns<Account> = {
     message.allowNegativeBalance = object.allowNegativeBalance ?? false;
     message.balance = object.balance ?? "";
     message.balanceMinor = object.balanceMinor ?? "0";
+    message.held = object.held ?? "";
+    message.available = object.available ?? "";
     return message;
   },
 };
@@ -1344,6 +1477,478 @@ export const TransferError: MessageFns<TransferError> = {
   },
 };
 
+function createBaseAuthorizeTransferRequest(): AuthorizeTransferRequest {
+  return { transactionId: "", fromAccount: "", toAccount: "", amount: "", currency: "", timeout: undefined };
+}
+
+export const AuthorizeTransferRequest: MessageFns<AuthorizeTransferRequest> = {
+  encode(message: AuthorizeTransferRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transactionId !== "") {
+      writer.uint32(10).string(message.transactionId);
+    }
+    if (message.fromAccount !== "") {
+      writer.uint32(18).string(message.fromAccount);
+    }
+    if (message.toAccount !== "") {
+      writer.uint32(26).string(message.toAccount);
+    }
+    if (message.amount !== "") {
+      writer.uint32(34).string(message.amount);
+    }
+    if (message.currency !== "") {
+      writer.uint32(42).string(message.currency);
+    }
+    if (message.timeout !== undefined) {
+      Duration.encode(message.timeout, writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuthorizeTransferRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuthorizeTransferRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transactionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.fromAccount = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.toAccount = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.amount = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.currency = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.timeout = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuthorizeTransferRequest {
+    return {
+      transactionId: isSet(object.transactionId)
+        ? globalThis.String(object.transactionId)
+        : isSet(object.transaction_id)
+        ? globalThis.String(object.transaction_id)
+        : "",
+      fromAccount: isSet(object.fromAccount)
+        ? globalThis.String(object.fromAccount)
+        : isSet(object.from_account)
+        ? globalThis.String(object.from_account)
+        : "",
+      toAccount: isSet(object.toAccount)
+        ? globalThis.String(object.toAccount)
+        : isSet(object.to_account)
+        ? globalThis.String(object.to_account)
+        : "",
+      amount: isSet(object.amount) ? globalThis.String(object.amount) : "",
+      currency: isSet(object.currency) ? globalThis.String(object.currency) : "",
+      timeout: isSet(object.timeout) ? Duration.fromJSON(object.timeout) : undefined,
+    };
+  },
+
+  toJSON(message: AuthorizeTransferRequest): unknown {
+    const obj: any = {};
+    if (message.transactionId !== "") {
+      obj.transactionId = message.transactionId;
+    }
+    if (message.fromAccount !== "") {
+      obj.fromAccount = message.fromAccount;
+    }
+    if (message.toAccount !== "") {
+      obj.toAccount = message.toAccount;
+    }
+    if (message.amount !== "") {
+      obj.amount = message.amount;
+    }
+    if (message.currency !== "") {
+      obj.currency = message.currency;
+    }
+    if (message.timeout !== undefined) {
+      obj.timeout = Duration.toJSON(message.timeout);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuthorizeTransferRequest>, I>>(base?: I): AuthorizeTransferRequest {
+    return AuthorizeTransferRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuthorizeTransferRequest>, I>>(object: I): AuthorizeTransferRequest {
+    const message = createBaseAuthorizeTransferRequest();
+    message.transactionId = object.transactionId ?? "";
+    message.fromAccount = object.fromAccount ?? "";
+    message.toAccount = object.toAccount ?? "";
+    message.amount = object.amount ?? "";
+    message.currency = object.currency ?? "";
+    message.timeout = (object.timeout !== undefined && object.timeout !== null)
+      ? Duration.fromPartial(object.timeout)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseCaptureTransferRequest(): CaptureTransferRequest {
+  return { transactionId: "", fromAccount: "", amount: "" };
+}
+
+export const CaptureTransferRequest: MessageFns<CaptureTransferRequest> = {
+  encode(message: CaptureTransferRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transactionId !== "") {
+      writer.uint32(10).string(message.transactionId);
+    }
+    if (message.fromAccount !== "") {
+      writer.uint32(18).string(message.fromAccount);
+    }
+    if (message.amount !== "") {
+      writer.uint32(26).string(message.amount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CaptureTransferRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCaptureTransferRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transactionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.fromAccount = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.amount = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CaptureTransferRequest {
+    return {
+      transactionId: isSet(object.transactionId)
+        ? globalThis.String(object.transactionId)
+        : isSet(object.transaction_id)
+        ? globalThis.String(object.transaction_id)
+        : "",
+      fromAccount: isSet(object.fromAccount)
+        ? globalThis.String(object.fromAccount)
+        : isSet(object.from_account)
+        ? globalThis.String(object.from_account)
+        : "",
+      amount: isSet(object.amount) ? globalThis.String(object.amount) : "",
+    };
+  },
+
+  toJSON(message: CaptureTransferRequest): unknown {
+    const obj: any = {};
+    if (message.transactionId !== "") {
+      obj.transactionId = message.transactionId;
+    }
+    if (message.fromAccount !== "") {
+      obj.fromAccount = message.fromAccount;
+    }
+    if (message.amount !== "") {
+      obj.amount = message.amount;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CaptureTransferRequest>, I>>(base?: I): CaptureTransferRequest {
+    return CaptureTransferRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CaptureTransferRequest>, I>>(object: I): CaptureTransferRequest {
+    const message = createBaseCaptureTransferRequest();
+    message.transactionId = object.transactionId ?? "";
+    message.fromAccount = object.fromAccount ?? "";
+    message.amount = object.amount ?? "";
+    return message;
+  },
+};
+
+function createBaseVoidTransferRequest(): VoidTransferRequest {
+  return { transactionId: "", fromAccount: "" };
+}
+
+export const VoidTransferRequest: MessageFns<VoidTransferRequest> = {
+  encode(message: VoidTransferRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transactionId !== "") {
+      writer.uint32(10).string(message.transactionId);
+    }
+    if (message.fromAccount !== "") {
+      writer.uint32(18).string(message.fromAccount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VoidTransferRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVoidTransferRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transactionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.fromAccount = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VoidTransferRequest {
+    return {
+      transactionId: isSet(object.transactionId)
+        ? globalThis.String(object.transactionId)
+        : isSet(object.transaction_id)
+        ? globalThis.String(object.transaction_id)
+        : "",
+      fromAccount: isSet(object.fromAccount)
+        ? globalThis.String(object.fromAccount)
+        : isSet(object.from_account)
+        ? globalThis.String(object.from_account)
+        : "",
+    };
+  },
+
+  toJSON(message: VoidTransferRequest): unknown {
+    const obj: any = {};
+    if (message.transactionId !== "") {
+      obj.transactionId = message.transactionId;
+    }
+    if (message.fromAccount !== "") {
+      obj.fromAccount = message.fromAccount;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VoidTransferRequest>, I>>(base?: I): VoidTransferRequest {
+    return VoidTransferRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VoidTransferRequest>, I>>(object: I): VoidTransferRequest {
+    const message = createBaseVoidTransferRequest();
+    message.transactionId = object.transactionId ?? "";
+    message.fromAccount = object.fromAccount ?? "";
+    return message;
+  },
+};
+
+function createBaseHoldResponse(): HoldResponse {
+  return { transfer: undefined, replayed: false, consistencyToken: "" };
+}
+
+export const HoldResponse: MessageFns<HoldResponse> = {
+  encode(message: HoldResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transfer !== undefined) {
+      Transfer.encode(message.transfer, writer.uint32(10).fork()).join();
+    }
+    if (message.replayed !== false) {
+      writer.uint32(16).bool(message.replayed);
+    }
+    if (message.consistencyToken !== "") {
+      writer.uint32(26).string(message.consistencyToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HoldResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHoldResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transfer = Transfer.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.replayed = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.consistencyToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HoldResponse {
+    return {
+      transfer: isSet(object.transfer) ? Transfer.fromJSON(object.transfer) : undefined,
+      replayed: isSet(object.replayed) ? globalThis.Boolean(object.replayed) : false,
+      consistencyToken: isSet(object.consistencyToken)
+        ? globalThis.String(object.consistencyToken)
+        : isSet(object.consistency_token)
+        ? globalThis.String(object.consistency_token)
+        : "",
+    };
+  },
+
+  toJSON(message: HoldResponse): unknown {
+    const obj: any = {};
+    if (message.transfer !== undefined) {
+      obj.transfer = Transfer.toJSON(message.transfer);
+    }
+    if (message.replayed !== false) {
+      obj.replayed = message.replayed;
+    }
+    if (message.consistencyToken !== "") {
+      obj.consistencyToken = message.consistencyToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HoldResponse>, I>>(base?: I): HoldResponse {
+    return HoldResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HoldResponse>, I>>(object: I): HoldResponse {
+    const message = createBaseHoldResponse();
+    message.transfer = (object.transfer !== undefined && object.transfer !== null)
+      ? Transfer.fromPartial(object.transfer)
+      : undefined;
+    message.replayed = object.replayed ?? false;
+    message.consistencyToken = object.consistencyToken ?? "";
+    return message;
+  },
+};
+
 function createBaseGetAccountRequest(): GetAccountRequest {
   return { accountId: "" };
 }
@@ -1646,6 +2251,119 @@ export const GetTransferResponse: MessageFns<GetTransferResponse> = {
   },
 };
 
+function createBaseHoldInfo(): HoldInfo {
+  return { expiresAt: undefined, capturedAmount: "", resolvedAt: "" };
+}
+
+export const HoldInfo: MessageFns<HoldInfo> = {
+  encode(message: HoldInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.expiresAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.expiresAt), writer.uint32(10).fork()).join();
+    }
+    if (message.capturedAmount !== "") {
+      writer.uint32(18).string(message.capturedAmount);
+    }
+    if (message.resolvedAt !== "") {
+      writer.uint32(26).string(message.resolvedAt);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HoldInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHoldInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.expiresAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.capturedAmount = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.resolvedAt = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HoldInfo {
+    return {
+      expiresAt: isSet(object.expiresAt)
+        ? fromJsonTimestamp(object.expiresAt)
+        : isSet(object.expires_at)
+        ? fromJsonTimestamp(object.expires_at)
+        : undefined,
+      capturedAmount: isSet(object.capturedAmount)
+        ? globalThis.String(object.capturedAmount)
+        : isSet(object.captured_amount)
+        ? globalThis.String(object.captured_amount)
+        : "",
+      resolvedAt: isSet(object.resolvedAt)
+        ? globalThis.String(object.resolvedAt)
+        : isSet(object.resolved_at)
+        ? globalThis.String(object.resolved_at)
+        : "",
+    };
+  },
+
+  toJSON(message: HoldInfo): unknown {
+    const obj: any = {};
+    if (message.expiresAt !== undefined) {
+      obj.expiresAt = message.expiresAt.toISOString();
+    }
+    if (message.capturedAmount !== "") {
+      obj.capturedAmount = message.capturedAmount;
+    }
+    if (message.resolvedAt !== "") {
+      obj.resolvedAt = message.resolvedAt;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HoldInfo>, I>>(base?: I): HoldInfo {
+    return HoldInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HoldInfo>, I>>(object: I): HoldInfo {
+    const message = createBaseHoldInfo();
+    message.expiresAt = object.expiresAt ?? undefined;
+    message.capturedAmount = object.capturedAmount ?? "";
+    message.resolvedAt = object.resolvedAt ?? "";
+    return message;
+  },
+};
+
 function createBaseTransfer(): Transfer {
   return {
     transactionId: "",
@@ -1657,6 +2375,7 @@ function createBaseTransfer(): Transfer {
     rejectReason: "",
     committedAtUnixMs: "0",
     consistencyToken: "",
+    hold: undefined,
   };
 }
 
@@ -1688,6 +2407,9 @@ export const Transfer: MessageFns<Transfer> = {
     }
     if (message.consistencyToken !== "") {
       writer.uint32(74).string(message.consistencyToken);
+    }
+    if (message.hold !== undefined) {
+      HoldInfo.encode(message.hold, writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -1777,6 +2499,14 @@ export const Transfer: MessageFns<Transfer> = {
             message.consistencyToken = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.hold = HoldInfo.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1824,6 +2554,7 @@ export const Transfer: MessageFns<Transfer> = {
         : isSet(object.consistency_token)
         ? globalThis.String(object.consistency_token)
         : "",
+      hold: isSet(object.hold) ? HoldInfo.fromJSON(object.hold) : undefined,
     };
   },
 
@@ -1856,6 +2587,9 @@ export const Transfer: MessageFns<Transfer> = {
     if (message.consistencyToken !== "") {
       obj.consistencyToken = message.consistencyToken;
     }
+    if (message.hold !== undefined) {
+      obj.hold = HoldInfo.toJSON(message.hold);
+    }
     return obj;
   },
 
@@ -1873,6 +2607,7 @@ export const Transfer: MessageFns<Transfer> = {
     message.rejectReason = object.rejectReason ?? "";
     message.committedAtUnixMs = object.committedAtUnixMs ?? "0";
     message.consistencyToken = object.consistencyToken ?? "";
+    message.hold = (object.hold !== undefined && object.hold !== null) ? HoldInfo.fromPartial(object.hold) : undefined;
     return message;
   },
 };
@@ -1989,6 +2724,69 @@ export const WalletServiceService = {
       Buffer.from(TransferBatchResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): TransferBatchResponse => TransferBatchResponse.decode(value),
   },
+  /**
+   * Holds: reserve money now, move it (or part of it) later. Authorizing reserves `amount`
+   * on `from_account` until `timeout` after the leader's time stamp of the authorization: the
+   * account's available amount drops, its balance does not, and no other transfer or hold
+   * can spend what is reserved. The checks are a transfer's (accounts, currency, available
+   * funds): a refused authorization is recorded like a rejected transfer (FAILED_PRECONDITION
+   * / NOT_FOUND with its reason, forever, for that transaction_id). `transaction_id` names
+   * the hold in every later step and is idempotent like a transfer's (the same hold again
+   * answers the original, `replayed`; other parameters are ALREADY_EXISTS /
+   * TRANSACTION_ID_REUSED; so is a transfer under a hold's id and the reverse). Across
+   * partitions the source partition holds, and `to_account` is checked when the hold is
+   * captured. Answered with the hold (status PENDING) once it is durable; a retry answers
+   * the hold as it stands then (PENDING, COMPLETED, VOIDED, EXPIRED...), `replayed`.
+   */
+  authorizeTransfer: {
+    path: "/wallet.v1.WalletService/AuthorizeTransfer" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AuthorizeTransferRequest): Buffer =>
+      Buffer.from(AuthorizeTransferRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AuthorizeTransferRequest => AuthorizeTransferRequest.decode(value),
+    responseSerialize: (value: HoldResponse): Buffer => Buffer.from(HoldResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): HoldResponse => HoldResponse.decode(value),
+  },
+  /**
+   * Moves `amount` (at most the held amount; empty: all of it) from the hold's
+   * `from_account` to its `to_account` and releases the rest, exactly once: a retry with the
+   * same amount answers the capture (`replayed`). Answered like Transfer: within a partition
+   * once applied (status COMPLETED, `captured_amount` set); across partitions once the
+   * target credited (the settle follows, as for Transfer) or, if the target refuses, with its
+   * reason once the refund is settled (the hold then ends REJECTED and nothing stays held).
+   * Refused without any change (google.rpc.ErrorInfo reason): HOLD_NOT_FOUND (NOT_FOUND),
+   * NOT_A_HOLD, CAPTURE_EXCEEDS_HOLD, HOLD_ALREADY_CAPTURED (captured with another amount;
+   * a void after a capture), HOLD_ALREADY_VOIDED, HOLD_EXPIRED (a capture at or after the
+   * expiry also ends the hold as EXPIRED), HOLD_NOT_AUTHORIZED, HOLD_CAPTURE_REFUSED
+   * (FAILED_PRECONDITION); a capture and a void of one hold never both succeed.
+   */
+  captureTransfer: {
+    path: "/wallet.v1.WalletService/CaptureTransfer" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CaptureTransferRequest): Buffer =>
+      Buffer.from(CaptureTransferRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CaptureTransferRequest => CaptureTransferRequest.decode(value),
+    responseSerialize: (value: HoldResponse): Buffer => Buffer.from(HoldResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): HoldResponse => HoldResponse.decode(value),
+  },
+  /**
+   * Releases a pending hold (status VOIDED); a retry answers the void (`replayed`). Refused as
+   * CaptureTransfer is (HOLD_ALREADY_CAPTURED after a capture, HOLD_EXPIRED after the expiry,
+   * ...). A hold neither captured nor voided by its expiry is released by the cluster in log
+   * order (status EXPIRED): the expiry is decided from the leader-stamped entry times, never
+   * from a replica's clock.
+   */
+  voidTransfer: {
+    path: "/wallet.v1.WalletService/VoidTransfer" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: VoidTransferRequest): Buffer => Buffer.from(VoidTransferRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): VoidTransferRequest => VoidTransferRequest.decode(value),
+    responseSerialize: (value: HoldResponse): Buffer => Buffer.from(HoldResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): HoldResponse => HoldResponse.decode(value),
+  },
   /** The authoritative account, read linearizably through the partition leader (ReadIndex). */
   getAccount: {
     path: "/wallet.v1.WalletService/GetAccount" as const,
@@ -2062,6 +2860,43 @@ export interface WalletServiceServer extends UntypedServiceImplementation {
    * batch is INVALID_ARGUMENT, field `transfers`, and nothing in it is decided.
    */
   transferBatch: handleUnaryCall<TransferBatchRequest, TransferBatchResponse>;
+  /**
+   * Holds: reserve money now, move it (or part of it) later. Authorizing reserves `amount`
+   * on `from_account` until `timeout` after the leader's time stamp of the authorization: the
+   * account's available amount drops, its balance does not, and no other transfer or hold
+   * can spend what is reserved. The checks are a transfer's (accounts, currency, available
+   * funds): a refused authorization is recorded like a rejected transfer (FAILED_PRECONDITION
+   * / NOT_FOUND with its reason, forever, for that transaction_id). `transaction_id` names
+   * the hold in every later step and is idempotent like a transfer's (the same hold again
+   * answers the original, `replayed`; other parameters are ALREADY_EXISTS /
+   * TRANSACTION_ID_REUSED; so is a transfer under a hold's id and the reverse). Across
+   * partitions the source partition holds, and `to_account` is checked when the hold is
+   * captured. Answered with the hold (status PENDING) once it is durable; a retry answers
+   * the hold as it stands then (PENDING, COMPLETED, VOIDED, EXPIRED...), `replayed`.
+   */
+  authorizeTransfer: handleUnaryCall<AuthorizeTransferRequest, HoldResponse>;
+  /**
+   * Moves `amount` (at most the held amount; empty: all of it) from the hold's
+   * `from_account` to its `to_account` and releases the rest, exactly once: a retry with the
+   * same amount answers the capture (`replayed`). Answered like Transfer: within a partition
+   * once applied (status COMPLETED, `captured_amount` set); across partitions once the
+   * target credited (the settle follows, as for Transfer) or, if the target refuses, with its
+   * reason once the refund is settled (the hold then ends REJECTED and nothing stays held).
+   * Refused without any change (google.rpc.ErrorInfo reason): HOLD_NOT_FOUND (NOT_FOUND),
+   * NOT_A_HOLD, CAPTURE_EXCEEDS_HOLD, HOLD_ALREADY_CAPTURED (captured with another amount;
+   * a void after a capture), HOLD_ALREADY_VOIDED, HOLD_EXPIRED (a capture at or after the
+   * expiry also ends the hold as EXPIRED), HOLD_NOT_AUTHORIZED, HOLD_CAPTURE_REFUSED
+   * (FAILED_PRECONDITION); a capture and a void of one hold never both succeed.
+   */
+  captureTransfer: handleUnaryCall<CaptureTransferRequest, HoldResponse>;
+  /**
+   * Releases a pending hold (status VOIDED); a retry answers the void (`replayed`). Refused as
+   * CaptureTransfer is (HOLD_ALREADY_CAPTURED after a capture, HOLD_EXPIRED after the expiry,
+   * ...). A hold neither captured nor voided by its expiry is released by the cluster in log
+   * order (status EXPIRED): the expiry is decided from the leader-stamped entry times, never
+   * from a replica's clock.
+   */
+  voidTransfer: handleUnaryCall<VoidTransferRequest, HoldResponse>;
   /** The authoritative account, read linearizably through the partition leader (ReadIndex). */
   getAccount: handleUnaryCall<GetAccountRequest, GetAccountResponse>;
   /** A transfer's status and outcome, read linearizably; NOT_FOUND if the id is unknown. */
@@ -2171,6 +3006,85 @@ export interface WalletServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: TransferBatchResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Holds: reserve money now, move it (or part of it) later. Authorizing reserves `amount`
+   * on `from_account` until `timeout` after the leader's time stamp of the authorization: the
+   * account's available amount drops, its balance does not, and no other transfer or hold
+   * can spend what is reserved. The checks are a transfer's (accounts, currency, available
+   * funds): a refused authorization is recorded like a rejected transfer (FAILED_PRECONDITION
+   * / NOT_FOUND with its reason, forever, for that transaction_id). `transaction_id` names
+   * the hold in every later step and is idempotent like a transfer's (the same hold again
+   * answers the original, `replayed`; other parameters are ALREADY_EXISTS /
+   * TRANSACTION_ID_REUSED; so is a transfer under a hold's id and the reverse). Across
+   * partitions the source partition holds, and `to_account` is checked when the hold is
+   * captured. Answered with the hold (status PENDING) once it is durable; a retry answers
+   * the hold as it stands then (PENDING, COMPLETED, VOIDED, EXPIRED...), `replayed`.
+   */
+  authorizeTransfer(
+    request: AuthorizeTransferRequest,
+    callback: (error: ServiceError | null, response: HoldResponse) => void,
+  ): ClientUnaryCall;
+  authorizeTransfer(
+    request: AuthorizeTransferRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: HoldResponse) => void,
+  ): ClientUnaryCall;
+  authorizeTransfer(
+    request: AuthorizeTransferRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: HoldResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Moves `amount` (at most the held amount; empty: all of it) from the hold's
+   * `from_account` to its `to_account` and releases the rest, exactly once: a retry with the
+   * same amount answers the capture (`replayed`). Answered like Transfer: within a partition
+   * once applied (status COMPLETED, `captured_amount` set); across partitions once the
+   * target credited (the settle follows, as for Transfer) or, if the target refuses, with its
+   * reason once the refund is settled (the hold then ends REJECTED and nothing stays held).
+   * Refused without any change (google.rpc.ErrorInfo reason): HOLD_NOT_FOUND (NOT_FOUND),
+   * NOT_A_HOLD, CAPTURE_EXCEEDS_HOLD, HOLD_ALREADY_CAPTURED (captured with another amount;
+   * a void after a capture), HOLD_ALREADY_VOIDED, HOLD_EXPIRED (a capture at or after the
+   * expiry also ends the hold as EXPIRED), HOLD_NOT_AUTHORIZED, HOLD_CAPTURE_REFUSED
+   * (FAILED_PRECONDITION); a capture and a void of one hold never both succeed.
+   */
+  captureTransfer(
+    request: CaptureTransferRequest,
+    callback: (error: ServiceError | null, response: HoldResponse) => void,
+  ): ClientUnaryCall;
+  captureTransfer(
+    request: CaptureTransferRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: HoldResponse) => void,
+  ): ClientUnaryCall;
+  captureTransfer(
+    request: CaptureTransferRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: HoldResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Releases a pending hold (status VOIDED); a retry answers the void (`replayed`). Refused as
+   * CaptureTransfer is (HOLD_ALREADY_CAPTURED after a capture, HOLD_EXPIRED after the expiry,
+   * ...). A hold neither captured nor voided by its expiry is released by the cluster in log
+   * order (status EXPIRED): the expiry is decided from the leader-stamped entry times, never
+   * from a replica's clock.
+   */
+  voidTransfer(
+    request: VoidTransferRequest,
+    callback: (error: ServiceError | null, response: HoldResponse) => void,
+  ): ClientUnaryCall;
+  voidTransfer(
+    request: VoidTransferRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: HoldResponse) => void,
+  ): ClientUnaryCall;
+  voidTransfer(
+    request: VoidTransferRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: HoldResponse) => void,
+  ): ClientUnaryCall;
   /** The authoritative account, read linearizably through the partition leader (ReadIndex). */
   getAccount(
     request: GetAccountRequest,
@@ -2225,6 +3139,28 @@ export type DeepPartial<T> = T extends Builtin ? T
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function toTimestamp(date: Date): Timestamp {
+  const seconds = Math.trunc(date.getTime() / 1_000).toString();
+  const nanos = (date.getTime() % 1_000) * 1_000_000;
+  return { seconds, nanos };
+}
+
+function fromTimestamp(t: Timestamp): Date {
+  let millis = (globalThis.Number(t.seconds) || 0) * 1_000;
+  millis += (t.nanos || 0) / 1_000_000;
+  return new globalThis.Date(millis);
+}
+
+function fromJsonTimestamp(o: any): Date {
+  if (o instanceof globalThis.Date) {
+    return o;
+  } else if (typeof o === "string") {
+    return new globalThis.Date(o);
+  } else {
+    return fromTimestamp(Timestamp.fromJSON(o));
+  }
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;

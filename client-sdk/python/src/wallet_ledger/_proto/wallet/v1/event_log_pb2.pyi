@@ -28,7 +28,7 @@ class SubscribeResponse(_message.Message):
     def __init__(self, partition: _Optional[int] = ..., index: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., events: _Optional[_Iterable[_Union[LedgerEvent, _Mapping]]] = ..., chain_hash: _Optional[bytes] = ...) -> None: ...
 
 class LedgerEvent(_message.Message):
-    __slots__ = ("account_opened", "transfer_completed", "transfer_rejected", "transfer_debited", "transfer_credited", "credit_refused", "transfer_settled", "transfer_refunded")
+    __slots__ = ("account_opened", "transfer_completed", "transfer_rejected", "transfer_debited", "transfer_credited", "credit_refused", "transfer_settled", "transfer_refunded", "hold_authorized", "hold_refused", "hold_captured", "hold_capture_debited", "hold_voided", "hold_expired")
     ACCOUNT_OPENED_FIELD_NUMBER: _ClassVar[int]
     TRANSFER_COMPLETED_FIELD_NUMBER: _ClassVar[int]
     TRANSFER_REJECTED_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,12 @@ class LedgerEvent(_message.Message):
     CREDIT_REFUSED_FIELD_NUMBER: _ClassVar[int]
     TRANSFER_SETTLED_FIELD_NUMBER: _ClassVar[int]
     TRANSFER_REFUNDED_FIELD_NUMBER: _ClassVar[int]
+    HOLD_AUTHORIZED_FIELD_NUMBER: _ClassVar[int]
+    HOLD_REFUSED_FIELD_NUMBER: _ClassVar[int]
+    HOLD_CAPTURED_FIELD_NUMBER: _ClassVar[int]
+    HOLD_CAPTURE_DEBITED_FIELD_NUMBER: _ClassVar[int]
+    HOLD_VOIDED_FIELD_NUMBER: _ClassVar[int]
+    HOLD_EXPIRED_FIELD_NUMBER: _ClassVar[int]
     account_opened: AccountOpened
     transfer_completed: TransferCompleted
     transfer_rejected: TransferRejected
@@ -45,7 +51,85 @@ class LedgerEvent(_message.Message):
     credit_refused: CreditRefused
     transfer_settled: TransferSettled
     transfer_refunded: TransferRefunded
-    def __init__(self, account_opened: _Optional[_Union[AccountOpened, _Mapping]] = ..., transfer_completed: _Optional[_Union[TransferCompleted, _Mapping]] = ..., transfer_rejected: _Optional[_Union[TransferRejected, _Mapping]] = ..., transfer_debited: _Optional[_Union[TransferDebited, _Mapping]] = ..., transfer_credited: _Optional[_Union[TransferCredited, _Mapping]] = ..., credit_refused: _Optional[_Union[CreditRefused, _Mapping]] = ..., transfer_settled: _Optional[_Union[TransferSettled, _Mapping]] = ..., transfer_refunded: _Optional[_Union[TransferRefunded, _Mapping]] = ...) -> None: ...
+    hold_authorized: HoldAuthorized
+    hold_refused: HoldRefused
+    hold_captured: HoldCaptured
+    hold_capture_debited: HoldCaptureDebited
+    hold_voided: HoldVoided
+    hold_expired: HoldExpired
+    def __init__(self, account_opened: _Optional[_Union[AccountOpened, _Mapping]] = ..., transfer_completed: _Optional[_Union[TransferCompleted, _Mapping]] = ..., transfer_rejected: _Optional[_Union[TransferRejected, _Mapping]] = ..., transfer_debited: _Optional[_Union[TransferDebited, _Mapping]] = ..., transfer_credited: _Optional[_Union[TransferCredited, _Mapping]] = ..., credit_refused: _Optional[_Union[CreditRefused, _Mapping]] = ..., transfer_settled: _Optional[_Union[TransferSettled, _Mapping]] = ..., transfer_refunded: _Optional[_Union[TransferRefunded, _Mapping]] = ..., hold_authorized: _Optional[_Union[HoldAuthorized, _Mapping]] = ..., hold_refused: _Optional[_Union[HoldRefused, _Mapping]] = ..., hold_captured: _Optional[_Union[HoldCaptured, _Mapping]] = ..., hold_capture_debited: _Optional[_Union[HoldCaptureDebited, _Mapping]] = ..., hold_voided: _Optional[_Union[HoldVoided, _Mapping]] = ..., hold_expired: _Optional[_Union[HoldExpired, _Mapping]] = ...) -> None: ...
+
+class HoldAuthorized(_message.Message):
+    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "amount_minor", "currency", "expires_at_ms", "cross_partition")
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    TO_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MINOR_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    CROSS_PARTITION_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    from_account: str
+    to_account: str
+    amount: str
+    amount_minor: int
+    currency: str
+    expires_at_ms: int
+    cross_partition: bool
+    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., expires_at_ms: _Optional[int] = ..., cross_partition: bool = ...) -> None: ...
+
+class HoldRefused(_message.Message):
+    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "amount_minor", "currency", "reason", "field", "expires_at_ms", "cross_partition")
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    TO_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MINOR_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    CROSS_PARTITION_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    from_account: str
+    to_account: str
+    amount: str
+    amount_minor: int
+    currency: str
+    reason: str
+    field: str
+    expires_at_ms: int
+    cross_partition: bool
+    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., reason: _Optional[str] = ..., field: _Optional[str] = ..., expires_at_ms: _Optional[int] = ..., cross_partition: bool = ...) -> None: ...
+
+class HoldCaptured(_message.Message):
+    __slots__ = ("transaction_id", "amount_minor")
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MINOR_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    amount_minor: int
+    def __init__(self, transaction_id: _Optional[str] = ..., amount_minor: _Optional[int] = ...) -> None: ...
+
+class HoldCaptureDebited(_message.Message):
+    __slots__ = ("transaction_id", "amount_minor")
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MINOR_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    amount_minor: int
+    def __init__(self, transaction_id: _Optional[str] = ..., amount_minor: _Optional[int] = ...) -> None: ...
+
+class HoldVoided(_message.Message):
+    __slots__ = ("transaction_id",)
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    def __init__(self, transaction_id: _Optional[str] = ...) -> None: ...
+
+class HoldExpired(_message.Message):
+    __slots__ = ("transaction_id",)
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    def __init__(self, transaction_id: _Optional[str] = ...) -> None: ...
 
 class AccountOpened(_message.Message):
     __slots__ = ("account_id", "currency", "allow_negative_balance")

@@ -12,13 +12,19 @@ class TransferState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRANSFER_STATE_IN_FLIGHT: _ClassVar[TransferState]
     TRANSFER_STATE_COMPLETED: _ClassVar[TransferState]
     TRANSFER_STATE_REJECTED: _ClassVar[TransferState]
+    TRANSFER_STATE_PENDING: _ClassVar[TransferState]
+    TRANSFER_STATE_VOIDED: _ClassVar[TransferState]
+    TRANSFER_STATE_EXPIRED: _ClassVar[TransferState]
 TRANSFER_STATE_UNSPECIFIED: TransferState
 TRANSFER_STATE_IN_FLIGHT: TransferState
 TRANSFER_STATE_COMPLETED: TransferState
 TRANSFER_STATE_REJECTED: TransferState
+TRANSFER_STATE_PENDING: TransferState
+TRANSFER_STATE_VOIDED: TransferState
+TRANSFER_STATE_EXPIRED: TransferState
 
 class Balance(_message.Message):
-    __slots__ = ("account_id", "currency", "allow_negative_balance", "balance", "balance_minor", "sequence", "partition", "index", "timestamp_ms")
+    __slots__ = ("account_id", "currency", "allow_negative_balance", "balance", "balance_minor", "sequence", "partition", "index", "timestamp_ms", "held", "available")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     ALLOW_NEGATIVE_BALANCE_FIELD_NUMBER: _ClassVar[int]
@@ -28,6 +34,8 @@ class Balance(_message.Message):
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     currency: str
     allow_negative_balance: bool
@@ -37,7 +45,9 @@ class Balance(_message.Message):
     partition: int
     index: int
     timestamp_ms: int
-    def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., allow_negative_balance: bool = ..., balance: _Optional[str] = ..., balance_minor: _Optional[int] = ..., sequence: _Optional[int] = ..., partition: _Optional[int] = ..., index: _Optional[int] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...
+    held: str
+    available: str
+    def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., allow_negative_balance: bool = ..., balance: _Optional[str] = ..., balance_minor: _Optional[int] = ..., sequence: _Optional[int] = ..., partition: _Optional[int] = ..., index: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., held: _Optional[str] = ..., available: _Optional[str] = ...) -> None: ...
 
 class GetBalanceRequest(_message.Message):
     __slots__ = ("account_id", "consistency_token")

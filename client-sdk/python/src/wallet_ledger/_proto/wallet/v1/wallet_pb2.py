@@ -22,47 +22,59 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16wallet/v1/wallet.proto\x12\twallet.v1\"Z\n\x12OpenAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x1e\n\x16\x61llow_negative_balance\x18\x03 \x01(\x08\":\n\x13OpenAccountResponse\x12#\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x12.wallet.v1.Account\"\x85\x01\n\x11OpenAccountResult\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12#\n\x07\x61\x63\x63ount\x18\x03 \x01(\x0b\x32\x12.wallet.v1.Account\x12\'\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x18.wallet.v1.TransferError\"w\n\x07\x41\x63\x63ount\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x1e\n\x16\x61llow_negative_balance\x18\x03 \x01(\x08\x12\x0f\n\x07\x62\x61lance\x18\x04 \x01(\t\x12\x15\n\rbalance_minor\x18\x05 \x01(\x03\"u\n\x0fTransferRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\"g\n\x10TransferResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x16\n\x0etransaction_id\x18\x02 \x01(\t\x12\x19\n\x11\x63onsistency_token\x18\x03 \x01(\t\x12\x10\n\x08replayed\x18\x04 \x01(\x08\"E\n\x14TransferBatchRequest\x12-\n\ttransfers\x18\x01 \x03(\x0b\x32\x1a.wallet.v1.TransferRequest\"C\n\x15TransferBatchResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.wallet.v1.TransferResult\"\x8e\x01\n\x0eTransferResult\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x19\n\x11\x63onsistency_token\x18\x03 \x01(\t\x12\'\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x18.wallet.v1.TransferError\x12\x10\n\x08replayed\x18\x05 \x01(\x08\"M\n\rTransferError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\r\n\x05\x66ield\x18\x04 \x01(\t\"\'\n\x11GetAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"K\n\x12GetAccountResponse\x12#\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x12.wallet.v1.Account\x12\x10\n\x08position\x18\x02 \x01(\t\",\n\x12GetTransferRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\"<\n\x13GetTransferResponse\x12%\n\x08transfer\x18\x01 \x01(\x0b\x32\x13.wallet.v1.Transfer\"\xe9\x01\n\x08Transfer\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12)\n\x06status\x18\x06 \x01(\x0e\x32\x19.wallet.v1.TransferStatus\x12\x15\n\rreject_reason\x18\x07 \x01(\t\x12\x1c\n\x14\x63ommitted_at_unix_ms\x18\x08 \x01(\x04\x12\x19\n\x11\x63onsistency_token\x18\t \x01(\t*\x8d\x01\n\x0eTransferStatus\x12\x1f\n\x1bTRANSFER_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19TRANSFER_STATUS_COMPLETED\x10\x01\x12\x1c\n\x18TRANSFER_STATUS_REJECTED\x10\x02\x12\x1d\n\x19TRANSFER_STATUS_IN_FLIGHT\x10\x03\x32\xae\x04\n\rWalletService\x12L\n\x0bOpenAccount\x12\x1d.wallet.v1.OpenAccountRequest\x1a\x1e.wallet.v1.OpenAccountResponse\x12O\n\x0cOpenAccounts\x12\x1d.wallet.v1.OpenAccountRequest\x1a\x1c.wallet.v1.OpenAccountResult(\x01\x30\x01\x12\x43\n\x08Transfer\x12\x1a.wallet.v1.TransferRequest\x1a\x1b.wallet.v1.TransferResponse\x12L\n\x0fSubmitTransfers\x12\x1a.wallet.v1.TransferRequest\x1a\x19.wallet.v1.TransferResult(\x01\x30\x01\x12R\n\rTransferBatch\x12\x1f.wallet.v1.TransferBatchRequest\x1a .wallet.v1.TransferBatchResponse\x12I\n\nGetAccount\x12\x1c.wallet.v1.GetAccountRequest\x1a\x1d.wallet.v1.GetAccountResponse\x12L\n\x0bGetTransfer\x12\x1d.wallet.v1.GetTransferRequest\x1a\x1e.wallet.v1.GetTransferResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16wallet/v1/wallet.proto\x12\twallet.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"Z\n\x12OpenAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x1e\n\x16\x61llow_negative_balance\x18\x03 \x01(\x08\":\n\x13OpenAccountResponse\x12#\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x12.wallet.v1.Account\"\x85\x01\n\x11OpenAccountResult\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12#\n\x07\x61\x63\x63ount\x18\x03 \x01(\x0b\x32\x12.wallet.v1.Account\x12\'\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x18.wallet.v1.TransferError\"\x98\x01\n\x07\x41\x63\x63ount\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x1e\n\x16\x61llow_negative_balance\x18\x03 \x01(\x08\x12\x0f\n\x07\x62\x61lance\x18\x04 \x01(\t\x12\x15\n\rbalance_minor\x18\x05 \x01(\x03\x12\x0c\n\x04held\x18\x06 \x01(\t\x12\x11\n\tavailable\x18\x07 \x01(\t\"u\n\x0fTransferRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\"g\n\x10TransferResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x16\n\x0etransaction_id\x18\x02 \x01(\t\x12\x19\n\x11\x63onsistency_token\x18\x03 \x01(\t\x12\x10\n\x08replayed\x18\x04 \x01(\x08\"E\n\x14TransferBatchRequest\x12-\n\ttransfers\x18\x01 \x03(\x0b\x32\x1a.wallet.v1.TransferRequest\"C\n\x15TransferBatchResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.wallet.v1.TransferResult\"\x8e\x01\n\x0eTransferResult\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x19\n\x11\x63onsistency_token\x18\x03 \x01(\t\x12\'\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x18.wallet.v1.TransferError\x12\x10\n\x08replayed\x18\x05 \x01(\x08\"M\n\rTransferError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\r\n\x05\x66ield\x18\x04 \x01(\t\"\xaa\x01\n\x18\x41uthorizeTransferRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12*\n\x07timeout\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\"V\n\x16\x43\x61ptureTransferRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\"C\n\x13VoidTransferRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\"b\n\x0cHoldResponse\x12%\n\x08transfer\x18\x01 \x01(\x0b\x32\x13.wallet.v1.Transfer\x12\x10\n\x08replayed\x18\x02 \x01(\x08\x12\x19\n\x11\x63onsistency_token\x18\x03 \x01(\t\"\'\n\x11GetAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"K\n\x12GetAccountResponse\x12#\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x12.wallet.v1.Account\x12\x10\n\x08position\x18\x02 \x01(\t\",\n\x12GetTransferRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\"<\n\x13GetTransferResponse\x12%\n\x08transfer\x18\x01 \x01(\x0b\x32\x13.wallet.v1.Transfer\"h\n\x08HoldInfo\x12.\n\nexpires_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x63\x61ptured_amount\x18\x02 \x01(\t\x12\x13\n\x0bresolved_at\x18\x03 \x01(\t\"\x8c\x02\n\x08Transfer\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12)\n\x06status\x18\x06 \x01(\x0e\x32\x19.wallet.v1.TransferStatus\x12\x15\n\rreject_reason\x18\x07 \x01(\t\x12\x1c\n\x14\x63ommitted_at_unix_ms\x18\x08 \x01(\x04\x12\x19\n\x11\x63onsistency_token\x18\t \x01(\t\x12!\n\x04hold\x18\n \x01(\x0b\x32\x13.wallet.v1.HoldInfo*\xe3\x01\n\x0eTransferStatus\x12\x1f\n\x1bTRANSFER_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19TRANSFER_STATUS_COMPLETED\x10\x01\x12\x1c\n\x18TRANSFER_STATUS_REJECTED\x10\x02\x12\x1d\n\x19TRANSFER_STATUS_IN_FLIGHT\x10\x03\x12\x1b\n\x17TRANSFER_STATUS_PENDING\x10\x04\x12\x1a\n\x16TRANSFER_STATUS_VOIDED\x10\x05\x12\x1b\n\x17TRANSFER_STATUS_EXPIRED\x10\x06\x32\x99\x06\n\rWalletService\x12L\n\x0bOpenAccount\x12\x1d.wallet.v1.OpenAccountRequest\x1a\x1e.wallet.v1.OpenAccountResponse\x12O\n\x0cOpenAccounts\x12\x1d.wallet.v1.OpenAccountRequest\x1a\x1c.wallet.v1.OpenAccountResult(\x01\x30\x01\x12\x43\n\x08Transfer\x12\x1a.wallet.v1.TransferRequest\x1a\x1b.wallet.v1.TransferResponse\x12L\n\x0fSubmitTransfers\x12\x1a.wallet.v1.TransferRequest\x1a\x19.wallet.v1.TransferResult(\x01\x30\x01\x12R\n\rTransferBatch\x12\x1f.wallet.v1.TransferBatchRequest\x1a .wallet.v1.TransferBatchResponse\x12Q\n\x11\x41uthorizeTransfer\x12#.wallet.v1.AuthorizeTransferRequest\x1a\x17.wallet.v1.HoldResponse\x12M\n\x0f\x43\x61ptureTransfer\x12!.wallet.v1.CaptureTransferRequest\x1a\x17.wallet.v1.HoldResponse\x12G\n\x0cVoidTransfer\x12\x1e.wallet.v1.VoidTransferRequest\x1a\x17.wallet.v1.HoldResponse\x12I\n\nGetAccount\x12\x1c.wallet.v1.GetAccountRequest\x1a\x1d.wallet.v1.GetAccountResponse\x12L\n\x0bGetTransfer\x12\x1d.wallet.v1.GetTransferRequest\x1a\x1e.wallet.v1.GetTransferResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'wallet.v1.wallet_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRANSFERSTATUS']._serialized_start=1497
-  _globals['_TRANSFERSTATUS']._serialized_end=1638
-  _globals['_OPENACCOUNTREQUEST']._serialized_start=37
-  _globals['_OPENACCOUNTREQUEST']._serialized_end=127
-  _globals['_OPENACCOUNTRESPONSE']._serialized_start=129
-  _globals['_OPENACCOUNTRESPONSE']._serialized_end=187
-  _globals['_OPENACCOUNTRESULT']._serialized_start=190
-  _globals['_OPENACCOUNTRESULT']._serialized_end=323
-  _globals['_ACCOUNT']._serialized_start=325
-  _globals['_ACCOUNT']._serialized_end=444
-  _globals['_TRANSFERREQUEST']._serialized_start=446
-  _globals['_TRANSFERREQUEST']._serialized_end=563
-  _globals['_TRANSFERRESPONSE']._serialized_start=565
-  _globals['_TRANSFERRESPONSE']._serialized_end=668
-  _globals['_TRANSFERBATCHREQUEST']._serialized_start=670
-  _globals['_TRANSFERBATCHREQUEST']._serialized_end=739
-  _globals['_TRANSFERBATCHRESPONSE']._serialized_start=741
-  _globals['_TRANSFERBATCHRESPONSE']._serialized_end=808
-  _globals['_TRANSFERRESULT']._serialized_start=811
-  _globals['_TRANSFERRESULT']._serialized_end=953
-  _globals['_TRANSFERERROR']._serialized_start=955
-  _globals['_TRANSFERERROR']._serialized_end=1032
-  _globals['_GETACCOUNTREQUEST']._serialized_start=1034
-  _globals['_GETACCOUNTREQUEST']._serialized_end=1073
-  _globals['_GETACCOUNTRESPONSE']._serialized_start=1075
-  _globals['_GETACCOUNTRESPONSE']._serialized_end=1150
-  _globals['_GETTRANSFERREQUEST']._serialized_start=1152
-  _globals['_GETTRANSFERREQUEST']._serialized_end=1196
-  _globals['_GETTRANSFERRESPONSE']._serialized_start=1198
-  _globals['_GETTRANSFERRESPONSE']._serialized_end=1258
-  _globals['_TRANSFER']._serialized_start=1261
-  _globals['_TRANSFER']._serialized_end=1494
-  _globals['_WALLETSERVICE']._serialized_start=1641
-  _globals['_WALLETSERVICE']._serialized_end=2199
+  _globals['_TRANSFERSTATUS']._serialized_start=2167
+  _globals['_TRANSFERSTATUS']._serialized_end=2394
+  _globals['_OPENACCOUNTREQUEST']._serialized_start=102
+  _globals['_OPENACCOUNTREQUEST']._serialized_end=192
+  _globals['_OPENACCOUNTRESPONSE']._serialized_start=194
+  _globals['_OPENACCOUNTRESPONSE']._serialized_end=252
+  _globals['_OPENACCOUNTRESULT']._serialized_start=255
+  _globals['_OPENACCOUNTRESULT']._serialized_end=388
+  _globals['_ACCOUNT']._serialized_start=391
+  _globals['_ACCOUNT']._serialized_end=543
+  _globals['_TRANSFERREQUEST']._serialized_start=545
+  _globals['_TRANSFERREQUEST']._serialized_end=662
+  _globals['_TRANSFERRESPONSE']._serialized_start=664
+  _globals['_TRANSFERRESPONSE']._serialized_end=767
+  _globals['_TRANSFERBATCHREQUEST']._serialized_start=769
+  _globals['_TRANSFERBATCHREQUEST']._serialized_end=838
+  _globals['_TRANSFERBATCHRESPONSE']._serialized_start=840
+  _globals['_TRANSFERBATCHRESPONSE']._serialized_end=907
+  _globals['_TRANSFERRESULT']._serialized_start=910
+  _globals['_TRANSFERRESULT']._serialized_end=1052
+  _globals['_TRANSFERERROR']._serialized_start=1054
+  _globals['_TRANSFERERROR']._serialized_end=1131
+  _globals['_AUTHORIZETRANSFERREQUEST']._serialized_start=1134
+  _globals['_AUTHORIZETRANSFERREQUEST']._serialized_end=1304
+  _globals['_CAPTURETRANSFERREQUEST']._serialized_start=1306
+  _globals['_CAPTURETRANSFERREQUEST']._serialized_end=1392
+  _globals['_VOIDTRANSFERREQUEST']._serialized_start=1394
+  _globals['_VOIDTRANSFERREQUEST']._serialized_end=1461
+  _globals['_HOLDRESPONSE']._serialized_start=1463
+  _globals['_HOLDRESPONSE']._serialized_end=1561
+  _globals['_GETACCOUNTREQUEST']._serialized_start=1563
+  _globals['_GETACCOUNTREQUEST']._serialized_end=1602
+  _globals['_GETACCOUNTRESPONSE']._serialized_start=1604
+  _globals['_GETACCOUNTRESPONSE']._serialized_end=1679
+  _globals['_GETTRANSFERREQUEST']._serialized_start=1681
+  _globals['_GETTRANSFERREQUEST']._serialized_end=1725
+  _globals['_GETTRANSFERRESPONSE']._serialized_start=1727
+  _globals['_GETTRANSFERRESPONSE']._serialized_end=1787
+  _globals['_HOLDINFO']._serialized_start=1789
+  _globals['_HOLDINFO']._serialized_end=1893
+  _globals['_TRANSFER']._serialized_start=1896
+  _globals['_TRANSFER']._serialized_end=2164
+  _globals['_WALLETSERVICE']._serialized_start=2397
+  _globals['_WALLETSERVICE']._serialized_end=3190
 # @@protoc_insertion_point(module_scope)

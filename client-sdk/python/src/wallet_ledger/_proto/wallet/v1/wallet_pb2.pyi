@@ -1,3 +1,5 @@
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -12,10 +14,16 @@ class TransferStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRANSFER_STATUS_COMPLETED: _ClassVar[TransferStatus]
     TRANSFER_STATUS_REJECTED: _ClassVar[TransferStatus]
     TRANSFER_STATUS_IN_FLIGHT: _ClassVar[TransferStatus]
+    TRANSFER_STATUS_PENDING: _ClassVar[TransferStatus]
+    TRANSFER_STATUS_VOIDED: _ClassVar[TransferStatus]
+    TRANSFER_STATUS_EXPIRED: _ClassVar[TransferStatus]
 TRANSFER_STATUS_UNSPECIFIED: TransferStatus
 TRANSFER_STATUS_COMPLETED: TransferStatus
 TRANSFER_STATUS_REJECTED: TransferStatus
 TRANSFER_STATUS_IN_FLIGHT: TransferStatus
+TRANSFER_STATUS_PENDING: TransferStatus
+TRANSFER_STATUS_VOIDED: TransferStatus
+TRANSFER_STATUS_EXPIRED: TransferStatus
 
 class OpenAccountRequest(_message.Message):
     __slots__ = ("account_id", "currency", "allow_negative_balance")
@@ -46,18 +54,22 @@ class OpenAccountResult(_message.Message):
     def __init__(self, account_id: _Optional[str] = ..., status: _Optional[str] = ..., account: _Optional[_Union[Account, _Mapping]] = ..., error: _Optional[_Union[TransferError, _Mapping]] = ...) -> None: ...
 
 class Account(_message.Message):
-    __slots__ = ("account_id", "currency", "allow_negative_balance", "balance", "balance_minor")
+    __slots__ = ("account_id", "currency", "allow_negative_balance", "balance", "balance_minor", "held", "available")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     ALLOW_NEGATIVE_BALANCE_FIELD_NUMBER: _ClassVar[int]
     BALANCE_FIELD_NUMBER: _ClassVar[int]
     BALANCE_MINOR_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     currency: str
     allow_negative_balance: bool
     balance: str
     balance_minor: int
-    def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., allow_negative_balance: bool = ..., balance: _Optional[str] = ..., balance_minor: _Optional[int] = ...) -> None: ...
+    held: str
+    available: str
+    def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., allow_negative_balance: bool = ..., balance: _Optional[str] = ..., balance_minor: _Optional[int] = ..., held: _Optional[str] = ..., available: _Optional[str] = ...) -> None: ...
 
 class TransferRequest(_message.Message):
     __slots__ = ("transaction_id", "from_account", "to_account", "amount", "currency")
@@ -123,6 +135,50 @@ class TransferError(_message.Message):
     field: str
     def __init__(self, code: _Optional[int] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
 
+class AuthorizeTransferRequest(_message.Message):
+    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "currency", "timeout")
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    TO_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    from_account: str
+    to_account: str
+    amount: str
+    currency: str
+    timeout: _duration_pb2.Duration
+    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ..., timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class CaptureTransferRequest(_message.Message):
+    __slots__ = ("transaction_id", "from_account", "amount")
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    from_account: str
+    amount: str
+    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., amount: _Optional[str] = ...) -> None: ...
+
+class VoidTransferRequest(_message.Message):
+    __slots__ = ("transaction_id", "from_account")
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    from_account: str
+    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ...) -> None: ...
+
+class HoldResponse(_message.Message):
+    __slots__ = ("transfer", "replayed", "consistency_token")
+    TRANSFER_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    transfer: Transfer
+    replayed: bool
+    consistency_token: str
+    def __init__(self, transfer: _Optional[_Union[Transfer, _Mapping]] = ..., replayed: bool = ..., consistency_token: _Optional[str] = ...) -> None: ...
+
 class GetAccountRequest(_message.Message):
     __slots__ = ("account_id",)
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -149,8 +205,18 @@ class GetTransferResponse(_message.Message):
     transfer: Transfer
     def __init__(self, transfer: _Optional[_Union[Transfer, _Mapping]] = ...) -> None: ...
 
+class HoldInfo(_message.Message):
+    __slots__ = ("expires_at", "captured_amount", "resolved_at")
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    CAPTURED_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_AT_FIELD_NUMBER: _ClassVar[int]
+    expires_at: _timestamp_pb2.Timestamp
+    captured_amount: str
+    resolved_at: str
+    def __init__(self, expires_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., captured_amount: _Optional[str] = ..., resolved_at: _Optional[str] = ...) -> None: ...
+
 class Transfer(_message.Message):
-    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "currency", "status", "reject_reason", "committed_at_unix_ms", "consistency_token")
+    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "currency", "status", "reject_reason", "committed_at_unix_ms", "consistency_token", "hold")
     TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     TO_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
@@ -160,6 +226,7 @@ class Transfer(_message.Message):
     REJECT_REASON_FIELD_NUMBER: _ClassVar[int]
     COMMITTED_AT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     CONSISTENCY_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    HOLD_FIELD_NUMBER: _ClassVar[int]
     transaction_id: str
     from_account: str
     to_account: str
@@ -169,4 +236,5 @@ class Transfer(_message.Message):
     reject_reason: str
     committed_at_unix_ms: int
     consistency_token: str
-    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ..., status: _Optional[_Union[TransferStatus, str]] = ..., reject_reason: _Optional[str] = ..., committed_at_unix_ms: _Optional[int] = ..., consistency_token: _Optional[str] = ...) -> None: ...
+    hold: HoldInfo
+    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ..., status: _Optional[_Union[TransferStatus, str]] = ..., reject_reason: _Optional[str] = ..., committed_at_unix_ms: _Optional[int] = ..., consistency_token: _Optional[str] = ..., hold: _Optional[_Union[HoldInfo, _Mapping]] = ...) -> None: ...

@@ -76,6 +76,21 @@ class WalletServiceStub(object):
                 request_serializer=wallet_dot_v1_dot_wallet__pb2.TransferBatchRequest.SerializeToString,
                 response_deserializer=wallet_dot_v1_dot_wallet__pb2.TransferBatchResponse.FromString,
                 _registered_method=True)
+        self.AuthorizeTransfer = channel.unary_unary(
+                '/wallet.v1.WalletService/AuthorizeTransfer',
+                request_serializer=wallet_dot_v1_dot_wallet__pb2.AuthorizeTransferRequest.SerializeToString,
+                response_deserializer=wallet_dot_v1_dot_wallet__pb2.HoldResponse.FromString,
+                _registered_method=True)
+        self.CaptureTransfer = channel.unary_unary(
+                '/wallet.v1.WalletService/CaptureTransfer',
+                request_serializer=wallet_dot_v1_dot_wallet__pb2.CaptureTransferRequest.SerializeToString,
+                response_deserializer=wallet_dot_v1_dot_wallet__pb2.HoldResponse.FromString,
+                _registered_method=True)
+        self.VoidTransfer = channel.unary_unary(
+                '/wallet.v1.WalletService/VoidTransfer',
+                request_serializer=wallet_dot_v1_dot_wallet__pb2.VoidTransferRequest.SerializeToString,
+                response_deserializer=wallet_dot_v1_dot_wallet__pb2.HoldResponse.FromString,
+                _registered_method=True)
         self.GetAccount = channel.unary_unary(
                 '/wallet.v1.WalletService/GetAccount',
                 request_serializer=wallet_dot_v1_dot_wallet__pb2.GetAccountRequest.SerializeToString,
@@ -173,6 +188,52 @@ class WalletServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AuthorizeTransfer(self, request, context):
+        """Holds: reserve money now, move it (or part of it) later. Authorizing reserves `amount`
+        on `from_account` until `timeout` after the leader's time stamp of the authorization: the
+        account's available amount drops, its balance does not, and no other transfer or hold
+        can spend what is reserved. The checks are a transfer's (accounts, currency, available
+        funds): a refused authorization is recorded like a rejected transfer (FAILED_PRECONDITION
+        / NOT_FOUND with its reason, forever, for that transaction_id). `transaction_id` names
+        the hold in every later step and is idempotent like a transfer's (the same hold again
+        answers the original, `replayed`; other parameters are ALREADY_EXISTS /
+        TRANSACTION_ID_REUSED; so is a transfer under a hold's id and the reverse). Across
+        partitions the source partition holds, and `to_account` is checked when the hold is
+        captured. Answered with the hold (status PENDING) once it is durable; a retry answers
+        the hold as it stands then (PENDING, COMPLETED, VOIDED, EXPIRED...), `replayed`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CaptureTransfer(self, request, context):
+        """Moves `amount` (at most the held amount; empty: all of it) from the hold's
+        `from_account` to its `to_account` and releases the rest, exactly once: a retry with the
+        same amount answers the capture (`replayed`). Answered like Transfer: within a partition
+        once applied (status COMPLETED, `captured_amount` set); across partitions once the
+        target credited (the settle follows, as for Transfer) or, if the target refuses, with its
+        reason once the refund is settled (the hold then ends REJECTED and nothing stays held).
+        Refused without any change (google.rpc.ErrorInfo reason): HOLD_NOT_FOUND (NOT_FOUND),
+        NOT_A_HOLD, CAPTURE_EXCEEDS_HOLD, HOLD_ALREADY_CAPTURED (captured with another amount;
+        a void after a capture), HOLD_ALREADY_VOIDED, HOLD_EXPIRED (a capture at or after the
+        expiry also ends the hold as EXPIRED), HOLD_NOT_AUTHORIZED, HOLD_CAPTURE_REFUSED
+        (FAILED_PRECONDITION); a capture and a void of one hold never both succeed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VoidTransfer(self, request, context):
+        """Releases a pending hold (status VOIDED); a retry answers the void (`replayed`). Refused as
+        CaptureTransfer is (HOLD_ALREADY_CAPTURED after a capture, HOLD_EXPIRED after the expiry,
+        ...). A hold neither captured nor voided by its expiry is released by the cluster in log
+        order (status EXPIRED): the expiry is decided from the leader-stamped entry times, never
+        from a replica's clock.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetAccount(self, request, context):
         """The authoritative account, read linearizably through the partition leader (ReadIndex).
         """
@@ -214,6 +275,21 @@ def add_WalletServiceServicer_to_server(servicer, server):
                     servicer.TransferBatch,
                     request_deserializer=wallet_dot_v1_dot_wallet__pb2.TransferBatchRequest.FromString,
                     response_serializer=wallet_dot_v1_dot_wallet__pb2.TransferBatchResponse.SerializeToString,
+            ),
+            'AuthorizeTransfer': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuthorizeTransfer,
+                    request_deserializer=wallet_dot_v1_dot_wallet__pb2.AuthorizeTransferRequest.FromString,
+                    response_serializer=wallet_dot_v1_dot_wallet__pb2.HoldResponse.SerializeToString,
+            ),
+            'CaptureTransfer': grpc.unary_unary_rpc_method_handler(
+                    servicer.CaptureTransfer,
+                    request_deserializer=wallet_dot_v1_dot_wallet__pb2.CaptureTransferRequest.FromString,
+                    response_serializer=wallet_dot_v1_dot_wallet__pb2.HoldResponse.SerializeToString,
+            ),
+            'VoidTransfer': grpc.unary_unary_rpc_method_handler(
+                    servicer.VoidTransfer,
+                    request_deserializer=wallet_dot_v1_dot_wallet__pb2.VoidTransferRequest.FromString,
+                    response_serializer=wallet_dot_v1_dot_wallet__pb2.HoldResponse.SerializeToString,
             ),
             'GetAccount': grpc.unary_unary_rpc_method_handler(
                     servicer.GetAccount,
@@ -378,6 +454,87 @@ class WalletService(object):
             '/wallet.v1.WalletService/TransferBatch',
             wallet_dot_v1_dot_wallet__pb2.TransferBatchRequest.SerializeToString,
             wallet_dot_v1_dot_wallet__pb2.TransferBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuthorizeTransfer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.WalletService/AuthorizeTransfer',
+            wallet_dot_v1_dot_wallet__pb2.AuthorizeTransferRequest.SerializeToString,
+            wallet_dot_v1_dot_wallet__pb2.HoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CaptureTransfer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.WalletService/CaptureTransfer',
+            wallet_dot_v1_dot_wallet__pb2.CaptureTransferRequest.SerializeToString,
+            wallet_dot_v1_dot_wallet__pb2.HoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VoidTransfer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.WalletService/VoidTransfer',
+            wallet_dot_v1_dot_wallet__pb2.VoidTransferRequest.SerializeToString,
+            wallet_dot_v1_dot_wallet__pb2.HoldResponse.FromString,
             options,
             channel_credentials,
             insecure,

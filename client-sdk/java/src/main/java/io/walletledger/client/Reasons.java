@@ -168,6 +168,28 @@ public final class Reasons {
   /** INTERNAL: the event log could not be read. */
   public static final String EVENT_LOG_UNREADABLE = of(ErrorReason.ERROR_REASON_EVENT_LOG_UNREADABLE);
 
+  // --- holds (AuthorizeTransfer, CaptureTransfer, VoidTransfer) ---------------------------------
+  /** NOT_FOUND: no hold with this transaction id (of this from_account). */
+  public static final String HOLD_NOT_FOUND = of(ErrorReason.ERROR_REASON_HOLD_NOT_FOUND);
+  /** FAILED_PRECONDITION: the transaction id names an ordinary transfer. */
+  public static final String NOT_A_HOLD = of(ErrorReason.ERROR_REASON_NOT_A_HOLD);
+  /** FAILED_PRECONDITION: the capture's amount exceeds the held amount. */
+  public static final String CAPTURE_EXCEEDS_HOLD = of(ErrorReason.ERROR_REASON_CAPTURE_EXCEEDS_HOLD);
+  /** FAILED_PRECONDITION: captured with another amount, or a void after the capture. */
+  public static final String HOLD_ALREADY_CAPTURED = of(ErrorReason.ERROR_REASON_HOLD_ALREADY_CAPTURED);
+  /** FAILED_PRECONDITION: the hold was voided. */
+  public static final String HOLD_ALREADY_VOIDED = of(ErrorReason.ERROR_REASON_HOLD_ALREADY_VOIDED);
+  /** FAILED_PRECONDITION: the hold expired before it was captured or voided. */
+  public static final String HOLD_EXPIRED = of(ErrorReason.ERROR_REASON_HOLD_EXPIRED);
+  /** FAILED_PRECONDITION: the hold's authorization was refused; nothing is held. */
+  public static final String HOLD_NOT_AUTHORIZED = of(ErrorReason.ERROR_REASON_HOLD_NOT_AUTHORIZED);
+  /** FAILED_PRECONDITION: the target refused a cross-partition capture; nothing is held. */
+  public static final String HOLD_CAPTURE_REFUSED = of(ErrorReason.ERROR_REASON_HOLD_CAPTURE_REFUSED);
+  /** RESOURCE_EXHAUSTED: the partition keeps its maximum of pending holds; retry later. */
+  public static final String HOLDS_LIMIT_REACHED = of(ErrorReason.ERROR_REASON_HOLDS_LIMIT_REACHED);
+  /** INVALID_ARGUMENT: timeout missing, under 1 ms or over 30 days. */
+  public static final String HOLD_TIMEOUT_OUT_OF_RANGE = of(ErrorReason.ERROR_REASON_HOLD_TIMEOUT_OUT_OF_RANGE);
+
   // --- given by the SDK ------------------------------------------------------------------------
   /** A failure made by the gRPC library (connection refused, reset, closed mid-call). */
   public static final String TRANSPORT_ERROR = "TRANSPORT_ERROR";
