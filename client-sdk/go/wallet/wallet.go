@@ -12,8 +12,10 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"wallet.ledger/client-sdk/go/walletv1"
 )
@@ -51,6 +53,38 @@ func (p TransferParams) request() *walletv1.TransferRequest {
 		Amount:        p.Amount,
 		Currency:      p.Currency,
 	}
+}
+
+// AuthorizeParams is one hold to authorize: a transfer's fields plus Timeout, how long the
+// hold lasts from its authorization (whole milliseconds, 1 ms to 30 days; otherwise the node
+// refuses it, ReasonHoldTimeoutOutOfRange). TransactionID names the hold in CaptureTransfer
+// and VoidTransfer.
+type AuthorizeParams struct {
+	TransactionID string
+	From          string
+	To            string
+	Amount        string
+	Currency      string
+	Timeout       time.Duration
+}
+
+func (p AuthorizeParams) request() *walletv1.AuthorizeTransferRequest {
+	return &walletv1.AuthorizeTransferRequest{
+		TransactionId: p.TransactionID,
+		FromAccount:   p.From,
+		ToAccount:     p.To,
+		Amount:        p.Amount,
+		Currency:      p.Currency,
+		Timeout:       durationpb.New(p.Timeout),
+	}
+}
+
+// CaptureParams captures the hold TransactionID of account From: Amount (a decimal string,
+// at most the held amount), or all of it when Amount is empty.
+type CaptureParams struct {
+	TransactionID string
+	From          string
+	Amount        string
 }
 
 // OpenAccountParams is one account to open. AllowNegativeBalance is for issuer/settlement
@@ -169,6 +203,40 @@ func (c *WalletClient) Transfer(ctx context.Context, p TransferParams) (*walletv
 	request := p.request()
 	return call(ctx, c, p.From, func(ctx context.Context, s walletv1.WalletServiceClient) (*walletv1.TransferResponse, error) {
 		return s.Transfer(ctx, request)
+	})
+}
+
+// AuthorizeTransfer holds p.Amount on p.From for p.Timeout: the account's available amount
+// drops, its balance does not, until the hold is captured (CaptureTransfer), voided
+// (VoidTransfer) or expires. It answers the hold (response.Transfer, status PENDING, its
+// Hold.ExpiresAt) and response.Replayed. Routed and retried as Transfer (same
+// TransactionID: a retry answers the original hold); refusals are *Rejected errors.
+func (c *WalletClient) AuthorizeTransfer(ctx context.Context, p AuthorizeParams) (*walletv1.HoldResponse, error) {
+	request := p.request()
+	return call(ctx, c, p.From, func(ctx context.Context, s walletv1.WalletServiceClient) (*walletv1.HoldResponse, error) {
+		return s.AuthorizeTransfer(ctx, request)
+	})
+}
+
+// CaptureTransfer moves p.Amount (empty: all of it) of the hold p.TransactionID from its
+// account p.From to its target and releases the rest, exactly once (a retry with the same
+// amount answers the capture, Replayed). Refusals are *Rejected errors: ReasonHoldNotFound,
+// ReasonCaptureExceedsHold, ReasonHoldAlreadyCaptured, ReasonHoldAlreadyVoided,
+// ReasonHoldExpired, ...
+func (c *WalletClient) CaptureTransfer(ctx context.Context, p CaptureParams) (*walletv1.HoldResponse, error) {
+	request := &walletv1.CaptureTransferRequest{TransactionId: p.TransactionID, FromAccount: p.From, Amount: p.Amount}
+	return call(ctx, c, p.From, func(ctx context.Context, s walletv1.WalletServiceClient) (*walletv1.HoldResponse, error) {
+		return s.CaptureTransfer(ctx, request)
+	})
+}
+
+// VoidTransfer releases the pending hold transactionID of account from (status VOIDED); a
+// retry answers the void (Replayed). A *Rejected ReasonHoldAlreadyCaptured after a capture,
+// ReasonHoldExpired after the expiry, ...
+func (c *WalletClient) VoidTransfer(ctx context.Context, transactionID, from string) (*walletv1.HoldResponse, error) {
+	request := &walletv1.VoidTransferRequest{TransactionId: transactionID, FromAccount: from}
+	return call(ctx, c, from, func(ctx context.Context, s walletv1.WalletServiceClient) (*walletv1.HoldResponse, error) {
+		return s.VoidTransfer(ctx, request)
 	})
 }
 

@@ -1,12 +1,12 @@
 """An in-process write node for unit tests: a real ``grpc.server`` on a loopback port whose
-``Transfer`` and ``SubmitTransfers`` do what the test says, and record what they saw."""
+``Transfer``, ``SubmitTransfers`` and the hold calls do what the test says, and record what they saw."""
 
 from __future__ import annotations
 
 import queue
 import threading
 from concurrent import futures
-from typing import Callable, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 import grpc
 from google.protobuf import any_pb2
@@ -122,6 +122,10 @@ class FakeNode(wallet_pb2_grpc.WalletServiceServicer):
     def __init__(self, stream: Optional[StreamHandler] = answering(), unary: Optional[UnaryHandler] = None):
         self.stream_handler = stream
         self.unary_handler = unary
+        #: Answers AuthorizeTransfer, CaptureTransfer and VoidTransfer (method name, request,
+        #: context); default: the hold, PENDING. Every such call lands in ``holds``.
+        self.hold_handler: Optional[Callable[[str, Any, grpc.ServicerContext], wallet_pb2.HoldResponse]] = None
+        self.holds: list[tuple[str, Any]] = []
         self.lock = threading.Lock()
         self.streams: list[list[str]] = []  # transaction ids read from each SubmitTransfers call
         self.unary: list[str] = []  # transaction ids of each Transfer call
@@ -172,6 +176,31 @@ class FakeNode(wallet_pb2_grpc.WalletServiceServicer):
         return wallet_pb2.TransferResponse(
             status="success", transaction_id=request.transaction_id, consistency_token="unary"
         )
+
+    def _hold(self, method: str, request, context):  # type: ignore[no-untyped-def]
+        with self.lock:
+            self._record(context)
+            self.holds.append((method, request))
+        if self.hold_handler is not None:
+            return self.hold_handler(method, request, context)
+        return wallet_pb2.HoldResponse(
+            transfer=wallet_pb2.Transfer(
+                transaction_id=request.transaction_id,
+                from_account=request.from_account,
+                status=wallet_pb2.TRANSFER_STATUS_PENDING,
+                hold=wallet_pb2.HoldInfo(),
+            ),
+            consistency_token="hold",
+        )
+
+    def AuthorizeTransfer(self, request, context):  # type: ignore[no-untyped-def]
+        return self._hold("AuthorizeTransfer", request, context)
+
+    def CaptureTransfer(self, request, context):  # type: ignore[no-untyped-def]
+        return self._hold("CaptureTransfer", request, context)
+
+    def VoidTransfer(self, request, context):  # type: ignore[no-untyped-def]
+        return self._hold("VoidTransfer", request, context)
 
     def GetAccount(self, request, context):  # type: ignore[no-untyped-def]
         with self.lock:

@@ -15,7 +15,9 @@ import {
 } from "./gen/wallet/v1/query";
 import {
   type Account,
+  type AuthorizeTransferRequest,
   type GetAccountResponse,
+  type HoldResponse,
   type OpenAccountRequest,
   type OpenAccountResult,
   type Transfer,
@@ -65,6 +67,38 @@ export interface TransferParams {
   amount: string;
   /** ISO 4217 code, the currency of both accounts. */
   currency: string;
+}
+
+/**
+ * One hold to authorize (`authorizeTransfer`): a transfer's fields plus `timeoutMs`, how long
+ * the hold lasts from its authorization, in milliseconds (a whole number, 1 ms to 30 days;
+ * otherwise the node refuses it, HOLD_TIMEOUT_OUT_OF_RANGE).
+ */
+export interface AuthorizeParams extends TransferParams {
+  timeoutMs: number;
+}
+
+/** A capture (`captureTransfer`): the hold's id and account, and `amount` (omitted: all of it). */
+export interface CaptureParams {
+  transactionId: string;
+  /** The hold's source account (the routing key). */
+  fromAccount: string;
+  /** Decimal string, at most the held amount; omitted or "" captures the whole hold. */
+  amount?: string;
+}
+
+/** A void (`voidTransfer`): the hold's id and account. */
+export interface VoidParams {
+  transactionId: string;
+  /** The hold's source account (the routing key). */
+  fromAccount: string;
+}
+
+/** A `google.protobuf.Duration` of `ms` milliseconds (a finite number >= 0). */
+export function durationOfMs(ms: number): { seconds: string; nanos: number } {
+  if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`a duration must be a finite number of ms >= 0, got ${ms}`);
+  const whole = Math.floor(ms);
+  return { seconds: String(Math.floor(whole / 1000)), nanos: (whole % 1000) * 1_000_000 + Math.round((ms - whole) * 1_000_000) };
 }
 
 /** One account of `openAccounts`: the fields of an `OpenAccountRequest`. */
@@ -311,6 +345,46 @@ export class WalletClient {
       currency: t.currency,
     };
     return this.pipeline.transfer(request, Date.now() + this.policy.totalDeadlineMs);
+  }
+
+  /**
+   * Holds `amount` on `fromAccount` for `timeoutMs`: the account's available amount drops,
+   * its balance does not, until the hold is captured (`captureTransfer`), voided
+   * (`voidTransfer`) or expires. Resolves to the hold (`transfer`, status PENDING,
+   * `hold.expiresAt`) and `replayed`. Routed to the leader of `fromAccount`'s partition and
+   * retried like `transfer()` (unary; the same `transactionId` answers the original hold).
+   */
+  authorizeTransfer(params: AuthorizeParams): Promise<HoldResponse> {
+    const request: AuthorizeTransferRequest = {
+      transactionId: params.transactionId,
+      fromAccount: params.fromAccount,
+      toAccount: params.toAccount,
+      amount: params.amount,
+      currency: params.currency,
+      timeout: durationOfMs(params.timeoutMs),
+    };
+    return this.call((c) => c.authorizeTransfer, request, params.fromAccount);
+  }
+
+  /**
+   * Moves `amount` (omitted: all of it) of the hold `transactionId` of `fromAccount` to its
+   * target and releases the rest, exactly once (a retry with the same amount answers the
+   * capture, `replayed`). Refusals are `Rejected` with the reason: HOLD_NOT_FOUND,
+   * CAPTURE_EXCEEDS_HOLD, HOLD_ALREADY_CAPTURED, HOLD_ALREADY_VOIDED, HOLD_EXPIRED, ...
+   */
+  captureTransfer(params: CaptureParams): Promise<HoldResponse> {
+    const request = { transactionId: params.transactionId, fromAccount: params.fromAccount, amount: params.amount ?? "" };
+    return this.call((c) => c.captureTransfer, request, params.fromAccount);
+  }
+
+  /**
+   * Releases the pending hold `transactionId` of `fromAccount` (status VOIDED); a retry answers
+   * the void (`replayed`). `Rejected` HOLD_ALREADY_CAPTURED after a capture, HOLD_EXPIRED after
+   * the expiry, ...
+   */
+  voidTransfer(params: VoidParams): Promise<HoldResponse> {
+    const request = { transactionId: params.transactionId, fromAccount: params.fromAccount };
+    return this.call((c) => c.voidTransfer, request, params.fromAccount);
   }
 
   /** The authoritative account, read linearizably, with the position it reflects. */

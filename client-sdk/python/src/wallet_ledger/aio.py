@@ -17,6 +17,7 @@ ends the streams and awaits their tasks.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import time
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Optional, Sequence, cast
 
@@ -32,6 +33,7 @@ from .client import (
     AccountOutcome,
     TransferLike,
     TransferOutcome,
+    authorize_request,
     balance_at_request,
     batch_outcomes,
     item_error,
@@ -275,6 +277,34 @@ class AsyncWalletClient:
         """See ``WalletClient.get_account``."""
         request = wallet_pb2.GetAccountRequest(account_id=account_id)
         return cast(wallet_pb2.GetAccountResponse, await self._call("GetAccount", request))
+
+    async def authorize_transfer(
+        self,
+        *,
+        transaction_id: str,
+        from_account: str,
+        to_account: str,
+        amount: str,
+        currency: str,
+        timeout: datetime.timedelta,
+    ) -> wallet_pb2.HoldResponse:
+        """See ``WalletClient.authorize_transfer``."""
+        request = authorize_request(transaction_id, from_account, to_account, amount, currency, timeout)
+        return cast(wallet_pb2.HoldResponse, await self._call("AuthorizeTransfer", request, from_account))
+
+    async def capture_transfer(
+        self, *, transaction_id: str, from_account: str, amount: Optional[str] = None
+    ) -> wallet_pb2.HoldResponse:
+        """See ``WalletClient.capture_transfer``."""
+        request = wallet_pb2.CaptureTransferRequest(
+            transaction_id=transaction_id, from_account=from_account, amount=amount or ""
+        )
+        return cast(wallet_pb2.HoldResponse, await self._call("CaptureTransfer", request, from_account))
+
+    async def void_transfer(self, *, transaction_id: str, from_account: str) -> wallet_pb2.HoldResponse:
+        """See ``WalletClient.void_transfer``."""
+        request = wallet_pb2.VoidTransferRequest(transaction_id=transaction_id, from_account=from_account)
+        return cast(wallet_pb2.HoldResponse, await self._call("VoidTransfer", request, from_account))
 
     async def get_transfer(self, transaction_id: str) -> wallet_pb2.Transfer:
         """See ``WalletClient.get_transfer``."""

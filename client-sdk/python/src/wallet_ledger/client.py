@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import threading
 import time
 import uuid
@@ -43,6 +44,24 @@ def transfer_request(transfer: TransferLike) -> wallet_pb2.TransferRequest:
     if isinstance(transfer, wallet_pb2.TransferRequest):
         return transfer
     return wallet_pb2.TransferRequest(**dict(transfer))
+
+
+def authorize_request(
+    transaction_id: str, from_account: str, to_account: str, amount: str, currency: str, timeout: datetime.timedelta
+) -> wallet_pb2.AuthorizeTransferRequest:
+    """The ``AuthorizeTransferRequest`` of ``authorize_transfer`` (``timeout`` a ``timedelta``:
+    whole milliseconds, 1 ms to 30 days, else the node refuses it, HOLD_TIMEOUT_OUT_OF_RANGE)."""
+    if not isinstance(timeout, datetime.timedelta):
+        raise TypeError(f"timeout must be a datetime.timedelta, got {type(timeout).__name__}")
+    request = wallet_pb2.AuthorizeTransferRequest(
+        transaction_id=transaction_id,
+        from_account=from_account,
+        to_account=to_account,
+        amount=amount,
+        currency=currency,
+    )
+    request.timeout.FromTimedelta(timeout)
+    return request
 
 
 def open_request(account: AccountLike) -> wallet_pb2.OpenAccountRequest:
@@ -322,6 +341,46 @@ class WalletClient:
         self._counters.stream_opened()
         reader.start()
         return pipe
+
+    def authorize_transfer(
+        self,
+        *,
+        transaction_id: str,
+        from_account: str,
+        to_account: str,
+        amount: str,
+        currency: str,
+        timeout: datetime.timedelta,
+    ) -> wallet_pb2.HoldResponse:
+        """Holds ``amount`` on ``from_account`` for ``timeout`` (a ``timedelta``, 1 ms to 30
+        days): the account's available amount drops, its balance does not. Capture it
+        (``capture_transfer``) or void it (``void_transfer``) by ``transaction_id`` before it
+        expires. Answers the hold (``response.transfer``, status PENDING, ``hold.expires_at``)
+        and ``response.replayed``; idempotent like ``transfer()`` (same id, same hold: the
+        original answer). Routed to the leader of ``from_account``'s partition, retried like
+        ``Transfer`` (unary: holds do not go down the ``SubmitTransfers`` stream)."""
+        request = authorize_request(transaction_id, from_account, to_account, amount, currency, timeout)
+        return cast(wallet_pb2.HoldResponse, self._call("AuthorizeTransfer", request, from_account))
+
+    def capture_transfer(
+        self, *, transaction_id: str, from_account: str, amount: Optional[str] = None
+    ) -> wallet_pb2.HoldResponse:
+        """Moves ``amount`` (at most the held amount; ``None``: all of it) of the hold
+        ``transaction_id`` of ``from_account`` to its ``to_account`` and releases the rest,
+        exactly once (a retry with the same amount answers the capture, ``replayed``).
+        Refusals are ``Rejected`` with the reason: HOLD_NOT_FOUND, CAPTURE_EXCEEDS_HOLD,
+        HOLD_ALREADY_CAPTURED, HOLD_ALREADY_VOIDED, HOLD_EXPIRED, ..."""
+        request = wallet_pb2.CaptureTransferRequest(
+            transaction_id=transaction_id, from_account=from_account, amount=amount or ""
+        )
+        return cast(wallet_pb2.HoldResponse, self._call("CaptureTransfer", request, from_account))
+
+    def void_transfer(self, *, transaction_id: str, from_account: str) -> wallet_pb2.HoldResponse:
+        """Releases the pending hold ``transaction_id`` of ``from_account`` (status VOIDED); a
+        retry answers the void (``replayed``). ``Rejected`` HOLD_ALREADY_CAPTURED after a
+        capture, HOLD_EXPIRED after the expiry, ..."""
+        request = wallet_pb2.VoidTransferRequest(transaction_id=transaction_id, from_account=from_account)
+        return cast(wallet_pb2.HoldResponse, self._call("VoidTransfer", request, from_account))
 
     def get_account(self, account_id: str) -> wallet_pb2.GetAccountResponse:
         """The authoritative account, read linearizably, with the position it reflects."""

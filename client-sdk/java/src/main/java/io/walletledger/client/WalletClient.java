@@ -3,12 +3,15 @@ package io.walletledger.client;
 import io.grpc.Channel;
 import io.grpc.stub.StreamObserver;
 import io.walletledger.v1.Account;
+import io.walletledger.v1.AuthorizeTransferRequest;
+import io.walletledger.v1.CaptureTransferRequest;
 import io.walletledger.v1.ClusterServiceGrpc;
 import io.walletledger.v1.GetAccountRequest;
 import io.walletledger.v1.GetAccountResponse;
 import io.walletledger.v1.GetClusterStatusRequest;
 import io.walletledger.v1.GetClusterStatusResponse;
 import io.walletledger.v1.GetTransferRequest;
+import io.walletledger.v1.HoldResponse;
 import io.walletledger.v1.OpenAccountRequest;
 import io.walletledger.v1.OpenAccountResult;
 import io.walletledger.v1.TransferBatchRequest;
@@ -17,6 +20,7 @@ import io.walletledger.v1.TransferError;
 import io.walletledger.v1.TransferRequest;
 import io.walletledger.v1.TransferResponse;
 import io.walletledger.v1.TransferResult;
+import io.walletledger.v1.VoidTransferRequest;
 import io.walletledger.v1.WalletServiceGrpc;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -178,6 +182,65 @@ public final class WalletClient implements AutoCloseable {
   public TransferResponse transfer(Transfer transfer) {
     TransferRequest request = transfer.toRequest();
     return call((e, t) -> stub(e, t).transfer(request), transfer.from());
+  }
+
+  /**
+   * {@code AuthorizeTransfer}: holds {@code amount} on {@code from} for {@code timeout} (whole
+   * milliseconds, 1 ms to 30 days; otherwise {@link Reasons#HOLD_TIMEOUT_OUT_OF_RANGE}): the
+   * account's available amount drops, its balance does not, until the hold is captured
+   * ({@link #captureTransfer}), voided ({@link #voidTransfer}) or expires. Answers the hold
+   * ({@code getTransfer()}, status PENDING, {@code getHold().getExpiresAt()}) and
+   * {@code getReplayed()}. Routed and retried as {@link #transfer(Transfer)}: the same
+   * {@code transactionId} again answers the original hold.
+   */
+  public HoldResponse authorizeTransfer(
+      String transactionId, String from, String to, String amount, String currency, Duration timeout) {
+    AuthorizeTransferRequest request = AuthorizeTransferRequest.newBuilder()
+        .setTransactionId(transactionId)
+        .setFromAccount(from)
+        .setToAccount(to)
+        .setAmount(amount)
+        .setCurrency(currency)
+        .setTimeout(com.google.protobuf.Duration.newBuilder()
+            .setSeconds(timeout.getSeconds()).setNanos(timeout.getNano()))
+        .build();
+    return call((e, t) -> stub(e, t).authorizeTransfer(request), from);
+  }
+
+  /**
+   * {@code CaptureTransfer}: moves {@code amount} (at most the held amount; {@code null}: all
+   * of it) of the hold {@code transactionId} of account {@code from} to its target and
+   * releases the rest, exactly once (a retry with the same amount answers the capture,
+   * {@code getReplayed()}). Refusals throw {@link RejectedException}:
+   * {@link Reasons#HOLD_NOT_FOUND}, {@link Reasons#CAPTURE_EXCEEDS_HOLD},
+   * {@link Reasons#HOLD_ALREADY_CAPTURED}, {@link Reasons#HOLD_EXPIRED}, ...
+   */
+  public HoldResponse captureTransfer(String transactionId, String from, String amount) {
+    CaptureTransferRequest request = CaptureTransferRequest.newBuilder()
+        .setTransactionId(transactionId)
+        .setFromAccount(from)
+        .setAmount(amount == null ? "" : amount)
+        .build();
+    return call((e, t) -> stub(e, t).captureTransfer(request), from);
+  }
+
+  /** {@code CaptureTransfer} of the whole hold: {@code captureTransfer(transactionId, from, null)}. */
+  public HoldResponse captureTransfer(String transactionId, String from) {
+    return captureTransfer(transactionId, from, null);
+  }
+
+  /**
+   * {@code VoidTransfer}: releases the pending hold {@code transactionId} of account {@code from}
+   * (status VOIDED); a retry answers the void ({@code getReplayed()}). Throws
+   * {@link RejectedException} {@link Reasons#HOLD_ALREADY_CAPTURED} after a capture,
+   * {@link Reasons#HOLD_EXPIRED} after the expiry, ...
+   */
+  public HoldResponse voidTransfer(String transactionId, String from) {
+    VoidTransferRequest request = VoidTransferRequest.newBuilder()
+        .setTransactionId(transactionId)
+        .setFromAccount(from)
+        .build();
+    return call((e, t) -> stub(e, t).voidTransfer(request), from);
   }
 
   /**
