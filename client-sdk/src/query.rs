@@ -183,6 +183,7 @@ impl QueryClient {
             account_id: account_id.to_owned(),
             page_token: page_token.unwrap_or_default().to_owned(),
             page_size,
+            ..ListTransfersRequest::default()
         };
         self.unary(|mut client| {
             let mut request = tonic::Request::new(request.clone());

@@ -369,6 +369,34 @@ impl ProjectionDb {
             .transpose()
     }
 
+    /// At most `limit` balance rows whose account id starts with `prefix` and sorts after
+    /// `after` (exclusive; `None`: from the first), in byte order of the id.
+    pub fn balances_from(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<BalanceRow>> {
+        // The smallest key after `after` is `after` and a zero byte.
+        let start: Vec<u8> = match after {
+            Some(after) => [after.as_bytes(), &[0]].concat(),
+            None => prefix.as_bytes().to_vec(),
+        };
+        let iterator = self.db.iterator_cf(
+            self.cf(CF_BALANCES),
+            rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
+        );
+        let mut rows = Vec::new();
+        for item in iterator {
+            let (key, value) = item?;
+            if rows.len() == limit || !key.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            rows.push(decode(&value)?);
+        }
+        Ok(rows)
+    }
+
     pub fn put_balance(&self, batch: &mut WriteBatch, row: &BalanceRow) {
         batch.put_cf(self.cf(CF_BALANCES), row.account_id.as_bytes(), encode(row));
     }

@@ -17,7 +17,11 @@ pub const UPDATES_BROADCAST_CAPACITY: usize = 16_384;
 pub const POSITION_TOKEN_BYTES_MAX: usize = 128;
 /// ListTransfers page size when the request says 0.
 pub const PAGE_SIZE_DEFAULT: u32 = 50;
-/// Largest ListTransfers page; more is INVALID_ARGUMENT / PAGE_SIZE_TOO_LARGE.
+/// Most ids a BatchGetAccounts or BatchGetTransfers call names; more is INVALID_ARGUMENT
+/// (TOO_MANY_ACCOUNTS, TOO_MANY_TRANSFERS).
+pub const BATCH_GET_MAX: usize = 1_000;
+/// Largest ListTransfers (and ListAccounts) page; more is INVALID_ARGUMENT /
+/// PAGE_SIZE_TOO_LARGE.
 pub const PAGE_SIZE_MAX: u32 = 1_000;
 /// How long a read with a consistency token (or a past position) waits for the projection
 /// to reach it before UNAVAILABLE / CONSISTENCY_WAIT_TIMEOUT.

@@ -28,6 +28,69 @@ use crate::projector::{Projection, Update};
 
 /// The page token format: `h1.<sequence>`, the newest sequence the page starts at.
 const PAGE_TOKEN_PREFIX: &str = "h1.";
+/// ListAccounts page tokens: this prefix, then the last account id listed, in hex.
+const ACCOUNTS_PAGE_TOKEN_PREFIX: &str = "a1.";
+
+/// A page size as ListTransfers and ListAccounts take it (0: the default).
+fn page_size(requested: u32) -> Result<u32, ApiError> {
+    match requested {
+        0 => Ok(limits::PAGE_SIZE_DEFAULT),
+        size if size > limits::PAGE_SIZE_MAX => Err(ApiError::invalid(
+            "page_size",
+            "PAGE_SIZE_TOO_LARGE",
+            format!(
+                "page_size {size} is above the maximum {}",
+                limits::PAGE_SIZE_MAX
+            ),
+        )),
+        size => Ok(size),
+    }
+}
+
+fn invalid_page_token() -> ApiError {
+    ApiError::invalid(
+        "page_token",
+        "INVALID_PAGE_TOKEN",
+        "page_token is not one this service returned",
+    )
+}
+
+fn account_page_token(last: &str) -> String {
+    let hex: String = last.bytes().map(|byte| format!("{byte:02x}")).collect();
+    format!("{ACCOUNTS_PAGE_TOKEN_PREFIX}{hex}")
+}
+
+/// The last account id of a ListAccounts page token.
+fn account_of_page_token(token: &str) -> Option<String> {
+    let hex = token.strip_prefix(ACCOUNTS_PAGE_TOKEN_PREFIX)?;
+    if hex.is_empty() || hex.len() % 2 != 0 || hex.len() > 2 * ledger::ACCOUNT_ID_BYTES_MAX {
+        return None;
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(hex.get(at..at + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// A `google.protobuf.Timestamp` in milliseconds since the Unix epoch (`field` names it in
+/// the error for one before the epoch or out of range).
+fn timestamp_ms(field: &'static str, at: &prost_types::Timestamp) -> Result<u64, ApiError> {
+    let seconds = u64::try_from(at.seconds).ok();
+    let nanos = u64::try_from(at.nanos)
+        .ok()
+        .filter(|nanos| *nanos < 1_000_000_000);
+    seconds
+        .zip(nanos)
+        .and_then(|(seconds, nanos)| seconds.checked_mul(1_000)?.checked_add(nanos / 1_000_000))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                field,
+                "INVALID_TIME_RANGE",
+                format!("{field} is not a time after the Unix epoch"),
+            )
+        })
+}
 
 /// The QueryService of one read node. Cheap to clone.
 #[derive(Clone)]
@@ -70,6 +133,39 @@ impl QueryApi {
             .balance(account_id)
             .map_err(|error| ApiError::internal(&error))?
             .ok_or_else(|| ApiError::account_not_found(account_id))
+    }
+
+    /// The account's last change for which `holds` is true, found by binary search over its
+    /// history: `holds` must be true for a prefix of the sequences (positions and time stamps
+    /// grow with the sequence). `None` if it holds for none.
+    fn last_change_where(
+        &self,
+        row: &BalanceRow,
+        holds: impl Fn(&HistoryRow) -> bool,
+    ) -> Result<Option<HistoryRow>, ApiError> {
+        let mut best = None;
+        let (mut low, mut high) = (1, row.sequence);
+        while low <= high {
+            let middle = low + (high - low) / 2;
+            let change = self
+                .projection
+                .db()
+                .history(&row.account_id, middle)
+                .map_err(|error| ApiError::internal(&error))?
+                .ok_or_else(|| {
+                    ApiError::internal(&anyhow::anyhow!(
+                        "history row {middle} of {:?} is missing",
+                        row.account_id
+                    ))
+                })?;
+            if holds(&change) {
+                best = Some(change);
+                low = middle + 1;
+            } else {
+                high = middle - 1;
+            }
+        }
+        Ok(best)
     }
 
     /// Waits (bounded) until the projection has applied `index` of `partition`.
@@ -380,21 +476,7 @@ impl QueryService for QueryApi {
         let request = request.into_inner();
         validate_account("account_id", &request.account_id)?;
         security::check_account(caller.as_ref(), "account_id", &request.account_id)?;
-        let page_size = match request.page_size {
-            0 => limits::PAGE_SIZE_DEFAULT,
-            size if size > limits::PAGE_SIZE_MAX => {
-                return Err(ApiError::invalid(
-                    "page_size",
-                    "PAGE_SIZE_TOO_LARGE",
-                    format!(
-                        "page_size {size} is above the maximum {}",
-                        limits::PAGE_SIZE_MAX
-                    ),
-                )
-                .into());
-            }
-            size => size,
-        };
+        let page_size = page_size(request.page_size)?;
         let start_after_token = if request.page_token.is_empty() {
             None
         } else {
@@ -404,19 +486,51 @@ impl QueryService for QueryApi {
                 .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|digits| digits.parse::<u64>().ok())
                 .filter(|sequence| *sequence >= 1)
-                .ok_or_else(|| {
-                    ApiError::invalid(
-                        "page_token",
-                        "INVALID_PAGE_TOKEN",
-                        "page_token is not one this service returned",
-                    )
-                })?;
+                .ok_or_else(invalid_page_token)?;
             Some(sequence)
         };
+        let start_ms = request
+            .start_time
+            .as_ref()
+            .map(|at| timestamp_ms("start_time", at))
+            .transpose()?;
+        let end_ms = request
+            .end_time
+            .as_ref()
+            .map(|at| timestamp_ms("end_time", at))
+            .transpose()?;
+        if let (Some(start_ms), Some(end_ms)) = (start_ms, end_ms)
+            && end_ms < start_ms
+        {
+            return Err(ApiError::invalid(
+                "end_time",
+                "INVALID_TIME_RANGE",
+                "end_time is before start_time",
+            )
+            .into());
+        }
         let row = self.account(&request.account_id)?;
-        let newest = start_after_token.map_or(row.sequence, |token| token.min(row.sequence));
-        let oldest = newest.saturating_sub(u64::from(page_size) - 1).max(1);
-        let entries = if newest == 0 {
+        // The range in sequences: changes are stamped in sequence order (as GetBalanceAt
+        // relies on too), so each end is one binary search.
+        let sequence_before = |ms: u64| {
+            self.last_change_where(&row, |change| change.timestamp_ms < ms)
+                .map(|change| change.map_or(0, |change| change.sequence))
+        };
+        let newest_in_range = match end_ms {
+            Some(end_ms) => sequence_before(end_ms)?,
+            None => row.sequence,
+        };
+        let oldest_in_range = match start_ms {
+            Some(start_ms) => sequence_before(start_ms)? + 1,
+            None => 1,
+        };
+        let newest = start_after_token
+            .map_or(row.sequence, |token| token.min(row.sequence))
+            .min(newest_in_range);
+        let oldest = newest
+            .saturating_sub(u64::from(page_size) - 1)
+            .max(oldest_in_range);
+        let entries = if newest < oldest {
             Vec::new()
         } else {
             self.projection
@@ -429,7 +543,7 @@ impl QueryService for QueryApi {
                 .iter()
                 .map(|change| convert::history_entry(&row, change))
                 .collect(),
-            next_page_token: if oldest > 1 {
+            next_page_token: if newest >= oldest && oldest > oldest_in_range {
                 format!("{PAGE_TOKEN_PREFIX}{}", oldest - 1)
             } else {
                 String::new()
@@ -508,28 +622,7 @@ impl QueryService for QueryApi {
             )
             .into());
         }
-        let mut best = None;
-        let (mut low, mut high) = (1, row.sequence);
-        while low <= high {
-            let middle = low + (high - low) / 2;
-            let change = self
-                .projection
-                .db()
-                .history(&row.account_id, middle)
-                .map_err(|error| ApiError::internal(&error))?
-                .ok_or_else(|| {
-                    ApiError::internal(&anyhow::anyhow!(
-                        "history row {middle} of {:?} is missing",
-                        row.account_id
-                    ))
-                })?;
-            if at_or_before(&change) {
-                best = Some(change);
-                low = middle + 1;
-            } else {
-                high = middle - 1;
-            }
-        }
+        let best = self.last_change_where(&row, at_or_before)?;
         let balance = match best {
             Some(change) => convert::balance_after(&row, &change),
             None => convert::balance_opened(&row),
@@ -538,6 +631,125 @@ impl QueryService for QueryApi {
             balance: Some(balance),
         }))
     }
+
+    async fn list_accounts(
+        &self,
+        request: Request<pb::ListAccountsRequest>,
+    ) -> Result<Response<pb::ListAccountsResponse>, Status> {
+        let caller = caller_of(&request);
+        let request = request.into_inner();
+        if !request.prefix.is_empty() {
+            validate_account("prefix", &request.prefix)?;
+        }
+        security::check_account(caller.as_ref(), "prefix", &request.prefix)?;
+        let page_size = page_size(request.page_size)? as usize;
+        let after = if request.page_token.is_empty() {
+            None
+        } else {
+            let after = account_of_page_token(&request.page_token)
+                .filter(|after| after.starts_with(&request.prefix))
+                .ok_or_else(invalid_page_token)?;
+            Some(after)
+        };
+        let mut rows = self
+            .projection
+            .db()
+            .balances_from(&request.prefix, after.as_deref(), page_size + 1)
+            .map_err(|error| ApiError::internal(&error))?;
+        let more = rows.len() > page_size;
+        rows.truncate(page_size);
+        let next_page_token = match rows.last() {
+            Some(last) if more => account_page_token(&last.account_id),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListAccountsResponse {
+            accounts: rows.iter().map(convert::balance).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn batch_get_accounts(
+        &self,
+        request: Request<pb::BatchGetAccountsRequest>,
+    ) -> Result<Response<pb::BatchGetAccountsResponse>, Status> {
+        let caller = caller_of(&request);
+        let request = request.into_inner();
+        if request.account_ids.len() > limits::BATCH_GET_MAX {
+            return Err(too_many("account_ids", "TOO_MANY_ACCOUNTS", "accounts").into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut answer = pb::BatchGetAccountsResponse::default();
+        for account_id in &request.account_ids {
+            validate_account("account_ids", account_id)?;
+            security::check_account(caller.as_ref(), "account_ids", account_id)?;
+        }
+        for account_id in request.account_ids {
+            if !seen.insert(account_id.clone()) {
+                continue;
+            }
+            match self
+                .projection
+                .balance(&account_id)
+                .map_err(|error| ApiError::internal(&error))?
+            {
+                Some(row) => answer.accounts.push(convert::balance(&row)),
+                None => answer.not_found.push(account_id),
+            }
+        }
+        Ok(Response::new(answer))
+    }
+
+    async fn batch_get_transfers(
+        &self,
+        request: Request<pb::BatchGetTransfersRequest>,
+    ) -> Result<Response<pb::BatchGetTransfersResponse>, Status> {
+        let request = request.into_inner();
+        if request.transaction_ids.len() > limits::BATCH_GET_MAX {
+            return Err(too_many("transaction_ids", "TOO_MANY_TRANSFERS", "transfers").into());
+        }
+        let ids = request
+            .transaction_ids
+            .iter()
+            .map(|text| {
+                ledger::parse_transaction_id(text).map_err(|error| {
+                    ApiError::invalid(
+                        "transaction_ids",
+                        error.reason(),
+                        format!("transaction_ids: {error}"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut seen = std::collections::HashSet::new();
+        let mut answer = pb::BatchGetTransfersResponse::default();
+        for (text, id) in request.transaction_ids.into_iter().zip(ids) {
+            if !seen.insert(id) {
+                continue;
+            }
+            let rows = self
+                .projection
+                .db()
+                .transfers(&id.hyphenated().to_string())
+                .map_err(|error| ApiError::internal(&error))?;
+            match preferred_transfer(rows) {
+                Some(row) => answer.transfers.push(convert::transfer_update(&row)),
+                None => answer.not_found.push(text),
+            }
+        }
+        Ok(Response::new(answer))
+    }
+}
+
+/// INVALID_ARGUMENT for a batch read above `limits::BATCH_GET_MAX`.
+fn too_many(field: &'static str, reason: &'static str, what: &str) -> ApiError {
+    ApiError::invalid(
+        field,
+        reason,
+        format!(
+            "at most {} {what} per call; split them over several calls",
+            limits::BATCH_GET_MAX
+        ),
+    )
 }
 
 fn lagged() -> Status {

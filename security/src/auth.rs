@@ -183,10 +183,13 @@ pub fn required_access(path: &str) -> Access {
         | ("grpc.reflection.v1alpha.ServerReflection", _) => Access::Open,
         ("wallet.internal.v1.PeerService", _) => Access::Peer,
         // `transfer` debits ordinary accounts, `issue` accounts that may go negative: the
-        // edge checks which one `from_account` is (write-node service.rs).
-        ("wallet.v1.WalletService", "Transfer" | "SubmitTransfers" | "TransferBatch") => {
-            Access::Token(&[Scope::Transfer, Scope::Issue])
-        }
+        // edge checks which one `from_account` is (write-node service.rs). A hold's steps
+        // debit (or reserve on) `from_account` the same way.
+        (
+            "wallet.v1.WalletService",
+            "Transfer" | "SubmitTransfers" | "TransferBatch" | "AuthorizeTransfer"
+            | "CaptureTransfer" | "VoidTransfer",
+        ) => Access::Token(&[Scope::Transfer, Scope::Issue]),
         // An account opened with allow_negative_balance can mint money: operators only.
         ("wallet.v1.WalletService", "OpenAccount" | "OpenAccounts") => {
             Access::Token(&[Scope::Admin])
@@ -204,7 +207,7 @@ pub fn required_access(path: &str) -> Access {
 
 /// Methods whose handlers call [`check_account`] on every account the request names: the only
 /// ones a token bound to account prefixes may call. Not here, so refused to bound tokens:
-/// `GetTransfer` and `WatchTransfer` (looked up by transaction id, not by account: a bound
+/// `GetTransfer`, `WatchTransfer` and `BatchGetTransfers` (looked up by transaction id, not by account: a bound
 /// token follows its transfers through the `Transfer` answer, a retry with the same
 /// transaction id, `ListTransfers` or `WatchBalances`), `ClusterService`,
 /// `EventLogService` (every account), and any method added later.
@@ -214,6 +217,9 @@ pub fn checks_accounts(path: &str) -> bool {
         "/wallet.v1.WalletService/Transfer"
             | "/wallet.v1.WalletService/SubmitTransfers"
             | "/wallet.v1.WalletService/TransferBatch"
+            | "/wallet.v1.WalletService/AuthorizeTransfer"
+            | "/wallet.v1.WalletService/CaptureTransfer"
+            | "/wallet.v1.WalletService/VoidTransfer"
             | "/wallet.v1.WalletService/OpenAccount"
             | "/wallet.v1.WalletService/OpenAccounts"
             | "/wallet.v1.WalletService/GetAccount"
@@ -221,6 +227,8 @@ pub fn checks_accounts(path: &str) -> bool {
             | "/wallet.v1.QueryService/WatchBalances"
             | "/wallet.v1.QueryService/ListTransfers"
             | "/wallet.v1.QueryService/GetBalanceAt"
+            | "/wallet.v1.QueryService/ListAccounts"
+            | "/wallet.v1.QueryService/BatchGetAccounts"
     )
 }
 
@@ -448,6 +456,18 @@ mod tests {
                 Access::Token(&[Transfer, Issue]),
             ),
             (
+                "/wallet.v1.WalletService/AuthorizeTransfer",
+                Access::Token(&[Transfer, Issue]),
+            ),
+            (
+                "/wallet.v1.WalletService/CaptureTransfer",
+                Access::Token(&[Transfer, Issue]),
+            ),
+            (
+                "/wallet.v1.WalletService/VoidTransfer",
+                Access::Token(&[Transfer, Issue]),
+            ),
+            (
                 "/wallet.v1.WalletService/OpenAccount",
                 Access::Token(&[Admin]),
             ),
@@ -492,6 +512,9 @@ mod tests {
             "/wallet.v1.WalletService/Transfer",
             "/wallet.v1.WalletService/SubmitTransfers",
             "/wallet.v1.WalletService/TransferBatch",
+            "/wallet.v1.WalletService/AuthorizeTransfer",
+            "/wallet.v1.WalletService/CaptureTransfer",
+            "/wallet.v1.WalletService/VoidTransfer",
             "/wallet.v1.WalletService/OpenAccount",
             "/wallet.v1.WalletService/OpenAccounts",
             "/wallet.v1.WalletService/GetAccount",
@@ -499,12 +522,15 @@ mod tests {
             "/wallet.v1.QueryService/WatchBalances",
             "/wallet.v1.QueryService/ListTransfers",
             "/wallet.v1.QueryService/GetBalanceAt",
+            "/wallet.v1.QueryService/ListAccounts",
+            "/wallet.v1.QueryService/BatchGetAccounts",
         ] {
             assert!(checks_accounts(path), "{path}");
         }
         for path in [
             "/wallet.v1.WalletService/GetTransfer",
             "/wallet.v1.QueryService/WatchTransfer",
+            "/wallet.v1.QueryService/BatchGetTransfers",
             "/wallet.v1.ClusterService/GetClusterStatus",
             "/wallet.v1.EventLogService/Subscribe",
             "/wallet.v1.WalletService/Unknown",

@@ -68,6 +68,7 @@ pub struct PartitionMetrics {
     applied_index: Gauge,
     leader: Gauge,
     in_flight: Gauge,
+    holds_pending: Gauge,
     leader_changes: Counter,
     conservation: Family<CurrencyLabels, Gauge>,
     /// Currencies this partition ever reported: a currency whose balances and outflow all
@@ -118,6 +119,8 @@ impl PartitionMetrics {
         self.leader
             .set(i64::from(raft.state == raft::StateRole::Leader));
         self.in_flight.set(gauge(ledger.in_flight_count() as u64));
+        self.holds_pending
+            .set(gauge(ledger.pending_holds_count() as u64));
         let mut sums: Vec<(ledger::Currency, i128)> = self
             .currencies_seen
             .iter()
@@ -326,6 +329,11 @@ impl Metrics {
             "wallet_in_flight_transfers",
             "Cross-partition transfers debited on this (source) partition and not yet settled",
         );
+        let holds_pending = gauges(
+            &mut registry,
+            "wallet_holds_pending",
+            "Holds authorized on this (source) partition and not yet captured, voided or expired",
+        );
         let leader_changes = Family::<PartitionLabels, Counter>::default();
         registry.register(
             "wallet_raft_leader_changes",
@@ -351,6 +359,7 @@ impl Metrics {
                     applied_index: applied_index.get_or_create(&labels).clone(),
                     leader: leader.get_or_create(&labels).clone(),
                     in_flight: in_flight.get_or_create(&labels).clone(),
+                    holds_pending: holds_pending.get_or_create(&labels).clone(),
                     leader_changes: leader_changes.get_or_create(&labels).clone(),
                     conservation: conservation.clone(),
                     currencies_seen: Vec::new(),

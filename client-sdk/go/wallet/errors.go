@@ -167,6 +167,10 @@ var (
 	ReasonHoldsLimitReached = ReasonName(walletv1.ErrorReason_ERROR_REASON_HOLDS_LIMIT_REACHED)
 	// ReasonHoldTimeoutOutOfRange: AuthorizeTransfer: timeout missing, under 1 ms or over 30 days (INVALID_ARGUMENT).
 	ReasonHoldTimeoutOutOfRange = ReasonName(walletv1.ErrorReason_ERROR_REASON_HOLD_TIMEOUT_OUT_OF_RANGE)
+	// ReasonTooManyTransfers: Read node: BatchGetTransfers with more than 1,000 ids (INVALID_ARGUMENT).
+	ReasonTooManyTransfers = ReasonName(walletv1.ErrorReason_ERROR_REASON_TOO_MANY_TRANSFERS)
+	// ReasonInvalidTimeRange: Read node: ListTransfers with end_time before start_time, or a timestamp out of range (INVALID_ARGUMENT).
+	ReasonInvalidTimeRange = ReasonName(walletv1.ErrorReason_ERROR_REASON_INVALID_TIME_RANGE)
 )
 
 // Reasons the SDK gives to failures no node answered: not in the ErrorReason enum.

@@ -86,6 +86,8 @@ func exposedReasons() map[string]string {
 		"ReasonHoldCaptureRefused":               ReasonHoldCaptureRefused,
 		"ReasonHoldsLimitReached":                ReasonHoldsLimitReached,
 		"ReasonHoldTimeoutOutOfRange":            ReasonHoldTimeoutOutOfRange,
+		"ReasonTooManyTransfers":                 ReasonTooManyTransfers,
+		"ReasonInvalidTimeRange":                 ReasonInvalidTimeRange,
 	}
 }
 

@@ -31,6 +31,19 @@ type QueryServiceClient interface {
 	ListTransfers(ctx context.Context, in *ListTransfersRequest, opts ...grpc.CallOption) (*ListTransfersResponse, error)
 	// The balance as of a past log position or time, from the account's history.
 	GetBalanceAt(ctx context.Context, in *GetBalanceAtRequest, opts ...grpc.CallOption) (*GetBalanceAtResponse, error)
+	// Accounts whose id starts with `prefix` (empty: every account), in byte order of the id,
+	// a page at a time, each as GetBalance shows it. A token bound to account prefixes lists
+	// within them only (`prefix` must start with one of them). Page size as ListTransfers.
+	ListAccounts(ctx context.Context, in *ListAccountsRequest, opts ...grpc.CallOption) (*ListAccountsResponse, error)
+	// Up to 1,000 accounts (INVALID_ARGUMENT / TOO_MANY_ACCOUNTS beyond), each as GetBalance
+	// shows it, in request order (a repeated id once); ids this read node does not know are
+	// in `not_found`.
+	BatchGetAccounts(ctx context.Context, in *BatchGetAccountsRequest, opts ...grpc.CallOption) (*BatchGetAccountsResponse, error)
+	// Up to 1,000 transfers by transaction id (INVALID_ARGUMENT / TOO_MANY_TRANSFERS beyond),
+	// each as WatchTransfer's current state, in request order (a repeated id once); ids not
+	// known here are in `not_found`. Refused to tokens bound to account prefixes, as
+	// WatchTransfer is.
+	BatchGetTransfers(ctx context.Context, in *BatchGetTransfersRequest, opts ...grpc.CallOption) (*BatchGetTransfersResponse, error)
 }
 
 type queryServiceClient struct {
@@ -132,6 +145,33 @@ func (c *queryServiceClient) GetBalanceAt(ctx context.Context, in *GetBalanceAtR
 	return out, nil
 }
 
+func (c *queryServiceClient) ListAccounts(ctx context.Context, in *ListAccountsRequest, opts ...grpc.CallOption) (*ListAccountsResponse, error) {
+	out := new(ListAccountsResponse)
+	err := c.cc.Invoke(ctx, "/wallet.v1.QueryService/ListAccounts", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryServiceClient) BatchGetAccounts(ctx context.Context, in *BatchGetAccountsRequest, opts ...grpc.CallOption) (*BatchGetAccountsResponse, error) {
+	out := new(BatchGetAccountsResponse)
+	err := c.cc.Invoke(ctx, "/wallet.v1.QueryService/BatchGetAccounts", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryServiceClient) BatchGetTransfers(ctx context.Context, in *BatchGetTransfersRequest, opts ...grpc.CallOption) (*BatchGetTransfersResponse, error) {
+	out := new(BatchGetTransfersResponse)
+	err := c.cc.Invoke(ctx, "/wallet.v1.QueryService/BatchGetTransfers", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // QueryServiceServer is the server API for QueryService service.
 // All implementations must embed UnimplementedQueryServiceServer
 // for forward compatibility
@@ -150,6 +190,19 @@ type QueryServiceServer interface {
 	ListTransfers(context.Context, *ListTransfersRequest) (*ListTransfersResponse, error)
 	// The balance as of a past log position or time, from the account's history.
 	GetBalanceAt(context.Context, *GetBalanceAtRequest) (*GetBalanceAtResponse, error)
+	// Accounts whose id starts with `prefix` (empty: every account), in byte order of the id,
+	// a page at a time, each as GetBalance shows it. A token bound to account prefixes lists
+	// within them only (`prefix` must start with one of them). Page size as ListTransfers.
+	ListAccounts(context.Context, *ListAccountsRequest) (*ListAccountsResponse, error)
+	// Up to 1,000 accounts (INVALID_ARGUMENT / TOO_MANY_ACCOUNTS beyond), each as GetBalance
+	// shows it, in request order (a repeated id once); ids this read node does not know are
+	// in `not_found`.
+	BatchGetAccounts(context.Context, *BatchGetAccountsRequest) (*BatchGetAccountsResponse, error)
+	// Up to 1,000 transfers by transaction id (INVALID_ARGUMENT / TOO_MANY_TRANSFERS beyond),
+	// each as WatchTransfer's current state, in request order (a repeated id once); ids not
+	// known here are in `not_found`. Refused to tokens bound to account prefixes, as
+	// WatchTransfer is.
+	BatchGetTransfers(context.Context, *BatchGetTransfersRequest) (*BatchGetTransfersResponse, error)
 	mustEmbedUnimplementedQueryServiceServer()
 }
 
@@ -171,6 +224,15 @@ func (UnimplementedQueryServiceServer) ListTransfers(context.Context, *ListTrans
 }
 func (UnimplementedQueryServiceServer) GetBalanceAt(context.Context, *GetBalanceAtRequest) (*GetBalanceAtResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetBalanceAt not implemented")
+}
+func (UnimplementedQueryServiceServer) ListAccounts(context.Context, *ListAccountsRequest) (*ListAccountsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListAccounts not implemented")
+}
+func (UnimplementedQueryServiceServer) BatchGetAccounts(context.Context, *BatchGetAccountsRequest) (*BatchGetAccountsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method BatchGetAccounts not implemented")
+}
+func (UnimplementedQueryServiceServer) BatchGetTransfers(context.Context, *BatchGetTransfersRequest) (*BatchGetTransfersResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method BatchGetTransfers not implemented")
 }
 func (UnimplementedQueryServiceServer) mustEmbedUnimplementedQueryServiceServer() {}
 
@@ -281,6 +343,60 @@ func _QueryService_GetBalanceAt_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _QueryService_ListAccounts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAccountsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).ListAccounts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/wallet.v1.QueryService/ListAccounts",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).ListAccounts(ctx, req.(*ListAccountsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _QueryService_BatchGetAccounts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BatchGetAccountsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).BatchGetAccounts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/wallet.v1.QueryService/BatchGetAccounts",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).BatchGetAccounts(ctx, req.(*BatchGetAccountsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _QueryService_BatchGetTransfers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BatchGetTransfersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).BatchGetTransfers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/wallet.v1.QueryService/BatchGetTransfers",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).BatchGetTransfers(ctx, req.(*BatchGetTransfersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _QueryService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "wallet.v1.QueryService",
 	HandlerType: (*QueryServiceServer)(nil),
@@ -296,6 +412,18 @@ var _QueryService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetBalanceAt",
 			Handler:    _QueryService_GetBalanceAt_Handler,
+		},
+		{
+			MethodName: "ListAccounts",
+			Handler:    _QueryService_ListAccounts_Handler,
+		},
+		{
+			MethodName: "BatchGetAccounts",
+			Handler:    _QueryService_BatchGetAccounts_Handler,
+		},
+		{
+			MethodName: "BatchGetTransfers",
+			Handler:    _QueryService_BatchGetTransfers_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

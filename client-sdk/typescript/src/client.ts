@@ -115,6 +115,10 @@ export interface ListTransfersParams {
   pageToken?: string;
   /** 0 (default) is the read node's default; above its maximum is INVALID_ARGUMENT. */
   pageSize?: number;
+  /** Only entries committed at or after this time (keep it when following the pages). */
+  startTime?: Date;
+  /** Only entries committed before this time. */
+  endTime?: Date;
 }
 
 /** A point in an account's past: a position token of its partition, or a time. */
@@ -576,6 +580,8 @@ export class QueryClient {
       accountId: params.accountId,
       pageToken: params.pageToken ?? "",
       pageSize: params.pageSize ?? 0,
+      startTime: params.startTime,
+      endTime: params.endTime,
     });
   }
 

@@ -57,6 +57,8 @@ function balance(account: string, sequence: number, snapshot = false): BalanceUp
       partition: 0,
       index: String(sequence),
       timestampMs: "0",
+      held: "0.00",
+      available: `${sequence}.00`,
     },
     deltaMinor: snapshot ? "0" : "100",
     delta: snapshot ? "" : "1.00",

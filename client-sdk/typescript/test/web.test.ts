@@ -66,6 +66,8 @@ function balanceResponse(account: string, sequence: number): GetBalanceResponse 
       partition: 0,
       index: String(sequence),
       timestampMs: "0",
+      held: "0.00",
+      available: `${sequence}.00`,
     },
     position: `v1.0.${sequence}`,
   } as GetBalanceResponse;

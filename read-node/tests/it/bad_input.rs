@@ -931,6 +931,7 @@ fn cases(alice_partition: u32) -> Vec<Case> {
                 account_id: "alice".into(),
                 page_token: String::new(),
                 page_size: 1001,
+                ..Default::default()
             }),
             bad("PAGE_SIZE_TOO_LARGE", "page_size"),
         ),
@@ -940,6 +941,7 @@ fn cases(alice_partition: u32) -> Vec<Case> {
                 account_id: "alice".into(),
                 page_token: String::new(),
                 page_size: u32::MAX,
+                ..Default::default()
             }),
             bad("PAGE_SIZE_TOO_LARGE", "page_size"),
         ),
@@ -959,6 +961,7 @@ fn cases(alice_partition: u32) -> Vec<Case> {
                 account_id: "alice".into(),
                 page_token: "h1.0".into(),
                 page_size: 10,
+                ..Default::default()
             }),
             bad("INVALID_PAGE_TOKEN", "page_token"),
         ),
@@ -968,6 +971,7 @@ fn cases(alice_partition: u32) -> Vec<Case> {
                 account_id: "alice".into(),
                 page_token: "h1.-5".into(),
                 page_size: 10,
+                ..Default::default()
             }),
             bad("INVALID_PAGE_TOKEN", "page_token"),
         ),
@@ -977,6 +981,7 @@ fn cases(alice_partition: u32) -> Vec<Case> {
                 account_id: "alice".into(),
                 page_token: "h1.99999999999999999999".into(),
                 page_size: 10,
+                ..Default::default()
             }),
             bad("INVALID_PAGE_TOKEN", "page_token"),
         ),
@@ -986,8 +991,37 @@ fn cases(alice_partition: u32) -> Vec<Case> {
                 account_id: huge.clone(),
                 page_token: String::new(),
                 page_size: 10,
+                ..Default::default()
             }),
             bad("INVALID_ACCOUNT_ID", "account_id"),
+        ),
+        case(
+            "history: end_time before start_time",
+            ListTransfers(ListTransfersRequest {
+                account_id: "alice".into(),
+                start_time: Some(prost_types::Timestamp {
+                    seconds: 2_000_000_000,
+                    nanos: 0,
+                }),
+                end_time: Some(prost_types::Timestamp {
+                    seconds: 1_000_000_000,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            }),
+            bad("INVALID_TIME_RANGE", "end_time"),
+        ),
+        case(
+            "history: start_time before the epoch",
+            ListTransfers(ListTransfersRequest {
+                account_id: "alice".into(),
+                start_time: Some(prost_types::Timestamp {
+                    seconds: -1,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            }),
+            bad("INVALID_TIME_RANGE", "start_time"),
         ),
         // --- QueryService.GetBalanceAt
         case(
@@ -1125,6 +1159,7 @@ async fn observe(cluster: &Cluster, read: &Channel, transfers: &[String]) -> Obs
             account_id: "alice".into(),
             page_token: String::new(),
             page_size: 1000,
+            ..Default::default()
         })
         .await
         .expect("history")

@@ -7,6 +7,7 @@ mod grpc_web;
 mod harness;
 mod holds;
 mod id_reuse;
+mod listing;
 mod metrics;
 mod overload;
 mod reflection;

@@ -88,6 +88,8 @@ async fn metrics_endpoint_reports_requests_raft_fsync_and_conservation() {
             "wallet_raft_commit_index",
             "wallet_raft_applied_index",
             "wallet_raft_leader",
+            "wallet_in_flight_transfers",
+            "wallet_holds_pending",
         ] {
             assert_eq!(
                 series(scrape, metric, &[]).len(),

@@ -757,9 +757,58 @@ async fn issuing_needs_its_scope_and_bound_tokens_stay_within_their_prefixes() {
     assert_eq!(balance(&channels, app, "tenant-b/one").await, "11.00");
     assert_eq!(balance(&channels, app, "tenant-a/one").await, "7.00");
     assert_eq!(balance(&channels, app, "alice").await, "101.00");
+    // Holds need what a transfer needs: the transfer scope (issue for an issuer), and a bound
+    // token holds and captures on its own accounts only.
+    let hold = |from: &str| proto::v1::AuthorizeTransferRequest {
+        transaction_id: id(),
+        from_account: from.into(),
+        to_account: "bob".into(),
+        amount: "1.00".into(),
+        currency: "USD".into(),
+        timeout: Some(prost_types::Duration {
+            seconds: 60,
+            nanos: 0,
+        }),
+    };
+    let error = wallet(channels[0].clone(), Some(tenant))
+        .authorize_transfer(hold("tenant-b/one"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refusal(&error, Code::PermissionDenied).0,
+        "ACCOUNT_PREFIX_DENIED"
+    );
+    let error = wallet(channels[0].clone(), Some(app))
+        .authorize_transfer(hold("issuer"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refusal(&error, Code::PermissionDenied).0,
+        "ISSUE_SCOPE_REQUIRED"
+    );
+    let own_hold = hold("tenant-a/one");
+    wallet(channels[0].clone(), Some(tenant))
+        .authorize_transfer(own_hold.clone())
+        .await
+        .expect("a hold on its own account");
+    let capture = proto::v1::CaptureTransferRequest {
+        transaction_id: own_hold.transaction_id.clone(),
+        from_account: "tenant-a/one".into(),
+        amount: String::new(),
+    };
+    let error = wallet(channels[0].clone(), Some(minter))
+        .capture_transfer(capture.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(refusal(&error, Code::PermissionDenied).0, "SCOPE_DENIED");
+    wallet(channels[0].clone(), Some(tenant))
+        .capture_transfer(capture)
+        .await
+        .expect("its own capture");
+    assert_eq!(balance(&channels, app, "tenant-a/one").await, "6.00");
     // It reads only its own accounts; lookups by transaction id and the cluster status are
     // not about one account, so a bound token gets none of them.
-    assert_eq!(balance(&channels, tenant, "tenant-a/one").await, "7.00");
+    assert_eq!(balance(&channels, tenant, "tenant-a/one").await, "6.00");
     let error = wallet(channels[0].clone(), Some(tenant))
         .get_account(GetAccountRequest {
             account_id: "tenant-b/one".into(),

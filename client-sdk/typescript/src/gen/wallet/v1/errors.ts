@@ -155,6 +155,10 @@ export enum ErrorReason {
   ERROR_REASON_HOLDS_LIMIT_REACHED = 66,
   /** ERROR_REASON_HOLD_TIMEOUT_OUT_OF_RANGE - AuthorizeTransfer: timeout missing, under 1 ms or over 30 days (INVALID_ARGUMENT). */
   ERROR_REASON_HOLD_TIMEOUT_OUT_OF_RANGE = 67,
+  /** ERROR_REASON_TOO_MANY_TRANSFERS - Read node: BatchGetTransfers with more than 1,000 ids (INVALID_ARGUMENT). */
+  ERROR_REASON_TOO_MANY_TRANSFERS = 68,
+  /** ERROR_REASON_INVALID_TIME_RANGE - Read node: ListTransfers with end_time before start_time, or a timestamp out of range (INVALID_ARGUMENT). */
+  ERROR_REASON_INVALID_TIME_RANGE = 69,
   UNRECOGNIZED = -1,
 }
 
@@ -364,6 +368,12 @@ export function errorReasonFromJSON(object: any): ErrorReason {
     case 67:
     case "ERROR_REASON_HOLD_TIMEOUT_OUT_OF_RANGE":
       return ErrorReason.ERROR_REASON_HOLD_TIMEOUT_OUT_OF_RANGE;
+    case 68:
+    case "ERROR_REASON_TOO_MANY_TRANSFERS":
+      return ErrorReason.ERROR_REASON_TOO_MANY_TRANSFERS;
+    case 69:
+    case "ERROR_REASON_INVALID_TIME_RANGE":
+      return ErrorReason.ERROR_REASON_INVALID_TIME_RANGE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -509,6 +519,10 @@ export function errorReasonToJSON(object: ErrorReason): string {
       return "ERROR_REASON_HOLDS_LIMIT_REACHED";
     case ErrorReason.ERROR_REASON_HOLD_TIMEOUT_OUT_OF_RANGE:
       return "ERROR_REASON_HOLD_TIMEOUT_OUT_OF_RANGE";
+    case ErrorReason.ERROR_REASON_TOO_MANY_TRANSFERS:
+      return "ERROR_REASON_TOO_MANY_TRANSFERS";
+    case ErrorReason.ERROR_REASON_INVALID_TIME_RANGE:
+      return "ERROR_REASON_INVALID_TIME_RANGE";
     case ErrorReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

@@ -20,6 +20,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { Timestamp } from "../../google/protobuf/timestamp";
 
 export const protobufPackage = "wallet.v1";
 
@@ -201,6 +202,13 @@ export interface ListTransfersRequest {
   pageToken: string;
   /** 0 = the default; above the maximum is INVALID_ARGUMENT (see README). */
   pageSize: number;
+  /**
+   * Optional time range of the entries (their leader-stamped commit time): at or after
+   * `start_time`, before `end_time`; either may be absent. An end before the start is
+   * INVALID_ARGUMENT / INVALID_TIME_RANGE. Keep the range when following next_page_token.
+   */
+  startTime: Date | undefined;
+  endTime: Date | undefined;
 }
 
 export interface HistoryEntry {
@@ -240,6 +248,40 @@ export interface GetBalanceAtResponse {
    * at or before it.
    */
   balance: Balance | undefined;
+}
+
+export interface ListAccountsRequest {
+  /** Account id prefix; empty for every account. */
+  prefix: string;
+  /** From a previous response's next_page_token (with the same prefix); empty to start. */
+  pageToken: string;
+  /** 0 = the default; above the maximum is INVALID_ARGUMENT / PAGE_SIZE_TOO_LARGE. */
+  pageSize: number;
+}
+
+export interface ListAccountsResponse {
+  accounts: Balance[];
+  /** Empty on the last page. */
+  nextPageToken: string;
+}
+
+export interface BatchGetAccountsRequest {
+  accountIds: string[];
+}
+
+export interface BatchGetAccountsResponse {
+  accounts: Balance[];
+  notFound: string[];
+}
+
+export interface BatchGetTransfersRequest {
+  transactionIds: string[];
+}
+
+export interface BatchGetTransfersResponse {
+  transfers: TransferUpdate[];
+  /** As the request named them. */
+  notFound: string[];
 }
 
 function createBaseBalance(): Balance {
@@ -1445,7 +1487,7 @@ export const TransferUpdate: MessageFns<TransferUpdate> = {
 };
 
 function createBaseListTransfersRequest(): ListTransfersRequest {
-  return { accountId: "", pageToken: "", pageSize: 0 };
+  return { accountId: "", pageToken: "", pageSize: 0, startTime: undefined, endTime: undefined };
 }
 
 export const ListTransfersRequest: MessageFns<ListTransfersRequest> = {
@@ -1458,6 +1500,12 @@ export const ListTransfersRequest: MessageFns<ListTransfersRequest> = {
     }
     if (message.pageSize !== 0) {
       writer.uint32(24).uint32(message.pageSize);
+    }
+    if (message.startTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.startTime), writer.uint32(34).fork()).join();
+    }
+    if (message.endTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.endTime), writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -1499,6 +1547,22 @@ export const ListTransfersRequest: MessageFns<ListTransfersRequest> = {
             message.pageSize = reader.uint32();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.startTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.endTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1528,6 +1592,16 @@ export const ListTransfersRequest: MessageFns<ListTransfersRequest> = {
         : isSet(object.page_size)
         ? globalThis.Number(object.page_size)
         : 0,
+      startTime: isSet(object.startTime)
+        ? fromJsonTimestamp(object.startTime)
+        : isSet(object.start_time)
+        ? fromJsonTimestamp(object.start_time)
+        : undefined,
+      endTime: isSet(object.endTime)
+        ? fromJsonTimestamp(object.endTime)
+        : isSet(object.end_time)
+        ? fromJsonTimestamp(object.end_time)
+        : undefined,
     };
   },
 
@@ -1542,6 +1616,12 @@ export const ListTransfersRequest: MessageFns<ListTransfersRequest> = {
     if (message.pageSize !== 0) {
       obj.pageSize = Math.round(message.pageSize);
     }
+    if (message.startTime !== undefined) {
+      obj.startTime = message.startTime.toISOString();
+    }
+    if (message.endTime !== undefined) {
+      obj.endTime = message.endTime.toISOString();
+    }
     return obj;
   },
 
@@ -1553,6 +1633,8 @@ export const ListTransfersRequest: MessageFns<ListTransfersRequest> = {
     message.accountId = object.accountId ?? "";
     message.pageToken = object.pageToken ?? "";
     message.pageSize = object.pageSize ?? 0;
+    message.startTime = object.startTime ?? undefined;
+    message.endTime = object.endTime ?? undefined;
     return message;
   },
 };
@@ -2070,6 +2152,530 @@ export const GetBalanceAtResponse: MessageFns<GetBalanceAtResponse> = {
   },
 };
 
+function createBaseListAccountsRequest(): ListAccountsRequest {
+  return { prefix: "", pageToken: "", pageSize: 0 };
+}
+
+export const ListAccountsRequest: MessageFns<ListAccountsRequest> = {
+  encode(message: ListAccountsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.prefix !== "") {
+      writer.uint32(10).string(message.prefix);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(18).string(message.pageToken);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(24).uint32(message.pageSize);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAccountsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListAccountsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.prefix = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.pageSize = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListAccountsRequest {
+    return {
+      prefix: isSet(object.prefix) ? globalThis.String(object.prefix) : "",
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+    };
+  },
+
+  toJSON(message: ListAccountsRequest): unknown {
+    const obj: any = {};
+    if (message.prefix !== "") {
+      obj.prefix = message.prefix;
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListAccountsRequest>, I>>(base?: I): ListAccountsRequest {
+    return ListAccountsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListAccountsRequest>, I>>(object: I): ListAccountsRequest {
+    const message = createBaseListAccountsRequest();
+    message.prefix = object.prefix ?? "";
+    message.pageToken = object.pageToken ?? "";
+    message.pageSize = object.pageSize ?? 0;
+    return message;
+  },
+};
+
+function createBaseListAccountsResponse(): ListAccountsResponse {
+  return { accounts: [], nextPageToken: "" };
+}
+
+export const ListAccountsResponse: MessageFns<ListAccountsResponse> = {
+  encode(message: ListAccountsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.accounts) {
+      Balance.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAccountsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListAccountsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accounts.push(Balance.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListAccountsResponse {
+    return {
+      accounts: globalThis.Array.isArray(object?.accounts) ? object.accounts.map((e: any) => Balance.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListAccountsResponse): unknown {
+    const obj: any = {};
+    if (message.accounts?.length) {
+      obj.accounts = message.accounts.map((e) => Balance.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListAccountsResponse>, I>>(base?: I): ListAccountsResponse {
+    return ListAccountsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListAccountsResponse>, I>>(object: I): ListAccountsResponse {
+    const message = createBaseListAccountsResponse();
+    message.accounts = object.accounts?.map((e) => Balance.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseBatchGetAccountsRequest(): BatchGetAccountsRequest {
+  return { accountIds: [] };
+}
+
+export const BatchGetAccountsRequest: MessageFns<BatchGetAccountsRequest> = {
+  encode(message: BatchGetAccountsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.accountIds) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BatchGetAccountsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBatchGetAccountsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountIds.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BatchGetAccountsRequest {
+    return {
+      accountIds: globalThis.Array.isArray(object?.accountIds)
+        ? object.accountIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.account_ids)
+        ? object.account_ids.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: BatchGetAccountsRequest): unknown {
+    const obj: any = {};
+    if (message.accountIds?.length) {
+      obj.accountIds = message.accountIds;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BatchGetAccountsRequest>, I>>(base?: I): BatchGetAccountsRequest {
+    return BatchGetAccountsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BatchGetAccountsRequest>, I>>(object: I): BatchGetAccountsRequest {
+    const message = createBaseBatchGetAccountsRequest();
+    message.accountIds = object.accountIds?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseBatchGetAccountsResponse(): BatchGetAccountsResponse {
+  return { accounts: [], notFound: [] };
+}
+
+export const BatchGetAccountsResponse: MessageFns<BatchGetAccountsResponse> = {
+  encode(message: BatchGetAccountsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.accounts) {
+      Balance.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.notFound) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BatchGetAccountsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBatchGetAccountsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accounts.push(Balance.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.notFound.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BatchGetAccountsResponse {
+    return {
+      accounts: globalThis.Array.isArray(object?.accounts) ? object.accounts.map((e: any) => Balance.fromJSON(e)) : [],
+      notFound: globalThis.Array.isArray(object?.notFound)
+        ? object.notFound.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.not_found)
+        ? object.not_found.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: BatchGetAccountsResponse): unknown {
+    const obj: any = {};
+    if (message.accounts?.length) {
+      obj.accounts = message.accounts.map((e) => Balance.toJSON(e));
+    }
+    if (message.notFound?.length) {
+      obj.notFound = message.notFound;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BatchGetAccountsResponse>, I>>(base?: I): BatchGetAccountsResponse {
+    return BatchGetAccountsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BatchGetAccountsResponse>, I>>(object: I): BatchGetAccountsResponse {
+    const message = createBaseBatchGetAccountsResponse();
+    message.accounts = object.accounts?.map((e) => Balance.fromPartial(e)) || [];
+    message.notFound = object.notFound?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseBatchGetTransfersRequest(): BatchGetTransfersRequest {
+  return { transactionIds: [] };
+}
+
+export const BatchGetTransfersRequest: MessageFns<BatchGetTransfersRequest> = {
+  encode(message: BatchGetTransfersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.transactionIds) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BatchGetTransfersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBatchGetTransfersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transactionIds.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BatchGetTransfersRequest {
+    return {
+      transactionIds: globalThis.Array.isArray(object?.transactionIds)
+        ? object.transactionIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.transaction_ids)
+        ? object.transaction_ids.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: BatchGetTransfersRequest): unknown {
+    const obj: any = {};
+    if (message.transactionIds?.length) {
+      obj.transactionIds = message.transactionIds;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BatchGetTransfersRequest>, I>>(base?: I): BatchGetTransfersRequest {
+    return BatchGetTransfersRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BatchGetTransfersRequest>, I>>(object: I): BatchGetTransfersRequest {
+    const message = createBaseBatchGetTransfersRequest();
+    message.transactionIds = object.transactionIds?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseBatchGetTransfersResponse(): BatchGetTransfersResponse {
+  return { transfers: [], notFound: [] };
+}
+
+export const BatchGetTransfersResponse: MessageFns<BatchGetTransfersResponse> = {
+  encode(message: BatchGetTransfersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.transfers) {
+      TransferUpdate.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.notFound) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BatchGetTransfersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBatchGetTransfersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transfers.push(TransferUpdate.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.notFound.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BatchGetTransfersResponse {
+    return {
+      transfers: globalThis.Array.isArray(object?.transfers)
+        ? object.transfers.map((e: any) => TransferUpdate.fromJSON(e))
+        : [],
+      notFound: globalThis.Array.isArray(object?.notFound)
+        ? object.notFound.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.not_found)
+        ? object.not_found.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: BatchGetTransfersResponse): unknown {
+    const obj: any = {};
+    if (message.transfers?.length) {
+      obj.transfers = message.transfers.map((e) => TransferUpdate.toJSON(e));
+    }
+    if (message.notFound?.length) {
+      obj.notFound = message.notFound;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BatchGetTransfersResponse>, I>>(base?: I): BatchGetTransfersResponse {
+    return BatchGetTransfersResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BatchGetTransfersResponse>, I>>(object: I): BatchGetTransfersResponse {
+    const message = createBaseBatchGetTransfersResponse();
+    message.transfers = object.transfers?.map((e) => TransferUpdate.fromPartial(e)) || [];
+    message.notFound = object.notFound?.map((e) => e) || [];
+    return message;
+  },
+};
+
 /**
  * The read API, served by read nodes from projections of the write nodes' event log.
  *
@@ -2080,7 +2686,8 @@ export const GetBalanceAtResponse: MessageFns<GetBalanceAtResponse> = {
  * Errors carry google.rpc.ErrorInfo (domain "wallet.ledger") with a stable reason:
  *   INVALID_ARGUMENT (+ BadRequest field): INVALID_ACCOUNT_ID, INVALID_TRANSACTION_ID,
  *     INVALID_CONSISTENCY_TOKEN, INVALID_POSITION, INVALID_PAGE_TOKEN, PAGE_SIZE_TOO_LARGE,
- *     TOO_MANY_ACCOUNTS, POSITION_PARTITION_MISMATCH, MISSING_POINT
+ *     TOO_MANY_ACCOUNTS, TOO_MANY_TRANSFERS, INVALID_TIME_RANGE, POSITION_PARTITION_MISMATCH,
+ *     MISSING_POINT
  *   NOT_FOUND: ACCOUNT_NOT_FOUND, TRANSFER_NOT_FOUND
  *   UNAVAILABLE: CONSISTENCY_WAIT_TIMEOUT (the projection did not reach the token in time;
  *     retry), SHUTTING_DOWN
@@ -2152,6 +2759,54 @@ export const QueryServiceService = {
       Buffer.from(GetBalanceAtResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetBalanceAtResponse => GetBalanceAtResponse.decode(value),
   },
+  /**
+   * Accounts whose id starts with `prefix` (empty: every account), in byte order of the id,
+   * a page at a time, each as GetBalance shows it. A token bound to account prefixes lists
+   * within them only (`prefix` must start with one of them). Page size as ListTransfers.
+   */
+  listAccounts: {
+    path: "/wallet.v1.QueryService/ListAccounts" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListAccountsRequest): Buffer => Buffer.from(ListAccountsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListAccountsRequest => ListAccountsRequest.decode(value),
+    responseSerialize: (value: ListAccountsResponse): Buffer =>
+      Buffer.from(ListAccountsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListAccountsResponse => ListAccountsResponse.decode(value),
+  },
+  /**
+   * Up to 1,000 accounts (INVALID_ARGUMENT / TOO_MANY_ACCOUNTS beyond), each as GetBalance
+   * shows it, in request order (a repeated id once); ids this read node does not know are
+   * in `not_found`.
+   */
+  batchGetAccounts: {
+    path: "/wallet.v1.QueryService/BatchGetAccounts" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: BatchGetAccountsRequest): Buffer =>
+      Buffer.from(BatchGetAccountsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): BatchGetAccountsRequest => BatchGetAccountsRequest.decode(value),
+    responseSerialize: (value: BatchGetAccountsResponse): Buffer =>
+      Buffer.from(BatchGetAccountsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): BatchGetAccountsResponse => BatchGetAccountsResponse.decode(value),
+  },
+  /**
+   * Up to 1,000 transfers by transaction id (INVALID_ARGUMENT / TOO_MANY_TRANSFERS beyond),
+   * each as WatchTransfer's current state, in request order (a repeated id once); ids not
+   * known here are in `not_found`. Refused to tokens bound to account prefixes, as
+   * WatchTransfer is.
+   */
+  batchGetTransfers: {
+    path: "/wallet.v1.QueryService/BatchGetTransfers" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: BatchGetTransfersRequest): Buffer =>
+      Buffer.from(BatchGetTransfersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): BatchGetTransfersRequest => BatchGetTransfersRequest.decode(value),
+    responseSerialize: (value: BatchGetTransfersResponse): Buffer =>
+      Buffer.from(BatchGetTransfersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): BatchGetTransfersResponse => BatchGetTransfersResponse.decode(value),
+  },
 } as const;
 
 export interface QueryServiceServer extends UntypedServiceImplementation {
@@ -2175,6 +2830,25 @@ export interface QueryServiceServer extends UntypedServiceImplementation {
   listTransfers: handleUnaryCall<ListTransfersRequest, ListTransfersResponse>;
   /** The balance as of a past log position or time, from the account's history. */
   getBalanceAt: handleUnaryCall<GetBalanceAtRequest, GetBalanceAtResponse>;
+  /**
+   * Accounts whose id starts with `prefix` (empty: every account), in byte order of the id,
+   * a page at a time, each as GetBalance shows it. A token bound to account prefixes lists
+   * within them only (`prefix` must start with one of them). Page size as ListTransfers.
+   */
+  listAccounts: handleUnaryCall<ListAccountsRequest, ListAccountsResponse>;
+  /**
+   * Up to 1,000 accounts (INVALID_ARGUMENT / TOO_MANY_ACCOUNTS beyond), each as GetBalance
+   * shows it, in request order (a repeated id once); ids this read node does not know are
+   * in `not_found`.
+   */
+  batchGetAccounts: handleUnaryCall<BatchGetAccountsRequest, BatchGetAccountsResponse>;
+  /**
+   * Up to 1,000 transfers by transaction id (INVALID_ARGUMENT / TOO_MANY_TRANSFERS beyond),
+   * each as WatchTransfer's current state, in request order (a repeated id once); ids not
+   * known here are in `not_found`. Refused to tokens bound to account prefixes, as
+   * WatchTransfer is.
+   */
+  batchGetTransfers: handleUnaryCall<BatchGetTransfersRequest, BatchGetTransfersResponse>;
 }
 
 export interface QueryServiceClient extends Client {
@@ -2250,6 +2924,67 @@ export interface QueryServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetBalanceAtResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Accounts whose id starts with `prefix` (empty: every account), in byte order of the id,
+   * a page at a time, each as GetBalance shows it. A token bound to account prefixes lists
+   * within them only (`prefix` must start with one of them). Page size as ListTransfers.
+   */
+  listAccounts(
+    request: ListAccountsRequest,
+    callback: (error: ServiceError | null, response: ListAccountsResponse) => void,
+  ): ClientUnaryCall;
+  listAccounts(
+    request: ListAccountsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListAccountsResponse) => void,
+  ): ClientUnaryCall;
+  listAccounts(
+    request: ListAccountsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListAccountsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Up to 1,000 accounts (INVALID_ARGUMENT / TOO_MANY_ACCOUNTS beyond), each as GetBalance
+   * shows it, in request order (a repeated id once); ids this read node does not know are
+   * in `not_found`.
+   */
+  batchGetAccounts(
+    request: BatchGetAccountsRequest,
+    callback: (error: ServiceError | null, response: BatchGetAccountsResponse) => void,
+  ): ClientUnaryCall;
+  batchGetAccounts(
+    request: BatchGetAccountsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: BatchGetAccountsResponse) => void,
+  ): ClientUnaryCall;
+  batchGetAccounts(
+    request: BatchGetAccountsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: BatchGetAccountsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Up to 1,000 transfers by transaction id (INVALID_ARGUMENT / TOO_MANY_TRANSFERS beyond),
+   * each as WatchTransfer's current state, in request order (a repeated id once); ids not
+   * known here are in `not_found`. Refused to tokens bound to account prefixes, as
+   * WatchTransfer is.
+   */
+  batchGetTransfers(
+    request: BatchGetTransfersRequest,
+    callback: (error: ServiceError | null, response: BatchGetTransfersResponse) => void,
+  ): ClientUnaryCall;
+  batchGetTransfers(
+    request: BatchGetTransfersRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: BatchGetTransfersResponse) => void,
+  ): ClientUnaryCall;
+  batchGetTransfers(
+    request: BatchGetTransfersRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: BatchGetTransfersResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const QueryServiceClient = makeGenericClientConstructor(
@@ -2272,6 +3007,28 @@ export type DeepPartial<T> = T extends Builtin ? T
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function toTimestamp(date: Date): Timestamp {
+  const seconds = Math.trunc(date.getTime() / 1_000).toString();
+  const nanos = (date.getTime() % 1_000) * 1_000_000;
+  return { seconds, nanos };
+}
+
+function fromTimestamp(t: Timestamp): Date {
+  let millis = (globalThis.Number(t.seconds) || 0) * 1_000;
+  millis += (t.nanos || 0) / 1_000_000;
+  return new globalThis.Date(millis);
+}
+
+function fromJsonTimestamp(o: any): Date {
+  if (o instanceof globalThis.Date) {
+    return o;
+  } else if (typeof o === "string") {
+    return new globalThis.Date(o);
+  } else {
+    return fromTimestamp(Timestamp.fromJSON(o));
+  }
+}
 
 function isObject(value: any): boolean {
   return typeof value === "object" && value !== null;

@@ -1,3 +1,4 @@
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -133,14 +134,18 @@ class TransferUpdate(_message.Message):
     def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., state: _Optional[_Union[TransferState, str]] = ..., reject_reason: _Optional[str] = ..., version: _Optional[int] = ..., is_final: bool = ..., position: _Optional[str] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...
 
 class ListTransfersRequest(_message.Message):
-    __slots__ = ("account_id", "page_token", "page_size")
+    __slots__ = ("account_id", "page_token", "page_size", "start_time", "end_time")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     page_token: str
     page_size: int
-    def __init__(self, account_id: _Optional[str] = ..., page_token: _Optional[str] = ..., page_size: _Optional[int] = ...) -> None: ...
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, account_id: _Optional[str] = ..., page_token: _Optional[str] = ..., page_size: _Optional[int] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class HistoryEntry(_message.Message):
     __slots__ = ("sequence", "transaction_id", "delta_minor", "delta", "balance_after_minor", "balance_after", "counterparty", "currency", "position", "timestamp_ms")
@@ -189,3 +194,49 @@ class GetBalanceAtResponse(_message.Message):
     BALANCE_FIELD_NUMBER: _ClassVar[int]
     balance: Balance
     def __init__(self, balance: _Optional[_Union[Balance, _Mapping]] = ...) -> None: ...
+
+class ListAccountsRequest(_message.Message):
+    __slots__ = ("prefix", "page_token", "page_size")
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    prefix: str
+    page_token: str
+    page_size: int
+    def __init__(self, prefix: _Optional[str] = ..., page_token: _Optional[str] = ..., page_size: _Optional[int] = ...) -> None: ...
+
+class ListAccountsResponse(_message.Message):
+    __slots__ = ("accounts", "next_page_token")
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    accounts: _containers.RepeatedCompositeFieldContainer[Balance]
+    next_page_token: str
+    def __init__(self, accounts: _Optional[_Iterable[_Union[Balance, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class BatchGetAccountsRequest(_message.Message):
+    __slots__ = ("account_ids",)
+    ACCOUNT_IDS_FIELD_NUMBER: _ClassVar[int]
+    account_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, account_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class BatchGetAccountsResponse(_message.Message):
+    __slots__ = ("accounts", "not_found")
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    NOT_FOUND_FIELD_NUMBER: _ClassVar[int]
+    accounts: _containers.RepeatedCompositeFieldContainer[Balance]
+    not_found: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, accounts: _Optional[_Iterable[_Union[Balance, _Mapping]]] = ..., not_found: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class BatchGetTransfersRequest(_message.Message):
+    __slots__ = ("transaction_ids",)
+    TRANSACTION_IDS_FIELD_NUMBER: _ClassVar[int]
+    transaction_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, transaction_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class BatchGetTransfersResponse(_message.Message):
+    __slots__ = ("transfers", "not_found")
+    TRANSFERS_FIELD_NUMBER: _ClassVar[int]
+    NOT_FOUND_FIELD_NUMBER: _ClassVar[int]
+    transfers: _containers.RepeatedCompositeFieldContainer[TransferUpdate]
+    not_found: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, transfers: _Optional[_Iterable[_Union[TransferUpdate, _Mapping]]] = ..., not_found: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -35,7 +35,8 @@ class QueryServiceStub(object):
     Errors carry google.rpc.ErrorInfo (domain "wallet.ledger") with a stable reason:
     INVALID_ARGUMENT (+ BadRequest field): INVALID_ACCOUNT_ID, INVALID_TRANSACTION_ID,
     INVALID_CONSISTENCY_TOKEN, INVALID_POSITION, INVALID_PAGE_TOKEN, PAGE_SIZE_TOO_LARGE,
-    TOO_MANY_ACCOUNTS, POSITION_PARTITION_MISMATCH, MISSING_POINT
+    TOO_MANY_ACCOUNTS, TOO_MANY_TRANSFERS, INVALID_TIME_RANGE, POSITION_PARTITION_MISMATCH,
+    MISSING_POINT
     NOT_FOUND: ACCOUNT_NOT_FOUND, TRANSFER_NOT_FOUND
     UNAVAILABLE: CONSISTENCY_WAIT_TIMEOUT (the projection did not reach the token in time;
     retry), SHUTTING_DOWN
@@ -75,6 +76,21 @@ class QueryServiceStub(object):
                 request_serializer=wallet_dot_v1_dot_query__pb2.GetBalanceAtRequest.SerializeToString,
                 response_deserializer=wallet_dot_v1_dot_query__pb2.GetBalanceAtResponse.FromString,
                 _registered_method=True)
+        self.ListAccounts = channel.unary_unary(
+                '/wallet.v1.QueryService/ListAccounts',
+                request_serializer=wallet_dot_v1_dot_query__pb2.ListAccountsRequest.SerializeToString,
+                response_deserializer=wallet_dot_v1_dot_query__pb2.ListAccountsResponse.FromString,
+                _registered_method=True)
+        self.BatchGetAccounts = channel.unary_unary(
+                '/wallet.v1.QueryService/BatchGetAccounts',
+                request_serializer=wallet_dot_v1_dot_query__pb2.BatchGetAccountsRequest.SerializeToString,
+                response_deserializer=wallet_dot_v1_dot_query__pb2.BatchGetAccountsResponse.FromString,
+                _registered_method=True)
+        self.BatchGetTransfers = channel.unary_unary(
+                '/wallet.v1.QueryService/BatchGetTransfers',
+                request_serializer=wallet_dot_v1_dot_query__pb2.BatchGetTransfersRequest.SerializeToString,
+                response_deserializer=wallet_dot_v1_dot_query__pb2.BatchGetTransfersResponse.FromString,
+                _registered_method=True)
 
 
 class QueryServiceServicer(object):
@@ -87,7 +103,8 @@ class QueryServiceServicer(object):
     Errors carry google.rpc.ErrorInfo (domain "wallet.ledger") with a stable reason:
     INVALID_ARGUMENT (+ BadRequest field): INVALID_ACCOUNT_ID, INVALID_TRANSACTION_ID,
     INVALID_CONSISTENCY_TOKEN, INVALID_POSITION, INVALID_PAGE_TOKEN, PAGE_SIZE_TOO_LARGE,
-    TOO_MANY_ACCOUNTS, POSITION_PARTITION_MISMATCH, MISSING_POINT
+    TOO_MANY_ACCOUNTS, TOO_MANY_TRANSFERS, INVALID_TIME_RANGE, POSITION_PARTITION_MISMATCH,
+    MISSING_POINT
     NOT_FOUND: ACCOUNT_NOT_FOUND, TRANSFER_NOT_FOUND
     UNAVAILABLE: CONSISTENCY_WAIT_TIMEOUT (the projection did not reach the token in time;
     retry), SHUTTING_DOWN
@@ -135,6 +152,34 @@ class QueryServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAccounts(self, request, context):
+        """Accounts whose id starts with `prefix` (empty: every account), in byte order of the id,
+        a page at a time, each as GetBalance shows it. A token bound to account prefixes lists
+        within them only (`prefix` must start with one of them). Page size as ListTransfers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchGetAccounts(self, request, context):
+        """Up to 1,000 accounts (INVALID_ARGUMENT / TOO_MANY_ACCOUNTS beyond), each as GetBalance
+        shows it, in request order (a repeated id once); ids this read node does not know are
+        in `not_found`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchGetTransfers(self, request, context):
+        """Up to 1,000 transfers by transaction id (INVALID_ARGUMENT / TOO_MANY_TRANSFERS beyond),
+        each as WatchTransfer's current state, in request order (a repeated id once); ids not
+        known here are in `not_found`. Refused to tokens bound to account prefixes, as
+        WatchTransfer is.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -163,6 +208,21 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     request_deserializer=wallet_dot_v1_dot_query__pb2.GetBalanceAtRequest.FromString,
                     response_serializer=wallet_dot_v1_dot_query__pb2.GetBalanceAtResponse.SerializeToString,
             ),
+            'ListAccounts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAccounts,
+                    request_deserializer=wallet_dot_v1_dot_query__pb2.ListAccountsRequest.FromString,
+                    response_serializer=wallet_dot_v1_dot_query__pb2.ListAccountsResponse.SerializeToString,
+            ),
+            'BatchGetAccounts': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetAccounts,
+                    request_deserializer=wallet_dot_v1_dot_query__pb2.BatchGetAccountsRequest.FromString,
+                    response_serializer=wallet_dot_v1_dot_query__pb2.BatchGetAccountsResponse.SerializeToString,
+            ),
+            'BatchGetTransfers': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetTransfers,
+                    request_deserializer=wallet_dot_v1_dot_query__pb2.BatchGetTransfersRequest.FromString,
+                    response_serializer=wallet_dot_v1_dot_query__pb2.BatchGetTransfersResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'wallet.v1.QueryService', rpc_method_handlers)
@@ -181,7 +241,8 @@ class QueryService(object):
     Errors carry google.rpc.ErrorInfo (domain "wallet.ledger") with a stable reason:
     INVALID_ARGUMENT (+ BadRequest field): INVALID_ACCOUNT_ID, INVALID_TRANSACTION_ID,
     INVALID_CONSISTENCY_TOKEN, INVALID_POSITION, INVALID_PAGE_TOKEN, PAGE_SIZE_TOO_LARGE,
-    TOO_MANY_ACCOUNTS, POSITION_PARTITION_MISMATCH, MISSING_POINT
+    TOO_MANY_ACCOUNTS, TOO_MANY_TRANSFERS, INVALID_TIME_RANGE, POSITION_PARTITION_MISMATCH,
+    MISSING_POINT
     NOT_FOUND: ACCOUNT_NOT_FOUND, TRANSFER_NOT_FOUND
     UNAVAILABLE: CONSISTENCY_WAIT_TIMEOUT (the projection did not reach the token in time;
     retry), SHUTTING_DOWN
@@ -315,6 +376,87 @@ class QueryService(object):
             '/wallet.v1.QueryService/GetBalanceAt',
             wallet_dot_v1_dot_query__pb2.GetBalanceAtRequest.SerializeToString,
             wallet_dot_v1_dot_query__pb2.GetBalanceAtResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAccounts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.QueryService/ListAccounts',
+            wallet_dot_v1_dot_query__pb2.ListAccountsRequest.SerializeToString,
+            wallet_dot_v1_dot_query__pb2.ListAccountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetAccounts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.QueryService/BatchGetAccounts',
+            wallet_dot_v1_dot_query__pb2.BatchGetAccountsRequest.SerializeToString,
+            wallet_dot_v1_dot_query__pb2.BatchGetAccountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetTransfers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.QueryService/BatchGetTransfers',
+            wallet_dot_v1_dot_query__pb2.BatchGetTransfersRequest.SerializeToString,
+            wallet_dot_v1_dot_query__pb2.BatchGetTransfersResponse.FromString,
             options,
             channel_credentials,
             insecure,

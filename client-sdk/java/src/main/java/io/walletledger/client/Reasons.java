@@ -189,6 +189,10 @@ public final class Reasons {
   public static final String HOLDS_LIMIT_REACHED = of(ErrorReason.ERROR_REASON_HOLDS_LIMIT_REACHED);
   /** INVALID_ARGUMENT: timeout missing, under 1 ms or over 30 days. */
   public static final String HOLD_TIMEOUT_OUT_OF_RANGE = of(ErrorReason.ERROR_REASON_HOLD_TIMEOUT_OUT_OF_RANGE);
+  /** INVALID_ARGUMENT (read node): BatchGetTransfers with more than 1,000 ids. */
+  public static final String TOO_MANY_TRANSFERS = of(ErrorReason.ERROR_REASON_TOO_MANY_TRANSFERS);
+  /** INVALID_ARGUMENT (read node): ListTransfers with end_time before start_time, or a bad timestamp. */
+  public static final String INVALID_TIME_RANGE = of(ErrorReason.ERROR_REASON_INVALID_TIME_RANGE);
 
   // --- given by the SDK ------------------------------------------------------------------------
   /** A failure made by the gRPC library (connection refused, reset, closed mid-call). */
