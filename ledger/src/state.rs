@@ -127,11 +127,9 @@ impl Ledger {
             .map(|(_, id)| uuid::Uuid::from_u128(*id))
     }
 
-    /// Pending holds, by transaction id.
+    /// Pending holds, the earliest expiry first.
     pub fn pending_holds(&self) -> impl Iterator<Item = &TransferRecord> {
-        let mut ids: Vec<u128> = self.expiries.iter().map(|(_, id)| *id).collect();
-        ids.sort_unstable();
-        ids.into_iter().map(|id| &self.transfers[&id])
+        self.expiries.iter().map(|(_, id)| &self.transfers[id])
     }
 
     /// Number of open accounts.
@@ -1085,44 +1083,41 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
             transaction_id,
             amount_minor,
             ..
-        } => {
-            let (previous, hold) = release_hold(state, &transaction_id, &event);
-            let transfer = &previous.transfer;
-            assert!(
-                !hold.cross_partition && (1..=transfer.amount_minor).contains(&amount_minor),
-                "HoldCaptured {transaction_id} of {amount_minor} cannot follow its hold"
-            );
-            let amount = i128::from(amount_minor);
-            let to_hash = IdHash::of(&transfer.to);
-            assert!(
-                state
-                    .accounts
-                    .get(to_hash, &transfer.to)
-                    .is_some_and(|to| to.currency == transfer.currency),
-                "HoldCaptured {transaction_id} into a missing account or currency"
-            );
-            move_balance(state, IdHash::of(&transfer.from), &transfer.from, -amount);
-            move_balance(state, to_hash, &transfer.to, amount);
-            let record = record_after(&previous, &event).expect("a capture changes its hold");
-            state.insert_transfer(record);
         }
-        Event::HoldCaptureDebited {
+        | Event::HoldCaptureDebited {
             transaction_id,
             amount_minor,
             ..
         } => {
+            // Within a partition the amount moves to `to`; across, it leaves for another
+            // partition and the record waits in flight for the settle.
+            let across = matches!(event, Event::HoldCaptureDebited { .. });
             let (previous, hold) = release_hold(state, &transaction_id, &event);
             let transfer = &previous.transfer;
             assert!(
-                hold.cross_partition && (1..=transfer.amount_minor).contains(&amount_minor),
-                "HoldCaptureDebited {transaction_id} of {amount_minor} cannot follow its hold"
+                hold.cross_partition == across
+                    && (1..=transfer.amount_minor).contains(&amount_minor),
+                "{event:?} cannot follow its hold"
             );
             let amount = i128::from(amount_minor);
+            let to_hash = IdHash::of(&transfer.to);
+            assert!(
+                across
+                    || state
+                        .accounts
+                        .get(to_hash, &transfer.to)
+                        .is_some_and(|to| to.currency == transfer.currency),
+                "HoldCaptured {transaction_id} into a missing account or currency"
+            );
             move_balance(state, IdHash::of(&transfer.from), &transfer.from, -amount);
-            add_outflow(state, transfer.currency, amount);
+            if across {
+                add_outflow(state, transfer.currency, amount);
+                state.in_flight.insert(transaction_id.as_u128());
+            } else {
+                move_balance(state, to_hash, &transfer.to, amount);
+            }
             let record = record_after(&previous, &event).expect("a capture changes its hold");
             state.insert_transfer(record);
-            state.in_flight.insert(transaction_id.as_u128());
         }
         Event::HoldVoided { transaction_id, .. } => {
             let (previous, _) = release_hold(state, &transaction_id, &event);

@@ -533,15 +533,17 @@ impl Api {
             replayed,
             consistency_token,
         };
+        let answer_as_recorded = |record: &TransferRecord| {
+            answer(
+                record,
+                proto::token::format(&transfer_positions(record, partitions)),
+            )
+        };
         match hold.state {
             HoldState::Refused(reason) => Err(refused(reason)),
-            _ if authorizing => {
-                let token = proto::token::format(&transfer_positions(&record, partitions));
-                Ok(answer(&record, token))
-            }
+            _ if authorizing => Ok(answer_as_recorded(&record)),
             HoldState::Pending | HoldState::Captured { .. } | HoldState::Voided { .. } => {
-                let token = proto::token::format(&transfer_positions(&record, partitions));
-                Ok(answer(&record, token))
+                Ok(answer_as_recorded(&record))
             }
             HoldState::CaptureRefused { reason, .. } => Err(refused(reason)),
             HoldState::Expired { .. } => Err(ApiError::hold_refused(HoldRefusal::Expired)),
@@ -573,11 +575,7 @@ impl Api {
                                 }),
                             ..
                         }) => Err(refused(reason)),
-                        Outcome::Transfer(settled) => {
-                            let token =
-                                proto::token::format(&transfer_positions(&settled, partitions));
-                            Ok(answer(&settled, token))
-                        }
+                        Outcome::Transfer(settled) => Ok(answer_as_recorded(&settled)),
                         other => unreachable!("a settle has a transfer outcome, not {other:?}"),
                     },
                 }
