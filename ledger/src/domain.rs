@@ -116,6 +116,15 @@ pub enum Command {
         #[serde(with = "uuid_serde")]
         transaction_id: uuid::Uuid,
     },
+    /// Change an account's lifecycle: freeze, unfreeze, close, or set its overdraft limit.
+    /// Idempotent by effect: a change the account already reflects is answered with the
+    /// account and records nothing.
+    ChangeAccount {
+        /// The account.
+        account_id: String,
+        /// What to change.
+        change: AccountChange,
+    },
 }
 
 impl Command {
@@ -123,7 +132,7 @@ impl Command {
     /// account): what the edge looks up before deciding.
     pub fn transaction_id(&self) -> Option<uuid::Uuid> {
         match self {
-            Command::OpenAccount { .. } => None,
+            Command::OpenAccount { .. } | Command::ChangeAccount { .. } => None,
             Command::Transfer(transfer)
             | Command::TransferOut(transfer)
             | Command::Credit(transfer) => Some(transfer.transaction_id),
@@ -143,6 +152,142 @@ pub const HOLD_TIMEOUT_MS_MAX: u64 = 30 * 24 * 60 * 60 * 1000;
 /// captured, voided or expired); an authorization beyond it is refused with
 /// [`HoldRefusal::LimitReached`], recording nothing.
 pub const HOLDS_PENDING_MAX: usize = 100_000;
+
+/// A change to an account's lifecycle ([`Command::ChangeAccount`], [`Event::AccountChanged`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum AccountChange {
+    /// The account neither sends nor receives until unfrozen (refunds of its own transfers
+    /// and the release of its holds still reach it).
+    Freeze,
+    /// The account sends and receives again.
+    Unfreeze,
+    /// Final: the account never sends or receives again. Only at a zero balance, with no
+    /// pending hold and no transfer of its in flight.
+    Close,
+    /// How far below zero an ordinary account may go, in minor units of `currency` (the
+    /// account's), in `0..=AMOUNT_MINOR_MAX`; 0 is no overdraft.
+    SetOverdraftLimit {
+        /// The limit.
+        limit_minor: i64,
+        /// Must be the account's currency.
+        currency: Currency,
+    },
+}
+
+/// Where an account stands in its life.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum AccountStatus {
+    /// Sends and receives.
+    #[default]
+    Active,
+    /// Neither sends nor receives (see [`AccountChange::Freeze`]).
+    Frozen,
+    /// Final: neither sends nor receives, ever.
+    Closed,
+}
+
+/// An account's lifecycle settings; the default (active, no overdraft) is what every account
+/// opens with, and the ledger stores only the accounts whose settings differ from it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AccountSettings {
+    /// Active, frozen or closed.
+    pub status: AccountStatus,
+    /// How far below zero an ordinary account may go, in minor units (0: not at all).
+    /// Accounts opened with `allow_negative_balance` have no limit and keep 0 here.
+    pub overdraft_limit_minor: i64,
+}
+
+impl AccountSettings {
+    /// The settings after `change` (which the ledger has checked applies).
+    pub fn after(self, change: AccountChange) -> AccountSettings {
+        match change {
+            AccountChange::Freeze => AccountSettings {
+                status: AccountStatus::Frozen,
+                ..self
+            },
+            AccountChange::Unfreeze => AccountSettings {
+                status: AccountStatus::Active,
+                ..self
+            },
+            AccountChange::Close => AccountSettings {
+                status: AccountStatus::Closed,
+                ..self
+            },
+            AccountChange::SetOverdraftLimit { limit_minor, .. } => AccountSettings {
+                overdraft_limit_minor: limit_minor,
+                ..self
+            },
+        }
+    }
+}
+
+/// Why an account change (or a lookup of the account it names) changes nothing, answered
+/// without recording anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccountRefusal {
+    /// No account with this id is open (NOT_FOUND).
+    NotFound,
+    /// The account is closed; nothing about it changes any more (FAILED_PRECONDITION).
+    Closed,
+    /// Closing needs a zero balance (FAILED_PRECONDITION).
+    NotEmpty,
+    /// Closing needs every hold on the account captured, voided or expired
+    /// (FAILED_PRECONDITION).
+    HasPendingHolds,
+    /// Closing needs every cross-partition transfer from the account settled
+    /// (FAILED_PRECONDITION; retry shortly).
+    HasTransfersInFlight,
+    /// The account may go below zero without limit (`allow_negative_balance`), so it has no
+    /// overdraft limit to set (FAILED_PRECONDITION).
+    UnlimitedOverdraft,
+    /// The limit's currency is not the account's (FAILED_PRECONDITION).
+    CurrencyMismatch,
+}
+
+impl AccountRefusal {
+    /// The stable machine-readable reason.
+    pub const fn reason(&self) -> &'static str {
+        match self {
+            AccountRefusal::NotFound => "ACCOUNT_NOT_FOUND",
+            AccountRefusal::Closed => "ACCOUNT_CLOSED",
+            AccountRefusal::NotEmpty => "ACCOUNT_NOT_EMPTY",
+            AccountRefusal::HasPendingHolds => "ACCOUNT_HAS_PENDING_HOLDS",
+            AccountRefusal::HasTransfersInFlight => "ACCOUNT_HAS_TRANSFERS_IN_FLIGHT",
+            AccountRefusal::UnlimitedOverdraft => "OVERDRAFT_UNLIMITED",
+            AccountRefusal::CurrencyMismatch => "CURRENCY_MISMATCH",
+        }
+    }
+
+    /// The request field at fault.
+    pub const fn field(&self) -> &'static str {
+        match self {
+            AccountRefusal::UnlimitedOverdraft => "overdraft_limit",
+            AccountRefusal::CurrencyMismatch => "currency",
+            _ => "account_id",
+        }
+    }
+
+    /// A human sentence.
+    pub const fn message(&self) -> &'static str {
+        match self {
+            AccountRefusal::NotFound => "No account with this id is open.",
+            AccountRefusal::Closed => "The account is closed.",
+            AccountRefusal::NotEmpty => "Only an account with a zero balance can be closed.",
+            AccountRefusal::HasPendingHolds => {
+                "The account has pending holds; capture or void them (or let them expire) before closing it."
+            }
+            AccountRefusal::HasTransfersInFlight => {
+                "A transfer from the account to another partition is not settled yet; retry shortly."
+            }
+            AccountRefusal::UnlimitedOverdraft => {
+                "The account may go below zero without limit (allow_negative_balance); it has no overdraft limit."
+            }
+            AccountRefusal::CurrencyMismatch => {
+                "The overdraft limit's currency is not the account's currency."
+            }
+        }
+    }
+}
 
 /// What a hold is and where it stands: the status of a [`TransferRecord`] that is a hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -234,6 +379,12 @@ pub enum HoldRefusal {
     /// The partition already keeps [`HOLDS_PENDING_MAX`] holds pending (RESOURCE_EXHAUSTED;
     /// retry once some are captured, voided or expired).
     LimitReached,
+    /// A capture from or (within the partition) to a frozen account; the hold stays pending
+    /// (FAILED_PRECONDITION).
+    AccountFrozen,
+    /// A capture (within the partition) to a closed account; the hold stays pending
+    /// (FAILED_PRECONDITION).
+    AccountClosed,
 }
 
 impl HoldRefusal {
@@ -249,6 +400,8 @@ impl HoldRefusal {
             HoldRefusal::NotAuthorized => "HOLD_NOT_AUTHORIZED",
             HoldRefusal::CaptureRefused => "HOLD_CAPTURE_REFUSED",
             HoldRefusal::LimitReached => "HOLDS_LIMIT_REACHED",
+            HoldRefusal::AccountFrozen => "ACCOUNT_FROZEN",
+            HoldRefusal::AccountClosed => "ACCOUNT_CLOSED",
         }
     }
 
@@ -277,6 +430,12 @@ impl HoldRefusal {
             }
             HoldRefusal::LimitReached => {
                 "The partition keeps the maximum number of pending holds; capture, void or let some expire first."
+            }
+            HoldRefusal::AccountFrozen => {
+                "An account of the capture is frozen; the hold stays pending (void it, or capture after unfreezing)."
+            }
+            HoldRefusal::AccountClosed => {
+                "The account to credit is closed; the hold stays pending (void it)."
             }
         }
     }
@@ -325,6 +484,14 @@ pub enum RejectReason {
     /// The target partition already recorded this id for a different transfer (as the
     /// source of one, or as the target of a credit).
     TransactionIdReused,
+    /// The debited account is frozen.
+    FromAccountFrozen,
+    /// The credited account is frozen.
+    ToAccountFrozen,
+    /// The debited account is closed.
+    FromAccountClosed,
+    /// The credited account is closed.
+    ToAccountClosed,
 }
 
 impl RejectReason {
@@ -337,14 +504,20 @@ impl RejectReason {
             RejectReason::CurrencyMismatch => "CURRENCY_MISMATCH",
             RejectReason::InsufficientFunds => "INSUFFICIENT_FUNDS",
             RejectReason::TransactionIdReused => "TRANSACTION_ID_REUSED",
+            RejectReason::FromAccountFrozen | RejectReason::ToAccountFrozen => "ACCOUNT_FROZEN",
+            RejectReason::FromAccountClosed | RejectReason::ToAccountClosed => "ACCOUNT_CLOSED",
         }
     }
 
     /// The request field at fault: "from_account", "to_account", "currency", "amount".
     pub fn field(&self) -> &'static str {
         match self {
-            RejectReason::FromAccountNotFound => "from_account",
-            RejectReason::ToAccountNotFound => "to_account",
+            RejectReason::FromAccountNotFound
+            | RejectReason::FromAccountFrozen
+            | RejectReason::FromAccountClosed => "from_account",
+            RejectReason::ToAccountNotFound
+            | RejectReason::ToAccountFrozen
+            | RejectReason::ToAccountClosed => "to_account",
             RejectReason::CurrencyMismatch => "currency",
             RejectReason::InsufficientFunds => "amount",
             RejectReason::TransactionIdReused => "transaction_id",
@@ -359,6 +532,10 @@ impl RejectReason {
             RejectReason::CurrencyMismatch,
             RejectReason::InsufficientFunds,
             RejectReason::TransactionIdReused,
+            RejectReason::FromAccountFrozen,
+            RejectReason::ToAccountFrozen,
+            RejectReason::FromAccountClosed,
+            RejectReason::ToAccountClosed,
         ]
         .into_iter()
         .find(|candidate| candidate.reason() == reason && candidate.field() == field)
@@ -378,6 +555,10 @@ impl RejectReason {
             RejectReason::TransactionIdReused => {
                 "This transaction id was already used for a different transfer in the target account's partition."
             }
+            RejectReason::FromAccountFrozen => "The account to debit is frozen.",
+            RejectReason::ToAccountFrozen => "The account to credit is frozen.",
+            RejectReason::FromAccountClosed => "The account to debit is closed.",
+            RejectReason::ToAccountClosed => "The account to credit is closed.",
         }
     }
 }
@@ -481,6 +662,11 @@ pub struct Account {
     pub allow_negative_balance: bool,
     /// Balance in minor units. `i128` so that no sequence of `i64` transfers can overflow.
     pub balance_minor: i128,
+    /// Status and overdraft limit. Not part of the account's serialized form (snapshots
+    /// carry settings apart from accounts, for the few accounts whose settings differ from
+    /// the default).
+    #[serde(skip)]
+    pub settings: AccountSettings,
 }
 
 /// Events, past tense. Replay = fold of evolve over events.
@@ -617,6 +803,15 @@ pub enum Event {
         /// Log position.
         meta: EntryMeta,
     },
+    /// An account's lifecycle changed.
+    AccountChanged {
+        /// The account.
+        account_id: String,
+        /// The change.
+        change: AccountChange,
+        /// Log position.
+        meta: EntryMeta,
+    },
 }
 
 /// ALREADY_EXISTS outcomes: no state change.
@@ -672,6 +867,8 @@ pub enum Malformed {
     SettleOfUnknownTransfer,
     /// A hold's timeout outside `1..=HOLD_TIMEOUT_MS_MAX`.
     HoldTimeoutOutOfRange,
+    /// An overdraft limit outside `0..=AMOUNT_MINOR_MAX`.
+    OverdraftLimitOutOfRange,
 }
 
 impl Malformed {
@@ -685,6 +882,7 @@ impl Malformed {
             Malformed::CreditFromLocalAccount => "CREDIT_FROM_LOCAL_ACCOUNT",
             Malformed::SettleOfUnknownTransfer => "SETTLE_OF_UNKNOWN_TRANSFER",
             Malformed::HoldTimeoutOutOfRange => "HOLD_TIMEOUT_OUT_OF_RANGE",
+            Malformed::OverdraftLimitOutOfRange => "OVERDRAFT_LIMIT_OUT_OF_RANGE",
         }
     }
 
@@ -696,6 +894,7 @@ impl Malformed {
             Malformed::NilTransactionId | Malformed::SettleOfUnknownTransfer => "transaction_id",
             Malformed::InvalidAccountId | Malformed::CreditFromLocalAccount => "from_account",
             Malformed::HoldTimeoutOutOfRange => "timeout",
+            Malformed::OverdraftLimitOutOfRange => "overdraft_limit",
         }
     }
 
@@ -714,6 +913,9 @@ impl Malformed {
             }
             Malformed::HoldTimeoutOutOfRange => {
                 "A hold's timeout must be at least 1 ms and at most 30 days."
+            }
+            Malformed::OverdraftLimitOutOfRange => {
+                "An overdraft limit must be at least 0 and at most the largest amount."
             }
         }
     }
@@ -735,6 +937,8 @@ pub enum Outcome {
     Malformed(Malformed),
     /// A hold step that changes nothing (see [`HoldRefusal`]).
     Hold(HoldRefusal),
+    /// An account change that changes nothing (see [`AccountRefusal`]).
+    AccountRefused(AccountRefusal),
 }
 
 impl Event {
@@ -742,7 +946,7 @@ impl Event {
     /// an account).
     pub fn transaction_id(&self) -> Option<uuid::Uuid> {
         match self {
-            Event::AccountOpened { .. } => None,
+            Event::AccountOpened { .. } | Event::AccountChanged { .. } => None,
             Event::TransferSettled { transaction_id, .. }
             | Event::TransferRefunded { transaction_id, .. }
             | Event::HoldCaptured { transaction_id, .. }
@@ -791,6 +995,7 @@ impl Outcome {
                 currency: *currency,
                 allow_negative_balance: *allow_negative_balance,
                 balance_minor: 0,
+                settings: AccountSettings::default(),
             }),
             Event::TransferCompleted { transfer: t, meta } => {
                 transfer(t, TransferStatus::Completed, *meta)
@@ -840,7 +1045,8 @@ impl Outcome {
             | Event::HoldCaptured { .. }
             | Event::HoldCaptureDebited { .. }
             | Event::HoldVoided { .. }
-            | Event::HoldExpired { .. } => return None,
+            | Event::HoldExpired { .. }
+            | Event::AccountChanged { .. } => return None,
         })
     }
 }

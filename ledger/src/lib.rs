@@ -19,9 +19,10 @@ pub mod state;
 pub mod stored;
 
 pub use domain::{
-    Account, Command, Conflict, CreditOutcome, CreditRecord, Decision, EntryMeta, Event,
-    HOLD_TIMEOUT_MS_MAX, HOLDS_PENDING_MAX, Hold, HoldRefusal, HoldState, Malformed, Outcome,
-    RejectReason, Settlement, TransferCommand, TransferRecord, TransferStatus,
+    Account, AccountChange, AccountRefusal, AccountSettings, AccountStatus, Command, Conflict,
+    CreditOutcome, CreditRecord, Decision, EntryMeta, Event, HOLD_TIMEOUT_MS_MAX,
+    HOLDS_PENDING_MAX, Hold, HoldRefusal, HoldState, Malformed, Outcome, RejectReason, Settlement,
+    TransferCommand, TransferRecord, TransferStatus,
 };
 pub use ids::{ACCOUNT_ID_BYTES_MAX, IdError, parse_transaction_id, validate_account_id};
 pub use money::{

@@ -26,16 +26,17 @@ mod digest;
 mod snapshot;
 
 pub use accounts::AccountRef;
-pub use snapshot::Format2;
+pub use snapshot::{Format2, Format4};
 
 use accounts::{AccountTable, IdHash};
 
-use digest::{RecordSum, account_hash, credit_hash, transfer_hash};
+use digest::{RecordSum, account_hash, credit_hash, settings_hash, transfer_hash};
 
 use crate::domain::{
-    Command, Conflict, CreditOutcome, CreditRecord, Decision, EntryMeta, Event,
-    HOLD_TIMEOUT_MS_MAX, HOLDS_PENDING_MAX, Hold, HoldRefusal, HoldState, Malformed, Outcome,
-    RejectReason, TransferCommand, TransferRecord, TransferStatus,
+    Account, AccountChange, AccountRefusal, AccountSettings, AccountStatus, Command, Conflict,
+    CreditOutcome, CreditRecord, Decision, EntryMeta, Event, HOLD_TIMEOUT_MS_MAX,
+    HOLDS_PENDING_MAX, Hold, HoldRefusal, HoldState, Malformed, Outcome, RejectReason,
+    TransferCommand, TransferRecord, TransferStatus,
 };
 use crate::ids::validate_account_id;
 use crate::money::Currency;
@@ -77,6 +78,13 @@ pub struct Ledger {
     /// Pending holds by (expiry, transaction id): the ones due first come first. Its length
     /// is the number of pending holds.
     expiries: OrdSet<(u64, u128)>,
+    /// Lifecycle settings of the accounts whose settings are not the default (frozen,
+    /// closed, or with an overdraft limit), by account id; hashed as records of their own.
+    settings: OrdMap<String, AccountSettings>,
+    /// Cross-partition transfers awaiting a settle, per debited account (by the account id's
+    /// hash; accounts without any are absent): a refund may still come back to the account,
+    /// so it cannot close. Follows from the in-flight records, so it is not hashed.
+    debits_in_flight: OrdMap<u128, u32>,
 }
 
 impl Ledger {
@@ -104,6 +112,41 @@ impl Ledger {
     /// What the account can spend: its balance minus what pending holds reserve.
     pub fn available_minor(&self, account: AccountRef) -> i128 {
         account.balance_minor - self.held_minor(account.account_id)
+    }
+
+    /// The account's lifecycle settings (the default for an account that never changed, and
+    /// for an id that is not open).
+    pub fn account_settings(&self, account_id: &str) -> AccountSettings {
+        if self.settings.is_empty() {
+            return AccountSettings::default();
+        }
+        self.settings.get(account_id).copied().unwrap_or_default()
+    }
+
+    /// The open account with this id, with its settings, as an owned value.
+    pub fn account_view(&self, account_id: &str) -> Option<Account> {
+        let account = self.account(account_id)?;
+        Some(Account {
+            settings: self.account_settings(account_id),
+            ..account.to_account()
+        })
+    }
+
+    /// Number of accounts whose settings differ from the default.
+    pub fn changed_accounts_count(&self) -> usize {
+        self.settings.len()
+    }
+
+    /// Whether `account` can pay `amount_minor` out of what it has: its available balance
+    /// plus its overdraft limit (an account with `allow_negative_balance` always can).
+    fn covers(&self, account: AccountRef, amount_minor: i64) -> bool {
+        account.allow_negative_balance
+            || self.available_minor(account)
+                + i128::from(
+                    self.account_settings(account.account_id)
+                        .overdraft_limit_minor,
+                )
+                >= i128::from(amount_minor)
     }
 
     /// Number of pending holds.
@@ -347,6 +390,23 @@ impl Ledger {
     ) -> (Option<Event>, Outcome) {
         match decide_with(self, stored, command, meta) {
             Decision::Reply(outcome) => (None, outcome),
+            Decision::Apply(Event::AccountChanged {
+                account_id,
+                change,
+                meta,
+            }) => {
+                let event = Event::AccountChanged {
+                    account_id,
+                    change,
+                    meta,
+                };
+                evolve(self, &event);
+                let Event::AccountChanged { account_id, .. } = &event else {
+                    unreachable!("built above")
+                };
+                let account = self.account_view(account_id).expect("changed, so open");
+                (Some(event), Outcome::Account(account))
+            }
             Decision::Apply(event) => {
                 let outcome = Outcome::of_new(&event).unwrap_or_else(|| self.outcome_of(&event));
                 evolve(self, &event);
@@ -396,15 +456,37 @@ fn transfer_rejection(state: &Ledger, transfer: &TransferCommand) -> Option<Reje
     let Some(to) = state.account(&transfer.to) else {
         return Some(RejectReason::ToAccountNotFound);
     };
+    if let Some(reason) = sender_refusal(state, &transfer.from) {
+        return Some(reason);
+    }
+    if let Some(reason) = receiver_refusal(state, &transfer.to) {
+        return Some(reason);
+    }
     if transfer.currency != from.currency || transfer.currency != to.currency {
         return Some(RejectReason::CurrencyMismatch);
     }
-    if !from.allow_negative_balance
-        && state.available_minor(from) < i128::from(transfer.amount_minor)
-    {
+    if !state.covers(from, transfer.amount_minor) {
         return Some(RejectReason::InsufficientFunds);
     }
     None
+}
+
+/// Why the account cannot send, by its status, or `None` if it can.
+fn sender_refusal(state: &Ledger, account_id: &str) -> Option<RejectReason> {
+    match state.account_settings(account_id).status {
+        AccountStatus::Active => None,
+        AccountStatus::Frozen => Some(RejectReason::FromAccountFrozen),
+        AccountStatus::Closed => Some(RejectReason::FromAccountClosed),
+    }
+}
+
+/// Why the account cannot receive, by its status, or `None` if it can.
+fn receiver_refusal(state: &Ledger, account_id: &str) -> Option<RejectReason> {
+    match state.account_settings(account_id).status {
+        AccountStatus::Active => None,
+        AccountStatus::Frozen => Some(RejectReason::ToAccountFrozen),
+        AccountStatus::Closed => Some(RejectReason::ToAccountClosed),
+    }
 }
 
 /// Why the source side of a cross-partition transfer must be rejected (the target checks
@@ -413,12 +495,13 @@ fn transfer_out_rejection(state: &Ledger, transfer: &TransferCommand) -> Option<
     let Some(from) = state.account(&transfer.from) else {
         return Some(RejectReason::FromAccountNotFound);
     };
+    if let Some(reason) = sender_refusal(state, &transfer.from) {
+        return Some(reason);
+    }
     if transfer.currency != from.currency {
         return Some(RejectReason::CurrencyMismatch);
     }
-    if !from.allow_negative_balance
-        && state.available_minor(from) < i128::from(transfer.amount_minor)
-    {
+    if !state.covers(from, transfer.amount_minor) {
         return Some(RejectReason::InsufficientFunds);
     }
     None
@@ -458,10 +541,67 @@ fn credit_refusal(state: &Ledger, transfer: &TransferCommand) -> Option<RejectRe
     let Some(to) = state.account(&transfer.to) else {
         return Some(RejectReason::ToAccountNotFound);
     };
+    if let Some(reason) = receiver_refusal(state, &transfer.to) {
+        return Some(reason);
+    }
     if transfer.currency != to.currency {
         return Some(RejectReason::CurrencyMismatch);
     }
     None
+}
+
+/// Why a pending hold cannot be captured now because of its accounts' status (the target's
+/// only when it is in this partition), or `None`.
+fn capture_refusal(state: &Ledger, record: &TransferRecord, hold: &Hold) -> Option<HoldRefusal> {
+    let status = |account_id: &str| state.account_settings(account_id).status;
+    let to_status = (!hold.cross_partition).then(|| status(&record.transfer.to));
+    match (status(&record.transfer.from), to_status) {
+        (AccountStatus::Frozen, _) | (_, Some(AccountStatus::Frozen)) => {
+            Some(HoldRefusal::AccountFrozen)
+        }
+        (AccountStatus::Closed, _) | (_, Some(AccountStatus::Closed)) => {
+            Some(HoldRefusal::AccountClosed)
+        }
+        _ => None,
+    }
+}
+
+/// What an account change does to the account as it stands: `Ok(true)` if it applies,
+/// `Ok(false)` if the account already reflects it (answered with the account, recording
+/// nothing), or why it is refused. Shared by `decide` (to choose) and `evolve` (to verify).
+fn account_change_check(
+    state: &Ledger,
+    account_id: &str,
+    change: AccountChange,
+) -> Result<bool, AccountRefusal> {
+    let account = state.account(account_id).ok_or(AccountRefusal::NotFound)?;
+    let settings = state.account_settings(account_id);
+    if settings.status == AccountStatus::Closed {
+        return match change {
+            AccountChange::Close => Ok(false),
+            _ => Err(AccountRefusal::Closed),
+        };
+    }
+    match change {
+        AccountChange::Close if account.balance_minor != 0 => Err(AccountRefusal::NotEmpty),
+        AccountChange::Close if state.held_minor(account_id) != 0 => {
+            Err(AccountRefusal::HasPendingHolds)
+        }
+        AccountChange::Close
+            if state
+                .debits_in_flight
+                .contains_key(&IdHash::of(account_id).key()) =>
+        {
+            Err(AccountRefusal::HasTransfersInFlight)
+        }
+        AccountChange::SetOverdraftLimit { .. } if account.allow_negative_balance => {
+            Err(AccountRefusal::UnlimitedOverdraft)
+        }
+        AccountChange::SetOverdraftLimit { currency, .. } if currency != account.currency => {
+            Err(AccountRefusal::CurrencyMismatch)
+        }
+        change => Ok(settings.after(change) != settings),
+    }
 }
 
 /// A record found for a transaction id, in memory or stored.
@@ -597,11 +737,34 @@ pub fn decide_with(
                     if existing.currency == *currency
                         && existing.allow_negative_balance == *allow_negative_balance =>
                 {
-                    Decision::Reply(Outcome::Account(existing.to_account()))
+                    Decision::Reply(Outcome::Account(
+                        state.account_view(account_id).expect("open"),
+                    ))
                 }
                 Some(_) => Decision::Reply(Outcome::Conflict(
                     Conflict::AccountExistsWithOtherParameters,
                 )),
+            }
+        }
+        Command::ChangeAccount { account_id, change } => {
+            if validate_account_id(account_id).is_err() {
+                return malformed(Malformed::InvalidAccountId);
+            }
+            if let AccountChange::SetOverdraftLimit { limit_minor, .. } = change
+                && !(0..=crate::money::AMOUNT_MINOR_MAX).contains(limit_minor)
+            {
+                return malformed(Malformed::OverdraftLimitOutOfRange);
+            }
+            match account_change_check(state, account_id, *change) {
+                Ok(true) => Decision::Apply(Event::AccountChanged {
+                    account_id: account_id.clone(),
+                    change: *change,
+                    meta,
+                }),
+                Ok(false) => Decision::Reply(Outcome::Account(
+                    state.account_view(account_id).expect("checked open"),
+                )),
+                Err(refusal) => Decision::Reply(Outcome::AccountRefused(refusal)),
             }
         }
         Command::Transfer(transfer) => {
@@ -766,6 +929,10 @@ pub fn decide_with(
                 HoldState::Pending if requested > record.transfer.amount_minor => {
                     Decision::Reply(Outcome::Hold(HoldRefusal::AmountExceedsHold))
                 }
+                HoldState::Pending if capture_refusal(state, record, &hold).is_some() => {
+                    let refusal = capture_refusal(state, record, &hold).expect("checked");
+                    Decision::Reply(Outcome::Hold(refusal))
+                }
                 HoldState::Pending if hold.cross_partition => {
                     Decision::Apply(Event::HoldCaptureDebited {
                         transaction_id,
@@ -910,8 +1077,9 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
             let from_after = from_before
                 .checked_sub(amount_minor)
                 .expect("balance underflows i128");
+            let floor = -i128::from(state.account_settings(&transfer.from).overdraft_limit_minor);
             assert!(
-                from.allow_negative_balance || from_after >= 0,
+                from.allow_negative_balance || from_after >= floor,
                 "TransferCompleted {id} takes ordinary account {:?} to {from_after}",
                 transfer.from,
             );
@@ -975,6 +1143,7 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
                 -amount_minor,
             );
             add_outflow(state, transfer.currency, amount_minor);
+            count_debit_in_flight(state, &transfer.from, 1);
             let record = TransferRecord {
                 transfer,
                 status: TransferStatus::InFlight,
@@ -1092,6 +1261,13 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
             // Within a partition the amount moves to `to`; across, it leaves for another
             // partition and the record waits in flight for the settle.
             let across = matches!(event, Event::HoldCaptureDebited { .. });
+            assert_eq!(
+                state
+                    .transfer(&transaction_id)
+                    .and_then(|record| Some(capture_refusal(state, record, record.status.hold()?))),
+                Some(None),
+                "{event:?}: an account of the hold cannot take part"
+            );
             let (previous, hold) = release_hold(state, &transaction_id, &event);
             let transfer = &previous.transfer;
             assert!(
@@ -1112,6 +1288,7 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
             move_balance(state, IdHash::of(&transfer.from), &transfer.from, -amount);
             if across {
                 add_outflow(state, transfer.currency, amount);
+                count_debit_in_flight(state, &transfer.from, 1);
                 state.in_flight.insert(transaction_id.as_u128());
             } else {
                 move_balance(state, to_hash, &transfer.to, amount);
@@ -1136,6 +1313,47 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
             let record = record_after(&previous, &event).expect("an expiry changes its hold");
             state.insert_transfer(record);
         }
+        Event::AccountChanged {
+            account_id, change, ..
+        } => {
+            assert_eq!(
+                account_change_check(state, &account_id, change),
+                Ok(true),
+                "AccountChanged {account_id:?} {change:?} cannot follow the state"
+            );
+            let before = state.account_settings(&account_id);
+            set_account_settings(state, account_id, before.after(change));
+        }
+    }
+}
+
+/// Stores an account's settings (dropping the entry when they are the default again),
+/// keeping the record sum.
+fn set_account_settings(state: &mut Ledger, account_id: String, settings: AccountSettings) {
+    let previous = if settings == AccountSettings::default() {
+        state.settings.remove(&account_id)
+    } else {
+        state.settings.insert(account_id.clone(), settings)
+    };
+    if let Some(previous) = previous {
+        state.records.sub(&settings_hash(&account_id, previous));
+    }
+    if settings != AccountSettings::default() {
+        state.records.add(&settings_hash(&account_id, settings));
+    }
+}
+
+/// Adds `delta` to the count of cross-partition transfers from the account awaiting a
+/// settle (no zero entries).
+fn count_debit_in_flight(state: &mut Ledger, account_id: &str, delta: i64) {
+    let key = IdHash::of(account_id).key();
+    let count = i64::from(state.debits_in_flight.get(&key).copied().unwrap_or(0)) + delta;
+    let count =
+        u32::try_from(count).expect("in-flight debits of an account fit u32, never below 0");
+    if count == 0 {
+        state.debits_in_flight.remove(&key);
+    } else {
+        state.debits_in_flight.insert(key, count);
     }
 }
 
@@ -1155,7 +1373,9 @@ fn settle(state: &mut Ledger, transaction_id: &uuid::Uuid) -> TransferRecord {
         "settling {transaction_id}: {:?}",
         record.status
     );
-    record.clone()
+    let record = record.clone();
+    count_debit_in_flight(state, &record.transfer.from, -1);
+    record
 }
 
 /// Releases what a pending hold reserves, for the event that ends its pending state, and

@@ -3,9 +3,9 @@
 
 use ledger::state::Format2;
 use ledger::{
-    AMOUNT_MINOR_MAX, Account, Command, Conflict, CreditOutcome, Currency, Decision, EntryMeta,
-    Event, Ledger, Malformed, Outcome, RejectReason, TransferCommand, TransferRecord,
-    TransferStatus, decide, evolve,
+    AMOUNT_MINOR_MAX, Account, AccountSettings, Command, Conflict, CreditOutcome, Currency,
+    Decision, EntryMeta, Event, Ledger, Malformed, Outcome, RejectReason, TransferCommand,
+    TransferRecord, TransferStatus, decide, evolve,
 };
 use uuid::Uuid;
 
@@ -84,6 +84,7 @@ fn existing(
         currency: currency(code),
         allow_negative_balance,
         balance_minor,
+        settings: AccountSettings::default(),
     }))
 }
 
@@ -123,8 +124,9 @@ fn check(given: &[Command], when: Command, then: Decision) {
         Decision::Apply(applied) => {
             assert_eq!(event.as_ref(), Some(&applied));
             let expected = match &applied {
-                Event::AccountOpened { account_id, .. } => {
-                    Outcome::Account(ledger.account(account_id).unwrap().to_account())
+                Event::AccountOpened { account_id, .. }
+                | Event::AccountChanged { account_id, .. } => {
+                    Outcome::Account(ledger.account_view(account_id).unwrap())
                 }
                 Event::TransferCompleted { transfer, .. }
                 | Event::TransferRejected { transfer, .. }
@@ -154,14 +156,19 @@ fn check(given: &[Command], when: Command, then: Decision) {
                 "an applied event changes state"
             );
             match &outcome {
-                Outcome::Account(account) => assert_eq!(account.balance_minor, 0),
+                Outcome::Account(account) => assert!(
+                    account.balance_minor == 0 || matches!(applied, Event::AccountChanged { .. })
+                ),
                 Outcome::Transfer(record) => assert!(
                     record.meta == WHEN
                         || record.settlement.is_some()
                         || record.status.hold().is_some()
                 ),
                 Outcome::Credit(record) => assert_eq!(record.meta, WHEN),
-                Outcome::Conflict(_) | Outcome::Malformed(_) | Outcome::Hold(_) => {
+                Outcome::Conflict(_)
+                | Outcome::Malformed(_)
+                | Outcome::Hold(_)
+                | Outcome::AccountRefused(_) => {
                     panic!("an applied event never answers with a conflict or a refusal")
                 }
             }

@@ -1,16 +1,18 @@
 //! Property test: holds (authorize, capture in full or in part, void, expiry) mixed with
-//! ordinary transfers, within one partition, against a naive model. Checks after every
-//! step: the outcome equals the model's; balances and held amounts equal the model's; money
-//! is conserved (balances sum to zero); no ordinary account's available balance (balance
-//! minus held) is below zero; a hold leaves `Pending` at most once; a reply changes nothing;
-//! at the end, a replay of the events and a snapshot round trip give the same ledger.
+//! ordinary transfers and account changes (freeze, unfreeze, close, overdraft limits),
+//! within one partition, against a naive model. Checks after every step: the outcome equals
+//! the model's; balances, held amounts and settings equal the model's; money is conserved
+//! (balances sum to zero); no ordinary account's available balance (balance minus held) is
+//! below minus the largest overdraft limit it was ever given; a closed account is empty; a
+//! hold leaves `Pending` at most once; a reply changes nothing; at the end, a replay of the
+//! events and a snapshot round trip give the same ledger.
 
 use std::collections::HashMap;
 
 use ledger::{
-    Command, Conflict, Currency, EntryMeta, Event, HOLD_TIMEOUT_MS_MAX, Hold, HoldRefusal,
-    HoldState, Ledger, Malformed, Outcome, RejectReason, TransferCommand, TransferRecord,
-    TransferStatus, evolve,
+    Account, AccountChange, AccountRefusal, AccountSettings, AccountStatus, Command, Conflict,
+    Currency, EntryMeta, Event, HOLD_TIMEOUT_MS_MAX, Hold, HoldRefusal, HoldState, Ledger,
+    Malformed, Outcome, RejectReason, TransferCommand, TransferRecord, TransferStatus, evolve,
 };
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -64,6 +66,13 @@ enum Op {
     Wait {
         ms: u64,
     },
+    /// 0 freeze, 1 unfreeze, 2 close, 3 set the overdraft limit (in EUR if `euro`).
+    Change {
+        account: usize,
+        kind: u8,
+        limit: i64,
+        euro: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -93,6 +102,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(id, from)| Op::Void { id, from }),
         1 => id.prop_map(|id| Op::Expire { id }),
         2 => (0..12_u64).prop_map(|steps| Op::Wait { ms: steps * 25 }),
+        2 => (0..ACCOUNTS.len(), 0..4_u8, prop_oneof![3 => 0..=150_i64, 1 => Just(-1_i64)], proptest::bool::weighted(0.1))
+            .prop_map(|(account, kind, limit, euro)| Op::Change { account, kind, limit, euro }),
     ]
 }
 
@@ -103,6 +114,10 @@ struct Model {
     accounts: HashMap<String, (bool, i128)>,
     /// id -> record as decided (transfers and holds)
     records: HashMap<Uuid, TransferRecord>,
+    /// account -> settings (absent: the default)
+    settings: HashMap<String, AccountSettings>,
+    /// account -> the largest overdraft limit it was ever given
+    largest_limit: HashMap<String, i64>,
 }
 
 impl Model {
@@ -115,6 +130,10 @@ impl Model {
             .sum()
     }
 
+    fn settings(&self, account: &str) -> AccountSettings {
+        self.settings.get(account).copied().unwrap_or_default()
+    }
+
     /// Why a movement of `amount` from `from` to `to` is refused, if it is.
     fn refusal(&self, transfer: &TransferCommand) -> Option<RejectReason> {
         let Some(&(issuer, balance)) = self.accounts.get(&transfer.from) else {
@@ -123,11 +142,87 @@ impl Model {
         if !self.accounts.contains_key(&transfer.to) {
             return Some(RejectReason::ToAccountNotFound);
         }
+        match self.settings(&transfer.from).status {
+            AccountStatus::Frozen => return Some(RejectReason::FromAccountFrozen),
+            AccountStatus::Closed => return Some(RejectReason::FromAccountClosed),
+            AccountStatus::Active => {}
+        }
+        match self.settings(&transfer.to).status {
+            AccountStatus::Frozen => return Some(RejectReason::ToAccountFrozen),
+            AccountStatus::Closed => return Some(RejectReason::ToAccountClosed),
+            AccountStatus::Active => {}
+        }
+        let limit = i128::from(self.settings(&transfer.from).overdraft_limit_minor);
         let available = balance - self.held(&transfer.from);
-        if !issuer && available < i128::from(transfer.amount_minor) {
+        if !issuer && available + limit < i128::from(transfer.amount_minor) {
             return Some(RejectReason::InsufficientFunds);
         }
         None
+    }
+
+    fn account(&self, account: &str) -> Outcome {
+        let (issuer, balance) = self.accounts[account];
+        Outcome::Account(Account {
+            account_id: account.into(),
+            currency: usd(),
+            allow_negative_balance: issuer,
+            balance_minor: balance,
+            settings: self.settings(account),
+        })
+    }
+
+    fn change(&mut self, account: &str, change: AccountChange) -> Outcome {
+        let Some(&(issuer, balance)) = self.accounts.get(account) else {
+            return Outcome::AccountRefused(AccountRefusal::NotFound);
+        };
+        let settings = self.settings(account);
+        let refusal = match change {
+            _ if settings.status == AccountStatus::Closed => {
+                return if change == AccountChange::Close {
+                    self.account(account)
+                } else {
+                    Outcome::AccountRefused(AccountRefusal::Closed)
+                };
+            }
+            AccountChange::Close if balance != 0 => Some(AccountRefusal::NotEmpty),
+            AccountChange::Close if self.held(account) != 0 => {
+                Some(AccountRefusal::HasPendingHolds)
+            }
+            AccountChange::SetOverdraftLimit { .. } if issuer => {
+                Some(AccountRefusal::UnlimitedOverdraft)
+            }
+            AccountChange::SetOverdraftLimit { currency, .. } if currency != usd() => {
+                Some(AccountRefusal::CurrencyMismatch)
+            }
+            _ => None,
+        };
+        if let Some(refusal) = refusal {
+            return Outcome::AccountRefused(refusal);
+        }
+        let after = match change {
+            AccountChange::Freeze => AccountSettings {
+                status: AccountStatus::Frozen,
+                ..settings
+            },
+            AccountChange::Unfreeze => AccountSettings {
+                status: AccountStatus::Active,
+                ..settings
+            },
+            AccountChange::Close => AccountSettings {
+                status: AccountStatus::Closed,
+                ..settings
+            },
+            AccountChange::SetOverdraftLimit { limit_minor, .. } => {
+                let largest = self.largest_limit.entry(account.into()).or_default();
+                *largest = (*largest).max(limit_minor);
+                AccountSettings {
+                    overdraft_limit_minor: limit_minor,
+                    ..settings
+                }
+            }
+        };
+        self.settings.insert(account.into(), after);
+        self.account(account)
     }
 
     fn shift(&mut self, from: &str, to: &str, amount: i64) {
@@ -233,6 +328,20 @@ impl Model {
                     HoldState::Pending if wanted > record.transfer.amount_minor => {
                         Outcome::Hold(HoldRefusal::AmountExceedsHold)
                     }
+                    HoldState::Pending
+                        if [&record.transfer.from, &record.transfer.to]
+                            .iter()
+                            .any(|account| {
+                                self.settings(account).status == AccountStatus::Frozen
+                            }) =>
+                    {
+                        Outcome::Hold(HoldRefusal::AccountFrozen)
+                    }
+                    HoldState::Pending
+                        if self.settings(&record.transfer.to).status == AccountStatus::Closed =>
+                    {
+                        Outcome::Hold(HoldRefusal::AccountClosed)
+                    }
                     HoldState::Pending => {
                         self.shift(&record.transfer.from, &record.transfer.to, wanted);
                         self.set_state(
@@ -282,6 +391,14 @@ impl Model {
                     HoldState::Refused(_) => Outcome::Hold(HoldRefusal::NotAuthorized),
                     _ => unreachable!("one partition: no cross-partition capture"),
                 }
+            }
+            Command::ChangeAccount { account_id, change } => {
+                if let AccountChange::SetOverdraftLimit { limit_minor, .. } = change
+                    && *limit_minor < 0
+                {
+                    return Outcome::Malformed(Malformed::OverdraftLimitOutOfRange);
+                }
+                self.change(account_id, *change)
             }
             other => unreachable!("not generated: {other:?}"),
         }
@@ -372,6 +489,27 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             Op::Expire { id } => Command::Expire {
                 transaction_id: Uuid::from_u128(id),
             },
+            Op::Change {
+                account,
+                kind,
+                limit,
+                euro,
+            } => Command::ChangeAccount {
+                account_id: ACCOUNTS[account].0.into(),
+                change: match kind {
+                    0 => AccountChange::Freeze,
+                    1 => AccountChange::Unfreeze,
+                    2 => AccountChange::Close,
+                    _ => AccountChange::SetOverdraftLimit {
+                        limit_minor: limit,
+                        currency: if euro {
+                            Currency::parse("EUR").unwrap()
+                        } else {
+                            usd()
+                        },
+                    },
+                },
+            },
         };
         let before = ledger.clone();
         let events_before = events.len();
@@ -410,9 +548,22 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 account.account_id
             );
             prop_assert_eq!(ledger.held_minor(account.account_id), held);
+            let settings = model.settings(account.account_id);
+            prop_assert_eq!(ledger.account_settings(account.account_id), settings);
+            let largest_limit = model
+                .largest_limit
+                .get(account.account_id)
+                .copied()
+                .unwrap_or(0);
             prop_assert!(
-                issuer || ledger.available_minor(account) >= 0,
+                issuer || ledger.available_minor(account) >= -i128::from(largest_limit),
                 "step {}: {:?} overdrawn",
+                step,
+                account
+            );
+            prop_assert!(
+                settings.status != AccountStatus::Closed || (balance == 0 && held == 0),
+                "step {}: closed {:?} is not empty",
                 step,
                 account
             );
@@ -446,6 +597,10 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
         prop_assert_eq!(
             restored.held_minor(account.account_id),
             ledger.held_minor(account.account_id)
+        );
+        prop_assert_eq!(
+            restored.account_view(account.account_id),
+            ledger.account_view(account.account_id)
         );
     }
     prop_assert_eq!(restored.pending_holds_count(), ledger.pending_holds_count());

@@ -105,6 +105,7 @@ impl Model {
             currency,
             allow_negative_balance,
             balance_minor,
+            settings: Default::default(),
         })
     }
 
@@ -176,7 +177,10 @@ impl Model {
             Command::Authorize { .. }
             | Command::Capture { .. }
             | Command::Void { .. }
-            | Command::Expire { .. } => unreachable!("tests/holds.rs covers holds"),
+            | Command::Expire { .. }
+            | Command::ChangeAccount { .. } => {
+                unreachable!("tests/holds.rs covers holds and account changes")
+            }
         }
     }
 }

@@ -62,6 +62,11 @@ impl IdHash {
         }
     }
 
+    /// The whole hash as one number (a key for per-account maps that need no id).
+    pub(super) fn key(self) -> u128 {
+        (u128::from(self.high) << 64) | u128::from(self.low)
+    }
+
     fn tag(self) -> u8 {
         0x80 | (self.high & 0x7f) as u8
     }
@@ -100,6 +105,7 @@ impl AccountRef<'_> {
             currency: self.currency,
             allow_negative_balance: self.allow_negative_balance,
             balance_minor: self.balance_minor,
+            settings: crate::domain::AccountSettings::default(),
         }
     }
 }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use super::{AccountRef, Ledger};
 use crate::domain::{
-    CreditOutcome, CreditRecord, EntryMeta, Hold, HoldState, RejectReason, TransferCommand,
-    TransferRecord, TransferStatus,
+    AccountSettings, AccountStatus, CreditOutcome, CreditRecord, EntryMeta, Hold, HoldState,
+    RejectReason, TransferCommand, TransferRecord, TransferStatus,
 };
 use crate::money::Currency;
 
@@ -28,7 +28,9 @@ impl Ledger {
     ///              [u8; 32] record_sum, u64 outflow_count, (currency, i128 outflow)*)
     ///                                              -- outflow sorted by currency code
     /// record_sum = sum mod 2^256 (little-endian) of BLAKE3(record) over every record
-    /// record   = u8 0, account | u8 1, transfer | u8 2, credit
+    /// record   = u8 0, account | u8 1, transfer | u8 2, credit | u8 3, settings
+    /// settings = str account_id, u8 status (0 Active | 1 Frozen | 2 Closed),
+    ///            i64 overdraft_limit_minor    -- only accounts whose settings are not the default
     /// account  = str account_id, currency, u8 allow_negative_balance (0|1), i128 balance_minor
     /// transfer = command, status, meta, settlement
     /// credit   = command, u8 0 (Credited) | u8 1, reason (Refused), meta
@@ -44,7 +46,8 @@ impl Ledger {
     ///          | u8 4, i64 amount_minor, reason (CaptureRefused)
     ///          | u8 5, meta (Voided) | u8 6, meta (Expired)
     /// reason   = 0 FromAccountNotFound | 1 ToAccountNotFound | 2 CurrencyMismatch
-    ///          | 3 InsufficientFunds | 4 TransactionIdReused
+    ///          | 3 InsufficientFunds | 4 TransactionIdReused | 5 FromAccountFrozen
+    ///          | 6 ToAccountFrozen | 7 FromAccountClosed | 8 ToAccountClosed
     /// ```
     ///
     /// Each record's encoding is injective (length prefixes, spelled-out tags rather than enum
@@ -102,6 +105,11 @@ impl Ledger {
         for record in self.credits.values() {
             recomputed.records.add(&credit_hash(record));
         }
+        for (account_id, settings) in &self.settings {
+            recomputed
+                .records
+                .add(&settings_hash(account_id, *settings));
+        }
         recomputed.digest()
     }
 }
@@ -148,6 +156,7 @@ fn limbs(hash: &[u8; 32]) -> impl Iterator<Item = u64> + '_ {
 const RECORD_ACCOUNT: u8 = 0;
 const RECORD_TRANSFER: u8 = 1;
 const RECORD_CREDIT: u8 = 2;
+const RECORD_SETTINGS: u8 = 3;
 
 pub(super) fn account_hash(account: AccountRef) -> [u8; 32] {
     let mut encoder = Encoder::new();
@@ -167,6 +176,22 @@ pub(super) fn credit_hash(record: &CreditRecord) -> [u8; 32] {
     let mut encoder = Encoder::new();
     encoder.update(&[RECORD_CREDIT]);
     hash_credit_record(&mut encoder, record);
+    encoder.finalize()
+}
+
+/// The hash of an account's settings record (only accounts whose settings differ from the
+/// default have one, so ledgers without any digest as before settings existed).
+pub(super) fn settings_hash(account_id: &str, settings: AccountSettings) -> [u8; 32] {
+    let mut encoder = Encoder::new();
+    encoder.update(&[RECORD_SETTINGS]);
+    hash_str(&mut encoder, account_id);
+    let status = match settings.status {
+        AccountStatus::Active => 0,
+        AccountStatus::Frozen => 1,
+        AccountStatus::Closed => 2,
+    };
+    encoder.update(&[status]);
+    encoder.update(&settings.overdraft_limit_minor.to_le_bytes());
     encoder.finalize()
 }
 
@@ -336,5 +361,9 @@ fn reject_reason_tag(reason: RejectReason) -> u8 {
         RejectReason::CurrencyMismatch => 2,
         RejectReason::InsufficientFunds => 3,
         RejectReason::TransactionIdReused => 4,
+        RejectReason::FromAccountFrozen => 5,
+        RejectReason::ToAccountFrozen => 6,
+        RejectReason::FromAccountClosed => 7,
+        RejectReason::ToAccountClosed => 8,
     }
 }

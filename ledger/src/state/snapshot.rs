@@ -6,10 +6,10 @@ use super::accounts::IdHash;
 use super::digest::RecordSum;
 use super::digest::account_hash;
 use super::{AccountRef, Ledger, add_balance_total};
-use crate::domain::{Account, CreditRecord, TransferRecord, TransferStatus};
+use crate::domain::{Account, AccountSettings, CreditRecord, TransferRecord, TransferStatus};
 use crate::money::{AMOUNT_MINOR_MAX, Currency};
 
-/// Wire form of a [`Ledger`] snapshot (state format 3), the account ids borrowed from the
+/// Wire form of a [`Ledger`] snapshot (state format 5), the account ids borrowed from the
 /// bytes it is read from.
 #[derive(serde::Deserialize)]
 struct LedgerSnapshot<'a> {
@@ -19,6 +19,47 @@ struct LedgerSnapshot<'a> {
     credits: Vec<CreditRecord>,
     outflow: Vec<(Currency, i128)>,
     totals: RecordTotals,
+    /// The accounts whose settings are not the default, sorted by id.
+    #[serde(borrow)]
+    settings: Vec<(&'a str, AccountSettings)>,
+}
+
+/// Wire form of state formats 3 and 4 (before account settings existed).
+#[derive(serde::Deserialize)]
+struct Format4Snapshot<'a> {
+    #[serde(borrow)]
+    accounts: Vec<AccountRef<'a>>,
+    transfers: Vec<TransferRecord>,
+    credits: Vec<CreditRecord>,
+    outflow: Vec<(Currency, i128)>,
+    totals: RecordTotals,
+}
+
+/// The snapshot form of state formats 3 and 4 (no account settings). Deserializes into the
+/// ledger it describes.
+pub struct Format4(pub Ledger);
+
+impl<'de> serde::Deserialize<'de> for Format4 {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Format4, D::Error> {
+        let Format4Snapshot {
+            accounts,
+            transfers,
+            credits,
+            outflow,
+            totals,
+        } = serde::Deserialize::deserialize(deserializer)?;
+        let snapshot = LedgerSnapshot {
+            accounts,
+            transfers,
+            credits,
+            outflow,
+            totals,
+            settings: Vec::new(),
+        };
+        Ledger::from_snapshot(snapshot)
+            .map(Format4)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// What a snapshot says of every record, held in memory or not.
@@ -37,6 +78,7 @@ struct LedgerSnapshotRef<'a> {
     credits: Vec<&'a CreditRecord>,
     outflow: Vec<(Currency, i128)>,
     totals: RecordTotals,
+    settings: Vec<(&'a str, AccountSettings)>,
 }
 
 /// Serialized as accounts and in-flight transfers (sorted by id), outflow, and the counts and
@@ -61,6 +103,11 @@ impl serde::Serialize for Ledger {
                 credits_count: self.credits_count,
                 sum: self.records,
             },
+            settings: self
+                .settings
+                .iter()
+                .map(|(account_id, settings)| (account_id.as_str(), *settings))
+                .collect(),
         };
         serde::Serialize::serialize(&snapshot, serializer)
     }
@@ -103,6 +150,7 @@ impl<'de> serde::Deserialize<'de> for Format2 {
                 credits_count: 0,
                 sum: RecordSum::default(),
             },
+            settings: Vec::new(),
         };
         let mut ledger =
             Ledger::from_snapshot_records(snapshot).map_err(serde::de::Error::custom)?;
@@ -148,13 +196,36 @@ impl Ledger {
     /// every invariant the snapshot alone can show.
     fn from_snapshot_records(snapshot: LedgerSnapshot) -> Result<Ledger, String> {
         let mut ledger = Ledger::new();
+        for (account_id, settings) in snapshot.settings {
+            if settings == AccountSettings::default()
+                || !(0..=AMOUNT_MINOR_MAX).contains(&settings.overdraft_limit_minor)
+                || ledger
+                    .settings
+                    .insert(account_id.to_string(), settings)
+                    .is_some()
+            {
+                return Err(format!(
+                    "snapshot: settings of {account_id:?} are not canonical"
+                ));
+            }
+        }
         for account in snapshot.accounts {
             add_balance_total(
                 &mut ledger.balance_totals,
                 account.currency,
                 account.balance_minor,
             );
-            if !account.allow_negative_balance && account.balance_minor < 0 {
+            let settings = ledger.account_settings(account.account_id);
+            let closed = settings.status == crate::domain::AccountStatus::Closed;
+            if closed && account.balance_minor != 0 {
+                return Err(format!(
+                    "snapshot: closed account {:?} is not empty",
+                    account.account_id
+                ));
+            }
+            if !account.allow_negative_balance
+                && account.balance_minor < -i128::from(settings.overdraft_limit_minor)
+            {
                 return Err(format!(
                     "snapshot: ordinary account {:?} is negative",
                     account.account_id
@@ -169,6 +240,15 @@ impl Ledger {
                     account.account_id
                 ));
             }
+        }
+        if let Some(account_id) = ledger
+            .settings
+            .keys()
+            .find(|account_id| ledger.account(account_id).is_none())
+        {
+            return Err(format!(
+                "snapshot: settings of {account_id:?}, which is not open"
+            ));
         }
         for (currency, outflow) in snapshot.outflow {
             if outflow == 0 || ledger.outflow.insert(currency, outflow).is_some() {
@@ -222,23 +302,20 @@ impl Ledger {
             }
             if record.status.awaits_settle() {
                 ledger.in_flight.insert(transfer.transaction_id.as_u128());
+                super::count_debit_in_flight(&mut ledger, &transfer.from, 1);
             }
             if let TransferStatus::Hold(hold) = record.status
                 && hold.is_pending()
             {
-                let available = ledger
+                let covered = ledger
                     .account(&transfer.from)
                     .filter(|from| from.currency == transfer.currency)
-                    .map(|from| (from.allow_negative_balance, ledger.available_minor(from)));
-                match available {
-                    Some((allow_negative, available))
-                        if allow_negative || available >= i128::from(transfer.amount_minor) => {}
-                    _ => {
-                        return Err(format!(
-                            "snapshot: pending hold {} is not covered by its account",
-                            transfer.transaction_id
-                        ));
-                    }
+                    .is_some_and(|from| ledger.covers(from, transfer.amount_minor));
+                if !covered {
+                    return Err(format!(
+                        "snapshot: pending hold {} is not covered by its account",
+                        transfer.transaction_id
+                    ));
                 }
                 super::hold_amount(
                     &mut ledger,
