@@ -482,6 +482,101 @@ impl WalletClient {
         .await
     }
 
+    /// Freezes an account (`FreezeAccount`): it neither sends nor receives until unfrozen.
+    /// Idempotent: freezing a frozen account answers it unchanged. Needs the admin scope.
+    pub async fn freeze_account(&self, account_id: &str) -> Result<Account, Error> {
+        let request = proto::v1::FreezeAccountRequest {
+            account_id: account_id.to_owned(),
+        };
+        let route = Route::write(self.partition_of(account_id).await);
+        let response = self
+            .call(
+                "FreezeAccount",
+                route,
+                request,
+                |channel, request| async move {
+                    WalletServiceClient::new(channel)
+                        .freeze_account(request)
+                        .await
+                },
+            )
+            .await?;
+        changed_account("FreezeAccount", response.account)
+    }
+
+    /// Unfreezes an account (`UnfreezeAccount`). Idempotent.
+    pub async fn unfreeze_account(&self, account_id: &str) -> Result<Account, Error> {
+        let request = proto::v1::UnfreezeAccountRequest {
+            account_id: account_id.to_owned(),
+        };
+        let route = Route::write(self.partition_of(account_id).await);
+        let response = self
+            .call(
+                "UnfreezeAccount",
+                route,
+                request,
+                |channel, request| async move {
+                    WalletServiceClient::new(channel)
+                        .unfreeze_account(request)
+                        .await
+                },
+            )
+            .await?;
+        changed_account("UnfreezeAccount", response.account)
+    }
+
+    /// Closes an account for good (`CloseAccount`): only at a zero balance, with no pending
+    /// hold and no cross-partition transfer of it in flight (`ACCOUNT_NOT_EMPTY`,
+    /// `ACCOUNT_HAS_PENDING_HOLDS`, `ACCOUNT_HAS_TRANSFERS_IN_FLIGHT`). Idempotent.
+    pub async fn close_account(&self, account_id: &str) -> Result<Account, Error> {
+        let request = proto::v1::CloseAccountRequest {
+            account_id: account_id.to_owned(),
+        };
+        let route = Route::write(self.partition_of(account_id).await);
+        let response = self
+            .call(
+                "CloseAccount",
+                route,
+                request,
+                |channel, request| async move {
+                    WalletServiceClient::new(channel)
+                        .close_account(request)
+                        .await
+                },
+            )
+            .await?;
+        changed_account("CloseAccount", response.account)
+    }
+
+    /// Sets how far below zero an ordinary account may go (`SetOverdraftLimit`; a decimal
+    /// string in the account's `currency`, "0" for none). Idempotent.
+    pub async fn set_overdraft_limit(
+        &self,
+        account_id: &str,
+        overdraft_limit: &str,
+        currency: &str,
+    ) -> Result<Account, Error> {
+        let request = proto::v1::SetOverdraftLimitRequest {
+            account_id: account_id.to_owned(),
+            overdraft_limit: overdraft_limit.to_owned(),
+            currency: currency.to_owned(),
+        };
+        let route = Route::write(self.partition_of(account_id).await);
+        let response = self
+            .call(
+                "SetOverdraftLimit",
+                route,
+                request,
+                |channel, request| async move {
+                    WalletServiceClient::new(channel)
+                        .set_overdraft_limit(request)
+                        .await
+                },
+            )
+            .await?;
+        changed_account("SetOverdraftLimit", response.account)
+    }
+
     /// One `TransferBatch` call of 1 to [`proto::TRANSFER_BATCH_MAX`] transfers, sent where
     /// the first transfer's source partition is led: one outcome per transfer, in order, each
     /// as [`WalletClient::transfer`] would give it (a batch is not atomic). An item the batch
@@ -1004,6 +1099,11 @@ fn capture_request(
         from_account: from.to_owned(),
         amount: amount.unwrap_or_default().to_owned(),
     }
+}
+
+/// The account an account change answers with, or the error of an answer without one.
+fn changed_account(method: &str, account: Option<Account>) -> Result<Account, Error> {
+    account.ok_or_else(|| Error::malformed(format!("{method} answered without an account")))
 }
 
 /// A new identifier for a transfer: a random (v4) UUID. Generate it once per intended

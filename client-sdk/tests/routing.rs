@@ -159,6 +159,34 @@ impl WalletService for FakeNode {
         Err(Status::unimplemented("not in the fake"))
     }
 
+    async fn freeze_account(
+        &self,
+        _request: Request<proto::v1::FreezeAccountRequest>,
+    ) -> Result<Response<proto::v1::FreezeAccountResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn unfreeze_account(
+        &self,
+        _request: Request<proto::v1::UnfreezeAccountRequest>,
+    ) -> Result<Response<proto::v1::UnfreezeAccountResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn close_account(
+        &self,
+        _request: Request<proto::v1::CloseAccountRequest>,
+    ) -> Result<Response<proto::v1::CloseAccountResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn set_overdraft_limit(
+        &self,
+        _request: Request<proto::v1::SetOverdraftLimitRequest>,
+    ) -> Result<Response<proto::v1::SetOverdraftLimitResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
     async fn get_account(
         &self,
         _request: Request<GetAccountRequest>,

@@ -1,12 +1,13 @@
 //! Ledger events in their wire form (`wallet.v1.LedgerEvent`): what the write node streams
 //! from its event log and what the read node and auditors rebuild event blocks from.
 
-use ledger::{Event, TransferCommand, format_minor};
+use ledger::{AccountChange, Event, TransferCommand, format_minor};
 use proto::v1::ledger_event::Event as PbEvent;
 use proto::v1::{
-    AccountOpened, CreditRefused, HoldAuthorized, HoldCaptureDebited, HoldCaptured, HoldExpired,
-    HoldRefused, HoldVoided, LedgerEvent, TransferCompleted, TransferCredited, TransferDebited,
-    TransferRefunded, TransferRejected, TransferSettled,
+    AccountChangeKind, AccountChanged, AccountOpened, CreditRefused, HoldAuthorized,
+    HoldCaptureDebited, HoldCaptured, HoldExpired, HoldRefused, HoldVoided, LedgerEvent,
+    TransferCompleted, TransferCredited, TransferDebited, TransferRefunded, TransferRejected,
+    TransferSettled,
 };
 
 /// The wire form of a ledger event. Every `ledger::Event` variant needs one arm here, one
@@ -165,6 +166,31 @@ pub fn event_to_pb(event: &Event) -> LedgerEvent {
         Event::HoldExpired { transaction_id, .. } => PbEvent::HoldExpired(HoldExpired {
             transaction_id: transaction_id.hyphenated().to_string(),
         }),
+        Event::AccountChanged {
+            account_id, change, ..
+        } => {
+            let kind = match change {
+                AccountChange::Freeze => AccountChangeKind::Freeze,
+                AccountChange::Unfreeze => AccountChangeKind::Unfreeze,
+                AccountChange::Close => AccountChangeKind::Close,
+                AccountChange::SetOverdraftLimit { .. } => AccountChangeKind::SetOverdraftLimit,
+            };
+            let mut pb = AccountChanged {
+                account_id: account_id.clone(),
+                change: kind as i32,
+                ..AccountChanged::default()
+            };
+            if let AccountChange::SetOverdraftLimit {
+                limit_minor,
+                currency,
+            } = change
+            {
+                pb.overdraft_limit = format_minor(i128::from(*limit_minor), *currency);
+                pb.overdraft_limit_minor = *limit_minor;
+                pb.currency = currency.code().to_owned();
+            }
+            PbEvent::AccountChanged(pb)
+        }
     };
     LedgerEvent { event: Some(event) }
 }
@@ -311,6 +337,20 @@ pub fn event_from_pb(meta: ledger::EntryMeta, event: &LedgerEvent) -> anyhow::Re
         },
         PbEvent::HoldExpired(e) => Event::HoldExpired {
             transaction_id: id(&e.transaction_id)?,
+            meta,
+        },
+        PbEvent::AccountChanged(e) => Event::AccountChanged {
+            account_id: e.account_id.clone(),
+            change: match e.change() {
+                AccountChangeKind::Freeze => AccountChange::Freeze,
+                AccountChangeKind::Unfreeze => AccountChange::Unfreeze,
+                AccountChangeKind::Close => AccountChange::Close,
+                AccountChangeKind::SetOverdraftLimit => AccountChange::SetOverdraftLimit {
+                    limit_minor: e.overdraft_limit_minor,
+                    currency: currency(&e.currency)?,
+                },
+                AccountChangeKind::Unspecified => anyhow::bail!("an account change of no kind"),
+            },
             meta,
         },
     })

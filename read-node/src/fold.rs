@@ -265,6 +265,17 @@ impl<R: Rows> Folder<'_, R> {
                 self.hold_amount(&row.facts(), -i128::from(row.amount_minor))?;
                 self.set_transfer_state(&row.facts(), TransferState::Expired, "")
             }
+            // Lifecycle changes move no money: the projection's balances, holds and
+            // transfers are unchanged (the account must be known, as for any event of it).
+            PbEvent::AccountChanged(changed) => {
+                self.balance(&changed.account_id)?.with_context(|| {
+                    format!(
+                        "account {:?} changed before it was opened",
+                        changed.account_id
+                    )
+                })?;
+                Ok(())
+            }
         }
     }
 

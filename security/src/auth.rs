@@ -190,7 +190,9 @@ pub fn required_access(path: &str) -> Access {
             "Transfer" | "SubmitTransfers" | "TransferBatch" | "AuthorizeTransfer"
             | "CaptureTransfer" | "VoidTransfer",
         ) => Access::Token(&[Scope::Transfer, Scope::Issue]),
-        // An account opened with allow_negative_balance can mint money: operators only.
+        // An account opened with allow_negative_balance can mint money: operators only. The
+        // account lifecycle (FreezeAccount, UnfreezeAccount, CloseAccount, SetOverdraftLimit)
+        // falls to the default below: operators only too.
         ("wallet.v1.WalletService", "OpenAccount" | "OpenAccounts") => {
             Access::Token(&[Scope::Admin])
         }
@@ -223,6 +225,10 @@ pub fn checks_accounts(path: &str) -> bool {
             | "/wallet.v1.WalletService/OpenAccount"
             | "/wallet.v1.WalletService/OpenAccounts"
             | "/wallet.v1.WalletService/GetAccount"
+            | "/wallet.v1.WalletService/FreezeAccount"
+            | "/wallet.v1.WalletService/UnfreezeAccount"
+            | "/wallet.v1.WalletService/CloseAccount"
+            | "/wallet.v1.WalletService/SetOverdraftLimit"
             | "/wallet.v1.QueryService/GetBalance"
             | "/wallet.v1.QueryService/WatchBalances"
             | "/wallet.v1.QueryService/ListTransfers"
@@ -480,6 +486,18 @@ mod tests {
                 Access::Token(&[Read]),
             ),
             (
+                "/wallet.v1.WalletService/FreezeAccount",
+                Access::Token(&[Admin]),
+            ),
+            (
+                "/wallet.v1.WalletService/CloseAccount",
+                Access::Token(&[Admin]),
+            ),
+            (
+                "/wallet.v1.WalletService/SetOverdraftLimit",
+                Access::Token(&[Admin]),
+            ),
+            (
                 "/wallet.v1.WalletService/GetTransfer",
                 Access::Token(&[Read]),
             ),
@@ -518,6 +536,10 @@ mod tests {
             "/wallet.v1.WalletService/OpenAccount",
             "/wallet.v1.WalletService/OpenAccounts",
             "/wallet.v1.WalletService/GetAccount",
+            "/wallet.v1.WalletService/FreezeAccount",
+            "/wallet.v1.WalletService/UnfreezeAccount",
+            "/wallet.v1.WalletService/CloseAccount",
+            "/wallet.v1.WalletService/SetOverdraftLimit",
             "/wallet.v1.QueryService/GetBalance",
             "/wallet.v1.QueryService/WatchBalances",
             "/wallet.v1.QueryService/ListTransfers",

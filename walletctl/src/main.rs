@@ -271,6 +271,33 @@ enum AccountCommand {
         /// Account id.
         id: String,
     },
+    /// Freeze an account: it neither sends nor receives until unfrozen (admin scope).
+    Freeze {
+        /// Account id.
+        id: String,
+    },
+    /// Unfreeze a frozen account (admin scope).
+    Unfreeze {
+        /// Account id.
+        id: String,
+    },
+    /// Close an account for good; only at a zero balance, with no pending hold and no
+    /// transfer in flight (admin scope).
+    Close {
+        /// Account id.
+        id: String,
+    },
+    /// Set how far below zero an ordinary account may go (admin scope).
+    SetOverdraft {
+        /// Account id.
+        id: String,
+        /// The limit in major units, e.g. 250.00 ("0" for none).
+        #[arg(long)]
+        limit: String,
+        /// ISO 4217 code of the account's currency.
+        #[arg(long)]
+        currency: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -549,6 +576,23 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
                 AccountCommand::Get { id } => {
                     let response = client.get_account(&id).await?;
                     out.account(&response);
+                }
+                AccountCommand::Freeze { id } => {
+                    out.account_changed(&client.freeze_account(&id).await?);
+                }
+                AccountCommand::Unfreeze { id } => {
+                    out.account_changed(&client.unfreeze_account(&id).await?);
+                }
+                AccountCommand::Close { id } => {
+                    out.account_changed(&client.close_account(&id).await?);
+                }
+                AccountCommand::SetOverdraft {
+                    id,
+                    limit,
+                    currency,
+                } => {
+                    let account = client.set_overdraft_limit(&id, &limit, &currency).await?;
+                    out.account_changed(&account);
                 }
             }
             Ok(())

@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 use wallet_client::pb::{
-    Account, GetAccountResponse, GetClusterStatusResponse, Transfer, TransferResponse,
-    TransferStatus,
+    Account, AccountStatus, GetAccountResponse, GetClusterStatusResponse, Transfer,
+    TransferResponse, TransferStatus,
 };
 use wallet_client::{Error, Uuid, code_name};
 
@@ -36,6 +36,15 @@ impl Output {
 
     /// A newly opened (or already existing, identical) account.
     pub fn account_opened(&self, account: &Account) {
+        if self.json {
+            self.json_line(&json!({ "ok": true, "account": account_json(account) }));
+        } else {
+            println!("ok: account {}", account_line(account));
+        }
+    }
+
+    /// An account after a lifecycle change.
+    pub fn account_changed(&self, account: &Account) {
         if self.json {
             self.json_line(&json!({ "ok": true, "account": account_json(account) }));
         } else {
@@ -269,13 +278,37 @@ fn account_json(account: &Account) -> Value {
         "allow_negative_balance": account.allow_negative_balance,
         "balance": account.balance,
         "balance_minor": account.balance_minor,
+        "held": account.held,
+        "available": account.available,
+        "status": account_status_name(account.status),
+        "overdraft_limit": account.overdraft_limit,
     })
 }
 
+fn account_status_name(status: i32) -> &'static str {
+    match AccountStatus::try_from(status) {
+        Ok(AccountStatus::Active) => "active",
+        Ok(AccountStatus::Frozen) => "frozen",
+        Ok(AccountStatus::Closed) => "closed",
+        _ => "unknown",
+    }
+}
+
 fn account_line(account: &Account) -> String {
-    format!(
-        "{}  {}  balance {}  (allow_negative_balance={})",
-        account.account_id, account.currency, account.balance, account.allow_negative_balance
+    let mut line = format!(
+        "{}  {}  balance {}",
+        account.account_id, account.currency, account.balance
+    );
+    if !account.held.is_empty() {
+        line += &format!("  held {}  available {}", account.held, account.available);
+    }
+    line += &format!("  {}", account_status_name(account.status));
+    if !account.overdraft_limit.is_empty() {
+        line += &format!("  overdraft limit {}", account.overdraft_limit);
+    }
+    line + &format!(
+        "  (allow_negative_balance={})",
+        account.allow_negative_balance
     )
 }
 

@@ -4,7 +4,7 @@
 //! `BadRequest` field violations for invalid input and `RetryInfo` where waiting and retrying
 //! makes sense).
 
-use ledger::{Conflict, HoldRefusal, IdError, Malformed, MoneyError, RejectReason};
+use ledger::{AccountRefusal, Conflict, HoldRefusal, IdError, Malformed, MoneyError, RejectReason};
 use tonic::Code;
 
 use crate::limits;
@@ -25,6 +25,8 @@ pub trait WriteApiError {
     fn conflict(conflict: Conflict) -> ApiError;
     /// A hold step the ledger answered without a change (see `ledger::HoldRefusal`).
     fn hold_refused(refusal: HoldRefusal) -> ApiError;
+    /// An account change the ledger answered without a change (see `ledger::AccountRefusal`).
+    fn account_refused(refusal: AccountRefusal) -> ApiError;
     /// Store errors: leader hints for NOT_LEADER, retry hints for transient ones.
     fn from_store(error: StoreError, peers: &std::collections::BTreeMap<u64, String>) -> ApiError;
 }
@@ -45,9 +47,12 @@ impl WriteApiError for ApiError {
     fn rejected(reason: RejectReason) -> ApiError {
         let code = match reason {
             RejectReason::FromAccountNotFound | RejectReason::ToAccountNotFound => Code::NotFound,
-            RejectReason::CurrencyMismatch | RejectReason::InsufficientFunds => {
-                Code::FailedPrecondition
-            }
+            RejectReason::CurrencyMismatch
+            | RejectReason::InsufficientFunds
+            | RejectReason::FromAccountFrozen
+            | RejectReason::ToAccountFrozen
+            | RejectReason::FromAccountClosed
+            | RejectReason::ToAccountClosed => Code::FailedPrecondition,
             RejectReason::TransactionIdReused => Code::AlreadyExists,
         };
         ApiError {
@@ -64,6 +69,17 @@ impl WriteApiError for ApiError {
         let code = match refusal {
             HoldRefusal::NotFound => Code::NotFound,
             HoldRefusal::LimitReached => Code::ResourceExhausted,
+            _ => Code::FailedPrecondition,
+        };
+        ApiError {
+            field: Some(refusal.field()),
+            ..ApiError::new(code, refusal.reason(), refusal.message())
+        }
+    }
+
+    fn account_refused(refusal: AccountRefusal) -> ApiError {
+        let code = match refusal {
+            AccountRefusal::NotFound => Code::NotFound,
             _ => Code::FailedPrecondition,
         };
         ApiError {

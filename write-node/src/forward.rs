@@ -71,6 +71,26 @@ pub enum HoldStep {
     Void(pb::VoidTransferRequest),
 }
 
+/// An account change as a client sent it.
+pub enum AccountStep {
+    Freeze(pb::FreezeAccountRequest),
+    Unfreeze(pb::UnfreezeAccountRequest),
+    Close(pb::CloseAccountRequest),
+    SetOverdraftLimit(pb::SetOverdraftLimitRequest),
+}
+
+impl AccountStep {
+    /// The account the step changes.
+    pub fn account_id(&self) -> &str {
+        match self {
+            AccountStep::Freeze(request) => &request.account_id,
+            AccountStep::Unfreeze(request) => &request.account_id,
+            AccountStep::Close(request) => &request.account_id,
+            AccountStep::SetOverdraftLimit(request) => &request.account_id,
+        }
+    }
+}
+
 /// WalletService clients of the other write nodes, for forwarding.
 pub struct Forwarder {
     node_id: AsciiMetadataValue,
@@ -156,6 +176,36 @@ impl Forwarder {
         answer
             .map(tonic::Response::into_inner)
             .map_err(|status| forward_failed(leader, status))
+    }
+
+    /// An account change (FreezeAccount, UnfreezeAccount, CloseAccount, SetOverdraftLimit),
+    /// forwarded as it came; the account after it.
+    pub async fn account_step(
+        &self,
+        leader: u64,
+        hop: &Hop,
+        step: AccountStep,
+    ) -> Result<Option<pb::Account>, Status> {
+        let mut client = self.client(leader);
+        let answer = match step {
+            AccountStep::Freeze(request) => client
+                .freeze_account(self.request(hop, request))
+                .await
+                .map(|response| response.into_inner().account),
+            AccountStep::Unfreeze(request) => client
+                .unfreeze_account(self.request(hop, request))
+                .await
+                .map(|response| response.into_inner().account),
+            AccountStep::Close(request) => client
+                .close_account(self.request(hop, request))
+                .await
+                .map(|response| response.into_inner().account),
+            AccountStep::SetOverdraftLimit(request) => client
+                .set_overdraft_limit(self.request(hop, request))
+                .await
+                .map(|response| response.into_inner().account),
+        };
+        answer.map_err(|status| forward_failed(leader, status))
     }
 
     fn client(&self, leader: u64) -> WalletServiceClient<Channel> {

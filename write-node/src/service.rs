@@ -23,8 +23,9 @@ use std::sync::Arc;
 
 use futures::stream::FuturesUnordered;
 use ledger::{
-    Command, Currency, EntryMeta, Hold, HoldRefusal, HoldState, Malformed, Outcome, RejectReason,
-    TransferCommand, TransferRecord, TransferStatus, partition_of,
+    AccountChange, AccountStatus, Command, Currency, EntryMeta, Hold, HoldRefusal, HoldState,
+    Malformed, Outcome, RejectReason, TransferCommand, TransferRecord, TransferStatus,
+    partition_of,
 };
 use proto::v1::cluster_service_server::ClusterService;
 use proto::v1::wallet_service_server::WalletService;
@@ -41,7 +42,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::api_error::{ApiError, WriteApiError as _};
-use crate::forward::{Forwarder, HoldStep, Hop};
+use crate::forward::{AccountStep, Forwarder, HoldStep, Hop};
 use crate::limits;
 use crate::saga::{Decided, Saga};
 use crate::store::{Applied, Query, QueryAnswer, StoreHandle};
@@ -601,6 +602,34 @@ impl Api {
         Ok(self.open_account_here(partition, command).await?)
     }
 
+    /// One account change as it arrives: checked, then forwarded to the account's partition
+    /// leader, or decided here; the account after it.
+    async fn account_step_edge(
+        &self,
+        hop: &Hop,
+        caller: Option<&Caller>,
+        step: AccountStep,
+    ) -> Result<pb::Account, WriteError> {
+        let command = validate_account_step(&step)?;
+        let partition = partition_of(step.account_id(), self.shared.partitions);
+        if let Some(leader) = self.forward_to(hop, partition) {
+            let forwarded = self.shared.forwarder.account_step(leader, hop, step);
+            return forwarded.await.map_err(WriteError::Leader)?.ok_or_else(|| {
+                WriteError::Leader(Status::internal(
+                    "the leader answered an account change without the account",
+                ))
+            });
+        }
+        security::check_account(caller, "account_id", step.account_id()).map_err(denied)?;
+        let applied = self.propose(partition, command).await?;
+        match applied.outcome {
+            Outcome::Account(account) => Ok(account_to_pb(&account)),
+            Outcome::AccountRefused(refusal) => Err(ApiError::account_refused(refusal).into()),
+            Outcome::Malformed(malformed) => Err(ApiError::malformed(malformed).into()),
+            other => unreachable!("an account change has an account outcome, not {other:?}"),
+        }
+    }
+
     async fn open_account_here(
         &self,
         partition: u32,
@@ -639,6 +668,32 @@ pub fn validate_open_account(request: &OpenAccountRequest) -> Result<Command, Ap
         account_id: request.account_id.clone(),
         currency,
         allow_negative_balance: request.allow_negative_balance,
+    })
+}
+
+/// Checks an account change at the edge; the command to propose, or INVALID_ARGUMENT.
+pub fn validate_account_step(step: &AccountStep) -> Result<Command, ApiError> {
+    let account_id = step.account_id();
+    ledger::validate_account_id(account_id)
+        .map_err(|error| ApiError::from_id("account_id", &error))?;
+    let change = match step {
+        AccountStep::Freeze(_) => AccountChange::Freeze,
+        AccountStep::Unfreeze(_) => AccountChange::Unfreeze,
+        AccountStep::Close(_) => AccountChange::Close,
+        AccountStep::SetOverdraftLimit(request) => {
+            let currency = Currency::parse(&request.currency)
+                .map_err(|error| ApiError::from_money("currency", &error))?;
+            let limit_minor = ledger::parse_amount(&request.overdraft_limit, currency)
+                .map_err(|error| ApiError::from_money("overdraft_limit", &error))?;
+            AccountChange::SetOverdraftLimit {
+                limit_minor,
+                currency,
+            }
+        }
+    };
+    Ok(Command::ChangeAccount {
+        account_id: account_id.to_owned(),
+        change,
     })
 }
 
@@ -856,6 +911,23 @@ pub fn account_to_pb(account: &ledger::Account) -> pb::Account {
             .clamp(i64::MIN as i128, i64::MAX as i128) as i64,
         held: String::new(),
         available: String::new(),
+        status: account_status_to_pb(account.settings.status) as i32,
+        overdraft_limit: if account.allow_negative_balance {
+            String::new()
+        } else {
+            ledger::format_minor(
+                i128::from(account.settings.overdraft_limit_minor),
+                account.currency,
+            )
+        },
+    }
+}
+
+fn account_status_to_pb(status: AccountStatus) -> pb::AccountStatus {
+    match status {
+        AccountStatus::Active => pb::AccountStatus::Active,
+        AccountStatus::Frozen => pb::AccountStatus::Frozen,
+        AccountStatus::Closed => pb::AccountStatus::Closed,
     }
 }
 
@@ -1068,6 +1140,54 @@ impl WalletService for Api {
         Ok(Response::new(
             self.hold_edge(&hop, caller.as_ref(), step).await?,
         ))
+    }
+
+    async fn freeze_account(
+        &self,
+        request: Request<pb::FreezeAccountRequest>,
+    ) -> Result<Response<pb::FreezeAccountResponse>, Status> {
+        let (hop, caller) = (Hop::of(request.metadata()), caller_of(&request));
+        let step = AccountStep::Freeze(request.into_inner());
+        let account = self.account_step_edge(&hop, caller.as_ref(), step).await?;
+        Ok(Response::new(pb::FreezeAccountResponse {
+            account: Some(account),
+        }))
+    }
+
+    async fn unfreeze_account(
+        &self,
+        request: Request<pb::UnfreezeAccountRequest>,
+    ) -> Result<Response<pb::UnfreezeAccountResponse>, Status> {
+        let (hop, caller) = (Hop::of(request.metadata()), caller_of(&request));
+        let step = AccountStep::Unfreeze(request.into_inner());
+        let account = self.account_step_edge(&hop, caller.as_ref(), step).await?;
+        Ok(Response::new(pb::UnfreezeAccountResponse {
+            account: Some(account),
+        }))
+    }
+
+    async fn close_account(
+        &self,
+        request: Request<pb::CloseAccountRequest>,
+    ) -> Result<Response<pb::CloseAccountResponse>, Status> {
+        let (hop, caller) = (Hop::of(request.metadata()), caller_of(&request));
+        let step = AccountStep::Close(request.into_inner());
+        let account = self.account_step_edge(&hop, caller.as_ref(), step).await?;
+        Ok(Response::new(pb::CloseAccountResponse {
+            account: Some(account),
+        }))
+    }
+
+    async fn set_overdraft_limit(
+        &self,
+        request: Request<pb::SetOverdraftLimitRequest>,
+    ) -> Result<Response<pb::SetOverdraftLimitResponse>, Status> {
+        let (hop, caller) = (Hop::of(request.metadata()), caller_of(&request));
+        let step = AccountStep::SetOverdraftLimit(request.into_inner());
+        let account = self.account_step_edge(&hop, caller.as_ref(), step).await?;
+        Ok(Response::new(pb::SetOverdraftLimitResponse {
+            account: Some(account),
+        }))
     }
 
     async fn get_account(

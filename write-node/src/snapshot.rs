@@ -26,7 +26,8 @@ pub use crate::storage::SnapshotMeta;
 pub use crate::limits::SNAPSHOT_CHUNK_BYTES as CHUNK_BYTES;
 use crate::limits::SNAPSHOTS_RETAINED;
 
-/// State formats. 4: as 3, and the live records may be holds (pending, or being captured),
+/// State formats. 5: as 4, followed by the settings of the accounts whose lifecycle settings
+/// are not the default (frozen, closed, an overdraft limit). 4: as 3, and the live records may be holds (pending, or being captured),
 /// which a release that reads 3 at most cannot decode. 3: accounts, in-flight transfers,
 /// outflow, and the counts and running sum
 /// of every record (finished records live in the `records` column family); digest
@@ -34,11 +35,13 @@ use crate::limits::SNAPSHOTS_RETAINED;
 /// `Ledger::digest_v2` (one walk over the state). Formats 1 and 2 are still read (their
 /// finished records are dropped from memory once the digest is checked: the data migration
 /// put them on disk), so a node upgraded over its old data keeps its snapshots; new ones are
-/// written in format 4 (format 3 bodies decode as format 4 ones).
+/// written in format 5 (format 3 bodies decode as format 4 ones, which are format 5 ones
+/// without the settings).
 const STATE_FORMAT_V1: u8 = 1;
 const STATE_FORMAT_V2: u8 = 2;
 const STATE_FORMAT_V3: u8 = 3;
 const STATE_FORMAT_V4: u8 = 4;
+const STATE_FORMAT_V5: u8 = 5;
 
 /// Serializes a ledger into stored chunks; returns the header and the chunks.
 pub fn encode(
@@ -49,7 +52,7 @@ pub fn encode(
     ledger: &Ledger,
     chain_head: ChainHash,
 ) -> (SnapshotMeta, Vec<Vec<u8>>) {
-    let mut bytes = vec![STATE_FORMAT_V4];
+    let mut bytes = vec![STATE_FORMAT_V5];
     bytes.extend(postcard::to_stdvec(ledger).expect("serialising to a Vec cannot fail"));
     let chunks: Vec<Vec<u8>> = bytes.chunks(CHUNK_BYTES).map(<[u8]>::to_vec).collect();
     let meta = SnapshotMeta {
@@ -88,13 +91,18 @@ pub fn decode(meta: &SnapshotMeta, bytes: &[u8]) -> anyhow::Result<Ledger> {
             (ledger, digest)
         }
         STATE_FORMAT_V3 | STATE_FORMAT_V4 => {
+            let ledger::state::Format4(ledger) = postcard::from_bytes(body).context(corrupt)?;
+            let digest = ledger.digest();
+            (ledger, digest)
+        }
+        STATE_FORMAT_V5 => {
             let ledger: Ledger = postcard::from_bytes(body).context(corrupt)?;
             let digest = ledger.digest();
             (ledger, digest)
         }
         _ => anyhow::bail!(
             "snapshot {} of partition {}: state format {version} is newer than this node reads \
-             (formats {STATE_FORMAT_V1} to {STATE_FORMAT_V4}); run a release that reads it",
+             (formats {STATE_FORMAT_V1} to {STATE_FORMAT_V5}); run a release that reads it",
             meta.index,
             meta.partition
         ),
@@ -333,24 +341,39 @@ mod tests {
     }
 
     #[test]
-    fn snapshots_of_earlier_formats_are_read_and_new_ones_are_format_4() {
+    fn snapshots_of_earlier_formats_are_read_and_new_ones_are_format_5() {
         let ledger = small_ledger();
         let mut evicted = ledger.clone();
         evicted.evict_all_finished();
         let (meta, chunks) = encode(0, 3, 1, vec![1], &ledger, CHAIN_GENESIS);
-        assert_eq!(chunks[0][0], STATE_FORMAT_V4);
+        assert_eq!(chunks[0][0], STATE_FORMAT_V5);
         assert_eq!(meta.digest, ledger.digest());
-        let read = decode(&meta, &chunks.concat()).expect("format 4");
+        let read = decode(&meta, &chunks.concat()).expect("format 5");
         assert_eq!(
             read, evicted,
             "finished records stay on disk, not in snapshots"
         );
         assert_eq!(read.transfers_count(), 1);
 
-        // Format 3 (the previous release): the same body without holds.
-        let mut format_3 = chunks.concat();
+        // Formats 4 (the previous release) and 3: the same body without the account settings
+        // (format 5 ends with their list, here empty: one byte, its length 0).
+        let mut format_4 = chunks.concat();
+        assert_eq!(format_4.pop(), Some(0), "an empty settings list");
+        let format_4_meta = SnapshotMeta {
+            bytes: format_4.len() as u64,
+            ..meta.clone()
+        };
+        format_4[0] = STATE_FORMAT_V4;
+        assert_eq!(
+            decode(&format_4_meta, &format_4).expect("format 4 is read"),
+            evicted
+        );
+        let mut format_3 = format_4.clone();
         format_3[0] = STATE_FORMAT_V3;
-        assert_eq!(decode(&meta, &format_3).expect("format 3 is read"), evicted);
+        assert_eq!(
+            decode(&format_4_meta, &format_3).expect("format 3 is read"),
+            evicted
+        );
 
         // A pending hold travels in the snapshot and reserves its amount after the install.
         let mut holding = ledger.clone();
@@ -404,10 +427,10 @@ mod tests {
         );
 
         let mut future = chunks.concat();
-        future[0] = 5;
+        future[0] = 6;
         let error = decode(&meta, &future).expect_err("a format from a later release");
         assert!(
-            format!("{error:#}").contains("state format 5 is newer than this node reads"),
+            format!("{error:#}").contains("state format 6 is newer than this node reads"),
             "{error:#}"
         );
     }

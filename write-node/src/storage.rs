@@ -59,8 +59,11 @@ const FAMILIES: [&str; 6] = [
 /// store starts: `store::startup::migrate`, see [`Db::migrate_from`]). 4: records, events,
 /// raft entries and snapshots may hold holds (`ledger::TransferStatus::Hold`, the hold
 /// commands and events), which a release of format 3 cannot read; format-3 data is valid
-/// format-4 data, so its migration only marks it.
-const FORMAT_VERSION: u32 = 4;
+/// format-4 data, so its migration only marks it. 5: account lifecycle (the account-change
+/// command and event, the frozen and closed reject reasons in records, snapshots of state
+/// format 5), which a release of format 4 cannot read; format-4 data is valid format-5 data,
+/// marked the same way.
+const FORMAT_VERSION: u32 = 5;
 /// The oldest format this binary migrates from.
 const FORMAT_VERSION_MIGRATED: u32 = 2;
 const META_FORMAT_VERSION: &[u8] = b"format_version";

@@ -171,6 +171,20 @@ var (
 	ReasonTooManyTransfers = ReasonName(walletv1.ErrorReason_ERROR_REASON_TOO_MANY_TRANSFERS)
 	// ReasonInvalidTimeRange: Read node: ListTransfers with end_time before start_time, or a timestamp out of range (INVALID_ARGUMENT).
 	ReasonInvalidTimeRange = ReasonName(walletv1.ErrorReason_ERROR_REASON_INVALID_TIME_RANGE)
+	// ReasonAccountFrozen: FAILED_PRECONDITION: the account is frozen: it neither sends nor receives until unfrozen.
+	ReasonAccountFrozen = ReasonName(walletv1.ErrorReason_ERROR_REASON_ACCOUNT_FROZEN)
+	// ReasonAccountClosed: FAILED_PRECONDITION: the account is closed: it neither sends nor receives, and nothing about it changes.
+	ReasonAccountClosed = ReasonName(walletv1.ErrorReason_ERROR_REASON_ACCOUNT_CLOSED)
+	// ReasonAccountNotEmpty: FAILED_PRECONDITION: CloseAccount needs a zero balance.
+	ReasonAccountNotEmpty = ReasonName(walletv1.ErrorReason_ERROR_REASON_ACCOUNT_NOT_EMPTY)
+	// ReasonAccountHasPendingHolds: FAILED_PRECONDITION: CloseAccount needs every hold from the account captured, voided or expired.
+	ReasonAccountHasPendingHolds = ReasonName(walletv1.ErrorReason_ERROR_REASON_ACCOUNT_HAS_PENDING_HOLDS)
+	// ReasonAccountHasTransfersInFlight: FAILED_PRECONDITION: CloseAccount while a transfer from the account to another partition is not settled; retry shortly.
+	ReasonAccountHasTransfersInFlight = ReasonName(walletv1.ErrorReason_ERROR_REASON_ACCOUNT_HAS_TRANSFERS_IN_FLIGHT)
+	// ReasonOverdraftUnlimited: FAILED_PRECONDITION: SetOverdraftLimit on an account opened with allow_negative_balance, which has no limit.
+	ReasonOverdraftUnlimited = ReasonName(walletv1.ErrorReason_ERROR_REASON_OVERDRAFT_UNLIMITED)
+	// ReasonOverdraftLimitOutOfRange: INVALID_ARGUMENT: SetOverdraftLimit with a limit below 0 or above 1e15 minor units.
+	ReasonOverdraftLimitOutOfRange = ReasonName(walletv1.ErrorReason_ERROR_REASON_OVERDRAFT_LIMIT_OUT_OF_RANGE)
 )
 
 // Reasons the SDK gives to failures no node answered: not in the ErrorReason enum.

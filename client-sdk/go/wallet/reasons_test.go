@@ -88,6 +88,13 @@ func exposedReasons() map[string]string {
 		"ReasonHoldTimeoutOutOfRange":            ReasonHoldTimeoutOutOfRange,
 		"ReasonTooManyTransfers":                 ReasonTooManyTransfers,
 		"ReasonInvalidTimeRange":                 ReasonInvalidTimeRange,
+		"ReasonAccountFrozen":                    ReasonAccountFrozen,
+		"ReasonAccountClosed":                    ReasonAccountClosed,
+		"ReasonAccountNotEmpty":                  ReasonAccountNotEmpty,
+		"ReasonAccountHasPendingHolds":           ReasonAccountHasPendingHolds,
+		"ReasonAccountHasTransfersInFlight":      ReasonAccountHasTransfersInFlight,
+		"ReasonOverdraftUnlimited":               ReasonOverdraftUnlimited,
+		"ReasonOverdraftLimitOutOfRange":         ReasonOverdraftLimitOutOfRange,
 	}
 }
 

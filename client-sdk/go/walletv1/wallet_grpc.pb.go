@@ -88,6 +88,41 @@ type WalletServiceClient interface {
 	// order (status EXPIRED): the expiry is decided from the leader-stamped entry times, never
 	// from a replica's clock.
 	VoidTransfer(ctx context.Context, in *VoidTransferRequest, opts ...grpc.CallOption) (*HoldResponse, error)
+	// Account lifecycle: each call changes one account and answers with the account after it
+	// (`status`, `overdraft_limit`), once durable. Idempotent by effect: a change the account
+	// already shows (freezing a frozen account, closing a closed one, the same limit again)
+	// answers with the account and records nothing. Needs the admin scope (and, for a token
+	// bound to prefixes, an account within them). Refused without any change (ErrorInfo
+	// reason, field `account_id` unless said otherwise): ACCOUNT_NOT_FOUND (NOT_FOUND),
+	// ACCOUNT_CLOSED (FAILED_PRECONDITION: a closed account never changes again),
+	// INVALID_ACCOUNT_ID (INVALID_ARGUMENT).
+	//
+	// Freezing stops the account sending and receiving until it is unfrozen: a transfer from
+	// or to it, a hold from it, a credit to it from another partition are refused with reason
+	// ACCOUNT_FROZEN (field `from_account` or `to_account`; recorded under the transaction id,
+	// like any rejection), and a capture of a hold from or (within a partition) to it with
+	// ACCOUNT_FROZEN (FAILED_PRECONDITION, the hold stays pending: void it or capture after
+	// unfreezing). Refunds of its own cross-partition transfers, voids and expiries of its
+	// holds still reach it.
+	FreezeAccount(ctx context.Context, in *FreezeAccountRequest, opts ...grpc.CallOption) (*FreezeAccountResponse, error)
+	UnfreezeAccount(ctx context.Context, in *UnfreezeAccountRequest, opts ...grpc.CallOption) (*UnfreezeAccountResponse, error)
+	// Closes the account for good: afterwards it neither sends nor receives (reason
+	// ACCOUNT_CLOSED, as for a frozen account) and nothing about it changes. Only at a zero
+	// balance (else ACCOUNT_NOT_EMPTY), with no pending hold from it (ACCOUNT_HAS_PENDING_HOLDS)
+	// and no transfer from it to another partition still in flight
+	// (ACCOUNT_HAS_TRANSFERS_IN_FLIGHT: retry shortly), all FAILED_PRECONDITION. The account
+	// stays readable, with its history; its id is never reused (OpenAccount answers the closed
+	// account).
+	CloseAccount(ctx context.Context, in *CloseAccountRequest, opts ...grpc.CallOption) (*CloseAccountResponse, error)
+	// Sets how far below zero an ordinary account may go: a transfer or hold is refused with
+	// INSUFFICIENT_FUNDS only when it would take `available` below minus the limit. "0" (the
+	// default) is no overdraft. Lowering the limit below an existing debt is allowed (it stops
+	// further debits, it takes nothing back). Refused: OVERDRAFT_UNLIMITED (FAILED_PRECONDITION,
+	// field `overdraft_limit`) for an account opened with `allow_negative_balance`, which has
+	// no limit; CURRENCY_MISMATCH (field `currency`) when `currency` is not the account's;
+	// INVALID_AMOUNT / AMOUNT_OUT_OF_RANGE (INVALID_ARGUMENT, field `overdraft_limit`) for a
+	// malformed or negative limit, or one above 1e15 minor units.
+	SetOverdraftLimit(ctx context.Context, in *SetOverdraftLimitRequest, opts ...grpc.CallOption) (*SetOverdraftLimitResponse, error)
 	// The authoritative account, read linearizably through the partition leader (ReadIndex).
 	GetAccount(ctx context.Context, in *GetAccountRequest, opts ...grpc.CallOption) (*GetAccountResponse, error)
 	// A transfer's status and outcome, read linearizably; NOT_FOUND if the id is unknown.
@@ -218,6 +253,42 @@ func (c *walletServiceClient) VoidTransfer(ctx context.Context, in *VoidTransfer
 	return out, nil
 }
 
+func (c *walletServiceClient) FreezeAccount(ctx context.Context, in *FreezeAccountRequest, opts ...grpc.CallOption) (*FreezeAccountResponse, error) {
+	out := new(FreezeAccountResponse)
+	err := c.cc.Invoke(ctx, "/wallet.v1.WalletService/FreezeAccount", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *walletServiceClient) UnfreezeAccount(ctx context.Context, in *UnfreezeAccountRequest, opts ...grpc.CallOption) (*UnfreezeAccountResponse, error) {
+	out := new(UnfreezeAccountResponse)
+	err := c.cc.Invoke(ctx, "/wallet.v1.WalletService/UnfreezeAccount", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *walletServiceClient) CloseAccount(ctx context.Context, in *CloseAccountRequest, opts ...grpc.CallOption) (*CloseAccountResponse, error) {
+	out := new(CloseAccountResponse)
+	err := c.cc.Invoke(ctx, "/wallet.v1.WalletService/CloseAccount", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *walletServiceClient) SetOverdraftLimit(ctx context.Context, in *SetOverdraftLimitRequest, opts ...grpc.CallOption) (*SetOverdraftLimitResponse, error) {
+	out := new(SetOverdraftLimitResponse)
+	err := c.cc.Invoke(ctx, "/wallet.v1.WalletService/SetOverdraftLimit", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *walletServiceClient) GetAccount(ctx context.Context, in *GetAccountRequest, opts ...grpc.CallOption) (*GetAccountResponse, error) {
 	out := new(GetAccountResponse)
 	err := c.cc.Invoke(ctx, "/wallet.v1.WalletService/GetAccount", in, out, opts...)
@@ -311,6 +382,41 @@ type WalletServiceServer interface {
 	// order (status EXPIRED): the expiry is decided from the leader-stamped entry times, never
 	// from a replica's clock.
 	VoidTransfer(context.Context, *VoidTransferRequest) (*HoldResponse, error)
+	// Account lifecycle: each call changes one account and answers with the account after it
+	// (`status`, `overdraft_limit`), once durable. Idempotent by effect: a change the account
+	// already shows (freezing a frozen account, closing a closed one, the same limit again)
+	// answers with the account and records nothing. Needs the admin scope (and, for a token
+	// bound to prefixes, an account within them). Refused without any change (ErrorInfo
+	// reason, field `account_id` unless said otherwise): ACCOUNT_NOT_FOUND (NOT_FOUND),
+	// ACCOUNT_CLOSED (FAILED_PRECONDITION: a closed account never changes again),
+	// INVALID_ACCOUNT_ID (INVALID_ARGUMENT).
+	//
+	// Freezing stops the account sending and receiving until it is unfrozen: a transfer from
+	// or to it, a hold from it, a credit to it from another partition are refused with reason
+	// ACCOUNT_FROZEN (field `from_account` or `to_account`; recorded under the transaction id,
+	// like any rejection), and a capture of a hold from or (within a partition) to it with
+	// ACCOUNT_FROZEN (FAILED_PRECONDITION, the hold stays pending: void it or capture after
+	// unfreezing). Refunds of its own cross-partition transfers, voids and expiries of its
+	// holds still reach it.
+	FreezeAccount(context.Context, *FreezeAccountRequest) (*FreezeAccountResponse, error)
+	UnfreezeAccount(context.Context, *UnfreezeAccountRequest) (*UnfreezeAccountResponse, error)
+	// Closes the account for good: afterwards it neither sends nor receives (reason
+	// ACCOUNT_CLOSED, as for a frozen account) and nothing about it changes. Only at a zero
+	// balance (else ACCOUNT_NOT_EMPTY), with no pending hold from it (ACCOUNT_HAS_PENDING_HOLDS)
+	// and no transfer from it to another partition still in flight
+	// (ACCOUNT_HAS_TRANSFERS_IN_FLIGHT: retry shortly), all FAILED_PRECONDITION. The account
+	// stays readable, with its history; its id is never reused (OpenAccount answers the closed
+	// account).
+	CloseAccount(context.Context, *CloseAccountRequest) (*CloseAccountResponse, error)
+	// Sets how far below zero an ordinary account may go: a transfer or hold is refused with
+	// INSUFFICIENT_FUNDS only when it would take `available` below minus the limit. "0" (the
+	// default) is no overdraft. Lowering the limit below an existing debt is allowed (it stops
+	// further debits, it takes nothing back). Refused: OVERDRAFT_UNLIMITED (FAILED_PRECONDITION,
+	// field `overdraft_limit`) for an account opened with `allow_negative_balance`, which has
+	// no limit; CURRENCY_MISMATCH (field `currency`) when `currency` is not the account's;
+	// INVALID_AMOUNT / AMOUNT_OUT_OF_RANGE (INVALID_ARGUMENT, field `overdraft_limit`) for a
+	// malformed or negative limit, or one above 1e15 minor units.
+	SetOverdraftLimit(context.Context, *SetOverdraftLimitRequest) (*SetOverdraftLimitResponse, error)
 	// The authoritative account, read linearizably through the partition leader (ReadIndex).
 	GetAccount(context.Context, *GetAccountRequest) (*GetAccountResponse, error)
 	// A transfer's status and outcome, read linearizably; NOT_FOUND if the id is unknown.
@@ -345,6 +451,18 @@ func (UnimplementedWalletServiceServer) CaptureTransfer(context.Context, *Captur
 }
 func (UnimplementedWalletServiceServer) VoidTransfer(context.Context, *VoidTransferRequest) (*HoldResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method VoidTransfer not implemented")
+}
+func (UnimplementedWalletServiceServer) FreezeAccount(context.Context, *FreezeAccountRequest) (*FreezeAccountResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method FreezeAccount not implemented")
+}
+func (UnimplementedWalletServiceServer) UnfreezeAccount(context.Context, *UnfreezeAccountRequest) (*UnfreezeAccountResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method UnfreezeAccount not implemented")
+}
+func (UnimplementedWalletServiceServer) CloseAccount(context.Context, *CloseAccountRequest) (*CloseAccountResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CloseAccount not implemented")
+}
+func (UnimplementedWalletServiceServer) SetOverdraftLimit(context.Context, *SetOverdraftLimitRequest) (*SetOverdraftLimitResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetOverdraftLimit not implemented")
 }
 func (UnimplementedWalletServiceServer) GetAccount(context.Context, *GetAccountRequest) (*GetAccountResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetAccount not implemented")
@@ -525,6 +643,78 @@ func _WalletService_VoidTransfer_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _WalletService_FreezeAccount_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FreezeAccountRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WalletServiceServer).FreezeAccount(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/wallet.v1.WalletService/FreezeAccount",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WalletServiceServer).FreezeAccount(ctx, req.(*FreezeAccountRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WalletService_UnfreezeAccount_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnfreezeAccountRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WalletServiceServer).UnfreezeAccount(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/wallet.v1.WalletService/UnfreezeAccount",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WalletServiceServer).UnfreezeAccount(ctx, req.(*UnfreezeAccountRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WalletService_CloseAccount_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CloseAccountRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WalletServiceServer).CloseAccount(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/wallet.v1.WalletService/CloseAccount",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WalletServiceServer).CloseAccount(ctx, req.(*CloseAccountRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WalletService_SetOverdraftLimit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetOverdraftLimitRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WalletServiceServer).SetOverdraftLimit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/wallet.v1.WalletService/SetOverdraftLimit",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WalletServiceServer).SetOverdraftLimit(ctx, req.(*SetOverdraftLimitRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _WalletService_GetAccount_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetAccountRequest)
 	if err := dec(in); err != nil {
@@ -588,6 +778,22 @@ var _WalletService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "VoidTransfer",
 			Handler:    _WalletService_VoidTransfer_Handler,
+		},
+		{
+			MethodName: "FreezeAccount",
+			Handler:    _WalletService_FreezeAccount_Handler,
+		},
+		{
+			MethodName: "UnfreezeAccount",
+			Handler:    _WalletService_UnfreezeAccount_Handler,
+		},
+		{
+			MethodName: "CloseAccount",
+			Handler:    _WalletService_CloseAccount_Handler,
+		},
+		{
+			MethodName: "SetOverdraftLimit",
+			Handler:    _WalletService_SetOverdraftLimit_Handler,
 		},
 		{
 			MethodName: "GetAccount",

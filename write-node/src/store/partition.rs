@@ -310,8 +310,8 @@ impl Partition {
             let answer = match query {
                 Query::Account(account_id) => QueryAnswer::Account(
                     self.ledger
-                        .account(&account_id)
-                        .map(|account| (account.to_account(), self.ledger.held_minor(&account_id))),
+                        .account_view(&account_id)
+                        .map(|account| (account, self.ledger.held_minor(&account_id))),
                 ),
                 Query::Transfer(transaction_id) => {
                     match self.transfer_record(db, &transaction_id) {

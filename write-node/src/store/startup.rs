@@ -97,7 +97,7 @@ fn migrate(db: &Db, partitions: u32) -> anyhow::Result<()> {
     };
     let started = std::time::Instant::now();
     // Format 2 kept records in snapshots only: rebuild them from the event log. Format 3
-    // needs nothing (format 4 only adds holds).
+    // and 4 need nothing (format 4 only adds holds, format 5 account lifecycle).
     if version < 3 {
         let mut records = 0;
         for partition in 0..partitions {

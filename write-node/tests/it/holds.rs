@@ -10,9 +10,9 @@ use proto::v1::{
     VoidTransferRequest,
 };
 use testkit::{Cluster, accounts_in, reason, transfer_request};
-use tonic::{Code, Status};
+use tonic::Code;
 
-use crate::id;
+use crate::{id, refused};
 
 fn authorize(
     id: &str,
@@ -58,16 +58,6 @@ fn verdict(response: &HoldResponse) -> (TransferStatus, String, bool) {
         hold.captured_amount.clone(),
         response.replayed,
     )
-}
-
-#[track_caller]
-fn refused(result: Result<HoldResponse, Status>, code: Code, expected: &str) {
-    let status = result.expect_err("refused");
-    assert_eq!(
-        (status.code(), reason(&status).as_str()),
-        (code, expected),
-        "{status:?}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@ mod bulk_open;
 mod forward;
 mod fuzz;
 mod holds;
+mod lifecycle;
 mod metrics;
 mod money_safety;
 mod peer_credits;
@@ -30,6 +31,17 @@ use uuid::Uuid;
 
 fn id() -> String {
     Uuid::new_v4().to_string()
+}
+
+/// Checks that a call was refused with this code and reason.
+#[track_caller]
+fn refused<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, expected: &str) {
+    let status = result.expect_err("refused");
+    assert_eq!(
+        (status.code(), reason(&status).as_str()),
+        (code, expected),
+        "{status:?}"
+    );
 }
 
 /// Balances (minor units) of the given accounts, read linearizably through one node.

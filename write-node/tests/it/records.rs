@@ -243,33 +243,37 @@ async fn data_of_format_2_is_migrated_and_keeps_every_answer() {
     );
 }
 
-/// Format 3 (before holds) is marked as format 4 without rebuilding anything, keeps every
-/// answer, and a format newer than the binary reads is refused with a clear message.
+/// Formats 3 (before holds) and 4 (before account lifecycle) are marked as format 5 without
+/// rebuilding anything and keep every answer; a format newer than the binary reads is
+/// refused with a clear message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn data_of_format_3_is_marked_and_a_newer_format_is_refused() {
+async fn data_of_formats_3_and_4_is_marked_and_a_newer_format_is_refused() {
     let cluster = Cluster::start(1);
     cluster.wait_leaders().await;
     let answered = history(&cluster).await;
-    cluster.kill(1);
-    mark_format(&open_stopped(&cluster.nodes[0].data_dir), 3);
-    cluster.start_node(1);
-    cluster.wait_leaders().await;
-    check(&cluster, &answered).await;
-    let log = cluster.log(1);
-    assert!(
-        log.contains("data format marked as the current one"),
-        "{log}"
-    );
-    assert!(!log.contains("transfer records moved"), "{log}");
+    for (version, marks) in [(3, 1), (4, 2)] {
+        cluster.kill(1);
+        mark_format(&open_stopped(&cluster.nodes[0].data_dir), version);
+        cluster.start_node(1);
+        cluster.wait_leaders().await;
+        check(&cluster, &answered).await;
+        let log = cluster.log(1);
+        assert_eq!(
+            log.matches("data format marked as the current one").count(),
+            marks,
+            "format {version}: {log}"
+        );
+        assert!(!log.contains("transfer records moved"), "{log}");
+    }
 
     cluster.kill(1);
-    mark_format(&open_stopped(&cluster.nodes[0].data_dir), 5);
+    mark_format(&open_stopped(&cluster.nodes[0].data_dir), 6);
     cluster.start_node(1);
     let status = cluster.wait_exit(1).await;
     assert!(!status.success());
     let log = cluster.log(1);
     assert!(
-        log.contains("data format version 5: this binary reads version 4"),
+        log.contains("data format version 6: this binary reads version 5"),
         "{log}"
     );
 }

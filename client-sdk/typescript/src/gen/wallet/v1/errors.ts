@@ -159,6 +159,32 @@ export enum ErrorReason {
   ERROR_REASON_TOO_MANY_TRANSFERS = 68,
   /** ERROR_REASON_INVALID_TIME_RANGE - Read node: ListTransfers with end_time before start_time, or a timestamp out of range (INVALID_ARGUMENT). */
   ERROR_REASON_INVALID_TIME_RANGE = 69,
+  /**
+   * ERROR_REASON_ACCOUNT_FROZEN - The account is frozen: it neither sends nor receives (transfers, holds, credits: field
+   * from_account or to_account; captures) until unfrozen (FAILED_PRECONDITION).
+   */
+  ERROR_REASON_ACCOUNT_FROZEN = 70,
+  /**
+   * ERROR_REASON_ACCOUNT_CLOSED - The account is closed: it neither sends nor receives, and nothing about it changes
+   * (FAILED_PRECONDITION).
+   */
+  ERROR_REASON_ACCOUNT_CLOSED = 71,
+  /** ERROR_REASON_ACCOUNT_NOT_EMPTY - CloseAccount: the balance is not zero (FAILED_PRECONDITION). */
+  ERROR_REASON_ACCOUNT_NOT_EMPTY = 72,
+  /** ERROR_REASON_ACCOUNT_HAS_PENDING_HOLDS - CloseAccount: a hold from the account is pending (FAILED_PRECONDITION). */
+  ERROR_REASON_ACCOUNT_HAS_PENDING_HOLDS = 73,
+  /**
+   * ERROR_REASON_ACCOUNT_HAS_TRANSFERS_IN_FLIGHT - CloseAccount: a transfer from the account to another partition is not settled yet
+   * (FAILED_PRECONDITION); retry shortly.
+   */
+  ERROR_REASON_ACCOUNT_HAS_TRANSFERS_IN_FLIGHT = 74,
+  /**
+   * ERROR_REASON_OVERDRAFT_UNLIMITED - SetOverdraftLimit on an account opened with allow_negative_balance, which has no limit
+   * (FAILED_PRECONDITION).
+   */
+  ERROR_REASON_OVERDRAFT_UNLIMITED = 75,
+  /** ERROR_REASON_OVERDRAFT_LIMIT_OUT_OF_RANGE - SetOverdraftLimit: a limit below 0 or above 1e15 minor units (INVALID_ARGUMENT). */
+  ERROR_REASON_OVERDRAFT_LIMIT_OUT_OF_RANGE = 76,
   UNRECOGNIZED = -1,
 }
 
@@ -374,6 +400,27 @@ export function errorReasonFromJSON(object: any): ErrorReason {
     case 69:
     case "ERROR_REASON_INVALID_TIME_RANGE":
       return ErrorReason.ERROR_REASON_INVALID_TIME_RANGE;
+    case 70:
+    case "ERROR_REASON_ACCOUNT_FROZEN":
+      return ErrorReason.ERROR_REASON_ACCOUNT_FROZEN;
+    case 71:
+    case "ERROR_REASON_ACCOUNT_CLOSED":
+      return ErrorReason.ERROR_REASON_ACCOUNT_CLOSED;
+    case 72:
+    case "ERROR_REASON_ACCOUNT_NOT_EMPTY":
+      return ErrorReason.ERROR_REASON_ACCOUNT_NOT_EMPTY;
+    case 73:
+    case "ERROR_REASON_ACCOUNT_HAS_PENDING_HOLDS":
+      return ErrorReason.ERROR_REASON_ACCOUNT_HAS_PENDING_HOLDS;
+    case 74:
+    case "ERROR_REASON_ACCOUNT_HAS_TRANSFERS_IN_FLIGHT":
+      return ErrorReason.ERROR_REASON_ACCOUNT_HAS_TRANSFERS_IN_FLIGHT;
+    case 75:
+    case "ERROR_REASON_OVERDRAFT_UNLIMITED":
+      return ErrorReason.ERROR_REASON_OVERDRAFT_UNLIMITED;
+    case 76:
+    case "ERROR_REASON_OVERDRAFT_LIMIT_OUT_OF_RANGE":
+      return ErrorReason.ERROR_REASON_OVERDRAFT_LIMIT_OUT_OF_RANGE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -523,6 +570,20 @@ export function errorReasonToJSON(object: ErrorReason): string {
       return "ERROR_REASON_TOO_MANY_TRANSFERS";
     case ErrorReason.ERROR_REASON_INVALID_TIME_RANGE:
       return "ERROR_REASON_INVALID_TIME_RANGE";
+    case ErrorReason.ERROR_REASON_ACCOUNT_FROZEN:
+      return "ERROR_REASON_ACCOUNT_FROZEN";
+    case ErrorReason.ERROR_REASON_ACCOUNT_CLOSED:
+      return "ERROR_REASON_ACCOUNT_CLOSED";
+    case ErrorReason.ERROR_REASON_ACCOUNT_NOT_EMPTY:
+      return "ERROR_REASON_ACCOUNT_NOT_EMPTY";
+    case ErrorReason.ERROR_REASON_ACCOUNT_HAS_PENDING_HOLDS:
+      return "ERROR_REASON_ACCOUNT_HAS_PENDING_HOLDS";
+    case ErrorReason.ERROR_REASON_ACCOUNT_HAS_TRANSFERS_IN_FLIGHT:
+      return "ERROR_REASON_ACCOUNT_HAS_TRANSFERS_IN_FLIGHT";
+    case ErrorReason.ERROR_REASON_OVERDRAFT_UNLIMITED:
+      return "ERROR_REASON_OVERDRAFT_UNLIMITED";
+    case ErrorReason.ERROR_REASON_OVERDRAFT_LIMIT_OUT_OF_RANGE:
+      return "ERROR_REASON_OVERDRAFT_LIMIT_OUT_OF_RANGE";
     case ErrorReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

@@ -22,6 +22,57 @@ export const protobufPackage = "wallet.v1";
 
 export const protobufFileName = "wallet/v1/event_log.proto";
 
+export enum AccountChangeKind {
+  ACCOUNT_CHANGE_KIND_UNSPECIFIED = 0,
+  ACCOUNT_CHANGE_KIND_FREEZE = 1,
+  ACCOUNT_CHANGE_KIND_UNFREEZE = 2,
+  ACCOUNT_CHANGE_KIND_CLOSE = 3,
+  ACCOUNT_CHANGE_KIND_SET_OVERDRAFT_LIMIT = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function accountChangeKindFromJSON(object: any): AccountChangeKind {
+  switch (object) {
+    case 0:
+    case "ACCOUNT_CHANGE_KIND_UNSPECIFIED":
+      return AccountChangeKind.ACCOUNT_CHANGE_KIND_UNSPECIFIED;
+    case 1:
+    case "ACCOUNT_CHANGE_KIND_FREEZE":
+      return AccountChangeKind.ACCOUNT_CHANGE_KIND_FREEZE;
+    case 2:
+    case "ACCOUNT_CHANGE_KIND_UNFREEZE":
+      return AccountChangeKind.ACCOUNT_CHANGE_KIND_UNFREEZE;
+    case 3:
+    case "ACCOUNT_CHANGE_KIND_CLOSE":
+      return AccountChangeKind.ACCOUNT_CHANGE_KIND_CLOSE;
+    case 4:
+    case "ACCOUNT_CHANGE_KIND_SET_OVERDRAFT_LIMIT":
+      return AccountChangeKind.ACCOUNT_CHANGE_KIND_SET_OVERDRAFT_LIMIT;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return AccountChangeKind.UNRECOGNIZED;
+  }
+}
+
+export function accountChangeKindToJSON(object: AccountChangeKind): string {
+  switch (object) {
+    case AccountChangeKind.ACCOUNT_CHANGE_KIND_UNSPECIFIED:
+      return "ACCOUNT_CHANGE_KIND_UNSPECIFIED";
+    case AccountChangeKind.ACCOUNT_CHANGE_KIND_FREEZE:
+      return "ACCOUNT_CHANGE_KIND_FREEZE";
+    case AccountChangeKind.ACCOUNT_CHANGE_KIND_UNFREEZE:
+      return "ACCOUNT_CHANGE_KIND_UNFREEZE";
+    case AccountChangeKind.ACCOUNT_CHANGE_KIND_CLOSE:
+      return "ACCOUNT_CHANGE_KIND_CLOSE";
+    case AccountChangeKind.ACCOUNT_CHANGE_KIND_SET_OVERDRAFT_LIMIT:
+      return "ACCOUNT_CHANGE_KIND_SET_OVERDRAFT_LIMIT";
+    case AccountChangeKind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export interface SubscribeRequest {
   partition: number;
   /** First log index wanted, >= 1. Resume with (last index seen) + 1. */
@@ -64,6 +115,7 @@ export interface LedgerEvent {
   holdCaptureDebited?: HoldCaptureDebited | undefined;
   holdVoided?: HoldVoided | undefined;
   holdExpired?: HoldExpired | undefined;
+  accountChanged?: AccountChanged | undefined;
 }
 
 /**
@@ -126,6 +178,22 @@ export interface HoldVoided {
 /** The hold is released at its expiry. */
 export interface HoldExpired {
   transactionId: string;
+}
+
+/**
+ * An account's lifecycle changed (FreezeAccount, UnfreezeAccount, CloseAccount,
+ * SetOverdraftLimit).
+ */
+export interface AccountChanged {
+  accountId: string;
+  change: AccountChangeKind;
+  /**
+   * SET_OVERDRAFT_LIMIT only (empty / 0 otherwise): the new limit as a decimal string in
+   * `currency` (the account's), and in minor units.
+   */
+  overdraftLimit: string;
+  overdraftLimitMinor: string;
+  currency: string;
 }
 
 /** A new account exists with a zero balance. */
@@ -460,6 +528,7 @@ function createBaseLedgerEvent(): LedgerEvent {
     holdCaptureDebited: undefined,
     holdVoided: undefined,
     holdExpired: undefined,
+    accountChanged: undefined,
   };
 }
 
@@ -506,6 +575,9 @@ export const LedgerEvent: MessageFns<LedgerEvent> = {
     }
     if (message.holdExpired !== undefined) {
       HoldExpired.encode(message.holdExpired, writer.uint32(114).fork()).join();
+    }
+    if (message.accountChanged !== undefined) {
+      AccountChanged.encode(message.accountChanged, writer.uint32(122).fork()).join();
     }
     return writer;
   },
@@ -635,6 +707,14 @@ export const LedgerEvent: MessageFns<LedgerEvent> = {
             message.holdExpired = HoldExpired.decode(reader, reader.uint32());
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.accountChanged = AccountChanged.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -719,6 +799,11 @@ export const LedgerEvent: MessageFns<LedgerEvent> = {
         : isSet(object.hold_expired)
         ? HoldExpired.fromJSON(object.hold_expired)
         : undefined,
+      accountChanged: isSet(object.accountChanged)
+        ? AccountChanged.fromJSON(object.accountChanged)
+        : isSet(object.account_changed)
+        ? AccountChanged.fromJSON(object.account_changed)
+        : undefined,
     };
   },
 
@@ -765,6 +850,9 @@ export const LedgerEvent: MessageFns<LedgerEvent> = {
     }
     if (message.holdExpired !== undefined) {
       obj.holdExpired = HoldExpired.toJSON(message.holdExpired);
+    }
+    if (message.accountChanged !== undefined) {
+      obj.accountChanged = AccountChanged.toJSON(message.accountChanged);
     }
     return obj;
   },
@@ -815,6 +903,9 @@ export const LedgerEvent: MessageFns<LedgerEvent> = {
       : undefined;
     message.holdExpired = (object.holdExpired !== undefined && object.holdExpired !== null)
       ? HoldExpired.fromPartial(object.holdExpired)
+      : undefined;
+    message.accountChanged = (object.accountChanged !== undefined && object.accountChanged !== null)
+      ? AccountChanged.fromPartial(object.accountChanged)
       : undefined;
     return message;
   },
@@ -1610,6 +1701,151 @@ export const HoldExpired: MessageFns<HoldExpired> = {
   fromPartial<I extends Exact<DeepPartial<HoldExpired>, I>>(object: I): HoldExpired {
     const message = createBaseHoldExpired();
     message.transactionId = object.transactionId ?? "";
+    return message;
+  },
+};
+
+function createBaseAccountChanged(): AccountChanged {
+  return { accountId: "", change: 0, overdraftLimit: "", overdraftLimitMinor: "0", currency: "" };
+}
+
+export const AccountChanged: MessageFns<AccountChanged> = {
+  encode(message: AccountChanged, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.change !== 0) {
+      writer.uint32(16).int32(message.change);
+    }
+    if (message.overdraftLimit !== "") {
+      writer.uint32(26).string(message.overdraftLimit);
+    }
+    if (message.overdraftLimitMinor !== "0") {
+      writer.uint32(32).int64(message.overdraftLimitMinor);
+    }
+    if (message.currency !== "") {
+      writer.uint32(42).string(message.currency);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AccountChanged {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAccountChanged();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.change = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.overdraftLimit = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.overdraftLimitMinor = reader.int64().toString();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.currency = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AccountChanged {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      change: isSet(object.change) ? accountChangeKindFromJSON(object.change) : 0,
+      overdraftLimit: isSet(object.overdraftLimit)
+        ? globalThis.String(object.overdraftLimit)
+        : isSet(object.overdraft_limit)
+        ? globalThis.String(object.overdraft_limit)
+        : "",
+      overdraftLimitMinor: isSet(object.overdraftLimitMinor)
+        ? globalThis.String(object.overdraftLimitMinor)
+        : isSet(object.overdraft_limit_minor)
+        ? globalThis.String(object.overdraft_limit_minor)
+        : "0",
+      currency: isSet(object.currency) ? globalThis.String(object.currency) : "",
+    };
+  },
+
+  toJSON(message: AccountChanged): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.change !== 0) {
+      obj.change = accountChangeKindToJSON(message.change);
+    }
+    if (message.overdraftLimit !== "") {
+      obj.overdraftLimit = message.overdraftLimit;
+    }
+    if (message.overdraftLimitMinor !== "0") {
+      obj.overdraftLimitMinor = message.overdraftLimitMinor;
+    }
+    if (message.currency !== "") {
+      obj.currency = message.currency;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AccountChanged>, I>>(base?: I): AccountChanged {
+    return AccountChanged.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AccountChanged>, I>>(object: I): AccountChanged {
+    const message = createBaseAccountChanged();
+    message.accountId = object.accountId ?? "";
+    message.change = object.change ?? 0;
+    message.overdraftLimit = object.overdraftLimit ?? "";
+    message.overdraftLimitMinor = object.overdraftLimitMinor ?? "0";
+    message.currency = object.currency ?? "";
     return message;
   },
 };

@@ -27,6 +27,54 @@ export const protobufPackage = "wallet.v1";
 
 export const protobufFileName = "wallet/v1/wallet.proto";
 
+export enum AccountStatus {
+  ACCOUNT_STATUS_UNSPECIFIED = 0,
+  /** ACCOUNT_STATUS_ACTIVE - Sends and receives. */
+  ACCOUNT_STATUS_ACTIVE = 1,
+  /** ACCOUNT_STATUS_FROZEN - Neither sends nor receives until unfrozen. */
+  ACCOUNT_STATUS_FROZEN = 2,
+  /** ACCOUNT_STATUS_CLOSED - Final: neither sends nor receives, ever. */
+  ACCOUNT_STATUS_CLOSED = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function accountStatusFromJSON(object: any): AccountStatus {
+  switch (object) {
+    case 0:
+    case "ACCOUNT_STATUS_UNSPECIFIED":
+      return AccountStatus.ACCOUNT_STATUS_UNSPECIFIED;
+    case 1:
+    case "ACCOUNT_STATUS_ACTIVE":
+      return AccountStatus.ACCOUNT_STATUS_ACTIVE;
+    case 2:
+    case "ACCOUNT_STATUS_FROZEN":
+      return AccountStatus.ACCOUNT_STATUS_FROZEN;
+    case 3:
+    case "ACCOUNT_STATUS_CLOSED":
+      return AccountStatus.ACCOUNT_STATUS_CLOSED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return AccountStatus.UNRECOGNIZED;
+  }
+}
+
+export function accountStatusToJSON(object: AccountStatus): string {
+  switch (object) {
+    case AccountStatus.ACCOUNT_STATUS_UNSPECIFIED:
+      return "ACCOUNT_STATUS_UNSPECIFIED";
+    case AccountStatus.ACCOUNT_STATUS_ACTIVE:
+      return "ACCOUNT_STATUS_ACTIVE";
+    case AccountStatus.ACCOUNT_STATUS_FROZEN:
+      return "ACCOUNT_STATUS_FROZEN";
+    case AccountStatus.ACCOUNT_STATUS_CLOSED:
+      return "ACCOUNT_STATUS_CLOSED";
+    case AccountStatus.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export enum TransferStatus {
   TRANSFER_STATUS_UNSPECIFIED = 0,
   /** TRANSFER_STATUS_COMPLETED - Final: money moved. */
@@ -146,6 +194,50 @@ export interface Account {
    */
   held: string;
   available: string;
+  /** Lifecycle: ACTIVE, FROZEN or CLOSED (see FreezeAccount, CloseAccount). */
+  status: AccountStatus;
+  /**
+   * How far below zero the account may go (decimal string, like `balance`; "0.00": not at
+   * all). Empty for accounts with `allow_negative_balance`, which have no limit. What the
+   * account can spend is `available` plus this.
+   */
+  overdraftLimit: string;
+}
+
+export interface FreezeAccountRequest {
+  accountId: string;
+}
+
+export interface FreezeAccountResponse {
+  account: Account | undefined;
+}
+
+export interface UnfreezeAccountRequest {
+  accountId: string;
+}
+
+export interface UnfreezeAccountResponse {
+  account: Account | undefined;
+}
+
+export interface CloseAccountRequest {
+  accountId: string;
+}
+
+export interface CloseAccountResponse {
+  account: Account | undefined;
+}
+
+export interface SetOverdraftLimitRequest {
+  accountId: string;
+  /** Decimal string in major units of `currency`, >= 0 ("250.00"). */
+  overdraftLimit: string;
+  /** The account's currency (ISO 4217). */
+  currency: string;
+}
+
+export interface SetOverdraftLimitResponse {
+  account: Account | undefined;
 }
 
 export interface TransferRequest {
@@ -629,6 +721,8 @@ function createBaseAccount(): Account {
     balanceMinor: "0",
     held: "",
     available: "",
+    status: 0,
+    overdraftLimit: "",
   };
 }
 
@@ -654,6 +748,12 @@ export const Account: MessageFns<Account> = {
     }
     if (message.available !== "") {
       writer.uint32(58).string(message.available);
+    }
+    if (message.status !== 0) {
+      writer.uint32(64).int32(message.status);
+    }
+    if (message.overdraftLimit !== "") {
+      writer.uint32(74).string(message.overdraftLimit);
     }
     return writer;
   },
@@ -727,6 +827,22 @@ export const Account: MessageFns<Account> = {
             message.available = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.overdraftLimit = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -760,6 +876,12 @@ export const Account: MessageFns<Account> = {
         : "0",
       held: isSet(object.held) ? globalThis.String(object.held) : "",
       available: isSet(object.available) ? globalThis.String(object.available) : "",
+      status: isSet(object.status) ? accountStatusFromJSON(object.status) : 0,
+      overdraftLimit: isSet(object.overdraftLimit)
+        ? globalThis.String(object.overdraftLimit)
+        : isSet(object.overdraft_limit)
+        ? globalThis.String(object.overdraft_limit)
+        : "",
     };
   },
 
@@ -786,6 +908,12 @@ export const Account: MessageFns<Account> = {
     if (message.available !== "") {
       obj.available = message.available;
     }
+    if (message.status !== 0) {
+      obj.status = accountStatusToJSON(message.status);
+    }
+    if (message.overdraftLimit !== "") {
+      obj.overdraftLimit = message.overdraftLimit;
+    }
     return obj;
   },
 
@@ -801,6 +929,612 @@ export const Account: MessageFns<Account> = {
     message.balanceMinor = object.balanceMinor ?? "0";
     message.held = object.held ?? "";
     message.available = object.available ?? "";
+    message.status = object.status ?? 0;
+    message.overdraftLimit = object.overdraftLimit ?? "";
+    return message;
+  },
+};
+
+function createBaseFreezeAccountRequest(): FreezeAccountRequest {
+  return { accountId: "" };
+}
+
+export const FreezeAccountRequest: MessageFns<FreezeAccountRequest> = {
+  encode(message: FreezeAccountRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FreezeAccountRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFreezeAccountRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FreezeAccountRequest {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+    };
+  },
+
+  toJSON(message: FreezeAccountRequest): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FreezeAccountRequest>, I>>(base?: I): FreezeAccountRequest {
+    return FreezeAccountRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FreezeAccountRequest>, I>>(object: I): FreezeAccountRequest {
+    const message = createBaseFreezeAccountRequest();
+    message.accountId = object.accountId ?? "";
+    return message;
+  },
+};
+
+function createBaseFreezeAccountResponse(): FreezeAccountResponse {
+  return { account: undefined };
+}
+
+export const FreezeAccountResponse: MessageFns<FreezeAccountResponse> = {
+  encode(message: FreezeAccountResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.account !== undefined) {
+      Account.encode(message.account, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FreezeAccountResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFreezeAccountResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.account = Account.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FreezeAccountResponse {
+    return { account: isSet(object.account) ? Account.fromJSON(object.account) : undefined };
+  },
+
+  toJSON(message: FreezeAccountResponse): unknown {
+    const obj: any = {};
+    if (message.account !== undefined) {
+      obj.account = Account.toJSON(message.account);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FreezeAccountResponse>, I>>(base?: I): FreezeAccountResponse {
+    return FreezeAccountResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FreezeAccountResponse>, I>>(object: I): FreezeAccountResponse {
+    const message = createBaseFreezeAccountResponse();
+    message.account = (object.account !== undefined && object.account !== null)
+      ? Account.fromPartial(object.account)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseUnfreezeAccountRequest(): UnfreezeAccountRequest {
+  return { accountId: "" };
+}
+
+export const UnfreezeAccountRequest: MessageFns<UnfreezeAccountRequest> = {
+  encode(message: UnfreezeAccountRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnfreezeAccountRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnfreezeAccountRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UnfreezeAccountRequest {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+    };
+  },
+
+  toJSON(message: UnfreezeAccountRequest): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UnfreezeAccountRequest>, I>>(base?: I): UnfreezeAccountRequest {
+    return UnfreezeAccountRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UnfreezeAccountRequest>, I>>(object: I): UnfreezeAccountRequest {
+    const message = createBaseUnfreezeAccountRequest();
+    message.accountId = object.accountId ?? "";
+    return message;
+  },
+};
+
+function createBaseUnfreezeAccountResponse(): UnfreezeAccountResponse {
+  return { account: undefined };
+}
+
+export const UnfreezeAccountResponse: MessageFns<UnfreezeAccountResponse> = {
+  encode(message: UnfreezeAccountResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.account !== undefined) {
+      Account.encode(message.account, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnfreezeAccountResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnfreezeAccountResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.account = Account.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UnfreezeAccountResponse {
+    return { account: isSet(object.account) ? Account.fromJSON(object.account) : undefined };
+  },
+
+  toJSON(message: UnfreezeAccountResponse): unknown {
+    const obj: any = {};
+    if (message.account !== undefined) {
+      obj.account = Account.toJSON(message.account);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UnfreezeAccountResponse>, I>>(base?: I): UnfreezeAccountResponse {
+    return UnfreezeAccountResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UnfreezeAccountResponse>, I>>(object: I): UnfreezeAccountResponse {
+    const message = createBaseUnfreezeAccountResponse();
+    message.account = (object.account !== undefined && object.account !== null)
+      ? Account.fromPartial(object.account)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseCloseAccountRequest(): CloseAccountRequest {
+  return { accountId: "" };
+}
+
+export const CloseAccountRequest: MessageFns<CloseAccountRequest> = {
+  encode(message: CloseAccountRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CloseAccountRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCloseAccountRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CloseAccountRequest {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+    };
+  },
+
+  toJSON(message: CloseAccountRequest): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CloseAccountRequest>, I>>(base?: I): CloseAccountRequest {
+    return CloseAccountRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CloseAccountRequest>, I>>(object: I): CloseAccountRequest {
+    const message = createBaseCloseAccountRequest();
+    message.accountId = object.accountId ?? "";
+    return message;
+  },
+};
+
+function createBaseCloseAccountResponse(): CloseAccountResponse {
+  return { account: undefined };
+}
+
+export const CloseAccountResponse: MessageFns<CloseAccountResponse> = {
+  encode(message: CloseAccountResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.account !== undefined) {
+      Account.encode(message.account, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CloseAccountResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCloseAccountResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.account = Account.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CloseAccountResponse {
+    return { account: isSet(object.account) ? Account.fromJSON(object.account) : undefined };
+  },
+
+  toJSON(message: CloseAccountResponse): unknown {
+    const obj: any = {};
+    if (message.account !== undefined) {
+      obj.account = Account.toJSON(message.account);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CloseAccountResponse>, I>>(base?: I): CloseAccountResponse {
+    return CloseAccountResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CloseAccountResponse>, I>>(object: I): CloseAccountResponse {
+    const message = createBaseCloseAccountResponse();
+    message.account = (object.account !== undefined && object.account !== null)
+      ? Account.fromPartial(object.account)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSetOverdraftLimitRequest(): SetOverdraftLimitRequest {
+  return { accountId: "", overdraftLimit: "", currency: "" };
+}
+
+export const SetOverdraftLimitRequest: MessageFns<SetOverdraftLimitRequest> = {
+  encode(message: SetOverdraftLimitRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.overdraftLimit !== "") {
+      writer.uint32(18).string(message.overdraftLimit);
+    }
+    if (message.currency !== "") {
+      writer.uint32(26).string(message.currency);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetOverdraftLimitRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetOverdraftLimitRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.overdraftLimit = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.currency = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetOverdraftLimitRequest {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      overdraftLimit: isSet(object.overdraftLimit)
+        ? globalThis.String(object.overdraftLimit)
+        : isSet(object.overdraft_limit)
+        ? globalThis.String(object.overdraft_limit)
+        : "",
+      currency: isSet(object.currency) ? globalThis.String(object.currency) : "",
+    };
+  },
+
+  toJSON(message: SetOverdraftLimitRequest): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.overdraftLimit !== "") {
+      obj.overdraftLimit = message.overdraftLimit;
+    }
+    if (message.currency !== "") {
+      obj.currency = message.currency;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetOverdraftLimitRequest>, I>>(base?: I): SetOverdraftLimitRequest {
+    return SetOverdraftLimitRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetOverdraftLimitRequest>, I>>(object: I): SetOverdraftLimitRequest {
+    const message = createBaseSetOverdraftLimitRequest();
+    message.accountId = object.accountId ?? "";
+    message.overdraftLimit = object.overdraftLimit ?? "";
+    message.currency = object.currency ?? "";
+    return message;
+  },
+};
+
+function createBaseSetOverdraftLimitResponse(): SetOverdraftLimitResponse {
+  return { account: undefined };
+}
+
+export const SetOverdraftLimitResponse: MessageFns<SetOverdraftLimitResponse> = {
+  encode(message: SetOverdraftLimitResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.account !== undefined) {
+      Account.encode(message.account, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetOverdraftLimitResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetOverdraftLimitResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.account = Account.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetOverdraftLimitResponse {
+    return { account: isSet(object.account) ? Account.fromJSON(object.account) : undefined };
+  },
+
+  toJSON(message: SetOverdraftLimitResponse): unknown {
+    const obj: any = {};
+    if (message.account !== undefined) {
+      obj.account = Account.toJSON(message.account);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetOverdraftLimitResponse>, I>>(base?: I): SetOverdraftLimitResponse {
+    return SetOverdraftLimitResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetOverdraftLimitResponse>, I>>(object: I): SetOverdraftLimitResponse {
+    const message = createBaseSetOverdraftLimitResponse();
+    message.account = (object.account !== undefined && object.account !== null)
+      ? Account.fromPartial(object.account)
+      : undefined;
     return message;
   },
 };
@@ -2787,6 +3521,85 @@ export const WalletServiceService = {
     responseSerialize: (value: HoldResponse): Buffer => Buffer.from(HoldResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): HoldResponse => HoldResponse.decode(value),
   },
+  /**
+   * Account lifecycle: each call changes one account and answers with the account after it
+   * (`status`, `overdraft_limit`), once durable. Idempotent by effect: a change the account
+   * already shows (freezing a frozen account, closing a closed one, the same limit again)
+   * answers with the account and records nothing. Needs the admin scope (and, for a token
+   * bound to prefixes, an account within them). Refused without any change (ErrorInfo
+   * reason, field `account_id` unless said otherwise): ACCOUNT_NOT_FOUND (NOT_FOUND),
+   * ACCOUNT_CLOSED (FAILED_PRECONDITION: a closed account never changes again),
+   * INVALID_ACCOUNT_ID (INVALID_ARGUMENT).
+   *
+   * Freezing stops the account sending and receiving until it is unfrozen: a transfer from
+   * or to it, a hold from it, a credit to it from another partition are refused with reason
+   * ACCOUNT_FROZEN (field `from_account` or `to_account`; recorded under the transaction id,
+   * like any rejection), and a capture of a hold from or (within a partition) to it with
+   * ACCOUNT_FROZEN (FAILED_PRECONDITION, the hold stays pending: void it or capture after
+   * unfreezing). Refunds of its own cross-partition transfers, voids and expiries of its
+   * holds still reach it.
+   */
+  freezeAccount: {
+    path: "/wallet.v1.WalletService/FreezeAccount" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: FreezeAccountRequest): Buffer => Buffer.from(FreezeAccountRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): FreezeAccountRequest => FreezeAccountRequest.decode(value),
+    responseSerialize: (value: FreezeAccountResponse): Buffer =>
+      Buffer.from(FreezeAccountResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): FreezeAccountResponse => FreezeAccountResponse.decode(value),
+  },
+  unfreezeAccount: {
+    path: "/wallet.v1.WalletService/UnfreezeAccount" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UnfreezeAccountRequest): Buffer =>
+      Buffer.from(UnfreezeAccountRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UnfreezeAccountRequest => UnfreezeAccountRequest.decode(value),
+    responseSerialize: (value: UnfreezeAccountResponse): Buffer =>
+      Buffer.from(UnfreezeAccountResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UnfreezeAccountResponse => UnfreezeAccountResponse.decode(value),
+  },
+  /**
+   * Closes the account for good: afterwards it neither sends nor receives (reason
+   * ACCOUNT_CLOSED, as for a frozen account) and nothing about it changes. Only at a zero
+   * balance (else ACCOUNT_NOT_EMPTY), with no pending hold from it (ACCOUNT_HAS_PENDING_HOLDS)
+   * and no transfer from it to another partition still in flight
+   * (ACCOUNT_HAS_TRANSFERS_IN_FLIGHT: retry shortly), all FAILED_PRECONDITION. The account
+   * stays readable, with its history; its id is never reused (OpenAccount answers the closed
+   * account).
+   */
+  closeAccount: {
+    path: "/wallet.v1.WalletService/CloseAccount" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CloseAccountRequest): Buffer => Buffer.from(CloseAccountRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CloseAccountRequest => CloseAccountRequest.decode(value),
+    responseSerialize: (value: CloseAccountResponse): Buffer =>
+      Buffer.from(CloseAccountResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CloseAccountResponse => CloseAccountResponse.decode(value),
+  },
+  /**
+   * Sets how far below zero an ordinary account may go: a transfer or hold is refused with
+   * INSUFFICIENT_FUNDS only when it would take `available` below minus the limit. "0" (the
+   * default) is no overdraft. Lowering the limit below an existing debt is allowed (it stops
+   * further debits, it takes nothing back). Refused: OVERDRAFT_UNLIMITED (FAILED_PRECONDITION,
+   * field `overdraft_limit`) for an account opened with `allow_negative_balance`, which has
+   * no limit; CURRENCY_MISMATCH (field `currency`) when `currency` is not the account's;
+   * INVALID_AMOUNT / AMOUNT_OUT_OF_RANGE (INVALID_ARGUMENT, field `overdraft_limit`) for a
+   * malformed or negative limit, or one above 1e15 minor units.
+   */
+  setOverdraftLimit: {
+    path: "/wallet.v1.WalletService/SetOverdraftLimit" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetOverdraftLimitRequest): Buffer =>
+      Buffer.from(SetOverdraftLimitRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetOverdraftLimitRequest => SetOverdraftLimitRequest.decode(value),
+    responseSerialize: (value: SetOverdraftLimitResponse): Buffer =>
+      Buffer.from(SetOverdraftLimitResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SetOverdraftLimitResponse => SetOverdraftLimitResponse.decode(value),
+  },
   /** The authoritative account, read linearizably through the partition leader (ReadIndex). */
   getAccount: {
     path: "/wallet.v1.WalletService/GetAccount" as const,
@@ -2897,6 +3710,47 @@ export interface WalletServiceServer extends UntypedServiceImplementation {
    * from a replica's clock.
    */
   voidTransfer: handleUnaryCall<VoidTransferRequest, HoldResponse>;
+  /**
+   * Account lifecycle: each call changes one account and answers with the account after it
+   * (`status`, `overdraft_limit`), once durable. Idempotent by effect: a change the account
+   * already shows (freezing a frozen account, closing a closed one, the same limit again)
+   * answers with the account and records nothing. Needs the admin scope (and, for a token
+   * bound to prefixes, an account within them). Refused without any change (ErrorInfo
+   * reason, field `account_id` unless said otherwise): ACCOUNT_NOT_FOUND (NOT_FOUND),
+   * ACCOUNT_CLOSED (FAILED_PRECONDITION: a closed account never changes again),
+   * INVALID_ACCOUNT_ID (INVALID_ARGUMENT).
+   *
+   * Freezing stops the account sending and receiving until it is unfrozen: a transfer from
+   * or to it, a hold from it, a credit to it from another partition are refused with reason
+   * ACCOUNT_FROZEN (field `from_account` or `to_account`; recorded under the transaction id,
+   * like any rejection), and a capture of a hold from or (within a partition) to it with
+   * ACCOUNT_FROZEN (FAILED_PRECONDITION, the hold stays pending: void it or capture after
+   * unfreezing). Refunds of its own cross-partition transfers, voids and expiries of its
+   * holds still reach it.
+   */
+  freezeAccount: handleUnaryCall<FreezeAccountRequest, FreezeAccountResponse>;
+  unfreezeAccount: handleUnaryCall<UnfreezeAccountRequest, UnfreezeAccountResponse>;
+  /**
+   * Closes the account for good: afterwards it neither sends nor receives (reason
+   * ACCOUNT_CLOSED, as for a frozen account) and nothing about it changes. Only at a zero
+   * balance (else ACCOUNT_NOT_EMPTY), with no pending hold from it (ACCOUNT_HAS_PENDING_HOLDS)
+   * and no transfer from it to another partition still in flight
+   * (ACCOUNT_HAS_TRANSFERS_IN_FLIGHT: retry shortly), all FAILED_PRECONDITION. The account
+   * stays readable, with its history; its id is never reused (OpenAccount answers the closed
+   * account).
+   */
+  closeAccount: handleUnaryCall<CloseAccountRequest, CloseAccountResponse>;
+  /**
+   * Sets how far below zero an ordinary account may go: a transfer or hold is refused with
+   * INSUFFICIENT_FUNDS only when it would take `available` below minus the limit. "0" (the
+   * default) is no overdraft. Lowering the limit below an existing debt is allowed (it stops
+   * further debits, it takes nothing back). Refused: OVERDRAFT_UNLIMITED (FAILED_PRECONDITION,
+   * field `overdraft_limit`) for an account opened with `allow_negative_balance`, which has
+   * no limit; CURRENCY_MISMATCH (field `currency`) when `currency` is not the account's;
+   * INVALID_AMOUNT / AMOUNT_OUT_OF_RANGE (INVALID_ARGUMENT, field `overdraft_limit`) for a
+   * malformed or negative limit, or one above 1e15 minor units.
+   */
+  setOverdraftLimit: handleUnaryCall<SetOverdraftLimitRequest, SetOverdraftLimitResponse>;
   /** The authoritative account, read linearizably through the partition leader (ReadIndex). */
   getAccount: handleUnaryCall<GetAccountRequest, GetAccountResponse>;
   /** A transfer's status and outcome, read linearizably; NOT_FOUND if the id is unknown. */
@@ -3084,6 +3938,103 @@ export interface WalletServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: HoldResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Account lifecycle: each call changes one account and answers with the account after it
+   * (`status`, `overdraft_limit`), once durable. Idempotent by effect: a change the account
+   * already shows (freezing a frozen account, closing a closed one, the same limit again)
+   * answers with the account and records nothing. Needs the admin scope (and, for a token
+   * bound to prefixes, an account within them). Refused without any change (ErrorInfo
+   * reason, field `account_id` unless said otherwise): ACCOUNT_NOT_FOUND (NOT_FOUND),
+   * ACCOUNT_CLOSED (FAILED_PRECONDITION: a closed account never changes again),
+   * INVALID_ACCOUNT_ID (INVALID_ARGUMENT).
+   *
+   * Freezing stops the account sending and receiving until it is unfrozen: a transfer from
+   * or to it, a hold from it, a credit to it from another partition are refused with reason
+   * ACCOUNT_FROZEN (field `from_account` or `to_account`; recorded under the transaction id,
+   * like any rejection), and a capture of a hold from or (within a partition) to it with
+   * ACCOUNT_FROZEN (FAILED_PRECONDITION, the hold stays pending: void it or capture after
+   * unfreezing). Refunds of its own cross-partition transfers, voids and expiries of its
+   * holds still reach it.
+   */
+  freezeAccount(
+    request: FreezeAccountRequest,
+    callback: (error: ServiceError | null, response: FreezeAccountResponse) => void,
+  ): ClientUnaryCall;
+  freezeAccount(
+    request: FreezeAccountRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: FreezeAccountResponse) => void,
+  ): ClientUnaryCall;
+  freezeAccount(
+    request: FreezeAccountRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: FreezeAccountResponse) => void,
+  ): ClientUnaryCall;
+  unfreezeAccount(
+    request: UnfreezeAccountRequest,
+    callback: (error: ServiceError | null, response: UnfreezeAccountResponse) => void,
+  ): ClientUnaryCall;
+  unfreezeAccount(
+    request: UnfreezeAccountRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UnfreezeAccountResponse) => void,
+  ): ClientUnaryCall;
+  unfreezeAccount(
+    request: UnfreezeAccountRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UnfreezeAccountResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Closes the account for good: afterwards it neither sends nor receives (reason
+   * ACCOUNT_CLOSED, as for a frozen account) and nothing about it changes. Only at a zero
+   * balance (else ACCOUNT_NOT_EMPTY), with no pending hold from it (ACCOUNT_HAS_PENDING_HOLDS)
+   * and no transfer from it to another partition still in flight
+   * (ACCOUNT_HAS_TRANSFERS_IN_FLIGHT: retry shortly), all FAILED_PRECONDITION. The account
+   * stays readable, with its history; its id is never reused (OpenAccount answers the closed
+   * account).
+   */
+  closeAccount(
+    request: CloseAccountRequest,
+    callback: (error: ServiceError | null, response: CloseAccountResponse) => void,
+  ): ClientUnaryCall;
+  closeAccount(
+    request: CloseAccountRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CloseAccountResponse) => void,
+  ): ClientUnaryCall;
+  closeAccount(
+    request: CloseAccountRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CloseAccountResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Sets how far below zero an ordinary account may go: a transfer or hold is refused with
+   * INSUFFICIENT_FUNDS only when it would take `available` below minus the limit. "0" (the
+   * default) is no overdraft. Lowering the limit below an existing debt is allowed (it stops
+   * further debits, it takes nothing back). Refused: OVERDRAFT_UNLIMITED (FAILED_PRECONDITION,
+   * field `overdraft_limit`) for an account opened with `allow_negative_balance`, which has
+   * no limit; CURRENCY_MISMATCH (field `currency`) when `currency` is not the account's;
+   * INVALID_AMOUNT / AMOUNT_OUT_OF_RANGE (INVALID_ARGUMENT, field `overdraft_limit`) for a
+   * malformed or negative limit, or one above 1e15 minor units.
+   */
+  setOverdraftLimit(
+    request: SetOverdraftLimitRequest,
+    callback: (error: ServiceError | null, response: SetOverdraftLimitResponse) => void,
+  ): ClientUnaryCall;
+  setOverdraftLimit(
+    request: SetOverdraftLimitRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SetOverdraftLimitResponse) => void,
+  ): ClientUnaryCall;
+  setOverdraftLimit(
+    request: SetOverdraftLimitRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SetOverdraftLimitResponse) => void,
   ): ClientUnaryCall;
   /** The authoritative account, read linearizably through the partition leader (ReadIndex). */
   getAccount(

@@ -1,9 +1,23 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class AccountChangeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ACCOUNT_CHANGE_KIND_UNSPECIFIED: _ClassVar[AccountChangeKind]
+    ACCOUNT_CHANGE_KIND_FREEZE: _ClassVar[AccountChangeKind]
+    ACCOUNT_CHANGE_KIND_UNFREEZE: _ClassVar[AccountChangeKind]
+    ACCOUNT_CHANGE_KIND_CLOSE: _ClassVar[AccountChangeKind]
+    ACCOUNT_CHANGE_KIND_SET_OVERDRAFT_LIMIT: _ClassVar[AccountChangeKind]
+ACCOUNT_CHANGE_KIND_UNSPECIFIED: AccountChangeKind
+ACCOUNT_CHANGE_KIND_FREEZE: AccountChangeKind
+ACCOUNT_CHANGE_KIND_UNFREEZE: AccountChangeKind
+ACCOUNT_CHANGE_KIND_CLOSE: AccountChangeKind
+ACCOUNT_CHANGE_KIND_SET_OVERDRAFT_LIMIT: AccountChangeKind
 
 class SubscribeRequest(_message.Message):
     __slots__ = ("partition", "from_index")
@@ -28,7 +42,7 @@ class SubscribeResponse(_message.Message):
     def __init__(self, partition: _Optional[int] = ..., index: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., events: _Optional[_Iterable[_Union[LedgerEvent, _Mapping]]] = ..., chain_hash: _Optional[bytes] = ...) -> None: ...
 
 class LedgerEvent(_message.Message):
-    __slots__ = ("account_opened", "transfer_completed", "transfer_rejected", "transfer_debited", "transfer_credited", "credit_refused", "transfer_settled", "transfer_refunded", "hold_authorized", "hold_refused", "hold_captured", "hold_capture_debited", "hold_voided", "hold_expired")
+    __slots__ = ("account_opened", "transfer_completed", "transfer_rejected", "transfer_debited", "transfer_credited", "credit_refused", "transfer_settled", "transfer_refunded", "hold_authorized", "hold_refused", "hold_captured", "hold_capture_debited", "hold_voided", "hold_expired", "account_changed")
     ACCOUNT_OPENED_FIELD_NUMBER: _ClassVar[int]
     TRANSFER_COMPLETED_FIELD_NUMBER: _ClassVar[int]
     TRANSFER_REJECTED_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +57,7 @@ class LedgerEvent(_message.Message):
     HOLD_CAPTURE_DEBITED_FIELD_NUMBER: _ClassVar[int]
     HOLD_VOIDED_FIELD_NUMBER: _ClassVar[int]
     HOLD_EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_CHANGED_FIELD_NUMBER: _ClassVar[int]
     account_opened: AccountOpened
     transfer_completed: TransferCompleted
     transfer_rejected: TransferRejected
@@ -57,7 +72,8 @@ class LedgerEvent(_message.Message):
     hold_capture_debited: HoldCaptureDebited
     hold_voided: HoldVoided
     hold_expired: HoldExpired
-    def __init__(self, account_opened: _Optional[_Union[AccountOpened, _Mapping]] = ..., transfer_completed: _Optional[_Union[TransferCompleted, _Mapping]] = ..., transfer_rejected: _Optional[_Union[TransferRejected, _Mapping]] = ..., transfer_debited: _Optional[_Union[TransferDebited, _Mapping]] = ..., transfer_credited: _Optional[_Union[TransferCredited, _Mapping]] = ..., credit_refused: _Optional[_Union[CreditRefused, _Mapping]] = ..., transfer_settled: _Optional[_Union[TransferSettled, _Mapping]] = ..., transfer_refunded: _Optional[_Union[TransferRefunded, _Mapping]] = ..., hold_authorized: _Optional[_Union[HoldAuthorized, _Mapping]] = ..., hold_refused: _Optional[_Union[HoldRefused, _Mapping]] = ..., hold_captured: _Optional[_Union[HoldCaptured, _Mapping]] = ..., hold_capture_debited: _Optional[_Union[HoldCaptureDebited, _Mapping]] = ..., hold_voided: _Optional[_Union[HoldVoided, _Mapping]] = ..., hold_expired: _Optional[_Union[HoldExpired, _Mapping]] = ...) -> None: ...
+    account_changed: AccountChanged
+    def __init__(self, account_opened: _Optional[_Union[AccountOpened, _Mapping]] = ..., transfer_completed: _Optional[_Union[TransferCompleted, _Mapping]] = ..., transfer_rejected: _Optional[_Union[TransferRejected, _Mapping]] = ..., transfer_debited: _Optional[_Union[TransferDebited, _Mapping]] = ..., transfer_credited: _Optional[_Union[TransferCredited, _Mapping]] = ..., credit_refused: _Optional[_Union[CreditRefused, _Mapping]] = ..., transfer_settled: _Optional[_Union[TransferSettled, _Mapping]] = ..., transfer_refunded: _Optional[_Union[TransferRefunded, _Mapping]] = ..., hold_authorized: _Optional[_Union[HoldAuthorized, _Mapping]] = ..., hold_refused: _Optional[_Union[HoldRefused, _Mapping]] = ..., hold_captured: _Optional[_Union[HoldCaptured, _Mapping]] = ..., hold_capture_debited: _Optional[_Union[HoldCaptureDebited, _Mapping]] = ..., hold_voided: _Optional[_Union[HoldVoided, _Mapping]] = ..., hold_expired: _Optional[_Union[HoldExpired, _Mapping]] = ..., account_changed: _Optional[_Union[AccountChanged, _Mapping]] = ...) -> None: ...
 
 class HoldAuthorized(_message.Message):
     __slots__ = ("transaction_id", "from_account", "to_account", "amount", "amount_minor", "currency", "expires_at_ms", "cross_partition")
@@ -130,6 +146,20 @@ class HoldExpired(_message.Message):
     TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     transaction_id: str
     def __init__(self, transaction_id: _Optional[str] = ...) -> None: ...
+
+class AccountChanged(_message.Message):
+    __slots__ = ("account_id", "change", "overdraft_limit", "overdraft_limit_minor", "currency")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    OVERDRAFT_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OVERDRAFT_LIMIT_MINOR_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    change: AccountChangeKind
+    overdraft_limit: str
+    overdraft_limit_minor: int
+    currency: str
+    def __init__(self, account_id: _Optional[str] = ..., change: _Optional[_Union[AccountChangeKind, str]] = ..., overdraft_limit: _Optional[str] = ..., overdraft_limit_minor: _Optional[int] = ..., currency: _Optional[str] = ...) -> None: ...
 
 class AccountOpened(_message.Message):
     __slots__ = ("account_id", "currency", "allow_negative_balance")

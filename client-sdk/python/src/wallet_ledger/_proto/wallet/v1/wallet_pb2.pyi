@@ -8,6 +8,13 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class AccountStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ACCOUNT_STATUS_UNSPECIFIED: _ClassVar[AccountStatus]
+    ACCOUNT_STATUS_ACTIVE: _ClassVar[AccountStatus]
+    ACCOUNT_STATUS_FROZEN: _ClassVar[AccountStatus]
+    ACCOUNT_STATUS_CLOSED: _ClassVar[AccountStatus]
+
 class TransferStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     TRANSFER_STATUS_UNSPECIFIED: _ClassVar[TransferStatus]
@@ -17,6 +24,10 @@ class TransferStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRANSFER_STATUS_PENDING: _ClassVar[TransferStatus]
     TRANSFER_STATUS_VOIDED: _ClassVar[TransferStatus]
     TRANSFER_STATUS_EXPIRED: _ClassVar[TransferStatus]
+ACCOUNT_STATUS_UNSPECIFIED: AccountStatus
+ACCOUNT_STATUS_ACTIVE: AccountStatus
+ACCOUNT_STATUS_FROZEN: AccountStatus
+ACCOUNT_STATUS_CLOSED: AccountStatus
 TRANSFER_STATUS_UNSPECIFIED: TransferStatus
 TRANSFER_STATUS_COMPLETED: TransferStatus
 TRANSFER_STATUS_REJECTED: TransferStatus
@@ -54,7 +65,7 @@ class OpenAccountResult(_message.Message):
     def __init__(self, account_id: _Optional[str] = ..., status: _Optional[str] = ..., account: _Optional[_Union[Account, _Mapping]] = ..., error: _Optional[_Union[TransferError, _Mapping]] = ...) -> None: ...
 
 class Account(_message.Message):
-    __slots__ = ("account_id", "currency", "allow_negative_balance", "balance", "balance_minor", "held", "available")
+    __slots__ = ("account_id", "currency", "allow_negative_balance", "balance", "balance_minor", "held", "available", "status", "overdraft_limit")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     ALLOW_NEGATIVE_BALANCE_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +73,8 @@ class Account(_message.Message):
     BALANCE_MINOR_FIELD_NUMBER: _ClassVar[int]
     HELD_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    OVERDRAFT_LIMIT_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     currency: str
     allow_negative_balance: bool
@@ -69,7 +82,61 @@ class Account(_message.Message):
     balance_minor: int
     held: str
     available: str
-    def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., allow_negative_balance: bool = ..., balance: _Optional[str] = ..., balance_minor: _Optional[int] = ..., held: _Optional[str] = ..., available: _Optional[str] = ...) -> None: ...
+    status: AccountStatus
+    overdraft_limit: str
+    def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., allow_negative_balance: bool = ..., balance: _Optional[str] = ..., balance_minor: _Optional[int] = ..., held: _Optional[str] = ..., available: _Optional[str] = ..., status: _Optional[_Union[AccountStatus, str]] = ..., overdraft_limit: _Optional[str] = ...) -> None: ...
+
+class FreezeAccountRequest(_message.Message):
+    __slots__ = ("account_id",)
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    def __init__(self, account_id: _Optional[str] = ...) -> None: ...
+
+class FreezeAccountResponse(_message.Message):
+    __slots__ = ("account",)
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    account: Account
+    def __init__(self, account: _Optional[_Union[Account, _Mapping]] = ...) -> None: ...
+
+class UnfreezeAccountRequest(_message.Message):
+    __slots__ = ("account_id",)
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    def __init__(self, account_id: _Optional[str] = ...) -> None: ...
+
+class UnfreezeAccountResponse(_message.Message):
+    __slots__ = ("account",)
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    account: Account
+    def __init__(self, account: _Optional[_Union[Account, _Mapping]] = ...) -> None: ...
+
+class CloseAccountRequest(_message.Message):
+    __slots__ = ("account_id",)
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    def __init__(self, account_id: _Optional[str] = ...) -> None: ...
+
+class CloseAccountResponse(_message.Message):
+    __slots__ = ("account",)
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    account: Account
+    def __init__(self, account: _Optional[_Union[Account, _Mapping]] = ...) -> None: ...
+
+class SetOverdraftLimitRequest(_message.Message):
+    __slots__ = ("account_id", "overdraft_limit", "currency")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    OVERDRAFT_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    overdraft_limit: str
+    currency: str
+    def __init__(self, account_id: _Optional[str] = ..., overdraft_limit: _Optional[str] = ..., currency: _Optional[str] = ...) -> None: ...
+
+class SetOverdraftLimitResponse(_message.Message):
+    __slots__ = ("account",)
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    account: Account
+    def __init__(self, account: _Optional[_Union[Account, _Mapping]] = ...) -> None: ...
 
 class TransferRequest(_message.Message):
     __slots__ = ("transaction_id", "from_account", "to_account", "amount", "currency")

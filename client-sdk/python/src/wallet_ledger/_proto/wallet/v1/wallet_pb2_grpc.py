@@ -91,6 +91,26 @@ class WalletServiceStub(object):
                 request_serializer=wallet_dot_v1_dot_wallet__pb2.VoidTransferRequest.SerializeToString,
                 response_deserializer=wallet_dot_v1_dot_wallet__pb2.HoldResponse.FromString,
                 _registered_method=True)
+        self.FreezeAccount = channel.unary_unary(
+                '/wallet.v1.WalletService/FreezeAccount',
+                request_serializer=wallet_dot_v1_dot_wallet__pb2.FreezeAccountRequest.SerializeToString,
+                response_deserializer=wallet_dot_v1_dot_wallet__pb2.FreezeAccountResponse.FromString,
+                _registered_method=True)
+        self.UnfreezeAccount = channel.unary_unary(
+                '/wallet.v1.WalletService/UnfreezeAccount',
+                request_serializer=wallet_dot_v1_dot_wallet__pb2.UnfreezeAccountRequest.SerializeToString,
+                response_deserializer=wallet_dot_v1_dot_wallet__pb2.UnfreezeAccountResponse.FromString,
+                _registered_method=True)
+        self.CloseAccount = channel.unary_unary(
+                '/wallet.v1.WalletService/CloseAccount',
+                request_serializer=wallet_dot_v1_dot_wallet__pb2.CloseAccountRequest.SerializeToString,
+                response_deserializer=wallet_dot_v1_dot_wallet__pb2.CloseAccountResponse.FromString,
+                _registered_method=True)
+        self.SetOverdraftLimit = channel.unary_unary(
+                '/wallet.v1.WalletService/SetOverdraftLimit',
+                request_serializer=wallet_dot_v1_dot_wallet__pb2.SetOverdraftLimitRequest.SerializeToString,
+                response_deserializer=wallet_dot_v1_dot_wallet__pb2.SetOverdraftLimitResponse.FromString,
+                _registered_method=True)
         self.GetAccount = channel.unary_unary(
                 '/wallet.v1.WalletService/GetAccount',
                 request_serializer=wallet_dot_v1_dot_wallet__pb2.GetAccountRequest.SerializeToString,
@@ -234,6 +254,61 @@ class WalletServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FreezeAccount(self, request, context):
+        """Account lifecycle: each call changes one account and answers with the account after it
+        (`status`, `overdraft_limit`), once durable. Idempotent by effect: a change the account
+        already shows (freezing a frozen account, closing a closed one, the same limit again)
+        answers with the account and records nothing. Needs the admin scope (and, for a token
+        bound to prefixes, an account within them). Refused without any change (ErrorInfo
+        reason, field `account_id` unless said otherwise): ACCOUNT_NOT_FOUND (NOT_FOUND),
+        ACCOUNT_CLOSED (FAILED_PRECONDITION: a closed account never changes again),
+        INVALID_ACCOUNT_ID (INVALID_ARGUMENT).
+
+        Freezing stops the account sending and receiving until it is unfrozen: a transfer from
+        or to it, a hold from it, a credit to it from another partition are refused with reason
+        ACCOUNT_FROZEN (field `from_account` or `to_account`; recorded under the transaction id,
+        like any rejection), and a capture of a hold from or (within a partition) to it with
+        ACCOUNT_FROZEN (FAILED_PRECONDITION, the hold stays pending: void it or capture after
+        unfreezing). Refunds of its own cross-partition transfers, voids and expiries of its
+        holds still reach it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnfreezeAccount(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CloseAccount(self, request, context):
+        """Closes the account for good: afterwards it neither sends nor receives (reason
+        ACCOUNT_CLOSED, as for a frozen account) and nothing about it changes. Only at a zero
+        balance (else ACCOUNT_NOT_EMPTY), with no pending hold from it (ACCOUNT_HAS_PENDING_HOLDS)
+        and no transfer from it to another partition still in flight
+        (ACCOUNT_HAS_TRANSFERS_IN_FLIGHT: retry shortly), all FAILED_PRECONDITION. The account
+        stays readable, with its history; its id is never reused (OpenAccount answers the closed
+        account).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetOverdraftLimit(self, request, context):
+        """Sets how far below zero an ordinary account may go: a transfer or hold is refused with
+        INSUFFICIENT_FUNDS only when it would take `available` below minus the limit. "0" (the
+        default) is no overdraft. Lowering the limit below an existing debt is allowed (it stops
+        further debits, it takes nothing back). Refused: OVERDRAFT_UNLIMITED (FAILED_PRECONDITION,
+        field `overdraft_limit`) for an account opened with `allow_negative_balance`, which has
+        no limit; CURRENCY_MISMATCH (field `currency`) when `currency` is not the account's;
+        INVALID_AMOUNT / AMOUNT_OUT_OF_RANGE (INVALID_ARGUMENT, field `overdraft_limit`) for a
+        malformed or negative limit, or one above 1e15 minor units.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetAccount(self, request, context):
         """The authoritative account, read linearizably through the partition leader (ReadIndex).
         """
@@ -290,6 +365,26 @@ def add_WalletServiceServicer_to_server(servicer, server):
                     servicer.VoidTransfer,
                     request_deserializer=wallet_dot_v1_dot_wallet__pb2.VoidTransferRequest.FromString,
                     response_serializer=wallet_dot_v1_dot_wallet__pb2.HoldResponse.SerializeToString,
+            ),
+            'FreezeAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.FreezeAccount,
+                    request_deserializer=wallet_dot_v1_dot_wallet__pb2.FreezeAccountRequest.FromString,
+                    response_serializer=wallet_dot_v1_dot_wallet__pb2.FreezeAccountResponse.SerializeToString,
+            ),
+            'UnfreezeAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnfreezeAccount,
+                    request_deserializer=wallet_dot_v1_dot_wallet__pb2.UnfreezeAccountRequest.FromString,
+                    response_serializer=wallet_dot_v1_dot_wallet__pb2.UnfreezeAccountResponse.SerializeToString,
+            ),
+            'CloseAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseAccount,
+                    request_deserializer=wallet_dot_v1_dot_wallet__pb2.CloseAccountRequest.FromString,
+                    response_serializer=wallet_dot_v1_dot_wallet__pb2.CloseAccountResponse.SerializeToString,
+            ),
+            'SetOverdraftLimit': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetOverdraftLimit,
+                    request_deserializer=wallet_dot_v1_dot_wallet__pb2.SetOverdraftLimitRequest.FromString,
+                    response_serializer=wallet_dot_v1_dot_wallet__pb2.SetOverdraftLimitResponse.SerializeToString,
             ),
             'GetAccount': grpc.unary_unary_rpc_method_handler(
                     servicer.GetAccount,
@@ -535,6 +630,114 @@ class WalletService(object):
             '/wallet.v1.WalletService/VoidTransfer',
             wallet_dot_v1_dot_wallet__pb2.VoidTransferRequest.SerializeToString,
             wallet_dot_v1_dot_wallet__pb2.HoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FreezeAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.WalletService/FreezeAccount',
+            wallet_dot_v1_dot_wallet__pb2.FreezeAccountRequest.SerializeToString,
+            wallet_dot_v1_dot_wallet__pb2.FreezeAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnfreezeAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.WalletService/UnfreezeAccount',
+            wallet_dot_v1_dot_wallet__pb2.UnfreezeAccountRequest.SerializeToString,
+            wallet_dot_v1_dot_wallet__pb2.UnfreezeAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.WalletService/CloseAccount',
+            wallet_dot_v1_dot_wallet__pb2.CloseAccountRequest.SerializeToString,
+            wallet_dot_v1_dot_wallet__pb2.CloseAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetOverdraftLimit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.WalletService/SetOverdraftLimit',
+            wallet_dot_v1_dot_wallet__pb2.SetOverdraftLimitRequest.SerializeToString,
+            wallet_dot_v1_dot_wallet__pb2.SetOverdraftLimitResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -193,6 +193,20 @@ public final class Reasons {
   public static final String TOO_MANY_TRANSFERS = of(ErrorReason.ERROR_REASON_TOO_MANY_TRANSFERS);
   /** INVALID_ARGUMENT (read node): ListTransfers with end_time before start_time, or a bad timestamp. */
   public static final String INVALID_TIME_RANGE = of(ErrorReason.ERROR_REASON_INVALID_TIME_RANGE);
+  /** FAILED_PRECONDITION: the account is frozen: it neither sends nor receives until unfrozen. */
+  public static final String ACCOUNT_FROZEN = of(ErrorReason.ERROR_REASON_ACCOUNT_FROZEN);
+  /** FAILED_PRECONDITION: the account is closed: it neither sends nor receives, and nothing about it changes. */
+  public static final String ACCOUNT_CLOSED = of(ErrorReason.ERROR_REASON_ACCOUNT_CLOSED);
+  /** FAILED_PRECONDITION: CloseAccount needs a zero balance. */
+  public static final String ACCOUNT_NOT_EMPTY = of(ErrorReason.ERROR_REASON_ACCOUNT_NOT_EMPTY);
+  /** FAILED_PRECONDITION: CloseAccount needs every hold from the account captured, voided or expired. */
+  public static final String ACCOUNT_HAS_PENDING_HOLDS = of(ErrorReason.ERROR_REASON_ACCOUNT_HAS_PENDING_HOLDS);
+  /** FAILED_PRECONDITION: CloseAccount while a transfer from the account to another partition is not settled; retry shortly. */
+  public static final String ACCOUNT_HAS_TRANSFERS_IN_FLIGHT = of(ErrorReason.ERROR_REASON_ACCOUNT_HAS_TRANSFERS_IN_FLIGHT);
+  /** FAILED_PRECONDITION: SetOverdraftLimit on an account opened with allow_negative_balance, which has no limit. */
+  public static final String OVERDRAFT_UNLIMITED = of(ErrorReason.ERROR_REASON_OVERDRAFT_UNLIMITED);
+  /** INVALID_ARGUMENT: SetOverdraftLimit with a limit below 0 or above 1e15 minor units. */
+  public static final String OVERDRAFT_LIMIT_OUT_OF_RANGE = of(ErrorReason.ERROR_REASON_OVERDRAFT_LIMIT_OUT_OF_RANGE);
 
   // --- given by the SDK ------------------------------------------------------------------------
   /** A failure made by the gRPC library (connection refused, reset, closed mid-call). */
