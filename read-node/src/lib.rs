@@ -170,7 +170,11 @@ pub async fn run(
     }
 
     let metrics = metrics::Metrics::new(partitions, projection.faults())?;
-    let api = query::QueryApi::new(projection.clone(), shutdown.clone());
+    let api = query::QueryApi::new(
+        projection.clone(),
+        shutdown.clone(),
+        metrics.push_latency.clone(),
+    );
     let grpc_metrics = metrics.grpc.clone();
     if let Some(listener) = metrics_listener {
         let watchers = api.clone();
