@@ -3,6 +3,7 @@
 //! Build the binaries first (`cargo build --bins`; see harness.rs).
 
 mod bad_input;
+mod bootstrap;
 mod grpc_web;
 mod harness;
 mod holds;
