@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "wallet/v1/query.proto",
         "wallet/v1/errors.proto",
         "wallet/internal/v1/peer.proto",
+        "wallet/internal/v1/read_snapshot.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

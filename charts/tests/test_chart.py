@@ -112,13 +112,13 @@ def security_fields(values, crate: str) -> set[str]:
     """The certificate and token settings the chart renders for these values."""
     fields = set()
     if values["tls"]["enabled"]:
-        fields |= {"tls", "peer_tls"} if crate == "write-node" else {"tls", "write_node_tls"}
+        fields |= {"tls", "peer_tls"} if crate == "write-node" else {"tls", "write_node_tls", "bootstrap_tls"}
     if values["auth"]["enabled"]:
         fields |= {"tokens_file"} if crate == "write-node" else {"tokens_file", "write_node_token_file"}
     return fields
 
 
-ALL_SECURITY_FIELDS = {"tls", "peer_tls", "tokens_file", "write_node_tls", "write_node_token_file"}
+ALL_SECURITY_FIELDS = {"tls", "peer_tls", "tokens_file", "write_node_tls", "write_node_token_file", "bootstrap_tls"}
 
 
 @pytest.mark.parametrize(
@@ -496,11 +496,12 @@ def secret_files(pod_spec: dict, c: dict) -> dict[str, tuple[str, str]]:
 
 
 def toml_paths(config: dict) -> dict[str, str]:
-    """Every certificate, key and token file a node config names: setting -> path."""
+    """Every certificate, key and token file a node config names: setting -> path (a TLS
+    table's `domain` is a name to verify, not a file)."""
     paths = {}
     for name, value in config.items():
         if isinstance(value, dict) and name in ALL_SECURITY_FIELDS:
-            paths |= {f"{name}.{k}": v for k, v in value.items()}
+            paths |= {f"{name}.{k}": v for k, v in value.items() if k != "domain"}
         elif name in ALL_SECURITY_FIELDS:
             paths[name] = value
     return paths
@@ -521,7 +522,8 @@ def test_secured_config_paths_are_files_the_pods_mount(values, read_tls):
             "tls.cert": (read_tls, "tls.crt"), "tls.key": (read_tls, "tls.key"), "tls.client_ca": (read_tls, "ca.crt"),
             "write_node_tls.ca": (read_tls, "ca.crt"), "write_node_tls.cert": (read_tls, "tls.crt"),
             "write_node_tls.key": (read_tls, "tls.key"), "tokens_file": (auth, "tokens.toml"),
-            "write_node_token_file": (auth, "read-node.token"),
+            "write_node_token_file": (auth, "read-node.token"), "bootstrap_tls.ca": (read_tls, "ca.crt"),
+            "bootstrap_tls.cert": (read_tls, "tls.crt"), "bootstrap_tls.key": (read_tls, "tls.key"),
         },
     }
     for workload, key in [(write_workload(rendered), "write-node.toml"), (read_workload(rendered), "read-node.toml")]:
@@ -705,7 +707,8 @@ def test_default_render_is_not_open():
     assert set(write) == {write_port} | {values["writeNode"]["metrics"]["port"]}
     assert set(read) == {read_port} | {values["readNode"]["metrics"]["port"]}
     assert admitted(write[write_port]) == ["read", "test", "write"]
-    assert admitted(read[read_port]) == ["test"]
+    # The read pods: new ones copy a serving one's projections (readNode.bootstrapFrom).
+    assert admitted(read[read_port]) == ["read", "test"]
     for port in metrics:
         for rules in (write, read):
             if port in rules and port not in (write_port, read_port):
@@ -745,3 +748,27 @@ def test_insecure_is_an_explicit_opt_in_and_clients_are_listed():
     with helm.Chart.load(CHART) as chart:
         with pytest.raises(helm.HelmValuesError):
             chart.render({"networkPolicy": {"writeClients": [{}]}}, name="demo", namespace=NAMESPACE)
+
+
+def test_new_read_pods_bootstrap_from_the_read_service_unless_told_otherwise():
+    """readNode.bootstrapFrom: "" (default) is the read Service (Ready pods only), a host:port
+    is taken as is, "none" renders no bootstrap_from and keeps read pods from dialling each
+    other; with TLS the source's certificate is checked for the read Service's name."""
+    default = render({})
+    config = default.config("read-node.toml")
+    assert config["bootstrap_from"] == f"demo-wallet-read.{NAMESPACE}.svc.cluster.local:{default.values['readNode']['port']}"
+    assert "bootstrap_tls" not in config
+    assert render({"readNode": {"bootstrapFrom": "read-0.example:50061"}}).config("read-node.toml")[
+        "bootstrap_from"] == "read-0.example:50061"
+    off = render({"readNode": {"bootstrapFrom": "none"}})
+    assert "bootstrap_from" not in off.config("read-node.toml")
+    _, read = policy_rules(off, "read")
+    components = sorted(p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in read[off.values["readNode"]["port"]])
+    assert components == ["test"]
+    secured = render(SECURED).config("read-node.toml")
+    assert secured["bootstrap_tls"]["domain"] == f"demo-wallet-read.{NAMESPACE}.svc.cluster.local"
+    assert "bootstrap_tls" not in render(SECURED | {"readNode": {"bootstrapFrom": "none"}}).config("read-node.toml")
+    with helm.Chart.load(CHART) as chart:
+        for bad in ("read-0", "http://read-0:1", "a b:1"):
+            with pytest.raises(helm.HelmValuesError):
+                chart.render({"readNode": {"bootstrapFrom": bad}}, name="demo", namespace=NAMESPACE)

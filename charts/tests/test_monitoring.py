@@ -40,6 +40,7 @@ ALERTS = {
     "WalletTransfersStuckInFlight", "WalletFsyncSlow", "WalletStoreRoundSlow",
     "WalletWriteVolumeFillingUp", "WalletWriteVolumeFull", "WalletReadNodeLagging",
     "WalletReadPartitionStuck", "WalletReadChainMismatch", "WalletSnapshotFetchFailing",
+    "WalletCommitToPushSlow",
 }
 
 
@@ -239,6 +240,7 @@ def test_dashboard_is_a_grafana_dashboard_for_the_sidecar():
         "process_resident_memory_bytes", "wallet_build_info",  # memory, versions running
         "wallet_projection_lag_entries", "wallet_fsync_duration_seconds_bucket",
         "wallet_store_round_duration_seconds_bucket", "kubelet_volume_stats_available_bytes",
+        "histogram_quantile(0.99, sum by (pod, le) (rate(wallet_commit_to_push_seconds_bucket",
     ]:
         assert needed in exprs, needed
     # The label the sidecar watches is configurable, and so is the namespace.

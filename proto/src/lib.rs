@@ -5,7 +5,8 @@ pub mod v1 {
     tonic::include_proto!("wallet.v1");
 }
 
-/// `wallet.internal.v1`: write-node to write-node transport. Not a client API.
+/// `wallet.internal.v1`: write-node to write-node transport, and read-node to read-node
+/// projection snapshots (`ReadSnapshotService`). Not a client API.
 pub mod internal {
     tonic::include_proto!("wallet.internal.v1");
 }

@@ -32,9 +32,17 @@ pub struct Config {
     /// TLS for dialing the write nodes (`[write_node_tls]` ca, cert, key, domain).
     #[serde(default)]
     pub write_node_tls: Option<security::ClientTls>,
-    /// File with the token sent to the write nodes (it needs the `replicate` scope).
+    /// File with the token sent to the write nodes (it needs the `replicate` scope), and to
+    /// the `bootstrap_from` read node.
     #[serde(default)]
     pub write_node_token_file: Option<PathBuf>,
+    /// A read node (`host:port`) whose projections this node copies when its `data_dir` is
+    /// empty, instead of folding the event log from genesis (`snapshot::fetch`). Unset: fold.
+    #[serde(default)]
+    pub bootstrap_from: Option<String>,
+    /// TLS for dialing `bootstrap_from` (`[bootstrap_tls]` ca, cert, key, domain).
+    #[serde(default)]
+    pub bootstrap_tls: Option<security::ClientTls>,
     /// Calls served at once (a watch counts until it ends); more are shed with
     /// RESOURCE_EXHAUSTED / OVERLOADED. Default `limits::CALLS_IN_FLIGHT_MAX_DEFAULT`.
     #[serde(default = "default_calls_in_flight_max")]
@@ -52,6 +60,16 @@ pub struct Config {
     /// Default 1.0 (`telemetry::logs::TRACE_SAMPLE_RATIO_DEFAULT`).
     #[serde(default = "default_trace_sample_ratio")]
     pub trace_sample_ratio: f64,
+}
+
+/// `host:port`: a non-empty host, a u16 port, no path or whitespace.
+fn is_host_port(authority: &str) -> bool {
+    !authority.is_empty()
+        && !authority.contains('/')
+        && !authority.contains(char::is_whitespace)
+        && authority
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
 }
 
 fn default_trace_sample_ratio() -> f64 {
@@ -81,13 +99,14 @@ impl Config {
         for node in &self.write_nodes {
             let authority = node.strip_prefix("http://").unwrap_or(node);
             ensure!(
-                !authority.is_empty()
-                    && !authority.contains('/')
-                    && !authority.contains(char::is_whitespace)
-                    && authority.rsplit_once(':').is_some_and(|(host, port)| {
-                        !host.is_empty() && port.parse::<u16>().is_ok()
-                    }),
+                is_host_port(authority),
                 "write node {node:?} must be host:port"
+            );
+        }
+        if let Some(source) = &self.bootstrap_from {
+            ensure!(
+                is_host_port(source),
+                "bootstrap_from = {source:?} must be host:port"
             );
         }
         ensure!(
@@ -170,6 +189,8 @@ mod tests {
             "# [tls]",
             "# write_node_token_file = ",
             "# [write_node_tls]",
+            "# bootstrap_from = ",
+            "# [bootstrap_tls]",
         ] {
             assert!(
                 EXAMPLE.contains(shown),
@@ -214,6 +235,8 @@ mod tests {
             grpc_web_origins: Vec::new(),
             write_node_tls: None,
             write_node_token_file: None,
+            bootstrap_from: None,
+            bootstrap_tls: None,
             calls_in_flight_max: crate::limits::CALLS_IN_FLIGHT_MAX_DEFAULT,
             metrics_listen: None,
             otlp_endpoint: String::new(),
@@ -233,6 +256,18 @@ mod tests {
                 .to_string()
                 .contains("host:port")
         );
+        config.write_nodes = vec!["localhost:2".into()];
+        config.bootstrap_from = Some("read-0.read:50061".into());
+        config.validate().unwrap();
+        config.bootstrap_from = Some("read-0.read".into());
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("bootstrap_from")
+        );
+        config.bootstrap_from = None;
         config.write_nodes.clear();
         assert!(config.validate().is_err());
     }

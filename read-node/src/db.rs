@@ -46,6 +46,9 @@ const META_PARTITIONS: &[u8] = b"partitions";
 const DB_FORMAT_V1: &[u8] = b"read-node-v1";
 const DB_FORMAT_V2: &[u8] = b"read-node-v2";
 const DB_FORMAT_V3: &[u8] = b"read-node-v3";
+/// The format this read node reads and writes (`meta/format`), as projection snapshots name it.
+pub const DB_FORMAT: &str = "read-node-v3";
+const _: () = assert!(DB_FORMAT.len() == DB_FORMAT_V3.len());
 
 /// A chain hash of the write nodes' event log (`event_codec::codec::ChainHash`).
 pub type ChainHash = [u8; 32];
@@ -329,6 +332,16 @@ impl ProjectionDb {
                 .with_context(|| format!("flushing column family {name}"))?;
         }
         Ok(())
+    }
+
+    /// A consistent copy of every column family in `path` (which must not exist yet), on the
+    /// same filesystem: SST files hard-linked, the rest copied, memtables flushed first. The
+    /// rows and the checkpoint are written in one batch, so the copy's checkpoint matches its
+    /// rows exactly.
+    pub fn copy_to(&self, path: &Path) -> anyhow::Result<()> {
+        rocksdb::checkpoint::Checkpoint::new(&self.db)
+            .and_then(|checkpoint| checkpoint.create_checkpoint(path))
+            .with_context(|| format!("creating a RocksDB checkpoint in {}", path.display()))
     }
 
     /// Unsynced: RocksDB's WAL survives a process crash, and anything lost to a machine crash

@@ -45,17 +45,11 @@ impl Upstream {
             .map(ClientTls::client_config)
             .transpose()
             .context("write node TLS")?;
-        let token = match &config.write_node_token_file {
-            Some(path) => {
-                let mut value: MetadataValue<Ascii> =
-                    format!("Bearer {}", crate::security::read_token(path)?)
-                        .parse()
-                        .with_context(|| format!("the token in {} is not ASCII", path.display()))?;
-                value.set_sensitive(true);
-                Some(value)
-            }
-            None => None,
-        };
+        let token = config
+            .write_node_token_file
+            .as_deref()
+            .map(crate::security::bearer)
+            .transpose()?;
         let uris = config
             .write_node_uris()?
             .into_iter()

@@ -16,10 +16,12 @@ pub mod metrics;
 pub mod projector;
 pub mod query;
 pub mod security;
+pub mod snapshot;
 
 use std::sync::Arc;
 
 use anyhow::Context;
+use proto::internal::read_snapshot_service_server::ReadSnapshotServiceServer;
 use proto::v1::query_service_server::QueryServiceServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -46,6 +48,9 @@ pub async fn run(
         () = shutdown.cancelled() => return Ok(()),
     };
     let partitions = cluster_applied.len() as u32;
+    if let Some(source) = &config.bootstrap_from {
+        snapshot::fetch::bootstrap(&config, source, partitions, &shutdown).await?;
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let projection = Arc::new(projector::Projection::open(&config.data_dir, partitions)?);
@@ -117,6 +122,8 @@ pub async fn run(
             }
         });
     }
+    // True while SERVING: the node then serves projection snapshots too.
+    let (ready_tx, ready) = tokio::sync::watch::channel(false);
     {
         let mut positions = projection.positions();
         let mut faults = projection.faults().subscribe();
@@ -159,7 +166,9 @@ pub async fn run(
                         .set_service_status(service, ServingStatus::Serving)
                         .await;
                 }
+                ready_tx.send_replace(true);
                 shutdown.cancelled().await;
+                ready_tx.send_replace(false);
             }
             for service in ["", QUERY_SERVICE_NAME] {
                 health_reporter
@@ -170,7 +179,17 @@ pub async fn run(
     }
 
     let metrics = metrics::Metrics::new(partitions, projection.faults())?;
-    let api = query::QueryApi::new(projection.clone(), shutdown.clone());
+    let api = query::QueryApi::new(
+        projection.clone(),
+        shutdown.clone(),
+        metrics.push_latency.clone(),
+    );
+    let snapshots = snapshot::serve::SnapshotServer::new(
+        projection.clone(),
+        ready,
+        &config.data_dir,
+        limits::SNAPSHOTS_SERVED_MAX,
+    )?;
     let grpc_metrics = metrics.grpc.clone();
     if let Some(listener) = metrics_listener {
         let watchers = api.clone();
@@ -204,6 +223,10 @@ pub async fn run(
         .add_service(reflection_v1alpha)
         .add_service(
             QueryServiceServer::new(api).max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX),
+        )
+        .add_service(
+            ReadSnapshotServiceServer::new(snapshots)
+                .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX),
         )
         .serve_with_incoming_shutdown(
             ::security::server::incoming(listener),

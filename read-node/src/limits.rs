@@ -78,6 +78,27 @@ pub const WRITE_NODE_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// index for the partition is abandoned for that node (e.g. its source is cut off from the
 /// leader and stopped applying, without the TCP connection breaking).
 pub const SUBSCRIPTION_STALL: Duration = Duration::from_secs(3);
+/// Projection snapshots (`snapshot/`): fetches one read node serves at once. Each holds a
+/// RocksDB checkpoint (hard links: little space, but the files it pins stay on disk until it
+/// ends) and a reading thread; more are refused with RESOURCE_EXHAUSTED / OVERLOADED.
+pub const SNAPSHOTS_SERVED_MAX: usize = 2;
+/// The RetryInfo delay of a snapshot fetch refused because `SNAPSHOTS_SERVED_MAX` are served.
+pub const SNAPSHOT_RETRY_AFTER: Duration = Duration::from_secs(5);
+/// Bytes of a file in one snapshot message.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+/// Largest snapshot message the receiver accepts (a chunk and its framing).
+pub const SNAPSHOT_MESSAGE_BYTES_MAX: usize = 2 * SNAPSHOT_CHUNK_BYTES;
+/// Messages buffered between the thread reading the checkpoint and the gRPC stream.
+pub const SNAPSHOT_STREAM_BUFFER: usize = 4;
+/// Most files a snapshot header may list (a RocksDB of a few hundred GB has thousands).
+pub const SNAPSHOT_FILES_MAX: usize = 100_000;
+/// Bootstrap (`bootstrap_from`): attempts before the node folds from genesis instead, and the
+/// pause between two.
+pub const BOOTSTRAP_ATTEMPTS: u32 = 3;
+pub const BOOTSTRAP_RETRY_BACKOFF: Duration = Duration::from_secs(1);
+/// Connect timeout towards the bootstrap source, and the longest wait for its next message.
+pub const BOOTSTRAP_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const BOOTSTRAP_MESSAGE_WAIT_MAX: Duration = Duration::from_secs(30);
 /// How long in-flight calls get to finish once shutdown starts.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -95,6 +116,10 @@ const _: () = assert!(
         && CALLS_IN_FLIGHT_MAX_DEFAULT <= CALLS_IN_FLIGHT_MAX_MAX
 );
 const _: () = assert!(RECONNECT_BACKOFF_MIN.as_millis() <= RECONNECT_BACKOFF_MAX.as_millis());
+const _: () = assert!(
+    SNAPSHOT_CHUNK_BYTES < SNAPSHOT_MESSAGE_BYTES_MAX,
+    "a full chunk must fit the receiver's message limit"
+);
 
 #[cfg(test)]
 mod tests {

@@ -29,6 +29,10 @@ struct Args {
     /// RocksDB data directory of the projections.
     #[arg(long, env = "WALLET_READ_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// A read node (HOST:PORT) to copy projections from when the data directory is empty,
+    /// instead of folding the event log from genesis (config: bootstrap_from).
+    #[arg(long, env = "WALLET_READ_BOOTSTRAP_FROM")]
+    bootstrap_from: Option<String>,
     /// Prometheus /metrics address, or "off" (default: the listen port + 1000).
     #[arg(long, env = "WALLET_READ_METRICS_LISTEN")]
     metrics_listen: Option<telemetry::MetricsListen>,
@@ -78,6 +82,9 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
             "data_dir".into(),
             toml::Value::String(data_dir.display().to_string()),
         );
+    }
+    if let Some(source) = &args.bootstrap_from {
+        table.insert("bootstrap_from".into(), toml::Value::String(source.clone()));
     }
     args.server_security.apply(&mut table);
     args.write_node_security.apply(&mut table);

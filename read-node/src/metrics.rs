@@ -6,11 +6,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use telemetry::grpc::GrpcMetrics;
 use tokio::sync::watch;
@@ -21,10 +22,52 @@ pub const SOURCE_POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 pub use crate::faults::PartitionLabels;
 
+/// Upper bounds (seconds) of `wallet_commit_to_push_seconds`: 1 ms to 10 s.
+const COMMIT_TO_PUSH_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// `wallet_commit_to_push_seconds`: from a change's commit (the leader-stamped `timestamp_ms`
+/// of its block) to the moment a watch stream handed it to gRPC. Observed once per live update
+/// pushed to one watcher (a change two watchers see counts twice; snapshots and history
+/// replays are not pushes of a new commit and are not observed), so nothing is spent when
+/// nobody watches. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct PushLatency {
+    histogram: Histogram,
+}
+
+impl Default for PushLatency {
+    fn default() -> PushLatency {
+        PushLatency {
+            histogram: Histogram::new(COMMIT_TO_PUSH_BUCKETS),
+        }
+    }
+}
+
+impl PushLatency {
+    /// One update committed at `committed_ms` (Unix milliseconds) pushed now. A commit stamp
+    /// ahead of this node's clock counts as 0.
+    pub fn observe_pushed(&self, committed_ms: u64) {
+        self.histogram
+            .observe(seconds_since(committed_ms, SystemTime::now()));
+    }
+}
+
+/// Seconds from `committed_ms` (Unix milliseconds) to `now`, 0 when `now` is earlier.
+fn seconds_since(committed_ms: u64, now: SystemTime) -> f64 {
+    let now_ms = now.duration_since(UNIX_EPOCH).map_or(0, |since| {
+        since.as_millis().min(u128::from(u64::MAX)) as u64
+    });
+    now_ms.saturating_sub(committed_ms) as f64 / 1_000.0
+}
+
 /// Every series of a read node.
 pub struct Metrics {
     pub registry: Registry,
     pub grpc: GrpcMetrics,
+    /// Handed to the QueryService, which observes every push.
+    pub push_latency: PushLatency,
     projected: Family<PartitionLabels, Gauge>,
     source: Family<PartitionLabels, Gauge>,
     lag: Family<PartitionLabels, Gauge>,
@@ -86,9 +129,17 @@ impl Metrics {
             "WatchBalances and WatchTransfer streams this read node serves",
             watchers.clone(),
         );
+        let push_latency = PushLatency::default();
+        registry.register(
+            "wallet_commit_to_push_seconds",
+            "From a change's commit (its block's leader-stamped time) to its push to a \
+             watcher, once per update pushed to each watcher (clamped at 0)",
+            push_latency.histogram.clone(),
+        );
         Ok(Metrics {
             registry,
             grpc,
+            push_latency,
             process,
             projected,
             source,
@@ -170,5 +221,19 @@ impl Metrics {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_latency_is_the_time_since_the_commit_clamped_at_zero() {
+        let now = UNIX_EPOCH + Duration::from_millis(10_000);
+        assert_eq!(seconds_since(7_500, now), 2.5);
+        assert_eq!(seconds_since(10_000, now), 0.0);
+        // A commit stamped ahead of this node's clock (skew): 0, not negative.
+        assert_eq!(seconds_since(12_000, now), 0.0);
     }
 }

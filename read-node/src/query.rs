@@ -24,6 +24,7 @@ use crate::error::{ApiError, ReadApiError as _};
 use crate::faults::FaultKind;
 use crate::fold::preferred_transfer;
 use crate::limits;
+use crate::metrics::PushLatency;
 use crate::projector::{Projection, Update};
 
 /// The page token format: `h1.<sequence>`, the newest sequence the page starts at.
@@ -98,14 +99,21 @@ pub struct QueryApi {
     projection: Arc<Projection>,
     watchers: Arc<Semaphore>,
     shutdown: CancellationToken,
+    push_latency: PushLatency,
 }
 
 impl QueryApi {
-    pub fn new(projection: Arc<Projection>, shutdown: CancellationToken) -> QueryApi {
+    /// `push_latency` is observed once per live update a watch stream pushes.
+    pub fn new(
+        projection: Arc<Projection>,
+        shutdown: CancellationToken,
+        push_latency: PushLatency,
+    ) -> QueryApi {
         QueryApi {
             projection,
             watchers: Arc::new(Semaphore::new(limits::WATCHERS_MAX)),
             shutdown,
+            push_latency,
         }
     }
 
@@ -371,6 +379,7 @@ impl QueryService for QueryApi {
             projection: self.projection.clone(),
             tx,
             last: HashMap::new(),
+            push_latency: self.push_latency.clone(),
         };
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
@@ -408,17 +417,27 @@ impl QueryService for QueryApi {
             .collect();
         let (tx, rx) = mpsc::channel(limits::WATCH_BUFFER);
         let shutdown = self.shutdown.clone();
+        let push_latency = self.push_latency.clone();
         tokio::spawn(async move {
             let _permit = permit;
             // (source partition, version) of the row last sent.
             let mut sent: Option<(u32, u32)> = None;
+            // Whether `rows` changed from the live feed since the last send (the first send
+            // shows what was stored when the watch began: not a push of a new commit).
+            let mut live_change = false;
             loop {
                 if let Some(row) = preferred_transfer(rows.values().cloned())
                     && sent != Some((row.source_partition, row.version))
                 {
                     sent = Some((row.source_partition, row.version));
                     let update = convert::transfer_update(&row);
-                    if tx.send(Ok(update)).await.is_err() || row.state.is_final() {
+                    if tx.send(Ok(update)).await.is_err() {
+                        return;
+                    }
+                    if live_change {
+                        push_latency.observe_pushed(row.timestamp_ms);
+                    }
+                    if row.state.is_final() {
                         return;
                     }
                 }
@@ -461,6 +480,7 @@ impl QueryService for QueryApi {
                     .is_none_or(|known| received.version > known.version);
                 if newer {
                     rows.insert(received.source_partition, (*received).clone());
+                    live_change = true;
                 }
             }
         });
@@ -771,6 +791,7 @@ struct BalanceWatcher {
     tx: mpsc::Sender<Result<pb::BalanceUpdate, Status>>,
     /// Last sequence sent (or known to the client) per watched account.
     last: HashMap<String, u64>,
+    push_latency: PushLatency,
 }
 
 impl BalanceWatcher {
@@ -847,6 +868,7 @@ impl BalanceWatcher {
             if self.tx.send(Ok((*update).clone())).await.is_err() {
                 return;
             }
+            self.push_latency.observe_pushed(balance.timestamp_ms);
         }
     }
 

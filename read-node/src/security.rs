@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use security::{AuthLayer, Secured, TokenTable};
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Server;
 
 use crate::config::Config;
@@ -71,6 +72,15 @@ pub fn prepare(config: &Config) -> anyhow::Result<Secured> {
         auth: AuthLayer::new(tokens, None),
         web_origins: config.grpc_web_origins.clone(),
     })
+}
+
+/// The `authorization` value (`Bearer <token>`, marked sensitive) for the token in `path`.
+pub fn bearer(path: &std::path::Path) -> anyhow::Result<MetadataValue<Ascii>> {
+    let mut value: MetadataValue<Ascii> = format!("Bearer {}", read_token(path)?)
+        .parse()
+        .with_context(|| format!("the token in {} is not ASCII", path.display()))?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// Reads the token file for the write nodes: one line, surrounding whitespace ignored.

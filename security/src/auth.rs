@@ -199,6 +199,11 @@ pub fn required_access(path: &str) -> Access {
         ("wallet.v1.WalletService", "GetAccount" | "GetTransfer") => Access::Token(&[Scope::Read]),
         ("wallet.v1.QueryService", _) => Access::Token(&[Scope::Read]),
         ("wallet.v1.EventLogService", "Subscribe") => Access::Token(&[Scope::Replicate]),
+        // A read node copying another's projections (bootstrap): every balance and transfer,
+        // which the event log a `replicate` token reads carries too.
+        ("wallet.internal.v1.ReadSnapshotService", _) => {
+            Access::Token(&[Scope::Admin, Scope::Replicate])
+        }
         // Read nodes learn the partition count here before they subscribe.
         ("wallet.v1.ClusterService", "GetClusterStatus") => {
             Access::Token(&[Scope::Admin, Scope::Replicate])
@@ -517,6 +522,10 @@ mod tests {
                 "/wallet.v1.ClusterService/GetClusterStatus",
                 Access::Token(&[Admin, Replicate]),
             ),
+            (
+                "/wallet.internal.v1.ReadSnapshotService/FetchProjectionSnapshot",
+                Access::Token(&[Admin, Replicate]),
+            ),
             ("/wallet.v1.WalletService/Unknown", Access::Token(&[Admin])),
             ("/x", Access::Token(&[Admin])),
         ] {
@@ -555,6 +564,7 @@ mod tests {
             "/wallet.v1.QueryService/BatchGetTransfers",
             "/wallet.v1.ClusterService/GetClusterStatus",
             "/wallet.v1.EventLogService/Subscribe",
+            "/wallet.internal.v1.ReadSnapshotService/FetchProjectionSnapshot",
             "/wallet.v1.WalletService/Unknown",
         ] {
             assert!(!checks_accounts(path), "{path}");

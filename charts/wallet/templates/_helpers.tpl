@@ -103,6 +103,13 @@ insecure = true
 {{- define "wallet.write.clientHost" -}}
 {{- printf "%s.%s.svc.%s" (include "wallet.write.name" .) .Release.Namespace .Values.clusterDomain -}}
 {{- end -}}
+{{- /* The read node a new read pod bootstraps from (readNode.bootstrapFrom): "" means the
+       read Service, "none" nothing (renders empty). */ -}}
+{{- define "wallet.read.bootstrapFrom" -}}
+{{- $from := .Values.readNode.bootstrapFrom -}}
+{{- if eq $from "" -}}{{ include "wallet.read.clientEndpoint" . }}{{- else if ne $from "none" -}}{{ $from }}{{- end -}}
+{{- end -}}
+
 {{- define "wallet.read.clientHost" -}}
 {{- printf "%s.%s.svc.%s" (include "wallet.read.name" .) .Release.Namespace .Values.clusterDomain -}}
 {{- end -}}

@@ -36,11 +36,17 @@ impl ReadNode {
 
     /// `start`, with `extra_args` given to the read node.
     pub fn start_with(cluster: &Cluster, extra_args: Vec<String>) -> ReadNode {
+        ReadNode::start_named(cluster, "read-node", extra_args)
+    }
+
+    /// A read node of its own, `name`: data directory and log named after it, so several can
+    /// follow one cluster.
+    pub fn start_named(cluster: &Cluster, name: &str, extra_args: Vec<String>) -> ReadNode {
         let node = ReadNode {
             port: free_port(),
             metrics_port: free_port(),
-            data_dir: cluster.dir.path().join("read-node"),
-            log_path: cluster.dir.path().join("read-node.log"),
+            data_dir: cluster.dir.path().join(name),
+            log_path: cluster.dir.path().join(format!("{name}.log")),
             write_nodes: cluster.write_nodes(),
             extra_args,
             child: Mutex::new(None),
@@ -138,6 +144,11 @@ impl ReadNode {
                     .parse()
                     .ok()
             })
+    }
+
+    /// The read node's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
     pub fn log_tail(&self) -> String {

@@ -3,6 +3,7 @@
 //! Build the binaries first (`cargo build --bins`; see harness.rs).
 
 mod bad_input;
+mod bootstrap;
 mod grpc_web;
 mod harness;
 mod holds;
@@ -526,7 +527,7 @@ async fn pushes_survive_read_node_restart_leader_kill_and_source_kill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_to_push_latency() {
     // One partition: the single-partition path, one leader to send every transfer to.
-    let (cluster, _read, query) = start_all(1).await;
+    let (cluster, read, query) = start_all(1).await;
     open_accounts(
         &cluster,
         &[("issuer", "USD", true), ("carol", "USD", false)],
@@ -582,6 +583,26 @@ async fn commit_to_push_latency() {
     assert!(
         ack_p99 < Duration::from_secs(1),
         "ack->push p99 {ack_p99:?}"
+    );
+    // The read node measured the same pushes: one observation per update pushed to the one
+    // watcher (the snapshot is not a push), each at most the send->push time plus clock skew.
+    let pushes = after_send.len() as f64;
+    let deadline = Instant::now() + WAIT_MAX;
+    let (count, sum) = loop {
+        let scrape = testkit::metrics::scrape(read.metrics_port);
+        let count = testkit::metrics::sum(&scrape, "wallet_commit_to_push_seconds_count", &[]);
+        let sum = testkit::metrics::sum(&scrape, "wallet_commit_to_push_seconds_sum", &[]);
+        // The observation follows the hand-off to the stream: the last may trail the client.
+        if count >= pushes || Instant::now() > deadline {
+            break (count, sum);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(count, pushes, "wallet_commit_to_push_seconds_count");
+    let slowest: Duration = after_send.iter().copied().max().unwrap_or_default();
+    assert!(
+        sum <= pushes * (slowest.as_secs_f64() + 1.0),
+        "wallet_commit_to_push_seconds_sum {sum} for {pushes} pushes, the slowest {slowest:?}"
     );
 }
 
