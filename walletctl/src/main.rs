@@ -5,6 +5,7 @@
 //! command; the commands' bodies live in the other modules.
 
 mod audit;
+mod backup;
 mod dev;
 mod health;
 mod output;
@@ -32,6 +33,9 @@ const EXIT_FAILURE: u8 = 1;
 
 /// Exit status when the outcome is unknown: the same command (same `--id`) must be retried.
 const EXIT_INDEFINITE: u8 = 3;
+
+/// Upper bound on `restore --nodes` (raft groups of every node in every partition).
+const NODES_MAX: u64 = 15;
 
 /// Upper bound on `dev --partitions`, to catch typos before three nodes are started.
 const PARTITIONS_MAX: u32 = 256;
@@ -199,16 +203,47 @@ enum Command {
         /// The node's data directory (read-only; the node may be running).
         #[arg(
             long,
-            required_unless_present = "endpoint",
-            conflicts_with = "endpoint"
+            required_unless_present_any = ["endpoint", "backup"],
+            conflicts_with_all = ["endpoint", "backup"]
         )]
         data_dir: Option<PathBuf>,
         /// Or a live write node (host:port), whose event stream is checked instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "backup")]
         endpoint: Option<String>,
+        /// Or a backup directory (`walletctl backup`), checked offline: every chain link,
+        /// conservation after every block, each partition's state against the manifest.
+        #[arg(long, conflicts_with = "partitions")]
+        backup: Option<PathBuf>,
         /// Only these partitions (repeat the flag); all when absent.
         #[arg(long = "partition")]
         partitions: Vec<u32>,
+    },
+    /// Back up a running cluster without stopping writes: every partition's event log (with
+    /// its hash chain) from genesis to the highest applied index a node reports at the
+    /// start, streamed from any write node (--endpoints), into a new directory with a
+    /// manifest. The directory appears only once complete.
+    Backup {
+        /// The backup directory to create (it must not exist).
+        #[arg(long)]
+        out: PathBuf,
+        /// Only these partitions (repeat the flag); all when absent. A partial backup
+        /// verifies but cannot be restored.
+        #[arg(long = "partition")]
+        partitions: Vec<u32>,
+    },
+    /// Build the data directories of a new cluster from a backup (offline): OUT/node-1 to
+    /// OUT/node-N, each starting at the backup's positions. Start write node i with
+    /// --node-id i, the backup's partition count and --data-dir OUT/node-i.
+    Restore {
+        /// The backup directory (`walletctl backup`).
+        #[arg(long)]
+        backup: PathBuf,
+        /// Where to write the nodes' directories (absent or empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Write nodes in the new cluster.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=NODES_MAX))]
+        nodes: u64,
     },
     /// An account's balance changes, newest first, one page at a time.
     History {
@@ -427,19 +462,52 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
         Command::Verify {
             data_dir,
             endpoint,
+            backup,
             partitions,
         } => {
-            let ok = match (data_dir, endpoint) {
-                (Some(data_dir), _) => {
+            let ok = match (data_dir, endpoint, backup) {
+                (Some(data_dir), _, _) => {
                     tokio::task::block_in_place(|| audit::verify(&data_dir, &partitions, out))?
                 }
-                (None, Some(endpoint)) => {
+                (None, Some(endpoint), _) => {
                     let node = access.live_node(endpoint)?;
                     audit::verify_live(&node, &partitions, out).await?
                 }
-                (None, None) => unreachable!("clap requires one of --data-dir, --endpoint"),
+                (None, None, Some(dir)) => {
+                    tokio::task::block_in_place(|| backup::verify(&dir, out))?
+                }
+                (None, None, None) => {
+                    unreachable!("clap requires one of --data-dir, --endpoint, --backup")
+                }
             };
             if ok { Ok(()) } else { Err(Failure::Reported) }
+        }
+        Command::Backup {
+            out: dir,
+            partitions,
+        } => {
+            let nodes = endpoints
+                .into_iter()
+                .filter(|endpoint| !endpoint.trim().is_empty())
+                .map(|endpoint| access.live_node(endpoint))
+                .collect::<Result<Vec<_>, _>>()?;
+            if nodes.is_empty() {
+                return Err(anyhow::anyhow!("--endpoints names no node").into());
+            }
+            let request = backup::BackupRequest {
+                out: dir,
+                partitions,
+            };
+            backup::backup(&nodes, &request, out).await?;
+            Ok(())
+        }
+        Command::Restore {
+            backup: dir,
+            out: data,
+            nodes,
+        } => {
+            tokio::task::block_in_place(|| backup::restore(&dir, &data, nodes, out))?;
+            Ok(())
         }
         Command::Balance {
             account,
