@@ -19,12 +19,40 @@ const PARTITION_ATTEMPTS_MAX: u32 = 10;
 /// Pause before the next attempt at a partition.
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
 
+/// Names of the backups `--under` creates: this, then the UTC time.
+const DATED_PREFIX: &str = "backup-";
+
 /// What `backup` was asked for.
 pub struct BackupRequest {
-    /// The backup directory to create (must not exist).
-    pub out: PathBuf,
+    pub target: Target,
     /// Only these partitions; all when empty.
     pub partitions: Vec<u32>,
+}
+
+/// Where a backup goes.
+pub enum Target {
+    /// This directory, which must not exist.
+    Dir(PathBuf),
+    /// A new `backup-<UTC time>` directory in `root`; then all but the newest `keep` of them
+    /// are deleted.
+    Dated { root: PathBuf, keep: Option<u64> },
+}
+
+impl Target {
+    /// The directory to create.
+    fn dir(&self) -> anyhow::Result<PathBuf> {
+        match self {
+            Target::Dir(dir) => Ok(dir.clone()),
+            Target::Dated { root, .. } => {
+                std::fs::create_dir_all(root)
+                    .with_context(|| format!("creating {}", root.display()))?;
+                let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
+                // Colons are awkward in file names; the names still sort by time.
+                let stamp = now.to_string().replace(':', "-");
+                Ok(root.join(format!("{DATED_PREFIX}{stamp}")))
+            }
+        }
+    }
 }
 
 /// `walletctl backup`: every selected partition's event log from genesis up to the highest
@@ -35,31 +63,64 @@ pub async fn backup(
     request: &BackupRequest,
     out: &Output,
 ) -> anyhow::Result<()> {
+    let dir = request.target.dir()?;
     ensure!(
-        !request.out.exists(),
+        !dir.exists(),
         "{} exists: a backup goes into a new directory",
-        request.out.display()
+        dir.display()
     );
     let positions = positions(nodes).await?;
     let partitions = audit::selected(&request.partitions, positions.len() as u32)?;
-    let building = backup::sibling(&request.out, "partial")?;
+    let building = backup::sibling(&dir, "partial")?;
     std::fs::create_dir_all(&building)
         .with_context(|| format!("creating {}", building.display()))?;
     let written = write_backup(nodes, &positions, &partitions, &building, out)
         .await
         .and_then(|manifest| {
             sync_dir(&building)?;
-            std::fs::rename(&building, &request.out).with_context(|| {
-                format!("moving {} to {}", building.display(), request.out.display())
-            })?;
+            std::fs::rename(&building, &dir)
+                .with_context(|| format!("moving {} to {}", building.display(), dir.display()))?;
             Ok(manifest)
         });
     if written.is_err() {
         let _ = std::fs::remove_dir_all(&building);
     }
     let manifest = written?;
-    report_backup(&request.out, &manifest, out);
+    report_backup(&dir, &manifest, out);
+    if let Target::Dated {
+        root,
+        keep: Some(keep),
+    } = &request.target
+    {
+        prune(root, *keep as usize)?;
+    }
     Ok(())
+}
+
+/// Deletes all but the newest `keep` complete dated backups in `root`, and the unfinished
+/// ones of earlier runs (`.backup-*.partial-*`: a run that was stopped).
+fn prune(root: &Path, keep: usize) -> anyhow::Result<()> {
+    let mut complete = Vec::new();
+    for entry in std::fs::read_dir(root).with_context(|| format!("reading {}", root.display()))? {
+        let entry = entry.with_context(|| format!("reading {}", root.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(DATED_PREFIX) && entry.path().join(backup::MANIFEST_FILE).exists() {
+            complete.push(entry.path());
+        } else if name.starts_with(&format!(".{DATED_PREFIX}")) && name.contains(".partial-") {
+            remove(&entry.path())?;
+        }
+    }
+    complete.sort();
+    let excess = complete.len().saturating_sub(keep);
+    for old in &complete[..excess] {
+        remove(old)?;
+    }
+    Ok(())
+}
+
+fn remove(dir: &Path) -> anyhow::Result<()> {
+    tracing::info!(dir = %dir.display(), "deleting an old backup");
+    std::fs::remove_dir_all(dir).with_context(|| format!("deleting {}", dir.display()))
 }
 
 /// The index to back each partition up to: the highest applied index any node reports.

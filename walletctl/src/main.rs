@@ -224,8 +224,16 @@ enum Command {
     /// manifest. The directory appears only once complete.
     Backup {
         /// The backup directory to create (it must not exist).
+        #[arg(long, required_unless_present = "under", conflicts_with = "under")]
+        out: Option<PathBuf>,
+        /// Or a directory to create the backup in, as `backup-<UTC time>` (a scheduled
+        /// backup's volume).
         #[arg(long)]
-        out: PathBuf,
+        under: Option<PathBuf>,
+        /// With --under: then delete all but the newest KEEP complete backups there (and any
+        /// unfinished one a stopped run left).
+        #[arg(long, requires = "under", value_parser = clap::value_parser!(u64).range(1..))]
+        keep: Option<u64>,
         /// Only these partitions (repeat the flag); all when absent. A partial backup
         /// verifies but cannot be restored.
         #[arg(long = "partition")]
@@ -484,8 +492,15 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
         }
         Command::Backup {
             out: dir,
+            under,
+            keep,
             partitions,
         } => {
+            let target = match (dir, under) {
+                (Some(dir), _) => backup::Target::Dir(dir),
+                (None, Some(root)) => backup::Target::Dated { root, keep },
+                (None, None) => unreachable!("clap requires one of --out, --under"),
+            };
             let nodes = endpoints
                 .into_iter()
                 .filter(|endpoint| !endpoint.trim().is_empty())
@@ -494,10 +509,7 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
             if nodes.is_empty() {
                 return Err(anyhow::anyhow!("--endpoints names no node").into());
             }
-            let request = backup::BackupRequest {
-                out: dir,
-                partitions,
-            };
+            let request = backup::BackupRequest { target, partitions };
             backup::backup(&nodes, &request, out).await?;
             Ok(())
         }

@@ -338,6 +338,36 @@ async fn backup_damage_is_found_by_verify_and_refused_by_restore() {
     assert_eq!(code, 1, "{value}");
     assert!(value.to_string().contains("exists"), "{value}");
 
+    // Scheduled backups: dated directories, the newest `--keep` kept.
+    let root = work.path().join("scheduled");
+    for _ in 0..3 {
+        let (code, value) = walletctl_value(&[
+            "--endpoints",
+            &cluster.write_nodes(),
+            "backup",
+            "--under",
+            path(&root),
+            "--keep",
+            "2",
+        ]);
+        assert_eq!(code, 0, "{value}");
+    }
+    let kept: Vec<_> = std::fs::read_dir(&root)
+        .expect("read dir")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(
+        kept.iter().all(|name| name.starts_with("backup-")),
+        "{kept:?}"
+    );
+
     let truncated = damaged_copy(&backup, "truncated", |file| {
         let bytes = std::fs::read(file).expect("read");
         std::fs::write(file, &bytes[..bytes.len() - 5]).expect("write");
