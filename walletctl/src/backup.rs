@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use serde_json::{Value, json};
-use write_node::backup::{self, Manifest, PartitionManifest, PartitionWriter};
+use write_node::backup::{self, Manifest, PartitionManifest, PartitionWriter, RestoredNode};
 
 use crate::audit::{self, Followed, LiveNode};
 use crate::output::Output;
@@ -310,14 +310,34 @@ pub fn verify(dir: &Path, out: &Output) -> anyhow::Result<bool> {
     Ok(all_ok)
 }
 
-/// `walletctl restore`: the data directories of a new cluster of `nodes` write nodes.
-pub fn restore(backup_dir: &Path, out_dir: &Path, nodes: u64, out: &Output) -> anyhow::Result<()> {
-    let restored = backup::restore(backup_dir, out_dir, nodes)?;
+/// Where `restore` writes the new nodes' data.
+pub enum Targets {
+    /// `DIR/node-1` to `DIR/node-N`.
+    Under(PathBuf, u64),
+    /// Each node id's own directory.
+    Each(Vec<(u64, PathBuf)>),
+}
+
+/// `walletctl restore`: the data directories of a new cluster.
+pub fn restore(backup_dir: &Path, targets: Targets, out: &Output) -> anyhow::Result<()> {
+    let restored = match targets {
+        Targets::Under(dir, nodes) => backup::restore_under(backup_dir, &dir, nodes)?,
+        Targets::Each(dirs) => {
+            let nodes: Vec<RestoredNode> = dirs
+                .into_iter()
+                .map(|(node_id, data_dir)| RestoredNode { node_id, data_dir })
+                .collect();
+            backup::restore(backup_dir, &nodes)?;
+            nodes
+        }
+    };
     let manifest = Manifest::read(backup_dir)?;
     if out.is_json() {
         let nodes: Vec<Value> = restored
             .iter()
-            .map(|node| json!({ "node_id": node.node_id, "data_dir": node.data_dir.display().to_string() }))
+            .map(|node| {
+                json!({ "node_id": node.node_id, "data_dir": node.data_dir.display().to_string() })
+            })
             .collect();
         out.json_line(&json!({
             "ok": true,
@@ -337,7 +357,7 @@ pub fn restore(backup_dir: &Path, out_dir: &Path, nodes: u64, out: &Output) -> a
         );
     }
     println!(
-        "restored {} partitions into {} nodes",
+        "restored {} partitions for {} nodes",
         manifest.partition_count,
         restored.len()
     );

@@ -239,19 +239,24 @@ enum Command {
         #[arg(long = "partition")]
         partitions: Vec<u32>,
     },
-    /// Build the data directories of a new cluster from a backup (offline): OUT/node-1 to
-    /// OUT/node-N, each starting at the backup's positions. Start write node i with
-    /// --node-id i, the backup's partition count and --data-dir OUT/node-i.
+    /// Build the data directories of a new cluster from a backup (offline), each starting
+    /// at the backup's positions: OUT/node-1 to OUT/node-N (--out, --nodes), or one
+    /// directory per node (--node-dir, e.g. each write pod's volume). Start write node i with
+    /// --node-id i, the backup's partition count and its directory as --data-dir.
     Restore {
         /// The backup directory (`walletctl backup`).
         #[arg(long)]
         backup: PathBuf,
         /// Where to write the nodes' directories (absent or empty).
-        #[arg(long)]
-        out: PathBuf,
-        /// Write nodes in the new cluster.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=NODES_MAX))]
-        nodes: u64,
+        #[arg(long, requires = "nodes", conflicts_with = "node_dirs")]
+        out: Option<PathBuf>,
+        /// Write nodes in the new cluster (ids 1 to N), with --out.
+        #[arg(long, requires = "out", value_parser = clap::value_parser!(u64).range(1..=NODES_MAX))]
+        nodes: Option<u64>,
+        /// Or ID=DIR for every node of the new cluster (repeat the flag): node ID's data
+        /// directory, absent or empty. The cluster's voters are exactly these ids.
+        #[arg(long = "node-dir", value_parser = parse_node_dir, required_unless_present = "out")]
+        node_dirs: Vec<(u64, PathBuf)>,
     },
     /// An account's balance changes, newest first, one page at a time.
     History {
@@ -517,8 +522,13 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
             backup: dir,
             out: data,
             nodes,
+            node_dirs,
         } => {
-            tokio::task::block_in_place(|| backup::restore(&dir, &data, nodes, out))?;
+            let targets = match (data, nodes) {
+                (Some(data), Some(nodes)) => backup::Targets::Under(data, nodes),
+                _ => backup::Targets::Each(node_dirs),
+            };
+            tokio::task::block_in_place(|| backup::restore(&dir, targets, out))?;
             Ok(())
         }
         Command::Balance {
@@ -679,6 +689,22 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// `--node-dir ID=DIR`.
+fn parse_node_dir(text: &str) -> Result<(u64, PathBuf), String> {
+    let (id, dir) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected ID=DIR"))?;
+    let id = id
+        .parse::<u64>()
+        .ok()
+        .filter(|id| (1..=NODES_MAX).contains(id))
+        .ok_or_else(|| format!("{text:?}: the node id must be 1 to {NODES_MAX}"))?;
+    if dir.is_empty() {
+        return Err(format!("{text:?}: no directory"));
+    }
+    Ok((id, PathBuf::from(dir)))
 }
 
 async fn connect(endpoints: Vec<String>, access: &AccessArgs) -> Result<WalletClient, Failure> {

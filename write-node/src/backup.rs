@@ -538,21 +538,47 @@ pub fn missing_partitions(manifest: &Manifest) -> Vec<u32> {
         .collect()
 }
 
-/// A node's data directory written by [`restore`].
-#[derive(Clone, Debug)]
+/// A new node's data directory for [`restore`]: its node id and where its data goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RestoredNode {
     pub node_id: u64,
     pub data_dir: PathBuf,
 }
 
-/// Builds the data directories of a new cluster of `nodes` write nodes (ids 1 to `nodes`,
-/// `out/node-<id>`) whose every partition starts at the backup's state: start the nodes with
-/// those ids, the same partition count and `--data-dir out/node-<id>`. `out` must be absent
-/// or empty; the directories are built beside it and moved into place only when complete,
-/// so a failed restore leaves nothing. Every block is checked again against the chain and
-/// every partition against its manifest entry.
-pub fn restore(backup: &Path, out: &Path, nodes: u64) -> anyhow::Result<Vec<RestoredNode>> {
+/// [`restore`] into `out/node-<id>` for node ids 1 to `nodes`. `out` must be absent or an
+/// empty directory; a failed restore leaves it as it was.
+pub fn restore_under(backup: &Path, out: &Path, nodes: u64) -> anyhow::Result<Vec<RestoredNode>> {
     ensure!(nodes >= 1, "a cluster needs at least one node");
+    refuse_non_empty(out)?;
+    let created = !out.exists();
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let targets: Vec<RestoredNode> = (1..=nodes)
+        .map(|node_id| RestoredNode {
+            node_id,
+            data_dir: out.join(format!("node-{node_id}")),
+        })
+        .collect();
+    let restored = restore(backup, &targets);
+    if restored.is_err() && created {
+        let _ = std::fs::remove_dir_all(out);
+    }
+    restored.map(|()| targets)
+}
+
+/// Builds the data directories of a new cluster whose voters are `nodes`' ids (start each
+/// node with its id, the backup's partition count and its directory): every partition starts
+/// at the backup's state. Each directory must be absent or empty; each is built beside its
+/// place and moved there only once all are complete, so a failed restore leaves nothing. Every
+/// block is checked again against the chain and every partition against its manifest entry.
+pub fn restore(backup: &Path, nodes: &[RestoredNode]) -> anyhow::Result<()> {
+    let mut ids: Vec<u64> = nodes.iter().map(|node| node.node_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ensure!(
+        !nodes.is_empty() && ids.len() == nodes.len() && ids[0] >= 1,
+        "node ids must be distinct and at least 1: {:?}",
+        nodes.iter().map(|node| node.node_id).collect::<Vec<_>>()
+    );
     let manifest = Manifest::read(backup)?;
     let missing = missing_partitions(&manifest);
     ensure!(
@@ -560,28 +586,50 @@ pub fn restore(backup: &Path, out: &Path, nodes: u64) -> anyhow::Result<Vec<Rest
         "the backup lacks partitions {missing:?} of {}: a cluster is restored whole",
         manifest.partition_count
     );
-    refuse_non_empty(out)?;
-    let building = sibling(out, "restoring")?;
-    let built = build_nodes(backup, &manifest, &building, nodes);
-    let restored = built.and_then(|restored| {
-        if out.exists() {
-            std::fs::remove_dir(out).with_context(|| format!("replacing {}", out.display()))?;
-        }
-        std::fs::rename(&building, out)
-            .with_context(|| format!("moving {} to {}", building.display(), out.display()))?;
-        Ok(restored)
-    });
-    if restored.is_err() {
-        let _ = std::fs::remove_dir_all(&building);
+    for node in nodes {
+        refuse_non_empty(&node.data_dir)?;
     }
-    let restored = restored?;
-    Ok(restored
-        .into_iter()
-        .map(|node| RestoredNode {
-            data_dir: out.join(node_dir_name(node.node_id)),
-            ..node
-        })
-        .collect())
+    let mut building = Vec::new();
+    for node in nodes {
+        building.push(RestoredNode {
+            node_id: node.node_id,
+            data_dir: sibling(&node.data_dir, "restoring")?,
+        });
+    }
+    let restored = build_nodes(backup, &manifest, &building, &ids)
+        .and_then(|()| move_into_place(&building, nodes));
+    if restored.is_err() {
+        for node in &building {
+            let _ = std::fs::remove_dir_all(&node.data_dir);
+        }
+    }
+    restored
+}
+
+/// Renames each built directory onto its (absent or empty) place.
+/// If one fails, the ones already moved are deleted again: all or nothing.
+fn move_into_place(building: &[RestoredNode], nodes: &[RestoredNode]) -> anyhow::Result<()> {
+    for (moved, (built, node)) in building.iter().zip(nodes).enumerate() {
+        let renamed = std::fs::remove_dir(&node.data_dir)
+            .or_else(|error| match error.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(error),
+            })
+            .and_then(|()| std::fs::rename(&built.data_dir, &node.data_dir));
+        if let Err(error) = renamed {
+            for node in &nodes[..moved] {
+                let _ = std::fs::remove_dir_all(&node.data_dir);
+            }
+            return Err(error).with_context(|| {
+                format!(
+                    "moving {} to {}",
+                    built.data_dir.display(),
+                    node.data_dir.display()
+                )
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a path that exists and is not an empty directory.
@@ -620,32 +668,28 @@ pub fn sibling(path: &Path, purpose: &str) -> anyhow::Result<PathBuf> {
     Ok(sibling)
 }
 
-fn node_dir_name(node_id: u64) -> String {
-    format!("node-{node_id}")
-}
-
 fn build_nodes(
     backup: &Path,
     manifest: &Manifest,
-    building: &Path,
-    nodes: u64,
-) -> anyhow::Result<Vec<RestoredNode>> {
-    let voters: Vec<u64> = (1..=nodes).collect();
+    nodes: &[RestoredNode],
+    voters: &[u64],
+) -> anyhow::Result<()> {
     let mut dbs = Vec::new();
-    let mut restored = Vec::new();
-    for &node_id in &voters {
-        let data_dir = building.join(node_dir_name(node_id));
-        dbs.push(Db::open(&data_dir, node_id, manifest.partition_count)?);
-        restored.push(RestoredNode { node_id, data_dir });
+    for node in nodes {
+        dbs.push(Db::open(
+            &node.data_dir,
+            node.node_id,
+            manifest.partition_count,
+        )?);
     }
     for entry in &manifest.partitions {
-        restore_partition(backup, entry, &dbs, &voters)
+        restore_partition(backup, entry, &dbs, voters)
             .with_context(|| format!("restoring partition {}", entry.partition))?;
     }
     for db in &dbs {
         db.flush()?;
     }
-    Ok(restored)
+    Ok(())
 }
 
 /// Writes one partition into every new node's database: its blocks (checked on the way),

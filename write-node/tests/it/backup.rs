@@ -421,6 +421,29 @@ async fn backup_damage_is_found_by_verify_and_refused_by_restore() {
     ]);
     assert_eq!(code, 1, "{value}");
     assert!(value.to_string().contains("not empty"), "{value}");
+    // One directory per node (each write pod's volume): the restored data verifies.
+    let volumes: Vec<PathBuf> = (1..=3)
+        .map(|id| work.path().join(format!("volume-{id}")))
+        .collect();
+    let mut args = vec![
+        "restore".to_owned(),
+        "--backup".into(),
+        path(&backup).into(),
+    ];
+    for (id, volume) in volumes.iter().enumerate() {
+        std::fs::create_dir_all(volume).expect("mkdir");
+        args.push("--node-dir".into());
+        args.push(format!("{}={}/data", id + 1, path(volume)));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, value) = walletctl_value(&args);
+    assert_eq!(code, 0, "{value}");
+    let (code, verified) = walletctl_json(&["verify"], &volumes[2].join("data"));
+    assert_eq!(
+        (code, &verified["ok"]),
+        (0, &Value::Bool(true)),
+        "{verified}"
+    );
     let names: Vec<_> = std::fs::read_dir(work.path())
         .expect("read dir")
         .map(|entry| entry.expect("entry").file_name())
