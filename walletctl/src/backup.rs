@@ -3,6 +3,7 @@
 //! it. The format and the checks are the write node's (`write_node::backup`); this module
 //! streams the logs from live nodes and reports.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use serde_json::{Value, json};
 use write_node::backup::{self, Manifest, PartitionManifest, PartitionWriter, RestoredNode};
 
 use crate::audit::{self, Followed, LiveNode};
+use crate::cut::{Cut, Need};
 use crate::output::Output;
 
 /// Attempts at streaming one partition (each on the next node, resuming after the last block
@@ -18,6 +20,11 @@ use crate::output::Output;
 const PARTITION_ATTEMPTS_MAX: u32 = 10;
 /// Pause before the next attempt at a partition.
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
+/// Rounds of extending partitions to a whole cut before the backup gives up (each round's
+/// extensions are only the transfers that moved while the previous one streamed).
+const CUT_ROUNDS_MAX: u32 = 16;
+/// How long one extension may wait for the blocks it needs.
+const CUT_EXTEND_WAIT_MAX: Duration = Duration::from_secs(30);
 
 /// Names of the backups `--under` creates: this, then the UTC time.
 const DATED_PREFIX: &str = "backup-";
@@ -69,12 +76,23 @@ pub async fn backup(
         "{} exists: a backup goes into a new directory",
         dir.display()
     );
-    let positions = positions(nodes).await?;
+    // Two rounds: the floor, then the positions (see `cut`).
+    let floor = positions(nodes).await?;
+    let positions: Vec<u64> = positions(nodes).await?;
+    ensure!(
+        positions.len() == floor.len(),
+        "the partition count changed between two status reads"
+    );
+    let positions: Vec<u64> = positions
+        .iter()
+        .zip(&floor)
+        .map(|(p, f)| *p.max(f))
+        .collect();
     let partitions = audit::selected(&request.partitions, positions.len() as u32)?;
     let building = backup::sibling(&dir, "partial")?;
     std::fs::create_dir_all(&building)
         .with_context(|| format!("creating {}", building.display()))?;
-    let written = write_backup(nodes, &positions, &partitions, &building, out)
+    let written = write_backup(nodes, floor, &positions, &partitions, &building, out)
         .await
         .and_then(|manifest| {
             sync_dir(&building)?;
@@ -155,6 +173,7 @@ async fn positions(nodes: &[LiveNode]) -> anyhow::Result<Vec<u64>> {
 
 async fn write_backup(
     nodes: &[LiveNode],
+    floor: Vec<u64>,
     positions: &[u64],
     partitions: &[u32],
     dir: &Path,
@@ -162,84 +181,172 @@ async fn write_backup(
 ) -> anyhow::Result<Manifest> {
     let total = partitions.iter().map(|&p| positions[p as usize]).sum();
     let bar = audit::progress(total, out.is_json());
-    let mut entries = Vec::new();
+    let mut positions = positions.to_vec();
+    let mut cut = Cut::new(floor);
+    let mut entries = BTreeMap::new();
     for &partition in partitions {
         bar.set_message(format!("partition {partition}"));
         let target = positions[partition as usize];
-        entries.push(backup_partition(nodes, partition, target, dir).await?);
+        let writer = PartitionWriter::create(dir, partition)?;
+        let goal = Goal::Position(target);
+        let entry = backup_partition(nodes, partition, goal, writer, &mut cut).await?;
+        entries.insert(partition, entry);
         bar.inc(target);
     }
     bar.finish_and_clear();
-    let manifest = Manifest::new(positions.len() as u32, entries);
+    // A partial backup is restored by no one: its positions stay per partition.
+    if partitions.len() == positions.len() {
+        close_the_cut(nodes, &mut cut, &mut positions, &mut entries, dir).await?;
+    }
+    let manifest = Manifest::new(positions.len() as u32, entries.into_values().collect());
     manifest.write(dir)?;
     Ok(manifest)
 }
 
-/// Streams one partition to `target` into its file, failing over to the next node (resuming
-/// after the last block written) when a stream breaks.
+/// Extends the partitions that hold half of a cross-partition transfer until none does (see
+/// `cut`).
+async fn close_the_cut(
+    nodes: &[LiveNode],
+    cut: &mut Cut,
+    positions: &mut [u64],
+    entries: &mut BTreeMap<u32, PartitionManifest>,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    for _ in 0..CUT_ROUNDS_MAX {
+        let needs = cut.needs(positions);
+        if needs.is_empty() {
+            return Ok(());
+        }
+        for (partition, need) in needs {
+            tracing::info!(
+                partition,
+                position = positions[partition as usize],
+                at_least = need.index,
+                debits = need.debits.len(),
+                "extending a partition to a whole cut"
+            );
+            let writer = PartitionWriter::resume(dir, partition)?;
+            let extend = backup_partition(nodes, partition, Goal::Need(need), writer, cut);
+            let entry = tokio::time::timeout(CUT_EXTEND_WAIT_MAX, extend)
+                .await
+                .with_context(|| {
+                    format!(
+                        "partition {partition}: the blocks a cross-partition transfer needs did                          not arrive within {CUT_EXTEND_WAIT_MAX:?}"
+                    )
+                })??;
+            positions[partition as usize] = entry.index;
+            entries.insert(partition, entry);
+        }
+    }
+    bail!(
+        "the partitions' positions did not settle on a whole cut in {CUT_ROUNDS_MAX} rounds: {:?}",
+        cut.needs(positions)
+    )
+}
+
+/// Where streaming a partition stops.
+enum Goal {
+    /// Exactly at this position (every block up to it).
+    Position(u64),
+    /// At the first block at or after `need.index` by which every debit in `need.debits`
+    /// has been written.
+    Need(Need),
+}
+
+impl Goal {
+    /// The index the stream runs to (a need of debits stops it from the block handler).
+    fn target(&self) -> u64 {
+        match self {
+            Goal::Position(index) => *index,
+            Goal::Need(need) if need.debits.is_empty() => need.index,
+            Goal::Need(_) => u64::MAX,
+        }
+    }
+
+    /// The position reached once the stream stopped, the last block written being `last`.
+    fn position(&self, last: u64) -> u64 {
+        match self {
+            Goal::Position(index) => *index,
+            Goal::Need(need) => last.max(need.index),
+        }
+    }
+
+    /// Whether the goal is reached after `block`, written to `partition`.
+    fn reached_after(&mut self, partition: u32, block: u64, cut: &Cut) -> bool {
+        match self {
+            Goal::Position(index) => block >= *index,
+            Goal::Need(need) => {
+                need.debits.retain(|id| !cut.has_debit(partition, *id));
+                block >= need.index && need.debits.is_empty()
+            }
+        }
+    }
+}
+
+/// Streams one partition into `writer` until `goal`, failing over to the next node
+/// (resuming after the last block written) when a stream breaks.
 async fn backup_partition(
     nodes: &[LiveNode],
     partition: u32,
-    target: u64,
-    dir: &Path,
+    mut goal: Goal,
+    mut writer: PartitionWriter,
+    cut: &mut Cut,
 ) -> anyhow::Result<PartitionManifest> {
-    let mut writer = PartitionWriter::create(dir, partition)?;
     let mut failures = Vec::new();
     // Partitions start on different nodes, so one backup spreads its reads.
     let mut turn = partition as usize;
-    if target == 0 {
-        return writer.finish(0);
-    }
-    loop {
+    while !matches!(goal, Goal::Position(0)) {
         let node = &nodes[turn % nodes.len()];
-        match stream_into(node, partition, target, &mut writer).await? {
+        match stream_into(node, partition, &mut goal, &mut writer, cut).await? {
             Ok(()) => break,
             Err(problem) => failures.push(format!("{}: {problem}", node.endpoint)),
         }
         if failures.len() as u32 >= PARTITION_ATTEMPTS_MAX {
             bail!(
-                "partition {partition}: no node streamed it to index {target} in \
-                 {PARTITION_ATTEMPTS_MAX} attempts: {}",
+                "partition {partition}: no node streamed it in {PARTITION_ATTEMPTS_MAX} \
+                 attempts: {}",
                 failures.join("; ")
             );
         }
         turn += 1;
         tokio::time::sleep(RETRY_PAUSE).await;
     }
-    writer.finish(target)
+    let position = goal.position(writer.index());
+    cut.set_in_flight(partition, writer.ledger());
+    writer.finish(position)
 }
 
-/// One attempt: streams from `node` after the writer's last block up to `target`. `Err`: the
+/// One attempt: streams from `node` after the writer's last block until `goal`. `Err`: the
 /// file cannot be written (fatal); `Ok(Err)`: this node failed, try another.
 async fn stream_into(
     node: &LiveNode,
     partition: u32,
-    target: u64,
+    goal: &mut Goal,
     writer: &mut PartitionWriter,
+    cut: &mut Cut,
 ) -> anyhow::Result<Result<(), String>> {
     let mut fatal = None;
-    let followed = audit::follow(
-        node,
-        partition,
-        writer.index() + 1,
-        target,
-        |block| match writer.append_streamed(block) {
-            Ok(Ok(_)) => Ok(true),
+    let target = goal.target();
+    let followed = audit::follow(node, partition, writer.index() + 1, target, |block| {
+        cut.observe(partition, block, writer.ledger());
+        match writer.append_streamed(block) {
+            Ok(Ok(_)) => Ok(!goal.reached_after(partition, block.index, cut)),
             Ok(Err(broken)) => Err((broken.index, broken.problem)),
             Err(error) => {
                 fatal = Some(error);
                 Ok(false)
             }
-        },
-    )
+        }
+    })
     .await;
     if let Some(error) = fatal {
         return Err(error);
     }
     Ok(match followed {
-        Ok(Ok(Followed::Reached)) => Ok(()),
-        Ok(Ok(Followed::Stopped | Followed::Ended)) => Err(format!(
-            "the stream ended at index {} before {target}",
+        // Stopped: the goal was reached after a block.
+        Ok(Ok(Followed::Reached | Followed::Stopped)) => Ok(()),
+        Ok(Ok(Followed::Ended)) => Err(format!(
+            "the stream ended at index {} before the backup's position",
             writer.index()
         )),
         Ok(Err((index, problem))) => Err(format!("index {index}: {problem}")),

@@ -6,6 +6,7 @@
 
 mod audit;
 mod backup;
+mod cut;
 mod dev;
 mod health;
 mod output;

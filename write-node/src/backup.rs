@@ -240,9 +240,46 @@ impl PartitionWriter {
         })
     }
 
+    /// Reopens a partition file this process wrote and [`finish`](Self::finish)ed, to append
+    /// more blocks: its blocks are folded again (chain checked) to rebuild the state.
+    pub fn resume(dir: &Path, partition: u32) -> anyhow::Result<PartitionWriter> {
+        let path = dir.join(partition_file_name(partition));
+        let mut state = State::genesis();
+        let (mut blocks, mut last) = (0u64, 0u64);
+        let reader = PartitionReader::open_file(path.clone(), partition)?;
+        replay::fold_blocks(
+            partition,
+            &mut state,
+            Until::Index(u64::MAX),
+            reader,
+            |folded, _| {
+                blocks += 1;
+                last = folded.index;
+            },
+        )?;
+        // `fold_blocks` moves the index to its target; the last block's is the file's end.
+        state.index = last;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("reopening {}", path.display()))?;
+        Ok(PartitionWriter {
+            partition,
+            path,
+            file: BufWriter::new(file),
+            state,
+            blocks,
+        })
+    }
+
     /// The last index written (0 before any block).
     pub fn index(&self) -> u64 {
         self.state.index
+    }
+
+    /// The partition's ledger after the last block written (transfers in flight included).
+    pub fn ledger(&self) -> &Ledger {
+        &self.state.ledger
     }
 
     /// Checks a streamed block against the chain and appends it. `Ok(Err)`: the block does
@@ -317,14 +354,12 @@ impl PartitionReader {
             entry.partition,
             entry.file
         );
-        let path = backup.join(&entry.file);
-        let file = File::open(&path).with_context(|| {
-            format!(
-                "partition {}: {} is missing",
-                entry.partition,
-                path.display()
-            )
-        })?;
+        PartitionReader::open_file(backup.join(&entry.file), entry.partition)
+    }
+
+    fn open_file(path: PathBuf, partition: u32) -> anyhow::Result<PartitionReader> {
+        let file = File::open(&path)
+            .with_context(|| format!("partition {partition}: {} is missing", path.display()))?;
         let mut reader = PartitionReader {
             path,
             file: BufReader::new(file),
@@ -338,17 +373,16 @@ impl PartitionReader {
             reader.path.display()
         );
         let version = u32::from_be_bytes(header[8..12].try_into().expect("4 bytes"));
-        let partition = u32::from_be_bytes(header[12..16].try_into().expect("4 bytes"));
+        let found = u32::from_be_bytes(header[12..16].try_into().expect("4 bytes"));
         ensure!(
             &header[..8] == FILE_MAGIC && version == FORMAT_VERSION,
             "{} is not a partition file of backup format {FORMAT_VERSION}",
             reader.path.display()
         );
         ensure!(
-            partition == entry.partition,
-            "{} holds partition {partition}, not {}",
-            reader.path.display(),
-            entry.partition
+            found == partition,
+            "{} holds partition {found}, not {partition}",
+            reader.path.display()
         );
         Ok(reader)
     }
@@ -797,5 +831,76 @@ impl<'a> BlockSink<'a> {
 
     fn finish(mut self) -> anyhow::Result<()> {
         self.write()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{self, EventBlock};
+    use ledger::{EntryMeta, Event};
+
+    /// Streamed blocks 1..=count, each opening one account, chained from genesis.
+    fn streamed(count: u64) -> Vec<proto::v1::SubscribeResponse> {
+        let mut chain = CHAIN_GENESIS;
+        (1..=count)
+            .map(|index| {
+                let meta = EntryMeta {
+                    index,
+                    timestamp_ms: 1_000 + index,
+                };
+                let events = vec![Event::AccountOpened {
+                    account_id: format!("acct-{index}"),
+                    currency: Currency::parse("USD").expect("USD"),
+                    allow_negative_balance: false,
+                }];
+                let pb = events.iter().map(event_codec::pb::event_to_pb).collect();
+                (_, chain) = codec::encode_events(&chain, &EventBlock { meta, events });
+                proto::v1::SubscribeResponse {
+                    partition: 0,
+                    index,
+                    timestamp_ms: meta.timestamp_ms,
+                    events: pb,
+                    chain_hash: chain.to_vec(),
+                }
+            })
+            .collect()
+    }
+
+    fn append_all(writer: &mut PartitionWriter, blocks: &[proto::v1::SubscribeResponse]) {
+        for block in blocks {
+            writer
+                .append_streamed(block)
+                .expect("written")
+                .expect("chained");
+        }
+    }
+
+    #[test]
+    fn a_resumed_file_continues_the_chain_and_verifies() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let blocks = streamed(5);
+        let mut writer = PartitionWriter::create(dir.path(), 0).expect("create");
+        append_all(&mut writer, &blocks[..3]);
+        // A block out of order or off the chain is refused, nothing written.
+        let refused = writer.append_streamed(&blocks[4]).expect("no IO error");
+        assert!(refused.is_err());
+        let first = writer.finish(3).expect("finish");
+        assert_eq!((first.index, first.blocks, first.accounts), (3, 3, 3));
+
+        let mut resumed = PartitionWriter::resume(dir.path(), 0).expect("resume");
+        assert_eq!(resumed.index(), 3);
+        assert_eq!(resumed.ledger().accounts_count(), 3);
+        append_all(&mut resumed, &blocks[3..]);
+        let entry = resumed.finish(7).expect("finish");
+        assert_eq!((entry.index, entry.blocks, entry.accounts), (7, 5, 5));
+
+        let manifest = Manifest::new(1, vec![entry.clone()]);
+        manifest.write(dir.path()).expect("manifest");
+        let (_, verdicts) = verify(dir.path(), |_, _| {}).expect("verify");
+        assert!(
+            matches!(&verdicts[..], [(0, Ok(found))] if *found == entry),
+            "{verdicts:?}"
+        );
     }
 }
