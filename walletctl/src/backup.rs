@@ -76,30 +76,14 @@ pub async fn backup(
         "{} exists: a backup goes into a new directory",
         dir.display()
     );
-    // Two rounds: the floor, then the positions (see `cut`).
-    let floor = positions(nodes).await?;
-    let positions: Vec<u64> = positions(nodes).await?;
-    ensure!(
-        positions.len() == floor.len(),
-        "the partition count changed between two status reads"
-    );
-    let positions: Vec<u64> = positions
-        .iter()
-        .zip(&floor)
-        .map(|(p, f)| *p.max(f))
-        .collect();
+    let (floor, positions) = floor_and_positions(nodes).await?;
     let partitions = audit::selected(&request.partitions, positions.len() as u32)?;
     let building = backup::sibling(&dir, "partial")?;
     std::fs::create_dir_all(&building)
         .with_context(|| format!("creating {}", building.display()))?;
     let written = write_backup(nodes, floor, &positions, &partitions, &building, out)
         .await
-        .and_then(|manifest| {
-            sync_dir(&building)?;
-            std::fs::rename(&building, &dir)
-                .with_context(|| format!("moving {} to {}", building.display(), dir.display()))?;
-            Ok(manifest)
-        });
+        .and_then(|manifest| move_into_place(&building, &dir).map(|()| manifest));
     if written.is_err() {
         let _ = std::fs::remove_dir_all(&building);
     }
@@ -139,6 +123,29 @@ fn prune(root: &Path, keep: usize) -> anyhow::Result<()> {
 fn remove(dir: &Path) -> anyhow::Result<()> {
     tracing::info!(dir = %dir.display(), "deleting an old backup");
     std::fs::remove_dir_all(dir).with_context(|| format!("deleting {}", dir.display()))
+}
+
+/// Two rounds of status reads: the floors, then the positions (see `cut`).
+async fn floor_and_positions(nodes: &[LiveNode]) -> anyhow::Result<(Vec<u64>, Vec<u64>)> {
+    let floor = positions(nodes).await?;
+    let positions = positions(nodes).await?;
+    ensure!(
+        positions.len() == floor.len(),
+        "the partition count changed between two status reads"
+    );
+    let positions = positions
+        .iter()
+        .zip(&floor)
+        .map(|(position, floor)| *position.max(floor))
+        .collect();
+    Ok((floor, positions))
+}
+
+/// Syncs the finished backup directory and renames it into place.
+fn move_into_place(building: &Path, dir: &Path) -> anyhow::Result<()> {
+    sync_dir(building)?;
+    std::fs::rename(building, dir)
+        .with_context(|| format!("moving {} to {}", building.display(), dir.display()))
 }
 
 /// The index to back each partition up to: the highest applied index any node reports.
