@@ -402,6 +402,15 @@ ODD_REPLICAS = "value must be one of 3, 5, 7, 9"
         ("readNode.persistence.storageClassName", 3, "got number, want string"),
         ("readNode.persistence.retentionPolicy.whenScaled", "Keep", "value must be one of 'Retain', 'Delete'"),
         ("readNode.persistence.sizeLimit", "10Gi", "additional properties 'sizeLimit' not allowed"),
+        ("backup.enabled", "yes", "got string, want boolean"),
+        ("backup.schedule", "every night", "does not match pattern"),
+        ("backup.schedule", "0 3 * *", "does not match pattern"),
+        ("backup.keep", 0, "minimum: got 0, want 1"),
+        ("backup.keep", "7", "got string, want integer"),
+        ("backup.timeZone", "Paris time", "does not match pattern"),
+        ("backup.persistence.size", "lots", "does not match pattern"),
+        ("backup.persistence.storageClass", "fast", "additional properties 'storageClass' not allowed"),
+        ("backup.activeDeadlineSeconds", 10, "minimum: got 10, want 60"),
     ],
 )
 def test_schema_rejects_bad_values(path, value, complaint):

@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ledger::{Currency, format_minor};
 use serde_json::{Value, json};
 use write_node::audit::{self, AuditedNode, Folded, Start, State, Until};
+use write_node::backup::hex;
 
 use crate::output::Output;
 
@@ -69,7 +70,7 @@ fn open(data_dir: &Path) -> anyhow::Result<(AuditedNode, u32)> {
     Ok((node, count))
 }
 
-fn selected(partitions: &[u32], count: u32) -> anyhow::Result<Vec<u32>> {
+pub(crate) fn selected(partitions: &[u32], count: u32) -> anyhow::Result<Vec<u32>> {
     if partitions.is_empty() {
         return Ok((0..count).collect());
     }
@@ -79,7 +80,7 @@ fn selected(partitions: &[u32], count: u32) -> anyhow::Result<Vec<u32>> {
     Ok(partitions.to_vec())
 }
 
-fn progress(total: u64, json: bool) -> ProgressBar {
+pub(crate) fn progress(total: u64, json: bool) -> ProgressBar {
     if json {
         return ProgressBar::hidden();
     }
@@ -346,9 +347,72 @@ fn note_imbalance(first: &mut Option<(u64, String)>, index: u64, state: &State) 
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+/// How [`follow`] ended.
+pub(crate) enum Followed {
+    /// A block or progress marker at or beyond the target arrived.
+    Reached,
+    /// The block handler asked to stop.
+    Stopped,
+    /// The stream ended before the target (a node's stream never ends by itself).
+    Ended,
 }
+
+/// Streams `partition` from `node`, from index `from` (>= 1), handing each block with
+/// events up to `target` to `on_block` (`Ok(false)`: stop; `Err((index, problem))`: the
+/// block is refused). `Err` when the subscription cannot be opened; `Ok(Err)` when the node
+/// ends the stream with an error or `on_block` refuses a block.
+pub(crate) async fn follow(
+    node: &LiveNode,
+    partition: u32,
+    from: u64,
+    target: u64,
+    mut on_block: impl FnMut(&proto::v1::SubscribeResponse) -> Result<bool, (u64, String)>,
+) -> anyhow::Result<Result<Followed, (u64, String)>> {
+    use proto::v1::SubscribeRequest;
+    use proto::v1::event_log_service_client::EventLogServiceClient;
+    let mut client = EventLogServiceClient::new(node.conn.clone())
+        .max_decoding_message_size(STREAM_MESSAGE_BYTES_MAX);
+    let mut stream = client
+        .subscribe(SubscribeRequest {
+            partition,
+            from_index: from,
+        })
+        .await
+        .with_context(|| format!("subscribing to partition {partition} of {}", node.endpoint))?
+        .into_inner();
+    let mut next = from;
+    while let Some(response) = stream.message().await.transpose() {
+        let response = match response {
+            Ok(response) => response,
+            Err(status) => {
+                let problem = format!(
+                    "the node ended the stream: {:?} {}",
+                    status.code(),
+                    status.message()
+                );
+                return Ok(Err((next, problem)));
+            }
+        };
+        if response.index > target {
+            return Ok(Ok(Followed::Reached));
+        }
+        if !response.events.is_empty() {
+            match on_block(&response) {
+                Ok(true) => {}
+                Ok(false) => return Ok(Ok(Followed::Stopped)),
+                Err(refused) => return Ok(Err(refused)),
+            }
+        }
+        if response.index >= target {
+            return Ok(Ok(Followed::Reached));
+        }
+        next = response.index + 1;
+    }
+    Ok(Ok(Followed::Ended))
+}
+
+/// Largest message of a node's event stream walletctl accepts.
+const STREAM_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// The stream of one partition from a live node, folded like `AuditedNode::replay` does a data
 /// directory (`audit::apply_streamed`: each block's events must give the chain hash the node
@@ -359,8 +423,6 @@ async fn fold_live(
     until: Until,
     mut each: impl FnMut(Folded, &State),
 ) -> anyhow::Result<Result<State, (u64, String, State)>> {
-    use proto::v1::SubscribeRequest;
-    use proto::v1::event_log_service_client::EventLogServiceClient;
     let (target, time_limit) = match until {
         Until::Index(index) => (index, None),
         Until::Time {
@@ -372,49 +434,24 @@ async fn fold_live(
     if target == 0 {
         return Ok(Ok(state));
     }
-    let mut client =
-        EventLogServiceClient::new(node.conn.clone()).max_decoding_message_size(64 * 1024 * 1024);
-    let mut stream = client
-        .subscribe(SubscribeRequest {
-            partition,
-            from_index: 1,
-        })
-        .await
-        .with_context(|| format!("subscribing to partition {partition} of {}", node.endpoint))?
-        .into_inner();
-    while let Some(response) = stream.message().await.transpose() {
-        let response = match response {
-            Ok(response) => response,
-            Err(status) => {
-                return Ok(Err((
-                    state.index + 1,
-                    format!(
-                        "the node ended the stream: {:?} {}",
-                        status.code(),
-                        status.message()
-                    ),
-                    state,
-                )));
-            }
-        };
-        if response.index > target {
-            break;
+    let followed = follow(node, partition, 1, target, |response| {
+        if time_limit.is_some_and(|limit| response.timestamp_ms > limit) {
+            return Ok(false);
         }
-        if !response.events.is_empty() {
-            if time_limit.is_some_and(|limit| response.timestamp_ms > limit) {
-                break;
-            }
-            match audit::apply_streamed(&mut state, &response) {
-                Ok(folded) => each(folded, &state),
-                Err(broken) => return Ok(Err((broken.index, broken.problem, state))),
-            }
-        }
-        if response.index >= target {
+        let folded = audit::apply_streamed(&mut state, response)
+            .map_err(|broken| (broken.index, broken.problem))?;
+        each(folded, &state);
+        Ok(true)
+    })
+    .await?;
+    match followed {
+        Err((index, problem)) => Ok(Err((index, problem, state))),
+        Ok(Followed::Reached) => {
             state.index = target;
-            break;
+            Ok(Ok(state))
         }
+        Ok(Followed::Stopped | Followed::Ended) => Ok(Ok(state)),
     }
-    Ok(Ok(state))
 }
 
 /// A live node to replay or verify: its address as given (for messages) and a channel to it
@@ -425,7 +462,7 @@ pub struct LiveNode {
 }
 
 /// Applied index per partition as the live node reports it.
-async fn live_applied(node: &LiveNode) -> anyhow::Result<Vec<u64>> {
+pub(crate) async fn live_applied(node: &LiveNode) -> anyhow::Result<Vec<u64>> {
     use proto::v1::GetClusterStatusRequest;
     use proto::v1::cluster_service_client::ClusterServiceClient;
     let status = ClusterServiceClient::new(node.conn.clone())
@@ -543,7 +580,7 @@ pub async fn verify_live(
     Ok(all_ok)
 }
 
-fn print_verified(results: &[Value], all_ok: bool, out: &Output) {
+pub(crate) fn print_verified(results: &[Value], all_ok: bool, out: &Output) {
     if out.is_json() {
         out.json_line(&json!({ "ok": all_ok, "partitions": results }));
         return;

@@ -5,6 +5,8 @@
 //! command; the commands' bodies live in the other modules.
 
 mod audit;
+mod backup;
+mod cut;
 mod dev;
 mod health;
 mod output;
@@ -32,6 +34,9 @@ const EXIT_FAILURE: u8 = 1;
 
 /// Exit status when the outcome is unknown: the same command (same `--id`) must be retried.
 const EXIT_INDEFINITE: u8 = 3;
+
+/// Upper bound on `restore --nodes` (raft groups of every node in every partition).
+const NODES_MAX: u64 = 15;
 
 /// Upper bound on `dev --partitions`, to catch typos before three nodes are started.
 const PARTITIONS_MAX: u32 = 256;
@@ -199,16 +204,60 @@ enum Command {
         /// The node's data directory (read-only; the node may be running).
         #[arg(
             long,
-            required_unless_present = "endpoint",
-            conflicts_with = "endpoint"
+            required_unless_present_any = ["endpoint", "backup"],
+            conflicts_with_all = ["endpoint", "backup"]
         )]
         data_dir: Option<PathBuf>,
         /// Or a live write node (host:port), whose event stream is checked instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "backup")]
         endpoint: Option<String>,
+        /// Or a backup directory (`walletctl backup`), checked offline: every chain link,
+        /// conservation after every block, each partition's state against the manifest.
+        #[arg(long, conflicts_with = "partitions")]
+        backup: Option<PathBuf>,
         /// Only these partitions (repeat the flag); all when absent.
         #[arg(long = "partition")]
         partitions: Vec<u32>,
+    },
+    /// Back up a running cluster without stopping writes: every partition's event log (with
+    /// its hash chain) from genesis to the highest applied index a node reports at the
+    /// start, streamed from any write node (--endpoints), into a new directory with a
+    /// manifest. The directory appears only once complete.
+    Backup {
+        /// The backup directory to create (it must not exist).
+        #[arg(long, required_unless_present = "under", conflicts_with = "under")]
+        out: Option<PathBuf>,
+        /// Or a directory to create the backup in, as `backup-<UTC time>` (a scheduled
+        /// backup's volume).
+        #[arg(long)]
+        under: Option<PathBuf>,
+        /// With --under: then delete all but the newest KEEP complete backups there (and any
+        /// unfinished one a stopped run left).
+        #[arg(long, requires = "under", value_parser = clap::value_parser!(u64).range(1..))]
+        keep: Option<u64>,
+        /// Only these partitions (repeat the flag); all when absent. A partial backup
+        /// verifies but cannot be restored.
+        #[arg(long = "partition")]
+        partitions: Vec<u32>,
+    },
+    /// Build the data directories of a new cluster from a backup (offline), each starting
+    /// at the backup's positions: OUT/node-1 to OUT/node-N (--out, --nodes), or one
+    /// directory per node (--node-dir, e.g. each write pod's volume). Start write node i with
+    /// --node-id i, the backup's partition count and its directory as --data-dir.
+    Restore {
+        /// The backup directory (`walletctl backup`).
+        #[arg(long)]
+        backup: PathBuf,
+        /// Where to write the nodes' directories (absent or empty).
+        #[arg(long, requires = "nodes", conflicts_with = "node_dirs")]
+        out: Option<PathBuf>,
+        /// Write nodes in the new cluster (ids 1 to N), with --out.
+        #[arg(long, requires = "out", value_parser = clap::value_parser!(u64).range(1..=NODES_MAX))]
+        nodes: Option<u64>,
+        /// Or ID=DIR for every node of the new cluster (repeat the flag): node ID's data
+        /// directory, absent or empty. The cluster's voters are exactly these ids.
+        #[arg(long = "node-dir", value_parser = parse_node_dir, required_unless_present = "out")]
+        node_dirs: Vec<(u64, PathBuf)>,
     },
     /// An account's balance changes, newest first, one page at a time.
     History {
@@ -454,19 +503,61 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
         Command::Verify {
             data_dir,
             endpoint,
+            backup,
             partitions,
         } => {
-            let ok = match (data_dir, endpoint) {
-                (Some(data_dir), _) => {
+            let ok = match (data_dir, endpoint, backup) {
+                (Some(data_dir), _, _) => {
                     tokio::task::block_in_place(|| audit::verify(&data_dir, &partitions, out))?
                 }
-                (None, Some(endpoint)) => {
+                (None, Some(endpoint), _) => {
                     let node = access.live_node(endpoint)?;
                     audit::verify_live(&node, &partitions, out).await?
                 }
-                (None, None) => unreachable!("clap requires one of --data-dir, --endpoint"),
+                (None, None, Some(dir)) => {
+                    tokio::task::block_in_place(|| backup::verify(&dir, out))?
+                }
+                (None, None, None) => {
+                    unreachable!("clap requires one of --data-dir, --endpoint, --backup")
+                }
             };
             if ok { Ok(()) } else { Err(Failure::Reported) }
+        }
+        Command::Backup {
+            out: dir,
+            under,
+            keep,
+            partitions,
+        } => {
+            let target = match (dir, under) {
+                (Some(dir), _) => backup::Target::Dir(dir),
+                (None, Some(root)) => backup::Target::Dated { root, keep },
+                (None, None) => unreachable!("clap requires one of --out, --under"),
+            };
+            let nodes = endpoints
+                .into_iter()
+                .filter(|endpoint| !endpoint.trim().is_empty())
+                .map(|endpoint| access.live_node(endpoint))
+                .collect::<Result<Vec<_>, _>>()?;
+            if nodes.is_empty() {
+                return Err(anyhow::anyhow!("--endpoints names no node").into());
+            }
+            let request = backup::BackupRequest { target, partitions };
+            backup::backup(&nodes, &request, out).await?;
+            Ok(())
+        }
+        Command::Restore {
+            backup: dir,
+            out: data,
+            nodes,
+            node_dirs,
+        } => {
+            let targets = match (data, nodes) {
+                (Some(data), Some(nodes)) => backup::Targets::Under(data, nodes),
+                _ => backup::Targets::Each(node_dirs),
+            };
+            tokio::task::block_in_place(|| backup::restore(&dir, targets, out))?;
+            Ok(())
         }
         Command::Balance {
             account,
@@ -643,6 +734,22 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// `--node-dir ID=DIR`.
+fn parse_node_dir(text: &str) -> Result<(u64, PathBuf), String> {
+    let (id, dir) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected ID=DIR"))?;
+    let id = id
+        .parse::<u64>()
+        .ok()
+        .filter(|id| (1..=NODES_MAX).contains(id))
+        .ok_or_else(|| format!("{text:?}: the node id must be 1 to {NODES_MAX}"))?;
+    if dir.is_empty() {
+        return Err(format!("{text:?}: no directory"));
+    }
+    Ok((id, PathBuf::from(dir)))
 }
 
 async fn connect(endpoints: Vec<String>, access: &AccessArgs) -> Result<WalletClient, Failure> {

@@ -199,6 +199,15 @@ pub fn apply_streamed(
     state: &mut State,
     block: &proto::v1::SubscribeResponse,
 ) -> Result<Folded, Broken> {
+    apply_streamed_stored(state, block).map(|(folded, _)| folded)
+}
+
+/// [`apply_streamed`], also returning the block in the form a write node stores it (the
+/// `events` column family's value: version, chain hash, encoded block), which a backup keeps.
+pub fn apply_streamed_stored(
+    state: &mut State,
+    block: &proto::v1::SubscribeResponse,
+) -> Result<(Folded, Vec<u8>), Broken> {
     let broken = |problem: String, state: &State| Broken {
         index: block.index,
         problem,
@@ -216,7 +225,7 @@ pub fn apply_streamed(
         }
     }
     let decoded = EventBlock { meta, events };
-    let (_, chain) = codec::encode_events(&state.chain_head, &decoded);
+    let (stored, chain) = codec::encode_events(&state.chain_head, &decoded);
     if chain[..] != block.chain_hash[..] {
         return Err(broken(
             "the block's chain hash does not follow from the previous block and its events".into(),
@@ -233,5 +242,5 @@ pub fn apply_streamed(
     }
     state.chain_head = chain;
     state.index = block.index;
-    Ok(folded)
+    Ok((folded, stored))
 }

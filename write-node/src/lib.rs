@@ -3,6 +3,7 @@
 
 pub mod api_error;
 pub mod audit;
+pub mod backup;
 pub mod config;
 pub mod event_log;
 #[cfg(feature = "failpoints")]

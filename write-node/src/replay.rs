@@ -111,18 +111,47 @@ pub fn fold(
     partition: u32,
     state: &mut State,
     until: Until,
+    each: impl FnMut(Folded, &State),
+) -> Result<(), ReplayError> {
+    let (from, to) = (state.index + 1, until.index());
+    if from > to {
+        return Ok(());
+    }
+    let blocks = db.scan_indexed(CF_EVENTS, partition, from, to);
+    fold_blocks(partition, state, until, blocks, each)
+}
+
+/// [`fold`] over blocks in their stored form from any source (a data directory's `events`,
+/// a backup's partition file): `(index, stored block)` in increasing index order, none at or
+/// below `state.index`; blocks beyond `until` end the fold.
+pub fn fold_blocks<B: AsRef<[u8]>>(
+    partition: u32,
+    state: &mut State,
+    until: Until,
+    blocks: impl Iterator<Item = anyhow::Result<(u64, B)>>,
     mut each: impl FnMut(Folded, &State),
 ) -> Result<(), ReplayError> {
     // Finished records are on disk (`records`): memory holds accounts and transfers in
     // flight, however long the log.
     state.ledger.keep_only_in_flight();
-    let (from, to) = (state.index + 1, until.index());
-    if from > to {
-        return Ok(());
-    }
-    for item in db.scan_indexed(CF_EVENTS, partition, from, to) {
+    let to = until.index();
+    for item in blocks {
         let (index, bytes) = item.map_err(|source| ReplayError::Storage { partition, source })?;
-        let stored = codec::decode_linked(&state.chain_head, index, &bytes).map_err(|source| {
+        if index > to {
+            break;
+        }
+        if index <= state.index {
+            return Err(ReplayError::Chain {
+                partition,
+                index,
+                source: ChainError::Malformed(format!(
+                    "block out of order: index {index} after {}",
+                    state.index
+                )),
+            });
+        }
+        let bytes = bytes.as_ref();
+        let stored = codec::decode_linked(&state.chain_head, index, bytes).map_err(|source| {
             ReplayError::Chain {
                 partition,
                 index,

@@ -30,6 +30,22 @@ pub(crate) fn walletctl_json(args: &[&str], data_dir: &Path) -> (i32, Value) {
     walletctl_output(command, args)
 }
 
+/// One partition of a data directory replayed to `index`, with every balance.
+pub(crate) fn replay_partition_at(data_dir: &Path, partition: u64, index: u64) -> Value {
+    let (partition, index) = (partition.to_string(), index.to_string());
+    let args = [
+        "replay",
+        "--partition",
+        &partition,
+        "--to-index",
+        &index,
+        "--balances",
+    ];
+    let (code, value) = walletctl_json(&args, data_dir);
+    assert_eq!(code, 0, "{value}");
+    value["partitions"][0].clone()
+}
+
 /// The same against a live node's event stream.
 fn walletctl_live(args: &[&str], endpoint: &str) -> (i32, Value) {
     let mut command = Command::new(walletctl());
@@ -230,20 +246,9 @@ async fn replay_and_verify_reproduce_the_live_state_and_find_a_flipped_byte() {
     // Replay to index i gives the balance a linearizable read returned at i.
     let data_dir = &cluster.nodes[1].data_dir;
     for sample in samples.iter().step_by((samples.len() / 12).max(1)) {
-        let (partition, index) = (sample.partition.to_string(), sample.index.to_string());
-        let (code, value) = walletctl_json(
-            &[
-                "replay",
-                "--partition",
-                &partition,
-                "--to-index",
-                &index,
-                "--balances",
-            ],
-            data_dir,
-        );
-        assert_eq!(code, 0, "{value}");
-        let balance = value["partitions"][0]["balances"]
+        let (partition, index) = (sample.partition, sample.index);
+        let replayed = replay_partition_at(data_dir, partition, index);
+        let balance = replayed["balances"]
             .as_array()
             .expect("balances")
             .iter()

@@ -2,6 +2,7 @@
 //! real RocksDB in temporary directories, SIGKILL for crashes.
 
 mod audit;
+mod backup;
 mod batch;
 mod bulk_open;
 mod forward;
