@@ -240,6 +240,70 @@ func (c *WalletClient) VoidTransfer(ctx context.Context, transactionID, from str
 	})
 }
 
+// FreezeAccount freezes accountID: until unfrozen it neither sends nor receives (a transfer
+// from or to it, a hold from it, a capture touching it are *Rejected ReasonAccountFrozen). It
+// answers the account after the change (Status ACCOUNT_STATUS_FROZEN). Idempotent by effect
+// (freezing a frozen account answers it unchanged), so it is routed to the leader of the
+// account's partition and retried like OpenAccount. A *Rejected ReasonAccountNotFound or
+// ReasonAccountClosed; needs the admin scope when the nodes check tokens.
+func (c *WalletClient) FreezeAccount(ctx context.Context, accountID string) (*walletv1.Account, error) {
+	request := &walletv1.FreezeAccountRequest{AccountId: accountID}
+	response, err := call(ctx, c, accountID, func(ctx context.Context, s walletv1.WalletServiceClient) (*walletv1.FreezeAccountResponse, error) {
+		return s.FreezeAccount(ctx, request)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return response.GetAccount(), nil
+}
+
+// UnfreezeAccount unfreezes accountID (Status back to ACCOUNT_STATUS_ACTIVE). Idempotent,
+// routed and retried like FreezeAccount.
+func (c *WalletClient) UnfreezeAccount(ctx context.Context, accountID string) (*walletv1.Account, error) {
+	request := &walletv1.UnfreezeAccountRequest{AccountId: accountID}
+	response, err := call(ctx, c, accountID, func(ctx context.Context, s walletv1.WalletServiceClient) (*walletv1.UnfreezeAccountResponse, error) {
+		return s.UnfreezeAccount(ctx, request)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return response.GetAccount(), nil
+}
+
+// CloseAccount closes accountID for good (Status ACCOUNT_STATUS_CLOSED): afterwards it neither
+// sends nor receives (ReasonAccountClosed) and stays readable. Only at a zero balance (else a
+// *Rejected ReasonAccountNotEmpty), with no pending hold from it (ReasonAccountHasPendingHolds)
+// and no cross-partition transfer from it in flight (ReasonAccountHasTransfersInFlight: call
+// again shortly). Idempotent, routed and retried like FreezeAccount.
+func (c *WalletClient) CloseAccount(ctx context.Context, accountID string) (*walletv1.Account, error) {
+	request := &walletv1.CloseAccountRequest{AccountId: accountID}
+	response, err := call(ctx, c, accountID, func(ctx context.Context, s walletv1.WalletServiceClient) (*walletv1.CloseAccountResponse, error) {
+		return s.CloseAccount(ctx, request)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return response.GetAccount(), nil
+}
+
+// SetOverdraftLimit sets how far below zero the ordinary account accountID may go: limit is a
+// decimal string in currency, the account's ("50.00"; "0" for none, the default). A transfer
+// or hold is then a *Rejected ReasonInsufficientFunds only beyond Available plus the limit.
+// It answers the account (OverdraftLimit set). A *Rejected ReasonOverdraftUnlimited for an
+// account opened with AllowNegativeBalance, ReasonCurrencyMismatch for another currency,
+// ReasonInvalidAmount / ReasonAmountOutOfRange for a bad limit. Idempotent, routed and
+// retried like FreezeAccount.
+func (c *WalletClient) SetOverdraftLimit(ctx context.Context, accountID, limit, currency string) (*walletv1.Account, error) {
+	request := &walletv1.SetOverdraftLimitRequest{AccountId: accountID, OverdraftLimit: limit, Currency: currency}
+	response, err := call(ctx, c, accountID, func(ctx context.Context, s walletv1.WalletServiceClient) (*walletv1.SetOverdraftLimitResponse, error) {
+		return s.SetOverdraftLimit(ctx, request)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return response.GetAccount(), nil
+}
+
 // GetAccount is the authoritative account, read linearizably, with the position it reflects.
 func (c *WalletClient) GetAccount(ctx context.Context, accountID string) (*walletv1.GetAccountResponse, error) {
 	request := &walletv1.GetAccountRequest{AccountId: accountID}

@@ -126,6 +126,11 @@ class FakeNode(wallet_pb2_grpc.WalletServiceServicer):
         #: context); default: the hold, PENDING. Every such call lands in ``holds``.
         self.hold_handler: Optional[Callable[[str, Any, grpc.ServicerContext], wallet_pb2.HoldResponse]] = None
         self.holds: list[tuple[str, Any]] = []
+        #: Answers FreezeAccount, UnfreezeAccount, CloseAccount and SetOverdraftLimit (method
+        #: name, request, context); default: the account with the status or limit the call
+        #: gives it. Every such call lands in ``lifecycle``.
+        self.lifecycle_handler: Optional[Callable[[str, Any, grpc.ServicerContext], wallet_pb2.Account]] = None
+        self.lifecycle: list[tuple[str, Any]] = []
         self.lock = threading.Lock()
         self.streams: list[list[str]] = []  # transaction ids read from each SubmitTransfers call
         self.unary: list[str] = []  # transaction ids of each Transfer call
@@ -201,6 +206,30 @@ class FakeNode(wallet_pb2_grpc.WalletServiceServicer):
 
     def VoidTransfer(self, request, context):  # type: ignore[no-untyped-def]
         return self._hold("VoidTransfer", request, context)
+
+    def _lifecycle(self, method: str, request, context, **changed):  # type: ignore[no-untyped-def]
+        with self.lock:
+            self._record(context)
+            self.lifecycle.append((method, request))
+        if self.lifecycle_handler is not None:
+            return self.lifecycle_handler(method, request, context)
+        fields = dict(account_id=request.account_id, currency="USD", balance="0.00", status=wallet_pb2.ACCOUNT_STATUS_ACTIVE)
+        return wallet_pb2.Account(**{**fields, **changed})
+
+    def FreezeAccount(self, request, context):  # type: ignore[no-untyped-def]
+        account = self._lifecycle("FreezeAccount", request, context, status=wallet_pb2.ACCOUNT_STATUS_FROZEN)
+        return wallet_pb2.FreezeAccountResponse(account=account)
+
+    def UnfreezeAccount(self, request, context):  # type: ignore[no-untyped-def]
+        return wallet_pb2.UnfreezeAccountResponse(account=self._lifecycle("UnfreezeAccount", request, context))
+
+    def CloseAccount(self, request, context):  # type: ignore[no-untyped-def]
+        account = self._lifecycle("CloseAccount", request, context, status=wallet_pb2.ACCOUNT_STATUS_CLOSED)
+        return wallet_pb2.CloseAccountResponse(account=account)
+
+    def SetOverdraftLimit(self, request, context):  # type: ignore[no-untyped-def]
+        account = self._lifecycle("SetOverdraftLimit", request, context, overdraft_limit=request.overdraft_limit)
+        return wallet_pb2.SetOverdraftLimitResponse(account=account)
 
     def GetAccount(self, request, context):  # type: ignore[no-untyped-def]
         with self.lock:

@@ -4,7 +4,8 @@ nothing; the retry loop gets past a dead node and gives up, bounded, when all ar
 200 concurrent transfer() calls on one client (pipelined transparently, down at most one
 SubmitTransfers stream per node) each get exactly their own outcome, the balances are exact,
 and a retry of the same ids moves no money twice; the asyncio client does the same with 100
-concurrent calls.
+concurrent calls; the account lifecycle (freeze, unfreeze, overdraft limit, close) with
+every refusal it documents.
 
     PYTHONPATH=src python tests/live_check.py --write HOST:PORT,... --read HOST:PORT
 """
@@ -279,6 +280,95 @@ async def async_transfers(writes: list[str], read: str, prefix: str) -> int:
     return 2
 
 
+def close_when_settled(wallet: WalletClient, account_id: str) -> wallet_pb2.Account:
+    """``close_account``, called again while the node answers ACCOUNT_HAS_TRANSFERS_IN_FLIGHT
+    (a cross-partition transfer from the account answered "success" before its settle step:
+    "retry shortly", as documented)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return wallet.close_account(account_id)
+        except Rejected as error:
+            if error.reason != "ACCOUNT_HAS_TRANSFERS_IN_FLIGHT" or time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)
+
+
+def account_lifecycle(writes: list[str], prefix: str) -> int:
+    """Freeze, unfreeze, overdraft limit and close on a fresh account, each refusal with its
+    documented code and reason (FAILED_PRECONDITION carries no field violation), the status
+    and limit read back; then the asyncio client's four calls on an empty account."""
+    issuer, account, sink = prefix + "life-issuer", prefix + "life-account", prefix + "life-sink"
+    precondition = grpc.StatusCode.FAILED_PRECONDITION
+    with WalletClient(writes) as wallet:
+        wallet.open_account(issuer, "USD", allow_negative_balance=True)
+        opened = wallet.open_account(account, "USD")
+        assert (opened.status, opened.overdraft_limit) == (wallet_pb2.ACCOUNT_STATUS_ACTIVE, "0.00"), opened
+        wallet.open_account(sink, "USD")
+
+        def move(source: str, target: str, amount: str) -> Callable[[], wallet_pb2.TransferResponse]:
+            tx = new_transaction_id()
+            return lambda: wallet.transfer(
+                transaction_id=tx, from_account=source, to_account=target, amount=amount, currency="USD"
+            )
+
+        def state() -> tuple[int, str, str]:
+            got = wallet.get_account(account).account
+            return got.status, got.balance, got.overdraft_limit
+
+        move(issuer, account, "20.00")()
+
+        frozen = wallet.freeze_account(account)
+        assert (frozen.account_id, frozen.status) == (account, wallet_pb2.ACCOUNT_STATUS_FROZEN), frozen
+        assert wallet.freeze_account(account).status == wallet_pb2.ACCOUNT_STATUS_FROZEN  # idempotent
+        expect_rejected(move(account, sink, "5.00"), precondition, "ACCOUNT_FROZEN", None)
+        expect_rejected(move(issuer, account, "5.00"), precondition, "ACCOUNT_FROZEN", None)
+        assert state() == (wallet_pb2.ACCOUNT_STATUS_FROZEN, "20.00", "0.00"), state()
+
+        assert wallet.unfreeze_account(account).status == wallet_pb2.ACCOUNT_STATUS_ACTIVE
+        assert move(account, sink, "5.00")().status == "success"
+
+        limited = wallet.set_overdraft_limit(account, "50.00", "USD")
+        assert (limited.overdraft_limit, limited.status) == ("50.00", wallet_pb2.ACCOUNT_STATUS_ACTIVE), limited
+        assert wallet.set_overdraft_limit(account, "50.00", "USD").overdraft_limit == "50.00"  # idempotent
+        expect_rejected(
+            lambda: wallet.set_overdraft_limit(account, "50.00", "EUR"), precondition, "CURRENCY_MISMATCH", None
+        )
+        expect_rejected(
+            lambda: wallet.set_overdraft_limit(issuer, "50.00", "USD"), precondition, "OVERDRAFT_UNLIMITED", None
+        )
+        move(account, sink, "60.00")()  # 15.00 - 60.00: 45.00 below zero, within the limit
+        expect_rejected(move(account, sink, "5.01"), precondition, "INSUFFICIENT_FUNDS", None)
+        assert state() == (wallet_pb2.ACCOUNT_STATUS_ACTIVE, "-45.00", "50.00"), state()
+
+        expect_rejected(lambda: wallet.close_account(account), precondition, "ACCOUNT_NOT_EMPTY", None)
+        move(issuer, account, "45.00")()
+        closed = close_when_settled(wallet, account)
+        assert (closed.status, closed.balance) == (wallet_pb2.ACCOUNT_STATUS_CLOSED, "0.00"), closed
+        assert wallet.close_account(account).status == wallet_pb2.ACCOUNT_STATUS_CLOSED  # idempotent
+        assert state()[0] == wallet_pb2.ACCOUNT_STATUS_CLOSED, state()
+        expect_rejected(move(issuer, account, "1.00"), precondition, "ACCOUNT_CLOSED", None)
+        expect_rejected(move(account, sink, "1.00"), precondition, "ACCOUNT_CLOSED", None)
+        expect_rejected(lambda: wallet.unfreeze_account(account), precondition, "ACCOUNT_CLOSED", None)
+        expect_rejected(
+            lambda: wallet.freeze_account(prefix + "nobody"), grpc.StatusCode.NOT_FOUND, "ACCOUNT_NOT_FOUND", "account_id"
+        )
+        assert wallet.get_account(sink).account.balance == "65.00"
+
+    async def asynchronously() -> None:
+        empty = prefix + "life-aio"
+        async with AsyncWalletClient(writes) as wallet:
+            await wallet.open_account(empty, "USD")
+            assert (await wallet.freeze_account(empty)).status == wallet_pb2.ACCOUNT_STATUS_FROZEN
+            assert (await wallet.unfreeze_account(empty)).status == wallet_pb2.ACCOUNT_STATUS_ACTIVE
+            assert (await wallet.set_overdraft_limit(empty, "7.5", "USD")).overdraft_limit == "7.50"
+            assert (await wallet.close_account(empty)).status == wallet_pb2.ACCOUNT_STATUS_CLOSED
+
+    asyncio.run(asynchronously())
+    print("python live checks: account lifecycle: freeze, unfreeze, overdraft limit and close as documented")
+    return 12
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--write", required=True)
@@ -409,6 +499,7 @@ def main() -> None:
             assert not error.definite
     assert time.monotonic() - started < policy.total_deadline + 1.0
     checks += 2
+    checks += account_lifecycle(writes, prefix)
     checks += concurrent_transfers(writes, prefix)
     checks += asyncio.run(async_transfers(writes, args.read, prefix))
     print(f"python live checks: {checks} passed")

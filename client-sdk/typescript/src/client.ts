@@ -20,6 +20,7 @@ import {
   type HoldResponse,
   type OpenAccountRequest,
   type OpenAccountResult,
+  type SetOverdraftLimitRequest,
   type Transfer,
   type TransferRequest,
   type TransferResponse,
@@ -92,6 +93,12 @@ export interface VoidParams {
   transactionId: string;
   /** The hold's source account (the routing key). */
   fromAccount: string;
+}
+
+/** The account a lifecycle call (`method`) answered with; an answer without one is malformed. */
+function changedAccount(method: string, account: Account | undefined): Account {
+  if (account === undefined) throw new Error(`${method} answered without an account`);
+  return account;
 }
 
 /** A `google.protobuf.Duration` of `ms` milliseconds (a finite number >= 0). */
@@ -389,6 +396,53 @@ export class WalletClient {
   voidTransfer(params: VoidParams): Promise<HoldResponse> {
     const request = { transactionId: params.transactionId, fromAccount: params.fromAccount };
     return this.call((c) => c.voidTransfer, request, params.fromAccount);
+  }
+
+  /**
+   * Freezes `accountId` (`FreezeAccount`): until unfrozen it neither sends nor receives (a
+   * transfer from or to it, a hold from it, a capture touching it are `Rejected`
+   * ACCOUNT_FROZEN). Resolves to the account after the change (`status`
+   * `wallet.AccountStatus.ACCOUNT_STATUS_FROZEN`). Idempotent by effect (freezing a frozen account
+   * answers it unchanged), so it is routed to the leader of the account's partition and
+   * retried like `openAccount()`. `Rejected` ACCOUNT_NOT_FOUND, ACCOUNT_CLOSED; needs the
+   * admin scope when the nodes check tokens.
+   */
+  async freezeAccount(accountId: string): Promise<Account> {
+    const response = await this.call((c) => c.freezeAccount, { accountId }, accountId);
+    return changedAccount("FreezeAccount", response.account);
+  }
+
+  /** Unfreezes `accountId` (`UnfreezeAccount`; status back to ACTIVE). Idempotent, routed and retried like `freezeAccount()`. */
+  async unfreezeAccount(accountId: string): Promise<Account> {
+    const response = await this.call((c) => c.unfreezeAccount, { accountId }, accountId);
+    return changedAccount("UnfreezeAccount", response.account);
+  }
+
+  /**
+   * Closes `accountId` for good (`CloseAccount`; status CLOSED): afterwards it neither sends nor
+   * receives (ACCOUNT_CLOSED) and stays readable. Only at a zero balance (else `Rejected`
+   * ACCOUNT_NOT_EMPTY), with no pending hold from it (ACCOUNT_HAS_PENDING_HOLDS) and no
+   * cross-partition transfer from it in flight (ACCOUNT_HAS_TRANSFERS_IN_FLIGHT: call again
+   * shortly). Idempotent, routed and retried like `freezeAccount()`.
+   */
+  async closeAccount(accountId: string): Promise<Account> {
+    const response = await this.call((c) => c.closeAccount, { accountId }, accountId);
+    return changedAccount("CloseAccount", response.account);
+  }
+
+  /**
+   * Sets how far below zero the ordinary account `accountId` may go (`SetOverdraftLimit`):
+   * `overdraftLimit` is a decimal string in `currency`, the account's ("50.00"; "0" for none,
+   * the default). A transfer or hold is then `Rejected` INSUFFICIENT_FUNDS only beyond
+   * `available` plus the limit. Resolves to the account (`overdraftLimit` set). `Rejected`
+   * OVERDRAFT_UNLIMITED for an account opened with `allowNegativeBalance`, CURRENCY_MISMATCH
+   * for another currency, INVALID_AMOUNT / AMOUNT_OUT_OF_RANGE for a bad limit. Idempotent,
+   * routed and retried like `freezeAccount()`.
+   */
+  async setOverdraftLimit(accountId: string, overdraftLimit: string, currency: string): Promise<Account> {
+    const request: SetOverdraftLimitRequest = { accountId, overdraftLimit, currency };
+    const response = await this.call((c) => c.setOverdraftLimit, request, accountId);
+    return changedAccount("SetOverdraftLimit", response.account);
   }
 
   /** The authoritative account, read linearizably, with the position it reflects. */

@@ -4,7 +4,8 @@
  * trailer, and changes nothing; the retry loop gets past a dead node and gives up, bounded,
  * when all are dead; 200 concurrent transfers, pipelined transparently (at most one
  * SubmitTransfers stream per node), each get their own outcome and move exactly the right
- * money, once.
+ * money, once; the account lifecycle (freeze, unfreeze, overdraft limit, close) with every
+ * refusal it documents.
  *
  *   node dist/test/live-check.js --write HOST:PORT,... --read HOST:PORT
  */
@@ -28,7 +29,7 @@ import {
 } from "../src";
 import { BadRequest, ErrorInfo } from "../src/gen/google/rpc/error_details";
 import { Status } from "../src/gen/google/rpc/status";
-import { WalletServiceClient, type TransferResponse } from "../src/gen/wallet/v1/wallet";
+import { type Account, AccountStatus, WalletServiceClient, type TransferResponse } from "../src/gen/wallet/v1/wallet";
 
 let checks = 0;
 
@@ -249,6 +250,82 @@ async function concurrentTransfers(writes: string[], base: string): Promise<numb
   }
 }
 
+/**
+ * `closeAccount`, called again while the node answers ACCOUNT_HAS_TRANSFERS_IN_FLIGHT (a
+ * cross-partition transfer from the account answered "success" before its settle step:
+ * "retry shortly", as documented).
+ */
+async function closeWhenSettled(wallet: WalletClient, accountId: string): Promise<Account> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      return await wallet.closeAccount(accountId);
+    } catch (error) {
+      if (!(error instanceof Rejected) || error.reason !== "ACCOUNT_HAS_TRANSFERS_IN_FLIGHT" || Date.now() > deadline) throw error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/**
+ * Freeze, unfreeze, overdraft limit and close on a fresh account, each refusal with its
+ * documented code and reason (FAILED_PRECONDITION carries no field), the status and limit
+ * read back.
+ */
+async function accountLifecycle(writes: string[], prefix: string): Promise<void> {
+  const [issuer, account, sink] = [`${prefix}life-issuer`, `${prefix}life-account`, `${prefix}life-sink`];
+  const wallet = new WalletClient(writes);
+  const move = (fromAccount: string, toAccount: string, amount: string) => () =>
+    wallet.transfer({ transactionId: newTransactionId(), fromAccount, toAccount, amount, currency: "USD" });
+  const state = async () => {
+    const got = (await wallet.getAccount(account)).account!;
+    return [got.status, got.balance, got.overdraftLimit];
+  };
+  const { ACCOUNT_STATUS_ACTIVE: ACTIVE, ACCOUNT_STATUS_FROZEN: FROZEN, ACCOUNT_STATUS_CLOSED: CLOSED } = AccountStatus;
+  const precondition = Code.FAILED_PRECONDITION;
+  try {
+    await wallet.openAccount(issuer, "USD", true);
+    const opened = await wallet.openAccount(account, "USD");
+    assert.deepEqual([opened.status, opened.overdraftLimit], [ACTIVE, "0.00"]);
+    await wallet.openAccount(sink, "USD");
+    await move(issuer, account, "20.00")();
+
+    const frozen = await wallet.freezeAccount(account);
+    assert.deepEqual([frozen.accountId, frozen.status], [account, FROZEN]);
+    assert.equal((await wallet.freezeAccount(account)).status, FROZEN); // idempotent
+    await expectRejected(move(account, sink, "5.00"), precondition, "ACCOUNT_FROZEN");
+    await expectRejected(move(issuer, account, "5.00"), precondition, "ACCOUNT_FROZEN");
+    assert.deepEqual(await state(), [FROZEN, "20.00", "0.00"]);
+
+    assert.equal((await wallet.unfreezeAccount(account)).status, ACTIVE);
+    assert.equal((await move(account, sink, "5.00")()).status, "success");
+
+    const limited = await wallet.setOverdraftLimit(account, "50.00", "USD");
+    assert.deepEqual([limited.overdraftLimit, limited.status], ["50.00", ACTIVE]);
+    assert.equal((await wallet.setOverdraftLimit(account, "50.00", "USD")).overdraftLimit, "50.00"); // idempotent
+    await expectRejected(() => wallet.setOverdraftLimit(account, "50.00", "EUR"), precondition, "CURRENCY_MISMATCH");
+    await expectRejected(() => wallet.setOverdraftLimit(issuer, "50.00", "USD"), precondition, "OVERDRAFT_UNLIMITED");
+    await move(account, sink, "60.00")(); // 15.00 - 60.00: 45.00 below zero, within the limit
+    await expectRejected(move(account, sink, "5.01"), precondition, "INSUFFICIENT_FUNDS");
+    assert.deepEqual(await state(), [ACTIVE, "-45.00", "50.00"]);
+
+    await expectRejected(() => wallet.closeAccount(account), precondition, "ACCOUNT_NOT_EMPTY");
+    await move(issuer, account, "45.00")();
+    const closed = await closeWhenSettled(wallet, account);
+    assert.deepEqual([closed.status, closed.balance], [CLOSED, "0.00"]);
+    assert.equal((await wallet.closeAccount(account)).status, CLOSED); // idempotent
+    assert.equal((await state())[0], CLOSED);
+    await expectRejected(move(issuer, account, "1.00"), precondition, "ACCOUNT_CLOSED");
+    await expectRejected(move(account, sink, "1.00"), precondition, "ACCOUNT_CLOSED");
+    await expectRejected(() => wallet.unfreezeAccount(account), precondition, "ACCOUNT_CLOSED");
+    await expectRejected(() => wallet.freezeAccount(`${prefix}nobody`), Code.NOT_FOUND, "ACCOUNT_NOT_FOUND", "account_id");
+    assert.equal((await wallet.getAccount(sink)).account!.balance, "65.00");
+    console.log("typescript live checks: account lifecycle: freeze, unfreeze, overdraft limit and close as documented");
+  } finally {
+    wallet.close();
+  }
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { write: { type: "string" }, read: { type: "string" } } });
   assert.ok(values.write && values.read, "--write and --read are required");
@@ -353,6 +430,7 @@ async function main(): Promise<void> {
   down.close();
   checks += 2;
 
+  await accountLifecycle(writes, prefix);
   checks += await concurrentTransfers(writes, prefix);
   console.log(`typescript live checks: ${checks} passed`);
 }

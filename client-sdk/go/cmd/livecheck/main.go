@@ -4,7 +4,8 @@
 // id gets the same outcome; the retry loop gets past a dead node and gives up, bounded,
 // when all are dead; 200 concurrent transfers each get exactly their own outcome, the
 // balances are exact, and sending them all again moves no money twice; every other
-// wrapper (batches, streams, history, watches, cluster status) answers.
+// wrapper (batches, streams, history, watches, cluster status) answers; the account
+// lifecycle (freeze, unfreeze, overdraft limit, close) gives every refusal it documents.
 //
 //	livecheck --write HOST:PORT,... --read HOST:PORT
 package main
@@ -205,9 +206,115 @@ func main() {
 	onlyDead.Close()
 	checks++
 
+	accountLifecycle(ctx, w, prefix)
 	concurrentTransfers(ctx, w, prefix)
 	otherWrappers(ctx, w, q, prefix, issuer, alice)
 	fmt.Printf("go live checks: %d passed\n", checks)
+}
+
+// closeWhenSettled is CloseAccount, called again while the node answers
+// ReasonAccountHasTransfersInFlight (a cross-partition transfer from the account answered
+// "success" before its settle step: "retry shortly", as documented).
+func closeWhenSettled(ctx context.Context, w *wallet.WalletClient, accountID string) (*walletv1.Account, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		account, err := w.CloseAccount(ctx, accountID)
+		var rejected *wallet.Rejected
+		if err == nil || !errors.As(err, &rejected) || rejected.Reason != wallet.ReasonAccountHasTransfersInFlight || time.Now().After(deadline) {
+			return account, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// accountLifecycle: freeze, unfreeze, overdraft limit and close on a fresh account, each
+// refusal with its documented code and reason (FAILED_PRECONDITION carries no field), the
+// status and limit read back.
+func accountLifecycle(ctx context.Context, w *wallet.WalletClient, prefix string) {
+	issuer, account, sink := prefix+"life-issuer", prefix+"life-account", prefix+"life-sink"
+	move := func(from, to, amount string) error {
+		_, err := w.Transfer(ctx, wallet.TransferParams{TransactionID: wallet.NewTransactionID(), From: from, To: to, Amount: amount, Currency: "USD"})
+		return err
+	}
+	expectState := func(status walletv1.AccountStatus, balance, limit, what string) {
+		got, err := w.GetAccount(ctx, account)
+		must(err, what)
+		a := got.GetAccount()
+		if a.GetStatus() != status || a.GetBalance() != balance || a.GetOverdraftLimit() != limit {
+			fail("%s: expected %s, balance %s, limit %s; got %s, balance %s, limit %s", what, status, balance, limit,
+				a.GetStatus(), a.GetBalance(), a.GetOverdraftLimit())
+		}
+	}
+	expectStatus := func(a *walletv1.Account, err error, status walletv1.AccountStatus, what string) *walletv1.Account {
+		must(err, what)
+		if a.GetAccountId() != account || a.GetStatus() != status {
+			fail("%s: expected %s %s, got %v", what, account, status, a)
+		}
+		return a
+	}
+	const precondition = codes.FailedPrecondition
+
+	_, err := w.OpenAccount(ctx, wallet.OpenAccountParams{AccountID: issuer, Currency: "USD", AllowNegativeBalance: true})
+	must(err, "open the lifecycle issuer")
+	opened, err := w.OpenAccount(ctx, wallet.OpenAccountParams{AccountID: account, Currency: "USD"})
+	if expectStatus(opened, err, walletv1.AccountStatus_ACCOUNT_STATUS_ACTIVE, "open the account").GetOverdraftLimit() != "0.00" {
+		fail("a new account's overdraft limit is %q, not 0.00", opened.GetOverdraftLimit())
+	}
+	_, err = w.OpenAccount(ctx, wallet.OpenAccountParams{AccountID: sink, Currency: "USD"})
+	must(err, "open the sink")
+	must(move(issuer, account, "20.00"), "fund the account")
+
+	a, err := w.FreezeAccount(ctx, account)
+	expectStatus(a, err, walletv1.AccountStatus_ACCOUNT_STATUS_FROZEN, "freeze")
+	a, err = w.FreezeAccount(ctx, account)
+	expectStatus(a, err, walletv1.AccountStatus_ACCOUNT_STATUS_FROZEN, "freeze again (idempotent)")
+	expectRejected(move(account, sink, "5.00"), precondition, wallet.ReasonAccountFrozen, "", "a transfer from a frozen account")
+	expectRejected(move(issuer, account, "5.00"), precondition, wallet.ReasonAccountFrozen, "", "a transfer to a frozen account")
+	expectState(walletv1.AccountStatus_ACCOUNT_STATUS_FROZEN, "20.00", "0.00", "the frozen account")
+
+	a, err = w.UnfreezeAccount(ctx, account)
+	expectStatus(a, err, walletv1.AccountStatus_ACCOUNT_STATUS_ACTIVE, "unfreeze")
+	must(move(account, sink, "5.00"), "a transfer from the unfrozen account")
+
+	a, err = w.SetOverdraftLimit(ctx, account, "50.00", "USD")
+	if expectStatus(a, err, walletv1.AccountStatus_ACCOUNT_STATUS_ACTIVE, "set the overdraft limit").GetOverdraftLimit() != "50.00" {
+		fail("the overdraft limit reads %q, not 50.00", a.GetOverdraftLimit())
+	}
+	a, err = w.SetOverdraftLimit(ctx, account, "50.00", "USD")
+	if expectStatus(a, err, walletv1.AccountStatus_ACCOUNT_STATUS_ACTIVE, "the same limit again (idempotent)").GetOverdraftLimit() != "50.00" {
+		fail("the overdraft limit reads %q after setting it again", a.GetOverdraftLimit())
+	}
+	_, err = w.SetOverdraftLimit(ctx, account, "50.00", "EUR")
+	expectRejected(err, precondition, wallet.ReasonCurrencyMismatch, "", "a limit in another currency")
+	_, err = w.SetOverdraftLimit(ctx, issuer, "50.00", "USD")
+	expectRejected(err, precondition, wallet.ReasonOverdraftUnlimited, "", "a limit on an allow_negative_balance account")
+	must(move(account, sink, "60.00"), "45.00 below zero, within the limit")
+	expectRejected(move(account, sink, "5.01"), precondition, wallet.ReasonInsufficientFunds, "", "beyond the overdraft limit")
+	expectState(walletv1.AccountStatus_ACCOUNT_STATUS_ACTIVE, "-45.00", "50.00", "the overdrawn account")
+
+	_, err = w.CloseAccount(ctx, account)
+	expectRejected(err, precondition, wallet.ReasonAccountNotEmpty, "", "closing an account in debt")
+	must(move(issuer, account, "45.00"), "bring the account to zero")
+	a, err = closeWhenSettled(ctx, w, account)
+	if expectStatus(a, err, walletv1.AccountStatus_ACCOUNT_STATUS_CLOSED, "close").GetBalance() != "0.00" {
+		fail("the closed account's balance is %s", a.GetBalance())
+	}
+	a, err = w.CloseAccount(ctx, account)
+	expectStatus(a, err, walletv1.AccountStatus_ACCOUNT_STATUS_CLOSED, "close again (idempotent)")
+	expectState(walletv1.AccountStatus_ACCOUNT_STATUS_CLOSED, "0.00", "50.00", "the closed account")
+	expectRejected(move(issuer, account, "1.00"), precondition, wallet.ReasonAccountClosed, "", "a transfer to a closed account")
+	expectRejected(move(account, sink, "1.00"), precondition, wallet.ReasonAccountClosed, "", "a transfer from a closed account")
+	_, err = w.UnfreezeAccount(ctx, account)
+	expectRejected(err, precondition, wallet.ReasonAccountClosed, "", "unfreezing a closed account")
+	_, err = w.FreezeAccount(ctx, prefix+"nobody")
+	expectRejected(err, codes.NotFound, wallet.ReasonAccountNotFound, "account_id", "freezing an unknown account")
+	got, err := w.GetAccount(ctx, sink)
+	must(err, "get the sink")
+	if got.GetAccount().GetBalance() != "65.00" {
+		fail("the sink has %s, not 65.00", got.GetAccount().GetBalance())
+	}
+	checks++
+	fmt.Println("go live checks: account lifecycle: freeze, unfreeze, overdraft limit and close as documented")
 }
 
 // rawStatusDecodes: straight from the generated stub, grpc-go's status and genproto's

@@ -306,6 +306,34 @@ class AsyncWalletClient:
         request = wallet_pb2.VoidTransferRequest(transaction_id=transaction_id, from_account=from_account)
         return cast(wallet_pb2.HoldResponse, await self._call("VoidTransfer", request, from_account))
 
+    async def freeze_account(self, account_id: str) -> wallet_pb2.Account:
+        """See ``WalletClient.freeze_account``."""
+        request = wallet_pb2.FreezeAccountRequest(account_id=account_id)
+        response = cast(wallet_pb2.FreezeAccountResponse, await self._call("FreezeAccount", request, account_id))
+        return response.account
+
+    async def unfreeze_account(self, account_id: str) -> wallet_pb2.Account:
+        """See ``WalletClient.unfreeze_account``."""
+        request = wallet_pb2.UnfreezeAccountRequest(account_id=account_id)
+        response = cast(wallet_pb2.UnfreezeAccountResponse, await self._call("UnfreezeAccount", request, account_id))
+        return response.account
+
+    async def close_account(self, account_id: str) -> wallet_pb2.Account:
+        """See ``WalletClient.close_account``."""
+        request = wallet_pb2.CloseAccountRequest(account_id=account_id)
+        response = cast(wallet_pb2.CloseAccountResponse, await self._call("CloseAccount", request, account_id))
+        return response.account
+
+    async def set_overdraft_limit(self, account_id: str, overdraft_limit: str, currency: str) -> wallet_pb2.Account:
+        """See ``WalletClient.set_overdraft_limit``."""
+        request = wallet_pb2.SetOverdraftLimitRequest(
+            account_id=account_id, overdraft_limit=overdraft_limit, currency=currency
+        )
+        response = cast(
+            wallet_pb2.SetOverdraftLimitResponse, await self._call("SetOverdraftLimit", request, account_id)
+        )
+        return response.account
+
     async def get_transfer(self, transaction_id: str) -> wallet_pb2.Transfer:
         """See ``WalletClient.get_transfer``."""
         request = wallet_pb2.GetTransferRequest(transaction_id=transaction_id)

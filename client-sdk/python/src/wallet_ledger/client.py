@@ -382,6 +382,51 @@ class WalletClient:
         request = wallet_pb2.VoidTransferRequest(transaction_id=transaction_id, from_account=from_account)
         return cast(wallet_pb2.HoldResponse, self._call("VoidTransfer", request, from_account))
 
+    def freeze_account(self, account_id: str) -> wallet_pb2.Account:
+        """Freezes ``account_id`` (``FreezeAccount``): until unfrozen it neither sends nor
+        receives (a transfer from or to it, a hold from it, a capture touching it are
+        ``Rejected`` ACCOUNT_FROZEN). Answers the account after the change (``status``
+        ``ACCOUNT_STATUS_FROZEN``). Idempotent by effect: freezing a frozen account answers it
+        unchanged, so it is routed to the leader of the account's partition and retried like
+        ``open_account()``. ``Rejected`` ACCOUNT_NOT_FOUND, ACCOUNT_CLOSED; needs the admin
+        scope when the nodes check tokens."""
+        request = wallet_pb2.FreezeAccountRequest(account_id=account_id)
+        response = cast(wallet_pb2.FreezeAccountResponse, self._call("FreezeAccount", request, account_id))
+        return response.account
+
+    def unfreeze_account(self, account_id: str) -> wallet_pb2.Account:
+        """Unfreezes ``account_id`` (``UnfreezeAccount``; status back to
+        ``ACCOUNT_STATUS_ACTIVE``). Idempotent, routed and retried like ``freeze_account()``."""
+        request = wallet_pb2.UnfreezeAccountRequest(account_id=account_id)
+        response = cast(wallet_pb2.UnfreezeAccountResponse, self._call("UnfreezeAccount", request, account_id))
+        return response.account
+
+    def close_account(self, account_id: str) -> wallet_pb2.Account:
+        """Closes ``account_id`` for good (``CloseAccount``; status ``ACCOUNT_STATUS_CLOSED``):
+        afterwards it neither sends nor receives (ACCOUNT_CLOSED) and stays readable. Only at a
+        zero balance (else ``Rejected`` ACCOUNT_NOT_EMPTY), with no pending hold from it
+        (ACCOUNT_HAS_PENDING_HOLDS) and no cross-partition transfer from it in flight
+        (ACCOUNT_HAS_TRANSFERS_IN_FLIGHT: call again shortly). Idempotent, routed and retried
+        like ``freeze_account()``."""
+        request = wallet_pb2.CloseAccountRequest(account_id=account_id)
+        response = cast(wallet_pb2.CloseAccountResponse, self._call("CloseAccount", request, account_id))
+        return response.account
+
+    def set_overdraft_limit(self, account_id: str, overdraft_limit: str, currency: str) -> wallet_pb2.Account:
+        """Sets how far below zero the ordinary account ``account_id`` may go
+        (``SetOverdraftLimit``): ``overdraft_limit`` is a decimal string in ``currency``, the
+        account's (``"50.00"``; ``"0"`` for none, the default). A transfer or hold is then
+        ``Rejected`` INSUFFICIENT_FUNDS only beyond ``available`` + the limit. Answers the
+        account (``overdraft_limit`` set). ``Rejected`` OVERDRAFT_UNLIMITED for an account
+        opened with ``allow_negative_balance``, CURRENCY_MISMATCH for another currency,
+        INVALID_AMOUNT / AMOUNT_OUT_OF_RANGE for a bad limit. Idempotent, routed and retried
+        like ``freeze_account()``."""
+        request = wallet_pb2.SetOverdraftLimitRequest(
+            account_id=account_id, overdraft_limit=overdraft_limit, currency=currency
+        )
+        response = cast(wallet_pb2.SetOverdraftLimitResponse, self._call("SetOverdraftLimit", request, account_id))
+        return response.account
+
     def get_account(self, account_id: str) -> wallet_pb2.GetAccountResponse:
         """The authoritative account, read linearizably, with the position it reflects."""
         request = wallet_pb2.GetAccountRequest(account_id=account_id)

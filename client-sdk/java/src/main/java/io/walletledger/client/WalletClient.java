@@ -3,9 +3,12 @@ package io.walletledger.client;
 import io.grpc.Channel;
 import io.grpc.stub.StreamObserver;
 import io.walletledger.v1.Account;
+import io.walletledger.v1.AccountStatus;
 import io.walletledger.v1.AuthorizeTransferRequest;
 import io.walletledger.v1.CaptureTransferRequest;
+import io.walletledger.v1.CloseAccountRequest;
 import io.walletledger.v1.ClusterServiceGrpc;
+import io.walletledger.v1.FreezeAccountRequest;
 import io.walletledger.v1.GetAccountRequest;
 import io.walletledger.v1.GetAccountResponse;
 import io.walletledger.v1.GetClusterStatusRequest;
@@ -14,12 +17,14 @@ import io.walletledger.v1.GetTransferRequest;
 import io.walletledger.v1.HoldResponse;
 import io.walletledger.v1.OpenAccountRequest;
 import io.walletledger.v1.OpenAccountResult;
+import io.walletledger.v1.SetOverdraftLimitRequest;
 import io.walletledger.v1.TransferBatchRequest;
 import io.walletledger.v1.TransferBatchResponse;
 import io.walletledger.v1.TransferError;
 import io.walletledger.v1.TransferRequest;
 import io.walletledger.v1.TransferResponse;
 import io.walletledger.v1.TransferResult;
+import io.walletledger.v1.UnfreezeAccountRequest;
 import io.walletledger.v1.VoidTransferRequest;
 import io.walletledger.v1.WalletServiceGrpc;
 import java.time.Duration;
@@ -241,6 +246,63 @@ public final class WalletClient implements AutoCloseable {
         .setFromAccount(from)
         .build();
     return call((e, t) -> stub(e, t).voidTransfer(request), from);
+  }
+
+  /**
+   * {@code FreezeAccount}: until unfrozen the account neither sends nor receives (a transfer from
+   * or to it, a hold from it, a capture touching it throw {@link RejectedException}
+   * {@link Reasons#ACCOUNT_FROZEN}). Answers the account after the change ({@code getStatus()}
+   * {@link AccountStatus#ACCOUNT_STATUS_FROZEN}). Idempotent by effect (freezing a frozen account
+   * answers it unchanged), so it is routed to the leader of the account's partition and retried
+   * like {@link #openAccount(OpenAccountRequest)}. Throws {@link RejectedException}
+   * {@link Reasons#ACCOUNT_NOT_FOUND}, {@link Reasons#ACCOUNT_CLOSED}; needs the admin scope when
+   * the nodes check tokens.
+   */
+  public Account freezeAccount(String accountId) {
+    FreezeAccountRequest request = FreezeAccountRequest.newBuilder().setAccountId(accountId).build();
+    return call((e, t) -> stub(e, t).freezeAccount(request), accountId).getAccount();
+  }
+
+  /**
+   * {@code UnfreezeAccount}: the account sends and receives again ({@code getStatus()}
+   * {@link AccountStatus#ACCOUNT_STATUS_ACTIVE}). Idempotent, routed and retried like
+   * {@link #freezeAccount}.
+   */
+  public Account unfreezeAccount(String accountId) {
+    UnfreezeAccountRequest request = UnfreezeAccountRequest.newBuilder().setAccountId(accountId).build();
+    return call((e, t) -> stub(e, t).unfreezeAccount(request), accountId).getAccount();
+  }
+
+  /**
+   * {@code CloseAccount}: closes the account for good ({@link AccountStatus#ACCOUNT_STATUS_CLOSED}):
+   * afterwards it neither sends nor receives ({@link Reasons#ACCOUNT_CLOSED}) and stays readable.
+   * Only at a zero balance (else {@link RejectedException} {@link Reasons#ACCOUNT_NOT_EMPTY}),
+   * with no pending hold from it ({@link Reasons#ACCOUNT_HAS_PENDING_HOLDS}) and no
+   * cross-partition transfer from it in flight ({@link Reasons#ACCOUNT_HAS_TRANSFERS_IN_FLIGHT}:
+   * call again shortly). Idempotent, routed and retried like {@link #freezeAccount}.
+   */
+  public Account closeAccount(String accountId) {
+    CloseAccountRequest request = CloseAccountRequest.newBuilder().setAccountId(accountId).build();
+    return call((e, t) -> stub(e, t).closeAccount(request), accountId).getAccount();
+  }
+
+  /**
+   * {@code SetOverdraftLimit}: how far below zero the ordinary account may go; {@code limit} is
+   * a decimal string in {@code currency}, the account's ("50.00"; "0" for none, the default). A
+   * transfer or hold then throws {@link Reasons#INSUFFICIENT_FUNDS} only beyond the available
+   * amount plus the limit. Answers the account ({@code getOverdraftLimit()} set). Throws
+   * {@link RejectedException} {@link Reasons#OVERDRAFT_UNLIMITED} for an account opened with
+   * {@code allowNegativeBalance}, {@link Reasons#CURRENCY_MISMATCH} for another currency,
+   * {@link Reasons#INVALID_AMOUNT} for a malformed limit. Idempotent, routed and retried like
+   * {@link #freezeAccount}.
+   */
+  public Account setOverdraftLimit(String accountId, String limit, String currency) {
+    SetOverdraftLimitRequest request = SetOverdraftLimitRequest.newBuilder()
+        .setAccountId(accountId)
+        .setOverdraftLimit(limit)
+        .setCurrency(currency)
+        .build();
+    return call((e, t) -> stub(e, t).setOverdraftLimit(request), accountId).getAccount();
   }
 
   /**

@@ -23,6 +23,8 @@ import io.walletledger.client.TransferWatch;
 import io.walletledger.client.UnavailableException;
 import io.walletledger.client.WalletClient;
 import io.walletledger.client.WalletException;
+import io.walletledger.v1.Account;
+import io.walletledger.v1.AccountStatus;
 import io.walletledger.v1.GetClusterStatusResponse;
 import io.walletledger.v1.ListTransfersResponse;
 import io.walletledger.v1.OpenAccountRequest;
@@ -53,7 +55,8 @@ import java.util.concurrent.TimeUnit;
  * also straight from the generated stub with {@code StatusProto}; the read node's errors,
  * streams included; the retry loop gets past a dead node and gives up, bounded, when all are
  * dead; 200 concurrent transfers on one client each get exactly their own outcome and the
- * balances are exact, also after all 200 are sent again; the other RPC wrappers.
+ * balances are exact, also after all 200 are sent again; the other RPC wrappers; the account
+ * lifecycle (freeze, unfreeze, overdraft limit, close) with every refusal it documents.
  *
  * <pre>client-sdk/java/test.sh live --write HOST:PORT,... --read HOST:PORT</pre>
  */
@@ -133,6 +136,7 @@ public final class LiveCheck {
       checks++;
 
       otherWrappers(wallet, query, prefix, issuer, alice, funded);
+      accountLifecycle(wallet, prefix);
     }
 
     // A dead node first in the list: the retry loop moves on with the same request.
@@ -157,6 +161,80 @@ public final class LiveCheck {
 
     concurrentTransfers(writes, prefix);
     System.out.println("java live checks: " + checks + " passed");
+  }
+
+  /**
+   * {@code closeAccount}, called again while the node answers
+   * {@link Reasons#ACCOUNT_HAS_TRANSFERS_IN_FLIGHT} (a cross-partition transfer from the account
+   * answered "success" before its settle step: "retry shortly", as documented).
+   */
+  static Account closeWhenSettled(WalletClient wallet, String accountId) throws InterruptedException {
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+    while (true) {
+      try {
+        return wallet.closeAccount(accountId);
+      } catch (RejectedException e) {
+        if (!Reasons.ACCOUNT_HAS_TRANSFERS_IN_FLIGHT.equals(e.reason()) || System.nanoTime() > deadline) {
+          throw e;
+        }
+      }
+      Thread.sleep(50);
+    }
+  }
+
+  /**
+   * Freeze, unfreeze, overdraft limit and close on a fresh account, each refusal with its
+   * documented code and reason (FAILED_PRECONDITION carries no field), the status and limit read
+   * back.
+   */
+  static void accountLifecycle(WalletClient wallet, String prefix) throws Exception {
+    String issuer = prefix + "life-issuer";
+    String account = prefix + "life-account";
+    String sink = prefix + "life-sink";
+    Status.Code precondition = Status.Code.FAILED_PRECONDITION;
+    wallet.openAccount(issuer, "USD", true);
+    Account opened = wallet.openAccount(account, "USD");
+    equal(AccountStatus.ACCOUNT_STATUS_ACTIVE, opened.getStatus(), "a new account's status");
+    equal("0.00", opened.getOverdraftLimit(), "a new account's overdraft limit");
+    wallet.openAccount(sink, "USD");
+    wallet.transfer(pay(issuer, account, "20.00"));
+
+    Account frozen = wallet.freezeAccount(account);
+    equal(account, frozen.getAccountId(), "the frozen account's id");
+    equal(AccountStatus.ACCOUNT_STATUS_FROZEN, frozen.getStatus(), "status after freezing");
+    equal(AccountStatus.ACCOUNT_STATUS_FROZEN, wallet.freezeAccount(account).getStatus(), "freezing again (idempotent)");
+    expectRejected(() -> wallet.transfer(pay(account, sink, "5.00")), precondition, Reasons.ACCOUNT_FROZEN, null);
+    expectRejected(() -> wallet.transfer(pay(issuer, account, "5.00")), precondition, Reasons.ACCOUNT_FROZEN, null);
+    Account state = wallet.getAccount(account).getAccount();
+    equal(List.of(AccountStatus.ACCOUNT_STATUS_FROZEN, "20.00"), List.of(state.getStatus(), state.getBalance()), "frozen account");
+
+    equal(AccountStatus.ACCOUNT_STATUS_ACTIVE, wallet.unfreezeAccount(account).getStatus(), "status after unfreezing");
+    equal("success", wallet.transfer(pay(account, sink, "5.00")).getStatus(), "a transfer after unfreezing");
+
+    Account limited = wallet.setOverdraftLimit(account, "50.00", "USD");
+    equal("50.00", limited.getOverdraftLimit(), "the overdraft limit");
+    equal("50.00", wallet.setOverdraftLimit(account, "50.00", "USD").getOverdraftLimit(), "the same limit again (idempotent)");
+    expectRejected(() -> wallet.setOverdraftLimit(account, "50.00", "EUR"), precondition, Reasons.CURRENCY_MISMATCH, null);
+    expectRejected(() -> wallet.setOverdraftLimit(issuer, "50.00", "USD"), precondition, Reasons.OVERDRAFT_UNLIMITED, null);
+    wallet.transfer(pay(account, sink, "60.00")); // 15.00 - 60.00: 45.00 below zero, within the limit
+    expectRejected(() -> wallet.transfer(pay(account, sink, "5.01")), precondition, Reasons.INSUFFICIENT_FUNDS, null);
+    state = wallet.getAccount(account).getAccount();
+    equal(List.of(AccountStatus.ACCOUNT_STATUS_ACTIVE, "-45.00", "50.00"),
+        List.of(state.getStatus(), state.getBalance(), state.getOverdraftLimit()), "the overdrawn account");
+
+    expectRejected(() -> wallet.closeAccount(account), precondition, Reasons.ACCOUNT_NOT_EMPTY, null);
+    wallet.transfer(pay(issuer, account, "45.00"));
+    Account closed = closeWhenSettled(wallet, account);
+    equal(List.of(AccountStatus.ACCOUNT_STATUS_CLOSED, "0.00"), List.of(closed.getStatus(), closed.getBalance()), "closed");
+    equal(AccountStatus.ACCOUNT_STATUS_CLOSED, wallet.closeAccount(account).getStatus(), "closing again (idempotent)");
+    equal(AccountStatus.ACCOUNT_STATUS_CLOSED, wallet.getAccount(account).getAccount().getStatus(), "the closed account read back");
+    expectRejected(() -> wallet.transfer(pay(issuer, account, "1.00")), precondition, Reasons.ACCOUNT_CLOSED, null);
+    expectRejected(() -> wallet.transfer(pay(account, sink, "1.00")), precondition, Reasons.ACCOUNT_CLOSED, null);
+    expectRejected(() -> wallet.unfreezeAccount(account), precondition, Reasons.ACCOUNT_CLOSED, null);
+    expectRejected(() -> wallet.freezeAccount(prefix + "nobody"), Status.Code.NOT_FOUND, Reasons.ACCOUNT_NOT_FOUND, "account_id");
+    equal("65.00", wallet.getAccount(sink).getAccount().getBalance(), "the sink");
+    checks += 12;
+    System.out.println("java live checks: account lifecycle: freeze, unfreeze, overdraft limit and close as documented");
   }
 
   static Transfer pay(String from, String to, String amount) {
