@@ -341,17 +341,25 @@ pub fn event_from_pb(meta: ledger::EntryMeta, event: &LedgerEvent) -> anyhow::Re
         },
         PbEvent::AccountChanged(e) => Event::AccountChanged {
             account_id: e.account_id.clone(),
-            change: match e.change() {
-                AccountChangeKind::Freeze => AccountChange::Freeze,
-                AccountChangeKind::Unfreeze => AccountChange::Unfreeze,
-                AccountChangeKind::Close => AccountChange::Close,
-                AccountChangeKind::SetOverdraftLimit => AccountChange::SetOverdraftLimit {
-                    limit_minor: e.overdraft_limit_minor,
-                    currency: currency(&e.currency)?,
-                },
-                AccountChangeKind::Unspecified => anyhow::bail!("an account change of no kind"),
-            },
+            change: account_change_from_pb(e)?,
             meta,
         },
+    })
+}
+
+/// The ledger's account change an `AccountChanged` event carries (what the read node's fold
+/// and replays apply).
+pub fn account_change_from_pb(event: &AccountChanged) -> anyhow::Result<AccountChange> {
+    use anyhow::Context as _;
+    Ok(match event.change() {
+        AccountChangeKind::Freeze => AccountChange::Freeze,
+        AccountChangeKind::Unfreeze => AccountChange::Unfreeze,
+        AccountChangeKind::Close => AccountChange::Close,
+        AccountChangeKind::SetOverdraftLimit => AccountChange::SetOverdraftLimit {
+            limit_minor: event.overdraft_limit_minor,
+            currency: ledger::Currency::parse(&event.currency)
+                .with_context(|| format!("unknown currency {:?}", event.currency))?,
+        },
+        AccountChangeKind::Unspecified => anyhow::bail!("an account change of no kind"),
     })
 }

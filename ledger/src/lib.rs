@@ -27,6 +27,7 @@ pub use domain::{
 pub use ids::{ACCOUNT_ID_BYTES_MAX, IdError, parse_transaction_id, validate_account_id};
 pub use money::{
     AMOUNT_MINOR_MAX, AMOUNT_TEXT_BYTES_MAX, Currency, MoneyError, format_minor, parse_amount,
+    parse_non_negative_amount,
 };
 pub use state::{AccountRef, Ledger, decide, decide_with, evolve, evolve_owned};
 pub use stored::{NothingStored, Record, Stored};

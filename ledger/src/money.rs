@@ -117,6 +117,15 @@ impl<'de> serde::Deserialize<'de> for Currency {
     }
 }
 
+/// [`parse_amount`] for an amount that may be zero (an overdraft limit): a well-formed zero
+/// ("0", "0.00") is 0, everything else as `parse_amount` answers it.
+pub fn parse_non_negative_amount(text: &str, currency: Currency) -> Result<i64, MoneyError> {
+    match parse_amount(text, currency) {
+        Err(MoneyError::NotPositive) => Ok(0),
+        parsed => parsed,
+    }
+}
+
 /// Parses a decimal string in major units into minor units. Grammar: ^[0-9]+(\.[0-9]+)?$ (ASCII digits only; no sign, no exponent, no whitespace anywhere, no leading '.', no trailing '.', no '_', not NaN/inf). Use rust_decimal for exactness. Trailing zeros beyond the minor units are accepted only if no rounding would be needed ("1.50" and "1.500" USD ok; "1.005" USD rejected TooPrecise; "1.5" JPY rejected; "1.0" JPY ok). Zero -> NotPositive. More than AMOUNT_MINOR_MAX minor units -> TooLarge (also for absurdly long digit strings: never panic or overflow; cap input length at 64 bytes -> TooLarge or Malformed).
 ///
 /// Checks run in this order, so each input has exactly one error:

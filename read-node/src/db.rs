@@ -41,6 +41,8 @@ pub const CF_POSITIONS: &str = "positions";
 pub const CF_META: &str = "meta";
 
 const ROW_FORMAT_V1: u8 = 1;
+/// Balance rows with the account's lifecycle settings (status, overdraft limit).
+const ROW_FORMAT_V2: u8 = 2;
 const META_FORMAT: &[u8] = b"format";
 const META_PARTITIONS: &[u8] = b"partitions";
 const DB_FORMAT_V1: &[u8] = b"read-node-v1";
@@ -91,6 +93,47 @@ pub struct BalanceRow {
     pub timestamp_ms: u64,
     pub opened_index: u64,
     pub opened_timestamp_ms: u64,
+    /// Status and overdraft limit (`AccountChanged` events): an ordinary account may go as
+    /// far below zero as its limit.
+    pub settings: ledger::AccountSettings,
+}
+
+/// A balance row as row format 1 stored it (before account settings): read, never written.
+#[derive(Deserialize)]
+struct BalanceRowV1 {
+    account_id: String,
+    currency: String,
+    allow_negative_balance: bool,
+    balance_minor: i128,
+    held_minor: i128,
+    touched_index: u64,
+    sequence: u64,
+    partition: u32,
+    index: u64,
+    timestamp_ms: u64,
+    opened_index: u64,
+    opened_timestamp_ms: u64,
+}
+
+impl From<BalanceRowV1> for BalanceRow {
+    fn from(row: BalanceRowV1) -> BalanceRow {
+        BalanceRow {
+            account_id: row.account_id,
+            currency: row.currency,
+            allow_negative_balance: row.allow_negative_balance,
+            balance_minor: row.balance_minor,
+            held_minor: row.held_minor,
+            touched_index: row.touched_index,
+            sequence: row.sequence,
+            partition: row.partition,
+            index: row.index,
+            timestamp_ms: row.timestamp_ms,
+            opened_index: row.opened_index,
+            opened_timestamp_ms: row.opened_timestamp_ms,
+            // Settings came with row format 2; an account of a format-1 row never changed.
+            settings: ledger::AccountSettings::default(),
+        }
+    }
 }
 
 /// One balance change of one account.
@@ -152,16 +195,47 @@ pub struct TransferRow {
     pub timestamp_ms: u64,
 }
 
-pub fn encode<T: Serialize>(row: &T) -> Vec<u8> {
-    let mut bytes = vec![ROW_FORMAT_V1];
+/// A stored row type: the row format it is written in, and the older ones it still reads
+/// (rows carry their format in their first byte, so a database holds rows of several).
+pub trait Row: Serialize + DeserializeOwned {
+    /// The format rows of this type are written in.
+    const FORMAT: u8 = ROW_FORMAT_V1;
+
+    /// A row of an older format, or `None` if this type never had one of `version`.
+    fn decode_older(_version: u8, _body: &[u8]) -> Option<anyhow::Result<Self>> {
+        None
+    }
+}
+
+impl Row for BalanceRow {
+    const FORMAT: u8 = ROW_FORMAT_V2;
+
+    fn decode_older(version: u8, body: &[u8]) -> Option<anyhow::Result<Self>> {
+        (version == ROW_FORMAT_V1).then(|| {
+            postcard::from_bytes::<BalanceRowV1>(body)
+                .map(BalanceRow::from)
+                .context("row is corrupt")
+        })
+    }
+}
+
+impl Row for HistoryRow {}
+
+impl Row for TransferRow {}
+
+pub fn encode<T: Row>(row: &T) -> Vec<u8> {
+    let mut bytes = vec![T::FORMAT];
     bytes.extend(postcard::to_stdvec(row).expect("serialising to a Vec cannot fail"));
     bytes
 }
 
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> anyhow::Result<T> {
+pub fn decode<T: Row>(bytes: &[u8]) -> anyhow::Result<T> {
     let (&version, body) = bytes.split_first().context("empty row")?;
-    ensure!(version == ROW_FORMAT_V1, "unknown row format {version}");
-    postcard::from_bytes(body).context("row is corrupt")
+    if version == T::FORMAT {
+        return postcard::from_bytes(body).context("row is corrupt");
+    }
+    T::decode_older(version, body)
+        .unwrap_or_else(|| Err(anyhow::anyhow!("unknown row format {version}")))
 }
 
 pub fn history_key(account_id: &str, sequence: u64) -> Vec<u8> {
@@ -551,6 +625,50 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    /// Balance rows written before account settings (row format 1) are still read, as
+    /// accounts with the default settings; new rows are written in format 2.
+    #[test]
+    fn balance_rows_of_format_1_are_read_with_default_settings() {
+        let row = BalanceRow {
+            account_id: "alice".into(),
+            currency: "USD".into(),
+            allow_negative_balance: false,
+            balance_minor: 1_234,
+            held_minor: 34,
+            touched_index: 7,
+            sequence: 3,
+            partition: 2,
+            index: 7,
+            timestamp_ms: 1_007,
+            opened_index: 1,
+            opened_timestamp_ms: 1_001,
+            settings: ledger::AccountSettings::default(),
+        };
+        let mut format_1 = vec![ROW_FORMAT_V1];
+        format_1.extend(
+            postcard::to_stdvec(&(
+                &row.account_id,
+                &row.currency,
+                row.allow_negative_balance,
+                row.balance_minor,
+                row.held_minor,
+                row.touched_index,
+                row.sequence,
+                row.partition,
+                row.index,
+                row.timestamp_ms,
+                row.opened_index,
+                row.opened_timestamp_ms,
+            ))
+            .unwrap(),
+        );
+        assert_eq!(decode::<BalanceRow>(&format_1).unwrap(), row);
+        let written = encode(&row);
+        assert_eq!(written[0], ROW_FORMAT_V2);
+        assert_eq!(decode::<BalanceRow>(&written).unwrap(), row);
+        assert!(decode::<BalanceRow>(&[9, 0]).is_err(), "an unknown format");
     }
 
     #[test]

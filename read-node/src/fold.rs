@@ -265,15 +265,17 @@ impl<R: Rows> Folder<'_, R> {
                 self.hold_amount(&row.facts(), -i128::from(row.amount_minor))?;
                 self.set_transfer_state(&row.facts(), TransferState::Expired, "")
             }
-            // Lifecycle changes move no money: the projection's balances, holds and
-            // transfers are unchanged (the account must be known, as for any event of it).
+            // Lifecycle changes move no money: the row's settings change (no sequence, no
+            // history row), so later debits are checked against the account's limit.
             PbEvent::AccountChanged(changed) => {
-                self.balance(&changed.account_id)?.with_context(|| {
-                    format!(
-                        "account {:?} changed before it was opened",
-                        changed.account_id
-                    )
+                let account_id = &changed.account_id;
+                let mut row = self.balance(account_id)?.with_context(|| {
+                    format!("account {account_id:?} changed before it was opened")
                 })?;
+                let change = event_codec::pb::account_change_from_pb(changed)?;
+                row.settings = row.settings.after(change);
+                row.touched_index = self.at.index;
+                self.out.balances.insert(account_id.to_owned(), row);
                 Ok(())
             }
         }
@@ -355,6 +357,7 @@ impl<R: Rows> Folder<'_, R> {
             timestamp_ms: at.timestamp_ms,
             opened_index: at.index,
             opened_timestamp_ms: at.timestamp_ms,
+            settings: ledger::AccountSettings::default(),
         };
         self.out.balances.insert(account_id.to_owned(), row);
         Ok(())
@@ -379,9 +382,11 @@ impl<R: Rows> Folder<'_, R> {
         );
         let at = self.at;
         row.balance_minor += delta_minor;
+        let floor = -i128::from(row.settings.overdraft_limit_minor);
         ensure!(
-            row.allow_negative_balance || row.balance_minor >= 0,
-            "account {account_id:?} would go negative: the event log and the fold disagree"
+            row.allow_negative_balance || row.balance_minor >= floor,
+            "account {account_id:?} would go below its overdraft limit: the event log and the \
+             fold disagree"
         );
         row.sequence += 1;
         row.touched_index = at.index;
@@ -472,7 +477,9 @@ impl<R: Rows> Folder<'_, R> {
 mod tests {
     use std::collections::HashMap;
 
-    use proto::v1::{AccountOpened, TransferCompleted, TransferRejected};
+    use proto::v1::{
+        AccountChangeKind, AccountChanged, AccountOpened, TransferCompleted, TransferRejected,
+    };
 
     use super::*;
 
@@ -539,6 +546,40 @@ mod tests {
             index,
             timestamp_ms: 1_000 + index,
         }
+    }
+
+    fn overdraft_limit(id: &str, minor: i64) -> LedgerEvent {
+        LedgerEvent {
+            event: Some(PbEvent::AccountChanged(AccountChanged {
+                account_id: id.into(),
+                change: AccountChangeKind::SetOverdraftLimit as i32,
+                overdraft_limit: String::new(),
+                overdraft_limit_minor: minor,
+                currency: "USD".into(),
+            })),
+        }
+    }
+
+    /// What the write side accepted the fold accepts: an ordinary account within its
+    /// overdraft limit is below zero; past the limit the fold and the log disagree.
+    #[test]
+    fn an_overdraft_limit_lets_a_balance_go_that_far_below_zero() {
+        let mut rows = MemRows::default();
+        let opened = [open("issuer", true), open("alice", false)];
+        rows.apply(fold_block(&rows, at(1), 1, &opened).unwrap());
+        let limited = fold_block(&rows, at(2), 2, &[overdraft_limit("alice", 50)]).unwrap();
+        assert!(limited.changes.is_empty(), "a limit moves no money");
+        rows.apply(limited);
+        assert_eq!(rows.balances["alice"].settings.overdraft_limit_minor, 50);
+        let spent = fold_block(&rows, at(3), 3, &[completed("t1", "alice", "issuer", 30)]);
+        rows.apply(spent.unwrap());
+        assert_eq!(rows.balances["alice"].balance_minor, -30);
+        let past = fold_block(&rows, at(4), 4, &[completed("t2", "alice", "issuer", 21)]);
+        let error = past.expect_err("past the limit");
+        assert!(
+            format!("{error:#}").contains("overdraft limit"),
+            "{error:#}"
+        );
     }
 
     #[test]

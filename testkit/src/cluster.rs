@@ -118,7 +118,13 @@ impl Cluster {
     /// Starts a node with extra environment variables, e.g. `FAILPOINTS`.
     pub fn start_node_with_env(&self, id: u64, env: &[(&str, &str)]) {
         // Looked up first: a missing binary panics before the node's lock is taken.
-        let mut command = Command::new(crate::binary("wallet-write-node"));
+        self.start_node_binary(id, &crate::binary("wallet-write-node"), env);
+    }
+
+    /// Starts a node from the `wallet-write-node` binary at `binary` (another release's, for
+    /// upgrade tests), with extra environment variables.
+    pub fn start_node_binary(&self, id: u64, binary: &Path, env: &[(&str, &str)]) {
+        let mut command = Command::new(binary);
         let peers = self.peers.clone();
         let node = self.node(id);
         let mut slot = node.child.lock().expect("lock");

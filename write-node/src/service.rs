@@ -683,7 +683,7 @@ pub fn validate_account_step(step: &AccountStep) -> Result<Command, ApiError> {
         AccountStep::SetOverdraftLimit(request) => {
             let currency = Currency::parse(&request.currency)
                 .map_err(|error| ApiError::from_money("currency", &error))?;
-            let limit_minor = ledger::parse_amount(&request.overdraft_limit, currency)
+            let limit_minor = ledger::parse_non_negative_amount(&request.overdraft_limit, currency)
                 .map_err(|error| ApiError::from_money("overdraft_limit", &error))?;
             AccountChange::SetOverdraftLimit {
                 limit_minor,

@@ -120,8 +120,8 @@ type WalletServiceClient interface {
 	// further debits, it takes nothing back). Refused: OVERDRAFT_UNLIMITED (FAILED_PRECONDITION,
 	// field `overdraft_limit`) for an account opened with `allow_negative_balance`, which has
 	// no limit; CURRENCY_MISMATCH (field `currency`) when `currency` is not the account's;
-	// INVALID_AMOUNT / AMOUNT_OUT_OF_RANGE (INVALID_ARGUMENT, field `overdraft_limit`) for a
-	// malformed or negative limit, or one above 1e15 minor units.
+	// INVALID_AMOUNT (INVALID_ARGUMENT, field `overdraft_limit`) for a malformed or negative
+	// limit or one above 1e15 minor units ("0" is no overdraft).
 	SetOverdraftLimit(ctx context.Context, in *SetOverdraftLimitRequest, opts ...grpc.CallOption) (*SetOverdraftLimitResponse, error)
 	// The authoritative account, read linearizably through the partition leader (ReadIndex).
 	GetAccount(ctx context.Context, in *GetAccountRequest, opts ...grpc.CallOption) (*GetAccountResponse, error)
@@ -414,8 +414,8 @@ type WalletServiceServer interface {
 	// further debits, it takes nothing back). Refused: OVERDRAFT_UNLIMITED (FAILED_PRECONDITION,
 	// field `overdraft_limit`) for an account opened with `allow_negative_balance`, which has
 	// no limit; CURRENCY_MISMATCH (field `currency`) when `currency` is not the account's;
-	// INVALID_AMOUNT / AMOUNT_OUT_OF_RANGE (INVALID_ARGUMENT, field `overdraft_limit`) for a
-	// malformed or negative limit, or one above 1e15 minor units.
+	// INVALID_AMOUNT (INVALID_ARGUMENT, field `overdraft_limit`) for a malformed or negative
+	// limit or one above 1e15 minor units ("0" is no overdraft).
 	SetOverdraftLimit(context.Context, *SetOverdraftLimitRequest) (*SetOverdraftLimitResponse, error)
 	// The authoritative account, read linearizably through the partition leader (ReadIndex).
 	GetAccount(context.Context, *GetAccountRequest) (*GetAccountResponse, error)

@@ -143,7 +143,7 @@ async fn accounts_freeze_take_overdrafts_and_close_for_good() {
         Code::FailedPrecondition,
         "CURRENCY_MISMATCH",
     );
-    for bad in ["-1.00", "abc", "1.001", ""] {
+    for bad in ["-1.00", "abc", "1.001", "", "10000000000000.01"] {
         let answer = change(&cluster, leader, Change::Limit(&a, bad, "USD")).await;
         assert_eq!(
             answer.expect_err(bad).code(),
@@ -159,6 +159,10 @@ async fn accounts_freeze_take_overdrafts_and_close_for_good() {
         "ACCOUNT_NOT_EMPTY",
     );
     pay(&b, &a, "50.00").await.expect("pay the debt back");
+    let unlimited = change(&cluster, leader, Change::Limit(&a, "0", "USD"))
+        .await
+        .expect("no overdraft");
+    assert_eq!(unlimited.overdraft_limit, "0.00");
     let closed = change(&cluster, follower, Change::Close(&a))
         .await
         .expect("close at zero");

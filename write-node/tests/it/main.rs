@@ -19,6 +19,7 @@ mod security;
 mod storage_faults;
 #[cfg(feature = "otel")]
 mod traces;
+mod upgrade;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

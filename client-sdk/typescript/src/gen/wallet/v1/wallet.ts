@@ -3586,8 +3586,8 @@ export const WalletServiceService = {
    * further debits, it takes nothing back). Refused: OVERDRAFT_UNLIMITED (FAILED_PRECONDITION,
    * field `overdraft_limit`) for an account opened with `allow_negative_balance`, which has
    * no limit; CURRENCY_MISMATCH (field `currency`) when `currency` is not the account's;
-   * INVALID_AMOUNT / AMOUNT_OUT_OF_RANGE (INVALID_ARGUMENT, field `overdraft_limit`) for a
-   * malformed or negative limit, or one above 1e15 minor units.
+   * INVALID_AMOUNT (INVALID_ARGUMENT, field `overdraft_limit`) for a malformed or negative
+   * limit or one above 1e15 minor units ("0" is no overdraft).
    */
   setOverdraftLimit: {
     path: "/wallet.v1.WalletService/SetOverdraftLimit" as const,
@@ -3747,8 +3747,8 @@ export interface WalletServiceServer extends UntypedServiceImplementation {
    * further debits, it takes nothing back). Refused: OVERDRAFT_UNLIMITED (FAILED_PRECONDITION,
    * field `overdraft_limit`) for an account opened with `allow_negative_balance`, which has
    * no limit; CURRENCY_MISMATCH (field `currency`) when `currency` is not the account's;
-   * INVALID_AMOUNT / AMOUNT_OUT_OF_RANGE (INVALID_ARGUMENT, field `overdraft_limit`) for a
-   * malformed or negative limit, or one above 1e15 minor units.
+   * INVALID_AMOUNT (INVALID_ARGUMENT, field `overdraft_limit`) for a malformed or negative
+   * limit or one above 1e15 minor units ("0" is no overdraft).
    */
   setOverdraftLimit: handleUnaryCall<SetOverdraftLimitRequest, SetOverdraftLimitResponse>;
   /** The authoritative account, read linearizably through the partition leader (ReadIndex). */
@@ -4018,8 +4018,8 @@ export interface WalletServiceClient extends Client {
    * further debits, it takes nothing back). Refused: OVERDRAFT_UNLIMITED (FAILED_PRECONDITION,
    * field `overdraft_limit`) for an account opened with `allow_negative_balance`, which has
    * no limit; CURRENCY_MISMATCH (field `currency`) when `currency` is not the account's;
-   * INVALID_AMOUNT / AMOUNT_OUT_OF_RANGE (INVALID_ARGUMENT, field `overdraft_limit`) for a
-   * malformed or negative limit, or one above 1e15 minor units.
+   * INVALID_AMOUNT (INVALID_ARGUMENT, field `overdraft_limit`) for a malformed or negative
+   * limit or one above 1e15 minor units ("0" is no overdraft).
    */
   setOverdraftLimit(
     request: SetOverdraftLimitRequest,

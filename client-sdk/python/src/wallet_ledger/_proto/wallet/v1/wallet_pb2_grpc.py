@@ -302,8 +302,8 @@ class WalletServiceServicer(object):
         further debits, it takes nothing back). Refused: OVERDRAFT_UNLIMITED (FAILED_PRECONDITION,
         field `overdraft_limit`) for an account opened with `allow_negative_balance`, which has
         no limit; CURRENCY_MISMATCH (field `currency`) when `currency` is not the account's;
-        INVALID_AMOUNT / AMOUNT_OUT_OF_RANGE (INVALID_ARGUMENT, field `overdraft_limit`) for a
-        malformed or negative limit, or one above 1e15 minor units.
+        INVALID_AMOUNT (INVALID_ARGUMENT, field `overdraft_limit`) for a malformed or negative
+        limit or one above 1e15 minor units ("0" is no overdraft).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
