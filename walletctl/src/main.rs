@@ -133,6 +133,10 @@ enum Command {
     Account(AccountCommand),
     /// Move money between two accounts, or read a transfer with `transfer get ID`.
     Transfer(TransferArgs),
+    /// Holds: reserve money now (`authorize`), move it or part of it later (`capture`), or
+    /// release it (`void`).
+    #[command(subcommand)]
+    Hold(HoldCommand),
     /// Inspect the cluster.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -346,6 +350,51 @@ enum AccountCommand {
         /// ISO 4217 code of the account's currency.
         #[arg(long)]
         currency: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum HoldCommand {
+    /// Reserve `--amount` on `--from` for a later capture to `--to`, until `--timeout` after
+    /// the authorization (1 ms to 30 days).
+    Authorize {
+        /// Account the amount is reserved on.
+        #[arg(long)]
+        from: String,
+        /// Account a capture credits.
+        #[arg(long)]
+        to: String,
+        /// Amount in major units, e.g. 12.34.
+        #[arg(long)]
+        amount: String,
+        /// ISO 4217 currency code of both accounts.
+        #[arg(long)]
+        currency: String,
+        /// How long the hold lasts, e.g. 15m, 2h, 7days.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        /// The hold's transaction id (UUID), for idempotent retries; a new one when absent.
+        #[arg(long)]
+        id: Option<Uuid>,
+    },
+    /// Move the held amount (or `--amount`, at most it) to the hold's `to` and release the rest.
+    Capture {
+        /// The hold's transaction id.
+        id: Uuid,
+        /// The hold's `from` account.
+        #[arg(long)]
+        from: String,
+        /// Amount to capture in major units (default: all of it).
+        #[arg(long)]
+        amount: Option<String>,
+    },
+    /// Release the hold.
+    Void {
+        /// The hold's transaction id.
+        id: Uuid,
+        /// The hold's `from` account.
+        #[arg(long)]
+        from: String,
     },
 }
 
@@ -721,6 +770,40 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
                     transaction_id: Some(id),
                 })?;
             out.transfer_done(&response);
+            Ok(())
+        }
+        Command::Hold(command) => {
+            let client = connect(endpoints, &access).await?;
+            let (id, answer) = match command {
+                HoldCommand::Authorize {
+                    from,
+                    to,
+                    amount,
+                    currency,
+                    timeout,
+                    id,
+                } => {
+                    let hold = wallet_client::Hold {
+                        transaction_id: id.unwrap_or_else(new_transaction_id),
+                        from,
+                        to,
+                        amount,
+                        currency,
+                        timeout,
+                    };
+                    (hold.transaction_id, client.authorize_transfer(&hold).await)
+                }
+                HoldCommand::Capture { id, from, amount } => {
+                    let captured = client.capture_transfer(id, &from, amount.as_deref());
+                    (id, captured.await)
+                }
+                HoldCommand::Void { id, from } => (id, client.void_transfer(id, &from).await),
+            };
+            let response = answer.map_err(|error| Failure::Wallet {
+                error,
+                transaction_id: Some(id),
+            })?;
+            out.hold(&response);
             Ok(())
         }
         Command::Cluster(ClusterCommand::Status) => {

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 use wallet_client::pb::{
-    Account, AccountStatus, GetAccountResponse, GetClusterStatusResponse, Transfer,
+    Account, AccountStatus, GetAccountResponse, GetClusterStatusResponse, HoldResponse, Transfer,
     TransferResponse, TransferStatus,
 };
 use wallet_client::{Error, Uuid, code_name};
@@ -81,6 +81,56 @@ impl Output {
             println!(
                 "ok: transfer {}  {}  token={}",
                 response.transaction_id, response.status, response.consistency_token
+            );
+        }
+    }
+
+    /// A hold after a step (authorize, capture, void).
+    pub fn hold(&self, response: &HoldResponse) {
+        let Some(transfer) = &response.transfer else {
+            return;
+        };
+        let status = transfer_status_name(transfer.status);
+        let hold = transfer.hold.clone().unwrap_or_default();
+        let expires_at = hold
+            .expires_at
+            .map(|at| at.seconds * 1_000 + i64::from(at.nanos / 1_000_000))
+            .unwrap_or_default();
+        if self.json {
+            self.json_line(&json!({
+                "ok": true,
+                "replayed": response.replayed,
+                "hold": {
+                    "transaction_id": transfer.transaction_id,
+                    "from_account": transfer.from_account,
+                    "to_account": transfer.to_account,
+                    "amount": transfer.amount,
+                    "currency": transfer.currency,
+                    "status": status,
+                    "reject_reason": transfer.reject_reason,
+                    "expires_at_unix_ms": expires_at,
+                    "captured_amount": hold.captured_amount,
+                }
+            }));
+        } else {
+            let captured = if hold.captured_amount.is_empty() {
+                String::new()
+            } else {
+                format!("  captured {}", hold.captured_amount)
+            };
+            println!(
+                "ok: hold {}  {}  {} -> {}  {} {}{captured}  expires_at_unix_ms={expires_at}{}",
+                transfer.transaction_id,
+                status,
+                transfer.from_account,
+                transfer.to_account,
+                transfer.amount,
+                transfer.currency,
+                if response.replayed {
+                    "  (replayed)"
+                } else {
+                    ""
+                },
             );
         }
     }

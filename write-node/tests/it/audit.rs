@@ -56,10 +56,26 @@ fn walletctl_live(args: &[&str], endpoint: &str) -> (i32, Value) {
     walletctl_output(command, args)
 }
 
+/// Runs walletctl with `--json` against the write nodes `endpoints` (comma-separated).
+pub(crate) fn walletctl_on_cluster(args: &[&str], endpoints: &str) -> (i32, Value) {
+    let mut command = Command::new(walletctl());
+    command
+        .arg("--json")
+        .args(["--endpoints", endpoints])
+        .args(args);
+    walletctl_output(command, args)
+}
+
 fn walletctl_output(mut command: Command, args: &[&str]) -> (i32, Value) {
     let output = command.output().expect("run walletctl");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let value = serde_json::from_str(stdout.trim()).unwrap_or_else(|error| {
+    // A result's JSON line goes to stdout, an error's to stderr.
+    let line = if stdout.trim().is_empty() {
+        String::from_utf8_lossy(&output.stderr)
+    } else {
+        stdout.clone()
+    };
+    let value = serde_json::from_str(line.trim()).unwrap_or_else(|error| {
         panic!(
             "walletctl {args:?}: {error}\nstdout: {stdout}\nstderr: {}",
             String::from_utf8_lossy(&output.stderr)

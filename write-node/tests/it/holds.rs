@@ -355,3 +355,68 @@ async fn holds_reserve_capture_void_and_expire_exactly_once() {
     assert!(authorize_retry.replayed);
     assert_eq!(account(&a).await, (usd("64.00"), usd("0.00"), usd("64.00")));
 }
+
+/// The README's hold, through walletctl: authorize, capture part of it, a retry, and a void
+/// after the capture, each answered as documented (`--json`), with the balances to match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walletctl_takes_a_hold_from_authorize_to_capture() {
+    use crate::audit::walletctl_on_cluster;
+    let cluster = Cluster::start(3);
+    let partitions = cluster.wait_leaders().await.len() as u32;
+    // In one partition, so the capture completes in its own entry (across partitions it
+    // answers IN_FLIGHT, the settle following).
+    let mut accounts = accounts_in(0, partitions, "shop", 2);
+    let (alice, shop) = (accounts.remove(0), accounts.remove(0));
+    cluster.open_funded_usd(&[&alice, &shop], "100.00").await;
+    let endpoints = cluster.write_nodes();
+    let authorize = [
+        "hold",
+        "authorize",
+        "--from",
+        &alice,
+        "--to",
+        &shop,
+        "--amount",
+        "60.00",
+        "--currency",
+        "USD",
+        "--timeout",
+        "15m",
+    ];
+    let (code, authorized) = walletctl_on_cluster(&authorize, &endpoints);
+    assert_eq!(code, 0, "{authorized}");
+    assert_eq!(authorized["hold"]["status"], "pending", "{authorized}");
+    let hold = authorized["hold"]["transaction_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let available = cluster.account(&alice).await.unwrap().available;
+    assert_eq!(available, "40.00");
+
+    let capture = [
+        "hold", "capture", &hold, "--from", &alice, "--amount", "25.00",
+    ];
+    let (code, captured) = walletctl_on_cluster(&capture, &endpoints);
+    assert_eq!(code, 0, "{captured}");
+    assert_eq!(captured["hold"]["status"], "completed", "{captured}");
+    assert_eq!(captured["hold"]["captured_amount"], "25.00");
+    assert_eq!(captured["replayed"], false);
+    let (_, again) = walletctl_on_cluster(&capture, &endpoints);
+    assert_eq!(
+        again["replayed"], true,
+        "a retry answers the capture: {again}"
+    );
+    let account = cluster.account(&alice).await.unwrap();
+    assert_eq!(
+        (account.balance, account.held),
+        ("75.00".into(), "0.00".into())
+    );
+
+    let void = ["hold", "void", &hold, "--from", &alice];
+    let (code, voided) = walletctl_on_cluster(&void, &endpoints);
+    assert_eq!(code, 1, "a captured hold cannot be voided: {voided}");
+    assert_eq!(
+        voided["error"]["reason"], "HOLD_ALREADY_CAPTURED",
+        "{voided}"
+    );
+}
