@@ -58,14 +58,24 @@ async fn follower_write_fails(kind: &str) {
     cluster.start_node_with_env(follower, &[("FAILPOINTS", &failpoints)]);
 
     let history = Arc::new(Mutex::new(History::default()));
-    let load = tokio::spawn(run_load(
-        cluster.clone(),
-        history.clone(),
-        Arc::new(accounts.clone()),
-        2,
-        60,
-    ));
+    // Load until the follower has written enough to reach the failpoint: how many writes a
+    // fixed number of transfers takes depends on how the rounds batch them.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = tokio::spawn({
+        let (cluster, history, accounts, stop) = (
+            cluster.clone(),
+            history.clone(),
+            Arc::new(accounts.clone()),
+            stop.clone(),
+        );
+        async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                run_load(cluster.clone(), history.clone(), accounts.clone(), 2, 10).await;
+            }
+        }
+    });
     let exit = cluster.wait_exit(follower).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(!exit.success(), "node {follower} exited with {exit}");
     let log = cluster.log(follower);
     assert!(log.contains("failpoints are compiled in"), "{log}");
