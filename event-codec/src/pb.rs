@@ -363,3 +363,12 @@ pub fn account_change_from_pb(event: &AccountChanged) -> anyhow::Result<AccountC
         AccountChangeKind::Unspecified => anyhow::bail!("an account change of no kind"),
     })
 }
+
+/// An account's status as the API spells it (`wallet.v1.AccountStatus`), for both nodes.
+pub fn account_status_to_pb(status: ledger::AccountStatus) -> proto::v1::AccountStatus {
+    match status {
+        ledger::AccountStatus::Active => proto::v1::AccountStatus::Active,
+        ledger::AccountStatus::Frozen => proto::v1::AccountStatus::Frozen,
+        ledger::AccountStatus::Closed => proto::v1::AccountStatus::Closed,
+    }
+}

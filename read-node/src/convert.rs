@@ -37,6 +37,15 @@ pub fn balance(row: &BalanceRow) -> pb::Balance {
         timestamp_ms: row.timestamp_ms,
         held: decimal(row.held_minor, &row.currency),
         available: decimal(row.balance_minor - row.held_minor, &row.currency),
+        status: event_codec::pb::account_status_to_pb(row.settings.status) as i32,
+        overdraft_limit: if row.allow_negative_balance {
+            String::new()
+        } else {
+            decimal(
+                i128::from(row.settings.overdraft_limit_minor),
+                &row.currency,
+            )
+        },
     }
 }
 

@@ -23,9 +23,8 @@ use std::sync::Arc;
 
 use futures::stream::FuturesUnordered;
 use ledger::{
-    AccountChange, AccountStatus, Command, Currency, EntryMeta, Hold, HoldRefusal, HoldState,
-    Malformed, Outcome, RejectReason, TransferCommand, TransferRecord, TransferStatus,
-    partition_of,
+    AccountChange, Command, Currency, EntryMeta, Hold, HoldRefusal, HoldState, Malformed, Outcome,
+    RejectReason, TransferCommand, TransferRecord, TransferStatus, partition_of,
 };
 use proto::v1::cluster_service_server::ClusterService;
 use proto::v1::wallet_service_server::WalletService;
@@ -911,7 +910,7 @@ pub fn account_to_pb(account: &ledger::Account) -> pb::Account {
             .clamp(i64::MIN as i128, i64::MAX as i128) as i64,
         held: String::new(),
         available: String::new(),
-        status: account_status_to_pb(account.settings.status) as i32,
+        status: event_codec::pb::account_status_to_pb(account.settings.status) as i32,
         overdraft_limit: if account.allow_negative_balance {
             String::new()
         } else {
@@ -920,14 +919,6 @@ pub fn account_to_pb(account: &ledger::Account) -> pb::Account {
                 account.currency,
             )
         },
-    }
-}
-
-fn account_status_to_pb(status: AccountStatus) -> pb::AccountStatus {
-    match status {
-        AccountStatus::Active => pb::AccountStatus::Active,
-        AccountStatus::Frozen => pb::AccountStatus::Frozen,
-        AccountStatus::Closed => pb::AccountStatus::Closed,
     }
 }
 

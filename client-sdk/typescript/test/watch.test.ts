@@ -31,6 +31,7 @@ import {
 } from "../src/gen/wallet/v1/query";
 import {
   Account,
+  AccountStatus,
   WalletServiceService,
   type OpenAccountRequest,
   type OpenAccountResult,
@@ -59,6 +60,8 @@ function balance(account: string, sequence: number, snapshot = false): BalanceUp
       timestampMs: "0",
       held: "0.00",
       available: `${sequence}.00`,
+      status: AccountStatus.ACCOUNT_STATUS_ACTIVE,
+      overdraftLimit: "0.00",
     },
     deltaMinor: snapshot ? "0" : "100",
     delta: snapshot ? "" : "1.00",

@@ -12,6 +12,7 @@ import { pathToFileURL } from "node:url";
 import { BadRequest, ErrorInfo } from "../src/gen/google/rpc/error_details";
 import { Status } from "../src/gen/google/rpc/status";
 import { BalanceUpdate, GetBalanceRequest, GetBalanceResponse, WatchBalancesRequest } from "../src/gen/wallet/v1/query";
+import { AccountStatus } from "../src/gen/wallet/v1/wallet";
 import {
   FrameParser,
   GrpcWebError,
@@ -68,6 +69,8 @@ function balanceResponse(account: string, sequence: number): GetBalanceResponse 
       timestampMs: "0",
       held: "0.00",
       available: `${sequence}.00`,
+      status: AccountStatus.ACCOUNT_STATUS_ACTIVE,
+      overdraftLimit: "0.00",
     },
     position: `v1.0.${sequence}`,
   } as GetBalanceResponse;

@@ -1,7 +1,8 @@
 //! Holds seen from the read side, driven through the Rust SDK: the read node projects what
 //! pending holds reserve (`held`, `available`) next to the balance, `WatchTransfer` shows a
 //! hold PENDING and then its end (COMPLETED with the captured amount, VOIDED, or the
-//! cross-partition path through IN_FLIGHT), and balances move by the captured part only.
+//! cross-partition path through IN_FLIGHT), and balances move by the captured part only;
+//! and the account lifecycle (overdrafts folded, status and limit shown).
 
 use std::time::{Duration, Instant};
 
@@ -183,4 +184,72 @@ async fn the_read_node_projects_holds_and_watches_show_their_states() {
         "{ended:?}"
     );
     wait_projected(&query, &a, ("80.50", "0.00", "80.50")).await;
+}
+
+/// Account lifecycle seen from the read side: an ordinary account below zero within its
+/// overdraft limit folds (the read node checks debits against the limit it folded), and
+/// `GetBalance` shows the status and the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_node_folds_overdrafts_and_shows_the_lifecycle() {
+    let cluster = Cluster::start_partitioned(3, 2, &[]);
+    cluster.wait_leader().await;
+    let read = ReadNode::start(&cluster);
+    read.wait_serving().await;
+    let query = QueryClient::connect([read.endpoint()]).expect("query client");
+    let sdk = WalletClient::connect(ClientConfig::new(
+        [cluster.nodes[0].port]
+            .iter()
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect::<Vec<_>>(),
+    ))
+    .await
+    .expect("connect");
+    sdk.open_account("rl-bank", "USD", true)
+        .await
+        .expect("open");
+    sdk.open_account("rl-alice", "USD", false)
+        .await
+        .expect("open");
+    let limited = sdk
+        .set_overdraft_limit("rl-alice", "50.00", "USD")
+        .await
+        .expect("limit");
+    assert_eq!(limited.overdraft_limit, "50.00");
+    let spent = sdk
+        .transfer(&Transfer {
+            transaction_id: new_transaction_id(),
+            from: "rl-alice".into(),
+            to: "rl-bank".into(),
+            amount: "30.00".into(),
+            currency: "USD".into(),
+        })
+        .await
+        .expect("within the limit");
+    sdk.freeze_account("rl-alice").await.expect("freeze");
+    let balance = query
+        .balance("rl-alice", Some(&spent.consistency_token))
+        .await
+        .expect("balance")
+        .balance
+        .expect("balance");
+    assert_eq!(
+        (balance.balance.as_str(), balance.overdraft_limit.as_str()),
+        ("-30.00", "50.00")
+    );
+    let deadline = Instant::now() + WAIT_MAX;
+    loop {
+        let balance = query.balance("rl-alice", None).await.expect("balance");
+        let status = balance.balance.expect("balance").status();
+        if status == proto::v1::AccountStatus::Frozen {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {status:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let bank = query.balance("rl-bank", None).await.expect("bank");
+    assert_eq!(
+        bank.balance.expect("balance").overdraft_limit,
+        "",
+        "no limit"
+    );
 }

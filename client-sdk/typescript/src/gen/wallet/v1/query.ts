@@ -21,6 +21,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Timestamp } from "../../google/protobuf/timestamp";
+import { AccountStatus, accountStatusFromJSON, accountStatusToJSON } from "./wallet";
 
 export const protobufPackage = "wallet.v1";
 
@@ -127,6 +128,14 @@ export interface Balance {
    */
   held: string;
   available: string;
+  /**
+   * The account's lifecycle as this read node has folded it (FreezeAccount, CloseAccount,
+   * SetOverdraftLimit): ACTIVE, FROZEN or CLOSED, and how far below zero it may go (decimal
+   * string; empty for an account with `allow_negative_balance`, which has no limit). Current
+   * values, also in GetBalanceAt's past balances (history keeps balances only).
+   */
+  status: AccountStatus;
+  overdraftLimit: string;
 }
 
 export interface GetBalanceRequest {
@@ -297,6 +306,8 @@ function createBaseBalance(): Balance {
     timestampMs: "0",
     held: "",
     available: "",
+    status: 0,
+    overdraftLimit: "",
   };
 }
 
@@ -334,6 +345,12 @@ export const Balance: MessageFns<Balance> = {
     }
     if (message.available !== "") {
       writer.uint32(90).string(message.available);
+    }
+    if (message.status !== 0) {
+      writer.uint32(96).int32(message.status);
+    }
+    if (message.overdraftLimit !== "") {
+      writer.uint32(106).string(message.overdraftLimit);
     }
     return writer;
   },
@@ -439,6 +456,22 @@ export const Balance: MessageFns<Balance> = {
             message.available = reader.string();
             continue;
           }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.overdraftLimit = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -480,6 +513,12 @@ export const Balance: MessageFns<Balance> = {
         : "0",
       held: isSet(object.held) ? globalThis.String(object.held) : "",
       available: isSet(object.available) ? globalThis.String(object.available) : "",
+      status: isSet(object.status) ? accountStatusFromJSON(object.status) : 0,
+      overdraftLimit: isSet(object.overdraftLimit)
+        ? globalThis.String(object.overdraftLimit)
+        : isSet(object.overdraft_limit)
+        ? globalThis.String(object.overdraft_limit)
+        : "",
     };
   },
 
@@ -518,6 +557,12 @@ export const Balance: MessageFns<Balance> = {
     if (message.available !== "") {
       obj.available = message.available;
     }
+    if (message.status !== 0) {
+      obj.status = accountStatusToJSON(message.status);
+    }
+    if (message.overdraftLimit !== "") {
+      obj.overdraftLimit = message.overdraftLimit;
+    }
     return obj;
   },
 
@@ -537,6 +582,8 @@ export const Balance: MessageFns<Balance> = {
     message.timestampMs = object.timestampMs ?? "0";
     message.held = object.held ?? "";
     message.available = object.available ?? "";
+    message.status = object.status ?? 0;
+    message.overdraftLimit = object.overdraftLimit ?? "";
     return message;
   },
 };

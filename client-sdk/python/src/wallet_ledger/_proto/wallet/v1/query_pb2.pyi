@@ -1,4 +1,5 @@
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from wallet_ledger._proto.wallet.v1 import wallet_pb2 as _wallet_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -25,7 +26,7 @@ TRANSFER_STATE_VOIDED: TransferState
 TRANSFER_STATE_EXPIRED: TransferState
 
 class Balance(_message.Message):
-    __slots__ = ("account_id", "currency", "allow_negative_balance", "balance", "balance_minor", "sequence", "partition", "index", "timestamp_ms", "held", "available")
+    __slots__ = ("account_id", "currency", "allow_negative_balance", "balance", "balance_minor", "sequence", "partition", "index", "timestamp_ms", "held", "available", "status", "overdraft_limit")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     ALLOW_NEGATIVE_BALANCE_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +38,8 @@ class Balance(_message.Message):
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
     HELD_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    OVERDRAFT_LIMIT_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     currency: str
     allow_negative_balance: bool
@@ -48,7 +51,9 @@ class Balance(_message.Message):
     timestamp_ms: int
     held: str
     available: str
-    def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., allow_negative_balance: bool = ..., balance: _Optional[str] = ..., balance_minor: _Optional[int] = ..., sequence: _Optional[int] = ..., partition: _Optional[int] = ..., index: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., held: _Optional[str] = ..., available: _Optional[str] = ...) -> None: ...
+    status: _wallet_pb2.AccountStatus
+    overdraft_limit: str
+    def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., allow_negative_balance: bool = ..., balance: _Optional[str] = ..., balance_minor: _Optional[int] = ..., sequence: _Optional[int] = ..., partition: _Optional[int] = ..., index: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., held: _Optional[str] = ..., available: _Optional[str] = ..., status: _Optional[_Union[_wallet_pb2.AccountStatus, str]] = ..., overdraft_limit: _Optional[str] = ...) -> None: ...
 
 class GetBalanceRequest(_message.Message):
     __slots__ = ("account_id", "consistency_token")
