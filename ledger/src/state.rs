@@ -390,23 +390,6 @@ impl Ledger {
     ) -> (Option<Event>, Outcome) {
         match decide_with(self, stored, command, meta) {
             Decision::Reply(outcome) => (None, outcome),
-            Decision::Apply(Event::AccountChanged {
-                account_id,
-                change,
-                meta,
-            }) => {
-                let event = Event::AccountChanged {
-                    account_id,
-                    change,
-                    meta,
-                };
-                evolve(self, &event);
-                let Event::AccountChanged { account_id, .. } = &event else {
-                    unreachable!("built above")
-                };
-                let account = self.account_view(account_id).expect("changed, so open");
-                (Some(event), Outcome::Account(account))
-            }
             Decision::Apply(event) => {
                 let outcome = Outcome::of_new(&event).unwrap_or_else(|| self.outcome_of(&event));
                 evolve(self, &event);
@@ -416,9 +399,23 @@ impl Ledger {
     }
 
     /// The outcome an event about to be applied that changes a record answers with: the
-    /// record as it leaves it (computed before applying it: a ledger that keeps only live
-    /// records in memory no longer holds a finished one after).
+    /// record (or, for an account change, the account) as it leaves it (computed before
+    /// applying it: a ledger that keeps only live records in memory no longer holds a
+    /// finished one after).
     fn outcome_of(&self, event: &Event) -> Outcome {
+        if let Event::AccountChanged {
+            account_id, change, ..
+        } = event
+        {
+            let account = self
+                .account_view(account_id)
+                .expect("decide changes open accounts");
+            let settings = account.settings.after(*change);
+            return Outcome::Account(Account {
+                settings,
+                ..account
+            });
+        }
         let live = event
             .transaction_id()
             .and_then(|transaction_id| self.transfer(&transaction_id))
@@ -919,6 +916,7 @@ pub fn decide_with(
             };
             let requested = amount_minor.unwrap_or(record.transfer.amount_minor);
             let (transaction_id, amount_minor) = (*transaction_id, requested);
+            let blocked = capture_refusal(state, record, &hold);
             match hold.state {
                 HoldState::Pending if meta.timestamp_ms >= hold.expires_at_ms => {
                     Decision::Apply(Event::HoldExpired {
@@ -929,9 +927,8 @@ pub fn decide_with(
                 HoldState::Pending if requested > record.transfer.amount_minor => {
                     Decision::Reply(Outcome::Hold(HoldRefusal::AmountExceedsHold))
                 }
-                HoldState::Pending if capture_refusal(state, record, &hold).is_some() => {
-                    let refusal = capture_refusal(state, record, &hold).expect("checked");
-                    Decision::Reply(Outcome::Hold(refusal))
+                HoldState::Pending if blocked.is_some() => {
+                    Decision::Reply(Outcome::Hold(blocked.expect("the guard checked it")))
                 }
                 HoldState::Pending if hold.cross_partition => {
                     Decision::Apply(Event::HoldCaptureDebited {
