@@ -129,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
                     to,
                     amount: "0.01".into(),
                     currency: "USD".into(),
+                    ..Default::default()
                 };
                 client.transfer(&transfer).await.expect("transfer");
                 done.fetch_add(1, Ordering::Relaxed);
@@ -176,6 +177,7 @@ async fn main() -> anyhow::Result<()> {
                     to_account: to,
                     amount: "0.01".into(),
                     currency: "USD".into(),
+                    ..Default::default()
                 };
                 if requests_tx.send(request).await.is_err() {
                     return;

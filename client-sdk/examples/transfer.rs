@@ -36,6 +36,7 @@ async fn main() -> Result<(), Error> {
         to: user.account_id.clone(),
         amount: "12.34".into(),
         currency: "USD".into(),
+        ..Default::default()
     };
     let mut tries = 0;
     let done = loop {

@@ -43,7 +43,8 @@ pub const WALLET_SERVICE_NAME: &str = "wallet.v1.WalletService";
 pub const DISCOVERED_ENDPOINTS_MAX: usize = 16;
 
 /// A transfer to submit: the fields of a `TransferRequest`, with the idempotency key typed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `reference` and `metadata` are optional (`..Default::default()`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Transfer {
     /// The idempotency key. Keep it until the outcome is known: resubmitting the same
     /// transfer with the same id returns the original outcome instead of paying twice.
@@ -56,6 +57,15 @@ pub struct Transfer {
     pub amount: String,
     /// ISO 4217 code, which must match both accounts' currency.
     pub currency: String,
+    /// Your own reference for the transfer (an order or invoice number); empty for none. At
+    /// most 128 bytes without control characters (`INVALID_REFERENCE`). Stored and returned
+    /// with the transfer; a retry must carry the same.
+    pub reference: String,
+    /// Key/value metadata: at most 16 entries, keys of 1 to 64 characters from
+    /// `[A-Za-z0-9_.:-]`, values of at most 512 bytes without control characters, 4096 bytes
+    /// in all (`INVALID_METADATA`). Stored and returned with the transfer; a retry must
+    /// carry the same.
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 impl From<&Transfer> for TransferRequest {
@@ -66,13 +76,15 @@ impl From<&Transfer> for TransferRequest {
             to_account: t.to.clone(),
             amount: t.amount.clone(),
             currency: t.currency.clone(),
+            reference: t.reference.clone(),
+            metadata: t.metadata.clone(),
         }
     }
 }
 
 /// A hold to authorize ([`WalletClient::authorize_transfer`]): a transfer's fields plus how
 /// long the hold lasts. `transaction_id` names the hold in the capture and the void.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Hold {
     /// The hold's idempotency key, as a transfer's.
     pub transaction_id: Uuid,
@@ -87,6 +99,10 @@ pub struct Hold {
     /// How long the hold lasts from its authorization: whole milliseconds, 1 ms to 30 days
     /// (otherwise the node refuses it, `HOLD_TIMEOUT_OUT_OF_RANGE`).
     pub timeout: std::time::Duration,
+    /// As [`Transfer::reference`].
+    pub reference: String,
+    /// As [`Transfer::metadata`].
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 impl TryFrom<&Hold> for AuthorizeTransferRequest {
@@ -104,6 +120,8 @@ impl TryFrom<&Hold> for AuthorizeTransferRequest {
             amount: h.amount.clone(),
             currency: h.currency.clone(),
             timeout: Some(timeout),
+            reference: h.reference.clone(),
+            metadata: h.metadata.clone(),
         })
     }
 }
@@ -1184,6 +1202,7 @@ mod tests {
             to: "b".into(),
             amount: "1.00".into(),
             currency: "USD".into(),
+            ..Default::default()
         };
         let started = std::time::Instant::now();
         let err = client.transfer(&transfer).await.unwrap_err();
@@ -1201,6 +1220,7 @@ mod tests {
             amount: "10.00".into(),
             currency: "USD".into(),
             timeout,
+            ..Default::default()
         }
     }
 
@@ -1270,6 +1290,7 @@ mod tests {
             to: "b".into(),
             amount: "1".into(),
             currency: "USD".into(),
+            ..Default::default()
         });
         assert_eq!(
             request.transaction_id,

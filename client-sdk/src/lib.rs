@@ -23,6 +23,9 @@
 //!     to: "alice".into(),
 //!     amount: "12.34".into(),
 //!     currency: "USD".into(),
+//!     // Optional: your reference and metadata, stored and returned with the transfer.
+//!     reference: "order-1042".into(),
+//!     ..Default::default()
 //! };
 //! match client.transfer(&transfer).await {
 //!     Ok(done) => println!("final: {}", done.status),

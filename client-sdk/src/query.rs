@@ -325,7 +325,7 @@ impl QueryClient {
         loop {
             let request = WatchBalancesRequest {
                 account_ids: account_ids.clone(),
-                resume_after_sequence: last.clone(),
+                resume_after_sequence: last.clone().into_iter().collect(),
             };
             let failure = match self.client(attempt).watch_balances(request).await {
                 Err(status) => status,

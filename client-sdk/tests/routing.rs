@@ -249,6 +249,7 @@ fn sample_transfer() -> Transfer {
         to: "alice".into(),
         amount: "12.34".into(),
         currency: "USD".into(),
+        ..Default::default()
     }
 }
 

@@ -1,14 +1,38 @@
 //! What a raft entry carries and what an applied entry leaves in the event log.
 //!
 //! postcard (a compact, deterministic serde format) encodes both; there is no per-transfer
-//! protobuf on the replication path. A leading version byte lets the format evolve.
+//! protobuf on the replication path. A leading version byte lets the format evolve; it also
+//! names the layout of the transfers inside ([`ledger::wire`]): entries of format 1 and
+//! blocks of format 2 hold plain transfers and are what release 0.2 wrote; entries of
+//! format 2 and blocks of format 3 hold at least one annotated transfer.
 
-use anyhow::{Context, ensure};
+use anyhow::{Context, bail};
+use ledger::wire::{self, Layout};
 use ledger::{Command, EntryMeta, Event};
 use serde::{Deserialize, Serialize};
 
 const ENTRY_FORMAT_V1: u8 = 1;
+const ENTRY_FORMAT_V2_ANNOTATED: u8 = 2;
 const EVENTS_FORMAT_V2: u8 = 2;
+const EVENTS_FORMAT_V3_ANNOTATED: u8 = 3;
+
+/// The layout of an entry of format `version`, if it is one this build reads.
+fn entry_layout(version: u8) -> Option<Layout> {
+    match version {
+        ENTRY_FORMAT_V1 => Some(Layout::Plain),
+        ENTRY_FORMAT_V2_ANNOTATED => Some(Layout::Annotated),
+        _ => None,
+    }
+}
+
+/// The layout of an event block of format `version`, if it is one this build reads.
+fn events_layout(version: u8) -> Option<Layout> {
+    match version {
+        EVENTS_FORMAT_V2 => Some(Layout::Plain),
+        EVENTS_FORMAT_V3_ANNOTATED => Some(Layout::Annotated),
+        _ => None,
+    }
+}
 
 /// The payload of one normal raft entry: a batch of client commands, stamped by the leader
 /// with the commit time so no replica reads a clock while applying.
@@ -26,24 +50,30 @@ pub struct EventBlock {
 }
 
 pub fn encode_entry(payload: &EntryPayload) -> Vec<u8> {
-    let mut bytes = vec![ENTRY_FORMAT_V1];
-    bytes.extend(postcard::to_stdvec(payload).expect("serialising to a Vec cannot fail"));
+    let (layout, body) = wire::to_vec(payload);
+    let version = match layout {
+        Layout::Plain => ENTRY_FORMAT_V1,
+        Layout::Annotated => ENTRY_FORMAT_V2_ANNOTATED,
+    };
+    let mut bytes = Vec::with_capacity(1 + body.len());
+    bytes.push(version);
+    bytes.extend(body);
     bytes
 }
 
 pub fn decode_entry(bytes: &[u8]) -> anyhow::Result<EntryPayload> {
     let (&version, body) = bytes.split_first().context("empty entry payload")?;
-    ensure!(version == ENTRY_FORMAT_V1, "unknown entry format {version}");
-    postcard::from_bytes(body).context("entry payload is corrupt")
+    let Some(layout) = entry_layout(version) else {
+        bail!("unknown entry format {version}");
+    };
+    wire::from_slice(layout, body).context("entry payload is corrupt")
 }
 
 /// The leader's timestamp of an encoded entry, without decoding its commands (it is the
 /// payload's first field). `None` for an empty entry (a new leader's) or a corrupt one.
 pub fn entry_timestamp_ms(bytes: &[u8]) -> Option<u64> {
     let (&version, body) = bytes.split_first()?;
-    if version != ENTRY_FORMAT_V1 {
-        return None;
-    }
+    entry_layout(version)?;
     postcard::take_from_bytes::<u64>(body)
         .ok()
         .map(|(timestamp_ms, _)| timestamp_ms)
@@ -82,13 +112,17 @@ pub enum ChainError {
     BrokenLink,
 }
 
-/// Stored form: `u8 version (2) | [u8; 32] chain | postcard(EventBlock)`. Returns the bytes and
-/// the block's chain hash (the next block's `previous`).
+/// Stored form: `u8 version (2, or 3 when it holds annotations) | [u8; 32] chain |
+/// postcard(EventBlock)`. Returns the bytes and the block's chain hash (the next block's
+/// `previous`).
 pub fn encode_events(previous: &ChainHash, block: &EventBlock) -> (Vec<u8>, ChainHash) {
-    let body = postcard::to_stdvec(block).expect("serialising to a Vec cannot fail");
-    let chain = chain_hash(previous, block.meta.index, &body);
+    let (layout, body) = wire::to_vec(block);
+    let chain = chain_hash(previous, block.meta.index, layout, &body);
     let mut bytes = Vec::with_capacity(1 + 32 + body.len());
-    bytes.push(EVENTS_FORMAT_V2);
+    bytes.push(match layout {
+        Layout::Plain => EVENTS_FORMAT_V2,
+        Layout::Annotated => EVENTS_FORMAT_V3_ANNOTATED,
+    });
     bytes.extend_from_slice(&chain);
     bytes.extend(body);
     (bytes, chain)
@@ -96,15 +130,15 @@ pub fn encode_events(previous: &ChainHash, block: &EventBlock) -> (Vec<u8>, Chai
 
 /// Decodes a stored block without checking its link (see `check_link`).
 pub fn decode_events(bytes: &[u8]) -> anyhow::Result<StoredBlock> {
-    let (chain, body) = split_stored(bytes).map_err(anyhow::Error::msg)?;
-    let block = postcard::from_bytes(body).context("event block is corrupt")?;
+    let (layout, chain, body) = split_stored(bytes).map_err(anyhow::Error::msg)?;
+    let block = wire::from_slice(layout, body).context("event block is corrupt")?;
     Ok(StoredBlock { block, chain })
 }
 
 /// Checks that the stored block at `index` follows `previous`; returns its chain hash.
 pub fn check_link(previous: &ChainHash, index: u64, bytes: &[u8]) -> Result<ChainHash, ChainError> {
-    let (stored, body) = split_stored(bytes).map_err(ChainError::Malformed)?;
-    if chain_hash(previous, index, body) == stored {
+    let (layout, stored, body) = split_stored(bytes).map_err(ChainError::Malformed)?;
+    if chain_hash(previous, index, layout, body) == stored {
         Ok(stored)
     } else {
         Err(ChainError::BrokenLink)
@@ -137,24 +171,29 @@ pub fn partition_digest(ledger_digest: &[u8; 32], chain_head: &ChainHash) -> [u8
     *hasher.finalize().as_bytes()
 }
 
-fn chain_hash(previous: &ChainHash, index: u64, body: &[u8]) -> ChainHash {
+/// `layout` is hashed only when annotated (plain blocks chain as they always have): the
+/// body means something else in the other layout, so changing the format byte must break
+/// the link like changing any other byte.
+fn chain_hash(previous: &ChainHash, index: u64, layout: Layout, body: &[u8]) -> ChainHash {
     let mut hasher = blake3::Hasher::new_derive_key(CHAIN_CONTEXT);
     hasher.update(previous);
     hasher.update(&index.to_le_bytes());
+    if layout == Layout::Annotated {
+        hasher.update(&[EVENTS_FORMAT_V3_ANNOTATED]);
+    }
     hasher.update(body);
     *hasher.finalize().as_bytes()
 }
 
-fn split_stored(bytes: &[u8]) -> Result<(ChainHash, &[u8]), String> {
+fn split_stored(bytes: &[u8]) -> Result<(Layout, ChainHash, &[u8]), String> {
     let (&version, rest) = bytes.split_first().ok_or("empty event block")?;
-    if version != EVENTS_FORMAT_V2 {
-        return Err(format!("unknown event block format {version}"));
-    }
+    let layout =
+        events_layout(version).ok_or_else(|| format!("unknown event block format {version}"))?;
     if rest.len() < 32 {
         return Err("event block shorter than its hash".into());
     }
     let (chain, body) = rest.split_at(32);
-    Ok((chain.try_into().expect("32 bytes"), body))
+    Ok((layout, chain.try_into().expect("32 bytes"), body))
 }
 
 /// Event blocks for tests: this module's and the write node's snapshot fetch and transport
@@ -241,11 +280,48 @@ mod tests {
                 "byte {position}"
             );
         }
+        // The format byte: another known format (the annotated layout) breaks the link, an
+        // unknown one is malformed.
         let mut flipped = second.clone();
-        flipped[0] ^= 0x01;
+        flipped[0] = EVENTS_FORMAT_V3_ANNOTATED;
+        assert_eq!(
+            check_link(&head_1, 7, &flipped),
+            Err(ChainError::BrokenLink)
+        );
+        flipped[0] = 9;
         assert!(matches!(
             check_link(&head_1, 7, &flipped),
             Err(ChainError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn an_annotated_block_chains_and_round_trips_and_its_format_byte_is_linked() {
+        let mut annotated = block(4);
+        annotated.events = vec![ledger::Event::TransferCompleted {
+            transfer: ledger::TransferCommand {
+                transaction_id: uuid::Uuid::from_u128(9),
+                from: "a".into(),
+                to: "b".into(),
+                amount_minor: 1,
+                currency: ledger::Currency::parse("USD").expect("USD"),
+                annotations: ledger::Annotations {
+                    reference: "r".into(),
+                    ..ledger::Annotations::default()
+                }
+                .boxed(),
+            },
+            meta: annotated.meta,
+        }];
+        let (bytes, head) = encode_events(&CHAIN_GENESIS, &annotated);
+        assert_eq!(bytes[0], EVENTS_FORMAT_V3_ANNOTATED);
+        let linked = decode_linked(&CHAIN_GENESIS, 4, &bytes).expect("linked");
+        assert_eq!((linked.block, linked.chain), (annotated, head));
+        let mut flipped = bytes.clone();
+        flipped[0] = EVENTS_FORMAT_V2;
+        assert_eq!(
+            check_link(&CHAIN_GENESIS, 4, &flipped),
+            Err(ChainError::BrokenLink)
+        );
     }
 }

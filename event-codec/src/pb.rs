@@ -1,13 +1,13 @@
 //! Ledger events in their wire form (`wallet.v1.LedgerEvent`): what the write node streams
 //! from its event log and what the read node and auditors rebuild event blocks from.
 
-use ledger::{AccountChange, Event, TransferCommand, format_minor};
+use ledger::{AccountChange, Annotations, Event, TransferCommand, format_minor};
 use proto::v1::ledger_event::Event as PbEvent;
 use proto::v1::{
     AccountChangeKind, AccountChanged, AccountOpened, CreditRefused, HoldAuthorized,
     HoldCaptureDebited, HoldCaptured, HoldExpired, HoldRefused, HoldVoided, LedgerEvent,
-    TransferCompleted, TransferCredited, TransferDebited, TransferRefunded, TransferRejected,
-    TransferSettled,
+    TransferAnnotations, TransferCompleted, TransferCredited, TransferDebited, TransferRefunded,
+    TransferRejected, TransferSettled,
 };
 
 /// The wire form of a ledger event. Every `ledger::Event` variant needs one arm here, one
@@ -31,6 +31,7 @@ pub fn event_to_pb(event: &Event) -> LedgerEvent {
                 to_account: transfer.to.clone(),
                 amount,
                 amount_minor: transfer.amount_minor,
+                annotations: annotations_to_pb(transfer),
                 currency,
             })
         }
@@ -44,6 +45,7 @@ pub fn event_to_pb(event: &Event) -> LedgerEvent {
                 to_account: transfer.to.clone(),
                 amount,
                 amount_minor: transfer.amount_minor,
+                annotations: annotations_to_pb(transfer),
                 currency,
                 reason: reason.reason().to_owned(),
                 field: reason.field().to_owned(),
@@ -57,6 +59,7 @@ pub fn event_to_pb(event: &Event) -> LedgerEvent {
                 to_account: transfer.to.clone(),
                 amount,
                 amount_minor: transfer.amount_minor,
+                annotations: annotations_to_pb(transfer),
                 currency,
             })
         }
@@ -68,6 +71,7 @@ pub fn event_to_pb(event: &Event) -> LedgerEvent {
                 to_account: transfer.to.clone(),
                 amount,
                 amount_minor: transfer.amount_minor,
+                annotations: annotations_to_pb(transfer),
                 currency,
             })
         }
@@ -81,6 +85,7 @@ pub fn event_to_pb(event: &Event) -> LedgerEvent {
                 to_account: transfer.to.clone(),
                 amount,
                 amount_minor: transfer.amount_minor,
+                annotations: annotations_to_pb(transfer),
                 currency,
                 reason: reason.reason().to_owned(),
                 field: reason.field().to_owned(),
@@ -118,6 +123,7 @@ pub fn event_to_pb(event: &Event) -> LedgerEvent {
                 to_account: transfer.to.clone(),
                 amount,
                 amount_minor: transfer.amount_minor,
+                annotations: annotations_to_pb(transfer),
                 currency,
                 expires_at_ms: *expires_at_ms,
                 cross_partition: *cross_partition,
@@ -137,6 +143,7 @@ pub fn event_to_pb(event: &Event) -> LedgerEvent {
                 to_account: transfer.to.clone(),
                 amount,
                 amount_minor: transfer.amount_minor,
+                annotations: annotations_to_pb(transfer),
                 currency,
                 reason: reason.reason().to_owned(),
                 field: reason.field().to_owned(),
@@ -195,6 +202,29 @@ pub fn event_to_pb(event: &Event) -> LedgerEvent {
     LedgerEvent { event: Some(event) }
 }
 
+/// A transfer's annotations as events carry them (absent when it has none).
+pub fn annotations_to_pb(transfer: &TransferCommand) -> Option<TransferAnnotations> {
+    transfer
+        .annotations
+        .as_deref()
+        .map(|annotations| TransferAnnotations {
+            reference: annotations.reference.clone(),
+            metadata: annotations.metadata.clone(),
+        })
+}
+
+/// The inverse of [`annotations_to_pb`]: `None` for absent or empty annotations (the one
+/// form of "none" the ledger knows; the event's chain hash then checks the rest).
+pub fn annotations_from_pb(annotations: Option<&TransferAnnotations>) -> Option<Box<Annotations>> {
+    annotations.and_then(|annotations| {
+        Annotations {
+            reference: annotations.reference.clone(),
+            metadata: annotations.metadata.clone(),
+        }
+        .boxed()
+    })
+}
+
 fn transfer_fields(transfer: &TransferCommand) -> (String, String, String) {
     (
         transfer.transaction_id.hyphenated().to_string(),
@@ -218,13 +248,19 @@ pub fn event_from_pb(meta: ledger::EntryMeta, event: &LedgerEvent) -> anyhow::Re
         ledger::RejectReason::from_reason_and_field(reason, field)
             .with_context(|| format!("unknown reject reason {reason:?} / {field:?}"))
     };
-    let transfer = |transaction_id: &str, from: &str, to: &str, amount_minor: i64, code: &str| {
+    let transfer = |transaction_id: &str,
+                    from: &str,
+                    to: &str,
+                    amount_minor: i64,
+                    code: &str,
+                    annotations: &Option<TransferAnnotations>| {
         anyhow::Ok(TransferCommand {
             transaction_id: id(transaction_id)?,
             from: from.to_owned(),
             to: to.to_owned(),
             amount_minor,
             currency: currency(code)?,
+            annotations: annotations_from_pb(annotations.as_ref()),
         })
     };
     Ok(match event.event.as_ref().context("empty event")? {
@@ -240,6 +276,7 @@ pub fn event_from_pb(meta: ledger::EntryMeta, event: &LedgerEvent) -> anyhow::Re
                 &e.to_account,
                 e.amount_minor,
                 &e.currency,
+                &e.annotations,
             )?,
             meta,
         },
@@ -250,6 +287,7 @@ pub fn event_from_pb(meta: ledger::EntryMeta, event: &LedgerEvent) -> anyhow::Re
                 &e.to_account,
                 e.amount_minor,
                 &e.currency,
+                &e.annotations,
             )?,
             reason: reason(&e.reason, &e.field)?,
             meta,
@@ -261,6 +299,7 @@ pub fn event_from_pb(meta: ledger::EntryMeta, event: &LedgerEvent) -> anyhow::Re
                 &e.to_account,
                 e.amount_minor,
                 &e.currency,
+                &e.annotations,
             )?,
             meta,
         },
@@ -271,6 +310,7 @@ pub fn event_from_pb(meta: ledger::EntryMeta, event: &LedgerEvent) -> anyhow::Re
                 &e.to_account,
                 e.amount_minor,
                 &e.currency,
+                &e.annotations,
             )?,
             meta,
         },
@@ -281,6 +321,7 @@ pub fn event_from_pb(meta: ledger::EntryMeta, event: &LedgerEvent) -> anyhow::Re
                 &e.to_account,
                 e.amount_minor,
                 &e.currency,
+                &e.annotations,
             )?,
             reason: reason(&e.reason, &e.field)?,
             meta,
@@ -303,6 +344,7 @@ pub fn event_from_pb(meta: ledger::EntryMeta, event: &LedgerEvent) -> anyhow::Re
                 &e.to_account,
                 e.amount_minor,
                 &e.currency,
+                &e.annotations,
             )?,
             expires_at_ms: e.expires_at_ms,
             cross_partition: e.cross_partition,
@@ -315,6 +357,7 @@ pub fn event_from_pb(meta: ledger::EntryMeta, event: &LedgerEvent) -> anyhow::Re
                 &e.to_account,
                 e.amount_minor,
                 &e.currency,
+                &e.annotations,
             )?,
             reason: reason(&e.reason, &e.field)?,
             expires_at_ms: e.expires_at_ms,

@@ -64,6 +64,7 @@ fn main() {
                 to: id(n),
                 amount_minor: 1_000_000,
                 currency: usd,
+                annotations: None,
             }),
             meta(),
         );
@@ -88,6 +89,7 @@ fn main() {
                 to: id(to),
                 amount_minor: i64::try_from(1 + next() % 100).expect("small"),
                 currency: usd,
+                annotations: None,
             })
         })
         .collect();

@@ -1,13 +1,14 @@
 //! The ledger's vocabulary: commands in, events recorded, outcomes out.
 
+use crate::annotations::Annotations;
 use crate::money::Currency;
 
 /// Move `amount_minor` of `currency` from one account to another, exactly once per
-/// `transaction_id`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// `transaction_id`. Encoded as [`crate::wire`] describes (the layout depends on whether it
+/// carries annotations).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TransferCommand {
     /// Client-chosen idempotency key; a retry carries the same id and the same fields.
-    #[serde(with = "uuid_serde")]
     pub transaction_id: uuid::Uuid,
     /// Account debited.
     pub from: String,
@@ -17,11 +18,14 @@ pub struct TransferCommand {
     pub amount_minor: i64,
     /// Must equal the currency of both accounts.
     pub currency: Currency,
+    /// The client's reference and metadata, if it gave any (`None` otherwise, never an
+    /// empty value): see [`crate::annotations`].
+    pub annotations: Option<Box<Annotations>>,
 }
 
 impl TransferCommand {
     /// The shape checks the edge makes (amount in range, a non-nil id, valid account ids,
-    /// `from != to`), in one place: the edge, the peer handler of credits and `decide` all
+    /// `from != to`, annotations within their limits), in one place: the edge, the peer handler of credits and `decide` all
     /// call it. A violation is refused (see [`Malformed`]) instead of breaking the ledger's
     /// invariants (a negative amount would bypass the funds check and move money backwards;
     /// `from == to` would be a no-op recorded as a completion).
@@ -38,6 +42,9 @@ impl TransferCommand {
         }
         if self.from == self.to {
             return Err(Malformed::SameAccount);
+        }
+        if let Some(annotations) = &self.annotations {
+            annotations.check()?;
         }
         Ok(())
     }
@@ -242,6 +249,9 @@ pub enum AccountRefusal {
     UnlimitedOverdraft,
     /// The limit's currency is not the account's (FAILED_PRECONDITION).
     CurrencyMismatch,
+    /// The account's available balance is below minus the new limit: lowering the limit
+    /// that far would leave it overdrawn beyond its limit (FAILED_PRECONDITION).
+    LimitBelowDebt,
 }
 
 impl AccountRefusal {
@@ -255,13 +265,16 @@ impl AccountRefusal {
             AccountRefusal::HasTransfersInFlight => "ACCOUNT_HAS_TRANSFERS_IN_FLIGHT",
             AccountRefusal::UnlimitedOverdraft => "OVERDRAFT_UNLIMITED",
             AccountRefusal::CurrencyMismatch => "CURRENCY_MISMATCH",
+            AccountRefusal::LimitBelowDebt => "OVERDRAFT_LIMIT_BELOW_DEBT",
         }
     }
 
     /// The request field at fault.
     pub const fn field(&self) -> &'static str {
         match self {
-            AccountRefusal::UnlimitedOverdraft => "overdraft_limit",
+            AccountRefusal::UnlimitedOverdraft | AccountRefusal::LimitBelowDebt => {
+                "overdraft_limit"
+            }
             AccountRefusal::CurrencyMismatch => "currency",
             _ => "account_id",
         }
@@ -284,6 +297,9 @@ impl AccountRefusal {
             }
             AccountRefusal::CurrencyMismatch => {
                 "The overdraft limit's currency is not the account's currency."
+            }
+            AccountRefusal::LimitBelowDebt => {
+                "The account owes more than the new limit allows (its available balance is below minus the limit); bring it up first."
             }
         }
     }
@@ -869,6 +885,11 @@ pub enum Malformed {
     HoldTimeoutOutOfRange,
     /// An overdraft limit outside `0..=AMOUNT_MINOR_MAX`.
     OverdraftLimitOutOfRange,
+    /// A reference longer than `REFERENCE_BYTES_MAX` or with control characters.
+    InvalidReference,
+    /// Metadata over a limit of [`crate::annotations`] (entries, key or value length, key
+    /// characters, total size, control characters), or an empty annotation.
+    InvalidMetadata,
 }
 
 impl Malformed {
@@ -883,6 +904,8 @@ impl Malformed {
             Malformed::SettleOfUnknownTransfer => "SETTLE_OF_UNKNOWN_TRANSFER",
             Malformed::HoldTimeoutOutOfRange => "HOLD_TIMEOUT_OUT_OF_RANGE",
             Malformed::OverdraftLimitOutOfRange => "OVERDRAFT_LIMIT_OUT_OF_RANGE",
+            Malformed::InvalidReference => "INVALID_REFERENCE",
+            Malformed::InvalidMetadata => "INVALID_METADATA",
         }
     }
 
@@ -895,6 +918,8 @@ impl Malformed {
             Malformed::InvalidAccountId | Malformed::CreditFromLocalAccount => "from_account",
             Malformed::HoldTimeoutOutOfRange => "timeout",
             Malformed::OverdraftLimitOutOfRange => "overdraft_limit",
+            Malformed::InvalidReference => "reference",
+            Malformed::InvalidMetadata => "metadata",
         }
     }
 
@@ -916,6 +941,14 @@ impl Malformed {
             }
             Malformed::OverdraftLimitOutOfRange => {
                 "An overdraft limit must be at least 0 and at most the largest amount."
+            }
+            Malformed::InvalidReference => {
+                "A reference is at most 128 bytes, without control characters."
+            }
+            Malformed::InvalidMetadata => {
+                "Metadata is at most 16 entries; keys of 1 to 64 characters from \
+                 [A-Za-z0-9_.:-]; values of at most 512 bytes without control characters; \
+                 at most 4096 bytes in all."
             }
         }
     }

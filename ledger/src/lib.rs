@@ -12,12 +12,15 @@
 //! [`money`] and [`ids`] hold the edge-side parsing and validation that commands pass
 //! through before they are proposed to the log.
 
+pub mod annotations;
 pub mod domain;
 pub mod ids;
 pub mod money;
 pub mod state;
 pub mod stored;
+pub mod wire;
 
+pub use annotations::Annotations;
 pub use domain::{
     Account, AccountChange, AccountRefusal, AccountSettings, AccountStatus, Command, Conflict,
     CreditOutcome, CreditRecord, Decision, EntryMeta, Event, HOLD_TIMEOUT_MS_MAX,

@@ -597,6 +597,13 @@ fn account_change_check(
         AccountChange::SetOverdraftLimit { currency, .. } if currency != account.currency => {
             Err(AccountRefusal::CurrencyMismatch)
         }
+        // Never below what the account already owes: an ordinary account's available
+        // balance stays at or above minus its limit (snapshots and the read node check it).
+        AccountChange::SetOverdraftLimit { limit_minor, .. }
+            if state.available_minor(account) + i128::from(limit_minor) < 0 =>
+        {
+            Err(AccountRefusal::LimitBelowDebt)
+        }
         change => Ok(settings.after(change) != settings),
     }
 }

@@ -237,6 +237,7 @@ proptest! {
                         to: ACCOUNTS[to].into(),
                         amount_minor,
                         currency: if euro { eur() } else { usd() },
+                        annotations: None,
                     };
                     // The source refuses an id it recorded for another transfer, in either
                     // role: as the source of one, or as the target of a credit.
@@ -326,6 +327,7 @@ fn refused_credit_refunds_the_source_with_the_target_reason() {
         to: ghost,
         amount_minor: 500,
         currency: usd(),
+        annotations: None,
     };
     let Outcome::Transfer(record) = cluster.submit(transfer.clone()) else {
         panic!()
@@ -414,6 +416,7 @@ fn transfer_of(id: u128, from: &str, to: &str, amount_minor: i64) -> TransferCom
         to: to.into(),
         amount_minor,
         currency: usd(),
+        annotations: None,
     }
 }
 

@@ -43,6 +43,7 @@ fn tc(id: u128, from: &str, to: &str, amount_minor: i64, code: &str) -> Transfer
         to: to.into(),
         amount_minor,
         currency: currency(code),
+        annotations: None,
     }
 }
 

@@ -71,6 +71,7 @@ fn transfer(id: u8, from: String, to: String, amount: i64, currency: Currency) -
         to,
         amount_minor: amount,
         currency,
+        annotations: None,
     }
 }
 

@@ -136,6 +136,7 @@ fn transfer_command() -> impl Strategy<Value = TransferCommand> {
             to,
             amount_minor,
             currency: currencies()[which],
+            annotations: None,
         })
 }
 

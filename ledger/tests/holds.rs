@@ -116,8 +116,6 @@ struct Model {
     records: HashMap<Uuid, TransferRecord>,
     /// account -> settings (absent: the default)
     settings: HashMap<String, AccountSettings>,
-    /// account -> the largest overdraft limit it was ever given
-    largest_limit: HashMap<String, i64>,
 }
 
 impl Model {
@@ -194,6 +192,11 @@ impl Model {
             AccountChange::SetOverdraftLimit { currency, .. } if currency != usd() => {
                 Some(AccountRefusal::CurrencyMismatch)
             }
+            AccountChange::SetOverdraftLimit { limit_minor, .. }
+                if balance - self.held(account) + i128::from(limit_minor) < 0 =>
+            {
+                Some(AccountRefusal::LimitBelowDebt)
+            }
             _ => None,
         };
         if let Some(refusal) = refusal {
@@ -212,14 +215,10 @@ impl Model {
                 status: AccountStatus::Closed,
                 ..settings
             },
-            AccountChange::SetOverdraftLimit { limit_minor, .. } => {
-                let largest = self.largest_limit.entry(account.into()).or_default();
-                *largest = (*largest).max(limit_minor);
-                AccountSettings {
-                    overdraft_limit_minor: limit_minor,
-                    ..settings
-                }
-            }
+            AccountChange::SetOverdraftLimit { limit_minor, .. } => AccountSettings {
+                overdraft_limit_minor: limit_minor,
+                ..settings
+            },
         };
         self.settings.insert(account.into(), after);
         self.account(account)
@@ -412,6 +411,7 @@ fn transfer(id: u128, from: usize, to: usize, amount: i64) -> TransferCommand {
         to: ACCOUNTS[to].0.into(),
         amount_minor: amount,
         currency: usd(),
+        annotations: None,
     }
 }
 
@@ -550,13 +550,12 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             prop_assert_eq!(ledger.held_minor(account.account_id), held);
             let settings = model.settings(account.account_id);
             prop_assert_eq!(ledger.account_settings(account.account_id), settings);
-            let largest_limit = model
-                .largest_limit
-                .get(account.account_id)
-                .copied()
-                .unwrap_or(0);
+            // Available never below minus the account's current limit (a limit is never
+            // lowered below what the account owes).
             prop_assert!(
-                issuer || ledger.available_minor(account) >= -i128::from(largest_limit),
+                issuer
+                    || ledger.available_minor(account)
+                        >= -i128::from(settings.overdraft_limit_minor),
                 "step {}: {:?} overdrawn",
                 step,
                 account
@@ -661,6 +660,7 @@ fn due_holds_expire_in_order_and_not_before_their_time() {
             to: "alice".into(),
             amount_minor: 5,
             currency: usd(),
+            annotations: None,
         },
         timeout_ms,
         cross_partition: false,
@@ -731,6 +731,7 @@ fn a_cross_partition_hold_is_captured_through_credit_and_settle() {
         to: "alice".into(),
         amount_minor: 100,
         currency: usd(),
+        annotations: None,
     };
     source.execute(&Command::Transfer(funding), meta(3));
     let hold = |id: u128, to: &str| Command::Authorize {
@@ -740,6 +741,7 @@ fn a_cross_partition_hold_is_captured_through_credit_and_settle() {
             to: to.into(),
             amount_minor: 60,
             currency: usd(),
+            annotations: None,
         },
         timeout_ms: 60_000,
         cross_partition: true,

@@ -245,6 +245,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                         (None, Some(account)) => account.currency,
                         (code, _) => currency(code.unwrap_or(ACCOUNTS[from].1)),
                     },
+                    annotations: None,
                 })
             }
             Op::Retry { pick } => match sent_transfers.len() {

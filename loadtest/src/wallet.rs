@@ -276,6 +276,7 @@ fn sdk_transfer(op: &TransferOp, accounts: &Accounts) -> Transfer {
         to: accounts.id(op.to),
         amount: usd(op.amount_minor),
         currency: CURRENCY.to_owned(),
+        ..Default::default()
     }
 }
 

@@ -248,6 +248,7 @@ impl Run {
                     to: workload::ordinary("USD", 1),
                     amount: workload::format_minor(1_000_000_000),
                     currency: "USD".into(),
+                    ..Default::default()
                 };
                 let phase = workload::transfer(
                     &self.wallet,
@@ -774,6 +775,7 @@ async fn setup(run: &mut Run) -> anyhow::Result<()> {
             to: account.clone(),
             amount: workload::format_minor(FUNDING_MINOR),
             currency: currency.to_owned(),
+            ..Default::default()
         };
         let phase = workload::transfer(
             &run.wallet,

@@ -197,6 +197,7 @@ fn reuse(first: &Finished, rng: &mut Prng) -> (Transfer, i64) {
         to,
         amount: format_minor(amount_minor),
         currency: currency.to_owned(),
+        ..Default::default()
     };
     (transfer, amount_minor)
 }
@@ -257,6 +258,7 @@ async fn new_transfer(
         to: ordinary(currency, to),
         amount: format_minor(amount_minor),
         currency: currency.to_owned(),
+        ..Default::default()
     };
     let phase = transfer(
         wallet,
@@ -369,7 +371,7 @@ pub async fn raw_watcher(read_endpoint: String, history: Arc<History>, stop: Arc
     while !stop.load(Ordering::Relaxed) {
         let request = WatchBalancesRequest {
             account_ids: ids.clone(),
-            resume_after_sequence: last.clone(),
+            resume_after_sequence: last.clone().into_iter().collect(),
         };
         let mut client = QueryServiceClient::new(channel.clone());
         if let Ok(response) = client.watch_balances(request).await {

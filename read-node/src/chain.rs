@@ -115,6 +115,7 @@ mod tests {
             to: "bob".into(),
             amount_minor: 250,
             currency: Currency::parse("EUR").expect("EUR"),
+            annotations: None,
         }
     }
 

@@ -101,7 +101,13 @@ pub fn change(row: &BalanceRow, change: &HistoryRow) -> pb::BalanceUpdate {
     }
 }
 
-pub fn history_entry(row: &BalanceRow, change: &HistoryRow) -> pb::HistoryEntry {
+/// A history entry; `transfer` is the transfer that made the change, for its annotations.
+pub fn history_entry(
+    row: &BalanceRow,
+    change: &HistoryRow,
+    transfer: Option<&TransferRow>,
+) -> pb::HistoryEntry {
+    let (reference, metadata) = annotations(transfer.and_then(|row| row.annotations.as_deref()));
     pb::HistoryEntry {
         sequence: change.sequence,
         transaction_id: change.transaction_id.clone(),
@@ -113,18 +119,33 @@ pub fn history_entry(row: &BalanceRow, change: &HistoryRow) -> pb::HistoryEntry 
         currency: row.currency.clone(),
         position: token(change.partition, change.index),
         timestamp_ms: change.timestamp_ms,
+        reference,
+        metadata,
     }
 }
 
+/// A transfer's annotations as the API's two fields (empty when it has none).
+fn annotations(
+    annotations: Option<&ledger::Annotations>,
+) -> (String, std::collections::BTreeMap<String, String>) {
+    annotations.map_or_else(Default::default, |annotations| {
+        (annotations.reference.clone(), annotations.metadata.clone())
+    })
+}
+
 pub fn transfer_update(row: &TransferRow) -> pb::TransferUpdate {
-    let state = match row.state {
-        TransferState::InFlight => pb::TransferState::InFlight,
-        TransferState::Completed => pb::TransferState::Completed,
-        TransferState::Rejected => pb::TransferState::Rejected,
-        TransferState::Pending => pb::TransferState::Pending,
-        TransferState::Voided => pb::TransferState::Voided,
-        TransferState::Expired => pb::TransferState::Expired,
+    // `state` is the deprecated enum in its own numbering; `status` is wallet.v1's, which
+    // the write node's GetTransfer answers too.
+    let (state, status) = match row.state {
+        TransferState::InFlight => (pb::TransferState::InFlight, pb::TransferStatus::InFlight),
+        TransferState::Completed => (pb::TransferState::Completed, pb::TransferStatus::Completed),
+        TransferState::Rejected => (pb::TransferState::Rejected, pb::TransferStatus::Rejected),
+        TransferState::Pending => (pb::TransferState::Pending, pb::TransferStatus::Pending),
+        TransferState::Voided => (pb::TransferState::Voided, pb::TransferStatus::Voided),
+        TransferState::Expired => (pb::TransferState::Expired, pb::TransferStatus::Expired),
     };
+    let (reference, metadata) = annotations(row.annotations.as_deref());
+    #[allow(deprecated)] // `state` is still filled for clients built before `status`
     pb::TransferUpdate {
         transaction_id: row.transaction_id.clone(),
         from_account: row.from_account.clone(),
@@ -138,6 +159,9 @@ pub fn transfer_update(row: &TransferRow) -> pb::TransferUpdate {
         is_final: row.state.is_final(),
         position: token(row.partition, row.index),
         timestamp_ms: row.timestamp_ms,
+        status: status as i32,
+        reference,
+        metadata,
     }
 }
 

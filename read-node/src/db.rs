@@ -41,7 +41,8 @@ pub const CF_POSITIONS: &str = "positions";
 pub const CF_META: &str = "meta";
 
 const ROW_FORMAT_V1: u8 = 1;
-/// Balance rows with the account's lifecycle settings (status, overdraft limit).
+/// Balance rows with the account's lifecycle settings (status, overdraft limit); transfer
+/// rows with the transfer's annotations (reference, metadata).
 const ROW_FORMAT_V2: u8 = 2;
 const META_FORMAT: &[u8] = b"format";
 const META_PARTITIONS: &[u8] = b"partitions";
@@ -193,6 +194,46 @@ pub struct TransferRow {
     pub partition: u32,
     pub index: u64,
     pub timestamp_ms: u64,
+    /// The client's reference and metadata, as the first event of the transfer carried them.
+    pub annotations: Option<Box<ledger::Annotations>>,
+}
+
+/// A transfer row as row format 1 stored it (before annotations): read, never written.
+#[derive(Deserialize)]
+struct TransferRowV1 {
+    transaction_id: String,
+    source_partition: u32,
+    from_account: String,
+    to_account: String,
+    amount_minor: i64,
+    currency: String,
+    state: TransferState,
+    reject_reason: String,
+    version: u32,
+    partition: u32,
+    index: u64,
+    timestamp_ms: u64,
+}
+
+impl From<TransferRowV1> for TransferRow {
+    fn from(row: TransferRowV1) -> TransferRow {
+        TransferRow {
+            transaction_id: row.transaction_id,
+            source_partition: row.source_partition,
+            from_account: row.from_account,
+            to_account: row.to_account,
+            amount_minor: row.amount_minor,
+            currency: row.currency,
+            state: row.state,
+            reject_reason: row.reject_reason,
+            version: row.version,
+            partition: row.partition,
+            index: row.index,
+            timestamp_ms: row.timestamp_ms,
+            // Annotations came with row format 2; no transfer of a format-1 row had any.
+            annotations: None,
+        }
+    }
 }
 
 /// A stored row type: the row format it is written in, and the older ones it still reads
@@ -221,7 +262,17 @@ impl Row for BalanceRow {
 
 impl Row for HistoryRow {}
 
-impl Row for TransferRow {}
+impl Row for TransferRow {
+    const FORMAT: u8 = ROW_FORMAT_V2;
+
+    fn decode_older(version: u8, body: &[u8]) -> Option<anyhow::Result<Self>> {
+        (version == ROW_FORMAT_V1).then(|| {
+            postcard::from_bytes::<TransferRowV1>(body)
+                .map(TransferRow::from)
+                .context("row is corrupt")
+        })
+    }
+}
 
 pub fn encode<T: Row>(row: &T) -> Vec<u8> {
     let mut bytes = vec![T::FORMAT];
@@ -588,6 +639,7 @@ mod tests {
             partition: source_partition,
             index: 1,
             timestamp_ms: 1,
+            annotations: None,
         }
     }
 

@@ -23,8 +23,8 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, bail, ensure};
-use proto::v1::LedgerEvent;
 use proto::v1::ledger_event::Event as PbEvent;
+use proto::v1::{LedgerEvent, TransferAnnotations};
 
 use crate::db::{BalanceRow, HistoryRow, TransferRow, TransferState};
 
@@ -83,6 +83,8 @@ struct TransferFacts<'a> {
     to_account: &'a str,
     amount_minor: i64,
     currency: &'a str,
+    /// What the event carried (only events that carry the whole transfer do).
+    annotations: Option<&'a TransferAnnotations>,
 }
 
 impl TransferRow {
@@ -93,6 +95,7 @@ impl TransferRow {
             to_account: &self.to_account,
             amount_minor: self.amount_minor,
             currency: &self.currency,
+            annotations: None,
         }
     }
 }
@@ -156,6 +159,7 @@ impl<R: Rows> Folder<'_, R> {
                     to_account: &completed.to_account,
                     amount_minor: completed.amount_minor,
                     currency: &completed.currency,
+                    annotations: completed.annotations.as_ref(),
                 };
                 let amount = i128::from(completed.amount_minor);
                 self.move_balance(&facts, facts.from_account, -amount, facts.to_account)?;
@@ -169,6 +173,7 @@ impl<R: Rows> Folder<'_, R> {
                     to_account: &rejected.to_account,
                     amount_minor: rejected.amount_minor,
                     currency: &rejected.currency,
+                    annotations: rejected.annotations.as_ref(),
                 };
                 self.set_transfer_state(&facts, TransferState::Rejected, &rejected.reason)
             }
@@ -179,6 +184,7 @@ impl<R: Rows> Folder<'_, R> {
                     to_account: &debited.to_account,
                     amount_minor: debited.amount_minor,
                     currency: &debited.currency,
+                    annotations: debited.annotations.as_ref(),
                 };
                 let amount = i128::from(debited.amount_minor);
                 self.move_balance(&facts, facts.from_account, -amount, facts.to_account)?;
@@ -191,6 +197,7 @@ impl<R: Rows> Folder<'_, R> {
                     to_account: &credited.to_account,
                     amount_minor: credited.amount_minor,
                     currency: &credited.currency,
+                    annotations: credited.annotations.as_ref(),
                 };
                 let amount = i128::from(credited.amount_minor);
                 self.move_balance(&facts, facts.to_account, amount, facts.from_account)
@@ -216,6 +223,7 @@ impl<R: Rows> Folder<'_, R> {
                     to_account: &held.to_account,
                     amount_minor: held.amount_minor,
                     currency: &held.currency,
+                    annotations: held.annotations.as_ref(),
                 };
                 self.hold_amount(&facts, i128::from(held.amount_minor))?;
                 self.set_transfer_state(&facts, TransferState::Pending, "")
@@ -227,6 +235,7 @@ impl<R: Rows> Folder<'_, R> {
                     to_account: &refused.to_account,
                     amount_minor: refused.amount_minor,
                     currency: &refused.currency,
+                    annotations: refused.annotations.as_ref(),
                 };
                 self.set_transfer_state(&facts, TransferState::Rejected, &refused.reason)
             }
@@ -460,10 +469,16 @@ impl<R: Rows> Folder<'_, R> {
             currency: transfer.currency.to_owned(),
             state,
             reject_reason: reject_reason.to_owned(),
-            version: previous.map_or(1, |previous| previous.version + 1),
+            version: previous.as_ref().map_or(1, |previous| previous.version + 1),
             partition: at.partition,
             index: at.index,
             timestamp_ms: at.timestamp_ms,
+            // Kept from the first state: a later event (a settle, a capture) names the
+            // transfer only by its id.
+            annotations: match previous {
+                Some(previous) => previous.annotations,
+                None => event_codec::pb::annotations_from_pb(transfer.annotations),
+            },
         };
         self.out.transfer_changes.push(row.clone());
         self.out
@@ -531,6 +546,7 @@ mod tests {
                 amount: String::new(),
                 amount_minor: minor,
                 currency: "USD".into(),
+                ..Default::default()
             })),
         }
     }
@@ -633,6 +649,7 @@ mod tests {
                     amount: "2.00".into(),
                     amount_minor: 200,
                     currency: "USD".into(),
+                    ..Default::default()
                 })),
             }
         };
@@ -646,6 +663,7 @@ mod tests {
                 amount: "2.00".into(),
                 amount_minor: 200,
                 currency: "USD".into(),
+                ..Default::default()
             })),
         };
         rows.apply(fold_block(&rows, at(2), 1, &[credit]).unwrap());
@@ -695,6 +713,7 @@ mod tests {
                 currency: "USD".into(),
                 reason: "INSUFFICIENT_FUNDS".into(),
                 field: "amount".into(),
+                ..Default::default()
             })),
         };
         let out = fold_block(&rows, at(2), 1, &[rejected]).unwrap();
@@ -743,6 +762,7 @@ mod tests {
                 currency: "USD".into(),
                 reason: reason.into(),
                 field: String::new(),
+                ..Default::default()
             })),
         }
     }
@@ -756,6 +776,7 @@ mod tests {
                 amount: String::new(),
                 amount_minor: minor,
                 currency: "USD".into(),
+                ..Default::default()
             })),
         }
     }
@@ -769,6 +790,7 @@ mod tests {
                 amount: String::new(),
                 amount_minor: minor,
                 currency: "USD".into(),
+                ..Default::default()
             })),
         }
     }
@@ -948,6 +970,7 @@ mod tests {
             partition: source_partition,
             index: 1,
             timestamp_ms: 1,
+            annotations: None,
         };
         let pick = |rows: Vec<TransferRow>| {
             let forward = preferred_transfer(rows.clone()).map(|row| row.source_partition);

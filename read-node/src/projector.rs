@@ -416,6 +416,7 @@ mod tests {
             amount: "1.00".into(),
             amount_minor: 100,
             currency: "USD".into(),
+            ..Default::default()
         }))
     }
 

@@ -558,11 +558,28 @@ impl QueryService for QueryApi {
                 .history_rows(&row.account_id, (oldest..=newest).rev())
                 .map_err(|error| ApiError::internal(&error))?
         };
+        // Each entry's transfer, for its annotations: one point read per entry of the page
+        // (the transfer's source partition is the debited account's).
+        let partitions = self.projection.partitions();
+        let mut page = Vec::with_capacity(entries.len());
+        for change in &entries {
+            let from = if change.delta_minor < 0 {
+                &row.account_id
+            } else {
+                &change.counterparty
+            };
+            let transfer = self
+                .projection
+                .db()
+                .transfer(
+                    &change.transaction_id,
+                    ledger::partition_of(from, partitions),
+                )
+                .map_err(|error| ApiError::internal(&error))?;
+            page.push(convert::history_entry(&row, change, transfer.as_ref()));
+        }
         Ok(Response::new(pb::ListTransfersResponse {
-            entries: entries
-                .iter()
-                .map(|change| convert::history_entry(&row, change))
-                .collect(),
+            entries: page,
             next_page_token: if newest >= oldest && oldest > oldest_in_range {
                 format!("{PAGE_TOKEN_PREFIX}{}", oldest - 1)
             } else {

@@ -586,5 +586,6 @@ pub fn transfer_request(
         to_account: to.into(),
         amount: amount.into(),
         currency: currency.into(),
+        ..Default::default()
     }
 }

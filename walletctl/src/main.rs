@@ -376,6 +376,8 @@ enum HoldCommand {
         /// The hold's transaction id (UUID), for idempotent retries; a new one when absent.
         #[arg(long)]
         id: Option<Uuid>,
+        #[command(flatten)]
+        annotations: Annotations,
     },
     /// Move the held amount (or `--amount`, at most it) to the hold's `to` and release the rest.
     Capture {
@@ -424,6 +426,26 @@ struct NewTransfer {
     /// Transaction id (UUID) for idempotent retries; a new one is generated when absent.
     #[arg(long)]
     id: Option<Uuid>,
+    #[command(flatten)]
+    annotations: Annotations,
+}
+
+/// A transfer's optional reference and metadata (limits: README "Metadata and references").
+#[derive(Debug, Args, Default)]
+struct Annotations {
+    /// Your reference for the transfer, e.g. an order number.
+    #[arg(long, default_value = "")]
+    reference: String,
+    /// A metadata entry, KEY=VALUE; repeat for several.
+    #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = metadata_entry)]
+    metadata: Vec<(String, String)>,
+}
+
+fn metadata_entry(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))?;
+    Ok((key.to_owned(), value.to_owned()))
 }
 
 #[derive(Debug, Subcommand)]
@@ -760,6 +782,8 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
                 to: required(new.to, "--to")?,
                 amount: required(new.amount, "--amount")?,
                 currency: required(new.currency, "--currency")?,
+                reference: new.annotations.reference,
+                metadata: new.annotations.metadata.into_iter().collect(),
             };
             let id = transfer.transaction_id;
             let response = client
@@ -782,6 +806,7 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
                     currency,
                     timeout,
                     id,
+                    annotations,
                 } => {
                     let hold = wallet_client::Hold {
                         transaction_id: id.unwrap_or_else(new_transaction_id),
@@ -790,6 +815,8 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
                         amount,
                         currency,
                         timeout,
+                        reference: annotations.reference,
+                        metadata: annotations.metadata.into_iter().collect(),
                     };
                     (hold.transaction_id, client.authorize_transfer(&hold).await)
                 }

@@ -151,6 +151,8 @@ impl Output {
                     "reject_reason": transfer.reject_reason,
                     "committed_at_unix_ms": transfer.committed_at_unix_ms,
                     "consistency_token": transfer.consistency_token,
+                    "reference": transfer.reference,
+                    "metadata": transfer.metadata,
                 }
             }));
         } else {
@@ -170,6 +172,12 @@ impl Output {
                 transfer.committed_at_unix_ms,
                 transfer.consistency_token
             );
+            if !transfer.reference.is_empty() {
+                println!("  reference {}", transfer.reference);
+            }
+            for (key, value) in &transfer.metadata {
+                println!("  metadata {key}={value}");
+            }
         }
     }
 

@@ -4,7 +4,9 @@
 //!
 //! - Key: partition u32 BE | transaction id u128 BE (20 bytes): a partition's records are one
 //!   key range, and a point lookup of a new id is answered by the bloom filters.
-//! - Value: postcard `ledger::Record`, the record as finished. A transfer in flight is not
+//! - Value: postcard `ledger::Record`, the record as finished, in the plain layout of
+//!   `ledger::wire` (what every release wrote before annotations); a record whose transfer
+//!   carries annotations is tagged (`ledger::wire::to_tagged_vec`). A transfer in flight is not
 //!   written: it lives in the ledger (and its snapshots) until settled, and then its one
 //!   final record is. Every record is therefore written once, by every replica with the same
 //!   value; a follower rebuilding records from fetched events may write one again, with the
@@ -17,6 +19,7 @@
 
 use anyhow::Context;
 use ledger::Record;
+use ledger::wire;
 
 /// Length of a record's key.
 pub const KEY_BYTES: usize = 20;
@@ -29,14 +32,14 @@ pub fn key(partition: u32, transaction_id: u128) -> [u8; KEY_BYTES] {
     key
 }
 
-/// A record's stored value.
+/// A record's stored value (also what a leader sends with a snapshot).
 pub fn encode(record: &Record) -> Vec<u8> {
-    postcard::to_stdvec(record).expect("serialising to a Vec cannot fail")
+    wire::to_tagged_vec(record)
 }
 
 /// A stored value's record.
 pub fn decode(value: &[u8]) -> anyhow::Result<Record> {
-    postcard::from_bytes(value).context("a stored record is corrupt")
+    wire::from_tagged_slice(value).context("a stored record is corrupt")
 }
 
 #[cfg(test)]
@@ -55,6 +58,7 @@ mod tests {
                 to: "bob".into(),
                 amount_minor: 5,
                 currency: Currency::parse("USD").unwrap(),
+                annotations: None,
             },
             status: TransferStatus::Completed,
             meta: EntryMeta {

@@ -353,12 +353,7 @@ async fn remote_credits(
 ) -> Vec<Result<CreditRecord, StoreError>> {
     let mut request = tonic::Request::new(CreditRequest {
         partition: target,
-        transfers: transfers
-            .iter()
-            .map(|transfer| {
-                postcard::to_stdvec(transfer).expect("serialising to a Vec cannot fail")
-            })
-            .collect(),
+        transfers: transfers.iter().map(ledger::wire::to_tagged_vec).collect(),
     });
     request.set_timeout(limits::CREDIT_CALL_TIMEOUT);
     let records = match client.credit(request).await {
@@ -383,7 +378,7 @@ async fn remote_credits(
             if bytes.is_empty() {
                 return Err(StoreError::OutcomeUnknown);
             }
-            postcard::from_bytes(bytes).map_err(|error| {
+            ledger::wire::from_tagged_slice(bytes).map_err(|error| {
                 tracing::error!(leader, %error, "undecodable credit record from a peer");
                 StoreError::OutcomeUnknown
             })

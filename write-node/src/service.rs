@@ -716,12 +716,21 @@ pub fn validate_transfer(request: &TransferRequest) -> Result<TransferCommand, A
         .map_err(|error| ApiError::from_money("currency", &error))?;
     let amount_minor = ledger::parse_amount(&request.amount, currency)
         .map_err(|error| ApiError::from_money("amount", &error))?;
+    let annotations = ledger::Annotations {
+        reference: request.reference.clone(),
+        metadata: request.metadata.clone(),
+    }
+    .boxed();
+    if let Some(annotations) = &annotations {
+        annotations.check().map_err(ApiError::malformed)?;
+    }
     Ok(TransferCommand {
         transaction_id,
         from: request.from_account.clone(),
         to: request.to_account.clone(),
         amount_minor,
         currency,
+        annotations,
     })
 }
 
@@ -763,6 +772,8 @@ fn validate_hold_step(step: &HoldStep) -> Result<HoldCommand, ApiError> {
                 to_account: request.to_account.clone(),
                 amount: request.amount.clone(),
                 currency: request.currency.clone(),
+                reference: request.reference.clone(),
+                metadata: request.metadata.clone(),
             })?;
             let timeout_ms = request
                 .timeout
@@ -969,6 +980,14 @@ pub fn transfer_to_pb(record: &TransferRecord, partitions: u32) -> pb::Transfer 
         committed_at_unix_ms: record.meta.timestamp_ms,
         consistency_token: proto::token::format(&transfer_positions(record, partitions)),
         hold,
+        reference: transfer
+            .annotations
+            .as_ref()
+            .map_or_else(String::new, |annotations| annotations.reference.clone()),
+        metadata: transfer
+            .annotations
+            .as_ref()
+            .map_or_else(Default::default, |annotations| annotations.metadata.clone()),
     }
 }
 
@@ -1336,6 +1355,7 @@ mod tests {
             to_account: "bob".into(),
             amount: amount.into(),
             currency: currency.into(),
+            ..Default::default()
         }
     }
 

@@ -26,7 +26,9 @@ pub use crate::storage::SnapshotMeta;
 pub use crate::limits::SNAPSHOT_CHUNK_BYTES as CHUNK_BYTES;
 use crate::limits::SNAPSHOTS_RETAINED;
 
-/// State formats. 5: as 4, followed by the settings of the accounts whose lifecycle settings
+/// State formats. 6: as 5, in the annotated layout of `ledger::wire` (written only when a
+/// live record carries annotations, so a node of the previous release reads every other
+/// snapshot). 5: as 4, followed by the settings of the accounts whose lifecycle settings
 /// are not the default (frozen, closed, an overdraft limit). 4: as 3, and the live records may be holds (pending, or being captured),
 /// which a release that reads 3 at most cannot decode. 3: accounts, in-flight transfers,
 /// outflow, and the counts and running sum
@@ -42,6 +44,7 @@ const STATE_FORMAT_V2: u8 = 2;
 const STATE_FORMAT_V3: u8 = 3;
 const STATE_FORMAT_V4: u8 = 4;
 const STATE_FORMAT_V5: u8 = 5;
+const STATE_FORMAT_V6_ANNOTATED: u8 = 6;
 
 /// Serializes a ledger into stored chunks; returns the header and the chunks.
 pub fn encode(
@@ -52,8 +55,13 @@ pub fn encode(
     ledger: &Ledger,
     chain_head: ChainHash,
 ) -> (SnapshotMeta, Vec<Vec<u8>>) {
-    let mut bytes = vec![STATE_FORMAT_V5];
-    bytes.extend(postcard::to_stdvec(ledger).expect("serialising to a Vec cannot fail"));
+    let (layout, body) = ledger::wire::to_vec(ledger);
+    let mut bytes = Vec::with_capacity(1 + body.len());
+    bytes.push(match layout {
+        ledger::wire::Layout::Plain => STATE_FORMAT_V5,
+        ledger::wire::Layout::Annotated => STATE_FORMAT_V6_ANNOTATED,
+    });
+    bytes.extend(body);
     let chunks: Vec<Vec<u8>> = bytes.chunks(CHUNK_BYTES).map(<[u8]>::to_vec).collect();
     let meta = SnapshotMeta {
         partition,
@@ -95,14 +103,20 @@ pub fn decode(meta: &SnapshotMeta, bytes: &[u8]) -> anyhow::Result<Ledger> {
             let digest = ledger.digest();
             (ledger, digest)
         }
-        STATE_FORMAT_V5 => {
-            let ledger: Ledger = postcard::from_bytes(body).context(corrupt)?;
+        STATE_FORMAT_V5 | STATE_FORMAT_V6_ANNOTATED => {
+            let layout = if version == STATE_FORMAT_V5 {
+                ledger::wire::Layout::Plain
+            } else {
+                ledger::wire::Layout::Annotated
+            };
+            let ledger: Ledger = ledger::wire::from_slice(layout, body).context(corrupt)?;
             let digest = ledger.digest();
             (ledger, digest)
         }
         _ => anyhow::bail!(
             "snapshot {} of partition {}: state format {version} is newer than this node reads \
-             (formats {STATE_FORMAT_V1} to {STATE_FORMAT_V5}); run a release that reads it",
+             (formats {STATE_FORMAT_V1} to {STATE_FORMAT_V6_ANNOTATED}); run a release that \
+             reads it",
             meta.index,
             meta.partition
         ),
@@ -307,6 +321,7 @@ mod tests {
             to: "alice".into(),
             amount_minor: 250,
             currency: usd,
+            annotations: None,
         };
         let meta = ledger::EntryMeta {
             index: 3,
@@ -384,6 +399,7 @@ mod tests {
                 to: "issuer".into(),
                 amount_minor: 100,
                 currency: ledger::Currency::parse("USD").expect("USD"),
+                annotations: None,
             },
             timeout_ms: 1_000,
             cross_partition: false,
@@ -426,11 +442,44 @@ mod tests {
             "{error:#}"
         );
 
+        // An annotated transfer in flight: format 6, the annotated layout, read back whole.
+        let mut annotated = ledger.clone();
+        let transfer_out = ledger::Command::TransferOut(ledger::TransferCommand {
+            transaction_id: uuid::Uuid::from_u128(3),
+            from: "alice".into(),
+            to: "carol".into(),
+            amount_minor: 10,
+            currency: ledger::Currency::parse("USD").expect("USD"),
+            annotations: ledger::Annotations {
+                reference: "order 5".into(),
+                metadata: [("k".to_owned(), "v".to_owned())].into(),
+            }
+            .boxed(),
+        });
+        annotated.execute(
+            &transfer_out,
+            ledger::EntryMeta {
+                index: 4,
+                timestamp_ms: 3,
+            },
+        );
+        let (meta_6, chunks_6) = encode(0, 4, 1, vec![1], &annotated, CHAIN_GENESIS);
+        assert_eq!(chunks_6[0][0], STATE_FORMAT_V6_ANNOTATED);
+        let read = decode(&meta_6, &chunks_6.concat()).expect("format 6");
+        assert_eq!(read.digest(), annotated.digest());
+        let ledger::Command::TransferOut(sent) = &transfer_out else {
+            unreachable!()
+        };
+        assert_eq!(
+            read.in_flight().next().map(|record| &record.transfer),
+            Some(sent)
+        );
+
         let mut future = chunks.concat();
-        future[0] = 6;
+        future[0] = 7;
         let error = decode(&meta, &future).expect_err("a format from a later release");
         assert!(
-            format!("{error:#}").contains("state format 6 is newer than this node reads"),
+            format!("{error:#}").contains("state format 7 is newer than this node reads"),
             "{error:#}"
         );
     }

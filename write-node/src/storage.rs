@@ -62,8 +62,10 @@ const FAMILIES: [&str; 6] = [
 /// format-4 data, so its migration only marks it. 5: account lifecycle (the account-change
 /// command and event, the frozen and closed reject reasons in records, snapshots of state
 /// format 5), which a release of format 4 cannot read; format-4 data is valid format-5 data,
-/// marked the same way.
-const FORMAT_VERSION: u32 = 5;
+/// marked the same way. 6: annotated transfers (reference and metadata: entries of format 2,
+/// event blocks of format 3, tagged records, snapshots of state format 6; `ledger::wire`),
+/// which a release of format 5 cannot read; format-5 data is valid format-6 data, marked.
+const FORMAT_VERSION: u32 = 6;
 /// The oldest format this binary migrates from.
 const FORMAT_VERSION_MIGRATED: u32 = 2;
 const META_FORMAT_VERSION: &[u8] = b"format_version";

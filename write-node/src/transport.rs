@@ -484,8 +484,8 @@ impl PeerService for PeerServer {
         }
         let mut transfers = Vec::with_capacity(request.transfers.len());
         for bytes in &request.transfers {
-            let transfer: ledger::TransferCommand =
-                postcard::from_bytes(bytes).map_err(|error| {
+            let transfer: ledger::TransferCommand = ledger::wire::from_tagged_slice(bytes)
+                .map_err(|error| {
                     Status::from(ApiError::invalid(
                         "transfers",
                         "MALFORMED_MESSAGE",
@@ -525,9 +525,7 @@ impl PeerService for PeerServer {
         for applied in futures::future::join_all(proposals).await {
             records.push(match applied {
                 Ok(applied) => match applied.outcome {
-                    ledger::Outcome::Credit(record) => {
-                        postcard::to_stdvec(&record).expect("serialising to a Vec cannot fail")
-                    }
+                    ledger::Outcome::Credit(record) => ledger::wire::to_tagged_vec(&record),
                     // The ledger refused it (checked here first, so only a race with an
                     // account opened meanwhile gets this far): nothing was recorded.
                     ledger::Outcome::Malformed(malformed) => {

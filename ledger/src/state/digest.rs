@@ -342,6 +342,15 @@ fn hash_transfer(hasher: &mut impl Sink, transfer: &TransferCommand) {
     hash_str(hasher, &transfer.to);
     hasher.update(&transfer.amount_minor.to_le_bytes());
     hash_currency(hasher, transfer.currency);
+    // Appended only when present, so transfers without annotations hash as they always did.
+    if let Some(annotations) = &transfer.annotations {
+        hash_str(hasher, &annotations.reference);
+        hasher.update(&encode_len(annotations.metadata.len()));
+        for (key, value) in &annotations.metadata {
+            hash_str(hasher, key);
+            hash_str(hasher, value);
+        }
+    }
 }
 
 fn hash_meta(hasher: &mut impl Sink, meta: EntryMeta) {

@@ -11,7 +11,7 @@
 //! 99 as is); the protobuf-level equivalent, an unknown field number, is sent raw and must be
 //! ignored as protobuf requires (the "served" rows).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf as _, BufMut as _};
@@ -875,7 +875,7 @@ fn cases(alice_partition: u32) -> Vec<Case> {
             "watch balances: no accounts",
             WatchBalances(WatchBalancesRequest {
                 account_ids: vec![],
-                resume_after_sequence: HashMap::new(),
+                resume_after_sequence: Default::default(),
             }),
             bad("INVALID_ACCOUNT_ID", "account_ids"),
         ),
@@ -883,7 +883,7 @@ fn cases(alice_partition: u32) -> Vec<Case> {
             "watch balances: 1001 accounts",
             WatchBalances(WatchBalancesRequest {
                 account_ids: (0..1001).map(|i| format!("acct-{i}")).collect(),
-                resume_after_sequence: HashMap::new(),
+                resume_after_sequence: Default::default(),
             }),
             bad("TOO_MANY_ACCOUNTS", "account_ids"),
         ),
@@ -891,7 +891,7 @@ fn cases(alice_partition: u32) -> Vec<Case> {
             "watch balances: one id with a newline",
             WatchBalances(WatchBalancesRequest {
                 account_ids: vec!["alice".into(), "b\nob".into()],
-                resume_after_sequence: HashMap::new(),
+                resume_after_sequence: Default::default(),
             }),
             bad("INVALID_ACCOUNT_ID", "account_ids"),
         ),
@@ -899,7 +899,7 @@ fn cases(alice_partition: u32) -> Vec<Case> {
             "watch balances: resume sequence for an account not watched",
             WatchBalances(WatchBalancesRequest {
                 account_ids: vec!["alice".into()],
-                resume_after_sequence: HashMap::from([("bob".to_string(), 1)]),
+                resume_after_sequence: [("bob".to_string(), 1)].into(),
             }),
             bad("INVALID_RESUME_SEQUENCE", "resume_after_sequence"),
         ),

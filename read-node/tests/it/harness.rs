@@ -170,3 +170,39 @@ impl Drop for ReadNode {
         }
     }
 }
+
+/// A cluster of three write nodes with `partitions` partitions, a read node caught up with
+/// it, and the Rust SDK's clients of both: what tests driven through the SDK start with.
+pub struct SdkCluster {
+    /// Held so the nodes run as long as the test does (dropping them stops them).
+    #[allow(dead_code)]
+    pub cluster: Cluster,
+    #[allow(dead_code)]
+    pub read: ReadNode,
+    pub query: wallet_client::QueryClient,
+    pub sdk: wallet_client::WalletClient,
+}
+
+impl SdkCluster {
+    pub async fn start(partitions: u32) -> SdkCluster {
+        let cluster = Cluster::start_partitioned(3, partitions, &[]);
+        cluster.wait_leader().await;
+        let read = ReadNode::start(&cluster);
+        read.wait_serving().await;
+        let query = wallet_client::QueryClient::connect([read.endpoint()]).expect("query client");
+        let endpoints: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect();
+        let sdk = wallet_client::WalletClient::connect(wallet_client::ClientConfig::new(endpoints))
+            .await
+            .expect("connect");
+        SdkCluster {
+            cluster,
+            read,
+            query,
+            sdk,
+        }
+    }
+}

@@ -7,11 +7,11 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use proto::v1::TransferState;
+use proto::v1::TransferStatus;
 use testkit::{Cluster, WAIT_MAX, accounts_in};
 use wallet_client::{ClientConfig, Hold, QueryClient, Transfer, WalletClient, new_transaction_id};
 
-use crate::harness::ReadNode;
+use crate::harness::{ReadNode, SdkCluster};
 
 /// (balance, held, available) on the read node once it has applied `token`.
 async fn projected(
@@ -46,7 +46,7 @@ async fn wait_projected(query: &QueryClient, account: &str, expected: (&str, &st
 }
 
 /// The states a WatchTransfer stream shows, in order, until the final one.
-async fn states(query: &QueryClient, transaction_id: uuid::Uuid) -> Vec<(TransferState, String)> {
+async fn states(query: &QueryClient, transaction_id: uuid::Uuid) -> Vec<(TransferStatus, String)> {
     let mut updates = query.watch_transfer(transaction_id).await.expect("watch");
     let mut seen = Vec::new();
     while let Some(update) = tokio::time::timeout(WAIT_MAX, updates.next())
@@ -54,7 +54,7 @@ async fn states(query: &QueryClient, transaction_id: uuid::Uuid) -> Vec<(Transfe
         .expect("an update")
     {
         let update = update.expect("update");
-        seen.push((update.state(), update.amount.clone()));
+        seen.push((update.status(), update.amount.clone()));
         if update.is_final {
             break;
         }
@@ -70,25 +70,14 @@ fn hold(from: &str, to: &str, amount: &str) -> Hold {
         amount: amount.into(),
         currency: "USD".into(),
         timeout: Duration::from_secs(60),
+        ..Default::default()
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_read_node_projects_holds_and_watches_show_their_states() {
     let partitions = 4;
-    let cluster = Cluster::start_partitioned(3, partitions, &[]);
-    cluster.wait_leader().await;
-    let read = ReadNode::start(&cluster);
-    read.wait_serving().await;
-    let query = QueryClient::connect([read.endpoint()]).expect("query client");
-    let endpoints: Vec<String> = cluster
-        .nodes
-        .iter()
-        .map(|node| format!("127.0.0.1:{}", node.port))
-        .collect();
-    let sdk = WalletClient::connect(ClientConfig::new(endpoints))
-        .await
-        .expect("connect");
+    let SdkCluster { query, sdk, .. } = &SdkCluster::start(partitions).await;
 
     let mut in_0 = accounts_in(0, partitions, "rh", 2);
     let (a, b) = (in_0.remove(0), in_0.remove(0));
@@ -106,11 +95,12 @@ async fn the_read_node_projects_holds_and_watches_show_their_states() {
             to: a.clone(),
             amount: "100.00".into(),
             currency: "USD".into(),
+            ..Default::default()
         })
         .await
         .expect("fund");
     assert_eq!(
-        projected(&query, &a, Some(&funding.consistency_token)).await,
+        projected(query, &a, Some(&funding.consistency_token)).await,
         ("100.00".into(), "0.00".into(), "100.00".into())
     );
 
@@ -118,24 +108,24 @@ async fn the_read_node_projects_holds_and_watches_show_their_states() {
     let first = hold(&a, &b, "30.00");
     let held = sdk.authorize_transfer(&first).await.expect("authorize");
     assert!(!held.replayed);
-    wait_projected(&query, &a, ("100.00", "30.00", "70.00")).await;
+    wait_projected(query, &a, ("100.00", "30.00", "70.00")).await;
     let captured = sdk
         .capture_transfer(first.transaction_id, &a, Some("12.50"))
         .await
         .expect("capture");
     assert_eq!(
-        projected(&query, &a, Some(&captured.consistency_token)).await,
+        projected(query, &a, Some(&captured.consistency_token)).await,
         ("87.50".into(), "0.00".into(), "87.50".into())
     );
     assert_eq!(
-        projected(&query, &b, Some(&captured.consistency_token))
+        projected(query, &b, Some(&captured.consistency_token))
             .await
             .0,
         "12.50"
     );
     assert_eq!(
-        states(&query, first.transaction_id).await.last().cloned(),
-        Some((TransferState::Completed, "12.50".to_owned()))
+        states(query, first.transaction_id).await.last().cloned(),
+        Some((TransferStatus::Completed, "12.50".to_owned()))
     );
 
     // Voided: released, nothing moved.
@@ -146,20 +136,20 @@ async fn the_read_node_projects_holds_and_watches_show_their_states() {
         let id = second.transaction_id;
         tokio::spawn(async move { states(&query, id).await })
     };
-    wait_projected(&query, &a, ("87.50", "20.00", "67.50")).await;
+    wait_projected(query, &a, ("87.50", "20.00", "67.50")).await;
     sdk.void_transfer(second.transaction_id, &a)
         .await
         .expect("void");
-    wait_projected(&query, &a, ("87.50", "0.00", "87.50")).await;
+    wait_projected(query, &a, ("87.50", "0.00", "87.50")).await;
     let seen = watch.await.expect("watch task");
     assert_eq!(
         seen.first().map(|state| state.0),
-        Some(TransferState::Pending),
+        Some(TransferStatus::Pending),
         "{seen:?}"
     );
     assert_eq!(
         seen.last().map(|state| state.0),
-        Some(TransferState::Voided),
+        Some(TransferStatus::Voided),
         "{seen:?}"
     );
 
@@ -172,18 +162,18 @@ async fn the_read_node_projects_holds_and_watches_show_their_states() {
         .await
         .expect("capture across");
     assert_eq!(
-        projected(&query, &c, Some(&captured.consistency_token))
+        projected(query, &c, Some(&captured.consistency_token))
             .await
             .0,
         "7.00"
     );
-    let ended = states(&query, third.transaction_id).await;
+    let ended = states(query, third.transaction_id).await;
     assert_eq!(
         ended.last().cloned(),
-        Some((TransferState::Completed, "7.00".to_owned())),
+        Some((TransferStatus::Completed, "7.00".to_owned())),
         "{ended:?}"
     );
-    wait_projected(&query, &a, ("80.50", "0.00", "80.50")).await;
+    wait_projected(query, &a, ("80.50", "0.00", "80.50")).await;
 }
 
 /// Account lifecycle seen from the read side: an ordinary account below zero within its
@@ -222,6 +212,7 @@ async fn the_read_node_folds_overdrafts_and_shows_the_lifecycle() {
             to: "rl-bank".into(),
             amount: "30.00".into(),
             currency: "USD".into(),
+            ..Default::default()
         })
         .await
         .expect("within the limit");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use proto::v1::query_service_client::QueryServiceClient;
 use proto::v1::{
     BatchGetAccountsRequest, BatchGetTransfersRequest, ListAccountsRequest, ListTransfersRequest,
-    TransferState,
+    TransferStatus,
 };
 use testkit::{Cluster, reason, transfer_request};
 use tonic::Code;
@@ -198,13 +198,13 @@ async fn accounts_list_by_prefix_batches_answer_in_order_and_history_filters_by_
         .await
         .expect("batch")
         .into_inner();
-    let found: Vec<(String, TransferState, String)> = transfers
+    let found: Vec<(String, TransferStatus, String)> = transfers
         .transfers
         .iter()
         .map(|update| {
             (
                 update.transaction_id.clone(),
-                update.state(),
+                update.status(),
                 update.amount.clone(),
             )
         })
@@ -212,8 +212,8 @@ async fn accounts_list_by_prefix_batches_answer_in_order_and_history_filters_by_
     assert_eq!(
         found,
         [
-            (ids[2].clone(), TransferState::Completed, "3.00".into()),
-            (ids[0].clone(), TransferState::Completed, "1.00".into()),
+            (ids[2].clone(), TransferStatus::Completed, "3.00".into()),
+            (ids[0].clone(), TransferStatus::Completed, "1.00".into()),
         ]
     );
     assert_eq!(transfers.not_found, [unknown]);

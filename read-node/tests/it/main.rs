@@ -2,6 +2,7 @@
 //! processes on loopback sockets, RocksDB in temporary directories, SIGKILL for crashes.
 //! Build the binaries first (`cargo build --bins`; see harness.rs).
 
+mod annotations;
 mod bad_input;
 mod bootstrap;
 mod grpc_web;
@@ -24,7 +25,7 @@ use futures::StreamExt as _;
 use harness::ReadNode;
 use proto::v1::event_log_service_client::EventLogServiceClient;
 use proto::v1::ledger_event::Event as PbEvent;
-use proto::v1::{BalanceUpdate, SubscribeRequest, TransferState};
+use proto::v1::{BalanceUpdate, SubscribeRequest, TransferStatus};
 use testkit::{Cluster, WAIT_MAX, reason, transfer_request};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -335,17 +336,17 @@ async fn projection_equals_fold_and_reads_are_read_your_writes() {
             .expect("ok");
         assert_eq!(update.version as usize, states.len() + 1);
         assert_eq!(update.amount, "1.00");
-        states.push(update.state);
+        states.push(update.status);
         if update.is_final {
             break;
         }
     }
     assert!(
-        states == [TransferState::Completed as i32]
+        states == [TransferStatus::Completed as i32]
             || states
                 == [
-                    TransferState::InFlight as i32,
-                    TransferState::Completed as i32
+                    TransferStatus::InFlight as i32,
+                    TransferStatus::Completed as i32
                 ],
         "{states:?}"
     );

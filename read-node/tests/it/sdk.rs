@@ -58,6 +58,7 @@ async fn sdk_retries_through_a_killed_leader_reuse_the_id_and_never_pay_twice() 
                     to: ACCOUNTS[((worker + n) % 3) as usize].into(),
                     amount: format!("0.{:02}", 1 + (worker * 40 + n) % 99),
                     currency: "USD".into(),
+                    ..Default::default()
                 };
                 // The SDK retries inside; an indefinite outcome is resolved the documented
                 // way: the same transfer, same id, again.
@@ -145,6 +146,7 @@ async fn sdk_does_not_retry_rejections_and_honours_its_deadline() {
         to: "rich".into(),
         amount: "5.00".into(),
         currency: "USD".into(),
+        ..Default::default()
     };
     let started = Instant::now();
     let error = sdk
@@ -181,6 +183,7 @@ async fn sdk_does_not_retry_rejections_and_honours_its_deadline() {
         to: "poor".into(),
         amount: "1.00".into(),
         currency: "USD".into(),
+        ..Default::default()
     };
     let started = Instant::now();
     let error = impatient
@@ -214,6 +217,7 @@ async fn sdk_transfer_pipelines_concurrent_calls_and_answers_each_as_its_own() {
             to: account.clone(),
             amount: "10.00".into(),
             currency: "USD".into(),
+            ..Default::default()
         };
         sdk.transfer(&funding).await.expect("fund");
     }
@@ -230,6 +234,7 @@ async fn sdk_transfer_pipelines_concurrent_calls_and_answers_each_as_its_own() {
                 to: accounts[(n * 3 + 1) % 8].clone(),
                 amount: "0.01".into(),
                 currency: "USD".into(),
+                ..Default::default()
             },
             "",
         ));
@@ -246,6 +251,7 @@ async fn sdk_transfer_pipelines_concurrent_calls_and_answers_each_as_its_own() {
                 to: accounts[(n + 1) % 8].clone(),
                 amount: "500.00".into(),
                 currency: "USD".into(),
+                ..Default::default()
             },
             "INSUFFICIENT_FUNDS",
         ));
@@ -256,6 +262,7 @@ async fn sdk_transfer_pipelines_concurrent_calls_and_answers_each_as_its_own() {
                 to: accounts[(n + 1) % 8].clone(),
                 amount: "0.001".into(),
                 currency: "USD".into(),
+                ..Default::default()
             },
             "INVALID_AMOUNT",
         ));
@@ -270,6 +277,7 @@ async fn sdk_transfer_pipelines_concurrent_calls_and_answers_each_as_its_own() {
                 to: accounts[(n + 5) % 8].clone(),
                 amount: "0.02".into(),
                 currency: "USD".into(),
+                ..Default::default()
             };
             let second = Transfer {
                 amount: "0.03".into(),
@@ -374,6 +382,7 @@ async fn sdk_submit_transfers_pipelines_across_partitions_and_answers_each() {
             to: accounts[(n + 1) % 8].clone(),
             amount: "0.10".into(),
             currency: "USD".into(),
+            ..Default::default()
         })
         .collect();
     // One that must be rejected, and one sent twice (the second is a retry, not a payment).
@@ -383,6 +392,7 @@ async fn sdk_submit_transfers_pipelines_across_partitions_and_answers_each() {
         to: accounts[1].clone(),
         amount: "1000000.00".into(),
         currency: "USD".into(),
+        ..Default::default()
     });
     batch.push(batch[0].clone());
     let results = sdk.submit_transfers(&batch).await.expect("batch");
@@ -445,6 +455,7 @@ async fn sdk_transfer_watch_survives_a_read_node_restart() {
         to: "watch-target".into(),
         amount: "3.00".into(),
         currency: "USD".into(),
+        ..Default::default()
     };
     let mut watch = query
         .watch_transfer(transfer.transaction_id)
@@ -527,6 +538,7 @@ async fn the_sdk_through_one_endpoint_reaches_every_partition() {
             to: account.clone(),
             amount: "10.00".into(),
             currency: "USD".into(),
+            ..Default::default()
         })
         .collect();
     for outcome in one.transfer_batch(&funding).await.expect("TransferBatch") {
@@ -557,6 +569,7 @@ async fn the_sdk_through_one_endpoint_reaches_every_partition() {
         to: accounts[1].clone(),
         amount: "1000.00".into(),
         currency: "USD".into(),
+        ..Default::default()
     };
     let refused = one
         .transfer(&overdraft)

@@ -164,6 +164,7 @@ async fn read_node_follows_write_nodes_over_tls_with_a_token_and_serves_tls_clie
         to: "carol".into(),
         amount: "2.50".into(),
         currency: "USD".into(),
+        ..Default::default()
     };
     let done = payments
         .transfer(&paid)
@@ -176,6 +177,7 @@ async fn read_node_follows_write_nodes_over_tls_with_a_token_and_serves_tls_clie
             to: "tenant-a/dan".into(),
             amount: "1.25".into(),
             currency: "USD".into(),
+            ..Default::default()
         })
         .await
         .expect("transfer to the tenant");

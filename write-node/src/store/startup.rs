@@ -96,8 +96,8 @@ fn migrate(db: &Db, partitions: u32) -> anyhow::Result<()> {
         return Ok(());
     };
     let started = std::time::Instant::now();
-    // Format 2 kept records in snapshots only: rebuild them from the event log. Format 3
-    // and 4 need nothing (format 4 only adds holds, format 5 account lifecycle).
+    // Format 2 kept records in snapshots only: rebuild them from the event log. Formats 3
+    // to 5 need nothing (format 4 only adds holds, 5 account lifecycle, 6 annotations).
     if version < 3 {
         let mut records = 0;
         for partition in 0..partitions {

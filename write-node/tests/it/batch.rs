@@ -5,9 +5,9 @@
 use proto::v1::{TransferBatchRequest, TransferRequest, TransferResult};
 use tonic::Code;
 
-use testkit::{Cluster, accounts_in, reason, transfer_request};
+use testkit::{Cluster, reason, transfer_request};
 
-use crate::id;
+use crate::{Spread, id};
 
 async fn batch(
     cluster: &Cluster,
@@ -35,36 +35,27 @@ fn verdict(result: &TransferResult) -> (&str, &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_answers_every_item_as_transfer_would_and_a_retry_moves_nothing_twice() {
-    let cluster = Cluster::start(3);
-    let leaders = cluster.wait_leaders().await;
-    let partitions = leaders.len() as u32;
-    // `a` and `b` in partition p; `c` in a partition another node leads (the cross-partition
-    // leg, and the item this node forwards to that leader).
-    let p = 0;
-    let q = (1..partitions)
-        .find(|&q| leaders[q as usize] != leaders[p as usize])
-        .expect("a partition another node leads");
-    let mut in_p = accounts_in(p, partitions, "batch", 2);
-    let (a, b) = (in_p.remove(0), in_p.remove(0));
-    let c = accounts_in(q, partitions, "batch", 1).remove(0);
-    cluster.open_funded_usd(&[&a, &b, &c], "100.00").await;
-    let leader = leaders[p as usize];
+    // `c`'s partition is led by another node: the cross-partition leg, and the item this
+    // node forwards to that leader.
+    let spread = Spread::start("batch").await;
+    let (cluster, leader) = (&spread.cluster, spread.leader());
+    let (a, b, c) = (&spread.a, &spread.b, &spread.c);
 
     let first = id();
     let cross = id();
     let elsewhere = id();
     let items = vec![
-        transfer_request(&first, &a, &b, "1.00", "USD"),
+        transfer_request(&first, a, b, "1.00", "USD"),
         // The same transfer again in the same batch: the same outcome, applied once.
-        transfer_request(&first, &a, &b, "1.00", "USD"),
-        transfer_request(&id(), &a, &b, "1.001", "USD"),
-        transfer_request(&id(), &a, &b, "1000.00", "USD"),
-        transfer_request(&cross, &a, &c, "2.00", "USD"),
+        transfer_request(&first, a, b, "1.00", "USD"),
+        transfer_request(&id(), a, b, "1.001", "USD"),
+        transfer_request(&id(), a, b, "1000.00", "USD"),
+        transfer_request(&cross, a, c, "2.00", "USD"),
         // The first id with other parameters.
-        transfer_request(&first, &a, &b, "3.00", "USD"),
+        transfer_request(&first, a, b, "3.00", "USD"),
         // Debits an account of a partition this node does not lead.
-        transfer_request(&elsewhere, &c, &a, "0.50", "USD"),
-        transfer_request(&id(), &a, &b, "1.00", "EUR"),
+        transfer_request(&elsewhere, c, a, "0.50", "USD"),
+        transfer_request(&id(), a, b, "1.00", "EUR"),
     ];
     let expected = [
         ("success", ""),
@@ -98,7 +89,7 @@ async fn a_batch_answers_every_item_as_transfer_would_and_a_retry_moves_nothing_
         Some(true),
     ];
     for round in ["first", "retry"] {
-        let results = batch(&cluster, leader, items.clone()).await;
+        let results = batch(cluster, leader, items.clone()).await;
         for (i, (result, want)) in results.iter().zip(replayed_on_retry).enumerate() {
             let want = if round == "first" {
                 want.map(|_| false)
@@ -142,7 +133,7 @@ async fn a_batch_answers_every_item_as_transfer_would_and_a_retry_moves_nothing_
         (Code::InvalidArgument, "INVALID_BATCH_SIZE")
     );
     let oversized: Vec<TransferRequest> = (0..=proto::TRANSFER_BATCH_MAX)
-        .map(|_| transfer_request(&id(), &a, &b, "0.01", "USD"))
+        .map(|_| transfer_request(&id(), a, b, "0.01", "USD"))
         .collect();
     let probe = oversized[0].transaction_id.clone();
     let refused = wallet

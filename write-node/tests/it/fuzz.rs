@@ -121,6 +121,7 @@ proptest! {
             to_account: to.clone(),
             amount: amount.clone(),
             currency: currency.clone(),
+            ..Default::default()
         };
         match validate_transfer(&request) {
             Ok(command) => {
@@ -186,6 +187,7 @@ fn history() -> impl Strategy<Value = (Vec<Command>, Ledger, Vec<ledger::Event>)
                 to,
                 amount_minor: amount,
                 currency: usd,
+                annotations: None,
             })
         }),
     ];

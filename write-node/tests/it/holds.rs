@@ -12,7 +12,7 @@ use proto::v1::{
 use testkit::{Cluster, accounts_in, reason, transfer_request};
 use tonic::Code;
 
-use crate::{id, refused};
+use crate::{Spread, id, refused};
 
 fn authorize(
     id: &str,
@@ -31,6 +31,7 @@ fn authorize(
             seconds: (timeout_ms / 1_000) as i64,
             nanos: ((timeout_ms % 1_000) * 1_000_000) as i32,
         }),
+        ..Default::default()
     }
 }
 
@@ -62,22 +63,10 @@ fn verdict(response: &HoldResponse) -> (TransferStatus, String, bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn holds_reserve_capture_void_and_expire_exactly_once() {
-    let cluster = Cluster::start(3);
-    let leaders = cluster.wait_leaders().await;
-    let partitions = leaders.len() as u32;
-    let p = 0;
-    let q = (1..partitions)
-        .find(|&q| leaders[q as usize] != leaders[p as usize])
-        .expect("a partition another node leads");
-    let mut in_p = accounts_in(p, partitions, "hold", 2);
-    let (a, b) = (in_p.remove(0), in_p.remove(0));
-    let c = accounts_in(q, partitions, "hold", 1).remove(0);
-    let nobody = accounts_in(q, partitions, "hold-nobody", 1).remove(0);
-    cluster.open_funded_usd(&[&a, &b, &c], "100.00").await;
-    let leader = leaders[p as usize];
-    let other = (1..=3)
-        .find(|&node| node != leader)
-        .expect("a follower of p");
+    let spread = Spread::start("hold").await;
+    let (cluster, leader, other) = (&spread.cluster, spread.leader(), spread.follower());
+    let (a, b, c) = (&spread.a, &spread.b, &spread.c);
+    let nobody = accounts_in(spread.q, spread.partitions, "hold-nobody", 1).remove(0);
     let mut at_leader = cluster.wallet(leader).await;
     let mut forwarded = cluster.wallet(other).await;
     let account = async |id: &str| {
@@ -90,7 +79,7 @@ async fn holds_reserve_capture_void_and_expire_exactly_once() {
     // longer spend what is held.
     let h1 = id();
     let held = at_leader
-        .authorize_transfer(authorize(&h1, &a, &b, "60.00", 60_000))
+        .authorize_transfer(authorize(&h1, a, b, "60.00", 60_000))
         .await
         .expect("authorize")
         .into_inner();
@@ -99,32 +88,32 @@ async fn holds_reserve_capture_void_and_expire_exactly_once() {
     assert!(transfer.hold.as_ref().unwrap().expires_at.is_some());
     assert!(!held.replayed);
     assert_eq!(
-        account(&a).await,
+        account(a).await,
         (usd("100.00"), usd("60.00"), usd("40.00"))
     );
     let spend = cluster
-        .transfer(&transfer_request(&id(), &a, &b, "50.00", "USD"))
+        .transfer(&transfer_request(&id(), a, b, "50.00", "USD"))
         .await
         .expect_err("only 40.00 is available");
     assert_eq!(reason(&spend), "INSUFFICIENT_FUNDS");
     // A retry answers the original; other parameters under the id are a conflict, and so is
     // a transfer under a hold's id.
     let again = forwarded
-        .authorize_transfer(authorize(&h1, &a, &b, "60.00", 60_000))
+        .authorize_transfer(authorize(&h1, a, b, "60.00", 60_000))
         .await
         .expect("retry")
         .into_inner();
     assert!(again.replayed);
     refused(
         forwarded
-            .authorize_transfer(authorize(&h1, &a, &b, "61.00", 60_000))
+            .authorize_transfer(authorize(&h1, a, b, "61.00", 60_000))
             .await
             .map(tonic::Response::into_inner),
         Code::AlreadyExists,
         "TRANSACTION_ID_REUSED",
     );
     let reused = cluster
-        .transfer(&transfer_request(&h1, &a, &b, "60.00", "USD"))
+        .transfer(&transfer_request(&h1, a, b, "60.00", "USD"))
         .await
         .expect_err("a hold's id");
     assert_eq!(reason(&reused), "TRANSACTION_ID_REUSED");
@@ -139,41 +128,41 @@ async fn holds_reserve_capture_void_and_expire_exactly_once() {
             .map(tonic::Response::into_inner)
     };
     refused(
-        capture_here(capture(&h1, &a, "60.01")).await,
+        capture_here(capture(&h1, a, "60.01")).await,
         Code::FailedPrecondition,
         "CAPTURE_EXCEEDS_HOLD",
     );
     refused(
-        capture_here(capture(&h1, &a, "1.001")).await,
+        capture_here(capture(&h1, a, "1.001")).await,
         Code::InvalidArgument,
         "INVALID_AMOUNT",
     );
     refused(
-        capture_here(capture(&h1, &b, "1.00")).await,
+        capture_here(capture(&h1, b, "1.00")).await,
         Code::NotFound,
         "HOLD_NOT_FOUND",
     );
     refused(
-        capture_here(capture(&id(), &a, "1.00")).await,
+        capture_here(capture(&id(), a, "1.00")).await,
         Code::NotFound,
         "HOLD_NOT_FOUND",
     );
     refused(
-        capture_here(capture("not-a-uuid", &a, "")).await,
+        capture_here(capture("not-a-uuid", a, "")).await,
         Code::InvalidArgument,
         "INVALID_TRANSACTION_ID",
     );
     let plain = id();
     cluster
-        .transfer(&transfer_request(&plain, &a, &b, "1.00", "USD"))
+        .transfer(&transfer_request(&plain, a, b, "1.00", "USD"))
         .await
         .expect("a plain transfer");
     refused(
-        capture_here(capture(&plain, &a, "")).await,
+        capture_here(capture(&plain, a, "")).await,
         Code::FailedPrecondition,
         "NOT_A_HOLD",
     );
-    let mut no_timeout = authorize(&id(), &a, &b, "1.00", 1);
+    let mut no_timeout = authorize(&id(), a, b, "1.00", 1);
     no_timeout.timeout = None;
     refused(
         forwarded
@@ -183,36 +172,31 @@ async fn holds_reserve_capture_void_and_expire_exactly_once() {
         Code::InvalidArgument,
         "HOLD_TIMEOUT_OUT_OF_RANGE",
     );
-    assert_eq!(
-        account(&a).await,
-        (usd("99.00"), usd("60.00"), usd("39.00"))
-    );
+    assert_eq!(account(a).await, (usd("99.00"), usd("60.00"), usd("39.00")));
 
     // Captured in part, through a node that forwards it: 25.00 moves, the rest is free.
-    let captured = capture_here(capture(&h1, &a, "25.00"))
+    let captured = capture_here(capture(&h1, a, "25.00"))
         .await
         .expect("capture");
     assert_eq!(
         verdict(&captured),
         (TransferStatus::Completed, usd("25.00"), false)
     );
-    assert_eq!(account(&a).await, (usd("74.00"), usd("0.00"), usd("74.00")));
-    assert_eq!(account(&b).await.0, usd("126.00"));
-    let retried = capture_here(capture(&h1, &a, "25.00"))
-        .await
-        .expect("retry");
+    assert_eq!(account(a).await, (usd("74.00"), usd("0.00"), usd("74.00")));
+    assert_eq!(account(b).await.0, usd("126.00"));
+    let retried = capture_here(capture(&h1, a, "25.00")).await.expect("retry");
     assert_eq!(
         verdict(&retried),
         (TransferStatus::Completed, usd("25.00"), true)
     );
     refused(
-        capture_here(capture(&h1, &a, "30.00")).await,
+        capture_here(capture(&h1, a, "30.00")).await,
         Code::FailedPrecondition,
         "HOLD_ALREADY_CAPTURED",
     );
     refused(
         forwarded
-            .void_transfer(void(&h1, &a))
+            .void_transfer(void(&h1, a))
             .await
             .map(tonic::Response::into_inner),
         Code::FailedPrecondition,
@@ -222,34 +206,34 @@ async fn holds_reserve_capture_void_and_expire_exactly_once() {
     // Across partitions: the source holds, the capture credits the target.
     let h2 = id();
     at_leader
-        .authorize_transfer(authorize(&h2, &a, &c, "10.00", 60_000))
+        .authorize_transfer(authorize(&h2, a, c, "10.00", 60_000))
         .await
         .expect("authorize across");
-    let across = capture_here(capture(&h2, &a, ""))
+    let across = capture_here(capture(&h2, a, ""))
         .await
         .expect("capture across");
     assert!(matches!(
         verdict(&across).0,
         TransferStatus::Completed | TransferStatus::InFlight
     ));
-    assert_eq!(account(&a).await, (usd("64.00"), usd("0.00"), usd("64.00")));
-    assert_eq!(account(&c).await.0, usd("110.00"));
+    assert_eq!(account(a).await, (usd("64.00"), usd("0.00"), usd("64.00")));
+    assert_eq!(account(c).await.0, usd("110.00"));
     // A capture the target refuses (no such account there) is refunded: nothing stays held.
     let h3 = id();
     at_leader
-        .authorize_transfer(authorize(&h3, &a, &nobody, "5.00", 60_000))
+        .authorize_transfer(authorize(&h3, a, &nobody, "5.00", 60_000))
         .await
         .expect("authorize to an account the target does not have");
-    assert_eq!(account(&a).await.2, usd("59.00"));
+    assert_eq!(account(a).await.2, usd("59.00"));
     refused(
-        capture_here(capture(&h3, &a, "")).await,
+        capture_here(capture(&h3, a, "")).await,
         Code::NotFound,
         "ACCOUNT_NOT_FOUND",
     );
-    assert_eq!(account(&a).await, (usd("64.00"), usd("0.00"), usd("64.00")));
+    assert_eq!(account(a).await, (usd("64.00"), usd("0.00"), usd("64.00")));
     refused(
         forwarded
-            .void_transfer(void(&h3, &a))
+            .void_transfer(void(&h3, a))
             .await
             .map(tonic::Response::into_inner),
         Code::FailedPrecondition,
@@ -259,32 +243,32 @@ async fn holds_reserve_capture_void_and_expire_exactly_once() {
     // Voided: released; a capture after it is refused; a retry of the void answers it.
     let h4 = id();
     at_leader
-        .authorize_transfer(authorize(&h4, &a, &b, "7.00", 60_000))
+        .authorize_transfer(authorize(&h4, a, b, "7.00", 60_000))
         .await
         .expect("authorize");
     let voided = forwarded
-        .void_transfer(void(&h4, &a))
+        .void_transfer(void(&h4, a))
         .await
         .expect("void")
         .into_inner();
     assert_eq!(voided.transfer.unwrap().status(), TransferStatus::Voided);
     let again = forwarded
-        .void_transfer(void(&h4, &a))
+        .void_transfer(void(&h4, a))
         .await
         .expect("void retry")
         .into_inner();
     assert!(again.replayed);
     refused(
-        capture_here(capture(&h4, &a, "")).await,
+        capture_here(capture(&h4, a, "")).await,
         Code::FailedPrecondition,
         "HOLD_ALREADY_VOIDED",
     );
-    assert_eq!(account(&a).await, (usd("64.00"), usd("0.00"), usd("64.00")));
+    assert_eq!(account(a).await, (usd("64.00"), usd("0.00"), usd("64.00")));
 
     // Expired: the cluster releases it without any call, and a capture is refused.
     let h5 = id();
     at_leader
-        .authorize_transfer(authorize(&h5, &a, &b, "9.00", 300))
+        .authorize_transfer(authorize(&h5, a, b, "9.00", 300))
         .await
         .expect("authorize");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -299,15 +283,15 @@ async fn holds_reserve_capture_void_and_expire_exactly_once() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(account(&a).await, (usd("64.00"), usd("0.00"), usd("64.00")));
+    assert_eq!(account(a).await, (usd("64.00"), usd("0.00"), usd("64.00")));
     refused(
-        capture_here(capture(&h5, &a, "")).await,
+        capture_here(capture(&h5, a, "")).await,
         Code::FailedPrecondition,
         "HOLD_EXPIRED",
     );
     refused(
         forwarded
-            .void_transfer(void(&h5, &a))
+            .void_transfer(void(&h5, a))
             .await
             .map(tonic::Response::into_inner),
         Code::FailedPrecondition,
@@ -315,7 +299,7 @@ async fn holds_reserve_capture_void_and_expire_exactly_once() {
     );
     // A retry of the authorization answers the hold as it stands.
     let expired = forwarded
-        .authorize_transfer(authorize(&h5, &a, &b, "9.00", 300))
+        .authorize_transfer(authorize(&h5, a, b, "9.00", 300))
         .await
         .expect("authorize retry")
         .into_inner();
@@ -336,7 +320,7 @@ async fn holds_reserve_capture_void_and_expire_exactly_once() {
     let capture_retry = cluster
         .wallet(other)
         .await
-        .capture_transfer(capture(&h1, &a, "25.00"))
+        .capture_transfer(capture(&h1, a, "25.00"))
         .await
         .expect("capture retry after the restart")
         .into_inner();
@@ -347,13 +331,13 @@ async fn holds_reserve_capture_void_and_expire_exactly_once() {
     let authorize_retry = cluster
         .wallet(other)
         .await
-        .authorize_transfer(authorize(&h4, &a, &b, "7.00", 60_000))
+        .authorize_transfer(authorize(&h4, a, b, "7.00", 60_000))
         .await
         .expect("authorize retry after the restart")
         .into_inner();
     assert_eq!(verdict(&authorize_retry).0, TransferStatus::Voided);
     assert!(authorize_retry.replayed);
-    assert_eq!(account(&a).await, (usd("64.00"), usd("0.00"), usd("64.00")));
+    assert_eq!(account(a).await, (usd("64.00"), usd("0.00"), usd("64.00")));
 }
 
 /// The README's hold, through walletctl: authorize, capture part of it, a retry, and a void

@@ -8,10 +8,10 @@ use proto::v1::{
     Account, AccountStatus, CloseAccountRequest, FreezeAccountRequest, SetOverdraftLimitRequest,
     UnfreezeAccountRequest,
 };
-use testkit::{Cluster, accounts_in, reason, transfer_request};
+use testkit::{Cluster, reason, transfer_request};
 use tonic::{Code, Status};
 
-use crate::{id, refused};
+use crate::{Spread, id, refused};
 
 /// The lifecycle calls, each answered with the account after it.
 enum Change<'a> {
@@ -68,19 +68,9 @@ async fn change(cluster: &Cluster, node: u64, change: Change<'_>) -> Result<Acco
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_freeze_take_overdrafts_and_close_for_good() {
-    let cluster = Cluster::start(3);
-    let leaders = cluster.wait_leaders().await;
-    let partitions = leaders.len() as u32;
-    let p = 0;
-    let q = (1..partitions)
-        .find(|&q| leaders[q as usize] != leaders[p as usize])
-        .expect("a partition another node leads");
-    let mut in_p = accounts_in(p, partitions, "life", 2);
-    let (a, b) = (in_p.remove(0), in_p.remove(0));
-    let c = accounts_in(q, partitions, "life", 1).remove(0);
-    cluster.open_funded_usd(&[&a, &b, &c], "100.00").await;
-    let leader = leaders[p as usize];
-    let follower = (1..=3).find(|&node| node != leader).expect("a follower");
+    let spread = Spread::start("life").await;
+    let (cluster, leader, follower) = (&spread.cluster, spread.leader(), spread.follower());
+    let (a, b, c) = (&spread.a, &spread.b, &spread.c);
     let pay = async |from: &str, to: &str, amount: &str| {
         cluster
             .transfer(&transfer_request(&id(), from, to, amount, "USD"))
@@ -89,28 +79,28 @@ async fn accounts_freeze_take_overdrafts_and_close_for_good() {
 
     // Freeze (forwarded from a follower): the account neither sends nor receives, within
     // its partition or from another one; the answers name the side.
-    let frozen = change(&cluster, follower, Change::Freeze(&a))
+    let frozen = change(cluster, follower, Change::Freeze(a))
         .await
         .expect("freeze");
     assert_eq!(frozen.status(), AccountStatus::Frozen);
     assert_eq!(
-        cluster.account(&a).await.unwrap().status(),
+        cluster.account(a).await.unwrap().status(),
         AccountStatus::Frozen
     );
-    let sent = pay(&a, &b, "1.00").await;
+    let sent = pay(a, b, "1.00").await;
     refused(sent, Code::FailedPrecondition, "ACCOUNT_FROZEN");
-    let received = pay(&b, &a, "1.00").await.expect_err("frozen");
+    let received = pay(b, a, "1.00").await.expect_err("frozen");
     assert_eq!(reason(&received), "ACCOUNT_FROZEN");
-    let credit = pay(&c, &a, "5.00").await.expect_err("credit refused");
+    let credit = pay(c, a, "5.00").await.expect_err("credit refused");
     assert_eq!(reason(&credit), "ACCOUNT_FROZEN");
     cluster.wait_no_in_flight().await;
     assert_eq!(
-        cluster.account(&c).await.unwrap().balance,
+        cluster.account(c).await.unwrap().balance,
         "100.00",
         "refunded"
     );
     // Freezing again answers the account and changes nothing.
-    let again = change(&cluster, leader, Change::Freeze(&a)).await.unwrap();
+    let again = change(cluster, leader, Change::Freeze(a)).await.unwrap();
     assert_eq!(
         (again.status(), again.balance, again.overdraft_limit),
         (
@@ -119,32 +109,32 @@ async fn accounts_freeze_take_overdrafts_and_close_for_good() {
             "0.00".to_owned()
         )
     );
-    change(&cluster, leader, Change::Unfreeze(&a))
+    change(cluster, leader, Change::Unfreeze(a))
         .await
         .expect("unfreeze");
-    pay(&a, &b, "10.00").await.expect("active again");
+    pay(a, b, "10.00").await.expect("active again");
 
     // An overdraft limit: the account may go that far below zero, no further.
-    let limited = change(&cluster, follower, Change::Limit(&a, "50.00", "USD"))
+    let limited = change(cluster, follower, Change::Limit(a, "50.00", "USD"))
         .await
         .expect("limit");
     assert_eq!(limited.overdraft_limit, "50.00");
-    let too_far = pay(&a, &b, "140.01").await;
+    let too_far = pay(a, b, "140.01").await;
     refused(too_far, Code::FailedPrecondition, "INSUFFICIENT_FUNDS");
-    pay(&a, &b, "140.00").await.expect("within the limit");
-    assert_eq!(cluster.account(&a).await.unwrap().balance, "-50.00");
+    pay(a, b, "140.00").await.expect("within the limit");
+    assert_eq!(cluster.account(a).await.unwrap().balance, "-50.00");
     refused(
-        change(&cluster, leader, Change::Limit("issuer", "5.00", "USD")).await,
+        change(cluster, leader, Change::Limit("issuer", "5.00", "USD")).await,
         Code::FailedPrecondition,
         "OVERDRAFT_UNLIMITED",
     );
     refused(
-        change(&cluster, leader, Change::Limit(&a, "5.00", "EUR")).await,
+        change(cluster, leader, Change::Limit(a, "5.00", "EUR")).await,
         Code::FailedPrecondition,
         "CURRENCY_MISMATCH",
     );
     for bad in ["-1.00", "abc", "1.001", "", "10000000000000.01"] {
-        let answer = change(&cluster, leader, Change::Limit(&a, bad, "USD")).await;
+        let answer = change(cluster, leader, Change::Limit(a, bad, "USD")).await;
         assert_eq!(
             answer.expect_err(bad).code(),
             Code::InvalidArgument,
@@ -154,46 +144,46 @@ async fn accounts_freeze_take_overdrafts_and_close_for_good() {
 
     // Close: only when empty; then final.
     refused(
-        change(&cluster, follower, Change::Close(&a)).await,
+        change(cluster, follower, Change::Close(a)).await,
         Code::FailedPrecondition,
         "ACCOUNT_NOT_EMPTY",
     );
-    pay(&b, &a, "50.00").await.expect("pay the debt back");
-    let unlimited = change(&cluster, leader, Change::Limit(&a, "0", "USD"))
+    pay(b, a, "50.00").await.expect("pay the debt back");
+    let unlimited = change(cluster, leader, Change::Limit(a, "0", "USD"))
         .await
         .expect("no overdraft");
     assert_eq!(unlimited.overdraft_limit, "0.00");
-    let closed = change(&cluster, follower, Change::Close(&a))
+    let closed = change(cluster, follower, Change::Close(a))
         .await
         .expect("close at zero");
     assert_eq!(closed.status(), AccountStatus::Closed);
     refused(
-        change(&cluster, leader, Change::Unfreeze(&a)).await,
+        change(cluster, leader, Change::Unfreeze(a)).await,
         Code::FailedPrecondition,
         "ACCOUNT_CLOSED",
     );
     refused(
-        pay(&b, &a, "1.00").await,
+        pay(b, a, "1.00").await,
         Code::FailedPrecondition,
         "ACCOUNT_CLOSED",
     );
     refused(
-        change(&cluster, leader, Change::Freeze("nobody-at-all")).await,
+        change(cluster, leader, Change::Freeze("nobody-at-all")).await,
         Code::NotFound,
         "ACCOUNT_NOT_FOUND",
     );
     refused(
-        change(&cluster, leader, Change::Freeze("has space")).await,
+        change(cluster, leader, Change::Freeze("has space")).await,
         Code::InvalidArgument,
         "INVALID_ACCOUNT_ID",
     );
     let before = (
-        cluster.account(&a).await.unwrap(),
-        cluster.account(&b).await.unwrap(),
+        cluster.account(a).await.unwrap(),
+        cluster.account(b).await.unwrap(),
     );
 
     // Settings survive a restart of every node (snapshot or replay), and replicas agree.
-    change(&cluster, leader, Change::Freeze(&c))
+    change(cluster, leader, Change::Freeze(c))
         .await
         .expect("freeze c");
     for node in 1..=3 {
@@ -204,12 +194,12 @@ async fn accounts_freeze_take_overdrafts_and_close_for_good() {
     }
     cluster.wait_leaders().await;
     let after = (
-        cluster.account(&a).await.unwrap(),
-        cluster.account(&b).await.unwrap(),
+        cluster.account(a).await.unwrap(),
+        cluster.account(b).await.unwrap(),
     );
     assert_eq!(after, before);
     assert_eq!(
-        cluster.account(&c).await.unwrap().status(),
+        cluster.account(c).await.unwrap().status(),
         AccountStatus::Frozen
     );
     cluster.wait_replicas_agree().await;

@@ -1,6 +1,7 @@
 //! Integration tests: real `wallet-write-node` processes, real gRPC over loopback sockets,
 //! real RocksDB in temporary directories, SIGKILL for crashes.
 
+mod annotations;
 mod audit;
 mod backup;
 mod batch;
@@ -30,6 +31,55 @@ use testkit::{Cluster, reason, transfer_request};
 use tokio::sync::Mutex;
 use tonic::Code;
 use uuid::Uuid;
+
+/// Three nodes, and accounts to move money between: `a` and `b` in partition `p` (0), `c` in
+/// a partition `q` another node leads (the cross-partition leg, and calls one leader
+/// forwards to the other), each opened and funded with 100.00 USD by the issuer.
+struct Spread {
+    cluster: Cluster,
+    leaders: Vec<u64>,
+    partitions: u32,
+    q: u32,
+    a: String,
+    b: String,
+    c: String,
+}
+
+impl Spread {
+    async fn start(prefix: &str) -> Spread {
+        let cluster = Cluster::start(3);
+        let leaders = cluster.wait_leaders().await;
+        let partitions = leaders.len() as u32;
+        let q = (1..partitions)
+            .find(|&q| leaders[q as usize] != leaders[0])
+            .expect("a partition another node leads");
+        let mut in_p = testkit::accounts_in(0, partitions, prefix, 2);
+        let (a, b) = (in_p.remove(0), in_p.remove(0));
+        let c = testkit::accounts_in(q, partitions, prefix, 1).remove(0);
+        cluster.open_funded_usd(&[&a, &b, &c], "100.00").await;
+        Spread {
+            cluster,
+            leaders,
+            partitions,
+            q,
+            a,
+            b,
+            c,
+        }
+    }
+
+    /// The leader of `a` and `b`'s partition.
+    fn leader(&self) -> u64 {
+        self.leaders[0]
+    }
+
+    /// A node that does not lead `a` and `b`'s partition (it forwards their writes).
+    fn follower(&self) -> u64 {
+        (1..=3)
+            .find(|&node| node != self.leader())
+            .expect("a follower")
+    }
+}
 
 fn id() -> String {
     Uuid::new_v4().to_string()

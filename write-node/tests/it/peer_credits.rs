@@ -35,6 +35,7 @@ async fn malformed_peer_credits_are_refused_and_change_nothing() {
         to: to.clone(),
         amount_minor: 100,
         currency: usd,
+        annotations: None,
     };
     let encode = |transfer: &TransferCommand| postcard::to_stdvec(transfer).unwrap();
     let cases: Vec<(Vec<u8>, &str)> = vec![

@@ -243,15 +243,15 @@ async fn data_of_format_2_is_migrated_and_keeps_every_answer() {
     );
 }
 
-/// Formats 3 (before holds) and 4 (before account lifecycle) are marked as format 5 without
-/// rebuilding anything and keep every answer; a format newer than the binary reads is
-/// refused with a clear message.
+/// Formats 3 (before holds), 4 (before account lifecycle) and 5 (before annotations) are
+/// marked as format 6 without rebuilding anything and keep every answer; a format newer
+/// than the binary reads is refused with a clear message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn data_of_formats_3_and_4_is_marked_and_a_newer_format_is_refused() {
+async fn data_of_formats_3_to_5_is_marked_and_a_newer_format_is_refused() {
     let cluster = Cluster::start(1);
     cluster.wait_leaders().await;
     let answered = history(&cluster).await;
-    for (version, marks) in [(3, 1), (4, 2)] {
+    for (version, marks) in [(3, 1), (4, 2), (5, 3)] {
         cluster.kill(1);
         mark_format(&open_stopped(&cluster.nodes[0].data_dir), version);
         cluster.start_node(1);
@@ -267,13 +267,13 @@ async fn data_of_formats_3_and_4_is_marked_and_a_newer_format_is_refused() {
     }
 
     cluster.kill(1);
-    mark_format(&open_stopped(&cluster.nodes[0].data_dir), 6);
+    mark_format(&open_stopped(&cluster.nodes[0].data_dir), 7);
     cluster.start_node(1);
     let status = cluster.wait_exit(1).await;
     assert!(!status.success());
     let log = cluster.log(1);
     assert!(
-        log.contains("data format version 6: this binary reads version 5"),
+        log.contains("data format version 7: this binary reads version 6"),
         "{log}"
     );
 }

@@ -769,6 +769,7 @@ async fn issuing_needs_its_scope_and_bound_tokens_stay_within_their_prefixes() {
             seconds: 60,
             nanos: 0,
         }),
+        ..Default::default()
     };
     let error = wallet(channels[0].clone(), Some(tenant))
         .authorize_transfer(hold("tenant-b/one"))
