@@ -95,6 +95,8 @@ func exposedReasons() map[string]string {
 		"ReasonAccountHasTransfersInFlight":      ReasonAccountHasTransfersInFlight,
 		"ReasonOverdraftUnlimited":               ReasonOverdraftUnlimited,
 		"ReasonOverdraftLimitOutOfRange":         ReasonOverdraftLimitOutOfRange,
+		"ReasonInvalidReference":                 ReasonInvalidReference,
+		"ReasonInvalidMetadata":                  ReasonInvalidMetadata,
 	}
 }
 
