@@ -185,6 +185,12 @@ var (
 	ReasonOverdraftUnlimited = ReasonName(walletv1.ErrorReason_ERROR_REASON_OVERDRAFT_UNLIMITED)
 	// ReasonOverdraftLimitOutOfRange: INVALID_ARGUMENT: SetOverdraftLimit with a limit below 0 or above 1e15 minor units.
 	ReasonOverdraftLimitOutOfRange = ReasonName(walletv1.ErrorReason_ERROR_REASON_OVERDRAFT_LIMIT_OUT_OF_RANGE)
+	// ReasonInvalidReference: INVALID_ARGUMENT (field reference): a transfer's reference over 128 bytes or with control characters.
+	ReasonInvalidReference = ReasonName(walletv1.ErrorReason_ERROR_REASON_INVALID_REFERENCE)
+	// ReasonInvalidMetadata: INVALID_ARGUMENT (field metadata): a transfer's metadata over its limits: more than 16 entries, a key not of 1 to 64 characters from [A-Za-z0-9_.:-], a value over 512 bytes or with control characters, or more than 4096 bytes in all.
+	ReasonInvalidMetadata = ReasonName(walletv1.ErrorReason_ERROR_REASON_INVALID_METADATA)
+	// ReasonOverdraftLimitBelowDebt: FAILED_PRECONDITION (field overdraft_limit): SetOverdraftLimit below what the account owes.
+	ReasonOverdraftLimitBelowDebt = ReasonName(walletv1.ErrorReason_ERROR_REASON_OVERDRAFT_LIMIT_BELOW_DEBT)
 )
 
 // Reasons the SDK gives to failures no node answered: not in the ErrorReason enum.

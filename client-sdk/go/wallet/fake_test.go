@@ -353,11 +353,12 @@ func (f *fakeTransfers) WatchTransfer(r *walletv1.WatchTransferRequest, stream w
 		if call == 1 && version == 3 {
 			return status.Error(codes.Unavailable, "going away")
 		}
-		state := walletv1.TransferState_TRANSFER_STATE_IN_FLIGHT
+		state, status := walletv1.TransferState_TRANSFER_STATE_IN_FLIGHT, walletv1.TransferStatus_TRANSFER_STATUS_IN_FLIGHT
 		if version == 3 {
-			state = walletv1.TransferState_TRANSFER_STATE_COMPLETED
+			state, status = walletv1.TransferState_TRANSFER_STATE_COMPLETED, walletv1.TransferStatus_TRANSFER_STATUS_COMPLETED
 		}
-		if err := stream.Send(&walletv1.TransferUpdate{TransactionId: r.TransactionId, Version: version, State: state, IsFinal: version == 3}); err != nil {
+		update := &walletv1.TransferUpdate{TransactionId: r.TransactionId, Version: version, State: state, Status: status, IsFinal: version == 3}
+		if err := stream.Send(update); err != nil {
 			return err
 		}
 	}

@@ -95,6 +95,9 @@ func exposedReasons() map[string]string {
 		"ReasonAccountHasTransfersInFlight":      ReasonAccountHasTransfersInFlight,
 		"ReasonOverdraftUnlimited":               ReasonOverdraftUnlimited,
 		"ReasonOverdraftLimitOutOfRange":         ReasonOverdraftLimitOutOfRange,
+		"ReasonInvalidReference":                 ReasonInvalidReference,
+		"ReasonInvalidMetadata":                  ReasonInvalidMetadata,
+		"ReasonOverdraftLimitBelowDebt":          ReasonOverdraftLimitBelowDebt,
 	}
 }
 

@@ -37,12 +37,24 @@ func NewTransactionID() string {
 
 // TransferParams is one transfer. TransactionID (from NewTransactionID) is the idempotency
 // key; Amount is a decimal string in the currency's major unit ("12.34").
+//
+// Reference and Metadata are optional (empty: none): the caller's own reference (an order or
+// invoice number) and string key/value pairs, stored with the transfer and returned by
+// GetTransfer (Transfer), WatchTransfer (TransferUpdate) and ListTransfers (HistoryEntry).
+// They are part of the request: a retry must repeat them (the same id with another reference
+// or metadata is a *Rejected ReasonTransactionIDReused). The node checks their limits (a
+// *Rejected INVALID_ARGUMENT): a reference of at most 128 bytes without control characters
+// (ReasonInvalidReference); at most 16 metadata entries, keys of 1 to 64 characters from
+// [A-Za-z0-9_.:-], values of at most 512 bytes without control characters, at most 4096
+// bytes in all (ReasonInvalidMetadata).
 type TransferParams struct {
 	TransactionID string
 	From          string
 	To            string
 	Amount        string
 	Currency      string
+	Reference     string
+	Metadata      map[string]string
 }
 
 func (p TransferParams) request() *walletv1.TransferRequest {
@@ -52,13 +64,29 @@ func (p TransferParams) request() *walletv1.TransferRequest {
 		ToAccount:     p.To,
 		Amount:        p.Amount,
 		Currency:      p.Currency,
+		Reference:     p.Reference,
+		Metadata:      copyMetadata(p.Metadata),
 	}
+}
+
+// copyMetadata: the request's own copy (nil for none), so that a caller changing its map
+// while the call is retried changes nothing that is sent.
+func copyMetadata(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
 }
 
 // AuthorizeParams is one hold to authorize: a transfer's fields plus Timeout, how long the
 // hold lasts from its authorization (whole milliseconds, 1 ms to 30 days; otherwise the node
 // refuses it, ReasonHoldTimeoutOutOfRange). TransactionID names the hold in CaptureTransfer
-// and VoidTransfer.
+// and VoidTransfer. Reference and Metadata are optional, as in TransferParams: the hold keeps
+// them.
 type AuthorizeParams struct {
 	TransactionID string
 	From          string
@@ -66,6 +94,8 @@ type AuthorizeParams struct {
 	Amount        string
 	Currency      string
 	Timeout       time.Duration
+	Reference     string
+	Metadata      map[string]string
 }
 
 func (p AuthorizeParams) request() *walletv1.AuthorizeTransferRequest {
@@ -76,6 +106,8 @@ func (p AuthorizeParams) request() *walletv1.AuthorizeTransferRequest {
 		Amount:        p.Amount,
 		Currency:      p.Currency,
 		Timeout:       durationpb.New(p.Timeout),
+		Reference:     p.Reference,
+		Metadata:      copyMetadata(p.Metadata),
 	}
 }
 

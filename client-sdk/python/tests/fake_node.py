@@ -134,6 +134,9 @@ class FakeNode(wallet_pb2_grpc.WalletServiceServicer):
         self.lock = threading.Lock()
         self.streams: list[list[str]] = []  # transaction ids read from each SubmitTransfers call
         self.unary: list[str] = []  # transaction ids of each Transfer call
+        #: Every TransferRequest received, whole (Transfer, SubmitTransfers, TransferBatch), in
+        #: order; GetTransfer answers the last one under the id asked, as a COMPLETED transfer.
+        self.transfer_requests: list[wallet_pb2.TransferRequest] = []
         self.metadata: list[dict[str, str]] = []
         self.open_streams = 0
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
@@ -165,6 +168,7 @@ class FakeNode(wallet_pb2_grpc.WalletServiceServicer):
                 for request in request_iterator:
                     with self.lock:
                         seen.append(request.transaction_id)
+                        self.transfer_requests.append(request)
                     yield request
 
             yield from self.stream_handler(recorded(), context)
@@ -176,10 +180,37 @@ class FakeNode(wallet_pb2_grpc.WalletServiceServicer):
         with self.lock:
             self._record(context)
             self.unary.append(request.transaction_id)
+            self.transfer_requests.append(request)
         if self.unary_handler is not None:
             return self.unary_handler(request, context)
         return wallet_pb2.TransferResponse(
             status="success", transaction_id=request.transaction_id, consistency_token="unary"
+        )
+
+    def TransferBatch(self, request, context):  # type: ignore[no-untyped-def]
+        with self.lock:
+            self._record(context)
+            self.transfer_requests.extend(request.transfers)
+        return wallet_pb2.TransferBatchResponse(results=[ok(t, "batch") for t in request.transfers])
+
+    def GetTransfer(self, request, context):  # type: ignore[no-untyped-def]
+        with self.lock:
+            self._record(context)
+            sent = [r for r in self.transfer_requests if r.transaction_id == request.transaction_id]
+        if not sent:
+            abort(context, grpc.StatusCode.NOT_FOUND, "TRANSFER_NOT_FOUND")
+        last = sent[-1]
+        return wallet_pb2.GetTransferResponse(
+            transfer=wallet_pb2.Transfer(
+                transaction_id=last.transaction_id,
+                from_account=last.from_account,
+                to_account=last.to_account,
+                amount=last.amount,
+                currency=last.currency,
+                status=wallet_pb2.TRANSFER_STATUS_COMPLETED,
+                reference=last.reference,
+                metadata=dict(last.metadata),
+            )
         )
 
     def _hold(self, method: str, request, context):  # type: ignore[no-untyped-def]

@@ -14,7 +14,7 @@ from typing import Any, Iterator, Optional, Sequence, Union
 import grpc
 
 from fake_node import abort
-from wallet_ledger import query_pb2
+from wallet_ledger import query_pb2, wallet_pb2
 from wallet_ledger._proto.wallet.v1 import cluster_pb2, cluster_pb2_grpc, query_pb2_grpc
 
 #: A script step: an update to send, ``("fail", code, reason)`` (the stream ends with that
@@ -40,6 +40,7 @@ def state(version: int, final: bool = False) -> query_pb2.TransferUpdate:
         version=version,
         is_final=final,
         state=query_pb2.TRANSFER_STATE_COMPLETED if final else query_pb2.TRANSFER_STATE_IN_FLIGHT,
+        status=wallet_pb2.TRANSFER_STATUS_COMPLETED if final else wallet_pb2.TRANSFER_STATUS_IN_FLIGHT,
     )
 
 
@@ -118,7 +119,12 @@ class FakeReadNode(query_pb2_grpc.QueryServiceServicer, cluster_pb2_grpc.Cluster
         size = request.page_size or 2
         top = int(request.page_token) if request.page_token else HISTORY
         sequences = [s for s in range(top, 0, -1)][:size]
-        entries = [query_pb2.HistoryEntry(sequence=s, delta="1.00", balance_after=f"{s}.00") for s in sequences]
+        entries = [
+            query_pb2.HistoryEntry(
+                sequence=s, delta="1.00", balance_after=f"{s}.00", reference=f"ref-{s}", metadata={"seq": str(s)}
+            )
+            for s in sequences
+        ]
         rest = top - len(sequences)
         return query_pb2.ListTransfersResponse(entries=entries, next_page_token=str(rest) if rest > 0 else "")
 

@@ -5,7 +5,8 @@ nothing; the retry loop gets past a dead node and gives up, bounded, when all ar
 SubmitTransfers stream per node) each get exactly their own outcome, the balances are exact,
 and a retry of the same ids moves no money twice; the asyncio client does the same with 100
 concurrent calls; the account lifecycle (freeze, unfreeze, overdraft limit, close) with
-every refusal it documents.
+every refusal it documents; a transfer's reference and metadata stored and read back (write
+node, read node), compared on a retry, and refused over their limits.
 
     PYTHONPATH=src python tests/live_check.py --write HOST:PORT,... --read HOST:PORT
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import time
 import uuid
 from concurrent import futures
@@ -250,7 +252,7 @@ async def async_transfers(writes: list[str], read: str, prefix: str) -> int:
         funded = await wallet.transfer(
             transaction_id=new_transaction_id(), from_account=issuer, to_account=payer, amount="10.00", currency="USD"
         )
-        requests = [
+        requests: list[dict[str, Any]] = [
             dict(
                 transaction_id=new_transaction_id(),
                 from_account=payer,
@@ -367,6 +369,94 @@ def account_lifecycle(writes: list[str], prefix: str) -> int:
     asyncio.run(asynchronously())
     print("python live checks: account lifecycle: freeze, unfreeze, overdraft limit and close as documented")
     return 12
+
+
+def transfer_annotations(writes: list[str], read: str, prefix: str) -> int:
+    """A transfer with a reference and metadata (unicode included) reads back the same from
+    GetTransfer (write node), WatchTransfer and ListTransfers (read node); a retry with the
+    same id and parameters answers the original outcome (replayed), with other metadata it is
+    ALREADY_EXISTS TRANSACTION_ID_REUSED; 17 metadata entries are INVALID_METADATA and a
+    129-byte reference INVALID_REFERENCE (INVALID_ARGUMENT, naming the field), both down the
+    pipelined stream and through the unary path; a hold keeps its reference and metadata."""
+    payer, payee = prefix + "ann-payer", prefix + "ann-payee"
+    reference = f"order-{uuid.uuid4()}"
+    metadata = {"channel": "sdk-python", "note": "ünïcode ✓"}
+    invalid = grpc.StatusCode.INVALID_ARGUMENT
+    checks = 0
+    with WalletClient(writes) as wallet, QueryClient([read]) as query:
+        wallet.open_account(payer, "USD", allow_negative_balance=True)
+        wallet.open_account(payee, "USD")
+        tx = new_transaction_id()
+
+        def send(metadata: dict[str, str], transaction_id: str = tx, ref: str = reference) -> wallet_pb2.TransferResponse:
+            return wallet.transfer(
+                transaction_id=transaction_id, from_account=payer, to_account=payee, amount="3.00", currency="USD",
+                reference=ref, metadata=metadata,
+            )
+
+        done = send(metadata)
+        assert done.status == "success" and not done.replayed, done
+        got = wallet.get_transfer(tx)
+        assert (got.reference, dict(got.metadata)) == (reference, metadata), got
+        # COMPLETED, or for a few milliseconds IN_FLIGHT when the accounts' partitions differ.
+        assert got.status in (wallet_pb2.TRANSFER_STATUS_COMPLETED, wallet_pb2.TRANSFER_STATUS_IN_FLIGHT), got
+        assert send(dict(metadata)).replayed  # the same request again: the original outcome
+        checks += 3
+        expect_transfer_rejected(
+            wallet, lambda: send({**metadata, "note": "changed"}), grpc.StatusCode.ALREADY_EXISTS, "TRANSACTION_ID_REUSED"
+        )
+        expect_transfer_rejected(
+            wallet, lambda: send(metadata, ref=reference + "-other"), grpc.StatusCode.ALREADY_EXISTS, "TRANSACTION_ID_REUSED"
+        )
+        checks += 2
+
+        too_many = {f"k{i}": "v" for i in range(17)}
+        long_reference = "r" * 129
+        with WalletClient(writes, pipeline_transfers=False) as unary:
+            for client in (wallet, unary):
+                expect_rejected(
+                    lambda: client.transfer(
+                        transaction_id=new_transaction_id(), from_account=payer, to_account=payee, amount="1.00",
+                        currency="USD", metadata=too_many,
+                    ),
+                    invalid, "INVALID_METADATA", "metadata",
+                )
+                expect_rejected(
+                    lambda: client.transfer(
+                        transaction_id=new_transaction_id(), from_account=payer, to_account=payee, amount="1.00",
+                        currency="USD", reference=long_reference,
+                    ),
+                    invalid, "INVALID_REFERENCE", "reference",
+                )
+                checks += 2
+        expect_rejected(
+            lambda: wallet.authorize_transfer(
+                transaction_id=new_transaction_id(), from_account=payer, to_account=payee, amount="1.00",
+                currency="USD", timeout=datetime.timedelta(minutes=1), metadata={"bad key": "v"},
+            ),
+            invalid, "INVALID_METADATA", "metadata",
+        )
+        hold_tx = new_transaction_id()
+        held = wallet.authorize_transfer(
+            transaction_id=hold_tx, from_account=payer, to_account=payee, amount="1.00", currency="USD",
+            timeout=datetime.timedelta(minutes=1), reference=reference + "-hold", metadata={"channel": "sdk-python"},
+        )
+        assert (held.transfer.reference, dict(held.transfer.metadata)) == (reference + "-hold", {"channel": "sdk-python"}), held
+        got = wallet.get_transfer(hold_tx)
+        assert (got.reference, dict(got.metadata)) == (reference + "-hold", {"channel": "sdk-python"}), got
+        wallet.void_transfer(transaction_id=hold_tx, from_account=payer)
+        checks += 2
+
+        # The read node: the transfer's final update, then the payer's history.
+        final = list(query.watch_transfer(tx, timeout=30))[-1]
+        assert final.status == wallet_pb2.TRANSFER_STATUS_COMPLETED, final
+        assert (final.reference, dict(final.metadata)) == (reference, metadata), final
+        query.get_balance(payer, done.consistency_token)
+        entry = next(e for e in query.iter_transfers(payer) if e.transaction_id == tx)
+        assert (entry.reference, dict(entry.metadata)) == (reference, metadata), entry
+        checks += 2
+    print("python live checks: a transfer's reference and metadata stored, read back, compared on a retry, refused over their limits")
+    return checks
 
 
 def main() -> None:
@@ -500,6 +590,7 @@ def main() -> None:
     assert time.monotonic() - started < policy.total_deadline + 1.0
     checks += 2
     checks += account_lifecycle(writes, prefix)
+    checks += transfer_annotations(writes, args.read, prefix)
     checks += concurrent_transfers(writes, prefix)
     checks += asyncio.run(async_transfers(writes, args.read, prefix))
     print(f"python live checks: {checks} passed")

@@ -303,6 +303,18 @@ class PipeTest(unittest.TestCase):
         self.assertIsNotNone(pipe.send(request(transaction_id="c", amount="1.00")))
         self.assertEqual(pipe.waiting(), 2)
 
+    def test_another_reference_or_metadata_under_an_id_in_flight_is_a_different_transfer(self) -> None:
+        def request(reference: str = "r", **metadata: str) -> wallet_pb2.TransferRequest:
+            return wallet_pb2.TransferRequest(transaction_id="c", amount="1.00", reference=reference, metadata=metadata)
+
+        pipe = Pipe("n:1")
+        self.assertIsNotNone(pipe.send(request(channel="web", note="ünïcode ✓")))
+        self.assertIsNone(pipe.send(request(channel="app", note="ünïcode ✓")))
+        self.assertIsNone(pipe.send(request(channel="web")))
+        self.assertIsNone(pipe.send(request("other", channel="web", note="ünïcode ✓")))
+        self.assertIsNotNone(pipe.send(request(note="ünïcode ✓", channel="web")))  # key order is no difference
+        self.assertEqual(pipe.waiting(), 2)
+
     def test_the_asyncio_pipe_keeps_the_same_rule(self) -> None:
         async def run() -> None:
             pipe = AsyncPipe("n:1")

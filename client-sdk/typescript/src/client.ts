@@ -68,6 +68,46 @@ export interface TransferParams {
   amount: string;
   /** ISO 4217 code, the currency of both accounts. */
   currency: string;
+  /**
+   * Optional: the caller's own reference (an order or invoice number), stored with the
+   * transfer and returned by `getTransfer`, `watchTransfer` and `listTransfers`. At most 128
+   * bytes without control characters (else `Rejected` INVALID_ARGUMENT INVALID_REFERENCE).
+   */
+  reference?: string;
+  /**
+   * Optional string metadata, stored and returned like `reference`: at most 16 entries, keys of
+   * 1 to 64 characters from [A-Za-z0-9_.:-], values of at most 512 bytes without control
+   * characters, 4096 bytes in all (else `Rejected` INVALID_ARGUMENT INVALID_METADATA). Part of
+   * the request: a retry must repeat it (the same id with other metadata is TRANSACTION_ID_REUSED).
+   */
+  metadata?: Readonly<Record<string, string>>;
+}
+
+/** The `TransferRequest` of one transfer (`reference` and `metadata` empty when not given). */
+export function transferRequest(t: TransferParams): TransferRequest {
+  return {
+    transactionId: t.transactionId,
+    fromAccount: t.fromAccount,
+    toAccount: t.toAccount,
+    amount: t.amount,
+    currency: t.currency,
+    reference: t.reference ?? "",
+    metadata: metadataOf(t.metadata),
+  };
+}
+
+/** A copy of `metadata` ({} when absent), refusing what is not an object of strings. */
+function metadataOf(metadata: Readonly<Record<string, string>> | undefined): { [key: string]: string } {
+  if (metadata === undefined || metadata === null) return {};
+  if (typeof metadata !== "object" || Array.isArray(metadata) || metadata instanceof Map) {
+    throw new TypeError("metadata must be a plain object of string keys and string values");
+  }
+  const copy: { [key: string]: string } = {};
+  for (const [key, value] of Object.entries(metadata)) {
+    if (typeof value !== "string") throw new TypeError(`metadata value of "${key}" must be a string, got ${typeof value}`);
+    copy[key] = value;
+  }
+  return copy;
 }
 
 /**
@@ -327,6 +367,7 @@ export class WalletClient {
    * Concurrent calls share one `SubmitTransfers` stream per node; each still gets its own
    * outcome and error, as soon as its transfer is final, within its own deadline
    * (`totalDeadlineMs`); without a definite outcome from the stream it goes on unary.
+   * Optional `reference` and `metadata` are stored with the transfer (see `TransferParams`).
    */
   transfer(transfer: TransferParams): Promise<TransferResponse>;
   /** @deprecated Pass one object: `transfer({ transactionId, fromAccount, toAccount, amount, currency })`. */
@@ -348,14 +389,7 @@ export class WalletClient {
       typeof first === "string"
         ? { transactionId: first, fromAccount: fromAccount!, toAccount: toAccount!, amount: amount!, currency: currency! }
         : first;
-    const request: TransferRequest = {
-      transactionId: t.transactionId,
-      fromAccount: t.fromAccount,
-      toAccount: t.toAccount,
-      amount: t.amount,
-      currency: t.currency,
-    };
-    return this.pipeline.transfer(request, Date.now() + this.policy.totalDeadlineMs);
+    return this.pipeline.transfer(transferRequest(t), Date.now() + this.policy.totalDeadlineMs);
   }
 
   /**
@@ -364,6 +398,7 @@ export class WalletClient {
    * (`voidTransfer`) or expires. Resolves to the hold (`transfer`, status PENDING,
    * `hold.expiresAt`) and `replayed`. Routed to the leader of `fromAccount`'s partition and
    * retried like `transfer()` (unary; the same `transactionId` answers the original hold).
+   * Optional `reference` and `metadata` as for `transfer()`: the hold keeps them.
    */
   authorizeTransfer(params: AuthorizeParams): Promise<HoldResponse> {
     const request: AuthorizeTransferRequest = {
@@ -373,6 +408,8 @@ export class WalletClient {
       amount: params.amount,
       currency: params.currency,
       timeout: durationOfMs(params.timeoutMs),
+      reference: params.reference ?? "",
+      metadata: metadataOf(params.metadata),
     };
     return this.call((c) => c.authorizeTransfer, request, params.fromAccount);
   }
@@ -467,13 +504,7 @@ export class WalletClient {
    * same id. Rejects only when the batch as a whole failed (e.g. an empty or oversized batch).
    */
   async transferBatch(transfers: readonly TransferParams[]): Promise<(TransferResponse | WalletError)[]> {
-    const requests: TransferRequest[] = transfers.map((t) => ({
-      transactionId: t.transactionId,
-      fromAccount: t.fromAccount,
-      toAccount: t.toAccount,
-      amount: t.amount,
-      currency: t.currency,
-    }));
+    const requests: TransferRequest[] = transfers.map(transferRequest);
     const response = await this.call((c) => c.transferBatch, { transfers: requests }, requests[0]?.fromAccount ?? "");
     if (response.results.length !== requests.length) {
       throw new Indefinite(

@@ -100,8 +100,22 @@ function definite(result: TransferResult): Answer | undefined {
   return undefined;
 }
 
-const sameTransfer = (a: TransferRequest, b: TransferRequest) =>
-  a.fromAccount === b.fromAccount && a.toAccount === b.toAccount && a.amount === b.amount && a.currency === b.currency;
+/** Whether two requests under one id are the same transfer: every field, metadata included. */
+export function sameTransfer(a: TransferRequest, b: TransferRequest): boolean {
+  return (
+    a.fromAccount === b.fromAccount &&
+    a.toAccount === b.toAccount &&
+    a.amount === b.amount &&
+    a.currency === b.currency &&
+    a.reference === b.reference &&
+    sameMetadata(a.metadata, b.metadata)
+  );
+}
+
+function sameMetadata(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => Object.prototype.hasOwnProperty.call(b, k) && a[k] === b[k]);
+}
 
 /** One node's stream, as its callers see it. */
 class Pipe {

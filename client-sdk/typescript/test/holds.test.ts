@@ -109,6 +109,8 @@ describe("holds", () => {
         amount: "10.00",
         currency: "USD",
         timeout: { seconds: "90", nanos: 500_000_000 },
+        reference: "",
+        metadata: {},
       });
       assert.deepEqual(leader.seen[1].request, { transactionId: id, fromAccount: "alice", amount: "4.00" });
       assert.deepEqual(leader.seen[2].request, { transactionId: id, fromAccount: "alice", amount: "" });

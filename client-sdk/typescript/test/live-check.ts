@@ -5,7 +5,8 @@
  * when all are dead; 200 concurrent transfers, pipelined transparently (at most one
  * SubmitTransfers stream per node), each get their own outcome and move exactly the right
  * money, once; the account lifecycle (freeze, unfreeze, overdraft limit, close) with every
- * refusal it documents.
+ * refusal it documents; a transfer's reference and metadata stored and read back (write node,
+ * read node), compared on a retry, and refused over their limits.
  *
  *   node dist/test/live-check.js --write HOST:PORT,... --read HOST:PORT
  */
@@ -29,7 +30,8 @@ import {
 } from "../src";
 import { BadRequest, ErrorInfo } from "../src/gen/google/rpc/error_details";
 import { Status } from "../src/gen/google/rpc/status";
-import { type Account, AccountStatus, WalletServiceClient, type TransferResponse } from "../src/gen/wallet/v1/wallet";
+import { type HistoryEntry, type TransferUpdate } from "../src/gen/wallet/v1/query";
+import { type Account, AccountStatus, TransferStatus, WalletServiceClient, type TransferResponse } from "../src/gen/wallet/v1/wallet";
 
 let checks = 0;
 
@@ -54,7 +56,7 @@ async function expectRejected(call: () => Promise<unknown>, code: Code, reason: 
 /** Straight from the generated client and the trailer, without the SDK's helpers. */
 async function rawStatusDecodes(write: string, issuer: string, alice: string): Promise<void> {
   const client = new WalletServiceClient(write, ChannelCredentials.createInsecure());
-  const request = { transactionId: newTransactionId(), fromAccount: issuer, toAccount: alice, amount: "abc", currency: "USD" };
+  const request = { transactionId: newTransactionId(), fromAccount: issuer, toAccount: alice, amount: "abc", currency: "USD", reference: "", metadata: {} };
   const error = await new Promise<ServiceError | null>((resolve) => client.transfer(request, (e) => resolve(e)));
   client.close();
   assert.ok(error !== null, "amount 'abc' was accepted");
@@ -326,6 +328,78 @@ async function accountLifecycle(writes: string[], prefix: string): Promise<void>
   }
 }
 
+/**
+ * A transfer with a reference and metadata (unicode included) reads back the same from
+ * GetTransfer (write node), WatchTransfer and ListTransfers (read node); a retry with the same
+ * id and parameters answers the original outcome (replayed), with other metadata or another
+ * reference it is ALREADY_EXISTS TRANSACTION_ID_REUSED; 17 metadata entries are
+ * INVALID_METADATA and a 129-byte reference INVALID_REFERENCE (INVALID_ARGUMENT, naming the
+ * field), down the stream and unary; a hold keeps its reference and metadata.
+ */
+async function transferAnnotations(writes: string[], read: string, prefix: string): Promise<void> {
+  const [payer, payee] = [`${prefix}ann-payer`, `${prefix}ann-payee`];
+  const reference = `order-${newTransactionId()}`;
+  const metadata = { channel: "sdk-typescript", note: "ünïcode ✓" };
+  const wallet = new WalletClient(writes);
+  const unaryWallet = new WalletClient(writes, { pipelineTransfers: false });
+  const query = new QueryClient([read]);
+  const { TRANSFER_STATUS_COMPLETED: COMPLETED, TRANSFER_STATUS_IN_FLIGHT: IN_FLIGHT } = TransferStatus;
+  try {
+    await wallet.openAccount(payer, "USD", true);
+    await wallet.openAccount(payee, "USD");
+    const tx = newTransactionId();
+    const transfer: TransferParams = { transactionId: tx, fromAccount: payer, toAccount: payee, amount: "3.00", currency: "USD", reference, metadata };
+    const done = await wallet.transfer(transfer);
+    assert.deepEqual([done.status, done.replayed], ["success", false]);
+    const got = await wallet.getTransfer(tx);
+    assert.deepEqual([got.reference, got.metadata], [reference, metadata]);
+    // COMPLETED, or for a few milliseconds IN_FLIGHT when the accounts' partitions differ.
+    assert.ok([COMPLETED, IN_FLIGHT].includes(got.status), `status ${got.status}`);
+    assert.equal((await wallet.transfer({ ...transfer, metadata: { ...metadata } })).replayed, true);
+    checks += 3;
+    await expectRejected(() => wallet.transfer({ ...transfer, metadata: { ...metadata, note: "changed" } }), Code.ALREADY_EXISTS, "TRANSACTION_ID_REUSED");
+    await expectRejected(() => unaryWallet.transfer({ ...transfer, reference: `${reference}-other` }), Code.ALREADY_EXISTS, "TRANSACTION_ID_REUSED");
+
+    const tooMany = Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, "v"]));
+    for (const client of [wallet, unaryWallet]) {
+      const fresh = { ...transfer, reference: "", metadata: {}, amount: "1.00" };
+      await expectRejected(() => client.transfer({ ...fresh, transactionId: newTransactionId(), metadata: tooMany }), Code.INVALID_ARGUMENT, "INVALID_METADATA", "metadata");
+      await expectRejected(() => client.transfer({ ...fresh, transactionId: newTransactionId(), reference: "r".repeat(129) }), Code.INVALID_ARGUMENT, "INVALID_REFERENCE", "reference");
+    }
+    const hold = { transactionId: newTransactionId(), fromAccount: payer, toAccount: payee, amount: "1.00", currency: "USD", timeoutMs: 60_000 };
+    await expectRejected(() => wallet.authorizeTransfer({ ...hold, metadata: { "bad key": "v" } }), Code.INVALID_ARGUMENT, "INVALID_METADATA", "metadata");
+    const held = await wallet.authorizeTransfer({ ...hold, transactionId: newTransactionId(), reference: `${reference}-hold`, metadata: { channel: "sdk-typescript" } });
+    assert.deepEqual([held.transfer?.reference, held.transfer?.metadata], [`${reference}-hold`, { channel: "sdk-typescript" }]);
+    const heldAgain = await wallet.getTransfer(held.transfer!.transactionId);
+    assert.deepEqual([heldAgain.reference, heldAgain.metadata], [`${reference}-hold`, { channel: "sdk-typescript" }]);
+    await wallet.voidTransfer({ transactionId: held.transfer!.transactionId, fromAccount: payer });
+    checks += 2;
+
+    // The read node: the transfer's final update, then the payer's history.
+    let final: TransferUpdate | undefined;
+    for await (const update of query.watchTransfer(tx, { timeoutMs: 30_000 })) final = update;
+    assert.ok(final !== undefined, "watchTransfer ended without an update");
+    assert.equal(final.status, COMPLETED);
+    assert.deepEqual([final.reference, final.metadata], [reference, metadata]);
+    await query.getBalance(payer, done.consistencyToken);
+    let entry: HistoryEntry | undefined;
+    for await (const e of query.iterateTransfers(payer)) {
+      if (e.transactionId === tx) {
+        entry = e;
+        break;
+      }
+    }
+    assert.ok(entry !== undefined, "the transfer is not in the payer's history");
+    assert.deepEqual([entry.reference, entry.metadata], [reference, metadata]);
+    checks += 2;
+    console.log("typescript live checks: a transfer's reference and metadata stored, read back, compared on a retry, refused over their limits");
+  } finally {
+    wallet.close();
+    unaryWallet.close();
+    query.close();
+  }
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { write: { type: "string" }, read: { type: "string" } } });
   assert.ok(values.write && values.read, "--write and --read are required");
@@ -431,6 +505,7 @@ async function main(): Promise<void> {
   checks += 2;
 
   await accountLifecycle(writes, prefix);
+  await transferAnnotations(writes, values.read, prefix);
   checks += await concurrentTransfers(writes, prefix);
   console.log(`typescript live checks: ${checks} passed`);
 }

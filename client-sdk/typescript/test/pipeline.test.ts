@@ -154,11 +154,11 @@ class FakeWallet {
   }
 }
 
-function success(t: TransferRequest, token = `stream:${t.transactionId}`, replayed = false): TransferResult {
+function success(t: Pick<TransferRequest, "transactionId">, token = `stream:${t.transactionId}`, replayed = false): TransferResult {
   return { transactionId: t.transactionId, status: "success", consistencyToken: token, error: undefined, replayed };
 }
 
-function failed(t: TransferRequest, status: string, error?: Partial<TransferError>, replayed = false): TransferResult {
+function failed(t: Pick<TransferRequest, "transactionId">, status: string, error?: Partial<TransferError>, replayed = false): TransferResult {
   return {
     transactionId: t.transactionId,
     status,
@@ -174,6 +174,9 @@ function params(overrides: Partial<TransferParams> = {}): TransferParams {
   const id = `00000000-0000-4000-8000-${serial.toString().padStart(12, "0")}`;
   return { transactionId: id, fromAccount: "alice", toAccount: "bob", amount: "1.00", currency: "USD", ...overrides };
 }
+
+/** The request a transfer of `p` sends: `reference` and `metadata` empty when not given. */
+const sent = (p: TransferParams): TransferRequest => ({ reference: "", metadata: {}, ...p });
 
 const waitFor = async (what: string, condition: () => boolean, ms = 3000) => {
   const deadline = Date.now() + ms;
@@ -222,7 +225,7 @@ describe("transparent pipelining", () => {
     const responses = await Promise.all(concurrent.map((c) => wallet.transfer(c)));
     assert.deepEqual(responses.map((r) => r.transactionId), concurrent.map((c) => c.transactionId));
     assert.equal(fake.streams.length, 1);
-    assert.deepEqual(fake.streams[0].received, [p, q, ...concurrent].map((c) => ({ ...c })));
+    assert.deepEqual(fake.streams[0].received, [p, q, ...concurrent].map(sent));
     assert.equal(fake.unaries.length, 0);
     assert.equal(wallet.leader("alice"), fake.address);
     assert.deepEqual(wallet.stats(), {
@@ -273,7 +276,7 @@ describe("transparent pipelining", () => {
     // The unavailable one went again, alone, unary, with the very same request.
     assert.ok("response" in d);
     assert.equal(d.response.consistencyToken, `unary:${moved.transactionId}`);
-    assert.deepEqual(fake.unaries.map((u) => u.request), [{ ...moved }]);
+    assert.deepEqual(fake.unaries.map((u) => u.request), [sent(moved)]);
     // Successes (stream or unary) teach the leader; the others do not.
     assert.equal(wallet.leader("alice"), fake.address);
     assert.equal(wallet.leader("carol"), fake.address);
@@ -332,9 +335,9 @@ describe("transparent pipelining", () => {
     // Results name only the id: a different transfer under it cannot share the stream.
     const conflicting = settle(wallet.transfer({ ...p, amount: "2.00" }));
     await waitFor("two requests", () => fake.streams[0]?.received.length === 2);
-    assert.deepEqual(fake.streams[0].received, [{ ...p }, { ...p }]);
+    assert.deepEqual(fake.streams[0].received, [sent(p), sent(p)]);
     await waitFor("the conflicting request, unary", () => fake.unaries.length === 1);
-    assert.deepEqual(fake.unaries[0].request, { ...p, amount: "2.00" });
+    assert.deepEqual(fake.unaries[0].request, sent({ ...p, amount: "2.00" }));
     fake.streams[0].answer(success(p, "token-1"));
     const one = await first;
     assert.ok("response" in one && one.response.consistencyToken === "token-1");
@@ -346,6 +349,33 @@ describe("transparent pipelining", () => {
       [wallet.stats().pipelinedTransfers, wallet.stats().unaryFallbacks, wallet.stats().unaryTransfers],
       [2, 0, 1],
     );
+  });
+
+  it("sends reference and metadata down the stream; the same id with other metadata or reference goes unary", async () => {
+    const wallet = client();
+    fake.onRequest = () => {};
+    const p = params({ reference: "order-1", metadata: { channel: "web", note: "ünïcode ✓" } });
+    const first = settle(wallet.transfer(p));
+    const same = settle(wallet.transfer({ ...p, metadata: { note: "ünïcode ✓", channel: "web" } })); // key order is no difference
+    const otherMetadata = settle(wallet.transfer({ ...p, metadata: { channel: "app", note: "ünïcode ✓" } }));
+    const otherReference = settle(wallet.transfer({ ...p, reference: "order-2" }));
+    const fewerKeys = settle(wallet.transfer({ ...p, metadata: { channel: "web" } }));
+    await waitFor("two requests", () => fake.streams[0]?.received.length === 2);
+    assert.deepEqual(fake.streams[0].received, [sent(p), sent(p)]);
+    await waitFor("the three conflicting requests, unary", () => fake.unaries.length === 3);
+    assert.deepEqual(
+      fake.unaries.map((u) => JSON.stringify([u.request.reference, u.request.metadata])).sort(),
+      [
+        ["order-1", { channel: "app", note: "ünïcode ✓" }],
+        ["order-1", { channel: "web" }],
+        ["order-2", { channel: "web", note: "ünïcode ✓" }],
+      ].map((x) => JSON.stringify(x)),
+    );
+    fake.streams[0].answer(success(p, "token-1"), success(p, "token-2"));
+    for (const outcome of await Promise.all([first, same, otherMetadata, otherReference, fewerKeys])) {
+      assert.ok("response" in outcome, JSON.stringify(outcome));
+    }
+    assert.deepEqual([wallet.stats().pipelinedTransfers, wallet.stats().unaryTransfers], [2, 3]);
   });
 
   it("retries malformed results (unknown status, rejected without an error) through the unary path", async () => {
@@ -561,7 +591,7 @@ describe("transparent pipelining", () => {
     const p = params();
     const response = await wallet.transfer(p.transactionId, p.fromAccount, p.toAccount, p.amount, p.currency);
     assert.equal(response.transactionId, p.transactionId);
-    assert.deepEqual(fake.streams[0].received, [{ ...p }]);
+    assert.deepEqual(fake.streams[0].received, [sent(p)]);
   });
 
   it("sends the bearer token on streams and unary calls", async () => {

@@ -32,6 +32,7 @@ import {
 import {
   Account,
   AccountStatus,
+  TransferStatus,
   WalletServiceService,
   type OpenAccountRequest,
   type OpenAccountResult,
@@ -85,6 +86,9 @@ function state(version: number, isFinal = false): TransferUpdate {
     isFinal,
     position: "",
     timestampMs: "0",
+    status: isFinal ? TransferStatus.TRANSFER_STATUS_COMPLETED : TransferStatus.TRANSFER_STATUS_IN_FLIGHT,
+    reference: "",
+    metadata: {},
   };
 }
 
@@ -155,7 +159,7 @@ class FakeReadNode {
         const sequences = Array.from({ length: Math.min(size, top) }, (_, i) => top - i);
         const rest = top - sequences.length;
         callback(null, {
-          entries: sequences.map((s) => ({ sequence: String(s), transactionId: "", deltaMinor: "100", delta: "1.00", balanceAfterMinor: "0", balanceAfter: `${s}.00`, counterparty: "", currency: "USD", position: "", timestampMs: "0" })),
+          entries: sequences.map((s) => ({ sequence: String(s), transactionId: "", deltaMinor: "100", delta: "1.00", balanceAfterMinor: "0", balanceAfter: `${s}.00`, counterparty: "", currency: "USD", position: "", timestampMs: "0", reference: `ref-${s}`, metadata: { seq: String(s) } })),
           nextPageToken: rest > 0 ? String(rest) : "",
         });
       },
@@ -317,6 +321,8 @@ describe("watchBalances resumes by itself", () => {
     const q = query(n.address);
     const page = await q.listTransfers({ accountId: "h", pageSize: 2 });
     assert.deepEqual(page.entries.map((e) => e.sequence), ["5", "4"]);
+    // Each entry's reference and metadata come through as the node sent them.
+    assert.deepEqual(page.entries.map((e) => [e.reference, e.metadata]), [["ref-5", { seq: "5" }], ["ref-4", { seq: "4" }]]);
     assert.equal(page.nextPageToken, "3");
     const all: string[] = [];
     for await (const entry of q.iterateTransfers("h", 2)) all.push(entry.sequence);
@@ -414,8 +420,8 @@ describe("write wrappers", () => {
       stream.on("data", (r: TransferResult) => results.push(r.transactionId));
       stream.on("error", reject);
       stream.on("end", resolve);
-      stream.write({ transactionId: "s1", fromAccount: "a", toAccount: "b", amount: "1.00", currency: "USD" });
-      stream.write({ transactionId: "s2", fromAccount: "a", toAccount: "b", amount: "1.00", currency: "USD" });
+      stream.write({ transactionId: "s1", fromAccount: "a", toAccount: "b", amount: "1.00", currency: "USD", reference: "", metadata: {} });
+      stream.write({ transactionId: "s2", fromAccount: "a", toAccount: "b", amount: "1.00", currency: "USD", reference: "", metadata: {} });
       stream.end();
     });
     assert.deepEqual(results.sort(), ["s1", "s2"]);

@@ -5,7 +5,9 @@
 // when all are dead; 200 concurrent transfers each get exactly their own outcome, the
 // balances are exact, and sending them all again moves no money twice; every other
 // wrapper (batches, streams, history, watches, cluster status) answers; the account
-// lifecycle (freeze, unfreeze, overdraft limit, close) gives every refusal it documents.
+// lifecycle (freeze, unfreeze, overdraft limit, close) gives every refusal it documents; a
+// transfer's reference and metadata are stored and read back (write node, read node),
+// compared on a retry, and refused over their limits.
 //
 //	livecheck --write HOST:PORT,... --read HOST:PORT
 package main
@@ -18,6 +20,7 @@ import (
 	"io"
 	"math/big"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -207,9 +210,137 @@ func main() {
 	checks++
 
 	accountLifecycle(ctx, w, prefix)
+	transferAnnotations(ctx, w, q, prefix)
 	concurrentTransfers(ctx, w, prefix)
 	otherWrappers(ctx, w, q, prefix, issuer, alice)
 	fmt.Printf("go live checks: %d passed\n", checks)
+}
+
+// transferAnnotations: a transfer with a reference and metadata (unicode included) reads
+// back the same from GetTransfer (write node), WatchTransfer and ListTransfers (read node); a
+// retry with the same id and parameters answers the original outcome (replayed), with other
+// metadata or another reference it is ALREADY_EXISTS TRANSACTION_ID_REUSED; 17 metadata
+// entries are INVALID_METADATA and a 129-byte reference INVALID_REFERENCE (INVALID_ARGUMENT,
+// naming the field); a hold keeps its reference and metadata.
+func transferAnnotations(ctx context.Context, w *wallet.WalletClient, q *wallet.QueryClient, prefix string) {
+	payer, payee := prefix+"ann-payer", prefix+"ann-payee"
+	_, err := w.OpenAccount(ctx, wallet.OpenAccountParams{AccountID: payer, Currency: "USD", AllowNegativeBalance: true})
+	must(err, "open the annotations payer")
+	_, err = w.OpenAccount(ctx, wallet.OpenAccountParams{AccountID: payee, Currency: "USD"})
+	must(err, "open the annotations payee")
+	reference := "order-" + wallet.NewTransactionID()
+	metadata := func() map[string]string { return map[string]string{"channel": "sdk-go", "note": "ünïcode ✓"} }
+	same := func(got map[string]string) bool { return reflect.DeepEqual(got, metadata()) }
+	transfer := wallet.TransferParams{TransactionID: wallet.NewTransactionID(), From: payer, To: payee, Amount: "3.00",
+		Currency: "USD", Reference: reference, Metadata: metadata()}
+	done, err := w.Transfer(ctx, transfer)
+	must(err, "a transfer with a reference and metadata")
+	if done.GetReplayed() {
+		fail("a first transfer said replayed")
+	}
+	got, err := w.GetTransfer(ctx, transfer.TransactionID)
+	must(err, "GetTransfer of the annotated transfer")
+	// COMPLETED, or for a few milliseconds IN_FLIGHT when the accounts' partitions differ.
+	if got.GetReference() != reference || !same(got.GetMetadata()) ||
+		got.GetStatus() != walletv1.TransferStatus_TRANSFER_STATUS_COMPLETED && got.GetStatus() != walletv1.TransferStatus_TRANSFER_STATUS_IN_FLIGHT {
+		fail("GetTransfer: %v", got)
+	}
+	again, err := w.Transfer(ctx, transfer)
+	must(err, "the same annotated transfer again")
+	if !again.GetReplayed() {
+		fail("a retry with the same parameters did not say replayed: %v", again)
+	}
+	checks += 3
+	changed := transfer
+	changed.Metadata = metadata()
+	changed.Metadata["note"] = "changed"
+	_, err = w.Transfer(ctx, changed)
+	expectRejected(err, codes.AlreadyExists, wallet.ReasonTransactionIDReused, "", "the same id with other metadata")
+	changed = transfer
+	changed.Reference = reference + "-other"
+	_, err = w.Transfer(ctx, changed)
+	expectRejected(err, codes.AlreadyExists, wallet.ReasonTransactionIDReused, "", "the same id with another reference")
+
+	tooMany := map[string]string{}
+	for i := 0; i < 17; i++ {
+		tooMany[fmt.Sprintf("k%d", i)] = "v"
+	}
+	_, err = w.Transfer(ctx, wallet.TransferParams{TransactionID: wallet.NewTransactionID(), From: payer, To: payee,
+		Amount: "1.00", Currency: "USD", Metadata: tooMany})
+	expectRejected(err, codes.InvalidArgument, wallet.ReasonInvalidMetadata, "metadata", "17 metadata entries")
+	_, err = w.Transfer(ctx, wallet.TransferParams{TransactionID: wallet.NewTransactionID(), From: payer, To: payee,
+		Amount: "1.00", Currency: "USD", Reference: strings.Repeat("r", 129)})
+	expectRejected(err, codes.InvalidArgument, wallet.ReasonInvalidReference, "reference", "a 129-byte reference")
+	// Down a SubmitTransfers stream the item's error names the field too.
+	stream, err := w.SubmitTransfers(ctx, w.Leader(payer))
+	must(err, "SubmitTransfers")
+	must(stream.Send(wallet.TransferParams{TransactionID: wallet.NewTransactionID(), From: payer, To: payee,
+		Amount: "1.00", Currency: "USD", Metadata: tooMany}), "SubmitTransfers send")
+	must(stream.CloseSend(), "SubmitTransfers close")
+	result, err := stream.Recv()
+	must(err, "SubmitTransfers recv")
+	expectRejected(wallet.ResultError(result.GetStatus(), result.GetError()), codes.InvalidArgument,
+		wallet.ReasonInvalidMetadata, "metadata", "17 metadata entries down a stream")
+	for {
+		if _, err := stream.Recv(); err != nil {
+			break
+		}
+	}
+
+	hold := wallet.AuthorizeParams{TransactionID: wallet.NewTransactionID(), From: payer, To: payee, Amount: "1.00",
+		Currency: "USD", Timeout: time.Minute, Metadata: map[string]string{"bad key": "v"}}
+	_, err = w.AuthorizeTransfer(ctx, hold)
+	expectRejected(err, codes.InvalidArgument, wallet.ReasonInvalidMetadata, "metadata", "a hold with a bad metadata key")
+	hold.TransactionID, hold.Reference, hold.Metadata = wallet.NewTransactionID(), reference+"-hold", map[string]string{"channel": "sdk-go"}
+	held, err := w.AuthorizeTransfer(ctx, hold)
+	must(err, "an annotated hold")
+	if held.GetTransfer().GetReference() != hold.Reference || held.GetTransfer().GetMetadata()["channel"] != "sdk-go" {
+		fail("AuthorizeTransfer answered %v", held.GetTransfer())
+	}
+	heldAgain, err := w.GetTransfer(ctx, hold.TransactionID)
+	must(err, "GetTransfer of the hold")
+	if heldAgain.GetReference() != hold.Reference || !reflect.DeepEqual(heldAgain.GetMetadata(), hold.Metadata) {
+		fail("GetTransfer of the hold: %v", heldAgain)
+	}
+	_, err = w.VoidTransfer(ctx, hold.TransactionID, payer)
+	must(err, "void the annotated hold")
+	checks += 2
+
+	// The read node: the transfer's final update, then the payer's history.
+	tw := q.WatchTransfer(ctx, transfer.TransactionID)
+	var final *walletv1.TransferUpdate
+	for {
+		update, err := tw.Recv()
+		if err == io.EOF {
+			break
+		}
+		must(err, "WatchTransfer of the annotated transfer")
+		final = update
+	}
+	if final == nil || final.GetStatus() != walletv1.TransferStatus_TRANSFER_STATUS_COMPLETED ||
+		final.GetReference() != reference || !same(final.GetMetadata()) {
+		fail("WatchTransfer of the annotated transfer ended with %v", final)
+	}
+	_, err = q.GetBalance(ctx, payer, done.GetConsistencyToken())
+	must(err, "GetBalance of the payer")
+	var entry *walletv1.HistoryEntry
+	for token := ""; entry == nil; {
+		page, err := q.ListTransfers(ctx, wallet.ListTransfersParams{AccountID: payer, PageToken: token})
+		must(err, "ListTransfers of the payer")
+		for _, e := range page.GetEntries() {
+			if e.GetTransactionId() == transfer.TransactionID {
+				entry = e
+			}
+		}
+		if token = page.GetNextPageToken(); token == "" {
+			break
+		}
+	}
+	if entry == nil || entry.GetReference() != reference || !same(entry.GetMetadata()) {
+		fail("ListTransfers: the annotated transfer's entry is %v", entry)
+	}
+	checks += 2
+	fmt.Println("go live checks: a transfer's reference and metadata stored, read back, compared on a retry, refused over their limits")
 }
 
 // closeWhenSettled is CloseAccount, called again while the node answers
@@ -575,7 +706,9 @@ func otherWrappers(ctx context.Context, w *wallet.WalletClient, q *wallet.QueryC
 		must(err, "WatchTransfer")
 		final = update
 	}
-	if final == nil || !final.GetIsFinal() || final.GetState() != walletv1.TransferState_TRANSFER_STATE_COMPLETED {
+	// status is the state in wallet.v1.TransferStatus; the deprecated state is still filled.
+	if final == nil || !final.GetIsFinal() || final.GetStatus() != walletv1.TransferStatus_TRANSFER_STATUS_COMPLETED ||
+		final.GetState() != walletv1.TransferState_TRANSFER_STATE_COMPLETED {
 		fail("WatchTransfer ended with %v", final)
 	}
 	balance, err := q.GetBalance(ctx, carol, "")

@@ -37,6 +37,7 @@ from .client import (
     balance_at_request,
     batch_outcomes,
     item_error,
+    new_transfer_request,
     open_request,
     transfer_request,
 )
@@ -209,16 +210,14 @@ class AsyncWalletClient:
         to_account: str,
         amount: str,
         currency: str,
+        reference: Optional[str] = None,
+        metadata: Optional[Mapping[str, str]] = None,
     ) -> wallet_pb2.TransferResponse:
         """See ``WalletClient.transfer``: concurrent calls (``asyncio.gather``, tasks) share
         one ``SubmitTransfers`` stream per node, each with its own outcome, error and
         deadline."""
-        request = wallet_pb2.TransferRequest(
-            transaction_id=transaction_id,
-            from_account=from_account,
-            to_account=to_account,
-            amount=amount,
-            currency=currency,
+        request = new_transfer_request(
+            transaction_id, from_account, to_account, amount, currency, reference, metadata
         )
         deadline = time.monotonic() + self.policy.total_deadline
         if self.pipeline_transfers:
@@ -287,9 +286,13 @@ class AsyncWalletClient:
         amount: str,
         currency: str,
         timeout: datetime.timedelta,
+        reference: Optional[str] = None,
+        metadata: Optional[Mapping[str, str]] = None,
     ) -> wallet_pb2.HoldResponse:
         """See ``WalletClient.authorize_transfer``."""
-        request = authorize_request(transaction_id, from_account, to_account, amount, currency, timeout)
+        request = authorize_request(
+            transaction_id, from_account, to_account, amount, currency, timeout, reference, metadata
+        )
         return cast(wallet_pb2.HoldResponse, await self._call("AuthorizeTransfer", request, from_account))
 
     async def capture_transfer(

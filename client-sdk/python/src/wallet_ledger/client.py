@@ -27,7 +27,8 @@ LEADER_CACHE_MAX = 4096
 
 
 #: A transfer of ``transfer_batch`` or ``submit_transfers``: a ``TransferRequest`` or a mapping
-#: of its fields (``transaction_id``, ``from_account``, ``to_account``, ``amount``, ``currency``).
+#: of its fields (``transaction_id``, ``from_account``, ``to_account``, ``amount``, ``currency``,
+#: optional ``reference`` and ``metadata``, a mapping of strings).
 TransferLike = Union[wallet_pb2.TransferRequest, Mapping[str, Any]]
 #: An account of ``open_accounts``: an ``OpenAccountRequest`` or a mapping of its fields
 #: (``account_id``, ``currency``, optional ``allow_negative_balance``).
@@ -46,11 +47,52 @@ def transfer_request(transfer: TransferLike) -> wallet_pb2.TransferRequest:
     return wallet_pb2.TransferRequest(**dict(transfer))
 
 
+def new_transfer_request(
+    transaction_id: str,
+    from_account: str,
+    to_account: str,
+    amount: str,
+    currency: str,
+    reference: Optional[str] = None,
+    metadata: Optional[Mapping[str, str]] = None,
+) -> wallet_pb2.TransferRequest:
+    """The ``TransferRequest`` of ``transfer``: ``reference`` and ``metadata`` are optional
+    (``None``: none). The node checks their limits (reference: at most 128 bytes without
+    control characters, else ``Rejected`` INVALID_REFERENCE; metadata: at most 16 entries, keys
+    of 1 to 64 characters from ``[A-Za-z0-9_.:-]``, values of at most 512 bytes without control
+    characters, 4096 bytes in all, else INVALID_METADATA)."""
+    return wallet_pb2.TransferRequest(
+        transaction_id=transaction_id,
+        from_account=from_account,
+        to_account=to_account,
+        amount=amount,
+        currency=currency,
+        reference=reference or "",
+        metadata=_metadata(metadata),
+    )
+
+
+def _metadata(metadata: Optional[Mapping[str, str]]) -> dict[str, str]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise TypeError(f"metadata must be a mapping of str to str, got {type(metadata).__name__}")
+    return dict(metadata)
+
+
 def authorize_request(
-    transaction_id: str, from_account: str, to_account: str, amount: str, currency: str, timeout: datetime.timedelta
+    transaction_id: str,
+    from_account: str,
+    to_account: str,
+    amount: str,
+    currency: str,
+    timeout: datetime.timedelta,
+    reference: Optional[str] = None,
+    metadata: Optional[Mapping[str, str]] = None,
 ) -> wallet_pb2.AuthorizeTransferRequest:
     """The ``AuthorizeTransferRequest`` of ``authorize_transfer`` (``timeout`` a ``timedelta``:
-    whole milliseconds, 1 ms to 30 days, else the node refuses it, HOLD_TIMEOUT_OUT_OF_RANGE)."""
+    whole milliseconds, 1 ms to 30 days, else the node refuses it, HOLD_TIMEOUT_OUT_OF_RANGE;
+    ``reference`` and ``metadata`` optional, as in ``new_transfer_request``)."""
     if not isinstance(timeout, datetime.timedelta):
         raise TypeError(f"timeout must be a datetime.timedelta, got {type(timeout).__name__}")
     request = wallet_pb2.AuthorizeTransferRequest(
@@ -59,6 +101,8 @@ def authorize_request(
         to_account=to_account,
         amount=amount,
         currency=currency,
+        reference=reference or "",
+        metadata=_metadata(metadata),
     )
     request.timeout.FromTimedelta(timeout)
     return request
@@ -277,6 +321,8 @@ class WalletClient:
         to_account: str,
         amount: str,
         currency: str,
+        reference: Optional[str] = None,
+        metadata: Optional[Mapping[str, str]] = None,
     ) -> wallet_pb2.TransferResponse:
         """Moves ``amount`` (a decimal string, e.g. ``"12.34"``) and answers once the
         transfer is final. ``transaction_id`` (from ``new_transaction_id()``) is the
@@ -290,13 +336,16 @@ class WalletClient:
         else's answer. A call the stream leaves without a definite outcome within
         ``policy.call_timeout`` (the node does not lead the account's partition, the stream
         broke or was refused, its queue is full) goes on alone through the unary
-        ``Transfer`` retry loop, with the same id, within what is left of its deadline."""
-        request = wallet_pb2.TransferRequest(
-            transaction_id=transaction_id,
-            from_account=from_account,
-            to_account=to_account,
-            amount=amount,
-            currency=currency,
+        ``Transfer`` retry loop, with the same id, within what is left of its deadline.
+
+        ``reference`` (the caller's own, e.g. an order number) and ``metadata`` (string keys
+        and values) are optional: stored with the transfer and returned by ``get_transfer``,
+        ``QueryClient.watch_transfer`` and ``list_transfers``. They are part of the request a
+        retry must repeat: the same id with another reference or metadata is ``Rejected``
+        TRANSACTION_ID_REUSED. Over their limits (see ``new_transfer_request``) the call is
+        ``Rejected`` INVALID_ARGUMENT, INVALID_REFERENCE or INVALID_METADATA."""
+        request = new_transfer_request(
+            transaction_id, from_account, to_account, amount, currency, reference, metadata
         )
         deadline = time.monotonic() + self.policy.total_deadline
         if self.pipeline_transfers:
@@ -351,6 +400,8 @@ class WalletClient:
         amount: str,
         currency: str,
         timeout: datetime.timedelta,
+        reference: Optional[str] = None,
+        metadata: Optional[Mapping[str, str]] = None,
     ) -> wallet_pb2.HoldResponse:
         """Holds ``amount`` on ``from_account`` for ``timeout`` (a ``timedelta``, 1 ms to 30
         days): the account's available amount drops, its balance does not. Capture it
@@ -358,8 +409,11 @@ class WalletClient:
         expires. Answers the hold (``response.transfer``, status PENDING, ``hold.expires_at``)
         and ``response.replayed``; idempotent like ``transfer()`` (same id, same hold: the
         original answer). Routed to the leader of ``from_account``'s partition, retried like
-        ``Transfer`` (unary: holds do not go down the ``SubmitTransfers`` stream)."""
-        request = authorize_request(transaction_id, from_account, to_account, amount, currency, timeout)
+        ``Transfer`` (unary: holds do not go down the ``SubmitTransfers`` stream).
+        ``reference`` and ``metadata`` as for ``transfer()``: the hold keeps them."""
+        request = authorize_request(
+            transaction_id, from_account, to_account, amount, currency, timeout, reference, metadata
+        )
         return cast(wallet_pb2.HoldResponse, self._call("AuthorizeTransfer", request, from_account))
 
     def capture_transfer(

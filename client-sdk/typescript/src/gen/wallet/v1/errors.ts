@@ -185,6 +185,19 @@ export enum ErrorReason {
   ERROR_REASON_OVERDRAFT_UNLIMITED = 75,
   /** ERROR_REASON_OVERDRAFT_LIMIT_OUT_OF_RANGE - SetOverdraftLimit: a limit below 0 or above 1e15 minor units (INVALID_ARGUMENT). */
   ERROR_REASON_OVERDRAFT_LIMIT_OUT_OF_RANGE = 76,
+  /** ERROR_REASON_INVALID_REFERENCE - A transfer's reference over 128 bytes or with control characters (INVALID_ARGUMENT). */
+  ERROR_REASON_INVALID_REFERENCE = 77,
+  /**
+   * ERROR_REASON_INVALID_METADATA - A transfer's metadata over its limits: more than 16 entries, a key not of 1 to 64
+   * characters from [A-Za-z0-9_.:-], a value over 512 bytes or with control characters, or
+   * more than 4096 bytes in all (INVALID_ARGUMENT).
+   */
+  ERROR_REASON_INVALID_METADATA = 78,
+  /**
+   * ERROR_REASON_OVERDRAFT_LIMIT_BELOW_DEBT - SetOverdraftLimit below what the account owes: its available balance is below minus the
+   * new limit (FAILED_PRECONDITION); bring the account up first.
+   */
+  ERROR_REASON_OVERDRAFT_LIMIT_BELOW_DEBT = 79,
   UNRECOGNIZED = -1,
 }
 
@@ -421,6 +434,15 @@ export function errorReasonFromJSON(object: any): ErrorReason {
     case 76:
     case "ERROR_REASON_OVERDRAFT_LIMIT_OUT_OF_RANGE":
       return ErrorReason.ERROR_REASON_OVERDRAFT_LIMIT_OUT_OF_RANGE;
+    case 77:
+    case "ERROR_REASON_INVALID_REFERENCE":
+      return ErrorReason.ERROR_REASON_INVALID_REFERENCE;
+    case 78:
+    case "ERROR_REASON_INVALID_METADATA":
+      return ErrorReason.ERROR_REASON_INVALID_METADATA;
+    case 79:
+    case "ERROR_REASON_OVERDRAFT_LIMIT_BELOW_DEBT":
+      return ErrorReason.ERROR_REASON_OVERDRAFT_LIMIT_BELOW_DEBT;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -584,6 +606,12 @@ export function errorReasonToJSON(object: ErrorReason): string {
       return "ERROR_REASON_OVERDRAFT_UNLIMITED";
     case ErrorReason.ERROR_REASON_OVERDRAFT_LIMIT_OUT_OF_RANGE:
       return "ERROR_REASON_OVERDRAFT_LIMIT_OUT_OF_RANGE";
+    case ErrorReason.ERROR_REASON_INVALID_REFERENCE:
+      return "ERROR_REASON_INVALID_REFERENCE";
+    case ErrorReason.ERROR_REASON_INVALID_METADATA:
+      return "ERROR_REASON_INVALID_METADATA";
+    case ErrorReason.ERROR_REASON_OVERDRAFT_LIMIT_BELOW_DEBT:
+      return "ERROR_REASON_OVERDRAFT_LIMIT_BELOW_DEBT";
     case ErrorReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

@@ -133,6 +133,8 @@ export interface HoldAuthorized {
   expiresAtMs: string;
   /** Whether `to_account` is in another partition. */
   crossPartition: boolean;
+  /** The client's reference and metadata; absent when it gave none. */
+  annotations: TransferAnnotations | undefined;
 }
 
 /** The authorization was refused; nothing is held, the id is taken. */
@@ -147,6 +149,8 @@ export interface HoldRefused {
   field: string;
   expiresAtMs: string;
   crossPartition: boolean;
+  /** The client's reference and metadata; absent when it gave none. */
+  annotations: TransferAnnotations | undefined;
 }
 
 /**
@@ -204,6 +208,20 @@ export interface AccountOpened {
   allowNegativeBalance: boolean;
 }
 
+/**
+ * What a client attached to a transfer (wallet.v1 TransferRequest `reference` and
+ * `metadata`, with their limits): carried in every event that carries the transfer.
+ */
+export interface TransferAnnotations {
+  reference: string;
+  metadata: { [key: string]: string };
+}
+
+export interface TransferAnnotations_MetadataEntry {
+  key: string;
+  value: string;
+}
+
 /** Money moved from `from_account` to `to_account`. */
 export interface TransferCompleted {
   /** Canonical hyphenated UUID. */
@@ -215,6 +233,8 @@ export interface TransferCompleted {
   /** The same amount in minor units. */
   amountMinor: string;
   currency: string;
+  /** The client's reference and metadata; absent when it gave none. */
+  annotations: TransferAnnotations | undefined;
 }
 
 /** No money moved; the transaction id is now taken with this rejection. */
@@ -229,6 +249,8 @@ export interface TransferRejected {
   reason: string;
   /** The transfer field at fault, e.g. "amount", "from_account". */
   field: string;
+  /** The client's reference and metadata; absent when it gave none. */
+  annotations: TransferAnnotations | undefined;
 }
 
 /** Cross-partition, source partition: `from_account` debited; the transfer is in flight. */
@@ -239,6 +261,8 @@ export interface TransferDebited {
   amount: string;
   amountMinor: string;
   currency: string;
+  /** The client's reference and metadata; absent when it gave none. */
+  annotations: TransferAnnotations | undefined;
 }
 
 /** Cross-partition, target partition: `to_account` credited. */
@@ -249,6 +273,8 @@ export interface TransferCredited {
   amount: string;
   amountMinor: string;
   currency: string;
+  /** The client's reference and metadata; absent when it gave none. */
+  annotations: TransferAnnotations | undefined;
 }
 
 /** Cross-partition, target partition: the credit was refused; nothing moved here. */
@@ -261,6 +287,8 @@ export interface CreditRefused {
   currency: string;
   reason: string;
   field: string;
+  /** The client's reference and metadata; absent when it gave none. */
+  annotations: TransferAnnotations | undefined;
 }
 
 /** Cross-partition, source partition: the target credited; the transfer is complete. */
@@ -921,6 +949,7 @@ function createBaseHoldAuthorized(): HoldAuthorized {
     currency: "",
     expiresAtMs: "0",
     crossPartition: false,
+    annotations: undefined,
   };
 }
 
@@ -949,6 +978,9 @@ export const HoldAuthorized: MessageFns<HoldAuthorized> = {
     }
     if (message.crossPartition !== false) {
       writer.uint32(64).bool(message.crossPartition);
+    }
+    if (message.annotations !== undefined) {
+      TransferAnnotations.encode(message.annotations, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -1030,6 +1062,14 @@ export const HoldAuthorized: MessageFns<HoldAuthorized> = {
             message.crossPartition = reader.bool();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.annotations = TransferAnnotations.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1076,6 +1116,7 @@ export const HoldAuthorized: MessageFns<HoldAuthorized> = {
         : isSet(object.cross_partition)
         ? globalThis.Boolean(object.cross_partition)
         : false,
+      annotations: isSet(object.annotations) ? TransferAnnotations.fromJSON(object.annotations) : undefined,
     };
   },
 
@@ -1105,6 +1146,9 @@ export const HoldAuthorized: MessageFns<HoldAuthorized> = {
     if (message.crossPartition !== false) {
       obj.crossPartition = message.crossPartition;
     }
+    if (message.annotations !== undefined) {
+      obj.annotations = TransferAnnotations.toJSON(message.annotations);
+    }
     return obj;
   },
 
@@ -1121,6 +1165,9 @@ export const HoldAuthorized: MessageFns<HoldAuthorized> = {
     message.currency = object.currency ?? "";
     message.expiresAtMs = object.expiresAtMs ?? "0";
     message.crossPartition = object.crossPartition ?? false;
+    message.annotations = (object.annotations !== undefined && object.annotations !== null)
+      ? TransferAnnotations.fromPartial(object.annotations)
+      : undefined;
     return message;
   },
 };
@@ -1137,6 +1184,7 @@ function createBaseHoldRefused(): HoldRefused {
     field: "",
     expiresAtMs: "0",
     crossPartition: false,
+    annotations: undefined,
   };
 }
 
@@ -1171,6 +1219,9 @@ export const HoldRefused: MessageFns<HoldRefused> = {
     }
     if (message.crossPartition !== false) {
       writer.uint32(80).bool(message.crossPartition);
+    }
+    if (message.annotations !== undefined) {
+      TransferAnnotations.encode(message.annotations, writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -1268,6 +1319,14 @@ export const HoldRefused: MessageFns<HoldRefused> = {
             message.crossPartition = reader.bool();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.annotations = TransferAnnotations.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1316,6 +1375,7 @@ export const HoldRefused: MessageFns<HoldRefused> = {
         : isSet(object.cross_partition)
         ? globalThis.Boolean(object.cross_partition)
         : false,
+      annotations: isSet(object.annotations) ? TransferAnnotations.fromJSON(object.annotations) : undefined,
     };
   },
 
@@ -1351,6 +1411,9 @@ export const HoldRefused: MessageFns<HoldRefused> = {
     if (message.crossPartition !== false) {
       obj.crossPartition = message.crossPartition;
     }
+    if (message.annotations !== undefined) {
+      obj.annotations = TransferAnnotations.toJSON(message.annotations);
+    }
     return obj;
   },
 
@@ -1369,6 +1432,9 @@ export const HoldRefused: MessageFns<HoldRefused> = {
     message.field = object.field ?? "";
     message.expiresAtMs = object.expiresAtMs ?? "0";
     message.crossPartition = object.crossPartition ?? false;
+    message.annotations = (object.annotations !== undefined && object.annotations !== null)
+      ? TransferAnnotations.fromPartial(object.annotations)
+      : undefined;
     return message;
   },
 };
@@ -1959,8 +2025,220 @@ export const AccountOpened: MessageFns<AccountOpened> = {
   },
 };
 
+function createBaseTransferAnnotations(): TransferAnnotations {
+  return { reference: "", metadata: {} };
+}
+
+export const TransferAnnotations: MessageFns<TransferAnnotations> = {
+  encode(message: TransferAnnotations, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.reference !== "") {
+      writer.uint32(10).string(message.reference);
+    }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      TransferAnnotations_MetadataEntry.encode({ key: key as any, value }, writer.uint32(18).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransferAnnotations {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransferAnnotations();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.reference = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            const entry2 = TransferAnnotations_MetadataEntry.decode(reader, reader.uint32());
+            if (entry2.value !== undefined) {
+              message.metadata[entry2.key] = entry2.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransferAnnotations {
+    return {
+      reference: isSet(object.reference) ? globalThis.String(object.reference) : "",
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: TransferAnnotations): unknown {
+    const obj: any = {};
+    if (message.reference !== "") {
+      obj.reference = message.reference;
+    }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TransferAnnotations>, I>>(base?: I): TransferAnnotations {
+    return TransferAnnotations.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferAnnotations>, I>>(object: I): TransferAnnotations {
+    const message = createBaseTransferAnnotations();
+    message.reference = object.reference ?? "";
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseTransferAnnotations_MetadataEntry(): TransferAnnotations_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const TransferAnnotations_MetadataEntry: MessageFns<TransferAnnotations_MetadataEntry> = {
+  encode(message: TransferAnnotations_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransferAnnotations_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransferAnnotations_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransferAnnotations_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: TransferAnnotations_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TransferAnnotations_MetadataEntry>, I>>(
+    base?: I,
+  ): TransferAnnotations_MetadataEntry {
+    return TransferAnnotations_MetadataEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferAnnotations_MetadataEntry>, I>>(
+    object: I,
+  ): TransferAnnotations_MetadataEntry {
+    const message = createBaseTransferAnnotations_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
 function createBaseTransferCompleted(): TransferCompleted {
-  return { transactionId: "", fromAccount: "", toAccount: "", amount: "", amountMinor: "0", currency: "" };
+  return {
+    transactionId: "",
+    fromAccount: "",
+    toAccount: "",
+    amount: "",
+    amountMinor: "0",
+    currency: "",
+    annotations: undefined,
+  };
 }
 
 export const TransferCompleted: MessageFns<TransferCompleted> = {
@@ -1982,6 +2260,9 @@ export const TransferCompleted: MessageFns<TransferCompleted> = {
     }
     if (message.currency !== "") {
       writer.uint32(50).string(message.currency);
+    }
+    if (message.annotations !== undefined) {
+      TransferAnnotations.encode(message.annotations, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -2047,6 +2328,14 @@ export const TransferCompleted: MessageFns<TransferCompleted> = {
             message.currency = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.annotations = TransferAnnotations.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2083,6 +2372,7 @@ export const TransferCompleted: MessageFns<TransferCompleted> = {
         ? globalThis.String(object.amount_minor)
         : "0",
       currency: isSet(object.currency) ? globalThis.String(object.currency) : "",
+      annotations: isSet(object.annotations) ? TransferAnnotations.fromJSON(object.annotations) : undefined,
     };
   },
 
@@ -2106,6 +2396,9 @@ export const TransferCompleted: MessageFns<TransferCompleted> = {
     if (message.currency !== "") {
       obj.currency = message.currency;
     }
+    if (message.annotations !== undefined) {
+      obj.annotations = TransferAnnotations.toJSON(message.annotations);
+    }
     return obj;
   },
 
@@ -2120,6 +2413,9 @@ export const TransferCompleted: MessageFns<TransferCompleted> = {
     message.amount = object.amount ?? "";
     message.amountMinor = object.amountMinor ?? "0";
     message.currency = object.currency ?? "";
+    message.annotations = (object.annotations !== undefined && object.annotations !== null)
+      ? TransferAnnotations.fromPartial(object.annotations)
+      : undefined;
     return message;
   },
 };
@@ -2134,6 +2430,7 @@ function createBaseTransferRejected(): TransferRejected {
     currency: "",
     reason: "",
     field: "",
+    annotations: undefined,
   };
 }
 
@@ -2162,6 +2459,9 @@ export const TransferRejected: MessageFns<TransferRejected> = {
     }
     if (message.field !== "") {
       writer.uint32(66).string(message.field);
+    }
+    if (message.annotations !== undefined) {
+      TransferAnnotations.encode(message.annotations, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -2243,6 +2543,14 @@ export const TransferRejected: MessageFns<TransferRejected> = {
             message.field = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.annotations = TransferAnnotations.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2281,6 +2589,7 @@ export const TransferRejected: MessageFns<TransferRejected> = {
       currency: isSet(object.currency) ? globalThis.String(object.currency) : "",
       reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
       field: isSet(object.field) ? globalThis.String(object.field) : "",
+      annotations: isSet(object.annotations) ? TransferAnnotations.fromJSON(object.annotations) : undefined,
     };
   },
 
@@ -2310,6 +2619,9 @@ export const TransferRejected: MessageFns<TransferRejected> = {
     if (message.field !== "") {
       obj.field = message.field;
     }
+    if (message.annotations !== undefined) {
+      obj.annotations = TransferAnnotations.toJSON(message.annotations);
+    }
     return obj;
   },
 
@@ -2326,12 +2638,23 @@ export const TransferRejected: MessageFns<TransferRejected> = {
     message.currency = object.currency ?? "";
     message.reason = object.reason ?? "";
     message.field = object.field ?? "";
+    message.annotations = (object.annotations !== undefined && object.annotations !== null)
+      ? TransferAnnotations.fromPartial(object.annotations)
+      : undefined;
     return message;
   },
 };
 
 function createBaseTransferDebited(): TransferDebited {
-  return { transactionId: "", fromAccount: "", toAccount: "", amount: "", amountMinor: "0", currency: "" };
+  return {
+    transactionId: "",
+    fromAccount: "",
+    toAccount: "",
+    amount: "",
+    amountMinor: "0",
+    currency: "",
+    annotations: undefined,
+  };
 }
 
 export const TransferDebited: MessageFns<TransferDebited> = {
@@ -2353,6 +2676,9 @@ export const TransferDebited: MessageFns<TransferDebited> = {
     }
     if (message.currency !== "") {
       writer.uint32(50).string(message.currency);
+    }
+    if (message.annotations !== undefined) {
+      TransferAnnotations.encode(message.annotations, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -2418,6 +2744,14 @@ export const TransferDebited: MessageFns<TransferDebited> = {
             message.currency = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.annotations = TransferAnnotations.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2454,6 +2788,7 @@ export const TransferDebited: MessageFns<TransferDebited> = {
         ? globalThis.String(object.amount_minor)
         : "0",
       currency: isSet(object.currency) ? globalThis.String(object.currency) : "",
+      annotations: isSet(object.annotations) ? TransferAnnotations.fromJSON(object.annotations) : undefined,
     };
   },
 
@@ -2477,6 +2812,9 @@ export const TransferDebited: MessageFns<TransferDebited> = {
     if (message.currency !== "") {
       obj.currency = message.currency;
     }
+    if (message.annotations !== undefined) {
+      obj.annotations = TransferAnnotations.toJSON(message.annotations);
+    }
     return obj;
   },
 
@@ -2491,12 +2829,23 @@ export const TransferDebited: MessageFns<TransferDebited> = {
     message.amount = object.amount ?? "";
     message.amountMinor = object.amountMinor ?? "0";
     message.currency = object.currency ?? "";
+    message.annotations = (object.annotations !== undefined && object.annotations !== null)
+      ? TransferAnnotations.fromPartial(object.annotations)
+      : undefined;
     return message;
   },
 };
 
 function createBaseTransferCredited(): TransferCredited {
-  return { transactionId: "", fromAccount: "", toAccount: "", amount: "", amountMinor: "0", currency: "" };
+  return {
+    transactionId: "",
+    fromAccount: "",
+    toAccount: "",
+    amount: "",
+    amountMinor: "0",
+    currency: "",
+    annotations: undefined,
+  };
 }
 
 export const TransferCredited: MessageFns<TransferCredited> = {
@@ -2518,6 +2867,9 @@ export const TransferCredited: MessageFns<TransferCredited> = {
     }
     if (message.currency !== "") {
       writer.uint32(50).string(message.currency);
+    }
+    if (message.annotations !== undefined) {
+      TransferAnnotations.encode(message.annotations, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -2583,6 +2935,14 @@ export const TransferCredited: MessageFns<TransferCredited> = {
             message.currency = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.annotations = TransferAnnotations.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2619,6 +2979,7 @@ export const TransferCredited: MessageFns<TransferCredited> = {
         ? globalThis.String(object.amount_minor)
         : "0",
       currency: isSet(object.currency) ? globalThis.String(object.currency) : "",
+      annotations: isSet(object.annotations) ? TransferAnnotations.fromJSON(object.annotations) : undefined,
     };
   },
 
@@ -2642,6 +3003,9 @@ export const TransferCredited: MessageFns<TransferCredited> = {
     if (message.currency !== "") {
       obj.currency = message.currency;
     }
+    if (message.annotations !== undefined) {
+      obj.annotations = TransferAnnotations.toJSON(message.annotations);
+    }
     return obj;
   },
 
@@ -2656,6 +3020,9 @@ export const TransferCredited: MessageFns<TransferCredited> = {
     message.amount = object.amount ?? "";
     message.amountMinor = object.amountMinor ?? "0";
     message.currency = object.currency ?? "";
+    message.annotations = (object.annotations !== undefined && object.annotations !== null)
+      ? TransferAnnotations.fromPartial(object.annotations)
+      : undefined;
     return message;
   },
 };
@@ -2670,6 +3037,7 @@ function createBaseCreditRefused(): CreditRefused {
     currency: "",
     reason: "",
     field: "",
+    annotations: undefined,
   };
 }
 
@@ -2698,6 +3066,9 @@ export const CreditRefused: MessageFns<CreditRefused> = {
     }
     if (message.field !== "") {
       writer.uint32(66).string(message.field);
+    }
+    if (message.annotations !== undefined) {
+      TransferAnnotations.encode(message.annotations, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -2779,6 +3150,14 @@ export const CreditRefused: MessageFns<CreditRefused> = {
             message.field = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.annotations = TransferAnnotations.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2817,6 +3196,7 @@ export const CreditRefused: MessageFns<CreditRefused> = {
       currency: isSet(object.currency) ? globalThis.String(object.currency) : "",
       reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
       field: isSet(object.field) ? globalThis.String(object.field) : "",
+      annotations: isSet(object.annotations) ? TransferAnnotations.fromJSON(object.annotations) : undefined,
     };
   },
 
@@ -2846,6 +3226,9 @@ export const CreditRefused: MessageFns<CreditRefused> = {
     if (message.field !== "") {
       obj.field = message.field;
     }
+    if (message.annotations !== undefined) {
+      obj.annotations = TransferAnnotations.toJSON(message.annotations);
+    }
     return obj;
   },
 
@@ -2862,6 +3245,9 @@ export const CreditRefused: MessageFns<CreditRefused> = {
     message.currency = object.currency ?? "";
     message.reason = object.reason ?? "";
     message.field = object.field ?? "";
+    message.annotations = (object.annotations !== undefined && object.annotations !== null)
+      ? TransferAnnotations.fromPartial(object.annotations)
+      : undefined;
     return message;
   },
 };
@@ -3181,6 +3567,10 @@ export type DeepPartial<T> = T extends Builtin ? T
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;

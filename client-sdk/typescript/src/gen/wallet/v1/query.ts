@@ -21,12 +21,23 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Timestamp } from "../../google/protobuf/timestamp";
-import { AccountStatus, accountStatusFromJSON, accountStatusToJSON } from "./wallet";
+import {
+  AccountStatus,
+  accountStatusFromJSON,
+  accountStatusToJSON,
+  TransferStatus,
+  transferStatusFromJSON,
+  transferStatusToJSON,
+} from "./wallet";
 
 export const protobufPackage = "wallet.v1";
 
 export const protobufFileName = "wallet/v1/query.proto";
 
+/**
+ * Deprecated: the states of wallet.v1.TransferStatus in an older numbering. TransferUpdate
+ * carries both; read `status`.
+ */
 export enum TransferState {
   TRANSFER_STATE_UNSPECIFIED = 0,
   /** TRANSFER_STATE_IN_FLIGHT - Cross-partition: debited on the source, not yet settled. */
@@ -194,6 +205,11 @@ export interface TransferUpdate {
   amount: string;
   amountMinor: string;
   currency: string;
+  /**
+   * Deprecated: the same state as `status`, in TransferState's numbering.
+   *
+   * @deprecated
+   */
   state: TransferState;
   rejectReason: string;
   /** 1 for the first state, +1 per change. */
@@ -203,6 +219,16 @@ export interface TransferUpdate {
   /** Where and when the state changed. */
   position: string;
   timestampMs: string;
+  /** The transfer's state: the one enum both services use (GetTransfer's Transfer.status). */
+  status: TransferStatus;
+  /** What the client attached to the transfer (TransferRequest `reference` and `metadata`). */
+  reference: string;
+  metadata: { [key: string]: string };
+}
+
+export interface TransferUpdate_MetadataEntry {
+  key: string;
+  value: string;
 }
 
 export interface ListTransfersRequest {
@@ -233,6 +259,14 @@ export interface HistoryEntry {
   currency: string;
   position: string;
   timestampMs: string;
+  /** The transfer's reference and metadata (TransferRequest `reference` and `metadata`). */
+  reference: string;
+  metadata: { [key: string]: string };
+}
+
+export interface HistoryEntry_MetadataEntry {
+  key: string;
+  value: string;
 }
 
 export interface ListTransfersResponse {
@@ -1261,6 +1295,9 @@ function createBaseTransferUpdate(): TransferUpdate {
     isFinal: false,
     position: "",
     timestampMs: "0",
+    status: 0,
+    reference: "",
+    metadata: {},
   };
 }
 
@@ -1302,6 +1339,15 @@ export const TransferUpdate: MessageFns<TransferUpdate> = {
     if (message.timestampMs !== "0") {
       writer.uint32(96).uint64(message.timestampMs);
     }
+    if (message.status !== 0) {
+      writer.uint32(104).int32(message.status);
+    }
+    if (message.reference !== "") {
+      writer.uint32(114).string(message.reference);
+    }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      TransferUpdate_MetadataEntry.encode({ key: key as any, value }, writer.uint32(122).fork()).join();
+    });
     return writer;
   },
 
@@ -1414,6 +1460,33 @@ export const TransferUpdate: MessageFns<TransferUpdate> = {
             message.timestampMs = reader.uint64().toString();
             continue;
           }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.reference = reader.string();
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            const entry15 = TransferUpdate_MetadataEntry.decode(reader, reader.uint32());
+            if (entry15.value !== undefined) {
+              message.metadata[entry15.key] = entry15.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1468,6 +1541,22 @@ export const TransferUpdate: MessageFns<TransferUpdate> = {
         : isSet(object.timestamp_ms)
         ? globalThis.String(object.timestamp_ms)
         : "0",
+      status: isSet(object.status) ? transferStatusFromJSON(object.status) : 0,
+      reference: isSet(object.reference) ? globalThis.String(object.reference) : "",
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -1509,6 +1598,21 @@ export const TransferUpdate: MessageFns<TransferUpdate> = {
     if (message.timestampMs !== "0") {
       obj.timestampMs = message.timestampMs;
     }
+    if (message.status !== 0) {
+      obj.status = transferStatusToJSON(message.status);
+    }
+    if (message.reference !== "") {
+      obj.reference = message.reference;
+    }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -1529,6 +1633,102 @@ export const TransferUpdate: MessageFns<TransferUpdate> = {
     message.isFinal = object.isFinal ?? false;
     message.position = object.position ?? "";
     message.timestampMs = object.timestampMs ?? "0";
+    message.status = object.status ?? 0;
+    message.reference = object.reference ?? "";
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseTransferUpdate_MetadataEntry(): TransferUpdate_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const TransferUpdate_MetadataEntry: MessageFns<TransferUpdate_MetadataEntry> = {
+  encode(message: TransferUpdate_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransferUpdate_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransferUpdate_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransferUpdate_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: TransferUpdate_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TransferUpdate_MetadataEntry>, I>>(base?: I): TransferUpdate_MetadataEntry {
+    return TransferUpdate_MetadataEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferUpdate_MetadataEntry>, I>>(object: I): TransferUpdate_MetadataEntry {
+    const message = createBaseTransferUpdate_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -1698,6 +1898,8 @@ function createBaseHistoryEntry(): HistoryEntry {
     currency: "",
     position: "",
     timestampMs: "0",
+    reference: "",
+    metadata: {},
   };
 }
 
@@ -1733,6 +1935,12 @@ export const HistoryEntry: MessageFns<HistoryEntry> = {
     if (message.timestampMs !== "0") {
       writer.uint32(80).uint64(message.timestampMs);
     }
+    if (message.reference !== "") {
+      writer.uint32(90).string(message.reference);
+    }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      HistoryEntry_MetadataEntry.encode({ key: key as any, value }, writer.uint32(98).fork()).join();
+    });
     return writer;
   },
 
@@ -1829,6 +2037,25 @@ export const HistoryEntry: MessageFns<HistoryEntry> = {
             message.timestampMs = reader.uint64().toString();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.reference = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            const entry12 = HistoryEntry_MetadataEntry.decode(reader, reader.uint32());
+            if (entry12.value !== undefined) {
+              message.metadata[entry12.key] = entry12.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1873,6 +2100,21 @@ export const HistoryEntry: MessageFns<HistoryEntry> = {
         : isSet(object.timestamp_ms)
         ? globalThis.String(object.timestamp_ms)
         : "0",
+      reference: isSet(object.reference) ? globalThis.String(object.reference) : "",
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -1908,6 +2150,18 @@ export const HistoryEntry: MessageFns<HistoryEntry> = {
     if (message.timestampMs !== "0") {
       obj.timestampMs = message.timestampMs;
     }
+    if (message.reference !== "") {
+      obj.reference = message.reference;
+    }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -1926,6 +2180,101 @@ export const HistoryEntry: MessageFns<HistoryEntry> = {
     message.currency = object.currency ?? "";
     message.position = object.position ?? "";
     message.timestampMs = object.timestampMs ?? "0";
+    message.reference = object.reference ?? "";
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseHistoryEntry_MetadataEntry(): HistoryEntry_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const HistoryEntry_MetadataEntry: MessageFns<HistoryEntry_MetadataEntry> = {
+  encode(message: HistoryEntry_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HistoryEntry_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHistoryEntry_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HistoryEntry_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: HistoryEntry_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HistoryEntry_MetadataEntry>, I>>(base?: I): HistoryEntry_MetadataEntry {
+    return HistoryEntry_MetadataEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HistoryEntry_MetadataEntry>, I>>(object: I): HistoryEntry_MetadataEntry {
+    const message = createBaseHistoryEntry_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };

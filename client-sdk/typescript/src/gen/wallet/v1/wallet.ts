@@ -248,6 +248,24 @@ export interface TransferRequest {
   /** Decimal string, > 0, at most the currency's minor digits, at most 1e15 minor units. */
   amount: string;
   currency: string;
+  /**
+   * Optional: the client's own reference for the transfer (an order or invoice number), at
+   * most 128 bytes without control characters (INVALID_ARGUMENT / INVALID_REFERENCE). Stored
+   * and returned with the transfer, not unique, compared on a retry like every field.
+   */
+  reference: string;
+  /**
+   * Optional key/value metadata: at most 16 entries; keys of 1 to 64 characters from
+   * [A-Za-z0-9_.:-]; values of at most 512 bytes without control characters; at most 4096
+   * bytes in all (INVALID_ARGUMENT / INVALID_METADATA). Stored and returned with the
+   * transfer (and by the read node), compared on a retry like every field.
+   */
+  metadata: { [key: string]: string };
+}
+
+export interface TransferRequest_MetadataEntry {
+  key: string;
+  value: string;
 }
 
 export interface TransferResponse {
@@ -321,7 +339,17 @@ export interface AuthorizeTransferRequest {
    * How long the hold lasts, from the authorization: at least 1 ms, at most 30 days, whole
    * milliseconds (INVALID_ARGUMENT, reason HOLD_TIMEOUT_OUT_OF_RANGE, field `timeout`).
    */
-  timeout: Duration | undefined;
+  timeout:
+    | Duration
+    | undefined;
+  /** As in TransferRequest. */
+  reference: string;
+  metadata: { [key: string]: string };
+}
+
+export interface AuthorizeTransferRequest_MetadataEntry {
+  key: string;
+  value: string;
 }
 
 export interface CaptureTransferRequest {
@@ -406,7 +434,17 @@ export interface Transfer {
   /** The log position that decided the transfer (opaque token). */
   consistencyToken: string;
   /** Set when the transfer is a hold (AuthorizeTransfer); `amount` is the amount authorized. */
-  hold: HoldInfo | undefined;
+  hold:
+    | HoldInfo
+    | undefined;
+  /** What the client attached (TransferRequest `reference` and `metadata`). */
+  reference: string;
+  metadata: { [key: string]: string };
+}
+
+export interface Transfer_MetadataEntry {
+  key: string;
+  value: string;
 }
 
 function createBaseOpenAccountRequest(): OpenAccountRequest {
@@ -1540,7 +1578,7 @@ export const SetOverdraftLimitResponse: MessageFns<SetOverdraftLimitResponse> = 
 };
 
 function createBaseTransferRequest(): TransferRequest {
-  return { transactionId: "", fromAccount: "", toAccount: "", amount: "", currency: "" };
+  return { transactionId: "", fromAccount: "", toAccount: "", amount: "", currency: "", reference: "", metadata: {} };
 }
 
 export const TransferRequest: MessageFns<TransferRequest> = {
@@ -1560,6 +1598,12 @@ export const TransferRequest: MessageFns<TransferRequest> = {
     if (message.currency !== "") {
       writer.uint32(42).string(message.currency);
     }
+    if (message.reference !== "") {
+      writer.uint32(50).string(message.reference);
+    }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      TransferRequest_MetadataEntry.encode({ key: key as any, value }, writer.uint32(58).fork()).join();
+    });
     return writer;
   },
 
@@ -1616,6 +1660,25 @@ export const TransferRequest: MessageFns<TransferRequest> = {
             message.currency = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.reference = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            const entry7 = TransferRequest_MetadataEntry.decode(reader, reader.uint32());
+            if (entry7.value !== undefined) {
+              message.metadata[entry7.key] = entry7.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1647,6 +1710,21 @@ export const TransferRequest: MessageFns<TransferRequest> = {
         : "",
       amount: isSet(object.amount) ? globalThis.String(object.amount) : "",
       currency: isSet(object.currency) ? globalThis.String(object.currency) : "",
+      reference: isSet(object.reference) ? globalThis.String(object.reference) : "",
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -1667,6 +1745,18 @@ export const TransferRequest: MessageFns<TransferRequest> = {
     if (message.currency !== "") {
       obj.currency = message.currency;
     }
+    if (message.reference !== "") {
+      obj.reference = message.reference;
+    }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -1680,6 +1770,103 @@ export const TransferRequest: MessageFns<TransferRequest> = {
     message.toAccount = object.toAccount ?? "";
     message.amount = object.amount ?? "";
     message.currency = object.currency ?? "";
+    message.reference = object.reference ?? "";
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseTransferRequest_MetadataEntry(): TransferRequest_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const TransferRequest_MetadataEntry: MessageFns<TransferRequest_MetadataEntry> = {
+  encode(message: TransferRequest_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransferRequest_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransferRequest_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransferRequest_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: TransferRequest_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TransferRequest_MetadataEntry>, I>>(base?: I): TransferRequest_MetadataEntry {
+    return TransferRequest_MetadataEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferRequest_MetadataEntry>, I>>(
+    object: I,
+  ): TransferRequest_MetadataEntry {
+    const message = createBaseTransferRequest_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -2212,7 +2399,16 @@ export const TransferError: MessageFns<TransferError> = {
 };
 
 function createBaseAuthorizeTransferRequest(): AuthorizeTransferRequest {
-  return { transactionId: "", fromAccount: "", toAccount: "", amount: "", currency: "", timeout: undefined };
+  return {
+    transactionId: "",
+    fromAccount: "",
+    toAccount: "",
+    amount: "",
+    currency: "",
+    timeout: undefined,
+    reference: "",
+    metadata: {},
+  };
 }
 
 export const AuthorizeTransferRequest: MessageFns<AuthorizeTransferRequest> = {
@@ -2235,6 +2431,12 @@ export const AuthorizeTransferRequest: MessageFns<AuthorizeTransferRequest> = {
     if (message.timeout !== undefined) {
       Duration.encode(message.timeout, writer.uint32(50).fork()).join();
     }
+    if (message.reference !== "") {
+      writer.uint32(58).string(message.reference);
+    }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      AuthorizeTransferRequest_MetadataEntry.encode({ key: key as any, value }, writer.uint32(66).fork()).join();
+    });
     return writer;
   },
 
@@ -2299,6 +2501,25 @@ export const AuthorizeTransferRequest: MessageFns<AuthorizeTransferRequest> = {
             message.timeout = Duration.decode(reader, reader.uint32());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.reference = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            const entry8 = AuthorizeTransferRequest_MetadataEntry.decode(reader, reader.uint32());
+            if (entry8.value !== undefined) {
+              message.metadata[entry8.key] = entry8.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2331,6 +2552,21 @@ export const AuthorizeTransferRequest: MessageFns<AuthorizeTransferRequest> = {
       amount: isSet(object.amount) ? globalThis.String(object.amount) : "",
       currency: isSet(object.currency) ? globalThis.String(object.currency) : "",
       timeout: isSet(object.timeout) ? Duration.fromJSON(object.timeout) : undefined,
+      reference: isSet(object.reference) ? globalThis.String(object.reference) : "",
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -2354,6 +2590,18 @@ export const AuthorizeTransferRequest: MessageFns<AuthorizeTransferRequest> = {
     if (message.timeout !== undefined) {
       obj.timeout = Duration.toJSON(message.timeout);
     }
+    if (message.reference !== "") {
+      obj.reference = message.reference;
+    }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -2370,6 +2618,105 @@ export const AuthorizeTransferRequest: MessageFns<AuthorizeTransferRequest> = {
     message.timeout = (object.timeout !== undefined && object.timeout !== null)
       ? Duration.fromPartial(object.timeout)
       : undefined;
+    message.reference = object.reference ?? "";
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseAuthorizeTransferRequest_MetadataEntry(): AuthorizeTransferRequest_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const AuthorizeTransferRequest_MetadataEntry: MessageFns<AuthorizeTransferRequest_MetadataEntry> = {
+  encode(message: AuthorizeTransferRequest_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuthorizeTransferRequest_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuthorizeTransferRequest_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuthorizeTransferRequest_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: AuthorizeTransferRequest_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuthorizeTransferRequest_MetadataEntry>, I>>(
+    base?: I,
+  ): AuthorizeTransferRequest_MetadataEntry {
+    return AuthorizeTransferRequest_MetadataEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuthorizeTransferRequest_MetadataEntry>, I>>(
+    object: I,
+  ): AuthorizeTransferRequest_MetadataEntry {
+    const message = createBaseAuthorizeTransferRequest_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -3110,6 +3457,8 @@ function createBaseTransfer(): Transfer {
     committedAtUnixMs: "0",
     consistencyToken: "",
     hold: undefined,
+    reference: "",
+    metadata: {},
   };
 }
 
@@ -3145,6 +3494,12 @@ export const Transfer: MessageFns<Transfer> = {
     if (message.hold !== undefined) {
       HoldInfo.encode(message.hold, writer.uint32(82).fork()).join();
     }
+    if (message.reference !== "") {
+      writer.uint32(90).string(message.reference);
+    }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      Transfer_MetadataEntry.encode({ key: key as any, value }, writer.uint32(98).fork()).join();
+    });
     return writer;
   },
 
@@ -3241,6 +3596,25 @@ export const Transfer: MessageFns<Transfer> = {
             message.hold = HoldInfo.decode(reader, reader.uint32());
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.reference = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            const entry12 = Transfer_MetadataEntry.decode(reader, reader.uint32());
+            if (entry12.value !== undefined) {
+              message.metadata[entry12.key] = entry12.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3289,6 +3663,21 @@ export const Transfer: MessageFns<Transfer> = {
         ? globalThis.String(object.consistency_token)
         : "",
       hold: isSet(object.hold) ? HoldInfo.fromJSON(object.hold) : undefined,
+      reference: isSet(object.reference) ? globalThis.String(object.reference) : "",
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -3324,6 +3713,18 @@ export const Transfer: MessageFns<Transfer> = {
     if (message.hold !== undefined) {
       obj.hold = HoldInfo.toJSON(message.hold);
     }
+    if (message.reference !== "") {
+      obj.reference = message.reference;
+    }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -3342,6 +3743,101 @@ export const Transfer: MessageFns<Transfer> = {
     message.committedAtUnixMs = object.committedAtUnixMs ?? "0";
     message.consistencyToken = object.consistencyToken ?? "";
     message.hold = (object.hold !== undefined && object.hold !== null) ? HoldInfo.fromPartial(object.hold) : undefined;
+    message.reference = object.reference ?? "";
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseTransfer_MetadataEntry(): Transfer_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const Transfer_MetadataEntry: MessageFns<Transfer_MetadataEntry> = {
+  encode(message: Transfer_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Transfer_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransfer_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Transfer_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: Transfer_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Transfer_MetadataEntry>, I>>(base?: I): Transfer_MetadataEntry {
+    return Transfer_MetadataEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Transfer_MetadataEntry>, I>>(object: I): Transfer_MetadataEntry {
+    const message = createBaseTransfer_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -4111,6 +4607,10 @@ function fromJsonTimestamp(o: any): Date {
   } else {
     return fromTimestamp(Timestamp.fromJSON(o));
   }
+}
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
 }
 
 function isSet(value: any): boolean {

@@ -24,15 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19wallet/v1/event_log.proto\x12\twallet.v1\"9\n\x10SubscribeRequest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x12\n\nfrom_index\x18\x02 \x01(\x04\"\x87\x01\n\x11SubscribeResponse\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\r\n\x05index\x18\x02 \x01(\x04\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x04\x12&\n\x06\x65vents\x18\x04 \x03(\x0b\x32\x16.wallet.v1.LedgerEvent\x12\x12\n\nchain_hash\x18\x05 \x01(\x0c\"\xc3\x06\n\x0bLedgerEvent\x12\x32\n\x0e\x61\x63\x63ount_opened\x18\x01 \x01(\x0b\x32\x18.wallet.v1.AccountOpenedH\x00\x12:\n\x12transfer_completed\x18\x02 \x01(\x0b\x32\x1c.wallet.v1.TransferCompletedH\x00\x12\x38\n\x11transfer_rejected\x18\x03 \x01(\x0b\x32\x1b.wallet.v1.TransferRejectedH\x00\x12\x36\n\x10transfer_debited\x18\x04 \x01(\x0b\x32\x1a.wallet.v1.TransferDebitedH\x00\x12\x38\n\x11transfer_credited\x18\x05 \x01(\x0b\x32\x1b.wallet.v1.TransferCreditedH\x00\x12\x32\n\x0e\x63redit_refused\x18\x06 \x01(\x0b\x32\x18.wallet.v1.CreditRefusedH\x00\x12\x36\n\x10transfer_settled\x18\x07 \x01(\x0b\x32\x1a.wallet.v1.TransferSettledH\x00\x12\x38\n\x11transfer_refunded\x18\x08 \x01(\x0b\x32\x1b.wallet.v1.TransferRefundedH\x00\x12\x34\n\x0fhold_authorized\x18\t \x01(\x0b\x32\x19.wallet.v1.HoldAuthorizedH\x00\x12.\n\x0chold_refused\x18\n \x01(\x0b\x32\x16.wallet.v1.HoldRefusedH\x00\x12\x30\n\rhold_captured\x18\x0b \x01(\x0b\x32\x17.wallet.v1.HoldCapturedH\x00\x12=\n\x14hold_capture_debited\x18\x0c \x01(\x0b\x32\x1d.wallet.v1.HoldCaptureDebitedH\x00\x12,\n\x0bhold_voided\x18\r \x01(\x0b\x32\x15.wallet.v1.HoldVoidedH\x00\x12.\n\x0chold_expired\x18\x0e \x01(\x0b\x32\x16.wallet.v1.HoldExpiredH\x00\x12\x34\n\x0f\x61\x63\x63ount_changed\x18\x0f \x01(\x0b\x32\x19.wallet.v1.AccountChangedH\x00\x42\x07\n\x05\x65vent\"\xba\x01\n\x0eHoldAuthorized\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\x15\n\rexpires_at_ms\x18\x07 \x01(\x04\x12\x17\n\x0f\x63ross_partition\x18\x08 \x01(\x08\"\xd6\x01\n\x0bHoldRefused\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\r\n\x05\x66ield\x18\x08 \x01(\t\x12\x15\n\rexpires_at_ms\x18\t \x01(\x04\x12\x17\n\x0f\x63ross_partition\x18\n \x01(\x08\"<\n\x0cHoldCaptured\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03\"B\n\x12HoldCaptureDebited\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03\"$\n\nHoldVoided\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\"%\n\x0bHoldExpired\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\"\x9c\x01\n\x0e\x41\x63\x63ountChanged\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12,\n\x06\x63hange\x18\x02 \x01(\x0e\x32\x1c.wallet.v1.AccountChangeKind\x12\x17\n\x0foverdraft_limit\x18\x03 \x01(\t\x12\x1d\n\x15overdraft_limit_minor\x18\x04 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\"U\n\rAccountOpened\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x1e\n\x16\x61llow_negative_balance\x18\x03 \x01(\x08\"\x8d\x01\n\x11TransferCompleted\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\"\xab\x01\n\x10TransferRejected\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\r\n\x05\x66ield\x18\x08 \x01(\t\"\x8b\x01\n\x0fTransferDebited\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\"\x8c\x01\n\x10TransferCredited\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\"\xa8\x01\n\rCreditRefused\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\r\n\x05\x66ield\x18\x08 \x01(\t\"?\n\x0fTransferSettled\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63redit_index\x18\x02 \x01(\x04\"_\n\x10TransferRefunded\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x14\n\x0c\x63redit_index\x18\x04 \x01(\x04*\xc6\x01\n\x11\x41\x63\x63ountChangeKind\x12#\n\x1f\x41\x43\x43OUNT_CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x41\x43\x43OUNT_CHANGE_KIND_FREEZE\x10\x01\x12 \n\x1c\x41\x43\x43OUNT_CHANGE_KIND_UNFREEZE\x10\x02\x12\x1d\n\x19\x41\x43\x43OUNT_CHANGE_KIND_CLOSE\x10\x03\x12+\n\'ACCOUNT_CHANGE_KIND_SET_OVERDRAFT_LIMIT\x10\x04\x32[\n\x0f\x45ventLogService\x12H\n\tSubscribe\x12\x1b.wallet.v1.SubscribeRequest\x1a\x1c.wallet.v1.SubscribeResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19wallet/v1/event_log.proto\x12\twallet.v1\"9\n\x10SubscribeRequest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x12\n\nfrom_index\x18\x02 \x01(\x04\"\x87\x01\n\x11SubscribeResponse\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\r\n\x05index\x18\x02 \x01(\x04\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x04\x12&\n\x06\x65vents\x18\x04 \x03(\x0b\x32\x16.wallet.v1.LedgerEvent\x12\x12\n\nchain_hash\x18\x05 \x01(\x0c\"\xc3\x06\n\x0bLedgerEvent\x12\x32\n\x0e\x61\x63\x63ount_opened\x18\x01 \x01(\x0b\x32\x18.wallet.v1.AccountOpenedH\x00\x12:\n\x12transfer_completed\x18\x02 \x01(\x0b\x32\x1c.wallet.v1.TransferCompletedH\x00\x12\x38\n\x11transfer_rejected\x18\x03 \x01(\x0b\x32\x1b.wallet.v1.TransferRejectedH\x00\x12\x36\n\x10transfer_debited\x18\x04 \x01(\x0b\x32\x1a.wallet.v1.TransferDebitedH\x00\x12\x38\n\x11transfer_credited\x18\x05 \x01(\x0b\x32\x1b.wallet.v1.TransferCreditedH\x00\x12\x32\n\x0e\x63redit_refused\x18\x06 \x01(\x0b\x32\x18.wallet.v1.CreditRefusedH\x00\x12\x36\n\x10transfer_settled\x18\x07 \x01(\x0b\x32\x1a.wallet.v1.TransferSettledH\x00\x12\x38\n\x11transfer_refunded\x18\x08 \x01(\x0b\x32\x1b.wallet.v1.TransferRefundedH\x00\x12\x34\n\x0fhold_authorized\x18\t \x01(\x0b\x32\x19.wallet.v1.HoldAuthorizedH\x00\x12.\n\x0chold_refused\x18\n \x01(\x0b\x32\x16.wallet.v1.HoldRefusedH\x00\x12\x30\n\rhold_captured\x18\x0b \x01(\x0b\x32\x17.wallet.v1.HoldCapturedH\x00\x12=\n\x14hold_capture_debited\x18\x0c \x01(\x0b\x32\x1d.wallet.v1.HoldCaptureDebitedH\x00\x12,\n\x0bhold_voided\x18\r \x01(\x0b\x32\x15.wallet.v1.HoldVoidedH\x00\x12.\n\x0chold_expired\x18\x0e \x01(\x0b\x32\x16.wallet.v1.HoldExpiredH\x00\x12\x34\n\x0f\x61\x63\x63ount_changed\x18\x0f \x01(\x0b\x32\x19.wallet.v1.AccountChangedH\x00\x42\x07\n\x05\x65vent\"\xef\x01\n\x0eHoldAuthorized\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\x15\n\rexpires_at_ms\x18\x07 \x01(\x04\x12\x17\n\x0f\x63ross_partition\x18\x08 \x01(\x08\x12\x33\n\x0b\x61nnotations\x18\t \x01(\x0b\x32\x1e.wallet.v1.TransferAnnotations\"\x8b\x02\n\x0bHoldRefused\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\r\n\x05\x66ield\x18\x08 \x01(\t\x12\x15\n\rexpires_at_ms\x18\t \x01(\x04\x12\x17\n\x0f\x63ross_partition\x18\n \x01(\x08\x12\x33\n\x0b\x61nnotations\x18\x0b \x01(\x0b\x32\x1e.wallet.v1.TransferAnnotations\"<\n\x0cHoldCaptured\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03\"B\n\x12HoldCaptureDebited\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03\"$\n\nHoldVoided\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\"%\n\x0bHoldExpired\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\"\x9c\x01\n\x0e\x41\x63\x63ountChanged\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12,\n\x06\x63hange\x18\x02 \x01(\x0e\x32\x1c.wallet.v1.AccountChangeKind\x12\x17\n\x0foverdraft_limit\x18\x03 \x01(\t\x12\x1d\n\x15overdraft_limit_minor\x18\x04 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\"U\n\rAccountOpened\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x1e\n\x16\x61llow_negative_balance\x18\x03 \x01(\x08\"\x99\x01\n\x13TransferAnnotations\x12\x11\n\treference\x18\x01 \x01(\t\x12>\n\x08metadata\x18\x02 \x03(\x0b\x32,.wallet.v1.TransferAnnotations.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc2\x01\n\x11TransferCompleted\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\x33\n\x0b\x61nnotations\x18\x07 \x01(\x0b\x32\x1e.wallet.v1.TransferAnnotations\"\xe0\x01\n\x10TransferRejected\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\r\n\x05\x66ield\x18\x08 \x01(\t\x12\x33\n\x0b\x61nnotations\x18\t \x01(\x0b\x32\x1e.wallet.v1.TransferAnnotations\"\xc0\x01\n\x0fTransferDebited\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\x33\n\x0b\x61nnotations\x18\x07 \x01(\x0b\x32\x1e.wallet.v1.TransferAnnotations\"\xc1\x01\n\x10TransferCredited\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\x33\n\x0b\x61nnotations\x18\x07 \x01(\x0b\x32\x1e.wallet.v1.TransferAnnotations\"\xdd\x01\n\rCreditRefused\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\r\n\x05\x66ield\x18\x08 \x01(\t\x12\x33\n\x0b\x61nnotations\x18\t \x01(\x0b\x32\x1e.wallet.v1.TransferAnnotations\"?\n\x0fTransferSettled\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63redit_index\x18\x02 \x01(\x04\"_\n\x10TransferRefunded\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x14\n\x0c\x63redit_index\x18\x04 \x01(\x04*\xc6\x01\n\x11\x41\x63\x63ountChangeKind\x12#\n\x1f\x41\x43\x43OUNT_CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x41\x43\x43OUNT_CHANGE_KIND_FREEZE\x10\x01\x12 \n\x1c\x41\x43\x43OUNT_CHANGE_KIND_UNFREEZE\x10\x02\x12\x1d\n\x19\x41\x43\x43OUNT_CHANGE_KIND_CLOSE\x10\x03\x12+\n\'ACCOUNT_CHANGE_KIND_SET_OVERDRAFT_LIMIT\x10\x04\x32[\n\x0f\x45ventLogService\x12H\n\tSubscribe\x12\x1b.wallet.v1.SubscribeRequest\x1a\x1c.wallet.v1.SubscribeResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'wallet.v1.event_log_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACCOUNTCHANGEKIND']._serialized_start=2871
-  _globals['_ACCOUNTCHANGEKIND']._serialized_end=3069
+  _globals['_TRANSFERANNOTATIONS_METADATAENTRY']._loaded_options = None
+  _globals['_TRANSFERANNOTATIONS_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_ACCOUNTCHANGEKIND']._serialized_start=3398
+  _globals['_ACCOUNTCHANGEKIND']._serialized_end=3596
   _globals['_SUBSCRIBEREQUEST']._serialized_start=40
   _globals['_SUBSCRIBEREQUEST']._serialized_end=97
   _globals['_SUBSCRIBERESPONSE']._serialized_start=100
@@ -40,35 +42,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LEDGEREVENT']._serialized_start=238
   _globals['_LEDGEREVENT']._serialized_end=1073
   _globals['_HOLDAUTHORIZED']._serialized_start=1076
-  _globals['_HOLDAUTHORIZED']._serialized_end=1262
-  _globals['_HOLDREFUSED']._serialized_start=1265
-  _globals['_HOLDREFUSED']._serialized_end=1479
-  _globals['_HOLDCAPTURED']._serialized_start=1481
-  _globals['_HOLDCAPTURED']._serialized_end=1541
-  _globals['_HOLDCAPTUREDEBITED']._serialized_start=1543
-  _globals['_HOLDCAPTUREDEBITED']._serialized_end=1609
-  _globals['_HOLDVOIDED']._serialized_start=1611
-  _globals['_HOLDVOIDED']._serialized_end=1647
-  _globals['_HOLDEXPIRED']._serialized_start=1649
-  _globals['_HOLDEXPIRED']._serialized_end=1686
-  _globals['_ACCOUNTCHANGED']._serialized_start=1689
-  _globals['_ACCOUNTCHANGED']._serialized_end=1845
-  _globals['_ACCOUNTOPENED']._serialized_start=1847
-  _globals['_ACCOUNTOPENED']._serialized_end=1932
-  _globals['_TRANSFERCOMPLETED']._serialized_start=1935
-  _globals['_TRANSFERCOMPLETED']._serialized_end=2076
-  _globals['_TRANSFERREJECTED']._serialized_start=2079
-  _globals['_TRANSFERREJECTED']._serialized_end=2250
-  _globals['_TRANSFERDEBITED']._serialized_start=2253
-  _globals['_TRANSFERDEBITED']._serialized_end=2392
-  _globals['_TRANSFERCREDITED']._serialized_start=2395
-  _globals['_TRANSFERCREDITED']._serialized_end=2535
-  _globals['_CREDITREFUSED']._serialized_start=2538
-  _globals['_CREDITREFUSED']._serialized_end=2706
-  _globals['_TRANSFERSETTLED']._serialized_start=2708
-  _globals['_TRANSFERSETTLED']._serialized_end=2771
-  _globals['_TRANSFERREFUNDED']._serialized_start=2773
-  _globals['_TRANSFERREFUNDED']._serialized_end=2868
-  _globals['_EVENTLOGSERVICE']._serialized_start=3071
-  _globals['_EVENTLOGSERVICE']._serialized_end=3162
+  _globals['_HOLDAUTHORIZED']._serialized_end=1315
+  _globals['_HOLDREFUSED']._serialized_start=1318
+  _globals['_HOLDREFUSED']._serialized_end=1585
+  _globals['_HOLDCAPTURED']._serialized_start=1587
+  _globals['_HOLDCAPTURED']._serialized_end=1647
+  _globals['_HOLDCAPTUREDEBITED']._serialized_start=1649
+  _globals['_HOLDCAPTUREDEBITED']._serialized_end=1715
+  _globals['_HOLDVOIDED']._serialized_start=1717
+  _globals['_HOLDVOIDED']._serialized_end=1753
+  _globals['_HOLDEXPIRED']._serialized_start=1755
+  _globals['_HOLDEXPIRED']._serialized_end=1792
+  _globals['_ACCOUNTCHANGED']._serialized_start=1795
+  _globals['_ACCOUNTCHANGED']._serialized_end=1951
+  _globals['_ACCOUNTOPENED']._serialized_start=1953
+  _globals['_ACCOUNTOPENED']._serialized_end=2038
+  _globals['_TRANSFERANNOTATIONS']._serialized_start=2041
+  _globals['_TRANSFERANNOTATIONS']._serialized_end=2194
+  _globals['_TRANSFERANNOTATIONS_METADATAENTRY']._serialized_start=2147
+  _globals['_TRANSFERANNOTATIONS_METADATAENTRY']._serialized_end=2194
+  _globals['_TRANSFERCOMPLETED']._serialized_start=2197
+  _globals['_TRANSFERCOMPLETED']._serialized_end=2391
+  _globals['_TRANSFERREJECTED']._serialized_start=2394
+  _globals['_TRANSFERREJECTED']._serialized_end=2618
+  _globals['_TRANSFERDEBITED']._serialized_start=2621
+  _globals['_TRANSFERDEBITED']._serialized_end=2813
+  _globals['_TRANSFERCREDITED']._serialized_start=2816
+  _globals['_TRANSFERCREDITED']._serialized_end=3009
+  _globals['_CREDITREFUSED']._serialized_start=3012
+  _globals['_CREDITREFUSED']._serialized_end=3233
+  _globals['_TRANSFERSETTLED']._serialized_start=3235
+  _globals['_TRANSFERSETTLED']._serialized_end=3298
+  _globals['_TRANSFERREFUNDED']._serialized_start=3300
+  _globals['_TRANSFERREFUNDED']._serialized_end=3395
+  _globals['_EVENTLOGSERVICE']._serialized_start=3598
+  _globals['_EVENTLOGSERVICE']._serialized_end=3689
 # @@protoc_insertion_point(module_scope)

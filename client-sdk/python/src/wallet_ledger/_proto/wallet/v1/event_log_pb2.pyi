@@ -76,7 +76,7 @@ class LedgerEvent(_message.Message):
     def __init__(self, account_opened: _Optional[_Union[AccountOpened, _Mapping]] = ..., transfer_completed: _Optional[_Union[TransferCompleted, _Mapping]] = ..., transfer_rejected: _Optional[_Union[TransferRejected, _Mapping]] = ..., transfer_debited: _Optional[_Union[TransferDebited, _Mapping]] = ..., transfer_credited: _Optional[_Union[TransferCredited, _Mapping]] = ..., credit_refused: _Optional[_Union[CreditRefused, _Mapping]] = ..., transfer_settled: _Optional[_Union[TransferSettled, _Mapping]] = ..., transfer_refunded: _Optional[_Union[TransferRefunded, _Mapping]] = ..., hold_authorized: _Optional[_Union[HoldAuthorized, _Mapping]] = ..., hold_refused: _Optional[_Union[HoldRefused, _Mapping]] = ..., hold_captured: _Optional[_Union[HoldCaptured, _Mapping]] = ..., hold_capture_debited: _Optional[_Union[HoldCaptureDebited, _Mapping]] = ..., hold_voided: _Optional[_Union[HoldVoided, _Mapping]] = ..., hold_expired: _Optional[_Union[HoldExpired, _Mapping]] = ..., account_changed: _Optional[_Union[AccountChanged, _Mapping]] = ...) -> None: ...
 
 class HoldAuthorized(_message.Message):
-    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "amount_minor", "currency", "expires_at_ms", "cross_partition")
+    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "amount_minor", "currency", "expires_at_ms", "cross_partition", "annotations")
     TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     TO_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +85,7 @@ class HoldAuthorized(_message.Message):
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
     CROSS_PARTITION_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATIONS_FIELD_NUMBER: _ClassVar[int]
     transaction_id: str
     from_account: str
     to_account: str
@@ -93,10 +94,11 @@ class HoldAuthorized(_message.Message):
     currency: str
     expires_at_ms: int
     cross_partition: bool
-    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., expires_at_ms: _Optional[int] = ..., cross_partition: bool = ...) -> None: ...
+    annotations: TransferAnnotations
+    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., expires_at_ms: _Optional[int] = ..., cross_partition: bool = ..., annotations: _Optional[_Union[TransferAnnotations, _Mapping]] = ...) -> None: ...
 
 class HoldRefused(_message.Message):
-    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "amount_minor", "currency", "reason", "field", "expires_at_ms", "cross_partition")
+    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "amount_minor", "currency", "reason", "field", "expires_at_ms", "cross_partition", "annotations")
     TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     TO_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +109,7 @@ class HoldRefused(_message.Message):
     FIELD_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
     CROSS_PARTITION_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATIONS_FIELD_NUMBER: _ClassVar[int]
     transaction_id: str
     from_account: str
     to_account: str
@@ -117,7 +120,8 @@ class HoldRefused(_message.Message):
     field: str
     expires_at_ms: int
     cross_partition: bool
-    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., reason: _Optional[str] = ..., field: _Optional[str] = ..., expires_at_ms: _Optional[int] = ..., cross_partition: bool = ...) -> None: ...
+    annotations: TransferAnnotations
+    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., reason: _Optional[str] = ..., field: _Optional[str] = ..., expires_at_ms: _Optional[int] = ..., cross_partition: bool = ..., annotations: _Optional[_Union[TransferAnnotations, _Mapping]] = ...) -> None: ...
 
 class HoldCaptured(_message.Message):
     __slots__ = ("transaction_id", "amount_minor")
@@ -171,24 +175,41 @@ class AccountOpened(_message.Message):
     allow_negative_balance: bool
     def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., allow_negative_balance: bool = ...) -> None: ...
 
+class TransferAnnotations(_message.Message):
+    __slots__ = ("reference", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    reference: str
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, reference: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
 class TransferCompleted(_message.Message):
-    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "amount_minor", "currency")
+    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "amount_minor", "currency", "annotations")
     TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     TO_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_MINOR_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATIONS_FIELD_NUMBER: _ClassVar[int]
     transaction_id: str
     from_account: str
     to_account: str
     amount: str
     amount_minor: int
     currency: str
-    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ...) -> None: ...
+    annotations: TransferAnnotations
+    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., annotations: _Optional[_Union[TransferAnnotations, _Mapping]] = ...) -> None: ...
 
 class TransferRejected(_message.Message):
-    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "amount_minor", "currency", "reason", "field")
+    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "amount_minor", "currency", "reason", "field", "annotations")
     TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     TO_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
@@ -197,6 +218,7 @@ class TransferRejected(_message.Message):
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     FIELD_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATIONS_FIELD_NUMBER: _ClassVar[int]
     transaction_id: str
     from_account: str
     to_account: str
@@ -205,42 +227,47 @@ class TransferRejected(_message.Message):
     currency: str
     reason: str
     field: str
-    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., reason: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
+    annotations: TransferAnnotations
+    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., reason: _Optional[str] = ..., field: _Optional[str] = ..., annotations: _Optional[_Union[TransferAnnotations, _Mapping]] = ...) -> None: ...
 
 class TransferDebited(_message.Message):
-    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "amount_minor", "currency")
+    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "amount_minor", "currency", "annotations")
     TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     TO_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_MINOR_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATIONS_FIELD_NUMBER: _ClassVar[int]
     transaction_id: str
     from_account: str
     to_account: str
     amount: str
     amount_minor: int
     currency: str
-    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ...) -> None: ...
+    annotations: TransferAnnotations
+    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., annotations: _Optional[_Union[TransferAnnotations, _Mapping]] = ...) -> None: ...
 
 class TransferCredited(_message.Message):
-    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "amount_minor", "currency")
+    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "amount_minor", "currency", "annotations")
     TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     TO_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_MINOR_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATIONS_FIELD_NUMBER: _ClassVar[int]
     transaction_id: str
     from_account: str
     to_account: str
     amount: str
     amount_minor: int
     currency: str
-    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ...) -> None: ...
+    annotations: TransferAnnotations
+    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., annotations: _Optional[_Union[TransferAnnotations, _Mapping]] = ...) -> None: ...
 
 class CreditRefused(_message.Message):
-    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "amount_minor", "currency", "reason", "field")
+    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "amount_minor", "currency", "reason", "field", "annotations")
     TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     TO_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
@@ -249,6 +276,7 @@ class CreditRefused(_message.Message):
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     FIELD_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATIONS_FIELD_NUMBER: _ClassVar[int]
     transaction_id: str
     from_account: str
     to_account: str
@@ -257,7 +285,8 @@ class CreditRefused(_message.Message):
     currency: str
     reason: str
     field: str
-    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., reason: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
+    annotations: TransferAnnotations
+    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., reason: _Optional[str] = ..., field: _Optional[str] = ..., annotations: _Optional[_Union[TransferAnnotations, _Mapping]] = ...) -> None: ...
 
 class TransferSettled(_message.Message):
     __slots__ = ("transaction_id", "credit_index")

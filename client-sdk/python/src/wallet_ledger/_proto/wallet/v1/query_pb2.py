@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from wallet_ledger._proto.wallet.v1 import wallet_pb2 as wallet_dot_v1_dot_wallet__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15wallet/v1/query.proto\x12\twallet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16wallet/v1/wallet.proto\"\xa5\x02\n\x07\x42\x61lance\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x1e\n\x16\x61llow_negative_balance\x18\x03 \x01(\x08\x12\x0f\n\x07\x62\x61lance\x18\x04 \x01(\t\x12\x15\n\rbalance_minor\x18\x05 \x01(\x03\x12\x10\n\x08sequence\x18\x06 \x01(\x04\x12\x11\n\tpartition\x18\x07 \x01(\r\x12\r\n\x05index\x18\x08 \x01(\x04\x12\x14\n\x0ctimestamp_ms\x18\t \x01(\x04\x12\x0c\n\x04held\x18\n \x01(\t\x12\x11\n\tavailable\x18\x0b \x01(\t\x12(\n\x06status\x18\x0c \x01(\x0e\x32\x18.wallet.v1.AccountStatus\x12\x17\n\x0foverdraft_limit\x18\r \x01(\t\"B\n\x11GetBalanceRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t\"K\n\x12GetBalanceResponse\x12#\n\x07\x62\x61lance\x18\x01 \x01(\x0b\x32\x12.wallet.v1.Balance\x12\x10\n\x08position\x18\x02 \x01(\t\"\xc0\x01\n\x14WatchBalancesRequest\x12\x13\n\x0b\x61\x63\x63ount_ids\x18\x01 \x03(\t\x12W\n\x15resume_after_sequence\x18\x02 \x03(\x0b\x32\x38.wallet.v1.WatchBalancesRequest.ResumeAfterSequenceEntry\x1a:\n\x18ResumeAfterSequenceEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\xaa\x01\n\rBalanceUpdate\x12\x10\n\x08snapshot\x18\x01 \x01(\x08\x12#\n\x07\x62\x61lance\x18\x02 \x01(\x0b\x32\x12.wallet.v1.Balance\x12\x13\n\x0b\x64\x65lta_minor\x18\x03 \x01(\x03\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\t\x12\x16\n\x0etransaction_id\x18\x05 \x01(\t\x12\x14\n\x0c\x63ounterparty\x18\x06 \x01(\t\x12\x10\n\x08position\x18\x07 \x01(\t\".\n\x14WatchTransferRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\"\x95\x02\n\x0eTransferUpdate\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\'\n\x05state\x18\x07 \x01(\x0e\x32\x18.wallet.v1.TransferState\x12\x15\n\rreject_reason\x18\x08 \x01(\t\x12\x0f\n\x07version\x18\t \x01(\r\x12\x10\n\x08is_final\x18\n \x01(\x08\x12\x10\n\x08position\x18\x0b \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x0c \x01(\x04\"\xaf\x01\n\x14ListTransfersRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe0\x01\n\x0cHistoryEntry\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x16\n\x0etransaction_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65lta_minor\x18\x03 \x01(\x03\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\t\x12\x1b\n\x13\x62\x61lance_after_minor\x18\x05 \x01(\x03\x12\x15\n\rbalance_after\x18\x06 \x01(\t\x12\x14\n\x0c\x63ounterparty\x18\x07 \x01(\t\x12\x10\n\x08\x63urrency\x18\x08 \x01(\t\x12\x10\n\x08position\x18\t \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\n \x01(\x04\"Z\n\x15ListTransfersResponse\x12(\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x17.wallet.v1.HistoryEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"^\n\x13GetBalanceAtRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x12\n\x08position\x18\x02 \x01(\tH\x00\x12\x16\n\x0ctimestamp_ms\x18\x03 \x01(\x04H\x00\x42\x07\n\x05point\";\n\x14GetBalanceAtResponse\x12#\n\x07\x62\x61lance\x18\x01 \x01(\x0b\x32\x12.wallet.v1.Balance\"L\n\x13ListAccountsRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\r\"U\n\x14ListAccountsResponse\x12$\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x12.wallet.v1.Balance\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\".\n\x17\x42\x61tchGetAccountsRequest\x12\x13\n\x0b\x61\x63\x63ount_ids\x18\x01 \x03(\t\"S\n\x18\x42\x61tchGetAccountsResponse\x12$\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x12.wallet.v1.Balance\x12\x11\n\tnot_found\x18\x02 \x03(\t\"3\n\x18\x42\x61tchGetTransfersRequest\x12\x17\n\x0ftransaction_ids\x18\x01 \x03(\t\"\\\n\x19\x42\x61tchGetTransfersResponse\x12,\n\ttransfers\x18\x01 \x03(\x0b\x32\x19.wallet.v1.TransferUpdate\x12\x11\n\tnot_found\x18\x02 \x03(\t*\xdb\x01\n\rTransferState\x12\x1e\n\x1aTRANSFER_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18TRANSFER_STATE_IN_FLIGHT\x10\x01\x12\x1c\n\x18TRANSFER_STATE_COMPLETED\x10\x02\x12\x1b\n\x17TRANSFER_STATE_REJECTED\x10\x03\x12\x1a\n\x16TRANSFER_STATE_PENDING\x10\x04\x12\x19\n\x15TRANSFER_STATE_VOIDED\x10\x05\x12\x1a\n\x16TRANSFER_STATE_EXPIRED\x10\x06\x32\xa9\x05\n\x0cQueryService\x12I\n\nGetBalance\x12\x1c.wallet.v1.GetBalanceRequest\x1a\x1d.wallet.v1.GetBalanceResponse\x12L\n\rWatchBalances\x12\x1f.wallet.v1.WatchBalancesRequest\x1a\x18.wallet.v1.BalanceUpdate0\x01\x12M\n\rWatchTransfer\x12\x1f.wallet.v1.WatchTransferRequest\x1a\x19.wallet.v1.TransferUpdate0\x01\x12R\n\rListTransfers\x12\x1f.wallet.v1.ListTransfersRequest\x1a .wallet.v1.ListTransfersResponse\x12O\n\x0cGetBalanceAt\x12\x1e.wallet.v1.GetBalanceAtRequest\x1a\x1f.wallet.v1.GetBalanceAtResponse\x12O\n\x0cListAccounts\x12\x1e.wallet.v1.ListAccountsRequest\x1a\x1f.wallet.v1.ListAccountsResponse\x12[\n\x10\x42\x61tchGetAccounts\x12\".wallet.v1.BatchGetAccountsRequest\x1a#.wallet.v1.BatchGetAccountsResponse\x12^\n\x11\x42\x61tchGetTransfers\x12#.wallet.v1.BatchGetTransfersRequest\x1a$.wallet.v1.BatchGetTransfersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15wallet/v1/query.proto\x12\twallet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16wallet/v1/wallet.proto\"\xa5\x02\n\x07\x42\x61lance\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x1e\n\x16\x61llow_negative_balance\x18\x03 \x01(\x08\x12\x0f\n\x07\x62\x61lance\x18\x04 \x01(\t\x12\x15\n\rbalance_minor\x18\x05 \x01(\x03\x12\x10\n\x08sequence\x18\x06 \x01(\x04\x12\x11\n\tpartition\x18\x07 \x01(\r\x12\r\n\x05index\x18\x08 \x01(\x04\x12\x14\n\x0ctimestamp_ms\x18\t \x01(\x04\x12\x0c\n\x04held\x18\n \x01(\t\x12\x11\n\tavailable\x18\x0b \x01(\t\x12(\n\x06status\x18\x0c \x01(\x0e\x32\x18.wallet.v1.AccountStatus\x12\x17\n\x0foverdraft_limit\x18\r \x01(\t\"B\n\x11GetBalanceRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t\"K\n\x12GetBalanceResponse\x12#\n\x07\x62\x61lance\x18\x01 \x01(\x0b\x32\x12.wallet.v1.Balance\x12\x10\n\x08position\x18\x02 \x01(\t\"\xc0\x01\n\x14WatchBalancesRequest\x12\x13\n\x0b\x61\x63\x63ount_ids\x18\x01 \x03(\t\x12W\n\x15resume_after_sequence\x18\x02 \x03(\x0b\x32\x38.wallet.v1.WatchBalancesRequest.ResumeAfterSequenceEntry\x1a:\n\x18ResumeAfterSequenceEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\xaa\x01\n\rBalanceUpdate\x12\x10\n\x08snapshot\x18\x01 \x01(\x08\x12#\n\x07\x62\x61lance\x18\x02 \x01(\x0b\x32\x12.wallet.v1.Balance\x12\x13\n\x0b\x64\x65lta_minor\x18\x03 \x01(\x03\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\t\x12\x16\n\x0etransaction_id\x18\x05 \x01(\t\x12\x14\n\x0c\x63ounterparty\x18\x06 \x01(\t\x12\x10\n\x08position\x18\x07 \x01(\t\".\n\x14WatchTransferRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\"\xc3\x03\n\x0eTransferUpdate\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12+\n\x05state\x18\x07 \x01(\x0e\x32\x18.wallet.v1.TransferStateB\x02\x18\x01\x12\x15\n\rreject_reason\x18\x08 \x01(\t\x12\x0f\n\x07version\x18\t \x01(\r\x12\x10\n\x08is_final\x18\n \x01(\x08\x12\x10\n\x08position\x18\x0b \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x0c \x01(\x04\x12)\n\x06status\x18\r \x01(\x0e\x32\x19.wallet.v1.TransferStatus\x12\x11\n\treference\x18\x0e \x01(\t\x12\x39\n\x08metadata\x18\x0f \x03(\x0b\x32\'.wallet.v1.TransferUpdate.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xaf\x01\n\x14ListTransfersRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xdd\x02\n\x0cHistoryEntry\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x16\n\x0etransaction_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65lta_minor\x18\x03 \x01(\x03\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\t\x12\x1b\n\x13\x62\x61lance_after_minor\x18\x05 \x01(\x03\x12\x15\n\rbalance_after\x18\x06 \x01(\t\x12\x14\n\x0c\x63ounterparty\x18\x07 \x01(\t\x12\x10\n\x08\x63urrency\x18\x08 \x01(\t\x12\x10\n\x08position\x18\t \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\n \x01(\x04\x12\x11\n\treference\x18\x0b \x01(\t\x12\x37\n\x08metadata\x18\x0c \x03(\x0b\x32%.wallet.v1.HistoryEntry.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Z\n\x15ListTransfersResponse\x12(\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x17.wallet.v1.HistoryEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"^\n\x13GetBalanceAtRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x12\n\x08position\x18\x02 \x01(\tH\x00\x12\x16\n\x0ctimestamp_ms\x18\x03 \x01(\x04H\x00\x42\x07\n\x05point\";\n\x14GetBalanceAtResponse\x12#\n\x07\x62\x61lance\x18\x01 \x01(\x0b\x32\x12.wallet.v1.Balance\"L\n\x13ListAccountsRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\r\"U\n\x14ListAccountsResponse\x12$\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x12.wallet.v1.Balance\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\".\n\x17\x42\x61tchGetAccountsRequest\x12\x13\n\x0b\x61\x63\x63ount_ids\x18\x01 \x03(\t\"S\n\x18\x42\x61tchGetAccountsResponse\x12$\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x12.wallet.v1.Balance\x12\x11\n\tnot_found\x18\x02 \x03(\t\"3\n\x18\x42\x61tchGetTransfersRequest\x12\x17\n\x0ftransaction_ids\x18\x01 \x03(\t\"\\\n\x19\x42\x61tchGetTransfersResponse\x12,\n\ttransfers\x18\x01 \x03(\x0b\x32\x19.wallet.v1.TransferUpdate\x12\x11\n\tnot_found\x18\x02 \x03(\t*\xdb\x01\n\rTransferState\x12\x1e\n\x1aTRANSFER_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18TRANSFER_STATE_IN_FLIGHT\x10\x01\x12\x1c\n\x18TRANSFER_STATE_COMPLETED\x10\x02\x12\x1b\n\x17TRANSFER_STATE_REJECTED\x10\x03\x12\x1a\n\x16TRANSFER_STATE_PENDING\x10\x04\x12\x19\n\x15TRANSFER_STATE_VOIDED\x10\x05\x12\x1a\n\x16TRANSFER_STATE_EXPIRED\x10\x06\x32\xa9\x05\n\x0cQueryService\x12I\n\nGetBalance\x12\x1c.wallet.v1.GetBalanceRequest\x1a\x1d.wallet.v1.GetBalanceResponse\x12L\n\rWatchBalances\x12\x1f.wallet.v1.WatchBalancesRequest\x1a\x18.wallet.v1.BalanceUpdate0\x01\x12M\n\rWatchTransfer\x12\x1f.wallet.v1.WatchTransferRequest\x1a\x19.wallet.v1.TransferUpdate0\x01\x12R\n\rListTransfers\x12\x1f.wallet.v1.ListTransfersRequest\x1a .wallet.v1.ListTransfersResponse\x12O\n\x0cGetBalanceAt\x12\x1e.wallet.v1.GetBalanceAtRequest\x1a\x1f.wallet.v1.GetBalanceAtResponse\x12O\n\x0cListAccounts\x12\x1e.wallet.v1.ListAccountsRequest\x1a\x1f.wallet.v1.ListAccountsResponse\x12[\n\x10\x42\x61tchGetAccounts\x12\".wallet.v1.BatchGetAccountsRequest\x1a#.wallet.v1.BatchGetAccountsResponse\x12^\n\x11\x42\x61tchGetTransfers\x12#.wallet.v1.BatchGetTransfersRequest\x1a$.wallet.v1.BatchGetTransfersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +35,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_WATCHBALANCESREQUEST_RESUMEAFTERSEQUENCEENTRY']._loaded_options = None
   _globals['_WATCHBALANCESREQUEST_RESUMEAFTERSEQUENCEENTRY']._serialized_options = b'8\001'
-  _globals['_TRANSFERSTATE']._serialized_start=2330
-  _globals['_TRANSFERSTATE']._serialized_end=2549
+  _globals['_TRANSFERUPDATE_METADATAENTRY']._loaded_options = None
+  _globals['_TRANSFERUPDATE_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_TRANSFERUPDATE'].fields_by_name['state']._loaded_options = None
+  _globals['_TRANSFERUPDATE'].fields_by_name['state']._serialized_options = b'\030\001'
+  _globals['_HISTORYENTRY_METADATAENTRY']._loaded_options = None
+  _globals['_HISTORYENTRY_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_TRANSFERSTATE']._serialized_start=2629
+  _globals['_TRANSFERSTATE']._serialized_end=2848
   _globals['_BALANCE']._serialized_start=94
   _globals['_BALANCE']._serialized_end=387
   _globals['_GETBALANCEREQUEST']._serialized_start=389
@@ -52,29 +58,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WATCHTRANSFERREQUEST']._serialized_start=902
   _globals['_WATCHTRANSFERREQUEST']._serialized_end=948
   _globals['_TRANSFERUPDATE']._serialized_start=951
-  _globals['_TRANSFERUPDATE']._serialized_end=1228
-  _globals['_LISTTRANSFERSREQUEST']._serialized_start=1231
-  _globals['_LISTTRANSFERSREQUEST']._serialized_end=1406
-  _globals['_HISTORYENTRY']._serialized_start=1409
-  _globals['_HISTORYENTRY']._serialized_end=1633
-  _globals['_LISTTRANSFERSRESPONSE']._serialized_start=1635
-  _globals['_LISTTRANSFERSRESPONSE']._serialized_end=1725
-  _globals['_GETBALANCEATREQUEST']._serialized_start=1727
-  _globals['_GETBALANCEATREQUEST']._serialized_end=1821
-  _globals['_GETBALANCEATRESPONSE']._serialized_start=1823
-  _globals['_GETBALANCEATRESPONSE']._serialized_end=1882
-  _globals['_LISTACCOUNTSREQUEST']._serialized_start=1884
-  _globals['_LISTACCOUNTSREQUEST']._serialized_end=1960
-  _globals['_LISTACCOUNTSRESPONSE']._serialized_start=1962
-  _globals['_LISTACCOUNTSRESPONSE']._serialized_end=2047
-  _globals['_BATCHGETACCOUNTSREQUEST']._serialized_start=2049
-  _globals['_BATCHGETACCOUNTSREQUEST']._serialized_end=2095
-  _globals['_BATCHGETACCOUNTSRESPONSE']._serialized_start=2097
-  _globals['_BATCHGETACCOUNTSRESPONSE']._serialized_end=2180
-  _globals['_BATCHGETTRANSFERSREQUEST']._serialized_start=2182
-  _globals['_BATCHGETTRANSFERSREQUEST']._serialized_end=2233
-  _globals['_BATCHGETTRANSFERSRESPONSE']._serialized_start=2235
-  _globals['_BATCHGETTRANSFERSRESPONSE']._serialized_end=2327
-  _globals['_QUERYSERVICE']._serialized_start=2552
-  _globals['_QUERYSERVICE']._serialized_end=3233
+  _globals['_TRANSFERUPDATE']._serialized_end=1402
+  _globals['_TRANSFERUPDATE_METADATAENTRY']._serialized_start=1355
+  _globals['_TRANSFERUPDATE_METADATAENTRY']._serialized_end=1402
+  _globals['_LISTTRANSFERSREQUEST']._serialized_start=1405
+  _globals['_LISTTRANSFERSREQUEST']._serialized_end=1580
+  _globals['_HISTORYENTRY']._serialized_start=1583
+  _globals['_HISTORYENTRY']._serialized_end=1932
+  _globals['_HISTORYENTRY_METADATAENTRY']._serialized_start=1355
+  _globals['_HISTORYENTRY_METADATAENTRY']._serialized_end=1402
+  _globals['_LISTTRANSFERSRESPONSE']._serialized_start=1934
+  _globals['_LISTTRANSFERSRESPONSE']._serialized_end=2024
+  _globals['_GETBALANCEATREQUEST']._serialized_start=2026
+  _globals['_GETBALANCEATREQUEST']._serialized_end=2120
+  _globals['_GETBALANCEATRESPONSE']._serialized_start=2122
+  _globals['_GETBALANCEATRESPONSE']._serialized_end=2181
+  _globals['_LISTACCOUNTSREQUEST']._serialized_start=2183
+  _globals['_LISTACCOUNTSREQUEST']._serialized_end=2259
+  _globals['_LISTACCOUNTSRESPONSE']._serialized_start=2261
+  _globals['_LISTACCOUNTSRESPONSE']._serialized_end=2346
+  _globals['_BATCHGETACCOUNTSREQUEST']._serialized_start=2348
+  _globals['_BATCHGETACCOUNTSREQUEST']._serialized_end=2394
+  _globals['_BATCHGETACCOUNTSRESPONSE']._serialized_start=2396
+  _globals['_BATCHGETACCOUNTSRESPONSE']._serialized_end=2479
+  _globals['_BATCHGETTRANSFERSREQUEST']._serialized_start=2481
+  _globals['_BATCHGETTRANSFERSREQUEST']._serialized_end=2532
+  _globals['_BATCHGETTRANSFERSRESPONSE']._serialized_start=2534
+  _globals['_BATCHGETTRANSFERSRESPONSE']._serialized_end=2626
+  _globals['_QUERYSERVICE']._serialized_start=2851
+  _globals['_QUERYSERVICE']._serialized_end=3532
 # @@protoc_insertion_point(module_scope)

@@ -111,7 +111,14 @@ class WatchTransferRequest(_message.Message):
     def __init__(self, transaction_id: _Optional[str] = ...) -> None: ...
 
 class TransferUpdate(_message.Message):
-    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "amount_minor", "currency", "state", "reject_reason", "version", "is_final", "position", "timestamp_ms")
+    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "amount_minor", "currency", "state", "reject_reason", "version", "is_final", "position", "timestamp_ms", "status", "reference", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     TO_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +131,9 @@ class TransferUpdate(_message.Message):
     IS_FINAL_FIELD_NUMBER: _ClassVar[int]
     POSITION_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
     transaction_id: str
     from_account: str
     to_account: str
@@ -136,7 +146,10 @@ class TransferUpdate(_message.Message):
     is_final: bool
     position: str
     timestamp_ms: int
-    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., state: _Optional[_Union[TransferState, str]] = ..., reject_reason: _Optional[str] = ..., version: _Optional[int] = ..., is_final: bool = ..., position: _Optional[str] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...
+    status: _wallet_pb2.TransferStatus
+    reference: str
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., state: _Optional[_Union[TransferState, str]] = ..., reject_reason: _Optional[str] = ..., version: _Optional[int] = ..., is_final: bool = ..., position: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., status: _Optional[_Union[_wallet_pb2.TransferStatus, str]] = ..., reference: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ListTransfersRequest(_message.Message):
     __slots__ = ("account_id", "page_token", "page_size", "start_time", "end_time")
@@ -153,7 +166,14 @@ class ListTransfersRequest(_message.Message):
     def __init__(self, account_id: _Optional[str] = ..., page_token: _Optional[str] = ..., page_size: _Optional[int] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class HistoryEntry(_message.Message):
-    __slots__ = ("sequence", "transaction_id", "delta_minor", "delta", "balance_after_minor", "balance_after", "counterparty", "currency", "position", "timestamp_ms")
+    __slots__ = ("sequence", "transaction_id", "delta_minor", "delta", "balance_after_minor", "balance_after", "counterparty", "currency", "position", "timestamp_ms", "reference", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     DELTA_MINOR_FIELD_NUMBER: _ClassVar[int]
@@ -164,6 +184,8 @@ class HistoryEntry(_message.Message):
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     POSITION_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     transaction_id: str
     delta_minor: int
@@ -174,7 +196,9 @@ class HistoryEntry(_message.Message):
     currency: str
     position: str
     timestamp_ms: int
-    def __init__(self, sequence: _Optional[int] = ..., transaction_id: _Optional[str] = ..., delta_minor: _Optional[int] = ..., delta: _Optional[str] = ..., balance_after_minor: _Optional[int] = ..., balance_after: _Optional[str] = ..., counterparty: _Optional[str] = ..., currency: _Optional[str] = ..., position: _Optional[str] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...
+    reference: str
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, sequence: _Optional[int] = ..., transaction_id: _Optional[str] = ..., delta_minor: _Optional[int] = ..., delta: _Optional[str] = ..., balance_after_minor: _Optional[int] = ..., balance_after: _Optional[str] = ..., counterparty: _Optional[str] = ..., currency: _Optional[str] = ..., position: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., reference: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ListTransfersResponse(_message.Message):
     __slots__ = ("entries", "next_page_token")

@@ -26,17 +26,23 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16wallet/v1/wallet.proto\x12\twallet.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"Z\n\x12OpenAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x1e\n\x16\x61llow_negative_balance\x18\x03 \x01(\x08\":\n\x13OpenAccountResponse\x12#\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x12.wallet.v1.Account\"\x85\x01\n\x11OpenAccountResult\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12#\n\x07\x61\x63\x63ount\x18\x03 \x01(\x0b\x32\x12.wallet.v1.Account\x12\'\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x18.wallet.v1.TransferError\"\xdb\x01\n\x07\x41\x63\x63ount\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x1e\n\x16\x61llow_negative_balance\x18\x03 \x01(\x08\x12\x0f\n\x07\x62\x61lance\x18\x04 \x01(\t\x12\x15\n\rbalance_minor\x18\x05 \x01(\x03\x12\x0c\n\x04held\x18\x06 \x01(\t\x12\x11\n\tavailable\x18\x07 \x01(\t\x12(\n\x06status\x18\x08 \x01(\x0e\x32\x18.wallet.v1.AccountStatus\x12\x17\n\x0foverdraft_limit\x18\t \x01(\t\"*\n\x14\x46reezeAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"<\n\x15\x46reezeAccountResponse\x12#\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x12.wallet.v1.Account\",\n\x16UnfreezeAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\">\n\x17UnfreezeAccountResponse\x12#\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x12.wallet.v1.Account\")\n\x13\x43loseAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\";\n\x14\x43loseAccountResponse\x12#\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x12.wallet.v1.Account\"Y\n\x18SetOverdraftLimitRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x17\n\x0foverdraft_limit\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\"@\n\x19SetOverdraftLimitResponse\x12#\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x12.wallet.v1.Account\"u\n\x0fTransferRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\"g\n\x10TransferResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x16\n\x0etransaction_id\x18\x02 \x01(\t\x12\x19\n\x11\x63onsistency_token\x18\x03 \x01(\t\x12\x10\n\x08replayed\x18\x04 \x01(\x08\"E\n\x14TransferBatchRequest\x12-\n\ttransfers\x18\x01 \x03(\x0b\x32\x1a.wallet.v1.TransferRequest\"C\n\x15TransferBatchResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.wallet.v1.TransferResult\"\x8e\x01\n\x0eTransferResult\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x19\n\x11\x63onsistency_token\x18\x03 \x01(\t\x12\'\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x18.wallet.v1.TransferError\x12\x10\n\x08replayed\x18\x05 \x01(\x08\"M\n\rTransferError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\r\n\x05\x66ield\x18\x04 \x01(\t\"\xaa\x01\n\x18\x41uthorizeTransferRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12*\n\x07timeout\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\"V\n\x16\x43\x61ptureTransferRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\"C\n\x13VoidTransferRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\"b\n\x0cHoldResponse\x12%\n\x08transfer\x18\x01 \x01(\x0b\x32\x13.wallet.v1.Transfer\x12\x10\n\x08replayed\x18\x02 \x01(\x08\x12\x19\n\x11\x63onsistency_token\x18\x03 \x01(\t\"\'\n\x11GetAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"K\n\x12GetAccountResponse\x12#\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x12.wallet.v1.Account\x12\x10\n\x08position\x18\x02 \x01(\t\",\n\x12GetTransferRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\"<\n\x13GetTransferResponse\x12%\n\x08transfer\x18\x01 \x01(\x0b\x32\x13.wallet.v1.Transfer\"h\n\x08HoldInfo\x12.\n\nexpires_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x63\x61ptured_amount\x18\x02 \x01(\t\x12\x13\n\x0bresolved_at\x18\x03 \x01(\t\"\x8c\x02\n\x08Transfer\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12)\n\x06status\x18\x06 \x01(\x0e\x32\x19.wallet.v1.TransferStatus\x12\x15\n\rreject_reason\x18\x07 \x01(\t\x12\x1c\n\x14\x63ommitted_at_unix_ms\x18\x08 \x01(\x04\x12\x19\n\x11\x63onsistency_token\x18\t \x01(\t\x12!\n\x04hold\x18\n \x01(\x0b\x32\x13.wallet.v1.HoldInfo*\x80\x01\n\rAccountStatus\x12\x1e\n\x1a\x41\x43\x43OUNT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41\x43\x43OUNT_STATUS_ACTIVE\x10\x01\x12\x19\n\x15\x41\x43\x43OUNT_STATUS_FROZEN\x10\x02\x12\x19\n\x15\x41\x43\x43OUNT_STATUS_CLOSED\x10\x03*\xe3\x01\n\x0eTransferStatus\x12\x1f\n\x1bTRANSFER_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19TRANSFER_STATUS_COMPLETED\x10\x01\x12\x1c\n\x18TRANSFER_STATUS_REJECTED\x10\x02\x12\x1d\n\x19TRANSFER_STATUS_IN_FLIGHT\x10\x03\x12\x1b\n\x17TRANSFER_STATUS_PENDING\x10\x04\x12\x1a\n\x16TRANSFER_STATUS_VOIDED\x10\x05\x12\x1b\n\x17TRANSFER_STATUS_EXPIRED\x10\x06\x32\xf8\x08\n\rWalletService\x12L\n\x0bOpenAccount\x12\x1d.wallet.v1.OpenAccountRequest\x1a\x1e.wallet.v1.OpenAccountResponse\x12O\n\x0cOpenAccounts\x12\x1d.wallet.v1.OpenAccountRequest\x1a\x1c.wallet.v1.OpenAccountResult(\x01\x30\x01\x12\x43\n\x08Transfer\x12\x1a.wallet.v1.TransferRequest\x1a\x1b.wallet.v1.TransferResponse\x12L\n\x0fSubmitTransfers\x12\x1a.wallet.v1.TransferRequest\x1a\x19.wallet.v1.TransferResult(\x01\x30\x01\x12R\n\rTransferBatch\x12\x1f.wallet.v1.TransferBatchRequest\x1a .wallet.v1.TransferBatchResponse\x12Q\n\x11\x41uthorizeTransfer\x12#.wallet.v1.AuthorizeTransferRequest\x1a\x17.wallet.v1.HoldResponse\x12M\n\x0f\x43\x61ptureTransfer\x12!.wallet.v1.CaptureTransferRequest\x1a\x17.wallet.v1.HoldResponse\x12G\n\x0cVoidTransfer\x12\x1e.wallet.v1.VoidTransferRequest\x1a\x17.wallet.v1.HoldResponse\x12R\n\rFreezeAccount\x12\x1f.wallet.v1.FreezeAccountRequest\x1a .wallet.v1.FreezeAccountResponse\x12X\n\x0fUnfreezeAccount\x12!.wallet.v1.UnfreezeAccountRequest\x1a\".wallet.v1.UnfreezeAccountResponse\x12O\n\x0c\x43loseAccount\x12\x1e.wallet.v1.CloseAccountRequest\x1a\x1f.wallet.v1.CloseAccountResponse\x12^\n\x11SetOverdraftLimit\x12#.wallet.v1.SetOverdraftLimitRequest\x1a$.wallet.v1.SetOverdraftLimitResponse\x12I\n\nGetAccount\x12\x1c.wallet.v1.GetAccountRequest\x1a\x1d.wallet.v1.GetAccountResponse\x12L\n\x0bGetTransfer\x12\x1d.wallet.v1.GetTransferRequest\x1a\x1e.wallet.v1.GetTransferResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16wallet/v1/wallet.proto\x12\twallet.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"Z\n\x12OpenAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x1e\n\x16\x61llow_negative_balance\x18\x03 \x01(\x08\":\n\x13OpenAccountResponse\x12#\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x12.wallet.v1.Account\"\x85\x01\n\x11OpenAccountResult\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12#\n\x07\x61\x63\x63ount\x18\x03 \x01(\x0b\x32\x12.wallet.v1.Account\x12\'\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x18.wallet.v1.TransferError\"\xdb\x01\n\x07\x41\x63\x63ount\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x1e\n\x16\x61llow_negative_balance\x18\x03 \x01(\x08\x12\x0f\n\x07\x62\x61lance\x18\x04 \x01(\t\x12\x15\n\rbalance_minor\x18\x05 \x01(\x03\x12\x0c\n\x04held\x18\x06 \x01(\t\x12\x11\n\tavailable\x18\x07 \x01(\t\x12(\n\x06status\x18\x08 \x01(\x0e\x32\x18.wallet.v1.AccountStatus\x12\x17\n\x0foverdraft_limit\x18\t \x01(\t\"*\n\x14\x46reezeAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"<\n\x15\x46reezeAccountResponse\x12#\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x12.wallet.v1.Account\",\n\x16UnfreezeAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\">\n\x17UnfreezeAccountResponse\x12#\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x12.wallet.v1.Account\")\n\x13\x43loseAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\";\n\x14\x43loseAccountResponse\x12#\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x12.wallet.v1.Account\"Y\n\x18SetOverdraftLimitRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x17\n\x0foverdraft_limit\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\"@\n\x19SetOverdraftLimitResponse\x12#\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x12.wallet.v1.Account\"\xf5\x01\n\x0fTransferRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x11\n\treference\x18\x06 \x01(\t\x12:\n\x08metadata\x18\x07 \x03(\x0b\x32(.wallet.v1.TransferRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"g\n\x10TransferResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x16\n\x0etransaction_id\x18\x02 \x01(\t\x12\x19\n\x11\x63onsistency_token\x18\x03 \x01(\t\x12\x10\n\x08replayed\x18\x04 \x01(\x08\"E\n\x14TransferBatchRequest\x12-\n\ttransfers\x18\x01 \x03(\x0b\x32\x1a.wallet.v1.TransferRequest\"C\n\x15TransferBatchResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.wallet.v1.TransferResult\"\x8e\x01\n\x0eTransferResult\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x19\n\x11\x63onsistency_token\x18\x03 \x01(\t\x12\'\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x18.wallet.v1.TransferError\x12\x10\n\x08replayed\x18\x05 \x01(\x08\"M\n\rTransferError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\r\n\x05\x66ield\x18\x04 \x01(\t\"\xb3\x02\n\x18\x41uthorizeTransferRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12*\n\x07timeout\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\treference\x18\x07 \x01(\t\x12\x43\n\x08metadata\x18\x08 \x03(\x0b\x32\x31.wallet.v1.AuthorizeTransferRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"V\n\x16\x43\x61ptureTransferRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\"C\n\x13VoidTransferRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\"b\n\x0cHoldResponse\x12%\n\x08transfer\x18\x01 \x01(\x0b\x32\x13.wallet.v1.Transfer\x12\x10\n\x08replayed\x18\x02 \x01(\x08\x12\x19\n\x11\x63onsistency_token\x18\x03 \x01(\t\"\'\n\x11GetAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"K\n\x12GetAccountResponse\x12#\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x12.wallet.v1.Account\x12\x10\n\x08position\x18\x02 \x01(\t\",\n\x12GetTransferRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\"<\n\x13GetTransferResponse\x12%\n\x08transfer\x18\x01 \x01(\x0b\x32\x13.wallet.v1.Transfer\"h\n\x08HoldInfo\x12.\n\nexpires_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x63\x61ptured_amount\x18\x02 \x01(\t\x12\x13\n\x0bresolved_at\x18\x03 \x01(\t\"\x85\x03\n\x08Transfer\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_account\x18\x02 \x01(\t\x12\x12\n\nto_account\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12)\n\x06status\x18\x06 \x01(\x0e\x32\x19.wallet.v1.TransferStatus\x12\x15\n\rreject_reason\x18\x07 \x01(\t\x12\x1c\n\x14\x63ommitted_at_unix_ms\x18\x08 \x01(\x04\x12\x19\n\x11\x63onsistency_token\x18\t \x01(\t\x12!\n\x04hold\x18\n \x01(\x0b\x32\x13.wallet.v1.HoldInfo\x12\x11\n\treference\x18\x0b \x01(\t\x12\x33\n\x08metadata\x18\x0c \x03(\x0b\x32!.wallet.v1.Transfer.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\x80\x01\n\rAccountStatus\x12\x1e\n\x1a\x41\x43\x43OUNT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41\x43\x43OUNT_STATUS_ACTIVE\x10\x01\x12\x19\n\x15\x41\x43\x43OUNT_STATUS_FROZEN\x10\x02\x12\x19\n\x15\x41\x43\x43OUNT_STATUS_CLOSED\x10\x03*\xe3\x01\n\x0eTransferStatus\x12\x1f\n\x1bTRANSFER_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19TRANSFER_STATUS_COMPLETED\x10\x01\x12\x1c\n\x18TRANSFER_STATUS_REJECTED\x10\x02\x12\x1d\n\x19TRANSFER_STATUS_IN_FLIGHT\x10\x03\x12\x1b\n\x17TRANSFER_STATUS_PENDING\x10\x04\x12\x1a\n\x16TRANSFER_STATUS_VOIDED\x10\x05\x12\x1b\n\x17TRANSFER_STATUS_EXPIRED\x10\x06\x32\xf8\x08\n\rWalletService\x12L\n\x0bOpenAccount\x12\x1d.wallet.v1.OpenAccountRequest\x1a\x1e.wallet.v1.OpenAccountResponse\x12O\n\x0cOpenAccounts\x12\x1d.wallet.v1.OpenAccountRequest\x1a\x1c.wallet.v1.OpenAccountResult(\x01\x30\x01\x12\x43\n\x08Transfer\x12\x1a.wallet.v1.TransferRequest\x1a\x1b.wallet.v1.TransferResponse\x12L\n\x0fSubmitTransfers\x12\x1a.wallet.v1.TransferRequest\x1a\x19.wallet.v1.TransferResult(\x01\x30\x01\x12R\n\rTransferBatch\x12\x1f.wallet.v1.TransferBatchRequest\x1a .wallet.v1.TransferBatchResponse\x12Q\n\x11\x41uthorizeTransfer\x12#.wallet.v1.AuthorizeTransferRequest\x1a\x17.wallet.v1.HoldResponse\x12M\n\x0f\x43\x61ptureTransfer\x12!.wallet.v1.CaptureTransferRequest\x1a\x17.wallet.v1.HoldResponse\x12G\n\x0cVoidTransfer\x12\x1e.wallet.v1.VoidTransferRequest\x1a\x17.wallet.v1.HoldResponse\x12R\n\rFreezeAccount\x12\x1f.wallet.v1.FreezeAccountRequest\x1a .wallet.v1.FreezeAccountResponse\x12X\n\x0fUnfreezeAccount\x12!.wallet.v1.UnfreezeAccountRequest\x1a\".wallet.v1.UnfreezeAccountResponse\x12O\n\x0c\x43loseAccount\x12\x1e.wallet.v1.CloseAccountRequest\x1a\x1f.wallet.v1.CloseAccountResponse\x12^\n\x11SetOverdraftLimit\x12#.wallet.v1.SetOverdraftLimitRequest\x1a$.wallet.v1.SetOverdraftLimitResponse\x12I\n\nGetAccount\x12\x1c.wallet.v1.GetAccountRequest\x1a\x1d.wallet.v1.GetAccountResponse\x12L\n\x0bGetTransfer\x12\x1d.wallet.v1.GetTransferRequest\x1a\x1e.wallet.v1.GetTransferResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'wallet.v1.wallet_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACCOUNTSTATUS']._serialized_start=2711
-  _globals['_ACCOUNTSTATUS']._serialized_end=2839
-  _globals['_TRANSFERSTATUS']._serialized_start=2842
-  _globals['_TRANSFERSTATUS']._serialized_end=3069
+  _globals['_TRANSFERREQUEST_METADATAENTRY']._loaded_options = None
+  _globals['_TRANSFERREQUEST_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_AUTHORIZETRANSFERREQUEST_METADATAENTRY']._loaded_options = None
+  _globals['_AUTHORIZETRANSFERREQUEST_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_TRANSFER_METADATAENTRY']._loaded_options = None
+  _globals['_TRANSFER_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_ACCOUNTSTATUS']._serialized_start=3098
+  _globals['_ACCOUNTSTATUS']._serialized_end=3226
+  _globals['_TRANSFERSTATUS']._serialized_start=3229
+  _globals['_TRANSFERSTATUS']._serialized_end=3456
   _globals['_OPENACCOUNTREQUEST']._serialized_start=102
   _globals['_OPENACCOUNTREQUEST']._serialized_end=192
   _globals['_OPENACCOUNTRESPONSE']._serialized_start=194
@@ -61,38 +67,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SETOVERDRAFTLIMITREQUEST']._serialized_end=1021
   _globals['_SETOVERDRAFTLIMITRESPONSE']._serialized_start=1023
   _globals['_SETOVERDRAFTLIMITRESPONSE']._serialized_end=1087
-  _globals['_TRANSFERREQUEST']._serialized_start=1089
-  _globals['_TRANSFERREQUEST']._serialized_end=1206
-  _globals['_TRANSFERRESPONSE']._serialized_start=1208
-  _globals['_TRANSFERRESPONSE']._serialized_end=1311
-  _globals['_TRANSFERBATCHREQUEST']._serialized_start=1313
-  _globals['_TRANSFERBATCHREQUEST']._serialized_end=1382
-  _globals['_TRANSFERBATCHRESPONSE']._serialized_start=1384
-  _globals['_TRANSFERBATCHRESPONSE']._serialized_end=1451
-  _globals['_TRANSFERRESULT']._serialized_start=1454
-  _globals['_TRANSFERRESULT']._serialized_end=1596
-  _globals['_TRANSFERERROR']._serialized_start=1598
-  _globals['_TRANSFERERROR']._serialized_end=1675
-  _globals['_AUTHORIZETRANSFERREQUEST']._serialized_start=1678
-  _globals['_AUTHORIZETRANSFERREQUEST']._serialized_end=1848
-  _globals['_CAPTURETRANSFERREQUEST']._serialized_start=1850
-  _globals['_CAPTURETRANSFERREQUEST']._serialized_end=1936
-  _globals['_VOIDTRANSFERREQUEST']._serialized_start=1938
-  _globals['_VOIDTRANSFERREQUEST']._serialized_end=2005
-  _globals['_HOLDRESPONSE']._serialized_start=2007
-  _globals['_HOLDRESPONSE']._serialized_end=2105
-  _globals['_GETACCOUNTREQUEST']._serialized_start=2107
-  _globals['_GETACCOUNTREQUEST']._serialized_end=2146
-  _globals['_GETACCOUNTRESPONSE']._serialized_start=2148
-  _globals['_GETACCOUNTRESPONSE']._serialized_end=2223
-  _globals['_GETTRANSFERREQUEST']._serialized_start=2225
-  _globals['_GETTRANSFERREQUEST']._serialized_end=2269
-  _globals['_GETTRANSFERRESPONSE']._serialized_start=2271
-  _globals['_GETTRANSFERRESPONSE']._serialized_end=2331
-  _globals['_HOLDINFO']._serialized_start=2333
-  _globals['_HOLDINFO']._serialized_end=2437
-  _globals['_TRANSFER']._serialized_start=2440
-  _globals['_TRANSFER']._serialized_end=2708
-  _globals['_WALLETSERVICE']._serialized_start=3072
-  _globals['_WALLETSERVICE']._serialized_end=4216
+  _globals['_TRANSFERREQUEST']._serialized_start=1090
+  _globals['_TRANSFERREQUEST']._serialized_end=1335
+  _globals['_TRANSFERREQUEST_METADATAENTRY']._serialized_start=1288
+  _globals['_TRANSFERREQUEST_METADATAENTRY']._serialized_end=1335
+  _globals['_TRANSFERRESPONSE']._serialized_start=1337
+  _globals['_TRANSFERRESPONSE']._serialized_end=1440
+  _globals['_TRANSFERBATCHREQUEST']._serialized_start=1442
+  _globals['_TRANSFERBATCHREQUEST']._serialized_end=1511
+  _globals['_TRANSFERBATCHRESPONSE']._serialized_start=1513
+  _globals['_TRANSFERBATCHRESPONSE']._serialized_end=1580
+  _globals['_TRANSFERRESULT']._serialized_start=1583
+  _globals['_TRANSFERRESULT']._serialized_end=1725
+  _globals['_TRANSFERERROR']._serialized_start=1727
+  _globals['_TRANSFERERROR']._serialized_end=1804
+  _globals['_AUTHORIZETRANSFERREQUEST']._serialized_start=1807
+  _globals['_AUTHORIZETRANSFERREQUEST']._serialized_end=2114
+  _globals['_AUTHORIZETRANSFERREQUEST_METADATAENTRY']._serialized_start=1288
+  _globals['_AUTHORIZETRANSFERREQUEST_METADATAENTRY']._serialized_end=1335
+  _globals['_CAPTURETRANSFERREQUEST']._serialized_start=2116
+  _globals['_CAPTURETRANSFERREQUEST']._serialized_end=2202
+  _globals['_VOIDTRANSFERREQUEST']._serialized_start=2204
+  _globals['_VOIDTRANSFERREQUEST']._serialized_end=2271
+  _globals['_HOLDRESPONSE']._serialized_start=2273
+  _globals['_HOLDRESPONSE']._serialized_end=2371
+  _globals['_GETACCOUNTREQUEST']._serialized_start=2373
+  _globals['_GETACCOUNTREQUEST']._serialized_end=2412
+  _globals['_GETACCOUNTRESPONSE']._serialized_start=2414
+  _globals['_GETACCOUNTRESPONSE']._serialized_end=2489
+  _globals['_GETTRANSFERREQUEST']._serialized_start=2491
+  _globals['_GETTRANSFERREQUEST']._serialized_end=2535
+  _globals['_GETTRANSFERRESPONSE']._serialized_start=2537
+  _globals['_GETTRANSFERRESPONSE']._serialized_end=2597
+  _globals['_HOLDINFO']._serialized_start=2599
+  _globals['_HOLDINFO']._serialized_end=2703
+  _globals['_TRANSFER']._serialized_start=2706
+  _globals['_TRANSFER']._serialized_end=3095
+  _globals['_TRANSFER_METADATAENTRY']._serialized_start=1288
+  _globals['_TRANSFER_METADATAENTRY']._serialized_end=1335
+  _globals['_WALLETSERVICE']._serialized_start=3459
+  _globals['_WALLETSERVICE']._serialized_end=4603
 # @@protoc_insertion_point(module_scope)

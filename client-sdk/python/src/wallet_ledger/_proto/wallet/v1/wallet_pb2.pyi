@@ -139,18 +139,29 @@ class SetOverdraftLimitResponse(_message.Message):
     def __init__(self, account: _Optional[_Union[Account, _Mapping]] = ...) -> None: ...
 
 class TransferRequest(_message.Message):
-    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "currency")
+    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "currency", "reference", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     TO_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
     transaction_id: str
     from_account: str
     to_account: str
     amount: str
     currency: str
-    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ...) -> None: ...
+    reference: str
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ..., reference: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class TransferResponse(_message.Message):
     __slots__ = ("status", "transaction_id", "consistency_token", "replayed")
@@ -203,20 +214,31 @@ class TransferError(_message.Message):
     def __init__(self, code: _Optional[int] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
 
 class AuthorizeTransferRequest(_message.Message):
-    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "currency", "timeout")
+    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "currency", "timeout", "reference", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     TO_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
     transaction_id: str
     from_account: str
     to_account: str
     amount: str
     currency: str
     timeout: _duration_pb2.Duration
-    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ..., timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    reference: str
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ..., timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., reference: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class CaptureTransferRequest(_message.Message):
     __slots__ = ("transaction_id", "from_account", "amount")
@@ -283,7 +305,14 @@ class HoldInfo(_message.Message):
     def __init__(self, expires_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., captured_amount: _Optional[str] = ..., resolved_at: _Optional[str] = ...) -> None: ...
 
 class Transfer(_message.Message):
-    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "currency", "status", "reject_reason", "committed_at_unix_ms", "consistency_token", "hold")
+    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "currency", "status", "reject_reason", "committed_at_unix_ms", "consistency_token", "hold", "reference", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     TO_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
@@ -294,6 +323,8 @@ class Transfer(_message.Message):
     COMMITTED_AT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     CONSISTENCY_TOKEN_FIELD_NUMBER: _ClassVar[int]
     HOLD_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
     transaction_id: str
     from_account: str
     to_account: str
@@ -304,4 +335,6 @@ class Transfer(_message.Message):
     committed_at_unix_ms: int
     consistency_token: str
     hold: HoldInfo
-    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ..., status: _Optional[_Union[TransferStatus, str]] = ..., reject_reason: _Optional[str] = ..., committed_at_unix_ms: _Optional[int] = ..., consistency_token: _Optional[str] = ..., hold: _Optional[_Union[HoldInfo, _Mapping]] = ...) -> None: ...
+    reference: str
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ..., status: _Optional[_Union[TransferStatus, str]] = ..., reject_reason: _Optional[str] = ..., committed_at_unix_ms: _Optional[int] = ..., consistency_token: _Optional[str] = ..., hold: _Optional[_Union[HoldInfo, _Mapping]] = ..., reference: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...

@@ -207,6 +207,16 @@ public final class Reasons {
   public static final String OVERDRAFT_UNLIMITED = of(ErrorReason.ERROR_REASON_OVERDRAFT_UNLIMITED);
   /** INVALID_ARGUMENT: SetOverdraftLimit with a limit below 0 or above 1e15 minor units. */
   public static final String OVERDRAFT_LIMIT_OUT_OF_RANGE = of(ErrorReason.ERROR_REASON_OVERDRAFT_LIMIT_OUT_OF_RANGE);
+  /** INVALID_ARGUMENT (field {@code reference}): a transfer's reference over 128 bytes or with control characters. */
+  public static final String INVALID_REFERENCE = of(ErrorReason.ERROR_REASON_INVALID_REFERENCE);
+  /**
+   * INVALID_ARGUMENT (field {@code metadata}): a transfer's metadata over its limits: more than 16 entries, a key not of
+   * 1 to 64 characters from [A-Za-z0-9_.:-], a value over 512 bytes or with control characters, or more than 4096 bytes
+   * in all.
+   */
+  public static final String INVALID_METADATA = of(ErrorReason.ERROR_REASON_INVALID_METADATA);
+  /** FAILED_PRECONDITION (field {@code overdraft_limit}): SetOverdraftLimit below what the account owes. */
+  public static final String OVERDRAFT_LIMIT_BELOW_DEBT = of(ErrorReason.ERROR_REASON_OVERDRAFT_LIMIT_BELOW_DEBT);
 
   // --- given by the SDK ------------------------------------------------------------------------
   /** A failure made by the gRPC library (connection refused, reset, closed mid-call). */

@@ -183,6 +183,8 @@ public final class WalletClient implements AutoCloseable {
    * its consistency token. Rejections throw {@link RejectedException}; an unknown outcome after
    * the retries {@link UnavailableException}: call again with the same {@code Transfer} (same
    * transaction id) to learn it — a retry returns the original outcome and never pays twice.
+   * The optional {@link Transfer#reference()} and {@link Transfer#metadata()} go with it (see
+   * {@link Transfer}).
    */
   public TransferResponse transfer(Transfer transfer) {
     TransferRequest request = transfer.toRequest();
@@ -200,16 +202,29 @@ public final class WalletClient implements AutoCloseable {
    */
   public HoldResponse authorizeTransfer(
       String transactionId, String from, String to, String amount, String currency, Duration timeout) {
+    return authorizeTransfer(new Transfer(transactionId, from, to, amount, currency), timeout);
+  }
+
+  /**
+   * {@code AuthorizeTransfer} of {@code hold} (its id, accounts, amount, currency, and its
+   * optional {@link Transfer#reference()} and {@link Transfer#metadata()}, which the hold keeps)
+   * for {@code timeout}: as {@link #authorizeTransfer(String, String, String, String, String,
+   * Duration)}. Build it with {@link Transfer#builder()}.
+   */
+  public HoldResponse authorizeTransfer(Transfer hold, Duration timeout) {
+    java.util.Objects.requireNonNull(timeout, "timeout");
     AuthorizeTransferRequest request = AuthorizeTransferRequest.newBuilder()
-        .setTransactionId(transactionId)
-        .setFromAccount(from)
-        .setToAccount(to)
-        .setAmount(amount)
-        .setCurrency(currency)
+        .setTransactionId(hold.transactionId())
+        .setFromAccount(hold.from())
+        .setToAccount(hold.to())
+        .setAmount(hold.amount())
+        .setCurrency(hold.currency())
         .setTimeout(com.google.protobuf.Duration.newBuilder()
             .setSeconds(timeout.getSeconds()).setNanos(timeout.getNano()))
+        .setReference(hold.reference())
+        .putAllMetadata(hold.metadata())
         .build();
-    return call((e, t) -> stub(e, t).authorizeTransfer(request), from);
+    return call((e, t) -> stub(e, t).authorizeTransfer(request), hold.from());
   }
 
   /**

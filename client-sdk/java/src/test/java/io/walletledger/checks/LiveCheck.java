@@ -26,11 +26,13 @@ import io.walletledger.client.WalletException;
 import io.walletledger.v1.Account;
 import io.walletledger.v1.AccountStatus;
 import io.walletledger.v1.GetClusterStatusResponse;
+import io.walletledger.v1.HistoryEntry;
 import io.walletledger.v1.ListTransfersResponse;
 import io.walletledger.v1.OpenAccountRequest;
 import io.walletledger.v1.OpenAccountResult;
 import io.walletledger.v1.TransferResponse;
 import io.walletledger.v1.TransferResult;
+import io.walletledger.v1.TransferStatus;
 import io.walletledger.v1.TransferUpdate;
 import io.walletledger.v1.WalletServiceGrpc;
 import java.math.BigDecimal;
@@ -56,7 +58,9 @@ import java.util.concurrent.TimeUnit;
  * streams included; the retry loop gets past a dead node and gives up, bounded, when all are
  * dead; 200 concurrent transfers on one client each get exactly their own outcome and the
  * balances are exact, also after all 200 are sent again; the other RPC wrappers; the account
- * lifecycle (freeze, unfreeze, overdraft limit, close) with every refusal it documents.
+ * lifecycle (freeze, unfreeze, overdraft limit, close) with every refusal it documents; a
+ * transfer's reference and metadata stored and read back (write node, read node), compared on a
+ * retry, and refused over their limits.
  *
  * <pre>client-sdk/java/test.sh live --write HOST:PORT,... --read HOST:PORT</pre>
  */
@@ -159,6 +163,7 @@ public final class LiveCheck {
     require(System.nanoTime() - started < TimeUnit.MILLISECONDS.toNanos(3000), "the retries stopped in time");
     checks += 2;
 
+    transferAnnotations(writes, read, prefix);
     concurrentTransfers(writes, prefix);
     System.out.println("java live checks: " + checks + " passed");
   }
@@ -235,6 +240,100 @@ public final class LiveCheck {
     equal("65.00", wallet.getAccount(sink).getAccount().getBalance(), "the sink");
     checks += 12;
     System.out.println("java live checks: account lifecycle: freeze, unfreeze, overdraft limit and close as documented");
+  }
+
+  /**
+   * A transfer with a reference and metadata (unicode included) reads back the same from
+   * GetTransfer (write node), WatchTransfer and ListTransfers (read node); a retry with the same
+   * id and parameters answers the original outcome (replayed), with other metadata or another
+   * reference it is ALREADY_EXISTS TRANSACTION_ID_REUSED; 17 metadata entries are
+   * INVALID_METADATA and a 129-byte reference INVALID_REFERENCE (INVALID_ARGUMENT, naming the
+   * field), unary and down a SubmitTransfers stream; a hold keeps its reference and metadata.
+   */
+  static void transferAnnotations(List<String> writes, String read, String prefix) throws Exception {
+    String payer = prefix + "ann-payer";
+    String payee = prefix + "ann-payee";
+    String reference = "order-" + UUID.randomUUID();
+    Map<String, String> metadata = new LinkedHashMap<>();
+    metadata.put("channel", "sdk-java");
+    metadata.put("note", "ünïcode ✓");
+    try (WalletClient wallet = WalletClient.builder().endpoints(writes).build();
+        QueryClient query = QueryClient.builder().endpoints(read).build()) {
+      wallet.openAccount(payer, "USD", true);
+      wallet.openAccount(payee, "USD");
+      Transfer transfer = Transfer.builder().from(payer).to(payee).amount("3.00").currency("USD")
+          .reference(reference).metadata(metadata).build();
+      TransferResponse done = wallet.transfer(transfer);
+      equal(List.of("success", false), List.of(done.getStatus(), done.getReplayed()), "an annotated transfer");
+      io.walletledger.v1.Transfer got = wallet.getTransfer(transfer.transactionId());
+      equal(reference, got.getReference(), "GetTransfer reference");
+      equal(metadata, got.getMetadataMap(), "GetTransfer metadata");
+      // COMPLETED, or for a few milliseconds IN_FLIGHT when the accounts' partitions differ.
+      require(got.getStatus() == TransferStatus.TRANSFER_STATUS_COMPLETED
+          || got.getStatus() == TransferStatus.TRANSFER_STATUS_IN_FLIGHT, "GetTransfer status " + got.getStatus());
+      require(wallet.transfer(transfer.toBuilder().build()).getReplayed(), "the same request again says replayed");
+      checks += 3;
+      expectRejected(() -> wallet.transfer(transfer.toBuilder().putMetadata("note", "changed").build()),
+          Status.Code.ALREADY_EXISTS, Reasons.TRANSACTION_ID_REUSED, null);
+      expectRejected(() -> wallet.transfer(transfer.toBuilder().reference(reference + "-other").build()),
+          Status.Code.ALREADY_EXISTS, Reasons.TRANSACTION_ID_REUSED, null);
+
+      Map<String, String> tooMany = new LinkedHashMap<>();
+      for (int i = 0; i < 17; i++) {
+        tooMany.put("k" + i, "v");
+      }
+      Transfer fresh = Transfer.builder().from(payer).to(payee).amount("1.00").currency("USD").build();
+      expectRejected(() -> wallet.transfer(fresh.toBuilder().transactionId(null).metadata(tooMany).build()),
+          INVALID, Reasons.INVALID_METADATA, "metadata");
+      expectRejected(() -> wallet.transfer(fresh.toBuilder().transactionId(null).reference("r".repeat(129)).build()),
+          INVALID, Reasons.INVALID_REFERENCE, "reference");
+      // Down a SubmitTransfers stream the item's error names the field too.
+      TransferResult streamed = wallet.submitTransfers(
+          List.of(fresh.toBuilder().transactionId(null).metadata(tooMany).build())).get(0);
+      equal(List.of("rejected", Status.Code.INVALID_ARGUMENT.value(), Reasons.INVALID_METADATA, "metadata"),
+          List.of(streamed.getStatus(), streamed.getError().getCode(), streamed.getError().getReason(),
+              streamed.getError().getField()), "17 metadata entries down a stream");
+
+      expectRejected(() -> wallet.authorizeTransfer(fresh.toBuilder().transactionId(null).putMetadata("bad key", "v").build(),
+          Duration.ofMinutes(1)), INVALID, Reasons.INVALID_METADATA, "metadata");
+      Transfer hold = fresh.toBuilder().transactionId(null).reference(reference + "-hold")
+          .metadata(Map.of("channel", "sdk-java")).build();
+      var held = wallet.authorizeTransfer(hold, Duration.ofMinutes(1));
+      equal(List.of(hold.reference(), hold.metadata()),
+          List.of(held.getTransfer().getReference(), held.getTransfer().getMetadataMap()), "the hold's answer");
+      io.walletledger.v1.Transfer heldAgain = wallet.getTransfer(hold.transactionId());
+      equal(List.of(hold.reference(), hold.metadata()),
+          List.of(heldAgain.getReference(), heldAgain.getMetadataMap()), "GetTransfer of the hold");
+      wallet.voidTransfer(hold.transactionId(), payer);
+      checks += 3;
+
+      // The read node: the transfer's final update, then the payer's history.
+      TransferUpdate last = null;
+      try (TransferWatch watch = query.watchTransfer(transfer.transactionId())) {
+        while (watch.hasNext()) {
+          last = watch.next();
+        }
+      }
+      require(last != null, "WatchTransfer ended without an update");
+      equal(TransferStatus.TRANSFER_STATUS_COMPLETED, last.getStatus(), "WatchTransfer status");
+      equal(List.of(reference, metadata), List.of(last.getReference(), last.getMetadataMap()), "WatchTransfer annotations");
+      query.getBalance(payer, done.getConsistencyToken());
+      HistoryEntry entry = null;
+      String token = "";
+      do {
+        ListTransfersResponse page = query.listTransfers(payer, token, 0);
+        for (HistoryEntry e : page.getEntriesList()) {
+          if (e.getTransactionId().equals(transfer.transactionId())) {
+            entry = e;
+          }
+        }
+        token = page.getNextPageToken();
+      } while (entry == null && !token.isEmpty());
+      require(entry != null, "the annotated transfer is not in the payer's history");
+      equal(List.of(reference, metadata), List.of(entry.getReference(), entry.getMetadataMap()), "ListTransfers annotations");
+      checks += 2;
+    }
+    System.out.println("java live checks: a transfer's reference and metadata stored, read back, compared on a retry, refused over their limits");
   }
 
   static Transfer pay(String from, String to, String amount) {
@@ -334,10 +433,10 @@ public final class LiveCheck {
     try (TransferWatch watch = query.watchTransfer(funded.getTransactionId())) {
       while (watch.hasNext()) {
         TransferUpdate u = watch.next();
-        states.add(u.getState().name());
+        states.add(u.getStatus().name()); // status: wallet.v1.TransferStatus (state is deprecated)
       }
     }
-    require(!states.isEmpty() && states.get(states.size() - 1).equals("TRANSFER_STATE_COMPLETED"),
+    require(!states.isEmpty() && states.get(states.size() - 1).equals("TRANSFER_STATUS_COMPLETED"),
         "WatchTransfer states " + states);
     ListTransfersResponse history = query.listTransfers(alice, "", 10);
     require(history.getEntriesCount() >= 2, "ListTransfers " + history);

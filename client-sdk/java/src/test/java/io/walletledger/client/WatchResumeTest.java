@@ -18,7 +18,7 @@ import io.grpc.stub.StreamObserver;
 import io.walletledger.v1.Balance;
 import io.walletledger.v1.BalanceUpdate;
 import io.walletledger.v1.QueryServiceGrpc;
-import io.walletledger.v1.TransferState;
+import io.walletledger.v1.TransferStatus;
 import io.walletledger.v1.TransferUpdate;
 import io.walletledger.v1.WatchBalancesRequest;
 import io.walletledger.v1.WatchTransferRequest;
@@ -196,13 +196,13 @@ public class WatchResumeTest {
       @Override
       public void watchTransfer(WatchTransferRequest request, StreamObserver<TransferUpdate> out) {
         TransferUpdate inFlight = TransferUpdate.newBuilder().setTransactionId(request.getTransactionId())
-            .setState(TransferState.TRANSFER_STATE_IN_FLIGHT).setVersion(1).build();
+            .setStatus(TransferStatus.TRANSFER_STATUS_IN_FLIGHT).setVersion(1).build();
         out.onNext(inFlight);
         if (calls.incrementAndGet() == 1) {
           out.onError(Status.UNAVAILABLE.withDescription("restarting").asRuntimeException());
           return;
         }
-        out.onNext(inFlight.toBuilder().setState(TransferState.TRANSFER_STATE_COMPLETED)
+        out.onNext(inFlight.toBuilder().setStatus(TransferStatus.TRANSFER_STATUS_COMPLETED)
             .setVersion(2).setIsFinal(true).build());
         out.onCompleted();
       }
@@ -212,10 +212,10 @@ public class WatchResumeTest {
       TransferWatch watch = query.watchTransfer("tx");
       while (watch.hasNext()) {
         TransferUpdate u = watch.next();
-        states.add(u.getVersion() + " " + u.getState());
+        states.add(u.getVersion() + " " + u.getStatus());
       }
     }
-    assertEquals(List.of("1 TRANSFER_STATE_IN_FLIGHT", "2 TRANSFER_STATE_COMPLETED"), states);
+    assertEquals(List.of("1 TRANSFER_STATUS_IN_FLIGHT", "2 TRANSFER_STATUS_COMPLETED"), states);
     assertEquals(2, calls.get());
   }
 }
