@@ -26,6 +26,19 @@
 //!   per account, sequences 1..=n, consistent running balances ending at the final balance,
 //!   exactly the completed transfers, each once.
 //!
+//! - **Holds** (`holds`): each ends once, in one of COMPLETED (captured, at most the
+//!   authorized amount), VOIDED, EXPIRED or REJECTED, never PENDING after its expiry; a
+//!   capture and a void never both succeed; what clients were told matches the state read
+//!   back. Captured amounts join the completed transfers above, so conservation, the fold,
+//!   the pushes and the read-node history count each exactly once; at the end nothing is
+//!   held on any account, on the write side (`GetAccount`) or the read side (`Balance.held`).
+//! - **Frozen accounts** (`lifecycle`): ACCOUNT_FROZEN refusals only while an account may
+//!   have been frozen; nothing acknowledged moved money while an account was frozen
+//!   throughout.
+//! - A transfer (or capture) across partitions refused by its target is debited and then
+//!   refunded on its source: the pushes and the read-node history may show that pair (a
+//!   debit, then its exact reverse) for a REJECTED id on its source account, and nothing else.
+//!
 //! Durability, replica agreement and progress are observed by the runner against the live
 //! cluster and reported into the same anomaly list.
 
@@ -36,6 +49,12 @@ use serde::Serialize;
 
 use crate::history::{Entry, Op, Phase};
 use crate::workload::{ACCOUNTS_PER_CURRENCY, FUNDING_MINOR, accounts};
+
+mod holds;
+mod lifecycle;
+
+/// Money that moved, by id: (from, to, amount). Completed transfers and captured holds.
+type Completed = BTreeMap<String, (String, String, i64)>;
 
 /// Anomalies listed in full; beyond that only counted (a broken run can produce thousands).
 pub const ANOMALIES_LISTED_MAX: usize = 200;
@@ -48,6 +67,23 @@ pub struct FinalTransfer {
     pub to: String,
     pub amount_minor: i64,
     pub currency: String,
+    /// Set for a hold.
+    pub hold: Option<FinalHold>,
+}
+
+/// What the final state of a hold adds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FinalHold {
+    /// What a capture moved (0 if none).
+    pub captured_minor: i64,
+    pub expires_at_unix_ms: u64,
+}
+
+/// What is held on an account at the end, by the write side and by the read side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Held {
+    pub write_minor: i64,
+    pub read_minor: i64,
 }
 
 /// Numbers of a run and the anomalies found.
@@ -64,6 +100,22 @@ pub struct Report {
     pub reuses_attempted: usize,
     pub reuses_refused: usize,
     pub reuses_unknown: usize,
+    pub holds_attempted: usize,
+    pub holds_authorized: usize,
+    pub holds_unknown: usize,
+    pub holds_captured: usize,
+    pub holds_captured_partially: usize,
+    pub holds_voided: usize,
+    pub holds_expired: usize,
+    pub holds_rejected: usize,
+    pub captures_refused: usize,
+    /// Holds both a capture and a void were sent for.
+    pub hold_capture_and_void: usize,
+    pub freezes_acknowledged: usize,
+    /// Transfers, authorizations and captures refused ACCOUNT_FROZEN.
+    pub frozen_refusals: usize,
+    /// Operations decided entirely while one of their accounts was surely frozen.
+    pub frozen_windows_checked: usize,
     pub reads_checked: usize,
     pub quiescent_reads_checked: usize,
     pub pushes_checked: usize,
@@ -150,20 +202,57 @@ fn attempted(history: &[Entry], report: &mut Report) -> BTreeMap<String, Attempt
 ///
 /// `read_history` is the read node's `ListTransfers` of every account after the run, oldest
 /// first; it must hold exactly the account's completed transfers, sequenced 1, 2, 3, ...
+/// `held` is what every account holds after every hold ended.
 pub fn check(
     history: &[Entry],
     finals: &HashMap<String, Option<FinalTransfer>>,
     final_balances: &BTreeMap<String, i64>,
     read_history: &BTreeMap<String, Vec<HistoryRow>>,
+    held: &BTreeMap<String, Held>,
     report: &mut Report,
 ) {
     let transfers = attempted(history, report);
-    let completed = check_transfers(&transfers, finals, report);
+    let mut completed = check_transfers(&transfers, finals, report);
+    completed.extend(holds::check_holds(history, finals, report));
+    lifecycle::check_frozen(history, report);
+    check_held(held, report);
+    // Ids that may show as a debit and its refund on their source account.
+    let refunded: BTreeMap<String, String> = finals
+        .iter()
+        .filter_map(|(id, state)| {
+            let state = state.as_ref()?;
+            (state.status == TransferStatus::Rejected).then(|| (id.clone(), state.from.clone()))
+        })
+        .collect();
     check_reuses(history, report);
     check_fold(&completed, final_balances, report);
     check_reads(history, report);
-    check_pushes(history, &completed, final_balances, report);
-    check_read_history(read_history, &completed, final_balances, report);
+    check_pushes(history, &completed, &refunded, final_balances, report);
+    check_read_history(read_history, &completed, &refunded, final_balances, report);
+}
+
+/// Nothing is held anywhere once every hold ended.
+fn check_held(held: &BTreeMap<String, Held>, report: &mut Report) {
+    for (account, _, _) in accounts() {
+        match held.get(&account) {
+            None => report.anomaly(format!("held amount of {account} not read")),
+            Some(amounts) if *amounts != Held::default() => report.anomaly(format!(
+                "{account}: still holds {} (write node) / {} (read node) after every hold ended",
+                amounts.write_minor, amounts.read_minor
+            )),
+            Some(_) => {}
+        }
+    }
+}
+
+/// A debit and its refund of `id` on `account`, its source: `deltas` (in order) may only be
+/// one debit, or one debit and its exact reverse. Returns why not.
+fn refund_pair_broken(deltas: &[i64]) -> Option<String> {
+    match deltas {
+        [debit] if *debit < 0 => None,
+        [debit, refund] if *debit < 0 && *refund == -debit => None,
+        other => Some(format!("deltas {other:?} are not one debit and its refund")),
+    }
 }
 
 /// One row of an account's history on the read node.
@@ -180,7 +269,8 @@ pub struct HistoryRow {
 /// exactly the account's completed transfers, each once.
 fn check_read_history(
     read_history: &BTreeMap<String, Vec<HistoryRow>>,
-    completed: &BTreeMap<String, (String, String, i64)>,
+    completed: &Completed,
+    refunded: &BTreeMap<String, String>,
     final_balances: &BTreeMap<String, i64>,
     report: &mut Report,
 ) {
@@ -192,6 +282,7 @@ fn check_read_history(
         report.history_rows_checked += rows.len();
         let mut balance = 0;
         let mut ids = BTreeSet::new();
+        let mut refunds: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
         for (position, row) in rows.iter().enumerate() {
             let at = format!("read-node history {account} #{}", row.sequence);
             if row.sequence != position as u64 + 1 {
@@ -204,8 +295,25 @@ fn check_read_history(
                     row.balance_after_minor
                 ));
             }
+            if !completed.contains_key(&row.transaction_id)
+                && refunded.get(&row.transaction_id) == Some(&account)
+            {
+                let deltas = refunds.entry(&row.transaction_id).or_default();
+                deltas.push(row.delta_minor);
+                if let Some(why) = refund_pair_broken(deltas) {
+                    report.anomaly(format!("{at}: {} {why}", row.transaction_id));
+                }
+                continue;
+            }
             if !ids.insert(row.transaction_id.clone()) {
                 report.anomaly(format!("{at}: {} recorded twice", row.transaction_id));
+            }
+        }
+        for (id, deltas) in &refunds {
+            if deltas.len() != 2 {
+                report.anomaly(format!(
+                    "read-node history {account}: {id} debited, never refunded"
+                ));
             }
         }
         if final_balances.get(&account) != Some(&balance) {
@@ -236,7 +344,7 @@ fn check_transfers(
     transfers: &BTreeMap<String, Attempted>,
     finals: &HashMap<String, Option<FinalTransfer>>,
     report: &mut Report,
-) -> BTreeMap<String, (String, String, i64)> {
+) -> Completed {
     let mut completed = BTreeMap::new();
     for (id, sent) in transfers {
         report.transfers_attempted += 1;
@@ -319,11 +427,7 @@ fn check_reuses(history: &[Entry], report: &mut Report) {
 }
 
 /// The final balances are the fold of the completed transfers, each applied once.
-fn check_fold(
-    completed: &BTreeMap<String, (String, String, i64)>,
-    final_balances: &BTreeMap<String, i64>,
-    report: &mut Report,
-) {
+fn check_fold(completed: &Completed, final_balances: &BTreeMap<String, i64>, report: &mut Report) {
     let mut expected: BTreeMap<String, i64> =
         accounts().into_iter().map(|(id, _, _)| (id, 0)).collect();
     for (from, to, amount) in completed.values() {
@@ -406,12 +510,15 @@ fn check_reads(history: &[Entry], report: &mut Report) {
 /// Per watcher and account: ordered, gap-free, duplicate-free, consistent, complete.
 fn check_pushes(
     history: &[Entry],
-    completed: &BTreeMap<String, (String, String, i64)>,
+    completed: &Completed,
+    refunded: &BTreeMap<String, String>,
     final_balances: &BTreeMap<String, i64>,
     report: &mut Report,
 ) {
     // (watcher, account) → (last sequence, last balance, first sequence, transfer ids seen).
     type Stream = (u64, i64, u64, BTreeSet<String>);
+    // (watcher, account, id) → deltas pushed for a refunded id.
+    let mut refunds: BTreeMap<(String, String, String), Vec<i64>> = BTreeMap::new();
     let mut streams: BTreeMap<(String, String), Stream> = BTreeMap::new();
     for entry in history {
         let Op::Push {
@@ -468,6 +575,17 @@ fn check_pushes(
                     ));
                 }
             }
+            None if refunded.get(transaction_id) == Some(account_id) => {
+                let key = (watcher.clone(), account_id.clone(), transaction_id.clone());
+                let deltas = refunds.entry(key).or_default();
+                deltas.push(*delta_minor);
+                if let Some(why) = refund_pair_broken(deltas) {
+                    report.anomaly(format!("{at}: {transaction_id} {why}"));
+                }
+                stream.0 = stream.0.max(*sequence);
+                stream.1 = *balance_minor;
+                continue;
+            }
             None => report.anomaly(format!(
                 "{at}: pushed {transaction_id}, which is not COMPLETED"
             )),
@@ -477,6 +595,13 @@ fn check_pushes(
         }
         stream.0 = stream.0.max(*sequence);
         stream.1 = *balance_minor;
+    }
+    for ((watcher, account, id), deltas) in &refunds {
+        if deltas.len() != 2 {
+            report.anomaly(format!(
+                "{watcher} {account}: {id} debited, its refund never pushed"
+            ));
+        }
     }
     let watchers: BTreeSet<String> = streams.keys().map(|(w, _)| w.clone()).collect();
     for watcher in watchers {
@@ -517,6 +642,7 @@ mod tests {
     //! The checker must catch what it claims to catch: each case below breaks one property.
 
     use super::*;
+    use crate::history::{AccountChange, HoldStep};
 
     fn entry(time_ms: u64, phase: Phase, op: Op) -> Entry {
         Entry {
@@ -546,7 +672,16 @@ mod tests {
             to: to.into(),
             amount_minor: amount,
             currency: "USD".into(),
+            hold: None,
         })
+    }
+
+    /// Nothing held anywhere.
+    fn nothing_held() -> BTreeMap<String, Held> {
+        accounts()
+            .into_iter()
+            .map(|(id, _, _)| (id, Held::default()))
+            .collect()
     }
 
     /// Balances after funding every ordinary account and moving `moved` from usd-0 to usd-1.
@@ -595,7 +730,14 @@ mod tests {
         end: &BTreeMap<String, i64>,
     ) -> Report {
         let mut report = Report::default();
-        check(history, finals, end, &BTreeMap::new(), &mut report);
+        check(
+            history,
+            finals,
+            end,
+            &BTreeMap::new(),
+            &nothing_held(),
+            &mut report,
+        );
         report
     }
 
@@ -695,6 +837,7 @@ mod tests {
             &finals,
             &balances(500),
             &read_history,
+            &nothing_held(),
             &mut report,
         );
         assert!(report.ok(), "{:?}", report.anomalies);
@@ -710,6 +853,7 @@ mod tests {
             &finals,
             &balances(500),
             &read_history,
+            &nothing_held(),
             &mut report,
         );
         assert!(
@@ -811,5 +955,299 @@ mod tests {
         assert!(text.contains("duplicate"), "{text}");
         assert!(text.contains("pushed twice"), "{text}");
         assert!(text.contains("gap"), "{text}");
+    }
+
+    fn hold_op(step: HoldStep, amount: i64, detail: &str, captured: i64) -> Op {
+        Op::Hold {
+            step,
+            transaction_id: "h1".into(),
+            from: "nem-usd-0".into(),
+            to: "nem-usd-1".into(),
+            currency: "USD".into(),
+            amount_minor: amount,
+            timeout_ms: if step == HoldStep::Authorize { 4000 } else { 0 },
+            detail: detail.into(),
+            captured_minor: captured,
+        }
+    }
+
+    /// The history of funding plus hold h1 (500 from usd-0 to usd-1) authorized at t=10..11.
+    fn authorized() -> (Vec<Entry>, HashMap<String, Option<FinalTransfer>>) {
+        let (mut history, finals) = funding();
+        history.push(entry(
+            10,
+            Phase::Invoke,
+            hold_op(HoldStep::Authorize, 500, "", 0),
+        ));
+        history.push(entry(
+            11,
+            Phase::Ok,
+            hold_op(HoldStep::Authorize, 500, "PENDING", 0),
+        ));
+        (history, finals)
+    }
+
+    /// Records one step of h1 sent at `time` and ended at `time + 1`.
+    fn step(history: &mut Vec<Entry>, time: u64, phase: Phase, op: Op) {
+        history.push(entry(time, Phase::Invoke, op.clone()));
+        history.push(entry(time + 1, phase, op));
+    }
+
+    fn hold_final(status: TransferStatus, captured: i64) -> Option<FinalTransfer> {
+        let mut state = completed("nem-usd-0", "nem-usd-1", 500);
+        let state_ref = state.as_mut().unwrap();
+        state_ref.status = status;
+        state_ref.hold = Some(FinalHold {
+            captured_minor: captured,
+            expires_at_unix_ms: 1,
+        });
+        state
+    }
+
+    /// The anomalies about hold h1 (the helpers pass no read-node history).
+    fn about_hold(report: &Report) -> Vec<String> {
+        let anomalies = report.anomalies.iter();
+        anomalies
+            .filter(|text| text.contains("h1") || text.contains("fold"))
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn a_hold_captured_and_voided_is_caught() {
+        let (mut history, mut finals) = authorized();
+        step(
+            &mut history,
+            20,
+            Phase::Ok,
+            hold_op(HoldStep::Capture, 0, "COMPLETED", 500),
+        );
+        finals.insert("h1".into(), hold_final(TransferStatus::Completed, 500));
+        // The void that lost the race is refused: clean.
+        let mut clean = history.clone();
+        step(
+            &mut clean,
+            20,
+            Phase::Fail,
+            hold_op(HoldStep::Void, 0, "HOLD_ALREADY_CAPTURED", 0),
+        );
+        let report = run(&clean, &finals, &balances(500));
+        assert_eq!(about_hold(&report), Vec::<String>::new());
+        assert_eq!(
+            (report.holds_captured, report.hold_capture_and_void),
+            (1, 1)
+        );
+
+        // Both acknowledged: caught.
+        step(
+            &mut history,
+            20,
+            Phase::Ok,
+            hold_op(HoldStep::Void, 0, "VOIDED", 0),
+        );
+        let anomalies = about_hold(&run(&history, &finals, &balances(500)));
+        assert!(
+            anomalies
+                .iter()
+                .any(|a| a.contains("both a capture and a void")),
+            "{anomalies:?}"
+        );
+        assert!(
+            anomalies.iter().any(|a| a.contains("void acknowledged")),
+            "{anomalies:?}"
+        );
+    }
+
+    #[test]
+    fn a_capture_above_the_authorization_is_caught() {
+        let (mut history, mut finals) = authorized();
+        step(
+            &mut history,
+            20,
+            Phase::Ok,
+            hold_op(HoldStep::Capture, 0, "COMPLETED", 600),
+        );
+        finals.insert("h1".into(), hold_final(TransferStatus::Completed, 600));
+        let anomalies = about_hold(&run(&history, &finals, &balances(600)));
+        assert!(
+            anomalies.iter().any(|a| a.contains("above the authorized")),
+            "{anomalies:?}"
+        );
+        assert!(
+            anomalies
+                .iter()
+                .any(|a| a.contains("captured 600, authorized 500")),
+            "{anomalies:?}"
+        );
+    }
+
+    #[test]
+    fn a_lost_acknowledged_capture_is_caught() {
+        let (mut history, mut finals) = authorized();
+        step(
+            &mut history,
+            20,
+            Phase::Ok,
+            hold_op(HoldStep::Capture, 300, "COMPLETED", 300),
+        );
+        // The hold ended otherwise: the capture was lost.
+        finals.insert("h1".into(), hold_final(TransferStatus::Expired, 0));
+        let anomalies = about_hold(&run(&history, &finals, &balances(0)));
+        assert!(
+            anomalies
+                .iter()
+                .any(|a| a.contains("acknowledged but lost")),
+            "{anomalies:?}"
+        );
+        // The hold says captured, the balances do not show it: the fold catches it.
+        finals.insert("h1".into(), hold_final(TransferStatus::Completed, 300));
+        let anomalies = about_hold(&run(&history, &finals, &balances(0)));
+        assert!(
+            anomalies.iter().any(|a| a.contains("fold of completed")),
+            "{anomalies:?}"
+        );
+        assert_eq!(
+            about_hold(&run(&history, &finals, &balances(300))),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn money_moved_by_a_refused_capture_is_caught() {
+        let (mut history, mut finals) = authorized();
+        step(
+            &mut history,
+            20,
+            Phase::Fail,
+            hold_op(HoldStep::Capture, 0, "HOLD_EXPIRED", 0),
+        );
+        finals.insert("h1".into(), hold_final(TransferStatus::Completed, 500));
+        let anomalies = about_hold(&run(&history, &finals, &balances(500)));
+        assert!(
+            anomalies
+                .iter()
+                .any(|a| a.contains("every capture was refused")),
+            "{anomalies:?}"
+        );
+        assert!(
+            anomalies.iter().any(|a| a.contains("refused HOLD_EXPIRED")),
+            "{anomalies:?}"
+        );
+    }
+
+    #[test]
+    fn a_pending_hold_and_held_money_at_the_end_are_caught() {
+        let (history, mut finals) = authorized();
+        finals.insert("h1".into(), hold_final(TransferStatus::Pending, 0));
+        let mut held = nothing_held();
+        held.insert(
+            "nem-usd-0".into(),
+            Held {
+                write_minor: 500,
+                read_minor: 0,
+            },
+        );
+        let mut report = Report::default();
+        check(
+            &history,
+            &finals,
+            &balances(0),
+            &BTreeMap::new(),
+            &held,
+            &mut report,
+        );
+        let text = report.anomalies.join("\n");
+        assert!(text.contains("still PENDING"), "{text}");
+        assert!(text.contains("nem-usd-0: still holds 500"), "{text}");
+    }
+
+    #[test]
+    fn moves_while_frozen_and_refusals_while_not_are_caught() {
+        let (mut history, mut finals) = funding();
+        let change = |change| Op::Account {
+            change,
+            account_id: "nem-usd-1".into(),
+            detail: String::new(),
+        };
+        history.push(entry(10, Phase::Invoke, change(AccountChange::Freeze)));
+        history.push(entry(12, Phase::Ok, change(AccountChange::Freeze)));
+        history.push(entry(100, Phase::Invoke, change(AccountChange::Unfreeze)));
+        history.push(entry(102, Phase::Ok, change(AccountChange::Unfreeze)));
+        let refused = |id: &str| {
+            let mut op = transfer(id, "nem-usd-0", "nem-usd-1", 5);
+            if let Op::Transfer { detail, .. } = &mut op {
+                *detail = "ACCOUNT_FROZEN".into();
+            }
+            op
+        };
+        // Refused while frozen: sound. Acknowledged while frozen throughout, and refused
+        // long after the unfreeze: both caught.
+        step(&mut history, 50, Phase::Fail, refused("t-ok"));
+        step(&mut history, 200, Phase::Fail, refused("t-late"));
+        step(
+            &mut history,
+            20,
+            Phase::Ok,
+            transfer("t-moved", "nem-usd-0", "nem-usd-1", 5),
+        );
+        finals.insert("t-ok".into(), None);
+        finals.insert("t-late".into(), None);
+        finals.insert("t-moved".into(), completed("nem-usd-0", "nem-usd-1", 5));
+        let report = run(&history, &finals, &balances(5));
+        let frozen: Vec<&String> = report
+            .anomalies
+            .iter()
+            .filter(|a| a.contains("frozen"))
+            .collect();
+        assert_eq!(frozen.len(), 2, "{frozen:?}");
+        assert!(
+            frozen
+                .iter()
+                .any(|a| a.contains("transfer t-moved acknowledged"))
+        );
+        assert!(frozen.iter().any(|a| a.contains("transfer t-late refused")));
+        assert_eq!(report.frozen_refusals, 2);
+    }
+
+    #[test]
+    fn a_refund_shows_as_a_debit_and_its_reverse_only() {
+        let (mut history, mut finals) = funding();
+        finals.insert(
+            "t1".into(),
+            Some(FinalTransfer {
+                status: TransferStatus::Rejected,
+                ..completed("nem-usd-0", "nem-usd-1", 5).unwrap()
+            }),
+        );
+        let push = |sequence, balance, delta| Op::Push {
+            watcher: "w".into(),
+            account_id: "nem-usd-0".into(),
+            sequence,
+            snapshot: sequence == 0,
+            balance_minor: balance,
+            delta_minor: delta,
+            transaction_id: if sequence == 0 {
+                String::new()
+            } else {
+                "t1".into()
+            },
+        };
+        history.push(entry(1, Phase::Ok, push(0, FUNDING_MINOR, 0)));
+        history.push(entry(2, Phase::Ok, push(1, FUNDING_MINOR - 5, -5)));
+        let about_t1 = |history: &[Entry]| -> Vec<String> {
+            let report = run(history, &finals, &balances(0));
+            report
+                .anomalies
+                .into_iter()
+                .filter(|a| a.contains("t1"))
+                .collect()
+        };
+        assert!(about_t1(&history)[0].contains("never pushed"));
+        let mut refunded = history.clone();
+        refunded.push(entry(3, Phase::Ok, push(2, FUNDING_MINOR, 5)));
+        assert_eq!(about_t1(&refunded), Vec::<String>::new());
+        let mut twice = refunded.clone();
+        twice.push(entry(4, Phase::Ok, push(3, FUNDING_MINOR + 5, 5)));
+        assert!(about_t1(&twice)[0].contains("not one debit and its refund"));
     }
 }

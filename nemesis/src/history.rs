@@ -40,6 +40,29 @@ pub enum Op {
         /// be refused (`TRANSACTION_ID_REUSED`) and move nothing.
         reuse: bool,
     },
+    /// One step of a hold (`AuthorizeTransfer`, `CaptureTransfer`, `VoidTransfer`).
+    Hold {
+        step: HoldStep,
+        transaction_id: String,
+        from: String,
+        to: String,
+        currency: String,
+        /// Authorize: the amount held. Capture: the amount asked for (0: all of it). Void: 0.
+        amount_minor: i64,
+        /// Authorize: the hold's timeout in milliseconds; 0 for the other steps.
+        timeout_ms: u64,
+        /// Completion only: the error reason, or on success the hold's status as answered.
+        detail: String,
+        /// Completion of a successful capture: the captured amount the node answered.
+        captured_minor: i64,
+    },
+    /// An account lifecycle change (`FreezeAccount`, `UnfreezeAccount`).
+    Account {
+        change: AccountChange,
+        account_id: String,
+        /// Completion only: the error reason, or on success the account's status as answered.
+        detail: String,
+    },
     /// A `GetAccount` sweep over every account (completion: balances in minor units).
     Read {
         balances: Vec<(String, i64)>,
@@ -62,6 +85,23 @@ pub enum Op {
         delta_minor: i64,
         transaction_id: String,
     },
+}
+
+/// The step of a hold an [`Op::Hold`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldStep {
+    Authorize,
+    Capture,
+    Void,
+}
+
+/// The lifecycle change an [`Op::Account`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountChange {
+    Freeze,
+    Unfreeze,
 }
 
 #[derive(Clone, Debug, Serialize)]

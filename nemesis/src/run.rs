@@ -15,9 +15,9 @@ use proto::v1::TransferStatus;
 use tokio::sync::RwLock;
 use wallet_client::{Code, QueryClient, Transfer, WalletClient};
 
-use crate::checker::{self, FinalTransfer, HistoryRow, Report};
+use crate::checker::{self, FinalHold, FinalTransfer, Held, HistoryRow, Report};
 use crate::cluster::{Cluster, WRITE_NODES, find_binaries};
-use crate::history::{History, Op, Phase};
+use crate::history::{AccountChange, History, Op, Phase};
 use crate::proxy::LinkMode;
 use crate::schedule::{self, Fault, Step, Target, Timing};
 use crate::workload::{self, Clients, FUNDING_MINOR, Submission, accounts, issuer};
@@ -34,6 +34,13 @@ pub const SETTLE_MAX: Duration = Duration::from_secs(30);
 pub const START_MAX: Duration = Duration::from_secs(60);
 /// Pages of 1000 rows read per account from the read node's history (bounds a huge run).
 const READ_HISTORY_PAGES_MAX: usize = 1000;
+/// How long after a hold's expiry the cluster may take to expire it (its expiry pass runs
+/// every `HOLD_EXPIRY_INTERVAL`, about 250 ms), plus slack for a loaded machine.
+const HOLD_EXPIRY_GRACE: Duration = Duration::from_secs(2);
+/// Bound on waiting for every hold to end once the clients stopped: the longest timeout the
+/// workload gives, the grace, and an election's worth of settling.
+const HOLDS_END_MAX: Duration =
+    Duration::from_secs(workload::HOLD_TIMEOUT_MAX.as_secs() + HOLD_EXPIRY_GRACE.as_secs() + 10);
 /// Bound on waiting for clients to finish their current operation when stopping.
 const CLIENT_STOP_MAX: Duration = Duration::from_secs(60);
 
@@ -369,7 +376,9 @@ impl Run {
             .snapshot()
             .into_iter()
             .filter_map(|entry| match entry.op {
-                Op::Transfer { transaction_id, .. } => Some(transaction_id),
+                Op::Transfer { transaction_id, .. } | Op::Hold { transaction_id, .. } => {
+                    Some(transaction_id)
+                }
                 _ => None,
             })
             .collect();
@@ -395,6 +404,116 @@ impl Run {
             }
         }
         finals
+    }
+
+    /// Waits until no hold of the history is PENDING (the cluster expires what nobody
+    /// resolved), at most [`HOLDS_END_MAX`]; a hold still pending then is reported by the
+    /// checker from the final `GetTransfer`.
+    async fn wait_holds_ended(&mut self) {
+        let ids: std::collections::BTreeSet<String> = self.history.with_entries(|entries| {
+            entries
+                .iter()
+                .filter_map(|entry| match &entry.op {
+                    Op::Hold { transaction_id, .. } => Some(transaction_id.clone()),
+                    _ => None,
+                })
+                .collect()
+        });
+        let deadline = Instant::now() + HOLDS_END_MAX;
+        let mut pending: Vec<String> = ids.into_iter().collect();
+        while !pending.is_empty() && Instant::now() < deadline {
+            let wallet = &self.wallet;
+            let still: Vec<Option<String>> = futures::stream::iter(pending.clone())
+                .map(|id| async move {
+                    match final_transfer(wallet, &id).await {
+                        Some(Some(state)) if state.status != TransferStatus::Pending => None,
+                        Some(None) => None,
+                        _ => Some(id),
+                    }
+                })
+                .buffer_unordered(16)
+                .collect()
+                .await;
+            pending = still.into_iter().flatten().collect();
+            if !pending.is_empty() {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+        self.log(format!(
+            "holds ended ({} still pending; waited at most {HOLDS_END_MAX:?})",
+            pending.len()
+        ));
+    }
+
+    /// Unfreezes every ordinary account still frozen at the end (a freeze with an unknown
+    /// outcome may have applied late), recorded like the freezer's calls.
+    async fn unfreeze_all(&mut self) {
+        for (account, _, _) in accounts() {
+            let frozen = match self.wallet.get_account(&account).await {
+                Ok(response) => response
+                    .account
+                    .is_some_and(|a| a.status == wallet_client::pb::AccountStatus::Frozen as i32),
+                Err(e) => {
+                    self.report
+                        .anomaly(format!("{account}: status unreadable at the end: {e}"));
+                    continue;
+                }
+            };
+            if frozen {
+                let phase = workload::change_account(
+                    &self.wallet,
+                    &self.history,
+                    "harness",
+                    AccountChange::Unfreeze,
+                    &account,
+                    workload::UNFREEZE_ATTEMPTS_MAX,
+                )
+                .await;
+                if phase != Phase::Ok {
+                    self.report.anomaly(format!(
+                        "{account}: could not unfreeze at the end: {phase:?}"
+                    ));
+                }
+            }
+        }
+    }
+
+    /// What every account holds, on the write side (`GetAccount`) and the read side
+    /// (`Balance.held`, waited for until it matches the write side, at most `SETTLE_MAX`).
+    async fn held(&mut self) -> BTreeMap<String, Held> {
+        let mut held = BTreeMap::new();
+        let Ok(query) = QueryClient::connect([self.cluster.read_endpoint()]) else {
+            return held;
+        };
+        let deadline = Instant::now() + SETTLE_MAX;
+        for (account, _, _) in accounts() {
+            let Ok(response) = self.wallet.get_account(&account).await else {
+                continue;
+            };
+            let write_minor = response
+                .account
+                .map_or(-1, |a| workload::parse_minor_or_zero(&a.held));
+            let mut read_minor = -1;
+            loop {
+                if let Ok(response) = query.balance(&account, None).await
+                    && let Some(balance) = response.balance
+                {
+                    read_minor = workload::parse_minor_or_zero(&balance.held);
+                }
+                if read_minor == write_minor || Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            held.insert(
+                account,
+                Held {
+                    write_minor,
+                    read_minor,
+                },
+            );
+        }
+        held
     }
 
     /// Every account's history on the read node (`ListTransfers`, all pages), oldest first.
@@ -483,6 +602,12 @@ async fn final_transfer(wallet: &WalletClient, id: &str) -> Option<Option<FinalT
                     to: transfer.to_account,
                     amount_minor: parse_minor(&transfer.amount),
                     currency: transfer.currency,
+                    hold: transfer.hold.map(|hold| FinalHold {
+                        captured_minor: workload::parse_minor_or_zero(&hold.captured_amount),
+                        expires_at_unix_ms: hold.expires_at.map_or(0, |at| {
+                            (at.seconds * 1000 + i64::from(at.nanos) / 1_000_000) as u64
+                        }),
+                    }),
                 }));
             }
             Err(e) if e.code() == Code::NotFound => return Some(None),
@@ -582,6 +707,10 @@ async fn scenario(run: &mut Run, steps: &[Step]) -> anyhow::Result<()> {
         )));
     }
     tasks.push(tokio::spawn(workload::reader(Arc::clone(&clients))));
+    tasks.push(tokio::spawn(workload::freezer(
+        Arc::clone(&clients),
+        run.config.seed,
+    )));
 
     // The nemesis: one fault at a time, each on a healthy cluster.
     let started = Instant::now();
@@ -663,6 +792,9 @@ async fn scenario(run: &mut Run, steps: &[Step]) -> anyhow::Result<()> {
         run.report
             .anomaly("transfers still in flight after the clients stopped");
     }
+    // Before the digests: expiries and unfreezes change the state.
+    run.unfreeze_all().await;
+    run.wait_holds_ended().await;
     let before = run.replicas_agree("after healing").await;
 
     // Durability: a power cut of the whole write cluster, then a restart on the same data.
@@ -702,11 +834,22 @@ async fn scenario(run: &mut Run, steps: &[Step]) -> anyhow::Result<()> {
     run.watchers_caught_up(&balances).await;
     run.watchers_stop.store(true, Ordering::Relaxed);
     let read_history = run.read_history().await;
+    let held = run.held().await;
     let history = run.history.snapshot();
-    checker::check(&history, &finals, &balances, &read_history, &mut run.report);
+    checker::check(
+        &history,
+        &finals,
+        &balances,
+        &read_history,
+        &held,
+        &mut run.report,
+    );
     run.log(format!(
         "checked: {} transfers ({} acknowledged, {} rejected, {} unknown of which {} applied), \
          {} reused ids ({} refused, {} unknown), \
+         {} holds ({} authorized: {} captured of which {} in part, {} voided, {} expired, \
+         {} rejected; {} captures refused; {} capture+void), {} freezes ({} ACCOUNT_FROZEN \
+         refusals, {} operations inside a frozen period), \
          {} reads ({} quiescent), {} pushes, {} read-node history rows; {} faults; \
          anomalies: {}",
         run.report.transfers_attempted,
@@ -717,6 +860,18 @@ async fn scenario(run: &mut Run, steps: &[Step]) -> anyhow::Result<()> {
         run.report.reuses_attempted,
         run.report.reuses_refused,
         run.report.reuses_unknown,
+        run.report.holds_attempted,
+        run.report.holds_authorized,
+        run.report.holds_captured,
+        run.report.holds_captured_partially,
+        run.report.holds_voided,
+        run.report.holds_expired,
+        run.report.holds_rejected,
+        run.report.captures_refused,
+        run.report.hold_capture_and_void,
+        run.report.freezes_acknowledged,
+        run.report.frozen_refusals,
+        run.report.frozen_windows_checked,
         run.report.reads_checked,
         run.report.quiescent_reads_checked,
         run.report.pushes_checked,

@@ -5,6 +5,11 @@
 //! an issuer account, then random transfers between the ordinary accounts of one currency,
 //! many of them across partitions (saga), some of them too large (rejected: insufficient
 //! funds). Only the issuer may go negative; the sum of all balances of a currency is zero.
+//!
+//! Alongside, workers take holds between the same accounts ([`hold`]: captured in full or in
+//! part, voided, captured and voided at once, over-captured, left to expire, captured after
+//! their expiry), and a freezer ([`freezer`]) freezes one ordinary account at a time for a
+//! short period, so transfers, holds and captures meet frozen accounts.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,9 +19,10 @@ use std::time::Duration;
 use proto::v1::WatchBalancesRequest;
 use proto::v1::query_service_client::QueryServiceClient;
 use tokio::sync::RwLock;
-use wallet_client::{ClientConfig, QueryClient, Transfer, Uuid, WalletClient};
+use wallet_client::pb::{HoldResponse, TransferStatus};
+use wallet_client::{ClientConfig, Hold, QueryClient, Transfer, Uuid, WalletClient};
 
-use crate::history::{History, Op, Phase};
+use crate::history::{AccountChange, History, HoldStep, Op, Phase};
 use crate::schedule::Prng;
 
 /// Currencies of the bank; both have two minor digits.
@@ -37,6 +43,31 @@ pub const WORKER_PAUSE: Duration = Duration::from_millis(15);
 pub const REUSE_ONE_IN: u64 = 12;
 /// Finished transfers a worker remembers as candidates for reuse.
 pub const REUSE_CANDIDATES_MAX: usize = 16;
+/// One operation of a worker in this many is a hold (see [`hold`]) instead of a transfer.
+pub const HOLD_ONE_IN: u64 = 4;
+/// Largest hold, minor units (as a transfer's: some are refused for insufficient funds).
+pub const HOLD_MINOR_MAX: i64 = TRANSFER_MINOR_MAX;
+/// Timeout of a hold the worker means to capture or void: long enough for a capture through
+/// an election, short enough that the end of the run need not wait long for what a fault
+/// left pending to expire.
+pub const HOLD_TIMEOUT: Duration = Duration::from_secs(4);
+/// Timeouts of holds meant to expire (the cluster expires them itself), milliseconds.
+pub const HOLD_SHORT_TIMEOUT_MS: (u64, u64) = (300, 800);
+/// The longest timeout the workload gives a hold (what the end of a run waits for).
+pub const HOLD_TIMEOUT_MAX: Duration = HOLD_TIMEOUT;
+/// A late capture is sent this long after the hold's timeout has passed since its
+/// acknowledgement, so the node must decide it after the expiry (leader time stamps are
+/// taken when a request arrives, on the same machine's clock).
+pub const LATE_CAPTURE_MARGIN: Duration = Duration::from_millis(300);
+/// Longest wait between authorizing a hold and capturing or voiding it.
+pub const HOLD_THINK_MS_MAX: u64 = 200;
+/// How long the freezer keeps an account frozen, milliseconds.
+pub const FROZEN_MS: (u64, u64) = (200, 800);
+/// Pause between the freezer's freeze-unfreeze cycles, milliseconds.
+pub const FREEZER_PAUSE_MS: (u64, u64) = (500, 1500);
+/// Attempts at unfreezing an account before the freezer gives up (the end of the run
+/// unfreezes whatever is still frozen, and records it).
+pub const UNFREEZE_ATTEMPTS_MAX: usize = 20;
 /// Pause between the reader's sweeps.
 pub const READER_PAUSE: Duration = Duration::from_millis(200);
 
@@ -202,8 +233,285 @@ fn reuse(first: &Finished, rng: &mut Prng) -> (Transfer, i64) {
     (transfer, amount_minor)
 }
 
+/// What a worker does with a hold it took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HoldPlan {
+    CaptureFull,
+    CapturePartial,
+    Void,
+    /// A capture and a void sent at once: at most one may succeed.
+    CaptureAndVoid,
+    /// A capture of more than the hold (refused `CAPTURE_EXCEEDS_HOLD`), then a void.
+    OverCapture,
+    /// A short hold left alone: the cluster expires it.
+    Expire,
+    /// A short hold captured after its expiry: refused `HOLD_EXPIRED`.
+    LateCapture,
+}
+
+impl HoldPlan {
+    const ALL: [HoldPlan; 7] = [
+        HoldPlan::CaptureFull,
+        HoldPlan::CapturePartial,
+        HoldPlan::Void,
+        HoldPlan::CaptureAndVoid,
+        HoldPlan::OverCapture,
+        HoldPlan::Expire,
+        HoldPlan::LateCapture,
+    ];
+
+    fn short(self) -> bool {
+        matches!(self, HoldPlan::Expire | HoldPlan::LateCapture)
+    }
+}
+
+/// Sends one hold step, resubmitting it (same id, same parameters) while its outcome is
+/// unknown, at most `resubmits_max` times, and records every attempt. `op` builds the entry
+/// from the completion's detail and captured amount. Returns the last phase.
+async fn hold_step<F, Fut>(
+    history: &History,
+    process: &str,
+    op: impl Fn(String, i64) -> Op,
+    resubmits_max: usize,
+    call: F,
+) -> Phase
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<HoldResponse, wallet_client::Error>>,
+{
+    let mut phase = Phase::Unknown;
+    for resubmit in 0..resubmits_max {
+        if !history.record(process, Phase::Invoke, op(String::new(), 0)) {
+            return phase;
+        }
+        let (next, detail, captured) = match call().await {
+            Ok(response) => {
+                let hold = response.transfer.unwrap_or_default();
+                let status = TransferStatus::try_from(hold.status)
+                    .unwrap_or(TransferStatus::Unspecified)
+                    .as_str_name()
+                    .trim_start_matches("TRANSFER_STATUS_")
+                    .to_owned();
+                let captured = hold
+                    .hold
+                    .map_or(0, |info| parse_minor_or_zero(&info.captured_amount));
+                (Phase::Ok, status, captured)
+            }
+            Err(e) if e.is_definite() => (Phase::Fail, e.reason().to_owned(), 0),
+            Err(e) => (
+                Phase::Unknown,
+                format!("{}: {}", e.reason(), e.message()),
+                0,
+            ),
+        };
+        phase = next;
+        history.record(process, phase, op(detail, captured));
+        if phase != Phase::Unknown || resubmit + 1 == resubmits_max {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    phase
+}
+
+/// `"123.45"` → 12345; an empty or unreadable amount → 0 (two minor digits, non-negative).
+pub fn parse_minor_or_zero(amount: &str) -> i64 {
+    let (units, fraction) = amount.split_once('.').unwrap_or((amount, ""));
+    let fraction = format!("{fraction:0<2}");
+    match (units.parse::<i64>(), fraction[..2].parse::<i64>()) {
+        (Ok(units), Ok(fraction)) if units >= 0 => units * 100 + fraction,
+        _ => 0,
+    }
+}
+
+/// One hold from authorization to its end as `plan` says, every step recorded.
+pub async fn hold(
+    wallet: &WalletClient,
+    history: &History,
+    process: &str,
+    rng: &mut Prng,
+    plan: HoldPlan,
+) {
+    let currency = CURRENCIES[rng.below(CURRENCIES.len() as u64) as usize];
+    let from = rng.below(ACCOUNTS_PER_CURRENCY as u64) as usize;
+    let to =
+        (from + 1 + rng.below(ACCOUNTS_PER_CURRENCY as u64 - 1) as usize) % ACCOUNTS_PER_CURRENCY;
+    let amount_minor = 1 + rng.below(HOLD_MINOR_MAX as u64) as i64;
+    let timeout = if plan.short() {
+        rng.millis(HOLD_SHORT_TIMEOUT_MS.0, HOLD_SHORT_TIMEOUT_MS.1)
+    } else {
+        HOLD_TIMEOUT
+    };
+    let request = Hold {
+        transaction_id: seeded_transaction_id(rng),
+        from: ordinary(currency, from),
+        to: ordinary(currency, to),
+        amount: format_minor(amount_minor),
+        currency: currency.to_owned(),
+        timeout,
+    };
+    let id = request.transaction_id;
+    let op = |step: HoldStep, amount_minor: i64, timeout_ms: u64| {
+        let request = &request;
+        move |detail: String, captured_minor: i64| Op::Hold {
+            step,
+            transaction_id: id.to_string(),
+            from: request.from.clone(),
+            to: request.to.clone(),
+            currency: request.currency.clone(),
+            amount_minor,
+            timeout_ms,
+            detail,
+            captured_minor,
+        }
+    };
+    let authorized = hold_step(
+        history,
+        process,
+        op(
+            HoldStep::Authorize,
+            amount_minor,
+            timeout.as_millis() as u64,
+        ),
+        CLIENT_RESUBMITS_MAX,
+        || wallet.authorize_transfer(&request),
+    )
+    .await;
+    if authorized != Phase::Ok {
+        // Refused, or unknown: an unknown hold that exists expires by itself.
+        return;
+    }
+    let from = request.from.as_str();
+    let capture = |amount_minor: i64| {
+        let amount = (amount_minor > 0).then(|| format_minor(amount_minor));
+        let op = op(HoldStep::Capture, amount_minor, 0);
+        async move {
+            hold_step(history, process, op, CLIENT_RESUBMITS_MAX, || {
+                wallet.capture_transfer(id, from, amount.as_deref())
+            })
+            .await
+        }
+    };
+    let void = || {
+        hold_step(
+            history,
+            process,
+            op(HoldStep::Void, 0, 0),
+            CLIENT_RESUBMITS_MAX,
+            || wallet.void_transfer(id, from),
+        )
+    };
+    if plan == HoldPlan::LateCapture {
+        tokio::time::sleep(timeout + LATE_CAPTURE_MARGIN).await;
+    } else {
+        tokio::time::sleep(Duration::from_millis(rng.below(HOLD_THINK_MS_MAX + 1))).await;
+    }
+    match plan {
+        HoldPlan::CaptureFull | HoldPlan::LateCapture => {
+            capture(0).await;
+        }
+        HoldPlan::CapturePartial => {
+            let part = 1 + rng.below(amount_minor as u64) as i64;
+            capture(part).await;
+        }
+        HoldPlan::Void => {
+            void().await;
+        }
+        HoldPlan::CaptureAndVoid => {
+            tokio::join!(capture(0), void());
+        }
+        HoldPlan::OverCapture => {
+            capture(amount_minor + 1).await;
+            void().await;
+        }
+        HoldPlan::Expire => {}
+    }
+}
+
+/// The freezer: one ordinary account at a time frozen for a short period, then unfrozen
+/// (retried until the unfreeze is acknowledged), every call recorded. It holds the gate
+/// shared from the freeze to the unfreeze, so no quiescent check sees an account frozen.
+pub async fn freezer(clients: Arc<Clients>, seed: u64) {
+    let process = "freezer";
+    let mut rng = Prng::new(seed ^ 0x0F4E_E2E4);
+    while !clients.stop.load(Ordering::Relaxed) && !clients.history.full() {
+        tokio::time::sleep(rng.millis(FREEZER_PAUSE_MS.0, FREEZER_PAUSE_MS.1)).await;
+        let _shared = clients.gate.read().await;
+        let currency = CURRENCIES[rng.below(CURRENCIES.len() as u64) as usize];
+        let account = ordinary(currency, rng.below(ACCOUNTS_PER_CURRENCY as u64) as usize);
+        let frozen = change_account(
+            &clients.wallet,
+            &clients.history,
+            process,
+            AccountChange::Freeze,
+            &account,
+            CLIENT_RESUBMITS_MAX,
+        )
+        .await;
+        if frozen == Phase::Fail {
+            continue;
+        }
+        tokio::time::sleep(rng.millis(FROZEN_MS.0, FROZEN_MS.1)).await;
+        change_account(
+            &clients.wallet,
+            &clients.history,
+            process,
+            AccountChange::Unfreeze,
+            &account,
+            UNFREEZE_ATTEMPTS_MAX,
+        )
+        .await;
+    }
+}
+
+/// Freezes or unfreezes `account`, resubmitting while the outcome is unknown (the change is
+/// idempotent by effect), at most `attempts_max` times; records every attempt.
+pub async fn change_account(
+    wallet: &WalletClient,
+    history: &History,
+    process: &str,
+    change: AccountChange,
+    account: &str,
+    attempts_max: usize,
+) -> Phase {
+    let op = |detail: String| Op::Account {
+        change,
+        account_id: account.to_owned(),
+        detail,
+    };
+    let mut phase = Phase::Unknown;
+    for attempt in 0..attempts_max {
+        if !history.record(process, Phase::Invoke, op(String::new())) {
+            return phase;
+        }
+        let answer = match change {
+            AccountChange::Freeze => wallet.freeze_account(account).await,
+            AccountChange::Unfreeze => wallet.unfreeze_account(account).await,
+        };
+        let (next, detail) = match answer {
+            Ok(account) => (
+                Phase::Ok,
+                wallet_client::pb::AccountStatus::try_from(account.status)
+                    .unwrap_or(wallet_client::pb::AccountStatus::Unspecified)
+                    .as_str_name()
+                    .to_owned(),
+            ),
+            Err(e) if e.is_definite() => (Phase::Fail, e.reason().to_owned()),
+            Err(e) => (Phase::Unknown, format!("{}: {}", e.reason(), e.message())),
+        };
+        phase = next;
+        history.record(process, phase, op(detail));
+        if phase != Phase::Unknown || attempt + 1 == attempts_max {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    phase
+}
+
 /// A transfer worker: random same-currency transfers between ordinary accounts until
-/// stopped or the history is full; one in [`REUSE_ONE_IN`] reuses the id of one of its
+/// stopped or the history is full; one in [`HOLD_ONE_IN`] is a hold instead, with a
+/// random [`HoldPlan`]; one in [`REUSE_ONE_IN`] of the others reuses the id of one of its
 /// finished transfers for other parameters (a client bug the ledger must refuse).
 pub async fn worker(clients: Arc<Clients>, seed: u64, index: usize) {
     let process = format!("worker-{index}");
@@ -217,7 +525,10 @@ pub async fn worker(clients: Arc<Clients>, seed: u64, index: usize) {
             } else {
                 &clients.wallet
             };
-            if !finished.is_empty() && rng.below(REUSE_ONE_IN) == 0 {
+            if rng.below(HOLD_ONE_IN) == 0 {
+                let plan = HoldPlan::ALL[rng.below(HoldPlan::ALL.len() as u64) as usize];
+                hold(wallet, &clients.history, &process, &mut rng, plan).await;
+            } else if !finished.is_empty() && rng.below(REUSE_ONE_IN) == 0 {
                 let first = &finished[rng.below(finished.len() as u64) as usize];
                 let (request, amount_minor) = reuse(first, &mut rng);
                 let history = &clients.history;

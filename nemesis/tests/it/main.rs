@@ -1,5 +1,6 @@
 //! The nemesis in the test suite: a fixed set of seeds, each a bounded run (about a minute)
-//! against a real cluster with every required fault injected, checked for every invariant.
+//! against a real cluster with every required fault injected, checked for every invariant;
+//! the workload has holds (captured, voided, expired) and accounts frozen for short periods.
 //! Longer runs by hand: `cargo run -p nemesis --bin wallet-nemesis -- --seed 7 --duration 600s`.
 
 use std::time::Duration;
@@ -53,6 +54,19 @@ async fn check_seed(seed: u64) {
         "seed {seed}: no reused id was refused: {report:?}"
     );
     assert_eq!(report.recovery_ms.len(), report.faults_injected);
+    // Holds went every way, and accounts were frozen under the workload.
+    assert!(
+        report.holds_captured >= 3
+            && report.holds_captured_partially >= 1
+            && report.holds_voided >= 1
+            && report.holds_expired >= 1
+            && report.hold_capture_and_void >= 1,
+        "seed {seed}: holds not exercised: {report:?}"
+    );
+    assert!(
+        report.freezes_acknowledged >= 5 && report.frozen_refusals >= 1,
+        "seed {seed}: freezing not exercised: {report:?}"
+    );
     // Faults on leaders took effect: the others elected another leader before the heal.
     assert!(report.leader_moves >= 1, "seed {seed}: {report:?}");
     eprintln!(
