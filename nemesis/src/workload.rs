@@ -349,6 +349,7 @@ pub async fn hold(
         amount: format_minor(amount_minor),
         currency: currency.to_owned(),
         timeout,
+        ..Default::default()
     };
     let id = request.transaction_id;
     let op = |step: HoldStep, amount_minor: i64, timeout_ms: u64| {
