@@ -110,6 +110,8 @@ impl Output {
                     "reject_reason": transfer.reject_reason,
                     "expires_at_unix_ms": expires_at,
                     "captured_amount": hold.captured_amount,
+                    "reference": transfer.reference,
+                    "metadata": transfer.metadata,
                 }
             }));
         } else {

@@ -15,7 +15,7 @@ use super::{History, id, open_and_fund, run_load};
 use testkit::{Cluster, transfer_request};
 
 /// `target/<profile>/walletctl`, built with the workspace (scripts/test builds it first).
-fn walletctl() -> PathBuf {
+pub(crate) fn walletctl() -> PathBuf {
     testkit::binary("walletctl")
 }
 

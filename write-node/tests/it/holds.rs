@@ -366,10 +366,31 @@ async fn walletctl_takes_a_hold_from_authorize_to_capture() {
         "USD",
         "--timeout",
         "15m",
+        "--reference",
+        "booking-9",
+        "--metadata",
+        "hotel=2 nights",
+        "--metadata",
+        "room=12",
     ];
     let (code, authorized) = walletctl_on_cluster(&authorize, &endpoints);
     assert_eq!(code, 0, "{authorized}");
     assert_eq!(authorized["hold"]["status"], "pending", "{authorized}");
+    assert_eq!(authorized["hold"]["reference"], "booking-9");
+    assert_eq!(
+        authorized["hold"]["metadata"],
+        serde_json::json!({"hotel": "2 nights", "room": "12"})
+    );
+    // A metadata entry that is not KEY=VALUE is a usage error: nothing is sent.
+    let bad = std::process::Command::new(crate::audit::walletctl())
+        .args(["--endpoints", &endpoints])
+        .args(&authorize[..authorize.len() - 1])
+        .arg("no-equals-sign")
+        .output()
+        .expect("run walletctl");
+    assert_eq!(bad.status.code(), Some(2));
+    let usage = String::from_utf8_lossy(&bad.stderr);
+    assert!(usage.contains("is not KEY=VALUE"), "{usage}");
     let hold = authorized["hold"]["transaction_id"]
         .as_str()
         .expect("id")
@@ -385,6 +406,16 @@ async fn walletctl_takes_a_hold_from_authorize_to_capture() {
     assert_eq!(captured["hold"]["status"], "completed", "{captured}");
     assert_eq!(captured["hold"]["captured_amount"], "25.00");
     assert_eq!(captured["replayed"], false);
+    let get = ["transfer", "get", &hold];
+    let (code, shown) = walletctl_on_cluster(&get, &endpoints);
+    assert_eq!(code, 0, "{shown}");
+    assert_eq!(
+        (
+            &shown["transfer"]["reference"],
+            &shown["transfer"]["metadata"]["room"]
+        ),
+        (&serde_json::json!("booking-9"), &serde_json::json!("12"))
+    );
     let (_, again) = walletctl_on_cluster(&capture, &endpoints);
     assert_eq!(
         again["replayed"], true,
