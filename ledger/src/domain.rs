@@ -1,6 +1,6 @@
 //! The ledger's vocabulary: commands in, events recorded, outcomes out.
 
-use crate::annotations::Annotations;
+use crate::annotations::{Annotations, AnnotationsError};
 use crate::money::Currency;
 
 /// Move `amount_minor` of `currency` from one account to another, exactly once per
@@ -44,7 +44,7 @@ impl TransferCommand {
             return Err(Malformed::SameAccount);
         }
         if let Some(annotations) = &self.annotations {
-            annotations.check()?;
+            annotations.check().map_err(Malformed::from)?;
         }
         Ok(())
     }
@@ -890,6 +890,15 @@ pub enum Malformed {
     /// Metadata over a limit of [`crate::annotations`] (entries, key or value length, key
     /// characters, total size, control characters), or an empty annotation.
     InvalidMetadata,
+}
+
+impl From<AnnotationsError> for Malformed {
+    fn from(error: AnnotationsError) -> Malformed {
+        match error {
+            AnnotationsError::InvalidReference => Malformed::InvalidReference,
+            AnnotationsError::InvalidMetadata => Malformed::InvalidMetadata,
+        }
+    }
 }
 
 impl Malformed {

@@ -198,6 +198,28 @@ fn annotations_travel_through_a_cross_partition_transfer_and_its_replay() {
 }
 
 #[test]
+fn the_messages_state_the_limits_defined_in_one_place() {
+    use ledger::annotations::{
+        METADATA_BYTES_MAX, METADATA_ENTRIES_MAX, METADATA_KEY_BYTES_MAX, METADATA_VALUE_BYTES_MAX,
+        REFERENCE_BYTES_MAX,
+    };
+    let reference = Malformed::InvalidReference.message();
+    assert!(reference.contains(&format!(" {REFERENCE_BYTES_MAX} bytes")));
+    let metadata = Malformed::InvalidMetadata.message();
+    for limit in [
+        METADATA_ENTRIES_MAX,
+        METADATA_KEY_BYTES_MAX,
+        METADATA_VALUE_BYTES_MAX,
+        METADATA_BYTES_MAX,
+    ] {
+        assert!(
+            metadata.contains(&format!(" {limit} ")),
+            "{limit} in {metadata}"
+        );
+    }
+}
+
+#[test]
 fn annotations_count_in_the_digest_only_when_present() {
     let run = |annotations: Option<Box<Annotations>>| {
         let (mut ledger, _, index) = funded();

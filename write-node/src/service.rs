@@ -722,7 +722,9 @@ pub fn validate_transfer(request: &TransferRequest) -> Result<TransferCommand, A
     }
     .boxed();
     if let Some(annotations) = &annotations {
-        annotations.check().map_err(ApiError::malformed)?;
+        annotations
+            .check()
+            .map_err(|error| ApiError::malformed(error.into()))?;
     }
     Ok(TransferCommand {
         transaction_id,
