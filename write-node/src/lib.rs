@@ -8,6 +8,7 @@ pub mod config;
 pub mod event_log;
 #[cfg(feature = "failpoints")]
 pub mod failpoints;
+pub mod features;
 pub mod forward;
 mod holds;
 pub mod limits;
@@ -129,6 +130,10 @@ pub async fn run(
         config.node_id,
         shutdown.clone(),
     ));
+    let levels = Arc::new(features::PeerLevels::new(
+        config.node_id,
+        config.peers.keys().copied(),
+    ));
     let api = service::Api::new(
         config.node_id,
         store.clone(),
@@ -136,6 +141,7 @@ pub async fn run(
         config.partitions,
         config.peers.clone(),
         peer_tls.as_ref(),
+        levels.clone(),
     );
     let event_log = event_log::EventLog::new(
         store.clone(),
@@ -160,6 +166,7 @@ pub async fn run(
         partitions: config.partitions,
         peers: config.peers.keys().copied().collect(),
         store,
+        levels,
     };
     // Advertised over reflection: the client-facing services, not the internal PeerService.
     let (reflection_v1, reflection_v1alpha) = proto::reflection::services(&[

@@ -93,6 +93,12 @@ const _: () = assert!(
 pub const TICK_INTERVAL: Duration = Duration::from_millis(100);
 pub const HEARTBEAT_TICKS: usize = 2;
 pub const ELECTION_TICKS: usize = 10;
+/// How long a call that needs a newer feature waits for a peer not heard from since this
+/// node started (`features`): ten heartbeat intervals, which a live peer never misses.
+pub const FEATURE_LEVEL_WAIT: Duration =
+    Duration::from_millis(TICK_INTERVAL.as_millis() as u64 * HEARTBEAT_TICKS as u64 * 10);
+/// How often it looks again meanwhile.
+pub const FEATURE_LEVEL_POLL: Duration = Duration::from_millis(20);
 
 const _: () = assert!(
     RAFT_MESSAGE_BYTES_MAX <= PEER_FRAME_BYTES_MAX,

@@ -41,6 +41,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::api_error::{ApiError, WriteApiError as _};
+use crate::features::{Feature, PeerLevels, Verdict};
 use crate::forward::{AccountStep, Forwarder, HoldStep, Hop};
 use crate::limits;
 use crate::saga::{Decided, Saga};
@@ -108,6 +109,8 @@ struct Shared {
     /// changes once the account is open, so an entry never goes stale, and an evicted one
     /// costs one linearizable read.
     account_flags: moka::sync::Cache<String, bool>,
+    /// What each peer can decode: calls that need a newer feature wait for it.
+    levels: Arc<PeerLevels>,
 }
 
 /// A handler check's refusal as an API error (PERMISSION_DENIED; SubmitTransfers reports it
@@ -198,6 +201,7 @@ impl Api {
         partitions: u32,
         peers: BTreeMap<u64, String>,
         peer_tls: Option<&tonic::transport::ClientTlsConfig>,
+        levels: Arc<PeerLevels>,
     ) -> Api {
         Api {
             shared: Arc::new(Shared {
@@ -208,6 +212,7 @@ impl Api {
                 partitions,
                 peers,
                 account_flags: moka::sync::Cache::new(limits::ACCOUNT_FLAGS_CACHED_MAX),
+                levels,
             }),
             node_id,
         }
@@ -291,6 +296,37 @@ impl Api {
     }
 
     /// The leader a write for `partition` is forwarded to, or `None` to decide it here.
+    /// Refuses a call that needs `feature` while a node it reaches cannot decode it: the
+    /// leader it is forwarded to, or (deciding here) every replica. A node not heard from
+    /// since this one started is waited for, at most `limits::FEATURE_LEVEL_WAIT`. See
+    /// `features`.
+    async fn require(
+        &self,
+        feature: Option<Feature>,
+        forward_to: Option<u64>,
+    ) -> Result<(), ApiError> {
+        let Some(feature) = feature else {
+            return Ok(());
+        };
+        let deadline = tokio::time::Instant::now() + limits::FEATURE_LEVEL_WAIT;
+        loop {
+            match self.shared.levels.verdict(feature, forward_to) {
+                Verdict::Allowed => return Ok(()),
+                Verdict::Unheard if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(limits::FEATURE_LEVEL_POLL).await;
+                }
+                Verdict::Older | Verdict::Unheard => {
+                    return Err(ApiError::new(
+                        Code::FailedPrecondition,
+                        "CLUSTER_UPGRADING",
+                        "not every write node runs a release that can decode this call yet; \
+                         retry once the upgrade is complete",
+                    ));
+                }
+            }
+        }
+    }
+
     fn forward_to(&self, hop: &Hop, partition: u32) -> Option<u64> {
         let leader = self.shared.leaders.borrow()[partition as usize];
         self.shared.forwarder.route(hop, leader)
@@ -306,11 +342,17 @@ impl Api {
         request: TransferRequest,
     ) -> Result<TransferResponse, WriteError> {
         let command = validate_transfer(&request)?;
+        let feature = command
+            .annotations
+            .is_some()
+            .then_some(Feature::Annotations);
         let source = partition_of(&command.from, self.shared.partitions);
         if let Some(leader) = self.forward_to(hop, source) {
+            self.require(feature, Some(leader)).await?;
             let forwarded = self.shared.forwarder.transfer(leader, hop, request);
             return forwarded.await.map_err(WriteError::Leader);
         }
+        self.require(feature, None).await?;
         self.authorize_transfer(caller, &command).await?;
         Ok(self.decide_transfer(command).await?)
     }
@@ -438,15 +480,23 @@ impl Api {
         step: HoldStep,
     ) -> Result<pb::HoldResponse, WriteError> {
         let command = validate_hold_step(&step)?;
-        let from = match &command {
-            HoldCommand::Authorize { transfer, .. } => &transfer.from,
-            HoldCommand::Capture { from, .. } | HoldCommand::Void { from, .. } => from,
+        let (from, feature) = match &command {
+            HoldCommand::Authorize { transfer, .. } => (
+                &transfer.from,
+                transfer
+                    .annotations
+                    .is_some()
+                    .then_some(Feature::Annotations),
+            ),
+            HoldCommand::Capture { from, .. } | HoldCommand::Void { from, .. } => (from, None),
         };
         let source = partition_of(from, self.shared.partitions);
         if let Some(leader) = self.forward_to(hop, source) {
+            self.require(feature, Some(leader)).await?;
             let forwarded = self.shared.forwarder.hold(leader, hop, step);
             return forwarded.await.map_err(WriteError::Leader);
         }
+        self.require(feature, None).await?;
         self.authorize_debit(caller, from).await?;
         Ok(self.decide_hold_step(source, command).await?)
     }
@@ -610,8 +660,10 @@ impl Api {
         step: AccountStep,
     ) -> Result<pb::Account, WriteError> {
         let command = validate_account_step(&step)?;
+        let feature = Some(Feature::AccountLifecycle);
         let partition = partition_of(step.account_id(), self.shared.partitions);
         if let Some(leader) = self.forward_to(hop, partition) {
+            self.require(feature, Some(leader)).await?;
             let forwarded = self.shared.forwarder.account_step(leader, hop, step);
             return forwarded.await.map_err(WriteError::Leader)?.ok_or_else(|| {
                 WriteError::Leader(Status::internal(
@@ -619,6 +671,7 @@ impl Api {
                 ))
             });
         }
+        self.require(feature, None).await?;
         security::check_account(caller, "account_id", step.account_id()).map_err(denied)?;
         let applied = self.propose(partition, command).await?;
         match applied.outcome {

@@ -271,6 +271,7 @@ async fn peer_sender(
                 .send(RaftBatch {
                     from_node: node_id,
                     messages,
+                    feature_level: crate::features::FEATURE_LEVEL,
                 })
                 .await
                 .is_err()
@@ -325,6 +326,8 @@ pub struct PeerServer {
     pub partitions: u32,
     pub peers: Vec<u64>,
     pub store: StoreHandle,
+    /// What each peer announces on its frames (`features`).
+    pub levels: std::sync::Arc<crate::features::PeerLevels>,
 }
 
 fn not_a_peer(node_id: u64) -> Status {
@@ -436,6 +439,7 @@ impl PeerService for PeerServer {
             if !self.peers.contains(&frame.from_node) || frame.from_node == self.node_id {
                 return Err(not_a_peer(frame.from_node));
             }
+            self.levels.heard(frame.from_node, frame.feature_level);
             let mut messages = Vec::with_capacity(frame.messages.len());
             for envelope in frame.messages {
                 if envelope.partition >= self.partitions {
@@ -731,6 +735,7 @@ mod tests {
             let batch = RaftBatch {
                 from_node: 1,
                 messages: frame.clone(),
+                feature_level: crate::features::FEATURE_LEVEL,
             };
             assert!(
                 prost::Message::encoded_len(&batch) <= limits::PEER_GRPC_MESSAGE_BYTES_MAX,
@@ -748,6 +753,7 @@ mod tests {
         let batch = RaftBatch {
             from_node: 1,
             messages: frame,
+            feature_level: crate::features::FEATURE_LEVEL,
         };
         assert!(prost::Message::encoded_len(&batch) <= limits::PEER_GRPC_MESSAGE_BYTES_MAX);
         // Small messages: bounded by count.

@@ -191,6 +191,8 @@ var (
 	ReasonInvalidMetadata = ReasonName(walletv1.ErrorReason_ERROR_REASON_INVALID_METADATA)
 	// ReasonOverdraftLimitBelowDebt: FAILED_PRECONDITION (field overdraft_limit): SetOverdraftLimit below what the account owes.
 	ReasonOverdraftLimitBelowDebt = ReasonName(walletv1.ErrorReason_ERROR_REASON_OVERDRAFT_LIMIT_BELOW_DEBT)
+	// ReasonClusterUpgrading: FAILED_PRECONDITION: the call needs a newer release than a write node it would reach runs; retry once the rolling upgrade is complete.
+	ReasonClusterUpgrading = ReasonName(walletv1.ErrorReason_ERROR_REASON_CLUSTER_UPGRADING)
 )
 
 // Reasons the SDK gives to failures no node answered: not in the ErrorReason enum.

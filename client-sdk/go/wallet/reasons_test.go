@@ -98,6 +98,7 @@ func exposedReasons() map[string]string {
 		"ReasonInvalidReference":                 ReasonInvalidReference,
 		"ReasonInvalidMetadata":                  ReasonInvalidMetadata,
 		"ReasonOverdraftLimitBelowDebt":          ReasonOverdraftLimitBelowDebt,
+		"ReasonClusterUpgrading":                 ReasonClusterUpgrading,
 	}
 }
 

@@ -773,6 +773,7 @@ fn cases(alice_partition: u32) -> Vec<Case> {
             Raft(RaftBatch {
                 from_node: 99,
                 messages: vec![],
+                ..Default::default()
             }),
             rejected(Code::PermissionDenied, "NOT_A_PEER"),
         ),
@@ -784,6 +785,7 @@ fn cases(alice_partition: u32) -> Vec<Case> {
                     partition: 0,
                     message: vec![0xff; 9],
                 }],
+                ..Default::default()
             }),
             bad("MALFORMED_MESSAGE", "messages"),
         ),

@@ -4,7 +4,9 @@
 //! stopped cleanly and restarted on its own data, while transfers keep flowing. Every
 //! transfer's outcome is tracked exactly (a retry with the same id until it is definite), and
 //! at the end every balance equals the one the outcomes add up to, money is conserved, each
-//! node migrated its data to this release's format, and the replicas agree.
+//! node migrated its data to this release's format, and the replicas agree. Calls the
+//! previous release cannot decode (an account change, an annotated transfer) are refused
+//! with `CLUSTER_UPGRADING` while it still runs on a node, and work once none does.
 //!
 //! Ignored in the plain test run (it needs the other release's binaries); scripts/test runs
 //! it through scripts/test-upgrade.
@@ -28,6 +30,31 @@ const FUNDING_MINOR: i64 = 10_000;
 const SENDERS: usize = 4;
 /// How long the load runs on a cluster before and after each node's upgrade.
 const LOAD_BETWEEN_STEPS: Duration = Duration::from_millis(1_500);
+/// An account outside the load, for the calls this release brings.
+const GATED: &str = "upgrade-gated";
+/// The id of the annotated transfer into it (one id: a retry moves nothing twice).
+const ANNOTATED_ID: &str = "6a1f3c7e-2b4d-4e8f-9a0b-1c2d3e4f5a6b";
+
+/// Through `node`: an annotated transfer of 1.00 into [`GATED`], then a freeze of it; the
+/// reason of each refusal, `None` for a success.
+async fn newer_calls(cluster: &Cluster, node: u64) -> [Option<String>; 2] {
+    let mut client = cluster.wallet(node).await;
+    let annotated = client
+        .transfer(proto::v1::TransferRequest {
+            reference: "upgrade".into(),
+            ..transfer_request(ANNOTATED_ID, "issuer", GATED, "1.00", "USD")
+        })
+        .await;
+    let freeze = client
+        .freeze_account(proto::v1::FreezeAccountRequest {
+            account_id: GATED.into(),
+        })
+        .await;
+    [
+        annotated.err().map(|status| reason(&status)),
+        freeze.err().map(|status| reason(&status)),
+    ]
+}
 
 fn previous_release_binary() -> PathBuf {
     let dir = std::env::var_os("WALLET_PREVIOUS_BIN_DIR").expect(
@@ -69,6 +96,10 @@ async fn a_rolling_upgrade_under_load_loses_and_repeats_nothing() {
     let accounts: Vec<String> = (0..ACCOUNTS).map(|n| format!("upgrade-{n}")).collect();
     let names: Vec<&str> = accounts.iter().map(String::as_str).collect();
     cluster.open_funded_usd(&names, "100.00").await;
+    cluster
+        .open_account(GATED, "USD", false)
+        .await
+        .expect("open");
     let expected: Arc<Mutex<BTreeMap<String, i64>>> = Arc::new(Mutex::new(
         accounts
             .iter()
@@ -114,6 +145,11 @@ async fn a_rolling_upgrade_under_load_loses_and_repeats_nothing() {
         assert!(exit.success(), "node {node} stopped cleanly: {exit:?}");
         cluster.start_node_binary(node, &current, &[]);
         cluster.wait_leaders().await;
+        if node == 1 {
+            // Nodes 2 and 3 cannot decode them yet, whoever leads: refused, nothing sent.
+            let refused = Some("CLUSTER_UPGRADING".to_owned());
+            assert_eq!(newer_calls(&cluster, 1).await, [refused.clone(), refused]);
+        }
         tokio::time::sleep(LOAD_BETWEEN_STEPS).await;
     }
     running.store(false, Ordering::Relaxed);
@@ -126,9 +162,28 @@ async fn a_rolling_upgrade_under_load_loses_and_repeats_nothing() {
         "only {moved} transfers moved money during the upgrade"
     );
 
+    // Every node runs this release: the calls go through (once each peer's frames said so).
+    let deadline = std::time::Instant::now() + testkit::WAIT_MAX;
+    loop {
+        match newer_calls(&cluster, 1).await {
+            [None, None] => break,
+            answers => assert!(
+                std::time::Instant::now() < deadline
+                    && answers
+                        .iter()
+                        .flatten()
+                        .all(|reason| reason == "CLUSTER_UPGRADING"),
+                "{answers:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let gated = cluster.get_transfer(ANNOTATED_ID).await.expect("annotated");
+    assert_eq!(gated.reference, "upgrade");
+
     cluster.wait_no_in_flight().await;
     let expected = expected.lock().await.clone();
-    let mut total = 0;
+    let mut total = cluster.account(GATED).await.expect("gated").balance_minor;
     for (account, balance) in &expected {
         let read = cluster.account(account).await.expect("account");
         assert_eq!(read.balance_minor, *balance, "{account}");

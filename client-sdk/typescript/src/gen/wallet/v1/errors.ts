@@ -198,6 +198,12 @@ export enum ErrorReason {
    * new limit (FAILED_PRECONDITION); bring the account up first.
    */
   ERROR_REASON_OVERDRAFT_LIMIT_BELOW_DEBT = 79,
+  /**
+   * ERROR_REASON_CLUSTER_UPGRADING - A call that needs a newer release (an account change, a transfer or hold with a
+   * reference or metadata) while a write node it would reach still runs an older one
+   * (FAILED_PRECONDITION): retry once the rolling upgrade is complete (README "Upgrades").
+   */
+  ERROR_REASON_CLUSTER_UPGRADING = 80,
   UNRECOGNIZED = -1,
 }
 
@@ -443,6 +449,9 @@ export function errorReasonFromJSON(object: any): ErrorReason {
     case 79:
     case "ERROR_REASON_OVERDRAFT_LIMIT_BELOW_DEBT":
       return ErrorReason.ERROR_REASON_OVERDRAFT_LIMIT_BELOW_DEBT;
+    case 80:
+    case "ERROR_REASON_CLUSTER_UPGRADING":
+      return ErrorReason.ERROR_REASON_CLUSTER_UPGRADING;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -612,6 +621,8 @@ export function errorReasonToJSON(object: ErrorReason): string {
       return "ERROR_REASON_INVALID_METADATA";
     case ErrorReason.ERROR_REASON_OVERDRAFT_LIMIT_BELOW_DEBT:
       return "ERROR_REASON_OVERDRAFT_LIMIT_BELOW_DEBT";
+    case ErrorReason.ERROR_REASON_CLUSTER_UPGRADING:
+      return "ERROR_REASON_CLUSTER_UPGRADING";
     case ErrorReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

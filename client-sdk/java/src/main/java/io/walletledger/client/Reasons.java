@@ -217,6 +217,8 @@ public final class Reasons {
   public static final String INVALID_METADATA = of(ErrorReason.ERROR_REASON_INVALID_METADATA);
   /** FAILED_PRECONDITION (field {@code overdraft_limit}): SetOverdraftLimit below what the account owes. */
   public static final String OVERDRAFT_LIMIT_BELOW_DEBT = of(ErrorReason.ERROR_REASON_OVERDRAFT_LIMIT_BELOW_DEBT);
+  /** FAILED_PRECONDITION: the call needs a newer release than a write node it would reach runs; retry once the rolling upgrade is complete. */
+  public static final String CLUSTER_UPGRADING = of(ErrorReason.ERROR_REASON_CLUSTER_UPGRADING);
 
   // --- given by the SDK ------------------------------------------------------------------------
   /** A failure made by the gRPC library (connection refused, reset, closed mid-call). */
