@@ -206,11 +206,14 @@ export interface AccountOpened {
   /** ISO 4217 code. */
   currency: string;
   allowNegativeBalance: boolean;
+  /** The client's reference and metadata for the account; absent when it gave none. */
+  annotations: TransferAnnotations | undefined;
 }
 
 /**
  * What a client attached to a transfer (wallet.v1 TransferRequest `reference` and
- * `metadata`, with their limits): carried in every event that carries the transfer.
+ * `metadata`, with their limits): carried in every event that carries the transfer. Also what
+ * a client attached to an account (OpenAccountRequest), in AccountOpened.
  */
 export interface TransferAnnotations {
   reference: string;
@@ -1917,7 +1920,7 @@ export const AccountChanged: MessageFns<AccountChanged> = {
 };
 
 function createBaseAccountOpened(): AccountOpened {
-  return { accountId: "", currency: "", allowNegativeBalance: false };
+  return { accountId: "", currency: "", allowNegativeBalance: false, annotations: undefined };
 }
 
 export const AccountOpened: MessageFns<AccountOpened> = {
@@ -1930,6 +1933,9 @@ export const AccountOpened: MessageFns<AccountOpened> = {
     }
     if (message.allowNegativeBalance !== false) {
       writer.uint32(24).bool(message.allowNegativeBalance);
+    }
+    if (message.annotations !== undefined) {
+      TransferAnnotations.encode(message.annotations, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -1971,6 +1977,14 @@ export const AccountOpened: MessageFns<AccountOpened> = {
             message.allowNegativeBalance = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.annotations = TransferAnnotations.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1996,6 +2010,7 @@ export const AccountOpened: MessageFns<AccountOpened> = {
         : isSet(object.allow_negative_balance)
         ? globalThis.Boolean(object.allow_negative_balance)
         : false,
+      annotations: isSet(object.annotations) ? TransferAnnotations.fromJSON(object.annotations) : undefined,
     };
   },
 
@@ -2010,6 +2025,9 @@ export const AccountOpened: MessageFns<AccountOpened> = {
     if (message.allowNegativeBalance !== false) {
       obj.allowNegativeBalance = message.allowNegativeBalance;
     }
+    if (message.annotations !== undefined) {
+      obj.annotations = TransferAnnotations.toJSON(message.annotations);
+    }
     return obj;
   },
 
@@ -2021,6 +2039,9 @@ export const AccountOpened: MessageFns<AccountOpened> = {
     message.accountId = object.accountId ?? "";
     message.currency = object.currency ?? "";
     message.allowNegativeBalance = object.allowNegativeBalance ?? false;
+    message.annotations = (object.annotations !== undefined && object.annotations !== null)
+      ? TransferAnnotations.fromPartial(object.annotations)
+      : undefined;
     return message;
   },
 };

@@ -147,6 +147,17 @@ export interface Balance {
    */
   status: AccountStatus;
   overdraftLimit: string;
+  /**
+   * What OpenAccountRequest attached (wallet.v1 Account `reference`, `metadata`); they never
+   * change, so every Balance of the account carries the same, pushes and GetBalanceAt too.
+   */
+  reference: string;
+  metadata: { [key: string]: string };
+}
+
+export interface Balance_MetadataEntry {
+  key: string;
+  value: string;
 }
 
 export interface GetBalanceRequest {
@@ -342,6 +353,8 @@ function createBaseBalance(): Balance {
     available: "",
     status: 0,
     overdraftLimit: "",
+    reference: "",
+    metadata: {},
   };
 }
 
@@ -386,6 +399,12 @@ export const Balance: MessageFns<Balance> = {
     if (message.overdraftLimit !== "") {
       writer.uint32(106).string(message.overdraftLimit);
     }
+    if (message.reference !== "") {
+      writer.uint32(114).string(message.reference);
+    }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      Balance_MetadataEntry.encode({ key: key as any, value }, writer.uint32(122).fork()).join();
+    });
     return writer;
   },
 
@@ -506,6 +525,25 @@ export const Balance: MessageFns<Balance> = {
             message.overdraftLimit = reader.string();
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.reference = reader.string();
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            const entry15 = Balance_MetadataEntry.decode(reader, reader.uint32());
+            if (entry15.value !== undefined) {
+              message.metadata[entry15.key] = entry15.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -553,6 +591,21 @@ export const Balance: MessageFns<Balance> = {
         : isSet(object.overdraft_limit)
         ? globalThis.String(object.overdraft_limit)
         : "",
+      reference: isSet(object.reference) ? globalThis.String(object.reference) : "",
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -597,6 +650,18 @@ export const Balance: MessageFns<Balance> = {
     if (message.overdraftLimit !== "") {
       obj.overdraftLimit = message.overdraftLimit;
     }
+    if (message.reference !== "") {
+      obj.reference = message.reference;
+    }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -618,6 +683,101 @@ export const Balance: MessageFns<Balance> = {
     message.available = object.available ?? "";
     message.status = object.status ?? 0;
     message.overdraftLimit = object.overdraftLimit ?? "";
+    message.reference = object.reference ?? "";
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseBalance_MetadataEntry(): Balance_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const Balance_MetadataEntry: MessageFns<Balance_MetadataEntry> = {
+  encode(message: Balance_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Balance_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBalance_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Balance_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: Balance_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Balance_MetadataEntry>, I>>(base?: I): Balance_MetadataEntry {
+    return Balance_MetadataEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Balance_MetadataEntry>, I>>(object: I): Balance_MetadataEntry {
+    const message = createBaseBalance_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };

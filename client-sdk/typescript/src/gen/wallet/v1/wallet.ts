@@ -155,6 +155,24 @@ export interface OpenAccountRequest {
   currency: string;
   /** For issuer/settlement accounts that fund the others; ordinary accounts never go below zero. */
   allowNegativeBalance: boolean;
+  /**
+   * Optional: the client's own reference for the account (a customer number), with the
+   * limits of TransferRequest.reference (INVALID_ARGUMENT / INVALID_REFERENCE). Set when the
+   * account is opened and never changed; returned by every read of the account (GetAccount,
+   * and the read node's GetBalance, ListAccounts, BatchGetAccounts, WatchBalances). Opening
+   * an existing account again with other annotations is ALREADY_EXISTS, like another currency.
+   */
+  reference: string;
+  /**
+   * Optional key/value metadata, with the limits of TransferRequest.metadata
+   * (INVALID_ARGUMENT / INVALID_METADATA); set at opening and never changed, like `reference`.
+   */
+  metadata: { [key: string]: string };
+}
+
+export interface OpenAccountRequest_MetadataEntry {
+  key: string;
+  value: string;
 }
 
 export interface OpenAccountResponse {
@@ -202,6 +220,14 @@ export interface Account {
    * account can spend is `available` plus this.
    */
   overdraftLimit: string;
+  /** What OpenAccountRequest attached (empty and absent when it attached nothing). */
+  reference: string;
+  metadata: { [key: string]: string };
+}
+
+export interface Account_MetadataEntry {
+  key: string;
+  value: string;
 }
 
 export interface FreezeAccountRequest {
@@ -448,7 +474,7 @@ export interface Transfer_MetadataEntry {
 }
 
 function createBaseOpenAccountRequest(): OpenAccountRequest {
-  return { accountId: "", currency: "", allowNegativeBalance: false };
+  return { accountId: "", currency: "", allowNegativeBalance: false, reference: "", metadata: {} };
 }
 
 export const OpenAccountRequest: MessageFns<OpenAccountRequest> = {
@@ -462,6 +488,12 @@ export const OpenAccountRequest: MessageFns<OpenAccountRequest> = {
     if (message.allowNegativeBalance !== false) {
       writer.uint32(24).bool(message.allowNegativeBalance);
     }
+    if (message.reference !== "") {
+      writer.uint32(34).string(message.reference);
+    }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      OpenAccountRequest_MetadataEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
+    });
     return writer;
   },
 
@@ -502,6 +534,25 @@ export const OpenAccountRequest: MessageFns<OpenAccountRequest> = {
             message.allowNegativeBalance = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.reference = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            const entry5 = OpenAccountRequest_MetadataEntry.decode(reader, reader.uint32());
+            if (entry5.value !== undefined) {
+              message.metadata[entry5.key] = entry5.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -527,6 +578,21 @@ export const OpenAccountRequest: MessageFns<OpenAccountRequest> = {
         : isSet(object.allow_negative_balance)
         ? globalThis.Boolean(object.allow_negative_balance)
         : false,
+      reference: isSet(object.reference) ? globalThis.String(object.reference) : "",
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -541,6 +607,18 @@ export const OpenAccountRequest: MessageFns<OpenAccountRequest> = {
     if (message.allowNegativeBalance !== false) {
       obj.allowNegativeBalance = message.allowNegativeBalance;
     }
+    if (message.reference !== "") {
+      obj.reference = message.reference;
+    }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -552,6 +630,105 @@ export const OpenAccountRequest: MessageFns<OpenAccountRequest> = {
     message.accountId = object.accountId ?? "";
     message.currency = object.currency ?? "";
     message.allowNegativeBalance = object.allowNegativeBalance ?? false;
+    message.reference = object.reference ?? "";
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseOpenAccountRequest_MetadataEntry(): OpenAccountRequest_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const OpenAccountRequest_MetadataEntry: MessageFns<OpenAccountRequest_MetadataEntry> = {
+  encode(message: OpenAccountRequest_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OpenAccountRequest_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOpenAccountRequest_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OpenAccountRequest_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: OpenAccountRequest_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OpenAccountRequest_MetadataEntry>, I>>(
+    base?: I,
+  ): OpenAccountRequest_MetadataEntry {
+    return OpenAccountRequest_MetadataEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OpenAccountRequest_MetadataEntry>, I>>(
+    object: I,
+  ): OpenAccountRequest_MetadataEntry {
+    const message = createBaseOpenAccountRequest_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -761,6 +938,8 @@ function createBaseAccount(): Account {
     available: "",
     status: 0,
     overdraftLimit: "",
+    reference: "",
+    metadata: {},
   };
 }
 
@@ -793,6 +972,12 @@ export const Account: MessageFns<Account> = {
     if (message.overdraftLimit !== "") {
       writer.uint32(74).string(message.overdraftLimit);
     }
+    if (message.reference !== "") {
+      writer.uint32(82).string(message.reference);
+    }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      Account_MetadataEntry.encode({ key: key as any, value }, writer.uint32(90).fork()).join();
+    });
     return writer;
   },
 
@@ -881,6 +1066,25 @@ export const Account: MessageFns<Account> = {
             message.overdraftLimit = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.reference = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            const entry11 = Account_MetadataEntry.decode(reader, reader.uint32());
+            if (entry11.value !== undefined) {
+              message.metadata[entry11.key] = entry11.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -920,6 +1124,21 @@ export const Account: MessageFns<Account> = {
         : isSet(object.overdraft_limit)
         ? globalThis.String(object.overdraft_limit)
         : "",
+      reference: isSet(object.reference) ? globalThis.String(object.reference) : "",
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -952,6 +1171,18 @@ export const Account: MessageFns<Account> = {
     if (message.overdraftLimit !== "") {
       obj.overdraftLimit = message.overdraftLimit;
     }
+    if (message.reference !== "") {
+      obj.reference = message.reference;
+    }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -969,6 +1200,101 @@ export const Account: MessageFns<Account> = {
     message.available = object.available ?? "";
     message.status = object.status ?? 0;
     message.overdraftLimit = object.overdraftLimit ?? "";
+    message.reference = object.reference ?? "";
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseAccount_MetadataEntry(): Account_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const Account_MetadataEntry: MessageFns<Account_MetadataEntry> = {
+  encode(message: Account_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Account_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAccount_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Account_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: Account_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Account_MetadataEntry>, I>>(base?: I): Account_MetadataEntry {
+    return Account_MetadataEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Account_MetadataEntry>, I>>(object: I): Account_MetadataEntry {
+    const message = createBaseAccount_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };

@@ -166,14 +166,16 @@ class AccountChanged(_message.Message):
     def __init__(self, account_id: _Optional[str] = ..., change: _Optional[_Union[AccountChangeKind, str]] = ..., overdraft_limit: _Optional[str] = ..., overdraft_limit_minor: _Optional[int] = ..., currency: _Optional[str] = ...) -> None: ...
 
 class AccountOpened(_message.Message):
-    __slots__ = ("account_id", "currency", "allow_negative_balance")
+    __slots__ = ("account_id", "currency", "allow_negative_balance", "annotations")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     ALLOW_NEGATIVE_BALANCE_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATIONS_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     currency: str
     allow_negative_balance: bool
-    def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., allow_negative_balance: bool = ...) -> None: ...
+    annotations: TransferAnnotations
+    def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., allow_negative_balance: bool = ..., annotations: _Optional[_Union[TransferAnnotations, _Mapping]] = ...) -> None: ...
 
 class TransferAnnotations(_message.Message):
     __slots__ = ("reference", "metadata")

@@ -26,7 +26,14 @@ TRANSFER_STATE_VOIDED: TransferState
 TRANSFER_STATE_EXPIRED: TransferState
 
 class Balance(_message.Message):
-    __slots__ = ("account_id", "currency", "allow_negative_balance", "balance", "balance_minor", "sequence", "partition", "index", "timestamp_ms", "held", "available", "status", "overdraft_limit")
+    __slots__ = ("account_id", "currency", "allow_negative_balance", "balance", "balance_minor", "sequence", "partition", "index", "timestamp_ms", "held", "available", "status", "overdraft_limit", "reference", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     ALLOW_NEGATIVE_BALANCE_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +47,8 @@ class Balance(_message.Message):
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     OVERDRAFT_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     currency: str
     allow_negative_balance: bool
@@ -53,7 +62,9 @@ class Balance(_message.Message):
     available: str
     status: _wallet_pb2.AccountStatus
     overdraft_limit: str
-    def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., allow_negative_balance: bool = ..., balance: _Optional[str] = ..., balance_minor: _Optional[int] = ..., sequence: _Optional[int] = ..., partition: _Optional[int] = ..., index: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., held: _Optional[str] = ..., available: _Optional[str] = ..., status: _Optional[_Union[_wallet_pb2.AccountStatus, str]] = ..., overdraft_limit: _Optional[str] = ...) -> None: ...
+    reference: str
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., allow_negative_balance: bool = ..., balance: _Optional[str] = ..., balance_minor: _Optional[int] = ..., sequence: _Optional[int] = ..., partition: _Optional[int] = ..., index: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., held: _Optional[str] = ..., available: _Optional[str] = ..., status: _Optional[_Union[_wallet_pb2.AccountStatus, str]] = ..., overdraft_limit: _Optional[str] = ..., reference: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class GetBalanceRequest(_message.Message):
     __slots__ = ("account_id", "consistency_token")

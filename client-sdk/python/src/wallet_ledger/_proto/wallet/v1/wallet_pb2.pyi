@@ -37,14 +37,25 @@ TRANSFER_STATUS_VOIDED: TransferStatus
 TRANSFER_STATUS_EXPIRED: TransferStatus
 
 class OpenAccountRequest(_message.Message):
-    __slots__ = ("account_id", "currency", "allow_negative_balance")
+    __slots__ = ("account_id", "currency", "allow_negative_balance", "reference", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     ALLOW_NEGATIVE_BALANCE_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     currency: str
     allow_negative_balance: bool
-    def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., allow_negative_balance: bool = ...) -> None: ...
+    reference: str
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., allow_negative_balance: bool = ..., reference: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class OpenAccountResponse(_message.Message):
     __slots__ = ("account",)
@@ -65,7 +76,14 @@ class OpenAccountResult(_message.Message):
     def __init__(self, account_id: _Optional[str] = ..., status: _Optional[str] = ..., account: _Optional[_Union[Account, _Mapping]] = ..., error: _Optional[_Union[TransferError, _Mapping]] = ...) -> None: ...
 
 class Account(_message.Message):
-    __slots__ = ("account_id", "currency", "allow_negative_balance", "balance", "balance_minor", "held", "available", "status", "overdraft_limit")
+    __slots__ = ("account_id", "currency", "allow_negative_balance", "balance", "balance_minor", "held", "available", "status", "overdraft_limit", "reference", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     ALLOW_NEGATIVE_BALANCE_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +93,8 @@ class Account(_message.Message):
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     OVERDRAFT_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     currency: str
     allow_negative_balance: bool
@@ -84,7 +104,9 @@ class Account(_message.Message):
     available: str
     status: AccountStatus
     overdraft_limit: str
-    def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., allow_negative_balance: bool = ..., balance: _Optional[str] = ..., balance_minor: _Optional[int] = ..., held: _Optional[str] = ..., available: _Optional[str] = ..., status: _Optional[_Union[AccountStatus, str]] = ..., overdraft_limit: _Optional[str] = ...) -> None: ...
+    reference: str
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., allow_negative_balance: bool = ..., balance: _Optional[str] = ..., balance_minor: _Optional[int] = ..., held: _Optional[str] = ..., available: _Optional[str] = ..., status: _Optional[_Union[AccountStatus, str]] = ..., overdraft_limit: _Optional[str] = ..., reference: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class FreezeAccountRequest(_message.Message):
     __slots__ = ("account_id",)
