@@ -1,5 +1,6 @@
 """An in-process write node for unit tests: a real ``grpc.server`` on a loopback port whose
-``Transfer``, ``SubmitTransfers`` and the hold calls do what the test says, and record what they saw."""
+``Transfer``, ``SubmitTransfers``, the hold calls and the account calls do what the test says,
+and record what they saw."""
 
 from __future__ import annotations
 
@@ -131,6 +132,13 @@ class FakeNode(wallet_pb2_grpc.WalletServiceServicer):
         #: gives it. Every such call lands in ``lifecycle``.
         self.lifecycle_handler: Optional[Callable[[str, Any, grpc.ServicerContext], wallet_pb2.Account]] = None
         self.lifecycle: list[tuple[str, Any]] = []
+        #: Every OpenAccountRequest received, how it came ("unary" OpenAccount, "stream"
+        #: OpenAccounts), in order. Both answer the account as asked (reference and metadata
+        #: included), and GetAccount answers the last one opened under the id; OpenAccounts
+        #: answers the ids in ``open_unavailable`` "unavailable" (as a node that does not lead
+        #: their partition would), for the client to retry them alone.
+        self.open_requests: list[tuple[str, wallet_pb2.OpenAccountRequest]] = []
+        self.open_unavailable: set[str] = set()
         self.lock = threading.Lock()
         self.streams: list[list[str]] = []  # transaction ids read from each SubmitTransfers call
         self.unary: list[str] = []  # transaction ids of each Transfer call
@@ -265,6 +273,40 @@ class FakeNode(wallet_pb2_grpc.WalletServiceServicer):
     def GetAccount(self, request, context):  # type: ignore[no-untyped-def]
         with self.lock:
             self._record(context)
-        return wallet_pb2.GetAccountResponse(
-            account=wallet_pb2.Account(account_id=request.account_id, balance="1.00"), position="p"
-        )
+            opened = [r for _, r in self.open_requests if r.account_id == request.account_id]
+        account = opened_account(opened[-1]) if opened else wallet_pb2.Account(account_id=request.account_id)
+        account.balance = "1.00"
+        return wallet_pb2.GetAccountResponse(account=account, position="p")
+
+    def OpenAccount(self, request, context):  # type: ignore[no-untyped-def]
+        with self.lock:
+            self._record(context)
+            self.open_requests.append(("unary", request))
+        return wallet_pb2.OpenAccountResponse(account=opened_account(request))
+
+    def OpenAccounts(self, request_iterator, context):  # type: ignore[no-untyped-def]
+        with self.lock:
+            self._record(context)
+        for request in request_iterator:
+            if request.account_id in self.open_unavailable:
+                yield wallet_pb2.OpenAccountResult(account_id=request.account_id, status="unavailable")
+                continue
+            with self.lock:
+                self.open_requests.append(("stream", request))
+            yield wallet_pb2.OpenAccountResult(
+                account_id=request.account_id, status="success", account=opened_account(request)
+            )
+
+
+def opened_account(request: wallet_pb2.OpenAccountRequest) -> wallet_pb2.Account:
+    """The account ``request`` opens, as a node answers it: zero balance, ACTIVE, with the
+    request's reference and metadata."""
+    return wallet_pb2.Account(
+        account_id=request.account_id,
+        currency=request.currency,
+        allow_negative_balance=request.allow_negative_balance,
+        balance="0.00",
+        status=wallet_pb2.ACCOUNT_STATUS_ACTIVE,
+        reference=request.reference,
+        metadata=dict(request.metadata),
+    )

@@ -1,7 +1,8 @@
 """An in-process read node for unit tests: a real ``grpc.server`` on a loopback port whose
 ``WatchBalances`` and ``WatchTransfer`` streams follow a script (send these updates, then
 break the stream, replay old updates on the next one, cut the watcher off with WATCH_LAGGED,
-...), and whose ``ListTransfers`` and ``GetBalanceAt`` answer from a small fixed history.
+...), whose ``ListTransfers`` and ``GetBalanceAt`` answer from a small fixed history, and whose
+``GetBalance`` answers the balances the test gives it.
 Every request is recorded."""
 
 from __future__ import annotations
@@ -68,6 +69,10 @@ class FakeReadNode(query_pb2_grpc.QueryServiceServicer, cluster_pb2_grpc.Cluster
         self.watch_requests: list[query_pb2.WatchBalancesRequest] = []
         self.transfer_requests: list[query_pb2.WatchTransferRequest] = []
         self.list_requests: list[query_pb2.ListTransfersRequest] = []
+        #: What GetBalance answers, by account id (unknown ids: NOT_FOUND ACCOUNT_NOT_FOUND);
+        #: every GetBalanceRequest lands in ``balance_requests``.
+        self.balances: dict[str, query_pb2.Balance] = {}
+        self.balance_requests: list[query_pb2.GetBalanceRequest] = []
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
         query_pb2_grpc.add_QueryServiceServicer_to_server(self, self.server)
         cluster_pb2_grpc.add_ClusterServiceServicer_to_server(self, self.server)
@@ -127,6 +132,14 @@ class FakeReadNode(query_pb2_grpc.QueryServiceServicer, cluster_pb2_grpc.Cluster
         ]
         rest = top - len(sequences)
         return query_pb2.ListTransfersResponse(entries=entries, next_page_token=str(rest) if rest > 0 else "")
+
+    def GetBalance(self, request, context):  # type: ignore[no-untyped-def]
+        with self.lock:
+            self.balance_requests.append(request)
+            found = self.balances.get(request.account_id)
+        if found is None:
+            abort(context, grpc.StatusCode.NOT_FOUND, "ACCOUNT_NOT_FOUND")
+        return query_pb2.GetBalanceResponse(balance=found, position="v1.0.1")
 
     def GetBalanceAt(self, request, context):  # type: ignore[no-untyped-def]
         which = request.WhichOneof("point")

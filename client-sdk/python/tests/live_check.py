@@ -6,7 +6,9 @@ SubmitTransfers stream per node) each get exactly their own outcome, the balance
 and a retry of the same ids moves no money twice; the asyncio client does the same with 100
 concurrent calls; the account lifecycle (freeze, unfreeze, overdraft limit, close) with
 every refusal it documents; a transfer's reference and metadata stored and read back (write
-node, read node), compared on a retry, and refused over their limits.
+node, read node), compared on a retry, and refused over their limits; an account's reference
+and metadata likewise (set at opening, compared when it is opened again, refused over their
+limits with no account opened).
 
     PYTHONPATH=src python tests/live_check.py --write HOST:PORT,... --read HOST:PORT
 """
@@ -37,6 +39,7 @@ from wallet_ledger import (
     WalletClient,
     classify,
     new_transaction_id,
+    query_pb2,
     wallet_pb2,
     wallet_pb2_grpc,
 )
@@ -459,6 +462,112 @@ def transfer_annotations(writes: list[str], read: str, prefix: str) -> int:
     return checks
 
 
+def account_annotations(writes: list[str], read: str, prefix: str) -> int:
+    """A fresh account opened with a reference and metadata carries them in the answer and in
+    GetAccount (write node); opening it again with the same parameters answers the account
+    (also through the asyncio client and OpenAccounts), with other metadata or another
+    reference it is ALREADY_EXISTS ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS and nothing changes; a
+    129-byte reference is INVALID_REFERENCE and 17 metadata entries INVALID_METADATA
+    (INVALID_ARGUMENT, naming the field), and that account then does not exist; the read
+    node's GetBalance (at the consistency token of a transfer into the account) and the
+    snapshot of WatchBalances carry the reference and metadata too."""
+    suffix = uuid.uuid4().hex[:8]
+    account, issuer = f"{prefix}acct-ann-{suffix}", f"{prefix}acct-ann-issuer-{suffix}"
+    reference, metadata = "cust-42", {"tier": "gold", "region": "eu"}
+    invalid, exists = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ALREADY_EXISTS
+    checks = 0
+
+    def reference_and_metadata(message: Union[wallet_pb2.Account, query_pb2.Balance]) -> tuple[str, dict[str, str]]:
+        return message.reference, dict(message.metadata)
+
+    with WalletClient(writes) as wallet, QueryClient([read]) as query:
+        opened = wallet.open_account(account, "USD", reference=reference, metadata=metadata)
+        assert (opened.account_id, opened.currency) == (account, "USD"), opened
+        assert reference_and_metadata(opened) == (reference, metadata), opened
+        got = wallet.get_account(account).account
+        assert reference_and_metadata(got) == (reference, metadata), got
+        again = wallet.open_account(account, "USD", reference=reference, metadata=dict(metadata))
+        assert (again.account_id, *reference_and_metadata(again)) == (account, reference, metadata), again
+        checks += 3
+
+        def reopen(**changed: Any) -> Callable[[], wallet_pb2.Account]:
+            fields: dict[str, Any] = {"reference": reference, "metadata": metadata, **changed}
+            return lambda: wallet.open_account(account, "USD", **fields)
+
+        expect_rejected(reopen(metadata={"tier": "silver"}), exists, "ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS", None)
+        expect_rejected(reopen(reference="cust-43"), exists, "ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS", None)
+        expect_rejected(reopen(reference=None, metadata=None), exists, "ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS", None)
+        got = wallet.get_account(account).account
+        assert reference_and_metadata(got) == (reference, metadata), f"a refused reopening changed the account: {got}"
+        checks += 4
+
+        fresh = f"{prefix}acct-ann-refused-{suffix}"
+        expect_rejected(
+            lambda: wallet.open_account(fresh, "USD", reference="r" * 129), invalid, "INVALID_REFERENCE", "reference"
+        )
+        too_many = {f"k{i}": "v" for i in range(17)}
+        expect_rejected(
+            lambda: wallet.open_account(fresh, "USD", metadata=too_many), invalid, "INVALID_METADATA", "metadata"
+        )
+        expect_rejected(
+            lambda: wallet.get_account(fresh), grpc.StatusCode.NOT_FOUND, "ACCOUNT_NOT_FOUND", "account_id"
+        )
+        checks += 3
+
+        # OpenAccounts: an item with annotations opens with them, an existing account given
+        # the same ones answers it, given others it is refused like the unary call.
+        bulk = f"{prefix}acct-ann-bulk-{suffix}"
+        outcomes = wallet.open_accounts([
+            dict(account_id=bulk, currency="USD", reference="cust-44", metadata={"tier": "bronze"}),
+            dict(account_id=account, currency="USD", reference=reference, metadata=metadata),
+        ])
+        first, second = outcomes
+        assert isinstance(first, wallet_pb2.Account), first
+        assert reference_and_metadata(first) == ("cust-44", {"tier": "bronze"}), first
+        assert isinstance(second, wallet_pb2.Account), second
+        assert reference_and_metadata(second) == (reference, metadata), second
+        (refused,) = wallet.open_accounts([dict(account_id=bulk, currency="USD", reference="cust-45")])
+        assert isinstance(refused, Rejected), refused
+        assert (refused.code, refused.reason) == (exists, "ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS"), refused
+        checks += 2
+
+        # The read node: GetBalance at least as fresh as a transfer into the account, and the
+        # snapshot a watch of it starts with.
+        wallet.open_account(issuer, "USD", allow_negative_balance=True)
+        funded = wallet.transfer(
+            transaction_id=new_transaction_id(), from_account=issuer, to_account=account, amount="1.00", currency="USD"
+        )
+        projected = query.get_balance(account, funded.consistency_token).balance
+        assert (projected.account_id, projected.balance) == (account, "1.00"), projected
+        assert reference_and_metadata(projected) == (reference, metadata), projected
+        unannotated = query.get_balance(issuer, funded.consistency_token).balance
+        assert reference_and_metadata(unannotated) == ("", {}), unannotated
+        watch = query.watch_balances([account], timeout=30)
+        try:
+            snapshot = next(iter(watch))
+        finally:
+            watch.cancel()
+        assert snapshot.balance.account_id == account, snapshot
+        assert reference_and_metadata(snapshot.balance) == (reference, metadata), snapshot
+        checks += 3
+
+    async def asynchronously() -> None:
+        async with AsyncWalletClient(writes) as wallet:
+            again = await wallet.open_account(account, "USD", reference=reference, metadata=metadata)
+            assert reference_and_metadata(again) == (reference, metadata), again
+            try:
+                await wallet.open_account(account, "USD", reference=reference, metadata={"tier": "silver"})
+            except Rejected as error:
+                assert (error.code, error.reason) == (exists, "ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS"), error
+            else:
+                raise AssertionError("reopening with other metadata succeeded (asyncio)")
+
+    asyncio.run(asynchronously())
+    checks += 2
+    print("python live checks: an account's reference and metadata set at opening, read back, compared on reopening, refused over their limits")
+    return checks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--write", required=True)
@@ -591,6 +700,7 @@ def main() -> None:
     checks += 2
     checks += account_lifecycle(writes, prefix)
     checks += transfer_annotations(writes, args.read, prefix)
+    checks += account_annotations(writes, args.read, prefix)
     checks += concurrent_transfers(writes, prefix)
     checks += asyncio.run(async_transfers(writes, args.read, prefix))
     print(f"python live checks: {checks} passed")

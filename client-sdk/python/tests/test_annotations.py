@@ -3,7 +3,12 @@ node: ``transfer()`` (pipelined and unary), ``transfer_batch()``, ``authorize_tr
 their asyncio twins put them in the request, leave them empty when not given, and
 ``get_transfer()`` hands back what the node answers. Also the read node's new fields: a
 ``TransferUpdate`` carries ``status`` (``wallet_pb2.TransferStatus``), ``reference`` and
-``metadata``, passed through ``watch_transfer`` as they come."""
+``metadata``, passed through ``watch_transfer`` as they come.
+
+An account's ``reference`` and ``metadata`` likewise: ``open_account()`` and ``open_accounts()``
+(streamed, and an item the stream answers "unavailable" retried alone) and their asyncio twins
+send them; the ``Account`` answered and ``get_account()`` carry them, and so does the read
+node's ``Balance`` (``get_balance()``, ``watch_balances()``)."""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import datetime
 import unittest
 
 from fake_node import FakeNode
-from fake_read_node import FakeReadNode
+from fake_read_node import FakeReadNode, balance
 from wallet_ledger import (
     REASONS,
     AsyncWalletClient,
@@ -119,6 +124,97 @@ class AnnotationsTest(unittest.TestCase):
 
     def test_the_new_reasons_are_known(self) -> None:
         self.assertLessEqual({"INVALID_REFERENCE", "INVALID_METADATA"}, REASONS)
+
+
+ACCOUNT_METADATA = {"tier": "gold", "region": "eu"}
+
+
+def reference_and_metadata(
+    message: wallet_pb2.OpenAccountRequest | wallet_pb2.Account | query_pb2.Balance,
+) -> tuple[str, dict[str, str]]:
+    return message.reference, dict(message.metadata)
+
+
+class AccountAnnotationsTest(unittest.TestCase):
+    def test_open_account_sends_them_and_the_account_carries_them(self) -> None:
+        with FakeNode() as node, WalletClient([node.endpoint], FAST) as wallet:
+            metadata = dict(ACCOUNT_METADATA)
+            opened = wallet.open_account("cust", "USD", reference="cust-42", metadata=metadata)
+            metadata["tier"] = "changed after the call"  # the request had its own copy
+            plain = wallet.open_account("plain", "USD", allow_negative_balance=True)
+            got = wallet.get_account("cust").account
+            bare = wallet.get_account("plain").account
+        (how, sent), (_, sent_plain) = node.open_requests
+        self.assertEqual((how, sent.account_id, sent.currency), ("unary", "cust", "USD"))
+        self.assertEqual(reference_and_metadata(sent), ("cust-42", ACCOUNT_METADATA))
+        self.assertEqual((sent_plain.allow_negative_balance, *reference_and_metadata(sent_plain)), (True, "", {}))
+        self.assertEqual(reference_and_metadata(opened), ("cust-42", ACCOUNT_METADATA))
+        self.assertEqual(reference_and_metadata(got), ("cust-42", ACCOUNT_METADATA))
+        self.assertEqual((reference_and_metadata(plain), reference_and_metadata(bare)), (("", {}), ("", {})))
+
+    def test_open_accounts_items_carry_their_own_also_when_retried_alone(self) -> None:
+        with FakeNode() as node, WalletClient([node.endpoint], FAST) as wallet:
+            node.open_unavailable = {"elsewhere"}
+            outcomes = wallet.open_accounts([
+                dict(account_id="a1", currency="USD", reference="r1", metadata={"k": "v1"}),
+                wallet_pb2.OpenAccountRequest(account_id="a2", currency="USD", reference="r2"),
+                dict(account_id="elsewhere", currency="EUR", reference="r3", metadata={"k": "v3"}),
+                dict(account_id="a4", currency="USD"),
+            ])
+        self.assertEqual(
+            [(how, r.account_id, *reference_and_metadata(r)) for how, r in node.open_requests],
+            [("stream", "a1", "r1", {"k": "v1"}), ("stream", "a2", "r2", {}), ("stream", "a4", "", {}),
+             ("unary", "elsewhere", "r3", {"k": "v3"})],
+        )
+        accounts = [o for o in outcomes if isinstance(o, wallet_pb2.Account)]
+        self.assertEqual(len(accounts), 4, outcomes)
+        self.assertEqual(
+            [(a.account_id, *reference_and_metadata(a)) for a in accounts],
+            [("a1", "r1", {"k": "v1"}), ("a2", "r2", {}), ("elsewhere", "r3", {"k": "v3"}), ("a4", "", {})],
+        )
+
+    def test_open_account_metadata_must_be_a_mapping(self) -> None:
+        with FakeNode() as node, WalletClient([node.endpoint], FAST) as wallet:
+            with self.assertRaises(TypeError):
+                wallet.open_account("a", "USD", metadata=[("k", "v")])  # type: ignore[arg-type]
+        self.assertEqual(node.open_requests, [])  # refused before anything was sent
+
+    def test_asyncio_open_account_and_open_accounts(self) -> None:
+        async def run(endpoint: str) -> tuple[wallet_pb2.Account, list[object], wallet_pb2.Account]:
+            async with AsyncWalletClient([endpoint], FAST) as wallet:
+                opened = await wallet.open_account("cust", "USD", reference="cust-42", metadata=ACCOUNT_METADATA)
+                many = await wallet.open_accounts([
+                    dict(account_id="elsewhere", currency="USD", reference="r1", metadata={"k": "v1"}),
+                ])
+                return opened, list(many), (await wallet.get_account("cust")).account
+
+        with FakeNode() as node:
+            node.open_unavailable = {"elsewhere"}
+            opened, many, got = asyncio.run(run(node.endpoint))
+        self.assertEqual(
+            [(how, r.account_id, *reference_and_metadata(r)) for how, r in node.open_requests],
+            [("unary", "cust", "cust-42", ACCOUNT_METADATA), ("unary", "elsewhere", "r1", {"k": "v1"})],
+        )
+        self.assertEqual((reference_and_metadata(opened), reference_and_metadata(got)), (("cust-42", ACCOUNT_METADATA),) * 2)
+        (retried,) = many
+        assert isinstance(retried, wallet_pb2.Account), retried
+        self.assertEqual(reference_and_metadata(retried), ("r1", {"k": "v1"}))
+
+    def test_the_read_nodes_balances_carry_them(self) -> None:
+        annotated = balance("cust", 1, snapshot=True)
+        annotated.balance.reference = "cust-42"
+        annotated.balance.metadata.update(ACCOUNT_METADATA)
+        with FakeReadNode(watches=[[annotated]]) as read, QueryClient([read.endpoint], FAST) as query:
+            read.balances = {"cust": annotated.balance, "plain": balance("plain", 1).balance}
+            got = query.get_balance("cust", "tok").balance
+            bare = query.get_balance("plain").balance
+            watch = query.watch_balances(["cust"], timeout=5)
+            update = next(iter(watch))
+            watch.cancel()
+        self.assertEqual([(r.account_id, r.consistency_token) for r in read.balance_requests], [("cust", "tok"), ("plain", "")])
+        self.assertEqual(reference_and_metadata(got), ("cust-42", ACCOUNT_METADATA))
+        self.assertEqual(reference_and_metadata(bare), ("", {}))
+        self.assertEqual(reference_and_metadata(update.balance), ("cust-42", ACCOUNT_METADATA))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from .client import (
     balance_at_request,
     batch_outcomes,
     item_error,
+    new_open_request,
     new_transfer_request,
     open_request,
     transfer_request,
@@ -193,12 +194,16 @@ class AsyncWalletClient:
         )
 
     async def open_account(
-        self, account_id: str, currency: str, *, allow_negative_balance: bool = False
+        self,
+        account_id: str,
+        currency: str,
+        *,
+        allow_negative_balance: bool = False,
+        reference: Optional[str] = None,
+        metadata: Optional[Mapping[str, str]] = None,
     ) -> wallet_pb2.Account:
         """See ``WalletClient.open_account``."""
-        request = wallet_pb2.OpenAccountRequest(
-            account_id=account_id, currency=currency, allow_negative_balance=allow_negative_balance
-        )
+        request = new_open_request(account_id, currency, allow_negative_balance, reference, metadata)
         response = cast(wallet_pb2.OpenAccountResponse, await self._call("OpenAccount", request, account_id))
         return response.account
 
@@ -388,9 +393,8 @@ class AsyncWalletClient:
 
         async def alone(request: wallet_pb2.OpenAccountRequest) -> AccountOutcome:
             try:
-                return await self.open_account(
-                    request.account_id, request.currency, allow_negative_balance=request.allow_negative_balance
-                )
+                response = await self._call("OpenAccount", request, request.account_id)
+                return cast(wallet_pb2.OpenAccountResponse, response).account
             except WalletError as error:
                 return error
 

@@ -31,7 +31,8 @@ LEADER_CACHE_MAX = 4096
 #: optional ``reference`` and ``metadata``, a mapping of strings).
 TransferLike = Union[wallet_pb2.TransferRequest, Mapping[str, Any]]
 #: An account of ``open_accounts``: an ``OpenAccountRequest`` or a mapping of its fields
-#: (``account_id``, ``currency``, optional ``allow_negative_balance``).
+#: (``account_id``, ``currency``, optional ``allow_negative_balance``, ``reference`` and
+#: ``metadata``, a mapping of strings).
 AccountLike = Union[wallet_pb2.OpenAccountRequest, Mapping[str, Any]]
 #: One outcome of ``transfer_batch``: the response, or the item's typed error.
 TransferOutcome = Union[wallet_pb2.TransferResponse, WalletError]
@@ -112,6 +113,25 @@ def open_request(account: AccountLike) -> wallet_pb2.OpenAccountRequest:
     if isinstance(account, wallet_pb2.OpenAccountRequest):
         return account
     return wallet_pb2.OpenAccountRequest(**dict(account))
+
+
+def new_open_request(
+    account_id: str,
+    currency: str,
+    allow_negative_balance: bool = False,
+    reference: Optional[str] = None,
+    metadata: Optional[Mapping[str, str]] = None,
+) -> wallet_pb2.OpenAccountRequest:
+    """The ``OpenAccountRequest`` of ``open_account``: ``reference`` and ``metadata`` are
+    optional (``None``: none), with the limits of a transfer's (see ``new_transfer_request``:
+    ``Rejected`` INVALID_REFERENCE, INVALID_METADATA)."""
+    return wallet_pb2.OpenAccountRequest(
+        account_id=account_id,
+        currency=currency,
+        allow_negative_balance=allow_negative_balance,
+        reference=reference or "",
+        metadata=_metadata(metadata),
+    )
 
 
 def item_error(status: str, error: wallet_pb2.TransferError, replayed: bool = False) -> WalletError:
@@ -301,15 +321,26 @@ class WalletClient:
         )
 
     def open_account(
-        self, account_id: str, currency: str, *, allow_negative_balance: bool = False
+        self,
+        account_id: str,
+        currency: str,
+        *,
+        allow_negative_balance: bool = False,
+        reference: Optional[str] = None,
+        metadata: Optional[Mapping[str, str]] = None,
     ) -> wallet_pb2.Account:
         """Opens a single-currency account; the same call again is a no-op success, with
-        other parameters it is ``Rejected`` (ALREADY_EXISTS)."""
-        request = wallet_pb2.OpenAccountRequest(
-            account_id=account_id,
-            currency=currency,
-            allow_negative_balance=allow_negative_balance,
-        )
+        other parameters it is ``Rejected`` (ALREADY_EXISTS
+        ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS).
+
+        ``reference`` (the caller's own, e.g. a customer number) and ``metadata`` (string keys
+        and values) are optional: set when the account is opened and never changed, returned
+        by every read of it (``Account`` and the read node's ``Balance``: ``reference``,
+        ``metadata``). They are among the parameters compared when the account exists already
+        (another reference or metadata is ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS). Over their
+        limits (see ``new_transfer_request``) the call is ``Rejected`` INVALID_ARGUMENT,
+        INVALID_REFERENCE or INVALID_METADATA, and no account is opened."""
+        request = new_open_request(account_id, currency, allow_negative_balance, reference, metadata)
         response = cast(wallet_pb2.OpenAccountResponse, self._call("OpenAccount", request, account_id))
         return response.account
 
@@ -521,7 +552,7 @@ class WalletClient:
         account, in order: the ``Account``, or its typed error. Items the stream answers
         ``unavailable`` (another node leads their partition, or the stream broke) go through
         ``open_account()``'s retry loop: reopening an open account with the same parameters
-        is safe."""
+        is safe. Each item may carry its own ``reference`` and ``metadata``."""
         requests = [open_request(a) for a in accounts]
         outcomes: list[Optional[AccountOutcome]] = [None] * len(requests)
         pending: dict[str, list[int]] = {}
@@ -546,9 +577,9 @@ class WalletClient:
             if outcome is None:
                 request = requests[i]
                 try:
-                    outcomes[i] = self.open_account(
-                        request.account_id, request.currency, allow_negative_balance=request.allow_negative_balance
-                    )
+                    outcomes[i] = cast(
+                        wallet_pb2.OpenAccountResponse, self._call("OpenAccount", request, request.account_id)
+                    ).account
                 except WalletError as error:
                     outcomes[i] = error
         return [cast(AccountOutcome, o) for o in outcomes]
