@@ -148,11 +148,36 @@ export function durationOfMs(ms: number): { seconds: string; nanos: number } {
   return { seconds: String(Math.floor(whole / 1000)), nanos: (whole % 1000) * 1_000_000 + Math.round((ms - whole) * 1_000_000) };
 }
 
-/** One account of `openAccounts`: the fields of an `OpenAccountRequest`. */
+/** One account to open (`openAccount`, `openAccounts`): the fields of an `OpenAccountRequest`. */
 export interface OpenAccountParams {
   accountId: string;
   currency: string;
   allowNegativeBalance?: boolean;
+  /**
+   * Optional: the caller's own reference for the account (a customer number), set when it is
+   * opened and never changed, returned by every read of it (`Account.reference`, and the read
+   * node's `Balance.reference`). The limits of `TransferParams.reference` (else `Rejected`
+   * INVALID_ARGUMENT INVALID_REFERENCE, and no account is opened).
+   */
+  reference?: string;
+  /**
+   * Optional string metadata, set and returned like `reference`, with the limits of
+   * `TransferParams.metadata` (else `Rejected` INVALID_ARGUMENT INVALID_METADATA). Opening an
+   * existing account again with another reference or other metadata is `Rejected`
+   * ALREADY_EXISTS ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS, like another currency.
+   */
+  metadata?: Readonly<Record<string, string>>;
+}
+
+/** The `OpenAccountRequest` of one account (`reference` and `metadata` empty when not given). */
+export function openAccountRequest(a: OpenAccountParams): OpenAccountRequest {
+  return {
+    accountId: a.accountId,
+    currency: a.currency,
+    allowNegativeBalance: a.allowNegativeBalance ?? false,
+    reference: a.reference ?? "",
+    metadata: metadataOf(a.metadata),
+  };
 }
 
 /** One page of `listTransfers`. */
@@ -351,10 +376,22 @@ export class WalletClient {
 
   /**
    * Opens a single-currency account; the same call again is a no-op success, with other
-   * parameters it is `Rejected` (ALREADY_EXISTS).
+   * parameters it is `Rejected` (ALREADY_EXISTS ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS).
+   * Optional `reference` and `metadata` are set when the account is opened and returned by
+   * every read of it (see `OpenAccountParams`): `openAccount({ accountId, currency, reference,
+   * metadata })`.
    */
-  async openAccount(accountId: string, currency: string, allowNegativeBalance = false): Promise<Account> {
-    const response = await this.call((c) => c.openAccount, { accountId, currency, allowNegativeBalance }, accountId);
+  openAccount(account: OpenAccountParams): Promise<Account>;
+  openAccount(accountId: string, currency: string, allowNegativeBalance?: boolean): Promise<Account>;
+  async openAccount(first: OpenAccountParams | string, currency?: string, allowNegativeBalance = false): Promise<Account> {
+    const request = openAccountRequest(
+      typeof first === "string" ? { accountId: first, currency: currency!, allowNegativeBalance } : first,
+    );
+    return this.openAccountWith(request);
+  }
+
+  private async openAccountWith(request: OpenAccountRequest): Promise<Account> {
+    const response = await this.call((c) => c.openAccount, request, request.accountId);
     if (response.account === undefined) throw new Error("OpenAccount answered without an account");
     return response.account;
   }
@@ -546,13 +583,10 @@ export class WalletClient {
    * account, in order: the `Account`, or its typed error. Items the stream answers
    * "unavailable" (another node leads their partition, or the stream broke) go through
    * `openAccount()`'s retry loop: reopening an open account with the same parameters is safe.
+   * Each item may carry its own `reference` and `metadata`.
    */
   async openAccounts(accounts: readonly OpenAccountParams[]): Promise<(Account | WalletError)[]> {
-    const requests: OpenAccountRequest[] = accounts.map((a) => ({
-      accountId: a.accountId,
-      currency: a.currency,
-      allowNegativeBalance: a.allowNegativeBalance ?? false,
-    }));
+    const requests: OpenAccountRequest[] = accounts.map(openAccountRequest);
     const outcomes: (Account | WalletError | undefined)[] = requests.map(() => undefined);
     const pending = new Map<string, number[]>();
     requests.forEach((r, i) => pending.set(r.accountId, [...(pending.get(r.accountId) ?? []), i]));
@@ -588,7 +622,7 @@ export class WalletClient {
         if (outcome !== undefined) return outcome;
         const r = requests[i];
         try {
-          return await this.openAccount(r.accountId, r.currency, r.allowNegativeBalance);
+          return await this.openAccountWith(r);
         } catch (error) {
           if (error instanceof Rejected || error instanceof Indefinite) return error;
           throw error;

@@ -2,17 +2,34 @@
 // node and read node (@grpc/grpc-js on loopback ports): transfer() (unary and down the
 // stream), transferBatch() and authorizeTransfer() put them in the request, empty when not
 // given; getTransfer() and watchTransfer() hand back what the nodes answer, with the
-// TransferUpdate's `status` (wallet.TransferStatus) (node --test).
+// TransferUpdate's `status` (wallet.TransferStatus). An account's reference and metadata
+// likewise: openAccount() (object and positional forms) and openAccounts() (streamed, and an item
+// the stream answers "unavailable" retried alone) send them; the Account answered,
+// getAccount() and the read node's Balance (getBalance(), watchBalances()) carry them
+// (node --test).
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 
 import { Server, ServerCredentials, status as Code, type sendUnaryData, type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream } from "@grpc/grpc-js";
 
-import { QueryClient, WalletClient, newTransactionId, transferRequest, wallet } from "../src";
-import { QueryServiceService, TransferState, type TransferUpdate, type WatchTransferRequest } from "../src/gen/wallet/v1/query";
+import { QueryClient, Rejected, WalletClient, newTransactionId, openAccountRequest, transferRequest, wallet } from "../src";
 import {
+  Balance,
+  type BalanceUpdate,
+  type GetBalanceRequest,
+  QueryServiceService,
+  TransferState,
+  type TransferUpdate,
+  type WatchBalancesRequest,
+  type WatchTransferRequest,
+} from "../src/gen/wallet/v1/query";
+import {
+  type Account,
   type AuthorizeTransferRequest,
+  type GetAccountRequest,
   type GetTransferRequest,
+  type OpenAccountRequest,
+  type OpenAccountResult,
   type TransferBatchRequest,
   type TransferRequest,
   type TransferResult,
@@ -192,6 +209,192 @@ describe("watchTransfer status and annotations", () => {
       assert.equal(updates.length, 1);
       assert.equal(updates[0].status, wallet.TransferStatus.TRANSFER_STATUS_COMPLETED);
       assert.deepEqual([updates[0].reference, updates[0].metadata], ["order-9", { channel: "web" }]);
+    } finally {
+      q.close();
+    }
+  });
+});
+
+const ACCOUNT_METADATA = { tier: "gold", region: "eu" };
+
+/** The reference and metadata of a request, account or balance. */
+const annotationsOf = (m: { reference: string; metadata: { [key: string]: string } }) => [m.reference, m.metadata];
+
+/**
+ * A write node that records every OpenAccountRequest (how it came: "unary" OpenAccount,
+ * "stream" OpenAccounts) and answers the account as asked, reference and metadata included;
+ * GetAccount answers the last one opened under the id. OpenAccounts answers the ids in
+ * `unavailable` "unavailable", for the client to retry them alone, and refuses an account
+ * opened before with other annotations (ALREADY_EXISTS), as a node would.
+ */
+class FakeAccountsNode {
+  readonly server = new Server();
+  address = "";
+  opened: { how: string; request: OpenAccountRequest }[] = [];
+  unavailable = new Set<string>();
+
+  static account(r: OpenAccountRequest): Account {
+    return wallet.Account.fromPartial({
+      accountId: r.accountId,
+      currency: r.currency,
+      allowNegativeBalance: r.allowNegativeBalance,
+      balance: "0.00",
+      status: wallet.AccountStatus.ACCOUNT_STATUS_ACTIVE,
+      reference: r.reference,
+      metadata: r.metadata,
+    });
+  }
+
+  async start(): Promise<void> {
+    this.server.addService(WalletServiceService, {
+      openAccount: (call: ServerUnaryCall<OpenAccountRequest, unknown>, callback: sendUnaryData<unknown>) => {
+        this.opened.push({ how: "unary", request: call.request });
+        callback(null, { account: FakeAccountsNode.account(call.request) });
+      },
+      openAccounts: (call: ServerDuplexStream<OpenAccountRequest, OpenAccountResult>) => {
+        call.on("data", (r: OpenAccountRequest) => {
+          if (this.unavailable.has(r.accountId)) {
+            call.write({ accountId: r.accountId, status: "unavailable", account: undefined, error: undefined });
+            return;
+          }
+          const before = this.opened.find((o) => o.request.accountId === r.accountId)?.request;
+          if (before !== undefined && JSON.stringify(annotationsOf(before)) !== JSON.stringify(annotationsOf(r))) {
+            call.write({
+              accountId: r.accountId,
+              status: "rejected",
+              account: undefined,
+              error: { code: Code.ALREADY_EXISTS, reason: "ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS", message: "no", field: "" },
+            });
+            return;
+          }
+          this.opened.push({ how: "stream", request: r });
+          call.write({ accountId: r.accountId, status: "success", account: FakeAccountsNode.account(r), error: undefined });
+        });
+        call.on("end", () => call.end());
+      },
+      getAccount: (call: ServerUnaryCall<GetAccountRequest, unknown>, callback: sendUnaryData<unknown>) => {
+        const last = [...this.opened].reverse().find((o) => o.request.accountId === call.request.accountId);
+        if (last === undefined) return callback({ code: Code.NOT_FOUND, details: "no" });
+        callback(null, { account: FakeAccountsNode.account(last.request), position: "p" });
+      },
+    } as never);
+    this.address = await listen(this.server);
+  }
+}
+
+describe("account reference and metadata", () => {
+  const node = new FakeAccountsNode();
+  let w: WalletClient;
+  before(async () => {
+    await node.start();
+    w = new WalletClient([node.address], FAST);
+  });
+  after(() => {
+    w.close();
+    node.server.forceShutdown();
+  });
+
+  it("openAccount() sends them, empty when not given; the account and getAccount() carry them", async () => {
+    node.opened = [];
+    const metadata = { ...ACCOUNT_METADATA };
+    const opened = await w.openAccount({ accountId: "cust", currency: "USD", reference: "cust-42", metadata });
+    metadata.tier = "changed after the call"; // the request had its own copy
+    const plain = await w.openAccount("plain", "USD", true);
+    assert.deepEqual(
+      node.opened.map((o) => [o.how, o.request.accountId, o.request.allowNegativeBalance, ...annotationsOf(o.request)]),
+      [
+        ["unary", "cust", false, "cust-42", ACCOUNT_METADATA],
+        ["unary", "plain", true, "", {}],
+      ],
+    );
+    assert.deepEqual(annotationsOf(opened), ["cust-42", ACCOUNT_METADATA]);
+    assert.deepEqual(annotationsOf(plain), ["", {}]);
+    const got = await w.getAccount("cust");
+    assert.deepEqual(annotationsOf(got.account!), ["cust-42", ACCOUNT_METADATA]);
+  });
+
+  it("openAccounts() sends each item's own, also when an item is retried alone", async () => {
+    node.opened = [];
+    node.unavailable = new Set(["elsewhere"]);
+    try {
+      const outcomes = await w.openAccounts([
+        { accountId: "a1", currency: "USD", reference: "r1", metadata: { k: "v1" } },
+        { accountId: "elsewhere", currency: "EUR", reference: "r2", metadata: { k: "v2" } },
+        { accountId: "a3", currency: "USD" },
+      ]);
+      assert.deepEqual(
+        node.opened.map((o) => [o.how, o.request.accountId, ...annotationsOf(o.request)]),
+        [
+          ["stream", "a1", "r1", { k: "v1" }],
+          ["stream", "a3", "", {}],
+          ["unary", "elsewhere", "r2", { k: "v2" }],
+        ],
+      );
+      assert.deepEqual(
+        outcomes.map((o) => (o instanceof Rejected ? o.reason : [(o as Account).accountId, ...annotationsOf(o as Account)])),
+        [
+          ["a1", "r1", { k: "v1" }],
+          ["elsewhere", "r2", { k: "v2" }],
+          ["a3", "", {}],
+        ],
+      );
+      const [refused] = await w.openAccounts([{ accountId: "a1", currency: "USD", reference: "other" }]);
+      assert.ok(refused instanceof Rejected, String(refused));
+      assert.equal(refused.reason, "ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS");
+    } finally {
+      node.unavailable = new Set();
+    }
+  });
+
+  it("openAccountRequest() copies metadata and refuses what is not an object of strings", () => {
+    const metadata = { a: "1" };
+    const request = openAccountRequest({ accountId: "x", currency: "USD", metadata });
+    metadata.a = "changed";
+    assert.deepEqual(request, { accountId: "x", currency: "USD", allowNegativeBalance: false, reference: "", metadata: { a: "1" } });
+    assert.throws(() => openAccountRequest({ accountId: "x", currency: "USD", metadata: new Map([["a", "1"]]) as never }), TypeError);
+    assert.throws(() => openAccountRequest({ accountId: "x", currency: "USD", metadata: { a: 1 } as never }), TypeError);
+  });
+});
+
+describe("the read node's balances carry an account's reference and metadata", () => {
+  const server = new Server();
+  let address = "";
+  const balanceRequests: GetBalanceRequest[] = [];
+  const balances: Record<string, Balance> = {
+    cust: Balance.fromPartial({ accountId: "cust", currency: "USD", balance: "1.00", sequence: "1", reference: "cust-42", metadata: ACCOUNT_METADATA }),
+    plain: Balance.fromPartial({ accountId: "plain", currency: "USD", balance: "0.00" }),
+  };
+  before(async () => {
+    server.addService(QueryServiceService, {
+      getBalance: (call: ServerUnaryCall<GetBalanceRequest, unknown>, callback: sendUnaryData<unknown>) => {
+        balanceRequests.push(call.request);
+        const found = balances[call.request.accountId];
+        if (found === undefined) return callback({ code: Code.NOT_FOUND, details: "no" });
+        callback(null, { balance: found, position: "v1.0.1" });
+      },
+      watchBalances: (call: ServerWritableStream<WatchBalancesRequest, BalanceUpdate>) => {
+        for (const id of call.request.accountIds) {
+          call.write({ snapshot: true, balance: balances[id], deltaMinor: "0", delta: "", transactionId: "", counterparty: "", position: "v1.0.1" });
+        }
+      },
+    } as never);
+    address = await listen(server);
+  });
+  after(() => server.forceShutdown());
+
+  it("getBalance() and watchBalances() pass them through, empty when the account has none", async () => {
+    const q = new QueryClient([address], FAST);
+    try {
+      const got = await q.getBalance("cust", "tok");
+      const bare = await q.getBalance("plain");
+      assert.deepEqual(balanceRequests.map((r) => [r.accountId, r.consistencyToken]), [["cust", "tok"], ["plain", ""]]);
+      assert.deepEqual(annotationsOf(got.balance!), ["cust-42", ACCOUNT_METADATA]);
+      assert.deepEqual(annotationsOf(bare.balance!), ["", {}]);
+      const watch = q.watchBalances(["cust"], {}, { timeoutMs: 5_000 });
+      const first = await watch[Symbol.asyncIterator]().next();
+      watch.cancel();
+      assert.equal(first.done, false);
+      assert.deepEqual(annotationsOf((first.value as BalanceUpdate).balance!), ["cust-42", ACCOUNT_METADATA]);
     } finally {
       q.close();
     }

@@ -6,7 +6,9 @@
  * SubmitTransfers stream per node), each get their own outcome and move exactly the right
  * money, once; the account lifecycle (freeze, unfreeze, overdraft limit, close) with every
  * refusal it documents; a transfer's reference and metadata stored and read back (write node,
- * read node), compared on a retry, and refused over their limits.
+ * read node), compared on a retry, and refused over their limits; an account's reference and
+ * metadata likewise (set at opening, compared when it is opened again, refused over their
+ * limits with no account opened).
  *
  *   node dist/test/live-check.js --write HOST:PORT,... --read HOST:PORT
  */
@@ -22,6 +24,7 @@ import {
   QueryClient,
   Rejected,
   WalletClient,
+  WalletError,
   classify,
   codeName,
   newTransactionId,
@@ -30,7 +33,7 @@ import {
 } from "../src";
 import { BadRequest, ErrorInfo } from "../src/gen/google/rpc/error_details";
 import { Status } from "../src/gen/google/rpc/status";
-import { type HistoryEntry, type TransferUpdate } from "../src/gen/wallet/v1/query";
+import { type BalanceUpdate, type HistoryEntry, type TransferUpdate } from "../src/gen/wallet/v1/query";
 import { type Account, AccountStatus, TransferStatus, WalletServiceClient, type TransferResponse } from "../src/gen/wallet/v1/wallet";
 
 let checks = 0;
@@ -400,6 +403,86 @@ async function transferAnnotations(writes: string[], read: string, prefix: strin
   }
 }
 
+/**
+ * A fresh account opened with a reference and metadata carries them in the answer and in
+ * GetAccount (write node); opening it again with the same parameters answers the account
+ * (also through OpenAccounts), with other metadata or another reference it is ALREADY_EXISTS
+ * ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS and nothing changes; a 129-byte reference is
+ * INVALID_REFERENCE and 17 metadata entries INVALID_METADATA (INVALID_ARGUMENT, naming the
+ * field), and that account then does not exist; the read node's GetBalance (at the consistency
+ * token of a transfer into the account) and the snapshot of WatchBalances carry them too.
+ */
+async function accountAnnotations(writes: string[], read: string, prefix: string): Promise<void> {
+  const suffix = randomBytes(4).toString("hex");
+  const [account, issuer] = [`${prefix}acct-ann-${suffix}`, `${prefix}acct-ann-issuer-${suffix}`];
+  const reference = "cust-42";
+  const metadata = { tier: "gold", region: "eu" };
+  const annotated = { accountId: account, currency: "USD", reference, metadata };
+  const annotationsOf = (m: { reference: string; metadata: { [key: string]: string } }) => [m.reference, m.metadata];
+  const wallet = new WalletClient(writes);
+  const query = new QueryClient([read]);
+  try {
+    const opened = await wallet.openAccount(annotated);
+    assert.deepEqual([opened.accountId, opened.currency, ...annotationsOf(opened)], [account, "USD", reference, metadata]);
+    assert.deepEqual(annotationsOf((await wallet.getAccount(account)).account!), [reference, metadata]);
+    const again = await wallet.openAccount({ ...annotated, metadata: { ...metadata } });
+    assert.deepEqual([again.accountId, ...annotationsOf(again)], [account, reference, metadata]);
+    checks += 3;
+
+    const exists = [Code.ALREADY_EXISTS, "ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS"] as const;
+    await expectRejected(() => wallet.openAccount({ ...annotated, metadata: { tier: "silver" } }), ...exists);
+    await expectRejected(() => wallet.openAccount({ ...annotated, reference: "cust-43" }), ...exists);
+    await expectRejected(() => wallet.openAccount(account, "USD"), ...exists);
+    assert.deepEqual(annotationsOf((await wallet.getAccount(account)).account!), [reference, metadata], "a refused reopening changed the account");
+    checks += 1;
+
+    const fresh = `${prefix}acct-ann-refused-${suffix}`;
+    await expectRejected(() => wallet.openAccount({ accountId: fresh, currency: "USD", reference: "r".repeat(129) }), Code.INVALID_ARGUMENT, "INVALID_REFERENCE", "reference");
+    const tooMany = Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, "v"]));
+    await expectRejected(() => wallet.openAccount({ accountId: fresh, currency: "USD", metadata: tooMany }), Code.INVALID_ARGUMENT, "INVALID_METADATA", "metadata");
+    await expectRejected(() => wallet.getAccount(fresh), Code.NOT_FOUND, "ACCOUNT_NOT_FOUND", "account_id");
+
+    // OpenAccounts: an item with annotations opens with them, an existing account given the
+    // same ones answers it, given others it is refused like the unary call.
+    const bulk = `${prefix}acct-ann-bulk-${suffix}`;
+    const [first, second] = await wallet.openAccounts([
+      { accountId: bulk, currency: "USD", reference: "cust-44", metadata: { tier: "bronze" } },
+      annotated,
+    ]);
+    assert.ok(!(first instanceof WalletError), `${first}`);
+    assert.deepEqual(annotationsOf(first), ["cust-44", { tier: "bronze" }]);
+    assert.ok(!(second instanceof WalletError), `${second}`);
+    assert.deepEqual(annotationsOf(second), [reference, metadata]);
+    const [refused] = await wallet.openAccounts([{ accountId: bulk, currency: "USD", reference: "cust-45" }]);
+    assert.ok(refused instanceof Rejected, `expected Rejected, got ${refused}`);
+    assert.deepEqual([codeName(refused.code), refused.reason], [codeName(exists[0]), exists[1]]);
+    checks += 2;
+
+    // The read node: GetBalance at least as fresh as a transfer into the account, and the
+    // snapshot a watch of it starts with.
+    await wallet.openAccount({ accountId: issuer, currency: "USD", allowNegativeBalance: true });
+    const funded = await wallet.transfer({ transactionId: newTransactionId(), fromAccount: issuer, toAccount: account, amount: "1.00", currency: "USD" });
+    const projected = (await query.getBalance(account, funded.consistencyToken)).balance!;
+    assert.deepEqual([projected.accountId, projected.balance, ...annotationsOf(projected)], [account, "1.00", reference, metadata]);
+    assert.deepEqual(annotationsOf((await query.getBalance(issuer, funded.consistencyToken)).balance!), ["", {}]);
+    const watch = query.watchBalances([account], {}, { timeoutMs: 30_000 });
+    let snapshot: BalanceUpdate | undefined;
+    try {
+      const next = await watch[Symbol.asyncIterator]().next();
+      snapshot = next.done ? undefined : next.value;
+    } finally {
+      watch.cancel();
+    }
+    assert.ok(snapshot?.balance !== undefined, "the watch ended without a snapshot");
+    assert.deepEqual([snapshot.balance.accountId, ...annotationsOf(snapshot.balance)], [account, reference, metadata]);
+    checks += 3;
+    console.log("typescript live checks: an account's reference and metadata set at opening, read back, compared on reopening, refused over their limits");
+  } finally {
+    wallet.close();
+    query.close();
+  }
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { write: { type: "string" }, read: { type: "string" } } });
   assert.ok(values.write && values.read, "--write and --read are required");
@@ -506,6 +589,7 @@ async function main(): Promise<void> {
 
   await accountLifecycle(writes, prefix);
   await transferAnnotations(writes, values.read, prefix);
+  await accountAnnotations(writes, values.read, prefix);
   checks += await concurrentTransfers(writes, prefix);
   console.log(`typescript live checks: ${checks} passed`);
 }

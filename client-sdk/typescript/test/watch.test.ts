@@ -63,6 +63,8 @@ function balance(account: string, sequence: number, snapshot = false): BalanceUp
       available: `${sequence}.00`,
       status: AccountStatus.ACCOUNT_STATUS_ACTIVE,
       overdraftLimit: "0.00",
+      reference: "",
+      metadata: {},
     },
     deltaMinor: snapshot ? "0" : "100",
     delta: snapshot ? "" : "1.00",

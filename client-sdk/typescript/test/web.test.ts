@@ -71,6 +71,8 @@ function balanceResponse(account: string, sequence: number): GetBalanceResponse 
       available: `${sequence}.00`,
       status: AccountStatus.ACCOUNT_STATUS_ACTIVE,
       overdraftLimit: "0.00",
+      reference: "",
+      metadata: {},
     },
     position: `v1.0.${sequence}`,
   } as GetBalanceResponse;
