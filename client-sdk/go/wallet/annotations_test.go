@@ -223,3 +223,233 @@ func TestWatchTransferAndListTransfersExposeStatusAndAnnotations(t *testing.T) {
 		t.Fatalf("%v %v", page, err)
 	}
 }
+
+// fakeAccounts is a write node that records every OpenAccountRequest (how it came: "unary"
+// OpenAccount, "stream" OpenAccounts) and answers the account as asked, reference and metadata
+// included; GetAccount answers the last one opened under the id. OpenAccounts answers the ids
+// in unavailable "unavailable", for the client to retry them alone.
+type fakeAccounts struct {
+	walletv1.UnimplementedWalletServiceServer
+	unavailable map[string]bool
+	mu          sync.Mutex
+	opened      []openedAccount
+}
+
+type openedAccount struct {
+	how     string
+	request *walletv1.OpenAccountRequest
+}
+
+func accountOf(r *walletv1.OpenAccountRequest) *walletv1.Account {
+	return &walletv1.Account{AccountId: r.AccountId, Currency: r.Currency, AllowNegativeBalance: r.AllowNegativeBalance,
+		Balance: "0.00", Status: walletv1.AccountStatus_ACCOUNT_STATUS_ACTIVE, Reference: r.Reference, Metadata: r.Metadata}
+}
+
+func (f *fakeAccounts) record(how string, r *walletv1.OpenAccountRequest) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.opened = append(f.opened, openedAccount{how, r})
+}
+
+func (f *fakeAccounts) recorded() []openedAccount {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]openedAccount(nil), f.opened...)
+}
+
+func (f *fakeAccounts) OpenAccount(ctx context.Context, r *walletv1.OpenAccountRequest) (*walletv1.OpenAccountResponse, error) {
+	f.record("unary", r)
+	return &walletv1.OpenAccountResponse{Account: accountOf(r)}, nil
+}
+
+func (f *fakeAccounts) OpenAccounts(stream walletv1.WalletService_OpenAccountsServer) error {
+	for {
+		r, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		result := &walletv1.OpenAccountResult{AccountId: r.AccountId, Status: "unavailable"}
+		if !f.unavailable[r.AccountId] {
+			f.record("stream", r)
+			result = &walletv1.OpenAccountResult{AccountId: r.AccountId, Status: "success", Account: accountOf(r)}
+		}
+		if err := stream.Send(result); err != nil {
+			return err
+		}
+	}
+}
+
+func (f *fakeAccounts) GetAccount(ctx context.Context, r *walletv1.GetAccountRequest) (*walletv1.GetAccountResponse, error) {
+	opened := f.recorded()
+	for i := len(opened) - 1; i >= 0; i-- {
+		if opened[i].request.AccountId == r.AccountId {
+			return &walletv1.GetAccountResponse{Account: accountOf(opened[i].request), Position: "p"}, nil
+		}
+	}
+	return nil, status.Error(codes.NotFound, "no such account")
+}
+
+// accountAnnotations: how an account request came, its id, reference and metadata (nil for none).
+func accountAnnotations(o openedAccount) [4]any {
+	metadata := o.request.GetMetadata()
+	if len(metadata) == 0 {
+		metadata = nil
+	}
+	return [4]any{o.how, o.request.GetAccountId(), o.request.GetReference(), metadata}
+}
+
+func hasAnnotations(t *testing.T, what string, m interface {
+	GetReference() string
+	GetMetadata() map[string]string
+}, reference string, metadata map[string]string) {
+	t.Helper()
+	if m.GetReference() != reference || len(m.GetMetadata()) != len(metadata) ||
+		len(metadata) > 0 && !reflect.DeepEqual(m.GetMetadata(), metadata) {
+		t.Fatalf("%s: reference %q metadata %v, want %q %v", what, m.GetReference(), m.GetMetadata(), reference, metadata)
+	}
+}
+
+func TestOpenAccountSendsReferenceAndMetadataAndTheAccountCarriesThem(t *testing.T) {
+	node := &fakeAccounts{}
+	address, _ := serve(t, func(s *grpc.Server) { walletv1.RegisterWalletServiceServer(s, node) })
+	client, err := NewWalletClient([]string{address}, WithRetryPolicy(quickPolicy()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	ctx := context.Background()
+	metadata := map[string]string{"tier": "gold", "region": "eu"}
+	opened, err := client.OpenAccount(ctx, OpenAccountParams{AccountID: "cust", Currency: "USD", Reference: "cust-42", Metadata: metadata})
+	if err != nil {
+		t.Fatal(err)
+	}
+	metadata["tier"] = "changed after the call" // the request had its own copy
+	want := map[string]string{"tier": "gold", "region": "eu"}
+	plain, err := client.OpenAccount(ctx, OpenAccountParams{AccountID: "plain", Currency: "USD", AllowNegativeBalance: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := node.recorded()
+	if len(seen) != 2 || !reflect.DeepEqual(accountAnnotations(seen[0]), [4]any{"unary", "cust", "cust-42", want}) ||
+		!reflect.DeepEqual(accountAnnotations(seen[1]), [4]any{"unary", "plain", "", map[string]string(nil)}) || !seen[1].request.AllowNegativeBalance {
+		t.Fatalf("sent %+v", seen)
+	}
+	hasAnnotations(t, "OpenAccount", opened, "cust-42", want)
+	hasAnnotations(t, "OpenAccount without", plain, "", nil)
+	got, err := client.GetAccount(ctx, "cust")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hasAnnotations(t, "GetAccount", got.GetAccount(), "cust-42", want)
+}
+
+func TestOpenAccountsItemsCarryTheirOwnAlsoWhenRetriedAlone(t *testing.T) {
+	node := &fakeAccounts{unavailable: map[string]bool{"elsewhere": true}}
+	address, _ := serve(t, func(s *grpc.Server) { walletv1.RegisterWalletServiceServer(s, node) })
+	client, err := NewWalletClient([]string{address}, WithRetryPolicy(quickPolicy()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	opened, errs := client.OpenAccounts(context.Background(), []OpenAccountParams{
+		{AccountID: "a1", Currency: "USD", Reference: "r1", Metadata: map[string]string{"k": "v1"}},
+		{AccountID: "elsewhere", Currency: "EUR", Reference: "r2", Metadata: map[string]string{"k": "v2"}},
+		{AccountID: "a3", Currency: "USD"},
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("item %d: %v", i, err)
+		}
+	}
+	want := [][4]any{
+		{"stream", "a1", "r1", map[string]string{"k": "v1"}},
+		{"stream", "a3", "", map[string]string(nil)},
+		{"unary", "elsewhere", "r2", map[string]string{"k": "v2"}},
+	}
+	seen := node.recorded()
+	if len(seen) != len(want) {
+		t.Fatalf("sent %+v", seen)
+	}
+	for i, w := range want {
+		if got := accountAnnotations(seen[i]); !reflect.DeepEqual(got, w) {
+			t.Fatalf("request %d: %v, want %v", i, got, w)
+		}
+	}
+	hasAnnotations(t, "a1", opened[0], "r1", map[string]string{"k": "v1"})
+	hasAnnotations(t, "elsewhere", opened[1], "r2", map[string]string{"k": "v2"})
+	hasAnnotations(t, "a3", opened[2], "", nil)
+	if opened[1].GetAccountId() != "elsewhere" || opened[1].GetCurrency() != "EUR" {
+		t.Fatalf("elsewhere: %v", opened[1])
+	}
+}
+
+// fakeAnnotatedBalances is a read node whose GetBalance answers the balances given (NOT_FOUND
+// for others) and whose WatchBalances sends each account's snapshot, then stays open.
+type fakeAnnotatedBalances struct {
+	walletv1.UnimplementedQueryServiceServer
+	balances map[string]*walletv1.Balance
+	mu       sync.Mutex
+	asked    [][2]string // account id, consistency token of each GetBalance
+}
+
+func (f *fakeAnnotatedBalances) GetBalance(ctx context.Context, r *walletv1.GetBalanceRequest) (*walletv1.GetBalanceResponse, error) {
+	f.mu.Lock()
+	f.asked = append(f.asked, [2]string{r.AccountId, r.ConsistencyToken})
+	f.mu.Unlock()
+	if b, ok := f.balances[r.AccountId]; ok {
+		return &walletv1.GetBalanceResponse{Balance: b, Position: "v1.0.1"}, nil
+	}
+	return nil, status.Error(codes.NotFound, "no such account")
+}
+
+func (f *fakeAnnotatedBalances) WatchBalances(r *walletv1.WatchBalancesRequest, stream walletv1.QueryService_WatchBalancesServer) error {
+	for _, id := range r.AccountIds {
+		if err := stream.Send(&walletv1.BalanceUpdate{Snapshot: true, Balance: f.balances[id], Position: "v1.0.1"}); err != nil {
+			return err
+		}
+	}
+	<-stream.Context().Done()
+	return nil
+}
+
+func TestTheReadNodesBalancesCarryTheAccountsReferenceAndMetadata(t *testing.T) {
+	metadata := map[string]string{"tier": "gold", "region": "eu"}
+	node := &fakeAnnotatedBalances{balances: map[string]*walletv1.Balance{
+		"cust":  {AccountId: "cust", Currency: "USD", Balance: "1.00", Sequence: 1, Reference: "cust-42", Metadata: metadata},
+		"plain": {AccountId: "plain", Currency: "USD", Balance: "0.00", Sequence: 1},
+	}}
+	address, _ := serve(t, func(s *grpc.Server) { walletv1.RegisterQueryServiceServer(s, node) })
+	client, err := NewQueryClient([]string{address}, WithRetryPolicy(quickPolicy()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	got, err := client.GetBalance(ctx, "cust", "tok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hasAnnotations(t, "GetBalance", got.GetBalance(), "cust-42", metadata)
+	bare, err := client.GetBalance(ctx, "plain", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hasAnnotations(t, "GetBalance without", bare.GetBalance(), "", nil)
+	if want := [][2]string{{"cust", "tok"}, {"plain", ""}}; !reflect.DeepEqual(node.asked, want) {
+		t.Fatalf("asked %v, want %v", node.asked, want)
+	}
+	watch := client.WatchBalances(ctx, []string{"cust"}, nil)
+	defer watch.Close()
+	snapshot, err := watch.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !snapshot.GetSnapshot() || snapshot.GetBalance().GetAccountId() != "cust" {
+		t.Fatalf("snapshot %v", snapshot)
+	}
+	hasAnnotations(t, "WatchBalances", snapshot.GetBalance(), "cust-42", metadata)
+}

@@ -121,10 +121,21 @@ type CaptureParams struct {
 
 // OpenAccountParams is one account to open. AllowNegativeBalance is for issuer/settlement
 // accounts that fund the others.
+//
+// Reference and Metadata are optional (empty: none): the caller's own reference for the
+// account (a customer number) and string key/value pairs, set when the account is opened and
+// never changed, returned by every read of it (Account from OpenAccount and GetAccount; the
+// read node's Balance from GetBalance, WatchBalances and GetBalanceAt). They are among the
+// parameters compared when the account exists already: another reference or other metadata
+// is a *Rejected ALREADY_EXISTS ReasonAccountExistsWithOtherParameters, like another
+// currency. Their limits are TransferParams' (ReasonInvalidReference, ReasonInvalidMetadata:
+// no account is opened).
 type OpenAccountParams struct {
 	AccountID            string
 	Currency             string
 	AllowNegativeBalance bool
+	Reference            string
+	Metadata             map[string]string
 }
 
 func (p OpenAccountParams) request() *walletv1.OpenAccountRequest {
@@ -132,6 +143,8 @@ func (p OpenAccountParams) request() *walletv1.OpenAccountRequest {
 		AccountId:            p.AccountID,
 		Currency:             p.Currency,
 		AllowNegativeBalance: p.AllowNegativeBalance,
+		Reference:            p.Reference,
+		Metadata:             copyMetadata(p.Metadata),
 	}
 }
 
@@ -216,7 +229,8 @@ func call[T any](ctx context.Context, c *WalletClient, routingKey string,
 }
 
 // OpenAccount opens a single-currency account; the same call again is a no-op success,
-// with other parameters it is a *Rejected ALREADY_EXISTS.
+// with other parameters (reference and metadata included) it is a *Rejected ALREADY_EXISTS
+// ReasonAccountExistsWithOtherParameters.
 func (c *WalletClient) OpenAccount(ctx context.Context, p OpenAccountParams) (*walletv1.Account, error) {
 	request := p.request()
 	response, err := call(ctx, c, p.AccountID, func(ctx context.Context, s walletv1.WalletServiceClient) (*walletv1.OpenAccountResponse, error) {
@@ -469,6 +483,7 @@ func (s *TransferStream) Recv() (*walletv1.TransferResult, error) {
 // per account, in order: nil for an open account, else its error. Items the stream answers
 // "unavailable" (another node leads their partition, or the stream broke) go through
 // OpenAccount's retry loop; reopening an open account with the same parameters is safe.
+// Each item carries its own Reference and Metadata.
 func (c *WalletClient) OpenAccounts(ctx context.Context, accounts []OpenAccountParams) ([]*walletv1.Account, []error) {
 	opened := make([]*walletv1.Account, len(accounts))
 	errs := make([]error, len(accounts))

@@ -7,7 +7,9 @@
 // wrapper (batches, streams, history, watches, cluster status) answers; the account
 // lifecycle (freeze, unfreeze, overdraft limit, close) gives every refusal it documents; a
 // transfer's reference and metadata are stored and read back (write node, read node),
-// compared on a retry, and refused over their limits.
+// compared on a retry, and refused over their limits; an account's reference and metadata
+// likewise (set at opening, compared when it is opened again, refused over their limits with
+// no account opened).
 //
 //	livecheck --write HOST:PORT,... --read HOST:PORT
 package main
@@ -211,6 +213,7 @@ func main() {
 
 	accountLifecycle(ctx, w, prefix)
 	transferAnnotations(ctx, w, q, prefix)
+	accountAnnotations(ctx, w, q, prefix)
 	concurrentTransfers(ctx, w, prefix)
 	otherWrappers(ctx, w, q, prefix, issuer, alice)
 	fmt.Printf("go live checks: %d passed\n", checks)
@@ -341,6 +344,124 @@ func transferAnnotations(ctx context.Context, w *wallet.WalletClient, q *wallet.
 	}
 	checks += 2
 	fmt.Println("go live checks: a transfer's reference and metadata stored, read back, compared on a retry, refused over their limits")
+}
+
+// accountAnnotations: a fresh account opened with a reference and metadata carries them in
+// the answer and in GetAccount (write node); opening it again with the same parameters answers
+// the account (also through OpenAccounts), with other metadata or another reference it is
+// ALREADY_EXISTS ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS and nothing changes; a 129-byte
+// reference is INVALID_REFERENCE and 17 metadata entries INVALID_METADATA (INVALID_ARGUMENT,
+// naming the field), and that account then does not exist; the read node's GetBalance (at the
+// consistency token of a transfer into the account) and the snapshot of WatchBalances carry
+// them too.
+func accountAnnotations(ctx context.Context, w *wallet.WalletClient, q *wallet.QueryClient, prefix string) {
+	suffix := wallet.NewTransactionID()[:8]
+	account, issuer := prefix+"acct-ann-"+suffix, prefix+"acct-ann-issuer-"+suffix
+	const reference = "cust-42"
+	metadata := func() map[string]string { return map[string]string{"tier": "gold", "region": "eu"} }
+	type annotated interface {
+		GetReference() string
+		GetMetadata() map[string]string
+	}
+	carries := func(m annotated, reference string, metadata map[string]string) bool {
+		return m.GetReference() == reference && len(m.GetMetadata()) == len(metadata) &&
+			(len(metadata) == 0 || reflect.DeepEqual(m.GetMetadata(), metadata))
+	}
+	params := wallet.OpenAccountParams{AccountID: account, Currency: "USD", Reference: reference, Metadata: metadata()}
+	opened, err := w.OpenAccount(ctx, params)
+	must(err, "open an account with a reference and metadata")
+	if opened.GetAccountId() != account || opened.GetCurrency() != "USD" || !carries(opened, reference, metadata()) {
+		fail("OpenAccount answered %v", opened)
+	}
+	got, err := w.GetAccount(ctx, account)
+	must(err, "GetAccount of the annotated account")
+	if !carries(got.GetAccount(), reference, metadata()) {
+		fail("GetAccount: %v", got.GetAccount())
+	}
+	again, err := w.OpenAccount(ctx, wallet.OpenAccountParams{AccountID: account, Currency: "USD", Reference: reference, Metadata: metadata()})
+	must(err, "open the annotated account again with the same parameters")
+	if again.GetAccountId() != account || !carries(again, reference, metadata()) {
+		fail("opening again answered %v", again)
+	}
+	checks += 3
+
+	changed := params
+	changed.Metadata = map[string]string{"tier": "silver"}
+	_, err = w.OpenAccount(ctx, changed)
+	expectRejected(err, codes.AlreadyExists, wallet.ReasonAccountExistsWithOtherParameters, "", "reopening with other metadata")
+	changed = params
+	changed.Reference = "cust-43"
+	_, err = w.OpenAccount(ctx, changed)
+	expectRejected(err, codes.AlreadyExists, wallet.ReasonAccountExistsWithOtherParameters, "", "reopening with another reference")
+	_, err = w.OpenAccount(ctx, wallet.OpenAccountParams{AccountID: account, Currency: "USD"})
+	expectRejected(err, codes.AlreadyExists, wallet.ReasonAccountExistsWithOtherParameters, "", "reopening without them")
+	got, err = w.GetAccount(ctx, account)
+	must(err, "GetAccount after the refused reopenings")
+	if !carries(got.GetAccount(), reference, metadata()) {
+		fail("a refused reopening changed the account: %v", got.GetAccount())
+	}
+	checks++
+
+	fresh := prefix + "acct-ann-refused-" + suffix
+	_, err = w.OpenAccount(ctx, wallet.OpenAccountParams{AccountID: fresh, Currency: "USD", Reference: strings.Repeat("r", 129)})
+	expectRejected(err, codes.InvalidArgument, wallet.ReasonInvalidReference, "reference", "an account with a 129-byte reference")
+	tooMany := map[string]string{}
+	for i := 0; i < 17; i++ {
+		tooMany[fmt.Sprintf("k%d", i)] = "v"
+	}
+	_, err = w.OpenAccount(ctx, wallet.OpenAccountParams{AccountID: fresh, Currency: "USD", Metadata: tooMany})
+	expectRejected(err, codes.InvalidArgument, wallet.ReasonInvalidMetadata, "metadata", "an account with 17 metadata entries")
+	_, err = w.GetAccount(ctx, fresh)
+	expectRejected(err, codes.NotFound, wallet.ReasonAccountNotFound, "account_id", "GetAccount of the refused account")
+
+	// OpenAccounts: an item with annotations opens with them, an existing account given the
+	// same ones answers it, given others it is refused like the unary call.
+	bulk := prefix + "acct-ann-bulk-" + suffix
+	bronze := map[string]string{"tier": "bronze"}
+	accounts, errs := w.OpenAccounts(ctx, []wallet.OpenAccountParams{
+		{AccountID: bulk, Currency: "USD", Reference: "cust-44", Metadata: bronze}, params,
+	})
+	must(errs[0], "OpenAccounts of an annotated account")
+	must(errs[1], "OpenAccounts of the annotated account again")
+	if !carries(accounts[0], "cust-44", bronze) || !carries(accounts[1], reference, metadata()) {
+		fail("OpenAccounts answered %v", accounts)
+	}
+	_, errs = w.OpenAccounts(ctx, []wallet.OpenAccountParams{{AccountID: bulk, Currency: "USD", Reference: "cust-45"}})
+	var rejected *wallet.Rejected
+	if !errors.As(errs[0], &rejected) || rejected.Code != codes.AlreadyExists || rejected.Reason != wallet.ReasonAccountExistsWithOtherParameters {
+		fail("OpenAccounts of the bulk account with another reference: expected ALREADY_EXISTS %s, got %v",
+			wallet.ReasonAccountExistsWithOtherParameters, errs[0])
+	}
+	checks += 2
+
+	// The read node: GetBalance at least as fresh as a transfer into the account, and the
+	// snapshot a watch of it starts with.
+	_, err = w.OpenAccount(ctx, wallet.OpenAccountParams{AccountID: issuer, Currency: "USD", AllowNegativeBalance: true})
+	must(err, "open the annotated account's issuer")
+	funded, err := w.Transfer(ctx, wallet.TransferParams{TransactionID: wallet.NewTransactionID(), From: issuer, To: account,
+		Amount: "1.00", Currency: "USD"})
+	must(err, "fund the annotated account")
+	projected, err := q.GetBalance(ctx, account, funded.GetConsistencyToken())
+	must(err, "GetBalance of the annotated account")
+	if b := projected.GetBalance(); b.GetAccountId() != account || b.GetBalance() != "1.00" || !carries(b, reference, metadata()) {
+		fail("GetBalance of the annotated account: %v", b)
+	}
+	plain, err := q.GetBalance(ctx, issuer, funded.GetConsistencyToken())
+	must(err, "GetBalance of the issuer")
+	if !carries(plain.GetBalance(), "", nil) {
+		fail("GetBalance of an account opened without annotations: %v", plain.GetBalance())
+	}
+	watchCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	watch := q.WatchBalances(watchCtx, []string{account}, nil)
+	snapshot, err := watch.Recv()
+	watch.Close()
+	must(err, "WatchBalances of the annotated account")
+	if snapshot.GetBalance().GetAccountId() != account || !carries(snapshot.GetBalance(), reference, metadata()) {
+		fail("WatchBalances of the annotated account: %v", snapshot)
+	}
+	checks += 3
+	fmt.Println("go live checks: an account's reference and metadata set at opening, read back, compared on reopening, refused over their limits")
 }
 
 // closeWhenSettled is CloseAccount, called again while the node answers
