@@ -125,16 +125,43 @@ public final class WalletClient implements AutoCloseable {
    * ({@link Reasons#ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS}).
    */
   public Account openAccount(String accountId, String currency, boolean allowNegativeBalance) {
-    OpenAccountRequest request = OpenAccountRequest.newBuilder()
-        .setAccountId(accountId)
-        .setCurrency(currency)
-        .setAllowNegativeBalance(allowNegativeBalance)
-        .build();
-    return openAccount(request);
+    return openAccount(openAccountRequest(accountId, currency, allowNegativeBalance, "", Map.of()));
   }
 
   public Account openAccount(String accountId, String currency) {
     return openAccount(accountId, currency, false);
+  }
+
+  /**
+   * Opens a single-currency account with the caller's own {@code reference} (a customer
+   * number) and string {@code metadata}, both optional ({@code null} or empty: none): set
+   * when the account is opened and never changed, returned by every read of it
+   * ({@code Account.getReference()} / {@code getMetadataMap()}, and the read node's
+   * {@code Balance}). They are among the parameters compared when the account exists
+   * already: another reference or other metadata is ALREADY_EXISTS
+   * {@link Reasons#ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS}, like another currency. Their limits
+   * are a transfer's (see {@link Transfer}: INVALID_ARGUMENT {@link Reasons#INVALID_REFERENCE},
+   * {@link Reasons#INVALID_METADATA}; no account is opened).
+   */
+  public Account openAccount(
+      String accountId, String currency, boolean allowNegativeBalance, String reference, Map<String, String> metadata) {
+    return openAccount(openAccountRequest(accountId, currency, allowNegativeBalance, reference, metadata));
+  }
+
+  /**
+   * The {@code OpenAccountRequest} of one account (e.g. an item of {@link #openAccounts}):
+   * {@code reference} and {@code metadata} optional ({@code null}: none), null metadata keys
+   * or values refused.
+   */
+  public static OpenAccountRequest openAccountRequest(
+      String accountId, String currency, boolean allowNegativeBalance, String reference, Map<String, String> metadata) {
+    return OpenAccountRequest.newBuilder()
+        .setAccountId(java.util.Objects.requireNonNull(accountId, "accountId"))
+        .setCurrency(java.util.Objects.requireNonNull(currency, "currency"))
+        .setAllowNegativeBalance(allowNegativeBalance)
+        .setReference(reference == null ? "" : reference)
+        .putAllMetadata(Transfer.copyOf(metadata))
+        .build();
   }
 
   public Account openAccount(OpenAccountRequest request) {
@@ -145,7 +172,8 @@ public final class WalletClient implements AutoCloseable {
    * Bulk opening down one {@code OpenAccounts} stream to the first endpoint; each account's
    * result, in request order. Items the node answers "unavailable" (e.g. NOT_LEADER) are
    * retried one by one through {@link #openAccount(OpenAccountRequest)} (always safe), so each
-   * result is "success" or "rejected" unless that retry ran out too ("unavailable").
+   * result is "success" or "rejected" unless that retry ran out too ("unavailable"). Each
+   * request carries its own reference and metadata ({@link #openAccountRequest}).
    */
   public List<OpenAccountResult> openAccounts(List<OpenAccountRequest> requests) {
     Map<String, OpenAccountResult> byId = new LinkedHashMap<>();

@@ -25,6 +25,8 @@ import io.walletledger.client.WalletClient;
 import io.walletledger.client.WalletException;
 import io.walletledger.v1.Account;
 import io.walletledger.v1.AccountStatus;
+import io.walletledger.v1.Balance;
+import io.walletledger.v1.BalanceUpdate;
 import io.walletledger.v1.GetClusterStatusResponse;
 import io.walletledger.v1.HistoryEntry;
 import io.walletledger.v1.ListTransfersResponse;
@@ -43,6 +45,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.UUID;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
@@ -60,7 +63,8 @@ import java.util.concurrent.TimeUnit;
  * balances are exact, also after all 200 are sent again; the other RPC wrappers; the account
  * lifecycle (freeze, unfreeze, overdraft limit, close) with every refusal it documents; a
  * transfer's reference and metadata stored and read back (write node, read node), compared on a
- * retry, and refused over their limits.
+ * retry, and refused over their limits; an account's reference and metadata likewise (set at
+ * opening, compared when it is opened again, refused over their limits with no account opened).
  *
  * <pre>client-sdk/java/test.sh live --write HOST:PORT,... --read HOST:PORT</pre>
  */
@@ -164,6 +168,7 @@ public final class LiveCheck {
     checks += 2;
 
     transferAnnotations(writes, read, prefix);
+    accountAnnotations(writes, read, prefix);
     concurrentTransfers(writes, prefix);
     System.out.println("java live checks: " + checks + " passed");
   }
@@ -334,6 +339,104 @@ public final class LiveCheck {
       checks += 2;
     }
     System.out.println("java live checks: a transfer's reference and metadata stored, read back, compared on a retry, refused over their limits");
+  }
+
+  /**
+   * A fresh account opened with a reference and metadata carries them in the answer and in
+   * GetAccount (write node); opening it again with the same parameters answers the account
+   * (also through OpenAccounts), with other metadata or another reference it is ALREADY_EXISTS
+   * ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS and nothing changes; a 129-byte reference is
+   * INVALID_REFERENCE and 17 metadata entries INVALID_METADATA (INVALID_ARGUMENT, naming the
+   * field), and that account then does not exist; the read node's GetBalance (at the consistency
+   * token of a transfer into the account) and the snapshot of WatchBalances carry them too.
+   */
+  static void accountAnnotations(List<String> writes, String read, String prefix) throws Exception {
+    String suffix = UUID.randomUUID().toString().substring(0, 8);
+    String account = prefix + "acct-ann-" + suffix;
+    String issuer = prefix + "acct-ann-issuer-" + suffix;
+    String reference = "cust-42";
+    Map<String, String> metadata = Map.of("tier", "gold", "region", "eu");
+    Status.Code exists = Status.Code.ALREADY_EXISTS;
+    try (WalletClient wallet = WalletClient.builder().endpoints(writes).build();
+        QueryClient query = QueryClient.builder().endpoints(read).build()) {
+      Account opened = wallet.openAccount(account, "USD", false, reference, metadata);
+      equal(List.of(account, "USD", reference, metadata),
+          List.of(opened.getAccountId(), opened.getCurrency(), opened.getReference(), opened.getMetadataMap()),
+          "OpenAccount with a reference and metadata");
+      Account got = wallet.getAccount(account).getAccount();
+      equal(List.of(reference, metadata), List.of(got.getReference(), got.getMetadataMap()), "GetAccount annotations");
+      Account again = wallet.openAccount(account, "USD", false, reference, new LinkedHashMap<>(metadata));
+      equal(List.of(account, reference, metadata),
+          List.of(again.getAccountId(), again.getReference(), again.getMetadataMap()), "opening again, the same");
+      checks += 3;
+
+      expectRejected(() -> wallet.openAccount(account, "USD", false, reference, Map.of("tier", "silver")),
+          exists, Reasons.ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS, null);
+      expectRejected(() -> wallet.openAccount(account, "USD", false, "cust-43", metadata),
+          exists, Reasons.ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS, null);
+      expectRejected(() -> wallet.openAccount(account, "USD", false),
+          exists, Reasons.ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS, null);
+      got = wallet.getAccount(account).getAccount();
+      equal(List.of(reference, metadata), List.of(got.getReference(), got.getMetadataMap()),
+          "the account after the refused reopenings");
+      checks += 4;
+
+      String fresh = prefix + "acct-ann-refused-" + suffix;
+      expectRejected(() -> wallet.openAccount(fresh, "USD", false, "r".repeat(129), null),
+          INVALID, Reasons.INVALID_REFERENCE, "reference");
+      Map<String, String> tooMany = new LinkedHashMap<>();
+      for (int i = 0; i < 17; i++) {
+        tooMany.put("k" + i, "v");
+      }
+      expectRejected(() -> wallet.openAccount(fresh, "USD", false, null, tooMany),
+          INVALID, Reasons.INVALID_METADATA, "metadata");
+      expectRejected(() -> wallet.getAccount(fresh), Status.Code.NOT_FOUND, Reasons.ACCOUNT_NOT_FOUND, "account_id");
+      checks += 3;
+
+      // OpenAccounts: an item with annotations opens with them, an existing account given the
+      // same ones answers it, given others it is refused like the unary call.
+      String bulk = prefix + "acct-ann-bulk-" + suffix;
+      List<OpenAccountResult> results = wallet.openAccounts(List.of(
+          WalletClient.openAccountRequest(bulk, "USD", false, "cust-44", Map.of("tier", "bronze")),
+          WalletClient.openAccountRequest(account, "USD", false, reference, metadata)));
+      equal(List.of("success", "success"), List.of(results.get(0).getStatus(), results.get(1).getStatus()),
+          "OpenAccounts statuses " + results);
+      equal(List.of("cust-44", Map.of("tier", "bronze"), reference, metadata),
+          List.of(results.get(0).getAccount().getReference(), results.get(0).getAccount().getMetadataMap(),
+              results.get(1).getAccount().getReference(), results.get(1).getAccount().getMetadataMap()),
+          "OpenAccounts annotations");
+      OpenAccountResult refused = wallet.openAccounts(List.of(
+          WalletClient.openAccountRequest(bulk, "USD", false, "cust-45", null))).get(0);
+      equal(List.of("rejected", exists.value(), Reasons.ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS),
+          List.of(refused.getStatus(), refused.getError().getCode(), refused.getError().getReason()),
+          "OpenAccounts with another reference");
+      checks += 2;
+
+      // The read node: GetBalance at least as fresh as a transfer into the account, and the
+      // snapshot a watch of it starts with.
+      wallet.openAccount(issuer, "USD", true);
+      TransferResponse funded = wallet.transfer(pay(issuer, account, "1.00"));
+      Balance projected = query.getBalance(account, funded.getConsistencyToken()).getBalance();
+      equal(List.of(account, "1.00", reference, metadata),
+          List.of(projected.getAccountId(), projected.getBalance(), projected.getReference(), projected.getMetadataMap()),
+          "GetBalance of the annotated account");
+      Balance plain = query.getBalance(issuer, funded.getConsistencyToken()).getBalance();
+      equal(List.of("", Map.of()), List.of(plain.getReference(), plain.getMetadataMap()),
+          "GetBalance of an account opened without annotations");
+      CompletableFuture<BalanceUpdate> first = new CompletableFuture<>();
+      BalanceUpdate snapshot;
+      BalanceWatch watch = query.watchBalances(List.of(account), Map.of(), first::complete, first::completeExceptionally);
+      try {
+        snapshot = first.get(30, TimeUnit.SECONDS);
+      } finally {
+        watch.close();
+      }
+      equal(List.of(account, reference, metadata),
+          List.of(snapshot.getBalance().getAccountId(), snapshot.getBalance().getReference(),
+              snapshot.getBalance().getMetadataMap()), "WatchBalances snapshot of the annotated account");
+      checks += 3;
+    }
+    System.out.println("java live checks: an account's reference and metadata set at opening, read back, compared on reopening, refused over their limits");
   }
 
   static Transfer pay(String from, String to, String amount) {
