@@ -267,15 +267,26 @@ impl WalletClient {
         currency: &str,
         allow_negative_balance: bool,
     ) -> Result<Account, Error> {
-        let request = OpenAccountRequest {
+        self.open_account_with(OpenAccountRequest {
             account_id: account_id.to_owned(),
             currency: currency.to_owned(),
             allow_negative_balance,
-        };
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Opens an account given the whole request: also its `reference` and `metadata`
+    /// (optional; the limits of a transfer's, `INVALID_REFERENCE` / `INVALID_METADATA`), which
+    /// are set once and returned by every read of the account. Opening it again succeeds only
+    /// with the same parameters, these included (else ALREADY_EXISTS,
+    /// `ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS`).
+    pub async fn open_account_with(&self, request: OpenAccountRequest) -> Result<Account, Error> {
+        let partition = self.partition_of(&request.account_id).await;
         let response = self
             .call(
                 "OpenAccount",
-                Route::write(self.partition_of(account_id).await),
+                Route::write(partition),
                 request,
                 |channel, request| async move {
                     WalletServiceClient::new(channel)
@@ -704,14 +715,7 @@ impl WalletClient {
                 Some(result) if result.status == "rejected" => {
                     Err(Error::from_item(result.error.unwrap_or_default(), false))
                 }
-                _ => {
-                    self.open_account(
-                        &request.account_id,
-                        &request.currency,
-                        request.allow_negative_balance,
-                    )
-                    .await
-                }
+                _ => self.open_account_with(request.clone()).await,
             };
             outcomes.push(outcome);
         }

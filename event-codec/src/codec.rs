@@ -215,6 +215,7 @@ pub mod test_blocks {
                 account_id: format!("acct-{index}"),
                 currency: Currency::parse("USD").expect("USD"),
                 allow_negative_balance: false,
+                annotations: None,
             }],
         }
     }

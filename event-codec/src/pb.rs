@@ -1,6 +1,8 @@
 //! Ledger events in their wire form (`wallet.v1.LedgerEvent`): what the write node streams
 //! from its event log and what the read node and auditors rebuild event blocks from.
 
+use std::collections::BTreeMap;
+
 use ledger::{AccountChange, Annotations, Event, TransferCommand, format_minor};
 use proto::v1::ledger_event::Event as PbEvent;
 use proto::v1::{
@@ -18,10 +20,12 @@ pub fn event_to_pb(event: &Event) -> LedgerEvent {
             account_id,
             currency,
             allow_negative_balance,
+            annotations,
         } => PbEvent::AccountOpened(AccountOpened {
             account_id: account_id.clone(),
             currency: currency.code().to_owned(),
             allow_negative_balance: *allow_negative_balance,
+            annotations: annotations_pb(annotations.as_deref()),
         }),
         Event::TransferCompleted { transfer, .. } => {
             let (transaction_id, amount, currency) = transfer_fields(transfer);
@@ -204,24 +208,45 @@ pub fn event_to_pb(event: &Event) -> LedgerEvent {
 
 /// A transfer's annotations as events carry them (absent when it has none).
 pub fn annotations_to_pb(transfer: &TransferCommand) -> Option<TransferAnnotations> {
-    transfer
-        .annotations
-        .as_deref()
-        .map(|annotations| TransferAnnotations {
-            reference: annotations.reference.clone(),
-            metadata: annotations.metadata.clone(),
-        })
+    annotations_pb(transfer.annotations.as_deref())
+}
+
+/// Annotations (a transfer's or an account's) as events carry them.
+fn annotations_pb(annotations: Option<&Annotations>) -> Option<TransferAnnotations> {
+    annotations.map(|annotations| TransferAnnotations {
+        reference: annotations.reference.clone(),
+        metadata: annotations.metadata.clone(),
+    })
 }
 
 /// The inverse of [`annotations_to_pb`]: `None` for absent or empty annotations (the one
 /// form of "none" the ledger knows; the event's chain hash then checks the rest).
 pub fn annotations_from_pb(annotations: Option<&TransferAnnotations>) -> Option<Box<Annotations>> {
     annotations.and_then(|annotations| {
-        Annotations {
-            reference: annotations.reference.clone(),
-            metadata: annotations.metadata.clone(),
-        }
-        .boxed()
+        annotations_from_fields(&annotations.reference, &annotations.metadata)
+    })
+}
+
+/// The `reference` and `metadata` fields of an API message (a transfer, a hold, an account)
+/// as the ledger holds them: `None` when both are empty. Not checked against the limits
+/// (`Annotations::check` does that).
+pub fn annotations_from_fields(
+    reference: &str,
+    metadata: &BTreeMap<String, String>,
+) -> Option<Box<Annotations>> {
+    Annotations {
+        reference: reference.to_owned(),
+        metadata: metadata.clone(),
+    }
+    .boxed()
+}
+
+/// The inverse of [`annotations_from_fields`]: the two API fields (empty for none).
+pub fn annotations_to_fields(
+    annotations: Option<&Annotations>,
+) -> (String, BTreeMap<String, String>) {
+    annotations.map_or_else(Default::default, |annotations| {
+        (annotations.reference.clone(), annotations.metadata.clone())
     })
 }
 
@@ -268,6 +293,7 @@ pub fn event_from_pb(meta: ledger::EntryMeta, event: &LedgerEvent) -> anyhow::Re
             account_id: e.account_id.clone(),
             currency: currency(&e.currency)?,
             allow_negative_balance: e.allow_negative_balance,
+            annotations: annotations_from_pb(e.annotations.as_ref()),
         },
         PbEvent::TransferCompleted(e) => Event::TransferCompleted {
             transfer: transfer(

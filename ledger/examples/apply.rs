@@ -45,6 +45,7 @@ fn main() {
             account_id: issuer.clone(),
             currency: usd,
             allow_negative_balance: true,
+            annotations: None,
         },
         meta(),
     );
@@ -54,6 +55,7 @@ fn main() {
                 account_id: id(n),
                 currency: usd,
                 allow_negative_balance: false,
+                annotations: None,
             },
             meta(),
         );

@@ -63,6 +63,10 @@ pub enum Command {
         currency: Currency,
         /// Issuer/settlement accounts may go below zero; ordinary accounts may not.
         allow_negative_balance: bool,
+        /// The client's reference and metadata for the account (`None` for neither), set
+        /// once: an open of an existing account must carry the same.
+        #[serde(with = "crate::wire::annotations_field")]
+        annotations: Option<Box<Annotations>>,
     },
     /// Move money between two accounts of this partition, in one step.
     Transfer(TransferCommand),
@@ -696,6 +700,9 @@ pub enum Event {
         currency: Currency,
         /// Issuer/settlement accounts may go below zero; ordinary accounts may not.
         allow_negative_balance: bool,
+        /// What the client attached to the account (`None` for nothing).
+        #[serde(with = "crate::wire::annotations_field")]
+        annotations: Option<Box<Annotations>>,
     },
     /// Money moved; the transaction id is now taken.
     TransferCompleted {
@@ -1032,6 +1039,7 @@ impl Outcome {
                 account_id,
                 currency,
                 allow_negative_balance,
+                annotations: _,
             } => Outcome::Account(Account {
                 account_id: account_id.clone(),
                 currency: *currency,

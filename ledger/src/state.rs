@@ -26,12 +26,15 @@ mod digest;
 mod snapshot;
 
 pub use accounts::AccountRef;
-pub use snapshot::{Format2, Format4};
+pub use snapshot::{Format2, Format4, WithAccountAnnotations};
 
 use accounts::{AccountTable, IdHash};
 
-use digest::{RecordSum, account_hash, credit_hash, settings_hash, transfer_hash};
+use digest::{
+    RecordSum, account_annotations_hash, account_hash, credit_hash, settings_hash, transfer_hash,
+};
 
+use crate::annotations::Annotations;
 use crate::domain::{
     Account, AccountChange, AccountRefusal, AccountSettings, AccountStatus, Command, Conflict,
     CreditOutcome, CreditRecord, Decision, EntryMeta, Event, HOLD_TIMEOUT_MS_MAX,
@@ -85,6 +88,11 @@ pub struct Ledger {
     /// hash; accounts without any are absent): a refund may still come back to the account,
     /// so it cannot close. Follows from the in-flight records, so it is not hashed.
     debits_in_flight: OrdMap<u128, u32>,
+    /// The accounts opened with a reference or metadata: by account id, the hash of that
+    /// record ([`digest::account_annotations_hash`]), which is all an open of an existing
+    /// account compares. The annotations themselves are on the write node's disk and in the
+    /// account's `AccountOpened` event, not in memory.
+    account_annotations: OrdMap<String, [u8; 32]>,
 }
 
 impl Ledger {
@@ -130,6 +138,24 @@ impl Ledger {
             settings: self.account_settings(account_id),
             ..account.to_account()
         })
+    }
+
+    /// Whether the account was opened with exactly these annotations (`None`: without any).
+    /// The annotations themselves are not in memory, only the hash of each account's.
+    pub fn account_has_annotations(
+        &self,
+        account_id: &str,
+        annotations: Option<&Annotations>,
+    ) -> bool {
+        self.account_annotations.get(account_id)
+            == annotations
+                .map(|annotations| account_annotations_hash(account_id, annotations))
+                .as_ref()
+    }
+
+    /// Number of accounts opened with a reference or metadata.
+    pub fn annotated_accounts_count(&self) -> usize {
+        self.account_annotations.len()
     }
 
     /// Number of accounts whose settings differ from the default.
@@ -727,19 +753,25 @@ pub fn decide_with(
             account_id,
             currency,
             allow_negative_balance,
+            annotations,
         } => {
             if validate_account_id(account_id).is_err() {
                 return malformed(Malformed::InvalidAccountId);
+            }
+            if let Some(Err(error)) = annotations.as_deref().map(Annotations::check) {
+                return malformed(error.into());
             }
             match state.account(account_id) {
                 None => Decision::Apply(Event::AccountOpened {
                     account_id: account_id.clone(),
                     currency: *currency,
                     allow_negative_balance: *allow_negative_balance,
+                    annotations: annotations.clone(),
                 }),
                 Some(existing)
                     if existing.currency == *currency
-                        && existing.allow_negative_balance == *allow_negative_balance =>
+                        && existing.allow_negative_balance == *allow_negative_balance
+                        && state.account_has_annotations(account_id, annotations.as_deref()) =>
                 {
                     Decision::Reply(Outcome::Account(
                         state.account_view(account_id).expect("open"),
@@ -1037,6 +1069,7 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
             account_id,
             currency,
             allow_negative_balance,
+            annotations,
         } => {
             let opened = state.insert_account(AccountRef {
                 account_id: &account_id,
@@ -1045,6 +1078,11 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
                 balance_minor: 0,
             });
             assert!(opened, "AccountOpened for existing account {account_id:?}");
+            if let Some(annotations) = annotations {
+                let hash = account_annotations_hash(&account_id, &annotations);
+                state.records.add(&hash);
+                state.account_annotations.insert(account_id, hash);
+            }
         }
         Event::TransferCompleted { transfer, meta } => {
             assert_transfer_shape(&transfer);

@@ -9,6 +9,9 @@
 //! - [`Layout::Plain`] (1): a transfer as release 0.2 lays it out, without annotations.
 //! - [`Layout::Annotated`] (2): the same, then `Option<Box<Annotations>>`.
 //!
+//! An account's opening (`Command::OpenAccount`, `Event::AccountOpened`) has the same two
+//! layouts through [`annotations_field`].
+//!
 //! Every encoder goes through [`to_vec`], which writes the plain layout unless the value
 //! holds annotations, and records the layout in its own format byte; every decoder passes
 //! that layout to [`from_slice`]. A value an older node could have written is therefore
@@ -39,19 +42,22 @@ thread_local! {
 }
 
 /// The message of the error a plain encode of an annotated transfer fails with.
-const NEEDS_ANNOTATED: &str = "an annotated transfer needs the annotated layout";
+const NEEDS_ANNOTATED: &str = "annotations need the annotated layout";
 
 /// Encodes `value`, in the plain layout when it holds no annotations, else in the annotated
 /// one; returns the layout used (the caller records it).
 pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> (Layout, Vec<u8>) {
     match in_layout(Layout::Plain, || postcard::to_stdvec(value)) {
         Ok(bytes) => (Layout::Plain, bytes),
-        Err(_) => (
-            Layout::Annotated,
-            in_layout(Layout::Annotated, || postcard::to_stdvec(value))
-                .expect("serialising to a Vec cannot fail in the annotated layout"),
-        ),
+        Err(_) => (Layout::Annotated, to_vec_annotated(value)),
     }
+}
+
+/// Encodes `value` in the annotated layout, whatever it holds (for containers whose format
+/// implies that layout).
+pub fn to_vec_annotated<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    in_layout(Layout::Annotated, || postcard::to_stdvec(value))
+        .expect("serialising to a Vec cannot fail in the annotated layout")
 }
 
 /// Decodes `bytes` written in `layout`.
@@ -179,6 +185,39 @@ impl<'de> Deserialize<'de> for TransferCommand {
     }
 }
 
+/// `#[serde(with)]` for an `annotations` field of a struct or enum variant that release 0.2
+/// wrote without it (an account's opening): nothing in the plain layout (postcard writes a
+/// unit as no bytes), the `Option` in the annotated one. A plain encode of `Some` fails, so
+/// [`to_vec`] falls back to the annotated layout, as for a transfer.
+pub mod annotations_field {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{Layout, NEEDS_ANNOTATED, current};
+    use crate::Annotations;
+
+    pub fn serialize<S: Serializer>(
+        annotations: &Option<Box<Annotations>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match current() {
+            Layout::Plain if annotations.is_some() => {
+                Err(serde::ser::Error::custom(NEEDS_ANNOTATED))
+            }
+            Layout::Plain => serializer.serialize_unit(),
+            Layout::Annotated => annotations.serialize(serializer),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Box<Annotations>>, D::Error> {
+        match current() {
+            Layout::Plain => <()>::deserialize(deserializer).map(|()| None),
+            Layout::Annotated => Option::deserialize(deserializer),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +261,51 @@ mod tests {
         assert_eq!(
             from_slice::<TransferCommand>(Layout::Plain, &old).unwrap(),
             plain
+        );
+    }
+
+    /// Release 0.2's `Command`, as far as its first variant.
+    #[derive(Serialize)]
+    enum Release02Command {
+        OpenAccount {
+            account_id: String,
+            currency: Currency,
+            allow_negative_balance: bool,
+        },
+    }
+
+    #[test]
+    fn a_plain_account_opening_is_written_as_release_0_2_wrote_it() {
+        let open = |annotations| Command::OpenAccount {
+            account_id: "alice".into(),
+            currency: Currency::parse("EUR").unwrap(),
+            allow_negative_balance: true,
+            annotations,
+        };
+        let old = postcard::to_stdvec(&Release02Command::OpenAccount {
+            account_id: "alice".into(),
+            currency: Currency::parse("EUR").unwrap(),
+            allow_negative_balance: true,
+        })
+        .unwrap();
+        assert_eq!(to_vec(&open(None)), (Layout::Plain, old.clone()));
+        let annotated = open(
+            Annotations {
+                reference: "cust-1".into(),
+                ..Annotations::default()
+            }
+            .boxed(),
+        );
+        let (layout, bytes) = to_vec(&annotated);
+        assert_eq!(layout, Layout::Annotated);
+        assert!(bytes.starts_with(&old));
+        assert_eq!(
+            from_slice::<Command>(Layout::Annotated, &bytes).unwrap(),
+            annotated
+        );
+        assert_eq!(
+            from_slice::<Command>(Layout::Plain, &old).unwrap(),
+            open(None)
         );
     }
 

@@ -3,6 +3,8 @@
 //! whoever proposed the command, part of the digest only when present, and round-tripped
 //! through every encoding the nodes use.
 
+use ledger::annotations::{METADATA_ENTRIES_MAX, REFERENCE_BYTES_MAX};
+use ledger::state::WithAccountAnnotations;
 use ledger::wire::{self, Layout};
 use ledger::{
     Annotations, Command, Conflict, CreditOutcome, Currency, EntryMeta, Event, Ledger, Malformed,
@@ -60,6 +62,7 @@ fn funded() -> (Ledger, Vec<Event>, u64) {
                 account_id: account_id.into(),
                 currency: usd(),
                 allow_negative_balance: negative,
+                annotations: None,
             },
         );
     }
@@ -145,6 +148,7 @@ fn annotations_travel_through_a_cross_partition_transfer_and_its_replay() {
             account_id: "carol".into(),
             currency: usd(),
             allow_negative_balance: false,
+            annotations: None,
         },
         meta(1),
     );
@@ -247,4 +251,144 @@ fn annotations_count_in_the_digest_only_when_present() {
     assert_eq!(layout, Layout::Annotated);
     let back: Ledger = wire::from_slice(layout, &bytes).unwrap();
     assert_eq!(back.digest(), ledger.digest());
+}
+
+fn open(account_id: &str, annotations: Option<Box<Annotations>>) -> Command {
+    Command::OpenAccount {
+        account_id: account_id.into(),
+        currency: usd(),
+        allow_negative_balance: false,
+        annotations,
+    }
+}
+
+/// An account's reference and metadata: in its `AccountOpened` event, fixed at opening (a
+/// re-open must carry the same, or it is refused and changes nothing), checked against the
+/// limits by `decide`, part of the digest only when present, and kept by state format 7
+/// snapshots (the ledger's own serialization refuses to drop them).
+#[test]
+fn account_annotations_are_set_once_and_compared_on_every_reopen() {
+    let gold = annotations("cust-42", &[("tier", "gold")]);
+    let mut ledger = Ledger::new();
+    let (event, outcome) = ledger.execute(&open("alice", gold.clone()), meta(1));
+    let Some(Event::AccountOpened {
+        annotations: opened_with,
+        ..
+    }) = &event
+    else {
+        panic!("opened: {event:?}");
+    };
+    assert_eq!(opened_with, &gold);
+    assert!(matches!(outcome, Outcome::Account(_)));
+    assert!(ledger.account_has_annotations("alice", gold.as_deref()));
+    assert_eq!(ledger.annotated_accounts_count(), 1);
+
+    // The same open again is answered with the account; any other annotations, or none,
+    // are refused, with no event.
+    let (event, outcome) = ledger.execute(&open("alice", gold.clone()), meta(2));
+    assert!(event.is_none() && matches!(outcome, Outcome::Account(_)));
+    for other in [
+        None,
+        annotations("cust-42", &[("tier", "silver")]),
+        annotations("cust-43", &[("tier", "gold")]),
+        annotations("", &[("tier", "gold")]),
+    ] {
+        let (event, outcome) = ledger.execute(&open("alice", other.clone()), meta(3));
+        assert_eq!(event, None, "{other:?}");
+        assert_eq!(
+            outcome,
+            Outcome::Conflict(Conflict::AccountExistsWithOtherParameters)
+        );
+    }
+    // An account opened without any refuses a re-open that brings some.
+    ledger.execute(&open("bob", None), meta(4));
+    let (event, outcome) = ledger.execute(&open("bob", gold.clone()), meta(5));
+    assert_eq!(event, None);
+    assert_eq!(
+        outcome,
+        Outcome::Conflict(Conflict::AccountExistsWithOtherParameters)
+    );
+    assert_eq!(ledger.digest_from_scratch(), ledger.digest());
+
+    // Over the limits, or empty but present: refused by `decide` itself, nothing changes.
+    let long_reference = annotations(&"r".repeat(REFERENCE_BYTES_MAX + 1), &[]);
+    let too_many: Vec<(String, String)> = (0..=METADATA_ENTRIES_MAX)
+        .map(|n| (format!("k{n}"), "v".to_string()))
+        .collect();
+    let too_many = Annotations {
+        metadata: too_many.into_iter().collect(),
+        ..Annotations::default()
+    }
+    .boxed();
+    for (bad, reason) in [
+        (long_reference, Malformed::InvalidReference),
+        (too_many, Malformed::InvalidMetadata),
+        (Some(Box::default()), Malformed::InvalidMetadata),
+    ] {
+        let (event, outcome) = ledger.execute(&open("carol", bad), meta(6));
+        assert_eq!((event, outcome), (None, Outcome::Malformed(reason)));
+    }
+    assert!(ledger.account("carol").is_none());
+
+    // In the digest only when present: a ledger whose account has none digests otherwise.
+    let mut plain = Ledger::new();
+    plain.execute(&open("alice", None), meta(1));
+    let mut annotated = Ledger::new();
+    annotated.execute(&open("alice", gold.clone()), meta(1));
+    assert_ne!(plain.digest(), annotated.digest());
+
+    // Snapshots: the ledger alone refuses to be written; format 7 keeps them.
+    assert!(postcard::to_stdvec(&ledger).is_err());
+    assert!(postcard::to_stdvec(&plain).is_ok());
+    let bytes = wire::to_vec_annotated(&WithAccountAnnotations(ledger.clone()));
+    let WithAccountAnnotations(mut restored) = wire::from_slice(Layout::Annotated, &bytes).unwrap();
+    assert_eq!(restored.digest(), ledger.digest());
+    assert_eq!(restored, ledger);
+    let (_, outcome) = restored.execute(&open("alice", gold), meta(7));
+    assert!(matches!(outcome, Outcome::Account(_)));
+    let (_, outcome) = restored.execute(&open("alice", None), meta(8));
+    assert_eq!(
+        outcome,
+        Outcome::Conflict(Conflict::AccountExistsWithOtherParameters)
+    );
+}
+
+/// An annotated opening takes the annotated layout (a plain one is written as release 0.2
+/// wrote it), and replaying the events rebuilds the same state.
+#[test]
+fn account_annotations_travel_in_events_and_replay() {
+    let mut ledger = Ledger::new();
+    let mut events = Vec::new();
+    for (index, (account_id, annotations)) in [
+        ("alice", annotations("cust-1", &[])),
+        ("bob", None),
+        ("carol", annotations("", &[("region", "eu")])),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (event, _) = ledger.execute(&open(account_id, annotations), meta(index as u64 + 1));
+        events.extend(event);
+    }
+    let (layout, bytes) = wire::to_vec(&events[1]);
+    assert_eq!(layout, Layout::Plain);
+    assert_eq!(
+        wire::from_slice::<Event>(Layout::Plain, &bytes).unwrap(),
+        events[1]
+    );
+    let (layout, bytes) = wire::to_vec(&events);
+    assert_eq!(layout, Layout::Annotated);
+    let decoded: Vec<Event> = wire::from_slice(layout, &bytes).unwrap();
+    assert_eq!(decoded, events);
+    // A plain reader fails rather than misreads.
+    assert_ne!(
+        wire::from_slice::<Vec<Event>>(Layout::Plain, &bytes).ok(),
+        Some(events.clone())
+    );
+    let mut replayed = Ledger::new();
+    for event in &decoded {
+        evolve(&mut replayed, event);
+    }
+    assert_eq!(replayed, ledger);
+    assert_eq!(replayed.digest(), ledger.digest());
 }

@@ -49,6 +49,7 @@ impl Cluster {
             account_id: account_id.into(),
             currency,
             allow_negative_balance,
+            annotations: None,
         };
         self.execute(partition_of(account_id, PARTITIONS), &command);
     }

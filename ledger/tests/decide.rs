@@ -33,6 +33,7 @@ fn open(account_id: &str, code: &str, allow_negative_balance: bool) -> Command {
         account_id: account_id.into(),
         currency: currency(code),
         allow_negative_balance,
+        annotations: None,
     }
 }
 
@@ -56,6 +57,7 @@ fn opened(account_id: &str, code: &str, allow_negative_balance: bool) -> Decisio
         account_id: account_id.into(),
         currency: currency(code),
         allow_negative_balance,
+        annotations: None,
     })
 }
 
@@ -567,6 +569,7 @@ fn replay_and_digest() {
             account_id: "a".into(),
             currency: currency("USD"),
             allow_negative_balance: false,
+            annotations: None,
         },
     );
     let mut other_flag = Ledger::new();
@@ -576,6 +579,7 @@ fn replay_and_digest() {
             account_id: "a".into(),
             currency: currency("USD"),
             allow_negative_balance: true,
+            annotations: None,
         },
     );
     assert_ne!(flag.digest(), other_flag.digest());
@@ -663,6 +667,7 @@ fn opened_event(account_id: &str, code: &str, allow_negative_balance: bool) -> E
         account_id: account_id.into(),
         currency: currency(code),
         allow_negative_balance,
+        annotations: None,
     }
 }
 

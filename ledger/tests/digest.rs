@@ -4,7 +4,11 @@
 
 use std::collections::HashMap;
 
-use ledger::{Command, CreditOutcome, Currency, EntryMeta, Ledger, Record, TransferCommand};
+use ledger::state::WithAccountAnnotations;
+use ledger::wire::{self, Layout};
+use ledger::{
+    Annotations, Command, CreditOutcome, Currency, EntryMeta, Ledger, Record, TransferCommand,
+};
 use proptest::prelude::*;
 
 fn config() -> ProptestConfig {
@@ -27,10 +31,18 @@ fn account(n: usize) -> (String, Currency, bool) {
 
 fn open(n: usize) -> Command {
     let (account_id, currency, allow_negative_balance) = account(n);
+    // Every third account is opened with annotations, so their records join the sum.
+    let annotations = Annotations {
+        reference: format!("customer {n}"),
+        ..Annotations::default()
+    };
     Command::OpenAccount {
         account_id,
         currency,
         allow_negative_balance,
+        annotations: (n % 3 == 1)
+            .then_some(annotations)
+            .and_then(Annotations::boxed),
     }
 }
 
@@ -185,8 +197,11 @@ proptest! {
             .chain(in_order.credits().cloned().map(Record::Credit))
             .map(|record| (record.transaction_id().as_u128(), record))
             .collect();
-        let bytes = postcard::to_allocvec(&in_order).expect("serialize");
-        let mut restored: Ledger = postcard::from_bytes(&bytes).expect("deserialize");
+        // (State format 7: the ledger, then the annotated accounts' hashes.)
+        let bytes = wire::to_vec_annotated(&WithAccountAnnotations(in_order.clone()));
+        let WithAccountAnnotations(mut restored) =
+            wire::from_slice(Layout::Annotated, &bytes).expect("deserialize");
+        prop_assert_eq!(restored.annotated_accounts_count(), in_order.annotated_accounts_count());
         prop_assert_eq!(restored.digest(), in_order.digest());
         run_with(&mut restored, &stored, &more, 1_000)?;
         run(&mut in_order, &more, 1_000)?;

@@ -7,9 +7,9 @@
 //! `PROPTEST_CASES=1000000 cargo test -p ledger --test fuzz`.
 
 use ledger::{
-    ACCOUNT_ID_BYTES_MAX, AMOUNT_MINOR_MAX, Command, CreditOutcome, Currency, EntryMeta, IdError,
-    Ledger, MoneyError, Record, RejectReason, TransferCommand, format_minor, parse_amount,
-    parse_transaction_id, validate_account_id,
+    ACCOUNT_ID_BYTES_MAX, AMOUNT_MINOR_MAX, Annotations, Command, CreditOutcome, Currency,
+    EntryMeta, IdError, Ledger, MoneyError, Record, RejectReason, TransferCommand, format_minor,
+    parse_amount, parse_transaction_id, validate_account_id,
 };
 use proptest::prelude::*;
 use std::collections::HashMap;
@@ -129,15 +129,34 @@ fn transfer_command() -> impl Strategy<Value = TransferCommand> {
         account_id(),
         prop_oneof![4 => 1..500i64, 1 => any::<i64>(), 1 => Just(0i64), 1 => Just(i64::MIN)],
         0..currencies().len(),
+        annotations(),
     )
-        .prop_map(|(id, from, to, amount_minor, which)| TransferCommand {
-            transaction_id: uuid::Uuid::from_u128(id),
-            from,
-            to,
-            amount_minor,
-            currency: currencies()[which],
-            annotations: None,
-        })
+        .prop_map(
+            |(id, from, to, amount_minor, which, annotations)| TransferCommand {
+                transaction_id: uuid::Uuid::from_u128(id),
+                from,
+                to,
+                amount_minor,
+                currency: currencies()[which],
+                annotations,
+            },
+        )
+}
+
+/// Mostly none; else any reference and metadata at all, within the limits or not, empty
+/// included (which only `None` may stand for).
+fn annotations() -> impl Strategy<Value = Option<Box<Annotations>>> {
+    prop_oneof![
+        3 => Just(None),
+        1 => (
+            ".{0,140}",
+            prop::collection::btree_map(".{0,70}", ".{0,20}", 0..20)
+        )
+            .prop_map(|(reference, metadata)| Some(Box::new(Annotations {
+                reference,
+                metadata
+            }))),
+    ]
 }
 
 fn reject_reason() -> impl Strategy<Value = RejectReason> {
@@ -153,13 +172,20 @@ fn reject_reason() -> impl Strategy<Value = RejectReason> {
 /// Any command at all, as a forged peer message or a bug could put it in the log.
 fn any_command() -> impl Strategy<Value = Command> {
     prop_oneof![
-        (account_id(), 0..currencies().len(), any::<bool>()).prop_map(
-            |(account_id, which, allow_negative_balance)| Command::OpenAccount {
-                account_id,
-                currency: currencies()[which],
-                allow_negative_balance,
-            }
-        ),
+        (
+            account_id(),
+            0..currencies().len(),
+            any::<bool>(),
+            annotations()
+        )
+            .prop_map(|(account_id, which, allow_negative_balance, annotations)| {
+                Command::OpenAccount {
+                    account_id,
+                    currency: currencies()[which],
+                    allow_negative_balance,
+                    annotations,
+                }
+            }),
         transfer_command().prop_map(Command::Transfer),
         transfer_command().prop_map(Command::TransferOut),
         transfer_command().prop_map(Command::Credit),

@@ -437,6 +437,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             account_id: (*account).into(),
             currency: usd(),
             allow_negative_balance: *issuer,
+            annotations: None,
         };
         execute(&mut ledger, &open, now, &mut events);
         model.accounts.insert((*account).into(), (*issuer, 0));
@@ -649,6 +650,7 @@ fn due_holds_expire_in_order_and_not_before_their_time() {
                 account_id: account.into(),
                 currency: usd(),
                 allow_negative_balance: issuer,
+                annotations: None,
             },
             meta(index as u64 + 1, 0),
         );
@@ -721,6 +723,7 @@ fn a_cross_partition_hold_is_captured_through_credit_and_settle() {
         account_id: account.into(),
         currency: usd(),
         allow_negative_balance: issuer,
+        annotations: None,
     };
     source.execute(&open("bank", true), meta(1));
     source.execute(&open("alice", false), meta(2));

@@ -33,6 +33,7 @@ impl Partition {
                 account_id: account.into(),
                 currency: usd(),
                 allow_negative_balance: issuer,
+                annotations: None,
             });
         }
         for (id, account) in [(900, "alice"), (901, "bob")] {
@@ -315,6 +316,7 @@ fn a_credit_to_a_frozen_or_closed_account_is_refused_and_the_source_cannot_close
         account_id: "carol".into(),
         currency: usd(),
         allow_negative_balance: false,
+        annotations: None,
     });
     target.change("carol", AccountChange::Freeze);
     let out = transfer_command(1, "alice", "carol", 100);

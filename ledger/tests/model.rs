@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use ledger::{
-    AMOUNT_MINOR_MAX, Account, Command, Conflict, Currency, EntryMeta, Event, Ledger, Outcome,
-    RejectReason, TransferCommand, TransferRecord, TransferStatus, evolve,
+    AMOUNT_MINOR_MAX, Account, Annotations, Command, Conflict, Currency, EntryMeta, Event, Ledger,
+    Outcome, RejectReason, TransferCommand, TransferRecord, TransferStatus, evolve,
 };
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -26,13 +26,41 @@ const CURRENCY_CODES: [&str; 3] = ["USD", "EUR", "JPY"];
 /// Small on purpose: drawing from it makes the same id come back with other parameters.
 const REUSED_IDS_COUNT: u128 = 6;
 
+/// How many choices [`annotations`] has.
+const ANNOTATIONS_COUNT: usize = 4;
+
+/// An account's annotations by index: none, or one of three that differ from each other.
+fn annotations(index: usize) -> Option<Box<Annotations>> {
+    let metadata = |value: &str| [("tier".to_string(), value.to_string())].into();
+    match index {
+        0 => None,
+        1 => Annotations {
+            reference: "cust-1".into(),
+            ..Annotations::default()
+        }
+        .boxed(),
+        2 => Annotations {
+            reference: "cust-1".into(),
+            metadata: metadata("gold"),
+        }
+        .boxed(),
+        _ => Annotations {
+            reference: String::new(),
+            metadata: metadata("silver"),
+        }
+        .boxed(),
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     /// `parameters: None` opens with the account's usual parameters (so re-opens are
     /// mostly idempotent), `Some((currency, allow_negative_balance))` with arbitrary ones.
+    /// `annotations`: an index into [`annotations`] (0: none).
     Open {
         account: usize,
         parameters: Option<(usize, bool)>,
+        annotations: usize,
     },
     /// `id: None` takes a fresh id; `currency: None` uses the from-account's currency.
     Transfer {
@@ -56,10 +84,14 @@ enum AmountPick {
 
 fn op_strategy() -> impl Strategy<Value = Op> {
     let parameters = proptest::option::weighted(0.15, (0..CURRENCY_CODES.len(), any::<bool>()));
-    let open = (0..OPENABLE_COUNT, parameters).prop_map(|(account, parameters)| Op::Open {
-        account,
-        parameters,
-    });
+    let annotations = prop_oneof![6 => Just(0), 1 => 1..ANNOTATIONS_COUNT];
+    let open = (0..OPENABLE_COUNT, parameters, annotations).prop_map(
+        |(account, parameters, annotations)| Op::Open {
+            account,
+            parameters,
+            annotations,
+        },
+    );
     let amount = prop_oneof![
         8 => (1..=100_i64).prop_map(AmountPick::Fixed),
         2 => (1..=10_000_i64).prop_map(AmountPick::Fixed),
@@ -93,6 +125,8 @@ fn currency(index: usize) -> Currency {
 struct Model {
     /// account id -> (currency, allow_negative_balance, balance_minor)
     accounts: HashMap<String, (Currency, bool, i128)>,
+    /// account id -> what it was opened with
+    annotations: HashMap<String, Option<Box<Annotations>>>,
     /// transaction id -> the record first decided for it
     transfers: HashMap<Uuid, TransferRecord>,
 }
@@ -115,15 +149,19 @@ impl Model {
                 account_id,
                 currency,
                 allow_negative_balance,
+                annotations,
             } => {
                 match self.accounts.get(account_id) {
                     None => {
                         self.accounts
                             .insert(account_id.clone(), (*currency, *allow_negative_balance, 0));
+                        self.annotations
+                            .insert(account_id.clone(), annotations.clone());
                     }
                     Some(&(existing_currency, existing_flag, _)) => {
                         if (existing_currency, existing_flag)
                             != (*currency, *allow_negative_balance)
+                            || self.annotations[account_id] != *annotations
                         {
                             return Outcome::Conflict(Conflict::AccountExistsWithOtherParameters);
                         }
@@ -208,6 +246,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             Op::Open {
                 account,
                 parameters,
+                annotations: which,
             } => {
                 let (account_id, usual_currency, usually_issuer) = ACCOUNTS[account];
                 let (code, allow_negative_balance) =
@@ -216,6 +255,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                     account_id: account_id.into(),
                     currency: currency(code),
                     allow_negative_balance,
+                    annotations: annotations(which),
                 }
             }
             Op::Transfer {

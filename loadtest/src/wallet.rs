@@ -311,6 +311,7 @@ async fn open_partition(
             account_id: accounts.id(slot),
             currency: CURRENCY.to_owned(),
             allow_negative_balance: accounts.is_issuer(slot),
+            ..Default::default()
         }))
     };
     let mut client = WalletServiceClient::new(channel(endpoint)?);

@@ -126,11 +126,13 @@ mod tests {
                 account_id: "alice".into(),
                 currency: Currency::parse("EUR").expect("EUR"),
                 allow_negative_balance: true,
+                annotations: None,
             },
             Event::AccountOpened {
                 account_id: "bob".into(),
                 currency: Currency::parse("EUR").expect("EUR"),
                 allow_negative_balance: false,
+                annotations: None,
             },
         ];
         let (head_1, block_1) = stored(&crate::db::CHAIN_GENESIS, 2, opened);
@@ -205,6 +207,7 @@ mod tests {
                 account_id: "acct-3".into(),
                 currency: Currency::parse("USD").expect("USD"),
                 allow_negative_balance: false,
+                annotations: None,
             }],
         );
         assert_eq!(

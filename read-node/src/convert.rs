@@ -1,5 +1,6 @@
 //! Projection rows to `wallet.v1` messages.
 
+use event_codec::pb::annotations_to_fields;
 use ledger::{Currency, format_minor};
 use proto::v1 as pb;
 
@@ -46,6 +47,10 @@ pub fn balance(row: &BalanceRow) -> pb::Balance {
                 &row.currency,
             )
         },
+        // Not in the row: reads join them from the `accounts` column family
+        // (`query::annotated`, and once per watch).
+        reference: String::new(),
+        metadata: Default::default(),
     }
 }
 
@@ -107,7 +112,8 @@ pub fn history_entry(
     change: &HistoryRow,
     transfer: Option<&TransferRow>,
 ) -> pb::HistoryEntry {
-    let (reference, metadata) = annotations(transfer.and_then(|row| row.annotations.as_deref()));
+    let (reference, metadata) =
+        annotations_to_fields(transfer.and_then(|row| row.annotations.as_deref()));
     pb::HistoryEntry {
         sequence: change.sequence,
         transaction_id: change.transaction_id.clone(),
@@ -124,15 +130,6 @@ pub fn history_entry(
     }
 }
 
-/// A transfer's annotations as the API's two fields (empty when it has none).
-fn annotations(
-    annotations: Option<&ledger::Annotations>,
-) -> (String, std::collections::BTreeMap<String, String>) {
-    annotations.map_or_else(Default::default, |annotations| {
-        (annotations.reference.clone(), annotations.metadata.clone())
-    })
-}
-
 pub fn transfer_update(row: &TransferRow) -> pb::TransferUpdate {
     // `state` is the deprecated enum in its own numbering; `status` is wallet.v1's, which
     // the write node's GetTransfer answers too.
@@ -144,7 +141,7 @@ pub fn transfer_update(row: &TransferRow) -> pb::TransferUpdate {
         TransferState::Voided => (pb::TransferState::Voided, pb::TransferStatus::Voided),
         TransferState::Expired => (pb::TransferState::Expired, pb::TransferStatus::Expired),
     };
-    let (reference, metadata) = annotations(row.annotations.as_deref());
+    let (reference, metadata) = annotations_to_fields(row.annotations.as_deref());
     #[allow(deprecated)] // `state` is still filled for clients built before `status`
     pb::TransferUpdate {
         transaction_id: row.transaction_id.clone(),

@@ -39,6 +39,10 @@ pub const CF_HISTORY: &str = "history";
 pub const CF_TRANSFERS: &str = "transfers";
 pub const CF_POSITIONS: &str = "positions";
 pub const CF_META: &str = "meta";
+/// What accounts were opened with (reference and metadata), by account id; only accounts
+/// opened with some have an entry. They never change, so reads join them to balance rows
+/// instead of every balance row carrying them.
+pub const CF_ACCOUNTS: &str = "accounts";
 
 const ROW_FORMAT_V1: u8 = 1;
 /// Balance rows with the account's lifecycle settings (status, overdraft limit); transfer
@@ -340,7 +344,7 @@ fn family_options(name: &str, cache: &rocksdb::Cache) -> Options {
     if matches!(name, CF_BALANCES | CF_HISTORY | CF_TRANSFERS) {
         options.set_write_buffer_size(limits::RANDOM_KEYS_MEMTABLE_BYTES);
     }
-    if name == CF_BALANCES || name == CF_TRANSFERS {
+    if name == CF_BALANCES || name == CF_TRANSFERS || name == CF_ACCOUNTS {
         // The fold looks up every account and transfer an event names, and an opening or a
         // transfer's first event names one that does not exist yet: a bloom filter over whole
         // keys, in every file and in the memtable, answers those without reading a block or
@@ -374,9 +378,18 @@ impl ProjectionDb {
         // traffic (RocksDB flushes the largest when the sum reaches it).
         options.set_db_write_buffer_size(limits::ROCKSDB_MEMTABLES_BYTES_MAX);
         let cache = rocksdb::Cache::new_lru_cache(limits::ROCKSDB_BLOCK_CACHE_BYTES);
-        let families = [CF_BALANCES, CF_HISTORY, CF_TRANSFERS, CF_POSITIONS, CF_META]
-            .into_iter()
-            .map(|name| ColumnFamilyDescriptor::new(name, family_options(name, &cache)));
+        // A database of this format made before `accounts` existed gets it here, empty:
+        // nothing had been opened with annotations then.
+        let families = [
+            CF_BALANCES,
+            CF_HISTORY,
+            CF_TRANSFERS,
+            CF_POSITIONS,
+            CF_META,
+            CF_ACCOUNTS,
+        ]
+        .into_iter()
+        .map(|name| ColumnFamilyDescriptor::new(name, family_options(name, &cache)));
         let db = DB::open_cf_descriptors(&options, path, families)
             .with_context(|| format!("opening the read node database in {}", path.display()))?;
         let this = ProjectionDb { db };
@@ -533,6 +546,39 @@ impl ProjectionDb {
             rows.push(decode(&value)?);
         }
         Ok(rows)
+    }
+
+    pub fn put_account_annotations(
+        &self,
+        batch: &mut WriteBatch,
+        account_id: &str,
+        annotations: &ledger::Annotations,
+    ) {
+        batch.put_cf(
+            self.cf(CF_ACCOUNTS),
+            account_id.as_bytes(),
+            postcard::to_stdvec(annotations).expect("serialising to a Vec cannot fail"),
+        );
+    }
+
+    /// What each account was opened with (`None`: without annotations), in the order asked,
+    /// in one batched lookup.
+    pub fn account_annotations<'a>(
+        &self,
+        account_ids: impl IntoIterator<Item = &'a str>,
+    ) -> anyhow::Result<Vec<Option<ledger::Annotations>>> {
+        let keys: Vec<&[u8]> = account_ids.into_iter().map(str::as_bytes).collect();
+        self.db
+            .batched_multi_get_cf(self.cf(CF_ACCOUNTS), &keys, false)
+            .into_iter()
+            .map(|value| {
+                value?
+                    .map(|bytes| {
+                        postcard::from_bytes(&bytes).context("stored annotations are corrupt")
+                    })
+                    .transpose()
+            })
+            .collect()
     }
 
     pub fn put_balance(&self, batch: &mut WriteBatch, row: &BalanceRow) {

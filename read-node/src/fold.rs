@@ -74,6 +74,8 @@ pub struct FoldOutput {
     pub transfers: BTreeMap<TransferKey, TransferRow>,
     /// Transfer state changes in order (each a full row at that version).
     pub transfer_changes: Vec<TransferRow>,
+    /// What the accounts the block opens with a reference or metadata were opened with.
+    pub account_annotations: Vec<(String, ledger::Annotations)>,
 }
 
 /// The identity of a transfer as its events carry it.
@@ -147,11 +149,21 @@ impl<R: Rows> Folder<'_, R> {
             .as_ref()
             .context("event without a variant: the write node is newer than this read node")?
         {
-            PbEvent::AccountOpened(opened) => self.open_account(
-                &opened.account_id,
-                &opened.currency,
-                opened.allow_negative_balance,
-            ),
+            PbEvent::AccountOpened(opened) => {
+                self.open_account(
+                    &opened.account_id,
+                    &opened.currency,
+                    opened.allow_negative_balance,
+                )?;
+                if let Some(annotations) =
+                    event_codec::pb::annotations_from_pb(opened.annotations.as_ref())
+                {
+                    self.out
+                        .account_annotations
+                        .push((opened.account_id.clone(), *annotations));
+                }
+                Ok(())
+            }
             PbEvent::TransferCompleted(completed) => {
                 let facts = TransferFacts {
                     transaction_id: &completed.transaction_id,
@@ -533,6 +545,7 @@ mod tests {
                 account_id: id.into(),
                 currency: "USD".into(),
                 allow_negative_balance: negative,
+                ..Default::default()
             })),
         }
     }

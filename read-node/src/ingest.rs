@@ -387,6 +387,7 @@ mod tests {
             account_id: "alice".into(),
             currency: ledger::Currency::parse("USD").unwrap(),
             allow_negative_balance: false,
+            annotations: None,
         }];
         let pb_events: Vec<_> = events.iter().map(event_codec::pb::event_to_pb).collect();
         let (_, genuine) =

@@ -200,6 +200,7 @@ impl Projection {
         pending.transfers.extend(out.transfers);
         pending.changes.extend(out.changes);
         pending.transfer_changes.extend(out.transfer_changes);
+        pending.account_annotations.extend(out.account_annotations);
         Ok(())
     }
 
@@ -214,6 +215,10 @@ impl Projection {
         let mut batch = WriteBatch::default();
         for row in pending.balances.values() {
             self.db.put_balance(&mut batch, row);
+        }
+        for (account_id, annotations) in &pending.account_annotations {
+            self.db
+                .put_account_annotations(&mut batch, account_id, annotations);
         }
         for (row, change) in &pending.changes {
             self.db.put_history(&mut batch, &row.account_id, change);
@@ -267,6 +272,7 @@ struct Pending {
     transfers: HashMap<TransferKey, TransferRow>,
     changes: Vec<(BalanceRow, HistoryRow)>,
     transfer_changes: Vec<TransferRow>,
+    account_annotations: Vec<(String, ledger::Annotations)>,
     checkpoints: BTreeMap<u32, Checkpoint>,
 }
 
@@ -405,6 +411,7 @@ mod tests {
             account_id: account_id.into(),
             currency: "USD".into(),
             allow_negative_balance: true,
+            ..Default::default()
         }))
     }
 

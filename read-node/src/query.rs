@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use event_codec::pb::annotations_to_fields;
 use proto::v1 as pb;
 use proto::v1::query_service_server::QueryService;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
@@ -306,8 +307,9 @@ impl QueryService for QueryApi {
         }
         let row = self.account(&request.account_id)?;
         let applied = self.projection.positions().borrow()[row.partition as usize];
+        let [balance] = annotated(&self.projection, [convert::balance(&row)])?;
         Ok(Response::new(pb::GetBalanceResponse {
-            balance: Some(convert::balance(&row)),
+            balance: Some(balance),
             position: token(row.partition, applied),
         }))
     }
@@ -379,6 +381,7 @@ impl QueryService for QueryApi {
             projection: self.projection.clone(),
             tx,
             last: HashMap::new(),
+            annotations: HashMap::new(),
             push_latency: self.push_latency.clone(),
         };
         let shutdown = self.shutdown.clone();
@@ -664,6 +667,7 @@ impl QueryService for QueryApi {
             Some(change) => convert::balance_after(&row, &change),
             None => convert::balance_opened(&row),
         };
+        let [balance] = annotated(&self.projection, [balance])?;
         Ok(Response::new(pb::GetBalanceAtResponse {
             balance: Some(balance),
         }))
@@ -700,7 +704,10 @@ impl QueryService for QueryApi {
             _ => String::new(),
         };
         Ok(Response::new(pb::ListAccountsResponse {
-            accounts: rows.iter().map(convert::balance).collect(),
+            accounts: annotated(
+                &self.projection,
+                rows.iter().map(convert::balance).collect(),
+            )?,
             next_page_token,
         }))
     }
@@ -733,6 +740,7 @@ impl QueryService for QueryApi {
                 None => answer.not_found.push(account_id),
             }
         }
+        answer.accounts = annotated(&self.projection, answer.accounts)?;
         Ok(Response::new(answer))
     }
 
@@ -777,6 +785,26 @@ impl QueryService for QueryApi {
     }
 }
 
+/// The balances with what their accounts were opened with (one batched lookup).
+fn annotated<B>(projection: &Projection, mut balances: B) -> Result<B, ApiError>
+where
+    B: AsMut<[pb::Balance]>,
+{
+    let found = projection
+        .db()
+        .account_annotations(
+            balances
+                .as_mut()
+                .iter()
+                .map(|balance| balance.account_id.as_str()),
+        )
+        .map_err(|error| ApiError::internal(&error))?;
+    for (balance, annotations) in balances.as_mut().iter_mut().zip(found) {
+        (balance.reference, balance.metadata) = annotations_to_fields(annotations.as_ref());
+    }
+    Ok(balances)
+}
+
 /// INVALID_ARGUMENT for a batch read above `limits::BATCH_GET_MAX`.
 fn too_many(field: &'static str, reason: &'static str, what: &str) -> ApiError {
     ApiError::invalid(
@@ -808,6 +836,9 @@ struct BalanceWatcher {
     tx: mpsc::Sender<Result<pb::BalanceUpdate, Status>>,
     /// Last sequence sent (or known to the client) per watched account.
     last: HashMap<String, u64>,
+    /// What each watched account was opened with, read once when the watch starts (it never
+    /// changes): every update sent carries it.
+    annotations: HashMap<String, (String, BTreeMap<String, String>)>,
     push_latency: PushLatency,
 }
 
@@ -818,11 +849,32 @@ impl BalanceWatcher {
         mut live: broadcast::Receiver<Update>,
         shutdown: CancellationToken,
     ) {
+        let found = self
+            .projection
+            .db()
+            .account_annotations(start.iter().map(|(row, _)| row.account_id.as_str()));
+        match found {
+            Ok(found) => {
+                for ((row, _), annotations) in start.iter().zip(found) {
+                    if let Some(annotations) = annotations {
+                        self.annotations.insert(
+                            row.account_id.clone(),
+                            annotations_to_fields(Some(&annotations)),
+                        );
+                    }
+                }
+            }
+            Err(error) => {
+                let _ = self.tx.send(Err(ApiError::internal(&error).into())).await;
+                return;
+            }
+        }
         for (row, resume) in start {
             let sent = match resume {
                 None => {
                     self.last.insert(row.account_id.clone(), row.sequence);
-                    self.tx.send(Ok(convert::snapshot(&row))).await.is_ok()
+                    let snapshot = self.annotate(convert::snapshot(&row));
+                    self.tx.send(Ok(snapshot)).await.is_ok()
                 }
                 Some(after) => {
                     // The client has everything up to `after`; a client ahead of this node
@@ -882,11 +934,27 @@ impl BalanceWatcher {
             }
             self.last
                 .insert(balance.account_id.clone(), balance.sequence);
-            if self.tx.send(Ok((*update).clone())).await.is_err() {
+            if self
+                .tx
+                .send(Ok(self.annotate((*update).clone())))
+                .await
+                .is_err()
+            {
                 return;
             }
             self.push_latency.observe_pushed(balance.timestamp_ms);
         }
+    }
+
+    /// The update with what its account was opened with.
+    fn annotate(&self, mut update: pb::BalanceUpdate) -> pb::BalanceUpdate {
+        if let Some(balance) = &mut update.balance
+            && let Some((reference, metadata)) = self.annotations.get(&balance.account_id)
+        {
+            balance.reference.clone_from(reference);
+            balance.metadata.clone_from(metadata);
+        }
+        update
     }
 
     /// Sends the account's history rows after `self.last[account]` up to `until`, in chunks
@@ -908,12 +976,8 @@ impl BalanceWatcher {
                 }
             };
             for change in &changes {
-                if self
-                    .tx
-                    .send(Ok(convert::change(row, change)))
-                    .await
-                    .is_err()
-                {
+                let update = self.annotate(convert::change(row, change));
+                if self.tx.send(Ok(update)).await.is_err() {
                     return false;
                 }
                 self.last.insert(row.account_id.clone(), change.sequence);

@@ -435,6 +435,7 @@ impl Cluster {
             account_id: account_id.into(),
             currency: currency.into(),
             allow_negative_balance,
+            ..Default::default()
         };
         self.on_leader(|mut client| {
             let request = request.clone();

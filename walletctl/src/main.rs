@@ -318,6 +318,9 @@ enum AccountCommand {
         /// Let the balance go below zero (issuer and settlement accounts).
         #[arg(long)]
         allow_negative_balance: bool,
+        /// Set once, at opening; an open of an existing account must repeat them.
+        #[command(flatten)]
+        annotations: Annotations,
     },
     /// Read an account's balance, linearizably through the leader.
     Get {
@@ -430,10 +433,11 @@ struct NewTransfer {
     annotations: Annotations,
 }
 
-/// A transfer's optional reference and metadata (limits: README "Metadata and references").
+/// A transfer's or an account's optional reference and metadata (limits: README "Metadata and
+/// references").
 #[derive(Debug, Args, Default)]
 struct Annotations {
-    /// Your reference for the transfer, e.g. an order number.
+    /// Your reference, e.g. an order or customer number.
     #[arg(long, default_value = "")]
     reference: String,
     /// A metadata entry, KEY=VALUE; repeat for several.
@@ -729,9 +733,16 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
                     id,
                     currency,
                     allow_negative_balance,
+                    annotations,
                 } => {
                     let account = client
-                        .open_account(&id, &currency, allow_negative_balance)
+                        .open_account_with(proto::v1::OpenAccountRequest {
+                            account_id: id,
+                            currency,
+                            allow_negative_balance,
+                            reference: annotations.reference,
+                            metadata: annotations.metadata.into_iter().collect(),
+                        })
                         .await?;
                     out.account_opened(&account);
                 }

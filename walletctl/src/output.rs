@@ -342,6 +342,8 @@ fn account_json(account: &Account) -> Value {
         "available": account.available,
         "status": account_status_name(account.status),
         "overdraft_limit": account.overdraft_limit,
+        "reference": account.reference,
+        "metadata": account.metadata,
     })
 }
 
@@ -366,10 +368,17 @@ fn account_line(account: &Account) -> String {
     if !account.overdraft_limit.is_empty() {
         line += &format!("  overdraft limit {}", account.overdraft_limit);
     }
-    line + &format!(
+    line += &format!(
         "  (allow_negative_balance={})",
         account.allow_negative_balance
-    )
+    );
+    if !account.reference.is_empty() {
+        line += &format!("  reference {}", account.reference);
+    }
+    for (key, value) in &account.metadata {
+        line += &format!("  metadata {key}={value}");
+    }
+    line
 }
 
 fn error_json(error: &Error) -> Value {

@@ -853,6 +853,7 @@ mod tests {
                     account_id: format!("acct-{index}"),
                     currency: Currency::parse("USD").expect("USD"),
                     allow_negative_balance: false,
+                    annotations: None,
                 }];
                 let pb = events.iter().map(event_codec::pb::event_to_pb).collect();
                 (_, chain) = codec::encode_events(&chain, &EventBlock { meta, events });

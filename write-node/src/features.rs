@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The level of this release: what it can decode.
-pub const FEATURE_LEVEL: u32 = Feature::Annotations as u32;
+pub const FEATURE_LEVEL: u32 = Feature::AccountAnnotations as u32;
 
 /// A feature a call may need, by the level that brought it. Release 0.1.0 announced nothing
 /// (level 0) and had holds and everything before them.
@@ -29,6 +29,9 @@ pub enum Feature {
     AccountLifecycle = 1,
     /// Transfers and holds with a reference or metadata (`ledger::wire`'s annotated layout).
     Annotations = 2,
+    /// Accounts opened with a reference or metadata (the opening in the annotated layout,
+    /// snapshots of state format 7).
+    AccountAnnotations = 3,
 }
 
 impl Feature {
@@ -37,15 +40,16 @@ impl Feature {
     }
 }
 
-/// Whether the nodes a call reaches can decode what it needs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Whether the nodes a call reaches can decode what it needs; for several nodes, the worst
+/// (the greatest) of theirs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Verdict {
     Allowed,
-    /// One of them announced an older release.
-    Older,
     /// One of them has not been heard from since this node started (after a restart, until
     /// its first frame arrives).
     Unheard,
+    /// One of them announced an older release (worse than unheard: certain).
+    Older,
 }
 
 /// What a peer that has not sent a frame yet is recorded as.
@@ -82,17 +86,11 @@ impl PeerLevels {
             level if level < feature.level() => Verdict::Older,
             _ => Verdict::Allowed,
         };
-        let verdicts: Vec<Verdict> = match peer {
-            Some(peer) => self.levels.get(&peer).map(of).into_iter().collect(),
-            None => self.levels.values().map(of).collect(),
+        let worst = match peer {
+            Some(peer) => self.levels.get(&peer).map(of),
+            None => self.levels.values().map(of).max(),
         };
-        if verdicts.contains(&Verdict::Older) {
-            Verdict::Older
-        } else if verdicts.contains(&Verdict::Unheard) {
-            Verdict::Unheard
-        } else {
-            Verdict::Allowed
-        }
+        worst.unwrap_or(Verdict::Allowed)
     }
 }
 
@@ -116,8 +114,11 @@ mod tests {
         assert_eq!(levels.verdict(Feature::AccountLifecycle, None), Allowed);
         assert_eq!(levels.verdict(Feature::Annotations, None), Older);
         assert_eq!(levels.verdict(Feature::Annotations, Some(3)), Older);
-        levels.heard(3, FEATURE_LEVEL);
+        levels.heard(3, Feature::Annotations as u32);
         assert_eq!(levels.verdict(Feature::Annotations, None), Allowed);
+        assert_eq!(levels.verdict(Feature::AccountAnnotations, None), Older);
+        levels.heard(3, FEATURE_LEVEL);
+        assert_eq!(levels.verdict(Feature::AccountAnnotations, None), Allowed);
         // A peer rolled back to an older release is older again.
         levels.heard(2, 0);
         assert_eq!(levels.verdict(Feature::AccountLifecycle, None), Older);

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use anyhow::Context;
-use ledger::{Ledger, Record};
+use ledger::{Event, Ledger, Record};
 use rocksdb::WriteBatch;
 
 use crate::codec::{self, CHAIN_GENESIS, ChainError, ChainHash, StoredBlock};
@@ -186,7 +186,8 @@ pub fn fold_blocks<B: AsRef<[u8]>>(
 const REBUILD_BATCH_RECORDS: usize = 16_384;
 
 /// Writes the record of every transfer the events of a partition's blocks in `(after,
-/// until]` finish into the `records` column family (unsynced: the caller's next synced write
+/// until]` finish into the `records` column family, and what each account they open was
+/// opened with into `accounts` (unsynced: the caller's next synced write
 /// makes them durable), checking the chain from the head at `after`. `from` is `(after,
 /// chain head at after, the ledger at after)`: a settle finds the in-flight transfer it
 /// finishes among the range's debits or in that ledger (live records: in flight, pending
@@ -211,6 +212,14 @@ pub fn rebuild_records(
             .with_context(|| format!("partition {partition}, event block {index}"))?;
         chain = next;
         for event in &block.events {
+            if let Event::AccountOpened {
+                account_id,
+                annotations: Some(annotations),
+                ..
+            } = event
+            {
+                db.put_account_annotations(&mut batch, partition, account_id, annotations);
+            }
             let Some(id) = event.transaction_id() else {
                 continue;
             };

@@ -21,6 +21,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use event_codec::pb::{annotations_from_fields, annotations_to_fields};
 use futures::stream::FuturesUnordered;
 use ledger::{
     AccountChange, Command, Currency, EntryMeta, Hold, HoldRefusal, HoldState, Malformed, Outcome,
@@ -643,12 +644,28 @@ impl Api {
     ) -> Result<pb::Account, WriteError> {
         let command = validate_open_account(&request)?;
         let partition = partition_of(&request.account_id, self.shared.partitions);
+        let feature = match &command {
+            Command::OpenAccount {
+                annotations: Some(_),
+                ..
+            } => Some(Feature::AccountAnnotations),
+            _ => None,
+        };
         if let Some(leader) = self.forward_to(hop, partition) {
+            self.require(feature, Some(leader)).await?;
             let forwarded = self.shared.forwarder.open_account(leader, hop, request);
             return forwarded.await.map_err(WriteError::Leader);
         }
+        self.require(feature, None).await?;
         security::check_account(caller, "account_id", &request.account_id).map_err(denied)?;
-        Ok(self.open_account_here(partition, command).await?)
+        let account = self.open_account_here(partition, command).await?;
+        // The account was opened with what this open carries: an open with other annotations
+        // is refused.
+        Ok(pb::Account {
+            reference: request.reference,
+            metadata: request.metadata,
+            ..account
+        })
     }
 
     /// One account change as it arrives: checked, then forwarded to the account's partition
@@ -675,7 +692,10 @@ impl Api {
         security::check_account(caller, "account_id", step.account_id()).map_err(denied)?;
         let applied = self.propose(partition, command).await?;
         match applied.outcome {
-            Outcome::Account(account) => Ok(account_to_pb(&account)),
+            Outcome::Account(account) => {
+                let annotations = self.account_annotations(partition, &account.account_id)?;
+                Ok(account_to_pb(&account, annotations.as_ref()))
+            }
             Outcome::AccountRefused(refusal) => Err(ApiError::account_refused(refusal).into()),
             Outcome::Malformed(malformed) => Err(ApiError::malformed(malformed).into()),
             other => unreachable!("an account change has an account outcome, not {other:?}"),
@@ -689,11 +709,33 @@ impl Api {
     ) -> Result<pb::Account, ApiError> {
         let applied = self.propose(partition, command).await?;
         match applied.outcome {
-            Outcome::Account(account) => Ok(account_to_pb(&account)),
+            Outcome::Account(account) => Ok(account_to_pb(&account, None)),
             Outcome::Conflict(conflict) => Err(ApiError::conflict(conflict)),
             Outcome::Malformed(malformed) => Err(ApiError::malformed(malformed)),
             other => unreachable!("an open-account command has an account outcome, not {other:?}"),
         }
+    }
+
+    /// What an account was opened with, from this node's disk: for answers given once the
+    /// node applied the account's opening (the `accounts` column family is written in the
+    /// same batch, before any answer or read after it).
+    fn account_annotations(
+        &self,
+        partition: u32,
+        account_id: &str,
+    ) -> Result<Option<ledger::Annotations>, ApiError> {
+        self.shared
+            .store
+            .db()
+            .account_annotations(partition, account_id)
+            .map_err(|error| {
+                tracing::error!(
+                    partition,
+                    error = format!("{error:#}"),
+                    "reading an account's annotations failed"
+                );
+                self.store_error(crate::store::StoreError::StorageFailed)
+            })
     }
 
     async fn read(
@@ -720,7 +762,23 @@ pub fn validate_open_account(request: &OpenAccountRequest) -> Result<Command, Ap
         account_id: request.account_id.clone(),
         currency,
         allow_negative_balance: request.allow_negative_balance,
+        annotations: checked_annotations(&request.reference, &request.metadata)?,
     })
+}
+
+/// A request's `reference` and `metadata` as the ledger holds them, checked against their
+/// limits (INVALID_ARGUMENT / INVALID_REFERENCE or INVALID_METADATA).
+fn checked_annotations(
+    reference: &str,
+    metadata: &BTreeMap<String, String>,
+) -> Result<Option<Box<ledger::Annotations>>, ApiError> {
+    let annotations = annotations_from_fields(reference, metadata);
+    if let Some(annotations) = &annotations {
+        annotations
+            .check()
+            .map_err(|error| ApiError::malformed(error.into()))?;
+    }
+    Ok(annotations)
 }
 
 /// Checks an account change at the edge; the command to propose, or INVALID_ARGUMENT.
@@ -769,16 +827,7 @@ pub fn validate_transfer(request: &TransferRequest) -> Result<TransferCommand, A
         .map_err(|error| ApiError::from_money("currency", &error))?;
     let amount_minor = ledger::parse_amount(&request.amount, currency)
         .map_err(|error| ApiError::from_money("amount", &error))?;
-    let annotations = ledger::Annotations {
-        reference: request.reference.clone(),
-        metadata: request.metadata.clone(),
-    }
-    .boxed();
-    if let Some(annotations) = &annotations {
-        annotations
-            .check()
-            .map_err(|error| ApiError::malformed(error.into()))?;
-    }
+    let annotations = checked_annotations(&request.reference, &request.metadata)?;
     Ok(TransferCommand {
         transaction_id,
         from: request.from_account.clone(),
@@ -954,16 +1003,25 @@ where
 }
 
 /// An account as GetAccount answers it, with what its pending holds reserve.
-pub fn account_with_holds_to_pb(account: &ledger::Account, held_minor: i128) -> pb::Account {
+pub fn account_with_holds_to_pb(
+    account: &ledger::Account,
+    held_minor: i128,
+    annotations: Option<&ledger::Annotations>,
+) -> pb::Account {
     pb::Account {
         held: ledger::format_minor(held_minor, account.currency),
         available: ledger::format_minor(account.balance_minor - held_minor, account.currency),
-        ..account_to_pb(account)
+        ..account_to_pb(account, annotations)
     }
 }
 
-/// An account as OpenAccount answers it (`held` and `available` left empty).
-pub fn account_to_pb(account: &ledger::Account) -> pb::Account {
+/// An account as OpenAccount and the account changes answer it (`held` and `available` left
+/// empty), with what it was opened with.
+pub fn account_to_pb(
+    account: &ledger::Account,
+    annotations: Option<&ledger::Annotations>,
+) -> pb::Account {
+    let (reference, metadata) = annotations_to_fields(annotations);
     pb::Account {
         account_id: account.account_id.clone(),
         currency: account.currency.code().to_owned(),
@@ -985,11 +1043,14 @@ pub fn account_to_pb(account: &ledger::Account) -> pb::Account {
                 account.currency,
             )
         },
+        reference,
+        metadata,
     }
 }
 
 pub fn transfer_to_pb(record: &TransferRecord, partitions: u32) -> pb::Transfer {
     use pb::TransferStatus as Status;
+    let (reference, metadata) = annotations_to_fields(record.transfer.annotations.as_deref());
     let none = String::new;
     let (status, reject_reason) = match record.status {
         TransferStatus::Completed => (Status::Completed, none()),
@@ -1035,14 +1096,8 @@ pub fn transfer_to_pb(record: &TransferRecord, partitions: u32) -> pb::Transfer 
         committed_at_unix_ms: record.meta.timestamp_ms,
         consistency_token: proto::token::format(&transfer_positions(record, partitions)),
         hold,
-        reference: transfer
-            .annotations
-            .as_ref()
-            .map_or_else(String::new, |annotations| annotations.reference.clone()),
-        metadata: transfer
-            .annotations
-            .as_ref()
-            .map_or_else(Default::default, |annotations| annotations.metadata.clone()),
+        reference,
+        metadata,
     }
 }
 
@@ -1272,8 +1327,14 @@ impl WalletService for Api {
             .await?;
         match answer.answer {
             QueryAnswer::Account(Some((account, held_minor))) => {
+                let annotations =
+                    self.account_annotations(answer.partition, &account.account_id)?;
                 Ok(Response::new(GetAccountResponse {
-                    account: Some(account_with_holds_to_pb(&account, held_minor)),
+                    account: Some(account_with_holds_to_pb(
+                        &account,
+                        held_minor,
+                        annotations.as_ref(),
+                    )),
                     position: proto::token::position(answer.partition, answer.index),
                 }))
             }

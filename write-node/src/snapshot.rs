@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, ensure};
 use ledger::Ledger;
+use ledger::state::WithAccountAnnotations;
 use tokio::sync::mpsc;
 
 use crate::codec::ChainHash;
@@ -26,7 +27,9 @@ pub use crate::storage::SnapshotMeta;
 pub use crate::limits::SNAPSHOT_CHUNK_BYTES as CHUNK_BYTES;
 use crate::limits::SNAPSHOTS_RETAINED;
 
-/// State formats. 6: as 5, in the annotated layout of `ledger::wire` (written only when a
+/// State formats. 7: as 6 (always in the annotated layout), followed by the hashes of what
+/// accounts were opened with (`ledger::state::WithAccountAnnotations`); written only when an
+/// account was opened with a reference or metadata. 6: as 5, in the annotated layout of `ledger::wire` (written only when a
 /// live record carries annotations, so a node of the previous release reads every other
 /// snapshot). 5: as 4, followed by the settings of the accounts whose lifecycle settings
 /// are not the default (frozen, closed, an overdraft limit). 4: as 3, and the live records may be holds (pending, or being captured),
@@ -45,6 +48,7 @@ const STATE_FORMAT_V3: u8 = 3;
 const STATE_FORMAT_V4: u8 = 4;
 const STATE_FORMAT_V5: u8 = 5;
 const STATE_FORMAT_V6_ANNOTATED: u8 = 6;
+const STATE_FORMAT_V7_ANNOTATED_ACCOUNTS: u8 = 7;
 
 /// Serializes a ledger into stored chunks; returns the header and the chunks.
 pub fn encode(
@@ -55,12 +59,18 @@ pub fn encode(
     ledger: &Ledger,
     chain_head: ChainHash,
 ) -> (SnapshotMeta, Vec<Vec<u8>>) {
-    let (layout, body) = ledger::wire::to_vec(ledger);
+    let (format, body) = if ledger.annotated_accounts_count() > 0 {
+        let snapshot = WithAccountAnnotations(ledger.clone());
+        let body = ledger::wire::to_vec_annotated(&snapshot);
+        (STATE_FORMAT_V7_ANNOTATED_ACCOUNTS, body)
+    } else {
+        match ledger::wire::to_vec(ledger) {
+            (ledger::wire::Layout::Plain, body) => (STATE_FORMAT_V5, body),
+            (ledger::wire::Layout::Annotated, body) => (STATE_FORMAT_V6_ANNOTATED, body),
+        }
+    };
     let mut bytes = Vec::with_capacity(1 + body.len());
-    bytes.push(match layout {
-        ledger::wire::Layout::Plain => STATE_FORMAT_V5,
-        ledger::wire::Layout::Annotated => STATE_FORMAT_V6_ANNOTATED,
-    });
+    bytes.push(format);
     bytes.extend(body);
     let chunks: Vec<Vec<u8>> = bytes.chunks(CHUNK_BYTES).map(<[u8]>::to_vec).collect();
     let meta = SnapshotMeta {
@@ -113,9 +123,15 @@ pub fn decode(meta: &SnapshotMeta, bytes: &[u8]) -> anyhow::Result<Ledger> {
             let digest = ledger.digest();
             (ledger, digest)
         }
+        STATE_FORMAT_V7_ANNOTATED_ACCOUNTS => {
+            let WithAccountAnnotations(ledger) =
+                ledger::wire::from_slice(ledger::wire::Layout::Annotated, body).context(corrupt)?;
+            let digest = ledger.digest();
+            (ledger, digest)
+        }
         _ => anyhow::bail!(
             "snapshot {} of partition {}: state format {version} is newer than this node reads \
-             (formats {STATE_FORMAT_V1} to {STATE_FORMAT_V6_ANNOTATED}); run a release that \
+             (formats {STATE_FORMAT_V1} to {STATE_FORMAT_V7_ANNOTATED_ACCOUNTS}); run a release that \
              reads it",
             meta.index,
             meta.partition
@@ -308,6 +324,7 @@ mod tests {
                 account_id: (*id).into(),
                 currency: usd,
                 allow_negative_balance: *negative,
+                annotations: None,
             };
             let meta = ledger::EntryMeta {
                 index: index as u64 + 1,
@@ -475,11 +492,43 @@ mod tests {
             Some(sent)
         );
 
+        // An account opened with annotations: format 7, their hashes after the ledger; a
+        // re-open is compared with them after the round trip.
+        let mut with_account = annotated.clone();
+        let open = |reference: &str| ledger::Command::OpenAccount {
+            account_id: "dora".into(),
+            currency: ledger::Currency::parse("USD").expect("USD"),
+            allow_negative_balance: false,
+            annotations: ledger::Annotations {
+                reference: reference.into(),
+                ..ledger::Annotations::default()
+            }
+            .boxed(),
+        };
+        let at = |index| ledger::EntryMeta {
+            index,
+            timestamp_ms: 4,
+        };
+        with_account.execute(&open("cust-1"), at(5));
+        let (meta_7, chunks_7) = encode(0, 5, 1, vec![1], &with_account, CHAIN_GENESIS);
+        assert_eq!(chunks_7[0][0], STATE_FORMAT_V7_ANNOTATED_ACCOUNTS);
+        let mut read = decode(&meta_7, &chunks_7.concat()).expect("format 7");
+        assert_eq!(read.digest(), with_account.digest());
+        assert_eq!(read.annotated_accounts_count(), 1);
+        assert!(matches!(
+            read.execute(&open("cust-1"), at(6)).1,
+            ledger::Outcome::Account(_)
+        ));
+        assert!(matches!(
+            read.execute(&open("cust-2"), at(7)).1,
+            ledger::Outcome::Conflict(_)
+        ));
+
         let mut future = chunks.concat();
-        future[0] = 7;
+        future[0] = 8;
         let error = decode(&meta, &future).expect_err("a format from a later release");
         assert!(
-            format!("{error:#}").contains("state format 7 is newer than this node reads"),
+            format!("{error:#}").contains("state format 8 is newer than this node reads"),
             "{error:#}"
         );
     }

@@ -45,13 +45,17 @@ pub const CF_EVENTS: &str = "events";
 pub const CF_META: &str = "meta";
 pub const CF_SNAPSHOTS: &str = "snapshots";
 pub const CF_RECORDS: &str = "records";
-const FAMILIES: [&str; 6] = [
+/// What accounts were opened with (reference and metadata), by (partition, account id); only
+/// accounts opened with some have an entry. Written in the apply batch of the opening.
+pub const CF_ACCOUNTS: &str = "accounts";
+const FAMILIES: [&str; 7] = [
     CF_RAFT_LOG,
     CF_RAFT_STATE,
     CF_EVENTS,
     CF_META,
     CF_SNAPSHOTS,
     CF_RECORDS,
+    CF_ACCOUNTS,
 ];
 
 /// 2: event blocks carry their hash-chain link. 3: transfer and credit records live in the
@@ -65,7 +69,10 @@ const FAMILIES: [&str; 6] = [
 /// marked the same way. 6: annotated transfers (reference and metadata: entries of format 2,
 /// event blocks of format 3, tagged records, snapshots of state format 6; `ledger::wire`),
 /// which a release of format 5 cannot read; format-5 data is valid format-6 data, marked.
-const FORMAT_VERSION: u32 = 6;
+/// 7: annotated accounts (the opening command and event in the annotated layout, the
+/// `accounts` column family, snapshots of state format 7); format-6 data is valid format-7
+/// data (without annotated accounts), marked.
+const FORMAT_VERSION: u32 = 7;
 /// The oldest format this binary migrates from.
 const FORMAT_VERSION_MIGRATED: u32 = 2;
 const META_FORMAT_VERSION: &[u8] = b"format_version";
@@ -116,6 +123,14 @@ fn decode_compacted(bytes: &[u8]) -> anyhow::Result<(u64, u64)> {
     ))
 }
 
+/// Key of an account's entry in `accounts`: the partition, then the id's bytes.
+fn account_key(partition: u32, account_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(4 + account_id.len());
+    key.extend_from_slice(&partition.to_be_bytes());
+    key.extend_from_slice(account_id.as_bytes());
+    key
+}
+
 fn state_key(partition: u32, tag: u8) -> [u8; 5] {
     let mut key = [0u8; 5];
     key[..4].copy_from_slice(&partition.to_be_bytes());
@@ -135,6 +150,15 @@ fn family_options(name: &str) -> Options {
     let mut options = Options::default();
     match name {
         CF_EVENTS => options.set_compression_type(rocksdb::DBCompressionType::Lz4),
+        CF_ACCOUNTS => {
+            // Point lookups, most of them of accounts opened without annotations (every
+            // GetAccount asks): a bloom filter answers those without reading a block.
+            let mut table = rocksdb::BlockBasedOptions::default();
+            table.set_bloom_filter(10.0, false);
+            options.set_block_based_table_factory(&table);
+            options.set_memtable_whole_key_filtering(true);
+            options.set_memtable_prefix_bloom_ratio(0.05);
+        }
         CF_RECORDS => {
             // Point lookups only, most of them of new ids: a bloom filter over whole keys in
             // the memtable and in every file answers those without searching the memtable's
@@ -366,6 +390,37 @@ impl Db {
         debug_assert!(!record.is_live(), "live records stay in memory");
         let key = crate::records::key(partition, record.transaction_id().as_u128());
         batch.put_cf(self.cf(CF_RECORDS), key, crate::records::encode(record));
+    }
+
+    /// Adds what an account was opened with to a batch.
+    pub fn put_account_annotations(
+        &self,
+        batch: &mut WriteBatch,
+        partition: u32,
+        account_id: &str,
+        annotations: &ledger::Annotations,
+    ) {
+        batch.put_cf(
+            self.cf(CF_ACCOUNTS),
+            account_key(partition, account_id),
+            postcard::to_stdvec(annotations).expect("serialising to a Vec cannot fail"),
+        );
+    }
+
+    /// What an account of a partition was opened with, if it was opened with a reference or
+    /// metadata.
+    pub fn account_annotations(
+        &self,
+        partition: u32,
+        account_id: &str,
+    ) -> anyhow::Result<Option<ledger::Annotations>> {
+        self.db
+            .get_pinned_cf(self.cf(CF_ACCOUNTS), account_key(partition, account_id))?
+            .map(|value| {
+                postcard::from_bytes(&value)
+                    .with_context(|| format!("annotations of account {account_id:?} are corrupt"))
+            })
+            .transpose()
     }
 
     /// The stored record of a transaction id in a partition, if any.

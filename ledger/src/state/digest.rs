@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::{AccountRef, Ledger};
+use crate::annotations::Annotations;
 use crate::domain::{
     AccountSettings, AccountStatus, CreditOutcome, CreditRecord, EntryMeta, Hold, HoldState,
     RejectReason, TransferCommand, TransferRecord, TransferStatus,
@@ -29,6 +30,9 @@ impl Ledger {
     ///                                              -- outflow sorted by currency code
     /// record_sum = sum mod 2^256 (little-endian) of BLAKE3(record) over every record
     /// record   = u8 0, account | u8 1, transfer | u8 2, credit | u8 3, settings
+    ///          | u8 4, account_annotations
+    /// account_annotations = str account_id, annotations  -- only accounts opened with some
+    /// annotations = str reference, u64 entries, (str key, str value)*   -- sorted by key
     /// settings = str account_id, u8 status (0 Active | 1 Frozen | 2 Closed),
     ///            i64 overdraft_limit_minor    -- only accounts whose settings are not the default
     /// account  = str account_id, currency, u8 allow_negative_balance (0|1), i128 balance_minor
@@ -110,6 +114,9 @@ impl Ledger {
                 .records
                 .add(&settings_hash(account_id, *settings));
         }
+        for hash in self.account_annotations.values() {
+            recomputed.records.add(hash);
+        }
         recomputed.digest()
     }
 }
@@ -157,6 +164,7 @@ const RECORD_ACCOUNT: u8 = 0;
 const RECORD_TRANSFER: u8 = 1;
 const RECORD_CREDIT: u8 = 2;
 const RECORD_SETTINGS: u8 = 3;
+const RECORD_ACCOUNT_ANNOTATIONS: u8 = 4;
 
 pub(super) fn account_hash(account: AccountRef) -> [u8; 32] {
     let mut encoder = Encoder::new();
@@ -192,6 +200,17 @@ pub(super) fn settings_hash(account_id: &str, settings: AccountSettings) -> [u8;
     };
     encoder.update(&[status]);
     encoder.update(&settings.overdraft_limit_minor.to_le_bytes());
+    encoder.finalize()
+}
+
+/// The hash of the record of what an account was opened with (only accounts opened with a
+/// reference or metadata have one, so ledgers without any digest as before). Also what the
+/// ledger keeps in memory to compare a later open of the account with.
+pub(super) fn account_annotations_hash(account_id: &str, annotations: &Annotations) -> [u8; 32] {
+    let mut encoder = Encoder::new();
+    encoder.update(&[RECORD_ACCOUNT_ANNOTATIONS]);
+    hash_str(&mut encoder, account_id);
+    hash_annotations(&mut encoder, annotations);
     encoder.finalize()
 }
 
@@ -344,12 +363,16 @@ fn hash_transfer(hasher: &mut impl Sink, transfer: &TransferCommand) {
     hash_currency(hasher, transfer.currency);
     // Appended only when present, so transfers without annotations hash as they always did.
     if let Some(annotations) = &transfer.annotations {
-        hash_str(hasher, &annotations.reference);
-        hasher.update(&encode_len(annotations.metadata.len()));
-        for (key, value) in &annotations.metadata {
-            hash_str(hasher, key);
-            hash_str(hasher, value);
-        }
+        hash_annotations(hasher, annotations);
+    }
+}
+
+fn hash_annotations(hasher: &mut impl Sink, annotations: &Annotations) {
+    hash_str(hasher, &annotations.reference);
+    hasher.update(&encode_len(annotations.metadata.len()));
+    for (key, value) in &annotations.metadata {
+        hash_str(hasher, key);
+        hash_str(hasher, value);
     }
 }
 

@@ -86,9 +86,24 @@ struct LedgerSnapshotRef<'a> {
 /// invariants (unique ids, every currency sums to zero, no ordinary account negative,
 /// completed transfers refer to open accounts of their currency) and refuses a snapshot that
 /// breaks any of them.
+///
+/// A ledger with accounts opened with annotations refuses to be written this way (their hashes
+/// would be lost): [`WithAccountAnnotations`] writes it.
 impl serde::Serialize for Ledger {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let snapshot = LedgerSnapshotRef {
+        if !self.account_annotations.is_empty() {
+            return Err(serde::ser::Error::custom(
+                "a ledger with annotated accounts is written as WithAccountAnnotations",
+            ));
+        }
+        serde::Serialize::serialize(&self.snapshot_ref(), serializer)
+    }
+}
+
+impl Ledger {
+    /// What a snapshot of formats 3 to 6 holds, borrowed.
+    fn snapshot_ref(&self) -> LedgerSnapshotRef<'_> {
+        LedgerSnapshotRef {
             accounts: self.accounts().collect(),
             // Finished records are on every replica's disk: only live ones travel.
             transfers: self.live_records(),
@@ -108,8 +123,7 @@ impl serde::Serialize for Ledger {
                 .iter()
                 .map(|(account_id, settings)| (account_id.as_str(), *settings))
                 .collect(),
-        };
-        serde::Serialize::serialize(&snapshot, serializer)
+        }
     }
 }
 
@@ -334,5 +348,48 @@ impl Ledger {
             }
         }
         Ok(ledger)
+    }
+}
+
+/// The snapshot form of state format 7: the ledger, then the hash of each account opened with
+/// a reference or metadata (by account id, sorted), which formats up to 6 do not carry. The
+/// record sum the ledger states already counts those hashes; an open of an existing account
+/// compares its annotations with them.
+pub struct WithAccountAnnotations(pub Ledger);
+
+impl serde::Serialize for WithAccountAnnotations {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let hashes: Vec<(&str, &[u8; 32])> = self
+            .0
+            .account_annotations
+            .iter()
+            .map(|(account_id, hash)| (account_id.as_str(), hash))
+            .collect();
+        serde::Serialize::serialize(&(self.0.snapshot_ref(), hashes), serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for WithAccountAnnotations {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<WithAccountAnnotations, D::Error> {
+        let (mut ledger, hashes) =
+            <(Ledger, Vec<(&'de str, [u8; 32])>) as serde::Deserialize>::deserialize(deserializer)?;
+        let mut previous: Option<&str> = None;
+        for (account_id, hash) in hashes {
+            if previous.is_some_and(|previous| previous >= account_id)
+                || ledger.account(account_id).is_none()
+            {
+                return Err(serde::de::Error::custom(format!(
+                    "snapshot: annotations of {account_id:?} are not of an open account, or \
+                     out of order"
+                )));
+            }
+            ledger
+                .account_annotations
+                .insert(account_id.to_string(), hash);
+            previous = Some(account_id);
+        }
+        Ok(WithAccountAnnotations(ledger))
     }
 }

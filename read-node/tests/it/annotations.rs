@@ -1,4 +1,4 @@
-//! A transfer's reference and metadata seen from the read side, sent through the Rust SDK:
+//! A transfer's (and an account's) reference and metadata seen from the read side, sent through the Rust SDK:
 //! `WatchTransfer` pushes them with every state (in the one transfer-status enum both
 //! services use), and history entries (`ListTransfers`) carry them, for a transfer within a
 //! partition, one across partitions and a hold, while a plain transfer shows none.
@@ -7,9 +7,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use proto::v1::TransferStatus;
+use proto::v1::query_service_client::QueryServiceClient;
+use proto::v1::{
+    Balance, BatchGetAccountsRequest, ListAccountsRequest, OpenAccountRequest, TransferStatus,
+};
 use testkit::{WAIT_MAX, accounts_in};
-use wallet_client::{Hold, QueryClient, Transfer, new_transaction_id};
+use wallet_client::{BalanceAt, Hold, QueryClient, Transfer, new_transaction_id};
 
 use crate::harness::SdkCluster;
 
@@ -157,4 +160,138 @@ async fn the_read_node_returns_references_and_metadata_with_every_transfer() {
             ("invoice 7", cross.metadata.clone())
         ]
     );
+}
+
+/// An account's reference and metadata seen from the read side, set through the Rust SDK:
+/// GetBalance, GetBalanceAt, ListAccounts, BatchGetAccounts and every WatchBalances update
+/// (the snapshot and each change) carry them; an account opened without shows none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_node_returns_an_accounts_reference_and_metadata_with_every_read() {
+    let partitions = 4;
+    let SdkCluster {
+        query, sdk, read, ..
+    } = &SdkCluster::start(partitions).await;
+    let customer = accounts_in(0, partitions, "rc", 1).remove(0);
+    let plain = accounts_in(1, partitions, "rc", 1).remove(0);
+    let entries = metadata(&[("tier", "gold"), ("region", "eu")]);
+    sdk.open_account("rc-bank", "USD", true)
+        .await
+        .expect("open");
+    sdk.open_account_with(OpenAccountRequest {
+        account_id: customer.clone(),
+        currency: "USD".into(),
+        reference: "cust-42".into(),
+        metadata: entries.clone(),
+        ..Default::default()
+    })
+    .await
+    .expect("open annotated");
+    sdk.open_account(&plain, "USD", false).await.expect("open");
+    let expected = |account: &str| {
+        if account == customer {
+            ("cust-42".to_owned(), entries.clone())
+        } else {
+            Default::default()
+        }
+    };
+    let shown = |balance: &Balance| (balance.reference.clone(), balance.metadata.clone());
+
+    // GetBalance, once the read node has the accounts.
+    for account in [&customer, &plain] {
+        let deadline = std::time::Instant::now() + WAIT_MAX;
+        let balance = loop {
+            match query.balance(account, None).await {
+                Ok(response) => break response.balance.expect("balance"),
+                Err(error) => assert!(std::time::Instant::now() < deadline, "{error:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(shown(&balance), expected(account));
+    }
+
+    // Every update of a watch: the snapshots, then the changes two transfers make.
+    let mut watch = query.watch_balances(vec![customer.clone(), plain.clone()]);
+    let mut next = async || {
+        tokio::time::timeout(WAIT_MAX, watch.next())
+            .await
+            .expect("an update")
+            .expect("the stream goes on")
+            .expect("update")
+    };
+    for _ in 0..2 {
+        let update = next().await;
+        let balance = update.balance.expect("balance");
+        assert!(update.snapshot);
+        assert_eq!(shown(&balance), expected(&balance.account_id));
+    }
+    let mut last_token = String::new();
+    for to in [&customer, &plain] {
+        let transfer = Transfer {
+            transaction_id: new_transaction_id(),
+            from: "rc-bank".into(),
+            to: to.clone(),
+            amount: "7.00".into(),
+            currency: "USD".into(),
+            ..Default::default()
+        };
+        last_token = sdk
+            .transfer(&transfer)
+            .await
+            .expect("fund")
+            .consistency_token;
+    }
+    for _ in 0..2 {
+        let update = next().await;
+        let balance = update.balance.expect("balance");
+        assert!(!update.snapshot);
+        assert_eq!(balance.balance, "7.00");
+        assert_eq!(shown(&balance), expected(&balance.account_id));
+    }
+
+    // GetBalanceAt, at the opening and after the change.
+    let now = query
+        .balance(&customer, Some(&last_token))
+        .await
+        .expect("balance")
+        .balance
+        .expect("balance");
+    for position in [now.index - 1, now.index] {
+        let at = query
+            .balance_at(
+                &customer,
+                BalanceAt::Position(proto::token::position(now.partition, position)),
+            )
+            .await
+            .expect("balance at");
+        assert_eq!(shown(&at), expected(&customer));
+    }
+
+    // ListAccounts and BatchGetAccounts.
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", read.endpoint()))
+        .expect("endpoint")
+        .connect_lazy();
+    let mut raw = QueryServiceClient::new(channel);
+    let listed = raw
+        .list_accounts(ListAccountsRequest {
+            prefix: "rc".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .accounts;
+    let batch = raw
+        .batch_get_accounts(BatchGetAccountsRequest {
+            account_ids: vec![plain.clone(), customer.clone(), "rc-bank".into()],
+        })
+        .await
+        .expect("batch get")
+        .into_inner()
+        .accounts;
+    for accounts in [listed, batch] {
+        assert_eq!(accounts.len(), 3);
+        for balance in &accounts {
+            assert_eq!(shown(balance), expected(&balance.account_id));
+        }
+    }
 }

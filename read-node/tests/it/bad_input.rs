@@ -569,6 +569,7 @@ fn cases(alice_partition: u32) -> Vec<Case> {
                 account_id: "guard-new-1 ".into(),
                 currency: "USD".into(),
                 allow_negative_balance: false,
+                ..Default::default()
             }),
             bad("INVALID_ACCOUNT_ID", "account_id"),
         ),
@@ -578,6 +579,7 @@ fn cases(alice_partition: u32) -> Vec<Case> {
                 account_id: "a".repeat(257),
                 currency: "USD".into(),
                 allow_negative_balance: false,
+                ..Default::default()
             }),
             bad("INVALID_ACCOUNT_ID", "account_id"),
         ),
@@ -587,6 +589,7 @@ fn cases(alice_partition: u32) -> Vec<Case> {
                 account_id: "guard\u{7f}".into(),
                 currency: "USD".into(),
                 allow_negative_balance: true,
+                ..Default::default()
             }),
             bad("INVALID_ACCOUNT_ID", "account_id"),
         ),
@@ -596,6 +599,7 @@ fn cases(alice_partition: u32) -> Vec<Case> {
                 account_id: NEVER_OPENED[0].into(),
                 currency: "usd".into(),
                 allow_negative_balance: false,
+                ..Default::default()
             }),
             bad("UNKNOWN_CURRENCY", "currency"),
         ),
@@ -605,6 +609,7 @@ fn cases(alice_partition: u32) -> Vec<Case> {
                 account_id: NEVER_OPENED[1].into(),
                 currency: "XAU".into(),
                 allow_negative_balance: false,
+                ..Default::default()
             }),
             bad("UNKNOWN_CURRENCY", "currency"),
         ),

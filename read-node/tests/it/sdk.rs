@@ -516,6 +516,7 @@ async fn the_sdk_through_one_endpoint_reaches_every_partition() {
         account_id: "sdk-one-issuer".into(),
         currency: "USD".into(),
         allow_negative_balance: true,
+        ..Default::default()
     }];
     openings.extend(
         accounts
@@ -524,6 +525,7 @@ async fn the_sdk_through_one_endpoint_reaches_every_partition() {
                 account_id: account.clone(),
                 currency: "USD".into(),
                 allow_negative_balance: false,
+                ..Default::default()
             }),
     );
     for opened in one.open_accounts(&openings).await.expect("OpenAccounts") {

@@ -401,6 +401,14 @@ impl Partition {
                 self.snapshots.events_since += u64::from(event.is_some());
                 if let Some(event) = &event {
                     self.metrics.event_applied(event);
+                    if let ledger::Event::AccountOpened {
+                        account_id,
+                        annotations: Some(annotations),
+                        ..
+                    } = event
+                    {
+                        db.put_account_annotations(batch, self.id, account_id, annotations);
+                    }
                     // The record the event finished goes to disk in this batch; until the
                     // batch is written, the entry's later commands and the round's later
                     // entries find it in `unwritten`. (A transfer in flight stays in the

@@ -7,9 +7,10 @@
 use std::collections::BTreeMap;
 
 use proto::v1::{
-    AuthorizeTransferRequest, CaptureTransferRequest, TransferRequest, TransferStatus,
+    Account, AuthorizeTransferRequest, CaptureTransferRequest, FreezeAccountRequest,
+    OpenAccountRequest, TransferRequest, TransferStatus,
 };
-use testkit::{reason, transfer_request};
+use testkit::{Cluster, reason, transfer_request};
 use tonic::Code;
 
 use crate::{Spread, id, refused};
@@ -18,6 +19,18 @@ fn metadata(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
     entries
         .iter()
         .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect()
+}
+
+/// Seventeen metadata entries: one more than the limit.
+fn too_many_entries() -> Vec<(String, String)> {
+    (0..17).map(|n| (format!("k{n}"), "v".to_owned())).collect()
+}
+
+fn pairs(entries: &[(String, String)]) -> Vec<(&str, &str)> {
+    entries
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
         .collect()
 }
 
@@ -118,12 +131,8 @@ async fn references_and_metadata_are_stored_returned_compared_and_bounded() {
     }
 
     // Over the limits: refused at the edge with the reason and the field; nothing recorded.
-    let too_many: Vec<(String, String)> =
-        (0..17).map(|n| (format!("k{n}"), "v".to_owned())).collect();
-    let too_many: Vec<(&str, &str)> = too_many
-        .iter()
-        .map(|(key, value)| (key.as_str(), value.as_str()))
-        .collect();
+    let too_many = too_many_entries();
+    let too_many = pairs(&too_many);
     let long_value = "x".repeat(513);
     for (request, expected) in [
         (
@@ -231,4 +240,203 @@ async fn references_and_metadata_are_stored_returned_compared_and_bounded() {
         .expect("retry after restart");
     assert!(retried.replayed);
     cluster.wait_replicas_agree().await;
+}
+
+fn open_request(account_id: &str, reference: &str, entries: &[(&str, &str)]) -> OpenAccountRequest {
+    OpenAccountRequest {
+        account_id: account_id.into(),
+        currency: "USD".into(),
+        allow_negative_balance: false,
+        reference: reference.into(),
+        metadata: metadata(entries),
+    }
+}
+
+/// An account's reference and metadata on a real cluster: set at opening (through a node
+/// that forwards it, and over the OpenAccounts stream), returned by OpenAccount, GetAccount
+/// on every node and the lifecycle calls; a re-open must carry the same ones; values over
+/// the limits are refused with their reasons and open nothing; everything survives a restart
+/// of every node (a re-open is still compared), and the replicas agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_references_and_metadata_are_set_once_and_returned_by_every_read() {
+    let spread = Spread::start("acc").await;
+    let cluster = &spread.cluster;
+    let mut forwarded = cluster.wallet(spread.follower()).await;
+    let entries = [("tier", "gold"), ("region", "eu")];
+    let [customer, streamed, plain] =
+        ["cust", "bulk", "plain"].map(|name| format!("{}-{name}", spread.a));
+    let shown = |account: &Account| (account.reference.clone(), account.metadata.clone());
+    let expected = ("cust-42".to_owned(), metadata(&entries));
+
+    let opened = forwarded
+        .open_account(open_request(&customer, "cust-42", &entries))
+        .await
+        .expect("open")
+        .into_inner()
+        .account
+        .expect("account");
+    assert_eq!(shown(&opened), expected);
+    let bulk = forwarded
+        .open_accounts(tokio_stream::iter([open_request(
+            &streamed,
+            "",
+            &[("source", "import")],
+        )]))
+        .await
+        .expect("open accounts")
+        .into_inner()
+        .message()
+        .await
+        .expect("a result")
+        .expect("one result");
+    assert_eq!(bulk.status, "success", "{bulk:?}");
+    assert_eq!(
+        shown(bulk.account.as_ref().expect("account")),
+        (String::new(), metadata(&[("source", "import")]))
+    );
+    cluster
+        .open_account(&plain, "USD", false)
+        .await
+        .expect("plain");
+    for node in 1..=3 {
+        let read = cluster.account_on(node, &customer).await.expect("read");
+        assert_eq!(shown(&read), expected, "node {node}");
+        let read = cluster.account_on(node, &plain).await.expect("read");
+        assert_eq!(shown(&read), Default::default(), "node {node}");
+    }
+
+    // The same open again is the account; other annotations, or none, are refused.
+    let again = forwarded
+        .open_account(open_request(&customer, "cust-42", &entries))
+        .await
+        .expect("re-open")
+        .into_inner()
+        .account
+        .expect("account");
+    assert_eq!(shown(&again), expected);
+    for other in [
+        open_request(&customer, "cust-42", &[("tier", "silver")]),
+        open_request(&customer, "cust-43", &entries),
+        open_request(&customer, "", &[]),
+        open_request(&plain, "cust-42", &[]),
+    ] {
+        refused(
+            forwarded.open_account(other).await,
+            Code::AlreadyExists,
+            "ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS",
+        );
+    }
+
+    // Over the limits: refused at the edge with the reason; no account.
+    let too_many = too_many_entries();
+    let too_many = pairs(&too_many);
+    for (n, (reference, entries, expected)) in [
+        ("r".repeat(129), &[][..], "INVALID_REFERENCE"),
+        ("tab\there".to_owned(), &[][..], "INVALID_REFERENCE"),
+        (String::new(), &too_many[..], "INVALID_METADATA"),
+        (String::new(), &[("bad key", "v")][..], "INVALID_METADATA"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let account_id = format!("{}-bad-{n}", spread.a);
+        let status = forwarded
+            .open_account(open_request(&account_id, &reference, entries))
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            (status.code(), reason(&status).as_str()),
+            (Code::InvalidArgument, expected),
+            "{status:?}"
+        );
+        refused(
+            cluster.account(&account_id).await,
+            Code::NotFound,
+            "ACCOUNT_NOT_FOUND",
+        );
+    }
+
+    // A lifecycle call answers with them too.
+    let frozen = forwarded
+        .freeze_account(FreezeAccountRequest {
+            account_id: customer.clone(),
+        })
+        .await
+        .expect("freeze")
+        .into_inner()
+        .account
+        .expect("account");
+    assert_eq!(shown(&frozen), expected);
+
+    // Everything survives a restart of every node (the accounts column family, and the
+    // hashes a re-open is compared with, from snapshots and replay); the replicas agree.
+    for node in 1..=3 {
+        cluster.kill(node);
+    }
+    for node in 1..=3 {
+        cluster.start_node(node);
+    }
+    cluster.wait_leaders().await;
+    for node in 1..=3 {
+        let read = cluster.account_on(node, &customer).await.expect("read");
+        assert_eq!(shown(&read), expected, "node {node} after the restart");
+    }
+    let mut any = cluster.wallet(1).await;
+    refused(
+        any.open_account(open_request(&customer, "cust-42", &[("tier", "silver")]))
+            .await,
+        Code::AlreadyExists,
+        "ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS",
+    );
+    any.open_account(open_request(&streamed, "", &[("source", "import")]))
+        .await
+        .expect("re-open after the restart");
+    cluster.wait_replicas_agree().await;
+}
+
+/// A follower away while an account is opened with a reference and the log is compacted
+/// past the opening catches up (by snapshot, state format 7, rebuilding the `accounts`
+/// column family from the fetched events; or from the log, whichever the leader sends) and
+/// then answers GetAccount with the reference from its own disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_that_catches_up_learns_what_accounts_were_opened_with() {
+    let cluster = Cluster::start_partitioned(
+        3,
+        1,
+        &[
+            "--snapshot-interval-entries",
+            "20",
+            "--log-retain-entries",
+            "5",
+        ],
+    );
+    let leader = cluster.wait_leader().await;
+    cluster.open_funded_usd(&["payer"], "100.00").await;
+    let follower = (1..=3).find(|&node| node != leader).expect("a follower");
+    cluster.wait_replicas_agree().await;
+    cluster.kill(follower);
+    cluster
+        .on_leader(|mut client| async move {
+            client
+                .open_account(open_request("cust", "cust-42", &[("tier", "gold")]))
+                .await
+        })
+        .await
+        .expect("open while the follower is away");
+    for _ in 0..60 {
+        cluster
+            .transfer(&transfer_request(&id(), "payer", "cust", "0.01", "USD"))
+            .await
+            .expect("transfer");
+    }
+    cluster.start_node(follower);
+    cluster.wait_replicas_agree().await;
+    let read = cluster.account_on(follower, "cust").await.expect("read");
+    assert_eq!(
+        (read.reference.as_str(), read.metadata),
+        ("cust-42", metadata(&[("tier", "gold")]))
+    );
+    if !cluster.log(follower).contains("snapshot installed") {
+        eprintln!("the follower caught up from the log this time");
+    }
 }

@@ -15,6 +15,7 @@ fn open(account_id: &str, currency: &str, allow_negative_balance: bool) -> OpenA
         account_id: account_id.into(),
         currency: currency.into(),
         allow_negative_balance,
+        ..Default::default()
     }
 }
 

@@ -35,6 +35,7 @@ async fn one_node_serves_every_write_by_forwarding_to_the_leaders() {
             account_id: issuer.clone(),
             currency: "USD".into(),
             allow_negative_balance: true,
+            ..Default::default()
         })
         .await
         .expect("issuer opened through node 1");
@@ -42,6 +43,7 @@ async fn one_node_serves_every_write_by_forwarding_to_the_leaders() {
         account_id: account.clone(),
         currency: "USD".into(),
         allow_negative_balance: false,
+        ..Default::default()
     });
     let opened: Vec<_> = wallet
         .open_accounts(tokio_stream::iter(openings.collect::<Vec<_>>()))

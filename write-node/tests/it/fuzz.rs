@@ -29,6 +29,8 @@ const FIELD_REASONS: &[(&str, &[&str])] = &[
     ("account_id", &["INVALID_ACCOUNT_ID"]),
     ("currency", &["UNKNOWN_CURRENCY"]),
     ("amount", &["INVALID_AMOUNT"]),
+    ("reference", &["INVALID_REFERENCE"]),
+    ("metadata", &["INVALID_METADATA"]),
 ];
 
 fn config() -> ProptestConfig {
@@ -148,17 +150,29 @@ proptest! {
         account in account_id(),
         currency in currency(),
         allow_negative_balance in any::<bool>(),
+        reference in prop_oneof![Just(String::new()), ".{0,140}"],
     ) {
         let request = OpenAccountRequest {
             account_id: account.clone(),
             currency: currency.clone(),
             allow_negative_balance,
+            reference: reference.clone(),
+            ..Default::default()
         };
         match validate_open_account(&request) {
-            Ok(Command::OpenAccount { account_id, currency: parsed, allow_negative_balance: allow }) => {
+            Ok(Command::OpenAccount {
+                account_id,
+                currency: parsed,
+                allow_negative_balance: allow,
+                annotations,
+            }) => {
                 prop_assert_eq!(account_id, account);
                 prop_assert_eq!(parsed.code(), currency.as_str());
                 prop_assert_eq!(allow, allow_negative_balance);
+                prop_assert_eq!(
+                    annotations.map(|annotations| annotations.reference),
+                    (!reference.is_empty()).then_some(reference)
+                );
             }
             Ok(other) => prop_assert!(false, "unexpected command {other:?}"),
             Err(error) => check_rejection(error),
@@ -176,6 +190,7 @@ fn history() -> impl Strategy<Value = (Vec<Command>, Ledger, Vec<ledger::Event>)
                 account_id,
                 currency: usd,
                 allow_negative_balance,
+                annotations: None,
             }
         }),
         (any::<u128>(), "[a-d]", "[a-d]", 1i64..10_000).prop_map(move |(id, from, to, amount)| {

@@ -444,6 +444,7 @@ async fn transfers_replicate_and_bad_input_changes_nothing() {
                 account_id: account_id.into(),
                 currency: currency.into(),
                 allow_negative_balance: false,
+                ..Default::default()
             })
             .await
             .expect_err("bad open");

@@ -198,6 +198,7 @@ fn open_stopped(data_dir: &Path) -> rocksdb::DB {
         "meta",
         "snapshots",
         "records",
+        "accounts",
     ]
     .into_iter()
     .map(|name| rocksdb::ColumnFamilyDescriptor::new(name, rocksdb::Options::default()));
@@ -243,15 +244,15 @@ async fn data_of_format_2_is_migrated_and_keeps_every_answer() {
     );
 }
 
-/// Formats 3 (before holds), 4 (before account lifecycle) and 5 (before annotations) are
-/// marked as format 6 without rebuilding anything and keep every answer; a format newer
-/// than the binary reads is refused with a clear message.
+/// Formats 3 (before holds), 4 (before account lifecycle), 5 (before annotations) and 6
+/// (before annotated accounts) are marked as format 7 without rebuilding anything and keep
+/// every answer; a format newer than the binary reads is refused with a clear message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn data_of_formats_3_to_5_is_marked_and_a_newer_format_is_refused() {
+async fn data_of_formats_3_to_6_is_marked_and_a_newer_format_is_refused() {
     let cluster = Cluster::start(1);
     cluster.wait_leaders().await;
     let answered = history(&cluster).await;
-    for (version, marks) in [(3, 1), (4, 2), (5, 3)] {
+    for (version, marks) in [(3, 1), (4, 2), (5, 3), (6, 4)] {
         cluster.kill(1);
         mark_format(&open_stopped(&cluster.nodes[0].data_dir), version);
         cluster.start_node(1);
@@ -267,13 +268,13 @@ async fn data_of_formats_3_to_5_is_marked_and_a_newer_format_is_refused() {
     }
 
     cluster.kill(1);
-    mark_format(&open_stopped(&cluster.nodes[0].data_dir), 7);
+    mark_format(&open_stopped(&cluster.nodes[0].data_dir), 8);
     cluster.start_node(1);
     let status = cluster.wait_exit(1).await;
     assert!(!status.success());
     let log = cluster.log(1);
     assert!(
-        log.contains("data format version 7: this binary reads version 6"),
+        log.contains("data format version 8: this binary reads version 7"),
         "{log}"
     );
 }

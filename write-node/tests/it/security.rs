@@ -227,6 +227,7 @@ async fn open(channels: &[Channel], token: &str, account: &str, issuer: bool) {
                 account_id: account.into(),
                 currency: "USD".into(),
                 allow_negative_balance: issuer,
+                ..Default::default()
             })
             .await
     })
@@ -495,6 +496,7 @@ async fn token_scopes_decide_each_call_and_never_reach_the_log() {
             account_id: "mint".into(),
             currency: "USD".into(),
             allow_negative_balance: true,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -598,6 +600,7 @@ async fn issuing_needs_its_scope_and_bound_tokens_stay_within_their_prefixes() {
             account_id: "tenant-b/two".into(),
             currency: "USD".into(),
             allow_negative_balance: true,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -621,6 +624,7 @@ async fn issuing_needs_its_scope_and_bound_tokens_stay_within_their_prefixes() {
                 account_id: account_id.into(),
                 currency: "USD".into(),
                 allow_negative_balance: false,
+                ..Default::default()
             },
         )))
         .await
