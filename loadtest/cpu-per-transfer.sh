@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Write-node CPU per committed transfer in the middle of a stream run (the engine issue's
+# "-30% CPU per transfer" target; BENCHMARKS.md). A fresh dev cluster (3 write nodes, a read
+# node, 8 partitions), 20k accounts, 40 s of `SubmitTransfers` (8 streams x 512, 50%
+# cross-partition); over the 10 s from 25 s in, the three write nodes' CPU time (user +
+# system, /proc/PID/stat) and the transfers node 1 committed (`wallet_transfers_committed`,
+# all partitions: every node applies every partition). Not a test: it prints the window's
+# transfers/s and the write nodes' CPU per transfer, summed over the three (a transfer's
+# cost to the whole replicated cluster, the read node and the load generator left out).
+#
+#   loadtest/cpu-per-transfer.sh BIN_DIR   # BIN_DIR holds walletctl, wallet-loadtest and
+#                                          # the node binaries
+set -euo pipefail
+B=$1
+D=/var/tmp/cpu-per-transfer-$(basename "$B")
+# shellcheck source=loadtest/dev-cluster.sh
+source "$(dirname "$0")/dev-cluster.sh"
+"$B/wallet-loadtest" --target wallet --api stream --clients 8 --in-flight 512 --accounts 20000 \
+    --cross-share 0.5 --duration 40s --no-progress --format json --no-verify \
+    --run-id "cpu$RANDOM" >"$D/load.json" 2>"$D/load.err" &
+LOAD=$!
+mapfile -t NODES < <(pgrep -P "$DEV" -f wallet-write-node)
+[[ ${#NODES[@]} -eq 3 ]] || { echo "expected 3 write nodes, found ${#NODES[*]}" >&2; exit 1; }
+ticks() { # user + system clock ticks of the write nodes, summed
+    local total=0 pid fields
+    for pid in "${NODES[@]}"; do
+        read -ra fields < <(sed 's/.*) //' "/proc/$pid/stat")
+        total=$((total + fields[11] + fields[12]))
+    done
+    echo "$total"
+}
+committed() { # transfers node 1 committed, all partitions
+    curl -s 127.0.0.1:51051/metrics |
+        awk '/^wallet_transfers_committed(_total)?[{ ]/ { sum += $NF } END { printf "%d", sum }'
+}
+sleep 25
+t0=$(ticks) c0=$(committed) s0=$(date +%s%N)
+sleep 10
+t1=$(ticks) c1=$(committed) s1=$(date +%s%N)
+wait $LOAD
+hz=$(getconf CLK_TCK)
+awk -v t="$((t1 - t0))" -v c="$((c1 - c0))" -v ns="$((s1 - s0))" -v hz="$hz" 'BEGIN {
+    printf "window: %d transfers, %.0f transfers/s\n", c, c / (ns / 1e9)
+    printf "write-node CPU per transfer: %.1f us (3 nodes together)\n", t / hz / c * 1e6
+}'
+grep -o '"transfers_per_second": [0-9.]*' "$D/load.json" | head -1
