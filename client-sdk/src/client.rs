@@ -436,6 +436,34 @@ impl WalletClient {
         .await
     }
 
+    /// Moves money along every leg of `request` or along none (`TransferLegs`), exactly once
+    /// per `transaction_id`: a retry with the same legs answers the original (`replayed`).
+    /// Routed to the leader of the first leg's `from_account` (every account of the set is
+    /// in that partition, or the answer is `LEGS_SPAN_PARTITIONS`) and retried like
+    /// [`WalletClient::transfer`]'s unary path, always with the same `transaction_id`. A
+    /// refusal names its leg in [`Error::metadata`]`("leg")`.
+    pub async fn transfer_legs(
+        &self,
+        request: proto::v1::TransferLegsRequest,
+    ) -> Result<TransferResponse, Error> {
+        let first_from = request
+            .legs
+            .first()
+            .map_or("", |leg| leg.from_account.as_str());
+        let route = Route::write(self.partition_of(first_from).await);
+        self.call(
+            "TransferLegs",
+            route,
+            request,
+            |channel, request| async move {
+                WalletServiceClient::new(channel)
+                    .transfer_legs(request)
+                    .await
+            },
+        )
+        .await
+    }
+
     /// Reserves `hold.amount` on `hold.from` for `hold.timeout` (`AuthorizeTransfer`): the
     /// account's available amount drops, its balance does not, until the hold is captured
     /// ([`WalletClient::capture_transfer`]), voided ([`WalletClient::void_transfer`]) or

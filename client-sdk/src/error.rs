@@ -33,7 +33,10 @@ pub fn node_reason(reason: &str) -> Option<proto::v1::ErrorReason> {
 pub const METADATA_LEADER_ADDRESS: &str = "leader_address";
 
 /// `ErrorInfo` metadata key that marks a rejection an earlier entry decided (`"true"`).
-pub const METADATA_REPLAYED: &str = "replayed";
+pub const METADATA_REPLAYED: &str = proto::REPLAYED_METADATA;
+
+/// `ErrorInfo` metadata key naming the leg a `TransferLegs` refusal is about.
+pub const METADATA_LEG: &str = proto::LEG_METADATA;
 
 /// `ErrorInfo` metadata key holding the leader's node id, when known.
 pub const METADATA_LEADER_ID: &str = "leader_id";
@@ -72,6 +75,9 @@ pub enum Error {
         /// An earlier log entry decided this rejection (a retry found it recorded): ErrorInfo
         /// metadata `replayed`, or `TransferResult.replayed`.
         replayed: bool,
+        /// For a multi-leg transfer, the index of the leg the rejection is about (ErrorInfo
+        /// metadata `leg`).
+        leg: Option<u32>,
     },
     /// The outcome is unknown: the request may or may not have been applied (the node was
     /// unreachable, lost leadership mid-flight, was overloaded, or the deadline passed) and
@@ -149,6 +155,16 @@ impl Error {
             message: error.message,
             field: Some(error.field).filter(|field| !field.is_empty()),
             replayed,
+            leg: None,
+        }
+    }
+
+    /// For a refused multi-leg transfer (or one of its legs refused at the edge), the index
+    /// of that leg.
+    pub fn leg(&self) -> Option<u32> {
+        match self {
+            Self::Rejected { leg, .. } => *leg,
+            _ => None,
         }
     }
 
@@ -285,6 +301,10 @@ pub(crate) fn classify(status: &Status) -> Classified {
                 .as_ref()
                 .and_then(|i| i.metadata.get(METADATA_REPLAYED))
                 .is_some_and(|value| value == "true");
+            let leg = info
+                .as_ref()
+                .and_then(|i| i.metadata.get(METADATA_LEG))
+                .and_then(|value| value.parse().ok());
             Classified {
                 error: Error::Rejected {
                     code,
@@ -292,6 +312,7 @@ pub(crate) fn classify(status: &Status) -> Classified {
                     message,
                     field,
                     replayed,
+                    leg,
                 },
                 action: Action::Stop,
             }

@@ -138,6 +138,13 @@ impl WalletService for FakeNode {
         Err(Status::unimplemented("not in the fake"))
     }
 
+    async fn transfer_legs(
+        &self,
+        _request: Request<proto::v1::TransferLegsRequest>,
+    ) -> Result<Response<TransferResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
     async fn authorize_transfer(
         &self,
         _request: Request<proto::v1::AuthorizeTransferRequest>,

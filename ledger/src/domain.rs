@@ -1,7 +1,10 @@
 //! The ledger's vocabulary: commands in, events recorded, outcomes out.
 
+pub mod legs;
+
 use crate::annotations::{Annotations, AnnotationsError};
 use crate::money::Currency;
+use legs::{LegsCommand, LegsRecord, LegsStatus};
 
 /// Move `amount_minor` of `currency` from one account to another, exactly once per
 /// `transaction_id`. Encoded as [`crate::wire`] describes (the layout depends on whether it
@@ -136,6 +139,9 @@ pub enum Command {
         /// What to change.
         change: AccountChange,
     },
+    /// Move money along every leg or along none, within this partition (see
+    /// [`crate::domain::legs`]).
+    TransferLegs(LegsCommand),
 }
 
 impl Command {
@@ -148,6 +154,7 @@ impl Command {
             | Command::TransferOut(transfer)
             | Command::Credit(transfer) => Some(transfer.transaction_id),
             Command::Authorize { transfer, .. } => Some(transfer.transaction_id),
+            Command::TransferLegs(legs) => Some(legs.transaction_id),
             Command::Settle { transaction_id, .. }
             | Command::Capture { transaction_id, .. }
             | Command::Void { transaction_id, .. }
@@ -835,6 +842,24 @@ pub enum Event {
         /// Log position.
         meta: EntryMeta,
     },
+    /// Money moved along every leg of a multi-leg transfer; the transaction id is taken.
+    LegsCompleted {
+        /// The multi-leg transfer.
+        legs: LegsCommand,
+        /// Log position.
+        meta: EntryMeta,
+    },
+    /// No money moved, but the transaction id is now taken with this rejection.
+    LegsRejected {
+        /// The multi-leg transfer.
+        legs: LegsCommand,
+        /// The index of the first leg refused.
+        leg: u32,
+        /// Why.
+        reason: RejectReason,
+        /// Log position.
+        meta: EntryMeta,
+    },
 }
 
 /// ALREADY_EXISTS outcomes: no state change.
@@ -897,6 +922,10 @@ pub enum Malformed {
     /// Metadata over a limit of [`crate::annotations`] (entries, key or value length, key
     /// characters, total size, control characters), or an empty annotation.
     InvalidMetadata,
+    /// A multi-leg transfer without legs, or with more than [`legs::LEGS_MAX`].
+    LegsOutOfRange,
+    /// A multi-leg transfer with two legs of the same `from` and `to`.
+    RepeatedLeg,
 }
 
 impl From<AnnotationsError> for Malformed {
@@ -922,6 +951,8 @@ impl Malformed {
             Malformed::OverdraftLimitOutOfRange => "OVERDRAFT_LIMIT_OUT_OF_RANGE",
             Malformed::InvalidReference => "INVALID_REFERENCE",
             Malformed::InvalidMetadata => "INVALID_METADATA",
+            Malformed::LegsOutOfRange => "LEGS_OUT_OF_RANGE",
+            Malformed::RepeatedLeg => "REPEATED_LEG",
         }
     }
 
@@ -936,6 +967,7 @@ impl Malformed {
             Malformed::OverdraftLimitOutOfRange => "overdraft_limit",
             Malformed::InvalidReference => "reference",
             Malformed::InvalidMetadata => "metadata",
+            Malformed::LegsOutOfRange | Malformed::RepeatedLeg => "legs",
         }
     }
 
@@ -966,6 +998,10 @@ impl Malformed {
                  [A-Za-z0-9_.:-]; values of at most 512 bytes without control characters; \
                  at most 4096 bytes in all."
             }
+            Malformed::LegsOutOfRange => "A multi-leg transfer has 1 to 64 legs.",
+            Malformed::RepeatedLeg => {
+                "Two legs of a multi-leg transfer have the same from_account and to_account; merge them."
+            }
         }
     }
 }
@@ -988,6 +1024,8 @@ pub enum Outcome {
     Hold(HoldRefusal),
     /// An account change that changes nothing (see [`AccountRefusal`]).
     AccountRefused(AccountRefusal),
+    /// A multi-leg transfer's (original, if this was a retry) record.
+    Legs(LegsRecord),
 }
 
 impl Event {
@@ -1010,6 +1048,9 @@ impl Event {
             | Event::TransferDebited { transfer, .. }
             | Event::TransferCredited { transfer, .. }
             | Event::CreditRefused { transfer, .. } => Some(transfer.transaction_id),
+            Event::LegsCompleted { legs, .. } | Event::LegsRejected { legs, .. } => {
+                Some(legs.transaction_id)
+            }
         }
     }
 }
@@ -1090,6 +1131,24 @@ impl Outcome {
                 };
                 transfer(t, TransferStatus::Hold(hold), *meta)
             }
+            Event::LegsCompleted { legs, meta } => Outcome::Legs(LegsRecord {
+                command: legs.clone(),
+                status: LegsStatus::Completed,
+                meta: *meta,
+            }),
+            Event::LegsRejected {
+                legs,
+                leg,
+                reason,
+                meta,
+            } => Outcome::Legs(LegsRecord {
+                command: legs.clone(),
+                status: LegsStatus::Rejected {
+                    leg: *leg,
+                    reason: *reason,
+                },
+                meta: *meta,
+            }),
             Event::TransferSettled { .. }
             | Event::TransferRefunded { .. }
             | Event::HoldCaptured { .. }

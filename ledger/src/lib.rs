@@ -15,12 +15,14 @@
 pub mod annotations;
 pub mod domain;
 pub mod ids;
+
 pub mod money;
 pub mod state;
 pub mod stored;
 pub mod wire;
 
 pub use annotations::Annotations;
+pub use domain::legs;
 pub use domain::{
     Account, AccountChange, AccountRefusal, AccountSettings, AccountStatus, Command, Conflict,
     CreditOutcome, CreditRecord, Decision, EntryMeta, Event, HOLD_TIMEOUT_MS_MAX,
@@ -28,6 +30,7 @@ pub use domain::{
     TransferCommand, TransferRecord, TransferStatus,
 };
 pub use ids::{ACCOUNT_ID_BYTES_MAX, IdError, parse_transaction_id, validate_account_id};
+pub use legs::{LEGS_MAX, Leg, LegsCommand, LegsRecord, LegsStatus};
 pub use money::{
     AMOUNT_MINOR_MAX, AMOUNT_TEXT_BYTES_MAX, Currency, MoneyError, format_minor, parse_amount,
     parse_non_negative_amount,

@@ -31,10 +31,12 @@ pub use snapshot::{Format2, Format4, WithAccountAnnotations};
 use accounts::{AccountTable, IdHash};
 
 use digest::{
-    RecordSum, account_annotations_hash, account_hash, credit_hash, settings_hash, transfer_hash,
+    RecordSum, account_annotations_hash, account_hash, credit_hash, legs_hash, settings_hash,
+    transfer_hash,
 };
 
 use crate::annotations::Annotations;
+use crate::domain::legs::{LegsCommand, LegsRecord, LegsStatus};
 use crate::domain::{
     Account, AccountChange, AccountRefusal, AccountSettings, AccountStatus, Command, Conflict,
     CreditOutcome, CreditRecord, Decision, EntryMeta, Event, HOLD_TIMEOUT_MS_MAX,
@@ -61,6 +63,9 @@ pub struct Ledger {
     transfers: OrdMap<u128, TransferRecord>,
     /// Credits decided here as the target and held in memory, by transaction id.
     credits: OrdMap<u128, CreditRecord>,
+    /// Multi-leg transfers decided here and held in memory (final from the start, so only
+    /// while finished records are kept), by transaction id. Counted as transfers.
+    legs: OrdMap<u128, LegsRecord>,
     /// Transfers and credits ever decided here, held in memory or not.
     transfers_count: u64,
     credits_count: u64,
@@ -166,13 +171,19 @@ impl Ledger {
     /// Whether `account` can pay `amount_minor` out of what it has: its available balance
     /// plus its overdraft limit (an account with `allow_negative_balance` always can).
     fn covers(&self, account: AccountRef, amount_minor: i64) -> bool {
+        self.covers_minor(account, i128::from(amount_minor))
+    }
+
+    /// [`Ledger::covers`] for an amount that may exceed one transfer's (a multi-leg
+    /// transfer's net debit of an account).
+    fn covers_minor(&self, account: AccountRef, amount_minor: i128) -> bool {
         account.allow_negative_balance
             || self.available_minor(account)
                 + i128::from(
                     self.account_settings(account.account_id)
                         .overdraft_limit_minor,
                 )
-                >= i128::from(amount_minor)
+                >= amount_minor
     }
 
     /// Number of pending holds.
@@ -220,12 +231,19 @@ impl Ledger {
     /// Whether a record of this transaction id is held in memory (a lookup elsewhere is then
     /// not needed to decide a command of the id).
     pub fn holds_record(&self, transaction_id: u128) -> bool {
-        self.transfers.contains_key(&transaction_id) || self.credits.contains_key(&transaction_id)
+        self.transfers.contains_key(&transaction_id)
+            || self.credits.contains_key(&transaction_id)
+            || self.legs.contains_key(&transaction_id)
     }
 
-    /// Number of transfer and credit records held in memory.
+    /// Number of transfer, credit and multi-leg records held in memory.
     pub fn records_in_memory(&self) -> usize {
-        self.transfers.len() + self.credits.len()
+        self.transfers.len() + self.credits.len() + self.legs.len()
+    }
+
+    /// The multi-leg transfer decided here under this id, if held in memory.
+    pub fn legs_record(&self, transaction_id: &uuid::Uuid) -> Option<&LegsRecord> {
+        self.legs.get(&transaction_id.as_u128())
     }
 
     /// From now on, holds in memory only the records of transfers in flight (a settle needs
@@ -252,6 +270,7 @@ impl Ledger {
             .chain(self.expiries.iter().map(|(_, id)| id));
         self.transfers = live.map(|id| (*id, self.transfers[id].clone())).collect();
         self.credits.clear();
+        self.legs.clear();
     }
 
     /// The credit this (target) partition decided for a transaction id, if held in memory.
@@ -386,6 +405,16 @@ impl Ledger {
         previous
     }
 
+    /// Records a multi-leg transfer (never one decided before: `evolve` checks).
+    fn insert_legs(&mut self, record: LegsRecord) {
+        self.records.add(&legs_hash(&record));
+        self.transfers_count += 1;
+        if self.keep.0 {
+            self.legs
+                .insert(record.command.transaction_id.as_u128(), record);
+        }
+    }
+
     fn insert_credit(&mut self, record: CreditRecord) -> Option<CreditRecord> {
         self.records.add(&credit_hash(&record));
         let previous = if self.keep.0 {
@@ -490,6 +519,45 @@ fn transfer_rejection(state: &Ledger, transfer: &TransferCommand) -> Option<Reje
     }
     if !state.covers(from, transfer.amount_minor) {
         return Some(RejectReason::InsufficientFunds);
+    }
+    None
+}
+
+/// Why a multi-leg transfer must be rejected in `state`, with the index of the leg at fault,
+/// or `None` if every leg can move together. Each leg's accounts are checked in leg order as
+/// a transfer's are (open, then allowed to send and receive, then of the set's currency);
+/// then funds, once per account after all its legs, the accounts in order of their first
+/// debit (the leg named is that first debit). Shared by `decide` and `evolve`.
+fn legs_rejection(state: &Ledger, legs: &LegsCommand) -> Option<(u32, RejectReason)> {
+    let at = |index: usize| u32::try_from(index).expect("at most LEGS_MAX legs");
+    for (index, leg) in legs.legs.iter().enumerate() {
+        let Some(from) = state.account(&leg.from) else {
+            return Some((at(index), RejectReason::FromAccountNotFound));
+        };
+        let Some(to) = state.account(&leg.to) else {
+            return Some((at(index), RejectReason::ToAccountNotFound));
+        };
+        let refusal = sender_refusal(state, &leg.from)
+            .or_else(|| receiver_refusal(state, &leg.to))
+            .or_else(|| {
+                (from.currency != legs.currency || to.currency != legs.currency)
+                    .then_some(RejectReason::CurrencyMismatch)
+            });
+        if let Some(reason) = refusal {
+            return Some((at(index), reason));
+        }
+    }
+    let net = legs.net_by_account();
+    let mut checked = std::collections::BTreeSet::new();
+    for (index, leg) in legs.legs.iter().enumerate() {
+        if !checked.insert(leg.from.as_str()) {
+            continue;
+        }
+        let debit = -net[leg.from.as_str()];
+        let account = state.account(&leg.from).expect("checked open above");
+        if debit > 0 && !state.covers_minor(account, debit) {
+            return Some((at(index), RejectReason::InsufficientFunds));
+        }
     }
     None
 }
@@ -638,6 +706,7 @@ fn account_change_check(
 enum Found<'a> {
     Transfer(&'a TransferRecord),
     Credit(&'a CreditRecord),
+    Legs(&'a LegsRecord),
 }
 
 /// The record this partition holds for `transaction_id`: in memory, else stored.
@@ -648,9 +717,13 @@ fn find<'a>(state: &'a Ledger, stored: &'a impl Stored, transaction_id: u128) ->
     if let Some(record) = state.credits.get(&transaction_id) {
         return Some(Found::Credit(record));
     }
+    if let Some(record) = state.legs.get(&transaction_id) {
+        return Some(Found::Legs(record));
+    }
     match stored.record(transaction_id)? {
         Record::Transfer(record) => Some(Found::Transfer(record)),
         Record::Credit(record) => Some(Found::Credit(record)),
+        Record::Legs(record) => Some(Found::Legs(record)),
     }
 }
 
@@ -666,7 +739,7 @@ fn known_transfer(found: Option<Found>, transfer: &TransferCommand) -> Option<De
         {
             Decision::Reply(Outcome::Transfer(original.clone()))
         }
-        Found::Transfer(_) | Found::Credit(_) => {
+        Found::Transfer(_) | Found::Credit(_) | Found::Legs(_) => {
             Decision::Reply(Outcome::Conflict(Conflict::TransactionIdReused))
         }
     })
@@ -684,6 +757,8 @@ fn reused_credit(found: Option<Found>, transfer: &TransferCommand) -> Option<Dec
         Found::Credit(original) => original.meta,
         // This partition was the source of a transfer under this id.
         Found::Transfer(original) => original.meta,
+        // Or decided a multi-leg transfer under it.
+        Found::Legs(original) => original.meta,
     };
     Some(Decision::Reply(Outcome::Credit(CreditRecord {
         transfer: transfer.clone(),
@@ -702,6 +777,22 @@ fn assert_transfer_shape(transfer: &TransferCommand) {
             malformed.reason()
         );
     }
+}
+
+/// For `evolve`: a multi-leg event's command passed [`LegsCommand::shape`] in `decide` and
+/// named an id not recorded (in memory) before.
+fn assert_new_legs(state: &Ledger, legs: &LegsCommand) {
+    let id = legs.transaction_id;
+    if let Err((malformed, _)) = legs.shape() {
+        panic!(
+            "multi-leg transfer {id} in an event is malformed ({}); decide refuses such commands",
+            malformed.reason()
+        );
+    }
+    assert!(
+        !state.holds_record(id.as_u128()),
+        "a multi-leg event for known transaction id {id}"
+    );
 }
 
 fn malformed(malformed: Malformed) -> Decision {
@@ -910,7 +1001,7 @@ pub fn decide_with(
                     Found::Transfer(original) if same(original) => {
                         Outcome::Transfer(original.clone())
                     }
-                    Found::Transfer(_) | Found::Credit(_) => {
+                    Found::Transfer(_) | Found::Credit(_) | Found::Legs(_) => {
                         Outcome::Conflict(Conflict::TransactionIdReused)
                     }
                 });
@@ -1016,6 +1107,30 @@ pub fn decide_with(
                 _ => settled_hold_answer(record, &hold, false),
             }
         }
+        Command::TransferLegs(legs) => {
+            if let Err((error, _)) = legs.shape() {
+                return malformed(error);
+            }
+            match found(&legs.transaction_id) {
+                Some(Found::Legs(original)) if original.command == *legs => {
+                    return Decision::Reply(Outcome::Legs(original.clone()));
+                }
+                Some(_) => {
+                    return Decision::Reply(Outcome::Conflict(Conflict::TransactionIdReused));
+                }
+                None => {}
+            }
+            let legs = legs.clone();
+            Decision::Apply(match legs_rejection(state, &legs) {
+                None => Event::LegsCompleted { legs, meta },
+                Some((leg, reason)) => Event::LegsRejected {
+                    legs,
+                    leg,
+                    reason,
+                    meta,
+                },
+            })
+        }
         Command::Expire { transaction_id } => {
             let (record, hold) = match hold_of(found(transaction_id), None) {
                 Ok(found) => found,
@@ -1047,6 +1162,7 @@ fn hold_of<'a>(
             Some(hold) => Ok((record, *hold)),
             None => Err(HoldRefusal::NotAHold),
         },
+        Some(Found::Legs(_)) => Err(HoldRefusal::NotAHold),
         // A credit here is the target side of a transfer from another partition: no hold.
         Some(Found::Credit(_)) | None => Err(HoldRefusal::NotFound),
     }
@@ -1138,6 +1254,54 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
                 settlement: None,
             };
             state.insert_transfer(record);
+        }
+        Event::LegsCompleted { legs, meta } => {
+            assert_new_legs(state, &legs);
+            let id = legs.transaction_id;
+            assert_eq!(
+                legs_rejection(state, &legs),
+                None,
+                "LegsCompleted {id} cannot complete in this state"
+            );
+            // Double entry per leg: what leaves one account arrives in the other.
+            for leg in &legs.legs {
+                let amount_minor = i128::from(leg.amount_minor);
+                let (from_hash, to_hash) = (IdHash::of(&leg.from), IdHash::of(&leg.to));
+                move_balance(state, from_hash, &leg.from, -amount_minor);
+                move_balance(state, to_hash, &leg.to, amount_minor);
+            }
+            for account_id in legs.accounts() {
+                let account = state.account(account_id).expect("checked open");
+                let floor = -i128::from(state.account_settings(account_id).overdraft_limit_minor);
+                assert!(
+                    account.allow_negative_balance || state.available_minor(account) >= floor,
+                    "LegsCompleted {id} takes account {account_id:?} below its limit"
+                );
+            }
+            state.insert_legs(LegsRecord {
+                command: legs,
+                status: LegsStatus::Completed,
+                meta,
+            });
+        }
+        Event::LegsRejected {
+            legs,
+            leg,
+            reason,
+            meta,
+        } => {
+            assert_new_legs(state, &legs);
+            assert_eq!(
+                legs_rejection(state, &legs),
+                Some((leg, reason)),
+                "LegsRejected {} disagrees with the state it is applied to",
+                legs.transaction_id
+            );
+            state.insert_legs(LegsRecord {
+                command: legs,
+                status: LegsStatus::Rejected { leg, reason },
+                meta,
+            });
         }
         Event::TransferRejected {
             transfer,

@@ -9,16 +9,18 @@
 
 use std::collections::HashMap;
 
+use crate::domain::legs::LegsRecord;
 use crate::domain::{
     CreditRecord, Event, Hold, HoldState, Outcome, Settlement, TransferRecord, TransferStatus,
 };
 
 /// The record a partition keeps for a transaction id: one per id per partition (a transfer
-/// it was the source of, or a credit it was the target of, never both).
+/// it was the source of, a credit it was the target of, or a multi-leg transfer: only one).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Record {
     Transfer(TransferRecord),
     Credit(CreditRecord),
+    Legs(LegsRecord),
 }
 
 impl Record {
@@ -26,6 +28,7 @@ impl Record {
         match self {
             Record::Transfer(record) => record.transfer.transaction_id,
             Record::Credit(record) => record.transfer.transaction_id,
+            Record::Legs(record) => record.command.transaction_id,
         }
     }
 
@@ -34,6 +37,7 @@ impl Record {
         match self {
             Record::Transfer(record) => record.meta.index,
             Record::Credit(record) => record.meta.index,
+            Record::Legs(record) => record.meta.index,
         }
     }
 
@@ -49,6 +53,7 @@ impl Record {
         match outcome {
             Outcome::Transfer(record) => Some(Record::Transfer(record.clone())),
             Outcome::Credit(record) => Some(Record::Credit(record.clone())),
+            Outcome::Legs(record) => Some(Record::Legs(record.clone())),
             _ => None,
         }
     }

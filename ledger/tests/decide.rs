@@ -151,6 +151,9 @@ fn check(given: &[Command], when: Command, then: Decision) {
                 | Event::CreditRefused { transfer, .. } => {
                     Outcome::Credit(ledger.credit(&transfer.transaction_id).unwrap().clone())
                 }
+                Event::LegsCompleted { legs, .. } | Event::LegsRejected { legs, .. } => {
+                    Outcome::Legs(ledger.legs_record(&legs.transaction_id).unwrap().clone())
+                }
             };
             assert_eq!(outcome, expected);
             assert_ne!(
@@ -168,6 +171,7 @@ fn check(given: &[Command], when: Command, then: Decision) {
                         || record.status.hold().is_some()
                 ),
                 Outcome::Credit(record) => assert_eq!(record.meta, WHEN),
+                Outcome::Legs(record) => assert_eq!(record.meta, WHEN),
                 Outcome::Conflict(_)
                 | Outcome::Malformed(_)
                 | Outcome::Hold(_)

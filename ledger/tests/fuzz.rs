@@ -8,8 +8,8 @@
 
 use ledger::{
     ACCOUNT_ID_BYTES_MAX, AMOUNT_MINOR_MAX, Annotations, Command, CreditOutcome, Currency,
-    EntryMeta, IdError, Ledger, MoneyError, Record, RejectReason, TransferCommand, format_minor,
-    parse_amount, parse_transaction_id, validate_account_id,
+    EntryMeta, IdError, Ledger, Leg, LegsCommand, MoneyError, Record, RejectReason,
+    TransferCommand, format_minor, parse_amount, parse_transaction_id, validate_account_id,
 };
 use proptest::prelude::*;
 use std::collections::HashMap;
@@ -143,6 +143,32 @@ fn transfer_command() -> impl Strategy<Value = TransferCommand> {
         )
 }
 
+/// Any multi-leg transfer: legs made of the transfers' parts (so sets meet real accounts,
+/// repeat legs, pass money through an account), none at all, or more than the limit.
+fn legs_command() -> impl Strategy<Value = LegsCommand> {
+    (
+        transfer_command(),
+        prop_oneof![
+            8 => prop::collection::vec(transfer_command(), 1..5),
+            1 => Just(Vec::new()),
+            1 => prop::collection::vec(transfer_command(), ledger::LEGS_MAX + 1),
+        ],
+    )
+        .prop_map(|(first, parts)| LegsCommand {
+            transaction_id: first.transaction_id,
+            currency: first.currency,
+            legs: parts
+                .into_iter()
+                .map(|part| Leg {
+                    from: part.from,
+                    to: part.to,
+                    amount_minor: part.amount_minor,
+                })
+                .collect(),
+            annotations: first.annotations,
+        })
+}
+
 /// Mostly none; else any reference and metadata at all, within the limits or not, empty
 /// included (which only `None` may stand for).
 fn annotations() -> impl Strategy<Value = Option<Box<Annotations>>> {
@@ -189,6 +215,7 @@ fn any_command() -> impl Strategy<Value = Command> {
         transfer_command().prop_map(Command::Transfer),
         transfer_command().prop_map(Command::TransferOut),
         transfer_command().prop_map(Command::Credit),
+        legs_command().prop_map(Command::TransferLegs),
         (
             prop_oneof![1..6u128, any::<u128>()],
             prop_oneof![

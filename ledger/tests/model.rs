@@ -219,6 +219,7 @@ impl Model {
             | Command::ChangeAccount { .. } => {
                 unreachable!("tests/holds.rs covers holds and account changes")
             }
+            Command::TransferLegs(_) => unreachable!("tests/legs.rs covers multi-leg transfers"),
         }
     }
 }

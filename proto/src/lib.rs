@@ -27,6 +27,12 @@ pub const ERROR_DOMAIN: &str = "wallet.ledger";
 /// it for every SDK).
 pub const NO_FORWARD_METADATA: &str = "wallet-no-forward";
 
+/// `ErrorInfo` metadata marking a rejection an earlier log entry decided (`"true"`).
+pub const REPLAYED_METADATA: &str = "replayed";
+
+/// `ErrorInfo` metadata naming the leg (0-based index) a `TransferLegs` refusal is about.
+pub const LEG_METADATA: &str = "leg";
+
 /// Most transfers one `TransferBatch` call carries (the contract in `wallet.proto` says it
 /// too): the one definition, for the write node's check and the SDKs' batching.
 pub const TRANSFER_BATCH_MAX: usize = 1_024;

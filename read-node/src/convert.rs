@@ -142,12 +142,21 @@ pub fn transfer_update(row: &TransferRow) -> pb::TransferUpdate {
         TransferState::Expired => (pb::TransferState::Expired, pb::TransferStatus::Expired),
     };
     let (reference, metadata) = annotations_to_fields(row.annotations.as_deref());
+    // A multi-leg transfer shows its legs instead of one from, to and amount.
+    let multi_leg = !row.legs.is_empty();
+    let single = |text: &String| {
+        if multi_leg {
+            String::new()
+        } else {
+            text.clone()
+        }
+    };
     #[allow(deprecated)] // `state` is still filled for clients built before `status`
     pb::TransferUpdate {
         transaction_id: row.transaction_id.clone(),
-        from_account: row.from_account.clone(),
-        to_account: row.to_account.clone(),
-        amount: decimal(i128::from(row.amount_minor), &row.currency),
+        from_account: single(&row.from_account),
+        to_account: single(&row.to_account),
+        amount: single(&decimal(i128::from(row.amount_minor), &row.currency)),
         amount_minor: row.amount_minor,
         currency: row.currency.clone(),
         state: state as i32,
@@ -159,6 +168,17 @@ pub fn transfer_update(row: &TransferRow) -> pb::TransferUpdate {
         status: status as i32,
         reference,
         metadata,
+        legs: row
+            .legs
+            .iter()
+            .map(|leg| pb::TransferLeg {
+                from_account: leg.from_account.clone(),
+                to_account: leg.to_account.clone(),
+                amount: decimal(i128::from(leg.amount_minor), &row.currency),
+                currency: row.currency.clone(),
+            })
+            .collect(),
+        rejected_leg: row.rejected_leg,
     }
 }
 

@@ -48,6 +48,8 @@ const ROW_FORMAT_V1: u8 = 1;
 /// Balance rows with the account's lifecycle settings (status, overdraft limit); transfer
 /// rows with the transfer's annotations (reference, metadata).
 const ROW_FORMAT_V2: u8 = 2;
+/// Transfer rows with the legs of a multi-leg transfer.
+const ROW_FORMAT_V3: u8 = 3;
 const META_FORMAT: &[u8] = b"format";
 const META_PARTITIONS: &[u8] = b"partitions";
 const DB_FORMAT_V1: &[u8] = b"read-node-v1";
@@ -200,6 +202,61 @@ pub struct TransferRow {
     pub timestamp_ms: u64,
     /// The client's reference and metadata, as the first event of the transfer carried them.
     pub annotations: Option<Box<ledger::Annotations>>,
+    /// A multi-leg transfer's legs (empty for any other); its row's `from_account` is the
+    /// first leg's (which names the partition), `to_account` empty, `amount_minor` 0.
+    pub legs: Vec<LegRow>,
+    /// For a rejected multi-leg transfer, the first leg refused.
+    pub rejected_leg: Option<u32>,
+}
+
+/// One leg of a multi-leg transfer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegRow {
+    pub from_account: String,
+    pub to_account: String,
+    pub amount_minor: i64,
+}
+
+/// A transfer row as row format 2 stored it (before multi-leg transfers): read, never
+/// written.
+#[derive(Deserialize)]
+struct TransferRowV2 {
+    transaction_id: String,
+    source_partition: u32,
+    from_account: String,
+    to_account: String,
+    amount_minor: i64,
+    currency: String,
+    state: TransferState,
+    reject_reason: String,
+    version: u32,
+    partition: u32,
+    index: u64,
+    timestamp_ms: u64,
+    annotations: Option<Box<ledger::Annotations>>,
+}
+
+impl From<TransferRowV2> for TransferRow {
+    fn from(row: TransferRowV2) -> TransferRow {
+        TransferRow {
+            transaction_id: row.transaction_id,
+            source_partition: row.source_partition,
+            from_account: row.from_account,
+            to_account: row.to_account,
+            amount_minor: row.amount_minor,
+            currency: row.currency,
+            state: row.state,
+            reject_reason: row.reject_reason,
+            version: row.version,
+            partition: row.partition,
+            index: row.index,
+            timestamp_ms: row.timestamp_ms,
+            annotations: row.annotations,
+            // Legs came with row format 3.
+            legs: Vec::new(),
+            rejected_leg: None,
+        }
+    }
 }
 
 /// A transfer row as row format 1 stored it (before annotations): read, never written.
@@ -236,6 +293,8 @@ impl From<TransferRowV1> for TransferRow {
             timestamp_ms: row.timestamp_ms,
             // Annotations came with row format 2; no transfer of a format-1 row had any.
             annotations: None,
+            legs: Vec::new(),
+            rejected_leg: None,
         }
     }
 }
@@ -267,14 +326,22 @@ impl Row for BalanceRow {
 impl Row for HistoryRow {}
 
 impl Row for TransferRow {
-    const FORMAT: u8 = ROW_FORMAT_V2;
+    const FORMAT: u8 = ROW_FORMAT_V3;
 
     fn decode_older(version: u8, body: &[u8]) -> Option<anyhow::Result<Self>> {
-        (version == ROW_FORMAT_V1).then(|| {
-            postcard::from_bytes::<TransferRowV1>(body)
-                .map(TransferRow::from)
-                .context("row is corrupt")
-        })
+        match version {
+            ROW_FORMAT_V1 => Some(
+                postcard::from_bytes::<TransferRowV1>(body)
+                    .map(TransferRow::from)
+                    .context("row is corrupt"),
+            ),
+            ROW_FORMAT_V2 => Some(
+                postcard::from_bytes::<TransferRowV2>(body)
+                    .map(TransferRow::from)
+                    .context("row is corrupt"),
+            ),
+            _ => None,
+        }
     }
 }
 
@@ -686,7 +753,45 @@ mod tests {
             index: 1,
             timestamp_ms: 1,
             annotations: None,
+            legs: Vec::new(),
+            rejected_leg: None,
         }
+    }
+
+    /// Transfer rows written before multi-leg transfers (row format 2) are still read, as
+    /// rows without legs; new rows are written in format 3 with their legs.
+    #[test]
+    fn transfer_rows_of_format_2_are_read_and_legs_travel_in_format_3() {
+        let mut written = row("00000000-0000-0000-0000-0000000000aa", 0);
+        let mut format_2 = vec![ROW_FORMAT_V2];
+        format_2.extend(
+            postcard::to_stdvec(&(
+                &written.transaction_id,
+                written.source_partition,
+                &written.from_account,
+                &written.to_account,
+                written.amount_minor,
+                &written.currency,
+                &written.state,
+                &written.reject_reason,
+                written.version,
+                written.partition,
+                written.index,
+                written.timestamp_ms,
+                &written.annotations,
+            ))
+            .unwrap(),
+        );
+        assert_eq!(decode::<TransferRow>(&format_2).unwrap(), written);
+        written.legs = vec![LegRow {
+            from_account: "a".into(),
+            to_account: "b".into(),
+            amount_minor: 3,
+        }];
+        written.rejected_leg = Some(0);
+        let bytes = encode(&written);
+        assert_eq!(bytes[0], ROW_FORMAT_V3);
+        assert_eq!(decode::<TransferRow>(&bytes).unwrap(), written);
     }
 
     #[test]

@@ -24,9 +24,9 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, bail, ensure};
 use proto::v1::ledger_event::Event as PbEvent;
-use proto::v1::{LedgerEvent, TransferAnnotations};
+use proto::v1::{LedgerEvent, LegMoved, TransferAnnotations};
 
-use crate::db::{BalanceRow, HistoryRow, TransferRow, TransferState};
+use crate::db::{BalanceRow, HistoryRow, LegRow, TransferRow, TransferState};
 
 /// Where a block sits in the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +79,7 @@ pub struct FoldOutput {
 }
 
 /// The identity of a transfer as its events carry it.
+#[derive(Clone, Copy)]
 struct TransferFacts<'a> {
     transaction_id: &'a str,
     from_account: &'a str,
@@ -87,6 +88,27 @@ struct TransferFacts<'a> {
     currency: &'a str,
     /// What the event carried (only events that carry the whole transfer do).
     annotations: Option<&'a TransferAnnotations>,
+}
+
+/// A multi-leg transfer's identity for its row: keyed by its first leg's `from` (the
+/// partition every account of it is in), no single `to` or amount.
+fn legs_facts<'a>(
+    transaction_id: &'a str,
+    currency: &'a str,
+    legs: &'a [LegMoved],
+    annotations: Option<&'a TransferAnnotations>,
+) -> anyhow::Result<TransferFacts<'a>> {
+    let first = legs
+        .first()
+        .with_context(|| format!("multi-leg transfer {transaction_id} without legs"))?;
+    Ok(TransferFacts {
+        transaction_id,
+        from_account: &first.from_account,
+        to_account: "",
+        amount_minor: 0,
+        currency,
+        annotations,
+    })
 }
 
 impl TransferRow {
@@ -286,6 +308,43 @@ impl<R: Rows> Folder<'_, R> {
                 self.hold_amount(&row.facts(), -i128::from(row.amount_minor))?;
                 self.set_transfer_state(&row.facts(), TransferState::Expired, "")
             }
+            // A multi-leg transfer: every leg's debit and credit in leg order (history rows
+            // in that order), each account checked against its limit after all of them, then
+            // one transfer row with the legs, keyed by the first leg's `from` (this partition).
+            PbEvent::LegsCompleted(completed) => {
+                let facts = legs_facts(
+                    &completed.transaction_id,
+                    &completed.currency,
+                    &completed.legs,
+                    completed.annotations.as_ref(),
+                )?;
+                for leg in &completed.legs {
+                    let leg_facts = TransferFacts {
+                        from_account: &leg.from_account,
+                        to_account: &leg.to_account,
+                        amount_minor: leg.amount_minor,
+                        ..facts
+                    };
+                    let amount = i128::from(leg.amount_minor);
+                    self.shift_balance(&leg_facts, &leg.from_account, -amount, &leg.to_account)?;
+                    self.shift_balance(&leg_facts, &leg.to_account, amount, &leg.from_account)?;
+                }
+                for leg in &completed.legs {
+                    self.check_floor(&leg.from_account)?;
+                }
+                self.set_transfer_state(&facts, TransferState::Completed, "")?;
+                self.set_legs(&facts, &completed.legs, None)
+            }
+            PbEvent::LegsRejected(rejected) => {
+                let facts = legs_facts(
+                    &rejected.transaction_id,
+                    &rejected.currency,
+                    &rejected.legs,
+                    rejected.annotations.as_ref(),
+                )?;
+                self.set_transfer_state(&facts, TransferState::Rejected, &rejected.reason)?;
+                self.set_legs(&facts, &rejected.legs, Some(rejected.leg))
+            }
             // Lifecycle changes move no money: the row's settings change (no sequence, no
             // history row), so later debits are checked against the account's limit.
             PbEvent::AccountChanged(changed) => {
@@ -300,6 +359,39 @@ impl<R: Rows> Folder<'_, R> {
                 Ok(())
             }
         }
+    }
+
+    /// Puts a multi-leg transfer's legs (and its first refused leg) on the row
+    /// `set_transfer_state` just wrote for it.
+    fn set_legs(
+        &mut self,
+        facts: &TransferFacts<'_>,
+        legs: &[LegMoved],
+        rejected_leg: Option<u32>,
+    ) -> anyhow::Result<()> {
+        let key = (facts.transaction_id.to_owned(), self.at.partition);
+        let row = self
+            .out
+            .transfers
+            .get_mut(&key)
+            .context("the multi-leg transfer's row was just written")?;
+        row.legs = legs
+            .iter()
+            .map(|leg| LegRow {
+                from_account: leg.from_account.clone(),
+                to_account: leg.to_account.clone(),
+                amount_minor: leg.amount_minor,
+            })
+            .collect();
+        row.rejected_leg = rejected_leg;
+        let row = row.clone();
+        let change = self
+            .out
+            .transfer_changes
+            .last_mut()
+            .context("the multi-leg transfer's change was just written")?;
+        *change = row;
+        Ok(())
     }
 
     fn transfer(
@@ -392,6 +484,33 @@ impl<R: Rows> Folder<'_, R> {
         delta_minor: i128,
         counterparty: &str,
     ) -> anyhow::Result<()> {
+        self.shift_balance(transfer, account_id, delta_minor, counterparty)?;
+        self.check_floor(account_id)
+    }
+
+    /// That the account is not below its overdraft limit (after a change, or after all of a
+    /// multi-leg transfer's, whose funds the ledger checks once per account).
+    fn check_floor(&self, account_id: &str) -> anyhow::Result<()> {
+        let row = self
+            .balance(account_id)?
+            .with_context(|| format!("unknown account {account_id:?}"))?;
+        let floor = -i128::from(row.settings.overdraft_limit_minor);
+        ensure!(
+            row.allow_negative_balance || row.balance_minor >= floor,
+            "account {account_id:?} would go below its overdraft limit: the event log and the \
+             fold disagree"
+        );
+        Ok(())
+    }
+
+    /// [`Folder::move_balance`] without the overdraft check.
+    fn shift_balance(
+        &mut self,
+        transfer: &TransferFacts<'_>,
+        account_id: &str,
+        delta_minor: i128,
+        counterparty: &str,
+    ) -> anyhow::Result<()> {
         let mut row = self
             .balance(account_id)?
             .with_context(|| format!("transfer moves money of unknown account {account_id:?}"))?;
@@ -403,12 +522,6 @@ impl<R: Rows> Folder<'_, R> {
         );
         let at = self.at;
         row.balance_minor += delta_minor;
-        let floor = -i128::from(row.settings.overdraft_limit_minor);
-        ensure!(
-            row.allow_negative_balance || row.balance_minor >= floor,
-            "account {account_id:?} would go below its overdraft limit: the event log and the \
-             fold disagree"
-        );
         row.sequence += 1;
         row.touched_index = at.index;
         row.partition = at.partition;
@@ -491,6 +604,9 @@ impl<R: Rows> Folder<'_, R> {
                 Some(previous) => previous.annotations,
                 None => event_codec::pb::annotations_from_pb(transfer.annotations),
             },
+            // A multi-leg transfer's are set by `set_legs`, in its only state.
+            legs: Vec::new(),
+            rejected_leg: None,
         };
         self.out.transfer_changes.push(row.clone());
         self.out
@@ -984,6 +1100,8 @@ mod tests {
             index: 1,
             timestamp_ms: 1,
             annotations: None,
+            legs: Vec::new(),
+            rejected_leg: None,
         };
         let pick = |rows: Vec<TransferRow>| {
             let forward = preferred_transfer(rows.clone()).map(|row| row.source_partition);

@@ -459,6 +459,22 @@ enum TransferCommand {
         /// Transaction id (UUID).
         id: Uuid,
     },
+    /// Move money along every leg or along none (a multi-leg transfer), e.g.
+    /// `--leg alice bob 10.00 --leg alice carol 5.00 --currency USD`.
+    Legs {
+        /// A leg: the account to debit, the account to credit, the amount in major units;
+        /// repeat for each leg (1 to 64, in order).
+        #[arg(long = "leg", num_args = 3, value_names = ["FROM", "TO", "AMOUNT"], required = true)]
+        legs: Vec<String>,
+        /// ISO 4217 currency code of every leg.
+        #[arg(long)]
+        currency: String,
+        /// Transaction id (UUID) for idempotent retries; a new one is generated when absent.
+        #[arg(long)]
+        id: Option<Uuid>,
+        #[command(flatten)]
+        annotations: Annotations,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -783,6 +799,43 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
                     transaction_id: Some(id),
                 })?;
             out.transfer(&transfer);
+            Ok(())
+        }
+        Command::Transfer(TransferArgs {
+            command:
+                Some(TransferCommand::Legs {
+                    legs,
+                    currency,
+                    id,
+                    annotations,
+                }),
+            ..
+        }) => {
+            let client = connect(endpoints, &access).await?;
+            let id = id.unwrap_or_else(new_transaction_id);
+            let request = proto::v1::TransferLegsRequest {
+                transaction_id: id.hyphenated().to_string(),
+                legs: legs
+                    .chunks(3)
+                    .map(|leg| proto::v1::TransferLeg {
+                        from_account: leg[0].clone(),
+                        to_account: leg[1].clone(),
+                        amount: leg[2].clone(),
+                        currency: currency.clone(),
+                    })
+                    .collect(),
+                reference: annotations.reference,
+                metadata: annotations.metadata.into_iter().collect(),
+            };
+            let response =
+                client
+                    .transfer_legs(request)
+                    .await
+                    .map_err(|error| Failure::Wallet {
+                        error,
+                        transaction_id: Some(id),
+                    })?;
+            out.transfer_done(&response);
             Ok(())
         }
         Command::Transfer(TransferArgs { command: None, new }) => {

@@ -155,6 +155,12 @@ impl Output {
                     "consistency_token": transfer.consistency_token,
                     "reference": transfer.reference,
                     "metadata": transfer.metadata,
+                    "legs": transfer.legs.iter().map(|leg| json!({
+                        "from_account": leg.from_account,
+                        "to_account": leg.to_account,
+                        "amount": leg.amount,
+                    })).collect::<Vec<_>>(),
+                    "rejected_leg": transfer.rejected_leg,
                 }
             }));
         } else {
@@ -174,6 +180,17 @@ impl Output {
                 transfer.committed_at_unix_ms,
                 transfer.consistency_token
             );
+            for (index, leg) in transfer.legs.iter().enumerate() {
+                let refused = if transfer.rejected_leg == Some(index as u32) {
+                    "  (refused)"
+                } else {
+                    ""
+                };
+                println!(
+                    "  leg {index}  {} -> {}  {} {}{refused}",
+                    leg.from_account, leg.to_account, leg.amount, leg.currency
+                );
+            }
             if !transfer.reference.is_empty() {
                 println!("  reference {}", transfer.reference);
             }
@@ -301,6 +318,9 @@ impl Output {
         if let Some(field) = error.field() {
             eprintln!("  field: {field}");
         }
+        if let Some(leg) = error.leg() {
+            eprintln!("  leg: {leg}");
+        }
         if let Some(id) = transaction_id {
             eprintln!("  transaction id: {id}");
         }
@@ -388,6 +408,7 @@ fn error_json(error: &Error) -> Value {
         "reason": error.reason(),
         "message": error.message(),
         "field": error.field(),
+        "leg": error.leg(),
         "definite": error.is_definite(),
     })
 }

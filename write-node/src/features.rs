@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The level of this release: what it can decode.
-pub const FEATURE_LEVEL: u32 = Feature::AccountAnnotations as u32;
+pub const FEATURE_LEVEL: u32 = Feature::MultiLeg as u32;
 
 /// A feature a call may need, by the level that brought it. Release 0.1.0 announced nothing
 /// (level 0) and had holds and everything before them.
@@ -32,6 +32,8 @@ pub enum Feature {
     /// Accounts opened with a reference or metadata (the opening in the annotated layout,
     /// snapshots of state format 7).
     AccountAnnotations = 3,
+    /// Multi-leg transfers (`Command::TransferLegs`, their events and records).
+    MultiLeg = 4,
 }
 
 impl Feature {

@@ -139,6 +139,19 @@ impl Forwarder {
             .map_err(|status| forward_failed(leader, status))
     }
 
+    pub async fn transfer_legs(
+        &self,
+        leader: u64,
+        hop: &Hop,
+        request: pb::TransferLegsRequest,
+    ) -> Result<TransferResponse, Status> {
+        let mut client = self.client(leader);
+        let answer = client.transfer_legs(self.request(hop, request)).await;
+        answer
+            .map(tonic::Response::into_inner)
+            .map_err(|status| forward_failed(leader, status))
+    }
+
     pub async fn open_account(
         &self,
         leader: u64,

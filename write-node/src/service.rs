@@ -24,8 +24,9 @@ use std::sync::Arc;
 use event_codec::pb::{annotations_from_fields, annotations_to_fields};
 use futures::stream::FuturesUnordered;
 use ledger::{
-    AccountChange, Command, Currency, EntryMeta, Hold, HoldRefusal, HoldState, Malformed, Outcome,
-    RejectReason, TransferCommand, TransferRecord, TransferStatus, partition_of,
+    AccountChange, Command, Currency, EntryMeta, Hold, HoldRefusal, HoldState, Leg, LegsCommand,
+    LegsRecord, LegsStatus, Malformed, Outcome, RejectReason, TransferCommand, TransferRecord,
+    TransferStatus, partition_of,
 };
 use proto::v1::cluster_service_server::ClusterService;
 use proto::v1::wallet_service_server::WalletService;
@@ -126,7 +127,7 @@ fn denied(denied: Denied) -> ApiError {
 
 /// The ErrorInfo metadata key that marks a rejection an earlier entry decided (`"true"`), as
 /// `TransferResponse.replayed` marks a success.
-const REPLAYED_METADATA: &str = "replayed";
+use proto::REPLAYED_METADATA;
 
 /// Whether an earlier log entry decided the transfer this entry found: a final record whose
 /// deciding index is not this entry's. A transfer found in flight is not a replay (this call
@@ -439,6 +440,37 @@ impl Api {
             other => unreachable!("a transfer command has a transfer outcome, not {other:?}"),
         }
     }
+    /// A multi-leg transfer as it arrives: checked, its accounts in one partition (else
+    /// LEGS_SPAN_PARTITIONS), then forwarded to that partition's leader, or authorized (each
+    /// debited account as a transfer's `from`) and decided here, in one entry.
+    async fn transfer_legs_edge(
+        &self,
+        hop: &Hop,
+        caller: Option<&Caller>,
+        request: pb::TransferLegsRequest,
+    ) -> Result<TransferResponse, WriteError> {
+        let command = validate_legs(&request)?;
+        let partition = legs_partition(&command, self.shared.partitions)?;
+        if let Some(leader) = self.forward_to(hop, partition) {
+            self.require(Some(Feature::MultiLeg), Some(leader)).await?;
+            let forwarded = self.shared.forwarder.transfer_legs(leader, hop, request);
+            return forwarded.await.map_err(WriteError::Leader);
+        }
+        self.require(Some(Feature::MultiLeg), None).await?;
+        let mut authorized = std::collections::BTreeSet::new();
+        for (index, leg) in command.legs.iter().enumerate() {
+            if authorized.insert(leg.from.as_str()) {
+                self.authorize_debit(caller, &leg.from)
+                    .await
+                    .map_err(|error| at_leg(error, index))?;
+            }
+        }
+        let applied = self
+            .propose(partition, Command::TransferLegs(command))
+            .await?;
+        Ok(legs_answer(&applied)?)
+    }
+
     /// One transfer of a SubmitTransfers stream or a TransferBatch, in its own span.
     #[tracing::instrument(level = "debug", name = "submit_transfer", skip_all, fields(transaction_id = %request.transaction_id))]
     async fn transfer_result(
@@ -1048,6 +1080,165 @@ pub fn account_to_pb(
     }
 }
 
+/// The answer to a multi-leg transfer's entry: "success" with the entry's position, or the
+/// recorded rejection (the leg in the `leg` metadata), `replayed` when an earlier entry
+/// decided it.
+fn legs_answer(applied: &Applied) -> Result<TransferResponse, ApiError> {
+    match &applied.outcome {
+        Outcome::Legs(record) => {
+            let replayed = record.meta.index != applied.index;
+            match record.status {
+                LegsStatus::Completed => Ok(TransferResponse {
+                    status: "success".into(),
+                    transaction_id: record.command.transaction_id.hyphenated().to_string(),
+                    consistency_token: proto::token::format(&[(
+                        applied.partition,
+                        record.meta.index,
+                    )]),
+                    replayed,
+                }),
+                LegsStatus::Rejected { leg, reason } => {
+                    let mut error = at_leg(ApiError::rejected(reason), leg as usize);
+                    if replayed {
+                        error.metadata.push((REPLAYED_METADATA, "true".into()));
+                    }
+                    Err(error)
+                }
+            }
+        }
+        Outcome::Conflict(conflict) => Err(ApiError::conflict(*conflict)),
+        Outcome::Malformed(malformed) => Err(ApiError::malformed(*malformed)),
+        other => unreachable!("a multi-leg transfer has a multi-leg outcome, not {other:?}"),
+    }
+}
+
+/// `error`, about the leg at `index`.
+fn at_leg(mut error: ApiError, index: usize) -> ApiError {
+    error
+        .metadata
+        .push((proto::LEG_METADATA, index.to_string()));
+    error
+}
+
+/// Checks a multi-leg transfer at the edge: the id, 1 to `LEGS_MAX` legs, each leg's
+/// accounts, currency and amount as a transfer's (field `legs`, the leg's index in the `leg`
+/// metadata), one currency for all (MIXED_CURRENCIES), no repeated leg, the annotations.
+pub fn validate_legs(request: &pb::TransferLegsRequest) -> Result<LegsCommand, ApiError> {
+    let transaction_id = ledger::parse_transaction_id(&request.transaction_id)
+        .map_err(|error| ApiError::from_id("transaction_id", &error))?;
+    if !(1..=ledger::LEGS_MAX).contains(&request.legs.len()) {
+        return Err(ApiError::malformed(Malformed::LegsOutOfRange));
+    }
+    let mut currency = None;
+    let mut legs = Vec::with_capacity(request.legs.len());
+    for (index, leg) in request.legs.iter().enumerate() {
+        let checked = (|| {
+            ledger::validate_account_id(&leg.from_account)
+                .map_err(|error| ApiError::from_id("legs", &error))?;
+            ledger::validate_account_id(&leg.to_account)
+                .map_err(|error| ApiError::from_id("legs", &error))?;
+            let leg_currency = Currency::parse(&leg.currency)
+                .map_err(|error| ApiError::from_money("legs", &error))?;
+            if *currency.get_or_insert(leg_currency) != leg_currency {
+                return Err(ApiError::invalid(
+                    "legs",
+                    "MIXED_CURRENCIES",
+                    "every leg of a multi-leg transfer is in the same currency",
+                ));
+            }
+            let amount_minor = ledger::parse_amount(&leg.amount, leg_currency)
+                .map_err(|error| ApiError::from_money("legs", &error))?;
+            Ok(Leg {
+                from: leg.from_account.clone(),
+                to: leg.to_account.clone(),
+                amount_minor,
+            })
+        })();
+        legs.push(checked.map_err(|error| at_leg(error, index))?);
+    }
+    let command = LegsCommand {
+        transaction_id,
+        currency: currency.expect("at least one leg"),
+        legs,
+        annotations: checked_annotations(&request.reference, &request.metadata)?,
+    };
+    command.shape().map_err(|(malformed, leg)| {
+        let error = ApiError::malformed(malformed);
+        match leg {
+            // A leg's own fault names the leg, in the field every leg error names.
+            Some(index) => at_leg(
+                ApiError {
+                    field: Some("legs"),
+                    ..error
+                },
+                index,
+            ),
+            None => error,
+        }
+    })?;
+    Ok(command)
+}
+
+/// The one partition every account of a multi-leg transfer is in, or FAILED_PRECONDITION /
+/// LEGS_SPAN_PARTITIONS naming the first leg with an account elsewhere.
+fn legs_partition(command: &LegsCommand, partitions: u32) -> Result<u32, ApiError> {
+    let home = partition_of(&command.legs[0].from, partitions);
+    let elsewhere = command.legs.iter().position(|leg| {
+        partition_of(&leg.from, partitions) != home || partition_of(&leg.to, partitions) != home
+    });
+    match elsewhere {
+        None => Ok(home),
+        Some(index) => Err(at_leg(
+            ApiError::new(
+                Code::FailedPrecondition,
+                "LEGS_SPAN_PARTITIONS",
+                format!(
+                    "the accounts of a multi-leg transfer must all be in one partition of the \
+                     cluster's {partitions} (leg {index} has one in another); a set across \
+                     partitions is not supported yet"
+                ),
+            ),
+            index,
+        )),
+    }
+}
+
+/// A multi-leg transfer's record as the API shows it: `legs` set, `from_account`,
+/// `to_account` and `amount` empty.
+pub fn legs_to_pb(record: &LegsRecord, partition: u32) -> pb::Transfer {
+    use pb::TransferStatus as Status;
+    let command = &record.command;
+    let (reference, metadata) = annotations_to_fields(command.annotations.as_deref());
+    let (status, reject_reason, rejected_leg) = match record.status {
+        LegsStatus::Completed => (Status::Completed, String::new(), None),
+        LegsStatus::Rejected { leg, reason } => {
+            (Status::Rejected, reason.reason().to_owned(), Some(leg))
+        }
+    };
+    pb::Transfer {
+        transaction_id: command.transaction_id.hyphenated().to_string(),
+        currency: command.currency.code().to_owned(),
+        status: status as i32,
+        reject_reason,
+        committed_at_unix_ms: record.meta.timestamp_ms,
+        consistency_token: proto::token::format(&[(partition, record.meta.index)]),
+        reference,
+        metadata,
+        legs: command
+            .legs
+            .iter()
+            .map(|leg| pb::TransferLeg {
+                from_account: leg.from.clone(),
+                to_account: leg.to.clone(),
+                amount: ledger::format_minor(i128::from(leg.amount_minor), command.currency),
+                currency: command.currency.code().to_owned(),
+            })
+            .collect(),
+        rejected_leg,
+        ..pb::Transfer::default()
+    }
+}
+
 pub fn transfer_to_pb(record: &TransferRecord, partitions: u32) -> pb::Transfer {
     use pb::TransferStatus as Status;
     let (reference, metadata) = annotations_to_fields(record.transfer.annotations.as_deref());
@@ -1098,6 +1289,8 @@ pub fn transfer_to_pb(record: &TransferRecord, partitions: u32) -> pb::Transfer 
         hold,
         reference,
         metadata,
+        legs: Vec::new(),
+        rejected_leg: None,
     }
 }
 
@@ -1123,6 +1316,18 @@ impl WalletService for Api {
         Ok(Response::new(OpenAccountResponse {
             account: Some(account),
         }))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(transaction_id = %request.get_ref().transaction_id))]
+    async fn transfer_legs(
+        &self,
+        request: Request<pb::TransferLegsRequest>,
+    ) -> Result<Response<TransferResponse>, Status> {
+        let (hop, caller) = (Hop::of(request.metadata()), caller_of(&request));
+        let response = self
+            .transfer_legs_edge(&hop, caller.as_ref(), request.into_inner())
+            .await?;
+        Ok(Response::new(response))
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(transaction_id = %request.get_ref().transaction_id))]
@@ -1344,7 +1549,9 @@ impl WalletService for Api {
                 format!("account {:?} does not exist", request.account_id),
             )
             .into()),
-            QueryAnswer::Transfer(_) => unreachable!("an account query has an account answer"),
+            QueryAnswer::Transfer(_) | QueryAnswer::Record(_) => {
+                unreachable!("an account query has an account answer")
+            }
         }
     }
 
@@ -1362,20 +1569,47 @@ impl WalletService for Api {
             let answer = self
                 .shared
                 .store
-                .read(partition, Query::Transfer(transaction_id))
+                .read(partition, Query::Record(transaction_id))
                 .await;
             (partition, answer)
         });
         let mut records = Vec::new();
+        let mut legs = Vec::new();
         for (partition, answer) in futures::future::join_all(reads).await {
             let answer = answer.map_err(|error| self.store_error(error))?;
-            if let QueryAnswer::Transfer(Some(record)) = answer.answer {
-                records.push((partition, record));
+            match answer.answer {
+                QueryAnswer::Record(Some(ledger::Record::Transfer(record))) => {
+                    records.push((partition, record))
+                }
+                QueryAnswer::Record(Some(ledger::Record::Legs(record))) => {
+                    legs.push((partition, record))
+                }
+                _ => {}
             }
         }
-        match ledger::first_transfer_record(records) {
-            Some(record) => Ok(Response::new(GetTransferResponse {
-                transfer: Some(transfer_to_pb(&record, self.shared.partitions)),
+        // A multi-leg transfer ranks as a transfer that was not refused as reused would.
+        let transfer = ledger::first_transfer_record(records).map(|record| {
+            let source = partition_of(&record.transfer.from, self.shared.partitions);
+            let reused =
+                record.status == TransferStatus::Rejected(RejectReason::TransactionIdReused);
+            (
+                ledger::transfer_answer_rank(source, reused),
+                transfer_to_pb(&record, self.shared.partitions),
+            )
+        });
+        let legs = legs.into_iter().map(|(partition, record)| {
+            (
+                ledger::transfer_answer_rank(partition, false),
+                legs_to_pb(&record, partition),
+            )
+        });
+        match transfer
+            .into_iter()
+            .chain(legs)
+            .min_by_key(|(rank, _)| *rank)
+        {
+            Some((_, transfer)) => Ok(Response::new(GetTransferResponse {
+                transfer: Some(transfer),
             })),
             None => Err(ApiError::not_found(
                 "transaction_id",

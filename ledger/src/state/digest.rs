@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::{AccountRef, Ledger};
 use crate::annotations::Annotations;
+use crate::domain::legs::{LegsRecord, LegsStatus};
 use crate::domain::{
     AccountSettings, AccountStatus, CreditOutcome, CreditRecord, EntryMeta, Hold, HoldState,
     RejectReason, TransferCommand, TransferRecord, TransferStatus,
@@ -30,7 +31,10 @@ impl Ledger {
     ///                                              -- outflow sorted by currency code
     /// record_sum = sum mod 2^256 (little-endian) of BLAKE3(record) over every record
     /// record   = u8 0, account | u8 1, transfer | u8 2, credit | u8 3, settings
-    ///          | u8 4, account_annotations
+    ///          | u8 4, account_annotations | u8 5, legs
+    /// legs     = [u8; 16] transaction_id, currency, u64 count, (str from, str to,
+    ///            i64 amount_minor)*, u8 0 | u8 1, annotations,
+    ///            u8 0 (Completed) | u8 1, u32 leg, reason (Rejected), meta
     /// account_annotations = str account_id, annotations  -- only accounts opened with some
     /// annotations = str reference, u64 entries, (str key, str value)*   -- sorted by key
     /// settings = str account_id, u8 status (0 Active | 1 Frozen | 2 Closed),
@@ -109,6 +113,9 @@ impl Ledger {
         for record in self.credits.values() {
             recomputed.records.add(&credit_hash(record));
         }
+        for record in self.legs.values() {
+            recomputed.records.add(&legs_hash(record));
+        }
         for (account_id, settings) in &self.settings {
             recomputed
                 .records
@@ -165,6 +172,7 @@ const RECORD_TRANSFER: u8 = 1;
 const RECORD_CREDIT: u8 = 2;
 const RECORD_SETTINGS: u8 = 3;
 const RECORD_ACCOUNT_ANNOTATIONS: u8 = 4;
+const RECORD_LEGS: u8 = 5;
 
 pub(super) fn account_hash(account: AccountRef) -> [u8; 32] {
     let mut encoder = Encoder::new();
@@ -184,6 +192,38 @@ pub(super) fn credit_hash(record: &CreditRecord) -> [u8; 32] {
     let mut encoder = Encoder::new();
     encoder.update(&[RECORD_CREDIT]);
     hash_credit_record(&mut encoder, record);
+    encoder.finalize()
+}
+
+/// The hash of a multi-leg transfer's record.
+pub(super) fn legs_hash(record: &LegsRecord) -> [u8; 32] {
+    let mut encoder = Encoder::new();
+    encoder.update(&[RECORD_LEGS]);
+    let command = &record.command;
+    encoder.update(command.transaction_id.as_bytes());
+    hash_currency(&mut encoder, command.currency);
+    encoder.update(&encode_len(command.legs.len()));
+    for leg in &command.legs {
+        hash_str(&mut encoder, &leg.from);
+        hash_str(&mut encoder, &leg.to);
+        encoder.update(&leg.amount_minor.to_le_bytes());
+    }
+    match &command.annotations {
+        None => encoder.update(&[0]),
+        Some(annotations) => {
+            encoder.update(&[1]);
+            hash_annotations(&mut encoder, annotations);
+        }
+    }
+    match record.status {
+        LegsStatus::Completed => encoder.update(&[0]),
+        LegsStatus::Rejected { leg, reason } => {
+            encoder.update(&[1]);
+            encoder.update(&leg.to_le_bytes());
+            encoder.update(&[reject_reason_tag(reason)]);
+        }
+    }
+    hash_meta(&mut encoder, record.meta);
     encoder.finalize()
 }
 

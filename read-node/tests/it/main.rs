@@ -9,6 +9,7 @@ mod grpc_web;
 mod harness;
 mod holds;
 mod id_reuse;
+mod legs;
 mod listing;
 mod metrics;
 mod overload;

@@ -108,6 +108,9 @@ pub struct Applied {
 pub enum Query {
     Account(String),
     Transfer(uuid::Uuid),
+    /// The record a source keeps for the id: a transfer's (or hold's) or a multi-leg
+    /// transfer's; not a credit's.
+    Record(uuid::Uuid),
 }
 
 #[derive(Clone, Debug)]
@@ -115,6 +118,7 @@ pub enum QueryAnswer {
     /// The account and what pending holds reserve on it.
     Account(Option<(Account, i128)>),
     Transfer(Option<TransferRecord>),
+    Record(Option<ledger::Record>),
 }
 
 /// A read's answer and the applied index it reflects.

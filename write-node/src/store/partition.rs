@@ -284,11 +284,29 @@ impl Partition {
         db: &Db,
         transaction_id: &uuid::Uuid,
     ) -> anyhow::Result<Option<ledger::TransferRecord>> {
+        Ok(match self.source_record(db, transaction_id)? {
+            Some(Record::Transfer(record)) => Some(record),
+            _ => None,
+        })
+    }
+
+    /// The record this partition keeps as a source for the id (a transfer's, a hold's, a
+    /// multi-leg transfer's; not a credit's) as of the applied index: in memory, else on disk.
+    fn source_record(
+        &self,
+        db: &Db,
+        transaction_id: &uuid::Uuid,
+    ) -> anyhow::Result<Option<Record>> {
         if let Some(record) = self.ledger.transfer(transaction_id) {
-            return Ok(Some(record.clone()));
+            return Ok(Some(Record::Transfer(record.clone())));
+        }
+        if let Some(record) = self.ledger.legs_record(transaction_id) {
+            return Ok(Some(Record::Legs(record.clone())));
         }
         Ok(match db.record(self.id, transaction_id.as_u128())? {
-            Some(Record::Transfer(record)) if record.meta.index <= self.applied_index => {
+            Some(record @ (Record::Transfer(_) | Record::Legs(_)))
+                if record.created_at() <= self.applied_index =>
+            {
                 Some(record)
             }
             _ => None,
@@ -313,9 +331,17 @@ impl Partition {
                         .account_view(&account_id)
                         .map(|account| (account, self.ledger.held_minor(&account_id))),
                 ),
-                Query::Transfer(transaction_id) => {
-                    match self.transfer_record(db, &transaction_id) {
-                        Ok(record) => QueryAnswer::Transfer(record),
+                Query::Transfer(transaction_id) | Query::Record(transaction_id) => {
+                    let found = match query {
+                        Query::Transfer(_) => self
+                            .transfer_record(db, &transaction_id)
+                            .map(QueryAnswer::Transfer),
+                        _ => self
+                            .source_record(db, &transaction_id)
+                            .map(QueryAnswer::Record),
+                    };
+                    match found {
+                        Ok(answer) => answer,
                         Err(error) => {
                             tracing::error!(
                                 partition = self.id,

@@ -37,7 +37,7 @@ const ANNOTATED_ID: &str = "6a1f3c7e-2b4d-4e8f-9a0b-1c2d3e4f5a6b";
 
 /// Through `node`: an annotated transfer of 1.00 into [`GATED`], then a freeze of it; the
 /// reason of each refusal, `None` for a success.
-async fn newer_calls(cluster: &Cluster, node: u64) -> [Option<String>; 2] {
+async fn newer_calls(cluster: &Cluster, node: u64, legs_target: &str) -> [Option<String>; 3] {
     let mut client = cluster.wallet(node).await;
     let annotated = client
         .transfer(proto::v1::TransferRequest {
@@ -50,11 +50,27 @@ async fn newer_calls(cluster: &Cluster, node: u64) -> [Option<String>; 2] {
             account_id: GATED.into(),
         })
         .await;
+    let legs = client
+        .transfer_legs(proto::v1::TransferLegsRequest {
+            transaction_id: LEGS_ID.into(),
+            legs: vec![proto::v1::TransferLeg {
+                from_account: "issuer".into(),
+                to_account: legs_target.into(),
+                amount: "1.00".into(),
+                currency: "USD".into(),
+            }],
+            ..Default::default()
+        })
+        .await;
     [
         annotated.err().map(|status| reason(&status)),
         freeze.err().map(|status| reason(&status)),
+        legs.err().map(|status| reason(&status)),
     ]
 }
+
+/// The multi-leg transfer `newer_calls` sends.
+const LEGS_ID: &str = "0c5e2a9d-7f3b-4c1e-8d6a-2b9f0e4a7c13";
 
 fn previous_release_binary() -> PathBuf {
     let dir = std::env::var_os("WALLET_PREVIOUS_BIN_DIR").expect(
@@ -98,6 +114,19 @@ async fn a_rolling_upgrade_under_load_loses_and_repeats_nothing() {
     cluster.open_funded_usd(&names, "100.00").await;
     cluster
         .open_account(GATED, "USD", false)
+        .await
+        .expect("open");
+    // A multi-leg transfer's accounts are in one partition: the issuer's.
+    let partitions = cluster.wait_leaders().await.len() as u32;
+    let legs_target = testkit::accounts_in(
+        ledger::partition_of("issuer", partitions),
+        partitions,
+        "upgrade-legs",
+        1,
+    )
+    .remove(0);
+    cluster
+        .open_account(&legs_target, "USD", false)
         .await
         .expect("open");
     let expected: Arc<Mutex<BTreeMap<String, i64>>> = Arc::new(Mutex::new(
@@ -148,7 +177,10 @@ async fn a_rolling_upgrade_under_load_loses_and_repeats_nothing() {
         if node == 1 {
             // Nodes 2 and 3 cannot decode them yet, whoever leads: refused, nothing sent.
             let refused = Some("CLUSTER_UPGRADING".to_owned());
-            assert_eq!(newer_calls(&cluster, 1).await, [refused.clone(), refused]);
+            assert_eq!(
+                newer_calls(&cluster, 1, &legs_target).await,
+                [refused.clone(), refused.clone(), refused]
+            );
         }
         tokio::time::sleep(LOAD_BETWEEN_STEPS).await;
     }
@@ -165,8 +197,8 @@ async fn a_rolling_upgrade_under_load_loses_and_repeats_nothing() {
     // Every node runs this release: the calls go through (once each peer's frames said so).
     let deadline = std::time::Instant::now() + testkit::WAIT_MAX;
     loop {
-        match newer_calls(&cluster, 1).await {
-            [None, None] => break,
+        match newer_calls(&cluster, 1, &legs_target).await {
+            [None, None, None] => break,
             answers => assert!(
                 std::time::Instant::now() < deadline
                     && answers
@@ -183,7 +215,12 @@ async fn a_rolling_upgrade_under_load_loses_and_repeats_nothing() {
 
     cluster.wait_no_in_flight().await;
     let expected = expected.lock().await.clone();
-    let mut total = cluster.account(GATED).await.expect("gated").balance_minor;
+    let mut total = cluster.account(GATED).await.expect("gated").balance_minor
+        + cluster
+            .account(&legs_target)
+            .await
+            .expect("legs target")
+            .balance_minor;
     for (account, balance) in &expected {
         let read = cluster.account(account).await.expect("account");
         assert_eq!(read.balance_minor, *balance, "{account}");
