@@ -491,19 +491,18 @@ async function accountAnnotations(writes: string[], read: string, prefix: string
 const LEGS_ACCOUNTS = ["ts-legs-0", "ts-legs-2", "ts-legs-3", "ts-legs-4"] as const;
 const LEGS_ELSEWHERE = "ts-legs-5";
 
-/** `call` is `Rejected` with `code` and `reason`, naming one of `fields` (undefined: none). */
-async function expectRejectedOneOf(call: () => Promise<unknown>, code: Code, reason: string, fields: (string | undefined)[]): Promise<Rejected> {
-  try {
-    await call();
-  } catch (error) {
-    assert.ok(error instanceof Rejected, `expected Rejected, got ${error}`);
-    assert.deepEqual([codeName(error.code), error.reason], [codeName(code), reason], error.message);
-    assert.ok(fields.includes(error.field), `field ${error.field}, not one of ${fields}: ${error.message}`);
-    assert.equal(error.details.domain, ERROR_DOMAIN);
-    checks += 1;
-    return error;
-  }
-  assert.fail(`expected ${codeName(code)} ${reason}, the call succeeded`);
+/** `expectRejected`, answering the error (a `Rejected` with `code`, `reason` and `field`). */
+async function expectRejectedError(call: () => Promise<unknown>, code: Code, reason: string, field?: string): Promise<Rejected> {
+  let caught: unknown;
+  await expectRejected(async () => {
+    try {
+      return await call();
+    } catch (error) {
+      caught = error;
+      throw error;
+    }
+  }, code, reason, field);
+  return caught as Rejected;
 }
 
 /**
@@ -540,28 +539,28 @@ async function transferLegsCheck(writes: string[], issuer: string): Promise<void
     const after = await balances();
     const again = await wallet.transferLegs({ transactionId, legs: legs.map((l) => ({ ...l })), reference, metadata: { ...metadata } });
     assert.deepEqual([again.status, again.transactionId, again.replayed, again.consistencyToken], ["success", transactionId, true, done.consistencyToken]);
-    const reused = await expectRejectedOneOf(
+    const reused = await expectRejectedError(
       () => wallet.transferLegs({ transactionId, legs: legs.slice(0, 2), reference, metadata }),
-      Code.ALREADY_EXISTS, "TRANSACTION_ID_REUSED", [undefined],
+      Code.ALREADY_EXISTS, "TRANSACTION_ID_REUSED",
     );
     assert.equal(reused.transactionId, transactionId);
     assert.deepEqual(await moved(after), nothing, "a replay or a reused id moved money");
     checks += 2;
 
     const tooMuch = decimal(after[0] + 100_000);
-    const refused = await expectRejectedOneOf(
+    const refused = await expectRejectedError(
       () => wallet.transferLegs({ legs: [leg(first, second, tooMuch), leg(second, fourth, "1.00")] }),
-      Code.FAILED_PRECONDITION, "INSUFFICIENT_FUNDS", [undefined, "legs", "legs[0].from_account", "legs[0].amount"],
+      Code.FAILED_PRECONDITION, "INSUFFICIENT_FUNDS",
     );
     assert.deepEqual([refused.details.metadata.leg, refused.leg], ["0", 0], JSON.stringify(refused.details));
     assert.match(refused.transactionId ?? "", /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     const invalid = Code.INVALID_ARGUMENT;
-    await expectRejectedOneOf(() => wallet.transferLegs({ legs: [leg(first, second, "1.00"), leg(first, second, "2.00")] }), invalid, "REPEATED_LEG", ["legs"]);
-    await expectRejectedOneOf(() => wallet.transferLegs({ legs: [leg(first, second, "1.00"), leg(first, third, "1.00", "EUR")] }), invalid, "MIXED_CURRENCIES", ["legs"]);
-    await expectRejectedOneOf(() => wallet.transferLegs({ legs: [] }), invalid, "LEGS_OUT_OF_RANGE", ["legs"]);
-    await expectRejectedOneOf(
+    await expectRejectedError(() => wallet.transferLegs({ legs: [leg(first, second, "1.00"), leg(first, second, "2.00")] }), invalid, "REPEATED_LEG", "legs");
+    await expectRejectedError(() => wallet.transferLegs({ legs: [leg(first, second, "1.00"), leg(first, third, "1.00", "EUR")] }), invalid, "MIXED_CURRENCIES", "legs");
+    await expectRejectedError(() => wallet.transferLegs({ legs: [] }), invalid, "LEGS_OUT_OF_RANGE", "legs");
+    await expectRejectedError(
       () => wallet.transferLegs({ legs: [leg(first, second, "1.00"), leg(first, LEGS_ELSEWHERE, "1.00")] }),
-      Code.FAILED_PRECONDITION, "LEGS_SPAN_PARTITIONS", [undefined, "legs"],
+      Code.FAILED_PRECONDITION, "LEGS_SPAN_PARTITIONS",
     );
     assert.deepEqual(await moved(after), nothing, "a refused set moved money");
     checks += 1;

@@ -228,21 +228,6 @@ var (
 	legsElsewhere = "go-legs-1"
 )
 
-// expectRejectedOneOf: err is a *Rejected with code and reason, naming one of fields.
-func expectRejectedOneOf(err error, code codes.Code, reason string, fields []string, what string) *wallet.Rejected {
-	var rejected *wallet.Rejected
-	if !errors.As(err, &rejected) {
-		fail("%s: expected a *wallet.Rejected %s %s, got %v", what, wallet.CodeName(code), reason, err)
-	}
-	for _, field := range fields {
-		if rejected.Field == field {
-			return expectRejected(err, code, reason, field, what)
-		}
-	}
-	fail("%s: field %q, not one of %q (%s %s: %s)", what, rejected.Field, fields, wallet.CodeName(rejected.Code), rejected.Reason, rejected.Message)
-	return nil
-}
-
 // transferLegs: a multi-leg transfer moves every leg or none. Three legs among four accounts
 // of one partition move exactly their amounts (GetAccount on the write node, as deltas); the
 // same id and legs again answer the original outcome (Replayed) and move nothing, other legs
@@ -314,8 +299,7 @@ func transferLegs(ctx context.Context, w *wallet.WalletClient, issuer string) {
 
 	tooMuch := new(big.Rat).Add(after[0], big.NewRat(1000, 1)).FloatString(2)
 	_, err = w.TransferLegs(ctx, wallet.TransferLegsParams{Legs: []wallet.TransferLeg{leg(first, second, tooMuch, "USD"), leg(second, fourth, "1.00", "USD")}})
-	refused := expectRejectedOneOf(err, codes.FailedPrecondition, wallet.ReasonInsufficientFunds,
-		[]string{"", "legs", "legs[0].from_account", "legs[0].amount"}, "legs taking more than the first account has")
+	refused := expectRejected(err, codes.FailedPrecondition, wallet.ReasonInsufficientFunds, "", "legs taking more than the first account has")
 	if index, ok := refused.Leg(); !ok || index != 0 || refused.Details.Metadata[wallet.MetadataLeg] != "0" {
 		fail("insufficient funds: leg %d %v, ErrorInfo metadata %v", index, ok, refused.Details.Metadata)
 	}
@@ -330,7 +314,7 @@ func transferLegs(ctx context.Context, w *wallet.WalletClient, issuer string) {
 	_, err = w.TransferLegs(ctx, wallet.TransferLegsParams{})
 	expectRejected(err, invalid, wallet.ReasonLegsOutOfRange, "legs", "no legs")
 	_, err = w.TransferLegs(ctx, wallet.TransferLegsParams{Legs: []wallet.TransferLeg{leg(first, second, "1.00", "USD"), leg(first, legsElsewhere, "1.00", "USD")}})
-	expectRejectedOneOf(err, codes.FailedPrecondition, wallet.ReasonLegsSpanPartitions, []string{"", "legs"}, "legs spanning partitions")
+	expectRejected(err, codes.FailedPrecondition, wallet.ReasonLegsSpanPartitions, "", "legs spanning partitions")
 	if got := moved(after); !reflect.DeepEqual(got, nothing) {
 		fail("a refused set moved %v", got)
 	}
