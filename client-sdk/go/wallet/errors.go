@@ -193,6 +193,14 @@ var (
 	ReasonOverdraftLimitBelowDebt = ReasonName(walletv1.ErrorReason_ERROR_REASON_OVERDRAFT_LIMIT_BELOW_DEBT)
 	// ReasonClusterUpgrading: FAILED_PRECONDITION: the call needs a newer release than a write node it would reach runs; retry once the rolling upgrade is complete.
 	ReasonClusterUpgrading = ReasonName(walletv1.ErrorReason_ERROR_REASON_CLUSTER_UPGRADING)
+	// ReasonLegsOutOfRange: INVALID_ARGUMENT (field legs): TransferLegs without legs or with more than 64.
+	ReasonLegsOutOfRange = ReasonName(walletv1.ErrorReason_ERROR_REASON_LEGS_OUT_OF_RANGE)
+	// ReasonRepeatedLeg: INVALID_ARGUMENT (field legs): TransferLegs with two legs of the same from_account and to_account; merge them.
+	ReasonRepeatedLeg = ReasonName(walletv1.ErrorReason_ERROR_REASON_REPEATED_LEG)
+	// ReasonMixedCurrencies: INVALID_ARGUMENT (field legs): TransferLegs with legs in different currencies.
+	ReasonMixedCurrencies = ReasonName(walletv1.ErrorReason_ERROR_REASON_MIXED_CURRENCIES)
+	// ReasonLegsSpanPartitions: FAILED_PRECONDITION: TransferLegs whose accounts are not all in one partition (not supported yet).
+	ReasonLegsSpanPartitions = ReasonName(walletv1.ErrorReason_ERROR_REASON_LEGS_SPAN_PARTITIONS)
 )
 
 // Reasons the SDK gives to failures no node answered: not in the ErrorReason enum.
@@ -211,6 +219,10 @@ const (
 // MetadataReplayed is the ErrorInfo metadata key set to "true" when an earlier log entry
 // decided this rejection and this call found it recorded (a retry): see Rejected.Replayed.
 const MetadataReplayed = "replayed"
+
+// MetadataLeg is the ErrorInfo metadata key of a TransferLegs refusal: the index (0-based, a
+// decimal string) of the first leg refused; see ErrorDetails.Leg and LegOf.
+const MetadataLeg = "leg"
 
 const reasonPrefix = "ERROR_REASON_"
 
@@ -277,6 +289,37 @@ func (d ErrorDetails) Field() string {
 	return ""
 }
 
+// Leg is, for a refused TransferLegs, the index (0-based) of the first leg refused, from the
+// ErrorInfo metadata MetadataLeg (for insufficient funds, the leg of the account's first
+// debit); ok is false when the error names no leg (e.g. ReasonRepeatedLeg, or another call).
+func (d ErrorDetails) Leg() (index int, ok bool) {
+	value, found := d.Metadata[MetadataLeg]
+	if !found || value == "" || len(value) > 9 {
+		return 0, false
+	}
+	for _, c := range value {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		index = index*10 + int(c-'0')
+	}
+	return index, true
+}
+
+// LegOf is ErrorDetails.Leg of a wallet error (a *Rejected or an *Indefinite); ok is false
+// for other errors and for errors that name no leg.
+func LegOf(err error) (index int, ok bool) {
+	var rejected *Rejected
+	var indefinite *Indefinite
+	switch {
+	case errors.As(err, &rejected):
+		return rejected.Details.Leg()
+	case errors.As(err, &indefinite):
+		return indefinite.Details.Leg()
+	}
+	return 0, false
+}
+
 // DecodeStatus reads the rich status (ErrorInfo, BadRequest, RetryInfo) of a gRPC status;
 // grpc-go has already parsed the grpc-status-details-bin trailer into st.
 func DecodeStatus(st *status.Status) ErrorDetails {
@@ -317,7 +360,13 @@ type Rejected struct {
 	// recorded (a retry): ErrorInfo metadata replayed = "true", or TransferResult.replayed for
 	// a streamed or batched transfer. Older nodes never set it.
 	Replayed bool
+	// TransactionID is the transaction id of the refused call, set by calls that may make one
+	// themselves (TransferLegs without one); "" otherwise.
+	TransactionID string
 }
+
+// Leg is ErrorDetails.Leg: the first leg refused of a TransferLegs refusal.
+func (e *Rejected) Leg() (index int, ok bool) { return e.Details.Leg() }
 
 func (e *Rejected) Error() string {
 	msg := fmt.Sprintf("%s %s: %s", codeName(e.Code), e.Reason, e.Message)
@@ -343,6 +392,10 @@ type Indefinite struct {
 	Details    ErrorDetails
 	// Cause is the underlying error (a context error, a transport error), if any.
 	Cause error
+	// TransactionID is the transaction id of the call, set by calls that may make one
+	// themselves (TransferLegs without one): ask again with it to learn the outcome; ""
+	// otherwise.
+	TransactionID string
 }
 
 func (e *Indefinite) Error() string {
@@ -495,6 +548,19 @@ func TransferResultError(result *walletv1.TransferResult) error {
 			rejected.Details.Metadata = map[string]string{}
 		}
 		rejected.Details.Metadata[MetadataReplayed] = "true"
+	}
+	return err
+}
+
+// withTransactionID records id on a wallet error (TransactionID); other errors pass as they are.
+func withTransactionID(err error, id string) error {
+	var rejected *Rejected
+	var indefinite *Indefinite
+	switch {
+	case errors.As(err, &rejected):
+		rejected.TransactionID = id
+	case errors.As(err, &indefinite):
+		indefinite.TransactionID = id
 	}
 	return err
 }

@@ -99,6 +99,10 @@ func exposedReasons() map[string]string {
 		"ReasonInvalidMetadata":                  ReasonInvalidMetadata,
 		"ReasonOverdraftLimitBelowDebt":          ReasonOverdraftLimitBelowDebt,
 		"ReasonClusterUpgrading":                 ReasonClusterUpgrading,
+		"ReasonLegsOutOfRange":                   ReasonLegsOutOfRange,
+		"ReasonRepeatedLeg":                      ReasonRepeatedLeg,
+		"ReasonMixedCurrencies":                  ReasonMixedCurrencies,
+		"ReasonLegsSpanPartitions":               ReasonLegsSpanPartitions,
 	}
 }
 
@@ -182,6 +186,10 @@ func TestReasonConstantsAreTheErrorReasonEnum(t *testing.T) {
 	}
 	if ReasonInsufficientFunds != "INSUFFICIENT_FUNDS" || ReasonNotLeader != "NOT_LEADER" {
 		t.Fatalf("%q %q", ReasonInsufficientFunds, ReasonNotLeader)
+	}
+	if ReasonLegsOutOfRange != "LEGS_OUT_OF_RANGE" || ReasonRepeatedLeg != "REPEATED_LEG" ||
+		ReasonMixedCurrencies != "MIXED_CURRENCIES" || ReasonLegsSpanPartitions != "LEGS_SPAN_PARTITIONS" {
+		t.Fatalf("%q %q %q %q", ReasonLegsOutOfRange, ReasonRepeatedLeg, ReasonMixedCurrencies, ReasonLegsSpanPartitions)
 	}
 	if ReasonName(walletv1.ErrorReason_ERROR_REASON_UNSPECIFIED) != "" || ReasonName(walletv1.ErrorReason(9999)) != "" {
 		t.Fatal("UNSPECIFIED or an unknown value has a reason")

@@ -111,6 +111,41 @@ func (p AuthorizeParams) request() *walletv1.AuthorizeTransferRequest {
 	}
 }
 
+// TransferLeg is one leg of a multi-leg transfer (TransferLegs): move Amount (a decimal string
+// in the currency's major unit, "12.34") of Currency from account From to account To. Every
+// leg of a set has the same currency.
+type TransferLeg struct {
+	From     string
+	To       string
+	Amount   string
+	Currency string
+}
+
+// TransferLegsParams is one multi-leg transfer: 1 to 64 Legs, applied in this order, no two
+// with the same From and To, under one TransactionID (the idempotency key, shared with
+// transfers and holds; "" makes TransferLegs generate one with NewTransactionID, returned as
+// the response's TransactionId and, on failure, as the error's TransactionID). Reference and
+// Metadata are optional, one of each for the whole set, as in TransferParams.
+type TransferLegsParams struct {
+	TransactionID string
+	Legs          []TransferLeg
+	Reference     string
+	Metadata      map[string]string
+}
+
+func (p TransferLegsParams) request() *walletv1.TransferLegsRequest {
+	legs := make([]*walletv1.TransferLeg, len(p.Legs))
+	for i, leg := range p.Legs {
+		legs[i] = &walletv1.TransferLeg{FromAccount: leg.From, ToAccount: leg.To, Amount: leg.Amount, Currency: leg.Currency}
+	}
+	return &walletv1.TransferLegsRequest{
+		TransactionId: p.TransactionID,
+		Legs:          legs,
+		Reference:     p.Reference,
+		Metadata:      copyMetadata(p.Metadata),
+	}
+}
+
 // CaptureParams captures the hold TransactionID of account From: Amount (a decimal string,
 // at most the held amount), or all of it when Amount is empty.
 type CaptureParams struct {
@@ -250,6 +285,42 @@ func (c *WalletClient) Transfer(ctx context.Context, p TransferParams) (*walletv
 	return call(ctx, c, p.From, func(ctx context.Context, s walletv1.WalletServiceClient) (*walletv1.TransferResponse, error) {
 		return s.Transfer(ctx, request)
 	})
+}
+
+// TransferLegs makes a multi-leg transfer: its legs move money all together or not at all,
+// and it answers once the set is final, like Transfer (Status "success", TransactionId,
+// ConsistencyToken, Replayed). A refusal moves nothing.
+//
+// An empty p.TransactionID is replaced by a fresh one (NewTransactionID). Every automatic
+// retry sends the same request, id included, and so should yours after an *Indefinite error
+// (its TransactionID field has the id): the same id and legs answer the original outcome
+// (Replayed); the same id with other legs (or a transfer or hold under it) is a *Rejected
+// ALREADY_EXISTS ReasonTransactionIDReused.
+//
+// Routed to the leader of the partition of the first leg's From and retried like Transfer
+// (unary: the same request again). Refusals are *Rejected errors; a refusal of one leg (e.g.
+// FAILED_PRECONDITION ReasonInsufficientFunds, or INVALID_ARGUMENT ReasonInvalidAmount with
+// Field "legs") names the index of the first leg refused, 0-based: Rejected.Leg
+// (LegOf, ErrorInfo metadata MetadataLeg). The whole set is refused as INVALID_ARGUMENT (Field
+// "legs") ReasonLegsOutOfRange (no legs, more than 64), ReasonRepeatedLeg (two legs with the
+// same From and To: merge them) or ReasonMixedCurrencies, and today as FAILED_PRECONDITION
+// ReasonLegsSpanPartitions when its accounts are not all in one partition.
+func (c *WalletClient) TransferLegs(ctx context.Context, p TransferLegsParams) (*walletv1.TransferResponse, error) {
+	if p.TransactionID == "" {
+		p.TransactionID = NewTransactionID()
+	}
+	request := p.request()
+	key := ""
+	if len(p.Legs) > 0 {
+		key = p.Legs[0].From
+	}
+	response, err := call(ctx, c, key, func(ctx context.Context, s walletv1.WalletServiceClient) (*walletv1.TransferResponse, error) {
+		return s.TransferLegs(ctx, request)
+	})
+	if err != nil {
+		return nil, withTransactionID(err, p.TransactionID)
+	}
+	return response, nil
 }
 
 // AuthorizeTransfer holds p.Amount on p.From for p.Timeout: the account's available amount

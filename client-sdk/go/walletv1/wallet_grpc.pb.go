@@ -57,6 +57,27 @@ type WalletServiceClient interface {
 	// Retrying a whole batch with the same ids moves no money twice. An empty or oversized
 	// batch is INVALID_ARGUMENT, field `transfers`, and nothing in it is decided.
 	TransferBatch(ctx context.Context, in *TransferBatchRequest, opts ...grpc.CallOption) (*TransferBatchResponse, error)
+	// A multi-leg transfer: 1 to 64 legs (each from_account, to_account, amount, in one
+	// currency) that move money all together or not at all, under one transaction_id (the
+	// idempotency key, shared with transfers and holds: a retry with the same legs answers the
+	// original outcome, `replayed`; other legs, or a transfer or hold under the id, are
+	// ALREADY_EXISTS / TRANSACTION_ID_REUSED). Every account is checked as a transfer checks
+	// it, leg by leg in order (open, not frozen or closed, of the currency), and its funds once,
+	// after all its legs: an account may pass on in one leg what it receives in another. A
+	// refusal is recorded under the id like a transfer's rejection, with the reason and code a
+	// transfer of that leg would get (e.g. FAILED_PRECONDITION / INSUFFICIENT_FUNDS) and the
+	// index of the first leg refused (0-based) in the ErrorInfo metadata `leg`; for funds, the
+	// leg of the account's first debit. Answered like Transfer ("success", a token naming the
+	// entry). Refused without any change (INVALID_ARGUMENT, field `legs` unless said
+	// otherwise): LEGS_OUT_OF_RANGE (no legs, more than 64), REPEATED_LEG (two legs with the same
+	// from_account and to_account: merge them), MIXED_CURRENCIES (legs in different
+	// currencies), and for a leg, what a transfer's field gets (INVALID_AMOUNT,
+	// AMOUNT_OUT_OF_RANGE, INVALID_ACCOUNT_ID, SAME_ACCOUNT, UNKNOWN_CURRENCY...), field `legs`,
+	// with the leg's index in `leg`. Today every account of every leg
+	// must be in one partition: a set that spans partitions is FAILED_PRECONDITION /
+	// LEGS_SPAN_PARTITIONS (a cluster of one partition takes any set). The debited accounts
+	// need the `transfer` scope (`issue` for those that may go negative), as for Transfer.
+	TransferLegs(ctx context.Context, in *TransferLegsRequest, opts ...grpc.CallOption) (*TransferResponse, error)
 	// Holds: reserve money now, move it (or part of it) later. Authorizing reserves `amount`
 	// on `from_account` until `timeout` after the leader's time stamp of the authorization: the
 	// account's available amount drops, its balance does not, and no other transfer or hold
@@ -226,6 +247,15 @@ func (c *walletServiceClient) TransferBatch(ctx context.Context, in *TransferBat
 	return out, nil
 }
 
+func (c *walletServiceClient) TransferLegs(ctx context.Context, in *TransferLegsRequest, opts ...grpc.CallOption) (*TransferResponse, error) {
+	out := new(TransferResponse)
+	err := c.cc.Invoke(ctx, "/wallet.v1.WalletService/TransferLegs", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *walletServiceClient) AuthorizeTransfer(ctx context.Context, in *AuthorizeTransferRequest, opts ...grpc.CallOption) (*HoldResponse, error) {
 	out := new(HoldResponse)
 	err := c.cc.Invoke(ctx, "/wallet.v1.WalletService/AuthorizeTransfer", in, out, opts...)
@@ -351,6 +381,27 @@ type WalletServiceServer interface {
 	// Retrying a whole batch with the same ids moves no money twice. An empty or oversized
 	// batch is INVALID_ARGUMENT, field `transfers`, and nothing in it is decided.
 	TransferBatch(context.Context, *TransferBatchRequest) (*TransferBatchResponse, error)
+	// A multi-leg transfer: 1 to 64 legs (each from_account, to_account, amount, in one
+	// currency) that move money all together or not at all, under one transaction_id (the
+	// idempotency key, shared with transfers and holds: a retry with the same legs answers the
+	// original outcome, `replayed`; other legs, or a transfer or hold under the id, are
+	// ALREADY_EXISTS / TRANSACTION_ID_REUSED). Every account is checked as a transfer checks
+	// it, leg by leg in order (open, not frozen or closed, of the currency), and its funds once,
+	// after all its legs: an account may pass on in one leg what it receives in another. A
+	// refusal is recorded under the id like a transfer's rejection, with the reason and code a
+	// transfer of that leg would get (e.g. FAILED_PRECONDITION / INSUFFICIENT_FUNDS) and the
+	// index of the first leg refused (0-based) in the ErrorInfo metadata `leg`; for funds, the
+	// leg of the account's first debit. Answered like Transfer ("success", a token naming the
+	// entry). Refused without any change (INVALID_ARGUMENT, field `legs` unless said
+	// otherwise): LEGS_OUT_OF_RANGE (no legs, more than 64), REPEATED_LEG (two legs with the same
+	// from_account and to_account: merge them), MIXED_CURRENCIES (legs in different
+	// currencies), and for a leg, what a transfer's field gets (INVALID_AMOUNT,
+	// AMOUNT_OUT_OF_RANGE, INVALID_ACCOUNT_ID, SAME_ACCOUNT, UNKNOWN_CURRENCY...), field `legs`,
+	// with the leg's index in `leg`. Today every account of every leg
+	// must be in one partition: a set that spans partitions is FAILED_PRECONDITION /
+	// LEGS_SPAN_PARTITIONS (a cluster of one partition takes any set). The debited accounts
+	// need the `transfer` scope (`issue` for those that may go negative), as for Transfer.
+	TransferLegs(context.Context, *TransferLegsRequest) (*TransferResponse, error)
 	// Holds: reserve money now, move it (or part of it) later. Authorizing reserves `amount`
 	// on `from_account` until `timeout` after the leader's time stamp of the authorization: the
 	// account's available amount drops, its balance does not, and no other transfer or hold
@@ -442,6 +493,9 @@ func (UnimplementedWalletServiceServer) SubmitTransfers(WalletService_SubmitTran
 }
 func (UnimplementedWalletServiceServer) TransferBatch(context.Context, *TransferBatchRequest) (*TransferBatchResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method TransferBatch not implemented")
+}
+func (UnimplementedWalletServiceServer) TransferLegs(context.Context, *TransferLegsRequest) (*TransferResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method TransferLegs not implemented")
 }
 func (UnimplementedWalletServiceServer) AuthorizeTransfer(context.Context, *AuthorizeTransferRequest) (*HoldResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method AuthorizeTransfer not implemented")
@@ -585,6 +639,24 @@ func _WalletService_TransferBatch_Handler(srv interface{}, ctx context.Context, 
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(WalletServiceServer).TransferBatch(ctx, req.(*TransferBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WalletService_TransferLegs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransferLegsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WalletServiceServer).TransferLegs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/wallet.v1.WalletService/TransferLegs",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WalletServiceServer).TransferLegs(ctx, req.(*TransferLegsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -766,6 +838,10 @@ var _WalletService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TransferBatch",
 			Handler:    _WalletService_TransferBatch_Handler,
+		},
+		{
+			MethodName: "TransferLegs",
+			Handler:    _WalletService_TransferLegs_Handler,
 		},
 		{
 			MethodName: "AuthorizeTransfer",

@@ -1,6 +1,6 @@
 """An in-process write node for unit tests: a real ``grpc.server`` on a loopback port whose
-``Transfer``, ``SubmitTransfers``, the hold calls and the account calls do what the test says,
-and record what they saw."""
+``Transfer``, ``SubmitTransfers``, ``TransferLegs``, the hold calls and the account calls do what
+the test says, and record what they saw."""
 
 from __future__ import annotations
 
@@ -43,11 +43,17 @@ def unavailable(request: wallet_pb2.TransferRequest) -> wallet_pb2.TransferResul
     )
 
 
-def abort(context: grpc.ServicerContext, code: grpc.StatusCode, reason: str, message: str = "no") -> None:
-    """Fails the call with a rich status, as the nodes do."""
+def abort(
+    context: grpc.ServicerContext,
+    code: grpc.StatusCode,
+    reason: str,
+    message: str = "no",
+    metadata: Optional[dict[str, str]] = None,
+) -> None:
+    """Fails the call with a rich status, as the nodes do (``metadata``: the ErrorInfo's)."""
     status = status_pb2.Status(code=code.value[0], message=message)
     detail = any_pb2.Any()
-    detail.Pack(error_details_pb2.ErrorInfo(reason=reason, domain="wallet.ledger"))
+    detail.Pack(error_details_pb2.ErrorInfo(reason=reason, domain="wallet.ledger", metadata=metadata or {}))
     status.details.append(detail)
     context.abort_with_status(_Status(code, message, status.SerializeToString()))
 
@@ -132,6 +138,10 @@ class FakeNode(wallet_pb2_grpc.WalletServiceServicer):
         #: gives it. Every such call lands in ``lifecycle``.
         self.lifecycle_handler: Optional[Callable[[str, Any, grpc.ServicerContext], wallet_pb2.Account]] = None
         self.lifecycle: list[tuple[str, Any]] = []
+        #: Answers TransferLegs (request, context); default: success under the request's id,
+        #: consistency token "legs". Every TransferLegsRequest lands in ``legs_requests``.
+        self.legs_handler: Optional[Callable[[wallet_pb2.TransferLegsRequest, grpc.ServicerContext], wallet_pb2.TransferResponse]] = None
+        self.legs_requests: list[wallet_pb2.TransferLegsRequest] = []
         #: Every OpenAccountRequest received, how it came ("unary" OpenAccount, "stream"
         #: OpenAccounts), in order. Both answer the account as asked (reference and metadata
         #: included), and GetAccount answers the last one opened under the id; OpenAccounts
@@ -200,6 +210,16 @@ class FakeNode(wallet_pb2_grpc.WalletServiceServicer):
             self._record(context)
             self.transfer_requests.extend(request.transfers)
         return wallet_pb2.TransferBatchResponse(results=[ok(t, "batch") for t in request.transfers])
+
+    def TransferLegs(self, request, context):  # type: ignore[no-untyped-def]
+        with self.lock:
+            self._record(context)
+            self.legs_requests.append(request)
+        if self.legs_handler is not None:
+            return self.legs_handler(request, context)
+        return wallet_pb2.TransferResponse(
+            status="success", transaction_id=request.transaction_id, consistency_token="legs"
+        )
 
     def GetTransfer(self, request, context):  # type: ignore[no-untyped-def]
         with self.lock:

@@ -8,7 +8,7 @@ concurrent calls; the account lifecycle (freeze, unfreeze, overdraft limit, clos
 every refusal it documents; a transfer's reference and metadata stored and read back (write
 node, read node), compared on a retry, and refused over their limits; an account's reference
 and metadata likewise (set at opening, compared when it is opened again, refused over their
-limits with no account opened).
+limits with no account opened); a multi-leg transfer (transfer_legs) moves every leg or none.
 
     PYTHONPATH=src python tests/live_check.py --write HOST:PORT,... --read HOST:PORT
 """
@@ -33,6 +33,7 @@ from wallet_ledger import (
     AsyncQueryClient,
     AsyncWalletClient,
     Indefinite,
+    Leg,
     QueryClient,
     Rejected,
     RetryPolicy,
@@ -568,6 +569,107 @@ def account_annotations(writes: list[str], read: str, prefix: str) -> int:
     return checks
 
 
+#: Accounts of the multi-leg check, fixed so that the first four are in one partition of the
+#: 4 of client-sdk/test-sdks.sh's cluster (the server's partition function) and the last in
+#: another; opened idempotently, so the check compares balances as deltas.
+LEGS_ACCOUNTS = ("py-legs-0", "py-legs-2", "py-legs-7", "py-legs-12")
+LEGS_ELSEWHERE = "py-legs-3"
+
+
+def transfer_legs(writes: list[str], issuer: str) -> int:
+    """A multi-leg transfer moves every leg or none: three legs among four accounts of one
+    partition move exactly their amounts (GetAccount on the write node, as deltas); the same
+    id and legs again answer the original outcome (replayed) and move nothing, other legs
+    under the id are ALREADY_EXISTS TRANSACTION_ID_REUSED; a set taking more than its first
+    account has is FAILED_PRECONDITION INSUFFICIENT_FUNDS naming leg 0 and moves nothing; a
+    repeated leg, mixed currencies and no legs are INVALID_ARGUMENT (REPEATED_LEG,
+    MIXED_CURRENCIES, LEGS_OUT_OF_RANGE), a set reaching another partition FAILED_PRECONDITION
+    LEGS_SPAN_PARTITIONS; GetTransfer answers the set with its legs, COMPLETED, no
+    from_account; the asyncio client replays it too."""
+    first, second, third, fourth = LEGS_ACCOUNTS
+    precondition, invalid = grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT
+    reference, metadata = f"legs-{uuid.uuid4()}", {"channel": "sdk-python"}
+    checks = 0
+    with WalletClient(writes) as wallet:
+        for account in (*LEGS_ACCOUNTS, LEGS_ELSEWHERE):
+            wallet.open_account(account, "USD")
+        wallet.transfer(
+            transaction_id=new_transaction_id(), from_account=issuer, to_account=first, amount="100.00", currency="USD"
+        )
+
+        def balances() -> list[Decimal]:
+            return [Decimal(wallet.get_account(account).account.balance) for account in LEGS_ACCOUNTS]
+
+        def moved(since: list[Decimal]) -> list[Decimal]:
+            return [now - then for now, then in zip(balances(), since)]
+
+        nothing = [Decimal("0")] * 4
+        legs = [Leg(first, second, "30.00", "USD"), Leg(first, third, "20.00", "USD"), Leg(second, fourth, "10.00", "USD")]
+        before = balances()
+        tx = new_transaction_id()
+        done = wallet.transfer_legs(legs, transaction_id=tx, reference=reference, metadata=metadata)
+        assert (done.status, done.transaction_id, done.replayed) == ("success", tx, False), done
+        expected = [Decimal("-50.00"), Decimal("20.00"), Decimal("20.00"), Decimal("10.00")]
+        assert moved(before) == expected, f"the legs moved {moved(before)}, not {expected}"
+        checks += 2
+
+        after = balances()
+        again = wallet.transfer_legs(list(legs), transaction_id=tx, reference=reference, metadata=dict(metadata))
+        assert (again.status, again.transaction_id, again.replayed) == ("success", tx, True), again
+        assert again.consistency_token == done.consistency_token, (again, done)
+        other = expect_rejected(
+            lambda: wallet.transfer_legs(legs[:2], transaction_id=tx, reference=reference, metadata=metadata),
+            grpc.StatusCode.ALREADY_EXISTS, "TRANSACTION_ID_REUSED", None,
+        )
+        assert other.transaction_id == tx, other.transaction_id
+        assert moved(after) == nothing, f"a replay or a reused id moved {moved(after)}"
+        checks += 3
+
+        too_much = str(after[0] + Decimal("1000.00"))
+        refused = expect_rejected(
+            lambda: wallet.transfer_legs([Leg(first, second, too_much, "USD"), Leg(second, fourth, "1.00", "USD")]),
+            precondition, "INSUFFICIENT_FUNDS", None,
+        )
+        assert refused.details.metadata.get("leg") == "0" and refused.leg == 0, refused.details
+        assert refused.transaction_id is not None and uuid.UUID(refused.transaction_id).version == 4, refused.transaction_id
+        checks += 1
+        expect_rejected(
+            lambda: wallet.transfer_legs([Leg(first, second, "1.00", "USD"), Leg(first, second, "2.00", "USD")]),
+            invalid, "REPEATED_LEG", "legs",
+        )
+        expect_rejected(
+            lambda: wallet.transfer_legs([Leg(first, second, "1.00", "USD"), Leg(first, third, "1.00", "EUR")]),
+            invalid, "MIXED_CURRENCIES", "legs",
+        )
+        expect_rejected(lambda: wallet.transfer_legs([]), invalid, "LEGS_OUT_OF_RANGE", "legs")
+        expect_rejected(
+            lambda: wallet.transfer_legs([Leg(first, second, "1.00", "USD"), Leg(first, LEGS_ELSEWHERE, "1.00", "USD")]),
+            precondition, "LEGS_SPAN_PARTITIONS", None,
+        )
+        assert moved(after) == nothing, f"a refused set moved {moved(after)}"
+        checks += 5
+
+        got = wallet.get_transfer(tx)
+        assert got.status == wallet_pb2.TRANSFER_STATUS_COMPLETED, got
+        assert (got.transaction_id, got.from_account, got.to_account, got.amount) == (tx, "", "", ""), got
+        assert got.currency == "USD", got
+        got_legs = [(leg.from_account, leg.to_account, Decimal(leg.amount)) for leg in got.legs]
+        assert got_legs == [(leg.from_account, leg.to_account, Decimal(leg.amount)) for leg in legs], got
+        assert (got.reference, dict(got.metadata)) == (reference, metadata), got
+        assert not got.HasField("rejected_leg"), got
+        checks += 1
+
+    async def asynchronously() -> wallet_pb2.TransferResponse:
+        async with AsyncWalletClient(writes) as wallet:
+            return await wallet.transfer_legs(legs, transaction_id=tx, reference=reference, metadata=metadata)
+
+    replayed = asyncio.run(asynchronously())
+    assert (replayed.transaction_id, replayed.replayed) == (tx, True), replayed
+    checks += 1
+    print("python live checks: a multi-leg transfer moves every leg or none (replayed, refused as documented, read back)")
+    return checks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--write", required=True)
@@ -698,6 +800,7 @@ def main() -> None:
             assert not error.definite
     assert time.monotonic() - started < policy.total_deadline + 1.0
     checks += 2
+    checks += transfer_legs(writes, issuer)
     checks += account_lifecycle(writes, prefix)
     checks += transfer_annotations(writes, args.read, prefix)
     checks += account_annotations(writes, args.read, prefix)

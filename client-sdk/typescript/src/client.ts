@@ -4,7 +4,7 @@ import { randomUUID } from "node:crypto";
 import { type ClientDuplexStream, type Metadata, type ServiceError } from "@grpc/grpc-js";
 
 import { Connection, type ConnectionOptions } from "./connection";
-import { Indefinite, Rejected, type WalletError, itemError } from "./errors";
+import { Indefinite, Rejected, WalletError, itemError } from "./errors";
 import { ClusterServiceClient, type GetClusterStatusResponse } from "./gen/wallet/v1/cluster";
 import {
   type Balance,
@@ -22,6 +22,7 @@ import {
   type OpenAccountResult,
   type SetOverdraftLimitRequest,
   type Transfer,
+  type TransferLegsRequest,
   type TransferRequest,
   type TransferResponse,
   type TransferResult,
@@ -108,6 +109,50 @@ function metadataOf(metadata: Readonly<Record<string, string>> | undefined): { [
     copy[key] = value;
   }
   return copy;
+}
+
+/** One leg of a multi-leg transfer (`transferLegs`): the fields of a `TransferLeg`. */
+export interface TransferLegParams {
+  /** The account debited (the first leg's is the routing key). */
+  fromAccount: string;
+  /** The account credited. */
+  toAccount: string;
+  /** Decimal string in the currency's major unit, e.g. "12.34". */
+  amount: string;
+  /** ISO 4217 code; every leg of a set has the same. */
+  currency: string;
+}
+
+/** A multi-leg transfer (`transferLegs`): the fields of a `TransferLegsRequest`. */
+export interface TransferLegsParams {
+  /**
+   * The idempotency key (`newTransactionId()`), shared with transfers and holds; omitted, the
+   * client makes one (a UUID), found on the response's `transactionId` and on the error's.
+   */
+  transactionId?: string;
+  /** 1 to 64 legs, applied in this order, no two with the same fromAccount and toAccount. */
+  legs: readonly TransferLegParams[];
+  /** Optional: as `TransferParams.reference`, one for the whole set. */
+  reference?: string;
+  /** Optional: as `TransferParams.metadata`, one for the whole set. */
+  metadata?: Readonly<Record<string, string>>;
+}
+
+/**
+ * The `TransferLegsRequest` of a multi-leg transfer: the legs copied in the order given, a
+ * fresh `transactionId` when none is given, `reference` and `metadata` empty when not given.
+ */
+export function transferLegsRequest(p: TransferLegsParams): TransferLegsRequest {
+  if (!Array.isArray(p.legs)) throw new TypeError("legs must be an array of { fromAccount, toAccount, amount, currency }");
+  return {
+    transactionId: p.transactionId ?? newTransactionId(),
+    legs: p.legs.map((leg: TransferLegParams) => {
+      if (typeof leg !== "object" || leg === null) throw new TypeError(`a leg must be an object, got ${leg === null ? "null" : typeof leg}`);
+      return { fromAccount: leg.fromAccount, toAccount: leg.toAccount, amount: leg.amount, currency: leg.currency };
+    }),
+    reference: p.reference ?? "",
+    metadata: metadataOf(p.metadata),
+  };
 }
 
 /**
@@ -427,6 +472,40 @@ export class WalletClient {
         ? { transactionId: first, fromAccount: fromAccount!, toAccount: toAccount!, amount: amount!, currency: currency! }
         : first;
     return this.pipeline.transfer(transferRequest(t), Date.now() + this.policy.totalDeadlineMs);
+  }
+
+  /**
+   * A multi-leg transfer (`TransferLegs`): 1 to 64 legs, all in one currency, that move money
+   * all together or not at all, applied in the order given; resolves once it is final, like
+   * `transfer()` (`status` "success", `transactionId`, `consistencyToken`, `replayed`). A
+   * refusal moves nothing.
+   *
+   * `transactionId` is the idempotency key; omitted, the client makes one (a UUID), returned
+   * as the response's `transactionId` and, on failure, as the error's `transactionId`. Every
+   * automatic retry sends the same request, id included, and so should yours after an
+   * `Indefinite` error: the same id and legs answer the original outcome (`replayed`); the same
+   * id with other legs (or a transfer or hold under it) is `Rejected` ALREADY_EXISTS
+   * TRANSACTION_ID_REUSED. Optional `reference` and `metadata`, one of each for the whole set,
+   * as for `transfer()`.
+   *
+   * Routed to the leader of the partition of the first leg's `fromAccount` and retried like the
+   * unary `Transfer` (the same request again; it does not go down the `SubmitTransfers`
+   * stream). Refusals are `Rejected`; a refusal of one leg (e.g. FAILED_PRECONDITION
+   * INSUFFICIENT_FUNDS, or INVALID_ARGUMENT INVALID_AMOUNT with `field` "legs")
+   * names the index of the first leg refused, 0-based, as the error's `leg` (`ErrorInfo`
+   * metadata "leg"). The whole set is refused as INVALID_ARGUMENT (field "legs")
+   * LEGS_OUT_OF_RANGE (no legs, more than 64), REPEATED_LEG (two legs with the same fromAccount
+   * and toAccount: merge them) or MIXED_CURRENCIES, and today as FAILED_PRECONDITION
+   * LEGS_SPAN_PARTITIONS when its accounts are not all in one partition.
+   */
+  async transferLegs(params: TransferLegsParams): Promise<TransferResponse> {
+    const request = transferLegsRequest(params);
+    try {
+      return await this.call((c) => c.transferLegs, request, request.legs[0]?.fromAccount ?? "");
+    } catch (error) {
+      if (error instanceof WalletError) error.transactionId = request.transactionId;
+      throw error;
+    }
   }
 
   /**

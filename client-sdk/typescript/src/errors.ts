@@ -49,6 +49,11 @@ export const REASON_NOT_LEADER = reasonOf(ErrorReason.ERROR_REASON_NOT_LEADER);
 export const METADATA_REPLAYED = "replayed";
 /** `ErrorInfo` metadata key with the leader's `host:port`, when known. */
 export const METADATA_LEADER_ADDRESS = "leader_address";
+/**
+ * `ErrorInfo` metadata key of a `TransferLegs` refusal: the index (0-based, a decimal string) of
+ * the first leg refused (`WalletError.leg`).
+ */
+export const METADATA_LEG = "leg";
 // The two reasons below are this SDK's own, for failures no node answered: not in REASONS.
 /** Reason given to failures that never reached a node's application code. */
 export const REASON_TRANSPORT = "TRANSPORT_ERROR";
@@ -148,6 +153,11 @@ export abstract class WalletError extends Error {
   readonly reason: string;
   /** The offending request field, from the first `BadRequest` field violation. */
   readonly field?: string;
+  /**
+   * The transaction id of the failed call, set by calls that may make one themselves
+   * (`transferLegs` without a `transactionId`): ask again with it after an `Indefinite` error.
+   */
+  transactionId?: string;
 
   constructor(
     readonly details: ErrorDetails,
@@ -161,6 +171,16 @@ export abstract class WalletError extends Error {
 
   /** True when nothing was applied and asking again gives the same answer. */
   abstract get definite(): boolean;
+
+  /**
+   * For a refused `TransferLegs`: the index (0-based) of the first leg refused, from the
+   * `ErrorInfo` metadata "leg" (for insufficient funds, the leg of the account's first debit);
+   * undefined when the error names no leg (e.g. REPEATED_LEG, or another call).
+   */
+  get leg(): number | undefined {
+    const value = this.details.metadata[METADATA_LEG];
+    return value !== undefined && /^[0-9]+$/.test(value) ? Number(value) : undefined;
+  }
 
   /**
    * True when an earlier log entry decided this outcome and this call found it recorded (a

@@ -192,6 +192,7 @@ describe("watchTransfer status and annotations", () => {
           status: wallet.TransferStatus.TRANSFER_STATUS_COMPLETED,
           reference: "order-9",
           metadata: { channel: "web" },
+          legs: [],
         };
         call.write(update);
         call.end();

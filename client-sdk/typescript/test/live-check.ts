@@ -8,7 +8,7 @@
  * refusal it documents; a transfer's reference and metadata stored and read back (write node,
  * read node), compared on a retry, and refused over their limits; an account's reference and
  * metadata likewise (set at opening, compared when it is opened again, refused over their
- * limits with no account opened).
+ * limits with no account opened); a multi-leg transfer (transferLegs) moves every leg or none.
  *
  *   node dist/test/live-check.js --write HOST:PORT,... --read HOST:PORT
  */
@@ -483,6 +483,104 @@ async function accountAnnotations(writes: string[], read: string, prefix: string
   }
 }
 
+/**
+ * Accounts of the multi-leg check, fixed so that the first four are in one partition of the 4 of
+ * client-sdk/test-sdks.sh's cluster (the server's partition function) and the last in another;
+ * opened idempotently, so the check compares balances as deltas.
+ */
+const LEGS_ACCOUNTS = ["ts-legs-0", "ts-legs-2", "ts-legs-3", "ts-legs-4"] as const;
+const LEGS_ELSEWHERE = "ts-legs-5";
+
+/** `expectRejected`, answering the error (a `Rejected` with `code`, `reason` and `field`). */
+async function expectRejectedError(call: () => Promise<unknown>, code: Code, reason: string, field?: string): Promise<Rejected> {
+  let caught: unknown;
+  await expectRejected(async () => {
+    try {
+      return await call();
+    } catch (error) {
+      caught = error;
+      throw error;
+    }
+  }, code, reason, field);
+  return caught as Rejected;
+}
+
+/**
+ * A multi-leg transfer moves every leg or none: three legs among four accounts of one partition
+ * move exactly their amounts (GetAccount on the write node, as deltas); the same id and legs
+ * again answer the original outcome (replayed) and move nothing, other legs under the id are
+ * ALREADY_EXISTS TRANSACTION_ID_REUSED; a set taking more than its first account has is
+ * FAILED_PRECONDITION INSUFFICIENT_FUNDS naming leg 0 and moves nothing; a repeated leg, mixed
+ * currencies and no legs are INVALID_ARGUMENT (REPEATED_LEG, MIXED_CURRENCIES,
+ * LEGS_OUT_OF_RANGE), a set reaching another partition FAILED_PRECONDITION LEGS_SPAN_PARTITIONS;
+ * GetTransfer answers the set with its legs, COMPLETED, no fromAccount.
+ */
+async function transferLegsCheck(writes: string[], issuer: string): Promise<void> {
+  const [first, second, third, fourth] = LEGS_ACCOUNTS;
+  const reference = `legs-${newTransactionId()}`;
+  const metadata = { channel: "sdk-typescript" };
+  const wallet = new WalletClient(writes);
+  try {
+    for (const account of [...LEGS_ACCOUNTS, LEGS_ELSEWHERE]) await wallet.openAccount(account, "USD");
+    await wallet.transfer({ transactionId: newTransactionId(), fromAccount: issuer, toAccount: first, amount: "100.00", currency: "USD" });
+    const balances = async () => Promise.all(LEGS_ACCOUNTS.map(async (a) => cents((await wallet.getAccount(a)).account!.balance)));
+    const moved = async (since: number[]) => (await balances()).map((now, i) => now - since[i]);
+    const nothing = [0, 0, 0, 0];
+    const leg = (fromAccount: string, toAccount: string, amount: string, currency = "USD") => ({ fromAccount, toAccount, amount, currency });
+    const legs = [leg(first, second, "30.00"), leg(first, third, "20.00"), leg(second, fourth, "10.00")];
+
+    const before = await balances();
+    const transactionId = newTransactionId();
+    const done = await wallet.transferLegs({ transactionId, legs, reference, metadata });
+    assert.deepEqual([done.status, done.transactionId, done.replayed], ["success", transactionId, false]);
+    assert.deepEqual(await moved(before), [-5000, 2000, 2000, 1000], "the legs moved other amounts");
+    checks += 2;
+
+    const after = await balances();
+    const again = await wallet.transferLegs({ transactionId, legs: legs.map((l) => ({ ...l })), reference, metadata: { ...metadata } });
+    assert.deepEqual([again.status, again.transactionId, again.replayed, again.consistencyToken], ["success", transactionId, true, done.consistencyToken]);
+    const reused = await expectRejectedError(
+      () => wallet.transferLegs({ transactionId, legs: legs.slice(0, 2), reference, metadata }),
+      Code.ALREADY_EXISTS, "TRANSACTION_ID_REUSED",
+    );
+    assert.equal(reused.transactionId, transactionId);
+    assert.deepEqual(await moved(after), nothing, "a replay or a reused id moved money");
+    checks += 2;
+
+    const tooMuch = decimal(after[0] + 100_000);
+    const refused = await expectRejectedError(
+      () => wallet.transferLegs({ legs: [leg(first, second, tooMuch), leg(second, fourth, "1.00")] }),
+      Code.FAILED_PRECONDITION, "INSUFFICIENT_FUNDS",
+    );
+    assert.deepEqual([refused.details.metadata.leg, refused.leg], ["0", 0], JSON.stringify(refused.details));
+    assert.match(refused.transactionId ?? "", /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    const invalid = Code.INVALID_ARGUMENT;
+    await expectRejectedError(() => wallet.transferLegs({ legs: [leg(first, second, "1.00"), leg(first, second, "2.00")] }), invalid, "REPEATED_LEG", "legs");
+    await expectRejectedError(() => wallet.transferLegs({ legs: [leg(first, second, "1.00"), leg(first, third, "1.00", "EUR")] }), invalid, "MIXED_CURRENCIES", "legs");
+    await expectRejectedError(() => wallet.transferLegs({ legs: [] }), invalid, "LEGS_OUT_OF_RANGE", "legs");
+    await expectRejectedError(
+      () => wallet.transferLegs({ legs: [leg(first, second, "1.00"), leg(first, LEGS_ELSEWHERE, "1.00")] }),
+      Code.FAILED_PRECONDITION, "LEGS_SPAN_PARTITIONS",
+    );
+    assert.deepEqual(await moved(after), nothing, "a refused set moved money");
+    checks += 1;
+
+    const got = await wallet.getTransfer(transactionId);
+    assert.equal(got.status, TransferStatus.TRANSFER_STATUS_COMPLETED, JSON.stringify(got));
+    assert.deepEqual([got.transactionId, got.fromAccount, got.toAccount, got.amount, got.currency], [transactionId, "", "", "", "USD"], JSON.stringify(got));
+    assert.deepEqual(
+      got.legs.map((l) => [l.fromAccount, l.toAccount, cents(l.amount)]),
+      legs.map((l) => [l.fromAccount, l.toAccount, cents(l.amount)]),
+      JSON.stringify(got),
+    );
+    assert.deepEqual([got.reference, got.metadata, got.rejectedLeg], [reference, metadata, undefined], JSON.stringify(got));
+    checks += 1;
+    console.log("typescript live checks: a multi-leg transfer moves every leg or none (replayed, refused as documented, read back)");
+  } finally {
+    wallet.close();
+  }
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { write: { type: "string" }, read: { type: "string" } } });
   assert.ok(values.write && values.read, "--write and --read are required");
@@ -587,6 +685,7 @@ async function main(): Promise<void> {
   down.close();
   checks += 2;
 
+  await transferLegsCheck(writes, issuer);
   await accountLifecycle(writes, prefix);
   await transferAnnotations(writes, values.read, prefix);
   await accountAnnotations(writes, values.read, prefix);

@@ -91,6 +91,7 @@ function state(version: number, isFinal = false): TransferUpdate {
     status: isFinal ? TransferStatus.TRANSFER_STATUS_COMPLETED : TransferStatus.TRANSFER_STATUS_IN_FLIGHT,
     reference: "",
     metadata: {},
+    legs: [],
   };
 }
 

@@ -9,7 +9,7 @@
 // transfer's reference and metadata are stored and read back (write node, read node),
 // compared on a retry, and refused over their limits; an account's reference and metadata
 // likewise (set at opening, compared when it is opened again, refused over their limits with
-// no account opened).
+// no account opened); a multi-leg transfer (TransferLegs) moves every leg or none.
 //
 //	livecheck --write HOST:PORT,... --read HOST:PORT
 package main
@@ -211,12 +211,134 @@ func main() {
 	onlyDead.Close()
 	checks++
 
+	transferLegs(ctx, w, issuer)
 	accountLifecycle(ctx, w, prefix)
 	transferAnnotations(ctx, w, q, prefix)
 	accountAnnotations(ctx, w, q, prefix)
 	concurrentTransfers(ctx, w, prefix)
 	otherWrappers(ctx, w, q, prefix, issuer, alice)
 	fmt.Printf("go live checks: %d passed\n", checks)
+}
+
+// The accounts of the multi-leg check, fixed so that the first four are in one partition of
+// the 4 of client-sdk/test-sdks.sh's cluster (the server's partition function) and the last in
+// another; opened idempotently, so the check compares balances as deltas.
+var (
+	legsAccounts  = [4]string{"go-legs-0", "go-legs-10", "go-legs-11", "go-legs-12"}
+	legsElsewhere = "go-legs-1"
+)
+
+// transferLegs: a multi-leg transfer moves every leg or none. Three legs among four accounts
+// of one partition move exactly their amounts (GetAccount on the write node, as deltas); the
+// same id and legs again answer the original outcome (Replayed) and move nothing, other legs
+// under the id are ALREADY_EXISTS TRANSACTION_ID_REUSED; a set taking more than its first
+// account has is FAILED_PRECONDITION INSUFFICIENT_FUNDS naming leg 0 and moves nothing; a
+// repeated leg, mixed currencies and no legs are INVALID_ARGUMENT (REPEATED_LEG,
+// MIXED_CURRENCIES, LEGS_OUT_OF_RANGE), a set reaching another partition FAILED_PRECONDITION
+// LEGS_SPAN_PARTITIONS; GetTransfer answers the set with its legs, COMPLETED, no FromAccount.
+func transferLegs(ctx context.Context, w *wallet.WalletClient, issuer string) {
+	first, second, third, fourth := legsAccounts[0], legsAccounts[1], legsAccounts[2], legsAccounts[3]
+	for _, account := range append(legsAccounts[:], legsElsewhere) {
+		_, err := w.OpenAccount(ctx, wallet.OpenAccountParams{AccountID: account, Currency: "USD"})
+		must(err, "open "+account)
+	}
+	_, err := w.Transfer(ctx, wallet.TransferParams{TransactionID: wallet.NewTransactionID(), From: issuer, To: first, Amount: "100.00", Currency: "USD"})
+	must(err, "fund "+first)
+	balances := func() [4]*big.Rat {
+		var out [4]*big.Rat
+		for i, account := range legsAccounts {
+			got, err := w.GetAccount(ctx, account)
+			must(err, "GetAccount "+account)
+			out[i] = decimal(got.GetAccount().GetBalance())
+		}
+		return out
+	}
+	moved := func(since [4]*big.Rat) []string {
+		now := balances()
+		out := make([]string, 4)
+		for i := range now {
+			out[i] = new(big.Rat).Sub(now[i], since[i]).FloatString(2)
+		}
+		return out
+	}
+	nothing := []string{"0.00", "0.00", "0.00", "0.00"}
+	leg := func(from, to, amount, currency string) wallet.TransferLeg {
+		return wallet.TransferLeg{From: from, To: to, Amount: amount, Currency: currency}
+	}
+	legs := []wallet.TransferLeg{leg(first, second, "30.00", "USD"), leg(first, third, "20.00", "USD"), leg(second, fourth, "10.00", "USD")}
+	reference := "legs-" + wallet.NewTransactionID()
+	md := map[string]string{"channel": "sdk-go"}
+	id := wallet.NewTransactionID()
+	params := wallet.TransferLegsParams{TransactionID: id, Legs: legs, Reference: reference, Metadata: md}
+
+	before := balances()
+	done, err := w.TransferLegs(ctx, params)
+	must(err, "TransferLegs")
+	if done.GetStatus() != "success" || done.GetTransactionId() != id || done.GetReplayed() {
+		fail("TransferLegs answered %v", done)
+	}
+	if got, want := moved(before), []string{"-50.00", "20.00", "20.00", "10.00"}; !reflect.DeepEqual(got, want) {
+		fail("the legs moved %v, not %v", got, want)
+	}
+	checks += 2
+
+	after := balances()
+	again, err := w.TransferLegs(ctx, params)
+	must(err, "TransferLegs again")
+	if again.GetStatus() != "success" || again.GetTransactionId() != id || !again.GetReplayed() || again.GetConsistencyToken() != done.GetConsistencyToken() {
+		fail("the same TransferLegs again answered %v, first %v", again, done)
+	}
+	_, err = w.TransferLegs(ctx, wallet.TransferLegsParams{TransactionID: id, Legs: legs[:2], Reference: reference, Metadata: md})
+	if reused := expectRejected(err, codes.AlreadyExists, wallet.ReasonTransactionIDReused, "", "the same id with other legs"); reused.TransactionID != id {
+		fail("the error's TransactionID %q, not %q", reused.TransactionID, id)
+	}
+	if got := moved(after); !reflect.DeepEqual(got, nothing) {
+		fail("a replay or a reused id moved %v", got)
+	}
+	checks++
+
+	tooMuch := new(big.Rat).Add(after[0], big.NewRat(1000, 1)).FloatString(2)
+	_, err = w.TransferLegs(ctx, wallet.TransferLegsParams{Legs: []wallet.TransferLeg{leg(first, second, tooMuch, "USD"), leg(second, fourth, "1.00", "USD")}})
+	refused := expectRejected(err, codes.FailedPrecondition, wallet.ReasonInsufficientFunds, "", "legs taking more than the first account has")
+	if index, ok := refused.Leg(); !ok || index != 0 || refused.Details.Metadata[wallet.MetadataLeg] != "0" {
+		fail("insufficient funds: leg %d %v, ErrorInfo metadata %v", index, ok, refused.Details.Metadata)
+	}
+	if len(refused.TransactionID) != 36 {
+		fail("insufficient funds: the generated id is not on the error: %q", refused.TransactionID)
+	}
+	invalid := codes.InvalidArgument
+	_, err = w.TransferLegs(ctx, wallet.TransferLegsParams{Legs: []wallet.TransferLeg{leg(first, second, "1.00", "USD"), leg(first, second, "2.00", "USD")}})
+	expectRejected(err, invalid, wallet.ReasonRepeatedLeg, "legs", "a repeated leg")
+	_, err = w.TransferLegs(ctx, wallet.TransferLegsParams{Legs: []wallet.TransferLeg{leg(first, second, "1.00", "USD"), leg(first, third, "1.00", "EUR")}})
+	expectRejected(err, invalid, wallet.ReasonMixedCurrencies, "legs", "mixed currencies")
+	_, err = w.TransferLegs(ctx, wallet.TransferLegsParams{})
+	expectRejected(err, invalid, wallet.ReasonLegsOutOfRange, "legs", "no legs")
+	_, err = w.TransferLegs(ctx, wallet.TransferLegsParams{Legs: []wallet.TransferLeg{leg(first, second, "1.00", "USD"), leg(first, legsElsewhere, "1.00", "USD")}})
+	expectRejected(err, codes.FailedPrecondition, wallet.ReasonLegsSpanPartitions, "", "legs spanning partitions")
+	if got := moved(after); !reflect.DeepEqual(got, nothing) {
+		fail("a refused set moved %v", got)
+	}
+	checks++
+
+	got, err := w.GetTransfer(ctx, id)
+	must(err, "GetTransfer of the legs")
+	if got.GetStatus() != walletv1.TransferStatus_TRANSFER_STATUS_COMPLETED || got.GetTransactionId() != id ||
+		got.GetFromAccount() != "" || got.GetToAccount() != "" || got.GetAmount() != "" || got.GetCurrency() != "USD" {
+		fail("GetTransfer of the legs: %v", got)
+	}
+	if len(got.GetLegs()) != len(legs) {
+		fail("GetTransfer: %d legs, not %d: %v", len(got.GetLegs()), len(legs), got)
+	}
+	for i, l := range got.GetLegs() {
+		if l.GetFromAccount() != legs[i].From || l.GetToAccount() != legs[i].To || decimal(l.GetAmount()).Cmp(decimal(legs[i].Amount)) != 0 {
+			fail("GetTransfer: leg %d is %v, not %v", i, l, legs[i])
+		}
+	}
+	if got.GetReference() != reference || !reflect.DeepEqual(got.GetMetadata(), md) || got.RejectedLeg != nil {
+		fail("GetTransfer: reference %q, metadata %v, rejected leg %v", got.GetReference(), got.GetMetadata(), got.RejectedLeg)
+	}
+	checks++
+	fmt.Println("go live checks: a multi-leg transfer moves every leg or none (replayed, refused as documented, read back)")
 }
 
 // transferAnnotations: a transfer with a reference and metadata (unicode included) reads

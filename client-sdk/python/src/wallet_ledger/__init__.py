@@ -20,15 +20,19 @@ from .aio import AsyncQueryClient, AsyncWalletClient
 from .auth import TlsConfig, authorization_metadata
 from .client import (
     AccountOutcome,
+    Leg,
+    LegLike,
     QueryClient,
     TransferOutcome,
     TransferResults,
     WalletClient,
     item_error,
     new_transaction_id,
+    new_transfer_legs_request,
 )
 from .errors import (
     ERROR_DOMAIN,
+    METADATA_LEG,
     METADATA_REPLAYED,
     REASON_NOT_LEADER,
     REASONS,
@@ -69,6 +73,9 @@ __all__ = [
     "AsyncWalletClient",
     "ERROR_DOMAIN",
     "ErrorReason",
+    "Leg",
+    "LegLike",
+    "METADATA_LEG",
     "METADATA_REPLAYED",
     "REASONS",
     "REASON_NOT_LEADER",
@@ -95,6 +102,7 @@ __all__ = [
     "event_log_pb2",
     "full_jitter",
     "new_transaction_id",
+    "new_transfer_legs_request",
     "query_pb2",
     "query_pb2_grpc",
     "wallet_pb2",

@@ -31,6 +31,7 @@ from .client import (
     LEADER_CACHE_MAX,
     AccountLike,
     AccountOutcome,
+    LegLike,
     TransferLike,
     TransferOutcome,
     authorize_request,
@@ -38,6 +39,8 @@ from .client import (
     batch_outcomes,
     item_error,
     new_open_request,
+    new_transaction_id,
+    new_transfer_legs_request,
     new_transfer_request,
     open_request,
     transfer_request,
@@ -281,6 +284,25 @@ class AsyncWalletClient:
         """See ``WalletClient.get_account``."""
         request = wallet_pb2.GetAccountRequest(account_id=account_id)
         return cast(wallet_pb2.GetAccountResponse, await self._call("GetAccount", request))
+
+    async def transfer_legs(
+        self,
+        legs: Sequence[LegLike],
+        *,
+        transaction_id: Optional[str] = None,
+        reference: Optional[str] = None,
+        metadata: Optional[Mapping[str, str]] = None,
+    ) -> wallet_pb2.TransferResponse:
+        """See ``WalletClient.transfer_legs``."""
+        request = new_transfer_legs_request(
+            new_transaction_id() if transaction_id is None else transaction_id, legs, reference, metadata
+        )
+        key = request.legs[0].from_account if request.legs else ""
+        try:
+            return cast(wallet_pb2.TransferResponse, await self._call("TransferLegs", request, key))
+        except WalletError as error:
+            error.transaction_id = request.transaction_id
+            raise
 
     async def authorize_transfer(
         self,

@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 import weakref
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, TypeVar, Union, cast
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Optional, Sequence, TypeVar, Union, cast
 
 import grpc
 
@@ -68,6 +68,57 @@ def new_transfer_request(
         to_account=to_account,
         amount=amount,
         currency=currency,
+        reference=reference or "",
+        metadata=_metadata(metadata),
+    )
+
+
+class Leg(NamedTuple):
+    """One leg of ``transfer_legs``: move ``amount`` (a decimal string, e.g. ``"12.34"``) of
+    ``currency`` from ``from_account`` to ``to_account``. Every leg of a set has the same
+    currency."""
+
+    from_account: str
+    to_account: str
+    amount: str
+    currency: str
+
+
+#: A leg of ``transfer_legs``: a ``Leg`` (or a plain 4-tuple in its order), a
+#: ``wallet_pb2.TransferLeg``, or a mapping of its fields (``from_account``, ``to_account``,
+#: ``amount``, ``currency``).
+LegLike = Union[Leg, wallet_pb2.TransferLeg, Mapping[str, Any], tuple[str, str, str, str]]
+
+
+def transfer_leg(leg: LegLike) -> wallet_pb2.TransferLeg:
+    """The ``TransferLeg`` message of one leg (a copy: changing the argument afterwards
+    changes nothing that is sent)."""
+    if isinstance(leg, wallet_pb2.TransferLeg):
+        copy = wallet_pb2.TransferLeg()
+        copy.CopyFrom(leg)
+        return copy
+    if isinstance(leg, Mapping):
+        return wallet_pb2.TransferLeg(**dict(leg))
+    if isinstance(leg, tuple):
+        from_account, to_account, amount, currency = leg
+        return wallet_pb2.TransferLeg(
+            from_account=from_account, to_account=to_account, amount=amount, currency=currency
+        )
+    raise TypeError(f"a leg must be a Leg, a TransferLeg or a mapping of its fields, got {type(leg).__name__}")
+
+
+def new_transfer_legs_request(
+    transaction_id: str,
+    legs: Iterable[LegLike],
+    reference: Optional[str] = None,
+    metadata: Optional[Mapping[str, str]] = None,
+) -> wallet_pb2.TransferLegsRequest:
+    """The ``TransferLegsRequest`` of ``transfer_legs``: the legs in the order given,
+    ``reference`` and ``metadata`` optional (``None``: none) with the limits of a transfer's
+    (see ``new_transfer_request``), one of each for the whole set."""
+    return wallet_pb2.TransferLegsRequest(
+        transaction_id=transaction_id,
+        legs=[transfer_leg(leg) for leg in legs],
         reference=reference or "",
         metadata=_metadata(metadata),
     )
@@ -421,6 +472,50 @@ class WalletClient:
         self._counters.stream_opened()
         reader.start()
         return pipe
+
+    def transfer_legs(
+        self,
+        legs: Sequence[LegLike],
+        *,
+        transaction_id: Optional[str] = None,
+        reference: Optional[str] = None,
+        metadata: Optional[Mapping[str, str]] = None,
+    ) -> wallet_pb2.TransferResponse:
+        """A multi-leg transfer (``TransferLegs``): 1 to 64 legs (``Leg(from_account,
+        to_account, amount, currency)``, all in one currency) that move money all together or
+        not at all, applied in the order given, and answers once it is final, like
+        ``transfer()`` (``status`` "success", ``transaction_id``, ``consistency_token``,
+        ``replayed``). A refusal moves nothing.
+
+        ``transaction_id`` is the idempotency key, shared with transfers and holds; ``None``
+        makes a fresh one (``new_transaction_id()``), returned as the response's
+        ``transaction_id`` and, on failure, as the error's ``transaction_id``. Every automatic
+        retry sends the same request, id included, and so should yours after an
+        ``Indefinite`` error: the same id and legs answer the original outcome (``replayed``);
+        the same id with other legs (or a transfer or hold under it) is ``Rejected``
+        ALREADY_EXISTS TRANSACTION_ID_REUSED. ``reference`` and ``metadata`` (optional, one of
+        each for the whole set) are as for ``transfer()``.
+
+        Routed to the leader of the partition of the first leg's ``from_account`` and retried
+        like the unary ``Transfer`` (UNAVAILABLE, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED,
+        CANCELLED: the same request again; it does not go down the ``SubmitTransfers``
+        stream). Refusals are ``Rejected``; a refusal of one leg (e.g. FAILED_PRECONDITION
+        INSUFFICIENT_FUNDS, or INVALID_ARGUMENT INVALID_AMOUNT with ``field``
+        ``legs``) names the index of the first leg refused, 0-based, as the
+        error's ``leg`` (``ErrorInfo`` metadata ``leg``). The whole set is refused as
+        INVALID_ARGUMENT (field ``legs``) LEGS_OUT_OF_RANGE (no legs, more than 64),
+        REPEATED_LEG (two legs with the same from_account and to_account: merge them) or
+        MIXED_CURRENCIES, and today as FAILED_PRECONDITION LEGS_SPAN_PARTITIONS when its
+        accounts are not all in one partition."""
+        request = new_transfer_legs_request(
+            new_transaction_id() if transaction_id is None else transaction_id, legs, reference, metadata
+        )
+        key = request.legs[0].from_account if request.legs else ""
+        try:
+            return cast(wallet_pb2.TransferResponse, self._call("TransferLegs", request, key))
+        except WalletError as error:
+            error.transaction_id = request.transaction_id
+            raise
 
     def authorize_transfer(
         self,

@@ -51,6 +51,9 @@ REASON_NOT_LEADER = reason_of(errors_pb2.ERROR_REASON_NOT_LEADER)
 METADATA_REPLAYED = "replayed"
 #: ``ErrorInfo`` metadata key with the leader's ``host:port``, when known.
 METADATA_LEADER_ADDRESS = "leader_address"
+#: ``ErrorInfo`` metadata key of a ``TransferLegs`` refusal: the index (0-based, a decimal
+#: string) of the first leg refused (``WalletError.leg``).
+METADATA_LEG = "leg"
 #: The trailer that carries the serialized ``google.rpc.Status``.
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 # The two reasons below are this SDK's own, for failures no node answered: not in REASONS.
@@ -142,6 +145,10 @@ class WalletError(Exception):
         self.message: str = details.message
         #: The offending request field, from the first ``BadRequest`` field violation.
         self.field: Optional[str] = next((f for f, _ in details.field_violations if f), None)
+        #: The transaction id of the failed call, set by calls that may make one themselves
+        #: (``transfer_legs`` without a ``transaction_id``): ask again with it after an
+        #: ``Indefinite`` error. ``None`` otherwise.
+        self.transaction_id: Optional[str] = None
         super().__init__(f"{self.code.name} {reason}: {self.message}")
 
     @property
@@ -150,6 +157,21 @@ class WalletError(Exception):
         (a retry): ``ErrorInfo`` metadata ``replayed`` = ``"true"``, or
         ``TransferResult.replayed`` for a streamed or batched item. Older nodes never set it."""
         return self.details.metadata.get(METADATA_REPLAYED) == "true"
+
+    @property
+    def leg(self) -> Optional[int]:
+        """For a refused ``TransferLegs``: the index (0-based) of the first leg refused, from
+        the ``ErrorInfo`` metadata ``leg`` (for insufficient funds, the leg of the account's
+        first debit). ``None`` when the error names no leg (e.g. REPEATED_LEG, or another
+        call)."""
+        value = self.details.metadata.get(METADATA_LEG)
+        if value is None:
+            return None
+        try:
+            index = int(value)
+        except ValueError:
+            return None
+        return index if index >= 0 else None
 
     @property
     def definite(self) -> bool:

@@ -204,6 +204,20 @@ export enum ErrorReason {
    * (FAILED_PRECONDITION): retry once the rolling upgrade is complete (README "Upgrades").
    */
   ERROR_REASON_CLUSTER_UPGRADING = 80,
+  /** ERROR_REASON_LEGS_OUT_OF_RANGE - TransferLegs without legs or with more than 64 (INVALID_ARGUMENT, field `legs`). */
+  ERROR_REASON_LEGS_OUT_OF_RANGE = 81,
+  /**
+   * ERROR_REASON_REPEATED_LEG - TransferLegs with two legs of the same from_account and to_account (INVALID_ARGUMENT,
+   * field `legs`); merge them.
+   */
+  ERROR_REASON_REPEATED_LEG = 82,
+  /** ERROR_REASON_MIXED_CURRENCIES - TransferLegs with legs in different currencies (INVALID_ARGUMENT, field `legs`). */
+  ERROR_REASON_MIXED_CURRENCIES = 83,
+  /**
+   * ERROR_REASON_LEGS_SPAN_PARTITIONS - TransferLegs whose accounts are not all in one partition (FAILED_PRECONDITION): not
+   * supported yet.
+   */
+  ERROR_REASON_LEGS_SPAN_PARTITIONS = 84,
   UNRECOGNIZED = -1,
 }
 
@@ -452,6 +466,18 @@ export function errorReasonFromJSON(object: any): ErrorReason {
     case 80:
     case "ERROR_REASON_CLUSTER_UPGRADING":
       return ErrorReason.ERROR_REASON_CLUSTER_UPGRADING;
+    case 81:
+    case "ERROR_REASON_LEGS_OUT_OF_RANGE":
+      return ErrorReason.ERROR_REASON_LEGS_OUT_OF_RANGE;
+    case 82:
+    case "ERROR_REASON_REPEATED_LEG":
+      return ErrorReason.ERROR_REASON_REPEATED_LEG;
+    case 83:
+    case "ERROR_REASON_MIXED_CURRENCIES":
+      return ErrorReason.ERROR_REASON_MIXED_CURRENCIES;
+    case 84:
+    case "ERROR_REASON_LEGS_SPAN_PARTITIONS":
+      return ErrorReason.ERROR_REASON_LEGS_SPAN_PARTITIONS;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -623,6 +649,14 @@ export function errorReasonToJSON(object: ErrorReason): string {
       return "ERROR_REASON_OVERDRAFT_LIMIT_BELOW_DEBT";
     case ErrorReason.ERROR_REASON_CLUSTER_UPGRADING:
       return "ERROR_REASON_CLUSTER_UPGRADING";
+    case ErrorReason.ERROR_REASON_LEGS_OUT_OF_RANGE:
+      return "ERROR_REASON_LEGS_OUT_OF_RANGE";
+    case ErrorReason.ERROR_REASON_REPEATED_LEG:
+      return "ERROR_REASON_REPEATED_LEG";
+    case ErrorReason.ERROR_REASON_MIXED_CURRENCIES:
+      return "ERROR_REASON_MIXED_CURRENCIES";
+    case ErrorReason.ERROR_REASON_LEGS_SPAN_PARTITIONS:
+      return "ERROR_REASON_LEGS_SPAN_PARTITIONS";
     case ErrorReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

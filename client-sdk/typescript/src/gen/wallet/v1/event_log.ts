@@ -116,6 +116,45 @@ export interface LedgerEvent {
   holdVoided?: HoldVoided | undefined;
   holdExpired?: HoldExpired | undefined;
   accountChanged?: AccountChanged | undefined;
+  legsCompleted?: LegsCompleted | undefined;
+  legsRejected?: LegsRejected | undefined;
+}
+
+/** One leg of a multi-leg transfer. */
+export interface LegMoved {
+  fromAccount: string;
+  toAccount: string;
+  amount: string;
+  amountMinor: string;
+}
+
+/**
+ * A multi-leg transfer moved money along every leg, within one partition (each leg a debit of
+ * its from_account and a credit of its to_account, in order).
+ */
+export interface LegsCompleted {
+  transactionId: string;
+  currency: string;
+  legs: LegMoved[];
+  /** The client's reference and metadata; absent when it gave none. */
+  annotations: TransferAnnotations | undefined;
+}
+
+/** A multi-leg transfer was refused; nothing moved, the id is taken. */
+export interface LegsRejected {
+  transactionId: string;
+  currency: string;
+  legs: LegMoved[];
+  annotations:
+    | TransferAnnotations
+    | undefined;
+  /**
+   * The index of the first leg refused, and why ("INSUFFICIENT_FUNDS"), and the transfer
+   * field at fault ("from_account", "amount").
+   */
+  leg: number;
+  reason: string;
+  field: string;
 }
 
 /**
@@ -560,6 +599,8 @@ function createBaseLedgerEvent(): LedgerEvent {
     holdVoided: undefined,
     holdExpired: undefined,
     accountChanged: undefined,
+    legsCompleted: undefined,
+    legsRejected: undefined,
   };
 }
 
@@ -609,6 +650,12 @@ export const LedgerEvent: MessageFns<LedgerEvent> = {
     }
     if (message.accountChanged !== undefined) {
       AccountChanged.encode(message.accountChanged, writer.uint32(122).fork()).join();
+    }
+    if (message.legsCompleted !== undefined) {
+      LegsCompleted.encode(message.legsCompleted, writer.uint32(130).fork()).join();
+    }
+    if (message.legsRejected !== undefined) {
+      LegsRejected.encode(message.legsRejected, writer.uint32(138).fork()).join();
     }
     return writer;
   },
@@ -746,6 +793,22 @@ export const LedgerEvent: MessageFns<LedgerEvent> = {
             message.accountChanged = AccountChanged.decode(reader, reader.uint32());
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.legsCompleted = LegsCompleted.decode(reader, reader.uint32());
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.legsRejected = LegsRejected.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -835,6 +898,16 @@ export const LedgerEvent: MessageFns<LedgerEvent> = {
         : isSet(object.account_changed)
         ? AccountChanged.fromJSON(object.account_changed)
         : undefined,
+      legsCompleted: isSet(object.legsCompleted)
+        ? LegsCompleted.fromJSON(object.legsCompleted)
+        : isSet(object.legs_completed)
+        ? LegsCompleted.fromJSON(object.legs_completed)
+        : undefined,
+      legsRejected: isSet(object.legsRejected)
+        ? LegsRejected.fromJSON(object.legsRejected)
+        : isSet(object.legs_rejected)
+        ? LegsRejected.fromJSON(object.legs_rejected)
+        : undefined,
     };
   },
 
@@ -884,6 +957,12 @@ export const LedgerEvent: MessageFns<LedgerEvent> = {
     }
     if (message.accountChanged !== undefined) {
       obj.accountChanged = AccountChanged.toJSON(message.accountChanged);
+    }
+    if (message.legsCompleted !== undefined) {
+      obj.legsCompleted = LegsCompleted.toJSON(message.legsCompleted);
+    }
+    if (message.legsRejected !== undefined) {
+      obj.legsRejected = LegsRejected.toJSON(message.legsRejected);
     }
     return obj;
   },
@@ -938,6 +1017,435 @@ export const LedgerEvent: MessageFns<LedgerEvent> = {
     message.accountChanged = (object.accountChanged !== undefined && object.accountChanged !== null)
       ? AccountChanged.fromPartial(object.accountChanged)
       : undefined;
+    message.legsCompleted = (object.legsCompleted !== undefined && object.legsCompleted !== null)
+      ? LegsCompleted.fromPartial(object.legsCompleted)
+      : undefined;
+    message.legsRejected = (object.legsRejected !== undefined && object.legsRejected !== null)
+      ? LegsRejected.fromPartial(object.legsRejected)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseLegMoved(): LegMoved {
+  return { fromAccount: "", toAccount: "", amount: "", amountMinor: "0" };
+}
+
+export const LegMoved: MessageFns<LegMoved> = {
+  encode(message: LegMoved, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.fromAccount !== "") {
+      writer.uint32(10).string(message.fromAccount);
+    }
+    if (message.toAccount !== "") {
+      writer.uint32(18).string(message.toAccount);
+    }
+    if (message.amount !== "") {
+      writer.uint32(26).string(message.amount);
+    }
+    if (message.amountMinor !== "0") {
+      writer.uint32(32).int64(message.amountMinor);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LegMoved {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLegMoved();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.fromAccount = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.toAccount = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.amount = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.amountMinor = reader.int64().toString();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LegMoved {
+    return {
+      fromAccount: isSet(object.fromAccount)
+        ? globalThis.String(object.fromAccount)
+        : isSet(object.from_account)
+        ? globalThis.String(object.from_account)
+        : "",
+      toAccount: isSet(object.toAccount)
+        ? globalThis.String(object.toAccount)
+        : isSet(object.to_account)
+        ? globalThis.String(object.to_account)
+        : "",
+      amount: isSet(object.amount) ? globalThis.String(object.amount) : "",
+      amountMinor: isSet(object.amountMinor)
+        ? globalThis.String(object.amountMinor)
+        : isSet(object.amount_minor)
+        ? globalThis.String(object.amount_minor)
+        : "0",
+    };
+  },
+
+  toJSON(message: LegMoved): unknown {
+    const obj: any = {};
+    if (message.fromAccount !== "") {
+      obj.fromAccount = message.fromAccount;
+    }
+    if (message.toAccount !== "") {
+      obj.toAccount = message.toAccount;
+    }
+    if (message.amount !== "") {
+      obj.amount = message.amount;
+    }
+    if (message.amountMinor !== "0") {
+      obj.amountMinor = message.amountMinor;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LegMoved>, I>>(base?: I): LegMoved {
+    return LegMoved.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LegMoved>, I>>(object: I): LegMoved {
+    const message = createBaseLegMoved();
+    message.fromAccount = object.fromAccount ?? "";
+    message.toAccount = object.toAccount ?? "";
+    message.amount = object.amount ?? "";
+    message.amountMinor = object.amountMinor ?? "0";
+    return message;
+  },
+};
+
+function createBaseLegsCompleted(): LegsCompleted {
+  return { transactionId: "", currency: "", legs: [], annotations: undefined };
+}
+
+export const LegsCompleted: MessageFns<LegsCompleted> = {
+  encode(message: LegsCompleted, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transactionId !== "") {
+      writer.uint32(10).string(message.transactionId);
+    }
+    if (message.currency !== "") {
+      writer.uint32(18).string(message.currency);
+    }
+    for (const v of message.legs) {
+      LegMoved.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.annotations !== undefined) {
+      TransferAnnotations.encode(message.annotations, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LegsCompleted {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLegsCompleted();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transactionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.currency = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.legs.push(LegMoved.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.annotations = TransferAnnotations.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LegsCompleted {
+    return {
+      transactionId: isSet(object.transactionId)
+        ? globalThis.String(object.transactionId)
+        : isSet(object.transaction_id)
+        ? globalThis.String(object.transaction_id)
+        : "",
+      currency: isSet(object.currency) ? globalThis.String(object.currency) : "",
+      legs: globalThis.Array.isArray(object?.legs) ? object.legs.map((e: any) => LegMoved.fromJSON(e)) : [],
+      annotations: isSet(object.annotations) ? TransferAnnotations.fromJSON(object.annotations) : undefined,
+    };
+  },
+
+  toJSON(message: LegsCompleted): unknown {
+    const obj: any = {};
+    if (message.transactionId !== "") {
+      obj.transactionId = message.transactionId;
+    }
+    if (message.currency !== "") {
+      obj.currency = message.currency;
+    }
+    if (message.legs?.length) {
+      obj.legs = message.legs.map((e) => LegMoved.toJSON(e));
+    }
+    if (message.annotations !== undefined) {
+      obj.annotations = TransferAnnotations.toJSON(message.annotations);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LegsCompleted>, I>>(base?: I): LegsCompleted {
+    return LegsCompleted.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LegsCompleted>, I>>(object: I): LegsCompleted {
+    const message = createBaseLegsCompleted();
+    message.transactionId = object.transactionId ?? "";
+    message.currency = object.currency ?? "";
+    message.legs = object.legs?.map((e) => LegMoved.fromPartial(e)) || [];
+    message.annotations = (object.annotations !== undefined && object.annotations !== null)
+      ? TransferAnnotations.fromPartial(object.annotations)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseLegsRejected(): LegsRejected {
+  return { transactionId: "", currency: "", legs: [], annotations: undefined, leg: 0, reason: "", field: "" };
+}
+
+export const LegsRejected: MessageFns<LegsRejected> = {
+  encode(message: LegsRejected, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transactionId !== "") {
+      writer.uint32(10).string(message.transactionId);
+    }
+    if (message.currency !== "") {
+      writer.uint32(18).string(message.currency);
+    }
+    for (const v of message.legs) {
+      LegMoved.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.annotations !== undefined) {
+      TransferAnnotations.encode(message.annotations, writer.uint32(34).fork()).join();
+    }
+    if (message.leg !== 0) {
+      writer.uint32(40).uint32(message.leg);
+    }
+    if (message.reason !== "") {
+      writer.uint32(50).string(message.reason);
+    }
+    if (message.field !== "") {
+      writer.uint32(58).string(message.field);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LegsRejected {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLegsRejected();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transactionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.currency = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.legs.push(LegMoved.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.annotations = TransferAnnotations.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.leg = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.field = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LegsRejected {
+    return {
+      transactionId: isSet(object.transactionId)
+        ? globalThis.String(object.transactionId)
+        : isSet(object.transaction_id)
+        ? globalThis.String(object.transaction_id)
+        : "",
+      currency: isSet(object.currency) ? globalThis.String(object.currency) : "",
+      legs: globalThis.Array.isArray(object?.legs) ? object.legs.map((e: any) => LegMoved.fromJSON(e)) : [],
+      annotations: isSet(object.annotations) ? TransferAnnotations.fromJSON(object.annotations) : undefined,
+      leg: isSet(object.leg) ? globalThis.Number(object.leg) : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      field: isSet(object.field) ? globalThis.String(object.field) : "",
+    };
+  },
+
+  toJSON(message: LegsRejected): unknown {
+    const obj: any = {};
+    if (message.transactionId !== "") {
+      obj.transactionId = message.transactionId;
+    }
+    if (message.currency !== "") {
+      obj.currency = message.currency;
+    }
+    if (message.legs?.length) {
+      obj.legs = message.legs.map((e) => LegMoved.toJSON(e));
+    }
+    if (message.annotations !== undefined) {
+      obj.annotations = TransferAnnotations.toJSON(message.annotations);
+    }
+    if (message.leg !== 0) {
+      obj.leg = Math.round(message.leg);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.field !== "") {
+      obj.field = message.field;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LegsRejected>, I>>(base?: I): LegsRejected {
+    return LegsRejected.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LegsRejected>, I>>(object: I): LegsRejected {
+    const message = createBaseLegsRejected();
+    message.transactionId = object.transactionId ?? "";
+    message.currency = object.currency ?? "";
+    message.legs = object.legs?.map((e) => LegMoved.fromPartial(e)) || [];
+    message.annotations = (object.annotations !== undefined && object.annotations !== null)
+      ? TransferAnnotations.fromPartial(object.annotations)
+      : undefined;
+    message.leg = object.leg ?? 0;
+    message.reason = object.reason ?? "";
+    message.field = object.field ?? "";
     return message;
   },
 };

@@ -25,6 +25,7 @@ import {
   AccountStatus,
   accountStatusFromJSON,
   accountStatusToJSON,
+  TransferLeg,
   TransferStatus,
   transferStatusFromJSON,
   transferStatusToJSON,
@@ -235,6 +236,12 @@ export interface TransferUpdate {
   /** What the client attached to the transfer (TransferRequest `reference` and `metadata`). */
   reference: string;
   metadata: { [key: string]: string };
+  /**
+   * As in Transfer: the legs of a multi-leg transfer (`from_account`, `to_account` and
+   * `amount` then empty, `amount_minor` 0), and the first leg refused of a rejected one.
+   */
+  legs: TransferLeg[];
+  rejectedLeg?: number | undefined;
 }
 
 export interface TransferUpdate_MetadataEntry {
@@ -1458,6 +1465,8 @@ function createBaseTransferUpdate(): TransferUpdate {
     status: 0,
     reference: "",
     metadata: {},
+    legs: [],
+    rejectedLeg: undefined,
   };
 }
 
@@ -1508,6 +1517,12 @@ export const TransferUpdate: MessageFns<TransferUpdate> = {
     globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
       TransferUpdate_MetadataEntry.encode({ key: key as any, value }, writer.uint32(122).fork()).join();
     });
+    for (const v of message.legs) {
+      TransferLeg.encode(v!, writer.uint32(130).fork()).join();
+    }
+    if (message.rejectedLeg !== undefined) {
+      writer.uint32(136).uint32(message.rejectedLeg);
+    }
     return writer;
   },
 
@@ -1647,6 +1662,22 @@ export const TransferUpdate: MessageFns<TransferUpdate> = {
             }
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.legs.push(TransferLeg.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.rejectedLeg = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1717,6 +1748,14 @@ export const TransferUpdate: MessageFns<TransferUpdate> = {
           {},
         )
         : {},
+      legs: globalThis.Array.isArray(object?.legs)
+        ? object.legs.map((e: any) => TransferLeg.fromJSON(e))
+        : [],
+      rejectedLeg: isSet(object.rejectedLeg)
+        ? globalThis.Number(object.rejectedLeg)
+        : isSet(object.rejected_leg)
+        ? globalThis.Number(object.rejected_leg)
+        : undefined,
     };
   },
 
@@ -1773,6 +1812,12 @@ export const TransferUpdate: MessageFns<TransferUpdate> = {
         });
       }
     }
+    if (message.legs?.length) {
+      obj.legs = message.legs.map((e) => TransferLeg.toJSON(e));
+    }
+    if (message.rejectedLeg !== undefined) {
+      obj.rejectedLeg = Math.round(message.rejectedLeg);
+    }
     return obj;
   },
 
@@ -1804,6 +1849,8 @@ export const TransferUpdate: MessageFns<TransferUpdate> = {
       },
       {},
     );
+    message.legs = object.legs?.map((e) => TransferLeg.fromPartial(e)) || [];
+    message.rejectedLeg = object.rejectedLeg ?? undefined;
     return message;
   },
 };

@@ -294,6 +294,31 @@ export interface TransferRequest_MetadataEntry {
   value: string;
 }
 
+/** One leg of a multi-leg transfer. */
+export interface TransferLeg {
+  fromAccount: string;
+  toAccount: string;
+  /** Decimal string, as TransferRequest.amount. */
+  amount: string;
+  /** Every leg of a set has the same currency. */
+  currency: string;
+}
+
+export interface TransferLegsRequest {
+  /** As TransferRequest.transaction_id. */
+  transactionId: string;
+  /** 1 to 64 legs, applied in this order, no two with the same from_account and to_account. */
+  legs: TransferLeg[];
+  /** As in TransferRequest: one reference and metadata for the whole set. */
+  reference: string;
+  metadata: { [key: string]: string };
+}
+
+export interface TransferLegsRequest_MetadataEntry {
+  key: string;
+  value: string;
+}
+
 export interface TransferResponse {
   /**
    * "success": the money moved (see Transfer for what a cross-partition success means).
@@ -466,6 +491,13 @@ export interface Transfer {
   /** What the client attached (TransferRequest `reference` and `metadata`). */
   reference: string;
   metadata: { [key: string]: string };
+  /**
+   * Set for a multi-leg transfer (TransferLegs), whose `from_account`, `to_account` and
+   * `amount` are then empty (`currency` is the legs').
+   */
+  legs: TransferLeg[];
+  /** For a rejected multi-leg transfer: the index of the first leg refused. */
+  rejectedLeg?: number | undefined;
 }
 
 export interface Transfer_MetadataEntry {
@@ -2197,6 +2229,371 @@ export const TransferRequest_MetadataEntry: MessageFns<TransferRequest_MetadataE
   },
 };
 
+function createBaseTransferLeg(): TransferLeg {
+  return { fromAccount: "", toAccount: "", amount: "", currency: "" };
+}
+
+export const TransferLeg: MessageFns<TransferLeg> = {
+  encode(message: TransferLeg, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.fromAccount !== "") {
+      writer.uint32(10).string(message.fromAccount);
+    }
+    if (message.toAccount !== "") {
+      writer.uint32(18).string(message.toAccount);
+    }
+    if (message.amount !== "") {
+      writer.uint32(26).string(message.amount);
+    }
+    if (message.currency !== "") {
+      writer.uint32(34).string(message.currency);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransferLeg {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransferLeg();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.fromAccount = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.toAccount = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.amount = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.currency = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransferLeg {
+    return {
+      fromAccount: isSet(object.fromAccount)
+        ? globalThis.String(object.fromAccount)
+        : isSet(object.from_account)
+        ? globalThis.String(object.from_account)
+        : "",
+      toAccount: isSet(object.toAccount)
+        ? globalThis.String(object.toAccount)
+        : isSet(object.to_account)
+        ? globalThis.String(object.to_account)
+        : "",
+      amount: isSet(object.amount) ? globalThis.String(object.amount) : "",
+      currency: isSet(object.currency) ? globalThis.String(object.currency) : "",
+    };
+  },
+
+  toJSON(message: TransferLeg): unknown {
+    const obj: any = {};
+    if (message.fromAccount !== "") {
+      obj.fromAccount = message.fromAccount;
+    }
+    if (message.toAccount !== "") {
+      obj.toAccount = message.toAccount;
+    }
+    if (message.amount !== "") {
+      obj.amount = message.amount;
+    }
+    if (message.currency !== "") {
+      obj.currency = message.currency;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TransferLeg>, I>>(base?: I): TransferLeg {
+    return TransferLeg.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferLeg>, I>>(object: I): TransferLeg {
+    const message = createBaseTransferLeg();
+    message.fromAccount = object.fromAccount ?? "";
+    message.toAccount = object.toAccount ?? "";
+    message.amount = object.amount ?? "";
+    message.currency = object.currency ?? "";
+    return message;
+  },
+};
+
+function createBaseTransferLegsRequest(): TransferLegsRequest {
+  return { transactionId: "", legs: [], reference: "", metadata: {} };
+}
+
+export const TransferLegsRequest: MessageFns<TransferLegsRequest> = {
+  encode(message: TransferLegsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transactionId !== "") {
+      writer.uint32(10).string(message.transactionId);
+    }
+    for (const v of message.legs) {
+      TransferLeg.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.reference !== "") {
+      writer.uint32(26).string(message.reference);
+    }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      TransferLegsRequest_MetadataEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransferLegsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransferLegsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transactionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.legs.push(TransferLeg.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reference = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = TransferLegsRequest_MetadataEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.metadata[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransferLegsRequest {
+    return {
+      transactionId: isSet(object.transactionId)
+        ? globalThis.String(object.transactionId)
+        : isSet(object.transaction_id)
+        ? globalThis.String(object.transaction_id)
+        : "",
+      legs: globalThis.Array.isArray(object?.legs) ? object.legs.map((e: any) => TransferLeg.fromJSON(e)) : [],
+      reference: isSet(object.reference) ? globalThis.String(object.reference) : "",
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: TransferLegsRequest): unknown {
+    const obj: any = {};
+    if (message.transactionId !== "") {
+      obj.transactionId = message.transactionId;
+    }
+    if (message.legs?.length) {
+      obj.legs = message.legs.map((e) => TransferLeg.toJSON(e));
+    }
+    if (message.reference !== "") {
+      obj.reference = message.reference;
+    }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TransferLegsRequest>, I>>(base?: I): TransferLegsRequest {
+    return TransferLegsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferLegsRequest>, I>>(object: I): TransferLegsRequest {
+    const message = createBaseTransferLegsRequest();
+    message.transactionId = object.transactionId ?? "";
+    message.legs = object.legs?.map((e) => TransferLeg.fromPartial(e)) || [];
+    message.reference = object.reference ?? "";
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseTransferLegsRequest_MetadataEntry(): TransferLegsRequest_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const TransferLegsRequest_MetadataEntry: MessageFns<TransferLegsRequest_MetadataEntry> = {
+  encode(message: TransferLegsRequest_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransferLegsRequest_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransferLegsRequest_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransferLegsRequest_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: TransferLegsRequest_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TransferLegsRequest_MetadataEntry>, I>>(
+    base?: I,
+  ): TransferLegsRequest_MetadataEntry {
+    return TransferLegsRequest_MetadataEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferLegsRequest_MetadataEntry>, I>>(
+    object: I,
+  ): TransferLegsRequest_MetadataEntry {
+    const message = createBaseTransferLegsRequest_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
 function createBaseTransferResponse(): TransferResponse {
   return { status: "", transactionId: "", consistencyToken: "", replayed: false };
 }
@@ -3785,6 +4182,8 @@ function createBaseTransfer(): Transfer {
     hold: undefined,
     reference: "",
     metadata: {},
+    legs: [],
+    rejectedLeg: undefined,
   };
 }
 
@@ -3826,6 +4225,12 @@ export const Transfer: MessageFns<Transfer> = {
     globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
       Transfer_MetadataEntry.encode({ key: key as any, value }, writer.uint32(98).fork()).join();
     });
+    for (const v of message.legs) {
+      TransferLeg.encode(v!, writer.uint32(106).fork()).join();
+    }
+    if (message.rejectedLeg !== undefined) {
+      writer.uint32(112).uint32(message.rejectedLeg);
+    }
     return writer;
   },
 
@@ -3941,6 +4346,22 @@ export const Transfer: MessageFns<Transfer> = {
             }
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.legs.push(TransferLeg.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.rejectedLeg = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4004,6 +4425,14 @@ export const Transfer: MessageFns<Transfer> = {
           {},
         )
         : {},
+      legs: globalThis.Array.isArray(object?.legs)
+        ? object.legs.map((e: any) => TransferLeg.fromJSON(e))
+        : [],
+      rejectedLeg: isSet(object.rejectedLeg)
+        ? globalThis.Number(object.rejectedLeg)
+        : isSet(object.rejected_leg)
+        ? globalThis.Number(object.rejected_leg)
+        : undefined,
     };
   },
 
@@ -4051,6 +4480,12 @@ export const Transfer: MessageFns<Transfer> = {
         });
       }
     }
+    if (message.legs?.length) {
+      obj.legs = message.legs.map((e) => TransferLeg.toJSON(e));
+    }
+    if (message.rejectedLeg !== undefined) {
+      obj.rejectedLeg = Math.round(message.rejectedLeg);
+    }
     return obj;
   },
 
@@ -4079,6 +4514,8 @@ export const Transfer: MessageFns<Transfer> = {
       },
       {},
     );
+    message.legs = object.legs?.map((e) => TransferLeg.fromPartial(e)) || [];
+    message.rejectedLeg = object.rejectedLeg ?? undefined;
     return message;
   },
 };
@@ -4279,6 +4716,37 @@ export const WalletServiceService = {
     responseSerialize: (value: TransferBatchResponse): Buffer =>
       Buffer.from(TransferBatchResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): TransferBatchResponse => TransferBatchResponse.decode(value),
+  },
+  /**
+   * A multi-leg transfer: 1 to 64 legs (each from_account, to_account, amount, in one
+   * currency) that move money all together or not at all, under one transaction_id (the
+   * idempotency key, shared with transfers and holds: a retry with the same legs answers the
+   * original outcome, `replayed`; other legs, or a transfer or hold under the id, are
+   * ALREADY_EXISTS / TRANSACTION_ID_REUSED). Every account is checked as a transfer checks
+   * it, leg by leg in order (open, not frozen or closed, of the currency), and its funds once,
+   * after all its legs: an account may pass on in one leg what it receives in another. A
+   * refusal is recorded under the id like a transfer's rejection, with the reason and code a
+   * transfer of that leg would get (e.g. FAILED_PRECONDITION / INSUFFICIENT_FUNDS) and the
+   * index of the first leg refused (0-based) in the ErrorInfo metadata `leg`; for funds, the
+   * leg of the account's first debit. Answered like Transfer ("success", a token naming the
+   * entry). Refused without any change (INVALID_ARGUMENT, field `legs` unless said
+   * otherwise): LEGS_OUT_OF_RANGE (no legs, more than 64), REPEATED_LEG (two legs with the same
+   * from_account and to_account: merge them), MIXED_CURRENCIES (legs in different
+   * currencies), and for a leg, what a transfer's field gets (INVALID_AMOUNT,
+   * AMOUNT_OUT_OF_RANGE, INVALID_ACCOUNT_ID, SAME_ACCOUNT, UNKNOWN_CURRENCY...), field `legs`,
+   * with the leg's index in `leg`. Today every account of every leg
+   * must be in one partition: a set that spans partitions is FAILED_PRECONDITION /
+   * LEGS_SPAN_PARTITIONS (a cluster of one partition takes any set). The debited accounts
+   * need the `transfer` scope (`issue` for those that may go negative), as for Transfer.
+   */
+  transferLegs: {
+    path: "/wallet.v1.WalletService/TransferLegs" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: TransferLegsRequest): Buffer => Buffer.from(TransferLegsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): TransferLegsRequest => TransferLegsRequest.decode(value),
+    responseSerialize: (value: TransferResponse): Buffer => Buffer.from(TransferResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): TransferResponse => TransferResponse.decode(value),
   },
   /**
    * Holds: reserve money now, move it (or part of it) later. Authorizing reserves `amount`
@@ -4496,6 +4964,29 @@ export interface WalletServiceServer extends UntypedServiceImplementation {
    */
   transferBatch: handleUnaryCall<TransferBatchRequest, TransferBatchResponse>;
   /**
+   * A multi-leg transfer: 1 to 64 legs (each from_account, to_account, amount, in one
+   * currency) that move money all together or not at all, under one transaction_id (the
+   * idempotency key, shared with transfers and holds: a retry with the same legs answers the
+   * original outcome, `replayed`; other legs, or a transfer or hold under the id, are
+   * ALREADY_EXISTS / TRANSACTION_ID_REUSED). Every account is checked as a transfer checks
+   * it, leg by leg in order (open, not frozen or closed, of the currency), and its funds once,
+   * after all its legs: an account may pass on in one leg what it receives in another. A
+   * refusal is recorded under the id like a transfer's rejection, with the reason and code a
+   * transfer of that leg would get (e.g. FAILED_PRECONDITION / INSUFFICIENT_FUNDS) and the
+   * index of the first leg refused (0-based) in the ErrorInfo metadata `leg`; for funds, the
+   * leg of the account's first debit. Answered like Transfer ("success", a token naming the
+   * entry). Refused without any change (INVALID_ARGUMENT, field `legs` unless said
+   * otherwise): LEGS_OUT_OF_RANGE (no legs, more than 64), REPEATED_LEG (two legs with the same
+   * from_account and to_account: merge them), MIXED_CURRENCIES (legs in different
+   * currencies), and for a leg, what a transfer's field gets (INVALID_AMOUNT,
+   * AMOUNT_OUT_OF_RANGE, INVALID_ACCOUNT_ID, SAME_ACCOUNT, UNKNOWN_CURRENCY...), field `legs`,
+   * with the leg's index in `leg`. Today every account of every leg
+   * must be in one partition: a set that spans partitions is FAILED_PRECONDITION /
+   * LEGS_SPAN_PARTITIONS (a cluster of one partition takes any set). The debited accounts
+   * need the `transfer` scope (`issue` for those that may go negative), as for Transfer.
+   */
+  transferLegs: handleUnaryCall<TransferLegsRequest, TransferResponse>;
+  /**
    * Holds: reserve money now, move it (or part of it) later. Authorizing reserves `amount`
    * on `from_account` until `timeout` after the leader's time stamp of the authorization: the
    * account's available amount drops, its balance does not, and no other transfer or hold
@@ -4681,6 +5172,43 @@ export interface WalletServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: TransferBatchResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * A multi-leg transfer: 1 to 64 legs (each from_account, to_account, amount, in one
+   * currency) that move money all together or not at all, under one transaction_id (the
+   * idempotency key, shared with transfers and holds: a retry with the same legs answers the
+   * original outcome, `replayed`; other legs, or a transfer or hold under the id, are
+   * ALREADY_EXISTS / TRANSACTION_ID_REUSED). Every account is checked as a transfer checks
+   * it, leg by leg in order (open, not frozen or closed, of the currency), and its funds once,
+   * after all its legs: an account may pass on in one leg what it receives in another. A
+   * refusal is recorded under the id like a transfer's rejection, with the reason and code a
+   * transfer of that leg would get (e.g. FAILED_PRECONDITION / INSUFFICIENT_FUNDS) and the
+   * index of the first leg refused (0-based) in the ErrorInfo metadata `leg`; for funds, the
+   * leg of the account's first debit. Answered like Transfer ("success", a token naming the
+   * entry). Refused without any change (INVALID_ARGUMENT, field `legs` unless said
+   * otherwise): LEGS_OUT_OF_RANGE (no legs, more than 64), REPEATED_LEG (two legs with the same
+   * from_account and to_account: merge them), MIXED_CURRENCIES (legs in different
+   * currencies), and for a leg, what a transfer's field gets (INVALID_AMOUNT,
+   * AMOUNT_OUT_OF_RANGE, INVALID_ACCOUNT_ID, SAME_ACCOUNT, UNKNOWN_CURRENCY...), field `legs`,
+   * with the leg's index in `leg`. Today every account of every leg
+   * must be in one partition: a set that spans partitions is FAILED_PRECONDITION /
+   * LEGS_SPAN_PARTITIONS (a cluster of one partition takes any set). The debited accounts
+   * need the `transfer` scope (`issue` for those that may go negative), as for Transfer.
+   */
+  transferLegs(
+    request: TransferLegsRequest,
+    callback: (error: ServiceError | null, response: TransferResponse) => void,
+  ): ClientUnaryCall;
+  transferLegs(
+    request: TransferLegsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: TransferResponse) => void,
+  ): ClientUnaryCall;
+  transferLegs(
+    request: TransferLegsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: TransferResponse) => void,
   ): ClientUnaryCall;
   /**
    * Holds: reserve money now, move it (or part of it) later. Authorizing reserves `amount`

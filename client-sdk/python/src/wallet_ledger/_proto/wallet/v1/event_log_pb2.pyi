@@ -42,7 +42,7 @@ class SubscribeResponse(_message.Message):
     def __init__(self, partition: _Optional[int] = ..., index: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., events: _Optional[_Iterable[_Union[LedgerEvent, _Mapping]]] = ..., chain_hash: _Optional[bytes] = ...) -> None: ...
 
 class LedgerEvent(_message.Message):
-    __slots__ = ("account_opened", "transfer_completed", "transfer_rejected", "transfer_debited", "transfer_credited", "credit_refused", "transfer_settled", "transfer_refunded", "hold_authorized", "hold_refused", "hold_captured", "hold_capture_debited", "hold_voided", "hold_expired", "account_changed")
+    __slots__ = ("account_opened", "transfer_completed", "transfer_rejected", "transfer_debited", "transfer_credited", "credit_refused", "transfer_settled", "transfer_refunded", "hold_authorized", "hold_refused", "hold_captured", "hold_capture_debited", "hold_voided", "hold_expired", "account_changed", "legs_completed", "legs_rejected")
     ACCOUNT_OPENED_FIELD_NUMBER: _ClassVar[int]
     TRANSFER_COMPLETED_FIELD_NUMBER: _ClassVar[int]
     TRANSFER_REJECTED_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +58,8 @@ class LedgerEvent(_message.Message):
     HOLD_VOIDED_FIELD_NUMBER: _ClassVar[int]
     HOLD_EXPIRED_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_CHANGED_FIELD_NUMBER: _ClassVar[int]
+    LEGS_COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    LEGS_REJECTED_FIELD_NUMBER: _ClassVar[int]
     account_opened: AccountOpened
     transfer_completed: TransferCompleted
     transfer_rejected: TransferRejected
@@ -73,7 +75,51 @@ class LedgerEvent(_message.Message):
     hold_voided: HoldVoided
     hold_expired: HoldExpired
     account_changed: AccountChanged
-    def __init__(self, account_opened: _Optional[_Union[AccountOpened, _Mapping]] = ..., transfer_completed: _Optional[_Union[TransferCompleted, _Mapping]] = ..., transfer_rejected: _Optional[_Union[TransferRejected, _Mapping]] = ..., transfer_debited: _Optional[_Union[TransferDebited, _Mapping]] = ..., transfer_credited: _Optional[_Union[TransferCredited, _Mapping]] = ..., credit_refused: _Optional[_Union[CreditRefused, _Mapping]] = ..., transfer_settled: _Optional[_Union[TransferSettled, _Mapping]] = ..., transfer_refunded: _Optional[_Union[TransferRefunded, _Mapping]] = ..., hold_authorized: _Optional[_Union[HoldAuthorized, _Mapping]] = ..., hold_refused: _Optional[_Union[HoldRefused, _Mapping]] = ..., hold_captured: _Optional[_Union[HoldCaptured, _Mapping]] = ..., hold_capture_debited: _Optional[_Union[HoldCaptureDebited, _Mapping]] = ..., hold_voided: _Optional[_Union[HoldVoided, _Mapping]] = ..., hold_expired: _Optional[_Union[HoldExpired, _Mapping]] = ..., account_changed: _Optional[_Union[AccountChanged, _Mapping]] = ...) -> None: ...
+    legs_completed: LegsCompleted
+    legs_rejected: LegsRejected
+    def __init__(self, account_opened: _Optional[_Union[AccountOpened, _Mapping]] = ..., transfer_completed: _Optional[_Union[TransferCompleted, _Mapping]] = ..., transfer_rejected: _Optional[_Union[TransferRejected, _Mapping]] = ..., transfer_debited: _Optional[_Union[TransferDebited, _Mapping]] = ..., transfer_credited: _Optional[_Union[TransferCredited, _Mapping]] = ..., credit_refused: _Optional[_Union[CreditRefused, _Mapping]] = ..., transfer_settled: _Optional[_Union[TransferSettled, _Mapping]] = ..., transfer_refunded: _Optional[_Union[TransferRefunded, _Mapping]] = ..., hold_authorized: _Optional[_Union[HoldAuthorized, _Mapping]] = ..., hold_refused: _Optional[_Union[HoldRefused, _Mapping]] = ..., hold_captured: _Optional[_Union[HoldCaptured, _Mapping]] = ..., hold_capture_debited: _Optional[_Union[HoldCaptureDebited, _Mapping]] = ..., hold_voided: _Optional[_Union[HoldVoided, _Mapping]] = ..., hold_expired: _Optional[_Union[HoldExpired, _Mapping]] = ..., account_changed: _Optional[_Union[AccountChanged, _Mapping]] = ..., legs_completed: _Optional[_Union[LegsCompleted, _Mapping]] = ..., legs_rejected: _Optional[_Union[LegsRejected, _Mapping]] = ...) -> None: ...
+
+class LegMoved(_message.Message):
+    __slots__ = ("from_account", "to_account", "amount", "amount_minor")
+    FROM_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    TO_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MINOR_FIELD_NUMBER: _ClassVar[int]
+    from_account: str
+    to_account: str
+    amount: str
+    amount_minor: int
+    def __init__(self, from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., amount_minor: _Optional[int] = ...) -> None: ...
+
+class LegsCompleted(_message.Message):
+    __slots__ = ("transaction_id", "currency", "legs", "annotations")
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    LEGS_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATIONS_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    currency: str
+    legs: _containers.RepeatedCompositeFieldContainer[LegMoved]
+    annotations: TransferAnnotations
+    def __init__(self, transaction_id: _Optional[str] = ..., currency: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[LegMoved, _Mapping]]] = ..., annotations: _Optional[_Union[TransferAnnotations, _Mapping]] = ...) -> None: ...
+
+class LegsRejected(_message.Message):
+    __slots__ = ("transaction_id", "currency", "legs", "annotations", "leg", "reason", "field")
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    LEGS_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATIONS_FIELD_NUMBER: _ClassVar[int]
+    LEG_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    currency: str
+    legs: _containers.RepeatedCompositeFieldContainer[LegMoved]
+    annotations: TransferAnnotations
+    leg: int
+    reason: str
+    field: str
+    def __init__(self, transaction_id: _Optional[str] = ..., currency: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[LegMoved, _Mapping]]] = ..., annotations: _Optional[_Union[TransferAnnotations, _Mapping]] = ..., leg: _Optional[int] = ..., reason: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
 
 class HoldAuthorized(_message.Message):
     __slots__ = ("transaction_id", "from_account", "to_account", "amount", "amount_minor", "currency", "expires_at_ms", "cross_partition", "annotations")

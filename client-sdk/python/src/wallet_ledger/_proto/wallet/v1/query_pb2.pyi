@@ -122,7 +122,7 @@ class WatchTransferRequest(_message.Message):
     def __init__(self, transaction_id: _Optional[str] = ...) -> None: ...
 
 class TransferUpdate(_message.Message):
-    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "amount_minor", "currency", "state", "reject_reason", "version", "is_final", "position", "timestamp_ms", "status", "reference", "metadata")
+    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "amount_minor", "currency", "state", "reject_reason", "version", "is_final", "position", "timestamp_ms", "status", "reference", "metadata", "legs", "rejected_leg")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -145,6 +145,8 @@ class TransferUpdate(_message.Message):
     STATUS_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    LEGS_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_LEG_FIELD_NUMBER: _ClassVar[int]
     transaction_id: str
     from_account: str
     to_account: str
@@ -160,7 +162,9 @@ class TransferUpdate(_message.Message):
     status: _wallet_pb2.TransferStatus
     reference: str
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., state: _Optional[_Union[TransferState, str]] = ..., reject_reason: _Optional[str] = ..., version: _Optional[int] = ..., is_final: bool = ..., position: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., status: _Optional[_Union[_wallet_pb2.TransferStatus, str]] = ..., reference: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    legs: _containers.RepeatedCompositeFieldContainer[_wallet_pb2.TransferLeg]
+    rejected_leg: int
+    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., state: _Optional[_Union[TransferState, str]] = ..., reject_reason: _Optional[str] = ..., version: _Optional[int] = ..., is_final: bool = ..., position: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., status: _Optional[_Union[_wallet_pb2.TransferStatus, str]] = ..., reference: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., legs: _Optional[_Iterable[_Union[_wallet_pb2.TransferLeg, _Mapping]]] = ..., rejected_leg: _Optional[int] = ...) -> None: ...
 
 class ListTransfersRequest(_message.Message):
     __slots__ = ("account_id", "page_token", "page_size", "start_time", "end_time")

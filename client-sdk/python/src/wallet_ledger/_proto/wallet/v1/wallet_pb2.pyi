@@ -185,6 +185,37 @@ class TransferRequest(_message.Message):
     metadata: _containers.ScalarMap[str, str]
     def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ..., reference: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
+class TransferLeg(_message.Message):
+    __slots__ = ("from_account", "to_account", "amount", "currency")
+    FROM_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    TO_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    from_account: str
+    to_account: str
+    amount: str
+    currency: str
+    def __init__(self, from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ...) -> None: ...
+
+class TransferLegsRequest(_message.Message):
+    __slots__ = ("transaction_id", "legs", "reference", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    LEGS_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    legs: _containers.RepeatedCompositeFieldContainer[TransferLeg]
+    reference: str
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, transaction_id: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[TransferLeg, _Mapping]]] = ..., reference: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
 class TransferResponse(_message.Message):
     __slots__ = ("status", "transaction_id", "consistency_token", "replayed")
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -327,7 +358,7 @@ class HoldInfo(_message.Message):
     def __init__(self, expires_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., captured_amount: _Optional[str] = ..., resolved_at: _Optional[str] = ...) -> None: ...
 
 class Transfer(_message.Message):
-    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "currency", "status", "reject_reason", "committed_at_unix_ms", "consistency_token", "hold", "reference", "metadata")
+    __slots__ = ("transaction_id", "from_account", "to_account", "amount", "currency", "status", "reject_reason", "committed_at_unix_ms", "consistency_token", "hold", "reference", "metadata", "legs", "rejected_leg")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -347,6 +378,8 @@ class Transfer(_message.Message):
     HOLD_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    LEGS_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_LEG_FIELD_NUMBER: _ClassVar[int]
     transaction_id: str
     from_account: str
     to_account: str
@@ -359,4 +392,6 @@ class Transfer(_message.Message):
     hold: HoldInfo
     reference: str
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ..., status: _Optional[_Union[TransferStatus, str]] = ..., reject_reason: _Optional[str] = ..., committed_at_unix_ms: _Optional[int] = ..., consistency_token: _Optional[str] = ..., hold: _Optional[_Union[HoldInfo, _Mapping]] = ..., reference: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    legs: _containers.RepeatedCompositeFieldContainer[TransferLeg]
+    rejected_leg: int
+    def __init__(self, transaction_id: _Optional[str] = ..., from_account: _Optional[str] = ..., to_account: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ..., status: _Optional[_Union[TransferStatus, str]] = ..., reject_reason: _Optional[str] = ..., committed_at_unix_ms: _Optional[int] = ..., consistency_token: _Optional[str] = ..., hold: _Optional[_Union[HoldInfo, _Mapping]] = ..., reference: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., legs: _Optional[_Iterable[_Union[TransferLeg, _Mapping]]] = ..., rejected_leg: _Optional[int] = ...) -> None: ...

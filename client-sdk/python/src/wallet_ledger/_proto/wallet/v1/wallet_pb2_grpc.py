@@ -76,6 +76,11 @@ class WalletServiceStub(object):
                 request_serializer=wallet_dot_v1_dot_wallet__pb2.TransferBatchRequest.SerializeToString,
                 response_deserializer=wallet_dot_v1_dot_wallet__pb2.TransferBatchResponse.FromString,
                 _registered_method=True)
+        self.TransferLegs = channel.unary_unary(
+                '/wallet.v1.WalletService/TransferLegs',
+                request_serializer=wallet_dot_v1_dot_wallet__pb2.TransferLegsRequest.SerializeToString,
+                response_deserializer=wallet_dot_v1_dot_wallet__pb2.TransferResponse.FromString,
+                _registered_method=True)
         self.AuthorizeTransfer = channel.unary_unary(
                 '/wallet.v1.WalletService/AuthorizeTransfer',
                 request_serializer=wallet_dot_v1_dot_wallet__pb2.AuthorizeTransferRequest.SerializeToString,
@@ -203,6 +208,32 @@ class WalletServiceServicer(object):
         batch sent to the leader of its items' partition is decided there together.
         Retrying a whole batch with the same ids moves no money twice. An empty or oversized
         batch is INVALID_ARGUMENT, field `transfers`, and nothing in it is decided.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TransferLegs(self, request, context):
+        """A multi-leg transfer: 1 to 64 legs (each from_account, to_account, amount, in one
+        currency) that move money all together or not at all, under one transaction_id (the
+        idempotency key, shared with transfers and holds: a retry with the same legs answers the
+        original outcome, `replayed`; other legs, or a transfer or hold under the id, are
+        ALREADY_EXISTS / TRANSACTION_ID_REUSED). Every account is checked as a transfer checks
+        it, leg by leg in order (open, not frozen or closed, of the currency), and its funds once,
+        after all its legs: an account may pass on in one leg what it receives in another. A
+        refusal is recorded under the id like a transfer's rejection, with the reason and code a
+        transfer of that leg would get (e.g. FAILED_PRECONDITION / INSUFFICIENT_FUNDS) and the
+        index of the first leg refused (0-based) in the ErrorInfo metadata `leg`; for funds, the
+        leg of the account's first debit. Answered like Transfer ("success", a token naming the
+        entry). Refused without any change (INVALID_ARGUMENT, field `legs` unless said
+        otherwise): LEGS_OUT_OF_RANGE (no legs, more than 64), REPEATED_LEG (two legs with the same
+        from_account and to_account: merge them), MIXED_CURRENCIES (legs in different
+        currencies), and for a leg, what a transfer's field gets (INVALID_AMOUNT,
+        AMOUNT_OUT_OF_RANGE, INVALID_ACCOUNT_ID, SAME_ACCOUNT, UNKNOWN_CURRENCY...), field `legs`,
+        with the leg's index in `leg`. Today every account of every leg
+        must be in one partition: a set that spans partitions is FAILED_PRECONDITION /
+        LEGS_SPAN_PARTITIONS (a cluster of one partition takes any set). The debited accounts
+        need the `transfer` scope (`issue` for those that may go negative), as for Transfer.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -350,6 +381,11 @@ def add_WalletServiceServicer_to_server(servicer, server):
                     servicer.TransferBatch,
                     request_deserializer=wallet_dot_v1_dot_wallet__pb2.TransferBatchRequest.FromString,
                     response_serializer=wallet_dot_v1_dot_wallet__pb2.TransferBatchResponse.SerializeToString,
+            ),
+            'TransferLegs': grpc.unary_unary_rpc_method_handler(
+                    servicer.TransferLegs,
+                    request_deserializer=wallet_dot_v1_dot_wallet__pb2.TransferLegsRequest.FromString,
+                    response_serializer=wallet_dot_v1_dot_wallet__pb2.TransferResponse.SerializeToString,
             ),
             'AuthorizeTransfer': grpc.unary_unary_rpc_method_handler(
                     servicer.AuthorizeTransfer,
@@ -549,6 +585,33 @@ class WalletService(object):
             '/wallet.v1.WalletService/TransferBatch',
             wallet_dot_v1_dot_wallet__pb2.TransferBatchRequest.SerializeToString,
             wallet_dot_v1_dot_wallet__pb2.TransferBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TransferLegs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.WalletService/TransferLegs',
+            wallet_dot_v1_dot_wallet__pb2.TransferLegsRequest.SerializeToString,
+            wallet_dot_v1_dot_wallet__pb2.TransferResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -77,6 +77,11 @@ public final class Reasons {
    * rejection and this call found it recorded (a retry): {@link WalletException#replayed()}.
    */
   public static final String METADATA_REPLAYED = "replayed";
+  /**
+   * {@code ErrorInfo} metadata key of a {@code TransferLegs} refusal: the index (0-based, a
+   * decimal string) of the first leg refused ({@link WalletException#leg()}).
+   */
+  public static final String METADATA_LEG = "leg";
 
   // --- INVALID_ARGUMENT (+ BadRequest field) -------------------------------------------------
   public static final String INVALID_TRANSACTION_ID = of(ErrorReason.ERROR_REASON_INVALID_TRANSACTION_ID);
@@ -219,6 +224,16 @@ public final class Reasons {
   public static final String OVERDRAFT_LIMIT_BELOW_DEBT = of(ErrorReason.ERROR_REASON_OVERDRAFT_LIMIT_BELOW_DEBT);
   /** FAILED_PRECONDITION: the call needs a newer release than a write node it would reach runs; retry once the rolling upgrade is complete. */
   public static final String CLUSTER_UPGRADING = of(ErrorReason.ERROR_REASON_CLUSTER_UPGRADING);
+
+  // --- multi-leg transfers (TransferLegs) --------------------------------------------------------
+  /** INVALID_ARGUMENT (field {@code legs}): TransferLegs without legs or with more than 64. */
+  public static final String LEGS_OUT_OF_RANGE = of(ErrorReason.ERROR_REASON_LEGS_OUT_OF_RANGE);
+  /** INVALID_ARGUMENT (field {@code legs}): two legs with the same from_account and to_account; merge them. */
+  public static final String REPEATED_LEG = of(ErrorReason.ERROR_REASON_REPEATED_LEG);
+  /** INVALID_ARGUMENT (field {@code legs}): legs in different currencies. */
+  public static final String MIXED_CURRENCIES = of(ErrorReason.ERROR_REASON_MIXED_CURRENCIES);
+  /** FAILED_PRECONDITION: the accounts of the legs are not all in one partition (not supported yet). */
+  public static final String LEGS_SPAN_PARTITIONS = of(ErrorReason.ERROR_REASON_LEGS_SPAN_PARTITIONS);
 
   // --- given by the SDK ------------------------------------------------------------------------
   /** A failure made by the gRPC library (connection refused, reset, closed mid-call). */

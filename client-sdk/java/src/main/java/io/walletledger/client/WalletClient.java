@@ -21,6 +21,7 @@ import io.walletledger.v1.SetOverdraftLimitRequest;
 import io.walletledger.v1.TransferBatchRequest;
 import io.walletledger.v1.TransferBatchResponse;
 import io.walletledger.v1.TransferError;
+import io.walletledger.v1.TransferLegsRequest;
 import io.walletledger.v1.TransferRequest;
 import io.walletledger.v1.TransferResponse;
 import io.walletledger.v1.TransferResult;
@@ -217,6 +218,34 @@ public final class WalletClient implements AutoCloseable {
   public TransferResponse transfer(Transfer transfer) {
     TransferRequest request = transfer.toRequest();
     return call((e, t) -> stub(e, t).transfer(request), transfer.from());
+  }
+
+  /**
+   * {@code TransferLegs}: a multi-leg transfer. Its legs (1 to 64, all in one currency) move
+   * money all together or not at all, applied in order; answers once the set is final, like
+   * {@link #transfer(Transfer)} ("success", {@code getTransactionId()},
+   * {@code getConsistencyToken()}, {@code getReplayed()}). A refusal moves nothing.
+   *
+   * <p>Routed to the leader of the partition of the first leg's {@code from} and retried like
+   * {@link #transfer(Transfer)}: the same request, same transaction id. After an
+   * {@link UnavailableException} call again with the same {@code TransferLegs} to learn the
+   * outcome: the same id and legs answer the original one ({@code getReplayed()}); the same id
+   * with other legs (or a transfer or hold under it) throws {@link RejectedException}
+   * ALREADY_EXISTS {@link Reasons#TRANSACTION_ID_REUSED}.
+   *
+   * <p>Refusals throw {@link RejectedException}. A refusal of one leg (e.g. FAILED_PRECONDITION
+   * {@link Reasons#INSUFFICIENT_FUNDS}, or INVALID_ARGUMENT {@link Reasons#INVALID_AMOUNT} with
+   * field {@code legs}) names the index of the first leg refused, 0-based:
+   * {@link WalletException#leg()} (ErrorInfo metadata {@link Reasons#METADATA_LEG}). The whole
+   * set is refused as INVALID_ARGUMENT (field {@code legs}) {@link Reasons#LEGS_OUT_OF_RANGE} (no
+   * legs, more than 64), {@link Reasons#REPEATED_LEG} (two legs with the same from and to: merge
+   * them) or {@link Reasons#MIXED_CURRENCIES}, and today as FAILED_PRECONDITION
+   * {@link Reasons#LEGS_SPAN_PARTITIONS} when its accounts are not all in one partition.
+   */
+  public TransferResponse transferLegs(TransferLegs transfer) {
+    TransferLegsRequest request = transfer.toRequest();
+    String key = transfer.legs().isEmpty() ? null : transfer.legs().get(0).from();
+    return call((e, t) -> stub(e, t).transferLegs(request), key);
   }
 
   /**

@@ -3,6 +3,7 @@ package io.walletledger.client;
 import io.grpc.Status;
 import java.time.Duration;
 import java.util.Optional;
+import java.util.OptionalInt;
 
 /**
  * A failed wallet call: either {@link RejectedException} (definite: nothing was applied,
@@ -66,6 +67,20 @@ public abstract class WalletException extends RuntimeException {
    */
   public boolean replayed() {
     return "true".equals(details.metadata().get(Reasons.METADATA_REPLAYED));
+  }
+
+  /**
+   * For a refused {@code TransferLegs}: the index (0-based) of the first leg refused, from the
+   * {@code ErrorInfo} metadata {@link Reasons#METADATA_LEG} (for insufficient funds, the leg of
+   * the account's first debit); empty when the error names no leg (e.g.
+   * {@link Reasons#REPEATED_LEG}, or another call).
+   */
+  public OptionalInt leg() {
+    String value = details.metadata().get(Reasons.METADATA_LEG);
+    if (value == null || value.isEmpty() || value.length() > 9 || !value.chars().allMatch(c -> c >= '0' && c <= '9')) {
+      return OptionalInt.empty();
+    }
+    return OptionalInt.of(Integer.parseInt(value));
   }
 
   /** True when nothing was applied and asking again gives the same answer. */

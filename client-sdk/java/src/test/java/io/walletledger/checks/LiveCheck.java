@@ -19,6 +19,7 @@ import io.walletledger.client.Reasons;
 import io.walletledger.client.RejectedException;
 import io.walletledger.client.RetryPolicy;
 import io.walletledger.client.Transfer;
+import io.walletledger.client.TransferLegs;
 import io.walletledger.client.TransferWatch;
 import io.walletledger.client.UnavailableException;
 import io.walletledger.client.WalletClient;
@@ -32,6 +33,7 @@ import io.walletledger.v1.HistoryEntry;
 import io.walletledger.v1.ListTransfersResponse;
 import io.walletledger.v1.OpenAccountRequest;
 import io.walletledger.v1.OpenAccountResult;
+import io.walletledger.v1.TransferLeg;
 import io.walletledger.v1.TransferResponse;
 import io.walletledger.v1.TransferResult;
 import io.walletledger.v1.TransferStatus;
@@ -44,6 +46,7 @@ import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.OptionalInt;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
@@ -64,7 +67,8 @@ import java.util.concurrent.TimeUnit;
  * lifecycle (freeze, unfreeze, overdraft limit, close) with every refusal it documents; a
  * transfer's reference and metadata stored and read back (write node, read node), compared on a
  * retry, and refused over their limits; an account's reference and metadata likewise (set at
- * opening, compared when it is opened again, refused over their limits with no account opened).
+ * opening, compared when it is opened again, refused over their limits with no account opened);
+ * a multi-leg transfer (transferLegs) moves every leg or none.
  *
  * <pre>client-sdk/java/test.sh live --write HOST:PORT,... --read HOST:PORT</pre>
  */
@@ -144,6 +148,7 @@ public final class LiveCheck {
       checks++;
 
       otherWrappers(wallet, query, prefix, issuer, alice, funded);
+      transferLegs(wallet, issuer);
       accountLifecycle(wallet, prefix);
     }
 
@@ -190,6 +195,107 @@ public final class LiveCheck {
       }
       Thread.sleep(50);
     }
+  }
+
+  /**
+   * The accounts of the multi-leg check, fixed so that the first four are in one partition of the
+   * 4 of client-sdk/test-sdks.sh's cluster (the server's partition function) and the last in
+   * another; opened idempotently, so the check compares balances as deltas.
+   */
+  static final List<String> LEGS_ACCOUNTS = List.of("java-legs-0", "java-legs-3", "java-legs-4", "java-legs-25");
+  static final String LEGS_ELSEWHERE = "java-legs-1";
+
+  /**
+   * A multi-leg transfer moves every leg or none: three legs among four accounts of one partition
+   * move exactly their amounts (GetAccount on the write node, as deltas); the same
+   * {@code TransferLegs} again answers the original outcome (replayed) and moves nothing, other
+   * legs under the id are ALREADY_EXISTS TRANSACTION_ID_REUSED; a set taking more than its first
+   * account has is FAILED_PRECONDITION INSUFFICIENT_FUNDS naming leg 0 and moves nothing; a
+   * repeated leg, mixed currencies and no legs are INVALID_ARGUMENT (REPEATED_LEG,
+   * MIXED_CURRENCIES, LEGS_OUT_OF_RANGE), a set reaching another partition FAILED_PRECONDITION
+   * LEGS_SPAN_PARTITIONS; getTransfer answers the set with its legs, COMPLETED, no from account.
+   */
+  static void transferLegs(WalletClient wallet, String issuer) {
+    String first = LEGS_ACCOUNTS.get(0);
+    String second = LEGS_ACCOUNTS.get(1);
+    String third = LEGS_ACCOUNTS.get(2);
+    String fourth = LEGS_ACCOUNTS.get(3);
+    for (String account : LEGS_ACCOUNTS) {
+      wallet.openAccount(account, "USD", false);
+    }
+    wallet.openAccount(LEGS_ELSEWHERE, "USD", false);
+    wallet.transfer(pay(issuer, first, "100.00"));
+    java.util.function.Supplier<List<BigDecimal>> balances = () -> LEGS_ACCOUNTS.stream()
+        .map(a -> new BigDecimal(wallet.getAccount(a).getAccount().getBalance())).toList();
+    java.util.function.Function<List<BigDecimal>, List<BigDecimal>> moved = since -> {
+      List<BigDecimal> now = balances.get();
+      List<BigDecimal> out = new ArrayList<>();
+      for (int i = 0; i < now.size(); i++) {
+        out.add(now.get(i).subtract(since.get(i)).setScale(2));
+      }
+      return out;
+    };
+    List<BigDecimal> nothing = List.of(new BigDecimal("0.00"), new BigDecimal("0.00"), new BigDecimal("0.00"), new BigDecimal("0.00"));
+    String reference = "legs-" + UUID.randomUUID();
+    TransferLegs split = TransferLegs.builder()
+        .leg(first, second, "30.00", "USD")
+        .leg(first, third, "20.00", "USD")
+        .leg(second, fourth, "10.00", "USD")
+        .reference(reference).putMetadata("channel", "sdk-java").build();
+
+    List<BigDecimal> before = balances.get();
+    TransferResponse done = wallet.transferLegs(split);
+    equal(List.of("success", split.transactionId(), false),
+        List.of(done.getStatus(), done.getTransactionId(), done.getReplayed()), "TransferLegs");
+    equal(List.of(new BigDecimal("-50.00"), new BigDecimal("20.00"), new BigDecimal("20.00"), new BigDecimal("10.00")),
+        moved.apply(before), "what the legs moved");
+    checks += 2;
+
+    List<BigDecimal> after = balances.get();
+    TransferResponse again = wallet.transferLegs(split);
+    equal(List.of("success", split.transactionId(), true, done.getConsistencyToken()),
+        List.of(again.getStatus(), again.getTransactionId(), again.getReplayed(), again.getConsistencyToken()),
+        "the same TransferLegs again");
+    TransferLegs fewer = split.toBuilder().legs(split.legs().subList(0, 2)).build();
+    expectRejected(() -> wallet.transferLegs(fewer), Status.Code.ALREADY_EXISTS, Reasons.TRANSACTION_ID_REUSED, null);
+    equal(nothing, moved.apply(after), "what a replay and a reused id moved");
+    checks += 2;
+
+    String tooMuch = after.get(0).add(new BigDecimal("1000.00")).toPlainString();
+    RejectedException refused = expectRejected(() -> wallet.transferLegs(TransferLegs.builder()
+            .leg(first, second, tooMuch, "USD").leg(second, fourth, "1.00", "USD").build()),
+        Status.Code.FAILED_PRECONDITION, Reasons.INSUFFICIENT_FUNDS, null);
+    equal("0", refused.details().metadata().get(Reasons.METADATA_LEG), "the ErrorInfo metadata leg");
+    equal(OptionalInt.of(0), refused.leg(), "the refused leg");
+    expectRejected(() -> wallet.transferLegs(TransferLegs.builder()
+        .leg(first, second, "1.00", "USD").leg(first, second, "2.00", "USD").build()), INVALID, Reasons.REPEATED_LEG, "legs");
+    expectRejected(() -> wallet.transferLegs(TransferLegs.builder()
+        .leg(first, second, "1.00", "USD").leg(first, third, "1.00", "EUR").build()), INVALID, Reasons.MIXED_CURRENCIES, "legs");
+    expectRejected(() -> wallet.transferLegs(TransferLegs.builder().build()), INVALID, Reasons.LEGS_OUT_OF_RANGE, "legs");
+    expectRejected(() -> wallet.transferLegs(TransferLegs.builder()
+            .leg(first, second, "1.00", "USD").leg(first, LEGS_ELSEWHERE, "1.00", "USD").build()),
+        Status.Code.FAILED_PRECONDITION, Reasons.LEGS_SPAN_PARTITIONS, null);
+    equal(nothing, moved.apply(after), "what the refused sets moved");
+    checks += 5;
+
+    io.walletledger.v1.Transfer got = wallet.getTransfer(split.transactionId());
+    equal(TransferStatus.TRANSFER_STATUS_COMPLETED, got.getStatus(), "the legs' status");
+    equal(List.of(split.transactionId(), "", "", "", "USD"),
+        List.of(got.getTransactionId(), got.getFromAccount(), got.getToAccount(), got.getAmount(), got.getCurrency()),
+        "the legs' transfer");
+    List<List<Object>> gotLegs = new ArrayList<>();
+    for (TransferLeg leg : got.getLegsList()) {
+      gotLegs.add(List.of(leg.getFromAccount(), leg.getToAccount(), new BigDecimal(leg.getAmount()).setScale(2)));
+    }
+    List<List<Object>> sentLegs = new ArrayList<>();
+    for (TransferLegs.Leg leg : split.legs()) {
+      sentLegs.add(List.of(leg.from(), leg.to(), new BigDecimal(leg.amount()).setScale(2)));
+    }
+    equal(sentLegs, gotLegs, "getTransfer's legs");
+    equal(List.of(reference, Map.of("channel", "sdk-java"), false),
+        List.of(got.getReference(), got.getMetadataMap(), got.hasRejectedLeg()), "getTransfer's reference, metadata, rejected leg");
+    checks++;
+    System.out.println("java live checks: a multi-leg transfer moves every leg or none (replayed, refused as documented, read back)");
   }
 
   /**

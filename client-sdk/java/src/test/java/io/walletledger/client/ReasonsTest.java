@@ -51,6 +51,17 @@ public class ReasonsTest {
   }
 
   @Test
+  public void theReasonsOfTransferLegs() {
+    assertEquals("LEGS_OUT_OF_RANGE", Reasons.LEGS_OUT_OF_RANGE);
+    assertEquals("REPEATED_LEG", Reasons.REPEATED_LEG);
+    assertEquals("MIXED_CURRENCIES", Reasons.MIXED_CURRENCIES);
+    assertEquals("LEGS_SPAN_PARTITIONS", Reasons.LEGS_SPAN_PARTITIONS);
+    assertEquals(ErrorReason.ERROR_REASON_LEGS_SPAN_PARTITIONS, Reasons.toEnum(Reasons.LEGS_SPAN_PARTITIONS));
+    assertTrue(Reasons.ALL.containsAll(Set.of(Reasons.LEGS_OUT_OF_RANGE, Reasons.REPEATED_LEG,
+        Reasons.MIXED_CURRENCIES, Reasons.LEGS_SPAN_PARTITIONS)));
+  }
+
+  @Test
   public void ofAndToEnum() {
     assertEquals("INSUFFICIENT_FUNDS", Reasons.of(ErrorReason.ERROR_REASON_INSUFFICIENT_FUNDS));
     assertEquals(Reasons.INSUFFICIENT_FUNDS, Reasons.of(ErrorReason.ERROR_REASON_INSUFFICIENT_FUNDS));
