@@ -184,10 +184,11 @@ pub fn required_access(path: &str) -> Access {
         ("wallet.internal.v1.PeerService", _) => Access::Peer,
         // `transfer` debits ordinary accounts, `issue` accounts that may go negative: the
         // edge checks which one `from_account` is (write-node service.rs). A hold's steps
-        // debit (or reserve on) `from_account` the same way.
+        // debit (or reserve on) `from_account` the same way, and a multi-leg transfer each
+        // leg's `from_account`.
         (
             "wallet.v1.WalletService",
-            "Transfer" | "SubmitTransfers" | "TransferBatch" | "AuthorizeTransfer"
+            "Transfer" | "SubmitTransfers" | "TransferBatch" | "TransferLegs" | "AuthorizeTransfer"
             | "CaptureTransfer" | "VoidTransfer",
         ) => Access::Token(&[Scope::Transfer, Scope::Issue]),
         // An account opened with allow_negative_balance can mint money: operators only. The
@@ -224,6 +225,7 @@ pub fn checks_accounts(path: &str) -> bool {
         "/wallet.v1.WalletService/Transfer"
             | "/wallet.v1.WalletService/SubmitTransfers"
             | "/wallet.v1.WalletService/TransferBatch"
+            | "/wallet.v1.WalletService/TransferLegs"
             | "/wallet.v1.WalletService/AuthorizeTransfer"
             | "/wallet.v1.WalletService/CaptureTransfer"
             | "/wallet.v1.WalletService/VoidTransfer"
@@ -467,6 +469,10 @@ mod tests {
                 Access::Token(&[Transfer, Issue]),
             ),
             (
+                "/wallet.v1.WalletService/TransferLegs",
+                Access::Token(&[Transfer, Issue]),
+            ),
+            (
                 "/wallet.v1.WalletService/AuthorizeTransfer",
                 Access::Token(&[Transfer, Issue]),
             ),
@@ -539,6 +545,7 @@ mod tests {
             "/wallet.v1.WalletService/Transfer",
             "/wallet.v1.WalletService/SubmitTransfers",
             "/wallet.v1.WalletService/TransferBatch",
+            "/wallet.v1.WalletService/TransferLegs",
             "/wallet.v1.WalletService/AuthorizeTransfer",
             "/wallet.v1.WalletService/CaptureTransfer",
             "/wallet.v1.WalletService/VoidTransfer",

@@ -46,7 +46,7 @@ pub const TOKEN_RANDOM_BYTES: usize = 32;
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// Move money out of ordinary accounts (those that cannot go negative): `Transfer`,
-    /// `SubmitTransfers`.
+    /// `SubmitTransfers`, `TransferBatch`, `TransferLegs`, holds.
     Transfer,
     /// Read balances and transfers: `GetAccount`, `GetTransfer`, every `QueryService` call.
     Read,

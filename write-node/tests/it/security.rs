@@ -928,3 +928,87 @@ async fn a_node_on_all_interfaces_needs_tls_and_tokens_or_insecure() {
     child.kill().expect("kill");
     child.wait().expect("wait");
 }
+
+/// A multi-leg transfer is authorized leg by leg, as a transfer is: each debited account
+/// needs `transfer` (or `issue` for an account that may go negative), and a token bound to
+/// account prefixes debits only its own accounts; a refusal names the leg and nothing is
+/// recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_leg_transfers_are_authorized_leg_by_leg() {
+    use proto::v1::{TransferLeg, TransferLegsRequest};
+    let secrets = secrets();
+    let cluster = Cluster::start_with(1, &["--tokens-file", secrets.tokens_file.to_str().unwrap()]);
+    let channels = vec![channel(cluster.nodes[0].port, None)];
+    wait_led(&channels, &secrets.admin).await;
+    let (app, minter, tenant) = (
+        secrets.app.as_str(),
+        secrets.minter.as_str(),
+        secrets.tenant.as_str(),
+    );
+    // Every account in the issuer's partition (of the default 8).
+    let home = ledger::partition_of("issuer", 8);
+    let mut own = testkit::accounts_in(home, 8, "tenant-a/legs-", 2);
+    let (a1, a2) = (own.remove(0), own.remove(0));
+    let b1 = testkit::accounts_in(home, 8, "tenant-b/legs-", 1).remove(0);
+    for (account, issuer) in [("issuer", true), (&a1, false), (&a2, false), (&b1, false)] {
+        open(&channels, &secrets.admin, account, issuer).await;
+    }
+    let leg = |from: &str, to: &str| TransferLeg {
+        from_account: from.into(),
+        to_account: to.into(),
+        amount: "1.00".into(),
+        currency: "USD".into(),
+    };
+    let send = |token: &str, legs: Vec<TransferLeg>| {
+        let (channel, token) = (channels[0].clone(), token.to_owned());
+        async move {
+            let request = TransferLegsRequest {
+                transaction_id: id(),
+                legs,
+                ..Default::default()
+            };
+            let transaction_id = request.transaction_id.clone();
+            let answer = wallet(channel, Some(&token)).transfer_legs(request).await;
+            (transaction_id, answer)
+        }
+    };
+
+    // The issue scope mints in a set; the transfer scope cannot, and nothing is recorded.
+    let five = |to: &str| TransferLeg {
+        amount: "5.00".into(),
+        ..leg("issuer", to)
+    };
+    let (_, minted) = send(minter, vec![five(&a1), five(&b1)]).await;
+    minted.expect("minted");
+    let (refused_id, refused) = send(app, vec![leg(&a1, &a2), leg("issuer", &a2)]).await;
+    let error = refused.unwrap_err();
+    let (why, metadata) = refusal(&error, Code::PermissionDenied);
+    assert_eq!(why, "ISSUE_SCOPE_REQUIRED");
+    assert_eq!(metadata.get("leg").map(String::as_str), Some("1"));
+    let error = wallet(channels[0].clone(), Some(app))
+        .get_transfer(GetTransferRequest {
+            transaction_id: refused_id,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&error), "TRANSFER_NOT_FOUND");
+
+    // A bound token debits only its own accounts (pays anyone).
+    let (_, foreign) = send(tenant, vec![leg(&a1, &a2), leg(&b1, &a2)]).await;
+    let error = foreign.unwrap_err();
+    let (why, metadata) = refusal(&error, Code::PermissionDenied);
+    assert_eq!(why, "ACCOUNT_PREFIX_DENIED");
+    assert_eq!(metadata.get("leg").map(String::as_str), Some("1"));
+    let (_, paid) = send(tenant, vec![leg(&a1, &b1), leg(&b1, &a2)]).await;
+    let error = paid.unwrap_err();
+    assert_eq!(
+        refusal(&error, Code::PermissionDenied).0,
+        "ACCOUNT_PREFIX_DENIED",
+        "b1 pays in the second leg"
+    );
+    let (_, own_only) = send(tenant, vec![leg(&a1, &b1), leg(&a1, &a2)]).await;
+    own_only.expect("a bound token pays anyone from its own accounts");
+    assert_eq!(balance(&channels, app, &a1).await, "3.00");
+    assert_eq!(balance(&channels, app, &b1).await, "6.00");
+    assert_eq!(balance(&channels, app, &a2).await, "1.00");
+}
