@@ -389,3 +389,74 @@ async fn walletctl_moves_a_multi_leg_transfer() {
     assert_eq!(refused["error"]["leg"], 1, "{refused}");
     assert_eq!(cluster.account(&bob).await.unwrap().balance, "14.00");
 }
+
+/// A follower that catches up past compaction (a snapshot, then the records rebuilt from the
+/// events) answers for a multi-leg transfer decided while it was away: GetTransfer on it
+/// shows the legs. In a cluster of one partition any set is within it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_that_catches_up_knows_the_multi_leg_transfers_it_missed() {
+    let cluster = testkit::Cluster::start_partitioned(
+        3,
+        1,
+        &[
+            "--snapshot-interval-entries",
+            "20",
+            "--log-retain-entries",
+            "5",
+        ],
+    );
+    let leader = cluster.wait_leader().await;
+    cluster
+        .open_funded_usd(&["payer", "payee-1", "payee-2"], "100.00")
+        .await;
+    let follower = (1..=3).find(|&node| node != leader).expect("a follower");
+    cluster.wait_replicas_agree().await;
+    cluster.kill(follower);
+    let paid = id();
+    let request = legs_request(
+        &paid,
+        vec![
+            leg("payer", "payee-1", "7.00"),
+            leg("payer", "payee-2", "3.00"),
+        ],
+    );
+    cluster
+        .on_leader(|mut client| {
+            let request = request.clone();
+            async move { client.transfer_legs(request).await }
+        })
+        .await
+        .expect("legs while the follower is away");
+    for _ in 0..60 {
+        cluster
+            .transfer(&testkit::transfer_request(
+                &id(),
+                "payee-1",
+                "payer",
+                "0.01",
+                "USD",
+            ))
+            .await
+            .expect("transfer");
+    }
+    cluster.start_node(follower);
+    cluster.wait_replicas_agree().await;
+    let shown = cluster
+        .wallet(follower)
+        .await
+        .get_transfer(GetTransferRequest {
+            transaction_id: paid.clone(),
+        })
+        .await
+        .expect("get on the follower")
+        .into_inner()
+        .transfer
+        .expect("transfer");
+    assert_eq!(
+        (shown.status(), shown.legs),
+        (TransferStatus::Completed, request.legs)
+    );
+    if !cluster.log(follower).contains("snapshot installed") {
+        eprintln!("the follower caught up from the log this time");
+    }
+}
