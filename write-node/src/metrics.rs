@@ -93,12 +93,16 @@ impl PartitionMetrics {
         match event {
             // Same-partition transfers complete at once; cross-partition ones settle on the
             // source partition once the target credited.
+            // A multi-leg transfer counts once, whatever its legs.
             Event::TransferCompleted { .. }
             | Event::TransferSettled { .. }
-            | Event::HoldCaptured { .. } => {
+            | Event::HoldCaptured { .. }
+            | Event::LegsCompleted { .. } => {
                 self.transfers_committed.inc();
             }
-            Event::TransferRejected { .. } | Event::TransferRefunded { .. } => {
+            Event::TransferRejected { .. }
+            | Event::TransferRefunded { .. }
+            | Event::LegsRejected { .. } => {
                 self.transfers_rejected.inc();
             }
             _ => {}

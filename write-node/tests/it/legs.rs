@@ -388,6 +388,28 @@ async fn walletctl_moves_a_multi_leg_transfer() {
     );
     assert_eq!(refused["error"]["leg"], 1, "{refused}");
     assert_eq!(cluster.account(&bob).await.unwrap().balance, "14.00");
+
+    // A set counts once in the transfer metrics: three fundings and the set committed, the
+    // refused set rejected, on every replica.
+    let deadline = std::time::Instant::now() + testkit::WAIT_MAX;
+    for node in &cluster.nodes {
+        loop {
+            let scrape = testkit::metrics::scrape(node.metrics_port);
+            let counted = (
+                testkit::metrics::sum(&scrape, "wallet_transfers_committed_total", &[]),
+                testkit::metrics::sum(&scrape, "wallet_transfers_rejected_total", &[]),
+            );
+            if counted == (4.0, 1.0) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "node {}: {counted:?}",
+                node.id
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// A follower that catches up past compaction (a snapshot, then the records rebuilt from the
