@@ -1342,14 +1342,10 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
                 "TransferDebited {id} cannot be debited in this state"
             );
             let amount_minor = i128::from(transfer.amount_minor);
-            move_balance(
-                state,
-                IdHash::of(&transfer.from),
-                &transfer.from,
-                -amount_minor,
-            );
+            let from_hash = IdHash::of(&transfer.from);
+            move_balance(state, from_hash, &transfer.from, -amount_minor);
             add_outflow(state, transfer.currency, amount_minor);
-            count_debit_in_flight(state, &transfer.from, 1);
+            count_debit_in_flight(state, from_hash, 1);
             let record = TransferRecord {
                 transfer,
                 status: TransferStatus::InFlight,
@@ -1405,17 +1401,17 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
             state.insert_credit(record);
         }
         Event::TransferSettled { transaction_id, .. } => {
-            let previous = settle(state, &transaction_id);
+            let (previous, _) = settle(state, &transaction_id);
             let record = record_after(&previous, &event).expect("a settle finishes its record");
             state.insert_transfer(record);
         }
         Event::TransferRefunded { transaction_id, .. } => {
-            let previous = settle(state, &transaction_id);
+            let (previous, from_hash) = settle(state, &transaction_id);
             let refund = previous.credit_command();
             let record = record_after(&previous, &event).expect("a refund finishes its record");
             state.insert_transfer(record);
             let amount_minor = i128::from(refund.amount_minor);
-            move_balance(state, IdHash::of(&refund.from), &refund.from, amount_minor);
+            move_balance(state, from_hash, &refund.from, amount_minor);
             add_outflow(state, refund.currency, -amount_minor);
         }
         Event::HoldAuthorized {
@@ -1491,10 +1487,11 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
                         .is_some_and(|to| to.currency == transfer.currency),
                 "HoldCaptured {transaction_id} into a missing account or currency"
             );
-            move_balance(state, IdHash::of(&transfer.from), &transfer.from, -amount);
+            let from_hash = IdHash::of(&transfer.from);
+            move_balance(state, from_hash, &transfer.from, -amount);
             if across {
                 add_outflow(state, transfer.currency, amount);
-                count_debit_in_flight(state, &transfer.from, 1);
+                count_debit_in_flight(state, from_hash, 1);
                 state.in_flight.insert(transaction_id.as_u128());
             } else {
                 move_balance(state, to_hash, &transfer.to, amount);
@@ -1551,8 +1548,8 @@ fn set_account_settings(state: &mut Ledger, account_id: String, settings: Accoun
 
 /// Adds `delta` to the count of cross-partition transfers from the account awaiting a
 /// settle (no zero entries).
-fn count_debit_in_flight(state: &mut Ledger, account_id: &str, delta: i64) {
-    let key = IdHash::of(account_id).key();
+fn count_debit_in_flight(state: &mut Ledger, account: IdHash, delta: i64) {
+    let key = account.key();
     let count = i64::from(state.debits_in_flight.get(&key).copied().unwrap_or(0)) + delta;
     let count =
         u32::try_from(count).expect("in-flight debits of an account fit u32, never below 0");
@@ -1564,8 +1561,8 @@ fn count_debit_in_flight(state: &mut Ledger, account_id: &str, delta: i64) {
 }
 
 /// Takes a record awaiting a settle out of flight and returns a copy of it to finish and
-/// put back; panics if it is not in flight.
-fn settle(state: &mut Ledger, transaction_id: &uuid::Uuid) -> TransferRecord {
+/// put back, and the hash of its debited account's id; panics if it is not in flight.
+fn settle(state: &mut Ledger, transaction_id: &uuid::Uuid) -> (TransferRecord, IdHash) {
     assert!(
         state.in_flight.remove(&transaction_id.as_u128()).is_some(),
         "settling {transaction_id}, which is not in flight"
@@ -1580,8 +1577,9 @@ fn settle(state: &mut Ledger, transaction_id: &uuid::Uuid) -> TransferRecord {
         record.status
     );
     let record = record.clone();
-    count_debit_in_flight(state, &record.transfer.from, -1);
-    record
+    let from_hash = IdHash::of(&record.transfer.from);
+    count_debit_in_flight(state, from_hash, -1);
+    (record, from_hash)
 }
 
 /// Releases what a pending hold reserves, for the event that ends its pending state, and

@@ -316,7 +316,7 @@ impl Ledger {
             }
             if record.status.awaits_settle() {
                 ledger.in_flight.insert(transfer.transaction_id.as_u128());
-                super::count_debit_in_flight(&mut ledger, &transfer.from, 1);
+                super::count_debit_in_flight(&mut ledger, IdHash::of(&transfer.from), 1);
             }
             if let TransferStatus::Hold(hold) = record.status
                 && hold.is_pending()
