@@ -74,6 +74,10 @@ proptest! {
 
     #[test]
     fn fuzz_account_id(account_id in prop_oneof![any::<String>(), "[ -~]{0,300}", "\\PC{250,260}"]) {
+        // Valid exactly when the rule says so (whatever fast path the check takes).
+        let valid = (1..=ACCOUNT_ID_BYTES_MAX).contains(&account_id.len())
+            && !account_id.chars().any(|c| c.is_whitespace() || c.is_control());
+        prop_assert_eq!(validate_account_id(&account_id).is_ok(), valid);
         match validate_account_id(&account_id) {
             Ok(()) => {
                 prop_assert!((1..=ACCOUNT_ID_BYTES_MAX).contains(&account_id.len()));
