@@ -1753,4 +1753,53 @@ mod tests {
             report.anomalies
         );
     }
+
+    #[test]
+    fn a_set_moving_money_while_frozen_is_caught() {
+        let sets = sets();
+        let mut history = sets.history.clone();
+        // nem-usd-2 (in s1 and s3) frozen from t=5 to t=100; s1 was acknowledged at t=11.
+        let change = |change| Op::Account {
+            change,
+            account_id: "nem-usd-2".into(),
+            detail: String::new(),
+        };
+        history.insert(0, entry(3, Phase::Invoke, change(AccountChange::Freeze)));
+        history.insert(1, entry(5, Phase::Ok, change(AccountChange::Freeze)));
+        history.push(entry(100, Phase::Invoke, change(AccountChange::Unfreeze)));
+        history.push(entry(102, Phase::Ok, change(AccountChange::Unfreeze)));
+        // A set refused ACCOUNT_FROZEN later, when nothing was frozen: also caught.
+        let s6 = [("nem-usd-3", "nem-usd-4", 1), ("nem-usd-4", "nem-usd-2", 1)];
+        step(
+            &mut history,
+            200,
+            Phase::Fail,
+            legs_op("s6", &s6, "ACCOUNT_FROZEN", Some(1)),
+        );
+        let mut finals = sets.finals.clone();
+        finals.insert(
+            "s6".into(),
+            legs_final(TransferStatus::Rejected, &s6, Some(1)),
+        );
+        let frozen = Sets {
+            history,
+            finals: finals.clone(),
+            moves: sets.moves.clone(),
+        };
+        let report = check_sets(&frozen, &finals, &sets.moves, &balances_of(&sets.moves));
+        assert!(
+            contains(
+                &report,
+                "set s1 acknowledged in t=10..11ms while [\"nem-usd-2\"] was frozen"
+            ),
+            "{:?}",
+            report.anomalies
+        );
+        assert!(
+            contains(&report, "set s6 refused ACCOUNT_FROZEN in t=200..201ms"),
+            "{:?}",
+            report.anomalies
+        );
+        assert_eq!(report.anomalies_total, 2, "{:?}", report.anomalies);
+    }
 }
