@@ -136,6 +136,8 @@ pub struct Report {
     pub legs_refused: usize,
     pub legs_unknown: usize,
     pub legs_unknown_applied: usize,
+    /// Sets with at least one attempt of unknown outcome (resubmitted with the same id).
+    pub legs_resubmitted: usize,
     pub legs_completed: usize,
     pub legs_rejected: usize,
     /// Legs of the completed sets (each checked in the fold, pushes and read-node history).
@@ -1591,6 +1593,7 @@ mod tests {
             ),
             (5, 1, 2, 2, 1)
         );
+        assert_eq!(report.legs_resubmitted, 2);
         assert_eq!(
             (
                 report.legs_completed,

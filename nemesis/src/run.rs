@@ -863,7 +863,8 @@ async fn scenario(run: &mut Run, steps: &[Step]) -> anyhow::Result<()> {
     run.log(format!(
         "checked: {} transfers ({} acknowledged, {} rejected, {} unknown of which {} applied), \
          {} reused ids ({} refused, {} unknown), \
-         {} multi-leg sets ({} acknowledged, {} refused, {} unknown of which {} applied; \
+         {} multi-leg sets ({} acknowledged, {} refused, {} unknown of which {} applied, \
+         {} with an unknown attempt; \
          {} COMPLETED moving {} legs, {} REJECTED), \
          {} holds ({} authorized: {} captured of which {} in part, {} voided, {} expired, \
          {} rejected; {} captures refused; {} capture+void), {} freezes ({} ACCOUNT_FROZEN \
@@ -883,6 +884,7 @@ async fn scenario(run: &mut Run, steps: &[Step]) -> anyhow::Result<()> {
         run.report.legs_refused,
         run.report.legs_unknown,
         run.report.legs_unknown_applied,
+        run.report.legs_resubmitted,
         run.report.legs_completed,
         run.report.legs_moved,
         run.report.legs_rejected,

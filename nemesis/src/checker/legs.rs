@@ -112,6 +112,13 @@ pub(super) fn check_legs(
             .filter(|(phase, _, _)| *phase == Phase::Fail)
             .collect();
         let refused = !refusals.is_empty();
+        if sent
+            .outcomes
+            .iter()
+            .any(|(phase, _, _)| *phase == Phase::Unknown)
+        {
+            report.legs_resubmitted += 1;
+        }
         if acknowledged {
             report.legs_acknowledged += 1;
         } else if refused {
