@@ -32,6 +32,15 @@
 //!   back. Captured amounts join the completed transfers above, so conservation, the fold,
 //!   the pushes and the read-node history count each exactly once; at the end nothing is
 //!   held on any account, on the write side (`GetAccount`) or the read side (`Balance.held`).
+//! - **Multi-leg transfers** (`legs`): an acknowledged set is `COMPLETED` with exactly the
+//!   legs sent, a refused one never `COMPLETED` (and `REJECTED` at the leg the client was
+//!   told, unless the edge refused it without recording), an unknown one either. A completed
+//!   set joins the completed transfers with all its legs, so the fold, the pushes and the
+//!   read-node history expect, per account and id, exactly the deltas of its legs on that
+//!   account in leg order (an account in two legs has two rows under the id); a set shown
+//!   with only some of its legs on an account, or (across every account's read-node history)
+//!   with fewer or more than two rows per leg, is an all-or-none anomaly, and a set that is
+//!   not `COMPLETED` may show nothing anywhere.
 //! - **Frozen accounts** (`lifecycle`): ACCOUNT_FROZEN refusals only while an account may
 //!   have been frozen; nothing acknowledged moved money while an account was frozen
 //!   throughout.
@@ -48,13 +57,34 @@ use proto::v1::TransferStatus;
 use serde::Serialize;
 
 use crate::history::{Entry, Op, Phase};
-use crate::workload::{ACCOUNTS_PER_CURRENCY, FUNDING_MINOR, accounts};
+use crate::workload::{FUNDING_MINOR, ORDINARY_PER_CURRENCY, accounts};
 
 mod holds;
+mod legs;
 mod lifecycle;
 
-/// Money that moved, by id: (from, to, amount). Completed transfers and captured holds.
-type Completed = BTreeMap<String, (String, String, i64)>;
+/// Money that moved, by id: its legs (from, to, amount) in order. Completed transfers and
+/// captured holds have one leg; a completed multi-leg set has all of its legs.
+type Completed = BTreeMap<String, Vec<(String, String, i64)>>;
+
+/// Per account, per id: the signed amounts its completed legs move on the account, in leg
+/// order (what the account's pushes and read-node history must show for the id, exactly).
+fn deltas_by_account(completed: &Completed) -> BTreeMap<String, BTreeMap<String, Vec<i64>>> {
+    let mut by_account: BTreeMap<String, BTreeMap<String, Vec<i64>>> = BTreeMap::new();
+    for (id, legs) in completed {
+        for (from, to, amount) in legs {
+            for (account, delta) in [(from, -amount), (to, *amount)] {
+                by_account
+                    .entry(account.clone())
+                    .or_default()
+                    .entry(id.clone())
+                    .or_default()
+                    .push(delta);
+            }
+        }
+    }
+    by_account
+}
 
 /// Anomalies listed in full; beyond that only counted (a broken run can produce thousands).
 pub const ANOMALIES_LISTED_MAX: usize = 200;
@@ -69,6 +99,10 @@ pub struct FinalTransfer {
     pub currency: String,
     /// Set for a hold.
     pub hold: Option<FinalHold>,
+    /// A multi-leg transfer's legs (from, to, amount), in order; empty for any other.
+    pub legs: Vec<(String, String, i64)>,
+    /// For a rejected multi-leg transfer: the first leg refused.
+    pub rejected_leg: Option<u32>,
 }
 
 /// What the final state of a hold adds.
@@ -95,6 +129,19 @@ pub struct Report {
     pub transfers_unknown: usize,
     pub transfers_unknown_applied: usize,
     pub transfers_completed: usize,
+    /// Multi-leg transfers (`TransferLegs`) by id: acknowledged, refused, or unknown to the
+    /// client; completed (all legs applied) and rejected as `GetTransfer` reads them back.
+    pub legs_attempted: usize,
+    pub legs_acknowledged: usize,
+    pub legs_refused: usize,
+    pub legs_unknown: usize,
+    pub legs_unknown_applied: usize,
+    /// Sets with at least one attempt of unknown outcome (resubmitted with the same id).
+    pub legs_resubmitted: usize,
+    pub legs_completed: usize,
+    pub legs_rejected: usize,
+    /// Legs of the completed sets (each checked in the fold, pushes and read-node history).
+    pub legs_moved: usize,
     /// Transfers that reused a finished transfer's id (see `workload::reuse`): each must be
     /// refused with TRANSACTION_ID_REUSED, or stay unknown; never acknowledged.
     pub reuses_attempted: usize,
@@ -214,14 +261,17 @@ pub fn check(
     let transfers = attempted(history, report);
     let mut completed = check_transfers(&transfers, finals, report);
     completed.extend(holds::check_holds(history, finals, report));
+    completed.extend(legs::check_legs(history, finals, report));
     lifecycle::check_frozen(history, report);
     check_held(held, report);
-    // Ids that may show as a debit and its refund on their source account.
+    // Ids that may show as a debit and its refund on their source account (a multi-leg set
+    // keeps to one partition: refused, it moves nothing at all).
     let refunded: BTreeMap<String, String> = finals
         .iter()
         .filter_map(|(id, state)| {
             let state = state.as_ref()?;
-            (state.status == TransferStatus::Rejected).then(|| (id.clone(), state.from.clone()))
+            (state.status == TransferStatus::Rejected && state.legs.is_empty())
+                .then(|| (id.clone(), state.from.clone()))
         })
         .collect();
     check_reuses(history, report);
@@ -229,6 +279,9 @@ pub fn check(
     check_reads(history, report);
     check_pushes(history, &completed, &refunded, final_balances, report);
     check_read_history(read_history, &completed, &refunded, final_balances, report);
+    if !read_history.is_empty() {
+        legs::check_all_or_none(read_history, &completed, &legs::set_sizes(history), report);
+    }
 }
 
 /// Nothing is held anywhere once every hold ended.
@@ -274,14 +327,18 @@ fn check_read_history(
     final_balances: &BTreeMap<String, i64>,
     report: &mut Report,
 ) {
+    let by_account = deltas_by_account(completed);
+    let nothing = BTreeMap::new();
     for (account, _, _) in accounts() {
         let Some(rows) = read_history.get(&account) else {
             report.anomaly(format!("read-node history of {account} missing"));
             continue;
         };
+        let want_by_id = by_account.get(&account).unwrap_or(&nothing);
         report.history_rows_checked += rows.len();
         let mut balance = 0;
-        let mut ids = BTreeSet::new();
+        // Per id, the deltas recorded (in order): each leg of the id on this account once.
+        let mut seen: BTreeMap<String, Vec<i64>> = BTreeMap::new();
         let mut refunds: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
         for (position, row) in rows.iter().enumerate() {
             let at = format!("read-node history {account} #{}", row.sequence);
@@ -305,10 +362,28 @@ fn check_read_history(
                 }
                 continue;
             }
-            if !ids.insert(row.transaction_id.clone()) {
-                report.anomaly(format!("{at}: {} recorded twice", row.transaction_id));
+            let deltas = seen.entry(row.transaction_id.clone()).or_default();
+            deltas.push(row.delta_minor);
+            let legs = want_by_id.get(&row.transaction_id).map_or(0, Vec::len);
+            if deltas.len() > legs.max(1) {
+                report.anomaly(format!(
+                    "{at}: {} recorded twice ({} rows, {legs} legs on this account)",
+                    row.transaction_id,
+                    deltas.len()
+                ));
             }
         }
+        for (id, deltas) in &seen {
+            if let Some(want) = want_by_id.get(id)
+                && deltas.len() <= want.len()
+                && deltas != want
+            {
+                report.anomaly(format!(
+                    "read-node history {account}: {id} moved {deltas:?}, its legs {want:?}"
+                ));
+            }
+        }
+        let ids: BTreeSet<String> = seen.into_keys().collect();
         for (id, deltas) in &refunds {
             if deltas.len() != 2 {
                 report.anomaly(format!(
@@ -322,11 +397,7 @@ fn check_read_history(
                 final_balances.get(&account)
             ));
         }
-        let want: BTreeSet<String> = completed
-            .iter()
-            .filter(|(_, (from, to, _))| *from == account || *to == account)
-            .map(|(id, _)| id.clone())
-            .collect();
+        let want: BTreeSet<String> = want_by_id.keys().cloned().collect();
         if ids != want {
             report.anomaly(format!(
                 "read-node history of {account}: {} transfers, {} completed ({} missing, {} extra)",
@@ -382,7 +453,7 @@ fn check_transfers(
                 report.transfers_completed += 1;
                 completed.insert(
                     id.clone(),
-                    (state.from.clone(), state.to.clone(), state.amount_minor),
+                    vec![(state.from.clone(), state.to.clone(), state.amount_minor)],
                 );
             }
             Some(state) if state.status == TransferStatus::InFlight => {
@@ -430,7 +501,7 @@ fn check_reuses(history: &[Entry], report: &mut Report) {
 fn check_fold(completed: &Completed, final_balances: &BTreeMap<String, i64>, report: &mut Report) {
     let mut expected: BTreeMap<String, i64> =
         accounts().into_iter().map(|(id, _, _)| (id, 0)).collect();
-    for (from, to, amount) in completed.values() {
+    for (from, to, amount) in completed.values().flatten() {
         *expected.entry(from.clone()).or_default() -= amount;
         *expected.entry(to.clone()).or_default() += amount;
     }
@@ -447,7 +518,7 @@ fn check_fold(completed: &Completed, final_balances: &BTreeMap<String, i64>, rep
 /// Conservation on quiescent sweeps, per-account bounds on every sweep.
 fn check_reads(history: &[Entry], report: &mut Report) {
     let all = accounts();
-    let currency_total = ACCOUNTS_PER_CURRENCY as i64 * FUNDING_MINOR;
+    let currency_total = ORDINARY_PER_CURRENCY as i64 * FUNDING_MINOR;
     for entry in history {
         let Op::Read {
             balances,
@@ -515,8 +586,11 @@ fn check_pushes(
     final_balances: &BTreeMap<String, i64>,
     report: &mut Report,
 ) {
-    // (watcher, account) → (last sequence, last balance, first sequence, transfer ids seen).
-    type Stream = (u64, i64, u64, BTreeSet<String>);
+    // (watcher, account) → (last sequence, last balance, first sequence, deltas pushed per
+    // completed id: one per leg of the id on the account).
+    type Stream = (u64, i64, u64, BTreeMap<String, Vec<i64>>);
+    let by_account = deltas_by_account(completed);
+    let nothing = BTreeMap::new();
     // (watcher, account, id) → deltas pushed for a refunded id.
     let mut refunds: BTreeMap<(String, String, String), Vec<i64>> = BTreeMap::new();
     let mut streams: BTreeMap<(String, String), Stream> = BTreeMap::new();
@@ -540,7 +614,7 @@ fn check_pushes(
             if !snapshot {
                 report.anomaly(format!("{at}: first update is not a snapshot"));
             }
-            streams.insert(key, (*sequence, *balance_minor, *sequence, BTreeSet::new()));
+            streams.insert(key, (*sequence, *balance_minor, *sequence, BTreeMap::new()));
             continue;
         };
         if *snapshot {
@@ -561,19 +635,23 @@ fn check_pushes(
             ));
         }
         match completed.get(transaction_id) {
-            Some((from, to, amount)) => {
-                let want = if from == account_id {
-                    -amount
-                } else if to == account_id {
-                    *amount
-                } else {
-                    0
-                };
-                if *delta_minor != want {
-                    report.anomaly(format!(
+            Some(_) => {
+                let want = by_account
+                    .get(account_id)
+                    .and_then(|ids| ids.get(transaction_id))
+                    .map_or(&[][..], Vec::as_slice);
+                let pushed = stream.3.entry(transaction_id.clone()).or_default();
+                match want.get(pushed.len()) {
+                    None if pushed.is_empty() => report.anomaly(format!(
+                        "{at}: delta {delta_minor} for {transaction_id}, want 0"
+                    )),
+                    None => report.anomaly(format!("{at}: {transaction_id} pushed twice")),
+                    Some(want) if delta_minor != want => report.anomaly(format!(
                         "{at}: delta {delta_minor} for {transaction_id}, want {want}"
-                    ));
+                    )),
+                    Some(_) => {}
                 }
+                pushed.push(*delta_minor);
             }
             None if refunded.get(transaction_id) == Some(account_id) => {
                 let key = (watcher.clone(), account_id.clone(), transaction_id.clone());
@@ -586,12 +664,16 @@ fn check_pushes(
                 stream.1 = *balance_minor;
                 continue;
             }
-            None => report.anomaly(format!(
-                "{at}: pushed {transaction_id}, which is not COMPLETED"
-            )),
-        }
-        if !stream.3.insert(transaction_id.clone()) {
-            report.anomaly(format!("{at}: {transaction_id} pushed twice"));
+            None => {
+                let pushed = stream.3.entry(transaction_id.clone()).or_default();
+                if !pushed.is_empty() {
+                    report.anomaly(format!("{at}: {transaction_id} pushed twice"));
+                }
+                pushed.push(*delta_minor);
+                report.anomaly(format!(
+                    "{at}: pushed {transaction_id}, which is not COMPLETED"
+                ));
+            }
         }
         stream.0 = stream.0.max(*sequence);
         stream.1 = *balance_minor;
@@ -618,17 +700,25 @@ fn check_pushes(
                 ));
             }
             if *first == 0 {
-                let want: BTreeSet<String> = completed
-                    .iter()
-                    .filter(|(_, (from, to, _))| *from == account || *to == account)
-                    .map(|(id, _)| id.clone())
-                    .collect();
-                if *ids != want {
+                let want_by_id = by_account.get(&account).unwrap_or(&nothing);
+                for (id, want) in want_by_id {
+                    let got = ids.get(id).map_or(0, Vec::len);
+                    if 0 < got && got < want.len() {
+                        report.anomaly(format!(
+                            "{watcher} {account}: pushed {got} of the {} legs of {id} on it \
+                             (all or none)",
+                            want.len()
+                        ));
+                    }
+                }
+                let want: BTreeSet<&String> = want_by_id.keys().collect();
+                let ids: BTreeSet<&String> = ids.keys().collect();
+                if ids != want {
                     report.anomaly(format!(
                         "{watcher} {account}: pushed {} transfers, {} completed ({} missing, {} extra)",
                         ids.len(),
                         want.len(),
-                        want.difference(ids).count(),
+                        want.difference(&ids).count(),
                         ids.difference(&want).count()
                     ));
                 }
@@ -673,6 +763,8 @@ mod tests {
             amount_minor: amount,
             currency: "USD".into(),
             hold: None,
+            legs: Vec::new(),
+            rejected_leg: None,
         })
     }
 
@@ -690,7 +782,7 @@ mod tests {
             .into_iter()
             .map(|(id, _, issuer)| {
                 let value = if issuer {
-                    -(ACCOUNTS_PER_CURRENCY as i64) * FUNDING_MINOR
+                    -(ORDINARY_PER_CURRENCY as i64) * FUNDING_MINOR
                 } else {
                     FUNDING_MINOR
                 };
@@ -1249,5 +1341,468 @@ mod tests {
         let mut twice = refunded.clone();
         twice.push(entry(4, Phase::Ok, push(3, FUNDING_MINOR + 5, 5)));
         assert!(about_t1(&twice)[0].contains("not one debit and its refund"));
+    }
+
+    // Multi-leg sets. Moves are (id, from, to, amount) in the order the ledger applied them;
+    // the balances, the read node's history and the pushes are derived from them.
+    type Move = (String, String, String, i64);
+
+    fn legs_op(id: &str, legs: &[(&str, &str, i64)], detail: &str, leg: Option<u32>) -> Op {
+        Op::Legs {
+            transaction_id: id.into(),
+            currency: "USD".into(),
+            legs: legs
+                .iter()
+                .map(|(from, to, amount)| crate::history::Leg {
+                    from: (*from).into(),
+                    to: (*to).into(),
+                    amount_minor: *amount,
+                })
+                .collect(),
+            detail: detail.into(),
+            leg,
+        }
+    }
+
+    fn legs_final(
+        status: TransferStatus,
+        legs: &[(&str, &str, i64)],
+        rejected_leg: Option<u32>,
+    ) -> Option<FinalTransfer> {
+        Some(FinalTransfer {
+            status,
+            from: String::new(),
+            to: String::new(),
+            amount_minor: 0,
+            currency: "USD".into(),
+            hold: None,
+            legs: legs
+                .iter()
+                .map(|(from, to, amount)| ((*from).into(), (*to).into(), *amount))
+                .collect(),
+            rejected_leg,
+        })
+    }
+
+    /// The funding moves, in id order (as `a_clean_history_passes` orders them).
+    fn funding_moves(finals: &HashMap<String, Option<FinalTransfer>>) -> Vec<Move> {
+        let mut moves: Vec<Move> = finals
+            .iter()
+            .filter(|(id, _)| id.starts_with("f-"))
+            .map(|(id, t)| {
+                let t = t.as_ref().unwrap();
+                (id.clone(), t.from.clone(), t.to.clone(), t.amount_minor)
+            })
+            .collect();
+        moves.sort();
+        moves
+    }
+
+    fn balances_of(moves: &[Move]) -> BTreeMap<String, i64> {
+        let mut all: BTreeMap<String, i64> =
+            accounts().into_iter().map(|(id, _, _)| (id, 0)).collect();
+        for (_, from, to, amount) in moves {
+            *all.get_mut(from).unwrap() -= amount;
+            *all.get_mut(to).unwrap() += amount;
+        }
+        all
+    }
+
+    fn read_history_of(moves: &[Move]) -> BTreeMap<String, Vec<HistoryRow>> {
+        let mut all: BTreeMap<String, Vec<HistoryRow>> = accounts()
+            .into_iter()
+            .map(|(id, _, _)| (id, Vec::new()))
+            .collect();
+        for (id, from, to, amount) in moves {
+            for (account, delta) in [(from, -amount), (to, *amount)] {
+                let rows = all.get_mut(account).unwrap();
+                let before = rows.last().map_or(0, |r| r.balance_after_minor);
+                rows.push(HistoryRow {
+                    sequence: rows.len() as u64 + 1,
+                    transaction_id: id.clone(),
+                    delta_minor: delta,
+                    balance_after_minor: before + delta,
+                });
+            }
+        }
+        all
+    }
+
+    /// What a watcher started before any money moved is pushed: a snapshot, then each row.
+    fn pushes_of(read_history: &BTreeMap<String, Vec<HistoryRow>>) -> Vec<Entry> {
+        let mut pushes = Vec::new();
+        for (account, rows) in read_history {
+            let push = |sequence, snapshot, balance, delta, id: &str| Op::Push {
+                watcher: "w".into(),
+                account_id: account.clone(),
+                sequence,
+                snapshot,
+                balance_minor: balance,
+                delta_minor: delta,
+                transaction_id: id.into(),
+            };
+            pushes.push(entry(2, Phase::Ok, push(0, true, 0, 0, "")));
+            for row in rows {
+                pushes.push(entry(
+                    3,
+                    Phase::Ok,
+                    push(
+                        row.sequence,
+                        false,
+                        row.balance_after_minor,
+                        row.delta_minor,
+                        &row.transaction_id,
+                    ),
+                ));
+            }
+        }
+        pushes
+    }
+
+    /// s1: acknowledged, passes money through usd-1 (which could not pay 120000 alone);
+    /// s2: refused INSUFFICIENT_FUNDS at leg 1 (REJECTED); s3: unknown, applied; s4: unknown,
+    /// not applied; s5: refused LEGS_SPAN_PARTITIONS (never recorded).
+    const S1: [(&str, &str, i64); 2] = [
+        ("nem-usd-0", "nem-usd-1", 50_000),
+        ("nem-usd-1", "nem-usd-2", 120_000),
+    ];
+    const S2: [(&str, &str, i64); 2] = [
+        ("nem-usd-2", "nem-usd-0", 7),
+        ("nem-usd-0", "nem-usd-1", 900_001),
+    ];
+    const S3: [(&str, &str, i64); 3] = [
+        ("nem-usd-2", "nem-usd-0", 10),
+        ("nem-usd-0", "nem-usd-3", 5),
+        ("nem-usd-3", "nem-usd-2", 4),
+    ];
+    const S4: [(&str, &str, i64); 2] =
+        [("nem-usd-3", "nem-usd-4", 9), ("nem-usd-4", "nem-usd-5", 3)];
+
+    struct Sets {
+        history: Vec<Entry>,
+        finals: HashMap<String, Option<FinalTransfer>>,
+        moves: Vec<Move>,
+    }
+
+    fn sets() -> Sets {
+        let (mut history, mut finals) = funding();
+        let mut moves = funding_moves(&finals);
+        step(
+            &mut history,
+            10,
+            Phase::Ok,
+            legs_op("s1", &S1, "v1.0.1", None),
+        );
+        finals.insert(
+            "s1".into(),
+            legs_final(TransferStatus::Completed, &S1, None),
+        );
+        step(
+            &mut history,
+            12,
+            Phase::Fail,
+            legs_op("s2", &S2, "INSUFFICIENT_FUNDS", Some(1)),
+        );
+        finals.insert(
+            "s2".into(),
+            legs_final(TransferStatus::Rejected, &S2, Some(1)),
+        );
+        step(
+            &mut history,
+            14,
+            Phase::Unknown,
+            legs_op("s3", &S3, "UNAVAILABLE: x", None),
+        );
+        finals.insert(
+            "s3".into(),
+            legs_final(TransferStatus::Completed, &S3, None),
+        );
+        step(
+            &mut history,
+            16,
+            Phase::Unknown,
+            legs_op("s4", &S4, "UNAVAILABLE: x", None),
+        );
+        finals.insert("s4".into(), None);
+        step(
+            &mut history,
+            18,
+            Phase::Fail,
+            legs_op("s5", &S4, "LEGS_SPAN_PARTITIONS", None),
+        );
+        finals.insert("s5".into(), None);
+        for (id, legs) in [("s1", &S1[..]), ("s3", &S3[..])] {
+            for (from, to, amount) in legs {
+                moves.push((id.into(), (*from).into(), (*to).into(), *amount));
+            }
+        }
+        Sets {
+            history,
+            finals,
+            moves,
+        }
+    }
+
+    /// Checks `sets` with the read history and pushes derived from `moves` (and quiescent
+    /// balances from `balances`).
+    fn check_sets(
+        sets: &Sets,
+        finals: &HashMap<String, Option<FinalTransfer>>,
+        moves: &[Move],
+        balances: &BTreeMap<String, i64>,
+    ) -> Report {
+        let read_history = read_history_of(moves);
+        let mut history = sets.history.clone();
+        history.extend(pushes_of(&read_history));
+        history.push(entry(
+            30,
+            Phase::Ok,
+            Op::Read {
+                balances: balances.clone().into_iter().collect(),
+                quiescent: true,
+            },
+        ));
+        let mut report = Report::default();
+        check(
+            &history,
+            finals,
+            balances,
+            &read_history,
+            &nothing_held(),
+            &mut report,
+        );
+        report
+    }
+
+    fn contains(report: &Report, text: &str) -> bool {
+        report.anomalies.iter().any(|a| a.contains(text))
+    }
+
+    #[test]
+    fn a_clean_history_with_sets_passes() {
+        let sets = sets();
+        let report = check_sets(&sets, &sets.finals, &sets.moves, &balances_of(&sets.moves));
+        assert!(report.ok(), "{:?}", report.anomalies);
+        assert_eq!(
+            (
+                report.legs_attempted,
+                report.legs_acknowledged,
+                report.legs_refused,
+                report.legs_unknown,
+                report.legs_unknown_applied,
+            ),
+            (5, 1, 2, 2, 1)
+        );
+        assert_eq!(report.legs_resubmitted, 2);
+        assert_eq!(
+            (
+                report.legs_completed,
+                report.legs_rejected,
+                report.legs_moved
+            ),
+            (2, 1, 5)
+        );
+    }
+
+    #[test]
+    fn a_set_applied_in_part_is_caught() {
+        let sets = sets();
+        // s1's second leg missing from the balances only: the fold catches it.
+        let mut partial = sets.moves.clone();
+        let leg = partial
+            .iter()
+            .position(|m| m.0 == "s1" && m.1 == "nem-usd-1")
+            .unwrap();
+        partial.remove(leg);
+        let report = check_sets(&sets, &sets.finals, &sets.moves, &balances_of(&partial));
+        assert!(
+            contains(&report, "fold of completed"),
+            "{:?}",
+            report.anomalies
+        );
+        // Missing from the read node's history and the pushes too: all-or-none is named.
+        let report = check_sets(&sets, &sets.finals, &partial, &balances_of(&partial));
+        assert!(
+            contains(
+                &report,
+                "all-or-none: set s1 (COMPLETED, 2 legs) shows 2 of its 4"
+            ),
+            "{:?}",
+            report.anomalies
+        );
+        assert!(
+            contains(&report, "nem-usd-1: pushed 1 of the 2 legs of s1"),
+            "{:?}",
+            report.anomalies
+        );
+        assert!(
+            contains(
+                &report,
+                "nem-usd-1: s1 moved [50000], its legs [50000, -120000]"
+            ),
+            "{:?}",
+            report.anomalies
+        );
+        // One leg applied twice on the read node: caught as well.
+        let mut twice = sets.moves.clone();
+        twice.push(partial[leg - 1].clone());
+        let report = check_sets(&sets, &sets.finals, &twice, &balances_of(&sets.moves));
+        assert!(
+            contains(&report, "recorded twice"),
+            "{:?}",
+            report.anomalies
+        );
+        assert!(
+            contains(&report, "all-or-none: set s1"),
+            "{:?}",
+            report.anomalies
+        );
+    }
+
+    #[test]
+    fn an_acknowledged_set_missing_is_caught() {
+        let sets = sets();
+        // Not found, or REJECTED: lost, and the money it moved has no record.
+        let without_s1: Vec<Move> = sets.moves.iter().filter(|m| m.0 != "s1").cloned().collect();
+        for lost in [None, legs_final(TransferStatus::Rejected, &S1, Some(0))] {
+            let mut finals = sets.finals.clone();
+            finals.insert("s1".into(), lost);
+            let report = check_sets(&sets, &finals, &without_s1, &balances_of(&without_s1));
+            assert!(
+                contains(&report, "set s1: acknowledged but lost"),
+                "{:?}",
+                report.anomalies
+            );
+        }
+        // COMPLETED with another set of legs.
+        let mut finals = sets.finals.clone();
+        finals.insert(
+            "s1".into(),
+            legs_final(TransferStatus::Completed, &S1[..1], None),
+        );
+        let report = check_sets(&sets, &finals, &sets.moves, &balances_of(&sets.moves));
+        assert!(
+            contains(&report, "set s1: COMPLETED with other legs"),
+            "{:?}",
+            report.anomalies
+        );
+    }
+
+    #[test]
+    fn a_refused_set_that_moved_money_is_caught() {
+        let sets = sets();
+        let mut moved = sets.moves.clone();
+        for (from, to, amount) in S2 {
+            moved.push(("s2".into(), from.into(), to.into(), amount));
+        }
+        // Recorded COMPLETED after the client was told INSUFFICIENT_FUNDS.
+        let mut finals = sets.finals.clone();
+        finals.insert(
+            "s2".into(),
+            legs_final(TransferStatus::Completed, &S2, None),
+        );
+        let report = check_sets(&sets, &finals, &moved, &balances_of(&moved));
+        assert!(
+            contains(
+                &report,
+                "set s2: refused INSUFFICIENT_FUNDS (leg Some(1)) to the client but COMPLETED"
+            ),
+            "{:?}",
+            report.anomalies
+        );
+        // Recorded REJECTED, yet its legs moved money on the read node and in the balances.
+        let report = check_sets(&sets, &sets.finals, &moved, &balances_of(&moved));
+        assert!(
+            contains(
+                &report,
+                "all-or-none: set s2 (2 legs) is not COMPLETED but shows 4"
+            ),
+            "{:?}",
+            report.anomalies
+        );
+        assert!(
+            contains(&report, "fold of completed"),
+            "{:?}",
+            report.anomalies
+        );
+        assert!(
+            contains(&report, "s2, which is not COMPLETED"),
+            "{:?}",
+            report.anomalies
+        );
+        // A recorded refusal that left no record, or names another leg.
+        let mut finals = sets.finals.clone();
+        finals.insert("s2".into(), None);
+        let report = check_sets(&sets, &finals, &sets.moves, &balances_of(&sets.moves));
+        assert!(
+            contains(
+                &report,
+                "set s2: refused INSUFFICIENT_FUNDS but no REJECTED record"
+            ),
+            "{:?}",
+            report.anomalies
+        );
+        finals.insert(
+            "s2".into(),
+            legs_final(TransferStatus::Rejected, &S2, Some(0)),
+        );
+        let report = check_sets(&sets, &finals, &sets.moves, &balances_of(&sets.moves));
+        assert!(
+            contains(
+                &report,
+                "set s2: refused INSUFFICIENT_FUNDS at leg Some(1), recorded REJECTED at leg Some(0)"
+            ),
+            "{:?}",
+            report.anomalies
+        );
+    }
+
+    #[test]
+    fn a_set_moving_money_while_frozen_is_caught() {
+        let sets = sets();
+        let mut history = sets.history.clone();
+        // nem-usd-2 (in s1 and s3) frozen from t=5 to t=100; s1 was acknowledged at t=11.
+        let change = |change| Op::Account {
+            change,
+            account_id: "nem-usd-2".into(),
+            detail: String::new(),
+        };
+        history.insert(0, entry(3, Phase::Invoke, change(AccountChange::Freeze)));
+        history.insert(1, entry(5, Phase::Ok, change(AccountChange::Freeze)));
+        history.push(entry(100, Phase::Invoke, change(AccountChange::Unfreeze)));
+        history.push(entry(102, Phase::Ok, change(AccountChange::Unfreeze)));
+        // A set refused ACCOUNT_FROZEN later, when nothing was frozen: also caught.
+        let s6 = [("nem-usd-3", "nem-usd-4", 1), ("nem-usd-4", "nem-usd-2", 1)];
+        step(
+            &mut history,
+            200,
+            Phase::Fail,
+            legs_op("s6", &s6, "ACCOUNT_FROZEN", Some(1)),
+        );
+        let mut finals = sets.finals.clone();
+        finals.insert(
+            "s6".into(),
+            legs_final(TransferStatus::Rejected, &s6, Some(1)),
+        );
+        let frozen = Sets {
+            history,
+            finals: finals.clone(),
+            moves: sets.moves.clone(),
+        };
+        let report = check_sets(&frozen, &finals, &sets.moves, &balances_of(&sets.moves));
+        assert!(
+            contains(
+                &report,
+                "set s1 acknowledged in t=10..11ms while [\"nem-usd-2\"] was frozen"
+            ),
+            "{:?}",
+            report.anomalies
+        );
+        assert!(
+            contains(&report, "set s6 refused ACCOUNT_FROZEN in t=200..201ms"),
+            "{:?}",
+            report.anomalies
+        );
+        assert_eq!(report.anomalies_total, 2, "{:?}", report.anomalies);
     }
 }

@@ -40,6 +40,17 @@ pub enum Op {
         /// be refused (`TRANSACTION_ID_REUSED`) and move nothing.
         reuse: bool,
     },
+    /// A multi-leg transfer (`TransferLegs`): every leg moves, or none does.
+    Legs {
+        transaction_id: String,
+        currency: String,
+        /// In the order sent (the order the node applies them in).
+        legs: Vec<Leg>,
+        /// Completion only: the error reason, or the consistency token on success.
+        detail: String,
+        /// A refusal's first refused leg (ErrorInfo metadata `leg`), if the node named one.
+        leg: Option<u32>,
+    },
     /// One step of a hold (`AuthorizeTransfer`, `CaptureTransfer`, `VoidTransfer`).
     Hold {
         step: HoldStep,
@@ -85,6 +96,14 @@ pub enum Op {
         delta_minor: i64,
         transaction_id: String,
     },
+}
+
+/// One leg of an [`Op::Legs`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Leg {
+    pub from: String,
+    pub to: String,
+    pub amount_minor: i64,
 }
 
 /// The step of a hold an [`Op::Hold`] is.

@@ -376,9 +376,9 @@ impl Run {
             .snapshot()
             .into_iter()
             .filter_map(|entry| match entry.op {
-                Op::Transfer { transaction_id, .. } | Op::Hold { transaction_id, .. } => {
-                    Some(transaction_id)
-                }
+                Op::Transfer { transaction_id, .. }
+                | Op::Hold { transaction_id, .. }
+                | Op::Legs { transaction_id, .. } => Some(transaction_id),
                 _ => None,
             })
             .collect();
@@ -600,7 +600,11 @@ async fn final_transfer(wallet: &WalletClient, id: &str) -> Option<Option<FinalT
                         .unwrap_or(TransferStatus::Unspecified),
                     from: transfer.from_account,
                     to: transfer.to_account,
-                    amount_minor: parse_minor(&transfer.amount),
+                    amount_minor: if transfer.legs.is_empty() {
+                        parse_minor(&transfer.amount)
+                    } else {
+                        0
+                    },
                     currency: transfer.currency,
                     hold: transfer.hold.map(|hold| FinalHold {
                         captured_minor: workload::parse_minor_or_zero(&hold.captured_amount),
@@ -608,6 +612,18 @@ async fn final_transfer(wallet: &WalletClient, id: &str) -> Option<Option<FinalT
                             (at.seconds * 1000 + i64::from(at.nanos) / 1_000_000) as u64
                         }),
                     }),
+                    legs: transfer
+                        .legs
+                        .iter()
+                        .map(|leg| {
+                            (
+                                leg.from_account.clone(),
+                                leg.to_account.clone(),
+                                parse_minor(&leg.amount),
+                            )
+                        })
+                        .collect(),
+                    rejected_leg: transfer.rejected_leg,
                 }));
             }
             Err(e) if e.code() == Code::NotFound => return Some(None),
@@ -642,7 +658,7 @@ pub async fn run(config: Config) -> anyhow::Result<Outcome> {
         watchers_stop: Arc::new(AtomicBool::new(false)),
         report: Report::default(),
     };
-    let partitions = 8;
+    let partitions = workload::PARTITIONS;
     let steps = schedule::schedule(config.seed, config.duration, partitions, config.timing);
     let result = scenario(&mut run, &steps).await;
     // Whatever happened, keep the evidence: the history and the report next to the data.
@@ -847,6 +863,9 @@ async fn scenario(run: &mut Run, steps: &[Step]) -> anyhow::Result<()> {
     run.log(format!(
         "checked: {} transfers ({} acknowledged, {} rejected, {} unknown of which {} applied), \
          {} reused ids ({} refused, {} unknown), \
+         {} multi-leg sets ({} acknowledged, {} refused, {} unknown of which {} applied, \
+         {} with an unknown attempt; \
+         {} COMPLETED moving {} legs, {} REJECTED), \
          {} holds ({} authorized: {} captured of which {} in part, {} voided, {} expired, \
          {} rejected; {} captures refused; {} capture+void), {} freezes ({} ACCOUNT_FROZEN \
          refusals, {} operations inside a frozen period), \
@@ -860,6 +879,15 @@ async fn scenario(run: &mut Run, steps: &[Step]) -> anyhow::Result<()> {
         run.report.reuses_attempted,
         run.report.reuses_refused,
         run.report.reuses_unknown,
+        run.report.legs_attempted,
+        run.report.legs_acknowledged,
+        run.report.legs_refused,
+        run.report.legs_unknown,
+        run.report.legs_unknown_applied,
+        run.report.legs_resubmitted,
+        run.report.legs_completed,
+        run.report.legs_moved,
+        run.report.legs_rejected,
         run.report.holds_attempted,
         run.report.holds_authorized,
         run.report.holds_captured,

@@ -10,6 +10,11 @@
 //! part, voided, captured and voided at once, over-captured, left to expire, captured after
 //! their expiry), and a freezer ([`freezer`]) freezes one ordinary account at a time for a
 //! short period, so transfers, holds and captures meet frozen accounts.
+//!
+//! Workers also send multi-leg transfers ([`legs`]): 2 to 4 legs among the accounts of one
+//! partition and one currency ([`leg_group`]: `nem-<cur>-0`, the other ordinary accounts of
+//! its partition, and [`LEG_ACCOUNTS_PER_CURRENCY`] extra accounts named to fall there),
+//! moved all together or not at all.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,13 +27,25 @@ use tokio::sync::RwLock;
 use wallet_client::pb::{HoldResponse, TransferStatus};
 use wallet_client::{ClientConfig, Hold, QueryClient, Transfer, Uuid, WalletClient};
 
-use crate::history::{AccountChange, History, HoldStep, Op, Phase};
+use crate::history::{AccountChange, History, HoldStep, Leg, Op, Phase};
 use crate::schedule::Prng;
 
 /// Currencies of the bank; both have two minor digits.
 pub const CURRENCIES: [&str; 2] = ["USD", "EUR"];
 /// Ordinary accounts per currency.
 pub const ACCOUNTS_PER_CURRENCY: usize = 6;
+/// Extra ordinary accounts per currency, in the partition of `nem-<cur>-0`, so multi-leg
+/// sets (which must keep to one partition) have at least three accounts to move money among.
+/// Only multi-leg transfers use them; they are opened, funded, swept and watched like the
+/// others.
+pub const LEG_ACCOUNTS_PER_CURRENCY: usize = 2;
+/// Every ordinary account of a currency (what conservation counts).
+pub const ORDINARY_PER_CURRENCY: usize = ACCOUNTS_PER_CURRENCY + LEG_ACCOUNTS_PER_CURRENCY;
+/// Partitions of the nemesis cluster (the write nodes' default).
+pub const PARTITIONS: u32 = 8;
+/// One operation of a worker in this many (of those that are not holds) is a multi-leg
+/// transfer (see [`legs`]).
+pub const LEGS_ONE_IN: u64 = 5;
 /// What the issuer gives each ordinary account at the start, in minor units (1000.00).
 pub const FUNDING_MINOR: i64 = 100_000;
 /// Largest workload transfer, minor units (300.00): large enough that some are rejected.
@@ -79,6 +96,30 @@ pub fn ordinary(currency: &str, index: usize) -> String {
     format!("nem-{}-{index}", currency.to_lowercase())
 }
 
+/// The extra accounts of `currency` for multi-leg sets: `nem-<cur>-legs-<k>` for the first
+/// [`LEG_ACCOUNTS_PER_CURRENCY`] values of `k` whose account falls in the partition of
+/// `nem-<cur>-0` (deterministic: the partition is a hash of the name).
+pub fn leg_accounts(currency: &str) -> Vec<String> {
+    let partition = ledger::partition_of(&ordinary(currency, 0), PARTITIONS);
+    (0..)
+        .map(|k| format!("nem-{}-legs-{k}", currency.to_lowercase()))
+        .filter(|id| ledger::partition_of(id, PARTITIONS) == partition)
+        .take(LEG_ACCOUNTS_PER_CURRENCY)
+        .collect()
+}
+
+/// The accounts multi-leg sets of `currency` draw from, all in one partition: `nem-<cur>-0`,
+/// the other ordinary accounts of its partition, and the [`leg_accounts`].
+pub fn leg_group(currency: &str) -> Vec<String> {
+    let partition = ledger::partition_of(&ordinary(currency, 0), PARTITIONS);
+    let mut group: Vec<String> = (0..ACCOUNTS_PER_CURRENCY)
+        .map(|index| ordinary(currency, index))
+        .filter(|id| ledger::partition_of(id, PARTITIONS) == partition)
+        .collect();
+    group.extend(leg_accounts(currency));
+    group
+}
+
 /// Every account: `(id, currency, is_issuer)`.
 pub fn accounts() -> Vec<(String, &'static str, bool)> {
     let mut all = Vec::new();
@@ -86,6 +127,9 @@ pub fn accounts() -> Vec<(String, &'static str, bool)> {
         all.push((issuer(currency), currency, true));
         for index in 0..ACCOUNTS_PER_CURRENCY {
             all.push((ordinary(currency, index), currency, false));
+        }
+        for id in leg_accounts(currency) {
+            all.push((id, currency, false));
         }
     }
     all
@@ -180,6 +224,132 @@ pub async fn transfer(
         phase = next;
         history.record(process, phase, op(detail));
         if phase != Phase::Unknown || resubmit + 1 == resubmits_max {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    phase
+}
+
+/// The shape of a multi-leg set (see [`random_legs`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LegsPlan {
+    /// Random distinct pairs of the group, amounts up to [`TRANSFER_MINOR_MAX`].
+    Random,
+    /// A chain A→B→C(→D): each account passes on about what it receives, in amounts up to
+    /// twice an account's funding, so an intermediate account often could not pay its leg
+    /// alone (funds are checked after all of an account's legs); A may lack the funds.
+    PassThrough,
+    /// Random legs with one leg larger than all the money of the currency: always refused
+    /// (INSUFFICIENT_FUNDS), nothing may move.
+    TooLarge,
+}
+
+/// A multi-leg set of 2 to 4 legs among the accounts of [`leg_group`] of `currency`, no two
+/// legs with the same `from` and `to`.
+pub fn random_legs(currency: &str, plan: LegsPlan, rng: &mut Prng) -> Vec<Leg> {
+    let group = leg_group(currency);
+    let size = group.len();
+    assert!(
+        size >= 3,
+        "multi-leg group of {currency} has {size} accounts"
+    );
+    let mut legs: Vec<Leg> = Vec::new();
+    match plan {
+        LegsPlan::PassThrough => {
+            // `hops` legs over `hops + 1` distinct accounts (a random order of the group).
+            let hops = 2 + rng.below((size as u64 - 1).min(4) - 1) as usize;
+            let mut order: Vec<usize> = (0..size).collect();
+            for i in 0..size {
+                let j = i + rng.below((size - i) as u64) as usize;
+                order.swap(i, j);
+            }
+            let mut amount = 1 + rng.below(2 * FUNDING_MINOR as u64) as i64;
+            for hop in 0..hops {
+                legs.push(Leg {
+                    from: group[order[hop]].clone(),
+                    to: group[order[hop + 1]].clone(),
+                    amount_minor: amount,
+                });
+                // The next account keeps a little of what it got (never more than it got,
+                // so its own funds never decide it).
+                amount = (amount - rng.below(1_000) as i64).max(1);
+            }
+        }
+        LegsPlan::Random | LegsPlan::TooLarge => {
+            let count = 2 + rng.below(3) as usize;
+            while legs.len() < count {
+                let from = rng.below(size as u64) as usize;
+                let to = (from + 1 + rng.below(size as u64 - 1) as usize) % size;
+                let (from, to) = (group[from].clone(), group[to].clone());
+                if legs.iter().any(|leg| leg.from == from && leg.to == to) {
+                    continue;
+                }
+                let amount_minor = 1 + rng.below(TRANSFER_MINOR_MAX as u64) as i64;
+                legs.push(Leg {
+                    from,
+                    to,
+                    amount_minor,
+                });
+            }
+            if plan == LegsPlan::TooLarge {
+                let index = rng.below(count as u64) as usize;
+                legs[index].amount_minor = ORDINARY_PER_CURRENCY as i64 * FUNDING_MINOR + 1;
+            }
+        }
+    }
+    legs
+}
+
+/// Submits one multi-leg transfer, resubmitting it (same id, same legs) while its outcome
+/// is unknown, and records every attempt. Returns the last phase.
+pub async fn legs(
+    wallet: &WalletClient,
+    history: &History,
+    process: &str,
+    rng: &mut Prng,
+    plan: LegsPlan,
+) -> Phase {
+    let currency = CURRENCIES[rng.below(CURRENCIES.len() as u64) as usize];
+    let legs = random_legs(currency, plan, rng);
+    let transaction_id = seeded_transaction_id(rng);
+    let request = proto::v1::TransferLegsRequest {
+        transaction_id: transaction_id.to_string(),
+        legs: legs
+            .iter()
+            .map(|leg| proto::v1::TransferLeg {
+                from_account: leg.from.clone(),
+                to_account: leg.to.clone(),
+                amount: format_minor(leg.amount_minor),
+                currency: currency.to_owned(),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let op = |detail: String, leg: Option<u32>| Op::Legs {
+        transaction_id: transaction_id.to_string(),
+        currency: currency.to_owned(),
+        legs: legs.clone(),
+        detail,
+        leg,
+    };
+    let mut phase = Phase::Unknown;
+    for resubmit in 0..CLIENT_RESUBMITS_MAX {
+        if !history.record(process, Phase::Invoke, op(String::new(), None)) {
+            return phase;
+        }
+        let (next, detail, leg) = match wallet.transfer_legs(request.clone()).await {
+            Ok(done) => (Phase::Ok, done.consistency_token, None),
+            Err(e) if e.is_definite() => (Phase::Fail, e.reason().to_owned(), e.leg()),
+            Err(e) => (
+                Phase::Unknown,
+                format!("{}: {}", e.reason(), e.message()),
+                None,
+            ),
+        };
+        phase = next;
+        history.record(process, phase, op(detail, leg));
+        if phase != Phase::Unknown || resubmit + 1 == CLIENT_RESUBMITS_MAX {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -513,7 +683,8 @@ pub async fn change_account(
 /// A transfer worker: random same-currency transfers between ordinary accounts until
 /// stopped or the history is full; one in [`HOLD_ONE_IN`] is a hold instead, with a
 /// random [`HoldPlan`]; one in [`REUSE_ONE_IN`] of the others reuses the id of one of its
-/// finished transfers for other parameters (a client bug the ledger must refuse).
+/// finished transfers for other parameters (a client bug the ledger must refuse); one in
+/// [`LEGS_ONE_IN`] of the others is a multi-leg transfer with a random [`LegsPlan`].
 pub async fn worker(clients: Arc<Clients>, seed: u64, index: usize) {
     let process = format!("worker-{index}");
     let mut rng = Prng::new(seed ^ (0xC0FFEE + index as u64));
@@ -529,6 +700,10 @@ pub async fn worker(clients: Arc<Clients>, seed: u64, index: usize) {
             if rng.below(HOLD_ONE_IN) == 0 {
                 let plan = HoldPlan::ALL[rng.below(HoldPlan::ALL.len() as u64) as usize];
                 hold(wallet, &clients.history, &process, &mut rng, plan).await;
+            } else if rng.below(LEGS_ONE_IN) == 0 {
+                let plan = [LegsPlan::Random, LegsPlan::PassThrough, LegsPlan::TooLarge]
+                    [rng.below(3) as usize];
+                legs(wallet, &clients.history, &process, &mut rng, plan).await;
             } else if !finished.is_empty() && rng.below(REUSE_ONE_IN) == 0 {
                 let first = &finished[rng.below(finished.len() as u64) as usize];
                 let (request, amount_minor) = reuse(first, &mut rng);
@@ -725,4 +900,44 @@ fn record_push(history: &History, process: &str, update: &proto::v1::BalanceUpda
             transaction_id: update.transaction_id.clone(),
         },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every set the workload draws keeps to one partition and one currency, has 2 to 4 legs
+    /// and no repeated (from, to) pair, as `TransferLegs` requires.
+    #[test]
+    fn multi_leg_sets_keep_to_one_partition() {
+        let mut rng = Prng::new(7);
+        for currency in CURRENCIES {
+            let group = leg_group(currency);
+            assert!(group.len() >= 3, "{group:?}");
+            for plan in [LegsPlan::Random, LegsPlan::PassThrough, LegsPlan::TooLarge] {
+                for _ in 0..200 {
+                    let legs = random_legs(currency, plan, &mut rng);
+                    assert!((2..=4).contains(&legs.len()), "{legs:?}");
+                    let partition = ledger::partition_of(&legs[0].from, PARTITIONS);
+                    for (index, leg) in legs.iter().enumerate() {
+                        assert_ne!(leg.from, leg.to);
+                        assert!(leg.amount_minor > 0);
+                        for account in [&leg.from, &leg.to] {
+                            assert_eq!(ledger::partition_of(account, PARTITIONS), partition);
+                            assert!(
+                                accounts()
+                                    .iter()
+                                    .any(|(id, c, _)| id == account && *c == currency)
+                            );
+                        }
+                        assert!(
+                            legs[..index]
+                                .iter()
+                                .all(|other| (&other.from, &other.to) != (&leg.from, &leg.to))
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

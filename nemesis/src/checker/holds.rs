@@ -269,7 +269,7 @@ pub(super) fn check_holds(
                 }
                 captured.insert(
                     id.clone(),
-                    (state.from.clone(), state.to.clone(), final_captured),
+                    vec![(state.from.clone(), state.to.clone(), final_captured)],
                 );
             }
             TransferStatus::Voided => report.holds_voided += 1,

@@ -20,6 +20,9 @@
 //! - an acknowledged transfer or capture whose window lies inside a definitely-frozen
 //!   interval of its source or target moved money while the account was frozen: an anomaly;
 //!   so is an acknowledged authorization whose window lies inside one of its source.
+//!
+//! A multi-leg set counts as an operation on every account of its legs (each is checked as
+//! a transfer checks its source and target).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -119,7 +122,7 @@ fn decided(history: &[Entry]) -> Vec<Decided> {
     let mut first: HashMap<(String, u8), u64> = HashMap::new();
     let mut out = Vec::new();
     for entry in history {
-        let (what, key, from, to, detail, guard_to) = match &entry.op {
+        let (what, key, accounts, detail, guarded) = match &entry.op {
             Op::Transfer {
                 transaction_id,
                 from,
@@ -127,7 +130,36 @@ fn decided(history: &[Entry]) -> Vec<Decided> {
                 detail,
                 reuse: false,
                 ..
-            } => ("transfer", (transaction_id, 0), from, to, detail, true),
+            } => (
+                "transfer",
+                (transaction_id, 0),
+                vec![from.clone(), to.clone()],
+                detail,
+                vec![from.clone(), to.clone()],
+            ),
+            // Every account of every leg is checked as a transfer checks its two.
+            Op::Legs {
+                transaction_id,
+                legs,
+                detail,
+                ..
+            } => {
+                let mut accounts: Vec<String> = Vec::new();
+                for leg in legs {
+                    for account in [&leg.from, &leg.to] {
+                        if !accounts.contains(account) {
+                            accounts.push(account.clone());
+                        }
+                    }
+                }
+                (
+                    "set",
+                    (transaction_id, 3),
+                    accounts.clone(),
+                    detail,
+                    accounts,
+                )
+            }
             Op::Hold {
                 step: HoldStep::Authorize,
                 transaction_id,
@@ -138,10 +170,9 @@ fn decided(history: &[Entry]) -> Vec<Decided> {
             } => (
                 "authorization",
                 (transaction_id, 1),
-                from,
-                to,
+                vec![from.clone(), to.clone()],
                 detail,
-                false,
+                vec![from.clone()],
             ),
             Op::Hold {
                 step: HoldStep::Capture,
@@ -150,20 +181,22 @@ fn decided(history: &[Entry]) -> Vec<Decided> {
                 to,
                 detail,
                 ..
-            } => ("capture", (transaction_id, 2), from, to, detail, true),
+            } => (
+                "capture",
+                (transaction_id, 2),
+                vec![from.clone(), to.clone()],
+                detail,
+                vec![from.clone(), to.clone()],
+            ),
             _ => continue,
         };
         let started = *first.entry((key.0.clone(), key.1)).or_insert(entry.time_ms);
         if entry.phase == Phase::Invoke || entry.phase == Phase::Unknown {
             continue;
         }
-        let mut guarded = vec![from.clone()];
-        if guard_to {
-            guarded.push(to.clone());
-        }
         out.push(Decided {
             what: format!("{what} {}", key.0),
-            accounts: vec![from.clone(), to.clone()],
+            accounts,
             guarded,
             window: (started, entry.time_ms),
             phase: entry.phase,
@@ -202,7 +235,7 @@ pub(super) fn check_frozen(history: &[Entry], report: &mut Report) {
             });
             if !met {
                 report.anomaly(format!(
-                    "{} refused ACCOUNT_FROZEN in t={start}..{end}ms, when neither of {:?} was \
+                    "{} refused ACCOUNT_FROZEN in t={start}..{end}ms, when none of {:?} was \
                      frozen",
                     op.what, op.accounts
                 ));

@@ -1,6 +1,7 @@
 //! The nemesis in the test suite: a fixed set of seeds, each a bounded run (about a minute)
 //! against a real cluster with every required fault injected, checked for every invariant;
-//! the workload has holds (captured, voided, expired) and accounts frozen for short periods.
+//! the workload has holds (captured, voided, expired), multi-leg transfers (all legs or
+//! none) and accounts frozen for short periods.
 //! Longer runs by hand: `cargo run -p nemesis --bin wallet-nemesis -- --seed 7 --duration 600s`.
 
 use std::time::Duration;
@@ -66,6 +67,11 @@ async fn check_seed(seed: u64) {
     assert!(
         report.freezes_acknowledged >= 5 && report.frozen_refusals >= 1,
         "seed {seed}: freezing not exercised: {report:?}"
+    );
+    // Multi-leg sets completed (all legs) and were refused (none), and were checked.
+    assert!(
+        report.legs_completed >= 3 && report.legs_rejected >= 1,
+        "seed {seed}: multi-leg transfers not exercised: {report:?}"
     );
     // Faults on leaders took effect: the others elected another leader before the heal.
     assert!(report.leader_moves >= 1, "seed {seed}: {report:?}");
