@@ -332,8 +332,7 @@ impl<R: Rows> Folder<'_, R> {
                 for leg in &completed.legs {
                     self.check_floor(&leg.from_account)?;
                 }
-                self.set_transfer_state(&facts, TransferState::Completed, "")?;
-                self.set_legs(&facts, &completed.legs, None)
+                self.set_legs_state(&facts, &completed.legs, TransferState::Completed, "", None)
             }
             PbEvent::LegsRejected(rejected) => {
                 let facts = legs_facts(
@@ -342,8 +341,13 @@ impl<R: Rows> Folder<'_, R> {
                     &rejected.legs,
                     rejected.annotations.as_ref(),
                 )?;
-                self.set_transfer_state(&facts, TransferState::Rejected, &rejected.reason)?;
-                self.set_legs(&facts, &rejected.legs, Some(rejected.leg))
+                self.set_legs_state(
+                    &facts,
+                    &rejected.legs,
+                    TransferState::Rejected,
+                    &rejected.reason,
+                    Some(rejected.leg),
+                )
             }
             // Lifecycle changes move no money: the row's settings change (no sequence, no
             // history row), so later debits are checked against the account's limit.
@@ -361,20 +365,16 @@ impl<R: Rows> Folder<'_, R> {
         }
     }
 
-    /// Puts a multi-leg transfer's legs (and its first refused leg) on the row
-    /// `set_transfer_state` just wrote for it.
-    fn set_legs(
+    /// A multi-leg transfer's only state: its row with the legs (and the first refused leg).
+    fn set_legs_state(
         &mut self,
         facts: &TransferFacts<'_>,
         legs: &[LegMoved],
+        state: TransferState,
+        reject_reason: &str,
         rejected_leg: Option<u32>,
     ) -> anyhow::Result<()> {
-        let key = (facts.transaction_id.to_owned(), self.at.partition);
-        let row = self
-            .out
-            .transfers
-            .get_mut(&key)
-            .context("the multi-leg transfer's row was just written")?;
+        let mut row = self.next_transfer_row(facts, state, reject_reason)?;
         row.legs = legs
             .iter()
             .map(|leg| LegRow {
@@ -384,13 +384,7 @@ impl<R: Rows> Folder<'_, R> {
             })
             .collect();
         row.rejected_leg = rejected_leg;
-        let row = row.clone();
-        let change = self
-            .out
-            .transfer_changes
-            .last_mut()
-            .context("the multi-leg transfer's change was just written")?;
-        *change = row;
+        self.put_transfer_row(row);
         Ok(())
     }
 
@@ -573,6 +567,18 @@ impl<R: Rows> Folder<'_, R> {
         state: TransferState,
         reject_reason: &str,
     ) -> anyhow::Result<()> {
+        let row = self.next_transfer_row(transfer, state, reject_reason)?;
+        self.put_transfer_row(row);
+        Ok(())
+    }
+
+    /// The transfer's row in its next state (checked: no change after a final state).
+    fn next_transfer_row(
+        &self,
+        transfer: &TransferFacts<'_>,
+        state: TransferState,
+        reject_reason: &str,
+    ) -> anyhow::Result<TransferRow> {
         let source_partition = self.source_partition(transfer)?;
         let previous = self.transfer(transfer.transaction_id, source_partition)?;
         if let Some(previous) = &previous {
@@ -604,15 +610,17 @@ impl<R: Rows> Folder<'_, R> {
                 Some(previous) => previous.annotations,
                 None => event_codec::pb::annotations_from_pb(transfer.annotations),
             },
-            // A multi-leg transfer's are set by `set_legs`, in its only state.
+            // A multi-leg transfer's are set by `set_legs_state`, in its only state.
             legs: Vec::new(),
             rejected_leg: None,
         };
+        Ok(row)
+    }
+
+    fn put_transfer_row(&mut self, row: TransferRow) {
         self.out.transfer_changes.push(row.clone());
-        self.out
-            .transfers
-            .insert((transfer.transaction_id.to_owned(), source_partition), row);
-        Ok(())
+        let key = (row.transaction_id.clone(), row.source_partition);
+        self.out.transfers.insert(key, row);
     }
 }
 

@@ -1132,29 +1132,8 @@ pub fn validate_legs(request: &pb::TransferLegsRequest) -> Result<LegsCommand, A
     let mut currency = None;
     let mut legs = Vec::with_capacity(request.legs.len());
     for (index, leg) in request.legs.iter().enumerate() {
-        let checked = (|| {
-            ledger::validate_account_id(&leg.from_account)
-                .map_err(|error| ApiError::from_id("legs", &error))?;
-            ledger::validate_account_id(&leg.to_account)
-                .map_err(|error| ApiError::from_id("legs", &error))?;
-            let leg_currency = Currency::parse(&leg.currency)
-                .map_err(|error| ApiError::from_money("legs", &error))?;
-            if *currency.get_or_insert(leg_currency) != leg_currency {
-                return Err(ApiError::invalid(
-                    "legs",
-                    "MIXED_CURRENCIES",
-                    "every leg of a multi-leg transfer is in the same currency",
-                ));
-            }
-            let amount_minor = ledger::parse_amount(&leg.amount, leg_currency)
-                .map_err(|error| ApiError::from_money("legs", &error))?;
-            Ok(Leg {
-                from: leg.from_account.clone(),
-                to: leg.to_account.clone(),
-                amount_minor,
-            })
-        })();
-        legs.push(checked.map_err(|error| at_leg(error, index))?);
+        let checked = validate_leg(leg, &mut currency).map_err(|error| at_leg(error, index))?;
+        legs.push(checked);
     }
     let command = LegsCommand {
         transaction_id,
@@ -1177,6 +1156,31 @@ pub fn validate_legs(request: &pb::TransferLegsRequest) -> Result<LegsCommand, A
         }
     })?;
     Ok(command)
+}
+
+/// One leg checked as a transfer's fields (field `legs`), in the currency of the legs before
+/// it (`currency`, set by the first).
+fn validate_leg(leg: &pb::TransferLeg, currency: &mut Option<Currency>) -> Result<Leg, ApiError> {
+    ledger::validate_account_id(&leg.from_account)
+        .map_err(|error| ApiError::from_id("legs", &error))?;
+    ledger::validate_account_id(&leg.to_account)
+        .map_err(|error| ApiError::from_id("legs", &error))?;
+    let leg_currency =
+        Currency::parse(&leg.currency).map_err(|error| ApiError::from_money("legs", &error))?;
+    if *currency.get_or_insert(leg_currency) != leg_currency {
+        return Err(ApiError::invalid(
+            "legs",
+            "MIXED_CURRENCIES",
+            "every leg of a multi-leg transfer is in the same currency",
+        ));
+    }
+    let amount_minor = ledger::parse_amount(&leg.amount, leg_currency)
+        .map_err(|error| ApiError::from_money("legs", &error))?;
+    Ok(Leg {
+        from: leg.from_account.clone(),
+        to: leg.to_account.clone(),
+        amount_minor,
+    })
 }
 
 /// The one partition every account of a multi-leg transfer is in, or FAILED_PRECONDITION /
@@ -1574,41 +1578,27 @@ impl WalletService for Api {
             (partition, answer)
         });
         let mut records = Vec::new();
-        let mut legs = Vec::new();
         for (partition, answer) in futures::future::join_all(reads).await {
             let answer = answer.map_err(|error| self.store_error(error))?;
-            match answer.answer {
-                QueryAnswer::Record(Some(ledger::Record::Transfer(record))) => {
-                    records.push((partition, record))
-                }
-                QueryAnswer::Record(Some(ledger::Record::Legs(record))) => {
-                    legs.push((partition, record))
-                }
-                _ => {}
+            if let QueryAnswer::Record(Some(record)) = answer.answer {
+                records.push((partition, record));
             }
         }
-        // A multi-leg transfer ranks as a transfer that was not refused as reused would.
-        let transfer = ledger::first_transfer_record(records).map(|record| {
-            let source = partition_of(&record.transfer.from, self.shared.partitions);
-            let reused =
-                record.status == TransferStatus::Rejected(RejectReason::TransactionIdReused);
-            (
-                ledger::transfer_answer_rank(source, reused),
-                transfer_to_pb(&record, self.shared.partitions),
-            )
+        // The answer for the id, ranked as `ledger::transfer_answer_rank` says (a multi-leg
+        // transfer as a transfer not refused as reused); a source keeps its records, so the
+        // partition read is the record's source.
+        let answer = records.into_iter().min_by_key(|(partition, record)| {
+            let reused = matches!(record, ledger::Record::Transfer(transfer)
+                if transfer.status == TransferStatus::Rejected(RejectReason::TransactionIdReused));
+            ledger::transfer_answer_rank(*partition, reused)
         });
-        let legs = legs.into_iter().map(|(partition, record)| {
-            (
-                ledger::transfer_answer_rank(partition, false),
-                legs_to_pb(&record, partition),
-            )
-        });
-        match transfer
-            .into_iter()
-            .chain(legs)
-            .min_by_key(|(rank, _)| *rank)
-        {
-            Some((_, transfer)) => Ok(Response::new(GetTransferResponse {
+        let partitions = self.shared.partitions;
+        match answer.and_then(|(partition, record)| match record {
+            ledger::Record::Transfer(record) => Some(transfer_to_pb(&record, partitions)),
+            ledger::Record::Legs(record) => Some(legs_to_pb(&record, partition)),
+            ledger::Record::Credit(_) => None,
+        }) {
+            Some(transfer) => Ok(Response::new(GetTransferResponse {
                 transfer: Some(transfer),
             })),
             None => Err(ApiError::not_found(
