@@ -6,24 +6,27 @@
 # system, /proc/PID/stat) and the transfers node 1 committed (`wallet_transfers_committed`,
 # all partitions: every node applies every partition). Not a test: it prints the window's
 # transfers/s and the write nodes' CPU per transfer, summed over the three (a transfer's
-# cost to the whole replicated cluster, the read node and the load generator left out).
+# cost to the whole replicated cluster, the load generator left out), and the read node's.
 #
 #   loadtest/cpu-per-transfer.sh BIN_DIR   # BIN_DIR holds walletctl, wallet-loadtest and
 #                                          # the node binaries
+#   API=unary CLIENTS=32 IN_FLIGHT=32 loadtest/cpu-per-transfer.sh BIN_DIR   # unary calls
 set -euo pipefail
 B=$1
 D=/var/tmp/cpu-per-transfer-$(basename "$B")
 # shellcheck source=loadtest/dev-cluster.sh
 source "$(dirname "$0")/dev-cluster.sh"
-"$B/wallet-loadtest" --target wallet --api stream --clients 8 --in-flight 512 --accounts 20000 \
+"$B/wallet-loadtest" --target wallet --api "${API:-stream}" --clients "${CLIENTS:-8}" \
+    --in-flight "${IN_FLIGHT:-512}" --accounts 20000 \
     --cross-share 0.5 --duration 40s --no-progress --format json --no-verify \
     --run-id "cpu$RANDOM" >"$D/load.json" 2>"$D/load.err" &
 LOAD=$!
 mapfile -t NODES < <(pgrep -P "$DEV" -f wallet-write-node)
 [[ ${#NODES[@]} -eq 3 ]] || { echo "expected 3 write nodes, found ${#NODES[*]}" >&2; exit 1; }
-ticks() { # user + system clock ticks of the write nodes, summed
+READ_NODE=$(pgrep -P "$DEV" -f wallet-read-node)
+ticks() { # user + system clock ticks of the given processes, summed
     local total=0 pid fields
-    for pid in "${NODES[@]}"; do
+    for pid in "$@"; do
         read -ra fields < <(sed 's/.*) //' "/proc/$pid/stat")
         total=$((total + fields[11] + fields[12]))
     done
@@ -34,13 +37,14 @@ committed() { # transfers node 1 committed, all partitions
         awk '/^wallet_transfers_committed(_total)?[{ ]/ { sum += $NF } END { printf "%d", sum }'
 }
 sleep 25
-t0=$(ticks) c0=$(committed) s0=$(date +%s%N)
+t0=$(ticks "${NODES[@]}") r0=$(ticks "$READ_NODE") c0=$(committed) s0=$(date +%s%N)
 sleep 10
-t1=$(ticks) c1=$(committed) s1=$(date +%s%N)
+t1=$(ticks "${NODES[@]}") r1=$(ticks "$READ_NODE") c1=$(committed) s1=$(date +%s%N)
 wait $LOAD
 hz=$(getconf CLK_TCK)
-awk -v t="$((t1 - t0))" -v c="$((c1 - c0))" -v ns="$((s1 - s0))" -v hz="$hz" 'BEGIN {
+awk -v t="$((t1 - t0))" -v r="$((r1 - r0))" -v c="$((c1 - c0))" -v ns="$((s1 - s0))" -v hz="$hz" 'BEGIN {
     printf "window: %d transfers, %.0f transfers/s\n", c, c / (ns / 1e9)
     printf "write-node CPU per transfer: %.1f us (3 nodes together)\n", t / hz / c * 1e6
+    printf "read-node CPU per transfer: %.1f us\n", r / hz / c * 1e6
 }'
 grep -o '"transfers_per_second": [0-9.]*' "$D/load.json" | head -1
