@@ -1755,6 +1755,18 @@ mod tests {
             "{:?}",
             report.anomalies
         );
+        // A REJECTED record of other legs than those sent (here: the legs reversed).
+        let reversed: Vec<(&str, &str, i64)> = S2.iter().rev().copied().collect();
+        finals.insert(
+            "s2".into(),
+            legs_final(TransferStatus::Rejected, &reversed, Some(1)),
+        );
+        let report = check_sets(&sets, &finals, &sets.moves, &balances_of(&sets.moves));
+        assert!(
+            contains(&report, "set s2: REJECTED with other legs"),
+            "{:?}",
+            report.anomalies
+        );
     }
 
     #[test]

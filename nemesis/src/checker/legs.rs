@@ -171,6 +171,12 @@ pub(super) fn check_legs(
                         state.rejected_leg
                     ));
                 }
+                if state.legs != legs_sent || state.currency != sent.currency {
+                    report.anomaly(format!(
+                        "set {id}: REJECTED with other legs: {:?} {}, sent {legs_sent:?} {}",
+                        state.legs, state.currency, sent.currency
+                    ));
+                }
                 for (_, reason, leg) in &refusals {
                     if leg.is_some() && *leg != state.rejected_leg {
                         report.anomaly(format!(
