@@ -1109,3 +1109,82 @@ mod failpoint_tests {
         scenario.teardown();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ledger::{Currency, EntryMeta, Record, TransferCommand, TransferRecord, TransferStatus};
+    use rocksdb::DBCompactionStyle;
+
+    use super::*;
+
+    fn record(id: u128) -> Record {
+        Record::Transfer(TransferRecord {
+            transfer: TransferCommand {
+                transaction_id: uuid::Uuid::from_u128(id),
+                from: format!("a-{id}"),
+                to: "b".into(),
+                amount_minor: 5,
+                currency: Currency::parse("USD").expect("USD"),
+                annotations: None,
+            },
+            status: TransferStatus::Completed,
+            meta: EntryMeta {
+                index: 3,
+                timestamp_ms: 1,
+            },
+            settlement: None,
+        })
+    }
+
+    fn put_records(db: &Db, ids: std::ops::Range<u128>) {
+        let mut batch = WriteBatch::default();
+        for id in ids {
+            db.put_record(&mut batch, 0, &record(id));
+        }
+        db.write(batch, true).expect("write");
+    }
+
+    /// `records` moved from leveled to universal compaction: what a node wrote under leveled
+    /// compaction, compacted into the bottom level, opens and reads back as it is, and new
+    /// records go on next to it.
+    #[test]
+    fn records_written_under_leveled_compaction_open_under_universal() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        drop(Db::open(dir.path(), 1, 1).expect("create"));
+        {
+            let families = FAMILIES.into_iter().map(|name| {
+                let mut options = family_options(name);
+                if name == CF_RECORDS {
+                    options.set_compaction_style(DBCompactionStyle::Level);
+                }
+                ColumnFamilyDescriptor::new(name, options)
+            });
+            let leveled = Db {
+                db: DB::open_cf_descriptors(&Options::default(), dir.path(), families)
+                    .expect("leveled"),
+                migrate_from: None,
+            };
+            put_records(&leveled, 0..2_000);
+            leveled
+                .db
+                .compact_range_cf(leveled.cf(CF_RECORDS), None::<&[u8]>, None::<&[u8]>);
+            let in_levels: u64 = (1..7)
+                .filter_map(|level| {
+                    leveled.property_int(CF_RECORDS, &format!("rocksdb.num-files-at-level{level}"))
+                })
+                .sum();
+            assert!(in_levels > 0, "the leveled files left level 0");
+        }
+        let db = Db::open(dir.path(), 1, 1).expect("reopen under universal compaction");
+        put_records(&db, 2_000..4_000);
+        db.db
+            .compact_range_cf(db.cf(CF_RECORDS), None::<&[u8]>, None::<&[u8]>);
+        let ids: Vec<u128> = (0..4_000).collect();
+        let found = db.records(0, &ids).expect("read");
+        assert_eq!(found.len(), ids.len());
+        for id in [0, 1_999, 2_000, 3_999] {
+            assert_eq!(db.record(0, id).expect("read"), Some(record(id)));
+        }
+        assert_eq!(db.record(0, 4_000).expect("read"), None);
+    }
+}
