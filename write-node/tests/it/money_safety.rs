@@ -204,6 +204,7 @@ async fn follower_more_than_a_grpc_message_behind_catches_up_through_the_log() {
 
 /// (index, leader timestamp) of every event block of `partition` on `node`, up to where the
 /// stream goes quiet.
+#[cfg(feature = "failpoints")]
 async fn entry_times(cluster: &Cluster, node: u64, partition: u32) -> Vec<(u64, u64)> {
     let mut stream = cluster.subscribe(node, partition).await;
     let mut times = Vec::new();
@@ -219,6 +220,7 @@ async fn entry_times(cluster: &Cluster, node: u64, partition: u32) -> Vec<(u64, 
 }
 
 /// Opens `count` more accounts in `partition`: one entry each.
+#[cfg(feature = "failpoints")]
 async fn open_accounts(cluster: &Cluster, partition: u32, opened: &mut usize, count: usize) {
     for _ in 0..count {
         let account = account_in(partition, &format!("t{opened}"), 12);
