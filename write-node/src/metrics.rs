@@ -19,13 +19,11 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use telemetry::grpc::GrpcMetrics;
 
-use crate::storage::{CF_EVENTS, CF_META, CF_RAFT_LOG, CF_RAFT_STATE, CF_SNAPSHOTS, Db};
+use crate::storage::{Db, FAMILIES};
 
 /// How often the store thread samples raft positions and conservation
 /// (`limits::METRICS_SAMPLE_INTERVAL`).
 pub use crate::limits::METRICS_SAMPLE_INTERVAL as SAMPLE_INTERVAL;
-
-const COLUMN_FAMILIES: [&str; 5] = [CF_RAFT_LOG, CF_RAFT_STATE, CF_EVENTS, CF_META, CF_SNAPSHOTS];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PartitionLabels {
@@ -445,7 +443,7 @@ impl Metrics {
         Arc::new(move || {
             process.refresh();
             gauge.set(subscribers() as i64);
-            for cf in COLUMN_FAMILIES {
+            for cf in FAMILIES {
                 let labels = CfLabels { cf };
                 let int = |value: Option<u64>| value.unwrap_or(0).min(i64::MAX as u64) as i64;
                 sst_bytes

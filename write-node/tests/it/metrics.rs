@@ -137,7 +137,7 @@ async fn metrics_endpoint_reports_requests_raft_fsync_and_conservation() {
         assert_eq!(sum(scrape, "wallet_event_log_subscribers", &[]), 0.0);
         testkit::metrics::assert_process_series(scrape, "write-node", env!("CARGO_PKG_VERSION"));
         assert!(series(scrape, "wallet_proposal_queue_depth", &[]).len() == 1);
-        for cf in ["raft_log", "events", "snapshots"] {
+        for cf in ["raft_log", "events", "snapshots", "records", "accounts"] {
             assert_eq!(
                 series(scrape, "wallet_rocksdb_sst_files_bytes", &[("cf", cf)]).len(),
                 1,
