@@ -48,7 +48,8 @@ pub const CF_RECORDS: &str = "records";
 /// What accounts were opened with (reference and metadata), by (partition, account id); only
 /// accounts opened with some have an entry. Written in the apply batch of the opening.
 pub const CF_ACCOUNTS: &str = "accounts";
-/// Every column family of a write node's database (metrics report each).
+/// Every column family of a write node's database: opened together, each one's size reported
+/// by the metrics.
 pub const FAMILIES: [&str; 7] = [
     CF_RAFT_LOG,
     CF_RAFT_STATE,

@@ -141,15 +141,23 @@ pub(super) fn check_legs(
             .iter()
             .map(|leg| (leg.from.clone(), leg.to.clone(), leg.amount_minor))
             .collect();
+        // A recorded set, completed or refused, is exactly the set sent.
+        if let Some(state) = found
+            && let Some(status) = match state.status {
+                TransferStatus::Completed => Some("COMPLETED"),
+                TransferStatus::Rejected => Some("REJECTED"),
+                _ => None,
+            }
+            && (state.legs != legs_sent || state.currency != sent.currency)
+        {
+            report.anomaly(format!(
+                "set {id}: {status} with other legs: {:?} {}, sent {legs_sent:?} {}",
+                state.legs, state.currency, sent.currency
+            ));
+        }
         match found {
             Some(state) if state.status == TransferStatus::Completed => {
                 report.legs_completed += 1;
-                if state.legs != legs_sent || state.currency != sent.currency {
-                    report.anomaly(format!(
-                        "set {id}: COMPLETED with other legs: {:?} {}, sent {legs_sent:?} {}",
-                        state.legs, state.currency, sent.currency
-                    ));
-                }
                 if let Some((_, reason, leg)) = refusals.first() {
                     report.anomaly(format!(
                         "set {id}: refused {reason} (leg {leg:?}) to the client but COMPLETED: \
@@ -159,7 +167,7 @@ pub(super) fn check_legs(
                 if !acknowledged && !refused {
                     report.legs_unknown_applied += 1;
                 }
-                // What moved is what the node recorded (a mismatch is reported above).
+                // What moved is what the node recorded (a mismatch is reported above the match).
                 report.legs_moved += state.legs.len();
                 completed.insert(id.clone(), state.legs.clone());
             }
@@ -169,12 +177,6 @@ pub(super) fn check_legs(
                     report.anomaly(format!(
                         "set {id}: acknowledged but lost (final state REJECTED at leg {:?})",
                         state.rejected_leg
-                    ));
-                }
-                if state.legs != legs_sent || state.currency != sent.currency {
-                    report.anomaly(format!(
-                        "set {id}: REJECTED with other legs: {:?} {}, sent {legs_sent:?} {}",
-                        state.legs, state.currency, sent.currency
                     ));
                 }
                 for (_, reason, leg) in &refusals {
