@@ -438,10 +438,17 @@ impl WalletClient {
 
     /// Moves money along every leg of `request` or along none (`TransferLegs`), exactly once
     /// per `transaction_id`: a retry with the same legs answers the original (`replayed`).
-    /// Routed to the leader of the first leg's `from_account` (every account of the set is
-    /// in that partition, or the answer is `LEGS_SPAN_PARTITIONS`) and retried like
-    /// [`WalletClient::transfer`]'s unary path, always with the same `transaction_id`. A
-    /// refusal names its leg in [`Error::metadata`]`("leg")`.
+    /// Routed to the leader of the first leg's `from_account` (the set's home partition) and
+    /// retried like [`WalletClient::transfer`]'s unary path, always with the same
+    /// `transaction_id`. A refusal names its leg in [`Error::metadata`]`("leg")`.
+    ///
+    /// A set may span partitions. It is applied all or none, step by step: every partition's
+    /// part is checked and its debits taken first, then the home partition decides, then every
+    /// part is resolved; the answer comes once every part is. A refusal by any part refuses
+    /// the whole set with that part's reason and leg, and nothing moves anywhere. The
+    /// `consistency_token` names a position in every partition the set touches (a retry's may
+    /// name other ones than the first answer's). Nodes before 0.3, which did not move sets
+    /// across partitions, refuse such a set as `LEGS_SPAN_PARTITIONS`.
     pub async fn transfer_legs(
         &self,
         request: proto::v1::TransferLegsRequest,

@@ -3,12 +3,16 @@
 
 use std::collections::BTreeMap;
 
-use ledger::{AccountChange, Annotations, Event, Leg, LegsCommand, TransferCommand, format_minor};
+use ledger::{
+    AccountChange, Annotations, Event, Leg, LegsCommand, LegsDecision, LegsPart, TransferCommand,
+    format_minor,
+};
 use proto::v1::ledger_event::Event as PbEvent;
 use proto::v1::{
     AccountChangeKind, AccountChanged, AccountOpened, CreditRefused, HoldAuthorized,
     HoldCaptureDebited, HoldCaptured, HoldExpired, HoldRefused, HoldVoided, LedgerEvent, LegMoved,
-    LegsCompleted, LegsRejected, TransferAnnotations, TransferCompleted, TransferCredited,
+    LegsAborted, LegsCompleted, LegsFinished, LegsMove, LegsPartRefused, LegsPrepared,
+    LegsRejected, LegsResolved, TransferAnnotations, TransferCompleted, TransferCredited,
     TransferDebited, TransferRefunded, TransferRejected, TransferSettled,
 };
 
@@ -219,8 +223,107 @@ pub fn event_to_pb(event: &Event) -> LedgerEvent {
             reason: reason.reason().to_owned(),
             field: reason.field().to_owned(),
         }),
+        Event::LegsPrepared { legs, part, .. } => PbEvent::LegsPrepared(LegsPrepared {
+            transaction_id: legs.transaction_id.hyphenated().to_string(),
+            currency: legs.currency.code().to_owned(),
+            legs: legs_to_pb(legs),
+            annotations: annotations_pb(legs.annotations.as_deref()),
+            part: Some(part_to_pb(legs, *part)),
+            // The part's net debits leave.
+            moves: moves_to_pb(legs, *part, |net| net.min(0)),
+        }),
+        Event::LegsPartRefused {
+            legs,
+            part,
+            leg,
+            reason,
+            ..
+        } => PbEvent::LegsPartRefused(LegsPartRefused {
+            transaction_id: legs.transaction_id.hyphenated().to_string(),
+            currency: legs.currency.code().to_owned(),
+            legs: legs_to_pb(legs),
+            annotations: annotations_pb(legs.annotations.as_deref()),
+            part: Some(part_to_pb(legs, *part)),
+            leg: *leg,
+            reason: reason.reason().to_owned(),
+            field: reason.field().to_owned(),
+        }),
+        Event::LegsResolved {
+            legs,
+            part,
+            decision,
+            ..
+        } => {
+            let mut pb = LegsResolved {
+                transaction_id: legs.transaction_id.hyphenated().to_string(),
+                currency: legs.currency.code().to_owned(),
+                legs: legs_to_pb(legs),
+                annotations: annotations_pb(legs.annotations.as_deref()),
+                part: Some(part_to_pb(legs, *part)),
+                ..LegsResolved::default()
+            };
+            match decision {
+                // The part's net credits arrive.
+                LegsDecision::Completed => {
+                    pb.completed = true;
+                    pb.moves = moves_to_pb(legs, *part, |net| net.max(0));
+                }
+                // Its net debits come back.
+                LegsDecision::Rejected { leg, reason } => {
+                    pb.leg = *leg;
+                    pb.reason = reason.reason().to_owned();
+                    pb.field = reason.field().to_owned();
+                    pb.moves = moves_to_pb(legs, *part, |net| (-net).max(0));
+                }
+            }
+            PbEvent::LegsResolved(pb)
+        }
+        Event::LegsAborted {
+            legs,
+            part,
+            leg,
+            reason,
+            ..
+        } => PbEvent::LegsAborted(LegsAborted {
+            transaction_id: legs.transaction_id.hyphenated().to_string(),
+            currency: legs.currency.code().to_owned(),
+            legs: legs_to_pb(legs),
+            annotations: annotations_pb(legs.annotations.as_deref()),
+            part: Some(part_to_pb(legs, *part)),
+            leg: *leg,
+            reason: reason.reason().to_owned(),
+            field: reason.field().to_owned(),
+        }),
+        Event::LegsFinished { transaction_id, .. } => PbEvent::LegsFinished(LegsFinished {
+            transaction_id: transaction_id.hyphenated().to_string(),
+        }),
     };
     LedgerEvent { event: Some(event) }
+}
+
+/// A partition's part of a multi-leg transfer as events carry it: its accounts, by id.
+fn part_to_pb(legs: &LegsCommand, part: LegsPart) -> proto::v1::LegsPart {
+    proto::v1::LegsPart {
+        accounts: part.accounts(legs).map(str::to_owned).collect(),
+        home: part.is_home(),
+    }
+}
+
+/// The balance changes of a part's accounts: `change` of each account's net (what the legs
+/// do to it together), the accounts it leaves unchanged left out.
+fn moves_to_pb(legs: &LegsCommand, part: LegsPart, change: impl Fn(i128) -> i128) -> Vec<LegsMove> {
+    part.net(legs)
+        .into_iter()
+        .filter_map(|(account_id, net)| {
+            let delta = change(net);
+            (delta != 0).then(|| LegsMove {
+                account_id: account_id.to_owned(),
+                delta: format_minor(delta, legs.currency),
+                delta_minor: i64::try_from(delta)
+                    .expect("an account's net over at most LEGS_MAX legs fits i64"),
+            })
+        })
+        .collect()
 }
 
 /// A multi-leg transfer's legs as events carry them.
@@ -453,7 +556,75 @@ pub fn event_from_pb(meta: ledger::EntryMeta, event: &LedgerEvent) -> anyhow::Re
             reason: reason(&e.reason, &e.field)?,
             meta,
         },
+        PbEvent::LegsPrepared(e) => {
+            let legs = legs_from_pb(&e.transaction_id, &e.currency, &e.legs, &e.annotations)?;
+            let part = part_from_pb(&legs, e.part.as_ref())?;
+            Event::LegsPrepared { legs, part, meta }
+        }
+        PbEvent::LegsPartRefused(e) => {
+            let legs = legs_from_pb(&e.transaction_id, &e.currency, &e.legs, &e.annotations)?;
+            let part = part_from_pb(&legs, e.part.as_ref())?;
+            Event::LegsPartRefused {
+                legs,
+                part,
+                leg: e.leg,
+                reason: reason(&e.reason, &e.field)?,
+                meta,
+            }
+        }
+        PbEvent::LegsResolved(e) => {
+            let legs = legs_from_pb(&e.transaction_id, &e.currency, &e.legs, &e.annotations)?;
+            let part = part_from_pb(&legs, e.part.as_ref())?;
+            let decision = if e.completed {
+                LegsDecision::Completed
+            } else {
+                LegsDecision::Rejected {
+                    leg: e.leg,
+                    reason: reason(&e.reason, &e.field)?,
+                }
+            };
+            Event::LegsResolved {
+                legs,
+                part,
+                decision,
+                meta,
+            }
+        }
+        PbEvent::LegsAborted(e) => {
+            let legs = legs_from_pb(&e.transaction_id, &e.currency, &e.legs, &e.annotations)?;
+            let part = part_from_pb(&legs, e.part.as_ref())?;
+            Event::LegsAborted {
+                legs,
+                part,
+                leg: e.leg,
+                reason: reason(&e.reason, &e.field)?,
+                meta,
+            }
+        }
+        PbEvent::LegsFinished(e) => Event::LegsFinished {
+            transaction_id: id(&e.transaction_id)?,
+            meta,
+        },
     })
+}
+
+/// The inverse of [`part_to_pb`]: the part whose accounts the event names, which must be a
+/// part of the set.
+fn part_from_pb(
+    legs: &LegsCommand,
+    part: Option<&proto::v1::LegsPart>,
+) -> anyhow::Result<LegsPart> {
+    use anyhow::Context as _;
+    let accounts = &part.context("a multi-leg step without its part")?.accounts;
+    let part = LegsPart::of(legs, |account_id| {
+        accounts.iter().any(|named| named == account_id)
+    });
+    anyhow::ensure!(
+        part.fits(legs) && part.accounts(legs).count() == accounts.len(),
+        "multi-leg transfer {}: {accounts:?} is not a part of the set",
+        legs.transaction_id
+    );
+    Ok(part)
 }
 
 /// The inverse of [`legs_to_pb`], with the rest of a multi-leg event's command.
@@ -540,24 +711,106 @@ mod tests {
             }
             .boxed(),
         };
+        // Across partitions: "a" and "c" in one part (the home: "a" is the first leg's
+        // `from`), "b" elsewhere.
+        let part = LegsPart::of(&legs, |account_id| account_id != "b");
+        let rejected = LegsDecision::Rejected {
+            leg: 1,
+            reason: ledger::RejectReason::InsufficientFunds,
+        };
         let events = [
             Event::LegsCompleted {
                 legs: legs.clone(),
                 meta,
             },
             Event::LegsRejected {
-                legs,
+                legs: legs.clone(),
                 leg: 1,
                 reason: ledger::RejectReason::InsufficientFunds,
+                meta,
+            },
+            Event::LegsPrepared {
+                legs: legs.clone(),
+                part,
+                meta,
+            },
+            Event::LegsPartRefused {
+                legs: legs.clone(),
+                part,
+                leg: 0,
+                reason: ledger::RejectReason::FromAccountFrozen,
+                meta,
+            },
+            Event::LegsResolved {
+                legs: legs.clone(),
+                part,
+                decision: LegsDecision::Completed,
+                meta,
+            },
+            Event::LegsResolved {
+                legs: legs.clone(),
+                part,
+                decision: rejected,
+                meta,
+            },
+            Event::LegsAborted {
+                legs: legs.clone(),
+                part,
+                leg: 1,
+                reason: ledger::RejectReason::InsufficientFunds,
+                meta,
+            },
+            Event::LegsFinished {
+                transaction_id: legs.transaction_id,
                 meta,
             },
         ];
         for event in events {
             let pb = event_to_pb(&event);
-            if let Some(PbEvent::LegsCompleted(completed)) = &pb.event {
-                assert_eq!(completed.legs[0].amount, "12.50");
+            match &pb.event {
+                Some(PbEvent::LegsCompleted(completed)) => {
+                    assert_eq!(completed.legs[0].amount, "12.50");
+                }
+                // The home part's net debit ("a" sends 12.50) leaves; "c" receives 0.05
+                // on completion, or "a" gets its 12.50 back on rejection.
+                Some(PbEvent::LegsPrepared(prepared)) => {
+                    let part = prepared.part.as_ref().unwrap();
+                    assert_eq!(
+                        (part.accounts.as_slice(), part.home),
+                        (&["a".to_owned(), "c".to_owned()][..], true)
+                    );
+                    assert_eq!(moves(&prepared.moves), [("a", -1_250, "-12.50")]);
+                }
+                Some(PbEvent::LegsResolved(resolved)) if resolved.completed => {
+                    assert_eq!(moves(&resolved.moves), [("c", 5, "0.05")]);
+                }
+                Some(PbEvent::LegsResolved(resolved)) => {
+                    assert_eq!(moves(&resolved.moves), [("a", 1_250, "12.50")]);
+                    assert_eq!(resolved.reason, "INSUFFICIENT_FUNDS");
+                }
+                _ => {}
             }
             assert_eq!(event_from_pb(meta, &pb).unwrap(), event);
         }
+
+        // A part that is not one of the set's is refused on the way back.
+        let mut pb = event_to_pb(&Event::LegsPrepared { legs, part, meta });
+        if let Some(PbEvent::LegsPrepared(prepared)) = &mut pb.event {
+            prepared.part.as_mut().unwrap().accounts.push("b".into());
+        }
+        assert!(event_from_pb(meta, &pb).is_err());
+    }
+
+    fn moves(moves: &[LegsMove]) -> Vec<(&str, i64, &str)> {
+        moves
+            .iter()
+            .map(|step| {
+                (
+                    step.account_id.as_str(),
+                    step.delta_minor,
+                    step.delta.as_str(),
+                )
+            })
+            .collect()
     }
 }

@@ -4,7 +4,7 @@ pub mod legs;
 
 use crate::annotations::{Annotations, AnnotationsError};
 use crate::money::Currency;
-use legs::{LegsCommand, LegsRecord, LegsStatus};
+use legs::{LegsCommand, LegsDecision, LegsPart, LegsRecord, LegsStatus};
 
 /// Move `amount_minor` of `currency` from one account to another, exactly once per
 /// `transaction_id`. Encoded as [`crate::wire`] describes (the layout depends on whether it
@@ -142,6 +142,32 @@ pub enum Command {
     /// Move money along every leg or along none, within this partition (see
     /// [`crate::domain::legs`]).
     TransferLegs(LegsCommand),
+    /// A multi-leg transfer across partitions, step 1 on each partition it touches (the home
+    /// first): check this partition's part and take its net debits into flight, or refuse.
+    /// Idempotent by transaction id (see [`crate::domain::legs`]).
+    PrepareLegs {
+        /// The set, as its client sent it.
+        legs: LegsCommand,
+        /// Which of its accounts are this partition's.
+        part: LegsPart,
+    },
+    /// Step 2: the home's decision, applied to this partition's part (credits if completed,
+    /// refunds if rejected); on the home it is the decision itself. A part that never
+    /// prepared records a rejection and moves nothing. Idempotent.
+    ResolveLegs {
+        /// The set.
+        legs: LegsCommand,
+        /// Which of its accounts are this partition's.
+        part: LegsPart,
+        /// The home's decision.
+        decision: LegsDecision,
+    },
+    /// Step 3, on the home: every other part is resolved; the home's record becomes final.
+    FinishLegs {
+        /// The set.
+        #[serde(with = "uuid_serde")]
+        transaction_id: uuid::Uuid,
+    },
 }
 
 impl Command {
@@ -154,7 +180,10 @@ impl Command {
             | Command::TransferOut(transfer)
             | Command::Credit(transfer) => Some(transfer.transaction_id),
             Command::Authorize { transfer, .. } => Some(transfer.transaction_id),
-            Command::TransferLegs(legs) => Some(legs.transaction_id),
+            Command::TransferLegs(legs)
+            | Command::PrepareLegs { legs, .. }
+            | Command::ResolveLegs { legs, .. } => Some(legs.transaction_id),
+            Command::FinishLegs { transaction_id } => Some(*transaction_id),
             Command::Settle { transaction_id, .. }
             | Command::Capture { transaction_id, .. }
             | Command::Void { transaction_id, .. }
@@ -860,6 +889,64 @@ pub enum Event {
         /// Log position.
         meta: EntryMeta,
     },
+    /// Across partitions: this partition's part of a set is checked and its accounts' net
+    /// debits are in flight (its outflow grows by them); the id is taken here.
+    LegsPrepared {
+        /// The set.
+        legs: LegsCommand,
+        /// This partition's accounts.
+        part: LegsPart,
+        /// Log position.
+        meta: EntryMeta,
+    },
+    /// Across partitions: this partition refused its part; nothing moved, the id is taken
+    /// here with the refusal.
+    LegsPartRefused {
+        /// The set.
+        legs: LegsCommand,
+        /// This partition's accounts.
+        part: LegsPart,
+        /// The index of the first leg refused.
+        leg: u32,
+        /// Why.
+        reason: RejectReason,
+        /// Log position.
+        meta: EntryMeta,
+    },
+    /// Across partitions: the home's decision, applied to this partition's prepared part
+    /// (net credits in if completed, net debits back if rejected).
+    LegsResolved {
+        /// The set.
+        legs: LegsCommand,
+        /// This partition's accounts.
+        part: LegsPart,
+        /// The home's decision.
+        decision: LegsDecision,
+        /// Log position.
+        meta: EntryMeta,
+    },
+    /// Across partitions: the home rejected the set before this partition prepared its part;
+    /// nothing moved, the id is taken here with the rejection (a late prepare is refused).
+    LegsAborted {
+        /// The set.
+        legs: LegsCommand,
+        /// This partition's accounts.
+        part: LegsPart,
+        /// The leg and reason of the home's rejection.
+        leg: u32,
+        /// Why.
+        reason: RejectReason,
+        /// Log position.
+        meta: EntryMeta,
+    },
+    /// Across partitions, on the home: every other part is resolved; the record is final.
+    LegsFinished {
+        /// The set.
+        #[serde(with = "uuid_serde")]
+        transaction_id: uuid::Uuid,
+        /// Log position.
+        meta: EntryMeta,
+    },
 }
 
 /// ALREADY_EXISTS outcomes: no state change.
@@ -926,6 +1013,13 @@ pub enum Malformed {
     LegsOutOfRange,
     /// A multi-leg transfer with two legs of the same `from` and `to`.
     RepeatedLeg,
+    /// A step of a multi-leg transfer across partitions naming a part that is not one of the
+    /// set's (no account, every account, an account beyond the set's), or not the part this
+    /// partition prepared, or a rejection naming a leg the set does not have.
+    InvalidLegsPart,
+    /// A completed decision for a set this partition did not prepare, or a finish of a set
+    /// the home has not decided.
+    LegsNotPrepared,
 }
 
 impl From<AnnotationsError> for Malformed {
@@ -953,6 +1047,8 @@ impl Malformed {
             Malformed::InvalidMetadata => "INVALID_METADATA",
             Malformed::LegsOutOfRange => "LEGS_OUT_OF_RANGE",
             Malformed::RepeatedLeg => "REPEATED_LEG",
+            Malformed::InvalidLegsPart => "INVALID_LEGS_PART",
+            Malformed::LegsNotPrepared => "LEGS_NOT_PREPARED",
         }
     }
 
@@ -967,7 +1063,10 @@ impl Malformed {
             Malformed::OverdraftLimitOutOfRange => "overdraft_limit",
             Malformed::InvalidReference => "reference",
             Malformed::InvalidMetadata => "metadata",
-            Malformed::LegsOutOfRange | Malformed::RepeatedLeg => "legs",
+            Malformed::LegsOutOfRange
+            | Malformed::RepeatedLeg
+            | Malformed::InvalidLegsPart
+            | Malformed::LegsNotPrepared => "legs",
         }
     }
 
@@ -1001,6 +1100,12 @@ impl Malformed {
             Malformed::LegsOutOfRange => "A multi-leg transfer has 1 to 64 legs.",
             Malformed::RepeatedLeg => {
                 "Two legs of a multi-leg transfer have the same from_account and to_account; merge them."
+            }
+            Malformed::InvalidLegsPart => {
+                "A step of a multi-leg transfer names accounts that are not this partition's part of the set."
+            }
+            Malformed::LegsNotPrepared => {
+                "A step of a multi-leg transfer that needs an earlier one this partition has not taken."
             }
         }
     }
@@ -1048,9 +1153,13 @@ impl Event {
             | Event::TransferDebited { transfer, .. }
             | Event::TransferCredited { transfer, .. }
             | Event::CreditRefused { transfer, .. } => Some(transfer.transaction_id),
-            Event::LegsCompleted { legs, .. } | Event::LegsRejected { legs, .. } => {
-                Some(legs.transaction_id)
-            }
+            Event::LegsCompleted { legs, .. }
+            | Event::LegsRejected { legs, .. }
+            | Event::LegsPrepared { legs, .. }
+            | Event::LegsPartRefused { legs, .. }
+            | Event::LegsResolved { legs, .. }
+            | Event::LegsAborted { legs, .. } => Some(legs.transaction_id),
+            Event::LegsFinished { transaction_id, .. } => Some(*transaction_id),
         }
     }
 }
@@ -1136,11 +1245,30 @@ impl Outcome {
                 status: LegsStatus::Completed,
                 meta: *meta,
             }),
+            Event::LegsPrepared { legs, part, meta } => Outcome::Legs(LegsRecord {
+                command: legs.clone(),
+                status: LegsStatus::Prepared { part: *part },
+                meta: *meta,
+            }),
             Event::LegsRejected {
                 legs,
                 leg,
                 reason,
                 meta,
+            }
+            | Event::LegsPartRefused {
+                legs,
+                leg,
+                reason,
+                meta,
+                ..
+            }
+            | Event::LegsAborted {
+                legs,
+                leg,
+                reason,
+                meta,
+                ..
             } => Outcome::Legs(LegsRecord {
                 command: legs.clone(),
                 status: LegsStatus::Rejected {
@@ -1155,7 +1283,9 @@ impl Outcome {
             | Event::HoldCaptureDebited { .. }
             | Event::HoldVoided { .. }
             | Event::HoldExpired { .. }
-            | Event::AccountChanged { .. } => return None,
+            | Event::AccountChanged { .. }
+            | Event::LegsResolved { .. }
+            | Event::LegsFinished { .. } => return None,
         })
     }
 }

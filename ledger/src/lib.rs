@@ -30,7 +30,7 @@ pub use domain::{
     TransferCommand, TransferRecord, TransferStatus,
 };
 pub use ids::{ACCOUNT_ID_BYTES_MAX, IdError, parse_transaction_id, validate_account_id};
-pub use legs::{LEGS_MAX, Leg, LegsCommand, LegsRecord, LegsStatus};
+pub use legs::{LEGS_MAX, Leg, LegsCommand, LegsDecision, LegsPart, LegsRecord, LegsStatus};
 pub use money::{
     AMOUNT_MINOR_MAX, AMOUNT_TEXT_BYTES_MAX, Currency, MoneyError, format_minor, parse_amount,
     parse_non_negative_amount,

@@ -26,7 +26,7 @@ mod digest;
 mod snapshot;
 
 pub use accounts::AccountRef;
-pub use snapshot::{Format2, Format4, WithAccountAnnotations};
+pub use snapshot::{Format2, Format4, WithAccountAnnotations, WithLiveLegs};
 
 use accounts::{AccountTable, IdHash};
 
@@ -36,7 +36,7 @@ use digest::{
 };
 
 use crate::annotations::Annotations;
-use crate::domain::legs::{LegsCommand, LegsRecord, LegsStatus};
+use crate::domain::legs::{LegsCommand, LegsDecision, LegsPart, LegsRecord, LegsStatus};
 use crate::domain::{
     Account, AccountChange, AccountRefusal, AccountSettings, AccountStatus, Command, Conflict,
     CreditOutcome, CreditRecord, Decision, EntryMeta, Event, HOLD_TIMEOUT_MS_MAX,
@@ -45,7 +45,7 @@ use crate::domain::{
 };
 use crate::ids::validate_account_id;
 use crate::money::Currency;
-use crate::stored::{NothingStored, Record, Stored, record_after};
+use crate::stored::{NothingStored, Record, Stored, legs_record_after, record_after};
 
 /// One partition's state: its accounts, every transfer it decided as the source, every credit
 /// it decided as the target, and the money that left it for other partitions.
@@ -63,9 +63,12 @@ pub struct Ledger {
     transfers: OrdMap<u128, TransferRecord>,
     /// Credits decided here as the target and held in memory, by transaction id.
     credits: OrdMap<u128, CreditRecord>,
-    /// Multi-leg transfers decided here and held in memory (final from the start, so only
-    /// while finished records are kept), by transaction id. Counted as transfers.
+    /// Multi-leg transfers decided here and held in memory (every live one: a part prepared
+    /// across partitions, or decided on the home; finished ones only while finished records
+    /// are kept), by transaction id. Counted as transfers.
     legs: OrdMap<u128, LegsRecord>,
+    /// The ids of the live multi-leg records (see [`LegsStatus::is_live`]).
+    legs_live: OrdSet<u128>,
     /// Transfers and credits ever decided here, held in memory or not.
     transfers_count: u64,
     credits_count: u64,
@@ -89,9 +92,10 @@ pub struct Ledger {
     /// Lifecycle settings of the accounts whose settings are not the default (frozen,
     /// closed, or with an overdraft limit), by account id; hashed as records of their own.
     settings: OrdMap<String, AccountSettings>,
-    /// Cross-partition transfers awaiting a settle, per debited account (by the account id's
-    /// hash; accounts without any are absent): a refund may still come back to the account,
-    /// so it cannot close. Follows from the in-flight records, so it is not hashed.
+    /// Cross-partition transfers awaiting a settle, per debited account, and multi-leg parts
+    /// prepared and not yet resolved, per account they move money of (by the account id's
+    /// hash; accounts without any are absent): a refund or a credit may still come to the
+    /// account, so it cannot close. Follows from the live records, so it is not hashed.
     debits_in_flight: OrdMap<u128, u32>,
     /// The accounts opened with a reference or metadata: by account id, the hash of that
     /// record ([`digest::account_annotations_hash`]), which is all an open of an existing
@@ -241,9 +245,27 @@ impl Ledger {
         self.transfers.len() + self.credits.len() + self.legs.len()
     }
 
-    /// The multi-leg transfer decided here under this id, if held in memory.
+    /// The multi-leg transfer decided here under this id, if held in memory (every live one
+    /// is).
     pub fn legs_record(&self, transaction_id: &uuid::Uuid) -> Option<&LegsRecord> {
         self.legs.get(&transaction_id.as_u128())
+    }
+
+    /// The live multi-leg records (parts prepared, homes decided and not finished), by id.
+    pub fn live_legs(&self) -> impl Iterator<Item = &LegsRecord> {
+        self.legs_live.iter().map(|id| &self.legs[id])
+    }
+
+    /// The live multi-leg records after `cursor` in id order, then, wrapping around, those up
+    /// to and including it: where a home's recovery pass resumes (as
+    /// [`Ledger::in_flight_from`] does for transfers).
+    pub fn live_legs_from(&self, cursor: Option<uuid::Uuid>) -> impl Iterator<Item = &LegsRecord> {
+        wrapping_from(&self.legs_live, cursor).map(|id| &self.legs[id])
+    }
+
+    /// Number of live multi-leg records.
+    pub fn live_legs_count(&self) -> usize {
+        self.legs_live.len()
     }
 
     /// From now on, holds in memory only the records of transfers in flight (a settle needs
@@ -270,7 +292,11 @@ impl Ledger {
             .chain(self.expiries.iter().map(|(_, id)| id));
         self.transfers = live.map(|id| (*id, self.transfers[id].clone())).collect();
         self.credits.clear();
-        self.legs.clear();
+        self.legs = self
+            .legs_live
+            .iter()
+            .map(|id| (*id, self.legs[id].clone()))
+            .collect();
     }
 
     /// The credit this (target) partition decided for a transaction id, if held in memory.
@@ -293,21 +319,7 @@ impl Ledger {
         &self,
         cursor: Option<uuid::Uuid>,
     ) -> impl Iterator<Item = &TransferRecord> {
-        use std::ops::Bound::{Excluded, Included, Unbounded};
-        let (after, up_to) = match cursor {
-            Some(cursor) => (
-                self.in_flight
-                    .range((Excluded(cursor.as_u128()), Unbounded)),
-                self.in_flight
-                    .range((Unbounded, Included(cursor.as_u128()))),
-            ),
-            // Everything, then nothing (no id sorts after the largest one).
-            None => (
-                self.in_flight.range((Unbounded::<u128>, Unbounded)),
-                self.in_flight.range((Excluded(u128::MAX), Unbounded)),
-            ),
-        };
-        after.chain(up_to).map(|id| &self.transfers[id])
+        wrapping_from(&self.in_flight, cursor).map(|id| &self.transfers[id])
     }
 
     /// Number of in-flight cross-partition transfers.
@@ -405,14 +417,27 @@ impl Ledger {
         previous
     }
 
-    /// Records a multi-leg transfer (never one decided before: `evolve` checks).
-    fn insert_legs(&mut self, record: LegsRecord) {
+    /// Records a multi-leg transfer, or its next state (`evolve` checks which); returns the
+    /// record it replaces.
+    fn insert_legs(&mut self, record: LegsRecord) -> Option<LegsRecord> {
         self.records.add(&legs_hash(&record));
-        self.transfers_count += 1;
-        if self.keep.0 {
-            self.legs
-                .insert(record.command.transaction_id.as_u128(), record);
+        let id = record.command.transaction_id.as_u128();
+        let previous = if record.status.is_live() {
+            self.legs_live.insert(id);
+            self.legs.insert(id, record)
+        } else {
+            self.legs_live.remove(&id);
+            if self.keep.0 {
+                self.legs.insert(id, record)
+            } else {
+                self.legs.remove(&id)
+            }
+        };
+        match &previous {
+            Some(previous) => self.records.sub(&legs_hash(previous)),
+            None => self.transfers_count += 1,
         }
+        previous
     }
 
     fn insert_credit(&mut self, record: CreditRecord) -> Option<CreditRecord> {
@@ -471,6 +496,18 @@ impl Ledger {
                 ..account
             });
         }
+        if let Event::LegsResolved { legs, .. } = event {
+            let live = self
+                .legs_record(&legs.transaction_id)
+                .expect("decide resolves only live records, which are in memory");
+            return Outcome::Legs(legs_record_after(live, event).expect("a resolve"));
+        }
+        if let Event::LegsFinished { transaction_id, .. } = event {
+            let live = self
+                .legs_record(transaction_id)
+                .expect("decide finishes only live records, which are in memory");
+            return Outcome::Legs(legs_record_after(live, event).expect("a finish"));
+        }
         let live = event
             .transaction_id()
             .and_then(|transaction_id| self.transfer(&transaction_id))
@@ -498,6 +535,24 @@ impl PartialEq for KeepFinished {
 }
 
 impl Eq for KeepFinished {}
+
+/// The ids of `set` after `cursor`, then, wrapping around, those up to and including it
+/// (everything once when there is no cursor). O(log n) to start.
+fn wrapping_from(set: &OrdSet<u128>, cursor: Option<uuid::Uuid>) -> impl Iterator<Item = &u128> {
+    use std::ops::Bound::{Excluded, Included, Unbounded};
+    let (after, up_to) = match cursor {
+        Some(cursor) => (
+            set.range((Excluded(cursor.as_u128()), Unbounded)),
+            set.range((Unbounded, Included(cursor.as_u128()))),
+        ),
+        // Everything, then nothing (no id sorts after the largest one).
+        None => (
+            set.range((Unbounded::<u128>, Unbounded)),
+            set.range((Excluded(u128::MAX), Unbounded)),
+        ),
+    };
+    after.chain(up_to)
+}
 
 /// Why `transfer` must be rejected in `state`, checked in the documented order, or `None`
 /// if it can complete. Shared by `decide` (to choose) and `evolve` (to verify the log).
@@ -560,6 +615,109 @@ fn legs_rejection(state: &Ledger, legs: &LegsCommand) -> Option<(u32, RejectReas
         }
     }
     None
+}
+
+/// Why one partition must refuse its part of a multi-leg transfer across partitions, with
+/// the index of the leg at fault, or `None` if it can prepare: [`legs_rejection`]'s checks,
+/// each made only of the accounts in `part` (the others are their own partitions' to check).
+/// Shared by `decide` and `evolve`.
+fn part_rejection(
+    state: &Ledger,
+    legs: &LegsCommand,
+    part: LegsPart,
+) -> Option<(u32, RejectReason)> {
+    let at = |index: usize| u32::try_from(index).expect("at most LEGS_MAX legs");
+    let local: std::collections::BTreeSet<&str> = part.accounts(legs).collect();
+    let in_currency = |account: AccountRef| account.currency == legs.currency;
+    for (index, leg) in legs.legs.iter().enumerate() {
+        let (from_here, to_here) = (
+            local.contains(leg.from.as_str()),
+            local.contains(leg.to.as_str()),
+        );
+        let from = from_here.then(|| state.account(&leg.from));
+        let to = to_here.then(|| state.account(&leg.to));
+        if from == Some(None) {
+            return Some((at(index), RejectReason::FromAccountNotFound));
+        }
+        if to == Some(None) {
+            return Some((at(index), RejectReason::ToAccountNotFound));
+        }
+        let refusal = from_here
+            .then(|| sender_refusal(state, &leg.from))
+            .flatten()
+            .or_else(|| to_here.then(|| receiver_refusal(state, &leg.to)).flatten())
+            .or_else(|| {
+                let mismatch = [from, to]
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|account| !in_currency(account));
+                mismatch.then_some(RejectReason::CurrencyMismatch)
+            });
+        if let Some(reason) = refusal {
+            return Some((at(index), reason));
+        }
+    }
+    let net = legs.net_by_account();
+    let mut checked = std::collections::BTreeSet::new();
+    for (index, leg) in legs.legs.iter().enumerate() {
+        if !local.contains(leg.from.as_str()) || !checked.insert(leg.from.as_str()) {
+            continue;
+        }
+        let debit = -net[leg.from.as_str()];
+        let account = state.account(&leg.from).expect("checked open above");
+        if debit > 0 && !state.covers_minor(account, debit) {
+            return Some((at(index), RejectReason::InsufficientFunds));
+        }
+    }
+    None
+}
+
+/// The answer a step of a multi-leg transfer across partitions gets from a partition that
+/// recorded its id for something else (as a credit's refusal is: not recorded, citing the
+/// original's position): a rejection for reuse, at the first leg with an account here.
+fn reused_legs(legs: &LegsCommand, part: LegsPart, original_meta: EntryMeta) -> Decision {
+    let local: std::collections::BTreeSet<&str> = part.accounts(legs).collect();
+    let leg = legs
+        .legs
+        .iter()
+        .position(|leg| local.contains(leg.from.as_str()) || local.contains(leg.to.as_str()))
+        .unwrap_or(0);
+    Decision::Reply(Outcome::Legs(LegsRecord {
+        command: legs.clone(),
+        status: LegsStatus::Rejected {
+            leg: u32::try_from(leg).expect("at most LEGS_MAX legs"),
+            reason: RejectReason::TransactionIdReused,
+        },
+        meta: original_meta,
+    }))
+}
+
+/// The log position of whatever record `found` is.
+fn found_meta(found: &Found) -> EntryMeta {
+    match found {
+        Found::Transfer(record) => record.meta,
+        Found::Credit(record) => record.meta,
+        Found::Legs(record) => record.meta,
+    }
+}
+
+/// Whether a step of a multi-leg transfer across partitions is well formed: the set's shape,
+/// a part of it, and a rejection (if any) naming one of its legs.
+fn legs_step_shape(
+    legs: &LegsCommand,
+    part: LegsPart,
+    decision: Option<LegsDecision>,
+) -> Result<(), Malformed> {
+    legs.shape().map_err(|(malformed, _)| malformed)?;
+    let leg_fits = match decision {
+        Some(LegsDecision::Rejected { leg, .. }) => (leg as usize) < legs.legs.len(),
+        _ => true,
+    };
+    if !part.fits(legs) || !leg_fits {
+        return Err(Malformed::InvalidLegsPart);
+    }
+    Ok(())
 }
 
 /// Why the account cannot send, by its status, or `None` if it can.
@@ -1131,6 +1289,93 @@ pub fn decide_with(
                 },
             })
         }
+        Command::PrepareLegs { legs, part } => {
+            if let Err(error) = legs_step_shape(legs, *part, None) {
+                return malformed(error);
+            }
+            match found(&legs.transaction_id) {
+                Some(Found::Legs(original)) if original.command == *legs => {
+                    return Decision::Reply(Outcome::Legs(original.clone()));
+                }
+                // The client's own partition answers it as a transfer is answered.
+                Some(_) if part.is_home() => {
+                    return Decision::Reply(Outcome::Conflict(Conflict::TransactionIdReused));
+                }
+                Some(other) => return reused_legs(legs, *part, found_meta(&other)),
+                None => {}
+            }
+            let (legs, part) = (legs.clone(), *part);
+            Decision::Apply(match part_rejection(state, &legs, part) {
+                None => Event::LegsPrepared { legs, part, meta },
+                Some((leg, reason)) => Event::LegsPartRefused {
+                    legs,
+                    part,
+                    leg,
+                    reason,
+                    meta,
+                },
+            })
+        }
+        Command::ResolveLegs {
+            legs,
+            part,
+            decision,
+        } => {
+            if let Err(error) = legs_step_shape(legs, *part, Some(*decision)) {
+                return malformed(error);
+            }
+            let rejection = match *decision {
+                LegsDecision::Rejected { leg, reason } => Some((leg, reason)),
+                LegsDecision::Completed => None,
+            };
+            match found(&legs.transaction_id) {
+                Some(Found::Legs(original)) if original.command == *legs => match original.status {
+                    LegsStatus::Prepared { part: prepared } if prepared != *part => {
+                        malformed(Malformed::InvalidLegsPart)
+                    }
+                    LegsStatus::Prepared { .. } => Decision::Apply(Event::LegsResolved {
+                        legs: legs.clone(),
+                        part: *part,
+                        decision: *decision,
+                        meta,
+                    }),
+                    // Resolved already, or refused (so the home cannot have decided to
+                    // complete): the record answers.
+                    _ => Decision::Reply(Outcome::Legs(original.clone())),
+                },
+                // The id names something else here: this part never prepared.
+                Some(other) if rejection.is_some() => reused_legs(legs, *part, found_meta(&other)),
+                Some(_) => malformed(Malformed::LegsNotPrepared),
+                None => match rejection {
+                    Some((leg, reason)) => Decision::Apply(Event::LegsAborted {
+                        legs: legs.clone(),
+                        part: *part,
+                        leg,
+                        reason,
+                        meta,
+                    }),
+                    None => malformed(Malformed::LegsNotPrepared),
+                },
+            }
+        }
+        Command::FinishLegs { transaction_id } => {
+            if transaction_id.is_nil() {
+                return malformed(Malformed::NilTransactionId);
+            }
+            match found(transaction_id) {
+                Some(Found::Legs(record)) => match record.status {
+                    LegsStatus::Decided(_) => Decision::Apply(Event::LegsFinished {
+                        transaction_id: *transaction_id,
+                        meta,
+                    }),
+                    LegsStatus::Completed | LegsStatus::Rejected { .. } => {
+                        Decision::Reply(Outcome::Legs(record.clone()))
+                    }
+                    LegsStatus::Prepared { .. } => malformed(Malformed::LegsNotPrepared),
+                },
+                _ => malformed(Malformed::LegsNotPrepared),
+            }
+        }
         Command::Expire { transaction_id } => {
             let (record, hold) = match hold_of(found(transaction_id), None) {
                 Ok(found) => found,
@@ -1302,6 +1547,127 @@ pub fn evolve_owned(state: &mut Ledger, event: Event) {
                 status: LegsStatus::Rejected { leg, reason },
                 meta,
             });
+        }
+        Event::LegsPrepared { legs, part, meta } => {
+            assert_new_legs(state, &legs);
+            let id = legs.transaction_id;
+            assert!(
+                part.fits(&legs),
+                "LegsPrepared {id} with a part not of the set"
+            );
+            assert_eq!(
+                part_rejection(state, &legs, part),
+                None,
+                "LegsPrepared {id} cannot prepare in this state"
+            );
+            // The part's net debits leave for the other parts, as a transfer's debit does.
+            for (account_id, net) in part.net(&legs) {
+                let hash = IdHash::of(account_id);
+                if net < 0 {
+                    move_balance(state, hash, account_id, net);
+                    add_outflow(state, legs.currency, -net);
+                    let account = state.account(account_id).expect("checked open");
+                    let floor =
+                        -i128::from(state.account_settings(account_id).overdraft_limit_minor);
+                    assert!(
+                        account.allow_negative_balance || state.available_minor(account) >= floor,
+                        "LegsPrepared {id} takes account {account_id:?} below its limit"
+                    );
+                }
+                if net != 0 {
+                    count_debit_in_flight(state, hash, 1);
+                }
+            }
+            state.insert_legs(LegsRecord {
+                command: legs,
+                status: LegsStatus::Prepared { part },
+                meta,
+            });
+        }
+        Event::LegsPartRefused {
+            legs,
+            part,
+            leg,
+            reason,
+            meta,
+        } => {
+            assert_new_legs(state, &legs);
+            let id = legs.transaction_id;
+            assert!(
+                part.fits(&legs),
+                "LegsPartRefused {id} with a part not of the set"
+            );
+            assert_eq!(
+                part_rejection(state, &legs, part),
+                Some((leg, reason)),
+                "LegsPartRefused {id} disagrees with the state it is applied to"
+            );
+            state.insert_legs(LegsRecord {
+                command: legs,
+                status: LegsStatus::Rejected { leg, reason },
+                meta,
+            });
+        }
+        Event::LegsAborted {
+            legs,
+            part,
+            leg,
+            reason,
+            meta,
+        } => {
+            assert_new_legs(state, &legs);
+            let id = legs.transaction_id;
+            assert!(
+                part.fits(&legs) && (leg as usize) < legs.legs.len(),
+                "LegsAborted {id} with a part or leg not of the set"
+            );
+            state.insert_legs(LegsRecord {
+                command: legs,
+                status: LegsStatus::Rejected { leg, reason },
+                meta,
+            });
+        }
+        Event::LegsResolved {
+            ref legs,
+            part,
+            decision,
+            ..
+        } => {
+            let id = legs.transaction_id;
+            let previous = state.legs.get(&id.as_u128()).unwrap_or_else(|| {
+                panic!("LegsResolved {id}, which this partition never prepared")
+            });
+            let record = legs_record_after(previous, &event)
+                .unwrap_or_else(|| panic!("LegsResolved {id} cannot follow {:?}", previous.status));
+            // Completed: the part's net credits arrive; rejected: its net debits come back.
+            for (account_id, net) in part.net(legs) {
+                let hash = IdHash::of(account_id);
+                let arrives = match decision {
+                    LegsDecision::Completed => net.max(0),
+                    LegsDecision::Rejected { .. } => (-net).max(0),
+                };
+                if arrives != 0 {
+                    move_balance(state, hash, account_id, arrives);
+                    add_outflow(state, legs.currency, -arrives);
+                }
+                if net != 0 {
+                    count_debit_in_flight(state, hash, -1);
+                }
+            }
+            state.insert_legs(record);
+        }
+        Event::LegsFinished { transaction_id, .. } => {
+            let previous = state
+                .legs
+                .get(&transaction_id.as_u128())
+                .unwrap_or_else(|| panic!("LegsFinished {transaction_id}, which is not recorded"));
+            let record = legs_record_after(previous, &event).unwrap_or_else(|| {
+                panic!(
+                    "LegsFinished {transaction_id} cannot follow {:?}",
+                    previous.status
+                )
+            });
+            state.insert_legs(record);
         }
         Event::TransferRejected {
             transfer,

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use crate::domain::legs::LegsRecord;
+use crate::domain::legs::{LegsRecord, LegsStatus};
 use crate::domain::{
     CreditRecord, Event, Hold, HoldState, Outcome, Settlement, TransferRecord, TransferStatus,
 };
@@ -42,10 +42,15 @@ impl Record {
     }
 
     /// Whether the record can still change (an in-flight transfer, which a settle finishes;
-    /// a pending hold; a hold being captured): such records live in the ledger's memory and
-    /// snapshots, and only their final form is stored.
+    /// a pending hold; a hold being captured; a multi-leg part prepared, or decided on the
+    /// home): such records live in the ledger's memory and snapshots, and only their final
+    /// form is stored.
     pub fn is_live(&self) -> bool {
-        matches!(self, Record::Transfer(record) if record.status.is_live())
+        match self {
+            Record::Transfer(record) => record.status.is_live(),
+            Record::Legs(record) => record.status.is_live(),
+            Record::Credit(_) => false,
+        }
     }
 
     /// The record an outcome reports, if it reports one (a transfer's or a credit's).
@@ -69,13 +74,17 @@ impl Record {
         let Some(transaction_id) = event.transaction_id() else {
             return Ok(None);
         };
-        let Some(Record::Transfer(previous)) = previous else {
-            return Err(format!(
-                "an event changes {transaction_id}, which has no transfer record"
-            ));
+        let after = match previous {
+            Some(Record::Transfer(previous)) => record_after(previous, event).map(Record::Transfer),
+            Some(Record::Legs(previous)) => legs_record_after(previous, event).map(Record::Legs),
+            _ => {
+                return Err(format!(
+                    "an event changes {transaction_id}, which has no transfer record"
+                ));
+            }
         };
-        record_after(previous, event)
-            .map(|record| Some(Record::Transfer(record)))
+        after
+            .map(Some)
             .ok_or_else(|| format!("an event cannot follow the record of {transaction_id}"))
     }
 }
@@ -179,6 +188,36 @@ pub(crate) fn record_after(previous: &TransferRecord, event: &Event) -> Option<T
     Some(TransferRecord {
         status,
         settlement,
+        ..previous.clone()
+    })
+}
+
+/// The record a step of a multi-leg transfer across partitions leaves of a live one: a
+/// resolve of a prepared part (final, or decided on the home), a finish of a decided home.
+/// `None` if the event does not change a record or cannot follow this one.
+pub(crate) fn legs_record_after(previous: &LegsRecord, event: &Event) -> Option<LegsRecord> {
+    let status = match (event, previous.status) {
+        (
+            Event::LegsResolved {
+                legs,
+                part,
+                decision,
+                ..
+            },
+            LegsStatus::Prepared { part: prepared },
+        ) if *legs == previous.command && *part == prepared => {
+            if part.is_home() {
+                LegsStatus::Decided(*decision)
+            } else {
+                decision.status()
+            }
+        }
+        (Event::LegsFinished { .. }, LegsStatus::Decided(decision)) => decision.status(),
+        _ => return None,
+    };
+    // Keeps the creating entry's position, as a settled transfer does.
+    Some(LegsRecord {
+        status,
         ..previous.clone()
     })
 }

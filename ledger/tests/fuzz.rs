@@ -9,8 +9,9 @@
 use ledger::state::WithAccountAnnotations;
 use ledger::{
     ACCOUNT_ID_BYTES_MAX, AMOUNT_MINOR_MAX, Annotations, Command, CreditOutcome, Currency,
-    EntryMeta, IdError, Ledger, Leg, LegsCommand, MoneyError, Record, RejectReason,
-    TransferCommand, format_minor, parse_amount, parse_transaction_id, validate_account_id,
+    EntryMeta, IdError, Ledger, Leg, LegsCommand, LegsDecision, LegsPart, MoneyError, Record,
+    RejectReason, TransferCommand, format_minor, parse_amount, parse_transaction_id,
+    validate_account_id,
 };
 use proptest::prelude::*;
 use std::collections::HashMap;
@@ -221,6 +222,30 @@ fn any_command() -> impl Strategy<Value = Command> {
         transfer_command().prop_map(Command::TransferOut),
         transfer_command().prop_map(Command::Credit),
         legs_command().prop_map(Command::TransferLegs),
+        // Steps of sets across partitions, with any part and decision a forged peer could send.
+        (legs_command(), prop_oneof![1..16u128, any::<u128>()]).prop_map(|(legs, part)| {
+            Command::PrepareLegs {
+                legs,
+                part: LegsPart(part),
+            }
+        }),
+        (
+            legs_command(),
+            prop_oneof![1..16u128, any::<u128>()],
+            prop_oneof![
+                Just(LegsDecision::Completed),
+                (0..6u32, reject_reason())
+                    .prop_map(|(leg, reason)| LegsDecision::Rejected { leg, reason })
+            ]
+        )
+            .prop_map(|(legs, part, decision)| Command::ResolveLegs {
+                legs,
+                part: LegsPart(part),
+                decision
+            }),
+        prop_oneof![1..6u128, any::<u128>()].prop_map(|id| Command::FinishLegs {
+            transaction_id: uuid::Uuid::from_u128(id)
+        }),
         (
             prop_oneof![1..6u128, any::<u128>()],
             prop_oneof![

@@ -220,6 +220,11 @@ impl Model {
                 unreachable!("tests/holds.rs covers holds and account changes")
             }
             Command::TransferLegs(_) => unreachable!("tests/legs.rs covers multi-leg transfers"),
+            Command::PrepareLegs { .. }
+            | Command::ResolveLegs { .. }
+            | Command::FinishLegs { .. } => {
+                unreachable!("tests/legs_across.rs covers multi-leg transfers across partitions")
+            }
         }
     }
 }

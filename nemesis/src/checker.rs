@@ -68,22 +68,59 @@ mod lifecycle;
 type Completed = BTreeMap<String, Vec<(String, String, i64)>>;
 
 /// Per account, per id: the signed amounts its completed legs move on the account, in leg
-/// order (what the account's pushes and read-node history must show for the id, exactly).
+/// order (what the account's pushes and read-node history must show for the id, exactly);
+/// for a set across partitions, the account's net change, once (each part moves its
+/// accounts' net), or nothing when it is zero.
 fn deltas_by_account(completed: &Completed) -> BTreeMap<String, BTreeMap<String, Vec<i64>>> {
     let mut by_account: BTreeMap<String, BTreeMap<String, Vec<i64>>> = BTreeMap::new();
+    let mut add = |account: &String, id: &String, delta: i64| {
+        by_account
+            .entry(account.clone())
+            .or_default()
+            .entry(id.clone())
+            .or_default()
+            .push(delta);
+    };
     for (id, legs) in completed {
-        for (from, to, amount) in legs {
-            for (account, delta) in [(from, -amount), (to, *amount)] {
-                by_account
-                    .entry(account.clone())
-                    .or_default()
-                    .entry(id.clone())
-                    .or_default()
-                    .push(delta);
+        if legs.len() > 1 && spans_partitions(legs) {
+            for (account, net) in net_by_account(legs) {
+                if net != 0 {
+                    add(&account, id, net);
+                }
             }
+            continue;
+        }
+        for (from, to, amount) in legs {
+            add(from, id, -amount);
+            add(to, id, *amount);
         }
     }
     by_account
+}
+
+/// Whether the legs touch accounts of more than one partition.
+fn spans_partitions(legs: &[(String, String, i64)]) -> bool {
+    let partition = |account: &str| ledger::partition_of(account, crate::workload::PARTITIONS);
+    let Some((first, _, _)) = legs.first() else {
+        return false;
+    };
+    let home = partition(first);
+    legs.iter()
+        .any(|(from, to, _)| partition(from) != home || partition(to) != home)
+}
+
+/// What the legs do to each account together, in order of first appearance.
+fn net_by_account(legs: &[(String, String, i64)]) -> Vec<(String, i64)> {
+    let mut net: Vec<(String, i64)> = Vec::new();
+    for (from, to, amount) in legs {
+        for (account, delta) in [(from, -amount), (to, *amount)] {
+            match net.iter_mut().find(|(known, _)| known == account) {
+                Some((_, sum)) => *sum += delta,
+                None => net.push((account.clone(), delta)),
+            }
+        }
+    }
+    net
 }
 
 /// Anomalies listed in full; beyond that only counted (a broken run can produce thousands).
@@ -142,6 +179,8 @@ pub struct Report {
     pub legs_rejected: usize,
     /// Legs of the completed sets (each checked in the fold, pushes and read-node history).
     pub legs_moved: usize,
+    /// Completed sets whose accounts span partitions (moved step by step).
+    pub legs_completed_across: usize,
     /// Transfers that reused a finished transfer's id (see `workload::reuse`): each must be
     /// refused with TRANSACTION_ID_REUSED, or stay unknown; never acknowledged.
     pub reuses_attempted: usize,
@@ -264,14 +303,28 @@ pub fn check(
     completed.extend(legs::check_legs(history, finals, report));
     lifecycle::check_frozen(history, report);
     check_held(held, report);
-    // Ids that may show as a debit and its refund on their source account (a multi-leg set
-    // keeps to one partition: refused, it moves nothing at all).
-    let refunded: BTreeMap<String, String> = finals
+    // Ids that may show as a debit and its refund on an account: a refunded transfer on its
+    // source; a set across partitions refused after a part prepared, on each account whose
+    // net it debited (a set within a partition, refused, moves nothing at all).
+    let refunded: BTreeMap<String, BTreeSet<String>> = finals
         .iter()
         .filter_map(|(id, state)| {
             let state = state.as_ref()?;
-            (state.status == TransferStatus::Rejected && state.legs.is_empty())
-                .then(|| (id.clone(), state.from.clone()))
+            if state.status != TransferStatus::Rejected {
+                return None;
+            }
+            let debited: BTreeSet<String> = if state.legs.is_empty() {
+                [state.from.clone()].into()
+            } else if spans_partitions(&state.legs) {
+                net_by_account(&state.legs)
+                    .into_iter()
+                    .filter(|(_, net)| *net < 0)
+                    .map(|(account, _)| account)
+                    .collect()
+            } else {
+                return None;
+            };
+            Some((id.clone(), debited))
         })
         .collect();
     check_reuses(history, report);
@@ -280,7 +333,7 @@ pub fn check(
     check_pushes(history, &completed, &refunded, final_balances, report);
     check_read_history(read_history, &completed, &refunded, final_balances, report);
     if !read_history.is_empty() {
-        legs::check_all_or_none(read_history, &completed, &legs::set_sizes(history), report);
+        legs::check_all_or_none(read_history, &completed, &legs::set_rows(history), report);
     }
 }
 
@@ -323,7 +376,7 @@ pub struct HistoryRow {
 fn check_read_history(
     read_history: &BTreeMap<String, Vec<HistoryRow>>,
     completed: &Completed,
-    refunded: &BTreeMap<String, String>,
+    refunded: &BTreeMap<String, BTreeSet<String>>,
     final_balances: &BTreeMap<String, i64>,
     report: &mut Report,
 ) {
@@ -353,7 +406,9 @@ fn check_read_history(
                 ));
             }
             if !completed.contains_key(&row.transaction_id)
-                && refunded.get(&row.transaction_id) == Some(&account)
+                && refunded
+                    .get(&row.transaction_id)
+                    .is_some_and(|debited| debited.contains(&account))
             {
                 let deltas = refunds.entry(&row.transaction_id).or_default();
                 deltas.push(row.delta_minor);
@@ -582,7 +637,7 @@ fn check_reads(history: &[Entry], report: &mut Report) {
 fn check_pushes(
     history: &[Entry],
     completed: &Completed,
-    refunded: &BTreeMap<String, String>,
+    refunded: &BTreeMap<String, BTreeSet<String>>,
     final_balances: &BTreeMap<String, i64>,
     report: &mut Report,
 ) {
@@ -653,7 +708,10 @@ fn check_pushes(
                 }
                 pushed.push(*delta_minor);
             }
-            None if refunded.get(transaction_id) == Some(account_id) => {
+            None if refunded
+                .get(transaction_id)
+                .is_some_and(|debited| debited.contains(account_id)) =>
+            {
                 let key = (watcher.clone(), account_id.clone(), transaction_id.clone());
                 let deltas = refunds.entry(key).or_default();
                 deltas.push(*delta_minor);
@@ -1463,20 +1521,22 @@ mod tests {
     /// s2: refused INSUFFICIENT_FUNDS at leg 1 (REJECTED); s3: unknown, applied; s4: unknown,
     /// not applied; s5: refused LEGS_SPAN_PARTITIONS (never recorded).
     const S1: [(&str, &str, i64); 2] = [
-        ("nem-usd-0", "nem-usd-1", 50_000),
-        ("nem-usd-1", "nem-usd-2", 120_000),
+        ("nem-usd-0", "nem-usd-4", 50_000),
+        ("nem-usd-4", "nem-usd-5", 120_000),
     ];
     const S2: [(&str, &str, i64); 2] = [
-        ("nem-usd-2", "nem-usd-0", 7),
-        ("nem-usd-0", "nem-usd-1", 900_001),
+        ("nem-usd-5", "nem-usd-0", 7),
+        ("nem-usd-0", "nem-usd-4", 900_001),
     ];
     const S3: [(&str, &str, i64); 3] = [
-        ("nem-usd-2", "nem-usd-0", 10),
-        ("nem-usd-0", "nem-usd-3", 5),
-        ("nem-usd-3", "nem-usd-2", 4),
+        ("nem-usd-5", "nem-usd-0", 10),
+        ("nem-usd-0", "nem-usd-legs-3", 5),
+        ("nem-usd-legs-3", "nem-usd-5", 4),
     ];
-    const S4: [(&str, &str, i64); 2] =
-        [("nem-usd-3", "nem-usd-4", 9), ("nem-usd-4", "nem-usd-5", 3)];
+    const S4: [(&str, &str, i64); 2] = [
+        ("nem-usd-legs-3", "nem-usd-legs-5", 9),
+        ("nem-usd-legs-5", "nem-usd-0", 3),
+    ];
 
     struct Sets {
         history: Vec<Entry>,
@@ -1611,7 +1671,7 @@ mod tests {
         let mut partial = sets.moves.clone();
         let leg = partial
             .iter()
-            .position(|m| m.0 == "s1" && m.1 == "nem-usd-1")
+            .position(|m| m.0 == "s1" && m.1 == "nem-usd-4")
             .unwrap();
         partial.remove(leg);
         let report = check_sets(&sets, &sets.finals, &sets.moves, &balances_of(&partial));
@@ -1631,14 +1691,14 @@ mod tests {
             report.anomalies
         );
         assert!(
-            contains(&report, "nem-usd-1: pushed 1 of the 2 legs of s1"),
+            contains(&report, "nem-usd-4: pushed 1 of the 2 legs of s1"),
             "{:?}",
             report.anomalies
         );
         assert!(
             contains(
                 &report,
-                "nem-usd-1: s1 moved [50000], its legs [50000, -120000]"
+                "nem-usd-4: s1 moved [50000], its legs [50000, -120000]"
             ),
             "{:?}",
             report.anomalies
@@ -1715,7 +1775,7 @@ mod tests {
         assert!(
             contains(
                 &report,
-                "all-or-none: set s2 (2 legs) is not COMPLETED but shows 4"
+                "all-or-none: set s2 is not COMPLETED but shows 4 rows"
             ),
             "{:?}",
             report.anomalies
@@ -1769,14 +1829,142 @@ mod tests {
         );
     }
 
+    /// The read node's history from rows `(id, account, delta)` in the order applied.
+    fn history_of_rows(rows: &[(String, String, i64)]) -> BTreeMap<String, Vec<HistoryRow>> {
+        let mut all: BTreeMap<String, Vec<HistoryRow>> = accounts()
+            .into_iter()
+            .map(|(id, _, _)| (id, Vec::new()))
+            .collect();
+        for (id, account, delta) in rows {
+            let rows = all.get_mut(account).unwrap();
+            let before = rows.last().map_or(0, |r| r.balance_after_minor);
+            rows.push(HistoryRow {
+                sequence: rows.len() as u64 + 1,
+                transaction_id: id.clone(),
+                delta_minor: *delta,
+                balance_after_minor: before + delta,
+            });
+        }
+        all
+    }
+
+    #[test]
+    fn a_set_across_partitions_shows_each_accounts_net_and_refunds_in_pairs() {
+        // usd-0 (partition 4) pays usd-1 (partition 0), which passes some on to usd-2
+        // (partition 5): each part moves its accounts' net, one row each.
+        const X: [(&str, &str, i64); 2] = [
+            ("nem-usd-0", "nem-usd-1", 500),
+            ("nem-usd-1", "nem-usd-2", 200),
+        ];
+        let owned: Vec<(String, String, i64)> = X
+            .iter()
+            .map(|(from, to, amount)| ((*from).into(), (*to).into(), *amount))
+            .collect();
+        assert!(spans_partitions(&owned));
+        let (mut history, mut finals) = funding();
+        let mut rows: Vec<(String, String, i64)> = Vec::new();
+        for (id, from, to, amount) in funding_moves(&finals) {
+            rows.push((id.clone(), from, -amount));
+            rows.push((id, to, amount));
+        }
+        step(
+            &mut history,
+            10,
+            Phase::Ok,
+            legs_op("x1", &X, "v1.4.1.0.2", None),
+        );
+        finals.insert("x1".into(), legs_final(TransferStatus::Completed, &X, None));
+        // x2: the same legs, refused by a part after usd-0's part took its net debit.
+        step(
+            &mut history,
+            12,
+            Phase::Fail,
+            legs_op("x2", &X, "INSUFFICIENT_FUNDS", Some(1)),
+        );
+        finals.insert(
+            "x2".into(),
+            legs_final(TransferStatus::Rejected, &X, Some(1)),
+        );
+        let net = [("nem-usd-0", -500), ("nem-usd-1", 300), ("nem-usd-2", 200)];
+        let x1: Vec<(String, String, i64)> = net
+            .iter()
+            .map(|(account, delta)| ("x1".into(), (*account).into(), *delta))
+            .collect();
+        let x2 = [
+            ("x2".to_owned(), "nem-usd-0".to_owned(), -500),
+            ("x2".to_owned(), "nem-usd-0".to_owned(), 500),
+        ];
+        let run_rows = |rows: &[(String, String, i64)]| {
+            let read_history = history_of_rows(rows);
+            let balances: BTreeMap<String, i64> = read_history
+                .iter()
+                .map(|(account, rows)| {
+                    (
+                        account.clone(),
+                        rows.last().map_or(0, |r| r.balance_after_minor),
+                    )
+                })
+                .collect();
+            let mut all = history.clone();
+            all.extend(pushes_of(&read_history));
+            all.push(entry(
+                30,
+                Phase::Ok,
+                Op::Read {
+                    balances: balances.clone().into_iter().collect(),
+                    quiescent: true,
+                },
+            ));
+            let mut report = Report::default();
+            check(
+                &all,
+                &finals,
+                &balances,
+                &read_history,
+                &nothing_held(),
+                &mut report,
+            );
+            report
+        };
+        let clean: Vec<_> = rows.iter().chain(&x1).chain(&x2).cloned().collect();
+        let report = run_rows(&clean);
+        assert!(report.ok(), "{:?}", report.anomalies);
+        // The refused set's debit without its refund: caught.
+        let unrefunded: Vec<_> = rows.iter().chain(&x1).chain(&x2[..1]).cloned().collect();
+        let report = run_rows(&unrefunded);
+        assert!(
+            contains(&report, "x2 debited, never refunded"),
+            "{:?}",
+            report.anomalies
+        );
+        // The completed set shown leg by leg on usd-1 (two rows where one part moves one
+        // net): caught.
+        let mut per_leg: Vec<_> = rows.iter().chain(&x2).cloned().collect();
+        per_leg.extend([
+            ("x1".to_owned(), "nem-usd-0".to_owned(), -500),
+            ("x1".to_owned(), "nem-usd-1".to_owned(), 500),
+            ("x1".to_owned(), "nem-usd-1".to_owned(), -200),
+            ("x1".to_owned(), "nem-usd-2".to_owned(), 200),
+        ]);
+        let report = run_rows(&per_leg);
+        assert!(
+            contains(
+                &report,
+                "all-or-none: set x1 (COMPLETED, 2 legs) shows 4 of its 3 rows"
+            ),
+            "{:?}",
+            report.anomalies
+        );
+    }
+
     #[test]
     fn a_set_moving_money_while_frozen_is_caught() {
         let sets = sets();
         let mut history = sets.history.clone();
-        // nem-usd-2 (in s1 and s3) frozen from t=5 to t=100; s1 was acknowledged at t=11.
+        // nem-usd-5 (in s1 and s3) frozen from t=5 to t=100; s1 was acknowledged at t=11.
         let change = |change| Op::Account {
             change,
-            account_id: "nem-usd-2".into(),
+            account_id: "nem-usd-5".into(),
             detail: String::new(),
         };
         history.insert(0, entry(3, Phase::Invoke, change(AccountChange::Freeze)));
@@ -1784,7 +1972,10 @@ mod tests {
         history.push(entry(100, Phase::Invoke, change(AccountChange::Unfreeze)));
         history.push(entry(102, Phase::Ok, change(AccountChange::Unfreeze)));
         // A set refused ACCOUNT_FROZEN later, when nothing was frozen: also caught.
-        let s6 = [("nem-usd-3", "nem-usd-4", 1), ("nem-usd-4", "nem-usd-2", 1)];
+        let s6 = [
+            ("nem-usd-legs-3", "nem-usd-legs-5", 1),
+            ("nem-usd-legs-5", "nem-usd-5", 1),
+        ];
         step(
             &mut history,
             200,
@@ -1805,7 +1996,7 @@ mod tests {
         assert!(
             contains(
                 &report,
-                "set s1 acknowledged in t=10..11ms while [\"nem-usd-2\"] was frozen"
+                "set s1 acknowledged in t=10..11ms while [\"nem-usd-5\"] was frozen"
             ),
             "{:?}",
             report.anomalies

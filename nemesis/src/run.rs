@@ -865,7 +865,7 @@ async fn scenario(run: &mut Run, steps: &[Step]) -> anyhow::Result<()> {
          {} reused ids ({} refused, {} unknown), \
          {} multi-leg sets ({} acknowledged, {} refused, {} unknown of which {} applied, \
          {} with an unknown attempt; \
-         {} COMPLETED moving {} legs, {} REJECTED), \
+         {} COMPLETED moving {} legs ({} across partitions), {} REJECTED), \
          {} holds ({} authorized: {} captured of which {} in part, {} voided, {} expired, \
          {} rejected; {} captures refused; {} capture+void), {} freezes ({} ACCOUNT_FROZEN \
          refusals, {} operations inside a frozen period), \
@@ -887,6 +887,7 @@ async fn scenario(run: &mut Run, steps: &[Step]) -> anyhow::Result<()> {
         run.report.legs_resubmitted,
         run.report.legs_completed,
         run.report.legs_moved,
+        run.report.legs_completed_across,
         run.report.legs_rejected,
         run.report.holds_attempted,
         run.report.holds_authorized,

@@ -243,12 +243,35 @@ pub enum LegsPlan {
     /// Random legs with one leg larger than all the money of the currency: always refused
     /// (INSUFFICIENT_FUNDS), nothing may move.
     TooLarge,
+    /// Random distinct pairs of every ordinary account of the currency and the
+    /// [`leg_accounts`], so the set usually spans partitions (moved step by step: every
+    /// part prepared, the home decides, every part resolved).
+    Across,
 }
 
-/// A multi-leg set of 2 to 4 legs among the accounts of [`leg_group`] of `currency`, no two
-/// legs with the same `from` and `to`.
+impl LegsPlan {
+    /// Every plan, as the workers draw them.
+    pub const ALL: [LegsPlan; 4] = [
+        LegsPlan::Random,
+        LegsPlan::PassThrough,
+        LegsPlan::TooLarge,
+        LegsPlan::Across,
+    ];
+}
+
+/// A multi-leg set of 2 to 4 legs among the accounts of [`leg_group`] of `currency` (for
+/// [`LegsPlan::Across`], of every partition), no two legs with the same `from` and `to`.
 pub fn random_legs(currency: &str, plan: LegsPlan, rng: &mut Prng) -> Vec<Leg> {
-    let group = leg_group(currency);
+    let group = match plan {
+        LegsPlan::Across => {
+            let mut all: Vec<String> = (0..ACCOUNTS_PER_CURRENCY)
+                .map(|index| ordinary(currency, index))
+                .collect();
+            all.extend(leg_accounts(currency));
+            all
+        }
+        _ => leg_group(currency),
+    };
     let size = group.len();
     assert!(
         size >= 3,
@@ -276,7 +299,7 @@ pub fn random_legs(currency: &str, plan: LegsPlan, rng: &mut Prng) -> Vec<Leg> {
                 amount = (amount - rng.below(1_000) as i64).max(1);
             }
         }
-        LegsPlan::Random | LegsPlan::TooLarge => {
+        LegsPlan::Random | LegsPlan::TooLarge | LegsPlan::Across => {
             let count = 2 + rng.below(3) as usize;
             while legs.len() < count {
                 let from = rng.below(size as u64) as usize;
@@ -701,8 +724,7 @@ pub async fn worker(clients: Arc<Clients>, seed: u64, index: usize) {
                 let plan = HoldPlan::ALL[rng.below(HoldPlan::ALL.len() as u64) as usize];
                 hold(wallet, &clients.history, &process, &mut rng, plan).await;
             } else if rng.below(LEGS_ONE_IN) == 0 {
-                let plan = [LegsPlan::Random, LegsPlan::PassThrough, LegsPlan::TooLarge]
-                    [rng.below(3) as usize];
+                let plan = LegsPlan::ALL[rng.below(LegsPlan::ALL.len() as u64) as usize];
                 legs(wallet, &clients.history, &process, &mut rng, plan).await;
             } else if !finished.is_empty() && rng.below(REUSE_ONE_IN) == 0 {
                 let first = &finished[rng.below(finished.len() as u64) as usize];
@@ -906,24 +928,32 @@ fn record_push(history: &History, process: &str, update: &proto::v1::BalanceUpda
 mod tests {
     use super::*;
 
-    /// Every set the workload draws keeps to one partition and one currency, has 2 to 4 legs
-    /// and no repeated (from, to) pair, as `TransferLegs` requires.
+    /// Every set the workload draws keeps to one currency, has 2 to 4 legs and no repeated
+    /// (from, to) pair, as `TransferLegs` requires; every plan but `Across` keeps to one
+    /// partition, and `Across` usually spans several.
     #[test]
-    fn multi_leg_sets_keep_to_one_partition() {
+    fn multi_leg_sets_keep_to_one_partition_unless_drawn_across() {
         let mut rng = Prng::new(7);
         for currency in CURRENCIES {
             let group = leg_group(currency);
             assert!(group.len() >= 3, "{group:?}");
-            for plan in [LegsPlan::Random, LegsPlan::PassThrough, LegsPlan::TooLarge] {
+            let mut spanning = 0;
+            for plan in LegsPlan::ALL {
                 for _ in 0..200 {
                     let legs = random_legs(currency, plan, &mut rng);
                     assert!((2..=4).contains(&legs.len()), "{legs:?}");
                     let partition = ledger::partition_of(&legs[0].from, PARTITIONS);
+                    let spans = legs.iter().any(|leg| {
+                        [&leg.from, &leg.to]
+                            .iter()
+                            .any(|account| ledger::partition_of(account, PARTITIONS) != partition)
+                    });
+                    assert!(plan == LegsPlan::Across || !spans, "{plan:?} {legs:?}");
+                    spanning += usize::from(spans);
                     for (index, leg) in legs.iter().enumerate() {
                         assert_ne!(leg.from, leg.to);
                         assert!(leg.amount_minor > 0);
                         for account in [&leg.from, &leg.to] {
-                            assert_eq!(ledger::partition_of(account, PARTITIONS), partition);
                             assert!(
                                 accounts()
                                     .iter()
@@ -938,6 +968,10 @@ mod tests {
                     }
                 }
             }
+            assert!(
+                spanning > 100,
+                "{currency}: {spanning} of 200 sets drawn across span"
+            );
         }
     }
 }

@@ -111,6 +111,11 @@ fn legs_facts<'a>(
     })
 }
 
+/// Whether a step of a multi-leg transfer across partitions is the home partition's.
+fn legs_home(part: Option<&proto::v1::LegsPart>) -> bool {
+    part.is_some_and(|part| part.home)
+}
+
 impl TransferRow {
     fn facts(&self) -> TransferFacts<'_> {
         TransferFacts {
@@ -349,6 +354,80 @@ impl<R: Rows> Folder<'_, R> {
                     Some(rejected.leg),
                 )
             }
+            // A multi-leg transfer across partitions: each partition's events move its own
+            // accounts' money (`moves`, one history row each); the home partition's carry the
+            // set's state (in flight from its prepare, then its decision), keyed as a set
+            // within a partition is.
+            PbEvent::LegsPrepared(prepared) => {
+                let facts = legs_facts(
+                    &prepared.transaction_id,
+                    &prepared.currency,
+                    &prepared.legs,
+                    prepared.annotations.as_ref(),
+                )?;
+                self.legs_moves(&facts, &prepared.moves)?;
+                if legs_home(prepared.part.as_ref()) {
+                    self.set_legs_state(&facts, &prepared.legs, TransferState::InFlight, "", None)?;
+                }
+                Ok(())
+            }
+            PbEvent::LegsResolved(resolved) => {
+                let facts = legs_facts(
+                    &resolved.transaction_id,
+                    &resolved.currency,
+                    &resolved.legs,
+                    resolved.annotations.as_ref(),
+                )?;
+                self.legs_moves(&facts, &resolved.moves)?;
+                if !legs_home(resolved.part.as_ref()) {
+                    return Ok(());
+                }
+                if resolved.completed {
+                    self.set_legs_state(&facts, &resolved.legs, TransferState::Completed, "", None)
+                } else {
+                    self.set_legs_state(
+                        &facts,
+                        &resolved.legs,
+                        TransferState::Rejected,
+                        &resolved.reason,
+                        Some(resolved.leg),
+                    )
+                }
+            }
+            // Nothing moved; on the home, the set is rejected.
+            PbEvent::LegsPartRefused(refused) if legs_home(refused.part.as_ref()) => {
+                let facts = legs_facts(
+                    &refused.transaction_id,
+                    &refused.currency,
+                    &refused.legs,
+                    refused.annotations.as_ref(),
+                )?;
+                self.set_legs_state(
+                    &facts,
+                    &refused.legs,
+                    TransferState::Rejected,
+                    &refused.reason,
+                    Some(refused.leg),
+                )
+            }
+            PbEvent::LegsAborted(aborted) if legs_home(aborted.part.as_ref()) => {
+                let facts = legs_facts(
+                    &aborted.transaction_id,
+                    &aborted.currency,
+                    &aborted.legs,
+                    aborted.annotations.as_ref(),
+                )?;
+                self.set_legs_state(
+                    &facts,
+                    &aborted.legs,
+                    TransferState::Rejected,
+                    &aborted.reason,
+                    Some(aborted.leg),
+                )
+            }
+            PbEvent::LegsPartRefused(_) | PbEvent::LegsAborted(_) | PbEvent::LegsFinished(_) => {
+                Ok(())
+            }
             // Lifecycle changes move no money: the row's settings change (no sequence, no
             // history row), so later debits are checked against the account's limit.
             PbEvent::AccountChanged(changed) => {
@@ -480,6 +559,18 @@ impl<R: Rows> Folder<'_, R> {
     ) -> anyhow::Result<()> {
         self.shift_balance(transfer, account_id, delta_minor, counterparty)?;
         self.check_floor(account_id)
+    }
+
+    /// A multi-leg step's balance changes, each checked against the account's limit.
+    fn legs_moves(
+        &mut self,
+        facts: &TransferFacts<'_>,
+        moves: &[proto::v1::LegsMove],
+    ) -> anyhow::Result<()> {
+        for step in moves {
+            self.move_balance(facts, &step.account_id, i128::from(step.delta_minor), "")?;
+        }
+        Ok(())
     }
 
     /// That the account is not below its overdraft limit (after a change, or after all of a
@@ -834,6 +925,117 @@ mod tests {
         assert_eq!(rows.balances["src"].balance_minor, -200);
         assert_eq!(rows.balances["src"].sequence, 3);
         assert_eq!(rows.transfers[&key("y")].state, TransferState::Rejected);
+    }
+
+    #[test]
+    fn sets_across_partitions_fold_each_part_in_its_own_log() {
+        // Two accounts on partitions 0 and 1 of 2; the home is 0 (the first leg's `from`).
+        let on = |partition: u32| {
+            (0..)
+                .map(|n| format!("acct-{n}"))
+                .find(|id| ledger::partition_of(id, 2) == partition)
+                .unwrap()
+        };
+        let (a, b) = (on(0), on(1));
+        let at_in = |partition: u32, index: u64| BlockPosition {
+            partition,
+            ..at(index)
+        };
+        let mut rows = MemRows::default();
+        rows.apply(fold_block(&rows, at_in(0, 1), 2, &[open(&a, true)]).unwrap());
+        rows.apply(fold_block(&rows, at_in(1, 1), 2, &[open(&b, false)]).unwrap());
+        let legs = |id: u128| ledger::LegsCommand {
+            transaction_id: uuid::Uuid::from_u128(id),
+            currency: ledger::Currency::parse("USD").unwrap(),
+            legs: vec![ledger::Leg {
+                from: a.clone(),
+                to: b.clone(),
+                amount_minor: 200,
+            }],
+            annotations: None,
+        };
+        let part = |legs: &ledger::LegsCommand, partition: u32| {
+            ledger::LegsPart::of(legs, |id| ledger::partition_of(id, 2) == partition)
+        };
+        let meta = ledger::EntryMeta {
+            index: 0,
+            timestamp_ms: 0,
+        };
+        let pb = |event: ledger::Event| event_codec::pb::event_to_pb(&event);
+        let set = legs(1);
+        let key = (set.transaction_id.hyphenated().to_string(), 0);
+        let prepared = |partition| {
+            pb(ledger::Event::LegsPrepared {
+                legs: set.clone(),
+                part: part(&set, partition),
+                meta,
+            })
+        };
+        let resolved = |partition, decision| {
+            pb(ledger::Event::LegsResolved {
+                legs: set.clone(),
+                part: part(&set, partition),
+                decision,
+                meta,
+            })
+        };
+        // The home's prepare debits `a` and shows the set in flight; the other part's moves
+        // nothing (its account only receives).
+        rows.apply(fold_block(&rows, at_in(0, 2), 2, &[prepared(0)]).unwrap());
+        assert_eq!(rows.balances[&a].balance_minor, -200);
+        assert_eq!(rows.transfers[&key].state, TransferState::InFlight);
+        assert_eq!(rows.transfers[&key].legs.len(), 1);
+        rows.apply(fold_block(&rows, at_in(1, 2), 2, &[prepared(1)]).unwrap());
+        assert_eq!(rows.balances[&b].balance_minor, 0);
+        // The decision: completed on the home, then the credit in `b`'s log.
+        let completed = ledger::LegsDecision::Completed;
+        rows.apply(fold_block(&rows, at_in(0, 3), 2, &[resolved(0, completed)]).unwrap());
+        assert_eq!(rows.transfers[&key].state, TransferState::Completed);
+        rows.apply(fold_block(&rows, at_in(1, 3), 2, &[resolved(1, completed)]).unwrap());
+        assert_eq!(rows.balances[&b].balance_minor, 200);
+        let finished = pb(ledger::Event::LegsFinished {
+            transaction_id: set.transaction_id,
+            meta,
+        });
+        rows.apply(fold_block(&rows, at_in(0, 4), 2, &[finished]).unwrap());
+        assert_eq!(rows.transfers[&key].state, TransferState::Completed);
+
+        // A rejected set: the home's debit comes back, the set is rejected with the reason
+        // and leg; the part told before it prepared moves nothing.
+        let set = legs(2);
+        let key = (set.transaction_id.hyphenated().to_string(), 0);
+        let rejected = ledger::LegsDecision::Rejected {
+            leg: 0,
+            reason: ledger::RejectReason::ToAccountFrozen,
+        };
+        let home_part = part(&set, 0);
+        let events = [
+            pb(ledger::Event::LegsPrepared {
+                legs: set.clone(),
+                part: home_part,
+                meta,
+            }),
+            pb(ledger::Event::LegsResolved {
+                legs: set.clone(),
+                part: home_part,
+                decision: rejected,
+                meta,
+            }),
+        ];
+        rows.apply(fold_block(&rows, at_in(0, 5), 2, &events).unwrap());
+        assert_eq!(rows.balances[&a].balance_minor, -200);
+        assert_eq!(rows.transfers[&key].state, TransferState::Rejected);
+        assert_eq!(rows.transfers[&key].reject_reason, "ACCOUNT_FROZEN");
+        assert_eq!(rows.transfers[&key].rejected_leg, Some(0));
+        let aborted = pb(ledger::Event::LegsAborted {
+            legs: set.clone(),
+            part: part(&set, 1),
+            leg: 0,
+            reason: ledger::RejectReason::ToAccountFrozen,
+            meta,
+        });
+        rows.apply(fold_block(&rows, at_in(1, 5), 2, &[aborted]).unwrap());
+        assert_eq!(rows.balances[&b].balance_minor, 200);
     }
 
     #[test]

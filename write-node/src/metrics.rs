@@ -103,6 +103,16 @@ impl PartitionMetrics {
             | Event::LegsRejected { .. } => {
                 self.transfers_rejected.inc();
             }
+            // Across partitions, a set counts once, on its home, when decided.
+            Event::LegsResolved { part, decision, .. } if part.is_home() => {
+                match decision {
+                    ledger::LegsDecision::Completed => self.transfers_committed.inc(),
+                    ledger::LegsDecision::Rejected { .. } => self.transfers_rejected.inc(),
+                };
+            }
+            Event::LegsPartRefused { part, .. } if part.is_home() => {
+                self.transfers_rejected.inc();
+            }
             _ => {}
         }
     }
@@ -120,7 +130,9 @@ impl PartitionMetrics {
         self.applied_index.set(gauge(applied_index));
         self.leader
             .set(i64::from(raft.state == raft::StateRole::Leader));
-        self.in_flight.set(gauge(ledger.in_flight_count() as u64));
+        self.in_flight.set(gauge(
+            (ledger.in_flight_count() + ledger.live_legs_count()) as u64,
+        ));
         self.holds_pending
             .set(gauge(ledger.pending_holds_count() as u64));
         let mut sums: Vec<(ledger::Currency, i128)> = self
@@ -329,7 +341,7 @@ impl Metrics {
         let in_flight = gauges(
             &mut registry,
             "wallet_in_flight_transfers",
-            "Cross-partition transfers debited on this (source) partition and not yet settled",
+            "Cross-partition transfers debited on this (source) partition and not yet settled, and multi-leg parts prepared here and not yet resolved (on a set's home: not yet finished)",
         );
         let holds_pending = gauges(
             &mut registry,

@@ -224,11 +224,18 @@ pub fn rebuild_records(
                 continue;
             };
             let previous = in_flight.remove(&id.as_u128()).or_else(|| {
-                ledger_after
+                let transfer = ledger_after
                     .transfer(&id)
                     .filter(|record| record.status.is_live())
                     .cloned()
-                    .map(Record::Transfer)
+                    .map(Record::Transfer);
+                transfer.or_else(|| {
+                    ledger_after
+                        .legs_record(&id)
+                        .filter(|record| record.status.is_live())
+                        .cloned()
+                        .map(Record::Legs)
+                })
             });
             let record = Record::after_event(event, previous.as_ref())
                 .map_err(anyhow::Error::msg)

@@ -26,6 +26,10 @@ use tonic::transport::{Channel, ClientTlsConfig};
 use crate::limits;
 use crate::store::{Applied, StoreError, StoreHandle};
 
+pub mod legs;
+
+pub use legs::LegsDriven;
+
 pub struct Saga {
     node_id: u64,
     partitions: u32,
@@ -33,6 +37,8 @@ pub struct Saga {
     /// Credits bound for another node's partition leader, one queue per target partition;
     /// each queue's task sends them in batches (`credit_batches`).
     credit_queues: Vec<mpsc::Sender<(TransferCommand, CreditReply)>>,
+    /// A client of every peer (multi-leg steps call them directly).
+    clients: Arc<HashMap<u64, PeerServiceClient<Channel>>>,
     /// Transfers being driven by this node, with how many drivers each has: the recovery pass
     /// leaves them alone.
     driving: Mutex<HashMap<uuid::Uuid, u32>>,
@@ -104,6 +110,7 @@ impl Saga {
             partitions,
             store,
             credit_queues,
+            clients,
             driving: Mutex::new(HashMap::new()),
             permits: Arc::new(Semaphore::new(limits::SAGAS_IN_FLIGHT_MAX)),
         })
@@ -256,6 +263,7 @@ impl Saga {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Per partition, the last transaction id the previous pass picked up.
         let mut cursors: Vec<Option<uuid::Uuid>> = vec![None; self.partitions as usize];
+        let mut legs_cursors = cursors.clone();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -266,6 +274,8 @@ impl Saga {
                 if leader != self.node_id {
                     continue;
                 }
+                self.recover_legs(partition as u32, &mut legs_cursors[partition])
+                    .await;
                 let cursor = &mut cursors[partition];
                 let Ok(in_flight) = self.store.in_flight(partition as u32, *cursor).await else {
                     continue;
@@ -297,6 +307,37 @@ impl Saga {
                     });
                 }
             }
+        }
+    }
+}
+
+impl Saga {
+    /// One recovery pass over the multi-leg sets whose home is `partition` (this node leads
+    /// it) and that are not decided and resolved everywhere: the next
+    /// `RECOVERY_BATCH_MAX` after `cursor`, wrapping around, each driven on unless this node
+    /// drives it already.
+    async fn recover_legs(self: &Arc<Self>, partition: u32, cursor: &mut Option<uuid::Uuid>) {
+        let Ok((live, last)) = self.store.live_legs(partition, *cursor).await else {
+            return;
+        };
+        *cursor = last.or(*cursor);
+        for legs in live {
+            let transaction_id = legs.transaction_id;
+            if self
+                .driving
+                .lock()
+                .expect("driving lock")
+                .contains_key(&transaction_id)
+            {
+                continue;
+            }
+            let saga = self.clone();
+            tokio::spawn(async move {
+                match saga.drive_legs(partition, legs).await {
+                    Ok(_) => tracing::info!(%transaction_id, "recovered a multi-leg transfer"),
+                    Err(error) => tracing::debug!(%transaction_id, %error, "recovery will retry"),
+                }
+            });
         }
     }
 }

@@ -25,7 +25,7 @@ use event_codec::pb::{annotations_from_fields, annotations_to_fields};
 use futures::stream::FuturesUnordered;
 use ledger::{
     AccountChange, Command, Currency, EntryMeta, Hold, HoldRefusal, HoldState, Leg, LegsCommand,
-    LegsRecord, LegsStatus, Malformed, Outcome, RejectReason, TransferCommand, TransferRecord,
+    LegsDecision, LegsRecord, Malformed, Outcome, RejectReason, TransferCommand, TransferRecord,
     TransferStatus, partition_of,
 };
 use proto::v1::cluster_service_server::ClusterService;
@@ -46,7 +46,7 @@ use crate::api_error::{ApiError, WriteApiError as _};
 use crate::features::{Feature, PeerLevels, Verdict};
 use crate::forward::{AccountStep, Forwarder, HoldStep, Hop};
 use crate::limits;
-use crate::saga::{Decided, Saga};
+use crate::saga::{Decided, LegsDriven, Saga};
 use crate::store::{Applied, Query, QueryAnswer, StoreHandle};
 
 /// The positions a transfer's token names: where it moved money. Within a partition, its
@@ -440,9 +440,10 @@ impl Api {
             other => unreachable!("a transfer command has a transfer outcome, not {other:?}"),
         }
     }
-    /// A multi-leg transfer as it arrives: checked, its accounts in one partition (else
-    /// LEGS_SPAN_PARTITIONS), then forwarded to that partition's leader, or authorized (each
-    /// debited account as a transfer's `from`) and decided here, in one entry.
+    /// A multi-leg transfer as it arrives: checked, then forwarded to the leader of its home
+    /// partition (that of the first leg's `from`), or authorized (each debited account as a
+    /// transfer's `from`) and decided here: in one entry when every account is in the home
+    /// partition, else step by step across partitions (`saga::legs`).
     async fn transfer_legs_edge(
         &self,
         hop: &Hop,
@@ -450,13 +451,22 @@ impl Api {
         request: pb::TransferLegsRequest,
     ) -> Result<TransferResponse, WriteError> {
         let command = validate_legs(&request)?;
-        let partition = legs_partition(&command, self.shared.partitions)?;
-        if let Some(leader) = self.forward_to(hop, partition) {
-            self.require(Some(Feature::MultiLeg), Some(leader)).await?;
+        let partitions = self.shared.partitions;
+        let home = partition_of(&command.legs[0].from, partitions);
+        let across = command
+            .accounts()
+            .any(|account_id| partition_of(account_id, partitions) != home);
+        let feature = if across {
+            Feature::MultiLegAcross
+        } else {
+            Feature::MultiLeg
+        };
+        if let Some(leader) = self.forward_to(hop, home) {
+            self.require(Some(feature), Some(leader)).await?;
             let forwarded = self.shared.forwarder.transfer_legs(leader, hop, request);
             return forwarded.await.map_err(WriteError::Leader);
         }
-        self.require(Some(Feature::MultiLeg), None).await?;
+        self.require(Some(feature), None).await?;
         let mut authorized = std::collections::BTreeSet::new();
         for (index, leg) in command.legs.iter().enumerate() {
             if authorized.insert(leg.from.as_str()) {
@@ -465,10 +475,19 @@ impl Api {
                     .map_err(|error| at_leg(error, index))?;
             }
         }
-        let applied = self
-            .propose(partition, Command::TransferLegs(command))
-            .await?;
-        Ok(legs_answer(&applied)?)
+        if !across {
+            let applied = self.propose(home, Command::TransferLegs(command)).await?;
+            return Ok(legs_answer(&applied)?);
+        }
+        let driven = self.shared.saga.drive_legs(home, command).await;
+        match driven.map_err(|error| ApiError::from_store(error, &self.shared.peers))? {
+            LegsDriven::Refused(applied) => Ok(legs_answer(&applied)?),
+            LegsDriven::Decided {
+                record,
+                replayed,
+                positions,
+            } => Ok(legs_decision_answer(&record, replayed, &positions)?),
+        }
     }
 
     /// One transfer of a SubmitTransfers stream or a TransferBatch, in its own span.
@@ -1085,30 +1104,46 @@ pub fn account_to_pb(
 /// decided it.
 fn legs_answer(applied: &Applied) -> Result<TransferResponse, ApiError> {
     match &applied.outcome {
-        Outcome::Legs(record) => {
-            let replayed = record.meta.index != applied.index;
-            match record.status {
-                LegsStatus::Completed => Ok(TransferResponse {
-                    status: "success".into(),
-                    transaction_id: record.command.transaction_id.hyphenated().to_string(),
-                    consistency_token: proto::token::format(&[(
-                        applied.partition,
-                        record.meta.index,
-                    )]),
-                    replayed,
-                }),
-                LegsStatus::Rejected { leg, reason } => {
-                    let mut error = at_leg(ApiError::rejected(reason), leg as usize);
-                    if replayed {
-                        error.metadata.push((REPLAYED_METADATA, "true".into()));
-                    }
-                    Err(error)
-                }
-            }
-        }
+        Outcome::Legs(record) => legs_decision_answer(
+            record,
+            record.meta.index != applied.index,
+            &[(applied.partition, record.meta.index)],
+        ),
         Outcome::Conflict(conflict) => Err(ApiError::conflict(*conflict)),
         Outcome::Malformed(malformed) => Err(ApiError::malformed(*malformed)),
         other => unreachable!("a multi-leg transfer has a multi-leg outcome, not {other:?}"),
+    }
+}
+
+/// The answer a multi-leg record's decision gets: "success" with a consistency token naming
+/// `positions`, or the rejection (the leg in the `leg` metadata); `replayed` when an earlier
+/// call decided it. A set across partitions not decided yet is in flight: a retry with the
+/// same id learns the outcome (UNAVAILABLE / OUTCOME_UNKNOWN).
+fn legs_decision_answer(
+    record: &LegsRecord,
+    replayed: bool,
+    positions: &[(u32, u64)],
+) -> Result<TransferResponse, ApiError> {
+    let Some(decision) = record.status.decision() else {
+        return Err(ApiError::from_store(
+            crate::store::StoreError::OutcomeUnknown,
+            &BTreeMap::new(),
+        ));
+    };
+    match decision {
+        LegsDecision::Completed => Ok(TransferResponse {
+            status: "success".into(),
+            transaction_id: record.command.transaction_id.hyphenated().to_string(),
+            consistency_token: proto::token::format(positions),
+            replayed,
+        }),
+        LegsDecision::Rejected { leg, reason } => {
+            let mut error = at_leg(ApiError::rejected(reason), leg as usize);
+            if replayed {
+                error.metadata.push((REPLAYED_METADATA, "true".into()));
+            }
+            Err(error)
+        }
     }
 }
 
@@ -1183,39 +1218,17 @@ fn validate_leg(leg: &pb::TransferLeg, currency: &mut Option<Currency>) -> Resul
     })
 }
 
-/// The one partition every account of a multi-leg transfer is in, or FAILED_PRECONDITION /
-/// LEGS_SPAN_PARTITIONS naming the first leg with an account elsewhere.
-fn legs_partition(command: &LegsCommand, partitions: u32) -> Result<u32, ApiError> {
-    let home = partition_of(&command.legs[0].from, partitions);
-    let elsewhere = command.legs.iter().position(|leg| {
-        partition_of(&leg.from, partitions) != home || partition_of(&leg.to, partitions) != home
-    });
-    match elsewhere {
-        None => Ok(home),
-        Some(index) => Err(at_leg(
-            ApiError::new(
-                Code::FailedPrecondition,
-                "LEGS_SPAN_PARTITIONS",
-                format!(
-                    "the accounts of a multi-leg transfer must all be in one partition of the \
-                     cluster's {partitions} (leg {index} has one in another); a set across \
-                     partitions is not supported yet"
-                ),
-            ),
-            index,
-        )),
-    }
-}
-
 /// A multi-leg transfer's record as the API shows it: `legs` set, `from_account`,
 /// `to_account` and `amount` empty.
 pub fn legs_to_pb(record: &LegsRecord, partition: u32) -> pb::Transfer {
     use pb::TransferStatus as Status;
     let command = &record.command;
     let (reference, metadata) = annotations_to_fields(command.annotations.as_deref());
-    let (status, reject_reason, rejected_leg) = match record.status {
-        LegsStatus::Completed => (Status::Completed, String::new(), None),
-        LegsStatus::Rejected { leg, reason } => {
+    // Across partitions: in flight until the home decides; its decision is final.
+    let (status, reject_reason, rejected_leg) = match record.status.decision() {
+        None => (Status::InFlight, String::new(), None),
+        Some(LegsDecision::Completed) => (Status::Completed, String::new(), None),
+        Some(LegsDecision::Rejected { leg, reason }) => {
             (Status::Rejected, reason.reason().to_owned(), Some(leg))
         }
     };
@@ -1578,10 +1591,16 @@ impl WalletService for Api {
             (partition, answer)
         });
         let mut records = Vec::new();
+        let partitions = self.shared.partitions;
         for (partition, answer) in futures::future::join_all(reads).await {
             let answer = answer.map_err(|error| self.store_error(error))?;
-            if let QueryAnswer::Record(Some(record)) = answer.answer {
-                records.push((partition, record));
+            match answer.answer {
+                // A multi-leg transfer across partitions is recorded by every part; its home
+                // (the first leg's `from`'s partition, which recorded it first) answers.
+                QueryAnswer::Record(Some(ledger::Record::Legs(record)))
+                    if partition_of(&record.command.legs[0].from, partitions) != partition => {}
+                QueryAnswer::Record(Some(record)) => records.push((partition, record)),
+                _ => {}
             }
         }
         // The answer for the id, ranked as `ledger::transfer_answer_rank` says (a multi-leg
@@ -1592,7 +1611,6 @@ impl WalletService for Api {
                 if transfer.status == TransferStatus::Rejected(RejectReason::TransactionIdReused));
             ledger::transfer_answer_rank(*partition, reused)
         });
-        let partitions = self.shared.partitions;
         match answer.and_then(|(partition, record)| match record {
             ledger::Record::Transfer(record) => Some(transfer_to_pb(&record, partitions)),
             ledger::Record::Legs(record) => Some(legs_to_pb(&record, partition)),

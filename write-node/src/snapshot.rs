@@ -27,7 +27,9 @@ pub use crate::storage::SnapshotMeta;
 pub use crate::limits::SNAPSHOT_CHUNK_BYTES as CHUNK_BYTES;
 use crate::limits::SNAPSHOTS_RETAINED;
 
-/// State formats. 7: as 6 (always in the annotated layout), followed by the hashes of what
+/// State formats. 8: as 7, followed by the live multi-leg records (parts of sets across
+/// partitions prepared, homes decided and not finished: `ledger::state::WithLiveLegs`);
+/// written only when there are some. 7: as 6 (always in the annotated layout), followed by the hashes of what
 /// accounts were opened with (`ledger::state::WithAccountAnnotations`); written only when an
 /// account was opened with a reference or metadata. 6: as 5, in the annotated layout of `ledger::wire` (written only when a
 /// live record carries annotations, so a node of the previous release reads every other
@@ -49,6 +51,7 @@ const STATE_FORMAT_V4: u8 = 4;
 const STATE_FORMAT_V5: u8 = 5;
 const STATE_FORMAT_V6_ANNOTATED: u8 = 6;
 const STATE_FORMAT_V7_ANNOTATED_ACCOUNTS: u8 = 7;
+const STATE_FORMAT_V8_LIVE_LEGS: u8 = 8;
 
 /// Serializes a ledger into stored chunks; returns the header and the chunks.
 pub fn encode(
@@ -59,7 +62,13 @@ pub fn encode(
     ledger: &Ledger,
     chain_head: ChainHash,
 ) -> (SnapshotMeta, Vec<Vec<u8>>) {
-    let (format, body) = if ledger.annotated_accounts_count() > 0 {
+    let (format, body) = if ledger.live_legs_count() > 0 {
+        let snapshot = ledger::state::WithLiveLegs(ledger.clone());
+        (
+            STATE_FORMAT_V8_LIVE_LEGS,
+            ledger::wire::to_vec_annotated(&snapshot),
+        )
+    } else if ledger.annotated_accounts_count() > 0 {
         let snapshot = WithAccountAnnotations(ledger.clone());
         let body = ledger::wire::to_vec_annotated(&snapshot);
         (STATE_FORMAT_V7_ANNOTATED_ACCOUNTS, body)
@@ -129,9 +138,15 @@ pub fn decode(meta: &SnapshotMeta, bytes: &[u8]) -> anyhow::Result<Ledger> {
             let digest = ledger.digest();
             (ledger, digest)
         }
+        STATE_FORMAT_V8_LIVE_LEGS => {
+            let ledger::state::WithLiveLegs(ledger) =
+                ledger::wire::from_slice(ledger::wire::Layout::Annotated, body).context(corrupt)?;
+            let digest = ledger.digest();
+            (ledger, digest)
+        }
         _ => anyhow::bail!(
             "snapshot {} of partition {}: state format {version} is newer than this node reads \
-             (formats {STATE_FORMAT_V1} to {STATE_FORMAT_V7_ANNOTATED_ACCOUNTS}); run a release that \
+             (formats {STATE_FORMAT_V1} to {STATE_FORMAT_V8_LIVE_LEGS}); run a release that \
              reads it",
             meta.index,
             meta.partition
@@ -524,11 +539,69 @@ mod tests {
             ledger::Outcome::Conflict(_)
         ));
 
+        // A part of a multi-leg transfer across partitions prepared here: format 8, the live
+        // record after the ledger; after the install the account cannot close and the
+        // resolve completes the part.
+        let mut preparing = with_account.clone();
+        let usd = ledger::Currency::parse("USD").expect("USD");
+        let legs = ledger::LegsCommand {
+            transaction_id: uuid::Uuid::from_u128(9),
+            currency: usd,
+            legs: vec![ledger::Leg {
+                from: "alice".into(),
+                to: "elsewhere".into(),
+                amount_minor: 40,
+            }],
+            annotations: None,
+        };
+        let part = ledger::LegsPart::of(&legs, |account_id| account_id == "alice");
+        let prepare = ledger::Command::PrepareLegs {
+            legs: legs.clone(),
+            part,
+        };
+        assert!(matches!(
+            preparing.execute(&prepare, at(8)).0,
+            Some(ledger::Event::LegsPrepared { .. })
+        ));
+        let (meta_8, chunks_8) = encode(0, 8, 1, vec![1], &preparing, CHAIN_GENESIS);
+        assert_eq!(chunks_8[0][0], STATE_FORMAT_V8_LIVE_LEGS);
+        let mut read = decode(&meta_8, &chunks_8.concat()).expect("format 8");
+        assert_eq!(read.digest(), preparing.digest());
+        assert_eq!(read.live_legs_count(), 1);
+        assert_eq!(read.annotated_accounts_count(), 1);
+        let resolve = ledger::Command::ResolveLegs {
+            legs,
+            part,
+            decision: ledger::LegsDecision::Rejected {
+                leg: 0,
+                reason: ledger::RejectReason::ToAccountNotFound,
+            },
+        };
+        let before = read.account("alice").expect("alice").balance_minor;
+        assert!(matches!(
+            read.execute(&resolve, at(9)).0,
+            Some(ledger::Event::LegsResolved { .. })
+        ));
+        assert_eq!(
+            read.account("alice").expect("alice").balance_minor,
+            before + 40,
+            "the rejected part's debit came back"
+        );
+        // The home's part (alice is the first leg's `from`): decided, final once finished.
+        let finish = ledger::Command::FinishLegs {
+            transaction_id: uuid::Uuid::from_u128(9),
+        };
+        assert!(matches!(
+            read.execute(&finish, at(10)).0,
+            Some(ledger::Event::LegsFinished { .. })
+        ));
+        assert_eq!(read.live_legs_count(), 0);
+
         let mut future = chunks.concat();
-        future[0] = 8;
+        future[0] = 9;
         let error = decode(&meta, &future).expect_err("a format from a later release");
         assert!(
-            format!("{error:#}").contains("state format 8 is newer than this node reads"),
+            format!("{error:#}").contains("state format 9 is newer than this node reads"),
             "{error:#}"
         );
     }

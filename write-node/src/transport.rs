@@ -13,8 +13,8 @@ use proto::internal::peer_service_client::PeerServiceClient;
 use proto::internal::peer_service_server::PeerService;
 use proto::internal::snapshot_part::Part;
 use proto::internal::{
-    CreditRequest, CreditResponse, EventBlocks, FetchSnapshotRequest, RaftAck, RaftBatch,
-    RaftEnvelope, SnapshotPart,
+    CreditRequest, CreditResponse, EventBlocks, FetchSnapshotRequest, LegsStepRequest,
+    LegsStepResponse, RaftAck, RaftBatch, RaftEnvelope, SnapshotPart,
 };
 use protobuf::Message as _;
 use raft::eraftpb::Message;
@@ -545,6 +545,57 @@ impl PeerService for PeerServer {
         }
         Ok(Response::new(CreditResponse { records }))
     }
+
+    async fn legs_step(
+        &self,
+        request: Request<LegsStepRequest>,
+    ) -> Result<Response<LegsStepResponse>, Status> {
+        let request = request.into_inner();
+        if request.partition >= self.partitions {
+            return Err(unknown_partition(request.partition));
+        }
+        let step: ledger::legs::LegsStep =
+            ledger::wire::from_tagged_slice(&request.step).map_err(|error| {
+                Status::from(ApiError::invalid(
+                    "step",
+                    "MALFORMED_MESSAGE",
+                    format!("undecodable multi-leg step: {error}"),
+                ))
+            })?;
+        // A peer is checked like a client: the set's shape, and a part of it in this
+        // partition that is not the home's (the home's steps are its own leader's), computed
+        // here from this node's partitioning.
+        let legs = step.legs();
+        legs.shape()
+            .map_err(|(malformed, _)| Status::from(ApiError::malformed(malformed)))?;
+        let partitions = self.partitions;
+        let part = ledger::LegsPart::of(legs, |account_id| {
+            ledger::partition_of(account_id, partitions) == request.partition
+        });
+        if !part.fits(legs) || part.is_home() {
+            return Err(ApiError::invalid(
+                "partition",
+                "WRONG_PARTITION",
+                "the set has no part in this partition, or this partition is its home",
+            )
+            .into());
+        }
+        let applied = self
+            .store
+            .propose(request.partition, step.command(part))
+            .await
+            .map_err(|error| Status::from(ApiError::from_store(error, &BTreeMap::new())))?;
+        match applied.outcome {
+            ledger::Outcome::Legs(record) => Ok(Response::new(LegsStepResponse {
+                record: ledger::wire::to_tagged_vec(&record),
+                index: applied.index,
+            })),
+            ledger::Outcome::Malformed(malformed) => Err(ApiError::malformed(malformed).into()),
+            other => {
+                unreachable!("a multi-leg step answers with a multi-leg record, not {other:?}")
+            }
+        }
+    }
 }
 
 /// Leader side of FetchSnapshot: the header, the state chunks, then the event blocks in
@@ -794,6 +845,13 @@ mod tests {
             _request: Request<CreditRequest>,
         ) -> Result<Response<CreditResponse>, Status> {
             Err(Status::unimplemented("credit"))
+        }
+
+        async fn legs_step(
+            &self,
+            _request: Request<LegsStepRequest>,
+        ) -> Result<Response<LegsStepResponse>, Status> {
+            Err(Status::unimplemented("legs_step"))
         }
     }
 

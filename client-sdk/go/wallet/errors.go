@@ -199,8 +199,12 @@ var (
 	ReasonRepeatedLeg = ReasonName(walletv1.ErrorReason_ERROR_REASON_REPEATED_LEG)
 	// ReasonMixedCurrencies: INVALID_ARGUMENT (field legs): TransferLegs with legs in different currencies.
 	ReasonMixedCurrencies = ReasonName(walletv1.ErrorReason_ERROR_REASON_MIXED_CURRENCIES)
-	// ReasonLegsSpanPartitions: FAILED_PRECONDITION: TransferLegs whose accounts are not all in one partition (not supported yet).
+	// ReasonLegsSpanPartitions: FAILED_PRECONDITION: TransferLegs whose accounts are not all in one partition, answered only by nodes before 0.3, which did not move sets across partitions.
 	ReasonLegsSpanPartitions = ReasonName(walletv1.ErrorReason_ERROR_REASON_LEGS_SPAN_PARTITIONS)
+	// ReasonInvalidLegsPart: INVALID_ARGUMENT (field legs): a peer's step of a multi-leg transfer across partitions that is not the partition's part of the set (never a client's call).
+	ReasonInvalidLegsPart = ReasonName(walletv1.ErrorReason_ERROR_REASON_INVALID_LEGS_PART)
+	// ReasonLegsNotPrepared: INVALID_ARGUMENT (field legs): a peer's step of a multi-leg transfer across partitions that needs an earlier one (never a client's call).
+	ReasonLegsNotPrepared = ReasonName(walletv1.ErrorReason_ERROR_REASON_LEGS_NOT_PREPARED)
 )
 
 // Reasons the SDK gives to failures no node answered: not in the ErrorReason enum.

@@ -103,6 +103,8 @@ func exposedReasons() map[string]string {
 		"ReasonRepeatedLeg":                      ReasonRepeatedLeg,
 		"ReasonMixedCurrencies":                  ReasonMixedCurrencies,
 		"ReasonLegsSpanPartitions":               ReasonLegsSpanPartitions,
+		"ReasonInvalidLegsPart":                  ReasonInvalidLegsPart,
+		"ReasonLegsNotPrepared":                  ReasonLegsNotPrepared,
 	}
 }
 

@@ -303,8 +303,15 @@ func (c *WalletClient) Transfer(ctx context.Context, p TransferParams) (*walletv
 // Field "legs") names the index of the first leg refused, 0-based: Rejected.Leg
 // (LegOf, ErrorInfo metadata MetadataLeg). The whole set is refused as INVALID_ARGUMENT (Field
 // "legs") ReasonLegsOutOfRange (no legs, more than 64), ReasonRepeatedLeg (two legs with the
-// same From and To: merge them) or ReasonMixedCurrencies, and today as FAILED_PRECONDITION
-// ReasonLegsSpanPartitions when its accounts are not all in one partition.
+// same From and To: merge them) or ReasonMixedCurrencies.
+//
+// A set may span partitions. It is applied all or none, step by step: every partition's part
+// is checked and its debits taken first, then the home partition (that of the first leg's
+// From) decides, then every part is resolved; the answer comes once every part is. A refusal
+// by any part refuses the whole set with that part's reason and Leg, and nothing moves
+// anywhere. The ConsistencyToken names a position in every partition the set touches (a
+// retry's may name other ones than the first answer's). Nodes before 0.3, which did not move
+// sets across partitions, refuse such a set as FAILED_PRECONDITION ReasonLegsSpanPartitions.
 func (c *WalletClient) TransferLegs(ctx context.Context, p TransferLegsParams) (*walletv1.TransferResponse, error) {
 	if p.TransactionID == "" {
 		p.TransactionID = NewTransactionID()

@@ -203,7 +203,9 @@ type PartitionStatus struct {
 	// Hex BLAKE3 digest of the partition's ledger state at `applied_index`: replicas that
 	// applied the same index have equal digests. Empty unless `include_state_digest` was set.
 	StateDigest string `protobuf:"bytes,7,opt,name=state_digest,json=stateDigest,proto3" json:"state_digest,omitempty"`
-	// Cross-partition transfers debited here and not yet settled (this replica's view).
+	// Cross-partition transfers debited here and not yet settled, and parts of multi-leg
+	// transfers across partitions prepared here and not yet resolved (or, on the set's home,
+	// not yet finished) (this replica's view).
 	InFlightTransfers uint64 `protobuf:"varint,8,opt,name=in_flight_transfers,json=inFlightTransfers,proto3" json:"in_flight_transfers,omitempty"`
 	// Index of this replica's newest snapshot of the partition (0: none yet).
 	SnapshotIndex uint64 `protobuf:"varint,9,opt,name=snapshot_index,json=snapshotIndex,proto3" json:"snapshot_index,omitempty"`

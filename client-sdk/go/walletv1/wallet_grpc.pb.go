@@ -73,9 +73,12 @@ type WalletServiceClient interface {
 	// from_account and to_account: merge them), MIXED_CURRENCIES (legs in different
 	// currencies), and for a leg, what a transfer's field gets (INVALID_AMOUNT,
 	// AMOUNT_OUT_OF_RANGE, INVALID_ACCOUNT_ID, SAME_ACCOUNT, UNKNOWN_CURRENCY...), field `legs`,
-	// with the leg's index in `leg`. Today every account of every leg
-	// must be in one partition: a set that spans partitions is FAILED_PRECONDITION /
-	// LEGS_SPAN_PARTITIONS (a cluster of one partition takes any set). The debited accounts
+	// with the leg's index in `leg`. A set may span partitions: every part (each partition's
+	// accounts) is checked and its debits taken first, then the home partition (that of the
+	// first leg's from_account) decides, then every part is resolved; the answer comes after
+	// that, all or none as within a partition, its token naming every partition touched (a
+	// retry's may name later positions). Nodes before 0.3 refused such a set with
+	// FAILED_PRECONDITION / LEGS_SPAN_PARTITIONS. The debited accounts
 	// need the `transfer` scope (`issue` for those that may go negative), as for Transfer.
 	TransferLegs(ctx context.Context, in *TransferLegsRequest, opts ...grpc.CallOption) (*TransferResponse, error)
 	// Holds: reserve money now, move it (or part of it) later. Authorizing reserves `amount`
@@ -397,9 +400,12 @@ type WalletServiceServer interface {
 	// from_account and to_account: merge them), MIXED_CURRENCIES (legs in different
 	// currencies), and for a leg, what a transfer's field gets (INVALID_AMOUNT,
 	// AMOUNT_OUT_OF_RANGE, INVALID_ACCOUNT_ID, SAME_ACCOUNT, UNKNOWN_CURRENCY...), field `legs`,
-	// with the leg's index in `leg`. Today every account of every leg
-	// must be in one partition: a set that spans partitions is FAILED_PRECONDITION /
-	// LEGS_SPAN_PARTITIONS (a cluster of one partition takes any set). The debited accounts
+	// with the leg's index in `leg`. A set may span partitions: every part (each partition's
+	// accounts) is checked and its debits taken first, then the home partition (that of the
+	// first leg's from_account) decides, then every part is resolved; the answer comes after
+	// that, all or none as within a partition, its token naming every partition touched (a
+	// retry's may name later positions). Nodes before 0.3 refused such a set with
+	// FAILED_PRECONDITION / LEGS_SPAN_PARTITIONS. The debited accounts
 	// need the `transfer` scope (`issue` for those that may go negative), as for Transfer.
 	TransferLegs(context.Context, *TransferLegsRequest) (*TransferResponse, error)
 	// Holds: reserve money now, move it (or part of it) later. Authorizing reserves `amount`

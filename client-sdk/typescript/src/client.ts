@@ -495,8 +495,15 @@ export class WalletClient {
    * names the index of the first leg refused, 0-based, as the error's `leg` (`ErrorInfo`
    * metadata "leg"). The whole set is refused as INVALID_ARGUMENT (field "legs")
    * LEGS_OUT_OF_RANGE (no legs, more than 64), REPEATED_LEG (two legs with the same fromAccount
-   * and toAccount: merge them) or MIXED_CURRENCIES, and today as FAILED_PRECONDITION
-   * LEGS_SPAN_PARTITIONS when its accounts are not all in one partition.
+   * and toAccount: merge them) or MIXED_CURRENCIES.
+   *
+   * A set may span partitions. It is applied all or none, step by step: every partition's part
+   * is checked and its debits taken first, then the home partition (that of the first leg's
+   * `fromAccount`) decides, then every part is resolved; the answer comes once every part is. A
+   * refusal by any part refuses the whole set with that part's reason and `leg`, and nothing
+   * moves anywhere. The `consistencyToken` names a position in every partition the set touches
+   * (a retry's may name other ones than the first answer's). Nodes before 0.3, which did not
+   * move sets across partitions, refuse such a set as FAILED_PRECONDITION LEGS_SPAN_PARTITIONS.
    */
   async transferLegs(params: TransferLegsParams): Promise<TransferResponse> {
     const request = transferLegsRequest(params);

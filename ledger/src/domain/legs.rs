@@ -6,6 +6,25 @@
 //! it (open, allowed to send or receive, of the set's currency), and its funds once, after
 //! all its legs (an account may pass on in one leg what it receives in another). One event
 //! records the outcome, one record keeps it under the id forever.
+//!
+//! Across partitions a set moves in steps, each a command on one partition, so that every
+//! leg is checked before any money moves and a credit is never taken back:
+//!
+//! 1. [`crate::Command::PrepareLegs`] on every partition the set touches, the *home* (that of
+//!    the first leg's `from`, whose record answers the client) first: the partition checks its
+//!    [`LegsPart`] (its accounts, as a transfer checks them, and their funds after all their
+//!    legs) and takes its accounts' net debits into flight ([`LegsStatus::Prepared`]), or
+//!    refuses ([`LegsStatus::Rejected`], nothing moved). Its accounts cannot close meanwhile.
+//! 2. [`crate::Command::ResolveLegs`] with the home's [`LegsDecision`] (completed once every
+//!    part prepared; rejected with the first refusal): first on the home, where it is the
+//!    decision ([`LegsStatus::Decided`]), then on every other part: credits of its accounts'
+//!    net credits, or refunds of its net debits. A part told of a rejection before it
+//!    prepared records the rejection (so a late prepare is refused) and moves nothing.
+//! 3. [`crate::Command::FinishLegs`] on the home once every part is resolved: its record is
+//!    final.
+//!
+//! Money a part took out waits in the partition's outflow, as a cross-partition transfer's
+//! debit does: each partition conserves money, and the outflows sum to the money in flight.
 
 use std::collections::BTreeMap;
 
@@ -42,7 +61,8 @@ pub struct LegsCommand {
     pub annotations: Option<Box<Annotations>>,
 }
 
-/// How a multi-leg transfer ended: final from its first entry on.
+/// Where a multi-leg transfer stands in one partition: final from its first entry on within
+/// a partition; across partitions, prepared (and on the home, decided) first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LegsStatus {
     /// Money moved along every leg.
@@ -55,6 +75,150 @@ pub enum LegsStatus {
         /// Why, as a transfer of that leg would be refused.
         reason: RejectReason,
     },
+    /// Across partitions: this partition's part is checked and its net debits are in flight,
+    /// awaiting the home partition's decision.
+    Prepared {
+        /// Which of the set's accounts are this partition's.
+        part: LegsPart,
+    },
+    /// Across partitions, on the home partition only: decided, and applied to the home's
+    /// part; the other parts are being told ([`crate::Command::FinishLegs`] ends it).
+    Decided(LegsDecision),
+}
+
+impl LegsStatus {
+    /// Whether the record can still change (prepared, or decided on the home and not yet
+    /// finished): such records live in the ledger's memory and snapshots.
+    pub fn is_live(&self) -> bool {
+        matches!(self, LegsStatus::Prepared { .. } | LegsStatus::Decided(_))
+    }
+
+    /// What the set's client is told: its decision once there is one (`None` while prepared).
+    pub fn decision(&self) -> Option<LegsDecision> {
+        match *self {
+            LegsStatus::Completed | LegsStatus::Decided(LegsDecision::Completed) => {
+                Some(LegsDecision::Completed)
+            }
+            LegsStatus::Rejected { leg, reason }
+            | LegsStatus::Decided(LegsDecision::Rejected { leg, reason }) => {
+                Some(LegsDecision::Rejected { leg, reason })
+            }
+            LegsStatus::Prepared { .. } => None,
+        }
+    }
+}
+
+/// The home partition's decision on a multi-leg transfer across partitions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum LegsDecision {
+    /// Every part prepared: money moves along every leg.
+    Completed,
+    /// A part refused: nothing moves. The leg and reason of the refusal the home heard first.
+    Rejected {
+        /// The index of the leg refused.
+        leg: u32,
+        /// Why.
+        reason: RejectReason,
+    },
+}
+
+impl LegsDecision {
+    /// The final status a part's record takes.
+    pub fn status(self) -> LegsStatus {
+        match self {
+            LegsDecision::Completed => LegsStatus::Completed,
+            LegsDecision::Rejected { leg, reason } => LegsStatus::Rejected { leg, reason },
+        }
+    }
+}
+
+/// A step the home asks of another part of a set across partitions (what a write node's
+/// `PeerService/LegsStep` carries); the part proposes [`LegsStep::command`] with the part it
+/// computes itself.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub enum LegsStep {
+    /// Check the part and take its net debits into flight, or refuse.
+    Prepare(LegsCommand),
+    /// Apply the home's decision to the part.
+    Resolve(LegsCommand, LegsDecision),
+}
+
+impl LegsStep {
+    /// The set the step is about.
+    pub fn legs(&self) -> &LegsCommand {
+        match self {
+            LegsStep::Prepare(legs) | LegsStep::Resolve(legs, _) => legs,
+        }
+    }
+
+    /// The command partition `part` of the set proposes for the step.
+    pub fn command(&self, part: LegsPart) -> crate::Command {
+        match self {
+            LegsStep::Prepare(legs) => crate::Command::PrepareLegs {
+                legs: legs.clone(),
+                part,
+            },
+            LegsStep::Resolve(legs, decision) => crate::Command::ResolveLegs {
+                legs: legs.clone(),
+                part,
+                decision: *decision,
+            },
+        }
+    }
+}
+
+/// Which of a set's accounts live in one partition: bit `i` for the `i`-th account of
+/// [`LegsCommand::accounts`] (a set names at most `2 * LEGS_MAX` = 128). Every node computes
+/// it from its own partitioning, never from a peer's word. The home partition's part holds
+/// the first account (the first leg's `from`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct LegsPart(pub u128);
+
+impl LegsPart {
+    /// The part of `legs` whose accounts `is_local` says are this partition's.
+    pub fn of(legs: &LegsCommand, mut is_local: impl FnMut(&str) -> bool) -> LegsPart {
+        let mut bits = 0_u128;
+        for (index, account_id) in legs.accounts().enumerate() {
+            if is_local(account_id) {
+                bits |= 1 << index;
+            }
+        }
+        LegsPart(bits)
+    }
+
+    /// Whether this is the home partition's part.
+    pub fn is_home(self) -> bool {
+        self.0 & 1 == 1
+    }
+
+    /// Whether it is a part of `legs` at all: at least one of its accounts, not all of them
+    /// (a set within one partition is one command), and no account it does not name.
+    pub fn fits(self, legs: &LegsCommand) -> bool {
+        let count = legs.accounts().count();
+        let all = if count == 128 {
+            u128::MAX
+        } else {
+            (1_u128 << count) - 1
+        };
+        self.0 != 0 && self.0 != all && self.0 & !all == 0
+    }
+
+    /// The accounts of `legs` in this part, in the order of [`LegsCommand::accounts`].
+    pub fn accounts<'a>(self, legs: &'a LegsCommand) -> impl Iterator<Item = &'a str> + 'a {
+        legs.accounts()
+            .enumerate()
+            .filter(move |(index, _)| *index < 128 && self.0 & (1 << index) != 0)
+            .map(|(_, account_id)| account_id)
+    }
+
+    /// What the legs do to each account of this part, together (see
+    /// [`LegsCommand::net_by_account`]), in account order.
+    pub fn net(self, legs: &LegsCommand) -> Vec<(&str, i128)> {
+        let net = legs.net_by_account();
+        self.accounts(legs)
+            .map(|account_id| (account_id, net[account_id]))
+            .collect()
+    }
 }
 
 /// What the ledger remembers about a multi-leg transfer, forever.

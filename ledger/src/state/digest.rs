@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::{AccountRef, Ledger};
 use crate::annotations::Annotations;
-use crate::domain::legs::{LegsRecord, LegsStatus};
+use crate::domain::legs::{LegsDecision, LegsRecord, LegsStatus};
 use crate::domain::{
     AccountSettings, AccountStatus, CreditOutcome, CreditRecord, EntryMeta, Hold, HoldState,
     RejectReason, TransferCommand, TransferRecord, TransferStatus,
@@ -219,6 +219,16 @@ pub(super) fn legs_hash(record: &LegsRecord) -> [u8; 32] {
         LegsStatus::Completed => encoder.update(&[0]),
         LegsStatus::Rejected { leg, reason } => {
             encoder.update(&[1]);
+            encoder.update(&leg.to_le_bytes());
+            encoder.update(&[reject_reason_tag(reason)]);
+        }
+        LegsStatus::Prepared { part } => {
+            encoder.update(&[2]);
+            encoder.update(&part.0.to_le_bytes());
+        }
+        LegsStatus::Decided(LegsDecision::Completed) => encoder.update(&[3]),
+        LegsStatus::Decided(LegsDecision::Rejected { leg, reason }) => {
+            encoder.update(&[4]);
             encoder.update(&leg.to_le_bytes());
             encoder.update(&[reject_reason_tag(reason)]);
         }

@@ -6,6 +6,7 @@ use super::accounts::IdHash;
 use super::digest::RecordSum;
 use super::digest::account_hash;
 use super::{AccountRef, Ledger, add_balance_total};
+use crate::domain::legs::{LegsRecord, LegsStatus};
 use crate::domain::{Account, AccountSettings, CreditRecord, TransferRecord, TransferStatus};
 use crate::money::{AMOUNT_MINOR_MAX, Currency};
 
@@ -94,6 +95,11 @@ impl serde::Serialize for Ledger {
         if !self.account_annotations.is_empty() {
             return Err(serde::ser::Error::custom(
                 "a ledger with annotated accounts is written as WithAccountAnnotations",
+            ));
+        }
+        if !self.legs_live.is_empty() {
+            return Err(serde::ser::Error::custom(
+                "a ledger with live multi-leg records is written as WithLiveLegs",
             ));
         }
         serde::Serialize::serialize(&self.snapshot_ref(), serializer)
@@ -359,13 +365,15 @@ pub struct WithAccountAnnotations(pub Ledger);
 
 impl serde::Serialize for WithAccountAnnotations {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let hashes: Vec<(&str, &[u8; 32])> = self
-            .0
-            .account_annotations
-            .iter()
-            .map(|(account_id, hash)| (account_id.as_str(), hash))
-            .collect();
-        serde::Serialize::serialize(&(self.0.snapshot_ref(), hashes), serializer)
+        if !self.0.legs_live.is_empty() {
+            return Err(serde::ser::Error::custom(
+                "a ledger with live multi-leg records is written as WithLiveLegs",
+            ));
+        }
+        serde::Serialize::serialize(
+            &(self.0.snapshot_ref(), self.0.annotation_hashes()),
+            serializer,
+        )
     }
 }
 
@@ -375,21 +383,110 @@ impl<'de> serde::Deserialize<'de> for WithAccountAnnotations {
     ) -> Result<WithAccountAnnotations, D::Error> {
         let (mut ledger, hashes) =
             <(Ledger, Vec<(&'de str, [u8; 32])>) as serde::Deserialize>::deserialize(deserializer)?;
+        ledger
+            .restore_annotation_hashes(hashes)
+            .map_err(serde::de::Error::custom)?;
+        Ok(WithAccountAnnotations(ledger))
+    }
+}
+
+/// The snapshot form of state format 8: as format 7 (the ledger, then the account annotation
+/// hashes), then the live multi-leg records (parts prepared across partitions, homes decided
+/// and not finished), sorted by id, which no earlier format carries. The stated counts and
+/// record sum already count them.
+pub struct WithLiveLegs(pub Ledger);
+
+impl serde::Serialize for WithLiveLegs {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let live: Vec<&LegsRecord> = self.0.live_legs().collect();
+        serde::Serialize::serialize(
+            &(self.0.snapshot_ref(), self.0.annotation_hashes(), live),
+            serializer,
+        )
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for WithLiveLegs {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<WithLiveLegs, D::Error> {
+        let (mut ledger, hashes, live) = <(Ledger, Vec<(&'de str, [u8; 32])>, Vec<LegsRecord>) as serde::Deserialize>::deserialize(deserializer)?;
+        ledger
+            .restore_annotation_hashes(hashes)
+            .map_err(serde::de::Error::custom)?;
+        ledger
+            .restore_live_legs(live)
+            .map_err(serde::de::Error::custom)?;
+        Ok(WithLiveLegs(ledger))
+    }
+}
+
+impl Ledger {
+    /// The hash of each account opened with annotations, by account id.
+    fn annotation_hashes(&self) -> Vec<(&str, &[u8; 32])> {
+        self.account_annotations
+            .iter()
+            .map(|(account_id, hash)| (account_id.as_str(), hash))
+            .collect()
+    }
+
+    /// Takes a snapshot's account annotation hashes: of open accounts, sorted by id.
+    fn restore_annotation_hashes(&mut self, hashes: Vec<(&str, [u8; 32])>) -> Result<(), String> {
         let mut previous: Option<&str> = None;
         for (account_id, hash) in hashes {
             if previous.is_some_and(|previous| previous >= account_id)
-                || ledger.account(account_id).is_none()
+                || self.account(account_id).is_none()
             {
-                return Err(serde::de::Error::custom(format!(
+                return Err(format!(
                     "snapshot: annotations of {account_id:?} are not of an open account, or \
                      out of order"
-                )));
+                ));
             }
-            ledger
-                .account_annotations
+            self.account_annotations
                 .insert(account_id.to_string(), hash);
             previous = Some(account_id);
         }
-        Ok(WithAccountAnnotations(ledger))
+        Ok(())
+    }
+
+    /// Takes a snapshot's live multi-leg records (already counted in its totals and sum):
+    /// each live, well formed, under an id recorded nowhere else, sorted; a prepared part's
+    /// accounts open in the set's currency, each that moves money counted in flight.
+    fn restore_live_legs(&mut self, live: Vec<LegsRecord>) -> Result<(), String> {
+        let mut previous: Option<u128> = None;
+        for record in live {
+            let id = record.command.transaction_id;
+            let key = id.as_u128();
+            let well_formed = record.status.is_live()
+                && record.command.shape().is_ok()
+                && previous.is_none_or(|previous| previous < key)
+                && !self.holds_record(key);
+            if !well_formed {
+                return Err(format!("snapshot: live multi-leg record {id} is malformed"));
+            }
+            if let LegsStatus::Prepared { part } = record.status {
+                if !part.fits(&record.command) {
+                    return Err(format!("snapshot: multi-leg part {id} is not of its set"));
+                }
+                for (account_id, net) in part.net(&record.command) {
+                    let open = self
+                        .account(account_id)
+                        .is_some_and(|account| account.currency == record.command.currency);
+                    if !open {
+                        return Err(format!(
+                            "snapshot: multi-leg part {id} names {account_id:?}, not open in its currency"
+                        ));
+                    }
+                    if net != 0 {
+                        super::count_debit_in_flight(self, IdHash::of(account_id), 1);
+                    }
+                }
+            }
+            if self.legs.len() + self.transfers.len() >= self.transfers_count as usize {
+                return Err("snapshot: more records than it counts".to_string());
+            }
+            self.legs_live.insert(key);
+            self.legs.insert(key, record);
+            previous = Some(key);
+        }
+        Ok(())
     }
 }

@@ -69,6 +69,10 @@ pub struct SnapshotRequest {
 /// timestamp of the event blocks fetched with it (0 if none).
 pub type FetchedSnapshot = (SnapshotMeta, Ledger, u64);
 
+/// Live multi-leg sets of a home to drive on, and the last live record looked at (the next
+/// batch resumes after it).
+pub type LiveLegs = (Vec<ledger::LegsCommand>, Option<uuid::Uuid>);
+
 /// Why a command or read got no answer from the ledger. Each maps to UNAVAILABLE or
 /// RESOURCE_EXHAUSTED at the API.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -178,6 +182,12 @@ enum ClientRequest {
         after: Option<uuid::Uuid>,
         reply: oneshot::Sender<Result<Vec<TransferCommand>, StoreError>>,
     },
+    /// Multi-leg sets whose home is the partition and that are not finished (leader only).
+    LiveLegs {
+        partition: u32,
+        after: Option<uuid::Uuid>,
+        reply: oneshot::Sender<Result<LiveLegs, StoreError>>,
+    },
     /// Pending holds due at `now_ms`, earliest first (leader only).
     DueHolds {
         partition: u32,
@@ -275,6 +285,27 @@ impl StoreHandle {
         let (reply, answer) = oneshot::channel();
         self.client_tx
             .send(ClientRequest::InFlight {
+                partition,
+                after,
+                reply,
+            })
+            .await
+            .map_err(|_| self.stopped())?;
+        answer.await.map_err(|_| self.stopped())?
+    }
+
+    /// The multi-leg sets whose home is `partition` and that are not finished (prepared or
+    /// decided there), at most `limits::RECOVERY_BATCH_MAX` after `after` in id order,
+    /// wrapping around (leader only): what the recovery pass drives on; and the id to resume
+    /// after.
+    pub async fn live_legs(
+        &self,
+        partition: u32,
+        after: Option<uuid::Uuid>,
+    ) -> Result<LiveLegs, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.client_tx
+            .send(ClientRequest::LiveLegs {
                 partition,
                 after,
                 reply,

@@ -522,7 +522,9 @@ impl Partition {
             role,
             state_digest: with_digest
                 .then(|| codec::partition_digest(&self.ledger.digest(), &self.chain_head)),
-            in_flight_transfers: self.ledger.in_flight_count() as u64,
+            // Multi-leg parts prepared or homes decided and not finished are in flight too.
+            in_flight_transfers: (self.ledger.in_flight_count() + self.ledger.live_legs_count())
+                as u64,
             snapshot_index: self.snapshots.index,
             log_first_index: self.raw.store().first_log_index(),
         }

@@ -413,6 +413,32 @@ impl Store {
                 };
                 let _ = reply.send(answer);
             }
+            ClientRequest::LiveLegs {
+                partition,
+                after,
+                reply,
+            } => {
+                let partition = &self.partitions[partition as usize];
+                let answer = if partition.is_leader() {
+                    // At most a batch of live records looked at; the home's among them (a
+                    // part elsewhere waits for its home), and the last one looked at.
+                    let batch: Vec<&ledger::LegsRecord> = partition
+                        .ledger
+                        .live_legs_from(after)
+                        .take(limits::RECOVERY_BATCH_MAX)
+                        .collect();
+                    let last = batch.last().map(|record| record.command.transaction_id);
+                    let homes = batch.into_iter().filter(|record| {
+                        !matches!(record.status, ledger::LegsStatus::Prepared { part } if !part.is_home())
+                    });
+                    Ok((homes.map(|record| record.command.clone()).collect(), last))
+                } else {
+                    Err(StoreError::NotLeader {
+                        leader_id: partition.leader_hint(),
+                    })
+                };
+                let _ = reply.send(answer);
+            }
             ClientRequest::DueHolds {
                 partition,
                 now_ms,
@@ -631,6 +657,7 @@ impl Store {
                 ClientRequest::Read { reply, .. } => drop(reply.send(Err(error.clone()))),
                 ClientRequest::Status { .. } => {}
                 ClientRequest::InFlight { reply, .. } => drop(reply.send(Err(error.clone()))),
+                ClientRequest::LiveLegs { reply, .. } => drop(reply.send(Err(error.clone()))),
                 ClientRequest::DueHolds { reply, .. } => drop(reply.send(Err(error.clone()))),
                 ClientRequest::SnapshotServed { .. } => {}
             }

@@ -505,8 +505,16 @@ class WalletClient:
         error's ``leg`` (``ErrorInfo`` metadata ``leg``). The whole set is refused as
         INVALID_ARGUMENT (field ``legs``) LEGS_OUT_OF_RANGE (no legs, more than 64),
         REPEATED_LEG (two legs with the same from_account and to_account: merge them) or
-        MIXED_CURRENCIES, and today as FAILED_PRECONDITION LEGS_SPAN_PARTITIONS when its
-        accounts are not all in one partition."""
+        MIXED_CURRENCIES.
+
+        A set may span partitions. It is applied all or none, step by step: every partition's
+        part is checked and its debits taken first, then the home partition (that of the
+        first leg's ``from_account``) decides, then every part is resolved; the answer comes
+        once every part is. A refusal by any part refuses the whole set with that part's
+        reason and ``leg``, and nothing moves anywhere. The ``consistency_token`` names a
+        position in every partition the set touches (a retry's may name other ones than the
+        first answer's). Nodes before 0.3, which did not move sets across partitions, refuse
+        such a set as FAILED_PRECONDITION LEGS_SPAN_PARTITIONS."""
         request = new_transfer_legs_request(
             new_transaction_id() if transaction_id is None else transaction_id, legs, reference, metadata
         )

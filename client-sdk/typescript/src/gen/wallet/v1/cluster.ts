@@ -56,7 +56,11 @@ export interface PartitionStatus {
    * applied the same index have equal digests. Empty unless `include_state_digest` was set.
    */
   stateDigest: string;
-  /** Cross-partition transfers debited here and not yet settled (this replica's view). */
+  /**
+   * Cross-partition transfers debited here and not yet settled, and parts of multi-leg
+   * transfers across partitions prepared here and not yet resolved (or, on the set's home,
+   * not yet finished) (this replica's view).
+   */
   inFlightTransfers: string;
   /** Index of this replica's newest snapshot of the partition (0: none yet). */
   snapshotIndex: string;

@@ -214,10 +214,21 @@ export enum ErrorReason {
   /** ERROR_REASON_MIXED_CURRENCIES - TransferLegs with legs in different currencies (INVALID_ARGUMENT, field `legs`). */
   ERROR_REASON_MIXED_CURRENCIES = 83,
   /**
-   * ERROR_REASON_LEGS_SPAN_PARTITIONS - TransferLegs whose accounts are not all in one partition (FAILED_PRECONDITION): not
-   * supported yet.
+   * ERROR_REASON_LEGS_SPAN_PARTITIONS - TransferLegs whose accounts are not all in one partition (FAILED_PRECONDITION): answered
+   * only by nodes before 0.3, which did not move sets across partitions.
    */
   ERROR_REASON_LEGS_SPAN_PARTITIONS = 84,
+  /**
+   * ERROR_REASON_INVALID_LEGS_PART - Peer steps of a multi-leg transfer across partitions (INVALID_ARGUMENT, field `legs`),
+   * never a client's: a step naming accounts that are not the partition's part of the set,
+   * or a rejection naming a leg the set does not have.
+   */
+  ERROR_REASON_INVALID_LEGS_PART = 85,
+  /**
+   * ERROR_REASON_LEGS_NOT_PREPARED - Likewise: a completed decision for a part the partition did not prepare, or a finish of
+   * a set the home has not decided.
+   */
+  ERROR_REASON_LEGS_NOT_PREPARED = 86,
   UNRECOGNIZED = -1,
 }
 
@@ -478,6 +489,12 @@ export function errorReasonFromJSON(object: any): ErrorReason {
     case 84:
     case "ERROR_REASON_LEGS_SPAN_PARTITIONS":
       return ErrorReason.ERROR_REASON_LEGS_SPAN_PARTITIONS;
+    case 85:
+    case "ERROR_REASON_INVALID_LEGS_PART":
+      return ErrorReason.ERROR_REASON_INVALID_LEGS_PART;
+    case 86:
+    case "ERROR_REASON_LEGS_NOT_PREPARED":
+      return ErrorReason.ERROR_REASON_LEGS_NOT_PREPARED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -657,6 +674,10 @@ export function errorReasonToJSON(object: ErrorReason): string {
       return "ERROR_REASON_MIXED_CURRENCIES";
     case ErrorReason.ERROR_REASON_LEGS_SPAN_PARTITIONS:
       return "ERROR_REASON_LEGS_SPAN_PARTITIONS";
+    case ErrorReason.ERROR_REASON_INVALID_LEGS_PART:
+      return "ERROR_REASON_INVALID_LEGS_PART";
+    case ErrorReason.ERROR_REASON_LEGS_NOT_PREPARED:
+      return "ERROR_REASON_LEGS_NOT_PREPARED";
     case ErrorReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

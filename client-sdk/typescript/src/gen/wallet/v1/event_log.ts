@@ -118,6 +118,11 @@ export interface LedgerEvent {
   accountChanged?: AccountChanged | undefined;
   legsCompleted?: LegsCompleted | undefined;
   legsRejected?: LegsRejected | undefined;
+  legsPrepared?: LegsPrepared | undefined;
+  legsPartRefused?: LegsPartRefused | undefined;
+  legsResolved?: LegsResolved | undefined;
+  legsAborted?: LegsAborted | undefined;
+  legsFinished?: LegsFinished | undefined;
 }
 
 /** One leg of a multi-leg transfer. */
@@ -155,6 +160,94 @@ export interface LegsRejected {
   leg: number;
   reason: string;
   field: string;
+}
+
+/**
+ * The steps of a multi-leg transfer across partitions. Every partition the set touches logs
+ * its own steps, for its own accounts (`part`): prepare (its accounts' net debits leave for
+ * the other parts), then the home partition's decision (net credits arrive, or the debits
+ * come back). The home partition is that of the first leg's from_account; its events carry
+ * the set's state (in flight from its prepare, then completed or rejected).
+ */
+export interface LegsPart {
+  /** This partition's accounts among the set's, in order of first appearance in the legs. */
+  accounts: string[];
+  /** Whether this is the set's home partition. */
+  home: boolean;
+}
+
+/** One account's balance change in a step of a multi-leg transfer across partitions. */
+export interface LegsMove {
+  accountId: string;
+  /** Signed: negative for a debit. */
+  delta: string;
+  deltaMinor: string;
+}
+
+/**
+ * This partition's part is checked; its accounts' net debits (`moves`, negative) are in
+ * flight to the other parts. Its accounts cannot close until the part is resolved.
+ */
+export interface LegsPrepared {
+  transactionId: string;
+  currency: string;
+  legs: LegMoved[];
+  annotations: TransferAnnotations | undefined;
+  part: LegsPart | undefined;
+  moves: LegsMove[];
+}
+
+/**
+ * This partition refused its part (the leg, reason and field at fault); nothing moved. On
+ * the home it is the set's rejection.
+ */
+export interface LegsPartRefused {
+  transactionId: string;
+  currency: string;
+  legs: LegMoved[];
+  annotations: TransferAnnotations | undefined;
+  part: LegsPart | undefined;
+  leg: number;
+  reason: string;
+  field: string;
+}
+
+/**
+ * The home's decision reached this partition's prepared part: completed, its accounts' net
+ * credits arrive; rejected (the leg, reason and field of the refusal), its net debits come
+ * back. `moves` are the changes (positive).
+ */
+export interface LegsResolved {
+  transactionId: string;
+  currency: string;
+  legs: LegMoved[];
+  annotations: TransferAnnotations | undefined;
+  part: LegsPart | undefined;
+  completed: boolean;
+  leg: number;
+  reason: string;
+  field: string;
+  moves: LegsMove[];
+}
+
+/**
+ * The home rejected the set before this partition prepared its part; nothing moved (a late
+ * prepare is refused).
+ */
+export interface LegsAborted {
+  transactionId: string;
+  currency: string;
+  legs: LegMoved[];
+  annotations: TransferAnnotations | undefined;
+  part: LegsPart | undefined;
+  leg: number;
+  reason: string;
+  field: string;
+}
+
+/** On the home: every other part is resolved. Nothing moves. */
+export interface LegsFinished {
+  transactionId: string;
 }
 
 /**
@@ -601,6 +694,11 @@ function createBaseLedgerEvent(): LedgerEvent {
     accountChanged: undefined,
     legsCompleted: undefined,
     legsRejected: undefined,
+    legsPrepared: undefined,
+    legsPartRefused: undefined,
+    legsResolved: undefined,
+    legsAborted: undefined,
+    legsFinished: undefined,
   };
 }
 
@@ -656,6 +754,21 @@ export const LedgerEvent: MessageFns<LedgerEvent> = {
     }
     if (message.legsRejected !== undefined) {
       LegsRejected.encode(message.legsRejected, writer.uint32(138).fork()).join();
+    }
+    if (message.legsPrepared !== undefined) {
+      LegsPrepared.encode(message.legsPrepared, writer.uint32(146).fork()).join();
+    }
+    if (message.legsPartRefused !== undefined) {
+      LegsPartRefused.encode(message.legsPartRefused, writer.uint32(154).fork()).join();
+    }
+    if (message.legsResolved !== undefined) {
+      LegsResolved.encode(message.legsResolved, writer.uint32(162).fork()).join();
+    }
+    if (message.legsAborted !== undefined) {
+      LegsAborted.encode(message.legsAborted, writer.uint32(170).fork()).join();
+    }
+    if (message.legsFinished !== undefined) {
+      LegsFinished.encode(message.legsFinished, writer.uint32(178).fork()).join();
     }
     return writer;
   },
@@ -809,6 +922,46 @@ export const LedgerEvent: MessageFns<LedgerEvent> = {
             message.legsRejected = LegsRejected.decode(reader, reader.uint32());
             continue;
           }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.legsPrepared = LegsPrepared.decode(reader, reader.uint32());
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.legsPartRefused = LegsPartRefused.decode(reader, reader.uint32());
+            continue;
+          }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.legsResolved = LegsResolved.decode(reader, reader.uint32());
+            continue;
+          }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.legsAborted = LegsAborted.decode(reader, reader.uint32());
+            continue;
+          }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.legsFinished = LegsFinished.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -908,6 +1061,31 @@ export const LedgerEvent: MessageFns<LedgerEvent> = {
         : isSet(object.legs_rejected)
         ? LegsRejected.fromJSON(object.legs_rejected)
         : undefined,
+      legsPrepared: isSet(object.legsPrepared)
+        ? LegsPrepared.fromJSON(object.legsPrepared)
+        : isSet(object.legs_prepared)
+        ? LegsPrepared.fromJSON(object.legs_prepared)
+        : undefined,
+      legsPartRefused: isSet(object.legsPartRefused)
+        ? LegsPartRefused.fromJSON(object.legsPartRefused)
+        : isSet(object.legs_part_refused)
+        ? LegsPartRefused.fromJSON(object.legs_part_refused)
+        : undefined,
+      legsResolved: isSet(object.legsResolved)
+        ? LegsResolved.fromJSON(object.legsResolved)
+        : isSet(object.legs_resolved)
+        ? LegsResolved.fromJSON(object.legs_resolved)
+        : undefined,
+      legsAborted: isSet(object.legsAborted)
+        ? LegsAborted.fromJSON(object.legsAborted)
+        : isSet(object.legs_aborted)
+        ? LegsAborted.fromJSON(object.legs_aborted)
+        : undefined,
+      legsFinished: isSet(object.legsFinished)
+        ? LegsFinished.fromJSON(object.legsFinished)
+        : isSet(object.legs_finished)
+        ? LegsFinished.fromJSON(object.legs_finished)
+        : undefined,
     };
   },
 
@@ -963,6 +1141,21 @@ export const LedgerEvent: MessageFns<LedgerEvent> = {
     }
     if (message.legsRejected !== undefined) {
       obj.legsRejected = LegsRejected.toJSON(message.legsRejected);
+    }
+    if (message.legsPrepared !== undefined) {
+      obj.legsPrepared = LegsPrepared.toJSON(message.legsPrepared);
+    }
+    if (message.legsPartRefused !== undefined) {
+      obj.legsPartRefused = LegsPartRefused.toJSON(message.legsPartRefused);
+    }
+    if (message.legsResolved !== undefined) {
+      obj.legsResolved = LegsResolved.toJSON(message.legsResolved);
+    }
+    if (message.legsAborted !== undefined) {
+      obj.legsAborted = LegsAborted.toJSON(message.legsAborted);
+    }
+    if (message.legsFinished !== undefined) {
+      obj.legsFinished = LegsFinished.toJSON(message.legsFinished);
     }
     return obj;
   },
@@ -1022,6 +1215,21 @@ export const LedgerEvent: MessageFns<LedgerEvent> = {
       : undefined;
     message.legsRejected = (object.legsRejected !== undefined && object.legsRejected !== null)
       ? LegsRejected.fromPartial(object.legsRejected)
+      : undefined;
+    message.legsPrepared = (object.legsPrepared !== undefined && object.legsPrepared !== null)
+      ? LegsPrepared.fromPartial(object.legsPrepared)
+      : undefined;
+    message.legsPartRefused = (object.legsPartRefused !== undefined && object.legsPartRefused !== null)
+      ? LegsPartRefused.fromPartial(object.legsPartRefused)
+      : undefined;
+    message.legsResolved = (object.legsResolved !== undefined && object.legsResolved !== null)
+      ? LegsResolved.fromPartial(object.legsResolved)
+      : undefined;
+    message.legsAborted = (object.legsAborted !== undefined && object.legsAborted !== null)
+      ? LegsAborted.fromPartial(object.legsAborted)
+      : undefined;
+    message.legsFinished = (object.legsFinished !== undefined && object.legsFinished !== null)
+      ? LegsFinished.fromPartial(object.legsFinished)
       : undefined;
     return message;
   },
@@ -1446,6 +1654,1050 @@ export const LegsRejected: MessageFns<LegsRejected> = {
     message.leg = object.leg ?? 0;
     message.reason = object.reason ?? "";
     message.field = object.field ?? "";
+    return message;
+  },
+};
+
+function createBaseLegsPart(): LegsPart {
+  return { accounts: [], home: false };
+}
+
+export const LegsPart: MessageFns<LegsPart> = {
+  encode(message: LegsPart, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.accounts) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.home !== false) {
+      writer.uint32(16).bool(message.home);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LegsPart {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLegsPart();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accounts.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.home = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LegsPart {
+    return {
+      accounts: globalThis.Array.isArray(object?.accounts) ? object.accounts.map((e: any) => globalThis.String(e)) : [],
+      home: isSet(object.home) ? globalThis.Boolean(object.home) : false,
+    };
+  },
+
+  toJSON(message: LegsPart): unknown {
+    const obj: any = {};
+    if (message.accounts?.length) {
+      obj.accounts = message.accounts;
+    }
+    if (message.home !== false) {
+      obj.home = message.home;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LegsPart>, I>>(base?: I): LegsPart {
+    return LegsPart.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LegsPart>, I>>(object: I): LegsPart {
+    const message = createBaseLegsPart();
+    message.accounts = object.accounts?.map((e) => e) || [];
+    message.home = object.home ?? false;
+    return message;
+  },
+};
+
+function createBaseLegsMove(): LegsMove {
+  return { accountId: "", delta: "", deltaMinor: "0" };
+}
+
+export const LegsMove: MessageFns<LegsMove> = {
+  encode(message: LegsMove, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.delta !== "") {
+      writer.uint32(18).string(message.delta);
+    }
+    if (message.deltaMinor !== "0") {
+      writer.uint32(24).int64(message.deltaMinor);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LegsMove {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLegsMove();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.delta = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.deltaMinor = reader.int64().toString();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LegsMove {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      delta: isSet(object.delta) ? globalThis.String(object.delta) : "",
+      deltaMinor: isSet(object.deltaMinor)
+        ? globalThis.String(object.deltaMinor)
+        : isSet(object.delta_minor)
+        ? globalThis.String(object.delta_minor)
+        : "0",
+    };
+  },
+
+  toJSON(message: LegsMove): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.delta !== "") {
+      obj.delta = message.delta;
+    }
+    if (message.deltaMinor !== "0") {
+      obj.deltaMinor = message.deltaMinor;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LegsMove>, I>>(base?: I): LegsMove {
+    return LegsMove.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LegsMove>, I>>(object: I): LegsMove {
+    const message = createBaseLegsMove();
+    message.accountId = object.accountId ?? "";
+    message.delta = object.delta ?? "";
+    message.deltaMinor = object.deltaMinor ?? "0";
+    return message;
+  },
+};
+
+function createBaseLegsPrepared(): LegsPrepared {
+  return { transactionId: "", currency: "", legs: [], annotations: undefined, part: undefined, moves: [] };
+}
+
+export const LegsPrepared: MessageFns<LegsPrepared> = {
+  encode(message: LegsPrepared, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transactionId !== "") {
+      writer.uint32(10).string(message.transactionId);
+    }
+    if (message.currency !== "") {
+      writer.uint32(18).string(message.currency);
+    }
+    for (const v of message.legs) {
+      LegMoved.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.annotations !== undefined) {
+      TransferAnnotations.encode(message.annotations, writer.uint32(34).fork()).join();
+    }
+    if (message.part !== undefined) {
+      LegsPart.encode(message.part, writer.uint32(42).fork()).join();
+    }
+    for (const v of message.moves) {
+      LegsMove.encode(v!, writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LegsPrepared {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLegsPrepared();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transactionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.currency = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.legs.push(LegMoved.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.annotations = TransferAnnotations.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.part = LegsPart.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.moves.push(LegsMove.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LegsPrepared {
+    return {
+      transactionId: isSet(object.transactionId)
+        ? globalThis.String(object.transactionId)
+        : isSet(object.transaction_id)
+        ? globalThis.String(object.transaction_id)
+        : "",
+      currency: isSet(object.currency) ? globalThis.String(object.currency) : "",
+      legs: globalThis.Array.isArray(object?.legs) ? object.legs.map((e: any) => LegMoved.fromJSON(e)) : [],
+      annotations: isSet(object.annotations) ? TransferAnnotations.fromJSON(object.annotations) : undefined,
+      part: isSet(object.part) ? LegsPart.fromJSON(object.part) : undefined,
+      moves: globalThis.Array.isArray(object?.moves) ? object.moves.map((e: any) => LegsMove.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: LegsPrepared): unknown {
+    const obj: any = {};
+    if (message.transactionId !== "") {
+      obj.transactionId = message.transactionId;
+    }
+    if (message.currency !== "") {
+      obj.currency = message.currency;
+    }
+    if (message.legs?.length) {
+      obj.legs = message.legs.map((e) => LegMoved.toJSON(e));
+    }
+    if (message.annotations !== undefined) {
+      obj.annotations = TransferAnnotations.toJSON(message.annotations);
+    }
+    if (message.part !== undefined) {
+      obj.part = LegsPart.toJSON(message.part);
+    }
+    if (message.moves?.length) {
+      obj.moves = message.moves.map((e) => LegsMove.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LegsPrepared>, I>>(base?: I): LegsPrepared {
+    return LegsPrepared.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LegsPrepared>, I>>(object: I): LegsPrepared {
+    const message = createBaseLegsPrepared();
+    message.transactionId = object.transactionId ?? "";
+    message.currency = object.currency ?? "";
+    message.legs = object.legs?.map((e) => LegMoved.fromPartial(e)) || [];
+    message.annotations = (object.annotations !== undefined && object.annotations !== null)
+      ? TransferAnnotations.fromPartial(object.annotations)
+      : undefined;
+    message.part = (object.part !== undefined && object.part !== null) ? LegsPart.fromPartial(object.part) : undefined;
+    message.moves = object.moves?.map((e) => LegsMove.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseLegsPartRefused(): LegsPartRefused {
+  return {
+    transactionId: "",
+    currency: "",
+    legs: [],
+    annotations: undefined,
+    part: undefined,
+    leg: 0,
+    reason: "",
+    field: "",
+  };
+}
+
+export const LegsPartRefused: MessageFns<LegsPartRefused> = {
+  encode(message: LegsPartRefused, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transactionId !== "") {
+      writer.uint32(10).string(message.transactionId);
+    }
+    if (message.currency !== "") {
+      writer.uint32(18).string(message.currency);
+    }
+    for (const v of message.legs) {
+      LegMoved.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.annotations !== undefined) {
+      TransferAnnotations.encode(message.annotations, writer.uint32(34).fork()).join();
+    }
+    if (message.part !== undefined) {
+      LegsPart.encode(message.part, writer.uint32(42).fork()).join();
+    }
+    if (message.leg !== 0) {
+      writer.uint32(48).uint32(message.leg);
+    }
+    if (message.reason !== "") {
+      writer.uint32(58).string(message.reason);
+    }
+    if (message.field !== "") {
+      writer.uint32(66).string(message.field);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LegsPartRefused {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLegsPartRefused();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transactionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.currency = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.legs.push(LegMoved.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.annotations = TransferAnnotations.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.part = LegsPart.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.leg = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.field = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LegsPartRefused {
+    return {
+      transactionId: isSet(object.transactionId)
+        ? globalThis.String(object.transactionId)
+        : isSet(object.transaction_id)
+        ? globalThis.String(object.transaction_id)
+        : "",
+      currency: isSet(object.currency) ? globalThis.String(object.currency) : "",
+      legs: globalThis.Array.isArray(object?.legs) ? object.legs.map((e: any) => LegMoved.fromJSON(e)) : [],
+      annotations: isSet(object.annotations) ? TransferAnnotations.fromJSON(object.annotations) : undefined,
+      part: isSet(object.part) ? LegsPart.fromJSON(object.part) : undefined,
+      leg: isSet(object.leg) ? globalThis.Number(object.leg) : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      field: isSet(object.field) ? globalThis.String(object.field) : "",
+    };
+  },
+
+  toJSON(message: LegsPartRefused): unknown {
+    const obj: any = {};
+    if (message.transactionId !== "") {
+      obj.transactionId = message.transactionId;
+    }
+    if (message.currency !== "") {
+      obj.currency = message.currency;
+    }
+    if (message.legs?.length) {
+      obj.legs = message.legs.map((e) => LegMoved.toJSON(e));
+    }
+    if (message.annotations !== undefined) {
+      obj.annotations = TransferAnnotations.toJSON(message.annotations);
+    }
+    if (message.part !== undefined) {
+      obj.part = LegsPart.toJSON(message.part);
+    }
+    if (message.leg !== 0) {
+      obj.leg = Math.round(message.leg);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.field !== "") {
+      obj.field = message.field;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LegsPartRefused>, I>>(base?: I): LegsPartRefused {
+    return LegsPartRefused.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LegsPartRefused>, I>>(object: I): LegsPartRefused {
+    const message = createBaseLegsPartRefused();
+    message.transactionId = object.transactionId ?? "";
+    message.currency = object.currency ?? "";
+    message.legs = object.legs?.map((e) => LegMoved.fromPartial(e)) || [];
+    message.annotations = (object.annotations !== undefined && object.annotations !== null)
+      ? TransferAnnotations.fromPartial(object.annotations)
+      : undefined;
+    message.part = (object.part !== undefined && object.part !== null) ? LegsPart.fromPartial(object.part) : undefined;
+    message.leg = object.leg ?? 0;
+    message.reason = object.reason ?? "";
+    message.field = object.field ?? "";
+    return message;
+  },
+};
+
+function createBaseLegsResolved(): LegsResolved {
+  return {
+    transactionId: "",
+    currency: "",
+    legs: [],
+    annotations: undefined,
+    part: undefined,
+    completed: false,
+    leg: 0,
+    reason: "",
+    field: "",
+    moves: [],
+  };
+}
+
+export const LegsResolved: MessageFns<LegsResolved> = {
+  encode(message: LegsResolved, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transactionId !== "") {
+      writer.uint32(10).string(message.transactionId);
+    }
+    if (message.currency !== "") {
+      writer.uint32(18).string(message.currency);
+    }
+    for (const v of message.legs) {
+      LegMoved.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.annotations !== undefined) {
+      TransferAnnotations.encode(message.annotations, writer.uint32(34).fork()).join();
+    }
+    if (message.part !== undefined) {
+      LegsPart.encode(message.part, writer.uint32(42).fork()).join();
+    }
+    if (message.completed !== false) {
+      writer.uint32(48).bool(message.completed);
+    }
+    if (message.leg !== 0) {
+      writer.uint32(56).uint32(message.leg);
+    }
+    if (message.reason !== "") {
+      writer.uint32(66).string(message.reason);
+    }
+    if (message.field !== "") {
+      writer.uint32(74).string(message.field);
+    }
+    for (const v of message.moves) {
+      LegsMove.encode(v!, writer.uint32(82).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LegsResolved {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLegsResolved();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transactionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.currency = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.legs.push(LegMoved.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.annotations = TransferAnnotations.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.part = LegsPart.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.completed = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.leg = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.field = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.moves.push(LegsMove.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LegsResolved {
+    return {
+      transactionId: isSet(object.transactionId)
+        ? globalThis.String(object.transactionId)
+        : isSet(object.transaction_id)
+        ? globalThis.String(object.transaction_id)
+        : "",
+      currency: isSet(object.currency) ? globalThis.String(object.currency) : "",
+      legs: globalThis.Array.isArray(object?.legs) ? object.legs.map((e: any) => LegMoved.fromJSON(e)) : [],
+      annotations: isSet(object.annotations) ? TransferAnnotations.fromJSON(object.annotations) : undefined,
+      part: isSet(object.part) ? LegsPart.fromJSON(object.part) : undefined,
+      completed: isSet(object.completed) ? globalThis.Boolean(object.completed) : false,
+      leg: isSet(object.leg) ? globalThis.Number(object.leg) : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      field: isSet(object.field) ? globalThis.String(object.field) : "",
+      moves: globalThis.Array.isArray(object?.moves) ? object.moves.map((e: any) => LegsMove.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: LegsResolved): unknown {
+    const obj: any = {};
+    if (message.transactionId !== "") {
+      obj.transactionId = message.transactionId;
+    }
+    if (message.currency !== "") {
+      obj.currency = message.currency;
+    }
+    if (message.legs?.length) {
+      obj.legs = message.legs.map((e) => LegMoved.toJSON(e));
+    }
+    if (message.annotations !== undefined) {
+      obj.annotations = TransferAnnotations.toJSON(message.annotations);
+    }
+    if (message.part !== undefined) {
+      obj.part = LegsPart.toJSON(message.part);
+    }
+    if (message.completed !== false) {
+      obj.completed = message.completed;
+    }
+    if (message.leg !== 0) {
+      obj.leg = Math.round(message.leg);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.field !== "") {
+      obj.field = message.field;
+    }
+    if (message.moves?.length) {
+      obj.moves = message.moves.map((e) => LegsMove.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LegsResolved>, I>>(base?: I): LegsResolved {
+    return LegsResolved.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LegsResolved>, I>>(object: I): LegsResolved {
+    const message = createBaseLegsResolved();
+    message.transactionId = object.transactionId ?? "";
+    message.currency = object.currency ?? "";
+    message.legs = object.legs?.map((e) => LegMoved.fromPartial(e)) || [];
+    message.annotations = (object.annotations !== undefined && object.annotations !== null)
+      ? TransferAnnotations.fromPartial(object.annotations)
+      : undefined;
+    message.part = (object.part !== undefined && object.part !== null) ? LegsPart.fromPartial(object.part) : undefined;
+    message.completed = object.completed ?? false;
+    message.leg = object.leg ?? 0;
+    message.reason = object.reason ?? "";
+    message.field = object.field ?? "";
+    message.moves = object.moves?.map((e) => LegsMove.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseLegsAborted(): LegsAborted {
+  return {
+    transactionId: "",
+    currency: "",
+    legs: [],
+    annotations: undefined,
+    part: undefined,
+    leg: 0,
+    reason: "",
+    field: "",
+  };
+}
+
+export const LegsAborted: MessageFns<LegsAborted> = {
+  encode(message: LegsAborted, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transactionId !== "") {
+      writer.uint32(10).string(message.transactionId);
+    }
+    if (message.currency !== "") {
+      writer.uint32(18).string(message.currency);
+    }
+    for (const v of message.legs) {
+      LegMoved.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.annotations !== undefined) {
+      TransferAnnotations.encode(message.annotations, writer.uint32(34).fork()).join();
+    }
+    if (message.part !== undefined) {
+      LegsPart.encode(message.part, writer.uint32(42).fork()).join();
+    }
+    if (message.leg !== 0) {
+      writer.uint32(48).uint32(message.leg);
+    }
+    if (message.reason !== "") {
+      writer.uint32(58).string(message.reason);
+    }
+    if (message.field !== "") {
+      writer.uint32(66).string(message.field);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LegsAborted {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLegsAborted();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transactionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.currency = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.legs.push(LegMoved.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.annotations = TransferAnnotations.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.part = LegsPart.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.leg = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.field = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LegsAborted {
+    return {
+      transactionId: isSet(object.transactionId)
+        ? globalThis.String(object.transactionId)
+        : isSet(object.transaction_id)
+        ? globalThis.String(object.transaction_id)
+        : "",
+      currency: isSet(object.currency) ? globalThis.String(object.currency) : "",
+      legs: globalThis.Array.isArray(object?.legs) ? object.legs.map((e: any) => LegMoved.fromJSON(e)) : [],
+      annotations: isSet(object.annotations) ? TransferAnnotations.fromJSON(object.annotations) : undefined,
+      part: isSet(object.part) ? LegsPart.fromJSON(object.part) : undefined,
+      leg: isSet(object.leg) ? globalThis.Number(object.leg) : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      field: isSet(object.field) ? globalThis.String(object.field) : "",
+    };
+  },
+
+  toJSON(message: LegsAborted): unknown {
+    const obj: any = {};
+    if (message.transactionId !== "") {
+      obj.transactionId = message.transactionId;
+    }
+    if (message.currency !== "") {
+      obj.currency = message.currency;
+    }
+    if (message.legs?.length) {
+      obj.legs = message.legs.map((e) => LegMoved.toJSON(e));
+    }
+    if (message.annotations !== undefined) {
+      obj.annotations = TransferAnnotations.toJSON(message.annotations);
+    }
+    if (message.part !== undefined) {
+      obj.part = LegsPart.toJSON(message.part);
+    }
+    if (message.leg !== 0) {
+      obj.leg = Math.round(message.leg);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.field !== "") {
+      obj.field = message.field;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LegsAborted>, I>>(base?: I): LegsAborted {
+    return LegsAborted.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LegsAborted>, I>>(object: I): LegsAborted {
+    const message = createBaseLegsAborted();
+    message.transactionId = object.transactionId ?? "";
+    message.currency = object.currency ?? "";
+    message.legs = object.legs?.map((e) => LegMoved.fromPartial(e)) || [];
+    message.annotations = (object.annotations !== undefined && object.annotations !== null)
+      ? TransferAnnotations.fromPartial(object.annotations)
+      : undefined;
+    message.part = (object.part !== undefined && object.part !== null) ? LegsPart.fromPartial(object.part) : undefined;
+    message.leg = object.leg ?? 0;
+    message.reason = object.reason ?? "";
+    message.field = object.field ?? "";
+    return message;
+  },
+};
+
+function createBaseLegsFinished(): LegsFinished {
+  return { transactionId: "" };
+}
+
+export const LegsFinished: MessageFns<LegsFinished> = {
+  encode(message: LegsFinished, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transactionId !== "") {
+      writer.uint32(10).string(message.transactionId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LegsFinished {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLegsFinished();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transactionId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LegsFinished {
+    return {
+      transactionId: isSet(object.transactionId)
+        ? globalThis.String(object.transactionId)
+        : isSet(object.transaction_id)
+        ? globalThis.String(object.transaction_id)
+        : "",
+    };
+  },
+
+  toJSON(message: LegsFinished): unknown {
+    const obj: any = {};
+    if (message.transactionId !== "") {
+      obj.transactionId = message.transactionId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LegsFinished>, I>>(base?: I): LegsFinished {
+    return LegsFinished.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LegsFinished>, I>>(object: I): LegsFinished {
+    const message = createBaseLegsFinished();
+    message.transactionId = object.transactionId ?? "";
     return message;
   },
 };

@@ -42,7 +42,7 @@ class SubscribeResponse(_message.Message):
     def __init__(self, partition: _Optional[int] = ..., index: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., events: _Optional[_Iterable[_Union[LedgerEvent, _Mapping]]] = ..., chain_hash: _Optional[bytes] = ...) -> None: ...
 
 class LedgerEvent(_message.Message):
-    __slots__ = ("account_opened", "transfer_completed", "transfer_rejected", "transfer_debited", "transfer_credited", "credit_refused", "transfer_settled", "transfer_refunded", "hold_authorized", "hold_refused", "hold_captured", "hold_capture_debited", "hold_voided", "hold_expired", "account_changed", "legs_completed", "legs_rejected")
+    __slots__ = ("account_opened", "transfer_completed", "transfer_rejected", "transfer_debited", "transfer_credited", "credit_refused", "transfer_settled", "transfer_refunded", "hold_authorized", "hold_refused", "hold_captured", "hold_capture_debited", "hold_voided", "hold_expired", "account_changed", "legs_completed", "legs_rejected", "legs_prepared", "legs_part_refused", "legs_resolved", "legs_aborted", "legs_finished")
     ACCOUNT_OPENED_FIELD_NUMBER: _ClassVar[int]
     TRANSFER_COMPLETED_FIELD_NUMBER: _ClassVar[int]
     TRANSFER_REJECTED_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +60,11 @@ class LedgerEvent(_message.Message):
     ACCOUNT_CHANGED_FIELD_NUMBER: _ClassVar[int]
     LEGS_COMPLETED_FIELD_NUMBER: _ClassVar[int]
     LEGS_REJECTED_FIELD_NUMBER: _ClassVar[int]
+    LEGS_PREPARED_FIELD_NUMBER: _ClassVar[int]
+    LEGS_PART_REFUSED_FIELD_NUMBER: _ClassVar[int]
+    LEGS_RESOLVED_FIELD_NUMBER: _ClassVar[int]
+    LEGS_ABORTED_FIELD_NUMBER: _ClassVar[int]
+    LEGS_FINISHED_FIELD_NUMBER: _ClassVar[int]
     account_opened: AccountOpened
     transfer_completed: TransferCompleted
     transfer_rejected: TransferRejected
@@ -77,7 +82,12 @@ class LedgerEvent(_message.Message):
     account_changed: AccountChanged
     legs_completed: LegsCompleted
     legs_rejected: LegsRejected
-    def __init__(self, account_opened: _Optional[_Union[AccountOpened, _Mapping]] = ..., transfer_completed: _Optional[_Union[TransferCompleted, _Mapping]] = ..., transfer_rejected: _Optional[_Union[TransferRejected, _Mapping]] = ..., transfer_debited: _Optional[_Union[TransferDebited, _Mapping]] = ..., transfer_credited: _Optional[_Union[TransferCredited, _Mapping]] = ..., credit_refused: _Optional[_Union[CreditRefused, _Mapping]] = ..., transfer_settled: _Optional[_Union[TransferSettled, _Mapping]] = ..., transfer_refunded: _Optional[_Union[TransferRefunded, _Mapping]] = ..., hold_authorized: _Optional[_Union[HoldAuthorized, _Mapping]] = ..., hold_refused: _Optional[_Union[HoldRefused, _Mapping]] = ..., hold_captured: _Optional[_Union[HoldCaptured, _Mapping]] = ..., hold_capture_debited: _Optional[_Union[HoldCaptureDebited, _Mapping]] = ..., hold_voided: _Optional[_Union[HoldVoided, _Mapping]] = ..., hold_expired: _Optional[_Union[HoldExpired, _Mapping]] = ..., account_changed: _Optional[_Union[AccountChanged, _Mapping]] = ..., legs_completed: _Optional[_Union[LegsCompleted, _Mapping]] = ..., legs_rejected: _Optional[_Union[LegsRejected, _Mapping]] = ...) -> None: ...
+    legs_prepared: LegsPrepared
+    legs_part_refused: LegsPartRefused
+    legs_resolved: LegsResolved
+    legs_aborted: LegsAborted
+    legs_finished: LegsFinished
+    def __init__(self, account_opened: _Optional[_Union[AccountOpened, _Mapping]] = ..., transfer_completed: _Optional[_Union[TransferCompleted, _Mapping]] = ..., transfer_rejected: _Optional[_Union[TransferRejected, _Mapping]] = ..., transfer_debited: _Optional[_Union[TransferDebited, _Mapping]] = ..., transfer_credited: _Optional[_Union[TransferCredited, _Mapping]] = ..., credit_refused: _Optional[_Union[CreditRefused, _Mapping]] = ..., transfer_settled: _Optional[_Union[TransferSettled, _Mapping]] = ..., transfer_refunded: _Optional[_Union[TransferRefunded, _Mapping]] = ..., hold_authorized: _Optional[_Union[HoldAuthorized, _Mapping]] = ..., hold_refused: _Optional[_Union[HoldRefused, _Mapping]] = ..., hold_captured: _Optional[_Union[HoldCaptured, _Mapping]] = ..., hold_capture_debited: _Optional[_Union[HoldCaptureDebited, _Mapping]] = ..., hold_voided: _Optional[_Union[HoldVoided, _Mapping]] = ..., hold_expired: _Optional[_Union[HoldExpired, _Mapping]] = ..., account_changed: _Optional[_Union[AccountChanged, _Mapping]] = ..., legs_completed: _Optional[_Union[LegsCompleted, _Mapping]] = ..., legs_rejected: _Optional[_Union[LegsRejected, _Mapping]] = ..., legs_prepared: _Optional[_Union[LegsPrepared, _Mapping]] = ..., legs_part_refused: _Optional[_Union[LegsPartRefused, _Mapping]] = ..., legs_resolved: _Optional[_Union[LegsResolved, _Mapping]] = ..., legs_aborted: _Optional[_Union[LegsAborted, _Mapping]] = ..., legs_finished: _Optional[_Union[LegsFinished, _Mapping]] = ...) -> None: ...
 
 class LegMoved(_message.Message):
     __slots__ = ("from_account", "to_account", "amount", "amount_minor")
@@ -120,6 +130,110 @@ class LegsRejected(_message.Message):
     reason: str
     field: str
     def __init__(self, transaction_id: _Optional[str] = ..., currency: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[LegMoved, _Mapping]]] = ..., annotations: _Optional[_Union[TransferAnnotations, _Mapping]] = ..., leg: _Optional[int] = ..., reason: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
+
+class LegsPart(_message.Message):
+    __slots__ = ("accounts", "home")
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    HOME_FIELD_NUMBER: _ClassVar[int]
+    accounts: _containers.RepeatedScalarFieldContainer[str]
+    home: bool
+    def __init__(self, accounts: _Optional[_Iterable[str]] = ..., home: bool = ...) -> None: ...
+
+class LegsMove(_message.Message):
+    __slots__ = ("account_id", "delta", "delta_minor")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    DELTA_MINOR_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    delta: str
+    delta_minor: int
+    def __init__(self, account_id: _Optional[str] = ..., delta: _Optional[str] = ..., delta_minor: _Optional[int] = ...) -> None: ...
+
+class LegsPrepared(_message.Message):
+    __slots__ = ("transaction_id", "currency", "legs", "annotations", "part", "moves")
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    LEGS_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATIONS_FIELD_NUMBER: _ClassVar[int]
+    PART_FIELD_NUMBER: _ClassVar[int]
+    MOVES_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    currency: str
+    legs: _containers.RepeatedCompositeFieldContainer[LegMoved]
+    annotations: TransferAnnotations
+    part: LegsPart
+    moves: _containers.RepeatedCompositeFieldContainer[LegsMove]
+    def __init__(self, transaction_id: _Optional[str] = ..., currency: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[LegMoved, _Mapping]]] = ..., annotations: _Optional[_Union[TransferAnnotations, _Mapping]] = ..., part: _Optional[_Union[LegsPart, _Mapping]] = ..., moves: _Optional[_Iterable[_Union[LegsMove, _Mapping]]] = ...) -> None: ...
+
+class LegsPartRefused(_message.Message):
+    __slots__ = ("transaction_id", "currency", "legs", "annotations", "part", "leg", "reason", "field")
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    LEGS_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATIONS_FIELD_NUMBER: _ClassVar[int]
+    PART_FIELD_NUMBER: _ClassVar[int]
+    LEG_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    currency: str
+    legs: _containers.RepeatedCompositeFieldContainer[LegMoved]
+    annotations: TransferAnnotations
+    part: LegsPart
+    leg: int
+    reason: str
+    field: str
+    def __init__(self, transaction_id: _Optional[str] = ..., currency: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[LegMoved, _Mapping]]] = ..., annotations: _Optional[_Union[TransferAnnotations, _Mapping]] = ..., part: _Optional[_Union[LegsPart, _Mapping]] = ..., leg: _Optional[int] = ..., reason: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
+
+class LegsResolved(_message.Message):
+    __slots__ = ("transaction_id", "currency", "legs", "annotations", "part", "completed", "leg", "reason", "field", "moves")
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    LEGS_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATIONS_FIELD_NUMBER: _ClassVar[int]
+    PART_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    LEG_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    MOVES_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    currency: str
+    legs: _containers.RepeatedCompositeFieldContainer[LegMoved]
+    annotations: TransferAnnotations
+    part: LegsPart
+    completed: bool
+    leg: int
+    reason: str
+    field: str
+    moves: _containers.RepeatedCompositeFieldContainer[LegsMove]
+    def __init__(self, transaction_id: _Optional[str] = ..., currency: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[LegMoved, _Mapping]]] = ..., annotations: _Optional[_Union[TransferAnnotations, _Mapping]] = ..., part: _Optional[_Union[LegsPart, _Mapping]] = ..., completed: bool = ..., leg: _Optional[int] = ..., reason: _Optional[str] = ..., field: _Optional[str] = ..., moves: _Optional[_Iterable[_Union[LegsMove, _Mapping]]] = ...) -> None: ...
+
+class LegsAborted(_message.Message):
+    __slots__ = ("transaction_id", "currency", "legs", "annotations", "part", "leg", "reason", "field")
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    LEGS_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATIONS_FIELD_NUMBER: _ClassVar[int]
+    PART_FIELD_NUMBER: _ClassVar[int]
+    LEG_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    currency: str
+    legs: _containers.RepeatedCompositeFieldContainer[LegMoved]
+    annotations: TransferAnnotations
+    part: LegsPart
+    leg: int
+    reason: str
+    field: str
+    def __init__(self, transaction_id: _Optional[str] = ..., currency: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[LegMoved, _Mapping]]] = ..., annotations: _Optional[_Union[TransferAnnotations, _Mapping]] = ..., part: _Optional[_Union[LegsPart, _Mapping]] = ..., leg: _Optional[int] = ..., reason: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
+
+class LegsFinished(_message.Message):
+    __slots__ = ("transaction_id",)
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    transaction_id: str
+    def __init__(self, transaction_id: _Optional[str] = ...) -> None: ...
 
 class HoldAuthorized(_message.Message):
     __slots__ = ("transaction_id", "from_account", "to_account", "amount", "amount_minor", "currency", "expires_at_ms", "cross_partition", "annotations")

@@ -232,8 +232,12 @@ public final class Reasons {
   public static final String REPEATED_LEG = of(ErrorReason.ERROR_REASON_REPEATED_LEG);
   /** INVALID_ARGUMENT (field {@code legs}): legs in different currencies. */
   public static final String MIXED_CURRENCIES = of(ErrorReason.ERROR_REASON_MIXED_CURRENCIES);
-  /** FAILED_PRECONDITION: the accounts of the legs are not all in one partition (not supported yet). */
+  /** FAILED_PRECONDITION: the accounts of the legs are not all in one partition; answered only by nodes before 0.3, which did not move sets across partitions. */
   public static final String LEGS_SPAN_PARTITIONS = of(ErrorReason.ERROR_REASON_LEGS_SPAN_PARTITIONS);
+  /** INVALID_ARGUMENT (field {@code legs}): a peer's step of a multi-leg transfer across partitions that is not the partition's part of the set (never a client's call). */
+  public static final String INVALID_LEGS_PART = of(ErrorReason.ERROR_REASON_INVALID_LEGS_PART);
+  /** INVALID_ARGUMENT (field {@code legs}): a peer's step of a multi-leg transfer across partitions that needs an earlier one (never a client's call). */
+  public static final String LEGS_NOT_PREPARED = of(ErrorReason.ERROR_REASON_LEGS_NOT_PREPARED);
 
   // --- given by the SDK ------------------------------------------------------------------------
   /** A failure made by the gRPC library (connection refused, reset, closed mid-call). */

@@ -239,8 +239,16 @@ public final class WalletClient implements AutoCloseable {
    * {@link WalletException#leg()} (ErrorInfo metadata {@link Reasons#METADATA_LEG}). The whole
    * set is refused as INVALID_ARGUMENT (field {@code legs}) {@link Reasons#LEGS_OUT_OF_RANGE} (no
    * legs, more than 64), {@link Reasons#REPEATED_LEG} (two legs with the same from and to: merge
-   * them) or {@link Reasons#MIXED_CURRENCIES}, and today as FAILED_PRECONDITION
-   * {@link Reasons#LEGS_SPAN_PARTITIONS} when its accounts are not all in one partition.
+   * them) or {@link Reasons#MIXED_CURRENCIES}.
+   *
+   * <p>A set may span partitions. It is applied all or none, step by step: every partition's
+   * part is checked and its debits taken first, then the home partition (that of the first
+   * leg's {@code from}) decides, then every part is resolved; the answer comes once every part
+   * is. A refusal by any part refuses the whole set with that part's reason and leg, and
+   * nothing moves anywhere. {@code getConsistencyToken()} names a position in every partition
+   * the set touches (a retry's may name other ones than the first answer's). Nodes before 0.3,
+   * which did not move sets across partitions, refuse such a set as FAILED_PRECONDITION
+   * {@link Reasons#LEGS_SPAN_PARTITIONS}.
    */
   public TransferResponse transferLegs(TransferLegs transfer) {
     TransferLegsRequest request = transfer.toRequest();
