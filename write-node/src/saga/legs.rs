@@ -183,13 +183,16 @@ impl Saga {
         for answer in answers {
             match answer {
                 Ok((record, _)) => match record.status {
-                    LegsStatus::Prepared { .. } => {}
+                    // Prepared; or resolved as completed by another driver of the set (a
+                    // client's retry racing the first call), which the home's logged decision
+                    // then answers.
+                    LegsStatus::Prepared { .. } | LegsStatus::Completed => {}
                     LegsStatus::Rejected { leg, reason } => {
                         return Ok(LegsDecision::Rejected { leg, reason });
                     }
-                    // Resolved before the home decided: only a forged step could do that.
-                    other => {
-                        tracing::error!(transaction_id = %legs.transaction_id, ?other, "a part answered a prepare with a resolved record");
+                    // Only a home is ever decided.
+                    LegsStatus::Decided(_) => {
+                        tracing::error!(transaction_id = %legs.transaction_id, "a part answered a prepare as a home");
                         unanswered = Some(StoreError::OutcomeUnknown);
                     }
                 },
