@@ -496,20 +496,14 @@ impl Ledger {
                 ..account
             });
         }
-        if let Event::LegsResolved { legs, .. } = event {
-            let live = self
-                .legs_record(&legs.transaction_id)
-                .expect("decide resolves only live records, which are in memory");
-            return Outcome::Legs(legs_record_after(live, event).expect("a resolve"));
+        let transaction_id = event.transaction_id();
+        if let Event::LegsResolved { .. } | Event::LegsFinished { .. } = event {
+            let live = transaction_id
+                .and_then(|transaction_id| self.legs_record(&transaction_id))
+                .expect("decide changes only live records, which are in memory");
+            return Outcome::Legs(legs_record_after(live, event).expect("a step of a live set"));
         }
-        if let Event::LegsFinished { transaction_id, .. } = event {
-            let live = self
-                .legs_record(transaction_id)
-                .expect("decide finishes only live records, which are in memory");
-            return Outcome::Legs(legs_record_after(live, event).expect("a finish"));
-        }
-        let live = event
-            .transaction_id()
+        let live = transaction_id
             .and_then(|transaction_id| self.transfer(&transaction_id))
             .expect("decide changes only live records, which are in memory");
         Outcome::Transfer(record_after(live, event).expect("an event that changes a record"))
@@ -579,61 +573,38 @@ fn transfer_rejection(state: &Ledger, transfer: &TransferCommand) -> Option<Reje
 }
 
 /// Why a multi-leg transfer must be rejected in `state`, with the index of the leg at fault,
-/// or `None` if every leg can move together. Each leg's accounts are checked in leg order as
-/// a transfer's are (open, then allowed to send and receive, then of the set's currency);
-/// then funds, once per account after all its legs, the accounts in order of their first
-/// debit (the leg named is that first debit). Shared by `decide` and `evolve`.
+/// or `None` if every leg can move together: [`rejection_among`] with every account of the
+/// set in this partition. Shared by `decide` and `evolve`.
 fn legs_rejection(state: &Ledger, legs: &LegsCommand) -> Option<(u32, RejectReason)> {
-    let at = |index: usize| u32::try_from(index).expect("at most LEGS_MAX legs");
-    for (index, leg) in legs.legs.iter().enumerate() {
-        let Some(from) = state.account(&leg.from) else {
-            return Some((at(index), RejectReason::FromAccountNotFound));
-        };
-        let Some(to) = state.account(&leg.to) else {
-            return Some((at(index), RejectReason::ToAccountNotFound));
-        };
-        let refusal = sender_refusal(state, &leg.from)
-            .or_else(|| receiver_refusal(state, &leg.to))
-            .or_else(|| {
-                (from.currency != legs.currency || to.currency != legs.currency)
-                    .then_some(RejectReason::CurrencyMismatch)
-            });
-        if let Some(reason) = refusal {
-            return Some((at(index), reason));
-        }
-    }
-    let net = legs.net_by_account();
-    let mut checked = std::collections::BTreeSet::new();
-    for (index, leg) in legs.legs.iter().enumerate() {
-        if !checked.insert(leg.from.as_str()) {
-            continue;
-        }
-        let debit = -net[leg.from.as_str()];
-        let account = state.account(&leg.from).expect("checked open above");
-        if debit > 0 && !state.covers_minor(account, debit) {
-            return Some((at(index), RejectReason::InsufficientFunds));
-        }
-    }
-    None
+    rejection_among(state, legs, |_| true)
 }
 
 /// Why one partition must refuse its part of a multi-leg transfer across partitions, with
-/// the index of the leg at fault, or `None` if it can prepare: [`legs_rejection`]'s checks,
-/// each made only of the accounts in `part` (the others are their own partitions' to check).
-/// Shared by `decide` and `evolve`.
+/// the index of the leg at fault, or `None` if it can prepare: [`rejection_among`] of the
+/// part's accounts (the others are their own partitions' to check). Shared by `decide` and
+/// `evolve`.
 fn part_rejection(
     state: &Ledger,
     legs: &LegsCommand,
     part: LegsPart,
 ) -> Option<(u32, RejectReason)> {
-    let at = |index: usize| u32::try_from(index).expect("at most LEGS_MAX legs");
     let local: std::collections::BTreeSet<&str> = part.accounts(legs).collect();
-    let in_currency = |account: AccountRef| account.currency == legs.currency;
+    rejection_among(state, legs, |account_id| local.contains(account_id))
+}
+
+/// Why the accounts of a set that `is_here` names must refuse it, with the index of the leg
+/// at fault. Each leg's accounts here are checked in leg order as a transfer's are (open,
+/// then allowed to send and receive, then of the set's currency); then funds, once per
+/// account after all its legs, the accounts in order of their first debit (the leg named is
+/// that first debit).
+fn rejection_among(
+    state: &Ledger,
+    legs: &LegsCommand,
+    is_here: impl Fn(&str) -> bool,
+) -> Option<(u32, RejectReason)> {
+    let at = |index: usize| u32::try_from(index).expect("at most LEGS_MAX legs");
     for (index, leg) in legs.legs.iter().enumerate() {
-        let (from_here, to_here) = (
-            local.contains(leg.from.as_str()),
-            local.contains(leg.to.as_str()),
-        );
+        let (from_here, to_here) = (is_here(&leg.from), is_here(&leg.to));
         let from = from_here.then(|| state.account(&leg.from));
         let to = to_here.then(|| state.account(&leg.to));
         if from == Some(None) {
@@ -651,7 +622,7 @@ fn part_rejection(
                     .into_iter()
                     .flatten()
                     .flatten()
-                    .any(|account| !in_currency(account));
+                    .any(|account| account.currency != legs.currency);
                 mismatch.then_some(RejectReason::CurrencyMismatch)
             });
         if let Some(reason) = refusal {
@@ -661,7 +632,7 @@ fn part_rejection(
     let net = legs.net_by_account();
     let mut checked = std::collections::BTreeSet::new();
     for (index, leg) in legs.legs.iter().enumerate() {
-        if !local.contains(leg.from.as_str()) || !checked.insert(leg.from.as_str()) {
+        if !is_here(&leg.from) || !checked.insert(leg.from.as_str()) {
             continue;
         }
         let debit = -net[leg.from.as_str()];

@@ -214,37 +214,64 @@ impl Saga {
     /// Step 2, retried across leader changes until the target partition answers.
     async fn credit(&self, transfer: &TransferCommand) -> Result<CreditRecord, StoreError> {
         let target = partition_of(&transfer.to, self.partitions);
+        let local = || async move {
+            // The local store batches concurrent proposals into one entry by itself.
+            self.store
+                .propose(target, Command::Credit(transfer.clone()))
+                .await
+                .map(|applied| match applied.outcome {
+                    Outcome::Credit(record) => record,
+                    other => {
+                        unreachable!("a credit command answers with a credit record, not {other:?}")
+                    }
+                })
+        };
+        let remote = |_leader| async move {
+            let (reply, answer) = oneshot::channel();
+            self.credit_queues[target as usize]
+                .send((transfer.clone(), reply))
+                .await
+                .map_err(|_| StoreError::ShuttingDown)?;
+            answer.await.unwrap_or(Err(StoreError::OutcomeUnknown))
+        };
+        self.until_answered(target, transfer.transaction_id, local, remote)
+            .await
+    }
+
+    /// Asks the leader of `partition` until it answers: `local()` while this node leads it,
+    /// `remote(leader)` while another node does; retried with backoff across leader changes
+    /// and lost answers (every call is idempotent by `transaction_id`), at most
+    /// `CREDIT_ATTEMPTS_MAX` times, then `OUTCOME_UNKNOWN`.
+    async fn until_answered<T, Local, LocalCall, Remote, RemoteCall>(
+        &self,
+        partition: u32,
+        transaction_id: uuid::Uuid,
+        local: Local,
+        remote: Remote,
+    ) -> Result<T, StoreError>
+    where
+        Local: Fn() -> LocalCall,
+        LocalCall: std::future::Future<Output = Result<T, StoreError>>,
+        Remote: Fn(u64) -> RemoteCall,
+        RemoteCall: std::future::Future<Output = Result<T, StoreError>>,
+    {
         let mut backoff = limits::CREDIT_BACKOFF_MIN;
         for _ in 0..limits::CREDIT_ATTEMPTS_MAX {
-            let leader = self.store.leaders().borrow()[target as usize];
+            let leader = self.store.leaders().borrow()[partition as usize];
             let result = if leader == self.node_id {
-                // The local store batches concurrent proposals into one entry by itself.
-                self.store
-                    .propose(target, Command::Credit(transfer.clone()))
-                    .await
-                    .map(|applied| match applied.outcome {
-                        Outcome::Credit(record) => record,
-                        other => unreachable!(
-                            "a credit command answers with a credit record, not {other:?}"
-                        ),
-                    })
+                local().await
             } else if leader == 0 {
                 Err(StoreError::NotLeader { leader_id: None })
             } else {
-                let (reply, answer) = oneshot::channel();
-                self.credit_queues[target as usize]
-                    .send((transfer.clone(), reply))
-                    .await
-                    .map_err(|_| StoreError::ShuttingDown)?;
-                answer.await.unwrap_or(Err(StoreError::OutcomeUnknown))
+                remote(leader).await
             };
             match result {
-                Ok(record) => return Ok(record),
+                Ok(answer) => return Ok(answer),
                 Err(error @ (StoreError::ShuttingDown | StoreError::StorageFailed)) => {
                     return Err(error);
                 }
                 Err(error) => {
-                    tracing::debug!(%error, transaction_id = %transfer.transaction_id, "credit not answered yet")
+                    tracing::debug!(%error, %transaction_id, partition, "not answered yet")
                 }
             }
             tokio::time::sleep(backoff).await;

@@ -209,39 +209,21 @@ impl Saga {
     /// its leader answers.
     async fn step(&self, partition: u32, step: Step) -> Result<Answered, StoreError> {
         let transaction_id = step.legs().transaction_id;
-        let mut backoff = limits::CREDIT_BACKOFF_MIN;
-        for _ in 0..limits::CREDIT_ATTEMPTS_MAX {
-            let leader = self.store.leaders().borrow()[partition as usize];
-            let result = if leader == self.node_id {
-                let command = step.command(self.part(step.legs(), partition));
-                self.store
-                    .propose(partition, command)
-                    .await
-                    .and_then(|applied| match applied.outcome {
-                        Outcome::Legs(record) => Ok((record, applied.index)),
-                        other => {
-                            tracing::error!(%transaction_id, ?other, "a part answered a step without a record");
-                            Err(StoreError::OutcomeUnknown)
-                        }
-                    })
-            } else if leader == 0 {
-                Err(StoreError::NotLeader { leader_id: None })
-            } else {
-                self.remote_step(leader, partition, &step).await
-            };
-            match result {
-                Ok(answered) => return Ok(answered),
-                Err(error @ (StoreError::ShuttingDown | StoreError::StorageFailed)) => {
-                    return Err(error);
-                }
-                Err(error) => {
-                    tracing::debug!(%error, %transaction_id, partition, "multi-leg step not answered yet")
+        let step = &step;
+        let local = || async move {
+            let command = step.command(self.part(step.legs(), partition));
+            let applied = self.store.propose(partition, command).await?;
+            match applied.outcome {
+                Outcome::Legs(record) => Ok((record, applied.index)),
+                other => {
+                    tracing::error!(%transaction_id, ?other, "a part answered a step without a record");
+                    Err(StoreError::OutcomeUnknown)
                 }
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(limits::CREDIT_BACKOFF_MAX);
-        }
-        Err(StoreError::OutcomeUnknown)
+        };
+        let remote = |leader| self.remote_step(leader, partition, step);
+        self.until_answered(partition, transaction_id, local, remote)
+            .await
     }
 
     /// One `PeerService/LegsStep` call to `leader`, the leader of `partition`.
