@@ -38,8 +38,8 @@ const EXIT_INDEFINITE: u8 = 3;
 /// Upper bound on `restore --nodes` (raft groups of every node in every partition).
 const NODES_MAX: u64 = 15;
 
-/// Upper bound on `dev --partitions`, to catch typos before three nodes are started.
-const PARTITIONS_MAX: u32 = 256;
+/// Upper bound on `dev --partitions`: what a cluster may have, checked before any node starts.
+const PARTITIONS_MAX: u32 = placement::PARTITIONS_MAX;
 
 const AFTER_HELP: &str = "\
 Exit status: 0 success, 1 definite failure (request rejected, nothing applied),

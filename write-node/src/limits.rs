@@ -93,6 +93,17 @@ const _: () = assert!(
 pub const TICK_INTERVAL: Duration = Duration::from_millis(100);
 pub const HEARTBEAT_TICKS: usize = 2;
 pub const ELECTION_TICKS: usize = 10;
+/// Leadership goes back to a partition's preferred leader (placement's) once that node has
+/// been caught up for this long: after a failover, leaders spread over the nodes again, and a
+/// node that keeps failing is not handed leadership each time it comes back.
+pub const LEADER_HANDOFF_SETTLE: Duration = Duration::from_secs(3);
+/// The preferred leader counts as caught up when its log is at most this many entries
+/// behind the leader's (raft-rs sends it the rest before it campaigns, and drops proposals
+/// meanwhile, so the gap must be small).
+pub const LEADER_HANDOFF_LAG_ENTRIES_MAX: u64 = 64;
+/// After a hand-off, the callers of proposals already in the log wait for them to apply
+/// (the new leader has every one of them) at most this long, then hear OUTCOME_UNKNOWN.
+pub const LEADER_HANDOFF_PENDING_MAX: Duration = Duration::from_secs(2);
 /// How long a call that needs a newer feature waits for a peer not heard from since this
 /// node started (`features`): ten heartbeat intervals, which a live peer never misses.
 pub const FEATURE_LEVEL_WAIT: Duration =
@@ -122,6 +133,10 @@ const _: () = assert!(
     HEARTBEAT_TICKS * 2 < ELECTION_TICKS,
     "followers must hear several heartbeats per election timeout"
 );
+const _: () = assert!(
+    LEADER_HANDOFF_SETTLE.as_millis() > 2 * ELECTION_TICKS as u128 * TICK_INTERVAL.as_millis(),
+    "a node that just came back must stay caught up for longer than elections take"
+);
 
 /// In-flight cross-partition transfers one recovery pass picks up per partition.
 pub const RECOVERY_BATCH_MAX: usize = 1_024;
@@ -143,8 +158,9 @@ pub const CREDIT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 pub const CREDIT_BACKOFF_MAX: Duration = Duration::from_millis(500);
 /// Deadline of one Credit call to another node.
 pub const CREDIT_CALL_TIMEOUT: Duration = Duration::from_secs(2);
-/// Most partitions a cluster may have: every node hosts a replica of each, on one store thread.
-pub const PARTITIONS_MAX: u32 = 256;
+/// Most partitions a cluster may have: every node hosts a replica of each, on one store
+/// thread. Defined by placement, which walletctl checks against too.
+pub const PARTITIONS_MAX: u32 = placement::PARTITIONS_MAX;
 
 /// Longest wait for the leader's answer to a write this node forwarded (`forward.rs`); the
 /// caller's own deadline, when shorter, ends it first.
