@@ -222,6 +222,8 @@ impl Output {
                             "applied_index": p.applied_index,
                             "snapshot_index": p.snapshot_index,
                             "log_first_index": p.log_first_index,
+                            "replica_ids": p.replica_ids,
+                            "preferred_leader_id": p.preferred_leader_id,
                             "in_flight_transfers": p.in_flight_transfers,
                             "state_digest": p.state_digest,
                         })).collect::<Vec<_>>(),
@@ -241,6 +243,7 @@ impl Output {
             "PARTITION",
             "ROLE",
             "LEADER",
+            "PREFERRED",
             "TERM",
             "COMMIT",
             "APPLIED",
@@ -269,6 +272,7 @@ impl Output {
                             } else {
                                 p.leader_id.to_string()
                             },
+                            p.preferred_leader_id.to_string(),
                             p.term.to_string(),
                             p.commit_index.to_string(),
                             p.applied_index.to_string(),

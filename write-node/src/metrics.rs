@@ -176,6 +176,7 @@ pub struct StoreMetrics {
     round_longest: Duration,
     snapshots_written: Counter,
     snapshot_fetch_failures: Counter,
+    leader_handoffs: Counter,
 }
 
 impl StoreMetrics {
@@ -192,6 +193,11 @@ impl StoreMetrics {
     /// A follower's fetch of a leader's snapshot failed (raft sends it again).
     pub fn snapshot_fetch_failed(&self) {
         self.snapshot_fetch_failures.inc();
+    }
+
+    /// This node handed a partition's leadership to its preferred leader.
+    pub fn leader_handed_off(&self) {
+        self.leader_handoffs.inc();
     }
 
     /// One store round's duration.
@@ -317,6 +323,12 @@ impl Metrics {
             "Snapshots this node (a follower catching up) failed to fetch or verify from a leader; raft sends them again",
             snapshot_fetch_failures.clone(),
         );
+        let leader_handoffs = Counter::default();
+        registry.register(
+            "wallet_leader_handoffs",
+            "Partition leaderships this node handed to the partition's preferred leader (placement's) once it was caught up",
+            leader_handoffs.clone(),
+        );
         let gauges = |registry: &mut Registry, name: &str, help: &str| {
             let family = Family::<PartitionLabels, Gauge>::default();
             registry.register(name, help, family.clone());
@@ -434,6 +446,7 @@ impl Metrics {
                 round_longest: Duration::ZERO,
                 snapshots_written,
                 snapshot_fetch_failures,
+                leader_handoffs,
             },
             event_log,
             subscribers,

@@ -1677,6 +1677,8 @@ impl ClusterService for Api {
                     in_flight_transfers: status.in_flight_transfers,
                     snapshot_index: status.snapshot_index,
                     log_first_index: status.log_first_index,
+                    replica_ids: status.replica_ids,
+                    preferred_leader_id: status.preferred_leader_id,
                 })
                 .collect(),
         }))

@@ -157,6 +157,10 @@ pub struct PartitionStatus {
     pub in_flight_transfers: u64,
     pub snapshot_index: u64,
     pub log_first_index: u64,
+    /// The partition's raft voters, in id order.
+    pub replica_ids: Vec<u64>,
+    /// Placement's preferred leader (see `partition::Handoff`).
+    pub preferred_leader_id: u64,
 }
 
 type ProposeReply = oneshot::Sender<Result<Applied, StoreError>>;

@@ -161,6 +161,11 @@ impl Store {
             if Instant::now() >= tick_next {
                 let now = std::time::Instant::now();
                 for slot in 0..self.partitions.len() {
+                    // Before the tick: an election timeout's tick clears raft's "recently
+                    // active" marks, which the followers' next responses set again.
+                    if self.partitions[slot].hand_off(self.node_id, now) {
+                        self.metrics.leader_handed_off();
+                    }
                     self.partitions[slot].raw.tick();
                     self.catch_up(slot, Event::Tick { now });
                 }
@@ -618,11 +623,7 @@ impl Store {
                     term = partition.raw.raft.term,
                     "lost leadership"
                 );
-                let leader_id = Some(partition.raw.raft.leader_id).filter(|&id| id != 0);
-                partition.fail_pending(
-                    StoreError::OutcomeUnknown,
-                    StoreError::NotLeader { leader_id },
-                );
+                partition.lost_leadership(std::time::Instant::now());
             }
             if !partition.was_leader && is_leader {
                 tracing::info!(

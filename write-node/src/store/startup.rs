@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::catch_up::CatchUp;
-use super::partition::{Commands, Partition, Reads, Snapshots, Tail};
+use super::partition::{Commands, Handoff, Partition, Reads, Snapshots, Tail};
 use super::round::Store;
 use super::{Network, StoreHandle};
 use crate::codec;
@@ -34,7 +34,22 @@ pub fn start(
     let (fetched_tx, fetched_rx) = mpsc::channel(config.partitions as usize);
     let logger = crate::logging::raft_logger();
     migrate(&db, config.partitions)?;
-    let partitions = open_partitions(config, &db, &voters, &logger, &metrics.partitions)?;
+    // Every node holds every partition today; placement picks each one's preferred leader,
+    // spread evenly (the same on every node: it depends only on the configuration).
+    let placement = placement::Placement::new(
+        &voters.iter().copied().collect(),
+        config.partitions,
+        voters.len(),
+    )
+    .context("placement")?;
+    let partitions = open_partitions(
+        config,
+        &db,
+        &voters,
+        &placement,
+        &logger,
+        &metrics.partitions,
+    )?;
     let tails = partitions
         .iter()
         .map(|partition| partition.tail.sender.clone())
@@ -124,6 +139,7 @@ fn open_partitions(
     config: &Config,
     db: &Arc<Db>,
     voters: &[u64],
+    placement: &placement::Placement,
     logger: &slog::Logger,
     metrics: &[crate::metrics::PartitionMetrics],
 ) -> anyhow::Result<Vec<Partition>> {
@@ -143,7 +159,16 @@ fn open_partitions(
                     }
                     let partition_metrics = metrics[id as usize].clone();
                     let partition =
-                        open_partition(config, db, id, voters, logger, partition_metrics);
+                        placement
+                            .group(id)
+                            .map_err(anyhow::Error::from)
+                            .and_then(|group| {
+                                let place = Place {
+                                    voters,
+                                    preferred_leader: group.leader,
+                                };
+                                open_partition(config, db, id, place, logger, partition_metrics)
+                            });
                     opened
                         .lock()
                         .expect("no panics while held")
@@ -157,15 +182,21 @@ fn open_partitions(
     opened.into_iter().map(|(_, partition)| partition).collect()
 }
 
+/// Where a partition is placed: its voters, and the one placement prefers as leader.
+struct Place<'a> {
+    voters: &'a [u64],
+    preferred_leader: u64,
+}
+
 fn open_partition(
     config: &Config,
     db: &Arc<Db>,
     id: u32,
-    voters: &[u64],
+    place: Place<'_>,
     logger: &slog::Logger,
     metrics: crate::metrics::PartitionMetrics,
 ) -> anyhow::Result<Partition> {
-    let mut storage = PartitionStorage::open(db.clone(), id, voters)?;
+    let mut storage = PartitionStorage::open(db.clone(), id, place.voters)?;
     let applied_index = storage.applied_index();
     let replay_started = std::time::Instant::now();
     let (state, snapshot) = recover(db, id, applied_index, storage.first_log_index())?;
@@ -188,8 +219,9 @@ fn open_partition(
     let mut raw = RawNode::new(&raft_config, storage, &logger).context("starting raft")?;
     let timestamp_ms_last = stored_timestamp_ms(db, id, &raw)?;
     // Spread leaders: the preferred node of a partition asks for votes at once instead of
-    // waiting out an election timeout. Pre-vote keeps this from disturbing a live leader.
-    if voters[id as usize % voters.len()] == config.node_id {
+    // waiting out an election timeout. Pre-vote keeps this from disturbing a live leader
+    // (which hands leadership back once this node has caught up: `Handoff`).
+    if place.preferred_leader == config.node_id {
         raw.campaign().context("campaign")?;
     }
     tracing::info!(
@@ -219,6 +251,7 @@ fn open_partition(
         catch_up: CatchUp::new(limits::SNAPSHOT_FETCH_TIMEOUT),
         unwritten: std::collections::HashMap::new(),
         tail: Tail::new(),
+        handoff: Handoff::new(place.preferred_leader),
         metrics,
     })
 }

@@ -9,6 +9,7 @@ mod bulk_open;
 mod forward;
 mod fuzz;
 mod holds;
+mod leaders;
 mod legs;
 mod lifecycle;
 mod metrics;

@@ -69,6 +69,14 @@ export interface PartitionStatus {
    * snapshot (the event log is never compacted).
    */
   logFirstIndex: string;
+  /** The nodes holding a replica of the partition (its raft group's voters), in id order. */
+  replicaIds: string[];
+  /**
+   * The node placement prefers as the partition's leader: it campaigns at start, and a
+   * leader elsewhere hands leadership to it once it has caught up (after a failover, leaders
+   * spread over the nodes again).
+   */
+  preferredLeaderId: string;
 }
 
 function createBaseGetClusterStatusRequest(): GetClusterStatusRequest {
@@ -352,6 +360,8 @@ function createBasePartitionStatus(): PartitionStatus {
     inFlightTransfers: "0",
     snapshotIndex: "0",
     logFirstIndex: "0",
+    replicaIds: [],
+    preferredLeaderId: "0",
   };
 }
 
@@ -386,6 +396,16 @@ export const PartitionStatus: MessageFns<PartitionStatus> = {
     }
     if (message.logFirstIndex !== "0") {
       writer.uint32(80).uint64(message.logFirstIndex);
+    }
+    if (message.replicaIds.length !== 0) {
+      writer.uint32(90).fork();
+      for (const v of message.replicaIds) {
+        writer.uint64(v);
+      }
+      writer.join();
+    }
+    if (message.preferredLeaderId !== "0") {
+      writer.uint32(96).uint64(message.preferredLeaderId);
     }
     return writer;
   },
@@ -483,6 +503,32 @@ export const PartitionStatus: MessageFns<PartitionStatus> = {
             message.logFirstIndex = reader.uint64().toString();
             continue;
           }
+          case 11: {
+            if (tag === 88) {
+              message.replicaIds.push(reader.uint64().toString());
+
+              continue;
+            }
+
+            if (tag === 90) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.replicaIds.push(reader.uint64().toString());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.preferredLeaderId = reader.uint64().toString();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -535,6 +581,16 @@ export const PartitionStatus: MessageFns<PartitionStatus> = {
         : isSet(object.log_first_index)
         ? globalThis.String(object.log_first_index)
         : "0",
+      replicaIds: globalThis.Array.isArray(object?.replicaIds)
+        ? object.replicaIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.replica_ids)
+        ? object.replica_ids.map((e: any) => globalThis.String(e))
+        : [],
+      preferredLeaderId: isSet(object.preferredLeaderId)
+        ? globalThis.String(object.preferredLeaderId)
+        : isSet(object.preferred_leader_id)
+        ? globalThis.String(object.preferred_leader_id)
+        : "0",
     };
   },
 
@@ -570,6 +626,12 @@ export const PartitionStatus: MessageFns<PartitionStatus> = {
     if (message.logFirstIndex !== "0") {
       obj.logFirstIndex = message.logFirstIndex;
     }
+    if (message.replicaIds?.length) {
+      obj.replicaIds = message.replicaIds;
+    }
+    if (message.preferredLeaderId !== "0") {
+      obj.preferredLeaderId = message.preferredLeaderId;
+    }
     return obj;
   },
 
@@ -588,6 +650,8 @@ export const PartitionStatus: MessageFns<PartitionStatus> = {
     message.inFlightTransfers = object.inFlightTransfers ?? "0";
     message.snapshotIndex = object.snapshotIndex ?? "0";
     message.logFirstIndex = object.logFirstIndex ?? "0";
+    message.replicaIds = object.replicaIds?.map((e) => e) || [];
+    message.preferredLeaderId = object.preferredLeaderId ?? "0";
     return message;
   },
 };

@@ -30,7 +30,7 @@ class Node(_message.Message):
     def __init__(self, node_id: _Optional[int] = ..., address: _Optional[str] = ...) -> None: ...
 
 class PartitionStatus(_message.Message):
-    __slots__ = ("partition", "leader_id", "term", "commit_index", "applied_index", "role", "state_digest", "in_flight_transfers", "snapshot_index", "log_first_index")
+    __slots__ = ("partition", "leader_id", "term", "commit_index", "applied_index", "role", "state_digest", "in_flight_transfers", "snapshot_index", "log_first_index", "replica_ids", "preferred_leader_id")
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     LEADER_ID_FIELD_NUMBER: _ClassVar[int]
     TERM_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +41,8 @@ class PartitionStatus(_message.Message):
     IN_FLIGHT_TRANSFERS_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_INDEX_FIELD_NUMBER: _ClassVar[int]
     LOG_FIRST_INDEX_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_IDS_FIELD_NUMBER: _ClassVar[int]
+    PREFERRED_LEADER_ID_FIELD_NUMBER: _ClassVar[int]
     partition: int
     leader_id: int
     term: int
@@ -51,4 +53,6 @@ class PartitionStatus(_message.Message):
     in_flight_transfers: int
     snapshot_index: int
     log_first_index: int
-    def __init__(self, partition: _Optional[int] = ..., leader_id: _Optional[int] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., role: _Optional[str] = ..., state_digest: _Optional[str] = ..., in_flight_transfers: _Optional[int] = ..., snapshot_index: _Optional[int] = ..., log_first_index: _Optional[int] = ...) -> None: ...
+    replica_ids: _containers.RepeatedScalarFieldContainer[int]
+    preferred_leader_id: int
+    def __init__(self, partition: _Optional[int] = ..., leader_id: _Optional[int] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., role: _Optional[str] = ..., state_digest: _Optional[str] = ..., in_flight_transfers: _Optional[int] = ..., snapshot_index: _Optional[int] = ..., log_first_index: _Optional[int] = ..., replica_ids: _Optional[_Iterable[int]] = ..., preferred_leader_id: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,118 @@
+//! Leaders follow placement: each partition's preferred leader (`placement::Placement`)
+//! campaigns first at start, and after a failover the node that took over hands leadership
+//! back once the preferred one has caught up, under load, losing and repeating nothing.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use testkit::Cluster;
+use testkit::metrics::{scrape, sum};
+use tokio::sync::Mutex;
+
+use super::{History, check_history, open_and_fund, run_load};
+
+const PARTITIONS: u32 = 6;
+
+/// Placement's preferred leader of each partition of a 3-node cluster.
+fn preferred_leaders() -> Vec<u64> {
+    let nodes: BTreeSet<u64> = (1..=3).collect();
+    placement::Placement::new(&nodes, PARTITIONS, 3)
+        .expect("placement")
+        .groups()
+        .iter()
+        .map(|group| group.leader)
+        .collect()
+}
+
+/// Waits until the running nodes agree on leaders for which `done` holds; returns them.
+async fn wait_leaders_until(
+    cluster: &Cluster,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&[u64]) -> bool,
+) -> Vec<u64> {
+    let deadline = Instant::now() + within;
+    loop {
+        let leaders = cluster.wait_leaders().await;
+        if done(&leaders) {
+            return leaders;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} not within {within:?}: leaders {leaders:?}\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Leaderships nodes 2 and 3 handed off so far.
+fn handoffs(cluster: &Cluster) -> f64 {
+    cluster.nodes[1..]
+        .iter()
+        .map(|node| {
+            sum(
+                &scrape(node.metrics_port),
+                "wallet_leader_handoffs_total",
+                &[],
+            )
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leadership_returns_to_the_preferred_leaders_after_a_failover() {
+    let preferred = preferred_leaders();
+    for node in 1..=3 {
+        let led = preferred.iter().filter(|&&leader| leader == node).count();
+        assert_eq!(led, 2, "placement spreads leaders: {preferred:?}");
+    }
+    let cluster = Arc::new(Cluster::start_partitioned(3, PARTITIONS, &[]));
+    wait_leaders_until(
+        &cluster,
+        Duration::from_secs(20),
+        "leaders as placed",
+        |leaders| leaders == preferred,
+    )
+    .await;
+    let accounts = Arc::new(open_and_fund(&cluster, 8).await);
+
+    // Node 1 dies; nodes 2 and 3 take over its partitions.
+    cluster.kill(1);
+    wait_leaders_until(&cluster, Duration::from_secs(20), "failover", |leaders| {
+        !leaders.contains(&1)
+    })
+    .await;
+    let handed_off_before = handoffs(&cluster);
+
+    // Node 1 comes back under load: once it has caught up, the others hand its partitions
+    // back, with transfers in flight. Every call is answered (run_load fails on any outcome
+    // that is not a success or a definite rejection), and nothing is lost or applied twice.
+    let history = Arc::new(Mutex::new(History::default()));
+    let load = tokio::spawn(run_load(
+        cluster.clone(),
+        history.clone(),
+        accounts.clone(),
+        3,
+        1_000,
+    ));
+    cluster.start_node(1);
+    wait_leaders_until(&cluster, Duration::from_secs(30), "hand-back", |leaders| {
+        leaders == preferred
+    })
+    .await;
+    assert!(!load.is_finished(), "the hand-back happened under load");
+    load.await.expect("load");
+    let handed_off = handoffs(&cluster) - handed_off_before;
+    // Node 1's two partitions, once each (again only if raft-rs gave a transfer up).
+    assert!(handed_off >= 2.0, "{handed_off} hand-offs");
+    cluster.wait_replicas_agree().await;
+    let history = history.lock().await;
+    assert!(
+        history.acknowledged.len() > 100,
+        "{} acknowledged",
+        history.acknowledged.len()
+    );
+    check_history(&cluster, &history, &accounts).await;
+}
