@@ -7,9 +7,12 @@
 //! 1. `PrepareLegs` on the home (a refusal there is the answer), then on every other part:
 //!    the local store when this node leads it, else its leader's `PeerService/LegsStep`.
 //! 2. The decision (completed once every part prepared, else rejected with the refusal of
-//!    the first refusing part, in the order the set names them) as `ResolveLegs` on the home,
-//!    then on every other part. The caller is answered once every part is resolved, with a
-//!    consistency token naming each part's resolve, so a read of any account it names sees it.
+//!    the first refusing part, in the order the set names them) as `ResolveLegs` on the home
+//!    and on every other part: a completion on all of them at once (every part prepared, so
+//!    whoever decides the set decides it completed), a rejection on the home first (the parts
+//!    must hear the reason the home keeps). The caller is answered once every part is
+//!    resolved, with a consistency token naming each part's resolve, so a read of any account
+//!    it names sees it.
 //! 3. `FinishLegs` on the home, in the background.
 //!
 //! A step not answered after `CREDIT_ATTEMPTS_MAX` tries fails the call with
@@ -90,7 +93,19 @@ impl Saga {
             return Ok(LegsDriven::Refused(prepared));
         };
         let replayed = record.meta.index != prepared.index;
-        let (record, home_index) = match record.status {
+        let others = self.other_parts(&legs, home);
+        // The parts' resolves, once the decision is known; the positions they answered at.
+        let set = &legs;
+        let resolve_parts = |decision| {
+            futures::future::try_join_all(others.iter().map(move |&partition| {
+                let legs = set.clone();
+                async move {
+                    let (_, index) = self.step(partition, Step::Resolve(legs, decision)).await?;
+                    Ok::<_, StoreError>((partition, index))
+                }
+            }))
+        };
+        let (record, home_index, resolved) = match record.status {
             // Refused on the home (no other part heard of it), or finished as rejected:
             // nothing moved anywhere, the record answers.
             LegsStatus::Rejected { .. } => {
@@ -100,41 +115,64 @@ impl Saga {
                     positions: vec![(home, record.meta.index)],
                 });
             }
-            // Finished: the parts are asked again below only for the token's positions.
-            LegsStatus::Completed => (record.clone(), prepared.index),
+            // Finished: the parts are asked again only for the token's positions (each
+            // answers a resolve with its record: no change).
+            LegsStatus::Completed => {
+                let decision = LegsDecision::Completed;
+                (
+                    record.clone(),
+                    prepared.index,
+                    resolve_parts(decision).await?,
+                )
+            }
             LegsStatus::Prepared { .. } | LegsStatus::Decided(_) => {
-                let decision = match record.status {
-                    LegsStatus::Decided(decision) => decision,
-                    _ => self.prepare_parts(&legs, home).await?,
+                let (decision, decided_here) = match record.status {
+                    LegsStatus::Decided(decision) => (decision, false),
+                    _ => (self.prepare_parts(&legs, home).await?, true),
                 };
                 let resolve = Command::ResolveLegs {
                     legs: legs.clone(),
                     part: home_part,
                     decision,
                 };
-                let decided = self.store.propose(home, resolve).await?;
-                // Another driver may have decided first: its decision is the set's.
-                match decided.outcome {
-                    Outcome::Legs(record) if record.status.decision().is_some() => {
-                        (record, decided.index)
+                let decide = async {
+                    let decided = self.store.propose(home, resolve).await?;
+                    // Another driver may have decided first: its decision is the set's.
+                    match decided.outcome {
+                        Outcome::Legs(record) if record.status.decision().is_some() => {
+                            Ok((record, decided.index))
+                        }
+                        other => {
+                            tracing::error!(%transaction_id, ?other, "the home's resolve answered without a decision");
+                            Err(StoreError::OutcomeUnknown)
+                        }
                     }
-                    other => {
-                        tracing::error!(%transaction_id, ?other, "the home's resolve answered without a decision");
+                };
+                // A completion the parts can hear at once, alongside the home's logging of
+                // it: every part prepared, and a prepared part never refuses, so whoever
+                // decides this set (another driver, the recovery pass after a crash of this
+                // one) decides it completed too. A rejection is logged on the home first: the
+                // reason the parts are told must be the one the home keeps.
+                if decided_here && decision == LegsDecision::Completed {
+                    let ((record, index), resolved) =
+                        tokio::try_join!(decide, resolve_parts(decision))?;
+                    if record.status.decision() != Some(decision) {
+                        // Cannot be (see above); answered as unknown, never as completed.
+                        tracing::error!(%transaction_id, status = ?record.status, "the home decided a set otherwise than the parts were told");
                         return Err(StoreError::OutcomeUnknown);
                     }
+                    (record, index, resolved)
+                } else {
+                    let (record, index) = decide.await?;
+                    let decision = record.status.decision().expect("decided above");
+                    (record, index, resolve_parts(decision).await?)
                 }
             }
         };
         let decision = record.status.decision().expect("decided above");
-        // Every part resolved before the answer, so the token covers every account's change
-        // (for a finished set, each part answers a resolve with its record: no change).
+        // Every part resolved before the answer, so the token covers every account's change.
         let mut positions = vec![(home, home_index)];
-        for partition in self.other_parts(&legs, home) {
-            let (_, index) = self
-                .step(partition, Step::Resolve(legs.clone(), decision))
-                .await?;
-            positions.push((partition, index));
-        }
+        positions.extend(resolved);
         if matches!(record.status, LegsStatus::Decided(_)) {
             // The finish follows in the background, marked as driven until it ends; the
             // recovery pass finishes it if this node loses the lead first.
