@@ -47,6 +47,9 @@ pub struct Cluster {
     peers: String,
     /// Flags every node is started with, besides its identity and addresses.
     node_args: Vec<String>,
+    /// The `ErrorInfo` reason of every failed call `on_leader` retried, counted (see
+    /// `retried`).
+    retried: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Cluster {
@@ -101,7 +104,14 @@ impl Cluster {
             nodes,
             peers,
             node_args: node_args.iter().map(|arg| arg.to_string()).collect(),
+            retried: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The reasons of the failed calls `on_leader` retried since the last call of this
+    /// (a connection refused or broken has none: ""), each with its count; starts over.
+    pub fn retried(&self) -> BTreeMap<String, u64> {
+        std::mem::take(&mut *self.retried.lock().expect("lock"))
     }
 
     fn node(&self, id: u64) -> &Node {
@@ -406,6 +416,12 @@ impl Cluster {
             let result = call(self.wallet(target).await).await;
             match result {
                 Err(status) if retryable(&status) && Instant::now() < deadline => {
+                    *self
+                        .retried
+                        .lock()
+                        .expect("lock")
+                        .entry(reason(&status))
+                        .or_default() += 1;
                     attempt += 1;
                     let hint = status
                         .get_details_error_info()

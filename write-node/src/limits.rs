@@ -101,9 +101,6 @@ pub const LEADER_HANDOFF_SETTLE: Duration = Duration::from_secs(3);
 /// behind the leader's (raft-rs sends it the rest before it campaigns, and drops proposals
 /// meanwhile, so the gap must be small).
 pub const LEADER_HANDOFF_LAG_ENTRIES_MAX: u64 = 64;
-/// After a hand-off, the callers of proposals already in the log wait for them to apply
-/// (the new leader has every one of them) at most this long, then hear OUTCOME_UNKNOWN.
-pub const LEADER_HANDOFF_PENDING_MAX: Duration = Duration::from_secs(2);
 /// How long a call that needs a newer feature waits for a peer not heard from since this
 /// node started (`features`): ten heartbeat intervals, which a live peer never misses.
 pub const FEATURE_LEVEL_WAIT: Duration =

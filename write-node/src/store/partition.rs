@@ -91,19 +91,15 @@ impl ledger::Stored for Recorded<'_> {
 /// Leadership handed back to the partition's preferred leader (placement's): once that node
 /// has been caught up for `LEADER_HANDOFF_SETTLE`, a leader that is not it transfers
 /// leadership to it (raft-rs `transfer_leader`), so leaders spread over the nodes again after
-/// a failover. Proposals already in the log when leadership moves commit under the new
-/// leader, which has every one of them: their callers wait for them to apply here (bounded
-/// by `LEADER_HANDOFF_PENDING_MAX`) instead of hearing OUTCOME_UNKNOWN.
+/// a failover. raft-rs sends the transferee the rest of the log and drops new proposals
+/// meanwhile (their callers are told NOT_LEADER, naming the transferee); what was proposed
+/// before commits with the transferee's acknowledgement, so the hand-off leaves no outcome
+/// unknown.
 pub(super) struct Handoff {
     /// Placement's preferred leader of the partition.
     pub(super) preferred: u64,
     /// Since when the preferred node has been caught up, while this node leads.
     caught_up_since: Option<std::time::Instant>,
-    /// This node handed leadership off and has not seen itself lose it yet.
-    handing_off: bool,
-    /// Since when this node, no longer leading after a hand-off, has waited for its
-    /// proposals to apply.
-    waiting_since: Option<std::time::Instant>,
 }
 
 impl Handoff {
@@ -111,8 +107,6 @@ impl Handoff {
         Handoff {
             preferred,
             caught_up_since: None,
-            handing_off: false,
-            waiting_since: None,
         }
     }
 }
@@ -522,27 +516,8 @@ impl Partition {
 
     /// Once a tick (see [`Handoff`]): a leader that is not the preferred one hands leadership
     /// to it once it has been caught up for `LEADER_HANDOFF_SETTLE`; returns whether it did.
-    /// A node that handed off and waited `LEADER_HANDOFF_PENDING_MAX` for its proposals to
-    /// apply gives up on them (OUTCOME_UNKNOWN).
     pub(super) fn hand_off(&mut self, node_id: u64, now: std::time::Instant) -> bool {
-        if let Some(since) = self.handoff.waiting_since {
-            if self.commands.pending.is_empty() || self.is_leader() {
-                self.handoff.waiting_since = None;
-            } else if now.duration_since(since) >= limits::LEADER_HANDOFF_PENDING_MAX {
-                self.handoff.waiting_since = None;
-                let leader_id = self.leader_hint();
-                self.fail_pending(
-                    StoreError::OutcomeUnknown,
-                    StoreError::NotLeader { leader_id },
-                );
-            }
-        }
         let raft = &self.raw.raft;
-        if self.is_leader() && raft.lead_transferee.is_none() {
-            // Still leading: no hand-off under way (raft-rs gives one up after an election
-            // timeout).
-            self.handoff.handing_off = false;
-        }
         let preferred = self.handoff.preferred;
         let caught_up = raft.prs().get(preferred).is_some_and(|progress| {
             progress.recent_active
@@ -560,7 +535,6 @@ impl Partition {
             return false;
         }
         self.handoff.caught_up_since = None;
-        self.handoff.handing_off = true;
         tracing::info!(
             partition = self.id,
             term = raft.term,
@@ -571,30 +545,12 @@ impl Partition {
         true
     }
 
-    /// This node stopped leading. After its own hand-off, proposals in the log stay with
-    /// their callers until they apply (see [`Handoff`]); otherwise their outcome is unknown.
-    /// Reads are told where the leader is either way.
-    pub(super) fn lost_leadership(&mut self, now: std::time::Instant) {
-        let leader_id = self.leader_hint();
-        let reads_error = StoreError::NotLeader { leader_id };
-        if std::mem::take(&mut self.handoff.handing_off) {
-            self.handoff.waiting_since = Some(now);
-            self.fail_reads(reads_error);
-        } else {
-            self.fail_pending(StoreError::OutcomeUnknown, reads_error);
-        }
-    }
-
     pub(super) fn fail_pending(&mut self, proposals_error: StoreError, reads_error: StoreError) {
         for (_, pending) in std::mem::take(&mut self.commands.pending) {
             for reply in pending.replies {
                 let _ = reply.send(Err(proposals_error.clone()));
             }
         }
-        self.fail_reads(reads_error);
-    }
-
-    fn fail_reads(&mut self, reads_error: StoreError) {
         let reads = self
             .reads
             .waiting

@@ -623,7 +623,11 @@ impl Store {
                     term = partition.raw.raft.term,
                     "lost leadership"
                 );
-                partition.lost_leadership(std::time::Instant::now());
+                let leader_id = Some(partition.raw.raft.leader_id).filter(|&id| id != 0);
+                partition.fail_pending(
+                    StoreError::OutcomeUnknown,
+                    StoreError::NotLeader { leader_id },
+                );
             }
             if !partition.was_leader && is_leader {
                 tracing::info!(

@@ -1,6 +1,7 @@
 //! Leaders follow placement: each partition's preferred leader (`placement::Placement`)
 //! campaigns first at start, and after a failover the node that took over hands leadership
-//! back once the preferred one has caught up, under load, losing and repeating nothing.
+//! back once the preferred one has caught up, under load, losing and repeating nothing, and
+//! without an OUTCOME_UNKNOWN for the commands in the log at that moment.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -90,6 +91,7 @@ async fn leadership_returns_to_the_preferred_leaders_after_a_failover() {
     // back, with transfers in flight. Every call is answered (run_load fails on any outcome
     // that is not a success or a definite rejection), and nothing is lost or applied twice.
     let history = Arc::new(Mutex::new(History::default()));
+    cluster.retried();
     let load = tokio::spawn(run_load(
         cluster.clone(),
         history.clone(),
@@ -104,6 +106,13 @@ async fn leadership_returns_to_the_preferred_leaders_after_a_failover() {
     .await;
     assert!(!load.is_finished(), "the hand-back happened under load");
     load.await.expect("load");
+    // A hand-off answers the commands that were in the log: callers were told where the
+    // leader went (NOT_LEADER) or waited, and never heard that an outcome was unknown.
+    let retried = cluster.retried();
+    assert!(
+        !retried.contains_key("OUTCOME_UNKNOWN"),
+        "retried after a hand-off: {retried:?}"
+    );
     let handed_off = handoffs(&cluster) - handed_off_before;
     // Node 1's two partitions, once each (again only if raft-rs gave a transfer up).
     assert!(handed_off >= 2.0, "{handed_off} hand-offs");
