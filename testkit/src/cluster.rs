@@ -283,7 +283,14 @@ impl Cluster {
     /// Waits until the running nodes agree on one leader for every partition; returns the
     /// leader of each partition.
     pub async fn wait_leaders(&self) -> Vec<u64> {
+        self.wait_leaders_until("agreed leaders", |_| true).await
+    }
+
+    /// Waits until the running nodes agree on one leader for every partition and those
+    /// leaders satisfy `done`; returns them. `what` names the wait in the failure message.
+    pub async fn wait_leaders_until(&self, what: &str, done: impl Fn(&[u64]) -> bool) -> Vec<u64> {
         let deadline = Instant::now() + WAIT_MAX;
+        let mut last = None;
         loop {
             let running = self.running();
             let mut views = BTreeMap::new();
@@ -295,11 +302,14 @@ impl Cluster {
             if views.len() == running.len()
                 && let Some(leaders) = agreed_leaders(&views)
             {
-                return leaders;
+                if done(&leaders) {
+                    return leaders;
+                }
+                last = Some(leaders);
             }
             assert!(
                 Instant::now() < deadline,
-                "no agreed leaders within {WAIT_MAX:?}\n{}",
+                "no {what} within {WAIT_MAX:?} (last agreed leaders: {last:?})\n{}",
                 self.logs()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use testkit::Cluster;
 use testkit::metrics::{scrape, sum};
@@ -24,28 +23,6 @@ fn preferred_leaders() -> Vec<u64> {
         .iter()
         .map(|group| group.leader)
         .collect()
-}
-
-/// Waits until the running nodes agree on leaders for which `done` holds; returns them.
-async fn wait_leaders_until(
-    cluster: &Cluster,
-    within: Duration,
-    what: &str,
-    done: impl Fn(&[u64]) -> bool,
-) -> Vec<u64> {
-    let deadline = Instant::now() + within;
-    loop {
-        let leaders = cluster.wait_leaders().await;
-        if done(&leaders) {
-            return leaders;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} not within {within:?}: leaders {leaders:?}\n{}",
-            cluster.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Leaderships nodes 2 and 3 handed off so far.
@@ -70,21 +47,16 @@ async fn leadership_returns_to_the_preferred_leaders_after_a_failover() {
         assert_eq!(led, 2, "placement spreads leaders: {preferred:?}");
     }
     let cluster = Arc::new(Cluster::start_partitioned(3, PARTITIONS, &[]));
-    wait_leaders_until(
-        &cluster,
-        Duration::from_secs(20),
-        "leaders as placed",
-        |leaders| leaders == preferred,
-    )
-    .await;
+    cluster
+        .wait_leaders_until("leaders as placed", |leaders| leaders == preferred)
+        .await;
     let accounts = Arc::new(open_and_fund(&cluster, 8).await);
 
     // Node 1 dies; nodes 2 and 3 take over its partitions.
     cluster.kill(1);
-    wait_leaders_until(&cluster, Duration::from_secs(20), "failover", |leaders| {
-        !leaders.contains(&1)
-    })
-    .await;
+    cluster
+        .wait_leaders_until("failover", |leaders| !leaders.contains(&1))
+        .await;
     let handed_off_before = handoffs(&cluster);
 
     // Node 1 comes back under load: once it has caught up, the others hand its partitions
@@ -100,10 +72,9 @@ async fn leadership_returns_to_the_preferred_leaders_after_a_failover() {
         1_000,
     ));
     cluster.start_node(1);
-    wait_leaders_until(&cluster, Duration::from_secs(30), "hand-back", |leaders| {
-        leaders == preferred
-    })
-    .await;
+    cluster
+        .wait_leaders_until("hand-back", |leaders| leaders == preferred)
+        .await;
     assert!(!load.is_finished(), "the hand-back happened under load");
     load.await.expect("load");
     // A hand-off answers the commands that were in the log: callers were told where the
