@@ -128,6 +128,15 @@ impl Config {
             "use an odd number of write nodes (got {}): an even count adds no fault tolerance",
             self.peers.len()
         );
+        // Every node holds a replica of every partition today, so the node count is the
+        // replica count placement accepts.
+        ensure!(
+            placement::REPLICAS_ALLOWED.contains(&self.peers.len()),
+            "{} write nodes: every node holds a replica of each partition, and a partition may \
+             have {:?} replicas",
+            self.peers.len(),
+            placement::REPLICAS_ALLOWED
+        );
         for (id, address) in &self.peers {
             ensure!(
                 address
@@ -326,6 +335,14 @@ mod tests {
         check(&|c| c.node_id = 0, "node_id must not be 0");
         check(&|c| c.node_id = 9, "peers must include this node");
         check(&|c| c.partitions = 0, "partitions = 0");
+        check(
+            &|c| {
+                c.peers = (1..=11)
+                    .map(|id| (id, format!("127.0.0.1:{}", 5000 + id)))
+                    .collect()
+            },
+            "11 write nodes",
+        );
         check(
             &|c| c.snapshot_interval_entries = 1,
             "snapshot_interval_entries = 1",
