@@ -122,18 +122,22 @@ impl Placement {
                 replicas,
             });
         }
-        let order: Vec<NodeId> = nodes.iter().copied().collect();
-        let mut held: BTreeMap<NodeId, usize> = order.iter().map(|&node| (node, 0)).collect();
+        let mut placement = Placement {
+            replicas,
+            members: nodes
+                .iter()
+                .map(|&node| (node, NodeState::Active))
+                .collect(),
+            retired: BTreeSet::new(),
+            groups: Vec::with_capacity(partitions as usize),
+        };
+        let mut held: BTreeMap<NodeId, usize> = nodes.iter().map(|&node| (node, 0)).collect();
         let mut led: BTreeMap<NodeId, usize> = held.clone();
-        let mut groups = Vec::with_capacity(partitions as usize);
         for partition in 0..partitions {
-            // The least loaded nodes, ties broken by a rotation that starts one node further
-            // on for each partition, so that groups overlap as little as they can.
-            let rotation = |node: &NodeId| {
-                let position = order.binary_search(node).expect("a listed node");
-                (position + order.len() - partition as usize % order.len()) % order.len()
-            };
-            let mut candidates = order.clone();
+            // The least loaded nodes, ties broken by the rotation, so that groups overlap as
+            // little as they can.
+            let rotation = |node: &NodeId| placement.rotation(*node, partition);
+            let mut candidates: Vec<NodeId> = nodes.iter().copied().collect();
             candidates.sort_by_key(|node| (held[node], rotation(node)));
             let voters: BTreeSet<NodeId> = candidates[..replicas].iter().copied().collect();
             let leader = *voters
@@ -144,17 +148,8 @@ impl Placement {
                 *held.get_mut(node).expect("a listed node") += 1;
             }
             *led.get_mut(&leader).expect("a listed node") += 1;
-            groups.push(Group { voters, leader });
+            placement.groups.push(Group { voters, leader });
         }
-        let mut placement = Placement {
-            replicas,
-            members: order
-                .iter()
-                .map(|&node| (node, NodeState::Active))
-                .collect(),
-            retired: BTreeSet::new(),
-            groups,
-        };
         placement.balance_leaders();
         Ok(placement)
     }

@@ -148,6 +148,34 @@ impl Saga {
         self.store.propose(source, settle).await
     }
 
+    /// Proposes `command`, the last step of what `driving` marks (a settle, a multi-leg
+    /// finish: it can only complete), on `partition` in the background, holding `permit`.
+    /// The id stays marked as driven until it ends, so the recovery pass leaves it alone (the
+    /// task's own mark is counted before `driving` is dropped); if it fails here, the
+    /// recovery pass of whichever node leads `partition` finishes it.
+    fn finish_in_background(
+        self: &Arc<Self>,
+        driving: Driving<'_>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        partition: u32,
+        command: Command,
+    ) {
+        let saga = self.clone();
+        let transaction_id = driving.transaction_id;
+        self.count_driver(transaction_id);
+        drop(driving);
+        tokio::spawn(async move {
+            let _driving = Driving {
+                saga: &saga,
+                transaction_id,
+            };
+            let _permit = permit;
+            if let Err(error) = saga.store.propose(partition, command).await {
+                tracing::debug!(%transaction_id, %error, "last step not applied here; recovery will finish it");
+            }
+        });
+    }
+
     /// A slot among the `SAGAS_IN_FLIGHT_MAX` transfers driven at once.
     async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, StoreError> {
         self.permits
@@ -190,22 +218,7 @@ impl Saga {
                 .await
                 .map(Decided::Settled);
         }
-        // Marked as driven until the settle ends, so the recovery pass leaves it alone: the
-        // task's own mark is counted before this one is dropped.
-        let saga = self.clone();
-        let transaction_id = transfer.transaction_id;
-        self.count_driver(transaction_id);
-        drop(driving);
-        tokio::spawn(async move {
-            let _driving = Driving {
-                saga: &saga,
-                transaction_id,
-            };
-            let _permit = permit;
-            if let Err(error) = saga.store.propose(source, settle).await {
-                tracing::debug!(%transaction_id, %error, "settle not applied here; recovery will finish it");
-            }
-        });
+        self.finish_in_background(driving, permit, source, settle);
         Ok(Decided::Credited {
             credit_index: credit.meta.index,
         })

@@ -27,7 +27,7 @@ use ledger::{
 };
 use proto::internal::LegsStepRequest;
 
-use super::{Driving, Saga};
+use super::Saga;
 use crate::limits;
 use crate::store::{Applied, StoreError};
 
@@ -174,22 +174,9 @@ impl Saga {
         let mut positions = vec![(home, home_index)];
         positions.extend(resolved);
         if matches!(record.status, LegsStatus::Decided(_)) {
-            // The finish follows in the background, marked as driven until it ends; the
-            // recovery pass finishes it if this node loses the lead first.
-            let saga = self.clone();
-            self.count_driver(transaction_id);
-            drop(driving);
-            tokio::spawn(async move {
-                let _driving = Driving {
-                    saga: &saga,
-                    transaction_id,
-                };
-                let _permit = permit;
-                let finish = Command::FinishLegs { transaction_id };
-                if let Err(error) = saga.store.propose(home, finish).await {
-                    tracing::debug!(%transaction_id, %error, "finish not applied here; recovery will finish it");
-                }
-            });
+            // The finish follows in the background.
+            let finish = Command::FinishLegs { transaction_id };
+            self.finish_in_background(driving, permit, home, finish);
         }
         Ok(LegsDriven::Decided {
             record: LegsRecord {

@@ -169,6 +169,18 @@ impl Partition {
         self.raw.raft.state == StateRole::Leader
     }
 
+    /// `answer(self)` on the leader; elsewhere NOT_LEADER with the leader's id: for the
+    /// leader-only requests (in-flight transfers, live sets, due holds).
+    pub(super) fn leader_only<T>(&self, answer: impl FnOnce(&Self) -> T) -> Result<T, StoreError> {
+        if self.is_leader() {
+            Ok(answer(self))
+        } else {
+            Err(StoreError::NotLeader {
+                leader_id: self.leader_hint(),
+            })
+        }
+    }
+
     /// Notes the leader timestamp of an entry in this replica's log.
     pub(super) fn saw_timestamp(&mut self, timestamp_ms: u64) {
         self.timestamp_ms_last = self.timestamp_ms_last.max(timestamp_ms);

@@ -406,16 +406,11 @@ impl Store {
                 after,
                 reply,
             } => {
-                let partition = &self.partitions[partition as usize];
-                let answer = if partition.is_leader() {
+                let answer = self.partitions[partition as usize].leader_only(|partition| {
                     let batch = partition.ledger.in_flight_from(after);
                     let batch = batch.take(limits::RECOVERY_BATCH_MAX);
-                    Ok(batch.map(ledger::TransferRecord::credit_command).collect())
-                } else {
-                    Err(StoreError::NotLeader {
-                        leader_id: partition.leader_hint(),
-                    })
-                };
+                    batch.map(ledger::TransferRecord::credit_command).collect()
+                });
                 let _ = reply.send(answer);
             }
             ClientRequest::LiveLegs {
@@ -423,8 +418,7 @@ impl Store {
                 after,
                 reply,
             } => {
-                let partition = &self.partitions[partition as usize];
-                let answer = if partition.is_leader() {
+                let answer = self.partitions[partition as usize].leader_only(|partition| {
                     // At most a batch of live records looked at; the home's among them (a
                     // part elsewhere waits for its home), and the last one looked at.
                     let batch: Vec<&ledger::LegsRecord> = partition
@@ -436,12 +430,8 @@ impl Store {
                     let homes = batch.into_iter().filter(|record| {
                         !matches!(record.status, ledger::LegsStatus::Prepared { part } if !part.is_home())
                     });
-                    Ok((homes.map(|record| record.command.clone()).collect(), last))
-                } else {
-                    Err(StoreError::NotLeader {
-                        leader_id: partition.leader_hint(),
-                    })
-                };
+                    (homes.map(|record| record.command.clone()).collect(), last)
+                });
                 let _ = reply.send(answer);
             }
             ClientRequest::DueHolds {
@@ -449,17 +439,12 @@ impl Store {
                 now_ms,
                 reply,
             } => {
-                let partition = &self.partitions[partition as usize];
-                let answer = if partition.is_leader() {
+                let answer = self.partitions[partition as usize].leader_only(|partition| {
                     let due = partition
                         .ledger
                         .due_holds(now_ms, limits::HOLD_EXPIRY_BATCH_MAX);
-                    Ok(due.collect())
-                } else {
-                    Err(StoreError::NotLeader {
-                        leader_id: partition.leader_hint(),
-                    })
-                };
+                    due.collect()
+                });
                 let _ = reply.send(answer);
             }
         }
