@@ -9,15 +9,15 @@
 //!
 //! | name | where | `return` does |
 //! |---|---|---|
-//! | `storage::write` | every RocksDB write | fails it before anything is written, as a failed `write_opt` would. `return(synced)` or `return(unsynced)` fails only writes of that kind: the raft log and hard state (once per store round, fsynced when raft needs it; `Db::write_log`) and snapshots or the apply results (unsynced) |
-//! | `storage::fsync` | synced writes | writes the batch, then reports the sync failed: the data may or may not be durable ("fsyncgate") |
+//! | `storage::write` | every RocksDB write | fails it before anything is written, as a failed `write_opt` would. `return(synced)` or `return(unsynced)` fails only writes of that kind: the raft log and hard state (once per store round, unsynced: `Db::write_log`) and snapshots or the apply results (unsynced) |
+//! | `storage::fsync` | synced writes, and the raft log's syncs (`Db::sync_wal`, on the sync thread) | writes the batch or syncs, then reports the sync failed: the data may or may not be durable ("fsyncgate") |
 //! | `snapshot::write` | the snapshot worker | fails writing a snapshot before anything is written |
 //! | `snapshot::fetched` | a follower's snapshot fetch | `return(MS)`: waits MS milliseconds between receiving the snapshot and installing it, the window in which the leader may announce the next one |
 //! | `clock::offset_ms` | the wall clock a leader stamps entries with | `return(MS)`: adds MS milliseconds (negative: a clock behind the others) |
 //!
 //! Whichever storage failpoint fails, the store loop stops, callers get `STORAGE_FAILURE`, and
 //! the node exits (see ARCHITECTURE.md, "Storage failures"). Counted actions count
-//! evaluations: every write evaluates `storage::write`, every synced write `storage::fsync`.
+//! evaluations: every write evaluates `storage::write`, every synced write and every sync of the raft log `storage::fsync`.
 
 use anyhow::bail;
 
@@ -58,7 +58,7 @@ pub fn before_write(sync: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `storage::fsync`, after a synced write reached RocksDB.
+/// `storage::fsync`, after a synced write reached RocksDB or the raft log was synced.
 pub fn after_synced_write() -> anyhow::Result<()> {
     if fail::eval(STORAGE_FSYNC, |_| ()).is_some() {
         bail!("injected fsync failure after the write (failpoint {STORAGE_FSYNC})");

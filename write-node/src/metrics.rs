@@ -270,20 +270,20 @@ impl Metrics {
         let synced_write_entries = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         registry.register(
             "wallet_synced_write_entries",
-            "Raft entries persisted per synced RocksDB write (one fsync for all partitions)",
+            "Raft entries made durable per fsync of the raft log (one fsync covers every partition's readies written since the previous one)",
             synced_write_entries.clone(),
         );
         // 50 µs .. ~1.6 s.
         let synced_write_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
         registry.register(
             "wallet_fsync_duration_seconds",
-            "Duration of the synced RocksDB write of each store round (the fsync)",
+            "Duration of each fsync of the raft log (on its own thread: the store loop does not wait for it)",
             synced_write_seconds.clone(),
         );
         let unsynced_log_writes = Counter::default();
         registry.register(
             "wallet_unsynced_log_writes",
-            "Store rounds whose raft log write needed no fsync (only commit indexes moved)",
+            "Raft log writes made durable without an fsync (only commit indexes moved, nothing behind them waiting for one)",
             unsynced_log_writes.clone(),
         );
         // 50 µs .. ~3.3 s.

@@ -355,11 +355,24 @@ impl Db {
         self.write_as(batch, sync, sync)
     }
 
-    /// [`Db::write`] for the store round's raft log and hard states, fsynced only when raft
-    /// needs it (`Ready::must_sync`). The `storage::write` failpoint counts it with the synced
-    /// writes either way: it is the log round, not the apply results.
-    pub fn write_log(&self, batch: WriteBatch, sync: bool) -> anyhow::Result<()> {
-        self.write_as(batch, sync, true)
+    /// [`Db::write`] for the store round's raft log and hard states, unsynced: the raft log's
+    /// sync thread makes it durable (`Db::sync_wal`) when raft needs it (`Ready::must_sync`).
+    /// The `storage::write` failpoint counts it with the synced writes: it is the log round,
+    /// not the apply results.
+    pub fn write_log(&self, batch: WriteBatch) -> anyhow::Result<()> {
+        self.write_as(batch, false, true)
+    }
+
+    /// Makes every write made before it durable: fsyncs RocksDB's write-ahead log, without
+    /// holding up writes other threads make meanwhile (the raft log's sync thread,
+    /// `store/log_sync.rs`). The `storage::fsync` failpoint counts it as a synced write.
+    pub fn sync_wal(&self) -> anyhow::Result<()> {
+        self.db
+            .flush_wal(true)
+            .context("syncing the write-ahead log")?;
+        #[cfg(feature = "failpoints")]
+        crate::failpoints::after_synced_write().context("syncing the write-ahead log")?;
+        Ok(())
     }
 
     fn write_as(&self, batch: WriteBatch, sync: bool, log_round: bool) -> anyhow::Result<()> {

@@ -1,21 +1,25 @@
 //! The store loop: one thread owns every partition's `RawNode` and ledger and runs rounds of
-//! gather -> tick -> propose -> persist (one synced RocksDB write for all partitions) ->
-//! send -> apply -> reply. No lock is shared with the gRPC side: services talk to the loop
-//! through two bounded mailboxes (client commands, inbound raft messages) and one-shot replies.
+//! gather -> tick -> propose -> write the log (one write for all partitions, fsynced on
+//! another thread when raft needs it, not waited for) -> send -> apply -> reply. No lock is shared
+//! with the gRPC side: services talk to the loop through two bounded mailboxes (client
+//! commands, inbound raft messages) and one-shot replies.
 //!
-//! Ready handling follows raft-rs's synchronous contract: leader messages go out before the
-//! fsync (replication overlaps the leader's own write), everything raft marks as "persisted
-//! messages" goes out only after the synced write, committed entries are applied after that,
-//! and nothing awaits between `ready()` and `advance()`.
+//! Ready handling follows raft-rs's asynchronous contract (`advance_append_async`): leader
+//! messages go out at once (replication overlaps the leader's own fsync), the entries and
+//! hard state are written unsynced and made durable by the raft log's sync thread
+//! (`log_sync.rs`), everything raft marks as "persisted messages" goes out only once that
+//! sync has ended (`on_persist_ready`), raft hands out for applying only entries that are
+//! durable, and nothing awaits between `ready()` and `advance_append_async()`.
 //!
 //! The module, by concern: this file holds the services' handle and the types they share with
 //! the loop; `startup.rs` opens and recovers the partitions and starts the loop; `round.rs`
-//! is the loop itself; `partition.rs` one partition's raft node, ledger and waiting callers;
-//! `catch_up.rs` snapshot catch-up as a pure state machine the loop drives. The loop is given
-//! its network as a value (`Network`, implemented in `transport.rs`): nothing here dials or
-//! serves peers.
+//! is the loop itself; `log_sync.rs` the raft log's sync thread; `partition.rs` one
+//! partition's raft node, ledger and waiting callers; `catch_up.rs` snapshot catch-up as a
+//! pure state machine the loop drives. The loop is given its network as a value (`Network`,
+//! implemented in `transport.rs`): nothing here dials or serves peers.
 
 mod catch_up;
+mod log_sync;
 mod partition;
 mod round;
 mod startup;

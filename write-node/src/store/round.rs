@@ -1,6 +1,7 @@
 //! The store loop (see the module's documentation): rounds of gather -> tick -> propose ->
-//! persist -> send -> apply -> reply, the mailboxes' requests, leadership changes, local
-//! snapshots, and the snapshot catch-up state machine's actions (`catch_up.rs`).
+//! write the log -> send -> apply -> reply, the raft log's syncs that ended, the
+//! mailboxes' requests, leadership changes, local snapshots, and the snapshot catch-up state
+//! machine's actions (`catch_up.rs`).
 
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -9,11 +10,12 @@ use anyhow::Context;
 use raft::StateRole;
 use raft::eraftpb::{Message, MessageType};
 use rocksdb::WriteBatch;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::catch_up::{Action, Event, Staged};
+use super::log_sync::{LogSync, Persisted, PersistedReady};
 use super::partition::{Partition, StagedState};
 use super::{
     Applied, ClientRequest, FetchedSnapshot, InboundRaft, Network, ProposeReply, SnapshotRequest,
@@ -47,6 +49,9 @@ pub(super) struct Fetched {
 pub(super) struct Store {
     pub(super) node_id: u64,
     pub(super) db: Arc<Db>,
+    /// The raft log's sync thread (`log_sync.rs`), and its wake-up when a sync ends.
+    pub(super) log: LogSync,
+    pub(super) log_wake: Arc<Notify>,
     pub(super) network: Box<dyn Network>,
     pub(super) partitions: Vec<Partition>,
     pub(super) client_rx: mpsc::Receiver<ClientRequest>,
@@ -77,6 +82,7 @@ impl Store {
             .build()
             .context("store runtime")?;
         let result = runtime.block_on(self.rounds());
+        self.log.stop();
         // Callers whose command is in the log learn that its outcome is unknown; on a storage
         // failure everyone learns why the node stopped.
         let (in_log, error) = match &result {
@@ -121,6 +127,7 @@ impl Store {
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => return Ok(()),
+                _ = self.log_wake.notified() => {}
                 inbound = self.raft_rx.recv() => match inbound {
                     Some(inbound) => self.on_raft(inbound),
                     None => return Ok(()),
@@ -142,6 +149,7 @@ impl Store {
             let round_started = std::time::Instant::now();
             self.metrics
                 .queues(self.client_rx.len(), self.raft_rx.len());
+            self.collect_persisted()?;
             // Gather whatever else arrived, bounded so ticks and persistence keep their pace.
             let mut drained = 0;
             while drained < limits::ROUND_DRAIN_MAX {
@@ -173,12 +181,20 @@ impl Store {
             }
             let drained_at = std::time::Instant::now();
             let now_ms = now_ms();
+            // While a sync is in flight, a leader's commands wait for it to end (up to a full
+            // entry) and go into one entry together: the fsync's own time fills the next
+            // entry, as a round blocked on its fsync used to, while the loop goes on applying,
+            // answering and serving the other partitions.
+            let syncing = self.log.syncing();
             for partition in &mut self.partitions {
-                partition.propose(now_ms);
+                if !syncing || partition.commands.received.len() >= limits::ENTRY_COMMANDS_MAX {
+                    partition.propose(now_ms);
+                }
                 partition.read_index();
             }
             let proposed_at = std::time::Instant::now();
             self.handle_readies()?;
+            self.sync_log()?;
             let persisted_at = std::time::Instant::now();
             self.check_leadership();
             self.start_snapshots();
@@ -450,80 +466,64 @@ impl Store {
         }
     }
 
-    /// One round of readies for every partition: one synced write for all of their entries
-    /// and hard states, then sends, applies and one unsynced write of the apply results.
+    /// One round of readies for every partition: their entries and hard states in one
+    /// unsynced write (the sync thread, `log_sync.rs`, makes it durable; the loop does not
+    /// wait), their committed entries (durable here: raft-rs hands out nothing it has not been
+    /// told is persisted) applied, and the apply results written, unsynced, before anyone is
+    /// answered.
     fn handle_readies(&mut self) -> anyhow::Result<()> {
-        let mut log_batch = WriteBatch::default();
-        let mut readies = Vec::new();
-        let mut entries_count = 0;
-        let mut must_sync = false;
-        for (slot, partition) in self.partitions.iter_mut().enumerate() {
-            if !partition.raw.has_ready() {
-                continue;
-            }
-            let mut ready = partition.raw.ready();
-            // Entries, a snapshot, or a new term or vote must be durable before raft acts on
-            // them; a hard state whose commit index alone moved need not be (raft-rs
-            // `Ready::must_sync`): the commit index is recovered from the quorum.
-            must_sync |= ready.must_sync();
-            // Leaders send appends before their own fsync (raft thesis 10.2.1).
-            let messages = ready.take_messages();
-            partition.note_snapshot_sends(&messages);
-            self.network.send(partition.id, messages);
-            if !ready.snapshot().is_empty() {
-                partition.install_snapshot(ready.snapshot(), &mut log_batch)?;
-            }
-            entries_count += ready.entries().len();
-            for entry in ready.entries() {
-                partition.saw_timestamp(codec::entry_timestamp_ms(&entry.data).unwrap_or(0));
-            }
+        // A snapshot replaces a partition's log and state; raft takes it as applied only once
+        // it is durable, so a round that installs one syncs before it applies anything.
+        let snapshot_round = self.partitions.iter().any(|partition| {
             partition
                 .raw
-                .mut_store()
-                .append(ready.entries(), &mut log_batch)?;
-            if let Some(hard_state) = ready.hs() {
-                partition
-                    .raw
-                    .mut_store()
-                    .set_hard_state(hard_state, &mut log_batch)?;
-            }
-            readies.push((slot, ready));
-        }
-        if readies.is_empty() {
-            return Ok(());
-        }
-        if !log_batch.is_empty() {
-            let started = std::time::Instant::now();
-            // Unsynced, it still precedes this round's apply write in RocksDB's write-ahead
-            // log, so a durable applied index never passes a durable commit index.
-            self.db
-                .write_log(log_batch, must_sync)
-                .context("persisting raft entries")?;
-            if must_sync {
-                self.metrics.synced_write(entries_count, started.elapsed());
-            } else {
-                self.metrics.unsynced_log_write();
-            }
-        }
+                .snap()
+                .is_some_and(|snapshot| !snapshot.is_empty())
+        });
+        let mut log_batch = WriteBatch::default();
+        let mut apply_batch = WriteBatch::default();
         let mut replies = Vec::new();
         let applied = self
-            .apply_readies(readies, &mut replies)
-            .and_then(|apply_batch| {
-                // Unsynced: the next synced write makes it durable, and losing it only means
-                // re-applying committed entries from the durable log on restart.
+            .take_readies(&mut log_batch, &mut apply_batch, &mut replies)
+            .and_then(|taken| {
+                if !taken {
+                    return Ok(false);
+                }
+                if !log_batch.is_empty() {
+                    self.db
+                        .write_log(log_batch)
+                        .context("persisting raft entries")?;
+                }
+                if snapshot_round {
+                    self.flush_log()?;
+                    for partition in &mut self.partitions {
+                        if partition.raw.raft.raft_log.applied < partition.applied_index {
+                            partition.raw.advance_apply_to(partition.applied_index);
+                        }
+                    }
+                }
+                // Unsynced: the next sync makes it durable, and losing it only means
+                // re-applying committed entries from the durable log on restart. The log
+                // write before it precedes it in RocksDB's write-ahead log, so a durable
+                // applied index never passes a durable commit index.
                 self.db
                     .write(apply_batch, false)
-                    .context("persisting apply results")
+                    .context("persisting apply results")?;
+                Ok(true)
             });
-        if let Err(error) = applied {
-            // The in-memory ledgers are now ahead of the disk: nothing decided this round is
-            // answered, served or streamed. The entries are committed, so they apply on the
-            // other replicas and here after the restart; the callers learn only that the
-            // outcome is unknown to this node.
-            for (reply, _) in replies {
-                let _ = reply.send(Err(StoreError::StorageFailed));
+        match applied {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(error) => {
+                // The in-memory ledgers are now ahead of the disk: nothing decided this round
+                // is answered, served or streamed. The entries are committed, so they apply
+                // on the other replicas and here after the restart; the callers learn only
+                // that the outcome is unknown to this node.
+                for (reply, _) in replies {
+                    let _ = reply.send(Err(StoreError::StorageFailed));
+                }
+                return Err(error);
             }
-            return Err(error);
         }
         for (reply, result) in replies {
             let _ = reply.send(result);
@@ -545,44 +545,117 @@ impl Store {
         Ok(())
     }
 
-    /// After the synced write: sends what raft held back until then, applies the committed
-    /// entries to the in-memory ledgers and returns the batch of their results, with the
-    /// callers' answers in `replies` (sent only once that batch is written).
-    fn apply_readies(
+    /// Takes every partition's ready: sends what may go before the fsync (a leader's appends,
+    /// raft thesis 10.2.1), puts entries and hard state into `log_batch` and the ready, with
+    /// the messages held back until it is durable, into the sync's queue, applies the
+    /// committed entries into `apply_batch` with the callers' answers in `replies` (sent only
+    /// once that batch is written), and advances raft. Returns whether any partition had a
+    /// ready.
+    fn take_readies(
         &mut self,
-        readies: Vec<(usize, raft::Ready)>,
+        log_batch: &mut WriteBatch,
+        apply_batch: &mut WriteBatch,
         replies: &mut Vec<(ProposeReply, Result<Applied, StoreError>)>,
-    ) -> anyhow::Result<WriteBatch> {
-        let mut apply_batch = WriteBatch::default();
-        for (slot, mut ready) in readies {
-            let partition = &mut self.partitions[slot];
-            self.network
-                .send(partition.id, ready.take_persisted_messages());
+    ) -> anyhow::Result<bool> {
+        let mut taken = false;
+        for (slot, partition) in self.partitions.iter_mut().enumerate() {
+            if !partition.raw.has_ready() {
+                continue;
+            }
+            taken = true;
+            let mut ready = partition.raw.ready();
+            let messages = ready.take_messages();
+            partition.note_snapshot_sends(&messages);
+            self.network.send(partition.id, messages);
+            let installs = !ready.snapshot().is_empty();
+            if installs {
+                partition.install_snapshot(ready.snapshot(), log_batch)?;
+            }
+            for entry in ready.entries() {
+                partition.saw_timestamp(codec::entry_timestamp_ms(&entry.data).unwrap_or(0));
+            }
+            // Raft reads the entries from the storage's entry cache from here on, before they
+            // are on disk, as `advance_append_async` requires.
+            partition
+                .raw
+                .mut_store()
+                .append(ready.entries(), log_batch)?;
+            if let Some(hard_state) = ready.hs() {
+                partition
+                    .raw
+                    .mut_store()
+                    .set_hard_state(hard_state, log_batch)?;
+            }
+            let persisted = PersistedReady {
+                slot,
+                number: ready.number(),
+                messages: ready.take_persisted_messages(),
+            };
+            self.log
+                .add(persisted, ready.must_sync(), ready.entries().len());
             partition.on_read_states(ready.take_read_states());
             partition.apply(
                 ready.take_committed_entries(),
                 &self.db,
-                &mut apply_batch,
+                apply_batch,
                 replies,
             )?;
-            let mut light = partition.raw.advance(ready);
-            self.network.send(partition.id, light.take_messages());
-            partition.apply(
-                light.take_committed_entries(),
-                &self.db,
-                &mut apply_batch,
-                replies,
-            )?;
-            partition.raw.advance_apply_to(partition.applied_index);
+            partition.raw.advance_append_async(ready);
+            if !installs {
+                partition.raw.advance_apply_to(partition.applied_index);
+            }
             partition.applied_past_staged();
             let commit = partition.raw.raft.raft_log.committed;
             let applied_index = partition.applied_index;
             partition
                 .raw
                 .mut_store()
-                .set_applied(applied_index, commit, &mut apply_batch)?;
+                .set_applied(applied_index, commit, apply_batch)?;
         }
-        Ok(apply_batch)
+        Ok(taken)
+    }
+
+    /// Tells raft which readies the sync that ended made durable (the next sync starts at the
+    /// end of the round, covering this round's readies too).
+    fn collect_persisted(&mut self) -> anyhow::Result<()> {
+        while let Some(persisted) = self.log.try_persisted()? {
+            self.on_persisted(persisted);
+        }
+        Ok(())
+    }
+
+    /// Starts the next sync if none is in flight.
+    fn sync_log(&mut self) -> anyhow::Result<()> {
+        if let Some(persisted) = self.log.sync_waiting()? {
+            self.on_persisted(persisted);
+        }
+        Ok(())
+    }
+
+    /// Syncs everything written to the log so far, and waits for it.
+    fn flush_log(&mut self) -> anyhow::Result<()> {
+        while let Some(persisted) = self.log.wait_persisted()? {
+            self.on_persisted(persisted);
+        }
+        self.sync_log()?;
+        while let Some(persisted) = self.log.wait_persisted()? {
+            self.on_persisted(persisted);
+        }
+        Ok(())
+    }
+
+    /// Readies are durable: raft may count and apply their entries (`on_persist_ready`) and
+    /// the messages they held back go out.
+    fn on_persisted(&mut self, persisted: Persisted) {
+        match persisted.synced {
+            Some(elapsed) => self.metrics.synced_write(persisted.entries, elapsed),
+            None => self.metrics.unsynced_log_write(),
+        }
+        for ready in persisted.readies {
+            let partition = &mut self.partitions[ready.slot];
+            self.network.send(partition.id, ready.messages);
+            partition.raw.on_persist_ready(ready.number);
+        }
     }
 
     fn check_leadership(&mut self) {

@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::catch_up::CatchUp;
+use super::log_sync::LogSync;
 use super::partition::{Commands, Handoff, Partition, Reads, Snapshots, Tail};
 use super::round::Store;
 use super::{Network, StoreHandle};
@@ -73,9 +74,13 @@ pub fn start(
         db: db.clone(),
         stopped: stopped.clone(),
     };
+    let log = LogSync::spawn(db.clone())?;
+    let log_wake = log.wake();
     let store = Store {
         node_id: config.node_id,
         db,
+        log,
+        log_wake,
         network: Box::new(network),
         partitions,
         client_rx,
