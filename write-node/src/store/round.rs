@@ -10,7 +10,7 @@ use anyhow::Context;
 use raft::StateRole;
 use raft::eraftpb::{Message, MessageType};
 use rocksdb::WriteBatch;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -49,9 +49,8 @@ pub(super) struct Fetched {
 pub(super) struct Store {
     pub(super) node_id: u64,
     pub(super) db: Arc<Db>,
-    /// The raft log's sync thread (`log_sync.rs`), and its wake-up when a sync ends.
+    /// The raft log's sync thread (`log_sync.rs`).
     pub(super) log: LogSync,
-    pub(super) log_wake: Arc<Notify>,
     pub(super) network: Box<dyn Network>,
     pub(super) partitions: Vec<Partition>,
     pub(super) client_rx: mpsc::Receiver<ClientRequest>,
@@ -123,11 +122,13 @@ impl Store {
         // A partition still holds a ready (committed entries past one apply batch,
         // `RAFT_COMMITTED_BYTES_PER_READY_MAX`): the next round starts without waiting.
         let mut pending_ready = false;
+        // Notified when a sync of the raft log ends.
+        let log_wake = self.log.wake();
         loop {
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => return Ok(()),
-                _ = self.log_wake.notified() => {}
+                _ = log_wake.notified() => {}
                 inbound = self.raft_rx.recv() => match inbound {
                     Some(inbound) => self.on_raft(inbound),
                     None => return Ok(()),

@@ -75,12 +75,10 @@ pub fn start(
         stopped: stopped.clone(),
     };
     let log = LogSync::spawn(db.clone())?;
-    let log_wake = log.wake();
     let store = Store {
         node_id: config.node_id,
         db,
         log,
-        log_wake,
         network: Box::new(network),
         partitions,
         client_rx,
