@@ -192,10 +192,23 @@ struct Follower {
     blocks: mpsc::Sender<Block>,
 }
 
+/// A write node's refusal to serve a partition it holds no replica of (NOT_LEADER, which
+/// Subscribe answers for nothing else: any replica serves the log).
+fn placed_elsewhere(status: &tonic::Status) -> bool {
+    use tonic_types::StatusExt as _;
+    status.code() == tonic::Code::Unavailable
+        && status
+            .get_details_error_info()
+            .is_some_and(|info| info.reason == "NOT_LEADER")
+}
+
 /// Why a subscription ended.
 enum End {
     /// Stream broken, refused or stalled: try the next write node.
     Failover(String),
+    /// The write node holds no replica of the partition (placement put it elsewhere): try the
+    /// next one at once, without backing off.
+    Elsewhere,
     /// The fold is gone (shutdown).
     Stop,
 }
@@ -208,6 +221,12 @@ impl Follower {
             let before = self.last;
             match self.follow(&uri).await {
                 End::Stop => return,
+                End::Elsewhere => {
+                    tracing::debug!(partition = self.partition, %uri, "no replica there; next write node");
+                    self.source = (self.source + 1) % self.uris.len();
+                    tokio::time::sleep(limits::RECONNECT_BACKOFF_MIN).await;
+                    continue;
+                }
                 End::Failover(why) => {
                     tracing::warn!(
                         partition = self.partition,
@@ -241,6 +260,7 @@ impl Follower {
         });
         let mut stream = match client.subscribe(request).await {
             Ok(response) => response.into_inner(),
+            Err(status) if placed_elsewhere(&status) => return End::Elsewhere,
             Err(status) => return End::Failover(format!("subscribe refused: {status:?}")),
         };
         tracing::info!(partition = self.partition, %uri, from_index = self.last + 1, "subscribed");

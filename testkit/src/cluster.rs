@@ -320,44 +320,50 @@ impl Cluster {
     pub async fn wait_leader(&self) -> u64 {
         self.wait_leaders().await[0]
     }
-    /// Waits until, for every partition, every running node has applied all it committed, the
-    /// same index as the others, with the same state digest; returns the total applied index
-    /// over partitions and the digests joined.
+    /// Waits until, for every partition, every running node that holds a replica of it has
+    /// applied all it committed, the same index as the others, with the same state digest;
+    /// returns the total applied index over partitions and the digests joined.
     pub async fn wait_replicas_agree(&self) -> (u64, String) {
         let deadline = Instant::now() + WAIT_MAX;
         loop {
             let running = self.running();
-            let mut views = BTreeMap::new();
+            // Partition -> (node, commit, applied, digest) of each replica that answered.
+            let mut views: BTreeMap<u32, Vec<(u64, u64, u64, String)>> = BTreeMap::new();
+            let mut answered = 0;
             for &node in &running {
                 if let Ok(status) = self.status(node).await {
-                    let view: Vec<(u64, u64, String)> = status
-                        .partitions
-                        .iter()
-                        .map(|partition| {
-                            (
-                                partition.commit_index,
-                                partition.applied_index,
-                                partition.state_digest.clone(),
-                            )
-                        })
-                        .collect();
-                    views.insert(node, view);
+                    answered += 1;
+                    for partition in status.partitions.iter().filter(|p| p.role != "none") {
+                        views.entry(partition.partition).or_default().push((
+                            node,
+                            partition.commit_index,
+                            partition.applied_index,
+                            partition.state_digest.clone(),
+                        ));
+                    }
                 }
             }
-            if let Some(first) = views.values().next().cloned() {
-                let settled = first.iter().all(|(commit, applied, _)| commit == applied);
-                if views.len() == running.len()
-                    && settled
-                    && views.values().all(|view| *view == first)
-                {
-                    let applied = first.iter().map(|(_, applied, _)| applied).sum();
-                    let digests = first
-                        .iter()
-                        .map(|(_, _, digest)| digest.as_str())
-                        .collect::<Vec<_>>()
-                        .join(",");
-                    return (applied, digests);
-                }
+            let agreed: Option<Vec<(u64, String)>> = views
+                .values()
+                .map(|replicas| {
+                    let (_, commit, applied, digest) = &replicas[0];
+                    let same = replicas.iter().all(|(_, c, a, d)| {
+                        c == commit && a == applied && d == digest && commit == applied
+                    });
+                    same.then(|| (*applied, digest.clone()))
+                })
+                .collect();
+            if answered == running.len()
+                && !views.is_empty()
+                && let Some(agreed) = agreed
+            {
+                let applied = agreed.iter().map(|(applied, _)| applied).sum();
+                let digests = agreed
+                    .iter()
+                    .map(|(_, digest)| digest.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",");
+                return (applied, digests);
             }
             assert!(
                 Instant::now() < deadline,

@@ -37,10 +37,11 @@ const READ_LISTEN: &str = wallet_client::DEFAULT_READ_ENDPOINT;
 /// The health service name the read node reports readiness under.
 const QUERY_SERVICE_NAME: &str = "wallet.v1.QueryService";
 
-/// Number of write nodes: the smallest Raft group that survives a node failure.
-const WRITE_NODES: u64 = 3;
+/// Most write nodes a dev cluster starts: their ports, 50051..=50059, stay below the read
+/// node's.
+pub const WRITE_NODES_MAX: u64 = 9;
 
-/// Node `i` listens on `127.0.0.1:(WRITE_PORT_BASE + i)`, i.e. 50051..=50053.
+/// Node `i` listens on `127.0.0.1:(WRITE_PORT_BASE + i)`, i.e. 50051, 50052, ...
 const WRITE_PORT_BASE: u64 = 50050;
 
 /// How long the nodes get to elect a leader and report SERVING.
@@ -63,8 +64,12 @@ const LOG_TAIL_BYTES: u64 = 4096;
 pub struct DevConfig {
     /// Root of the nodes' data directories and log files.
     pub data_dir: PathBuf,
-    /// Raft partitions per node.
+    /// Raft partitions of the cluster.
     pub partitions: u32,
+    /// Write nodes (3 to `WRITE_NODES_MAX`).
+    pub write_nodes: u64,
+    /// Replicas of each partition, placed on that many of the write nodes.
+    pub replicas: usize,
 }
 
 /// What kind of process a child is.
@@ -214,15 +219,15 @@ pub async fn run(config: DevConfig, out: &Output) -> anyhow::Result<()> {
 
 /// The processes of a dev cluster: the write nodes, then the read node following them.
 fn child_specs(config: &DevConfig, write_bin: &Path, read_bin: &Path) -> Vec<ChildSpec> {
-    let peers = (1..=WRITE_NODES)
+    let peers = (1..=config.write_nodes)
         .map(|i| format!("{i}={}", write_listen(i)))
         .collect::<Vec<_>>()
         .join(",");
-    let write_nodes = (1..=WRITE_NODES)
+    let write_nodes = (1..=config.write_nodes)
         .map(write_listen)
         .collect::<Vec<_>>()
         .join(",");
-    let mut specs: Vec<ChildSpec> = (1..=WRITE_NODES)
+    let mut specs: Vec<ChildSpec> = (1..=config.write_nodes)
         .map(|node_id| {
             let name = format!("node-{node_id}");
             let listen = write_listen(node_id);
@@ -241,6 +246,8 @@ fn child_specs(config: &DevConfig, write_bin: &Path, read_bin: &Path) -> Vec<Chi
                     data.display().to_string(),
                     "--partitions".into(),
                     config.partitions.to_string(),
+                    "--replicas".into(),
+                    config.replicas.to_string(),
                 ],
                 log: config.data_dir.join(format!("{name}.log")),
                 listen,
@@ -430,14 +437,17 @@ fn announce(config: &DevConfig, running: &[Running], out: &Output) {
             "event": "ready",
             "data_dir": config.data_dir.display().to_string(),
             "partitions": config.partitions,
+            "replicas": config.replicas,
             "nodes": nodes,
         }));
         return;
     }
     println!(
-        "wallet dev cluster ready: {} write nodes and a read node, {} partition(s), data in {}",
-        WRITE_NODES,
+        "wallet dev cluster ready: {} write nodes and a read node, {} partition(s) of {} \
+         replicas, data in {}",
+        config.write_nodes,
         config.partitions,
+        config.replicas,
         config.data_dir.display()
     );
     for r in running {
@@ -525,6 +535,8 @@ mod tests {
         let config = DevConfig {
             data_dir: PathBuf::from("/tmp/dev"),
             partitions: 4,
+            write_nodes: 3,
+            replicas: 3,
         };
         let specs = child_specs(
             &config,
@@ -562,6 +574,8 @@ mod tests {
                 "/tmp/dev/node-2",
                 "--partitions",
                 "4",
+                "--replicas",
+                "3",
             ]
         );
     }

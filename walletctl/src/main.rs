@@ -492,6 +492,13 @@ struct DevArgs {
     /// keeps the count it was created with (a node refuses another).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=i64::from(PARTITIONS_MAX)))]
     partitions: u32,
+    /// Write nodes to start (ports 50051 onwards); fixed for a data dir, like the partitions.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(3..=dev::WRITE_NODES_MAX))]
+    write_nodes: u64,
+    /// Replicas of each partition (1, 3, 5, 7 or 9, at most --write-nodes), placed on that
+    /// many of the write nodes; fixed for a data dir.
+    #[arg(long, default_value_t = 3)]
+    replicas: usize,
 }
 
 /// Why a command failed, keeping ledger errors typed so they are reported with their code
@@ -687,9 +694,22 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
             }
         }
         Command::Dev(args) => {
+            if !placement::REPLICAS_ALLOWED.contains(&args.replicas)
+                || args.replicas as u64 > args.write_nodes
+            {
+                return Err(anyhow::anyhow!(
+                    "--replicas {}: must be one of {:?} and at most --write-nodes ({})",
+                    args.replicas,
+                    placement::REPLICAS_ALLOWED,
+                    args.write_nodes
+                )
+                .into());
+            }
             let config = dev::DevConfig {
                 data_dir: args.data_dir,
                 partitions: args.partitions,
+                write_nodes: args.write_nodes,
+                replicas: args.replicas,
             };
             dev::run(config, out).await?;
             Ok(())

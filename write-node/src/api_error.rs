@@ -92,22 +92,28 @@ impl WriteApiError for ApiError {
         match error {
             StoreError::NotLeader {
                 leader_id: Some(leader_id),
-            } => {
-                let mut error = ApiError::new(
-                    Code::Unavailable,
-                    "NOT_LEADER",
-                    format!("this node is not the partition leader; node {leader_id} is"),
-                );
-                error.metadata.push(("leader_id", leader_id.to_string()));
-                if let Some(address) = peers.get(&leader_id) {
-                    error.metadata.push(("leader_address", address.clone()));
-                }
-                error
-            }
+            } => not_leader(
+                format!("this node is not the partition leader; node {leader_id} is"),
+                leader_id,
+                peers,
+            ),
+            StoreError::NotHosted {
+                leader_id: Some(leader_id),
+            } => not_leader(
+                format!("this node holds no replica of the partition; node {leader_id} leads it"),
+                leader_id,
+                peers,
+            ),
             StoreError::NotLeader { leader_id: None } => ApiError::new(
                 Code::Unavailable,
                 "NO_LEADER",
                 "the partition has no leader right now (election in progress)",
+            )
+            .retry_after(limits::NO_LEADER_RETRY_AFTER),
+            StoreError::NotHosted { leader_id: None } => ApiError::new(
+                Code::Unavailable,
+                "NO_LEADER",
+                "this node holds no replica of the partition and has not learnt its leader yet",
             )
             .retry_after(limits::NO_LEADER_RETRY_AFTER),
             StoreError::OutcomeUnknown => ApiError::new(
@@ -142,4 +148,18 @@ impl WriteApiError for ApiError {
             .retry_after(limits::READ_TIMEOUT_RETRY_AFTER),
         }
     }
+}
+
+/// NOT_LEADER, with the leader's id and (when known) address for the caller to go to.
+fn not_leader(
+    message: String,
+    leader_id: u64,
+    peers: &std::collections::BTreeMap<u64, String>,
+) -> ApiError {
+    let mut error = ApiError::new(Code::Unavailable, "NOT_LEADER", message);
+    error.metadata.push(("leader_id", leader_id.to_string()));
+    if let Some(address) = peers.get(&leader_id) {
+        error.metadata.push(("leader_address", address.clone()));
+    }
+    error
 }

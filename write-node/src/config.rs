@@ -25,6 +25,12 @@ pub struct Config {
     /// Raft groups (account partitions), 8 when not given. Fixed at cluster creation and
     /// stored; a node refuses data created with another count.
     pub partitions: u32,
+    /// Replicas of each partition (R: 1, 3, 5, 7 or 9), placed on that many of `peers` by
+    /// `placement::Placement::new`: a node hosts, applies and stores only the partitions
+    /// placed on it. Unset: every node holds every partition (R = the node count). Fixed at
+    /// cluster creation, like the node set: a node refuses data placed otherwise.
+    #[serde(default)]
+    pub replicas: Option<usize>,
     /// A partition is snapshotted every this many applied raft entries, or every
     /// `snapshot_interval_events` applied events, whichever comes first (an entry carries a
     /// batch of commands). Bounds restart time and the raft log's length.
@@ -110,6 +116,22 @@ fn peers_table<'de, D: serde::Deserializer<'de>>(
 }
 
 impl Config {
+    /// Replicas of each partition: `replicas`, or every node when it is unset.
+    pub fn replicas(&self) -> usize {
+        self.replicas.unwrap_or(self.peers.len())
+    }
+
+    /// Where every partition lives: the same on every node, derived from the node set and
+    /// the replica count alone (both fixed at creation).
+    pub fn placement(&self) -> anyhow::Result<placement::Placement> {
+        placement::Placement::new(
+            &self.peers.keys().copied().collect(),
+            self.partitions,
+            self.replicas(),
+        )
+        .context("placement")
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
         security::web::validate_origins(&self.grpc_web_origins)?;
         ensure!(
@@ -123,19 +145,22 @@ impl Config {
             self.peers.keys().collect::<Vec<_>>()
         );
         ensure!(!self.peers.contains_key(&0), "peer id 0 is reserved");
+        let replicas = self.replicas();
         ensure!(
-            self.peers.len() % 2 == 1,
-            "use an odd number of write nodes (got {}): an even count adds no fault tolerance",
-            self.peers.len()
+            placement::REPLICAS_ALLOWED.contains(&replicas),
+            "replicas = {replicas}: a partition may have {:?} replicas (an even count adds no \
+             fault tolerance){}",
+            placement::REPLICAS_ALLOWED,
+            if self.replicas.is_none() {
+                " and, with `replicas` unset, every write node holds every partition"
+            } else {
+                ""
+            }
         );
-        // Every node holds a replica of every partition today, so the node count is the
-        // replica count placement accepts.
         ensure!(
-            placement::REPLICAS_ALLOWED.contains(&self.peers.len()),
-            "{} write nodes: every node holds a replica of each partition, and a partition may \
-             have {:?} replicas",
-            self.peers.len(),
-            placement::REPLICAS_ALLOWED
+            replicas <= self.peers.len(),
+            "replicas = {replicas}: more than the {} write nodes in peers",
+            self.peers.len()
         );
         for (id, address) in &self.peers {
             ensure!(
@@ -280,6 +305,7 @@ mod tests {
             "peers",
             "data_dir",
             "partitions",
+            "replicas",
             "snapshot_interval_entries",
             "snapshot_interval_events",
             "log_retain_entries",
@@ -309,7 +335,7 @@ mod tests {
         }
         assert_eq!(
             keys.len(),
-            14,
+            15,
             "a field of the example is not in this list: {keys:?}"
         );
         assert_eq!(
@@ -337,12 +363,22 @@ mod tests {
         check(&|c| c.partitions = 0, "partitions = 0");
         check(
             &|c| {
+                c.replicas = None;
                 c.peers = (1..=11)
                     .map(|id| (id, format!("127.0.0.1:{}", 5000 + id)))
                     .collect()
             },
-            "11 write nodes",
+            "replicas = 11",
         );
+        check(&|c| c.replicas = Some(4), "replicas = 4");
+        check(&|c| c.replicas = Some(5), "more than the 3 write nodes");
+        // Any node count holds a placed replica count.
+        let mut six = example();
+        six.peers = (1..=6)
+            .map(|id| (id, format!("127.0.0.1:{}", 5000 + id)))
+            .collect();
+        six.replicas = Some(3);
+        six.validate().expect("six nodes, three replicas");
         check(
             &|c| c.snapshot_interval_entries = 1,
             "snapshot_interval_entries = 1",

@@ -21,7 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Request, Response, Status};
 
-use crate::api_error::ApiError;
+use crate::api_error::{ApiError, WriteApiError as _};
 use crate::codec;
 use crate::limits::{
     SCAN_CHUNK_BLOCKS, SCAN_CHUNK_BYTES_MAX, SUBSCRIBE_RETRY_AFTER, SUBSCRIBER_BUFFER_BLOCKS,
@@ -90,6 +90,13 @@ impl EventLogService for EventLog {
                 ),
             )
             .into());
+        }
+        if !self.store.hosts(partition) {
+            let leader_id = self.store.leaders().borrow()[partition as usize];
+            let error = crate::store::StoreError::NotHosted {
+                leader_id: Some(leader_id).filter(|&id| id != 0),
+            };
+            return Err(ApiError::from_store(error, &std::collections::BTreeMap::new()).into());
         }
         if from_index < 1 {
             return Err(ApiError::invalid(

@@ -5,6 +5,7 @@ pub mod api_error;
 pub mod audit;
 pub mod backup;
 pub mod config;
+mod directory;
 pub mod event_log;
 #[cfg(feature = "failpoints")]
 pub mod failpoints;
@@ -125,14 +126,29 @@ pub async fn run(
         store.clone(),
     );
     tokio::spawn(saga.clone().recover(shutdown.clone()));
+    {
+        let (store, peers, peer_tls) = (store.clone(), config.peers.clone(), peer_tls.clone());
+        let (node_id, shutdown) = (config.node_id, shutdown.clone());
+        tokio::spawn(async move {
+            directory::follow(store, node_id, &peers, peer_tls.as_ref(), shutdown).await;
+        });
+    }
     tokio::spawn(holds::expire(
         store.clone(),
         config.node_id,
         shutdown.clone(),
     ));
+    // The nodes this one exchanges raft frames with (they share a partition), whose frames
+    // announce what they decode.
+    let placement = store.placement().clone();
     let levels = Arc::new(features::PeerLevels::new(
         config.node_id,
-        config.peers.keys().copied(),
+        config.peers.keys().copied().filter(|&peer| {
+            placement
+                .groups()
+                .iter()
+                .any(|group| group.voters.contains(&peer) && group.voters.contains(&config.node_id))
+        }),
     ));
     let api = service::Api::new(
         config.node_id,

@@ -155,7 +155,16 @@ pub const CREDIT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 pub const CREDIT_BACKOFF_MAX: Duration = Duration::from_millis(500);
 /// Deadline of one Credit call to another node.
 pub const CREDIT_CALL_TIMEOUT: Duration = Duration::from_secs(2);
-/// Most partitions a cluster may have: every node hosts a replica of each, on one store
+
+/// How often a node that does not hold every partition asks the replicas of the others who
+/// leads them (`directory.rs`): after a failover elsewhere, calls it routes there may go to
+/// the old leader for up to this long (and are told NOT_LEADER, or forwarded once).
+pub const LEADER_DIRECTORY_INTERVAL: Duration = Duration::from_millis(500);
+
+/// One `PeerService/Leaders` or `PeerService/ReadRecord` call, at most (a read waits for a
+/// ReadIndex round, bounded by `READ_TIMEOUT`).
+pub const PEER_READ_CALL_TIMEOUT: Duration = Duration::from_secs(4);
+/// Most partitions a cluster may have: a node may hold a replica of each, on one store
 /// thread. Defined by placement, which walletctl checks against too.
 pub const PARTITIONS_MAX: u32 = placement::PARTITIONS_MAX;
 

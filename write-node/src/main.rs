@@ -39,6 +39,10 @@ struct Args {
     /// Number of account partitions (fixed at cluster creation; default 8).
     #[arg(long, env = "WALLET_PARTITIONS")]
     partitions: Option<u32>,
+    /// Replicas of each partition (1, 3, 5, 7 or 9), placed on that many of the --peers
+    /// (fixed at cluster creation; default: every node holds every partition).
+    #[arg(long, env = "WALLET_REPLICAS")]
+    replicas: Option<usize>,
     /// Snapshot a partition every this many applied raft entries (default 100000)...
     #[arg(long, env = "WALLET_SNAPSHOT_INTERVAL_ENTRIES")]
     snapshot_interval_entries: Option<u64>,
@@ -120,6 +124,9 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
     });
     if let Some(partitions) = partitions {
         set("partitions", toml::Value::Integer(partitions as i64));
+    }
+    if let Some(replicas) = args.replicas {
+        set("replicas", toml::Value::Integer(replicas as i64));
     }
     if let Some(entries) = args.snapshot_interval_entries {
         set(

@@ -28,6 +28,7 @@ use ledger::{
     LegsDecision, LegsRecord, Malformed, Outcome, RejectReason, TransferCommand, TransferRecord,
     TransferStatus, partition_of,
 };
+use proto::internal::peer_service_client::PeerServiceClient;
 use proto::v1::cluster_service_server::ClusterService;
 use proto::v1::wallet_service_server::WalletService;
 use proto::v1::{
@@ -107,6 +108,9 @@ struct Shared {
     /// this node does not lead goes.
     leaders: watch::Receiver<Vec<u64>>,
     forwarder: Forwarder,
+    /// PeerService clients of the other nodes: GetTransfer reads the partitions placed
+    /// elsewhere through them (`PeerService/ReadRecord`).
+    peer_reads: BTreeMap<u64, PeerServiceClient<tonic::transport::Channel>>,
     /// account id -> allow_negative_balance, for [`Api::authorize_transfer`]: a flag never
     /// changes once the account is open, so an entry never goes stale, and an evicted one
     /// costs one linearizable read.
@@ -209,6 +213,14 @@ impl Api {
             shared: Arc::new(Shared {
                 leaders: store.leaders(),
                 forwarder: Forwarder::new(node_id, &peers, peer_tls),
+                peer_reads: crate::transport::peer_channels(
+                    node_id,
+                    &peers,
+                    peer_tls,
+                    limits::PEER_READ_CALL_TIMEOUT,
+                )
+                .map(|(id, channel)| (id, PeerServiceClient::new(channel)))
+                .collect(),
                 store,
                 saga,
                 partitions,
@@ -786,6 +798,53 @@ impl Api {
                     "reading an account's annotations failed"
                 );
                 self.store_error(crate::store::StoreError::StorageFailed)
+            })
+    }
+
+    /// The record `partition` keeps for `transaction_id`, read linearizably: here if the
+    /// partition is held here, else by one of its replicas (its leader as last learnt, or
+    /// placement's preferred one).
+    async fn record(
+        &self,
+        partition: u32,
+        transaction_id: uuid::Uuid,
+    ) -> Result<Option<ledger::Record>, Status> {
+        let store = &self.shared.store;
+        if store.hosts(partition) {
+            let answer = store
+                .read(partition, Query::Record(transaction_id))
+                .await
+                .map_err(|error| self.store_error(error))?;
+            return Ok(match answer.answer {
+                QueryAnswer::Record(record) => record,
+                QueryAnswer::Account(_) | QueryAnswer::Transfer(_) => {
+                    unreachable!("a record query has a record answer")
+                }
+            });
+        }
+        let leader = self.shared.leaders.borrow()[partition as usize];
+        let replica = match store.placement().group(partition) {
+            Ok(group) if group.voters.contains(&leader) => leader,
+            Ok(group) => group.leader,
+            Err(error) => return Err(Status::internal(error.to_string())),
+        };
+        let Some(client) = self.shared.peer_reads.get(&replica) else {
+            return Err(Status::internal(format!("no client of node {replica}")));
+        };
+        let request = proto::internal::ReadRecordRequest {
+            partition,
+            transaction_id: transaction_id.as_bytes().to_vec(),
+        };
+        let answer = client.clone().read_record(request).await?.into_inner();
+        if answer.record.is_empty() {
+            return Ok(None);
+        }
+        crate::records::decode(&answer.record)
+            .map(Some)
+            .map_err(|error| {
+                Status::internal(format!(
+                    "node {replica} sent an undecodable record of partition {partition}: {error:#}"
+                ))
             })
     }
 
@@ -1583,24 +1642,18 @@ impl WalletService for Api {
         // A transfer is recorded by its source account's partition, which the id alone does
         // not name: ask every partition (one ReadIndex round each, concurrently).
         let reads = (0..self.shared.partitions).map(|partition| async move {
-            let answer = self
-                .shared
-                .store
-                .read(partition, Query::Record(transaction_id))
-                .await;
-            (partition, answer)
+            (partition, self.record(partition, transaction_id).await)
         });
         let mut records = Vec::new();
         let partitions = self.shared.partitions;
         for (partition, answer) in futures::future::join_all(reads).await {
-            let answer = answer.map_err(|error| self.store_error(error))?;
-            match answer.answer {
+            match answer? {
                 // A multi-leg transfer across partitions is recorded by every part; its home
                 // (the first leg's `from`'s partition, which recorded it first) answers.
-                QueryAnswer::Record(Some(ledger::Record::Legs(record)))
+                Some(ledger::Record::Legs(record))
                     if partition_of(&record.command.legs[0].from, partitions) != partition => {}
-                QueryAnswer::Record(Some(record)) => records.push((partition, record)),
-                _ => {}
+                Some(record) => records.push((partition, record)),
+                None => {}
             }
         }
         // The answer for the id, ranked as `ledger::transfer_answer_rank` says (a multi-leg

@@ -13,8 +13,9 @@ use proto::internal::peer_service_client::PeerServiceClient;
 use proto::internal::peer_service_server::PeerService;
 use proto::internal::snapshot_part::Part;
 use proto::internal::{
-    CreditRequest, CreditResponse, EventBlocks, FetchSnapshotRequest, LegsStepRequest,
-    LegsStepResponse, RaftAck, RaftBatch, RaftEnvelope, SnapshotPart,
+    CreditRequest, CreditResponse, EventBlocks, FetchSnapshotRequest, LeadersRequest,
+    LeadersResponse, LegsStepRequest, LegsStepResponse, PartitionLeader, RaftAck, RaftBatch,
+    RaftEnvelope, ReadRecordRequest, ReadRecordResponse, SnapshotPart,
 };
 use protobuf::Message as _;
 use raft::eraftpb::Message;
@@ -546,6 +547,54 @@ impl PeerService for PeerServer {
         Ok(Response::new(CreditResponse { records }))
     }
 
+    async fn leaders(
+        &self,
+        _request: Request<LeadersRequest>,
+    ) -> Result<Response<LeadersResponse>, Status> {
+        let statuses = self
+            .store
+            .status(false)
+            .await
+            .map_err(|error| Status::from(ApiError::from_store(error, &BTreeMap::new())))?;
+        let partitions = statuses
+            .into_iter()
+            .filter(|status| status.role != store::ROLE_NOT_HOSTED)
+            .map(|status| PartitionLeader {
+                partition: status.partition,
+                leader_id: status.leader_id,
+                term: status.term,
+            })
+            .collect();
+        Ok(Response::new(LeadersResponse { partitions }))
+    }
+
+    async fn read_record(
+        &self,
+        request: Request<ReadRecordRequest>,
+    ) -> Result<Response<ReadRecordResponse>, Status> {
+        let request = request.into_inner();
+        if request.partition >= self.partitions {
+            return Err(unknown_partition(request.partition));
+        }
+        let transaction_id = uuid::Uuid::from_slice(&request.transaction_id).map_err(|_| {
+            Status::from(ApiError::invalid(
+                "transaction_id",
+                "MALFORMED_MESSAGE",
+                "transaction_id: not 16 bytes",
+            ))
+        })?;
+        let answer = self
+            .store
+            .read(request.partition, store::Query::Record(transaction_id))
+            .await
+            .map_err(|error| Status::from(ApiError::from_store(error, &BTreeMap::new())))?;
+        let record = match answer.answer {
+            store::QueryAnswer::Record(Some(record)) => crate::records::encode(&record),
+            _ => Vec::new(),
+        };
+        Ok(Response::new(ReadRecordResponse { record }))
+    }
+
     async fn legs_step(
         &self,
         request: Request<LegsStepRequest>,
@@ -852,6 +901,20 @@ mod tests {
             _request: Request<LegsStepRequest>,
         ) -> Result<Response<LegsStepResponse>, Status> {
             Err(Status::unimplemented("legs_step"))
+        }
+
+        async fn leaders(
+            &self,
+            _request: Request<LeadersRequest>,
+        ) -> Result<Response<LeadersResponse>, Status> {
+            Err(Status::unimplemented("leaders"))
+        }
+
+        async fn read_record(
+            &self,
+            _request: Request<ReadRecordRequest>,
+        ) -> Result<Response<ReadRecordResponse>, Status> {
+            Err(Status::unimplemented("read_record"))
         }
     }
 

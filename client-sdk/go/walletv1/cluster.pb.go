@@ -198,7 +198,9 @@ type PartitionStatus struct {
 	Term         uint64 `protobuf:"varint,3,opt,name=term,proto3" json:"term,omitempty"`
 	CommitIndex  uint64 `protobuf:"varint,4,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
 	AppliedIndex uint64 `protobuf:"varint,5,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
-	// "leader", "follower", "candidate" or "pre_candidate": this node's role in the group.
+	// "leader", "follower", "candidate" or "pre_candidate": this node's role in the group; "none"
+	// when the partition is placed on other nodes (then only partition, leader_id, as last
+	// learnt from its replicas, replica_ids and preferred_leader_id are filled).
 	Role string `protobuf:"bytes,6,opt,name=role,proto3" json:"role,omitempty"`
 	// Hex BLAKE3 digest of the partition's ledger state at `applied_index`: replicas that
 	// applied the same index have equal digests. Empty unless `include_state_digest` was set.

@@ -95,7 +95,7 @@ const (
 	ErrorReason_ERROR_REASON_TRANSACTION_ID_REUSED ErrorReason = 31
 	// OpenAccount of an open account with other parameters (ALREADY_EXISTS).
 	ErrorReason_ERROR_REASON_ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS ErrorReason = 32
-	// This node does not lead the partition (UNAVAILABLE; metadata leader_id, leader_address); only to a write sent with wallet-no-forward.
+	// This node does not lead the partition (UNAVAILABLE; metadata leader_id, leader_address); only to a write sent with wallet-no-forward, or to a call for a partition placed on other nodes that this node does not forward (reads, Subscribe).
 	ErrorReason_ERROR_REASON_NOT_LEADER ErrorReason = 33
 	// The node forwarded the write to the leader and got no answer (UNAVAILABLE): outcome unknown, retry with the same id.
 	ErrorReason_ERROR_REASON_FORWARD_FAILED ErrorReason = 34

@@ -25,7 +25,8 @@ type EventLogServiceClient interface {
 	//
 	// Errors: INVALID_ARGUMENT (reason INVALID_PARTITION, INVALID_FROM_INDEX) for a partition
 	// out of range or a from_index below 1; RESOURCE_EXHAUSTED (reason TOO_MANY_SUBSCRIBERS)
-	// when the node already serves its maximum number of subscribers.
+	// when the node already serves its maximum number of subscribers; UNAVAILABLE (reason
+	// NOT_LEADER, metadata leader_id) when the partition is placed on other nodes.
 	//
 	// A slow subscriber never slows the write path: it reads the log from disk at its own pace.
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (EventLogService_SubscribeClient, error)
@@ -83,7 +84,8 @@ type EventLogServiceServer interface {
 	//
 	// Errors: INVALID_ARGUMENT (reason INVALID_PARTITION, INVALID_FROM_INDEX) for a partition
 	// out of range or a from_index below 1; RESOURCE_EXHAUSTED (reason TOO_MANY_SUBSCRIBERS)
-	// when the node already serves its maximum number of subscribers.
+	// when the node already serves its maximum number of subscribers; UNAVAILABLE (reason
+	// NOT_LEADER, metadata leader_id) when the partition is placed on other nodes.
 	//
 	// A slow subscriber never slows the write path: it reads the log from disk at its own pace.
 	Subscribe(*SubscribeRequest, EventLogService_SubscribeServer) error

@@ -13,6 +13,7 @@ mod legs;
 mod listing;
 mod metrics;
 mod overload;
+mod placement;
 mod reflection;
 mod sdk;
 mod security;

@@ -83,6 +83,9 @@ pub type LiveLegs = (Vec<ledger::LegsCommand>, Option<uuid::Uuid>);
 pub enum StoreError {
     #[error("this node is not the partition leader")]
     NotLeader { leader_id: Option<u64> },
+    /// The partition is placed on other nodes: its leader, if known, answers for it.
+    #[error("this node holds no replica of the partition")]
+    NotHosted { leader_id: Option<u64> },
     #[error(
         "leadership changed while the command was in flight; it may or may not have been applied"
     )]
@@ -147,6 +150,9 @@ pub struct AppliedRound {
     pub last: u64,
     pub blocks: Vec<(EventBlock, ChainHash)>,
 }
+
+/// `PartitionStatus::role` of a partition this node holds no replica of.
+pub const ROLE_NOT_HOSTED: &str = "none";
 
 /// One partition as this node sees it.
 #[derive(Clone, Debug)]
@@ -214,12 +220,18 @@ pub struct InboundRaft {
 /// The services' handle on the store loop. Cheap to clone.
 #[derive(Clone)]
 pub struct StoreHandle {
+    node_id: u64,
+    /// Where every partition lives (fixed at creation); the loop holds those placed here.
+    placement: Arc<placement::Placement>,
     client_tx: mpsc::Sender<ClientRequest>,
     raft_tx: mpsc::Sender<InboundRaft>,
     leaders: watch::Receiver<Vec<u64>>,
+    /// The loop writes the leaders of the partitions it holds; `learn_leaders` the others'.
+    leaders_tx: watch::Sender<Vec<u64>>,
     applied: watch::Receiver<Vec<u64>>,
-    /// Per partition, the rounds it applied, kept for `limits::EVENT_TAIL_ROUNDS` rounds.
-    tails: Arc<Vec<broadcast::Sender<Arc<AppliedRound>>>>,
+    /// Per partition held here, the rounds it applied, kept for `limits::EVENT_TAIL_ROUNDS`
+    /// rounds.
+    tails: Arc<Vec<Option<broadcast::Sender<Arc<AppliedRound>>>>>,
     db: Arc<Db>,
     /// Why the loop stopped, set before its mailbox closes: what later callers are told.
     stopped: Arc<OnceLock<StoreError>>,
@@ -234,8 +246,57 @@ impl StoreHandle {
             .unwrap_or(StoreError::ShuttingDown)
     }
 
+    /// Whether this node holds a replica of `partition`.
+    pub fn hosts(&self, partition: u32) -> bool {
+        self.placement
+            .group(partition)
+            .is_ok_and(|group| group.voters.contains(&self.node_id))
+    }
+
+    /// Where every partition lives.
+    pub fn placement(&self) -> &Arc<placement::Placement> {
+        &self.placement
+    }
+
+    /// The answer for a partition this node holds no replica of: where its leader is, as far
+    /// as this node has learnt.
+    fn not_hosted(&self, partition: u32) -> StoreError {
+        let leader = self
+            .leaders
+            .borrow()
+            .get(partition as usize)
+            .copied()
+            .unwrap_or(0);
+        StoreError::NotHosted {
+            leader_id: Some(leader).filter(|&id| id != 0),
+        }
+    }
+
+    /// Records the leaders of partitions this node does not hold, as their replicas report
+    /// them (`directory.rs`); entries for partitions held here are ignored (the loop knows).
+    pub fn learn_leaders(&self, learnt: &[(u32, u64)]) {
+        self.leaders_tx.send_if_modified(|leaders| {
+            let mut changed = false;
+            for &(partition, leader) in learnt {
+                if self.hosts(partition) {
+                    continue;
+                }
+                if let Some(known) = leaders.get_mut(partition as usize)
+                    && *known != leader
+                {
+                    *known = leader;
+                    changed = true;
+                }
+            }
+            changed
+        });
+    }
+
     /// Proposes a command and waits until it is applied (or definitely has no answer here).
     pub async fn propose(&self, partition: u32, command: Command) -> Result<Applied, StoreError> {
+        if !self.hosts(partition) {
+            return Err(self.not_hosted(partition));
+        }
         let (reply, answer) = oneshot::channel();
         self.client_tx
             .try_send(ClientRequest::Propose {
@@ -254,6 +315,9 @@ impl StoreHandle {
     /// A linearizable read through raft's ReadIndex (on the leader or, forwarded, from a
     /// follower), bounded by `READ_TIMEOUT`.
     pub async fn read(&self, partition: u32, query: Query) -> Result<ReadAnswer, StoreError> {
+        if !self.hosts(partition) {
+            return Err(self.not_hosted(partition));
+        }
         let (reply, answer) = oneshot::channel();
         self.client_tx
             .try_send(ClientRequest::Read {
@@ -271,15 +335,46 @@ impl StoreHandle {
         }
     }
 
-    /// Every partition as this node sees it; `with_digest` also hashes each partition's state
-    /// (on the store thread, proportional to the state: only for comparing replicas).
+    /// Every partition as this node sees it, in id order; `with_digest` also hashes the state
+    /// of each one held here. A partition held elsewhere has role "none" and only its
+    /// placement and its leader as last learnt.
     pub async fn status(&self, with_digest: bool) -> Result<Vec<PartitionStatus>, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.client_tx
             .send(ClientRequest::Status { with_digest, reply })
             .await
             .map_err(|_| self.stopped())?;
-        answer.await.map_err(|_| self.stopped())
+        let mut held = answer
+            .await
+            .map_err(|_| self.stopped())?
+            .into_iter()
+            .peekable();
+        let leaders = self.leaders.borrow().clone();
+        let mut statuses = Vec::with_capacity(leaders.len());
+        for (partition, &leader_id) in (0..).zip(&leaders) {
+            if let Some(status) = held.next_if(|status| status.partition == partition) {
+                statuses.push(status);
+                continue;
+            }
+            let Ok(group) = self.placement.group(partition) else {
+                continue;
+            };
+            statuses.push(PartitionStatus {
+                partition,
+                leader_id,
+                term: 0,
+                commit_index: 0,
+                applied_index: 0,
+                role: ROLE_NOT_HOSTED,
+                state_digest: None,
+                in_flight_transfers: 0,
+                snapshot_index: 0,
+                log_first_index: 0,
+                replica_ids: group.voters.iter().copied().collect(),
+                preferred_leader_id: group.leader,
+            });
+        }
+        Ok(statuses)
     }
 
     /// Cross-partition transfers this node's leader replica holds in flight, for the saga
@@ -372,7 +467,8 @@ impl StoreHandle {
     /// and reads the disk). `None` for a partition the node does not have.
     pub fn tail(&self, partition: u32) -> Option<broadcast::Receiver<Arc<AppliedRound>>> {
         self.tails
-            .get(partition as usize)
+            .get(partition as usize)?
+            .as_ref()
             .map(broadcast::Sender::subscribe)
     }
 

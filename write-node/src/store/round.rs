@@ -52,7 +52,10 @@ pub(super) struct Store {
     /// The raft log's sync thread (`log_sync.rs`).
     pub(super) log: LogSync,
     pub(super) network: Box<dyn Network>,
+    /// The partitions placed on this node, in id order.
     pub(super) partitions: Vec<Partition>,
+    /// Per partition id, its index in `partitions` (`None`: placed on other nodes).
+    pub(super) slots: Vec<Option<usize>>,
     pub(super) client_rx: mpsc::Receiver<ClientRequest>,
     pub(super) raft_rx: mpsc::Receiver<InboundRaft>,
     pub(super) leaders_tx: watch::Sender<Vec<u64>>,
@@ -267,7 +270,10 @@ impl Store {
     /// tail) is dropped.
     fn on_snapshot_written(&mut self, meta: SnapshotMeta) -> anyhow::Result<()> {
         self.metrics.snapshot_written();
-        let partition = &mut self.partitions[meta.partition as usize];
+        let Some(slot) = self.slot(meta.partition) else {
+            anyhow::bail!("a snapshot of partition {} not held here", meta.partition);
+        };
+        let partition = &mut self.partitions[slot];
         partition.snapshots.writing = false;
         partition.snapshots.index = partition.snapshots.index.max(meta.index);
         let compact_to = meta.index.saturating_sub(self.log_retain);
@@ -286,7 +292,9 @@ impl Store {
     /// A follower's fetch ended: on success raft gets the message that announced the snapshot
     /// and installs it in the next ready; on failure the leader will send it again.
     fn on_snapshot_fetched(&mut self, fetched: Fetched) {
-        let slot = fetched.partition as usize;
+        let Some(slot) = self.slot(fetched.partition) else {
+            return;
+        };
         let partition = &mut self.partitions[slot];
         let event = match fetched.result {
             Ok((meta, ledger, timestamp_ms_max)) => {
@@ -371,18 +379,37 @@ impl Store {
         }
     }
 
+    /// The index in `partitions` of partition `id`, if it is held here.
+    fn slot(&self, id: u32) -> Option<usize> {
+        self.slots.get(id as usize).copied().flatten()
+    }
+
+    /// `Partition::leader_only` on partition `id`; NOT_HOSTED if it is not held here.
+    fn leader_only<T>(
+        &self,
+        id: u32,
+        answer: impl FnOnce(&Partition) -> T,
+    ) -> Result<T, StoreError> {
+        match self.slot(id) {
+            Some(slot) => self.partitions[slot].leader_only(answer),
+            None => Err(StoreError::NotHosted { leader_id: None }),
+        }
+    }
+
     fn on_raft(&mut self, inbound: InboundRaft) {
         for (partition, message) in inbound.messages {
-            if message.get_msg_type() == MessageType::MsgSnapshot
-                && (partition as usize) < self.partitions.len()
-            {
-                self.on_snapshot_message(partition as usize, message);
-                continue;
-            }
-            let Some(partition) = self.partitions.get_mut(partition as usize) else {
-                tracing::warn!(partition, "raft message for an unknown partition dropped");
+            let Some(slot) = self.slot(partition) else {
+                tracing::warn!(
+                    partition,
+                    "raft message for a partition not held here dropped"
+                );
                 continue;
             };
+            if message.get_msg_type() == MessageType::MsgSnapshot {
+                self.on_snapshot_message(slot, message);
+                continue;
+            }
+            let partition = &mut self.partitions[slot];
             if let Err(error) = partition.raw.step(message) {
                 tracing::debug!(partition = partition.id, %error, "raft step");
             }
@@ -395,17 +422,20 @@ impl Store {
                 partition,
                 command,
                 reply,
-            } => match self.partitions.get_mut(partition as usize) {
-                Some(partition) => partition.commands.received.push((command, reply)),
-                None => unreachable!("the service routes to partitions below the configured count"),
+            } => match self.slot(partition) {
+                Some(slot) => self.partitions[slot]
+                    .commands
+                    .received
+                    .push((command, reply)),
+                None => drop(reply.send(Err(StoreError::NotHosted { leader_id: None }))),
             },
             ClientRequest::Read {
                 partition,
                 query,
                 reply,
-            } => match self.partitions.get_mut(partition as usize) {
-                Some(partition) => partition.reads.waiting.push((query, reply)),
-                None => unreachable!("the service routes to partitions below the configured count"),
+            } => match self.slot(partition) {
+                Some(slot) => self.partitions[slot].reads.waiting.push((query, reply)),
+                None => drop(reply.send(Err(StoreError::NotHosted { leader_id: None }))),
             },
             ClientRequest::Status { with_digest, reply } => {
                 let _ = reply.send(
@@ -416,14 +446,16 @@ impl Store {
                 );
             }
             ClientRequest::SnapshotServed { partition, to, ok } => {
-                self.catch_up(partition as usize, Event::Served { to, ok });
+                if let Some(slot) = self.slot(partition) {
+                    self.catch_up(slot, Event::Served { to, ok });
+                }
             }
             ClientRequest::InFlight {
                 partition,
                 after,
                 reply,
             } => {
-                let answer = self.partitions[partition as usize].leader_only(|partition| {
+                let answer = self.leader_only(partition, |partition| {
                     let batch = partition.ledger.in_flight_from(after);
                     let batch = batch.take(limits::RECOVERY_BATCH_MAX);
                     batch.map(ledger::TransferRecord::credit_command).collect()
@@ -435,7 +467,7 @@ impl Store {
                 after,
                 reply,
             } => {
-                let answer = self.partitions[partition as usize].leader_only(|partition| {
+                let answer = self.leader_only(partition, |partition| {
                     // At most a batch of live records looked at; the home's among them (a
                     // part elsewhere waits for its home), and the last one looked at.
                     let batch: Vec<&ledger::LegsRecord> = partition
@@ -456,7 +488,7 @@ impl Store {
                 now_ms,
                 reply,
             } => {
-                let answer = self.partitions[partition as usize].leader_only(|partition| {
+                let answer = self.leader_only(partition, |partition| {
                     let due = partition
                         .ledger
                         .due_holds(now_ms, limits::HOLD_EXPIRY_BATCH_MAX);
@@ -533,14 +565,14 @@ impl Store {
             partition.apply_written();
             partition.serve_ready_reads(&self.db);
         }
-        let applied: Vec<u64> = self
-            .partitions
-            .iter()
-            .map(|partition| partition.applied_index)
-            .collect();
-        self.applied_tx.send_if_modified(|current| {
-            let changed = *current != applied;
-            *current = applied;
+        let partitions = &self.partitions;
+        self.applied_tx.send_if_modified(|applied| {
+            let mut changed = false;
+            for partition in partitions {
+                let index = &mut applied[partition.id as usize];
+                changed |= *index != partition.applied_index;
+                *index = partition.applied_index;
+            }
             changed
         });
         Ok(())
@@ -660,20 +692,6 @@ impl Store {
     }
 
     fn check_leadership(&mut self) {
-        let leaders: Vec<u64> = self
-            .partitions
-            .iter()
-            .map(|partition| partition.raw.raft.leader_id)
-            .collect();
-        for (partition, (&now, &before)) in leaders
-            .iter()
-            .zip(self.leaders_tx.borrow().iter())
-            .enumerate()
-        {
-            if now != before && now != 0 {
-                self.metrics.partitions[partition].leader_changed();
-            }
-        }
         for partition in &mut self.partitions {
             let is_leader = partition.raw.raft.state == StateRole::Leader;
             if partition.was_leader && !is_leader {
@@ -698,9 +716,22 @@ impl Store {
             }
             partition.was_leader = is_leader;
         }
-        self.leaders_tx.send_if_modified(|current| {
-            let changed = *current != leaders;
-            *current = leaders;
+        let (partitions, metrics) = (&self.partitions, &self.metrics);
+        self.leaders_tx.send_if_modified(|leaders| {
+            let mut changed = false;
+            for partition in partitions {
+                let (known, now) = (
+                    &mut leaders[partition.id as usize],
+                    partition.raw.raft.leader_id,
+                );
+                if *known != now {
+                    if now != 0 {
+                        metrics.partitions[partition.id as usize].leader_changed();
+                    }
+                    *known = now;
+                    changed = true;
+                }
+            }
             changed
         });
     }

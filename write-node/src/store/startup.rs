@@ -29,46 +29,36 @@ pub fn start(
     metrics: crate::metrics::StoreMetrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(StoreHandle, std::thread::JoinHandle<anyhow::Result<()>>)> {
-    let voters: Vec<u64> = config.peers.keys().copied().collect();
     let (snapshot_jobs, snapshot_done, snapshot_worker) =
         snapshot::start_worker(db.clone(), config.partitions as usize)?;
     let (fetched_tx, fetched_rx) = mpsc::channel(config.partitions as usize);
     let logger = crate::logging::raft_logger();
     migrate(&db, config.partitions)?;
-    // Every node holds every partition today; placement picks each one's preferred leader,
-    // spread evenly (the same on every node: it depends only on the configuration).
-    let placement = placement::Placement::new(
-        &voters.iter().copied().collect(),
-        config.partitions,
-        voters.len(),
-    )
-    .context("placement")?;
-    let partitions = open_partitions(
-        config,
-        &db,
-        &voters,
-        &placement,
-        &logger,
-        &metrics.partitions,
-    )?;
-    let tails = partitions
-        .iter()
-        .map(|partition| partition.tail.sender.clone())
-        .collect();
+    // The node opens the partitions placed on it, each with its placed voters; placement
+    // also picks each one's preferred leader, spread evenly (the same on every node: it
+    // depends only on the configuration).
+    let placement = Arc::new(config.placement()?);
+    let partitions = open_partitions(config, &db, &placement, &logger, &metrics.partitions)?;
+    let mut slots = vec![None; config.partitions as usize];
+    let mut tails = vec![None; config.partitions as usize];
+    let mut applied = vec![0; config.partitions as usize];
+    for (slot, partition) in partitions.iter().enumerate() {
+        slots[partition.id as usize] = Some(slot);
+        tails[partition.id as usize] = Some(partition.tail.sender.clone());
+        applied[partition.id as usize] = partition.applied_index;
+    }
     let (client_tx, client_rx) = mpsc::channel(limits::CLIENT_MAILBOX_CAPACITY);
     let (raft_tx, raft_rx) = mpsc::channel(limits::RAFT_MAILBOX_CAPACITY);
-    let (leaders_tx, leaders) = watch::channel(vec![0; partitions.len()]);
-    let (applied_tx, applied) = watch::channel(
-        partitions
-            .iter()
-            .map(|partition| partition.applied_index)
-            .collect(),
-    );
+    let (leaders_tx, leaders) = watch::channel(vec![0; config.partitions as usize]);
+    let (applied_tx, applied) = watch::channel(applied);
     let stopped = Arc::new(OnceLock::new());
     let handle = StoreHandle {
+        node_id: config.node_id,
+        placement,
         client_tx,
         raft_tx,
         leaders,
+        leaders_tx: leaders_tx.clone(),
         applied,
         tails: Arc::new(tails),
         db: db.clone(),
@@ -81,6 +71,7 @@ pub fn start(
         log,
         network: Box::new(network),
         partitions,
+        slots,
         client_rx,
         raft_rx,
         leaders_tx,
@@ -135,43 +126,44 @@ fn migrate(db: &Db, partitions: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens every partition, replaying them on as many threads as there are cores (each
-/// partition's replay is sequential, partitions are independent): restart time divides by
-/// the core count.
+/// Opens the partitions placed on this node, replaying them on as many threads as there are
+/// cores (each partition's replay is sequential, partitions are independent): restart time
+/// divides by the core count. In partition id order.
 fn open_partitions(
     config: &Config,
     db: &Arc<Db>,
-    voters: &[u64],
     placement: &placement::Placement,
     logger: &slog::Logger,
     metrics: &[crate::metrics::PartitionMetrics],
 ) -> anyhow::Result<Vec<Partition>> {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    let next = AtomicU32::new(0);
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hosted: Vec<(u32, &placement::Group)> = (0..config.partitions)
+        .map(|id| Ok((id, placement.group(id)?)))
+        .collect::<Result<Vec<_>, placement::PlacementError>>()?
+        .into_iter()
+        .filter(|(_, group)| group.voters.contains(&config.node_id))
+        .collect();
+    let next = AtomicUsize::new(0);
     let threads = std::thread::available_parallelism()
         .map_or(1, |cores| cores.get())
-        .min(config.partitions as usize);
+        .min(hosted.len().max(1));
     let opened = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
                 loop {
-                    let id = next.fetch_add(1, Ordering::Relaxed);
-                    if id >= config.partitions {
+                    let Some(&(id, group)) = hosted.get(next.fetch_add(1, Ordering::Relaxed))
+                    else {
                         return;
-                    }
+                    };
+                    let voters: Vec<u64> = group.voters.iter().copied().collect();
+                    let place = Place {
+                        voters: &voters,
+                        preferred_leader: group.leader,
+                    };
                     let partition_metrics = metrics[id as usize].clone();
                     let partition =
-                        placement
-                            .group(id)
-                            .map_err(anyhow::Error::from)
-                            .and_then(|group| {
-                                let place = Place {
-                                    voters,
-                                    preferred_leader: group.leader,
-                                };
-                                open_partition(config, db, id, place, logger, partition_metrics)
-                            });
+                        open_partition(config, db, id, place, logger, partition_metrics);
                     opened
                         .lock()
                         .expect("no panics while held")

@@ -15,6 +15,7 @@ mod lifecycle;
 mod metrics;
 mod money_safety;
 mod peer_credits;
+mod placement;
 mod records;
 mod reflection;
 mod security;

@@ -49,7 +49,11 @@ export interface PartitionStatus {
   term: string;
   commitIndex: string;
   appliedIndex: string;
-  /** "leader", "follower", "candidate" or "pre_candidate": this node's role in the group. */
+  /**
+   * "leader", "follower", "candidate" or "pre_candidate": this node's role in the group; "none"
+   * when the partition is placed on other nodes (then only partition, leader_id, as last
+   * learnt from its replicas, replica_ids and preferred_leader_id are filled).
+   */
   role: string;
   /**
    * Hex BLAKE3 digest of the partition's ledger state at `applied_index`: replicas that

@@ -85,7 +85,7 @@ export enum ErrorReason {
   ERROR_REASON_TRANSACTION_ID_REUSED = 31,
   /** ERROR_REASON_ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS - OpenAccount of an open account with other parameters (ALREADY_EXISTS). */
   ERROR_REASON_ACCOUNT_EXISTS_WITH_OTHER_PARAMETERS = 32,
-  /** ERROR_REASON_NOT_LEADER - This node does not lead the partition (UNAVAILABLE; metadata leader_id, leader_address); only to a write sent with wallet-no-forward. */
+  /** ERROR_REASON_NOT_LEADER - This node does not lead the partition (UNAVAILABLE; metadata leader_id, leader_address); only to a write sent with wallet-no-forward, or to a call for a partition placed on other nodes that this node does not forward (reads, Subscribe). */
   ERROR_REASON_NOT_LEADER = 33,
   /** ERROR_REASON_FORWARD_FAILED - The node forwarded the write to the leader and got no answer (UNAVAILABLE): outcome unknown, retry with the same id. */
   ERROR_REASON_FORWARD_FAILED = 34,

@@ -5252,8 +5252,8 @@ export const TransferRefunded: MessageFns<TransferRefunded> = {
 };
 
 /**
- * The committed event log of every partition, served by every write node (leader or
- * follower). Only applied entries are streamed: what a subscriber sees is committed and final.
+ * The committed event log of every partition, served by every write node that holds a
+ * replica of it (leader or follower). Only applied entries are streamed: what a subscriber sees is committed and final.
  */
 export type EventLogServiceService = typeof EventLogServiceService;
 export const EventLogServiceService = {
@@ -5266,7 +5266,8 @@ export const EventLogServiceService = {
    *
    * Errors: INVALID_ARGUMENT (reason INVALID_PARTITION, INVALID_FROM_INDEX) for a partition
    * out of range or a from_index below 1; RESOURCE_EXHAUSTED (reason TOO_MANY_SUBSCRIBERS)
-   * when the node already serves its maximum number of subscribers.
+   * when the node already serves its maximum number of subscribers; UNAVAILABLE (reason
+   * NOT_LEADER, metadata leader_id) when the partition is placed on other nodes.
    *
    * A slow subscriber never slows the write path: it reads the log from disk at its own pace.
    */
@@ -5291,7 +5292,8 @@ export interface EventLogServiceServer extends UntypedServiceImplementation {
    *
    * Errors: INVALID_ARGUMENT (reason INVALID_PARTITION, INVALID_FROM_INDEX) for a partition
    * out of range or a from_index below 1; RESOURCE_EXHAUSTED (reason TOO_MANY_SUBSCRIBERS)
-   * when the node already serves its maximum number of subscribers.
+   * when the node already serves its maximum number of subscribers; UNAVAILABLE (reason
+   * NOT_LEADER, metadata leader_id) when the partition is placed on other nodes.
    *
    * A slow subscriber never slows the write path: it reads the log from disk at its own pace.
    */
@@ -5308,7 +5310,8 @@ export interface EventLogServiceClient extends Client {
    *
    * Errors: INVALID_ARGUMENT (reason INVALID_PARTITION, INVALID_FROM_INDEX) for a partition
    * out of range or a from_index below 1; RESOURCE_EXHAUSTED (reason TOO_MANY_SUBSCRIBERS)
-   * when the node already serves its maximum number of subscribers.
+   * when the node already serves its maximum number of subscribers; UNAVAILABLE (reason
+   * NOT_LEADER, metadata leader_id) when the partition is placed on other nodes.
    *
    * A slow subscriber never slows the write path: it reads the log from disk at its own pace.
    */

@@ -26,8 +26,8 @@ if _version_not_supported:
 
 
 class EventLogServiceStub(object):
-    """The committed event log of every partition, served by every write node (leader or
-    follower). Only applied entries are streamed: what a subscriber sees is committed and final.
+    """The committed event log of every partition, served by every write node that holds a
+    replica of it (leader or follower). Only applied entries are streamed: what a subscriber sees is committed and final.
     """
 
     def __init__(self, channel):
@@ -44,8 +44,8 @@ class EventLogServiceStub(object):
 
 
 class EventLogServiceServicer(object):
-    """The committed event log of every partition, served by every write node (leader or
-    follower). Only applied entries are streamed: what a subscriber sees is committed and final.
+    """The committed event log of every partition, served by every write node that holds a
+    replica of it (leader or follower). Only applied entries are streamed: what a subscriber sees is committed and final.
     """
 
     def Subscribe(self, request, context):
@@ -57,7 +57,8 @@ class EventLogServiceServicer(object):
 
         Errors: INVALID_ARGUMENT (reason INVALID_PARTITION, INVALID_FROM_INDEX) for a partition
         out of range or a from_index below 1; RESOURCE_EXHAUSTED (reason TOO_MANY_SUBSCRIBERS)
-        when the node already serves its maximum number of subscribers.
+        when the node already serves its maximum number of subscribers; UNAVAILABLE (reason
+        NOT_LEADER, metadata leader_id) when the partition is placed on other nodes.
 
         A slow subscriber never slows the write path: it reads the log from disk at its own pace.
         """
@@ -82,8 +83,8 @@ def add_EventLogServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class EventLogService(object):
-    """The committed event log of every partition, served by every write node (leader or
-    follower). Only applied entries are streamed: what a subscriber sees is committed and final.
+    """The committed event log of every partition, served by every write node that holds a
+    replica of it (leader or follower). Only applied entries are streamed: what a subscriber sees is committed and final.
     """
 
     @staticmethod
