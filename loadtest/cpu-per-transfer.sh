@@ -21,6 +21,8 @@ WRITE_NODES=${WRITE_NODES:-3}
 REPLICAS=${REPLICAS:-3}
 if [[ $WRITE_NODES != 3 || $REPLICAS != 3 ]]; then
     DEV_ARGS="${DEV_ARGS:-} --write-nodes $WRITE_NODES --replicas $REPLICAS"
+    WALLET_ENDPOINTS=$(seq -s, -f "127.0.0.1:%g" 50051 $((50050 + WRITE_NODES)))
+    export WALLET_ENDPOINTS
 fi
 # shellcheck source=loadtest/dev-cluster.sh
 source "$(dirname "$0")/dev-cluster.sh"

@@ -67,6 +67,27 @@ def test_disruption_budget_keeps_a_quorum(replicas, max_unavailable):
     assert pdb["spec"]["selector"]["matchLabels"].items() <= sts["spec"]["template"]["metadata"]["labels"].items()
 
 
+def test_partitions_placed_on_a_subset_keep_each_partition_a_quorum():
+    """Six write nodes, three replicas of each partition: the nodes are told R, and the budget
+    follows R (two nodes down may both be replicas of one partition)."""
+    rendered = render({"writeNode": {"replicas": 6, "config": {"replicas": 3}}})
+    assert write_workload(rendered)["spec"]["replicas"] == 6
+    assert rendered.config("write-node.toml")["replicas"] == 3
+    assert len(rendered.config("write-node.toml")["peers"]) == 6
+    assert rendered.one("PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    # Unset: every node holds every partition, and the node count must be a replica count.
+    assert render().config("write-node.toml")["replicas"] == 3
+    with helm.Chart.load(CHART) as chart:
+        with pytest.raises(helm.HelmValuesError) as error:
+            chart.render({"writeNode": {"replicas": 6}}, name="demo", namespace=NAMESPACE)
+        assert "at '/writeNode/replicas'" in str(error.value) and ODD_REPLICAS in str(error.value)
+        with pytest.raises(helm.HelmRenderError, match="more than the 3 write nodes"):
+            chart.render({"writeNode": {"config": {"replicas": 5}}}, name="demo", namespace=NAMESPACE)
+        with pytest.raises(helm.HelmValuesError) as error:
+            chart.render({"writeNode": {"replicas": 6, "config": {"replicas": 4}}}, name="demo", namespace=NAMESPACE)
+        assert "at '/writeNode/config/replicas'" in str(error.value), str(error.value)
+
+
 def test_peers_are_the_stable_names_of_the_headless_service(rendered):
     sts = write_workload(rendered)
     replicas = rendered.values["writeNode"]["replicas"]
