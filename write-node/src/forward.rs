@@ -22,13 +22,17 @@
 //!   (`calls_in_flight_max`), and again on the leader.
 //!
 //! A client behind one address (a Kubernetes Service, a port-forward, a load balancer, or an
-//! SDK given one endpoint) reaches every partition through it. Reads need no forwarding: every
-//! node answers them linearizably (ReadIndex).
+//! SDK given one endpoint) reaches every partition through it. Reads need no forwarding where
+//! the node holds a replica (it answers linearizably, ReadIndex); `GetAccount` of a partition
+//! placed on other nodes is forwarded to its leader the same way as a write.
 
 use std::collections::BTreeMap;
 
 use proto::v1::wallet_service_client::WalletServiceClient;
-use proto::v1::{self as pb, OpenAccountRequest, TransferRequest, TransferResponse};
+use proto::v1::{
+    self as pb, GetAccountRequest, GetAccountResponse, OpenAccountRequest, TransferRequest,
+    TransferResponse,
+};
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::transport::{Channel, ClientTlsConfig};
 use tonic::{Code, Request, Status};
@@ -221,6 +225,20 @@ impl Forwarder {
         answer.map_err(|status| forward_failed(leader, status))
     }
 
+    /// GetAccount of a partition this node holds no replica of, read by its leader.
+    pub async fn get_account(
+        &self,
+        leader: u64,
+        hop: &Hop,
+        request: GetAccountRequest,
+    ) -> Result<GetAccountResponse, Status> {
+        let mut client = self.client(leader);
+        let answer = client.get_account(self.request(hop, request)).await;
+        answer
+            .map(tonic::Response::into_inner)
+            .map_err(|status| read_forward_failed(leader, status))
+    }
+
     fn client(&self, leader: u64) -> WalletServiceClient<Channel> {
         self.clients
             .get(&leader)
@@ -237,6 +255,25 @@ impl Forwarder {
         metadata.insert(NO_FORWARD, self.node_id.clone());
         request
     }
+}
+
+/// [`forward_failed`] for a read: nothing can have changed, a retry is all it takes.
+fn read_forward_failed(leader: u64, status: Status) -> Status {
+    use tonic_types::StatusExt as _;
+    if status.get_details_error_info().is_some() {
+        return status;
+    }
+    let mut error = ApiError::new(
+        Code::Unavailable,
+        "FORWARD_FAILED",
+        format!(
+            "this node holds no replica of the account's partition, forwarded the read to its \
+             leader (node {leader}) and got no answer ({}): retry",
+            status.message()
+        ),
+    );
+    error.metadata.push(("leader_id", leader.to_string()));
+    error.into()
 }
 
 /// The leader's answer as it gave it (every answer of a node carries an `ErrorInfo` reason);

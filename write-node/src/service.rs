@@ -1595,11 +1595,20 @@ impl WalletService for Api {
         &self,
         request: Request<GetAccountRequest>,
     ) -> Result<Response<GetAccountResponse>, Status> {
-        let caller = caller_of(&request);
+        let (hop, caller) = (Hop::of(request.metadata()), caller_of(&request));
         let request = request.into_inner();
         ledger::validate_account_id(&request.account_id)
             .map_err(|error| ApiError::from_id("account_id", &error))?;
         security::check_account(caller.as_ref(), "account_id", &request.account_id)?;
+        // A partition placed elsewhere is read by its leader, as a write would be decided
+        // there (one endpoint is enough); a client that routes by itself hears NOT_LEADER.
+        let partition = partition_of(&request.account_id, self.shared.partitions);
+        if !self.shared.store.hosts(partition)
+            && let Some(leader) = self.forward_to(&hop, partition)
+        {
+            let forwarded = self.shared.forwarder.get_account(leader, &hop, request);
+            return Ok(Response::new(forwarded.await?));
+        }
         let answer = self
             .read(
                 &request.account_id,

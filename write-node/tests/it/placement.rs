@@ -9,6 +9,7 @@ use testkit::metrics::{scrape, sum};
 use testkit::{Cluster, accounts_in, reason, transfer_request};
 use tonic::Code;
 use tonic_types::StatusExt as _;
+use write_node::forward::NO_FORWARD;
 
 use crate::id;
 
@@ -148,16 +149,32 @@ async fn six_nodes_hold_three_replicas_each_and_apply_half_of_the_entries() {
     cluster.wait_no_in_flight().await;
     let (applied_total, _) = cluster.wait_replicas_agree().await;
 
-    // Reads: a node without the partition says where it is (NOT_LEADER and the leader);
-    // a replica answers; GetTransfer works anywhere (records read from the replicas).
+    // Reads: a node without the partition forwards GetAccount to the leader (one endpoint
+    // is enough), or, asked not to forward (a client that routes by itself), says where to
+    // go: NOT_LEADER and the leader. GetTransfer works anywhere (records read from the
+    // replicas).
     for (partition, account) in (0..).zip(&accounts) {
         let mut outside = cluster.wallet(outsider(&[partition])).await;
-        let refused = outside
+        let forwarded = outside
             .get_account(GetAccountRequest {
                 account_id: account.clone(),
             })
             .await
-            .expect_err("a node without the partition does not read it");
+            .expect("read through a node without the partition")
+            .into_inner()
+            .account
+            .expect("account");
+        assert_eq!(forwarded.balance_minor, expected[account], "{account}");
+        let mut routed = tonic::Request::new(GetAccountRequest {
+            account_id: account.clone(),
+        });
+        routed
+            .metadata_mut()
+            .insert(NO_FORWARD, "client".parse().expect("ascii"));
+        let refused = outside
+            .get_account(routed)
+            .await
+            .expect_err("told where the partition is");
         assert_eq!(
             (refused.code(), reason(&refused)),
             (Code::Unavailable, "NOT_LEADER".into())
@@ -209,5 +226,57 @@ async fn six_nodes_hold_three_replicas_each_and_apply_half_of_the_entries() {
             "node {} applied {applied} of {applied_total} entries ({share:.2})",
             node.id
         );
+    }
+}
+
+/// The nodes outside a group learn its new leader after a failover (`directory.rs`) and route
+/// there: a transfer sent through such a node after the leader is killed commits once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_outside_a_group_follow_its_failover() {
+    let cluster = Cluster::start_with(NODES, &["--replicas", "3"]);
+    let leaders = cluster.wait_leaders().await;
+    let partitions = leaders.len() as u32;
+    let status = cluster.status(1).await.expect("status");
+    let replicas: BTreeSet<u64> = status.partitions[0].replica_ids.iter().copied().collect();
+    let outsider = (1..=NODES)
+        .find(|node| !replicas.contains(node))
+        .expect("three nodes outside");
+    let (payer, payee) = {
+        let mut two = accounts_in(0, partitions, "failover", 2);
+        (two.remove(0), two.remove(0))
+    };
+    cluster.open_funded_usd(&[&payer, &payee], "10").await;
+    let killed = leaders[0];
+    cluster.kill(killed);
+
+    // Retried with the same id until the outsider knows the new leader.
+    let transaction_id = id();
+    let deadline = std::time::Instant::now() + testkit::WAIT_MAX;
+    let mut wallet = cluster.wallet(outsider).await;
+    loop {
+        let request = transfer_request(&transaction_id, &payer, &payee, "2.50", "USD");
+        match wallet.transfer(request).await {
+            Ok(answer) => {
+                assert_eq!(answer.into_inner().status, "success");
+                break;
+            }
+            Err(status) if testkit::retryable(&status) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no success through node {outsider}: {status:?}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(status) => panic!("{status:?}"),
+        }
+    }
+    let learnt = cluster.status(outsider).await.expect("status").partitions[0].leader_id;
+    assert!(
+        learnt != killed && replicas.contains(&learnt),
+        "node {outsider} routes partition 0 to {learnt} (killed {killed}, replicas {replicas:?})"
+    );
+    for (account, balance) in [(&payer, 750), (&payee, 1_250)] {
+        let read = cluster.account_on(learnt, account).await.expect("account");
+        assert_eq!(read.balance_minor, balance, "{account}");
     }
 }
