@@ -20,7 +20,7 @@ use testkit::free_port;
 
 use crate::proxy::{LinkMode, Network};
 
-/// Write nodes in the cluster.
+/// Write nodes in the cluster unless the run asks for more (`Config::write_nodes`).
 pub const WRITE_NODES: u64 = 3;
 
 /// Timeout of one `GetClusterStatus` call of the harness.
@@ -106,8 +106,9 @@ impl Cluster {
         dir: &Path,
         bin_dir: &Path,
         node_args: Vec<String>,
+        write_nodes: u64,
     ) -> anyhow::Result<Cluster> {
-        let ports: BTreeMap<u64, u16> = (1..=WRITE_NODES).map(|id| (id, free_port())).collect();
+        let ports: BTreeMap<u64, u16> = (1..=write_nodes).map(|id| (id, free_port())).collect();
         let addresses: Vec<(u64, SocketAddr)> = ports
             .iter()
             .map(|(&id, &port)| (id, SocketAddr::from(([127, 0, 0, 1], port))))
@@ -133,7 +134,7 @@ impl Cluster {
             read: Process::new("read node".into(), dir.join("read-node.log")),
             node_args,
         };
-        for id in 1..=WRITE_NODES {
+        for id in cluster.nodes() {
             cluster.start_node(id)?;
         }
         cluster.start_read_node()?;
@@ -142,6 +143,11 @@ impl Cluster {
 
     pub fn endpoint(&self, id: u64) -> String {
         format!("127.0.0.1:{}", self.ports[&id])
+    }
+
+    /// Every write node's id, in order.
+    pub fn nodes(&self) -> Vec<u64> {
+        self.ports.keys().copied().collect()
     }
 
     pub fn endpoints(&self) -> Vec<String> {
@@ -238,7 +244,7 @@ impl Cluster {
     /// Heals everything: resumes paused nodes, restarts dead ones, heals every link.
     pub fn heal_all(&mut self) -> anyhow::Result<()> {
         self.network.heal();
-        for id in 1..=WRITE_NODES {
+        for id in self.nodes() {
             let process = self.write.get_mut(&id).expect("node id");
             if process.paused {
                 process.signal(Signal::SIGCONT)?;

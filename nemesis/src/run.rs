@@ -60,6 +60,11 @@ pub struct Config {
     pub keep: bool,
     /// Extra flags for every write node (e.g. a small snapshot interval).
     pub node_args: Vec<String>,
+    /// Write nodes (`WRITE_NODES` by default).
+    pub write_nodes: u64,
+    /// Replicas of each partition, placed on that many of the write nodes; `None`: every
+    /// node holds every partition.
+    pub replicas: Option<usize>,
     /// Print progress to stderr.
     pub verbose: bool,
 }
@@ -85,6 +90,8 @@ impl Config {
                 "100".into(),
             ],
             verbose: true,
+            write_nodes: WRITE_NODES,
+            replicas: None,
         }
     }
 }
@@ -106,6 +113,26 @@ struct Run {
     /// Stops the two watchers once the run is checked.
     watchers_stop: Arc<AtomicBool>,
     report: Report,
+    /// Per partition, the write nodes that hold a replica of it.
+    replicas: Vec<Vec<u64>>,
+}
+
+/// The replicas of every partition as the cluster reports them (waiting for it to answer).
+async fn placed_replicas(cluster: &Cluster) -> anyhow::Result<Vec<Vec<u64>>> {
+    let deadline = Instant::now() + START_MAX;
+    loop {
+        match cluster.status(1, false).await {
+            Ok(status) if !status.partitions.is_empty() => {
+                return Ok(status
+                    .partitions
+                    .iter()
+                    .map(|partition| partition.replica_ids.clone())
+                    .collect());
+            }
+            _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            answer => anyhow::bail!("no placement from node 1 within {START_MAX:?}: {answer:?}"),
+        }
+    }
 }
 
 impl Run {
@@ -150,7 +177,9 @@ impl Run {
         match target {
             Target::Leader { partition } => leaders[partition as usize],
             Target::Follower { partition, pick } => {
-                let followers: Vec<u64> = (1..=WRITE_NODES)
+                let followers: Vec<u64> = self.replicas[partition as usize]
+                    .iter()
+                    .copied()
                     .filter(|&id| id != leaders[partition as usize])
                     .collect();
                 followers[pick as usize % followers.len()]
@@ -161,7 +190,8 @@ impl Run {
     /// The leader of `partition` according to the write nodes other than `node` that answer
     /// (the first that names one); `None` if none does.
     async fn leader_seen_by_others(&self, node: u64, partition: u32) -> Option<u64> {
-        for other in (1..=WRITE_NODES).filter(|&other| other != node) {
+        let replicas = self.replicas[partition as usize].clone();
+        for other in replicas.into_iter().filter(|&other| other != node) {
             if let Ok(status) = self.cluster.status(other, false).await
                 && let Some(view) = status.partitions.get(partition as usize)
                 && view.leader_id != 0
@@ -210,10 +240,10 @@ impl Run {
                 nodes
             }
             Fault::IsolateAll { mode } => {
-                for node in 1..=WRITE_NODES {
+                for node in self.cluster.nodes() {
                     self.cluster.isolate(node, mode);
                 }
-                (1..=WRITE_NODES).collect()
+                self.cluster.nodes()
             }
         })
     }
@@ -341,24 +371,26 @@ impl Run {
         let deadline = Instant::now() + SETTLE_MAX;
         let mut last = String::new();
         while Instant::now() < deadline {
-            let mut views = Vec::new();
-            for node in 1..=WRITE_NODES {
+            // Per partition, (commit, applied, digest) of each replica that answered.
+            let mut views: Vec<Vec<(u64, u64, String)>> = vec![Vec::new(); self.replicas.len()];
+            let mut answered = 0;
+            for node in self.cluster.nodes() {
                 if let Ok(status) = self.cluster.status(node, true).await {
-                    let view: Vec<(u64, u64, String)> = status
-                        .partitions
-                        .iter()
-                        .map(|p| (p.commit_index, p.applied_index, p.state_digest.clone()))
-                        .collect();
-                    views.push(view);
+                    answered += 1;
+                    for p in status.partitions.iter().filter(|p| p.role != "none") {
+                        if let Some(view) = views.get_mut(p.partition as usize) {
+                            view.push((p.commit_index, p.applied_index, p.state_digest.clone()));
+                        }
+                    }
                 }
             }
-            if views.len() == WRITE_NODES as usize
-                && views[0]
-                    .iter()
-                    .all(|(commit, applied, _)| commit == applied)
-                && views.iter().all(|view| *view == views[0])
-            {
-                return Some(views[0].iter().map(|(_, _, d)| d.clone()).collect());
+            let agreed = views.iter().all(|replicas| {
+                replicas.first().is_some_and(|first| {
+                    first.0 == first.1 && replicas.iter().all(|replica| replica == first)
+                })
+            });
+            if answered == self.cluster.nodes().len() && agreed {
+                return Some(views.iter().map(|replicas| replicas[0].2.clone()).collect());
             }
             last = format!("{views:?}");
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -647,7 +679,13 @@ pub async fn run(config: Config) -> anyhow::Result<Outcome> {
     let dir = tempfile::Builder::new()
         .prefix(&format!("nemesis-seed-{}-", config.seed))
         .tempdir()?;
-    let cluster = Cluster::start(dir.path(), &bin_dir, config.node_args.clone()).await?;
+    let mut node_args = config.node_args.clone();
+    if let Some(replicas) = config.replicas {
+        node_args.extend(["--replicas".to_owned(), replicas.to_string()]);
+    }
+    let cluster = Cluster::start(dir.path(), &bin_dir, node_args, config.write_nodes).await?;
+    // Placement is fixed at creation: the replicas of each partition, from node 1's view.
+    let replicas = placed_replicas(&cluster).await?;
     let wallet = workload::wallet_client(cluster.endpoints()).await?;
     let mut run = Run {
         config: config.clone(),
@@ -657,6 +695,7 @@ pub async fn run(config: Config) -> anyhow::Result<Outcome> {
         gate: Arc::new(RwLock::new(())),
         watchers_stop: Arc::new(AtomicBool::new(false)),
         report: Report::default(),
+        replicas,
     };
     let partitions = workload::PARTITIONS;
     let steps = schedule::schedule(config.seed, config.duration, partitions, config.timing);
@@ -815,10 +854,10 @@ async fn scenario(run: &mut Run, steps: &[Step]) -> anyhow::Result<()> {
 
     // Durability: a power cut of the whole write cluster, then a restart on the same data.
     run.log("killing every write node (SIGKILL) and restarting");
-    for node in 1..=WRITE_NODES {
+    for node in run.cluster.nodes() {
         run.cluster.kill_node(node);
     }
-    for node in 1..=WRITE_NODES {
+    for node in run.cluster.nodes() {
         run.cluster.start_node(node)?;
     }
     let restarted = Instant::now();

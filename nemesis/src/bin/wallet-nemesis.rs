@@ -42,6 +42,13 @@ struct Args {
     /// Print only the schedule for the seed and exit.
     #[arg(long)]
     print_schedule: bool,
+    /// Write nodes (3 to 9).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(3..=9))]
+    write_nodes: u64,
+    /// Replicas of each partition, placed on that many of the write nodes (default: every
+    /// node holds every partition).
+    #[arg(long)]
+    replicas: Option<usize>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -77,6 +84,8 @@ fn main() -> anyhow::Result<()> {
     };
     config.bin_dir = args.bin_dir;
     config.keep = args.keep;
+    config.write_nodes = args.write_nodes;
+    config.replicas = args.replicas;
     if args.print_schedule {
         use std::io::Write as _;
         let mut out = std::io::stdout().lock();

@@ -11,7 +11,11 @@ use std::time::Duration;
 const DURATION: Duration = Duration::from_secs(50);
 
 async fn check_seed(seed: u64) {
-    let mut config = nemesis::Config::new(seed, DURATION);
+    check(nemesis::Config::new(seed, DURATION)).await;
+}
+
+async fn check(mut config: nemesis::Config) {
+    let seed = config.seed;
     config.workers = 3;
     let outcome = nemesis::run(config)
         .await
@@ -89,4 +93,14 @@ async fn nemesis_seed_1() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nemesis_seed_2() {
     check_seed(2).await;
+}
+
+/// Partitions placed on three of six write nodes: faults hit a partition's own replicas
+/// (followers are picked among them), and the nodes outside each group route to its leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nemesis_seed_3_six_nodes_three_replicas() {
+    let mut config = nemesis::Config::new(3, DURATION);
+    config.write_nodes = 6;
+    config.replicas = Some(3);
+    check(config).await;
 }
