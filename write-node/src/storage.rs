@@ -80,6 +80,9 @@ const FORMAT_VERSION_MIGRATED: u32 = 2;
 const META_FORMAT_VERSION: &[u8] = b"format_version";
 const META_NODE_ID: &[u8] = b"node_id";
 const META_PARTITIONS: &[u8] = b"partitions";
+/// The placement the data was created with: the replica count (u32) then every write node's
+/// id (u64), big-endian (see `Db::check_placement`).
+const META_PLACEMENT: &[u8] = b"placement";
 
 const STATE_HARD: u8 = b'h';
 const STATE_CONF: u8 = b'c';
@@ -253,6 +256,42 @@ impl Db {
             .context("partition count missing")?;
         let partitions = u32::from_be_bytes(partitions[..].try_into().context("partition count")?);
         Ok((Arc::new(db), partitions))
+    }
+
+    /// Checks that the data was created with the same write nodes and replica count (or
+    /// records them, on a new data directory or one from before they were recorded): both
+    /// decide which partitions this node holds and with which voters, so a change would
+    /// leave partitions behind or start them empty elsewhere.
+    pub fn check_placement(&self, nodes: &[u64], replicas: usize) -> anyhow::Result<()> {
+        let mut placement = (replicas as u32).to_be_bytes().to_vec();
+        for node in nodes {
+            placement.extend(node.to_be_bytes());
+        }
+        let Some(stored) = self.db.get_cf(self.cf(CF_META), META_PLACEMENT)? else {
+            let mut batch = WriteBatch::default();
+            batch.put_cf(self.cf(CF_META), META_PLACEMENT, &placement);
+            return self.write(batch, true);
+        };
+        if stored == placement {
+            return Ok(());
+        }
+        let stored_replicas = stored
+            .get(..4)
+            .and_then(|bytes| bytes.try_into().ok())
+            .map(u32::from_be_bytes);
+        let stored_nodes: Vec<u64> = stored
+            .get(4..)
+            .unwrap_or_default()
+            .chunks(8)
+            .filter_map(|chunk| chunk.try_into().ok().map(u64::from_be_bytes))
+            .collect();
+        bail!(
+            "the data directory was created for write nodes {stored_nodes:?} with {} replicas \
+             of each partition; the configuration has nodes {nodes:?} with {replicas}: the \
+             write nodes and the replica count are fixed when the cluster is created \
+             (membership changes are not built yet)",
+            stored_replicas.map_or("?".to_owned(), |r| r.to_string())
+        )
     }
 
     /// The applied index of a partition as last stored.
@@ -688,8 +727,10 @@ impl PartitionStorage {
         };
         if conf_state.voters != voters {
             bail!(
-                "partition {partition} was created with voters {:?}, config has {voters:?}; \
-                 membership changes are not supported",
+                "partition {partition} was created with voters {:?}, but placement (peers and \
+                 replicas in the configuration) gives {voters:?}: the write nodes and the \
+                 replica count are fixed when the cluster is created (membership changes are \
+                 not built yet)",
                 conf_state.voters
             );
         }

@@ -37,6 +37,8 @@ pub fn start(
     // The node opens the partitions placed on it, each with its placed voters; placement
     // also picks each one's preferred leader, spread evenly (the same on every node: it
     // depends only on the configuration).
+    let nodes: Vec<u64> = config.peers.keys().copied().collect();
+    db.check_placement(&nodes, config.replicas())?;
     let placement = Arc::new(config.placement()?);
     let partitions = open_partitions(config, &db, &placement, &logger, &metrics.partitions)?;
     let mut slots = vec![None; config.partitions as usize];

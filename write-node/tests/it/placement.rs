@@ -280,3 +280,28 @@ async fn nodes_outside_a_group_follow_its_failover() {
         assert_eq!(read.balance_minor, balance, "{account}");
     }
 }
+
+/// The node set and the replica count are fixed at creation: a node restarted with another
+/// replica count (which places its partitions elsewhere) refuses to start, saying why, and
+/// changes nothing: restarted as created, it serves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_with_another_replica_count_refuses_to_start() {
+    let cluster = Cluster::start(3);
+    cluster.wait_leaders().await;
+    cluster.stop(1);
+    cluster.start_node_with_env(1, &[("WALLET_REPLICAS", "1")]);
+    let exit = cluster.wait_exit(1).await;
+    assert!(!exit.success(), "{exit:?}");
+    let log = cluster.log(1);
+    assert!(
+        log.contains(
+            "created for write nodes [1, 2, 3] with 3 replicas of each partition; the \
+             configuration has nodes [1, 2, 3] with 1"
+        ) && log.contains("fixed when the cluster is created"),
+        "{log}"
+    );
+    cluster.start_node(1);
+    let leaders = cluster.wait_leaders().await;
+    assert_eq!(leaders.len(), 8);
+    cluster.wait_replicas_agree().await;
+}
