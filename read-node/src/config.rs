@@ -12,7 +12,8 @@ use serde::Deserialize;
 pub struct Config {
     /// Address the QueryService listens on.
     pub listen: SocketAddr,
-    /// Write nodes to subscribe to (`host:port`); any of them serves every partition.
+    /// Write nodes to subscribe to (`host:port`). Each partition is followed from a listed
+    /// node that holds a replica of it (one that does not is skipped).
     pub write_nodes: Vec<String>,
     /// RocksDB directory of the projections and their checkpoint.
     pub data_dir: PathBuf,
