@@ -31,9 +31,8 @@ pub async fn follow(
         return;
     }
     let clients: Vec<(u64, PeerServiceClient<Channel>)> =
-        crate::transport::peer_channels(node_id, peers, peer_tls, limits::PEER_READ_CALL_TIMEOUT)
+        crate::transport::peer_clients(node_id, peers, peer_tls, limits::PEER_READ_CALL_TIMEOUT)
             .filter(|(id, _)| asked.contains(id))
-            .map(|(id, channel)| (id, PeerServiceClient::new(channel)))
             .collect();
     let mut interval = tokio::time::interval(limits::LEADER_DIRECTORY_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -92,10 +92,7 @@ impl EventLogService for EventLog {
             .into());
         }
         if !self.store.hosts(partition) {
-            let leader_id = self.store.leaders().borrow()[partition as usize];
-            let error = crate::store::StoreError::NotHosted {
-                leader_id: Some(leader_id).filter(|&id| id != 0),
-            };
+            let error = self.store.not_hosted(partition);
             return Err(ApiError::from_store(error, &std::collections::BTreeMap::new()).into());
         }
         if from_index < 1 {

@@ -84,13 +84,7 @@ impl Saga {
         store: StoreHandle,
     ) -> Arc<Saga> {
         let clients: Arc<HashMap<u64, PeerServiceClient<Channel>>> = Arc::new(
-            crate::transport::peer_channels(node_id, peers, peer_tls, limits::CREDIT_CALL_TIMEOUT)
-                .map(|(id, channel)| {
-                    let client = PeerServiceClient::new(channel)
-                        .max_decoding_message_size(limits::PEER_GRPC_MESSAGE_BYTES_MAX)
-                        .max_encoding_message_size(limits::PEER_GRPC_MESSAGE_BYTES_MAX);
-                    (id, client)
-                })
+            crate::transport::peer_clients(node_id, peers, peer_tls, limits::CREDIT_CALL_TIMEOUT)
                 .collect(),
         );
         let credit_queues = (0..partitions)

@@ -213,13 +213,12 @@ impl Api {
             shared: Arc::new(Shared {
                 leaders: store.leaders(),
                 forwarder: Forwarder::new(node_id, &peers, peer_tls),
-                peer_reads: crate::transport::peer_channels(
+                peer_reads: crate::transport::peer_clients(
                     node_id,
                     &peers,
                     peer_tls,
                     limits::PEER_READ_CALL_TIMEOUT,
                 )
-                .map(|(id, channel)| (id, PeerServiceClient::new(channel)))
                 .collect(),
                 store,
                 saga,

@@ -71,6 +71,22 @@ pub fn peer_channels(
         })
 }
 
+/// `PeerService` clients of every other node of `peers` (see [`peer_channels`]), taking the
+/// peers' largest messages.
+pub fn peer_clients(
+    node_id: u64,
+    peers: &BTreeMap<u64, String>,
+    tls: Option<&ClientTlsConfig>,
+    call_timeout: std::time::Duration,
+) -> impl Iterator<Item = (u64, PeerServiceClient<Channel>)> {
+    peer_channels(node_id, peers, tls, call_timeout).map(|(id, channel)| {
+        let client = PeerServiceClient::new(channel)
+            .max_decoding_message_size(limits::PEER_GRPC_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(limits::PEER_GRPC_MESSAGE_BYTES_MAX);
+        (id, client)
+    })
+}
+
 /// The store loop's side: hands raft messages to the per-peer queues.
 pub struct Outbox {
     node_id: u64,

@@ -260,7 +260,7 @@ impl StoreHandle {
 
     /// The answer for a partition this node holds no replica of: where its leader is, as far
     /// as this node has learnt.
-    fn not_hosted(&self, partition: u32) -> StoreError {
+    pub fn not_hosted(&self, partition: u32) -> StoreError {
         let leader = self
             .leaders
             .borrow()
