@@ -10,6 +10,7 @@ mod cut;
 mod dev;
 mod health;
 mod output;
+mod partition;
 mod read;
 
 use std::path::PathBuf;
@@ -140,6 +141,9 @@ enum Command {
     /// Inspect the cluster.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Move partitions' replicas between write nodes.
+    #[command(subcommand)]
+    Partition(PartitionCommand),
     /// Run a local three-node write cluster and a read node until Ctrl-C (plain text, no
     /// tokens, loopback only).
     Dev(DevArgs),
@@ -474,6 +478,27 @@ enum TransferCommand {
         id: Option<Uuid>,
         #[command(flatten)]
         annotations: Annotations,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PartitionCommand {
+    /// Move the partition's replica on node --from to node --to (admin token): the new node
+    /// learns the log or a snapshot, then takes the old one's vote in one joint-consensus
+    /// change, and the old one deletes its copy. Safe to run again after an interruption:
+    /// the move goes on from where the partition's group is.
+    Move {
+        /// The partition (0-based).
+        partition: u32,
+        /// The write node whose replica moves (its node id).
+        #[arg(long)]
+        from: u64,
+        /// The write node it moves to (its node id).
+        #[arg(long)]
+        to: u64,
+        /// Give up after this many seconds (the move goes on from where it is when run again).
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
     },
 }
 
@@ -915,6 +940,23 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
                 transaction_id: Some(id),
             })?;
             out.hold(&response);
+            Ok(())
+        }
+        Command::Partition(PartitionCommand::Move {
+            partition,
+            from,
+            to,
+            timeout_secs,
+        }) => {
+            let tls = access.tls()?;
+            let reach = partition::Reach {
+                endpoints: &endpoints,
+                tls: tls.as_ref(),
+                token: access.token.as_deref(),
+            };
+            let timeout = std::time::Duration::from_secs(timeout_secs);
+            let voters = partition::move_replica(&reach, partition, from, to, timeout).await?;
+            out.replica_moved(partition, &voters);
             Ok(())
         }
         Command::Cluster(ClusterCommand::Status) => {

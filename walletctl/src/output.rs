@@ -200,6 +200,15 @@ impl Output {
         }
     }
 
+    /// A completed replica move: the partition's voters now.
+    pub fn replica_moved(&self, partition: u32, voters: &[u64]) {
+        if self.json {
+            self.json_line(&json!({"ok": true, "partition": partition, "replica_ids": voters}));
+        } else {
+            println!("ok: partition {partition} is on nodes {voters:?}");
+        }
+    }
+
     /// Every node's answer: a table row per partition, or the node marked unreachable.
     pub fn cluster_status(&self, statuses: &[(String, Result<GetClusterStatusResponse, Error>)]) {
         if self.json {
@@ -223,6 +232,7 @@ impl Output {
                             "snapshot_index": p.snapshot_index,
                             "log_first_index": p.log_first_index,
                             "replica_ids": p.replica_ids,
+                            "learner_ids": p.learner_ids,
                             "preferred_leader_id": p.preferred_leader_id,
                             "in_flight_transfers": p.in_flight_transfers,
                             "state_digest": p.state_digest,

@@ -786,7 +786,11 @@ fn write_start_point(
     db.put_snapshot(meta, chunks, false)?;
     let mut storage = PartitionStorage::open(db.clone(), meta.partition, voters)?;
     let mut batch = WriteBatch::default();
-    storage.install_snapshot(meta.clone(), &mut batch)?;
+    let conf_state = raft::eraftpb::ConfState {
+        voters: voters.to_vec(),
+        ..Default::default()
+    };
+    storage.install_snapshot(meta.clone(), conf_state, &mut batch)?;
     let hard_state = HardState {
         term: RESTORED_TERM,
         commit: meta.index,

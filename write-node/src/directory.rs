@@ -1,14 +1,18 @@
-//! Who leads the partitions this node holds no replica of. Placement puts each partition on
-//! `replicas` of the write nodes; a node still answers for every partition, forwarding writes
-//! to the leader (`forward.rs`), sending credits there (`saga.rs`) and telling clients where
-//! to go (NOT_LEADER). The loop knows the leaders of the partitions it holds; for the others
-//! this task asks their replicas (`PeerService/Leaders`) every
+//! Who leads the partitions this node holds no replica of, and where every partition's
+//! replicas are. Each partition has a few replicas among the write nodes; a node still
+//! answers for every partition, forwarding writes to the leader (`forward.rs`), sending
+//! credits there (`saga.rs`) and telling clients where to go (NOT_LEADER). The loop knows the
+//! leaders and memberships of the partitions it holds; for the others this task asks every
+//! other write node (`PeerService/Leaders`) every
 //! [`LEADER_DIRECTORY_INTERVAL`](limits::LEADER_DIRECTORY_INTERVAL) and records the newest
-//! answer (highest term) in the store's leader table (`StoreHandle::learn_leaders`).
+//! answer per partition (latest membership change, then highest term) with
+//! `StoreHandle::learn_groups`. Replicas move (`store/membership.rs`), so every node is asked,
+//! not only the ones placement first put a partition on; the same answers tell a node whose
+//! replica was removed while it was away that it no longer holds it.
 //!
-//! A node that holds every partition has nothing to learn and asks nobody.
+//! A one-node cluster has nobody to ask.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use proto::internal::LeadersRequest;
 use proto::internal::peer_service_client::PeerServiceClient;
@@ -16,9 +20,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, ClientTlsConfig};
 
 use crate::limits;
-use crate::store::StoreHandle;
+use crate::store::{Members, StoreHandle};
 
-/// Follows the leaders of the partitions placed elsewhere until `shutdown`.
+/// Follows the leaders and memberships of every partition until `shutdown`.
 pub async fn follow(
     store: StoreHandle,
     node_id: u64,
@@ -26,14 +30,12 @@ pub async fn follow(
     peer_tls: Option<&ClientTlsConfig>,
     shutdown: CancellationToken,
 ) {
-    let asked = replicas_of_others(&store, node_id);
-    if asked.is_empty() {
-        return;
-    }
     let clients: Vec<(u64, PeerServiceClient<Channel>)> =
         crate::transport::peer_clients(node_id, peers, peer_tls, limits::PEER_READ_CALL_TIMEOUT)
-            .filter(|(id, _)| asked.contains(id))
             .collect();
+    if clients.is_empty() {
+        return;
+    }
     let mut interval = tokio::time::interval(limits::LEADER_DIRECTORY_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -49,7 +51,8 @@ pub async fn follow(
             }
         }))
         .await;
-        let mut newest: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+        // Per partition: (membership change index, term), leader, membership.
+        let mut newest: BTreeMap<u32, ((u64, u64), u64, Members)> = BTreeMap::new();
         for (peer, answer) in answers {
             let answer = match answer {
                 Ok(answer) => answer.into_inner(),
@@ -59,32 +62,38 @@ pub async fn follow(
                 }
             };
             for reported in answer.partitions {
+                // A node of an earlier release reports leaders only: its answer says nothing
+                // of the membership.
+                if reported.voters.is_empty() {
+                    newest.entry(reported.partition).or_insert((
+                        (0, reported.term),
+                        reported.leader_id,
+                        Members::default(),
+                    ));
+                    continue;
+                }
+                let members = Members {
+                    conf_index: reported.conf_index,
+                    voters: reported.voters,
+                    outgoing: reported.outgoing,
+                    learners: reported.learners,
+                };
+                let rank = (reported.conf_index, reported.term);
+                let candidate = (rank, reported.leader_id, members);
                 newest
                     .entry(reported.partition)
-                    .and_modify(|(term, leader)| {
-                        if (reported.term, reported.leader_id) > (*term, *leader) {
-                            *term = reported.term;
-                            *leader = reported.leader_id;
+                    .and_modify(|known| {
+                        if (candidate.0, candidate.1) > (known.0, known.1) {
+                            *known = candidate.clone();
                         }
                     })
-                    .or_insert((reported.term, reported.leader_id));
+                    .or_insert(candidate);
             }
         }
-        let learnt: Vec<(u32, u64)> = newest
+        let learnt: Vec<(u32, u64, Members)> = newest
             .into_iter()
-            .map(|(partition, (_, leader))| (partition, leader))
+            .map(|(partition, (_, leader, members))| (partition, leader, members))
             .collect();
-        store.learn_leaders(&learnt);
+        store.learn_groups(&learnt);
     }
-}
-
-/// The nodes holding replicas of partitions this node does not hold.
-fn replicas_of_others(store: &StoreHandle, node_id: u64) -> BTreeSet<u64> {
-    let placement = store.placement();
-    (0..placement.partitions())
-        .filter(|&partition| !store.hosts(partition))
-        .filter_map(|partition| placement.group(partition).ok())
-        .flat_map(|group| group.voters.iter().copied())
-        .filter(|&node| node != node_id)
-        .collect()
 }

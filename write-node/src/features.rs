@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The level of this release: what it can decode.
-pub const FEATURE_LEVEL: u32 = Feature::MultiLegAcross as u32;
+pub const FEATURE_LEVEL: u32 = Feature::ReplicaMoves as u32;
 
 /// A feature a call may need, by the level that brought it. Release 0.1.0 announced nothing
 /// (level 0) and had holds and everything before them.
@@ -37,6 +37,9 @@ pub enum Feature {
     /// Multi-leg transfers across partitions (`Command::PrepareLegs`, `ResolveLegs`,
     /// `FinishLegs`, their events, `PeerService/LegsStep`, snapshots of state format 8).
     MultiLegAcross = 5,
+    /// Membership-change entries in a partition's log (`ClusterService/MoveReplica`): a node
+    /// of an earlier release stops on one.
+    ReplicaMoves = 6,
 }
 
 impl Feature {

@@ -140,14 +140,15 @@ pub async fn run(
     ));
     // The nodes this one exchanges raft frames with (they share a partition), whose frames
     // announce what they decode.
-    let placement = store.placement().clone();
+    let members: Vec<store::Members> = (0..store.partitions())
+        .map(|partition| store.members(partition))
+        .collect();
     let levels = Arc::new(features::PeerLevels::new(
         config.node_id,
         config.peers.keys().copied().filter(|&peer| {
-            placement
-                .groups()
+            members
                 .iter()
-                .any(|group| group.voters.contains(&peer) && group.voters.contains(&config.node_id))
+                .any(|group| group.contains(peer) && group.contains(config.node_id))
         }),
     ));
     let api = service::Api::new(

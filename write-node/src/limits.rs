@@ -161,6 +161,17 @@ pub const CREDIT_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// the old leader for up to this long (and are told NOT_LEADER, or forwarded once).
 pub const LEADER_DIRECTORY_INTERVAL: Duration = Duration::from_millis(500);
 
+/// A replica whose group may have removed it looks through at most this many unapplied log
+/// entries for a membership change that could add it back (`store/membership.rs`); with a
+/// longer tail it waits to apply more.
+pub const REMOVAL_LOG_SCAN_MAX: u64 = 4096;
+
+/// `ClusterService/MoveReplica`: how long one call drives a move before it answers
+/// DEADLINE_EXCEEDED (the caller calls again: the move goes on from the applied membership),
+/// and how often it plans the next step meanwhile.
+pub const MOVE_CALL_DEADLINE: Duration = Duration::from_secs(60);
+pub const MOVE_STEP_INTERVAL: Duration = Duration::from_millis(100);
+
 /// One `PeerService/Leaders` or `PeerService/ReadRecord` call, at most (a read waits for a
 /// ReadIndex round, bounded by `READ_TIMEOUT`).
 pub const PEER_READ_CALL_TIMEOUT: Duration = Duration::from_secs(4);

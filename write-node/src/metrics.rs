@@ -176,7 +176,10 @@ pub struct StoreMetrics {
     round_longest: Duration,
     snapshots_written: Counter,
     snapshot_fetch_failures: Counter,
+    snapshots_installed: Counter,
     leader_handoffs: Counter,
+    replicas_created: Counter,
+    replicas_deleted: Counter,
 }
 
 impl StoreMetrics {
@@ -193,6 +196,21 @@ impl StoreMetrics {
     /// A follower's fetch of a leader's snapshot failed (raft sends it again).
     pub fn snapshot_fetch_failed(&self) {
         self.snapshot_fetch_failures.inc();
+    }
+
+    /// A follower installed a snapshot fetched from its leader.
+    pub fn snapshot_installed(&self) {
+        self.snapshots_installed.inc();
+    }
+
+    /// A leader added this node to a partition's group: its replica was created.
+    pub fn replica_created(&self) {
+        self.replicas_created.inc();
+    }
+
+    /// A partition's group removed this node: its replica was deleted.
+    pub fn replica_deleted(&self) {
+        self.replicas_deleted.inc();
     }
 
     /// This node handed a partition's leadership to its preferred leader.
@@ -323,6 +341,24 @@ impl Metrics {
             "Snapshots this node (a follower catching up) failed to fetch or verify from a leader; raft sends them again",
             snapshot_fetch_failures.clone(),
         );
+        let snapshots_installed = Counter::default();
+        registry.register(
+            "wallet_snapshots_installed",
+            "Snapshots this node (a follower behind the leader's log, or a new replica) fetched, verified and installed",
+            snapshots_installed.clone(),
+        );
+        let replicas_created = Counter::default();
+        registry.register(
+            "wallet_replicas_created",
+            "Partition replicas created on this node because a leader added it to the group (a replica move)",
+            replicas_created.clone(),
+        );
+        let replicas_deleted = Counter::default();
+        registry.register(
+            "wallet_replicas_deleted",
+            "Partition replicas deleted from this node (data included) because the group removed it (a replica move)",
+            replicas_deleted.clone(),
+        );
         let leader_handoffs = Counter::default();
         registry.register(
             "wallet_leader_handoffs",
@@ -446,7 +482,10 @@ impl Metrics {
                 round_longest: Duration::ZERO,
                 snapshots_written,
                 snapshot_fetch_failures,
+                snapshots_installed,
                 leader_handoffs,
+                replicas_created,
+                replicas_deleted,
             },
             event_log,
             subscribers,

@@ -822,10 +822,15 @@ impl Api {
             });
         }
         let leader = self.shared.leaders.borrow()[partition as usize];
-        let replica = match store.placement().group(partition) {
-            Ok(group) if group.voters.contains(&leader) => leader,
-            Ok(group) => group.leader,
-            Err(error) => return Err(Status::internal(error.to_string())),
+        let voting = store.members(partition).voting();
+        let replica = match voting.first() {
+            _ if voting.contains(&leader) => leader,
+            Some(&first) => first,
+            None => {
+                return Err(Status::internal(format!(
+                    "partition {partition} has no replica"
+                )));
+            }
         };
         let Some(client) = self.shared.peer_reads.get(&replica) else {
             return Err(Status::internal(format!("no client of node {replica}")));
@@ -1740,9 +1745,74 @@ impl ClusterService for Api {
                     log_first_index: status.log_first_index,
                     replica_ids: status.replica_ids,
                     preferred_leader_id: status.preferred_leader_id,
+                    learner_ids: status.learner_ids,
                 })
                 .collect(),
         }))
+    }
+
+    /// Drives one replica move on the partition's leader (`store::StoreHandle::move_step`,
+    /// one step per `MOVE_STEP_INTERVAL`) until it is done or `MOVE_CALL_DEADLINE` passes.
+    async fn move_replica(
+        &self,
+        request: Request<pb::MoveReplicaRequest>,
+    ) -> Result<Response<pb::MoveReplicaResponse>, Status> {
+        security::require_scope(caller_of(&request).as_ref(), Scope::Admin, "MoveReplica")?;
+        let pb::MoveReplicaRequest {
+            partition,
+            from_node_id: from,
+            to_node_id: to,
+        } = request.into_inner();
+        if partition >= self.shared.store.partitions() {
+            return Err(ApiError::invalid(
+                "partition",
+                "INVALID_PARTITION",
+                format!("unknown partition {partition}"),
+            )
+            .into());
+        }
+        for (field, node) in [("from_node_id", from), ("to_node_id", to)] {
+            if !self.shared.peers.contains_key(&node) {
+                return Err(Status::invalid_argument(format!(
+                    "{field}: {node} is not a write node of this cluster (nodes {:?})",
+                    self.shared.peers.keys().collect::<Vec<_>>()
+                )));
+            }
+        }
+        if from == to {
+            return Err(Status::invalid_argument(
+                "from_node_id and to_node_id are the same node",
+            ));
+        }
+        // Every replica applies the membership changes.
+        self.require(Some(Feature::ReplicaMoves), None).await?;
+        let deadline = tokio::time::Instant::now() + limits::MOVE_CALL_DEADLINE;
+        loop {
+            match self.shared.store.move_step(partition, from, to).await {
+                Ok(progress) if progress.step == placement::Step::Done => {
+                    return Ok(Response::new(pb::MoveReplicaResponse {
+                        replica_ids: progress.members.voting(),
+                    }));
+                }
+                Ok(_) => {}
+                Err(crate::store::MoveRefused::Store(error)) => {
+                    return Err(self.store_error(error).into());
+                }
+                Err(crate::store::MoveRefused::Plan(error)) => {
+                    return Err(Status::failed_precondition(format!(
+                        "partition {partition}: moving the replica of node {from} to node {to}: \
+                         {error}"
+                    )));
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Status::deadline_exceeded(format!(
+                    "partition {partition}: the move of node {from}'s replica to node {to} is \
+                     still under way; call again to follow it"
+                )));
+            }
+            tokio::time::sleep(limits::MOVE_STEP_INTERVAL).await;
+        }
     }
 }
 

@@ -88,6 +88,9 @@ const STATE_HARD: u8 = b'h';
 const STATE_CONF: u8 = b'c';
 const STATE_APPLIED: u8 = b'a';
 const STATE_COMPACTED: u8 = b't';
+/// The index of the entry that last changed the partition's membership (its conf state);
+/// absent: none did (the membership is the one the group was created with).
+const STATE_CONF_INDEX: u8 = b'i';
 
 /// The header of a stored snapshot (`snapshots` column family; made and checked by
 /// `snapshot`, which re-exports it).
@@ -260,15 +263,39 @@ impl Db {
 
     /// Checks that the data was created with the same write nodes and replica count (or
     /// records them, on a new data directory or one from before they were recorded): both
-    /// decide which partitions this node holds and with which voters, so a change would
-    /// leave partitions behind or start them empty elsewhere.
-    pub fn check_placement(&self, nodes: &[u64], replicas: usize) -> anyhow::Result<()> {
+    /// decide where the partitions were placed when the cluster was created, so a change
+    /// would leave partitions behind or start them empty elsewhere (replicas move with
+    /// `walletctl partition move` instead). On a new data directory the partitions placed here
+    /// (`initial`: id and voters) are created in the same write, so a crash at first start
+    /// leaves either nothing or all of them.
+    pub fn check_placement(
+        &self,
+        nodes: &[u64],
+        replicas: usize,
+        initial: &[(u32, Vec<u64>)],
+    ) -> anyhow::Result<()> {
         let mut placement = (replicas as u32).to_be_bytes().to_vec();
         for node in nodes {
             placement.extend(node.to_be_bytes());
         }
         let Some(stored) = self.db.get_cf(self.cf(CF_META), META_PLACEMENT)? else {
             let mut batch = WriteBatch::default();
+            for (partition, voters) in initial {
+                if self
+                    .get(CF_RAFT_STATE, &state_key(*partition, STATE_CONF))?
+                    .is_none()
+                {
+                    let conf_state = ConfState {
+                        voters: voters.clone(),
+                        ..Default::default()
+                    };
+                    batch.put_cf(
+                        self.cf(CF_RAFT_STATE),
+                        state_key(*partition, STATE_CONF),
+                        conf_state.write_to_bytes()?,
+                    );
+                }
+            }
             batch.put_cf(self.cf(CF_META), META_PLACEMENT, &placement);
             return self.write(batch, true);
         };
@@ -289,9 +316,40 @@ impl Db {
             "the data directory was created for write nodes {stored_nodes:?} with {} replicas \
              of each partition; the configuration has nodes {nodes:?} with {replicas}: the \
              write nodes and the replica count are fixed when the cluster is created \
-             (membership changes are not built yet)",
+             (a replica moves to another node with `walletctl partition move`)",
             stored_replicas.map_or("?".to_owned(), |r| r.to_string())
         )
+    }
+
+    /// The partitions this node holds a replica of: those with a stored membership (created
+    /// at first start, or when a leader added this node to the group), in id order.
+    pub fn held_partitions(&self, partitions: u32) -> anyhow::Result<Vec<u32>> {
+        let mut held = Vec::new();
+        for partition in 0..partitions {
+            if self
+                .get(CF_RAFT_STATE, &state_key(partition, STATE_CONF))?
+                .is_some()
+            {
+                held.push(partition);
+            }
+        }
+        Ok(held)
+    }
+
+    /// Deletes everything this node stores of a partition whose group removed it (raft log
+    /// and state, events, records, snapshots, account annotations), in one synced write: the
+    /// node no longer holds it (`held_partitions`).
+    pub fn delete_partition(&self, partition: u32) -> anyhow::Result<()> {
+        let start = partition.to_be_bytes().to_vec();
+        let end = match partition.checked_add(1) {
+            Some(next) => next.to_be_bytes().to_vec(),
+            None => vec![0xff; 5],
+        };
+        let mut batch = WriteBatch::default();
+        for family in FAMILIES.into_iter().filter(|&family| family != CF_META) {
+            batch.delete_range_cf(self.cf(family), &start, &end);
+        }
+        self.write(batch, true)
     }
 
     /// The applied index of a partition as last stored.
@@ -686,7 +744,14 @@ pub struct PartitionStorage {
     db: Arc<Db>,
     partition: u32,
     hard_state: HardState,
+    /// The membership as of the applied index, and the index of the entry that last changed
+    /// it (0: the group's first membership).
     conf_state: ConfState,
+    conf_index: u64,
+    /// Raft asked for a snapshot this node's newest one cannot serve: it is older than the
+    /// last membership change (a snapshot carries the membership at its index, and a node
+    /// added since then would find itself missing from it). The loop takes a new one.
+    snapshot_wanted: std::cell::Cell<bool>,
     /// Index and term of the last entry dropped from the log by compaction or replaced by an
     /// installed snapshot ((0, 0) while the log is whole). The log starts right after it.
     compacted: (u64, u64),
@@ -702,7 +767,8 @@ pub struct PartitionStorage {
 impl PartitionStorage {
     /// Loads a partition's raft state, or bootstraps it with `voters` on first start. Every
     /// node bootstraps the same way (empty log, same voters), so no snapshot is needed to
-    /// form the group.
+    /// form the group. A replica created later (a leader added this node) bootstraps with the
+    /// group's first voters too: it then applies the log, or installs a snapshot, from there.
     pub fn open(db: Arc<Db>, partition: u32, voters: &[u64]) -> anyhow::Result<PartitionStorage> {
         let hard_state = match db.get(CF_RAFT_STATE, &state_key(partition, STATE_HARD))? {
             Some(bytes) => HardState::parse_from_bytes(&bytes).context("hard state is corrupt")?,
@@ -725,15 +791,14 @@ impl PartitionStorage {
                 conf_state
             }
         };
-        if conf_state.voters != voters {
-            bail!(
-                "partition {partition} was created with voters {:?}, but placement (peers and \
-                 replicas in the configuration) gives {voters:?}: the write nodes and the \
-                 replica count are fixed when the cluster is created (membership changes are \
-                 not built yet)",
-                conf_state.voters
-            );
-        }
+        let conf_index = match db.get(CF_RAFT_STATE, &state_key(partition, STATE_CONF_INDEX))? {
+            Some(bytes) => u64::from_be_bytes(
+                bytes[..]
+                    .try_into()
+                    .context("membership change index is corrupt")?,
+            ),
+            None => 0,
+        };
         let applied_index = match db.get(CF_RAFT_STATE, &state_key(partition, STATE_APPLIED))? {
             Some(bytes) => {
                 u64::from_be_bytes(bytes[..].try_into().context("applied index is corrupt")?)
@@ -763,6 +828,8 @@ impl PartitionStorage {
             partition,
             hard_state,
             conf_state,
+            conf_index,
+            snapshot_wanted: std::cell::Cell::new(false),
             compacted,
             snapshot: None,
             first_index: compacted.0 + 1,
@@ -776,9 +843,42 @@ impl PartitionStorage {
         self.applied_index
     }
 
-    /// The partition's raft voters (fixed at creation).
-    pub fn voters(&self) -> &[u64] {
-        &self.conf_state.voters
+    /// The partition's membership as of the applied index.
+    pub fn conf_state(&self) -> &ConfState {
+        &self.conf_state
+    }
+
+    /// The index of the entry that last changed the membership (0: none did).
+    pub fn conf_index(&self) -> u64 {
+        self.conf_index
+    }
+
+    /// Records a membership change applied at `index` in the apply batch.
+    pub fn set_conf_state(
+        &mut self,
+        conf_state: ConfState,
+        index: u64,
+        batch: &mut WriteBatch,
+    ) -> anyhow::Result<()> {
+        batch.put_cf(
+            self.db.cf(CF_RAFT_STATE),
+            state_key(self.partition, STATE_CONF),
+            conf_state.write_to_bytes()?,
+        );
+        batch.put_cf(
+            self.db.cf(CF_RAFT_STATE),
+            state_key(self.partition, STATE_CONF_INDEX),
+            index.to_be_bytes(),
+        );
+        self.conf_state = conf_state;
+        self.conf_index = index;
+        Ok(())
+    }
+
+    /// Whether raft asked for a snapshot newer than the stored one (see `snapshot_wanted`);
+    /// clears the request.
+    pub fn take_snapshot_wanted(&self) -> bool {
+        self.snapshot_wanted.replace(false)
     }
 
     /// First index still in the log (everything before it is covered by a snapshot).
@@ -799,10 +899,6 @@ impl PartitionStorage {
             self.partition,
             meta.index,
             self.applied_index
-        );
-        assert_eq!(
-            meta.voters, self.conf_state.voters,
-            "snapshot of another membership"
         );
         if self
             .snapshot
@@ -845,12 +941,10 @@ impl PartitionStorage {
     pub fn install_snapshot(
         &mut self,
         meta: SnapshotMeta,
+        conf_state: ConfState,
         batch: &mut WriteBatch,
     ) -> anyhow::Result<()> {
-        assert_eq!(
-            meta.voters, self.conf_state.voters,
-            "snapshot of another membership"
-        );
+        self.set_conf_state(conf_state, meta.index, batch)?;
         batch.delete_range_cf(
             self.db.cf(CF_RAFT_LOG),
             index_key(self.partition, self.first_index),
@@ -1067,12 +1161,13 @@ impl raft::Storage for PartitionStorage {
 
     /// Only the snapshot's position travels in the raft message; the follower fetches the
     /// state itself (`PeerService.FetchSnapshot`) before it lets raft install it.
+    /// The membership sent is the current one, which is the snapshot's as long as no change
+    /// applied after it; otherwise a newer snapshot is asked for (`snapshot_wanted`).
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        let Some(meta) = self
-            .snapshot
-            .as_ref()
-            .filter(|snapshot| snapshot.index >= request_index)
-        else {
+        let Some(meta) = self.snapshot.as_ref().filter(|snapshot| {
+            snapshot.index >= request_index && snapshot.index >= self.conf_index
+        }) else {
+            self.snapshot_wanted.set(true);
             return Err(raft::Error::Store(
                 StorageError::SnapshotTemporarilyUnavailable,
             ));

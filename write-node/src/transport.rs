@@ -579,6 +579,10 @@ impl PeerService for PeerServer {
                 partition: status.partition,
                 leader_id: status.leader_id,
                 term: status.term,
+                voters: status.members.voters,
+                outgoing: status.members.outgoing,
+                learners: status.members.learners,
+                conf_index: status.members.conf_index,
             })
             .collect();
         Ok(Response::new(LeadersResponse { partitions }))

@@ -18,6 +18,18 @@ const _ = grpc.SupportPackageIsVersion7
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type ClusterServiceClient interface {
 	GetClusterStatus(ctx context.Context, in *GetClusterStatusRequest, opts ...grpc.CallOption) (*GetClusterStatusResponse, error)
+	// Write nodes, admin scope (`walletctl partition move`): moves the partition's replica on
+	// one write node to another through raft membership changes (the new node learns the log
+	// or a snapshot, is promoted in joint consensus with the old one's removal, the joint
+	// configuration is left), each step planned from the membership the group has applied, so
+	// a call that ends early (a deadline, a crash, leadership handed over) is simply made again.
+	// Served by the partition's leader; elsewhere NOT_LEADER with the leader's id. Answers once
+	// the move is complete, or with DEADLINE_EXCEEDED while it is still under way (call again).
+	// INVALID_ARGUMENT (reason INVALID_PARTITION, or none) for an unknown partition, node ids
+	// that are not write nodes of the cluster, or the same node twice; FAILED_PRECONDITION (no
+	// reason) when the group's membership does not fit the move: `from_node_id` holds no replica
+	// and `to_node_id` does not vote either, or both already vote. Changes nothing then.
+	MoveReplica(ctx context.Context, in *MoveReplicaRequest, opts ...grpc.CallOption) (*MoveReplicaResponse, error)
 }
 
 type clusterServiceClient struct {
@@ -37,11 +49,32 @@ func (c *clusterServiceClient) GetClusterStatus(ctx context.Context, in *GetClus
 	return out, nil
 }
 
+func (c *clusterServiceClient) MoveReplica(ctx context.Context, in *MoveReplicaRequest, opts ...grpc.CallOption) (*MoveReplicaResponse, error) {
+	out := new(MoveReplicaResponse)
+	err := c.cc.Invoke(ctx, "/wallet.v1.ClusterService/MoveReplica", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility
 type ClusterServiceServer interface {
 	GetClusterStatus(context.Context, *GetClusterStatusRequest) (*GetClusterStatusResponse, error)
+	// Write nodes, admin scope (`walletctl partition move`): moves the partition's replica on
+	// one write node to another through raft membership changes (the new node learns the log
+	// or a snapshot, is promoted in joint consensus with the old one's removal, the joint
+	// configuration is left), each step planned from the membership the group has applied, so
+	// a call that ends early (a deadline, a crash, leadership handed over) is simply made again.
+	// Served by the partition's leader; elsewhere NOT_LEADER with the leader's id. Answers once
+	// the move is complete, or with DEADLINE_EXCEEDED while it is still under way (call again).
+	// INVALID_ARGUMENT (reason INVALID_PARTITION, or none) for an unknown partition, node ids
+	// that are not write nodes of the cluster, or the same node twice; FAILED_PRECONDITION (no
+	// reason) when the group's membership does not fit the move: `from_node_id` holds no replica
+	// and `to_node_id` does not vote either, or both already vote. Changes nothing then.
+	MoveReplica(context.Context, *MoveReplicaRequest) (*MoveReplicaResponse, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -51,6 +84,9 @@ type UnimplementedClusterServiceServer struct {
 
 func (UnimplementedClusterServiceServer) GetClusterStatus(context.Context, *GetClusterStatusRequest) (*GetClusterStatusResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetClusterStatus not implemented")
+}
+func (UnimplementedClusterServiceServer) MoveReplica(context.Context, *MoveReplicaRequest) (*MoveReplicaResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method MoveReplica not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 
@@ -83,6 +119,24 @@ func _ClusterService_GetClusterStatus_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_MoveReplica_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MoveReplicaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).MoveReplica(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/wallet.v1.ClusterService/MoveReplica",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).MoveReplica(ctx, req.(*MoveReplicaRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _ClusterService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "wallet.v1.ClusterService",
 	HandlerType: (*ClusterServiceServer)(nil),
@@ -90,6 +144,10 @@ var _ClusterService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetClusterStatus",
 			Handler:    _ClusterService_GetClusterStatus_Handler,
+		},
+		{
+			MethodName: "MoveReplica",
+			Handler:    _ClusterService_MoveReplica_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -26,7 +26,9 @@ use crate::storage::Db;
 /// One partition's ready, written: its number (raft's `Ready::number`) and the messages to
 /// send once it is durable.
 pub(super) struct PersistedReady {
-    pub(super) slot: usize,
+    /// The partition's id (it may be gone by the time the ready is durable: a replica
+    /// removed meanwhile).
+    pub(super) partition: u32,
     pub(super) number: u64,
     pub(super) messages: Vec<Message>,
 }
@@ -200,19 +202,19 @@ impl LogSync {
 mod tests {
     use super::*;
 
-    fn ready(slot: usize, number: u64) -> PersistedReady {
+    fn ready(partition: u32, number: u64) -> PersistedReady {
         PersistedReady {
-            slot,
+            partition,
             number,
             messages: Vec::new(),
         }
     }
 
-    fn numbers(persisted: &Persisted) -> Vec<(usize, u64)> {
+    fn numbers(persisted: &Persisted) -> Vec<(u32, u64)> {
         persisted
             .readies
             .iter()
-            .map(|ready| (ready.slot, ready.number))
+            .map(|ready| (ready.partition, ready.number))
             .collect()
     }
 

@@ -20,11 +20,13 @@
 
 mod catch_up;
 mod log_sync;
+mod membership;
 mod partition;
 mod round;
 mod startup;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use futures::future::BoxFuture;
 use ledger::{Account, Command, Ledger, Outcome, TransferCommand, TransferRecord};
@@ -151,6 +153,89 @@ pub struct AppliedRound {
     pub blocks: Vec<(EventBlock, ChainHash)>,
 }
 
+/// A partition's membership: the nodes that vote (while in joint consensus, those of both
+/// configurations), those that only learn, and the index of the entry that last changed it
+/// (0: the membership the group was created with). For a partition held here it is this
+/// replica's applied membership; for the others, the newest its replicas reported
+/// (`directory.rs`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Members {
+    pub conf_index: u64,
+    /// The voters (while joint, the incoming configuration's), in id order.
+    pub voters: Vec<u64>,
+    /// While joint, the outgoing configuration's voters; empty otherwise.
+    pub outgoing: Vec<u64>,
+    pub learners: Vec<u64>,
+}
+
+impl Members {
+    pub fn of(conf_state: &raft::eraftpb::ConfState, conf_index: u64) -> Members {
+        let sorted = |ids: &[u64]| {
+            let mut ids = ids.to_vec();
+            ids.sort_unstable();
+            ids
+        };
+        Members {
+            conf_index,
+            voters: sorted(&conf_state.voters),
+            outgoing: sorted(&conf_state.voters_outgoing),
+            learners: sorted(&conf_state.learners),
+        }
+    }
+
+    /// The group's first membership, as placement made it.
+    fn placed(group: &placement::Group) -> Members {
+        Members {
+            conf_index: 0,
+            voters: group.voters.iter().copied().collect(),
+            outgoing: Vec::new(),
+            learners: Vec::new(),
+        }
+    }
+
+    /// Every node that votes, in either configuration while joint, in id order.
+    pub fn voting(&self) -> Vec<u64> {
+        let mut voting: Vec<u64> = self.voters.iter().chain(&self.outgoing).copied().collect();
+        voting.sort_unstable();
+        voting.dedup();
+        voting
+    }
+
+    /// Whether the node is in the group (voting or learning).
+    pub fn contains(&self, node: u64) -> bool {
+        self.voters.contains(&node)
+            || self.outgoing.contains(&node)
+            || self.learners.contains(&node)
+    }
+
+    /// As the move planner sees it.
+    pub fn membership(&self) -> placement::Membership {
+        placement::Membership {
+            voters: self.voters.iter().copied().collect(),
+            learners: self.learners.iter().copied().collect(),
+            outgoing: self.outgoing.iter().copied().collect(),
+        }
+    }
+}
+
+/// What a partition's leader did for one step of a replica move (`StoreHandle::move_step`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MoveProgress {
+    /// The step raft was asked for, or what the move waits on.
+    pub step: placement::Step,
+    /// The membership the step was planned from.
+    pub members: Members,
+}
+
+/// Why a replica move cannot go on.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MoveRefused {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Plan(#[from] placement::MoveError),
+}
+
 /// `PartitionStatus::role` of a partition this node holds no replica of.
 pub const ROLE_NOT_HOSTED: &str = "none";
 
@@ -167,10 +252,14 @@ pub struct PartitionStatus {
     pub in_flight_transfers: u64,
     pub snapshot_index: u64,
     pub log_first_index: u64,
-    /// The partition's raft voters, in id order.
+    /// The partition's raft voters (while joint, of both configurations), in id order.
     pub replica_ids: Vec<u64>,
+    /// Nodes receiving the partition's log without a vote (a replica being moved there).
+    pub learner_ids: Vec<u64>,
     /// Placement's preferred leader (see `partition::Handoff`).
     pub preferred_leader_id: u64,
+    /// The membership `replica_ids` and `learner_ids` come from.
+    pub members: Members,
 }
 
 type ProposeReply = oneshot::Sender<Result<Applied, StoreError>>;
@@ -210,6 +299,17 @@ enum ClientRequest {
     },
     /// This node (a leader) finished streaming a snapshot to follower `to`, or failed to.
     SnapshotServed { partition: u32, to: u64, ok: bool },
+    /// The next step of moving a replica of the partition from node `from` to node `to`
+    /// (leader only): planned from the applied membership and started at once.
+    Move {
+        partition: u32,
+        from: u64,
+        to: u64,
+        reply: oneshot::Sender<Result<MoveProgress, MoveRefused>>,
+    },
+    /// A replica of the partition reported a newer membership without this node: the loop
+    /// deletes its replica if its own membership is older (`directory.rs`).
+    Removed { partition: u32, members: Members },
 }
 
 /// Raft messages received from one peer frame.
@@ -217,12 +317,21 @@ pub struct InboundRaft {
     pub messages: Vec<(u32, Message)>,
 }
 
+/// Per partition held here, the sender of its applied rounds (`StoreHandle::tail`); the loop
+/// sets and clears them as it gains and loses replicas.
+type Tails = Arc<RwLock<Vec<Option<broadcast::Sender<Arc<AppliedRound>>>>>>;
+
 /// The services' handle on the store loop. Cheap to clone.
 #[derive(Clone)]
 pub struct StoreHandle {
     node_id: u64,
-    /// Where every partition lives (fixed at creation); the loop holds those placed here.
+    /// Where every partition was placed when the cluster was created.
     placement: Arc<placement::Placement>,
+    /// Per partition, whether the loop holds a replica of it (set by the loop).
+    held: Arc<Vec<AtomicBool>>,
+    /// Per partition, its membership as this node knows it: the loop writes those it holds,
+    /// `learn_groups` the others.
+    members: watch::Sender<Vec<Members>>,
     client_tx: mpsc::Sender<ClientRequest>,
     raft_tx: mpsc::Sender<InboundRaft>,
     leaders: watch::Receiver<Vec<u64>>,
@@ -231,7 +340,7 @@ pub struct StoreHandle {
     applied: watch::Receiver<Vec<u64>>,
     /// Per partition held here, the rounds it applied, kept for `limits::EVENT_TAIL_ROUNDS`
     /// rounds.
-    tails: Arc<Vec<Option<broadcast::Sender<Arc<AppliedRound>>>>>,
+    tails: Tails,
     db: Arc<Db>,
     /// Why the loop stopped, set before its mailbox closes: what later callers are told.
     stopped: Arc<OnceLock<StoreError>>,
@@ -248,14 +357,23 @@ impl StoreHandle {
 
     /// Whether this node holds a replica of `partition`.
     pub fn hosts(&self, partition: u32) -> bool {
-        self.placement
-            .group(partition)
-            .is_ok_and(|group| group.voters.contains(&self.node_id))
+        self.held
+            .get(partition as usize)
+            .is_some_and(|held| held.load(Ordering::Acquire))
     }
 
-    /// Where every partition lives.
-    pub fn placement(&self) -> &Arc<placement::Placement> {
-        &self.placement
+    /// The partition count.
+    pub fn partitions(&self) -> u32 {
+        self.placement.partitions()
+    }
+
+    /// A partition's membership as this node knows it (see [`Members`]).
+    pub fn members(&self, partition: u32) -> Members {
+        self.members
+            .borrow()
+            .get(partition as usize)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The answer for a partition this node holds no replica of: where its leader is, as far
@@ -272,12 +390,25 @@ impl StoreHandle {
         }
     }
 
-    /// Records the leaders of partitions this node does not hold, as their replicas report
-    /// them (`directory.rs`); entries for partitions held here are ignored (the loop knows).
-    pub fn learn_leaders(&self, learnt: &[(u32, u64)]) {
+    /// Records the leaders and memberships of partitions this node does not hold, as their
+    /// replicas report them (`directory.rs`: per partition the newest report, by membership
+    /// change and term). For a partition held here, a report of a newer membership without
+    /// this node tells the loop that its replica may have been removed (the loop checks).
+    pub fn learn_groups(&self, learnt: &[(u32, u64, Members)]) {
+        for (partition, _, members) in learnt {
+            if self.hosts(*partition)
+                && !members.contains(self.node_id)
+                && members.conf_index > self.members(*partition).conf_index
+            {
+                let _ = self.client_tx.try_send(ClientRequest::Removed {
+                    partition: *partition,
+                    members: members.clone(),
+                });
+            }
+        }
         self.leaders_tx.send_if_modified(|leaders| {
             let mut changed = false;
-            for &(partition, leader) in learnt {
+            for &(partition, leader, _) in learnt {
                 if self.hosts(partition) {
                     continue;
                 }
@@ -290,6 +421,48 @@ impl StoreHandle {
             }
             changed
         });
+        self.members.send_if_modified(|known| {
+            let mut changed = false;
+            for (partition, _, members) in learnt {
+                if self.hosts(*partition) {
+                    continue;
+                }
+                if let Some(known) = known.get_mut(*partition as usize)
+                    && !members.voters.is_empty()
+                    && known.conf_index <= members.conf_index
+                    && known != members
+                {
+                    *known = members.clone();
+                    changed = true;
+                }
+            }
+            changed
+        });
+    }
+
+    /// One step of moving a replica of `partition` from node `from` to node `to`, on the
+    /// partition's leader: the loop plans it from the applied membership
+    /// (`placement::next_step`) and starts it. The caller asks again until `Step::Done`.
+    pub async fn move_step(
+        &self,
+        partition: u32,
+        from: u64,
+        to: u64,
+    ) -> Result<MoveProgress, MoveRefused> {
+        if !self.hosts(partition) {
+            return Err(self.not_hosted(partition).into());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.client_tx
+            .send(ClientRequest::Move {
+                partition,
+                from,
+                to,
+                reply,
+            })
+            .await
+            .map_err(|_| self.stopped())?;
+        answer.await.map_err(|_| self.stopped())?
     }
 
     /// Proposes a command and waits until it is applied (or definitely has no answer here).
@@ -356,9 +529,7 @@ impl StoreHandle {
                 statuses.push(status);
                 continue;
             }
-            let Ok(group) = self.placement.group(partition) else {
-                continue;
-            };
+            let members = self.members(partition);
             statuses.push(PartitionStatus {
                 partition,
                 leader_id,
@@ -370,8 +541,13 @@ impl StoreHandle {
                 in_flight_transfers: 0,
                 snapshot_index: 0,
                 log_first_index: 0,
-                replica_ids: group.voters.iter().copied().collect(),
-                preferred_leader_id: group.leader,
+                replica_ids: members.voting(),
+                learner_ids: members.learners.clone(),
+                members,
+                preferred_leader_id: self
+                    .placement
+                    .group(partition)
+                    .map_or(0, |group| group.leader),
             });
         }
         Ok(statuses)
@@ -467,6 +643,8 @@ impl StoreHandle {
     /// and reads the disk). `None` for a partition the node does not have.
     pub fn tail(&self, partition: u32) -> Option<broadcast::Receiver<Arc<AppliedRound>>> {
         self.tails
+            .read()
+            .expect("no panics while held")
             .get(partition as usize)?
             .as_ref()
             .map(broadcast::Sender::subscribe)

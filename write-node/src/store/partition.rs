@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use ledger::{Command, EntryMeta, Ledger, Record};
-use raft::eraftpb::{Entry, EntryType, Message, MessageType};
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType};
 use raft::{RawNode, ReadState, StateRole};
 use rocksdb::WriteBatch;
 use tokio::sync::broadcast;
@@ -136,6 +136,9 @@ pub(super) struct Partition {
     /// This round's applied entries and event blocks, published to subscribers once written.
     pub(super) tail: Tail,
     pub(super) handoff: Handoff,
+    /// This replica's applied membership has named this node (a replica a leader just
+    /// created applies older memberships, without it, before the change that added it).
+    pub(super) member_seen: bool,
     pub(super) metrics: crate::metrics::PartitionMetrics,
 }
 
@@ -427,13 +430,13 @@ impl Partition {
                 }
             }
             let pending = self.commands.pending.remove(&entry.index);
-            assert_eq!(
-                entry.get_entry_type(),
-                EntryType::EntryNormal,
-                "membership changes are never proposed"
-            );
-            if entry.data.is_empty() {
-                // A new leader's empty entry.
+            let membership_change = entry.get_entry_type() != EntryType::EntryNormal;
+            if membership_change || entry.data.is_empty() {
+                // A membership change (proposed by the move driver alone) or a new leader's
+                // empty entry: whoever proposed commands at this index lost them.
+                if membership_change {
+                    self.apply_conf_change(&entry, batch)?;
+                }
                 if let Some(pending) = pending {
                     replies.extend(
                         pending
@@ -526,6 +529,73 @@ impl Partition {
         Ok(())
     }
 
+    /// Applies a membership change entry: raft-rs takes it (a change it refuses, such as a
+    /// step proposed twice by two drivers, changes nothing and is only logged), and the
+    /// membership that results goes into the apply batch with the entry's index.
+    fn apply_conf_change(&mut self, entry: &Entry, batch: &mut WriteBatch) -> anyhow::Result<()> {
+        let change = match entry.get_entry_type() {
+            EntryType::EntryConfChangeV2 => {
+                <ConfChangeV2 as protobuf::Message>::parse_from_bytes(&entry.data)
+            }
+            // Never proposed here (the driver proposes V2 changes); read as its V2 form.
+            _ => <ConfChange as protobuf::Message>::parse_from_bytes(&entry.data).map(|change| {
+                let mut single = raft::eraftpb::ConfChangeSingle::default();
+                single.set_change_type(change.get_change_type());
+                single.node_id = change.node_id;
+                let mut change_v2 = ConfChangeV2::default();
+                change_v2.set_changes(vec![single].into());
+                change_v2
+            }),
+        };
+        let change = match change {
+            Ok(change) => change,
+            Err(error) => {
+                tracing::error!(
+                    partition = self.id,
+                    index = entry.index,
+                    %error,
+                    "membership change entry does not decode; skipped"
+                );
+                return Ok(());
+            }
+        };
+        match self.raw.apply_conf_change(&change) {
+            Ok(conf_state) => {
+                // A move of the preferred leader's replica makes the node it moves to the
+                // preferred one (every replica applies the same change: they agree).
+                let added = change.changes.iter().find(|single| {
+                    single.get_change_type() == raft::eraftpb::ConfChangeType::AddNode
+                });
+                let removed_preferred = change.changes.iter().any(|single| {
+                    single.get_change_type() == raft::eraftpb::ConfChangeType::RemoveNode
+                        && single.node_id == self.handoff.preferred
+                });
+                if let (Some(added), true) = (added, removed_preferred) {
+                    self.handoff.preferred = added.node_id;
+                }
+                tracing::info!(
+                    partition = self.id,
+                    index = entry.index,
+                    voters = ?conf_state.voters,
+                    learners = ?conf_state.learners,
+                    outgoing = ?conf_state.voters_outgoing,
+                    "membership changed"
+                );
+                self.raw
+                    .mut_store()
+                    .set_conf_state(conf_state, entry.index, batch)?;
+                self.member_seen |= self.membership().contains(self.raw.raft.id);
+            }
+            Err(error) => tracing::warn!(
+                partition = self.id,
+                index = entry.index,
+                %error,
+                "membership change refused by raft; nothing changed"
+            ),
+        }
+        Ok(())
+    }
+
     /// Once a tick (see [`Handoff`]): a leader that is not the preferred one hands leadership
     /// to it once it has been caught up for `LEADER_HANDOFF_SETTLE`; returns whether it did.
     pub(super) fn hand_off(&mut self, node_id: u64, now: std::time::Instant) -> bool {
@@ -537,7 +607,17 @@ impl Partition {
                 && progress.matched + limits::LEADER_HANDOFF_LAG_ENTRIES_MAX
                     >= raft.raft_log.last_index()
         });
-        if preferred == node_id || !self.is_leader() || raft.lead_transferee.is_some() || !caught_up
+        // Not while the membership changes: a move hands leadership away from the node it
+        // empties (`placement::next_step`), which may be the preferred one.
+        let conf_state = self.raw.store().conf_state();
+        let settled = conf_state.voters.contains(&preferred)
+            && conf_state.voters_outgoing.is_empty()
+            && !raft.has_pending_conf();
+        if preferred == node_id
+            || !self.is_leader()
+            || raft.lead_transferee.is_some()
+            || !caught_up
+            || !settled
         {
             self.handoff.caught_up_since = None;
             return false;
@@ -595,8 +675,51 @@ impl Partition {
                 as u64,
             snapshot_index: self.snapshots.index,
             log_first_index: self.raw.store().first_log_index(),
-            replica_ids: self.raw.store().voters().to_vec(),
+            replica_ids: self.membership().voting(),
+            learner_ids: self.raw.store().conf_state().learners.clone(),
+            members: self.membership(),
             preferred_leader_id: self.handoff.preferred,
+        }
+    }
+
+    /// The group's membership as this replica has applied it.
+    pub(super) fn membership(&self) -> super::Members {
+        super::Members::of(self.raw.store().conf_state(), self.raw.store().conf_index())
+    }
+
+    /// Whether this replica is out of its group: its applied membership no longer names it,
+    /// and no membership change after it waits in its log (one could name it again).
+    pub(super) fn removed(&self, node_id: u64) -> bool {
+        // Run every round: no allocation on the way to the usual answer.
+        let conf_state = self.raw.store().conf_state();
+        let named = [
+            &conf_state.voters,
+            &conf_state.voters_outgoing,
+            &conf_state.learners,
+            &conf_state.learners_next,
+        ]
+        .iter()
+        .any(|ids| ids.contains(&node_id));
+        self.member_seen && !named && !self.conf_change_in_log_after(self.applied_index)
+    }
+
+    /// Whether this replica's log holds a membership change after `index` that it has not
+    /// applied; true also when the unapplied tail is too long to look through
+    /// (`limits::REMOVAL_LOG_SCAN_MAX`: a removed replica has a short one, if any).
+    pub(super) fn conf_change_in_log_after(&self, index: u64) -> bool {
+        let log = &self.raw.raft.raft_log;
+        let (first, last) = (index.max(self.applied_index) + 1, log.last_index());
+        if first > last {
+            return false;
+        }
+        if last - first >= limits::REMOVAL_LOG_SCAN_MAX {
+            return true;
+        }
+        match log.slice(first, last + 1, None, raft::GetEntriesContext::empty(false)) {
+            Ok(entries) => entries
+                .iter()
+                .any(|entry| entry.get_entry_type() != EntryType::EntryNormal),
+            Err(_) => true,
         }
     }
 
@@ -641,7 +764,11 @@ impl Partition {
             Err(error) => anyhow::bail!("partition {}: {error}", self.id),
         };
         self.chain_head = meta.chain_head;
-        self.raw.mut_store().install_snapshot(meta, batch)?;
+        let conf_state = snapshot.get_metadata().get_conf_state().clone();
+        self.raw
+            .mut_store()
+            .install_snapshot(meta, conf_state, batch)?;
+        self.member_seen |= self.membership().contains(self.raw.raft.id);
         // The snapshot holds no finished record: the fetch rebuilt those it covers on disk.
         self.ledger = ledger;
         self.ledger.keep_only_in_flight();

@@ -52,10 +52,13 @@ pub(super) struct Store {
     /// The raft log's sync thread (`log_sync.rs`).
     pub(super) log: LogSync,
     pub(super) network: Box<dyn Network>,
-    /// The partitions placed on this node, in id order.
+    /// The partitions this node holds a replica of, in id order.
     pub(super) partitions: Vec<Partition>,
-    /// Per partition id, its index in `partitions` (`None`: placed on other nodes).
+    /// Per partition id, its index in `partitions` (`None`: held by other nodes).
     pub(super) slots: Vec<Option<usize>>,
+    /// What the loop shares about the replicas it holds, and what it needs to create one
+    /// (`membership.rs`).
+    pub(super) replicas: super::membership::Replicas,
     pub(super) client_rx: mpsc::Receiver<ClientRequest>,
     pub(super) raft_rx: mpsc::Receiver<InboundRaft>,
     pub(super) leaders_tx: watch::Sender<Vec<u64>>,
@@ -201,6 +204,7 @@ impl Store {
             self.sync_log()?;
             let persisted_at = std::time::Instant::now();
             self.check_leadership();
+            self.leave_removed_groups()?;
             self.start_snapshots();
             pending_ready = self.partitions.iter().any(|p| p.raw.has_ready());
             let round = round_started.elapsed();
@@ -234,8 +238,12 @@ impl Store {
     /// last snapshot to the snapshot worker.
     fn start_snapshots(&mut self) {
         for partition in &mut self.partitions {
-            let due = partition.applied_index
-                >= partition.snapshots.index + self.snapshot_interval_entries
+            // A snapshot raft could not send (older than the last membership change) is
+            // replaced by a new one now.
+            let wanted = partition.raw.store().take_snapshot_wanted();
+            let due = wanted
+                || partition.applied_index
+                    >= partition.snapshots.index + self.snapshot_interval_entries
                 || partition.snapshots.events_since >= self.snapshot_interval_events;
             if partition.snapshots.writing || !due {
                 continue;
@@ -249,7 +257,7 @@ impl Store {
                 partition: partition.id,
                 index,
                 term,
-                voters: partition.raw.store().voters().to_vec(),
+                voters: partition.raw.store().conf_state().voters.clone(),
                 ledger: partition.ledger.clone(),
                 chain_head: partition.chain_head,
             };
@@ -271,7 +279,8 @@ impl Store {
     fn on_snapshot_written(&mut self, meta: SnapshotMeta) -> anyhow::Result<()> {
         self.metrics.snapshot_written();
         let Some(slot) = self.slot(meta.partition) else {
-            anyhow::bail!("a snapshot of partition {} not held here", meta.partition);
+            // Its replica was removed while it was being written.
+            return self.db.delete_snapshot(meta.partition, meta.index);
         };
         let partition = &mut self.partitions[slot];
         partition.snapshots.writing = false;
@@ -380,7 +389,7 @@ impl Store {
     }
 
     /// The index in `partitions` of partition `id`, if it is held here.
-    fn slot(&self, id: u32) -> Option<usize> {
+    pub(super) fn slot(&self, id: u32) -> Option<usize> {
         self.slots.get(id as usize).copied().flatten()
     }
 
@@ -398,8 +407,11 @@ impl Store {
 
     fn on_raft(&mut self, inbound: InboundRaft) {
         for (partition, message) in inbound.messages {
-            let Some(slot) = self.slot(partition) else {
-                tracing::warn!(
+            let Some(slot) = self
+                .slot(partition)
+                .or_else(|| self.replica_for(partition, &message))
+            else {
+                tracing::debug!(
                     partition,
                     "raft message for a partition not held here dropped"
                 );
@@ -448,6 +460,23 @@ impl Store {
             ClientRequest::SnapshotServed { partition, to, ok } => {
                 if let Some(slot) = self.slot(partition) {
                     self.catch_up(slot, Event::Served { to, ok });
+                }
+            }
+            ClientRequest::Move {
+                partition,
+                from,
+                to,
+                reply,
+            } => {
+                let _ = reply.send(self.move_step(partition, from, to));
+            }
+            ClientRequest::Removed { partition, members } => {
+                if let Err(error) = self.removed_by_report(partition, &members) {
+                    tracing::error!(
+                        partition,
+                        error = format!("{error:#}"),
+                        "deleting a removed replica failed"
+                    );
                 }
             }
             ClientRequest::InFlight {
@@ -565,6 +594,7 @@ impl Store {
             partition.apply_written();
             partition.serve_ready_reads(&self.db);
         }
+        self.publish_members();
         let partitions = &self.partitions;
         self.applied_tx.send_if_modified(|applied| {
             let mut changed = false;
@@ -591,7 +621,7 @@ impl Store {
         replies: &mut Vec<(ProposeReply, Result<Applied, StoreError>)>,
     ) -> anyhow::Result<bool> {
         let mut taken = false;
-        for (slot, partition) in self.partitions.iter_mut().enumerate() {
+        for partition in &mut self.partitions {
             if !partition.raw.has_ready() {
                 continue;
             }
@@ -603,9 +633,12 @@ impl Store {
             let installs = !ready.snapshot().is_empty();
             if installs {
                 partition.install_snapshot(ready.snapshot(), log_batch)?;
+                self.metrics.snapshot_installed();
             }
             for entry in ready.entries() {
-                partition.saw_timestamp(codec::entry_timestamp_ms(&entry.data).unwrap_or(0));
+                if entry.get_entry_type() == raft::eraftpb::EntryType::EntryNormal {
+                    partition.saw_timestamp(codec::entry_timestamp_ms(&entry.data).unwrap_or(0));
+                }
             }
             // Raft reads the entries from the storage's entry cache from here on, before they
             // are on disk, as `advance_append_async` requires.
@@ -620,7 +653,7 @@ impl Store {
                     .set_hard_state(hard_state, log_batch)?;
             }
             let persisted = PersistedReady {
-                slot,
+                partition: partition.id,
                 number: ready.number(),
                 messages: ready.take_persisted_messages(),
             };
@@ -685,7 +718,10 @@ impl Store {
             None => self.metrics.unsynced_log_write(),
         }
         for ready in persisted.readies {
-            let partition = &mut self.partitions[ready.slot];
+            let Some(slot) = self.slot(ready.partition) else {
+                continue;
+            };
+            let partition = &mut self.partitions[slot];
             self.network.send(partition.id, ready.messages);
             partition.raw.on_persist_ready(ready.number);
         }
@@ -754,7 +790,8 @@ impl Store {
                 ClientRequest::InFlight { reply, .. } => drop(reply.send(Err(error.clone()))),
                 ClientRequest::LiveLegs { reply, .. } => drop(reply.send(Err(error.clone()))),
                 ClientRequest::DueHolds { reply, .. } => drop(reply.send(Err(error.clone()))),
-                ClientRequest::SnapshotServed { .. } => {}
+                ClientRequest::Move { reply, .. } => drop(reply.send(Err(error.clone().into()))),
+                ClientRequest::SnapshotServed { .. } | ClientRequest::Removed { .. } => {}
             }
         }
     }

@@ -1,7 +1,8 @@
 //! Starting the store: every partition opened from storage (its newest usable snapshot plus
 //! the events after it), its raft node configured, and the loop started on its own thread.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use anyhow::Context;
 use raft::RawNode;
@@ -10,9 +11,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::catch_up::CatchUp;
 use super::log_sync::LogSync;
+use super::membership::Replicas;
 use super::partition::{Commands, Handoff, Partition, Reads, Snapshots, Tail};
 use super::round::Store;
-use super::{Network, StoreHandle};
+use super::{Members, Network, StoreHandle};
 use crate::codec;
 use crate::config::Config;
 use crate::limits;
@@ -34,21 +36,46 @@ pub fn start(
     let (fetched_tx, fetched_rx) = mpsc::channel(config.partitions as usize);
     let logger = crate::logging::raft_logger();
     migrate(&db, config.partitions)?;
-    // The node opens the partitions placed on it, each with its placed voters; placement
-    // also picks each one's preferred leader, spread evenly (the same on every node: it
-    // depends only on the configuration).
+    // At first start the node creates the partitions placed on it, each with its placed
+    // voters; placement also picks each one's preferred leader, spread evenly (the same on
+    // every node: it depends only on the configuration). From then on a node holds what its
+    // data directory holds: replicas move with raft membership changes (`membership.rs`).
     let nodes: Vec<u64> = config.peers.keys().copied().collect();
-    db.check_placement(&nodes, config.replicas())?;
     let placement = Arc::new(config.placement()?);
-    let partitions = open_partitions(config, &db, &placement, &logger, &metrics.partitions)?;
+    let initial: Vec<(u32, Vec<u64>)> = (0..config.partitions)
+        .filter_map(|id| placement.group(id).ok().map(|group| (id, group)))
+        .filter(|(_, group)| group.voters.contains(&config.node_id))
+        .map(|(id, group)| (id, group.voters.iter().copied().collect()))
+        .collect();
+    db.check_placement(&nodes, config.replicas(), &initial)?;
+    let held_ids = db.held_partitions(config.partitions)?;
+    let partitions = open_partitions(
+        config,
+        &db,
+        &placement,
+        &held_ids,
+        &logger,
+        &metrics.partitions,
+    )?;
     let mut slots = vec![None; config.partitions as usize];
     let mut tails = vec![None; config.partitions as usize];
     let mut applied = vec![0; config.partitions as usize];
+    let mut held: Vec<AtomicBool> = (0..config.partitions)
+        .map(|_| AtomicBool::new(false))
+        .collect();
+    let mut members: Vec<Members> = (0..config.partitions)
+        .map(|id| placement.group(id).map(Members::placed).unwrap_or_default())
+        .collect();
     for (slot, partition) in partitions.iter().enumerate() {
         slots[partition.id as usize] = Some(slot);
         tails[partition.id as usize] = Some(partition.tail.sender.clone());
         applied[partition.id as usize] = partition.applied_index;
+        held[partition.id as usize] = AtomicBool::new(true);
+        members[partition.id as usize] = partition.membership();
     }
+    let held = Arc::new(held);
+    let tails = Arc::new(RwLock::new(tails));
+    let (members_tx, _) = watch::channel(members);
     let (client_tx, client_rx) = mpsc::channel(limits::CLIENT_MAILBOX_CAPACITY);
     let (raft_tx, raft_rx) = mpsc::channel(limits::RAFT_MAILBOX_CAPACITY);
     let (leaders_tx, leaders) = watch::channel(vec![0; config.partitions as usize]);
@@ -56,13 +83,15 @@ pub fn start(
     let stopped = Arc::new(OnceLock::new());
     let handle = StoreHandle {
         node_id: config.node_id,
-        placement,
+        placement: placement.clone(),
+        held: held.clone(),
+        members: members_tx.clone(),
         client_tx,
         raft_tx,
         leaders,
         leaders_tx: leaders_tx.clone(),
         applied,
-        tails: Arc::new(tails),
+        tails: tails.clone(),
         db: db.clone(),
         stopped: stopped.clone(),
     };
@@ -74,6 +103,14 @@ pub fn start(
         network: Box::new(network),
         partitions,
         slots,
+        replicas: Replicas {
+            placement,
+            nodes: nodes.iter().copied().collect(),
+            held,
+            members_tx,
+            tails,
+            logger: logger.clone(),
+        },
         client_rx,
         raft_rx,
         leaders_tx,
@@ -128,23 +165,22 @@ fn migrate(db: &Db, partitions: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the partitions placed on this node, replaying them on as many threads as there are
+/// Opens the partitions this node holds (`held`), replaying them on as many threads as there are
 /// cores (each partition's replay is sequential, partitions are independent): restart time
 /// divides by the core count. In partition id order.
 fn open_partitions(
     config: &Config,
     db: &Arc<Db>,
     placement: &placement::Placement,
+    held: &[u32],
     logger: &slog::Logger,
     metrics: &[crate::metrics::PartitionMetrics],
 ) -> anyhow::Result<Vec<Partition>> {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let hosted: Vec<(u32, &placement::Group)> = (0..config.partitions)
-        .map(|id| Ok((id, placement.group(id)?)))
-        .collect::<Result<Vec<_>, placement::PlacementError>>()?
-        .into_iter()
-        .filter(|(_, group)| group.voters.contains(&config.node_id))
-        .collect();
+    let hosted: Vec<(u32, &placement::Group)> = held
+        .iter()
+        .map(|&id| Ok((id, placement.group(id)?)))
+        .collect::<Result<Vec<_>, placement::PlacementError>>()?;
     let next = AtomicUsize::new(0);
     let threads = std::thread::available_parallelism()
         .map_or(1, |cores| cores.get())
@@ -165,7 +201,7 @@ fn open_partitions(
                     };
                     let partition_metrics = metrics[id as usize].clone();
                     let partition =
-                        open_partition(config, db, id, place, logger, partition_metrics);
+                        open_partition(config.node_id, db, id, place, logger, partition_metrics);
                     opened
                         .lock()
                         .expect("no panics while held")
@@ -179,14 +215,15 @@ fn open_partitions(
     opened.into_iter().map(|(_, partition)| partition).collect()
 }
 
-/// Where a partition is placed: its voters, and the one placement prefers as leader.
-struct Place<'a> {
-    voters: &'a [u64],
-    preferred_leader: u64,
+/// Where a partition was placed: its first voters (a replica's membership starts there, if
+/// it has none stored), and the one placement prefers as leader (0: none).
+pub(super) struct Place<'a> {
+    pub(super) voters: &'a [u64],
+    pub(super) preferred_leader: u64,
 }
 
-fn open_partition(
-    config: &Config,
+pub(super) fn open_partition(
+    node_id: u64,
     db: &Arc<Db>,
     id: u32,
     place: Place<'_>,
@@ -210,15 +247,17 @@ fn open_partition(
     if let Some(meta) = snapshot {
         storage.set_snapshot(meta);
     }
-    let raft_config = raft_config(config.node_id, applied_index);
+    let raft_config = raft_config(node_id, applied_index);
     raft_config.validate().context("raft config")?;
     let logger = logger.new(slog::o!("partition" => id));
     let mut raw = RawNode::new(&raft_config, storage, &logger).context("starting raft")?;
     let timestamp_ms_last = stored_timestamp_ms(db, id, &raw)?;
+    let member_seen =
+        Members::of(raw.store().conf_state(), raw.store().conf_index()).contains(node_id);
     // Spread leaders: the preferred node of a partition asks for votes at once instead of
     // waiting out an election timeout. Pre-vote keeps this from disturbing a live leader
     // (which hands leadership back once this node has caught up: `Handoff`).
-    if place.preferred_leader == config.node_id {
+    if place.preferred_leader == node_id {
         raw.campaign().context("campaign")?;
     }
     tracing::info!(
@@ -249,6 +288,7 @@ fn open_partition(
         unwritten: std::collections::HashMap::new(),
         tail: Tail::new(),
         handoff: Handoff::new(place.preferred_leader),
+        member_seen,
         metrics,
     })
 }
@@ -271,6 +311,7 @@ fn stored_timestamp_ms(
             .with_context(|| format!("partition {partition}: reading log entry {index}"))?;
         if let Some(timestamp_ms) = entries
             .first()
+            .filter(|entry| entry.get_entry_type() == raft::eraftpb::EntryType::EntryNormal)
             .and_then(|entry| codec::entry_timestamp_ms(&entry.data))
         {
             in_log = timestamp_ms;

@@ -14,6 +14,7 @@ mod legs;
 mod lifecycle;
 mod metrics;
 mod money_safety;
+mod moves;
 mod peer_credits;
 mod placement;
 mod records;

@@ -23,6 +23,17 @@ export const protobufPackage = "wallet.v1";
 
 export const protobufFileName = "wallet/v1/cluster.proto";
 
+export interface MoveReplicaRequest {
+  partition: number;
+  fromNodeId: string;
+  toNodeId: string;
+}
+
+export interface MoveReplicaResponse {
+  /** The partition's voters once the move is complete, in id order. */
+  replicaIds: string[];
+}
+
 export interface GetClusterStatusRequest {
   /**
    * Also compute each partition's state digest. It hashes the whole state on the node's raft
@@ -73,7 +84,10 @@ export interface PartitionStatus {
    * snapshot (the event log is never compacted).
    */
   logFirstIndex: string;
-  /** The nodes holding a replica of the partition (its raft group's voters), in id order. */
+  /**
+   * The nodes holding a voting replica of the partition (its raft group's voters; during a
+   * move, those of both configurations), in id order.
+   */
   replicaIds: string[];
   /**
    * The node placement prefers as the partition's leader: it campaigns at start, and a
@@ -81,7 +95,205 @@ export interface PartitionStatus {
    * spread over the nodes again).
    */
   preferredLeaderId: string;
+  /** Nodes receiving the partition's log without a vote: a replica being moved there. */
+  learnerIds: string[];
 }
+
+function createBaseMoveReplicaRequest(): MoveReplicaRequest {
+  return { partition: 0, fromNodeId: "0", toNodeId: "0" };
+}
+
+export const MoveReplicaRequest: MessageFns<MoveReplicaRequest> = {
+  encode(message: MoveReplicaRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.partition !== 0) {
+      writer.uint32(8).uint32(message.partition);
+    }
+    if (message.fromNodeId !== "0") {
+      writer.uint32(16).uint64(message.fromNodeId);
+    }
+    if (message.toNodeId !== "0") {
+      writer.uint32(24).uint64(message.toNodeId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MoveReplicaRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMoveReplicaRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.partition = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.fromNodeId = reader.uint64().toString();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.toNodeId = reader.uint64().toString();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MoveReplicaRequest {
+    return {
+      partition: isSet(object.partition) ? globalThis.Number(object.partition) : 0,
+      fromNodeId: isSet(object.fromNodeId)
+        ? globalThis.String(object.fromNodeId)
+        : isSet(object.from_node_id)
+        ? globalThis.String(object.from_node_id)
+        : "0",
+      toNodeId: isSet(object.toNodeId)
+        ? globalThis.String(object.toNodeId)
+        : isSet(object.to_node_id)
+        ? globalThis.String(object.to_node_id)
+        : "0",
+    };
+  },
+
+  toJSON(message: MoveReplicaRequest): unknown {
+    const obj: any = {};
+    if (message.partition !== 0) {
+      obj.partition = Math.round(message.partition);
+    }
+    if (message.fromNodeId !== "0") {
+      obj.fromNodeId = message.fromNodeId;
+    }
+    if (message.toNodeId !== "0") {
+      obj.toNodeId = message.toNodeId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MoveReplicaRequest>, I>>(base?: I): MoveReplicaRequest {
+    return MoveReplicaRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MoveReplicaRequest>, I>>(object: I): MoveReplicaRequest {
+    const message = createBaseMoveReplicaRequest();
+    message.partition = object.partition ?? 0;
+    message.fromNodeId = object.fromNodeId ?? "0";
+    message.toNodeId = object.toNodeId ?? "0";
+    return message;
+  },
+};
+
+function createBaseMoveReplicaResponse(): MoveReplicaResponse {
+  return { replicaIds: [] };
+}
+
+export const MoveReplicaResponse: MessageFns<MoveReplicaResponse> = {
+  encode(message: MoveReplicaResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.replicaIds.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.replicaIds) {
+        writer.uint64(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MoveReplicaResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMoveReplicaResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag === 8) {
+              message.replicaIds.push(reader.uint64().toString());
+
+              continue;
+            }
+
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.replicaIds.push(reader.uint64().toString());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MoveReplicaResponse {
+    return {
+      replicaIds: globalThis.Array.isArray(object?.replicaIds)
+        ? object.replicaIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.replica_ids)
+        ? object.replica_ids.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: MoveReplicaResponse): unknown {
+    const obj: any = {};
+    if (message.replicaIds?.length) {
+      obj.replicaIds = message.replicaIds;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MoveReplicaResponse>, I>>(base?: I): MoveReplicaResponse {
+    return MoveReplicaResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MoveReplicaResponse>, I>>(object: I): MoveReplicaResponse {
+    const message = createBaseMoveReplicaResponse();
+    message.replicaIds = object.replicaIds?.map((e) => e) || [];
+    return message;
+  },
+};
 
 function createBaseGetClusterStatusRequest(): GetClusterStatusRequest {
   return { includeStateDigest: false };
@@ -366,6 +578,7 @@ function createBasePartitionStatus(): PartitionStatus {
     logFirstIndex: "0",
     replicaIds: [],
     preferredLeaderId: "0",
+    learnerIds: [],
   };
 }
 
@@ -410,6 +623,13 @@ export const PartitionStatus: MessageFns<PartitionStatus> = {
     }
     if (message.preferredLeaderId !== "0") {
       writer.uint32(96).uint64(message.preferredLeaderId);
+    }
+    if (message.learnerIds.length !== 0) {
+      writer.uint32(106).fork();
+      for (const v of message.learnerIds) {
+        writer.uint64(v);
+      }
+      writer.join();
     }
     return writer;
   },
@@ -533,6 +753,24 @@ export const PartitionStatus: MessageFns<PartitionStatus> = {
             message.preferredLeaderId = reader.uint64().toString();
             continue;
           }
+          case 13: {
+            if (tag === 104) {
+              message.learnerIds.push(reader.uint64().toString());
+
+              continue;
+            }
+
+            if (tag === 106) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.learnerIds.push(reader.uint64().toString());
+              }
+
+              continue;
+            }
+
+            break;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -595,6 +833,11 @@ export const PartitionStatus: MessageFns<PartitionStatus> = {
         : isSet(object.preferred_leader_id)
         ? globalThis.String(object.preferred_leader_id)
         : "0",
+      learnerIds: globalThis.Array.isArray(object?.learnerIds)
+        ? object.learnerIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.learner_ids)
+        ? object.learner_ids.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -636,6 +879,9 @@ export const PartitionStatus: MessageFns<PartitionStatus> = {
     if (message.preferredLeaderId !== "0") {
       obj.preferredLeaderId = message.preferredLeaderId;
     }
+    if (message.learnerIds?.length) {
+      obj.learnerIds = message.learnerIds;
+    }
     return obj;
   },
 
@@ -656,6 +902,7 @@ export const PartitionStatus: MessageFns<PartitionStatus> = {
     message.logFirstIndex = object.logFirstIndex ?? "0";
     message.replicaIds = object.replicaIds?.map((e) => e) || [];
     message.preferredLeaderId = object.preferredLeaderId ?? "0";
+    message.learnerIds = object.learnerIds?.map((e) => e) || [];
     return message;
   },
 };
@@ -674,10 +921,46 @@ export const ClusterServiceService = {
       Buffer.from(GetClusterStatusResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetClusterStatusResponse => GetClusterStatusResponse.decode(value),
   },
+  /**
+   * Write nodes, admin scope (`walletctl partition move`): moves the partition's replica on
+   * one write node to another through raft membership changes (the new node learns the log
+   * or a snapshot, is promoted in joint consensus with the old one's removal, the joint
+   * configuration is left), each step planned from the membership the group has applied, so
+   * a call that ends early (a deadline, a crash, leadership handed over) is simply made again.
+   * Served by the partition's leader; elsewhere NOT_LEADER with the leader's id. Answers once
+   * the move is complete, or with DEADLINE_EXCEEDED while it is still under way (call again).
+   * INVALID_ARGUMENT (reason INVALID_PARTITION, or none) for an unknown partition, node ids
+   * that are not write nodes of the cluster, or the same node twice; FAILED_PRECONDITION (no
+   * reason) when the group's membership does not fit the move: `from_node_id` holds no replica
+   * and `to_node_id` does not vote either, or both already vote. Changes nothing then.
+   */
+  moveReplica: {
+    path: "/wallet.v1.ClusterService/MoveReplica" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: MoveReplicaRequest): Buffer => Buffer.from(MoveReplicaRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): MoveReplicaRequest => MoveReplicaRequest.decode(value),
+    responseSerialize: (value: MoveReplicaResponse): Buffer => Buffer.from(MoveReplicaResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): MoveReplicaResponse => MoveReplicaResponse.decode(value),
+  },
 } as const;
 
 export interface ClusterServiceServer extends UntypedServiceImplementation {
   getClusterStatus: handleUnaryCall<GetClusterStatusRequest, GetClusterStatusResponse>;
+  /**
+   * Write nodes, admin scope (`walletctl partition move`): moves the partition's replica on
+   * one write node to another through raft membership changes (the new node learns the log
+   * or a snapshot, is promoted in joint consensus with the old one's removal, the joint
+   * configuration is left), each step planned from the membership the group has applied, so
+   * a call that ends early (a deadline, a crash, leadership handed over) is simply made again.
+   * Served by the partition's leader; elsewhere NOT_LEADER with the leader's id. Answers once
+   * the move is complete, or with DEADLINE_EXCEEDED while it is still under way (call again).
+   * INVALID_ARGUMENT (reason INVALID_PARTITION, or none) for an unknown partition, node ids
+   * that are not write nodes of the cluster, or the same node twice; FAILED_PRECONDITION (no
+   * reason) when the group's membership does not fit the move: `from_node_id` holds no replica
+   * and `to_node_id` does not vote either, or both already vote. Changes nothing then.
+   */
+  moveReplica: handleUnaryCall<MoveReplicaRequest, MoveReplicaResponse>;
 }
 
 export interface ClusterServiceClient extends Client {
@@ -695,6 +978,34 @@ export interface ClusterServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetClusterStatusResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Write nodes, admin scope (`walletctl partition move`): moves the partition's replica on
+   * one write node to another through raft membership changes (the new node learns the log
+   * or a snapshot, is promoted in joint consensus with the old one's removal, the joint
+   * configuration is left), each step planned from the membership the group has applied, so
+   * a call that ends early (a deadline, a crash, leadership handed over) is simply made again.
+   * Served by the partition's leader; elsewhere NOT_LEADER with the leader's id. Answers once
+   * the move is complete, or with DEADLINE_EXCEEDED while it is still under way (call again).
+   * INVALID_ARGUMENT (reason INVALID_PARTITION, or none) for an unknown partition, node ids
+   * that are not write nodes of the cluster, or the same node twice; FAILED_PRECONDITION (no
+   * reason) when the group's membership does not fit the move: `from_node_id` holds no replica
+   * and `to_node_id` does not vote either, or both already vote. Changes nothing then.
+   */
+  moveReplica(
+    request: MoveReplicaRequest,
+    callback: (error: ServiceError | null, response: MoveReplicaResponse) => void,
+  ): ClientUnaryCall;
+  moveReplica(
+    request: MoveReplicaRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: MoveReplicaResponse) => void,
+  ): ClientUnaryCall;
+  moveReplica(
+    request: MoveReplicaRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: MoveReplicaResponse) => void,
   ): ClientUnaryCall;
 }
 

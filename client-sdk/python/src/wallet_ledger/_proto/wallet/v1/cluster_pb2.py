@@ -24,21 +24,25 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17wallet/v1/cluster.proto\x12\twallet.v1\"7\n\x17GetClusterStatusRequest\x12\x1c\n\x14include_state_digest\x18\x01 \x01(\x08\"{\n\x18GetClusterStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x1e\n\x05nodes\x18\x02 \x03(\x0b\x32\x0f.wallet.v1.Node\x12.\n\npartitions\x18\x03 \x03(\x0b\x32\x1a.wallet.v1.PartitionStatus\"(\n\x04Node\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"\x96\x02\n\x0fPartitionStatus\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x11\n\tleader_id\x18\x02 \x01(\x04\x12\x0c\n\x04term\x18\x03 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x04 \x01(\x04\x12\x15\n\rapplied_index\x18\x05 \x01(\x04\x12\x0c\n\x04role\x18\x06 \x01(\t\x12\x14\n\x0cstate_digest\x18\x07 \x01(\t\x12\x1b\n\x13in_flight_transfers\x18\x08 \x01(\x04\x12\x16\n\x0esnapshot_index\x18\t \x01(\x04\x12\x17\n\x0flog_first_index\x18\n \x01(\x04\x12\x13\n\x0breplica_ids\x18\x0b \x03(\x04\x12\x1b\n\x13preferred_leader_id\x18\x0c \x01(\x04\x32m\n\x0e\x43lusterService\x12[\n\x10GetClusterStatus\x12\".wallet.v1.GetClusterStatusRequest\x1a#.wallet.v1.GetClusterStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17wallet/v1/cluster.proto\x12\twallet.v1\"Q\n\x12MoveReplicaRequest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x14\n\x0c\x66rom_node_id\x18\x02 \x01(\x04\x12\x12\n\nto_node_id\x18\x03 \x01(\x04\"*\n\x13MoveReplicaResponse\x12\x13\n\x0breplica_ids\x18\x01 \x03(\x04\"7\n\x17GetClusterStatusRequest\x12\x1c\n\x14include_state_digest\x18\x01 \x01(\x08\"{\n\x18GetClusterStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x1e\n\x05nodes\x18\x02 \x03(\x0b\x32\x0f.wallet.v1.Node\x12.\n\npartitions\x18\x03 \x03(\x0b\x32\x1a.wallet.v1.PartitionStatus\"(\n\x04Node\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"\xab\x02\n\x0fPartitionStatus\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x11\n\tleader_id\x18\x02 \x01(\x04\x12\x0c\n\x04term\x18\x03 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x04 \x01(\x04\x12\x15\n\rapplied_index\x18\x05 \x01(\x04\x12\x0c\n\x04role\x18\x06 \x01(\t\x12\x14\n\x0cstate_digest\x18\x07 \x01(\t\x12\x1b\n\x13in_flight_transfers\x18\x08 \x01(\x04\x12\x16\n\x0esnapshot_index\x18\t \x01(\x04\x12\x17\n\x0flog_first_index\x18\n \x01(\x04\x12\x13\n\x0breplica_ids\x18\x0b \x03(\x04\x12\x1b\n\x13preferred_leader_id\x18\x0c \x01(\x04\x12\x13\n\x0blearner_ids\x18\r \x03(\x04\x32\xbb\x01\n\x0e\x43lusterService\x12[\n\x10GetClusterStatus\x12\".wallet.v1.GetClusterStatusRequest\x1a#.wallet.v1.GetClusterStatusResponse\x12L\n\x0bMoveReplica\x12\x1d.wallet.v1.MoveReplicaRequest\x1a\x1e.wallet.v1.MoveReplicaResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'wallet.v1.cluster_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETCLUSTERSTATUSREQUEST']._serialized_start=38
-  _globals['_GETCLUSTERSTATUSREQUEST']._serialized_end=93
-  _globals['_GETCLUSTERSTATUSRESPONSE']._serialized_start=95
-  _globals['_GETCLUSTERSTATUSRESPONSE']._serialized_end=218
-  _globals['_NODE']._serialized_start=220
-  _globals['_NODE']._serialized_end=260
-  _globals['_PARTITIONSTATUS']._serialized_start=263
-  _globals['_PARTITIONSTATUS']._serialized_end=541
-  _globals['_CLUSTERSERVICE']._serialized_start=543
-  _globals['_CLUSTERSERVICE']._serialized_end=652
+  _globals['_MOVEREPLICAREQUEST']._serialized_start=38
+  _globals['_MOVEREPLICAREQUEST']._serialized_end=119
+  _globals['_MOVEREPLICARESPONSE']._serialized_start=121
+  _globals['_MOVEREPLICARESPONSE']._serialized_end=163
+  _globals['_GETCLUSTERSTATUSREQUEST']._serialized_start=165
+  _globals['_GETCLUSTERSTATUSREQUEST']._serialized_end=220
+  _globals['_GETCLUSTERSTATUSRESPONSE']._serialized_start=222
+  _globals['_GETCLUSTERSTATUSRESPONSE']._serialized_end=345
+  _globals['_NODE']._serialized_start=347
+  _globals['_NODE']._serialized_end=387
+  _globals['_PARTITIONSTATUS']._serialized_start=390
+  _globals['_PARTITIONSTATUS']._serialized_end=689
+  _globals['_CLUSTERSERVICE']._serialized_start=692
+  _globals['_CLUSTERSERVICE']._serialized_end=879
 # @@protoc_insertion_point(module_scope)

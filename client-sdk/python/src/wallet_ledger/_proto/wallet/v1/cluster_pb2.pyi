@@ -5,6 +5,22 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class MoveReplicaRequest(_message.Message):
+    __slots__ = ("partition", "from_node_id", "to_node_id")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    FROM_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    TO_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    from_node_id: int
+    to_node_id: int
+    def __init__(self, partition: _Optional[int] = ..., from_node_id: _Optional[int] = ..., to_node_id: _Optional[int] = ...) -> None: ...
+
+class MoveReplicaResponse(_message.Message):
+    __slots__ = ("replica_ids",)
+    REPLICA_IDS_FIELD_NUMBER: _ClassVar[int]
+    replica_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, replica_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
 class GetClusterStatusRequest(_message.Message):
     __slots__ = ("include_state_digest",)
     INCLUDE_STATE_DIGEST_FIELD_NUMBER: _ClassVar[int]
@@ -30,7 +46,7 @@ class Node(_message.Message):
     def __init__(self, node_id: _Optional[int] = ..., address: _Optional[str] = ...) -> None: ...
 
 class PartitionStatus(_message.Message):
-    __slots__ = ("partition", "leader_id", "term", "commit_index", "applied_index", "role", "state_digest", "in_flight_transfers", "snapshot_index", "log_first_index", "replica_ids", "preferred_leader_id")
+    __slots__ = ("partition", "leader_id", "term", "commit_index", "applied_index", "role", "state_digest", "in_flight_transfers", "snapshot_index", "log_first_index", "replica_ids", "preferred_leader_id", "learner_ids")
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     LEADER_ID_FIELD_NUMBER: _ClassVar[int]
     TERM_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +59,7 @@ class PartitionStatus(_message.Message):
     LOG_FIRST_INDEX_FIELD_NUMBER: _ClassVar[int]
     REPLICA_IDS_FIELD_NUMBER: _ClassVar[int]
     PREFERRED_LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    LEARNER_IDS_FIELD_NUMBER: _ClassVar[int]
     partition: int
     leader_id: int
     term: int
@@ -55,4 +72,5 @@ class PartitionStatus(_message.Message):
     log_first_index: int
     replica_ids: _containers.RepeatedScalarFieldContainer[int]
     preferred_leader_id: int
-    def __init__(self, partition: _Optional[int] = ..., leader_id: _Optional[int] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., role: _Optional[str] = ..., state_digest: _Optional[str] = ..., in_flight_transfers: _Optional[int] = ..., snapshot_index: _Optional[int] = ..., log_first_index: _Optional[int] = ..., replica_ids: _Optional[_Iterable[int]] = ..., preferred_leader_id: _Optional[int] = ...) -> None: ...
+    learner_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, partition: _Optional[int] = ..., leader_id: _Optional[int] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., role: _Optional[str] = ..., state_digest: _Optional[str] = ..., in_flight_transfers: _Optional[int] = ..., snapshot_index: _Optional[int] = ..., log_first_index: _Optional[int] = ..., replica_ids: _Optional[_Iterable[int]] = ..., preferred_leader_id: _Optional[int] = ..., learner_ids: _Optional[_Iterable[int]] = ...) -> None: ...

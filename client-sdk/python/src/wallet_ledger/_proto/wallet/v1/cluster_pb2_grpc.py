@@ -40,6 +40,11 @@ class ClusterServiceStub(object):
                 request_serializer=wallet_dot_v1_dot_cluster__pb2.GetClusterStatusRequest.SerializeToString,
                 response_deserializer=wallet_dot_v1_dot_cluster__pb2.GetClusterStatusResponse.FromString,
                 _registered_method=True)
+        self.MoveReplica = channel.unary_unary(
+                '/wallet.v1.ClusterService/MoveReplica',
+                request_serializer=wallet_dot_v1_dot_cluster__pb2.MoveReplicaRequest.SerializeToString,
+                response_deserializer=wallet_dot_v1_dot_cluster__pb2.MoveReplicaResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer(object):
@@ -52,6 +57,23 @@ class ClusterServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MoveReplica(self, request, context):
+        """Write nodes, admin scope (`walletctl partition move`): moves the partition's replica on
+        one write node to another through raft membership changes (the new node learns the log
+        or a snapshot, is promoted in joint consensus with the old one's removal, the joint
+        configuration is left), each step planned from the membership the group has applied, so
+        a call that ends early (a deadline, a crash, leadership handed over) is simply made again.
+        Served by the partition's leader; elsewhere NOT_LEADER with the leader's id. Answers once
+        the move is complete, or with DEADLINE_EXCEEDED while it is still under way (call again).
+        INVALID_ARGUMENT (reason INVALID_PARTITION, or none) for an unknown partition, node ids
+        that are not write nodes of the cluster, or the same node twice; FAILED_PRECONDITION (no
+        reason) when the group's membership does not fit the move: `from_node_id` holds no replica
+        and `to_node_id` does not vote either, or both already vote. Changes nothing then.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -59,6 +81,11 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.GetClusterStatus,
                     request_deserializer=wallet_dot_v1_dot_cluster__pb2.GetClusterStatusRequest.FromString,
                     response_serializer=wallet_dot_v1_dot_cluster__pb2.GetClusterStatusResponse.SerializeToString,
+            ),
+            'MoveReplica': grpc.unary_unary_rpc_method_handler(
+                    servicer.MoveReplica,
+                    request_deserializer=wallet_dot_v1_dot_cluster__pb2.MoveReplicaRequest.FromString,
+                    response_serializer=wallet_dot_v1_dot_cluster__pb2.MoveReplicaResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -89,6 +116,33 @@ class ClusterService(object):
             '/wallet.v1.ClusterService/GetClusterStatus',
             wallet_dot_v1_dot_cluster__pb2.GetClusterStatusRequest.SerializeToString,
             wallet_dot_v1_dot_cluster__pb2.GetClusterStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MoveReplica(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.ClusterService/MoveReplica',
+            wallet_dot_v1_dot_cluster__pb2.MoveReplicaRequest.SerializeToString,
+            wallet_dot_v1_dot_cluster__pb2.MoveReplicaResponse.FromString,
             options,
             channel_credentials,
             insecure,
