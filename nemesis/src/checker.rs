@@ -210,6 +210,8 @@ pub struct Report {
     /// Faults on a leader (kill, isolate, pause) after which the other nodes had elected
     /// another leader before the heal: evidence the fault took effect.
     pub leader_moves: usize,
+    /// Replica moves (`move_replica` faults) that completed once healed.
+    pub replica_moves: usize,
     pub fault_kinds: BTreeMap<String, usize>,
     /// Per healed fault: milliseconds from the heal until the cluster served again.
     pub recovery_ms: Vec<u64>,

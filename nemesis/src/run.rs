@@ -19,7 +19,7 @@ use crate::checker::{self, FinalHold, FinalTransfer, Held, HistoryRow, Report};
 use crate::cluster::{Cluster, WRITE_NODES, find_binaries};
 use crate::history::{AccountChange, History, Op, Phase};
 use crate::proxy::LinkMode;
-use crate::schedule::{self, Fault, Step, Target, Timing};
+use crate::schedule::{self, Fault, MoveFault, Step, Target, Timing};
 use crate::workload::{self, Clients, FUNDING_MINOR, Submission, accounts, issuer};
 
 /// Bound on "the cluster serves again" after a fault heals: every partition has an agreed
@@ -32,6 +32,8 @@ pub const PROGRESS_BOUND: Duration = Duration::from_secs(20);
 pub const SETTLE_MAX: Duration = Duration::from_secs(30);
 /// Bound on the first start and on the restart after the final whole-cluster crash.
 pub const START_MAX: Duration = Duration::from_secs(60);
+/// How long a `move_replica` fault waits for the move to reach the step it hits.
+const MOVE_STEP_WAIT: Duration = Duration::from_secs(5);
 /// Pages of 1000 rows read per account from the read node's history (bounds a huge run).
 const READ_HISTORY_PAGES_MAX: usize = 1000;
 /// How long after a hold's expiry the cluster may take to expire it (its expiry pass runs
@@ -70,6 +72,13 @@ pub struct Config {
 }
 
 impl Config {
+    /// Whether the schedule moves replicas: only a cluster with more write nodes than
+    /// replicas has a node to move one to.
+    pub fn moves(&self) -> bool {
+        self.replicas
+            .is_some_and(|replicas| (replicas as u64) < self.write_nodes)
+    }
+
     pub fn new(seed: u64, duration: Duration) -> Config {
         Config {
             seed,
@@ -113,8 +122,80 @@ struct Run {
     /// Stops the two watchers once the run is checked.
     watchers_stop: Arc<AtomicBool>,
     report: Report,
-    /// Per partition, the write nodes that hold a replica of it.
+    /// Per partition, the write nodes that hold a replica of it (updated by moves).
     replicas: Vec<Vec<u64>>,
+    /// The replica move under way (`Fault::MoveReplica`): its partition and its driver.
+    mover: Option<(u32, MoveDriver)>,
+}
+
+/// A running `drive_move`: the partition's voters once the move is complete, or why not.
+type MoveDriver = tokio::task::JoinHandle<Result<Vec<u64>, String>>;
+
+/// Drives a replica move to its end like `walletctl partition move`: finds the partition's
+/// leader, calls `ClusterService/MoveReplica` there, and calls again (wherever leadership
+/// went) until it answers that the move is complete or `bound` passes.
+async fn drive_move(
+    endpoints: BTreeMap<u64, String>,
+    partition: u32,
+    from: u64,
+    to: u64,
+    bound: Duration,
+) -> Result<Vec<u64>, String> {
+    use proto::v1::cluster_service_client::ClusterServiceClient;
+    use proto::v1::{GetClusterStatusRequest, MoveReplicaRequest};
+    let deadline = Instant::now() + bound;
+    let mut last = String::from("no leader known");
+    while Instant::now() < deadline {
+        for endpoint in endpoints.values() {
+            let Ok(channel) = tonic::transport::Channel::from_shared(format!("http://{endpoint}"))
+            else {
+                continue;
+            };
+            let mut client = ClusterServiceClient::new(channel.connect_lazy());
+            let mut request = tonic::Request::new(GetClusterStatusRequest::default());
+            request.set_timeout(Duration::from_secs(2));
+            let Ok(status) = client.get_cluster_status(request).await else {
+                continue;
+            };
+            let leader = status.into_inner().partitions[partition as usize].leader_id;
+            let Some(leader_endpoint) = endpoints.get(&leader) else {
+                continue;
+            };
+            let channel =
+                tonic::transport::Channel::from_shared(format!("http://{leader_endpoint}"))
+                    .map_err(|error| error.to_string())?
+                    .connect_lazy();
+            let mut request = tonic::Request::new(MoveReplicaRequest {
+                partition,
+                from_node_id: from,
+                to_node_id: to,
+            });
+            request.set_timeout(Duration::from_secs(30));
+            match ClusterServiceClient::new(channel)
+                .move_replica(request)
+                .await
+            {
+                Ok(answer) => return Ok(answer.into_inner().replica_ids),
+                Err(status)
+                    if matches!(
+                        status.code(),
+                        tonic::Code::InvalidArgument
+                            | tonic::Code::FailedPrecondition
+                            | tonic::Code::PermissionDenied
+                            | tonic::Code::Unauthenticated
+                    ) =>
+                {
+                    return Err(format!("node {leader}: {status:?}"));
+                }
+                Err(status) => {
+                    last = format!("node {leader}: {:?} {}", status.code(), status.message())
+                }
+            }
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(format!("not complete within {bound:?}: {last}"))
 }
 
 /// The replicas of every partition as the cluster reports them (waiting for it to answer).
@@ -202,9 +283,118 @@ impl Run {
         None
     }
 
+    /// The partition's leader and whether the move of a replica to `to` has reached `joint`
+    /// (both configurations vote) or, if not asked for that, made `to` a learner, as a
+    /// replica of the partition reports them.
+    async fn move_view(&self, partition: u32, to: u64, joint: bool) -> Option<(u64, bool)> {
+        for &node in &self.replicas[partition as usize] {
+            let Ok(status) = self.cluster.status(node, false).await else {
+                continue;
+            };
+            let view = status.partitions.get(partition as usize)?;
+            let reached = if joint {
+                view.replica_ids.len() > self.replicas[partition as usize].len()
+            } else {
+                view.learner_ids.contains(&to) || view.replica_ids.contains(&to)
+            };
+            return Some((view.leader_id, reached));
+        }
+        None
+    }
+
+    /// Starts moving the replica of `partition` on its leader to a node outside its group,
+    /// waits (a bounded time) for the step `during` needs, then injects it; returns the node
+    /// it hit.
+    async fn start_move(
+        &mut self,
+        partition: u32,
+        pick: u32,
+        during: MoveFault,
+        leaders: &[u64],
+    ) -> anyhow::Result<u64> {
+        let group = &self.replicas[partition as usize];
+        let outside: Vec<u64> = self
+            .cluster
+            .nodes()
+            .into_iter()
+            .filter(|node| !group.contains(node))
+            .collect();
+        anyhow::ensure!(
+            !outside.is_empty(),
+            "harness bug: a move on a cluster without room (every node holds partition {partition})"
+        );
+        let (from, to) = (
+            leaders[partition as usize],
+            outside[pick as usize % outside.len()],
+        );
+        let endpoints = self
+            .cluster
+            .nodes()
+            .into_iter()
+            .map(|node| (node, self.cluster.endpoint(node)))
+            .collect();
+        let driver = drive_move(endpoints, partition, from, to, PROGRESS_BOUND * 3);
+        self.mover = Some((partition, tokio::spawn(driver)));
+        let joint = during == MoveFault::IsolateLeaderWhileJoint;
+        let deadline = Instant::now() + MOVE_STEP_WAIT;
+        let mut leader = from;
+        while Instant::now() < deadline {
+            if let Some((now, reached)) = self.move_view(partition, to, joint).await {
+                leader = if now != 0 { now } else { leader };
+                if reached {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.log(format!(
+            "move of partition {partition}'s replica from node {from} to node {to}: {during:?}"
+        ));
+        Ok(match during {
+            MoveFault::KillLeader => {
+                self.cluster.kill_node(leader);
+                leader
+            }
+            MoveFault::KillLearner => {
+                self.cluster.kill_node(to);
+                to
+            }
+            MoveFault::IsolateLeaderWhileJoint => {
+                self.cluster.isolate(leader, LinkMode::Drop);
+                leader
+            }
+        })
+    }
+
+    /// Waits for the move under way to complete (the fault it ran into healed); records its
+    /// partition's new replicas, or an anomaly.
+    async fn finish_move(&mut self) {
+        let Some((partition, driver)) = self.mover.take() else {
+            return;
+        };
+        match driver.await {
+            Ok(Ok(voters)) => {
+                self.log(format!("partition {partition} moved: replicas {voters:?}"));
+                self.replicas[partition as usize] = voters;
+                self.report.replica_moves += 1;
+            }
+            Ok(Err(error)) => self.report.anomaly(format!(
+                "the move of a replica of partition {partition}: {error}"
+            )),
+            Err(error) => self
+                .report
+                .anomaly(format!("harness bug: the move driver failed: {error}")),
+        }
+    }
+
     /// Injects `fault`; returns the nodes it hit (0 stands for the read node).
-    fn inject(&mut self, fault: Fault, leaders: &[u64]) -> anyhow::Result<Vec<u64>> {
+    async fn inject(&mut self, fault: Fault, leaders: &[u64]) -> anyhow::Result<Vec<u64>> {
         Ok(match fault {
+            Fault::MoveReplica {
+                partition,
+                pick,
+                during,
+            } => vec![self.start_move(partition, pick, during, leaders).await?],
             Fault::Kill { target } => {
                 let node = self.resolve(target, leaders);
                 self.cluster.kill_node(node);
@@ -250,13 +440,24 @@ impl Run {
 
     fn heal(&mut self, fault: Fault, nodes: &[u64]) -> anyhow::Result<()> {
         match fault {
-            Fault::Kill { .. } | Fault::KillMajority { .. } => {
+            Fault::Kill { .. }
+            | Fault::KillMajority { .. }
+            | Fault::MoveReplica {
+                during: MoveFault::KillLeader | MoveFault::KillLearner,
+                ..
+            } => {
                 for &node in nodes {
                     self.cluster.start_node(node)?;
                 }
                 Ok(())
             }
-            Fault::Isolate { .. } | Fault::Slow { .. } | Fault::IsolateAll { .. } => {
+            Fault::Isolate { .. }
+            | Fault::Slow { .. }
+            | Fault::IsolateAll { .. }
+            | Fault::MoveReplica {
+                during: MoveFault::IsolateLeaderWhileJoint,
+                ..
+            } => {
                 self.cluster.network.heal();
                 Ok(())
             }
@@ -696,9 +897,16 @@ pub async fn run(config: Config) -> anyhow::Result<Outcome> {
         watchers_stop: Arc::new(AtomicBool::new(false)),
         report: Report::default(),
         replicas,
+        mover: None,
     };
     let partitions = workload::PARTITIONS;
-    let steps = schedule::schedule(config.seed, config.duration, partitions, config.timing);
+    let steps = schedule::schedule(
+        config.seed,
+        config.duration,
+        partitions,
+        config.timing,
+        config.moves(),
+    );
     let result = scenario(&mut run, &steps).await;
     // Whatever happened, keep the evidence: the history and the report next to the data.
     let history_path = dir.path().join("history.json");
@@ -770,7 +978,8 @@ async fn scenario(run: &mut Run, steps: &[Step]) -> anyhow::Result<()> {
     // The nemesis: one fault at a time, each on a healthy cluster.
     let started = Instant::now();
     for (index, step) in steps.iter().enumerate() {
-        if started.elapsed() >= run.config.duration && index >= 6 {
+        if started.elapsed() >= run.config.duration && index >= 6 + usize::from(run.config.moves())
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(step.quiet_before_ms)).await;
@@ -779,7 +988,7 @@ async fn scenario(run: &mut Run, steps: &[Step]) -> anyhow::Result<()> {
                 .anomaly(format!("step {index}: no agreed leaders before the fault"));
             continue;
         };
-        let nodes = run.inject(step.fault, &leaders)?;
+        let nodes = run.inject(step.fault, &leaders).await?;
         let node = nodes
             .iter()
             .map(u64::to_string)
@@ -817,6 +1026,7 @@ async fn scenario(run: &mut Run, steps: &[Step]) -> anyhow::Result<()> {
             _ => "healed".to_owned(),
         };
         run.heal(step.fault, &nodes)?;
+        run.finish_move().await;
         run.nemesis(Phase::Ok, name, node.clone(), effect);
         match run.recovery().await {
             Some(took) => {

@@ -60,6 +60,20 @@ pub enum Target {
     Follower { partition: u32, pick: u32 },
 }
 
+/// The fault a replica move runs into, injected once the move has reached the step named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MoveFault {
+    /// SIGKILL the partition's leader (the move's driver) once the learner is added.
+    KillLeader,
+    /// SIGKILL the node the replica moves to once it is a learner (it restarts on what it
+    /// stored).
+    KillLearner,
+    /// Cut the partition's leader off once the group is in joint consensus (or as far as
+    /// the move got within the wait).
+    IsolateLeaderWhileJoint,
+}
+
 /// One fault, from injection to heal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -80,6 +94,15 @@ pub enum Fault {
     /// Cut every link between write nodes: every leader steps down (check-quorum) and no
     /// election can succeed until the heal.
     IsolateAll { mode: LinkMode },
+    /// Move the replica of `partition` on its leader to a node without one (the `pick`-th,
+    /// mod their count), through raft membership changes, and inject `during` on the way;
+    /// the move must complete once healed. Only on clusters with more write nodes than
+    /// replicas.
+    MoveReplica {
+        partition: u32,
+        pick: u32,
+        during: MoveFault,
+    },
 }
 
 impl Fault {
@@ -99,6 +122,7 @@ impl Fault {
             Fault::KillReadNode => "kill_read_node",
             Fault::KillMajority { .. } => "kill_majority",
             Fault::IsolateAll { .. } => "isolate_all",
+            Fault::MoveReplica { .. } => "move_replica",
         }
     }
 }
@@ -171,18 +195,38 @@ fn fault_of(kind: &str, rng: &mut Prng, partitions: u32) -> Fault {
             pick: rng.below(2) as u32,
         },
         "isolate_all" => Fault::IsolateAll { mode: cut },
+        "move_replica" => Fault::MoveReplica {
+            partition,
+            pick: rng.below(8) as u32,
+            during: match rng.below(3) {
+                0 => MoveFault::KillLeader,
+                1 => MoveFault::KillLearner,
+                _ => MoveFault::IsolateLeaderWhileJoint,
+            },
+        },
         other => unreachable!("unknown fault kind {other}"),
     }
 }
 
 /// The schedule for `seed`: enough steps to fill `duration` (by their nominal timings), the
 /// six required kinds first in a seeded order, then seeded picks among all kinds (which add
-/// slow links and two quorum losses: a majority killed, every link cut).
-pub fn schedule(seed: u64, duration: Duration, partitions: u32, timing: Timing) -> Vec<Step> {
+/// slow links and two quorum losses: a majority killed, every link cut). With `moves` (a
+/// cluster with more write nodes than replicas) replica moves are among the required kinds
+/// and the picks; without, a seed's schedule is what it always was.
+pub fn schedule(
+    seed: u64,
+    duration: Duration,
+    partitions: u32,
+    timing: Timing,
+    moves: bool,
+) -> Vec<Step> {
     let mut rng = Prng::new(seed);
     let mut kinds: Vec<&str> = REQUIRED.to_vec();
+    if moves {
+        kinds.push("move_replica");
+    }
     rng.shuffle(&mut kinds);
-    let all = [
+    let mut all = vec![
         "kill_leader",
         "kill_follower",
         "isolate_leader",
@@ -193,6 +237,9 @@ pub fn schedule(seed: u64, duration: Duration, partitions: u32, timing: Timing) 
         "kill_majority",
         "isolate_all",
     ];
+    if moves {
+        all.push("move_replica");
+    }
     let mut steps = Vec::new();
     let mut planned = Duration::ZERO;
     while planned < duration && steps.len() < STEPS_MAX {
@@ -224,9 +271,9 @@ mod tests {
 
     #[test]
     fn same_seed_same_schedule_other_seed_other_schedule() {
-        let a = schedule(7, Duration::from_secs(120), 8, TIMING);
-        let b = schedule(7, Duration::from_secs(120), 8, TIMING);
-        let c = schedule(8, Duration::from_secs(120), 8, TIMING);
+        let a = schedule(7, Duration::from_secs(120), 8, TIMING, false);
+        let b = schedule(7, Duration::from_secs(120), 8, TIMING, false);
+        let c = schedule(8, Duration::from_secs(120), 8, TIMING, false);
         assert_eq!(a, b);
         assert_ne!(a, c);
     }
@@ -234,7 +281,7 @@ mod tests {
     #[test]
     fn every_required_kind_comes_first() {
         for seed in 0..50 {
-            let steps = schedule(seed, Duration::from_secs(60), 8, TIMING);
+            let steps = schedule(seed, Duration::from_secs(60), 8, TIMING, false);
             let mut first: Vec<&str> = steps.iter().take(6).map(|s| s.fault.name()).collect();
             first.sort();
             let mut required = REQUIRED.to_vec();
@@ -245,6 +292,21 @@ mod tests {
                 assert!((2000..=5000).contains(&step.hold_ms));
             }
         }
+    }
+
+    #[test]
+    fn moves_come_first_too_on_a_cluster_that_has_room() {
+        for seed in 0..50 {
+            let steps = schedule(seed, Duration::from_secs(60), 8, TIMING, true);
+            let first: Vec<&str> = steps.iter().take(7).map(|s| s.fault.name()).collect();
+            assert!(first.contains(&"move_replica"), "seed {seed}: {first:?}");
+        }
+        let without = schedule(3, Duration::from_secs(600), 8, TIMING, false);
+        assert!(
+            without
+                .iter()
+                .all(|step| step.fault.name() != "move_replica")
+        );
     }
 
     #[test]

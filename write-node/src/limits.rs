@@ -213,6 +213,9 @@ pub const LOG_RETAIN_ENTRIES_MAX: u64 = 10_000_000;
 /// How long a leader waits for a follower to fetch a snapshot it was sent before telling
 /// raft the send failed (raft then retries later).
 pub const SNAPSHOT_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a leader waits for a follower to start fetching a snapshot it was sent (a
+/// follower killed or restarted meanwhile never will) before telling raft the send failed.
+pub const SNAPSHOT_FETCH_START_TIMEOUT: Duration = Duration::from_secs(5);
 /// Event blocks per FetchSnapshot message (and at most `SNAPSHOT_CHUNK_BYTES` of them).
 pub const SNAPSHOT_EVENTS_PER_MESSAGE: usize = 1_024;
 

@@ -422,6 +422,9 @@ impl PeerService for PeerServer {
             )
             .into());
         };
+        self.store
+            .snapshot_fetch_started(request.partition, request.from_node)
+            .await;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let store = self.store.clone();
         tokio::spawn(async move {

@@ -89,7 +89,14 @@ fn main() -> anyhow::Result<()> {
     if args.print_schedule {
         use std::io::Write as _;
         let mut out = std::io::stdout().lock();
-        for step in nemesis::schedule::schedule(config.seed, config.duration, 8, config.timing) {
+        let steps = nemesis::schedule::schedule(
+            config.seed,
+            config.duration,
+            8,
+            config.timing,
+            config.moves(),
+        );
+        for step in steps {
             // A closed pipe (`| head`) just ends the listing.
             if writeln!(out, "{}", serde_json::to_string(&step)?).is_err() {
                 break;

@@ -21,9 +21,13 @@
 //!   the one raft restores; `Applied` past the staged index (from the log) drops it.
 //!
 //! Leader side: raft waits for `report_snapshot` after sending a follower a snapshot.
-//! `Sent` notes when; `Served` (the follower's fetch stream ended) reports it finished or
-//! failed; `Tick` reports failed every send older than the timeout, so raft sends the newest
-//! snapshot again.
+//! `Sent` notes when; `FetchStarted` (the follower asked for it) notes that a fetch runs;
+//! `Served` (the follower's fetch stream ended) reports it finished or failed; `Tick` reports
+//! failed every send whose fetch has not started within the start timeout (the follower
+//! never got the message: killed, restarted) or has not ended within the fetch timeout, so
+//! raft sends the newest snapshot again. Waiting out the whole fetch timeout for a follower
+//! that died before it fetched kept a restarted replica, a new one above all, without its
+//! snapshot for a minute (found by the nemesis's replica moves, seed 42).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -52,6 +56,8 @@ pub(super) enum Event<S> {
     Applied { applied_index: u64 },
     /// Leader: raft sent follower `to` a snapshot at `now`.
     Sent { to: u64, now: Instant },
+    /// Leader: follower `to` started fetching the snapshot it was sent, at `now`.
+    FetchStarted { to: u64, now: Instant },
     /// Leader: follower `to`'s fetch of the snapshot ended (`ok`: it got all of it).
     Served { to: u64, ok: bool },
     /// Leader: a raft tick at `now`.
@@ -91,10 +97,13 @@ pub(super) struct CatchUp<S> {
     /// Follower: the newest snapshot announced while a fetch was running.
     deferred: Option<Message>,
     staged: Option<Staged<S>>,
-    /// Leader: followers sent a snapshot, and when.
-    sends: BTreeMap<u64, Instant>,
-    /// Leader: how long a follower has to fetch a snapshot it was sent.
+    /// Leader: followers sent a snapshot, since when (the send, or the fetch's start), and
+    /// whether their fetch started.
+    sends: BTreeMap<u64, (Instant, bool)>,
+    /// Leader: how long a follower has to fetch a snapshot it was sent, once it started.
     send_timeout: Duration,
+    /// Leader: how long a follower has to start fetching a snapshot it was sent.
+    start_timeout: Duration,
 }
 
 fn snapshot_index(message: &Message) -> u64 {
@@ -102,13 +111,14 @@ fn snapshot_index(message: &Message) -> u64 {
 }
 
 impl<S> CatchUp<S> {
-    pub fn new(send_timeout: Duration) -> Self {
+    pub fn new(send_timeout: Duration, start_timeout: Duration) -> Self {
         Self {
             fetching: None,
             deferred: None,
             staged: None,
             sends: BTreeMap::new(),
             send_timeout,
+            start_timeout,
         }
     }
 
@@ -145,7 +155,13 @@ impl<S> CatchUp<S> {
                 Vec::new()
             }
             Event::Sent { to, now } => {
-                self.sends.insert(to, now);
+                self.sends.insert(to, (now, false));
+                Vec::new()
+            }
+            Event::FetchStarted { to, now } => {
+                if let Some(send) = self.sends.get_mut(&to) {
+                    *send = (now, true);
+                }
                 Vec::new()
             }
             Event::Served { to, ok } => {
@@ -161,11 +177,17 @@ impl<S> CatchUp<S> {
                     .collect()
             }
             Event::Tick { now } => {
-                let timeout = self.send_timeout;
                 let expired: Vec<u64> = self
                     .sends
                     .iter()
-                    .filter(|(_, sent)| now.saturating_duration_since(**sent) > timeout)
+                    .filter(|&(_, &(since, started))| {
+                        let timeout = if started {
+                            self.send_timeout
+                        } else {
+                            self.start_timeout
+                        };
+                        now.saturating_duration_since(since) > timeout
+                    })
                     .map(|(&to, _)| to)
                     .collect();
                 expired
@@ -257,7 +279,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_ahead_is_fetched_then_stepped_then_installed() {
-        let mut catch_up = CatchUp::new(TIMEOUT);
+        let mut catch_up = CatchUp::new(TIMEOUT, TIMEOUT);
         let message = announcement(LEADER, 100, 3);
         assert_eq!(
             catch_up.handle(announced(&message, 40)),
@@ -286,7 +308,7 @@ mod tests {
 
     #[test]
     fn a_stale_announcement_is_stepped_for_raft_to_answer() {
-        let mut catch_up = CatchUp::<&str>::new(TIMEOUT);
+        let mut catch_up = CatchUp::<&str>::new(TIMEOUT, TIMEOUT);
         let message = announcement(LEADER, 100, 3);
         assert_eq!(
             catch_up.handle(announced(&message, 100)),
@@ -300,7 +322,7 @@ mod tests {
 
     #[test]
     fn a_failed_fetch_is_fetched_again_when_the_leader_resends() {
-        let mut catch_up = CatchUp::<&str>::new(TIMEOUT);
+        let mut catch_up = CatchUp::<&str>::new(TIMEOUT, TIMEOUT);
         let message = announcement(LEADER, 100, 3);
         catch_up.handle(announced(&message, 40));
         // Nothing is stepped: raft never sees a snapshot it could not install.
@@ -326,7 +348,7 @@ mod tests {
 
     #[test]
     fn a_duplicate_announcement_during_a_fetch_starts_no_second_fetch() {
-        let mut catch_up = CatchUp::new(TIMEOUT);
+        let mut catch_up = CatchUp::new(TIMEOUT, TIMEOUT);
         let first = announcement(LEADER, 100, 3);
         catch_up.handle(announced(&first, 40));
         // Raft resends the snapshot being fetched: no second fetch. It is kept (nothing newer
@@ -352,7 +374,7 @@ mod tests {
 
     #[test]
     fn an_older_announcement_during_a_fetch_is_dropped() {
-        let mut catch_up = CatchUp::new(TIMEOUT);
+        let mut catch_up = CatchUp::new(TIMEOUT, TIMEOUT);
         let first = announcement(LEADER, 100, 3);
         catch_up.handle(announced(&first, 40));
         let newer = announcement(LEADER, 200, 3);
@@ -376,7 +398,7 @@ mod tests {
 
     #[test]
     fn a_newer_announcement_supersedes_the_one_kept() {
-        let mut catch_up = CatchUp::new(TIMEOUT);
+        let mut catch_up = CatchUp::new(TIMEOUT, TIMEOUT);
         catch_up.handle(announced(&announcement(LEADER, 100, 3), 40));
         catch_up.handle(announced(&announcement(LEADER, 150, 3), 40));
         // A new leader announces a newer one still: only the newest is kept.
@@ -405,7 +427,7 @@ mod tests {
     /// first one covered it.
     #[test]
     fn a_snapshot_announced_during_a_fetch_is_fetched_next() {
-        let mut catch_up = CatchUp::new(TIMEOUT);
+        let mut catch_up = CatchUp::new(TIMEOUT, TIMEOUT);
         let first = announcement(LEADER, 100, 3);
         let second = announcement(LEADER, 160, 3);
         catch_up.handle(announced(&first, 40));
@@ -434,7 +456,7 @@ mod tests {
         assert_eq!(catch_up.install(160, 3), Ok(staged(160, 3)));
 
         // Had the log carried the follower past the second one meanwhile, raft answers it.
-        let mut catch_up = CatchUp::new(TIMEOUT);
+        let mut catch_up = CatchUp::new(TIMEOUT, TIMEOUT);
         let third = announcement(LEADER, 120, 3);
         catch_up.handle(announced(&announcement(LEADER, 100, 3), 40));
         catch_up.handle(announced(&third, 40));
@@ -447,7 +469,7 @@ mod tests {
 
     #[test]
     fn a_staged_snapshot_is_dropped_once_applied_past_and_must_match_raft() {
-        let mut catch_up = CatchUp::new(TIMEOUT);
+        let mut catch_up = CatchUp::new(TIMEOUT, TIMEOUT);
         catch_up.handle(announced(&announcement(LEADER, 100, 3), 40));
         catch_up.handle(Event::Fetched(staged(100, 3)));
         catch_up.handle(Event::Applied { applied_index: 99 });
@@ -469,7 +491,7 @@ mod tests {
 
     #[test]
     fn a_served_send_is_reported_once() {
-        let mut catch_up = CatchUp::<&str>::new(TIMEOUT);
+        let mut catch_up = CatchUp::<&str>::new(TIMEOUT, TIMEOUT);
         let start = Instant::now();
         catch_up.handle(Event::Sent { to: 2, now: start });
         catch_up.handle(Event::Sent { to: 3, now: start });
@@ -501,7 +523,7 @@ mod tests {
 
     #[test]
     fn a_send_never_fetched_is_reported_failed_after_the_timeout() {
-        let mut catch_up = CatchUp::<&str>::new(TIMEOUT);
+        let mut catch_up = CatchUp::<&str>::new(TIMEOUT, TIMEOUT);
         let start = Instant::now();
         catch_up.handle(Event::Sent { to: 2, now: start });
         catch_up.handle(Event::Sent {
@@ -544,5 +566,55 @@ mod tests {
             }]
         );
         assert_eq!(catch_up.handle(Event::Served { to: 3, ok: true }), []);
+    }
+
+    #[test]
+    fn a_send_whose_fetch_never_starts_is_reported_failed_after_the_start_timeout() {
+        const START: Duration = Duration::from_secs(5);
+        let mut catch_up = CatchUp::<&str>::new(TIMEOUT, START);
+        let start = Instant::now();
+        catch_up.handle(Event::Sent { to: 2, now: start });
+        catch_up.handle(Event::Sent { to: 3, now: start });
+        // Node 2 fetches: it has the whole fetch timeout from the fetch's start.
+        let fetching = start + Duration::from_secs(1);
+        catch_up.handle(Event::FetchStarted {
+            to: 2,
+            now: fetching,
+        });
+        assert_eq!(
+            catch_up.handle(Event::Tick {
+                now: start + START + Duration::from_millis(1)
+            }),
+            [Action::Report {
+                to: 3,
+                status: SnapshotStatus::Failure
+            }]
+        );
+        assert_eq!(
+            catch_up.handle(Event::Tick {
+                now: fetching + TIMEOUT
+            }),
+            []
+        );
+        assert_eq!(
+            catch_up.handle(Event::Tick {
+                now: fetching + TIMEOUT + Duration::from_millis(1)
+            }),
+            [Action::Report {
+                to: 2,
+                status: SnapshotStatus::Failure
+            }]
+        );
+        // A fetch of a send already reported starts nothing.
+        catch_up.handle(Event::FetchStarted {
+            to: 3,
+            now: fetching,
+        });
+        assert_eq!(
+            catch_up.handle(Event::Tick {
+                now: fetching + TIMEOUT * 3
+            }),
+            []
+        );
     }
 }

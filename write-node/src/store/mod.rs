@@ -299,6 +299,8 @@ enum ClientRequest {
     },
     /// This node (a leader) finished streaming a snapshot to follower `to`, or failed to.
     SnapshotServed { partition: u32, to: u64, ok: bool },
+    /// Follower `to` started fetching the snapshot this node (a leader) sent it.
+    SnapshotFetchStarted { partition: u32, to: u64 },
     /// The next step of moving a replica of the partition from node `from` to node `to`
     /// (leader only): planned from the applied membership and started at once.
     Move {
@@ -611,6 +613,15 @@ impl StoreHandle {
             .await
             .map_err(|_| self.stopped())?;
         answer.await.map_err(|_| self.stopped())?
+    }
+
+    /// Notes that follower `to` started fetching the snapshot this node sent it (until then
+    /// the send times out after `SNAPSHOT_FETCH_START_TIMEOUT`).
+    pub async fn snapshot_fetch_started(&self, partition: u32, to: u64) {
+        let _ = self
+            .client_tx
+            .send(ClientRequest::SnapshotFetchStarted { partition, to })
+            .await;
     }
 
     /// Tells raft how sending a snapshot to follower `to` ended (it waits for this).

@@ -462,6 +462,12 @@ impl Store {
                     self.catch_up(slot, Event::Served { to, ok });
                 }
             }
+            ClientRequest::SnapshotFetchStarted { partition, to } => {
+                if let Some(slot) = self.slot(partition) {
+                    let now = std::time::Instant::now();
+                    self.catch_up(slot, Event::FetchStarted { to, now });
+                }
+            }
             ClientRequest::Move {
                 partition,
                 from,
@@ -791,7 +797,9 @@ impl Store {
                 ClientRequest::LiveLegs { reply, .. } => drop(reply.send(Err(error.clone()))),
                 ClientRequest::DueHolds { reply, .. } => drop(reply.send(Err(error.clone()))),
                 ClientRequest::Move { reply, .. } => drop(reply.send(Err(error.clone().into()))),
-                ClientRequest::SnapshotServed { .. } | ClientRequest::Removed { .. } => {}
+                ClientRequest::SnapshotServed { .. }
+                | ClientRequest::SnapshotFetchStarted { .. }
+                | ClientRequest::Removed { .. } => {}
             }
         }
     }

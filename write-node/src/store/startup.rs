@@ -284,7 +284,10 @@ pub(super) fn open_partition(
             writing: false,
             events_since: 0,
         },
-        catch_up: CatchUp::new(limits::SNAPSHOT_FETCH_TIMEOUT),
+        catch_up: CatchUp::new(
+            limits::SNAPSHOT_FETCH_TIMEOUT,
+            limits::SNAPSHOT_FETCH_START_TIMEOUT,
+        ),
         unwritten: std::collections::HashMap::new(),
         tail: Tail::new(),
         handoff: Handoff::new(place.preferred_leader),
