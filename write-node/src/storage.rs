@@ -83,6 +83,15 @@ const META_PARTITIONS: &[u8] = b"partitions";
 /// The placement the data was created with: the replica count (u32) then every write node's
 /// id (u64), big-endian (see `Db::check_placement`).
 const META_PLACEMENT: &[u8] = b"placement";
+/// Per partition whose group removed this node: the index of the membership change that
+/// did (u64 BE), under this prefix and the partition (u32 BE). See `Db::removed_at`.
+const META_REMOVED_PREFIX: &[u8] = b"removed/";
+
+fn removed_key(partition: u32) -> Vec<u8> {
+    let mut key = META_REMOVED_PREFIX.to_vec();
+    key.extend(partition.to_be_bytes());
+    key
+}
 
 const STATE_HARD: u8 = b'h';
 const STATE_CONF: u8 = b'c';
@@ -336,10 +345,11 @@ impl Db {
         Ok(held)
     }
 
-    /// Deletes everything this node stores of a partition whose group removed it (raft log
-    /// and state, events, records, snapshots, account annotations), in one synced write: the
+    /// Deletes everything this node stores of a partition whose group removed it at
+    /// membership change `removed_at` (raft log and state, events, records, snapshots,
+    /// account annotations), and records that index (`removed_at`), in one synced write: the
     /// node no longer holds it (`held_partitions`).
-    pub fn delete_partition(&self, partition: u32) -> anyhow::Result<()> {
+    pub fn delete_partition(&self, partition: u32, removed_at: u64) -> anyhow::Result<()> {
         let start = partition.to_be_bytes().to_vec();
         let end = match partition.checked_add(1) {
             Some(next) => next.to_be_bytes().to_vec(),
@@ -349,7 +359,24 @@ impl Db {
         for family in FAMILIES.into_iter().filter(|&family| family != CF_META) {
             batch.delete_range_cf(self.cf(family), &start, &end);
         }
+        batch.put_cf(
+            self.cf(CF_META),
+            removed_key(partition),
+            removed_at.to_be_bytes(),
+        );
         self.write(batch, true)
+    }
+
+    /// The index of the membership change that last removed this node from the partition's
+    /// group, if one ever did: a leader whose log does not reach past it is a stale one that
+    /// must not make this node a replica again (`store/membership.rs`).
+    pub fn removed_at(&self, partition: u32) -> anyhow::Result<Option<u64>> {
+        Ok(match self.get(CF_META, &removed_key(partition))? {
+            Some(bytes) => Some(u64::from_be_bytes(
+                bytes[..].try_into().context("removal index is corrupt")?,
+            )),
+            None => None,
+        })
     }
 
     /// The applied index of a partition as last stored.

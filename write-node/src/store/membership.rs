@@ -36,20 +36,54 @@ pub(super) struct Replicas {
     pub(super) logger: slog::Logger,
 }
 
+/// Whether `message`, for a partition this node does not hold, makes it create a replica
+/// (see `Store::replica_for`): a leader's append, heartbeat or snapshot, from a write node of
+/// the cluster, to this node; and where the group removed this node at `removed_at`, only
+/// an append committed past that change or a snapshot after it.
+fn creates_replica(
+    message: &Message,
+    node_id: u64,
+    nodes: &BTreeSet<u64>,
+    removed_at: Option<u64>,
+) -> bool {
+    let from_leader = matches!(
+        message.get_msg_type(),
+        MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot
+    );
+    if !from_leader || message.to != node_id || !nodes.contains(&message.from) {
+        return false;
+    }
+    let Some(removed_at) = removed_at else {
+        return true;
+    };
+    match message.get_msg_type() {
+        MessageType::MsgAppend => message.commit > removed_at,
+        MessageType::MsgSnapshot => message.get_snapshot().get_metadata().index > removed_at,
+        _ => false,
+    }
+}
+
 impl Store {
     /// A message for a partition not held here: if it comes from a leader of the group (an
     /// append, a heartbeat or a snapshot), the leader has added this node, and its replica
-    /// is created; otherwise it is dropped.
+    /// is created; otherwise it is dropped. Where the group removed this node before
+    /// (`Db::removed_at`), only a leader whose log reaches past that removal recreates it: an
+    /// append committed beyond it, or a snapshot after it. A stale leader that never learnt
+    /// of the removal must not bring back, empty, a replica its own configuration counts as
+    /// a voter (a raft id never comes back with empty state in a configuration that knew
+    /// it with state).
     pub(super) fn replica_for(&mut self, partition: u32, message: &Message) -> Option<usize> {
-        let from_leader = matches!(
-            message.get_msg_type(),
-            MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot
-        );
-        if !from_leader
-            || message.to != self.node_id
-            || !self.replicas.nodes.contains(&message.from)
-            || self.replicas.placement.group(partition).is_err()
-        {
+        if self.replicas.placement.group(partition).is_err() {
+            return None;
+        }
+        let removed_at = match self.db.removed_at(partition) {
+            Ok(removed_at) => removed_at,
+            Err(error) => {
+                tracing::error!(partition, error = format!("{error:#}"), "reading a removal");
+                return None;
+            }
+        };
+        if !creates_replica(message, self.node_id, &self.replicas.nodes, removed_at) {
             return None;
         }
         match self.create_replica(partition) {
@@ -118,7 +152,14 @@ impl Store {
             .map(|partition| partition.id)
             .collect();
         for partition in removed {
-            self.delete_replica(partition, "the group applied this node's removal")?;
+            let removed_at = self
+                .slot(partition)
+                .map_or(0, |slot| self.partitions[slot].raw.store().conf_index());
+            self.delete_replica(
+                partition,
+                removed_at,
+                "the group applied this node's removal",
+            )?;
         }
         Ok(())
     }
@@ -146,11 +187,12 @@ impl Store {
         }
         self.delete_replica(
             partition,
+            members.conf_index,
             "a newer membership without this node was reported",
         )
     }
 
-    fn delete_replica(&mut self, id: u32, why: &str) -> anyhow::Result<()> {
+    fn delete_replica(&mut self, id: u32, removed_at: u64, why: &str) -> anyhow::Result<()> {
         let Some(slot) = self.slot(id) else {
             return Ok(());
         };
@@ -168,7 +210,7 @@ impl Store {
         }
         let members = partition.membership();
         drop(partition);
-        self.db.delete_partition(id)?;
+        self.db.delete_partition(id, removed_at)?;
         self.replicas.members_tx.send_modify(|known| {
             known[id as usize] = members;
         });
@@ -282,5 +324,72 @@ impl Store {
             }
         }
         Ok(MoveProgress { step, members })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(kind: MessageType, from: u64, to: u64, commit: u64) -> Message {
+        let mut message = Message::default();
+        message.set_msg_type(kind);
+        (message.from, message.to, message.commit) = (from, to, commit);
+        message.mut_snapshot().mut_metadata().index = commit;
+        message
+    }
+
+    /// A leader's message creates a replica; a stale leader's does not bring back one the
+    /// group removed (it would come back empty in a configuration that counts it a voter).
+    #[test]
+    fn a_replica_is_created_by_a_leader_and_never_brought_back_by_a_stale_one() {
+        let nodes: BTreeSet<u64> = [1, 2, 3, 4].into();
+        use MessageType::*;
+        for kind in [MsgAppend, MsgHeartbeat, MsgSnapshot] {
+            assert!(creates_replica(&message(kind, 1, 4, 0), 4, &nodes, None));
+            // Not to this node, not from a write node of the cluster.
+            assert!(!creates_replica(&message(kind, 1, 3, 0), 4, &nodes, None));
+            assert!(!creates_replica(&message(kind, 9, 4, 0), 4, &nodes, None));
+        }
+        for kind in [
+            MsgRequestVote,
+            MsgRequestPreVote,
+            MsgAppendResponse,
+            MsgTimeoutNow,
+        ] {
+            assert!(!creates_replica(&message(kind, 1, 4, 0), 4, &nodes, None));
+        }
+        // Removed at index 50: only a leader whose log reaches past it.
+        let removed = Some(50);
+        assert!(!creates_replica(
+            &message(MsgHeartbeat, 1, 4, 99),
+            4,
+            &nodes,
+            removed
+        ));
+        assert!(!creates_replica(
+            &message(MsgAppend, 1, 4, 50),
+            4,
+            &nodes,
+            removed
+        ));
+        assert!(creates_replica(
+            &message(MsgAppend, 1, 4, 51),
+            4,
+            &nodes,
+            removed
+        ));
+        assert!(!creates_replica(
+            &message(MsgSnapshot, 1, 4, 50),
+            4,
+            &nodes,
+            removed
+        ));
+        assert!(creates_replica(
+            &message(MsgSnapshot, 1, 4, 51),
+            4,
+            &nodes,
+            removed
+        ));
     }
 }

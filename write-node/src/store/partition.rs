@@ -138,7 +138,14 @@ pub(super) struct Partition {
     pub(super) handoff: Handoff,
     /// This replica's applied membership has named this node (a replica a leader just
     /// created applies older memberships, without it, before the change that added it).
+    /// Until then it grants no vote: its log is empty or short, so any candidate would
+    /// look up to date to it, and a stale member whose configuration still counts this
+    /// node as a voter could win with its vote (`round.rs`, `on_raft`).
     pub(super) member_seen: bool,
+    /// The membership change that last removed this node from the group before this
+    /// replica was created (`Db::removed_at`; 0: none did). Only a membership after it that
+    /// names this node counts for `member_seen`.
+    pub(super) removed_at: u64,
     pub(super) metrics: crate::metrics::PartitionMetrics,
 }
 
@@ -584,7 +591,7 @@ impl Partition {
                 self.raw
                     .mut_store()
                     .set_conf_state(conf_state, entry.index, batch)?;
-                self.member_seen |= self.membership().contains(self.raw.raft.id);
+                self.member_seen |= self.named();
             }
             Err(error) => tracing::warn!(
                 partition = self.id,
@@ -682,6 +689,14 @@ impl Partition {
         }
     }
 
+    /// Whether the applied membership names this node, and is newer than the change that
+    /// last removed it (see `member_seen`).
+    pub(super) fn named(&self) -> bool {
+        let storage = self.raw.store();
+        let newer = self.removed_at == 0 || storage.conf_index() > self.removed_at;
+        newer && self.membership().contains(self.raw.raft.id)
+    }
+
     /// The group's membership as this replica has applied it.
     pub(super) fn membership(&self) -> super::Members {
         super::Members::of(self.raw.store().conf_state(), self.raw.store().conf_index())
@@ -768,7 +783,7 @@ impl Partition {
         self.raw
             .mut_store()
             .install_snapshot(meta, conf_state, batch)?;
-        self.member_seen |= self.membership().contains(self.raw.raft.id);
+        self.member_seen |= self.named();
         // The snapshot holds no finished record: the fetch rebuilt those it covers on disk.
         self.ledger = ledger;
         self.ledger.keep_only_in_flight();

@@ -422,6 +422,18 @@ impl Store {
                 continue;
             }
             let partition = &mut self.partitions[slot];
+            let vote = matches!(
+                message.get_msg_type(),
+                MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+            );
+            if vote && !partition.member_seen {
+                tracing::debug!(
+                    partition = partition.id,
+                    from = message.from,
+                    "a replica not yet named by its membership grants no vote"
+                );
+                continue;
+            }
             if let Err(error) = partition.raw.step(message) {
                 tracing::debug!(partition = partition.id, %error, "raft step");
             }

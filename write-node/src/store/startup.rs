@@ -252,8 +252,7 @@ pub(super) fn open_partition(
     let logger = logger.new(slog::o!("partition" => id));
     let mut raw = RawNode::new(&raft_config, storage, &logger).context("starting raft")?;
     let timestamp_ms_last = stored_timestamp_ms(db, id, &raw)?;
-    let member_seen =
-        Members::of(raw.store().conf_state(), raw.store().conf_index()).contains(node_id);
+    let removed_at = db.removed_at(id)?.unwrap_or(0);
     // Spread leaders: the preferred node of a partition asks for votes at once instead of
     // waiting out an election timeout. Pre-vote keeps this from disturbing a live leader
     // (which hands leadership back once this node has caught up: `Handoff`).
@@ -269,7 +268,7 @@ pub(super) fn open_partition(
         replay_ms,
         "partition opened"
     );
-    Ok(Partition {
+    let mut partition = Partition {
         id,
         raw,
         ledger,
@@ -291,9 +290,12 @@ pub(super) fn open_partition(
         unwritten: std::collections::HashMap::new(),
         tail: Tail::new(),
         handoff: Handoff::new(place.preferred_leader),
-        member_seen,
+        member_seen: false,
+        removed_at,
         metrics,
-    })
+    };
+    partition.member_seen = partition.named();
+    Ok(partition)
 }
 
 /// The highest entry timestamp stored for a partition: that of the last entry with a payload

@@ -96,6 +96,39 @@ async fn setup(node_args: &[&str]) -> Setup {
     }
 }
 
+/// `walletctl partition move MOVED --from FROM --to TO` against every node.
+fn move_command(cluster: &Cluster, from: u64, to: u64) -> Command {
+    let endpoints: Vec<String> = (1..=NODES).map(|node| cluster.endpoint(node)).collect();
+    let mut command = Command::new(testkit::binary("walletctl"));
+    command
+        .args(["--json", "--endpoints", &endpoints.join(",")])
+        .args(["partition", "move", &MOVED.to_string()])
+        .args(["--from", &from.to_string(), "--to", &to.to_string()])
+        .args(["--timeout-secs", "120"]);
+    command
+}
+
+/// Runs the move to its end; returns the voters walletctl printed.
+fn run_move(cluster: &Cluster, from: u64, to: u64) -> BTreeSet<u64> {
+    let output = move_command(cluster, from, to)
+        .output()
+        .expect("run walletctl");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "walletctl partition move: {stdout}\n{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        cluster.logs()
+    );
+    let answer: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json");
+    answer["replica_ids"]
+        .as_array()
+        .expect("replica_ids")
+        .iter()
+        .map(|id| id.as_u64().expect("id"))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_moves_to_another_node_under_load_and_nothing_is_lost() {
     // Frequent snapshots and a short log: the new replica starts from a snapshot, which must
@@ -133,29 +166,8 @@ async fn a_replica_moves_to_another_node_under_load_and_nothing_is_lost() {
         assert!(Instant::now() < deadline, "the log was never compacted");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let endpoints: Vec<String> = (1..=NODES).map(|node| cluster.endpoint(node)).collect();
     let started = Instant::now();
-    let output = Command::new(testkit::binary("walletctl"))
-        .args(["--json", "--endpoints", &endpoints.join(",")])
-        .args(["partition", "move", &MOVED.to_string()])
-        .args(["--from", &from.to_string(), "--to", &to.to_string()])
-        .args(["--timeout-secs", "120"])
-        .output()
-        .expect("run walletctl");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "walletctl partition move: {stdout}\n{}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        cluster.logs()
-    );
-    let answer: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json");
-    let answered: BTreeSet<u64> = answer["replica_ids"]
-        .as_array()
-        .expect("replica_ids")
-        .iter()
-        .map(|id| id.as_u64().expect("id"))
-        .collect();
+    let answered = run_move(&cluster, from, to);
     assert_eq!(answered, moved);
     eprintln!(
         "partition {MOVED} moved from node {from} to node {to} in {:?} under load",
@@ -209,20 +221,19 @@ async fn a_replica_moves_to_another_node_under_load_and_nothing_is_lost() {
     cluster.wait_replicas_agree().await;
     let history = history.lock().await;
     check_history(&cluster, &history, &accounts).await;
-}
 
-/// Starts `walletctl partition move` in the background.
-fn start_move(cluster: &Cluster, from: u64, to: u64) -> std::process::Child {
-    let endpoints: Vec<String> = (1..=NODES).map(|node| cluster.endpoint(node)).collect();
-    Command::new(testkit::binary("walletctl"))
-        .args(["--json", "--endpoints", &endpoints.join(",")])
-        .args(["partition", "move", &MOVED.to_string()])
-        .args(["--from", &from.to_string(), "--to", &to.to_string()])
-        .args(["--timeout-secs", "120"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run walletctl")
+    // And back: the node the group removed holds a replica again (a new one, created by a
+    // leader whose log reaches past the removal), and everything still agrees.
+    let placed: BTreeSet<u64> = moved
+        .iter()
+        .copied()
+        .filter(|&node| node != to)
+        .chain([from])
+        .collect();
+    assert_eq!(run_move(&cluster, to, from), placed);
+    wait_everyone_sees(&cluster, &placed).await;
+    cluster.wait_replicas_agree().await;
+    check_history(&cluster, &history, &accounts).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,7 +253,11 @@ async fn a_move_goes_on_after_its_learner_and_its_leader_are_killed() {
         3,
         200,
     ));
-    let mut mover = start_move(&cluster, from, to);
+    let mut mover = move_command(&cluster, from, to)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run walletctl");
 
     // The learner is killed once it holds its new replica, and restarted: it resumes from
     // what it stored.
