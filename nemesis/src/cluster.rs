@@ -26,11 +26,15 @@ pub const WRITE_NODES: u64 = 3;
 /// Timeout of one `GetClusterStatus` call of the harness.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Where the node binaries are: `dir` must hold `wallet-write-node` and `wallet-read-node`;
+/// Where the binaries are: `dir` must hold `wallet-write-node`, `wallet-read-node` and
+/// `walletctl` (which drives replica moves);
 /// without `explicit`, the target directory of `wallet-nemesis` or of the test executable.
 pub fn find_binaries(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
-    testkit::find_binaries(explicit, &["wallet-write-node", "wallet-read-node"])
-        .map_err(|message| anyhow::anyhow!("{message}, or pass --bin-dir"))
+    testkit::find_binaries(
+        explicit,
+        &["wallet-write-node", "wallet-read-node", "walletctl"],
+    )
+    .map_err(|message| anyhow::anyhow!("{message}, or pass --bin-dir"))
 }
 
 /// One process the harness runs, started and stopped many times.

@@ -126,76 +126,46 @@ struct Run {
     replicas: Vec<Vec<u64>>,
     /// The replica move under way (`Fault::MoveReplica`): its partition and its driver.
     mover: Option<(u32, MoveDriver)>,
+    /// Where the binaries are (the nodes', and walletctl, which drives replica moves).
+    bin_dir: PathBuf,
 }
 
 /// A running `drive_move`: the partition's voters once the move is complete, or why not.
 type MoveDriver = tokio::task::JoinHandle<Result<Vec<u64>, String>>;
 
-/// Drives a replica move to its end like `walletctl partition move`: finds the partition's
-/// leader, calls `ClusterService/MoveReplica` there, and calls again (wherever leadership
-/// went) until it answers that the move is complete or `bound` passes.
+/// Runs `walletctl partition move` (`walletctl` is its binary): it finds the partition's
+/// leader, calls `ClusterService/MoveReplica` there and calls again, wherever leadership
+/// goes, until the move is complete or `bound` passes. Returns the partition's voters.
 async fn drive_move(
-    endpoints: BTreeMap<u64, String>,
+    walletctl: PathBuf,
+    endpoints: Vec<String>,
     partition: u32,
-    from: u64,
-    to: u64,
+    (from, to): (u64, u64),
     bound: Duration,
 ) -> Result<Vec<u64>, String> {
-    use proto::v1::cluster_service_client::ClusterServiceClient;
-    use proto::v1::{GetClusterStatusRequest, MoveReplicaRequest};
-    let deadline = Instant::now() + bound;
-    let mut last = String::from("no leader known");
-    while Instant::now() < deadline {
-        for endpoint in endpoints.values() {
-            let Ok(channel) = tonic::transport::Channel::from_shared(format!("http://{endpoint}"))
-            else {
-                continue;
-            };
-            let mut client = ClusterServiceClient::new(channel.connect_lazy());
-            let mut request = tonic::Request::new(GetClusterStatusRequest::default());
-            request.set_timeout(Duration::from_secs(2));
-            let Ok(status) = client.get_cluster_status(request).await else {
-                continue;
-            };
-            let leader = status.into_inner().partitions[partition as usize].leader_id;
-            let Some(leader_endpoint) = endpoints.get(&leader) else {
-                continue;
-            };
-            let channel =
-                tonic::transport::Channel::from_shared(format!("http://{leader_endpoint}"))
-                    .map_err(|error| error.to_string())?
-                    .connect_lazy();
-            let mut request = tonic::Request::new(MoveReplicaRequest {
-                partition,
-                from_node_id: from,
-                to_node_id: to,
-            });
-            request.set_timeout(Duration::from_secs(30));
-            match ClusterServiceClient::new(channel)
-                .move_replica(request)
-                .await
-            {
-                Ok(answer) => return Ok(answer.into_inner().replica_ids),
-                Err(status)
-                    if matches!(
-                        status.code(),
-                        tonic::Code::InvalidArgument
-                            | tonic::Code::FailedPrecondition
-                            | tonic::Code::PermissionDenied
-                            | tonic::Code::Unauthenticated
-                    ) =>
-                {
-                    return Err(format!("node {leader}: {status:?}"));
-                }
-                Err(status) => {
-                    last = format!("node {leader}: {:?} {}", status.code(), status.message())
-                }
-            }
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let output = tokio::process::Command::new(walletctl)
+        .args(["--json", "--endpoints", &endpoints.join(",")])
+        .args(["partition", "move", &partition.to_string()])
+        .args(["--from", &from.to_string(), "--to", &to.to_string()])
+        .args(["--timeout-secs", &bound.as_secs().to_string()])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|error| format!("running walletctl: {error}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "walletctl partition move: {} {}",
+            stdout.trim(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
     }
-    Err(format!("not complete within {bound:?}: {last}"))
+    let answer: serde_json::Value =
+        serde_json::from_str(stdout.trim()).map_err(|error| format!("{error}: {stdout}"))?;
+    answer["replica_ids"]
+        .as_array()
+        .and_then(|ids| ids.iter().map(serde_json::Value::as_u64).collect())
+        .ok_or_else(|| format!("no replica ids in {stdout}"))
 }
 
 /// The replicas of every partition as the cluster reports them (waiting for it to answer).
@@ -327,13 +297,15 @@ impl Run {
             leaders[partition as usize],
             outside[pick as usize % outside.len()],
         );
-        let endpoints = self
-            .cluster
-            .nodes()
-            .into_iter()
-            .map(|node| (node, self.cluster.endpoint(node)))
-            .collect();
-        let driver = drive_move(endpoints, partition, from, to, PROGRESS_BOUND * 3);
+        let walletctl = self.bin_dir.join("walletctl");
+        let endpoints = self.cluster.endpoints();
+        let driver = drive_move(
+            walletctl,
+            endpoints,
+            partition,
+            (from, to),
+            PROGRESS_BOUND * 3,
+        );
         self.mover = Some((partition, tokio::spawn(driver)));
         let joint = during == MoveFault::IsolateLeaderWhileJoint;
         let deadline = Instant::now() + MOVE_STEP_WAIT;
@@ -898,6 +870,7 @@ pub async fn run(config: Config) -> anyhow::Result<Outcome> {
         report: Report::default(),
         replicas,
         mover: None,
+        bin_dir: bin_dir.clone(),
     };
     let partitions = workload::PARTITIONS;
     let steps = schedule::schedule(

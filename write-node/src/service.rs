@@ -1743,9 +1743,9 @@ impl ClusterService for Api {
                     in_flight_transfers: status.in_flight_transfers,
                     snapshot_index: status.snapshot_index,
                     log_first_index: status.log_first_index,
-                    replica_ids: status.replica_ids,
+                    replica_ids: status.members.voting(),
                     preferred_leader_id: status.preferred_leader_id,
-                    learner_ids: status.learner_ids,
+                    learner_ids: status.members.learners,
                 })
                 .collect(),
         }))
@@ -1784,7 +1784,13 @@ impl ClusterService for Api {
                 "from_node_id and to_node_id are the same node",
             ));
         }
-        // Every replica applies the membership changes.
+        // Every replica applies the membership changes. A peer not heard from since this
+        // node started (one restarting) is a reason to call again, not a refusal.
+        if self.shared.levels.verdict(Feature::ReplicaMoves, None) == Verdict::Unheard {
+            return Err(Status::unavailable(
+                "a write node has not been heard from since this one started; call again",
+            ));
+        }
         self.require(Some(Feature::ReplicaMoves), None).await?;
         let deadline = tokio::time::Instant::now() + limits::MOVE_CALL_DEADLINE;
         loop {

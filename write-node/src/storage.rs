@@ -148,6 +148,14 @@ fn account_key(partition: u32, account_id: &str) -> Vec<u8> {
     key
 }
 
+/// A group's membership when it is created: `voters`, nothing else.
+fn first_membership(voters: &[u64]) -> ConfState {
+    ConfState {
+        voters: voters.to_vec(),
+        ..Default::default()
+    }
+}
+
 fn state_key(partition: u32, tag: u8) -> [u8; 5] {
     let mut key = [0u8; 5];
     key[..4].copy_from_slice(&partition.to_be_bytes());
@@ -294,15 +302,7 @@ impl Db {
                     .get(CF_RAFT_STATE, &state_key(*partition, STATE_CONF))?
                     .is_none()
                 {
-                    let conf_state = ConfState {
-                        voters: voters.clone(),
-                        ..Default::default()
-                    };
-                    batch.put_cf(
-                        self.cf(CF_RAFT_STATE),
-                        state_key(*partition, STATE_CONF),
-                        conf_state.write_to_bytes()?,
-                    );
+                    self.put_conf_state(&mut batch, *partition, &first_membership(voters))?;
                 }
             }
             batch.put_cf(self.cf(CF_META), META_PLACEMENT, &placement);
@@ -328,6 +328,21 @@ impl Db {
              (a replica moves to another node with `walletctl partition move`)",
             stored_replicas.map_or("?".to_owned(), |r| r.to_string())
         )
+    }
+
+    /// Puts a partition's membership (its raft conf state) into a batch.
+    fn put_conf_state(
+        &self,
+        batch: &mut WriteBatch,
+        partition: u32,
+        conf_state: &ConfState,
+    ) -> anyhow::Result<()> {
+        batch.put_cf(
+            self.cf(CF_RAFT_STATE),
+            state_key(partition, STATE_CONF),
+            conf_state.write_to_bytes()?,
+        );
+        Ok(())
     }
 
     /// The partitions this node holds a replica of: those with a stored membership (created
@@ -804,16 +819,9 @@ impl PartitionStorage {
         let conf_state = match db.get(CF_RAFT_STATE, &state_key(partition, STATE_CONF))? {
             Some(bytes) => ConfState::parse_from_bytes(&bytes).context("conf state is corrupt")?,
             None => {
-                let conf_state = ConfState {
-                    voters: voters.to_vec(),
-                    ..Default::default()
-                };
+                let conf_state = first_membership(voters);
                 let mut batch = WriteBatch::default();
-                batch.put_cf(
-                    db.cf(CF_RAFT_STATE),
-                    state_key(partition, STATE_CONF),
-                    conf_state.write_to_bytes()?,
-                );
+                db.put_conf_state(&mut batch, partition, &conf_state)?;
                 db.write(batch, true)?;
                 conf_state
             }
@@ -887,11 +895,7 @@ impl PartitionStorage {
         index: u64,
         batch: &mut WriteBatch,
     ) -> anyhow::Result<()> {
-        batch.put_cf(
-            self.db.cf(CF_RAFT_STATE),
-            state_key(self.partition, STATE_CONF),
-            conf_state.write_to_bytes()?,
-        );
+        self.db.put_conf_state(batch, self.partition, &conf_state)?;
         batch.put_cf(
             self.db.cf(CF_RAFT_STATE),
             state_key(self.partition, STATE_CONF_INDEX),

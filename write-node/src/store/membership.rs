@@ -19,7 +19,6 @@ use tokio::sync::watch;
 
 use super::round::Store;
 use super::{Members, MoveProgress, MoveRefused, StoreError, Tails};
-use crate::limits;
 
 /// What the loop shares about the replicas it holds, and what it needs to create one.
 pub(super) struct Replicas {
@@ -36,26 +35,21 @@ pub(super) struct Replicas {
     pub(super) logger: slog::Logger,
 }
 
-/// Whether `message`, for a partition this node does not hold, makes it create a replica
-/// (see `Store::replica_for`): a leader's append, heartbeat or snapshot, from a write node of
-/// the cluster, to this node; and where the group removed this node at `removed_at`, only
-/// an append committed past that change or a snapshot after it.
-fn creates_replica(
-    message: &Message,
-    node_id: u64,
-    nodes: &BTreeSet<u64>,
-    removed_at: Option<u64>,
-) -> bool {
-    let from_leader = matches!(
-        message.get_msg_type(),
+/// Whether `message`, for a partition this node does not hold, is a leader's append,
+/// heartbeat or snapshot, from a write node of the cluster, to this node: what creates a
+/// replica (see `Store::replica_for`), unless the group removed this node before.
+fn from_a_leader(message: &Message, node_id: u64, nodes: &BTreeSet<u64>) -> bool {
+    let kind = message.get_msg_type();
+    matches!(
+        kind,
         MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot
-    );
-    if !from_leader || message.to != node_id || !nodes.contains(&message.from) {
-        return false;
-    }
-    let Some(removed_at) = removed_at else {
-        return true;
-    };
+    ) && message.to == node_id
+        && nodes.contains(&message.from)
+}
+
+/// Whether a leader's `message` shows its log reaching past the membership change that
+/// removed this node at `removed_at`: an append committed past it, or a snapshot after it.
+fn reaches_past(message: &Message, removed_at: u64) -> bool {
     match message.get_msg_type() {
         MessageType::MsgAppend => message.commit > removed_at,
         MessageType::MsgSnapshot => message.get_snapshot().get_metadata().index > removed_at,
@@ -73,18 +67,19 @@ impl Store {
     /// a voter (a raft id never comes back with empty state in a configuration that knew
     /// it with state).
     pub(super) fn replica_for(&mut self, partition: u32, message: &Message) -> Option<usize> {
-        if self.replicas.placement.group(partition).is_err() {
+        if self.replicas.placement.group(partition).is_err()
+            || !from_a_leader(message, self.node_id, &self.replicas.nodes)
+        {
             return None;
         }
-        let removed_at = match self.db.removed_at(partition) {
-            Ok(removed_at) => removed_at,
+        match self.db.removed_at(partition) {
+            Ok(None) => {}
+            Ok(Some(removed_at)) if reaches_past(message, removed_at) => {}
+            Ok(Some(_)) => return None,
             Err(error) => {
                 tracing::error!(partition, error = format!("{error:#}"), "reading a removal");
                 return None;
             }
-        };
-        if !creates_replica(message, self.node_id, &self.replicas.nodes, removed_at) {
-            return None;
         }
         match self.create_replica(partition) {
             Ok(slot) => {
@@ -258,15 +253,6 @@ impl Store {
             .into());
         }
         let members = partition.membership();
-        let raft = &partition.raw.raft;
-        let last_index = raft.raft_log.last_index();
-        let caught_up = |node: u64| {
-            raft.prs().get(node).is_some_and(|progress| {
-                progress.recent_active
-                    && progress.state == raft::ProgressState::Replicate
-                    && progress.matched + limits::LEADER_HANDOFF_LAG_ENTRIES_MAX >= last_index
-            })
-        };
         let step = placement::next_step(
             &members.membership(),
             self.node_id,
@@ -275,9 +261,10 @@ impl Store {
                 from,
                 to,
             },
-            caught_up,
+            |node| partition.caught_up(node),
         )?;
         // One change at a time: the one in flight applies first, then the plan moves on.
+        let raft = &partition.raw.raft;
         let in_flight = raft.has_pending_conf() || raft.lead_transferee.is_some();
         if in_flight {
             return Ok(MoveProgress { step, members });
@@ -330,6 +317,17 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `Store::replica_for`'s decision, once the removal is read.
+    fn creates_replica(
+        message: &Message,
+        node_id: u64,
+        nodes: &BTreeSet<u64>,
+        removed_at: Option<u64>,
+    ) -> bool {
+        from_a_leader(message, node_id, nodes)
+            && removed_at.is_none_or(|removed_at| reaches_past(message, removed_at))
+    }
 
     fn message(kind: MessageType, from: u64, to: u64, commit: u64) -> Message {
         let mut message = Message::default();

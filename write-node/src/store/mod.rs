@@ -252,13 +252,11 @@ pub struct PartitionStatus {
     pub in_flight_transfers: u64,
     pub snapshot_index: u64,
     pub log_first_index: u64,
-    /// The partition's raft voters (while joint, of both configurations), in id order.
-    pub replica_ids: Vec<u64>,
-    /// Nodes receiving the partition's log without a vote (a replica being moved there).
-    pub learner_ids: Vec<u64>,
     /// Placement's preferred leader (see `partition::Handoff`).
     pub preferred_leader_id: u64,
-    /// The membership `replica_ids` and `learner_ids` come from.
+    /// The partition's membership: its voters (`Members::voting`, both configurations
+    /// while joint) and the learners receiving its log without a vote (a replica being
+    /// moved there).
     pub members: Members,
 }
 
@@ -543,8 +541,6 @@ impl StoreHandle {
                 in_flight_transfers: 0,
                 snapshot_index: 0,
                 log_first_index: 0,
-                replica_ids: members.voting(),
-                learner_ids: members.learners.clone(),
                 members,
                 preferred_leader_id: self
                     .placement

@@ -606,14 +606,9 @@ impl Partition {
     /// Once a tick (see [`Handoff`]): a leader that is not the preferred one hands leadership
     /// to it once it has been caught up for `LEADER_HANDOFF_SETTLE`; returns whether it did.
     pub(super) fn hand_off(&mut self, node_id: u64, now: std::time::Instant) -> bool {
-        let raft = &self.raw.raft;
         let preferred = self.handoff.preferred;
-        let caught_up = raft.prs().get(preferred).is_some_and(|progress| {
-            progress.recent_active
-                && progress.state == raft::ProgressState::Replicate
-                && progress.matched + limits::LEADER_HANDOFF_LAG_ENTRIES_MAX
-                    >= raft.raft_log.last_index()
-        });
+        let caught_up = self.caught_up(preferred);
+        let raft = &self.raw.raft;
         // Not while the membership changes: a move hands leadership away from the node it
         // empties (`placement::next_step`), which may be the preferred one.
         let conf_state = self.raw.store().conf_state();
@@ -682,8 +677,6 @@ impl Partition {
                 as u64,
             snapshot_index: self.snapshots.index,
             log_first_index: self.raw.store().first_log_index(),
-            replica_ids: self.membership().voting(),
-            learner_ids: self.raw.store().conf_state().learners.clone(),
             members: self.membership(),
             preferred_leader_id: self.handoff.preferred,
         }
@@ -694,7 +687,34 @@ impl Partition {
     pub(super) fn named(&self) -> bool {
         let storage = self.raw.store();
         let newer = self.removed_at == 0 || storage.conf_index() > self.removed_at;
-        newer && self.membership().contains(self.raw.raft.id)
+        newer && self.names(self.raw.raft.id)
+    }
+
+    /// Whether the applied membership has `node` in it (voting in either configuration, or
+    /// learning). Allocates nothing: `removed` asks it every round.
+    fn names(&self, node: u64) -> bool {
+        let conf_state = self.raw.store().conf_state();
+        [
+            &conf_state.voters,
+            &conf_state.voters_outgoing,
+            &conf_state.learners,
+            &conf_state.learners_next,
+        ]
+        .iter()
+        .any(|ids| ids.contains(&node))
+    }
+
+    /// Whether follower `node` is caught up with this leader (by raft's progress: recently
+    /// active, replicating, at most `LEADER_HANDOFF_LAG_ENTRIES_MAX` entries behind): what
+    /// a leadership hand-off and a move's promotion wait for.
+    pub(super) fn caught_up(&self, node: u64) -> bool {
+        let raft = &self.raw.raft;
+        raft.prs().get(node).is_some_and(|progress| {
+            progress.recent_active
+                && progress.state == raft::ProgressState::Replicate
+                && progress.matched + limits::LEADER_HANDOFF_LAG_ENTRIES_MAX
+                    >= raft.raft_log.last_index()
+        })
     }
 
     /// The group's membership as this replica has applied it.
@@ -705,17 +725,9 @@ impl Partition {
     /// Whether this replica is out of its group: its applied membership no longer names it,
     /// and no membership change after it waits in its log (one could name it again).
     pub(super) fn removed(&self, node_id: u64) -> bool {
-        // Run every round: no allocation on the way to the usual answer.
-        let conf_state = self.raw.store().conf_state();
-        let named = [
-            &conf_state.voters,
-            &conf_state.voters_outgoing,
-            &conf_state.learners,
-            &conf_state.learners_next,
-        ]
-        .iter()
-        .any(|ids| ids.contains(&node_id));
-        self.member_seen && !named && !self.conf_change_in_log_after(self.applied_index)
+        self.member_seen
+            && !self.names(node_id)
+            && !self.conf_change_in_log_after(self.applied_index)
     }
 
     /// Whether this replica's log holds a membership change after `index` that it has not
