@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use proto::v1::GetClusterStatusRequest;
@@ -194,6 +195,14 @@ impl Cluster {
             .get_mut(&id)
             .expect("node id")
             .spawn(&mut command)
+    }
+
+    /// SIGKILL node `id`, delete its data directory, and start it again (empty).
+    pub fn lose_disk(&mut self, id: u64) -> anyhow::Result<()> {
+        self.kill_node(id);
+        let data = self.dir.join(format!("node-{id}"));
+        std::fs::remove_dir_all(&data).with_context(|| format!("deleting {}", data.display()))?;
+        self.start_node(id)
     }
 
     pub fn kill_node(&mut self, id: u64) {

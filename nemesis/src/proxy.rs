@@ -221,6 +221,16 @@ impl Network {
         }
     }
 
+    /// Applies `mode` to every link between a node of `side` and a node outside it: with a
+    /// cutting mode, the cluster is split in two (each side still whole).
+    pub fn split(&self, side: &[u64], mode: LinkMode) {
+        for (from, to, proxy) in &self.links {
+            if side.contains(from) != side.contains(to) {
+                proxy.set(mode);
+            }
+        }
+    }
+
     /// Every link back to `Pass`.
     pub fn heal(&self) {
         for (_, _, proxy) in &self.links {

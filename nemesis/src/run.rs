@@ -307,7 +307,10 @@ impl Run {
             PROGRESS_BOUND * 3,
         );
         self.mover = Some((partition, tokio::spawn(driver)));
-        let joint = during == MoveFault::IsolateLeaderWhileJoint;
+        let joint = matches!(
+            during,
+            MoveFault::IsolateLeaderWhileJoint | MoveFault::SplitWhileJoint
+        );
         let deadline = Instant::now() + MOVE_STEP_WAIT;
         let mut leader = from;
         while Instant::now() < deadline {
@@ -335,6 +338,21 @@ impl Run {
                 self.cluster.isolate(leader, LinkMode::Drop);
                 leader
             }
+            MoveFault::SplitWhileJoint => {
+                // The leaving replica with a voter that stays (the leader, if it is one):
+                // a majority of the old configuration, a minority of the new.
+                let staying = if leader != from && leader != to {
+                    Some(leader)
+                } else {
+                    self.replicas[partition as usize]
+                        .iter()
+                        .copied()
+                        .find(|&node| node != from && node != to)
+                };
+                let side: Vec<u64> = [from].into_iter().chain(staying).collect();
+                self.cluster.network.split(&side, LinkMode::Drop);
+                from
+            }
         })
     }
 
@@ -359,6 +377,72 @@ impl Run {
         }
     }
 
+    /// Drains a node that lost its data (`walletctl node drain`): every replica it held moves
+    /// to another node (its peers refuse it until then). Records the partitions' new
+    /// replicas, or an anomaly.
+    async fn drain(&mut self, node: u64) {
+        let output = tokio::process::Command::new(self.bin_dir.join("walletctl"))
+            .args(["--json", "--endpoints", &self.cluster.endpoints().join(",")])
+            .args(["node", "drain", &node.to_string()])
+            .args([
+                "--timeout-secs",
+                &(PROGRESS_BOUND * 3).as_secs().to_string(),
+            ])
+            .kill_on_drop(true)
+            .output()
+            .await;
+        let answer = match output {
+            Ok(output) if output.status.success() => {
+                serde_json::from_slice::<serde_json::Value>(&output.stdout)
+                    .map_err(|error| error.to_string())
+            }
+            Ok(output) => Err(format!(
+                "{} {}",
+                String::from_utf8_lossy(&output.stdout).trim(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            )),
+            Err(error) => Err(format!("running walletctl: {error}")),
+        };
+        let moves = match answer {
+            Ok(answer) => answer["moves"].as_array().cloned().unwrap_or_default(),
+            Err(error) => {
+                self.report
+                    .anomaly(format!("walletctl node drain {node}: {error}"));
+                return;
+            }
+        };
+        for step in &moves {
+            let (Some(partition), Some(from), Some(to)) = (
+                step["partition"].as_u64(),
+                step["from"].as_u64(),
+                step["to"].as_u64(),
+            ) else {
+                self.report
+                    .anomaly(format!("walletctl node drain {node}: a move {step}"));
+                continue;
+            };
+            let replicas = &mut self.replicas[partition as usize];
+            replicas.retain(|&replica| replica != from);
+            replicas.push(to);
+            replicas.sort_unstable();
+            self.report.replica_moves += 1;
+        }
+        self.log(format!(
+            "node {node} (lost its data) drained: {} replicas moved",
+            moves.len()
+        ));
+        if self
+            .replicas
+            .iter()
+            .any(|replicas| replicas.contains(&node))
+        {
+            self.report.anomaly(format!(
+                "node {node} still holds replicas after its drain: {:?}",
+                self.replicas
+            ));
+        }
+    }
+
     /// Injects `fault`; returns the nodes it hit (0 stands for the read node).
     async fn inject(&mut self, fault: Fault, leaders: &[u64]) -> anyhow::Result<Vec<u64>> {
         Ok(match fault {
@@ -370,6 +454,11 @@ impl Run {
             Fault::Kill { target } => {
                 let node = self.resolve(target, leaders);
                 self.cluster.kill_node(node);
+                vec![node]
+            }
+            Fault::LoseDisk { target } => {
+                let node = self.resolve(target, leaders);
+                self.cluster.lose_disk(node)?;
                 vec![node]
             }
             Fault::Isolate { target, mode } => {
@@ -427,13 +516,15 @@ impl Run {
             | Fault::Slow { .. }
             | Fault::IsolateAll { .. }
             | Fault::MoveReplica {
-                during: MoveFault::IsolateLeaderWhileJoint,
+                during: MoveFault::IsolateLeaderWhileJoint | MoveFault::SplitWhileJoint,
                 ..
             } => {
                 self.cluster.network.heal();
                 Ok(())
             }
             Fault::Pause { .. } => self.cluster.resume_node(nodes[0]),
+            // The node runs, empty; `drain` follows.
+            Fault::LoseDisk { .. } => Ok(()),
             Fault::KillReadNode => self.cluster.start_read_node(),
         }
     }
@@ -951,8 +1042,12 @@ async fn scenario(run: &mut Run, steps: &[Step]) -> anyhow::Result<()> {
     // The nemesis: one fault at a time, each on a healthy cluster.
     let started = Instant::now();
     for (index, step) in steps.iter().enumerate() {
-        if started.elapsed() >= run.config.duration && index >= 6 + usize::from(run.config.moves())
-        {
+        let required = 6 + if run.config.moves() {
+            schedule::MOVES.len()
+        } else {
+            0
+        };
+        if started.elapsed() >= run.config.duration && index >= required {
             break;
         }
         tokio::time::sleep(Duration::from_millis(step.quiet_before_ms)).await;
@@ -1000,6 +1095,9 @@ async fn scenario(run: &mut Run, steps: &[Step]) -> anyhow::Result<()> {
         };
         run.heal(step.fault, &nodes)?;
         run.finish_move().await;
+        if let Fault::LoseDisk { .. } = step.fault {
+            run.drain(nodes[0]).await;
+        }
         run.nemesis(Phase::Ok, name, node.clone(), effect);
         match run.recovery().await {
             Some(took) => {

@@ -72,6 +72,11 @@ pub enum MoveFault {
     /// Cut the partition's leader off once the group is in joint consensus (or as far as
     /// the move got within the wait).
     IsolateLeaderWhileJoint,
+    /// Once the group is in joint consensus, split the cluster between the leader (whose
+    /// replica leaves) with one voter that stays, and the rest (the new replica with the
+    /// other voter that stays): neither side holds a majority of both configurations, so
+    /// the partition must stall, never split, until the heal.
+    SplitWhileJoint,
 }
 
 /// One fault, from injection to heal.
@@ -103,6 +108,12 @@ pub enum Fault {
         pick: u32,
         during: MoveFault,
     },
+    /// The write node loses its data directory: SIGKILL, delete it, start the node again
+    /// empty under its id at once. Its peers must refuse it (it would vote having forgotten
+    /// what it acknowledged); at heal time `walletctl node drain` moves its replicas to the
+    /// other nodes, and it stays as an empty node. Only on clusters with more write nodes
+    /// than replicas.
+    LoseDisk { target: Target },
 }
 
 impl Fault {
@@ -123,6 +134,7 @@ impl Fault {
             Fault::KillMajority { .. } => "kill_majority",
             Fault::IsolateAll { .. } => "isolate_all",
             Fault::MoveReplica { .. } => "move_replica",
+            Fault::LoseDisk { .. } => "lose_disk",
         }
     }
 }
@@ -160,6 +172,9 @@ const REQUIRED: [&str; 6] = [
     "pause",
 ];
 
+/// The kinds a cluster with more write nodes than replicas adds (each moves replicas).
+pub const MOVES: [&str; 2] = ["move_replica", "lose_disk"];
+
 fn fault_of(kind: &str, rng: &mut Prng, partitions: u32) -> Fault {
     let partition = rng.below(partitions as u64) as u32;
     let follower = Target::Follower {
@@ -195,13 +210,15 @@ fn fault_of(kind: &str, rng: &mut Prng, partitions: u32) -> Fault {
             pick: rng.below(2) as u32,
         },
         "isolate_all" => Fault::IsolateAll { mode: cut },
+        "lose_disk" => Fault::LoseDisk { target: any },
         "move_replica" => Fault::MoveReplica {
             partition,
             pick: rng.below(8) as u32,
-            during: match rng.below(3) {
+            during: match rng.below(4) {
                 0 => MoveFault::KillLeader,
                 1 => MoveFault::KillLearner,
-                _ => MoveFault::IsolateLeaderWhileJoint,
+                2 => MoveFault::IsolateLeaderWhileJoint,
+                _ => MoveFault::SplitWhileJoint,
             },
         },
         other => unreachable!("unknown fault kind {other}"),
@@ -211,8 +228,8 @@ fn fault_of(kind: &str, rng: &mut Prng, partitions: u32) -> Fault {
 /// The schedule for `seed`: enough steps to fill `duration` (by their nominal timings), the
 /// six required kinds first in a seeded order, then seeded picks among all kinds (which add
 /// slow links and two quorum losses: a majority killed, every link cut). With `moves` (a
-/// cluster with more write nodes than replicas) replica moves are among the required kinds
-/// and the picks; without, a seed's schedule is what it always was.
+/// cluster with more write nodes than replicas) replica moves and lost disks are among the
+/// required kinds and the picks; without, a seed's schedule is what it always was.
 pub fn schedule(
     seed: u64,
     duration: Duration,
@@ -223,7 +240,7 @@ pub fn schedule(
     let mut rng = Prng::new(seed);
     let mut kinds: Vec<&str> = REQUIRED.to_vec();
     if moves {
-        kinds.push("move_replica");
+        kinds.extend(MOVES);
     }
     rng.shuffle(&mut kinds);
     let mut all = vec![
@@ -238,7 +255,7 @@ pub fn schedule(
         "isolate_all",
     ];
     if moves {
-        all.push("move_replica");
+        all.extend(MOVES);
     }
     let mut steps = Vec::new();
     let mut planned = Duration::ZERO;
@@ -298,14 +315,16 @@ mod tests {
     fn moves_come_first_too_on_a_cluster_that_has_room() {
         for seed in 0..50 {
             let steps = schedule(seed, Duration::from_secs(60), 8, TIMING, true);
-            let first: Vec<&str> = steps.iter().take(7).map(|s| s.fault.name()).collect();
-            assert!(first.contains(&"move_replica"), "seed {seed}: {first:?}");
+            let first: Vec<&str> = steps.iter().take(8).map(|s| s.fault.name()).collect();
+            for kind in MOVES {
+                assert!(first.contains(&kind), "seed {seed}: {first:?}");
+            }
         }
         let without = schedule(3, Duration::from_secs(600), 8, TIMING, false);
         assert!(
             without
                 .iter()
-                .all(|step| step.fault.name() != "move_replica")
+                .all(|step| !MOVES.contains(&step.fault.name()))
         );
     }
 

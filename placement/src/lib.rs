@@ -55,6 +55,14 @@ pub enum PlacementError {
     StillHolds { node: NodeId, replicas: usize },
     #[error("partition {0} does not exist")]
     NoSuchPartition(u32),
+    #[error(
+        "partition {partition} has voters {voters:?}: not the replica count among the \
+         cluster's nodes (a move under way?)"
+    )]
+    Unsettled {
+        partition: u32,
+        voters: BTreeSet<NodeId>,
+    },
     #[error("move of partition {partition} from {from} to {to} does not fit its voters")]
     MoveDoesNotFit {
         partition: u32,
@@ -149,6 +157,32 @@ impl Placement {
             }
             *led.get_mut(&leader).expect("a listed node") += 1;
             placement.groups.push(Group { voters, leader });
+        }
+        placement.balance_leaders();
+        Ok(placement)
+    }
+
+    /// The placement a running cluster shows: `groups` are its partitions' voters, in
+    /// partition order, as raft applied them (after any moves), every node of `nodes`
+    /// active. Preferred leaders are spread as [`Placement::new`] spreads them. Refused when
+    /// a group does not have `replicas` voters, all of them among `nodes` (a group in the
+    /// middle of a move: finish it first).
+    pub fn observed(
+        nodes: &BTreeSet<NodeId>,
+        replicas: usize,
+        groups: &[BTreeSet<NodeId>],
+    ) -> Result<Placement, PlacementError> {
+        let mut placement = Placement::new(nodes, groups.len() as u32, replicas)?;
+        for (partition, voters) in groups.iter().enumerate() {
+            if voters.len() != replicas || !voters.is_subset(nodes) {
+                return Err(PlacementError::Unsettled {
+                    partition: partition as u32,
+                    voters: voters.clone(),
+                });
+            }
+            let group = &mut placement.groups[partition];
+            group.leader = *voters.first().expect("replicas > 0");
+            group.voters = voters.clone();
         }
         placement.balance_leaders();
         Ok(placement)

@@ -226,6 +226,49 @@ fn a_node_whose_disk_was_lost_is_replaced_by_a_new_id() {
 }
 
 #[test]
+fn a_running_clusters_groups_are_drained_from_what_it_shows() {
+    // The groups a cluster shows after some moves (not what `new` would place): a drain plans
+    // from them, and a group in the middle of a move is refused until it settles.
+    let mut groups: Vec<BTreeSet<NodeId>> = Placement::new(&nodes(1..=4), 8, 3)
+        .unwrap()
+        .groups()
+        .iter()
+        .map(|group| group.voters.clone())
+        .collect();
+    groups[0] = nodes([2, 3, 4]);
+    groups[1] = nodes([1, 3, 4]);
+    let mut placement = Placement::observed(&nodes(1..=4), 3, &groups).unwrap();
+    check_groups(&placement);
+    let shown: Vec<BTreeSet<NodeId>> = placement
+        .groups()
+        .iter()
+        .map(|group| group.voters.clone())
+        .collect();
+    assert_eq!(shown, groups);
+    let held = placement.partitions_of(3).count();
+    placement.drain_node(3).unwrap();
+    let moves = carry_out(&mut placement);
+    assert_eq!(moves.iter().filter(|step| step.from == 3).count(), held);
+    assert_eq!(placement.replica_counts()[&3], 0);
+    check_balanced(&placement);
+
+    let mut joint = groups.clone();
+    joint[5].insert(9);
+    assert_eq!(
+        Placement::observed(&nodes(1..=4), 3, &joint),
+        Err(PlacementError::Unsettled {
+            partition: 5,
+            voters: joint[5].clone()
+        })
+    );
+    joint[5] = nodes([1, 2, 9]);
+    assert!(matches!(
+        Placement::observed(&nodes(1..=4), 3, &joint),
+        Err(PlacementError::Unsettled { partition: 5, .. })
+    ));
+}
+
+#[test]
 fn a_drain_that_would_leave_too_few_nodes_is_refused() {
     let mut placement = Placement::new(&nodes(1..=3), 8, 3).unwrap();
     let before = placement.clone();

@@ -9,6 +9,7 @@ mod backup;
 mod cut;
 mod dev;
 mod health;
+mod node;
 mod output;
 mod partition;
 mod read;
@@ -122,6 +123,15 @@ impl AccessArgs {
         Ok(audit::LiveNode { endpoint, conn })
     }
 
+    /// Every endpoint, reached with these settings (`partition move`, `node drain`).
+    fn reach(&self, endpoints: Vec<String>) -> Result<partition::Reach, wallet_client::Error> {
+        Ok(partition::Reach {
+            endpoints,
+            tls: self.tls()?,
+            token: self.token.clone(),
+        })
+    }
+
     fn query(&self, endpoint: String) -> Result<QueryClient, wallet_client::Error> {
         QueryClient::connect_with([endpoint], self.tls()?.as_ref(), self.token.as_deref())
     }
@@ -144,6 +154,9 @@ enum Command {
     /// Move partitions' replicas between write nodes.
     #[command(subcommand)]
     Partition(PartitionCommand),
+    /// Empty a write node of its replicas.
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Run a local three-node write cluster and a read node until Ctrl-C (plain text, no
     /// tokens, loopback only).
     Dev(DevArgs),
@@ -503,9 +516,34 @@ enum PartitionCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum NodeCommand {
+    /// Move every replica the node holds, and with them its leaderships, to the other write
+    /// nodes (admin token), one partition at a time, each to the node holding fewest replicas
+    /// that is not in its group yet. The node need not be running. Safe to run again after
+    /// an interruption: it plans again from the groups' memberships. Refused when the other
+    /// nodes are fewer than the replica count. A node whose data directory was lost is
+    /// drained this way before it starts again (its peers refuse it until then).
+    Drain {
+        /// The write node to empty (its node id).
+        node: u64,
+        /// Give up after this many seconds (run again to go on).
+        #[arg(long, default_value_t = 1800)]
+        timeout_secs: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum ClusterCommand {
     /// Every node's view of every partition: role, leader, term, indexes, state digest.
     Status,
+    /// Even out the replicas over every write node (admin token), one move at a time, until
+    /// no node holds two or more beyond another: after a drain, or once a drained node (one
+    /// that lost its data, say) is back. Safe to run again after an interruption.
+    Rebalance {
+        /// Give up after this many seconds (run again to go on).
+        #[arg(long, default_value_t = 1800)]
+        timeout_secs: u64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -948,15 +986,26 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
             to,
             timeout_secs,
         }) => {
-            let tls = access.tls()?;
-            let reach = partition::Reach {
-                endpoints: &endpoints,
-                tls: tls.as_ref(),
-                token: access.token.as_deref(),
-            };
+            let reach = access.reach(endpoints)?;
             let timeout = std::time::Duration::from_secs(timeout_secs);
             let voters = partition::move_replica(&reach, partition, from, to, timeout).await?;
             out.replica_moved(partition, &voters);
+            Ok(())
+        }
+        Command::Node(NodeCommand::Drain { node, timeout_secs }) => {
+            let reach = access.reach(endpoints)?;
+            let timeout = std::time::Duration::from_secs(timeout_secs);
+            let moves =
+                node::rebalance(&reach, Some(node), timeout, |step| out.replica_left(step)).await?;
+            out.replicas_moved(Some(node), &moves);
+            Ok(())
+        }
+        Command::Cluster(ClusterCommand::Rebalance { timeout_secs }) => {
+            let reach = access.reach(endpoints)?;
+            let timeout = std::time::Duration::from_secs(timeout_secs);
+            let moves =
+                node::rebalance(&reach, None, timeout, |step| out.replica_left(step)).await?;
+            out.replicas_moved(None, &moves);
             Ok(())
         }
         Command::Cluster(ClusterCommand::Status) => {

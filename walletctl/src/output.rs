@@ -209,6 +209,35 @@ impl Output {
         }
     }
 
+    /// One move of a drain or a rebalance, as it completes (text only: the JSON answer lists
+    /// them all).
+    pub fn replica_left(&self, step: &placement::Move) {
+        if !self.json {
+            println!(
+                "partition {}: moved from node {} to node {}",
+                step.partition, step.from, step.to
+            );
+        }
+    }
+
+    /// The end of a drain (of `drained`: it holds no replica) or a rebalance.
+    pub fn replicas_moved(&self, drained: Option<u64>, moves: &[placement::Move]) {
+        if self.json {
+            let moves: Vec<_> = moves
+                .iter()
+                .map(|step| json!({"partition": step.partition, "from": step.from, "to": step.to}))
+                .collect();
+            self.json_line(&json!({"ok": true, "node_id": drained, "moves": moves}));
+        } else if let Some(node) = drained {
+            println!(
+                "ok: node {node} holds no replica ({} moved by this run)",
+                moves.len()
+            );
+        } else {
+            println!("ok: replicas even ({} moved by this run)", moves.len());
+        }
+    }
+
     /// Every node's answer: a table row per partition, or the node marked unreachable.
     pub fn cluster_status(&self, statuses: &[(String, Result<GetClusterStatusResponse, Error>)]) {
         if self.json {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use proto::v1::cluster_service_client::ClusterServiceClient;
-use proto::v1::{GetClusterStatusRequest, MoveReplicaRequest};
+use proto::v1::{GetClusterStatusRequest, GetClusterStatusResponse, MoveReplicaRequest};
 use tonic::Code;
 
 /// How long one status or move call may take (a move call answers within the node's own
@@ -18,15 +18,44 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(90);
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
 /// What the command needs to reach the nodes.
-pub struct Reach<'a> {
-    pub endpoints: &'a [String],
-    pub tls: Option<&'a wallet_client::TlsConfig>,
-    pub token: Option<&'a str>,
+pub struct Reach {
+    pub endpoints: Vec<String>,
+    pub tls: Option<wallet_client::TlsConfig>,
+    pub token: Option<String>,
+}
+
+impl Reach {
+    fn channel(&self, endpoint: &str) -> anyhow::Result<wallet_client::Conn> {
+        Ok(wallet_client::node_channel(
+            endpoint,
+            self.tls.as_ref(),
+            self.token.as_deref(),
+        )?)
+    }
+
+    /// `endpoint`'s `GetClusterStatus` (without digests), within `timeout`.
+    pub async fn status(
+        &self,
+        endpoint: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<GetClusterStatusResponse> {
+        let mut request = tonic::Request::new(GetClusterStatusRequest {
+            include_state_digest: false,
+        });
+        request.set_timeout(timeout);
+        match ClusterServiceClient::new(self.channel(endpoint)?)
+            .get_cluster_status(request)
+            .await
+        {
+            Ok(status) => Ok(status.into_inner()),
+            Err(status) => bail!("{endpoint}: {}", status.message()),
+        }
+    }
 }
 
 /// Moves the replica of `partition` on node `from` to node `to`; returns its voters after.
 pub async fn move_replica(
-    reach: &Reach<'_>,
+    reach: &Reach,
     partition: u32,
     from: u64,
     to: u64,
@@ -46,7 +75,7 @@ pub async fn move_replica(
                 continue;
             }
         };
-        let conn = wallet_client::node_channel(&leader, reach.tls, reach.token)?;
+        let conn = reach.channel(&leader)?;
         let mut request = tonic::Request::new(MoveReplicaRequest {
             partition,
             from_node_id: from,
@@ -77,21 +106,13 @@ pub async fn move_replica(
 }
 
 /// The address of the partition's leader, as the first node that knows it reports it.
-async fn leader_address(reach: &Reach<'_>, partition: u32) -> anyhow::Result<String> {
+async fn leader_address(reach: &Reach, partition: u32) -> anyhow::Result<String> {
     let mut last_error = anyhow::anyhow!("no endpoint given");
-    for endpoint in reach.endpoints {
-        let conn = wallet_client::node_channel(endpoint, reach.tls, reach.token)?;
-        let mut request = tonic::Request::new(GetClusterStatusRequest {
-            include_state_digest: false,
-        });
-        request.set_timeout(CALL_TIMEOUT);
-        let status = match ClusterServiceClient::new(conn)
-            .get_cluster_status(request)
-            .await
-        {
-            Ok(status) => status.into_inner(),
-            Err(status) => {
-                last_error = anyhow::anyhow!("{endpoint}: {}", status.message());
+    for endpoint in &reach.endpoints {
+        let status = match reach.status(endpoint, CALL_TIMEOUT).await {
+            Ok(status) => status,
+            Err(error) => {
+                last_error = error;
                 continue;
             }
         };

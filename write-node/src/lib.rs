@@ -12,6 +12,7 @@ pub mod failpoints;
 pub mod features;
 pub mod forward;
 mod holds;
+pub mod incarnation;
 pub mod limits;
 mod logging;
 pub mod metrics;
@@ -57,15 +58,23 @@ pub async fn run(
     let security::Prepared { secured, peer_tls } = security::prepare(&config)?;
     let metrics_listener = telemetry::http::bind(config.metrics_address()?).await?;
     let db = storage::Db::open(&config.data_dir, config.node_id, config.partitions)?;
+    let metrics = metrics::Metrics::new(config.partitions)?;
+    let incarnations = Arc::new(incarnation::Incarnations::open(
+        config.node_id,
+        db.clone(),
+        config.peers.keys().copied(),
+        || uuid::Uuid::new_v4().into_bytes(),
+        metrics.peer_frames_refused.clone(),
+    )?);
     let outbox = transport::start_senders(
         config.node_id,
+        &incarnations,
         &config.peers,
         peer_tls.as_ref(),
         shutdown.clone(),
     );
     let network =
         transport::PeerNetwork::new(outbox, config.peers.clone(), db.clone(), peer_tls.clone());
-    let metrics = metrics::Metrics::new(config.partitions)?;
     let (store, store_thread) = store::start(
         &config,
         db.clone(),
@@ -184,6 +193,7 @@ pub async fn run(
         peers: config.peers.keys().copied().collect(),
         store,
         levels,
+        incarnations,
     };
     // Advertised over reflection: the client-facing services, not the internal PeerService.
     let (reflection_v1, reflection_v1alpha) = proto::reflection::services(&[

@@ -250,6 +250,9 @@ pub struct Metrics {
     pub grpc: GrpcMetrics,
     pub store: StoreMetrics,
     pub event_log: EventLogMetrics,
+    /// Raft frame streams refused because the peer's data directory is not the one this
+    /// node knows (`incarnation.rs`).
+    pub peer_frames_refused: Counter,
     process: Arc<telemetry::process::ProcessMetrics>,
     subscribers: Gauge,
     sst_bytes: Family<CfLabels, Gauge>,
@@ -358,6 +361,12 @@ impl Metrics {
             "wallet_replicas_deleted",
             "Partition replicas deleted from this node (data included) because the group removed it (a replica move)",
             replicas_deleted.clone(),
+        );
+        let peer_frames_refused = Counter::default();
+        registry.register(
+            "wallet_peer_frames_refused",
+            "Raft frames refused because the peer speaks from another data directory than the one this node knows (lost or replaced) while a partition here counts it, or announced a malformed one",
+            peer_frames_refused.clone(),
         );
         let leader_handoffs = Counter::default();
         registry.register(
@@ -488,6 +497,7 @@ impl Metrics {
                 replicas_deleted,
             },
             event_log,
+            peer_frames_refused,
             subscribers,
             sst_bytes,
             live_bytes,

@@ -87,6 +87,19 @@ const META_PLACEMENT: &[u8] = b"placement";
 /// did (u64 BE), under this prefix and the partition (u32 BE). See `Db::removed_at`.
 const META_REMOVED_PREFIX: &[u8] = b"removed/";
 
+/// This data directory's incarnation: 16 random bytes drawn when it was created (or first
+/// opened by a release that keeps one). A node whose directory was lost comes back with a new
+/// one, which its peers notice (`incarnation.rs`).
+const META_INCARNATION: &[u8] = b"incarnation";
+/// Per peer (u64 BE after the prefix): the incarnation it announced when first heard from.
+const META_PEER_INCARNATION_PREFIX: &[u8] = b"peer_incarnation/";
+
+fn peer_incarnation_key(node: u64) -> Vec<u8> {
+    let mut key = META_PEER_INCARNATION_PREFIX.to_vec();
+    key.extend(node.to_be_bytes());
+    key
+}
+
 fn removed_key(partition: u32) -> Vec<u8> {
     let mut key = META_REMOVED_PREFIX.to_vec();
     key.extend(partition.to_be_bytes());
@@ -392,6 +405,38 @@ impl Db {
             )),
             None => None,
         })
+    }
+
+    /// This data directory's incarnation; on a directory without one, `draw()` makes it and
+    /// it is stored (synced) before it is returned.
+    pub fn incarnation(&self, draw: impl FnOnce() -> [u8; 16]) -> anyhow::Result<[u8; 16]> {
+        if let Some(bytes) = self.get(CF_META, META_INCARNATION)? {
+            return bytes[..].try_into().context("the incarnation is corrupt");
+        }
+        let incarnation = draw();
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_META), META_INCARNATION, incarnation);
+        self.write(batch, true)?;
+        Ok(incarnation)
+    }
+
+    /// The incarnation `node` announced when this node first heard from it, if it did.
+    pub fn peer_incarnation(&self, node: u64) -> anyhow::Result<Option<[u8; 16]>> {
+        match self.get(CF_META, &peer_incarnation_key(node))? {
+            Some(bytes) => Ok(Some(
+                bytes[..]
+                    .try_into()
+                    .context("a peer's incarnation is corrupt")?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Records (synced) the incarnation `node` is known by from now on.
+    pub fn put_peer_incarnation(&self, node: u64, incarnation: [u8; 16]) -> anyhow::Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_META), peer_incarnation_key(node), incarnation);
+        self.write(batch, true)
     }
 
     /// The applied index of a partition as last stored.

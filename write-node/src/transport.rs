@@ -137,6 +137,7 @@ impl Outbox {
 /// Starts one sender task per peer node and returns the outbox that feeds them.
 pub fn start_senders(
     node_id: u64,
+    incarnations: &Arc<crate::incarnation::Incarnations>,
     peers: &std::collections::BTreeMap<u64, String>,
     tls: Option<&ClientTlsConfig>,
     shutdown: CancellationToken,
@@ -150,6 +151,7 @@ pub fn start_senders(
         queues.insert(peer_id, queue_tx);
         tokio::spawn(peer_sender(
             node_id,
+            incarnations.clone(),
             peer_id,
             address.clone(),
             tls.cloned(),
@@ -220,6 +222,7 @@ impl store::Network for PeerNetwork {
 
 async fn peer_sender(
     node_id: u64,
+    incarnations: Arc<crate::incarnation::Incarnations>,
     peer_id: u64,
     address: String,
     tls: Option<ClientTlsConfig>,
@@ -251,6 +254,16 @@ async fn peer_sender(
             .max_decoding_message_size(limits::GRPC_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(limits::PEER_GRPC_MESSAGE_BYTES_MAX);
         let (frames_tx, frames_rx) = mpsc::channel(limits::PEER_FRAMES_IN_FLIGHT_MAX);
+        let frame = |messages| RaftBatch {
+            from_node: node_id,
+            messages,
+            feature_level: crate::features::FEATURE_LEVEL,
+            incarnation: incarnations.own(),
+            to_incarnation: incarnations.known(peer_id),
+        };
+        // The stream opens with a frame of no messages: the peer learns (or refuses) this
+        // node's incarnation even while no raft group sends it anything.
+        let _ = frames_tx.try_send(frame(Vec::new()));
         let call = client.raft(ReceiverStream::new(frames_rx));
         tokio::pin!(call);
         // The message that did not fit in the previous frame: the next one starts with it.
@@ -284,15 +297,7 @@ async fn peer_sender(
             };
             let (messages, rest) = fill_frame(first, || queue.try_recv().ok());
             carried = rest;
-            if frames_tx
-                .send(RaftBatch {
-                    from_node: node_id,
-                    messages,
-                    feature_level: crate::features::FEATURE_LEVEL,
-                })
-                .await
-                .is_err()
-            {
+            if frames_tx.send(frame(messages)).await.is_err() {
                 break;
             }
         }
@@ -345,6 +350,8 @@ pub struct PeerServer {
     pub store: StoreHandle,
     /// What each peer announces on its frames (`features`).
     pub levels: std::sync::Arc<crate::features::PeerLevels>,
+    /// The data directory each peer speaks from (`incarnation`).
+    pub incarnations: std::sync::Arc<crate::incarnation::Incarnations>,
 }
 
 fn not_a_peer(node_id: u64) -> Status {
@@ -353,6 +360,27 @@ fn not_a_peer(node_id: u64) -> Status {
         "NOT_A_PEER",
         format!("node {node_id} is not a peer"),
     )
+    .into()
+}
+
+fn refused(node_id: u64, refusal: crate::incarnation::Refusal) -> Status {
+    use crate::incarnation::Refusal;
+    tracing::warn!(node_id, "{refusal}");
+    match refusal {
+        Refusal::Malformed { .. } => {
+            ApiError::invalid("incarnation", "MALFORMED_MESSAGE", refusal.to_string())
+        }
+        Refusal::DataLost { .. } | Refusal::Forgotten { .. } => ApiError::new(
+            tonic::Code::FailedPrecondition,
+            "NODE_DATA_LOST",
+            refusal.to_string(),
+        ),
+        Refusal::Storage(_) => ApiError::new(
+            tonic::Code::Unavailable,
+            "STORAGE_FAILURE",
+            refusal.to_string(),
+        ),
+    }
     .into()
 }
 
@@ -460,6 +488,17 @@ impl PeerService for PeerServer {
                 return Err(not_a_peer(frame.from_node));
             }
             self.levels.heard(frame.from_node, frame.feature_level);
+            self.incarnations
+                .admit(frame.from_node, &frame.incarnation, || {
+                    self.store.counting(frame.from_node)
+                })
+                .map_err(|refusal| refused(frame.from_node, refusal))?;
+            self.incarnations
+                .addressed(frame.from_node, &frame.to_incarnation)
+                .map_err(|refusal| refused(frame.from_node, refusal))?;
+            if frame.messages.is_empty() {
+                continue;
+            }
             let mut messages = Vec::with_capacity(frame.messages.len());
             for envelope in frame.messages {
                 if envelope.partition >= self.partitions {
@@ -859,6 +898,8 @@ mod tests {
                 from_node: 1,
                 messages: frame.clone(),
                 feature_level: crate::features::FEATURE_LEVEL,
+                incarnation: vec![0; crate::incarnation::INCARNATION_BYTES],
+                to_incarnation: vec![0; crate::incarnation::INCARNATION_BYTES],
             };
             assert!(
                 prost::Message::encoded_len(&batch) <= limits::PEER_GRPC_MESSAGE_BYTES_MAX,
@@ -877,6 +918,8 @@ mod tests {
             from_node: 1,
             messages: frame,
             feature_level: crate::features::FEATURE_LEVEL,
+            incarnation: vec![0; crate::incarnation::INCARNATION_BYTES],
+            to_incarnation: vec![0; crate::incarnation::INCARNATION_BYTES],
         };
         assert!(prost::Message::encoded_len(&batch) <= limits::PEER_GRPC_MESSAGE_BYTES_MAX);
         // Small messages: bounded by count.

@@ -205,6 +205,8 @@ var (
 	ReasonInvalidLegsPart = ReasonName(walletv1.ErrorReason_ERROR_REASON_INVALID_LEGS_PART)
 	// ReasonLegsNotPrepared: INVALID_ARGUMENT (field legs): a peer's step of a multi-leg transfer across partitions that needs an earlier one (never a client's call).
 	ReasonLegsNotPrepared = ReasonName(walletv1.ErrorReason_ERROR_REASON_LEGS_NOT_PREPARED)
+	// ReasonNodeDataLost: FAILED_PRECONDITION: a peer's raft frames from a write node whose data directory was lost or replaced while a partition still counts it as a replica (never a client's call).
+	ReasonNodeDataLost = ReasonName(walletv1.ErrorReason_ERROR_REASON_NODE_DATA_LOST)
 )
 
 // Reasons the SDK gives to failures no node answered: not in the ErrorReason enum.

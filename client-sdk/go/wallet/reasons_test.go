@@ -105,6 +105,7 @@ func exposedReasons() map[string]string {
 		"ReasonLegsSpanPartitions":               ReasonLegsSpanPartitions,
 		"ReasonInvalidLegsPart":                  ReasonInvalidLegsPart,
 		"ReasonLegsNotPrepared":                  ReasonLegsNotPrepared,
+		"ReasonNodeDataLost":                     ReasonNodeDataLost,
 	}
 }
 

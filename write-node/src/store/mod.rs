@@ -376,6 +376,20 @@ impl StoreHandle {
             .unwrap_or_default()
     }
 
+    /// The partitions held here whose applied membership names `node` (as a voter, in either
+    /// configuration while joint, or as a learner).
+    pub fn counting(&self, node: u64) -> Vec<u32> {
+        let members = self.members.borrow();
+        (0..self.partitions())
+            .filter(|&partition| {
+                self.hosts(partition)
+                    && members
+                        .get(partition as usize)
+                        .is_some_and(|group| group.contains(node))
+            })
+            .collect()
+    }
+
     /// The answer for a partition this node holds no replica of: where its leader is, as far
     /// as this node has learnt.
     pub fn not_hosted(&self, partition: u32) -> StoreError {

@@ -19,6 +19,7 @@ mod peer_credits;
 mod placement;
 mod records;
 mod reflection;
+mod replace;
 mod security;
 #[cfg(feature = "failpoints")]
 mod storage_faults;

@@ -19,15 +19,15 @@ const NODES: u64 = 4;
 const PARTITIONS: u32 = 4;
 const MOVED: u32 = 0;
 
-/// Waits until every node reports partition `MOVED` on `voters` with no learner, held by
-/// `voters` and by nobody else.
-async fn wait_everyone_sees(cluster: &Cluster, voters: &BTreeSet<u64>) {
+/// Waits until every node reports `partition` on `voters` with no learner, held by `voters`
+/// and by nobody else.
+pub(super) async fn wait_everyone_sees(cluster: &Cluster, partition: u32, voters: &BTreeSet<u64>) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let mut views = Vec::new();
-        for node in 1..=NODES {
+        for node in 1..=cluster.nodes.len() as u64 {
             let view = cluster.status(node).await.ok().map(|status| {
-                let partition = &status.partitions[MOVED as usize];
+                let partition = &status.partitions[partition as usize];
                 (
                     node,
                     partition.replica_ids.clone(),
@@ -50,7 +50,7 @@ async fn wait_everyone_sees(cluster: &Cluster, voters: &BTreeSet<u64>) {
         }
         assert!(
             Instant::now() < deadline,
-            "the nodes do not agree on partition {MOVED}'s replicas {voters:?}: {views:?}\n{}",
+            "the nodes do not agree on partition {partition}'s replicas {voters:?}: {views:?}\n{}",
             cluster.logs()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -96,21 +96,29 @@ async fn setup(node_args: &[&str]) -> Setup {
     }
 }
 
-/// `walletctl partition move MOVED --from FROM --to TO` against every node.
-fn move_command(cluster: &Cluster, from: u64, to: u64) -> Command {
-    let endpoints: Vec<String> = (1..=NODES).map(|node| cluster.endpoint(node)).collect();
+/// `walletctl` with `--json` and every node as an endpoint.
+pub(super) fn walletctl(cluster: &Cluster) -> Command {
+    let endpoints: Vec<String> = (1..=cluster.nodes.len() as u64)
+        .map(|node| cluster.endpoint(node))
+        .collect();
     let mut command = Command::new(testkit::binary("walletctl"));
+    command.args(["--json", "--endpoints", &endpoints.join(",")]);
     command
-        .args(["--json", "--endpoints", &endpoints.join(",")])
-        .args(["partition", "move", &MOVED.to_string()])
+}
+
+/// `walletctl partition move PARTITION --from FROM --to TO` against every node.
+fn move_command(cluster: &Cluster, partition: u32, from: u64, to: u64) -> Command {
+    let mut command = walletctl(cluster);
+    command
+        .args(["partition", "move", &partition.to_string()])
         .args(["--from", &from.to_string(), "--to", &to.to_string()])
         .args(["--timeout-secs", "120"]);
     command
 }
 
 /// Runs the move to its end; returns the voters walletctl printed.
-fn run_move(cluster: &Cluster, from: u64, to: u64) -> BTreeSet<u64> {
-    let output = move_command(cluster, from, to)
+fn run_move(cluster: &Cluster, partition: u32, from: u64, to: u64) -> BTreeSet<u64> {
+    let output = move_command(cluster, partition, from, to)
         .output()
         .expect("run walletctl");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -167,7 +175,7 @@ async fn a_replica_moves_to_another_node_under_load_and_nothing_is_lost() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let started = Instant::now();
-    let answered = run_move(&cluster, from, to);
+    let answered = run_move(&cluster, MOVED, from, to);
     assert_eq!(answered, moved);
     eprintln!(
         "partition {MOVED} moved from node {from} to node {to} in {:?} under load",
@@ -175,7 +183,7 @@ async fn a_replica_moves_to_another_node_under_load_and_nothing_is_lost() {
     );
     load.await.expect("load");
 
-    wait_everyone_sees(&cluster, &moved).await;
+    wait_everyone_sees(&cluster, MOVED, &moved).await;
     // The new replica started from a snapshot (the log it needed was compacted); the old
     // node deleted its copy. (Counters of this run of each node: neither restarted yet.)
     let counter = |node: u64, metric: &str| {
@@ -217,7 +225,7 @@ async fn a_replica_moves_to_another_node_under_load_and_nothing_is_lost() {
     cluster.start_node(from);
     cluster.start_node(to);
     cluster.wait_leaders().await;
-    wait_everyone_sees(&cluster, &moved).await;
+    wait_everyone_sees(&cluster, MOVED, &moved).await;
     cluster.wait_replicas_agree().await;
     let history = history.lock().await;
     check_history(&cluster, &history, &accounts).await;
@@ -230,8 +238,8 @@ async fn a_replica_moves_to_another_node_under_load_and_nothing_is_lost() {
         .filter(|&node| node != to)
         .chain([from])
         .collect();
-    assert_eq!(run_move(&cluster, to, from), placed);
-    wait_everyone_sees(&cluster, &placed).await;
+    assert_eq!(run_move(&cluster, MOVED, to, from), placed);
+    wait_everyone_sees(&cluster, MOVED, &placed).await;
     cluster.wait_replicas_agree().await;
     check_history(&cluster, &history, &accounts).await;
 }
@@ -253,7 +261,7 @@ async fn a_move_goes_on_after_its_learner_and_its_leader_are_killed() {
         3,
         200,
     ));
-    let mut mover = move_command(&cluster, from, to)
+    let mut mover = move_command(&cluster, MOVED, from, to)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -297,7 +305,7 @@ async fn a_move_goes_on_after_its_learner_and_its_leader_are_killed() {
         cluster.logs()
     );
     load.await.expect("load");
-    wait_everyone_sees(&cluster, &moved).await;
+    wait_everyone_sees(&cluster, MOVED, &moved).await;
     cluster.wait_no_in_flight().await;
     cluster.wait_replicas_agree().await;
     let history = history.lock().await;

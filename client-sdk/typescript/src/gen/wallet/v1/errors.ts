@@ -229,6 +229,13 @@ export enum ErrorReason {
    * a set the home has not decided.
    */
   ERROR_REASON_LEGS_NOT_PREPARED = 86,
+  /**
+   * ERROR_REASON_NODE_DATA_LOST - Peer raft frames from a write node whose data directory is not the one its peers know
+   * (it was lost or replaced) while a partition still counts it as a replica
+   * (FAILED_PRECONDITION), never a client's: move its replicas away first
+   * (`walletctl node drain`).
+   */
+  ERROR_REASON_NODE_DATA_LOST = 87,
   UNRECOGNIZED = -1,
 }
 
@@ -495,6 +502,9 @@ export function errorReasonFromJSON(object: any): ErrorReason {
     case 86:
     case "ERROR_REASON_LEGS_NOT_PREPARED":
       return ErrorReason.ERROR_REASON_LEGS_NOT_PREPARED;
+    case 87:
+    case "ERROR_REASON_NODE_DATA_LOST":
+      return ErrorReason.ERROR_REASON_NODE_DATA_LOST;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -678,6 +688,8 @@ export function errorReasonToJSON(object: ErrorReason): string {
       return "ERROR_REASON_INVALID_LEGS_PART";
     case ErrorReason.ERROR_REASON_LEGS_NOT_PREPARED:
       return "ERROR_REASON_LEGS_NOT_PREPARED";
+    case ErrorReason.ERROR_REASON_NODE_DATA_LOST:
+      return "ERROR_REASON_NODE_DATA_LOST";
     case ErrorReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

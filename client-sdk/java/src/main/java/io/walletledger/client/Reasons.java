@@ -238,6 +238,8 @@ public final class Reasons {
   public static final String INVALID_LEGS_PART = of(ErrorReason.ERROR_REASON_INVALID_LEGS_PART);
   /** INVALID_ARGUMENT (field {@code legs}): a peer's step of a multi-leg transfer across partitions that needs an earlier one (never a client's call). */
   public static final String LEGS_NOT_PREPARED = of(ErrorReason.ERROR_REASON_LEGS_NOT_PREPARED);
+  /** FAILED_PRECONDITION: a peer's raft frames from a write node whose data directory was lost or replaced while a partition still counts it as a replica (never a client's call). */
+  public static final String NODE_DATA_LOST = of(ErrorReason.ERROR_REASON_NODE_DATA_LOST);
 
   // --- given by the SDK ------------------------------------------------------------------------
   /** A failure made by the gRPC library (connection refused, reset, closed mid-call). */
