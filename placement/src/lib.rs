@@ -89,6 +89,24 @@ pub struct Group {
     pub leader: NodeId,
 }
 
+impl Group {
+    /// The node that should lead the group now that its voters are `voters` (after moves):
+    /// the placed leader while it is a voter; else the lowest voter that was not placed in
+    /// the group (one that took a placed replica's place); else none. A function of the
+    /// placement and the applied membership only, so every replica, after a restart or
+    /// from a snapshot, names the same one.
+    pub fn preferred_leader(&self, voters: &[NodeId]) -> Option<NodeId> {
+        if voters.contains(&self.leader) {
+            return Some(self.leader);
+        }
+        voters
+            .iter()
+            .copied()
+            .filter(|node| !self.voters.contains(node))
+            .min()
+    }
+}
+
 /// One replica to move: `to` joins `partition`'s group and `from` leaves it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Move {

@@ -269,6 +269,23 @@ fn a_running_clusters_groups_are_drained_from_what_it_shows() {
 }
 
 #[test]
+fn after_moves_the_preferred_leader_is_derived_from_the_voters() {
+    let group = placement::Group {
+        voters: nodes([1, 2, 3]),
+        leader: 2,
+    };
+    // The placed leader while it votes, wherever the others went.
+    assert_eq!(group.preferred_leader(&[1, 2, 3]), Some(2));
+    assert_eq!(group.preferred_leader(&[2, 4, 5]), Some(2));
+    // Moved away: the node that took a placed replica's place (the lowest of them).
+    assert_eq!(group.preferred_leader(&[1, 3, 4]), Some(4));
+    assert_eq!(group.preferred_leader(&[3, 6, 4]), Some(4));
+    // None when no voter qualifies (never with R voters).
+    assert_eq!(group.preferred_leader(&[1, 3]), None);
+    assert_eq!(group.preferred_leader(&[]), None);
+}
+
+#[test]
 fn a_drain_that_would_leave_too_few_nodes_is_refused() {
     let mut placement = Placement::new(&nodes(1..=3), 8, 3).unwrap();
     let before = placement.clone();

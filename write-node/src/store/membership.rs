@@ -103,15 +103,14 @@ impl Store {
 
     fn create_replica(&mut self, id: u32) -> anyhow::Result<usize> {
         let group = self.replicas.placement.group(id)?;
-        let voters: Vec<u64> = group.voters.iter().copied().collect();
         let partition = super::startup::open_partition(
             self.node_id,
             &self.db,
             id,
             super::startup::Place {
-                voters: &voters,
+                group,
                 // Leadership goes where the group's members send it, not here.
-                preferred_leader: 0,
+                campaign: false,
             },
             &self.replicas.logger,
             self.metrics.partitions[id as usize].clone(),

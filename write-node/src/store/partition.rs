@@ -88,7 +88,8 @@ impl ledger::Stored for Recorded<'_> {
     }
 }
 
-/// Leadership handed back to the partition's preferred leader (placement's): once that node
+/// Leadership handed back to the partition's preferred leader (placement's, or after moves
+/// the one `placement::Group::preferred_leader` derives from the applied voters): once that node
 /// has been caught up for `LEADER_HANDOFF_SETTLE`, a leader that is not it transfers
 /// leadership to it (raft-rs `transfer_leader`), so leaders spread over the nodes again after
 /// a failover. raft-rs sends the transferee the rest of the log and drops new proposals
@@ -96,16 +97,16 @@ impl ledger::Stored for Recorded<'_> {
 /// before commits with the transferee's acknowledgement, so the hand-off leaves no outcome
 /// unknown.
 pub(super) struct Handoff {
-    /// Placement's preferred leader of the partition.
-    pub(super) preferred: u64,
+    /// The partition's group as placement made it (its first voters and preferred leader).
+    placed: placement::Group,
     /// Since when the preferred node has been caught up, while this node leads.
     caught_up_since: Option<std::time::Instant>,
 }
 
 impl Handoff {
-    pub(super) fn new(preferred: u64) -> Handoff {
+    pub(super) fn new(placed: placement::Group) -> Handoff {
         Handoff {
-            preferred,
+            placed,
             caught_up_since: None,
         }
     }
@@ -568,18 +569,6 @@ impl Partition {
         };
         match self.raw.apply_conf_change(&change) {
             Ok(conf_state) => {
-                // A move of the preferred leader's replica makes the node it moves to the
-                // preferred one (every replica applies the same change: they agree).
-                let added = change.changes.iter().find(|single| {
-                    single.get_change_type() == raft::eraftpb::ConfChangeType::AddNode
-                });
-                let removed_preferred = change.changes.iter().any(|single| {
-                    single.get_change_type() == raft::eraftpb::ConfChangeType::RemoveNode
-                        && single.node_id == self.handoff.preferred
-                });
-                if let (Some(added), true) = (added, removed_preferred) {
-                    self.handoff.preferred = added.node_id;
-                }
                 tracing::info!(
                     partition = self.id,
                     index = entry.index,
@@ -606,7 +595,7 @@ impl Partition {
     /// Once a tick (see [`Handoff`]): a leader that is not the preferred one hands leadership
     /// to it once it has been caught up for `LEADER_HANDOFF_SETTLE`; returns whether it did.
     pub(super) fn hand_off(&mut self, node_id: u64, now: std::time::Instant) -> bool {
-        let preferred = self.handoff.preferred;
+        let preferred = self.preferred_leader();
         let caught_up = self.caught_up(preferred);
         let raft = &self.raw.raft;
         // Not while the membership changes: a move hands leadership away from the node it
@@ -678,8 +667,15 @@ impl Partition {
             snapshot_index: self.snapshots.index,
             log_first_index: self.raw.store().first_log_index(),
             members: self.membership(),
-            preferred_leader_id: self.handoff.preferred,
+            preferred_leader_id: self.preferred_leader(),
         }
+    }
+
+    /// The node that should lead the partition (0: none), the same on every replica: see
+    /// `placement::Group::preferred_leader`.
+    fn preferred_leader(&self) -> u64 {
+        let voters = &self.raw.store().conf_state().voters;
+        self.handoff.placed.preferred_leader(voters).unwrap_or(0)
     }
 
     /// Whether the applied membership names this node, and is newer than the change that

@@ -194,10 +194,9 @@ fn open_partitions(
                     else {
                         return;
                     };
-                    let voters: Vec<u64> = group.voters.iter().copied().collect();
                     let place = Place {
-                        voters: &voters,
-                        preferred_leader: group.leader,
+                        group,
+                        campaign: true,
                     };
                     let partition_metrics = metrics[id as usize].clone();
                     let partition =
@@ -216,10 +215,11 @@ fn open_partitions(
 }
 
 /// Where a partition was placed: its first voters (a replica's membership starts there, if
-/// it has none stored), and the one placement prefers as leader (0: none).
+/// it has none stored) and preferred leader, and whether this replica, if it is the
+/// preferred leader, asks for votes at once (not a replica just created for a move).
 pub(super) struct Place<'a> {
-    pub(super) voters: &'a [u64],
-    pub(super) preferred_leader: u64,
+    pub(super) group: &'a placement::Group,
+    pub(super) campaign: bool,
 }
 
 pub(super) fn open_partition(
@@ -230,7 +230,8 @@ pub(super) fn open_partition(
     logger: &slog::Logger,
     metrics: crate::metrics::PartitionMetrics,
 ) -> anyhow::Result<Partition> {
-    let mut storage = PartitionStorage::open(db.clone(), id, place.voters)?;
+    let voters: Vec<u64> = place.group.voters.iter().copied().collect();
+    let mut storage = PartitionStorage::open(db.clone(), id, &voters)?;
     let applied_index = storage.applied_index();
     let replay_started = std::time::Instant::now();
     let (state, snapshot) = recover(db, id, applied_index, storage.first_log_index())?;
@@ -256,7 +257,9 @@ pub(super) fn open_partition(
     // Spread leaders: the preferred node of a partition asks for votes at once instead of
     // waiting out an election timeout. Pre-vote keeps this from disturbing a live leader
     // (which hands leadership back once this node has caught up: `Handoff`).
-    if place.preferred_leader == node_id {
+    let handoff = Handoff::new(place.group.clone());
+    let voters = &raw.store().conf_state().voters;
+    if place.campaign && place.group.preferred_leader(voters) == Some(node_id) {
         raw.campaign().context("campaign")?;
     }
     tracing::info!(
@@ -289,7 +292,7 @@ pub(super) fn open_partition(
         ),
         unwritten: std::collections::HashMap::new(),
         tail: Tail::new(),
-        handoff: Handoff::new(place.preferred_leader),
+        handoff,
         member_seen: false,
         removed_at,
         metrics,

@@ -174,6 +174,8 @@ async fn a_replica_moves_to_another_node_under_load_and_nothing_is_lost() {
         assert!(Instant::now() < deadline, "the log was never compacted");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let preferred_before =
+        cluster.status(from).await.expect("status").partitions[MOVED as usize].preferred_leader_id;
     let started = Instant::now();
     let answered = run_move(&cluster, MOVED, from, to);
     assert_eq!(answered, moved);
@@ -219,13 +221,26 @@ async fn a_replica_moves_to_another_node_under_load_and_nothing_is_lost() {
     }
 
     // After a restart the old node still holds nothing of the partition (its copy was
-    // deleted) and the new one still holds it.
+    // deleted) and the new one still holds it; every replica names the same preferred
+    // leader, derived from the voters: the new node where the old one was placement's.
     cluster.kill(from);
     cluster.kill(to);
     cluster.start_node(from);
     cluster.start_node(to);
     cluster.wait_leaders().await;
     wait_everyone_sees(&cluster, MOVED, &moved).await;
+    let preferred = if preferred_before == from {
+        to
+    } else {
+        preferred_before
+    };
+    for &node in &moved {
+        let status = cluster.status(node).await.expect("status");
+        assert_eq!(
+            status.partitions[MOVED as usize].preferred_leader_id, preferred,
+            "node {node}"
+        );
+    }
     cluster.wait_replicas_agree().await;
     let history = history.lock().await;
     check_history(&cluster, &history, &accounts).await;
