@@ -543,6 +543,11 @@ enum ClusterCommand {
         /// Give up after this many seconds (run again to go on).
         #[arg(long, default_value_t = 1800)]
         timeout_secs: u64,
+        /// Nodes to leave out (emptied first if they hold replicas): drained nodes that are
+        /// to stay empty; repeat the flag or separate with commas. Nothing records a drain,
+        /// so a rebalance without this gives a drained node its share again.
+        #[arg(long = "exclude", value_delimiter = ',')]
+        excluded: Vec<u64>,
     },
 }
 
@@ -995,16 +1000,21 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Failure> {
         Command::Node(NodeCommand::Drain { node, timeout_secs }) => {
             let reach = access.reach(endpoints)?;
             let timeout = std::time::Duration::from_secs(timeout_secs);
+            let goal = node::Goal::Drain(node);
             let moves =
-                node::rebalance(&reach, Some(node), timeout, |step| out.replica_left(step)).await?;
+                node::rebalance(&reach, &goal, timeout, |step| out.replica_left(step)).await?;
             out.replicas_moved(Some(node), &moves);
             Ok(())
         }
-        Command::Cluster(ClusterCommand::Rebalance { timeout_secs }) => {
+        Command::Cluster(ClusterCommand::Rebalance {
+            timeout_secs,
+            excluded,
+        }) => {
             let reach = access.reach(endpoints)?;
             let timeout = std::time::Duration::from_secs(timeout_secs);
+            let goal = node::Goal::Even { excluded };
             let moves =
-                node::rebalance(&reach, None, timeout, |step| out.replica_left(step)).await?;
+                node::rebalance(&reach, &goal, timeout, |step| out.replica_left(step)).await?;
             out.replicas_moved(None, &moves);
             Ok(())
         }

@@ -64,29 +64,48 @@ impl View {
     }
 }
 
-/// Moves every replica of `node` to other nodes (`draining`), or, without one, evens the
-/// replicas out over every node; returns the moves made, in order. `progress` is told of
-/// each as it completes.
+/// What a rebalance does.
+pub enum Goal {
+    /// Move every replica of the node to the others (and nothing else).
+    Drain(u64),
+    /// Even the replicas out over every node but these, which are emptied first.
+    Even { excluded: Vec<u64> },
+}
+
+impl Goal {
+    /// The nodes that must end up holding nothing.
+    fn emptied(&self) -> &[u64] {
+        match self {
+            Goal::Drain(node) => std::slice::from_ref(node),
+            Goal::Even { excluded } => excluded,
+        }
+    }
+}
+
+/// Carries out `goal`, one move at a time, planning again from the groups after each round;
+/// returns the moves made, in order. `progress` is told of each as it completes.
 pub async fn rebalance(
     reach: &Reach,
-    draining: Option<u64>,
+    goal: &Goal,
     timeout: Duration,
     mut progress: impl FnMut(&Move),
 ) -> anyhow::Result<Vec<Move>> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut done = Vec::new();
     loop {
-        let view = view(reach, draining).await?;
-        if let Some(node) = draining {
-            if !view.nodes.contains(&node) {
+        let view = view(reach, goal.emptied()).await?;
+        for node in goal.emptied() {
+            if !view.nodes.contains(node) {
                 bail!(
                     "node {node} is not a write node of this cluster (nodes {:?})",
                     view.nodes
                 );
             }
-            if view.holding(node).is_empty() {
-                return Ok(done);
-            }
+        }
+        if let Goal::Drain(node) = goal
+            && view.holding(*node).is_empty()
+        {
+            return Ok(done);
         }
         if let Some(partition) = view.unsettled() {
             if tokio::time::Instant::now() >= deadline {
@@ -102,15 +121,18 @@ pub async fn rebalance(
         }
         let voters: Vec<BTreeSet<u64>> = view.groups.iter().map(|(v, _)| v.clone()).collect();
         let mut placement = Placement::observed(&view.nodes, view.replicas(), &voters)?;
-        if let Some(node) = draining {
+        for &node in goal.emptied() {
             placement
                 .drain_node(node)
-                .with_context(|| format!("draining node {node}"))?;
+                .with_context(|| format!("emptying node {node}"))?;
         }
         let plan: Vec<Move> = placement
             .plan()
             .into_iter()
-            .filter(|step| draining.is_none_or(|node| step.from == node))
+            .filter(|step| match goal {
+                Goal::Drain(node) => step.from == *node,
+                Goal::Even { .. } => true,
+            })
             .collect();
         if plan.is_empty() {
             return Ok(done);
@@ -131,10 +153,11 @@ pub async fn rebalance(
     }
 }
 
-/// The groups as the nodes other than `drained` show them: per partition, the report of its
+/// The groups as the nodes other than `emptied` show them: per partition, the report of its
 /// leader where one answered, else of a replica, else of any node (which learnt it from the
-/// replicas). The drained node's own view is left out: it may be a node that lost its data.
-async fn view(reach: &Reach, drained: Option<u64>) -> anyhow::Result<View> {
+/// replicas). The emptied nodes' own views are left out: one may be a node that lost its
+/// data.
+async fn view(reach: &Reach, emptied: &[u64]) -> anyhow::Result<View> {
     let mut nodes = BTreeSet::new();
     let mut best: BTreeMap<u32, (u8, PartitionStatus)> = BTreeMap::new();
     let mut answered = 0;
@@ -147,7 +170,7 @@ async fn view(reach: &Reach, drained: Option<u64>) -> anyhow::Result<View> {
                 continue;
             }
         };
-        if Some(status.node_id) == drained {
+        if emptied.contains(&status.node_id) {
             nodes.extend(status.nodes.iter().map(|known| known.node_id));
             continue;
         }
@@ -168,7 +191,7 @@ async fn view(reach: &Reach, drained: Option<u64>) -> anyhow::Result<View> {
         }
     }
     if answered == 0 {
-        return Err(last_error.context("no node other than the drained one answered"));
+        return Err(last_error.context("no node other than the ones emptied answered"));
     }
     let groups = best
         .into_values()

@@ -103,21 +103,7 @@ async fn a_node_whose_data_was_lost_is_refused_until_drained_then_rejoins_empty(
         600,
     ));
     let before = history.lock().await.acknowledged.len();
-    let output = walletctl(&cluster)
-        .args(["node", "drain", &LOST.to_string(), "--timeout-secs", "240"])
-        .output()
-        .expect("run walletctl");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "walletctl node drain: {stdout}\n{}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        cluster.logs()
-    );
-    let answer: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json");
-    let moved: BTreeSet<u32> = answer["moves"]
-        .as_array()
-        .expect("moves")
+    let moved: BTreeSet<u32> = moves(&cluster, &["node", "drain", &LOST.to_string()])
         .iter()
         .map(|step| {
             assert_eq!(step["from"].as_u64(), Some(LOST), "{step}");
@@ -163,23 +149,16 @@ async fn a_node_whose_data_was_lost_is_refused_until_drained_then_rejoins_empty(
         check_history(&cluster, &history, &accounts).await;
     }
 
-    // Back through the learner path, as to any new node: a rebalance gives it its share
-    // again (three nodes holding four replicas each, it none: three move to it).
-    let output = walletctl(&cluster)
-        .args(["cluster", "rebalance", "--timeout-secs", "240"])
-        .output()
-        .expect("run walletctl");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "walletctl cluster rebalance: {stdout}\n{}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        cluster.logs()
-    );
-    let answer: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json");
-    let moves = answer["moves"].as_array().expect("moves");
-    assert_eq!(moves.len(), 3, "{stdout}");
-    for step in moves {
+    // A rebalance that leaves it out finds the others even (four replicas each): nothing
+    // moves. Back through the learner path, as to any new node: a rebalance over every node
+    // gives it its share again (it holds none: three move to it).
+    let rebalance = ["cluster", "rebalance"];
+    let lost = LOST.to_string();
+    let excluding = [&rebalance[..], &["--exclude", &lost]].concat();
+    assert!(moves(&cluster, &excluding).is_empty());
+    let back = moves(&cluster, &rebalance);
+    assert_eq!(back.len(), 3, "{back:?}");
+    for step in back {
         assert_eq!(step["to"].as_u64(), Some(LOST), "{step}");
         let partition = step["partition"].as_u64().expect("partition") as u32;
         let voters = named_voters(&cluster, partition).await;
@@ -194,6 +173,24 @@ async fn a_node_whose_data_was_lost_is_refused_until_drained_then_rejoins_empty(
     cluster.wait_replicas_agree().await;
     let history = history.lock().await;
     check_history(&cluster, &history, &accounts).await;
+}
+
+/// `walletctl ARGS` (a drain or a rebalance), to its end: the moves it made.
+fn moves(cluster: &Cluster, args: &[&str]) -> Vec<serde_json::Value> {
+    let output = walletctl(cluster)
+        .args(args)
+        .args(["--timeout-secs", "240"])
+        .output()
+        .expect("run walletctl");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "walletctl {args:?}: {stdout}\n{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        cluster.logs()
+    );
+    let answer: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json");
+    answer["moves"].as_array().expect("moves").clone()
 }
 
 /// The voters of `partition` as node 1 shows them.
