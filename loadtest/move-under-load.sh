@@ -5,14 +5,16 @@
 # the write node without one (`walletctl partition move`: learner, snapshot or log catch-up,
 # leadership handed over, joint consensus, leave). Not a test: it prints how long the move
 # took, and the cluster's committed transfers/s over the 10 s before the move, during it,
-# and over the 10 s after it.
+# and over the 10 s after it. With DRAIN=N, node N is drained instead (`walletctl node
+# drain`: each of its replicas moves to another node, one after the other).
 #
 #   loadtest/move-under-load.sh BIN_DIR   # BIN_DIR holds walletctl, wallet-loadtest and
 #                                         # the node binaries
+#   WRITE_NODES=6 DRAIN=6 loadtest/move-under-load.sh BIN_DIR   # a drain (default 4 nodes)
 set -euo pipefail
 B=$1
 D=/var/tmp/move-under-load-$(basename "$B")
-WRITE_NODES=4
+WRITE_NODES=${WRITE_NODES:-4}
 REPLICAS=3
 DEV_ARGS="--write-nodes $WRITE_NODES --replicas $REPLICAS"
 WALLET_ENDPOINTS=$(seq -s, -f "127.0.0.1:%g" 50051 $((50050 + WRITE_NODES)))
@@ -33,21 +35,27 @@ sleep 15
 c0=$(committed) s0=$(now)
 sleep 10
 c1=$(committed) s1=$(now)
-# Partition 0: its leader's replica moves to the node holding none.
-read -r FROM TO < <("$B/walletctl" --json cluster status | python3 -c '
+if [[ -n ${DRAIN:-} ]]; then
+    WHAT="drain of node $DRAIN"
+    "$B/walletctl" --json node drain "$DRAIN" >"$D/move.json"
+else
+    # Partition 0: its leader's replica moves to a node holding none.
+    read -r FROM TO < <("$B/walletctl" --json cluster status | python3 -c '
 import json, sys
 status = next(json.loads(line) for line in sys.stdin if json.loads(line).get("ok"))
 p = status["partitions"][0]
 nodes = [n["node_id"] for n in status["nodes"]]
 print(p["leader_id"], next(n for n in nodes if n not in p["replica_ids"]))')
-"$B/walletctl" --json partition move 0 --from "$FROM" --to "$TO" >"$D/move.json"
+    WHAT="move of partition 0 from node $FROM to node $TO"
+    "$B/walletctl" --json partition move 0 --from "$FROM" --to "$TO" >"$D/move.json"
+fi
 c2=$(committed) s2=$(now)
 sleep 10
 c3=$(committed) s3=$(now)
 wait $LOAD
-awk -v from="$FROM" -v to="$TO" -v c0="$c0" -v c1="$c1" -v c2="$c2" -v c3="$c3" \
+awk -v what="$WHAT" -v c0="$c0" -v c1="$c1" -v c2="$c2" -v c3="$c3" \
     -v s0="$s0" -v s1="$s1" -v s2="$s2" -v s3="$s3" 'BEGIN {
-    printf "move of partition 0 from node %d to node %d: %.2f s\n", from, to, (s2 - s1) / 1e9
+    printf "%s: %.2f s\n", what, (s2 - s1) / 1e9
     printf "transfers/s: before %.0f, during %.0f, after %.0f\n",
         (c1 - c0) / ((s1 - s0) / 1e9), (c2 - c1) / ((s2 - s1) / 1e9), (c3 - c2) / ((s3 - s2) / 1e9)
 }'
