@@ -40,7 +40,7 @@ ALERTS = {
     "WalletTransfersStuckInFlight", "WalletFsyncSlow", "WalletStoreRoundSlow",
     "WalletWriteVolumeFillingUp", "WalletWriteVolumeFull", "WalletReadNodeLagging",
     "WalletReadPartitionStuck", "WalletReadChainMismatch", "WalletSnapshotFetchFailing",
-    "WalletCommitToPushSlow",
+    "WalletCommitToPushSlow", "WalletPeerDataLost",
 }
 
 
