@@ -143,10 +143,39 @@ async fn drive_move(
     (from, to): (u64, u64),
     bound: Duration,
 ) -> Result<Vec<u64>, String> {
+    let (partition, from, to) = (partition.to_string(), from.to_string(), to.to_string());
+    let answer = run_walletctl(
+        walletctl,
+        &endpoints,
+        &[
+            "partition",
+            "move",
+            &partition,
+            "--from",
+            &from,
+            "--to",
+            &to,
+        ],
+        bound,
+    )
+    .await?;
+    answer["replica_ids"]
+        .as_array()
+        .and_then(|ids| ids.iter().map(serde_json::Value::as_u64).collect())
+        .ok_or_else(|| format!("no replica ids in {answer}"))
+}
+
+/// Runs `walletctl --json` with `args` against `endpoints`, giving it `bound` to finish;
+/// returns its JSON answer, or what went wrong.
+async fn run_walletctl(
+    walletctl: PathBuf,
+    endpoints: &[String],
+    args: &[&str],
+    bound: Duration,
+) -> Result<serde_json::Value, String> {
     let output = tokio::process::Command::new(walletctl)
         .args(["--json", "--endpoints", &endpoints.join(",")])
-        .args(["partition", "move", &partition.to_string()])
-        .args(["--from", &from.to_string(), "--to", &to.to_string()])
+        .args(args)
         .args(["--timeout-secs", &bound.as_secs().to_string()])
         .kill_on_drop(true)
         .output()
@@ -155,17 +184,13 @@ async fn drive_move(
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         return Err(format!(
-            "walletctl partition move: {} {}",
+            "walletctl {}: {} {}",
+            args.join(" "),
             stdout.trim(),
             String::from_utf8_lossy(&output.stderr).trim()
         ));
     }
-    let answer: serde_json::Value =
-        serde_json::from_str(stdout.trim()).map_err(|error| format!("{error}: {stdout}"))?;
-    answer["replica_ids"]
-        .as_array()
-        .and_then(|ids| ids.iter().map(serde_json::Value::as_u64).collect())
-        .ok_or_else(|| format!("no replica ids in {stdout}"))
+    serde_json::from_str(stdout.trim()).map_err(|error| format!("{error}: {stdout}"))
 }
 
 /// The replicas of every partition as the cluster reports them (waiting for it to answer).
@@ -381,33 +406,17 @@ impl Run {
     /// to another node (its peers refuse it until then). Records the partitions' new
     /// replicas, or an anomaly.
     async fn drain(&mut self, node: u64) {
-        let output = tokio::process::Command::new(self.bin_dir.join("walletctl"))
-            .args(["--json", "--endpoints", &self.cluster.endpoints().join(",")])
-            .args(["node", "drain", &node.to_string()])
-            .args([
-                "--timeout-secs",
-                &(PROGRESS_BOUND * 3).as_secs().to_string(),
-            ])
-            .kill_on_drop(true)
-            .output()
-            .await;
-        let answer = match output {
-            Ok(output) if output.status.success() => {
-                serde_json::from_slice::<serde_json::Value>(&output.stdout)
-                    .map_err(|error| error.to_string())
-            }
-            Ok(output) => Err(format!(
-                "{} {}",
-                String::from_utf8_lossy(&output.stdout).trim(),
-                String::from_utf8_lossy(&output.stderr).trim()
-            )),
-            Err(error) => Err(format!("running walletctl: {error}")),
-        };
+        let answer = run_walletctl(
+            self.bin_dir.join("walletctl"),
+            &self.cluster.endpoints(),
+            &["node", "drain", &node.to_string()],
+            PROGRESS_BOUND * 3,
+        )
+        .await;
         let moves = match answer {
             Ok(answer) => answer["moves"].as_array().cloned().unwrap_or_default(),
             Err(error) => {
-                self.report
-                    .anomaly(format!("walletctl node drain {node}: {error}"));
+                self.report.anomaly(error);
                 return;
             }
         };

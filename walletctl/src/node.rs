@@ -170,12 +170,11 @@ async fn view(reach: &Reach, emptied: &[u64]) -> anyhow::Result<View> {
                 continue;
             }
         };
+        nodes.extend(status.nodes.iter().map(|known| known.node_id));
         if emptied.contains(&status.node_id) {
-            nodes.extend(status.nodes.iter().map(|known| known.node_id));
             continue;
         }
         answered += 1;
-        nodes.extend(status.nodes.iter().map(|known| known.node_id));
         for partition in status.partitions {
             let rank = match partition.role.as_str() {
                 "leader" => 2,

@@ -116,19 +116,22 @@ fn move_command(cluster: &Cluster, partition: u32, from: u64, to: u64) -> Comman
     command
 }
 
-/// Runs the move to its end; returns the voters walletctl printed.
-fn run_move(cluster: &Cluster, partition: u32, from: u64, to: u64) -> BTreeSet<u64> {
-    let output = move_command(cluster, partition, from, to)
-        .output()
-        .expect("run walletctl");
+/// Runs a walletctl `command` to its end, which must succeed; returns its JSON answer.
+pub(super) fn run_json(cluster: &Cluster, mut command: Command) -> serde_json::Value {
+    let output = command.output().expect("run walletctl");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
-        "walletctl partition move: {stdout}\n{}\n{}",
+        "{command:?}: {stdout}\n{}\n{}",
         String::from_utf8_lossy(&output.stderr),
         cluster.logs()
     );
-    let answer: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json");
+    serde_json::from_str(stdout.trim()).expect("json")
+}
+
+/// Runs the move to its end; returns the voters walletctl printed.
+fn run_move(cluster: &Cluster, partition: u32, from: u64, to: u64) -> BTreeSet<u64> {
+    let answer = run_json(cluster, move_command(cluster, partition, from, to));
     answer["replica_ids"]
         .as_array()
         .expect("replica_ids")

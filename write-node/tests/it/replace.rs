@@ -13,7 +13,7 @@ use testkit::Cluster;
 use testkit::metrics::{scrape, sum};
 use tokio::sync::Mutex;
 
-use super::moves::{wait_everyone_sees, walletctl};
+use super::moves::{run_json, wait_everyone_sees, walletctl};
 use super::{History, check_history, open_and_fund, run_load};
 
 const NODES: u64 = 4;
@@ -177,19 +177,9 @@ async fn a_node_whose_data_was_lost_is_refused_until_drained_then_rejoins_empty(
 
 /// `walletctl ARGS` (a drain or a rebalance), to its end: the moves it made.
 fn moves(cluster: &Cluster, args: &[&str]) -> Vec<serde_json::Value> {
-    let output = walletctl(cluster)
-        .args(args)
-        .args(["--timeout-secs", "240"])
-        .output()
-        .expect("run walletctl");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "walletctl {args:?}: {stdout}\n{}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        cluster.logs()
-    );
-    let answer: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json");
+    let mut command = walletctl(cluster);
+    command.args(args).args(["--timeout-secs", "240"]);
+    let answer = run_json(cluster, command);
     answer["moves"].as_array().expect("moves").clone()
 }
 
